@@ -1,0 +1,26 @@
+# The two commands of the README: `make stress` runs the stress harness on
+# the embedded store; `make test` installs what the tests need and runs
+# every test with the race detector.
+GO ?= go
+
+.PHONY: test test-deps stress bench fuzz vet
+
+test: test-deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+stress:
+	$(GO) run ./stress
+
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeValues -fuzztime 60s ./session
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./provider
+
+vet:
+	$(GO) vet ./...

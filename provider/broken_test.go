@@ -1,0 +1,59 @@
+package provider_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/store/memstore"
+)
+
+// brokenEnv runs the checks against a deliberately broken variant.
+func brokenEnv(wrap func(*provider.Provider) providertest.API) providertest.Env {
+	store := memstore.New(memstore.Config{})
+	return providertest.Env{Store: store, New: func(s provider.Store, cfg provider.Config) (providertest.API, error) {
+		p, err := provider.New(s, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(p), nil
+	}}
+}
+
+// TestBrokenVariantsFail shows that the invariant checks can fail: each
+// deliberately broken variant (export_test.go) reintroduces one bug of the
+// earlier providers and the check for that bug class reports it.
+func TestBrokenVariantsFail(t *testing.T) {
+	cases := []struct {
+		name  string
+		wrap  func(*provider.Provider) providertest.API
+		check func(context.Context, providertest.Env) error
+		want  string
+	}{
+		{"I2 release without CAS retry", func(p *provider.Provider) providertest.API { return provider.NoRetryRelease{Provider: p} },
+			func(ctx context.Context, env providertest.Env) error { return providertest.CheckNoLostRelease(ctx, env, 20) }, "I2 violated"},
+		{"I3 unfenced writes", func(p *provider.Provider) providertest.API { return provider.Unfenced{Provider: p} },
+			providertest.CheckFencedWrites, "I3 violated"},
+		{"I4 release with the default timeout", func(p *provider.Provider) providertest.API { return provider.DefaultTimeoutRelease{Provider: p} },
+			providertest.CheckOwnTimeoutIsTTL, "I4 violated"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := brokenEnv(c.wrap)
+			defer env.Store.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), providertest.Timeout)
+			defer cancel()
+			err := c.check(ctx, env)
+			require.Error(t, err, "the check must catch the broken variant")
+			require.Contains(t, err.Error(), c.want)
+			t.Logf("caught: %v", err)
+			// The real provider passes the same check.
+			real := providertest.RealEnv(memstore.New(memstore.Config{}))
+			defer real.Store.Close()
+			require.NoError(t, c.check(ctx, real))
+		})
+	}
+}

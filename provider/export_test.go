@@ -1,0 +1,126 @@
+package provider
+
+// Deliberately broken variants of the provider, kept in test code. Each
+// reintroduces one bug of the earlier providers (../shared/PRIOR_ART.md);
+// the conformance checks must catch every one of them (broken_test.go).
+
+import (
+	"context"
+	"time"
+
+	"github.com/sessionlock/sessionlock/session"
+)
+
+// NoRetryRelease is the Couchbase provider's stuck-lock bug: the release
+// CAS is tried once and a conflict is ignored.
+type NoRetryRelease struct{ *Provider }
+
+func (b NoRetryRelease) releaseOnce(ctx context.Context, id string, lockID uint64, data *session.Data) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	defer b.unhold(key, lockID)
+	cur, cas, err := b.read(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := checkHolder(id, cur, lockID); err != nil {
+		return err
+	}
+	next := *cur
+	next.Locked = false
+	next.Seq++
+	if data != nil {
+		v, err := data.Values.Encode(0)
+		if err != nil {
+			return err
+		}
+		next.values = v
+		next.DataSeq++
+	}
+	_, _ = b.store.CompareAndSwap(ctx, key, next.encode(), cas, next.Timeout) // BUG: failure ignored
+	return nil
+}
+
+// ReleaseItemExclusive releases with one CAS attempt.
+func (b NoRetryRelease) ReleaseItemExclusive(ctx context.Context, id string, lockID uint64) error {
+	return b.releaseOnce(ctx, id, lockID, nil)
+}
+
+// SetAndReleaseItemExclusive commits with one CAS attempt.
+func (b NoRetryRelease) SetAndReleaseItemExclusive(ctx context.Context, id string, data *session.Data, lockID uint64, newItem bool) error {
+	if newItem {
+		return b.Provider.SetAndReleaseItemExclusive(ctx, id, data, lockID, newItem)
+	}
+	return b.releaseOnce(ctx, id, lockID, data)
+}
+
+// Unfenced writes without checking the lock id: a stale holder's commit
+// lands (the memcached/SQL providers without CAS).
+type Unfenced struct{ *Provider }
+
+func (b Unfenced) write(ctx context.Context, id string, lockID uint64, change func(*record)) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	defer b.unhold(key, lockID)
+	_, err = b.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur == nil {
+			return nil, 0, notFound(id)
+		}
+		next := *cur // BUG: no checkHolder
+		next.Locked = false
+		next.Seq++
+		change(&next)
+		return &next, next.Timeout, nil
+	})
+	return err
+}
+
+// SetAndReleaseItemExclusive commits whoever holds the lock.
+func (b Unfenced) SetAndReleaseItemExclusive(ctx context.Context, id string, data *session.Data, lockID uint64, newItem bool) error {
+	if newItem {
+		return b.Provider.SetAndReleaseItemExclusive(ctx, id, data, lockID, newItem)
+	}
+	v, err := data.Values.Encode(0)
+	if err != nil {
+		return err
+	}
+	return b.write(ctx, id, lockID, func(r *record) { r.values = v; r.DataSeq++; r.Timeout = data.Timeout() })
+}
+
+// ReleaseItemExclusive unlocks whoever holds the lock.
+func (b Unfenced) ReleaseItemExclusive(ctx context.Context, id string, lockID uint64) error {
+	return b.write(ctx, id, lockID, func(*record) {})
+}
+
+// RemoveItem removes whoever holds the lock.
+func (b Unfenced) RemoveItem(ctx context.Context, id string, lockID uint64) error {
+	return b.write(ctx, id, lockID, func(r *record) { r.Removed = true; r.values = nil })
+}
+
+// DefaultTimeoutRelease is the memcached providers' lost-timeout bug: a
+// release stores the session with the configured default timeout instead of
+// the session's own.
+type DefaultTimeoutRelease struct{ *Provider }
+
+// ReleaseItemExclusive releases with the config default as TTL.
+func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id string, lockID uint64) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	defer b.unhold(key, lockID)
+	_, err = b.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if err := checkHolder(id, cur, lockID); err != nil {
+			return nil, 0, err
+		}
+		next := *cur
+		next.Locked = false
+		next.Seq++
+		return &next, b.cfg.DefaultTimeout, nil // BUG: not the session's own timeout
+	})
+	return err
+}

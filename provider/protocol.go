@@ -1,0 +1,548 @@
+package provider
+
+// This file is the lock protocol: every state change of a session record,
+// each a pure transition applied inside the one compare-and-swap loop
+// (update). docs/protocol.md describes the same rules and names the test
+// that proves each invariant.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/session"
+)
+
+var (
+	// ErrLocked reports a session whose lock another request holds. The
+	// error is a *LockedError carrying the lock id and age.
+	ErrLocked = errors.New("provider: session is locked")
+	// ErrLockLost is the fence: the caller's lock is no longer the
+	// session's lock (another request took it over, or the record
+	// vanished). Nothing was written.
+	ErrLockLost = errors.New("provider: lock lost; write fenced")
+)
+
+// LockedError is returned by GetItem and GetItemExclusive while another
+// request holds the session's lock. errors.Is(err, ErrLocked) holds.
+type LockedError struct {
+	// LockID is the id of the lock being held.
+	LockID uint64
+	// LockAge is how long ago the holder took the lock by the holder's
+	// wall clock, as this server reads it. Informational only: servers'
+	// clocks may disagree, so takeover decisions never use it.
+	LockAge time.Duration
+	// Stamp identifies the record's state (its Seq). It changes whenever
+	// the lock changes hands or its holder renews the lease; a waiter that
+	// sees the same Stamp for one lease may break the lock (BreakLock).
+	Stamp uint64
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("provider: session is locked (lock id %d, age %v)", e.LockID, e.LockAge.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Item is a session handed to a request.
+type Item struct {
+	// Data holds the values and the session's own timeout.
+	Data *session.Data
+	// LockID is the lock the request holds: non-zero after
+	// GetItemExclusive in locking mode, zero otherwise.
+	LockID uint64
+	// Actions are the action flags handed to this request. InitializeItem
+	// is handed to exactly one request.
+	Actions session.ActionFlags
+}
+
+// update is the single compare-and-swap loop every state change goes
+// through. It reads the record (nil when absent), asks change for the next
+// record and its TTL, and writes it with Add (when absent) or
+// CompareAndSwap (when present); a conflict re-reads and asks again. change
+// returning a nil record writes nothing. The record written is returned.
+func (p *Provider) update(ctx context.Context, key string, change func(cur *record) (next *record, ttl time.Duration, err error)) (*record, error) {
+	for attempt := 0; attempt < p.cfg.MaxCASRetries; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if attempt >= 4 {
+			if err := contentionBackoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+		}
+		cur, cas, err := p.read(ctx, key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		next, ttl, err := change(cur)
+		if err != nil || next == nil {
+			return nil, err
+		}
+		b := next.encode()
+		if cur == nil {
+			_, err = p.store.Add(ctx, key, b, ttl)
+			if errors.Is(err, ErrExists) {
+				continue
+			}
+		} else {
+			_, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
+			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return next, nil
+	}
+	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
+}
+
+// contentionBackoff spreads out CAS retries that keep conflicting.
+func contentionBackoff(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(50*time.Microsecond)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// read returns the decoded record under key and its CAS token. A missing
+// key returns a nil record and an error wrapping ErrNotFound.
+func (p *Provider) read(ctx context.Context, key string) (*record, uint64, error) {
+	e, err := p.store.Get(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := decodeRecord(e.Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("provider: key %s: %w", key, err)
+	}
+	return &r, e.CAS, nil
+}
+
+func (p *Provider) decodeValues(b []byte) (*session.Values, error) {
+	return session.DecodeValues(b, p.cfg.Codec, p.cfg.MaxValuesSize)
+}
+
+func (p *Provider) lockedError(r *record) *LockedError {
+	age := p.cfg.Now().Sub(r.LockedAt)
+	if age < 0 {
+		age = 0
+	}
+	return &LockedError{LockID: r.LockID, LockAge: age, Stamp: r.Seq}
+}
+
+func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", id, ErrNotFound) }
+
+func lockLost(id string, held uint64, cur *record) error {
+	switch {
+	case cur == nil:
+		return fmt.Errorf("provider: session %s: record vanished while lock %d was held: %w", id, held, ErrLockLost)
+	case cur.Removed:
+		return fmt.Errorf("provider: session %s was removed: %w", id, ErrLockLost)
+	case !cur.Locked:
+		return fmt.Errorf("provider: session %s: lock %d was broken: %w", id, held, ErrLockLost)
+	default:
+		return fmt.Errorf("provider: session %s: lock %d was taken over by lock %d: %w", id, held, cur.LockID, ErrLockLost)
+	}
+}
+
+// checkHolder is the fence every holder's write passes: the record must
+// exist, be locked, and carry the caller's lock id.
+func checkHolder(id string, cur *record, lockID uint64) error {
+	if cur == nil || cur.Removed || !cur.Locked || cur.LockID != lockID {
+		return lockLost(id, lockID, cur)
+	}
+	return nil
+}
+
+// CreateUninitializedItem adds an uninitialized session (ASP.NET's
+// cookieless first request): insert-if-absent, with the InitializeItem
+// action flag that exactly one later Get hands out. It returns an error
+// wrapping ErrExists when the session already exists. timeout zero means
+// the default timeout.
+func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = p.cfg.DefaultTimeout
+	}
+	if timeout < session.MinTimeout || timeout > session.MaxTimeout {
+		return fmt.Errorf("provider: timeout %v: %w", timeout, session.ErrInvalidTimeout)
+	}
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur != nil && !cur.Removed {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", id, ErrExists)
+		}
+		next := successor(cur)
+		next.Actions = session.InitializeItem
+		next.Timeout = timeout
+		return next, next.Timeout, nil
+	})
+	return err
+}
+
+// successor starts a new live record in place of cur (absent or a
+// tombstone), continuing its lock id and sequence numbers (I7).
+func successor(cur *record) *record {
+	next := &record{}
+	if cur != nil {
+		next.LockID = cur.LockID
+		next.Seq = cur.Seq
+		next.DataSeq = cur.DataSeq
+	}
+	next.Seq++
+	next.DataSeq++
+	return next
+}
+
+// GetItem returns the session for a read-only request. It takes no lock,
+// but returns a *LockedError while a writer holds the lock (ASP.NET's
+// ReadOnly semantics; in lock-free mode locks are ignored). It slides the
+// session's expiry by its own timeout. An id that is not stored returns
+// an error wrapping ErrNotFound.
+func (p *Provider) GetItem(ctx context.Context, id string) (*Item, error) {
+	return p.getShared(ctx, id, p.cfg.LockFree)
+}
+
+// getShared reads a session without locking it: Get, then Touch with the
+// session's own timeout (or, when the InitializeItem flag is set, a CAS
+// that clears it, so one request alone receives it).
+func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*Item, error) {
+	key, err := p.Key(id)
+	if err != nil {
+		return nil, err
+	}
+	cur, _, err := p.read(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cur.Removed {
+		return nil, notFound(id)
+	}
+	if cur.Locked && !ignoreLock {
+		return nil, p.lockedError(cur)
+	}
+	if cur.Actions&session.InitializeItem != 0 {
+		return p.claimInitialize(ctx, id, key, ignoreLock)
+	}
+	values, err := p.decodeValues(cur.values)
+	if err != nil {
+		return nil, fmt.Errorf("provider: session %s: %w", id, err)
+	}
+	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, notFound(id)
+		}
+		return nil, err
+	}
+	return &Item{Data: session.NewData(values, cur.Timeout)}, nil
+}
+
+// claimInitialize hands the InitializeItem flag to the one request whose
+// CAS clears it; everybody else sees the item without the flag.
+func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
+	var item *Item
+	_, err := p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur == nil || cur.Removed {
+			return nil, 0, notFound(id)
+		}
+		if cur.Locked && !ignoreLock {
+			return nil, 0, p.lockedError(cur)
+		}
+		values, err := p.decodeValues(cur.values)
+		if err != nil {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+		}
+		item = &Item{Data: session.NewData(values, cur.Timeout), Actions: cur.Actions}
+		next := *cur
+		next.Actions &^= session.InitializeItem
+		next.Seq++
+		return &next, next.Timeout, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return item, nil
+}
+
+// GetItemExclusive takes the session's lock and returns the session
+// (ASP.NET's GetItemExclusive): the lock id is bumped (I7), the
+// InitializeItem flag is handed over and cleared, and the expiry slides by
+// the session's own timeout, all in one CAS. While another request holds
+// the lock it returns a *LockedError and writes nothing. In lock-free mode
+// it takes no lock and behaves like GetItem that ignores locks.
+//
+// Most callers want AcquireItem, which waits for a held lock.
+func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, error) {
+	if p.cfg.LockFree {
+		return p.getShared(ctx, id, true)
+	}
+	key, err := p.Key(id)
+	if err != nil {
+		return nil, err
+	}
+	var item *Item
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur == nil || cur.Removed {
+			return nil, 0, notFound(id)
+		}
+		if cur.Locked {
+			return nil, 0, p.lockedError(cur)
+		}
+		values, err := p.decodeValues(cur.values)
+		if err != nil {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+		}
+		next := *cur
+		next.Locked = true
+		next.LockID++
+		next.LockedAt = p.cfg.Now()
+		next.Actions = 0
+		next.Seq++
+		item = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions}
+		return &next, next.Timeout, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.hold(key, item.LockID)
+	return item, nil
+}
+
+// SetAndReleaseItemExclusive commits data and releases the lock in one CAS
+// (data and unlock together: no reader ever sees the session unlocked with
+// older data, I5). The TTL becomes data's timeout (I4).
+//
+// With newItem the session is inserted: it must not exist (a tombstone of
+// a removed session is replaced, continuing its lock ids); lockID is
+// ignored. Otherwise the caller must hold lock lockID; a holder whose lock
+// was taken over gets an error wrapping ErrLockLost and nothing is written
+// (I3).
+//
+// In lock-free mode only the keys this request changed are merged into the
+// stored session, with a CAS retry loop.
+func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, data *session.Data, lockID uint64, newItem bool) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	if data == nil || data.Values == nil {
+		return errors.New("provider: SetAndReleaseItemExclusive: nil session data")
+	}
+	if !newItem && lockID != 0 {
+		defer p.unhold(key, lockID)
+	}
+	if p.cfg.LockFree {
+		return p.mergeValues(ctx, id, key, data, newItem)
+	}
+	values, err := data.Values.Encode(p.cfg.MaxValuesSize)
+	if err != nil {
+		return fmt.Errorf("provider: session %s: %w", id, err)
+	}
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		var next *record
+		if newItem {
+			if cur != nil && !cur.Removed {
+				return nil, 0, fmt.Errorf("provider: new session %s: %w", id, ErrExists)
+			}
+			next = successor(cur)
+		} else {
+			if err := checkHolder(id, cur, lockID); err != nil {
+				return nil, 0, err
+			}
+			c := *cur
+			next = &c
+			next.Locked = false
+			next.Seq++
+			next.DataSeq++
+		}
+		next.Timeout = data.Timeout()
+		next.values = values
+		return next, next.Timeout, nil
+	})
+	return err
+}
+
+// mergeValues is the lock-free write: the request's changed keys merged
+// into the stored values under CAS, so concurrent requests that change
+// different keys both keep their change.
+func (p *Provider) mergeValues(ctx context.Context, id, key string, data *session.Data, newItem bool) error {
+	_, err := p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur == nil && !newItem || cur != nil && cur.Removed {
+			return nil, 0, notFound(id)
+		}
+		var stored *session.Values
+		var next *record
+		if cur == nil {
+			stored = session.NewValues(p.cfg.Codec)
+			next = successor(nil)
+			next.Timeout = data.Timeout()
+		} else {
+			var err error
+			if stored, err = p.decodeValues(cur.values); err != nil {
+				return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			}
+			c := *cur
+			next = &c
+			next.Seq++
+			next.DataSeq++
+			if data.TimeoutChanged() || newItem {
+				next.Timeout = data.Timeout()
+			}
+		}
+		stored.Merge(data.Values)
+		b, err := stored.Encode(p.cfg.MaxValuesSize)
+		if err != nil {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+		}
+		next.values = b
+		return next, next.Timeout, nil
+	})
+	return err
+}
+
+// ReleaseItemExclusive releases lock lockID without changing the data. The
+// TTL becomes the session's own stored timeout (I4), never a default. A
+// caller whose lock was taken over gets an error wrapping ErrLockLost. In
+// lock-free mode, or with lockID 0, there is nothing to release.
+func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID uint64) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	if p.cfg.LockFree || lockID == 0 {
+		return nil
+	}
+	defer p.unhold(key, lockID)
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if err := checkHolder(id, cur, lockID); err != nil {
+			return nil, 0, err
+		}
+		next := *cur
+		next.Locked = false
+		next.Seq++
+		return &next, next.Timeout, nil
+	})
+	return err
+}
+
+// RemoveItem removes the session (ASP.NET's Session.Abandon). The caller
+// must hold lock lockID (in lock-free mode no lock is needed). The record
+// becomes a short-lived tombstone rather than being deleted, so removal is
+// a fenced CAS like every other change and a session re-created under the
+// same id continues its lock ids.
+func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	if !p.cfg.LockFree && lockID != 0 {
+		defer p.unhold(key, lockID)
+	}
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if p.cfg.LockFree {
+			if cur == nil || cur.Removed {
+				return nil, 0, notFound(id)
+			}
+		} else if err := checkHolder(id, cur, lockID); err != nil {
+			return nil, 0, err
+		}
+		next := *cur
+		next.Removed = true
+		next.Locked = false
+		next.Actions = 0
+		next.values = nil
+		next.Seq++
+		next.DataSeq++
+		return &next, p.cfg.TombstoneTTL, nil
+	})
+	return err
+}
+
+// ResetItemTimeout slides the session's expiry by its own stored timeout
+// (I4) without touching its data or lock. It reads the record for the
+// timeout and then touches the key: no write that could lose an update.
+func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	cur, _, err := p.read(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return notFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Removed {
+		return notFound(id)
+	}
+	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return notFound(id)
+		}
+		return err
+	}
+	return nil
+}
+
+// RenewLease renews the lease of lock lockID: a CAS that bumps the record's
+// Seq, which waiters watch, and slides the TTL. A caller whose lock was
+// taken over gets an error wrapping ErrLockLost.
+func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if err := checkHolder(id, cur, lockID); err != nil {
+			return nil, 0, err
+		}
+		next := *cur
+		next.Seq++
+		return &next, next.Timeout, nil
+	})
+	return err
+}
+
+// BreakLock releases a lock that a waiter has seen unchanged (same Stamp)
+// for a whole lease, or for LockTimeout when leases are off: its holder has
+// stopped renewing it. It is a CAS conditional on the record still having
+// Seq stamp, so a holder that renewed in the meantime keeps its lock (the
+// error then wraps lock.ErrRetry). The next lock taken gets a higher lock
+// id, so the old holder is fenced (I3).
+func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error {
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+		if cur == nil || cur.Removed {
+			return nil, 0, nil // gone: the next attempt reports it
+		}
+		if !cur.Locked || cur.Seq != stamp {
+			return nil, 0, fmt.Errorf("provider: session %s changed since it was seen: %w", id, lock.ErrRetry)
+		}
+		next := *cur
+		next.Locked = false
+		next.Seq++
+		return &next, next.Timeout, nil
+	})
+	return err
+}

@@ -1,0 +1,204 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/session"
+)
+
+// Defaults of Config.
+const (
+	DefaultKeyPrefix    = "sl:"
+	DefaultTimeout      = 20 * time.Minute
+	DefaultLease        = 10 * time.Second
+	DefaultLockTimeout  = 110 * time.Second
+	DefaultTombstoneTTL = time.Minute
+	// MaxKeyPrefixLen bounds KeyPrefix+App so that every key, with a
+	// backend's own prefix such as memcached's "bak:", stays far below
+	// memcached's 250-byte key limit.
+	MaxKeyPrefixLen = 160
+)
+
+// Config configures a Provider. The zero value is ready to use: locking on,
+// 10 s leases, 20 min default timeout, JSON values.
+type Config struct {
+	// KeyPrefix starts every store key. Default "sl:".
+	KeyPrefix string
+	// App is the application name; sessions of different apps sharing a
+	// store never see each other. Keys are KeyPrefix + App + ":" + id, or
+	// KeyPrefix + id when App is empty.
+	App string
+	// DefaultTimeout is the timeout of new sessions (ASP.NET's
+	// sessionState timeout). Default 20 min. Each session then carries its
+	// own timeout, which a handler may change.
+	DefaultTimeout time.Duration
+	// Lease is how long a held lock stays valid without renewal. The
+	// holder renews it in the background (KeepLease); a holder that stops
+	// renewing (a crashed process) loses the lock to a waiter after one
+	// lease. Default 10 s. A negative Lease turns leases off and gives
+	// ASP.NET's behaviour: no renewal, takeover when the lock has been held
+	// unchanged for LockTimeout.
+	Lease time.Duration
+	// LockTimeout is ASP.NET's executionTimeout: how long a lock may be
+	// held when leases are off. Default 110 s. Ignored when leases are on.
+	LockTimeout time.Duration
+	// LockFree is ASP.NET's exclusiveAccess=false: GetItemExclusive takes
+	// no lock and never waits, and SetAndReleaseItemExclusive merges only
+	// the keys the request changed into the stored session with a CAS
+	// retry loop. Concurrent requests that change different keys both keep
+	// their change; on the same key the last writer wins.
+	LockFree bool
+	// Codec encodes session values. Default session.DefaultCodec().
+	Codec session.Codec
+	// MaxValuesSize bounds the encoded values of one session. Default
+	// session.MaxEncodedSize. Larger sessions fail with ErrTooLarge and
+	// nothing is written.
+	MaxValuesSize int
+	// TombstoneTTL is how long a removed session's tombstone lives. While
+	// it lives, a session re-created under the same id continues its lock
+	// ids. Default 1 min.
+	TombstoneTTL time.Duration
+	// MaxCASRetries bounds every compare-and-swap retry loop. Default 1000.
+	MaxCASRetries int
+	// Wait configures how requests wait for a locked session. Its
+	// StaleAfter is set from Lease (or LockTimeout) and need not be given.
+	Wait lock.Config
+	// Now returns the wall clock for informational lock ages. Default
+	// time.Now. No decision depends on it.
+	Now func() time.Time
+}
+
+// Provider is the session-state provider: ASP.NET's
+// SessionStateStoreProviderBase over a CAS Store. It is safe for concurrent
+// use. The lock protocol it implements is in protocol.go and
+// docs/protocol.md.
+type Provider struct {
+	store  Store
+	cfg    Config
+	waiter *lock.Waiter
+
+	mu    sync.Mutex
+	holds map[holdKey]struct{} // locks taken in this process, for in-process wake-ups
+}
+
+type holdKey struct {
+	key    string
+	lockID uint64
+}
+
+// New returns a Provider over store.
+func New(store Store, cfg Config) (*Provider, error) {
+	if store == nil {
+		return nil, errors.New("provider: nil store")
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = DefaultKeyPrefix
+	}
+	if len(cfg.KeyPrefix)+len(cfg.App) > MaxKeyPrefixLen {
+		return nil, fmt.Errorf("provider: KeyPrefix and App are %d bytes, at most %d", len(cfg.KeyPrefix)+len(cfg.App), MaxKeyPrefixLen)
+	}
+	for _, s := range []string{cfg.KeyPrefix, cfg.App} {
+		for i := 0; i < len(s); i++ {
+			if s[i] <= ' ' || s[i] >= 0x7f {
+				return nil, fmt.Errorf("provider: KeyPrefix and App must be printable ASCII without spaces, got %q", s)
+			}
+		}
+	}
+	if cfg.DefaultTimeout == 0 {
+		cfg.DefaultTimeout = DefaultTimeout
+	}
+	if cfg.DefaultTimeout < session.MinTimeout || cfg.DefaultTimeout > session.MaxTimeout {
+		return nil, fmt.Errorf("provider: DefaultTimeout %v: %w", cfg.DefaultTimeout, session.ErrInvalidTimeout)
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = DefaultLockTimeout
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = session.DefaultCodec()
+	}
+	if cfg.MaxValuesSize <= 0 {
+		cfg.MaxValuesSize = session.MaxEncodedSize
+	}
+	if cfg.TombstoneTTL <= 0 {
+		cfg.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if cfg.MaxCASRetries <= 0 {
+		cfg.MaxCASRetries = 1000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Wait.StaleAfter = cfg.staleAfter()
+	return &Provider{
+		store:  store,
+		cfg:    cfg,
+		waiter: lock.NewWaiter(cfg.Wait),
+		holds:  make(map[holdKey]struct{}),
+	}, nil
+}
+
+// leased reports whether locks are leases that holders renew.
+func (c *Config) leased() bool { return c.Lease > 0 }
+
+// staleAfter is how long a lock may stay unchanged before a waiter takes it
+// over: one lease, or the lock timeout when leases are off.
+func (c *Config) staleAfter() time.Duration {
+	if c.leased() {
+		return c.Lease
+	}
+	return c.LockTimeout
+}
+
+// Config returns the provider's configuration with defaults filled in.
+func (p *Provider) Config() Config { return p.cfg }
+
+// Store returns the store the provider runs on.
+func (p *Provider) Store() Store { return p.store }
+
+// Key returns the store key of session id. The id is validated first: an
+// id that fails session.CheckID never becomes part of a key.
+func (p *Provider) Key(id string) (string, error) {
+	if err := session.CheckID(id); err != nil {
+		return "", err
+	}
+	if p.cfg.App == "" {
+		return p.cfg.KeyPrefix + id, nil
+	}
+	return p.cfg.KeyPrefix + p.cfg.App + ":" + id, nil
+}
+
+// CreateNewStoreData returns empty session data with the given timeout, or
+// the provider's default timeout when timeout is zero.
+func (p *Provider) CreateNewStoreData(timeout time.Duration) *session.Data {
+	if timeout == 0 {
+		timeout = p.cfg.DefaultTimeout
+	}
+	return session.NewData(session.NewValues(p.cfg.Codec), timeout)
+}
+
+// hold records a lock taken in this process so that a release here wakes
+// local waiters at once.
+func (p *Provider) hold(key string, lockID uint64) {
+	p.mu.Lock()
+	p.holds[holdKey{key, lockID}] = struct{}{}
+	p.mu.Unlock()
+	p.waiter.Hold(key)
+}
+
+// unhold undoes hold for a lock this process took, once.
+func (p *Provider) unhold(key string, lockID uint64) {
+	p.mu.Lock()
+	_, ok := p.holds[holdKey{key, lockID}]
+	delete(p.holds, holdKey{key, lockID})
+	p.mu.Unlock()
+	if ok {
+		p.waiter.Release(key)
+	}
+}

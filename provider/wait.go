@@ -1,0 +1,126 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+)
+
+// AcquireItem takes the session's lock, waiting while another request holds
+// it: the session-state module's loop around GetItemExclusive. Waiting is
+// paced by the provider's lock.Waiter (FIFO in this process, woken at once
+// by a release in this process, backoff for holders elsewhere). A lock
+// whose record stays unchanged for one lease (LockTimeout when leases are
+// off) is broken with BreakLock and taken. Errors: ErrNotFound,
+// lock.ErrQueueFull, lock.ErrWaitTimeout, the context's error, store errors.
+// In lock-free mode it never waits.
+func (p *Provider) AcquireItem(ctx context.Context, id string) (*Item, error) {
+	if p.cfg.LockFree {
+		return p.GetItemExclusive(ctx, id)
+	}
+	return p.wait(ctx, id, p.GetItemExclusive)
+}
+
+// ReadItem returns the session for a read-only request, waiting while a
+// writer holds its lock (ASP.NET's ReadOnly pages wait behind writers).
+func (p *Provider) ReadItem(ctx context.Context, id string) (*Item, error) {
+	if p.cfg.LockFree {
+		return p.GetItem(ctx, id)
+	}
+	return p.wait(ctx, id, p.GetItem)
+}
+
+func (p *Provider) wait(ctx context.Context, id string, get func(context.Context, string) (*Item, error)) (*Item, error) {
+	key, err := p.Key(id)
+	if err != nil {
+		return nil, err
+	}
+	var item *Item
+	try := func(ctx context.Context) (lock.Attempt, error) {
+		it, err := get(ctx, id)
+		var locked *LockedError
+		if errors.As(err, &locked) {
+			return lock.Attempt{Stamp: locked.Stamp}, nil
+		}
+		if err != nil {
+			return lock.Attempt{}, err
+		}
+		item = it
+		return lock.Attempt{Acquired: true}, nil
+	}
+	expire := func(ctx context.Context, stamp uint64) error {
+		return p.BreakLock(ctx, id, stamp)
+	}
+	if err := p.waiter.Wait(ctx, key, try, expire); err != nil {
+		return nil, err
+	}
+	return item, nil
+}
+
+// Waiting returns how many requests in this process wait for session id.
+func (p *Provider) Waiting(id string) int {
+	key, err := p.Key(id)
+	if err != nil {
+		return 0
+	}
+	return p.waiter.Waiting(key)
+}
+
+// Lease keeps a held lock alive by renewing it in the background. Stop it
+// before committing or releasing.
+type Lease struct {
+	stop chan struct{}
+	done chan struct{}
+	lost chan struct{}
+	once sync.Once
+}
+
+// KeepLease renews lock lockID of session id every third of a lease until
+// Stop is called or the lock is lost (then Lost is closed). Renewals use a
+// context that outlives ctx's cancellation, bounded per call, so a client
+// that disconnects does not make a living handler lose its lock. With
+// leases off, lock-free mode or lockID 0 it renews nothing.
+func (p *Provider) KeepLease(ctx context.Context, id string, lockID uint64) *Lease {
+	l := &Lease{stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
+	if !p.cfg.leased() || p.cfg.LockFree || lockID == 0 {
+		close(l.done)
+		return l
+	}
+	ctx = context.WithoutCancel(ctx)
+	interval := p.cfg.Lease / 3
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(ctx, interval)
+			err := p.RenewLease(rctx, id, lockID)
+			cancel()
+			if errors.Is(err, ErrLockLost) {
+				close(l.lost)
+				return
+			}
+			// Other errors (a store hiccup) are retried at the next tick;
+			// the lease lasts three intervals.
+		}
+	}()
+	return l
+}
+
+// Stop stops the renewals and waits until no renewal is in flight. It is
+// safe to call more than once.
+func (l *Lease) Stop() {
+	l.once.Do(func() { close(l.stop) })
+	<-l.done
+}
+
+// Lost is closed when a renewal found the lock taken over.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }

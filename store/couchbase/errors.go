@@ -1,0 +1,198 @@
+package couchbase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/couchbase/gocb/v2"
+	"github.com/couchbase/gocbcore/v10"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Errors of this package. Operations report the Store contract's sentinels
+// (provider.ErrNotFound, ...); these cover what the contract has no name for.
+var (
+	// ErrInvalidConfig is wrapped by New when the Config is unusable.
+	ErrInvalidConfig = errors.New("couchbase: invalid config")
+	// ErrInvalidKey is wrapped when a key cannot be a Couchbase document
+	// id: empty, not UTF-8, or longer than MaxKeyLen bytes with the prefix.
+	ErrInvalidKey = errors.New("couchbase: invalid key")
+	// ErrReplicaCAS is wrapped (with provider.ErrUnavailable) when
+	// CompareAndSwap is given ReplicaCAS, the token of a replica read.
+	ErrReplicaCAS = errors.New("couchbase: cas token of a replica read cannot be used for a write")
+)
+
+// sentinelFor returns the Store sentinel a gocb error stands for.
+//
+//	document not found                       -> provider.ErrNotFound
+//	document exists (Insert)                 -> provider.ErrExists
+//	CAS mismatch                             -> provider.ErrCASConflict
+//	document locked (see FailFastRetryStrategy) -> provider.ErrCASConflict
+//	value too large                          -> provider.ErrTooLarge
+//	cluster closed                           -> provider.ErrClosed
+//	timeouts (ambiguous or not), cancelled requests, sockets closed,
+//	  service or node unreachable, circuit breaker open, temporary failure,
+//	  durability impossible or ambiguous     -> provider.ErrUnavailable
+//	sub-document path or JSON errors         -> provider.ErrCorrupt
+//	anything else                            -> provider.ErrServer
+//
+// A locked document is reported as a CAS conflict because, for the
+// provider, it is one: the document changed hands outside its CAS loop and
+// the write did not happen; the provider re-reads and decides again.
+func sentinelFor(err error) error {
+	switch {
+	case errors.Is(err, gocb.ErrDocumentNotFound):
+		return provider.ErrNotFound
+	case errors.Is(err, gocb.ErrDocumentExists):
+		return provider.ErrExists
+	case errors.Is(err, gocb.ErrCasMismatch), errors.Is(err, gocb.ErrDocumentLocked):
+		return provider.ErrCASConflict
+	case errors.Is(err, gocb.ErrValueTooLarge):
+		return provider.ErrTooLarge
+	case errors.Is(err, gocb.ErrShutdown), errors.Is(err, gocbcore.ErrShutdown):
+		return provider.ErrClosed
+	case errors.Is(err, gocb.ErrTimeout), // ambiguous and unambiguous timeouts wrap it
+		errors.Is(err, gocb.ErrRequestCanceled),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, gocbcore.ErrSocketClosed),
+		errors.Is(err, gocbcore.ErrMemdClientClosed),
+		errors.Is(err, gocb.ErrServiceNotAvailable),
+		errors.Is(err, gocb.ErrCircuitBreakerOpen),
+		errors.Is(err, gocb.ErrTemporaryFailure),
+		errors.Is(err, gocb.ErrOverload),
+		errors.Is(err, gocb.ErrDurabilityAmbiguous),
+		errors.Is(err, gocb.ErrDurabilityImpossible),
+		errors.Is(err, gocb.ErrDurableWriteInProgress),
+		errors.Is(err, gocb.ErrDurableWriteReCommitInProgress):
+		return provider.ErrUnavailable
+	case errors.Is(err, gocb.ErrPathNotFound),
+		errors.Is(err, gocb.ErrPathMismatch),
+		errors.Is(err, gocb.ErrDocumentNotJSON),
+		errors.Is(err, gocb.ErrValueInvalid):
+		return provider.ErrCorrupt
+	default:
+		return provider.ErrServer
+	}
+}
+
+// isAmbiguous reports whether err leaves the outcome of a write unknown:
+// the request may have reached the server and been applied. Unambiguous
+// timeouts, open circuit breakers and unreachable services mean the write
+// was never sent.
+func isAmbiguous(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, gocb.ErrUnambiguousTimeout):
+		return false
+	case errors.Is(err, gocb.ErrAmbiguousTimeout),
+		errors.Is(err, gocb.ErrTimeout),
+		errors.Is(err, gocb.ErrDurabilityAmbiguous),
+		errors.Is(err, gocb.ErrRequestCanceled),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, gocbcore.ErrSocketClosed),
+		errors.Is(err, gocbcore.ErrMemdClientClosed):
+		return true
+	}
+	return false
+}
+
+// isUnreachable reports whether a read failed because the node owning the
+// key could not answer (as opposed to answering "not found"): the case in
+// which Get may fall back to a replica.
+func isUnreachable(err error) bool {
+	return errors.Is(sentinelFor(err), provider.ErrUnavailable) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// wrapErr turns an error of a gocb operation into the store's error: it
+// wraps the Store sentinel and the gocb error (so errors.Is matches both,
+// e.g. provider.ErrCASConflict and gocb.ErrDocumentLocked), and the
+// caller's context error when the context ended. Errors that already wrap
+// a Store sentinel are returned as they are.
+func wrapErr(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if hasSentinel(err) {
+		return err
+	}
+	s := sentinelFor(err)
+	if cerr := ctx.Err(); cerr != nil && s == provider.ErrUnavailable && !errors.Is(err, cerr) {
+		return fmt.Errorf("couchbase: %s: %w: %w: %w", op, s, cerr, redacted{err})
+	}
+	return fmt.Errorf("couchbase: %s: %w: %w", op, s, redacted{err})
+}
+
+// hasSentinel reports whether err already wraps one of the Store's
+// sentinels (a decoding error of ours, a replica-token refusal, ...).
+func hasSentinel(err error) bool {
+	for _, s := range []error{provider.ErrNotFound, provider.ErrExists, provider.ErrCASConflict,
+		provider.ErrTooLarge, provider.ErrUnavailable, provider.ErrServer, provider.ErrCorrupt, provider.ErrClosed} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// redacted wraps a gocb error so that its message leaves out the document
+// id, which holds the session id: gocb's KeyValueError prints it, and
+// session ids must not reach logs. errors.Is and errors.As see the wrapped
+// error unchanged.
+type redacted struct{ err error }
+
+func (r redacted) Unwrap() error { return r.err }
+
+func (r redacted) Error() string {
+	var kv *gocb.KeyValueError
+	if errors.As(r.err, &kv) {
+		var b strings.Builder
+		b.WriteString(errText(kv.InnerError))
+		if kv.ErrorName != "" {
+			fmt.Fprintf(&b, " (%s)", kv.ErrorName)
+		}
+		writeRetries(&b, kv.RetryAttempts, kv.RetryReasons)
+		if kv.LastDispatchedTo != "" {
+			fmt.Fprintf(&b, ", last sent to %s", kv.LastDispatchedTo)
+		}
+		return b.String()
+	}
+	var te *gocb.TimeoutError
+	if errors.As(r.err, &te) {
+		var b strings.Builder
+		b.WriteString(errText(te.InnerError))
+		if te.TimeObserved > 0 {
+			fmt.Fprintf(&b, " after %v", te.TimeObserved)
+		}
+		writeRetries(&b, te.RetryAttempts, te.RetryReasons)
+		if te.LastDispatchedTo != "" {
+			fmt.Fprintf(&b, ", last sent to %s", te.LastDispatchedTo)
+		}
+		return b.String()
+	}
+	return r.err.Error()
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+func writeRetries(b *strings.Builder, attempts uint32, reasons []gocb.RetryReason) {
+	if attempts == 0 {
+		return
+	}
+	names := make([]string, 0, len(reasons))
+	for _, r := range reasons {
+		names = append(names, r.Description())
+	}
+	fmt.Fprintf(b, ", %d retries (%s)", attempts, strings.Join(names, ", "))
+}

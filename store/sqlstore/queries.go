@@ -1,0 +1,77 @@
+package sqlstore
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// queries are the store's statements for one table. Every statement reads
+// the clock as now(), the database server's transaction time, never the
+// application server's: a row is live while expires_at > now().
+type queries struct {
+	get, add, cas, touch, del, ttl, sweep string
+}
+
+func buildQueries(table string) queries {
+	r := strings.NewReplacer(
+		"{t}", ident(table),
+		"{next}", "nextval("+literal(ident(table+"_version_seq"))+")",
+	)
+	q := func(s string) string { return strings.Join(strings.Fields(r.Replace(s)), " ") }
+	// expiry is the expiry of a row written now with a TTL of parameter
+	// $n microseconds.
+	expiry := func(s, n string) string {
+		return strings.ReplaceAll(s, "{expiry}", "now() + "+n+"::float8 * interval '1 microsecond'")
+	}
+	return queries{
+		get: q(`SELECT value, version FROM {t} WHERE key = $1 AND expires_at > now()`),
+
+		// Insert if absent; a conflicting row is replaced only if it has
+		// expired (the WHERE of DO UPDATE is checked on the locked, latest
+		// row). No row returned = a live row exists.
+		add: q(expiry(`INSERT INTO {t} AS r (key, value, version, expires_at)
+			VALUES ($1, $2, {next}, {expiry})
+			ON CONFLICT (key) DO UPDATE
+				SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+				WHERE r.expires_at <= now()
+			RETURNING version`, "$3")),
+
+		// The update and the read that explains its failure share one
+		// snapshot: updated NULL and current NULL = no live row (not
+		// found); updated NULL and current set = another token (conflict).
+		// An update that waited for a concurrent writer re-checks the
+		// version on the row that writer left, so it never overwrites it.
+		cas: q(expiry(`WITH current AS (
+				SELECT version FROM {t} WHERE key = $1 AND expires_at > now()
+			), updated AS (
+				UPDATE {t} SET value = $2, version = {next}, expires_at = {expiry}
+				WHERE key = $1 AND version = $3 AND expires_at > now()
+				RETURNING version
+			)
+			SELECT (SELECT version FROM updated), (SELECT version FROM current)`, "$4")),
+
+		touch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()`, "$2")),
+
+		// Deletes an expired row too; its liveness picks the answer.
+		del: q(`DELETE FROM {t} WHERE key = $1 RETURNING expires_at > now()`),
+
+		ttl: q(`SELECT ((extract(epoch FROM expires_at) - extract(epoch FROM now())) * 1000000)::bigint
+			FROM {t} WHERE key = $1 AND expires_at > now()`),
+
+		// At most $1 expired rows, oldest first; rows another transaction
+		// holds (a concurrent Add reviving the key, another sweeper) are
+		// skipped, and a locked row is re-checked for expiry.
+		sweep: q(`DELETE FROM {t} WHERE key IN (
+				SELECT key FROM {t} WHERE expires_at <= now()
+				ORDER BY expires_at LIMIT $1
+				FOR UPDATE SKIP LOCKED
+			) AND expires_at <= now()`),
+	}
+}
+
+// ident quotes an SQL identifier.
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// literal quotes an SQL string literal.
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,60 @@
+-- Schema of the sessionlock SQL store (package sqlstore), schema version 1.
+--
+-- sqlstore.New applies this file itself on every database it is given, in
+-- one transaction, when the recorded schema version is older than the
+-- library's (or absent). When the version is current it runs no DDL at all,
+-- so an application role without DDL rights works against a database an
+-- administrator prepared by hand with psql, in one transaction:
+--
+--     psql -1 -v table=sessionlock_records -f schema.sql "$DSN"
+--
+-- The table variable is optional (default sessionlock_records) and must be
+-- the same as sqlstore.Config.Table. Every statement is idempotent, so the
+-- file can be run again safely. Lines starting with a backslash are psql
+-- commands that the library skips; it substitutes :"table", :"sequence",
+-- :"index" and :'table' exactly as psql would.
+--
+-- Rules the store's statements follow (see doc.go):
+--   * a row is live while expires_at > now(), the database server's clock;
+--     every read and write ignores expired rows, and the sweep deletes them;
+--   * version is the compare-and-swap token; every write takes a fresh value
+--     from the sequence, so a token is never reused in a database, even for
+--     a key deleted and added again.
+
+\if :{?table}
+\else
+\set table sessionlock_records
+\endif
+\set sequence :table '_version_seq'
+\set index :table '_expires_at_idx'
+
+-- One advisory lock ("slschema") serialises the schema work of every
+-- process that starts at the same time; it is released at commit.
+SELECT pg_advisory_xact_lock(8317149482636897633);
+
+-- One row per records table: the schema version it was last brought to.
+CREATE TABLE IF NOT EXISTS sessionlock_schema_version (
+    table_name text PRIMARY KEY,
+    version    integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Source of CAS tokens (the version column).
+CREATE SEQUENCE IF NOT EXISTS :"sequence" AS bigint;
+
+-- One row per key: the value, its CAS token and its expiry.
+CREATE TABLE IF NOT EXISTS :"table" (
+    key        text PRIMARY KEY,
+    value      bytea NOT NULL,
+    version    bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
+-- Lets the sweep find expired rows without a full scan.
+CREATE INDEX IF NOT EXISTS :"index" ON :"table" (expires_at);
+
+INSERT INTO sessionlock_schema_version AS v (table_name, version)
+VALUES (:'table', 1)
+ON CONFLICT (table_name) DO UPDATE
+    SET version = EXCLUDED.version, updated_at = now()
+    WHERE v.version < EXCLUDED.version;
