@@ -335,8 +335,11 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 // was taken over gets an error wrapping ErrLockLost and nothing is written
 // (I3).
 //
-// In lock-free mode only the keys this request changed are merged into the
-// stored session, with a CAS retry loop.
+// A commit merges the keys this request changed (set, deleted, cleared)
+// into the stored values rather than overwriting them all: under the lock
+// nothing else changed them, except lock-free requests, whose writes are
+// kept. In lock-free mode no lock is checked or released, and concurrent
+// requests that change different keys both keep their change.
 func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, data *session.Data, lockID uint64, newItem bool) error {
 	key, err := p.Key(id)
 	if err != nil {
@@ -345,74 +348,53 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 	if data == nil || data.Values == nil {
 		return errors.New("provider: SetAndReleaseItemExclusive: nil session data")
 	}
-	if !newItem && lockID != 0 {
+	if !p.cfg.LockFree && !newItem && lockID != 0 {
 		defer p.unhold(key, lockID)
 	}
-	if p.cfg.LockFree {
-		return p.mergeValues(ctx, id, key, data, newItem)
-	}
-	values, err := data.Values.Encode(p.cfg.MaxValuesSize)
-	if err != nil {
-		return fmt.Errorf("provider: session %s: %w", id, err)
+	var full []byte // the whole values, for a new session
+	if newItem {
+		if full, err = data.Values.Encode(p.cfg.MaxValuesSize); err != nil {
+			return fmt.Errorf("provider: session %s: %w", id, err)
+		}
 	}
 	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
-		var next *record
-		if newItem {
-			if cur != nil && !cur.Removed {
-				return nil, 0, fmt.Errorf("provider: new session %s: %w", id, ErrExists)
-			}
-			next = successor(cur)
-		} else {
+		live := cur != nil && !cur.Removed
+		if newItem && !live {
+			next := successor(cur)
+			next.Timeout = data.Timeout()
+			next.values = full
+			return next, next.Timeout, nil
+		}
+		switch {
+		case newItem && !p.cfg.LockFree:
+			return nil, 0, fmt.Errorf("provider: new session %s: %w", id, ErrExists)
+		case p.cfg.LockFree && !live:
+			return nil, 0, notFound(id)
+		case !p.cfg.LockFree:
 			if err := checkHolder(id, cur, lockID); err != nil {
 				return nil, 0, err
 			}
-			c := *cur
-			next = &c
-			next.Locked = false
-			next.Seq++
-			next.DataSeq++
 		}
-		next.Timeout = data.Timeout()
-		next.values = values
-		return next, next.Timeout, nil
-	})
-	return err
-}
-
-// mergeValues is the lock-free write: the request's changed keys merged
-// into the stored values under CAS, so concurrent requests that change
-// different keys both keep their change.
-func (p *Provider) mergeValues(ctx context.Context, id, key string, data *session.Data, newItem bool) error {
-	_, err := p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
-		if cur == nil && !newItem || cur != nil && cur.Removed {
-			return nil, 0, notFound(id)
-		}
-		var stored *session.Values
-		var next *record
-		if cur == nil {
-			stored = session.NewValues(p.cfg.Codec)
-			next = successor(nil)
-			next.Timeout = data.Timeout()
-		} else {
-			var err error
-			if stored, err = p.decodeValues(cur.values); err != nil {
-				return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
-			}
-			c := *cur
-			next = &c
-			next.Seq++
-			next.DataSeq++
-			if data.TimeoutChanged() || newItem {
-				next.Timeout = data.Timeout()
-			}
+		stored, err := p.decodeValues(cur.values)
+		if err != nil {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
 		stored.Merge(data.Values)
 		b, err := stored.Encode(p.cfg.MaxValuesSize)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
+		next := *cur
+		if !p.cfg.LockFree {
+			next.Locked = false
+		}
+		next.Seq++
+		next.DataSeq++
+		if data.TimeoutChanged() || !p.cfg.LockFree {
+			next.Timeout = data.Timeout()
+		}
 		next.values = b
-		return next, next.Timeout, nil
+		return &next, next.Timeout, nil
 	})
 	return err
 }

@@ -80,9 +80,14 @@ type Provider struct {
 	store  Store
 	cfg    Config
 	waiter *lock.Waiter
+	holds  *holdSet
+}
 
-	mu    sync.Mutex
-	holds map[holdKey]struct{} // locks taken in this process, for in-process wake-ups
+// holdSet records the locks taken in this process, so that their release
+// wakes this process's waiters at once.
+type holdSet struct {
+	mu sync.Mutex
+	m  map[holdKey]struct{}
 }
 
 type holdKey struct {
@@ -140,8 +145,19 @@ func New(store Store, cfg Config) (*Provider, error) {
 		store:  store,
 		cfg:    cfg,
 		waiter: lock.NewWaiter(cfg.Wait),
-		holds:  make(map[holdKey]struct{}),
+		holds:  &holdSet{m: make(map[holdKey]struct{})},
 	}, nil
+}
+
+// LockFree returns a provider in lock-free mode (Config.LockFree) that
+// shares p's store and waiters: a per-route "no lock" mode next to
+// exclusive routes. Because every commit merges only the keys its request
+// changed, lock-free writes that land while an exclusive request holds the
+// lock survive that request's commit.
+func (p *Provider) LockFree() *Provider {
+	q := *p
+	q.cfg.LockFree = true
+	return &q
 }
 
 // leased reports whether locks are leases that holders renew.
@@ -186,18 +202,18 @@ func (p *Provider) CreateNewStoreData(timeout time.Duration) *session.Data {
 // hold records a lock taken in this process so that a release here wakes
 // local waiters at once.
 func (p *Provider) hold(key string, lockID uint64) {
-	p.mu.Lock()
-	p.holds[holdKey{key, lockID}] = struct{}{}
-	p.mu.Unlock()
+	p.holds.mu.Lock()
+	p.holds.m[holdKey{key, lockID}] = struct{}{}
+	p.holds.mu.Unlock()
 	p.waiter.Hold(key)
 }
 
 // unhold undoes hold for a lock this process took, once.
 func (p *Provider) unhold(key string, lockID uint64) {
-	p.mu.Lock()
-	_, ok := p.holds[holdKey{key, lockID}]
-	delete(p.holds, holdKey{key, lockID})
-	p.mu.Unlock()
+	p.holds.mu.Lock()
+	_, ok := p.holds.m[holdKey{key, lockID}]
+	delete(p.holds.m, holdKey{key, lockID})
+	p.holds.mu.Unlock()
 	if ok {
 		p.waiter.Release(key)
 	}

@@ -121,11 +121,11 @@ func decodeRecord(b []byte) (record, error) {
 			Timeout:  timeout,
 		},
 	}
-	r.values = append([]byte(nil), b[recordHeaderLen:recordHeaderLen+int(n)]...)
+	r.values = b[recordHeaderLen : recordHeaderLen+int(n) : recordHeaderLen+int(n)] // shares b: callers own what Store.Get returned
 	return r, nil
 }
 
-func (r *record) encode() []byte {
+func (r record) encode() []byte {
 	b := make([]byte, recordHeaderLen+len(r.values)+recordTrailer)
 	b[0], b[1], b[2] = recordMagic0, recordMagic1, recordVersion1
 	var flags byte

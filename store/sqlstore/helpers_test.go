@@ -81,3 +81,5 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func itoa(n uint64) string { return fmt.Sprint(n) }

@@ -184,7 +184,7 @@ func TestSweep(t *testing.T) {
 		_, err := s.Add(ctx, fmt.Sprintf("k%d", i), []byte("v"), time.Hour)
 		require.NoError(t, err)
 	}
-	require.EqualValues(t, 30, exec(t, c, `UPDATE records SET expires_at = now() - interval '1 second' WHERE key < 'k3'`))
+	require.EqualValues(t, 30, exec(t, c, `UPDATE records SET expires_at = now() - interval '1 second' WHERE substr(key, 2)::int < 30`))
 	before := s.Stats().Statements
 	n, err := s.Sweep(ctx)
 	require.NoError(t, err)
@@ -250,7 +250,10 @@ func TestBadInput(t *testing.T) {
 	for _, ttl := range []time.Duration{0, -time.Second} {
 		_, err := s.Add(ctx, "k", []byte("v"), ttl)
 		require.Error(t, err)
-		require.ErrorIs(t, s.Touch(ctx, "k", ttl), err, "ttl %v", ttl)
+		require.Error(t, s.Touch(ctx, "k", ttl), "ttl %v", ttl)
+		_, err = s.CompareAndSwap(ctx, "k", []byte("v"), 1, ttl)
+		require.Error(t, err)
+		require.NotErrorIs(t, err, provider.ErrNotFound, "checked before the statement")
 	}
 
 	// Too large: refused before writing.
