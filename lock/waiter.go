@@ -463,10 +463,11 @@ func (s *wait) run(releases uint64,
 			if err := expire(s.ctx, stamp); err != nil && !errors.Is(err, ErrRetry) {
 				return err
 			}
-			if s.ctx.Err() != nil {
-				return contextError(s.ctx)
+			if err := s.check(time.Now()); err != nil {
+				return err
 			}
 			// Should the same state be seen again, its clock starts again.
+			seen = time.Now()
 			releases = s.w.releaseCount(s.t)
 			continue
 		}
@@ -518,9 +519,8 @@ func (s *wait) pause(releases uint64, next, staleAt time.Time) error {
 func (s *wait) block(due time.Time, ch <-chan struct{}) (signalled bool, err error) {
 	for {
 		now := time.Now()
-		if !s.deadline.IsZero() && !now.Before(s.deadline) {
-			s.w.waitTimeouts.Add(1)
-			return false, fmt.Errorf("%w (max wait %v)", ErrWaitTimeout, s.w.cfg.MaxWait)
+		if err := s.check(now); err != nil {
+			return false, err
 		}
 		if !due.IsZero() && !now.Before(due) {
 			return false, nil
@@ -548,6 +548,19 @@ func (s *wait) block(due time.Time, ch <-chan struct{}) (signalled bool, err err
 			// Loop: the deadline or due has come.
 		}
 	}
+}
+
+// check returns the error that ends the wait at now, if any: the context's
+// end or MaxWait.
+func (s *wait) check(now time.Time) error {
+	if s.ctx.Err() != nil {
+		return contextError(s.ctx)
+	}
+	if !s.deadline.IsZero() && !now.Before(s.deadline) {
+		s.w.waitTimeouts.Add(1)
+		return fmt.Errorf("%w (max wait %v)", ErrWaitTimeout, s.w.cfg.MaxWait)
+	}
+	return nil
 }
 
 // contextError wraps the context's error, and its cause when it has a

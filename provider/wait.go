@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionlock/sessionlock/lock"
@@ -69,6 +70,12 @@ func (p *Provider) Waiting(id string) int {
 	return p.waiter.Waiting(key)
 }
 
+// WaitStats returns a snapshot of the provider's waiting side, shared with
+// its LockFree copies: requests waiting now, locks found abandoned and
+// broken (Expirations: takeovers), waits refused with lock.ErrQueueFull and
+// waits ended by lock.ErrWaitTimeout.
+func (p *Provider) WaitStats() lock.Stats { return p.waiter.Stats() }
+
 // Lease keeps a held lock alive by renewing it in the background. Stop it
 // before committing or releasing.
 type Lease struct {
@@ -76,6 +83,8 @@ type Lease struct {
 	done chan struct{}
 	lost chan struct{}
 	once sync.Once
+
+	renewals atomic.Int64
 }
 
 // KeepLease renews lock lockID of session id every third of a lease until
@@ -104,6 +113,9 @@ func (p *Provider) KeepLease(ctx context.Context, id string, lockID uint64) *Lea
 			rctx, cancel := context.WithTimeout(ctx, interval)
 			err := p.RenewLease(rctx, id, lockID)
 			cancel()
+			if err == nil {
+				l.renewals.Add(1)
+			}
 			if errors.Is(err, ErrLockLost) {
 				close(l.lost)
 				return
@@ -121,6 +133,9 @@ func (l *Lease) Stop() {
 	l.once.Do(func() { close(l.stop) })
 	<-l.done
 }
+
+// Renewals returns how many renewals have succeeded so far.
+func (l *Lease) Renewals() int64 { return l.renewals.Load() }
 
 // Lost is closed when a renewal found the lock taken over.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }

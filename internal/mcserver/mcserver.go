@@ -35,9 +35,13 @@ var ErrNoBinary = errors.New("mcserver: memcached binary not found")
 
 // Defaults of Config.
 const (
-	DefaultBinary       = "memcached"
-	DefaultMemoryMB     = 64
-	DefaultThreads      = 2
+	// DefaultBinary is the executable looked up in PATH.
+	DefaultBinary = "memcached"
+	// DefaultMemoryMB is the cache memory of each server (-m).
+	DefaultMemoryMB = 64
+	// DefaultThreads is the number of worker threads of each server (-t).
+	DefaultThreads = 2
+	// DefaultStartTimeout bounds the wait for a server to answer.
 	DefaultStartTimeout = 10 * time.Second
 )
 
@@ -192,13 +196,14 @@ func (s *Server) killLocked() {
 func (s *Server) Stop() { s.Kill() }
 
 // Pause stops the process with SIGSTOP: it keeps its connections and data
-// but answers nothing, like a hung node. Resume continues it.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+// but answers nothing, like a hung node. It returns once every thread of
+// the process has stopped. Resume continues it.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
 
 // Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
 
-func (s *Server) signal(sig syscall.Signal) error {
+func (s *Server) signal(sig syscall.Signal, waitStopped bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
@@ -206,6 +211,9 @@ func (s *Server) signal(sig syscall.Signal) error {
 	}
 	if err := s.proc.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("mcserver: signal %s: %w", s.Addr(), err)
+	}
+	if waitStopped {
+		return waitAllStopped(s.proc.cmd.Process.Pid, 5*time.Second)
 	}
 	return nil
 }

@@ -46,6 +46,10 @@ const (
 // KeyPrefix included.
 const MaxKeyLen = 250
 
+// MaxTTL is the longest TTL the store accepts. Couchbase keeps expiry
+// times as 32-bit Unix seconds, which end in 2106.
+const MaxTTL = 50 * 365 * 24 * time.Hour
+
 // ReplicaCAS is the CAS token Get returns for a value read from a replica
 // (Config.ReadFromReplica). No document version has it, and CompareAndSwap
 // refuses it without a round trip: a replica may lag the active, so its
@@ -119,6 +123,7 @@ type Timeouts struct {
 // Store is a provider.Store on a Couchbase collection. It is safe for
 // concurrent use.
 type Store struct {
+	cfg        Config // with defaults
 	kv         kv
 	prefix     string
 	layout     Layout
@@ -176,6 +181,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		},
 		RetryStrategy:  &FailFastRetryStrategy{},
 		SecurityConfig: gocb.SecurityConfig{TLSRootCAs: cfg.TLSRootCAs},
+		// gocb's default threshold-logging tracer and logging meter only
+		// report through gocb's global logger, and the tracer races in
+		// GetAnyReplica (gocb v2.11.1: the request's span is ended by the
+		// caller and by the replicas' deadline goroutine at once).
+		Tracer: &gocb.NoopTracer{},
+		Meter:  &gocb.NoopMeter{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("couchbase: connecting: %w: %w", ErrInvalidConfig, err)
@@ -190,7 +201,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("couchbase: waiting for bucket %q: %w", cfg.Bucket, cerr)
 		}
-		return nil, wrapErr(ctx, fmt.Sprintf("waiting for bucket %q", cfg.Bucket), err)
+		return nil, wrapErr(ctx, fmt.Sprintf("waiting for bucket %q", cfg.Bucket), "", err)
 	}
 	coll := bucket.Scope(cfg.Scope).Collection(cfg.Collection)
 	return newStore(&gocbKV{cluster: cluster, coll: coll, durability: durability}, cfg), nil
@@ -199,6 +210,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // newStore returns a Store over k; cfg has its defaults.
 func newStore(k kv, cfg Config) *Store {
 	s := &Store{
+		cfg:        cfg,
 		kv:         k,
 		prefix:     cfg.KeyPrefix,
 		layout:     cfg.Layout,
@@ -313,8 +325,8 @@ func (s *Store) beginWrite(ctx context.Context, key string, ttl time.Duration) (
 	if err != nil {
 		return "", 0, err
 	}
-	if ttl <= 0 {
-		return "", 0, fmt.Errorf("couchbase: ttl %v must be positive", ttl)
+	if ttl <= 0 || ttl > MaxTTL {
+		return "", 0, fmt.Errorf("couchbase: ttl %v must be positive and at most %v", ttl, MaxTTL)
 	}
 	if r := ttl % time.Second; r != 0 {
 		ttl += time.Second - r
@@ -335,7 +347,7 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 		if s.replica && isUnreachable(err) && ctx.Err() == nil {
 			return s.getReplica(ctx, id, err)
 		}
-		return provider.Entry{}, wrapErr(ctx, "get", err)
+		return provider.Entry{}, wrapErr(ctx, "get", id, err)
 	}
 	s.received.Add(int64(len(d.body)))
 	value, err := decodeDoc(d)
@@ -356,7 +368,7 @@ func (s *Store) getReplica(ctx context.Context, id string, activeErr error) (pro
 		// No replica answered with the document: that is no proof it
 		// is absent, so the active's failure is the answer.
 		return provider.Entry{}, fmt.Errorf("couchbase: get: %w: %w (replica read: %w)",
-			provider.ErrUnavailable, redacted{activeErr}, redacted{err})
+			provider.ErrUnavailable, redacted{activeErr, id}, redacted{err, id})
 	}
 	s.received.Add(int64(len(d.body)))
 	value, err := decodeDoc(d)
@@ -380,7 +392,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return s.resolve(ctx, w, err)
 	}
 	if err != nil {
-		return 0, wrapErr(ctx, "add", err)
+		return 0, wrapErr(ctx, "add", id, err)
 	}
 	return cas, nil
 }
@@ -447,18 +459,25 @@ func checkCAS(cas uint64) error {
 // swap sends a compare-and-swap and settles an unknown outcome.
 func (s *Store) swap(ctx context.Context, w write) (uint64, error) {
 	newCAS, err := s.send(ctx, w)
-	if w.headerOnly && (errors.Is(err, gocb.ErrDocumentNotJSON) || errors.Is(err, gocb.ErrPathNotFound)) {
+	if w.headerOnly && err != nil && !isAmbiguous(err) &&
+		(errors.Is(sentinelFor(err), provider.ErrCorrupt) || errors.Is(sentinelFor(err), provider.ErrServer)) {
 		// The stored document is not in LayoutSubdoc (another store
-		// wrote it binary). The failed MutateIn changed nothing, so the
-		// CAS still holds: write the whole record.
+		// wrote it binary: the server reports the document is not JSON
+		// or the path is missing). A failed MutateIn changes nothing, so
+		// the CAS still holds: write the whole record.
 		w.headerOnly, w.doc = false, encodeDoc(w.value, s.layout)
 		newCAS, err = s.send(ctx, w)
 	}
 	if isAmbiguous(err) {
 		return s.resolve(ctx, w, err)
 	}
+	if errors.Is(err, gocb.ErrDocumentExists) {
+		// The server's status for a CAS mismatch is "key exists";
+		// gocb reports it so for sub-document mutations.
+		return 0, fmt.Errorf("couchbase: compare-and-swap: %w: %w", provider.ErrCASConflict, redacted{err, w.id})
+	}
 	if err != nil {
-		return 0, wrapErr(ctx, "compare-and-swap", err)
+		return 0, wrapErr(ctx, "compare-and-swap", w.id, err)
 	}
 	return newCAS, nil
 }
@@ -478,15 +497,15 @@ type write struct {
 // version it wrote.
 func (s *Store) send(ctx context.Context, w write) (uint64, error) {
 	var (
-		cas  uint64
-		err  error
-		json = w.doc.json
+		cas    uint64
+		err    error
+		isJSON = w.doc.json
 	)
 	switch {
 	case w.headerOnly:
 		s.sent.Add(int64(subdocMutationBytes("h", len(w.header)+2)))
 		cas, err = s.kv.replaceHeader(ctx, w.id, w.header, w.cas, w.ttl)
-		json = true
+		isJSON = true
 	case w.cas == 0:
 		s.sent.Add(int64(len(w.doc.body)))
 		cas, err = s.kv.insert(ctx, w.id, w.doc, w.ttl)
@@ -497,7 +516,7 @@ func (s *Store) send(ctx context.Context, w write) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if json {
+	if isJSON {
 		s.versions.remember(w.id, cas, w.value)
 	} else {
 		s.versions.forget(w.id)
@@ -523,11 +542,11 @@ func (s *Store) resolve(ctx context.Context, w write, cause error) (uint64, erro
 			if w.cas != 0 {
 				// A replace needs the document; whatever happened,
 				// there is nothing to compare and swap any more.
-				return 0, fmt.Errorf("couchbase: %s: %w: the document is gone (after %w)", op, provider.ErrNotFound, redacted{cause})
+				return 0, fmt.Errorf("couchbase: %s: %w: the document is gone (after %w)", op, provider.ErrNotFound, redacted{cause, w.id})
 			}
 		case err != nil:
 			return 0, fmt.Errorf("couchbase: %s: %w: outcome unknown: %w (reading back: %w)",
-				op, provider.ErrUnavailable, redacted{cause}, redacted{err})
+				op, provider.ErrUnavailable, redacted{cause, w.id}, redacted{err, w.id})
 		default:
 			cur, derr := decodeDoc(d)
 			if derr == nil && bytes.Equal(cur, w.value) {
@@ -553,11 +572,11 @@ func (s *Store) resolve(ctx context.Context, w write, cause error) (uint64, erro
 		case isAmbiguous(err), errors.Is(err, gocb.ErrCasMismatch), errors.Is(err, gocb.ErrDocumentExists):
 			cause = err
 		default:
-			return 0, wrapErr(rctx, op, err)
+			return 0, wrapErr(rctx, op, w.id, err)
 		}
 	}
 	return 0, fmt.Errorf("couchbase: %s: %w: outcome unknown after %d read-backs: %w",
-		op, provider.ErrUnavailable, resolveAttempts, redacted{cause})
+		op, provider.ErrUnavailable, resolveAttempts, redacted{cause, w.id})
 }
 
 // Touch implements provider.Store. Couchbase gives the document a new CAS.
@@ -567,7 +586,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return err
 	}
 	s.versions.forget(id)
-	return wrapErr(ctx, "touch", s.kv.touch(ctx, id, ttl))
+	return wrapErr(ctx, "touch", id, s.kv.touch(ctx, id, ttl))
 }
 
 // Delete implements provider.Store.
@@ -577,7 +596,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	s.versions.forget(id)
-	return wrapErr(ctx, "delete", s.kv.remove(ctx, id))
+	return wrapErr(ctx, "delete", id, s.kv.remove(ctx, id))
 }
 
 // TTL implements provider.TTLReader from the document's expiry time
@@ -590,7 +609,7 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	}
 	exp, err := s.kv.expiry(ctx, id)
 	if err != nil {
-		return 0, wrapErr(ctx, "ttl", err)
+		return 0, wrapErr(ctx, "ttl", id, err)
 	}
 	if exp.IsZero() {
 		return 0, nil
@@ -605,7 +624,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	if err := s.kv.close(); err != nil {
-		return fmt.Errorf("couchbase: close: %w", redacted{err})
+		return fmt.Errorf("couchbase: close: %w", redacted{err, ""})
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package couchbase
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -115,7 +116,7 @@ func isUnreachable(err error) bool {
 // e.g. provider.ErrCASConflict and gocb.ErrDocumentLocked), and the
 // caller's context error when the context ended. Errors that already wrap
 // a Store sentinel are returned as they are.
-func wrapErr(ctx context.Context, op string, err error) error {
+func wrapErr(ctx context.Context, op, id string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -124,9 +125,9 @@ func wrapErr(ctx context.Context, op string, err error) error {
 	}
 	s := sentinelFor(err)
 	if cerr := ctx.Err(); cerr != nil && s == provider.ErrUnavailable && !errors.Is(err, cerr) {
-		return fmt.Errorf("couchbase: %s: %w: %w: %w", op, s, cerr, redacted{err})
+		return fmt.Errorf("couchbase: %s: %w: %w: %w", op, s, cerr, redacted{err, id})
 	}
-	return fmt.Errorf("couchbase: %s: %w: %w", op, s, redacted{err})
+	return fmt.Errorf("couchbase: %s: %w: %w", op, s, redacted{err, id})
 }
 
 // hasSentinel reports whether err already wraps one of the Store's
@@ -142,57 +143,24 @@ func hasSentinel(err error) bool {
 }
 
 // redacted wraps a gocb error so that its message leaves out the document
-// id, which holds the session id: gocb's KeyValueError prints it, and
-// session ids must not reach logs. errors.Is and errors.As see the wrapped
-// error unchanged.
-type redacted struct{ err error }
+// id, which holds the session id: gocb and gocbcore print it in their
+// errors, and session ids must not reach logs. errors.Is and errors.As see
+// the wrapped error unchanged.
+type redacted struct {
+	err error
+	id  string
+}
 
 func (r redacted) Unwrap() error { return r.err }
 
 func (r redacted) Error() string {
-	var kv *gocb.KeyValueError
-	if errors.As(r.err, &kv) {
-		var b strings.Builder
-		b.WriteString(errText(kv.InnerError))
-		if kv.ErrorName != "" {
-			fmt.Fprintf(&b, " (%s)", kv.ErrorName)
-		}
-		writeRetries(&b, kv.RetryAttempts, kv.RetryReasons)
-		if kv.LastDispatchedTo != "" {
-			fmt.Fprintf(&b, ", last sent to %s", kv.LastDispatchedTo)
-		}
-		return b.String()
+	msg := r.err.Error()
+	if len(r.id) < 4 { // too short to be a session key, and to replace safely
+		return msg
 	}
-	var te *gocb.TimeoutError
-	if errors.As(r.err, &te) {
-		var b strings.Builder
-		b.WriteString(errText(te.InnerError))
-		if te.TimeObserved > 0 {
-			fmt.Fprintf(&b, " after %v", te.TimeObserved)
-		}
-		writeRetries(&b, te.RetryAttempts, te.RetryReasons)
-		if te.LastDispatchedTo != "" {
-			fmt.Fprintf(&b, ", last sent to %s", te.LastDispatchedTo)
-		}
-		return b.String()
+	msg = strings.ReplaceAll(msg, r.id, "<key>")
+	if q, err := json.Marshal(r.id); err == nil && len(q) > 2 {
+		msg = strings.ReplaceAll(msg, string(q[1:len(q)-1]), "<key>")
 	}
-	return r.err.Error()
-}
-
-func errText(err error) string {
-	if err == nil {
-		return "unknown error"
-	}
-	return err.Error()
-}
-
-func writeRetries(b *strings.Builder, attempts uint32, reasons []gocb.RetryReason) {
-	if attempts == 0 {
-		return
-	}
-	names := make([]string, 0, len(reasons))
-	for _, r := range reasons {
-		names = append(names, r.Description())
-	}
-	fmt.Fprintf(b, ", %d retries (%s)", attempts, strings.Join(names, ", "))
+	return msg
 }

@@ -52,16 +52,52 @@ func liveConfig(t *testing.T) Config {
 	return cfg
 }
 
-// liveStore connects a Store to the endpoint, closed when t ends.
+// live is the package's one connection to the endpoint, shared by every
+// live test: each test's store has its own key prefix over it.
+var live struct {
+	once  sync.Once
+	store *Store
+	err   error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if live.store != nil {
+		_ = live.store.Close()
+	}
+	os.Exit(code)
+}
+
+// liveKV returns the shared connection's kv, connecting on first use.
+func liveKV(t *testing.T) *gocbKV {
+	t.Helper()
+	cfg := liveConfig(t)
+	live.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cfg.KeyPrefix = ""
+		live.store, live.err = New(ctx, cfg)
+	})
+	require.NoError(t, live.err, "connecting to COUCHBASE_CONNSTR")
+	return live.store.kv.(*gocbKV)
+}
+
+// liveStore returns a Store with cfg over the shared connection, closed
+// when t ends (closing it leaves the connection open).
 func liveStore(t *testing.T, cfg Config) *Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := New(ctx, cfg)
+	g := liveKV(t)
+	level, err := cfg.Durability.level()
 	require.NoError(t, err)
+	s := newStore(keepOpen{&gocbKV{cluster: g.cluster, coll: g.coll, durability: level}}, cfg.withDefaults())
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// keepOpen is a kv whose close leaves the shared connection open.
+type keepOpen struct{ *gocbKV }
+
+func (keepOpen) close() error { return nil }
 
 // wrapped returns a Store sharing s's connection whose kv is wrap(s.kv),
 // to inject failures in front of the live cluster.
@@ -172,6 +208,20 @@ func TestLiveExpiry(t *testing.T) {
 	require.NoError(t, err, "an expired key can be added again")
 }
 
+// TestLiveNew connects a store of its own, as an application does.
+func TestLiveNew(t *testing.T) {
+	cfg := liveConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := New(ctx, cfg)
+	require.NoError(t, err)
+	_, err = s.Add(ctx, "n", testRecord(t, 1, 0, false, nil), time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	_, err = s.Get(ctx, "n")
+	require.ErrorIs(t, err, provider.ErrClosed)
+}
+
 // TestLiveLockedDocumentFailsFast locks a document with GetAndLock, as an
 // administrator's tool might, and checks that the store's writes fail at
 // once with a CAS conflict instead of being retried until the KV timeout
@@ -184,7 +234,7 @@ func TestLiveLockedDocumentFailsFast(t *testing.T) {
 	cas, err := s.Add(ctx, "locked", rec, time.Minute)
 	require.NoError(t, err)
 
-	coll := s.kv.(*gocbKV).coll
+	coll := s.kv.(keepOpen).coll
 	res, err := coll.GetAndLock(cfg.KeyPrefix+"locked", 15*time.Second, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = coll.Unlock(cfg.KeyPrefix+"locked", res.Cas(), nil) })
@@ -272,7 +322,11 @@ func TestLiveReplicaRead(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.ErrorIs(t, err, ErrReplicaCAS)
 
-	_, err = down.Get(ctx, "absent")
+	// A replica read of an absent key lasts until the KV timeout or the
+	// context's end: no replica answering is all it learns.
+	actx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = down.Get(actx, "absent")
 	require.ErrorIs(t, err, provider.ErrUnavailable, "no replica has it: no proof it is absent")
 }
 
@@ -324,7 +378,7 @@ func TestLiveAmbiguousWrites(t *testing.T) {
 
 			for i, applied := range []bool{true, false} {
 				amb := &ambiguousOnce{kv: s.kv, applied: applied}
-				as := newStore(amb, s.config())
+				as := newStore(amb, s.cfg)
 				as.versions = s.versions
 				want := testRecord(t, uint64(2+i), uint64(1+i), true, values)
 				newCAS, err := as.CompareAndSwap(ctx, "a", want, cas, time.Minute)
@@ -338,7 +392,7 @@ func TestLiveAmbiguousWrites(t *testing.T) {
 
 			// Add whose Insert landed but timed out.
 			amb := &ambiguousOnce{kv: s.kv, applied: true}
-			as := newStore(amb, s.config())
+			as := newStore(amb, s.cfg)
 			rec := testRecord(t, 1, 0, false, values)
 			addCAS, err := as.Add(ctx, "b", rec, time.Minute)
 			require.NoError(t, err)

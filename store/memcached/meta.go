@@ -24,8 +24,9 @@ type metaClient struct {
 	timeout time.Duration
 	maxIdle int
 
-	mu   sync.Mutex
-	idle []*metaConn
+	mu     sync.Mutex
+	idle   []*metaConn
+	closed bool // after close, connections are not pooled
 }
 
 type metaConn struct {
@@ -73,7 +74,7 @@ func (c *metaClient) do(fn func(*metaConn) error) error {
 		return err
 	}
 	c.mu.Lock()
-	if len(c.idle) < c.maxIdle {
+	if !c.closed && len(c.idle) < c.maxIdle {
 		c.idle = append(c.idle, cn)
 		cn = nil
 	}
@@ -87,7 +88,7 @@ func (c *metaClient) do(fn func(*metaConn) error) error {
 // isReply reports errors that are complete replies, after which the
 // connection is still in step.
 func isReply(err error) bool {
-	return errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrCASConflict)
+	return errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrCASConflict) || errors.Is(err, memcache.ErrNotStored)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -100,6 +101,14 @@ func (c *metaClient) closeIdle() {
 	for _, cn := range idle {
 		cn.nc.Close()
 	}
+}
+
+// close closes the pooled connections and stops pooling.
+func (c *metaClient) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.closeIdle()
 }
 
 // get reads keys with one pipelined `mg <key> c t [v]` each. A missing key
@@ -184,6 +193,64 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 		}
 	}
 	return it, nil
+}
+
+// set stores value under key with `ms <key> <len> T<exp> c [ME] [C<cas>]`
+// and returns the item's new CAS. With add, the key must be absent
+// (memcache.ErrNotStored otherwise); with a non-zero cas, the item's CAS
+// must still be cas (memcache.ErrCASConflict when it changed,
+// memcache.ErrCacheMiss when it is gone).
+func (c *metaClient) set(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
+	var newCAS uint64
+	err := c.do(func(cn *metaConn) error {
+		cmd := fmt.Sprintf("ms %s %d T%d c", key, len(value), exp)
+		if add {
+			cmd += " ME"
+		}
+		if cas != 0 {
+			cmd += " C" + strconv.FormatUint(cas, 10)
+		}
+		if _, err := cn.rw.WriteString(cmd + "\r\n"); err != nil {
+			return err
+		}
+		if _, err := cn.rw.Write(value); err != nil {
+			return err
+		}
+		if _, err := cn.rw.WriteString("\r\n"); err != nil {
+			return err
+		}
+		if err := cn.rw.Flush(); err != nil {
+			return err
+		}
+		line, err := readLine(cn.rw.Reader)
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			return fmt.Errorf("%w to ms: %q", errProtocol, line)
+		}
+		switch f[0] {
+		case "HD":
+			for _, fl := range f[1:] {
+				if len(fl) > 1 && fl[0] == 'c' {
+					newCAS, err = strconv.ParseUint(fl[1:], 10, 64)
+					if err != nil {
+						return fmt.Errorf("%w to ms: %q", errProtocol, line)
+					}
+				}
+			}
+			return nil
+		case "NS":
+			return memcache.ErrNotStored
+		case "EX":
+			return memcache.ErrCASConflict
+		case "NF":
+			return memcache.ErrCacheMiss
+		}
+		return replyError("ms", line)
+	})
+	return newCAS, err
 }
 
 // deleteIf removes key only if its CAS is still cas (`md <key> C<cas>`).

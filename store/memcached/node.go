@@ -168,6 +168,17 @@ func (n *node) mget(withValue bool, keys ...string) ([]*metaItem, error) {
 	return items, n.check("mg", "", err)
 }
 
+// mset stores value with a meta set and returns the new CAS; see
+// metaClient.set. add maps "not stored" to ErrExists.
+func (n *node) mset(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
+	newCAS, err := n.meta.set(key, value, exp, add, cas)
+	op := "ms"
+	if add {
+		op = "add"
+	}
+	return newCAS, n.check(op, key, err)
+}
+
 // deleteIf removes key only if its CAS is still cas.
 func (n *node) deleteIf(key string, cas uint64) error {
 	return n.check("md", key, n.meta.deleteIf(key, cas))

@@ -11,11 +11,16 @@ import (
 // application server's: a row is live while expires_at > now().
 type queries struct {
 	get, add, cas, touch, del, ttl, sweep string
+	getTTL, putRecord, recordSeq      string
 }
 
 func buildQueries(table string) queries {
 	r := strings.NewReplacer(
 		"{t}", ident(table),
+		// The Seq of a record in row r, and whether r holds a record: see
+		// records.go.
+		"{seq}", "substring(r.value FROM 6 FOR 8)",
+		"{isrecord}", `(length(r.value) >= 53 AND substring(r.value FROM 1 FOR 3) = '\x534c01'::bytea)`,
 		"{next}", "nextval("+literal(ident(table+"_version_seq"))+")",
 	)
 	q := func(s string) string { return strings.Join(strings.Fields(r.Replace(s)), " ") }
@@ -52,6 +57,28 @@ func buildQueries(table string) queries {
 			SELECT (SELECT version FROM updated), (SELECT version FROM current)`, "$4")),
 
 		touch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()`, "$2")),
+
+		getTTL: q(`SELECT value, version,
+				((extract(epoch FROM expires_at) - extract(epoch FROM now())) * 1000000)::bigint
+			FROM {t} WHERE key = $1 AND expires_at > now()`),
+
+		// Upsert ordered by the records' Seq ({seq}): an existing row is
+		// replaced only if expired, not a record, or holding a lower Seq.
+		// The WHERE of DO UPDATE is checked on the locked, latest row.
+		putRecord: q(expiry(`WITH put AS (
+				INSERT INTO {t} AS r (key, value, version, expires_at)
+				VALUES ($1, $2, {next}, {expiry})
+				ON CONFLICT (key) DO UPDATE
+					SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+					WHERE r.expires_at <= now()
+						OR NOT ({isrecord})
+						OR {seq} < substring(EXCLUDED.value FROM 6 FOR 8)
+				RETURNING version
+			)
+			SELECT (SELECT version FROM put),
+				(SELECT {seq} FROM {t} r WHERE key = $1 AND expires_at > now() AND {isrecord})`, "$3")),
+
+		recordSeq: q(`SELECT CASE WHEN {isrecord} THEN {seq} END FROM {t} r WHERE key = $1 AND expires_at > now()`),
 
 		// Deletes an expired row too; its liveness picks the answer.
 		del: q(`DELETE FROM {t} WHERE key = $1 RETURNING expires_at > now()`),

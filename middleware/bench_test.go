@@ -1,0 +1,33 @@
+package middleware
+
+import (
+	"net/http"
+	"testing"
+)
+
+// BenchmarkRequest measures one request through the middleware on the
+// memory store, per mode, for an existing session that the handler reads
+// (and, where allowed, writes).
+func BenchmarkRequest(b *testing.B) {
+	for _, mode := range []Mode{Exclusive, ReadOnly, LockFree, Off} {
+		b.Run(mode.String(), func(b *testing.B) {
+			e := newEnv(b, envOptions{})
+			id := e.create(map[string]any{"n": 0}, 0)
+			h := e.m.WithMode(mode, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s := FromContext(r.Context())
+				if s == nil || s.ReadOnly() {
+					return
+				}
+				n, _, _ := GetAs[int](s, "n")
+				_ = s.Set("n", n+1)
+			}))
+			r := request("POST", "/", id)
+			b.ReportAllocs()
+			for b.Loop() {
+				if w := serve(h, r); w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,148 @@
+// Package middleware is ASP.NET's session-state module for net/http: it
+// loads each request's session through a provider.Provider, locks it for
+// the requests that need the lock, and commits or releases it when the
+// handler is done. Handlers get their session with FromContext.
+//
+//	p, _ := provider.New(memstore.New(memstore.Config{}), provider.Config{})
+//	mgr, _ := middleware.New(middleware.Config{
+//		Provider: p,
+//		Rules: []middleware.Rule{
+//			{Pattern: "/static/", Mode: middleware.Off},
+//			{Pattern: "GET /cart", Mode: middleware.ReadOnly},
+//		},
+//	})
+//	mux := http.NewServeMux()
+//	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
+//		s := middleware.FromContext(r.Context())
+//		n, _, _ := middleware.GetAs[int](s, "items")
+//		_ = s.Set("items", n+1)
+//	})
+//	mux.Handle("GET /events", mgr.WithMode(middleware.LockFree, events))
+//	http.ListenAndServe(addr, mgr.Handler(mux))
+//
+// # Modes
+//
+// Every request is served in one mode (ASP.NET's EnableSessionState):
+//
+//   - Exclusive (default, =true): the session's lock is taken before the
+//     handler runs. Requests of the same session run one at a time, in
+//     arrival order; a request waits while another holds the lock (see
+//     package lock for how).
+//   - ReadOnly (=ReadOnly): no lock. Read-only requests run in parallel
+//     with each other; by default they wait while an exclusive request
+//     holds the session, as in ASP.NET, so they see that request's
+//     changes (Config.ReadOnlyNoWait reads the last committed values at once
+//     instead). Changes fail with ErrReadOnly and nothing is stored.
+//   - Off (=false): the session is not loaded; FromContext returns nil; the
+//     request makes no store operation at all. For static files, health
+//     checks, metrics.
+//   - LockFree: no lock and no waiting; at the end only the keys this
+//     request set, deleted or cleared are merged into the stored session in
+//     a compare-and-swap loop, so requests that change different keys never
+//     lose each other's change; on the same key the last writer wins. The
+//     global Config.ExclusiveAccess = false (ASP.NET's exclusiveAccess)
+//     turns every Exclusive and Auto route into LockFree.
+//   - Auto: see below.
+//
+// A route's mode comes from, in order: WithMode (or Middleware) around the
+// route's handler; a Rule matching the route's pattern exactly, then the
+// longest Rule matching its path as a prefix; Config.DefaultMode. The
+// pattern is http.Request.Pattern, which the Go 1.22 ServeMux and chi set
+// when they route. Handler around a whole *http.ServeMux asks the mux which
+// pattern (and which WithMode handler) matches before it runs. Around other
+// routers, install the middleware where routing is done (chi: inside
+// r.Group or with r.With; its top-level r.Use runs before routing, where
+// only path-prefix rules can match). Middlewares of one Manager do not
+// nest: an inner one finds the outer one's session and passes the request
+// on unchanged, except below an outer Off, where the inner one decides.
+//
+// # Auto and its risk
+//
+// Auto (after memcached-session-manager's "auto" lock mode) learns, per
+// route (matched pattern, else path), whether the route writes to the
+// session. A route starts Exclusive. After AutoConfig.QuietRequests
+// requests in a row (default 20) ended without changing the session it is
+// served LockFree: no lock, no waiting. The first request that changes the
+// session puts the route back to Exclusive; that request's own change is
+// not lost, because LockFree commits merge only the changed keys into the
+// current stored session. The tracker remembers at most
+// AutoConfig.MaxRoutes routes (default 1024, least recently used forgotten
+// first; a forgotten route starts again as Exclusive).
+//
+// The risk: while a route is lock-free, its requests neither wait for nor
+// exclude an exclusive request of the same session. They may read values
+// an exclusive request is about to change (a stale read), and a
+// read-modify-write they make (a counter increment, an append to a list)
+// can overwrite a concurrent change of the same key: one update is lost.
+// Only distinct keys are safe. Use Auto for routes that rarely write, and
+// where an occasional lost update on a key they share with other routes is
+// acceptable; use Exclusive where it is not.
+//
+// # Lifecycle of a request
+//
+//   - The session id is read (cookie, or URL in cookieless mode) and
+//     checked before anything else: malformed ids (wrong length or
+//     alphabet, duplicate cookies) never reach the store; the request gets
+//     a fresh session.
+//   - The session is loaded once. In Exclusive mode that takes the lock,
+//     waiting in the session's queue; a wait that exceeds the provider's
+//     maximum wait or the request's own deadline, or finds the queue full,
+//     ends in the ErrorHandler (default: 503 with Retry-After). A client
+//     that disconnects while waiting leaves the queue and gets no answer. An id the store does not know is never
+//     adopted: the request gets a new session, which gets a fresh id.
+//   - While the handler runs, the lock's lease is renewed in the background
+//     (provider.KeepLease), so a slow handler keeps its lock however long it
+//     runs, and a crashed process's lock is taken over after one lease.
+//   - When the handler returns, the renewals stop, then the session is
+//     committed only if its values or its timeout changed; otherwise the
+//     lock is only released, which also slides the session's expiry by its
+//     own timeout. This runs with a context the client's disconnect does
+//     not cancel, bounded by Config.CommitTimeout. A commit fenced because
+//     the lock was taken over (provider.ErrLockLost) is logged and counted;
+//     the response already written stays as it is.
+//   - A handler that panics releases the lock without storing any of its
+//     changes, and the panic goes on to the server.
+//   - Long-polling and streaming handlers call Session.Commit to store and
+//     release early.
+//
+// Sessions are lazy: a new visitor's session has no id until a handler
+// writes to it (Set, or SetTimeout to another value). A visitor whose
+// handlers only read gets no cookie and causes no store operation. Because
+// the id is sent in a cookie, the first write to a new session must happen
+// before the response headers go out (else ErrHeadersSent).
+//
+// Abandon removes the session at the end of the request and deletes the
+// cookie. RegenerateID moves the session to a new id, sending the new
+// cookie at once and removing the old record at the end of the request:
+// call it when a user signs in, so that an id planted before sign-in
+// (session fixation) is worthless afterwards.
+//
+// # Cookies
+//
+// The cookie (CookieConfig) is named "session_id", for path "/", HttpOnly,
+// SameSite=Lax, Secure when the request came over TLS (set Secure behind a
+// TLS-terminating proxy), optionally Partitioned (CHIPS), and has no
+// expiry: the session's own timeout limits its life on the server.
+//
+// # Cookieless mode
+//
+// With Config.Cookieless the id travels in the URL path, as ASP.NET's
+// cookieless="true": /(S(<id>))/rest/of/path. The middleware strips that
+// segment before routing, so routes are written without it, and pages must
+// build every link and redirect with Session.URL or Link. It is off by
+// default because it is much weaker: the id, which is the user's
+// credential, shows in browser history, bookmarks, server and proxy logs
+// and Referer headers sent to other sites, and is handed on with every
+// copied link; anyone who follows such a link is in the session. It also
+// makes session fixation easy: an attacker can send a victim a link that
+// carries the attacker's live session. Use it only where cookies cannot
+// be, with short timeouts and RegenerateID at sign-in.
+//
+// # Observability
+//
+// Errors go to Config.Logger (log/slog); session ids are shortened in log
+// attributes. Config.Metrics (NewMetrics) is a prometheus.Collector with
+// lock wait and hold time histograms and counters of takeovers, lease
+// renewals, fenced writes, queue-full and wait-timeout rejections, store
+// errors by kind, refused ids and backup failovers; see Metrics.
+package middleware

@@ -1,0 +1,252 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Metrics counts what the middleware does, as a prometheus.Collector that
+// users register themselves:
+//
+//	m := middleware.NewMetrics()
+//	prometheus.MustRegister(m)
+//	mgr, err := middleware.New(middleware.Config{Provider: p, Metrics: m})
+//
+// One Metrics may serve several Managers. Its series (all prefixed
+// sessionlock_):
+//
+//   - requests_total{mode}: requests by the mode they were served in
+//     (exclusive, readonly, off, lockfree; Auto routes count as the mode
+//     Auto chose).
+//   - lock_wait_seconds: histogram of the time it took to load a session
+//     in the modes that wait for the lock (Exclusive, and ReadOnly unless
+//     ReadOnlyNoWait), waiting included; successful loads only.
+//   - lock_hold_seconds: histogram of the time exclusive requests held the
+//     lock, from acquiring it to releasing or committing it.
+//   - lock_takeovers_total: locks found abandoned (unchanged for a lease)
+//     and broken by a waiter of the watched providers.
+//   - lease_renewals_total: successful lease renewals made while handlers
+//     ran (added when the request releases the lock).
+//   - fenced_writes_total: commits, releases and removals refused because
+//     the request's lock had been taken over (provider.ErrLockLost).
+//   - wait_rejections_total{reason}: loads refused because the queue was
+//     full (queue_full) or the wait lasted too long (wait_timeout).
+//   - store_errors_total{kind}: failed store operations by kind
+//     (unavailable, server, corrupt, too_large, cas_conflict, closed,
+//     exists, timeout, other).
+//   - invalid_ids_total{reason}: session ids refused without a store
+//     access (malformed, duplicate) and ids the store did not know
+//     (unknown).
+//   - backup_failovers_total: failovers to a backup store node, fed by the
+//     user through BackupFailover (zero when nothing feeds it).
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	lockWait        prometheus.Histogram
+	lockHold        prometheus.Histogram
+	takeovers       *prometheus.Desc
+	leaseRenewals   prometheus.Counter
+	fencedWrites    prometheus.Counter
+	rejections      *prometheus.CounterVec
+	storeErrors     *prometheus.CounterVec
+	invalidIDs      *prometheus.CounterVec
+	backupFailovers prometheus.Counter
+
+	mu        sync.Mutex
+	providers []*provider.Provider // watched for takeovers
+}
+
+const namespace = "sessionlock"
+
+// NewMetrics returns a Metrics with all series at zero.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "Requests served by the session middleware, by session mode.",
+		}, []string{"mode"}),
+		lockWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "lock_wait_seconds",
+			Help:    "Time to load a session in the modes that wait for its lock, waiting included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		lockHold: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "lock_hold_seconds",
+			Help:    "Time exclusive requests held the session lock.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		takeovers: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "lock_takeovers_total"),
+			"Locks found abandoned and broken by a waiter.", nil, nil),
+		leaseRenewals: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "lease_renewals_total",
+			Help: "Successful lease renewals while handlers ran.",
+		}),
+		fencedWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "fenced_writes_total",
+			Help: "Commits, releases and removals refused because the lock had been taken over.",
+		}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "wait_rejections_total",
+			Help: "Requests refused while waiting for a session lock, by reason.",
+		}, []string{"reason"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_errors_total",
+			Help: "Failed session store operations, by kind.",
+		}, []string{"kind"}),
+		invalidIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "invalid_ids_total",
+			Help: "Session ids refused (malformed, duplicate) or not known to the store (unknown).",
+		}, []string{"reason"}),
+		backupFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "backup_failovers_total",
+			Help: "Failovers to a backup store node.",
+		}),
+	}
+	for _, r := range []string{reasonQueueFull, reasonWaitTimeout} {
+		m.rejections.WithLabelValues(r)
+	}
+	return m
+}
+
+// Label values.
+const (
+	reasonQueueFull   = "queue_full"
+	reasonWaitTimeout = "wait_timeout"
+	reasonMalformed   = "malformed"
+	reasonDuplicate   = "duplicate"
+	reasonUnknown     = "unknown"
+)
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.requests.Describe(ch)
+	m.lockWait.Describe(ch)
+	m.lockHold.Describe(ch)
+	ch <- m.takeovers
+	m.leaseRenewals.Describe(ch)
+	m.fencedWrites.Describe(ch)
+	m.rejections.Describe(ch)
+	m.storeErrors.Describe(ch)
+	m.invalidIDs.Describe(ch)
+	m.backupFailovers.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.requests.Collect(ch)
+	m.lockWait.Collect(ch)
+	m.lockHold.Collect(ch)
+	m.mu.Lock()
+	var takeovers uint64
+	for _, p := range m.providers {
+		takeovers += p.WaitStats().Expirations
+	}
+	m.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(m.takeovers, prometheus.CounterValue, float64(takeovers))
+	m.leaseRenewals.Collect(ch)
+	m.fencedWrites.Collect(ch)
+	m.rejections.Collect(ch)
+	m.storeErrors.Collect(ch)
+	m.invalidIDs.Collect(ch)
+	m.backupFailovers.Collect(ch)
+}
+
+// BackupFailover counts one failover to a backup store node. Stores that
+// fail over (memcached-session-manager style backups) can report through
+// it; nothing in this package calls it.
+func (m *Metrics) BackupFailover() {
+	if m != nil {
+		m.backupFailovers.Inc()
+	}
+}
+
+// watch adds p's takeovers to lock_takeovers_total, once per provider.
+func (m *Metrics) watch(p *provider.Provider) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !slices.Contains(m.providers, p) {
+		m.providers = append(m.providers, p)
+	}
+}
+
+func (m *Metrics) request(mode Mode) {
+	if m != nil {
+		m.requests.WithLabelValues(mode.String()).Inc()
+	}
+}
+
+func (m *Metrics) waited(d time.Duration) {
+	if m != nil {
+		m.lockWait.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) held(d time.Duration) {
+	if m != nil {
+		m.lockHold.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) renewals(n int64) {
+	if m != nil && n > 0 {
+		m.leaseRenewals.Add(float64(n))
+	}
+}
+
+func (m *Metrics) invalidID(reason string) {
+	if m != nil {
+		m.invalidIDs.WithLabelValues(reason).Inc()
+	}
+}
+
+// storeError counts err under its kind: a fenced write, a wait rejection or
+// a store error. Errors that are not failures (nil, not found, the client
+// leaving) are not counted.
+func (m *Metrics) storeError(err error) {
+	if m == nil || err == nil || errors.Is(err, provider.ErrNotFound) || errors.Is(err, context.Canceled) {
+		return
+	}
+	switch {
+	case errors.Is(err, provider.ErrLockLost):
+		m.fencedWrites.Inc()
+	case errors.Is(err, lock.ErrQueueFull):
+		m.rejections.WithLabelValues(reasonQueueFull).Inc()
+	case errors.Is(err, lock.ErrWaitTimeout):
+		m.rejections.WithLabelValues(reasonWaitTimeout).Inc()
+	default:
+		m.storeErrors.WithLabelValues(errorKind(err)).Inc()
+	}
+}
+
+// errorKind names the kind of a store error.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, provider.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, provider.ErrServer):
+		return "server"
+	case errors.Is(err, provider.ErrCorrupt):
+		return "corrupt"
+	case errors.Is(err, provider.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, provider.ErrCASConflict):
+		return "cas_conflict"
+	case errors.Is(err, provider.ErrClosed):
+		return "closed"
+	case errors.Is(err, provider.ErrExists):
+		return "exists"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "other"
+}

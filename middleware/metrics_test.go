@@ -1,0 +1,217 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+func TestQueueFullIs503(t *testing.T) {
+	e := newEnv(t, envOptions{provider: provider.Config{Wait: lock.Config{QueueLimit: 1}}})
+	id := e.create(map[string]any{"n": 1}, 0)
+	g := newGate()
+	holderDone := make(chan struct{})
+	go func() { defer close(holderDone); serve(e.m.WithMode(Exclusive, g), request("POST", "/", id)) }()
+	recv(t, g.entered, "the holder")
+	queued := make(chan int, 1)
+	go func() {
+		queued <- serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id)).Code
+	}()
+	waitFor(t, "one request queued", func() bool { return e.p.Waiting(id) == 1 })
+
+	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id))
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_wait_rejections_total", "reason", "queue_full"))
+
+	close(g.release)
+	require.Equal(t, http.StatusOK, recv(t, queued, "the queued request"))
+	<-holderDone
+}
+
+func TestWaitTimeoutIs503(t *testing.T) {
+	e := newEnv(t, envOptions{
+		provider: provider.Config{Wait: lock.Config{MaxWait: 20 * time.Millisecond}},
+		config:   Config{RetryAfter: 1500 * time.Millisecond},
+	})
+	id := e.create(map[string]any{"n": 1}, 0)
+	g := newGate()
+	holderDone := make(chan struct{})
+	go func() { defer close(holderDone); serve(e.m.WithMode(Exclusive, g), request("POST", "/", id)) }()
+	recv(t, g.entered, "the holder")
+
+	var ran atomic.Bool
+	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Store(true) })), request("POST", "/", id))
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, "2", w.Header().Get("Retry-After"), "rounded up to whole seconds")
+	require.False(t, ran.Load())
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_wait_rejections_total", "reason", "wait_timeout"))
+	close(g.release)
+	<-holderDone
+}
+
+func TestCustomErrorHandler(t *testing.T) {
+	var got error
+	e := newEnv(t, envOptions{
+		provider: provider.Config{Wait: lock.Config{MaxWait: 10 * time.Millisecond}},
+		config: Config{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			got = err
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		}},
+	})
+	id := e.create(map[string]any{"n": 1}, 0)
+	g := newGate()
+	holderDone := make(chan struct{})
+	go func() { defer close(holderDone); serve(e.m.WithMode(Exclusive, g), request("POST", "/", id)) }()
+	recv(t, g.entered, "the holder")
+	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id))
+	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	require.ErrorIs(t, got, lock.ErrWaitTimeout)
+	require.True(t, Overloaded(got))
+	close(g.release)
+	<-holderDone
+}
+
+// failingStore fails every Get with fail while armed.
+type failingStore struct {
+	provider.Store
+	armed atomic.Bool
+	fail  error
+}
+
+func (f *failingStore) Get(ctx context.Context, key string) (provider.Entry, error) {
+	if f.armed.Load() {
+		return provider.Entry{}, f.fail
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func TestStoreErrorIs500AndCounted(t *testing.T) {
+	fs := &failingStore{fail: fmt.Errorf("dial: %w", provider.ErrUnavailable)}
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { fs.Store = s; return fs }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	fs.armed.Store(true)
+	w := serve(e.m.Handler(http.HandlerFunc(incr)), request("POST", "/", id))
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "unavailable"))
+	require.Contains(t, e.logs.String(), "loading session")
+	require.NotContains(t, e.logs.String(), id, "full session ids stay out of the logs")
+}
+
+func TestFencedCommitIsLoggedAndCounted(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	id := e.create(map[string]any{"n": 1}, 0)
+	other, err := provider.New(e.mem, provider.Config{}) // another server
+	require.NoError(t, err)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		assert.NoError(t, s.Set("n", 99))
+		// Meanwhile another server decides our lock is abandoned and takes
+		// it over.
+		ctx := context.Background()
+		_, err := other.GetItemExclusive(ctx, id)
+		var locked *provider.LockedError
+		if assert.ErrorAs(t, err, &locked) {
+			assert.NoError(t, other.BreakLock(ctx, id, locked.Stamp))
+			item, err := other.GetItemExclusive(ctx, id)
+			if assert.NoError(t, err) {
+				assert.NoError(t, item.Data.Values.Set("n", 7))
+				assert.NoError(t, other.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false))
+			}
+		}
+		fmt.Fprint(w, "response stays")
+	}))
+	w := serve(h, request("POST", "/", id))
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Equal(t, "response stays", w.Body.String())
+	n, _ := e.value(id, "n")
+	require.Equal(t, 7, n, "the fenced commit wrote nothing")
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_fenced_writes_total"))
+	require.Contains(t, e.logs.String(), "lock was taken over")
+	require.Contains(t, e.logs.String(), "level=WARN")
+}
+
+func TestMetrics(t *testing.T) {
+	const lease = 50 * time.Millisecond
+	e := newEnv(t, envOptions{provider: provider.Config{Lease: lease}})
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(e.metrics), "a valid, self-consistent collector")
+	id := e.create(map[string]any{"n": 1}, 0)
+
+	// A crashed holder: a lock nobody renews. The next request takes it over
+	// after one lease.
+	_, err := e.p.GetItemExclusive(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, "2", serve(e.m.Handler(http.HandlerFunc(incr)), request("POST", "/", id)).Body.String())
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_lock_takeovers_total"))
+
+	serve(e.m.WithMode(ReadOnly, http.HandlerFunc(echoMode)), request("GET", "/", id))
+	serve(e.m.WithMode(Off, http.HandlerFunc(echoMode)), request("GET", "/", id))
+	serve(e.m.WithMode(LockFree, http.HandlerFunc(echoMode)), request("GET", "/", id))
+	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", "bad"))
+	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", strings.Repeat("a", 32)))
+	e.metrics.BackupFailover()
+
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sessionlock_requests_total", []string{"mode", "exclusive"}, 3},
+		{"sessionlock_requests_total", []string{"mode", "readonly"}, 1},
+		{"sessionlock_requests_total", []string{"mode", "off"}, 1},
+		{"sessionlock_requests_total", []string{"mode", "lockfree"}, 1},
+		{"sessionlock_lock_wait_seconds", nil, 2}, // the takeover wait and the read-only load
+		{"sessionlock_lock_hold_seconds", nil, 1},
+		{"sessionlock_invalid_ids_total", []string{"reason", "malformed"}, 1},
+		{"sessionlock_invalid_ids_total", []string{"reason", "unknown"}, 1},
+		{"sessionlock_backup_failovers_total", nil, 1},
+		{"sessionlock_fenced_writes_total", nil, 0},
+		{"sessionlock_wait_rejections_total", []string{"reason", "queue_full"}, 0},
+	} {
+		require.Equal(t, c.want, metricValue(t, e.metrics, c.name, c.labels...), "%s %v", c.name, c.labels)
+	}
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	for _, n := range []string{"lock_wait_seconds", "lock_hold_seconds", "lock_takeovers_total", "lease_renewals_total",
+		"fenced_writes_total", "wait_rejections_total", "backup_failovers_total"} {
+		require.True(t, names["sessionlock_"+n], "missing %s", n)
+	}
+	// One Metrics may serve several Managers of one provider: takeovers are
+	// not counted twice.
+	_, err = New(Config{Provider: e.p, Metrics: e.metrics})
+	require.NoError(t, err)
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_lock_takeovers_total"))
+}
+
+func TestErrorKinds(t *testing.T) {
+	for want, err := range map[string]error{
+		"unavailable":  provider.ErrUnavailable,
+		"server":       provider.ErrServer,
+		"corrupt":      provider.ErrCorrupt,
+		"too_large":    provider.ErrTooLarge,
+		"cas_conflict": provider.ErrCASConflict,
+		"closed":       provider.ErrClosed,
+		"exists":       provider.ErrExists,
+		"timeout":      context.DeadlineExceeded,
+		"other":        errors.New("x"),
+	} {
+		require.Equal(t, want, errorKind(fmt.Errorf("wrapped: %w", err)))
+	}
+}

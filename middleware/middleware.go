@@ -1,0 +1,316 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Defaults of Config.
+const (
+	DefaultRetryAfter    = time.Second
+	DefaultCommitTimeout = 10 * time.Second
+)
+
+// Config configures a Manager. Only Provider is required; every other zero
+// field means its documented default.
+type Config struct {
+	// Provider loads, locks and stores the sessions. Required.
+	Provider *provider.Provider
+	// DefaultMode is the mode of routes that neither WithMode nor a rule
+	// sets. Default Exclusive.
+	DefaultMode Mode
+	// ExclusiveAccess is ASP.NET's exclusiveAccess switch. Nil or true:
+	// Exclusive routes lock. False: every Exclusive (and Auto) route is
+	// served LockFree, without locks, merging each request's changed keys
+	// (the provider's lock-free mode).
+	ExclusiveAccess *bool
+	// Rules set modes by route pattern or path prefix (see Rule). WithMode
+	// overrides them; DefaultMode applies where none matches.
+	Rules []Rule
+	// ReadOnlyNoWait makes read-only requests read the last committed
+	// session at once instead of waiting while an exclusive request holds
+	// it (ASP.NET's behaviour, the default).
+	ReadOnlyNoWait bool
+	// Auto tunes the Auto mode.
+	Auto AutoConfig
+	// Cookie sets the session cookie up.
+	Cookie CookieConfig
+	// Cookieless carries the session id in the URL path instead of a
+	// cookie, as ASP.NET's cookieless="true": /(S(<id>))/path. Off by
+	// default: ids in URLs leak (see the package documentation).
+	Cookieless bool
+	// ErrorHandler answers a request whose session could not be loaded.
+	// Default: 503 Service Unavailable with a Retry-After header when the
+	// wait for the lock timed out or the session's queue was full
+	// (Overloaded), 500 otherwise.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+	// RetryAfter is the Retry-After the default ErrorHandler sends with a
+	// 503, rounded up to whole seconds. Default 1 s.
+	RetryAfter time.Duration
+	// CommitTimeout bounds the commit or release after the handler; it
+	// runs even when the client has gone away. Default 10 s.
+	CommitTimeout time.Duration
+	// Logger receives errors (warnings for fenced commits). Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, counts what the middleware does. Register it with
+	// a Prometheus registry yourself.
+	Metrics *Metrics
+}
+
+// Manager is the session middleware: ASP.NET's session-state module for
+// net/http. Create one with New and wrap handlers with Handler, WithMode or
+// Middleware. It is safe for concurrent use.
+type Manager struct {
+	cfg           Config
+	p, lf         *provider.Provider // locking and lock-free views of cfg.Provider
+	exclusive     bool
+	rules         rules
+	cookieCfg     CookieConfig
+	auto          *autoTracker
+	log           *slog.Logger
+	metrics       *Metrics
+	commitTimeout time.Duration
+	retryAfter    string
+}
+
+// New returns a Manager configured by cfg.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Provider == nil {
+		return nil, errors.New("middleware: Config.Provider is required")
+	}
+	if !cfg.DefaultMode.valid() {
+		return nil, fmt.Errorf("middleware: invalid DefaultMode %v", cfg.DefaultMode)
+	}
+	rs := rules(append([]Rule(nil), cfg.Rules...))
+	if err := rs.check(); err != nil {
+		return nil, err
+	}
+	cookie, err := cfg.Cookie.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Manager{
+		cfg:           cfg,
+		p:             cfg.Provider,
+		lf:            cfg.Provider.LockFree(),
+		exclusive:     cfg.ExclusiveAccess == nil || *cfg.ExclusiveAccess,
+		rules:         rs,
+		cookieCfg:     cookie,
+		auto:          newAutoTracker(cfg.Auto),
+		log:           cfg.Logger,
+		metrics:       cfg.Metrics,
+		commitTimeout: cfg.CommitTimeout,
+		retryAfter:    strconv.FormatInt(int64((cfg.RetryAfter+time.Second-1)/time.Second), 10),
+	}
+	if cfg.Provider.Config().LockFree {
+		m.exclusive = false // the provider cannot lock
+	}
+	m.metrics.watch(cfg.Provider)
+	return m, nil
+}
+
+// Handler returns next wrapped by the middleware, with the mode each
+// request gets from WithMode on the matched route (when next is an
+// *http.ServeMux), else from the rules, else DefaultMode. Wrap a whole
+// router with it, or single routes.
+func (m *Manager) Handler(next http.Handler) http.Handler {
+	return &handler{m: m, next: next}
+}
+
+// WithMode returns next wrapped by the middleware in the given mode,
+// whatever the rules say. An invalid mode fails every request through the
+// ErrorHandler.
+func (m *Manager) WithMode(mode Mode, next http.Handler) http.Handler {
+	return &handler{m: m, next: next, mode: mode, fixed: true}
+}
+
+// Middleware returns WithMode(mode, ·) as a router middleware, for
+// example chi's r.With(mgr.Middleware(middleware.ReadOnly)).
+func (m *Manager) Middleware(mode Mode) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return m.WithMode(mode, next) }
+}
+
+// Overloaded reports whether err is a refusal to wait any longer for a
+// session's lock (lock.ErrWaitTimeout or lock.ErrQueueFull): the request
+// may be retried later.
+func Overloaded(err error) bool {
+	return errors.Is(err, lock.ErrWaitTimeout) || errors.Is(err, lock.ErrQueueFull)
+}
+
+// ServeHTTP runs one request: find its mode and session id, load the
+// session (waiting for the lock in Exclusive mode), renew the lock's lease
+// while next runs, then commit or release.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := h.m
+	if s := FromContext(r.Context()); s != nil && s.m == m {
+		h.next.ServeHTTP(w, r) // an outer middleware of this Manager has the session
+		return
+	}
+	var src idSource
+	if m.cfg.Cookieless {
+		r, src = stripURLID(r)
+	}
+	mode, route := h.resolve(r)
+	if !mode.valid() {
+		m.fail(w, r, "", fmt.Errorf("middleware: invalid mode %v for %s", mode, route))
+		return
+	}
+	if mode == Off {
+		m.metrics.request(Off)
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	if !m.cfg.Cookieless {
+		src = m.cookieID(r)
+	}
+	if src.reason != "" {
+		m.metrics.invalidID(src.reason)
+	}
+
+	s := &Session{ctx: r.Context(), m: m, w: &responseWriter{ResponseWriter: w}, cookieIn: src.present, secureReq: r.TLS != nil}
+	switch {
+	case mode == Auto && m.exclusive && !m.auto.lockFree(route):
+		s.mode, s.route = Exclusive, route
+	case mode == Auto:
+		s.mode, s.route = LockFree, route
+	case mode == Exclusive && !m.exclusive:
+		s.mode = LockFree
+	default:
+		s.mode = mode
+	}
+	if !m.exclusive {
+		s.route = "" // nothing for Auto to learn
+	}
+	s.prov = m.p
+	if s.mode == LockFree || !m.exclusive {
+		s.prov = m.lf
+	}
+	m.metrics.request(s.mode)
+
+	if src.id != "" {
+		if err := s.load(r.Context(), src.id); err != nil {
+			switch ctxErr := r.Context().Err(); {
+			case errors.Is(ctxErr, context.Canceled):
+				return // the client left while waiting; nothing to answer
+			case ctxErr != nil:
+				// The request's own deadline ended the wait.
+				err = fmt.Errorf("%w: %w", lock.ErrWaitTimeout, err)
+			}
+			m.metrics.storeError(err)
+			m.fail(w, r, src.id, err)
+			return
+		}
+	}
+	if s.data == nil {
+		s.data = m.p.CreateNewStoreData(0)
+	}
+	if s.lockID != 0 {
+		s.lease = s.prov.KeepLease(r.Context(), s.storedID, s.lockID)
+	}
+
+	returned := false
+	defer func() {
+		if !returned {
+			s.abort(r.Context()) // next panicked: release, store nothing, let the panic go on
+		}
+	}()
+	h.next.ServeHTTP(s.w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
+	returned = true
+	_ = s.finish(r.Context()) // errors are logged and counted by finish
+}
+
+// load reads (and in Exclusive mode locks) the stored session id. An id
+// the store does not know leaves the session new: ids are never adopted.
+func (s *Session) load(ctx context.Context, id string) error {
+	m := s.m
+	start := time.Now()
+	var item *provider.Item
+	var err error
+	switch {
+	case s.mode == ReadOnly && (m.cfg.ReadOnlyNoWait || !m.exclusive):
+		item, err = m.lf.GetItem(ctx, id)
+	case s.mode == ReadOnly:
+		item, err = m.p.ReadItem(ctx, id)
+	default:
+		item, err = s.prov.AcquireItem(ctx, id)
+	}
+	if errors.Is(err, provider.ErrNotFound) {
+		m.metrics.invalidID(reasonUnknown)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.acquired = time.Now()
+	if s.prov == m.p && !(s.mode == ReadOnly && m.cfg.ReadOnlyNoWait) {
+		m.metrics.waited(s.acquired.Sub(start))
+	}
+	s.id, s.storedID, s.data, s.lockID = id, id, item.Data, item.LockID
+	return nil
+}
+
+// fail answers a request whose session could not be loaded.
+func (m *Manager) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
+	if Overloaded(err) {
+		m.log.DebugContext(r.Context(), "session busy", "path", r.URL.Path, "session", idPrefix(id), "err", redact(err, id))
+	} else {
+		m.log.ErrorContext(r.Context(), "loading session", "path", r.URL.Path, "session", idPrefix(id), "err", redact(err, id))
+	}
+	if m.cfg.ErrorHandler != nil {
+		m.cfg.ErrorHandler(w, r, err)
+		return
+	}
+	if Overloaded(err) {
+		w.Header().Set("Retry-After", m.retryAfter)
+		http.Error(w, "session busy, retry later", http.StatusServiceUnavailable)
+		return
+	}
+	http.Error(w, "session unavailable", http.StatusInternalServerError)
+}
+
+// opError logs and counts the failure of a store operation at the end of a
+// request. The response has been written; a fenced write is a warning.
+func (m *Manager) opError(ctx context.Context, what, id string, err error) {
+	m.metrics.storeError(err)
+	if errors.Is(err, provider.ErrLockLost) {
+		m.log.WarnContext(ctx, what+": lock was taken over; changes discarded", "session", idPrefix(id), "err", redact(err, id))
+		return
+	}
+	m.log.ErrorContext(ctx, what, "session", idPrefix(id), "err", redact(err, id))
+}
+
+// redact returns err's message with the session id shortened.
+func redact(err error, id string) string {
+	if id == "" {
+		return err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), id, idPrefix(id))
+}
+
+// idPrefix returns the start of id, enough to correlate log lines without
+// putting a usable session id in the logs.
+func idPrefix(id string) string {
+	if len(id) > 6 {
+		return id[:6] + "…"
+	}
+	return id
+}

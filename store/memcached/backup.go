@@ -1,0 +1,197 @@
+package memcached
+
+import (
+	"bytes"
+	"errors"
+	"hash/maphash"
+	"sync"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// This file is how backup copies are written so that an older copy never
+// replaces a newer one, at one memcached operation per write in the
+// steady state.
+//
+// Every backup write is conditional. The Store remembers, per key, the
+// memcached CAS and record Seq of the last backup copy it wrote (meta set
+// returns the new CAS). A write of Seq n whose remembered copy has Seq < n
+// is sent, in parallel with the primary write, as a meta set conditioned on
+// that CAS: it lands only if the backup still holds exactly the copy
+// remembered, which is older. When nothing older is remembered (first write
+// by this process, or another process wrote since), nothing is sent in
+// parallel; once the primary write has succeeded, the slow path reads the
+// backup copy, and replaces it (again conditioned on its CAS) only if its
+// Seq is lower, or equal with other bytes: that is a refused write of a
+// loser of the same round, and this writer won the primary.
+//
+// A writer whose primary write is refused (CAS conflict) may still have
+// landed its parallel backup write, with the same Seq as the winner's. The
+// winner's own backup write then fails its condition and its slow path
+// replaces the loser's copy before the winner's call returns; the loser
+// also undoes its copy (syncBackup). So a write that was acknowledged is
+// always on the backup node, or something newer is.
+
+// bakVersion is what the Store remembers of a backup copy it wrote.
+type bakVersion struct {
+	cas uint64 // memcached CAS of the copy on the backup node
+	seq uint64 // record Seq of the copy
+}
+
+// bakCache remembers the last backup copy written per key, in a bounded
+// sharded map: past the bound, arbitrary entries are forgotten, which costs
+// only a slow-path write later.
+type bakCache struct {
+	seed     maphash.Seed
+	perShard int
+	shards   [16]struct {
+		mu sync.Mutex
+		m  map[string]bakVersion
+	}
+}
+
+func newBakCache(size int) *bakCache {
+	c := &bakCache{seed: maphash.MakeSeed(), perShard: max(1, size/16)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]bakVersion)
+	}
+	return c
+}
+
+func (c *bakCache) shard(key string) int {
+	return int(maphash.String(c.seed, key) % uint64(len(c.shards)))
+}
+
+func (c *bakCache) get(key string) (bakVersion, bool) {
+	sh := &c.shards[c.shard(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	v, ok := sh.m[key]
+	return v, ok
+}
+
+// put remembers v unless a copy with a higher Seq is already remembered.
+func (c *bakCache) put(key string, v bakVersion) {
+	sh := &c.shards[c.shard(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[key]; ok && old.seq > v.seq {
+		return
+	}
+	if _, ok := sh.m[key]; !ok && len(sh.m) >= c.perShard {
+		for k := range sh.m {
+			delete(sh.m, k)
+			break
+		}
+	}
+	sh.m[key] = v
+}
+
+// clear forgets everything: after a node was down, the CAS values
+// remembered for its copies mean nothing (a restarted memcached counts CAS
+// values from 1 again).
+func (c *bakCache) clear() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
+}
+
+func (c *bakCache) drop(key string) {
+	sh := &c.shards[c.shard(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.m, key)
+}
+
+// bakWrite is the backup half of one CAS write of a record.
+type bakWrite struct {
+	s      *Store
+	rt     route
+	value  []byte
+	seq    uint64
+	record bool // value parses as a record (else: plain set)
+	exp    int32
+
+	landed bool  // the parallel write stored value on the backup node
+	err    error // the parallel write's error, if any
+}
+
+// newBakWrite returns the backup half of a CAS write, or nil when there is
+// no backup or the backup node is down (the copy is then noted stale).
+func (s *Store) newBakWrite(rt route, value []byte, exp int32) *bakWrite {
+	if rt.b == nil || rt.b.noteIfDown(rt.bakKey()) {
+		return nil
+	}
+	w := &bakWrite{s: s, rt: rt, value: value, exp: exp}
+	if h, err := provider.ParseRecordHeader(value); err == nil {
+		w.record, w.seq = true, h.Seq
+	}
+	return w
+}
+
+// parallel is the part sent together with the primary write. A value that
+// is not a record has no Seq to order copies by: it is set plainly.
+func (w *bakWrite) parallel() error {
+	b, key := w.rt.b, w.rt.bakKey()
+	if !w.record {
+		w.err = b.set(key, w.value, w.exp)
+		w.landed = w.err == nil
+		return w.err
+	}
+	known, ok := w.s.baks.get(w.rt.key)
+	if !ok || known.seq >= w.seq {
+		return nil // the slow path decides once the primary write succeeded
+	}
+	cas, err := b.mset(key, w.value, w.exp, false, known.cas)
+	if err == nil {
+		w.landed = true
+		w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
+	}
+	w.err = err
+	return err
+}
+
+// afterPrimary completes the backup write once the primary write succeeded:
+// when the parallel write did not land, the backup copy is read and
+// replaced if it is older (or a loser's copy of the same Seq). It gives up
+// after a few conflicting rounds: each conflict is a newer write landing.
+func (w *bakWrite) afterPrimary() {
+	if w.landed || !w.record || errors.Is(w.err, provider.ErrUnavailable) || !w.rt.b.isUp() {
+		return
+	}
+	b, key := w.rt.b, w.rt.bakKey()
+	for range 3 {
+		items, err := b.mget(true, key)
+		if err != nil {
+			return
+		}
+		cur := items[0]
+		if cur == nil {
+			cas, err := b.mset(key, w.value, w.exp, true, 0)
+			if err == nil {
+				w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
+				return
+			}
+			if !errors.Is(err, provider.ErrExists) {
+				return
+			}
+			continue
+		}
+		if h, err := provider.ParseRecordHeader(cur.value); err == nil &&
+			(h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(cur.value, w.value))) {
+			w.s.baks.put(w.rt.key, bakVersion{cas: cur.cas, seq: h.Seq})
+			return // as new or newer already there
+		}
+		cas, err := b.mset(key, w.value, w.exp, false, cur.cas)
+		if err == nil {
+			w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
+			return
+		}
+		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+			return
+		}
+	}
+}

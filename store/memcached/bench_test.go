@@ -1,0 +1,176 @@
+package memcached_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// sessionBytes is the size of the benchmarked session's values.
+const sessionBytes = 2 << 10
+
+// opCounts are memcached's own counters, summed over servers.
+type opCounts struct{ get, set, cas, touch, del uint64 }
+
+func countOps(b *testing.B, servers []*mcserver.Server) opCounts {
+	b.Helper()
+	var c opCounts
+	for _, srv := range servers {
+		st, err := srv.Stats(context.Background())
+		require.NoError(b, err)
+		c.get += st.Uint("cmd_get")
+		c.set += st.Uint("cmd_set") // storage commands, cas included
+		c.cas += st.Uint("cas_hits") + st.Uint("cas_misses") + st.Uint("cas_badval")
+		c.touch += st.Uint("cmd_touch")
+		c.del += st.Uint("delete_hits") + st.Uint("delete_misses")
+	}
+	return c
+}
+
+// newBenchSession stores one session of about sessionBytes.
+func newBenchSession(b *testing.B, p *provider.Provider) string {
+	b.Helper()
+	id, err := session.NewID()
+	require.NoError(b, err)
+	d := p.CreateNewStoreData(0)
+	require.NoError(b, d.Values.Set("blob", strings.Repeat("x", sessionBytes)))
+	require.NoError(b, d.Values.Set("n", 0))
+	require.NoError(b, p.SetAndReleaseItemExclusive(context.Background(), id, d, 0, true))
+	return id
+}
+
+// requestKinds are the three uncontended requests whose cost is measured.
+var requestKinds = []struct {
+	name string
+	run  func(ctx context.Context, p *provider.Provider, id string, i int) error
+}{
+	{"read-only", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
+		_, err := p.GetItem(ctx, id)
+		return err
+	}},
+	{"exclusive-unchanged", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
+		item, err := p.GetItemExclusive(ctx, id)
+		if err != nil {
+			return err
+		}
+		return p.ReleaseItemExclusive(ctx, id, item.LockID)
+	}},
+	{"exclusive-changed", func(ctx context.Context, p *provider.Provider, id string, i int) error {
+		item, err := p.GetItemExclusive(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := item.Data.Values.Set("n", i); err != nil {
+			return err
+		}
+		return p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
+	}},
+}
+
+// BenchmarkRequestCost reports memcached operations per request, counted by
+// the servers' own stats, for a 2 KB session on two nodes with the backup
+// copy off and on. ops/req = get + set (cas included) + touch + delete.
+func BenchmarkRequestCost(b *testing.B) {
+	servers := mcserver.StartForTest(b, 2, mcserver.Config{})
+	ctx := context.Background()
+	for _, backup := range []struct {
+		name string
+		mode memcached.BackupMode
+	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}} {
+		for _, kind := range requestKinds {
+			b.Run(backup.name+"/"+kind.name, func(b *testing.B) {
+				s := newStore(b, servers, memcached.Config{Backup: backup.mode})
+				p, err := provider.New(s, provider.Config{})
+				require.NoError(b, err)
+				id := newBenchSession(b, p)
+				require.NoError(b, kind.run(ctx, p, id, 0)) // warm connections and caches
+				before := countOps(b, servers)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := kind.run(ctx, p, id, i); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				after := countOps(b, servers)
+				n := float64(b.N)
+				get, set := float64(after.get-before.get)/n, float64(after.set-before.set)/n
+				touch, del := float64(after.touch-before.touch)/n, float64(after.del-before.del)/n
+				b.ReportMetric(get, "get/req")
+				b.ReportMetric(set, "set/req")
+				b.ReportMetric(float64(after.cas-before.cas)/n, "cas/req")
+				b.ReportMetric(touch, "touch/req")
+				b.ReportMetric(del, "delete/req")
+				b.ReportMetric(get+set+touch+del, "ops/req")
+			})
+		}
+	}
+}
+
+// BenchmarkExclusiveCycleLatency reports the latency of one exclusive
+// request cycle (GetItemExclusive + SetAndReleaseItemExclusive of a 2 KB
+// session) as a ratio to one raw gomemcache Get of the same session bytes
+// on the same node, measured in the same run.
+func BenchmarkExclusiveCycleLatency(b *testing.B) {
+	servers := mcserver.StartForTest(b, 2, mcserver.Config{})
+	ctx := context.Background()
+	for _, backup := range []struct {
+		name string
+		mode memcached.BackupMode
+	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}} {
+		b.Run(backup.name, func(b *testing.B) {
+			s := newStore(b, servers, memcached.Config{Backup: backup.mode})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(b, err)
+			id := newBenchSession(b, p)
+			key, err := p.Key(id)
+			require.NoError(b, err)
+			primary, _ := s.Placement(key)
+			client := raw(b, primary)
+			if _, err := client.Get(key); err != nil {
+				b.Fatal(err)
+			}
+			cycle := requestKinds[2].run
+
+			// Interleave rounds of raw gets and cycles so that both see
+			// the same machine load.
+			const rounds = 10
+			var rawTime, cycleTime time.Duration
+			var raws, cycles int
+			b.ResetTimer()
+			for r := range rounds {
+				per := max(1, b.N/rounds)
+				start := time.Now()
+				for range per {
+					if _, err := client.Get(key); err != nil {
+						b.Fatal(err)
+					}
+				}
+				rawTime += time.Since(start)
+				raws += per
+				start = time.Now()
+				for i := range per {
+					if err := cycle(ctx, p, id, r*per+i); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cycleTime += time.Since(start)
+				cycles += per
+			}
+			b.StopTimer()
+			rawNs := float64(rawTime.Nanoseconds()) / float64(raws)
+			cycleNs := float64(cycleTime.Nanoseconds()) / float64(cycles)
+			b.ReportMetric(rawNs, "raw-get-ns")
+			b.ReportMetric(cycleNs, "cycle-ns")
+			b.ReportMetric(cycleNs/rawNs, "cycle/raw-get")
+		})
+	}
+}

@@ -1,0 +1,158 @@
+// Package memcached is a provider.Store on a pool of memcached nodes, with
+// a backup copy of every session on a second node, failover while a node is
+// down and repair when it comes back, built on github.com/bradfitz/gomemcache.
+//
+//	store, err := memcached.New(memcached.Config{
+//		Nodes: []string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"},
+//	})
+//	if err != nil { ... }
+//	defer store.Close()
+//	p, err := provider.New(store, provider.Config{App: "shop"})
+//
+// # Key layout
+//
+// The provider names each session's record KeyPrefix + App + ":" + id
+// (KeyPrefix + id without App), for example "sl:shop:" followed by the
+// 24-character id; it validates ids before they form a key. This package
+// stores that key unchanged on the key's primary node and the backup copy
+// under "bak:" + key on its backup node. Keys longer than MaxKeyLen (246
+// bytes, so that the backup key fits memcached's 250) or holding spaces,
+// control bytes or DEL fail with ErrInvalidKey.
+//
+// # Placement
+//
+// Rendezvous (highest random weight) hashing: each node scores a key with
+// FNV-1a of (node address, key) passed through MurmurHash3's 64-bit
+// finalizer; the best score is the key's primary node, the second best its
+// backup node. The whole key is hashed, which for provider keys is the
+// session: all of a session's state is one key. The score depends only on
+// the address string and the key, so the order of Config.Nodes does not
+// matter (every process must use the same address strings), and adding or
+// removing one of N nodes moves about 1/N of the sessions
+// (TestPlacementMovesOneNth). gomemcache never picks a server: each node has
+// its own gomemcache.Client whose server list is that one address.
+//
+// # Backup copies
+//
+// With BackupOn (the zero value) and two or more nodes, every write also
+// writes the backup copy, in parallel with the primary write, so a write
+// costs one round trip of latency and one extra memcached operation; with
+// one node, or BackupOff, there is one copy. The backup write never
+// replaces a newer copy by an older one: copies are ordered by the record's
+// Seq (provider.ParseRecordHeader), never by clocks. In the steady state the
+// backup write is one meta set conditioned on the memcached CAS of the
+// backup copy this Store last wrote, sent only when that copy's Seq is
+// lower; otherwise, once the primary write has succeeded, the backup copy is
+// read and replaced only if it is older (see backup.go). A writer whose
+// primary CAS is refused removes its parallel backup copy again (or
+// replaces it with the primary's copy); the winner of the same round
+// overwrites such a copy before its own call returns, so a write that was
+// acknowledged is on the backup node, or something newer is.
+//
+// # CAS tokens
+//
+// memcached CAS values are per node. A token returned by Get carries the
+// index of the node that served it in its top byte, so a token read on one
+// node never matches on another: CompareAndSwap with a token from a node
+// that no longer serves the key (the primary went down, or came back)
+// returns provider.ErrCASConflict and the provider reads again.
+// CompareAndSwap and Add return 0 as the new token (gomemcache cannot
+// report it).
+//
+// # Failover
+//
+// The first operation on a node that fails with a network error (refused,
+// reset, closed) or times out marks the node down. Marking down therefore
+// takes one failed operation: about a millisecond after a kill -9 under
+// traffic (the kernel resets the connections; TestKillNodeDuringTraffic
+// measures 0.6-5 ms), and Config.Timeout (default 500 ms) for a node that
+// hangs without closing connections (TestHungNodeMarkedDownAndCleaned). A
+// read that fails this way is retried on the backup copy at once; a write
+// in flight at that moment fails with provider.ErrUnavailable, its outcome
+// unknown. After that, while the node is down, Get, CompareAndSwap, Add,
+// Touch and Delete of its keys go to the backup copies, which act as
+// primaries; writes of keys whose backup node is down write the primary
+// only. No request fails once the node is marked down. A key whose primary
+// and backup nodes are both down (or whose only node is down, without
+// backup) fails fast with provider.ErrUnavailable.
+//
+// A background health check, stopped by Close, probes down nodes every
+// HealthCheckInterval (default 1 s) with `version`. Before a node that
+// answers again is marked up, every copy on it that may be outdated (keys
+// written elsewhere, or not written at all, while it was down, as noted by
+// this Store; past 65536 such keys the node is flushed) is deleted, and
+// writes redirected to the backup copies are let to finish, so a node that
+// was only unreachable (partition, pause) never serves an old copy.
+//
+// # Repair
+//
+// Repair is lazy, on read. When the primary misses (the node came back
+// empty, or evicted the session), Get looks for copies on the backup node
+// ("bak:"+key, and key itself, which it holds if it was the primary before
+// a node was added) and on the primary ("bak:"+key: it was the backup
+// before a node was removed), restores the copy with the highest Seq to
+// the primary (add, keeping its remaining TTL) and to the backup, and
+// returns the primary's copy. Touch restores a backup copy found missing
+// from the primary's. Add of a key that only the backup copy holds (the
+// primary lost it) returns provider.ErrExists and puts that copy back.
+//
+// # Errors
+//
+// Errors wrap the provider's sentinels and name the node:
+//
+//	cache miss                               provider.ErrNotFound
+//	add of a present key                     provider.ErrExists
+//	cas on a changed key, or token from another node
+//	                                         provider.ErrCASConflict
+//	value over Config.MaxItemSize (checked before anything is written),
+//	or SERVER_ERROR object too large         provider.ErrTooLarge
+//	other SERVER_ERROR / CLIENT_ERROR / ERROR replies
+//	                                         provider.ErrServer (node stays up)
+//	refused, reset, closed, timed out        provider.ErrUnavailable (node marked down)
+//	undecodable record where copies are compared (repair)
+//	                                         provider.ErrCorrupt
+//	after Close                              provider.ErrClosed
+//	bad key / TTL                            ErrInvalidKey / ErrInvalidTTL
+//
+// A record is one memcached item written whole, and the provider checks
+// each record's checksum, so a half-written session is never read back.
+//
+// # Expirations and contexts
+//
+// TTLs are rounded up to whole seconds; beyond 30 days they are sent as an
+// absolute Unix time, computed with this machine's clock. The remaining TTL
+// (TTLReader) is read with the meta command `mg <key> t` (memcached 1.6 or
+// later; meta commands are also used for backup writes and repairs). The
+// context is checked when an operation starts; each memcached round trip is
+// bounded by Config.Timeout rather than the context's deadline, since
+// gomemcache takes no context.
+//
+// # Defaults
+//
+//	Backup               BackupOn (with 2+ nodes)
+//	Timeout              500 ms per operation
+//	MaxIdleConnsPerNode  64 (gomemcache: 2; see Config)
+//	HealthCheckInterval  1 s
+//	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)
+//
+// # Residual windows
+//
+//   - A write whose primary dies while it is in flight returns
+//     provider.ErrUnavailable, and its value may or may not be on the backup
+//     copy that now serves the key: the outcome is unknown, as the Store
+//     contract allows. If it was refused by the primary just before the
+//     crash and the primary dies before the writer can undo its backup copy,
+//     that copy stands in for the winner's (a double fault within one round
+//     trip).
+//   - A CompareAndSwap refused with ErrNotFound (the primary lost the key
+//     between Get and CompareAndSwap) removes its backup copy: an expired or
+//     deleted session must not come back. If the primary lost it to
+//     eviction in that instant, the session is lost.
+//   - Health is per process: for up to Timeout plus HealthCheckInterval two
+//     processes may disagree on whether a node is down, and memcached offers
+//     no consensus to settle it; a process only cleans up the outdated copies
+//     it knows of. A short Timeout keeps that window short.
+//   - Values that are not provider records have no Seq: their backup copy
+//     is set plainly, and a primary miss with only such copies left fails
+//     with provider.ErrCorrupt rather than guess.
+package memcached

@@ -1,0 +1,80 @@
+package memcached_test
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// startNodes starts n memcached servers for t (skipping when memcached is
+// not installed).
+func startNodes(t testing.TB, n int) []*mcserver.Server {
+	t.Helper()
+	return mcserver.StartForTest(t, n, mcserver.Config{MemoryMB: 32})
+}
+
+// newStore returns a Store over servers, closed when t ends.
+func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
+	t.Helper()
+	cfg.Nodes = mcserver.Addrs(servers)
+	if cfg.HealthCheckInterval == 0 {
+		cfg.HealthCheckInterval = 50 * time.Millisecond
+	}
+	s, err := memcached.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// flush empties every server.
+func flush(t testing.TB, servers []*mcserver.Server) {
+	t.Helper()
+	for _, srv := range servers {
+		require.NoError(t, srv.FlushAll(context.Background()))
+	}
+}
+
+// raw returns a gomemcache client talking to one server only.
+func raw(t testing.TB, addr string) *memcache.Client {
+	t.Helper()
+	c := memcache.New(addr)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// serverAt returns the server listening on addr.
+func serverAt(t testing.TB, servers []*mcserver.Server, addr string) *mcserver.Server {
+	t.Helper()
+	for _, s := range servers {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	t.Fatalf("no server at %s", addr)
+	return nil
+}
+
+// record builds a valid provider record (format version 1, see
+// provider/record.go) with the given Seq and values bytes.
+func record(seq uint64, values string) []byte {
+	const headerLen = 49
+	b := make([]byte, headerLen+len(values)+4)
+	b[0], b[1], b[2] = 'S', 'L', 1
+	binary.BigEndian.PutUint64(b[5:13], seq)
+	binary.BigEndian.PutUint64(b[13:21], seq)
+	binary.BigEndian.PutUint64(b[21:29], seq)
+	binary.BigEndian.PutUint64(b[37:45], uint64(time.Minute))
+	binary.BigEndian.PutUint32(b[45:49], uint32(len(values)))
+	copy(b[headerLen:], values)
+	sum := crc32.Checksum(b[:len(b)-4], crc32.MakeTable(crc32.Castagnoli))
+	binary.BigEndian.PutUint32(b[len(b)-4:], sum)
+	return b
+}

@@ -1,0 +1,896 @@
+package memcached
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Defaults of Config, and limits.
+const (
+	// DefaultTimeout bounds each memcached operation (gomemcache's
+	// default).
+	DefaultTimeout = 500 * time.Millisecond
+	// DefaultMaxIdleConnsPerNode is the number of idle connections kept
+	// per node. See Config.MaxIdleConnsPerNode for why it is 64.
+	DefaultMaxIdleConnsPerNode = 64
+	// DefaultHealthCheckInterval is how often down nodes are probed.
+	DefaultHealthCheckInterval = time.Second
+	// DefaultMaxItemSize is the largest value stored: memcached's default
+	// item limit (1 MiB, -I 1m) less 512 bytes for the item header, the
+	// longest key and the CAS.
+	DefaultMaxItemSize = 1<<20 - 512
+	// MaxKeyLen is the longest key accepted: memcached's 250 bytes less
+	// the "bak:" prefix of backup copies.
+	MaxKeyLen = 250 - len(backupPrefix)
+	// MaxNodes is the most nodes a Store takes (the node index is kept in
+	// the top byte of CAS tokens).
+	MaxNodes = 255
+	// maxStaleKeys bounds the keys remembered per down node; past it the
+	// node is flushed when it comes back.
+	maxStaleKeys = 1 << 16
+	// bakCacheSize bounds the backup versions remembered (backup.go).
+	bakCacheSize = 1 << 16
+)
+
+// backupPrefix starts the key of every backup copy.
+const backupPrefix = "bak:"
+
+// Errors of this package, besides the provider's sentinels.
+var (
+	// ErrInvalidKey: a key longer than MaxKeyLen, empty, or with a space,
+	// control byte or DEL.
+	ErrInvalidKey = errors.New("memcached: invalid key")
+	// ErrInvalidTTL: a TTL of zero or less, or beyond what memcached can
+	// express.
+	ErrInvalidTTL = errors.New("memcached: invalid ttl")
+)
+
+// BackupMode says whether each session also gets a backup copy.
+type BackupMode int
+
+const (
+	// BackupOn (the zero value, so the default) keeps a copy of every
+	// value under "bak:"+key on the key's second-best node. It has no
+	// effect with a single node.
+	BackupOn BackupMode = iota
+	// BackupOff keeps one copy only: a node's sessions are unavailable
+	// while it is down and lost when it restarts.
+	BackupOff
+)
+
+// Config configures a Store. Only Nodes is required; every other zero
+// value means the documented default.
+type Config struct {
+	// Nodes are the memcached servers, "host:port". Their order does not
+	// matter, but every process sharing the sessions must use the same
+	// address strings (placement hashes them). At most MaxNodes.
+	Nodes []string
+	// Backup turns the backup copy off (BackupOff). Default BackupOn.
+	Backup BackupMode
+	// Timeout bounds each memcached operation: connect, write and read.
+	// A node that does not answer in time is marked down. Default 500 ms.
+	Timeout time.Duration
+	// MaxIdleConnsPerNode is how many idle connections are kept per
+	// node. Default 64, where gomemcache's own default is 2: every
+	// operation in flight holds one connection, and gomemcache closes a
+	// connection on release when the idle pool is full, so with 2 a web
+	// server with 50 concurrent requests dials and tears down dozens of TCP
+	// connections per node every burst (a connect round trip added to most
+	// operations, and TIME_WAIT sockets piling up). 64 covers the
+	// concurrency of a busy server, while 16 such servers still stay under
+	// memcached's default limit of 1024 connections.
+	MaxIdleConnsPerNode int
+	// HealthCheckInterval is how often a node marked down is probed to
+	// bring it back. Default 1 s.
+	HealthCheckInterval time.Duration
+	// MaxItemSize is the largest value accepted; larger ones fail with
+	// provider.ErrTooLarge before anything is written. Default
+	// DefaultMaxItemSize, which fits memcached's default -I 1m; set it to
+	// the servers' -I less 512 bytes when they run with another limit.
+	MaxItemSize int
+}
+
+// Store is a provider.Store over a pool of memcached nodes, with a backup
+// copy of each value, failover and repair. See the package documentation.
+// It is safe for concurrent use.
+type Store struct {
+	cfg    Config
+	nodes  []*node // sorted by address
+	backup bool
+	baks   *bakCache
+
+	closed atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+var (
+	_ provider.Store     = (*Store)(nil)
+	_ provider.TTLReader = (*Store)(nil)
+)
+
+// New returns a Store over cfg.Nodes and starts its health check. It does
+// not contact the nodes. Close the Store to stop the health check.
+func New(cfg Config) (*Store, error) {
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("memcached: no nodes configured")
+	}
+	if len(cfg.Nodes) > MaxNodes {
+		return nil, fmt.Errorf("memcached: %d nodes configured, at most %d supported", len(cfg.Nodes), MaxNodes)
+	}
+	if cfg.Backup != BackupOn && cfg.Backup != BackupOff {
+		return nil, fmt.Errorf("memcached: unknown backup mode %d", cfg.Backup)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxIdleConnsPerNode <= 0 {
+		cfg.MaxIdleConnsPerNode = DefaultMaxIdleConnsPerNode
+	}
+	if cfg.HealthCheckInterval <= 0 {
+		cfg.HealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if cfg.MaxItemSize <= 0 {
+		cfg.MaxItemSize = DefaultMaxItemSize
+	}
+	addrs := slices.Clone(cfg.Nodes)
+	slices.Sort(addrs)
+	cfg.Nodes = addrs
+	s := &Store{
+		cfg:    cfg,
+		backup: cfg.Backup == BackupOn && len(addrs) > 1,
+		baks:   newBakCache(bakCacheSize),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i, addr := range addrs {
+		if i > 0 && addr == addrs[i-1] {
+			return nil, fmt.Errorf("memcached: node %s listed twice", addr)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("memcached: node %q: %w", addr, err)
+		}
+		var sl memcache.ServerList
+		if err := sl.SetServers(addr); err != nil {
+			return nil, fmt.Errorf("memcached: node %q: %w", addr, err)
+		}
+		mc := memcache.NewFromSelector(&sl)
+		mc.Timeout = cfg.Timeout
+		mc.MaxIdleConns = cfg.MaxIdleConnsPerNode
+		n := &node{
+			idx:      i,
+			addr:     addr,
+			seed:     nodeSeed(addr),
+			mc:       mc,
+			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode},
+			stale:    make(map[string]struct{}),
+			maxStale: maxStaleKeys,
+		}
+		n.up.Store(true)
+		s.nodes = append(s.nodes, n)
+	}
+	go s.healthLoop()
+	return s, nil
+}
+
+// route is where a key lives: its primary node and, with backup on, its
+// backup node (nil otherwise).
+type route struct {
+	key  string
+	p, b *node
+}
+
+func (r route) bakKey() string { return backupPrefix + r.key }
+
+func (s *Store) route(key string) route {
+	first, second := rank(s.nodes, key)
+	rt := route{key: key, p: s.nodes[first]}
+	if s.backup {
+		rt.b = s.nodes[second]
+	}
+	return rt
+}
+
+// Placement returns the addresses of key's primary node and backup node
+// (empty without backup). It does not depend on node health.
+func (s *Store) Placement(key string) (primary, backup string) {
+	rt := s.route(key)
+	if rt.b != nil {
+		backup = rt.b.addr
+	}
+	return rt.p.addr, backup
+}
+
+// NodeStatus is the health of one node as this Store sees it.
+type NodeStatus struct {
+	// Addr is the node's address as configured.
+	Addr string
+	// Up reports whether operations go to the node.
+	Up bool
+	// DownSince is when the node was marked down (zero while up).
+	DownSince time.Time
+}
+
+// Nodes returns the health of every node, sorted by address.
+func (s *Store) Nodes() []NodeStatus {
+	st := make([]NodeStatus, len(s.nodes))
+	for i, n := range s.nodes {
+		n.mu.Lock()
+		st[i] = NodeStatus{Addr: n.addr, Up: n.up.Load(), DownSince: n.downSince}
+		n.mu.Unlock()
+	}
+	return st
+}
+
+// Close stops the health check and closes idle connections. Operations
+// after Close fail with provider.ErrClosed; a second Close does nothing.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.stop)
+	<-s.done
+	var first error
+	for _, n := range s.nodes {
+		if err := n.mc.Close(); err != nil && first == nil {
+			first = err
+		}
+		n.meta.close()
+	}
+	return first
+}
+
+// begin checks what every operation checks first.
+func (s *Store) begin(ctx context.Context, key string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("memcached: %w", provider.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return checkKey(key)
+}
+
+func checkKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: length %d outside [1, %d]", ErrInvalidKey, len(key), MaxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] <= ' ' || key[i] == 0x7f {
+			return fmt.Errorf("%w: byte %#x at %d", ErrInvalidKey, key[i], i)
+		}
+	}
+	return nil
+}
+
+// checkValue rejects a value over MaxItemSize before anything is written.
+func (s *Store) checkValue(key string, value []byte) error {
+	if len(value) > s.cfg.MaxItemSize {
+		return fmt.Errorf("memcached: key %s: %w: %d bytes, limit %d", key, provider.ErrTooLarge, len(value), s.cfg.MaxItemSize)
+	}
+	return nil
+}
+
+// maxRelativeExpiration is memcached's limit for relative expirations
+// (30 days); larger values are read as absolute Unix times.
+const maxRelativeExpiration = 30 * 24 * 60 * 60
+
+// expiration converts a TTL to memcached's expiration: whole seconds,
+// rounded up, and an absolute Unix time beyond 30 days.
+func expiration(ttl time.Duration, now time.Time) (int32, error) {
+	if ttl <= 0 || ttl > 50*365*24*time.Hour {
+		return 0, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	secs := int64((ttl + time.Second - 1) / time.Second)
+	if secs <= maxRelativeExpiration {
+		return int32(secs), nil
+	}
+	abs := now.Unix() + secs
+	if abs > math.MaxInt32 {
+		return 0, fmt.Errorf("%w: %v ends after 2038, beyond memcached's expiration", ErrInvalidTTL, ttl)
+	}
+	return int32(abs), nil
+}
+
+// remaining converts an `mg` TTL (seconds, -1 for none) back to an
+// expiration, for copies restored elsewhere.
+func remaining(ttl int64) int32 {
+	switch {
+	case ttl < 0:
+		return 0
+	case ttl == 0:
+		return 1
+	}
+	exp, err := expiration(time.Duration(ttl)*time.Second, time.Now())
+	if err != nil {
+		return 0
+	}
+	return exp
+}
+
+// CAS tokens carry the node they came from in their top byte (index + 1)
+// and memcached's CAS value in the low 56 bits, so a token read from one
+// node never matches on another.
+const tokenNodeShift = 56
+
+func token(n *node, cas uint64) (uint64, error) {
+	if cas >= 1<<tokenNodeShift {
+		return 0, fmt.Errorf("memcached: node %s: %w: cas value %d exceeds 56 bits", n.addr, provider.ErrServer, cas)
+	}
+	return uint64(n.idx+1)<<tokenNodeShift | cas, nil
+}
+
+func parseToken(t uint64) (idx int, cas uint64) {
+	return int(t>>tokenNodeShift) - 1, t & (1<<tokenNodeShift - 1)
+}
+
+// parallel runs primary here and backup (if not nil) in a goroutine, and
+// returns both results once both are done: a write and its backup copy
+// cost one round trip of latency.
+func parallel(primary, backup func() error) (perr, berr error) {
+	if backup == nil {
+		return primary(), nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- backup() }()
+	perr = primary()
+	berr = <-done
+	return perr, berr
+}
+
+// errPrimaryBack tells an operation that was about to be redirected that
+// the primary came back meanwhile: it retries on the primary.
+var errPrimaryBack = errors.New("memcached: primary is back")
+
+// unavailable is the error of a key whose serving nodes are all down.
+func unavailable(rt route) error {
+	if rt.b == nil {
+		return fmt.Errorf("memcached: node %s: %w: marked down", rt.p.addr, provider.ErrUnavailable)
+	}
+	return fmt.Errorf("memcached: nodes %s and %s: %w: both marked down", rt.p.addr, rt.b.addr, provider.ErrUnavailable)
+}
+
+// redirect runs a write of a key whose primary is down on its backup copy
+// (which then acts as the primary). The key is noted as stale on the
+// primary, and the primary's redirected lock is held for reading while the
+// write runs, so the primary cannot come back before the write is done.
+func (s *Store) redirect(rt route, write func(b *node) error) error {
+	if rt.b == nil {
+		return unavailable(rt)
+	}
+	rt.p.redirected.RLock()
+	defer rt.p.redirected.RUnlock()
+	if !rt.p.noteIfDown(rt.key) {
+		return errPrimaryBack
+	}
+	if !rt.b.isUp() {
+		return unavailable(rt)
+	}
+	s.baks.drop(rt.key) // the backup copy changes outside backup.go's bookkeeping
+	return write(rt.b)
+}
+
+// backupWrite returns the backup half of a write, or nil when there is no
+// backup or the backup node is down (then the backup copy is noted stale).
+func (s *Store) backupWrite(rt route, write func(b *node, key string) error) func() error {
+	if rt.b == nil || rt.b.noteIfDown(rt.bakKey()) {
+		return nil
+	}
+	return func() error { return write(rt.b, rt.bakKey()) }
+}
+
+// Get returns the value under key. With the primary up it reads the primary
+// (one operation); when the primary misses, the newest copy found elsewhere
+// (by record Seq) is restored to the primary and backup. With the primary
+// down it reads the backup copy.
+func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
+	if err := s.begin(ctx, key); err != nil {
+		return provider.Entry{}, err
+	}
+	rt := s.route(key)
+	if rt.p.isUp() {
+		it, err := rt.p.get(key)
+		switch {
+		case err == nil:
+			return entry(rt.p, it.Value, it.CasID)
+		case errors.Is(err, provider.ErrNotFound):
+			return s.getMissed(rt, err)
+		case !errors.Is(err, provider.ErrUnavailable) || rt.b == nil:
+			return provider.Entry{}, err
+		}
+		// The primary failed and is now marked down: read the backup.
+	}
+	if rt.b == nil || !rt.b.isUp() {
+		return provider.Entry{}, unavailable(rt)
+	}
+	it, err := rt.b.get(rt.bakKey())
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	return entry(rt.b, it.Value, it.CasID)
+}
+
+func entry(n *node, value []byte, cas uint64) (provider.Entry, error) {
+	t, err := token(n, cas)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	return provider.Entry{Value: value, CAS: t}, nil
+}
+
+// found is a copy of a key found on some node under some local key.
+type found struct {
+	n    *node
+	key  string
+	item *metaItem
+	seq  uint64
+}
+
+// getMissed handles a primary miss: it looks for copies on the backup node
+// ("bak:"+key, and key itself: the node was the primary before a node was
+// added) and on the primary ("bak:"+key: it was the backup before a node
+// was removed), restores the newest by Seq to the primary and the backup,
+// and returns the primary's copy. Lookup failures count as misses.
+func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
+	if rt.b == nil {
+		return provider.Entry{}, miss
+	}
+	var pItems, bItems []*metaItem
+	var bDo func() error
+	if rt.b.isUp() {
+		bDo = func() error {
+			var err error
+			bItems, err = rt.b.mget(true, rt.bakKey(), rt.key)
+			return err
+		}
+	}
+	parallel(func() error {
+		var err error
+		pItems, err = rt.p.mget(true, rt.bakKey())
+		return err
+	}, bDo)
+
+	var copies []found
+	var bakOnB *metaItem
+	if len(bItems) == 2 {
+		bakOnB = bItems[0]
+		copies = appendFound(copies, rt.b, rt.bakKey(), bItems[0])
+		copies = appendFound(copies, rt.b, rt.key, bItems[1])
+	}
+	if len(pItems) == 1 {
+		copies = appendFound(copies, rt.p, rt.bakKey(), pItems[0])
+	}
+	if len(copies) == 0 {
+		return provider.Entry{}, miss
+	}
+	best, err := newest(rt, copies)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	exp := remaining(best.item.ttl)
+	// Restore the primary; ErrExists means another request restored or
+	// wrote it meanwhile, and the primary's copy stands.
+	if err := rt.p.add(rt.key, best.item.value, exp); err != nil && !errors.Is(err, provider.ErrExists) {
+		return provider.Entry{}, err
+	}
+	if (best.n != rt.b || best.key != rt.bakKey()) && rt.b.isUp() {
+		s.baks.drop(rt.key)
+		if bakOnB != nil {
+			_ = rt.b.cas(rt.bakKey(), best.item.value, bakOnB.cas, exp)
+		} else {
+			_ = rt.b.add(rt.bakKey(), best.item.value, exp)
+		}
+	}
+	it, err := rt.p.get(rt.key)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	return entry(rt.p, it.Value, it.CasID)
+}
+
+func appendFound(copies []found, n *node, key string, it *metaItem) []found {
+	if it == nil {
+		return copies
+	}
+	return append(copies, found{n: n, key: key, item: it})
+}
+
+// newest picks the copy with the highest record Seq; on equal Seq the
+// earlier in copies wins (the backup copy first). Copies that do not parse
+// as records are skipped; if none parses, the error wraps
+// provider.ErrCorrupt.
+func newest(rt route, copies []found) (found, error) {
+	best := -1
+	var firstErr error
+	for i := range copies {
+		h, err := provider.ParseRecordHeader(copies[i].item.value)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("memcached: node %s: key %s: %w", copies[i].n.addr, copies[i].key, err)
+			}
+			continue
+		}
+		copies[i].seq = h.Seq
+		if best < 0 || h.Seq > copies[best].seq {
+			best = i
+		}
+	}
+	if best < 0 {
+		return found{}, firstErr
+	}
+	return copies[best], nil
+}
+
+// Add stores value under key if the key is absent, on the primary and the
+// backup in parallel. It returns ErrExists when the key is present on the
+// primary, or present only as a backup copy (the primary lost it: that copy
+// is put back on the primary).
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if err := s.begin(ctx, key); err != nil {
+		return 0, err
+	}
+	if err := s.checkValue(key, value); err != nil {
+		return 0, err
+	}
+	exp, err := expiration(ttl, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	rt := s.route(key)
+	for range 2 {
+		if rt.p.isUp() {
+			return 0, s.addPrimary(rt, value, exp)
+		}
+		err := s.redirect(rt, func(b *node) error { return b.add(rt.bakKey(), value, exp) })
+		if !errors.Is(err, errPrimaryBack) {
+			return 0, err
+		}
+	}
+	return 0, unavailable(rt)
+}
+
+func (s *Store) addPrimary(rt route, value []byte, exp int32) error {
+	backup := s.backupWrite(rt, func(b *node, key string) error {
+		cas, err := b.mset(key, value, exp, true, 0)
+		if err == nil {
+			if h, perr := provider.ParseRecordHeader(value); perr == nil {
+				s.baks.put(rt.key, bakVersion{cas: cas, seq: h.Seq})
+			}
+		}
+		return err
+	})
+	perr, berr := parallel(func() error { return rt.p.add(rt.key, value, exp) }, backup)
+	wroteB := backup != nil && berr == nil
+	switch {
+	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
+		return s.backupOnly(rt, value)
+	case perr == nil:
+		return nil
+	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
+		// The primary is now marked down and the backup copy acts as
+		// the primary: its answer is the answer.
+		return berr
+	default:
+		if wroteB {
+			s.syncBackup(rt, value)
+		}
+		return perr
+	}
+}
+
+// backupOnly handles an Add the primary accepted while the backup node
+// already held a copy: the primary had lost the session (eviction or
+// restart), so the key exists. The backup's copy replaces the value just
+// added, unless that changed meanwhile.
+func (s *Store) backupOnly(rt route, ours []byte) error {
+	bItems, err := rt.b.mget(true, rt.bakKey())
+	if err != nil || bItems[0] == nil {
+		return nil // the backup copy is gone: the add stands
+	}
+	bak := bItems[0]
+	s.baks.drop(rt.key)
+	if pItems, err := rt.p.mget(true, rt.key); err == nil && pItems[0] != nil && bytes.Equal(pItems[0].value, ours) {
+		_ = rt.p.cas(rt.key, bak.value, pItems[0].cas, remaining(bak.ttl))
+	}
+	return fmt.Errorf("memcached: node %s: add %s: %w (held by the backup copy)", rt.b.addr, rt.key, provider.ErrExists)
+}
+
+// syncBackup undoes a backup write whose primary write failed: if the
+// backup node still holds that value (ours), it is replaced by the
+// primary's copy, or removed when the primary has none. A backup copy
+// that changed since is someone else's newer write and is left alone.
+func (s *Store) syncBackup(rt route, ours []byte) {
+	s.baks.drop(rt.key)
+	bItems, err := rt.b.mget(true, rt.bakKey())
+	if err != nil {
+		return
+	}
+	bak := bItems[0]
+	if bak != nil && !bytes.Equal(bak.value, ours) {
+		return
+	}
+	pItems, err := rt.p.mget(true, rt.key)
+	if err != nil {
+		return
+	}
+	prim := pItems[0]
+	switch {
+	case prim != nil && bak != nil:
+		_ = rt.b.cas(rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+	case prim != nil:
+		_ = rt.b.add(rt.bakKey(), prim.value, remaining(prim.ttl))
+	case bak != nil:
+		_ = rt.b.deleteIf(rt.bakKey(), bak.cas)
+	}
+}
+
+// CompareAndSwap replaces the value under key if its CAS token (from Get)
+// is still current, writing the backup copy in parallel. A token from a
+// node that no longer serves the key returns ErrCASConflict. The new CAS
+// is not reported (0).
+func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if err := s.begin(ctx, key); err != nil {
+		return 0, err
+	}
+	if err := s.checkValue(key, value); err != nil {
+		return 0, err
+	}
+	exp, err := expiration(ttl, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	idx, mcas := parseToken(cas)
+	rt := s.route(key)
+	for range 2 {
+		if rt.p.isUp() {
+			if idx != rt.p.idx {
+				return 0, tokenConflict(rt.p, key)
+			}
+			return 0, s.casPrimary(rt, value, mcas, exp)
+		}
+		err := s.redirect(rt, func(b *node) error {
+			if idx != b.idx {
+				return tokenConflict(b, key)
+			}
+			return b.cas(rt.bakKey(), value, mcas, exp)
+		})
+		if !errors.Is(err, errPrimaryBack) {
+			return 0, err
+		}
+	}
+	return 0, unavailable(rt)
+}
+
+func tokenConflict(n *node, key string) error {
+	return fmt.Errorf("memcached: node %s: cas %s: %w: token from another node", n.addr, key, provider.ErrCASConflict)
+}
+
+func (s *Store) casPrimary(rt route, value []byte, cas uint64, exp int32) error {
+	bw := s.newBakWrite(rt, value, exp)
+	var backup func() error
+	if bw != nil {
+		backup = bw.parallel
+	}
+	perr, _ := parallel(func() error { return rt.p.cas(rt.key, value, cas, exp) }, backup)
+	switch {
+	case perr == nil:
+		if bw != nil {
+			bw.afterPrimary()
+		}
+		return nil
+	case errors.Is(perr, provider.ErrUnavailable):
+		// Outcome unknown; the primary is marked down and the backup
+		// (which may hold this value) serves the key from now on.
+		return perr
+	default:
+		// The CAS failed: this value must not stay on the backup.
+		if bw != nil && bw.landed {
+			s.syncBackup(rt, value)
+		}
+		return perr
+	}
+}
+
+// Touch sets the TTL of both copies. It succeeds when either copy was
+// touched. A backup copy found missing is restored from the primary.
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if err := s.begin(ctx, key); err != nil {
+		return err
+	}
+	exp, err := expiration(ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	rt := s.route(key)
+	for range 2 {
+		if rt.p.isUp() {
+			backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(key, exp) })
+			perr, berr := parallel(func() error { return rt.p.touch(key, exp) }, backup)
+			switch {
+			case perr == nil:
+				if backup != nil && errors.Is(berr, provider.ErrNotFound) {
+					s.restoreBackup(rt)
+				}
+				return nil
+			case backup != nil && berr == nil:
+				return nil // the primary lost it or died; the backup copy lives on
+			default:
+				return perr
+			}
+		}
+		err := s.redirect(rt, func(b *node) error { return b.touch(rt.bakKey(), exp) })
+		if !errors.Is(err, errPrimaryBack) {
+			return err
+		}
+	}
+	return unavailable(rt)
+}
+
+// restoreBackup copies the primary's value to a backup node that lost it.
+func (s *Store) restoreBackup(rt route) {
+	s.baks.drop(rt.key)
+	pItems, err := rt.p.mget(true, rt.key)
+	if err != nil || pItems[0] == nil {
+		return
+	}
+	_ = rt.b.add(rt.bakKey(), pItems[0].value, remaining(pItems[0].ttl))
+}
+
+// Delete removes both copies of key. It returns ErrNotFound when neither
+// existed.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.begin(ctx, key); err != nil {
+		return err
+	}
+	rt := s.route(key)
+	s.baks.drop(key)
+	for range 2 {
+		if rt.p.isUp() {
+			backup := s.backupWrite(rt, func(b *node, key string) error { return b.delete(key) })
+			perr, berr := parallel(func() error { return rt.p.delete(key) }, backup)
+			if perr == nil || (backup != nil && berr == nil) {
+				return nil
+			}
+			return perr
+		}
+		err := s.redirect(rt, func(b *node) error { return b.delete(rt.bakKey()) })
+		if !errors.Is(err, errPrimaryBack) {
+			return err
+		}
+	}
+	return unavailable(rt)
+}
+
+// TTL returns the remaining time to live of key, read with memcached's
+// meta get (`mg <key> t`) from the copy Get would read. Whole seconds; a
+// key without expiry reports math.MaxInt64.
+func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
+	if err := s.begin(ctx, key); err != nil {
+		return 0, err
+	}
+	rt := s.route(key)
+	var err error
+	if rt.p.isUp() {
+		var items []*metaItem
+		items, err = rt.p.mget(false, key)
+		switch {
+		case err == nil && items[0] != nil:
+			return ttlOf(items[0]), nil
+		case err == nil:
+			err = fmt.Errorf("memcached: node %s: ttl %s: %w", rt.p.addr, key, provider.ErrNotFound)
+		case !errors.Is(err, provider.ErrUnavailable):
+			return 0, err
+		}
+	}
+	if rt.b == nil {
+		if err == nil {
+			err = unavailable(rt)
+		}
+		return 0, err
+	}
+	if !rt.b.isUp() {
+		return 0, unavailable(rt)
+	}
+	items, berr := rt.b.mget(false, rt.bakKey())
+	switch {
+	case berr != nil:
+		return 0, berr
+	case items[0] == nil:
+		return 0, fmt.Errorf("memcached: node %s: ttl %s: %w", rt.b.addr, rt.bakKey(), provider.ErrNotFound)
+	}
+	return ttlOf(items[0]), nil
+}
+
+func ttlOf(it *metaItem) time.Duration {
+	if it.ttl < 0 {
+		return math.MaxInt64
+	}
+	return time.Duration(it.ttl) * time.Second
+}
+
+// healthLoop probes down nodes every HealthCheckInterval until Close.
+func (s *Store) healthLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.HealthCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		for _, n := range s.nodes {
+			if !n.isUp() {
+				s.recover(n)
+			}
+		}
+	}
+}
+
+// recover brings a down node back once it answers: it first deletes from
+// the node every copy noted stale while it was down (or flushes it when too
+// many were), so no outdated copy is ever read from it, then marks it up.
+// The last round runs with the node's redirected lock held, so no write
+// redirected to the backup is still in flight when the node is marked up.
+func (s *Store) recover(n *node) {
+	if err := n.meta.version(); err != nil {
+		return
+	}
+	// Connections pooled before the failure may lead to a dead process.
+	_ = n.mc.Close()
+	n.meta.closeIdle()
+	for range 3 {
+		keys, overflow := n.takeStale()
+		if len(keys) == 0 && !overflow {
+			break
+		}
+		if !s.clean(n, keys, overflow) {
+			return
+		}
+	}
+	s.baks.clear()
+	n.redirected.Lock()
+	defer n.redirected.Unlock()
+	for !n.markUpIfClean() {
+		keys, overflow := n.takeStale()
+		if !s.clean(n, keys, overflow) {
+			return
+		}
+	}
+}
+
+// clean deletes keys from n (or flushes n on overflow). On failure or Close
+// it puts the keys back and reports false.
+func (s *Store) clean(n *node, keys []string, overflow bool) bool {
+	if overflow {
+		if err := n.flushAll(); err != nil {
+			n.returnStale(nil, true)
+			return false
+		}
+		return true
+	}
+	for i, k := range keys {
+		select {
+		case <-s.stop:
+			n.returnStale(keys[i:], false)
+			return false
+		default:
+		}
+		if err := n.delete(k); err != nil && !errors.Is(err, provider.ErrNotFound) {
+			n.returnStale(keys[i:], false)
+			return false
+		}
+	}
+	return true
+}

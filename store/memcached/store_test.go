@@ -1,0 +1,335 @@
+package memcached_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for name, cfg := range map[string]memcached.Config{
+		"no nodes":     {},
+		"duplicate":    {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"}},
+		"no port":      {Nodes: []string{"127.0.0.1"}},
+		"backup mode":  {Nodes: []string{"127.0.0.1:1"}, Backup: 7},
+		"empty string": {Nodes: []string{""}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := memcached.New(cfg)
+			require.Error(t, err)
+			require.Nil(t, s)
+		})
+	}
+	many := make([]string, memcached.MaxNodes+1)
+	for i := range many {
+		many[i] = net.JoinHostPort("10.0.0.1", strconv.Itoa(1000+i))
+	}
+	_, err := memcached.New(memcached.Config{Nodes: many})
+	require.Error(t, err)
+	s, err := memcached.New(memcached.Config{Nodes: many[:memcached.MaxNodes]})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+}
+
+// TestContract checks Store semantics on one node, three nodes, and three
+// nodes without backup.
+func TestContract(t *testing.T) {
+	servers := startNodes(t, 3)
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		cfg   memcached.Config
+	}{
+		{"OneNode", 1, memcached.Config{}},
+		{"ThreeNodes", 3, memcached.Config{}},
+		{"ThreeNodesNoBackup", 3, memcached.Config{Backup: memcached.BackupOff}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flush(t, servers)
+			s := newStore(t, servers[:tc.nodes], tc.cfg)
+			ctx := context.Background()
+			const key = "sl:contract"
+			v1, v2, v3 := record(1, "one"), record(2, "two"), record(3, "three")
+
+			_, err := s.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			_, err = s.TTL(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.ErrorIs(t, s.Touch(ctx, key, time.Minute), provider.ErrNotFound)
+			require.ErrorIs(t, s.Delete(ctx, key), provider.ErrNotFound)
+
+			_, err = s.Add(ctx, key, v1, time.Minute)
+			require.NoError(t, err)
+			_, err = s.Add(ctx, key, v2, time.Minute)
+			require.ErrorIs(t, err, provider.ErrExists)
+
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, v1, e.Value)
+			require.NotZero(t, e.CAS)
+
+			newCAS, err := s.CompareAndSwap(ctx, key, v2, e.CAS, 2*time.Minute)
+			require.NoError(t, err)
+			require.Zero(t, newCAS, "gomemcache cannot report the new CAS")
+			_, err = s.CompareAndSwap(ctx, key, v3, e.CAS, time.Minute)
+			require.ErrorIs(t, err, provider.ErrCASConflict, "a used token must conflict")
+			_, err = s.CompareAndSwap(ctx, key, v3, 0, time.Minute)
+			require.ErrorIs(t, err, provider.ErrCASConflict, "a token from no node must conflict")
+
+			e2, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, v2, e2.Value)
+			require.NotEqual(t, e.CAS, e2.CAS)
+			ttl, err := s.TTL(ctx, key)
+			require.NoError(t, err)
+			require.InDelta(t, (2 * time.Minute).Seconds(), ttl.Seconds(), 2)
+
+			// Touch sets the TTL and keeps the CAS (memcached's touch).
+			require.NoError(t, s.Touch(ctx, key, 90*time.Second))
+			ttl, err = s.TTL(ctx, key)
+			require.NoError(t, err)
+			require.InDelta(t, 90, ttl.Seconds(), 2)
+			e3, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, e2.CAS, e3.CAS)
+
+			// TTLs beyond memcached's 30-day relative limit are sent as
+			// absolute times, not misread as 1970.
+			require.NoError(t, s.Touch(ctx, key, 40*24*time.Hour))
+			ttl, err = s.TTL(ctx, key)
+			require.NoError(t, err)
+			require.InDelta(t, (40 * 24 * time.Hour).Seconds(), ttl.Seconds(), 5)
+			_, err = s.Get(ctx, key)
+			require.NoError(t, err)
+
+			require.NoError(t, s.Delete(ctx, key))
+			_, err = s.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			_, err = s.CompareAndSwap(ctx, key, v3, e3.CAS, time.Minute)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			for _, srv := range servers[:tc.nodes] {
+				for _, k := range []string{key, "bak:" + key} {
+					_, err := raw(t, srv.Addr()).Get(k)
+					require.ErrorIs(t, err, memcache.ErrCacheMiss, "Delete removes every copy")
+				}
+			}
+		})
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	servers := startNodes(t, 2)
+	s := newStore(t, servers, memcached.Config{})
+	ctx := context.Background()
+	_, err := s.Add(ctx, "sl:short", record(1, "x"), 1500*time.Millisecond)
+	require.NoError(t, err)
+	ttl, err := s.TTL(ctx, "sl:short")
+	require.NoError(t, err)
+	require.LessOrEqual(t, ttl, 2*time.Second, "1.5 s rounds up to 2 s")
+	waitUntil(t, 10*time.Second, "the key to expire", func() bool {
+		_, err := s.Get(ctx, "sl:short")
+		return errors.Is(err, provider.ErrNotFound)
+	})
+	// Neither copy lingers.
+	for _, srv := range servers {
+		_, err := raw(t, srv.Addr()).Get("bak:sl:short")
+		require.ErrorIs(t, err, memcache.ErrCacheMiss)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	servers := startNodes(t, 1)
+	s := newStore(t, servers, memcached.Config{})
+	ctx := context.Background()
+	for _, key := range []string{"", "a b", "a\nb", "a\x7fb", "a\x00", strings.Repeat("k", memcached.MaxKeyLen+1)} {
+		_, err := s.Get(ctx, key)
+		require.ErrorIs(t, err, memcached.ErrInvalidKey, "%q", key)
+		_, err = s.Add(ctx, key, []byte("v"), time.Minute)
+		require.ErrorIs(t, err, memcached.ErrInvalidKey, "%q", key)
+		require.ErrorIs(t, s.Delete(ctx, key), memcached.ErrInvalidKey)
+	}
+	long := strings.Repeat("k", memcached.MaxKeyLen)
+	_, err := s.Add(ctx, long, []byte("v"), time.Minute)
+	require.NoError(t, err, "a key of MaxKeyLen bytes is fine")
+
+	for _, ttl := range []time.Duration{0, -time.Second, 100 * 365 * 24 * time.Hour} {
+		_, err := s.Add(ctx, "sl:ttl", []byte("v"), ttl)
+		require.ErrorIs(t, err, memcached.ErrInvalidTTL, "%v", ttl)
+		require.ErrorIs(t, s.Touch(ctx, "sl:ttl", ttl), memcached.ErrInvalidTTL)
+	}
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Get(canceled, "sl:ttl")
+	require.ErrorIs(t, err, context.Canceled)
+
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close is idempotent")
+	_, err = s.Get(ctx, "sl:ttl")
+	require.ErrorIs(t, err, provider.ErrClosed)
+	_, err = s.Add(ctx, "sl:ttl", []byte("v"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrClosed)
+}
+
+// TestTooLarge: a value over MaxItemSize fails before anything is written;
+// the default limit really fits memcached's default item size.
+func TestTooLarge(t *testing.T) {
+	servers := startNodes(t, 2)
+	s := newStore(t, servers, memcached.Config{})
+	ctx := context.Background()
+	key := "sl:" + strings.Repeat("k", memcached.MaxKeyLen-3)
+
+	_, err := s.Add(ctx, key, make([]byte, memcached.DefaultMaxItemSize+1), time.Minute)
+	require.ErrorIs(t, err, provider.ErrTooLarge)
+	for _, srv := range servers {
+		for _, k := range []string{key, "bak:" + key} {
+			_, err := raw(t, srv.Addr()).Get(k)
+			require.ErrorIs(t, err, memcache.ErrCacheMiss, "nothing written")
+		}
+	}
+
+	_, err = s.Add(ctx, key, make([]byte, memcached.DefaultMaxItemSize), time.Minute)
+	require.NoError(t, err, "the default limit fits a default memcached, longest key and backup prefix included")
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, key, make([]byte, memcached.DefaultMaxItemSize+1), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrTooLarge)
+	e2, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, e.CAS, e2.CAS, "nothing written")
+
+	// A server with a smaller item limit than the Store's: its
+	// SERVER_ERROR maps to ErrTooLarge too, and the node stays up.
+	small := mcserver.StartForTest(t, 1, mcserver.Config{MaxItemSize: 512 << 10})
+	s2 := newStore(t, small, memcached.Config{})
+	_, err = s2.Add(ctx, "sl:big", make([]byte, 600<<10), time.Minute)
+	require.ErrorIs(t, err, provider.ErrTooLarge)
+	require.True(t, s2.Nodes()[0].Up)
+}
+
+// TestServerErrorIsErrServer: SERVER_ERROR replies (here memcached -M out
+// of memory) map to ErrServer and do not mark the node down.
+func TestServerErrorIsErrServer(t *testing.T) {
+	srv := mcserver.StartForTest(t, 1, mcserver.Config{MemoryMB: 4, Args: []string{"-M"}})
+	s := newStore(t, srv, memcached.Config{})
+	ctx := context.Background()
+	value := make([]byte, 100<<10)
+	var err error
+	for i := 0; i < 200 && err == nil; i++ {
+		_, err = s.Add(ctx, "sl:fill"+strconv.Itoa(i), value, time.Minute)
+	}
+	require.ErrorIs(t, err, provider.ErrServer)
+	require.Contains(t, err.Error(), srv[0].Addr(), "errors name the node")
+	require.True(t, s.Nodes()[0].Up, "a server error is an answer: the node stays up")
+}
+
+// TestUnreachableIsErrUnavailable: refused connections map to
+// ErrUnavailable and mark the node down.
+func TestUnreachableIsErrUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now
+
+	s, err := memcached.New(memcached.Config{Nodes: []string{addr}, Timeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	_, err = s.Get(ctx, "sl:k")
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.Contains(t, err.Error(), addr)
+	st := s.Nodes()[0]
+	require.False(t, st.Up)
+	require.False(t, st.DownSince.IsZero())
+	_, err = s.Add(ctx, "sl:k", []byte("v"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable, "a down node without backup fails fast")
+	_, err = s.TTL(ctx, "sl:k")
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+}
+
+// TestCorruptBackupCopy: where the backend parses records (choosing the
+// copy to restore), undecodable bytes give ErrCorrupt and are not spread.
+func TestCorruptBackupCopy(t *testing.T) {
+	servers := startNodes(t, 2)
+	s := newStore(t, servers, memcached.Config{})
+	ctx := context.Background()
+	const key = "sl:corrupt"
+	primary, backup := s.Placement(key)
+	require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: []byte("not a record"), Expiration: 60}))
+
+	_, err := s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrCorrupt)
+	require.Contains(t, err.Error(), backup)
+	_, err = raw(t, primary).Get(key)
+	require.ErrorIs(t, err, memcache.ErrCacheMiss, "a corrupt copy is never restored")
+
+	// A corrupt record with a valid sibling: the valid one wins.
+	good := record(5, "good")
+	require.NoError(t, raw(t, primary).Set(&memcache.Item{Key: "bak:" + key, Value: good, Expiration: 60}))
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, good, e.Value)
+
+	// The primary copy is passed through as stored; the provider, which
+	// decodes it, reports ErrCorrupt.
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	pkey, err := p.Key(id)
+	require.NoError(t, err)
+	pprimary, _ := s.Placement(pkey)
+	require.NoError(t, raw(t, pprimary).Set(&memcache.Item{Key: pkey, Value: []byte("SL garbage"), Expiration: 60}))
+	_, err = p.GetItem(ctx, id)
+	require.ErrorIs(t, err, provider.ErrCorrupt)
+}
+
+// TestCloseLeavesNoGoroutine: the health check and every parallel backup
+// write are gone after Close.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	servers := startNodes(t, 3)
+	before := runtime.NumGoroutine()
+	s, err := memcached.New(memcached.Config{Nodes: mcserver.Addrs(servers), HealthCheckInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 50 {
+		key := "sl:g" + strconv.Itoa(i)
+		_, err := s.Add(ctx, key, record(1, "x"), time.Minute)
+		require.NoError(t, err)
+		e, err := s.Get(ctx, key)
+		require.NoError(t, err)
+		_, err = s.CompareAndSwap(ctx, key, record(2, "y"), e.CAS, time.Minute)
+		require.NoError(t, err)
+	}
+	servers[0].Kill() // leave a node down so the health check is busy
+	for i := range 50 {
+		_, _ = s.Get(ctx, "sl:g"+strconv.Itoa(i))
+	}
+	require.NoError(t, s.Close())
+	waitUntil(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// waitUntil polls cond until it holds or bound passes.
+func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", bound, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

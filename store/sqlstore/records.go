@@ -1,0 +1,104 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Methods for a durable tier that stores provider session records (package
+// tiered). A record's Seq (provider.RecordHeader) is bytes 5..12 of the
+// record, big-endian, so SQL compares two records' Seq by comparing those
+// bytes; a row whose value is not a record (no "SL\x01" magic, or too short
+// for a header) compares lower than any record.
+
+// GetWithTTL is Get that also returns the row's remaining time to live, by
+// the database server's clock, in the same statement.
+func (s *Store) GetWithTTL(ctx context.Context, key string) (provider.Entry, time.Duration, error) {
+	p, ctx, cancel, err := s.begin(ctx, key)
+	if err != nil {
+		return provider.Entry{}, 0, err
+	}
+	defer cancel()
+	var e provider.Entry
+	var version, us int64
+	err = p.pool.QueryRow(ctx, s.q.getTTL, key).Scan(&e.Value, &version, &us)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return provider.Entry{}, 0, fmt.Errorf("sqlstore: %w", provider.ErrNotFound)
+	}
+	if err != nil {
+		return provider.Entry{}, 0, s.wrap(p, "get", err)
+	}
+	e.CAS = uint64(version)
+	return e, max(time.Duration(us)*time.Microsecond, time.Microsecond), nil
+}
+
+// PutResult is what PutRecord did.
+type PutResult struct {
+	// Stored reports that the value was stored.
+	Stored bool
+	// CAS is the row's new CAS token when the value was stored.
+	CAS uint64
+	// KeptSeq is the Seq of the record the row keeps when the value was
+	// not stored.
+	KeptSeq uint64
+}
+
+// PutRecord stores value, a provider record, under key with ttl unless the
+// live row holds a record with an equal or higher Seq: an older record
+// never overwrites a newer one, whatever order concurrent writers'
+// statements arrive in. An absent or expired row, or a row that is not a
+// record, is replaced. One statement, two when a concurrent write makes the
+// first answer inconclusive. A value that is not a record fails with an
+// error wrapping provider.ErrCorrupt.
+func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (PutResult, error) {
+	if err := s.checkValue(value, ttl); err != nil {
+		return PutResult{}, err
+	}
+	hdr, err := provider.ParseRecordHeader(value)
+	if err != nil {
+		return PutResult{}, fmt.Errorf("sqlstore: put record: %w", err)
+	}
+	p, ctx, cancel, err := s.begin(ctx, key)
+	if err != nil {
+		return PutResult{}, err
+	}
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		var version *int64
+		var seq []byte
+		err = p.pool.QueryRow(ctx, s.q.putRecord, key, value, micros(ttl)).Scan(&version, &seq)
+		if err != nil {
+			return PutResult{}, s.wrap(p, "put record", err)
+		}
+		if version != nil {
+			return PutResult{Stored: true, CAS: uint64(*version)}, nil
+		}
+		// Refused: the row held a record with Seq >= ours when the
+		// statement locked it. The statement's snapshot may predate that
+		// record; the Seq of a live row only grows, so a snapshot Seq >=
+		// ours is the answer, and otherwise the row is read again.
+		if len(seq) == 8 && binary.BigEndian.Uint64(seq) >= hdr.Seq {
+			return PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
+		}
+		s.statements.Add(1)
+		err = p.pool.QueryRow(ctx, s.q.recordSeq, key).Scan(&seq)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return PutResult{}, s.wrap(p, "put record", err)
+		}
+		if err == nil && len(seq) == 8 {
+			return PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
+		}
+		// The row vanished or stopped being a record since: try again.
+		if attempt == 2 {
+			return PutResult{}, fmt.Errorf("sqlstore: partition %s: put record: the row kept changing: %w", p.name, provider.ErrServer)
+		}
+		s.statements.Add(1)
+	}
+}

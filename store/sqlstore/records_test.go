@@ -1,0 +1,145 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// record returns a provider record (format version 1, no values) with the
+// given Seq; ParseRecordHeader checks that it is well formed.
+func record(t testing.TB, seq uint64) []byte {
+	t.Helper()
+	b := make([]byte, 49+4)
+	b[0], b[1], b[2] = 'S', 'L', 1
+	binary.BigEndian.PutUint64(b[5:13], seq)
+	binary.BigEndian.PutUint64(b[13:21], seq)
+	binary.BigEndian.PutUint64(b[37:45], uint64(time.Minute))
+	binary.BigEndian.PutUint32(b[49:], crc32.Checksum(b[:49], crc32.MakeTable(crc32.Castagnoli)))
+	h, err := provider.ParseRecordHeader(b)
+	require.NoError(t, err)
+	require.Equal(t, seq, h.Seq)
+	return b
+}
+
+func seqOf(t testing.TB, b []byte) uint64 {
+	t.Helper()
+	h, err := provider.ParseRecordHeader(b)
+	require.NoError(t, err)
+	return h.Seq
+}
+
+func TestPutRecordKeepsTheNewest(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
+	c := connect(t, dsn)
+	ctx := context.Background()
+	get := func() uint64 {
+		e, err := s.Get(ctx, "k")
+		require.NoError(t, err)
+		return seqOf(t, e.Value)
+	}
+
+	res, err := s.PutRecord(ctx, "k", record(t, 5), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored, "absent row")
+	require.EqualValues(t, 5, get())
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, e.CAS, res.CAS, "the new token is reported")
+
+	res, err = s.PutRecord(ctx, "k", record(t, 7), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored, "higher Seq")
+	require.EqualValues(t, 7, get())
+
+	for _, seq := range []uint64{6, 7} {
+		res, err := s.PutRecord(ctx, "k", record(t, seq), time.Minute)
+		require.NoError(t, err)
+		require.False(t, res.Stored, "Seq %d <= 7", seq)
+		require.EqualValues(t, 7, res.KeptSeq)
+		require.EqualValues(t, 7, get())
+	}
+
+	// Big-endian byte order compares like the numbers, high bits too.
+	res, err = s.PutRecord(ctx, "k", record(t, 1<<32+1), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored)
+	res, err = s.PutRecord(ctx, "k", record(t, 1<<32-1), time.Minute)
+	require.NoError(t, err)
+	require.False(t, res.Stored)
+	require.EqualValues(t, uint64(1<<32+1), res.KeptSeq)
+
+	// An expired row is replaced whatever its Seq, and TTL is set.
+	exec(t, c, `UPDATE records SET expires_at = now() - interval '1 second'`)
+	res, err = s.PutRecord(ctx, "k", record(t, 2), 3*time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored)
+	e, ttl, err := s.GetWithTTL(ctx, "k")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, seqOf(t, e.Value))
+	require.InDelta(t, (3 * time.Minute).Seconds(), ttl.Seconds(), 5)
+	require.Equal(t, res.CAS, e.CAS)
+
+	// A row that is not a record is replaced.
+	_, err = s.Add(ctx, "garbage", []byte("SL\x01 not a record"), time.Minute)
+	require.NoError(t, err)
+	res, err = s.PutRecord(ctx, "garbage", record(t, 1), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored)
+
+	// A value that is not a record is refused before any statement.
+	before := s.Stats().Statements
+	_, err = s.PutRecord(ctx, "k", []byte("nope"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrCorrupt)
+	require.Equal(t, before, s.Stats().Statements)
+
+	_, _, err = s.GetWithTTL(ctx, "missing")
+	require.ErrorIs(t, err, provider.ErrNotFound)
+}
+
+func TestPutRecordConcurrentWritersKeepTheHighestSeq(t *testing.T) {
+	s := newStore(t, Config{DSNs: []string{pg.NewDatabase(t)}, MaxConns: 8})
+	ctx := context.Background()
+	const n = 60
+	seqs := rand.Perm(n)
+	records := make([][]byte, n)
+	for i := range records {
+		records[i] = record(t, uint64(seqs[i]+1))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 6 {
+				seq := uint64(seqs[i] + 1)
+				res, err := s.PutRecord(ctx, "k", records[i], time.Minute)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !res.Stored && res.KeptSeq < seq {
+					t.Errorf("Seq %d refused for an older kept Seq %d", seq, res.KeptSeq)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.EqualValues(t, n, seqOf(t, e.Value))
+}

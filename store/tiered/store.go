@@ -1,0 +1,551 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Durable is the durable tier: *sqlstore.Store implements it.
+type Durable interface {
+	provider.Store
+	provider.TTLReader
+	// GetWithTTL is Get that also returns the remaining time to live.
+	GetWithTTL(ctx context.Context, key string) (provider.Entry, time.Duration, error)
+	// PutRecord stores a provider record unless the durable copy holds a
+	// record with an equal or higher Seq, and reports whether it stored it
+	// or else the Seq kept.
+	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (stored bool, kept uint64, err error)
+}
+
+// DefaultMemoSize is the default of Config.MemoSize.
+const DefaultMemoSize = 100_000
+
+// maxAttempts bounds the retry loops of revival.
+const maxAttempts = 16
+
+// Config configures a Store. Cache and Durable are required.
+type Config struct {
+	// Cache holds the live records, locks included: a memcached
+	// *memcached.Store in production.
+	Cache provider.Store
+	// Durable holds the durable copies: a *sqlstore.Store.
+	Durable Durable
+	// MemoSize bounds how many keys the store remembers (the last record
+	// seen in the cache and the durable copy's expiry), about 200 bytes
+	// each. Default 100 000. A key forgotten costs one cache read or one
+	// refresh statement the next time it is changed or read.
+	MemoSize int
+	// RefreshBelow: the durable copy's expiry is refreshed (one
+	// statement) when a cache-only request finds it has less than this
+	// fraction of the session's timeout left. Default 0.5: at most one
+	// refresh per half timeout per active session and process. A session
+	// the cache loses can be revived for RefreshBelow of its timeout after
+	// its last request, however long its timeout; higher values (up to 1)
+	// cover more of it with more statements. See the package
+	// documentation.
+	RefreshBelow float64
+	// Now is the clock that tracks when durable copies need a refresh; it
+	// only measures durations. Default time.Now. Tests pass a fake clock.
+	Now func() time.Time
+}
+
+// Stats are counters of a Store's work since New.
+type Stats struct {
+	// DurableWrites counts changes written through to the durable tier.
+	DurableWrites uint64
+	// Refreshes counts refreshes of a durable copy's expiry.
+	Refreshes uint64
+	// Revivals counts records served from the durable tier after a cache
+	// miss.
+	Revivals uint64
+	// StaleWrites counts changes refused by the durable tier because the
+	// cache had lost their record and a revival superseded it; the
+	// request saw a conflict (and then ErrLockLost).
+	StaleWrites uint64
+	// RefreshErrors counts refreshes that failed (retried on the next
+	// request; the change itself succeeded).
+	RefreshErrors uint64
+}
+
+// Store is a provider.Store with a cache in front of a durable store. See
+// the package documentation. It is safe for concurrent use.
+type Store struct {
+	cache   provider.Store
+	durable Durable
+	memo    *memo
+	now     func() time.Time
+
+	refreshBelow float64
+
+	flightMu sync.Mutex
+	flights  map[string]*flight
+
+	durableWrites, refreshes, revivals, staleWrites, refreshErrors atomic.Uint64
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ provider.Store     = (*Store)(nil)
+	_ provider.TTLReader = (*Store)(nil)
+)
+
+// New returns a Store over cfg.Cache and cfg.Durable. The Store owns them:
+// Close closes both.
+func New(cfg Config) (*Store, error) {
+	if cfg.Cache == nil || cfg.Durable == nil {
+		return nil, errors.New("tiered: Config.Cache and Config.Durable are required")
+	}
+	if cfg.MemoSize <= 0 {
+		cfg.MemoSize = DefaultMemoSize
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RefreshBelow == 0 {
+		cfg.RefreshBelow = 0.5
+	}
+	if cfg.RefreshBelow < 0 || cfg.RefreshBelow > 1 {
+		return nil, fmt.Errorf("tiered: RefreshBelow %v is outside (0, 1]", cfg.RefreshBelow)
+	}
+	return &Store{
+		refreshBelow: cfg.RefreshBelow,
+		cache:        cfg.Cache,
+		durable:      cfg.Durable,
+		memo:         newMemo(cfg.MemoSize),
+		now:          cfg.Now,
+		flights:      make(map[string]*flight),
+	}, nil
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		DurableWrites: s.durableWrites.Load(),
+		Refreshes:     s.refreshes.Load(),
+		Revivals:      s.revivals.Load(),
+		StaleWrites:   s.staleWrites.Load(),
+		RefreshErrors: s.refreshErrors.Load(),
+	}
+}
+
+// Close closes the cache and the durable store. Later calls fail with
+// provider.ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.closeErr = errors.Join(s.cache.Close(), s.durable.Close())
+	})
+	return s.closeErr
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return fmt.Errorf("tiered: %w", provider.ErrClosed)
+	}
+	return ctx.Err()
+}
+
+// Get returns the live record from the cache. On a cache miss it serves the
+// durable copy, revived (see the package documentation), and puts it back
+// in the cache.
+func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
+	if err := s.check(ctx); err != nil {
+		return provider.Entry{}, err
+	}
+	e, err := s.cache.Get(ctx, key)
+	if err == nil {
+		s.saw(key, e)
+		return e, nil
+	}
+	if !errors.Is(err, provider.ErrNotFound) {
+		return provider.Entry{}, err
+	}
+	return s.reviveOnce(ctx, key)
+}
+
+// saw remembers a record read from the cache.
+func (s *Store) saw(key string, e provider.Entry) {
+	if h, err := provider.ParseRecordHeader(e.Value); err == nil {
+		s.memo.seen(key, e.CAS, h)
+	}
+}
+
+// Add inserts a new record: in the durable tier first (insert if absent,
+// so a session the cache lost but the durable tier holds is not created
+// twice), then in the cache.
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	start := s.now()
+	if _, err := s.durable.Add(ctx, key, value, ttl); err != nil {
+		return 0, err
+	}
+	s.durableWrites.Add(1)
+	h, herr := provider.ParseRecordHeader(value)
+	if herr == nil {
+		s.memo.durable(key, h.DataSeq, start.Add(ttl))
+	}
+	cas, err := s.cache.Add(ctx, key, value, ttl)
+	if errors.Is(err, provider.ErrExists) {
+		// The cache holds a live record whose durable copy had expired
+		// or was never written: the durable row just added must not
+		// stand for it. Put the live record back durably.
+		s.memo.forget(key)
+		s.restoreDurable(ctx, key, ttl)
+		return 0, err
+	}
+	if err != nil {
+		// Durable but not cached: a later Get revives it.
+		return 0, err
+	}
+	if herr == nil && cas != 0 {
+		s.memo.seen(key, cas, h)
+	}
+	return cas, nil
+}
+
+// restoreDurable writes the cache's live record to the durable tier, best
+// effort.
+func (s *Store) restoreDurable(ctx context.Context, key string, ttl time.Duration) {
+	e, err := s.cache.Get(ctx, key)
+	if err != nil {
+		return
+	}
+	if _, err := provider.ParseRecordHeader(e.Value); err != nil {
+		return
+	}
+	if _, _, err := s.durable.PutRecord(ctx, key, e.Value, ttl); err == nil {
+		s.durableWrites.Add(1)
+	}
+}
+
+// CompareAndSwap writes the record to the cache with the cache's CAS. A
+// change of the session's data (DataSeq, timeout, action flags, removal)
+// is then written to the durable tier before CompareAndSwap returns; a
+// lock-only change stays in the cache. Values must be provider records.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	next, err := provider.ParseRecordHeader(value)
+	if err != nil {
+		return 0, fmt.Errorf("tiered: CompareAndSwap of a value that is not a session record: %w", err)
+	}
+	prev, known := s.memo.header(key, cas)
+	if !known || next.Seq != prev.Seq+1 {
+		// Not remembered (or remembered wrongly): read the cache. A
+		// token that is not current fails the same way the CAS would.
+		e, err := s.cache.Get(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		if e.CAS != cas {
+			return 0, fmt.Errorf("tiered: %w", provider.ErrCASConflict)
+		}
+		prev, err = provider.ParseRecordHeader(e.Value)
+		known = err == nil
+	}
+	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+	if err != nil {
+		return 0, err
+	}
+	s.memo.seen(key, newCAS, next)
+	if known && !dataChanged(prev, next) {
+		s.refresh(ctx, key, next, ttl, value)
+		return newCAS, nil
+	}
+	if err := s.writeThrough(ctx, key, value, next, ttl); err != nil {
+		return 0, err
+	}
+	return newCAS, nil
+}
+
+// dataChanged reports whether next changes what the durable copy must
+// hold: the values or timeout (DataSeq), the action flags, removal.
+func dataChanged(prev, next provider.RecordHeader) bool {
+	return next.DataSeq != prev.DataSeq || next.Actions != prev.Actions ||
+		next.Removed != prev.Removed || next.Timeout != prev.Timeout
+}
+
+// writeThrough writes a record the cache has just accepted to the durable
+// tier, ordered by Seq.
+func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, ttl time.Duration) error {
+	start := s.now()
+	stored, kept, err := s.durable.PutRecord(ctx, key, value, ttl)
+	if err != nil {
+		// The change is live in the cache but not durable; the caller
+		// is told it failed (outcome unknown, as with any unavailable
+		// store). The next durable write of the session carries it.
+		return fmt.Errorf("tiered: write-through: %w", err)
+	}
+	if stored {
+		s.durableWrites.Add(1)
+		s.memo.durable(key, next.DataSeq, start.Add(ttl))
+		return nil
+	}
+	if epoch(kept) == epoch(next.Seq) {
+		// A later record of the same lineage, which includes this
+		// change, is durable already: the change is durable.
+		return nil
+	}
+	// The durable copy belongs to a newer lineage: the cache lost this
+	// record's lineage and a revival superseded it. This change is not
+	// durable and must not be live: the caller sees a conflict, re-reads
+	// and finds its lock lost. Normally the revival has replaced the
+	// record in the cache already; if the cache still holds this stale
+	// lineage (a cache restarted and reissued the same CAS token), revive
+	// again so that it is replaced.
+	s.staleWrites.Add(1)
+	if e, err := s.cache.Get(ctx, key); err == nil {
+		if h, err := provider.ParseRecordHeader(e.Value); err == nil && epoch(h.Seq) < epoch(kept) {
+			s.revive(ctx, key) // best effort; the next Get revives anyway
+		}
+	}
+	return fmt.Errorf("tiered: change superseded by a revival of the durable copy: %w", provider.ErrCASConflict)
+}
+
+// epoch is the lineage of a record: ReviveRecord adds 1<<32 to Seq, so
+// every revival starts a new epoch (as long as one lineage makes fewer
+// than 2^32 changes).
+func epoch(seq uint64) uint64 { return seq >> 32 }
+
+// refresh keeps the durable copy from expiring long before a session kept
+// alive by cache-only changes and reads: when this process does not know
+// that the copy lives for at least RefreshBelow of ttl more, it slides the copy's expiry
+// (one statement), or rewrites the copy if it is gone. Best effort: a
+// failure is retried on the next request. value is the live record, or nil
+// to read it from the cache if needed.
+func (s *Store) refresh(ctx context.Context, key string, h provider.RecordHeader, ttl time.Duration, value []byte) {
+	now := s.now()
+	if until, ok := s.memo.durableUntil(key, h.DataSeq); ok && until.Sub(now) >= time.Duration(float64(ttl)*s.refreshBelow) {
+		return
+	}
+	err := s.durable.Touch(ctx, key, ttl)
+	if errors.Is(err, provider.ErrNotFound) {
+		if value == nil {
+			e, gerr := s.cache.Get(ctx, key)
+			if gerr != nil {
+				s.refreshErrors.Add(1)
+				return
+			}
+			value = e.Value
+		}
+		var hv provider.RecordHeader
+		if hv, err = provider.ParseRecordHeader(value); err == nil {
+			h = hv
+			_, _, err = s.durable.PutRecord(ctx, key, value, ttl)
+		}
+	}
+	if err != nil {
+		s.refreshErrors.Add(1)
+		return
+	}
+	s.refreshes.Add(1)
+	s.memo.durable(key, h.DataSeq, now.Add(ttl))
+}
+
+// Touch slides the cache's TTL and, when due, the durable copy's (see
+// refresh). A record the cache lost is revived first.
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	err := s.cache.Touch(ctx, key, ttl)
+	if errors.Is(err, provider.ErrNotFound) {
+		if _, err = s.reviveOnce(ctx, key); err != nil {
+			return err
+		}
+		err = s.cache.Touch(ctx, key, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	h, ok := s.memo.last(key)
+	if !ok {
+		ce, err := s.cache.Get(ctx, key)
+		if err != nil {
+			return nil // touched; the refresh waits for the next request
+		}
+		if h, err = provider.ParseRecordHeader(ce.Value); err != nil {
+			return nil
+		}
+		s.memo.seen(key, ce.CAS, h)
+		s.refresh(ctx, key, h, ttl, ce.Value)
+		return nil
+	}
+	s.refresh(ctx, key, h, ttl, nil)
+	return nil
+}
+
+// Delete removes key from both tiers. It returns ErrNotFound when neither
+// had it.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	derr := s.durable.Delete(ctx, key)
+	cerr := s.cache.Delete(ctx, key)
+	s.memo.forget(key)
+	switch {
+	case derr != nil && !errors.Is(derr, provider.ErrNotFound):
+		return derr
+	case cerr != nil && !errors.Is(cerr, provider.ErrNotFound):
+		return cerr
+	case derr != nil && cerr != nil:
+		return cerr
+	}
+	return nil
+}
+
+// TTL returns the live record's remaining time to live: the cache's when
+// it can report it, else the durable copy's.
+func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	if r, ok := s.cache.(provider.TTLReader); ok {
+		d, err := r.TTL(ctx, key)
+		if !errors.Is(err, provider.ErrNotFound) {
+			return d, err
+		}
+	}
+	return s.durable.TTL(ctx, key)
+}
+
+// flight is one revival in progress; concurrent Gets of the key in this
+// process wait for it instead of reviving again.
+type flight struct {
+	done chan struct{}
+	e    provider.Entry
+	err  error
+}
+
+// reviveOnce runs revive for key, shared by the concurrent callers of this
+// process.
+func (s *Store) reviveOnce(ctx context.Context, key string) (provider.Entry, error) {
+	for {
+		s.flightMu.Lock()
+		f, waiting := s.flights[key]
+		if !waiting {
+			f = &flight{done: make(chan struct{})}
+			s.flights[key] = f
+		}
+		s.flightMu.Unlock()
+		if !waiting {
+			f.e, f.err = s.revive(ctx, key)
+			s.flightMu.Lock()
+			delete(s.flights, key)
+			s.flightMu.Unlock()
+			close(f.done)
+			return f.e, f.err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return provider.Entry{}, ctx.Err()
+		}
+		if isContextErr(f.err) && ctx.Err() == nil {
+			continue // the leader's request ended, not ours: try again
+		}
+		return provider.Entry{Value: slices.Clone(f.e.Value), CAS: f.e.CAS}, f.err
+	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// revive serves key's durable copy after a cache miss: it reads the copy,
+// revives it (unlocked, lock id and Seq advanced into a new epoch, so any
+// holder of a lock the cache lost is fenced), claims the durable row for
+// the new epoch with a compare-and-swap (so writes still in flight from the
+// lost lineage are refused, and of concurrent revivals one wins per durable
+// version), and installs the revived record in the cache.
+func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// Another process may have refilled the cache meanwhile.
+			e, err := s.cache.Get(ctx, key)
+			if err == nil {
+				s.saw(key, e)
+				return e, nil
+			}
+			if !errors.Is(err, provider.ErrNotFound) {
+				return provider.Entry{}, err
+			}
+		}
+		d, ttl, err := s.durable.GetWithTTL(ctx, key)
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		revived, err := provider.ReviveRecord(d.Value)
+		if err != nil {
+			return provider.Entry{}, fmt.Errorf("tiered: durable copy: %w", err)
+		}
+		h, err := provider.ParseRecordHeader(revived)
+		if err != nil {
+			return provider.Entry{}, fmt.Errorf("tiered: revived copy: %w", err)
+		}
+		start := s.now()
+		_, err = s.durable.CompareAndSwap(ctx, key, revived, d.CAS, ttl)
+		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		s.revivals.Add(1)
+		s.memo.durable(key, h.DataSeq, start.Add(ttl))
+		return s.install(ctx, key, revived, h, ttl)
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: revival kept conflicting after %d attempts: %w", maxAttempts, provider.ErrCASConflict)
+}
+
+// install puts a revived record in the cache. A record already there from
+// an older epoch (an earlier revival whose durable claim this one
+// superseded) is replaced; a newer one is kept and returned.
+func (s *Store) install(ctx context.Context, key string, revived []byte, h provider.RecordHeader, ttl time.Duration) (provider.Entry, error) {
+	cas, err := s.cache.Add(ctx, key, revived, ttl)
+	if err == nil && cas != 0 {
+		s.memo.seen(key, cas, h)
+		return provider.Entry{Value: revived, CAS: cas}, nil
+	}
+	if err != nil && !errors.Is(err, provider.ErrExists) {
+		return provider.Entry{}, err
+	}
+	// Added without a token, or something is there: read what the cache
+	// holds, replacing it while it is older.
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, err := s.cache.Get(ctx, key)
+		if errors.Is(err, provider.ErrNotFound) {
+			if _, err := s.cache.Add(ctx, key, revived, ttl); err != nil && !errors.Is(err, provider.ErrExists) {
+				return provider.Entry{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		ch, perr := provider.ParseRecordHeader(cur.Value)
+		if perr == nil && ch.Seq >= h.Seq {
+			s.memo.seen(key, cur.CAS, ch)
+			return cur, nil
+		}
+		_, err = s.cache.CompareAndSwap(ctx, key, revived, cur.CAS, ttl)
+		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+			return provider.Entry{}, err
+		}
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %w", provider.ErrCASConflict)
+}

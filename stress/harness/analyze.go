@@ -1,0 +1,410 @@
+package harness
+
+import (
+	"sort"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+)
+
+// timing is an app server's record of one request, in Unix ns of its wall
+// clock (the app servers share the harness's machine and clock).
+type timing struct {
+	ID    uint64 `json:"id"`
+	Proc  int    `json:"proc"`
+	Route string `json:"route"`
+	SID   string `json:"sid,omitempty"`
+	// Arrive: the request reached the app server, before the session
+	// middleware. Start and End bracket the handler's work (zero when it
+	// never ran), before its commit. Done: the middleware returned, the
+	// commit and the release included.
+	Arrive int64 `json:"arrive"`
+	Start  int64 `json:"start,omitempty"`
+	End    int64 `json:"end,omitempty"`
+	Done   int64 `json:"done"`
+	Status int   `json:"status"`
+}
+
+func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
+
+// sessionState is a session as the checks read it from the store after the
+// run.
+type sessionState struct {
+	Found   bool
+	Locked  bool
+	Counter int
+	List    []string
+	Free    map[string]bool
+}
+
+// crash describes an app process killed while holding locks.
+type crash struct {
+	At   int64    // Unix ns
+	Proc int      // the killed app server
+	SIDs []string // sessions it held
+}
+
+// observations are everything a run collected, for analyze.
+type observations struct {
+	cfg      Config
+	requests []*request
+	bursts   []burst
+	sids     []string // each browser's session, by browser index
+	timings  map[uint64]timing
+	states   map[string]sessionState
+	fenced   int64
+	single   map[string]float64
+	crash    *crash
+	events   []Event
+	start    int64 // workload start and end, Unix ns
+	end      int64
+}
+
+// stuckWaitThreshold is how long a request may wait while no request holds
+// its session before the wait counts as a stuck lock: one lease (or lock
+// timeout) for the holder to be declared gone, plus one poll for a waiter to
+// notice, plus scheduling slack.
+func stuckWaitThreshold(cfg Config) time.Duration {
+	stale := cfg.Lease
+	if stale < 0 {
+		stale = 110 * time.Second // the provider's default LockTimeout
+	}
+	poll := cfg.PollCap
+	if poll <= 0 {
+		poll = lock.DefaultPollCap
+	}
+	if cfg.Wait == lock.ASPNET {
+		poll = lock.DefaultASPNETPoll
+	}
+	return stale + poll + max(100*time.Millisecond, stale/10)
+}
+
+// analyze turns observations into a Result.
+func analyze(o observations) *Result {
+	cfg := o.cfg
+	res := &Result{
+		Backend:              cfg.Backend,
+		Mode:                 cfg.Wait.String(),
+		Procs:                cfg.Procs,
+		Sessions:             cfg.Sessions,
+		Burst:                cfg.Burst,
+		Conns:                cfg.Conns,
+		Seed:                 cfg.Seed,
+		Mix:                  cfg.Mix.String(),
+		LeaseMs:              ms(int64(cfg.Lease)),
+		FailedByReason:       map[string]int{},
+		Routes:               map[string]RouteStats{},
+		Events:               o.events,
+		FencedWritesRejected: o.fenced,
+	}
+	sort.Slice(o.requests, func(i, j int) bool { return o.requests[i].ID < o.requests[j].ID })
+
+	// Requests.
+	res.RequestsTotal = len(o.requests)
+	routeWait := map[string][]float64{}
+	routeLat := map[string][]float64{}
+	var waits, holds, lats []float64
+	for _, r := range o.requests {
+		rs := res.Routes[r.Route]
+		rs.Requests++
+		if r.ok() {
+			res.RequestsOK++
+			rs.OK++
+			lat := ms(r.Recv - r.Sent)
+			lats = append(lats, lat)
+			routeLat[r.Route] = append(routeLat[r.Route], lat)
+		} else {
+			res.RequestsFailed++
+			res.FailedByReason[r.Reason]++
+		}
+		res.Routes[r.Route] = rs
+		t, ok := o.timings[r.ID]
+		if !ok || !t.ran() {
+			continue
+		}
+		ri := routes[r.Route]
+		if ri.exclusive || ri.readOnly {
+			w := ms(t.Start - t.Arrive)
+			waits = append(waits, w)
+			routeWait[r.Route] = append(routeWait[r.Route], w)
+		}
+		if ri.exclusive {
+			holds = append(holds, ms(t.Done-t.Start))
+		}
+	}
+	res.WaitMaxMs = maxOf(waits)
+	res.WaitP50Ms = percentile(waits, 50)
+	res.WaitP99Ms = percentile(waits, 99)
+	res.HoldP50Ms = percentile(holds, 50)
+	res.HoldP99Ms = percentile(holds, 99)
+	res.LatencyP50Ms = percentile(lats, 50)
+	res.LatencyP99Ms = percentile(lats, 99)
+	for route, rs := range res.Routes {
+		rs.WaitP50Ms = percentile(routeWait[route], 50)
+		rs.WaitP99Ms = percentile(routeWait[route], 99)
+		rs.LatencyP50Ms = percentile(routeLat[route], 50)
+		rs.LatencyP99Ms = percentile(routeLat[route], 99)
+		rs.SingleMs = o.single[route]
+		res.Routes[route] = rs
+	}
+
+	checkSessions(o, res)
+	checkLocks(o, res)
+	measureBursts(o, res)
+
+	res.DurationMs = ms(o.end - o.start)
+	if o.end > o.start {
+		workload := 0
+		for _, r := range o.requests {
+			if r.Burst >= 0 {
+				workload++
+			}
+		}
+		res.ThroughputRPS = float64(workload) / (float64(o.end-o.start) / 1e9)
+	}
+	if o.crash != nil {
+		for _, sid := range o.crash.SIDs {
+			first := int64(0)
+			for _, t := range o.timings {
+				if t.SID == sid && routes[t.Route].exclusive && t.Start > o.crash.At && (first == 0 || t.Start < first) {
+					first = t.Start
+				}
+			}
+			if first > 0 {
+				d := ms(first - o.crash.At)
+				res.TakeoversMs = append(res.TakeoversMs, d)
+				res.TakeoverMs = max(res.TakeoverMs, d)
+			}
+		}
+	}
+	res.timeline = buildTimeline(o, cfg.TimelineMax)
+	return res
+}
+
+// checkSessions compares every session's final state with what the
+// browsers were told: lost updates and lost sessions.
+func checkSessions(o observations, res *Result) {
+	type acked struct {
+		increments int
+		values     map[int]int // value returned -> times
+		items      []string
+		keys       []string
+	}
+	bySID := map[string]*acked{}
+	lostBrowser := make([]bool, len(o.sids))
+	for _, r := range o.requests {
+		if !r.ok() {
+			continue
+		}
+		if sid := o.sids[r.Browser]; sid != "" && r.Route != RouteInit && (r.SID != sid || r.New) {
+			lostBrowser[r.Browser] = true // the server answered with another session
+		}
+		a := bySID[r.SID]
+		if a == nil {
+			a = &acked{values: map[int]int{}}
+			bySID[r.SID] = a
+		}
+		switch {
+		case routes[r.Route].increment:
+			a.increments++
+			a.values[r.Value]++
+		case r.Route == RouteAppend:
+			a.items = append(a.items, r.Item)
+		case r.Route == RouteFree:
+			a.keys = append(a.keys, r.Item)
+		}
+	}
+	for sid, a := range bySID {
+		st := o.states[sid]
+		if !st.Found {
+			for b, bsid := range o.sids {
+				if bsid == sid {
+					lostBrowser[b] = true
+				}
+			}
+			continue
+		}
+		dups := 0
+		for _, n := range a.values {
+			dups += n - 1
+		}
+		lost := max(a.increments-st.Counter, dups, 0)
+		res.LostIncrements += lost
+		res.UnackedCommits += max(st.Counter-a.increments, 0)
+		have := make(map[string]bool, len(st.List))
+		for _, it := range st.List {
+			have[it] = true
+		}
+		for _, it := range a.items {
+			if !have[it] {
+				res.LostListItems++
+			}
+		}
+		for _, k := range a.keys {
+			if !st.Free[k] {
+				res.LostLockFreeKey++
+			}
+		}
+	}
+	res.LostUpdates = res.LostIncrements + res.LostListItems + res.LostLockFreeKey
+	for _, lost := range lostBrowser {
+		if lost {
+			res.SessionsLost++
+		}
+	}
+}
+
+// span is an interval of Unix ns.
+type span struct{ from, to int64 }
+
+// checkLocks counts stuck sessions, stuck waits and overlapping exclusive
+// handlers.
+func checkLocks(o observations, res *Result) {
+	for _, st := range o.states {
+		if st.Found && st.Locked {
+			res.StuckSessions++
+		}
+	}
+	threshold := stuckWaitThreshold(o.cfg)
+	res.StuckWaitMs = ms(int64(threshold))
+
+	// Per session: the intervals during which some request may have held
+	// its lock, and the waits.
+	holds := map[string][]span{}
+	waits := map[string][]span{}
+	runs := map[string][]span{}
+	for _, r := range o.requests {
+		ri := routes[r.Route]
+		t, ok := o.timings[r.ID]
+		sid := o.sids[r.Browser]
+		if ok && t.SID != "" {
+			sid = t.SID
+		}
+		if sid == "" {
+			continue
+		}
+		switch {
+		case ok && t.ran():
+			if ri.exclusive {
+				holds[sid] = append(holds[sid], span{t.Start, t.Done})
+				runs[sid] = append(runs[sid], span{t.Start, t.End})
+			}
+			if ri.exclusive || ri.readOnly {
+				waits[sid] = append(waits[sid], span{t.Arrive, t.Start})
+			}
+		case ri.exclusive:
+			// No record from the app server (it crashed, or the request
+			// failed before its handler ran): it may have held the lock
+			// from the moment it was sent until it ended.
+			to := r.Recv
+			if o.crash != nil && r.Proc < 0 && o.crash.At > r.Sent {
+				to = max(to, o.crash.At)
+			}
+			holds[sid] = append(holds[sid], span{r.Sent, to})
+		}
+	}
+	for sid, ws := range waits {
+		merged := mergeSpans(holds[sid])
+		for _, w := range ws {
+			// The longest stretch of the wait during which no request
+			// held the lock (a request's own hold begins when its wait
+			// ends).
+			if time.Duration(longestGap(merged, w)) > threshold {
+				res.StuckWaits++
+			}
+		}
+	}
+	res.StuckLocks = res.StuckSessions + res.StuckWaits
+	for _, rs := range runs {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
+		end := int64(0)
+		for _, s := range rs {
+			if s.from < end {
+				res.ExclusionViolations++
+			}
+			end = max(end, s.to)
+		}
+	}
+}
+
+// mergeSpans returns the union of spans as sorted, disjoint spans.
+func mergeSpans(spans []span) []span {
+	s := append([]span(nil), spans...)
+	sort.Slice(s, func(i, j int) bool { return s[i].from < s[j].from })
+	var out []span
+	for _, x := range s {
+		if n := len(out); n > 0 && x.from <= out[n-1].to {
+			out[n-1].to = max(out[n-1].to, x.to)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// longestGap returns the longest part of w that no merged span covers.
+func longestGap(merged []span, w span) int64 {
+	longest := int64(0)
+	at := w.from
+	i := sort.Search(len(merged), func(i int) bool { return merged[i].to > w.from })
+	for ; i < len(merged) && merged[i].from < w.to; i++ {
+		longest = max(longest, merged[i].from-at)
+		at = max(at, merged[i].to)
+	}
+	return max(longest, w.to-at)
+}
+
+// measureBursts sums the makespans of the bursts whose requests all
+// succeeded, and what they needed at least.
+func measureBursts(o observations, res *Result) {
+	byID := make(map[uint64]*request, len(o.requests))
+	for _, r := range o.requests {
+		byID[r.ID] = r
+	}
+	var sumMake, sumIdeal int64
+	n := 0
+outer:
+	for _, b := range o.bursts {
+		if b.End <= b.Start {
+			continue
+		}
+		var excl, longest int64
+		for _, id := range b.IDs {
+			r := byID[id]
+			t, ok := o.timings[id]
+			if r == nil || !r.ok() || !ok || !t.ran() {
+				continue outer
+			}
+			h := t.End - t.Start
+			if routes[r.Route].exclusive {
+				excl += h
+			}
+			longest = max(longest, h)
+		}
+		sumMake += b.End - b.Start
+		sumIdeal += max(excl, longest)
+		n++
+	}
+	res.BurstsMeasured = n
+	res.MakespanMs = ms(sumMake)
+	res.IdealMakespanMs = ms(sumIdeal)
+	if sumIdeal > 0 {
+		res.MakespanRatio = float64(sumMake) / float64(sumIdeal)
+	}
+	if n > 0 {
+		res.BurstMakespanMs = ms(sumMake) / float64(n)
+	}
+	// With a one-route mix, a burst compares with one request of it.
+	var only []string
+	for _, route := range []string{RouteIncr, RouteAppend, RouteRead, RouteFree, RouteSlow} {
+		if mixWeight(o.cfg.Mix, route) > 0 {
+			only = append(only, route)
+		}
+	}
+	if len(only) == 1 {
+		res.SingleRequestMs = o.single[only[0]]
+	}
+	if res.SingleRequestMs > 0 {
+		res.BurstVsSingle = res.BurstMakespanMs / res.SingleRequestMs
+	}
+}

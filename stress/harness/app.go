@@ -1,0 +1,378 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/middleware"
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Session keys the app server uses.
+const (
+	keyCounter  = "n"
+	keyList     = "list"
+	keyBorn     = "born"
+	keyFreePref = "f:" // + the request's unique key
+)
+
+// Control endpoints of an app server, outside the session middleware.
+const (
+	pathState   = "/_stress/state"
+	pathTimings = "/_stress/timings"
+)
+
+// appConfig configures one app server. It is JSON so that a harness can
+// hand it to an app server process.
+type appConfig struct {
+	Proc     int           `json:"proc"`
+	Store    storeSpec     `json:"store"`
+	Lease    time.Duration `json:"lease"`
+	Wait     string        `json:"wait"`
+	PollCap  time.Duration `json:"poll_cap"`
+	SlowTime time.Duration `json:"slow_time"`
+	ReadTime time.Duration `json:"read_time"`
+	// LateCommit leaves the commit to the middleware, after the handler
+	// has written its answer.
+	LateCommit bool `json:"late_commit,omitempty"`
+}
+
+// providerConfig is the provider configuration every app server and the
+// checks share.
+func (c appConfig) providerConfig() (provider.Config, error) {
+	strategy, err := lock.ParseStrategy(c.Wait)
+	if err != nil {
+		return provider.Config{}, err
+	}
+	return provider.Config{
+		Lease: c.Lease,
+		Wait:  lock.Config{Strategy: strategy, PollCap: c.PollCap},
+	}, nil
+}
+
+// appState is what an app server reports on its control endpoint.
+type appState struct {
+	// InFlight counts requests inside the session middleware.
+	InFlight int64 `json:"in_flight"`
+	// Holding lists the sessions whose exclusive handlers run now.
+	Holding []string `json:"holding"`
+	// Fenced counts commits refused because the lock had been taken over.
+	Fenced int64 `json:"fenced"`
+}
+
+// app is one app server: the session middleware over a Provider of its
+// own, serving the workload's routes, and a record of every request's
+// timing.
+type app struct {
+	cfg   appConfig
+	prov  *provider.Provider
+	mgr   *middleware.Manager
+	mux   *http.ServeMux
+	store provider.Store
+
+	inFlight atomic.Int64
+	fenced   atomic.Int64
+
+	mu      sync.Mutex
+	timings []timing
+	holding map[uint64]string // request id -> session, exclusive handlers running
+}
+
+// newApp builds an app server over store; closing the app does not close
+// the store.
+func newApp(cfg appConfig, store provider.Store) (*app, error) {
+	pcfg, err := cfg.providerConfig()
+	if err != nil {
+		return nil, err
+	}
+	p, err := provider.New(store, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := middleware.New(middleware.Config{
+		Provider: p,
+		// Failures are counted by the harness; the log would only repeat
+		// them, thousands of times under faults.
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, holding: map[uint64]string{}}
+	modes := map[string]middleware.Mode{}
+	for name, ri := range routes {
+		switch {
+		case ri.exclusive:
+			modes[name] = middleware.Exclusive
+		case ri.readOnly:
+			modes[name] = middleware.ReadOnly
+		default:
+			modes[name] = middleware.LockFree
+		}
+	}
+	for name, ri := range routes {
+		h := a.handler(name)
+		a.mux.Handle(ri.method+" "+ri.path, a.track(name, mgr.WithMode(modes[name], h)))
+	}
+	a.mux.HandleFunc("GET "+pathState, a.serveState)
+	a.mux.HandleFunc("GET "+pathTimings, a.serveTimings)
+	return a, nil
+}
+
+// timingKey is the context key of a request's *timing.
+type timingKey struct{}
+
+// statusWriter remembers the status code of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// track wraps the middleware: it notes the request's arrival before the
+// middleware and its end after the middleware committed and released.
+func (a *app) track(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.ParseUint(r.Header.Get(headerRequestID), 10, 64)
+		t := &timing{ID: id, Proc: a.cfg.Proc, Route: route, Arrive: time.Now().UnixNano()}
+		a.inFlight.Add(1)
+		defer a.inFlight.Add(-1)
+		w.Header().Set(headerProc, strconv.Itoa(a.cfg.Proc))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), timingKey{}, t)))
+		t.Done = time.Now().UnixNano()
+		t.Status = sw.status
+		if id != 0 {
+			a.mu.Lock()
+			a.timings = append(a.timings, *t)
+			a.mu.Unlock()
+		}
+	})
+}
+
+// handler returns the route's handler, which runs inside the middleware.
+func (a *app) handler(route string) http.Handler {
+	ri := routes[route]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, _ := r.Context().Value(timingKey{}).(*timing)
+		if t == nil {
+			t = &timing{} // not reached: every route is tracked
+		}
+		t.Start = time.Now().UnixNano()
+		s := middleware.FromContext(r.Context())
+		if ri.exclusive {
+			a.mu.Lock()
+			a.holding[t.ID] = s.ID()
+			a.mu.Unlock()
+			defer func() {
+				a.mu.Lock()
+				delete(a.holding, t.ID)
+				a.mu.Unlock()
+			}()
+		}
+		rep, code, err := a.serve(r, route, s)
+		t.SID = s.ID()
+		// The handler's work ends here; what follows is the commit, which
+		// releases the lock, after which the next holder may start at once.
+		t.End = time.Now().UnixNano()
+		if err == nil && !s.ReadOnly() && !a.cfg.LateCommit {
+			// Commit before answering: a write is acknowledged only once
+			// it is stored (the middleware would otherwise commit after
+			// the handler, when the 200 is already written).
+			err = s.Commit()
+			if errors.Is(err, provider.ErrLockLost) {
+				a.fenced.Add(1)
+				code = http.StatusConflict
+			}
+		}
+		if err != nil {
+			if code == 0 {
+				code = http.StatusInternalServerError
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		rep.SID = s.ID()
+		rep.New = s.IsNew()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(rep)
+	})
+}
+
+// serve does the route's work on session s.
+func (a *app) serve(r *http.Request, route string, s *middleware.Session) (reply, int, error) {
+	var rep reply
+	n, _, err := middleware.GetAs[int](s, keyCounter)
+	if err != nil {
+		return rep, 0, fmt.Errorf("read counter: %w", err)
+	}
+	rep.Value = n
+	switch route {
+	case RouteInit:
+		if err := s.Set(keyBorn, time.Now().UnixNano()); err != nil {
+			return rep, 0, err
+		}
+	case RouteIncr, RouteSlow, RouteHold:
+		rep.Value = n + 1
+		if err := s.Set(keyCounter, n+1); err != nil {
+			return rep, 0, err
+		}
+		switch route {
+		case RouteSlow:
+			if err := pause(r.Context(), a.cfg.SlowTime); err != nil {
+				return rep, http.StatusServiceUnavailable, err
+			}
+		case RouteHold:
+			// Hold the lock until the client goes away (or the process
+			// is killed, which is what this route is for).
+			_ = pause(r.Context(), 10*time.Minute)
+			return rep, http.StatusServiceUnavailable, errors.New("hold ended")
+		}
+	case RouteAppend:
+		item := r.URL.Query().Get("item")
+		list, _, err := middleware.GetAs[[]string](s, keyList)
+		if err != nil {
+			return rep, 0, fmt.Errorf("read list: %w", err)
+		}
+		list = append(list, item)
+		if err := s.Set(keyList, list); err != nil {
+			return rep, 0, err
+		}
+		rep.Len = len(list)
+	case RouteFree:
+		if err := s.Set(keyFreePref+r.URL.Query().Get("item"), 1); err != nil {
+			return rep, 0, err
+		}
+	case RouteRead:
+		list, _, err := middleware.GetAs[[]string](s, keyList)
+		if err != nil {
+			return rep, 0, fmt.Errorf("read list: %w", err)
+		}
+		rep.Len = len(list)
+		if err := pause(r.Context(), a.cfg.ReadTime); err != nil {
+			return rep, http.StatusServiceUnavailable, err
+		}
+	}
+	return rep, 0, nil
+}
+
+// pause simulates handler work of duration d; it ends early with ctx.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *app) state() appState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := appState{InFlight: a.inFlight.Load(), Fenced: a.fenced.Load(), Holding: []string{}}
+	for _, sid := range a.holding {
+		st.Holding = append(st.Holding, sid)
+	}
+	sort.Strings(st.Holding)
+	return st
+}
+
+func (a *app) serveState(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(a.state())
+}
+
+func (a *app) serveTimings(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	ts := append([]timing(nil), a.timings...)
+	a.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ts)
+}
+
+// appServer is an app server listening on 127.0.0.1 in this process.
+type appServer struct {
+	app *app
+	srv *http.Server
+	ln  net.Listener
+	wg  sync.WaitGroup
+}
+
+func startAppServer(a *app) (*appServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("harness: app server: %w", err)
+	}
+	s := &appServer{app: a, ln: ln, srv: &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+func (s *appServer) addr() string { return s.ln.Addr().String() }
+
+// close stops the server, waiting up to a bound for requests to finish.
+func (s *appServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	s.wg.Wait()
+	return err
+}
+
+// getJSON fetches a control endpoint of the app server at addr.
+func getJSON(ctx context.Context, client *http.Client, addr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("harness: %s%s: %s: %s", addr, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}

@@ -1,0 +1,201 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/pgserver"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/couchbase"
+	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/memstore"
+)
+
+// storeSpec says how an app server reaches the store. It is JSON so that
+// the harness can hand it to app server processes.
+type storeSpec struct {
+	Backend   string    `json:"backend"`
+	Nodes     []string  `json:"nodes,omitempty"`
+	PGDSN     string    `json:"pg_dsn,omitempty"`
+	Couchbase Couchbase `json:"couchbase,omitzero"`
+}
+
+// ErrUnreachable is wrapped by Run when the store cannot be reached.
+var ErrUnreachable = errors.New("harness: store not reachable")
+
+// openStore connects to the store spec describes. The memory backend has
+// no address and cannot be opened this way.
+func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
+	switch spec.Backend {
+	case BackendMemcached:
+		return memcached.New(memcached.Config{Nodes: spec.Nodes})
+	case BackendTiered:
+		return openTiered(ctx, spec)
+	case BackendCouchbase:
+		cb := spec.Couchbase
+		s, err := couchbase.New(ctx, couchbase.Config{
+			ConnStr: cb.ConnStr, Username: cb.Username, Password: cb.Password, Bucket: cb.Bucket,
+			Timeouts: couchbase.Timeouts{Connect: 10 * time.Second},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: couchbase at %s, bucket %q: %w", ErrUnreachable, cb.ConnStr, cb.Bucket, err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("harness: backend %q cannot be opened by address", spec.Backend)
+}
+
+// backend is the store of one run and what the harness started for it.
+type backend struct {
+	spec    storeSpec      // how app servers reach the store
+	mem     provider.Store // the memory backend's one store
+	nodes   []*mcserver.Server
+	pg      *pgserver.Server
+	proxies []*latencyProxy
+	latency time.Duration
+}
+
+// startBackend starts (or connects to) the store cfg asks for, with
+// latency proxies in front when cfg.Latency is set.
+func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
+	b = &backend{spec: storeSpec{Backend: cfg.Backend}, latency: cfg.Latency}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	switch cfg.Backend {
+	case BackendMemory:
+		b.mem = memstore.New(memstore.Config{})
+		return b, nil
+	case BackendCouchbase:
+		if cfg.Latency > 0 {
+			return b, fmt.Errorf("%w: -latency is not supported with couchbase (its clients learn the nodes' addresses from the cluster)", ErrConfig)
+		}
+		b.spec.Couchbase = cfg.Couchbase
+		return b, b.probe(ctx)
+	}
+	// memcached and tiered
+	nodes := cfg.Nodes
+	if cfg.Managed > 0 {
+		b.nodes, err = mcserver.StartN(ctx, cfg.Managed, mcserver.Config{})
+		if err != nil {
+			return b, fmt.Errorf("harness: start %d memcached processes: %w", cfg.Managed, err)
+		}
+		nodes = mcserver.Addrs(b.nodes)
+	}
+	for _, n := range nodes {
+		addr, err := b.proxied(n)
+		if err != nil {
+			return b, err
+		}
+		b.spec.Nodes = append(b.spec.Nodes, addr)
+	}
+	if cfg.Backend == BackendTiered {
+		dsn := cfg.PGDSN
+		if dsn == "" {
+			b.pg, err = pgserver.Start(ctx, pgserver.Config{})
+			if err != nil {
+				return b, fmt.Errorf("harness: start PostgreSQL (or give -pg-dsn): %w", err)
+			}
+			dsn = b.pg.DSN()
+		}
+		if b.spec.PGDSN, err = b.proxiedDSN(dsn); err != nil {
+			return b, err
+		}
+	}
+	return b, b.probe(ctx)
+}
+
+// probe checks that the store answers, so that an unreachable store is
+// one clear error instead of thousands of failed requests.
+func (b *backend) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	s, err := openStore(ctx, b.spec)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_, err = s.Get(ctx, "stress-probe")
+	if err != nil && !errors.Is(err, provider.ErrNotFound) {
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, b.spec.Backend, err)
+	}
+	return nil
+}
+
+// proxied returns the address app servers dial for addr: a latency proxy's
+// when latency is on, else addr.
+func (b *backend) proxied(addr string) (string, error) {
+	if b.latency <= 0 {
+		return addr, nil
+	}
+	p, err := startLatencyProxy(addr, b.latency)
+	if err != nil {
+		return "", err
+	}
+	b.proxies = append(b.proxies, p)
+	return p.Addr(), nil
+}
+
+// proxiedDSN puts a latency proxy between the app servers and the
+// PostgreSQL server of a URL-form DSN.
+func (b *backend) proxiedDSN(dsn string) (string, error) {
+	if b.latency <= 0 {
+		return dsn, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("%w: -latency needs a postgres:// URL DSN", ErrConfig)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	addr, err := b.proxied(net.JoinHostPort(host, port))
+	if err != nil {
+		return "", err
+	}
+	u.Host = addr
+	return u.String(), nil
+}
+
+// store returns a store for one in-process app server: the shared memory
+// store, or a new client of the network store.
+func (b *backend) store(ctx context.Context) (provider.Store, error) {
+	if b.mem != nil {
+		if b.latency > 0 {
+			// No network to slow down: every operation waits a round
+			// trip instead.
+			return delayStore{Store: b.mem, delay: 2 * b.latency}, nil
+		}
+		return nopCloser{b.mem}, nil
+	}
+	return openStore(ctx, b.spec)
+}
+
+// nopCloser shares a store without letting its users close it.
+type nopCloser struct{ provider.Store }
+
+func (nopCloser) Close() error { return nil }
+
+// close stops everything the backend started.
+func (b *backend) close() {
+	if b.mem != nil {
+		_ = b.mem.Close()
+	}
+	for _, p := range b.proxies {
+		_ = p.Close()
+	}
+	for _, n := range b.nodes {
+		n.Stop()
+	}
+	if b.pg != nil {
+		_ = b.pg.Stop()
+	}
+}

@@ -1,0 +1,343 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Backends the harness can run against.
+const (
+	BackendMemory    = "memory"
+	BackendMemcached = "memcached"
+	BackendTiered    = "tiered"
+	BackendCouchbase = "couchbase"
+)
+
+// Defaults of Config.
+const (
+	DefaultSessions    = 20
+	DefaultBurst       = 8
+	DefaultConns       = 6
+	DefaultRequests    = 10000
+	DefaultDuration    = 30 * time.Second
+	DefaultSlowTime    = 20 * time.Millisecond
+	DefaultTimeout     = 2 * time.Minute
+	DefaultLease       = provider.DefaultLease
+	DefaultTimelineMax = 2000
+)
+
+// Mix is the relative weight of each route in a burst. The zero Mix means
+// DefaultMix.
+type Mix struct {
+	// Incr: exclusive increment of the session's counter.
+	Incr int
+	// Append: exclusive append to the session's list.
+	Append int
+	// Read: read-only read of the whole session.
+	Read int
+	// Free: lock-free write of a key unique to the request.
+	Free int
+	// Slow: exclusive increment whose handler runs Config.SlowTime.
+	Slow int
+}
+
+// DefaultMix is the route mix of a run that sets none.
+var DefaultMix = Mix{Incr: 4, Append: 2, Read: 3, Free: 2, Slow: 1}
+
+func (m Mix) total() int { return m.Incr + m.Append + m.Read + m.Free + m.Slow }
+
+// String formats m as ParseMix reads it.
+func (m Mix) String() string {
+	return fmt.Sprintf("incr=%d,append=%d,read=%d,free=%d,slow=%d", m.Incr, m.Append, m.Read, m.Free, m.Slow)
+}
+
+// ParseMix reads a route mix such as "incr=4,append=2,read=3,free=2,slow=1".
+// Routes left out weigh 0.
+func ParseMix(s string) (Mix, error) {
+	var m Mix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		if !ok {
+			return Mix{}, fmt.Errorf("mix %q: want route=weight, got %q", s, part)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if err != nil || n < 0 {
+			return Mix{}, fmt.Errorf("mix %q: weight of %s must be a non-negative integer", s, name)
+		}
+		switch strings.TrimSpace(name) {
+		case RouteIncr:
+			m.Incr = n
+		case RouteAppend:
+			m.Append = n
+		case RouteRead:
+			m.Read = n
+		case RouteFree:
+			m.Free = n
+		case RouteSlow:
+			m.Slow = n
+		default:
+			return Mix{}, fmt.Errorf("mix %q: unknown route %q (want incr, append, read, free, slow)", s, name)
+		}
+	}
+	if m.total() == 0 {
+		return Mix{}, fmt.Errorf("mix %q: every weight is zero", s)
+	}
+	return m, nil
+}
+
+// At is a moment of the run: a time after the workload started, or a
+// fraction of the request budget sent. The zero At means never.
+type At struct {
+	// After is the time since the workload started.
+	After time.Duration
+	// Fraction, in (0, 1], is the share of the request budget sent.
+	Fraction float64
+}
+
+// IsZero reports whether a is unset.
+func (a At) IsZero() bool { return a.After == 0 && a.Fraction == 0 }
+
+// String formats a as ParseAt reads it.
+func (a At) String() string {
+	switch {
+	case a.Fraction > 0:
+		return strconv.FormatFloat(a.Fraction*100, 'f', -1, 64) + "%"
+	case a.After > 0:
+		return a.After.String()
+	}
+	return ""
+}
+
+// ParseAt reads a moment: a duration ("2s") or a share of the request
+// budget ("50%").
+func ParseAt(s string) (At, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return At{}, fmt.Errorf("moment %q: a percentage must be in (0, 100]", s)
+		}
+		return At{Fraction: f / 100}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return At{}, fmt.Errorf("moment %q: want a positive duration such as 2s, or a percentage such as 50%%", s)
+	}
+	return At{After: d}, nil
+}
+
+// Couchbase holds the connection settings of the couchbase backend.
+type Couchbase struct {
+	// ConnStr is the connection string, "couchbase://127.0.0.1".
+	ConnStr string
+	// Username and Password authenticate.
+	Username, Password string
+	// Bucket holds the sessions.
+	Bucket string
+}
+
+// Config describes one run. The zero value (with Backend empty) runs the
+// default workload against the embedded store.
+type Config struct {
+	// Backend is memory (default), memcached, tiered or couchbase.
+	Backend string
+	// Nodes are the memcached servers of the memcached and tiered
+	// backends; Managed starts that many local memcached processes
+	// instead (and stops them afterwards).
+	Nodes   []string
+	Managed int
+	// PGDSN is the PostgreSQL database of the tiered backend; empty starts
+	// a throwaway local server.
+	PGDSN string
+	// Couchbase configures the couchbase backend.
+	Couchbase Couchbase
+
+	// Procs is the number of app servers (default 1). More than one run as
+	// separate processes (the harness binary re-executed in serve mode)
+	// behind a round-robin, unless InProcess is set.
+	Procs int
+	// InProcess runs the Procs app servers inside this process, each with
+	// its own Provider over the shared store. It is the only way to run
+	// several app servers on the memory backend.
+	InProcess bool
+
+	// Sessions is the number of simulated browsers, each with its own
+	// session. Default 20.
+	Sessions int
+	// Burst is the number of parallel requests a browser fires at once.
+	// Default 8.
+	Burst int
+	// Conns is each browser's connection limit per host. Default 6.
+	Conns int
+	// Requests bounds the number of workload requests (0 means the
+	// default 10000; negative means no bound but Duration).
+	Requests int
+	// Duration bounds the workload's time. Default 30 s; negative means
+	// no bound but Requests.
+	Duration time.Duration
+	// Seed makes the route choices repeatable. Default 1.
+	Seed uint64
+	// Mix weighs the routes. Zero means DefaultMix.
+	Mix Mix
+	// SlowTime is the handler time of the slow route. Default 20 ms.
+	SlowTime time.Duration
+	// ReadTime is the handler time of the read-only route. Default 0.
+	ReadTime time.Duration
+	// Timeout bounds each client request. Default 2 min.
+	Timeout time.Duration
+	// LateCommit makes the handlers leave the commit to the middleware,
+	// which runs it after the handler has written its answer, as most
+	// handlers do. A commit that then fails (a store node dying) has
+	// already been acknowledged, and the harness counts its update as
+	// lost. By default the handlers commit (Session.Commit) before they
+	// answer.
+	LateCommit bool
+
+	// Lease is the providers' lock lease. Default 10 s (the provider's).
+	Lease time.Duration
+	// Wait selects the waiting strategy (lock.Adaptive or lock.ASPNET).
+	Wait lock.Strategy
+	// PollCap is the Adaptive strategy's largest poll interval. Zero
+	// means the lock package's default.
+	PollCap time.Duration
+
+	// KillNode kills one managed memcached node (FaultNode) at that moment.
+	KillNode At
+	// RestartNode brings the killed (or a running) node back empty.
+	RestartNode At
+	// FaultNode is the index of the managed node KillNode and RestartNode
+	// act on. Default 0.
+	FaultNode int
+	// CrashHolder kills one app process while it holds session locks,
+	// half way through the run, and reports the takeover time.
+	CrashHolder bool
+	// Latency delays every store round trip by Latency each way, through
+	// an in-process TCP proxy (network backends) or a delaying store
+	// wrapper (memory).
+	Latency time.Duration
+
+	// TimelineMax bounds the requests drawn in the HTML timeline. Default
+	// 2000.
+	TimelineMax int
+	// Progress, when set, receives a live progress line (for a terminal).
+	Progress io.Writer
+
+	// WrapStore, when set, wraps the store each in-process app server
+	// uses: the harness's own tests inject deliberately broken stores to
+	// prove the harness catches them. The checks read the store unwrapped.
+	WrapStore func(provider.Store) provider.Store
+}
+
+// withDefaults returns c with zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	if c.Backend == "" {
+		c.Backend = BackendMemory
+	}
+	if c.Procs == 0 {
+		c.Procs = 1
+	}
+	if c.Sessions == 0 {
+		c.Sessions = DefaultSessions
+	}
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.Conns == 0 {
+		c.Conns = DefaultConns
+	}
+	if c.Requests == 0 {
+		c.Requests = DefaultRequests
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Mix.total() == 0 {
+		c.Mix = DefaultMix
+	}
+	if c.SlowTime == 0 {
+		c.SlowTime = DefaultSlowTime
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.TimelineMax == 0 {
+		c.TimelineMax = DefaultTimelineMax
+	}
+	return c
+}
+
+// ErrConfig is wrapped by every error about a bad Config.
+var ErrConfig = errors.New("harness: bad configuration")
+
+// check reports the first problem of a defaulted Config.
+func (c Config) check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch c.Backend {
+	case BackendMemory, BackendMemcached, BackendTiered, BackendCouchbase:
+	default:
+		return bad("unknown backend %q (want memory, memcached, tiered or couchbase)", c.Backend)
+	}
+	usesMemcached := c.Backend == BackendMemcached || c.Backend == BackendTiered
+	switch {
+	case c.Procs < 1:
+		return bad("-procs must be at least 1, got %d", c.Procs)
+	case c.Sessions < 1:
+		return bad("-sessions must be at least 1, got %d", c.Sessions)
+	case c.Burst < 1:
+		return bad("-burst must be at least 1, got %d", c.Burst)
+	case c.Conns < 1:
+		return bad("-conns must be at least 1, got %d", c.Conns)
+	case c.Requests < 0 && c.Duration < 0:
+		return bad("the run needs a bound: a request count or a duration")
+	case c.Mix.Incr < 0 || c.Mix.Append < 0 || c.Mix.Read < 0 || c.Mix.Free < 0 || c.Mix.Slow < 0:
+		return bad("mix weights must not be negative")
+	case c.SlowTime < 0 || c.ReadTime < 0 || c.Timeout < 0 || c.Latency < 0 || c.PollCap < 0:
+		return bad("durations must not be negative")
+	case c.Wait != lock.Adaptive && c.Wait != lock.ASPNET:
+		return bad("unknown wait strategy %v", c.Wait)
+	case c.Backend == BackendMemory && c.Procs > 1 && !c.InProcess:
+		return bad("-procs %d with the memory backend: memory is not shared between processes (each would lock and store on its own); use -backend memcached -managed 3, or -inproc to run the app servers in this process", c.Procs)
+	case c.Backend == BackendMemory && (len(c.Nodes) > 0 || c.Managed > 0):
+		return bad("-nodes and -managed are for the memcached and tiered backends")
+	case usesMemcached && len(c.Nodes) == 0 && c.Managed < 1:
+		return bad("backend %s needs memcached nodes: -nodes host:port,... or -managed N", c.Backend)
+	case usesMemcached && len(c.Nodes) > 0 && c.Managed > 0:
+		return bad("give either -nodes or -managed, not both")
+	case c.Backend == BackendCouchbase && (c.Couchbase.ConnStr == "" || c.Couchbase.Bucket == ""):
+		return bad("backend couchbase needs -cb-conn and -cb-bucket")
+	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero()) && c.Managed < 1:
+		return bad("-kill-node and -restart-node need managed memcached nodes (-managed N)")
+	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero()) && (c.FaultNode < 0 || c.FaultNode >= c.Managed):
+		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
+	case c.CrashHolder && (c.Procs < 2 || c.InProcess):
+		return bad("-crash-holder needs at least 2 app processes (-procs 2 or more, not -inproc) so that the others take over")
+	case c.CrashHolder && c.WrapStore != nil:
+		return bad("-crash-holder runs separate processes, which cannot use WrapStore")
+	case c.WrapStore != nil && c.Procs > 1 && !c.InProcess:
+		return bad("WrapStore applies to in-process app servers only")
+	}
+	for _, a := range []At{c.KillNode, c.RestartNode} {
+		if a.Fraction > 0 && c.Requests < 0 {
+			return bad("a moment given as a percentage needs a request budget (-requests)")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memstore"
+)
+
+const msNs = int64(time.Millisecond)
+
+// TestAnalyzeCountsViolations feeds analyze made-up observations with one
+// instance of each violation and checks that each is counted.
+func TestAnalyzeCountsViolations(t *testing.T) {
+	cfg := Config{Lease: time.Second}.withDefaults()
+	o := observations{cfg: cfg, sids: []string{"A", "B", "C", "D"}, timings: map[uint64]timing{}}
+	id := uint64(0)
+	add := func(browser int, route, sid string, value int, item string, tm *timing) {
+		id++
+		o.requests = append(o.requests, &request{ID: id, Browser: browser, Route: route, SID: sid, Value: value, Item: item, Proc: 0})
+		if tm != nil {
+			tm.ID, tm.Route, tm.SID = id, route, sid
+			o.timings[id] = *tm
+		}
+	}
+	// Session A: three acknowledged increments but the counter says 2; an
+	// appended item and a lock-free key that are missing.
+	add(0, RouteIncr, "A", 1, "", &timing{Arrive: 0, Start: 1 * msNs, End: 2 * msNs, Done: 2 * msNs})
+	add(0, RouteIncr, "A", 2, "", &timing{Arrive: 0, Start: 3 * msNs, End: 4 * msNs, Done: 4 * msNs})
+	add(0, RouteSlow, "A", 3, "", &timing{Arrive: 0, Start: 5 * msNs, End: 6 * msNs, Done: 6 * msNs})
+	add(0, RouteAppend, "A", 0, "a9", nil)
+	add(0, RouteFree, "A", 0, "f9", nil)
+	// Session B: two increments returned the same value (one overwrote the
+	// other) and their handlers overlapped; the counter still shows 2
+	// because a third, unacknowledged, increment was stored.
+	add(1, RouteIncr, "B", 1, "", &timing{Arrive: 0, Start: 10 * msNs, End: 20 * msNs, Done: 20 * msNs})
+	add(1, RouteIncr, "B", 1, "", &timing{Arrive: 0, Start: 15 * msNs, End: 25 * msNs, Done: 25 * msNs})
+	// Session C is gone at the end.
+	add(2, RouteIncr, "C", 1, "", nil)
+	// Browser 3 was answered with another session (its own was lost), and
+	// one of its requests waited 5 s with nobody holding the lock. The
+	// other session's counter is one above what was acknowledged.
+	add(3, RouteRead, "D", 0, "", &timing{Arrive: 0, Start: 5000 * msNs, End: 5000 * msNs, Done: 5000 * msNs})
+	add(3, RouteIncr, "E", 1, "", nil)
+	o.states = map[string]sessionState{
+		"A": {Found: true, Counter: 2, List: []string{"a1"}, Free: map[string]bool{"f1": true}},
+		"B": {Found: true, Counter: 2},
+		"D": {Found: true, Locked: true},
+		"E": {Found: true, Counter: 2},
+	}
+	res := analyze(o)
+	require.Equal(t, 2, res.LostIncrements, "session A lost one increment; B's duplicate is one more")
+	require.Equal(t, 1, res.LostListItems)
+	require.Equal(t, 1, res.LostLockFreeKey)
+	require.Equal(t, 4, res.LostUpdates)
+	require.Equal(t, 2, res.SessionsLost, "C vanished; browser 3 got another session")
+	require.Equal(t, 1, res.ExclusionViolations)
+	require.Equal(t, 1, res.StuckSessions)
+	require.Equal(t, 1, res.StuckWaits)
+	require.Equal(t, 2, res.StuckLocks)
+	require.Equal(t, 1, res.UnackedCommits, "E's counter is one above its acknowledged increments")
+	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
+}
+
+// TestAnalyzeCleanRun: consistent observations give no violation, and the
+// makespan of a burst is compared with its serialized handlers.
+func TestAnalyzeCleanRun(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+	base := time.Now().UnixNano()
+	for i := range 4 {
+		id := uint64(i + 1)
+		o.requests = append(o.requests, &request{ID: id, Browser: 0, Route: RouteSlow, SID: "A", Value: i + 1, Sent: base, Recv: base + 50*msNs})
+		start := base + int64(i)*10*msNs
+		o.timings[id] = timing{ID: id, Route: RouteSlow, SID: "A", Arrive: base, Start: start, End: start + 10*msNs, Done: start + 10*msNs}
+	}
+	o.bursts = []burst{{Browser: 0, Start: base, End: base + 50*msNs, IDs: []uint64{1, 2, 3, 4}}}
+	o.states = map[string]sessionState{"A": {Found: true, Counter: 4}}
+	res := analyze(o)
+	require.True(t, res.OK(), "violations: %v", res.Violations())
+	require.Equal(t, 50.0, res.MakespanMs)
+	require.Equal(t, 40.0, res.IdealMakespanMs)
+	require.InDelta(t, 1.25, res.MakespanRatio, 1e-9)
+	require.Equal(t, 30.0, res.WaitMaxMs)
+}
+
+func TestLongestGap(t *testing.T) {
+	merged := mergeSpans([]span{{10, 20}, {15, 30}, {50, 60}, {70, 80}})
+	require.Equal(t, []span{{10, 30}, {50, 60}, {70, 80}}, merged)
+	require.Equal(t, int64(20), longestGap(merged, span{0, 100})) // 30..50 and 80..100
+	require.Equal(t, int64(0), longestGap(merged, span{12, 28}))  // fully held
+	require.Equal(t, int64(10), longestGap(merged, span{0, 25}))  // 0..10
+	require.Equal(t, int64(10), longestGap(merged, span{55, 75})) // 60..70
+	require.Equal(t, int64(40), longestGap(nil, span{0, 40}))     // nobody held it
+}
+
+func TestParseMixAndAt(t *testing.T) {
+	m, err := ParseMix(DefaultMix.String())
+	require.NoError(t, err)
+	require.Equal(t, DefaultMix, m)
+	m, err = ParseMix("slow=1")
+	require.NoError(t, err)
+	require.Equal(t, Mix{Slow: 1}, m)
+	for _, bad := range []string{"", "incr", "incr=-1", "incr=x", "nope=1", "incr=0"} {
+		_, err := ParseMix(bad)
+		require.Error(t, err, bad)
+	}
+	a, err := ParseAt("50%")
+	require.NoError(t, err)
+	require.Equal(t, At{Fraction: 0.5}, a)
+	require.Equal(t, "50%", a.String())
+	a, err = ParseAt("1.5s")
+	require.NoError(t, err)
+	require.Equal(t, At{After: 1500 * time.Millisecond}, a)
+	for _, bad := range []string{"0%", "101%", "-1s", "soon", "0s"} {
+		_, err := ParseAt(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// TestLatencyProxy: bytes go through in order, each way delayed.
+func TestLatencyProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c) // echo
+	}()
+	const delay = 20 * time.Millisecond
+	p, err := startLatencyProxy(ln.Addr().String(), delay)
+	require.NoError(t, err)
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for _, line := range []string{"first\n", strings.Repeat("x", 100000) + "\n", "third\n"} {
+		start := time.Now()
+		_, err := io.WriteString(c, line)
+		require.NoError(t, err)
+		got, err := r.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, line, got)
+		require.GreaterOrEqual(t, time.Since(start), 2*delay, "a round trip crosses the proxy twice")
+	}
+}
+
+// TestDelayStore: the memory backend's stand-in for the proxy delays every
+// operation and keeps its results.
+func TestDelayStore(t *testing.T) {
+	ms := memstore.New(memstore.Config{})
+	defer ms.Close()
+	s := delayStore{Store: ms, delay: 5 * time.Millisecond}
+	ctx := context.Background()
+	start := time.Now()
+	_, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v", string(e.Value))
+	require.GreaterOrEqual(t, time.Since(start), 10*time.Millisecond)
+	_, err = s.CompareAndSwap(ctx, "k", []byte("w"), e.CAS+1, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Get(cctx, "k")
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, s.Close())
+	_, err = ms.Get(ctx, "k")
+	require.NoError(t, err, "closing the wrapper leaves the shared store open")
+}
+
+// TestFrontRoundRobin: the balancer spreads requests over its servers in
+// turn, skips a server taken out, and answers 502 with its marker header
+// when the server it picked is unreachable.
+func TestFrontRoundRobin(t *testing.T) {
+	var addrs []string
+	for i := range 3 {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, string(rune('a'+i)))
+		}))
+		defer s.Close()
+		addrs = append(addrs, strings.TrimPrefix(s.URL, "http://"))
+	}
+	f, err := startFront(addrs)
+	require.NoError(t, err)
+	defer f.Close()
+	get := func() string {
+		resp, err := http.Get(f.URL())
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	seen := ""
+	for range 6 {
+		seen += get()
+	}
+	require.ElementsMatch(t, []rune("aabbcc"), []rune(seen))
+	f.markDown(1)
+	for range 6 {
+		require.NotEqual(t, "b", get())
+	}
+
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	require.NoError(t, dead.Close())
+	f2, err := startFront([]string{deadAddr})
+	require.NoError(t, err)
+	defer f2.Close()
+	resp, err := http.Get(f2.URL())
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get(headerProxyError))
+}

@@ -1,0 +1,206 @@
+package harness
+
+import (
+	"math"
+	"sort"
+)
+
+// Result is what one run measured. Its JSON form is the -json output.
+type Result struct {
+	// The run's settings: Mode is the waiting strategy (adaptive or
+	// aspnet), Procs the number of app servers.
+	Backend  string  `json:"backend"`
+	Mode     string  `json:"mode"`
+	Procs    int     `json:"procs"`
+	Sessions int     `json:"sessions"`
+	Burst    int     `json:"burst"`
+	Conns    int     `json:"conns"`
+	Seed     uint64  `json:"seed"`
+	Mix      string  `json:"mix"`
+	LeaseMs  float64 `json:"lease_ms"`
+
+	// Requests sent (first page loads, single-request probes and the
+	// workload's bursts), answered with 2xx, and failed, by reason:
+	// status_NNN, timeout, conn_refused, conn_reset, app_unreachable (the
+	// round-robin could not reach its app server), ...
+	RequestsTotal  int            `json:"requests_total"`
+	RequestsOK     int            `json:"requests_ok"`
+	RequestsFailed int            `json:"requests_failed"`
+	FailedByReason map[string]int `json:"requests_failed_by_reason"`
+
+	// LostUpdates counts acknowledged writes missing from the final
+	// sessions: increments (counter below the acknowledged count, or two
+	// acknowledged increments that returned the same value), list items
+	// and lock-free keys.
+	LostUpdates int `json:"lost_updates"`
+	// LostUpdates by kind.
+	LostIncrements  int `json:"lost_increments"`
+	LostListItems   int `json:"lost_list_items"`
+	LostLockFreeKey int `json:"lost_lockfree_keys"`
+	// StuckLocks is StuckSessions + StuckWaits.
+	StuckLocks int `json:"stuck_locks"`
+	// StuckSessions: sessions still locked once every request finished.
+	StuckSessions int `json:"stuck_sessions"`
+	// StuckWaits: requests whose wait included a stretch longer than
+	// StuckWaitMs during which no request held their session's lock.
+	StuckWaits  int     `json:"stuck_waits"`
+	StuckWaitMs float64 `json:"stuck_wait_threshold_ms"`
+	// SessionsLost: browsers whose session vanished or was replaced.
+	SessionsLost int `json:"sessions_lost"`
+	// ExclusionViolations: pairs of exclusive handlers of one session
+	// that ran at the same time.
+	ExclusionViolations int `json:"exclusion_violations"`
+	// FencedWritesRejected: commits refused because their lock had been
+	// taken over (the fence working, not a violation).
+	FencedWritesRejected int64 `json:"fenced_writes_rejected"`
+	// UnackedCommits: increments stored although their request failed
+	// (e.g. the answer was lost with a node). Not a violation.
+	UnackedCommits int `json:"unacked_commits"`
+
+	// Lock wait: from the request's arrival at the app server to its
+	// handler's start (exclusive and read-only requests), measured by the
+	// app server. Lock hold: from the handler's start to the end of its
+	// release (exclusive requests). Latency: as the browsers saw it.
+	WaitP50Ms    float64 `json:"wait_p50_ms"`
+	WaitP99Ms    float64 `json:"wait_p99_ms"`
+	WaitMaxMs    float64 `json:"wait_max_ms"`
+	HoldP50Ms    float64 `json:"hold_p50_ms"`
+	HoldP99Ms    float64 `json:"hold_p99_ms"`
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+
+	// MakespanMs sums, over the bursts whose requests all succeeded, the
+	// time from the first request sent to the last answer;
+	// IdealMakespanMs sums what each burst needed at least: its exclusive
+	// handlers' time serialized, or its longest handler if longer.
+	MakespanMs      float64 `json:"makespan_ms"`
+	IdealMakespanMs float64 `json:"ideal_makespan_ms"`
+	MakespanRatio   float64 `json:"makespan_ratio"`
+	BurstsMeasured  int     `json:"bursts_measured"`
+	// BurstMakespanMs is the mean makespan of one burst. When the mix has
+	// one route, SingleRequestMs is the median time of one request of it
+	// with nothing else running, and BurstVsSingle compares the two.
+	BurstMakespanMs float64 `json:"burst_makespan_ms"`
+	SingleRequestMs float64 `json:"single_request_ms,omitempty"`
+	BurstVsSingle   float64 `json:"burst_vs_single,omitempty"`
+
+	// DurationMs is the workload's wall time; ThroughputRPS its requests
+	// (bursts only) per second.
+	DurationMs    float64 `json:"duration_ms"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+
+	// TakeoverMs: with -crash-holder, the time from the crash to the next
+	// request that took each crashed holder's session (the longest).
+	TakeoverMs  float64   `json:"takeover_ms,omitempty"`
+	TakeoversMs []float64 `json:"takeovers_ms,omitempty"`
+
+	// Routes has per-route figures; Events the faults injected.
+	Routes map[string]RouteStats `json:"routes"`
+	Events []Event               `json:"events,omitempty"`
+
+	timeline timeline // for the HTML report
+}
+
+// RouteStats are per-route figures.
+type RouteStats struct {
+	// Requests sent and answered with 2xx; waits and latencies as in
+	// Result; SingleMs: one request of the route with nothing else
+	// running (median of three).
+	Requests     int     `json:"requests"`
+	OK           int     `json:"ok"`
+	WaitP50Ms    float64 `json:"wait_p50_ms"`
+	WaitP99Ms    float64 `json:"wait_p99_ms"`
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	SingleMs     float64 `json:"single_ms,omitempty"`
+}
+
+// Event is a fault injected during the run.
+type Event struct {
+	// AtMs is the time since the workload started.
+	AtMs float64 `json:"at_ms"`
+	// What happened.
+	What string `json:"what"`
+}
+
+// Violations returns the names of the invariants the run violated.
+func (r *Result) Violations() []string {
+	var v []string
+	if r.LostUpdates > 0 {
+		v = append(v, "lost_updates")
+	}
+	if r.StuckLocks > 0 {
+		v = append(v, "stuck_locks")
+	}
+	if r.SessionsLost > 0 {
+		v = append(v, "sessions_lost")
+	}
+	if r.ExclusionViolations > 0 {
+		v = append(v, "exclusion_violations")
+	}
+	return v
+}
+
+// OK reports whether every invariant held.
+func (r *Result) OK() bool { return len(r.Violations()) == 0 }
+
+// Comparison is the result of -compare: the same workload with our
+// waiting strategy and with ASP.NET's.
+type Comparison struct {
+	// Ours ran with lock.Adaptive, ASPNET with lock.ASPNET.
+	Ours   *Result `json:"ours"`
+	ASPNET *Result `json:"aspnet"`
+	// Ratios are ASP.NET's figure divided by ours: how many times better
+	// ours is.
+	Ratios Ratios `json:"ratios"`
+}
+
+// Ratios compare ASP.NET's strategy to ours (theirs / ours).
+type Ratios struct {
+	// Of the p50 wait, the p99 wait and the makespan.
+	WaitP50  float64 `json:"wait_p50"`
+	WaitP99  float64 `json:"wait_p99"`
+	Makespan float64 `json:"makespan"`
+}
+
+// OK reports whether both runs kept every invariant.
+func (c *Comparison) OK() bool { return c.Ours.OK() && c.ASPNET.OK() }
+
+// ratio returns theirs / ours, or 0 when ours is 0 (no ratio to give).
+func ratio(theirs, ours float64) float64 {
+	if ours <= 0 {
+		return 0
+	}
+	return theirs / ours
+}
+
+// compare builds the comparison of two runs.
+func compare(ours, aspnet *Result) *Comparison {
+	return &Comparison{Ours: ours, ASPNET: aspnet, Ratios: Ratios{
+		WaitP50:  ratio(aspnet.WaitP50Ms, ours.WaitP50Ms),
+		WaitP99:  ratio(aspnet.WaitP99Ms, ours.WaitP99Ms),
+		Makespan: ratio(aspnet.MakespanMs, ours.MakespanMs),
+	}}
+}
+
+// percentile returns the p-th percentile (nearest rank) of xs; 0 for none.
+// xs is sorted in place.
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	rank := int(math.Ceil(p / 100 * float64(len(xs))))
+	rank = max(1, min(rank, len(xs)))
+	return xs[rank-1]
+}
+
+func maxOf(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func ms(ns int64) float64 { return float64(ns) / 1e6 }

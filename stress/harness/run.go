@@ -1,0 +1,528 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
+)
+
+// Run runs the workload cfg describes, injects its faults, checks the
+// invariants and returns the measurements. An error means the run could
+// not be made (bad configuration, store unreachable); violated invariants
+// are reported in the Result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, control: &http.Client{Timeout: 10 * time.Second}}
+	defer r.close()
+	return r.run(ctx)
+}
+
+// Compare runs the workload twice, with our waiting strategy and with
+// ASP.NET's fixed 500 ms polling, and compares them.
+func Compare(ctx context.Context, cfg Config) (*Comparison, error) {
+	ours, theirs := cfg, cfg
+	ours.Wait, theirs.Wait = lock.Adaptive, lock.ASPNET
+	a, err := Run(ctx, ours)
+	if err != nil {
+		return nil, err
+	}
+	b, err := Run(ctx, theirs)
+	if err != nil {
+		return nil, err
+	}
+	return compare(a, b), nil
+}
+
+// server is one app server as the runner sees it: in this process or a
+// child process.
+type server struct {
+	addr  string
+	local *appServer
+	proc  *child
+	dead  bool // killed by -crash-holder
+}
+
+// runner holds the state of one run.
+type runner struct {
+	cfg     Config
+	be      *backend
+	servers []*server
+	stores  []provider.Store // stores of in-process app servers
+	front   *front
+	control *http.Client
+	work    *workload
+
+	mu     sync.Mutex
+	events []Event
+	crash  *crash
+	start  time.Time
+}
+
+func (r *runner) close() {
+	if r.work != nil {
+		r.work.close()
+	}
+	if r.front != nil {
+		_ = r.front.Close()
+	}
+	for _, s := range r.servers {
+		switch {
+		case s.local != nil:
+			_ = s.local.close()
+		case s.proc != nil && !s.dead:
+			_ = s.proc.stop()
+		}
+	}
+	for _, s := range r.stores {
+		_ = s.Close()
+	}
+	r.control.CloseIdleConnections()
+	if r.be != nil {
+		r.be.close()
+	}
+}
+
+func (r *runner) run(ctx context.Context) (*Result, error) {
+	cfg := r.cfg
+	var err error
+	if r.be, err = startBackend(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := r.startServers(ctx); err != nil {
+		return nil, err
+	}
+	base := "http://" + r.servers[0].addr
+	if len(r.servers) > 1 {
+		addrs := make([]string, len(r.servers))
+		for i, s := range r.servers {
+			addrs[i] = s.addr
+		}
+		if r.front, err = startFront(addrs); err != nil {
+			return nil, err
+		}
+		base = r.front.URL()
+	}
+
+	r.work = newWorkload(cfg, base)
+	if err := r.work.open(ctx); err != nil {
+		return nil, fmt.Errorf("harness: the app servers do not serve: %w", err)
+	}
+	single := r.work.probe(ctx)
+
+	r.start = time.Now()
+	var deadline time.Time
+	if cfg.Duration > 0 {
+		deadline = r.start.Add(cfg.Duration)
+	}
+	faultCtx, stopFaults := context.WithCancel(ctx)
+	var faults sync.WaitGroup
+	faults.Add(1)
+	go func() {
+		defer faults.Done()
+		r.injectFaults(faultCtx)
+	}()
+	stopProgress := r.progress()
+	r.work.run(ctx, deadline)
+	end := time.Now()
+	stopFaults()
+	faults.Wait()
+	stopProgress()
+
+	if err := r.quiesce(ctx); err != nil {
+		return nil, err
+	}
+	o := observations{
+		cfg:      cfg,
+		requests: r.work.requests,
+		bursts:   r.work.bursts,
+		single:   single,
+		events:   r.events,
+		crash:    r.crash,
+		start:    r.start.UnixNano(),
+		end:      end.UnixNano(),
+	}
+	for _, b := range r.work.browsers {
+		o.sids = append(o.sids, b.sid)
+	}
+	if o.timings, o.fenced, err = r.collect(ctx); err != nil {
+		return nil, err
+	}
+	if o.states, err = r.readSessions(ctx, o); err != nil {
+		return nil, err
+	}
+	return analyze(o), nil
+}
+
+// startServers starts the app servers: in this process, or as processes.
+func (r *runner) startServers(ctx context.Context) error {
+	cfg := r.cfg
+	for i := range cfg.Procs {
+		ac := appConfig{
+			Proc: i, Store: r.be.spec, Lease: cfg.Lease, Wait: cfg.Wait.String(),
+			PollCap: cfg.PollCap, SlowTime: cfg.SlowTime, ReadTime: cfg.ReadTime,
+			LateCommit: cfg.LateCommit,
+		}
+		if cfg.Procs > 1 && !cfg.InProcess {
+			c, err := startChild(ctx, ac)
+			if err != nil {
+				return err
+			}
+			r.servers = append(r.servers, &server{addr: c.addr, proc: c})
+			continue
+		}
+		st, err := r.be.store(ctx)
+		if err != nil {
+			return err
+		}
+		r.stores = append(r.stores, st)
+		if cfg.WrapStore != nil {
+			st = cfg.WrapStore(st)
+		}
+		a, err := newApp(ac, st)
+		if err != nil {
+			return err
+		}
+		s, err := startAppServer(a)
+		if err != nil {
+			return err
+		}
+		r.servers = append(r.servers, &server{addr: s.addr(), local: s})
+	}
+	return nil
+}
+
+// event records a fault at the current moment of the run.
+func (r *runner) event(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, Event{AtMs: ms(int64(time.Since(r.start))), What: fmt.Sprintf(format, args...)})
+}
+
+// reached reports whether the moment a has come.
+func (r *runner) reached(a At) bool {
+	switch {
+	case a.After > 0:
+		return time.Since(r.start) >= a.After
+	case a.Fraction > 0:
+		return float64(r.work.sent.Load()) >= a.Fraction*float64(r.cfg.Requests)
+	}
+	return false
+}
+
+// injectFaults runs the configured faults at their moments, until ctx ends
+// (the workload is over).
+func (r *runner) injectFaults(ctx context.Context) {
+	cfg := r.cfg
+	type fault struct {
+		at   At
+		name string
+		do   func(context.Context)
+	}
+	var pending []fault
+	if !cfg.KillNode.IsZero() {
+		pending = append(pending, fault{cfg.KillNode, "kill memcached node", func(context.Context) {
+			n := r.be.nodes[cfg.FaultNode]
+			n.Kill()
+			r.event("killed memcached node %d (%s)", cfg.FaultNode, n.Addr())
+		}})
+	}
+	if !cfg.RestartNode.IsZero() {
+		pending = append(pending, fault{cfg.RestartNode, "restart memcached node", func(ctx context.Context) {
+			n := r.be.nodes[cfg.FaultNode]
+			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
+				r.event("restarting memcached node %d failed: %v", cfg.FaultNode, err)
+				return
+			}
+			r.event("restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
+		}})
+	}
+	if cfg.CrashHolder {
+		at := At{Fraction: 0.5}
+		if cfg.Requests < 0 {
+			at = At{After: cfg.Duration / 2}
+		}
+		pending = append(pending, fault{at, "crash a lock holder", r.crashHolder})
+	}
+	if len(pending) == 0 {
+		return
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			for _, f := range pending {
+				r.event("%s at %s: not reached, the workload ended first", f.name, f.at)
+			}
+			return
+		case <-tick.C:
+		}
+		rest := pending[:0]
+		for _, f := range pending {
+			if r.reached(f.at) {
+				f.do(ctx)
+			} else {
+				rest = append(rest, f)
+			}
+		}
+		pending = rest
+	}
+}
+
+// crashHolder makes the last app process hold the locks of a few
+// sessions, kills it, and lets the others take over.
+func (r *runner) crashHolder(ctx context.Context) {
+	victimIdx := len(r.servers) - 1
+	victim := r.servers[victimIdx]
+	r.front.markDown(victimIdx)
+	n := min(3, len(r.work.browsers))
+	want := map[string]bool{}
+	var holds sync.WaitGroup
+	for _, b := range r.work.browsers[:n] {
+		want[b.sid] = true
+		holds.Add(1)
+		go func() {
+			defer holds.Done()
+			r.work.do(ctx, b, "http://"+victim.addr, RouteHold)
+		}()
+	}
+	// Wait until the victim holds all of them (bounded: a hold queues
+	// behind the browser's other requests, at most a lease if the lock
+	// had to be taken over).
+	deadline := time.Now().Add(r.cfg.Lease + 30*time.Second)
+	var held []string
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var st appState
+		if err := getJSON(ctx, r.control, victim.addr, pathState, &st); err == nil {
+			held = held[:0]
+			for _, sid := range st.Holding {
+				if want[sid] {
+					held = append(held, sid)
+				}
+			}
+			if len(held) == len(want) {
+				break
+			}
+		}
+		t := time.NewTimer(2 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	victim.proc.kill()
+	victim.dead = true
+	at := time.Now()
+	r.mu.Lock()
+	r.crash = &crash{At: at.UnixNano(), Proc: victimIdx, SIDs: append([]string(nil), held...)}
+	r.mu.Unlock()
+	r.event("killed app process %d holding the locks of %d session(s)", victimIdx, len(held))
+	holds.Wait()
+	// Each crashed holder's session is then wanted by a new request, which
+	// must take it over after one lease.
+	for _, b := range r.work.browsers[:n] {
+		if want[b.sid] {
+			holds.Add(1)
+			go func() {
+				defer holds.Done()
+				r.work.do(context.WithoutCancel(ctx), b, r.work.base, RouteIncr)
+			}()
+		}
+	}
+	holds.Wait()
+}
+
+// progress prints a live progress line to cfg.Progress until the returned
+// function is called.
+func (r *runner) progress() func() {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(r.cfg.Progress, "\r\033[K")
+				return
+			case <-tick.C:
+			}
+			el := time.Since(r.start).Seconds()
+			sent := r.work.sent.Load()
+			fmt.Fprintf(r.cfg.Progress, "\r\033[K%s: %d requests, %d ok, %d failed, %.0f req/s, %.1f s",
+				r.cfg.Backend, sent, r.work.okCount.Load(), r.work.failCount.Load(), float64(sent)/max(el, 0.001), el)
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// quiesce waits until no live app server has a request in flight, so that
+// every commit and release has ended before the locks are checked.
+func (r *runner) quiesce(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		busy := 0
+		for _, s := range r.servers {
+			if s.dead {
+				continue
+			}
+			var st appState
+			if err := getJSON(ctx, r.control, s.addr, pathState, &st); err != nil {
+				return fmt.Errorf("harness: app server %s: %w", s.addr, err)
+			}
+			busy += int(st.InFlight)
+		}
+		if busy == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("harness: %d requests still running in the app servers 30 s after the workload ended", busy)
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// collect gathers the live app servers' timings and fenced-write counts.
+func (r *runner) collect(ctx context.Context) (map[uint64]timing, int64, error) {
+	timings := map[uint64]timing{}
+	var fenced int64
+	for _, s := range r.servers {
+		if s.dead {
+			continue
+		}
+		var ts []timing
+		if err := getJSON(ctx, r.control, s.addr, pathTimings, &ts); err != nil {
+			return nil, 0, err
+		}
+		for _, t := range ts {
+			timings[t.ID] = t
+		}
+		var st appState
+		if err := getJSON(ctx, r.control, s.addr, pathState, &st); err != nil {
+			return nil, 0, err
+		}
+		fenced += st.Fenced
+	}
+	return timings, fenced, nil
+}
+
+// readSessions reads every session the browsers were told about straight
+// from the store: its lock state and its values.
+func (r *runner) readSessions(ctx context.Context, o observations) (map[string]sessionState, error) {
+	var st provider.Store
+	if r.be.mem != nil {
+		st = nopCloser{r.be.mem}
+	} else {
+		var err error
+		if st, err = openStore(ctx, r.be.spec); err != nil {
+			return nil, err
+		}
+	}
+	defer st.Close()
+	ac := appConfig{Lease: r.cfg.Lease, Wait: r.cfg.Wait.String()}
+	pcfg, err := ac.providerConfig()
+	if err != nil {
+		return nil, err
+	}
+	p, err := provider.New(st, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	sids := map[string]bool{}
+	for _, sid := range o.sids {
+		if sid != "" {
+			sids[sid] = true
+		}
+	}
+	for _, req := range o.requests {
+		if req.ok() && req.SID != "" {
+			sids[req.SID] = true
+		}
+	}
+	states := make(map[string]sessionState, len(sids))
+	for sid := range sids {
+		s, err := readSession(ctx, p, sid)
+		if err != nil {
+			return nil, fmt.Errorf("harness: read session %s… back: %w", sid[:min(len(sid), 6)], err)
+		}
+		states[sid] = s
+	}
+	return states, nil
+}
+
+// readSession reads one session: whether it is locked (GetItem refuses a
+// locked session) and its values (a lock-free read ignores the lock).
+func readSession(ctx context.Context, p *provider.Provider, sid string) (sessionState, error) {
+	var st sessionState
+	var item *provider.Item
+	var err error
+	for attempt := 0; ; attempt++ {
+		_, err = p.GetItem(ctx, sid)
+		st.Locked = errors.Is(err, provider.ErrLocked)
+		if errors.Is(err, provider.ErrNotFound) {
+			return st, nil
+		}
+		if err == nil || st.Locked {
+			item, err = p.LockFree().GetItem(ctx, sid)
+		}
+		if errors.Is(err, provider.ErrNotFound) {
+			return st, nil
+		}
+		// A store that just lost a node may fail a few reads while its
+		// clients fail over.
+		if err == nil || attempt >= 20 || !errors.Is(err, provider.ErrUnavailable) {
+			break
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return st, ctx.Err()
+		}
+	}
+	if err != nil {
+		return st, err
+	}
+	st.Found = true
+	v := item.Data.Values
+	if st.Counter, _, err = session.Get[int](v, keyCounter); err != nil {
+		return st, err
+	}
+	if st.List, _, err = session.Get[[]string](v, keyList); err != nil {
+		return st, err
+	}
+	st.Free = map[string]bool{}
+	for _, k := range v.Keys() {
+		if key, ok := strings.CutPrefix(k, keyFreePref); ok {
+			st.Free[key] = true
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/stress/harness"
+)
+
+func TestMain(m *testing.M) {
+	if harness.IsChild() {
+		os.Exit(harness.ServeChild())
+	}
+	os.Exit(m.Run())
+}
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr, false)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestRunWritesReports runs a short workload on the embedded store and
+// checks the summary, the JSON fields the issue lists and the HTML report.
+func TestRunWritesReports(t *testing.T) {
+	dir := t.TempDir()
+	jsonFile, htmlFile := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	code, stdout, stderr := runCmd(t, "-sessions", "4", "-requests", "200", "-slow", "1ms", "-json", jsonFile, "-html", htmlFile)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "PASS: every invariant held")
+	require.Contains(t, stdout, "lost_updates")
+	require.NotContains(t, stdout, "\r", "no progress line when stdout is not a terminal")
+
+	var fields map[string]any
+	b, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &fields))
+	for _, k := range []string{"backend", "mode", "procs", "sessions", "requests_total", "requests_ok", "requests_failed",
+		"lost_updates", "stuck_locks", "sessions_lost", "fenced_writes_rejected", "wait_p50_ms", "wait_p99_ms", "wait_max_ms",
+		"makespan_ms", "ideal_makespan_ms", "throughput_rps"} {
+		require.Contains(t, fields, k)
+	}
+	require.Equal(t, "memory", fields["backend"])
+	require.Equal(t, "adaptive", fields["mode"])
+	require.EqualValues(t, 4+3*5+200, fields["requests_total"])
+	require.EqualValues(t, 0, fields["lost_updates"])
+
+	h, err := os.ReadFile(htmlFile)
+	require.NoError(t, err)
+	page := string(h)
+	require.Contains(t, page, "<svg")
+	require.Contains(t, page, "session 3", "the timeline groups lanes by session")
+	require.Contains(t, page, "lock wait")
+	// Self-contained: no scripts, stylesheets or images to fetch.
+	for _, ref := range []string{"<script", "<link", "<img", "src=", "url(", "https:"} {
+		require.NotContains(t, page, ref)
+	}
+	require.Equal(t, strings.Count(page, "http://"), strings.Count(page, `xmlns="http://www.w3.org/2000/svg"`),
+		"the only URLs are the SVG namespace")
+}
+
+// TestCompare runs a tiny workload with both strategies and writes their
+// comparison.
+func TestCompare(t *testing.T) {
+	jsonFile := filepath.Join(t.TempDir(), "c.json")
+	code, stdout, stderr := runCmd(t, "-compare", "-sessions", "1", "-burst", "4", "-requests", "8", "-mix", "slow=1", "-slow", "50ms", "-json", jsonFile)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "wait strategy adaptive")
+	require.Contains(t, stdout, "wait strategy aspnet")
+	require.Contains(t, stdout, "aspnet / ours")
+	var c struct {
+		Ours   map[string]any     `json:"ours"`
+		ASPNET map[string]any     `json:"aspnet"`
+		Ratios map[string]float64 `json:"ratios"`
+	}
+	b, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &c))
+	require.Equal(t, "adaptive", c.Ours["mode"])
+	require.Equal(t, "aspnet", c.ASPNET["mode"])
+	for _, k := range []string{"wait_p50", "wait_p99", "makespan"} {
+		require.Contains(t, c.Ratios, k)
+	}
+	// ASP.NET's waiters sleep 500 ms between tries: bursts of four 50 ms
+	// exclusive requests take longer with it than with ours.
+	require.Greater(t, c.Ratios["makespan"], 1.0)
+}
+
+// TestBadUsage: bad flags and impossible setups exit with status 2 and a
+// clear message, before any run.
+func TestBadUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-procs", "2"}, "memory is not shared"},
+		{[]string{"-mix", "incr=1,bogus=2"}, "unknown route"},
+		{[]string{"-wait", "spin"}, "unknown strategy"},
+		{[]string{"-kill-node", "soon", "-backend", "memcached", "-managed", "1"}, "-kill-node"},
+		{[]string{"-backend", "memcached"}, "-managed N"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-compare", "-wait", "aspnet"}, "-compare"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, _, stderr := runCmd(t, c.args...)
+			require.Equal(t, exitError, code)
+			require.Contains(t, stderr, c.want)
+		})
+	}
+	code, _, _ := runCmd(t, "-h")
+	require.Equal(t, exitOK, code)
+}
