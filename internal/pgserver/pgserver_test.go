@@ -101,3 +101,19 @@ func TestWithDatabase(t *testing.T) {
 	_, err = WithDatabase("postgres://%zz", "x")
 	require.Error(t, err)
 }
+
+func TestSharedSkipsWithoutBinaries(t *testing.T) {
+	if os.Getenv(EnvDSN) != "" {
+		t.Skipf("%s is set: Shared does not look for binaries", EnvDSN)
+	}
+	t.Setenv(EnvRequire, "")
+	s := Shared{Config: Config{BinDir: t.TempDir()}}
+	var skipped bool
+	t.Run("inner", func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		s.DSN(t)
+		t.Error("DSN returned without binaries")
+	})
+	require.True(t, skipped)
+	require.NoError(t, s.Stop())
+}

@@ -715,9 +715,17 @@ func CheckLockIDsIncrease(ctx context.Context, env Env) error {
 }
 
 // CheckLeaseTakeover: a holder that stops renewing (a crashed process)
-// loses its lock to a waiter after one lease, and is fenced.
+// loses its lock to a waiter after one lease, and its late release is
+// fenced.
 func CheckLeaseTakeover(ctx context.Context, env Env) error {
-	ps, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 2)
+	return checkAbandonedLockTakenOver(ctx, env, provider.Config{Lease: shortLease}, false)
+}
+
+// checkAbandonedLockTakenOver: a lock taken and never renewed is broken by
+// a waiter from another provider, and the abandoned holder is fenced (its
+// release, or its commit when commit is set).
+func checkAbandonedLockTakenOver(ctx context.Context, env Env, cfg provider.Config, commit bool) error {
+	ps, err := mustProviders(env, env.Store, cfg, 2)
 	if err != nil {
 		return err
 	}
@@ -725,15 +733,19 @@ func CheckLeaseTakeover(ctx context.Context, env Env) error {
 	if err != nil {
 		return err
 	}
-	crashed, err := ps[0].GetItemExclusive(ctx, id)
+	abandoned, err := ps[0].GetItemExclusive(ctx, id)
 	if err != nil {
 		return err
 	}
 	if err := increment(ctx, ps[1], id, nil); err != nil {
-		return fmt.Errorf("waiter after a crashed holder: %w", err)
+		return fmt.Errorf("waiter after an abandoned lock: %w", err)
 	}
-	if err := ps[0].ReleaseItemExclusive(ctx, id, crashed.LockID); !errors.Is(err, provider.ErrLockLost) {
-		return fmt.Errorf("crashed holder's late release returned %v, want ErrLockLost", err)
+	what, late := "release", ps[0].ReleaseItemExclusive(ctx, id, abandoned.LockID)
+	if commit {
+		what, late = "commit", ps[0].SetAndReleaseItemExclusive(ctx, id, abandoned.Data, abandoned.LockID, false)
+	}
+	if !errors.Is(late, provider.ErrLockLost) {
+		return fmt.Errorf("the abandoned holder's late %s returned %v, want ErrLockLost", what, late)
 	}
 	return nil
 }
@@ -818,27 +830,10 @@ func CheckLivingHolderKeepsLease(ctx context.Context, env Env) error {
 }
 
 // CheckLockTimeoutWithoutLeases: with leases off (ASP.NET behaviour) a
-// lock is taken over once it has been held unchanged for LockTimeout.
+// lock is taken over once it has been held unchanged for LockTimeout, and
+// the timed-out holder's commit is fenced.
 func CheckLockTimeoutWithoutLeases(ctx context.Context, env Env) error {
-	ps, err := mustProviders(env, env.Store, provider.Config{Lease: -1, LockTimeout: 200 * time.Millisecond}, 2)
-	if err != nil {
-		return err
-	}
-	id, err := createSession(ctx, ps[0], 0, map[string]any{"counter": 0})
-	if err != nil {
-		return err
-	}
-	held, err := ps[0].GetItemExclusive(ctx, id)
-	if err != nil {
-		return err
-	}
-	if err := increment(ctx, ps[1], id, nil); err != nil {
-		return fmt.Errorf("waiter after the lock timeout: %w", err)
-	}
-	if err := ps[0].SetAndReleaseItemExclusive(ctx, id, held.Data, held.LockID, false); !errors.Is(err, provider.ErrLockLost) {
-		return fmt.Errorf("timed-out holder's commit returned %v, want ErrLockLost", err)
-	}
-	return nil
+	return checkAbandonedLockTakenOver(ctx, env, provider.Config{Lease: -1, LockTimeout: 200 * time.Millisecond}, true)
 }
 
 // CheckLockFreeMerge: in lock-free mode (exclusiveAccess=false) requests

@@ -19,7 +19,6 @@ import (
 type node struct {
 	idx  int // position in Store.nodes (sorted by address); encoded in CAS tokens
 	addr string
-	seed uint64 // placement hash seed
 	mc   *memcache.Client
 	meta *metaClient
 

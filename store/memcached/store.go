@@ -13,6 +13,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
+	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
 )
 
@@ -106,7 +107,8 @@ type Config struct {
 // It is safe for concurrent use.
 type Store struct {
 	cfg    Config
-	nodes  []*node // sorted by address
+	nodes  []*node  // sorted by address
+	seeds  []uint64 // rendezvous seeds of nodes, same order
 	backup bool
 	baks   *bakCache
 
@@ -171,7 +173,6 @@ func New(cfg Config) (*Store, error) {
 		n := &node{
 			idx:      i,
 			addr:     addr,
-			seed:     nodeSeed(addr),
 			mc:       mc,
 			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode},
 			stale:    make(map[string]struct{}),
@@ -179,6 +180,7 @@ func New(cfg Config) (*Store, error) {
 		}
 		n.up.Store(true)
 		s.nodes = append(s.nodes, n)
+		s.seeds = append(s.seeds, rendezvous.Seed(addr))
 	}
 	go s.healthLoop()
 	return s, nil
@@ -194,7 +196,9 @@ type route struct {
 func (r route) bakKey() string { return backupPrefix + r.key }
 
 func (s *Store) route(key string) route {
-	first, second := rank(s.nodes, key)
+	// Equal scores go to the lower index; nodes are sorted by address,
+	// so that too is independent of the configured order.
+	first, second := rendezvous.Top2(s.seeds, key)
 	rt := route{key: key, p: s.nodes[first]}
 	if s.backup {
 		rt.b = s.nodes[second]

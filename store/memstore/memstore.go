@@ -129,19 +129,31 @@ func (sh *shard) live(key string, now time.Time) *entry {
 	return e
 }
 
+// withLive runs fn on key's unexpired entry under its shard's lock; an
+// absent or expired key is ErrNotFound.
+func (s *Store) withLive(key string, fn func(sh *shard, e *entry, now time.Time) error) error {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	now := s.cfg.Now()
+	e := sh.live(key, now)
+	if e == nil {
+		return fmt.Errorf("memstore: %w", provider.ErrNotFound)
+	}
+	return fn(sh, e, now)
+}
+
 // Get implements provider.Store.
 func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := s.check(ctx); err != nil {
 		return provider.Entry{}, err
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.live(key, s.cfg.Now())
-	if e == nil {
-		return provider.Entry{}, fmt.Errorf("memstore: %w", provider.ErrNotFound)
-	}
-	return provider.Entry{Value: append([]byte(nil), e.value...), CAS: e.cas}, nil
+	var out provider.Entry
+	err := s.withLive(key, func(_ *shard, e *entry, _ time.Time) error {
+		out = provider.Entry{Value: append([]byte(nil), e.value...), CAS: e.cas}
+		return nil
+	})
+	return out, err
 }
 
 // Add implements provider.Store.
@@ -166,21 +178,18 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if err := s.checkWrite(ctx, key, value, ttl); err != nil {
 		return 0, err
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	now := s.cfg.Now()
-	e := sh.live(key, now)
-	if e == nil {
-		return 0, fmt.Errorf("memstore: %w", provider.ErrNotFound)
-	}
-	if e.cas != cas {
-		return 0, fmt.Errorf("memstore: %w", provider.ErrCASConflict)
-	}
-	e.value = append([]byte(nil), value...)
-	e.cas = s.cas.Add(1)
-	e.expires = now.Add(ttl)
-	return e.cas, nil
+	var newCAS uint64
+	err := s.withLive(key, func(_ *shard, e *entry, now time.Time) error {
+		if e.cas != cas {
+			return fmt.Errorf("memstore: %w", provider.ErrCASConflict)
+		}
+		e.value = append([]byte(nil), value...)
+		e.cas = s.cas.Add(1)
+		e.expires = now.Add(ttl)
+		newCAS = e.cas
+		return nil
+	})
+	return newCAS, err
 }
 
 // Touch implements provider.Store. It keeps the CAS token.
@@ -188,16 +197,10 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	if err := s.checkWrite(ctx, key, nil, ttl); err != nil {
 		return err
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	now := s.cfg.Now()
-	e := sh.live(key, now)
-	if e == nil {
-		return fmt.Errorf("memstore: %w", provider.ErrNotFound)
-	}
-	e.expires = now.Add(ttl)
-	return nil
+	return s.withLive(key, func(_ *shard, e *entry, now time.Time) error {
+		e.expires = now.Add(ttl)
+		return nil
+	})
 }
 
 // Delete implements provider.Store.
@@ -205,14 +208,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.live(key, s.cfg.Now()) == nil {
-		return fmt.Errorf("memstore: %w", provider.ErrNotFound)
-	}
-	delete(sh.m, key)
-	return nil
+	return s.withLive(key, func(sh *shard, _ *entry, _ time.Time) error {
+		delete(sh.m, key)
+		return nil
+	})
 }
 
 // TTL implements provider.TTLReader.
@@ -220,15 +219,12 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	now := s.cfg.Now()
-	e := sh.live(key, now)
-	if e == nil {
-		return 0, fmt.Errorf("memstore: %w", provider.ErrNotFound)
-	}
-	return e.expires.Sub(now), nil
+	var ttl time.Duration
+	err := s.withLive(key, func(_ *shard, e *entry, now time.Time) error {
+		ttl = e.expires.Sub(now)
+		return nil
+	})
+	return ttl, err
 }
 
 // Len returns the number of entries held, expired ones not yet swept

@@ -77,6 +77,15 @@
 // at most MaxKeyLen bytes. Error messages name the partition, never the
 // key, which holds a session id.
 //
+// # Records
+//
+// Two methods serve package tiered, which keeps provider session records
+// here behind a cache: GetWithTTL (Get plus the remaining TTL, one
+// statement) and PutRecord, an upsert ordered by the record's Seq (bytes
+// 5..12 of a provider record, big-endian, compared as bytes in SQL): it
+// stores the record unless the live row holds one with an equal or higher
+// Seq, so concurrent writers' statements may arrive in any order.
+//
 // Stats counts the statements sent, for the cost benchmarks of package
 // tiered.
 //

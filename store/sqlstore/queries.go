@@ -11,7 +11,7 @@ import (
 // application server's: a row is live while expires_at > now().
 type queries struct {
 	get, add, cas, touch, del, ttl, sweep string
-	getTTL, putRecord, recordSeq      string
+	getTTL, putRecord, recordSeq          string
 }
 
 func buildQueries(table string) queries {

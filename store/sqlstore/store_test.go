@@ -283,7 +283,6 @@ func TestConcurrentCASIncrementsLoseNothing(t *testing.T) {
 	require.NoError(t, err)
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
-	var conflicts sync.Map
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -298,7 +297,6 @@ func TestConcurrentCASIncrementsLoseNothing(t *testing.T) {
 				n, _ := strconv.Atoi(string(e.Value))
 				_, err = s.CompareAndSwap(ctx, "counter", []byte(strconv.Itoa(n+1)), e.CAS, time.Hour)
 				if errors.Is(err, provider.ErrCASConflict) {
-					conflicts.Store(w, true)
 					continue
 				}
 				if err != nil {
@@ -330,8 +328,8 @@ func TestStatsCountsOneStatementPerOperation(t *testing.T) {
 	s.Touch(ctx, "k", time.Minute)
 	s.TTL(ctx, "k")
 	s.Delete(ctx, "k")
-	s.Get(ctx, "")                      // bad key: no statement
-	s.Add(ctx, "k", nil, 0)             // bad ttl: no statement
+	s.Get(ctx, "")          // bad key: no statement
+	s.Add(ctx, "k", nil, 0) // bad ttl: no statement
 	require.EqualValues(t, 7, s.Stats().Statements)
 }
 

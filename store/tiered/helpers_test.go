@@ -62,7 +62,9 @@ type swapCache struct {
 	closed atomic.Bool
 }
 
-func newSwapCache() *swapCache { return &swapCache{cur: memstore.New(memstore.Config{SweepInterval: -1})} }
+func newSwapCache() *swapCache {
+	return &swapCache{cur: memstore.New(memstore.Config{SweepInterval: -1})}
+}
 
 func (c *swapCache) store() *memstore.Store {
 	c.mu.RLock()
@@ -121,15 +123,42 @@ func retryClosed[T any](closed *atomic.Bool, op func() (T, error)) (T, error) {
 	}
 }
 
-// gatedDurable wraps the durable store to hold PutRecord at a gate.
+// gatedDurable wraps the durable store to hold PutRecord at gates.
 type gatedDurable struct {
 	Durable
-	gate func() // called before each PutRecord
+	gate  func() // called before each PutRecord
+	after func() // called after each PutRecord
 }
 
-func (d *gatedDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, uint64, error) {
+func (d *gatedDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (sqlstore.PutResult, error) {
 	if d.gate != nil {
 		d.gate()
 	}
-	return d.Durable.PutRecord(ctx, key, value, ttl)
+	res, err := d.Durable.PutRecord(ctx, key, value, ttl)
+	if d.after != nil {
+		d.after()
+	}
+	return res, err
+}
+
+// Add implements provider.Store, calling after once the row is added.
+func (d *gatedDurable) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	cas, err := d.Durable.Add(ctx, key, value, ttl)
+	if d.after != nil {
+		d.after()
+	}
+	return cas, err
+}
+
+// pause returns a gate that stops its first caller until release is
+// closed, closing entered when it stops.
+func pause() (gate func(), entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}, entered, release
 }

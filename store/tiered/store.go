@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/sqlstore"
 )
 
 // Durable is the durable tier: *sqlstore.Store implements it.
@@ -19,9 +21,8 @@ type Durable interface {
 	// GetWithTTL is Get that also returns the remaining time to live.
 	GetWithTTL(ctx context.Context, key string) (provider.Entry, time.Duration, error)
 	// PutRecord stores a provider record unless the durable copy holds a
-	// record with an equal or higher Seq, and reports whether it stored it
-	// or else the Seq kept.
-	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (stored bool, kept uint64, err error)
+	// record with an equal or higher Seq.
+	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (sqlstore.PutResult, error)
 }
 
 // DefaultMemoSize is the default of Config.MemoSize.
@@ -198,6 +199,16 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	cas, err := s.cache.Add(ctx, key, value, ttl)
 	if errors.Is(err, provider.ErrExists) {
+		cur, gerr := s.cache.Get(ctx, key)
+		if gerr == nil && herr == nil {
+			if ch, perr := provider.ParseRecordHeader(cur.Value); perr == nil &&
+				ch.Seq == h.Seq+provider.ReviveLockIDGap && ch.DataSeq == h.DataSeq {
+				// A Get revived the row just added before it reached
+				// the cache: the record is ours.
+				s.memo.seen(key, cur.CAS, ch)
+				return cur.CAS, nil
+			}
+		}
 		// The cache holds a live record whose durable copy had expired
 		// or was never written: the durable row just added must not
 		// stand for it. Put the live record back durably.
@@ -225,15 +236,17 @@ func (s *Store) restoreDurable(ctx context.Context, key string, ttl time.Duratio
 	if _, err := provider.ParseRecordHeader(e.Value); err != nil {
 		return
 	}
-	if _, _, err := s.durable.PutRecord(ctx, key, e.Value, ttl); err == nil {
+	if res, err := s.durable.PutRecord(ctx, key, e.Value, ttl); err == nil && res.Stored {
 		s.durableWrites.Add(1)
 	}
 }
 
-// CompareAndSwap writes the record to the cache with the cache's CAS. A
-// change of the session's data (DataSeq, timeout, action flags, removal)
-// is then written to the durable tier before CompareAndSwap returns; a
-// lock-only change stays in the cache. Values must be provider records.
+// CompareAndSwap replaces the record under key if the cache's CAS token is
+// still cas. A lock-only change (same DataSeq, timeout, action flags and
+// removal state as the record it replaces) is written to the cache only. A
+// change of the session's data is written to the durable tier first,
+// ordered by Seq, and then to the cache (see the package documentation).
+// Values must be provider records.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
@@ -243,32 +256,37 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, fmt.Errorf("tiered: CompareAndSwap of a value that is not a session record: %w", err)
 	}
 	prev, known := s.memo.header(key, cas)
-	if !known || next.Seq != prev.Seq+1 {
-		// Not remembered (or remembered wrongly): read the cache. A
-		// token that is not current fails the same way the CAS would.
-		e, err := s.cache.Get(ctx, key)
+	if known && next.Seq == prev.Seq+1 && !dataChanged(prev, next) {
+		// Lock-only: the cache alone.
+		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
 		if err != nil {
 			return 0, err
 		}
-		if e.CAS != cas {
-			return 0, fmt.Errorf("tiered: %w", provider.ErrCASConflict)
-		}
-		prev, err = provider.ParseRecordHeader(e.Value)
-		known = err == nil
-	}
-	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-	if err != nil {
-		return 0, err
-	}
-	s.memo.seen(key, newCAS, next)
-	if known && !dataChanged(prev, next) {
+		s.memo.seen(key, newCAS, next)
 		s.refresh(ctx, key, next, ttl, value)
 		return newCAS, nil
 	}
-	if err := s.writeThrough(ctx, key, value, next, ttl); err != nil {
+	// Read the record being replaced: to classify the change when it is
+	// not remembered, and before a durable write, to fail early (without
+	// a statement) when the token is stale.
+	cur, err := s.cache.Get(ctx, key)
+	if err != nil {
 		return 0, err
 	}
-	return newCAS, nil
+	if cur.CAS != cas {
+		return 0, fmt.Errorf("tiered: %w", provider.ErrCASConflict)
+	}
+	prev, err = provider.ParseRecordHeader(cur.Value)
+	if err == nil && !dataChanged(prev, next) {
+		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+		if err != nil {
+			return 0, err
+		}
+		s.memo.seen(key, newCAS, next)
+		s.refresh(ctx, key, next, ttl, value)
+		return newCAS, nil
+	}
+	return s.writeThrough(ctx, key, value, next, cas, ttl)
 }
 
 // dataChanged reports whether next changes what the durable copy must
@@ -278,41 +296,114 @@ func dataChanged(prev, next provider.RecordHeader) bool {
 		next.Removed != prev.Removed || next.Timeout != prev.Timeout
 }
 
-// writeThrough writes a record the cache has just accepted to the durable
-// tier, ordered by Seq.
-func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, ttl time.Duration) error {
+// writeThrough writes a data change to the durable tier, then to the cache.
+func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, cas uint64, ttl time.Duration) (uint64, error) {
 	start := s.now()
-	stored, kept, err := s.durable.PutRecord(ctx, key, value, ttl)
+	res, err := s.durable.PutRecord(ctx, key, value, ttl)
 	if err != nil {
-		// The change is live in the cache but not durable; the caller
-		// is told it failed (outcome unknown, as with any unavailable
-		// store). The next durable write of the session carries it.
-		return fmt.Errorf("tiered: write-through: %w", err)
+		return 0, fmt.Errorf("tiered: write-through: %w", err)
 	}
-	if stored {
-		s.durableWrites.Add(1)
-		s.memo.durable(key, next.DataSeq, start.Add(ttl))
-		return nil
-	}
-	if epoch(kept) == epoch(next.Seq) {
-		// A later record of the same lineage, which includes this
-		// change, is durable already: the change is durable.
-		return nil
-	}
-	// The durable copy belongs to a newer lineage: the cache lost this
-	// record's lineage and a revival superseded it. This change is not
-	// durable and must not be live: the caller sees a conflict, re-reads
-	// and finds its lock lost. Normally the revival has replaced the
-	// record in the cache already; if the cache still holds this stale
-	// lineage (a cache restarted and reissued the same CAS token), revive
-	// again so that it is replaced.
-	s.staleWrites.Add(1)
-	if e, err := s.cache.Get(ctx, key); err == nil {
-		if h, err := provider.ParseRecordHeader(e.Value); err == nil && epoch(h.Seq) < epoch(kept) {
-			s.revive(ctx, key) // best effort; the next Get revives anyway
+	if !res.Stored {
+		// The durable copy is at or past this record's Seq: in this
+		// lineage, another writer from the same record got there first;
+		// in a newer lineage, the cache lost this record's lineage and a
+		// revival superseded it. Nothing was written: the caller sees a
+		// conflict and re-reads (and finds its lock lost, if it was).
+		if epoch(res.KeptSeq) > epoch(next.Seq) {
+			s.staleWrites.Add(1)
+			s.replaceStale(ctx, key, res.KeptSeq)
 		}
+		return 0, fmt.Errorf("tiered: durable copy is at Seq %d, this change is %d: %w", res.KeptSeq, next.Seq, provider.ErrCASConflict)
 	}
-	return fmt.Errorf("tiered: change superseded by a revival of the durable copy: %w", provider.ErrCASConflict)
+	s.durableWrites.Add(1)
+	s.memo.durable(key, next.DataSeq, start.Add(ttl))
+	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+	if err == nil {
+		s.memo.seen(key, newCAS, next)
+		return newCAS, nil
+	}
+	if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+		return 0, err // outcome unknown: durable, perhaps not live
+	}
+	return s.afterLostCAS(ctx, key, value, next, res.CAS, ttl, err)
+}
+
+// afterLostCAS handles a data change that is durable but whose cache CAS
+// failed:
+//   - the cache lost the record's lineage: a revival (now, or one done
+//     since the durable write) serves the durable copy, which includes this
+//     change: it is committed;
+//   - the cache holds the very record the change replaces under a new token
+//     (memcached restored it from its backup copy): the CAS is retried;
+//   - the lineage moved on without the change (the lock was taken over or
+//     renewed since it was read): the durable write must not stand. It is
+//     undone, if nothing has replaced it yet, by writing the cache's live
+//     record over it, and the caller sees the conflict.
+func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next provider.RecordHeader, durableCAS uint64, ttl time.Duration, casErr error) (uint64, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, err := s.cache.Get(ctx, key)
+		if errors.Is(err, provider.ErrNotFound) {
+			if _, err := s.reviveOnce(ctx, key); err != nil {
+				return 0, fmt.Errorf("tiered: cache lost a durable change, and reviving it failed: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		h, perr := provider.ParseRecordHeader(cur.Value)
+		switch {
+		case bytes.Equal(cur.Value, value):
+			s.memo.seen(key, cur.CAS, next)
+			return cur.CAS, nil
+		case perr == nil && epoch(h.Seq) > epoch(next.Seq):
+			// Revived after this change became durable: it is live.
+			s.memo.seen(key, cur.CAS, h)
+			return 0, nil
+		case perr == nil && epoch(h.Seq) < epoch(next.Seq):
+			// The cache holds an older lineage than the durable copy
+			// (a restarted cache reissued a token): revive over it.
+			s.replaceStale(ctx, key, next.Seq)
+			continue
+		case perr == nil && h.Seq+1 == next.Seq:
+			newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cur.CAS, ttl)
+			if err == nil {
+				s.memo.seen(key, newCAS, next)
+				return newCAS, nil
+			}
+			if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+				return 0, err
+			}
+			continue
+		}
+		// Moved on without this change: undo the durable write.
+		_, uerr := s.durable.CompareAndSwap(ctx, key, cur.Value, durableCAS, ttl)
+		if errors.Is(uerr, provider.ErrCASConflict) {
+			// Replaced since. By a revival of this very write (Seq
+			// advanced by exactly one revival)? Then it is live.
+			if d, err := s.durable.Get(ctx, key); err == nil {
+				if dh, err := provider.ParseRecordHeader(d.Value); err == nil && dh.Seq == next.Seq+provider.ReviveLockIDGap {
+					return 0, nil
+				}
+			}
+		} else if uerr != nil && !errors.Is(uerr, provider.ErrNotFound) {
+			return 0, fmt.Errorf("tiered: undo of a durable write whose cache CAS failed: %w", uerr)
+		}
+		return 0, casErr
+	}
+	return 0, fmt.Errorf("tiered: cache kept changing after a durable write: %w", provider.ErrCASConflict)
+}
+
+// replaceStale revives key if the cache holds a record of an older lineage
+// than durableSeq's, so that the durable lineage replaces it.
+func (s *Store) replaceStale(ctx context.Context, key string, durableSeq uint64) {
+	e, err := s.cache.Get(ctx, key)
+	if err != nil {
+		return
+	}
+	if h, err := provider.ParseRecordHeader(e.Value); err == nil && epoch(h.Seq) < epoch(durableSeq) {
+		s.revive(ctx, key) // best effort; the next Get revives anyway
+	}
 }
 
 // epoch is the lineage of a record: ReviveRecord adds 1<<32 to Seq, so
@@ -344,7 +435,7 @@ func (s *Store) refresh(ctx context.Context, key string, h provider.RecordHeader
 		var hv provider.RecordHeader
 		if hv, err = provider.ParseRecordHeader(value); err == nil {
 			h = hv
-			_, _, err = s.durable.PutRecord(ctx, key, value, ttl)
+			_, err = s.durable.PutRecord(ctx, key, value, ttl)
 		}
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
+	"github.com/sessionlock/sessionlock/store/sqlstore"
 )
 
 func TestConformance(t *testing.T) {
@@ -45,6 +46,18 @@ func createSession(t testing.TB, p *provider.Provider, timeout time.Duration) st
 	return id
 }
 
+// eventually polls cond until it holds or 10s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func counter(t testing.TB, p *provider.Provider, id string) int {
 	t.Helper()
 	item, err := p.ReadItem(context.Background(), id)
@@ -55,36 +68,51 @@ func counter(t testing.TB, p *provider.Provider, id string) int {
 	return n
 }
 
-// increment runs one exclusive request that adds 1 to n. It reports
-// whether the commit was acknowledged; errors that mean "not committed"
-// (the lock was lost to a revival) return false, anything else fails t.
-func increment(ctx context.Context, t testing.TB, p *provider.Provider, id string) bool {
+// Outcomes of one increment request.
+type outcome int
+
+const (
+	acked       outcome = iota // committed and acknowledged
+	refused                    // not committed: the lock was lost
+	unavailable                // not committed: the store was unavailable before any write
+	unknown                    // the commit failed as unavailable: it may or may not have happened
+)
+
+// increment runs one exclusive request that adds 1 to n. Errors other than
+// the expected ones (lock lost to a revival, unavailable while the cache
+// restarts) fail t.
+func increment(ctx context.Context, t testing.TB, p *provider.Provider, id string) outcome {
 	item, err := p.AcquireItem(ctx, id)
+	if errors.Is(err, provider.ErrUnavailable) {
+		return unavailable
+	}
 	if errors.Is(err, provider.ErrCASConflict) {
-		return false
+		return refused
 	}
 	if err != nil {
 		t.Errorf("AcquireItem: %v", err)
-		return false
+		return refused
 	}
 	n, _, err := session.Get[int](item.Data.Values, "n")
 	if err != nil {
 		t.Errorf("read n: %v", err)
-		return false
+		return refused
 	}
 	if err := item.Data.Values.Set("n", n+1); err != nil {
 		t.Errorf("set n: %v", err)
-		return false
+		return refused
 	}
 	err = p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
 	switch {
 	case err == nil:
-		return true
+		return acked
 	case errors.Is(err, provider.ErrLockLost), errors.Is(err, provider.ErrCASConflict):
-		return false
+		return refused
+	case errors.Is(err, provider.ErrUnavailable):
+		return unknown
 	default:
 		t.Errorf("commit: %v", err)
-		return false
+		return refused
 	}
 }
 
@@ -97,10 +125,10 @@ func hammer(t *testing.T, s *Store, lose func()) {
 	require.NoError(t, err)
 	id := createSession(t, p, time.Hour)
 
-	const workers, each, losses = 4, 30, 6
+	const workers, each, losses = 4, 30, 12
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var acked atomic.Int64
+	var nAcked, nRefused, nUnknown atomic.Int64
 	progress := make(chan struct{}, workers*each)
 	var wg sync.WaitGroup
 	finished := make(chan struct{})
@@ -108,11 +136,18 @@ func hammer(t *testing.T, s *Store, lose func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for done, tries := 0, 0; done < each && tries < 5*each && ctx.Err() == nil; tries++ {
-				if increment(ctx, t, p, id) {
+			for done, tries := 0, 0; done < each && tries < 50*each && ctx.Err() == nil; tries++ {
+				switch increment(ctx, t, p, id) {
+				case acked:
 					done++
-					acked.Add(1)
+					nAcked.Add(1)
 					progress <- struct{}{}
+				case refused:
+					nRefused.Add(1)
+				case unavailable:
+					tries-- // a restarting cache: retry until ctx ends
+				case unknown:
+					nUnknown.Add(1)
 				}
 			}
 		}()
@@ -128,9 +163,13 @@ wait:
 	for lost < losses {
 		for i := 0; i < workers*each/(losses+1); i++ {
 			select {
-			case <-progress:
-			case <-finished:
-				break wait
+			case <-progress: // progress first, even when the workers are done
+			default:
+				select {
+				case <-progress:
+				case <-finished:
+					break wait
+				}
 			}
 		}
 		lose()
@@ -138,11 +177,22 @@ wait:
 	}
 	<-finished
 	require.NoError(t, ctx.Err(), "requests stuck")
+	// A restarted cache may still be marked down for a moment.
+	eventually(t, "the cache to be available", func() bool {
+		_, err := p.ReadItem(ctx, id)
+		return !errors.Is(err, provider.ErrUnavailable)
+	})
+	n := int64(counter(t, p, id))
+	t.Logf("%d cache losses; %d acknowledged increments, %d refused, %d unknown; counter %d; stats %+v",
+		lost, nAcked.Load(), nRefused.Load(), nUnknown.Load(), n, s.Stats())
 	require.Equal(t, losses, lost)
+	require.EqualValues(t, workers*each, nAcked.Load(), "every request eventually committed")
 	require.Greater(t, s.Stats().Revivals, uint64(0), "the cache losses were noticed")
 
-	require.EqualValues(t, acked.Load(), counter(t, p, id), "every acknowledged increment, and only those, is in the session")
-	t.Logf("%d acknowledged increments, stats %+v", acked.Load(), s.Stats())
+	// Every acknowledged increment, and only those (and perhaps those
+	// whose outcome the store could not know), is in the session.
+	require.GreaterOrEqual(t, n, nAcked.Load(), "an acknowledged increment was lost")
+	require.LessOrEqual(t, n, nAcked.Load()+nUnknown.Load(), "a refused increment was applied")
 
 	// No lock stuck: the session can be locked at once.
 	item, err := p.GetItemExclusive(context.Background(), id)
@@ -168,7 +218,7 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	id := createSession(t, p, time.Hour)
 	key, err := p.Key(id)
 	require.NoError(t, err)
-	require.True(t, increment(ctx, t, p, id))
+	require.Equal(t, acked, increment(ctx, t, p, id))
 
 	held, err := p.GetItemExclusive(ctx, id)
 	require.NoError(t, err)
@@ -197,10 +247,9 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	require.Equal(t, before, durable.Stats().Statements)
 }
 
-// A commit whose record the cache lost after accepting it, and whose SQL
-// write arrives after a revival claimed the durable row, is refused: the
-// committer is told its lock is lost, and the revived session does not
-// contain the change.
+// A commit whose SQL write arrives after the cache lost the session and a
+// revival claimed the durable row is refused: the committer is told its
+// lock is lost, and the revived session does not contain the change.
 func TestCommitSupersededByRevivalIsRefused(t *testing.T) {
 	cache := newSwapCache()
 	durable := newDurable(t, pg.NewDatabase(t))
@@ -217,16 +266,10 @@ func TestCommitSupersededByRevivalIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, item.Data.Values.Set("n", 41))
 
-	// The commit passes the cache, then waits at the SQL write while the
-	// cache is flushed and another request revives the session.
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	gate.gate = func() {
-		once.Do(func() {
-			close(entered)
-			<-release
-		})
-	}
+	// The commit waits at its SQL write (which comes before the cache)
+	// while the cache is flushed and another request revives the session.
+	var entered, release chan struct{}
+	gate.gate, entered, release = pause()
 	commitErr := make(chan error, 1)
 	go func() { commitErr <- p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false) }()
 	<-entered
@@ -242,6 +285,112 @@ func TestCommitSupersededByRevivalIsRefused(t *testing.T) {
 	require.Equal(t, 0, counter(t, p, id))
 }
 
+// A commit that is durable when the cache loses the session, before it
+// reached the cache, is committed: the revival serves it.
+func TestCommitDurableWhenCacheLost(t *testing.T) {
+	cache := newSwapCache()
+	durable := newDurable(t, pg.NewDatabase(t))
+	gate := &gatedDurable{Durable: durable}
+	s, err := New(Config{Cache: cache, Durable: gate})
+	require.NoError(t, err)
+	defer s.Close()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	id := createSession(t, p, time.Hour)
+
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	var entered, release chan struct{}
+	gate.after, entered, release = pause()
+	commitErr := make(chan error, 1)
+	go func() { commitErr <- p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false) }()
+	<-entered
+	cache.Flush()
+	close(release)
+	require.NoError(t, <-commitErr, "durable, then revived: committed")
+	require.Equal(t, 1, counter(t, p, id))
+	// Unlocked: a new request takes the lock at once.
+	item, err = p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
+}
+
+// A new session revived by a concurrent request between its SQL insert and
+// its cache insert is still created, once.
+func TestNewSessionRevivedBeforeCached(t *testing.T) {
+	cache := memstore.New(memstore.Config{})
+	durable := newDurable(t, pg.NewDatabase(t))
+	gate := &gatedDurable{Durable: durable}
+	s, err := New(Config{Cache: cache, Durable: gate})
+	require.NoError(t, err)
+	defer s.Close()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	id, err := session.NewID()
+	require.NoError(t, err)
+
+	var entered, release chan struct{}
+	gate.after, entered, release = pause()
+	created := make(chan error, 1)
+	go func() { created <- p.CreateUninitializedItem(ctx, id, time.Hour) }()
+	<-entered
+	_, err = p.GetItem(ctx, id) // revives the row, hands out InitializeItem
+	require.NoError(t, err)
+	close(release)
+	require.NoError(t, <-created)
+	require.EqualValues(t, 1, s.Stats().Revivals)
+}
+
+// A commit that is durable but whose lock was taken over before it reached
+// the cache is fenced, and its durable write is undone: a later cache loss
+// does not bring the fenced data back.
+func TestFencedCommitIsUndone(t *testing.T) {
+	cache := newSwapCache()
+	durable := newDurable(t, pg.NewDatabase(t))
+	gate := &gatedDurable{Durable: durable}
+	s, err := New(Config{Cache: cache, Durable: gate})
+	require.NoError(t, err)
+	defer s.Close()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	other, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	id := createSession(t, p, time.Hour)
+	key, _ := p.Key(id)
+
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 99))
+	var entered, release chan struct{}
+	gate.after, entered, release = pause()
+	commitErr := make(chan error, 1)
+	go func() { commitErr <- p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false) }()
+	<-entered
+	// Another process breaks the lock (its holder looked dead) and takes it.
+	e, err := cache.Get(ctx, key)
+	require.NoError(t, err)
+	h, err := provider.ParseRecordHeader(e.Value)
+	require.NoError(t, err)
+	require.NoError(t, other.BreakLock(ctx, id, h.Seq))
+	taken, err := other.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	close(release)
+
+	require.ErrorIs(t, <-commitErr, provider.ErrLockLost)
+	d, err := durable.Get(ctx, key)
+	require.NoError(t, err)
+	dh, err := provider.ParseRecordHeader(d.Value)
+	require.NoError(t, err)
+	require.Equal(t, h.DataSeq, dh.DataSeq, "the fenced commit was undone in SQL")
+	require.NoError(t, other.ReleaseItemExclusive(ctx, id, taken.LockID))
+	cache.Flush()
+	require.Equal(t, 0, counter(t, p, id), "and does not come back after a cache loss")
+}
+
 // A commit whose SQL write lands before a revival reads the row is in the
 // revived session.
 func TestCommitDurableBeforeCacheLoss(t *testing.T) {
@@ -252,7 +401,7 @@ func TestCommitDurableBeforeCacheLoss(t *testing.T) {
 	ctx := context.Background()
 	id := createSession(t, p, time.Hour)
 	for i := 0; i < 3; i++ {
-		require.True(t, increment(ctx, t, p, id))
+		require.Equal(t, acked, increment(ctx, t, p, id))
 		cache.Flush()
 		require.Equal(t, i+1, counter(t, p, id))
 	}
@@ -317,7 +466,7 @@ func TestDurableExpiryRefresh(t *testing.T) {
 	require.Zero(t, statements(read))
 	require.EqualValues(t, 1, s.Stats().Refreshes)
 
-	clock.Add(int64(timeout*6/10))
+	clock.Add(int64(timeout * 6 / 10))
 	require.EqualValues(t, 1, statements(exclusive), "a lock-only change refreshes too, once")
 
 	// The row is gone from SQL (expired behind the store's back): the next
@@ -343,16 +492,13 @@ func TestExpiredSessionStaysExpired(t *testing.T) {
 	key, _ := p.Key(id)
 	_, err = p.GetItemExclusive(ctx, id)
 	require.NoError(t, err)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, "the 1-second session to expire", func() bool {
 		_, err := s.Get(ctx, key)
-		if errors.Is(err, provider.ErrNotFound) {
-			break
+		if err != nil && !errors.Is(err, provider.ErrNotFound) {
+			t.Fatal(err)
 		}
-		require.NoError(t, err)
-		require.True(t, time.Now().Before(deadline), "session still there long after its timeout")
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err != nil
+	})
 	_, err = durable.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
 	_, err = p.GetItem(ctx, id)
@@ -406,9 +552,11 @@ func TestDurableDown(t *testing.T) {
 	require.NoError(t, item.Data.Values.Set("n", 1))
 	err = p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID), "releasing changes nothing: no SQL needed")
+	require.Equal(t, 0, counter(t, p, id), "the failed commit is not live")
 
 	down.Store(false)
-	require.True(t, increment(ctx, t, p, id), "works again once SQL is back")
+	require.Equal(t, acked, increment(ctx, t, p, id), "works again once SQL is back")
 }
 
 type failingDurable struct {
@@ -416,9 +564,9 @@ type failingDurable struct {
 	down *atomic.Bool
 }
 
-func (d *failingDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, uint64, error) {
+func (d *failingDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (sqlstore.PutResult, error) {
 	if d.down.Load() {
-		return false, 0, provider.ErrUnavailable
+		return sqlstore.PutResult{}, provider.ErrUnavailable
 	}
 	return d.Durable.PutRecord(ctx, key, value, ttl)
 }

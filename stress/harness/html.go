@@ -196,7 +196,7 @@ func writeTimeline(b *strings.Builder, tl timeline) {
 		b.WriteString("</g>")
 	}
 	for _, e := range tl.Events {
-		t := tl.Start + int64(e.AtMs*1e6)
+		t := tl.Workload + int64(e.AtMs*1e6)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#080" stroke-width="2"><title>%s</title></line>`,
 			x(t), top, x(t), height, html.EscapeString(e.What))
 	}

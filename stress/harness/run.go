@@ -67,6 +67,9 @@ type runner struct {
 	events []Event
 	crash  *crash
 	start  time.Time
+	// sentBefore counts the requests sent before the workload started
+	// (first page loads, probes).
+	sentBefore int64
 }
 
 func (r *runner) close() {
@@ -121,6 +124,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	single := r.work.probe(ctx)
 
 	r.start = time.Now()
+	r.sentBefore = r.work.sent.Load()
 	var deadline time.Time
 	if cfg.Duration > 0 {
 		deadline = r.start.Add(cfg.Duration)
@@ -215,7 +219,7 @@ func (r *runner) reached(a At) bool {
 	case a.After > 0:
 		return time.Since(r.start) >= a.After
 	case a.Fraction > 0:
-		return float64(r.work.sent.Load()) >= a.Fraction*float64(r.cfg.Requests)
+		return float64(r.work.sent.Load()-r.sentBefore) >= a.Fraction*float64(r.cfg.Requests)
 	}
 	return false
 }

@@ -5,7 +5,8 @@ import "sort"
 // timeline is what the HTML report draws: one lane per request, grouped
 // by session, and the raw figures of the histograms.
 type timeline struct {
-	Start, End int64 // Unix ns
+	Start, End int64 // Unix ns: the first request sent, the last answer
+	Workload   int64 // Unix ns: the workload's start, which events count from
 	Lanes      []lane
 	Omitted    int // requests left out of the lanes (TimelineMax)
 	Events     []Event
@@ -31,7 +32,7 @@ type lane struct {
 }
 
 func buildTimeline(o observations, limit int) timeline {
-	tl := timeline{Start: o.start, End: o.end, Events: o.events}
+	tl := timeline{Start: o.start, End: o.end, Workload: o.start, Events: o.events}
 	byBrowser := map[int][]*request{}
 	for _, r := range o.requests {
 		byBrowser[r.Browser] = append(byBrowser[r.Browser], r)

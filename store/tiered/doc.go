@@ -1,0 +1,95 @@
+// Package tiered is a provider.Store with a cache in front of a durable
+// store: memcached (package memcached) in front of PostgreSQL (package
+// sqlstore). The cache may lose any record at any time (LRU eviction before
+// the session's timeout, a flush, a restart); the durable tier makes that
+// safe, and the cache keeps the durable tier off the path of most requests.
+//
+//	mc, _ := memcached.New(memcached.Config{Nodes: nodes})
+//	db, _ := sqlstore.New(ctx, sqlstore.Config{DSNs: dsns})
+//	s, _ := tiered.New(tiered.Config{Cache: mc, Durable: db})
+//	p, _ := provider.New(s, provider.Config{})
+//
+// # Where the lock lives
+//
+// The live record of a session, its lock included, lives in the cache, and
+// every change goes through the cache's compare-and-swap, which is what
+// serialises requests and fences stale lock holders. The durable tier holds
+// a copy of the session's data, not of its lock.
+//
+// A change that leaves the data as it was (same DataSeq, timeout, action
+// flags and removal state: taking, renewing, releasing or breaking a lock)
+// is written to the cache only. With a warm cache, a read-only request and
+// an exclusive request that changes nothing make no SQL statement.
+//
+// A change of the data (a commit, a removal, a new session) is written to
+// SQL first and then to the cache, so it is durable before it is
+// acknowledged: one statement per commit. The SQL write is ordered by the
+// record's Seq (sqlstore.Store.PutRecord): an older record never
+// overwrites a newer one, whatever order concurrent writes arrive in. Before
+// writing, the cache's CAS token is checked, so a request whose token is
+// stale makes no statement. A new session is inserted in SQL first
+// (insert-if-absent), then in the cache.
+//
+// # When the cache loses a record
+//
+// A Get that misses the cache reads the durable copy and serves it revived
+// (provider.ReviveRecord): unlocked, its lock id advanced by 2^32 past any
+// lock the lost cache could have granted, its Seq advanced likewise, which
+// starts a new "epoch" (Seq >> 32) of the session. A request that held a
+// lock in the lost cache is fenced: its commit, release or removal fails
+// with provider.ErrLockLost, nothing written. The revived copy is first
+// written back to SQL with a compare-and-swap on the version that was read
+// (the claim), and then added to the cache, replacing any record of an
+// older epoch found there. Concurrent Gets of one process share one
+// revival.
+//
+// The claim is what keeps commits exact across a cache loss: a commit whose
+// SQL write arrives after a revival claimed the row belongs to the lost
+// epoch and is refused (the committer sees a conflict, re-reads, and gets
+// ErrLockLost), so it is neither acknowledged nor live; a commit whose SQL
+// write landed before the revival read the row is in the revived copy, and
+// is acknowledged even though its own cache write then fails (the revived
+// record, unlocked, is its outcome). If a commit is durable but the cache
+// shows the session moved on without it (its lock was taken over meanwhile),
+// the SQL write is undone by writing the cache's live record over it.
+// Every acknowledged commit therefore survives a flush, and nothing
+// refused is applied; TestCacheLostDuringIncrements and the memcached
+// tests check it under concurrent traffic with repeated flushes and
+// restarts. One narrow window remains: a lock taken over during a commit,
+// and the cache lost, and a revival claiming the row, all between the
+// commit's SQL write and its undo, would revive the fenced commit.
+//
+// A corrupt durable copy is reported (an error wrapping provider.ErrCorrupt)
+// and never put in the cache. If the cache itself is unavailable, requests
+// fail: the lock has no other authority.
+//
+// # Expiry of the durable copy
+//
+// Read-only and lock-only requests slide the session's expiry in the cache
+// but not in SQL. So that the durable copy does not fall far behind, a
+// cache-only request refreshes the SQL row's expiry (one statement, Touch)
+// when the copy has less than Config.RefreshBelow (default one half) of the
+// session's timeout left; the copy's expiry is tracked in memory (by this
+// process's monotonic clock, from the moment before its own write or
+// refresh), so most requests cost nothing: at most one refresh per half
+// timeout per active session and process. A row found gone is rewritten
+// from the live record.
+//
+// The durable copy is written with the session's own timeout and never
+// extended beyond it, so a session never outlives its timeout because of
+// SQL. The trade-off: a session whose cache record is lost is revived only
+// if it was last used less than RefreshBelow of its timeout ago (its
+// durable copy lives at least that long after its last request); one idle
+// longer and evicted is gone. Raise RefreshBelow (up to 1) to cover more of
+// the timeout with more refresh statements.
+//
+// Tombstones of removed sessions are written through like commits, with
+// the provider's tombstone TTL.
+//
+// # Requirements
+//
+// Values written with CompareAndSwap must be provider records
+// (provider.ParseRecordHeader); the provider writes nothing else. One
+// session makes fewer than 2^32 changes between two cache losses (epochs
+// are Seq >> 32). Close closes the cache and the durable store.
+package tiered
