@@ -5,9 +5,11 @@ GO ?= go
 
 .PHONY: test test-deps stress bench fuzz vet
 
+# SESSIONLOCK_REQUIRE_SERVERS makes a missing memcached, PostgreSQL or
+# Chromium fail the tests instead of skipping them.
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 test-deps:
 	./scripts/install-test-deps.sh

@@ -7,11 +7,23 @@ import (
 
 // BenchmarkRequest measures one request through the middleware on the
 // memory store, per mode, for an existing session that the handler reads
-// (and, where allowed, writes).
+// (and, where allowed, writes) and answers with a short body; Exclusive
+// also without response buffering.
 func BenchmarkRequest(b *testing.B) {
-	for _, mode := range []Mode{Exclusive, ReadOnly, LockFree, Off} {
-		b.Run(mode.String(), func(b *testing.B) {
-			e := newEnv(b, envOptions{})
+	for _, bc := range []struct {
+		name string
+		mode Mode
+		cfg  Config
+	}{
+		{"exclusive", Exclusive, Config{}},
+		{"exclusive-unbuffered", Exclusive, Config{Unbuffered: true}},
+		{"readonly", ReadOnly, Config{}},
+		{"lockfree", LockFree, Config{}},
+		{"off", Off, Config{}},
+	} {
+		mode := bc.mode
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEnv(b, envOptions{config: bc.cfg})
 			id := e.create(map[string]any{"n": 0}, 0)
 			h := e.m.WithMode(mode, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				s := FromContext(r.Context())
@@ -20,6 +32,7 @@ func BenchmarkRequest(b *testing.B) {
 				}
 				n, _, _ := GetAs[int](s, "n")
 				_ = s.Set("n", n+1)
+				_, _ = w.Write([]byte(`{"ok":true}`))
 			}))
 			r := request("POST", "/", id)
 			b.ReportAllocs()

@@ -1,7 +1,8 @@
 // Package middleware is ASP.NET's session-state module for net/http: it
 // loads each request's session through a provider.Provider, locks it for
 // the requests that need the lock, and commits or releases it when the
-// handler is done. Handlers get their session with FromContext.
+// handler is done, before the handler's buffered response goes out (see
+// Lifecycle). Handlers get their session with FromContext.
 //
 //	p, _ := provider.New(memstore.New(memstore.Config{}), provider.Config{})
 //	mgr, _ := middleware.New(middleware.Config{
@@ -88,28 +89,74 @@
 //     waiting in the session's queue; a wait that exceeds the provider's
 //     maximum wait or the request's own deadline, or finds the queue full,
 //     ends in the ErrorHandler (default: 503 with Retry-After). A client
-//     that disconnects while waiting leaves the queue and gets no answer. An id the store does not know is never
-//     adopted: the request gets a new session, which gets a fresh id.
+//     that disconnects while waiting leaves the queue and gets no answer.
+//     An id the store does not know is never adopted: the request gets a
+//     new session, which gets a fresh id.
 //   - While the handler runs, the lock's lease is renewed in the background
 //     (provider.KeepLease), so a slow handler keeps its lock however long it
 //     runs, and a crashed process's lock is taken over after one lease.
+//   - The handler's response is buffered (ASP.NET buffers it too, and
+//     releases the session in ReleaseRequestState, before the response is
+//     flushed): status, headers and body are held back in Exclusive,
+//     LockFree and Auto requests.
 //   - When the handler returns, the renewals stop, then the session is
 //     committed only if its values or its timeout changed; otherwise the
 //     lock is only released, which also slides the session's expiry by its
 //     own timeout. This runs with a context the client's disconnect does
-//     not cancel, bounded by Config.CommitTimeout. A commit fenced because
-//     the lock was taken over (provider.ErrLockLost) is logged and counted;
-//     the response already written stays as it is.
-//   - A handler that panics releases the lock without storing any of its
-//     changes, and the panic goes on to the server.
-//   - Long-polling and streaming handlers call Session.Commit to store and
-//     release early.
+//     not cancel, bounded by Config.CommitTimeout. Only then does the
+//     buffered response go out.
+//   - If the commit fails (the store is down, the lock was taken over and
+//     the write fenced with provider.ErrLockLost, a lock-free commit ran
+//     out of retries), the buffered response is dropped, headers and the
+//     new session's cookie included, and the ErrorHandler answers an error
+//     wrapping ErrNotStored instead: by default 409 Conflict for a fenced
+//     write (the request lost the session to another one; its change was
+//     not applied, a retry may succeed) and 500 otherwise. A client never
+//     gets a 2xx for a change that was not stored. The failure is logged
+//     and counted. A request that changed nothing and only failed to
+//     release its lock keeps its answer: it lost nothing, and the lock
+//     ends with its lease.
+//   - A handler that panics drops its buffered response, releases the lock
+//     without storing any of its changes, and the panic goes on to the
+//     server.
+//
+// Streaming stays possible. Flush (http.Flusher or
+// http.ResponseController), Hijack, a 101 Switching Protocols status, or
+// a body that outgrows Config.ResponseBufferLimit (default 1 MiB) commit
+// the session early, exactly as Session.Commit does, send what is
+// buffered and let the rest of the response stream through unbuffered; a
+// later change of the session in that request fails with ErrCommitted. If
+// that early commit fails, the error is answered as above, Flush
+// (FlushError), Hijack and Write return an error wrapping ErrNotStored,
+// and the handler's further output is dropped. Long-polling handlers call
+// Session.Commit before they wait, so that other requests of the session
+// are not held up; their response stays buffered until they return (or
+// flush). A handler whose Commit fails may answer the error itself with a
+// status of 400 or above; a success status is replaced as above. Code
+// that unwraps the writer (Unwrap) and writes to the writer below
+// bypasses the buffer.
+//
+// Read-only requests are not buffered: they store nothing, so nothing can
+// fail after they have answered. Off requests get the handler's writer
+// untouched.
+//
+// Config.Unbuffered turns buffering off, as before: the response goes
+// out as the handler writes it and the session is committed after the
+// handler returns. Its risk is the lost acknowledged write: a commit that
+// fails then cannot change the 2xx the client already has; it is only
+// logged and counted. Handlers that write can avoid it by calling
+// Session.Commit before they answer. Buffering costs the memory of the
+// buffered body per request in flight (bounded by ResponseBufferLimit)
+// and holds the first byte back until the commit; serve large static
+// files on Off routes.
 //
 // Sessions are lazy: a new visitor's session has no id until a handler
 // writes to it (Set, or SetTimeout to another value). A visitor whose
-// handlers only read gets no cookie and causes no store operation. Because
-// the id is sent in a cookie, the first write to a new session must happen
-// before the response headers go out (else ErrHeadersSent).
+// handlers only read gets no cookie and causes no store operation. The id
+// is sent in a cookie; with the response buffered, a handler can write to
+// a new session at any time before its response streams. Only without
+// buffering (Config.Unbuffered) must the first write to a new session
+// happen before the response headers go out (else ErrHeadersSent).
 //
 // Abandon removes the session at the end of the request and deletes the
 // cookie. RegenerateID moves the session to a new id, sending the new

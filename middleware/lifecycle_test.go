@@ -219,8 +219,11 @@ func TestCommitEarly(t *testing.T) {
 	require.Equal(t, 6, n)
 }
 
+// TestNewSessionAfterHeadersSent: without buffering, a new session's
+// cookie cannot follow the body (TestNewSessionCookieAfterBody is the
+// buffered case).
 func TestNewSessionAfterHeadersSent(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{config: Config{Unbuffered: true}})
 	h := e.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "body first")
 		assert.ErrorIs(t, FromContext(r.Context()).Set("n", 1), ErrHeadersSent)
@@ -329,6 +332,7 @@ func TestBadConfig(t *testing.T) {
 		"bad rule mode":     {Provider: e.p, Rules: []Rule{{Pattern: "/", Mode: -1}}},
 		"bad cookie name":   {Provider: e.p, Cookie: CookieConfig{Name: "a b;"}},
 		"bad cookie domain": {Provider: e.p, Cookie: CookieConfig{Domain: "exa mple.com"}},
+		"negative buffer":   {Provider: e.p, ResponseBufferLimit: -1},
 	} {
 		_, err := New(cfg)
 		require.Error(t, err, name)

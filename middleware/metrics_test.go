@@ -113,29 +113,17 @@ func TestStoreErrorIs500AndCounted(t *testing.T) {
 func TestFencedCommitIsLoggedAndCounted(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	id := e.create(map[string]any{"n": 1}, 0)
-	other, err := provider.New(e.mem, provider.Config{}) // another server
-	require.NoError(t, err)
 	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
 		assert.NoError(t, s.Set("n", 99))
 		// Meanwhile another server decides our lock is abandoned and takes
 		// it over.
-		ctx := context.Background()
-		_, err := other.GetItemExclusive(ctx, id)
-		var locked *provider.LockedError
-		if assert.ErrorAs(t, err, &locked) {
-			assert.NoError(t, other.BreakLock(ctx, id, locked.Stamp))
-			item, err := other.GetItemExclusive(ctx, id)
-			if assert.NoError(t, err) {
-				assert.NoError(t, item.Data.Values.Set("n", 7))
-				assert.NoError(t, other.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false))
-			}
-		}
-		fmt.Fprint(w, "response stays")
+		takeOver(t, e, id)
+		fmt.Fprint(w, "response dropped")
 	}))
 	w := serve(h, request("POST", "/", id))
-	require.Equal(t, http.StatusOK, w.Code)
-	require.Equal(t, "response stays", w.Body.String())
+	require.Equal(t, http.StatusConflict, w.Code, "a fenced commit is answered 409, never 2xx")
+	require.NotContains(t, w.Body.String(), "response dropped")
 	n, _ := e.value(id, "n")
 	require.Equal(t, 7, n, "the fenced commit wrote nothing")
 	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_fenced_writes_total"))

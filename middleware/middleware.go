@@ -16,8 +16,9 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultRetryAfter    = time.Second
-	DefaultCommitTimeout = 10 * time.Second
+	DefaultRetryAfter          = time.Second
+	DefaultCommitTimeout       = 10 * time.Second
+	DefaultResponseBufferLimit = 1 << 20 // 1 MiB
 )
 
 // Config configures a Manager. Only Provider is required; every other zero
@@ -48,10 +49,13 @@ type Config struct {
 	// cookie, as ASP.NET's cookieless="true": /(S(<id>))/path. Off by
 	// default: ids in URLs leak (see the package documentation).
 	Cookieless bool
-	// ErrorHandler answers a request whose session could not be loaded.
-	// Default: 503 Service Unavailable with a Retry-After header when the
-	// wait for the lock timed out or the session's queue was full
-	// (Overloaded), 500 otherwise.
+	// ErrorHandler answers a request whose session could not be loaded,
+	// and one whose changes could not be stored while its response was
+	// still buffered (err wraps ErrNotStored; the handler's response was
+	// dropped). Default: 503 Service Unavailable with a Retry-After header
+	// when the wait for the lock timed out or the session's queue was full
+	// (Overloaded); 409 Conflict when a commit was fenced because the lock
+	// had been taken over (provider.ErrLockLost); 500 otherwise.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// RetryAfter is the Retry-After the default ErrorHandler sends with a
 	// 503, rounded up to whole seconds. Default 1 s.
@@ -59,6 +63,23 @@ type Config struct {
 	// CommitTimeout bounds the commit or release after the handler; it
 	// runs even when the client has gone away. Default 10 s.
 	CommitTimeout time.Duration
+	// Unbuffered turns response buffering off: the handler's response
+	// goes to the client as it is written, and the session is committed
+	// after the handler returns, when the client may already have its
+	// answer (the behaviour before buffering). The risk: a commit that
+	// then fails (a store node dies, the lock was taken over) cannot
+	// change the answer, so a client can get a 2xx for a change that was
+	// never stored; the failure is only logged and counted. Handlers can
+	// avoid that by calling Session.Commit before they answer. Without
+	// buffering a new session's first write must also come before the
+	// response body (else ErrHeadersSent).
+	Unbuffered bool
+	// ResponseBufferLimit is how many bytes of response body a request
+	// holds back while its session is not committed yet. A body that
+	// grows beyond it commits the session early and then streams, as
+	// Flush does. It bounds the memory of each request in flight.
+	// Default 1 MiB; negative is an error.
+	ResponseBufferLimit int
 	// Logger receives errors (warnings for fenced commits). Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -104,6 +125,12 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = DefaultCommitTimeout
+	}
+	switch {
+	case cfg.ResponseBufferLimit < 0:
+		return nil, fmt.Errorf("middleware: negative ResponseBufferLimit %d", cfg.ResponseBufferLimit)
+	case cfg.ResponseBufferLimit == 0:
+		cfg.ResponseBufferLimit = DefaultResponseBufferLimit
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -158,7 +185,8 @@ func Overloaded(err error) bool {
 
 // ServeHTTP runs one request: find its mode and session id, load the
 // session (waiting for the lock in Exclusive mode), renew the lock's lease
-// while next runs, then commit or release.
+// while next runs with its response held back, then commit or release,
+// and only then send the response (or, if the commit failed, the error).
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := h.m
 	if s := FromContext(r.Context()); s != nil && s.m == m {
@@ -186,7 +214,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.metrics.invalidID(src.reason)
 	}
 
-	s := &Session{ctx: r.Context(), m: m, w: &responseWriter{ResponseWriter: w}, cookieIn: src.present, secureReq: r.TLS != nil}
+	s := &Session{ctx: r.Context(), m: m, cookieIn: src.present, secureReq: r.TLS != nil}
 	switch {
 	case mode == Auto && m.exclusive && !m.auto.lockFree(route):
 		s.mode, s.route = Exclusive, route
@@ -205,6 +233,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.prov = m.lf
 	}
 	m.metrics.request(s.mode)
+	// A read-only request stores nothing, so nothing can fail to be
+	// stored after it has answered: its response is not held back.
+	s.w = newResponseWriter(w, r, s, !m.cfg.Unbuffered && s.mode != ReadOnly, m.cfg.ResponseBufferLimit)
 
 	if src.id != "" {
 		if err := s.load(r.Context(), src.id); err != nil {
@@ -230,12 +261,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	returned := false
 	defer func() {
 		if !returned {
-			s.abort(r.Context()) // next panicked: release, store nothing, let the panic go on
+			// next panicked: drop its buffered response, release, store
+			// nothing, let the panic go on.
+			s.w.discard()
+			s.abort(r.Context())
 		}
 	}()
 	h.next.ServeHTTP(s.w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
 	returned = true
-	_ = s.finish(r.Context()) // errors are logged and counted by finish
+	// Errors are logged and counted by finish. Buffered: commit, then send
+	// the response or the error. Unbuffered: commit after the response.
+	_ = s.w.stream()
+	_ = s.finish(r.Context(), false)
 }
 
 // load reads (and in Exclusive mode locks) the stored session id. An id
@@ -275,20 +312,42 @@ func (m *Manager) fail(w http.ResponseWriter, r *http.Request, id string, err er
 	} else {
 		m.log.ErrorContext(r.Context(), "loading session", "path", r.URL.Path, "session", idPrefix(id), "err", redact(err, id))
 	}
+	m.answer(w, r, err)
+}
+
+// answerNotStored answers a request whose changes could not be stored
+// while its response was held back; err wraps ErrNotStored. The failure
+// itself was logged and counted when it happened.
+func (m *Manager) answerNotStored(w http.ResponseWriter, r *http.Request, err error) {
+	m.log.DebugContext(r.Context(), "response dropped: session changes not stored", "path", r.URL.Path)
+	m.answer(w, r, err)
+}
+
+// answer writes err's answer through the ErrorHandler, or the default:
+// 503 with Retry-After when the session was busy, 409 Conflict when a
+// write was fenced (the lock had been taken over: the request lost the
+// session to another one and its change was not applied; the client may
+// reload and retry), 500 for anything else.
+func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 	if m.cfg.ErrorHandler != nil {
 		m.cfg.ErrorHandler(w, r, err)
 		return
 	}
-	if Overloaded(err) {
+	switch {
+	case Overloaded(err):
 		w.Header().Set("Retry-After", m.retryAfter)
 		http.Error(w, "session busy, retry later", http.StatusServiceUnavailable)
-		return
+	case errors.Is(err, provider.ErrLockLost):
+		http.Error(w, "session changed by another request; changes not stored", http.StatusConflict)
+	case errors.Is(err, ErrNotStored):
+		http.Error(w, "session changes not stored", http.StatusInternalServerError)
+	default:
+		http.Error(w, "session unavailable", http.StatusInternalServerError)
 	}
-	http.Error(w, "session unavailable", http.StatusInternalServerError)
 }
 
 // opError logs and counts the failure of a store operation at the end of a
-// request. The response has been written; a fenced write is a warning.
+// request; a fenced write is a warning.
 func (m *Manager) opError(ctx context.Context, what, id string, err error) {
 	m.metrics.storeError(err)
 	if errors.Is(err, provider.ErrLockLost) {

@@ -14,7 +14,8 @@ const (
 	// Exclusive (the default, ASP.NET's EnableSessionState=true): the
 	// session's lock is taken before the handler runs, waiting while
 	// another request holds it, and the session is committed (or only
-	// released, when nothing changed) after the handler.
+	// released, when nothing changed) after the handler, before its
+	// buffered response is sent.
 	Exclusive Mode = iota
 	// ReadOnly (EnableSessionState=ReadOnly): no lock is taken. By default
 	// the request waits while an exclusive request holds the session, then

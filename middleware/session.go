@@ -18,15 +18,23 @@ var (
 	// ErrNoSession: there is no session (a nil *Session: an Off route, or
 	// no middleware).
 	ErrNoSession = errors.New("middleware: no session on this request")
-	// ErrCommitted: the session was already committed (Commit, or the
-	// request ended); it can still be read but no longer changed.
+	// ErrCommitted: the session was already committed (Commit, the
+	// response began to stream, or the request ended); it can still be
+	// read but no longer changed.
 	ErrCommitted = errors.New("middleware: session already committed")
 	// ErrAbandoned: the session was abandoned in this request.
 	ErrAbandoned = errors.New("middleware: session abandoned")
 	// ErrHeadersSent: a new session id had to be sent in a cookie, but the
-	// response headers had already gone out. Touch the session before
-	// writing the response body. Nothing was changed.
+	// response headers had already gone out. It happens only when the
+	// response is not buffered (Config.Unbuffered): touch the session
+	// before writing the response body there. Nothing was changed.
 	ErrHeadersSent = errors.New("middleware: response headers already sent; cannot send the new session cookie")
+	// ErrNotStored wraps the error of a commit (or removal) that failed
+	// while the handler's response was still held back: the response was
+	// dropped and the ErrorHandler answered this error instead, so that
+	// the client is never told of changes that were not stored. The
+	// writer's Write, Flush and Hijack return it afterwards.
+	ErrNotStored = errors.New("middleware: session changes not stored; response dropped")
 )
 
 // ctxKey is the context key of the request's *Session.
@@ -63,6 +71,8 @@ type Session struct {
 	abandoned   bool
 	regenerated bool
 	done        bool
+	lost        error // why the request's changes were not stored, or nil
+	told        bool  // lost was returned to the handler by Commit
 }
 
 // ID returns the session id, or "" for a new session that nothing has been
@@ -308,11 +318,16 @@ func (s *Session) RegenerateID() error {
 // they start waiting, so other requests of the session are not held up.
 // Afterwards the session stays readable and changes fail with
 // ErrCommitted. Calling it again returns nil.
+//
+// When the response is buffered (the default), it stays buffered after
+// Commit. If Commit fails to store the changes, the handler may answer
+// the error itself with a status of 400 or above; a success status is
+// replaced by the ErrorHandler's answer (see ErrNotStored).
 func (s *Session) Commit() error {
 	if s == nil {
 		return ErrNoSession
 	}
-	return s.finish(s.ctx)
+	return s.finish(s.ctx, true)
 }
 
 // URL returns path (an absolute path such as "/cart?x=1") as a link for
@@ -362,8 +377,10 @@ func (s *Session) assignID() error {
 // finish ends the session's part in the request, once: it stops the lease
 // and then removes, stores or only releases the session, whichever the
 // handler asked for. It uses a context that the client's disconnect does
-// not cancel, bounded by Config.CommitTimeout.
-func (s *Session) finish(ctx context.Context) error {
+// not cancel, bounded by Config.CommitTimeout. A failure to store or
+// remove is kept for notStored; told says the caller is the handler
+// (Commit), which gets the error.
+func (s *Session) finish(ctx context.Context, told bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
@@ -390,8 +407,10 @@ func (s *Session) finish(ctx context.Context) error {
 	case s.regenerated:
 		err = s.prov.SetAndReleaseItemExclusive(ctx, s.id, s.data, 0, true)
 		if err != nil {
-			s.m.opError(ctx, "storing the session under its new id", s.id, err)
-			err = s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID)
+			// The changes are lost; the old record keeps the old values.
+			if rerr := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); rerr != nil {
+				s.m.opError(ctx, "releasing the session after its new id failed", s.storedID, rerr)
+			}
 			break
 		}
 		err = s.prov.RemoveItem(ctx, s.storedID, s.lockID)
@@ -410,8 +429,26 @@ func (s *Session) finish(ctx context.Context) error {
 	}
 	if err != nil {
 		s.m.opError(ctx, "ending the request's session", s.storedID, err)
+		if changed {
+			// A release that failed lost nothing: the handler only read.
+			s.lost, s.told = err, told
+		}
 	}
 	return err
+}
+
+// notStored returns why the request's response must not be sent: its
+// changes could not be stored, and the handler either was not told (the
+// commit ran after it, or because its response began to stream) or it
+// answered with a success status (below 400) anyway. Nil when the
+// response may go out.
+func (s *Session) notStored(status int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost == nil || (s.told && status >= 400) {
+		return nil
+	}
+	return s.lost
 }
 
 // abort ends the session's part in a request whose handler did not

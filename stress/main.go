@@ -86,7 +86,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.SlowTime, "slow", harness.DefaultSlowTime, "handler time of the slow route")
 	fs.DurationVar(&c.ReadTime, "read-time", 0, "handler time of the read-only route")
 	fs.DurationVar(&c.Timeout, "timeout", harness.DefaultTimeout, "bound of each request")
-	fs.BoolVar(&c.LateCommit, "late-commit", false, "let the middleware commit after the handler has answered (default: handlers commit before answering)")
+	fs.BoolVar(&c.LateCommit, "late-commit", false, "run the middleware unbuffered: the answer goes out before the commit, so a failed commit loses an acknowledged write (default: answers are held until the session is stored)")
 	fs.DurationVar(&c.Lease, "lease", harness.DefaultLease, "lock lease of the providers (negative: ASP.NET's 110 s lock timeout)")
 	fs.StringVar(&wait, "wait", "adaptive", "waiting strategy: adaptive (ours) or aspnet (fixed 500 ms polls)")
 	fs.DurationVar(&c.PollCap, "poll-cap", 0, "largest poll interval of the adaptive strategy (default the lock package's 50 ms)")

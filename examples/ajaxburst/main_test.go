@@ -113,6 +113,9 @@ var resultRE = regexp.MustCompile(`(?s)<pre id="result">(.*?)</pre>`)
 func TestBrowser(t *testing.T) {
 	bin := chromium()
 	if bin == "" {
+		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
+			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but no Chromium was found")
+		}
 		t.Skip("no Chromium found (install Debian's chromium package: apt-get install -y chromium, or set CHROMIUM); skipping the browser end-to-end test")
 	}
 	srv := newServer(t)

@@ -3,19 +3,28 @@ package mcserver
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 )
 
 // SkipMessage is the reason tests are skipped when memcached is missing.
 const SkipMessage = "memcached not installed: run `make test`, which installs it"
 
+// EnvRequire, when set to a non-empty value, turns the skip for a missing
+// memcached into a failure (`make test` sets it: in CI a skipped suite is a
+// bug). It is the variable pgserver reads too.
+const EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
+
 // StartForTest starts n servers for a test or benchmark and stops them in
-// tb.Cleanup. When memcached is not installed it skips tb with SkipMessage;
-// any other failure to start fails tb.
+// tb.Cleanup. When memcached is not installed it skips tb with SkipMessage,
+// or fails it when EnvRequire is set; any other failure to start fails tb.
 func StartForTest(tb testing.TB, n int, cfg Config) []*Server {
 	tb.Helper()
 	servers, err := StartN(context.Background(), n, cfg)
 	if errors.Is(err, ErrNoBinary) {
+		if os.Getenv(EnvRequire) != "" {
+			tb.Fatalf("%s is set but %v", EnvRequire, err)
+		}
 		tb.Skip(SkipMessage)
 	}
 	if err != nil {

@@ -18,7 +18,8 @@ const (
 	EnvDSN = "SESSIONLOCK_PG_DSN"
 	// EnvRequire, when set to a non-empty value, turns the skip for missing
 	// binaries into a failure (for CI, where a skipped suite is a bug).
-	EnvRequire = "SESSIONLOCK_PG_REQUIRE"
+	// `make test` sets it; memcached and Chromium tests read it too.
+	EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
 )
 
 // Shared gives the tests of one test binary a PostgreSQL server: the one

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
 )
 
@@ -88,6 +89,7 @@ type Stats struct {
 type Store struct {
 	parts    []*partition
 	names    []string
+	seeds    []uint64 // rendezvous seeds of names
 	q        queries
 	maxValue int
 	timeout  time.Duration
@@ -194,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		p := &partition{name: name, pool: pool}
 		s.parts = append(s.parts, p)
 		s.names = append(s.names, name)
+		s.seeds = append(s.seeds, rendezvous.Seed(name))
 		sctx, cancel := context.WithTimeout(ctx, 4*cfg.Timeout)
 		err = ensureSchema(sctx, pool, cfg.Table)
 		cancel()
@@ -225,7 +228,8 @@ func (s *Store) PartitionOf(key string) int {
 	if len(s.parts) == 1 {
 		return 0
 	}
-	return best(key, s.names)
+	first, _ := rendezvous.Top2(s.seeds, key)
+	return first
 }
 
 // Stats returns the store's counters.

@@ -154,11 +154,11 @@ func (d *gatedDurable) Add(ctx context.Context, key string, value []byte, ttl ti
 // closed, closing entered when it stops.
 func pause() (gate func(), entered, release chan struct{}) {
 	entered, release = make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var first atomic.Bool
 	return func() {
-		once.Do(func() {
+		if first.CompareAndSwap(false, true) { // later callers pass at once
 			close(entered)
 			<-release
-		})
+		}
 	}, entered, release
 }

@@ -202,9 +202,10 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		cur, gerr := s.cache.Get(ctx, key)
 		if gerr == nil && herr == nil {
 			if ch, perr := provider.ParseRecordHeader(cur.Value); perr == nil &&
-				ch.Seq == h.Seq+provider.ReviveLockIDGap && ch.DataSeq == h.DataSeq {
+				epoch(ch.Seq) == epoch(h.Seq)+1 && ch.DataSeq == h.DataSeq {
 				// A Get revived the row just added before it reached
-				// the cache: the record is ours.
+				// the cache (one epoch on, the same data): the record
+				// is ours.
 				s.memo.seen(key, cur.CAS, ch)
 				return cur.CAS, nil
 			}

@@ -45,8 +45,9 @@ type appConfig struct {
 	PollCap  time.Duration `json:"poll_cap"`
 	SlowTime time.Duration `json:"slow_time"`
 	ReadTime time.Duration `json:"read_time"`
-	// LateCommit leaves the commit to the middleware, after the handler
-	// has written its answer.
+	// LateCommit turns the middleware's response buffering off
+	// (middleware.Config.Unbuffered): the answer goes out before the
+	// commit, so a commit that fails loses an acknowledged write.
 	LateCommit bool `json:"late_commit,omitempty"`
 }
 
@@ -69,7 +70,9 @@ type appState struct {
 	InFlight int64 `json:"in_flight"`
 	// Holding lists the sessions whose exclusive handlers run now.
 	Holding []string `json:"holding"`
-	// Fenced counts commits refused because the lock had been taken over.
+	// Fenced counts commits refused because the lock had been taken over
+	// and answered 409 Conflict by the middleware (only counted while it
+	// buffers responses).
 	Fenced int64 `json:"fenced"`
 }
 
@@ -104,6 +107,11 @@ func newApp(cfg appConfig, store provider.Store) (*app, error) {
 	}
 	mgr, err := middleware.New(middleware.Config{
 		Provider: p,
+		// The middleware holds each answer back until the session is
+		// committed, and answers the error instead when the commit fails:
+		// no handler needs to commit before it answers. LateCommit shows
+		// what happens without that.
+		Unbuffered: cfg.LateCommit,
 		// Failures are counted by the harness; the log would only repeat
 		// them, thousands of times under faults.
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -170,6 +178,11 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), timingKey{}, t)))
 		t.Done = time.Now().UnixNano()
 		t.Status = sw.status
+		if sw.status == http.StatusConflict {
+			// Only the middleware answers 409: its commit was fenced
+			// because the lock had been taken over.
+			a.fenced.Add(1)
+		}
 		if id != 0 {
 			a.mu.Lock()
 			a.timings = append(a.timings, *t)
@@ -201,18 +214,10 @@ func (a *app) handler(route string) http.Handler {
 		rep, code, err := a.serve(r, route, s)
 		t.SID = s.ID()
 		// The handler's work ends here; what follows is the commit, which
-		// releases the lock, after which the next holder may start at once.
+		// releases the lock, after which the next holder may start at
+		// once. The middleware sends the answer written below only once
+		// the commit has stored the session (unless LateCommit).
 		t.End = time.Now().UnixNano()
-		if err == nil && !s.ReadOnly() && !a.cfg.LateCommit {
-			// Commit before answering: a write is acknowledged only once
-			// it is stored (the middleware would otherwise commit after
-			// the handler, when the 200 is already written).
-			err = s.Commit()
-			if errors.Is(err, provider.ErrLockLost) {
-				a.fenced.Add(1)
-				code = http.StatusConflict
-			}
-		}
 		if err != nil {
 			if code == 0 {
 				code = http.StatusInternalServerError

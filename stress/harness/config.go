@@ -195,12 +195,13 @@ type Config struct {
 	ReadTime time.Duration
 	// Timeout bounds each client request. Default 2 min.
 	Timeout time.Duration
-	// LateCommit makes the handlers leave the commit to the middleware,
-	// which runs it after the handler has written its answer, as most
-	// handlers do. A commit that then fails (a store node dying) has
-	// already been acknowledged, and the harness counts its update as
-	// lost. By default the handlers commit (Session.Commit) before they
-	// answer.
+	// LateCommit runs the middleware without response buffering
+	// (middleware.Config.Unbuffered): the handler's answer goes out before
+	// the middleware commits. A commit that then fails (a store node
+	// dying) has already been acknowledged, and the harness counts its
+	// update as lost. By default the middleware buffers the answer and
+	// sends it only once the session is stored, or answers the error
+	// instead; the handlers never call Session.Commit themselves.
 	LateCommit bool
 
 	// Lease is the providers' lock lease. Default 10 s (the provider's).
