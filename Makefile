@@ -10,6 +10,7 @@ GO ?= go
 test: test-deps
 	$(GO) vet ./...
 	SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) run ./stress -requests 2000
 
 test-deps:
 	./scripts/install-test-deps.sh

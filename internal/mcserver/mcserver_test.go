@@ -152,6 +152,7 @@ func TestBadArgumentsFailFast(t *testing.T) {
 
 func TestSkipsWithoutBinary(t *testing.T) {
 	t.Setenv("PATH", t.TempDir()) // a PATH without memcached
+	t.Setenv(mcserver.EnvRequire, "")
 	var inner *testing.T
 	t.Run("inner", func(t *testing.T) {
 		inner = t
