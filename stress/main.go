@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "usage: go run ./stress [flags]\n\nWith no flags it runs the default workload against the embedded store.\n\n")
 		fs.PrintDefaults()
 	}
-	var nodes, mix, wait, killAt, restartAt string
+	var nodes, mix, wait, killAt, restartAt, flushAt string
 	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL) or couchbase")
 	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends)")
 	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes for the run and stop them afterwards")
@@ -92,6 +92,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.PollCap, "poll-cap", 0, "largest poll interval of the adaptive strategy (default the lock package's 50 ms)")
 	fs.StringVar(&killAt, "kill-node", "", "kill -9 managed memcached node -fault-node at `T` (a duration such as 2s, or a share of the requests such as 50%)")
 	fs.StringVar(&restartAt, "restart-node", "", "restart managed memcached node -fault-node, empty, at `T`")
+	fs.StringVar(&flushAt, "flush", "", "flush every managed memcached node (flush_all) at `T`")
 	fs.IntVar(&c.FaultNode, "fault-node", 0, "index of the managed node -kill-node and -restart-node act on")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay added to the store's traffic each way, through an in-process TCP proxy")
@@ -125,6 +126,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if killAt != "" {
 		if c.KillNode, err = harness.ParseAt(killAt); err != nil {
 			return o, fmt.Errorf("-kill-node: %w", err)
+		}
+	}
+	if flushAt != "" {
+		if c.Flush, err = harness.ParseAt(flushAt); err != nil {
+			return o, fmt.Errorf("-flush: %w", err)
 		}
 	}
 	if restartAt != "" {

@@ -13,7 +13,7 @@
 //
 // The provider names each session's record KeyPrefix + App + ":" + id
 // (KeyPrefix + id without App), for example "sl:shop:" followed by the
-// 24-character id; it validates ids before they form a key. This package
+// 32-character id; it validates ids before they form a key. This package
 // stores that key unchanged on the key's primary node and the backup copy
 // under "bak:" + key on its backup node. Keys longer than MaxKeyLen (246
 // bytes, so that the backup key fits memcached's 250) or holding spaces,

@@ -216,6 +216,10 @@ type Config struct {
 	KillNode At
 	// RestartNode brings the killed (or a running) node back empty.
 	RestartNode At
+	// Flush empties every managed memcached node at that moment
+	// (flush_all): with the tiered backend, sessions must survive from the
+	// durable tier.
+	Flush At
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
@@ -324,8 +328,8 @@ func (c Config) check() error {
 		return bad("give either -nodes or -managed, not both")
 	case c.Backend == BackendCouchbase && (c.Couchbase.ConnStr == "" || c.Couchbase.Bucket == ""):
 		return bad("backend couchbase needs -cb-conn and -cb-bucket")
-	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero()) && c.Managed < 1:
-		return bad("-kill-node and -restart-node need managed memcached nodes (-managed N)")
+	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero() || !c.Flush.IsZero()) && c.Managed < 1:
+		return bad("-kill-node, -restart-node and -flush need managed memcached nodes (-managed N)")
 	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero()) && (c.FaultNode < 0 || c.FaultNode >= c.Managed):
 		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
 	case c.CrashHolder && (c.Procs < 2 || c.InProcess):
@@ -335,7 +339,7 @@ func (c Config) check() error {
 	case c.WrapStore != nil && c.Procs > 1 && !c.InProcess:
 		return bad("WrapStore applies to in-process app servers only")
 	}
-	for _, a := range []At{c.KillNode, c.RestartNode} {
+	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush} {
 		if a.Fraction > 0 && c.Requests < 0 {
 			return bad("a moment given as a percentage needs a request budget (-requests)")
 		}

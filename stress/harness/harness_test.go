@@ -2,7 +2,6 @@ package harness_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/stress/harness"
@@ -141,6 +141,27 @@ func TestMemcachedNodeKilled(t *testing.T) {
 	require.Greater(t, res.RequestsOK, res.RequestsTotal*9/10, "failed: %v", res.FailedByReason)
 }
 
+// TestTieredSurvivesFlush runs two app servers on the tiered backend
+// (managed memcached in front of PostgreSQL) and flushes memcached
+// mid-run: every session survives from the durable tier, nothing
+// acknowledged is lost, no lock stays stuck. Requests whose lock the flush
+// took are fenced (409), never acknowledged.
+func TestTieredSurvivesFlush(t *testing.T) {
+	skipWithoutMemcached(t)
+	skipWithoutPostgres(t)
+	at, err := harness.ParseAt("40%")
+	require.NoError(t, err)
+	res := run(t, harness.Config{
+		Backend: harness.BackendTiered, Managed: 2,
+		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 1500,
+		SlowTime: time.Millisecond, Flush: at,
+	})
+	requireClean(t, res)
+	require.Len(t, res.Events, 1)
+	require.Contains(t, res.Events[0].What, "flushed all 2 memcached nodes")
+	require.Zero(t, res.SessionsLost)
+}
+
 // TestCrashedHolderIsTakenOver runs two app server processes over
 // memcached and kills one while it holds session locks: the other takes
 // the sessions over after a lease, and nothing acknowledged is lost.
@@ -195,10 +216,15 @@ func TestCouchbaseUnreachable(t *testing.T) {
 
 func skipWithoutMemcached(t *testing.T) {
 	t.Helper()
-	s, err := mcserver.Start(context.Background(), mcserver.Config{})
-	if errors.Is(err, mcserver.ErrNoBinary) {
-		t.Skip(mcserver.SkipMessage)
+	mcserver.StartForTest(t, 1, mcserver.Config{}) // skips (or fails when servers are required)
+}
+
+func skipWithoutPostgres(t *testing.T) {
+	t.Helper()
+	if _, err := pgserver.FindBinDir(); err != nil {
+		if os.Getenv(pgserver.EnvRequire) != "" {
+			t.Fatalf("%s is set but %v", pgserver.EnvRequire, err)
+		}
+		t.Skip(err)
 	}
-	require.NoError(t, err)
-	s.Stop()
 }

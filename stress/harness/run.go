@@ -251,6 +251,17 @@ func (r *runner) injectFaults(ctx context.Context) {
 			r.event("restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
 		}})
 	}
+	if !cfg.Flush.IsZero() {
+		pending = append(pending, fault{cfg.Flush, "flush memcached", func(ctx context.Context) {
+			for i, n := range r.be.nodes {
+				if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
+					r.event("flushing memcached node %d failed: %v", i, err)
+					return
+				}
+			}
+			r.event("flushed all %d memcached nodes", len(r.be.nodes))
+		}})
+	}
 	if cfg.CrashHolder {
 		at := At{Fraction: 0.5}
 		if cfg.Requests < 0 {
