@@ -58,6 +58,15 @@ func createSession(ctx context.Context, p API, timeout time.Duration, values map
 	return id, nil
 }
 
+// readCounter reads the session's "counter" with a read-only request.
+func readCounter(ctx context.Context, p API, id string) (int, error) {
+	item, err := p.GetItem(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return intValue(item, "counter")
+}
+
 func intValue(item *provider.Item, key string) (int, error) {
 	v, _, err := session.Get[int](item.Data.Values, key)
 	return v, err
@@ -146,11 +155,7 @@ func CheckMutualExclusion(ctx context.Context, env Env, procs, iters int) error 
 	if err := fe.get(); err != nil {
 		return err
 	}
-	item, err := ps[0].GetItem(ctx, id)
-	if err != nil {
-		return err
-	}
-	got, err := intValue(item, "counter")
+	got, err := readCounter(ctx, ps[0], id)
 	if err != nil {
 		return err
 	}
@@ -542,11 +547,7 @@ func CheckLockAndDataAgree(ctx context.Context, env Env, iters int) error {
 	if err := fe.get(); err != nil {
 		return err
 	}
-	item, err := ps[2].GetItem(ctx, id)
-	if err != nil {
-		return err
-	}
-	c, err := intValue(item, "counter")
+	c, err := readCounter(ctx, ps[2], id)
 	if err != nil {
 		return err
 	}

@@ -260,6 +260,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if known && next.Seq == prev.Seq+1 && !dataChanged(prev, next) {
 		// Lock-only: the cache alone.
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+		dbg(s, key, fmt.Sprintf("LO1 err=%v", err), value)
 		if err != nil {
 			return 0, err
 		}
@@ -280,6 +281,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	prev, err = provider.ParseRecordHeader(cur.Value)
 	if err == nil && !dataChanged(prev, next) {
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+		dbg(s, key, fmt.Sprintf("LO2 err=%v", err), value)
 		if err != nil {
 			return 0, err
 		}
@@ -301,6 +303,7 @@ func dataChanged(prev, next provider.RecordHeader) bool {
 func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, cas uint64, ttl time.Duration) (uint64, error) {
 	start := s.now()
 	res, err := s.durable.PutRecord(ctx, key, value, ttl)
+	dbg(s, key, fmt.Sprintf("WT put stored=%v kept=%d err=%v", res.Stored, res.KeptSeq, err), value)
 	if err != nil {
 		return 0, fmt.Errorf("tiered: write-through: %w", err)
 	}
@@ -319,6 +322,7 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 	s.durableWrites.Add(1)
 	s.memo.durable(key, next.DataSeq, start.Add(ttl))
 	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+	dbg(s, key, fmt.Sprintf("WT cas err=%v", err), value)
 	if err == nil {
 		s.memo.seen(key, newCAS, next)
 		return newCAS, nil
@@ -353,6 +357,7 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 			return 0, err
 		}
 		h, perr := provider.ParseRecordHeader(cur.Value)
+		dbg(s, key, "ALC cur/value", cur.Value, value)
 		switch {
 		case bytes.Equal(cur.Value, value):
 			s.memo.seen(key, cur.CAS, next)
@@ -368,6 +373,7 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 			continue
 		case perr == nil && h.Seq+1 == next.Seq:
 			newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cur.CAS, ttl)
+			dbg(s, key, fmt.Sprintf("ALC retry cas err=%v", err), value)
 			if err == nil {
 				s.memo.seen(key, newCAS, next)
 				return newCAS, nil
@@ -379,6 +385,7 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 		}
 		// Moved on without this change: undo the durable write.
 		_, uerr := s.durable.CompareAndSwap(ctx, key, cur.Value, durableCAS, ttl)
+		dbg(s, key, fmt.Sprintf("ALC undo err=%v", uerr), cur.Value, value)
 		if errors.Is(uerr, provider.ErrCASConflict) {
 			// Replaced since. By a revival of this very write (Seq
 			// advanced by exactly one revival)? Then it is live.
@@ -591,6 +598,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 		}
 		start := s.now()
 		_, err = s.durable.CompareAndSwap(ctx, key, revived, d.CAS, ttl)
+		dbg(s, key, fmt.Sprintf("REV claim err=%v", err), d.Value, revived)
 		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
 			continue
 		}
@@ -609,6 +617,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 // superseded) is replaced; a newer one is kept and returned.
 func (s *Store) install(ctx context.Context, key string, revived []byte, h provider.RecordHeader, ttl time.Duration) (provider.Entry, error) {
 	cas, err := s.cache.Add(ctx, key, revived, ttl)
+	dbg(s, key, fmt.Sprintf("INS add err=%v", err), revived)
 	if err == nil && cas != 0 {
 		s.memo.seen(key, cas, h)
 		return provider.Entry{Value: revived, CAS: cas}, nil
@@ -635,6 +644,7 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h provi
 			return cur, nil
 		}
 		_, err = s.cache.CompareAndSwap(ctx, key, revived, cur.CAS, ttl)
+		dbg(s, key, fmt.Sprintf("INS replace err=%v", err), cur.Value, revived)
 		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
 			return provider.Entry{}, err
 		}
