@@ -9,8 +9,8 @@ GO ?= go
 # Chromium fail the tests instead of skipping them.
 test: test-deps
 	$(GO) vet ./...
-	SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 15m ./...
 	$(GO) run ./stress -requests 2000
+	SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 test-deps:
 	./scripts/install-test-deps.sh

@@ -260,7 +260,6 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if known && next.Seq == prev.Seq+1 && !dataChanged(prev, next) {
 		// Lock-only: the cache alone.
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-		dbg(s, key, fmt.Sprintf("LO1 err=%v", err), value)
 		if err != nil {
 			return 0, err
 		}
@@ -281,7 +280,6 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	prev, err = provider.ParseRecordHeader(cur.Value)
 	if err == nil && !dataChanged(prev, next) {
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-		dbg(s, key, fmt.Sprintf("LO2 err=%v", err), value)
 		if err != nil {
 			return 0, err
 		}
@@ -303,7 +301,6 @@ func dataChanged(prev, next provider.RecordHeader) bool {
 func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, cas uint64, ttl time.Duration) (uint64, error) {
 	start := s.now()
 	res, err := s.durable.PutRecord(ctx, key, value, ttl)
-	dbg(s, key, fmt.Sprintf("WT put stored=%v kept=%d err=%v", res.Stored, res.KeptSeq, err), value)
 	if err != nil {
 		return 0, fmt.Errorf("tiered: write-through: %w", err)
 	}
@@ -322,7 +319,6 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 	s.durableWrites.Add(1)
 	s.memo.durable(key, next.DataSeq, start.Add(ttl))
 	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-	dbg(s, key, fmt.Sprintf("WT cas err=%v", err), value)
 	if err == nil {
 		s.memo.seen(key, newCAS, next)
 		return newCAS, nil
@@ -357,15 +353,23 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 			return 0, err
 		}
 		h, perr := provider.ParseRecordHeader(cur.Value)
-		dbg(s, key, "ALC cur/value", cur.Value, value)
 		switch {
 		case bytes.Equal(cur.Value, value):
 			s.memo.seen(key, cur.CAS, next)
 			return cur.CAS, nil
 		case perr == nil && epoch(h.Seq) > epoch(next.Seq):
-			// Revived after this change became durable: it is live.
+			// Revived since this change became durable. The revival
+			// served the durable copy it read, which is this change only
+			// if no other write replaced it first: a lock-free merge
+			// based on a lock-only change that beat this change to the
+			// cache is ordered after it by Seq and overwrites it. The
+			// change is live only if the revived lineage holds its data.
+			if sameData(cur.Value, value) || s.durableRevivedFrom(ctx, key, value, next) {
+				s.memo.seen(key, cur.CAS, h)
+				return 0, nil
+			}
 			s.memo.seen(key, cur.CAS, h)
-			return 0, nil
+			return 0, casErr
 		case perr == nil && epoch(h.Seq) < epoch(next.Seq):
 			// The cache holds an older lineage than the durable copy
 			// (a restarted cache reissued a token): revive over it.
@@ -373,7 +377,6 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 			continue
 		case perr == nil && h.Seq+1 == next.Seq:
 			newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cur.CAS, ttl)
-			dbg(s, key, fmt.Sprintf("ALC retry cas err=%v", err), value)
 			if err == nil {
 				s.memo.seen(key, newCAS, next)
 				return newCAS, nil
@@ -385,14 +388,11 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 		}
 		// Moved on without this change: undo the durable write.
 		_, uerr := s.durable.CompareAndSwap(ctx, key, cur.Value, durableCAS, ttl)
-		dbg(s, key, fmt.Sprintf("ALC undo err=%v", uerr), cur.Value, value)
 		if errors.Is(uerr, provider.ErrCASConflict) {
 			// Replaced since. By a revival of this very write (Seq
 			// advanced by exactly one revival)? Then it is live.
-			if d, err := s.durable.Get(ctx, key); err == nil {
-				if dh, err := provider.ParseRecordHeader(d.Value); err == nil && dh.Seq == next.Seq+provider.ReviveLockIDGap {
-					return 0, nil
-				}
+			if s.durableRevivedFrom(ctx, key, value, next) {
+				return 0, nil
 			}
 		} else if uerr != nil && !errors.Is(uerr, provider.ErrNotFound) {
 			return 0, fmt.Errorf("tiered: undo of a durable write whose cache CAS failed: %w", uerr)
@@ -400,6 +400,43 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 		return 0, casErr
 	}
 	return 0, fmt.Errorf("tiered: cache kept changing after a durable write: %w", provider.ErrCASConflict)
+}
+
+// durableRevivedFrom reports whether the durable copy is the revival of
+// value (Seq advanced by exactly one revival, the same data).
+func (s *Store) durableRevivedFrom(ctx context.Context, key string, value []byte, next provider.RecordHeader) bool {
+	d, err := s.durable.Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	dh, err := provider.ParseRecordHeader(d.Value)
+	return err == nil && dh.Seq == next.Seq+provider.ReviveLockIDGap && sameData(d.Value, value)
+}
+
+// sameData reports whether two provider records hold the same data: values,
+// DataSeq, timeout, action flags and removal state, whatever their lock
+// state and Seq.
+func sameData(a, b []byte) bool {
+	ha, err := provider.ParseRecordHeader(a)
+	if err != nil {
+		return false
+	}
+	hb, err := provider.ParseRecordHeader(b)
+	if err != nil || ha.DataSeq != hb.DataSeq || dataChanged(ha, hb) {
+		return false
+	}
+	return bytes.Equal(recordValues(a), recordValues(b))
+}
+
+// recordValues returns the encoded values of a record that
+// provider.ParseRecordHeader accepted: format version 1 holds them between
+// its 49-byte header and its 4-byte checksum (see provider/record.go).
+func recordValues(b []byte) []byte {
+	const header, trailer = 49, 4
+	if len(b) < header+trailer {
+		return nil
+	}
+	return b[header : len(b)-trailer]
 }
 
 // replaceStale revives key if the cache holds a record of an older lineage
@@ -598,7 +635,6 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 		}
 		start := s.now()
 		_, err = s.durable.CompareAndSwap(ctx, key, revived, d.CAS, ttl)
-		dbg(s, key, fmt.Sprintf("REV claim err=%v", err), d.Value, revived)
 		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
 			continue
 		}
@@ -617,7 +653,6 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 // superseded) is replaced; a newer one is kept and returned.
 func (s *Store) install(ctx context.Context, key string, revived []byte, h provider.RecordHeader, ttl time.Duration) (provider.Entry, error) {
 	cas, err := s.cache.Add(ctx, key, revived, ttl)
-	dbg(s, key, fmt.Sprintf("INS add err=%v", err), revived)
 	if err == nil && cas != 0 {
 		s.memo.seen(key, cas, h)
 		return provider.Entry{Value: revived, CAS: cas}, nil
@@ -644,7 +679,6 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h provi
 			return cur, nil
 		}
 		_, err = s.cache.CompareAndSwap(ctx, key, revived, cur.CAS, ttl)
-		dbg(s, key, fmt.Sprintf("INS replace err=%v", err), cur.Value, revived)
 		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
 			return provider.Entry{}, err
 		}

@@ -570,3 +570,52 @@ func (d *failingDurable) PutRecord(ctx context.Context, key string, value []byte
 	}
 	return d.Durable.PutRecord(ctx, key, value, ttl)
 }
+
+// A commit durable in SQL whose cache CAS loses to its own lock's renewal,
+// and whose SQL write is then overwritten by a lock-free merge based on that
+// renewal, is not in the lineage a revival serves after a cache loss: it
+// must not be acknowledged (the harness saw two acknowledged increments
+// return the same counter value).
+func TestCommitOverwrittenBeforeRevivalIsNotAcknowledged(t *testing.T) {
+	cache := newSwapCache()
+	durable := newDurable(t, pg.NewDatabase(t))
+	gate := &gatedDurable{Durable: durable}
+	s, err := New(Config{Cache: cache, Durable: gate})
+	require.NoError(t, err)
+	defer s.Close()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	lf := p.LockFree()
+	ctx := context.Background()
+	id := createSession(t, p, time.Hour)
+
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	var entered, release chan struct{}
+	gate.after, entered, release = pause()
+	commitErr := make(chan error, 1)
+	go func() { commitErr <- p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false) }()
+	<-entered // the commit (n = 1) is in SQL, not yet in the cache
+	// The holder's lease renewal wins the cache, a lock-free request
+	// merges a key on top of it (its SQL write, one Seq higher, replaces
+	// the commit's), and the cache is lost.
+	require.NoError(t, p.RenewLease(ctx, id, item.LockID))
+	free, err := lf.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, free.Data.Values.Set("x", 1))
+	require.NoError(t, lf.SetAndReleaseItemExclusive(ctx, id, free.Data, 0, false))
+	cache.Flush()
+	close(release)
+
+	err = <-commitErr
+	n := counter(t, p, id)
+	require.ErrorIs(t, err, provider.ErrLockLost, "the commit is not live (n = %d), so it must not be acknowledged", n)
+	require.Equal(t, 0, n)
+	item, err = p.ReadItem(ctx, id)
+	require.NoError(t, err)
+	x, ok, err := session.Get[int](item.Data.Values, "x")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 1, x, "the lock-free merge survived the cache loss")
+}
