@@ -10,6 +10,7 @@ GO ?= go
 test: test-deps
 	$(GO) vet ./...
 	$(GO) run ./stress -requests 2000
+	@if [ -z "$$COUCHBASE_CONNSTR" ]; then echo "NOTE: the Couchbase integration tests will be SKIPPED: no COUCHBASE_CONNSTR (with COUCHBASE_USERNAME, COUCHBASE_PASSWORD, COUCHBASE_BUCKET) is set."; fi
 	SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 test-deps:
