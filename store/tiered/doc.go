@@ -49,7 +49,15 @@
 // ErrLockLost), so it is neither acknowledged nor live; a commit whose SQL
 // write landed before the revival read the row is in the revived copy, and
 // is acknowledged even though its own cache write then fails (the revived
-// record, unlocked, is its outcome). If a commit is durable but the cache
+// record, unlocked, is its outcome). It is acknowledged only if the revived
+// record holds its data: its SQL write may have been replaced before the
+// revival by a newer write of a branch that never included it (a lock-only
+// change, such as the holder's lease renewal, beat it to the cache, and a
+// lock-free merge based on that change wrote SQL one Seq higher); such a
+// commit sees a conflict, and its holder then ErrLockLost. (The price: a
+// commit that was revived but that later commits moved past before it
+// looked is refused although live; it is never acknowledged when not.)
+// If a commit is durable but the cache
 // shows the session moved on without it (its lock was taken over meanwhile),
 // the SQL write is undone by writing the cache's live record over it.
 // Every acknowledged commit therefore survives a flush, and nothing
@@ -58,6 +66,15 @@
 // restarts. One narrow window remains: a lock taken over during a commit,
 // and the cache lost, and a revival claiming the row, all between the
 // commit's SQL write and its undo, would revive the fenced commit.
+//
+// A cache that goes back in time (a memcached node restoring an outdated
+// copy from its replica after a partial flush) serves a record older than
+// the durable copy; a commit from it at a Seq the durable copy already has
+// is refused, and so would be every retry. After several refusals in a row
+// from one cache record, the durable copy is revived over it (its holder
+// is fenced). A commit from it at a higher Seq is not detected: it
+// overwrites the durable copy, and the data the cache lost stays lost
+// (TestCacheGoneBackIsRevived covers the refused case).
 //
 // A corrupt durable copy is reported (an error wrapping provider.ErrCorrupt)
 // and never put in the cache. If the cache itself is unavailable, requests

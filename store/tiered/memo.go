@@ -28,6 +28,11 @@ type memoEntry struct {
 	// surely lives; zero when unknown.
 	durableUntil   time.Time
 	durableDataSeq uint64
+	// refusedCAS, refusedSeq and refusals count the durable writes in a
+	// row from the record with token refusedCAS that the durable copy,
+	// at Seq refusedSeq, refused.
+	refusedCAS, refusedSeq uint64
+	refusals               int
 }
 
 func newMemo(max int) *memo {
@@ -115,6 +120,20 @@ func (m *memo) durableUntil(key string, dataSeq uint64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return e.durableUntil, true
+}
+
+// refused records that a durable write from the record with token cas was
+// refused by a durable copy at Seq kept, and returns how many times in a
+// row that happened.
+func (m *memo) refused(key string, cas, kept uint64) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entry(key)
+	if e.refusedCAS != cas || e.refusedSeq != kept {
+		e.refusedCAS, e.refusedSeq, e.refusals = cas, kept, 0
+	}
+	e.refusals++
+	return e.refusals
 }
 
 // forget drops key.

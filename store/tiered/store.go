@@ -31,6 +31,12 @@ const DefaultMemoSize = 100_000
 // maxAttempts bounds the retry loops of revival.
 const maxAttempts = 16
 
+// maxRefusals is how many times in a row a durable write from one cache
+// record (one CAS token) may be refused by a durable copy at one Seq of the
+// same epoch before the cache is deemed to have gone back in time and the
+// durable copy is revived over it.
+const maxRefusals = 8
+
 // Config configures a Store. Cache and Durable are required.
 type Config struct {
 	// Cache holds the live records, locks included: a memcached
@@ -310,9 +316,20 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		// in a newer lineage, the cache lost this record's lineage and a
 		// revival superseded it. Nothing was written: the caller sees a
 		// conflict and re-reads (and finds its lock lost, if it was).
-		if epoch(res.KeptSeq) > epoch(next.Seq) {
+		//
+		// In this lineage, the other writer is between its durable write
+		// and its cache CAS, which settles within a round trip. If the
+		// cache instead keeps serving the record this change replaces,
+		// it went back in time (it lost the newer records: a copy
+		// restored from an outdated replica) and every change from it
+		// would be refused: the durable copy is revived over it.
+		switch {
+		case epoch(res.KeptSeq) > epoch(next.Seq):
 			s.staleWrites.Add(1)
 			s.replaceStale(ctx, key, res.KeptSeq)
+		case s.memo.refused(key, cas, res.KeptSeq) >= maxRefusals:
+			s.staleWrites.Add(1)
+			_, _ = s.revive(ctx, key) // best effort: the caller re-reads anyway
 		}
 		return 0, fmt.Errorf("tiered: durable copy is at Seq %d, this change is %d: %w", res.KeptSeq, next.Seq, provider.ErrCASConflict)
 	}

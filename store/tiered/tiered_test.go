@@ -619,3 +619,48 @@ func TestCommitOverwrittenBeforeRevivalIsNotAcknowledged(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 1, x, "the lock-free merge survived the cache loss")
 }
+
+// A cache that goes back in time (memcached restoring an outdated replica
+// after a partial flush) keeps serving a record older than the durable
+// copy: every commit from it at a Seq the durable copy already has is
+// refused by the durable tier. After a few
+// refusals in a row the durable copy is revived over it, so the session
+// is not stuck and the newer durable data is served again.
+func TestCacheGoneBackIsRevived(t *testing.T) {
+	cache := newSwapCache()
+	s, _ := newTiered(t, pg.NewDatabase(t), cache, Config{})
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	lf := p.LockFree()
+	ctx := context.Background()
+	id := createSession(t, p, time.Hour)
+	key, _ := p.Key(id)
+
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	old, err := cache.Get(ctx, key)
+	require.NoError(t, err)
+	free, err := lf.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, free.Data.Values.Set("x", 1))
+	require.NoError(t, lf.SetAndReleaseItemExclusive(ctx, id, free.Data, 0, false))
+	// The cache goes back to the record before the merge.
+	require.NoError(t, cache.Delete(ctx, key))
+	_, err = cache.Add(ctx, key, old.Value, time.Hour)
+	require.NoError(t, err)
+
+	// The lock holder's commit, from the outdated record, is refused by
+	// the durable copy each time it is tried.
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	err = p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
+	require.ErrorIs(t, err, provider.ErrLockLost, "the durable copy was revived over the outdated cache")
+	require.Equal(t, 0, counter(t, p, id))
+	got, err := p.ReadItem(ctx, id)
+	require.NoError(t, err)
+	x, ok, err := session.Get[int](got.Data.Values, "x")
+	require.NoError(t, err)
+	require.True(t, ok, "the merge the cache lost is served again")
+	require.Equal(t, 1, x)
+	require.Equal(t, acked, increment(ctx, t, p, id), "and the session is usable")
+	require.Equal(t, 1, counter(t, p, id))
+}
