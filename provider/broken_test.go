@@ -34,7 +34,9 @@ func TestBrokenVariantsFail(t *testing.T) {
 		want  string
 	}{
 		{"I2 release without CAS retry", func(p *provider.Provider) providertest.API { return provider.NoRetryRelease{Provider: p} },
-			func(ctx context.Context, env providertest.Env) error { return providertest.CheckNoLostRelease(ctx, env, 20) }, "I2 violated"},
+			func(ctx context.Context, env providertest.Env) error {
+				return providertest.CheckNoLostRelease(ctx, env, 20)
+			}, "I2 violated"},
 		{"I3 unfenced writes", func(p *provider.Provider) providertest.API { return provider.Unfenced{Provider: p} },
 			providertest.CheckFencedWrites, "I3 violated"},
 		{"I4 release with the default timeout", func(p *provider.Provider) providertest.API { return provider.DefaultTimeoutRelease{Provider: p} },
