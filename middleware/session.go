@@ -169,60 +169,42 @@ func (s *Session) Len() int {
 // ErrCommitted, ErrHeadersSent, session.ErrInvalidKey, codec errors; on
 // error nothing changed.
 func (s *Session) Set(key string, value any) error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
-	}
-	if s.id == "" {
-		// Check key and value before a new session is created for them.
-		if err := session.NewValues(s.data.Values.Codec()).Set(key, value); err != nil {
-			return err
+	return s.change(func() error {
+		if s.id == "" {
+			// Check key and value before a new session is created for them.
+			if err := session.NewValues(s.data.Values.Codec()).Set(key, value); err != nil {
+				return err
+			}
+			if err := s.assignID(); err != nil {
+				return err
+			}
 		}
-		if err := s.assignID(); err != nil {
-			return err
-		}
-	}
-	return s.data.Values.Set(key, value)
+		return s.data.Values.Set(key, value)
+	})
 }
 
 // Delete removes key's value. Deleting from a new session that has no
 // id yet creates nothing.
 func (s *Session) Delete(key string) error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
-	}
-	if s.id == "" {
-		return nil // nothing stored, nothing to delete
-	}
-	s.data.Values.Delete(key)
-	return nil
+	return s.change(func() error {
+		if s.id == "" {
+			return nil // nothing stored, nothing to delete
+		}
+		s.data.Values.Delete(key)
+		return nil
+	})
 }
 
 // Clear removes every value (ASP.NET's Session.Clear; the session itself
 // lives on).
 func (s *Session) Clear() error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
-	}
-	if s.id == "" {
+	return s.change(func() error {
+		if s.id == "" {
+			return nil
+		}
+		s.data.Values.Clear()
 		return nil
-	}
-	s.data.Values.Clear()
-	return nil
+	})
 }
 
 // Timeout returns the session's own timeout: how long it lives after its
@@ -241,26 +223,20 @@ func (s *Session) Timeout() time.Duration {
 // [session.MinTimeout, session.MaxTimeout] (else an error wrapping
 // session.ErrInvalidTimeout). Setting the current timeout changes nothing.
 func (s *Session) SetTimeout(d time.Duration) error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
-	}
-	if err := session.CheckTimeout(d); err != nil {
-		return err
-	}
-	if d == s.data.Timeout() {
-		return nil
-	}
-	if s.id == "" {
-		if err := s.assignID(); err != nil {
+	return s.change(func() error {
+		if err := session.CheckTimeout(d); err != nil {
 			return err
 		}
-	}
-	return s.data.SetTimeout(d)
+		if d == s.data.Timeout() {
+			return nil
+		}
+		if s.id == "" {
+			if err := s.assignID(); err != nil {
+				return err
+			}
+		}
+		return s.data.SetTimeout(d)
+	})
 }
 
 // Abandon removes the session (ASP.NET's Session.Abandon) when the request
@@ -295,22 +271,16 @@ func (s *Session) Abandon() error {
 // cookie is sent now. On a new session with no id yet it does nothing.
 // Errors: ErrReadOnly, ErrAbandoned, ErrCommitted, ErrHeadersSent.
 func (s *Session) RegenerateID() error {
-	if s == nil {
-		return ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
-	}
-	if s.id == "" {
+	return s.change(func() error {
+		if s.id == "" {
+			return nil
+		}
+		if err := s.assignID(); err != nil {
+			return err
+		}
+		s.regenerated = s.storedID != ""
 		return nil
-	}
-	if err := s.assignID(); err != nil {
-		return err
-	}
-	s.regenerated = s.storedID != ""
-	return nil
+	})
 }
 
 // Commit stores the session now and releases its lock, instead of when
@@ -343,6 +313,20 @@ func (s *Session) URL(path string) string {
 		return path
 	}
 	return cookielessPath(s.id, path)
+}
+
+// change runs fn with the session locked, once the session exists and
+// passes the checks every change must pass (writable).
+func (s *Session) change(fn func() error) error {
+	if s == nil {
+		return ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	return fn()
 }
 
 // writable returns why the session cannot be changed, or nil.
