@@ -3,8 +3,10 @@ package memcached
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
 )
@@ -154,44 +156,155 @@ func (w *bakWrite) parallel() error {
 	return err
 }
 
+// A repair (getMissed) claims the backup copy before it restores the
+// primary from it: it rewrites the copy, conditioned on the CAS it read,
+// with memcached client flags set to the claim's Unix time (claimStamp).
+// A write that landed on the primary before the primary lost the key, and
+// whose backup write is still to come, then finds its conditioned backup
+// write refused and the claim in its way when it reads the copy: once the
+// backup holds its value, it checks the primary (fixPrimary). Writers that
+// find a claim younger than claimWindow keep it on the copy they write, so
+// that a slower writer of the same round still sees it. An empty backup
+// copy (the backup node was flushed too, claim included) also sends the
+// writer to check the primary.
+
+// claimStamp returns the client flags of a claim made at now (never 0).
+func claimStamp(now time.Time) uint32 {
+	return uint32(max(now.Unix(), 1))
+}
+
+// claimFresh reports whether flags hold a claim made less than window
+// before now.
+func claimFresh(flags uint32, now time.Time, window time.Duration) bool {
+	return flags != 0 && now.Unix()-int64(flags) < int64(window/time.Second)+1
+}
+
+// claimWindow is how long a claim is kept on the backup copy by the writes
+// that find it: much longer than a write takes between its primary and
+// backup writes.
+func (s *Store) claimWindow() time.Duration {
+	return max(time.Second, 4*s.cfg.Timeout)
+}
+
 // afterPrimary completes the backup write once the primary write succeeded:
 // when the parallel write did not land, the backup copy is read and
 // replaced if it is older (or a loser's copy of the same Seq). It gives up
 // after a few conflicting rounds: each conflict is a newer write landing.
-func (w *bakWrite) afterPrimary() {
+// When it found a claim or an empty copy, it then checks
+// the primary (fixPrimary), whose error is the write's. primaryCAS is the
+// memcached CAS of the primary write.
+func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 	if w.landed || !w.record || errors.Is(w.err, provider.ErrUnavailable) || !w.rt.b.isUp() {
-		return
+		return nil
 	}
 	b, key := w.rt.b, w.rt.bakKey()
+	suspect := false
+	var keep uint32 // claim kept on the copy written
 	for range 3 {
 		items, err := b.mget(true, key)
 		if err != nil {
-			return
+			break
 		}
 		cur := items[0]
 		if cur == nil {
-			cas, err := b.mset(key, w.value, w.exp, true, 0)
+			suspect = true
+			cas, err := b.msetFlags(key, w.value, w.exp, keep, true, 0)
 			if err == nil {
-				w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
-				return
+				w.remember(cas, keep)
+				break
 			}
 			if !errors.Is(err, provider.ErrExists) {
-				return
+				break
 			}
 			continue
 		}
-		if h, err := provider.ParseRecordHeader(cur.value); err == nil &&
-			(h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(cur.value, w.value))) {
-			w.s.baks.put(w.rt.key, bakVersion{cas: cur.cas, seq: h.Seq})
-			return // as new or newer already there
+		if cur.flags != 0 {
+			suspect = true
+			if claimFresh(cur.flags, time.Now(), w.s.claimWindow()) {
+				keep = cur.flags
+			}
 		}
-		cas, err := b.mset(key, w.value, w.exp, false, cur.cas)
+		h, err := provider.ParseRecordHeader(cur.value)
+		if err == nil && (h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(cur.value, w.value))) {
+			if cur.flags == 0 {
+				w.s.baks.put(w.rt.key, bakVersion{cas: cur.cas, seq: h.Seq})
+			}
+			break // as new or newer already there
+		}
+		cas, err := b.msetFlags(key, w.value, w.exp, keep, false, cur.cas)
 		if err == nil {
-			w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
-			return
+			w.remember(cas, keep)
+			break
 		}
 		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
-			return
+			break
 		}
 	}
+	if !suspect {
+		return nil
+	}
+	w.s.baks.drop(w.rt.key)
+	return w.fixPrimary(primaryCAS)
+}
+
+// remember notes the backup copy just written, unless it carries a claim
+// (the next write must read it, and see the claim).
+func (w *bakWrite) remember(cas uint64, flags uint32) {
+	if flags == 0 {
+		w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
+	}
+}
+
+// fixPrimary checks the primary after the backup copy showed that the
+// primary may have lost this write (a claim, an empty copy) and been
+// restored from an older copy meanwhile. The primary's own copy of this
+// write (its CAS is still primaryCAS) is left alone; an absent or older
+// copy is replaced by this write. A copy of the same Seq is a write based
+// on the older copy (equal bytes included: the provider's changes are
+// deterministic, two requests may write the same bytes): this write is no
+// longer live, the backup copy is made the primary's again and the write
+// fails with provider.ErrCASConflict. A copy with a higher Seq is taken to
+// include this write: it usually is a later write based on it, and Seq
+// orders copies but does not tell branches apart (see doc.go, Residual
+// windows).
+func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
+	p, key := w.rt.p, w.rt.key
+	for range 3 {
+		items, err := p.mget(true, key)
+		if err != nil {
+			return err
+		}
+		cur := items[0]
+		if cur == nil {
+			_, err := p.mset(key, w.value, w.exp, true, 0)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, provider.ErrExists) {
+				return err
+			}
+			continue
+		}
+		if cur.cas == primaryCAS {
+			return nil // the primary never lost it
+		}
+		h, err := provider.ParseRecordHeader(cur.value)
+		switch {
+		case err != nil:
+			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)
+		case h.Seq == w.seq:
+			w.s.syncBackup(w.rt, w.value)
+			return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and a write based on an older copy replaced it", p.addr, key, provider.ErrCASConflict)
+		case h.Seq > w.seq:
+			return nil
+		}
+		_, err = p.mset(key, w.value, w.exp, false, cur.cas)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+			return err
+		}
+	}
+	return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and kept changing while it was restored", p.addr, key, provider.ErrUnavailable)
 }

@@ -56,8 +56,7 @@
 // node never matches on another: CompareAndSwap with a token from a node
 // that no longer serves the key (the primary went down, or came back)
 // returns provider.ErrCASConflict and the provider reads again.
-// CompareAndSwap and Add return 0 as the new token (gomemcache cannot
-// report it).
+// CompareAndSwap and Add return 0 as the new token.
 //
 // # Failover
 //
@@ -91,10 +90,26 @@
 // ("bak:"+key, and key itself, which it holds if it was the primary before
 // a node was added) and on the primary ("bak:"+key: it was the backup
 // before a node was removed), restores the copy with the highest Seq to
-// the primary (add, keeping its remaining TTL) and to the backup, and
+// the backup and then to the primary (add, keeping its remaining TTL), and
 // returns the primary's copy. Touch restores a backup copy found missing
 // from the primary's. Add of a key that only the backup copy holds (the
 // primary lost it) returns provider.ErrExists and puts that copy back.
+//
+// A repair may run while a write that already landed on the primary (and
+// was then lost with it) has its backup write still to come, so the
+// backup copy it reads may be older than that write. It therefore first
+// claims the backup copy: it rewrites it, conditioned on the CAS it read,
+// with memcached client flags set to the time of the claim. A backup write
+// that landed before the claim makes it fail, and the repair reads again;
+// a backup write that comes after it is refused or finds the claim, and
+// that writer, once its value is on the backup, brings the primary up to
+// its value (or fails with provider.ErrCASConflict if a write based on the
+// older copy already replaced it). Writers keep a claim younger than
+// max(1 s, 4 Timeouts) on the copies they write, so a slower writer of
+// the same round still sees it; a writer that finds the backup copy gone
+// (both nodes flushed one after the other) checks the primary too. So a
+// write acknowledged before or during a repair is not rolled back by it
+// (TestFlushedPrimaryRepairedMidWrite, TestFlushedBothNodesMidWrite).
 //
 // # Errors
 //
@@ -122,10 +137,10 @@
 // TTLs are rounded up to whole seconds; beyond 30 days they are sent as an
 // absolute Unix time, computed with this machine's clock. The remaining TTL
 // (TTLReader) is read with the meta command `mg <key> t` (memcached 1.6 or
-// later; meta commands are also used for backup writes and repairs). The
-// context is checked when an operation starts; each memcached round trip is
-// bounded by Config.Timeout rather than the context's deadline, since
-// gomemcache takes no context.
+// later; meta commands are also used for CompareAndSwap, backup writes and
+// repairs). The context is checked when an operation starts; each
+// memcached round trip is bounded by Config.Timeout rather than the
+// context's deadline, since gomemcache takes no context.
 //
 // # Defaults
 //
@@ -152,6 +167,17 @@
 //     processes may disagree on whether a node is down, and memcached offers
 //     no consensus to settle it; a process only cleans up the outdated copies
 //     it knows of. A short Timeout keeps that window short.
+//   - Repair and claims order copies by Seq, which does not tell branches
+//     apart. A write delayed between its primary and backup writes while
+//     its primary is flushed, repaired from an older copy and written twice
+//     more from that copy (reaching a higher Seq) is acknowledged though
+//     lost; one written once (same Seq) is refused, and a write landing
+//     right after a repair may, if its primary is flushed and repaired from
+//     its own backup copy again before it completes, be refused though live.
+//     A claim replaced by a write that does not keep it (Add, Touch's
+//     restore, another undo) or older than the claim window is not seen.
+//     The stress harness with -flush (tiered over two nodes, two app
+//     servers) no longer shows lost updates from these windows.
 //   - Values that are not provider records have no Seq: their backup copy
 //     is set plainly, and a primary miss with only such copies left fails
 //     with provider.ErrCorrupt rather than guess.

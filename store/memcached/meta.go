@@ -38,7 +38,8 @@ type metaConn struct {
 type metaItem struct {
 	value []byte
 	cas   uint64
-	ttl   int64 // seconds left; -1 means no expiry
+	ttl   int64  // seconds left; -1 means no expiry
+	flags uint32 // memcached client flags (a repair's claimStamp)
 }
 
 // errProtocol reports a reply the client does not understand.
@@ -111,10 +112,10 @@ func (c *metaClient) close() {
 	c.closeIdle()
 }
 
-// get reads keys with one pipelined `mg <key> c t [v]` each. A missing key
-// gives a nil entry.
+// get reads keys with one pipelined `mg <key> c t f [v]` each. A missing
+// key gives a nil entry.
 func (c *metaClient) get(withValue bool, keys ...string) ([]*metaItem, error) {
-	flags := " c t"
+	flags := " c t f"
 	if withValue {
 		flags += " v"
 	}
@@ -190,20 +191,23 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 			it.cas = uint64(n)
 		case 't':
 			it.ttl = n
+		case 'f':
+			it.flags = uint32(n)
 		}
 	}
 	return it, nil
 }
 
-// set stores value under key with `ms <key> <len> T<exp> c [ME] [C<cas>]`
-// and returns the item's new CAS. With add, the key must be absent
-// (memcache.ErrNotStored otherwise); with a non-zero cas, the item's CAS
-// must still be cas (memcache.ErrCASConflict when it changed,
-// memcache.ErrCacheMiss when it is gone).
-func (c *metaClient) set(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
+// set stores value under key with client flags flags, with
+// `ms <key> <len> T<exp> F<flags> c [ME] [C<cas>]`, and returns the item's
+// new CAS. With add, the key must be absent (memcache.ErrNotStored
+// otherwise); with a non-zero cas, the item's CAS must still be cas
+// (memcache.ErrCASConflict when it changed, memcache.ErrCacheMiss when it
+// is gone).
+func (c *metaClient) set(key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
 	var newCAS uint64
 	err := c.do(func(cn *metaConn) error {
-		cmd := fmt.Sprintf("ms %s %d T%d c", key, len(value), exp)
+		cmd := fmt.Sprintf("ms %s %d T%d F%d c", key, len(value), exp, flags)
 		if add {
 			cmd += " ME"
 		}

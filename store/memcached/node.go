@@ -167,10 +167,15 @@ func (n *node) mget(withValue bool, keys ...string) ([]*metaItem, error) {
 	return items, n.check("mg", "", err)
 }
 
-// mset stores value with a meta set and returns the new CAS; see
-// metaClient.set. add maps "not stored" to ErrExists.
+// mset stores value with a meta set and client flags 0 and returns the
+// new CAS; see metaClient.set. add maps "not stored" to ErrExists.
 func (n *node) mset(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
-	newCAS, err := n.meta.set(key, value, exp, add, cas)
+	return n.msetFlags(key, value, exp, 0, add, cas)
+}
+
+// msetFlags is mset with client flags.
+func (n *node) msetFlags(key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
+	newCAS, err := n.meta.set(key, value, exp, flags, add, cas)
 	op := "ms"
 	if add {
 		op = "add"

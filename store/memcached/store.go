@@ -115,6 +115,15 @@ type Store struct {
 	closed atomic.Bool
 	stop   chan struct{}
 	done   chan struct{}
+
+	hooks testHooks
+}
+
+// testHooks are called at points where tests interleave other operations
+// (export_test.go sets them); nil in production.
+type testHooks struct {
+	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
+	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
 }
 
 var (
@@ -444,12 +453,68 @@ type found struct {
 // getMissed handles a primary miss: it looks for copies on the backup node
 // ("bak:"+key, and key itself: the node was the primary before a node was
 // added) and on the primary ("bak:"+key: it was the backup before a node
-// was removed), restores the newest by Seq to the primary and the backup,
-// and returns the primary's copy. Lookup failures count as misses.
+// was removed), restores the newest by Seq to the backup and then the
+// primary, and returns the primary's copy. Lookup failures count as misses.
+//
+// The backup copy is written first, conditioned on the copy read there and
+// marked with the time of the claim (claimStamp): a write whose primary
+// write landed before the primary lost it, and whose backup write is still
+// to come,
+// then finds its backup write refused or the claim in its way, and brings
+// the primary up to its value itself (bakWrite.fixPrimary); a backup write
+// that landed before the claim makes the claim fail, and the copies are
+// read again. So a repair never leaves on the primary a copy older than a
+// write acknowledged before or during the repair.
 func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 	if rt.b == nil {
 		return provider.Entry{}, miss
 	}
+	for range maxRepairRounds {
+		best, bakOnB, err := s.readCopies(rt)
+		if err != nil || best == nil {
+			if err == nil {
+				err = miss
+			}
+			return provider.Entry{}, err
+		}
+		exp := remaining(best.item.ttl)
+		if rt.b.isUp() {
+			s.baks.drop(rt.key)
+			stamp := claimStamp(time.Now())
+			var cerr error
+			if bakOnB != nil {
+				_, cerr = rt.b.msetFlags(rt.bakKey(), best.item.value, exp, stamp, false, bakOnB.cas)
+			} else {
+				_, cerr = rt.b.msetFlags(rt.bakKey(), best.item.value, exp, stamp, true, 0)
+			}
+			if errors.Is(cerr, provider.ErrCASConflict) || errors.Is(cerr, provider.ErrNotFound) || errors.Is(cerr, provider.ErrExists) {
+				continue // the backup copy changed since it was read
+			}
+			// Any other failure: a backup node now marked down takes no
+			// backup writes, so there is nothing to claim it against.
+		}
+		// Restore the primary; ErrExists means another request restored or
+		// wrote it meanwhile, and the primary's copy stands.
+		if err := rt.p.add(rt.key, best.item.value, exp); err != nil && !errors.Is(err, provider.ErrExists) {
+			return provider.Entry{}, err
+		}
+		it, err := rt.p.get(rt.key)
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		return entry(rt.p, it.Value, it.CasID)
+	}
+	return provider.Entry{}, fmt.Errorf("memcached: node %s: repair %s: %w: the backup copy kept changing", rt.b.addr, rt.key, provider.ErrUnavailable)
+}
+
+// maxRepairRounds bounds how often a repair reads the copies again because
+// the backup copy changed under it (each time, a write landed there).
+const maxRepairRounds = 4
+
+// readCopies reads the copies a primary miss looks for (see getMissed)
+// and returns the newest, or nil when there is none, with the backup
+// node's copy under "bak:"+key (nil when absent or not read).
+func (s *Store) readCopies(rt route) (best *found, bakOnB *metaItem, err error) {
 	var pItems, bItems []*metaItem
 	var bDo func() error
 	if rt.b.isUp() {
@@ -464,9 +529,10 @@ func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 		pItems, err = rt.p.mget(true, rt.bakKey())
 		return err
 	}, bDo)
-
+	if s.hooks.afterRepairRead != nil {
+		s.hooks.afterRepairRead(rt.key)
+	}
 	var copies []found
-	var bakOnB *metaItem
 	if len(bItems) == 2 {
 		bakOnB = bItems[0]
 		copies = appendFound(copies, rt.b, rt.bakKey(), bItems[0])
@@ -476,31 +542,13 @@ func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 		copies = appendFound(copies, rt.p, rt.bakKey(), pItems[0])
 	}
 	if len(copies) == 0 {
-		return provider.Entry{}, miss
+		return nil, nil, nil
 	}
-	best, err := newest(rt, copies)
+	f, err := newest(rt, copies)
 	if err != nil {
-		return provider.Entry{}, err
+		return nil, nil, err
 	}
-	exp := remaining(best.item.ttl)
-	// Restore the primary; ErrExists means another request restored or
-	// wrote it meanwhile, and the primary's copy stands.
-	if err := rt.p.add(rt.key, best.item.value, exp); err != nil && !errors.Is(err, provider.ErrExists) {
-		return provider.Entry{}, err
-	}
-	if (best.n != rt.b || best.key != rt.bakKey()) && rt.b.isUp() {
-		s.baks.drop(rt.key)
-		if bakOnB != nil {
-			_ = rt.b.cas(rt.bakKey(), best.item.value, bakOnB.cas, exp)
-		} else {
-			_ = rt.b.add(rt.bakKey(), best.item.value, exp)
-		}
-	}
-	it, err := rt.p.get(rt.key)
-	if err != nil {
-		return provider.Entry{}, err
-	}
-	return entry(rt.p, it.Value, it.CasID)
+	return &f, bakOnB, nil
 }
 
 func appendFound(copies []found, n *node, key string, it *metaItem) []found {
@@ -686,11 +734,19 @@ func (s *Store) casPrimary(rt route, value []byte, cas uint64, exp int32) error 
 	if bw != nil {
 		backup = bw.parallel
 	}
-	perr, _ := parallel(func() error { return rt.p.cas(rt.key, value, cas, exp) }, backup)
+	var newCAS uint64 // of the primary's copy: tells it from equal bytes written by others
+	perr, _ := parallel(func() error {
+		var err error
+		newCAS, err = rt.p.mset(rt.key, value, exp, false, cas)
+		return err
+	}, backup)
 	switch {
 	case perr == nil:
+		if s.hooks.afterPrimaryWrite != nil {
+			s.hooks.afterPrimaryWrite(rt.key)
+		}
 		if bw != nil {
-			bw.afterPrimary()
+			return bw.afterPrimary(newCAS)
 		}
 		return nil
 	case errors.Is(perr, provider.ErrUnavailable):
