@@ -225,7 +225,18 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 			}
 		}
 		h, err := provider.ParseRecordHeader(cur.value)
-		if err == nil && (h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(cur.value, w.value))) {
+		same := err == nil && h.Seq == w.seq && bytes.Equal(cur.value, w.value)
+		if err == nil && h.Seq >= w.seq && !same {
+			// A copy of this Seq or newer that is not this write: a
+			// loser of the same round or a later write based on this
+			// one, while the primary holds this write; or a write
+			// redirected to the backup, based on the older copy, since
+			// the primary died. Only the primary tells them apart.
+			if err := w.primaryAlive(); err != nil {
+				return err
+			}
+		}
+		if err == nil && (h.Seq > w.seq || same) {
 			if cur.flags == 0 {
 				w.s.baks.put(w.rt.key, bakVersion{cas: cur.cas, seq: h.Seq})
 			}
@@ -245,6 +256,26 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 	}
 	w.s.baks.drop(w.rt.key)
 	return w.fixPrimary(primaryCAS)
+}
+
+// primaryAlive checks that the primary still answers, before a write whose
+// backup write found a copy of its Seq or newer is acknowledged or replaces
+// that copy. A primary that does not answer may have died after taking this
+// write, and the backup copy may then be a write redirected to it since,
+// based on the older copy and acknowledged: this write is not live (its
+// copy on the primary is noted stale there), and it fails with
+// provider.ErrCASConflict so that the caller reads the key again.
+func (w *bakWrite) primaryAlive() error {
+	p, key := w.rt.p, w.rt.key
+	if p.isUp() {
+		_, err := p.mget(false, key)
+		if err == nil || !errors.Is(err, provider.ErrUnavailable) {
+			return nil
+		}
+	}
+	p.noteIfDown(key)
+	w.s.baks.drop(key)
+	return fmt.Errorf("memcached: node %s: cas %s: %w: the primary died before the backup copy held this write, and the backup copy changed meanwhile", p.addr, key, provider.ErrCASConflict)
 }
 
 // remember notes the backup copy just written, unless it carries a claim

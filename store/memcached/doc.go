@@ -68,7 +68,13 @@
 // hangs without closing connections (TestHungNodeMarkedDownAndCleaned). A
 // read that fails this way is retried on the backup copy at once; a write
 // in flight at that moment fails with provider.ErrUnavailable, its outcome
-// unknown. After that, while the node is down, Get, CompareAndSwap, Add,
+// unknown. A write that landed on the primary just before it died, and
+// whose backup write then finds a copy of its Seq or newer there that is
+// not its own, checks that the primary still answers before it is
+// acknowledged: otherwise that copy may be a write redirected to the
+// backup since, based on the older copy, and the write fails with
+// provider.ErrCASConflict, so the caller reads again
+// (TestKilledPrimaryRedirectedWriteMidWrite). After that, while the node is down, Get, CompareAndSwap, Add,
 // Touch and Delete of its keys go to the backup copies, which act as
 // primaries; writes of keys whose backup node is down write the primary
 // only. No request fails once the node is marked down. A key whose primary
