@@ -52,6 +52,17 @@ func newTiered(t testing.TB, dsn string, cache provider.Store, cfg Config) (*Sto
 	return s, d
 }
 
+// newGatedTiered returns a tiered store over cache and a fresh database
+// whose durable writes the test can pause (gatedDurable).
+func newGatedTiered(t testing.TB, cache provider.Store) (*Store, *gatedDurable) {
+	t.Helper()
+	gate := &gatedDurable{Durable: newDurable(t, pg.NewDatabase(t))}
+	s, err := New(Config{Cache: cache, Durable: gate})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s, gate
+}
+
 // swapCache is a cache whose whole content can be lost at once: Flush
 // replaces the memstore behind it with an empty one, as a memcached flush
 // or restart does (the new one reissues the same CAS tokens, as a

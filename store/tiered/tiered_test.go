@@ -252,11 +252,7 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 // lock is lost, and the revived session does not contain the change.
 func TestCommitSupersededByRevivalIsRefused(t *testing.T) {
 	cache := newSwapCache()
-	durable := newDurable(t, pg.NewDatabase(t))
-	gate := &gatedDurable{Durable: durable}
-	s, err := New(Config{Cache: cache, Durable: gate})
-	require.NoError(t, err)
-	defer s.Close()
+	s, gate := newGatedTiered(t, cache)
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -289,11 +285,7 @@ func TestCommitSupersededByRevivalIsRefused(t *testing.T) {
 // reached the cache, is committed: the revival serves it.
 func TestCommitDurableWhenCacheLost(t *testing.T) {
 	cache := newSwapCache()
-	durable := newDurable(t, pg.NewDatabase(t))
-	gate := &gatedDurable{Durable: durable}
-	s, err := New(Config{Cache: cache, Durable: gate})
-	require.NoError(t, err)
-	defer s.Close()
+	s, gate := newGatedTiered(t, cache)
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -321,11 +313,7 @@ func TestCommitDurableWhenCacheLost(t *testing.T) {
 // its cache insert is still created, once.
 func TestNewSessionRevivedBeforeCached(t *testing.T) {
 	cache := memstore.New(memstore.Config{})
-	durable := newDurable(t, pg.NewDatabase(t))
-	gate := &gatedDurable{Durable: durable}
-	s, err := New(Config{Cache: cache, Durable: gate})
-	require.NoError(t, err)
-	defer s.Close()
+	s, gate := newGatedTiered(t, cache)
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -349,11 +337,7 @@ func TestNewSessionRevivedBeforeCached(t *testing.T) {
 // does not bring the fenced data back.
 func TestFencedCommitIsUndone(t *testing.T) {
 	cache := newSwapCache()
-	durable := newDurable(t, pg.NewDatabase(t))
-	gate := &gatedDurable{Durable: durable}
-	s, err := New(Config{Cache: cache, Durable: gate})
-	require.NoError(t, err)
-	defer s.Close()
+	s, gate := newGatedTiered(t, cache)
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	other, err := provider.New(s, provider.Config{})
@@ -381,7 +365,7 @@ func TestFencedCommitIsUndone(t *testing.T) {
 	close(release)
 
 	require.ErrorIs(t, <-commitErr, provider.ErrLockLost)
-	d, err := durable.Get(ctx, key)
+	d, err := gate.Durable.Get(ctx, key)
 	require.NoError(t, err)
 	dh, err := provider.ParseRecordHeader(d.Value)
 	require.NoError(t, err)
@@ -578,11 +562,7 @@ func (d *failingDurable) PutRecord(ctx context.Context, key string, value []byte
 // return the same counter value).
 func TestCommitOverwrittenBeforeRevivalIsNotAcknowledged(t *testing.T) {
 	cache := newSwapCache()
-	durable := newDurable(t, pg.NewDatabase(t))
-	gate := &gatedDurable{Durable: durable}
-	s, err := New(Config{Cache: cache, Durable: gate})
-	require.NoError(t, err)
-	defer s.Close()
+	s, gate := newGatedTiered(t, cache)
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	lf := p.LockFree()
