@@ -88,4 +88,66 @@ var (
 	ErrCorrupt = session.ErrCorrupt
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("sessionlock: store closed")
+	// ErrOutcomeUnknown: a write was sent but whether it took effect
+	// cannot be known (a timeout or a lost connection after the request
+	// left, a replica set that disagrees). The change may have been
+	// applied; it is never reported as "not written". Callers must read
+	// again before acting on it. The provider returns it as is, never as
+	// ErrLockLost, and the middleware answers it without Retry-After.
+	ErrOutcomeUnknown = errors.New("sessionlock: outcome of write unknown")
 )
+
+// EventKind says what a store noticed about one of its nodes.
+type EventKind int
+
+// The kinds of store events.
+const (
+	// EventNodeDown: a node stopped answering and is no longer used.
+	EventNodeDown EventKind = iota + 1
+	// EventNodeUp: a node that was down answers again.
+	EventNodeUp
+	// EventFailover: a session's operations moved to another copy.
+	EventFailover
+	// EventRepair: a lost or stale copy was restored.
+	EventRepair
+	// EventFallback: an operation fell back to a slower path (a replica
+	// read, a whole-document write instead of a partial one, ...).
+	EventFallback
+)
+
+var eventKindNames = [...]string{EventNodeDown: "node_down", EventNodeUp: "node_up",
+	EventFailover: "failover", EventRepair: "repair", EventFallback: "fallback"}
+
+// String returns the kind's name as metrics and logs show it, for
+// example "node_down".
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventKindNames) {
+		return eventKindNames[k]
+	}
+	return "unknown"
+}
+
+// Event is something a store noticed about its nodes. Stores deliver
+// events through the one callback in their Config (OnEvent, nil = off);
+// the middleware's observer turns them into metrics and log lines. An
+// Event never carries a session id or key.
+type Event struct {
+	Kind EventKind
+	// Node names the node (its address), empty when not about one node.
+	Node string
+	// Detail says more in a few words, for logs; may be empty.
+	Detail string
+	// Err is the error that caused the event, if any.
+	Err error
+}
+
+// EventFunc receives store events. It is called synchronously from the
+// store's goroutines and must not block; a nil EventFunc is off.
+type EventFunc func(Event)
+
+// Emit calls f with e when f is not nil.
+func (f EventFunc) Emit(e Event) {
+	if f != nil {
+		f(e)
+	}
+}
