@@ -115,13 +115,35 @@ type RouteStats struct {
 	SingleMs     float64 `json:"single_ms,omitempty"`
 }
 
-// Event is a fault injected during the run.
+// Event is a fault injected during the run (or one that was configured
+// but never reached).
 type Event struct {
 	// AtMs is the time since the workload started.
 	AtMs float64 `json:"at_ms"`
-	// What happened.
+	// Kind is the fault's kind, one of the Fault* constants; reports
+	// colour and label markers by it.
+	Kind string `json:"kind"`
+	// Target names what the fault hit ("memcached node 1", "app 2"),
+	// empty when it hit no single thing.
+	Target string `json:"target,omitempty"`
+	// DurationMs is how long the fault lasted, for faults with a duration
+	// (pauses, partitions); 0 for instant ones.
+	DurationMs float64 `json:"duration_ms,omitempty"`
+	// Missed is set when the fault was configured but the workload ended
+	// before its moment came: nothing was injected.
+	Missed bool `json:"missed,omitempty"`
+	// What happened, in words.
 	What string `json:"what"`
 }
+
+// The kinds of faults the harness injects (Event.Kind).
+const (
+	FaultKillNode    = "kill_node"
+	FaultRestartNode = "restart_node"
+	FaultFlush       = "flush"
+	FaultCrashHolder = "crash_holder"
+	FaultError       = "fault_error" // injecting a fault failed
+)
 
 // Violations returns the names of the invariants the run violated.
 func (r *Result) Violations() []string {

@@ -206,11 +206,21 @@ func (r *runner) startServers(ctx context.Context) error {
 	return nil
 }
 
-// event records a fault at the current moment of the run.
-func (r *runner) event(format string, args ...any) {
+// event records a fault of kind on target at the current moment of the
+// run.
+func (r *runner) event(kind, target string, format string, args ...any) {
+	r.record(Event{Kind: kind, Target: target, What: fmt.Sprintf(format, args...)})
+}
+
+// record adds e to the run's events, at the current moment unless e.AtMs
+// is set.
+func (r *runner) record(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, Event{AtMs: ms(int64(time.Since(r.start))), What: fmt.Sprintf(format, args...)})
+	if e.AtMs == 0 {
+		e.AtMs = ms(int64(time.Since(r.start)))
+	}
+	r.events = append(r.events, e)
 }
 
 // reached reports whether the moment a has come.
@@ -230,36 +240,37 @@ func (r *runner) injectFaults(ctx context.Context) {
 	cfg := r.cfg
 	type fault struct {
 		at   At
+		kind string
 		name string
 		do   func(context.Context)
 	}
 	var pending []fault
 	if !cfg.KillNode.IsZero() {
-		pending = append(pending, fault{cfg.KillNode, "kill memcached node", func(context.Context) {
+		pending = append(pending, fault{cfg.KillNode, FaultKillNode, "kill memcached node", func(context.Context) {
 			n := r.be.nodes[cfg.FaultNode]
 			n.Kill()
-			r.event("killed memcached node %d (%s)", cfg.FaultNode, n.Addr())
+			r.event(FaultKillNode, nodeName(cfg.FaultNode), "killed memcached node %d (%s)", cfg.FaultNode, n.Addr())
 		}})
 	}
 	if !cfg.RestartNode.IsZero() {
-		pending = append(pending, fault{cfg.RestartNode, "restart memcached node", func(ctx context.Context) {
+		pending = append(pending, fault{cfg.RestartNode, FaultRestartNode, "restart memcached node", func(ctx context.Context) {
 			n := r.be.nodes[cfg.FaultNode]
 			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
-				r.event("restarting memcached node %d failed: %v", cfg.FaultNode, err)
+				r.event(FaultError, nodeName(cfg.FaultNode), "restarting memcached node %d failed: %v", cfg.FaultNode, err)
 				return
 			}
-			r.event("restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
+			r.event(FaultRestartNode, nodeName(cfg.FaultNode), "restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
 		}})
 	}
 	if !cfg.Flush.IsZero() {
-		pending = append(pending, fault{cfg.Flush, "flush memcached", func(ctx context.Context) {
+		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush memcached", func(ctx context.Context) {
 			for i, n := range r.be.nodes {
 				if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
-					r.event("flushing memcached node %d failed: %v", i, err)
+					r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
 					return
 				}
 			}
-			r.event("flushed all %d memcached nodes", len(r.be.nodes))
+			r.event(FaultFlush, "every memcached node", "flushed all %d memcached nodes", len(r.be.nodes))
 		}})
 	}
 	if cfg.CrashHolder {
@@ -267,7 +278,7 @@ func (r *runner) injectFaults(ctx context.Context) {
 		if cfg.Requests < 0 {
 			at = At{After: cfg.Duration / 2}
 		}
-		pending = append(pending, fault{at, "crash a lock holder", r.crashHolder})
+		pending = append(pending, fault{at, FaultCrashHolder, "crash a lock holder", r.crashHolder})
 	}
 	if len(pending) == 0 {
 		return
@@ -278,7 +289,7 @@ func (r *runner) injectFaults(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			for _, f := range pending {
-				r.event("%s at %s: not reached, the workload ended first", f.name, f.at)
+				r.record(Event{Kind: f.kind, Missed: true, What: fmt.Sprintf("%s at %s: not reached, the workload ended first", f.name, f.at)})
 			}
 			return
 		case <-tick.C:
@@ -294,6 +305,9 @@ func (r *runner) injectFaults(ctx context.Context) {
 		pending = rest
 	}
 }
+
+// nodeName names memcached node i in events.
+func nodeName(i int) string { return fmt.Sprintf("memcached node %d", i) }
 
 // crashHolder makes the last app process hold the locks of a few
 // sessions, kills it, and lets the others take over.
@@ -343,7 +357,7 @@ func (r *runner) crashHolder(ctx context.Context) {
 	r.mu.Lock()
 	r.crash = &crash{At: at.UnixNano(), Proc: victimIdx, SIDs: append([]string(nil), held...)}
 	r.mu.Unlock()
-	r.event("killed app process %d holding the locks of %d session(s)", victimIdx, len(held))
+	r.event(FaultCrashHolder, fmt.Sprintf("app %d", victimIdx), "killed app process %d holding the locks of %d session(s)", victimIdx, len(held))
 	holds.Wait()
 	// Each crashed holder's session is then wanted by a new request, which
 	// must take it over after one lease.
