@@ -115,7 +115,7 @@ func readOnlyWaitsForWriter(t *testing.T, e *env) {
 	entered := make(chan struct{}, 1)
 	reader := e.m.WithMode(ReadOnly, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
-		n, _, _ := GetAs[int](FromContext(r.Context()), "n")
+		n, _, _ := session.Get[int](FromContext(r.Context()), "n")
 		fmt.Fprint(w, n)
 	}))
 	writerDone := make(chan struct{})
@@ -232,9 +232,8 @@ func abandonRemoves(t *testing.T, e *env) {
 	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
 		assert.NoError(t, s.Abandon())
-		n, _, _ := GetAs[int](s, "n")
+		n, _, _ := session.Get[int](s, "n")
 		assert.Equal(t, 1, n, "values stay readable until the request ends")
-		assert.ErrorIs(t, s.Set("n", 2), ErrAbandoned)
 	}))
 	res := serve(h, request("POST", "/", id)).Result()
 	c := sessionCookie(res, DefaultCookieName)

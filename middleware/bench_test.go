@@ -3,6 +3,8 @@ package middleware
 import (
 	"net/http"
 	"testing"
+
+	"github.com/sessionlock/sessionlock/session"
 )
 
 // BenchmarkRequest measures one request through the middleware on the
@@ -30,7 +32,7 @@ func BenchmarkRequest(b *testing.B) {
 				if s == nil || s.ReadOnly() {
 					return
 				}
-				n, _, _ := GetAs[int](s, "n")
+				n, _, _ := session.Get[int](s, "n")
 				_ = s.Set("n", n+1)
 				_, _ = w.Write([]byte(`{"ok":true}`))
 			}))

@@ -136,7 +136,7 @@ func TestReleaseFailureKeepsReadResponse(t *testing.T) {
 	id := e.create(map[string]any{"n": 1}, 0)
 	f.armed.Store(true)
 	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _, _ := GetAs[int](FromContext(r.Context()), "n")
+		n, _, _ := session.Get[int](FromContext(r.Context()), "n")
 		fmt.Fprint(w, n)
 	})), request("GET", "/", id))
 	require.Positive(t, f.failed.Load(), "the release was not refused; the test proves nothing")
@@ -153,7 +153,7 @@ func TestCommitFailureAfterExplicitCommit(t *testing.T) {
 		return e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := FromContext(r.Context())
 			assert.NoError(t, s.Set("n", 2))
-			commitErr = s.Commit()
+			commitErr = s.Commit(r.Context())
 			w.WriteHeader(status) // 200: ignores the error; 503: answers it
 			fmt.Fprint(w, "handler")
 		}))

@@ -122,7 +122,7 @@ func TestCookieless(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
-		n, _, _ := GetAs[int](s, "n")
+		n, _, _ := session.Get[int](s, "n")
 		assert.NoError(t, s.Set("n", n+1))
 		fmt.Fprintf(w, "%d <a href=%q>next</a>", n+1, Link(r, "/page?x=1"))
 	})

@@ -15,7 +15,7 @@
 //	mux := http.NewServeMux()
 //	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) {
 //		s := middleware.FromContext(r.Context())
-//		n, _, _ := middleware.GetAs[int](s, "items")
+//		n, _, _ := session.Get[int](s, "items")
 //		_ = s.Set("items", n+1)
 //	})
 //	mux.Handle("GET /events", mgr.WithMode(middleware.LockFree, events))

@@ -271,7 +271,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // new value.
 func incr(w http.ResponseWriter, r *http.Request) {
 	s := FromContext(r.Context())
-	n, _, err := GetAs[int](s, "n")
+	n, _, err := session.Get[int](s, "n")
 	if err == nil {
 		err = s.Set("n", n+1)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/session"
 )
 
 // client returns an HTTP client with a cookie jar.
@@ -42,7 +44,7 @@ func modeAndCount(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "off")
 		return
 	}
-	n, _, _ := GetAs[int](s, "n")
+	n, _, _ := session.Get[int](s, "n")
 	if !s.ReadOnly() {
 		n++
 		if err := s.Set("n", n); err != nil {

@@ -22,8 +22,6 @@ var (
 	// response began to stream, or the request ended); it can still be
 	// read but no longer changed.
 	ErrCommitted = errors.New("middleware: session already committed")
-	// ErrAbandoned: the session was abandoned in this request.
-	ErrAbandoned = errors.New("middleware: session abandoned")
 	// ErrHeadersSent: a new session id had to be sent in a cookie, but the
 	// response headers had already gone out. It happens only when the
 	// response is not buffered (Config.Unbuffered): touch the session
@@ -68,11 +66,14 @@ type Session struct {
 	lockID      uint64
 	lease       *provider.Lease
 	acquired    time.Time
-	abandoned   bool
+	abandoned   bool // the stored session (storedID) is removed at the end
+	restarted   bool // a change after Abandon started a new session in data
 	regenerated bool
 	done        bool
-	lost        error // why the request's changes were not stored, or nil
-	told        bool  // lost was returned to the handler by Commit
+	ending      chan struct{}     // closed when finish has stored (or failed)
+	pops        map[string][]byte // ReadOnly: keys popped, with the bytes read
+	lost        error             // why the request's changes were not stored, or nil
+	told        bool              // lost was returned to the handler by Commit
 }
 
 // ID returns the session id, or "" for a new session that nothing has been
@@ -121,18 +122,6 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 	return s.data.Values.Get(key, dst)
 }
 
-// GetAs returns the value stored under key decoded as a T, and whether key
-// was present. An absent key returns T's zero value, false and nil.
-func GetAs[T any](s *Session, key string) (T, bool, error) {
-	if s == nil {
-		var zero T
-		return zero, false, ErrNoSession
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return session.Get[T](s.data.Values, key)
-}
-
 // Has reports whether key has a value.
 func (s *Session) Has(key string) bool {
 	if s == nil {
@@ -165,9 +154,9 @@ func (s *Session) Len() int {
 
 // Set stores value under key, encoded at once with the provider's codec;
 // the session is committed when the request ends. A new session gets its
-// id (and its cookie) now. Errors: ErrReadOnly, ErrAbandoned,
-// ErrCommitted, ErrHeadersSent, session.ErrInvalidKey, codec errors; on
-// error nothing changed.
+// id (and its cookie) now; so does a Set after Abandon (see Abandon).
+// Errors: ErrReadOnly, ErrCommitted, ErrHeadersSent,
+// session.ErrInvalidKey, codec errors; on error nothing changed.
 func (s *Session) Set(key string, value any) error {
 	return s.change(func() error {
 		if s.id == "" {
@@ -175,6 +164,7 @@ func (s *Session) Set(key string, value any) error {
 			if err := session.NewValues(s.data.Values.Codec()).Set(key, value); err != nil {
 				return err
 			}
+			s.startOver()
 			if err := s.assignID(); err != nil {
 				return err
 			}
@@ -187,6 +177,7 @@ func (s *Session) Set(key string, value any) error {
 // id yet creates nothing.
 func (s *Session) Delete(key string) error {
 	return s.change(func() error {
+		s.startOver()
 		if s.id == "" {
 			return nil // nothing stored, nothing to delete
 		}
@@ -199,6 +190,7 @@ func (s *Session) Delete(key string) error {
 // lives on).
 func (s *Session) Clear() error {
 	return s.change(func() error {
+		s.startOver()
 		if s.id == "" {
 			return nil
 		}
@@ -227,6 +219,7 @@ func (s *Session) SetTimeout(d time.Duration) error {
 		if err := session.CheckTimeout(d); err != nil {
 			return err
 		}
+		s.startOver()
 		if d == s.data.Timeout() {
 			return nil
 		}
@@ -241,8 +234,19 @@ func (s *Session) SetTimeout(d time.Duration) error {
 
 // Abandon removes the session (ASP.NET's Session.Abandon) when the request
 // ends, and tells the browser to drop its cookie if the headers have not
-// gone out. Its values stay readable until then; changes fail with
-// ErrAbandoned. The next request starts a new session.
+// gone out. Its values stay readable until the next change; the next
+// request starts a new session.
+//
+// A change after Abandon in the same request (Set, SetTimeout, Delete,
+// Clear, Pop) starts that new session at once: it begins empty, with the
+// default timeout, and like any new session gets an id and a cookie on its
+// first Set. So "sign out and say so" is two calls:
+//
+//	s.Abandon()
+//	s.Set("flash", "You have been signed out.")
+//
+// When the request ends the old session is removed and the new one
+// stored. Abandon again drops the new session too.
 func (s *Session) Abandon() error {
 	if s == nil {
 		return ErrNoSession
@@ -254,10 +258,10 @@ func (s *Session) Abandon() error {
 		return ErrReadOnly
 	case s.done:
 		return ErrCommitted
-	case s.abandoned:
+	case s.abandoned && s.id == "":
 		return nil
 	}
-	s.abandoned = true
+	s.abandoned, s.restarted = true, false
 	if !s.m.cfg.Cookieless && (s.cookieIn || s.id != "") && !s.w.headersSent() {
 		setCookie(s.w.Header(), s.m.cookie(s.secureReq, "", -1))
 	}
@@ -265,11 +269,20 @@ func (s *Session) Abandon() error {
 	return nil
 }
 
+// startOver replaces an abandoned session's data, once, by a new empty
+// session's: the first change after Abandon starts the new session.
+func (s *Session) startOver() {
+	if s.abandoned && !s.restarted {
+		s.data = s.m.p.CreateNewStoreData(0)
+		s.restarted = true
+	}
+}
+
 // RegenerateID gives the session a new id and, when the request ends,
 // stores it under the new id and removes the record under the old one
 // (session fixation protection: call it when the user signs in). The new
 // cookie is sent now. On a new session with no id yet it does nothing.
-// Errors: ErrReadOnly, ErrAbandoned, ErrCommitted, ErrHeadersSent.
+// Errors: ErrReadOnly, ErrCommitted, ErrHeadersSent.
 func (s *Session) RegenerateID() error {
 	return s.change(func() error {
 		if s.id == "" {
@@ -278,7 +291,7 @@ func (s *Session) RegenerateID() error {
 		if err := s.assignID(); err != nil {
 			return err
 		}
-		s.regenerated = s.storedID != ""
+		s.regenerated = s.storedID != "" && !s.abandoned
 		return nil
 	})
 }
@@ -287,17 +300,73 @@ func (s *Session) RegenerateID() error {
 // the handler returns: long-polling and streaming handlers call it before
 // they start waiting, so other requests of the session are not held up.
 // Afterwards the session stays readable and changes fail with
-// ErrCommitted. Calling it again returns nil.
+// ErrCommitted. Calling it again returns nil, once the first call is done.
+//
+// ctx bounds the store operations, together with Config.CommitTimeout; its
+// values reach the store. A ctx that is cancelled while the commit runs
+// (r.Context() when the client disconnects) may leave the changes not
+// stored or their outcome unknown: pass context.WithoutCancel(r.Context())
+// to commit whatever the client does, as the middleware itself does when
+// the handler returns.
+//
+// The session is not locked while the store works: other goroutines of
+// the handler can read it meanwhile.
 //
 // When the response is buffered (the default), it stays buffered after
 // Commit. If Commit fails to store the changes, the handler may answer
 // the error itself with a status of 400 or above; a success status is
 // replaced by the ErrorHandler's answer (see ErrNotStored).
-func (s *Session) Commit() error {
+func (s *Session) Commit(ctx context.Context) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	return s.finish(s.ctx, true)
+	if ctx == nil {
+		ctx = context.WithoutCancel(s.ctx)
+	}
+	return s.finish(ctx, true)
+}
+
+// Pop decodes the value stored under key into dst, a non-nil pointer, and
+// deletes key: a flash message, shown once. It reports whether key was
+// present; session.Pop[T](s, key) is its typed form.
+//
+// On Exclusive and LockFree routes the deletion is a change like Delete,
+// stored when the request ends (on a LockFree route it is a lock-free
+// write: the last writer of the key wins).
+//
+// On a ReadOnly route, where every other change is refused, Pop deletes
+// too: the key is gone for the rest of the request, and when the request
+// ends it is deleted from the stored session without the lock, and only if
+// it still holds the value this request read (provider.DeleteValuesIf), so
+// a message set meanwhile by another request is never lost. Two read-only
+// requests that pop the same message at the same moment may both show it;
+// a failed deletion is logged and the message shows again on a later
+// request. Nothing else of the session is written.
+//
+// Errors: ErrCommitted, session.ErrInvalidKey, the codec's error (then key
+// is not deleted).
+func (s *Session) Pop(key string, dst any) (bool, error) {
+	if s == nil {
+		return false, ErrNoSession
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false, ErrCommitted
+	}
+	if s.mode != ReadOnly {
+		s.startOver()
+		return s.data.Values.Pop(key, dst)
+	}
+	b, _ := s.data.Values.Encoded(key)
+	ok, err := s.data.Values.Pop(key, dst)
+	if ok && err == nil && s.storedID != "" {
+		if s.pops == nil {
+			s.pops = make(map[string][]byte)
+		}
+		s.pops[key] = b
+	}
+	return ok, err
 }
 
 // URL returns path (an absolute path such as "/cart?x=1") as a link for
@@ -336,8 +405,6 @@ func (s *Session) writable() error {
 		return ErrReadOnly
 	case s.done:
 		return ErrCommitted
-	case s.abandoned:
-		return ErrAbandoned
 	}
 	return nil
 }
@@ -360,65 +427,120 @@ func (s *Session) assignID() error {
 
 // finish ends the session's part in the request, once: it stops the lease
 // and then removes, stores or only releases the session, whichever the
-// handler asked for. It uses a context that the client's disconnect does
-// not cancel, bounded by Config.CommitTimeout. A failure to store or
-// remove is kept for notStored; told says the caller is the handler
-// (Commit), which gets the error.
+// handler asked for. Unless told (the handler's Commit, which passes its
+// own context), it uses a context that the client's disconnect does not
+// cancel; either way bounded by Config.CommitTimeout. A failure to store
+// or remove is kept for notStored; told says the caller is the handler,
+// which gets the error.
+//
+// s.mu is not held while the lease stops and the store works: once done
+// is set nothing changes the session's state but finish itself, and the
+// store only reads data, so readers go on meanwhile. A second caller waits
+// for the first to end, so that notStored sees its outcome.
 func (s *Session) finish(ctx context.Context, told bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.done {
+		ending := s.ending
+		s.mu.Unlock()
+		if ending != nil {
+			<-ending
+		}
 		return nil
 	}
 	s.done = true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
-	defer cancel()
-	s.stopLease()
+	ending := make(chan struct{})
+	defer close(ending)
+	s.ending = ending
+	lease := s.lease
+	s.lease = nil
+	end := endPlan{
+		abandoned: s.abandoned, regenerated: s.regenerated,
+		id: s.id, storedID: s.storedID, lockID: s.lockID,
+		data: s.data, dirty: s.data.Dirty(), pops: s.pops,
+	}
+	s.mu.Unlock()
 
-	changed := true
-	var err error
-	switch {
-	case s.abandoned:
-		if s.storedID != "" {
-			err = s.prov.RemoveItem(ctx, s.storedID, s.lockID)
-		}
-	case s.storedID == "":
-		if s.id != "" {
-			err = s.prov.SetAndReleaseItemExclusive(ctx, s.id, s.data, 0, true)
-		} else {
-			changed = false
-		}
-	case s.regenerated:
-		err = s.prov.SetAndReleaseItemExclusive(ctx, s.id, s.data, 0, true)
-		if err != nil {
-			// The changes are lost; the old record keeps the old values.
-			if rerr := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); rerr != nil {
-				s.m.opError(ctx, "releasing the session after its new id failed", s.storedID, rerr)
-			}
-			break
-		}
-		err = s.prov.RemoveItem(ctx, s.storedID, s.lockID)
-	case s.data.Dirty():
-		err = s.prov.SetAndReleaseItemExclusive(ctx, s.storedID, s.data, s.lockID, false)
-	default:
-		changed = false
-		err = s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID)
+	if !told {
+		ctx = context.WithoutCancel(ctx)
 	}
-	if err == nil {
-		s.data.MarkClean()
-	}
+	ctx, cancel := context.WithTimeout(ctx, s.m.commitTimeout)
+	defer cancel()
+	s.stopLease(lease)
+	changed, err := s.store(ctx, end)
 	s.heldFor()
 	if s.route != "" {
 		s.m.auto.record(s.route, changed)
 	}
 	if err != nil {
-		s.m.opError(ctx, "ending the request's session", s.storedID, err)
-		if changed {
-			// A release that failed lost nothing: the handler only read.
-			s.lost, s.told = err, told
-		}
+		s.m.opError(ctx, "ending the request's session", end.storedID, err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.data.MarkClean()
+	}
+	if err != nil && changed {
+		// A release that failed lost nothing: the handler only read.
+		s.lost, s.told = err, told
 	}
 	return err
+}
+
+// endPlan is what finish must do, taken from the session under s.mu.
+type endPlan struct {
+	abandoned, regenerated bool
+	id, storedID           string
+	lockID                 uint64
+	data                   *session.Data
+	dirty                  bool
+	pops                   map[string][]byte
+}
+
+// store makes the store operations that end the request: remove, store,
+// release, or (read-only) delete popped values. changed reports whether
+// the request changed the session, so that a failure lost something.
+func (s *Session) store(ctx context.Context, e endPlan) (changed bool, err error) {
+	switch {
+	case s.mode == ReadOnly:
+		if len(e.pops) > 0 {
+			if _, err := s.m.lf.DeleteValuesIf(ctx, e.storedID, e.pops); err != nil && !errors.Is(err, provider.ErrNotFound) {
+				// Logged and counted; the message shows again later.
+				s.m.opError(ctx, "deleting popped values of a read-only request", e.storedID, err)
+			}
+		}
+		return false, nil
+	case e.abandoned:
+		if e.storedID != "" {
+			err = s.prov.RemoveItem(ctx, e.storedID, e.lockID)
+		}
+		if e.id != "" {
+			// A change after Abandon started a new session.
+			if ierr := s.prov.SetAndReleaseItemExclusive(ctx, e.id, e.data, 0, true); err == nil {
+				err = ierr
+			}
+		}
+		return true, err
+	case e.storedID == "":
+		if e.id == "" {
+			return false, nil
+		}
+		return true, s.prov.SetAndReleaseItemExclusive(ctx, e.id, e.data, 0, true)
+	case e.regenerated:
+		err = s.prov.SetAndReleaseItemExclusive(ctx, e.id, e.data, 0, true)
+		if err != nil {
+			// The changes are lost; the old record keeps the old values.
+			if rerr := s.prov.ReleaseItemExclusive(ctx, e.storedID, e.lockID); rerr != nil {
+				s.m.opError(ctx, "releasing the session after its new id failed", e.storedID, rerr)
+			}
+			return true, err
+		}
+		return true, s.prov.RemoveItem(ctx, e.storedID, e.lockID)
+	case e.dirty:
+		return true, s.prov.SetAndReleaseItemExclusive(ctx, e.storedID, e.data, e.lockID, false)
+	default:
+		return false, s.prov.ReleaseItemExclusive(ctx, e.storedID, e.lockID)
+	}
 }
 
 // notStored returns why the request's response must not be sent: its
@@ -436,17 +558,25 @@ func (s *Session) notStored(status int) error {
 }
 
 // abort ends the session's part in a request whose handler did not
-// return (it panicked): the lock is released and nothing is stored.
+// return (it panicked): the lock is released and nothing is stored. As in
+// finish, s.mu is not held while the store works.
 func (s *Session) abort(ctx context.Context) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.done {
+		s.mu.Unlock()
 		return
 	}
 	s.done = true
+	ending := make(chan struct{})
+	defer close(ending)
+	s.ending = ending
+	lease := s.lease
+	s.lease = nil
+	s.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
 	defer cancel()
-	s.stopLease()
+	s.stopLease(lease)
 	if s.lockID != 0 {
 		if err := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); err != nil {
 			s.m.opError(ctx, "releasing the session of a handler that did not return", s.storedID, err)
@@ -455,14 +585,16 @@ func (s *Session) abort(ctx context.Context) {
 	s.heldFor()
 }
 
-func (s *Session) stopLease() {
-	if s.lease != nil {
-		s.lease.Stop()
-		s.m.metrics.renewals(s.lease.Renewals())
-		s.lease = nil
+// stopLease stops the renewal of the lock's lease, if there is one.
+func (s *Session) stopLease(lease *provider.Lease) {
+	if lease != nil {
+		lease.Stop()
+		s.m.metrics.renewals(lease.Renewals())
 	}
 }
 
+// heldFor records how long the lock was held. lockID and acquired are set
+// before the handler runs and never change afterwards.
 func (s *Session) heldFor() {
 	if s.lockID != 0 {
 		s.m.metrics.held(time.Since(s.acquired))

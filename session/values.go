@@ -113,18 +113,6 @@ func (v *Values) Get(key string, dst any) (bool, error) {
 	return true, nil
 }
 
-// Get returns the value stored under key decoded as a T, and whether key was
-// present. An absent key returns T's zero value, false and a nil error.
-func Get[T any](v *Values, key string) (T, bool, error) {
-	var t T
-	ok, err := v.Get(key, &t)
-	if err != nil {
-		var zero T
-		return zero, ok, err
-	}
-	return t, ok, nil
-}
-
 // Value returns the value stored under key decoded into an untyped
 // interface, and whether key was present. What type it has depends on the
 // codec (see JSONCodec); use Get for a typed read.

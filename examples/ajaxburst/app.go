@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/middleware"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
 
@@ -115,7 +116,7 @@ func (a *app) exclusive(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	n, _, err := middleware.GetAs[int](s, "counter")
+	n, _, err := session.Get[int](s, "counter")
 	if err != nil {
 		fail(w, err)
 		return
@@ -131,7 +132,7 @@ func (a *app) exclusive(w http.ResponseWriter, r *http.Request) {
 // readOnly reads the counter; its attempt to write is refused.
 func (a *app) readOnly(w http.ResponseWriter, r *http.Request) {
 	s := middleware.FromContext(r.Context())
-	n, _, err := middleware.GetAs[int](s, "counter")
+	n, _, err := session.Get[int](s, "counter")
 	if err != nil {
 		fail(w, err)
 		return
@@ -154,7 +155,7 @@ func (a *app) lockFree(w http.ResponseWriter, r *http.Request) {
 // summary reports the session's state after the burst.
 func (a *app) summary(w http.ResponseWriter, r *http.Request) {
 	s := middleware.FromContext(r.Context())
-	n, _, err := middleware.GetAs[int](s, "counter")
+	n, _, err := session.Get[int](s, "counter")
 	if err != nil {
 		fail(w, err)
 		return
