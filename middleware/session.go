@@ -467,6 +467,14 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 	defer cancel()
 	s.stopLease(lease)
 	changed, err := s.store(ctx, end)
+	if err != nil && told && end.lockID != 0 && ctx.Err() != nil {
+		// The handler's context ended the commit: do not leave the
+		// session locked for a lease. (If the write landed after all, the
+		// lock is no longer ours and this changes nothing.)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
+		_ = s.prov.ReleaseItemExclusive(rctx, end.storedID, end.lockID)
+		rcancel()
+	}
 	s.heldFor()
 	if s.route != "" {
 		s.m.auto.record(s.route, changed)
