@@ -39,6 +39,11 @@ type CookieConfig struct {
 	// Partitioned adds the Partitioned attribute (CHIPS): in a third-party
 	// context the browser keeps a separate cookie per top-level site.
 	Partitioned bool
+	// Persistent makes every session's cookie persistent ("remember me"
+	// for everyone): it survives a browser restart. Session.RememberMe
+	// decides per session instead. See Session.RememberMe for the cookie's
+	// Max-Age and when it is sent.
+	Persistent bool
 }
 
 // withDefaults fills in the defaults and checks the settings.

@@ -254,6 +254,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.data == nil {
 		s.data = m.p.CreateNewStoreData(0)
 	}
+	s.resendPersistentCookie() // remember-me: the cookie's life slides with the session's
 	if s.lockID != 0 {
 		s.lease = s.prov.KeepLease(r.Context(), s.storedID, s.lockID)
 	}

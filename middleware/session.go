@@ -228,7 +228,11 @@ func (s *Session) SetTimeout(d time.Duration) error {
 				return err
 			}
 		}
-		return s.data.SetTimeout(d)
+		if err := s.data.SetTimeout(d); err != nil {
+			return err
+		}
+		s.resendPersistentCookie() // its Max-Age follows the timeout
+		return nil
 	})
 }
 
@@ -420,7 +424,7 @@ func (s *Session) assignID() error {
 	}
 	s.id = id
 	if !s.m.cfg.Cookieless {
-		setCookie(s.w.Header(), s.m.cookie(s.secureReq, id, 0))
+		setCookie(s.w.Header(), s.m.cookie(s.secureReq, id, s.cookieMaxAge()))
 	}
 	return nil
 }

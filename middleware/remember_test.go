@@ -1,0 +1,93 @@
+package middleware
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cookieAfter serves one request through h and returns the session
+// cookie it set, or nil.
+func cookieAfter(t *testing.T, h http.Handler, method, id string) *http.Cookie {
+	t.Helper()
+	res := serve(h, request(method, "/", id)).Result()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.LessOrEqual(t, len(res.Header.Values("Set-Cookie")), 1)
+	return sessionCookie(res, DefaultCookieName)
+}
+
+// TestPersistentCookieFollowsTheTimeout: with CookieConfig.Persistent the
+// cookie's Max-Age is the session's timeout, sent again on every request
+// that loads the session (which slides its expiry), and it follows
+// SetTimeout. Off routes, which do not touch the store, send nothing.
+func TestPersistentCookieFollowsTheTimeout(t *testing.T) {
+	e := newEnv(t, envOptions{config: Config{Cookie: CookieConfig{Persistent: true}}})
+	write := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, FromContext(r.Context()).Set("n", 1))
+	}))
+	c := cookieAfter(t, write, "POST", "")
+	require.NotNil(t, c)
+	require.Equal(t, 20*60, c.MaxAge, "a new session's cookie lives one default timeout")
+	id := c.Value
+
+	for _, mode := range []Mode{ReadOnly, Exclusive, LockFree} {
+		c = cookieAfter(t, e.m.WithMode(mode, http.HandlerFunc(echoMode)), "GET", id)
+		require.NotNil(t, c, "%v: the cookie is sent again", mode)
+		require.Equal(t, id, c.Value)
+		require.Equal(t, 20*60, c.MaxAge, mode)
+	}
+	require.Nil(t, cookieAfter(t, e.m.WithMode(Off, http.HandlerFunc(echoMode)), "GET", id))
+
+	shorten := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, FromContext(r.Context()).SetTimeout(5*time.Minute))
+	}))
+	c = cookieAfter(t, shorten, "POST", id)
+	require.NotNil(t, c)
+	require.Equal(t, 5*60, c.MaxAge, "Max-Age follows SetTimeout")
+	c = cookieAfter(t, e.m.WithMode(ReadOnly, http.HandlerFunc(echoMode)), "GET", id)
+	require.Equal(t, 5*60, c.MaxAge, "and the stored timeout afterwards")
+}
+
+// TestRememberMe: by default the cookie has no Max-Age and is sent only
+// when the id changes; RememberMe(true) makes it persistent for that
+// session from then on, RememberMe(false) a browser-session cookie again.
+func TestRememberMe(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	remember := func(on bool) http.Handler {
+		return e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			assert.NoError(t, FromContext(r.Context()).RememberMe(on))
+		}))
+	}
+	read := e.m.WithMode(ReadOnly, http.HandlerFunc(echoMode))
+
+	id := e.create(map[string]any{"user": "ann"}, 0)
+	require.Nil(t, cookieAfter(t, read, "GET", id), "a browser-session cookie is not sent again")
+
+	c := cookieAfter(t, remember(true), "POST", id)
+	require.NotNil(t, c)
+	require.Equal(t, id, c.Value)
+	require.Equal(t, 20*60, c.MaxAge)
+	c = cookieAfter(t, read, "GET", id)
+	require.NotNil(t, c, "a remembered session's cookie is refreshed")
+	require.Equal(t, 20*60, c.MaxAge)
+
+	c = cookieAfter(t, remember(false), "POST", id)
+	require.NotNil(t, c)
+	require.Zero(t, c.MaxAge, "no Max-Age: the cookie ends with the browser")
+	require.Nil(t, cookieAfter(t, read, "GET", id))
+
+	// On a new session RememberMe gives it its id.
+	c = cookieAfter(t, remember(true), "POST", "")
+	require.NotNil(t, c)
+	require.NotEmpty(t, c.Value)
+	require.Equal(t, 20*60, c.MaxAge)
+
+	// Read-only routes refuse it, like every change.
+	c = cookieAfter(t, e.m.WithMode(ReadOnly, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.ErrorIs(t, FromContext(r.Context()).RememberMe(true), ErrReadOnly)
+	})), "GET", id)
+	require.Nil(t, c)
+}
