@@ -159,7 +159,10 @@
 // happen before the response headers go out (else ErrHeadersSent).
 //
 // Abandon removes the session at the end of the request and deletes the
-// cookie. RegenerateID moves the session to a new id, sending the new
+// cookie; a Set after it in the same request starts a new session (sign
+// out, then leave a flash message). Pop reads a value and deletes it (a
+// flash message shown once), also on ReadOnly routes, where the deletion
+// is a lock-free conditional write (see Session.Pop). RegenerateID moves the session to a new id, sending the new
 // cookie at once and removing the old record at the end of the request:
 // call it when a user signs in, so that an id planted before sign-in
 // (session fixation) is worthless afterwards.
@@ -170,6 +173,9 @@
 // SameSite=Lax, Secure when the request came over TLS (set Secure behind a
 // TLS-terminating proxy), optionally Partitioned (CHIPS), and has no
 // expiry: the session's own timeout limits its life on the server.
+// Session.RememberMe (per session) or CookieConfig.Persistent (for all)
+// make it persistent, with the session's timeout as its Max-Age, sent
+// again on every request that slides the session's expiry.
 //
 // # Cookieless mode
 //
