@@ -1,0 +1,4 @@
+// Package readme holds the test that compiles every Go block of the
+// repository's README.md, so that the README's code cannot rot. It has no
+// code of its own.
+package readme
