@@ -18,9 +18,11 @@
 // decodes only that one, and untouched values are written back byte for byte.
 // Set encodes at once: codec errors surface at Set, and later changes to the
 // caller's object do not leak into the session. Read typed values with the
-// generic Get:
+// generic Get, which takes a *Values or a request's *middleware.Session
+// (any Getter); Pop reads and deletes (a flash message):
 //
 //	n, ok, err := session.Get[int](values, "visits")
+//	msg, ok, err := session.Pop[string](middleware.FromContext(ctx), "flash")
 //
 // The default codec is JSONCodec. Typed reads round-trip structs (exported
 // fields, nested), integers of every size, floats, strings, bools, time.Time
