@@ -19,6 +19,7 @@ import (
 	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/middleware"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
 )
 
 // Session keys the app server uses.
@@ -235,7 +236,7 @@ func (a *app) handler(route string) http.Handler {
 // serve does the route's work on session s.
 func (a *app) serve(r *http.Request, route string, s *middleware.Session) (reply, int, error) {
 	var rep reply
-	n, _, err := middleware.GetAs[int](s, keyCounter)
+	n, _, err := session.Get[int](s, keyCounter)
 	if err != nil {
 		return rep, 0, fmt.Errorf("read counter: %w", err)
 	}
@@ -263,7 +264,7 @@ func (a *app) serve(r *http.Request, route string, s *middleware.Session) (reply
 		}
 	case RouteAppend:
 		item := r.URL.Query().Get("item")
-		list, _, err := middleware.GetAs[[]string](s, keyList)
+		list, _, err := session.Get[[]string](s, keyList)
 		if err != nil {
 			return rep, 0, fmt.Errorf("read list: %w", err)
 		}
@@ -277,7 +278,7 @@ func (a *app) serve(r *http.Request, route string, s *middleware.Session) (reply
 			return rep, 0, err
 		}
 	case RouteRead:
-		list, _, err := middleware.GetAs[[]string](s, keyList)
+		list, _, err := session.Get[[]string](s, keyList)
 		if err != nil {
 			return rep, 0, fmt.Errorf("read list: %w", err)
 		}
