@@ -101,10 +101,16 @@ func TestCommitHonoursItsContext(t *testing.T) {
 
 // TestAbandonThenSetStartsANewSession: sign out and say so in two calls.
 func TestAbandonThenSetStartsANewSession(t *testing.T) {
+	for _, mode := range []Mode{Exclusive, LockFree} {
+		t.Run(mode.String(), func(t *testing.T) { abandonThenSet(t, mode) })
+	}
+}
+
+func abandonThenSet(t *testing.T, mode Mode) {
 	e := newEnv(t, envOptions{})
 	id := e.create(map[string]any{"user": "ann", "n": 1}, 3*time.Minute)
 	var during atomic.Value
-	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := e.m.WithMode(mode, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
 		require.NoError(t, s.Abandon())
 		user, _, _ := session.Get[string](s, "user")

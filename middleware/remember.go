@@ -62,7 +62,7 @@ func (s *Session) cookieMaxAge() int {
 // fresh Max-Age, when there is one to send and the headers have not gone
 // out. s.mu must be held, or the request not yet handed to the handler.
 func (s *Session) resendPersistentCookie() {
-	if s.m.cfg.Cookieless || s.id == "" || s.abandoned || s.w.headersSent() || !s.persistent() {
+	if s.m.cfg.Cookieless || s.id == "" || s.w.headersSent() || !s.persistent() {
 		return
 	}
 	setCookie(s.w.Header(), s.m.cookie(s.secureReq, s.id, s.cookieMaxAge()))

@@ -91,3 +91,20 @@ func TestRememberMe(t *testing.T) {
 	})), "GET", id)
 	require.Nil(t, c)
 }
+
+// TestRememberMeAfterAbandon: the new session started after Abandon gets
+// its own persistent cookie, and its Max-Age follows SetTimeout.
+func TestRememberMeAfterAbandon(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	id := e.create(map[string]any{"user": "ann"}, 0)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		require.NoError(t, s.Abandon())
+		require.NoError(t, s.RememberMe(true))
+		require.NoError(t, s.SetTimeout(time.Hour))
+	}))
+	c := cookieAfter(t, h, "POST", id)
+	require.NotNil(t, c)
+	require.NotEqual(t, id, c.Value)
+	require.Equal(t, 3600, c.MaxAge)
+}
