@@ -41,6 +41,9 @@ func (s *Session) RememberMe(on bool) error {
 // persistent reports whether the session's cookie is persistent: the
 // session's own choice (RememberMe), else CookieConfig.Persistent.
 func (s *Session) persistent() bool {
+	if !s.data.Values.Has(RememberKey) { // no decoding (and no allocation) on most requests
+		return s.m.cookieCfg.Persistent
+	}
 	var on bool
 	if ok, err := s.data.Values.Get(RememberKey, &on); ok && err == nil {
 		return on

@@ -70,7 +70,7 @@ type Session struct {
 	restarted   bool // a change after Abandon started a new session in data
 	regenerated bool
 	done        bool
-	ending      chan struct{}     // closed when finish has stored (or failed)
+	ending      sync.WaitGroup    // counts the finish (or abort) under way
 	pops        map[string][]byte // ReadOnly: keys popped, with the bytes read
 	lost        error             // why the request's changes were not stored, or nil
 	told        bool              // lost was returned to the handler by Commit
@@ -444,17 +444,13 @@ func (s *Session) assignID() error {
 func (s *Session) finish(ctx context.Context, told bool) error {
 	s.mu.Lock()
 	if s.done {
-		ending := s.ending
 		s.mu.Unlock()
-		if ending != nil {
-			<-ending
-		}
+		s.ending.Wait()
 		return nil
 	}
 	s.done = true
-	ending := make(chan struct{})
-	defer close(ending)
-	s.ending = ending
+	s.ending.Add(1)
+	defer s.ending.Done()
 	lease := s.lease
 	s.lease = nil
 	end := endPlan{
@@ -579,9 +575,8 @@ func (s *Session) abort(ctx context.Context) {
 		return
 	}
 	s.done = true
-	ending := make(chan struct{})
-	defer close(ending)
-	s.ending = ending
+	s.ending.Add(1)
+	defer s.ending.Done()
 	lease := s.lease
 	s.lease = nil
 	s.mu.Unlock()
