@@ -83,21 +83,18 @@ func liveKV(t *testing.T) *gocbKV {
 }
 
 // liveStore returns a Store with cfg over the shared connection, closed
-// when t ends (closing it leaves the connection open).
+// when t ends (closing it leaves the connection open, as a store from
+// NewFromCollection does).
 func liveStore(t *testing.T, cfg Config) *Store {
 	t.Helper()
 	g := liveKV(t)
-	level, err := cfg.Durability.level()
+	cfg = cfg.withDefaults()
+	k, err := newGocbKV(nil, g.coll, cfg)
 	require.NoError(t, err)
-	s := newStore(keepOpen{&gocbKV{cluster: g.cluster, coll: g.coll, durability: level}}, cfg.withDefaults())
+	s := newStore(k, cfg)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
-
-// keepOpen is a kv whose close leaves the shared connection open.
-type keepOpen struct{ *gocbKV }
-
-func (keepOpen) close() error { return nil }
 
 // wrapped returns a Store sharing s's connection whose kv is wrap(s.kv),
 // to inject failures in front of the live cluster.
@@ -234,7 +231,7 @@ func TestLiveLockedDocumentFailsFast(t *testing.T) {
 	cas, err := s.Add(ctx, "locked", rec, time.Minute)
 	require.NoError(t, err)
 
-	coll := s.kv.(keepOpen).coll
+	coll := s.kv.(*gocbKV).coll
 	res, err := coll.GetAndLock(cfg.KeyPrefix+"locked", 15*time.Second, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = coll.Unlock(cfg.KeyPrefix+"locked", res.Cas(), nil) })
