@@ -40,7 +40,7 @@ type fakeDoc struct {
 
 type fault struct {
 	err     error
-	applied bool   // the server applied the operation before the error
+	applied bool   // the server processed the request (and applied it if it could) before the error
 	hook    func() // called when the fault fires, outside the lock
 }
 
@@ -103,6 +103,9 @@ func (f *fakeKV) run(op string, fn func() error) error {
 		return flt.err
 	}
 	if err := fn(); err != nil {
+		if flt != nil {
+			return flt.err // the server's answer was lost
+		}
 		return err
 	}
 	if flt != nil {
