@@ -115,7 +115,8 @@ type Config struct {
 	// Tracer and Meter receive gocb's request spans and operation metrics
 	// (gocb.ClusterOptions.Tracer and Meter), for example gocb's
 	// OpenTelemetry adapters. Default nil: gocb's no-op tracer and meter,
-	// not gocb's own defaults, which only write to gocb's logger. gocb's
+	// not gocb's own defaults, which only write to gocb's logger (and whose
+	// tracer races in GetAnyReplica, see the package documentation). gocb's
 	// logger is process-wide (gocb.SetLogger): setting it is the
 	// application's call, and the store never makes it. Ignored by
 	// NewFromCollection: the cluster has its own.

@@ -38,9 +38,13 @@
 // timeouts and retry strategy. New's cluster reports to the Tracer and
 // Meter of the Config (gocb's OpenTelemetry adapters, say); without them it
 // uses gocb's no-op tracer and meter rather than gocb's defaults, which only
-// write to gocb's logger (and whose threshold tracer raced in GetAnyReplica
-// in gocb v2.11.1). gocb's logger is process-wide (gocb.SetLogger): setting
-// it is the application's call, and the store never makes it.
+// write to gocb's logger. gocb's default threshold-logging tracer also has
+// a data race in GetAnyReplica (still in gocb v2.12.4: a replica read that
+// finds no replica before its deadline ends the same span from two
+// goroutines, thresholdLogSpan.End), which ReadFromReplica reaches; a
+// tracer passed in must tolerate that. gocb's logger is process-wide
+// (gocb.SetLogger): setting it is the application's call, and the store
+// never makes it.
 //
 // Settings (Config; zero values are the defaults):
 //

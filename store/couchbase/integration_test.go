@@ -397,7 +397,7 @@ func TestLiveReplicaRead(t *testing.T) {
 type activeDown struct{ kv }
 
 func (a *activeDown) get(context.Context, string) (doc, uint64, error) {
-	return doc{}, 0, &gocb.TimeoutError{InnerError: gocb.ErrUnambiguousTimeout}
+	return doc{}, 0, errActiveDown()
 }
 
 func TestLiveDurability(t *testing.T) {
