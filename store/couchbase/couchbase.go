@@ -103,16 +103,55 @@ type Config struct {
 	// TLSRootCAs verifies the cluster's certificate with "couchbases://".
 	// Default: the system roots.
 	TLSRootCAs *x509.CertPool
+	// WaitForAllNodes makes New wait until the data service of every node
+	// of the bucket answers (gocb's ClusterStateOnline). Default false: New
+	// returns as soon as one node's data service answers
+	// (ClusterStateDegraded), so an application server that restarts while
+	// a node is down, but not yet failed over, still starts; the sessions
+	// whose vBuckets that node holds fail with provider.ErrUnavailable until
+	// it returns or is failed over, the others work. Timeouts.Ready bounds
+	// the wait either way.
+	WaitForAllNodes bool
+	// Tracer and Meter receive gocb's request spans and operation metrics
+	// (gocb.ClusterOptions.Tracer and Meter), for example gocb's
+	// OpenTelemetry adapters. Default nil: gocb's no-op tracer and meter,
+	// not gocb's own defaults, which only write to gocb's logger (and whose
+	// tracer races in GetAnyReplica, see the package documentation). gocb's
+	// logger is process-wide (gocb.SetLogger): setting it is the
+	// application's call, and the store never makes it. Ignored by
+	// NewFromCollection: the cluster has its own.
+	Tracer gocb.RequestTracer
+	Meter  gocb.Meter
+	// OnEvent receives the store's events (nil = off): a
+	// provider.EventFallback for each Get served by a replica
+	// (ReadFromReplica) and for each header-only write (LayoutSubdoc)
+	// refused because the stored document is binary and written whole
+	// instead. On a collection that only this layout writes, header-only
+	// writes never fall back: a steady count means another writer or a
+	// broken sub-document path. It is called synchronously and must not
+	// block.
+	OnEvent provider.EventFunc
 }
 
-// Timeouts bound the store's requests. Zero values are the defaults.
+// Timeouts bound the store's requests. Zero values are the defaults. Every
+// request carries its timeout, so they hold on a collection passed to
+// NewFromCollection too, whatever its cluster's own timeouts.
 type Timeouts struct {
-	// Connect bounds connecting to the cluster in New, and how long New
-	// waits for the bucket's key-value service to be ready. Default 10 s.
+	// Connect bounds each connection to a node while New connects
+	// (gocb's ConnectTimeout). Default 10 s.
 	Connect time.Duration
-	// KV bounds one key-value request, retries included. Default 2.5 s.
+	// Ready bounds how long New and NewFromCollection wait for the
+	// bucket's key-value service (see Config.WaitForAllNodes). Default
+	// Connect.
+	Ready time.Duration
+	// KV bounds one key-value request without a durability level,
+	// retries included. Default 2.5 s.
 	KV time.Duration
-	// KVDurable bounds a write with a durability level. Default 10 s.
+	// KVDurable bounds one write with a durability level, Majority
+	// included, retries included (gocb by itself applies its durable
+	// timeout only above Majority). The server is asked to settle the
+	// write within 90% of it. gocb raises durable timeouts below 1.5 s to
+	// 1.5 s. Default 10 s.
 	KVDurable time.Duration
 	// Resolve bounds the settling of one write whose outcome a timeout
 	// left unknown (re-reads and re-sends, see CompareAndSwap). Default the
@@ -130,6 +169,7 @@ type Store struct {
 	replica    bool
 	resolveFor time.Duration
 	versions   *versionCache
+	onEvent    provider.EventFunc
 	closed     atomic.Bool
 
 	// sent and received count document payload bytes: bodies, and the
@@ -161,50 +201,112 @@ type HeaderSwapper interface {
 }
 
 // New connects to the cluster, waits until the bucket's key-value service
-// is ready (at most Timeouts.Connect, or until ctx ends) and returns a
-// Store on the configured collection.
+// is ready (at most Timeouts.Ready, or until ctx ends; by default one
+// node's service suffices, see Config.WaitForAllNodes) and returns a Store
+// on the configured collection. The Store owns the connection: Close
+// closes it.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	durability, err := cfg.Durability.level()
-	if err != nil {
-		return nil, err
-	}
-	cluster, err := gocb.Connect(cfg.ConnStr, gocb.ClusterOptions{
-		Authenticator: gocb.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password},
-		TimeoutsConfig: gocb.TimeoutsConfig{
-			ConnectTimeout:   cfg.Timeouts.Connect,
-			KVTimeout:        cfg.Timeouts.KV,
-			KVDurableTimeout: cfg.Timeouts.KVDurable,
-		},
-		RetryStrategy:  &FailFastRetryStrategy{},
-		SecurityConfig: gocb.SecurityConfig{TLSRootCAs: cfg.TLSRootCAs},
-		// gocb's default threshold-logging tracer and logging meter only
-		// report through gocb's global logger, and the tracer races in
-		// GetAnyReplica (gocb v2.11.1: the request's span is ended by the
-		// caller and by the replicas' deadline goroutine at once).
-		Tracer: &gocb.NoopTracer{},
-		Meter:  &gocb.NoopMeter{},
-	})
+	cluster, err := gocb.Connect(cfg.ConnStr, cfg.clusterOptions())
 	if err != nil {
 		return nil, fmt.Errorf("couchbase: connecting: %w: %w", ErrInvalidConfig, err)
 	}
-	bucket := cluster.Bucket(cfg.Bucket)
-	err = bucket.WaitUntilReady(cfg.Timeouts.Connect, &gocb.WaitUntilReadyOptions{
-		Context:      ctx,
-		ServiceTypes: []gocb.ServiceType{gocb.ServiceTypeKeyValue},
-	})
+	coll := cluster.Bucket(cfg.Bucket).Scope(cfg.Scope).Collection(cfg.Collection)
+	if err := waitReady(ctx, coll, cfg); err != nil {
+		_ = cluster.Close(nil)
+		return nil, err
+	}
+	k, err := newGocbKV(cluster, coll, cfg)
 	if err != nil {
 		_ = cluster.Close(nil)
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("couchbase: waiting for bucket %q: %w", cfg.Bucket, cerr)
-		}
-		return nil, wrapErr(ctx, fmt.Sprintf("waiting for bucket %q", cfg.Bucket), "", err)
+		return nil, err
 	}
-	coll := bucket.Scope(cfg.Scope).Collection(cfg.Collection)
-	return newStore(&gocbKV{cluster: cluster, coll: coll, durability: durability}, cfg), nil
+	return newStore(k, cfg), nil
+}
+
+// NewFromCollection returns a Store on coll, a collection of a cluster the
+// application has opened already and keeps: Close leaves it open. For a
+// *gocb.Cluster, pass cluster.Bucket(b).Scope(s).Collection(c).
+//
+// It waits, as New does, until the bucket's key-value service is ready.
+// The connection settings of cfg (ConnStr, Username, Password, Bucket,
+// Scope, Collection, TLSRootCAs, Timeouts.Connect, Tracer, Meter) are
+// ignored: the cluster has its own. Every other setting applies; in
+// particular the store's requests carry their own timeouts and
+// FailFastRetryStrategy, whatever the cluster's defaults.
+func NewFromCollection(ctx context.Context, coll *gocb.Collection, cfg Config) (*Store, error) {
+	if coll == nil {
+		return nil, fmt.Errorf("%w: nil collection", ErrInvalidConfig)
+	}
+	if err := cfg.checkSettings(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cfg.Bucket, cfg.Scope, cfg.Collection = coll.Bucket().Name(), coll.ScopeName(), coll.Name()
+	if err := waitReady(ctx, coll, cfg); err != nil {
+		return nil, err
+	}
+	k, err := newGocbKV(nil, coll, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newStore(k, cfg), nil
+}
+
+// clusterOptions are the gocb options New connects with; cfg has its
+// defaults.
+func (c Config) clusterOptions() gocb.ClusterOptions {
+	var tracer gocb.RequestTracer = &gocb.NoopTracer{}
+	if c.Tracer != nil {
+		tracer = c.Tracer
+	}
+	var meter gocb.Meter = &gocb.NoopMeter{}
+	if c.Meter != nil {
+		meter = c.Meter
+	}
+	return gocb.ClusterOptions{
+		Authenticator: gocb.PasswordAuthenticator{Username: c.Username, Password: c.Password},
+		TimeoutsConfig: gocb.TimeoutsConfig{
+			ConnectTimeout:   c.Timeouts.Connect,
+			KVTimeout:        c.Timeouts.KV,
+			KVDurableTimeout: c.Timeouts.KVDurable,
+		},
+		RetryStrategy:  &FailFastRetryStrategy{},
+		SecurityConfig: gocb.SecurityConfig{TLSRootCAs: c.TLSRootCAs},
+		Tracer:         tracer,
+		Meter:          meter,
+	}
+}
+
+// waitUntilReadyOptions are the options of the wait for the bucket: its
+// key-value service on one node (ClusterStateDegraded), or on every node
+// with WaitForAllNodes. gocb's default, when no state is given, is
+// ClusterStateOnline (gocb v2.12.4, waituntilreadyprovider.go).
+func (c Config) waitUntilReadyOptions(ctx context.Context) *gocb.WaitUntilReadyOptions {
+	state := gocb.ClusterStateDegraded
+	if c.WaitForAllNodes {
+		state = gocb.ClusterStateOnline
+	}
+	return &gocb.WaitUntilReadyOptions{
+		Context:      ctx,
+		DesiredState: state,
+		ServiceTypes: []gocb.ServiceType{gocb.ServiceTypeKeyValue},
+	}
+}
+
+// waitReady waits until coll's bucket is ready, at most Timeouts.Ready.
+func waitReady(ctx context.Context, coll *gocb.Collection, cfg Config) error {
+	err := coll.Bucket().WaitUntilReady(cfg.Timeouts.Ready, cfg.waitUntilReadyOptions(ctx))
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("couchbase: waiting for bucket %q: %w", cfg.Bucket, cerr)
+	}
+	return wrapErr(ctx, fmt.Sprintf("waiting for bucket %q", cfg.Bucket), "", err)
 }
 
 // newStore returns a Store over k; cfg has its defaults.
@@ -216,6 +318,7 @@ func newStore(k kv, cfg Config) *Store {
 		layout:     cfg.Layout,
 		replica:    cfg.ReadFromReplica,
 		resolveFor: cfg.Timeouts.Resolve,
+		onEvent:    cfg.OnEvent,
 	}
 	if cfg.Layout == LayoutSubdoc {
 		s.versions = newVersionCache(cfg.HeaderCacheSize)
@@ -223,6 +326,7 @@ func newStore(k kv, cfg Config) *Store {
 	return s
 }
 
+// check checks a Config for New.
 func (c Config) check() error {
 	if c.ConnStr == "" {
 		return fmt.Errorf("%w: ConnStr is required", ErrInvalidConfig)
@@ -230,6 +334,11 @@ func (c Config) check() error {
 	if c.Bucket == "" {
 		return fmt.Errorf("%w: Bucket is required", ErrInvalidConfig)
 	}
+	return c.checkSettings()
+}
+
+// checkSettings checks the settings of the store itself.
+func (c Config) checkSettings() error {
 	if _, err := c.Durability.level(); err != nil {
 		return err
 	}
@@ -239,7 +348,7 @@ func (c Config) check() error {
 		return fmt.Errorf("%w: unknown Layout %q (want %q or %q)", ErrInvalidConfig, c.Layout, LayoutBinary, LayoutSubdoc)
 	}
 	t := c.Timeouts
-	if t.Connect < 0 || t.KV < 0 || t.KVDurable < 0 || t.Resolve < 0 {
+	if t.Connect < 0 || t.Ready < 0 || t.KV < 0 || t.KVDurable < 0 || t.Resolve < 0 {
 		return fmt.Errorf("%w: negative timeout in %+v", ErrInvalidConfig, t)
 	}
 	if !utf8.ValidString(c.KeyPrefix) || len(c.KeyPrefix) >= MaxKeyLen {
@@ -267,6 +376,9 @@ func (c Config) withDefaults() Config {
 	t := &c.Timeouts
 	if t.Connect == 0 {
 		t.Connect = DefaultConnectTimeout
+	}
+	if t.Ready == 0 {
+		t.Ready = t.Connect
 	}
 	if t.KV == 0 {
 		t.KV = DefaultKVTimeout
@@ -345,6 +457,7 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	d, cas, err := s.kv.get(ctx, id)
 	if err != nil {
 		if s.replica && isUnreachable(err) && ctx.Err() == nil {
+			s.fallback("get: active unreachable, reading a replica", id, err)
 			return s.getReplica(ctx, id, err)
 		}
 		return provider.Entry{}, wrapErr(ctx, "get", id, err)
@@ -409,8 +522,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 // succeeded; if it changed otherwise, the write conflicted; if it is
 // unchanged the same conditional write is sent again (at most one of the
 // two can apply); if the key cannot be read within Timeouts.Resolve the
-// error wraps provider.ErrUnavailable and the outcome is unknown. Nothing
-// is guessed.
+// error wraps provider.ErrOutcomeUnknown. Nothing is guessed.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	id, ttl, err := s.beginWrite(ctx, key, ttl)
 	if err != nil {
@@ -458,28 +570,39 @@ func checkCAS(cas uint64) error {
 
 // swap sends a compare-and-swap and settles an unknown outcome.
 func (s *Store) swap(ctx context.Context, w write) (uint64, error) {
-	newCAS, err := s.send(ctx, w)
-	if w.headerOnly && err != nil && !isAmbiguous(err) &&
-		(errors.Is(sentinelFor(err), provider.ErrCorrupt) || errors.Is(sentinelFor(err), provider.ErrServer)) {
-		// The stored document is not in LayoutSubdoc (another store
-		// wrote it binary: the server reports the document is not JSON
-		// or the path is missing). A failed MutateIn changes nothing, so
-		// the CAS still holds: write the whole record.
-		w.headerOnly, w.doc = false, encodeDoc(w.value, s.layout)
-		newCAS, err = s.send(ctx, w)
-	}
+	newCAS, err := s.sendSwap(ctx, &w)
 	if isAmbiguous(err) {
 		return s.resolve(ctx, w, err)
 	}
-	if errors.Is(err, gocb.ErrDocumentExists) {
-		// The server's status for a CAS mismatch is "key exists";
-		// gocb reports it so for sub-document mutations.
+	if isCASMismatch(err) {
 		return 0, fmt.Errorf("couchbase: compare-and-swap: %w: %w", provider.ErrCASConflict, redacted{err, w.id})
 	}
 	if err != nil {
 		return 0, wrapErr(ctx, "compare-and-swap", w.id, err)
 	}
 	return newCAS, nil
+}
+
+// sendSwap sends the compare-and-swap w. A header-only write that the
+// server refuses because the stored document is not JSON (a store with
+// LayoutBinary wrote it) is sent again as a whole write, and w becomes
+// that write: a refused MutateIn changes nothing, so the CAS still holds.
+// No other failure falls back: a sub-document path that fails otherwise
+// is an error to report, not a reason to double every request.
+func (s *Store) sendSwap(ctx context.Context, w *write) (uint64, error) {
+	cas, err := s.send(ctx, *w)
+	if w.headerOnly && isNotJSON(err) {
+		s.fallback("compare-and-swap: header-only write refused, the document is not JSON: writing it whole", w.id, err)
+		w.headerOnly, w.header, w.doc = false, "", encodeDoc(w.value, s.layout)
+		cas, err = s.send(ctx, *w)
+	}
+	return cas, err
+}
+
+// fallback reports, through Config.OnEvent, that an operation on id took
+// the slower path because of err.
+func (s *Store) fallback(detail, id string, err error) {
+	s.onEvent.Emit(provider.Event{Kind: provider.EventFallback, Detail: detail, Err: redacted{err, id}})
 }
 
 // write is one Add (cas 0) or compare-and-swap.
@@ -528,6 +651,7 @@ func (s *Store) send(ctx context.Context, w write) (uint64, error) {
 // cause: it reads the key back from the active node (never a replica) and
 // compares. It spends at most Timeouts.Resolve, even past ctx's end: the
 // caller must learn whether, for example, the lock it asked for is held.
+// What it cannot settle is reported as provider.ErrOutcomeUnknown.
 func (s *Store) resolve(ctx context.Context, w write, cause error) (uint64, error) {
 	op := "compare-and-swap"
 	if w.cas == 0 {
@@ -545,8 +669,8 @@ func (s *Store) resolve(ctx context.Context, w write, cause error) (uint64, erro
 				return 0, fmt.Errorf("couchbase: %s: %w: the document is gone (after %w)", op, provider.ErrNotFound, redacted{cause, w.id})
 			}
 		case err != nil:
-			return 0, fmt.Errorf("couchbase: %s: %w: outcome unknown: %w (reading back: %w)",
-				op, provider.ErrUnavailable, redacted{cause, w.id}, redacted{err, w.id})
+			return 0, fmt.Errorf("couchbase: %s: %w: %w (reading back: %w)",
+				op, provider.ErrOutcomeUnknown, redacted{cause, w.id}, redacted{err, w.id})
 		default:
 			cur, derr := decodeDoc(d)
 			if derr == nil && bytes.Equal(cur, w.value) {
@@ -565,38 +689,56 @@ func (s *Store) resolve(ctx context.Context, w write, cause error) (uint64, erro
 		// The write has not landed (yet): send it again. The server
 		// applies at most one of the two conditional writes, and the next
 		// read-back tells which state won.
-		newCAS, err := s.send(rctx, w)
+		var newCAS uint64
+		if w.cas == 0 {
+			newCAS, err = s.send(rctx, w)
+		} else {
+			newCAS, err = s.sendSwap(rctx, &w)
+		}
 		switch {
 		case err == nil:
 			return newCAS, nil
-		case isAmbiguous(err), errors.Is(err, gocb.ErrCasMismatch), errors.Is(err, gocb.ErrDocumentExists):
-			cause = err
+		case isAmbiguous(err), isCASMismatch(err), errors.Is(err, gocb.ErrDocumentNotFound):
+			cause = err // the next read-back decides
 		default:
-			return 0, wrapErr(rctx, op, w.id, err)
+			return 0, fmt.Errorf("couchbase: %s: %w: %w (sending again: %w)",
+				op, provider.ErrOutcomeUnknown, redacted{cause, w.id}, redacted{err, w.id})
 		}
 	}
-	return 0, fmt.Errorf("couchbase: %s: %w: outcome unknown after %d read-backs: %w",
-		op, provider.ErrUnavailable, resolveAttempts, redacted{cause, w.id})
+	return 0, fmt.Errorf("couchbase: %s: %w after %d read-backs: %w",
+		op, provider.ErrOutcomeUnknown, resolveAttempts, redacted{cause, w.id})
 }
 
 // Touch implements provider.Store. Couchbase gives the document a new CAS.
+// A timeout or a lost connection leaves the outcome unknown
+// (provider.ErrOutcomeUnknown).
 func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	id, ttl, err := s.beginWrite(ctx, key, ttl)
 	if err != nil {
 		return err
 	}
 	s.versions.forget(id)
-	return wrapErr(ctx, "touch", id, s.kv.touch(ctx, id, ttl))
+	return wrapWriteErr(ctx, "touch", id, s.kv.touch(ctx, id, ttl))
 }
 
-// Delete implements provider.Store.
+// Delete implements provider.Store. A timeout or a lost connection leaves
+// the outcome unknown (provider.ErrOutcomeUnknown).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	id, err := s.begin(ctx, key)
 	if err != nil {
 		return err
 	}
 	s.versions.forget(id)
-	return wrapErr(ctx, "delete", id, s.kv.remove(ctx, id))
+	return wrapWriteErr(ctx, "delete", id, s.kv.remove(ctx, id))
+}
+
+// wrapWriteErr is wrapErr for an unconditional write: an ambiguous failure
+// is provider.ErrOutcomeUnknown.
+func wrapWriteErr(ctx context.Context, op, id string, err error) error {
+	if isAmbiguous(err) {
+		return fmt.Errorf("couchbase: %s: %w: %w", op, provider.ErrOutcomeUnknown, redacted{err, id})
+	}
+	return wrapErr(ctx, op, id, err)
 }
 
 // TTL implements provider.TTLReader from the document's expiry time

@@ -1,5 +1,6 @@
 // Package couchbase is a provider.Store on a Couchbase collection, built on
-// github.com/couchbase/gocb/v2 (v2.11.1, the version it is tested with).
+// github.com/couchbase/gocb/v2 (v2.12.4 with gocbcore v10.9.3, the versions
+// it is tested with).
 //
 //	store, err := couchbase.New(ctx, couchbase.Config{
 //		ConnStr:  "couchbase://cb1.example.net,cb2.example.net",
@@ -21,8 +22,29 @@
 // The bucket must be a Couchbase or Ephemeral bucket (memcached buckets have
 // no replicas, durability or sub-document operations). Scope and collection
 // default to "_default"; create others before starting. KeyPrefix lets
-// several applications share a collection. New waits at most
-// Timeouts.Connect for the bucket's key-value service before it returns.
+// several applications share a collection.
+//
+// New waits at most Timeouts.Ready (default Timeouts.Connect) for the
+// bucket's key-value service. One node's service is enough (gocb's
+// ClusterStateDegraded): an application server that restarts while a node
+// is down but not yet failed over still starts, and only the sessions whose
+// vBuckets that node holds fail (provider.ErrUnavailable) until it returns
+// or is failed over. WaitForAllNodes waits for every node instead (gocb's
+// own default, ClusterStateOnline).
+//
+// An application that has a cluster open already passes one of its
+// collections to NewFromCollection (cluster.Bucket(b).Scope(s).Collection(c));
+// the store's Close leaves it open. Its requests still carry the store's
+// timeouts and retry strategy. New's cluster reports to the Tracer and
+// Meter of the Config (gocb's OpenTelemetry adapters, say); without them it
+// uses gocb's no-op tracer and meter rather than gocb's defaults, which only
+// write to gocb's logger. gocb's default threshold-logging tracer also has
+// a data race in GetAnyReplica (still in gocb v2.12.4: a replica read that
+// finds no replica before its deadline ends the same span from two
+// goroutines, thresholdLogSpan.End), which ReadFromReplica reaches; a
+// tracer passed in must tolerate that. gocb's logger is process-wide
+// (gocb.SetLogger): setting it is the application's call, and the store
+// never makes it.
 //
 // Settings (Config; zero values are the defaults):
 //
@@ -30,14 +52,25 @@
 //	Bucket, Scope, Collection     where sessions live ("_default" scope and collection)
 //	KeyPrefix                     prepended to keys; prefix+key <= 250 bytes (MaxKeyLen)
 //	Durability                    none (default) | majority | persistToMajority
-//	Timeouts.Connect              bootstrap and bucket readiness, default 10 s
+//	Timeouts.Connect              each connection while bootstrapping, default 10 s
+//	Timeouts.Ready                New's wait for the bucket, default Connect
 //	Timeouts.KV                   one request, retries included, default 2.5 s
-//	Timeouts.KVDurable            one durable write, default 10 s
+//	Timeouts.KVDurable            one durable write (majority too), default 10 s
 //	Timeouts.Resolve              settling one ambiguous write, default KV (KVDurable when durable)
+//	WaitForAllNodes               New waits for every node, not one (default false)
 //	ReadFromReplica               Get falls back to a replica when the active is unreachable
 //	Layout                        binary (default) | subdoc, see below
 //	HeaderCacheSize               subdoc: keys whose last version is remembered, default 4096
 //	TLSRootCAs                    roots for couchbases://
+//	Tracer, Meter                 gocb's request tracer and meter, default no-op
+//	OnEvent                       provider.EventFallback for each replica read and whole-write fallback
+//
+// Every request carries its own timeout: Timeouts.KV, or Timeouts.KVDurable
+// for a write with a durability level. gocb by itself bounds a Majority
+// write by its KV timeout (it applies the durable timeout only above
+// Majority), so a Majority write that waited on a slow replica failed after
+// 2.5 s. The server is asked to settle a durable write within 90% of its
+// timeout; gocb raises durable timeouts below 1.5 s to 1.5 s.
 //
 // # Operations and compare-and-swap
 //
@@ -66,7 +99,9 @@
 //	temporary failure, durability impossible or ambiguous
 //	                                        provider.ErrUnavailable
 //	store or cluster closed                 provider.ErrClosed
-//	sub-document or JSON layout errors      provider.ErrCorrupt
+//	sub-document or JSON layout errors,
+//	document not JSON (ErrValueNotJSON)     provider.ErrCorrupt
+//	write whose outcome cannot be settled   provider.ErrOutcomeUnknown
 //	anything else (authentication, unknown bucket or collection, ...)
 //	                                        provider.ErrServer
 //
@@ -86,11 +121,14 @@
 // result is provider.ErrCASConflict (provider.ErrExists for Add); if it is
 // unchanged, the same conditional write is sent again (the server applies
 // at most one of the two) and read back again, at most three times. If the
-// key cannot be read within Timeouts.Resolve, the error wraps
-// provider.ErrUnavailable and says the outcome is unknown. Resolution runs
-// even when the caller's context has ended: the caller must learn whether
-// it holds the lock it asked for, or the session stays locked until its
-// lease runs out.
+// key cannot be read within Timeouts.Resolve, or the write is refused
+// otherwise when sent again, the error wraps provider.ErrOutcomeUnknown
+// (never provider.ErrUnavailable, which a caller may take for "not
+// written"). Resolution runs even when the caller's context has ended: the
+// caller must learn whether it holds the lock it asked for, or the session
+// stays locked until its lease runs out. Touch and Delete, which are
+// unconditional, are not re-sent: an ambiguous failure of either is
+// provider.ErrOutcomeUnknown.
 //
 // # Replication and durability, in place of the memcached backup copy
 //
@@ -125,9 +163,13 @@
 //
 // # Replica reads
 //
-// With ReadFromReplica, a Get whose active node cannot be reached (timeout,
-// open circuit breaker, node or service unavailable) reads any replica that
-// has the key. The value may be stale: replication is asynchronous, so a
+// With ReadFromReplica, a Get whose active node cannot be reached (a
+// timeout, an open circuit breaker, a node or service unavailable, a
+// connection closed) reads any replica that has the key, and reports a
+// provider.EventFallback through OnEvent. A busy node is not unreachable: a
+// temporary failure, a full client queue, or a timeout while gocb retried
+// for one of these, means the node answers, and a replica read would add a
+// second KV timeout for a possibly stale value, so the error is returned. The value may be stale: replication is asynchronous, so a
 // replica can show a session unlocked while a request holds it on the
 // active, or values older than the last commit. Read-only requests keep
 // working through an outage of the active, at that cost; exclusive requests
@@ -153,7 +195,16 @@
 // for versions it read or wrote recently (a bounded map of CAS and values
 // digest per key, HeaderCacheSize) and, through HeaderSwapper, when the
 // caller passes the record it read. Either layout reads the other's
-// documents, so a deployment can switch. Measured payload per exclusive
+// documents, so a deployment can switch: a header-only write that meets a
+// binary document (the server's SUBDOC_DOC_NOT_JSON, which gocb reports as
+// ErrValueNotJSON) is sent again as a whole write, also when it is re-sent
+// to settle an ambiguous outcome, and reported as a provider.EventFallback.
+// No other failure falls back: a sub-document path that fails otherwise is
+// an error for the caller, not a second request per lock change hidden
+// behind the first. On a collection written by one layout the fallback
+// count stays at zero. A CAS mismatch of a MutateIn reaches the store as
+// gocb.ErrDocumentExists (gocb turns gocbcore's ErrCasMismatch back into
+// it, GOCBC-1019); both are a CAS conflict. Measured payload per exclusive
 // request (Get, lock, Get, release or commit; TestPayloadBytes):
 //
 //	values  layout   lock write  clean request  dirty request
@@ -176,6 +227,7 @@
 // COUCHBASE_BUCKET (optionally COUCHBASE_SCOPE and COUCHBASE_COLLECTION)
 // name a cluster, and skip saying so otherwise. Each test uses a fresh
 // random key prefix. The error mapping, retry strategy, ambiguity
-// resolution, replica fallback and layouts are unit-tested without a
-// server.
+// resolution, replica fallback, layouts, timeouts and fallbacks are
+// unit-tested without a server, against fakes whose errors are built from
+// gocbcore's own values and types as gocb returns them.
 package couchbase

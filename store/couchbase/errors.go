@@ -36,13 +36,26 @@ var (
 //	cluster closed                           -> provider.ErrClosed
 //	timeouts (ambiguous or not), cancelled requests, sockets closed,
 //	  service or node unreachable, circuit breaker open, temporary failure,
-//	  durability impossible or ambiguous     -> provider.ErrUnavailable
-//	sub-document path or JSON errors         -> provider.ErrCorrupt
+//	  overload, durability impossible or ambiguous -> provider.ErrUnavailable
+//	sub-document path errors, document not JSON -> provider.ErrCorrupt
 //	anything else                            -> provider.ErrServer
+//
+// A write whose outcome the error leaves unknown (isAmbiguous) is not
+// mapped here: Add and CompareAndSwap settle it (resolve), Touch and Delete
+// report provider.ErrOutcomeUnknown.
 //
 // A locked document is reported as a CAS conflict because, for the
 // provider, it is one: the document changed hands outside its CAS loop and
 // the write did not happen; the provider re-reads and decides again.
+//
+// For the record of which error gocb returns for what (gocbcore v10.9.3,
+// errmapcomponent.go, translateMemdError): KEY_EEXISTS is ErrCasMismatch
+// for a Replace and for a MutateIn with a CAS, ErrDocumentExists otherwise;
+// gocb turns the MutateIn's ErrCasMismatch back into ErrDocumentExists
+// (gocb v2.12.4, kvprovider_coresubdoc.go, internalMutateIn, GOCBC-1019),
+// so swap treats both as a CAS conflict. SUBDOC_DOC_NOT_JSON is
+// ErrValueNotJSON (the later ErrDocumentNotJSON case of the same status is
+// never reached).
 func sentinelFor(err error) error {
 	switch {
 	case errors.Is(err, gocb.ErrDocumentNotFound):
@@ -72,12 +85,30 @@ func sentinelFor(err error) error {
 		return provider.ErrUnavailable
 	case errors.Is(err, gocb.ErrPathNotFound),
 		errors.Is(err, gocb.ErrPathMismatch),
-		errors.Is(err, gocb.ErrDocumentNotJSON),
+		isNotJSON(err),
 		errors.Is(err, gocb.ErrValueInvalid):
 		return provider.ErrCorrupt
 	default:
 		return provider.ErrServer
 	}
+}
+
+// isNotJSON reports whether err is the server's SUBDOC_DOC_NOT_JSON: a
+// sub-document operation on a document that is not JSON (for this store, a
+// binary document). gocbcore reports it as ErrValueNotJSON, in a
+// KeyValueError when it is the status of the whole request and in a
+// SubDocumentError when it is the status of the one spec; ErrDocumentNotJSON
+// is matched as well should a later gocbcore use the other name.
+func isNotJSON(err error) bool {
+	return errors.Is(err, gocb.ErrValueNotJSON) || errors.Is(err, gocb.ErrDocumentNotJSON)
+}
+
+// isCASMismatch reports whether a conditional write failed because the
+// document has another CAS: ErrCasMismatch, or ErrDocumentExists, which
+// gocb reports for a MutateIn (see sentinelFor) and which a Replace or a
+// MutateIn with StoreSemanticsReplace cannot mean otherwise.
+func isCASMismatch(err error) bool {
+	return errors.Is(err, gocb.ErrCasMismatch) || errors.Is(err, gocb.ErrDocumentExists)
 }
 
 // isAmbiguous reports whether err leaves the outcome of a write unknown:
@@ -104,11 +135,53 @@ func isAmbiguous(err error) bool {
 }
 
 // isUnreachable reports whether a read failed because the node owning the
-// key could not answer (as opposed to answering "not found"): the case in
-// which Get may fall back to a replica.
+// key could not be reached (as opposed to answering "not found", or
+// answering "busy"): the case in which Get may fall back to a replica.
+//
+// A busy node is not unreachable: a temporary failure (the server's
+// TMPFAIL or BUSY), a client-side overload (the connection's queue is full)
+// and a timeout while gocb retried for one of these reasons all mean the
+// node answers, and a replica read would add a second KV timeout for a
+// stale answer. A cancelled request is the caller's doing.
 func isUnreachable(err error) bool {
-	return errors.Is(sentinelFor(err), provider.ErrUnavailable) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, gocb.ErrRequestCanceled),
+		errors.Is(err, gocb.ErrTemporaryFailure), errors.Is(err, gocb.ErrOverload):
+		return false
+	case errors.Is(err, gocb.ErrTimeout):
+		var te *gocb.TimeoutError
+		if errors.As(err, &te) {
+			for _, r := range te.RetryReasons {
+				if isBusyReason(r) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return errors.Is(err, gocb.ErrServiceNotAvailable) ||
+		errors.Is(err, gocb.ErrCircuitBreakerOpen) ||
+		errors.Is(err, gocbcore.ErrSocketClosed) ||
+		errors.Is(err, gocbcore.ErrMemdClientClosed)
+}
+
+// isBusyReason reports whether gocb retried a request because the node
+// answered that it is busy, or because the client's own queue to it was
+// full: reasons that say the node is reachable.
+func isBusyReason(r gocb.RetryReason) bool {
+	if r == nil {
+		return false
+	}
+	switch r.Description() {
+	case gocb.KVTemporaryFailureRetryReason.Description(),
+		gocb.KVLockedRetryReason.Description(),
+		gocb.KVSyncWriteInProgressRetryReason.Description(),
+		gocb.KVSyncWriteRecommitInProgressRetryReason.Description(),
+		gocbcore.PipelineOverloadedRetryReason.Description():
+		return true
+	}
+	return false
 }
 
 // wrapErr turns an error of a gocb operation into the store's error: it
@@ -134,7 +207,8 @@ func wrapErr(ctx context.Context, op, id string, err error) error {
 // sentinels (a decoding error of ours, a replica-token refusal, ...).
 func hasSentinel(err error) bool {
 	for _, s := range []error{provider.ErrNotFound, provider.ErrExists, provider.ErrCASConflict,
-		provider.ErrTooLarge, provider.ErrUnavailable, provider.ErrServer, provider.ErrCorrupt, provider.ErrClosed} {
+		provider.ErrTooLarge, provider.ErrUnavailable, provider.ErrServer, provider.ErrCorrupt, provider.ErrClosed,
+		provider.ErrOutcomeUnknown} {
 		if errors.Is(err, s) {
 			return true
 		}

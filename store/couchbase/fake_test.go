@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/couchbase/gocb/v2"
+	"github.com/couchbase/gocbcore/v10"
 	"github.com/couchbase/gocbcore/v10/memd"
 )
 
@@ -25,7 +26,8 @@ type fakeKV struct {
 	calls   map[string]int
 
 	lastTTL    time.Duration
-	activeDown bool  // get fails as an unreachable node does
+	activeErr  error // get fails with it (errActiveDown: an unreachable node)
+	headerErr  error // replaceHeader fails with it (a broken sub-document path)
 	replicaErr error // getAnyReplica fails with it
 	replicas   map[string]doc
 }
@@ -38,7 +40,7 @@ type fakeDoc struct {
 
 type fault struct {
 	err     error
-	applied bool   // the server applied the operation before the error
+	applied bool   // the server processed the request (and applied it if it could) before the error
 	hook    func() // called when the fault fires, outside the lock
 }
 
@@ -101,6 +103,9 @@ func (f *fakeKV) run(op string, fn func() error) error {
 		return flt.err
 	}
 	if err := fn(); err != nil {
+		if flt != nil {
+			return flt.err // the server's answer was lost
+		}
 		return err
 	}
 	if flt != nil {
@@ -118,18 +123,81 @@ func (f *fakeKV) live(key string) *fakeDoc {
 	return fd
 }
 
+// The fakes' errors are built as gocb v2.12.4 over gocbcore v10.9.3
+// returns them, from gocbcore's own error values and types.
+
+// kvErr is a failure the server reported with status: gocbcore picks the
+// error value for the status and the command (errmapcomponent.go,
+// translateMemdError), wraps it in a *gocbcore.KeyValueError
+// (errmapcomponent.go, EnhanceKvError), and gocb copies that into a
+// *gocb.KeyValueError (error_wrapping.go, maybeEnhanceCoreErr).
 func kvErr(err error, status memd.StatusCode) error {
 	return &gocb.KeyValueError{InnerError: err, StatusCode: status}
 }
 
+// subdocErr is a MutateIn whose spec index failed: the server answers
+// SUBDOC_MULTI_PATH_FAILURE with the spec's status, gocbcore's MutateIn
+// handler reports it through makeSubDocError as a gocbcore.SubDocumentError
+// around a *gocbcore.KeyValueError (crudcomponent_subdoc.go), and gocb
+// returns it unchanged (maybeEnhanceCoreErr converts only a top-level
+// *gocbcore.KeyValueError).
+func subdocErr(index int, err error, status memd.StatusCode) error {
+	return gocbcore.SubDocumentError{Index: index, InnerError: &gocbcore.KeyValueError{InnerError: err, StatusCode: status}}
+}
+
+// timeoutErr is a request whose deadline passed while gocb retried it for
+// reasons: gocbcore's makeTimeoutError (errors_internal.go) with
+// ErrUnambiguousTimeout for a Get (crudcomponent.go, Get) and
+// ErrAmbiguousTimeout for every mutation (crudcomponent.go, store, Touch,
+// Delete; crudcomponent_subdoc.go, MutateIn), copied by gocb into a
+// *gocb.TimeoutError with the retry reasons.
+func timeoutErr(inner error, reasons ...gocb.RetryReason) error {
+	return &gocb.TimeoutError{InnerError: inner, RetryReasons: reasons}
+}
+
+// KEY_ENOENT: ErrDocumentNotFound.
+func errNotFound() error { return kvErr(gocbcore.ErrDocumentNotFound, memd.StatusKeyNotFound) }
+
+// KEY_EEXISTS on an Add (Insert): ErrDocumentExists.
+func errExists() error { return kvErr(gocbcore.ErrDocumentExists, memd.StatusKeyExists) }
+
+// KEY_EEXISTS on a Replace: ErrCasMismatch.
+func errCasMismatch() error { return kvErr(gocbcore.ErrCasMismatch, memd.StatusKeyExists) }
+
+// KEY_EEXISTS on a MutateIn with a CAS: gocbcore's ErrCasMismatch,
+// which gocb turns back into ErrDocumentExists
+// (kvprovider_coresubdoc.go, internalMutateIn, GOCBC-1019).
+func errMutateInCasMismatch() error { return kvErr(gocbcore.ErrDocumentExists, memd.StatusKeyExists) }
+
+// SUBDOC_DOC_NOT_JSON as the status of the one spec: ErrValueNotJSON
+// (translateMemdError's first case for the status).
+func errNotJSON() error { return subdocErr(0, gocbcore.ErrValueNotJSON, memd.StatusSubDocNotJSON) }
+
+// SUBDOC_PATH_ENOENT for the one spec: ErrPathNotFound.
+func errPathNotFound() error {
+	return subdocErr(0, gocbcore.ErrPathNotFound, memd.StatusSubDocPathNotFound)
+}
+
+// A Get of a node that does not answer: an unambiguous timeout.
+func errActiveDown() error { return timeoutErr(gocbcore.ErrUnambiguousTimeout) }
+
+// A write whose deadline passed: an ambiguous timeout.
+func errAmbiguous() error { return timeoutErr(gocbcore.ErrAmbiguousTimeout) }
+
+// GetAnyReplica when no replica returned the document
+// (kvprovider_core.go, GetAnyReplica).
+func errUnretrievable() error {
+	return &gocb.KeyValueError{InnerError: gocbcore.ErrDocumentUnretrievable}
+}
+
 func (f *fakeKV) get(_ context.Context, key string) (d doc, cas uint64, err error) {
 	err = f.run("get", func() error {
-		if f.activeDown {
-			return &gocb.TimeoutError{InnerError: gocb.ErrUnambiguousTimeout}
+		if f.activeErr != nil {
+			return f.activeErr
 		}
 		fd := f.live(key)
 		if fd == nil {
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		}
 		d, cas = fd.d, fd.cas
 		return nil
@@ -148,7 +216,7 @@ func (f *fakeKV) getAnyReplica(_ context.Context, key string) (d doc, err error)
 		}
 		fd := f.live(key)
 		if fd == nil {
-			return &gocb.TimeoutError{InnerError: gocb.ErrDocumentUnretrievable}
+			return errUnretrievable()
 		}
 		d = fd.d
 		return nil
@@ -159,7 +227,7 @@ func (f *fakeKV) getAnyReplica(_ context.Context, key string) (d doc, err error)
 func (f *fakeKV) insert(_ context.Context, key string, d doc, ttl time.Duration) (cas uint64, err error) {
 	err = f.run("insert", func() error {
 		if f.live(key) != nil {
-			return kvErr(gocb.ErrDocumentExists, memd.StatusKeyExists)
+			return errExists()
 		}
 		f.nextCAS++
 		f.docs[key] = &fakeDoc{d: d, cas: f.nextCAS, exp: time.Now().Add(ttl)}
@@ -174,9 +242,9 @@ func (f *fakeKV) replace(_ context.Context, key string, d doc, old uint64, ttl t
 		fd := f.live(key)
 		switch {
 		case fd == nil:
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		case fd.cas != old:
-			return kvErr(gocb.ErrCasMismatch, memd.StatusKeyExists)
+			return errCasMismatch()
 		}
 		f.nextCAS++
 		*fd = fakeDoc{d: d, cas: f.nextCAS, exp: time.Now().Add(ttl)}
@@ -190,22 +258,26 @@ func (f *fakeKV) replaceHeader(_ context.Context, key string, h string, old uint
 	err = f.run("replaceHeader", func() error {
 		fd := f.live(key)
 		switch {
+		case f.headerErr != nil:
+			return f.headerErr
 		case fd == nil:
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		case fd.cas != old:
-			// The status of a CAS mismatch is "key exists"; gocb reports
-			// it as such for sub-document mutations.
-			return kvErr(gocb.ErrDocumentExists, memd.StatusKeyExists)
+			return errMutateInCasMismatch()
 		case !fd.d.json:
-			return kvErr(gocb.ErrDocumentNotJSON, memd.StatusSubDocNotJSON)
+			return errNotJSON()
 		}
 		var j subdocJSON
 		if err := json.Unmarshal(fd.d.body, &j); err != nil {
-			return kvErr(gocb.ErrDocumentNotJSON, memd.StatusSubDocNotJSON)
+			return errNotJSON()
+		}
+		if j.H == nil {
+			return errPathNotFound()
 		}
 		hb, err := base64.StdEncoding.DecodeString(h)
 		if err != nil {
-			return kvErr(gocb.ErrValueInvalid, memd.StatusSubDocBadDelta)
+			// SUBDOC_VALUE_CANTINSERT: ErrValueInvalid.
+			return subdocErr(0, gocbcore.ErrValueInvalid, memd.StatusSubDocCantInsert)
 		}
 		j.H = hb
 		body, err := json.Marshal(j)
@@ -224,7 +296,7 @@ func (f *fakeKV) touch(_ context.Context, key string, ttl time.Duration) error {
 	return f.run("touch", func() error {
 		fd := f.live(key)
 		if fd == nil {
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		}
 		f.nextCAS++
 		fd.cas, fd.exp, f.lastTTL = f.nextCAS, time.Now().Add(ttl), ttl
@@ -235,7 +307,7 @@ func (f *fakeKV) touch(_ context.Context, key string, ttl time.Duration) error {
 func (f *fakeKV) remove(_ context.Context, key string) error {
 	return f.run("remove", func() error {
 		if f.live(key) == nil {
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		}
 		delete(f.docs, key)
 		return nil
@@ -246,7 +318,7 @@ func (f *fakeKV) expiry(_ context.Context, key string) (exp time.Time, err error
 	err = f.run("expiry", func() error {
 		fd := f.live(key)
 		if fd == nil {
-			return kvErr(gocb.ErrDocumentNotFound, memd.StatusKeyNotFound)
+			return errNotFound()
 		}
 		exp = fd.exp.Truncate(time.Second)
 		return nil

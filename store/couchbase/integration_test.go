@@ -83,21 +83,18 @@ func liveKV(t *testing.T) *gocbKV {
 }
 
 // liveStore returns a Store with cfg over the shared connection, closed
-// when t ends (closing it leaves the connection open).
+// when t ends (closing it leaves the connection open, as a store from
+// NewFromCollection does).
 func liveStore(t *testing.T, cfg Config) *Store {
 	t.Helper()
 	g := liveKV(t)
-	level, err := cfg.Durability.level()
+	cfg = cfg.withDefaults()
+	k, err := newGocbKV(nil, g.coll, cfg)
 	require.NoError(t, err)
-	s := newStore(keepOpen{&gocbKV{cluster: g.cluster, coll: g.coll, durability: level}}, cfg.withDefaults())
+	s := newStore(k, cfg)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
-
-// keepOpen is a kv whose close leaves the shared connection open.
-type keepOpen struct{ *gocbKV }
-
-func (keepOpen) close() error { return nil }
 
 // wrapped returns a Store sharing s's connection whose kv is wrap(s.kv),
 // to inject failures in front of the live cluster.
@@ -105,6 +102,11 @@ func wrapped(s *Store, cfg Config, wrap func(kv) kv) *Store {
 	return newStore(wrap(s.kv), cfg.withDefaults())
 }
 
+// TestConformance runs the provider's conformance suite in both layouts
+// and counts the store's fallbacks: the suite writes every session through
+// one layout, so a header-only write never meets a binary document and
+// must never fall back (a broken sub-document path would show here as
+// one fallback per lock change).
 func TestConformance(t *testing.T) {
 	for _, layout := range []Layout{LayoutBinary, LayoutSubdoc} {
 		t.Run(string(layout), func(t *testing.T) {
@@ -113,14 +115,21 @@ func TestConformance(t *testing.T) {
 			if testing.Short() {
 				scale = 0.3
 			}
+			var ev events
 			providertest.Run(t, providertest.Options{
 				NewStore: func(t *testing.T) provider.Store {
 					cfg := liveConfig(t)
 					cfg.Layout = layout
+					cfg.OnEvent = ev.record
 					return liveStore(t, cfg)
 				},
 				Scale: scale,
 			})
+			fb := ev.fallbacks()
+			t.Logf("fallbacks counted: %d", len(fb))
+			for _, e := range fb[:min(len(fb), 3)] {
+				t.Errorf("fallback: %s: %v", e.Detail, e.Err)
+			}
 		})
 	}
 }
@@ -208,18 +217,54 @@ func TestLiveExpiry(t *testing.T) {
 	require.NoError(t, err, "an expired key can be added again")
 }
 
-// TestLiveNew connects a store of its own, as an application does.
+// TestLiveNew connects a store of its own, as an application does: by
+// default as soon as one node answers, or once all do.
 func TestLiveNew(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "degraded accepted", true: "all nodes"}[all], func(t *testing.T) {
+			cfg := liveConfig(t)
+			cfg.WaitForAllNodes = all
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := New(ctx, cfg)
+			require.NoError(t, err)
+			_, err = s.Add(ctx, "n", testRecord(t, 1, 0, false, nil), time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+			_, err = s.Get(ctx, "n")
+			require.ErrorIs(t, err, provider.ErrClosed)
+		})
+	}
+}
+
+// TestLiveNewFromCollection uses a cluster the application opened: the
+// store works on it and closing the store leaves it open.
+func TestLiveNewFromCollection(t *testing.T) {
 	cfg := liveConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := New(ctx, cfg)
+	cluster, err := gocb.Connect(cfg.ConnStr, gocb.ClusterOptions{
+		Authenticator: gocb.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password},
+	})
 	require.NoError(t, err)
-	_, err = s.Add(ctx, "n", testRecord(t, 1, 0, false, nil), time.Minute)
+	defer func() { require.NoError(t, cluster.Close(nil)) }()
+	cfg = cfg.withDefaults()
+	coll := cluster.Bucket(cfg.Bucket).Scope(cfg.Scope).Collection(cfg.Collection)
+
+	s, err := NewFromCollection(ctx, coll, Config{KeyPrefix: cfg.KeyPrefix, Layout: LayoutSubdoc})
+	require.NoError(t, err)
+	rec := testRecord(t, 1, 0, false, []byte("app's cluster"))
+	cas, err := s.Add(ctx, "c", rec, time.Minute)
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "c", testRecord(t, 2, 1, true, []byte("app's cluster")), cas, time.Minute)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
-	_, err = s.Get(ctx, "n")
+	_, err = s.Get(ctx, "c")
 	require.ErrorIs(t, err, provider.ErrClosed)
+
+	res, err := coll.Get(cfg.KeyPrefix+"c", &gocb.GetOptions{Context: ctx})
+	require.NoError(t, err, "the application's cluster is still open")
+	require.NotZero(t, res.Cas())
 }
 
 // TestLiveLockedDocumentFailsFast locks a document with GetAndLock, as an
@@ -234,7 +279,7 @@ func TestLiveLockedDocumentFailsFast(t *testing.T) {
 	cas, err := s.Add(ctx, "locked", rec, time.Minute)
 	require.NoError(t, err)
 
-	coll := s.kv.(keepOpen).coll
+	coll := s.kv.(*gocbKV).coll
 	res, err := coll.GetAndLock(cfg.KeyPrefix+"locked", 15*time.Second, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = coll.Unlock(cfg.KeyPrefix+"locked", res.Cas(), nil) })
@@ -255,6 +300,8 @@ func TestLiveLockedDocumentFailsFast(t *testing.T) {
 func TestLiveHeaderOnlyWrites(t *testing.T) {
 	cfg := liveConfig(t)
 	cfg.Layout = LayoutSubdoc
+	var ev events
+	cfg.OnEvent = ev.record
 	sub := liveStore(t, cfg)
 	bcfg := cfg
 	bcfg.Layout = LayoutBinary
@@ -289,14 +336,29 @@ func TestLiveHeaderOnlyWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, released, e.Value)
 
-	// Header-only write on a binary document: falls back to a whole write.
+	// Header-only write on a binary document: the server answers
+	// SUBDOC_DOC_NOT_JSON, which gocb reports as ErrValueNotJSON ...
+	_, err = sub.kv.replaceHeader(ctx, cfg.KeyPrefix+"s", "AAAA", e.CAS, time.Minute)
+	require.True(t, isNotJSON(err), "a MutateIn of a binary document: %v", err)
+	// ... and the store falls back to a whole write, once, counted.
+	require.Empty(t, ev.fallbacks())
 	relocked := testRecord(t, 4, 8, true, values)
 	cas, err = sub.CompareAndSwapHeader(ctx, "s", released, relocked, e.CAS, time.Minute)
 	require.NoError(t, err)
+	require.Len(t, ev.fallbacks(), 1)
 	e, err = sub.Get(ctx, "s")
 	require.NoError(t, err)
 	require.Equal(t, relocked, e.Value)
 	require.Equal(t, cas, e.CAS)
+
+	// A stale CAS on a header-only write: gocb reports ErrDocumentExists
+	// (GOCBC-1019), the store a CAS conflict.
+	_, err = sub.CompareAndSwapHeader(ctx, "s", relocked, testRecord(t, 5, 8, false, values), cas-1, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	require.True(t, isCASMismatch(err))
+	t.Logf("gocb's error for a MutateIn CAS mismatch: ErrDocumentExists=%v ErrCasMismatch=%v",
+		errors.Is(err, gocb.ErrDocumentExists), errors.Is(err, gocb.ErrCasMismatch))
+	require.Len(t, ev.fallbacks(), 1, "a conflict is no fallback")
 }
 
 // TestLiveReplicaRead makes the active node unreachable for reads (the kv
@@ -335,7 +397,7 @@ func TestLiveReplicaRead(t *testing.T) {
 type activeDown struct{ kv }
 
 func (a *activeDown) get(context.Context, string) (doc, uint64, error) {
-	return doc{}, 0, &gocb.TimeoutError{InnerError: gocb.ErrUnambiguousTimeout}
+	return doc{}, 0, errActiveDown()
 }
 
 func TestLiveDurability(t *testing.T) {
@@ -399,6 +461,30 @@ func TestLiveAmbiguousWrites(t *testing.T) {
 			e, err := s.Get(ctx, "b")
 			require.NoError(t, err)
 			require.Equal(t, addCAS, e.CAS)
+
+			if layout != LayoutSubdoc {
+				return
+			}
+			// A header-only write to a binary document whose request
+			// timed out: the re-send after the read-back falls back to a
+			// whole write, as the first send would have.
+			bcfg := s.cfg
+			bcfg.Layout = LayoutBinary
+			old := testRecord(t, 1, 0, false, values)
+			bcas, err := newStore(s.kv, bcfg).Add(ctx, "bin", old, time.Minute)
+			require.NoError(t, err)
+			var ev events
+			scfg := s.cfg
+			scfg.OnEvent = ev.record
+			as = newStore(&ambiguousOnce{kv: s.kv}, scfg)
+			want := testRecord(t, 2, 1, true, values)
+			newCAS, err := as.CompareAndSwapHeader(ctx, "bin", old, want, bcas, time.Minute)
+			require.NoError(t, err)
+			e, err = s.Get(ctx, "bin")
+			require.NoError(t, err)
+			require.Equal(t, want, e.Value)
+			require.Equal(t, e.CAS, newCAS)
+			require.Len(t, ev.fallbacks(), 1)
 		})
 	}
 }

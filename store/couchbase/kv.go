@@ -31,16 +31,69 @@ type kv interface {
 }
 
 // gocbKV is kv over a gocb collection.
+//
+// Every request carries the store's own timeout and retry strategy, so
+// they hold on a collection the application opened (NewFromCollection) as
+// on one New opened. A durable write carries the durable timeout: gocb
+// uses its cluster's KVDurableTimeout only for levels above Majority
+// (gocb v2.12.4, kvopmanager_core.go, getTimeout), so a Majority write
+// would otherwise be bounded by the plain KV timeout.
 type gocbKV struct {
-	cluster    *gocb.Cluster
+	cluster    *gocb.Cluster // nil when the application owns it
 	coll       *gocb.Collection
 	durability gocb.DurabilityLevel
+	timeout    time.Duration // Timeouts.KV
+	durable    time.Duration // Timeouts.KVDurable
+	retry      gocb.RetryStrategy
 }
 
 var _ kv = (*gocbKV)(nil)
 
+// newGocbKV returns a kv over coll with cfg's (defaulted) durability,
+// timeouts and retry strategy. cluster is closed by close, if not nil.
+func newGocbKV(cluster *gocb.Cluster, coll *gocb.Collection, cfg Config) (*gocbKV, error) {
+	level, err := cfg.Durability.level()
+	if err != nil {
+		return nil, err
+	}
+	return &gocbKV{cluster: cluster, coll: coll, durability: level,
+		timeout: cfg.Timeouts.KV, durable: cfg.Timeouts.KVDurable, retry: &FailFastRetryStrategy{}}, nil
+}
+
+// writeTimeout bounds one write: the durable timeout with a durability
+// level, else the KV timeout.
+func (g *gocbKV) writeTimeout() time.Duration {
+	if g.durability > gocb.DurabilityLevelNone {
+		return g.durable
+	}
+	return g.timeout
+}
+
+func (g *gocbKV) getOptions(ctx context.Context) *gocb.GetOptions {
+	return &gocb.GetOptions{Transcoder: docTranscoder{}, Timeout: g.timeout, RetryStrategy: g.retry, Context: ctx}
+}
+
+func (g *gocbKV) insertOptions(ctx context.Context, ttl time.Duration) *gocb.InsertOptions {
+	return &gocb.InsertOptions{Expiry: ttl, DurabilityLevel: g.durability, Transcoder: docTranscoder{},
+		Timeout: g.writeTimeout(), RetryStrategy: g.retry, Context: ctx}
+}
+
+func (g *gocbKV) replaceOptions(ctx context.Context, cas uint64, ttl time.Duration) *gocb.ReplaceOptions {
+	return &gocb.ReplaceOptions{Expiry: ttl, Cas: gocb.Cas(cas), DurabilityLevel: g.durability, Transcoder: docTranscoder{},
+		Timeout: g.writeTimeout(), RetryStrategy: g.retry, Context: ctx}
+}
+
+func (g *gocbKV) mutateInOptions(ctx context.Context, cas uint64, ttl time.Duration) *gocb.MutateInOptions {
+	return &gocb.MutateInOptions{Expiry: ttl, Cas: gocb.Cas(cas), DurabilityLevel: g.durability,
+		StoreSemantic: gocb.StoreSemanticsReplace, Timeout: g.writeTimeout(), RetryStrategy: g.retry, Context: ctx}
+}
+
+func (g *gocbKV) removeOptions(ctx context.Context) *gocb.RemoveOptions {
+	return &gocb.RemoveOptions{DurabilityLevel: g.durability, Timeout: g.writeTimeout(), RetryStrategy: g.retry, Context: ctx}
+}
+
 func (g *gocbKV) get(ctx context.Context, key string) (doc, uint64, error) {
-	res, err := g.coll.Get(key, &gocb.GetOptions{Transcoder: docTranscoder{}, Context: ctx})
+	res, err := g.coll.Get(key, g.getOptions(ctx))
 	if err != nil {
 		return doc{}, 0, err
 	}
@@ -52,7 +105,8 @@ func (g *gocbKV) get(ctx context.Context, key string) (doc, uint64, error) {
 }
 
 func (g *gocbKV) getAnyReplica(ctx context.Context, key string) (doc, error) {
-	res, err := g.coll.GetAnyReplica(key, &gocb.GetAnyReplicaOptions{Transcoder: docTranscoder{}, Context: ctx})
+	res, err := g.coll.GetAnyReplica(key, &gocb.GetAnyReplicaOptions{Transcoder: docTranscoder{},
+		Timeout: g.timeout, RetryStrategy: g.retry, Context: ctx})
 	if err != nil {
 		return doc{}, err
 	}
@@ -64,9 +118,7 @@ func (g *gocbKV) getAnyReplica(ctx context.Context, key string) (doc, error) {
 }
 
 func (g *gocbKV) insert(ctx context.Context, key string, d doc, ttl time.Duration) (uint64, error) {
-	res, err := g.coll.Insert(key, d, &gocb.InsertOptions{
-		Expiry: ttl, DurabilityLevel: g.durability, Transcoder: docTranscoder{}, Context: ctx,
-	})
+	res, err := g.coll.Insert(key, d, g.insertOptions(ctx, ttl))
 	if err != nil {
 		return 0, err
 	}
@@ -74,9 +126,7 @@ func (g *gocbKV) insert(ctx context.Context, key string, d doc, ttl time.Duratio
 }
 
 func (g *gocbKV) replace(ctx context.Context, key string, d doc, cas uint64, ttl time.Duration) (uint64, error) {
-	res, err := g.coll.Replace(key, d, &gocb.ReplaceOptions{
-		Expiry: ttl, Cas: gocb.Cas(cas), DurabilityLevel: g.durability, Transcoder: docTranscoder{}, Context: ctx,
-	})
+	res, err := g.coll.Replace(key, d, g.replaceOptions(ctx, cas, ttl))
 	if err != nil {
 		return 0, err
 	}
@@ -84,10 +134,7 @@ func (g *gocbKV) replace(ctx context.Context, key string, d doc, cas uint64, ttl
 }
 
 func (g *gocbKV) replaceHeader(ctx context.Context, key string, h string, cas uint64, ttl time.Duration) (uint64, error) {
-	res, err := g.coll.MutateIn(key, []gocb.MutateInSpec{gocb.ReplaceSpec("h", h, nil)}, &gocb.MutateInOptions{
-		Expiry: ttl, Cas: gocb.Cas(cas), DurabilityLevel: g.durability,
-		StoreSemantic: gocb.StoreSemanticsReplace, Context: ctx,
-	})
+	res, err := g.coll.MutateIn(key, []gocb.MutateInSpec{gocb.ReplaceSpec("h", h, nil)}, g.mutateInOptions(ctx, cas, ttl))
 	if err != nil {
 		return 0, err
 	}
@@ -95,19 +142,19 @@ func (g *gocbKV) replaceHeader(ctx context.Context, key string, h string, cas ui
 }
 
 func (g *gocbKV) touch(ctx context.Context, key string, ttl time.Duration) error {
-	_, err := g.coll.Touch(key, ttl, &gocb.TouchOptions{Context: ctx})
+	_, err := g.coll.Touch(key, ttl, &gocb.TouchOptions{Timeout: g.timeout, RetryStrategy: g.retry, Context: ctx})
 	return err
 }
 
 func (g *gocbKV) remove(ctx context.Context, key string) error {
-	_, err := g.coll.Remove(key, &gocb.RemoveOptions{DurabilityLevel: g.durability, Context: ctx})
+	_, err := g.coll.Remove(key, g.removeOptions(ctx))
 	return err
 }
 
 func (g *gocbKV) expiry(ctx context.Context, key string) (time.Time, error) {
 	res, err := g.coll.LookupIn(key, []gocb.LookupInSpec{
 		gocb.GetSpec("$document.exptime", &gocb.GetSpecOptions{IsXattr: true}),
-	}, &gocb.LookupInOptions{Context: ctx})
+	}, &gocb.LookupInOptions{Timeout: g.timeout, RetryStrategy: g.retry, Context: ctx})
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -121,7 +168,14 @@ func (g *gocbKV) expiry(ctx context.Context, key string) (time.Time, error) {
 	return time.Unix(exp, 0), nil
 }
 
-func (g *gocbKV) close() error { return g.cluster.Close(nil) }
+// close closes the cluster if the store opened it; a collection the
+// application passed to NewFromCollection stays open.
+func (g *gocbKV) close() error {
+	if g.cluster == nil {
+		return nil
+	}
+	return g.cluster.Close(nil)
+}
 
 // docTranscoder moves doc bodies without touching them: binary documents
 // with the binary common flags, LayoutSubdoc documents with the JSON ones.

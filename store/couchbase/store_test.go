@@ -67,8 +67,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, DurabilityNone, c.Durability)
 	require.Equal(t, LayoutBinary, c.Layout)
 	require.Equal(t, DefaultHeaderCacheSize, c.HeaderCacheSize)
-	require.Equal(t, Timeouts{Connect: DefaultConnectTimeout, KV: DefaultKVTimeout,
+	require.Equal(t, Timeouts{Connect: DefaultConnectTimeout, Ready: DefaultConnectTimeout, KV: DefaultKVTimeout,
 		KVDurable: DefaultKVDurableTimeout, Resolve: DefaultKVTimeout}, c.Timeouts)
+	require.False(t, c.WaitForAllNodes)
+	require.Nil(t, c.OnEvent)
 	d := Config{ConnStr: "couchbase://h", Bucket: "b", Durability: DurabilityMajority}.withDefaults()
 	require.Equal(t, DefaultKVDurableTimeout, d.Timeouts.Resolve, "durable writes settle within the durable timeout")
 }
@@ -186,9 +188,9 @@ func TestAmbiguousCompareAndSwap(t *testing.T) {
 				f.inject(op, fault{err: ambiguous, applied: true})
 				f.inject("get", fault{err: &gocb.TimeoutError{InnerError: gocb.ErrUnambiguousTimeout}})
 				_, err := s.CompareAndSwap(ctx, "k", want, cas, time.Minute)
-				require.ErrorIs(t, err, provider.ErrUnavailable)
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 				require.ErrorIs(t, err, gocb.ErrAmbiguousTimeout)
-				require.Contains(t, err.Error(), "outcome unknown")
+				require.NotErrorIs(t, err, provider.ErrUnavailable, "an unknown outcome is not reported as unavailable")
 				require.NotErrorIs(t, err, provider.ErrCASConflict)
 			})
 			t.Run("always ambiguous", func(t *testing.T) {
@@ -197,8 +199,8 @@ func TestAmbiguousCompareAndSwap(t *testing.T) {
 					f.inject(op, fault{err: ambiguous})
 				}
 				_, err := s.CompareAndSwap(ctx, "k", want, cas, time.Minute)
-				require.ErrorIs(t, err, provider.ErrUnavailable)
-				require.Contains(t, err.Error(), "outcome unknown")
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+				require.NotErrorIs(t, err, provider.ErrUnavailable)
 				require.Equal(t, 1+resolveAttempts, f.count(op))
 			})
 			t.Run("durability ambiguous", func(t *testing.T) {
@@ -265,7 +267,7 @@ func TestReplicaRead(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrNotFound)
 	require.Zero(t, f.count("getAnyReplica"), "a reachable active's answer is final")
 
-	f.activeDown = true
+	f.activeErr = errActiveDown()
 	e, err := s.Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, rec, e.Value)
@@ -289,7 +291,7 @@ func TestReplicaRead(t *testing.T) {
 	require.NotErrorIs(t, err, provider.ErrNotFound, "no replica answering proves nothing")
 
 	off, f2 := fakeStore(t, Config{})
-	f2.activeDown = true
+	f2.activeErr = errActiveDown()
 	_, err = off.Get(ctx, "k")
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.Zero(t, f2.count("getAnyReplica"))
