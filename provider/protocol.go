@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -65,7 +66,7 @@ type Item struct {
 // record and its TTL, and writes it with Add (when absent) or
 // CompareAndSwap (when present); a conflict re-reads and asks again. change
 // returning a nil record writes nothing. The record written is returned.
-func (p *Provider) update(ctx context.Context, key string, change func(cur *record) (next *record, ttl time.Duration, err error)) (*record, error) {
+func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	for attempt := 0; attempt < p.cfg.MaxCASRetries; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -83,7 +84,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if err != nil || next == nil {
 			return nil, err
 		}
-		b := next.encode()
+		b := next.Encode()
 		if cur == nil {
 			_, err = p.store.Add(ctx, key, b, ttl)
 			if errors.Is(err, ErrExists) {
@@ -118,12 +119,12 @@ func contentionBackoff(ctx context.Context, attempt int) error {
 
 // read returns the decoded record under key and its CAS token. A missing
 // key returns a nil record and an error wrapping ErrNotFound.
-func (p *Provider) read(ctx context.Context, key string) (*record, uint64, error) {
+func (p *Provider) read(ctx context.Context, key string) (*record.Record, uint64, error) {
 	e, err := p.store.Get(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := decodeRecord(e.Value)
+	r, err := record.Decode(e.Value)
 	if err != nil {
 		return nil, 0, fmt.Errorf("provider: key %s: %w", key, err)
 	}
@@ -134,7 +135,7 @@ func (p *Provider) decodeValues(b []byte) (*session.Values, error) {
 	return session.DecodeValues(b, p.cfg.Codec, p.cfg.MaxValuesSize)
 }
 
-func (p *Provider) lockedError(r *record) *LockedError {
+func (p *Provider) lockedError(r *record.Record) *LockedError {
 	age := p.cfg.Now().Sub(r.LockedAt)
 	if age < 0 {
 		age = 0
@@ -144,7 +145,7 @@ func (p *Provider) lockedError(r *record) *LockedError {
 
 func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", id, ErrNotFound) }
 
-func lockLost(id string, held uint64, cur *record) error {
+func lockLost(id string, held uint64, cur *record.Record) error {
 	switch {
 	case cur == nil:
 		return fmt.Errorf("provider: session %s: record vanished while lock %d was held: %w", id, held, ErrLockLost)
@@ -159,7 +160,7 @@ func lockLost(id string, held uint64, cur *record) error {
 
 // checkHolder is the fence every holder's write passes: the record must
 // exist, be locked, and carry the caller's lock id.
-func checkHolder(id string, cur *record, lockID uint64) error {
+func checkHolder(id string, cur *record.Record, lockID uint64) error {
 	if cur == nil || cur.Removed || !cur.Locked || cur.LockID != lockID {
 		return lockLost(id, lockID, cur)
 	}
@@ -182,7 +183,7 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur != nil && !cur.Removed {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, ErrExists)
 		}
@@ -196,8 +197,8 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 
 // successor starts a new live record in place of cur (absent or a
 // tombstone), continuing its lock id and sequence numbers (I7).
-func successor(cur *record) *record {
-	next := &record{}
+func successor(cur *record.Record) *record.Record {
+	next := &record.Record{}
 	if cur != nil {
 		next.LockID = cur.LockID
 		next.Seq = cur.Seq
@@ -241,7 +242,7 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 	if cur.Actions&session.InitializeItem != 0 {
 		return p.claimInitialize(ctx, id, key, ignoreLock)
 	}
-	values, err := p.decodeValues(cur.values)
+	values, err := p.decodeValues(cur.Values)
 	if err != nil {
 		return nil, fmt.Errorf("provider: session %s: %w", id, err)
 	}
@@ -258,14 +259,14 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 // CAS clears it; everybody else sees the item without the flag.
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
-	_, err := p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked && !ignoreLock {
 			return nil, 0, p.lockedError(cur)
 		}
-		values, err := p.decodeValues(cur.values)
+		values, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -298,14 +299,14 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		return nil, err
 	}
 	var item *Item
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked {
 			return nil, 0, p.lockedError(cur)
 		}
-		values, err := p.decodeValues(cur.values)
+		values, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -357,12 +358,12 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 			return fmt.Errorf("provider: session %s: %w", id, err)
 		}
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		live := cur != nil && !cur.Removed
 		if newItem && !live {
 			next := successor(cur)
 			next.Timeout = data.Timeout()
-			next.values = full
+			next.Values = full
 			return next, next.Timeout, nil
 		}
 		switch {
@@ -375,7 +376,7 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 				return nil, 0, err
 			}
 		}
-		stored, err := p.decodeValues(cur.values)
+		stored, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -393,7 +394,7 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 		if data.TimeoutChanged() || !p.cfg.LockFree {
 			next.Timeout = data.Timeout()
 		}
-		next.values = b
+		next.Values = b
 		return &next, next.Timeout, nil
 	})
 	return err
@@ -412,7 +413,7 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 		return nil
 	}
 	defer p.unhold(key, lockID)
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -437,7 +438,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 	if !p.cfg.LockFree && lockID != 0 {
 		defer p.unhold(key, lockID)
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.cfg.LockFree {
 			if cur == nil || cur.Removed {
 				return nil, 0, notFound(id)
@@ -449,7 +450,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 		next.Removed = true
 		next.Locked = false
 		next.Actions = 0
-		next.values = nil
+		next.Values = nil
 		next.Seq++
 		next.DataSeq++
 		return &next, p.cfg.TombstoneTTL, nil
@@ -492,7 +493,7 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -514,7 +515,7 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, nil // gone: the next attempt reports it
 		}
