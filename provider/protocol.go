@@ -147,12 +147,18 @@ func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", i
 
 func lockLost(id string, held uint64, cur *record.Record) error {
 	switch {
+	case held == 0:
+		return fmt.Errorf("provider: session %s: the caller holds no lock (lock id 0): %w", id, ErrLockLost)
 	case cur == nil:
 		return fmt.Errorf("provider: session %s: record vanished while lock %d was held: %w", id, held, ErrLockLost)
 	case cur.Removed:
 		return fmt.Errorf("provider: session %s was removed: %w", id, ErrLockLost)
+	case held > cur.LockID:
+		return fmt.Errorf("provider: session %s: lock %d was not granted by this incarnation of the session (it expired and was created again): %w", id, held, ErrLockLost)
+	case !cur.Locked && cur.LockID == held:
+		return fmt.Errorf("provider: session %s: lock %d is no longer held: already released (or broken after its lease ran out): %w", id, held, ErrLockLost)
 	case !cur.Locked:
-		return fmt.Errorf("provider: session %s: lock %d was broken: %w", id, held, ErrLockLost)
+		return fmt.Errorf("provider: session %s: lock %d was taken over by lock %d, since released: %w", id, held, cur.LockID, ErrLockLost)
 	default:
 		return fmt.Errorf("provider: session %s: lock %d was taken over by lock %d: %w", id, held, cur.LockID, ErrLockLost)
 	}
@@ -196,17 +202,38 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 }
 
 // successor starts a new live record in place of cur (absent or a
-// tombstone), continuing its lock id and sequence numbers (I7).
+// tombstone). A tombstone's lock id and sequence numbers are continued:
+// the session keeps its incarnation. In place of nothing a new incarnation
+// begins, its lock ids counting from a random base (I7).
 func successor(cur *record.Record) *record.Record {
 	next := &record.Record{}
 	if cur != nil {
 		next.LockID = cur.LockID
 		next.Seq = cur.Seq
 		next.DataSeq = cur.DataSeq
+	} else {
+		next.LockID = newIncarnation()
 	}
 	next.Seq++
 	next.DataSeq++
 	return next
+}
+
+// Lock ids of a new incarnation start at a random base in
+// [incarnationMin, incarnationMax): far below 2^64, so that one
+// incarnation can take 2^63 locks and revivals (record.ReviveGap each)
+// without wrapping, and far above 0, the id of "no lock".
+const (
+	incarnationMin = 1 << 32
+	incarnationMax = 1 << 62
+)
+
+// newIncarnation returns the lock-id base of a new incarnation of a
+// session. A lock id of one incarnation equals a lock id granted by
+// another only if their random bases happen to line up: with n locks
+// granted, the chance is below n / 2^62.
+func newIncarnation() uint64 {
+	return incarnationMin + rand.Uint64N(incarnationMax-incarnationMin)
 }
 
 // GetItem returns the session for a read-only request. It takes no lock,
@@ -358,7 +385,9 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 			return fmt.Errorf("provider: session %s: %w", id, err)
 		}
 	}
+	var refused error // why the values could not be stored: it will recur
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+		refused = nil
 		live := cur != nil && !cur.Removed
 		if newItem && !live {
 			next := successor(cur)
@@ -376,14 +405,21 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 				return nil, 0, err
 			}
 		}
-		stored, err := p.decodeValues(cur.Values)
+		b, err := p.merge(cur.Values, data.Values)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
-		}
-		stored.Merge(data.Values)
-		b, err := stored.Encode(p.cfg.MaxValuesSize)
-		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			err = fmt.Errorf("provider: session %s: %w", id, err)
+			if p.cfg.LockFree {
+				return nil, 0, err
+			}
+			// Too large, or the stored values do not decode: a retry
+			// would fail the same way. Release the lock in this same
+			// write and leave the stored values as they are, so that
+			// nobody waits a lease for a lock whose holder gave up.
+			refused = err
+			next := *cur
+			next.Locked = false
+			next.Seq++
+			return &next, next.Timeout, nil
 		}
 		next := *cur
 		if !p.cfg.LockFree {
@@ -397,7 +433,26 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 		next.Values = b
 		return &next, next.Timeout, nil
 	})
+	switch {
+	case refused != nil && err != nil:
+		return fmt.Errorf("%w; releasing the lock failed too: %w", refused, err)
+	case refused != nil:
+		return fmt.Errorf("%w (nothing stored; lock %d released)", refused, lockID)
+	}
 	return err
+}
+
+// merge applies a request's changes to the stored values and returns the
+// result in stored form. Its errors recur on every attempt: the stored
+// values do not decode (ErrCorrupt), or the result is over the size limit
+// (ErrTooLarge).
+func (p *Provider) merge(stored []byte, changes *session.Values) ([]byte, error) {
+	v, err := p.decodeValues(stored)
+	if err != nil {
+		return nil, err
+	}
+	v.Merge(changes)
+	return v.Encode(p.cfg.MaxValuesSize)
 }
 
 // ReleaseItemExclusive releases lock lockID without changing the data. The

@@ -108,6 +108,7 @@ func Checks(scale float64) []Check {
 		{"I5_LockAndDataAgree", func(ctx context.Context, env Env) error { return CheckLockAndDataAgree(ctx, env, n(60)) }},
 		{"I6_InitializeItemOnce", func(ctx context.Context, env Env) error { return CheckInitializeItemOnce(ctx, env, n(8)) }},
 		{"I7_LockIDsIncrease", CheckLockIDsIncrease},
+		{"I7_StaleHolderAfterRecreation", CheckStaleHolderAfterRecreation},
 		{"LeaseTakeover", CheckLeaseTakeover},
 		{"LivingHolderKeepsLease", CheckLivingHolderKeepsLease},
 		{"LockTimeoutWithoutLeases", CheckLockTimeoutWithoutLeases},
@@ -115,6 +116,7 @@ func Checks(scale float64) []Check {
 		{"ReadOnlyWaitsForWriter", CheckReadOnlyWaitsForWriter},
 		{"Semantics", CheckSemantics},
 		{"BadInput", CheckBadInput},
+		{"FencedMessages", CheckFencedMessages},
 		{"Expiry", CheckExpiry},
 	}
 }
