@@ -125,3 +125,33 @@ func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id stri
 	})
 	return err
 }
+
+// TouchAfterRead is the read path before GetAndTouch: read the record,
+// then Touch with the timeout read. A commit that changes the timeout
+// between the two is undone by the late Touch.
+type TouchAfterRead struct{ *Provider }
+
+func (b TouchAfterRead) readThenTouch(ctx context.Context, id string) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	cur, _, err := b.read(ctx, key)
+	if err != nil {
+		return err
+	}
+	return b.store.Touch(ctx, key, cur.Timeout) // BUG: the timeout may be stale by now
+}
+
+// GetItem reads, then touches.
+func (b TouchAfterRead) GetItem(ctx context.Context, id string) (*Item, error) {
+	if err := b.readThenTouch(ctx, id); err != nil {
+		return nil, err
+	}
+	return &Item{}, nil
+}
+
+// ResetItemTimeout reads, then touches.
+func (b TouchAfterRead) ResetItemTimeout(ctx context.Context, id string) error {
+	return b.readThenTouch(ctx, id)
+}

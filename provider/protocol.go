@@ -99,6 +99,9 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if err != nil {
 			return nil, err
 		}
+		if !next.Removed {
+			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
+		}
 		return next, nil
 	}
 	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
@@ -126,10 +129,12 @@ func (p *Provider) read(ctx context.Context, key string) (*record.Record, uint64
 	}
 	r, err := record.Decode(e.Value)
 	if err != nil {
-		return nil, 0, fmt.Errorf("provider: key %s: %w", key, err)
+		return nil, 0, wrapKey(key, err)
 	}
 	return &r, e.CAS, nil
 }
+
+func wrapKey(key string, err error) error { return fmt.Errorf("provider: key %s: %w", key, err) }
 
 func (p *Provider) decodeValues(b []byte) (*session.Values, error) {
 	return session.DecodeValues(b, p.cfg.Codec, p.cfg.MaxValuesSize)
@@ -245,15 +250,17 @@ func (p *Provider) GetItem(ctx context.Context, id string) (*Item, error) {
 	return p.getShared(ctx, id, p.cfg.LockFree)
 }
 
-// getShared reads a session without locking it: Get, then Touch with the
-// session's own timeout (or, when the InitializeItem flag is set, a CAS
-// that clears it, so one request alone receives it).
+// getShared reads a session without locking it and slides its expiry by
+// its own timeout (readSliding), or, when the InitializeItem flag is set,
+// clears it with a CAS, so one request alone receives it.
 func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*Item, error) {
 	key, err := p.Key(id)
 	if err != nil {
 		return nil, err
 	}
-	cur, _, err := p.read(ctx, key)
+	cur, err := p.readSliding(ctx, key, func(r *record.Record) bool {
+		return r.Removed || r.Locked && !ignoreLock || r.Actions&session.InitializeItem != 0
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound(id)
 	}
@@ -272,12 +279,6 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 	values, err := p.decodeValues(cur.Values)
 	if err != nil {
 		return nil, fmt.Errorf("provider: session %s: %w", id, err)
-	}
-	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, notFound(id)
-		}
-		return nil, err
 	}
 	return &Item{Data: session.NewData(values, cur.Timeout)}, nil
 }
@@ -514,14 +515,14 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 }
 
 // ResetItemTimeout slides the session's expiry by its own stored timeout
-// (I4) without touching its data or lock. It reads the record for the
-// timeout and then touches the key: no write that could lose an update.
+// (I4) without touching its data or lock (readSliding): no write that
+// could lose an update, and no touch that could apply an old timeout.
 func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 	key, err := p.Key(id)
 	if err != nil {
 		return err
 	}
-	cur, _, err := p.read(ctx, key)
+	cur, err := p.readSliding(ctx, key, func(r *record.Record) bool { return r.Removed })
 	if errors.Is(err, ErrNotFound) {
 		return notFound(id)
 	}
@@ -530,12 +531,6 @@ func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 	}
 	if cur.Removed {
 		return notFound(id)
-	}
-	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return notFound(id)
-		}
-		return err
 	}
 	return nil
 }

@@ -1285,3 +1285,100 @@ func CheckFencedMessages(ctx context.Context, env Env) error {
 	}
 	return want("a second release", p.ReleaseItemExclusive(ctx, id, it.LockID), "already released")
 }
+
+// CheckOwnTimeoutUnderRaces (I4 under concurrency): a read-only request
+// (GetItem, ResetItemTimeout) has its second store operation held while
+// another request commits a new timeout for the session; after both, the
+// TTL is the session's stored timeout. Run with the store's GetAndTouch
+// and without it, and with the reader's memo of the session's timeout cold
+// and warm.
+func CheckOwnTimeoutUnderRaces(ctx context.Context, env Env) error {
+	ttlr, ok := env.Store.(provider.TTLReader)
+	if !ok {
+		return errSkipNoTTL
+	}
+	const before, after = 2 * time.Minute, 30 * time.Minute
+	cfg := provider.Config{DefaultTimeout: 20 * time.Minute}
+	w, err := newProvider(env, env.Store, cfg)
+	if err != nil {
+		return err
+	}
+	ops := []struct {
+		name string
+		run  func(API, string) error
+	}{
+		{"GetItem", func(p API, id string) error { _, err := p.GetItem(ctx, id); return err }},
+		{"ResetItemTimeout", func(p API, id string) error { return p.ResetItemTimeout(ctx, id) }},
+	}
+	for _, op := range ops {
+		for _, hideGAT := range []bool{false, true} {
+			for _, warm := range []bool{false, true} {
+				what := fmt.Sprintf("%s (GetAndTouch hidden: %v, memo warm: %v)", op.name, hideGAT, warm)
+				id, err := createSession(ctx, w, before, map[string]any{"a": 1})
+				if err != nil {
+					return err
+				}
+				// Cold, the reader's second operation follows its read.
+				// Warm, the warming read took two operations (its hint
+				// was the default); the second read's second operation
+				// follows its read, if it has one.
+				holdAt := int64(2)
+				if warm {
+					holdAt = 4
+				}
+				gated, gate := NewGate(env.Store, holdAt, hideGAT)
+				r, err := newProvider(env, gated, cfg)
+				if err != nil {
+					return err
+				}
+				if warm {
+					if err := op.run(r, id); err != nil {
+						return fmt.Errorf("%s: warming read: %w", what, err)
+					}
+				}
+				done := make(chan error, 1)
+				go func() { done <- op.run(r, id) }()
+				var readErr error
+				finished := false
+				select {
+				case <-gate.Reached:
+				case readErr = <-done:
+					finished = true
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				// Between the reader's operations, a commit changes the
+				// session's timeout.
+				it, err := w.AcquireItem(ctx, id)
+				if err != nil {
+					close(gate.Release)
+					return err
+				}
+				if err := it.Data.SetTimeout(after); err != nil {
+					close(gate.Release)
+					return err
+				}
+				if err := w.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false); err != nil {
+					close(gate.Release)
+					return fmt.Errorf("%s: commit: %w", what, err)
+				}
+				close(gate.Release)
+				if !finished {
+					readErr = <-done
+				}
+				if readErr != nil {
+					return fmt.Errorf("%s: %w", what, readErr)
+				}
+				key, _ := w.Key(id)
+				ttl, err := ttlr.TTL(ctx, key)
+				if err != nil {
+					return err
+				}
+				if ttl < after-15*time.Second || ttl > after+5*time.Second {
+					return fmt.Errorf("I4 violated: after %s raced a commit of a %v timeout, the TTL is %v", what, after, ttl.Round(time.Second))
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -105,6 +105,7 @@ func Checks(scale float64) []Check {
 		{"I2_NoLostRelease", func(ctx context.Context, env Env) error { return CheckNoLostRelease(ctx, env, n(60)) }},
 		{"I3_FencedWrites", CheckFencedWrites},
 		{"I4_OwnTimeoutIsTTL", CheckOwnTimeoutIsTTL},
+		{"I4_OwnTimeoutUnderRaces", CheckOwnTimeoutUnderRaces},
 		{"I5_LockAndDataAgree", func(ctx context.Context, env Env) error { return CheckLockAndDataAgree(ctx, env, n(60)) }},
 		{"I6_InitializeItemOnce", func(ctx context.Context, env Env) error { return CheckInitializeItemOnce(ctx, env, n(8)) }},
 		{"I7_LockIDsIncrease", CheckLockIDsIncrease},
