@@ -1382,3 +1382,46 @@ func CheckOwnTimeoutUnderRaces(ctx context.Context, env Env) error {
 	}
 	return nil
 }
+
+// CheckNoEarlyExpiry (I4's lower bound): a session never expires before
+// its own timeout, whatever the store's clock granularity (memcached's
+// ticks once a second). Presence is judged only at instants before the
+// deadline: a miss whose read ended before start + timeout (start taken
+// before the session was written) is an early expiry.
+func CheckNoEarlyExpiry(ctx context.Context, env Env) error {
+	p, err := newProvider(env, env.Store, provider.Config{})
+	if err != nil {
+		return err
+	}
+	const timeout = time.Second
+	for range 3 {
+		start := time.Now()
+		id, err := createSession(ctx, p, timeout, map[string]any{"a": 1})
+		if err != nil {
+			return err
+		}
+		key, _ := p.Key(id)
+		for {
+			_, err := env.Store.Get(ctx, key) // a peek: the provider would slide the expiry
+			seen := time.Now()
+			if !seen.Before(start.Add(timeout)) {
+				break
+			}
+			if errors.Is(err, provider.ErrNotFound) {
+				return fmt.Errorf("I4 violated: a %v session was gone %v after it was written", timeout, seen.Sub(start).Round(time.Millisecond))
+			}
+			if err != nil {
+				return err
+			}
+			waitBriefly(ctx)
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}

@@ -119,5 +119,6 @@ func Checks(scale float64) []Check {
 		{"BadInput", CheckBadInput},
 		{"FencedMessages", CheckFencedMessages},
 		{"Expiry", CheckExpiry},
+		{"NoEarlyExpiry", CheckNoEarlyExpiry},
 	}
 }
