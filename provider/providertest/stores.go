@@ -29,6 +29,29 @@ func (s *CountingStore) Get(ctx context.Context, key string) (provider.Entry, er
 	return s.Store.Get(ctx, key)
 }
 
+// GetAndTouch implements provider.GetAndToucher, counted as a Get: the
+// wrapped store's own when it has one; otherwise a Get and a
+// CompareAndSwap of the unchanged value, counted as both.
+func (s *CountingStore) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if gt, ok := s.Store.(provider.GetAndToucher); ok {
+		s.Gets.Add(1)
+		return gt.GetAndTouch(ctx, key, ttl)
+	}
+	for {
+		e, err := s.Get(ctx, key)
+		if err != nil {
+			return e, err
+		}
+		cas, err := s.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+		if err == nil {
+			return provider.Entry{Value: e.Value, CAS: cas}, nil
+		}
+		if !errors.Is(err, provider.ErrCASConflict) {
+			return provider.Entry{}, err
+		}
+	}
+}
+
 // Add implements provider.Store.
 func (s *CountingStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	s.Adds.Add(1)
