@@ -14,6 +14,7 @@ import (
 // application server's: a row is live while expires_at > now().
 type queries struct {
 	get, add, cas, touch, del, ttl, sweep string
+	getTouch                              string
 	getTTL, putRecord, recordSeq          string
 }
 
@@ -62,6 +63,11 @@ func buildQueries(table string) queries {
 			SELECT (SELECT version FROM updated), (SELECT version FROM current)`, "$4")),
 
 		touch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()`, "$2")),
+
+		// Touch and read in one statement: the row returned is the row
+		// touched, so no commit can land between the read and the touch.
+		getTouch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()
+			RETURNING value, version`, "$2")),
 
 		getTTL: q(`SELECT value, version,
 				((extract(epoch FROM expires_at) - extract(epoch FROM now())) * 1000000)::bigint

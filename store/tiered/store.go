@@ -504,6 +504,52 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	return nil
 }
 
+// GetAndTouch implements provider.GetAndToucher: the cache reads and
+// touches in one step (its own GetAndTouch, or a Get and a CompareAndSwap
+// of the unchanged value), a record the cache lost is revived first, and
+// the durable copy's expiry is refreshed when due, as Touch does.
+func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := s.check(ctx); err != nil {
+		return provider.Entry{}, err
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		e, err := s.cacheGetAndTouch(ctx, key, ttl)
+		switch {
+		case errors.Is(err, provider.ErrNotFound):
+			if _, err := s.reviveOnce(ctx, key); err != nil {
+				return provider.Entry{}, err
+			}
+			continue
+		case errors.Is(err, provider.ErrCASConflict):
+			continue
+		case err != nil:
+			return provider.Entry{}, err
+		}
+		if h, err := record.Parse(e.Value); err == nil {
+			s.memo.seen(key, e.CAS, h)
+			s.refresh(ctx, key, h, ttl, e.Value)
+		}
+		return e, nil
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: get and touch kept conflicting: %w", provider.ErrCASConflict)
+}
+
+// cacheGetAndTouch reads key from the cache and sets its TTL in one step.
+func (s *Store) cacheGetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if gt, ok := s.cache.(provider.GetAndToucher); ok {
+		return gt.GetAndTouch(ctx, key, ttl)
+	}
+	e, err := s.cache.Get(ctx, key)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	cas, err := s.cache.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	return provider.Entry{Value: e.Value, CAS: cas}, nil
+}
+
 // Delete removes key from both tiers. It returns ErrNotFound when neither
 // had it.
 func (s *Store) Delete(ctx context.Context, key string) error {

@@ -234,6 +234,10 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, h.Locked)
 	require.Greater(t, h.LockID, held.LockID)
+	// The revive row of docs/protocol.md: the durable copy (written by the
+	// commit under lock held-1) comes back in the same incarnation, its
+	// lock id advanced by record.ReviveGap.
+	require.Equal(t, held.LockID-1+record.ReviveGap, h.LockID)
 	require.EqualValues(t, 1, s.Stats().Revivals)
 
 	// The holder of the lock the cache lost is fenced.
