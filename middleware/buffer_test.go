@@ -58,6 +58,10 @@ func (f *unlockFailer) Add(ctx context.Context, key string, v []byte, ttl time.D
 	return f.Store.Add(ctx, key, v, ttl)
 }
 
+func (f *unlockFailer) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	return f.Store.(provider.GetAndToucher).GetAndTouch(ctx, key, ttl)
+}
+
 func newFailEnv(t *testing.T, cfg Config) (*env, *unlockFailer) {
 	f := &unlockFailer{}
 	e := newEnv(t, envOptions{config: cfg, wrap: func(s provider.Store) provider.Store { f.Store = s; return f }})

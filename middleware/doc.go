@@ -111,7 +111,14 @@
 //     new session's cookie included, and the ErrorHandler answers an error
 //     wrapping ErrNotStored instead: by default 409 Conflict for a fenced
 //     write (the request lost the session to another one; its change was
-//     not applied, a retry may succeed) and 500 otherwise. A client never
+//     not applied, a retry may succeed), 413 Request Entity Too Large for
+//     a session over its size limit (provider.ErrTooLarge: nothing stored,
+//     the lock released in the same write; a retry would fail the same
+//     way) and 500 otherwise. The session is committed before the first
+//     byte of a streamed response goes out, so a too-large session is
+//     always answered while the response is still held back; after that
+//     the session cannot change (ErrCommitted). A handler's own
+//     Session.Commit gets the error itself. A client never
 //     gets a 2xx for a change that was not stored. The failure is logged
 //     and counted. A request that changed nothing and only failed to
 //     release its lock keeps its answer: it lost nothing, and the lock

@@ -72,6 +72,11 @@ func (k *keyRecorder) Touch(ctx context.Context, key string, ttl time.Duration) 
 	return k.Store.Touch(ctx, key, ttl)
 }
 
+func (k *keyRecorder) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	k.note(key)
+	return k.Store.(provider.GetAndToucher).GetAndTouch(ctx, key, ttl)
+}
+
 func (k *keyRecorder) Delete(ctx context.Context, key string) error {
 	k.note(key)
 	return k.Store.Delete(ctx, key)

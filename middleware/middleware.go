@@ -328,7 +328,8 @@ func (m *Manager) answerNotStored(w http.ResponseWriter, r *http.Request, err er
 // 503 with Retry-After when the session was busy, 409 Conflict when a
 // write was fenced (the lock had been taken over: the request lost the
 // session to another one and its change was not applied; the client may
-// reload and retry), 500 for anything else.
+// reload and retry), 413 when the session's values grew over the size
+// limit (nothing stored, the lock released), 500 for anything else.
 func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 	if m.cfg.ErrorHandler != nil {
 		m.cfg.ErrorHandler(w, r, err)
@@ -338,6 +339,8 @@ func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 	case Overloaded(err):
 		w.Header().Set("Retry-After", m.retryAfter)
 		http.Error(w, "session busy, retry later", http.StatusServiceUnavailable)
+	case errors.Is(err, provider.ErrTooLarge):
+		http.Error(w, "session too large; changes not stored", http.StatusRequestEntityTooLarge)
 	case errors.Is(err, provider.ErrLockLost):
 		http.Error(w, "session changed by another request; changes not stored", http.StatusConflict)
 	case errors.Is(err, ErrNotStored):

@@ -41,6 +41,8 @@ func TestBrokenVariantsFail(t *testing.T) {
 			providertest.CheckFencedWrites, "I3 violated"},
 		{"I4 release with the default timeout", func(p *provider.Provider) providertest.API { return provider.DefaultTimeoutRelease{Provider: p} },
 			providertest.CheckOwnTimeoutIsTTL, "I4 violated"},
+		{"I4 read then touch", func(p *provider.Provider) providertest.API { return provider.TouchAfterRead{Provider: p} },
+			providertest.CheckOwnTimeoutUnderRaces, "I4 violated"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -36,10 +37,10 @@ func (b NoRetryRelease) releaseOnce(ctx context.Context, id string, lockID uint6
 		if err != nil {
 			return err
 		}
-		next.values = v
+		next.Values = v
 		next.DataSeq++
 	}
-	_, _ = b.store.CompareAndSwap(ctx, key, next.encode(), cas, next.Timeout) // BUG: failure ignored
+	_, _ = b.store.CompareAndSwap(ctx, key, next.Encode(), cas, next.Timeout) // BUG: failure ignored
 	return nil
 }
 
@@ -60,13 +61,13 @@ func (b NoRetryRelease) SetAndReleaseItemExclusive(ctx context.Context, id strin
 // lands (the memcached/SQL providers without CAS).
 type Unfenced struct{ *Provider }
 
-func (b Unfenced) write(ctx context.Context, id string, lockID uint64, change func(*record)) error {
+func (b Unfenced) write(ctx context.Context, id string, lockID uint64, change func(*record.Record)) error {
 	key, err := b.Key(id)
 	if err != nil {
 		return err
 	}
 	defer b.unhold(key, lockID)
-	_, err = b.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil {
 			return nil, 0, notFound(id)
 		}
@@ -88,17 +89,17 @@ func (b Unfenced) SetAndReleaseItemExclusive(ctx context.Context, id string, dat
 	if err != nil {
 		return err
 	}
-	return b.write(ctx, id, lockID, func(r *record) { r.values = v; r.DataSeq++; r.Timeout = data.Timeout() })
+	return b.write(ctx, id, lockID, func(r *record.Record) { r.Values = v; r.DataSeq++; r.Timeout = data.Timeout() })
 }
 
 // ReleaseItemExclusive unlocks whoever holds the lock.
 func (b Unfenced) ReleaseItemExclusive(ctx context.Context, id string, lockID uint64) error {
-	return b.write(ctx, id, lockID, func(*record) {})
+	return b.write(ctx, id, lockID, func(*record.Record) {})
 }
 
 // RemoveItem removes whoever holds the lock.
 func (b Unfenced) RemoveItem(ctx context.Context, id string, lockID uint64) error {
-	return b.write(ctx, id, lockID, func(r *record) { r.Removed = true; r.values = nil })
+	return b.write(ctx, id, lockID, func(r *record.Record) { r.Removed = true; r.Values = nil })
 }
 
 // DefaultTimeoutRelease is the memcached providers' lost-timeout bug: a
@@ -113,7 +114,7 @@ func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id stri
 		return err
 	}
 	defer b.unhold(key, lockID)
-	_, err = b.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -123,4 +124,34 @@ func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id stri
 		return &next, b.cfg.DefaultTimeout, nil // BUG: not the session's own timeout
 	})
 	return err
+}
+
+// TouchAfterRead is the read path before GetAndTouch: read the record,
+// then Touch with the timeout read. A commit that changes the timeout
+// between the two is undone by the late Touch.
+type TouchAfterRead struct{ *Provider }
+
+func (b TouchAfterRead) readThenTouch(ctx context.Context, id string) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	cur, _, err := b.read(ctx, key)
+	if err != nil {
+		return err
+	}
+	return b.store.Touch(ctx, key, cur.Timeout) // BUG: the timeout may be stale by now
+}
+
+// GetItem reads, then touches.
+func (b TouchAfterRead) GetItem(ctx context.Context, id string) (*Item, error) {
+	if err := b.readThenTouch(ctx, id); err != nil {
+		return nil, err
+	}
+	return &Item{}, nil
+}
+
+// ResetItemTimeout reads, then touches.
+func (b TouchAfterRead) ResetItemTimeout(ctx context.Context, id string) error {
+	return b.readThenTouch(ctx, id)
 }

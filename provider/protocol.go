@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -65,7 +66,7 @@ type Item struct {
 // record and its TTL, and writes it with Add (when absent) or
 // CompareAndSwap (when present); a conflict re-reads and asks again. change
 // returning a nil record writes nothing. The record written is returned.
-func (p *Provider) update(ctx context.Context, key string, change func(cur *record) (next *record, ttl time.Duration, err error)) (*record, error) {
+func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	for attempt := 0; attempt < p.cfg.MaxCASRetries; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -83,7 +84,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if err != nil || next == nil {
 			return nil, err
 		}
-		b := next.encode()
+		b := next.Encode()
 		if cur == nil {
 			_, err = p.store.Add(ctx, key, b, ttl)
 			if errors.Is(err, ErrExists) {
@@ -97,6 +98,9 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !next.Removed {
+			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
 		}
 		return next, nil
 	}
@@ -118,23 +122,25 @@ func contentionBackoff(ctx context.Context, attempt int) error {
 
 // read returns the decoded record under key and its CAS token. A missing
 // key returns a nil record and an error wrapping ErrNotFound.
-func (p *Provider) read(ctx context.Context, key string) (*record, uint64, error) {
+func (p *Provider) read(ctx context.Context, key string) (*record.Record, uint64, error) {
 	e, err := p.store.Get(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := decodeRecord(e.Value)
+	r, err := record.Decode(e.Value)
 	if err != nil {
-		return nil, 0, fmt.Errorf("provider: key %s: %w", key, err)
+		return nil, 0, wrapKey(key, err)
 	}
 	return &r, e.CAS, nil
 }
+
+func wrapKey(key string, err error) error { return fmt.Errorf("provider: key %s: %w", key, err) }
 
 func (p *Provider) decodeValues(b []byte) (*session.Values, error) {
 	return session.DecodeValues(b, p.cfg.Codec, p.cfg.MaxValuesSize)
 }
 
-func (p *Provider) lockedError(r *record) *LockedError {
+func (p *Provider) lockedError(r *record.Record) *LockedError {
 	age := p.cfg.Now().Sub(r.LockedAt)
 	if age < 0 {
 		age = 0
@@ -144,14 +150,20 @@ func (p *Provider) lockedError(r *record) *LockedError {
 
 func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", id, ErrNotFound) }
 
-func lockLost(id string, held uint64, cur *record) error {
+func lockLost(id string, held uint64, cur *record.Record) error {
 	switch {
+	case held == 0:
+		return fmt.Errorf("provider: session %s: the caller holds no lock (lock id 0): %w", id, ErrLockLost)
 	case cur == nil:
 		return fmt.Errorf("provider: session %s: record vanished while lock %d was held: %w", id, held, ErrLockLost)
 	case cur.Removed:
 		return fmt.Errorf("provider: session %s was removed: %w", id, ErrLockLost)
+	case held > cur.LockID:
+		return fmt.Errorf("provider: session %s: lock %d was not granted by this incarnation of the session (it expired and was created again): %w", id, held, ErrLockLost)
+	case !cur.Locked && cur.LockID == held:
+		return fmt.Errorf("provider: session %s: lock %d is no longer held: already released (or broken after its lease ran out): %w", id, held, ErrLockLost)
 	case !cur.Locked:
-		return fmt.Errorf("provider: session %s: lock %d was broken: %w", id, held, ErrLockLost)
+		return fmt.Errorf("provider: session %s: lock %d was taken over by lock %d, since released: %w", id, held, cur.LockID, ErrLockLost)
 	default:
 		return fmt.Errorf("provider: session %s: lock %d was taken over by lock %d: %w", id, held, cur.LockID, ErrLockLost)
 	}
@@ -159,7 +171,7 @@ func lockLost(id string, held uint64, cur *record) error {
 
 // checkHolder is the fence every holder's write passes: the record must
 // exist, be locked, and carry the caller's lock id.
-func checkHolder(id string, cur *record, lockID uint64) error {
+func checkHolder(id string, cur *record.Record, lockID uint64) error {
 	if cur == nil || cur.Removed || !cur.Locked || cur.LockID != lockID {
 		return lockLost(id, lockID, cur)
 	}
@@ -182,7 +194,7 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur != nil && !cur.Removed {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, ErrExists)
 		}
@@ -195,17 +207,38 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 }
 
 // successor starts a new live record in place of cur (absent or a
-// tombstone), continuing its lock id and sequence numbers (I7).
-func successor(cur *record) *record {
-	next := &record{}
+// tombstone). A tombstone's lock id and sequence numbers are continued:
+// the session keeps its incarnation. In place of nothing a new incarnation
+// begins, its lock ids counting from a random base (I7).
+func successor(cur *record.Record) *record.Record {
+	next := &record.Record{}
 	if cur != nil {
 		next.LockID = cur.LockID
 		next.Seq = cur.Seq
 		next.DataSeq = cur.DataSeq
+	} else {
+		next.LockID = newIncarnation()
 	}
 	next.Seq++
 	next.DataSeq++
 	return next
+}
+
+// Lock ids of a new incarnation start at a random base in
+// [incarnationMin, incarnationMax): far below 2^64, so that one
+// incarnation can take 2^63 locks and revivals (record.ReviveGap each)
+// without wrapping, and far above 0, the id of "no lock".
+const (
+	incarnationMin = 1 << 32
+	incarnationMax = 1 << 62
+)
+
+// newIncarnation returns the lock-id base of a new incarnation of a
+// session. A lock id of one incarnation equals a lock id granted by
+// another only if their random bases happen to line up: with n locks
+// granted, the chance is below n / 2^62.
+func newIncarnation() uint64 {
+	return incarnationMin + rand.Uint64N(incarnationMax-incarnationMin)
 }
 
 // GetItem returns the session for a read-only request. It takes no lock,
@@ -217,15 +250,17 @@ func (p *Provider) GetItem(ctx context.Context, id string) (*Item, error) {
 	return p.getShared(ctx, id, p.cfg.LockFree)
 }
 
-// getShared reads a session without locking it: Get, then Touch with the
-// session's own timeout (or, when the InitializeItem flag is set, a CAS
-// that clears it, so one request alone receives it).
+// getShared reads a session without locking it and slides its expiry by
+// its own timeout (readSliding), or, when the InitializeItem flag is set,
+// clears it with a CAS, so one request alone receives it.
 func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*Item, error) {
 	key, err := p.Key(id)
 	if err != nil {
 		return nil, err
 	}
-	cur, _, err := p.read(ctx, key)
+	cur, err := p.readSliding(ctx, key, func(r *record.Record) bool {
+		return r.Removed || r.Locked && !ignoreLock || r.Actions&session.InitializeItem != 0
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound(id)
 	}
@@ -241,15 +276,9 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 	if cur.Actions&session.InitializeItem != 0 {
 		return p.claimInitialize(ctx, id, key, ignoreLock)
 	}
-	values, err := p.decodeValues(cur.values)
+	values, err := p.decodeValues(cur.Values)
 	if err != nil {
 		return nil, fmt.Errorf("provider: session %s: %w", id, err)
-	}
-	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, notFound(id)
-		}
-		return nil, err
 	}
 	return &Item{Data: session.NewData(values, cur.Timeout)}, nil
 }
@@ -258,14 +287,14 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 // CAS clears it; everybody else sees the item without the flag.
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
-	_, err := p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked && !ignoreLock {
 			return nil, 0, p.lockedError(cur)
 		}
-		values, err := p.decodeValues(cur.values)
+		values, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -298,14 +327,14 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		return nil, err
 	}
 	var item *Item
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked {
 			return nil, 0, p.lockedError(cur)
 		}
-		values, err := p.decodeValues(cur.values)
+		values, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -357,12 +386,14 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 			return fmt.Errorf("provider: session %s: %w", id, err)
 		}
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	var refused error // why the values could not be stored: it will recur
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+		refused = nil
 		live := cur != nil && !cur.Removed
 		if newItem && !live {
 			next := successor(cur)
 			next.Timeout = data.Timeout()
-			next.values = full
+			next.Values = full
 			return next, next.Timeout, nil
 		}
 		switch {
@@ -375,14 +406,21 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 				return nil, 0, err
 			}
 		}
-		stored, err := p.decodeValues(cur.values)
+		b, err := p.merge(cur.Values, data.Values)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
-		}
-		stored.Merge(data.Values)
-		b, err := stored.Encode(p.cfg.MaxValuesSize)
-		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			err = fmt.Errorf("provider: session %s: %w", id, err)
+			if p.cfg.LockFree {
+				return nil, 0, err
+			}
+			// Too large, or the stored values do not decode: a retry
+			// would fail the same way. Release the lock in this same
+			// write and leave the stored values as they are, so that
+			// nobody waits a lease for a lock whose holder gave up.
+			refused = err
+			next := *cur
+			next.Locked = false
+			next.Seq++
+			return &next, next.Timeout, nil
 		}
 		next := *cur
 		if !p.cfg.LockFree {
@@ -393,10 +431,29 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 		if data.TimeoutChanged() || !p.cfg.LockFree {
 			next.Timeout = data.Timeout()
 		}
-		next.values = b
+		next.Values = b
 		return &next, next.Timeout, nil
 	})
+	switch {
+	case refused != nil && err != nil:
+		return fmt.Errorf("%w; releasing the lock failed too: %w", refused, err)
+	case refused != nil:
+		return fmt.Errorf("%w (nothing stored; lock %d released)", refused, lockID)
+	}
 	return err
+}
+
+// merge applies a request's changes to the stored values and returns the
+// result in stored form. Its errors recur on every attempt: the stored
+// values do not decode (ErrCorrupt), or the result is over the size limit
+// (ErrTooLarge).
+func (p *Provider) merge(stored []byte, changes *session.Values) ([]byte, error) {
+	v, err := p.decodeValues(stored)
+	if err != nil {
+		return nil, err
+	}
+	v.Merge(changes)
+	return v.Encode(p.cfg.MaxValuesSize)
 }
 
 // ReleaseItemExclusive releases lock lockID without changing the data. The
@@ -412,7 +469,7 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 		return nil
 	}
 	defer p.unhold(key, lockID)
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -437,7 +494,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 	if !p.cfg.LockFree && lockID != 0 {
 		defer p.unhold(key, lockID)
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.cfg.LockFree {
 			if cur == nil || cur.Removed {
 				return nil, 0, notFound(id)
@@ -449,7 +506,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 		next.Removed = true
 		next.Locked = false
 		next.Actions = 0
-		next.values = nil
+		next.Values = nil
 		next.Seq++
 		next.DataSeq++
 		return &next, p.cfg.TombstoneTTL, nil
@@ -458,14 +515,14 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 }
 
 // ResetItemTimeout slides the session's expiry by its own stored timeout
-// (I4) without touching its data or lock. It reads the record for the
-// timeout and then touches the key: no write that could lose an update.
+// (I4) without touching its data or lock (readSliding): no write that
+// could lose an update, and no touch that could apply an old timeout.
 func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 	key, err := p.Key(id)
 	if err != nil {
 		return err
 	}
-	cur, _, err := p.read(ctx, key)
+	cur, err := p.readSliding(ctx, key, func(r *record.Record) bool { return r.Removed })
 	if errors.Is(err, ErrNotFound) {
 		return notFound(id)
 	}
@@ -474,12 +531,6 @@ func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 	}
 	if cur.Removed {
 		return notFound(id)
-	}
-	if err := p.store.Touch(ctx, key, cur.Timeout); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return notFound(id)
-		}
-		return err
 	}
 	return nil
 }
@@ -492,7 +543,7 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -514,7 +565,7 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil || cur.Removed {
 			return nil, 0, nil // gone: the next attempt reports it
 		}

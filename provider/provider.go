@@ -81,6 +81,9 @@ type Provider struct {
 	cfg    Config
 	waiter *lock.Waiter
 	holds  *holdSet
+	// timeouts remembers sessions' own timeouts for the read path's
+	// one-step read and touch (slide.go).
+	timeouts *timeoutMemo
 }
 
 // holdSet records the locks taken in this process, so that their release
@@ -142,10 +145,11 @@ func New(store Store, cfg Config) (*Provider, error) {
 	}
 	cfg.Wait.StaleAfter = cfg.staleAfter()
 	return &Provider{
-		store:  store,
-		cfg:    cfg,
-		waiter: lock.NewWaiter(cfg.Wait),
-		holds:  &holdSet{m: make(map[holdKey]struct{})},
+		store:    store,
+		cfg:      cfg,
+		waiter:   lock.NewWaiter(cfg.Wait),
+		holds:    &holdSet{m: make(map[holdKey]struct{})},
+		timeouts: &timeoutMemo{m: make(map[string]time.Duration)},
 	}, nil
 }
 

@@ -15,7 +15,8 @@ import (
 //
 // TTLs are durations from now. A TTL of zero or less is invalid: every record
 // the provider writes expires. Backends round TTLs up to their own
-// granularity (whole seconds for memcached).
+// granularity, so that a key never expires before its TTL has passed
+// (memcached: whole seconds plus one, as its clock ticks once a second).
 //
 // Errors are reported by wrapping the sentinels below, so callers match them
 // with errors.Is whatever the backend.
@@ -50,6 +51,23 @@ type Store interface {
 	// Close releases the store's resources. Calls after Close fail with
 	// ErrClosed.
 	Close() error
+}
+
+// GetAndToucher is implemented by stores that can read a key and set its
+// TTL in one atomic step (memcached's `mg <key> v c T<ttl>`, SQL's
+// UPDATE ... RETURNING). The provider reads sessions through it on its
+// read path (GetItem, ResetItemTimeout), so that no commit can land
+// between the read and the touch: a late touch would otherwise give the
+// session the timeout it had before the commit (I4 under concurrency).
+// Stores without it are read with Get and slid with a CompareAndSwap of
+// the unchanged value, which is as exact but sends the value back.
+type GetAndToucher interface {
+	// GetAndTouch returns the value under key and its CAS token and, in
+	// the same atomic step, sets the key's TTL to ttl. It returns
+	// ErrNotFound when the key is absent. Like Touch, it may or may not
+	// change the CAS token; the returned token is the key's token after
+	// the touch.
+	GetAndTouch(ctx context.Context, key string, ttl time.Duration) (Entry, error)
 }
 
 // Entry is a value read from a Store with its CAS token.

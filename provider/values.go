@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // DeleteValuesIf deletes from session id each key of want whose stored
@@ -30,12 +32,12 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 		return 0, nil
 	}
 	deleted := 0
-	_, err = p.update(ctx, key, func(cur *record) (*record, time.Duration, error) {
+	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		deleted = 0
 		if cur == nil || cur.Removed {
 			return nil, 0, notFound(id)
 		}
-		stored, err := p.decodeValues(cur.values)
+		stored, err := p.decodeValues(cur.Values)
 		if err != nil {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
 		}
@@ -55,7 +57,7 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 		next := *cur
 		next.Seq++
 		next.DataSeq++
-		next.values = enc
+		next.Values = enc
 		return &next, next.Timeout, nil
 	})
 	if err != nil {

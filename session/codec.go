@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // A Codec turns a session value into bytes and back.
@@ -40,17 +41,57 @@ func DefaultCodec() Codec { return JSONCodec{} }
 // base64 and for time.Time, RFC 3339), bool, nil, []any and map[string]any.
 type JSONCodec struct{}
 
-// Marshal encodes v as JSON.
+// MaxJSONDepth is how deeply JSONCodec lets arrays and objects nest:
+// encoding/json's decoder refuses deeper input, so a deeper value could be
+// stored but never read back. Marshal refuses it.
+const MaxJSONDepth = 10000
+
+// Marshal encodes v as JSON. It refuses what JSON cannot hold (NaN, ±Inf,
+// cycles, channels, functions) and what encoding/json could encode but
+// never decode (nesting deeper than MaxJSONDepth).
 func (JSONCodec) Marshal(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		var uv *json.UnsupportedValueError
 		if errors.As(err, &uv) {
+			if strings.HasPrefix(uv.Str, "encountered a cycle") {
+				return nil, fmt.Errorf("session: JSON cannot encode a value that contains itself (%s): %w", uv.Str, err)
+			}
 			return nil, fmt.Errorf("session: JSON cannot encode %s (JSON has no NaN or Infinity): %w", uv.Str, err)
 		}
 		return nil, err
 	}
+	if d := jsonDepth(b); d > MaxJSONDepth {
+		return nil, fmt.Errorf("session: JSON value nests %d levels deep; encoding/json reads at most %d, so it could never be read back", d, MaxJSONDepth)
+	}
 	return b, nil
+}
+
+// jsonDepth returns how deeply arrays and objects nest in the valid JSON b.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // Unmarshal decodes JSON data into v, a non-nil pointer.

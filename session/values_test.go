@@ -682,3 +682,44 @@ func TestClone(t *testing.T) {
 	v.MarkClean()
 	require.True(t, c.Dirty(), "clone has its own change log")
 }
+
+// TestSetRefusesWhatCannotBeReadBack: a value nested deeper than the JSON
+// decoder reads is refused at Set (it used to be stored and then be
+// unreadable forever); one level less is stored and reads back.
+func TestSetRefusesWhatCannotBeReadBack(t *testing.T) {
+	nest := func(n int) any {
+		var v any = "leaf"
+		for range n {
+			v = []any{v}
+		}
+		return v
+	}
+	v := session.NewValues(nil)
+	err := v.Set("deep", nest(session.MaxJSONDepth+1))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "could never be read back")
+	require.False(t, v.Has("deep"))
+	require.NoError(t, v.Set("ok", nest(session.MaxJSONDepth)))
+	var back any
+	ok, err := v.Get("ok", &back)
+	require.NoError(t, err)
+	require.True(t, ok)
+	// Strings full of brackets are not nesting.
+	require.NoError(t, v.Set("brackets", strings.Repeat(`[{"\"`, 3*session.MaxJSONDepth)))
+}
+
+// TestSetCycleMessage: a value that contains itself is refused with a
+// message about the cycle, not about NaN.
+func TestSetCycleMessage(t *testing.T) {
+	type node struct{ Next *node }
+	n := &node{}
+	n.Next = n
+	m := map[string]any{}
+	m["self"] = m
+	for _, x := range []any{n, m} {
+		err := session.NewValues(nil).Set("k", x)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "contains itself")
+		require.NotContains(t, err.Error(), "NaN")
+	}
+}

@@ -1096,6 +1096,12 @@ func CheckBadInput(ctx context.Context, env Env) error {
 	if _, err := p.GetItemExclusive(ctx, id); !errors.Is(err, provider.ErrCorrupt) {
 		return fmt.Errorf("GetItemExclusive(corrupt) = %v, want ErrCorrupt", err)
 	}
+	if _, err := p.AcquireItem(ctx, id); !errors.Is(err, provider.ErrCorrupt) {
+		return fmt.Errorf("AcquireItem(corrupt) = %v, want ErrCorrupt at once", err)
+	}
+	if err := p.ResetItemTimeout(ctx, id); !errors.Is(err, provider.ErrCorrupt) {
+		return fmt.Errorf("ResetItemTimeout(corrupt) = %v, want ErrCorrupt", err)
+	}
 	if e, err := env.Store.Get(ctx, key); err != nil || string(e.Value) != string(garbage) {
 		return fmt.Errorf("the corrupt record was changed: %q, %v", e.Value, err)
 	}
@@ -1114,16 +1120,17 @@ func CheckBadInput(ctx context.Context, env Env) error {
 	if err := p.SetAndReleaseItemExclusive(ctx, id, held.Data, held.LockID, false); !errors.Is(err, provider.ErrTooLarge) {
 		return fmt.Errorf("oversized commit = %v, want ErrTooLarge", err)
 	}
-	// The lock is still ours (nothing was written); release it.
-	if err := p.ReleaseItemExclusive(ctx, id, held.LockID); err != nil {
-		return fmt.Errorf("release after a refused oversized commit: %w", err)
-	}
-	item, err := p.GetItem(ctx, id)
+	// The refusal will recur: the same write released the lock, so nobody
+	// waits a lease for it.
+	again, err := p.GetItemExclusive(ctx, id)
 	if err != nil {
-		return err
+		return fmt.Errorf("after a refused oversized commit the session is not free: GetItemExclusive = %w", err)
 	}
-	if item.Data.Values.Has("big") || !item.Data.Values.Has("small") {
-		return fmt.Errorf("oversized commit changed the stored session: keys %v", item.Data.Values.Keys())
+	if again.Data.Values.Has("big") || !again.Data.Values.Has("small") {
+		return fmt.Errorf("oversized commit changed the stored session: keys %v", again.Data.Values.Keys())
+	}
+	if err := p.ReleaseItemExclusive(ctx, id, again.LockID); err != nil {
+		return err
 	}
 	// A cancelled context: an error wrapping context.Canceled.
 	cctx, cancel := context.WithCancel(ctx)
@@ -1170,6 +1177,249 @@ func CheckExpiry(ctx context.Context, env Env) error {
 		}
 		if _, err := p.GetItemExclusive(ctx, id); !errors.Is(err, provider.ErrNotFound) {
 			return fmt.Errorf("GetItemExclusive on an expired session = %v, want ErrNotFound", err)
+		}
+	}
+	return nil
+}
+
+// CheckStaleHolderAfterRecreation (I7 across incarnations): a holder
+// whose session expired (here: vanished from the store) and was created
+// again under the same id holds a lock id of the old incarnation, which
+// matches no lock of the new one: its commit, release and removal are
+// fenced, and the new holder keeps its lock and its data.
+func CheckStaleHolderAfterRecreation(ctx context.Context, env Env) error {
+	ps, err := mustProviders(env, env.Store, provider.Config{}, 2)
+	if err != nil {
+		return err
+	}
+	h, x := ps[0], ps[1]
+	id, err := createSession(ctx, h, 0, map[string]any{"owner": "first"})
+	if err != nil {
+		return err
+	}
+	stale, err := h.GetItemExclusive(ctx, id) // H stalls
+	if err != nil {
+		return err
+	}
+	key, err := h.Key(id)
+	if err != nil {
+		return err
+	}
+	if err := env.Store.Delete(ctx, key); err != nil { // the record expires
+		return err
+	}
+	d := x.CreateNewStoreData(0)
+	if err := d.Values.Set("owner", "second"); err != nil {
+		return err
+	}
+	if err := x.SetAndReleaseItemExclusive(ctx, id, d, 0, true); err != nil {
+		return fmt.Errorf("create the session again: %w", err)
+	}
+	cur, err := x.GetItemExclusive(ctx, id)
+	if err != nil {
+		return err
+	}
+	if cur.LockID == stale.LockID {
+		return fmt.Errorf("I7 violated: the new incarnation granted lock id %d, the id a stale holder of the old one holds", cur.LockID)
+	}
+	_ = stale.Data.Values.Set("owner", "stale")
+	for _, w := range []struct {
+		what string
+		err  error
+	}{
+		{"SetAndReleaseItemExclusive", h.SetAndReleaseItemExclusive(ctx, id, stale.Data, stale.LockID, false)},
+		{"ReleaseItemExclusive", h.ReleaseItemExclusive(ctx, id, stale.LockID)},
+		{"RemoveItem", h.RemoveItem(ctx, id, stale.LockID)},
+		{"RenewLease", h.RenewLease(ctx, id, stale.LockID)},
+	} {
+		if !errors.Is(w.err, provider.ErrLockLost) {
+			return fmt.Errorf("I7 violated: %s by a holder of the expired incarnation returned %v, want ErrLockLost", w.what, w.err)
+		}
+	}
+	if _, err := h.GetItem(ctx, id); !errors.Is(err, provider.ErrLocked) {
+		return fmt.Errorf("I7 violated: the new holder should still hold the lock, GetItem = %v", err)
+	}
+	if err := x.ReleaseItemExclusive(ctx, id, cur.LockID); err != nil {
+		return fmt.Errorf("the new holder's release: %w", err)
+	}
+	item, err := h.GetItem(ctx, id)
+	if err != nil {
+		return err
+	}
+	if owner, _, _ := session.Get[string](item.Data.Values, "owner"); owner != "second" {
+		return fmt.Errorf("I7 violated: stored owner %q, want %q", owner, "second")
+	}
+	return nil
+}
+
+// CheckFencedMessages: a fenced write says what happened: a caller that
+// holds no lock, or whose lock it already released, is told so, not that a
+// lock was taken over or broken.
+func CheckFencedMessages(ctx context.Context, env Env) error {
+	p, err := newProvider(env, env.Store, provider.Config{})
+	if err != nil {
+		return err
+	}
+	id, err := createSession(ctx, p, 0, nil)
+	if err != nil {
+		return err
+	}
+	it, err := p.GetItemExclusive(ctx, id)
+	if err != nil {
+		return err
+	}
+	want := func(what string, err error, says string) error {
+		if !errors.Is(err, provider.ErrLockLost) || !strings.Contains(err.Error(), says) {
+			return fmt.Errorf("%s = %v, want ErrLockLost saying %q", what, err, says)
+		}
+		return nil
+	}
+	if err := want("a commit with lock id 0", p.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false), "holds no lock"); err != nil {
+		return err
+	}
+	if err := p.ReleaseItemExclusive(ctx, id, it.LockID); err != nil {
+		return err
+	}
+	if err := want("a second commit after the release", p.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false), "already released"); err != nil {
+		return err
+	}
+	return want("a second release", p.ReleaseItemExclusive(ctx, id, it.LockID), "already released")
+}
+
+// CheckOwnTimeoutUnderRaces (I4 under concurrency): a read-only request
+// (GetItem, ResetItemTimeout) has its second store operation held while
+// another request commits a new timeout for the session; after both, the
+// TTL is the session's stored timeout. Run with the store's GetAndTouch
+// and without it, and with the reader's memo of the session's timeout cold
+// and warm.
+func CheckOwnTimeoutUnderRaces(ctx context.Context, env Env) error {
+	ttlr, ok := env.Store.(provider.TTLReader)
+	if !ok {
+		return errSkipNoTTL
+	}
+	const before, after = 2 * time.Minute, 30 * time.Minute
+	cfg := provider.Config{DefaultTimeout: 20 * time.Minute}
+	w, err := newProvider(env, env.Store, cfg)
+	if err != nil {
+		return err
+	}
+	ops := []struct {
+		name string
+		run  func(API, string) error
+	}{
+		{"GetItem", func(p API, id string) error { _, err := p.GetItem(ctx, id); return err }},
+		{"ResetItemTimeout", func(p API, id string) error { return p.ResetItemTimeout(ctx, id) }},
+	}
+	for _, op := range ops {
+		for _, hideGAT := range []bool{false, true} {
+			for _, warm := range []bool{false, true} {
+				what := fmt.Sprintf("%s (GetAndTouch hidden: %v, memo warm: %v)", op.name, hideGAT, warm)
+				id, err := createSession(ctx, w, before, map[string]any{"a": 1})
+				if err != nil {
+					return err
+				}
+				// Cold, the reader's second operation follows its read.
+				// Warm, the warming read took two operations (its hint
+				// was the default); the second read's second operation
+				// follows its read, if it has one.
+				holdAt := int64(2)
+				if warm {
+					holdAt = 4
+				}
+				gated, gate := NewGate(env.Store, holdAt, hideGAT)
+				r, err := newProvider(env, gated, cfg)
+				if err != nil {
+					return err
+				}
+				if warm {
+					if err := op.run(r, id); err != nil {
+						return fmt.Errorf("%s: warming read: %w", what, err)
+					}
+				}
+				done := make(chan error, 1)
+				go func() { done <- op.run(r, id) }()
+				var readErr error
+				finished := false
+				select {
+				case <-gate.Reached:
+				case readErr = <-done:
+					finished = true
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				// Between the reader's operations, a commit changes the
+				// session's timeout.
+				it, err := w.AcquireItem(ctx, id)
+				if err != nil {
+					close(gate.Release)
+					return err
+				}
+				if err := it.Data.SetTimeout(after); err != nil {
+					close(gate.Release)
+					return err
+				}
+				if err := w.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false); err != nil {
+					close(gate.Release)
+					return fmt.Errorf("%s: commit: %w", what, err)
+				}
+				close(gate.Release)
+				if !finished {
+					readErr = <-done
+				}
+				if readErr != nil {
+					return fmt.Errorf("%s: %w", what, readErr)
+				}
+				key, _ := w.Key(id)
+				ttl, err := ttlr.TTL(ctx, key)
+				if err != nil {
+					return err
+				}
+				if ttl < after-15*time.Second || ttl > after+5*time.Second {
+					return fmt.Errorf("I4 violated: after %s raced a commit of a %v timeout, the TTL is %v", what, after, ttl.Round(time.Second))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckNoEarlyExpiry (I4's lower bound): a session never expires before
+// its own timeout, whatever the store's clock granularity (memcached's
+// ticks once a second). Presence is judged only at instants before the
+// deadline: a miss whose read ended before start + timeout (start taken
+// before the session was written) is an early expiry.
+func CheckNoEarlyExpiry(ctx context.Context, env Env) error {
+	p, err := newProvider(env, env.Store, provider.Config{})
+	if err != nil {
+		return err
+	}
+	const timeout = time.Second
+	for range 2 {
+		start := time.Now()
+		id, err := createSession(ctx, p, timeout, map[string]any{"a": 1})
+		if err != nil {
+			return err
+		}
+		key, _ := p.Key(id)
+		for {
+			_, err := env.Store.Get(ctx, key) // a peek: the provider would slide the expiry
+			seen := time.Now()
+			if !seen.Before(start.Add(timeout)) {
+				break
+			}
+			if errors.Is(err, provider.ErrNotFound) {
+				return fmt.Errorf("I4 violated: a %v session was gone %v after it was written", timeout, seen.Sub(start).Round(time.Millisecond))
+			}
+			if err != nil {
+				return err
+			}
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
 		}
 	}
 	return nil

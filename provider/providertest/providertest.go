@@ -105,9 +105,11 @@ func Checks(scale float64) []Check {
 		{"I2_NoLostRelease", func(ctx context.Context, env Env) error { return CheckNoLostRelease(ctx, env, n(60)) }},
 		{"I3_FencedWrites", CheckFencedWrites},
 		{"I4_OwnTimeoutIsTTL", CheckOwnTimeoutIsTTL},
+		{"I4_OwnTimeoutUnderRaces", CheckOwnTimeoutUnderRaces},
 		{"I5_LockAndDataAgree", func(ctx context.Context, env Env) error { return CheckLockAndDataAgree(ctx, env, n(60)) }},
 		{"I6_InitializeItemOnce", func(ctx context.Context, env Env) error { return CheckInitializeItemOnce(ctx, env, n(8)) }},
 		{"I7_LockIDsIncrease", CheckLockIDsIncrease},
+		{"I7_StaleHolderAfterRecreation", CheckStaleHolderAfterRecreation},
 		{"LeaseTakeover", CheckLeaseTakeover},
 		{"LivingHolderKeepsLease", CheckLivingHolderKeepsLease},
 		{"LockTimeoutWithoutLeases", CheckLockTimeoutWithoutLeases},
@@ -115,6 +117,8 @@ func Checks(scale float64) []Check {
 		{"ReadOnlyWaitsForWriter", CheckReadOnlyWaitsForWriter},
 		{"Semantics", CheckSemantics},
 		{"BadInput", CheckBadInput},
+		{"FencedMessages", CheckFencedMessages},
 		{"Expiry", CheckExpiry},
+		{"NoEarlyExpiry", CheckNoEarlyExpiry},
 	}
 }

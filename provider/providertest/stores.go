@@ -29,6 +29,29 @@ func (s *CountingStore) Get(ctx context.Context, key string) (provider.Entry, er
 	return s.Store.Get(ctx, key)
 }
 
+// GetAndTouch implements provider.GetAndToucher, counted as a Get: the
+// wrapped store's own when it has one; otherwise a Get and a
+// CompareAndSwap of the unchanged value, counted as both.
+func (s *CountingStore) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if gt, ok := s.Store.(provider.GetAndToucher); ok {
+		s.Gets.Add(1)
+		return gt.GetAndTouch(ctx, key, ttl)
+	}
+	for {
+		e, err := s.Get(ctx, key)
+		if err != nil {
+			return e, err
+		}
+		cas, err := s.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+		if err == nil {
+			return provider.Entry{Value: e.Value, CAS: cas}, nil
+		}
+		if !errors.Is(err, provider.ErrCASConflict) {
+			return provider.Entry{}, err
+		}
+	}
+}
+
 // Add implements provider.Store.
 func (s *CountingStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	s.Adds.Add(1)
@@ -84,3 +107,85 @@ func (s TouchChangesCAS) Touch(ctx context.Context, key string, ttl time.Duratio
 
 // Close does not close the wrapped store: the suite owns it.
 func (s TouchChangesCAS) Close() error { return nil }
+
+// Gate wraps a Store and holds its HoldAt-th operation (counting from 1)
+// until Release is closed, after announcing it on Reached: a test runs
+// another request between one request's operations, deterministically.
+// Operations after the held one pass. Use NewGate, which keeps the
+// wrapped store's provider.GetAndToucher (or hides it, with hideGAT).
+type Gate struct {
+	provider.Store
+	HoldAt  int64
+	Reached chan struct{}
+	Release chan struct{}
+	n       atomic.Int64
+}
+
+// gateGAT is a Gate over a store with GetAndTouch.
+type gateGAT struct{ *Gate }
+
+// NewGate returns a Gate over s holding operation holdAt. The result
+// implements provider.GetAndToucher when s does, unless hideGAT.
+func NewGate(s provider.Store, holdAt int64, hideGAT bool) (provider.Store, *Gate) {
+	g := &Gate{Store: s, HoldAt: holdAt, Reached: make(chan struct{}), Release: make(chan struct{})}
+	if _, ok := s.(provider.GetAndToucher); ok && !hideGAT {
+		return gateGAT{g}, g
+	}
+	return g, g
+}
+
+func (g *Gate) pass(ctx context.Context) error {
+	if g.n.Add(1) != g.HoldAt {
+		return nil
+	}
+	close(g.Reached)
+	select {
+	case <-g.Release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get implements provider.Store.
+func (g *Gate) Get(ctx context.Context, key string) (provider.Entry, error) {
+	if err := g.pass(ctx); err != nil {
+		return provider.Entry{}, err
+	}
+	return g.Store.Get(ctx, key)
+}
+
+// Add implements provider.Store.
+func (g *Gate) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if err := g.pass(ctx); err != nil {
+		return 0, err
+	}
+	return g.Store.Add(ctx, key, value, ttl)
+}
+
+// CompareAndSwap implements provider.Store.
+func (g *Gate) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if err := g.pass(ctx); err != nil {
+		return 0, err
+	}
+	return g.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+}
+
+// Touch implements provider.Store.
+func (g *Gate) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if err := g.pass(ctx); err != nil {
+		return err
+	}
+	return g.Store.Touch(ctx, key, ttl)
+}
+
+// Close does not close the wrapped store: the suite owns it.
+func (g *Gate) Close() error { return nil }
+
+// GetAndTouch implements provider.GetAndToucher.
+func (g gateGAT) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := g.pass(ctx); err != nil {
+		return provider.Entry{}, err
+	}
+	return g.Store.(provider.GetAndToucher).GetAndTouch(ctx, key, ttl)
+}

@@ -186,7 +186,7 @@
 // # Layouts and header-only writes
 //
 // LayoutBinary (the default) stores each session record, the provider's
-// one-record-per-session format (provider/record.go), as a binary
+// one-record-per-session format (package record), as a binary
 // document. LayoutSubdoc stores it as JSON with the header apart from the
 // values, {"h": base64 header+CRC, "v": base64 values}, so that a change of
 // the lock state alone (taking, renewing, releasing a lock; clearing an

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sync"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // Layout is how a value is laid out in a Couchbase document.
@@ -20,11 +20,11 @@ const (
 	// the default: the fewest bytes for reads and whole writes.
 	LayoutBinary Layout = "binary"
 
-	// LayoutSubdoc stores a session record (provider/record.go, format
-	// version 1) as a JSON document with its header and its values apart,
-	// both base64:
+	// LayoutSubdoc stores a session record (package record) as a JSON
+	// document with its frame (header and checksum, record.Split) and its
+	// values apart, both base64:
 	//
-	//	{"h":"<49-byte header and 4-byte CRC>","v":"<values>"}
+	//	{"h":"<record frame>","v":"<values>"}
 	//
 	// A change that leaves the values as they are (taking, renewing or
 	// releasing the lock, clearing an action flag) is written with a
@@ -33,16 +33,6 @@ const (
 	// writes move a third more bytes (base64). Values that are not version
 	// 1 records are stored as binary documents. See CompareAndSwapHeader.
 	LayoutSubdoc Layout = "subdoc"
-)
-
-// Offsets of a version 1 session record (provider/record.go): header,
-// values of length n, CRC-32C of everything before it.
-const (
-	recordHeaderLen  = 49
-	recordTrailerLen = 4
-	recordLenOffset  = 45
-	// headerFieldLen is the header plus the CRC: what "h" holds.
-	headerFieldLen = recordHeaderLen + recordTrailerLen
 )
 
 // doc is a Couchbase document body and its format.
@@ -58,28 +48,12 @@ type subdocJSON struct {
 	V []byte `json:"v"`
 }
 
-// splitRecord returns the header field (header and CRC) and the values of
-// a version 1 session record, or ok false if value is not one.
-func splitRecord(value []byte) (header, values []byte, ok bool) {
-	if len(value) < headerFieldLen || value[0] != 'S' || value[1] != 'L' || value[2] != 1 {
-		return nil, nil, false
-	}
-	n := binary.BigEndian.Uint32(value[recordLenOffset:recordHeaderLen])
-	if uint64(len(value)) != uint64(recordHeaderLen)+uint64(n)+recordTrailerLen {
-		return nil, nil, false
-	}
-	header = make([]byte, 0, headerFieldLen)
-	header = append(header, value[:recordHeaderLen]...)
-	header = append(header, value[len(value)-recordTrailerLen:]...)
-	return header, value[recordHeaderLen : len(value)-recordTrailerLen], true
-}
-
 // encodeDoc returns the document that stores value in layout l.
 func encodeDoc(value []byte, l Layout) doc {
 	if l != LayoutSubdoc {
 		return doc{body: value}
 	}
-	h, v, ok := splitRecord(value)
+	h, v, ok := record.Split(value)
 	if !ok {
 		return doc{body: value}
 	}
@@ -95,7 +69,7 @@ func encodeDoc(value []byte, l Layout) doc {
 
 // headerValue is the "h" field of value, as the JSON string MutateIn sends.
 func headerValue(value []byte) (string, bool) {
-	h, _, ok := splitRecord(value)
+	h, _, ok := record.Split(value)
 	if !ok {
 		return "", false
 	}
@@ -112,19 +86,16 @@ func decodeDoc(d doc) ([]byte, error) {
 	if err := json.Unmarshal(d.body, &j); err != nil {
 		return nil, fmt.Errorf("couchbase: %w: JSON document is not a session record: %v", provider.ErrCorrupt, err)
 	}
-	if len(j.H) != headerFieldLen {
-		return nil, fmt.Errorf("couchbase: %w: record header field of %d bytes, want %d", provider.ErrCorrupt, len(j.H), headerFieldLen)
+	value, err := record.Join(j.H, j.V)
+	if err != nil {
+		return nil, fmt.Errorf("couchbase: record header field: %w", err)
 	}
-	value := make([]byte, 0, len(j.H)+len(j.V))
-	value = append(value, j.H[:recordHeaderLen]...)
-	value = append(value, j.V...)
-	value = append(value, j.H[recordHeaderLen:]...)
 	return value, nil
 }
 
 // valuesDigest identifies the values of a version 1 record, or ok false.
 func valuesDigest(value []byte) (digest [sha256.Size]byte, ok bool) {
-	_, v, ok := splitRecord(value)
+	_, v, ok := record.Split(value)
 	if !ok {
 		return digest, false
 	}
@@ -134,11 +105,11 @@ func valuesDigest(value []byte) (digest [sha256.Size]byte, ok bool) {
 // sameValues reports whether a and b are version 1 records with the same
 // values (their headers may differ).
 func sameValues(a, b []byte) bool {
-	_, va, ok := splitRecord(a)
+	_, va, ok := record.Split(a)
 	if !ok {
 		return false
 	}
-	_, vb, ok := splitRecord(b)
+	_, vb, ok := record.Split(b)
 	return ok && bytes.Equal(va, vb)
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // Payload bytes are what the store hands to gocb and gets back: document
@@ -88,7 +90,7 @@ func TestPayloadBytes(t *testing.T) {
 		if sub.lockWrite != int64(subdocMutationBytes("h", 74)) {
 			t.Errorf("%d-byte values: subdoc lock write %d bytes, want %d", n, sub.lockWrite, subdocMutationBytes("h", 74))
 		}
-		if want := int64(recordHeaderLen + n + recordTrailerLen); bin.lockWrite != want {
+		if want := int64(record.MinLen + n); bin.lockWrite != want {
 			t.Errorf("%d-byte values: binary lock write %d bytes, want the whole record %d", n, bin.lockWrite, want)
 		}
 		if sub.clean >= bin.clean {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 func TestFakeStoreContract(t *testing.T) {
@@ -467,7 +468,7 @@ func TestConcurrentIncrements(t *testing.T) {
 						if h.Locked {
 							continue
 						}
-						_, vals, _ := splitRecord(e.Value)
+						_, vals, _ := record.Split(e.Value)
 						n := binary.BigEndian.Uint64(vals)
 						cas, err := s.CompareAndSwap(ctx, "k", testRecord(t, h.Seq+1, h.LockID+1, true, vals), e.CAS, time.Minute)
 						if errors.Is(err, provider.ErrCASConflict) {
@@ -493,7 +494,7 @@ func TestConcurrentIncrements(t *testing.T) {
 			}
 			e, err := s.Get(ctx, "k")
 			require.NoError(t, err)
-			_, vals, _ := splitRecord(e.Value)
+			_, vals, _ := record.Split(e.Value)
 			require.Equal(t, uint64(workers*iters), binary.BigEndian.Uint64(vals))
 		})
 	}

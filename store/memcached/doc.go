@@ -140,7 +140,12 @@
 //
 // # Expirations and contexts
 //
-// TTLs are rounded up to whole seconds; beyond 30 days they are sent as an
+// TTLs are rounded up to whole seconds, plus one: memcached's clock ticks
+// once a second, so an item can expire up to a second before its
+// expiration in seconds has passed, and the extra second makes a session
+// live at least its timeout (and less than 2 s more). Reads of the
+// provider's read path are one `mg <key> c t f v T<exp>` (GetAndTouch).
+// Beyond 30 days TTLs are sent as an
 // absolute Unix time, computed with this machine's clock. The remaining TTL
 // (TTLReader) is read with the meta command `mg <key> t` (memcached 1.6 or
 // later; meta commands are also used for CompareAndSwap, backup writes and

@@ -141,6 +141,24 @@ func (c *metaClient) get(withValue bool, keys ...string) ([]*metaItem, error) {
 	return items, err
 }
 
+// getTouch reads key with its value and sets its expiration to exp in
+// the same step: `mg <key> c t f v T<exp>`. A missing key gives nil.
+func (c *metaClient) getTouch(key string, exp int32) (*metaItem, error) {
+	var it *metaItem
+	err := c.do(func(cn *metaConn) error {
+		if _, err := cn.rw.WriteString("mg " + key + " c t f v T" + strconv.FormatInt(int64(exp), 10) + "\r\n"); err != nil {
+			return err
+		}
+		if err := cn.rw.Flush(); err != nil {
+			return err
+		}
+		var err error
+		it, err = readMetaGet(cn.rw.Reader)
+		return err
+	})
+	return it, err
+}
+
 func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 	line, err := readLine(r)
 	if err != nil {

@@ -167,6 +167,16 @@ func (n *node) mget(withValue bool, keys ...string) ([]*metaItem, error) {
 	return items, n.check("mg", "", err)
 }
 
+// mgetTouch reads key and sets its expiration in one step; a miss is
+// ErrNotFound.
+func (n *node) mgetTouch(key string, exp int32) (*metaItem, error) {
+	it, err := n.meta.getTouch(key, exp)
+	if err == nil && it == nil {
+		err = memcache.ErrCacheMiss
+	}
+	return it, n.check("mg", "", err)
+}
+
 // mset stores value with a meta set and client flags 0 and returns the
 // new CAS; see metaClient.set. add maps "not stored" to ErrExists.
 func (n *node) mset(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {

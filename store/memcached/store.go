@@ -300,12 +300,16 @@ func (s *Store) checkValue(key string, value []byte) error {
 const maxRelativeExpiration = 30 * 24 * 60 * 60
 
 // expiration converts a TTL to memcached's expiration: whole seconds,
-// rounded up, and an absolute Unix time beyond 30 days.
+// rounded up, plus one, and an absolute Unix time beyond 30 days.
+// memcached's clock ticks once a second, so an item stored with an
+// expiration of n seconds can expire up to a second before n seconds have
+// passed; the extra second makes it live at least ttl (and less than ttl
+// + 2 s).
 func expiration(ttl time.Duration, now time.Time) (int32, error) {
 	if ttl <= 0 || ttl > 50*365*24*time.Hour {
 		return 0, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
-	secs := int64((ttl + time.Second - 1) / time.Second)
+	secs := int64((ttl+time.Second-1)/time.Second) + 1
 	if secs <= maxRelativeExpiration {
 		return int32(secs), nil
 	}
@@ -796,6 +800,59 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	}
 	return unavailable(rt)
 }
+
+// GetAndTouch implements provider.GetAndToucher. With the primary up and
+// holding the key it is one `mg ... T<exp>` on the primary (and, in
+// parallel, a touch of the backup copy, as Touch does). Otherwise (a miss
+// to repair, a primary down) it reads with Get and sets the TTL with a
+// CompareAndSwap of the unchanged value, which succeeds only if nothing
+// changed since the read: the same atomic step, in two operations.
+func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := s.begin(ctx, key); err != nil {
+		return provider.Entry{}, err
+	}
+	exp, err := expiration(ttl, time.Now())
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	rt := s.route(key)
+	if rt.p.isUp() {
+		var it *metaItem
+		backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(key, exp) })
+		perr, berr := parallel(func() error {
+			var err error
+			it, err = rt.p.mgetTouch(key, exp)
+			return err
+		}, backup)
+		if perr == nil {
+			if backup != nil && errors.Is(berr, provider.ErrNotFound) {
+				s.restoreBackup(rt)
+			}
+			return entry(rt.p, it.value, it.cas)
+		}
+		if !errors.Is(perr, provider.ErrNotFound) && !errors.Is(perr, provider.ErrUnavailable) {
+			return provider.Entry{}, perr
+		}
+	}
+	for range maxGetAndTouch {
+		e, err := s.Get(ctx, key)
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		cas, err := s.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+		if err == nil {
+			return provider.Entry{Value: e.Value, CAS: cas}, nil
+		}
+		if !errors.Is(err, provider.ErrCASConflict) {
+			return provider.Entry{}, err
+		}
+	}
+	return provider.Entry{}, fmt.Errorf("memcached: get and touch kept conflicting: %w", provider.ErrCASConflict)
+}
+
+// maxGetAndTouch bounds GetAndTouch's read-and-swap attempts off the
+// common path.
+const maxGetAndTouch = 10
 
 // restoreBackup copies the primary's value to a backup node that lost it.
 func (s *Store) restoreBackup(rt route) {

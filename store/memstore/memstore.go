@@ -203,6 +203,21 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	})
 }
 
+// GetAndTouch implements provider.GetAndToucher: the read and the new TTL
+// under one lock. The CAS token is kept.
+func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := s.checkWrite(ctx, key, nil, ttl); err != nil {
+		return provider.Entry{}, err
+	}
+	var out provider.Entry
+	err := s.withLive(key, func(_ *shard, e *entry, now time.Time) error {
+		e.expires = now.Add(ttl)
+		out = provider.Entry{Value: append([]byte(nil), e.value...), CAS: e.cas}
+		return nil
+	})
+	return out, err
+}
+
 // Delete implements provider.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.check(ctx); err != nil {

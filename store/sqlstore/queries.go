@@ -1,9 +1,12 @@
 package sqlstore
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // queries are the store's statements for one table. Every statement reads
@@ -11,6 +14,7 @@ import (
 // application server's: a row is live while expires_at > now().
 type queries struct {
 	get, add, cas, touch, del, ttl, sweep string
+	getTouch                              string
 	getTTL, putRecord, recordSeq          string
 }
 
@@ -19,8 +23,10 @@ func buildQueries(table string) queries {
 		"{t}", ident(table),
 		// The Seq of a record in row r, and whether r holds a record: see
 		// records.go.
-		"{seq}", "substring(r.value FROM 6 FOR 8)",
-		"{isrecord}", `(length(r.value) >= 53 AND substring(r.value FROM 1 FOR 3) = '\x534c01'::bytea)`,
+		"{seq}", seqOf("r.value"),
+		"{newseq}", seqOf("EXCLUDED.value"),
+		"{isrecord}", fmt.Sprintf(`(length(r.value) >= %d AND substring(r.value FROM 1 FOR %d) = '\x%x'::bytea)`,
+			record.MinLen, len(record.Prefix), record.Prefix),
 		"{next}", "nextval("+literal(ident(table+"_version_seq"))+")",
 	)
 	q := func(s string) string { return strings.Join(strings.Fields(r.Replace(s)), " ") }
@@ -58,6 +64,11 @@ func buildQueries(table string) queries {
 
 		touch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()`, "$2")),
 
+		// Touch and read in one statement: the row returned is the row
+		// touched, so no commit can land between the read and the touch.
+		getTouch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()
+			RETURNING value, version`, "$2")),
+
 		getTTL: q(`SELECT value, version,
 				((extract(epoch FROM expires_at) - extract(epoch FROM now())) * 1000000)::bigint
 			FROM {t} WHERE key = $1 AND expires_at > now()`),
@@ -72,7 +83,7 @@ func buildQueries(table string) queries {
 					SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
 					WHERE r.expires_at <= now()
 						OR NOT ({isrecord})
-						OR {seq} < substring(EXCLUDED.value FROM 6 FOR 8)
+						OR {seq} < {newseq}
 				RETURNING version
 			)
 			SELECT (SELECT version FROM put),
@@ -95,6 +106,13 @@ func buildQueries(table string) queries {
 				FOR UPDATE SKIP LOCKED
 			) AND expires_at <= now()`),
 	}
+}
+
+// seqOf is the SQL expression for the Seq bytes of the record in column
+// col: big-endian, so comparing the bytes compares the numbers
+// (record.SeqOffset; SQL's substring counts from 1).
+func seqOf(col string) string {
+	return fmt.Sprintf("substring(%s FROM %d FOR %d)", col, record.SeqOffset+1, record.SeqLen)
 }
 
 // ident quotes an SQL identifier.

@@ -10,12 +10,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // Methods for a durable tier that stores provider session records (package
-// tiered). A record's Seq (provider.RecordHeader) is bytes 5..12 of the
-// record, big-endian, so SQL compares two records' Seq by comparing those
-// bytes; a row whose value is not a record (no "SL\x01" magic, or too short
+// tiered). A record's Seq (record.Header) is the big-endian bytes at
+// record.SeqOffset, so SQL compares two records' Seq by comparing those
+// bytes; a row whose value is not a record (no record.Prefix, or too short
 // for a header) compares lower than any record.
 
 // GetWithTTL is Get that also returns the row's remaining time to live, by
@@ -61,7 +62,7 @@ func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl tim
 	if err := s.checkValue(value, ttl); err != nil {
 		return PutResult{}, err
 	}
-	hdr, err := provider.ParseRecordHeader(value)
+	hdr, err := record.Parse(value)
 	if err != nil {
 		return PutResult{}, fmt.Errorf("sqlstore: put record: %w", err)
 	}

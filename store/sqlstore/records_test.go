@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"encoding/binary"
-	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -12,27 +10,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
-// record returns a provider record (format version 1, no values) with the
-// given Seq; ParseRecordHeader checks that it is well formed.
-func record(t testing.TB, seq uint64) []byte {
+// sessionRecord returns a session record with no values and the given
+// Seq.
+func sessionRecord(t testing.TB, seq uint64) []byte {
 	t.Helper()
-	b := make([]byte, 49+4)
-	b[0], b[1], b[2] = 'S', 'L', 1
-	binary.BigEndian.PutUint64(b[5:13], seq)
-	binary.BigEndian.PutUint64(b[13:21], seq)
-	binary.BigEndian.PutUint64(b[37:45], uint64(time.Minute))
-	binary.BigEndian.PutUint32(b[49:], crc32.Checksum(b[:49], crc32.MakeTable(crc32.Castagnoli)))
-	h, err := provider.ParseRecordHeader(b)
-	require.NoError(t, err)
-	require.Equal(t, seq, h.Seq)
-	return b
+	return record.Record{Header: record.Header{Seq: seq, DataSeq: seq, Timeout: time.Minute}}.Encode()
 }
 
-func seqOf(t testing.TB, b []byte) uint64 {
+func seqIn(t testing.TB, b []byte) uint64 {
 	t.Helper()
-	h, err := provider.ParseRecordHeader(b)
+	h, err := record.Parse(b)
 	require.NoError(t, err)
 	return h.Seq
 }
@@ -45,10 +35,10 @@ func TestPutRecordKeepsTheNewest(t *testing.T) {
 	get := func() uint64 {
 		e, err := s.Get(ctx, "k")
 		require.NoError(t, err)
-		return seqOf(t, e.Value)
+		return seqIn(t, e.Value)
 	}
 
-	res, err := s.PutRecord(ctx, "k", record(t, 5), time.Minute)
+	res, err := s.PutRecord(ctx, "k", sessionRecord(t, 5), time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored, "absent row")
 	require.EqualValues(t, 5, get())
@@ -56,13 +46,13 @@ func TestPutRecordKeepsTheNewest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, e.CAS, res.CAS, "the new token is reported")
 
-	res, err = s.PutRecord(ctx, "k", record(t, 7), time.Minute)
+	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 7), time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored, "higher Seq")
 	require.EqualValues(t, 7, get())
 
 	for _, seq := range []uint64{6, 7} {
-		res, err := s.PutRecord(ctx, "k", record(t, seq), time.Minute)
+		res, err := s.PutRecord(ctx, "k", sessionRecord(t, seq), time.Minute)
 		require.NoError(t, err)
 		require.False(t, res.Stored, "Seq %d <= 7", seq)
 		require.EqualValues(t, 7, res.KeptSeq)
@@ -70,29 +60,29 @@ func TestPutRecordKeepsTheNewest(t *testing.T) {
 	}
 
 	// Big-endian byte order compares like the numbers, high bits too.
-	res, err = s.PutRecord(ctx, "k", record(t, 1<<32+1), time.Minute)
+	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 1<<32+1), time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored)
-	res, err = s.PutRecord(ctx, "k", record(t, 1<<32-1), time.Minute)
+	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 1<<32-1), time.Minute)
 	require.NoError(t, err)
 	require.False(t, res.Stored)
 	require.EqualValues(t, uint64(1<<32+1), res.KeptSeq)
 
 	// An expired row is replaced whatever its Seq, and TTL is set.
 	exec(t, c, `UPDATE records SET expires_at = now() - interval '1 second'`)
-	res, err = s.PutRecord(ctx, "k", record(t, 2), 3*time.Minute)
+	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 2), 3*time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored)
 	e, ttl, err := s.GetWithTTL(ctx, "k")
 	require.NoError(t, err)
-	require.EqualValues(t, 2, seqOf(t, e.Value))
+	require.EqualValues(t, 2, seqIn(t, e.Value))
 	require.InDelta(t, (3 * time.Minute).Seconds(), ttl.Seconds(), 5)
 	require.Equal(t, res.CAS, e.CAS)
 
 	// A row that is not a record is replaced.
 	_, err = s.Add(ctx, "garbage", []byte("SL\x01 not a record"), time.Minute)
 	require.NoError(t, err)
-	res, err = s.PutRecord(ctx, "garbage", record(t, 1), time.Minute)
+	res, err = s.PutRecord(ctx, "garbage", sessionRecord(t, 1), time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored)
 
@@ -113,7 +103,7 @@ func TestPutRecordConcurrentWritersKeepTheHighestSeq(t *testing.T) {
 	seqs := rand.Perm(n)
 	records := make([][]byte, n)
 	for i := range records {
-		records[i] = record(t, uint64(seqs[i]+1))
+		records[i] = sessionRecord(t, uint64(seqs[i]+1))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -141,5 +131,5 @@ func TestPutRecordConcurrentWritersKeepTheHighestSeq(t *testing.T) {
 	}
 	e, err := s.Get(ctx, "k")
 	require.NoError(t, err)
-	require.EqualValues(t, n, seqOf(t, e.Value))
+	require.EqualValues(t, n, seqIn(t, e.Value))
 }

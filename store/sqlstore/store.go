@@ -304,6 +304,11 @@ func micros(ttl time.Duration) int64 {
 
 // Get implements provider.Store.
 func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
+	return s.readRow(ctx, "get", key, s.q.get, key)
+}
+
+// readRow runs query, which returns a live row's value and version.
+func (s *Store) readRow(ctx context.Context, op, key, query string, args ...any) (provider.Entry, error) {
 	p, ctx, cancel, err := s.begin(ctx, key)
 	if err != nil {
 		return provider.Entry{}, err
@@ -311,12 +316,12 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	defer cancel()
 	var e provider.Entry
 	var version int64
-	err = p.pool.QueryRow(ctx, s.q.get, key).Scan(&e.Value, &version)
+	err = p.pool.QueryRow(ctx, query, args...).Scan(&e.Value, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return provider.Entry{}, fmt.Errorf("sqlstore: %w", provider.ErrNotFound)
 	}
 	if err != nil {
-		return provider.Entry{}, s.wrap(p, "get", err)
+		return provider.Entry{}, s.wrap(p, op, err)
 	}
 	e.CAS = uint64(version)
 	return e, nil
@@ -393,6 +398,15 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return fmt.Errorf("sqlstore: %w", provider.ErrNotFound)
 	}
 	return nil
+}
+
+// GetAndTouch implements provider.GetAndToucher: one UPDATE ... RETURNING
+// sets the row's expiry and returns its value. It keeps the CAS token.
+func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := s.checkValue(nil, ttl); err != nil {
+		return provider.Entry{}, err
+	}
+	return s.readRow(ctx, "get and touch", key, s.q.getTouch, key, micros(ttl))
 }
 
 // Delete implements provider.Store. An expired row is deleted too, and

@@ -33,9 +33,9 @@
 // # When the cache loses a record
 //
 // A Get that misses the cache reads the durable copy and serves it revived
-// (provider.ReviveRecord): unlocked, its lock id advanced by 2^32 past any
+// (record.Revive): unlocked, its lock id advanced by 2^32 past any
 // lock the lost cache could have granted, its Seq advanced likewise, which
-// starts a new "epoch" (Seq >> 32) of the session. A request that held a
+// starts a new epoch (record.Epoch) of the session. A request that held a
 // lock in the lost cache is fenced: its commit, release or removal fails
 // with provider.ErrLockLost, nothing written. The revived copy is first
 // written back to SQL with a compare-and-swap on the version that was read
@@ -106,7 +106,7 @@
 // # Requirements
 //
 // Values written with CompareAndSwap must be provider records
-// (provider.ParseRecordHeader); the provider writes nothing else. One
+// (record.Parse); the provider writes nothing else. One
 // session makes fewer than 2^32 changes between two cache losses (epochs
-// are Seq >> 32). Close closes the cache and the durable store.
+// are record.Epoch). Close closes the cache and the durable store.
 package tiered

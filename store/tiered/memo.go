@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // memo remembers, per key, what this process last saw of the key's record
@@ -22,7 +22,7 @@ type memoEntry struct {
 	// cas is the cache token of the record described by hdr; 0 when
 	// unknown (the cache did not report it).
 	cas uint64
-	hdr provider.RecordHeader
+	hdr record.Header
 	// durableUntil is a time (by this process's monotonic clock) before
 	// which the durable copy of the record with DataSeq durableDataSeq
 	// surely lives; zero when unknown.
@@ -58,7 +58,7 @@ func (m *memo) entry(key string) *memoEntry {
 }
 
 // seen records that the cache holds the record hdr under token cas.
-func (m *memo) seen(key string, cas uint64, hdr provider.RecordHeader) {
+func (m *memo) seen(key string, cas uint64, hdr record.Header) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entry(key)
@@ -66,9 +66,9 @@ func (m *memo) seen(key string, cas uint64, hdr provider.RecordHeader) {
 }
 
 // header returns the header of the record with token cas, if known.
-func (m *memo) header(key string, cas uint64) (provider.RecordHeader, bool) {
+func (m *memo) header(key string, cas uint64) (record.Header, bool) {
 	if cas == 0 {
-		return provider.RecordHeader{}, false
+		return record.Header{}, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -77,13 +77,13 @@ func (m *memo) header(key string, cas uint64) (provider.RecordHeader, bool) {
 		e, ok = m.old[key]
 	}
 	if !ok || e.cas != cas {
-		return provider.RecordHeader{}, false
+		return record.Header{}, false
 	}
 	return e.hdr, true
 }
 
 // last returns the header of the record last seen under key.
-func (m *memo) last(key string) (provider.RecordHeader, bool) {
+func (m *memo) last(key string) (record.Header, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.cur[key]
@@ -91,7 +91,7 @@ func (m *memo) last(key string) (provider.RecordHeader, bool) {
 		e, ok = m.old[key]
 	}
 	if !ok || e.hdr.Seq == 0 {
-		return provider.RecordHeader{}, false
+		return record.Header{}, false
 	}
 	return e.hdr, true
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/sqlstore"
 )
 
@@ -182,7 +183,7 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 
 // saw remembers a record read from the cache.
 func (s *Store) saw(key string, e provider.Entry) {
-	if h, err := provider.ParseRecordHeader(e.Value); err == nil {
+	if h, err := record.Parse(e.Value); err == nil {
 		s.memo.seen(key, e.CAS, h)
 	}
 }
@@ -199,7 +200,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return 0, err
 	}
 	s.durableWrites.Add(1)
-	h, herr := provider.ParseRecordHeader(value)
+	h, herr := record.Parse(value)
 	if herr == nil {
 		s.memo.durable(key, h.DataSeq, start.Add(ttl))
 	}
@@ -207,8 +208,8 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	if errors.Is(err, provider.ErrExists) {
 		cur, gerr := s.cache.Get(ctx, key)
 		if gerr == nil && herr == nil {
-			if ch, perr := provider.ParseRecordHeader(cur.Value); perr == nil &&
-				epoch(ch.Seq) == epoch(h.Seq)+1 && ch.DataSeq == h.DataSeq {
+			if ch, perr := record.Parse(cur.Value); perr == nil &&
+				record.Epoch(ch.Seq) == record.Epoch(h.Seq)+1 && ch.DataSeq == h.DataSeq {
 				// A Get revived the row just added before it reached
 				// the cache (one epoch on, the same data): the record
 				// is ours.
@@ -240,7 +241,7 @@ func (s *Store) restoreDurable(ctx context.Context, key string, ttl time.Duratio
 	if err != nil {
 		return
 	}
-	if _, err := provider.ParseRecordHeader(e.Value); err != nil {
+	if _, err := record.Parse(e.Value); err != nil {
 		return
 	}
 	if res, err := s.durable.PutRecord(ctx, key, e.Value, ttl); err == nil && res.Stored {
@@ -258,12 +259,12 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	next, err := provider.ParseRecordHeader(value)
+	next, err := record.Parse(value)
 	if err != nil {
 		return 0, fmt.Errorf("tiered: CompareAndSwap of a value that is not a session record: %w", err)
 	}
 	prev, known := s.memo.header(key, cas)
-	if known && next.Seq == prev.Seq+1 && !dataChanged(prev, next) {
+	if known && next.Seq == prev.Seq+1 && !record.DataChanged(prev, next) {
 		// Lock-only: the cache alone.
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
 		if err != nil {
@@ -283,8 +284,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if cur.CAS != cas {
 		return 0, fmt.Errorf("tiered: %w", provider.ErrCASConflict)
 	}
-	prev, err = provider.ParseRecordHeader(cur.Value)
-	if err == nil && !dataChanged(prev, next) {
+	prev, err = record.Parse(cur.Value)
+	if err == nil && !record.DataChanged(prev, next) {
 		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
 		if err != nil {
 			return 0, err
@@ -296,15 +297,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	return s.writeThrough(ctx, key, value, next, cas, ttl)
 }
 
-// dataChanged reports whether next changes what the durable copy must
-// hold: the values or timeout (DataSeq), the action flags, removal.
-func dataChanged(prev, next provider.RecordHeader) bool {
-	return next.DataSeq != prev.DataSeq || next.Actions != prev.Actions ||
-		next.Removed != prev.Removed || next.Timeout != prev.Timeout
-}
-
 // writeThrough writes a data change to the durable tier, then to the cache.
-func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next provider.RecordHeader, cas uint64, ttl time.Duration) (uint64, error) {
+func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next record.Header, cas uint64, ttl time.Duration) (uint64, error) {
 	start := s.now()
 	res, err := s.durable.PutRecord(ctx, key, value, ttl)
 	if err != nil {
@@ -324,7 +318,7 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		// restored from an outdated replica) and every change from it
 		// would be refused: the durable copy is revived over it.
 		switch {
-		case epoch(res.KeptSeq) > epoch(next.Seq):
+		case record.Epoch(res.KeptSeq) > record.Epoch(next.Seq):
 			s.staleWrites.Add(1)
 			s.replaceStale(ctx, key, res.KeptSeq)
 		case s.memo.refused(key, cas, res.KeptSeq) >= maxRefusals:
@@ -357,7 +351,7 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 //     renewed since it was read): the durable write must not stand. It is
 //     undone, if nothing has replaced it yet, by writing the cache's live
 //     record over it, and the caller sees the conflict.
-func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next provider.RecordHeader, durableCAS uint64, ttl time.Duration, casErr error) (uint64, error) {
+func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next record.Header, durableCAS uint64, ttl time.Duration, casErr error) (uint64, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		cur, err := s.cache.Get(ctx, key)
 		if errors.Is(err, provider.ErrNotFound) {
@@ -369,25 +363,25 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 		if err != nil {
 			return 0, err
 		}
-		h, perr := provider.ParseRecordHeader(cur.Value)
+		h, perr := record.Parse(cur.Value)
 		switch {
 		case bytes.Equal(cur.Value, value):
 			s.memo.seen(key, cur.CAS, next)
 			return cur.CAS, nil
-		case perr == nil && epoch(h.Seq) > epoch(next.Seq):
+		case perr == nil && record.Epoch(h.Seq) > record.Epoch(next.Seq):
 			// Revived since this change became durable. The revival
 			// served the durable copy it read, which is this change only
 			// if no other write replaced it first: a lock-free merge
 			// based on a lock-only change that beat this change to the
 			// cache is ordered after it by Seq and overwrites it. The
 			// change is live only if the revived lineage holds its data.
-			if sameData(cur.Value, value) || s.durableRevivedFrom(ctx, key, value, next) {
+			if record.SameData(cur.Value, value) || s.durableRevivedFrom(ctx, key, value, next) {
 				s.memo.seen(key, cur.CAS, h)
 				return 0, nil
 			}
 			s.memo.seen(key, cur.CAS, h)
 			return 0, casErr
-		case perr == nil && epoch(h.Seq) < epoch(next.Seq):
+		case perr == nil && record.Epoch(h.Seq) < record.Epoch(next.Seq):
 			// The cache holds an older lineage than the durable copy
 			// (a restarted cache reissued a token): revive over it.
 			s.replaceStale(ctx, key, next.Seq)
@@ -421,39 +415,13 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 
 // durableRevivedFrom reports whether the durable copy is the revival of
 // value (Seq advanced by exactly one revival, the same data).
-func (s *Store) durableRevivedFrom(ctx context.Context, key string, value []byte, next provider.RecordHeader) bool {
+func (s *Store) durableRevivedFrom(ctx context.Context, key string, value []byte, next record.Header) bool {
 	d, err := s.durable.Get(ctx, key)
 	if err != nil {
 		return false
 	}
-	dh, err := provider.ParseRecordHeader(d.Value)
-	return err == nil && dh.Seq == next.Seq+provider.ReviveLockIDGap && sameData(d.Value, value)
-}
-
-// sameData reports whether two provider records hold the same data: values,
-// DataSeq, timeout, action flags and removal state, whatever their lock
-// state and Seq.
-func sameData(a, b []byte) bool {
-	ha, err := provider.ParseRecordHeader(a)
-	if err != nil {
-		return false
-	}
-	hb, err := provider.ParseRecordHeader(b)
-	if err != nil || ha.DataSeq != hb.DataSeq || dataChanged(ha, hb) {
-		return false
-	}
-	return bytes.Equal(recordValues(a), recordValues(b))
-}
-
-// recordValues returns the encoded values of a record that
-// provider.ParseRecordHeader accepted: format version 1 holds them between
-// its 49-byte header and its 4-byte checksum (see provider/record.go).
-func recordValues(b []byte) []byte {
-	const header, trailer = 49, 4
-	if len(b) < header+trailer {
-		return nil
-	}
-	return b[header : len(b)-trailer]
+	dh, err := record.Parse(d.Value)
+	return err == nil && dh.Seq == next.Seq+record.ReviveGap && record.SameData(d.Value, value)
 }
 
 // replaceStale revives key if the cache holds a record of an older lineage
@@ -463,15 +431,10 @@ func (s *Store) replaceStale(ctx context.Context, key string, durableSeq uint64)
 	if err != nil {
 		return
 	}
-	if h, err := provider.ParseRecordHeader(e.Value); err == nil && epoch(h.Seq) < epoch(durableSeq) {
+	if h, err := record.Parse(e.Value); err == nil && record.Epoch(h.Seq) < record.Epoch(durableSeq) {
 		s.revive(ctx, key) // best effort; the next Get revives anyway
 	}
 }
-
-// epoch is the lineage of a record: ReviveRecord adds 1<<32 to Seq, so
-// every revival starts a new epoch (as long as one lineage makes fewer
-// than 2^32 changes).
-func epoch(seq uint64) uint64 { return seq >> 32 }
 
 // refresh keeps the durable copy from expiring long before a session kept
 // alive by cache-only changes and reads: when this process does not know
@@ -479,7 +442,7 @@ func epoch(seq uint64) uint64 { return seq >> 32 }
 // (one statement), or rewrites the copy if it is gone. Best effort: a
 // failure is retried on the next request. value is the live record, or nil
 // to read it from the cache if needed.
-func (s *Store) refresh(ctx context.Context, key string, h provider.RecordHeader, ttl time.Duration, value []byte) {
+func (s *Store) refresh(ctx context.Context, key string, h record.Header, ttl time.Duration, value []byte) {
 	now := s.now()
 	if until, ok := s.memo.durableUntil(key, h.DataSeq); ok && until.Sub(now) >= time.Duration(float64(ttl)*s.refreshBelow) {
 		return
@@ -494,8 +457,8 @@ func (s *Store) refresh(ctx context.Context, key string, h provider.RecordHeader
 			}
 			value = e.Value
 		}
-		var hv provider.RecordHeader
-		if hv, err = provider.ParseRecordHeader(value); err == nil {
+		var hv record.Header
+		if hv, err = record.Parse(value); err == nil {
 			h = hv
 			_, err = s.durable.PutRecord(ctx, key, value, ttl)
 		}
@@ -530,7 +493,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		if err != nil {
 			return nil // touched; the refresh waits for the next request
 		}
-		if h, err = provider.ParseRecordHeader(ce.Value); err != nil {
+		if h, err = record.Parse(ce.Value); err != nil {
 			return nil
 		}
 		s.memo.seen(key, ce.CAS, h)
@@ -539,6 +502,52 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	}
 	s.refresh(ctx, key, h, ttl, nil)
 	return nil
+}
+
+// GetAndTouch implements provider.GetAndToucher: the cache reads and
+// touches in one step (its own GetAndTouch, or a Get and a CompareAndSwap
+// of the unchanged value), a record the cache lost is revived first, and
+// the durable copy's expiry is refreshed when due, as Touch does.
+func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if err := s.check(ctx); err != nil {
+		return provider.Entry{}, err
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		e, err := s.cacheGetAndTouch(ctx, key, ttl)
+		switch {
+		case errors.Is(err, provider.ErrNotFound):
+			if _, err := s.reviveOnce(ctx, key); err != nil {
+				return provider.Entry{}, err
+			}
+			continue
+		case errors.Is(err, provider.ErrCASConflict):
+			continue
+		case err != nil:
+			return provider.Entry{}, err
+		}
+		if h, err := record.Parse(e.Value); err == nil {
+			s.memo.seen(key, e.CAS, h)
+			s.refresh(ctx, key, h, ttl, e.Value)
+		}
+		return e, nil
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: get and touch kept conflicting: %w", provider.ErrCASConflict)
+}
+
+// cacheGetAndTouch reads key from the cache and sets its TTL in one step.
+func (s *Store) cacheGetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	if gt, ok := s.cache.(provider.GetAndToucher); ok {
+		return gt.GetAndTouch(ctx, key, ttl)
+	}
+	e, err := s.cache.Get(ctx, key)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	cas, err := s.cache.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+	if err != nil {
+		return provider.Entry{}, err
+	}
+	return provider.Entry{Value: e.Value, CAS: cas}, nil
 }
 
 // Delete removes key from both tiers. It returns ErrNotFound when neither
@@ -642,11 +651,11 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 		if err != nil {
 			return provider.Entry{}, err
 		}
-		revived, err := provider.ReviveRecord(d.Value)
+		revived, err := record.Revive(d.Value)
 		if err != nil {
 			return provider.Entry{}, fmt.Errorf("tiered: durable copy: %w", err)
 		}
-		h, err := provider.ParseRecordHeader(revived)
+		h, err := record.Parse(revived)
 		if err != nil {
 			return provider.Entry{}, fmt.Errorf("tiered: revived copy: %w", err)
 		}
@@ -668,7 +677,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 // install puts a revived record in the cache. A record already there from
 // an older epoch (an earlier revival whose durable claim this one
 // superseded) is replaced; a newer one is kept and returned.
-func (s *Store) install(ctx context.Context, key string, revived []byte, h provider.RecordHeader, ttl time.Duration) (provider.Entry, error) {
+func (s *Store) install(ctx context.Context, key string, revived []byte, h record.Header, ttl time.Duration) (provider.Entry, error) {
 	cas, err := s.cache.Add(ctx, key, revived, ttl)
 	if err == nil && cas != 0 {
 		s.memo.seen(key, cas, h)
@@ -690,7 +699,7 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h provi
 		if err != nil {
 			return provider.Entry{}, err
 		}
-		ch, perr := provider.ParseRecordHeader(cur.Value)
+		ch, perr := record.Parse(cur.Value)
 		if perr == nil && ch.Seq >= h.Seq {
 			s.memo.seen(key, cur.CAS, ch)
 			return cur, nil

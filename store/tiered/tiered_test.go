@@ -12,6 +12,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 	"github.com/sessionlock/sessionlock/store/sqlstore"
@@ -229,10 +230,14 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	require.EqualValues(t, 2, durable.Stats().Statements-before, "one read and one claim")
 	e, err := cache.Get(ctx, key)
 	require.NoError(t, err, "refilled")
-	h, err := provider.ParseRecordHeader(e.Value)
+	h, err := record.Parse(e.Value)
 	require.NoError(t, err)
 	require.False(t, h.Locked)
 	require.Greater(t, h.LockID, held.LockID)
+	// The revive row of docs/protocol.md: the durable copy (written by the
+	// commit under lock held-1) comes back in the same incarnation, its
+	// lock id advanced by record.ReviveGap.
+	require.Equal(t, held.LockID-1+record.ReviveGap, h.LockID)
 	require.EqualValues(t, 1, s.Stats().Revivals)
 
 	// The holder of the lock the cache lost is fenced.
@@ -357,7 +362,7 @@ func TestFencedCommitIsUndone(t *testing.T) {
 	// Another process breaks the lock (its holder looked dead) and takes it.
 	e, err := cache.Get(ctx, key)
 	require.NoError(t, err)
-	h, err := provider.ParseRecordHeader(e.Value)
+	h, err := record.Parse(e.Value)
 	require.NoError(t, err)
 	require.NoError(t, other.BreakLock(ctx, id, h.Seq))
 	taken, err := other.GetItemExclusive(ctx, id)
@@ -367,7 +372,7 @@ func TestFencedCommitIsUndone(t *testing.T) {
 	require.ErrorIs(t, <-commitErr, provider.ErrLockLost)
 	d, err := gate.Durable.Get(ctx, key)
 	require.NoError(t, err)
-	dh, err := provider.ParseRecordHeader(d.Value)
+	dh, err := record.Parse(d.Value)
 	require.NoError(t, err)
 	require.Equal(t, h.DataSeq, dh.DataSeq, "the fenced commit was undone in SQL")
 	require.NoError(t, other.ReleaseItemExclusive(ctx, id, taken.LockID))
@@ -460,7 +465,7 @@ func TestDurableExpiryRefresh(t *testing.T) {
 	read()
 	e, err := durable.Get(ctx, key)
 	require.NoError(t, err, "rewritten")
-	_, err = provider.ParseRecordHeader(e.Value)
+	_, err = record.Parse(e.Value)
 	require.NoError(t, err)
 }
 
