@@ -223,6 +223,11 @@ type Config struct {
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
+	// AllowUnreachedFaults keeps a fault that was configured but never
+	// reached (the workload ended first) from failing the run; by default
+	// it fails ("faults_not_reached"), since the run did not test what it
+	// was asked to.
+	AllowUnreachedFaults bool
 	// CrashHolder kills one app process while it holds session locks,
 	// half way through the run, and reports the takeover time.
 	CrashHolder bool
