@@ -30,7 +30,7 @@ const (
 	DefaultSlowTime    = 20 * time.Millisecond
 	DefaultTimeout     = 2 * time.Minute
 	DefaultLease       = provider.DefaultLease
-	DefaultTimelineMax = 2000
+	DefaultTimelineMax = 20000
 )
 
 // Mix is the relative weight of each route in a burst. The zero Mix means
@@ -236,8 +236,8 @@ type Config struct {
 	// wrapper (memory).
 	Latency time.Duration
 
-	// TimelineMax bounds the requests drawn in the HTML timeline. Default
-	// 2000.
+	// TimelineMax bounds the requests drawn in the HTML timeline (see its
+	// sampling rule in the timeline's doc). Default 20000.
 	TimelineMax int
 	// Progress, when set, receives a live progress line (for a terminal).
 	Progress io.Writer

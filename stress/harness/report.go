@@ -9,62 +9,100 @@ import (
 	"text/tabwriter"
 )
 
+// figure is one line of a run's summary: the terminal prints them as a
+// table, and the HTML report shows every one of them.
+type figure struct {
+	Name, Value string
+	Bad         bool // a violated invariant
+}
+
+// figures returns a run's summary lines, in the order the terminal prints
+// them.
+func figures(r *Result) []figure {
+	var f []figure
+	p := func(name, format string, args ...any) {
+		f = append(f, figure{Name: name, Value: fmt.Sprintf(format, args...)})
+	}
+	p("run", "backend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, seed %d",
+		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.Mode, r.LeaseMs, r.Seed)
+	p("mix", "%s", r.Mix)
+	p("requests", "%s", requestsLine(r))
+	if len(r.FailedByReason) > 0 {
+		p("failed by reason", "%s", formatReasons(r.FailedByReason))
+	}
+	p("throughput", "%.0f req/s over %.2f s", r.ThroughputRPS, r.DurationMs/1000)
+	p("lock wait", "p50 %.2f ms, p99 %.2f ms, max %.2f ms", r.WaitP50Ms, r.WaitP99Ms, r.WaitMaxMs)
+	p("lock hold", "p50 %.2f ms, p99 %.2f ms", r.HoldP50Ms, r.HoldP99Ms)
+	p("latency", "p50 %.2f ms, p99 %.2f ms (browser side)", r.LatencyP50Ms, r.LatencyP99Ms)
+	p("burst makespan", "%s", burstLine(r))
+	p("bursts summed", "%s", makespanSumLine(r))
+	if len(r.TakeoversMs) > 0 {
+		p("crash takeover", "max %.0f ms over %d session(s)", r.TakeoverMs, len(r.TakeoversMs))
+	}
+	for _, e := range r.Events {
+		p("fault", "%s", e.describe())
+		f[len(f)-1].Bad = e.Missed && !r.UnreachedFaultsAllowed
+	}
+	bad := func(cond bool) { f[len(f)-1].Bad = cond }
+	p("lost_updates", "%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
+	bad(r.LostUpdates > 0)
+	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits)
+	bad(r.StuckLocks > 0)
+	p("sessions_lost", "%d", r.SessionsLost)
+	bad(r.SessionsLost > 0)
+	p("exclusion_violations", "%d", r.ExclusionViolations)
+	bad(r.ExclusionViolations > 0)
+	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
+	p("unacked_commits", "%d", r.UnackedCommits)
+	return f
+}
+
+// routeNames returns the run's routes, sorted.
+func routeNames(r *Result) []string {
+	names := make([]string, 0, len(r.Routes))
+	for name := range r.Routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// verdict is the run's verdict line, as the terminal and the HTML report
+// say it.
+func verdict(r *Result) string {
+	if v := r.Violations(); len(v) > 0 {
+		return "FAIL: invariants violated: " + strings.Join(v, ", ")
+	}
+	return "PASS: every invariant held"
+}
+
+// aloneNote explains the route table's "alone ms" column.
+const aloneNote = "alone ms: one request of the route with nothing else running, median of 3"
+
 // WriteSummary writes a run's summary table.
 func WriteSummary(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
-	p("run\tbackend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, seed %d",
-		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.Mode, r.LeaseMs, r.Seed)
-	p("mix\t%s", r.Mix)
-	p("requests\t%s", requestsLine(r))
-	if len(r.FailedByReason) > 0 {
-		p("failed by reason\t%s", formatReasons(r.FailedByReason))
+	for _, f := range figures(r) {
+		fmt.Fprintf(tw, "%s\t%s\n", f.Name, f.Value)
 	}
-	p("throughput\t%.0f req/s over %.2f s", r.ThroughputRPS, r.DurationMs/1000)
-	p("lock wait\tp50 %.2f ms, p99 %.2f ms, max %.2f ms", r.WaitP50Ms, r.WaitP99Ms, r.WaitMaxMs)
-	p("lock hold\tp50 %.2f ms, p99 %.2f ms", r.HoldP50Ms, r.HoldP99Ms)
-	p("latency\tp50 %.2f ms, p99 %.2f ms (browser side)", r.LatencyP50Ms, r.LatencyP99Ms)
-	p("burst makespan\t%s", burstLine(r))
-	p("bursts summed\t%s", makespanSumLine(r))
-	if len(r.TakeoversMs) > 0 {
-		p("crash takeover\tmax %.0f ms over %d session(s)", r.TakeoverMs, len(r.TakeoversMs))
-	}
-	for _, e := range r.Events {
-		p("fault\t%s", e.describe())
-	}
-	p("lost_updates\t%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
-	p("stuck_locks\t%d (sessions locked at the end %d, waits > %.0f ms with no holder %d)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits)
-	p("sessions_lost\t%d", r.SessionsLost)
-	p("exclusion_violations\t%d", r.ExclusionViolations)
-	p("fenced_writes_rejected\t%d", r.FencedWritesRejected)
-	p("unacked_commits\t%d", r.UnackedCommits)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "route (mode)\trequests\tok\twait p50 ms\twait p99 ms\tlatency p50 ms\tlatency p99 ms\talone ms\t")
-	names := make([]string, 0, len(r.Routes))
-	for name := range r.Routes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range routeNames(r) {
 		s := r.Routes[name]
 		fmt.Fprintf(tw, "%s (%s)\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, routeMode(name), s.Requests, s.OK, s.WaitP50Ms, s.WaitP99Ms, s.LatencyP50Ms, s.LatencyP99Ms, s.SingleMs)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "  (alone ms: one request of the route with nothing else running, median of 3)")
-	if v := r.Violations(); len(v) > 0 {
-		_, err := fmt.Fprintf(w, "FAIL: invariants violated: %s\n", strings.Join(v, ", "))
-		if err == nil && len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed {
-			_, err = fmt.Fprintln(w, "  (a fault was never reached: give the workload more requests or time, or pass -allow-unreached-faults)")
-		}
-		return err
+	fmt.Fprintf(w, "  (%s)\n", aloneNote)
+	_, err := fmt.Fprintln(w, verdict(r))
+	if err == nil && unreachedFails(r) {
+		_, err = fmt.Fprintln(w, "  ("+unreachedHint+")")
 	}
-	_, err := fmt.Fprintln(w, "PASS: every invariant held")
 	return err
 }
 
@@ -83,7 +121,7 @@ func WriteComparison(w io.Writer, c *Comparison) error {
 	fmt.Fprintf(tw, "p50 wait ms\t%.2f\t%.2f\t%.1f x\t\n", c.Ours.WaitP50Ms, c.ASPNET.WaitP50Ms, c.Ratios.WaitP50)
 	fmt.Fprintf(tw, "p99 wait ms\t%.2f\t%.2f\t%.1f x\t\n", c.Ours.WaitP99Ms, c.ASPNET.WaitP99Ms, c.Ratios.WaitP99)
 	fmt.Fprintf(tw, "summed burst makespan ms\t%.1f\t%.1f\t%.1f x\t\n", c.Ours.MakespanMs, c.ASPNET.MakespanMs, c.Ratios.Makespan)
-	fmt.Fprintf(tw, "throughput req/s\t%.0f\t%.0f\t1 / %.1f x\t\n", c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS, c.Ratios.Throughput)
+	fmt.Fprintf(tw, "throughput req/s\t%.0f\t%.0f\t%.2f x\t\n", c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS, ratio(c.ASPNET.ThroughputRPS, c.Ours.ThroughputRPS))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -143,4 +181,12 @@ func (c *Comparison) sentences() []string {
 		fmt.Sprintf("Its bursts took %s as long from first request to last answer (summed %.0f ms vs %.0f ms), and ours served %s its throughput (%.0f vs %.0f requests per second).",
 			times(c.Ratios.Makespan), c.ASPNET.MakespanMs, c.Ours.MakespanMs, times(c.Ratios.Throughput), c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS),
 	}
+}
+
+// unreachedHint tells what to do about a fault that was never reached.
+const unreachedHint = "a fault was never reached: give the workload more requests or time, or pass -allow-unreached-faults"
+
+// unreachedFails reports whether an unreached fault fails r.
+func unreachedFails(r *Result) bool {
+	return len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed
 }

@@ -1,0 +1,205 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/browsertest"
+)
+
+// The browser tests write their screenshots (and the reports and PDFs they
+// took them of) to $REPORT_SHOTS_DIR when it is set: `make report-shots`
+// sets it to artifacts/report-shots.
+const shotsEnv = "REPORT_SHOTS_DIR"
+
+// startBrowser starts headless Chromium for t, or skips t when there is
+// none (fails when SESSIONLOCK_REQUIRE_SERVERS is set).
+func startBrowser(t *testing.T) *browsertest.Browser {
+	t.Helper()
+	bin := browsertest.Find()
+	if bin == "" {
+		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
+			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but no Chromium was found")
+		}
+		t.Skip("no Chromium found (apt-get install -y chromium, or set CHROMIUM)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := browsertest.Start(ctx, bin, t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// withEvents adds fault events to r as if the run had injected them.
+func withEvents(r *Result, evs ...Event) {
+	r.Events = append(append([]Event(nil), r.Events...), evs...)
+	r.timeline.Events = r.Events
+}
+
+// injected counts the faults that happened (markers the timeline must
+// draw).
+func injected(rs ...*Result) int {
+	n := 0
+	for _, r := range rs {
+		for _, e := range r.Events {
+			if !e.Missed {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// reportCase is one report the browser test loads.
+type reportCase struct {
+	name    string
+	results []*Result
+	lanes   int    // lanes the timeline must draw
+	verdict string // text the PDF must contain
+}
+
+// TestReportsInBrowser loads each kind of report in headless Chromium:
+// no script error, no network request, one lane per session drawn (or the
+// sampling rule's count), one marker per fault injected, one time axis,
+// no horizontal overflow at 1400 and 390 px, and the verdict in the text
+// of the PDF it prints.
+func TestReportsInBrowser(t *testing.T) {
+	b := startBrowser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	run := func(cfg Config) *Result {
+		r, err := Run(ctx, cfg)
+		require.NoError(t, err)
+		return r
+	}
+
+	// A run with every kind of fault event: the harness's own, the kinds
+	// other work adds (pauses with durations, partitions), one this
+	// package has never heard of, and one that was never reached.
+	faults := run(Config{Sessions: 12, Requests: 1200, SlowTime: 2 * time.Millisecond})
+	d := faults.DurationMs
+	withEvents(faults,
+		Event{AtMs: d * 0.2, Kind: FaultKillNode, Target: "memcached node 0", What: "killed memcached node 0"},
+		Event{AtMs: d * 0.3, Kind: "pause_node", Target: "memcached node 1", DurationMs: d * 0.1, What: "paused memcached node 1 (SIGSTOP)"},
+		Event{AtMs: d * 0.45, Kind: "partition", Target: "app 0 | memcached node 2", DurationMs: d * 0.1, What: "partitioned app 0 from node 2"},
+		Event{AtMs: d * 0.6, Kind: FaultFlush, Target: "memcached node 1", What: "flushed memcached node 1"},
+		Event{AtMs: d * 0.7, Kind: FaultRestartNode, Target: "memcached node 0", What: "restarted memcached node 0, empty"},
+		Event{AtMs: d * 0.8, Kind: "kill_master_and_more", Target: "redis master", What: "a kind the reports do not know"},
+		Event{Kind: FaultCrashHolder, Missed: true, What: "crash a lock holder at 50%: not reached, the workload ended first"},
+	)
+	require.Contains(t, faults.Violations(), "faults_not_reached")
+
+	// Many sessions: 250 of them, more than MaxLanes, with a small
+	// request budget per lane: the sampling rule thins lanes and bursts.
+	many := run(Config{Sessions: 250, Burst: 4, Requests: 3000, TimelineMax: 1000, SlowTime: time.Millisecond})
+	stride := (250 + MaxLanes - 1) / MaxLanes
+	require.NotEmpty(t, many.timeline.Sampling)
+
+	cmp, err := Compare(ctx, Config{Sessions: 2, Burst: 6, Requests: 36, Mix: Mix{Slow: 2, Read: 1, Free: 1}, SlowTime: 5 * time.Millisecond})
+	require.NoError(t, err)
+
+	cases := []reportCase{
+		{"run", []*Result{faults}, 12, verdict(faults)},
+		{"many-sessions", []*Result{many}, (250 + stride - 1) / stride, verdict(many)},
+		{"compare", []*Result{cmp.Ours, cmp.ASPNET}, 4, "every invariant held in both runs"},
+	}
+	dir := os.Getenv(shotsEnv)
+	if dir == "" {
+		dir = t.TempDir()
+	} else {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+	}
+	page, err := b.NewPage(ctx)
+	require.NoError(t, err)
+	for _, c := range cases {
+		file := filepath.Join(dir, c.name+".html")
+		f, err := os.Create(file)
+		require.NoError(t, err)
+		require.NoError(t, WriteHTML(f, "sessionlock stress report: "+c.name, c.results...))
+		require.NoError(t, f.Close())
+		u := "file://" + file
+		for _, width := range []int{1400, 390} {
+			require.NoError(t, page.SetViewport(ctx, width, 900))
+			require.NoError(t, page.Navigate(ctx, u), c.name)
+			var got struct {
+				Lanes, Markers, Axes, ScrollWidth, InnerWidth int
+			}
+			require.NoError(t, page.Eval(ctx, `({
+				Lanes: document.querySelectorAll(".timeline .lane").length,
+				Markers: document.querySelectorAll(".timeline .fault-marker").length,
+				Axes: document.querySelectorAll(".time-axis").length,
+				ScrollWidth: document.documentElement.scrollWidth,
+				InnerWidth: window.innerWidth})`, &got))
+			png, err := page.Screenshot(ctx)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", c.name, width)), png, 0o644))
+			if os.Getenv(shotsEnv) != "" {
+				// One screen at a time, scrolled, easier to look at than
+				// the whole page.
+				var height float64
+				require.NoError(t, page.Eval(ctx, `document.documentElement.scrollHeight`, &height))
+				for i, y := 0, 0.0; y < height && i < 12; i, y = i+1, y+850 {
+					require.NoError(t, page.Eval(ctx, fmt.Sprintf("window.scrollTo(0, %.0f)", y), nil))
+					png, err := page.ScreenshotViewport(ctx)
+					require.NoError(t, err)
+					require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d-part%d.png", c.name, width, i+1)), png, 0o644))
+				}
+				require.NoError(t, page.Eval(ctx, "window.scrollTo(0, 0)", nil))
+			}
+			var wide []string
+			require.NoError(t, page.Eval(ctx, `[...document.querySelectorAll("body *")].filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 5).map(e => e.tagName + "." + e.className.baseVal + e.className + " " + Math.round(e.getBoundingClientRect().right))`, &wide))
+			require.Equal(t, c.lanes, got.Lanes, "%s: lanes", c.name)
+			require.Equal(t, injected(c.results...), got.Markers, "%s: fault markers", c.name)
+			require.Equal(t, 1, got.Axes, "%s: one time axis", c.name)
+			require.LessOrEqual(t, got.ScrollWidth, got.InnerWidth, "%s at %d px: horizontal overflow: %v", c.name, width, wide)
+		}
+		require.Empty(t, page.Errors(), "%s: script errors", c.name)
+		for _, r := range page.Requests() {
+			require.True(t, strings.HasPrefix(r, "file://") || strings.HasPrefix(r, "data:") || r == "about:blank", "%s fetched %s", c.name, r)
+		}
+		pdf, err := page.PDF(ctx)
+		require.NoError(t, err)
+		pdfFile := filepath.Join(dir, c.name+".pdf")
+		require.NoError(t, os.WriteFile(pdfFile, pdf, 0o644))
+		require.Contains(t, pdfText(t, pdfFile), c.verdict, "%s: the PDF's text", c.name)
+	}
+}
+
+// TestBrowserCatchesScriptErrors: the error collection the report tests
+// rely on sees an exception thrown by a page's script.
+func TestBrowserCatchesScriptErrors(t *testing.T) {
+	b := startBrowser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	file := filepath.Join(t.TempDir(), "broken.html")
+	require.NoError(t, os.WriteFile(file, []byte(`<!DOCTYPE html><p>x</p><script>undefinedFunction()</script>`), 0o644))
+	page, err := b.NewPage(ctx)
+	require.NoError(t, err)
+	require.NoError(t, page.Navigate(ctx, "file://"+file))
+	require.NotEmpty(t, page.Errors())
+}
+
+// pdfText returns the text of a PDF, by pdftotext (poppler-utils).
+func pdfText(t *testing.T, file string) string {
+	t.Helper()
+	bin, err := exec.LookPath("pdftotext")
+	if err != nil {
+		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
+			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but pdftotext (poppler-utils) is missing")
+		}
+		t.Skip("no pdftotext (apt-get install -y poppler-utils)")
+	}
+	out, err := exec.Command(bin, "-layout", file, "-").Output()
+	require.NoError(t, err)
+	// Lines wrap where the page ends: compare with the spaces collapsed.
+	return strings.Join(strings.Fields(string(out)), " ")
+}
