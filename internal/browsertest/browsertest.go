@@ -129,11 +129,24 @@ func Start(ctx context.Context, bin, dir string) (*Browser, error) {
 	return b, nil
 }
 
-// Close ends the browser.
+// Close ends the browser: it asks Chromium to close, which ends its
+// helper processes too, and kills it when it has not exited within 10 s.
 func (b *Browser) Close() error {
+	exited := make(chan struct{})
+	go func() {
+		_ = b.cmd.Wait()
+		close(exited)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = b.call(ctx, "", "Browser.close", nil, nil)
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		_ = b.cmd.Process.Kill()
+		<-exited
+	}
 	_ = b.conn.Close()
-	_ = b.cmd.Process.Kill()
-	_ = b.cmd.Wait()
 	<-b.done
 	return nil
 }
@@ -348,6 +361,31 @@ func (p *Page) Requests() []string {
 	defer p.b.mu.Unlock()
 	return append([]string(nil), p.requests...)
 }
+
+// WaitFor evaluates expr every few milliseconds until it is true, or ctx
+// ends.
+func (p *Page) WaitFor(ctx context.Context, expr string) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var ok bool
+		if err := p.Eval(ctx, "Boolean("+expr+")", &ok); err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("browsertest: waiting for %s: %w", expr, ctx.Err())
+		}
+	}
+}
+
+// SkipEnv, when set, makes the browser tests skip: make test runs them in
+// their own stage and skips them in the others.
+const SkipEnv = "SESSIONLOCK_SKIP_BROWSER"
 
 // SetViewport sets the window's size in CSS pixels.
 func (p *Page) SetViewport(ctx context.Context, width, height int) error {

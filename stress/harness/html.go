@@ -388,17 +388,8 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 		}
 	}
 
-	b.WriteString("<div class=\"tl\">\n<div class=\"tl-axis time-axis\"><div class=\"tl-label\">since start</div><div class=\"tl-plot\">")
-	for v := 0.0; v <= spanMs+step/2; v += step {
-		cls := "tick"
-		if v == 0 {
-			cls += " first"
-		} else if v+step > spanMs+step/2 {
-			cls += " last"
-		}
-		fmt.Fprintf(b, "<span class=\"%s\" style=\"left:%s\">%s</span>", cls, pct(v), tickLabel(v))
-	}
-	b.WriteString("</div></div>\n")
+	b.WriteString("<div class=\"tl\">\n")
+	writeAxis(b, "time-axis", "since start", spanMs, step)
 	for gi, r := range runs {
 		tl := r.timeline
 		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
@@ -437,6 +428,22 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 		b.WriteString("</div></div>\n")
 	}
 	b.WriteString("</div></section>\n")
+}
+
+// writeAxis writes a sticky time axis of spanMs with round ticks every
+// step ms; cls names it (time-axis: the timeline's one axis).
+func writeAxis(b *strings.Builder, cls, label string, spanMs, step float64) {
+	fmt.Fprintf(b, "<div class=\"tl-axis %s\"><div class=\"tl-label\">%s</div><div class=\"tl-plot\">", cls, esc(label))
+	for v := 0.0; v <= spanMs+step/2; v += step {
+		tick := "tick"
+		if v == 0 {
+			tick += " first"
+		} else if v+step > spanMs+step/2 {
+			tick += " last"
+		}
+		fmt.Fprintf(b, "<span class=\"%s\" style=\"left:%s%%\">%s</span>", tick, strconv.FormatFloat(100*v/spanMs, 'f', 3, 64), tickLabel(v))
+	}
+	b.WriteString("</div></div>\n")
 }
 
 // writeLane writes one session's lane: its requests packed into rows.
@@ -552,20 +559,11 @@ func writeDetail(b *strings.Builder, r *Result) {
 	}
 	step := niceStep(spanMs, 6)
 	spanMs = math.Ceil(spanMs/step) * step
-	pct := func(v float64) string { return strconv.FormatFloat(100*v/spanMs, 'f', 3, 64) + "%" }
 	fmt.Fprintf(b, "<section class=\"detail\"><h2>The first %d bursts of sessions %s, in detail</h2>\n", detailBursts, esc(joinInts(sess)))
 	b.WriteString("<p class=\"note\">One row per request, from the first request sent (zoomed time axis). Yellow: waiting for the session's lock; coloured: the handler, its commit and release; grey line: in flight as the browser saw it. Hover a bar for its figures.</p>\n")
-	b.WriteString("<div class=\"tl\">\n<div class=\"tl-axis detail-axis\"><div class=\"tl-label\">since burst</div><div class=\"tl-plot\">")
-	for v := 0.0; v <= spanMs+step/2; v += step {
-		cls := "tick"
-		if v == 0 {
-			cls += " first"
-		} else if v+step > spanMs+step/2 {
-			cls += " last"
-		}
-		fmt.Fprintf(b, "<span class=\"%s\" style=\"left:%s\">%s</span>", cls, pct(v), tickLabel(v))
-	}
-	b.WriteString("</div></div>\n<div class=\"tl-lanes\">")
+	b.WriteString("<div class=\"tl\">\n")
+	writeAxis(b, "detail-axis", "since burst", spanMs, step)
+	b.WriteString("<div class=\"tl-lanes\">")
 	xv := func(t int64) float64 { return float64(t-from) / 1e6 / spanMs * 1000 }
 	prevSession := -1
 	for i, br := range bars {

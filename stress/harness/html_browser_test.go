@@ -85,7 +85,8 @@ func TestReportsInBrowser(t *testing.T) {
 	// A run with every kind of fault event: the harness's own, the kinds
 	// other work adds (pauses with durations, partitions), one this
 	// package has never heard of, and one that was never reached.
-	faults := run(Config{Sessions: 12, Requests: 1200, SlowTime: 2 * time.Millisecond})
+	start := time.Now()
+	faults := run(Config{Sessions: 12, Requests: 600, SlowTime: 2 * time.Millisecond})
 	d := faults.DurationMs
 	withEvents(faults,
 		Event{AtMs: d * 0.2, Kind: FaultKillNode, Target: "memcached node 0", What: "killed memcached node 0"},
@@ -100,17 +101,21 @@ func TestReportsInBrowser(t *testing.T) {
 
 	// Many sessions: 250 of them, more than MaxLanes, with a small
 	// request budget per lane: the sampling rule thins lanes and bursts.
-	many := run(Config{Sessions: 250, Burst: 4, Requests: 3000, TimelineMax: 1000, SlowTime: time.Millisecond})
-	stride := (250 + MaxLanes - 1) / MaxLanes
+	many := run(Config{Sessions: 210, Burst: 4, Requests: 1260, TimelineMax: 500, SlowTime: time.Millisecond})
+	stride := (210 + MaxLanes - 1) / MaxLanes
 	require.NotEmpty(t, many.timeline.Sampling)
 
-	cmp, err := Compare(ctx, Config{Sessions: 2, Burst: 6, Requests: 36, Mix: Mix{Slow: 2, Read: 1, Free: 1}, SlowTime: 5 * time.Millisecond})
+	cmp, err := Compare(ctx, Config{Sessions: 2, Burst: 5, Requests: 20, Mix: Mix{Slow: 2, Read: 1, Free: 1}, SlowTime: 5 * time.Millisecond})
 	require.NoError(t, err)
+	t.Logf("runs took %v", time.Since(start))
 
 	cases := []reportCase{
 		{"run", []*Result{faults}, 12, verdict(faults)},
-		{"many-sessions", []*Result{many}, (250 + stride - 1) / stride, verdict(many)},
+		{"many-sessions", []*Result{many}, (210 + stride - 1) / stride, verdict(many)},
 		{"compare", []*Result{cmp.Ours, cmp.ASPNET}, 4, "every invariant held in both runs"},
+	}
+	for _, c := range cases {
+		t.Logf("%s: %d lanes, %d fault markers expected", c.name, c.lanes, injected(c.results...))
 	}
 	dir := os.Getenv(shotsEnv)
 	if dir == "" {
@@ -139,10 +144,10 @@ func TestReportsInBrowser(t *testing.T) {
 				Axes: document.querySelectorAll(".time-axis").length,
 				ScrollWidth: document.documentElement.scrollWidth,
 				InnerWidth: window.innerWidth})`, &got))
-			png, err := page.Screenshot(ctx)
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", c.name, width)), png, 0o644))
 			if os.Getenv(shotsEnv) != "" {
+				png, err := page.Screenshot(ctx)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.png", c.name, width)), png, 0o644))
 				// One screen at a time, scrolled, easier to look at than
 				// the whole page.
 				var height float64
@@ -171,6 +176,7 @@ func TestReportsInBrowser(t *testing.T) {
 		pdfFile := filepath.Join(dir, c.name+".pdf")
 		require.NoError(t, os.WriteFile(pdfFile, pdf, 0o644))
 		require.Contains(t, pdfText(t, pdfFile), c.verdict, "%s: the PDF's text", c.name)
+		t.Logf("%s checked at %v", c.name, time.Since(start))
 	}
 }
 
