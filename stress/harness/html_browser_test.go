@@ -24,6 +24,9 @@ const shotsEnv = "REPORT_SHOTS_DIR"
 // none (fails when SESSIONLOCK_REQUIRE_SERVERS is set).
 func startBrowser(t *testing.T) *browsertest.Browser {
 	t.Helper()
+	if os.Getenv(browsertest.SkipEnv) != "" {
+		t.Skip("browser tests run in their own stage")
+	}
 	bin := browsertest.Find()
 	if bin == "" {
 		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
