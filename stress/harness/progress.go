@@ -7,8 +7,8 @@ import (
 
 // progressLine is the live progress line: how far the workload is towards
 // whichever of its bounds (-requests, -duration) it will reach first, and
-// the time left at the current rate. sent counts the workload's requests;
-// ok and failed every request of the run.
+// the time left at the current rate. sent, ok and failed count the
+// workload's requests.
 func progressLine(cfg Config, elapsed time.Duration, sent, ok, failed int64) string {
 	done := 0.0 // fraction, 0..1
 	if cfg.Requests > 0 {
