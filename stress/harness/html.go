@@ -346,6 +346,11 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 	for _, r := range runs {
 		spanMs = max(spanMs, ms(r.timeline.End-r.timeline.Workload))
 		lanes += len(r.timeline.Lanes)
+		for _, e := range r.timeline.Events {
+			if !e.Missed {
+				spanMs = max(spanMs, e.AtMs+e.DurationMs) // every marker on the axis
+			}
+		}
 	}
 	fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
 	if spanMs <= 0 || lanes == 0 {

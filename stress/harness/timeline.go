@@ -132,7 +132,7 @@ func buildTimeline(o observations, limit int) timeline {
 		}
 	}
 	if stride > 1 {
-		tl.Sampling = fmt.Sprintf("%d sessions: a lane for every %d-th session (0, %d, %d, ...), %d lanes. ", sessions, stride, stride, 2*stride, lanes)
+		tl.Sampling = fmt.Sprintf("%d sessions: a lane for one session in %d (sessions 0, %d, %d, ...), %d lanes. ", sessions, stride, stride, 2*stride, lanes)
 	}
 	if len(thinned) > 0 {
 		tl.Sampling += fmt.Sprintf("Each lane draws at most about %d requests (-timeline-max %d over %d lanes): %d lane(s) draw their first bursts in full, then every few bursts evenly. ",
