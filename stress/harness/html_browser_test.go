@@ -70,13 +70,21 @@ type reportCase struct {
 	verdict string // text the PDF must contain
 }
 
-// TestReportsInBrowser loads each kind of report in headless Chromium:
+// TestReportsInBrowser runs the browser tests of the reports on one
+// headless Chromium.
+func TestReportsInBrowser(t *testing.T) {
+	b := startBrowser(t)
+	t.Run("catches-errors", func(t *testing.T) { testBrowserCatchesScriptErrors(t, b) })
+	t.Run("reports", func(t *testing.T) { testReports(t, b) })
+	t.Run("docs-reports", func(t *testing.T) { testDocsReports(t, b) })
+}
+
+// testReports loads each kind of report in headless Chromium:
 // no script error, no network request, one lane per session drawn (or the
 // sampling rule's count), one marker per fault injected, one time axis,
 // no horizontal overflow at 1400 and 390 px, and the verdict in the text
 // of the PDF it prints.
-func TestReportsInBrowser(t *testing.T) {
-	b := startBrowser(t)
+func testReports(t *testing.T, b *browsertest.Browser) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	run := func(cfg Config) *Result {
@@ -89,7 +97,7 @@ func TestReportsInBrowser(t *testing.T) {
 	// other work adds (pauses with durations, partitions), one this
 	// package has never heard of, and one that was never reached.
 	start := time.Now()
-	faults := run(Config{Sessions: 12, Requests: 600, SlowTime: 2 * time.Millisecond})
+	faults := run(Config{Sessions: 12, Requests: 480, SlowTime: 2 * time.Millisecond})
 	d := faults.DurationMs
 	withEvents(faults,
 		Event{AtMs: d * 0.2, Kind: FaultKillNode, Target: "memcached node 0", What: "killed memcached node 0"},
@@ -102,10 +110,10 @@ func TestReportsInBrowser(t *testing.T) {
 	)
 	require.Contains(t, faults.Violations(), "faults_not_reached")
 
-	// Many sessions: 250 of them, more than MaxLanes, with a small
+	// Many sessions: 201 of them, more than MaxLanes, with a small
 	// request budget per lane: the sampling rule thins lanes and bursts.
-	many := run(Config{Sessions: 210, Burst: 4, Requests: 1260, TimelineMax: 500, SlowTime: time.Millisecond})
-	stride := (210 + MaxLanes - 1) / MaxLanes
+	many := run(Config{Sessions: 201, Burst: 2, Requests: 804, TimelineMax: 300, SlowTime: time.Millisecond})
+	stride := (201 + MaxLanes - 1) / MaxLanes
 	require.NotEmpty(t, many.timeline.Sampling)
 
 	cmp, err := Compare(ctx, Config{Sessions: 2, Burst: 5, Requests: 20, Mix: Mix{Slow: 2, Read: 1, Free: 1}, SlowTime: 5 * time.Millisecond})
@@ -114,7 +122,7 @@ func TestReportsInBrowser(t *testing.T) {
 
 	cases := []reportCase{
 		{"run", []*Result{faults}, 12, verdict(faults)},
-		{"many-sessions", []*Result{many}, (210 + stride - 1) / stride, verdict(many)},
+		{"many-sessions", []*Result{many}, (201 + stride - 1) / stride, verdict(many)},
 		{"compare", []*Result{cmp.Ours, cmp.ASPNET}, 4, "every invariant held in both runs"},
 	}
 	for _, c := range cases {
@@ -143,17 +151,16 @@ func TestReportsInBrowser(t *testing.T) {
 	}
 }
 
-// TestDocsReportsInBrowser checks the example reports committed under
+// testDocsReports checks the example reports committed under
 // docs/reports (make reports) the same way, taking what they must show
 // from their own tables: a marker per numbered fault, the verdict of
 // their banner in their PDF.
-func TestDocsReportsInBrowser(t *testing.T) {
+func testDocsReports(t *testing.T, b *browsertest.Browser) {
 	files, err := filepath.Glob("../../docs/reports/*.html")
 	require.NoError(t, err)
 	if len(files) == 0 {
 		t.Skip("no reports under docs/reports")
 	}
-	b := startBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	page, err := b.NewPage(ctx)
@@ -241,10 +248,9 @@ func checkReport(ctx context.Context, t *testing.T, page *browsertest.Page, dir,
 	require.Contains(t, pdfText(t, pdfFile), want.Verdict, "%s: the PDF's text", name)
 }
 
-// TestBrowserCatchesScriptErrors: the error collection the report tests
+// testBrowserCatchesScriptErrors: the error collection the report tests
 // rely on sees an exception thrown by a page's script.
-func TestBrowserCatchesScriptErrors(t *testing.T) {
-	b := startBrowser(t)
+func testBrowserCatchesScriptErrors(t *testing.T, b *browsertest.Browser) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	file := filepath.Join(t.TempDir(), "broken.html")
