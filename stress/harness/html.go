@@ -439,12 +439,15 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 // step ms; cls names it (time-axis: the timeline's one axis).
 func writeAxis(b *strings.Builder, cls, label string, spanMs, step float64) {
 	fmt.Fprintf(b, "<div class=\"tl-axis %s\"><div class=\"tl-label\">%s</div><div class=\"tl-plot\">", cls, esc(label))
-	for v := 0.0; v <= spanMs+step/2; v += step {
+	for i, v := 0, 0.0; v <= spanMs+step/2; i, v = i+1, v+step {
 		tick := "tick"
-		if v == 0 {
+		switch {
+		case v == 0:
 			tick += " first"
-		} else if v+step > spanMs+step/2 {
+		case v+step > spanMs+step/2:
 			tick += " last"
+		case i%2 == 1:
+			tick += " odd" // hidden on narrow screens
 		}
 		fmt.Fprintf(b, "<span class=\"%s\" style=\"left:%s%%\">%s</span>", tick, strconv.FormatFloat(100*v/spanMs, 'f', 3, 64), tickLabel(v))
 	}
