@@ -3,7 +3,7 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet
+.PHONY: test test-deps stress bench fuzz vet reports report-shots
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
 # (a go.mod missing from go.work fails the run), with each stage's time.
@@ -28,3 +28,24 @@ fuzz:
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
+
+# reports regenerates the example stress reports docs/performance.md links
+# (each must stay under 1 MB): a run with a node killed on
+# memcached, a run with more sessions than one page of lanes, and a
+# comparison of the waiting strategies.
+reports:
+	mkdir -p docs/reports
+	$(GO) run ./stress -backend memcached -managed 3 -procs 2 -sessions 20 -requests 3000 -kill-node 40% -html docs/reports/stress-faults.html
+	$(GO) run ./stress -sessions 60 -burst 6 -requests 3000 -html docs/reports/stress-sessions.html
+	$(GO) run ./stress -compare -sessions 4 -burst 8 -requests 320 -mix incr=3,read=2,free=1,slow=2 -slow 5ms -html docs/reports/stress-compare.html
+	@if find docs/reports -name '*.html' -size +1024k | grep .; then echo "reports: over 1 MB" >&2; exit 1; fi
+
+# report-shots runs the browser tests of the reports and of the example
+# page, keeping their screenshots (whole pages and screen-sized parts at
+# 1400 and 390 px), the reports and their PDFs in artifacts/report-shots.
+REPORT_SHOTS_DIR ?= $(CURDIR)/artifacts/report-shots
+report-shots:
+	rm -rf $(REPORT_SHOTS_DIR) && mkdir -p $(REPORT_SHOTS_DIR)
+	REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -run Browser ./examples/ajaxburst
+	cd stress && REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -timeout 5m -run Browser ./harness
+	@ls $(REPORT_SHOTS_DIR)

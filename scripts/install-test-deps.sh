@@ -9,6 +9,7 @@ need=()
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils) # the HTML reports' PDF test
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -38,5 +38,12 @@ fi
 # SESSIONLOCK_REQUIRE_SERVERS makes a missing memcached, PostgreSQL or
 # Chromium fail the tests instead of skipping them.
 export SESSIONLOCK_REQUIRE_SERVERS=1
+# Headless Chromium: the example page and the stress reports (budget 1 min).
+browser_tests() {
+  $GO test -race -count=1 -run Browser ./examples/ajaxburst &&
+    (cd stress && $GO test -count=1 -run Browser ./harness)
+}
+stage browser browser_tests
+export SESSIONLOCK_SKIP_BROWSER=1 # the browser stage ran them
 stage unit each_module $GO test -race -count=1 -timeout 15m ./...
 summary

@@ -7,7 +7,8 @@
 //	go run ./stress -compare -sessions 1 -burst 32 -mix slow=1 -slow 5ms
 //
 // It exits with status 0 when every invariant held, 1 when one was
-// violated, and 2 when the run could not be made.
+// violated (a fault configured but never reached counts, unless
+// -allow-unreached-faults), and 2 when the run could not be made.
 package main
 
 import (
@@ -79,7 +80,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.Sessions, "sessions", harness.DefaultSessions, "simulated browsers, one session each")
 	fs.IntVar(&c.Burst, "burst", harness.DefaultBurst, "parallel requests per burst")
 	fs.IntVar(&c.Conns, "conns", harness.DefaultConns, "connections per browser and host")
-	fs.IntVar(&c.Requests, "requests", harness.DefaultRequests, "workload requests (negative: bounded by -duration only)")
+	fs.IntVar(&c.Requests, "requests", harness.DefaultRequests, "workload requests, the run's target (negative: bounded by -duration only); the first page loads and probes before it are counted apart")
 	fs.DurationVar(&c.Duration, "duration", harness.DefaultDuration, "workload time bound (negative: bounded by -requests only)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the route choices")
 	fs.StringVar(&mix, "mix", harness.DefaultMix.String(), "route weights: incr, append (exclusive), read (read-only), free (lock-free), slow (exclusive, -slow long)")
@@ -94,6 +95,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&restartAt, "restart-node", "", "restart managed memcached node -fault-node, empty, at `T`")
 	fs.StringVar(&flushAt, "flush", "", "flush every managed memcached node (flush_all) at `T`")
 	fs.IntVar(&c.FaultNode, "fault-node", 0, "index of the managed node -kill-node and -restart-node act on")
+	fs.BoolVar(&c.AllowUnreachedFaults, "allow-unreached-faults", false, "do not fail the run when a configured fault was never reached (the workload ended first)")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay added to the store's traffic each way, through an in-process TCP proxy")
 	fs.BoolVar(&o.compare, "compare", false, "run the workload with our waiting strategy and with ASP.NET's, and print the ratios")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,8 +63,9 @@ func TestRunWritesReports(t *testing.T) {
 	require.Contains(t, page, "<svg")
 	require.Contains(t, page, "session 3", "the timeline groups lanes by session")
 	require.Contains(t, page, "lock wait")
+	require.Contains(t, page, "PASS: every invariant held")
 	// Self-contained: no scripts, stylesheets or images to fetch.
-	for _, ref := range []string{"<script", "<link", "<img", "src=", "url(", "https:"} {
+	for _, ref := range []string{"<script src", "<link", "<img", "src=", "url(", "https:", "@import"} {
 		require.NotContains(t, page, ref)
 	}
 	require.Equal(t, strings.Count(page, "http://"), strings.Count(page, `xmlns="http://www.w3.org/2000/svg"`),
@@ -121,4 +123,34 @@ func TestBadUsage(t *testing.T) {
 	}
 	code, _, _ := runCmd(t, "-h")
 	require.Equal(t, exitOK, code)
+}
+
+// TestUnreachedFaultExitCode: a fault the workload ended before fails the
+// run (exit 1, "pass": false in the JSON), unless -allow-unreached-faults.
+func TestUnreachedFaultExitCode(t *testing.T) {
+	if _, err := exec.LookPath("memcached"); err != nil {
+		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
+			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but memcached is missing")
+		}
+		t.Skip("no memcached")
+	}
+	jsonFile := filepath.Join(t.TempDir(), "r.json")
+	args := []string{"-backend", "memcached", "-managed", "1", "-sessions", "2", "-requests", "40", "-restart-node", "1h", "-json", jsonFile}
+	code, stdout, stderr := runCmd(t, args...)
+	require.Equal(t, exitViolation, code, "stdout: %s\nstderr: %s", stdout, stderr)
+	require.Contains(t, stdout, "FAIL: invariants violated: faults_not_reached")
+	var v struct {
+		Pass     bool     `json:"pass"`
+		Violated []string `json:"violated_invariants"`
+	}
+	b, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &v))
+	require.False(t, v.Pass)
+	require.Equal(t, []string{"faults_not_reached"}, v.Violated)
+
+	code, stdout, stderr = runCmd(t, append(args, "-allow-unreached-faults")...)
+	require.Equal(t, exitOK, code, "stdout: %s\nstderr: %s", stdout, stderr)
+	require.Contains(t, stdout, "NOT REACHED")
+	require.Contains(t, stdout, "PASS: every invariant held")
 }

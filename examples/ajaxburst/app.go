@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -22,7 +23,9 @@ var page []byte
 
 // appConfig configures the example.
 type appConfig struct {
-	// Work is how long each exclusive call works while holding the lock.
+	// Work is how long each call works: an exclusive one while it holds
+	// the session's lock, the others beside it (so that the page's
+	// waterfall shows them overlap).
 	Work time.Duration
 }
 
@@ -74,8 +77,35 @@ func newApp(cfg appConfig) (*app, error) {
 	mux.HandleFunc("GET /api/readonly", a.readOnly)
 	mux.HandleFunc("POST /api/lockfree/{n}", a.lockFree)
 	mux.HandleFunc("GET /api/summary", a.summary)
-	a.Handler = mgr.Handler(mux)
+	a.Handler = stamp(mgr.Handler(mux))
 	return a, nil
+}
+
+// arrivedKey keys the time a request reached the server in its context.
+type arrivedKey struct{}
+
+// stamp records when each request reached the server, before the session
+// middleware made it wait for its session's lock.
+func stamp(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), arrivedKey{}, time.Now())))
+	})
+}
+
+// unixMs is t in milliseconds since the Unix epoch, to the microsecond.
+func unixMs(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
+
+// timed adds the server's times of the call to its answer: arrived (it
+// reached the server), started (its handler ran: it had the session) and
+// ended (its handler returned; the commit and release follow), in ms since
+// the Unix epoch. The page draws its waterfall from them.
+func timed(r *http.Request, started time.Time, v map[string]any) map[string]any {
+	if arrived, ok := r.Context().Value(arrivedKey{}).(time.Time); ok {
+		v["arrived"] = unixMs(arrived)
+	}
+	v["started"] = unixMs(started)
+	v["ended"] = unixMs(time.Now())
+	return v
 }
 
 // Close releases the store.
@@ -106,6 +136,7 @@ func (a *app) reset(w http.ResponseWriter, r *http.Request) {
 // exclusive increments the counter, holding the session's lock for a
 // while; it measures how many exclusive calls of the session overlap.
 func (a *app) exclusive(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
 	s := middleware.FromContext(r.Context())
 	o := a.overlapOf(s.ID())
 	now := o.now.Add(1)
@@ -126,30 +157,34 @@ func (a *app) exclusive(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	reply(w, map[string]any{"counter": n + 1})
+	reply(w, timed(r, started, map[string]any{"counter": n + 1}))
 }
 
 // readOnly reads the counter; its attempt to write is refused.
 func (a *app) readOnly(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
 	s := middleware.FromContext(r.Context())
 	n, _, err := session.Get[int](s, "counter")
 	if err != nil {
 		fail(w, err)
 		return
 	}
+	time.Sleep(a.work) // the request's work; read-only calls overlap
 	refused := errors.Is(s.Set("counter", -1), middleware.ErrReadOnly)
-	reply(w, map[string]any{"counter": n, "write_refused": refused})
+	reply(w, timed(r, started, map[string]any{"counter": n, "write_refused": refused}))
 }
 
 // lockFree stores its own key without waiting for the lock.
 func (a *app) lockFree(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
 	s := middleware.FromContext(r.Context())
 	key := "lf-" + r.PathValue("n")
+	time.Sleep(a.work) // the request's work, never behind the lock
 	if err := s.Set(key, true); err != nil {
 		fail(w, err)
 		return
 	}
-	reply(w, map[string]any{"key": key})
+	reply(w, timed(r, started, map[string]any{"key": key}))
 }
 
 // summary reports the session's state after the burst.

@@ -19,7 +19,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	work := flag.Duration("work", 20*time.Millisecond, "how long each exclusive call works while it holds the lock")
+	work := flag.Duration("work", 20*time.Millisecond, "how long each call works (an exclusive one while it holds the session's lock)")
 	flag.Parse()
 
 	a, err := newApp(appConfig{Work: *work})

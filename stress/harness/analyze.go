@@ -96,6 +96,9 @@ func analyze(o observations) *Result {
 		Routes:               map[string]RouteStats{},
 		Events:               o.events,
 		FencedWritesRejected: o.fenced,
+		RequestsTarget:       cfg.Requests,
+
+		UnreachedFaultsAllowed: cfg.AllowUnreachedFaults,
 	}
 	sort.Slice(o.requests, func(i, j int) bool { return o.requests[i].ID < o.requests[j].ID })
 
@@ -105,6 +108,11 @@ func analyze(o observations) *Result {
 	routeLat := map[string][]float64{}
 	var waits, holds, lats []float64
 	for _, r := range o.requests {
+		if r.Sent >= o.start {
+			res.RequestsWorkload++
+		} else {
+			res.RequestsSetup++
+		}
 		rs := res.Routes[r.Route]
 		rs.Requests++
 		if r.ok() {

@@ -222,6 +222,7 @@ type workload struct {
 
 	ids       atomic.Uint64
 	remaining atomic.Int64 // request budget left; ignored when Requests < 0
+	started   atomic.Bool  // the workload runs: every request counts against the budget
 	sent      atomic.Int64
 	okCount   atomic.Int64
 	failCount atomic.Int64
@@ -249,6 +250,9 @@ func (w *workload) close() {
 
 // do sends one request outside any burst and records it.
 func (w *workload) do(ctx context.Context, b *browser, base, route string) *request {
+	if w.started.Load() {
+		w.remaining.Add(-1) // e.g. a crashed holder's requests
+	}
 	r := b.send(ctx, base, route, w.ids.Add(1), -1)
 	w.record(r)
 	return r
@@ -348,6 +352,7 @@ func (w *workload) take(n int) int {
 // run fires bursts from every browser until the budget is spent, the
 // deadline passes or ctx ends.
 func (w *workload) run(ctx context.Context, deadline time.Time) {
+	w.started.Store(true)
 	var wg sync.WaitGroup
 	for _, b := range w.browsers {
 		wg.Add(1)

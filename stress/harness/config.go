@@ -30,7 +30,7 @@ const (
 	DefaultSlowTime    = 20 * time.Millisecond
 	DefaultTimeout     = 2 * time.Minute
 	DefaultLease       = provider.DefaultLease
-	DefaultTimelineMax = 2000
+	DefaultTimelineMax = 20000
 )
 
 // Mix is the relative weight of each route in a burst. The zero Mix means
@@ -223,6 +223,11 @@ type Config struct {
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
+	// AllowUnreachedFaults keeps a fault that was configured but never
+	// reached (the workload ended first) from failing the run; by default
+	// it fails ("faults_not_reached"), since the run did not test what it
+	// was asked to.
+	AllowUnreachedFaults bool
 	// CrashHolder kills one app process while it holds session locks,
 	// half way through the run, and reports the takeover time.
 	CrashHolder bool
@@ -231,8 +236,8 @@ type Config struct {
 	// wrapper (memory).
 	Latency time.Duration
 
-	// TimelineMax bounds the requests drawn in the HTML timeline. Default
-	// 2000.
+	// TimelineMax bounds the requests drawn in the HTML timeline (see its
+	// sampling rule in the timeline's doc). Default 20000.
 	TimelineMax int
 	// Progress, when set, receives a live progress line (for a terminal).
 	Progress io.Writer

@@ -1,110 +1,729 @@
 package harness
 
 import (
+	_ "embed"
 	"fmt"
 	"html"
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 )
 
-// WriteHTML writes a self-contained HTML report of one or more runs (two
-// for a comparison): a summary, a timeline with one lane per request
-// grouped by session, and latency histograms. It uses inline SVG and CSS
-// only, so it opens in a browser without network.
+// The report's stylesheet and script, inlined into every report: a report
+// is one file that opens without network.
+var (
+	//go:embed report.css
+	reportCSS string
+	//go:embed report.js
+	reportJS string
+)
+
+// WriteHTML writes a self-contained HTML report: of one run, or of a
+// comparison when given two (ours, then ASP.NET's). It leads with the
+// verdict and the invariants, then the faults, the key figures, a timeline
+// with one lane per session (see timeline for the sampling rule), the
+// distributions, the per-route table and every figure the terminal
+// prints. Its CSS and JavaScript are inline and its charts inline SVG, so
+// it opens without network and prints to PDF with the verdict as text.
 func WriteHTML(w io.Writer, title string, results ...*Result) error {
 	var b strings.Builder
-	b.WriteString(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>`)
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n" +
+		"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>")
 	b.WriteString(html.EscapeString(title))
-	b.WriteString(`</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
-h1{font-size:20px}h2{font-size:17px;margin-top:32px}h3{font-size:15px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.bad{color:#b00;font-weight:bold}.good{color:#080;font-weight:bold}
-.legend span{display:inline-block;margin-right:16px}.sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
-svg{display:block;margin:8px 0}
-.note{color:#666}
-</style></head><body>
-<h1>`)
-	b.WriteString(html.EscapeString(title))
-	b.WriteString("</h1>\n")
-	if len(results) == 2 {
-		writeRatioTable(&b, results[0], results[1])
+	b.WriteString("</title>\n<style>\n")
+	b.WriteString(reportCSS)
+	b.WriteString("</style></head><body>\n")
+	switch len(results) {
+	case 0:
+		b.WriteString("<p>No runs.</p>\n")
+	case 2:
+		writeComparisonPage(&b, title, compare(results[0], results[1]))
+	default:
+		for _, r := range results {
+			writeRunPage(&b, title, r)
+		}
 	}
-	for _, r := range results {
-		writeRun(&b, r)
-	}
-	b.WriteString("</body></html>\n")
+	b.WriteString("<script>\n")
+	b.WriteString(reportJS)
+	b.WriteString("</script>\n</body></html>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func writeRatioTable(b *strings.Builder, ours, theirs *Result) {
-	c := compare(ours, theirs)
-	b.WriteString("<h2>Comparison: ASP.NET strategy / ours</h2><table><tr><th>figure</th><th>ours</th><th>aspnet</th><th>ratio</th></tr>")
-	row := func(name string, o, t, r float64) {
-		fmt.Fprintf(b, "<tr><td>%s</td><td>%.2f ms</td><td>%.2f ms</td><td>%.1f x</td></tr>", name, o, t, r)
+// esc escapes text for HTML.
+func esc(s string) string { return html.EscapeString(s) }
+
+// writeVerdict writes the banner: the verdict first, as text.
+func writeVerdict(b *strings.Builder, title string, pass bool, text, sub string) {
+	cls := "pass"
+	if !pass {
+		cls = "fail"
 	}
-	row("p50 wait", ours.WaitP50Ms, theirs.WaitP50Ms, c.Ratios.WaitP50)
-	row("p99 wait", ours.WaitP99Ms, theirs.WaitP99Ms, c.Ratios.WaitP99)
-	row("makespan", ours.MakespanMs, theirs.MakespanMs, c.Ratios.Makespan)
-	b.WriteString("</table>\n")
+	fmt.Fprintf(b, "<header class=\"verdict %s\"><h1 class=\"verdict-text\">%s</h1><p class=\"title\">%s</p>", cls, esc(text), esc(title))
+	if sub != "" {
+		fmt.Fprintf(b, "<p class=\"sub\">%s</p>", esc(sub))
+	}
+	b.WriteString("</header>\n")
 }
 
-func writeRun(b *strings.Builder, r *Result) {
-	fmt.Fprintf(b, "<h2>Run: backend %s, wait %s, %d app server(s)</h2>\n", html.EscapeString(r.Backend), html.EscapeString(r.Mode), r.Procs)
-	verdict := `<span class="good">all invariants held</span>`
-	if v := r.Violations(); len(v) > 0 {
-		verdict = `<span class="bad">violated: ` + html.EscapeString(strings.Join(v, ", ")) + `</span>`
-	}
-	fmt.Fprintf(b, "<p>%d sessions, bursts of %d, %d connections per browser, mix %s, lease %.0f ms, seed %d: %s</p>\n",
-		r.Sessions, r.Burst, r.Conns, html.EscapeString(r.Mix), r.LeaseMs, r.Seed, verdict)
-
-	b.WriteString("<table><tr><th>figure</th><th>value</th></tr>")
-	kv := func(k, v string, bad bool) {
-		cls := ""
-		if bad {
-			cls = ` class="bad"`
-		}
-		fmt.Fprintf(b, "<tr><td>%s</td><td%s>%s</td></tr>", html.EscapeString(k), cls, html.EscapeString(v))
-	}
-	kv("requests (ok / failed)", fmt.Sprintf("%d (%d / %d)", r.RequestsTotal, r.RequestsOK, r.RequestsFailed), false)
-	if len(r.FailedByReason) > 0 {
-		kv("failed by reason", formatReasons(r.FailedByReason), false)
-	}
-	kv("lost_updates", fmt.Sprint(r.LostUpdates), r.LostUpdates > 0)
-	kv("stuck_locks (sessions + waits)", fmt.Sprintf("%d (%d + %d)", r.StuckLocks, r.StuckSessions, r.StuckWaits), r.StuckLocks > 0)
-	kv("sessions_lost", fmt.Sprint(r.SessionsLost), r.SessionsLost > 0)
-	kv("exclusion_violations", fmt.Sprint(r.ExclusionViolations), r.ExclusionViolations > 0)
-	kv("fenced_writes_rejected", fmt.Sprint(r.FencedWritesRejected), false)
-	kv("lock wait p50 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f ms", r.WaitP50Ms, r.WaitP99Ms, r.WaitMaxMs), false)
-	kv("latency p50 / p99", fmt.Sprintf("%.2f / %.2f ms", r.LatencyP50Ms, r.LatencyP99Ms), false)
-	kv("makespan / ideal", fmt.Sprintf("%.1f / %.1f ms = %.2f x (%d bursts)", r.MakespanMs, r.IdealMakespanMs, r.MakespanRatio, r.BurstsMeasured), false)
-	kv("throughput", fmt.Sprintf("%.0f req/s over %.2f s", r.ThroughputRPS, r.DurationMs/1000), false)
-	if len(r.TakeoversMs) > 0 {
-		kv("crash takeover (max)", fmt.Sprintf("%.0f ms", r.TakeoverMs), false)
-	}
-	b.WriteString("</table>\n")
-
+func writeRunPage(b *strings.Builder, title string, r *Result) {
+	writeVerdict(b, title, r.OK(), verdict(r), runLine(r))
+	b.WriteString("<main>\n<div class=\"cols\">\n<section><h2>Invariants</h2>\n")
+	writeInvariants(b, r)
+	b.WriteString("</section>\n<section><h2>Faults</h2>\n")
+	writeFaults(b, r)
+	b.WriteString("</section>\n</div>\n<section><h2>Key figures</h2>\n")
+	writeCards(b, r)
+	b.WriteString("</section>\n")
+	writeTimeline(b, []*Result{r}, nil)
+	writeDetail(b, r)
+	b.WriteString("<section><h2>Distributions</h2><div class=\"charts\">\n")
 	tl := r.timeline
-	b.WriteString("<h3>Timeline</h3>\n")
-	b.WriteString(`<p class="legend"><span><i class="sw" style="background:#f0a030"></i>waiting for the session</span>` +
-		`<span><i class="sw" style="background:#d03030"></i>holding the lock (exclusive handler, commit, release)</span>` +
-		`<span><i class="sw" style="background:#3070d0"></i>running without the lock (read-only, lock-free)</span>` +
-		`<span><i class="sw" style="background:#bbb"></i>client side: sent to answer</span>` +
-		`<span><i class="sw" style="background:#000"></i>failed</span></p>`)
-	if tl.Omitted > 0 {
-		fmt.Fprintf(b, "<p class=\"note\">%d requests of later sessions are not drawn (-timeline-max).</p>\n", tl.Omitted)
+	writeCDF(b, "Lock wait (exclusive and read-only requests)", []series{{r.Mode, "#e08a00", tl.Waits}})
+	writeCDF(b, "Lock hold (exclusive requests)", []series{{r.Mode, "#c0392b", tl.Holds}})
+	writeCDF(b, "Latency seen by the browsers", []series{{r.Mode, "#1f77b4", tl.Latencies}})
+	b.WriteString("</div></section>\n<section><h2>Routes</h2>\n")
+	writeRoutes(b, r)
+	b.WriteString("</section>\n<section><h2>Every figure the terminal prints</h2>\n")
+	writeFigures(b, r)
+	b.WriteString("</section>\n</main>\n")
+}
+
+func writeComparisonPage(b *strings.Builder, title string, c *Comparison) {
+	text := "PASS: every invariant held in both runs"
+	if !c.OK() {
+		var parts []string
+		for _, r := range []*Result{c.Ours, c.ASPNET} {
+			if v := r.Violations(); len(v) > 0 {
+				parts = append(parts, r.Mode+": "+strings.Join(v, ", "))
+			}
+		}
+		text = "FAIL: invariants violated: " + strings.Join(parts, "; ")
 	}
-	writeTimeline(b, tl)
-	b.WriteString("<h3>Histograms</h3>\n")
-	writeHistogram(b, "lock wait (exclusive and read-only requests)", tl.Waits, "#f0a030")
-	writeHistogram(b, "lock hold (exclusive requests)", tl.Holds, "#d03030")
-	writeHistogram(b, "latency seen by the browsers", tl.Latencies, "#3070d0")
+	writeVerdict(b, title, c.OK(), text, "Our adaptive waiting strategy against ASP.NET's fixed 500 ms polls, on the same workload: "+runLine(c.Ours))
+	b.WriteString("<main>\n<section><h2>In words</h2>\n")
+	for _, s := range c.sentences() {
+		fmt.Fprintf(b, "<p class=\"words\">%s</p>\n", esc(s))
+	}
+	b.WriteString("</section>\n<section><h2>Side by side</h2><div class=\"charts\">\n")
+	o, a := c.Ours, c.ASPNET
+	pair := func(name, unit string, ov, av float64, better string) {
+		writeBars(b, name, unit, better, []barValue{{"ours (" + o.Mode + ")", oursColor, ov}, {"ASP.NET (" + a.Mode + ")", aspnetColor, av}})
+	}
+	pair("p50 lock wait", "ms", o.WaitP50Ms, a.WaitP50Ms, "lower is better")
+	pair("p99 lock wait", "ms", o.WaitP99Ms, a.WaitP99Ms, "lower is better")
+	pair("summed burst makespan", "ms", o.MakespanMs, a.MakespanMs, "lower is better")
+	pair("throughput", "req/s", o.ThroughputRPS, a.ThroughputRPS, "higher is better")
+	writeCDF(b, "Lock wait, both strategies", []series{{"ours (" + o.Mode + ")", oursColor, o.timeline.Waits}, {"ASP.NET (" + a.Mode + ")", aspnetColor, a.timeline.Waits}})
+	writeCDF(b, "Latency seen by the browsers, both strategies", []series{{"ours (" + o.Mode + ")", oursColor, o.timeline.Latencies}, {"ASP.NET (" + a.Mode + ")", aspnetColor, a.timeline.Latencies}})
+	b.WriteString("</div></section>\n")
+	writeTimeline(b, []*Result{o, a}, []string{"ours (" + o.Mode + ")", "ASP.NET (" + a.Mode + ")"})
+	b.WriteString("<div class=\"cols\">\n")
+	for _, r := range []*Result{o, a} {
+		fmt.Fprintf(b, "<section><h2>Run: wait %s</h2><p class=\"verdict-line %s\">%s</p>\n<h3>Invariants</h3>\n", esc(r.Mode), passClass(r.OK()), esc(verdict(r)))
+		writeInvariants(b, r)
+		b.WriteString("<h3>Faults</h3>\n")
+		writeFaults(b, r)
+		b.WriteString("<h3>Routes</h3>\n")
+		writeRoutes(b, r)
+		b.WriteString("<h3>Every figure the terminal prints</h3>\n")
+		writeFigures(b, r)
+		b.WriteString("</section>\n")
+	}
+	b.WriteString("</div>\n</main>\n")
+}
+
+const (
+	oursColor   = "#1f77b4"
+	aspnetColor = "#d62728"
+)
+
+func passClass(ok bool) string {
+	if ok {
+		return "good"
+	}
+	return "bad"
+}
+
+// runLine is a run's settings in one line.
+func runLine(r *Result) string {
+	return fmt.Sprintf("backend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, mix %s, seed %d",
+		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.Mode, r.LeaseMs, r.Mix, r.Seed)
+}
+
+// writeInvariants writes the invariants table: each with its count, what
+// it counts, and whether it held.
+func writeInvariants(b *strings.Builder, r *Result) {
+	b.WriteString("<div class=\"scroll\"><table class=\"inv\"><tr><th>invariant</th><th>count</th><th>what it counts</th><th>verdict</th></tr>\n")
+	row := func(name string, n int, what string, bad bool, status string) {
+		if status == "" {
+			status = "held"
+			if bad {
+				status = "VIOLATED"
+			}
+		}
+		fmt.Fprintf(b, "<tr class=\"%s\"><td>%s</td><td>%d</td><td>%s</td><td class=\"status\">%s</td></tr>\n",
+			passClass(!bad), esc(name), n, esc(what), esc(status))
+	}
+	row("lost_updates", r.LostUpdates, fmt.Sprintf("acknowledged writes missing at the end: increments %d, list items %d, lock-free keys %d", r.LostIncrements, r.LostListItems, r.LostLockFreeKey), r.LostUpdates > 0, "")
+	row("stuck_locks", r.StuckLocks, fmt.Sprintf("sessions locked at the end %d, waits longer than %.0f ms with no holder %d", r.StuckSessions, r.StuckWaitMs, r.StuckWaits), r.StuckLocks > 0, "")
+	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
+	row("exclusion_violations", r.ExclusionViolations, "pairs of exclusive handlers of one session that ran at once", r.ExclusionViolations > 0, "")
+	missed := len(r.UnreachedFaults())
+	status := ""
+	if missed > 0 && r.UnreachedFaultsAllowed {
+		status = "allowed (-allow-unreached-faults)"
+	}
+	row("faults_not_reached", missed, fmt.Sprintf("configured faults the workload ended before (of %d fault events)", len(r.Events)), unreachedFails(r), status)
+	b.WriteString("</table></div>\n")
+	if unreachedFails(r) {
+		fmt.Fprintf(b, "<p class=\"bad\">%s.</p>\n", esc(unreachedHint))
+	}
+	fmt.Fprintf(b, "<p class=\"note\">Not violations: %d commits refused by the fence (a lock taken over, the fence working); %d increments stored although their request failed (the answer was lost, not the write).</p>\n",
+		r.FencedWritesRejected, r.UnackedCommits)
+}
+
+// writeFaults writes the fault legend and table: every event, numbered as
+// its marker in the timeline.
+func writeFaults(b *strings.Builder, r *Result) {
+	if len(r.Events) == 0 {
+		b.WriteString("<p class=\"note\">No faults were configured for this run.</p>\n")
+		return
+	}
+	writeFaultLegend(b, r.Events)
+	b.WriteString("<div class=\"scroll\"><table class=\"faults\"><tr><th>#</th><th>fault</th><th>at</th><th>lasted</th><th>target</th><th>what happened</th></tr>\n")
+	n := 0
+	for _, e := range r.Events {
+		st := styleOf(e.Kind)
+		num, at, lasted := "", "not reached", ""
+		cls := ""
+		if e.Missed {
+			if !r.UnreachedFaultsAllowed {
+				cls = " class=\"bad\""
+			}
+		} else {
+			n++
+			num = "F" + strconv.Itoa(n)
+			at = fmt.Sprintf("%.0f ms", e.AtMs)
+		}
+		if e.DurationMs > 0 {
+			lasted = fmt.Sprintf("%.0f ms", e.DurationMs)
+		}
+		fmt.Fprintf(b, "<tr%s><td>%s</td><td><i class=\"sw\" style=\"background:%s\"></i>%s</td><td>%s</td><td>%s</td><td>%s</td><td class=\"what\">%s</td></tr>\n",
+			cls, num, st.Color, esc(st.Label), at, lasted, esc(e.Target), esc(e.What))
+	}
+	b.WriteString("</table></div>\n")
+}
+
+// writeFaultLegend writes one legend entry per fault kind among events.
+func writeFaultLegend(b *strings.Builder, events []Event) {
+	seen := map[string]bool{}
+	b.WriteString("<p class=\"legend faults-legend\">")
+	for _, e := range events {
+		if seen[e.Kind] {
+			continue
+		}
+		seen[e.Kind] = true
+		st := styleOf(e.Kind)
+		fmt.Fprintf(b, "<span class=\"fault-kind\" data-kind=\"%s\"><i class=\"sw fault-sw\" style=\"background:%s\"></i>fault: %s</span>", esc(e.Kind), st.Color, esc(st.Label))
+	}
+	b.WriteString("</p>\n")
+}
+
+// writeCards writes the key figures as cards.
+func writeCards(b *strings.Builder, r *Result) {
+	b.WriteString("<div class=\"cards\">\n")
+	card := func(name, value, note string) {
+		fmt.Fprintf(b, "<div class=\"card\"><div class=\"k\">%s</div><div class=\"v\">%s</div><div class=\"n\">%s</div></div>\n", esc(name), esc(value), esc(note))
+	}
+	card("throughput", fmt.Sprintf("%.0f req/s", r.ThroughputRPS), fmt.Sprintf("over %.2f s of workload", r.DurationMs/1000))
+	card("requests", fmt.Sprintf("%d", r.RequestsWorkload), fmt.Sprintf("workload (target %d) + %d setup; %d failed", r.RequestsTarget, r.RequestsSetup, r.RequestsFailed))
+	card("lock wait p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.WaitP50Ms), formatMs(r.WaitP99Ms)), "max "+formatMs(r.WaitMaxMs))
+	card("lock hold p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.HoldP50Ms), formatMs(r.HoldP99Ms)), "exclusive handler, commit and release")
+	card("latency p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.LatencyP50Ms), formatMs(r.LatencyP99Ms)), "as the browsers saw it")
+	note := "first request sent to last answer"
+	if r.SingleRequestMs > 0 {
+		note = fmt.Sprintf("%.2f x one request alone (%s)", r.BurstVsSingle, formatMs(r.SingleRequestMs))
+	}
+	card("burst makespan (mean)", formatMs(r.BurstMakespanMs), note)
+	card("bursts summed", formatMs(r.MakespanMs), fmt.Sprintf("%d bursts = %.2f x the least they needed", r.BurstsMeasured, r.MakespanRatio))
+	if len(r.TakeoversMs) > 0 {
+		card("crash takeover", formatMs(r.TakeoverMs), fmt.Sprintf("longest of %d session(s)", len(r.TakeoversMs)))
+	}
+	b.WriteString("</div>\n")
+	if len(r.FailedByReason) > 0 {
+		fmt.Fprintf(b, "<p>Failed requests by reason: %s</p>\n", esc(formatReasons(r.FailedByReason)))
+	}
+}
+
+// writeRoutes writes the per-route table.
+func writeRoutes(b *strings.Builder, r *Result) {
+	b.WriteString("<div class=\"scroll\"><table class=\"routes num\"><tr><th>route</th><th>mode</th><th>requests</th><th>ok</th><th>wait p50</th><th>wait p99</th><th>latency p50</th><th>latency p99</th><th>alone</th></tr>\n")
+	for _, name := range routeNames(r) {
+		s := r.Routes[name]
+		fmt.Fprintf(b, "<tr><td><i class=\"sw\" style=\"background:%s\"></i>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td></tr>\n",
+			routeColor(name), esc(name), routeMode(name), s.Requests, s.OK, s.WaitP50Ms, s.WaitP99Ms, s.LatencyP50Ms, s.LatencyP99Ms, s.SingleMs)
+	}
+	fmt.Fprintf(b, "</table></div><p class=\"note\">%s. Wait: from the request's arrival at the app server to its handler's start.</p>\n", esc(aloneNote))
+}
+
+// writeFigures writes every line the terminal prints for r.
+func writeFigures(b *strings.Builder, r *Result) {
+	b.WriteString("<div class=\"scroll\"><table class=\"figures\">\n")
+	for _, f := range figures(r) {
+		fmt.Fprintf(b, "<tr class=\"%s\"><td>%s</td><td>%s</td></tr>\n", map[bool]string{true: "bad", false: ""}[f.Bad], esc(f.Name), esc(f.Value))
+	}
+	fmt.Fprintf(b, "<tr class=\"%s\"><td>verdict</td><td>%s</td></tr>\n</table></div>\n", passClass(r.OK()), esc(verdict(r)))
+}
+
+// Colours of the timeline.
+const (
+	waitColor   = "#f5c242"
+	clientColor = "#b8b8b8"
+	failColor   = "#111111"
+)
+
+// routeColor is a route's colour in the timeline and tables: exclusive
+// routes warm, read-only blue, lock-free green.
+func routeColor(route string) string {
+	switch route {
+	case RouteIncr:
+		return "#d62728"
+	case RouteAppend:
+		return "#a0522d"
+	case RouteSlow:
+		return "#9467bd"
+	case RouteHold:
+		return "#e377c2"
+	case RouteInit:
+		return "#7f7f7f"
+	case RouteRead:
+		return "#1f77b4"
+	case RouteFree:
+		return "#2ca02c"
+	}
+	return "#555555"
+}
+
+// niceStep returns a round step (1, 2 or 5 times a power of ten) that cuts
+// span into about n parts.
+func niceStep(span float64, n int) float64 {
+	if span <= 0 {
+		return 1
+	}
+	raw := span / float64(n)
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if raw <= m*p {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+// tickLabel formats a round time in ms.
+func tickLabel(v float64) string {
+	if v >= 1000 {
+		return strconv.FormatFloat(v/1000, 'f', -1, 64) + " s"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64) + " ms"
+}
+
+// laneRowPx is the height of one row of a lane, in CSS pixels.
+const laneRowPx = 6
+
+// vbWidth is the width of a lane's SVG viewBox: time maps to 0..vbWidth.
+const vbWidth = 10000
+
+// writeTimeline writes one timeline for runs, all on one time axis
+// (milliseconds since each run's workload started), one group of lanes
+// per run, named by groups when there are several.
+func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
+	spanMs := 0.0
+	lanes := 0
+	for _, r := range runs {
+		spanMs = max(spanMs, ms(r.timeline.End-r.timeline.Workload))
+		lanes += len(r.timeline.Lanes)
+		for _, e := range r.timeline.Events {
+			if !e.Missed {
+				spanMs = max(spanMs, e.AtMs+e.DurationMs) // every marker on the axis
+			}
+		}
+	}
+	fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
+	if spanMs <= 0 || lanes == 0 {
+		b.WriteString("<p>No requests.</p></section>\n")
+		return
+	}
+	step := niceStep(spanMs, 8)
+	spanMs = math.Ceil(spanMs/step) * step // the axis ends on a tick
+	pct := func(v float64) string { return strconv.FormatFloat(100*v/spanMs, 'f', 3, 64) + "%" }
+
+	// Legend: routes of the runs with their modes, the phases, faults.
+	b.WriteString("<p class=\"legend\">")
+	seen := map[string]bool{}
+	var names []string
+	var events []Event
+	for _, r := range runs {
+		for _, name := range routeNames(r) {
+			if !seen[name] && name != RouteInit {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+		events = append(events, r.Events...)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(b, "<span class=\"route-key\"><i class=\"sw\" style=\"background:%s\"></i>%s: %s handler</span>", routeColor(name), esc(name), routeMode(name))
+	}
+	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>waiting for the session's lock</span>", waitColor)
+	fmt.Fprintf(b, "<span><i class=\"sw thin\" style=\"background:%s\"></i>in flight: sent to answer (browser side)</span>", clientColor)
+	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>failed request</span>", failColor)
+	b.WriteString("</p>\n")
+	if len(events) > 0 {
+		writeFaultLegend(b, events)
+	}
+	fmt.Fprintf(b, "<p class=\"note\">Each lane is one session (browser); its requests are stacked in rows so that none overlaps another in its row. A handler's bar starts when it got the session and ends after its commit and release; exclusive bars of one session never overlap. %d sessions per page; printing shows every page.</p>\n", LanesPerPage)
+	for _, r := range runs {
+		if s := r.timeline.Sampling; s != "" {
+			fmt.Fprintf(b, "<p class=\"note sampling\">Sampling (%s): %s</p>\n", esc(r.Mode), esc(s))
+		}
+	}
+
+	b.WriteString("<div class=\"tl\">\n")
+	writeAxis(b, "time-axis", "since start", spanMs, step)
+	for gi, r := range runs {
+		tl := r.timeline
+		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
+		fmt.Fprintf(b, "<div class=\"tl-run\" data-pages=\"%d\" data-mode=\"%s\">\n", pages, esc(r.Mode))
+		if len(groups) > gi {
+			fmt.Fprintf(b, "<div class=\"tl-group\">%s: %.2f s of workload</div>\n", esc(groups[gi]), r.DurationMs/1000)
+		}
+		b.WriteString("<div class=\"tl-lanes\"><div class=\"tl-over\">")
+		for v := step; v < spanMs-step/2; v += step {
+			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
+		}
+		n := 0
+		for _, e := range tl.Events {
+			if e.Missed {
+				continue
+			}
+			n++
+			st := styleOf(e.Kind)
+			title := e.describe()
+			style := fmt.Sprintf("left:%s;--c:%s", pct(e.AtMs), st.Color)
+			if e.DurationMs > 0 {
+				style += ";width:" + pct(e.DurationMs)
+			}
+			cls := "fault-marker"
+			if e.AtMs > spanMs*0.55 {
+				cls += " flip" // label on the left of the line
+			}
+			// Labels of close faults stack rather than overlap.
+			fmt.Fprintf(b, "<div class=\"%s\" data-kind=\"%s\" style=\"%s\" title=\"%s\"><span style=\"top:%dpx\">F%d %s</span></div>",
+				cls, esc(e.Kind), style, esc(title), 2+((n-1)%6)*17, n, esc(st.Label))
+		}
+		b.WriteString("</div>\n")
+		for i, l := range tl.Lanes {
+			writeLane(b, l, i/LanesPerPage, tl.Workload, spanMs)
+		}
+		b.WriteString("</div></div>\n")
+	}
+	b.WriteString("</div></section>\n")
+}
+
+// writeAxis writes a sticky time axis of spanMs with round ticks every
+// step ms; cls names it (time-axis: the timeline's one axis).
+func writeAxis(b *strings.Builder, cls, label string, spanMs, step float64) {
+	fmt.Fprintf(b, "<div class=\"tl-axis %s\"><div class=\"tl-label\">%s</div><div class=\"tl-plot\">", cls, esc(label))
+	for i, v := 0, 0.0; v <= spanMs+step/2; i, v = i+1, v+step {
+		tick := "tick"
+		switch {
+		case v == 0:
+			tick += " first"
+		case v+step > spanMs+step/2:
+			tick += " last"
+		case i%2 == 1:
+			tick += " odd" // hidden on narrow screens
+		}
+		fmt.Fprintf(b, "<span class=\"%s\" style=\"left:%s%%\">%s</span>", tick, strconv.FormatFloat(100*v/spanMs, 'f', 3, 64), tickLabel(v))
+	}
+	b.WriteString("</div></div>\n")
+}
+
+// writeLane writes one session's lane: its requests packed into rows.
+func writeLane(b *strings.Builder, l sessionLane, page int, origin int64, spanMs float64) {
+	// Pack by the browser-side interval, first fit; at most 16 rows.
+	var ends []int64
+	rows := make([]int, len(l.Bars))
+	for i, br := range l.Bars {
+		row := -1
+		for j, e := range ends {
+			if e <= br.Sent {
+				row = j
+				break
+			}
+		}
+		if row < 0 {
+			if len(ends) < 16 {
+				ends = append(ends, 0)
+				row = len(ends) - 1
+			} else {
+				row = 0
+				for j := range ends {
+					if ends[j] < ends[row] {
+						row = j
+					}
+				}
+			}
+		}
+		ends[row] = max(ends[row], br.Recv, br.Sent+1)
+		rows[i] = row
+	}
+	nrows := max(1, len(ends))
+	h := nrows * laneRowPx
+	x := func(t int64) int64 {
+		return int64(math.Round(float64(t-origin) / 1e6 / spanMs * vbWidth))
+	}
+	paths := map[string]*[]byte{}
+	var order []string
+	rect := func(color string, t0, t1 int64, y, hh int) {
+		p := paths[color]
+		if p == nil {
+			p = new([]byte)
+			paths[color] = p
+			order = append(order, color)
+		}
+		x0, x1 := x(t0), x(t1)
+		w := max(x1-x0, 4) // at least half a pixel or so
+		*p = fmt.Appendf(*p, "M%d %dh%dv%dh-%dz", x0, y, w, hh, w)
+	}
+	for i, br := range l.Bars {
+		y := rows[i] * laneRowPx
+		if br.Recv > br.Sent {
+			c := clientColor
+			if !br.OK {
+				c = failColor
+			}
+			rect(c, br.Sent, br.Recv, y+2, 1)
+		}
+		if br.Arrive > 0 && br.Start > br.Arrive {
+			rect(waitColor, br.Arrive, br.Start, y, laneRowPx-1)
+		}
+		if br.Start > 0 && br.Done >= br.Start {
+			c := routeColor(br.Route)
+			if !br.OK {
+				c = failColor
+			}
+			rect(c, br.Start, br.Done, y, laneRowPx-1)
+		}
+	}
+	fmt.Fprintf(b, "<div class=\"lane\" data-page=\"%d\" data-session=\"%d\"><div class=\"tl-label\" title=\"%d of %d requests drawn\">session %d</div>"+
+		"<svg class=\"lane-svg\" viewBox=\"0 0 %d %d\" preserveAspectRatio=\"none\" height=\"%d\" role=\"img\" aria-label=\"session %d: %d requests\">",
+		page, l.Browser, l.Drawn, len(l.Bars), l.Browser, vbWidth, h, h, l.Browser, len(l.Bars))
+	for _, c := range order {
+		fmt.Fprintf(b, "<path fill=\"%s\" d=\"%s\"/>", c, *paths[c])
+	}
+	b.WriteString("</svg></div>\n")
+}
+
+// detailBursts and detailSessions bound the "first bursts in detail" view.
+const (
+	detailSessions = 3
+	detailBursts   = 2
+)
+
+// writeDetail draws the first bursts of the first sessions with one row
+// per request, on a zoomed axis, so that one can see exclusive handlers
+// queue and the others overlap.
+func writeDetail(b *strings.Builder, r *Result) {
+	var bars []bar
+	var sess, sessOf []int
+	for _, l := range r.timeline.Lanes {
+		if len(sess) == detailSessions {
+			break
+		}
+		sess = append(sess, l.Browser)
+		for _, br := range l.Bars {
+			if br.Burst >= 0 && br.Burst < detailBursts {
+				bars = append(bars, br)
+				sessOf = append(sessOf, l.Browser)
+			}
+		}
+	}
+	if len(bars) == 0 {
+		return
+	}
+	from, to := bars[0].Sent, bars[0].Recv
+	for _, br := range bars {
+		from, to = min(from, br.Sent), max(to, br.Recv)
+	}
+	spanMs := ms(to - from)
+	if spanMs <= 0 {
+		return
+	}
+	step := niceStep(spanMs, 6)
+	spanMs = math.Ceil(spanMs/step) * step
+	fmt.Fprintf(b, "<section class=\"detail\"><h2>The first %d bursts of sessions %s, in detail</h2>\n", detailBursts, esc(joinInts(sess)))
+	b.WriteString("<p class=\"note\">One row per request, from the first request sent (zoomed time axis). Yellow: waiting for the session's lock; coloured: the handler, its commit and release; grey line: in flight as the browser saw it. Hover a bar for its figures.</p>\n")
+	b.WriteString("<div class=\"tl\">\n")
+	writeAxis(b, "detail-axis", "since burst", spanMs, step)
+	b.WriteString("<div class=\"tl-lanes\">")
+	xv := func(t int64) float64 { return float64(t-from) / 1e6 / spanMs * 1000 }
+	prevSession := -1
+	for i, br := range bars {
+		session := sessOf[i]
+		cls := "drow"
+		if session != prevSession {
+			cls += " first-of-session"
+			prevSession = session
+		}
+		title := fmt.Sprintf("request %d, session %d, burst %d, %s (%s)", br.ID, session, br.Burst+1, br.Route, routeMode(br.Route))
+		if br.Start > 0 {
+			title += fmt.Sprintf(": waited %.2f ms, handler+commit %.2f ms", ms(br.Start-br.Arrive), ms(br.Done-br.Start))
+		}
+		title += fmt.Sprintf(", %.2f ms in flight", ms(br.Recv-br.Sent))
+		if !br.OK {
+			title += ", failed: " + br.Reason
+		}
+		fmt.Fprintf(b, "<div class=\"%s\"><div class=\"tl-label\">s%d b%d %s</div><svg viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" height=\"10\"><title>%s</title>", cls, session, br.Burst+1, esc(br.Route), esc(title))
+		c := clientColor
+		if !br.OK {
+			c = failColor
+		}
+		fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"4\" width=\"%.2f\" height=\"2\" fill=\"%s\"/>", xv(br.Sent), max(xv(br.Recv)-xv(br.Sent), 0.3), c)
+		if br.Arrive > 0 && br.Start > br.Arrive {
+			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Arrive), max(xv(br.Start)-xv(br.Arrive), 0.3), waitColor)
+		}
+		if br.Start > 0 && br.Done >= br.Start {
+			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Start), max(xv(br.Done)-xv(br.Start), 0.6), routeColor(br.Route))
+		}
+		b.WriteString("</svg></div>\n")
+	}
+	b.WriteString("</div></div></section>\n")
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// series is one line of a CDF chart.
+type series struct {
+	Name, Color string
+	Values      []float64 // ms
+}
+
+// writeCDF draws the cumulative distributions of ss on a logarithmic time
+// axis: the share of values at or below each time, with their p50 and
+// p99 marked.
+func writeCDF(b *strings.Builder, title string, ss []series) {
+	const w, left, right, bottom, lineH = 460.0, 60.0, 14.0, 44.0, 17.0
+	top := 12 + lineH*float64(len(ss)) // the legend, one line a series
+	h := top + 200 + bottom
+	lo, hi := math.Inf(1), 0.0
+	n := 0
+	for _, s := range ss {
+		for _, v := range s.Values {
+			if v > 0 {
+				lo = min(lo, v)
+			}
+			hi = max(hi, v)
+			n++
+		}
+	}
+	fmt.Fprintf(b, "<figure class=\"chart cdf\"><figcaption>%s</figcaption>", esc(title))
+	if n == 0 || hi <= 0 {
+		b.WriteString("<p class=\"note\">No values.</p></figure>\n")
+		return
+	}
+	lo = math.Pow(10, math.Floor(math.Log10(lo)))
+	hi = math.Pow(10, math.Ceil(math.Log10(hi)))
+	if hi <= lo {
+		hi = lo * 10
+	}
+	pw, ph := w-left-right, h-top-bottom
+	xv := func(v float64) float64 {
+		v = min(max(v, lo), hi)
+		return left + math.Log10(v/lo)/math.Log10(hi/lo)*pw
+	}
+	yv := func(f float64) float64 { return top + (1-f)*ph }
+	fmt.Fprintf(b, "<svg viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\" font-size=\"12\">", w, h, esc(title))
+	for f := 0.0; f <= 1.0001; f += 0.25 {
+		fmt.Fprintf(b, "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" class=\"gl\"/><text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" dy=\"4\">%.0f%%</text>", left, w-right, yv(f), yv(f), left-6, yv(f), f*100)
+	}
+	for d := lo; d <= hi*1.0001; d *= 10 {
+		fmt.Fprintf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" class=\"gl\"/><text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>", xv(d), xv(d), top, top+ph, xv(d), top+ph+16, formatMs(d))
+	}
+	fmt.Fprintf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" class=\"axis-title\">time, log scale (0 counts at the left edge)</text>", left+pw/2, top+ph+34)
+	fmt.Fprintf(b, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\" class=\"axis-title\">share at or below</text>", top+ph/2, top+ph/2)
+	for i, s := range ss {
+		xs := append([]float64(nil), s.Values...)
+		sort.Float64s(xs)
+		if len(xs) == 0 {
+			continue
+		}
+		var d strings.Builder
+		pts := min(len(xs), 400)
+		fmt.Fprintf(&d, "M%.1f %.1f", xv(xs[0]), yv(0))
+		for k := 1; k <= pts; k++ {
+			idx := k*len(xs)/pts - 1
+			f := float64(idx+1) / float64(len(xs))
+			fmt.Fprintf(&d, "H%.1fV%.1f", xv(xs[idx]), yv(f))
+		}
+		fmt.Fprintf(b, "<path d=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\"/>", d.String(), s.Color)
+		p50, p99 := percentile(xs, 50), percentile(xs, 99)
+		for _, pv := range []struct {
+			v, f float64
+		}{{p50, 0.5}, {p99, 0.99}} {
+			fmt.Fprintf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>", xv(pv.v), yv(pv.f), s.Color)
+		}
+		ly := 12 + lineH*float64(i)
+		lx := left
+		fmt.Fprintf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"4\" fill=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s: p50 %s, p99 %s (%d values)</text>",
+			lx, ly-4, s.Color, lx+16, ly, esc(s.Name), formatMs(p50), formatMs(p99), len(xs))
+	}
+	b.WriteString("</svg></figure>\n")
+}
+
+// barValue is one bar of a bar chart.
+type barValue struct {
+	Name, Color string
+	Value       float64
+}
+
+// writeBars draws a small horizontal bar chart with the values written.
+func writeBars(b *strings.Builder, title, unit, note string, bars []barValue) {
+	const w, left, right, rowH = 420.0, 150.0, 90.0, 34.0
+	h := 20 + rowH*float64(len(bars))
+	top := 0.0
+	for _, v := range bars {
+		top = max(top, v.Value)
+	}
+	fmt.Fprintf(b, "<figure class=\"chart bars\"><figcaption>%s (%s; %s)</figcaption><svg viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\" font-size=\"13\">", esc(title), esc(unit), esc(note), w, h, esc(title))
+	for i, v := range bars {
+		y := 8 + rowH*float64(i)
+		bw := 0.0
+		if top > 0 {
+			bw = v.Value / top * (w - left - right)
+		}
+		fmt.Fprintf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text><rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"22\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.0f\">%s</text>",
+			left-8, y+16, esc(v.Name), left, y, max(bw, 1), v.Color, left+bw+6, y+16, esc(formatValue(v.Value, unit)))
+	}
+	b.WriteString("</svg></figure>\n")
+}
+
+func formatValue(v float64, unit string) string {
+	if unit == "ms" {
+		return formatMs(v)
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
 }
 
 func formatReasons(m map[string]int) string {
@@ -120,138 +739,15 @@ func formatReasons(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-func writeTimeline(b *strings.Builder, tl timeline) {
-	const width, left, right = 1100.0, 70.0, 10.0
-	if len(tl.Lanes) == 0 || tl.End <= tl.Start {
-		b.WriteString("<p>No requests.</p>\n")
-		return
-	}
-	laneH := 6.0
-	if len(tl.Lanes) > 400 {
-		laneH = 3
-	}
-	top := 20.0
-	height := top + laneH*float64(len(tl.Lanes)) + 10
-	span := float64(tl.End - tl.Start)
-	plot := width - left - right
-	x := func(t int64) float64 { return left + float64(t-tl.Start)/span*plot }
-	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-size="10">`, width, height)
-	// Session groups.
-	prev, groupStart, shade := -1, 0, false
-	flush := func(end int) {
-		if prev < 0 {
-			return
-		}
-		y := top + laneH*float64(groupStart)
-		h := laneH * float64(end-groupStart)
-		if shade {
-			fmt.Fprintf(b, `<rect x="0" y="%.1f" width="%.0f" height="%.1f" fill="#f6f6f6"/>`, y, width, h)
-		}
-		fmt.Fprintf(b, `<text x="2" y="%.1f">session %d</text>`, y+min(h, 10), prev)
-	}
-	for i, l := range tl.Lanes {
-		if l.Browser != prev {
-			flush(i)
-			prev, groupStart, shade = l.Browser, i, !shade
-		}
-	}
-	flush(len(tl.Lanes))
-	// Time axis, over the session groups' shading.
-	for i := 0; i <= 10; i++ {
-		t := tl.Start + int64(float64(i)/10*span)
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#ddd"/>`, x(t), top, x(t), height)
-		fmt.Fprintf(b, `<text x="%.1f" y="12" text-anchor="middle">%.0f ms</text>`, x(t), ms(t-tl.Start))
-	}
-	for i, l := range tl.Lanes {
-		y := top + laneH*float64(i)
-		mid := y + laneH/2
-		title := fmt.Sprintf("request %d, session %d, %s", l.ID, l.Browser, l.Route)
-		if l.Proc >= 0 {
-			title += fmt.Sprintf(", app %d", l.Proc)
-		}
-		if l.Start > 0 {
-			title += fmt.Sprintf(", waited %.2f ms, handler+commit %.2f ms", ms(l.Start-l.Arrive), ms(l.Done-l.Start))
-		}
-		if !l.OK {
-			title += ", failed: " + l.Reason
-		}
-		fmt.Fprintf(b, `<g><title>%s</title>`, html.EscapeString(title))
-		if l.Recv > l.Sent {
-			color := "#bbb"
-			if !l.OK {
-				color = "#000"
-			}
-			fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1"/>`, x(l.Sent), mid, x(l.Recv), mid, color)
-		}
-		if l.Arrive > 0 && l.Start > l.Arrive {
-			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.2f" height="%.1f" fill="#f0a030"/>`, x(l.Arrive), y, math.Max(x(l.Start)-x(l.Arrive), 0.5), laneH*0.9)
-		}
-		if l.Start > 0 && l.Done >= l.Start {
-			color := "#3070d0"
-			if l.Exclusive {
-				color = "#d03030"
-			}
-			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.2f" height="%.1f" fill="%s"/>`, x(l.Start), y, math.Max(x(l.Done)-x(l.Start), 0.5), laneH*0.9, color)
-		}
-		b.WriteString("</g>")
-	}
-	for _, e := range tl.Events {
-		t := tl.Workload + int64(e.AtMs*1e6)
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#080" stroke-width="2"><title>%s</title></line>`,
-			x(t), top, x(t), height, html.EscapeString(e.What))
-	}
-	b.WriteString("</svg>\n")
-}
-
-// writeHistogram draws xs (ms) in logarithmic buckets, two per doubling.
-func writeHistogram(b *strings.Builder, name string, xs []float64, color string) {
-	fmt.Fprintf(b, "<p>%s: %d values</p>\n", html.EscapeString(name), len(xs))
-	if len(xs) == 0 {
-		return
-	}
-	const lo = 0.01 // ms: the first bucket holds everything below
-	bucket := func(v float64) int {
-		if v <= lo {
-			return 0
-		}
-		return 1 + int(math.Floor(2*math.Log2(v/lo)))
-	}
-	counts := map[int]int{}
-	maxB, maxC := 0, 0
-	for _, v := range xs {
-		k := bucket(v)
-		counts[k]++
-		maxB = max(maxB, k)
-		maxC = max(maxC, counts[k])
-	}
-	const barW, h, bottom = 14.0, 120.0, 40.0
-	width := 40 + barW*float64(maxB+1)
-	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-size="9">`, math.Max(width, 200), h+bottom)
-	for k := 0; k <= maxB; k++ {
-		c := counts[k]
-		bh := 0.0
-		if c > 0 {
-			// Square-root scale keeps small buckets visible next to big ones.
-			bh = math.Max(1, math.Sqrt(float64(c)/float64(maxC))*h)
-		}
-		x := 40 + barW*float64(k)
-		upper := lo * math.Pow(2, float64(k)/2)
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%d requests up to %s</title></rect>`,
-			x, h-bh, barW-2, bh, color, c, formatMs(upper))
-		if k%2 == 0 {
-			fmt.Fprintf(b, `<text x="%.1f" y="%.0f" transform="rotate(60 %.1f %.0f)">%s</text>`, x, h+10, x, h+10, formatMs(upper))
-		}
-	}
-	fmt.Fprintf(b, `<text x="0" y="10">%d</text><line x1="38" y1="0" x2="38" y2="%.0f" stroke="#999"/>`, maxC, h)
-	b.WriteString("</svg>\n")
-}
-
+// formatMs formats a time in ms with a unit that suits it.
 func formatMs(v float64) string {
 	switch {
 	case v >= 1000:
-		return fmt.Sprintf("%.3gs", v/1000)
+		return fmt.Sprintf("%.3g s", v/1000)
 	case v >= 1:
-		return fmt.Sprintf("%.3gms", v)
+		return fmt.Sprintf("%.3g ms", v)
+	case v <= 0:
+		return "0 ms"
 	}
-	return fmt.Sprintf("%.3gµs", v*1000)
+	return fmt.Sprintf("%.3g µs", v*1000)
 }

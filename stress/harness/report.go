@@ -9,62 +9,100 @@ import (
 	"text/tabwriter"
 )
 
-// WriteSummary writes a run's summary table.
-func WriteSummary(w io.Writer, r *Result) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
-	p("run\tbackend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, seed %d",
+// figure is one line of a run's summary: the terminal prints them as a
+// table, and the HTML report shows every one of them.
+type figure struct {
+	Name, Value string
+	Bad         bool // a violated invariant
+}
+
+// figures returns a run's summary lines, in the order the terminal prints
+// them.
+func figures(r *Result) []figure {
+	var f []figure
+	p := func(name, format string, args ...any) {
+		f = append(f, figure{Name: name, Value: fmt.Sprintf(format, args...)})
+	}
+	p("run", "backend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, seed %d",
 		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.Mode, r.LeaseMs, r.Seed)
-	p("mix\t%s", r.Mix)
-	p("requests\t%d total, %d ok, %d failed", r.RequestsTotal, r.RequestsOK, r.RequestsFailed)
+	p("mix", "%s", r.Mix)
+	p("requests", "%s", requestsLine(r))
 	if len(r.FailedByReason) > 0 {
-		p("failed by reason\t%s", formatReasons(r.FailedByReason))
+		p("failed by reason", "%s", formatReasons(r.FailedByReason))
 	}
-	p("throughput\t%.0f req/s over %.2f s", r.ThroughputRPS, r.DurationMs/1000)
-	p("lock wait\tp50 %.2f ms, p99 %.2f ms, max %.2f ms", r.WaitP50Ms, r.WaitP99Ms, r.WaitMaxMs)
-	p("lock hold\tp50 %.2f ms, p99 %.2f ms", r.HoldP50Ms, r.HoldP99Ms)
-	p("latency\tp50 %.2f ms, p99 %.2f ms (browser side)", r.LatencyP50Ms, r.LatencyP99Ms)
-	p("makespan\t%.1f ms over %d bursts = %.2f x ideal (%.1f ms)", r.MakespanMs, r.BurstsMeasured, r.MakespanRatio, r.IdealMakespanMs)
-	if r.SingleRequestMs > 0 {
-		p("burst\tmean makespan %.2f ms = %.2f x a single request (%.2f ms)", r.BurstMakespanMs, r.BurstVsSingle, r.SingleRequestMs)
-	} else {
-		p("burst\tmean makespan %.2f ms", r.BurstMakespanMs)
-	}
+	p("throughput", "%.0f req/s over %.2f s", r.ThroughputRPS, r.DurationMs/1000)
+	p("lock wait", "p50 %.2f ms, p99 %.2f ms, max %.2f ms", r.WaitP50Ms, r.WaitP99Ms, r.WaitMaxMs)
+	p("lock hold", "p50 %.2f ms, p99 %.2f ms", r.HoldP50Ms, r.HoldP99Ms)
+	p("latency", "p50 %.2f ms, p99 %.2f ms (browser side)", r.LatencyP50Ms, r.LatencyP99Ms)
+	p("burst makespan", "%s", burstLine(r))
+	p("bursts summed", "%s", makespanSumLine(r))
 	if len(r.TakeoversMs) > 0 {
-		p("crash takeover\tmax %.0f ms over %d session(s)", r.TakeoverMs, len(r.TakeoversMs))
+		p("crash takeover", "max %.0f ms over %d session(s)", r.TakeoverMs, len(r.TakeoversMs))
 	}
 	for _, e := range r.Events {
-		p("fault\tat %.0f ms: %s", e.AtMs, e.What)
+		p("fault", "%s", e.describe())
+		f[len(f)-1].Bad = e.Missed && !r.UnreachedFaultsAllowed
 	}
-	p("lost_updates\t%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
-	p("stuck_locks\t%d (sessions locked at the end %d, waits > %.0f ms with no holder %d)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits)
-	p("sessions_lost\t%d", r.SessionsLost)
-	p("exclusion_violations\t%d", r.ExclusionViolations)
-	p("fenced_writes_rejected\t%d", r.FencedWritesRejected)
-	p("unacked_commits\t%d", r.UnackedCommits)
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	bad := func(cond bool) { f[len(f)-1].Bad = cond }
+	p("lost_updates", "%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
+	bad(r.LostUpdates > 0)
+	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits)
+	bad(r.StuckLocks > 0)
+	p("sessions_lost", "%d", r.SessionsLost)
+	bad(r.SessionsLost > 0)
+	p("exclusion_violations", "%d", r.ExclusionViolations)
+	bad(r.ExclusionViolations > 0)
+	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
+	p("unacked_commits", "%d", r.UnackedCommits)
+	return f
+}
 
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "route\trequests\tok\twait p50 ms\twait p99 ms\tlatency p50 ms\tlatency p99 ms\tsingle ms\t")
+// routeNames returns the run's routes, sorted.
+func routeNames(r *Result) []string {
 	names := make([]string, 0, len(r.Routes))
 	for name := range r.Routes {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		s := r.Routes[name]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, s.Requests, s.OK, s.WaitP50Ms, s.WaitP99Ms, s.LatencyP50Ms, s.LatencyP99Ms, s.SingleMs)
+	return names
+}
+
+// verdict is the run's verdict line, as the terminal and the HTML report
+// say it.
+func verdict(r *Result) string {
+	if v := r.Violations(); len(v) > 0 {
+		return "FAIL: invariants violated: " + strings.Join(v, ", ")
+	}
+	return "PASS: every invariant held"
+}
+
+// aloneNote explains the route table's "alone ms" column.
+const aloneNote = "alone ms: one request of the route with nothing else running, median of 3"
+
+// WriteSummary writes a run's summary table.
+func WriteSummary(w io.Writer, r *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range figures(r) {
+		fmt.Fprintf(tw, "%s\t%s\n", f.Name, f.Value)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if v := r.Violations(); len(v) > 0 {
-		_, err := fmt.Fprintf(w, "FAIL: invariants violated: %s\n", strings.Join(v, ", "))
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "route (mode)\trequests\tok\twait p50 ms\twait p99 ms\tlatency p50 ms\tlatency p99 ms\talone ms\t")
+	for _, name := range routeNames(r) {
+		s := r.Routes[name]
+		fmt.Fprintf(tw, "%s (%s)\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", name, routeMode(name), s.Requests, s.OK, s.WaitP50Ms, s.WaitP99Ms, s.LatencyP50Ms, s.LatencyP99Ms, s.SingleMs)
+	}
+	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "PASS: every invariant held")
+	fmt.Fprintf(w, "  (%s)\n", aloneNote)
+	_, err := fmt.Fprintln(w, verdict(r))
+	if err == nil && unreachedFails(r) {
+		_, err = fmt.Fprintln(w, "  ("+unreachedHint+")")
+	}
 	return err
 }
 
@@ -82,8 +120,17 @@ func WriteComparison(w io.Writer, c *Comparison) error {
 	fmt.Fprintln(tw, "== comparison\tours\taspnet\taspnet / ours\t")
 	fmt.Fprintf(tw, "p50 wait ms\t%.2f\t%.2f\t%.1f x\t\n", c.Ours.WaitP50Ms, c.ASPNET.WaitP50Ms, c.Ratios.WaitP50)
 	fmt.Fprintf(tw, "p99 wait ms\t%.2f\t%.2f\t%.1f x\t\n", c.Ours.WaitP99Ms, c.ASPNET.WaitP99Ms, c.Ratios.WaitP99)
-	fmt.Fprintf(tw, "makespan ms\t%.1f\t%.1f\t%.1f x\t\n", c.Ours.MakespanMs, c.ASPNET.MakespanMs, c.Ratios.Makespan)
-	return tw.Flush()
+	fmt.Fprintf(tw, "summed burst makespan ms\t%.1f\t%.1f\t%.1f x\t\n", c.Ours.MakespanMs, c.ASPNET.MakespanMs, c.Ratios.Makespan)
+	fmt.Fprintf(tw, "throughput req/s\t%.0f\t%.0f\t%.2f x\t\n", c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS, ratio(c.ASPNET.ThroughputRPS, c.Ours.ThroughputRPS))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range c.sentences() {
+		if _, err := fmt.Fprintln(w, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteJSON writes v (a *Result or a *Comparison) as indented JSON.
@@ -91,4 +138,55 @@ func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// requestsLine says how many requests the run sent, against its target.
+func requestsLine(r *Result) string {
+	target := "no request bound"
+	if r.RequestsTarget > 0 {
+		target = fmt.Sprintf("target %d", r.RequestsTarget)
+	}
+	return fmt.Sprintf("%d workload (%s) + %d setup (first page loads, probes) = %d total; %d ok, %d failed",
+		r.RequestsWorkload, target, r.RequestsSetup, r.RequestsTotal, r.RequestsOK, r.RequestsFailed)
+}
+
+// burstLine describes one burst's makespan: first request sent to last
+// answer.
+func burstLine(r *Result) string {
+	s := fmt.Sprintf("mean %.2f ms from a burst's first request sent to its last answer", r.BurstMakespanMs)
+	if r.SingleRequestMs > 0 {
+		s += fmt.Sprintf(" = %.2f x one request alone (%.2f ms)", r.BurstVsSingle, r.SingleRequestMs)
+	}
+	return s
+}
+
+// makespanSumLine describes the summed makespan of the measured bursts,
+// against the least they needed.
+func makespanSumLine(r *Result) string {
+	return fmt.Sprintf("%.1f ms over %d bursts (they overlap: not wall time) = %.2f x the least they needed (%.1f ms)",
+		r.MakespanMs, r.BurstsMeasured, r.MakespanRatio, r.IdealMakespanMs)
+}
+
+// sentences says the comparison's ratios in words.
+func (c *Comparison) sentences() []string {
+	times := func(x float64) string {
+		if x <= 0 {
+			return "(no ratio: a figure is 0)"
+		}
+		return fmt.Sprintf("%.1f times", x)
+	}
+	return []string{
+		fmt.Sprintf("With ASP.NET's fixed 500 ms polling, the median request waited %s as long for its session as with ours (%.2f ms vs %.2f ms), and the slowest 1%% %s as long (%.2f ms vs %.2f ms).",
+			times(c.Ratios.WaitP50), c.ASPNET.WaitP50Ms, c.Ours.WaitP50Ms, times(c.Ratios.WaitP99), c.ASPNET.WaitP99Ms, c.Ours.WaitP99Ms),
+		fmt.Sprintf("Its bursts took %s as long from first request to last answer (summed %.0f ms vs %.0f ms), and ours served %s its throughput (%.0f vs %.0f requests per second).",
+			times(c.Ratios.Makespan), c.ASPNET.MakespanMs, c.Ours.MakespanMs, times(c.Ratios.Throughput), c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS),
+	}
+}
+
+// unreachedHint tells what to do about a fault that was never reached.
+const unreachedHint = "a fault was never reached: give the workload more requests or time, or pass -allow-unreached-faults"
+
+// unreachedFails reports whether an unreached fault fails r.
+func unreachedFails(r *Result) bool {
+	return len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed
 }

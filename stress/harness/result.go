@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"math"
 	"sort"
 )
@@ -20,13 +21,21 @@ type Result struct {
 	LeaseMs  float64 `json:"lease_ms"`
 
 	// Requests sent (first page loads, single-request probes and the
-	// workload's bursts), answered with 2xx, and failed, by reason:
+	// workload), answered with 2xx, and failed, by reason:
 	// status_NNN, timeout, conn_refused, conn_reset, app_unreachable (the
 	// round-robin could not reach its app server), ...
 	RequestsTotal  int            `json:"requests_total"`
 	RequestsOK     int            `json:"requests_ok"`
 	RequestsFailed int            `json:"requests_failed"`
 	FailedByReason map[string]int `json:"requests_failed_by_reason"`
+	// RequestsTarget is the workload's request budget (-requests; negative:
+	// none), RequestsWorkload the requests sent once the workload started
+	// (bursts, and a crashed holder's requests), which the budget bounds;
+	// RequestsSetup the first page loads and single-request probes before
+	// it.
+	RequestsTarget   int `json:"requests_target"`
+	RequestsWorkload int `json:"requests_workload"`
+	RequestsSetup    int `json:"requests_setup"`
 
 	// LostUpdates counts acknowledged writes missing from the final
 	// sessions: increments (counter below the acknowledged count, or two
@@ -69,10 +78,12 @@ type Result struct {
 	LatencyP50Ms float64 `json:"latency_p50_ms"`
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
 
-	// MakespanMs sums, over the bursts whose requests all succeeded, the
-	// time from the first request sent to the last answer;
-	// IdealMakespanMs sums what each burst needed at least: its exclusive
-	// handlers' time serialized, or its longest handler if longer.
+	// A burst's makespan is the time from its first request sent to its
+	// last answer. MakespanMs is the SUM of the makespans of the bursts
+	// whose requests all succeeded (bursts of different browsers run at
+	// the same time, so it exceeds the run's wall time); IdealMakespanMs
+	// sums what each burst needed at least: its exclusive handlers' time
+	// serialized, or its longest handler if longer.
 	MakespanMs      float64 `json:"makespan_ms"`
 	IdealMakespanMs float64 `json:"ideal_makespan_ms"`
 	MakespanRatio   float64 `json:"makespan_ratio"`
@@ -97,6 +108,11 @@ type Result struct {
 	// Routes has per-route figures; Events the faults injected.
 	Routes map[string]RouteStats `json:"routes"`
 	Events []Event               `json:"events,omitempty"`
+
+	// UnreachedFaultsAllowed: a fault configured but never reached (an
+	// Event with Missed set) does not fail the run
+	// (Config.AllowUnreachedFaults).
+	UnreachedFaultsAllowed bool `json:"unreached_faults_allowed,omitempty"`
 
 	timeline timeline // for the HTML report
 }
@@ -145,7 +161,10 @@ const (
 	FaultError       = "fault_error" // injecting a fault failed
 )
 
-// Violations returns the names of the invariants the run violated.
+// Violations returns the names of the invariants the run violated. A fault
+// that was configured but never reached counts as "faults_not_reached"
+// (the run did not test what it was asked to), unless
+// UnreachedFaultsAllowed.
 func (r *Result) Violations() []string {
 	var v []string
 	if r.LostUpdates > 0 {
@@ -160,7 +179,54 @@ func (r *Result) Violations() []string {
 	if r.ExclusionViolations > 0 {
 		v = append(v, "exclusion_violations")
 	}
+	if len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed {
+		v = append(v, "faults_not_reached")
+	}
 	return v
+}
+
+// UnreachedFaults returns the faults that were configured but never
+// reached.
+func (r *Result) UnreachedFaults() []Event {
+	var out []Event
+	for _, e := range r.Events {
+		if e.Missed {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// MarshalJSON adds the verdict to the JSON form: "pass" and
+// "violated_invariants" (the names Violations returns, [] when none).
+func (r *Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	v := r.Violations()
+	if v == nil {
+		v = []string{}
+	}
+	return json.Marshal(struct {
+		Pass     bool     `json:"pass"`
+		Violated []string `json:"violated_invariants"`
+		*plain
+	}{r.OK(), v, (*plain)(r)})
+}
+
+// MarshalJSON adds "pass" (both runs passed) and "violated_invariants"
+// (each run's, prefixed with its strategy) to the comparison's JSON form.
+func (c *Comparison) MarshalJSON() ([]byte, error) {
+	type plain Comparison
+	v := []string{}
+	for _, r := range []*Result{c.Ours, c.ASPNET} {
+		for _, name := range r.Violations() {
+			v = append(v, r.Mode+": "+name)
+		}
+	}
+	return json.Marshal(struct {
+		Pass     bool     `json:"pass"`
+		Violated []string `json:"violated_invariants"`
+		*plain
+	}{c.OK(), v, (*plain)(c)})
 }
 
 // OK reports whether every invariant held.
@@ -177,12 +243,16 @@ type Comparison struct {
 	Ratios Ratios `json:"ratios"`
 }
 
-// Ratios compare ASP.NET's strategy to ours (theirs / ours).
+// Ratios compare ASP.NET's strategy to ours: how many times better ours
+// is.
 type Ratios struct {
-	// Of the p50 wait, the p99 wait and the makespan.
+	// Theirs / ours of the p50 wait, the p99 wait and the summed burst
+	// makespan.
 	WaitP50  float64 `json:"wait_p50"`
 	WaitP99  float64 `json:"wait_p99"`
 	Makespan float64 `json:"makespan"`
+	// Ours / theirs of the throughput.
+	Throughput float64 `json:"throughput"`
 }
 
 // OK reports whether both runs kept every invariant.
@@ -199,9 +269,10 @@ func ratio(theirs, ours float64) float64 {
 // compare builds the comparison of two runs.
 func compare(ours, aspnet *Result) *Comparison {
 	return &Comparison{Ours: ours, ASPNET: aspnet, Ratios: Ratios{
-		WaitP50:  ratio(aspnet.WaitP50Ms, ours.WaitP50Ms),
-		WaitP99:  ratio(aspnet.WaitP99Ms, ours.WaitP99Ms),
-		Makespan: ratio(aspnet.MakespanMs, ours.MakespanMs),
+		WaitP50:    ratio(aspnet.WaitP50Ms, ours.WaitP50Ms),
+		WaitP99:    ratio(aspnet.WaitP99Ms, ours.WaitP99Ms),
+		Makespan:   ratio(aspnet.MakespanMs, ours.MakespanMs),
+		Throughput: ratio(ours.ThroughputRPS, aspnet.ThroughputRPS),
 	}}
 }
 

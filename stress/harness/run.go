@@ -382,6 +382,7 @@ func (r *runner) progress() func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	okBefore, failBefore := r.work.okCount.Load(), r.work.failCount.Load() // setup requests
 	go func() {
 		defer wg.Done()
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -393,10 +394,9 @@ func (r *runner) progress() func() {
 				return
 			case <-tick.C:
 			}
-			el := time.Since(r.start).Seconds()
-			sent := r.work.sent.Load()
-			fmt.Fprintf(r.cfg.Progress, "\r\033[K%s: %d requests, %d ok, %d failed, %.0f req/s, %.1f s",
-				r.cfg.Backend, sent, r.work.okCount.Load(), r.work.failCount.Load(), float64(sent)/max(el, 0.001), el)
+			el := time.Since(r.start)
+			sent := r.work.sent.Load() - r.sentBefore
+			fmt.Fprintf(r.cfg.Progress, "\r\033[K%s", progressLine(r.cfg, el, sent, r.work.okCount.Load()-okBefore, r.work.failCount.Load()-failBefore))
 		}
 	}()
 	return func() {

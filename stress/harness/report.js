@@ -1,0 +1,33 @@
+// The report's only script: a pager for timelines with more lanes than
+// fit one page. Without it (or when printing) every lane shows.
+"use strict";
+(function () {
+  for (const run of document.querySelectorAll(".tl-run")) {
+    const pages = Number(run.dataset.pages || "1");
+    if (pages <= 1) continue;
+    const lanes = run.querySelectorAll(".lane");
+    const bar = document.createElement("div");
+    bar.className = "pager";
+    const prev = document.createElement("button");
+    const next = document.createElement("button");
+    const label = document.createElement("span");
+    prev.type = next.type = "button";
+    prev.textContent = "‹ previous sessions";
+    next.textContent = "next sessions ›";
+    bar.append(prev, label, next);
+    run.insertBefore(bar, run.querySelector(".tl-lanes"));
+    let page = 0;
+    const show = () => {
+      for (const l of lanes) l.classList.toggle("off", Number(l.dataset.page) !== page);
+      const shown = run.querySelectorAll(".lane:not(.off)");
+      const first = shown.length ? shown[0].dataset.session : "-";
+      const last = shown.length ? shown[shown.length - 1].dataset.session : "-";
+      label.textContent = "page " + (page + 1) + " of " + pages + ": sessions " + first + " to " + last;
+      prev.disabled = page === 0;
+      next.disabled = page === pages - 1;
+    };
+    prev.addEventListener("click", () => { page = Math.max(0, page - 1); show(); });
+    next.addEventListener("click", () => { page = Math.min(pages - 1, page + 1); show(); });
+    show();
+  }
+})();

@@ -1,0 +1,69 @@
+package harness
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestUnreachedFaultFails: a fault the workload never reached fails the
+// run, unless allowed, and the JSON carries the verdict.
+func TestUnreachedFaultFails(t *testing.T) {
+	r := &Result{Events: []Event{
+		{AtMs: 5, Kind: FaultRestartNode, What: "restarted"},
+		{Kind: FaultKillNode, Missed: true, What: "kill memcached node at 2s: not reached"},
+	}}
+	require.Equal(t, []string{"faults_not_reached"}, r.Violations())
+	require.False(t, r.OK())
+	var j struct {
+		Pass     bool     `json:"pass"`
+		Violated []string `json:"violated_invariants"`
+	}
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &j))
+	require.False(t, j.Pass)
+	require.Equal(t, []string{"faults_not_reached"}, j.Violated)
+
+	r.UnreachedFaultsAllowed = true
+	require.True(t, r.OK())
+	b, err = json.Marshal(r)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &j))
+	require.True(t, j.Pass)
+	require.Empty(t, j.Violated)
+	require.Contains(t, string(b), `"violated_invariants":[]`)
+
+	var sb strings.Builder
+	r.UnreachedFaultsAllowed = false
+	require.NoError(t, WriteSummary(&sb, r))
+	require.Contains(t, sb.String(), "FAIL: invariants violated: faults_not_reached")
+	require.Contains(t, sb.String(), "[node killed] NOT REACHED")
+}
+
+// TestProgressLine: the progress line gives the share of the nearer bound
+// and the time left.
+func TestProgressLine(t *testing.T) {
+	cfg := Config{Backend: "memory", Requests: 1000, Duration: 100 * time.Second}
+	line := progressLine(cfg, 2*time.Second, 250, 250, 0)
+	require.Contains(t, line, " 25%")
+	require.Contains(t, line, "250 of 1000 requests")
+	require.Contains(t, line, "ETA 6s")
+	// The duration bound comes first: 50 s of 100.
+	line = progressLine(cfg, 50*time.Second, 10, 10, 0)
+	require.Contains(t, line, " 50%")
+	require.Contains(t, line, "ETA 50s")
+	require.Contains(t, progressLine(cfg, 0, 0, 0, 0), "ETA --")
+}
+
+// TestStyleOfUnknownKind: a fault kind the reports do not know is still
+// labelled, by its name.
+func TestStyleOfUnknownKind(t *testing.T) {
+	s := styleOf("split_brain_thing")
+	require.Equal(t, "split brain thing", s.Label)
+	require.Equal(t, fallbackFaultColor, s.Color)
+	require.Equal(t, "node killed", styleOf(FaultKillNode).Label)
+}
