@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -43,7 +45,42 @@ type ctxKey struct{}
 // FromContext returns the session of the request whose context is ctx, or
 // nil on an Off route or without the middleware. The methods of a nil
 // *Session return ErrNoSession or zero values and never panic.
+//
+// The first call of a request, unless WithMode decided its mode, matches
+// the rules once more with the route pattern Config.RoutePattern finds
+// now that the router has routed; a mode that differs from the one the
+// session was loaded in takes over before the session is returned (see
+// "How a request's mode is decided" in the package documentation). If
+// loading the session failed, its methods return the error and the
+// request is answered by the ErrorHandler when the handler returns.
 func FromContext(ctx context.Context) *Session {
+	s := sessionOf(ctx)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if !s.handed {
+		s.handed = true
+		if !s.fixed && s.mode != unset {
+			r := s.req
+			if r.Context() != ctx {
+				r = r.WithContext(ctx)
+			}
+			if pattern := s.m.pattern(r); pattern != "" {
+				s.use(ctx, s.m.byRules(pattern, true, r))
+			}
+		}
+	}
+	off := s.mode == Off || s.mode == unset
+	s.mu.Unlock()
+	if off {
+		return nil
+	}
+	return s
+}
+
+// sessionOf returns the *Session in ctx, whatever its mode, or nil.
+func sessionOf(ctx context.Context) *Session {
 	s, _ := ctx.Value(ctxKey{}).(*Session)
 	return s
 }
@@ -55,15 +92,21 @@ type Session struct {
 	ctx      context.Context // the request's context
 	m        *Manager
 	w        *responseWriter
-	mode     Mode               // effective: Exclusive, ReadOnly or LockFree
-	prov     *provider.Provider // the provider of mode (locking or lock-free)
-	route    string             // the route Auto tracks, "" when not Auto
-	cookieIn bool               // the request carried a session cookie
+	src      idSource // where the request's id came from
+	cookieIn bool     // the request carried a session cookie
 
 	mu          sync.Mutex
-	secureReq   bool   // the request came over TLS
-	id          string // current id; "" for a new session not written yet
-	storedID    string // the id the session was loaded under; "" if new
+	mode        Mode               // effective: Exclusive, ReadOnly, LockFree or Off; unset before the first decision
+	prov        *provider.Provider // the provider of mode (locking or lock-free)
+	route       string             // the route Auto tracks, "" when not Auto
+	req         *http.Request      // the request as the innermost handler of the Manager saw it
+	fixed       bool               // WithMode decided the mode
+	fallback    bool               // Exclusive because the route pattern was not known
+	handed      bool               // FromContext has returned the session
+	loadErr     error              // why the session could not be loaded (or its mode taken)
+	secureReq   bool               // the request came over TLS (or a trusted proxy says so)
+	id          string             // current id; "" for a new session not written yet
+	storedID    string             // the id the session was loaded under; "" if new
 	data        *session.Data
 	lockID      uint64
 	lease       *provider.Lease
@@ -99,7 +142,7 @@ func (s *Session) IsNew() bool {
 }
 
 // ReadOnly reports whether the session is read-only (a ReadOnly route).
-func (s *Session) ReadOnly() bool { return s != nil && s.mode == ReadOnly }
+func (s *Session) ReadOnly() bool { return s.Mode() == ReadOnly }
 
 // Mode returns the mode the request is served in: Exclusive, ReadOnly or
 // LockFree (an Auto route reports the mode Auto chose).
@@ -107,6 +150,8 @@ func (s *Session) Mode() Mode {
 	if s == nil {
 		return Off
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.mode
 }
 
@@ -118,6 +163,9 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		return false, s.loadErr
+	}
 	return s.data.Values.Get(key, dst)
 }
 
@@ -130,6 +178,10 @@ func GetAs[T any](s *Session, key string) (T, bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		var zero T
+		return zero, false, s.loadErr
+	}
 	return session.Get[T](s.data.Values, key)
 }
 
@@ -250,6 +302,8 @@ func (s *Session) Abandon() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case s.loadErr != nil:
+		return s.loadErr
 	case s.mode == ReadOnly:
 		return ErrReadOnly
 	case s.done:
@@ -332,6 +386,8 @@ func (s *Session) change(fn func() error) error {
 // writable returns why the session cannot be changed, or nil.
 func (s *Session) writable() error {
 	switch {
+	case s.loadErr != nil:
+		return s.loadErr
 	case s.mode == ReadOnly:
 		return ErrReadOnly
 	case s.done:
@@ -373,6 +429,10 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 	s.done = true
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
 	defer cancel()
+	if s.loadErr != nil {
+		s.unload(ctx) // nothing is stored; a lock taken is released
+		return s.loadErr
+	}
 	s.stopLease()
 
 	changed := true
@@ -429,10 +489,20 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 func (s *Session) notStored(status int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		return s.loadErr
+	}
 	if s.lost == nil || (s.told && status >= 400) {
 		return nil
 	}
-	return s.lost
+	return fmt.Errorf("%w: %w", ErrNotStored, s.lost)
+}
+
+// loadError returns why the request's session could not be loaded, or nil.
+func (s *Session) loadError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadErr
 }
 
 // abort ends the session's part in a request whose handler did not
@@ -458,13 +528,13 @@ func (s *Session) abort(ctx context.Context) {
 func (s *Session) stopLease() {
 	if s.lease != nil {
 		s.lease.Stop()
-		s.m.metrics.renewals(s.lease.Renewals())
+		s.m.metrics.LeaseRenewals(s.lease.Renewals())
 		s.lease = nil
 	}
 }
 
 func (s *Session) heldFor() {
 	if s.lockID != 0 {
-		s.m.metrics.held(time.Since(s.acquired))
+		s.m.metrics.LockHold(time.Since(s.acquired))
 	}
 }
