@@ -260,7 +260,7 @@ func (s *Session) load(ctx context.Context, id string) error {
 // wraps ErrNotStored). The failure itself was logged and counted when it
 // happened.
 func (m *Manager) answerFailed(w http.ResponseWriter, r *http.Request, err error) {
-	m.log.DebugContext(r.Context(), "response replaced by the error answer", "path", r.URL.Path, "err", err.Error())
+	m.log.DebugContext(r.Context(), "response replaced by the error answer", "path", r.URL.Path)
 	m.answer(w, r, err)
 }
 
@@ -297,22 +297,34 @@ func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // opError logs and counts the failure of a store operation at the end of a
-// request; a fenced write is a warning.
-func (m *Manager) opError(ctx context.Context, what, id string, err error) {
+// request; a fenced write is a warning. ids are the session's ids (the
+// stored one and a new one, either may be ""): shortened wherever they
+// appear, the error strings of the stores included.
+func (m *Manager) opError(ctx context.Context, what string, err error, ids ...string) {
 	m.metrics.StoreError(err)
+	id := ""
+	for _, i := range ids {
+		if i != "" {
+			id = i
+			break
+		}
+	}
 	if errors.Is(err, provider.ErrLockLost) {
-		m.log.WarnContext(ctx, what+": lock was taken over; changes discarded", "session", idPrefix(id), "err", redact(err, id))
+		m.log.WarnContext(ctx, what+": lock was taken over; changes discarded", "session", idPrefix(id), "err", redact(err, ids...))
 		return
 	}
-	m.log.ErrorContext(ctx, what, "session", idPrefix(id), "err", redact(err, id))
+	m.log.ErrorContext(ctx, what, "session", idPrefix(id), "err", redact(err, ids...))
 }
 
-// redact returns err's message with the session id shortened.
-func redact(err error, id string) string {
-	if id == "" {
-		return err.Error()
+// redact returns err's message with the session ids shortened.
+func redact(err error, ids ...string) string {
+	msg := err.Error()
+	for _, id := range ids {
+		if id != "" {
+			msg = strings.ReplaceAll(msg, id, idPrefix(id))
+		}
 	}
-	return strings.ReplaceAll(err.Error(), id, idPrefix(id))
+	return msg
 }
 
 // idPrefix returns the start of id, enough to correlate log lines without

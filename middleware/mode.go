@@ -114,18 +114,11 @@ func (rs rules) check() error {
 
 // match returns the mode of the first rule whose pattern is pattern, else
 // of the longest path-prefix rule matching path.
-func (rs rules) match(pattern, path string) (Mode, bool) {
-	mode, _, found := rs.matchKind(pattern, path)
-	return mode, found
-}
-
-// matchKind is match that also says whether the rule matched the pattern
-// exactly (byPattern) or the path as a prefix.
-func (rs rules) matchKind(pattern, path string) (mode Mode, byPattern, found bool) {
+func (rs rules) match(pattern, path string) (mode Mode, found bool) {
 	if pattern != "" {
 		for _, r := range rs {
 			if r.Pattern == pattern {
-				return r.Mode, true, true
+				return r.Mode, true
 			}
 		}
 	}
@@ -135,7 +128,7 @@ func (rs rules) matchKind(pattern, path string) (mode Mode, byPattern, found boo
 			best, mode, found = len(r.Pattern), r.Mode, true
 		}
 	}
-	return mode, false, found
+	return mode, found
 }
 
 // pathHasPrefix reports whether path is prefix or lies below it.

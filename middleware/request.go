@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // ErrModeConflict: a WithMode handler asked for Exclusive after the
@@ -51,22 +52,24 @@ func (h *handler) resolve(r *http.Request) choice {
 	return h.m.byRules(pattern, known, r)
 }
 
-// byRules decides the mode from the rules and the default. A request
-// whose pattern is not known, under rules that only a pattern can match,
-// is served Exclusive (fail safe) unless a path rule matched it.
+// byRules decides the mode from the rules and the default. Rules that
+// only a route pattern can match (see Rule) cannot match a request whose
+// pattern is not known: before routing, behind a wrapper that hides the
+// pattern, or below a subtree route ("/app/", "/app/*") that may route
+// further (a nested mux). Such a request, when no path rule matches it
+// either, is served Exclusive (fail safe) instead of a ReadOnly, LockFree
+// or Auto DefaultMode: a pattern rule might have asked for the lock.
 func (m *Manager) byRules(pattern string, known bool, r *http.Request) choice {
 	c := choice{route: routeKey(pattern, r)}
-	mode, byPattern, found := m.rules.matchKind(pattern, r.URL.Path)
-	switch {
-	case found && (byPattern || known || !m.patternRules):
-		c.mode = mode
-	case !known && m.patternRules:
-		c.mode, c.fallback = Exclusive, true
-	case found:
-		c.mode = mode
-	default:
-		c.mode = m.cfg.DefaultMode
+	mode, found := m.rules.match(pattern, r.URL.Path)
+	if !found {
+		mode = m.cfg.DefaultMode
 	}
+	known = known && !strings.HasSuffix(pattern, "/") && !strings.HasSuffix(pattern, "*")
+	if !found && !known && m.patternRules && mode != Off {
+		mode, c.fallback = Exclusive, true
+	}
+	c.mode = mode
 	return c
 }
 
@@ -253,7 +256,7 @@ func (s *Session) unload(ctx context.Context) {
 	if s.lockID != 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
 		if err := s.prov.ReleaseItemExclusive(rctx, s.storedID, s.lockID); err != nil {
-			s.m.opError(rctx, "releasing the session for another mode", s.storedID, err)
+			s.m.opError(rctx, "releasing the session for another mode", err, s.storedID)
 		}
 		cancel()
 		s.heldFor()

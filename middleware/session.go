@@ -60,7 +60,6 @@ func FromContext(ctx context.Context) *Session {
 	}
 	s.mu.Lock()
 	if !s.handed {
-		s.handed = true
 		if !s.fixed && s.mode != unset {
 			r := s.req
 			if r.Context() != ctx {
@@ -70,6 +69,7 @@ func FromContext(ctx context.Context) *Session {
 				s.use(ctx, s.m.byRules(pattern, true, r))
 			}
 		}
+		s.handed = true
 	}
 	off := s.mode == Off || s.mode == unset
 	s.mu.Unlock()
@@ -453,7 +453,7 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 		if err != nil {
 			// The changes are lost; the old record keeps the old values.
 			if rerr := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); rerr != nil {
-				s.m.opError(ctx, "releasing the session after its new id failed", s.storedID, rerr)
+				s.m.opError(ctx, "releasing the session after its new id failed", rerr, s.storedID, s.id)
 			}
 			break
 		}
@@ -472,7 +472,7 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 		s.m.auto.record(s.route, changed)
 	}
 	if err != nil {
-		s.m.opError(ctx, "ending the request's session", s.storedID, err)
+		s.m.opError(ctx, "ending the request's session", err, s.storedID, s.id)
 		if changed {
 			// A release that failed lost nothing: the handler only read.
 			s.lost, s.told = err, told
@@ -519,7 +519,7 @@ func (s *Session) abort(ctx context.Context) {
 	s.stopLease()
 	if s.lockID != 0 {
 		if err := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); err != nil {
-			s.m.opError(ctx, "releasing the session of a handler that did not return", s.storedID, err)
+			s.m.opError(ctx, "releasing the session of a handler that did not return", err, s.storedID)
 		}
 	}
 	s.heldFor()

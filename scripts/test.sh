@@ -38,5 +38,8 @@ fi
 # SESSIONLOCK_REQUIRE_SERVERS makes a missing memcached, PostgreSQL or
 # Chromium fail the tests instead of skipping them.
 export SESSIONLOCK_REQUIRE_SERVERS=1
+# The router matrix (stress/routers, real routers as test-only modules);
+# budget 1 min. The unit stage runs it again from the build cache.
+stage routers bash -c "cd stress && $GO test -race -count=1 ./routers"
 stage unit each_module $GO test -race -count=1 -timeout 15m ./...
 summary
