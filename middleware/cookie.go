@@ -258,6 +258,29 @@ func stripRawPrefix(rawPath, id string) string {
 	return ""
 }
 
+// keepIDInRedirect puts the session segment in front of the Location of a
+// cookieless redirect to a path on this site that lacks it: the ServeMux's
+// own redirects ("/dir" to "/dir/", cleaned paths) and http.Redirect with
+// a path are built from the path the middleware stripped.
+func (s *Session) keepIDInRedirect(h http.Header, code int) {
+	if !s.m.cfg.Cookieless || code < 300 || code > 399 {
+		return
+	}
+	loc := h.Get("Location")
+	if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, urlIDPrefix) {
+		return
+	}
+	s.mu.Lock()
+	id := s.id
+	if id == "" && !s.abandoned && s.storedID == "" {
+		id = s.src.id // an Off route: the id the request carried
+	}
+	s.mu.Unlock()
+	if id != "" {
+		h.Set("Location", cookielessPath(id, loc))
+	}
+}
+
 // cookielessPath returns path with the session segment for id in front.
 func cookielessPath(id, path string) string {
 	if !strings.HasPrefix(path, "/") {

@@ -94,6 +94,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		w.sent.Store(true)
+		w.s.keepIDInRedirect(w.ResponseWriter.Header(), code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -213,6 +214,7 @@ func (w *responseWriter) stream() error {
 	if h := w.ResponseWriter.Header(); setsCookie(h, w.s.m.cookieCfg.Name) {
 		noSharedCache(h) // again: the handler may have set Cache-Control since
 	}
+	w.s.keepIDInRedirect(w.ResponseWriter.Header(), code)
 	if w.code != 0 {
 		w.ResponseWriter.WriteHeader(w.code)
 	}
