@@ -200,6 +200,9 @@ func (s *Session) decide(ctx context.Context, c choice) error {
 	if s.mode != unset && eff == s.mode {
 		s.fixed = s.fixed || c.fixed
 		s.fallback = s.fallback && c.fallback
+		if route != "" {
+			s.route = route // Auto learns by the best route key known
+		}
 		return nil
 	}
 	if s.mode != unset && s.handed {
