@@ -30,9 +30,17 @@ type CookieConfig struct {
 	HttpOnly *bool
 	// Secure restricts the cookie to HTTPS. Default (nil): on for requests
 	// that came over TLS, off otherwise. Set it to a true value behind a
-	// proxy that terminates TLS. Partitioned and SameSite=None cookies are
-	// always Secure, as browsers require.
+	// proxy that terminates TLS (or set TrustForwardedProto). Partitioned
+	// and SameSite=None cookies, and cookies named "__Secure-…" or
+	// "__Host-…", are always Secure, as browsers require; a false Secure
+	// with such a name is an error in New.
 	Secure *bool
+	// TrustForwardedProto makes the default Secure follow what a proxy in
+	// front says: a request whose X-Forwarded-Proto is "https", or whose
+	// Forwarded header says proto=https, counts as a TLS request. Set it
+	// only when every request comes through a proxy that sets (or strips)
+	// those headers: a client could send them itself.
+	TrustForwardedProto bool
 	// SameSite of the cookie. Default (zero) http.SameSiteLaxMode;
 	// http.SameSiteDefaultMode leaves the attribute out.
 	SameSite http.SameSite
@@ -61,7 +69,42 @@ func (c CookieConfig) withDefaults() (CookieConfig, error) {
 	if err := probe.Valid(); err != nil {
 		return c, fmt.Errorf("middleware: cookie settings: %w", err)
 	}
+	// Browsers drop prefixed cookies that break the prefix's rules.
+	host, secure := strings.HasPrefix(c.Name, "__Host-"), strings.HasPrefix(c.Name, "__Secure-")
+	switch {
+	case (host || secure) && c.Secure != nil && !*c.Secure:
+		return c, fmt.Errorf("middleware: cookie %q must be Secure", c.Name)
+	case host && c.Path != "/":
+		return c, fmt.Errorf("middleware: cookie %q must have Path=/, not %q", c.Name, c.Path)
+	case host && c.Domain != "":
+		return c, fmt.Errorf("middleware: cookie %q must not have a Domain (%q)", c.Name, c.Domain)
+	}
 	return c, nil
+}
+
+// secure reports whether r came over TLS, or, with TrustForwardedProto,
+// whether the proxy in front says it did.
+func (m *Manager) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if !m.cookieCfg.TrustForwardedProto {
+		return false
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		first, _, _ := strings.Cut(p, ",")
+		return strings.EqualFold(strings.TrimSpace(first), "https")
+	}
+	// Forwarded (RFC 7239): "for=...;proto=https, ..."; the first element
+	// is the one the client-facing proxy wrote.
+	first, _, _ := strings.Cut(r.Header.Get("Forwarded"), ",")
+	for pair := range strings.SplitSeq(first, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+		if strings.EqualFold(k, "proto") {
+			return strings.EqualFold(strings.Trim(v, `"`), "https")
+		}
+	}
+	return false
 }
 
 // cookie returns the session cookie carrying id; maxAge < 0 deletes it.
@@ -72,7 +115,8 @@ func (m *Manager) cookie(overTLS bool, id string, maxAge int) *http.Cookie {
 	if c.Secure != nil {
 		secure = *c.Secure
 	}
-	if c.Partitioned || c.SameSite == http.SameSiteNoneMode {
+	if c.Partitioned || c.SameSite == http.SameSiteNoneMode ||
+		strings.HasPrefix(c.Name, "__Host-") || strings.HasPrefix(c.Name, "__Secure-") {
 		secure = true
 	}
 	return &http.Cookie{
@@ -89,7 +133,8 @@ func (m *Manager) cookie(overTLS bool, id string, maxAge int) *http.Cookie {
 }
 
 // setCookie puts c in h, replacing a session cookie set earlier in the same
-// response (after RegenerateID, say).
+// response (after RegenerateID, say), and keeps shared caches from
+// storing the response (see noSharedCache).
 func setCookie(h http.Header, c *http.Cookie) {
 	prefix := c.Name + "="
 	kept := h.Values("Set-Cookie")[:0:0]
@@ -103,6 +148,40 @@ func setCookie(h http.Header, c *http.Cookie) {
 		h.Add("Set-Cookie", v)
 	}
 	h.Add("Set-Cookie", c.String())
+	noSharedCache(h)
+}
+
+// sessionCacheControl is the Cache-Control of a response that sets the
+// session cookie: a shared cache must never hand one user's session id to
+// another.
+const sessionCacheControl = `private, no-cache="Set-Cookie"`
+
+// noSharedCache marks a response that sets the session cookie as private,
+// with Vary: Cookie, keeping a stricter Cache-Control (no-store, private)
+// the handler set and replacing a public one.
+func noSharedCache(h http.Header) {
+	cc := strings.ToLower(h.Get("Cache-Control"))
+	if !strings.Contains(cc, "no-store") && !strings.Contains(cc, "private") {
+		h.Set("Cache-Control", sessionCacheControl)
+	}
+	for _, v := range h.Values("Vary") {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+				return
+			}
+		}
+	}
+	h.Add("Vary", "Cookie")
+}
+
+// setsCookie reports whether h sets the cookie named name.
+func setsCookie(h http.Header, name string) bool {
+	for _, v := range h.Values("Set-Cookie") {
+		if strings.HasPrefix(v, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // idSource is where a request's session id came from.
@@ -182,6 +261,29 @@ func stripRawPrefix(rawPath, id string) string {
 		}
 	}
 	return ""
+}
+
+// keepIDInRedirect puts the session segment in front of the Location of a
+// cookieless redirect to a path on this site that lacks it: the ServeMux's
+// own redirects ("/dir" to "/dir/", cleaned paths) and http.Redirect with
+// a path are built from the path the middleware stripped.
+func (s *Session) keepIDInRedirect(h http.Header, code int) {
+	if !s.m.cfg.Cookieless || code < 300 || code > 399 {
+		return
+	}
+	loc := h.Get("Location")
+	if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, urlIDPrefix) {
+		return
+	}
+	s.mu.Lock()
+	id := s.id
+	if id == "" && !s.abandoned && s.storedID == "" {
+		id = s.src.id // an Off route: the id the request carried
+	}
+	s.mu.Unlock()
+	if id != "" {
+		h.Set("Location", cookielessPath(id, loc))
+	}
 }
 
 // cookielessPath returns path with the session segment for id in front.

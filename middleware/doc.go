@@ -45,17 +45,50 @@
 //     turns every Exclusive and Auto route into LockFree.
 //   - Auto: see below.
 //
-// A route's mode comes from, in order: WithMode (or Middleware) around the
-// route's handler; a Rule matching the route's pattern exactly, then the
-// longest Rule matching its path as a prefix; Config.DefaultMode. The
-// pattern is http.Request.Pattern, which the Go 1.22 ServeMux and chi set
-// when they route. Handler around a whole *http.ServeMux asks the mux which
-// pattern (and which WithMode handler) matches before it runs. Around other
-// routers, install the middleware where routing is done (chi: inside
-// r.Group or with r.With; its top-level r.Use runs before routing, where
-// only path-prefix rules can match). Middlewares of one Manager do not
-// nest: an inner one finds the outer one's session and passes the request
-// on unchanged, except below an outer Off, where the inner one decides.
+// # How a request's mode is decided, and when the session is loaded
+//
+// The request's session, and everything the middleware knows about it,
+// rides in the request's context: every handler of the same Manager the
+// request passes (Handler around the router, WithMode or Middleware on
+// the route, Handler inside the router) and FromContext find it, whatever
+// router or wrapper sits between them, including wrappers that replace
+// the request with r.WithContext.
+//
+// A route's mode comes from, strongest first: WithMode (or Middleware)
+// around the route's handler, the innermost one winning; a Rule matching
+// the route's pattern exactly, then the longest Rule matching its path as
+// a prefix; Config.DefaultMode. The pattern is what Config.RoutePattern
+// returns: by default http.Request.Pattern, which the Go 1.22 ServeMux
+// sets; one line plugs in gorilla/mux, chi, Echo or gin (see
+// Config.RoutePattern). The middleware depends on no router.
+//
+// The session is loaded, and an Exclusive route's lock taken, by the
+// first (outermost) handler of the Manager, before anything below it
+// runs, so an Exclusive route holds its lock before its handler runs,
+// whether or not the handler touches the session (as ASP.NET's
+// AcquireRequestState). That handler decides with what it knows: its own
+// WithMode; around a whole *http.ServeMux, the route the mux will pick
+// (its WithMode or its pattern); else the rules with the pattern known so
+// far (none before a third-party router has routed). A later decision
+// takes over: a handler of the Manager further in (WithMode on the route:
+// it always wins over rules), or the handler's first FromContext, which
+// matches the rules again with the pattern the router has set by then.
+// When the mode changes, the session is released and loaded again in the
+// new mode before the handler gets it: one extra store round trip, which
+// wrapping the ServeMux directly, or putting the Manager where the router
+// has routed (gorilla's r.Use, chi's r.With or r.Group), avoids.
+//
+// Fail safe: rules that only a route pattern can match (method patterns
+// such as "GET /cart", wildcards) cannot match while no pattern is known
+// (before routing, behind a wrapper that hides the mux's pattern, below a
+// subtree route of a nested mux); such a request, unless a path rule
+// matches it, is served Exclusive instead of the DefaultMode, and that is
+// logged once. After the handler has its session (FromContext), only a
+// WithMode(Exclusive) still changes the mode: an unchanged session is
+// loaded again with the lock (logged once); a session already changed in
+// another mode is not stored and the request is answered with an error
+// (ErrModeConflict), never served lock-free. A weaker mode asked for then
+// is logged once and the request keeps its mode.
 //
 // # Auto and its risk
 //
@@ -85,11 +118,13 @@
 //     checked before anything else: malformed ids (wrong length or
 //     alphabet, duplicate cookies) never reach the store; the request gets
 //     a fresh session.
-//   - The session is loaded once. In Exclusive mode that takes the lock,
-//     waiting in the session's queue; a wait that exceeds the provider's
-//     maximum wait or the request's own deadline, or finds the queue full,
-//     ends in the ErrorHandler (default: 503 with Retry-After). A client
-//     that disconnects while waiting leaves the queue and gets no answer.
+//   - The session is loaded before the handler runs (see above). In
+//     Exclusive mode that takes the lock, waiting in the session's queue;
+//     a wait that exceeds the provider's maximum wait or the request's own
+//     deadline, or finds the queue full, ends in the ErrorHandler
+//     (default: 503 with Retry-After), as does a store that cannot be
+//     reached (nothing was written). A client that disconnects while
+//     waiting leaves the queue and gets no answer.
 //     An id the store does not know is never adopted: the request gets a
 //     new session, which gets a fresh id.
 //   - While the handler runs, the lock's lease is renewed in the background
@@ -111,7 +146,9 @@
 //     new session's cookie included, and the ErrorHandler answers an error
 //     wrapping ErrNotStored instead: by default 409 Conflict for a fenced
 //     write (the request lost the session to another one; its change was
-//     not applied, a retry may succeed), 413 Request Entity Too Large for
+//     not applied, a retry may succeed), 500 without Retry-After when the
+//     commit's outcome is unknown (provider.ErrOutcomeUnknown: the change
+//     may have been applied), 413 Request Entity Too Large for
 //     a session over its size limit (provider.ErrTooLarge: nothing stored,
 //     the lock released in the same write; a retry would fail the same
 //     way) and 500 otherwise. The session is committed before the first
@@ -178,18 +215,26 @@
 //
 // The cookie (CookieConfig) is named "session_id", for path "/", HttpOnly,
 // SameSite=Lax, Secure when the request came over TLS (set Secure behind a
-// TLS-terminating proxy), optionally Partitioned (CHIPS), and has no
-// expiry: the session's own timeout limits its life on the server.
-// Session.RememberMe (per session) or CookieConfig.Persistent (for all)
-// make it persistent, with the session's timeout as its Max-Age, sent
-// again on every request that slides the session's expiry.
+// TLS-terminating proxy, or TrustForwardedProto to follow its
+// X-Forwarded-Proto or Forwarded header), optionally Partitioned (CHIPS),
+// and has no expiry: the session's own timeout limits its life on the
+// server. Session.RememberMe (per session) or CookieConfig.Persistent (for
+// all) make it persistent, with the session's timeout as its Max-Age, sent
+// again on every request that slides the session's expiry. Names starting
+// "__Host-" or "__Secure-" are always Secure, and New refuses the settings
+// browsers would drop them for. A response that sets or deletes the cookie
+// gets Cache-Control: private, no-cache="Set-Cookie" (unless the handler's
+// is already private or no-store) and Vary: Cookie, so a shared cache never
+// hands one session's id to other users.
 //
 // # Cookieless mode
 //
 // With Config.Cookieless the id travels in the URL path, as ASP.NET's
 // cookieless="true": /(S(<id>))/rest/of/path. The middleware strips that
 // segment before routing, so routes are written without it, and pages must
-// build every link and redirect with Session.URL or Link. It is off by
+// build every link and redirect with Session.URL or Link. Redirects to a
+// path on the same site that lack the id (the ServeMux's "/dir" to
+// "/dir/", http.Redirect with a path) get it put back in front. It is off by
 // default because it is much weaker: the id, which is the user's
 // credential, shows in browser history, bookmarks, server and proxy logs
 // and Referer headers sent to other sites, and is handed on with every
@@ -200,9 +245,12 @@
 //
 // # Observability
 //
-// Errors go to Config.Logger (log/slog); session ids are shortened in log
-// attributes. Config.Metrics (NewMetrics) is a prometheus.Collector with
-// lock wait and hold time histograms and counters of takeovers, lease
-// renewals, fenced writes, queue-full and wait-timeout rejections, store
-// errors by kind, refused ids and backup failovers; see Metrics.
+// Errors go to Config.Logger (log/slog); session ids are shortened in
+// everything logged, store error strings included. Config.Observer (nil:
+// off) is told what the middleware does; Metrics (NewMetrics, a
+// prometheus.Collector, also Config.Metrics) is one, LogEvents another,
+// Observers combines them. Stores report node events (down, up,
+// failover, repair) through their Config.OnEvent: plug an Observer's
+// StoreEvent method in there, and the events reach the metrics and the
+// log. See Observer and Metrics.
 package middleware

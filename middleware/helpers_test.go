@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/logcheck"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/session"
@@ -139,7 +140,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	cfg := opts.config
 	cfg.Provider = e.p
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(logcheck.Wrap(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = e.metrics

@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/provider"
 )
 
@@ -41,23 +40,26 @@ import (
 //     full (queue_full) or the wait lasted too long (wait_timeout).
 //   - store_errors_total{kind}: failed store operations by kind
 //     (unavailable, server, corrupt, too_large, cas_conflict, closed,
-//     exists, timeout, other).
+//     exists, outcome_unknown, timeout, other; see ErrorKind).
 //   - invalid_ids_total{reason}: session ids refused without a store
 //     access (malformed, duplicate) and ids the store did not know
 //     (unknown).
-//   - backup_failovers_total: failovers to a backup store node, fed by the
-//     user through BackupFailover (zero when nothing feeds it).
+//   - store_events_total{kind}: events the stores reported through
+//     StoreEvent plugged into their Config.OnEvent (node_down, node_up,
+//     failover, repair, fallback).
+//
+// Metrics is an Observer.
 type Metrics struct {
-	requests        *prometheus.CounterVec
-	lockWait        prometheus.Histogram
-	lockHold        prometheus.Histogram
-	takeovers       *prometheus.Desc
-	leaseRenewals   prometheus.Counter
-	fencedWrites    prometheus.Counter
-	rejections      *prometheus.CounterVec
-	storeErrors     *prometheus.CounterVec
-	invalidIDs      *prometheus.CounterVec
-	backupFailovers prometheus.Counter
+	requests      *prometheus.CounterVec
+	lockWait      prometheus.Histogram
+	lockHold      prometheus.Histogram
+	takeovers     *prometheus.Desc
+	leaseRenewals prometheus.Counter
+	fencedWrites  prometheus.Counter
+	rejections    *prometheus.CounterVec
+	storeErrors   *prometheus.CounterVec
+	invalidIDs    *prometheus.CounterVec
+	storeEvents   *prometheus.CounterVec
 
 	mu        sync.Mutex
 	providers []*provider.Provider // watched for takeovers
@@ -104,13 +106,16 @@ func NewMetrics() *Metrics {
 			Namespace: namespace, Name: "invalid_ids_total",
 			Help: "Session ids refused (malformed, duplicate) or not known to the store (unknown).",
 		}, []string{"reason"}),
-		backupFailovers: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Name: "backup_failovers_total",
-			Help: "Failovers to a backup store node.",
-		}),
+		storeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_events_total",
+			Help: "Events the session stores reported about their nodes, by kind.",
+		}, []string{"kind"}),
 	}
 	for _, r := range []string{reasonQueueFull, reasonWaitTimeout} {
 		m.rejections.WithLabelValues(r)
+	}
+	for k := provider.EventNodeDown; k <= provider.EventFallback; k++ {
+		m.storeEvents.WithLabelValues(k.String())
 	}
 	return m
 }
@@ -119,9 +124,9 @@ func NewMetrics() *Metrics {
 const (
 	reasonQueueFull   = "queue_full"
 	reasonWaitTimeout = "wait_timeout"
-	reasonMalformed   = "malformed"
-	reasonDuplicate   = "duplicate"
-	reasonUnknown     = "unknown"
+	reasonMalformed   = ReasonMalformed
+	reasonDuplicate   = ReasonDuplicate
+	reasonUnknown     = ReasonUnknown
 )
 
 // Describe implements prometheus.Collector.
@@ -135,7 +140,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejections.Describe(ch)
 	m.storeErrors.Describe(ch)
 	m.invalidIDs.Describe(ch)
-	m.backupFailovers.Describe(ch)
+	m.storeEvents.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -155,20 +160,20 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejections.Collect(ch)
 	m.storeErrors.Collect(ch)
 	m.invalidIDs.Collect(ch)
-	m.backupFailovers.Collect(ch)
+	m.storeEvents.Collect(ch)
 }
 
-// BackupFailover counts one failover to a backup store node. Stores that
-// fail over (memcached-session-manager style backups) can report through
-// it; nothing in this package calls it.
-func (m *Metrics) BackupFailover() {
+// StoreEvent counts e under its kind. Plug it into a store's
+// Config.OnEvent (or through Observers, with LogEvents).
+func (m *Metrics) StoreEvent(e provider.Event) {
 	if m != nil {
-		m.backupFailovers.Inc()
+		m.storeEvents.WithLabelValues(e.Kind.String()).Inc()
 	}
 }
 
-// watch adds p's takeovers to lock_takeovers_total, once per provider.
-func (m *Metrics) watch(p *provider.Provider) {
+// WatchProvider adds p's lock takeovers to lock_takeovers_total, once per
+// provider. New calls it with the Manager's provider.
+func (m *Metrics) WatchProvider(p *provider.Provider) {
 	if m == nil {
 		return
 	}
@@ -179,74 +184,54 @@ func (m *Metrics) watch(p *provider.Provider) {
 	}
 }
 
-func (m *Metrics) request(mode Mode) {
+// Request implements Observer.
+func (m *Metrics) Request(mode Mode) {
 	if m != nil {
 		m.requests.WithLabelValues(mode.String()).Inc()
 	}
 }
 
-func (m *Metrics) waited(d time.Duration) {
+// LockWait implements Observer.
+func (m *Metrics) LockWait(d time.Duration) {
 	if m != nil {
 		m.lockWait.Observe(d.Seconds())
 	}
 }
 
-func (m *Metrics) held(d time.Duration) {
+// LockHold implements Observer.
+func (m *Metrics) LockHold(d time.Duration) {
 	if m != nil {
 		m.lockHold.Observe(d.Seconds())
 	}
 }
 
-func (m *Metrics) renewals(n int64) {
+// LeaseRenewals implements Observer.
+func (m *Metrics) LeaseRenewals(n int64) {
 	if m != nil && n > 0 {
 		m.leaseRenewals.Add(float64(n))
 	}
 }
 
-func (m *Metrics) invalidID(reason string) {
+// InvalidID implements Observer.
+func (m *Metrics) InvalidID(reason string) {
 	if m != nil {
 		m.invalidIDs.WithLabelValues(reason).Inc()
 	}
 }
 
-// storeError counts err under its kind: a fenced write, a wait rejection or
-// a store error. Errors that are not failures (nil, not found, the client
-// leaving) are not counted.
-func (m *Metrics) storeError(err error) {
+// StoreError implements Observer: it counts err as a fenced write, a
+// wait rejection or a store error of its kind. Errors that are not
+// failures (nil, not found, the client leaving) are not counted.
+func (m *Metrics) StoreError(err error) {
 	if m == nil || err == nil || errors.Is(err, provider.ErrNotFound) || errors.Is(err, context.Canceled) {
 		return
 	}
-	switch {
-	case errors.Is(err, provider.ErrLockLost):
+	switch kind := ErrorKind(err); kind {
+	case "lock_lost":
 		m.fencedWrites.Inc()
-	case errors.Is(err, lock.ErrQueueFull):
-		m.rejections.WithLabelValues(reasonQueueFull).Inc()
-	case errors.Is(err, lock.ErrWaitTimeout):
-		m.rejections.WithLabelValues(reasonWaitTimeout).Inc()
+	case reasonQueueFull, reasonWaitTimeout:
+		m.rejections.WithLabelValues(kind).Inc()
 	default:
-		m.storeErrors.WithLabelValues(errorKind(err)).Inc()
+		m.storeErrors.WithLabelValues(kind).Inc()
 	}
-}
-
-// errorKind names the kind of a store error.
-func errorKind(err error) string {
-	switch {
-	case errors.Is(err, provider.ErrUnavailable):
-		return "unavailable"
-	case errors.Is(err, provider.ErrServer):
-		return "server"
-	case errors.Is(err, provider.ErrCorrupt):
-		return "corrupt"
-	case errors.Is(err, provider.ErrTooLarge):
-		return "too_large"
-	case errors.Is(err, provider.ErrCASConflict):
-		return "cas_conflict"
-	case errors.Is(err, provider.ErrClosed):
-		return "closed"
-	case errors.Is(err, provider.ErrExists):
-		return "exists"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	return "other"
 }

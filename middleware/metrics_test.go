@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -98,13 +99,14 @@ func (f *failingStore) Get(ctx context.Context, key string) (provider.Entry, err
 	return f.Store.Get(ctx, key)
 }
 
-func TestStoreErrorIs500AndCounted(t *testing.T) {
+func TestUnavailableLoadIs503AndCounted(t *testing.T) {
 	fs := &failingStore{fail: fmt.Errorf("dial: %w", provider.ErrUnavailable)}
 	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { fs.Store = s; return fs }})
 	id := e.create(map[string]any{"n": 1}, 0)
 	fs.armed.Store(true)
 	w := serve(e.m.Handler(http.HandlerFunc(incr)), request("POST", "/", id))
-	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, "nothing was written: the client may retry")
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "unavailable"))
 	require.Contains(t, e.logs.String(), "loading session")
 	require.NotContains(t, e.logs.String(), id, "full session ids stay out of the logs")
@@ -150,7 +152,7 @@ func TestMetrics(t *testing.T) {
 	serve(e.m.WithMode(LockFree, http.HandlerFunc(echoMode)), request("GET", "/", id))
 	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", "bad"))
 	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", strings.Repeat("a", 32)))
-	e.metrics.BackupFailover()
+	Observers(e.metrics, LogEvents(slog.New(slog.NewTextHandler(e.logs, nil)))).StoreEvent(provider.Event{Kind: provider.EventFailover, Node: "n1"})
 
 	for _, c := range []struct {
 		name   string
@@ -165,7 +167,8 @@ func TestMetrics(t *testing.T) {
 		{"sessionlock_lock_hold_seconds", nil, 1},
 		{"sessionlock_invalid_ids_total", []string{"reason", "malformed"}, 1},
 		{"sessionlock_invalid_ids_total", []string{"reason", "unknown"}, 1},
-		{"sessionlock_backup_failovers_total", nil, 1},
+		{"sessionlock_store_events_total", []string{"kind", "failover"}, 1},
+		{"sessionlock_store_events_total", []string{"kind", "node_down"}, 0},
 		{"sessionlock_fenced_writes_total", nil, 0},
 		{"sessionlock_wait_rejections_total", []string{"reason", "queue_full"}, 0},
 	} {
@@ -178,9 +181,10 @@ func TestMetrics(t *testing.T) {
 		names[f.GetName()] = true
 	}
 	for _, n := range []string{"lock_wait_seconds", "lock_hold_seconds", "lock_takeovers_total", "lease_renewals_total",
-		"fenced_writes_total", "wait_rejections_total", "backup_failovers_total"} {
+		"fenced_writes_total", "wait_rejections_total", "store_events_total"} {
 		require.True(t, names["sessionlock_"+n], "missing %s", n)
 	}
+	require.Contains(t, e.logs.String(), "level=WARN msg=\"session store event\" kind=failover node=n1")
 	// One Metrics may serve several Managers of one provider: takeovers are
 	// not counted twice.
 	_, err = New(Config{Provider: e.p, Metrics: e.metrics})
@@ -190,16 +194,18 @@ func TestMetrics(t *testing.T) {
 
 func TestErrorKinds(t *testing.T) {
 	for want, err := range map[string]error{
-		"unavailable":  provider.ErrUnavailable,
-		"server":       provider.ErrServer,
-		"corrupt":      provider.ErrCorrupt,
-		"too_large":    provider.ErrTooLarge,
-		"cas_conflict": provider.ErrCASConflict,
-		"closed":       provider.ErrClosed,
-		"exists":       provider.ErrExists,
-		"timeout":      context.DeadlineExceeded,
-		"other":        errors.New("x"),
+		"unavailable":     provider.ErrUnavailable,
+		"server":          provider.ErrServer,
+		"corrupt":         provider.ErrCorrupt,
+		"too_large":       provider.ErrTooLarge,
+		"cas_conflict":    provider.ErrCASConflict,
+		"closed":          provider.ErrClosed,
+		"exists":          provider.ErrExists,
+		"outcome_unknown": fmt.Errorf("%w: %w", provider.ErrOutcomeUnknown, provider.ErrUnavailable),
+		"lock_lost":       provider.ErrLockLost,
+		"timeout":         context.DeadlineExceeded,
+		"other":           errors.New("x"),
 	} {
-		require.Equal(t, want, errorKind(fmt.Errorf("wrapped: %w", err)))
+		require.Equal(t, want, ErrorKind(fmt.Errorf("wrapped: %w", err)))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessionlock/sessionlock/lock"
@@ -54,8 +55,12 @@ type Config struct {
 	// still buffered (err wraps ErrNotStored; the handler's response was
 	// dropped). Default: 503 Service Unavailable with a Retry-After header
 	// when the wait for the lock timed out or the session's queue was full
-	// (Overloaded); 409 Conflict when a commit was fenced because the lock
-	// had been taken over (provider.ErrLockLost); 500 otherwise.
+	// (Overloaded) or the store was unavailable while loading
+	// (provider.ErrUnavailable; nothing was written); 500 without
+	// Retry-After when a commit's outcome is unknown
+	// (provider.ErrOutcomeUnknown); 409 Conflict when a commit was fenced
+	// because the lock had been taken over (provider.ErrLockLost); 500
+	// otherwise.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// RetryAfter is the Retry-After the default ErrorHandler sends with a
 	// 503, rounded up to whole seconds. Default 1 s.
@@ -80,11 +85,29 @@ type Config struct {
 	// Flush does. It bounds the memory of each request in flight.
 	// Default 1 MiB; negative is an error.
 	ResponseBufferLimit int
+	// RoutePattern returns the pattern of the route r matched, or "" when
+	// none is known (yet): the one hook through which Rules see the routes
+	// of any router. It is called with the request as a handler of the
+	// Manager, or the first FromContext, sees it. Default: r.Pattern, as
+	// the Go 1.22 ServeMux sets it. For other routers:
+	//
+	//	gorilla/mux: if rt := mux.CurrentRoute(r); rt != nil { t, _ := rt.GetPathTemplate(); return t }
+	//	chi:         if rc := chi.RouteContext(r.Context()); rc != nil { return rc.RoutePattern() }
+	//	Echo, gin:   a router middleware sets r.Pattern = c.Path() (gin: c.FullPath())
+	//
+	// (then return r.Pattern as the fallback). See "How a request's mode is
+	// decided" in the package documentation.
+	RoutePattern func(r *http.Request) string
 	// Logger receives errors (warnings for fenced commits). Default
-	// slog.Default().
+	// slog.Default(). Session ids are shortened in everything logged.
 	Logger *slog.Logger
+	// Observer, when set, is told what the middleware does: request modes,
+	// lock waits and holds, store errors, refused ids, and the store events
+	// passed to Manager.StoreEvent. Metrics is one; nil is off.
+	Observer Observer
 	// Metrics, when set, counts what the middleware does. Register it with
-	// a Prometheus registry yourself.
+	// a Prometheus registry yourself. It is an Observer; with Observer also
+	// set, both are told.
 	Metrics *Metrics
 }
 
@@ -99,9 +122,11 @@ type Manager struct {
 	cookieCfg     CookieConfig
 	auto          *autoTracker
 	log           *slog.Logger
-	metrics       *Metrics
+	metrics       multiObserver
 	commitTimeout time.Duration
 	retryAfter    string
+	patternRules  bool     // some rule can only match a route pattern
+	logged        sync.Map // keys of the errors logged once
 }
 
 // New returns a Manager configured by cfg.
@@ -144,14 +169,15 @@ func New(cfg Config) (*Manager, error) {
 		cookieCfg:     cookie,
 		auto:          newAutoTracker(cfg.Auto),
 		log:           cfg.Logger,
-		metrics:       cfg.Metrics,
+		metrics:       observers(cfg.Observer, cfg.Metrics),
 		commitTimeout: cfg.CommitTimeout,
+		patternRules:  rs.hasPatternRules(),
 		retryAfter:    strconv.FormatInt(int64((cfg.RetryAfter+time.Second-1)/time.Second), 10),
 	}
 	if cfg.Provider.Config().LockFree {
 		m.exclusive = false // the provider cannot lock
 	}
-	m.metrics.watch(cfg.Provider)
+	m.metrics.WatchProvider(cfg.Provider)
 	return m, nil
 }
 
@@ -183,99 +209,6 @@ func Overloaded(err error) bool {
 	return errors.Is(err, lock.ErrWaitTimeout) || errors.Is(err, lock.ErrQueueFull)
 }
 
-// ServeHTTP runs one request: find its mode and session id, load the
-// session (waiting for the lock in Exclusive mode), renew the lock's lease
-// while next runs with its response held back, then commit or release,
-// and only then send the response (or, if the commit failed, the error).
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m := h.m
-	if s := FromContext(r.Context()); s != nil && s.m == m {
-		h.next.ServeHTTP(w, r) // an outer middleware of this Manager has the session
-		return
-	}
-	var src idSource
-	if m.cfg.Cookieless {
-		r, src = stripURLID(r)
-	}
-	mode, route := h.resolve(r)
-	if !mode.valid() {
-		m.fail(w, r, "", fmt.Errorf("middleware: invalid mode %v for %s", mode, route))
-		return
-	}
-	if mode == Off {
-		m.metrics.request(Off)
-		h.next.ServeHTTP(w, r)
-		return
-	}
-	if !m.cfg.Cookieless {
-		src = m.cookieID(r)
-	}
-	if src.reason != "" {
-		m.metrics.invalidID(src.reason)
-	}
-
-	s := &Session{ctx: r.Context(), m: m, cookieIn: src.present, secureReq: r.TLS != nil}
-	switch {
-	case mode == Auto && m.exclusive && !m.auto.lockFree(route):
-		s.mode, s.route = Exclusive, route
-	case mode == Auto:
-		s.mode, s.route = LockFree, route
-	case mode == Exclusive && !m.exclusive:
-		s.mode = LockFree
-	default:
-		s.mode = mode
-	}
-	if !m.exclusive {
-		s.route = "" // nothing for Auto to learn
-	}
-	s.prov = m.p
-	if s.mode == LockFree || !m.exclusive {
-		s.prov = m.lf
-	}
-	m.metrics.request(s.mode)
-	// A read-only request stores nothing, so nothing can fail to be
-	// stored after it has answered: its response is not held back.
-	s.w = newResponseWriter(w, r, s, !m.cfg.Unbuffered && s.mode != ReadOnly, m.cfg.ResponseBufferLimit)
-
-	if src.id != "" {
-		if err := s.load(r.Context(), src.id); err != nil {
-			switch ctxErr := r.Context().Err(); {
-			case errors.Is(ctxErr, context.Canceled):
-				return // the client left while waiting; nothing to answer
-			case ctxErr != nil:
-				// The request's own deadline ended the wait.
-				err = fmt.Errorf("%w: %w", lock.ErrWaitTimeout, err)
-			}
-			m.metrics.storeError(err)
-			m.fail(w, r, src.id, err)
-			return
-		}
-	}
-	if s.data == nil {
-		s.data = m.p.CreateNewStoreData(0)
-	}
-	s.resendPersistentCookie() // remember-me: the cookie's life slides with the session's
-	if s.lockID != 0 {
-		s.lease = s.prov.KeepLease(r.Context(), s.storedID, s.lockID)
-	}
-
-	returned := false
-	defer func() {
-		if !returned {
-			// next panicked: drop its buffered response, release, store
-			// nothing, let the panic go on.
-			s.w.discard()
-			s.abort(r.Context())
-		}
-	}()
-	h.next.ServeHTTP(s.w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
-	returned = true
-	// Errors are logged and counted by finish. Buffered: commit, then send
-	// the response or the error. Unbuffered: commit after the response.
-	_ = s.w.stream()
-	_ = s.finish(r.Context(), false)
-}
-
 // load reads (and in Exclusive mode locks) the stored session id. An id
 // the store does not know leaves the session new: ids are never adopted.
 func (s *Session) load(ctx context.Context, id string) error {
@@ -292,55 +225,73 @@ func (s *Session) load(ctx context.Context, id string) error {
 		item, err = s.prov.AcquireItem(ctx, id)
 	}
 	if errors.Is(err, provider.ErrNotFound) {
-		m.metrics.invalidID(reasonUnknown)
+		m.metrics.InvalidID(reasonUnknown)
 		return nil
 	}
 	if err != nil {
+		switch ctxErr := ctx.Err(); {
+		case errors.Is(ctxErr, context.Canceled):
+			return err // the client left while waiting; nothing to answer
+		case ctxErr != nil:
+			// The request's own deadline ended the wait.
+			err = fmt.Errorf("%w: %w", lock.ErrWaitTimeout, err)
+		}
+		m.metrics.StoreError(err)
+		if Overloaded(err) {
+			m.log.DebugContext(ctx, "session busy", "session", idPrefix(id), "err", redact(err, id))
+		} else {
+			m.log.ErrorContext(ctx, "loading session", "session", idPrefix(id), "err", redact(err, id))
+		}
 		return err
 	}
 	s.acquired = time.Now()
 	if s.prov == m.p && !(s.mode == ReadOnly && m.cfg.ReadOnlyNoWait) {
-		m.metrics.waited(s.acquired.Sub(start))
+		m.metrics.LockWait(s.acquired.Sub(start))
 	}
 	s.id, s.storedID, s.data, s.lockID = id, id, item.Data, item.LockID
+	s.resendPersistentCookie() // remember-me: the cookie's life slides with the session's
+	if s.lockID != 0 {
+		s.lease = s.prov.KeepLease(s.ctx, s.storedID, s.lockID)
+	}
 	return nil
 }
 
-// fail answers a request whose session could not be loaded.
-func (m *Manager) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
-	if Overloaded(err) {
-		m.log.DebugContext(r.Context(), "session busy", "path", r.URL.Path, "session", idPrefix(id), "err", redact(err, id))
-	} else {
-		m.log.ErrorContext(r.Context(), "loading session", "path", r.URL.Path, "session", idPrefix(id), "err", redact(err, id))
-	}
-	m.answer(w, r, err)
-}
-
-// answerNotStored answers a request whose changes could not be stored
-// while its response was held back; err wraps ErrNotStored. The failure
-// itself was logged and counted when it happened.
-func (m *Manager) answerNotStored(w http.ResponseWriter, r *http.Request, err error) {
-	m.log.DebugContext(r.Context(), "response dropped: session changes not stored", "path", r.URL.Path)
+// answerFailed answers a request whose session could not be loaded, or
+// whose changes could not be stored while its response was held back (err
+// wraps ErrNotStored). The failure itself was logged and counted when it
+// happened.
+func (m *Manager) answerFailed(w http.ResponseWriter, r *http.Request, err error) {
+	m.log.DebugContext(r.Context(), "response replaced by the error answer", "path", r.URL.Path)
 	m.answer(w, r, err)
 }
 
 // answer writes err's answer through the ErrorHandler, or the default:
-// 503 with Retry-After when the session was busy, 409 Conflict when a
-// write was fenced (the lock had been taken over: the request lost the
-// session to another one and its change was not applied; the client may
-// reload and retry), 413 when the session's values grew over the size
-// limit (nothing stored, the lock released), 500 for anything else.
+// 503 with Retry-After when the session was busy, or the store could not
+// be reached while loading (nothing was written); 500 without Retry-After
+// when a commit's outcome is unknown (provider.ErrOutcomeUnknown: the
+// change may have been applied, a blind retry may apply it twice); 409
+// Conflict when a write was fenced (the lock had been taken over: the
+// request lost the session to another one and its change was not
+// applied; the client may reload and retry); 413 when the session's values
+// grew over the size limit (nothing stored, the lock released); 500 for
+// anything else.
 func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 	if m.cfg.ErrorHandler != nil {
 		m.cfg.ErrorHandler(w, r, err)
 		return
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	switch {
 	case Overloaded(err):
 		w.Header().Set("Retry-After", m.retryAfter)
 		http.Error(w, "session busy, retry later", http.StatusServiceUnavailable)
 	case errors.Is(err, provider.ErrTooLarge):
 		http.Error(w, "session too large; changes not stored", http.StatusRequestEntityTooLarge)
+	case errors.Is(err, provider.ErrOutcomeUnknown):
+		http.Error(w, "session changes may not have been stored", http.StatusInternalServerError)
+	case errors.Is(err, provider.ErrUnavailable) && !errors.Is(err, ErrNotStored):
+		w.Header().Set("Retry-After", m.retryAfter)
+		http.Error(w, "session store unavailable, retry later", http.StatusServiceUnavailable)
 	case errors.Is(err, provider.ErrLockLost):
 		http.Error(w, "session changed by another request; changes not stored", http.StatusConflict)
 	case errors.Is(err, ErrNotStored):
@@ -351,22 +302,34 @@ func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // opError logs and counts the failure of a store operation at the end of a
-// request; a fenced write is a warning.
-func (m *Manager) opError(ctx context.Context, what, id string, err error) {
-	m.metrics.storeError(err)
+// request; a fenced write is a warning. ids are the session's ids (the
+// stored one and a new one, either may be ""): shortened wherever they
+// appear, the error strings of the stores included.
+func (m *Manager) opError(ctx context.Context, what string, err error, ids ...string) {
+	m.metrics.StoreError(err)
+	id := ""
+	for _, i := range ids {
+		if i != "" {
+			id = i
+			break
+		}
+	}
 	if errors.Is(err, provider.ErrLockLost) {
-		m.log.WarnContext(ctx, what+": lock was taken over; changes discarded", "session", idPrefix(id), "err", redact(err, id))
+		m.log.WarnContext(ctx, what+": lock was taken over; changes discarded", "session", idPrefix(id), "err", redact(err, ids...))
 		return
 	}
-	m.log.ErrorContext(ctx, what, "session", idPrefix(id), "err", redact(err, id))
+	m.log.ErrorContext(ctx, what, "session", idPrefix(id), "err", redact(err, ids...))
 }
 
-// redact returns err's message with the session id shortened.
-func redact(err error, id string) string {
-	if id == "" {
-		return err.Error()
+// redact returns err's message with the session ids shortened.
+func redact(err error, ids ...string) string {
+	msg := err.Error()
+	for _, id := range ids {
+		if id != "" {
+			msg = strings.ReplaceAll(msg, id, idPrefix(id))
+		}
 	}
-	return strings.ReplaceAll(err.Error(), id, idPrefix(id))
+	return msg
 }
 
 // idPrefix returns the start of id, enough to correlate log lines without

@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 )
@@ -70,9 +69,11 @@ func (m Mode) valid() bool { return m >= Exclusive && m <= Auto }
 
 // Rule sets the mode of the requests a pattern matches.
 type Rule struct {
-	// Pattern is compared with the request's matched route pattern
-	// (http.Request.Pattern as set by the Go 1.22 ServeMux or by chi, for
-	// example "GET /cart/{id}" or "/api/*"); an exact match wins. A Pattern
+	// Pattern is compared with the request's matched route pattern, as
+	// Config.RoutePattern returns it (by default http.Request.Pattern, as
+	// the Go 1.22 ServeMux sets it: for example "GET /cart/{id}"; chi's
+	// "/api/*", gorilla's "/items/{id}" through the hook); an exact match
+	// wins. A Pattern
 	// that starts with "/" also matches, as a path prefix, every request
 	// path equal to it or below it ("/static" and "/static/" both match
 	// "/static/app.js", neither matches "/staticx"); the longest such prefix
@@ -84,6 +85,20 @@ type Rule struct {
 
 // rules is a validated rule set.
 type rules []Rule
+
+// hasPatternRules reports whether some rule can only match a route
+// pattern: it does not start with "/" (a method pattern such as
+// "GET /cart", or a host pattern) or has wildcards ("/items/{id}",
+// "/static/*"), so that a request whose pattern is not known cannot be
+// matched against it.
+func (rs rules) hasPatternRules() bool {
+	for _, r := range rs {
+		if !strings.HasPrefix(r.Pattern, "/") || strings.ContainsAny(r.Pattern, "{*") {
+			return true
+		}
+	}
+	return false
+}
 
 func (rs rules) check() error {
 	for i, r := range rs {
@@ -99,7 +114,7 @@ func (rs rules) check() error {
 
 // match returns the mode of the first rule whose pattern is pattern, else
 // of the longest path-prefix rule matching path.
-func (rs rules) match(pattern, path string) (Mode, bool) {
+func (rs rules) match(pattern, path string) (mode Mode, found bool) {
 	if pattern != "" {
 		for _, r := range rs {
 			if r.Pattern == pattern {
@@ -107,8 +122,7 @@ func (rs rules) match(pattern, path string) (Mode, bool) {
 			}
 		}
 	}
-	best, found := -1, false
-	var mode Mode
+	best := -1
 	for _, r := range rs {
 		if len(r.Pattern) > best && pathHasPrefix(path, r.Pattern) {
 			best, mode, found = len(r.Pattern), r.Mode, true
@@ -123,37 +137,4 @@ func pathHasPrefix(path, prefix string) bool {
 		return false
 	}
 	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
-}
-
-// handler is the middleware around one http.Handler.
-type handler struct {
-	m     *Manager
-	next  http.Handler
-	mode  Mode
-	fixed bool // mode was given by WithMode; otherwise rules and default decide
-}
-
-// resolve returns the configured mode of r (before ExclusiveAccess and Auto
-// are applied) and the route key Auto tracks.
-func (h *handler) resolve(r *http.Request) (Mode, string) {
-	pattern := r.Pattern
-	var inner http.Handler
-	if mux, ok := h.next.(*http.ServeMux); ok && pattern == "" {
-		inner, pattern = mux.Handler(r)
-	}
-	route := pattern
-	if route == "" {
-		route = r.URL.Path
-	}
-	if h.fixed {
-		return h.mode, route
-	}
-	// A ServeMux wrapped as a whole: the matched route's own WithMode wins.
-	if ih, ok := inner.(*handler); ok && ih.m == h.m && ih.fixed {
-		return ih.mode, route
-	}
-	if mode, ok := h.m.rules.match(pattern, r.URL.Path); ok {
-		return mode, route
-	}
-	return h.m.cfg.DefaultMode, route
 }

@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/session"
@@ -93,44 +91,4 @@ func TestServeMux(t *testing.T) {
 	c2 := client(t)
 	require.Equal(t, "exclusive 1", fetch(t, c2, "POST", srv2.URL+"/items"))
 	require.Equal(t, "readonly 1", fetch(t, c2, "GET", srv2.URL+"/items/3"))
-}
-
-func TestChi(t *testing.T) {
-	e := newEnv(t, envOptions{config: Config{Rules: []Rule{
-		{Pattern: "/items/{id}", Mode: ReadOnly},
-		{Pattern: "/static/*", Mode: Off},
-	}}})
-	r := chi.NewRouter()
-	r.Group(func(r chi.Router) {
-		r.Use(e.m.Handler) // inside a group chi has routed: r.Pattern is set
-		r.Post("/items", modeAndCount)
-		r.Get("/items/{id}", modeAndCount)
-		r.Get("/static/*", modeAndCount)
-	})
-	r.With(e.m.Middleware(LockFree)).Post("/fast", modeAndCount)
-	r.Get("/plain", modeAndCount) // no middleware
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-	c := client(t)
-
-	require.Equal(t, "exclusive 1", fetch(t, c, "POST", srv.URL+"/items"))
-	require.Equal(t, "readonly 1", fetch(t, c, "GET", srv.URL+"/items/9"))
-	ops := e.count.Ops()
-	require.Equal(t, "off", fetch(t, c, "GET", srv.URL+"/static/a/b.css"))
-	require.Equal(t, "off", fetch(t, c, "GET", srv.URL+"/plain"))
-	require.Equal(t, ops, e.count.Ops())
-	require.Equal(t, "lockfree 2", fetch(t, c, "POST", srv.URL+"/fast"))
-	require.Equal(t, "exclusive 3", fetch(t, c, "POST", srv.URL+"/items"))
-
-	// chi's top-level Use runs before routing: only path-prefix rules apply.
-	top := chi.NewRouter()
-	top.Use(e.m.Handler)
-	top.Get("/items/{id}", modeAndCount)
-	top.Get("/static/*", modeAndCount)
-	srv2 := httptest.NewServer(top)
-	defer srv2.Close()
-	c2 := client(t)
-	require.Equal(t, "exclusive 1", fetch(t, c2, "GET", srv2.URL+"/items/1"))
-	require.True(t, strings.HasPrefix(fetch(t, c2, "GET", srv2.URL+"/static/x"), "exclusive"),
-		"chi pattern rules cannot match before routing")
 }

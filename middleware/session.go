@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -41,7 +43,42 @@ type ctxKey struct{}
 // FromContext returns the session of the request whose context is ctx, or
 // nil on an Off route or without the middleware. The methods of a nil
 // *Session return ErrNoSession or zero values and never panic.
+//
+// The first call of a request, unless WithMode decided its mode, matches
+// the rules once more with the route pattern Config.RoutePattern finds
+// now that the router has routed; a mode that differs from the one the
+// session was loaded in takes over before the session is returned (see
+// "How a request's mode is decided" in the package documentation). If
+// loading the session failed, its methods return the error and the
+// request is answered by the ErrorHandler when the handler returns.
 func FromContext(ctx context.Context) *Session {
+	s := sessionOf(ctx)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if !s.handed {
+		if !s.fixed && s.mode != unset {
+			r := s.req
+			if r.Context() != ctx {
+				r = r.WithContext(ctx)
+			}
+			if pattern := s.m.pattern(r); pattern != "" {
+				s.use(ctx, s.m.byRules(pattern, true, r))
+			}
+		}
+		s.handed = true
+	}
+	off := s.mode == Off || s.mode == unset
+	s.mu.Unlock()
+	if off {
+		return nil
+	}
+	return s
+}
+
+// sessionOf returns the *Session in ctx, whatever its mode, or nil.
+func sessionOf(ctx context.Context) *Session {
 	s, _ := ctx.Value(ctxKey{}).(*Session)
 	return s
 }
@@ -53,15 +90,21 @@ type Session struct {
 	ctx      context.Context // the request's context
 	m        *Manager
 	w        *responseWriter
-	mode     Mode               // effective: Exclusive, ReadOnly or LockFree
-	prov     *provider.Provider // the provider of mode (locking or lock-free)
-	route    string             // the route Auto tracks, "" when not Auto
-	cookieIn bool               // the request carried a session cookie
+	src      idSource // where the request's id came from
+	cookieIn bool     // the request carried a session cookie
 
 	mu          sync.Mutex
-	secureReq   bool   // the request came over TLS
-	id          string // current id; "" for a new session not written yet
-	storedID    string // the id the session was loaded under; "" if new
+	mode        Mode               // effective: Exclusive, ReadOnly, LockFree or Off; unset before the first decision
+	prov        *provider.Provider // the provider of mode (locking or lock-free)
+	route       string             // the route Auto tracks, "" when not Auto
+	req         *http.Request      // the request as the innermost handler of the Manager saw it
+	fixed       bool               // WithMode decided the mode
+	fallback    bool               // Exclusive because the route pattern was not known
+	handed      bool               // FromContext has returned the session
+	loadErr     error              // why the session could not be loaded (or its mode taken)
+	secureReq   bool               // the request came over TLS (or a trusted proxy says so)
+	id          string             // current id; "" for a new session not written yet
+	storedID    string             // the id the session was loaded under; "" if new
 	data        *session.Data
 	lockID      uint64
 	lease       *provider.Lease
@@ -100,7 +143,7 @@ func (s *Session) IsNew() bool {
 }
 
 // ReadOnly reports whether the session is read-only (a ReadOnly route).
-func (s *Session) ReadOnly() bool { return s != nil && s.mode == ReadOnly }
+func (s *Session) ReadOnly() bool { return s.Mode() == ReadOnly }
 
 // Mode returns the mode the request is served in: Exclusive, ReadOnly or
 // LockFree (an Auto route reports the mode Auto chose).
@@ -108,6 +151,8 @@ func (s *Session) Mode() Mode {
 	if s == nil {
 		return Off
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.mode
 }
 
@@ -119,6 +164,9 @@ func (s *Session) Get(key string, dst any) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		return false, s.loadErr
+	}
 	return s.data.Values.Get(key, dst)
 }
 
@@ -258,6 +306,8 @@ func (s *Session) Abandon() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case s.loadErr != nil:
+		return s.loadErr
 	case s.mode == ReadOnly:
 		return ErrReadOnly
 	case s.done:
@@ -405,6 +455,8 @@ func (s *Session) change(fn func() error) error {
 // writable returns why the session cannot be changed, or nil.
 func (s *Session) writable() error {
 	switch {
+	case s.loadErr != nil:
+		return s.loadErr
 	case s.mode == ReadOnly:
 		return ErrReadOnly
 	case s.done:
@@ -451,6 +503,14 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 	s.done = true
 	s.ending.Add(1)
 	defer s.ending.Done()
+	if s.loadErr != nil {
+		// Nothing is stored; a lock taken is released.
+		defer s.mu.Unlock()
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
+		defer ucancel()
+		s.unload(uctx)
+		return s.loadErr
+	}
 	lease := s.lease
 	s.lease = nil
 	end := endPlan{
@@ -480,7 +540,7 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 		s.m.auto.record(s.route, changed)
 	}
 	if err != nil {
-		s.m.opError(ctx, "ending the request's session", end.storedID, err)
+		s.m.opError(ctx, "ending the request's session", err, end.storedID, end.id)
 	}
 
 	s.mu.Lock()
@@ -514,7 +574,7 @@ func (s *Session) store(ctx context.Context, e endPlan) (changed bool, err error
 		if len(e.pops) > 0 {
 			if _, err := s.m.lf.DeleteValuesIf(ctx, e.storedID, e.pops); err != nil && !errors.Is(err, provider.ErrNotFound) {
 				// Logged and counted; the message shows again later.
-				s.m.opError(ctx, "deleting popped values of a read-only request", e.storedID, err)
+				s.m.opError(ctx, "deleting popped values of a read-only request", err, e.storedID)
 			}
 		}
 		return false, nil
@@ -539,7 +599,7 @@ func (s *Session) store(ctx context.Context, e endPlan) (changed bool, err error
 		if err != nil {
 			// The changes are lost; the old record keeps the old values.
 			if rerr := s.prov.ReleaseItemExclusive(ctx, e.storedID, e.lockID); rerr != nil {
-				s.m.opError(ctx, "releasing the session after its new id failed", e.storedID, rerr)
+				s.m.opError(ctx, "releasing the session after its new id failed", rerr, e.storedID, e.id)
 			}
 			return true, err
 		}
@@ -559,10 +619,20 @@ func (s *Session) store(ctx context.Context, e endPlan) (changed bool, err error
 func (s *Session) notStored(status int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loadErr != nil {
+		return s.loadErr
+	}
 	if s.lost == nil || (s.told && status >= 400) {
 		return nil
 	}
-	return s.lost
+	return fmt.Errorf("%w: %w", ErrNotStored, s.lost)
+}
+
+// loadError returns why the request's session could not be loaded, or nil.
+func (s *Session) loadError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadErr
 }
 
 // abort ends the session's part in a request whose handler did not
@@ -586,7 +656,7 @@ func (s *Session) abort(ctx context.Context) {
 	s.stopLease(lease)
 	if s.lockID != 0 {
 		if err := s.prov.ReleaseItemExclusive(ctx, s.storedID, s.lockID); err != nil {
-			s.m.opError(ctx, "releasing the session of a handler that did not return", s.storedID, err)
+			s.m.opError(ctx, "releasing the session of a handler that did not return", err, s.storedID)
 		}
 	}
 	s.heldFor()
@@ -596,7 +666,7 @@ func (s *Session) abort(ctx context.Context) {
 func (s *Session) stopLease(lease *provider.Lease) {
 	if lease != nil {
 		lease.Stop()
-		s.m.metrics.renewals(lease.Renewals())
+		s.m.metrics.LeaseRenewals(lease.Renewals())
 	}
 }
 
@@ -604,6 +674,6 @@ func (s *Session) stopLease(lease *provider.Lease) {
 // before the handler runs and never change afterwards.
 func (s *Session) heldFor() {
 	if s.lockID != 0 {
-		s.m.metrics.held(time.Since(s.acquired))
+		s.m.metrics.LockHold(time.Since(s.acquired))
 	}
 }

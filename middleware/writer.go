@@ -3,7 +3,8 @@ package middleware
 import (
 	"bufio"
 	"bytes"
-	"fmt"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -54,11 +55,11 @@ type responseWriter struct {
 // unless buffered is false.
 func newResponseWriter(w http.ResponseWriter, r *http.Request, s *Session, buffered bool, limit int) *responseWriter {
 	rw := &responseWriter{ResponseWriter: w, s: s, r: r, limit: limit, state: streaming}
+	if h := w.Header(); len(h) > 0 {
+		rw.saved = h.Clone()
+	}
 	if buffered {
 		rw.state = buffering
-		if h := w.Header(); len(h) > 0 {
-			rw.saved = h.Clone()
-		}
 	}
 	return rw
 }
@@ -93,6 +94,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		w.sent.Store(true)
+		w.s.keepIDInRedirect(w.ResponseWriter.Header(), code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -192,6 +194,10 @@ func (w *responseWriter) stream() error {
 	case failed:
 		return w.err
 	case streaming:
+		if err := w.s.loadError(); err != nil && !w.sent.Load() {
+			w.fail(err)
+			return err
+		}
 		return nil
 	}
 	_ = w.s.finish(w.s.ctx, false) // logged and counted by finish
@@ -200,11 +206,15 @@ func (w *responseWriter) stream() error {
 		code = http.StatusOK
 	}
 	if err := w.s.notStored(code); err != nil {
-		w.fail(fmt.Errorf("%w: %w", ErrNotStored, err))
+		w.fail(err)
 		return w.err
 	}
 	w.state = streaming
 	w.sent.Store(true)
+	if h := w.ResponseWriter.Header(); setsCookie(h, w.s.m.cookieCfg.Name) {
+		noSharedCache(h) // again: the handler may have set Cache-Control since
+	}
+	w.s.keepIDInRedirect(w.ResponseWriter.Header(), code)
 	if w.code != 0 {
 		w.ResponseWriter.WriteHeader(w.code)
 	}
@@ -217,13 +227,29 @@ func (w *responseWriter) stream() error {
 	return nil
 }
 
-// fail drops the held-back response, headers included, and answers err.
+// fail drops the held-back response, headers included, and answers err;
+// a client that left while the session was loading gets nothing.
 func (w *responseWriter) fail(err error) {
 	w.state = failed
 	w.err = err
 	w.discard()
 	w.sent.Store(true)
-	w.s.m.answerNotStored(w.ResponseWriter, w.r, err)
+	if errors.Is(err, context.Canceled) && w.r.Context().Err() != nil {
+		return
+	}
+	w.s.m.answerFailed(w.ResponseWriter, w.r, err)
+}
+
+// setBuffered turns buffering on or off for a request whose mode was
+// decided (again) before its handler wrote anything; a response already
+// begun keeps its state.
+func (w *responseWriter) setBuffered(on bool) {
+	switch {
+	case on && w.state == streaming && !w.sent.Load():
+		w.state = buffering
+	case !on && w.state == buffering && w.code == 0 && w.buf.Len() == 0:
+		w.state = streaming
+	}
 }
 
 // discard drops the held-back response: its status, its body and the

@@ -45,5 +45,9 @@ browser_tests() {
 }
 stage browser browser_tests
 export SESSIONLOCK_SKIP_BROWSER=1 # the browser stage ran them
+
+# The router matrix (stress/routers, real routers as test-only modules);
+# budget 1 min. The unit stage runs it again from the build cache.
+stage routers bash -c "cd stress && $GO test -race -count=1 ./routers"
 stage unit each_module $GO test -race -count=1 -timeout 15m ./...
 summary

@@ -35,6 +35,9 @@ type node struct {
 	overflow bool
 	maxStale int
 
+	onEvent provider.EventFunc // Config.OnEvent
+	backup  bool               // keys have backup copies (failover)
+
 	// redirected is held for reading by every write that this node's keys
 	// send to their backup node while it is down. The health check holds it
 	// for writing when it marks the node up, so no redirected write is in
@@ -48,14 +51,21 @@ func (n *node) isUp() bool { return n.up.Load() }
 // stale on it. Idle connections are closed: they may lead to a dead process.
 func (n *node) markDown(localKey string) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.up.Load() {
+	wasUp := n.up.Load()
+	if wasUp {
 		n.up.Store(false)
 		n.downSince = time.Now()
 		_ = n.mc.Close()
 		n.meta.closeIdle()
 	}
 	n.noteLocked(localKey)
+	n.mu.Unlock()
+	if wasUp {
+		n.onEvent.Emit(provider.Event{Kind: provider.EventNodeDown, Node: n.addr, Detail: "not answering; probed until it answers again"})
+		if n.backup {
+			n.onEvent.Emit(provider.Event{Kind: provider.EventFailover, Node: n.addr, Detail: "its keys are served from their backup copies"})
+		}
+	}
 }
 
 // noteIfDown notes localKey as possibly stale and reports true when the
@@ -119,12 +129,17 @@ func (n *node) returnStale(keys []string, overflow bool) {
 // whether it did.
 func (n *node) markUpIfClean() bool {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if len(n.stale) > 0 || n.overflow {
+		n.mu.Unlock()
 		return false
 	}
+	wasDown := !n.up.Load()
 	n.up.Store(true)
 	n.downSince = time.Time{}
+	n.mu.Unlock()
+	if wasDown {
+		n.onEvent.Emit(provider.Event{Kind: provider.EventNodeUp, Node: n.addr, Detail: "answering again; stale copies removed"})
+	}
 	return true
 }
 

@@ -100,6 +100,14 @@ type Config struct {
 	// DefaultMaxItemSize, which fits memcached's default -I 1m; set it to
 	// the servers' -I less 512 bytes when they run with another limit.
 	MaxItemSize int
+	// OnEvent, when set, is told of node events: a node marked down
+	// (EventNodeDown, followed by EventFailover when backups are on: its
+	// keys are served from their backup copies), a node back up
+	// (EventNodeUp), a copy restored on its primary from the newest copy
+	// found (EventRepair). It is called from the store's goroutines and
+	// must not block; events carry node addresses, never keys. The
+	// middleware's Observer.StoreEvent fits it. Default nil: off.
+	OnEvent provider.EventFunc
 }
 
 // Store is a provider.Store over a pool of memcached nodes, with a backup
@@ -186,6 +194,8 @@ func New(cfg Config) (*Store, error) {
 			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode},
 			stale:    make(map[string]struct{}),
 			maxStale: maxStaleKeys,
+			onEvent:  cfg.OnEvent,
+			backup:   cfg.Backup != BackupOff,
 		}
 		n.up.Store(true)
 		s.nodes = append(s.nodes, n)
@@ -499,8 +509,12 @@ func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 		}
 		// Restore the primary; ErrExists means another request restored or
 		// wrote it meanwhile, and the primary's copy stands.
-		if err := rt.p.add(rt.key, best.item.value, exp); err != nil && !errors.Is(err, provider.ErrExists) {
+		err = rt.p.add(rt.key, best.item.value, exp)
+		if err != nil && !errors.Is(err, provider.ErrExists) {
 			return provider.Entry{}, err
+		}
+		if err == nil {
+			s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventRepair, Node: rt.p.addr, Detail: "a missing copy was restored from the newest copy found"})
 		}
 		it, err := rt.p.get(rt.key)
 		if err != nil {

@@ -1,0 +1,159 @@
+package middleware
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+func setN(w http.ResponseWriter, r *http.Request) {
+	if err := FromContext(r.Context()).Set("n", 1); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+// TestCookieResponsesAreNotShared: a response that sets the session
+// cookie is private to its user and varies by Cookie, even when the
+// handler asked for public caching; other responses are left alone.
+func TestCookieResponsesAreNotShared(t *testing.T) {
+	for _, unbuffered := range []bool{false, true} {
+		e := newEnv(t, envOptions{config: Config{Unbuffered: unbuffered}})
+		public := func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			w.Header().Set("Vary", "Accept-Encoding")
+			setN(w, r)
+		}
+		w := serve(e.m.Handler(http.HandlerFunc(public)), request("POST", "/", ""))
+		require.NotEmpty(t, w.Header().Get("Set-Cookie"))
+		if !unbuffered { // unbuffered: the handler's later header wins; buffered: checked again before sending
+			require.Equal(t, sessionCacheControl, w.Header().Get("Cache-Control"))
+		}
+		require.Equal(t, []string{"Accept-Encoding", "Cookie"}, w.Header().Values("Vary"))
+
+		w = serve(e.m.Handler(http.HandlerFunc(setN)), request("POST", "/", ""))
+		require.Equal(t, sessionCacheControl, w.Header().Get("Cache-Control"))
+		require.Equal(t, "Cookie", w.Header().Get("Vary"))
+
+		id := e.create(map[string]any{"n": 0}, 0)
+		w = serve(e.m.Handler(http.HandlerFunc(setN)), request("POST", "/", id))
+		require.Empty(t, w.Header().Get("Set-Cookie"), "a known session sets no cookie")
+		require.Empty(t, w.Header().Get("Cache-Control"))
+
+		abandon := func(w http.ResponseWriter, r *http.Request) { assert.NoError(t, FromContext(r.Context()).Abandon()) }
+		w = serve(e.m.Handler(http.HandlerFunc(abandon)), request("POST", "/", id))
+		require.Contains(t, w.Header().Get("Set-Cookie"), "Max-Age=0")
+		require.Equal(t, sessionCacheControl, w.Header().Get("Cache-Control"), "deleting the cookie too")
+	}
+}
+
+func TestCookiePrefixes(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	no := false
+	for name, c := range map[string]CookieConfig{
+		"__Host- not Secure":   {Name: "__Host-sid", Secure: &no},
+		"__Host- with Path":    {Name: "__Host-sid", Path: "/app"},
+		"__Host- with Domain":  {Name: "__Host-sid", Domain: "example.com"},
+		"__Secure- not Secure": {Name: "__Secure-sid", Secure: &no},
+	} {
+		_, err := New(Config{Provider: e.p, Cookie: c})
+		require.Error(t, err, name)
+	}
+	for _, name := range []string{"__Host-sid", "__Secure-sid"} {
+		m, err := New(Config{Provider: e.p, Cookie: CookieConfig{Name: name}})
+		require.NoError(t, err)
+		w := serve(m.Handler(http.HandlerFunc(setN)), request("POST", "/", "")) // plain HTTP
+		c := sessionCookie(&http.Response{Header: w.Header()}, name)
+		require.NotNil(t, c)
+		require.True(t, c.Secure, "%s forces Secure", name)
+		require.Equal(t, "/", c.Path)
+		require.Empty(t, c.Domain)
+	}
+}
+
+func TestTrustForwardedProto(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	trusting, err := New(Config{Provider: e.p, Cookie: CookieConfig{TrustForwardedProto: true}})
+	require.NoError(t, err)
+	secure := func(m *Manager, header, value string, overTLS bool) bool {
+		r := request("POST", "/", "")
+		if header != "" {
+			r.Header.Set(header, value)
+		}
+		if overTLS {
+			r.TLS = &tls.ConnectionState{}
+		}
+		w := serve(m.Handler(http.HandlerFunc(setN)), r)
+		return sessionCookie(&http.Response{Header: w.Header()}, DefaultCookieName).Secure
+	}
+	require.True(t, secure(trusting, "X-Forwarded-Proto", "https", false))
+	require.True(t, secure(trusting, "X-Forwarded-Proto", "HTTPS, http", false))
+	require.True(t, secure(trusting, "Forwarded", `for=1.2.3.4;proto="https", for=5.6.7.8;proto=http`, false))
+	require.False(t, secure(trusting, "X-Forwarded-Proto", "http", false))
+	require.False(t, secure(trusting, "Forwarded", "for=1.2.3.4", false))
+	require.True(t, secure(trusting, "", "", true))
+	require.False(t, secure(e.m, "X-Forwarded-Proto", "https", false), "not trusted by default")
+}
+
+// TestCookielessMuxRedirect: the ServeMux redirects /dir to /dir/ with a
+// Location built from the path the middleware stripped; the id stays.
+func TestCookielessMuxRedirect(t *testing.T) {
+	e := newEnv(t, envOptions{config: Config{Cookieless: true, Rules: []Rule{{Pattern: "/static/", Mode: Off}}}})
+	id := e.create(map[string]any{"n": 1}, 0)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/dir/", echoMode)
+	mux.HandleFunc("/static/", echoMode)
+	mux.HandleFunc("/go", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/dir/x?a=1", http.StatusFound) })
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://example.com/", http.StatusFound)
+	})
+	h := e.m.Handler(mux)
+	for path, want := range map[string]string{
+		"/dir":      "/(S(" + id + "))/dir/",
+		"/static":   "/(S(" + id + "))/static/",
+		"/go":       "/(S(" + id + "))/dir/x?a=1",
+		"/away":     "https://example.com/",
+		"/a/../dir": "/(S(" + id + "))/dir/",
+	} {
+		w := serve(h, httptest.NewRequest("GET", "/(S("+id+"))"+path, nil))
+		require.Equal(t, want, w.Header().Get("Location"), path)
+	}
+}
+
+// outcomeStore answers CAS writes with ErrOutcomeUnknown once armed.
+type outcomeStore struct {
+	provider.Store
+	armed atomic.Bool
+}
+
+func (s *outcomeStore) CompareAndSwap(ctx context.Context, key string, v []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if s.armed.Load() {
+		return 0, fmt.Errorf("cas: %w: %w", provider.ErrOutcomeUnknown, provider.ErrUnavailable)
+	}
+	return s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
+}
+
+// TestUnknownCommitOutcome: a commit whose outcome is unknown is an error
+// without Retry-After: the change may have been applied.
+func TestUnknownCommitOutcome(t *testing.T) {
+	st := &outcomeStore{}
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st.armed.Store(true) // the lock was taken; the commit's write is lost in the network
+		incr(w, r)
+	}))
+	w := serve(h, request("POST", "/", id))
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "outcome_unknown"))
+}
