@@ -52,10 +52,10 @@ func place(rq *Request, t time.Duration) string {
 	ops := rq.Ops
 	prev := "start"
 	for _, op := range ops {
-		if t < op.Call {
+		if t <= op.Call {
 			return prev + "/" + opLabel(op.Name)
 		}
-		if t <= op.Ret {
+		if t < op.Ret {
 			return "in " + opLabel(op.Name)
 		}
 		prev = opLabel(op.Name)

@@ -35,7 +35,7 @@ type Params struct {
 // timeout 300 ms; 4 apps x 2 workers x 8 requests = 64 requests a seed.
 func DefaultParams() Params {
 	return Params{
-		Nodes: 3, Apps: 4, Workers: 2, OpsPerWorker: 8, Sessions: 2,
+		Nodes: 3, Apps: 4, Workers: 2, OpsPerWorker: 8, Sessions: 3,
 		Lease: 1500 * time.Millisecond, Timeout: 300 * time.Millisecond,
 		Horizon:    2500 * time.Millisecond,
 		MinLatency: 50 * time.Microsecond, MaxLatency: 2 * time.Millisecond,
@@ -45,6 +45,14 @@ func DefaultParams() Params {
 // expectedStoreOps is a rough count of store operations in a run, where
 // operation-triggered faults are placed.
 func (p Params) expectedStoreOps() int { return p.Apps * p.Workers * p.OpsPerWorker * 3 }
+
+// kinds returns the fault kinds the seeds take in turn.
+func (p Params) kinds() []FaultKind {
+	if len(p.Kinds) == 0 {
+		return FaultKinds
+	}
+	return p.Kinds
+}
 
 // Ops returns the number of requests of a run.
 func (p Params) Ops() int { return p.Apps * p.Workers * p.OpsPerWorker }
@@ -196,6 +204,8 @@ type runner struct {
 	opCount  atomic.Int64
 	appGate  []chan struct{} // non-nil while the app is paused
 	triggers map[int][]Fault
+	opNode   int // the node of the seed's first fault; -1 before
+	opNode2  int // and its second node (pause+kill)
 	faults   sync.WaitGroup
 }
 
@@ -234,13 +244,31 @@ func (r *runner) afterOp(key string) {
 // strike applies f now; faults with a duration end in their own
 // goroutine.
 func (r *runner) strike(f Fault) {
+	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach {
+		// One node per seed: the first fault's.
+		r.mu.Lock()
+		if r.opNode < 0 {
+			r.opNode, r.opNode2 = f.Node, f.Node2
+			if r.opNode2 == r.opNode {
+				r.opNode2 = (r.opNode + 1) % r.p.Nodes
+			}
+		}
+		f.Node, f.Node2 = r.opNode, r.opNode2
+		r.mu.Unlock()
+	}
 	addrs := r.nw.Addrs()
 	nd := r.nw.Node(addrs[f.Node])
 	h := FaultHit{Fault: f, Start: r.now(), Nodes: []int{f.Node}}
 	var end func()
 	switch f.Kind {
-	case FaultFlush:
+	case FaultFlush, FaultFlushEach:
 		nd.Flush()
+	case FaultFlushAll:
+		h.Nodes = nil
+		for i, a := range addrs {
+			r.nw.Node(a).Flush()
+			h.Nodes = append(h.Nodes, i)
+		}
 	case FaultRestart:
 		nd.Restart()
 	case FaultKill:
@@ -305,7 +333,7 @@ func appName(i int) string { return fmt.Sprintf("app%d", i) }
 // time only.
 func Run(seed uint64, p Params) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x5e55))
-	sched := NewSchedule(rng, p, p.Kinds)
+	sched := NewSchedule(rng, p, KindOf(seed, p.Kinds))
 	return RunSchedule(seed, p, sched)
 }
 
@@ -314,7 +342,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
-	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault)}
+	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), opNode: -1}
 	res := &Result{Seed: seed, Params: p, Schedule: sched}
 
 	provs := make([]*provider.Provider, p.Apps)

@@ -33,10 +33,18 @@ const (
 	// FaultPauseKill: a node is paused for Dur while another is killed
 	// for Dur (the double fault of defect 3).
 	FaultPauseKill FaultKind = "pause+kill"
+	// FaultFlushAll: every node flushed at once, as the stress harness's
+	// -flush did before it took a node (a double fault: sessions are
+	// lost, but never silently, and a failed write is never applied).
+	FaultFlushAll FaultKind = "flush-all"
+	// FaultFlushEach: the seed's 1 to 3 flushes strike different nodes,
+	// one after the other (a double fault when a session's copies are
+	// flushed in turn before a read repairs them).
+	FaultFlushEach FaultKind = "flush-each"
 )
 
 // FaultKinds lists every kind, in the order coverage prints them.
-var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill}
+var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach}
 
 // Fault is one scheduled fault. It strikes at virtual time At, or, when
 // AfterOp > 0, as soon as the AfterOp-th store operation of the run
@@ -90,26 +98,41 @@ func (s Schedule) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// NewSchedule draws 1 to 3 faults from rng within the first horizon of a
-// run. kinds, when not empty, limits the kinds drawn.
-func NewSchedule(rng *rand.Rand, p Params, kinds []FaultKind) Schedule {
+// KindOf is the fault kind of seed: seeds take the kinds in turn, so that
+// what a kind finds can be told apart from what another finds.
+func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 	if len(kinds) == 0 {
 		kinds = FaultKinds
 	}
+	return kinds[seed%uint64(len(kinds))]
+}
+
+// NewSchedule draws 1 to 3 faults of one kind from rng, striking within
+// the first p.Horizon of a run.
+func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 	n := 1 + rng.IntN(3)
 	s := make(Schedule, 0, n)
-	for range n {
-		f := Fault{Kind: kinds[rng.IntN(len(kinds))]}
+	// Every fault of a seed strikes the same node (and, when triggered by
+	// an operation, the node of the first trigger's key), so that a seed
+	// is a single fault repeated, never a double fault, except for
+	// pause+kill.
+	node := rng.IntN(p.Nodes)
+	role := []string{"primary", "backup"}[rng.IntN(2)]
+	for i := range n {
+		f := Fault{Kind: kind}
 		f.At = time.Duration(rng.Int64N(int64(p.Horizon)))
-		f.Node = rng.IntN(p.Nodes)
+		f.Node = node
+		if kind == FaultFlushEach {
+			f.Node = (node + i) % p.Nodes
+		}
 		// Half the node faults strike right after a store operation,
 		// on its key's primary or backup node: the windows between a
 		// request's operations are narrow in time.
 		switch f.Kind {
-		case FaultFlush, FaultRestart, FaultKill, FaultPause:
+		case FaultFlush, FaultRestart, FaultKill, FaultPause, FaultFlushAll, FaultFlushEach:
 			if rng.IntN(2) == 0 {
 				f.AfterOp = 1 + rng.IntN(p.expectedStoreOps())
-				f.Role = []string{"primary", "backup"}[rng.IntN(2)]
+				f.Role = role
 			}
 		}
 		switch f.Kind {
