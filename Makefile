@@ -3,7 +3,7 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet
+.PHONY: test test-deps stress bench fuzz vet sim
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
 # (a go.mod missing from go.work fails the run), with each stage's time.
@@ -28,3 +28,10 @@ fuzz:
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
+
+# make sim: the fault simulation over many more seeds than make test's
+# 2000 (docs/simulation.md). SIM_SEEDS=N to change; replay one seed with
+# cd stress && go test ./sim -run TestReplay -seed N -v.
+SIM_SEEDS ?= 20000
+sim:
+	SIM_SEEDS=$(SIM_SEEDS) bash -c 'set -o pipefail; cd stress && $(GO) test -count=1 -timeout 60m -v -run "TestSim|TestNoFaultIsClean" ./sim -seeds $(SIM_SEEDS) | grep -v -E "^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))"'

@@ -41,6 +41,8 @@ type Network struct {
 	rng   *rand.Rand // per-connection delays
 
 	minLat, maxLat time.Duration // each command's latency
+
+	conns sync.WaitGroup // every connection's reader and executor
 }
 
 // Node is one simulated memcached process.
@@ -111,14 +113,14 @@ func (nw *Network) Dialer(client string) func(ctx context.Context, network, addr
 		sc := &serverConn{node: nd, client: client, minLat: nw.minLat, maxLat: nw.maxLat, nc: srv, incarnation: nd.incarnation, queue: make(chan *request, 256), rng: rand.New(rand.NewPCG(seed, 1))}
 		nd.conns[sc] = struct{}{}
 		nd.mu.Unlock()
-		go sc.read()
-		go sc.execute()
+		nw.conns.Go(sc.read)
+		nw.conns.Go(sc.execute)
 		return cli, nil
 	}
 }
 
-// Shutdown ends every fault and kills every node, so that no goroutine
-// of the network is left.
+// Shutdown ends every fault, kills every node and waits until no
+// goroutine of the network is left (a bubble must not end with one).
 func (nw *Network) Shutdown() {
 	for _, addr := range nw.addrs {
 		nd := nw.nodes[addr]
@@ -126,6 +128,7 @@ func (nw *Network) Shutdown() {
 		nd.Heal()
 		nd.Kill()
 	}
+	nw.conns.Wait()
 }
 
 // Flush runs flush_all on the node (if it is up).

@@ -138,7 +138,10 @@ var defects = []struct {
 	{"defect1-flush-between-read-and-cas-loses-session", FaultFlush, InvSessionLost},
 	{"defect2-paused-node-serves-old-copy-lost-update", FaultPause, InvLostUpdate},
 	{"defect3-pause-and-kill-two-holders", FaultPauseKill, InvTwoHolders},
-	{"defect4-failed-commit-applied", "", InvFailedApplied},
+	// Seen only with flushes of two nodes in one seed, about 1 seed in
+	// 200 of that kind, and not reliably on replay: when no seed shows
+	// it the subtest is skipped as NOT REPRODUCED, never faked.
+	{"defect4-failed-commit-applied", FaultFlushEach, InvFailedApplied},
 }
 
 // TestSim runs -seeds seeds (skipped without it: scripts/test.sh stage sim
