@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "usage: go run ./stress [flags]\n\nWith no flags it runs the default workload against the embedded store.\n\n")
 		fs.PrintDefaults()
 	}
-	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp string
+	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp, partition string
 	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL) or couchbase")
 	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends)")
 	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes for the run and stop them afterwards")
@@ -98,6 +98,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&pauseNode, "pause-node", "", "stop managed memcached node -fault-node (SIGSTOP) at `T:D`, e.g. 3s:1.5s, and continue it (SIGCONT) D later")
 	fs.StringVar(&pauseApp, "pause-app", "", "stop app process -pause-app-index (SIGSTOP) at `T:D` and continue it D later; make D longer than -lease (needs -procs 2 or more)")
 	fs.IntVar(&c.PauseAppIndex, "pause-app-index", 0, "index of the app process -pause-app stops")
+	fs.StringVar(&partition, "partition", "", "cut managed memcached node -fault-node off from app process -partition-app at `T:D`, healing D later (through that process's own proxy; needs -procs 2 or more)")
+	fs.IntVar(&c.PartitionApp, "partition-app", 0, "index of the app process -partition cuts off")
 	fs.IntVar(&c.FaultNode, "fault-node", 0, "index of the managed node -kill-node and -restart-node act on")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay added to the store's traffic each way, through an in-process TCP proxy")
@@ -141,6 +143,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if pauseNode != "" {
 		if c.PauseNode, err = harness.ParseSpan(pauseNode); err != nil {
 			return o, fmt.Errorf("-pause-node: %w", err)
+		}
+	}
+	if partition != "" {
+		if c.Partition, err = harness.ParseSpan(partition); err != nil {
+			return o, fmt.Errorf("-partition: %w", err)
 		}
 	}
 	if pauseApp != "" {

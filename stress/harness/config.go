@@ -268,6 +268,16 @@ type Config struct {
 	PauseApp Span
 	// PauseAppIndex is the app process PauseApp stops. Default 0.
 	PauseAppIndex int
+	// Partition cuts managed node FaultNode off from app process
+	// PartitionApp at Partition.At for Partition.For: that process
+	// reaches the node through a proxy of its own (same address for
+	// placement, Config.DialContext), which holds every byte and new
+	// connection until the partition heals. The other processes are not
+	// affected. Needs the memcached backend and -procs 2 or more, not
+	// -inproc.
+	Partition Span
+	// PartitionApp is the app process Partition cuts off. Default 0.
+	PartitionApp int
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
@@ -394,12 +404,16 @@ func (c Config) check() error {
 		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
 	case !c.Flush.IsZero() && !c.FlushAll && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
 		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
+	case !c.Partition.IsZero() && (c.Backend != BackendMemcached || c.Managed < 1 || c.Procs < 2 || c.InProcess):
+		return bad("-partition needs -backend memcached with managed nodes and at least 2 app processes (not -inproc)")
+	case !c.Partition.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed || c.PartitionApp < 0 || c.PartitionApp >= c.Procs):
+		return bad("-partition: node %d or app %d out of range", c.FaultNode, c.PartitionApp)
 	case !c.PauseApp.IsZero() && (c.Procs < 2 || c.InProcess):
 		return bad("-pause-app needs at least 2 app processes (-procs 2 or more, not -inproc)")
 	case !c.PauseApp.IsZero() && (c.PauseAppIndex < 0 || c.PauseAppIndex >= c.Procs):
 		return bad("-pause-app-index %d: there are %d app processes", c.PauseAppIndex, c.Procs)
 	}
-	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At} {
+	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At, c.Partition.At} {
 		if a.Fraction > 0 && c.Requests < 0 {
 			return bad("a moment given as a percentage needs a request budget (-requests)")
 		}

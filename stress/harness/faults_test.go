@@ -58,6 +58,8 @@ func TestRealFaults(t *testing.T) {
 			"defect 2's per-process node health (suspected: the resumed app marks healthy nodes down)"},
 		{"flush-one-node", func(c *harness.Config) { c.Flush = at("40%"); c.FlushNode = -1 },
 			"defect 1 (a flush between a commit's read and CAS deletes both copies) or defect 4 (a commit reported failed was applied)"},
+		{"partition", func(c *harness.Config) { c.Partition = span("30%:1.5s"); c.PartitionApp = 0 },
+			"defect 2 (a node unreachable from one server only: another server's view of the node decides which copy it believes)"},
 		{"pause-node", func(c *harness.Config) { c.PauseNode = span("30%:1.5s") },
 			"defect 2 (a paused node lets another server read an old copy; an acknowledged commit is lost)"},
 	}

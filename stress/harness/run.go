@@ -64,6 +64,7 @@ type runner struct {
 	work    *workload
 
 	paused sync.WaitGroup // faults with a duration still running (pauseFor)
+	cut    *latencyProxy  // the partitioned process's own proxy to its node
 
 	mu     sync.Mutex
 	events []Event
@@ -179,6 +180,11 @@ func (r *runner) startServers(ctx context.Context) error {
 			Proc: i, Store: r.be.spec, Lease: cfg.Lease, Wait: cfg.Wait.String(),
 			PollCap: cfg.PollCap, SlowTime: cfg.SlowTime, ReadTime: cfg.ReadTime,
 			LateCommit: cfg.LateCommit,
+		}
+		if !cfg.Partition.IsZero() && i == cfg.PartitionApp {
+			if err := r.partitionProxy(&ac); err != nil {
+				return err
+			}
 		}
 		if cfg.Procs > 1 && !cfg.InProcess {
 			c, err := startChild(ctx, ac)
@@ -297,6 +303,13 @@ func (r *runner) injectFaults(ctx context.Context) {
 				fmt.Sprintf("memcached node %d (%s) stopped (SIGSTOP) for %v, then continued", i, r.be.nodes[i].Addr(), span.For))
 		}})
 	}
+	if !cfg.Partition.IsZero() {
+		i, j, span := cfg.FaultNode, cfg.PartitionApp, cfg.Partition
+		pending = append(pending, fault{span.At, FaultPartition, "partition", func(ctx context.Context) {
+			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", nodeName(i), j), span.For, r.cut.partition, r.cut.heal,
+				fmt.Sprintf("memcached node %d unreachable from app %d (only) for %v, then healed", i, j, span.For))
+		}})
+	}
 	if !cfg.PauseApp.IsZero() {
 		i, span := cfg.PauseAppIndex, cfg.PauseApp
 		pending = append(pending, fault{span.At, FaultPauseApp, "pause app process", func(ctx context.Context) {
@@ -340,6 +353,23 @@ func (r *runner) injectFaults(ctx context.Context) {
 		}
 		pending = rest
 	}
+}
+
+// partitionProxy gives app server ac its own proxy to node FaultNode,
+// which -partition cuts: the node keeps its address for placement and ac
+// dials the proxy instead.
+func (r *runner) partitionProxy(ac *appConfig) error {
+	node := r.be.spec.Nodes[r.cfg.FaultNode]
+	p, err := startLatencyProxy(node, 0)
+	if err != nil {
+		return err
+	}
+	r.be.proxies = append(r.be.proxies, p)
+	r.cut = p
+	spec := ac.Store
+	spec.Dial = map[string]string{node: p.Addr()}
+	ac.Store = spec
+	return nil
 }
 
 // pauseFor stops something (pause), records the fault, and continues it
