@@ -209,7 +209,7 @@ func TestSim(t *testing.T) {
 			// Rare defects: search more seeds of the kind, so that the
 			// expectation does not rest on the luck of -seeds.
 			extra := 0
-			if len(seeds) == 0 && d.kind != "" {
+			if len(seeds) == 0 && d.inv != InvFailedApplied {
 				kp := p
 				kp.Kinds = []FaultKind{d.kind}
 				for seed := uint64(1_000_001); extra < 600 && len(seeds) == 0; seed++ {
