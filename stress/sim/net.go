@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,13 +209,16 @@ func (nd *Node) Partition(clients ...string) {
 	}
 }
 
-// Heal ends every partition of the node.
-func (nd *Node) Heal() {
+// Heal ends the partition of the node from the given clients, or every
+// partition of the node when none is given.
+func (nd *Node) Heal(clients ...string) {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	for c, ch := range nd.cut {
-		close(ch)
-		delete(nd.cut, c)
+		if len(clients) == 0 || slices.Contains(clients, c) {
+			close(ch)
+			delete(nd.cut, c)
+		}
 	}
 }
 

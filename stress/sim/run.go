@@ -283,16 +283,26 @@ func (r *runner) strike(f Fault) {
 			clients[i] = appName(a)
 		}
 		nd.Partition(clients...)
-		end = nd.Heal
+		end = func() { nd.Heal(clients...) }
 	case FaultDelay:
 		nd.Delay(f.Dur, f.MaxDelay)
 	case FaultPauseApp:
+		// A stopped process sends nothing and reads nothing: its new
+		// operations wait, and what it has in flight gets no answer
+		// until it runs again (its timeouts then fire, as they do when a
+		// SIGCONTed process's timers catch up).
 		h.Nodes = nil
 		r.mu.Lock()
 		g := make(chan struct{})
 		r.appGate[f.Apps[0]] = g
 		r.mu.Unlock()
+		for _, a := range addrs {
+			r.nw.Node(a).Partition(appName(f.Apps[0]))
+		}
 		end = func() {
+			for _, a := range addrs {
+				r.nw.Node(a).Heal(appName(f.Apps[0]))
+			}
 			r.mu.Lock()
 			r.appGate[f.Apps[0]] = nil
 			r.mu.Unlock()

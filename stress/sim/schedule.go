@@ -118,6 +118,7 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 	// pause+kill.
 	node := rng.IntN(p.Nodes)
 	role := []string{"primary", "backup"}[rng.IntN(2)]
+	app := rng.IntN(p.Apps) // pause-app: one app server per seed
 	for i := range n {
 		f := Fault{Kind: kind}
 		f.At = time.Duration(rng.Int64N(int64(p.Horizon)))
@@ -144,7 +145,7 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 			f.Dur = time.Duration(500+rng.IntN(2000)) * time.Millisecond
 			f.MaxDelay = time.Duration(20+rng.IntN(2*int(p.Timeout/time.Millisecond))) * time.Millisecond
 		case FaultPauseApp:
-			f.Apps = []int{rng.IntN(p.Apps)}
+			f.Apps = []int{app}
 			f.Dur = p.Lease + time.Duration(rng.IntN(2000))*time.Millisecond
 		case FaultPauseKill:
 			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
