@@ -3,7 +3,8 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet reports report-shots
+.PHONY: test test-deps stress bench fuzz vet reports report-shots sim
+
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
 # (a go.mod missing from go.work fails the run), with each stage's time.
@@ -49,3 +50,10 @@ report-shots:
 	REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -run Browser ./examples/ajaxburst
 	cd stress && REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -timeout 5m -run Browser ./harness
 	@ls $(REPORT_SHOTS_DIR)
+
+# make sim: the fault simulation over many more seeds than make test's
+# 2000 (docs/simulation.md). SIM_SEEDS=N to change; replay one seed with
+# cd stress && go test ./sim -run TestReplay -seed N -v.
+SIM_SEEDS ?= 20000
+sim:
+	SIM_SEEDS=$(SIM_SEEDS) bash -c 'set -o pipefail; cd stress && $(GO) test -count=1 -timeout 60m -v -run "TestSim|TestNoFaultIsClean" ./sim -seeds $(SIM_SEEDS) | grep -v -E "^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))"'

@@ -66,7 +66,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "usage: go run ./stress [flags]\n\nWith no flags it runs the default workload against the embedded store.\n\n")
 		fs.PrintDefaults()
 	}
-	var nodes, mix, wait, killAt, restartAt, flushAt string
+	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp, partition string
 	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL) or couchbase")
 	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends)")
 	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes for the run and stop them afterwards")
@@ -93,7 +93,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.PollCap, "poll-cap", 0, "largest poll interval of the adaptive strategy (default the lock package's 50 ms)")
 	fs.StringVar(&killAt, "kill-node", "", "kill -9 managed memcached node -fault-node at `T` (a duration such as 2s, or a share of the requests such as 50%)")
 	fs.StringVar(&restartAt, "restart-node", "", "restart managed memcached node -fault-node, empty, at `T`")
-	fs.StringVar(&flushAt, "flush", "", "flush every managed memcached node (flush_all) at `T`")
+	fs.StringVar(&flushAt, "flush", "", "flush one managed memcached node (flush_all) at `T`: -flush-node, or one chosen from -seed (printed)")
+	fs.IntVar(&c.FlushNode, "flush-node", -1, "index of the managed node -flush empties (-1: chosen from -seed)")
+	fs.BoolVar(&c.FlushAll, "flush-all", false, "make -flush empty every managed node at once (a double fault)")
+	fs.StringVar(&pauseNode, "pause-node", "", "stop managed memcached node -fault-node (SIGSTOP) at `T:D`, e.g. 3s:1.5s, and continue it (SIGCONT) D later")
+	fs.StringVar(&pauseApp, "pause-app", "", "stop app process -pause-app-index (SIGSTOP) at `T:D` and continue it D later; make D longer than -lease (needs -procs 2 or more)")
+	fs.IntVar(&c.PauseAppIndex, "pause-app-index", 0, "index of the app process -pause-app stops")
+	fs.StringVar(&partition, "partition", "", "cut managed memcached node -fault-node off from app process -partition-app at `T:D`, healing D later (through that process's own proxy; needs -procs 2 or more)")
+	fs.IntVar(&c.PartitionApp, "partition-app", 0, "index of the app process -partition cuts off")
 	fs.IntVar(&c.FaultNode, "fault-node", 0, "index of the managed node -kill-node and -restart-node act on")
 	fs.BoolVar(&c.AllowUnreachedFaults, "allow-unreached-faults", false, "do not fail the run when a configured fault was never reached (the workload ended first)")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
@@ -133,6 +140,21 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if flushAt != "" {
 		if c.Flush, err = harness.ParseAt(flushAt); err != nil {
 			return o, fmt.Errorf("-flush: %w", err)
+		}
+	}
+	if pauseNode != "" {
+		if c.PauseNode, err = harness.ParseSpan(pauseNode); err != nil {
+			return o, fmt.Errorf("-pause-node: %w", err)
+		}
+	}
+	if partition != "" {
+		if c.Partition, err = harness.ParseSpan(partition); err != nil {
+			return o, fmt.Errorf("-partition: %w", err)
+		}
+	}
+	if pauseApp != "" {
+		if c.PauseApp, err = harness.ParseSpan(pauseApp); err != nil {
+			return o, fmt.Errorf("-pause-app: %w", err)
 		}
 	}
 	if restartAt != "" {

@@ -2,6 +2,7 @@ package memcached
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,9 @@ type metaClient struct {
 	addr    string
 	timeout time.Duration
 	maxIdle int
+	// dial opens connections (Config.DialContext); nil means a
+	// net.Dialer.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu     sync.Mutex
 	idle   []*metaConn
@@ -54,7 +58,13 @@ func (c *metaClient) conn() (*metaConn, error) {
 		return cn, nil
 	}
 	c.mu.Unlock()
-	nc, err := net.DialTimeout("tcp", c.addr, c.timeout)
+	dial := c.dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: c.timeout}).DialContext
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	nc, err := dial(ctx, "tcp", c.addr)
+	cancel()
 	if err != nil {
 		return nil, err
 	}

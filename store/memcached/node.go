@@ -42,7 +42,66 @@ type node struct {
 	// send to their backup node while it is down. The health check holds it
 	// for writing when it marks the node up, so no redirected write is in
 	// flight once reads return to the node.
-	redirected sync.RWMutex
+	redirected rwLock
+}
+
+// rwLock is a readers-writer lock like sync.RWMutex (a waiting writer
+// blocks new readers), built on sync.Cond. Its holders wait on the network
+// while holding it, and a goroutine waiting in sync.Cond.Wait is durably
+// blocked in a testing/synctest bubble where one waiting on a
+// sync.RWMutex is not: with sync.RWMutex the fault simulation (stress/sim)
+// would stop its clock while a redirected write waits for a reply.
+type rwLock struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	readers int
+	writer  bool
+	waiting int // writers waiting
+}
+
+func (l *rwLock) wait() {
+	if l.cond == nil {
+		l.cond = sync.NewCond(&l.mu)
+	}
+	l.cond.Wait()
+}
+
+func (l *rwLock) RLock() {
+	l.mu.Lock()
+	for l.writer || l.waiting > 0 {
+		l.wait()
+	}
+	l.readers++
+	l.mu.Unlock()
+}
+
+func (l *rwLock) RUnlock() {
+	l.mu.Lock()
+	l.readers--
+	if l.readers == 0 && l.cond != nil {
+		l.cond.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+func (l *rwLock) Lock() {
+	l.mu.Lock()
+	l.waiting++
+	for l.writer || l.readers > 0 {
+		l.wait()
+	}
+	l.waiting--
+	l.writer = true
+	l.mu.Unlock()
+}
+
+func (l *rwLock) Unlock() {
+	l.mu.Lock()
+	l.writer = false
+	if l.cond != nil {
+		l.cond.Broadcast()
+	}
+	l.mu.Unlock()
 }
 
 func (n *node) isUp() bool { return n.up.Load() }

@@ -108,6 +108,15 @@ type Config struct {
 	// must not block; events carry node addresses, never keys. The
 	// middleware's Observer.StoreEvent fits it. Default nil: off.
 	OnEvent provider.EventFunc
+
+	// DialContext opens every connection the Store makes to a node (the
+	// gomemcache clients' and the meta-command client's), with a context
+	// bounded by Timeout. Default (nil) a net.Dialer. Tests and the fault
+	// simulation (stress/sim) set it to run the Store over simulated
+	// nodes, for example over net.Pipe inside a testing/synctest bubble,
+	// where the Store's timers, deadlines and health checks run on the
+	// bubble's clock.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Store is a provider.Store over a pool of memcached nodes, with a backup
@@ -187,11 +196,12 @@ func New(cfg Config) (*Store, error) {
 		mc := memcache.NewFromSelector(&sl)
 		mc.Timeout = cfg.Timeout
 		mc.MaxIdleConns = cfg.MaxIdleConnsPerNode
+		mc.DialContext = cfg.DialContext
 		n := &node{
 			idx:      i,
 			addr:     addr,
 			mc:       mc,
-			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode},
+			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode, dial: cfg.DialContext},
 			stale:    make(map[string]struct{}),
 			maxStale: maxStaleKeys,
 			onEvent:  cfg.OnEvent,

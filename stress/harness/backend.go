@@ -23,6 +23,10 @@ type storeSpec struct {
 	Nodes     []string  `json:"nodes,omitempty"`
 	PGDSN     string    `json:"pg_dsn,omitempty"`
 	Couchbase Couchbase `json:"couchbase,omitzero"`
+	// Dial maps a node address (as placement sees it, in Nodes) to the
+	// address this app server dials instead: one process's own proxy to a
+	// node, for -partition.
+	Dial map[string]string `json:"dial,omitempty"`
 }
 
 // ErrUnreachable is wrapped by Run when the store cannot be reached.
@@ -33,7 +37,17 @@ var ErrUnreachable = errors.New("harness: store not reachable")
 func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
-		return memcached.New(memcached.Config{Nodes: spec.Nodes})
+		mc := memcached.Config{Nodes: spec.Nodes}
+		if len(spec.Dial) > 0 {
+			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if to, ok := spec.Dial[addr]; ok {
+					addr = to
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}
+		}
+		return memcached.New(mc)
 	case BackendTiered:
 		return openTiered(ctx, spec)
 	case BackendCouchbase:

@@ -188,3 +188,7 @@ func (c *child) stop() error {
 	}
 	return nil
 }
+
+// pause stops the app process (SIGSTOP); resume continues it.
+func (c *child) pause() error  { return c.cmd.Process.Signal(syscall.SIGSTOP) }
+func (c *child) resume() error { return c.cmd.Process.Signal(syscall.SIGCONT) }

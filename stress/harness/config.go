@@ -136,6 +136,36 @@ func ParseAt(s string) (At, error) {
 	return At{After: d}, nil
 }
 
+// Span is a fault with a duration: it starts at At and lasts For.
+type Span struct {
+	At  At
+	For time.Duration
+}
+
+// IsZero reports whether s is unset.
+func (s Span) IsZero() bool { return s.At.IsZero() }
+
+// String formats s as ParseSpan reads it.
+func (s Span) String() string { return s.At.String() + ":" + s.For.String() }
+
+// ParseSpan reads "T:D": a moment as ParseAt reads it and a positive
+// duration, e.g. "3s:1.5s" or "40%:2s".
+func ParseSpan(s string) (Span, error) {
+	at, d, ok := strings.Cut(s, ":")
+	if !ok {
+		return Span{}, fmt.Errorf("span %q: want T:D, e.g. 3s:1.5s", s)
+	}
+	a, err := ParseAt(at)
+	if err != nil {
+		return Span{}, err
+	}
+	dur, err := time.ParseDuration(d)
+	if err != nil || dur <= 0 {
+		return Span{}, fmt.Errorf("span %q: want a positive duration after the colon", s)
+	}
+	return Span{At: a, For: dur}, nil
+}
+
 // Couchbase holds the connection settings of the couchbase backend.
 type Couchbase struct {
 	// ConnStr is the connection string, "couchbase://127.0.0.1".
@@ -216,10 +246,38 @@ type Config struct {
 	KillNode At
 	// RestartNode brings the killed (or a running) node back empty.
 	RestartNode At
-	// Flush empties every managed memcached node at that moment
-	// (flush_all): with the tiered backend, sessions must survive from the
-	// durable tier.
+	// Flush empties one managed memcached node at that moment
+	// (flush_all): the node FlushNode names, or with FlushNode -1 one
+	// chosen from Seed (printed in the event). With the tiered backend,
+	// sessions must survive from the durable tier.
 	Flush At
+	// FlushNode is the node Flush empties; -1 means one chosen from Seed.
+	// Default 0 (the zero value); main's -flush-node defaults to -1.
+	FlushNode int
+	// FlushAll makes Flush empty every managed node at once, as -flush
+	// did before: a double fault no replication survives.
+	FlushAll bool
+	// PauseNode stops managed node FaultNode with SIGSTOP at PauseNode.At
+	// and continues it (SIGCONT) PauseNode.For later: a node that hangs
+	// past the client timeout, then runs the commands queued meanwhile.
+	PauseNode Span
+	// PauseApp stops one app process (PauseAppIndex) with SIGSTOP at
+	// PauseApp.At and continues it PauseApp.For later (set For past the
+	// lease): its locks must be taken over and its late writes fenced.
+	// Needs -procs 2 or more, not -inproc.
+	PauseApp Span
+	// PauseAppIndex is the app process PauseApp stops. Default 0.
+	PauseAppIndex int
+	// Partition cuts managed node FaultNode off from app process
+	// PartitionApp at Partition.At for Partition.For: that process
+	// reaches the node through a proxy of its own (same address for
+	// placement, Config.DialContext), which holds every byte and new
+	// connection until the partition heals. The other processes are not
+	// affected. Needs the memcached backend and -procs 2 or more, not
+	// -inproc.
+	Partition Span
+	// PartitionApp is the app process Partition cuts off. Default 0.
+	PartitionApp int
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
@@ -344,7 +402,23 @@ func (c Config) check() error {
 	case c.WrapStore != nil && c.Procs > 1 && !c.InProcess:
 		return bad("WrapStore applies to in-process app servers only")
 	}
-	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush} {
+	switch {
+	case (!c.PauseNode.IsZero()) && c.Managed < 1:
+		return bad("-pause-node needs managed memcached nodes (-managed N)")
+	case !c.PauseNode.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed):
+		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
+	case !c.Flush.IsZero() && !c.FlushAll && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
+		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
+	case !c.Partition.IsZero() && (c.Backend != BackendMemcached || c.Managed < 1 || c.Procs < 2 || c.InProcess):
+		return bad("-partition needs -backend memcached with managed nodes and at least 2 app processes (not -inproc)")
+	case !c.Partition.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed || c.PartitionApp < 0 || c.PartitionApp >= c.Procs):
+		return bad("-partition: node %d or app %d out of range", c.FaultNode, c.PartitionApp)
+	case !c.PauseApp.IsZero() && (c.Procs < 2 || c.InProcess):
+		return bad("-pause-app needs at least 2 app processes (-procs 2 or more, not -inproc)")
+	case !c.PauseApp.IsZero() && (c.PauseAppIndex < 0 || c.PauseAppIndex >= c.Procs):
+		return bad("-pause-app-index %d: there are %d app processes", c.PauseAppIndex, c.Procs)
+	}
+	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At, c.Partition.At} {
 		if a.Fraction > 0 && c.Requests < 0 {
 			return bad("a moment given as a percentage needs a request budget (-requests)")
 		}

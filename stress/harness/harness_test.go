@@ -154,7 +154,7 @@ func TestTieredSurvivesFlush(t *testing.T) {
 	res := run(t, harness.Config{
 		Backend: harness.BackendTiered, Managed: 2,
 		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 1500,
-		SlowTime: time.Millisecond, Flush: at,
+		SlowTime: time.Millisecond, Flush: at, FlushAll: true,
 	})
 	requireClean(t, res)
 	require.Len(t, res.Events, 1)

@@ -23,6 +23,41 @@ type latencyProxy struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+	// cut, while non-nil, holds every byte and new connection until it is
+	// closed by heal: a partition, after which TCP delivers what was sent
+	// (-partition).
+	cut chan struct{}
+}
+
+// partition holds the proxy's traffic until heal.
+func (p *latencyProxy) partition() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut == nil {
+		p.cut = make(chan struct{})
+	}
+	return nil
+}
+
+// heal lets the held traffic through.
+func (p *latencyProxy) heal() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut != nil {
+		close(p.cut)
+		p.cut = nil
+	}
+	return nil
+}
+
+// waitHealed waits while the proxy is partitioned.
+func (p *latencyProxy) waitHealed() {
+	p.mu.Lock()
+	cut := p.cut
+	p.mu.Unlock()
+	if cut != nil {
+		<-cut
+	}
 }
 
 // startLatencyProxy listens on a free 127.0.0.1 port and forwards every
@@ -93,6 +128,7 @@ func (p *latencyProxy) accept() {
 func (p *latencyProxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
+	p.waitHealed()
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		return // the client sees its connection closed, as with a dead node
@@ -125,6 +161,7 @@ func (p *latencyProxy) pipe(dst, src net.Conn) {
 			if wait := time.Until(c.due); wait > 0 {
 				time.Sleep(wait) // the simulated network delay itself
 			}
+			p.waitHealed()
 			if _, err := dst.Write(c.b); err != nil {
 				_ = src.Close()
 				for range chunks { // drain so the reader never blocks

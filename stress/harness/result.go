@@ -158,6 +158,9 @@ const (
 	FaultRestartNode = "restart_node"
 	FaultFlush       = "flush"
 	FaultCrashHolder = "crash_holder"
+	FaultPauseNode   = "pause_node"  // a managed memcached node SIGSTOPped, then SIGCONTed
+	FaultPartition   = "partition"   // a node unreachable from one app process
+	FaultPauseApp    = "pause_app"   // an app process SIGSTOPped past its lease
 	FaultError       = "fault_error" // injecting a fault failed
 )
 

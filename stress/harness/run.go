@@ -63,6 +63,9 @@ type runner struct {
 	control *http.Client
 	work    *workload
 
+	paused sync.WaitGroup // faults with a duration still running (pauseFor)
+	cut    *latencyProxy  // the partitioned process's own proxy to its node
+
 	mu     sync.Mutex
 	events []Event
 	crash  *crash
@@ -141,6 +144,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	end := time.Now()
 	stopFaults()
 	faults.Wait()
+	r.paused.Wait() // everything paused is running again before the checks
 	stopProgress()
 
 	if err := r.quiesce(ctx); err != nil {
@@ -176,6 +180,11 @@ func (r *runner) startServers(ctx context.Context) error {
 			Proc: i, Store: r.be.spec, Lease: cfg.Lease, Wait: cfg.Wait.String(),
 			PollCap: cfg.PollCap, SlowTime: cfg.SlowTime, ReadTime: cfg.ReadTime,
 			LateCommit: cfg.LateCommit,
+		}
+		if !cfg.Partition.IsZero() && i == cfg.PartitionApp {
+			if err := r.partitionProxy(&ac); err != nil {
+				return err
+			}
 		}
 		if cfg.Procs > 1 && !cfg.InProcess {
 			c, err := startChild(ctx, ac)
@@ -262,7 +271,7 @@ func (r *runner) injectFaults(ctx context.Context) {
 			r.event(FaultRestartNode, nodeName(cfg.FaultNode), "restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
 		}})
 	}
-	if !cfg.Flush.IsZero() {
+	if !cfg.Flush.IsZero() && cfg.FlushAll {
 		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush memcached", func(ctx context.Context) {
 			for i, n := range r.be.nodes {
 				if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
@@ -271,6 +280,46 @@ func (r *runner) injectFaults(ctx context.Context) {
 				}
 			}
 			r.event(FaultFlush, "every memcached node", "flushed all %d memcached nodes", len(r.be.nodes))
+		}})
+	}
+	if !cfg.Flush.IsZero() && !cfg.FlushAll {
+		i := cfg.FlushNode
+		if i < 0 {
+			i = int(cfg.Seed % uint64(len(r.be.nodes)))
+		}
+		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush memcached node", func(ctx context.Context) {
+			n := r.be.nodes[i]
+			if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
+				r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
+				return
+			}
+			r.event(FaultFlush, nodeName(i), "flushed memcached node %d (%s), chosen by seed %d", i, n.Addr(), cfg.Seed)
+		}})
+	}
+	if !cfg.PauseNode.IsZero() {
+		i, span := cfg.FaultNode, cfg.PauseNode
+		pending = append(pending, fault{span.At, FaultPauseNode, "pause memcached node", func(ctx context.Context) {
+			r.pauseFor(ctx, FaultPauseNode, nodeName(i), span.For, r.be.nodes[i].Pause, r.be.nodes[i].Resume,
+				fmt.Sprintf("memcached node %d (%s) stopped (SIGSTOP) for %v, then continued", i, r.be.nodes[i].Addr(), span.For))
+		}})
+	}
+	if !cfg.Partition.IsZero() {
+		i, j, span := cfg.FaultNode, cfg.PartitionApp, cfg.Partition
+		pending = append(pending, fault{span.At, FaultPartition, "partition", func(ctx context.Context) {
+			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", nodeName(i), j), span.For, r.cut.partition, r.cut.heal,
+				fmt.Sprintf("memcached node %d unreachable from app %d (only) for %v, then healed", i, j, span.For))
+		}})
+	}
+	if !cfg.PauseApp.IsZero() {
+		i, span := cfg.PauseAppIndex, cfg.PauseApp
+		pending = append(pending, fault{span.At, FaultPauseApp, "pause app process", func(ctx context.Context) {
+			s := r.servers[i]
+			if s.proc == nil {
+				r.event(FaultError, fmt.Sprintf("app %d", i), "app %d is not a process", i)
+				return
+			}
+			r.pauseFor(ctx, FaultPauseApp, fmt.Sprintf("app %d", i), span.For, s.proc.pause, s.proc.resume,
+				fmt.Sprintf("app process %d stopped (SIGSTOP) for %v (lease %v), then continued", i, span.For, cfg.Lease))
 		}})
 	}
 	if cfg.CrashHolder {
@@ -304,6 +353,44 @@ func (r *runner) injectFaults(ctx context.Context) {
 		}
 		pending = rest
 	}
+}
+
+// partitionProxy gives app server ac its own proxy to node FaultNode,
+// which -partition cuts: the node keeps its address for placement and ac
+// dials the proxy instead.
+func (r *runner) partitionProxy(ac *appConfig) error {
+	node := r.be.spec.Nodes[r.cfg.FaultNode]
+	p, err := startLatencyProxy(node, 0)
+	if err != nil {
+		return err
+	}
+	r.be.proxies = append(r.be.proxies, p)
+	r.cut = p
+	spec := ac.Store
+	spec.Dial = map[string]string{node: p.Addr()}
+	ac.Store = spec
+	return nil
+}
+
+// pauseFor stops something (pause), records the fault, and continues it
+// (resume) d later in its own goroutine; the run waits for it before its
+// checks (r.paused).
+func (r *runner) pauseFor(ctx context.Context, kind, target string, d time.Duration, pause, resume func() error, what string) {
+	if err := pause(); err != nil {
+		r.event(FaultError, target, "%s: pausing failed: %v", target, err)
+		return
+	}
+	r.record(Event{Kind: kind, Target: target, DurationMs: ms(int64(d)), What: what})
+	r.paused.Add(1)
+	go func() {
+		defer r.paused.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		<-t.C
+		if err := resume(); err != nil {
+			r.event(FaultError, target, "%s: continuing failed: %v", target, err)
+		}
+	}()
 }
 
 // nodeName names memcached node i in events.

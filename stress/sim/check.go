@@ -1,0 +1,322 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// Invariant names a guarantee of docs/protocol.md the checker verifies.
+type Invariant string
+
+// The invariants checked on every run.
+const (
+	// InvLostUpdate: every acknowledged increment is counted once: no two
+	// acknowledged increments read the same value, and the final value
+	// descends from every acknowledged one.
+	InvLostUpdate Invariant = "lost-update"
+	// InvTwoHolders: never two holders whose leases are both valid.
+	InvTwoHolders Invariant = "two-holders"
+	// InvFailedApplied: a write reported as not written (ErrLockLost,
+	// ErrNotFound, ErrCASConflict) was not applied.
+	InvFailedApplied Invariant = "failed-write-applied"
+	// InvSessionLost: a session that was never removed and never idle
+	// past its timeout is found.
+	InvSessionLost Invariant = "session-lost"
+	// InvLockFreeLost: acknowledged lock-free keys are present.
+	InvLockFreeLost Invariant = "lock-free-key-lost"
+	// InvNotLinearizable: counter reads are linearizable (porcupine).
+	InvNotLinearizable Invariant = "reads-not-linearizable"
+	// InvStuck: nothing is stuck a lease after the faults healed.
+	InvStuck Invariant = "stuck"
+	// InvDiverged: after the faults healed every app server reads the
+	// same session.
+	InvDiverged Invariant = "copies-diverged"
+)
+
+// Invariants lists them in the order reports print them.
+var Invariants = []Invariant{InvLostUpdate, InvTwoHolders, InvFailedApplied, InvSessionLost, InvLockFreeLost, InvNotLinearizable, InvStuck, InvDiverged}
+
+// Violation is one broken invariant, with what shows it.
+type Violation struct {
+	Inv     Invariant
+	Session int
+	Detail  string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s (session %d): %s", v.Inv, v.Session, v.Detail)
+}
+
+// Has reports whether the run broke inv.
+func (r *Result) Has(inv Invariant) bool {
+	for _, v := range r.Violations {
+		if v.Inv == inv {
+			return true
+		}
+	}
+	return false
+}
+
+// Check runs the history checker on a finished run and stores its
+// violations in r.Violations.
+func Check(r *Result) []Violation {
+	var out []Violation
+	add := func(inv Invariant, s int, format string, args ...any) {
+		out = append(out, Violation{Inv: inv, Session: s, Detail: fmt.Sprintf(format, args...)})
+	}
+	for s := range r.Params.Sessions {
+		var reqs []*Request
+		for _, rq := range r.Requests {
+			if rq.Session == s {
+				reqs = append(reqs, rq)
+			}
+		}
+		var finals []*Request
+		for _, rq := range r.Finals {
+			if rq.Session == s {
+				finals = append(finals, rq)
+			}
+		}
+		byID := map[string]*Request{}
+		for _, rq := range reqs {
+			byID[rq.ID] = rq
+		}
+
+		// No session lost: nothing is removed and nothing idles past its
+		// 20-minute timeout, so not-found is a loss.
+		lost := false
+		for _, rq := range append(slices.Clone(reqs), finals...) {
+			if errors.Is(rq.Err, provider.ErrNotFound) {
+				add(InvSessionLost, s, "%s %s at %v: %v", rq.Kind, rq.ID, rq.Ret, rq.Err)
+				lost = true
+				break
+			}
+		}
+
+		// Every acknowledged increment counted once.
+		children := map[string][]string{}
+		for _, rq := range reqs {
+			if rq.Kind == ReqIncr && rq.Acq && rq.Err == nil {
+				children[rq.W] = append(children[rq.W], rq.ID)
+			}
+		}
+		for parent, cs := range children {
+			if len(cs) > 1 {
+				add(InvLostUpdate, s, "acknowledged increments %v all read n from write %s", cs, parent)
+			}
+		}
+		// A write reported as not written was not applied: nobody saw it.
+		seen := map[string]string{}
+		for _, rq := range append(slices.Clone(reqs), finals...) {
+			if rq.Seen {
+				seen[rq.W] = rq.ID
+			}
+		}
+		for _, rq := range reqs {
+			if rq.Kind == ReqIncr && rq.Acq && outcome(rq.Err) == Failed {
+				if by, ok := seen[rq.ID]; ok {
+					add(InvFailedApplied, s, "increment %s failed with %q but %s read its value", rq.ID, rq.Err, by)
+				}
+			}
+		}
+		// Final state: every app server reads the same, and the chain of
+		// writes it descends from holds every acknowledged increment.
+		var fin *Request
+		for _, f := range finals {
+			if f.Err != nil && !errors.Is(f.Err, provider.ErrNotFound) {
+				add(InvStuck, s, "%s on app %d after the faults healed: %v (%v)", f.ID, f.App, f.Err, f.Ret-f.Call)
+				continue
+			}
+			if !f.Seen {
+				continue
+			}
+			if fin == nil {
+				fin = f
+			} else if f.W != fin.W || f.N != fin.N {
+				add(InvDiverged, s, "app %d reads n=%d from %s, app %d reads n=%d from %s", fin.App, fin.N, fin.W, f.App, f.N, f.W)
+			}
+		}
+		if fin != nil && !lost {
+			chain := map[string]bool{}
+			for w, guard := fin.W, 0; w != "init" && guard <= len(reqs); guard++ {
+				chain[w] = true
+				rq := byID[w]
+				if rq == nil {
+					break
+				}
+				w = rq.W
+			}
+			var missing []string
+			acks := 0
+			for _, rq := range reqs {
+				if rq.Kind == ReqIncr && rq.Acq && rq.Err == nil {
+					acks++
+					if !chain[rq.ID] {
+						missing = append(missing, rq.ID)
+					}
+				}
+			}
+			if len(missing) > 0 {
+				add(InvLostUpdate, s, "final n=%d (from %s) lost %d of %d acknowledged increments: %v", fin.N, fin.W, len(missing), acks, missing)
+			}
+			// Acknowledged lock-free keys are present.
+			have := map[string]bool{}
+			for _, k := range fin.LFKeys {
+				have[k] = true
+			}
+			for _, rq := range reqs {
+				if rq.Kind == ReqLockFree && rq.Err == nil && !have[rq.Key] {
+					add(InvLockFreeLost, s, "acknowledged lock-free key %s missing from the final session", rq.Key)
+				}
+			}
+		}
+		out = append(out, twoHolders(s, reqs, r.Params.Lease)...)
+		if !lost {
+			if ok, why := linearizable(reqs); !ok {
+				add(InvNotLinearizable, s, "%s", why)
+			}
+		}
+	}
+	r.Violations = out
+	return out
+}
+
+// twoHolders finds a lock taken while another holder's lease was surely
+// valid: B's locking CAS returned before A's lease could have run out (A's
+// last successful stamp-changing CAS started less than a lease earlier)
+// and before A started to release it, and started after A's locking CAS
+// returned.
+func twoHolders(s int, reqs []*Request, lease time.Duration) []Violation {
+	type hold struct {
+		rq        *Request
+		lock      StoreOp // the CAS that took the lock
+		stamps    []StoreOp
+		releaseAt time.Duration // commit started; max when none
+	}
+	var holds []hold
+	for _, rq := range reqs {
+		if rq.Kind != ReqIncr || !rq.Acq {
+			continue
+		}
+		h := hold{rq: rq, releaseAt: time.Duration(1<<62 - 1)}
+		for _, op := range rq.Ops {
+			if op.Err != nil {
+				continue
+			}
+			switch op.Name {
+			case "cas", "add":
+				h.lock = op
+				h.stamps = append(h.stamps, op)
+			case "renew-cas":
+				h.stamps = append(h.stamps, op)
+			}
+		}
+		if rq.CommitCall > 0 {
+			h.releaseAt = rq.CommitCall
+		}
+		if h.lock.Ret == 0 {
+			continue
+		}
+		holds = append(holds, h)
+	}
+	var out []Violation
+	for _, a := range holds {
+		for _, b := range holds {
+			if a.rq == b.rq || b.lock.Call <= a.lock.Ret {
+				continue
+			}
+			var validTo time.Duration
+			for _, st := range a.stamps {
+				if st.Ret <= b.lock.Call {
+					validTo = max(validTo, st.Call+lease)
+				}
+			}
+			if b.lock.Ret < min(validTo, a.releaseAt) {
+				out = append(out, Violation{Inv: InvTwoHolders, Session: s, Detail: fmt.Sprintf(
+					"%s (app %d, lock %d) took the lock at %v while %s (app %d, lock %d) held a lease valid until at least %v",
+					b.rq.ID, b.rq.App, b.rq.LockID, b.lock.Ret, a.rq.ID, a.rq.App, a.rq.LockID, min(validTo, a.releaseAt))})
+				return out
+			}
+		}
+	}
+	return out
+}
+
+// counterOp is one operation on a session's counter for porcupine: a read
+// of N, or an increment from N (which may or may not have happened when
+// its outcome is unknown).
+type counterOp struct {
+	read  bool
+	n     int
+	maybe bool
+}
+
+var counterModel = porcupine.NondeterministicModel{
+	Init: func() []interface{} { return []interface{}{0} },
+	Step: func(state, input, output interface{}) []interface{} {
+		st := state.(int)
+		op := input.(counterOp)
+		switch {
+		case op.read:
+			if st == op.n {
+				return []interface{}{st}
+			}
+			return nil
+		case op.maybe:
+			if st == op.n {
+				return []interface{}{st, st + 1}
+			}
+			return []interface{}{st}
+		case st == op.n:
+			return []interface{}{st + 1}
+		}
+		return nil
+	},
+	DescribeOperation: func(input, output interface{}) string {
+		op := input.(counterOp)
+		if op.read {
+			return fmt.Sprintf("read %d", op.n)
+		}
+		return fmt.Sprintf("incr from %d (maybe %v)", op.n, op.maybe)
+	},
+}
+
+// linearizable checks the session's counter history with porcupine.
+func linearizable(reqs []*Request) (bool, string) {
+	var hist []porcupine.Operation
+	const never = int64(1 << 62)
+	for i, rq := range reqs {
+		switch {
+		case rq.Kind == ReqRead && rq.Err == nil && rq.Seen:
+			hist = append(hist, porcupine.Operation{ClientId: i, Input: counterOp{read: true, n: rq.N}, Call: int64(rq.Call), Return: int64(rq.Ret)})
+		case rq.Kind == ReqIncr && rq.Acq:
+			switch outcome(rq.Err) {
+			case Acked:
+				hist = append(hist, porcupine.Operation{ClientId: i, Input: counterOp{n: rq.N}, Call: int64(rq.Call), Return: int64(rq.Ret)})
+			case Unknown:
+				hist = append(hist, porcupine.Operation{ClientId: i, Input: counterOp{n: rq.N, maybe: true}, Call: int64(rq.Call), Return: never})
+			case Failed:
+				// Reported as not written: it must not be in the history.
+			}
+		}
+	}
+	res := porcupine.CheckOperationsTimeout(counterModel.ToModel(), hist, 5*time.Second)
+	switch res {
+	case porcupine.Illegal:
+		var reads []string
+		for _, rq := range reqs {
+			if rq.Kind == ReqRead && rq.Seen {
+				reads = append(reads, fmt.Sprintf("%s:%d", rq.ID, rq.N))
+			}
+		}
+		return false, "no linearization of " + fmt.Sprint(len(hist)) + " counter operations; reads " + strings.Join(reads, " ")
+	}
+	return true, ""
+}

@@ -1,0 +1,561 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// Params shape one simulated run.
+type Params struct {
+	Nodes        int           // memcached nodes
+	Apps         int           // app servers, each with its own Store and Provider
+	Workers      int           // concurrent requests per app server
+	OpsPerWorker int           // requests each worker makes
+	Sessions     int           // sessions the requests share
+	Lease        time.Duration // provider lease
+	Timeout      time.Duration // memcached client timeout
+	Horizon      time.Duration // faults start within it
+	Kinds        []FaultKind   // fault kinds drawn (all when empty)
+	// MinLatency and MaxLatency bound each command's network latency,
+	// drawn per command from the connection's own random source.
+	MinLatency, MaxLatency time.Duration
+}
+
+// DefaultParams are the parameters of the independent fault test that
+// found the four defects: 3 nodes, 4 app servers, lease 1.5 s, client
+// timeout 300 ms; 4 apps x 2 workers x 8 requests = 64 requests a seed.
+func DefaultParams() Params {
+	return Params{
+		Nodes: 3, Apps: 4, Workers: 2, OpsPerWorker: 8, Sessions: 3,
+		Lease: 1500 * time.Millisecond, Timeout: 300 * time.Millisecond,
+		Horizon:    2500 * time.Millisecond,
+		MinLatency: 50 * time.Microsecond, MaxLatency: 2 * time.Millisecond,
+	}
+}
+
+// expectedStoreOps is a rough count of store operations in a run, where
+// operation-triggered faults are placed.
+func (p Params) expectedStoreOps() int { return p.Apps * p.Workers * p.OpsPerWorker * 3 }
+
+// kinds returns the fault kinds the seeds take in turn.
+func (p Params) kinds() []FaultKind {
+	if len(p.Kinds) == 0 {
+		return FaultKinds
+	}
+	return p.Kinds
+}
+
+// Ops returns the number of requests of a run.
+func (p Params) Ops() int { return p.Apps * p.Workers * p.OpsPerWorker }
+
+// ReqKind is a request's kind.
+type ReqKind string
+
+// Request kinds of the workload.
+const (
+	ReqIncr     ReqKind = "incr"      // locked read-modify-write of the counter
+	ReqRead     ReqKind = "read"      // read-only request
+	ReqLockFree ReqKind = "lock-free" // lock-free write of a key of its own
+	ReqFinal    ReqKind = "final"     // the check after the faults healed
+)
+
+// StoreOp is one store operation of a request, as the provider issued it.
+type StoreOp struct {
+	Name      string // get, lock, commit-get, commit, renew, touch, ...
+	Call, Ret time.Duration
+	Err       error
+}
+
+// Request is one request of the history.
+type Request struct {
+	ID        string
+	App       int
+	Session   int
+	Kind      ReqKind
+	Call, Ret time.Duration // whole request
+	// Read: the counter and the id of the write it came from, as the
+	// request saw them (incr: at acquire; read: the value read).
+	N      int
+	W      string
+	Seen   bool // N and W were read
+	Acq    bool // incr: the lock was taken
+	LockID uint64
+	Err    error // the request's final error (nil: acknowledged)
+	// CommitCall is when the incr's commit started (0: none).
+	CommitCall time.Duration
+	Key        string // lock-free: the key written
+	LFKeys     []string
+	Ops        []StoreOp
+
+	phase string
+}
+
+// Outcome of a request's write.
+type Outcome int
+
+// Outcomes.
+const (
+	Acked   Outcome = iota // acknowledged
+	Unknown                // may or may not have been applied
+	Failed                 // reported as not written
+)
+
+// outcome classifies a write's error.
+func outcome(err error) Outcome {
+	switch {
+	case err == nil:
+		return Acked
+	case errors.Is(err, provider.ErrLockLost), errors.Is(err, provider.ErrNotFound),
+		errors.Is(err, provider.ErrCASConflict), errors.Is(err, provider.ErrExists):
+		return Failed
+	}
+	return Unknown
+}
+
+// FaultHit is a fault as it struck.
+type FaultHit struct {
+	Fault
+	Start, End time.Duration
+	Nodes      []int // the nodes it struck
+}
+
+// Result is one seed's run.
+type Result struct {
+	Seed     uint64
+	Params   Params
+	Schedule Schedule
+	Hits     []FaultHit
+	Requests []*Request
+	Finals   []*Request
+	Elapsed  time.Duration // virtual time of the run
+	// Violations found by Check.
+	Violations []Violation
+}
+
+type reqKey struct{}
+
+// recStore wraps an app's Store: it records each operation in the
+// request found in the context, stalls while its app is paused, and
+// counts operations to fire operation-triggered faults.
+type recStore struct {
+	provider.Store
+	app   int
+	run   *runner
+	start time.Time
+}
+
+func (s *recStore) record(ctx context.Context, key, name string, fn func() error) error {
+	s.run.waitApp(s.app)
+	rq, _ := ctx.Value(reqKey{}).(*Request)
+	call := time.Since(s.start)
+	err := fn()
+	if rq != nil {
+		ph := rq.phase
+		if ph != "" {
+			name = ph + "-" + name
+		}
+		rq.Ops = append(rq.Ops, StoreOp{Name: name, Call: call, Ret: time.Since(s.start), Err: err})
+	}
+	s.run.afterOp(key)
+	return err
+}
+
+func (s *recStore) Get(ctx context.Context, key string) (provider.Entry, error) {
+	var e provider.Entry
+	err := s.record(ctx, key, "get", func() (err error) { e, err = s.Store.Get(ctx, key); return err })
+	return e, err
+}
+
+func (s *recStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	var c uint64
+	err := s.record(ctx, key, "add", func() (err error) { c, err = s.Store.Add(ctx, key, value, ttl); return err })
+	return c, err
+}
+
+func (s *recStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	var c uint64
+	err := s.record(ctx, key, "cas", func() (err error) { c, err = s.Store.CompareAndSwap(ctx, key, value, cas, ttl); return err })
+	return c, err
+}
+
+func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return s.record(ctx, key, "touch", func() error { return s.Store.Touch(ctx, key, ttl) })
+}
+
+// runner is one seed's run in progress.
+type runner struct {
+	p      Params
+	nw     *Network
+	start  time.Time
+	stores []*memcached.Store
+	sched  Schedule
+
+	mu       sync.Mutex
+	hits     []FaultHit
+	opCount  atomic.Int64
+	appGate  []chan struct{} // non-nil while the app is paused
+	triggers map[int][]Fault
+	opNode   int // the node of the seed's first fault; -1 before
+	opNode2  int // and its second node (pause+kill)
+	faults   sync.WaitGroup
+}
+
+func (r *runner) now() time.Duration { return time.Since(r.start) }
+
+func (r *runner) waitApp(app int) {
+	r.mu.Lock()
+	g := r.appGate[app]
+	r.mu.Unlock()
+	if g != nil {
+		<-g
+	}
+}
+
+func (r *runner) afterOp(key string) {
+	n := int(r.opCount.Add(1))
+	r.mu.Lock()
+	fs := r.triggers[n]
+	delete(r.triggers, n)
+	r.mu.Unlock()
+	for _, f := range fs {
+		primary, backup := r.stores[0].Placement(key)
+		addr := primary
+		if f.Role == "backup" && backup != "" {
+			addr = backup
+		}
+		for i, a := range r.nw.Addrs() {
+			if a == addr {
+				f.Node = i
+			}
+		}
+		r.strike(f)
+	}
+}
+
+// strike applies f now; faults with a duration end in their own
+// goroutine.
+func (r *runner) strike(f Fault) {
+	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach {
+		// One node per seed: the first fault's.
+		r.mu.Lock()
+		if r.opNode < 0 {
+			r.opNode, r.opNode2 = f.Node, f.Node2
+			if r.opNode2 == r.opNode {
+				r.opNode2 = (r.opNode + 1) % r.p.Nodes
+			}
+		}
+		f.Node, f.Node2 = r.opNode, r.opNode2
+		r.mu.Unlock()
+	}
+	addrs := r.nw.Addrs()
+	nd := r.nw.Node(addrs[f.Node])
+	h := FaultHit{Fault: f, Start: r.now(), Nodes: []int{f.Node}}
+	var end func()
+	switch f.Kind {
+	case FaultFlush, FaultFlushEach:
+		nd.Flush()
+	case FaultFlushAll:
+		h.Nodes = nil
+		for i, a := range addrs {
+			r.nw.Node(a).Flush()
+			h.Nodes = append(h.Nodes, i)
+		}
+	case FaultRestart:
+		nd.Restart()
+	case FaultKill:
+		nd.Kill()
+		end = nd.Start
+	case FaultPause:
+		nd.Pause()
+		end = nd.Resume
+	case FaultPartition:
+		clients := make([]string, len(f.Apps))
+		for i, a := range f.Apps {
+			clients[i] = appName(a)
+		}
+		nd.Partition(clients...)
+		end = func() { nd.Heal(clients...) }
+	case FaultDelay:
+		nd.Delay(f.Dur, f.MaxDelay)
+	case FaultPauseApp:
+		// A stopped process sends nothing and reads nothing: its new
+		// operations wait, and what it has in flight gets no answer
+		// until it runs again (its timeouts then fire, as they do when a
+		// SIGCONTed process's timers catch up).
+		h.Nodes = nil
+		r.mu.Lock()
+		g := make(chan struct{})
+		r.appGate[f.Apps[0]] = g
+		r.mu.Unlock()
+		for _, a := range addrs {
+			r.nw.Node(a).Partition(appName(f.Apps[0]))
+		}
+		end = func() {
+			for _, a := range addrs {
+				r.nw.Node(a).Heal(appName(f.Apps[0]))
+			}
+			r.mu.Lock()
+			r.appGate[f.Apps[0]] = nil
+			r.mu.Unlock()
+			close(g)
+		}
+	case FaultPauseKill:
+		n2 := r.nw.Node(addrs[f.Node2])
+		h.Nodes = append(h.Nodes, f.Node2)
+		nd.Pause()
+		n2.Kill()
+		end = func() { nd.Resume(); n2.Start() }
+	}
+	if end == nil || f.Dur <= 0 {
+		h.End = h.Start
+		r.addHit(h)
+		return
+	}
+	r.faults.Add(1)
+	go func() {
+		defer r.faults.Done()
+		time.Sleep(f.Dur)
+		end()
+		h.End = r.now()
+		r.addHit(h)
+	}()
+}
+
+func (r *runner) addHit(h FaultHit) {
+	r.mu.Lock()
+	r.hits = append(r.hits, h)
+	r.mu.Unlock()
+}
+
+func appName(i int) string { return fmt.Sprintf("app%d", i) }
+
+// Run runs one seed. It must be called inside a testing/synctest bubble
+// (synctest.Test): the whole run, its timeouts and its faults take virtual
+// time only.
+func Run(seed uint64, p Params) *Result {
+	rng := rand.New(rand.NewPCG(seed, 0x5e55))
+	sched := NewSchedule(rng, p, KindOf(seed, p.Kinds))
+	return RunSchedule(seed, p, sched)
+}
+
+// RunSchedule runs one seed with the given schedule.
+func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
+	rng := rand.New(rand.NewPCG(seed, 0x7a11))
+	nw := NewNetwork(p.Nodes, rng)
+	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
+	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), opNode: -1}
+	res := &Result{Seed: seed, Params: p, Schedule: sched}
+
+	provs := make([]*provider.Provider, p.Apps)
+	for a := range p.Apps {
+		st, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a))})
+		if err != nil {
+			panic(err)
+		}
+		r.stores = append(r.stores, st)
+		pv, err := provider.New(&recStore{Store: st, app: a, run: r, start: r.start}, provider.Config{App: "sim", Lease: p.Lease})
+		if err != nil {
+			panic(err)
+		}
+		provs[a] = pv
+	}
+	defer func() {
+		for _, st := range r.stores {
+			st.Close()
+		}
+		nw.Shutdown()
+	}()
+
+	// The sessions, created before any fault.
+	ids := make([]string, p.Sessions)
+	for i := range ids {
+		ids[i] = sessionID(rng)
+		d := provs[0].CreateNewStoreData(0)
+		_ = d.Values.Set("n", 0)
+		_ = d.Values.Set("w", "init")
+		if err := provs[0].SetAndReleaseItemExclusive(context.Background(), ids[i], d, 0, true); err != nil {
+			panic(fmt.Sprintf("sim: creating session: %v", err))
+		}
+	}
+
+	// The faults.
+	for _, f := range sched {
+		if f.AfterOp > 0 {
+			r.triggers[f.AfterOp] = append(r.triggers[f.AfterOp], f)
+			continue
+		}
+		r.faults.Add(1)
+		go func() {
+			defer r.faults.Done()
+			time.Sleep(f.At - r.now())
+			r.strike(f)
+		}()
+	}
+
+	// The workload.
+	var wg sync.WaitGroup
+	var reqMu sync.Mutex
+	for a := range p.Apps {
+		for w := range p.Workers {
+			wrng := rand.New(rand.NewPCG(seed, uint64(a*1000+w+1)))
+			wg.Go(func() {
+				for o := range p.OpsPerWorker {
+					time.Sleep(time.Duration(wrng.Int64N(int64(300 * time.Millisecond))))
+					rq := &Request{ID: fmt.Sprintf("a%dw%do%d", a, w, o), App: a}
+					rq.Session = wrng.IntN(p.Sessions)
+					switch x := wrng.IntN(100); {
+					case x < 60:
+						rq.Kind = ReqIncr
+					case x < 85:
+						rq.Kind = ReqRead
+					default:
+						rq.Kind = ReqLockFree
+					}
+					r.request(provs[a], ids[rq.Session], rq, wrng)
+					reqMu.Lock()
+					res.Requests = append(res.Requests, rq)
+					reqMu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	// Operation-triggered faults not reached strike now, so every seed
+	// has its faults.
+	r.mu.Lock()
+	var late []Fault
+	for _, fs := range r.triggers {
+		late = append(late, fs...)
+	}
+	r.triggers = nil
+	r.mu.Unlock()
+	for _, f := range late {
+		f.AfterOp = 0
+		r.strike(f)
+	}
+	r.faults.Wait()
+
+	// After the faults healed: every session can be taken within two
+	// leases (health checks bring nodes back within a second) and holds
+	// what was acknowledged.
+	time.Sleep(2 * time.Second)
+	for s, id := range ids {
+		for a := range p.Apps {
+			rq := &Request{ID: fmt.Sprintf("final%d.%d", s, a), App: a, Session: s, Kind: ReqFinal}
+			r.final(provs[a], id, rq)
+			res.Finals = append(res.Finals, rq)
+		}
+	}
+	res.Elapsed = r.now()
+	r.mu.Lock()
+	res.Hits = append(res.Hits, r.hits...)
+	r.mu.Unlock()
+	return res
+}
+
+func sessionID(rng *rand.Rand) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	b := make([]byte, 32)
+	for i := range b {
+		b[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return string(b)
+}
+
+// request runs one request of the workload and records it.
+func (r *runner) request(pv *provider.Provider, id string, rq *Request, rng *rand.Rand) {
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), reqKey{}, rq), 2*r.p.Lease+2*time.Second)
+	defer cancel()
+	rq.Call = r.now()
+	defer func() { rq.Ret = r.now() }()
+	switch rq.Kind {
+	case ReqRead:
+		rq.phase = "read"
+		it, err := pv.ReadItem(ctx, id)
+		if rq.Err = err; err == nil {
+			rq.N, rq.W, rq.Seen = values(it.Data.Values)
+		}
+	case ReqLockFree:
+		lf := pv.LockFree()
+		rq.phase = "lf"
+		it, err := lf.GetItemExclusive(ctx, id)
+		if err != nil {
+			rq.Err = err
+			return
+		}
+		rq.Key = "lf." + rq.ID
+		_ = it.Data.Values.Set(rq.Key, 1)
+		rq.phase = "lf-commit"
+		rq.CommitCall = r.now()
+		rq.Err = lf.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false)
+	case ReqIncr:
+		rq.phase = ""
+		it, err := pv.AcquireItem(ctx, id)
+		if err != nil {
+			rq.Err = err
+			return
+		}
+		rq.Acq, rq.LockID = true, it.LockID
+		rq.N, rq.W, rq.Seen = values(it.Data.Values)
+		// The handler: usually short; one in ten runs past a lease,
+		// renewing it.
+		work := time.Duration(rng.Int64N(int64(80 * time.Millisecond)))
+		if rng.IntN(10) == 0 {
+			work = r.p.Lease + time.Duration(rng.Int64N(int64(r.p.Lease)))
+		}
+		rq.phase = "renew"
+		for work > 0 {
+			step := min(work, r.p.Lease/3)
+			time.Sleep(step)
+			work -= step
+			if work > 0 {
+				_ = pv.RenewLease(ctx, id, it.LockID)
+			}
+		}
+		_ = it.Data.Values.Set("n", rq.N+1)
+		_ = it.Data.Values.Set("w", rq.ID)
+		rq.phase = "commit"
+		rq.CommitCall = r.now()
+		rq.Err = pv.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
+	}
+}
+
+// final takes the session's lock once the faults healed and records what
+// it holds.
+func (r *runner) final(pv *provider.Provider, id string, rq *Request) {
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), reqKey{}, rq), 2*r.p.Lease+time.Second)
+	defer cancel()
+	rq.Call = r.now()
+	defer func() { rq.Ret = r.now() }()
+	it, err := pv.AcquireItem(ctx, id)
+	if err != nil {
+		rq.Err = err
+		return
+	}
+	rq.Acq, rq.LockID = true, it.LockID
+	rq.N, rq.W, rq.Seen = values(it.Data.Values)
+	for _, k := range it.Data.Values.Keys() {
+		if len(k) > 3 && k[:3] == "lf." {
+			rq.LFKeys = append(rq.LFKeys, k)
+		}
+	}
+	rq.phase = "release"
+	if err := pv.ReleaseItemExclusive(ctx, id, it.LockID); err != nil {
+		rq.Err = fmt.Errorf("release: %w", err)
+	}
+}
+
+func values(v *session.Values) (n int, w string, ok bool) {
+	n, ok1, _ := session.Get[int](v, "n")
+	w, ok2, _ := session.Get[string](v, "w")
+	return n, w, ok1 && ok2
+}

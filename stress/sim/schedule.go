@@ -1,0 +1,163 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// FaultKind is one kind of scheduled fault.
+type FaultKind string
+
+// The fault kinds of a schedule.
+const (
+	// FaultFlush: flush_all on one node.
+	FaultFlush FaultKind = "flush"
+	// FaultRestart: a node restarts at once, empty.
+	FaultRestart FaultKind = "restart"
+	// FaultKill: a node dies (connections reset, dials refused) and comes
+	// back empty after Dur.
+	FaultKill FaultKind = "kill"
+	// FaultPause: a node stops for Dur (SIGSTOP) and then runs what
+	// queued meanwhile (SIGCONT).
+	FaultPause FaultKind = "pause"
+	// FaultPartition: a node is unreachable from some app servers for Dur.
+	FaultPartition FaultKind = "partition"
+	// FaultDelay: a node's commands wait up to MaxDelay each for Dur,
+	// reordering them across connections.
+	FaultDelay FaultKind = "delay"
+	// FaultPauseApp: an app server stops for Dur (past its lease): its
+	// store operations, renewals included, wait.
+	FaultPauseApp FaultKind = "pause-app"
+	// FaultPauseKill: a node is paused for Dur while another is killed
+	// for Dur (the double fault of defect 3).
+	FaultPauseKill FaultKind = "pause+kill"
+	// FaultFlushAll: every node flushed at once, as the stress harness's
+	// -flush did before it took a node (a double fault: sessions are
+	// lost, but never silently, and a failed write is never applied).
+	FaultFlushAll FaultKind = "flush-all"
+	// FaultFlushEach: the seed's 1 to 3 flushes strike different nodes,
+	// one after the other (a double fault when a session's copies are
+	// flushed in turn before a read repairs them).
+	FaultFlushEach FaultKind = "flush-each"
+)
+
+// FaultKinds lists every kind, in the order coverage prints them.
+var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach}
+
+// Fault is one scheduled fault. It strikes at virtual time At, or, when
+// AfterOp > 0, as soon as the AfterOp-th store operation of the run
+// (counted over all app servers) returns, on the node that holds Role
+// ("primary" or "backup") of that operation's key.
+type Fault struct {
+	Kind     FaultKind
+	At       time.Duration
+	AfterOp  int
+	Role     string
+	Node     int   // node index, when not chosen by Role
+	Node2    int   // the node killed by pause+kill
+	Apps     []int // partition: the app servers cut off; pause-app: the app
+	Dur      time.Duration
+	MaxDelay time.Duration
+}
+
+func (f Fault) String() string {
+	var b strings.Builder
+	if f.AfterOp > 0 {
+		fmt.Fprintf(&b, "%s after store op #%d on its key's %s", f.Kind, f.AfterOp, f.Role)
+	} else {
+		fmt.Fprintf(&b, "%s at %v", f.Kind, f.At)
+		if f.Kind != FaultPauseApp {
+			fmt.Fprintf(&b, " on node %d", f.Node)
+		}
+	}
+	if f.Kind == FaultPauseKill {
+		fmt.Fprintf(&b, ", kill node %d", f.Node2)
+	}
+	if len(f.Apps) > 0 {
+		fmt.Fprintf(&b, " apps %v", f.Apps)
+	}
+	if f.Dur > 0 {
+		fmt.Fprintf(&b, " for %v", f.Dur)
+	}
+	if f.MaxDelay > 0 {
+		fmt.Fprintf(&b, " delays up to %v", f.MaxDelay)
+	}
+	return b.String()
+}
+
+// Schedule is a seed's faults.
+type Schedule []Fault
+
+func (s Schedule) String() string {
+	parts := make([]string, len(s))
+	for i, f := range s {
+		parts[i] = f.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// KindOf is the fault kind of seed: seeds take the kinds in turn, so that
+// what a kind finds can be told apart from what another finds.
+func KindOf(seed uint64, kinds []FaultKind) FaultKind {
+	if len(kinds) == 0 {
+		kinds = FaultKinds
+	}
+	return kinds[seed%uint64(len(kinds))]
+}
+
+// NewSchedule draws 1 to 3 faults of one kind from rng, striking within
+// the first p.Horizon of a run.
+func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
+	n := 1 + rng.IntN(3)
+	s := make(Schedule, 0, n)
+	// Every fault of a seed strikes the same node (and, when triggered by
+	// an operation, the node of the first trigger's key), so that a seed
+	// is a single fault repeated, never a double fault, except for
+	// pause+kill.
+	node := rng.IntN(p.Nodes)
+	role := []string{"primary", "backup"}[rng.IntN(2)]
+	app := rng.IntN(p.Apps) // pause-app: one app server per seed
+	for i := range n {
+		f := Fault{Kind: kind}
+		f.At = time.Duration(rng.Int64N(int64(p.Horizon)))
+		f.Node = node
+		if kind == FaultFlushEach {
+			f.Node = (node + i) % p.Nodes
+		}
+		// Half the node faults strike right after a store operation,
+		// on its key's primary or backup node: the windows between a
+		// request's operations are narrow in time.
+		switch f.Kind {
+		case FaultFlush, FaultRestart, FaultKill, FaultPause, FaultFlushAll, FaultFlushEach:
+			if rng.IntN(2) == 0 {
+				f.AfterOp = 1 + rng.IntN(p.expectedStoreOps())
+				f.Role = role
+			}
+		}
+		switch f.Kind {
+		case FaultKill:
+			f.Dur = time.Duration(200+rng.IntN(2000)) * time.Millisecond
+		case FaultPause, FaultPartition:
+			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
+		case FaultDelay:
+			f.Dur = time.Duration(500+rng.IntN(2000)) * time.Millisecond
+			f.MaxDelay = time.Duration(20+rng.IntN(2*int(p.Timeout/time.Millisecond))) * time.Millisecond
+		case FaultPauseApp:
+			f.Apps = []int{app}
+			f.Dur = p.Lease + time.Duration(rng.IntN(2000))*time.Millisecond
+		case FaultPauseKill:
+			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
+			f.Node2 = (f.Node + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		}
+		if f.Kind == FaultPartition {
+			k := 1 + rng.IntN(p.Apps-1)
+			for _, a := range rng.Perm(p.Apps)[:k] {
+				f.Apps = append(f.Apps, a)
+			}
+		}
+		s = append(s, f)
+	}
+	return s
+}

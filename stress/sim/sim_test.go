@@ -1,0 +1,288 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+var (
+	flagSeeds   = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 2000, make sim more)")
+	flagFirst   = flag.Uint64("first", 1, "TestSim: first seed")
+	flagSeed    = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
+	flagReplays = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
+	flagKinds   = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
+)
+
+func params() Params {
+	p := DefaultParams()
+	if *flagKinds != "" {
+		for _, k := range strings.Split(*flagKinds, ",") {
+			p.Kinds = append(p.Kinds, FaultKind(k))
+		}
+	}
+	return p
+}
+
+// runSeed runs one seed in its own synctest bubble and checks it.
+func runSeed(t *testing.T, seed uint64, p Params) *Result {
+	var res *Result
+	synctest.Test(t, func(t *testing.T) { res = Run(seed, p) })
+	Check(res)
+	return res
+}
+
+// report prints a seed's schedule, its violations and how to replay it.
+func report(r *Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: schedule: %s\n", r.Seed, r.Schedule)
+	for _, h := range r.Hits {
+		fmt.Fprintf(&b, "  struck %s at %v (nodes %v), ended %v\n", h.Kind, h.Start, h.Nodes, h.End)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
+	}
+	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d -v\n", r.Seed)
+	return b.String()
+}
+
+func TestOneSeed(t *testing.T) {
+	res := runSeed(t, 1, DefaultParams())
+	if len(res.Requests) != DefaultParams().Ops() {
+		t.Fatalf("%d requests, want %d", len(res.Requests), DefaultParams().Ops())
+	}
+	acked := 0
+	for _, rq := range res.Requests {
+		if rq.Err == nil {
+			acked++
+		}
+	}
+	t.Logf("%d of %d requests acknowledged in %v virtual\n%s", acked, len(res.Requests), res.Elapsed, report(res))
+	if len(res.Hits) == 0 {
+		t.Fatal("no fault struck")
+	}
+}
+
+// runSeeds runs n seeds from first, two at a time per core, and returns
+// their checked results in seed order.
+func runSeeds(t *testing.T, first uint64, n int, p Params) []*Result {
+	results := make([]*Result, n)
+	t.Run("seeds", func(t *testing.T) {
+		for i := range n {
+			seed := first + uint64(i)
+			t.Run(fmt.Sprint(seed), func(t *testing.T) {
+				t.Parallel()
+				results[i] = runSeed(t, seed, p)
+			})
+		}
+	})
+	return results
+}
+
+// Tally is what a set of seeds found, per fault kind.
+type tally struct {
+	seeds map[FaultKind]int
+	found map[FaultKind]map[Invariant][]uint64 // seeds
+}
+
+func newTally(results []*Result) *tally {
+	tl := &tally{seeds: map[FaultKind]int{}, found: map[FaultKind]map[Invariant][]uint64{}}
+	for _, r := range results {
+		k := r.Schedule[0].Kind
+		tl.seeds[k]++
+		if tl.found[k] == nil {
+			tl.found[k] = map[Invariant][]uint64{}
+		}
+		seen := map[Invariant]bool{}
+		for _, v := range r.Violations {
+			if !seen[v.Inv] {
+				seen[v.Inv] = true
+				tl.found[k][v.Inv] = append(tl.found[k][v.Inv], r.Seed)
+			}
+		}
+	}
+	return tl
+}
+
+func (tl *tally) print(w *strings.Builder) {
+	fmt.Fprintf(w, "violations per fault kind (seeds with the violation / seeds of the kind):\n")
+	for _, k := range FaultKinds {
+		if tl.seeds[k] == 0 {
+			continue
+		}
+		var parts []string
+		for _, inv := range Invariants {
+			if s := tl.found[k][inv]; len(s) > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d/%d (e.g. seed %d)", inv, len(s), tl.seeds[k], s[0]))
+			}
+		}
+		if len(parts) == 0 {
+			parts = []string{"none"}
+		}
+		fmt.Fprintf(w, "  %-11s %s\n", k, strings.Join(parts, ", "))
+	}
+}
+
+// defects are the four defects of issue 10 that today's store has, each
+// with the fault kind that finds it and the invariant the checker reports.
+// They are expected failures: the replication step (issue 13) fixes them
+// and turns these expectations into regressions (every kind clean).
+var defects = []struct {
+	name string
+	kind FaultKind
+	inv  Invariant
+}{
+	{"defect1-flush-between-read-and-cas-loses-session", FaultFlush, InvSessionLost},
+	{"defect2-paused-node-serves-old-copy-lost-update", FaultPause, InvLostUpdate},
+	{"defect3-pause-and-kill-two-holders", FaultPauseKill, InvTwoHolders},
+	// Rare (about 1 seed in 100 of the delay and flush-each kinds in some
+	// runs, none in others) and not replayable: when no seed of any kind
+	// shows it the subtest is skipped as NOT REPRODUCED, never faked.
+	{"defect4-failed-commit-applied", "", InvFailedApplied},
+}
+
+// TestSim runs -seeds seeds (skipped without it: scripts/test.sh stage sim
+// and make sim run it), prints what each fault kind found, the coverage
+// and how often failing seeds fail again on replay, and requires the
+// checker to report each defect of today's store (expected failures).
+func TestSim(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
+	}
+	p := params()
+	start := time.Now()
+	results := runSeeds(t, *flagFirst, *flagSeeds, p)
+	took := time.Since(start)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d seeds of %d requests in %v (%.1f seeds/s)\n", len(results), p.Ops(), took.Round(time.Millisecond), float64(len(results))/took.Seconds())
+	tl := newTally(results)
+	tl.print(&b)
+	cov := NewCoverage()
+	for _, r := range results {
+		cov.Add(r)
+	}
+	cov.Print(&b)
+
+	// Replay up to 20 failing seeds once each.
+	var failing []*Result
+	for _, r := range results {
+		if len(r.Violations) > 0 && len(failing) < 20 {
+			failing = append(failing, r)
+		}
+	}
+	same := 0
+	for _, r := range failing {
+		if sameInvariants(r, runSeed(t, r.Seed, p)) {
+			same++
+		}
+	}
+	fmt.Fprintf(&b, "replay: %d of %d failing seeds broke the same invariants again\n", same, len(failing))
+	for i, r := range failing {
+		if i == 3 {
+			break
+		}
+		b.WriteString(report(r))
+	}
+	fmt.Print(b.String())
+
+	for _, k := range p.kinds() {
+		if tl.seeds[k] > 0 && cov.Count(string(k), "any") < tl.seeds[k] {
+			t.Errorf("fault kind %s struck in %d of its %d seeds", k, cov.Count(string(k), "any"), tl.seeds[k])
+		}
+	}
+	for _, d := range defects {
+		t.Run(d.name, func(t *testing.T) {
+			var seeds []uint64
+			total := 0
+			for _, k := range p.kinds() {
+				if d.kind == "" || d.kind == k {
+					seeds = append(seeds, tl.found[k][d.inv]...)
+					total += tl.seeds[k]
+				}
+			}
+			if total == 0 {
+				t.Skipf("no seed of kind %s", d.kind)
+			}
+			// Rare defects: search more seeds of the kind, so that the
+			// expectation does not rest on the luck of -seeds.
+			extra := 0
+			if len(seeds) == 0 && d.inv != InvFailedApplied {
+				kp := p
+				kp.Kinds = []FaultKind{d.kind}
+				for seed := uint64(1_000_001); extra < 600 && len(seeds) == 0; seed++ {
+					extra++
+					if r := runSeed(t, seed, kp); r.Has(d.inv) {
+						seeds = append(seeds, seed)
+					}
+				}
+				total += extra
+			}
+			if d.inv == InvFailedApplied && len(seeds) == 0 {
+				// Not reproduced in the simulation (see docs/simulation.md):
+				// reported, never faked.
+				t.Skipf("NOT REPRODUCED: no seed of %d reported %s", total, d.inv)
+			}
+			if len(seeds) == 0 {
+				t.Fatalf("the checker reported no %s in %d seeds of %q: either the defect is fixed (turn this expected failure into a regression test) or the checker is broken", d.inv, total, d.kind)
+			}
+			fmt.Printf("EXPECTED FAILURE %s: today's store breaks %s in %d of %d seeds of %q (%d searched beyond -seeds; first: seed %d)\n", d.name, d.inv, len(seeds), total, d.kind, extra, seeds[0])
+		})
+	}
+}
+
+// TestNoFaultIsClean runs seeds without faults: the checker must find
+// nothing (a checker that reports violations without faults is broken).
+func TestNoFaultIsClean(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N")
+	}
+	p := params()
+	for seed := uint64(1); seed <= 20; seed++ {
+		var res *Result
+		synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
+		if v := Check(res); len(v) > 0 {
+			t.Errorf("seed %d without faults: %v", seed, v)
+		}
+	}
+}
+
+// TestReplay replays -seed -replays times, prints its schedule and
+// violations, and how many replays broke the same invariants (goroutine
+// scheduling is not seeded, so a replay may take another path).
+func TestReplay(t *testing.T) {
+	if *flagSeed == 0 {
+		t.Skip("run with -seed N")
+	}
+	p := params()
+	first := runSeed(t, *flagSeed, p)
+	t.Log("\n" + report(first))
+	if testing.Verbose() {
+		for _, rq := range first.Requests {
+			t.Logf("%s %s s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
+		}
+		for _, rq := range first.Finals {
+			t.Logf("%s app%d s%d n=%d w=%s err=%v lf=%d", rq.ID, rq.App, rq.Session, rq.N, rq.W, rq.Err, len(rq.LFKeys))
+		}
+	}
+	same := 0
+	for range *flagReplays - 1 {
+		if sameInvariants(first, runSeed(t, *flagSeed, p)) {
+			same++
+		}
+	}
+	t.Logf("%d of %d replays broke the same invariants", same, *flagReplays-1)
+}
+
+// sameInvariants reports whether two runs broke the same set of
+// invariants.
+func sameInvariants(a, b *Result) bool {
+	for _, inv := range Invariants {
+		if a.Has(inv) != b.Has(inv) {
+			return false
+		}
+	}
+	return true
+}
