@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +20,14 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/logcheck"
 	"github.com/sessionlock/sessionlock/middleware"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
+
+// TestMain fails the package when a whole session id reached a log.
+func TestMain(m *testing.M) { os.Exit(logcheck.Main(m)) }
 
 // bound is how long a test waits for something that should happen at once.
 const bound = 10 * time.Second
@@ -278,11 +283,11 @@ func TestRouterMatrix(t *testing.T) {
 					{Pattern: st.count, Mode: middleware.Exclusive},
 					{Pattern: st.items, Mode: middleware.ReadOnly},
 				},
-				Logger: slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+				Logger: slog.New(logcheck.Wrap(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
 					logMu.Lock()
 					defer logMu.Unlock()
 					return logs.Write(b)
-				}), nil)),
+				}), nil))),
 			})
 			require.NoError(t, err)
 			srv := httptest.NewServer(st.build(a))
