@@ -58,7 +58,7 @@ func FromContext(ctx context.Context) *Session {
 	}
 	s.mu.Lock()
 	if !s.handed {
-		if !s.fixed && s.mode != unset {
+		if !s.fixed && !s.done && s.mode != unset {
 			r := s.req
 			if r.Context() != ctx {
 				r = r.WithContext(ctx)
