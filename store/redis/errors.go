@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -26,6 +27,7 @@ var unavailablePrefixes = []string{"READONLY", "LOADING", "MASTERDOWN", "CLUSTER
 // that could not be made, mean nothing was executed.
 func (s *Store) fail(ctx context.Context, op, key string, err error, write bool) error {
 	if errors.Is(err, goredis.Nil) {
+		s.ok()
 		return fmt.Errorf("redis: %s %s: %w", op, key, provider.ErrNotFound)
 	}
 	if s.closed.Load() || errors.Is(err, goredis.ErrClosed) {
@@ -51,7 +53,7 @@ func (s *Store) fail(ctx context.Context, op, key string, err error, write bool)
 		s.nodeDown(err)
 		return fmt.Errorf("redis: %s: %s %s: %w: %w", s.cfg.Addr, op, key, provider.ErrUnavailable, err)
 	}
-	if cerr := ctx.Err(); cerr != nil {
+	if cerr := ctxErr(ctx); cerr != nil {
 		// The caller's context ended while the command was in flight.
 		if write {
 			return fmt.Errorf("redis: %s: %s %s: %w: %w", s.cfg.Addr, op, key, provider.ErrOutcomeUnknown, cerr)
@@ -64,6 +66,19 @@ func (s *Store) fail(ctx context.Context, op, key string, err error, write bool)
 		return fmt.Errorf("redis: %s: %s %s: %w (%w): %w", s.cfg.Addr, op, key, provider.ErrOutcomeUnknown, provider.ErrUnavailable, err)
 	}
 	return fmt.Errorf("redis: %s: %s %s: %w: %w", s.cfg.Addr, op, key, provider.ErrUnavailable, err)
+}
+
+// ctxErr returns ctx's error, or context.DeadlineExceeded once its
+// deadline has passed: the socket deadline go-redis derives from it can
+// fire a moment before the context itself is done.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // notSent reports errors that happen before a command is written: no

@@ -81,6 +81,10 @@ type Store struct {
 	client *goredis.Client
 	closed atomic.Bool
 	down   atomic.Bool // the server failed to answer; reported once
+
+	// token draws the token of a write replacing old: newToken, or a
+	// deliberately broken scheme in tests (export_test.go).
+	token func(old uint64) uint64
 }
 
 var (
@@ -130,7 +134,7 @@ func New(cfg Config) (*Store, error) {
 		WriteTimeout:          cfg.Timeout,
 		ContextTimeoutEnabled: true,
 	})
-	return &Store{cfg: cfg, client: client}, nil
+	return &Store{cfg: cfg, client: client, token: newToken}, nil
 }
 
 // Close closes the connections. Operations after Close fail with
@@ -253,7 +257,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err != nil {
 		return 0, err
 	}
-	token := newToken(0)
+	token := s.token(0)
 	set, err := s.client.SetNX(ctx, k, stored(token, value), time.Duration(ms)*time.Millisecond).Result()
 	if err != nil {
 		return 0, s.fail(ctx, "add", key, err, true)
@@ -279,7 +283,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if err != nil {
 		return 0, err
 	}
-	token := newToken(cas)
+	token := s.token(cas)
 	n, err := s.run(ctx, casScript, k, tokenBytes(cas), stored(token, value), ms)
 	switch {
 	case err != nil:
