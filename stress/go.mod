@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/sessionlock/sessionlock v0.0.0
+	github.com/sessionlock/sessionlock/store/redis v0.0.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -31,11 +32,13 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.1.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.62.0 // indirect
 	go.opentelemetry.io/otel v1.37.0 // indirect
 	go.opentelemetry.io/otel/metric v1.37.0 // indirect
 	go.opentelemetry.io/otel/trace v1.37.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
@@ -50,3 +53,5 @@ require (
 )
 
 replace github.com/sessionlock/sessionlock => ../
+
+replace github.com/sessionlock/sessionlock/store/redis => ../store/redis
