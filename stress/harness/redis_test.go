@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/stress/harness"
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
+	"github.com/sessionlock/sessionlock/stress/harness"
 )
 
 func skipWithoutRedis(t *testing.T) {
