@@ -128,7 +128,10 @@ func New(cfg Config) (*Store, error) {
 		// No retries: a write retried after its reply was lost could
 		// report "conflict" for a change that was applied (see
 		// classify); every failure is reported as it happened.
-		MaxRetries:            -1,
+		MaxRetries: -1,
+		// One dial per attempt: a refused connection fails the operation
+		// at once (ErrUnavailable) instead of after go-redis's 5 tries.
+		DialerRetries:         1,
 		DialTimeout:           cfg.DialTimeout,
 		ReadTimeout:           cfg.Timeout,
 		WriteTimeout:          cfg.Timeout,
