@@ -45,13 +45,30 @@ return -1
 // returned before anything runs, so the second call is safe.
 func (s *Store) run(ctx context.Context, sc *script, key string, args ...any) (int64, error) {
 	keys := []string{key}
-	n, err := s.client.EvalSha(ctx, sc.sha, keys, args...).Int64()
+	n, err := s.eval(ctx, "evalsha", sc.sha, keys, args)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventFallback, Node: s.cfg.Addr, Detail: "script " + sc.name + " loaded (NOSCRIPT)"})
-		n, err = s.client.Eval(ctx, sc.src, keys, args...).Int64()
+		n, err = s.eval(ctx, "eval", sc.src, keys, args)
 	}
 	if err == nil {
 		s.ok()
 	}
 	return n, err
+}
+
+// eval sends EVAL or EVALSHA once (see noRetry) and returns its integer
+// reply.
+func (s *Store) eval(ctx context.Context, cmdName, script string, keys []string, args []any) (int64, error) {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, cmdName, script, len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, args...)
+	cmd := goredis.NewCmd(ctx, cmdArgs...)
+	cmd.SetFirstKeyPos(3)
+	if err := s.write(ctx, cmd); err != nil {
+		return 0, err
+	}
+	return cmd.Int64()
 }

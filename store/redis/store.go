@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +45,14 @@ var (
 // Config configures a Store. Every zero value means the documented
 // default, so Config{} talks to DefaultAddr.
 type Config struct {
-	// Addr is the server, "host:port". Default DefaultAddr.
+	// Addr is the server, "host:port". Default DefaultAddr. Ignored
+	// when ClusterAddrs is set.
 	Addr string
+	// ClusterAddrs, when set, are seed nodes of a Redis Cluster
+	// ("host:port" each; one reachable node is enough): the Store then
+	// uses go-redis's cluster client, which follows MOVED and ASK and
+	// learns of failovers. Each session is one key, so in one hash slot.
+	ClusterAddrs []string
 	// Username and Password authenticate (AUTH); empty Username with a
 	// Password is the legacy requirepass form.
 	Username, Password string
@@ -78,7 +85,7 @@ type Config struct {
 // use. See the package documentation.
 type Store struct {
 	cfg    Config
-	client *goredis.Client
+	client goredis.UniversalClient
 	closed atomic.Bool
 	down   atomic.Bool // the server failed to answer; reported once
 
@@ -112,31 +119,59 @@ func New(cfg Config) (*Store, error) {
 	if cfg.PoolSize < 0 {
 		return nil, fmt.Errorf("redis: negative pool size %d", cfg.PoolSize)
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:      cfg.Addr,
-		Username:  cfg.Username,
-		Password:  cfg.Password,
-		TLSConfig: cfg.TLS,
-		DB:        cfg.DB,
-		PoolSize:  cfg.PoolSize,
-		// RESP2: no HELLO handshake and no push notifications.
-		Protocol:        2,
-		DisableIdentity: true,
-		MaintNotificationsConfig: &maintnotifications.Config{
-			Mode: maintnotifications.ModeDisabled,
-		},
-		// No retries: a write retried after its reply was lost could
-		// report "conflict" for a change that was applied (see
-		// classify); every failure is reported as it happened.
-		MaxRetries: -1,
-		// One dial per attempt: a refused connection fails the operation
-		// at once (ErrUnavailable) instead of after go-redis's 5 tries.
-		DialerRetries:         1,
-		DialTimeout:           cfg.DialTimeout,
-		ReadTimeout:           cfg.Timeout,
-		WriteTimeout:          cfg.Timeout,
-		ContextTimeoutEnabled: true,
-	})
+	if len(cfg.ClusterAddrs) > 0 && cfg.DB != 0 {
+		return nil, fmt.Errorf("redis: database %d: Redis Cluster has database 0 only", cfg.DB)
+	}
+	var client goredis.UniversalClient
+	if len(cfg.ClusterAddrs) > 0 {
+		client = goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs:     cfg.ClusterAddrs,
+			Username:  cfg.Username,
+			Password:  cfg.Password,
+			TLSConfig: cfg.TLS,
+			PoolSize:  cfg.PoolSize,
+			Protocol:  2,
+			// MOVED, ASK and READONLY (nothing executed) are followed
+			// by the client; writes are never re-sent after an error
+			// that leaves their outcome open (see noRetry).
+			DisableIdentity:          true,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+			MaxRetries:               -1,
+			DialerRetries:            1,
+			DialTimeout:              cfg.DialTimeout,
+			ReadTimeout:              cfg.Timeout,
+			WriteTimeout:             cfg.Timeout,
+			ContextTimeoutEnabled:    true,
+		})
+		cfg.Addr = strings.Join(cfg.ClusterAddrs, ",")
+	} else {
+		client = goredis.NewClient(&goredis.Options{
+			Addr:      cfg.Addr,
+			Username:  cfg.Username,
+			Password:  cfg.Password,
+			TLSConfig: cfg.TLS,
+			DB:        cfg.DB,
+			PoolSize:  cfg.PoolSize,
+			// RESP2: no HELLO handshake and no push notifications.
+			Protocol:        2,
+			DisableIdentity: true,
+			MaintNotificationsConfig: &maintnotifications.Config{
+				Mode: maintnotifications.ModeDisabled,
+			},
+			// No retries: a write retried after its reply was lost could
+			// report "conflict" for a change that was applied (see
+			// classify); every failure is reported as it happened.
+			MaxRetries: -1,
+			// One dial per attempt: a refused connection fails the
+			// operation at once (ErrUnavailable) instead of after
+			// go-redis's 5 tries.
+			DialerRetries:         1,
+			DialTimeout:           cfg.DialTimeout,
+			ReadTimeout:           cfg.Timeout,
+			WriteTimeout:          cfg.Timeout,
+			ContextTimeoutEnabled: true,
+		})
+	}
 	return &Store{cfg: cfg, client: client, token: newToken}, nil
 }
 
@@ -261,12 +296,12 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return 0, err
 	}
 	token := s.token(0)
-	set, err := s.client.SetNX(ctx, k, stored(token, value), time.Duration(ms)*time.Millisecond).Result()
-	if err != nil {
+	cmd := goredis.NewBoolCmd(ctx, "set", k, stored(token, value), "px", ms, "nx")
+	if err := s.write(ctx, cmd); err != nil {
 		return 0, s.fail(ctx, "add", key, err, true)
 	}
 	s.ok()
-	if !set {
+	if !cmd.Val() {
 		return 0, fmt.Errorf("redis: add %s: %w", key, provider.ErrExists)
 	}
 	return token, nil
@@ -326,12 +361,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.client.Del(ctx, k).Result()
-	if err != nil {
+	cmd := goredis.NewIntCmd(ctx, "del", k)
+	if err := s.write(ctx, cmd); err != nil {
 		return s.fail(ctx, "delete", key, err, true)
 	}
 	s.ok()
-	if n == 0 {
+	if cmd.Val() == 0 {
 		return fmt.Errorf("redis: delete %s: %w", key, provider.ErrNotFound)
 	}
 	return nil
@@ -358,5 +393,20 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// Addr returns the server's address as configured.
+// noRetry keeps go-redis's cluster client from sending a write again
+// after an error that leaves its outcome open (a timeout, a lost
+// connection): a compare-and-swap re-sent after it was applied would
+// answer "conflict", and an Add "exists", for a write that took effect.
+type noRetry struct{ goredis.Cmder }
+
+func (noRetry) NoRetry() bool { return true }
+
+// write sends a write command once.
+func (s *Store) write(ctx context.Context, cmd goredis.Cmder) error {
+	_ = s.client.Process(ctx, noRetry{cmd})
+	return cmd.Err()
+}
+
+// Addr returns the server's address as configured (the cluster's seed
+// addresses, comma-separated).
 func (s *Store) Addr() string { return s.cfg.Addr }
