@@ -17,6 +17,7 @@ import (
 // TestClusterConformance runs the conformance suite on a real Redis
 // Cluster of 3 masters with one replica each.
 func TestClusterConformance(t *testing.T) {
+	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
 	n := 0
 	providertest.Run(t, providertest.Options{NewStore: func(t *testing.T) provider.Store {
@@ -31,6 +32,7 @@ func TestClusterConformance(t *testing.T) {
 // on one, and a script loaded on one master is loaded on the others when
 // they first need it.
 func TestClusterSpreadsKeys(t *testing.T) {
+	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
 	s, err := redis.New(redis.Config{ClusterAddrs: c.Addrs()})
 	require.NoError(t, err)

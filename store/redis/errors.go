@@ -17,7 +17,7 @@ import (
 // serve the key now and executed nothing: a replica refusing writes
 // (READONLY, during a failover), a server loading its data, a cluster
 // without a master for the slot, a busy script, too many clients.
-var unavailablePrefixes = []string{"READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "ERR max number of clients"}
+var unavailablePrefixes = []string{"READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "MOVED", "ASK", "ERR max number of clients"}
 
 // fail turns a client error into the provider's error kinds. A write
 // whose command may have reached the server (a timeout, a lost

@@ -43,32 +43,31 @@ return -1
 // (EVAL, which also loads it) when the server does not know it: the first
 // call on a new server, and after SCRIPT FLUSH or a restart. NOSCRIPT is
 // returned before anything runs, so the second call is safe.
-func (s *Store) run(ctx context.Context, sc *script, key string, args ...any) (int64, error) {
-	keys := []string{key}
-	n, err := s.eval(ctx, "evalsha", sc.sha, keys, args)
+// It returns the script's reply and, with WAIT on, how many replicas
+// acknowledged (see write).
+func (s *Store) run(ctx context.Context, sc *script, key string, args ...any) (n, acked int64, err error) {
+	n, acked, err = s.eval(ctx, "evalsha", sc.sha, key, args)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventFallback, Node: s.cfg.Addr, Detail: "script " + sc.name + " loaded (NOSCRIPT)"})
-		n, err = s.eval(ctx, "eval", sc.src, keys, args)
+		n, acked, err = s.eval(ctx, "eval", sc.src, key, args)
 	}
 	if err == nil {
 		s.ok()
 	}
-	return n, err
+	return n, acked, err
 }
 
-// eval sends EVAL or EVALSHA once (see noRetry) and returns its integer
-// reply.
-func (s *Store) eval(ctx context.Context, cmdName, script string, keys []string, args []any) (int64, error) {
-	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
-	cmdArgs = append(cmdArgs, cmdName, script, len(keys))
-	for _, k := range keys {
-		cmdArgs = append(cmdArgs, k)
-	}
+// eval sends EVAL or EVALSHA of one key once (see noRetry) and returns
+// its integer reply and the replicas' acknowledgements (see write).
+func (s *Store) eval(ctx context.Context, cmdName, script, key string, args []any) (n, acked int64, err error) {
+	cmdArgs := make([]any, 0, 4+len(args))
+	cmdArgs = append(cmdArgs, cmdName, script, 1, key)
 	cmdArgs = append(cmdArgs, args...)
 	cmd := goredis.NewCmd(ctx, cmdArgs...)
 	cmd.SetFirstKeyPos(3)
-	if err := s.write(ctx, cmd); err != nil {
-		return 0, err
+	if acked, err = s.write(ctx, key, cmd); err != nil {
+		return 0, 0, err
 	}
-	return cmd.Int64()
+	n, err = cmd.Int64()
+	return n, acked, err
 }

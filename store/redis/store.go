@@ -25,6 +25,8 @@ const (
 	DefaultTimeout = 500 * time.Millisecond
 	// DefaultDialTimeout bounds establishing a connection.
 	DefaultDialTimeout = time.Second
+	// DefaultWaitTimeout bounds WAIT when Config.WaitReplicas is set.
+	DefaultWaitTimeout = 100 * time.Millisecond
 	// DefaultMaxValueSize is the largest value accepted: 1 MiB, the same
 	// limit as the memcached store, far below Redis's 512 MB.
 	DefaultMaxValueSize = 1 << 20
@@ -75,6 +77,17 @@ type Config struct {
 	// MaxValueSize is the largest value accepted; larger ones fail with
 	// provider.ErrTooLarge before anything is sent. Default 1 MiB.
 	MaxValueSize int
+	// WaitReplicas, when positive, follows every Add, CompareAndSwap and
+	// Delete with WAIT WaitReplicas WaitTimeout on the same connection (in
+	// the same round trip): a write that fewer replicas acknowledged in
+	// time fails with provider.ErrOutcomeUnknown (it is applied on the
+	// master, but a failover may drop it). Redis replication stays
+	// asynchronous: WAIT narrows the window in which a failover loses
+	// acknowledged writes, it does not close it. Default 0, off.
+	WaitReplicas int
+	// WaitTimeout bounds the WAIT. Default 100 ms when WaitReplicas is
+	// set; replies are then awaited for Timeout + WaitTimeout.
+	WaitTimeout time.Duration
 	// OnEvent receives node events: EventNodeDown when the server stops
 	// answering, EventNodeUp when it answers again, EventFallback when a
 	// script had to be loaded again (NOSCRIPT). Nil is off.
@@ -113,6 +126,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxValueSize <= 0 {
 		cfg.MaxValueSize = DefaultMaxValueSize
 	}
+	if cfg.WaitReplicas > 0 && cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = DefaultWaitTimeout
+	}
 	if cfg.DB < 0 {
 		return nil, fmt.Errorf("redis: negative database number %d", cfg.DB)
 	}
@@ -121,6 +137,11 @@ func New(cfg Config) (*Store, error) {
 	}
 	if len(cfg.ClusterAddrs) > 0 && cfg.DB != 0 {
 		return nil, fmt.Errorf("redis: database %d: Redis Cluster has database 0 only", cfg.DB)
+	}
+	// A WAIT holds the reply for up to WaitTimeout.
+	readTimeout := cfg.Timeout
+	if cfg.WaitReplicas > 0 {
+		readTimeout += cfg.WaitTimeout
 	}
 	var client goredis.UniversalClient
 	if len(cfg.ClusterAddrs) > 0 {
@@ -139,7 +160,7 @@ func New(cfg Config) (*Store, error) {
 			MaxRetries:               -1,
 			DialerRetries:            1,
 			DialTimeout:              cfg.DialTimeout,
-			ReadTimeout:              cfg.Timeout,
+			ReadTimeout:              readTimeout,
 			WriteTimeout:             cfg.Timeout,
 			ContextTimeoutEnabled:    true,
 		})
@@ -167,7 +188,7 @@ func New(cfg Config) (*Store, error) {
 			// go-redis's 5 tries.
 			DialerRetries:         1,
 			DialTimeout:           cfg.DialTimeout,
-			ReadTimeout:           cfg.Timeout,
+			ReadTimeout:           readTimeout,
 			WriteTimeout:          cfg.Timeout,
 			ContextTimeoutEnabled: true,
 		})
@@ -297,12 +318,16 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	token := s.token(0)
 	cmd := goredis.NewBoolCmd(ctx, "set", k, stored(token, value), "px", ms, "nx")
-	if err := s.write(ctx, cmd); err != nil {
+	acked, err := s.write(ctx, k, cmd)
+	if err != nil {
 		return 0, s.fail(ctx, "add", key, err, true)
 	}
 	s.ok()
 	if !cmd.Val() {
 		return 0, fmt.Errorf("redis: add %s: %w", key, provider.ErrExists)
+	}
+	if err := s.replicated("add", key, acked); err != nil {
+		return 0, err
 	}
 	return token, nil
 }
@@ -322,7 +347,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, err
 	}
 	token := s.token(cas)
-	n, err := s.run(ctx, casScript, k, tokenBytes(cas), stored(token, value), ms)
+	n, acked, err := s.run(ctx, casScript, k, tokenBytes(cas), stored(token, value), ms)
 	switch {
 	case err != nil:
 		return 0, s.fail(ctx, "cas", key, err, true)
@@ -330,6 +355,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, fmt.Errorf("redis: cas %s: %w", key, provider.ErrNotFound)
 	case n < 0:
 		return 0, fmt.Errorf("redis: cas %s: %w", key, provider.ErrCASConflict)
+	}
+	if err := s.replicated("cas", key, acked); err != nil {
+		return 0, err
 	}
 	return token, nil
 }
@@ -362,7 +390,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	cmd := goredis.NewIntCmd(ctx, "del", k)
-	if err := s.write(ctx, cmd); err != nil {
+	if _, err := s.write(ctx, k, cmd); err != nil {
 		return s.fail(ctx, "delete", key, err, true)
 	}
 	s.ok()
@@ -401,10 +429,55 @@ type noRetry struct{ goredis.Cmder }
 
 func (noRetry) NoRetry() bool { return true }
 
-// write sends a write command once.
-func (s *Store) write(ctx context.Context, cmd goredis.Cmder) error {
-	_ = s.client.Process(ctx, noRetry{cmd})
-	return cmd.Err()
+// write sends a write command of key once. With WaitReplicas set it sends
+// WAIT WaitReplicas WaitTimeout right behind it, on the same connection
+// (one round trip), and returns how many replicas acknowledged; otherwise
+// acked is -1.
+func (s *Store) write(ctx context.Context, key string, cmd goredis.Cmder) (acked int64, err error) {
+	if s.cfg.WaitReplicas <= 0 {
+		_ = s.client.Process(ctx, noRetry{cmd})
+		return -1, cmd.Err()
+	}
+	node, ok := s.client.(*goredis.Client)
+	if cc, isCluster := s.client.(*goredis.ClusterClient); isCluster {
+		if node, err = cc.MasterForKey(ctx, key); err != nil {
+			return 0, err
+		}
+		ok = true
+	}
+	if !ok {
+		return 0, fmt.Errorf("redis: WAIT needs a single-server or cluster client")
+	}
+	wait := goredis.NewIntCmd(ctx, "wait", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+	_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		_ = p.Process(ctx, cmd)
+		_ = p.Process(ctx, wait)
+		return nil
+	})
+	if err := cmd.Err(); err != nil {
+		if goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK") {
+			if cc, isCluster := s.client.(*goredis.ClusterClient); isCluster {
+				cc.ReloadState(ctx)
+			}
+		}
+		return 0, err
+	}
+	if err := wait.Err(); err != nil {
+		return 0, err
+	}
+	return wait.Val(), nil
+}
+
+// replicated returns nil when a write was acknowledged by WaitReplicas
+// replicas (or WAIT is off), and an error wrapping
+// provider.ErrOutcomeUnknown otherwise: the write is applied on the
+// master, but a failover may still drop it.
+func (s *Store) replicated(op, key string, acked int64) error {
+	if acked < 0 || acked >= int64(s.cfg.WaitReplicas) {
+		return nil
+	}
+	return fmt.Errorf("redis: %s: %s %s: %w: applied on the master, acknowledged by %d of %d replicas within %v, so a failover may drop it",
+		s.cfg.Addr, op, key, provider.ErrOutcomeUnknown, acked, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 }
 
 // Addr returns the server's address as configured (the cluster's seed

@@ -374,6 +374,7 @@ func TestOutOfMemory(t *testing.T) {
 }
 
 func TestReadOnlyReplica(t *testing.T) {
+	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	servers := redistest.StartForTest(t, 2, redistest.Config{})
 	master, replica := servers[0], servers[1]
 	ctx := context.Background()
@@ -431,6 +432,7 @@ func TestServerDownAndBack(t *testing.T) {
 // is in flight: the CAS times out and must be reported as of unknown
 // outcome, because it is applied once the server wakes up.
 func TestHungServerOutcomeUnknown(t *testing.T) {
+	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	for _, tc := range []struct {
 		name string
 		cfg  redis.Config

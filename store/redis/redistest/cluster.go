@@ -37,7 +37,7 @@ func (c *Cluster) Stop() {
 // StartCluster starts masters*(1+replicas) redis-server processes with
 // cluster mode on, joins them with redis-cli --cluster create (each master
 // gets replicas replicas) and returns once every node reports
-// cluster_state:ok. The error wraps ErrNoBinary when redis-server or
+// cluster_state:ok and every master's replicas are in sync. The error wraps ErrNoBinary when redis-server or
 // redis-cli is missing.
 func StartCluster(ctx context.Context, masters, replicas int, cfg Config) (*Cluster, error) {
 	cli, err := exec.LookPath("redis-cli")
@@ -57,7 +57,7 @@ func StartCluster(ctx context.Context, masters, replicas int, cfg Config) (*Clus
 		c.Stop()
 		return nil, fmt.Errorf("redistest: redis-cli --cluster create: %w: %s", err, out)
 	}
-	if err := c.waitOK(ctx, 30*time.Second); err != nil {
+	if err := c.waitOK(ctx, replicas, 30*time.Second); err != nil {
 		c.Stop()
 		return nil, err
 	}
@@ -65,8 +65,8 @@ func StartCluster(ctx context.Context, masters, replicas int, cfg Config) (*Clus
 }
 
 // waitOK waits until every node reports cluster_state:ok and knows every
-// other node.
-func (c *Cluster) waitOK(ctx context.Context, bound time.Duration) error {
+// other node, and every master has replicas replicas in sync.
+func (c *Cluster) waitOK(ctx context.Context, replicas int, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	for {
@@ -75,6 +75,11 @@ func (c *Cluster) waitOK(ctx context.Context, bound time.Duration) error {
 			info, err := s.Do(ctx, "CLUSTER", "INFO").Text()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
 				!strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(c.Servers))) {
+				ok = false
+				break
+			}
+			repl, err := s.Do(ctx, "INFO", "replication").Text()
+			if err != nil || (strings.Contains(repl, "role:master") && strings.Count(repl, "state=online") < replicas) {
 				ok = false
 				break
 			}
