@@ -59,3 +59,60 @@ func TestClusterSpreadsKeys(t *testing.T) {
 	}
 	require.Equal(t, 3, masters)
 }
+
+// TestClusterMasterFailover kills a master of a cluster whose writes were
+// acknowledged with WAIT 1: its replica takes over (found by the client
+// through MOVED and slot reloads), every acknowledged write is there with
+// its token, and compare-and-swap goes on from those tokens.
+func TestClusterMasterFailover(t *testing.T) {
+	t.Parallel() // mostly waits: cluster start, failure detection
+	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
+	s, err := redis.New(redis.Config{ClusterAddrs: c.Addrs(), WaitReplicas: 1, WaitTimeout: 3 * time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	tokens := map[string]uint64{}
+	for i := range 30 {
+		key := fmt.Sprintf("session-%d", i)
+		tok, err := s.Add(ctx, key, []byte("v"), time.Hour)
+		require.NoError(t, err)
+		tokens[key] = tok
+	}
+	victim := c.Servers[0]
+	role, err := victim.Do(ctx, "ROLE").Slice()
+	require.NoError(t, err)
+	require.Equal(t, "master", role[0])
+	victim.Kill()
+	start := time.Now()
+	waitUntil(t, 90*time.Second, "every acknowledged session to be readable after the failover", func() bool {
+		for key, tok := range tokens {
+			e, err := s.Get(ctx, key)
+			if err != nil {
+				require.NotErrorIs(t, err, provider.ErrNotFound, "an acknowledged write was lost")
+				return false
+			}
+			require.Equal(t, tok, e.CAS, "the failover kept the acknowledged token")
+		}
+		return true
+	})
+	t.Logf("failover: every session readable %v after the kill", time.Since(start).Round(time.Millisecond))
+	// Writes go on from the same tokens. The promoted master has no
+	// replica left, so with WAIT 1 its writes are applied but reported as
+	// of unknown outcome; the other shards acknowledge as before.
+	var acked, unknown int
+	for key, tok := range tokens {
+		_, err := s.CompareAndSwap(ctx, key, []byte("after"), tok, time.Hour)
+		if err != nil {
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			require.ErrorContains(t, err, "acknowledged by 0 of 1 replicas")
+			unknown++
+		} else {
+			acked++
+		}
+		e, err := s.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, "after", string(e.Value))
+	}
+	require.Positive(t, acked)
+	require.Positive(t, unknown)
+}

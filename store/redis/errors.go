@@ -38,6 +38,9 @@ func (s *Store) fail(ctx context.Context, op, key string, err error, write bool)
 		msg := rerr.Error()
 		for _, p := range unavailablePrefixes {
 			if strings.HasPrefix(msg, p) {
+				if p == "CLUSTERDOWN" || p == "MOVED" || p == "ASK" {
+					s.nodeDown(err)
+				}
 				return fmt.Errorf("redis: %s: %s %s: %w: %w", s.cfg.Addr, op, key, provider.ErrUnavailable, err)
 			}
 		}
@@ -91,8 +94,14 @@ func notSent(err error) bool {
 	return errors.Is(err, goredis.ErrPoolTimeout)
 }
 
-// nodeDown reports the server down, once until it answers again.
+// nodeDown reports the server down, once until it answers again. On a
+// cluster it also has the client reload the slot map (debounced by
+// go-redis), so that a failover is found at once rather than at the next
+// periodic reload (every 60 s).
 func (s *Store) nodeDown(err error) {
+	if cc, ok := s.client.(*goredis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
 	if s.down.CompareAndSwap(false, true) {
 		s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventNodeDown, Node: s.cfg.Addr, Detail: "not answering", Err: err})
 	}
