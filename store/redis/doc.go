@@ -58,6 +58,16 @@
 // that it writes ("#!lua"), so a server over maxmemory or a replica refuses
 // it before it runs.
 //
+// # Redis Cluster and WAIT
+//
+// With Config.ClusterAddrs the Store uses go-redis's cluster client: each
+// session is one key, so one hash slot; MOVED, ASK and failovers are the
+// client's, and a node that fails makes it reload the slot map at once.
+// Write commands are sent once (never re-sent after an error that leaves
+// their outcome open). Config.WaitReplicas sends WAIT behind every write
+// on the same connection; a write fewer replicas acknowledged in time
+// fails with provider.ErrOutcomeUnknown (it is applied on the master).
+//
 // # Events
 //
 // Config.OnEvent receives provider.EventNodeDown when the server stops
