@@ -67,9 +67,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp, partition string
-	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL) or couchbase")
-	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends)")
-	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes for the run and stop them afterwards")
+	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL), couchbase or redis")
+	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends), or the one redis server")
+	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes (redis: 1 redis-server) for the run and stop them afterwards")
 	fs.StringVar(&c.PGDSN, "pg-dsn", "", "PostgreSQL DSN of the tiered backend (default: start a throwaway local server)")
 	fs.StringVar(&c.Couchbase.ConnStr, "cb-conn", "", "Couchbase connection string, e.g. couchbase://127.0.0.1")
 	fs.StringVar(&c.Couchbase.Username, "cb-user", "", "Couchbase user name")

@@ -14,6 +14,8 @@ import (
 	"github.com/sessionlock/sessionlock/store/couchbase"
 	"github.com/sessionlock/sessionlock/store/memcached"
 	"github.com/sessionlock/sessionlock/store/memstore"
+	"github.com/sessionlock/sessionlock/store/redis"
+	"github.com/sessionlock/sessionlock/store/redis/redistest"
 )
 
 // storeSpec says how an app server reaches the store. It is JSON so that
@@ -50,6 +52,8 @@ func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 		return memcached.New(mc)
 	case BackendTiered:
 		return openTiered(ctx, spec)
+	case BackendRedis:
+		return redis.New(redis.Config{Addr: spec.Nodes[0]})
 	case BackendCouchbase:
 		cb := spec.Couchbase
 		s, err := couchbase.New(ctx, couchbase.Config{
@@ -68,10 +72,47 @@ func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 type backend struct {
 	spec    storeSpec      // how app servers reach the store
 	mem     provider.Store // the memory backend's one store
-	nodes   []*mcserver.Server
+	nodes   []managedNode
 	pg      *pgserver.Server
 	proxies []*latencyProxy
 	latency time.Duration
+}
+
+// managedNode is a store process the harness started (memcached or
+// redis-server), which the fault options kill, restart and flush.
+type managedNode interface {
+	Addr() string
+	Kill()
+	Restart(ctx context.Context) error
+	FlushAll(ctx context.Context) error
+	Pause() error  // SIGSTOP
+	Resume() error // SIGCONT
+	Stop()
+}
+
+// startManaged starts cfg.Managed local processes of the backend's server.
+func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error) {
+	var addrs []string
+	if cfg.Backend == BackendRedis {
+		servers, err := redistest.StartN(ctx, cfg.Managed, redistest.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("harness: start %d redis-server processes: %w", cfg.Managed, err)
+		}
+		for _, s := range servers {
+			b.nodes = append(b.nodes, s)
+			addrs = append(addrs, s.Addr())
+		}
+		return addrs, nil
+	}
+	servers, err := mcserver.StartN(ctx, cfg.Managed, mcserver.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("harness: start %d memcached processes: %w", cfg.Managed, err)
+	}
+	for _, s := range servers {
+		b.nodes = append(b.nodes, s)
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs, nil
 }
 
 // startBackend starts (or connects to) the store cfg asks for, with
@@ -94,14 +135,12 @@ func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
 		b.spec.Couchbase = cfg.Couchbase
 		return b, b.probe(ctx)
 	}
-	// memcached and tiered
+	// memcached, tiered and redis
 	nodes := cfg.Nodes
 	if cfg.Managed > 0 {
-		b.nodes, err = mcserver.StartN(ctx, cfg.Managed, mcserver.Config{})
-		if err != nil {
-			return b, fmt.Errorf("harness: start %d memcached processes: %w", cfg.Managed, err)
+		if nodes, err = b.startManaged(ctx, cfg); err != nil {
+			return b, err
 		}
-		nodes = mcserver.Addrs(b.nodes)
 	}
 	for _, n := range nodes {
 		addr, err := b.proxied(n)

@@ -18,6 +18,7 @@ const (
 	BackendMemcached = "memcached"
 	BackendTiered    = "tiered"
 	BackendCouchbase = "couchbase"
+	BackendRedis     = "redis"
 )
 
 // Defaults of Config.
@@ -179,7 +180,7 @@ type Couchbase struct {
 // Config describes one run. The zero value (with Backend empty) runs the
 // default workload against the embedded store.
 type Config struct {
-	// Backend is memory (default), memcached, tiered or couchbase.
+	// Backend is memory (default), memcached, tiered, couchbase or redis.
 	Backend string
 	// Nodes are the memcached servers of the memcached and tiered
 	// backends; Managed starts that many local memcached processes
@@ -359,9 +360,9 @@ func (c Config) check() error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
 	switch c.Backend {
-	case BackendMemory, BackendMemcached, BackendTiered, BackendCouchbase:
+	case BackendMemory, BackendMemcached, BackendTiered, BackendCouchbase, BackendRedis:
 	default:
-		return bad("unknown backend %q (want memory, memcached, tiered or couchbase)", c.Backend)
+		return bad("unknown backend %q (want memory, memcached, tiered, couchbase or redis)", c.Backend)
 	}
 	usesMemcached := c.Backend == BackendMemcached || c.Backend == BackendTiered
 	switch {
@@ -389,6 +390,8 @@ func (c Config) check() error {
 		return bad("backend %s needs memcached nodes: -nodes host:port,... or -managed N", c.Backend)
 	case usesMemcached && len(c.Nodes) > 0 && c.Managed > 0:
 		return bad("give either -nodes or -managed, not both")
+	case c.Backend == BackendRedis && len(c.Nodes)+c.Managed != 1:
+		return bad("backend redis needs one server: -nodes host:port or -managed 1")
 	case c.Backend == BackendCouchbase && (c.Couchbase.ConnStr == "" || c.Couchbase.Bucket == ""):
 		return bad("backend couchbase needs -cb-conn and -cb-bucket")
 	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero() || !c.Flush.IsZero()) && c.Managed < 1:

@@ -187,7 +187,7 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"memory across processes", harness.Config{Procs: 2}, "memory backend"},
-		{"unknown backend", harness.Config{Backend: "redis"}, "unknown backend"},
+		{"unknown backend", harness.Config{Backend: "cassandra"}, "unknown backend"},
 		{"memcached without nodes", harness.Config{Backend: harness.BackendMemcached}, "-managed"},
 		{"kill without managed nodes", harness.Config{KillNode: harness.At{After: time.Second}}, "managed"},
 		{"crash holder in one process", harness.Config{Backend: harness.BackendMemcached, Managed: 1, CrashHolder: true}, "-procs 2"},

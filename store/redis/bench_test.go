@@ -1,0 +1,245 @@
+package redis_test
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/redis"
+)
+
+// sessionBytes is the size of the benchmarked session's values.
+const sessionBytes = 2 << 10
+
+// newBenchSession stores one session of about sessionBytes.
+func newBenchSession(b *testing.B, p *provider.Provider) string {
+	b.Helper()
+	id, err := session.NewID()
+	require.NoError(b, err)
+	d := p.CreateNewStoreData(0)
+	require.NoError(b, d.Values.Set("blob", strings.Repeat("x", sessionBytes)))
+	require.NoError(b, d.Values.Set("n", 0))
+	require.NoError(b, p.SetAndReleaseItemExclusive(context.Background(), id, d, 0, true))
+	return id
+}
+
+// requestKinds are the uncontended requests whose cost is measured,
+// through today's provider.
+var requestKinds = []struct {
+	name string
+	run  func(ctx context.Context, p *provider.Provider, id string, i int) error
+}{
+	{"read-only", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
+		_, err := p.GetItem(ctx, id)
+		return err
+	}},
+	{"exclusive-unchanged", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
+		item, err := p.GetItemExclusive(ctx, id)
+		if err != nil {
+			return err
+		}
+		return p.ReleaseItemExclusive(ctx, id, item.LockID)
+	}},
+	{"exclusive-changed", func(ctx context.Context, p *provider.Provider, id string, i int) error {
+		item, err := p.GetItemExclusive(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := item.Data.Values.Set("n", i); err != nil {
+			return err
+		}
+		return p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
+	}},
+}
+
+// commandDelta returns the server's commands between two INFO
+// commandstats readings, without the INFO and HELLO calls of the counting
+// itself, per request.
+func commandDelta(before, after map[string]uint64, n int) map[string]float64 {
+	d := map[string]float64{}
+	for name, calls := range after {
+		if name == "info" || name == "hello" {
+			continue
+		}
+		if delta := calls - before[name]; delta > 0 {
+			d[name] = float64(delta) / float64(n)
+		}
+	}
+	return d
+}
+
+// BenchmarkRequestCost reports, per uncontended request on a 2 KB session
+// through the provider: client round trips (Store operations, each one
+// command) and the server's commands from INFO commandstats, which counts
+// a script call (evalsha) and the commands the script runs (getrange,
+// set) each.
+func BenchmarkRequestCost(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	for _, kind := range requestKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			counting := &providertest.CountingStore{Store: newStore(b, srv, redis.Config{Timeout: 10 * time.Second})}
+			p, err := provider.New(counting, provider.Config{})
+			require.NoError(b, err)
+			id := newBenchSession(b, p)
+			require.NoError(b, kind.run(ctx, p, id, 0)) // warm connections and scripts
+			before, err := srv.CommandStats(ctx)
+			require.NoError(b, err)
+			ops := counting.Ops()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := kind.run(ctx, p, id, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			after, err := srv.CommandStats(ctx)
+			require.NoError(b, err)
+			reportCommands(b, commandDelta(before, after, b.N))
+			b.ReportMetric(float64(counting.Ops()-ops)/float64(b.N), "roundtrips/req")
+		})
+	}
+}
+
+// reportCommands reports each command per request, and their sum with
+// and without the commands scripts run.
+func reportCommands(b *testing.B, d map[string]float64) {
+	var all, client float64
+	for _, name := range slices.Sorted(maps.Keys(d)) {
+		b.ReportMetric(d[name], name+"/req")
+		all += d[name]
+		if name != "getrange" && !(name == "set" && d["evalsha"] > 0) {
+			client += d[name]
+		}
+	}
+	b.ReportMetric(client, "client-cmds/req")
+	b.ReportMetric(all, "server-cmds/req")
+}
+
+// BenchmarkStoreFloor reports the same costs for the Store calls a
+// request needs when the provider uses what this Store offers: a read-only
+// request as one GetAndTouch (GETEX), an exclusive one as Get, a locking
+// CompareAndSwap and a committing CompareAndSwap with the token the lock
+// returned (no re-read).
+func BenchmarkStoreFloor(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second})
+	value := []byte(strings.Repeat("x", sessionBytes))
+	_, err := s.Add(ctx, "floor", value, time.Hour)
+	require.NoError(b, err)
+	for _, kind := range storeFloorKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			require.NoError(b, kind.run(ctx, s, value))
+			before, err := srv.CommandStats(ctx)
+			require.NoError(b, err)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := kind.run(ctx, s, value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			after, err := srv.CommandStats(ctx)
+			require.NoError(b, err)
+			reportCommands(b, commandDelta(before, after, b.N))
+			b.ReportMetric(float64(kind.roundTrips), "roundtrips/req")
+		})
+	}
+}
+
+var storeFloorKinds = []struct {
+	name       string
+	roundTrips int
+	run        func(ctx context.Context, s *redis.Store, value []byte) error
+}{
+	{"read-only", 1, func(ctx context.Context, s *redis.Store, _ []byte) error {
+		_, err := s.GetAndTouch(ctx, "floor", time.Hour)
+		return err
+	}},
+	{"exclusive", 3, exclusiveFloor},
+}
+
+func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
+	e, err := s.Get(ctx, "floor")
+	if err != nil {
+		return err
+	}
+	locked, err := s.CompareAndSwap(ctx, "floor", value, e.CAS, time.Hour)
+	if err != nil {
+		return err
+	}
+	_, err = s.CompareAndSwap(ctx, "floor", value, locked, time.Hour)
+	return err
+}
+
+// BenchmarkExclusiveCycleLatency reports the latency of one exclusive
+// request cycle (GetItemExclusive + SetAndReleaseItemExclusive of a 2 KB
+// session through the provider, and the 3-call floor of
+// BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
+// same server, in the same run: one raw GET and one cycle alternate, so
+// that both see the same machine load, and the ratio is of their medians.
+// Run it with -count 5 and take the median.
+func BenchmarkExclusiveCycleLatency(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	// A long timeout: a loaded machine must slow the benchmark down, not
+	// fail it.
+	s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second})
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(b, err)
+	id := newBenchSession(b, p)
+	key, err := p.Key(id)
+	require.NoError(b, err)
+	value := []byte(strings.Repeat("x", sessionBytes))
+	_, err = s.Add(ctx, "floor", value, time.Hour)
+	require.NoError(b, err)
+	raw := srv.Client()
+	defer raw.Close()
+	cycles := []struct {
+		name string
+		run  func(i int) error
+	}{
+		{"provider", func(i int) error { return requestKinds[2].run(ctx, p, id, i) }},
+		{"floor", func(int) error { return exclusiveFloor(ctx, s, value) }},
+	}
+	for _, c := range cycles {
+		b.Run(c.name, func(b *testing.B) {
+			require.NoError(b, raw.Get(ctx, key).Err())
+			require.NoError(b, c.run(0))
+			rawTimes := make([]time.Duration, 0, b.N)
+			cycleTimes := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if err := raw.Get(ctx, key).Err(); err != nil {
+					b.Fatal(err)
+				}
+				mid := time.Now()
+				if err := c.run(i); err != nil {
+					b.Fatal(err)
+				}
+				rawTimes = append(rawTimes, mid.Sub(start))
+				cycleTimes = append(cycleTimes, time.Since(mid))
+			}
+			b.StopTimer()
+			rawNs, cycleNs := float64(median(rawTimes)), float64(median(cycleTimes))
+			b.ReportMetric(rawNs, "raw-get-p50-ns")
+			b.ReportMetric(cycleNs, "cycle-p50-ns")
+			b.ReportMetric(cycleNs/rawNs, "cycle/raw-get")
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}

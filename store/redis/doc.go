@@ -1,0 +1,81 @@
+// Package redis is a provider.Store on a Redis 7 server, built on
+// github.com/redis/go-redis/v9. It lives in its own module, so only users
+// who import it pull in the Redis client.
+//
+//	store, err := redis.New(redis.Config{Addr: "10.0.0.5:6379", Password: pw})
+//	if err != nil { ... }
+//	defer store.Close()
+//	p, err := provider.New(store, provider.Config{App: "shop"})
+//
+// # Key layout and CAS tokens
+//
+// Each key (Config.KeyPrefix + the provider's key) is one Redis string: an
+// 8-byte CAS token, big-endian, followed by the provider's record. Every
+// operation is one command and one round trip:
+//
+//	Get             GET key
+//	GetAndTouch     GETEX key PX ttl
+//	Add             SET key token+value NX PX ttl
+//	CompareAndSwap  EVALSHA cas 1 key old-token new-token+value ttl
+//	Touch           PEXPIRE key ttl
+//	Delete          DEL key
+//	TTL             PTTL key
+//
+// The compare-and-swap script reads the stored token (GETRANGE key 0 7)
+// and, when it is the caller's, replaces the key (SET ... PX); it answers
+// "absent" or "token differs" otherwise. It is called by its SHA1; on
+// NOSCRIPT (a new or restarted server, SCRIPT FLUSH) it is sent once with
+// its source (EVAL), which runs and loads it. Add and CompareAndSwap return
+// the new token, so a caller can write again without reading first. TTLs
+// are milliseconds, rounded up.
+//
+// Tokens are not counters: every write draws a fresh random 64-bit token
+// (never 0, never the token it replaces) on the client. A token therefore
+// identifies one write, not a position in a sequence that the server could
+// lose: after a key expires and is created again, and after a failover
+// that dropped acknowledged writes (the replica's copy is older, and its
+// next writes would reuse a counter's values), a token held from before
+// matches the new value only if two writes of the key drew the same 64
+// bits: a chance of 2^-64 per pair of writes. A counter, even behind a
+// random incarnation, repeats its values after such a rollback.
+//
+// # Errors
+//
+// Errors wrap the provider's sentinels:
+//
+//	connection refused, no free connection in time   provider.ErrUnavailable (nothing sent)
+//	READONLY, LOADING, MASTERDOWN, CLUSTERDOWN,
+//	TRYAGAIN, BUSY, max clients                       provider.ErrUnavailable (nothing executed)
+//	timeout or lost connection, a read                provider.ErrUnavailable
+//	timeout or lost connection, a write               provider.ErrOutcomeUnknown and ErrUnavailable
+//	context ended during a write                      provider.ErrOutcomeUnknown and the context's error
+//	OOM, script errors, NOAUTH, NOPERM, others        provider.ErrServer (nothing written)
+//	WRONGTYPE, a value shorter than its token         provider.ErrCorrupt
+//
+// The client never retries a command by itself (go-redis's MaxRetries is
+// off): a write retried after its reply was lost could be reported as a
+// conflict although it was applied. The compare-and-swap script declares
+// that it writes ("#!lua"), so a server over maxmemory or a replica refuses
+// it before it runs.
+//
+// # Redis Cluster and WAIT
+//
+// With Config.ClusterAddrs the Store uses go-redis's cluster client: each
+// session is one key, so one hash slot; MOVED, ASK and failovers are the
+// client's, and a node that fails makes it reload the slot map at once.
+// Write commands are sent once (never re-sent after an error that leaves
+// their outcome open). Config.WaitReplicas sends WAIT behind every write
+// on the same connection; a write fewer replicas acknowledged in time
+// fails with provider.ErrOutcomeUnknown (it is applied on the master).
+//
+// # Events
+//
+// Config.OnEvent receives provider.EventNodeDown when the server stops
+// answering (once), provider.EventNodeUp when it answers again, and
+// provider.EventFallback when a script had to be loaded again.
+//
+// # Tests
+//
+// Package redistest starts real redis-server processes on free 127.0.0.1
+// ports; the tests run the provider's whole conformance suite against one.
+package redis

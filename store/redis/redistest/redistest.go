@@ -1,0 +1,363 @@
+// Package redistest starts and controls real local redis-server processes,
+// for the tests of package redis and for the stress harness.
+//
+// Each Server is one redis-server process on a free 127.0.0.1 port, with
+// persistence off (a restarted server comes back empty) and the DEBUG
+// command enabled (tests use DEBUG SLEEP to hang it). Start waits until the
+// process answers PING, with a bound and without fixed sleeps.
+//
+//	srv, err := redistest.Start(ctx, redistest.Config{})
+//	if err != nil { ... }
+//	defer srv.Stop()
+//	store, err := redis.New(redis.Config{Addr: srv.Addr()})
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ErrNoBinary is returned (wrapped) by Start when redis-server is not
+// installed.
+var ErrNoBinary = errors.New("redistest: redis-server binary not found")
+
+// Defaults of Config.
+const (
+	// DefaultBinary is the executable looked up in PATH.
+	DefaultBinary = "redis-server"
+	// DefaultStartTimeout bounds the wait for a server to answer.
+	DefaultStartTimeout = 10 * time.Second
+)
+
+// EnvRequire, when set to a non-empty value, turns the skip for a missing
+// redis-server into a failure (`make test` sets it; the memcached and
+// PostgreSQL helpers read the same variable).
+const EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
+
+// SkipMessage is the reason tests are skipped when redis-server is missing.
+const SkipMessage = "redis-server not installed: run `make test`, which installs it"
+
+// maxPortAttempts bounds how often Start picks a new port when the chosen
+// one was taken before redis-server could bind it.
+const maxPortAttempts = 5
+
+// Config configures the processes Start runs. The zero value runs
+// `redis-server` from PATH with no memory limit.
+type Config struct {
+	// Binary is the redis-server executable. Default "redis-server".
+	Binary string
+	// StartTimeout bounds how long Start and Restart wait for the process
+	// to answer. Default 10 s.
+	StartTimeout time.Duration
+	// Args are extra arguments, as on redis-server's command line
+	// ("--maxmemory", "1mb").
+	Args []string
+}
+
+// Server is one running (or killed) redis-server process on a fixed
+// 127.0.0.1 port. Its methods are safe for concurrent use.
+type Server struct {
+	cfg  Config
+	bin  string
+	port int
+	dir  string
+
+	mu   sync.Mutex
+	proc *process // nil when not running
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	output *bytes.Buffer
+}
+
+// Start runs redis-server on a free 127.0.0.1 port and returns once it
+// answers. The error wraps ErrNoBinary when redis-server is not installed.
+// Stop the server when done with it.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Binary == "" {
+		cfg.Binary = DefaultBinary
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	bin, err := exec.LookPath(cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", ErrNoBinary, cfg.Binary, err)
+	}
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: %w", err)
+	}
+	var lastErr error
+	for range maxPortAttempts {
+		port, err := freePort()
+		if err != nil {
+			lastErr = err
+			break
+		}
+		s := &Server{cfg: cfg, bin: bin, port: port, dir: dir}
+		if lastErr = s.start(ctx); lastErr == nil {
+			return s, nil
+		}
+		if !errors.Is(lastErr, errExited) || ctx.Err() != nil {
+			break
+		}
+	}
+	_ = os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+// StartN starts n servers with the same Config. On error it stops the ones
+// it started.
+func StartN(ctx context.Context, n int, cfg Config) ([]*Server, error) {
+	servers := make([]*Server, 0, n)
+	for range n {
+		s, err := Start(ctx, cfg)
+		if err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	return servers, nil
+}
+
+// StartForTest starts n servers for a test or benchmark and stops them in
+// tb.Cleanup. When redis-server is not installed it skips tb with
+// SkipMessage, or fails it when EnvRequire is set.
+func StartForTest(tb testing.TB, n int, cfg Config) []*Server {
+	tb.Helper()
+	servers, err := StartN(context.Background(), n, cfg)
+	if errors.Is(err, ErrNoBinary) {
+		if os.Getenv(EnvRequire) != "" {
+			tb.Fatalf("%s is set but %v", EnvRequire, err)
+		}
+		tb.Skip(SkipMessage)
+	}
+	if err != nil {
+		tb.Fatalf("start redis-server: %v", err)
+	}
+	tb.Cleanup(func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	})
+	return servers
+}
+
+// Addr returns the server's "127.0.0.1:port" address. It stays the same
+// across Restart.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Port returns the server's port.
+func (s *Server) Port() int { return s.port }
+
+// Running reports whether the process is running.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
+}
+
+// Kill sends SIGKILL to the process and waits until it has exited; the
+// port then refuses connections. Killing a stopped server does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killLocked()
+}
+
+func (s *Server) killLocked() {
+	p := s.proc
+	if p == nil {
+		return
+	}
+	s.proc = nil
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Pause stops the process with SIGSTOP: it keeps its connections and data
+// but answers nothing, like a hung server; commands sent meanwhile run when
+// Resume continues it with SIGCONT.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return fmt.Errorf("redistest: %s is not running", s.Addr())
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("redistest: signal %s: %w", s.Addr(), err)
+	}
+	return nil
+}
+
+// Stop kills the process and removes its directory. It is safe to call
+// more than once.
+func (s *Server) Stop() {
+	s.Kill()
+	_ = os.RemoveAll(s.dir)
+}
+
+// Restart kills the process if it is running and starts a new, empty one
+// on the same port. It returns once the process answers.
+func (s *Server) Restart(ctx context.Context) error {
+	s.Kill()
+	return s.start(ctx)
+}
+
+// FlushAll empties the server (FLUSHALL).
+func (s *Server) FlushAll(ctx context.Context) error {
+	return s.Do(ctx, "FLUSHALL").Err()
+}
+
+// Do runs one command on a fresh connection (no retries), for
+// administration: CONFIG SET, SCRIPT FLUSH, DEBUG SLEEP, ...
+func (s *Server) Do(ctx context.Context, args ...any) *goredis.Cmd {
+	c := s.Client()
+	defer c.Close()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	return c.Do(ctx, args...)
+}
+
+// Client returns a new go-redis client of the server with retries off.
+// Close it when done.
+func (s *Server) Client() *goredis.Client {
+	return goredis.NewClient(&goredis.Options{
+		Addr: s.Addr(), Protocol: 2, MaxRetries: -1, DisableIdentity: true,
+		ContextTimeoutEnabled: true, ReadTimeout: -1, PoolSize: 2,
+	})
+}
+
+// CommandStats returns the calls per command from INFO commandstats
+// ("get", "evalsha", "set", ...): commands a script runs are counted too,
+// under their own names, besides the EVALSHA that ran it.
+func (s *Server) CommandStats(ctx context.Context) (map[string]uint64, error) {
+	info, err := s.Do(ctx, "INFO", "commandstats").Text()
+	if err != nil {
+		return nil, err
+	}
+	stats := map[string]uint64{}
+	for _, line := range strings.Split(info, "\n") {
+		// cmdstat_get:calls=3,usec=12,...
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("redistest: %s: %q: %w", s.Addr(), line, err)
+				}
+				stats[name] = n
+			}
+		}
+	}
+	return stats, nil
+}
+
+// errExited reports a process that exited before it answered, typically
+// because its port was taken.
+var errExited = errors.New("redistest: redis-server exited during start")
+
+func (s *Server) start(ctx context.Context) error {
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--enable-debug-command", "yes",
+		"--daemonize", "no",
+	}
+	args = append(args, s.cfg.Args...)
+	cmd := exec.Command(s.bin, args...)
+	out := new(bytes.Buffer)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	setSysProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redistest: run %s: %w", s.bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{}), output: out}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	if err := s.waitReady(ctx, p); err != nil {
+		s.mu.Lock()
+		if s.proc == p {
+			s.killLocked()
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// waitReady pings the server until it answers, exits, or the start
+// timeout or ctx ends.
+func (s *Server) waitReady(ctx context.Context, p *process) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	c := s.Client()
+	defer c.Close()
+	backoff := time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%w: %s: %s", errExited, s.Addr(), strings.TrimSpace(p.output.String()))
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: %s did not answer: %w", s.Addr(), ctx.Err())
+		case <-timer.C:
+		}
+		if c.Ping(ctx).Err() == nil {
+			return nil
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+		timer.Reset(backoff)
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("redistest: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
