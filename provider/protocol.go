@@ -139,7 +139,9 @@ func (p *Provider) read(ctx context.Context, key string) (*record.Record, uint64
 	return &r, e.CAS, nil
 }
 
-func wrapKey(key string, err error) error { return fmt.Errorf("provider: key %s: %w", keyTag(key), err) }
+func wrapKey(key string, err error) error {
+	return fmt.Errorf("provider: key %s: %w", keyTag(key), err)
+}
 
 // keyTag names a key in errors without the whole id (or hash) in it.
 func keyTag(key string) string {
