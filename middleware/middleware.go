@@ -302,7 +302,7 @@ func (s *Session) load(ctx context.Context, id string) error {
 	if s.prov == m.p && !(s.mode == ReadOnly && m.cfg.ReadOnlyNoWait) {
 		m.metrics.waited(s.acquired.Sub(start))
 	}
-	s.id, s.storedID, s.data, s.lockID = id, id, item.Data, item.LockID
+	s.id, s.storedID, s.data, s.lockID, s.deadline = id, id, item.Data, item.LockID, item.Deadline
 	return nil
 }
 
