@@ -528,16 +528,23 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 		} else if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
-		next := *cur
-		next.Removed = true
-		next.Locked = false
-		next.Actions = 0
-		next.Values = nil
-		next.Seq++
-		next.DataSeq++
-		return &next, p.ttlOf(&next), nil
+		next := tombstone(cur)
+		return next, p.ttlOf(next), nil
 	})
 	return err
+}
+
+// tombstone is the record that replaces cur when the session is removed:
+// no values, no lock, its lock id kept (I7).
+func tombstone(cur *record.Record) *record.Record {
+	next := *cur
+	next.Removed = true
+	next.Locked = false
+	next.Actions = 0
+	next.Values = nil
+	next.Seq++
+	next.DataSeq++
+	return &next
 }
 
 // ResetItemTimeout slides the session's expiry by its own stored timeout

@@ -53,21 +53,16 @@ func (t *timeoutMemo) see(key string, d, def time.Duration) {
 
 // ttlOf is the TTL record r must have (I4): its own timeout, or what
 // remains of its lifetime when that is less; the tombstone TTL for a
-// removed session. A session past its lifetime gets endedTTL.
+// removed session.
 func (p *Provider) ttlOf(r *record.Record) time.Duration {
 	if r.Removed {
 		return p.cfg.TombstoneTTL
 	}
 	if left, ok := p.remaining(r); ok && left < r.Timeout {
-		return max(left, endedTTL)
+		return max(left, time.Millisecond) // past its lifetime nothing writes it but a tombstone
 	}
 	return r.Timeout
 }
-
-// endedTTL is the TTL of a session past its lifetime when one must be
-// written (the read path's correction of a slide): the shortest a store
-// takes. Every provider treats such a session as absent anyway.
-const endedTTL = time.Millisecond
 
 // remaining returns what remains of r's lifetime by this server's clock,
 // at most Lifetime; ok is false when r has no lifetime (no Lifetime
@@ -150,12 +145,23 @@ func (p *Provider) readSliding(ctx context.Context, key string, skip func(*recor
 	if !r.Removed {
 		p.timeouts.see(key, r.Timeout, p.cfg.DefaultTimeout)
 	}
+	if p.ended(&r) {
+		// Past its lifetime: replace it by a tombstone (once), which
+		// every server then sees as removed, whatever its clock, and a
+		// durable tier as a data change. A conflict means a newer write
+		// landed; either way the caller finds no session.
+		t := tombstone(&r)
+		_, err = p.store.CompareAndSwap(ctx, key, t.Encode(), e.CAS, p.ttlOf(t))
+		if err != nil && !errors.Is(err, ErrCASConflict) && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return &r, nil
+	}
 	// want is the own timeout, or less in the last stretch of a lifetime:
 	// only then (or when the memo was wrong) does a slide take a second
-	// operation. A session past its lifetime was slid by GetAndTouch and
-	// is cut back; without GetAndTouch it was not slid.
+	// operation.
 	want := p.ttlOf(&r)
-	if atomic && want == hint || !atomic && (skip(&r) || p.ended(&r)) {
+	if atomic && want == hint || !atomic && skip(&r) {
 		return &r, nil
 	}
 	_, err = p.store.CompareAndSwap(ctx, key, e.Value, e.CAS, want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -1435,9 +1436,9 @@ func CheckNoEarlyExpiry(ctx context.Context, env Env) error {
 // a 20-minute timeout, used on every step, has after every operation a
 // TTL of what remains of its lifetime once that is less than its timeout;
 // once its lifetime is over it is gone for every operation, its holder's
-// commit is fenced, even a read that slid it leaves it at most a
-// moment in the store, and a session created in its place continues its
-// lock ids. The providers' clock (Config.Now) is moved forward; the
+// commit is fenced, the first read replaces it by a tombstone (so no
+// server, whatever its clock, and no durable tier keeps it), and a session
+// created in its place continues its lock ids. The providers' clock (Config.Now) is moved forward; the
 // store's TTLs are real.
 func CheckLifetime(ctx context.Context, env Env) error {
 	ttlr, ok := env.Store.(provider.TTLReader)
@@ -1568,13 +1569,18 @@ func CheckLifetime(ctx context.Context, env Env) error {
 	if err := p.RenewLease(ctx, id, held.LockID); !errors.Is(err, provider.ErrLockLost) {
 		return fmt.Errorf("lifetime violated: a lease renewal after the session's lifetime = %v, want ErrLockLost", err)
 	}
-	// The lock-free read above was slid by a GetAndTouch (where the store
-	// has one) and then cut back: the record may linger a moment (a
-	// store's rounding), never a timeout.
-	if ttl, err := ttlr.TTL(ctx, key); err == nil && ttl > 5*time.Second {
+	// The read above (slid by a GetAndTouch where the store has one)
+	// replaced the session by a tombstone: it lingers one tombstone TTL
+	// (1 min), never a timeout.
+	if ttl, err := ttlr.TTL(ctx, key); err == nil && ttl > provider.DefaultTombstoneTTL+5*time.Second {
 		return fmt.Errorf("lifetime violated: a session past its lifetime was left with a TTL of %v", ttl.Round(time.Second))
 	} else if err != nil && !errors.Is(err, provider.ErrNotFound) {
 		return err
+	}
+	if e, err := env.Store.Get(ctx, key); err == nil {
+		if h, err := record.Parse(e.Value); err != nil || !h.Removed {
+			return fmt.Errorf("lifetime violated: a session past its lifetime is still stored as a live record after a read (%v)", err)
+		}
 	}
 	// A session created again under the id has a new lifetime and
 	// continues the lock ids (I7) when the old record is still there.
