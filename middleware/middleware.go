@@ -248,7 +248,7 @@ func (s *Session) load(ctx context.Context, id string) error {
 	if s.prov == m.p && !(s.mode == ReadOnly && m.cfg.ReadOnlyNoWait) {
 		m.metrics.LockWait(s.acquired.Sub(start))
 	}
-	s.id, s.storedID, s.data, s.lockID = id, id, item.Data, item.LockID
+	s.id, s.storedID, s.data, s.lockID, s.deadline = id, id, item.Data, item.LockID, item.Deadline
 	s.resendPersistentCookie() // remember-me: the cookie's life slides with the session's
 	if s.lockID != 0 {
 		s.lease = s.prov.KeepLease(s.ctx, s.storedID, s.lockID)

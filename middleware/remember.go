@@ -14,14 +14,15 @@ const RememberKey = "sessionlock.remember"
 // its id, and fails like Set (ErrReadOnly, ErrCommitted, ErrHeadersSent).
 //
 // A persistent cookie's Max-Age is the session's timeout (Timeout; it
-// follows SetTimeout). Because every request that loads the session slides
-// its expiry in the store by that timeout, the middleware sends the cookie
-// again on each such response (Exclusive, LockFree and ReadOnly routes; not
-// on Off routes, which do not touch the store), so the browser forgets the
-// cookie when the store forgets the session, and not before. A session kept
-// alive by requests lives, with its cookie, as long as requests keep coming
-// within its timeout: sessions have no absolute lifetime yet, and a
-// persistent cookie lives at most one timeout past the last request.
+// follows SetTimeout), or what remains of its absolute lifetime
+// (provider.Config.Lifetime) when that is less. Because every request that
+// loads the session slides its expiry in the store by that much, the
+// middleware sends the cookie again on each such response (Exclusive,
+// LockFree and ReadOnly routes; not on Off routes, which do not touch the
+// store), so the browser forgets the cookie when the store forgets the
+// session, and not before. Without a Lifetime a session kept alive by
+// requests lives, with its cookie, as long as requests keep coming within
+// its timeout; with one, never past its lifetime.
 func (s *Session) RememberMe(on bool) error {
 	if err := s.Set(RememberKey, on); err != nil {
 		return err
@@ -51,14 +52,24 @@ func (s *Session) persistent() bool {
 	return s.m.cookieCfg.Persistent
 }
 
-// cookieMaxAge is the Max-Age of the session's cookie: its timeout in
-// whole seconds (rounded up) when persistent, else 0 (no Max-Age: the
-// cookie ends with the browser session).
+// cookieMaxAge is the Max-Age of the session's cookie when persistent:
+// min(timeout, remaining lifetime) in whole seconds (rounded up, at least
+// 1), else 0 (no Max-Age: the cookie ends with the browser session). A
+// session not loaded from the store (new, restarted after Abandon, or
+// under a new id) has its whole lifetime ahead.
 func (s *Session) cookieMaxAge() int {
 	if !s.persistent() {
 		return 0
 	}
-	return int((s.data.Timeout() + time.Second - 1) / time.Second)
+	d := s.data.Timeout()
+	if cfg := s.m.p.Config(); cfg.Lifetime > 0 {
+		left := cfg.Lifetime
+		if !s.deadline.IsZero() && !s.restarted && !s.regenerated {
+			left = s.deadline.Sub(cfg.Now())
+		}
+		d = max(min(d, left), time.Second)
+	}
+	return int((d + time.Second - 1) / time.Second)
 }
 
 // resendPersistentCookie sends a persistent session cookie again with a

@@ -2,11 +2,14 @@ package middleware
 
 import (
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
 )
 
 // cookieAfter serves one request through h and returns the session
@@ -107,4 +110,41 @@ func TestRememberMeAfterAbandon(t *testing.T) {
 	require.NotNil(t, c)
 	require.NotEqual(t, id, c.Value)
 	require.Equal(t, 3600, c.MaxAge)
+}
+
+// TestPersistentCookieFollowsTheLifetime: with provider.Config.Lifetime a
+// persistent cookie's Max-Age is min(timeout, remaining lifetime): a new
+// session's is the timeout, and in the session's last stretch what
+// remains of its lifetime, so the browser never keeps the cookie past the
+// session's end. On the code before lifetimes it stayed the timeout.
+func TestPersistentCookieFollowsTheLifetime(t *testing.T) {
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	e := newEnv(t, envOptions{
+		provider: provider.Config{Lifetime: time.Hour, Now: now},
+		config:   Config{Cookie: CookieConfig{Persistent: true}},
+		memNow:   now,
+	})
+	write := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, FromContext(r.Context()).Set("n", 1))
+	}))
+	c := cookieAfter(t, write, "POST", "")
+	require.NotNil(t, c)
+	require.Equal(t, 20*60, c.MaxAge, "a new session: the timeout, less than the lifetime")
+	id := c.Value
+	for _, min := range []int{15, 30, 45} { // used within its timeout
+		offset.Store(int64(time.Duration(min) * time.Minute))
+		c = cookieAfter(t, e.m.WithMode(ReadOnly, http.HandlerFunc(echoMode)), "GET", id)
+		require.NotNil(t, c, min)
+		assert.InDelta(t, 60*(60-max(min, 40)), c.MaxAge, 2, "after %d min", min)
+	}
+	offset.Store(int64(50 * time.Minute))
+	for _, mode := range []Mode{ReadOnly, Exclusive, LockFree} {
+		c = cookieAfter(t, e.m.WithMode(mode, http.HandlerFunc(echoMode)), "GET", id)
+		require.NotNil(t, c, mode)
+		assert.InDelta(t, 10*60, c.MaxAge, 2, "%v: what remains of the lifetime", mode)
+	}
+	offset.Store(int64(61 * time.Minute))
+	c = cookieAfter(t, e.m.WithMode(Exclusive, http.HandlerFunc(echoMode)), "GET", id)
+	assert.Nil(t, c, "past its lifetime the session is not loaded: no cookie for it")
 }

@@ -107,6 +107,7 @@ type Session struct {
 	storedID    string             // the id the session was loaded under; "" if new
 	data        *session.Data
 	lockID      uint64
+	deadline    time.Time // the loaded session's lifetime end (provider.Item.Deadline)
 	lease       *provider.Lease
 	acquired    time.Time
 	abandoned   bool // the stored session (storedID) is removed at the end

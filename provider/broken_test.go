@@ -43,6 +43,8 @@ func TestBrokenVariantsFail(t *testing.T) {
 			providertest.CheckOwnTimeoutIsTTL, "I4 violated"},
 		{"I4 read then touch", func(p *provider.Provider) providertest.API { return provider.TouchAfterRead{Provider: p} },
 			providertest.CheckOwnTimeoutUnderRaces, "I4 violated"},
+		{"I4 lifetime ignored by a renewal", func(p *provider.Provider) providertest.API { return provider.NoLifetime{Provider: p} },
+			providertest.CheckLifetime, "I4 violated"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

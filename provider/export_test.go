@@ -26,7 +26,7 @@ func (b NoRetryRelease) releaseOnce(ctx context.Context, id string, lockID uint6
 	if err != nil {
 		return err
 	}
-	if err := checkHolder(id, cur, lockID); err != nil {
+	if err := b.checkHolder(id, cur, lockID); err != nil {
 		return err
 	}
 	next := *cur
@@ -115,7 +115,7 @@ func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id stri
 	}
 	defer b.unhold(key, lockID)
 	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if err := checkHolder(id, cur, lockID); err != nil {
+		if err := b.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
 		next := *cur
@@ -154,4 +154,26 @@ func (b TouchAfterRead) GetItem(ctx context.Context, id string) (*Item, error) {
 // ResetItemTimeout reads, then touches.
 func (b TouchAfterRead) ResetItemTimeout(ctx context.Context, id string) error {
 	return b.readThenTouch(ctx, id)
+}
+
+// NoLifetime is the provider before lifetimes: every write's TTL is the
+// session's own timeout, whatever remains of its lifetime, so a session
+// used continuously outlives its lifetime in the store.
+type NoLifetime struct{ *Provider }
+
+// RenewLease renews with the own timeout as TTL.
+func (b NoLifetime) RenewLease(ctx context.Context, id string, lockID uint64) error {
+	key, err := b.Key(id)
+	if err != nil {
+		return err
+	}
+	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+		if err := b.checkHolder(id, cur, lockID); err != nil {
+			return nil, 0, err
+		}
+		next := *cur
+		next.Seq++
+		return &next, next.Timeout, nil // BUG: not min(timeout, remaining lifetime)
+	})
+	return err
 }

@@ -59,6 +59,10 @@ type Item struct {
 	// Actions are the action flags handed to this request. InitializeItem
 	// is handed to exactly one request.
 	Actions session.ActionFlags
+	// Deadline is when the session reaches its absolute lifetime
+	// (Config.Lifetime), by this server's clock; zero when it has none
+	// (no Lifetime, or a session stored before creation times were).
+	Deadline time.Time
 }
 
 // update is the single compare-and-swap loop every state change goes
@@ -80,6 +84,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
+		cur = p.withCreated(cur)
 		next, ttl, err := change(cur)
 		if err != nil || next == nil {
 			return nil, err
@@ -134,7 +139,17 @@ func (p *Provider) read(ctx context.Context, key string) (*record.Record, uint64
 	return &r, e.CAS, nil
 }
 
-func wrapKey(key string, err error) error { return fmt.Errorf("provider: key %s: %w", key, err) }
+func wrapKey(key string, err error) error {
+	return fmt.Errorf("provider: key %s: %w", keyTag(key), err)
+}
+
+// keyTag names a key in errors without the whole id (or hash) in it.
+func keyTag(key string) string {
+	if len(key) > 26 {
+		return key[:len(key)-26] + "…"
+	}
+	return key
+}
 
 func (p *Provider) decodeValues(b []byte) (*session.Values, error) {
 	return session.DecodeValues(b, p.cfg.Codec, p.cfg.MaxValuesSize)
@@ -148,9 +163,10 @@ func (p *Provider) lockedError(r *record.Record) *LockedError {
 	return &LockedError{LockID: r.LockID, LockAge: age, Stamp: r.Seq}
 }
 
-func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", id, ErrNotFound) }
+func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", idTag(id), ErrNotFound) }
 
 func lockLost(id string, held uint64, cur *record.Record) error {
+	id = idTag(id)
 	switch {
 	case held == 0:
 		return fmt.Errorf("provider: session %s: the caller holds no lock (lock id 0): %w", id, ErrLockLost)
@@ -170,8 +186,13 @@ func lockLost(id string, held uint64, cur *record.Record) error {
 }
 
 // checkHolder is the fence every holder's write passes: the record must
-// exist, be locked, and carry the caller's lock id.
-func checkHolder(id string, cur *record.Record, lockID uint64) error {
+// exist, be within its lifetime, be locked, and carry the caller's lock
+// id. A session that reached its lifetime is treated as if the store had
+// expired it: its holder's lock is lost.
+func (p *Provider) checkHolder(id string, cur *record.Record, lockID uint64) error {
+	if cur != nil && p.ended(cur) {
+		return fmt.Errorf("provider: session %s reached its lifetime while lock %d was held: %w", idTag(id), lockID, ErrLockLost)
+	}
 	if cur == nil || cur.Removed || !cur.Locked || cur.LockID != lockID {
 		return lockLost(id, lockID, cur)
 	}
@@ -195,23 +216,28 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 		return err
 	}
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if cur != nil && !cur.Removed {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, ErrExists)
+		if !p.gone(cur) {
+			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), ErrExists)
 		}
-		next := successor(cur)
+		next := p.successor(cur)
 		next.Actions = session.InitializeItem
 		next.Timeout = timeout
-		return next, next.Timeout, nil
+		return next, p.ttlOf(next), nil
 	})
 	return err
 }
 
-// successor starts a new live record in place of cur (absent or a
-// tombstone). A tombstone's lock id and sequence numbers are continued:
-// the session keeps its incarnation. In place of nothing a new incarnation
-// begins, its lock ids counting from a random base (I7).
-func successor(cur *record.Record) *record.Record {
+// successor starts a new live record in place of cur (absent, a
+// tombstone, or a session past its lifetime). The lock id and sequence
+// numbers of a record in its place are continued: the session keeps its
+// incarnation. In place of nothing a new incarnation begins, its lock ids
+// counting from a random base (I7). With a Lifetime, the new session's
+// creation time is now.
+func (p *Provider) successor(cur *record.Record) *record.Record {
 	next := &record.Record{}
+	if p.cfg.Lifetime > 0 {
+		next.Created = p.cfg.Now()
+	}
 	if cur != nil {
 		next.LockID = cur.LockID
 		next.Seq = cur.Seq
@@ -267,7 +293,7 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 	if err != nil {
 		return nil, err
 	}
-	if cur.Removed {
+	if p.gone(cur) {
 		return nil, notFound(id)
 	}
 	if cur.Locked && !ignoreLock {
@@ -278,9 +304,9 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 	}
 	values, err := p.decodeValues(cur.Values)
 	if err != nil {
-		return nil, fmt.Errorf("provider: session %s: %w", id, err)
+		return nil, fmt.Errorf("provider: session %s: %w", idTag(id), err)
 	}
-	return &Item{Data: session.NewData(values, cur.Timeout)}, nil
+	return &Item{Data: session.NewData(values, cur.Timeout), Deadline: p.deadline(cur)}, nil
 }
 
 // claimInitialize hands the InitializeItem flag to the one request whose
@@ -288,7 +314,7 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
 	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if cur == nil || cur.Removed {
+		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked && !ignoreLock {
@@ -296,13 +322,13 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 		}
 		values, err := p.decodeValues(cur.Values)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), err)
 		}
-		item = &Item{Data: session.NewData(values, cur.Timeout), Actions: cur.Actions}
+		item = &Item{Data: session.NewData(values, cur.Timeout), Actions: cur.Actions, Deadline: p.deadline(cur)}
 		next := *cur
 		next.Actions &^= session.InitializeItem
 		next.Seq++
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
 		return nil, err
@@ -328,7 +354,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 	}
 	var item *Item
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if cur == nil || cur.Removed {
+		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
 		if cur.Locked {
@@ -336,7 +362,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		}
 		values, err := p.decodeValues(cur.Values)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), err)
 		}
 		next := *cur
 		next.Locked = true
@@ -344,8 +370,8 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
-		item = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions}
-		return &next, next.Timeout, nil
+		item = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
+		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
 		return nil, err
@@ -383,32 +409,32 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 	var full []byte // the whole values, for a new session
 	if newItem {
 		if full, err = data.Values.Encode(p.cfg.MaxValuesSize); err != nil {
-			return fmt.Errorf("provider: session %s: %w", id, err)
+			return fmt.Errorf("provider: session %s: %w", idTag(id), err)
 		}
 	}
 	var refused error // why the values could not be stored: it will recur
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		refused = nil
-		live := cur != nil && !cur.Removed
+		live := !p.gone(cur)
 		if newItem && !live {
-			next := successor(cur)
+			next := p.successor(cur)
 			next.Timeout = data.Timeout()
 			next.Values = full
-			return next, next.Timeout, nil
+			return next, p.ttlOf(next), nil
 		}
 		switch {
 		case newItem && !p.cfg.LockFree:
-			return nil, 0, fmt.Errorf("provider: new session %s: %w", id, ErrExists)
+			return nil, 0, fmt.Errorf("provider: new session %s: %w", idTag(id), ErrExists)
 		case p.cfg.LockFree && !live:
 			return nil, 0, notFound(id)
 		case !p.cfg.LockFree:
-			if err := checkHolder(id, cur, lockID); err != nil {
+			if err := p.checkHolder(id, cur, lockID); err != nil {
 				return nil, 0, err
 			}
 		}
 		b, err := p.merge(cur.Values, data.Values)
 		if err != nil {
-			err = fmt.Errorf("provider: session %s: %w", id, err)
+			err = fmt.Errorf("provider: session %s: %w", idTag(id), err)
 			if p.cfg.LockFree {
 				return nil, 0, err
 			}
@@ -420,7 +446,7 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 			next := *cur
 			next.Locked = false
 			next.Seq++
-			return &next, next.Timeout, nil
+			return &next, p.ttlOf(&next), nil
 		}
 		next := *cur
 		if !p.cfg.LockFree {
@@ -432,7 +458,7 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 			next.Timeout = data.Timeout()
 		}
 		next.Values = b
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	switch {
 	case refused != nil && err != nil:
@@ -470,13 +496,13 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 	}
 	defer p.unhold(key, lockID)
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if err := checkHolder(id, cur, lockID); err != nil {
+		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
 		next := *cur
 		next.Locked = false
 		next.Seq++
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	return err
 }
@@ -496,22 +522,29 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 	}
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.cfg.LockFree {
-			if cur == nil || cur.Removed {
+			if p.gone(cur) {
 				return nil, 0, notFound(id)
 			}
-		} else if err := checkHolder(id, cur, lockID); err != nil {
+		} else if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
-		next := *cur
-		next.Removed = true
-		next.Locked = false
-		next.Actions = 0
-		next.Values = nil
-		next.Seq++
-		next.DataSeq++
-		return &next, p.cfg.TombstoneTTL, nil
+		next := tombstone(cur)
+		return next, p.ttlOf(next), nil
 	})
 	return err
+}
+
+// tombstone is the record that replaces cur when the session is removed:
+// no values, no lock, its lock id kept (I7).
+func tombstone(cur *record.Record) *record.Record {
+	next := *cur
+	next.Removed = true
+	next.Locked = false
+	next.Actions = 0
+	next.Values = nil
+	next.Seq++
+	next.DataSeq++
+	return &next
 }
 
 // ResetItemTimeout slides the session's expiry by its own stored timeout
@@ -529,7 +562,7 @@ func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if cur.Removed {
+	if p.gone(cur) {
 		return notFound(id)
 	}
 	return nil
@@ -544,12 +577,12 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 		return err
 	}
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if err := checkHolder(id, cur, lockID); err != nil {
+		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
 		next := *cur
 		next.Seq++
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	return err
 }
@@ -566,16 +599,16 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 		return err
 	}
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		if cur == nil || cur.Removed {
+		if p.gone(cur) {
 			return nil, 0, nil // gone: the next attempt reports it
 		}
 		if !cur.Locked || cur.Seq != stamp {
-			return nil, 0, fmt.Errorf("provider: session %s changed since it was seen: %w", id, lock.ErrRetry)
+			return nil, 0, fmt.Errorf("provider: session %s changed since it was seen: %w", idTag(id), lock.ErrRetry)
 		}
 		next := *cur
 		next.Locked = false
 		next.Seq++
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	return err
 }

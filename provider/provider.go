@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"sync"
@@ -67,8 +69,25 @@ type Config struct {
 	// Wait configures how requests wait for a locked session. Its
 	// StaleAfter is set from Lease (or LockTimeout) and need not be given.
 	Wait lock.Config
-	// Now returns the wall clock for informational lock ages. Default
-	// time.Now. No decision depends on it.
+	// Lifetime is the absolute lifetime of a session: however often it is
+	// used, a session ends this long after it was created (its creation
+	// time is stored in its record). After every operation its TTL is the
+	// smaller of its own timeout and what remains of its lifetime (I4).
+	// Zero, the default: no absolute lifetime, only the idle timeout.
+	// Otherwise it must lie in [session.MinTimeout, session.MaxTimeout].
+	// The remaining lifetime is read on each server's wall clock, so it
+	// is as exact as the servers' clocks agree (docs/semantics.md); lock
+	// decisions never depend on it.
+	Lifetime time.Duration
+	// HashIDs stores each session under a hash of its id instead of the id
+	// (scs's HashTokenInStore): KeyPrefix + App + ":" + the SHA-256 of the
+	// id in lower-case base32 (52 characters, valid on every backend), so
+	// that whoever reads the store (or its keys in a log) cannot use them
+	// as session ids. Turning it on or off forgets the stored sessions.
+	HashIDs bool
+	// Now returns the wall clock: informational lock ages, and sessions'
+	// creation times and remaining lifetimes (Lifetime). Default time.Now.
+	// No lock decision depends on it.
 	Now func() time.Time
 }
 
@@ -121,6 +140,9 @@ func New(store Store, cfg Config) (*Provider, error) {
 	}
 	if cfg.DefaultTimeout < session.MinTimeout || cfg.DefaultTimeout > session.MaxTimeout {
 		return nil, fmt.Errorf("provider: DefaultTimeout %v: %w", cfg.DefaultTimeout, session.ErrInvalidTimeout)
+	}
+	if cfg.Lifetime != 0 && (cfg.Lifetime < session.MinTimeout || cfg.Lifetime > session.MaxTimeout) {
+		return nil, fmt.Errorf("provider: Lifetime %v: %w", cfg.Lifetime, session.ErrInvalidTimeout)
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = DefaultLease
@@ -183,15 +205,40 @@ func (p *Provider) Config() Config { return p.cfg }
 func (p *Provider) Store() Store { return p.store }
 
 // Key returns the store key of session id. The id is validated first: an
-// id that fails session.CheckID never becomes part of a key.
+// id that fails session.CheckID never becomes part of a key. With
+// Config.HashIDs the key holds the id's hash, never the id.
 func (p *Provider) Key(id string) (string, error) {
 	if err := session.CheckID(id); err != nil {
 		return "", err
+	}
+	if p.cfg.HashIDs {
+		id = hashID(id)
 	}
 	if p.cfg.App == "" {
 		return p.cfg.KeyPrefix + id, nil
 	}
 	return p.cfg.KeyPrefix + p.cfg.App + ":" + id, nil
+}
+
+// HashedIDLen is the length of an id's hash in a key (Config.HashIDs).
+const HashedIDLen = 52
+
+var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// hashID is the SHA-256 of id in lower-case base32, HashedIDLen bytes:
+// characters every backend accepts in a key.
+func hashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return lowerBase32.EncodeToString(sum[:])
+}
+
+// idTag names a session in errors: the start of its id, enough to
+// correlate log lines, never the whole id (a usable credential).
+func idTag(id string) string {
+	if len(id) > 6 {
+		return id[:6] + "…"
+	}
+	return id
 }
 
 // CreateNewStoreData returns empty session data with the given timeout, or

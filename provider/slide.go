@@ -1,8 +1,9 @@
 package provider
 
 // The read path: reading a session and sliding its expiry by its own
-// timeout, exact under any interleaving with commits that change that
-// timeout (I4), without adding an operation to the common case.
+// timeout (or what remains of its lifetime, if less), exact under any
+// interleaving with commits that change that timeout (I4), without adding
+// an operation to the common case.
 
 import (
 	"context"
@@ -50,13 +51,65 @@ func (t *timeoutMemo) see(key string, d, def time.Duration) {
 	t.m[key] = d
 }
 
-// ttlOf is the TTL record r must have: its own timeout, or the tombstone
-// TTL for a removed session.
+// ttlOf is the TTL record r must have (I4): its own timeout, or what
+// remains of its lifetime when that is less; the tombstone TTL for a
+// removed session.
 func (p *Provider) ttlOf(r *record.Record) time.Duration {
 	if r.Removed {
 		return p.cfg.TombstoneTTL
 	}
+	if left, ok := p.remaining(r); ok && left < r.Timeout {
+		return max(left, time.Millisecond) // past its lifetime nothing writes it but a tombstone
+	}
 	return r.Timeout
+}
+
+// remaining returns what remains of r's lifetime by this server's clock,
+// at most Lifetime; ok is false when r has no lifetime (no Lifetime
+// configured, or no creation time stored).
+func (p *Provider) remaining(r *record.Record) (left time.Duration, ok bool) {
+	if p.cfg.Lifetime <= 0 || r.Created.IsZero() {
+		return 0, false
+	}
+	return min(r.Created.Add(p.cfg.Lifetime).Sub(p.cfg.Now()), p.cfg.Lifetime), true
+}
+
+// ended reports whether live record r has reached its lifetime. Such a
+// record is treated as the store would treat it had it expired: absent,
+// except that a session created in its place continues its lock ids.
+func (p *Provider) ended(r *record.Record) bool {
+	if r.Removed {
+		return false
+	}
+	left, ok := p.remaining(r)
+	return ok && left <= 0
+}
+
+// gone reports whether r holds no live session: absent, a tombstone, or
+// past its lifetime.
+func (p *Provider) gone(r *record.Record) bool {
+	return r == nil || r.Removed || p.ended(r)
+}
+
+// deadline is when r reaches its lifetime, zero when it has none.
+func (p *Provider) deadline(r *record.Record) time.Time {
+	if p.cfg.Lifetime <= 0 || r.Created.IsZero() {
+		return time.Time{}
+	}
+	return r.Created.Add(p.cfg.Lifetime)
+}
+
+// withCreated gives a live record stored without a creation time (format
+// version 1, or written while no Lifetime was set) the creation time now,
+// when a Lifetime is set: its lifetime counts from the first write that
+// sees it. It returns a copy; cur itself is not changed.
+func (p *Provider) withCreated(cur *record.Record) *record.Record {
+	if p.cfg.Lifetime <= 0 || cur == nil || cur.Removed || !cur.Created.IsZero() {
+		return cur
+	}
+	c := *cur
+	c.Created = p.cfg.Now()
+	return &c
 }
 
 // readSliding reads the record under key and slides its expiry by the
@@ -92,6 +145,21 @@ func (p *Provider) readSliding(ctx context.Context, key string, skip func(*recor
 	if !r.Removed {
 		p.timeouts.see(key, r.Timeout, p.cfg.DefaultTimeout)
 	}
+	if p.ended(&r) {
+		// Past its lifetime: replace it by a tombstone (once), which
+		// every server then sees as removed, whatever its clock, and a
+		// durable tier as a data change. A conflict means a newer write
+		// landed; either way the caller finds no session.
+		t := tombstone(&r)
+		_, err = p.store.CompareAndSwap(ctx, key, t.Encode(), e.CAS, p.ttlOf(t))
+		if err != nil && !errors.Is(err, ErrCASConflict) && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return &r, nil
+	}
+	// want is the own timeout, or less in the last stretch of a lifetime:
+	// only then (or when the memo was wrong) does a slide take a second
+	// operation.
 	want := p.ttlOf(&r)
 	if atomic && want == hint || !atomic && skip(&r) {
 		return &r, nil

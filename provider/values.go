@@ -21,7 +21,7 @@ import (
 // the key, its value wins.
 //
 // Nothing is written when no key matches; otherwise the TTL becomes the
-// session's own timeout (I4). It returns the number of keys deleted, and
+// session's own timeout, or what remains of its lifetime if less (I4). It returns the number of keys deleted, and
 // an error wrapping ErrNotFound when the session does not exist.
 func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[string][]byte) (int, error) {
 	key, err := p.Key(id)
@@ -34,12 +34,12 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 	deleted := 0
 	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		deleted = 0
-		if cur == nil || cur.Removed {
+		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
 		stored, err := p.decodeValues(cur.Values)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), err)
 		}
 		for k, b := range want {
 			if got, ok := stored.Encoded(k); ok && bytes.Equal(got, b) {
@@ -52,13 +52,13 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 		}
 		enc, err := stored.Encode(p.cfg.MaxValuesSize)
 		if err != nil {
-			return nil, 0, fmt.Errorf("provider: session %s: %w", id, err)
+			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), err)
 		}
 		next := *cur
 		next.Seq++
 		next.DataSeq++
 		next.Values = enc
-		return &next, next.Timeout, nil
+		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
 		return 0, err

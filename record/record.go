@@ -14,11 +14,14 @@
 // one compare-and-swap. Lock state and data can therefore never disagree,
 // and neither can outlive the other (invariant I5 of docs/protocol.md).
 //
-// Format, version 1 (all integers big-endian):
+// Format (all integers big-endian). Version 2 is version 1 with the
+// session's creation time after the timeout; a record without a creation
+// time is written as version 1, byte for byte as before, and both versions
+// are read:
 //
 //	offset size field
 //	0      2    magic "SL"
-//	2      1    format version (1)
+//	2      1    format version (1 or 2)
 //	3      1    state flags: bit 0 locked, bit 1 removed (tombstone)
 //	4      1    action flags (session.ActionFlags)
 //	5      8    Seq: bumped by every change of the record
@@ -26,9 +29,15 @@
 //	21     8    LockID: id of the latest lock taken
 //	29     8    LockedAt: holder's wall clock at acquisition, Unix ns (informational only)
 //	37     8    Timeout: the session's own timeout, ns
+//	version 1:
 //	45     4    n: length of the values
 //	49     n    values in session's stored form
 //	49+n   4    CRC-32C of bytes [0, 49+n)
+//	version 2:
+//	45     8    Created: the creating server's wall clock, Unix ns (> 0)
+//	53     4    n: length of the values
+//	57     n    values in session's stored form
+//	57+n   4    CRC-32C of bytes [0, 57+n)
 package record
 
 import (
@@ -36,42 +45,67 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"time"
 
 	"github.com/sessionlock/sessionlock/session"
 )
 
-// Layout constants of format version 1. Stores that must find a field
-// without decoding (SQL comparing two records' Seq in a statement) build
-// their offsets from these.
+// Layout constants. Stores that must find a field without decoding (SQL
+// comparing two records' Seq in a statement) build their offsets from
+// these; Seq and everything before it are at the same offsets in every
+// version.
 const (
-	// Prefix is the first bytes of every version 1 record: the magic "SL"
-	// and the format version.
+	// Magic is the first two bytes of every record; the format version
+	// follows it.
+	Magic = "SL"
+	// Prefix is the first bytes of a version 1 record: Magic and the
+	// format version 1.
 	Prefix = "SL\x01"
-	// Version is the format version this package writes.
-	Version = 1
-	// HeaderLen is the length of the header that precedes the values.
-	HeaderLen = 49
+	// PrefixV2 is the first bytes of a version 2 record.
+	PrefixV2 = "SL\x02"
+	// MinVersion and Version are the oldest and newest format versions
+	// this package reads; it writes version 2 when the record has a
+	// creation time, else version 1.
+	MinVersion = 1
+	Version    = 2
+	// HeaderLen is the length of a version 1 header, which precedes the
+	// values; HeaderLenV2 of a version 2 header.
+	HeaderLen   = 49
+	HeaderLenV2 = HeaderLen + 8
 	// TrailerLen is the length of the CRC-32C that follows the values.
 	TrailerLen = 4
-	// MinLen is the length of a record with no values.
+	// MinLen is the length of the shortest record: version 1, no values.
 	MinLen = HeaderLen + TrailerLen
 	// SeqOffset and SeqLen locate Seq, a big-endian uint64: comparing the
 	// bytes of two records' Seq orders them as comparing the numbers does.
 	SeqOffset = 5
 	SeqLen    = 8
 
+	offVersion  = 2
 	offActions  = 4
 	offState    = 3
 	offDataSeq  = 13
 	offLockID   = 21
 	offLockedAt = 29
 	offTimeout  = 37
-	offLen      = 45
+	offCreated  = 45 // version 2; the values' length in version 1
 
 	flagLocked  = 1 << 0
 	flagRemoved = 1 << 1
 )
+
+// headerLen returns the header length of format version v, or 0 for a
+// version this package does not know.
+func headerLen(v byte) int {
+	switch v {
+	case 1:
+		return HeaderLen
+	case 2:
+		return HeaderLenV2
+	}
+	return 0
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -100,6 +134,12 @@ type Header struct {
 	LockedAt time.Time
 	// Timeout is the session's own timeout, the TTL of the record.
 	Timeout time.Duration
+	// Created is the creating server's wall clock when the session was
+	// created, from which its absolute lifetime counts (provider
+	// Config.Lifetime); zero when unknown (a version 1 record). Only the
+	// time from 1970 to 2262 can be stored: Encode writes any other as
+	// unknown.
+	Created time.Time
 }
 
 // Record is a decoded session record.
@@ -128,14 +168,18 @@ func Decode(b []byte) (Record, error) {
 	if len(b) < MinLen {
 		return Record{}, fmt.Errorf("%w: record of %d bytes is shorter than its header", session.ErrCorrupt, len(b))
 	}
-	if b[0] != Prefix[0] || b[1] != Prefix[1] {
+	if b[0] != Magic[0] || b[1] != Magic[1] {
 		return Record{}, fmt.Errorf("%w: bad record magic", session.ErrCorrupt)
 	}
-	if b[2] != Version {
-		return Record{}, fmt.Errorf("%w: unknown record format version %d", session.ErrCorrupt, b[2])
+	hl := headerLen(b[offVersion])
+	if hl == 0 {
+		return Record{}, fmt.Errorf("%w: unknown record format version %d", session.ErrCorrupt, b[offVersion])
 	}
-	n := binary.BigEndian.Uint32(b[offLen:HeaderLen])
-	if uint64(n) != uint64(len(b)-MinLen) {
+	if len(b) < hl+TrailerLen {
+		return Record{}, fmt.Errorf("%w: record of %d bytes is shorter than its header", session.ErrCorrupt, len(b))
+	}
+	n := binary.BigEndian.Uint32(b[hl-4 : hl])
+	if uint64(n) != uint64(len(b)-hl-TrailerLen) {
 		return Record{}, fmt.Errorf("%w: record length %d does not match its values length %d", session.ErrCorrupt, len(b), n)
 	}
 	body := b[:len(b)-TrailerLen]
@@ -146,9 +190,17 @@ func Decode(b []byte) (Record, error) {
 	if flags&^(flagLocked|flagRemoved) != 0 {
 		return Record{}, fmt.Errorf("%w: unknown record state flags %#x", session.ErrCorrupt, flags)
 	}
-	timeout := time.Duration(binary.BigEndian.Uint64(b[offTimeout:offLen]))
+	timeout := time.Duration(binary.BigEndian.Uint64(b[offTimeout : offTimeout+8]))
 	if timeout < session.MinTimeout || timeout > session.MaxTimeout {
 		return Record{}, fmt.Errorf("%w: record timeout %v out of range", session.ErrCorrupt, timeout)
+	}
+	var created time.Time
+	if hl == HeaderLenV2 {
+		ns := int64(binary.BigEndian.Uint64(b[offCreated : offCreated+8]))
+		if ns <= 0 {
+			return Record{}, fmt.Errorf("%w: record creation time %d out of range", session.ErrCorrupt, ns)
+		}
+		created = time.Unix(0, ns)
 	}
 	return Record{
 		Header: Header{
@@ -160,15 +212,30 @@ func Decode(b []byte) (Record, error) {
 			LockID:   binary.BigEndian.Uint64(b[offLockID:offLockedAt]),
 			LockedAt: time.Unix(0, int64(binary.BigEndian.Uint64(b[offLockedAt:offTimeout]))),
 			Timeout:  timeout,
+			Created:  created,
 		},
-		Values: b[HeaderLen : HeaderLen+int(n) : HeaderLen+int(n)],
+		Values: b[hl : hl+int(n) : hl+int(n)],
 	}, nil
+}
+
+// createdNanos is the stored form of the creation time: Unix ns, or 0
+// (version 1) when unknown or not representable.
+func (h *Header) createdNanos() int64 {
+	if h.Created.IsZero() || h.Created.Before(time.Unix(0, 1)) || h.Created.After(time.Unix(0, math.MaxInt64)) {
+		return 0
+	}
+	return h.Created.UnixNano()
 }
 
 // Encode returns the record's stored form.
 func (r Record) Encode() []byte {
-	b := make([]byte, HeaderLen+len(r.Values)+TrailerLen)
-	copy(b, Prefix)
+	created := r.createdNanos()
+	hl, prefix := HeaderLen, Prefix
+	if created != 0 {
+		hl, prefix = HeaderLenV2, PrefixV2
+	}
+	b := make([]byte, hl+len(r.Values)+TrailerLen)
+	copy(b, prefix)
 	var flags byte
 	if r.Locked {
 		flags |= flagLocked
@@ -187,57 +254,73 @@ func (r Record) Encode() []byte {
 	}
 	binary.BigEndian.PutUint64(b[offLockedAt:], uint64(lockedAt))
 	binary.BigEndian.PutUint64(b[offTimeout:], uint64(r.Timeout))
-	binary.BigEndian.PutUint32(b[offLen:], uint32(len(r.Values)))
-	copy(b[HeaderLen:], r.Values)
+	if created != 0 {
+		binary.BigEndian.PutUint64(b[offCreated:], uint64(created))
+	}
+	binary.BigEndian.PutUint32(b[hl-4:], uint32(len(r.Values)))
+	copy(b[hl:], r.Values)
 	binary.BigEndian.PutUint32(b[len(b)-TrailerLen:], crc32.Checksum(b[:len(b)-TrailerLen], castagnoli))
 	return b
 }
 
 // Split cuts a well-framed record into its frame (the header followed by
-// the checksum, FrameLen bytes) and its values, for a store that keeps the
-// two apart (Couchbase's sub-document layout). ok is false when b is not
-// a version 1 record of consistent length; the checksum is not checked.
-// Both slices share b.
+// the checksum) and its values, for a store that keeps the two apart
+// (Couchbase's sub-document layout). ok is false when b is not a record of
+// a known version and consistent length; the checksum is not checked. The
+// frame is FrameLen bytes for a version 1 record, FrameLenV2 for version
+// 2. The values share b.
 func Split(b []byte) (frame, values []byte, ok bool) {
-	if len(b) < MinLen || string(b[:len(Prefix)]) != Prefix {
+	if len(b) < MinLen || string(b[:len(Magic)]) != Magic {
 		return nil, nil, false
 	}
-	n := binary.BigEndian.Uint32(b[offLen:HeaderLen])
-	if uint64(len(b)) != uint64(MinLen)+uint64(n) {
+	hl := headerLen(b[offVersion])
+	if hl == 0 || len(b) < hl+TrailerLen {
 		return nil, nil, false
 	}
-	frame = make([]byte, 0, FrameLen)
-	frame = append(frame, b[:HeaderLen]...)
+	n := binary.BigEndian.Uint32(b[hl-4 : hl])
+	if uint64(len(b)) != uint64(hl+TrailerLen)+uint64(n) {
+		return nil, nil, false
+	}
+	frame = make([]byte, 0, hl+TrailerLen)
+	frame = append(frame, b[:hl]...)
 	frame = append(frame, b[len(b)-TrailerLen:]...)
-	return frame, b[HeaderLen : len(b)-TrailerLen], true
+	return frame, b[hl : len(b)-TrailerLen], true
 }
 
-// FrameLen is the length of the frame Split returns: header and checksum.
-const FrameLen = HeaderLen + TrailerLen
+// FrameLen is the length of a version 1 record's frame (Split): header and
+// checksum. FrameLenV2 is a version 2 record's.
+const (
+	FrameLen   = HeaderLen + TrailerLen
+	FrameLenV2 = HeaderLenV2 + TrailerLen
+)
 
 // Join is the inverse of Split: the record whose frame and values these
-// are. It checks only the frame's length; Decode checks the rest.
+// are. It checks only the frame's version and length; Decode checks the
+// rest.
 func Join(frame, values []byte) ([]byte, error) {
-	if len(frame) != FrameLen {
-		return nil, fmt.Errorf("%w: record frame of %d bytes, want %d", session.ErrCorrupt, len(frame), FrameLen)
+	if len(frame) < 3 || headerLen(frame[offVersion])+TrailerLen != len(frame) {
+		return nil, fmt.Errorf("%w: record frame of %d bytes does not match its version", session.ErrCorrupt, len(frame))
 	}
+	hl := len(frame) - TrailerLen
 	b := make([]byte, 0, len(frame)+len(values))
-	b = append(b, frame[:HeaderLen]...)
+	b = append(b, frame[:hl]...)
 	b = append(b, values...)
-	return append(b, frame[HeaderLen:]...), nil
+	return append(b, frame[hl:]...), nil
 }
 
 // DataChanged reports whether next changes what a durable copy of prev
-// must hold: the values or timeout (DataSeq), the action flags, removal.
-// Taking, renewing or releasing the lock changes none of them.
+// must hold: the values or timeout (DataSeq), the action flags, removal,
+// the creation time. Taking, renewing or releasing the lock changes none
+// of them.
 func DataChanged(prev, next Header) bool {
 	return next.DataSeq != prev.DataSeq || next.Actions != prev.Actions ||
-		next.Removed != prev.Removed || next.Timeout != prev.Timeout
+		next.Removed != prev.Removed || next.Timeout != prev.Timeout ||
+		next.createdNanos() != prev.createdNanos()
 }
 
 // SameData reports whether a and b are records holding the same data:
-// values, DataSeq, timeout, action flags and removal state, whatever their
-// lock state and Seq.
+// values, DataSeq, timeout, creation time, action flags and removal state,
+// whatever their lock state and Seq.
 func SameData(a, b []byte) bool {
 	ra, err := Decode(a)
 	if err != nil {

@@ -2,7 +2,10 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"testing"
 	"time"
 
@@ -19,6 +22,77 @@ func sampleRecord() Record {
 		Seq: 7, DataSeq: 3, LockID: 5, Locked: true, Actions: session.InitializeItem,
 		LockedAt: time.Unix(0, 1234), Timeout: 2 * time.Minute,
 	}, Values: b}
+}
+
+// sampleV2 is sampleRecord with a creation time: a version 2 record.
+func sampleV2() Record {
+	r := sampleRecord()
+	r.Created = time.Unix(1_700_000_000, 123)
+	return r
+}
+
+// goldenV1 is sampleRecord as the version 1 encoder (before version 2
+// existed) wrote it: records already stored must keep decoding.
+const goldenV1 = "534c01010100000000000000070000000000000003000000000000000500000000000004d20000001bf08eb00000000006010101610131ba6965f5"
+
+// TestRecordV1StillDecodes: a record written before format version 2
+// decodes to the same header (no creation time) and re-encodes to the
+// same bytes: a record without a creation time is still written as
+// version 1.
+func TestRecordV1StillDecodes(t *testing.T) {
+	b, err := hex.DecodeString(goldenV1)
+	require.NoError(t, err)
+	r, err := Decode(b)
+	require.NoError(t, err)
+	require.Equal(t, sampleRecord().Header, r.Header)
+	require.True(t, r.Created.IsZero(), "a version 1 record has no creation time")
+	require.Equal(t, sampleRecord().Values, r.Values)
+	require.Equal(t, b, r.Encode(), "re-encoded byte for byte")
+	require.Equal(t, b, sampleRecord().Encode())
+}
+
+// TestRecordV2: a record with a creation time is version 2, round-trips,
+// keeps Seq at SeqOffset, and detects every corruption; a creation time
+// that cannot be stored is written as unknown (version 1).
+func TestRecordV2(t *testing.T) {
+	r := sampleV2()
+	b := r.Encode()
+	require.Equal(t, PrefixV2, string(b[:len(PrefixV2)]))
+	require.Len(t, b, HeaderLenV2+len(r.Values)+TrailerLen)
+	got, err := Decode(b)
+	require.NoError(t, err)
+	require.Equal(t, r.Header, got.Header)
+	require.Equal(t, r.Values, got.Values)
+	require.Equal(t, r.Seq, binary.BigEndian.Uint64(b[SeqOffset:SeqOffset+SeqLen]))
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x40
+		_, err := Decode(c)
+		require.ErrorIs(t, err, session.ErrCorrupt, "flipped byte %d", i)
+	}
+	for n := 0; n < len(b); n++ {
+		_, err := Decode(b[:n])
+		require.ErrorIs(t, err, session.ErrCorrupt, "truncated to %d", n)
+	}
+	// A version 2 record must carry a creation time: one with none would
+	// not encode back to itself.
+	zero := bytes.Clone(b)
+	clear(zero[offCreated : offCreated+8])
+	binary.BigEndian.PutUint32(zero[len(zero)-TrailerLen:], crc32.Checksum(zero[:len(zero)-TrailerLen], castagnoli))
+	_, err = Decode(zero)
+	require.ErrorIs(t, err, session.ErrCorrupt)
+	// Version 3 is unknown.
+	v3 := bytes.Clone(b)
+	v3[offVersion] = 3
+	binary.BigEndian.PutUint32(v3[len(v3)-TrailerLen:], crc32.Checksum(v3[:len(v3)-TrailerLen], castagnoli))
+	_, err = Decode(v3)
+	require.ErrorIs(t, err, session.ErrCorrupt)
+	require.Contains(t, err.Error(), "version 3")
+	for _, c := range []time.Time{time.Unix(0, 0), time.Unix(-5, 0), {}} {
+		old := sampleRecord()
+		old.Created = c
+		require.Equal(t, Prefix, string(old.Encode()[:len(Prefix)]), "creation time %v is stored as unknown", c)
+	}
 }
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -67,6 +141,7 @@ func TestRevive(t *testing.T) {
 // decodes encodes back to the same bytes.
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(sampleRecord().Encode())
+	f.Add(sampleV2().Encode())
 	empty := Record{Header: Header{Timeout: time.Second}}
 	f.Add(empty.Encode())
 	f.Add([]byte("SL\x01"))
@@ -98,6 +173,28 @@ func TestSplitJoin(t *testing.T) {
 	require.False(t, ok)
 	_, err = Join(frame[:10], values)
 	require.ErrorIs(t, err, session.ErrCorrupt)
+
+	// Version 2: a longer frame, the same values.
+	b2 := sampleV2().Encode()
+	frame2, values2, ok := Split(b2)
+	require.True(t, ok)
+	require.Len(t, frame2, FrameLenV2)
+	require.Equal(t, values, values2)
+	joined, err = Join(frame2, values2)
+	require.NoError(t, err)
+	require.Equal(t, b2, joined)
+	// A frame whose length does not match its version is refused.
+	_, err = Join(frame2[:FrameLen], values)
+	require.ErrorIs(t, err, session.ErrCorrupt)
+	_, err = Join(append(bytes.Clone(frame), 0, 0, 0, 0, 0, 0, 0, 0), values)
+	require.ErrorIs(t, err, session.ErrCorrupt)
+	// A header-only write that adds a creation time (Couchbase's
+	// sub-document layout) joins a version 2 frame with the values stored
+	// under a version 1 frame: that decodes.
+	up, err := Join(frame2, values)
+	require.NoError(t, err)
+	_, err = Decode(up)
+	require.NoError(t, err)
 }
 
 // TestSeqBytesOrder: the big-endian Seq bytes at SeqOffset order records
@@ -125,4 +222,16 @@ func TestDataChangedAndSameData(t *testing.T) {
 	other.Values = []byte("x")
 	require.False(t, SameData(r.Encode(), other.Encode()), "same header, other values")
 	require.Equal(t, Epoch(r.Seq)+1, Epoch(r.Seq+ReviveGap))
+	// A creation time added (a version 1 record upgraded) must reach a
+	// durable copy.
+	created := r
+	created.Created = time.Unix(1_700_000_000, 0)
+	require.True(t, DataChanged(r.Header, created.Header))
+	require.False(t, SameData(r.Encode(), created.Encode()))
+	// Revive keeps it.
+	b, err := Revive(created.Encode())
+	require.NoError(t, err)
+	h, err := Parse(b)
+	require.NoError(t, err)
+	require.True(t, h.Created.Equal(created.Created))
 }

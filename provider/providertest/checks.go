@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -22,6 +23,12 @@ var fastWait = lock.Config{PollStart: 200 * time.Microsecond, PollCap: 5 * time.
 func newProvider(env Env, store provider.Store, cfg provider.Config) (API, error) {
 	if cfg.Wait == (lock.Config{}) {
 		cfg.Wait = fastWait
+	}
+	if env.HashIDs {
+		cfg.HashIDs = true
+	}
+	if cfg.Lifetime == 0 {
+		cfg.Lifetime = env.Lifetime
 	}
 	return env.New(store, cfg)
 }
@@ -1423,4 +1430,172 @@ func CheckNoEarlyExpiry(ctx context.Context, env Env) error {
 		}
 	}
 	return nil
+}
+
+// CheckLifetime (I4 with a lifetime): a session with a 1-hour lifetime and
+// a 20-minute timeout, used on every step, has after every operation a
+// TTL of what remains of its lifetime once that is less than its timeout;
+// once its lifetime is over it is gone for every operation, its holder's
+// commit is fenced, the first read replaces it by a tombstone (so no
+// server, whatever its clock, and no durable tier keeps it), and a session
+// created in its place continues its lock ids. The providers' clock (Config.Now) is moved forward; the
+// store's TTLs are real.
+func CheckLifetime(ctx context.Context, env Env) error {
+	ttlr, ok := env.Store.(provider.TTLReader)
+	if !ok {
+		return errSkipNoTTL
+	}
+	const timeout, lifetime = 20 * time.Minute, time.Hour
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	cfg := provider.Config{DefaultTimeout: timeout, Lifetime: lifetime, Now: now}
+	p, err := newProvider(env, env.Store, cfg)
+	if err != nil {
+		return err
+	}
+	cfg.LockFree = true
+	free, err := newProvider(env, env.Store, cfg)
+	if err != nil {
+		return err
+	}
+	created := now()
+	id, err := createSession(ctx, p, 0, map[string]any{"a": 1})
+	if err != nil {
+		return err
+	}
+	key, err := p.Key(id)
+	if err != nil {
+		return err
+	}
+	deadline := created.Add(lifetime)
+	checkTTL := func(op string, want time.Duration) error {
+		ttl, err := ttlr.TTL(ctx, key)
+		if err != nil {
+			return fmt.Errorf("after %s: read TTL: %w", op, err)
+		}
+		if ttl < want-15*time.Second || ttl > want+5*time.Second {
+			return fmt.Errorf("I4 violated: after %s the TTL is %v, want %v (the session's timeout or what remains of its lifetime, whichever is less)", op, ttl.Round(time.Second), want.Round(time.Second))
+		}
+		return nil
+	}
+	if err := checkTTL("create", timeout); err != nil {
+		return err
+	}
+	item, err := p.GetItem(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d := item.Deadline.Sub(deadline); d < -time.Second || d > time.Second {
+		return fmt.Errorf("Item.Deadline %v, want the creation time plus the lifetime, %v", item.Deadline, deadline)
+	}
+	// 50 minutes on: 10 minutes remain, less than the timeout.
+	offset.Store(int64(50 * time.Minute))
+	var lockID uint64
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"GetItem", func() error { _, err := p.GetItem(ctx, id); return err }},
+		{"ResetItemTimeout", func() error { return p.ResetItemTimeout(ctx, id) }},
+		{"GetItemExclusive", func() error {
+			it, err := p.GetItemExclusive(ctx, id)
+			if err == nil {
+				lockID = it.LockID
+			}
+			return err
+		}},
+		{"RenewLease", func() error { return p.RenewLease(ctx, id, lockID) }},
+		{"ReleaseItemExclusive", func() error { return p.ReleaseItemExclusive(ctx, id, lockID) }},
+		{"SetAndReleaseItemExclusive", func() error {
+			it, err := p.AcquireItem(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := it.Data.Values.Set("k", "v"); err != nil {
+				return err
+			}
+			if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
+				return err
+			}
+			return p.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
+		}},
+		{"lock-free SetAndReleaseItemExclusive", func() error {
+			it, err := free.GetItemExclusive(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := it.Data.Values.Set("k2", "v"); err != nil {
+				return err
+			}
+			if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
+				return err
+			}
+			return free.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false)
+		}},
+	}
+	for _, s := range steps {
+		if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
+			return fmt.Errorf("before %s: %w", s.name, err)
+		}
+		if err := s.run(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := checkTTL(s.name, deadline.Sub(now())); err != nil {
+			return err
+		}
+	}
+	// A holder whose request runs past the end of the lifetime.
+	held, err := p.AcquireItem(ctx, id)
+	if err != nil {
+		return err
+	}
+	offset.Store(int64(lifetime + time.Second))
+	for _, op := range []struct {
+		name string
+		run  func() error
+	}{
+		{"GetItem", func() error { _, err := free.GetItem(ctx, id); return err }},
+		{"ResetItemTimeout", func() error { return free.ResetItemTimeout(ctx, id) }},
+		{"GetItemExclusive", func() error { _, err := p.GetItemExclusive(ctx, id); return err }},
+	} {
+		if err := op.run(); !errors.Is(err, provider.ErrNotFound) {
+			return fmt.Errorf("lifetime violated: %s of a session past its lifetime = %v, want ErrNotFound", op.name, err)
+		}
+	}
+	_ = held.Data.Values.Set("late", true)
+	if err := p.SetAndReleaseItemExclusive(ctx, id, held.Data, held.LockID, false); !errors.Is(err, provider.ErrLockLost) {
+		return fmt.Errorf("lifetime violated: a commit after the session's lifetime = %v, want ErrLockLost", err)
+	}
+	if err := p.RenewLease(ctx, id, held.LockID); !errors.Is(err, provider.ErrLockLost) {
+		return fmt.Errorf("lifetime violated: a lease renewal after the session's lifetime = %v, want ErrLockLost", err)
+	}
+	// The read above (slid by a GetAndTouch where the store has one)
+	// replaced the session by a tombstone: it lingers one tombstone TTL
+	// (1 min), never a timeout.
+	if ttl, err := ttlr.TTL(ctx, key); err == nil && ttl > provider.DefaultTombstoneTTL+5*time.Second {
+		return fmt.Errorf("lifetime violated: a session past its lifetime was left with a TTL of %v", ttl.Round(time.Second))
+	} else if err != nil && !errors.Is(err, provider.ErrNotFound) {
+		return err
+	}
+	if e, err := env.Store.Get(ctx, key); err == nil {
+		if h, err := record.Parse(e.Value); err != nil || !h.Removed {
+			return fmt.Errorf("lifetime violated: a session past its lifetime is still stored as a live record after a read (%v)", err)
+		}
+	}
+	// A session created again under the id has a new lifetime and
+	// continues the lock ids (I7) when the old record is still there.
+	if err := p.CreateUninitializedItem(ctx, id, 0); err != nil {
+		return fmt.Errorf("create a session in place of one past its lifetime: %w", err)
+	}
+	again, err := p.GetItemExclusive(ctx, id)
+	if err != nil {
+		return err
+	}
+	if again.LockID == held.LockID {
+		return fmt.Errorf("I7 violated: the session created in place of one past its lifetime granted lock id %d again", again.LockID)
+	}
+	if err := checkTTL("re-creation", timeout); err != nil {
+		return err
+	}
+	return p.ReleaseItemExclusive(ctx, id, again.LockID)
 }

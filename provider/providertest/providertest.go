@@ -44,6 +44,11 @@ type Env struct {
 	// New returns a provider over store (Store, or a wrapper of it that
 	// a check puts in between) with cfg.
 	New func(store provider.Store, cfg provider.Config) (API, error)
+	// HashIDs turns provider.Config.HashIDs on in every provider a check
+	// starts, and Lifetime sets provider.Config.Lifetime in those whose
+	// check sets none: Run's second pass.
+	HashIDs  bool
+	Lifetime time.Duration
 }
 
 // RealEnv is an Env whose providers are the real *provider.Provider.
@@ -73,18 +78,41 @@ func Run(t *testing.T, opts Options) {
 	if opts.Scale <= 0 {
 		opts.Scale = 1
 	}
+	runChecks(t, opts, false)
+	// The second pass: stores see only hashes of ids, and every session
+	// has a lifetime (its records are of format version 2).
+	t.Run("HashedIDs", func(t *testing.T) { runChecks(t, opts, true) })
+}
+
+// HashedPassLifetime is the lifetime of the sessions in Run's second
+// pass: long enough that no check meets it, but stored in every record.
+const HashedPassLifetime = 24 * time.Hour
+
+func runChecks(t *testing.T, opts Options, hashed bool) {
 	for _, c := range Checks(opts.Scale) {
 		t.Run(c.Name, func(t *testing.T) {
 			store := opts.NewStore(t)
 			t.Cleanup(func() { _ = store.Close() })
 			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 			defer cancel()
-			err := c.Check(ctx, RealEnv(store))
+			env := RealEnv(store)
+			var keys *KeyLog
+			if hashed {
+				keys = &KeyLog{Store: store}
+				env.Store = keys.Wrap()
+				env.HashIDs, env.Lifetime = true, HashedPassLifetime
+			}
+			err := c.Check(ctx, env)
 			if err == errSkipNoTTL {
 				t.Skip("the store does not implement provider.TTLReader; the remaining TTL cannot be read")
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if keys != nil {
+				if err := keys.CheckHashed(); err != nil {
+					t.Fatal(err)
+				}
 			}
 		})
 	}
@@ -106,6 +134,7 @@ func Checks(scale float64) []Check {
 		{"I3_FencedWrites", CheckFencedWrites},
 		{"I4_OwnTimeoutIsTTL", CheckOwnTimeoutIsTTL},
 		{"I4_OwnTimeoutUnderRaces", CheckOwnTimeoutUnderRaces},
+		{"I4_Lifetime", CheckLifetime},
 		{"I5_LockAndDataAgree", func(ctx context.Context, env Env) error { return CheckLockAndDataAgree(ctx, env, n(60)) }},
 		{"I6_InitializeItemOnce", func(ctx context.Context, env Env) error { return CheckInitializeItemOnce(ctx, env, n(8)) }},
 		{"I7_LockIDsIncrease", CheckLockIDsIncrease},

@@ -3,6 +3,9 @@ package providertest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -188,4 +191,105 @@ func (g gateGAT) GetAndTouch(ctx context.Context, key string, ttl time.Duration)
 		return provider.Entry{}, err
 	}
 	return g.Store.(provider.GetAndToucher).GetAndTouch(ctx, key, ttl)
+}
+
+// KeyLog wraps a Store and records every key the provider uses, so that
+// Run's second pass can prove that with provider.Config.HashIDs no key
+// holds a session id.
+type KeyLog struct {
+	provider.Store
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+func (k *KeyLog) saw(key string) {
+	k.mu.Lock()
+	if k.keys == nil {
+		k.keys = make(map[string]struct{})
+	}
+	k.keys[key] = struct{}{}
+	k.mu.Unlock()
+}
+
+// Wrap returns the logging store, with provider.GetAndToucher and
+// provider.TTLReader exactly when the wrapped store has them.
+func (k *KeyLog) Wrap() provider.Store {
+	base := keyLogStore{k}
+	_, gat := k.Store.(provider.GetAndToucher)
+	_, ttl := k.Store.(provider.TTLReader)
+	switch {
+	case gat && ttl:
+		return keyLogBoth{keyLogGAT{base}}
+	case gat:
+		return keyLogGAT{base}
+	case ttl:
+		return keyLogTTL{base}
+	}
+	return base
+}
+
+// CheckHashed returns an error if a key seen does not end in a hashed id
+// (provider.HashedIDLen characters after its last ':'), or if none was
+// seen.
+func (k *KeyLog) CheckHashed() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key := range k.keys {
+		last := key[strings.LastIndexByte(key, ':')+1:]
+		if len(last) != provider.HashedIDLen {
+			return fmt.Errorf("HashIDs violated: key %q does not end in a hashed id", key[:min(len(key), 12)]+"…")
+		}
+	}
+	return nil
+}
+
+type keyLogStore struct{ k *KeyLog }
+
+func (s keyLogStore) Get(ctx context.Context, key string) (provider.Entry, error) {
+	s.k.saw(key)
+	return s.k.Store.Get(ctx, key)
+}
+
+func (s keyLogStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	s.k.saw(key)
+	return s.k.Store.Add(ctx, key, value, ttl)
+}
+
+func (s keyLogStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	s.k.saw(key)
+	return s.k.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+}
+
+func (s keyLogStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	s.k.saw(key)
+	return s.k.Store.Touch(ctx, key, ttl)
+}
+
+func (s keyLogStore) Delete(ctx context.Context, key string) error {
+	s.k.saw(key)
+	return s.k.Store.Delete(ctx, key)
+}
+
+// Close does not close the wrapped store: the suite owns it.
+func (s keyLogStore) Close() error { return nil }
+
+type keyLogGAT struct{ keyLogStore }
+
+func (s keyLogGAT) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	s.k.saw(key)
+	return s.k.Store.(provider.GetAndToucher).GetAndTouch(ctx, key, ttl)
+}
+
+type keyLogTTL struct{ keyLogStore }
+
+func (s keyLogTTL) TTL(ctx context.Context, key string) (time.Duration, error) {
+	s.k.saw(key)
+	return s.k.Store.(provider.TTLReader).TTL(ctx, key)
+}
+
+type keyLogBoth struct{ keyLogGAT }
+
+func (s keyLogBoth) TTL(ctx context.Context, key string) (time.Duration, error) {
+	s.k.saw(key)
+	return s.k.Store.(provider.TTLReader).TTL(ctx, key)
 }

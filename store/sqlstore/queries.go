@@ -25,8 +25,9 @@ func buildQueries(table string) queries {
 		// records.go.
 		"{seq}", seqOf("r.value"),
 		"{newseq}", seqOf("EXCLUDED.value"),
-		"{isrecord}", fmt.Sprintf(`(length(r.value) >= %d AND substring(r.value FROM 1 FOR %d) = '\x%x'::bytea)`,
-			record.MinLen, len(record.Prefix), record.Prefix),
+		"{isrecord}", fmt.Sprintf(`(length(r.value) >= %d AND substring(r.value FROM 1 FOR %d) = '\x%x'::bytea
+			AND get_byte(r.value, %d) BETWEEN %d AND %d)`,
+			record.MinLen, len(record.Magic), record.Magic, len(record.Magic), record.MinVersion, record.Version),
 		"{next}", "nextval("+literal(ident(table+"_version_seq"))+")",
 	)
 	q := func(s string) string { return strings.Join(strings.Fields(r.Replace(s)), " ") }

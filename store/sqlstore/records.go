@@ -16,7 +16,8 @@ import (
 // Methods for a durable tier that stores provider session records (package
 // tiered). A record's Seq (record.Header) is the big-endian bytes at
 // record.SeqOffset, so SQL compares two records' Seq by comparing those
-// bytes; a row whose value is not a record (no record.Prefix, or too short
+// bytes; a row whose value is not a record (no record.Magic and known
+// version (record.MinVersion to record.Version), or too short
 // for a header) compares lower than any record.
 
 // GetWithTTL is Get that also returns the row's remaining time to live, by

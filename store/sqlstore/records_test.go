@@ -133,3 +133,29 @@ func TestPutRecordConcurrentWritersKeepTheHighestSeq(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, n, seqIn(t, e.Value))
 }
+
+// TestPutRecordOrdersVersion2Records: records of format version 2 (with
+// a creation time) are records to the ordered upsert too: a lower Seq
+// never replaces a higher one, across versions. Before version 2 was known
+// here, a version 2 row counted as "not a record" and anything replaced it.
+func TestPutRecordOrdersVersion2Records(t *testing.T) {
+	s := newStore(t, Config{DSNs: []string{pg.NewDatabase(t)}, Table: "records"})
+	ctx := context.Background()
+	v2 := func(seq uint64) []byte {
+		b := record.Record{Header: record.Header{Seq: seq, DataSeq: seq, Timeout: time.Minute, Created: time.Unix(1_700_000_000, 0)}}.Encode()
+		require.Equal(t, record.PrefixV2, string(b[:len(record.PrefixV2)]))
+		return b
+	}
+	res, err := s.PutRecord(ctx, "k", v2(9), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored)
+	for _, older := range [][]byte{v2(8), sessionRecord(t, 8)} {
+		res, err = s.PutRecord(ctx, "k", older, time.Minute)
+		require.NoError(t, err)
+		require.False(t, res.Stored, "a lower Seq must not replace a version 2 record")
+		require.EqualValues(t, 9, res.KeptSeq)
+	}
+	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 10), time.Minute)
+	require.NoError(t, err)
+	require.True(t, res.Stored, "a version 1 record with a higher Seq replaces it")
+}
