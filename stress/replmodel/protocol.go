@@ -1,0 +1,178 @@
+package replmodel
+
+// This file is the replication protocol of docs/replication.md as the
+// model runs it: the common read and write, the anomaly read's resolution
+// and the decisions it makes (completion and failover, fence first), and
+// the broken variants.
+
+// Variant selects the protocol, or a deliberately broken version of it.
+type Variant int
+
+const (
+	// Correct is the protocol of docs/replication.md: two data copies and a
+	// witness, content written only by CAS, a decision fenced on two present
+	// records, the fence before the new copy.
+	Correct Variant = iota
+	// NoWitness is REPLICATION_SKETCH.md 2.1: two copies and an epoch; the
+	// third node holds nothing, a failover inserts the new copy there.
+	NoWitness
+	// InsertContent is 2.2: the protocol, but a copy found absent or blank
+	// is filled by an insert (ms ME) of content instead of refused.
+	InsertContent
+	// ParallelFailover is 2.4: a decision writes its new copy in parallel
+	// with its fence.
+	ParallelFailover
+	// NoUndo: a write that lost at the primary but landed on the secondary
+	// reports "not applied" without undoing its secondary copy.
+	NoUndo
+)
+
+var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo"}
+
+func (v Variant) String() string { return variantNames[v] }
+
+func (v Variant) insertsContent() bool { return v == NoWitness || v == InsertContent }
+
+// Kinds of resolution of an anomaly read.
+const (
+	resReturn uint8 = iota + 1
+	resNotFound
+	resUnavailable
+	resDecide
+)
+
+// resolution is what a process does with the three replies of an anomaly
+// read: return b, report not found or unavailable, or decide: CAS rec1 on
+// x (the fence) and then write rec2 on y.
+type resolution struct {
+	kind       uint8
+	b          Rec
+	x, y       uint8
+	rec1, rec2 Rec
+	add2       bool // y is written by an insert (broken variants)
+}
+
+func presentRec(r reply) bool {
+	return r.St == rOK && (r.Rec.K == data || r.Rec.K == witness)
+}
+
+func emptyAnswer(r reply) bool {
+	return r.St == rNotFound || (r.St == rOK && r.Rec.K == blank)
+}
+
+// resolve is the anomaly path (docs/replication.md, "Anomaly read").
+func resolve(v Variant, r *[numNodes]reply) resolution {
+	empty, haveData := 0, false
+	var topE, topV uint8
+	for i := range r {
+		switch {
+		case emptyAnswer(r[i]):
+			empty++
+		case r[i].St == rOK && r[i].Rec.K == data:
+			rec := r[i].Rec
+			if !haveData || rec.E > topE || (rec.E == topE && rec.V > topV) {
+				topE, topV = rec.E, rec.V
+			}
+			haveData = true
+		}
+	}
+	if !haveData {
+		// Not found: two of the three records answer "nothing here". Two
+		// copies and no witness can tell only when every node answers.
+		if empty >= 2 && (v != NoWitness || empty == numNodes) {
+			return resolution{kind: resNotFound}
+		}
+		return resolution{kind: resUnavailable}
+	}
+	holds := func(i int, b Rec) bool { return r[i].St == rOK && r[i].Rec.K == data && r[i].Rec.same(b) }
+	// The candidates at the greatest (E, V): prefer the state held by more
+	// nodes, then one on its own primary, then the lowest node.
+	best, bestScore := -1, -1
+	for i := range r {
+		if r[i].St != rOK || r[i].Rec.K != data || r[i].Rec.E != topE || r[i].Rec.V != topV {
+			continue
+		}
+		score := 0
+		for j := range r {
+			if holds(j, r[i].Rec) {
+				score += 4
+			}
+		}
+		if r[i].Rec.P == uint8(i) {
+			score += 2
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	b := r[best].Rec
+	if holds(int(b.P), b) && holds(int(b.Q), b) {
+		return resolution{kind: resReturn, b: b}
+	}
+	x := b.P
+	if !holds(int(x), b) {
+		x = b.Q
+	}
+	if !holds(int(x), b) {
+		return resolution{kind: resUnavailable} // b on a node it does not name
+	}
+	y := b.P + b.Q - x
+	w := 3 - b.P - b.Q
+	done := b
+	done.Pend = false
+	switch {
+	case presentRec(r[y]):
+		// Complete: fence the holder (same content, new token), then copy.
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done}
+	case v.insertsContent() && emptyAnswer(r[y]):
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, add2: true}
+	}
+	// The other data copy is silent, absent or blank: fail over to the
+	// witness node, fence first.
+	f := Rec{K: data, E: topE + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
+	g := f
+	g.Pend = false
+	switch {
+	case presentRec(r[w]):
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g}
+	case v.insertsContent() && emptyAnswer(r[w]):
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
+	}
+	return resolution{kind: resUnavailable}
+}
+
+// Outcomes of a Store call, for the trace.
+const (
+	outOK = iota
+	outNotFound
+	outUnavailable
+	outConflict
+	outUnknown
+)
+
+// exec runs one command on its node, atomically.
+func exec(nd *node, m *msg) reply {
+	switch m.Op {
+	case opGet:
+		if nd.Item.K == absent {
+			return reply{St: rNotFound, Inc: nd.Inc}
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
+	case opCAS:
+		switch {
+		case m.Inc != nd.Inc:
+			return reply{St: rStale}
+		case nd.Item.K == absent:
+			return reply{St: rNotFound}
+		case nd.Tok != m.Tok:
+			return reply{St: rExists}
+		}
+	case opAdd:
+		if nd.Item.K != absent {
+			return reply{St: rNotStored}
+		}
+	}
+	nd.Ctr++
+	nd.Item, nd.Tok = m.Rec, nd.Ctr
+	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
+}
