@@ -3,7 +3,7 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet
+.PHONY: test test-deps stress bench fuzz vet model
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
 # (a go.mod missing from go.work fails the run), with each stage's time.
@@ -28,3 +28,8 @@ fuzz:
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
+
+# model: the replication protocol's model check in its larger scopes
+# (three to fifteen minutes; docs/replication.md gives the state counts).
+model:
+	cd stress && $(GO) test -count=1 -timeout 60m -v -run . ./replmodel -replmodel.full

@@ -32,6 +32,9 @@ modules=$(./scripts/modules.sh)
 stage deps ./scripts/install-test-deps.sh
 stage vet each_module $GO vet ./...
 stage harness $GO run ./stress -requests 2000
+# The replication protocol's exhaustive small-scope model check
+# (single-threaded, so without -race); make model runs the larger scopes.
+stage model bash -c "cd stress && $GO test -count=1 ./replmodel"
 if [ -z "${COUCHBASE_CONNSTR:-}" ]; then
   echo "NOTE: the Couchbase integration tests will be SKIPPED: no COUCHBASE_CONNSTR (with COUCHBASE_USERNAME, COUCHBASE_PASSWORD, COUCHBASE_BUCKET) is set."
 fi

@@ -435,6 +435,11 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
 		newRound(t, c)
+		if x.sc.Variant == CompleteNoFence && res.complete {
+			x.sendSecond(t, c)
+			cl.Phase = phDec2
+			return ""
+		}
 		x.send(t, c, cl.DX, opCAS, tx, ix, cl.DR1)
 		cl.Phase = phDec1
 		if x.sc.Variant == ParallelFailover {

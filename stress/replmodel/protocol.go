@@ -25,9 +25,13 @@ const (
 	// NoUndo: a write that lost at the primary but landed on the secondary
 	// reports "not applied" without undoing its secondary copy.
 	NoUndo
+	// CompleteNoFence: a reader completes a split by copying the chosen
+	// record to the other copy without first re-writing (fencing) it where
+	// it found it.
+	CompleteNoFence
 )
 
-var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo"}
+var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -50,6 +54,7 @@ type resolution struct {
 	x, y       uint8
 	rec1, rec2 Rec
 	add2       bool // y is written by an insert (broken variants)
+	complete   bool // a completion (rec1 is the content x already holds)
 }
 
 func presentRec(r reply) bool {
@@ -123,9 +128,9 @@ func resolve(v Variant, r *[numNodes]reply) resolution {
 	switch {
 	case presentRec(r[y]):
 		// Complete: fence the holder (same content, new token), then copy.
-		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done}
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, complete: true}
 	case v.insertsContent() && emptyAnswer(r[y]):
-		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, add2: true}
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, add2: true, complete: true}
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
