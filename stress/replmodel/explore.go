@@ -18,6 +18,9 @@ const (
 	RMW OpKind = iota + 1
 	// Read is a Get alone.
 	Read
+	// Scan is the repair scan's visit of the key (R9): an anomaly read,
+	// with its decisions, whose value is checked like a Get's.
+	Scan
 )
 
 // Start is the state the session's records are in when the run begins.
@@ -47,6 +50,10 @@ type Scope struct {
 	MaxTimeouts int
 	// MaxStates stops the search (0: 20 million).
 	MaxStates int
+	// Repair adds R9's witness repair: the anomaly read leaves blanks on
+	// misses (mg N), and a healthy state whose third node holds a blank
+	// re-creates the witness there by CAS.
+	Repair bool
 }
 
 // Result is what a run found.
@@ -61,6 +68,9 @@ type Result struct {
 	Lost int
 	// FinalUnavailable counts final reads that could not decide.
 	FinalUnavailable int
+	// WitnessRepairs counts explored steps in which a witness was
+	// re-created on a blank (R9): evidence that a repair scope repairs.
+	WitnessRepairs int
 }
 
 type explorer struct {
@@ -202,8 +212,11 @@ func (x *explorer) dfs(s *state) {
 }
 
 func opLabel(k OpKind) string {
-	if k == RMW {
+	switch k {
+	case RMW:
 		return "Get+CompareAndSwap"
+	case Scan:
+		return "a repair scan"
 	}
 	return "Get"
 }
@@ -229,9 +242,9 @@ func (x *explorer) final(s *state) string {
 	for range 4 {
 		var r [numNodes]reply
 		for i := range r {
-			r[i] = exec(&t.N[i], &msg{Op: opGet})
+			r[i] = exec(&t.N[i], &msg{Op: x.getAll()})
 		}
-		res := resolve(x.sc.Variant, &r)
+		res := resolve(x.sc.Variant, x.sc.Repair, &r)
 		switch res.kind {
 		case resReturn:
 			return t.observe(res.b.Val, t.Max, "the final read")
@@ -246,7 +259,7 @@ func (x *explorer) final(s *state) string {
 			return ""
 		}
 		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1}
-		if exec(&t.N[res.x], &m1).St != rOK {
+		if exec(&t.N[res.x], &m1).St != rOK || res.single {
 			continue
 		}
 		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2}
@@ -284,6 +297,9 @@ func (x *explorer) deliver(t *state, i int) string {
 	m := t.M[i]
 	t.M[i] = msg{}
 	rep := exec(&t.N[m.Node], &m)
+	if m.Op == opCAS && m.Rec.K == witness && rep.St == rOK {
+		x.res.WitnessRepairs++
+	}
 	if m.Orphan {
 		return ""
 	}
@@ -332,6 +348,10 @@ func (x *explorer) startOp(t *state, c int) string {
 	cl := &t.C[c]
 	cl.Floor = t.Max
 	cl.Iter = 0
+	if x.sc.Programs[c][cl.Pc] == Scan {
+		x.sendRead2(t, c)
+		return ""
+	}
 	x.sendRead1(t, c)
 	return ""
 }
@@ -347,9 +367,17 @@ func (x *explorer) sendRead1(t *state, c int) {
 func (x *explorer) sendRead2(t *state, c int) {
 	newRound(t, c)
 	for n := range uint8(numNodes) {
-		x.send(t, c, n, opGet, 0, 0, Rec{})
+		x.send(t, c, n, x.getAll(), 0, 0, Rec{})
 	}
 	t.C[c].Phase = phRd2
+}
+
+// getAll is the anomaly read's command.
+func (x *explorer) getAll() uint8 {
+	if x.sc.Repair {
+		return opGetN
+	}
+	return opGet
 }
 
 // endOp finishes the client's current program step.
@@ -414,7 +442,7 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		x.sendRead2(t, c)
 	case phRd2:
-		res := resolve(x.sc.Variant, &cl.R)
+		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
 		switch res.kind {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
@@ -431,6 +459,9 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.endOp(t, c) // unavailable
 		}
 		cl.Iter++
+		if res.single {
+			res.y = res.x
+		}
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
@@ -442,13 +473,17 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		x.send(t, c, cl.DX, opCAS, tx, ix, cl.DR1)
 		cl.Phase = phDec1
-		if x.sc.Variant == ParallelFailover {
+		if x.sc.Variant == ParallelFailover && !res.single {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
 	case phDec1:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c)
+			return ""
+		}
+		if cl.DX == cl.DY { // a single write (witness repair): read again
+			x.sendRead1(t, c)
 			return ""
 		}
 		newRound(t, c)

@@ -59,12 +59,13 @@ type node struct {
 
 // Commands a client sends.
 const (
-	opGet uint8 = iota + 1
-	opCAS       // ms k C<tok>: replace only if the token matches
-	opAdd       // ms k ME: insert if absent (content: only in broken variants)
+	opGet  uint8 = iota + 1
+	opCAS        // ms k C<tok>: replace only if the token matches
+	opAdd        // ms k ME: insert if absent (content: only in broken variants)
+	opGetN       // mg k N: get, leaving a blank on a miss (repair scopes)
 )
 
-var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add"}
+var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank"}
 
 // msg is a command in flight. A command whose client has moved on
 // (Orphan) may still be executed: late delivery.

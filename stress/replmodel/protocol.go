@@ -55,6 +55,7 @@ type resolution struct {
 	rec1, rec2 Rec
 	add2       bool // y is written by an insert (broken variants)
 	complete   bool // a completion (rec1 is the content x already holds)
+	single     bool // one write only: rec1 on x (the witness repair)
 }
 
 func presentRec(r reply) bool {
@@ -65,8 +66,11 @@ func emptyAnswer(r reply) bool {
 	return r.St == rNotFound || (r.St == rOK && r.Rec.K == blank)
 }
 
-// resolve is the anomaly path (docs/replication.md, "Anomaly read").
-func resolve(v Variant, r *[numNodes]reply) resolution {
+// resolve is the anomaly path (docs/replication.md, R4). With repair, a
+// healthy state whose third node answers with a blank re-creates the
+// witness there (R9): one CAS on the blank, which the anomaly read's
+// get-or-blank left.
+func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	empty, haveData := 0, false
 	var topE, topV uint8
 	for i := range r {
@@ -112,6 +116,9 @@ func resolve(v Variant, r *[numNodes]reply) resolution {
 	}
 	b := r[best].Rec
 	if holds(int(b.P), b) && holds(int(b.Q), b) {
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
+			return resolution{kind: resDecide, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true}
+		}
 		return resolution{kind: resReturn, b: b}
 	}
 	x := b.P
@@ -158,6 +165,12 @@ const (
 // exec runs one command on its node, atomically.
 func exec(nd *node, m *msg) reply {
 	switch m.Op {
+	case opGetN:
+		if nd.Item.K == absent {
+			nd.Ctr++
+			nd.Item, nd.Tok = Rec{K: blank}, nd.Ctr
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
 	case opGet:
 		if nd.Item.K == absent {
 			return reply{St: rNotFound, Inc: nd.Inc}

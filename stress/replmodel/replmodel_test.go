@@ -11,8 +11,8 @@ var full = flag.Bool("replmodel.full", false, "run the larger scopes (make model
 
 func report(t *testing.T, name string, r Result) {
 	t.Helper()
-	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d",
-		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable)
+	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d",
+		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs)
 }
 
 func mustHold(t *testing.T, name string, sc Scope) Result {
@@ -38,6 +38,20 @@ func TestSingleFault(t *testing.T) {
 	}
 	mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct,
 		Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+}
+
+// TestWitnessRepair: a writer and the repair scan (R9) from a state whose
+// witness was lost, then one more flush anywhere: the scan re-creates the
+// witness on the blank it leaves, and no answer is wrong.
+func TestWitnessRepair(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	r := mustHold(t, "witness lost, writer and scan, 1 flush", Scope{Variant: Correct, Repair: true, Start: WitnessBlank,
+		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 2, MaxTimeouts: 1})
+	if r.WitnessRepairs == 0 {
+		t.Error("no witness was repaired: the scope does not reach R9")
+	}
 }
 
 // TestBrokenVariantsRejected: the checker must find each known-unsafe
@@ -126,5 +140,20 @@ func TestFullScopes(t *testing.T) {
 	})
 	t.Run("witness lost, then a fault, 2 timeouts", func(t *testing.T) {
 		mustHold(t, t.Name(), Scope{Variant: Correct, Start: WitnessBlank, Programs: two, MaxFaults: 2, Restart: true, MaxTimeouts: 2})
+	})
+	t.Run("repair, single fault, 2 clients, 1 timeout", func(t *testing.T) {
+		mustHold(t, t.Name(), Scope{Variant: Correct, Repair: true, Programs: two, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	})
+	t.Run("repair, single fault, writer and scan+reader, 1 timeout", func(t *testing.T) {
+		mustHold(t, t.Name(), Scope{Variant: Correct, Repair: true, Programs: [][]OpKind{{RMW}, {Scan, Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	})
+	t.Run("repair, witness lost, then a fault, writer and scan+reader", func(t *testing.T) {
+		r := mustHold(t, t.Name(), Scope{Variant: Correct, Repair: true, Start: WitnessBlank, Programs: [][]OpKind{{RMW}, {Scan, Read}}, MaxFaults: 2, Restart: true, MaxTimeouts: 1})
+		if r.WitnessRepairs == 0 {
+			t.Error("no witness was repaired")
+		}
+	})
+	t.Run("three clients, single flush, 1 timeout", func(t *testing.T) {
+		mustHold(t, t.Name(), Scope{Variant: Correct, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxFaults: 1, MaxTimeouts: 1})
 	})
 }
