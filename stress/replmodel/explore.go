@@ -71,6 +71,8 @@ type Result struct {
 	// WitnessRepairs counts explored steps in which a witness was
 	// re-created on a blank (R9): evidence that a repair scope repairs.
 	WitnessRepairs int
+	// Fences counts explored steps in which a failover's fence was stored.
+	Fences int
 }
 
 type explorer struct {
@@ -297,8 +299,13 @@ func (x *explorer) deliver(t *state, i int) string {
 	m := t.M[i]
 	t.M[i] = msg{}
 	rep := exec(&t.N[m.Node], &m)
-	if m.Op == opCAS && m.Rec.K == witness && rep.St == rOK {
-		x.res.WitnessRepairs++
+	if m.Op == opCAS && rep.St == rOK {
+		switch {
+		case m.Rec.K == witness:
+			x.res.WitnessRepairs++
+		case m.Rec.Pend:
+			x.res.Fences++
+		}
 	}
 	if m.Orphan {
 		return ""

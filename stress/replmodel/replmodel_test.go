@@ -11,8 +11,8 @@ var full = flag.Bool("replmodel.full", false, "run the larger scopes (make model
 
 func report(t *testing.T, name string, r Result) {
 	t.Helper()
-	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d",
-		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs)
+	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d, failover fences=%d",
+		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs, r.Fences)
 }
 
 func mustHold(t *testing.T, name string, sc Scope) Result {
@@ -36,8 +36,11 @@ func TestSingleFault(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct,
+	r := mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct,
 		Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	if r.Fences == 0 {
+		t.Error("no failover was fenced: the scope does not reach R7")
+	}
 }
 
 // TestWitnessRepair: a writer and the repair scan (R9) from a state whose
