@@ -443,7 +443,7 @@ func (x *explorer) advance(t *state, c int) string {
 	switch cl.Phase {
 	case phRd1:
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
-		if rp.St == rOK && rq.St == rOK && rp.Rec.K == data && rp.Rec.same(rq.Rec) &&
+		if rp.St == rOK && rq.St == rOK && rp.Rec.K == data && !rp.Rec.Pend && rp.Rec == rq.Rec &&
 			rp.Rec.P == cl.P && rp.Rec.Q == cl.Q {
 			return x.readOK(t, c, rp.Rec, rp, rq)
 		}
@@ -529,7 +529,7 @@ func (x *explorer) advance(t *state, c int) string {
 	case phWrGet:
 		r := cl.R[cl.Q]
 		switch {
-		case r.St == rOK && r.Rec.same(cl.New):
+		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
 			newRound(t, c)

@@ -26,11 +26,14 @@ type Rec struct {
 	Pend               bool
 }
 
-// same reports whether two records carry the same state (the pending flag
-// aside: a pending record whose named new copy holds the same state is an
-// established failover).
-func (r Rec) same(o Rec) bool {
-	return r.K == o.K && r.E == o.E && r.V == o.V && r.Val == o.Val && r.P == o.P && r.Q == o.Q
+// rank orders data records: epoch first, then an established record (not
+// pending) above a failover fence of the same epoch, then the version.
+func (r Rec) rank() int {
+	est := 0
+	if !r.Pend {
+		est = 1
+	}
+	return int(r.E)<<9 | est<<8 | int(r.V)
 }
 
 func (r Rec) String() string {

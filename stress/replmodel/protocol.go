@@ -71,17 +71,13 @@ func emptyAnswer(r reply) bool {
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
 func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
-	empty, haveData := 0, false
-	var topE, topV uint8
+	empty, haveData, top := 0, false, 0
 	for i := range r {
 		switch {
 		case emptyAnswer(r[i]):
 			empty++
 		case r[i].St == rOK && r[i].Rec.K == data:
-			rec := r[i].Rec
-			if !haveData || rec.E > topE || (rec.E == topE && rec.V > topV) {
-				topE, topV = rec.E, rec.V
-			}
+			top = max(top, r[i].Rec.rank())
 			haveData = true
 		}
 	}
@@ -93,12 +89,13 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		}
 		return resolution{kind: resUnavailable}
 	}
-	holds := func(i int, b Rec) bool { return r[i].St == rOK && r[i].Rec.K == data && r[i].Rec.same(b) }
-	// The candidates at the greatest (E, V): prefer the state held by more
-	// nodes, then one on its own primary, then the lowest node.
+	holds := func(i int, b Rec) bool { return r[i].St == rOK && r[i].Rec == b }
+	// The candidates of the greatest rank (epoch, established, version):
+	// prefer the state held by more nodes, then one on its own primary,
+	// then the lowest node.
 	best, bestScore := -1, -1
 	for i := range r {
-		if r[i].St != rOK || r[i].Rec.K != data || r[i].Rec.E != topE || r[i].Rec.V != topV {
+		if r[i].St != rOK || r[i].Rec.K != data || r[i].Rec.rank() != top {
 			continue
 		}
 		score := 0
@@ -115,7 +112,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		}
 	}
 	b := r[best].Rec
-	if holds(int(b.P), b) && holds(int(b.Q), b) {
+	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
 			return resolution{kind: resDecide, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true}
 		}
@@ -141,7 +138,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
-	f := Rec{K: data, E: topE + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
 	g := f
 	g.Pend = false
 	switch {
