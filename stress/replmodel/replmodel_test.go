@@ -125,13 +125,14 @@ func TestCheckerCatchesForks(t *testing.T) {
 
 // bounded searches a scope too large to finish in make model's time up to
 // sc.MaxStates: a violation fails, an incomplete search is reported.
-func bounded(t *testing.T, name string, sc Scope) {
+func bounded(t *testing.T, name string, sc Scope) Result {
 	t.Helper()
 	r := Check(sc)
 	report(t, name, r)
 	if r.Violation != "" {
 		t.Fatalf("%s: %s\n%s", name, r.Violation, strings.Join(r.Trace, "\n"))
 	}
+	return r
 }
 
 // TestFullScopes is make model: longer runs.
@@ -146,8 +147,8 @@ func TestFullScopes(t *testing.T) {
 	t.Run("single fault, writer and reader, 2 timeouts, bounded", func(t *testing.T) {
 		bounded(t, t.Name(), Scope{Variant: Correct, Programs: [][]OpKind{{RMW}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 2, MaxStates: 20_000_000})
 	})
-	t.Run("double faults, 2 clients, 1 timeout", func(t *testing.T) {
-		r := mustHold(t, t.Name(), Scope{Variant: Correct, Programs: two, MaxFaults: 2, Restart: true, MaxTimeouts: 1})
+	t.Run("double faults, 2 clients, 1 timeout, bounded", func(t *testing.T) {
+		r := bounded(t, t.Name(), Scope{Variant: Correct, Programs: two, MaxFaults: 2, Restart: true, MaxTimeouts: 1, MaxStates: 20_000_000})
 		if r.Lost == 0 {
 			t.Error("no double fault ended as session not found: the scope does not reach them")
 		}
