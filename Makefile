@@ -30,6 +30,7 @@ vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
 
 # model: the replication protocol's model check in its larger scopes
-# (three to fifteen minutes; docs/replication.md gives the state counts).
+# (about 100 million states: half an hour or more; docs/replication.md
+# gives the state counts).
 model:
 	cd stress && $(GO) test -count=1 -timeout 60m -v -run . ./replmodel -replmodel.full
