@@ -3,7 +3,7 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet reports report-shots sim
+.PHONY: test test-deps stress bench fuzz vet reports report-shots sim model
 
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
@@ -57,3 +57,9 @@ report-shots:
 SIM_SEEDS ?= 20000
 sim:
 	SIM_SEEDS=$(SIM_SEEDS) bash -c 'set -o pipefail; cd stress && $(GO) test -count=1 -timeout 60m -v -run "TestSim|TestNoFaultIsClean" ./sim -seeds $(SIM_SEEDS) | grep -v -E "^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))"'
+
+# model: the replication protocol's model check in its larger scopes
+# (about 100 million states: half an hour or more; docs/replication.md
+# gives the state counts).
+model:
+	cd stress && $(GO) test -count=1 -timeout 60m -v -run . ./replmodel -replmodel.full

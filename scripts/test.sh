@@ -48,6 +48,10 @@ stage sim sim_stage
 # own stage. Known defects of today's store are reported as expected
 # failures naming the defect.
 stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run TestRealFaults ./harness"
+
+# The replication protocol's exhaustive small-scope model check
+# (single-threaded, so without -race); make model runs the larger scopes.
+stage model bash -c "cd stress && $GO test -count=1 ./replmodel"
 if [ -z "${COUCHBASE_CONNSTR:-}" ]; then
   echo "NOTE: the Couchbase integration tests will be SKIPPED: no COUCHBASE_CONNSTR (with COUCHBASE_USERNAME, COUCHBASE_PASSWORD, COUCHBASE_BUCKET) is set."
 fi

@@ -1,0 +1,570 @@
+package replmodel
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"unsafe"
+)
+
+// OpKind is one step of a client's program.
+type OpKind uint8
+
+const (
+	// RMW is a Get followed by a CompareAndSwap of a new value computed
+	// from it (the provider's update loop, one attempt).
+	RMW OpKind = iota + 1
+	// Read is a Get alone.
+	Read
+	// Scan is the repair scan's visit of the key (R9): an anomaly read,
+	// with its decisions, whose value is checked like a Get's.
+	Scan
+)
+
+// Start is the state the session's records are in when the run begins.
+type Start int
+
+const (
+	// Healthy: data on nodes 0 and 1, the witness on node 2.
+	Healthy Start = iota
+	// WitnessBlank: the witness node holds only a blank (a witness lost to
+	// an earlier fault and not yet re-created). It counts as one fault:
+	// MaxFaults must be 2 to add another.
+	WitnessBlank
+)
+
+// Scope bounds one exhaustive run.
+type Scope struct {
+	Variant  Variant
+	Start    Start
+	Programs [][]OpKind // one per client, at most 3 clients
+	// MaxFaults is the number of amnesia events (flush_all or restart of
+	// any node at any instant): 1 for single faults, 2 for double faults.
+	MaxFaults int
+	// Restart allows restarts as well as flushes.
+	Restart bool
+	// MaxTimeouts bounds the timeouts that fire (with or without a fault)
+	// in one run; a timeout is not a fault.
+	MaxTimeouts int
+	// MaxStates stops the search (0: 20 million).
+	MaxStates int
+	// Repair adds R9's witness repair: the anomaly read leaves blanks on
+	// misses (mg N), and a healthy state whose third node holds a blank
+	// re-creates the witness there by CAS.
+	Repair bool
+}
+
+// Result is what a run found.
+type Result struct {
+	States    int      // distinct states explored
+	Complete  bool     // false if MaxStates stopped the search
+	Violation string   // empty when none
+	Trace     []string // the steps that lead to Violation
+	Terminals int      // states where every client was done
+	// Lost counts final reads (or reads) that found no session: allowed,
+	// and reported, only with two faults.
+	Lost int
+	// FinalUnavailable counts final reads that could not decide.
+	FinalUnavailable int
+	// WitnessRepairs counts explored steps in which a witness was
+	// re-created on a blank (R9): evidence that a repair scope repairs.
+	WitnessRepairs int
+	// Fences counts explored steps in which a failover's fence was stored.
+	Fences int
+}
+
+type explorer struct {
+	sc      Scope
+	seen    map[uint64]struct{}
+	trace   []string
+	res     Result
+	stopped bool
+}
+
+// Check explores every interleaving within sc.
+func Check(sc Scope) Result {
+	if sc.MaxStates == 0 {
+		sc.MaxStates = 20_000_000
+	}
+	x := &explorer{sc: sc, seen: make(map[uint64]struct{}, 1<<16)}
+	s := initial(sc)
+	x.dfs(&s)
+	x.res.States = len(x.seen)
+	x.res.Complete = !x.stopped && x.res.Violation == ""
+	return x.res
+}
+
+func initial(sc Scope) state {
+	var s state
+	d := Rec{K: data, E: 0, V: 0, Val: 0, P: 0, Q: 1}
+	s.N[0] = node{Item: d, Tok: 1, Ctr: 1}
+	s.N[1] = node{Item: d, Tok: 1, Ctr: 1}
+	switch {
+	case sc.Variant == NoWitness:
+	case sc.Start == WitnessBlank:
+		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
+		s.Faults = 1 // the lost witness is the first fault
+	default:
+		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+	}
+	for c := range s.C {
+		s.C[c].P, s.C[c].Q = 0, 1
+		if c >= len(sc.Programs) {
+			s.C[c].Phase = phDone
+		}
+	}
+	return s
+}
+
+// seed is the fingerprints' hash seed: a collision (about n²/2⁶⁵ for n
+// states) could hide a state; the counts do not depend on it otherwise.
+var seed = maphash.MakeSeed()
+
+func (s *state) fingerprint() uint64 {
+	// Messages are a multiset: sort a copy of them.
+	t := *s
+	slices.SortFunc(t.M[:], func(a, b msg) int {
+		return bytes.Compare(unsafe.Slice((*byte)(unsafe.Pointer(&a)), unsafe.Sizeof(a)),
+			unsafe.Slice((*byte)(unsafe.Pointer(&b)), unsafe.Sizeof(b)))
+	})
+	return maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t)))
+}
+
+func (x *explorer) dfs(s *state) {
+	if x.stopped || x.res.Violation != "" {
+		return
+	}
+	fp := s.fingerprint()
+	if _, ok := x.seen[fp]; ok {
+		return
+	}
+	x.seen[fp] = struct{}{}
+	if len(x.seen) >= x.sc.MaxStates {
+		x.stopped = true
+		return
+	}
+	if x.allDone(s) {
+		x.res.Terminals++
+		if v := x.final(s); v != "" {
+			x.fail(v, s)
+			return
+		}
+	}
+	try := func(label string, f func(t *state) string) {
+		if x.res.Violation != "" || x.stopped {
+			return
+		}
+		t := *s
+		v := f(&t)
+		x.trace = append(x.trace, label)
+		if v != "" {
+			x.fail(v, &t)
+		} else {
+			x.dfs(&t)
+		}
+		x.trace = x.trace[:len(x.trace)-1]
+	}
+	for i := range s.M {
+		m := s.M[i]
+		if !m.Used {
+			continue
+		}
+		late := ""
+		if m.Orphan {
+			late = " (late: its client gave up)"
+		}
+		try(fmt.Sprintf("node %d executes c%d's %s %v%s", m.Node, m.Client, opNames[m.Op], m.Rec, late),
+			func(t *state) string { return x.deliver(t, i) })
+	}
+	for c := range s.C {
+		cl := &s.C[c]
+		if cl.Phase == phIdle && int(cl.Pc) < len(x.sc.Programs[c]) {
+			try(fmt.Sprintf("c%d starts %s", c, opLabel(x.sc.Programs[c][cl.Pc])),
+				func(t *state) string { return x.startOp(t, c) })
+		}
+		if int(s.Timeouts) < x.sc.MaxTimeouts {
+			for n := range numNodes {
+				if cl.Sent[n] && cl.R[n].St == rPending {
+					try(fmt.Sprintf("c%d times out on node %d (%s)", c, n, phaseNames[cl.Phase]),
+						func(t *state) string {
+							t.Timeouts++
+							t.C[c].R[n].St = rTimeout
+							return x.maybeAdvance(t, c)
+						})
+				}
+			}
+		}
+	}
+	if int(s.Faults) < x.sc.MaxFaults {
+		for n := range numNodes {
+			try(fmt.Sprintf("FAULT: flush_all on node %d", n), func(t *state) string {
+				t.Faults++
+				t.N[n].Item, t.N[n].Tok = Rec{}, 0
+				return ""
+			})
+			if x.sc.Restart {
+				try(fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n), func(t *state) string {
+					return x.restart(t, n)
+				})
+			}
+		}
+	}
+}
+
+func opLabel(k OpKind) string {
+	switch k {
+	case RMW:
+		return "Get+CompareAndSwap"
+	case Scan:
+		return "a repair scan"
+	}
+	return "Get"
+}
+
+func (x *explorer) fail(v string, s *state) {
+	x.res.Violation = v
+	x.res.Trace = append(slices.Clone(x.trace), "final state:\n"+strings.TrimRight(s.String(), "\n"))
+}
+
+func (x *explorer) allDone(s *state) bool {
+	for c := range s.C {
+		if s.C[c].Phase != phDone && !(s.C[c].Phase == phIdle && int(s.C[c].Pc) >= len(x.sc.Programs[c])) {
+			return false
+		}
+	}
+	return true
+}
+
+// final runs a fault-free read after everything, deciding synchronously,
+// and checks that it returns a value at or after every completed one.
+func (x *explorer) final(s *state) string {
+	t := *s
+	for range 4 {
+		var r [numNodes]reply
+		for i := range r {
+			r[i] = exec(&t.N[i], &msg{Op: x.getAll()})
+		}
+		res := resolve(x.sc.Variant, x.sc.Repair, &r)
+		switch res.kind {
+		case resReturn:
+			return t.observe(res.b.Val, t.Max, "the final read")
+		case resNotFound:
+			if t.Faults < 2 {
+				return "the final read found no session after a single fault"
+			}
+			x.res.Lost++
+			return ""
+		case resUnavailable:
+			x.res.FinalUnavailable++
+			return ""
+		}
+		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1}
+		if exec(&t.N[res.x], &m1).St != rOK || res.single {
+			continue
+		}
+		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2}
+		if res.add2 {
+			m2.Op = opAdd
+		}
+		exec(&t.N[res.y], &m2)
+	}
+	x.res.FinalUnavailable++
+	return ""
+}
+
+func (x *explorer) restart(t *state, n int) string {
+	t.Faults++
+	nd := &t.N[n]
+	nd.Item, nd.Tok, nd.Ctr = Rec{}, 0, 0
+	nd.Inc++
+	for i := range t.M {
+		if t.M[i].Used && int(t.M[i].Node) == n {
+			t.M[i] = msg{}
+		}
+	}
+	for c := range t.C {
+		if t.C[c].Sent[n] && t.C[c].R[n].St == rPending {
+			t.C[c].R[n].St = rTimeout // connection reset: outcome unknown
+			if v := x.maybeAdvance(t, c); v != "" {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+func (x *explorer) deliver(t *state, i int) string {
+	m := t.M[i]
+	t.M[i] = msg{}
+	rep := exec(&t.N[m.Node], &m)
+	if m.Op == opCAS && rep.St == rOK {
+		switch {
+		case m.Rec.K == witness:
+			x.res.WitnessRepairs++
+		case m.Rec.Pend:
+			x.res.Fences++
+		}
+	}
+	if m.Orphan {
+		return ""
+	}
+	c := int(m.Client)
+	if t.C[c].R[m.Node].St != rPending {
+		return ""
+	}
+	t.C[c].R[m.Node] = rep
+	return x.maybeAdvance(t, c)
+}
+
+func (x *explorer) maybeAdvance(t *state, c int) string {
+	cl := &t.C[c]
+	for n := range numNodes {
+		if cl.Sent[n] && cl.R[n].St == rPending {
+			return ""
+		}
+	}
+	return x.advance(t, c)
+}
+
+// newRound orphans the client's outstanding commands and clears its slots.
+func newRound(t *state, c int) {
+	for i := range t.M {
+		if t.M[i].Used && int(t.M[i].Client) == c {
+			t.M[i].Orphan = true
+		}
+	}
+	t.C[c].Sent = [numNodes]bool{}
+	t.C[c].R = [numNodes]reply{}
+}
+
+func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) {
+	for i := range t.M {
+		if !t.M[i].Used {
+			t.M[i] = msg{Used: true, Client: uint8(c), Node: n, Op: op, Tok: tok, Inc: inc, Rec: rec}
+			t.C[c].Sent[n] = true
+			t.C[c].R[n] = reply{}
+			return
+		}
+	}
+	panic("replmodel: too many messages in flight; raise maxMsgs")
+}
+
+func (x *explorer) startOp(t *state, c int) string {
+	cl := &t.C[c]
+	cl.Floor = t.Max
+	cl.Iter = 0
+	if x.sc.Programs[c][cl.Pc] == Scan {
+		x.sendRead2(t, c)
+		return ""
+	}
+	x.sendRead1(t, c)
+	return ""
+}
+
+func (x *explorer) sendRead1(t *state, c int) {
+	newRound(t, c)
+	cl := &t.C[c]
+	x.send(t, c, cl.P, opGet, 0, 0, Rec{})
+	x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
+	cl.Phase = phRd1
+}
+
+func (x *explorer) sendRead2(t *state, c int) {
+	newRound(t, c)
+	for n := range uint8(numNodes) {
+		x.send(t, c, n, x.getAll(), 0, 0, Rec{})
+	}
+	t.C[c].Phase = phRd2
+}
+
+// getAll is the anomaly read's command.
+func (x *explorer) getAll() uint8 {
+	if x.sc.Repair {
+		return opGetN
+	}
+	return opGet
+}
+
+// endOp finishes the client's current program step.
+func (x *explorer) endOp(t *state, c int) string {
+	newRound(t, c)
+	cl := &t.C[c]
+	cl.Phase = phIdle
+	cl.Pc++
+	return ""
+}
+
+// value is the unique id of client c's write in program step pc.
+func value(c int, pc uint8) uint8 { return uint8(1 + c*4 + int(pc)) }
+
+func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
+	cl := &t.C[c]
+	if v := t.observe(b.Val, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+		return v
+	}
+	cl.P, cl.Q = b.P, b.Q
+	if x.sc.Programs[c][cl.Pc] != RMW {
+		return x.endOp(t, c)
+	}
+	// The CompareAndSwap starts now, from the value just read.
+	cl.Floor = t.Max
+	nv := value(c, cl.Pc)
+	t.Parent[nv] = b.Val
+	cl.Base = rq.Rec
+	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
+	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q}
+	newRound(t, c)
+	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New)
+	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+	cl.Phase = phWr
+	return ""
+}
+
+func (x *explorer) ack(t *state, c int) string {
+	cl := &t.C[c]
+	if v := t.observe(cl.New.Val, cl.Floor, fmt.Sprintf("c%d's CompareAndSwap (acknowledged)", c)); v != "" {
+		return v
+	}
+	return x.endOp(t, c)
+}
+
+func (x *explorer) conflict(t *state, c int) string {
+	if v := t.notApplied(t.C[c].New.Val); v != "" {
+		return v
+	}
+	return x.endOp(t, c)
+}
+
+// advance runs the protocol when all replies of a round are in.
+func (x *explorer) advance(t *state, c int) string {
+	cl := &t.C[c]
+	switch cl.Phase {
+	case phRd1:
+		rp, rq := cl.R[cl.P], cl.R[cl.Q]
+		if rp.St == rOK && rq.St == rOK && rp.Rec.K == data && !rp.Rec.Pend && rp.Rec == rq.Rec &&
+			rp.Rec.P == cl.P && rp.Rec.Q == cl.Q {
+			return x.readOK(t, c, rp.Rec, rp, rq)
+		}
+		x.sendRead2(t, c)
+	case phRd2:
+		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
+		switch res.kind {
+		case resReturn:
+			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
+		case resNotFound:
+			if t.Faults < 2 {
+				return fmt.Sprintf("c%d's Get found no session after a single fault", c)
+			}
+			t.Lost++
+			return x.endOp(t, c)
+		case resUnavailable:
+			return x.endOp(t, c)
+		}
+		if cl.Iter >= maxIter {
+			return x.endOp(t, c) // unavailable
+		}
+		cl.Iter++
+		if res.single {
+			res.y = res.x
+		}
+		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
+		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
+		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
+		newRound(t, c)
+		if x.sc.Variant == CompleteNoFence && res.complete {
+			x.sendSecond(t, c)
+			cl.Phase = phDec2
+			return ""
+		}
+		x.send(t, c, cl.DX, opCAS, tx, ix, cl.DR1)
+		cl.Phase = phDec1
+		if x.sc.Variant == ParallelFailover && !res.single {
+			x.sendSecond(t, c)
+			cl.Phase = phDecBoth
+		}
+	case phDec1:
+		if cl.R[cl.DX].St != rOK {
+			x.sendRead2(t, c)
+			return ""
+		}
+		if cl.DX == cl.DY { // a single write (witness repair): read again
+			x.sendRead1(t, c)
+			return ""
+		}
+		newRound(t, c)
+		x.sendSecond(t, c)
+		cl.Phase = phDec2
+	case phDec2, phDecBoth:
+		if cl.R[cl.DY].St == rOK {
+			cl.P, cl.Q = cl.DR2.P, cl.DR2.Q
+		}
+		x.sendRead1(t, c)
+	case phWr:
+		rp, rq := cl.R[cl.P], cl.R[cl.Q]
+		switch {
+		case rp.St == rOK && rq.St == rOK:
+			return x.ack(t, c)
+		case rp.St == rOK && rq.definiteFail():
+			// Won at the primary: complete the secondary, then acknowledge.
+			cl.Tries = 0
+			newRound(t, c)
+			x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
+			cl.Phase = phWrGet
+		case rp.definiteFail() && rq.St == rOK:
+			if x.sc.Variant == NoUndo {
+				return x.conflict(t, c)
+			}
+			// Lost at the primary: restore the base on the secondary.
+			cl.NewTok, cl.NewInc = rq.Tok, rq.Inc
+			newRound(t, c)
+			x.send(t, c, cl.Q, opCAS, rq.Tok, rq.Inc, cl.Base)
+			cl.Phase = phUndo
+		case rp.definiteFail() && rq.definiteFail():
+			return x.conflict(t, c)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phWrGet:
+		r := cl.R[cl.Q]
+		switch {
+		case r.St == rOK && r.Rec == cl.New:
+			return x.ack(t, c)
+		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
+			newRound(t, c)
+			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
+			cl.Phase = phWrCAS
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phWrCAS:
+		r := cl.R[cl.Q]
+		switch {
+		case r.St == rOK:
+			return x.ack(t, c)
+		case r.St == rExists && cl.Tries == 0:
+			cl.Tries++
+			newRound(t, c)
+			x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
+			cl.Phase = phWrGet
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phUndo:
+		if cl.R[cl.Q].St == rOK {
+			return x.conflict(t, c)
+		}
+		return x.endOp(t, c) // ErrOutcomeUnknown
+	}
+	return ""
+}
+
+func (x *explorer) sendSecond(t *state, c int) {
+	cl := &t.C[c]
+	if cl.DAdd {
+		x.send(t, c, cl.DY, opAdd, 0, 0, cl.DR2)
+	} else {
+		x.send(t, c, cl.DY, opCAS, cl.DT2, cl.DI2, cl.DR2)
+	}
+}

@@ -1,0 +1,220 @@
+package replmodel
+
+import (
+	"fmt"
+	"strings"
+)
+
+// numNodes is the session's three rendezvous candidates.
+const numNodes = 3
+
+// Kinds of item a node may hold for the session.
+const (
+	absent  uint8 = iota // no item (never written, flushed, restarted, expired)
+	blank                // a 0-byte placeholder made by an insert: evidence of nothing
+	data                 // a data copy: envelope and the provider's record
+	witness              // a witness: envelope only
+)
+
+// Rec is one item's content: the store-level envelope. E is the epoch, V
+// the version within it, Val the register value (the provider's record,
+// abstracted to the id of the write that made it), P and Q the data copies
+// of the configuration the record belongs to (P the primary; the witness
+// is the third node), Pend the "failover started here" flag.
+type Rec struct {
+	K, E, V, Val, P, Q uint8
+	Pend               bool
+}
+
+// rank orders data records: epoch first, then an established record (not
+// pending) above a failover fence of the same epoch, then the version.
+func (r Rec) rank() int {
+	est := 0
+	if !r.Pend {
+		est = 1
+	}
+	return int(r.E)<<9 | est<<8 | int(r.V)
+}
+
+func (r Rec) String() string {
+	switch r.K {
+	case absent:
+		return "-"
+	case blank:
+		return "blank"
+	case witness:
+		return fmt.Sprintf("W(e%d {%d,%d})", r.E, r.P, r.Q)
+	}
+	p := ""
+	if r.Pend {
+		p = " pending"
+	}
+	return fmt.Sprintf("D(e%d v%d val%d {%d,%d}%s)", r.E, r.V, r.Val, r.P, r.Q, p)
+}
+
+// node is one memcached process as the session's key sees it.
+type node struct {
+	Item Rec
+	Tok  uint8 // CAS token of Item
+	Inc  uint8 // incarnation: bumped by a restart
+	Ctr  uint8 // the CAS counter: kept by flush_all, reset by a restart
+}
+
+// Commands a client sends.
+const (
+	opGet  uint8 = iota + 1
+	opCAS        // ms k C<tok>: replace only if the token matches
+	opAdd        // ms k ME: insert if absent (content: only in broken variants)
+	opGetN       // mg k N: get, leaving a blank on a miss (repair scopes)
+)
+
+var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank"}
+
+// msg is a command in flight. A command whose client has moved on
+// (Orphan) may still be executed: late delivery.
+type msg struct {
+	Used, Orphan     bool
+	Client, Node, Op uint8
+	Tok, Inc         uint8
+	Rec              Rec
+}
+
+// Reply codes, and the states of a reply slot.
+const (
+	rPending uint8 = iota
+	rOK
+	rExists    // EX: the token did not match
+	rNotFound  // NF
+	rNotStored // NS: insert found an item
+	rStale     // token of another incarnation: not executed
+	rTimeout   // the client gave up (or the connection was reset)
+)
+
+var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout"}
+
+type reply struct {
+	St       uint8
+	Rec      Rec
+	Tok, Inc uint8
+}
+
+func (r reply) definiteFail() bool {
+	return r.St == rExists || r.St == rNotFound || r.St == rStale || r.St == rNotStored
+}
+
+// Client phases.
+const (
+	phIdle    uint8 = iota
+	phRd1           // common read: get both data copies
+	phRd2           // anomaly read: get all three
+	phDec1          // decision, first CAS (the fence)
+	phDec2          // decision, second write (the new or completed copy)
+	phDecBoth       // broken variant 2.4: both at once
+	phWr            // CompareAndSwap: CAS both data copies
+	phWrGet         // the primary's winner re-reads the secondary
+	phWrCAS         // ... and completes it
+	phUndo          // the loser restores its base on the secondary
+	phDone
+)
+
+var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done"}
+
+const maxIter = 2 // decisions per Get before it reports unavailable
+
+type client struct {
+	Phase    uint8
+	Pc       uint8 // index of the current program operation
+	Sent     [numNodes]bool
+	R        [numNodes]reply
+	P, Q     uint8 // the configuration this process believes current
+	Iter     uint8
+	Floor    uint8 // the greatest completed value when the call started
+	Base     Rec   // what the read returned, as the secondary held it (for the undo)
+	TokP     uint8 // tokens of the read, per data copy
+	IncP     uint8
+	TokQ     uint8
+	IncQ     uint8
+	New      Rec // the record being written
+	NewTok   uint8
+	NewInc   uint8
+	DX, DY   uint8 // a decision's fence node and second node
+	DR1, DR2 Rec
+	DT2, DI2 uint8
+	DAdd     bool // the second write is an insert (broken variants)
+	Tries    uint8
+}
+
+const (
+	maxClients = 3
+	maxMsgs    = 14
+	maxVals    = 16
+)
+
+// state is everything the model holds. Every field is a byte or a bool, so
+// the fingerprint hashes its memory directly.
+type state struct {
+	N        [numNodes]node
+	C        [maxClients]client
+	M        [maxMsgs]msg
+	Parent   [maxVals]uint8 // the value each write was computed from
+	Failed   [maxVals]bool  // writes reported "not applied"
+	Max      uint8          // greatest value acknowledged or observed
+	Faults   uint8
+	Timeouts uint8
+	Lost     uint8 // reads that found no session (double faults only)
+}
+
+func (s *state) String() string {
+	var b strings.Builder
+	for i, n := range s.N {
+		fmt.Fprintf(&b, "  node %d (inc %d): %v tok %d\n", i, n.Inc, n.Item, n.Tok)
+	}
+	fmt.Fprintf(&b, "  greatest acknowledged/observed value: %d\n", s.Max)
+	return b.String()
+}
+
+// anc reports whether a is b or an ancestor of b in the tree of values.
+func (s *state) anc(a, b uint8) bool {
+	for {
+		if a == b {
+			return true
+		}
+		if b == 0 {
+			return false
+		}
+		b = s.Parent[b]
+	}
+}
+
+// observe checks a value returned by a read or acknowledged by a write
+// whose call started when floor was the greatest completed value.
+func (s *state) observe(x, floor uint8, what string) string {
+	for y := x; ; y = s.Parent[y] {
+		if s.Failed[y] {
+			return fmt.Sprintf("%s returned value %d, built on write %d that was reported not applied", what, x, y)
+		}
+		if y == 0 {
+			break
+		}
+	}
+	if !s.anc(floor, x) {
+		return fmt.Sprintf("%s returned value %d, but value %d was acknowledged or observed before the call started (lost update or stale read)", what, x, floor)
+	}
+	switch {
+	case s.anc(s.Max, x):
+		s.Max = x
+	case s.anc(x, s.Max):
+	default:
+		return fmt.Sprintf("%s returned value %d, which is not on the chain through value %d (fork: an acknowledged or observed state was lost)", what, x, s.Max)
+	}
+	return ""
+}
+
+// notApplied records a write reported as certainly not applied.
+func (s *state) notApplied(v uint8) string {
+	s.Failed[v] = true
+	if s.anc(v, s.Max) {
+		return fmt.Sprintf("write %d reported not applied, but value %d built on it was returned", v, s.Max)
+	}
+	return ""
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package replmodel
+
+const raceEnabled = false

@@ -1,0 +1,193 @@
+package replmodel
+
+// This file is the replication protocol of docs/replication.md as the
+// model runs it: the common read and write, the anomaly read's resolution
+// and the decisions it makes (completion and failover, fence first), and
+// the broken variants.
+
+// Variant selects the protocol, or a deliberately broken version of it.
+type Variant int
+
+const (
+	// Correct is the protocol of docs/replication.md: two data copies and a
+	// witness, content written only by CAS, a decision fenced on two present
+	// records, the fence before the new copy.
+	Correct Variant = iota
+	// NoWitness is REPLICATION_SKETCH.md 2.1: two copies and an epoch; the
+	// third node holds nothing, a failover inserts the new copy there.
+	NoWitness
+	// InsertContent is 2.2: the protocol, but a copy found absent or blank
+	// is filled by an insert (ms ME) of content instead of refused.
+	InsertContent
+	// ParallelFailover is 2.4: a decision writes its new copy in parallel
+	// with its fence.
+	ParallelFailover
+	// NoUndo: a write that lost at the primary but landed on the secondary
+	// reports "not applied" without undoing its secondary copy.
+	NoUndo
+	// CompleteNoFence: a reader completes a split by copying the chosen
+	// record to the other copy without first re-writing (fencing) it where
+	// it found it.
+	CompleteNoFence
+)
+
+var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence"}
+
+func (v Variant) String() string { return variantNames[v] }
+
+func (v Variant) insertsContent() bool { return v == NoWitness || v == InsertContent }
+
+// Kinds of resolution of an anomaly read.
+const (
+	resReturn uint8 = iota + 1
+	resNotFound
+	resUnavailable
+	resDecide
+)
+
+// resolution is what a process does with the three replies of an anomaly
+// read: return b, report not found or unavailable, or decide: CAS rec1 on
+// x (the fence) and then write rec2 on y.
+type resolution struct {
+	kind       uint8
+	b          Rec
+	x, y       uint8
+	rec1, rec2 Rec
+	add2       bool // y is written by an insert (broken variants)
+	complete   bool // a completion (rec1 is the content x already holds)
+	single     bool // one write only: rec1 on x (the witness repair)
+}
+
+func presentRec(r reply) bool {
+	return r.St == rOK && (r.Rec.K == data || r.Rec.K == witness)
+}
+
+func emptyAnswer(r reply) bool {
+	return r.St == rNotFound || (r.St == rOK && r.Rec.K == blank)
+}
+
+// resolve is the anomaly path (docs/replication.md, R4). With repair, a
+// healthy state whose third node answers with a blank re-creates the
+// witness there (R9): one CAS on the blank, which the anomaly read's
+// get-or-blank left.
+func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
+	empty, haveData, top := 0, false, 0
+	for i := range r {
+		switch {
+		case emptyAnswer(r[i]):
+			empty++
+		case r[i].St == rOK && r[i].Rec.K == data:
+			top = max(top, r[i].Rec.rank())
+			haveData = true
+		}
+	}
+	if !haveData {
+		// Not found: two of the three records answer "nothing here". Two
+		// copies and no witness can tell only when every node answers.
+		if empty >= 2 && (v != NoWitness || empty == numNodes) {
+			return resolution{kind: resNotFound}
+		}
+		return resolution{kind: resUnavailable}
+	}
+	holds := func(i int, b Rec) bool { return r[i].St == rOK && r[i].Rec == b }
+	// The candidates of the greatest rank (epoch, established, version):
+	// prefer the state held by more nodes, then one on its own primary,
+	// then the lowest node.
+	best, bestScore := -1, -1
+	for i := range r {
+		if r[i].St != rOK || r[i].Rec.K != data || r[i].Rec.rank() != top {
+			continue
+		}
+		score := 0
+		for j := range r {
+			if holds(j, r[i].Rec) {
+				score += 4
+			}
+		}
+		if r[i].Rec.P == uint8(i) {
+			score += 2
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	b := r[best].Rec
+	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
+			return resolution{kind: resDecide, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true}
+		}
+		return resolution{kind: resReturn, b: b}
+	}
+	x := b.P
+	if !holds(int(x), b) {
+		x = b.Q
+	}
+	if !holds(int(x), b) {
+		return resolution{kind: resUnavailable} // b on a node it does not name
+	}
+	y := b.P + b.Q - x
+	w := 3 - b.P - b.Q
+	done := b
+	done.Pend = false
+	switch {
+	case presentRec(r[y]):
+		// Complete: fence the holder (same content, new token), then copy.
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, complete: true}
+	case v.insertsContent() && emptyAnswer(r[y]):
+		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, add2: true, complete: true}
+	}
+	// The other data copy is silent, absent or blank: fail over to the
+	// witness node, fence first.
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
+	g := f
+	g.Pend = false
+	switch {
+	case presentRec(r[w]):
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g}
+	case v.insertsContent() && emptyAnswer(r[w]):
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
+	}
+	return resolution{kind: resUnavailable}
+}
+
+// Outcomes of a Store call, for the trace.
+const (
+	outOK = iota
+	outNotFound
+	outUnavailable
+	outConflict
+	outUnknown
+)
+
+// exec runs one command on its node, atomically.
+func exec(nd *node, m *msg) reply {
+	switch m.Op {
+	case opGetN:
+		if nd.Item.K == absent {
+			nd.Ctr++
+			nd.Item, nd.Tok = Rec{K: blank}, nd.Ctr
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
+	case opGet:
+		if nd.Item.K == absent {
+			return reply{St: rNotFound, Inc: nd.Inc}
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
+	case opCAS:
+		switch {
+		case m.Inc != nd.Inc:
+			return reply{St: rStale}
+		case nd.Item.K == absent:
+			return reply{St: rNotFound}
+		case nd.Tok != m.Tok:
+			return reply{St: rExists}
+		}
+	case opAdd:
+		if nd.Item.K != absent {
+			return reply{St: rNotStored}
+		}
+	}
+	nd.Ctr++
+	nd.Item, nd.Tok = m.Rec, nd.Ctr
+	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
+}
