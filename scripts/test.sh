@@ -71,6 +71,6 @@ export SESSIONLOCK_SKIP_BROWSER=1 # the browser stage ran them
 stage routers bash -c "cd stress && $GO test -race -count=1 ./routers"
 # The Redis store's module has its own stage (CI budget 2 min) against real
 # redis-server processes; the unit stage runs every other module.
-stage redis bash -c "cd store/redis && $GO test -race -count=1 -timeout 2m ./..."
+stage redis bash -c "cd store/redis && $GO test -race -count=1 -timeout 6m ./..."
 modules=$(grep -vx './store/redis' <<<"$modules") stage unit each_module $GO test -race -count=1 -timeout 15m ./...
 summary
