@@ -71,7 +71,7 @@ func TestContract(t *testing.T) {
 			require.ErrorIs(t, s.Touch(ctx, key, time.Minute), provider.ErrNotFound)
 			require.ErrorIs(t, s.Delete(ctx, key), provider.ErrNotFound)
 
-			_, err = s.Add(ctx, key, v1, time.Minute)
+			addCAS, err := s.Add(ctx, key, v1, time.Minute)
 			require.NoError(t, err)
 			_, err = s.Add(ctx, key, v2, time.Minute)
 			require.ErrorIs(t, err, provider.ErrExists)
@@ -80,10 +80,11 @@ func TestContract(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, v1, e.Value)
 			require.NotZero(t, e.CAS)
+			require.Equal(t, e.CAS, addCAS, "Add returns the new token (ms ... c)")
 
 			newCAS, err := s.CompareAndSwap(ctx, key, v2, e.CAS, 2*time.Minute)
 			require.NoError(t, err)
-			require.Zero(t, newCAS, "gomemcache cannot report the new CAS")
+			require.NotZero(t, newCAS, "CompareAndSwap returns the new token (ms ... c)")
 			_, err = s.CompareAndSwap(ctx, key, v3, e.CAS, time.Minute)
 			require.ErrorIs(t, err, provider.ErrCASConflict, "a used token must conflict")
 			_, err = s.CompareAndSwap(ctx, key, v3, 0, time.Minute)
@@ -93,6 +94,7 @@ func TestContract(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, v2, e2.Value)
 			require.NotEqual(t, e.CAS, e2.CAS)
+			require.Equal(t, newCAS, e2.CAS, "the token returned by the write is the one Get reads")
 			ttl, err := s.TTL(ctx, key)
 			require.NoError(t, err)
 			require.InDelta(t, (2 * time.Minute).Seconds(), ttl.Seconds(), 2)
@@ -333,4 +335,64 @@ func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestProbeMeta(t *testing.T) {
+	servers := startNodes(t, 1)
+	ok, err := memcached.ProbeMeta(context.Background(), servers[0].Addr(), nil)
+	require.NoError(t, err)
+	require.True(t, ok, "memcached >= 1.6 answers mn")
+
+	// A server that answers ERROR to mn (memcached before 1.6).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		if _, err := c.Read(buf); err == nil {
+			_, _ = c.Write([]byte("ERROR\r\n"))
+		}
+	}()
+	ok, err = memcached.ProbeMeta(context.Background(), ln.Addr().String(), nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+// TestContextDeadlineOnSocket: the context's deadline bounds the read of a
+// reply (not only the start of an operation), and a context that ends is
+// not the node's fault: the node stays up.
+func TestContextDeadlineOnSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // hangs: reads, never answers
+		}
+	}()
+	s, err := memcached.New(memcached.Config{Nodes: []string{ln.Addr().String()}, Timeout: time.Minute})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = s.Get(ctx, "sl:k")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, provider.ErrUnavailable)
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel2)
+	_, err = s.CompareAndSwap(ctx2, "sl:k", []byte("v"), 1<<56|1, time.Minute)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a write interrupted after it was sent has an unknown outcome")
+	require.True(t, s.Nodes()[0].Up, "a context that ends does not mark the node down")
 }
