@@ -97,6 +97,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		}
 		next, ttl, err := change(cur)
 		if fromCache && (err != nil || next == nil) {
+			p.written.drop(key)
 			continue // decided on a guess: decide again on what is stored
 		}
 		if err != nil || next == nil {
@@ -112,6 +113,9 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		} else {
 			newCAS, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
 			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
+				if fromCache {
+					p.written.drop(key) // stale: someone else wrote
+				}
 				continue
 			}
 		}
