@@ -20,7 +20,7 @@ const sessionBytes = 2 << 10
 // opCounts are memcached's own counters, summed over servers.
 type opCounts struct{ get, set, cas, touch, del uint64 }
 
-func countOps(b *testing.B, servers []*mcserver.Server) opCounts {
+func countOps(b testing.TB, servers []*mcserver.Server) opCounts {
 	b.Helper()
 	var c opCounts
 	for _, srv := range servers {
@@ -34,6 +34,11 @@ func countOps(b *testing.B, servers []*mcserver.Server) opCounts {
 	}
 	return c
 }
+
+// total is the number of operations: mg counts in cmd_get (in cmd_touch
+// when it sets the TTL), ms in cmd_set, md in delete_hits or
+// delete_misses.
+func (c opCounts) total() uint64 { return c.get + c.set + c.touch + c.del }
 
 // newBenchSession stores one session of about sessionBytes.
 func newBenchSession(b *testing.B, p *provider.Provider) string {

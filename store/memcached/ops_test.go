@@ -13,42 +13,10 @@ import (
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
-// ops is the number of memcached operations a server has served, from its
-// own `stats`: mg counts in cmd_get (cmd_touch when it sets the TTL), ms
-// in cmd_set, md in delete_hits or delete_misses.
+// ops is the number of memcached operations srv has served, from its
+// own stats.
 func ops(t testing.TB, srv *mcserver.Server) uint64 {
-	t.Helper()
-	st, err := srv.Stats(context.Background())
-	require.NoError(t, err)
-	return st.Uint("cmd_get") + st.Uint("cmd_set") + st.Uint("cmd_touch") + st.Uint("delete_hits") + st.Uint("delete_misses")
-}
-
-// opRequests are requests as the middleware makes them.
-var opRequests = []struct {
-	name string
-	do   func(ctx context.Context, p *provider.Provider, id string, i int) error
-}{
-	{"ReadOnly", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
-		_, err := p.ReadItem(ctx, id)
-		return err
-	}},
-	{"ExclusiveUnchanged", func(ctx context.Context, p *provider.Provider, id string, _ int) error {
-		item, err := p.AcquireItem(ctx, id)
-		if err != nil {
-			return err
-		}
-		return p.ReleaseItemExclusive(ctx, id, item.LockID)
-	}},
-	{"ExclusiveCommit", func(ctx context.Context, p *provider.Provider, id string, i int) error {
-		item, err := p.AcquireItem(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := item.Data.Values.Set("n", i); err != nil {
-			return err
-		}
-		return p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
-	}},
+	return countOps(t, []*mcserver.Server{srv}).total()
 }
 
 // TestOperationsPerRequest counts memcached operations per request with
@@ -100,19 +68,19 @@ func TestOperationsPerRequest(t *testing.T) {
 				return onP, onB
 			}
 			want := map[string][2]uint64{ // cold, warm
-				"ReadOnly":           {1, 1},
-				"ExclusiveUnchanged": {3, 2},
-				"ExclusiveCommit":    {3, 2},
+				"read-only":           {1, 1},
+				"exclusive-unchanged": {3, 2},
+				"exclusive-changed":   {3, 2},
 			}
-			for _, r := range opRequests {
+			for _, r := range requestKinds {
 				for i := 1; i <= 3; i++ {
 					// Cold: another process (a fresh provider) serves it.
-					onP, onB := measure(newProvider(), r.do, i)
+					onP, onB := measure(newProvider(), r.run, i)
 					require.Equal(t, want[r.name][0], onP, "%s cold, request %d: operations on the primary", r.name, i)
 					require.LessOrEqual(t, onB, onP, "%s cold, request %d: operations on the backup", r.name, i)
 					// Warm: p serves it twice in a row.
-					measure(p, r.do, i)
-					onP, onB = measure(p, r.do, i)
+					measure(p, r.run, i)
+					onP, onB = measure(p, r.run, i)
 					require.Equal(t, want[r.name][1], onP, "%s warm, request %d: operations on the primary", r.name, i)
 					require.LessOrEqual(t, onB, onP, "%s warm, request %d: operations on the backup", r.name, i)
 				}
@@ -125,7 +93,7 @@ func TestOperationsPerRequest(t *testing.T) {
 				if i%2 == 0 {
 					pi = p2
 				}
-				onP, _ := measure(pi, opRequests[2].do, i)
+				onP, _ := measure(pi, requestKinds[2].run, i)
 				require.LessOrEqual(t, onP, uint64(4), "alternating servers, request %d", i)
 				t.Logf("alternating servers, exclusive commit %d: %d operations on the primary", i, onP)
 			}
