@@ -55,8 +55,10 @@
 // # CAS tokens
 //
 // memcached CAS values are per node. A token returned by Get carries the
-// index of the node that served it in its top byte, so a token read on one
-// node never matches on another: CompareAndSwap with a token from a node
+// index of the node that served it in its top byte and the node's epoch
+// (bumped whenever this Store marks it down or up) in the next, so a token
+// read on one node never matches on another, nor on a node restarted since
+// (its CAS values start again from 1; TestTokenAcrossRestart): CompareAndSwap with a token from a node
 // that no longer serves the key (the primary went down, or came back)
 // returns provider.ErrCASConflict and the provider reads again.
 // CompareAndSwap and Add return the new token (`ms ... c` reports the
@@ -212,6 +214,12 @@
 //     restore, another undo) or older than the claim window is not seen.
 //     The stress harness with -flush (tiered over two nodes, two app
 //     servers) no longer shows lost updates from these windows.
+//   - The token epoch only sees restarts this Store noticed (an operation
+//     failed, marking the node down); a node restarted while this process
+//     held no connection to it and sent it nothing is not noticed, and the
+//     epoch (8 bits) repeats after 128 down-and-up cycles. A kept token
+//     then matches only if the new process gave the key exactly the same
+//     CAS value.
 //   - Values that are not provider records have no Seq: their backup copy
 //     is set plainly, and a primary miss with only such copies left fails
 //     with provider.ErrCorrupt rather than guess.

@@ -25,6 +25,9 @@ type node struct {
 	text *memcache.Client // the text path (Config.TextProtocol), else nil
 
 	up atomic.Bool
+	// epoch changes whenever the node is marked down or up; CAS tokens
+	// carry it (token), so a token from before a down never matches after.
+	epoch atomic.Uint32
 
 	mu        sync.Mutex
 	downSince time.Time
@@ -114,6 +117,7 @@ func (n *node) markDown(localKey string) {
 	n.mu.Lock()
 	wasUp := n.up.Load()
 	if wasUp {
+		n.epoch.Add(1)
 		n.up.Store(false)
 		n.downSince = time.Now()
 		n.closeConns()
@@ -194,6 +198,9 @@ func (n *node) markUpIfClean() bool {
 		return false
 	}
 	wasDown := !n.up.Load()
+	if wasDown {
+		n.epoch.Add(1)
+	}
 	n.up.Store(true)
 	n.downSince = time.Time{}
 	n.mu.Unlock()

@@ -371,16 +371,22 @@ func remaining(ttl int64) int32 {
 	return exp
 }
 
-// CAS tokens carry the node they came from in their top byte (index + 1)
-// and memcached's CAS value in the low 56 bits, so a token read from one
-// node never matches on another.
-const tokenNodeShift = 56
+// CAS tokens carry the node they came from in their top byte (index + 1),
+// the node's epoch in the next byte and memcached's CAS value in the low
+// 48 bits, so a token read from one node never matches on another, nor on
+// the same node across a down-and-up (a restarted memcached counts CAS
+// values from 1 again: without the epoch, a token kept from before, like
+// the provider's written cache keeps them, could match a newer item).
+const (
+	tokenNodeShift  = 56
+	tokenEpochShift = 48
+)
 
 func token(n *node, cas uint64) (uint64, error) {
-	if cas >= 1<<tokenNodeShift {
-		return 0, fmt.Errorf("memcached: node %s: %w: cas value %d exceeds 56 bits", n.addr, provider.ErrServer, cas)
+	if cas >= 1<<tokenEpochShift {
+		return 0, fmt.Errorf("memcached: node %s: %w: cas value %d exceeds 48 bits", n.addr, provider.ErrServer, cas)
 	}
-	return uint64(n.idx+1)<<tokenNodeShift | cas, nil
+	return uint64(n.idx+1)<<tokenNodeShift | uint64(n.epoch.Load()&0xff)<<tokenEpochShift | cas, nil
 }
 
 // newToken is the token of a write that returned memcached CAS cas: 0
@@ -392,8 +398,12 @@ func newToken(n *node, cas uint64) (uint64, error) {
 	return token(n, cas)
 }
 
-func parseToken(t uint64) (idx int, cas uint64) {
-	return int(t>>tokenNodeShift) - 1, t & (1<<tokenNodeShift - 1)
+// parseToken splits a token; ok is false when it was not issued by n in
+// its current epoch.
+func parseToken(t uint64, n *node) (cas uint64, ok bool) {
+	idx := int(t>>tokenNodeShift) - 1
+	epoch := uint32(t>>tokenEpochShift) & 0xff
+	return t & (1<<tokenEpochShift - 1), idx == n.idx && epoch == n.epoch.Load()&0xff
 }
 
 // parallel runs primary here and backup (if not nil) in a goroutine, and
@@ -767,18 +777,19 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if err != nil {
 		return 0, err
 	}
-	idx, mcas := parseToken(cas)
 	rt := s.route(key)
 	for range 2 {
 		if rt.p.isUp() {
-			if idx != rt.p.idx {
+			mcas, ok := parseToken(cas, rt.p)
+			if !ok {
 				return 0, tokenConflict(rt.p, key)
 			}
 			return s.casPrimary(ctx, rt, value, mcas, exp)
 		}
 		var t uint64
 		err := s.redirect(rt, func(b *node) error {
-			if idx != b.idx {
+			mcas, ok := parseToken(cas, b)
+			if !ok {
 				return tokenConflict(b, key)
 			}
 			cas, err := b.mset(ctx, rt.bakKey(), value, exp, false, mcas)
@@ -795,7 +806,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 }
 
 func tokenConflict(n *node, key string) error {
-	return fmt.Errorf("memcached: node %s: cas %s: %w: token from another node", n.addr, key, provider.ErrCASConflict)
+	return fmt.Errorf("memcached: node %s: cas %s: %w: token from another node, or from before the node was down", n.addr, key, provider.ErrCASConflict)
 }
 
 func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint64, exp int32) (uint64, error) {

@@ -396,3 +396,45 @@ func TestContextDeadlineOnSocket(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a write interrupted after it was sent has an unknown outcome")
 	require.True(t, s.Nodes()[0].Up, "a context that ends does not mark the node down")
 }
+
+// TestTokenAcrossRestart: a token kept from before a node restart (as the
+// provider's written cache keeps them) never matches after it, even when
+// the restarted memcached, counting CAS values from 1 again, gives the key
+// the same CAS value.
+func TestTokenAcrossRestart(t *testing.T) {
+	servers := startNodes(t, 1)
+	s := newStore(t, servers, memcached.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const key = "sl:restart"
+	old, err := s.Add(ctx, key, record(1, "before"), time.Minute)
+	require.NoError(t, err)
+	require.NotZero(t, old)
+	oldCAS := old & (1<<48 - 1)
+
+	require.NoError(t, servers[0].Restart(ctx))
+	for s.Nodes()[0].Up {
+		require.NoError(t, ctx.Err(), "the restart was never noticed")
+		_, _ = s.Get(ctx, key) // the failed read marks the node down
+	}
+	for !s.Nodes()[0].Up {
+		require.NoError(t, ctx.Err(), "the node never came back")
+		time.Sleep(10 * time.Millisecond) // polling the health check, bounded by ctx
+	}
+	// The new process gives the key the CAS value the token holds.
+	c := raw(t, servers[0].Addr())
+	for {
+		require.NoError(t, c.Set(&memcache.Item{Key: key, Value: record(1, "after"), Expiration: 60}))
+		it, err := c.Get(key)
+		require.NoError(t, err)
+		if it.CasID == oldCAS {
+			break
+		}
+		require.Less(t, it.CasID, oldCAS, "CAS values passed the token's")
+	}
+	_, err = s.CompareAndSwap(ctx, key, record(2, "lost update"), old, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a token from before the restart must not match")
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, record(1, "after"), e.Value)
+}
