@@ -73,6 +73,17 @@ func (c *writtenCache) put(key string, rec *record.Record, cas uint64) {
 	c.bytes += len(rec.Values)
 }
 
+// saw forgets key when a read of it found another token than the one
+// remembered (another process wrote since: a guess would be refused) or
+// bytes that do not decode (the next change must see them).
+func (c *writtenCache) saw(key string, cas uint64, decoded bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok && (!decoded || e.cas != cas) {
+		c.dropLocked(key)
+	}
+}
+
 // drop forgets key.
 func (c *writtenCache) drop(key string) {
 	c.mu.Lock()
