@@ -700,7 +700,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	wroteB := backup != nil && berr == nil
 	switch {
 	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
-		return 0, s.backupOnly(ctx, rt, value)
+		return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 	case perr == nil:
 		return newToken(rt.p, pcas)
 	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
