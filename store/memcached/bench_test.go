@@ -19,7 +19,7 @@ import (
 const sessionBytes = 2 << 10
 
 // opCounts are memcached's own counters, summed over servers.
-type opCounts struct{ get, set, cas, touch, del uint64 }
+type opCounts struct{ get, set, cas, touch, del, bytes uint64 }
 
 func countOps(b testing.TB, servers []*mcserver.Server) opCounts {
 	b.Helper()
@@ -32,6 +32,7 @@ func countOps(b testing.TB, servers []*mcserver.Server) opCounts {
 		c.cas += st.Uint("cas_hits") + st.Uint("cas_misses") + st.Uint("cas_badval")
 		c.touch += st.Uint("cmd_touch")
 		c.del += st.Uint("delete_hits") + st.Uint("delete_misses")
+		c.bytes += st.Uint("bytes_read") + st.Uint("bytes_written") // on the wire, both ways
 	}
 	return c
 }
@@ -116,6 +117,7 @@ func BenchmarkRequestCost(b *testing.B) {
 				b.ReportMetric(touch, "touch/req")
 				b.ReportMetric(del, "delete/req")
 				b.ReportMetric(get+set+touch+del, "ops/req")
+				b.ReportMetric(float64(after.bytes-before.bytes)/n, "wire-bytes/req")
 			})
 		}
 	}
