@@ -28,7 +28,10 @@ func TestConformance(t *testing.T) {
 				if tc.cfg.TextProtocol {
 					// No TTL reads on the text path: the I4 check is
 					// skipped there (it runs on the meta path).
-					return struct{ provider.Store }{s}
+					return struct {
+						provider.Store
+						provider.GetAndToucher
+					}{s, s}
 				}
 				return s
 			}})

@@ -172,7 +172,9 @@
 // session (no backup copy, no failover: a node's sessions are unavailable
 // while it is down), returns 0 as the new token from writes (the provider
 // reads again before its next write), does GetAndTouch as a Get and a
-// CompareAndSwap of the unchanged value, has no TTL reads (TTL fails with
+// CompareAndSwap of the unchanged value (and a Get for the new token; when
+// the swap conflicts, a newer write set its own TTL and the value read is
+// returned with its stale token), has no TTL reads (TTL fails with
 // provider.ErrServer), and checks the context only when an operation
 // starts (each round trip is bounded by Timeout). The conformance suite
 // runs on both paths (TestConformance).

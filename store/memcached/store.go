@@ -19,7 +19,7 @@ import (
 
 // Defaults of Config, and limits.
 const (
-	// DefaultTimeout bounds each memcached operation (gomemcache's
+	// DefaultTimeout bounds each memcached operation (as gomemcache's
 	// default).
 	DefaultTimeout = 500 * time.Millisecond
 	// DefaultMaxIdleConnsPerNode is the number of idle connections kept
@@ -84,8 +84,8 @@ type Config struct {
 	Timeout time.Duration
 	// MaxIdleConnsPerNode is how many idle connections are kept per
 	// node. Default 64, where gomemcache's own default is 2: every
-	// operation in flight holds one connection, and gomemcache closes a
-	// connection on release when the idle pool is full, so with 2 a web
+	// operation in flight holds one connection, and a connection released
+	// when the idle pool is full is closed, so with 2 a web
 	// server with 50 concurrent requests dials and tears down dozens of TCP
 	// connections per node every burst (a connect round trip added to most
 	// operations, and TIME_WAIT sockets piling up). 64 covers the
@@ -114,8 +114,9 @@ type Config struct {
 	// memcached 1.6; see ProbeMeta). That path keeps one copy of each
 	// session (Backup is ignored: the backup scheme needs meta commands),
 	// CompareAndSwap and Add return 0 as the new token (the provider
-	// reads again), GetAndTouch is a Get and a CompareAndSwap of the
-	// unchanged value, and TTL fails with provider.ErrServer. Each
+	// reads again), GetAndTouch is a Get, a CompareAndSwap of the
+	// unchanged value and a Get (see the package doc), and TTL fails with
+	// provider.ErrServer. Each
 	// operation is bounded by Timeout; the context is checked when it
 	// starts (gomemcache takes no context). Default false: meta commands.
 	TextProtocol bool
@@ -883,7 +884,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 }
 
 // GetAndTouch implements provider.GetAndToucher. With the primary up and
-// holding the key it is one `mg ... T<exp>` on the primary (and, in
+// holding the key (and meta commands) it is one `mg ... T<exp>` on the primary (and, in
 // parallel, a touch of the backup copy, as Touch does). Otherwise (a miss
 // to repair, a primary down) it reads with Get and sets the TTL with a
 // CompareAndSwap of the unchanged value, which succeeds only if nothing
@@ -921,6 +922,17 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 			return provider.Entry{}, err
 		}
 		cas, err := s.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+		if s.cfg.TextProtocol {
+			switch {
+			case err == nil:
+				// The text path cannot report the new token: read it.
+				return s.Get(ctx, key)
+			case errors.Is(err, provider.ErrCASConflict):
+				// A newer write landed after the read and set its own
+				// TTL: the read stands, with its (now stale) token.
+				return e, nil
+			}
+		}
 		if err == nil {
 			return provider.Entry{Value: e.Value, CAS: cas}, nil
 		}

@@ -438,3 +438,35 @@ func TestTokenAcrossRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, record(1, "after"), e.Value)
 }
+
+// TestTextPath: what the text path (Config.TextProtocol) guarantees and
+// does not: one copy whatever Backup says, writes return 0 as the token,
+// no TTL reads, GetAndTouch through Get and CompareAndSwap.
+func TestTextPath(t *testing.T) {
+	servers := startNodes(t, 2)
+	s := newStore(t, servers, memcached.Config{TextProtocol: true})
+	ctx := context.Background()
+	const key = "sl:text"
+	cas, err := s.Add(ctx, key, record(1, "one"), time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, cas, "gomemcache cannot report the new CAS")
+	primary, backup := s.Placement(key)
+	require.Empty(t, backup, "one copy")
+	other := servers[0].Addr()
+	if other == primary {
+		other = servers[1].Addr()
+	}
+	for _, k := range []string{key, "bak:" + key} {
+		_, err := raw(t, other).Get(k)
+		require.ErrorIs(t, err, memcache.ErrCacheMiss, "no copy on the other node")
+	}
+	e, err := s.GetAndTouch(ctx, key, 2*time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, record(1, "one"), e.Value)
+	cas, err = s.CompareAndSwap(ctx, key, record(2, "two"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, cas)
+	_, err = s.TTL(ctx, key)
+	require.ErrorIs(t, err, provider.ErrServer, "no TTL reads without meta commands")
+	require.True(t, s.Nodes()[0].Up && s.Nodes()[1].Up)
+}
