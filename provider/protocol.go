@@ -76,7 +76,11 @@ type Item struct {
 // wrong answer.
 func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	cached, ccas, useCache := p.written.get(key)
-	for attempt := 0; attempt < p.cfg.MaxCASRetries; attempt++ {
+	limit := p.cfg.MaxCASRetries
+	if useCache {
+		limit++ // the guess is not one of the MaxCASRetries attempts
+	}
+	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -91,7 +95,6 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		fromCache := useCache
 		if fromCache {
 			cur, cas, useCache = cached, ccas, false
-			attempt-- // the guess is not an attempt
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
