@@ -10,7 +10,8 @@ import (
 
 // TestStoreOpsPerRequest pins what each mode costs in store operations for
 // an existing session, as README.md states it: Off 0; ReadOnly 2 (get,
-// touch); Exclusive 4 (get+CAS to lock, get+CAS to release or commit);
+// touch); Exclusive 3 (get+CAS to lock, then a CAS to release or commit
+// from the lock's record and the token its write returned);
 // LockFree 2 when it changes nothing (get, touch) and 4 when it changes a
 // value (plus get+CAS to merge). A read-only request that pops a value adds
 // the get+CAS of its conditional delete.
@@ -24,8 +25,8 @@ func TestStoreOpsPerRequest(t *testing.T) {
 		{Off, "", ops{}},
 		{ReadOnly, "", ops{gets: 1}},
 		{ReadOnly, "pop", ops{gets: 2, cases: 1}},
-		{Exclusive, "", ops{gets: 2, cases: 2}},
-		{Exclusive, "set", ops{gets: 2, cases: 2}},
+		{Exclusive, "", ops{gets: 1, cases: 2}},
+		{Exclusive, "set", ops{gets: 1, cases: 2}},
 		{LockFree, "", ops{gets: 1}},
 		{LockFree, "set", ops{gets: 2, cases: 1}},
 	} {

@@ -70,8 +70,21 @@ type Item struct {
 // record and its TTL, and writes it with Add (when absent) or
 // CompareAndSwap (when present); a conflict re-reads and asks again. change
 // returning a nil record writes nothing. The record written is returned.
+//
+// When this process wrote the key last (p.written), the first attempt
+// starts from that record and the token its write returned, without a
+// read. Its outcome is trusted only if the write based on it lands (the
+// token proves the stored record was that one): a conflict, a miss, or a
+// change that refuses or writes nothing on it is decided again from a
+// fresh read, so a stale entry costs one extra operation and never a
+// wrong answer.
 func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
-	for attempt := 0; attempt < p.cfg.MaxCASRetries; attempt++ {
+	cached, ccas, useCache := p.written.get(key)
+	limit := p.cfg.MaxCASRetries
+	if useCache {
+		limit++ // the guess is not one of the MaxCASRetries attempts
+	}
+	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -80,30 +93,45 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 				return nil, err
 			}
 		}
-		cur, cas, err := p.read(ctx, key)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		var cur *record.Record
+		var cas uint64
+		var err error
+		fromCache := useCache
+		if fromCache {
+			cur, cas, useCache = cached, ccas, false
+		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 		cur = p.withCreated(cur)
 		next, ttl, err := change(cur)
+		if fromCache && (err != nil || next == nil) {
+			p.written.drop(key)
+			continue // decided on a guess: decide again on what is stored
+		}
 		if err != nil || next == nil {
 			return nil, err
 		}
 		b := next.Encode()
+		var newCAS uint64
 		if cur == nil {
-			_, err = p.store.Add(ctx, key, b, ttl)
+			newCAS, err = p.store.Add(ctx, key, b, ttl)
 			if errors.Is(err, ErrExists) {
 				continue
 			}
 		} else {
-			_, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
+			newCAS, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
 			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
+				if fromCache {
+					p.written.drop(key) // stale: someone else wrote
+				}
 				continue
 			}
 		}
 		if err != nil {
+			p.written.drop(key)
 			return nil, err
 		}
+		p.written.put(key, next, newCAS)
 		if !next.Removed {
 			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
 		}

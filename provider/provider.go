@@ -103,6 +103,9 @@ type Provider struct {
 	// timeouts remembers sessions' own timeouts for the read path's
 	// one-step read and touch (slide.go).
 	timeouts *timeoutMemo
+	// written is the last record this process wrote per session, with
+	// its token (written.go).
+	written *writtenCache
 }
 
 // holdSet records the locks taken in this process, so that their release
@@ -172,6 +175,7 @@ func New(store Store, cfg Config) (*Provider, error) {
 		waiter:   lock.NewWaiter(cfg.Wait),
 		holds:    &holdSet{m: make(map[holdKey]struct{})},
 		timeouts: &timeoutMemo{m: make(map[string]time.Duration)},
+		written:  newWrittenCache(),
 	}, nil
 }
 

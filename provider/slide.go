@@ -139,6 +139,7 @@ func (p *Provider) readSliding(ctx context.Context, key string, skip func(*recor
 		return nil, err
 	}
 	r, err := record.Decode(e.Value)
+	p.written.saw(key, e.CAS, err == nil)
 	if err != nil {
 		return nil, wrapKey(key, err)
 	}

@@ -2,6 +2,7 @@ package memcached
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -110,6 +111,7 @@ func (c *bakCache) drop(key string) {
 
 // bakWrite is the backup half of one CAS write of a record.
 type bakWrite struct {
+	ctx    context.Context // the write's, without its cancellation: the backup half completes
 	s      *Store
 	rt     route
 	value  []byte
@@ -123,11 +125,11 @@ type bakWrite struct {
 
 // newBakWrite returns the backup half of a CAS write, or nil when there is
 // no backup or the backup node is down (the copy is then noted stale).
-func (s *Store) newBakWrite(rt route, value []byte, exp int32) *bakWrite {
+func (s *Store) newBakWrite(ctx context.Context, rt route, value []byte, exp int32) *bakWrite {
 	if rt.b == nil || rt.b.noteIfDown(rt.bakKey()) {
 		return nil
 	}
-	w := &bakWrite{s: s, rt: rt, value: value, exp: exp}
+	w := &bakWrite{ctx: context.WithoutCancel(ctx), s: s, rt: rt, value: value, exp: exp}
 	if h, err := provider.ParseRecordHeader(value); err == nil {
 		w.record, w.seq = true, h.Seq
 	}
@@ -137,9 +139,10 @@ func (s *Store) newBakWrite(rt route, value []byte, exp int32) *bakWrite {
 // parallel is the part sent together with the primary write. A value that
 // is not a record has no Seq to order copies by: it is set plainly.
 func (w *bakWrite) parallel() error {
+	ctx := w.ctx
 	b, key := w.rt.b, w.rt.bakKey()
 	if !w.record {
-		w.err = b.set(key, w.value, w.exp)
+		w.err = b.set(ctx, key, w.value, w.exp)
 		w.landed = w.err == nil
 		return w.err
 	}
@@ -147,7 +150,7 @@ func (w *bakWrite) parallel() error {
 	if !ok || known.seq >= w.seq {
 		return nil // the slow path decides once the primary write succeeded
 	}
-	cas, err := b.mset(key, w.value, w.exp, false, known.cas)
+	cas, err := b.mset(ctx, key, w.value, w.exp, false, known.cas)
 	if err == nil {
 		w.landed = true
 		w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
@@ -194,6 +197,7 @@ func (s *Store) claimWindow() time.Duration {
 // the primary (fixPrimary), whose error is the write's. primaryCAS is the
 // memcached CAS of the primary write.
 func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
+	ctx := w.ctx
 	if w.landed || !w.record || errors.Is(w.err, provider.ErrUnavailable) || !w.rt.b.isUp() {
 		return nil
 	}
@@ -201,14 +205,14 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 	suspect := false
 	var keep uint32 // claim kept on the copy written
 	for range 3 {
-		items, err := b.mget(true, key)
+		items, err := b.mget(ctx, true, key)
 		if err != nil {
 			break
 		}
 		cur := items[0]
 		if cur == nil {
 			suspect = true
-			cas, err := b.msetFlags(key, w.value, w.exp, keep, true, 0)
+			cas, err := b.msetFlags(ctx, key, w.value, w.exp, keep, true, 0)
 			if err == nil {
 				w.remember(cas, keep)
 				break
@@ -242,7 +246,7 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 			}
 			break // as new or newer already there
 		}
-		cas, err := b.msetFlags(key, w.value, w.exp, keep, false, cur.cas)
+		cas, err := b.msetFlags(ctx, key, w.value, w.exp, keep, false, cur.cas)
 		if err == nil {
 			w.remember(cas, keep)
 			break
@@ -266,9 +270,10 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 // copy on the primary is noted stale there), and it fails with
 // provider.ErrCASConflict so that the caller reads the key again.
 func (w *bakWrite) primaryAlive() error {
+	ctx := w.ctx
 	p, key := w.rt.p, w.rt.key
 	if p.isUp() {
-		_, err := p.mget(false, key)
+		_, err := p.mget(ctx, false, key)
 		if err == nil || !errors.Is(err, provider.ErrUnavailable) {
 			return nil
 		}
@@ -299,15 +304,16 @@ func (w *bakWrite) remember(cas uint64, flags uint32) {
 // orders copies but does not tell branches apart (see doc.go, Residual
 // windows).
 func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
+	ctx := w.ctx
 	p, key := w.rt.p, w.rt.key
 	for range 3 {
-		items, err := p.mget(true, key)
+		items, err := p.mget(ctx, true, key)
 		if err != nil {
 			return err
 		}
 		cur := items[0]
 		if cur == nil {
-			_, err := p.mset(key, w.value, w.exp, true, 0)
+			_, err := p.mset(ctx, key, w.value, w.exp, true, 0)
 			if err == nil {
 				return nil
 			}
@@ -324,12 +330,12 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 		case err != nil:
 			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)
 		case h.Seq == w.seq:
-			w.s.syncBackup(w.rt, w.value)
+			w.s.syncBackup(ctx, w.rt, w.value)
 			return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and a write based on an older copy replaced it", p.addr, key, provider.ErrCASConflict)
 		case h.Seq > w.seq:
 			return nil
 		}
-		_, err = p.mset(key, w.value, w.exp, false, cur.cas)
+		_, err = p.mset(ctx, key, w.value, w.exp, false, cur.cas)
 		if err == nil {
 			return nil
 		}

@@ -2,6 +2,7 @@ package memcached_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +19,9 @@ import (
 const sessionBytes = 2 << 10
 
 // opCounts are memcached's own counters, summed over servers.
-type opCounts struct{ get, set, cas, touch, del uint64 }
+type opCounts struct{ get, set, cas, touch, del, bytes uint64 }
 
-func countOps(b *testing.B, servers []*mcserver.Server) opCounts {
+func countOps(b testing.TB, servers []*mcserver.Server) opCounts {
 	b.Helper()
 	var c opCounts
 	for _, srv := range servers {
@@ -31,9 +32,15 @@ func countOps(b *testing.B, servers []*mcserver.Server) opCounts {
 		c.cas += st.Uint("cas_hits") + st.Uint("cas_misses") + st.Uint("cas_badval")
 		c.touch += st.Uint("cmd_touch")
 		c.del += st.Uint("delete_hits") + st.Uint("delete_misses")
+		c.bytes += st.Uint("bytes_read") + st.Uint("bytes_written") // on the wire, both ways
 	}
 	return c
 }
+
+// total is the number of operations: mg counts in cmd_get (in cmd_touch
+// when it sets the TTL), ms in cmd_set, md in delete_hits or
+// delete_misses.
+func (c opCounts) total() uint64 { return c.get + c.set + c.touch + c.del }
 
 // newBenchSession stores one session of about sessionBytes.
 func newBenchSession(b *testing.B, p *provider.Provider) string {
@@ -110,6 +117,7 @@ func BenchmarkRequestCost(b *testing.B) {
 				b.ReportMetric(touch, "touch/req")
 				b.ReportMetric(del, "delete/req")
 				b.ReportMetric(get+set+touch+del, "ops/req")
+				b.ReportMetric(float64(after.bytes-before.bytes)/n, "wire-bytes/req")
 			})
 		}
 	}
@@ -173,4 +181,80 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 			b.ReportMetric(cycleNs/rawNs, "cycle/raw-get")
 		})
 	}
+}
+
+// BenchmarkLatencyRatios reports, per request kind, the median latency of
+// the request over the median latency of one raw gomemcache Get of the same
+// 2 KB session on the same node, the two interleaved one by one so that
+// both see the same machine load (the loopback Get is bimodal on a shared
+// machine). One copy. "cold" requests are served by a process that did not
+// write the session last (a fresh provider: read, lock, commit), "warm"
+// ones by the process that did (lock, commit). Run with -count 5 and take
+// the median of the ratios:
+//
+//	go test -run '^$' -bench LatencyRatios -benchtime 2000x -count 5 ./store/memcached/
+func BenchmarkLatencyRatios(b *testing.B) {
+	servers := mcserver.StartForTest(b, 1, mcserver.Config{})
+	ctx := context.Background()
+	s := newStore(b, servers, memcached.Config{})
+	newProvider := func() *provider.Provider {
+		p, err := provider.New(s, provider.Config{})
+		require.NoError(b, err)
+		return p
+	}
+	for _, kind := range []struct {
+		name string
+		run  func(ctx context.Context, p *provider.Provider, id string, i int) error
+		cold bool
+	}{
+		{"read-only", requestKinds[0].run, false},
+		{"exclusive-changed/cold", requestKinds[2].run, true},
+		{"exclusive-changed/warm", requestKinds[2].run, false},
+		{"exclusive-unchanged/cold", requestKinds[1].run, true},
+		{"exclusive-unchanged/warm", requestKinds[1].run, false},
+	} {
+		b.Run(kind.name, func(b *testing.B) {
+			p := newProvider()
+			id := newBenchSession(b, p)
+			key, err := p.Key(id)
+			require.NoError(b, err)
+			client := raw(b, servers[0].Addr())
+			client.MaxIdleConns = 4
+			if _, err := client.Get(key); err != nil {
+				b.Fatal(err)
+			}
+			require.NoError(b, kind.run(ctx, p, id, 0)) // warm connections
+			raws := make([]time.Duration, 0, b.N)
+			reqs := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if _, err := client.Get(key); err != nil {
+					b.Fatal(err)
+				}
+				raws = append(raws, time.Since(start))
+				rp := p
+				if kind.cold {
+					b.StopTimer()
+					rp = newProvider()
+					b.StartTimer()
+				}
+				start = time.Now()
+				if err := kind.run(ctx, rp, id, i); err != nil {
+					b.Fatal(err)
+				}
+				reqs = append(reqs, time.Since(start))
+			}
+			b.StopTimer()
+			rawMed, reqMed := median(raws), median(reqs)
+			b.ReportMetric(float64(rawMed.Nanoseconds()), "raw-get-ns")
+			b.ReportMetric(float64(reqMed.Nanoseconds()), "req-ns")
+			b.ReportMetric(float64(reqMed)/float64(rawMed), "req/raw-get")
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
 }

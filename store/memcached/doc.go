@@ -1,6 +1,9 @@
 // Package memcached is a provider.Store on a pool of memcached nodes, with
 // a backup copy of every session on a second node, failover while a node is
-// down and repair when it comes back, built on github.com/bradfitz/gomemcache.
+// down and repair when it comes back. Each node has one client speaking
+// memcached's meta commands (memcached 1.6 or later) on one connection
+// pool; github.com/bradfitz/gomemcache is used only on the text path for
+// older servers (Config.TextProtocol, ProbeMeta).
 //
 //	store, err := memcached.New(memcached.Config{
 //		Nodes: []string{"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"},
@@ -29,8 +32,8 @@
 // the address string and the key, so the order of Config.Nodes does not
 // matter (every process must use the same address strings), and adding or
 // removing one of N nodes moves about 1/N of the sessions
-// (TestPlacementMovesOneNth). gomemcache never picks a server: each node has
-// its own gomemcache.Client whose server list is that one address.
+// (TestPlacementMovesOneNth). Each node has its own client, so no client
+// library ever picks a server.
 //
 // # Backup copies
 //
@@ -52,11 +55,15 @@
 // # CAS tokens
 //
 // memcached CAS values are per node. A token returned by Get carries the
-// index of the node that served it in its top byte, so a token read on one
-// node never matches on another: CompareAndSwap with a token from a node
+// index of the node that served it in its top byte and the node's epoch
+// (bumped whenever this Store marks it down or up) in the next, so a token
+// read on one node never matches on another, nor on a node restarted since
+// (its CAS values start again from 1; TestTokenAcrossRestart): CompareAndSwap with a token from a node
 // that no longer serves the key (the primary went down, or came back)
 // returns provider.ErrCASConflict and the provider reads again.
-// CompareAndSwap and Add return 0 as the new token.
+// CompareAndSwap and Add return the new token (`ms ... c` reports the
+// item's new CAS), so a caller can write again without reading first; on
+// the text path they return 0 (unknown).
 //
 // # Failover
 //
@@ -144,20 +151,40 @@
 // once a second, so an item can expire up to a second before its
 // expiration in seconds has passed, and the extra second makes a session
 // live at least its timeout (and less than 2 s more). Reads of the
-// provider's read path are one `mg <key> c t f v T<exp>` (GetAndTouch).
-// Beyond 30 days TTLs are sent as an
-// absolute Unix time, computed with this machine's clock. The remaining TTL
-// (TTLReader) is read with the meta command `mg <key> t` (memcached 1.6 or
-// later; meta commands are also used for CompareAndSwap, backup writes and
-// repairs). The context is checked when an operation starts; each
-// memcached round trip is bounded by Config.Timeout rather than the
-// context's deadline, since gomemcache takes no context.
+// provider's read path are one `mg <key> c f v T<exp>` (GetAndTouch).
+// Beyond 30 days TTLs are sent as an absolute Unix time, computed with
+// this machine's clock. The remaining TTL (TTLReader) is read with
+// `mg <key> t`.
+//
+// Every connection is opened through Config.DialContext, and every write
+// and read on it is bounded by the earlier of the context's deadline and
+// Config.Timeout; a cancelled context interrupts the round trip
+// (TestContextDeadlineOnSocket). An operation stopped by its context
+// returns the context's error (wrapped with provider.ErrOutcomeUnknown for
+// writes, which may have landed) and does not mark the node down; a node
+// that exceeds Timeout is marked down.
+//
+// # Text path
+//
+// Config.TextProtocol (for servers before memcached 1.6, which answer
+// ERROR to meta commands: ProbeMeta tells) talks through gomemcache
+// instead. That path guarantees the Store contract with one copy per
+// session (no backup copy, no failover: a node's sessions are unavailable
+// while it is down), returns 0 as the new token from writes (the provider
+// reads again before its next write), does GetAndTouch as a Get and a
+// CompareAndSwap of the unchanged value (and a Get for the new token; when
+// the swap conflicts, a newer write set its own TTL and the value read is
+// returned with its stale token), has no TTL reads (TTL fails with
+// provider.ErrServer), and checks the context only when an operation
+// starts (each round trip is bounded by Timeout). The conformance suite
+// runs on both paths (TestConformance).
 //
 // # Defaults
 //
 //	Backup               BackupOn (with 2+ nodes)
 //	Timeout              500 ms per operation
-//	MaxIdleConnsPerNode  64 (gomemcache: 2; see Config)
+//	MaxIdleConnsPerNode  64 (see Config)
+//	TextProtocol         false (meta commands)
 //	HealthCheckInterval  1 s
 //	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)
 //
@@ -189,6 +216,12 @@
 //     restore, another undo) or older than the claim window is not seen.
 //     The stress harness with -flush (tiered over two nodes, two app
 //     servers) no longer shows lost updates from these windows.
+//   - The token epoch only sees restarts this Store noticed (an operation
+//     failed, marking the node down); a node restarted while this process
+//     held no connection to it and sent it nothing is not noticed, and the
+//     epoch (8 bits) repeats after 128 down-and-up cycles. A kept token
+//     then matches only if the new process gave the key exactly the same
+//     CAS value.
 //   - Values that are not provider records have no Seq: their backup copy
 //     is set plainly, and a primary miss with only such copies left fails
 //     with provider.ErrCorrupt rather than guess.

@@ -11,15 +11,15 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/bradfitz/gomemcache/memcache"
 )
 
-// metaClient speaks the few memcached meta commands gomemcache lacks, on
-// its own small pool of connections to one node: `mg` with the remaining
-// TTL (for TTL reads and repairs that keep a copy's TTL), `md` with a CAS
-// compare (removing a copy only if it is still the one read), and
-// `version` (health checks).
+// metaClient is the one client of one node: memcached's meta commands
+// (`mg`, `ms`, `md`, `mn`; memcached 1.6 or later) plus `flush_all` and
+// `version`, on one pool of connections. Every connection is opened through
+// dial (Config.DialContext), and every write and read on it is bounded by
+// the earlier of the operation's context deadline and Timeout; a context
+// cancelled while a reply is awaited interrupts the read. No lock is held
+// while waiting on the network: the pool's mutex only guards the idle list.
 type metaClient struct {
 	addr    string
 	timeout time.Duration
@@ -46,10 +46,37 @@ type metaItem struct {
 	flags uint32 // memcached client flags (a repair's claimStamp)
 }
 
-// errProtocol reports a reply the client does not understand.
-var errProtocol = errors.New("unexpected reply")
+// Replies that are complete answers (the connection stays in step). They
+// are typed where they are parsed; node.check maps them to the provider's
+// sentinels.
+var (
+	errMiss      = errors.New("miss")         // EN, NF
+	errNotStored = errors.New("not stored")   // NS
+	errExists    = errors.New("cas mismatch") // EX
+	errProtocol  = errors.New("unexpected reply")
+)
 
-func (c *metaClient) conn() (*metaConn, error) {
+// serverError is an error reply: SERVER_ERROR, CLIENT_ERROR or ERROR.
+type serverError struct {
+	cmd, line string
+}
+
+func (e *serverError) Error() string { return fmt.Sprintf("%s: %q", e.cmd, e.line) }
+
+// tooLarge reports memcached's refusal of an item over its -I limit.
+func (e *serverError) tooLarge() bool {
+	return strings.HasPrefix(e.line, "SERVER_ERROR object too large")
+}
+
+// ctxError reports that an operation failed because its context ended
+// (cancelled, or its deadline passed before Timeout): the node is not to
+// blame, and a write's outcome is unknown.
+type ctxError struct{ err error }
+
+func (e *ctxError) Error() string { return "context ended during the round trip: " + e.err.Error() }
+func (e *ctxError) Unwrap() error { return e.err }
+
+func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 {
 		cn := c.idle[n-1]
@@ -60,27 +87,52 @@ func (c *metaClient) conn() (*metaConn, error) {
 	c.mu.Unlock()
 	dial := c.dial
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: c.timeout}).DialContext
+		dial = (&net.Dialer{}).DialContext
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	nc, err := dial(ctx, "tcp", c.addr)
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	nc, err := dial(dctx, "tcp", c.addr)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &ctxError{ctx.Err()}
+		}
 		return nil, err
 	}
 	return &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}, nil
 }
 
-// do runs fn on a pooled connection under the op timeout. The connection
-// goes back to the pool only when fn read a whole reply.
-func (c *metaClient) do(fn func(*metaConn) error) error {
-	cn, err := c.conn()
+// do runs fn on a pooled connection, its reads and writes bounded by the
+// earlier of ctx's deadline and Timeout, and interrupted when ctx is
+// cancelled. The connection goes back to the pool only when fn read whole
+// replies.
+func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
+	if err := ctx.Err(); err != nil {
+		return &ctxError{err}
+	}
+	cn, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
-	_ = cn.nc.SetDeadline(time.Now().Add(c.timeout))
+	dl := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = cn.nc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
 	err = fn(cn)
+	interrupted := !stop()
 	if err != nil && !isReply(err) {
+		cn.nc.Close()
+		if ctx.Err() != nil || interrupted {
+			return &ctxError{context.Cause(ctx)}
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return &ctxError{context.DeadlineExceeded}
+		}
+		return err
+	}
+	if interrupted {
+		// The reply was read whole, but the deadline was pulled in.
 		cn.nc.Close()
 		return err
 	}
@@ -99,7 +151,8 @@ func (c *metaClient) do(fn func(*metaConn) error) error {
 // isReply reports errors that are complete replies, after which the
 // connection is still in step.
 func isReply(err error) bool {
-	return errors.Is(err, memcache.ErrCacheMiss) || errors.Is(err, memcache.ErrCASConflict) || errors.Is(err, memcache.ErrNotStored)
+	var se *serverError
+	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -122,15 +175,35 @@ func (c *metaClient) close() {
 	c.closeIdle()
 }
 
+// send writes one command line (and a data block when data is not nil)
+// and flushes.
+func send(cn *metaConn, line string, data []byte) error {
+	if _, err := cn.rw.WriteString(line); err != nil {
+		return err
+	}
+	if _, err := cn.rw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	if data != nil {
+		if _, err := cn.rw.Write(data); err != nil {
+			return err
+		}
+		if _, err := cn.rw.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	return cn.rw.Flush()
+}
+
 // get reads keys with one pipelined `mg <key> c t f [v]` each. A missing
 // key gives a nil entry.
-func (c *metaClient) get(withValue bool, keys ...string) ([]*metaItem, error) {
+func (c *metaClient) get(ctx context.Context, withValue bool, keys ...string) ([]*metaItem, error) {
 	flags := " c t f"
 	if withValue {
 		flags += " v"
 	}
 	items := make([]*metaItem, len(keys))
-	err := c.do(func(cn *metaConn) error {
+	err := c.do(ctx, func(cn *metaConn) error {
 		for _, k := range keys {
 			if _, err := cn.rw.WriteString("mg " + k + flags + "\r\n"); err != nil {
 				return err
@@ -151,22 +224,42 @@ func (c *metaClient) get(withValue bool, keys ...string) ([]*metaItem, error) {
 	return items, err
 }
 
-// getTouch reads key with its value and sets its expiration to exp in
-// the same step: `mg <key> c t f v T<exp>`. A missing key gives nil.
-func (c *metaClient) getTouch(key string, exp int32) (*metaItem, error) {
+// getOne reads key with its value and CAS (`mg <key> c f v`, and T<exp>
+// when exp is not 0: the item's expiration is set in the same step). A
+// missing key is errMiss.
+func (c *metaClient) getOne(ctx context.Context, key string, exp int32) (*metaItem, error) {
+	line := "mg " + key + " c f v"
+	if exp != 0 {
+		line += " T" + strconv.FormatInt(int64(exp), 10)
+	}
 	var it *metaItem
-	err := c.do(func(cn *metaConn) error {
-		if _, err := cn.rw.WriteString("mg " + key + " c t f v T" + strconv.FormatInt(int64(exp), 10) + "\r\n"); err != nil {
-			return err
-		}
-		if err := cn.rw.Flush(); err != nil {
+	err := c.do(ctx, func(cn *metaConn) error {
+		if err := send(cn, line, nil); err != nil {
 			return err
 		}
 		var err error
 		it, err = readMetaGet(cn.rw.Reader)
+		if err == nil && it == nil {
+			err = errMiss
+		}
 		return err
 	})
 	return it, err
+}
+
+// touch sets key's expiration: `mg <key> T<exp>`. A missing key is
+// errMiss.
+func (c *metaClient) touch(ctx context.Context, key string, exp int32) error {
+	return c.do(ctx, func(cn *metaConn) error {
+		if err := send(cn, "mg "+key+" T"+strconv.FormatInt(int64(exp), 10), nil); err != nil {
+			return err
+		}
+		it, err := readMetaGet(cn.rw.Reader)
+		if err == nil && it == nil {
+			err = errMiss
+		}
+		return err
+	})
 }
 
 func readMetaGet(r *bufio.Reader) (*metaItem, error) {
@@ -228,39 +321,32 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 
 // set stores value under key with client flags flags, with
 // `ms <key> <len> T<exp> F<flags> c [ME] [C<cas>]`, and returns the item's
-// new CAS. With add, the key must be absent (memcache.ErrNotStored
-// otherwise); with a non-zero cas, the item's CAS must still be cas
-// (memcache.ErrCASConflict when it changed, memcache.ErrCacheMiss when it
-// is gone).
-func (c *metaClient) set(key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
+// new CAS. With add, the key must be absent (errNotStored otherwise); with
+// a non-zero cas, the item's CAS must still be cas (errExists when it
+// changed, errMiss when it is gone).
+func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
+	line := "ms " + key + " " + strconv.Itoa(len(value)) + " T" + strconv.FormatInt(int64(exp), 10) + " c"
+	if flags != 0 {
+		line += " F" + strconv.FormatUint(uint64(flags), 10)
+	}
+	if add {
+		line += " ME"
+	}
+	if cas != 0 {
+		line += " C" + strconv.FormatUint(cas, 10)
+	}
 	var newCAS uint64
-	err := c.do(func(cn *metaConn) error {
-		cmd := fmt.Sprintf("ms %s %d T%d F%d c", key, len(value), exp, flags)
-		if add {
-			cmd += " ME"
-		}
-		if cas != 0 {
-			cmd += " C" + strconv.FormatUint(cas, 10)
-		}
-		if _, err := cn.rw.WriteString(cmd + "\r\n"); err != nil {
+	err := c.do(ctx, func(cn *metaConn) error {
+		if err := send(cn, line, value); err != nil {
 			return err
 		}
-		if _, err := cn.rw.Write(value); err != nil {
-			return err
-		}
-		if _, err := cn.rw.WriteString("\r\n"); err != nil {
-			return err
-		}
-		if err := cn.rw.Flush(); err != nil {
-			return err
-		}
-		line, err := readLine(cn.rw.Reader)
+		reply, err := readLine(cn.rw.Reader)
 		if err != nil {
 			return err
 		}
-		f := strings.Fields(line)
+		f := strings.Fields(reply)
 		if len(f) == 0 {
-			return fmt.Errorf("%w to ms: %q", errProtocol, line)
+			return fmt.Errorf("%w to ms: %q", errProtocol, reply)
 		}
 		switch f[0] {
 		case "HD":
@@ -268,68 +354,83 @@ func (c *metaClient) set(key string, value []byte, exp int32, flags uint32, add 
 				if len(fl) > 1 && fl[0] == 'c' {
 					newCAS, err = strconv.ParseUint(fl[1:], 10, 64)
 					if err != nil {
-						return fmt.Errorf("%w to ms: %q", errProtocol, line)
+						return fmt.Errorf("%w to ms: %q", errProtocol, reply)
 					}
 				}
 			}
 			return nil
 		case "NS":
-			return memcache.ErrNotStored
+			return errNotStored
 		case "EX":
-			return memcache.ErrCASConflict
+			return errExists
 		case "NF":
-			return memcache.ErrCacheMiss
+			return errMiss
 		}
-		return replyError("ms", line)
+		return replyError("ms", reply)
 	})
 	return newCAS, err
 }
 
-// deleteIf removes key only if its CAS is still cas (`md <key> C<cas>`).
-// It returns memcache.ErrCacheMiss when the key is gone and
-// memcache.ErrCASConflict when it changed.
-func (c *metaClient) deleteIf(key string, cas uint64) error {
-	return c.do(func(cn *metaConn) error {
-		if _, err := fmt.Fprintf(cn.rw, "md %s C%d\r\n", key, cas); err != nil {
+// del removes key (`md <key>`), or, with a non-zero cas, only if its CAS
+// is still cas (`md <key> C<cas>`). It returns errMiss when the key is gone
+// and errExists when it changed.
+func (c *metaClient) del(ctx context.Context, key string, cas uint64) error {
+	line := "md " + key
+	if cas != 0 {
+		line += " C" + strconv.FormatUint(cas, 10)
+	}
+	return c.do(ctx, func(cn *metaConn) error {
+		if err := send(cn, line, nil); err != nil {
 			return err
 		}
-		if err := cn.rw.Flush(); err != nil {
-			return err
-		}
-		line, err := readLine(cn.rw.Reader)
+		reply, err := readLine(cn.rw.Reader)
 		if err != nil {
 			return err
 		}
-		switch line {
+		switch reply {
 		case "HD":
 			return nil
 		case "NF":
-			return memcache.ErrCacheMiss
+			return errMiss
 		case "EX":
-			return memcache.ErrCASConflict
+			return errExists
 		}
-		return replyError("md", line)
+		return replyError("md", reply)
+	})
+}
+
+// simple sends a text command whose success reply is one line starting
+// with want (flush_all: OK; version: VERSION).
+func (c *metaClient) simple(ctx context.Context, cmd, want string) error {
+	return c.do(ctx, func(cn *metaConn) error {
+		if err := send(cn, cmd, nil); err != nil {
+			return err
+		}
+		reply, err := readLine(cn.rw.Reader)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(reply, want) {
+			return replyError(cmd, reply)
+		}
+		return nil
 	})
 }
 
 // version checks that the node answers.
-func (c *metaClient) version() error {
-	return c.do(func(cn *metaConn) error {
-		if _, err := cn.rw.WriteString("version\r\n"); err != nil {
-			return err
-		}
-		if err := cn.rw.Flush(); err != nil {
-			return err
-		}
-		line, err := readLine(cn.rw.Reader)
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(line, "VERSION ") {
-			return replyError("version", line)
-		}
-		return nil
-	})
+func (c *metaClient) version(ctx context.Context) error {
+	return c.simple(ctx, "version", "VERSION ")
+}
+
+// probeMeta reports whether the node understands meta commands: `mn`
+// answers MN on memcached 1.6 and later, ERROR before.
+func (c *metaClient) probeMeta(ctx context.Context) (bool, error) {
+	err := c.simple(ctx, "mn", "MN")
+	var se *serverError
+	if errors.As(err, &se) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func readLine(r *bufio.Reader) (string, error) {
@@ -340,8 +441,12 @@ func readLine(r *bufio.Reader) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// replyError turns an error reply into an error whose text keeps the
-// server's words, so classify sees SERVER_ERROR and CLIENT_ERROR.
+// replyError types a reply line that is not the command's answer: error
+// replies as *serverError (the connection stays in step), anything else
+// as errProtocol (the connection is dropped).
 func replyError(cmd, line string) error {
-	return fmt.Errorf("memcache: unexpected response line from %q: %q", cmd, line)
+	if line == "ERROR" || strings.HasPrefix(line, "SERVER_ERROR") || strings.HasPrefix(line, "CLIENT_ERROR") {
+		return &serverError{cmd: cmd, line: line}
+	}
+	return fmt.Errorf("%w to %s: %q", errProtocol, cmd, line)
 }

@@ -1,9 +1,11 @@
 package memcached
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,16 +15,19 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 )
 
-// node is one memcached server: a gomemcache client whose server list is
-// that one address (so gomemcache never picks a server), a meta-command
-// client, and the node's health.
+// node is one memcached server: its client (meta commands, or on the text
+// path a gomemcache client whose server list is that one address) and the
+// node's health.
 type node struct {
 	idx  int // position in Store.nodes (sorted by address); encoded in CAS tokens
 	addr string
-	mc   *memcache.Client
-	meta *metaClient
+	meta *metaClient      // the node's one client (meta commands)
+	text *memcache.Client // the text path (Config.TextProtocol), else nil
 
 	up atomic.Bool
+	// epoch changes whenever the node is marked down or up; CAS tokens
+	// carry it (token), so a token from before a down never matches after.
+	epoch atomic.Uint32
 
 	mu        sync.Mutex
 	downSince time.Time
@@ -112,10 +117,10 @@ func (n *node) markDown(localKey string) {
 	n.mu.Lock()
 	wasUp := n.up.Load()
 	if wasUp {
+		n.epoch.Add(1)
 		n.up.Store(false)
 		n.downSince = time.Now()
-		_ = n.mc.Close()
-		n.meta.closeIdle()
+		n.closeConns()
 	}
 	n.noteLocked(localKey)
 	n.mu.Unlock()
@@ -193,6 +198,9 @@ func (n *node) markUpIfClean() bool {
 		return false
 	}
 	wasDown := !n.up.Load()
+	if wasDown {
+		n.epoch.Add(1)
+	}
 	n.up.Store(true)
 	n.downSince = time.Time{}
 	n.mu.Unlock()
@@ -203,114 +211,202 @@ func (n *node) markUpIfClean() bool {
 }
 
 // The operations below return errors classified by check. localKey names
-// the key whose copy on this node a failed write leaves in doubt.
+// the key whose copy on this node a failed write leaves in doubt. On the
+// text path (Config.TextProtocol) they go through gomemcache, which offers
+// no TTL read, no client flags on CAS writes and no conditional delete:
+// that path keeps one copy (see Config.TextProtocol).
 
-func (n *node) get(key string) (*memcache.Item, error) {
-	it, err := n.mc.Get(key)
-	return it, n.check("get", "", err)
+func (n *node) get(ctx context.Context, key string) (*metaItem, error) {
+	if n.text != nil {
+		it, err := n.text.Get(key)
+		if err != nil {
+			return nil, n.check(ctx, "get", "", textError(err))
+		}
+		return &metaItem{value: it.Value, cas: it.CasID, ttl: -1, flags: it.Flags}, nil
+	}
+	it, err := n.meta.getOne(ctx, key, 0)
+	return it, n.check(ctx, "mg", "", err)
 }
 
-func (n *node) add(key string, value []byte, exp int32) error {
-	return n.check("add", key, n.mc.Add(&memcache.Item{Key: key, Value: value, Expiration: exp}))
+func (n *node) add(ctx context.Context, key string, value []byte, exp int32) error {
+	_, err := n.mset(ctx, key, value, exp, true, 0)
+	return err
 }
 
-func (n *node) set(key string, value []byte, exp int32) error {
-	return n.check("set", key, n.mc.Set(&memcache.Item{Key: key, Value: value, Expiration: exp}))
+func (n *node) set(ctx context.Context, key string, value []byte, exp int32) error {
+	_, err := n.mset(ctx, key, value, exp, false, 0)
+	return err
 }
 
-func (n *node) cas(key string, value []byte, cas uint64, exp int32) error {
-	return n.check("cas", key, n.mc.CompareAndSwap(&memcache.Item{Key: key, Value: value, Expiration: exp, CasID: cas}))
+func (n *node) cas(ctx context.Context, key string, value []byte, cas uint64, exp int32) error {
+	_, err := n.mset(ctx, key, value, exp, false, cas)
+	return err
 }
 
-func (n *node) touch(key string, exp int32) error {
-	return n.check("touch", key, n.mc.Touch(key, exp))
+func (n *node) touch(ctx context.Context, key string, exp int32) error {
+	if n.text != nil {
+		return n.check(ctx, "touch", key, textError(n.text.Touch(key, exp)))
+	}
+	return n.check(ctx, "touch", key, n.meta.touch(ctx, key, exp))
 }
 
-func (n *node) delete(key string) error {
-	return n.check("delete", key, n.mc.Delete(key))
+func (n *node) delete(ctx context.Context, key string) error {
+	if n.text != nil {
+		return n.check(ctx, "delete", key, textError(n.text.Delete(key)))
+	}
+	return n.check(ctx, "md", key, n.meta.del(ctx, key, 0))
 }
 
-func (n *node) flushAll() error {
-	return n.check("flush_all", "", n.mc.FlushAll())
+func (n *node) flushAll(ctx context.Context) error {
+	if n.text != nil {
+		return n.check(ctx, "flush_all", "", textError(n.text.FlushAll()))
+	}
+	return n.check(ctx, "flush_all", "", n.meta.simple(ctx, "flush_all", "OK"))
 }
+
+// errNoMeta is returned on the text path by operations it cannot do.
+var errNoMeta = errors.New("memcached: the text protocol (Config.TextProtocol) cannot do this; it needs meta commands (memcached 1.6 or later)")
 
 // mget reads keys with their CAS and remaining TTL (and value when asked)
 // in one pipelined round trip; missing keys give nil entries.
-func (n *node) mget(withValue bool, keys ...string) ([]*metaItem, error) {
-	items, err := n.meta.get(withValue, keys...)
-	return items, n.check("mg", "", err)
+func (n *node) mget(ctx context.Context, withValue bool, keys ...string) ([]*metaItem, error) {
+	if n.text != nil {
+		return nil, fmt.Errorf("memcached: node %s: %w: %w", n.addr, provider.ErrServer, errNoMeta)
+	}
+	items, err := n.meta.get(ctx, withValue, keys...)
+	return items, n.check(ctx, "mg", "", err)
 }
 
 // mgetTouch reads key and sets its expiration in one step; a miss is
 // ErrNotFound.
-func (n *node) mgetTouch(key string, exp int32) (*metaItem, error) {
-	it, err := n.meta.getTouch(key, exp)
-	if err == nil && it == nil {
-		err = memcache.ErrCacheMiss
-	}
-	return it, n.check("mg", "", err)
+func (n *node) mgetTouch(ctx context.Context, key string, exp int32) (*metaItem, error) {
+	it, err := n.meta.getOne(ctx, key, exp)
+	return it, n.check(ctx, "mg", "", err)
 }
 
-// mset stores value with a meta set and client flags 0 and returns the
-// new CAS; see metaClient.set. add maps "not stored" to ErrExists.
-func (n *node) mset(key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
-	return n.msetFlags(key, value, exp, 0, add, cas)
+// mset stores value with client flags 0 and returns the new CAS (0 on the
+// text path); see metaClient.set. add maps "not stored" to ErrExists.
+func (n *node) mset(ctx context.Context, key string, value []byte, exp int32, add bool, cas uint64) (uint64, error) {
+	return n.msetFlags(ctx, key, value, exp, 0, add, cas)
 }
 
 // msetFlags is mset with client flags.
-func (n *node) msetFlags(key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
-	newCAS, err := n.meta.set(key, value, exp, flags, add, cas)
+func (n *node) msetFlags(ctx context.Context, key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
 	op := "ms"
 	if add {
 		op = "add"
 	}
-	return newCAS, n.check(op, key, err)
+	if n.text != nil {
+		it := &memcache.Item{Key: key, Value: value, Expiration: exp, Flags: flags, CasID: cas}
+		var err error
+		switch {
+		case add:
+			err = n.text.Add(it)
+		case cas != 0:
+			err = n.text.CompareAndSwap(it)
+		default:
+			err = n.text.Set(it)
+		}
+		if cas != 0 && errors.Is(err, memcache.ErrNotStored) {
+			err = memcache.ErrCacheMiss // cas of an absent item
+		}
+		return 0, n.check(ctx, op, key, textError(err))
+	}
+	newCAS, err := n.meta.set(ctx, key, value, exp, flags, add, cas)
+	return newCAS, n.check(ctx, op, key, err)
 }
 
 // deleteIf removes key only if its CAS is still cas.
-func (n *node) deleteIf(key string, cas uint64) error {
-	return n.check("md", key, n.meta.deleteIf(key, cas))
+func (n *node) deleteIf(ctx context.Context, key string, cas uint64) error {
+	if n.text != nil {
+		return fmt.Errorf("memcached: node %s: %w: %w", n.addr, provider.ErrServer, errNoMeta)
+	}
+	return n.check(ctx, "md", key, n.meta.del(ctx, key, cas))
+}
+
+// version checks that the node answers.
+func (n *node) version(ctx context.Context) error {
+	if n.text != nil {
+		return textError(n.text.Ping())
+	}
+	return n.meta.version(ctx)
+}
+
+// closeConns closes the node's idle connections.
+func (n *node) closeConns() {
+	if n.text != nil {
+		_ = n.text.Close()
+	}
+	n.meta.closeIdle()
+}
+
+// textError types gomemcache's errors like the meta client's: its reply
+// sentinels become errMiss, errNotStored and errExists; its other errors
+// are network errors (net.Error, EOF, closed connection), kept as they
+// are, or replies it did not understand, typed as *serverError.
+func textError(err error) error {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, memcache.ErrCacheMiss):
+		return errMiss
+	case errors.Is(err, memcache.ErrNotStored):
+		return errNotStored
+	case errors.Is(err, memcache.ErrCASConflict):
+		return errExists
+	case errors.Is(err, memcache.ErrMalformedKey):
+		return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, memcache.ErrNoServers):
+		return err
+	}
+	return &serverError{cmd: "gomemcache", line: err.Error()}
 }
 
 // check maps a client error to the provider's sentinels, wrapped with the
 // node's address:
 //
-//	cache miss                      -> provider.ErrNotFound
+//	miss (EN, NF)                   -> provider.ErrNotFound
 //	not stored (add)                -> provider.ErrExists
-//	not stored (cas: item evicted)  -> provider.ErrNotFound
-//	cas conflict                    -> provider.ErrCASConflict
+//	not stored (other)              -> provider.ErrNotFound
+//	cas mismatch (EX)               -> provider.ErrCASConflict
 //	SERVER_ERROR object too large   -> provider.ErrTooLarge
 //	SERVER_ERROR, CLIENT_ERROR, ERROR -> provider.ErrServer
+//	the context ended mid-operation -> the context's error (and
+//	                                   provider.ErrOutcomeUnknown for writes)
 //	anything else (refused, reset, closed, timeout, garbled reply)
 //	                                -> provider.ErrUnavailable, and the node is marked down
-func (n *node) check(op, localKey string, err error) error {
+func (n *node) check(ctx context.Context, op, localKey string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var se *serverError
+	var ce *ctxError
 	var sentinel error
 	switch {
-	case errors.Is(err, memcache.ErrCacheMiss):
+	case errors.Is(err, errMiss):
 		sentinel = provider.ErrNotFound
-	case errors.Is(err, memcache.ErrNotStored):
+	case errors.Is(err, errNotStored):
 		sentinel = provider.ErrNotFound
 		if op == "add" {
 			sentinel = provider.ErrExists
 		}
-	case errors.Is(err, memcache.ErrCASConflict):
+	case errors.Is(err, errExists):
 		sentinel = provider.ErrCASConflict
-	case errors.Is(err, memcache.ErrMalformedKey):
-		sentinel = ErrInvalidKey
-	default:
-		msg := err.Error()
-		switch {
-		case strings.Contains(msg, "SERVER_ERROR object too large"):
-			sentinel = provider.ErrTooLarge
-		case strings.Contains(msg, "SERVER_ERROR"), strings.Contains(msg, "CLIENT_ERROR"), strings.Contains(msg, `"ERROR`):
-			sentinel = provider.ErrServer
-		default:
-			sentinel = provider.ErrUnavailable
-			n.markDown(localKey)
+	case errors.Is(err, ErrInvalidKey):
+		return fmt.Errorf("memcached: node %s: %s: %w", n.addr, op, err)
+	case errors.As(err, &se) && se.tooLarge():
+		sentinel = provider.ErrTooLarge
+	case errors.As(err, &se):
+		sentinel = provider.ErrServer
+	case errors.As(err, &ce):
+		if localKey != "" {
+			return fmt.Errorf("memcached: node %s: %s: %w: %w", n.addr, op, provider.ErrOutcomeUnknown, ce.err)
 		}
+		return fmt.Errorf("memcached: node %s: %s: %w", n.addr, op, ce.err)
+	default:
+		sentinel = provider.ErrUnavailable
+		n.markDown(localKey)
 	}
 	return fmt.Errorf("memcached: node %s: %s: %w: %v", n.addr, op, sentinel, err)
 }

@@ -19,7 +19,7 @@ import (
 
 // Defaults of Config, and limits.
 const (
-	// DefaultTimeout bounds each memcached operation (gomemcache's
+	// DefaultTimeout bounds each memcached operation (as gomemcache's
 	// default).
 	DefaultTimeout = 500 * time.Millisecond
 	// DefaultMaxIdleConnsPerNode is the number of idle connections kept
@@ -84,8 +84,8 @@ type Config struct {
 	Timeout time.Duration
 	// MaxIdleConnsPerNode is how many idle connections are kept per
 	// node. Default 64, where gomemcache's own default is 2: every
-	// operation in flight holds one connection, and gomemcache closes a
-	// connection on release when the idle pool is full, so with 2 a web
+	// operation in flight holds one connection, and a connection released
+	// when the idle pool is full is closed, so with 2 a web
 	// server with 50 concurrent requests dials and tears down dozens of TCP
 	// connections per node every burst (a connect round trip added to most
 	// operations, and TIME_WAIT sockets piling up). 64 covers the
@@ -109,9 +109,20 @@ type Config struct {
 	// middleware's Observer.StoreEvent fits it. Default nil: off.
 	OnEvent provider.EventFunc
 
-	// DialContext opens every connection the Store makes to a node (the
-	// gomemcache clients' and the meta-command client's), with a context
-	// bounded by Timeout. Default (nil) a net.Dialer. Tests and the fault
+	// TextProtocol talks to the nodes with memcached's text protocol
+	// through gomemcache, for servers without meta commands (before
+	// memcached 1.6; see ProbeMeta). That path keeps one copy of each
+	// session (Backup is ignored: the backup scheme needs meta commands),
+	// CompareAndSwap and Add return 0 as the new token (the provider
+	// reads again), GetAndTouch is a Get, a CompareAndSwap of the
+	// unchanged value and a Get (see the package doc), and TTL fails with
+	// provider.ErrServer. Each
+	// operation is bounded by Timeout; the context is checked when it
+	// starts (gomemcache takes no context). Default false: meta commands.
+	TextProtocol bool
+
+	// DialContext opens every connection the Store makes to a node, with
+	// a context bounded by the operation's context and Timeout. Default (nil) a net.Dialer. Tests and the fault
 	// simulation (stress/sim) set it to run the Store over simulated
 	// nodes, for example over net.Pipe inside a testing/synctest bubble,
 	// where the Store's timers, deadlines and health checks run on the
@@ -177,7 +188,7 @@ func New(cfg Config) (*Store, error) {
 	cfg.Nodes = addrs
 	s := &Store{
 		cfg:    cfg,
-		backup: cfg.Backup == BackupOn && len(addrs) > 1,
+		backup: cfg.Backup == BackupOn && len(addrs) > 1 && !cfg.TextProtocol,
 		baks:   newBakCache(bakCacheSize),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -189,18 +200,21 @@ func New(cfg Config) (*Store, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("memcached: node %q: %w", addr, err)
 		}
-		var sl memcache.ServerList
-		if err := sl.SetServers(addr); err != nil {
-			return nil, fmt.Errorf("memcached: node %q: %w", addr, err)
+		var text *memcache.Client
+		if cfg.TextProtocol {
+			var sl memcache.ServerList
+			if err := sl.SetServers(addr); err != nil {
+				return nil, fmt.Errorf("memcached: node %q: %w", addr, err)
+			}
+			text = memcache.NewFromSelector(&sl)
+			text.Timeout = cfg.Timeout
+			text.MaxIdleConns = cfg.MaxIdleConnsPerNode
+			text.DialContext = cfg.DialContext
 		}
-		mc := memcache.NewFromSelector(&sl)
-		mc.Timeout = cfg.Timeout
-		mc.MaxIdleConns = cfg.MaxIdleConnsPerNode
-		mc.DialContext = cfg.DialContext
 		n := &node{
 			idx:      i,
 			addr:     addr,
-			mc:       mc,
+			text:     text,
 			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode, dial: cfg.DialContext},
 			stale:    make(map[string]struct{}),
 			maxStale: maxStaleKeys,
@@ -276,10 +290,12 @@ func (s *Store) Close() error {
 	<-s.done
 	var first error
 	for _, n := range s.nodes {
-		if err := n.mc.Close(); err != nil && first == nil {
-			first = err
-		}
 		n.meta.close()
+		if n.text != nil {
+			if err := n.text.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
 	}
 	return first
 }
@@ -356,20 +372,39 @@ func remaining(ttl int64) int32 {
 	return exp
 }
 
-// CAS tokens carry the node they came from in their top byte (index + 1)
-// and memcached's CAS value in the low 56 bits, so a token read from one
-// node never matches on another.
-const tokenNodeShift = 56
+// CAS tokens carry the node they came from in their top byte (index + 1),
+// the node's epoch in the next byte and memcached's CAS value in the low
+// 48 bits, so a token read from one node never matches on another, nor on
+// the same node across a down-and-up (a restarted memcached counts CAS
+// values from 1 again: without the epoch, a token kept from before, like
+// the provider's written cache keeps them, could match a newer item).
+const (
+	tokenNodeShift  = 56
+	tokenEpochShift = 48
+)
 
 func token(n *node, cas uint64) (uint64, error) {
-	if cas >= 1<<tokenNodeShift {
-		return 0, fmt.Errorf("memcached: node %s: %w: cas value %d exceeds 56 bits", n.addr, provider.ErrServer, cas)
+	if cas >= 1<<tokenEpochShift {
+		return 0, fmt.Errorf("memcached: node %s: %w: cas value %d exceeds 48 bits", n.addr, provider.ErrServer, cas)
 	}
-	return uint64(n.idx+1)<<tokenNodeShift | cas, nil
+	return uint64(n.idx+1)<<tokenNodeShift | uint64(n.epoch.Load()&0xff)<<tokenEpochShift | cas, nil
 }
 
-func parseToken(t uint64) (idx int, cas uint64) {
-	return int(t>>tokenNodeShift) - 1, t & (1<<tokenNodeShift - 1)
+// newToken is the token of a write that returned memcached CAS cas: 0
+// (unknown) when the client could not report it (the text path).
+func newToken(n *node, cas uint64) (uint64, error) {
+	if cas == 0 {
+		return 0, nil
+	}
+	return token(n, cas)
+}
+
+// parseToken splits a token; ok is false when it was not issued by n in
+// its current epoch.
+func parseToken(t uint64, n *node) (cas uint64, ok bool) {
+	idx := int(t>>tokenNodeShift) - 1
+	epoch := uint32(t>>tokenEpochShift) & 0xff
+	return t & (1<<tokenEpochShift - 1), idx == n.idx && epoch == n.epoch.Load()&0xff
 }
 
 // parallel runs primary here and backup (if not nil) in a goroutine, and
@@ -437,12 +472,12 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	}
 	rt := s.route(key)
 	if rt.p.isUp() {
-		it, err := rt.p.get(key)
+		it, err := rt.p.get(ctx, key)
 		switch {
 		case err == nil:
-			return entry(rt.p, it.Value, it.CasID)
+			return entry(rt.p, it.value, it.cas)
 		case errors.Is(err, provider.ErrNotFound):
-			return s.getMissed(rt, err)
+			return s.getMissed(ctx, rt, err)
 		case !errors.Is(err, provider.ErrUnavailable) || rt.b == nil:
 			return provider.Entry{}, err
 		}
@@ -451,11 +486,11 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if rt.b == nil || !rt.b.isUp() {
 		return provider.Entry{}, unavailable(rt)
 	}
-	it, err := rt.b.get(rt.bakKey())
+	it, err := rt.b.get(ctx, rt.bakKey())
 	if err != nil {
 		return provider.Entry{}, err
 	}
-	return entry(rt.b, it.Value, it.CasID)
+	return entry(rt.b, it.value, it.cas)
 }
 
 func entry(n *node, value []byte, cas uint64) (provider.Entry, error) {
@@ -489,12 +524,12 @@ type found struct {
 // that landed before the claim makes the claim fail, and the copies are
 // read again. So a repair never leaves on the primary a copy older than a
 // write acknowledged before or during the repair.
-func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
+func (s *Store) getMissed(ctx context.Context, rt route, miss error) (provider.Entry, error) {
 	if rt.b == nil {
 		return provider.Entry{}, miss
 	}
 	for range maxRepairRounds {
-		best, bakOnB, err := s.readCopies(rt)
+		best, bakOnB, err := s.readCopies(ctx, rt)
 		if err != nil || best == nil {
 			if err == nil {
 				err = miss
@@ -507,9 +542,9 @@ func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 			stamp := claimStamp(time.Now())
 			var cerr error
 			if bakOnB != nil {
-				_, cerr = rt.b.msetFlags(rt.bakKey(), best.item.value, exp, stamp, false, bakOnB.cas)
+				_, cerr = rt.b.msetFlags(ctx, rt.bakKey(), best.item.value, exp, stamp, false, bakOnB.cas)
 			} else {
-				_, cerr = rt.b.msetFlags(rt.bakKey(), best.item.value, exp, stamp, true, 0)
+				_, cerr = rt.b.msetFlags(ctx, rt.bakKey(), best.item.value, exp, stamp, true, 0)
 			}
 			if errors.Is(cerr, provider.ErrCASConflict) || errors.Is(cerr, provider.ErrNotFound) || errors.Is(cerr, provider.ErrExists) {
 				continue // the backup copy changed since it was read
@@ -519,18 +554,18 @@ func (s *Store) getMissed(rt route, miss error) (provider.Entry, error) {
 		}
 		// Restore the primary; ErrExists means another request restored or
 		// wrote it meanwhile, and the primary's copy stands.
-		err = rt.p.add(rt.key, best.item.value, exp)
+		err = rt.p.add(ctx, rt.key, best.item.value, exp)
 		if err != nil && !errors.Is(err, provider.ErrExists) {
 			return provider.Entry{}, err
 		}
 		if err == nil {
 			s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventRepair, Node: rt.p.addr, Detail: "a missing copy was restored from the newest copy found"})
 		}
-		it, err := rt.p.get(rt.key)
+		it, err := rt.p.get(ctx, rt.key)
 		if err != nil {
 			return provider.Entry{}, err
 		}
-		return entry(rt.p, it.Value, it.CasID)
+		return entry(rt.p, it.value, it.cas)
 	}
 	return provider.Entry{}, fmt.Errorf("memcached: node %s: repair %s: %w: the backup copy kept changing", rt.b.addr, rt.key, provider.ErrUnavailable)
 }
@@ -542,19 +577,19 @@ const maxRepairRounds = 4
 // readCopies reads the copies a primary miss looks for (see getMissed)
 // and returns the newest, or nil when there is none, with the backup
 // node's copy under "bak:"+key (nil when absent or not read).
-func (s *Store) readCopies(rt route) (best *found, bakOnB *metaItem, err error) {
+func (s *Store) readCopies(ctx context.Context, rt route) (best *found, bakOnB *metaItem, err error) {
 	var pItems, bItems []*metaItem
 	var bDo func() error
 	if rt.b.isUp() {
 		bDo = func() error {
 			var err error
-			bItems, err = rt.b.mget(true, rt.bakKey(), rt.key)
+			bItems, err = rt.b.mget(ctx, true, rt.bakKey(), rt.key)
 			return err
 		}
 	}
 	parallel(func() error {
 		var err error
-		pItems, err = rt.p.mget(true, rt.bakKey())
+		pItems, err = rt.p.mget(ctx, true, rt.bakKey())
 		return err
 	}, bDo)
 	if s.hooks.afterRepairRead != nil {
@@ -630,19 +665,26 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	rt := s.route(key)
 	for range 2 {
 		if rt.p.isUp() {
-			return 0, s.addPrimary(rt, value, exp)
+			return s.addPrimary(ctx, rt, value, exp)
 		}
-		err := s.redirect(rt, func(b *node) error { return b.add(rt.bakKey(), value, exp) })
+		var t uint64
+		err := s.redirect(rt, func(b *node) error {
+			cas, err := b.mset(ctx, rt.bakKey(), value, exp, true, 0)
+			if err == nil {
+				t, err = newToken(b, cas)
+			}
+			return err
+		})
 		if !errors.Is(err, errPrimaryBack) {
-			return 0, err
+			return t, err
 		}
 	}
 	return 0, unavailable(rt)
 }
 
-func (s *Store) addPrimary(rt route, value []byte, exp int32) error {
+func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int32) (uint64, error) {
 	backup := s.backupWrite(rt, func(b *node, key string) error {
-		cas, err := b.mset(key, value, exp, true, 0)
+		cas, err := b.mset(ctx, key, value, exp, true, 0)
 		if err == nil {
 			if h, perr := provider.ParseRecordHeader(value); perr == nil {
 				s.baks.put(rt.key, bakVersion{cas: cas, seq: h.Seq})
@@ -650,22 +692,28 @@ func (s *Store) addPrimary(rt route, value []byte, exp int32) error {
 		}
 		return err
 	})
-	perr, berr := parallel(func() error { return rt.p.add(rt.key, value, exp) }, backup)
+	var pcas uint64
+	perr, berr := parallel(func() error {
+		var err error
+		pcas, err = rt.p.mset(ctx, rt.key, value, exp, true, 0)
+		return err
+	}, backup)
 	wroteB := backup != nil && berr == nil
 	switch {
 	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
-		return s.backupOnly(rt, value)
+		return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 	case perr == nil:
-		return nil
+		return newToken(rt.p, pcas)
 	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
 		// The primary is now marked down and the backup copy acts as
-		// the primary: its answer is the answer.
-		return berr
+		// the primary: its answer is the answer (its token is not
+		// known: 0).
+		return 0, berr
 	default:
 		if wroteB {
-			s.syncBackup(rt, value)
+			s.syncBackup(context.WithoutCancel(ctx), rt, value)
 		}
-		return perr
+		return 0, perr
 	}
 }
 
@@ -673,15 +721,15 @@ func (s *Store) addPrimary(rt route, value []byte, exp int32) error {
 // already held a copy: the primary had lost the session (eviction or
 // restart), so the key exists. The backup's copy replaces the value just
 // added, unless that changed meanwhile.
-func (s *Store) backupOnly(rt route, ours []byte) error {
-	bItems, err := rt.b.mget(true, rt.bakKey())
+func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
+	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil || bItems[0] == nil {
 		return nil // the backup copy is gone: the add stands
 	}
 	bak := bItems[0]
 	s.baks.drop(rt.key)
-	if pItems, err := rt.p.mget(true, rt.key); err == nil && pItems[0] != nil && bytes.Equal(pItems[0].value, ours) {
-		_ = rt.p.cas(rt.key, bak.value, pItems[0].cas, remaining(bak.ttl))
+	if pItems, err := rt.p.mget(ctx, true, rt.key); err == nil && pItems[0] != nil && bytes.Equal(pItems[0].value, ours) {
+		_ = rt.p.cas(ctx, rt.key, bak.value, pItems[0].cas, remaining(bak.ttl))
 	}
 	return fmt.Errorf("memcached: node %s: add %s: %w (held by the backup copy)", rt.b.addr, rt.key, provider.ErrExists)
 }
@@ -690,9 +738,9 @@ func (s *Store) backupOnly(rt route, ours []byte) error {
 // backup node still holds that value (ours), it is replaced by the
 // primary's copy, or removed when the primary has none. A backup copy
 // that changed since is someone else's newer write and is left alone.
-func (s *Store) syncBackup(rt route, ours []byte) {
+func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) {
 	s.baks.drop(rt.key)
-	bItems, err := rt.b.mget(true, rt.bakKey())
+	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
 		return
 	}
@@ -700,25 +748,25 @@ func (s *Store) syncBackup(rt route, ours []byte) {
 	if bak != nil && !bytes.Equal(bak.value, ours) {
 		return
 	}
-	pItems, err := rt.p.mget(true, rt.key)
+	pItems, err := rt.p.mget(ctx, true, rt.key)
 	if err != nil {
 		return
 	}
 	prim := pItems[0]
 	switch {
 	case prim != nil && bak != nil:
-		_ = rt.b.cas(rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+		_ = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 	case prim != nil:
-		_ = rt.b.add(rt.bakKey(), prim.value, remaining(prim.ttl))
+		_ = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
 	case bak != nil:
-		_ = rt.b.deleteIf(rt.bakKey(), bak.cas)
+		_ = rt.b.deleteIf(ctx, rt.bakKey(), bak.cas)
 	}
 }
 
 // CompareAndSwap replaces the value under key if its CAS token (from Get)
 // is still current, writing the backup copy in parallel. A token from a
-// node that no longer serves the key returns ErrCASConflict. The new CAS
-// is not reported (0).
+// node that no longer serves the key returns ErrCASConflict. It returns
+// the new token (0 on the text path, which cannot report it).
 func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, err
@@ -730,34 +778,40 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	if err != nil {
 		return 0, err
 	}
-	idx, mcas := parseToken(cas)
 	rt := s.route(key)
 	for range 2 {
 		if rt.p.isUp() {
-			if idx != rt.p.idx {
+			mcas, ok := parseToken(cas, rt.p)
+			if !ok {
 				return 0, tokenConflict(rt.p, key)
 			}
-			return 0, s.casPrimary(rt, value, mcas, exp)
+			return s.casPrimary(ctx, rt, value, mcas, exp)
 		}
+		var t uint64
 		err := s.redirect(rt, func(b *node) error {
-			if idx != b.idx {
+			mcas, ok := parseToken(cas, b)
+			if !ok {
 				return tokenConflict(b, key)
 			}
-			return b.cas(rt.bakKey(), value, mcas, exp)
+			cas, err := b.mset(ctx, rt.bakKey(), value, exp, false, mcas)
+			if err == nil {
+				t, err = newToken(b, cas)
+			}
+			return err
 		})
 		if !errors.Is(err, errPrimaryBack) {
-			return 0, err
+			return t, err
 		}
 	}
 	return 0, unavailable(rt)
 }
 
 func tokenConflict(n *node, key string) error {
-	return fmt.Errorf("memcached: node %s: cas %s: %w: token from another node", n.addr, key, provider.ErrCASConflict)
+	return fmt.Errorf("memcached: node %s: cas %s: %w: token from another node, or from before the node was down", n.addr, key, provider.ErrCASConflict)
 }
 
-func (s *Store) casPrimary(rt route, value []byte, cas uint64, exp int32) error {
-	bw := s.newBakWrite(rt, value, exp)
+func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint64, exp int32) (uint64, error) {
+	bw := s.newBakWrite(ctx, rt, value, exp)
 	var backup func() error
 	if bw != nil {
 		backup = bw.parallel
@@ -765,7 +819,7 @@ func (s *Store) casPrimary(rt route, value []byte, cas uint64, exp int32) error 
 	var newCAS uint64 // of the primary's copy: tells it from equal bytes written by others
 	perr, _ := parallel(func() error {
 		var err error
-		newCAS, err = rt.p.mset(rt.key, value, exp, false, cas)
+		newCAS, err = rt.p.mset(ctx, rt.key, value, exp, false, cas)
 		return err
 	}, backup)
 	switch {
@@ -774,19 +828,23 @@ func (s *Store) casPrimary(rt route, value []byte, cas uint64, exp int32) error 
 			s.hooks.afterPrimaryWrite(rt.key)
 		}
 		if bw != nil {
-			return bw.afterPrimary(newCAS)
+			if err := bw.afterPrimary(newCAS); err != nil {
+				return 0, err
+			}
 		}
-		return nil
+		// A fixPrimary rewrite changed the primary's CAS: the token then
+		// only costs the next write a conflict and a read.
+		return newToken(rt.p, newCAS)
 	case errors.Is(perr, provider.ErrUnavailable):
 		// Outcome unknown; the primary is marked down and the backup
 		// (which may hold this value) serves the key from now on.
-		return perr
+		return 0, perr
 	default:
 		// The CAS failed: this value must not stay on the backup.
 		if bw != nil && bw.landed {
-			s.syncBackup(rt, value)
+			s.syncBackup(context.WithoutCancel(ctx), rt, value)
 		}
-		return perr
+		return 0, perr
 	}
 }
 
@@ -803,12 +861,12 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	rt := s.route(key)
 	for range 2 {
 		if rt.p.isUp() {
-			backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(key, exp) })
-			perr, berr := parallel(func() error { return rt.p.touch(key, exp) }, backup)
+			backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(ctx, key, exp) })
+			perr, berr := parallel(func() error { return rt.p.touch(ctx, key, exp) }, backup)
 			switch {
 			case perr == nil:
 				if backup != nil && errors.Is(berr, provider.ErrNotFound) {
-					s.restoreBackup(rt)
+					s.restoreBackup(context.WithoutCancel(ctx), rt)
 				}
 				return nil
 			case backup != nil && berr == nil:
@@ -817,7 +875,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 				return perr
 			}
 		}
-		err := s.redirect(rt, func(b *node) error { return b.touch(rt.bakKey(), exp) })
+		err := s.redirect(rt, func(b *node) error { return b.touch(ctx, rt.bakKey(), exp) })
 		if !errors.Is(err, errPrimaryBack) {
 			return err
 		}
@@ -826,7 +884,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 }
 
 // GetAndTouch implements provider.GetAndToucher. With the primary up and
-// holding the key it is one `mg ... T<exp>` on the primary (and, in
+// holding the key (and meta commands) it is one `mg ... T<exp>` on the primary (and, in
 // parallel, a touch of the backup copy, as Touch does). Otherwise (a miss
 // to repair, a primary down) it reads with Get and sets the TTL with a
 // CompareAndSwap of the unchanged value, which succeeds only if nothing
@@ -840,17 +898,17 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 		return provider.Entry{}, err
 	}
 	rt := s.route(key)
-	if rt.p.isUp() {
+	if rt.p.isUp() && rt.p.text == nil {
 		var it *metaItem
-		backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(key, exp) })
+		backup := s.backupWrite(rt, func(b *node, key string) error { return b.touch(ctx, key, exp) })
 		perr, berr := parallel(func() error {
 			var err error
-			it, err = rt.p.mgetTouch(key, exp)
+			it, err = rt.p.mgetTouch(ctx, key, exp)
 			return err
 		}, backup)
 		if perr == nil {
 			if backup != nil && errors.Is(berr, provider.ErrNotFound) {
-				s.restoreBackup(rt)
+				s.restoreBackup(context.WithoutCancel(ctx), rt)
 			}
 			return entry(rt.p, it.value, it.cas)
 		}
@@ -864,6 +922,17 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 			return provider.Entry{}, err
 		}
 		cas, err := s.CompareAndSwap(ctx, key, e.Value, e.CAS, ttl)
+		if s.cfg.TextProtocol {
+			switch {
+			case err == nil:
+				// The text path cannot report the new token: read it.
+				return s.Get(ctx, key)
+			case errors.Is(err, provider.ErrCASConflict):
+				// A newer write landed after the read and set its own
+				// TTL: the read stands, with its (now stale) token.
+				return e, nil
+			}
+		}
 		if err == nil {
 			return provider.Entry{Value: e.Value, CAS: cas}, nil
 		}
@@ -879,13 +948,13 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 const maxGetAndTouch = 10
 
 // restoreBackup copies the primary's value to a backup node that lost it.
-func (s *Store) restoreBackup(rt route) {
+func (s *Store) restoreBackup(ctx context.Context, rt route) {
 	s.baks.drop(rt.key)
-	pItems, err := rt.p.mget(true, rt.key)
+	pItems, err := rt.p.mget(ctx, true, rt.key)
 	if err != nil || pItems[0] == nil {
 		return
 	}
-	_ = rt.b.add(rt.bakKey(), pItems[0].value, remaining(pItems[0].ttl))
+	_ = rt.b.add(ctx, rt.bakKey(), pItems[0].value, remaining(pItems[0].ttl))
 }
 
 // Delete removes both copies of key. It returns ErrNotFound when neither
@@ -898,14 +967,14 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	s.baks.drop(key)
 	for range 2 {
 		if rt.p.isUp() {
-			backup := s.backupWrite(rt, func(b *node, key string) error { return b.delete(key) })
-			perr, berr := parallel(func() error { return rt.p.delete(key) }, backup)
+			backup := s.backupWrite(rt, func(b *node, key string) error { return b.delete(ctx, key) })
+			perr, berr := parallel(func() error { return rt.p.delete(ctx, key) }, backup)
 			if perr == nil || (backup != nil && berr == nil) {
 				return nil
 			}
 			return perr
 		}
-		err := s.redirect(rt, func(b *node) error { return b.delete(rt.bakKey()) })
+		err := s.redirect(rt, func(b *node) error { return b.delete(ctx, rt.bakKey()) })
 		if !errors.Is(err, errPrimaryBack) {
 			return err
 		}
@@ -924,7 +993,7 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	var err error
 	if rt.p.isUp() {
 		var items []*metaItem
-		items, err = rt.p.mget(false, key)
+		items, err = rt.p.mget(ctx, false, key)
 		switch {
 		case err == nil && items[0] != nil:
 			return ttlOf(items[0]), nil
@@ -943,7 +1012,7 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	if !rt.b.isUp() {
 		return 0, unavailable(rt)
 	}
-	items, berr := rt.b.mget(false, rt.bakKey())
+	items, berr := rt.b.mget(ctx, false, rt.bakKey())
 	switch {
 	case berr != nil:
 		return 0, berr
@@ -985,18 +1054,18 @@ func (s *Store) healthLoop() {
 // The last round runs with the node's redirected lock held, so no write
 // redirected to the backup is still in flight when the node is marked up.
 func (s *Store) recover(n *node) {
-	if err := n.meta.version(); err != nil {
+	ctx := context.Background()
+	if err := n.version(ctx); err != nil {
 		return
 	}
 	// Connections pooled before the failure may lead to a dead process.
-	_ = n.mc.Close()
-	n.meta.closeIdle()
+	n.closeConns()
 	for range 3 {
 		keys, overflow := n.takeStale()
 		if len(keys) == 0 && !overflow {
 			break
 		}
-		if !s.clean(n, keys, overflow) {
+		if !s.clean(ctx, n, keys, overflow) {
 			return
 		}
 	}
@@ -1005,7 +1074,7 @@ func (s *Store) recover(n *node) {
 	defer n.redirected.Unlock()
 	for !n.markUpIfClean() {
 		keys, overflow := n.takeStale()
-		if !s.clean(n, keys, overflow) {
+		if !s.clean(ctx, n, keys, overflow) {
 			return
 		}
 	}
@@ -1013,9 +1082,9 @@ func (s *Store) recover(n *node) {
 
 // clean deletes keys from n (or flushes n on overflow). On failure or Close
 // it puts the keys back and reports false.
-func (s *Store) clean(n *node, keys []string, overflow bool) bool {
+func (s *Store) clean(ctx context.Context, n *node, keys []string, overflow bool) bool {
 	if overflow {
-		if err := n.flushAll(); err != nil {
+		if err := n.flushAll(ctx); err != nil {
 			n.returnStale(nil, true)
 			return false
 		}
@@ -1028,10 +1097,20 @@ func (s *Store) clean(n *node, keys []string, overflow bool) bool {
 			return false
 		default:
 		}
-		if err := n.delete(k); err != nil && !errors.Is(err, provider.ErrNotFound) {
+		if err := n.delete(ctx, k); err != nil && !errors.Is(err, provider.ErrNotFound) {
 			n.returnStale(keys[i:], false)
 			return false
 		}
 	}
 	return true
+}
+
+// ProbeMeta reports whether the memcached server at addr understands meta
+// commands (memcached 1.6 or later answers `mn`): when it does not, use
+// Config.TextProtocol. dial may be nil (a net.Dialer); the probe is bounded
+// by ctx and DefaultTimeout.
+func ProbeMeta(ctx context.Context, addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (bool, error) {
+	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial}
+	defer c.close()
+	return c.probeMeta(ctx)
 }

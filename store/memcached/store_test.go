@@ -71,7 +71,7 @@ func TestContract(t *testing.T) {
 			require.ErrorIs(t, s.Touch(ctx, key, time.Minute), provider.ErrNotFound)
 			require.ErrorIs(t, s.Delete(ctx, key), provider.ErrNotFound)
 
-			_, err = s.Add(ctx, key, v1, time.Minute)
+			addCAS, err := s.Add(ctx, key, v1, time.Minute)
 			require.NoError(t, err)
 			_, err = s.Add(ctx, key, v2, time.Minute)
 			require.ErrorIs(t, err, provider.ErrExists)
@@ -80,10 +80,11 @@ func TestContract(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, v1, e.Value)
 			require.NotZero(t, e.CAS)
+			require.Equal(t, e.CAS, addCAS, "Add returns the new token (ms ... c)")
 
 			newCAS, err := s.CompareAndSwap(ctx, key, v2, e.CAS, 2*time.Minute)
 			require.NoError(t, err)
-			require.Zero(t, newCAS, "gomemcache cannot report the new CAS")
+			require.NotZero(t, newCAS, "CompareAndSwap returns the new token (ms ... c)")
 			_, err = s.CompareAndSwap(ctx, key, v3, e.CAS, time.Minute)
 			require.ErrorIs(t, err, provider.ErrCASConflict, "a used token must conflict")
 			_, err = s.CompareAndSwap(ctx, key, v3, 0, time.Minute)
@@ -93,6 +94,7 @@ func TestContract(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, v2, e2.Value)
 			require.NotEqual(t, e.CAS, e2.CAS)
+			require.Equal(t, newCAS, e2.CAS, "the token returned by the write is the one Get reads")
 			ttl, err := s.TTL(ctx, key)
 			require.NoError(t, err)
 			require.InDelta(t, (2 * time.Minute).Seconds(), ttl.Seconds(), 2)
@@ -333,4 +335,138 @@ func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestProbeMeta(t *testing.T) {
+	servers := startNodes(t, 1)
+	ok, err := memcached.ProbeMeta(context.Background(), servers[0].Addr(), nil)
+	require.NoError(t, err)
+	require.True(t, ok, "memcached >= 1.6 answers mn")
+
+	// A server that answers ERROR to mn (memcached before 1.6).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		if _, err := c.Read(buf); err == nil {
+			_, _ = c.Write([]byte("ERROR\r\n"))
+		}
+	}()
+	ok, err = memcached.ProbeMeta(context.Background(), ln.Addr().String(), nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+// TestContextDeadlineOnSocket: the context's deadline bounds the read of a
+// reply (not only the start of an operation), and a context that ends is
+// not the node's fault: the node stays up.
+func TestContextDeadlineOnSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // hangs: reads, never answers
+		}
+	}()
+	s, err := memcached.New(memcached.Config{Nodes: []string{ln.Addr().String()}, Timeout: time.Minute})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = s.Get(ctx, "sl:k")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, provider.ErrUnavailable)
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel2)
+	_, err = s.CompareAndSwap(ctx2, "sl:k", []byte("v"), 1<<56|1, time.Minute)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a write interrupted after it was sent has an unknown outcome")
+	require.True(t, s.Nodes()[0].Up, "a context that ends does not mark the node down")
+}
+
+// TestTokenAcrossRestart: a token kept from before a node restart (as the
+// provider's written cache keeps them) never matches after it, even when
+// the restarted memcached, counting CAS values from 1 again, gives the key
+// the same CAS value.
+func TestTokenAcrossRestart(t *testing.T) {
+	servers := startNodes(t, 1)
+	s := newStore(t, servers, memcached.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const key = "sl:restart"
+	old, err := s.Add(ctx, key, record(1, "before"), time.Minute)
+	require.NoError(t, err)
+	require.NotZero(t, old)
+	oldCAS := old & (1<<48 - 1)
+
+	require.NoError(t, servers[0].Restart(ctx))
+	for s.Nodes()[0].Up {
+		require.NoError(t, ctx.Err(), "the restart was never noticed")
+		_, _ = s.Get(ctx, key) // the failed read marks the node down
+	}
+	for !s.Nodes()[0].Up {
+		require.NoError(t, ctx.Err(), "the node never came back")
+		time.Sleep(10 * time.Millisecond) // polling the health check, bounded by ctx
+	}
+	// The new process gives the key the CAS value the token holds.
+	c := raw(t, servers[0].Addr())
+	for {
+		require.NoError(t, c.Set(&memcache.Item{Key: key, Value: record(1, "after"), Expiration: 60}))
+		it, err := c.Get(key)
+		require.NoError(t, err)
+		if it.CasID == oldCAS {
+			break
+		}
+		require.Less(t, it.CasID, oldCAS, "CAS values passed the token's")
+	}
+	_, err = s.CompareAndSwap(ctx, key, record(2, "lost update"), old, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a token from before the restart must not match")
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, record(1, "after"), e.Value)
+}
+
+// TestTextPath: what the text path (Config.TextProtocol) guarantees and
+// does not: one copy whatever Backup says, writes return 0 as the token,
+// no TTL reads, GetAndTouch through Get and CompareAndSwap.
+func TestTextPath(t *testing.T) {
+	servers := startNodes(t, 2)
+	s := newStore(t, servers, memcached.Config{TextProtocol: true})
+	ctx := context.Background()
+	const key = "sl:text"
+	cas, err := s.Add(ctx, key, record(1, "one"), time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, cas, "gomemcache cannot report the new CAS")
+	primary, backup := s.Placement(key)
+	require.Empty(t, backup, "one copy")
+	other := servers[0].Addr()
+	if other == primary {
+		other = servers[1].Addr()
+	}
+	for _, k := range []string{key, "bak:" + key} {
+		_, err := raw(t, other).Get(k)
+		require.ErrorIs(t, err, memcache.ErrCacheMiss, "no copy on the other node")
+	}
+	e, err := s.GetAndTouch(ctx, key, 2*time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, record(1, "one"), e.Value)
+	cas, err = s.CompareAndSwap(ctx, key, record(2, "two"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, cas)
+	_, err = s.TTL(ctx, key)
+	require.ErrorIs(t, err, provider.ErrServer, "no TTL reads without meta commands")
+	require.True(t, s.Nodes()[0].Up && s.Nodes()[1].Up)
 }

@@ -1,0 +1,102 @@
+package memcached_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// ops is the number of memcached operations srv has served, from its
+// own stats.
+func ops(t testing.TB, srv *mcserver.Server) uint64 {
+	return countOps(t, []*mcserver.Server{srv}).total()
+}
+
+// TestOperationsPerRequest counts memcached operations per request with
+// memcached's own stats, on the primary and on the backup node:
+//
+//   - read-only: 1 (a get-and-touch);
+//   - exclusive, served by a process that did not write the session last
+//     (cold): 3 (read, lock, commit or release): the commit starts from
+//     the record and token the lock's write returned;
+//   - exclusive, served by the process that wrote the session last
+//     (warm): 2 (lock, commit or release);
+//   - with the backup copy, the backup node serves at most one operation
+//     per operation of the primary (sent in parallel: Store.parallel).
+func TestOperationsPerRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nodes int
+	}{{"OneCopy", 1}, {"BackupCopy", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := startNodes(t, tc.nodes)
+			s := newStore(t, servers, memcached.Config{})
+			ctx := context.Background()
+			newProvider := func() *provider.Provider {
+				p, err := provider.New(s, provider.Config{App: "ops"})
+				require.NoError(t, err)
+				return p
+			}
+			p := newProvider()
+			id, err := session.NewID()
+			require.NoError(t, err)
+			d := p.CreateNewStoreData(20 * time.Minute)
+			require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, d, 0, true))
+			key, err := p.Key(id)
+			require.NoError(t, err)
+			primary, backup := s.Placement(key)
+			pSrv := serverAt(t, servers, primary)
+
+			measure := func(p *provider.Provider, do func(context.Context, *provider.Provider, string, int) error, i int) (onP, onB uint64) {
+				pb := ops(t, pSrv)
+				var bb uint64
+				if backup != "" {
+					bb = ops(t, serverAt(t, servers, backup))
+				}
+				require.NoError(t, do(ctx, p, id, i))
+				onP = ops(t, pSrv) - pb
+				if backup != "" {
+					onB = ops(t, serverAt(t, servers, backup)) - bb
+				}
+				return onP, onB
+			}
+			want := map[string][2]uint64{ // cold, warm
+				"read-only":           {1, 1},
+				"exclusive-unchanged": {3, 2},
+				"exclusive-changed":   {3, 2},
+			}
+			for _, r := range requestKinds {
+				for i := 1; i <= 3; i++ {
+					// Cold: another process (a fresh provider) serves it.
+					onP, onB := measure(newProvider(), r.run, i)
+					require.Equal(t, want[r.name][0], onP, "%s cold, request %d: operations on the primary", r.name, i)
+					require.LessOrEqual(t, onB, onP, "%s cold, request %d: operations on the backup", r.name, i)
+					// Warm: p serves it twice in a row.
+					measure(p, r.run, i)
+					onP, onB = measure(p, r.run, i)
+					require.Equal(t, want[r.name][1], onP, "%s warm, request %d: operations on the primary", r.name, i)
+					require.LessOrEqual(t, onB, onP, "%s warm, request %d: operations on the backup", r.name, i)
+				}
+			}
+			// Two processes taking turns: each one's remembered record is
+			// stale, which costs one refused write before the read.
+			p2 := newProvider()
+			for i := 1; i <= 4; i++ {
+				pi := p
+				if i%2 == 0 {
+					pi = p2
+				}
+				onP, _ := measure(pi, requestKinds[2].run, i)
+				require.LessOrEqual(t, onP, uint64(4), "alternating servers, request %d", i)
+				t.Logf("alternating servers, exclusive commit %d: %d operations on the primary", i, onP)
+			}
+		})
+	}
+}
