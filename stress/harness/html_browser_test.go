@@ -199,7 +199,8 @@ func checkReport(ctx context.Context, t *testing.T, page *browsertest.Page, dir,
 		require.NoError(t, page.Navigate(ctx, u), name)
 		var got struct {
 			Lanes, Visible, Markers, Axes, ScrollWidth, InnerWidth int
-			Wide                                                   []string
+			Wide, Hidden, Cut, Crowded                             []string
+			Verdicts                                               int
 		}
 		require.NoError(t, page.Eval(ctx, `({
 			Lanes: document.querySelectorAll(".timeline .lane").length,
@@ -208,7 +209,23 @@ func checkReport(ctx context.Context, t *testing.T, page *browsertest.Page, dir,
 			Axes: document.querySelectorAll(".time-axis").length,
 			ScrollWidth: document.documentElement.scrollWidth,
 			InnerWidth: window.innerWidth,
-			Wide: [...document.querySelectorAll("body *")].filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 5).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))})`, &got))
+			Wide: [...document.querySelectorAll("body *")].filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 5).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right)),
+			Verdicts: document.querySelectorAll("table.inv td.status").length,
+			Hidden: [...document.querySelectorAll("table.stack td")].filter(td => {
+				if (td.closest(".lane.off")) return false;
+				const r = td.getBoundingClientRect(), box = td.closest(".scroll").getBoundingClientRect();
+				return r.width === 0 || r.left < box.left - 0.5 || r.right > Math.min(box.right, window.innerWidth) + 0.5;
+			}).slice(0, 5).map(td => td.closest("table").className + ": " + td.textContent),
+			Cut: [...document.querySelectorAll(".tl-label")].filter(l => l.offsetParent !== null && l.scrollWidth > l.clientWidth + 1).slice(0, 5).map(l => l.textContent),
+			Crowded: [...document.querySelectorAll(".tl-axis .tl-plot")].flatMap(p => {
+				const ts = [...p.querySelectorAll(".tick")].filter(t => getComputedStyle(t).visibility !== "hidden").map(t => t.getBoundingClientRect());
+				const bad = [];
+				ts.forEach((r, i) => {
+					if (i > 0 && r.left < ts[i-1].right + 4) bad.push("overlap at " + Math.round(r.left));
+					if (r.left < p.getBoundingClientRect().left - 1 || r.right > window.innerWidth + 0.5) bad.push("clipped at " + Math.round(r.left));
+				});
+				return bad;
+			}).slice(0, 5)})`, &got))
 		if os.Getenv(shotsEnv) != "" {
 			png, err := page.Screenshot(ctx)
 			require.NoError(t, err)
@@ -235,6 +252,15 @@ func checkReport(ctx context.Context, t *testing.T, page *browsertest.Page, dir,
 		require.Equal(t, want.Markers, got.Markers, "%s: fault markers", name)
 		require.Equal(t, 1, got.Axes, "%s: one time axis", name)
 		require.LessOrEqual(t, got.ScrollWidth, got.InnerWidth, "%s at %d px: horizontal overflow: %v", name, width, got.Wide)
+		// Every cell of the wide tables (each invariant's verdict, what
+		// each fault did) shows within the screen: stacked as cards on
+		// narrow screens, never cut off inside a scroll box.
+		require.Positive(t, got.Verdicts, "%s: invariants' verdicts", name)
+		require.Empty(t, got.Hidden, "%s at %d px: table cells off screen", name, width)
+		// Lane and row labels are whole (short ones on narrow screens),
+		// and tick labels neither run together nor get clipped.
+		require.Empty(t, got.Cut, "%s at %d px: cut labels", name, width)
+		require.Empty(t, got.Crowded, "%s at %d px: tick labels", name, width)
 	}
 	require.Empty(t, page.Errors(), "%s: script errors", name)
 	for _, r := range page.Requests() {

@@ -31,3 +31,26 @@
     show();
   }
 })();
+
+// Tick labels from the pixel width: at least 8 px between labels, so they
+// never run together; the first and last always show. Without the script
+// (or in print) the stylesheet's rule hides every other label on narrow
+// screens.
+(function () {
+  const space = () => {
+    for (const plot of document.querySelectorAll(".tl-axis .tl-plot")) {
+      const ticks = [...plot.querySelectorAll(".tick")];
+      for (const t of ticks) t.classList.remove("odd", "crowded");
+      if (ticks.length < 3) continue;
+      const last = ticks[ticks.length - 1].getBoundingClientRect();
+      let right = -Infinity;
+      for (const t of ticks.slice(0, -1)) {
+        const r = t.getBoundingClientRect();
+        if (r.left < right + 8 || (t !== ticks[0] && r.right + 8 > last.left)) t.classList.add("crowded");
+        else right = r.right;
+      }
+    }
+  };
+  space();
+  window.addEventListener("resize", space);
+})();

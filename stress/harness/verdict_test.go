@@ -64,6 +64,6 @@ func TestProgressLine(t *testing.T) {
 func TestStyleOfUnknownKind(t *testing.T) {
 	s := styleOf("split_brain_thing")
 	require.Equal(t, "split brain thing", s.Label)
-	require.Equal(t, fallbackFaultColor, s.Color)
+	require.Equal(t, fallbackFault.Color, s.Color)
 	require.Equal(t, "node killed", styleOf(FaultKillNode).Label)
 }
