@@ -123,6 +123,7 @@ func writeComparisonPage(b *strings.Builder, title string, c *Comparison) {
 	writeCDF(b, "Latency seen by the browsers, both strategies", []series{{oursName, oursColor, o.timeline.Latencies}, {aspName, aspnetColor, a.timeline.Latencies}})
 	b.WriteString("</div></section>\n")
 	writeTimeline(b, []*Result{o, a}, []string{oursName, aspName})
+	writeZoom(b, o, a, oursName)
 	b.WriteString("<div class=\"cols\">\n")
 	for i, r := range []*Result{o, a} {
 		fmt.Fprintf(b, "<section><h2>%s</h2><p class=\"verdict-line %s\">%s</p>\n<h3>Invariants</h3>\n", esc([]string{oursName, aspName}[i]), passClass(r.OK()), esc(verdict(r)))
@@ -386,18 +387,46 @@ const vbWidth = 10000
 // (milliseconds since each run's workload started), one group of lanes
 // per run, named by groups when there are several.
 func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
+	writeTimelineAs(b, runs, groups, false)
+}
+
+// timelineSpanMs is how long r's timeline lasts: to its last answer or
+// the end of its last fault.
+func timelineSpanMs(r *Result) float64 {
+	span := ms(r.timeline.End - r.timeline.Workload)
+	for _, e := range r.timeline.Events {
+		if !e.Missed {
+			span = max(span, e.AtMs+e.DurationMs) // every marker on the axis
+		}
+	}
+	return span
+}
+
+// writeZoom writes, when a comparison's fast run takes under a third of
+// the shared axis, that run again on its own time axis, so that it is
+// not a sliver.
+func writeZoom(b *strings.Builder, fast, slow *Result, name string) {
+	if f, s := timelineSpanMs(fast), timelineSpanMs(slow); f <= 0 || f >= s/3 {
+		return
+	}
+	writeTimelineAs(b, []*Result{fast}, []string{name}, true)
+}
+
+// writeTimelineAs writes the timeline, or with zoom the zoomed inset of
+// a comparison: no legend, an axis and lanes of its own, not counted as
+// the page's timeline.
+func writeTimelineAs(b *strings.Builder, runs []*Result, groups []string, zoom bool) {
 	spanMs := 0.0
 	lanes := 0
 	for _, r := range runs {
-		spanMs = max(spanMs, ms(r.timeline.End-r.timeline.Workload))
+		spanMs = max(spanMs, timelineSpanMs(r))
 		lanes += len(r.timeline.Lanes)
-		for _, e := range r.timeline.Events {
-			if !e.Missed {
-				spanMs = max(spanMs, e.AtMs+e.DurationMs) // every marker on the axis
-			}
-		}
 	}
-	fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
+	if zoom {
+		fmt.Fprintf(b, "<section class=\"zoom\" data-lanes=\"%d\"><h2>%s, zoomed to its own time axis</h2>\n", lanes, esc(groups[0]))
+	} else {
+		fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
+	}
 	if spanMs <= 0 || lanes == 0 {
 		b.WriteString("<p>No requests.</p></section>\n")
 		return
@@ -406,7 +435,55 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 	spanMs = math.Ceil(spanMs/step) * step // the axis ends on a tick
 	pct := func(v float64) string { return strconv.FormatFloat(100*v/spanMs, 'f', 3, 64) + "%" }
 
-	// Legend: routes of the runs with their modes, the phases, faults.
+	if zoom {
+		fmt.Fprintf(b, "<p class=\"note\">The same lanes as above, with the axis ending at %s instead of the slower strategy's end; same colours.</p>\n", formatMs(spanMs))
+	} else {
+		writeTimelineKey(b, runs, groups)
+	}
+	b.WriteString("<div class=\"tl\">\n")
+	axis := "time-axis"
+	if zoom {
+		axis = "zoom-axis"
+	}
+	writeAxis(b, axis, "since workload start", spanMs, step)
+	for gi, r := range runs {
+		tl := r.timeline
+		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
+		fmt.Fprintf(b, "<div class=\"tl-run\" data-pages=\"%d\" data-stride=\"%d\" data-mode=\"%s\">\n", pages, max(tl.Stride, 1), esc(r.Mode))
+		if len(groups) > gi {
+			fmt.Fprintf(b, "<div class=\"tl-group\">%s: %.2f s of workload</div>\n", esc(groups[gi]), r.DurationMs/1000)
+		}
+		writeFaultStrip(b, tl.Events, pct, spanMs)
+		b.WriteString("<div class=\"tl-lanes\"><div class=\"tl-over\">")
+		for v := step; v < spanMs-step/2; v += step {
+			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
+		}
+		n := 0
+		for _, e := range tl.Events {
+			if e.Missed {
+				continue
+			}
+			n++
+			st := styleOf(e.Kind)
+			style := fmt.Sprintf("left:%s;--c:%s;border-left-style:%s", pct(e.AtMs), st.Color, st.Line)
+			if e.DurationMs > 0 {
+				style += ";width:" + pct(e.DurationMs)
+			}
+			fmt.Fprintf(b, "<div class=\"fault-marker\" data-kind=\"%s\" data-n=\"F%d\" style=\"%s\" title=\"F%d %s\"></div>",
+				esc(e.Kind), n, style, n, esc(e.describe()))
+		}
+		b.WriteString("</div>\n")
+		for i, l := range tl.Lanes {
+			writeLane(b, l, i/LanesPerPage, tl.Workload, spanMs)
+		}
+		b.WriteString("</div></div>\n")
+	}
+	b.WriteString("</div></section>\n")
+}
+
+// writeTimelineKey writes the timeline's legend (routes with their
+// modes, the phases, faults) and its notes.
+func writeTimelineKey(b *strings.Builder, runs []*Result, groups []string) {
 	b.WriteString("<p class=\"legend\">")
 	seen := map[string]bool{}
 	var names []string
@@ -451,41 +528,6 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 		}
 	}
 
-	b.WriteString("<div class=\"tl\">\n")
-	writeAxis(b, "time-axis", "since workload start", spanMs, step)
-	for gi, r := range runs {
-		tl := r.timeline
-		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
-		fmt.Fprintf(b, "<div class=\"tl-run\" data-pages=\"%d\" data-mode=\"%s\">\n", pages, esc(r.Mode))
-		if len(groups) > gi {
-			fmt.Fprintf(b, "<div class=\"tl-group\">%s: %.2f s of workload</div>\n", esc(groups[gi]), r.DurationMs/1000)
-		}
-		writeFaultStrip(b, tl.Events, pct, spanMs)
-		b.WriteString("<div class=\"tl-lanes\"><div class=\"tl-over\">")
-		for v := step; v < spanMs-step/2; v += step {
-			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
-		}
-		n := 0
-		for _, e := range tl.Events {
-			if e.Missed {
-				continue
-			}
-			n++
-			st := styleOf(e.Kind)
-			style := fmt.Sprintf("left:%s;--c:%s;border-left-style:%s", pct(e.AtMs), st.Color, st.Line)
-			if e.DurationMs > 0 {
-				style += ";width:" + pct(e.DurationMs)
-			}
-			fmt.Fprintf(b, "<div class=\"fault-marker\" data-kind=\"%s\" data-n=\"F%d\" style=\"%s\" title=\"F%d %s\"></div>",
-				esc(e.Kind), n, style, n, esc(e.describe()))
-		}
-		b.WriteString("</div>\n")
-		for i, l := range tl.Lanes {
-			writeLane(b, l, i/LanesPerPage, tl.Workload, spanMs)
-		}
-		b.WriteString("</div></div>\n")
-	}
-	b.WriteString("</div></section>\n")
 }
 
 // writeFaultStrip writes the strip above a run's lanes that holds its

@@ -22,7 +22,9 @@
       const shown = run.querySelectorAll(".lane:not(.off)");
       const first = shown.length ? shown[0].dataset.session : "-";
       const last = shown.length ? shown[shown.length - 1].dataset.session : "-";
-      label.textContent = "page " + (page + 1) + " of " + pages + ": sessions " + first + " to " + last;
+      const stride = Number(run.dataset.stride || "1");
+      label.textContent = "page " + (page + 1) + " of " + pages + ": " + shown.length + " lanes, sessions " + first + " to " + last +
+        (stride > 1 ? " (a lane = every " + stride + (stride === 2 ? "nd" : stride === 3 ? "rd" : "th") + " session)" : "");
       prev.disabled = page === 0;
       next.disabled = page === pages - 1;
     };
