@@ -171,6 +171,7 @@ var glossary = [][2]string{
 	{"alone", "how long one request of the route took with nothing else running (measured before the workload)."},
 	{"burst makespan", "from a burst's first request sent to its last answer."},
 	{"bursts summed, x the least they needed", "the bursts' makespans added up, against the sum of each request's alone time: 19x means the requests spent about 95% of that time queued (in the browser, for the lock, for the server)."},
+	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies."},
 	{"unacked_commits", "increments stored although their request failed: the answer was lost, not the write; not a violation."},
 	{"fenced_writes_rejected", "commits refused because the lock had been taken over meanwhile: the fence working; not a violation."},
 	{"percentages of faults (-kill-node 40%)", "a share of the requests: 40% = after 40% of the target requests were sent."},
@@ -844,7 +845,7 @@ type barValue struct {
 
 // writeBars draws a small horizontal bar chart with the values written.
 func writeBars(b *strings.Builder, title, unit, note string, bars []barValue) {
-	const w, left, right, rowH = 420.0, 150.0, 90.0, 34.0
+	const w, left, right, rowH = 440.0, 178.0, 84.0, 34.0
 	h := 20 + rowH*float64(len(bars))
 	top := 0.0
 	for _, v := range bars {

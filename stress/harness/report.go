@@ -171,7 +171,7 @@ func makespanSumLine(r *Result) string {
 func (c *Comparison) sentences() []string {
 	o, a := c.Ours, c.ASPNET
 	out := []string{
-		fmt.Sprintf("With ASP.NET's fixed 500 ms polling, ASP.NET's median lock wait was %s ours (%s vs %s), and its p99 lock wait %s ours (%s vs %s).",
+		fmt.Sprintf("With its fixed 500 ms polling, ASP.NET's median lock wait was %s ours (%s vs %s), and its p99 lock wait %s ours (%s vs %s).",
 			relative(a.WaitP50Ms, o.WaitP50Ms, "longer than", "shorter than"), formatMs(a.WaitP50Ms), formatMs(o.WaitP50Ms),
 			relative(a.WaitP99Ms, o.WaitP99Ms, "longer than", "shorter than"), formatMs(a.WaitP99Ms), formatMs(o.WaitP99Ms)),
 		fmt.Sprintf("ASP.NET's bursts, first request to last answer and summed, took %s ours (%s vs %s); ASP.NET's throughput was %s ours (%.0f vs %.0f requests per second).",
