@@ -34,22 +34,31 @@
   }
 })();
 
-// Tick labels from the pixel width: at least 8 px between labels, so they
-// never run together; the first and last always show. Without the script
-// (or in print) the stylesheet's rule hides every other label on narrow
-// screens.
+// Tick labels from the pixel width: every k-th label, k the smallest
+// that leaves at least 8 px between labels, so they never run together;
+// the first and last always show. Without the script (or in print) the
+// stylesheet's rule hides every other label on narrow screens.
 (function () {
   const space = () => {
     for (const plot of document.querySelectorAll(".tl-axis .tl-plot")) {
       const ticks = [...plot.querySelectorAll(".tick")];
       for (const t of ticks) t.classList.remove("odd", "crowded");
       if (ticks.length < 3) continue;
-      const last = ticks[ticks.length - 1].getBoundingClientRect();
-      let right = -Infinity;
-      for (const t of ticks.slice(0, -1)) {
-        const r = t.getBoundingClientRect();
-        if (r.left < right + 8 || (t !== ticks[0] && r.right + 8 > last.left)) t.classList.add("crowded");
-        else right = r.right;
+      const rects = ticks.map((t) => t.getBoundingClientRect());
+      const last = ticks.length - 1;
+      for (let k = 1; k <= last; k++) {
+        const shown = [];
+        for (let i = 0; i < last; i += k) shown.push(i);
+        // The last label shows; a label too close to it gives way.
+        while (shown.length > 1 && rects[shown[shown.length - 1]].right + 8 > rects[last].left) shown.pop();
+        shown.push(last);
+        let fits = true;
+        for (let j = 1; j < shown.length; j++) {
+          if (rects[shown[j]].left < rects[shown[j - 1]].right + 8) fits = false;
+        }
+        if (!fits && k < last) continue;
+        ticks.forEach((t, i) => t.classList.toggle("crowded", !shown.includes(i)));
+        break;
       }
     }
   };
