@@ -278,7 +278,7 @@ func writeCards(b *strings.Builder, r *Result) {
 	card("requests", fmt.Sprintf("%d", r.RequestsWorkload), fmt.Sprintf("workload (target %d) + %d setup; %d failed", r.RequestsTarget, r.RequestsSetup, r.RequestsFailed))
 	card("lock wait p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.WaitP50Ms), formatMs(r.WaitP99Ms)), "max "+formatMs(r.WaitMaxMs))
 	card("lock hold p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.HoldP50Ms), formatMs(r.HoldP99Ms)), "exclusive handler, commit and release")
-	card("latency p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.LatencyP50Ms), formatMs(r.LatencyP99Ms)), "as the browsers saw it")
+	card("latency p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.LatencyP50Ms), formatMs(r.LatencyP99Ms)), fmt.Sprintf("as the browsers saw it, including their wait for one of their %d connections", r.Conns))
 	note := "first request sent to last answer"
 	if r.SingleRequestMs > 0 {
 		note = fmt.Sprintf("%.2f x one request alone (%s)", r.BurstVsSingle, formatMs(r.SingleRequestMs))
@@ -744,7 +744,10 @@ func writeDetail(b *strings.Builder, r *Result) {
 			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Arrive), max(xv(br.Start)-xv(br.Arrive), 0.3), gapColor(br.Route))
 		}
 		if br.Start > 0 && br.Done >= br.Start {
-			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Start), max(xv(br.Done)-xv(br.Start), 0.6), routeColor(br.Route))
+			// The stroke, the same width on any screen, keeps a
+			// microsecond handler visible (about 3 px at least).
+			c := routeColor(br.Route)
+			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1.5\" width=\"%.2f\" height=\"7\" fill=\"%s\" stroke=\"%s\" stroke-width=\"3\" vector-effect=\"non-scaling-stroke\"/>", xv(br.Start), max(xv(br.Done)-xv(br.Start), 0.1), c, c)
 		}
 		b.WriteString("</svg></div>\n")
 	}

@@ -67,3 +67,29 @@ func TestStyleOfUnknownKind(t *testing.T) {
 	require.Equal(t, fallbackFault.Color, s.Color)
 	require.Equal(t, "node killed", styleOf(FaultKillNode).Label)
 }
+
+// TestComparisonSentences: the ratios read the right way round, and a
+// small run says that its figures are not stable.
+func TestComparisonSentences(t *testing.T) {
+	c := &Comparison{
+		Ours:   &Result{WaitP50Ms: 0.06, WaitP99Ms: 10, MakespanMs: 100, ThroughputRPS: 800, RequestsWorkload: 20},
+		ASPNET: &Result{WaitP50Ms: 0.024, WaitP99Ms: 500, MakespanMs: 2000, ThroughputRPS: 40, RequestsWorkload: 20},
+	}
+	s := strings.Join(c.sentences(), " ")
+	require.Contains(t, s, "ASP.NET's median lock wait was 2.5x shorter than ours")
+	require.Contains(t, s, "its p99 lock wait 50.0x longer than ours")
+	require.Contains(t, s, "ASP.NET's throughput was 20.0x lower than ours")
+	require.Contains(t, s, "A small sample: 20 requests per strategy")
+	c.Ours.RequestsWorkload, c.ASPNET.RequestsWorkload = 1000, 1000
+	require.NotContains(t, strings.Join(c.sentences(), " "), "small sample")
+}
+
+// TestFaultTableWords: instant faults say so, and "at" says from when.
+func TestFaultTableWords(t *testing.T) {
+	r := &Result{Events: []Event{{AtMs: 12, Kind: FaultKillNode, Target: "memcached node 0", What: "killed"}, {AtMs: 20, DurationMs: 30, Kind: "pause_node", What: "paused"}}}
+	var b strings.Builder
+	writeFaults(&b, r)
+	require.Contains(t, b.String(), "at (since workload start)")
+	require.Contains(t, b.String(), "<td data-label=\"lasted\">instant</td>")
+	require.Contains(t, b.String(), "<td data-label=\"lasted\">30\u00a0ms</td>")
+}
