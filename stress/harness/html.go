@@ -229,9 +229,13 @@ func writeFaults(b *strings.Builder, r *Result) {
 	writeFaultLegend(b, r.Events)
 	b.WriteString("<div class=\"scroll\"><table class=\"faults stack\"><tr><th>#</th><th>fault</th><th>at (since workload start)</th><th>lasted</th><th>target</th><th>what happened</th></tr>\n")
 	n := 0
-	for _, e := range r.Events {
+	restarts, nums := restartOf(r.Events), faultNumbers(r.Events)
+	for i, e := range r.Events {
 		st := styleOf(e.Kind)
 		num, at, lasted := "", "not reached", "instant"
+		if j, ok := restarts[i]; ok {
+			lasted = fmt.Sprintf("down until F%d (%s)", nums[j], formatMs(r.Events[j].AtMs-e.AtMs))
+		}
 		cls := ""
 		if e.Missed {
 			if !r.UnreachedFaultsAllowed {
@@ -264,6 +268,9 @@ func writeFaultLegend(b *strings.Builder, events []Event) {
 		seen[e.Kind] = true
 		st := styleOf(e.Kind)
 		fmt.Fprintf(b, "<span class=\"fault-kind\" data-kind=\"%s\">%sfault: %s</span>", esc(e.Kind), st.swatch(), esc(st.Label))
+	}
+	if len(restartOf(events)) > 0 {
+		b.WriteString("<span><i class=\"sw\" style=\"background:repeating-linear-gradient(135deg,rgba(0,0,0,.25) 0 3px,transparent 3px 6px)\"></i>node down: from its kill to its restart</span>")
 	}
 	b.WriteString("</p>\n")
 }
@@ -459,6 +466,11 @@ func writeTimelineAs(b *strings.Builder, runs []*Result, groups []string, zoom b
 		for v := step; v < spanMs-step/2; v += step {
 			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
 		}
+		for i, j := range restartOf(tl.Events) {
+			e := tl.Events[i]
+			fmt.Fprintf(b, "<div class=\"down-span\" style=\"left:%s;width:%s\" title=\"%s down from %s to %s\"></div>",
+				pct(e.AtMs), pct(tl.Events[j].AtMs-e.AtMs), esc(e.Target), formatMs(e.AtMs), formatMs(tl.Events[j].AtMs))
+		}
 		n := 0
 		for _, e := range tl.Events {
 			if e.Missed {
@@ -529,6 +541,39 @@ func writeTimelineKey(b *strings.Builder, runs []*Result, groups []string) {
 		}
 	}
 
+}
+
+// restartOf returns, for each kill among events, the index of the restart
+// of the same target that ended it, if any: the node was down in between.
+func restartOf(events []Event) map[int]int {
+	m := map[int]int{}
+	for i, e := range events {
+		if e.Missed || e.Kind != FaultKillNode || e.Target == "" {
+			continue
+		}
+		for j := i + 1; j < len(events); j++ {
+			f := events[j]
+			if !f.Missed && f.Kind == FaultRestartNode && f.Target == e.Target && f.AtMs >= e.AtMs {
+				m[i] = j
+				break
+			}
+			if !f.Missed && f.Kind == FaultKillNode && f.Target == e.Target {
+				break
+			}
+		}
+	}
+	return m
+}
+
+// faultNumbers numbers the events that happened F1..Fn, by index.
+func faultNumbers(events []Event) map[int]int {
+	m := map[int]int{}
+	for i, e := range events {
+		if !e.Missed {
+			m[i] = len(m) + 1
+		}
+	}
+	return m
 }
 
 // writeFaultStrip writes the strip above a run's lanes that holds its

@@ -93,3 +93,18 @@ func TestFaultTableWords(t *testing.T) {
 	require.Contains(t, b.String(), "<td data-label=\"lasted\">instant</td>")
 	require.Contains(t, b.String(), "<td data-label=\"lasted\">30\u00a0ms</td>")
 }
+
+// TestKillRestartSpan: a kill ended by a restart of the same node is one
+// "down" span, in the table and on the timeline.
+func TestKillRestartSpan(t *testing.T) {
+	evs := []Event{
+		{AtMs: 10, Kind: FaultKillNode, Target: "memcached node 0"},
+		{AtMs: 15, Kind: FaultFlush, Target: "memcached node 1"},
+		{AtMs: 40, Kind: FaultRestartNode, Target: "memcached node 0"},
+		{AtMs: 50, Kind: FaultKillNode, Target: "memcached node 1"},
+	}
+	require.Equal(t, map[int]int{0: 2}, restartOf(evs))
+	var b strings.Builder
+	writeFaults(&b, &Result{Events: evs})
+	require.Contains(t, b.String(), "down until F3 (30\u00a0ms)")
+}
