@@ -4,10 +4,11 @@
 //
 //	go run ./examples/ajaxburst -addr 127.0.0.1:8080
 //
-// Exclusive calls run one at a time (the page reports the most that ever
+// Exclusive calls run one at a time (the page checks the most that ever
 // overlapped: 1), and every one of their increments survives; read-only
-// calls wait for the exclusive ones and cannot write; lock-free calls never
-// wait and each keeps its own key.
+// calls take no lock, wait only while a writer holds the session, and
+// cannot write (a writer may start while earlier readers still run);
+// lock-free calls never wait and each keeps its own key.
 package main
 
 import (

@@ -81,14 +81,16 @@ func writeRunPage(b *strings.Builder, title string, r *Result) {
 	writeDetail(b, r)
 	b.WriteString("<section><h2>Distributions</h2><div class=\"charts\">\n")
 	tl := r.timeline
-	writeCDF(b, "Lock wait (exclusive and read-only requests)", []series{{r.Mode, "#e08a00", tl.Waits}})
-	writeCDF(b, "Lock hold (exclusive requests)", []series{{r.Mode, "#c0392b", tl.Holds}})
-	writeCDF(b, "Latency seen by the browsers", []series{{r.Mode, "#1f77b4", tl.Latencies}})
+	writeCDF(b, "Lock wait (exclusive and read-only requests)", []series{{"this run", "#e08a00", tl.Waits}})
+	writeCDF(b, "Lock hold (exclusive requests)", []series{{"this run", "#c0392b", tl.Holds}})
+	writeCDF(b, "Latency seen by the browsers", []series{{"this run", "#1f77b4", tl.Latencies}})
 	b.WriteString("</div></section>\n<section><h2>Routes</h2>\n")
 	writeRoutes(b, r)
 	b.WriteString("</section>\n<section><h2>Every figure the terminal prints</h2>\n")
 	writeFigures(b, r)
-	b.WriteString("</section>\n</main>\n")
+	b.WriteString("</section>\n")
+	writeGlossary(b)
+	b.WriteString("</main>\n")
 }
 
 func writeComparisonPage(b *strings.Builder, title string, c *Comparison) {
@@ -102,27 +104,29 @@ func writeComparisonPage(b *strings.Builder, title string, c *Comparison) {
 		}
 		text = "FAIL: invariants violated: " + strings.Join(parts, "; ")
 	}
-	writeVerdict(b, title, c.OK(), text, "Our adaptive waiting strategy against ASP.NET's fixed 500 ms polls, on the same workload: "+runLine(c.Ours))
+	writeVerdict(b, title, c.OK(), text, "Ours (adaptive waiting) against ASP.NET (fixed 500 ms polls), on the same workload: "+workloadLine(c.Ours))
 	b.WriteString("<main>\n<section><h2>In words</h2>\n")
 	for _, s := range c.sentences() {
 		fmt.Fprintf(b, "<p class=\"words\">%s</p>\n", esc(s))
 	}
 	b.WriteString("</section>\n<section><h2>Side by side</h2><div class=\"charts\">\n")
 	o, a := c.Ours, c.ASPNET
+	oursName, aspName := "ours (adaptive)", "ASP.NET (500 ms polls)"
 	pair := func(name, unit string, ov, av float64, better string) {
-		writeBars(b, name, unit, better, []barValue{{"ours (" + o.Mode + ")", oursColor, ov}, {"ASP.NET (" + a.Mode + ")", aspnetColor, av}})
+		writeBars(b, name, unit, better, []barValue{{oursName, oursColor, ov}, {aspName, aspnetColor, av}})
 	}
 	pair("p50 lock wait", "ms", o.WaitP50Ms, a.WaitP50Ms, "lower is better")
 	pair("p99 lock wait", "ms", o.WaitP99Ms, a.WaitP99Ms, "lower is better")
 	pair("summed burst makespan", "ms", o.MakespanMs, a.MakespanMs, "lower is better")
 	pair("throughput", "req/s", o.ThroughputRPS, a.ThroughputRPS, "higher is better")
-	writeCDF(b, "Lock wait, both strategies", []series{{"ours (" + o.Mode + ")", oursColor, o.timeline.Waits}, {"ASP.NET (" + a.Mode + ")", aspnetColor, a.timeline.Waits}})
-	writeCDF(b, "Latency seen by the browsers, both strategies", []series{{"ours (" + o.Mode + ")", oursColor, o.timeline.Latencies}, {"ASP.NET (" + a.Mode + ")", aspnetColor, a.timeline.Latencies}})
+	writeCDF(b, "Lock wait, both strategies", []series{{oursName, oursColor, o.timeline.Waits}, {aspName, aspnetColor, a.timeline.Waits}})
+	writeCDF(b, "Latency seen by the browsers, both strategies", []series{{oursName, oursColor, o.timeline.Latencies}, {aspName, aspnetColor, a.timeline.Latencies}})
 	b.WriteString("</div></section>\n")
-	writeTimeline(b, []*Result{o, a}, []string{"ours (" + o.Mode + ")", "ASP.NET (" + a.Mode + ")"})
+	writeTimeline(b, []*Result{o, a}, []string{oursName, aspName})
+	writeZoom(b, o, a, oursName)
 	b.WriteString("<div class=\"cols\">\n")
-	for _, r := range []*Result{o, a} {
-		fmt.Fprintf(b, "<section><h2>Run: wait %s</h2><p class=\"verdict-line %s\">%s</p>\n<h3>Invariants</h3>\n", esc(r.Mode), passClass(r.OK()), esc(verdict(r)))
+	for i, r := range []*Result{o, a} {
+		fmt.Fprintf(b, "<section><h2>%s</h2><p class=\"verdict-line %s\">%s</p>\n<h3>Invariants</h3>\n", esc([]string{oursName, aspName}[i]), passClass(r.OK()), esc(verdict(r)))
 		writeInvariants(b, r)
 		b.WriteString("<h3>Faults</h3>\n")
 		writeFaults(b, r)
@@ -132,7 +136,9 @@ func writeComparisonPage(b *strings.Builder, title string, c *Comparison) {
 		writeFigures(b, r)
 		b.WriteString("</section>\n")
 	}
-	b.WriteString("</div>\n</main>\n")
+	b.WriteString("</div>\n")
+	writeGlossary(b)
+	b.WriteString("</main>\n")
 }
 
 const (
@@ -149,14 +155,42 @@ func passClass(ok bool) string {
 
 // runLine is a run's settings in one line.
 func runLine(r *Result) string {
-	return fmt.Sprintf("backend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, wait %s, lease %.0f ms, mix %s, seed %d",
-		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.Mode, r.LeaseMs, r.Mix, r.Seed)
+	return workloadLine(r) + ", wait " + r.Mode
+}
+
+// workloadLine is a run's settings but its waiting strategy, in one line.
+func workloadLine(r *Result) string {
+	return fmt.Sprintf("backend %s, %d app server(s), %d sessions x bursts of %d, %d conns/browser, lease %.0f ms, mix %s, seed %d",
+		r.Backend, r.Procs, r.Sessions, r.Burst, r.Conns, r.LeaseMs, r.Mix, r.Seed)
+}
+
+// glossary explains the reports' terms once.
+var glossary = [][2]string{
+	{"lock wait", "from a request's arrival at the app server to its handler's start, for exclusive and read-only requests."},
+	{"lock hold", "an exclusive handler's run, its commit and the lock's release."},
+	{"alone", "how long one request of the route took with nothing else running (measured before the workload)."},
+	{"burst makespan", "from a burst's first request sent to its last answer."},
+	{"bursts summed, x the least they needed", "the bursts' makespans added up, against the sum of each request's alone time: 19x means the requests spent about 95% of that time queued (in the browser, for the lock, for the server)."},
+	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies."},
+	{"unacked_commits", "increments stored although their request failed: the answer was lost, not the write; not a violation."},
+	{"fenced_writes_rejected", "commits refused because the lock had been taken over meanwhile: the fence working; not a violation."},
+	{"percentages of faults (-kill-node 40%)", "a share of the requests: 40% = after 40% of the target requests were sent."},
+	{"zero values at the left edge", "log-scale charts cannot draw 0: zero values are drawn at the left edge."},
+}
+
+// writeGlossary writes the glossary.
+func writeGlossary(b *strings.Builder) {
+	b.WriteString("<section class=\"glossary\"><h2>Terms</h2><dl>\n")
+	for _, g := range glossary {
+		fmt.Fprintf(b, "<dt>%s</dt> <dd>%s</dd>\n", esc(g[0]), esc(g[1]))
+	}
+	b.WriteString("</dl></section>\n")
 }
 
 // writeInvariants writes the invariants table: each with its count, what
 // it counts, and whether it held.
 func writeInvariants(b *strings.Builder, r *Result) {
-	b.WriteString("<div class=\"scroll\"><table class=\"inv\"><tr><th>invariant</th><th>count</th><th>what it counts</th><th>verdict</th></tr>\n")
+	b.WriteString("<div class=\"scroll\"><table class=\"inv stack\"><tr><th>invariant</th><th>count</th><th>what it counts</th><th>verdict</th></tr>\n")
 	row := func(name string, n int, what string, bad bool, status string) {
 		if status == "" {
 			status = "held"
@@ -164,7 +198,7 @@ func writeInvariants(b *strings.Builder, r *Result) {
 				status = "VIOLATED"
 			}
 		}
-		fmt.Fprintf(b, "<tr class=\"%s\"><td>%s</td><td>%d</td><td>%s</td><td class=\"status\">%s</td></tr>\n",
+		fmt.Fprintf(b, "<tr class=\"%s\"><td class=\"name\">%s</td><td data-label=\"count\">%d</td><td data-label=\"what it counts\">%s</td><td class=\"status key\">%s</td></tr>\n",
 			passClass(!bad), esc(name), n, esc(what), esc(status))
 	}
 	row("lost_updates", r.LostUpdates, fmt.Sprintf("acknowledged writes missing at the end: increments %d, list items %d, lock-free keys %d", r.LostIncrements, r.LostListItems, r.LostLockFreeKey), r.LostUpdates > 0, "")
@@ -193,11 +227,15 @@ func writeFaults(b *strings.Builder, r *Result) {
 		return
 	}
 	writeFaultLegend(b, r.Events)
-	b.WriteString("<div class=\"scroll\"><table class=\"faults\"><tr><th>#</th><th>fault</th><th>at</th><th>lasted</th><th>target</th><th>what happened</th></tr>\n")
+	b.WriteString("<div class=\"scroll\"><table class=\"faults stack\"><tr><th>#</th><th>fault</th><th>at (since workload start)</th><th>lasted</th><th>target</th><th>what happened</th></tr>\n")
 	n := 0
-	for _, e := range r.Events {
+	restarts, nums := restartOf(r.Events), faultNumbers(r.Events)
+	for i, e := range r.Events {
 		st := styleOf(e.Kind)
-		num, at, lasted := "", "not reached", ""
+		num, at, lasted := "", "not reached", "instant"
+		if j, ok := restarts[i]; ok {
+			lasted = fmt.Sprintf("down until F%d (%s)", nums[j], formatMs(r.Events[j].AtMs-e.AtMs))
+		}
 		cls := ""
 		if e.Missed {
 			if !r.UnreachedFaultsAllowed {
@@ -206,13 +244,15 @@ func writeFaults(b *strings.Builder, r *Result) {
 		} else {
 			n++
 			num = "F" + strconv.Itoa(n)
-			at = fmt.Sprintf("%.0f ms", e.AtMs)
+			at = formatMs(e.AtMs)
 		}
 		if e.DurationMs > 0 {
-			lasted = fmt.Sprintf("%.0f ms", e.DurationMs)
+			lasted = formatMs(e.DurationMs)
+		} else if e.Missed {
+			lasted = ""
 		}
-		fmt.Fprintf(b, "<tr%s><td>%s</td><td><i class=\"sw\" style=\"background:%s\"></i>%s</td><td>%s</td><td>%s</td><td>%s</td><td class=\"what\">%s</td></tr>\n",
-			cls, num, st.Color, esc(st.Label), at, lasted, esc(e.Target), esc(e.What))
+		fmt.Fprintf(b, "<tr%s><td class=\"name\">%s</td><td class=\"name\">%s%s</td><td data-label=\"at\">%s</td><td data-label=\"lasted\">%s</td><td data-label=\"target\">%s</td><td class=\"what key\" data-label=\"what happened\">%s</td></tr>\n",
+			cls, num, st.swatch(), esc(st.Label), at, lasted, esc(e.Target), esc(e.What))
 	}
 	b.WriteString("</table></div>\n")
 }
@@ -227,7 +267,10 @@ func writeFaultLegend(b *strings.Builder, events []Event) {
 		}
 		seen[e.Kind] = true
 		st := styleOf(e.Kind)
-		fmt.Fprintf(b, "<span class=\"fault-kind\" data-kind=\"%s\"><i class=\"sw fault-sw\" style=\"background:%s\"></i>fault: %s</span>", esc(e.Kind), st.Color, esc(st.Label))
+		fmt.Fprintf(b, "<span class=\"fault-kind\" data-kind=\"%s\">%sfault: %s</span>", esc(e.Kind), st.swatch(), esc(st.Label))
+	}
+	if len(restartOf(events)) > 0 {
+		b.WriteString("<span><i class=\"sw\" style=\"background:repeating-linear-gradient(135deg,rgba(0,0,0,.25) 0 3px,transparent 3px 6px)\"></i>node down: from its kill to its restart</span>")
 	}
 	b.WriteString("</p>\n")
 }
@@ -242,7 +285,7 @@ func writeCards(b *strings.Builder, r *Result) {
 	card("requests", fmt.Sprintf("%d", r.RequestsWorkload), fmt.Sprintf("workload (target %d) + %d setup; %d failed", r.RequestsTarget, r.RequestsSetup, r.RequestsFailed))
 	card("lock wait p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.WaitP50Ms), formatMs(r.WaitP99Ms)), "max "+formatMs(r.WaitMaxMs))
 	card("lock hold p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.HoldP50Ms), formatMs(r.HoldP99Ms)), "exclusive handler, commit and release")
-	card("latency p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.LatencyP50Ms), formatMs(r.LatencyP99Ms)), "as the browsers saw it")
+	card("latency p50 / p99", fmt.Sprintf("%s / %s", formatMs(r.LatencyP50Ms), formatMs(r.LatencyP99Ms)), fmt.Sprintf("as the browsers saw it, including their wait for one of their %d connections", r.Conns))
 	note := "first request sent to last answer"
 	if r.SingleRequestMs > 0 {
 		note = fmt.Sprintf("%.2f x one request alone (%s)", r.BurstVsSingle, formatMs(r.SingleRequestMs))
@@ -260,26 +303,37 @@ func writeCards(b *strings.Builder, r *Result) {
 
 // writeRoutes writes the per-route table.
 func writeRoutes(b *strings.Builder, r *Result) {
-	b.WriteString("<div class=\"scroll\"><table class=\"routes num\"><tr><th>route</th><th>mode</th><th>requests</th><th>ok</th><th>wait p50</th><th>wait p99</th><th>latency p50</th><th>latency p99</th><th>alone</th></tr>\n")
+	b.WriteString("<div class=\"scroll\"><table class=\"routes num stack\"><tr><th>route</th><th>mode</th><th>requests</th><th>ok</th><th>wait p50</th><th>wait p99</th><th>latency p50</th><th>latency p99</th><th>alone</th></tr>\n")
 	for _, name := range routeNames(r) {
 		s := r.Routes[name]
-		fmt.Fprintf(b, "<tr><td><i class=\"sw\" style=\"background:%s\"></i>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td></tr>\n",
-			routeColor(name), esc(name), routeMode(name), s.Requests, s.OK, s.WaitP50Ms, s.WaitP99Ms, s.LatencyP50Ms, s.LatencyP99Ms, s.SingleMs)
+		fmt.Fprintf(b, "<tr><td class=\"name\"><i class=\"sw\" style=\"background:%s\"></i>%s</td><td class=\"key\">%s</td><td data-label=\"requests\">%d</td><td data-label=\"ok\">%d</td><td data-label=\"wait p50\">%s</td><td data-label=\"wait p99\">%s</td><td data-label=\"latency p50\">%s</td><td data-label=\"latency p99\">%s</td><td data-label=\"alone\">%s</td></tr>\n",
+			routeColor(name), esc(name), routeMode(name), s.Requests, s.OK, formatMs(s.WaitP50Ms), formatMs(s.WaitP99Ms), formatMs(s.LatencyP50Ms), formatMs(s.LatencyP99Ms), formatMs(s.SingleMs))
 	}
 	fmt.Fprintf(b, "</table></div><p class=\"note\">%s. Wait: from the request's arrival at the app server to its handler's start.</p>\n", esc(aloneNote))
 }
 
 // writeFigures writes every line the terminal prints for r.
 func writeFigures(b *strings.Builder, r *Result) {
-	b.WriteString("<div class=\"scroll\"><table class=\"figures\">\n")
+	b.WriteString("<div class=\"scroll\"><table class=\"figures stack\">\n")
 	for _, f := range figures(r) {
-		fmt.Fprintf(b, "<tr class=\"%s\"><td>%s</td><td>%s</td></tr>\n", map[bool]string{true: "bad", false: ""}[f.Bad], esc(f.Name), esc(f.Value))
+		fmt.Fprintf(b, "<tr class=\"%s\"><td class=\"name\">%s</td><td class=\"key\">%s</td></tr>\n", map[bool]string{true: "bad", false: ""}[f.Bad], esc(f.Name), esc(f.Value))
 	}
-	fmt.Fprintf(b, "<tr class=\"%s\"><td>verdict</td><td>%s</td></tr>\n</table></div>\n", passClass(r.OK()), esc(verdict(r)))
+	fmt.Fprintf(b, "<tr class=\"%s\"><td class=\"name\">verdict</td><td class=\"key status\">%s</td></tr>\n</table></div>\n", passClass(r.OK()), esc(verdict(r)))
+}
+
+// gapColor is the colour of a request's time between its arrival and its
+// handler's start: a wait for the session for exclusive and read-only
+// routes, only loading the session for lock-free ones.
+func gapColor(route string) string {
+	if ri, ok := routes[route]; ok && !ri.exclusive && !ri.readOnly {
+		return loadColor
+	}
+	return waitColor
 }
 
 // Colours of the timeline.
 const (
+	loadColor   = "#d9d2c0"
 	waitColor   = "#f5c242"
 	clientColor = "#b8b8b8"
 	failColor   = "#111111"
@@ -341,18 +395,46 @@ const vbWidth = 10000
 // (milliseconds since each run's workload started), one group of lanes
 // per run, named by groups when there are several.
 func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
+	writeTimelineAs(b, runs, groups, false)
+}
+
+// timelineSpanMs is how long r's timeline lasts: to its last answer or
+// the end of its last fault.
+func timelineSpanMs(r *Result) float64 {
+	span := ms(r.timeline.End - r.timeline.Workload)
+	for _, e := range r.timeline.Events {
+		if !e.Missed {
+			span = max(span, e.AtMs+e.DurationMs) // every marker on the axis
+		}
+	}
+	return span
+}
+
+// writeZoom writes, when a comparison's fast run takes under a third of
+// the shared axis, that run again on its own time axis, so that it is
+// not a sliver.
+func writeZoom(b *strings.Builder, fast, slow *Result, name string) {
+	if f, s := timelineSpanMs(fast), timelineSpanMs(slow); f <= 0 || f >= s/3 {
+		return
+	}
+	writeTimelineAs(b, []*Result{fast}, []string{name}, true)
+}
+
+// writeTimelineAs writes the timeline, or with zoom the zoomed inset of
+// a comparison: no legend, an axis and lanes of its own, not counted as
+// the page's timeline.
+func writeTimelineAs(b *strings.Builder, runs []*Result, groups []string, zoom bool) {
 	spanMs := 0.0
 	lanes := 0
 	for _, r := range runs {
-		spanMs = max(spanMs, ms(r.timeline.End-r.timeline.Workload))
+		spanMs = max(spanMs, timelineSpanMs(r))
 		lanes += len(r.timeline.Lanes)
-		for _, e := range r.timeline.Events {
-			if !e.Missed {
-				spanMs = max(spanMs, e.AtMs+e.DurationMs) // every marker on the axis
-			}
-		}
 	}
-	fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
+	if zoom {
+		fmt.Fprintf(b, "<section class=\"zoom\" data-lanes=\"%d\"><h2>%s, zoomed to its own time axis</h2>\n", lanes, esc(groups[0]))
+	} else {
+		fmt.Fprintf(b, "<section class=\"timeline\" data-lanes=\"%d\"><h2>Timeline: one lane per session</h2>\n", lanes)
+	}
 	if spanMs <= 0 || lanes == 0 {
 		b.WriteString("<p>No requests.</p></section>\n")
 		return
@@ -361,7 +443,60 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 	spanMs = math.Ceil(spanMs/step) * step // the axis ends on a tick
 	pct := func(v float64) string { return strconv.FormatFloat(100*v/spanMs, 'f', 3, 64) + "%" }
 
-	// Legend: routes of the runs with their modes, the phases, faults.
+	if zoom {
+		fmt.Fprintf(b, "<p class=\"note\">The same lanes as above, with the axis ending at %s instead of the slower strategy's end; same colours.</p>\n", formatMs(spanMs))
+	} else {
+		writeTimelineKey(b, runs, groups)
+	}
+	b.WriteString("<div class=\"tl\">\n")
+	axis := "time-axis"
+	if zoom {
+		axis = "zoom-axis"
+	}
+	writeAxis(b, axis, "since workload start", spanMs, step)
+	for gi, r := range runs {
+		tl := r.timeline
+		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
+		fmt.Fprintf(b, "<div class=\"tl-run\" data-pages=\"%d\" data-stride=\"%d\" data-mode=\"%s\">\n", pages, max(tl.Stride, 1), esc(r.Mode))
+		if len(groups) > gi {
+			fmt.Fprintf(b, "<div class=\"tl-group\">%s: %.2f s of workload</div>\n", esc(groups[gi]), r.DurationMs/1000)
+		}
+		writeFaultStrip(b, tl.Events, pct, spanMs)
+		b.WriteString("<div class=\"tl-lanes\"><div class=\"tl-over\">")
+		for v := step; v < spanMs-step/2; v += step {
+			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
+		}
+		for i, j := range restartOf(tl.Events) {
+			e := tl.Events[i]
+			fmt.Fprintf(b, "<div class=\"down-span\" style=\"left:%s;width:%s\" title=\"%s down from %s to %s\"></div>",
+				pct(e.AtMs), pct(tl.Events[j].AtMs-e.AtMs), esc(e.Target), formatMs(e.AtMs), formatMs(tl.Events[j].AtMs))
+		}
+		n := 0
+		for _, e := range tl.Events {
+			if e.Missed {
+				continue
+			}
+			n++
+			st := styleOf(e.Kind)
+			style := fmt.Sprintf("left:%s;--c:%s;border-left-style:%s", pct(e.AtMs), st.Color, st.Line)
+			if e.DurationMs > 0 {
+				style += ";width:" + pct(e.DurationMs)
+			}
+			fmt.Fprintf(b, "<div class=\"fault-marker\" data-kind=\"%s\" data-n=\"F%d\" style=\"%s\" title=\"F%d %s\"></div>",
+				esc(e.Kind), n, style, n, esc(e.describe()))
+		}
+		b.WriteString("</div>\n")
+		for i, l := range tl.Lanes {
+			writeLane(b, l, i/LanesPerPage, tl.Workload, spanMs)
+		}
+		b.WriteString("</div></div>\n")
+	}
+	b.WriteString("</div></section>\n")
+}
+
+// writeTimelineKey writes the timeline's legend (routes with their
+// modes, the phases, faults) and its notes.
+func writeTimelineKey(b *strings.Builder, runs []*Result, groups []string) {
 	b.WriteString("<p class=\"legend\">")
 	seen := map[string]bool{}
 	var names []string
@@ -379,60 +514,107 @@ func writeTimeline(b *strings.Builder, runs []*Result, groups []string) {
 	for _, name := range names {
 		fmt.Fprintf(b, "<span class=\"route-key\"><i class=\"sw\" style=\"background:%s\"></i>%s: %s handler</span>", routeColor(name), esc(name), routeMode(name))
 	}
-	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>waiting for the session's lock</span>", waitColor)
+	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>waiting for the session (exclusive: its lock; read-only: a writer's commit)</span>", waitColor)
+	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>before a lock-free handler: loading the session, no lock, no wait</span>", loadColor)
 	fmt.Fprintf(b, "<span><i class=\"sw thin\" style=\"background:%s\"></i>in flight: sent to answer (browser side)</span>", clientColor)
 	fmt.Fprintf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>failed request</span>", failColor)
 	b.WriteString("</p>\n")
 	if len(events) > 0 {
 		writeFaultLegend(b, events)
 	}
-	fmt.Fprintf(b, "<p class=\"note\">Each lane is one session (browser); its requests are stacked in rows so that none overlaps another in its row. A handler's bar starts when it got the session and ends after its commit and release; exclusive bars of one session never overlap. %d sessions per page; printing shows every page.</p>\n", LanesPerPage)
+	b.WriteString("<p class=\"note\">Each lane is one session (browser); its requests are stacked in rows so that none overlaps another in its row. A handler's bar starts when it got the session and ends after its commit and release; exclusive bars of one session never overlap (read-only and lock-free ones take no lock and may overlap anything). Most of a request's time in flight is usually spent queued in the browser, which sends at most a few requests per server at once.")
+	paged := false
 	for _, r := range runs {
+		paged = paged || len(r.timeline.Lanes) > LanesPerPage
+	}
+	if paged {
+		fmt.Fprintf(b, " %d lanes per page; printing shows every page.", LanesPerPage)
+	}
+	b.WriteString("</p>\n")
+	for i, r := range runs {
 		if s := r.timeline.Sampling; s != "" {
-			fmt.Fprintf(b, "<p class=\"note sampling\">Sampling (%s): %s</p>\n", esc(r.Mode), esc(s))
+			name := r.Mode
+			if i < len(groups) {
+				name = groups[i]
+			}
+			fmt.Fprintf(b, "<p class=\"note sampling\">What is drawn (%s): %s</p>\n", esc(name), esc(s))
 		}
 	}
 
-	b.WriteString("<div class=\"tl\">\n")
-	writeAxis(b, "time-axis", "since start", spanMs, step)
-	for gi, r := range runs {
-		tl := r.timeline
-		pages := (len(tl.Lanes) + LanesPerPage - 1) / LanesPerPage
-		fmt.Fprintf(b, "<div class=\"tl-run\" data-pages=\"%d\" data-mode=\"%s\">\n", pages, esc(r.Mode))
-		if len(groups) > gi {
-			fmt.Fprintf(b, "<div class=\"tl-group\">%s: %.2f s of workload</div>\n", esc(groups[gi]), r.DurationMs/1000)
+}
+
+// restartOf returns, for each kill among events, the index of the restart
+// of the same target that ended it, if any: the node was down in between.
+func restartOf(events []Event) map[int]int {
+	m := map[int]int{}
+	for i, e := range events {
+		if e.Missed || e.Kind != FaultKillNode || e.Target == "" {
+			continue
 		}
-		b.WriteString("<div class=\"tl-lanes\"><div class=\"tl-over\">")
-		for v := step; v < spanMs-step/2; v += step {
-			fmt.Fprintf(b, "<i class=\"grid\" style=\"left:%s\"></i>", pct(v))
-		}
-		n := 0
-		for _, e := range tl.Events {
-			if e.Missed {
-				continue
+		for j := i + 1; j < len(events); j++ {
+			f := events[j]
+			if !f.Missed && f.Kind == FaultRestartNode && f.Target == e.Target && f.AtMs >= e.AtMs {
+				m[i] = j
+				break
 			}
-			n++
-			st := styleOf(e.Kind)
-			title := e.describe()
-			style := fmt.Sprintf("left:%s;--c:%s", pct(e.AtMs), st.Color)
-			if e.DurationMs > 0 {
-				style += ";width:" + pct(e.DurationMs)
+			if !f.Missed && f.Kind == FaultKillNode && f.Target == e.Target {
+				break
 			}
-			cls := "fault-marker"
-			if e.AtMs > spanMs*0.55 {
-				cls += " flip" // label on the left of the line
-			}
-			// Labels of close faults stack rather than overlap.
-			fmt.Fprintf(b, "<div class=\"%s\" data-kind=\"%s\" style=\"%s\" title=\"%s\"><span style=\"top:%dpx\">F%d %s</span></div>",
-				cls, esc(e.Kind), style, esc(title), 2+((n-1)%6)*17, n, esc(st.Label))
 		}
-		b.WriteString("</div>\n")
-		for i, l := range tl.Lanes {
-			writeLane(b, l, i/LanesPerPage, tl.Workload, spanMs)
-		}
-		b.WriteString("</div></div>\n")
 	}
-	b.WriteString("</div></section>\n")
+	return m
+}
+
+// faultNumbers numbers the events that happened F1..Fn, by index.
+func faultNumbers(events []Event) map[int]int {
+	m := map[int]int{}
+	for i, e := range events {
+		if !e.Missed {
+			m[i] = len(m) + 1
+		}
+	}
+	return m
+}
+
+// writeFaultStrip writes the strip above a run's lanes that holds its
+// faults' chips, F1..Fn at their times: in rows, so that no chip hides
+// another or a lane's bars.
+func writeFaultStrip(b *strings.Builder, events []Event, pct func(float64) string, spanMs float64) {
+	// A chip is about 26 px wide; the plot is at least about 290 px wide
+	// (390 px screens): in shares of the span, a chip takes chipMs.
+	chipMs := spanMs * 30 / 290
+	var rowEnd []float64
+	var chips strings.Builder
+	n := 0
+	for _, e := range events {
+		if e.Missed {
+			continue
+		}
+		n++
+		row := -1
+		for i, end := range rowEnd {
+			if end <= e.AtMs {
+				row = i
+				break
+			}
+		}
+		if row < 0 {
+			rowEnd = append(rowEnd, 0)
+			row = len(rowEnd) - 1
+		}
+		rowEnd[row] = e.AtMs + chipMs
+		st := styleOf(e.Kind)
+		cls := "fault-chip"
+		if e.AtMs > spanMs-chipMs {
+			cls += " flip"
+		}
+		fmt.Fprintf(&chips, "<span class=\"%s\" style=\"left:%s;top:%dpx;border-bottom:2px %s %s\" title=\"%s\">F%d</span>",
+			cls, pct(e.AtMs), 2+row*18, st.Line, st.Color, esc(e.describe()), n)
+	}
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(b, "<div class=\"tl-faults\" style=\"height:%dpx\"><div class=\"tl-label\">faults</div><div class=\"tl-plot\">%s</div></div>\n", 4+len(rowEnd)*18, chips.String())
 }
 
 // writeAxis writes a sticky time axis of spanMs with round ticks every
@@ -511,7 +693,7 @@ func writeLane(b *strings.Builder, l sessionLane, page int, origin int64, spanMs
 			rect(c, br.Sent, br.Recv, y+2, 1)
 		}
 		if br.Arrive > 0 && br.Start > br.Arrive {
-			rect(waitColor, br.Arrive, br.Start, y, laneRowPx-1)
+			rect(gapColor(br.Route), br.Arrive, br.Start, y, laneRowPx-1)
 		}
 		if br.Start > 0 && br.Done >= br.Start {
 			c := routeColor(br.Route)
@@ -521,7 +703,7 @@ func writeLane(b *strings.Builder, l sessionLane, page int, origin int64, spanMs
 			rect(c, br.Start, br.Done, y, laneRowPx-1)
 		}
 	}
-	fmt.Fprintf(b, "<div class=\"lane\" data-page=\"%d\" data-session=\"%d\"><div class=\"tl-label\" title=\"%d of %d requests drawn\">session %d</div>"+
+	fmt.Fprintf(b, "<div class=\"lane\" data-page=\"%d\" data-session=\"%d\"><div class=\"tl-label\" title=\"%d of %d requests drawn\"><span class=\"wide\">session </span><span class=\"narrow\">s</span>%d</div>"+
 		"<svg class=\"lane-svg\" viewBox=\"0 0 %d %d\" preserveAspectRatio=\"none\" height=\"%d\" role=\"img\" aria-label=\"session %d: %d requests\">",
 		page, l.Browser, l.Drawn, len(l.Bars), l.Browser, vbWidth, h, h, l.Browser, len(l.Bars))
 	for _, c := range order {
@@ -567,10 +749,18 @@ func writeDetail(b *strings.Builder, r *Result) {
 	}
 	step := niceStep(spanMs, 6)
 	spanMs = math.Ceil(spanMs/step) * step
-	fmt.Fprintf(b, "<section class=\"detail\"><h2>The first %d bursts of sessions %s, in detail</h2>\n", detailBursts, esc(joinInts(sess)))
-	b.WriteString("<p class=\"note\">One row per request, from the first request sent (zoomed time axis). Yellow: waiting for the session's lock; coloured: the handler, its commit and release; grey line: in flight as the browser saw it. Hover a bar for its figures.</p>\n")
+	bursts := 0
+	for _, br := range bars {
+		bursts = max(bursts, br.Burst+1)
+	}
+	what := "first burst"
+	if bursts > 1 {
+		what = fmt.Sprintf("first %d bursts", bursts)
+	}
+	fmt.Fprintf(b, "<section class=\"detail\"><h2>The %s of sessions %s, in detail</h2>\n", what, esc(joinInts(sess)))
+	b.WriteString("<p class=\"note\">One row per request (labelled session·burst route), from the first of these requests sent. Yellow: waiting for the session; beige: a lock-free request loading the session (no wait); coloured: the handler, its commit and release; grey line: in flight as the browser saw it. Hover a bar for its figures.</p>\n")
 	b.WriteString("<div class=\"tl\">\n")
-	writeAxis(b, "detail-axis", "since burst", spanMs, step)
+	writeAxis(b, "detail-axis", "since first sent", spanMs, step)
 	b.WriteString("<div class=\"tl-lanes\">")
 	xv := func(t int64) float64 { return float64(t-from) / 1e6 / spanMs * 1000 }
 	prevSession := -1
@@ -589,17 +779,20 @@ func writeDetail(b *strings.Builder, r *Result) {
 		if !br.OK {
 			title += ", failed: " + br.Reason
 		}
-		fmt.Fprintf(b, "<div class=\"%s\"><div class=\"tl-label\">s%d b%d %s</div><svg viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" height=\"10\"><title>%s</title>", cls, session, br.Burst+1, esc(br.Route), esc(title))
+		fmt.Fprintf(b, "<div class=\"%s\"><div class=\"tl-label\">s%d·b%d %s</div><svg viewBox=\"0 0 1000 10\" preserveAspectRatio=\"none\" height=\"10\"><title>%s</title>", cls, session, br.Burst+1, esc(br.Route), esc(title))
 		c := clientColor
 		if !br.OK {
 			c = failColor
 		}
 		fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"4\" width=\"%.2f\" height=\"2\" fill=\"%s\"/>", xv(br.Sent), max(xv(br.Recv)-xv(br.Sent), 0.3), c)
 		if br.Arrive > 0 && br.Start > br.Arrive {
-			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Arrive), max(xv(br.Start)-xv(br.Arrive), 0.3), waitColor)
+			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Arrive), max(xv(br.Start)-xv(br.Arrive), 0.3), gapColor(br.Route))
 		}
 		if br.Start > 0 && br.Done >= br.Start {
-			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1\" width=\"%.2f\" height=\"8\" fill=\"%s\"/>", xv(br.Start), max(xv(br.Done)-xv(br.Start), 0.6), routeColor(br.Route))
+			// The stroke, the same width on any screen, keeps a
+			// microsecond handler visible (about 3 px at least).
+			c := routeColor(br.Route)
+			fmt.Fprintf(b, "<rect x=\"%.2f\" y=\"1.5\" width=\"%.2f\" height=\"7\" fill=\"%s\" stroke=\"%s\" stroke-width=\"3\" vector-effect=\"non-scaling-stroke\"/>", xv(br.Start), max(xv(br.Done)-xv(br.Start), 0.1), c, c)
 		}
 		b.WriteString("</svg></div>\n")
 	}
@@ -624,7 +817,7 @@ type series struct {
 // axis: the share of values at or below each time, with their p50 and
 // p99 marked.
 func writeCDF(b *strings.Builder, title string, ss []series) {
-	const w, left, right, bottom, lineH = 460.0, 60.0, 14.0, 44.0, 17.0
+	const w, left, right, bottom, lineH = 460.0, 60.0, 30.0, 44.0, 17.0
 	top := 12 + lineH*float64(len(ss)) // the legend, one line a series
 	h := top + 200 + bottom
 	lo, hi := math.Inf(1), 0.0
@@ -661,7 +854,7 @@ func writeCDF(b *strings.Builder, title string, ss []series) {
 	for d := lo; d <= hi*1.0001; d *= 10 {
 		fmt.Fprintf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" class=\"gl\"/><text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>", xv(d), xv(d), top, top+ph, xv(d), top+ph+16, formatMs(d))
 	}
-	fmt.Fprintf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" class=\"axis-title\">time, log scale (0 counts at the left edge)</text>", left+pw/2, top+ph+34)
+	fmt.Fprintf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\" class=\"axis-title\">time, log scale (zero values at the left edge)</text>", left+pw/2, top+ph+34)
 	fmt.Fprintf(b, "<text x=\"12\" y=\"%.0f\" transform=\"rotate(-90 12 %.0f)\" text-anchor=\"middle\" class=\"axis-title\">share at or below</text>", top+ph/2, top+ph/2)
 	for i, s := range ss {
 		xs := append([]float64(nil), s.Values...)
@@ -700,13 +893,13 @@ type barValue struct {
 
 // writeBars draws a small horizontal bar chart with the values written.
 func writeBars(b *strings.Builder, title, unit, note string, bars []barValue) {
-	const w, left, right, rowH = 420.0, 150.0, 90.0, 34.0
+	const w, left, right, rowH = 440.0, 178.0, 84.0, 34.0
 	h := 20 + rowH*float64(len(bars))
 	top := 0.0
 	for _, v := range bars {
 		top = max(top, v.Value)
 	}
-	fmt.Fprintf(b, "<figure class=\"chart bars\"><figcaption>%s (%s; %s)</figcaption><svg viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\" font-size=\"13\">", esc(title), esc(unit), esc(note), w, h, esc(title))
+	fmt.Fprintf(b, "<figure class=\"chart bars\"><figcaption>%s (%s)</figcaption><svg viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\" font-size=\"13\">", esc(title), esc(note), w, h, esc(title))
 	for i, v := range bars {
 		y := 8 + rowH*float64(i)
 		bw := 0.0
@@ -743,11 +936,11 @@ func formatReasons(m map[string]int) string {
 func formatMs(v float64) string {
 	switch {
 	case v >= 1000:
-		return fmt.Sprintf("%.3g s", v/1000)
+		return fmt.Sprintf("%.3g\u00a0s", v/1000)
 	case v >= 1:
-		return fmt.Sprintf("%.3g ms", v)
+		return fmt.Sprintf("%.3g\u00a0ms", v)
 	case v <= 0:
-		return "0 ms"
+		return "0\u00a0ms"
 	}
-	return fmt.Sprintf("%.3g µs", v*1000)
+	return fmt.Sprintf("%.3g\u00a0µs", v*1000)
 }

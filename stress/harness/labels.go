@@ -20,29 +20,33 @@ func routeMode(route string) string {
 	return "lock-free"
 }
 
-// faultStyle is how reports show one kind of fault.
+// faultStyle is how reports show one kind of fault: in one neutral family
+// (dark greys, told apart by their line's pattern), so that no fault looks
+// like a route's colour.
 type faultStyle struct {
 	Label string // legend text
-	Color string // CSS colour of its markers
+	Color string // CSS colour of its markers: a dark grey
+	Line  string // CSS border-style of its line: solid, dashed, dotted, double
 }
 
 // faultStyles maps the Fault* kinds (and kinds other work adds, such as a
-// Redis master kill) to their labels and colours. A kind missing here is
-// still drawn, labelled by its name, in fallbackFaultColor.
+// Redis master kill) to their labels, greys and line patterns. A kind
+// missing here is still drawn, labelled by its name, in the fallback
+// style.
 var faultStyles = map[string]faultStyle{
-	FaultKillNode:    {"node killed", "#c0392b"},
-	FaultRestartNode: {"node restarted", "#27ae60"},
-	FaultFlush:       {"cache flushed", "#8e44ad"},
-	FaultCrashHolder: {"lock holder crashed", "#d35400"},
-	FaultError:       {"fault injection failed", "#7f8c8d"},
-	"pause_node":     {"node paused", "#2980b9"},
-	"partition":      {"network partition", "#16a085"},
-	"pause_app":      {"app server paused", "#f39c12"},
-	"kill_master":    {"Redis master killed", "#e74c3c"},
+	FaultKillNode:    {"node killed", "#111111", "solid"},
+	FaultRestartNode: {"node restarted", "#111111", "dashed"},
+	FaultFlush:       {"cache flushed", "#111111", "dotted"},
+	FaultCrashHolder: {"lock holder crashed", "#111111", "double"},
+	FaultError:       {"fault injection failed", "#8a8a8a", "dotted"},
+	"pause_node":     {"node paused", "#4d4d4d", "dashed"},
+	"partition":      {"network partition", "#4d4d4d", "dotted"},
+	"pause_app":      {"app server paused", "#4d4d4d", "solid"},
+	"kill_master":    {"Redis master killed", "#4d4d4d", "double"},
 }
 
-// fallbackFaultColor draws kinds faultStyles does not know.
-const fallbackFaultColor = "#34495e"
+// fallbackFault draws kinds faultStyles does not know.
+var fallbackFault = faultStyle{Color: "#6b6b6b", Line: "solid"}
 
 // styleOf returns the style of a fault kind, with a fallback for kinds
 // faultStyles does not list: the kind's name, underscores as spaces.
@@ -50,11 +54,18 @@ func styleOf(kind string) faultStyle {
 	if s, ok := faultStyles[kind]; ok {
 		return s
 	}
-	label := strings.ReplaceAll(kind, "_", " ")
-	if label == "" {
-		label = "fault"
+	st := fallbackFault
+	st.Label = strings.ReplaceAll(kind, "_", " ")
+	if st.Label == "" {
+		st.Label = "fault"
 	}
-	return faultStyle{Label: label, Color: fallbackFaultColor}
+	return st
+}
+
+// swatch is the style's key in legends and tables: a short line drawn in
+// its colour and pattern.
+func (s faultStyle) swatch() string {
+	return fmt.Sprintf("<i class=\"sw fault-sw\" style=\"border-top:3px %s %s\"></i>", s.Line, s.Color)
 }
 
 // describe is one line about a fault event, for the terminal and the

@@ -169,18 +169,37 @@ func makespanSumLine(r *Result) string {
 
 // sentences says the comparison's ratios in words.
 func (c *Comparison) sentences() []string {
-	times := func(x float64) string {
-		if x <= 0 {
-			return "(no ratio: a figure is 0)"
-		}
-		return fmt.Sprintf("%.1f times", x)
+	o, a := c.Ours, c.ASPNET
+	out := []string{
+		fmt.Sprintf("With its fixed 500 ms polling, ASP.NET's median lock wait was %s ours (%s vs %s), and its p99 lock wait %s ours (%s vs %s).",
+			relative(a.WaitP50Ms, o.WaitP50Ms, "longer than", "shorter than"), formatMs(a.WaitP50Ms), formatMs(o.WaitP50Ms),
+			relative(a.WaitP99Ms, o.WaitP99Ms, "longer than", "shorter than"), formatMs(a.WaitP99Ms), formatMs(o.WaitP99Ms)),
+		fmt.Sprintf("ASP.NET's bursts, first request to last answer and summed, took %s ours (%s vs %s); ASP.NET's throughput was %s ours (%.0f vs %.0f requests per second).",
+			relative(a.MakespanMs, o.MakespanMs, "longer than", "shorter than"), formatMs(a.MakespanMs), formatMs(o.MakespanMs),
+			relative(a.ThroughputRPS, o.ThroughputRPS, "higher than", "lower than"), a.ThroughputRPS, o.ThroughputRPS),
 	}
-	return []string{
-		fmt.Sprintf("With ASP.NET's fixed 500 ms polling, the median request waited %s as long for its session as with ours (%.2f ms vs %.2f ms), and the slowest 1%% %s as long (%.2f ms vs %.2f ms).",
-			times(c.Ratios.WaitP50), c.ASPNET.WaitP50Ms, c.Ours.WaitP50Ms, times(c.Ratios.WaitP99), c.ASPNET.WaitP99Ms, c.Ours.WaitP99Ms),
-		fmt.Sprintf("Its bursts took %s as long from first request to last answer (summed %.0f ms vs %.0f ms), and ours served %s its throughput (%.0f vs %.0f requests per second).",
-			times(c.Ratios.Makespan), c.ASPNET.MakespanMs, c.Ours.MakespanMs, times(c.Ratios.Throughput), c.Ours.ThroughputRPS, c.ASPNET.ThroughputRPS),
+	if n := min(o.RequestsWorkload, a.RequestsWorkload); n < smallSample {
+		out = append(out, fmt.Sprintf("A small sample: %d requests per strategy (under %d), so p99 is about the largest value and throughput over so short a run is not a stable figure; run with more -requests for figures to rely on.", n, smallSample))
 	}
+	return out
+}
+
+// smallSample is the number of requests under which the comparison warns
+// that its percentiles and rates are not stable.
+const smallSample = 100
+
+// relative says how x compares with y in words: "2.5x longer than",
+// "2.5x shorter than" (more, less), "about the same as".
+func relative(x, y float64, more, less string) string {
+	switch {
+	case x <= 0 || y <= 0:
+		return "(no ratio: a figure is 0) against"
+	case x/y >= 1.05:
+		return fmt.Sprintf("%.1fx %s", x/y, more)
+	case y/x >= 1.05:
+		return fmt.Sprintf("%.1fx %s", y/x, less)
+	}
+	return "about the same as"
 }
 
 // unreachedHint tells what to do about a fault that was never reached.

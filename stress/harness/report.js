@@ -22,7 +22,9 @@
       const shown = run.querySelectorAll(".lane:not(.off)");
       const first = shown.length ? shown[0].dataset.session : "-";
       const last = shown.length ? shown[shown.length - 1].dataset.session : "-";
-      label.textContent = "page " + (page + 1) + " of " + pages + ": sessions " + first + " to " + last;
+      const stride = Number(run.dataset.stride || "1");
+      label.textContent = "page " + (page + 1) + " of " + pages + ": " + shown.length + " lanes, sessions " + first + " to " + last +
+        (stride > 1 ? " (a lane = every " + stride + (stride === 2 ? "nd" : stride === 3 ? "rd" : "th") + " session)" : "");
       prev.disabled = page === 0;
       next.disabled = page === pages - 1;
     };
@@ -30,4 +32,36 @@
     next.addEventListener("click", () => { page = Math.min(pages - 1, page + 1); show(); });
     show();
   }
+})();
+
+// Tick labels from the pixel width: every k-th label, k the smallest
+// that leaves at least 8 px between labels, so they never run together;
+// the first and last always show. Without the script (or in print) the
+// stylesheet's rule hides every other label on narrow screens.
+(function () {
+  const space = () => {
+    for (const plot of document.querySelectorAll(".tl-axis .tl-plot")) {
+      const ticks = [...plot.querySelectorAll(".tick")];
+      for (const t of ticks) t.classList.remove("odd", "crowded");
+      if (ticks.length < 3) continue;
+      const rects = ticks.map((t) => t.getBoundingClientRect());
+      const last = ticks.length - 1;
+      for (let k = 1; k <= last; k++) {
+        const shown = [];
+        for (let i = 0; i < last; i += k) shown.push(i);
+        // The last label shows; a label too close to it gives way.
+        while (shown.length > 1 && rects[shown[shown.length - 1]].right + 8 > rects[last].left) shown.pop();
+        shown.push(last);
+        let fits = true;
+        for (let j = 1; j < shown.length; j++) {
+          if (rects[shown[j]].left < rects[shown[j - 1]].right + 8) fits = false;
+        }
+        if (!fits && k < last) continue;
+        ticks.forEach((t, i) => t.classList.toggle("crowded", !shown.includes(i)));
+        break;
+      }
+    }
+  };
+  space();
+  window.addEventListener("resize", space);
 })();

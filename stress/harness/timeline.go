@@ -33,6 +33,7 @@ type timeline struct {
 	Drawn    int    // requests drawn
 	Omitted  int    // workload requests left out by the sampling rule
 	Sampling string // the rule as it applied to this run, in words; empty when everything is drawn
+	Stride   int    // a lane for every Stride-th session
 	Events   []Event
 
 	Waits     []float64 // ms, exclusive and read-only requests
@@ -132,15 +133,16 @@ func buildTimeline(o observations, limit int) timeline {
 		}
 	}
 	if stride > 1 {
-		tl.Sampling = fmt.Sprintf("%d sessions: a lane for one session in %d (sessions 0, %d, %d, ...), %d lanes. ", sessions, stride, stride, 2*stride, lanes)
-	}
-	if len(thinned) > 0 {
-		tl.Sampling += fmt.Sprintf("Each lane draws at most about %d requests (-timeline-max %d over %d lanes): %d lane(s) draw their first bursts in full, then every few bursts evenly. ",
-			share, limit, lanes, len(thinned))
+		tl.Sampling = fmt.Sprintf("%d sessions, %d lanes: a lane = every %s session (sessions 0, %d, %d, ...). ", sessions, lanes, ordinal(stride), stride, 2*stride)
 	}
 	if tl.Omitted > 0 {
-		tl.Sampling += fmt.Sprintf("%d of %d workload requests are drawn.", tl.Drawn, tl.Drawn+tl.Omitted)
+		tl.Sampling += fmt.Sprintf("Showing %d of %d requests", tl.Drawn, tl.Drawn+tl.Omitted)
+		if len(thinned) > 0 {
+			tl.Sampling += fmt.Sprintf(": each lane's first bursts in full, then every few bursts (at most about %d requests a lane, -timeline-max %d)", share, limit)
+		}
+		tl.Sampling += "."
 	}
+	tl.Stride = stride
 	return tl
 }
 
@@ -160,4 +162,19 @@ func keepBursts(n, total, share int) func(int) bool {
 	}
 	j := (n - first + rest - 1) / rest
 	return func(i int) bool { return i < first || (i-first)%j == 0 }
+}
+
+// ordinal is n as "2nd", "3rd", "11th".
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
 }

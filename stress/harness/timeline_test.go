@@ -36,7 +36,7 @@ func TestTimelineSampling(t *testing.T) {
 		}
 	}
 	require.Equal(t, sessions*bursts*burst, tl.Drawn+tl.Omitted)
-	require.Contains(t, tl.Sampling, "one session in 3")
+	require.Contains(t, tl.Sampling, "a lane = every 3rd session")
 
 	// Within its share, a lane draws every request of its session.
 	tl = buildTimeline(o, 1<<30)

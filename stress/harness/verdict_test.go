@@ -64,6 +64,47 @@ func TestProgressLine(t *testing.T) {
 func TestStyleOfUnknownKind(t *testing.T) {
 	s := styleOf("split_brain_thing")
 	require.Equal(t, "split brain thing", s.Label)
-	require.Equal(t, fallbackFaultColor, s.Color)
+	require.Equal(t, fallbackFault.Color, s.Color)
 	require.Equal(t, "node killed", styleOf(FaultKillNode).Label)
+}
+
+// TestComparisonSentences: the ratios read the right way round, and a
+// small run says that its figures are not stable.
+func TestComparisonSentences(t *testing.T) {
+	c := &Comparison{
+		Ours:   &Result{WaitP50Ms: 0.06, WaitP99Ms: 10, MakespanMs: 100, ThroughputRPS: 800, RequestsWorkload: 20},
+		ASPNET: &Result{WaitP50Ms: 0.024, WaitP99Ms: 500, MakespanMs: 2000, ThroughputRPS: 40, RequestsWorkload: 20},
+	}
+	s := strings.Join(c.sentences(), " ")
+	require.Contains(t, s, "ASP.NET's median lock wait was 2.5x shorter than ours")
+	require.Contains(t, s, "its p99 lock wait 50.0x longer than ours")
+	require.Contains(t, s, "ASP.NET's throughput was 20.0x lower than ours")
+	require.Contains(t, s, "A small sample: 20 requests per strategy")
+	c.Ours.RequestsWorkload, c.ASPNET.RequestsWorkload = 1000, 1000
+	require.NotContains(t, strings.Join(c.sentences(), " "), "small sample")
+}
+
+// TestFaultTableWords: instant faults say so, and "at" says from when.
+func TestFaultTableWords(t *testing.T) {
+	r := &Result{Events: []Event{{AtMs: 12, Kind: FaultKillNode, Target: "memcached node 0", What: "killed"}, {AtMs: 20, DurationMs: 30, Kind: "pause_node", What: "paused"}}}
+	var b strings.Builder
+	writeFaults(&b, r)
+	require.Contains(t, b.String(), "at (since workload start)")
+	require.Contains(t, b.String(), "<td data-label=\"lasted\">instant</td>")
+	require.Contains(t, b.String(), "<td data-label=\"lasted\">30\u00a0ms</td>")
+}
+
+// TestKillRestartSpan: a kill ended by a restart of the same node is one
+// "down" span, in the table and on the timeline.
+func TestKillRestartSpan(t *testing.T) {
+	evs := []Event{
+		{AtMs: 10, Kind: FaultKillNode, Target: "memcached node 0"},
+		{AtMs: 15, Kind: FaultFlush, Target: "memcached node 1"},
+		{AtMs: 40, Kind: FaultRestartNode, Target: "memcached node 0"},
+		{AtMs: 50, Kind: FaultKillNode, Target: "memcached node 1"},
+	}
+	require.Equal(t, map[int]int{0: 2}, restartOf(evs))
+	var b strings.Builder
+	writeFaults(&b, &Result{Events: evs})
+	require.Contains(t, b.String(), "down until F3 (30\u00a0ms)")
 }
