@@ -32,7 +32,8 @@ type storeSpec struct {
 	// Cluster: Nodes are a Redis Cluster's nodes (redis backend).
 	Cluster bool `json:"cluster,omitempty"`
 	// WaitReplicas is the redis store's WaitReplicas.
-	WaitReplicas int `json:"wait_replicas,omitempty"`
+	WaitReplicas int           `json:"wait_replicas,omitempty"`
+	WaitTimeout  time.Duration `json:"wait_timeout,omitempty"`
 }
 
 // ErrUnreachable is wrapped by Run when the store cannot be reached.
@@ -57,10 +58,11 @@ func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 	case BackendTiered:
 		return openTiered(ctx, spec)
 	case BackendRedis:
+		rc := redis.Config{Addr: spec.Nodes[0], WaitReplicas: spec.WaitReplicas, WaitTimeout: spec.WaitTimeout}
 		if spec.Cluster {
-			return redis.New(redis.Config{ClusterAddrs: spec.Nodes, WaitReplicas: spec.WaitReplicas})
+			rc.Addr, rc.ClusterAddrs = "", spec.Nodes
 		}
-		return redis.New(redis.Config{Addr: spec.Nodes[0], WaitReplicas: spec.WaitReplicas})
+		return redis.New(rc)
 	case BackendCouchbase:
 		cb := spec.Couchbase
 		s, err := couchbase.New(ctx, couchbase.Config{
@@ -137,7 +139,7 @@ func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error
 // startBackend starts (or connects to) the store cfg asks for, with
 // latency proxies in front when cfg.Latency is set.
 func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
-	b = &backend{spec: storeSpec{Backend: cfg.Backend, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait}, latency: cfg.Latency}
+	b = &backend{spec: storeSpec{Backend: cfg.Backend, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout}, latency: cfg.Latency}
 	defer func() {
 		if err != nil {
 			b.close()

@@ -206,9 +206,12 @@ type Config struct {
 	// masters first, then their replicas.
 	ManagedCluster bool
 	// RedisWait is the redis store's WaitReplicas: every write waits for
-	// that many replicas (WAIT n 100ms) and is of unknown outcome when
-	// fewer acknowledged it. Default 0 (no WAIT).
+	// that many replicas (WAIT n RedisWaitTimeout) and is of unknown
+	// outcome when fewer acknowledged it. Default 0 (no WAIT).
 	RedisWait int
+	// RedisWaitTimeout is the redis store's WaitTimeout. Default the
+	// store's (100 ms).
+	RedisWaitTimeout time.Duration
 
 	// Procs is the number of app servers (default 1). More than one run as
 	// separate processes (the harness binary re-executed in serve mode)
@@ -423,7 +426,7 @@ func (c Config) check() error {
 		return bad("-latency is not supported with -managed-cluster (cluster clients learn the nodes' addresses from the cluster)")
 	case c.Backend == BackendRedis && !c.ManagedCluster && len(c.Nodes)+c.Managed != 1:
 		return bad("backend redis needs one server: -nodes host:port or -managed 1 (or -managed-cluster)")
-	case c.RedisWait < 0 || (c.RedisWait > 0 && c.Backend != BackendRedis):
+	case c.RedisWait < 0 || c.RedisWaitTimeout < 0 || (c.RedisWait > 0 && c.Backend != BackendRedis):
 		return bad("-redis-wait %d: a number of replicas, for -backend redis", c.RedisWait)
 	case !c.KillMaster.IsZero() && !c.ManagedCluster:
 		return bad("-kill-master needs -backend redis -managed-cluster")

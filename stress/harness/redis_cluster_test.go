@@ -64,7 +64,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	t.Run("wait1", func(t *testing.T) {
 		cfg := base
 		cfg.RedisWait = 1
-		cfg.RestartNode = at("2500ms") // restarted once its replica took over
+		cfg.RedisWaitTimeout = time.Second // the shared CI machine can be slow
+		cfg.RestartNode = at("2500ms")     // restarted once its replica took over
 		res := run(t, cfg)
 		events(t, res, harness.FaultKillMaster, harness.FaultRestartNode)
 		require.Positive(t, res.RequestsFailed, "the killed master's shard fails until its replica takes over")
@@ -96,6 +97,7 @@ func TestRedisClusterConfigErrors(t *testing.T) {
 		{harness.Config{Backend: harness.BackendRedis, ManagedCluster: true, Latency: time.Millisecond}, "-latency"},
 		{harness.Config{Backend: harness.BackendRedis, Managed: 1, KillMaster: at}, "-kill-master needs"},
 		{harness.Config{Backend: harness.BackendRedis, Managed: 1, RedisWait: -1}, "-redis-wait"},
+		{harness.Config{Backend: harness.BackendRedis, Managed: 1, RedisWaitTimeout: -1}, "-redis-wait"},
 		{harness.Config{Backend: harness.BackendMemcached, Managed: 3, RedisWait: 1}, "-redis-wait"},
 	} {
 		_, err := harness.Run(context.Background(), tc.cfg)
