@@ -35,7 +35,9 @@ func (r *runner) killMaster(ctx context.Context) {
 func (r *runner) restartMaster(ctx context.Context) {
 	i := *r.killedMaster
 	n := r.be.nodes[i]
-	waited, err := r.be.waitPromoted(ctx, r.masterReplicas)
+	// Not cut short by the workload's end: the restart is recorded even
+	// when the failover outlasts the workload (bounded by promotionBound).
+	waited, err := r.be.waitPromoted(context.WithoutCancel(ctx), r.masterReplicas)
 	if err != nil {
 		r.event(FaultError, r.nodeName(i), "restarting redis node %d: %v", i, err)
 		return

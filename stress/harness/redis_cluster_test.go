@@ -44,8 +44,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	base := harness.Config{
 		Backend: harness.BackendRedis, ManagedCluster: true,
 		Procs: 2, InProcess: true, Sessions: 16, Burst: 6,
-		Requests: -1, Duration: 8 * time.Second, Lease: 1500 * time.Millisecond,
-		SlowTime: 5 * time.Millisecond, KillMaster: at("2s"), Seed: 3,
+		Requests: -1, Duration: 6 * time.Second, Lease: 1500 * time.Millisecond,
+		SlowTime: 5 * time.Millisecond, KillMaster: at("1500ms"), Seed: 3,
 	}
 	events := func(t *testing.T, res *harness.Result, want ...string) {
 		t.Helper()
@@ -65,7 +65,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		cfg := base
 		cfg.RedisWait = 1
 		cfg.RedisWaitTimeout = time.Second // the shared CI machine can be slow
-		cfg.RestartNode = at("2500ms")     // restarted once its replica took over
+		cfg.RestartNode = at("2s")     // restarted once its replica took over
 		res := run(t, cfg)
 		events(t, res, harness.FaultKillMaster, harness.FaultRestartNode)
 		require.Positive(t, res.RequestsFailed, "the killed master's shard fails until its replica takes over")
@@ -74,7 +74,9 @@ func TestRedisClusterFailover(t *testing.T) {
 		require.Zero(t, res.ExclusionViolations, "two exclusive handlers of one session ran at once")
 	})
 	t.Run("nowait", func(t *testing.T) {
-		res := run(t, base)
+		cfg := base
+		cfg.Duration = 5 * time.Second
+		res := run(t, cfg)
 		events(t, res, harness.FaultKillMaster)
 		require.Positive(t, res.RequestsFailed, "the killed master's shard fails until its replica takes over")
 		if v := res.Violations(); len(v) > 0 {
