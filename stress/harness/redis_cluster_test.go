@@ -65,7 +65,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		cfg := base
 		cfg.RedisWait = 1
 		cfg.RedisWaitTimeout = time.Second // the shared CI machine can be slow
-		cfg.RestartNode = at("2s")     // restarted once its replica took over
+		cfg.RestartNode = at("2s")         // restarted once its replica took over
 		res := run(t, cfg)
 		events(t, res, harness.FaultKillMaster, harness.FaultRestartNode)
 		require.Positive(t, res.RequestsFailed, "the killed master's shard fails until its replica takes over")
