@@ -64,6 +64,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	t.Run("wait1", func(t *testing.T) {
 		cfg := base
 		cfg.RedisWait = 1
+		cfg.Duration = 7 * time.Second
 		cfg.RedisWaitTimeout = time.Second // the shared CI machine can be slow
 		cfg.RestartNode = at("2s")         // restarted once its replica took over
 		res := run(t, cfg)
