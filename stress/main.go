@@ -66,10 +66,15 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintf(stderr, "usage: go run ./stress [flags]\n\nWith no flags it runs the default workload against the embedded store.\n\n")
 		fs.PrintDefaults()
 	}
+	var killMaster string
 	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp, partition string
 	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL), couchbase or redis")
 	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends), or the one redis server")
 	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes (redis: 1 redis-server) for the run and stop them afterwards")
+	fs.BoolVar(&c.ManagedCluster, "managed-cluster", false, "redis: start a local Redis Cluster of 3 masters with one replica each (6 redis-server processes; -fault-node 0-2 are the masters) instead of -managed 1")
+	fs.IntVar(&c.RedisWait, "redis-wait", 0, "redis: WAIT for `N` replicas after every write (the store's WaitReplicas; fewer within -redis-wait-timeout is an unknown outcome)")
+	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", 0, "redis: bound of each WAIT (default the store's 100 ms)")
+	fs.StringVar(&killMaster, "kill-master", "", "kill -9, at `T`, the master of the -managed-cluster holding the most keys (printed); its replica takes over. -restart-node then restarts it, as a replica")
 	fs.StringVar(&c.PGDSN, "pg-dsn", "", "PostgreSQL DSN of the tiered backend (default: start a throwaway local server)")
 	fs.StringVar(&c.Couchbase.ConnStr, "cb-conn", "", "Couchbase connection string, e.g. couchbase://127.0.0.1")
 	fs.StringVar(&c.Couchbase.Username, "cb-user", "", "Couchbase user name")
@@ -135,6 +140,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if killAt != "" {
 		if c.KillNode, err = harness.ParseAt(killAt); err != nil {
 			return o, fmt.Errorf("-kill-node: %w", err)
+		}
+	}
+	if killMaster != "" {
+		if c.KillMaster, err = harness.ParseAt(killMaster); err != nil {
+			return o, fmt.Errorf("-kill-master: %w", err)
 		}
 	}
 	if flushAt != "" {
@@ -207,6 +217,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, terminal 
 		if err := harness.WriteSummary(stdout, r); err != nil {
 			fmt.Fprintln(stderr, "stress:", err)
 			return exitError
+		}
+		if !o.cfg.KillMaster.IsZero() || !o.cfg.KillNode.IsZero() {
+			fmt.Fprintf(stdout, "recovery: last failed request answered %.0f ms after the kill; failures ended before the run did: %v\n", r.RecoveryMs, r.Recovered)
 		}
 		results, report, ok = []*harness.Result{r}, r, r.OK()
 	}

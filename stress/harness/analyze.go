@@ -185,6 +185,7 @@ func analyze(o observations) *Result {
 			}
 		}
 	}
+	res.RecoveryMs, res.Recovered = recovery(o)
 	res.timeline = buildTimeline(o, cfg.TimelineMax)
 	return res
 }

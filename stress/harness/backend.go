@@ -29,6 +29,11 @@ type storeSpec struct {
 	// address this app server dials instead: one process's own proxy to a
 	// node, for -partition.
 	Dial map[string]string `json:"dial,omitempty"`
+	// Cluster: Nodes are a Redis Cluster's nodes (redis backend).
+	Cluster bool `json:"cluster,omitempty"`
+	// WaitReplicas is the redis store's WaitReplicas.
+	WaitReplicas int           `json:"wait_replicas,omitempty"`
+	WaitTimeout  time.Duration `json:"wait_timeout,omitempty"`
 }
 
 // ErrUnreachable is wrapped by Run when the store cannot be reached.
@@ -53,7 +58,11 @@ func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 	case BackendTiered:
 		return openTiered(ctx, spec)
 	case BackendRedis:
-		return redis.New(redis.Config{Addr: spec.Nodes[0]})
+		rc := redis.Config{Addr: spec.Nodes[0], WaitReplicas: spec.WaitReplicas, WaitTimeout: spec.WaitTimeout}
+		if spec.Cluster {
+			rc.Addr, rc.ClusterAddrs = "", spec.Nodes
+		}
+		return redis.New(rc)
 	case BackendCouchbase:
 		cb := spec.Couchbase
 		s, err := couchbase.New(ctx, couchbase.Config{
@@ -73,6 +82,7 @@ type backend struct {
 	spec    storeSpec      // how app servers reach the store
 	mem     provider.Store // the memory backend's one store
 	nodes   []managedNode
+	cluster *redistest.Cluster // -managed-cluster; its Servers are nodes
 	pg      *pgserver.Server
 	proxies []*latencyProxy
 	latency time.Duration
@@ -93,6 +103,17 @@ type managedNode interface {
 // startManaged starts cfg.Managed local processes of the backend's server.
 func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error) {
 	var addrs []string
+	if cfg.ManagedCluster {
+		c, err := redistest.StartCluster(ctx, ClusterMasters, 1, redistest.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("harness: start a Redis Cluster of %d masters with one replica each: %w", ClusterMasters, err)
+		}
+		b.cluster = c
+		for _, s := range c.Servers {
+			b.nodes = append(b.nodes, s)
+		}
+		return c.Addrs(), nil
+	}
 	if cfg.Backend == BackendRedis {
 		servers, err := redistest.StartN(ctx, cfg.Managed, redistest.Config{})
 		if err != nil {
@@ -118,7 +139,7 @@ func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error
 // startBackend starts (or connects to) the store cfg asks for, with
 // latency proxies in front when cfg.Latency is set.
 func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
-	b = &backend{spec: storeSpec{Backend: cfg.Backend}, latency: cfg.Latency}
+	b = &backend{spec: storeSpec{Backend: cfg.Backend, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout}, latency: cfg.Latency}
 	defer func() {
 		if err != nil {
 			b.close()

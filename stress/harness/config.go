@@ -21,6 +21,13 @@ const (
 	BackendRedis     = "redis"
 )
 
+// The managed Redis Cluster (Config.ManagedCluster): ClusterMasters
+// masters with one replica each.
+const (
+	ClusterMasters = 3
+	ClusterNodes   = 2 * ClusterMasters
+)
+
 // Defaults of Config.
 const (
 	DefaultSessions    = 20
@@ -192,6 +199,19 @@ type Config struct {
 	PGDSN string
 	// Couchbase configures the couchbase backend.
 	Couchbase Couchbase
+	// ManagedCluster starts a real Redis Cluster for the redis backend:
+	// ClusterMasters masters with one replica each (ClusterNodes local
+	// redis-server processes, redistest.StartCluster), instead of
+	// -managed 1. Managed is then ClusterNodes; -fault-node indexes the
+	// masters first, then their replicas.
+	ManagedCluster bool
+	// RedisWait is the redis store's WaitReplicas: every write waits for
+	// that many replicas (WAIT n RedisWaitTimeout) and is of unknown
+	// outcome when fewer acknowledged it. Default 0 (no WAIT).
+	RedisWait int
+	// RedisWaitTimeout is the redis store's WaitTimeout. Default the
+	// store's (100 ms).
+	RedisWaitTimeout time.Duration
 
 	// Procs is the number of app servers (default 1). More than one run as
 	// separate processes (the harness binary re-executed in serve mode)
@@ -245,7 +265,9 @@ type Config struct {
 
 	// KillNode kills one managed memcached node (FaultNode) at that moment.
 	KillNode At
-	// RestartNode brings the killed (or a running) node back empty.
+	// RestartNode brings the killed (or a running) node back empty. After
+	// KillMaster it restarts the killed master, which rejoins the cluster
+	// (its nodes.conf is kept) as a replica of the master that replaced it.
 	RestartNode At
 	// Flush empties one managed memcached node at that moment
 	// (flush_all): the node FlushNode names, or with FlushNode -1 one
@@ -279,6 +301,11 @@ type Config struct {
 	Partition Span
 	// PartitionApp is the app process Partition cuts off. Default 0.
 	PartitionApp int
+	// KillMaster kills (SIGKILL), at that moment, the master of the
+	// managed Redis Cluster that holds the most keys (DBSIZE; a tie goes
+	// to the lowest index), named in the event (kind FaultKillMaster).
+	// Needs ManagedCluster.
+	KillMaster At
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
@@ -348,6 +375,9 @@ func (c Config) withDefaults() Config {
 	if c.TimelineMax == 0 {
 		c.TimelineMax = DefaultTimelineMax
 	}
+	if c.ManagedCluster && c.Managed == 0 && len(c.Nodes) == 0 {
+		c.Managed = ClusterNodes
+	}
 	return c
 }
 
@@ -390,8 +420,16 @@ func (c Config) check() error {
 		return bad("backend %s needs memcached nodes: -nodes host:port,... or -managed N", c.Backend)
 	case usesMemcached && len(c.Nodes) > 0 && c.Managed > 0:
 		return bad("give either -nodes or -managed, not both")
-	case c.Backend == BackendRedis && len(c.Nodes)+c.Managed != 1:
-		return bad("backend redis needs one server: -nodes host:port or -managed 1")
+	case c.ManagedCluster && (c.Backend != BackendRedis || len(c.Nodes) > 0 || c.Managed != ClusterNodes):
+		return bad("-managed-cluster starts its own %d-node Redis Cluster: it needs -backend redis, without -nodes or -managed", ClusterNodes)
+	case c.ManagedCluster && c.Latency > 0:
+		return bad("-latency is not supported with -managed-cluster (cluster clients learn the nodes' addresses from the cluster)")
+	case c.Backend == BackendRedis && !c.ManagedCluster && len(c.Nodes)+c.Managed != 1:
+		return bad("backend redis needs one server: -nodes host:port or -managed 1 (or -managed-cluster)")
+	case c.RedisWait < 0 || c.RedisWaitTimeout < 0 || (c.RedisWait > 0 && c.Backend != BackendRedis):
+		return bad("-redis-wait %d: a number of replicas, for -backend redis", c.RedisWait)
+	case !c.KillMaster.IsZero() && !c.ManagedCluster:
+		return bad("-kill-master needs -backend redis -managed-cluster")
 	case c.Backend == BackendCouchbase && (c.Couchbase.ConnStr == "" || c.Couchbase.Bucket == ""):
 		return bad("backend couchbase needs -cb-conn and -cb-bucket")
 	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero() || !c.Flush.IsZero()) && c.Managed < 1:
@@ -421,7 +459,7 @@ func (c Config) check() error {
 	case !c.PauseApp.IsZero() && (c.PauseAppIndex < 0 || c.PauseAppIndex >= c.Procs):
 		return bad("-pause-app-index %d: there are %d app processes", c.PauseAppIndex, c.Procs)
 	}
-	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At, c.Partition.At} {
+	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At, c.Partition.At, c.KillMaster} {
 		if a.Fraction > 0 && c.Requests < 0 {
 			return bad("a moment given as a percentage needs a request budget (-requests)")
 		}

@@ -104,6 +104,13 @@ type Result struct {
 	// request that took each crashed holder's session (the longest).
 	TakeoverMs  float64   `json:"takeover_ms,omitempty"`
 	TakeoversMs []float64 `json:"takeovers_ms,omitempty"`
+	// RecoveryMs: with -kill-node or -kill-master, the time from the kill
+	// to the answer of the last workload request that failed after it (0
+	// when none failed). Recovered: the failures ended, a request sent a
+	// second or more after that answer succeeded; false when requests
+	// failed until the run ended.
+	RecoveryMs float64 `json:"recovery_ms,omitempty"`
+	Recovered  bool    `json:"recovered,omitempty"`
 
 	// Routes has per-route figures; Events the faults injected.
 	Routes map[string]RouteStats `json:"routes"`

@@ -65,6 +65,10 @@ type runner struct {
 
 	paused sync.WaitGroup // faults with a duration still running (pauseFor)
 	cut    *latencyProxy  // the partitioned process's own proxy to its node
+	// killedMaster is the index of the node -kill-master killed, which
+	// -restart-node then restarts; nil before.
+	killedMaster   *int
+	masterReplicas []int // its replicas when it was killed
 
 	mu     sync.Mutex
 	events []Event
@@ -254,32 +258,40 @@ func (r *runner) injectFaults(ctx context.Context) {
 		do   func(context.Context)
 	}
 	var pending []fault
+	kind := r.nodeKind()
+	if !cfg.KillMaster.IsZero() {
+		pending = append(pending, fault{cfg.KillMaster, FaultKillMaster, "kill redis master", r.killMaster})
+	}
 	if !cfg.KillNode.IsZero() {
-		pending = append(pending, fault{cfg.KillNode, FaultKillNode, "kill memcached node", func(context.Context) {
+		pending = append(pending, fault{cfg.KillNode, FaultKillNode, "kill " + kind + " node", func(context.Context) {
 			n := r.be.nodes[cfg.FaultNode]
 			n.Kill()
-			r.event(FaultKillNode, nodeName(cfg.FaultNode), "killed memcached node %d (%s)", cfg.FaultNode, n.Addr())
+			r.event(FaultKillNode, r.nodeName(cfg.FaultNode), "killed %s node %d (%s)", kind, cfg.FaultNode, n.Addr())
 		}})
 	}
 	if !cfg.RestartNode.IsZero() {
-		pending = append(pending, fault{cfg.RestartNode, FaultRestartNode, "restart memcached node", func(ctx context.Context) {
-			n := r.be.nodes[cfg.FaultNode]
-			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
-				r.event(FaultError, nodeName(cfg.FaultNode), "restarting memcached node %d failed: %v", cfg.FaultNode, err)
+		pending = append(pending, fault{cfg.RestartNode, FaultRestartNode, "restart " + kind + " node", func(ctx context.Context) {
+			if r.killedMaster != nil {
+				r.restartMaster(ctx)
 				return
 			}
-			r.event(FaultRestartNode, nodeName(cfg.FaultNode), "restarted memcached node %d (%s), empty", cfg.FaultNode, n.Addr())
+			n := r.be.nodes[cfg.FaultNode]
+			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
+				r.event(FaultError, r.nodeName(cfg.FaultNode), "restarting %s node %d failed: %v", kind, cfg.FaultNode, err)
+				return
+			}
+			r.event(FaultRestartNode, r.nodeName(cfg.FaultNode), "restarted %s node %d (%s), empty", kind, cfg.FaultNode, n.Addr())
 		}})
 	}
 	if !cfg.Flush.IsZero() && cfg.FlushAll {
-		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush memcached", func(ctx context.Context) {
+		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush " + kind, func(ctx context.Context) {
 			for i, n := range r.be.nodes {
 				if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
-					r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
+					r.event(FaultError, r.nodeName(i), "flushing %s node %d failed: %v", kind, i, err)
 					return
 				}
 			}
-			r.event(FaultFlush, "every memcached node", "flushed all %d memcached nodes", len(r.be.nodes))
+			r.event(FaultFlush, "every "+kind+" node", "flushed all %d %s nodes", len(r.be.nodes), kind)
 		}})
 	}
 	if !cfg.Flush.IsZero() && !cfg.FlushAll {
@@ -287,27 +299,27 @@ func (r *runner) injectFaults(ctx context.Context) {
 		if i < 0 {
 			i = int(cfg.Seed % uint64(len(r.be.nodes)))
 		}
-		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush memcached node", func(ctx context.Context) {
+		pending = append(pending, fault{cfg.Flush, FaultFlush, "flush " + kind + " node", func(ctx context.Context) {
 			n := r.be.nodes[i]
 			if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
-				r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
+				r.event(FaultError, r.nodeName(i), "flushing %s node %d failed: %v", kind, i, err)
 				return
 			}
-			r.event(FaultFlush, nodeName(i), "flushed memcached node %d (%s), chosen by seed %d", i, n.Addr(), cfg.Seed)
+			r.event(FaultFlush, r.nodeName(i), "flushed %s node %d (%s), chosen by seed %d", kind, i, n.Addr(), cfg.Seed)
 		}})
 	}
 	if !cfg.PauseNode.IsZero() {
 		i, span := cfg.FaultNode, cfg.PauseNode
-		pending = append(pending, fault{span.At, FaultPauseNode, "pause memcached node", func(ctx context.Context) {
-			r.pauseFor(ctx, FaultPauseNode, nodeName(i), span.For, r.be.nodes[i].Pause, r.be.nodes[i].Resume,
-				fmt.Sprintf("memcached node %d (%s) stopped (SIGSTOP) for %v, then continued", i, r.be.nodes[i].Addr(), span.For))
+		pending = append(pending, fault{span.At, FaultPauseNode, "pause " + kind + " node", func(ctx context.Context) {
+			r.pauseFor(ctx, FaultPauseNode, r.nodeName(i), span.For, r.be.nodes[i].Pause, r.be.nodes[i].Resume,
+				fmt.Sprintf("%s node %d (%s) stopped (SIGSTOP) for %v, then continued", kind, i, r.be.nodes[i].Addr(), span.For))
 		}})
 	}
 	if !cfg.Partition.IsZero() {
 		i, j, span := cfg.FaultNode, cfg.PartitionApp, cfg.Partition
 		pending = append(pending, fault{span.At, FaultPartition, "partition", func(ctx context.Context) {
-			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", nodeName(i), j), span.For, r.cut.partition, r.cut.heal,
-				fmt.Sprintf("memcached node %d unreachable from app %d (only) for %v, then healed", i, j, span.For))
+			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", r.nodeName(i), j), span.For, r.cut.partition, r.cut.heal,
+				fmt.Sprintf("%s node %d unreachable from app %d (only) for %v, then healed", kind, i, j, span.For))
 		}})
 	}
 	if !cfg.PauseApp.IsZero() {
@@ -393,8 +405,16 @@ func (r *runner) pauseFor(ctx context.Context, kind, target string, d time.Durat
 	}()
 }
 
-// nodeName names memcached node i in events.
-func nodeName(i int) string { return fmt.Sprintf("memcached node %d", i) }
+// nodeKind names the managed nodes' server in events: memcached or redis.
+func (r *runner) nodeKind() string {
+	if r.cfg.Backend == BackendRedis {
+		return "redis"
+	}
+	return "memcached"
+}
+
+// nodeName names managed node i in events: "memcached node 1".
+func (r *runner) nodeName(i int) string { return fmt.Sprintf("%s node %d", r.nodeKind(), i) }
 
 // crashHolder makes the last app process hold the locks of a few
 // sessions, kills it, and lets the others take over.
