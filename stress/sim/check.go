@@ -353,7 +353,7 @@ const expiryRounding = 2 * time.Second
 // setsExpiry reports whether a store operation sets the session's
 // expiry (a CAS, an add or a touch, in any phase of a request).
 func setsExpiry(name string) bool {
-	return strings.HasSuffix(name, "cas") || strings.HasSuffix(name, "add") || strings.HasSuffix(name, "touch")
+	return strings.HasSuffix(name, "cas") || strings.HasSuffix(name, "add") || strings.HasSuffix(name, "touch") || strings.HasSuffix(name, "gat")
 }
 
 // aliveUntil is the instant before which the session must be present to
@@ -393,6 +393,9 @@ func goneAfter(r *Result, all []*Request, x, timeout time.Duration) time.Duratio
 func readAt(rq *Request) (time.Duration, bool) {
 	at, ok := time.Duration(0), false
 	for _, op := range rq.Ops {
+		if strings.HasSuffix(op.Name, "gat") {
+			return op.Call, true // reads and sets the expiry at once
+		}
 		if setsExpiry(op.Name) {
 			break
 		}

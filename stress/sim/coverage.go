@@ -39,6 +39,8 @@ func opLabel(name string) string {
 		return "read"
 	case "read-touch":
 		return "touch"
+	case "read-gat":
+		return "read"
 	case "lf-commit-cas":
 		return "lf-commit"
 	case "release-cas":
@@ -86,6 +88,9 @@ func (c *Coverage) Add(r *Result) {
 		if h.Kind == FaultExpiry {
 			for _, where := range expiryPlaces(r, h.Session) {
 				note(string(h.Kind), where)
+			}
+			if h.LiveCopies == 1 {
+				note(string(h.Kind), "probe between copies' expiry")
 			}
 			continue
 		}

@@ -33,6 +33,10 @@ type Params struct {
 	// deliberately broken variant for the checker's tests (a store that
 	// keeps sessions too long, or too short, when negative).
 	ttlSkew time.Duration
+	// noGetAndTouch hides the Store's GetAndTouch from the provider in
+	// every seed (otherwise only in odd seeds): its read path then reads
+	// with Get and slides with a CAS.
+	noGetAndTouch bool
 }
 
 // DefaultParams are the parameters of the independent fault test that
@@ -131,6 +135,10 @@ type FaultHit struct {
 	Fault
 	Start, End time.Duration
 	Nodes      []int // the nodes it struck
+	// Expiry: how many of the session's copies were live on their
+	// nodes when the probe started (1 of 2: they expire at different
+	// instants and the probe reads between them).
+	LiveCopies int
 }
 
 // Result is one seed's run.
@@ -147,6 +155,11 @@ type Result struct {
 	// Created is when the sessions had been created.
 	Timeouts []time.Duration
 	Created  time.Duration
+	// GetAndTouch: the provider read through the Store's GetAndTouch
+	// (production's read path; even seeds); otherwise with Get and a
+	// CAS that slides the expiry (odd seeds: the path of stores without
+	// it, and the memcached Store's own fallback).
+	GetAndTouch bool
 	// Violations found by Check.
 	Violations []Violation
 }
@@ -203,6 +216,20 @@ func (s *recStore) CompareAndSwap(ctx context.Context, key string, value []byte,
 	var c uint64
 	err := s.record(ctx, key, "cas", func() (err error) { c, err = s.Store.CompareAndSwap(ctx, key, value, cas, s.ttl(ttl)); return err })
 	return c, err
+}
+
+// gtStore is a recStore over a store that reads and touches in one step
+// (provider.GetAndToucher, as the memcached Store does): the provider's
+// read path then takes it, as it does in production.
+type gtStore struct {
+	*recStore
+	gt provider.GetAndToucher
+}
+
+func (s gtStore) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	var e provider.Entry
+	err := s.record(ctx, key, "gat", func() (err error) { e, err = s.gt.GetAndTouch(ctx, key, s.ttl(ttl)); return err })
+	return e, err
 }
 
 func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
@@ -373,6 +400,21 @@ func (r *runner) busySession(s int) int {
 	return s
 }
 
+// liveCopies counts the nodes that hold a live copy of session id.
+func (r *runner) liveCopies(pv *provider.Provider, id string) int {
+	key, err := pv.Key(id)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, a := range r.nw.Addrs() {
+		if r.nw.Node(a).Live(key) {
+			n++
+		}
+	}
+	return n
+}
+
 // nodesOf returns the indexes of the nodes that hold session id's
 // copies.
 func (r *runner) nodesOf(id string, pv *provider.Provider) []int {
@@ -407,7 +449,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
 	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), opNode: -1}
-	res := &Result{Seed: seed, Params: p, Schedule: sched}
+	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0}
 
 	provs := make([]*provider.Provider, p.Apps)
 	for a := range p.Apps {
@@ -416,7 +458,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			panic(err)
 		}
 		r.stores = append(r.stores, st)
-		pv, err := provider.New(&recStore{Store: st, app: a, run: r, start: r.start}, provider.Config{App: "sim", Lease: p.Lease})
+		var rs provider.Store = &recStore{Store: st, app: a, run: r, start: r.start}
+		if gt, ok := provider.Store(st).(provider.GetAndToucher); ok && res.GetAndTouch {
+			rs = gtStore{recStore: rs.(*recStore), gt: gt}
+		}
+		pv, err := provider.New(rs, provider.Config{App: "sim", Lease: p.Lease})
 		if err != nil {
 			panic(err)
 		}
@@ -460,12 +506,13 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			go func() {
 				defer r.faults.Done()
 				time.Sleep(f.At + f.Dur - r.now())
+				live := r.liveCopies(provs[0], ids[f.Session])
 				rq := &Request{ID: fmt.Sprintf("probe%d", f.Session), App: f.Probe, Session: f.Session, Kind: ReqRead}
 				r.request(provs[f.Probe], ids[f.Session], rq, nil)
 				reqMu.Lock()
 				res.Requests = append(res.Requests, rq)
 				reqMu.Unlock()
-				r.addHit(FaultHit{Fault: f, Start: f.At, End: rq.Call, Nodes: r.nodesOf(ids[f.Session], provs[0])})
+				r.addHit(FaultHit{Fault: f, Start: f.At, End: rq.Call, Nodes: r.nodesOf(ids[f.Session], provs[0]), LiveCopies: live})
 			}()
 			continue
 		}

@@ -38,7 +38,11 @@ func runSeed(t *testing.T, seed uint64, p Params) *Result {
 // report prints a seed's schedule, its violations and how to replay it.
 func report(r *Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: schedule: %s\n", r.Seed, r.Schedule)
+	path := "get+cas"
+	if r.GetAndTouch {
+		path = "get-and-touch"
+	}
+	fmt.Fprintf(&b, "seed %d: schedule: %s; reads: %s\n", r.Seed, r.Schedule, path)
 	for _, h := range r.Hits {
 		fmt.Fprintf(&b, "  struck %s at %v (nodes %v), ended %v\n", h.Kind, h.Start, h.Nodes, h.End)
 	}
@@ -142,6 +146,15 @@ var defects = []struct {
 	// runs, none in others) and not replayable: when no seed of any kind
 	// shows it the subtest is skipped as NOT REPRODUCED, never faked.
 	{"defect4-failed-commit-applied", "", InvFailedApplied},
+	// Found by the expiry kind (not one of the four): an expired
+	// session is read back with its old values, from a copy that
+	// outlived the others. Suspected: a process that does not yet know
+	// the session's short own timeout reads it with GetAndTouch and the
+	// default timeout as its hint, which touches the backup copy too;
+	// the CAS that corrects the TTL does not reach the backup copy, which
+	// keeps 20 minutes; once the primary expires, a read misses there and
+	// repairs from the backup. About 1 seed in 130 of the kind.
+	{"defect5-expired-session-revived-from-backup-copy", FaultExpiry, InvExpiredRead},
 }
 
 // TestSim runs -seeds seeds (skipped without it: scripts/test.sh stage sim
@@ -193,11 +206,12 @@ func TestSim(t *testing.T) {
 			t.Errorf("fault kind %s struck in %d of its %d seeds", k, cov.Count(string(k), "any"), tl.seeds[k])
 		}
 	}
-	// Expiry at different instants on different nodes: today's store
-	// keeps it (no expired session read back, none lost early): a
-	// regression, not an expected failure.
-	if tl.seeds[FaultExpiry] > 0 {
-		for inv, seeds := range tl.found[FaultExpiry] {
+	// Expiry at different instants on different nodes: apart from
+	// defect 5 (an expired session read back), today's store keeps every
+	// invariant under it (none lost early): a regression, not an
+	// expected failure.
+	for inv, seeds := range tl.found[FaultExpiry] {
+		if inv != InvExpiredRead {
 			t.Errorf("expiry: %s in %d of %d seeds (e.g. seed %d)", inv, len(seeds), tl.seeds[FaultExpiry], seeds[0])
 		}
 	}
