@@ -100,6 +100,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&restartAt, "restart-node", "", "restart managed memcached node -fault-node, empty, at `T`")
 	fs.StringVar(&flushAt, "flush", "", "flush one managed memcached node (flush_all) at `T`: -flush-node, or one chosen from -seed (printed)")
 	fs.IntVar(&c.FlushNode, "flush-node", -1, "index of the managed node -flush empties (-1: chosen from -seed)")
+	fs.IntVar(&c.FlushCount, "flush-count", 0, "flush one managed memcached node `N` times, at instants and on nodes drawn from -seed (printed), 10% to 90% into the run, at least 10% apart")
 	fs.BoolVar(&c.FlushAll, "flush-all", false, "make -flush empty every managed node at once (a double fault)")
 	fs.StringVar(&pauseNode, "pause-node", "", "stop managed memcached node -fault-node (SIGSTOP) at `T:D`, e.g. 3s:1.5s, and continue it (SIGCONT) D later")
 	fs.StringVar(&pauseApp, "pause-app", "", "stop app process -pause-app-index (SIGSTOP) at `T:D` and continue it D later; make D longer than -lease (needs -procs 2 or more)")

@@ -113,6 +113,8 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"-backend", "memcached"}, "-managed N"},
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"-compare", "-wait", "aspnet"}, "-compare"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "9"}, "-flush-count 9"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "2", "-flush", "50%"}, "neither -flush"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

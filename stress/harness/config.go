@@ -280,6 +280,13 @@ type Config struct {
 	// FlushAll makes Flush empty every managed node at once, as -flush
 	// did before: a double fault no replication survives.
 	FlushAll bool
+	// FlushCount, above 0, flushes one node FlushCount times (at most
+	// MaxFlushCount) at instants drawn from Seed instead of once at Flush:
+	// between 10% and 90% of the run (shares of Requests, or of Duration
+	// without a request budget), at least FlushGap of the run apart, each
+	// on a node drawn from Seed (or FlushNode when not -1). The instants
+	// and nodes are printed when the run starts and in each fault event.
+	FlushCount int
 	// PauseNode stops managed node FaultNode with SIGSTOP at PauseNode.At
 	// and continues it (SIGCONT) PauseNode.For later: a node that hangs
 	// past the client timeout, then runs the commands queued meanwhile.
@@ -449,6 +456,12 @@ func (c Config) check() error {
 	case !c.PauseNode.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed):
 		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
 	case !c.Flush.IsZero() && !c.FlushAll && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
+		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
+	case c.FlushCount < 0 || c.FlushCount > MaxFlushCount:
+		return bad("-flush-count %d: want 0 to %d", c.FlushCount, MaxFlushCount)
+	case c.FlushCount > 0 && (!c.Flush.IsZero() || c.FlushAll || c.Managed < 1):
+		return bad("-flush-count needs managed memcached nodes (-managed N) and neither -flush nor -flush-all")
+	case c.FlushCount > 0 && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
 		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
 	case !c.Partition.IsZero() && (c.Backend != BackendMemcached || c.Managed < 1 || c.Procs < 2 || c.InProcess):
 		return bad("-partition needs -backend memcached with managed nodes and at least 2 app processes (not -inproc)")

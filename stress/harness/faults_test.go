@@ -64,6 +64,10 @@ func TestRealFaults(t *testing.T) {
 			"defect 2's per-process node health (suspected: the resumed app marks healthy nodes down)"},
 		{"flush-one-node", func(c *harness.Config) { c.Flush = at("40%"); c.FlushNode = -1 },
 			"defect 1 (a flush between a commit's read and CAS deletes both copies) or defect 4 (a commit reported failed was applied)"},
+		// Seeded, printed flush instants: three flushes, each of one
+		// node drawn from the seed, at least a tenth of the run apart.
+		{"flush-seeded", func(c *harness.Config) { c.FlushCount = 3; c.FlushNode = -1 },
+			"defect 1 (a flush between a commit's read and CAS deletes both copies) or defect 4 (a commit reported failed was applied)"},
 		{"partition", func(c *harness.Config) { c.Partition = span("30%:1.5s"); c.PartitionApp = 0 },
 			"defect 2 (a node unreachable from one server only: another server's view of the node decides which copy it believes)"},
 		{"pause-node", func(c *harness.Config) { c.PauseNode = span("30%:1.5s") },
@@ -82,6 +86,17 @@ func TestRealFaults(t *testing.T) {
 			}
 			if len(res.Events) == 0 {
 				t.Fatal("no fault was injected")
+			}
+			if cfg.FlushCount > 0 {
+				var flushed []string
+				for _, e := range res.Events {
+					if e.Kind == harness.FaultFlush {
+						flushed = append(flushed, e.Target)
+					}
+				}
+				if len(flushed) != cfg.FlushCount {
+					t.Fatalf("%d flushes injected, want %d: %v", len(flushed), cfg.FlushCount, res.Events)
+				}
 			}
 			v := res.Violations()
 			switch {

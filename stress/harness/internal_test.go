@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -230,4 +231,38 @@ func TestFrontRoundRobin(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
 	require.NotEmpty(t, resp.Header.Get(headerProxyError))
+}
+
+// TestFlushPlan: -flush-count's instants come from the seed (the same
+// seed, the same plan), lie in [10%, 90%] of the run in order, at least
+// FlushGap apart, on nodes in range (or the one -flush-node names), and
+// different seeds give different plans.
+func TestFlushPlan(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		for count := 1; count <= MaxFlushCount; count++ {
+			plan := flushPlan(seed, count, 3, -1)
+			if len(plan) != count {
+				t.Fatalf("seed %d count %d: %d flushes", seed, count, len(plan))
+			}
+			if !reflect.DeepEqual(plan, flushPlan(seed, count, 3, -1)) {
+				t.Fatalf("seed %d: two plans differ", seed)
+			}
+			for i, f := range plan {
+				if f.frac < 0.1 || f.frac > 0.9 || f.node < 0 || f.node >= 3 {
+					t.Fatalf("seed %d: flush %d out of range: %+v", seed, i, f)
+				}
+				if i > 0 && f.frac-plan[i-1].frac < FlushGap-1e-3 {
+					t.Fatalf("seed %d: flushes %d and %d only %.4f apart", seed, i-1, i, f.frac-plan[i-1].frac)
+				}
+			}
+		}
+		for _, f := range flushPlan(seed, 3, 3, 2) {
+			if f.node != 2 {
+				t.Fatalf("seed %d: -flush-node 2 ignored: %+v", seed, f)
+			}
+		}
+	}
+	if reflect.DeepEqual(flushPlan(1, 3, 3, -1), flushPlan(2, 3, 3, -1)) {
+		t.Fatal("seeds 1 and 2 give the same plan")
+	}
 }

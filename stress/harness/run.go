@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -308,6 +311,26 @@ func (r *runner) injectFaults(ctx context.Context) {
 			r.event(FaultFlush, r.nodeName(i), "flushed %s node %d (%s), chosen by seed %d", kind, i, n.Addr(), cfg.Seed)
 		}})
 	}
+	for k, pf := range flushPlan(cfg.Seed, cfg.FlushCount, len(r.be.nodes), cfg.FlushNode) {
+		at := At{Fraction: pf.frac}
+		if cfg.Requests < 0 {
+			at = At{After: time.Duration(pf.frac * float64(cfg.Duration))}
+		}
+		i, when := pf.node, fmt.Sprintf("%.2f%% of the run", pf.frac*100)
+		if cfg.Requests < 0 {
+			when = at.After.Round(time.Millisecond).String()
+		}
+		r.say("flush %d of %d (seed %d): memcached node %d at %s", k+1, cfg.FlushCount, cfg.Seed, i, when)
+		pending = append(pending, fault{at, FaultFlush, fmt.Sprintf("flush %d of memcached node %d", k+1, i), func(ctx context.Context) {
+			n := r.be.nodes[i]
+			if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
+				r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
+				return
+			}
+			r.event(FaultFlush, nodeName(i), "flushed memcached node %d (%s): flush %d of %d, at %s drawn from seed %d", i, n.Addr(), k+1, cfg.FlushCount, when, cfg.Seed)
+			r.say("fault at %.0f ms: flushed memcached node %d (flush %d of %d)", ms(int64(time.Since(r.start))), i, k+1, cfg.FlushCount)
+		}})
+	}
 	if !cfg.PauseNode.IsZero() {
 		i, span := cfg.FaultNode, cfg.PauseNode
 		pending = append(pending, fault{span.At, FaultPauseNode, "pause " + kind + " node", func(ctx context.Context) {
@@ -365,6 +388,56 @@ func (r *runner) injectFaults(ctx context.Context) {
 		}
 		pending = rest
 	}
+}
+
+// MaxFlushCount bounds Config.FlushCount: its instants lie between 10 %
+// and 90 % of the run, at least FlushGap apart.
+const MaxFlushCount = 8
+
+// FlushGap is the least share of the run between two of FlushCount's
+// flushes.
+const FlushGap = 0.1
+
+// plannedFlush is one of FlushCount's flushes: a share of the run and a
+// node.
+type plannedFlush struct {
+	frac float64
+	node int
+}
+
+// flushPlan draws count flush instants in [0.1, 0.9] of the run, at
+// least FlushGap apart and in order, each on a node drawn from seed
+// (or node, when not -1). The same seed gives the same plan.
+func flushPlan(seed uint64, count, nodes, node int) []plannedFlush {
+	if count <= 0 || nodes <= 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xf105))
+	slack := 0.8 - float64(count-1)*FlushGap
+	fracs := make([]float64, count)
+	for i := range fracs {
+		fracs[i] = rng.Float64() * slack
+	}
+	slices.Sort(fracs)
+	plan := make([]plannedFlush, count)
+	for i, f := range fracs {
+		plan[i] = plannedFlush{frac: math.Round((0.1+f+float64(i)*FlushGap)*1e4) / 1e4, node: node}
+		if node < 0 {
+			plan[i].node = rng.IntN(nodes)
+		}
+	}
+	return plan
+}
+
+// say prints a line about the run's faults to cfg.Progress (the
+// terminal), if any, above the progress line.
+func (r *runner) say(format string, args ...any) {
+	if r.cfg.Progress == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.cfg.Progress, "\r\033[K"+format+"\n", args...)
 }
 
 // partitionProxy gives app server ac its own proxy to node FaultNode,

@@ -38,10 +38,16 @@ const (
 	// InvDiverged: after the faults healed every app server reads the
 	// same session.
 	InvDiverged Invariant = "copies-diverged"
+	// InvExpiredRead: a session that expired (no operation set its
+	// expiry for longer than its own timeout plus the store's rounding,
+	// docs/protocol.md I4) is never read back with its old values, nor
+	// after a read found it gone (an expired session never comes back
+	// from a copy that outlived the others).
+	InvExpiredRead Invariant = "expired-session-read"
 )
 
 // Invariants lists them in the order reports print them.
-var Invariants = []Invariant{InvLostUpdate, InvTwoHolders, InvFailedApplied, InvSessionLost, InvLockFreeLost, InvNotLinearizable, InvStuck, InvDiverged}
+var Invariants = []Invariant{InvLostUpdate, InvTwoHolders, InvFailedApplied, InvSessionLost, InvLockFreeLost, InvNotLinearizable, InvStuck, InvDiverged, InvExpiredRead}
 
 // Violation is one broken invariant, with what shows it.
 type Violation struct {
@@ -90,14 +96,31 @@ func Check(r *Result) []Violation {
 		}
 
 		// No session lost: nothing is removed and nothing idles past its
-		// 20-minute timeout, so not-found is a loss.
+		// 20-minute timeout, so not-found is a loss; a session with a
+		// short own timeout (FaultExpiry) is lost when found gone before
+		// its timeout ran out since an operation surely set its expiry.
 		lost := false
-		for _, rq := range append(slices.Clone(reqs), finals...) {
-			if errors.Is(rq.Err, provider.ErrNotFound) {
+		var timeout time.Duration
+		if s < len(r.Timeouts) {
+			timeout = r.Timeouts[s]
+		}
+		all := append(slices.Clone(reqs), finals...)
+		for _, rq := range all {
+			if !errors.Is(rq.Err, provider.ErrNotFound) {
+				continue
+			}
+			lost = true
+			if timeout == 0 {
 				add(InvSessionLost, s, "%s %s at %v: %v", rq.Kind, rq.ID, rq.Ret, rq.Err)
-				lost = true
 				break
 			}
+			if alive := aliveUntil(r, all, rq.Call, timeout); rq.Ret < alive {
+				add(InvSessionLost, s, "%s %s found it gone at %v, before %v (own timeout %v after the last operation that surely set its expiry)", rq.Kind, rq.ID, rq.Ret, alive, timeout)
+				break
+			}
+		}
+		if timeout > 0 {
+			out = append(out, expiredReads(r, s, all, timeout)...)
 		}
 
 		// Every acknowledged increment counted once.
@@ -319,4 +342,95 @@ func linearizable(reqs []*Request) (bool, string) {
 		return false, "no linearization of " + fmt.Sprint(len(hist)) + " counter operations; reads " + strings.Join(reads, " ")
 	}
 	return true, ""
+}
+
+// expiryRounding is how much longer than its TTL the store lets an item
+// live: memcached's expirations are whole seconds rounded up, plus one
+// (docs/protocol.md I4), so an item lives at least its TTL and less than
+// 2 s more.
+const expiryRounding = 2 * time.Second
+
+// setsExpiry reports whether a store operation sets the session's
+// expiry (a CAS, an add or a touch, in any phase of a request).
+func setsExpiry(name string) bool {
+	return strings.HasSuffix(name, "cas") || strings.HasSuffix(name, "add") || strings.HasSuffix(name, "touch") || strings.HasSuffix(name, "gat")
+}
+
+// aliveUntil is the instant before which the session must be present to
+// an observation starting at x: a timeout after the latest operation
+// that surely set its expiry before x (one that succeeded and returned
+// before x; its creation counts as one).
+func aliveUntil(r *Result, all []*Request, x, timeout time.Duration) time.Duration {
+	alive := timeout // created at or after instant 0
+	for _, rq := range all {
+		for _, op := range rq.Ops {
+			if op.Err == nil && setsExpiry(op.Name) && op.Ret <= x {
+				alive = max(alive, op.Call+timeout)
+			}
+		}
+	}
+	return alive
+}
+
+// goneAfter is the instant after which the session must be absent to an
+// observation starting at x: a timeout plus the store's rounding after the
+// latest operation that may have set its expiry before x (any that started
+// before x, whatever it returned).
+func goneAfter(r *Result, all []*Request, x, timeout time.Duration) time.Duration {
+	gone := r.Created + timeout + expiryRounding
+	for _, rq := range all {
+		for _, op := range rq.Ops {
+			if setsExpiry(op.Name) && op.Call < x {
+				gone = max(gone, op.Ret+timeout+expiryRounding)
+			}
+		}
+	}
+	return gone
+}
+
+// readAt is when rq read the values it saw, at the earliest: the start of
+// its last read before its first operation that sets the expiry.
+func readAt(rq *Request) (time.Duration, bool) {
+	at, ok := time.Duration(0), false
+	for _, op := range rq.Ops {
+		if strings.HasSuffix(op.Name, "gat") {
+			return op.Call, true // reads and sets the expiry at once
+		}
+		if setsExpiry(op.Name) {
+			break
+		}
+		if strings.HasSuffix(op.Name, "get") {
+			at, ok = op.Call, true
+		}
+	}
+	return at, ok
+}
+
+// expiredReads finds reads of a session with a short own timeout that
+// saw its values after it surely expired, or after a request had found
+// it gone.
+func expiredReads(r *Result, s int, all []*Request, timeout time.Duration) []Violation {
+	var out []Violation
+	for _, rq := range all {
+		if !rq.Seen {
+			continue
+		}
+		at, ok := readAt(rq)
+		if !ok {
+			continue
+		}
+		if gone := goneAfter(r, all, at, timeout); at > gone {
+			out = append(out, Violation{Inv: InvExpiredRead, Session: s, Detail: fmt.Sprintf(
+				"%s %s read n=%d (from %s) at %v, after the session expired at %v at the latest (own timeout %v)", rq.Kind, rq.ID, rq.N, rq.W, at, gone, timeout)})
+			return out
+		}
+		for _, nf := range all {
+			if errors.Is(nf.Err, provider.ErrNotFound) && nf.Ret < at {
+				out = append(out, Violation{Inv: InvExpiredRead, Session: s, Detail: fmt.Sprintf(
+					"%s %s read n=%d (from %s) at %v, after %s found the session gone at %v", rq.Kind, rq.ID, rq.N, rq.W, at, nf.ID, nf.Ret)})
+				return out
+			}
+		}
+	}
+	return out
 }

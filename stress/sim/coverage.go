@@ -1,12 +1,15 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
 )
 
 // Coverage counts, per fault kind and per place in a request, how many
@@ -36,6 +39,8 @@ func opLabel(name string) string {
 		return "read"
 	case "read-touch":
 		return "touch"
+	case "read-gat":
+		return "read"
 	case "lf-commit-cas":
 		return "lf-commit"
 	case "release-cas":
@@ -80,6 +85,15 @@ func (c *Coverage) Add(r *Result) {
 	}
 	for _, h := range r.Hits {
 		note(string(h.Kind), "any")
+		if h.Kind == FaultExpiry {
+			for _, where := range expiryPlaces(r, h.Session) {
+				note(string(h.Kind), where)
+			}
+			if h.LiveCopies == 1 {
+				note(string(h.Kind), "probe between copies' expiry")
+			}
+			continue
+		}
 		for _, rq := range r.Requests {
 			note(string(h.Kind), place(rq, h.Start))
 			if h.End > h.Start {
@@ -122,3 +136,46 @@ func (c *Coverage) Print(w io.Writer) {
 
 // Count returns how many seeds had kind strike at place.
 func (c *Coverage) Count(kind, place string) int { return c.Hits[kind][place] }
+
+// expiryPlaces names what the requests on session s (short own timeout)
+// met: "read after idle" (a read more than half its timeout after the
+// last operation that surely set its expiry, before it could expire),
+// "read in rounding" (between its timeout and the store's rounding: it
+// may or may not be there), "read past expiry" (a violation), "gone in
+// rounding", "gone past expiry" (found absent, correctly), "gone early"
+// (a loss).
+func expiryPlaces(r *Result, s int) []string {
+	timeout := r.Timeouts[s]
+	var all []*Request
+	for _, rq := range append(slices.Clone(r.Requests), r.Finals...) {
+		if rq.Session == s {
+			all = append(all, rq)
+		}
+	}
+	var out []string
+	for _, rq := range all {
+		at, ok := readAt(rq)
+		switch {
+		case errors.Is(rq.Err, provider.ErrNotFound):
+			switch {
+			case rq.Call > goneAfter(r, all, rq.Call, timeout):
+				out = append(out, "gone past expiry")
+			case rq.Ret < aliveUntil(r, all, rq.Call, timeout):
+				out = append(out, "gone early")
+			default:
+				out = append(out, "gone in rounding")
+			}
+		case rq.Seen && ok:
+			alive := aliveUntil(r, all, at, timeout)
+			switch {
+			case at > goneAfter(r, all, at, timeout):
+				out = append(out, "read past expiry")
+			case at >= alive:
+				out = append(out, "read in rounding")
+			case at-(alive-timeout) > timeout/2:
+				out = append(out, "read after idle")
+			}
+		}
+	}
+	return out
+}

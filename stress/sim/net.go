@@ -361,3 +361,24 @@ func (sc *serverConn) execute() {
 		}
 	}
 }
+
+// Live reports whether the node holds a live copy of key now (under key
+// or under a key that ends with it, as a backup copy's does), by its own
+// clock; it changes nothing (memcached drops expired items lazily).
+func (nd *Node) Live(key string) bool {
+	nd.mu.Lock()
+	tab, dead := nd.tab, nd.dead
+	nd.mu.Unlock()
+	if dead {
+		return false
+	}
+	tab.mu.Lock()
+	defer tab.mu.Unlock()
+	now := tab.clock()
+	for k, it := range tab.items {
+		if strings.HasSuffix(k, key) && !(it.exptime != 0 && it.exptime <= now) && !(tab.oldestLive != 0 && tab.oldestLive <= now && it.time <= tab.oldestLive) {
+			return true
+		}
+	}
+	return false
+}

@@ -28,6 +28,15 @@ type Params struct {
 	// MinLatency and MaxLatency bound each command's network latency,
 	// drawn per command from the connection's own random source.
 	MinLatency, MaxLatency time.Duration
+
+	// ttlSkew is added to every TTL the provider gives the store: a
+	// deliberately broken variant for the checker's tests (a store that
+	// keeps sessions too long, or too short, when negative).
+	ttlSkew time.Duration
+	// noGetAndTouch hides the Store's GetAndTouch from the provider in
+	// every seed (otherwise only in odd seeds): its read path then reads
+	// with Get and slides with a CAS.
+	noGetAndTouch bool
 }
 
 // DefaultParams are the parameters of the independent fault test that
@@ -126,6 +135,10 @@ type FaultHit struct {
 	Fault
 	Start, End time.Duration
 	Nodes      []int // the nodes it struck
+	// Expiry: how many of the session's copies were live on their
+	// nodes when the probe started (1 of 2: they expire at different
+	// instants and the probe reads between them).
+	LiveCopies int
 }
 
 // Result is one seed's run.
@@ -137,6 +150,16 @@ type Result struct {
 	Requests []*Request
 	Finals   []*Request
 	Elapsed  time.Duration // virtual time of the run
+	// Timeouts holds each session's own timeout when the schedule gave
+	// it a short one (FaultExpiry), 0 otherwise (the 20-minute default);
+	// Created is when the sessions had been created.
+	Timeouts []time.Duration
+	Created  time.Duration
+	// GetAndTouch: the provider read through the Store's GetAndTouch
+	// (production's read path; even seeds); otherwise with Get and a
+	// CAS that slides the expiry (odd seeds: the path of stores without
+	// it, and the memcached Store's own fallback).
+	GetAndTouch bool
 	// Violations found by Check.
 	Violations []Violation
 }
@@ -169,6 +192,14 @@ func (s *recStore) record(ctx context.Context, key, name string, fn func() error
 	return err
 }
 
+// ttl applies the broken variant's skew, if any.
+func (s *recStore) ttl(ttl time.Duration) time.Duration {
+	if s.run.p.ttlSkew == 0 || ttl <= 0 {
+		return ttl
+	}
+	return max(ttl+s.run.p.ttlSkew, time.Millisecond)
+}
+
 func (s *recStore) Get(ctx context.Context, key string) (provider.Entry, error) {
 	var e provider.Entry
 	err := s.record(ctx, key, "get", func() (err error) { e, err = s.Store.Get(ctx, key); return err })
@@ -177,18 +208,32 @@ func (s *recStore) Get(ctx context.Context, key string) (provider.Entry, error) 
 
 func (s *recStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	var c uint64
-	err := s.record(ctx, key, "add", func() (err error) { c, err = s.Store.Add(ctx, key, value, ttl); return err })
+	err := s.record(ctx, key, "add", func() (err error) { c, err = s.Store.Add(ctx, key, value, s.ttl(ttl)); return err })
 	return c, err
 }
 
 func (s *recStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	var c uint64
-	err := s.record(ctx, key, "cas", func() (err error) { c, err = s.Store.CompareAndSwap(ctx, key, value, cas, ttl); return err })
+	err := s.record(ctx, key, "cas", func() (err error) { c, err = s.Store.CompareAndSwap(ctx, key, value, cas, s.ttl(ttl)); return err })
 	return c, err
 }
 
+// gtStore is a recStore over a store that reads and touches in one step
+// (provider.GetAndToucher, as the memcached Store does): the provider's
+// read path then takes it, as it does in production.
+type gtStore struct {
+	*recStore
+	gt provider.GetAndToucher
+}
+
+func (s gtStore) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	var e provider.Entry
+	err := s.record(ctx, key, "gat", func() (err error) { e, err = s.gt.GetAndTouch(ctx, key, s.ttl(ttl)); return err })
+	return e, err
+}
+
 func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	return s.record(ctx, key, "touch", func() error { return s.Store.Touch(ctx, key, ttl) })
+	return s.record(ctx, key, "touch", func() error { return s.Store.Touch(ctx, key, s.ttl(ttl)) })
 }
 
 // runner is one seed's run in progress.
@@ -336,6 +381,57 @@ func (r *runner) addHit(h FaultHit) {
 	r.mu.Unlock()
 }
 
+// busySession returns s, or when an expiry fault idles s now, the next
+// session that is not idle (s itself when every session is).
+func (r *runner) busySession(s int) int {
+	now := r.now()
+	for k := range r.p.Sessions {
+		c := (s + k) % r.p.Sessions
+		idle := false
+		for _, f := range r.sched {
+			if f.Kind == FaultExpiry && f.Session == c && now >= f.At && now < f.At+f.Dur {
+				idle = true
+			}
+		}
+		if !idle {
+			return c
+		}
+	}
+	return s
+}
+
+// liveCopies counts the nodes that hold a live copy of session id.
+func (r *runner) liveCopies(pv *provider.Provider, id string) int {
+	key, err := pv.Key(id)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, a := range r.nw.Addrs() {
+		if r.nw.Node(a).Live(key) {
+			n++
+		}
+	}
+	return n
+}
+
+// nodesOf returns the indexes of the nodes that hold session id's
+// copies.
+func (r *runner) nodesOf(id string, pv *provider.Provider) []int {
+	key, err := pv.Key(id)
+	if err != nil {
+		return nil
+	}
+	primary, backup := r.stores[0].Placement(key)
+	var out []int
+	for i, a := range r.nw.Addrs() {
+		if a == primary || a == backup {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func appName(i int) string { return fmt.Sprintf("app%d", i) }
 
 // Run runs one seed. It must be called inside a testing/synctest bubble
@@ -353,7 +449,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
 	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), opNode: -1}
-	res := &Result{Seed: seed, Params: p, Schedule: sched}
+	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0}
 
 	provs := make([]*provider.Provider, p.Apps)
 	for a := range p.Apps {
@@ -362,7 +458,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			panic(err)
 		}
 		r.stores = append(r.stores, st)
-		pv, err := provider.New(&recStore{Store: st, app: a, run: r, start: r.start}, provider.Config{App: "sim", Lease: p.Lease})
+		var rs provider.Store = &recStore{Store: st, app: a, run: r, start: r.start}
+		if gt, ok := provider.Store(st).(provider.GetAndToucher); ok && res.GetAndTouch {
+			rs = gtStore{recStore: rs.(*recStore), gt: gt}
+		}
+		pv, err := provider.New(rs, provider.Config{App: "sim", Lease: p.Lease})
 		if err != nil {
 			panic(err)
 		}
@@ -375,11 +475,18 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		nw.Shutdown()
 	}()
 
-	// The sessions, created before any fault.
+	// The sessions, created before any fault; those an expiry fault
+	// idles have its short own timeout.
+	res.Timeouts = make([]time.Duration, p.Sessions)
+	for _, f := range sched {
+		if f.Kind == FaultExpiry {
+			res.Timeouts[f.Session] = f.Timeout
+		}
+	}
 	ids := make([]string, p.Sessions)
 	for i := range ids {
 		ids[i] = sessionID(rng)
-		d := provs[0].CreateNewStoreData(0)
+		d := provs[0].CreateNewStoreData(res.Timeouts[i])
 		_ = d.Values.Set("n", 0)
 		_ = d.Values.Set("w", "init")
 		if err := provs[0].SetAndReleaseItemExclusive(context.Background(), ids[i], d, 0, true); err != nil {
@@ -387,8 +494,28 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		}
 	}
 
+	res.Created = r.now()
+
 	// The faults.
+	var reqMu sync.Mutex
 	for _, f := range sched {
+		if f.Kind == FaultExpiry {
+			// The session idles from At (the workers leave it alone)
+			// until At+Dur, when the probe reads it.
+			r.faults.Add(1)
+			go func() {
+				defer r.faults.Done()
+				time.Sleep(f.At + f.Dur - r.now())
+				live := r.liveCopies(provs[0], ids[f.Session])
+				rq := &Request{ID: fmt.Sprintf("probe%d", f.Session), App: f.Probe, Session: f.Session, Kind: ReqRead}
+				r.request(provs[f.Probe], ids[f.Session], rq, nil)
+				reqMu.Lock()
+				res.Requests = append(res.Requests, rq)
+				reqMu.Unlock()
+				r.addHit(FaultHit{Fault: f, Start: f.At, End: rq.Call, Nodes: r.nodesOf(ids[f.Session], provs[0]), LiveCopies: live})
+			}()
+			continue
+		}
 		if f.AfterOp > 0 {
 			r.triggers[f.AfterOp] = append(r.triggers[f.AfterOp], f)
 			continue
@@ -403,7 +530,6 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 
 	// The workload.
 	var wg sync.WaitGroup
-	var reqMu sync.Mutex
 	for a := range p.Apps {
 		for w := range p.Workers {
 			wrng := rand.New(rand.NewPCG(seed, uint64(a*1000+w+1)))
@@ -411,7 +537,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 				for o := range p.OpsPerWorker {
 					time.Sleep(time.Duration(wrng.Int64N(int64(300 * time.Millisecond))))
 					rq := &Request{ID: fmt.Sprintf("a%dw%do%d", a, w, o), App: a}
-					rq.Session = wrng.IntN(p.Sessions)
+					rq.Session = r.busySession(wrng.IntN(p.Sessions))
 					switch x := wrng.IntN(100); {
 					case x < 60:
 						rq.Kind = ReqIncr

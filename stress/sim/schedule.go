@@ -41,10 +41,17 @@ const (
 	// one after the other (a double fault when a session's copies are
 	// flushed in turn before a read repairs them).
 	FaultFlushEach FaultKind = "flush-each"
+	// FaultExpiry: a session with a short own timeout (1 to 4 s, set
+	// through the provider) goes idle for Dur from At, past its expiry
+	// or not, while every node's clock ticks once a second at its own
+	// phase, so its copies expire at different instants on different
+	// nodes; at the end of the idle time an app server reads it (the
+	// probe). No node fails.
+	FaultExpiry FaultKind = "expiry"
 )
 
 // FaultKinds lists every kind, in the order coverage prints them.
-var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach}
+var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach, FaultExpiry}
 
 // Fault is one scheduled fault. It strikes at virtual time At, or, when
 // AfterOp > 0, as soon as the AfterOp-th store operation of the run
@@ -60,10 +67,19 @@ type Fault struct {
 	Apps     []int // partition: the app servers cut off; pause-app: the app
 	Dur      time.Duration
 	MaxDelay time.Duration
+	// Expiry: the session that goes idle, its own timeout, and the app
+	// server that reads it when the idle time ends.
+	Session int
+	Timeout time.Duration
+	Probe   int
 }
 
 func (f Fault) String() string {
 	var b strings.Builder
+	if f.Kind == FaultExpiry {
+		fmt.Fprintf(&b, "expiry: session %d (timeout %v) idle from %v for %v, then read by app %d", f.Session, f.Timeout, f.At, f.Dur, f.Probe)
+		return b.String()
+	}
 	if f.AfterOp > 0 {
 		fmt.Fprintf(&b, "%s after store op #%d on its key's %s", f.Kind, f.AfterOp, f.Role)
 	} else {
@@ -110,6 +126,9 @@ func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 // NewSchedule draws 1 to 3 faults of one kind from rng, striking within
 // the first p.Horizon of a run.
 func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
+	if kind == FaultExpiry {
+		return newExpirySchedule(rng, p)
+	}
 	n := 1 + rng.IntN(3)
 	s := make(Schedule, 0, n)
 	// Every fault of a seed strikes the same node (and, when triggered by
@@ -156,6 +175,36 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 			for _, a := range rng.Perm(p.Apps)[:k] {
 				f.Apps = append(f.Apps, a)
 			}
+		}
+		s = append(s, f)
+	}
+	return s
+}
+
+// newExpirySchedule draws 1 or 2 sessions (always leaving one for the
+// workload) with own timeouts of 1 to 4 s, each idle from an instant
+// within p.Horizon: 6 in 10 idle past the timeout and the store's
+// rounding (whole seconds rounded up, plus one: they must be gone),
+// 2 in 10 inside that rounding window (either), 2 in 10 for less than
+// the timeout (they must be there).
+func newExpirySchedule(rng *rand.Rand, p Params) Schedule {
+	n := 1
+	if p.Sessions > 2 {
+		n += rng.IntN(2)
+	}
+	sessions := rng.Perm(p.Sessions)
+	s := make(Schedule, 0, n)
+	for i := range min(n, p.Sessions) {
+		f := Fault{Kind: FaultExpiry, Session: sessions[i], Probe: rng.IntN(p.Apps)}
+		f.Timeout = time.Duration(1000+rng.IntN(3000)) * time.Millisecond
+		f.At = time.Duration(rng.Int64N(int64(p.Horizon)))
+		switch x := rng.IntN(10); {
+		case x < 6:
+			f.Dur = f.Timeout + 2*time.Second + time.Duration(rng.IntN(2000))*time.Millisecond
+		case x < 8:
+			f.Dur = f.Timeout + time.Duration(rng.IntN(2000))*time.Millisecond
+		default:
+			f.Dur = f.Timeout/2 + time.Duration(rng.Int64N(int64(f.Timeout/2)))
 		}
 		s = append(s, f)
 	}
