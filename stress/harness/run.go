@@ -324,10 +324,10 @@ func (r *runner) injectFaults(ctx context.Context) {
 		pending = append(pending, fault{at, FaultFlush, fmt.Sprintf("flush %d of memcached node %d", k+1, i), func(ctx context.Context) {
 			n := r.be.nodes[i]
 			if err := n.FlushAll(context.WithoutCancel(ctx)); err != nil {
-				r.event(FaultError, nodeName(i), "flushing memcached node %d failed: %v", i, err)
+				r.event(FaultError, r.nodeName(i), "flushing memcached node %d failed: %v", i, err)
 				return
 			}
-			r.event(FaultFlush, nodeName(i), "flushed memcached node %d (%s): flush %d of %d, at %s drawn from seed %d", i, n.Addr(), k+1, cfg.FlushCount, when, cfg.Seed)
+			r.event(FaultFlush, r.nodeName(i), "flushed memcached node %d (%s): flush %d of %d, at %s drawn from seed %d", i, n.Addr(), k+1, cfg.FlushCount, when, cfg.Seed)
 			r.say("fault at %.0f ms: flushed memcached node %d (flush %d of %d)", ms(int64(time.Since(r.start))), i, k+1, cfg.FlushCount)
 		}})
 	}
