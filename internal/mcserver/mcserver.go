@@ -15,7 +15,6 @@ package mcserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +24,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/sessionlock/sessionlock/internal/testproc"
 )
 
 // ErrNoBinary is returned (wrapped) by Start when the memcached binary is not
@@ -94,14 +94,7 @@ type Server struct {
 	port int
 
 	mu   sync.Mutex
-	proc *process // nil when not running
-}
-
-// process is one memcached process and the channel closed when it exited.
-type process struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	stderr *bytes.Buffer
+	proc *testproc.Process // nil when not running
 }
 
 // Start runs a memcached process on a free 127.0.0.1 port and returns once
@@ -126,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return s, nil
 		}
 		lastErr = err
-		if !errors.Is(err, errExited) || ctx.Err() != nil {
+		if !errors.Is(err, testproc.ErrExited) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -186,9 +179,7 @@ func (s *Server) killLocked() {
 		return
 	}
 	s.proc = nil
-	// SIGKILL ends a paused (SIGSTOP) process too.
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	p.Kill()
 }
 
 // Stop ends the process (SIGKILL; memcached keeps nothing worth a graceful
@@ -198,22 +189,19 @@ func (s *Server) Stop() { s.Kill() }
 // Pause stops the process with SIGSTOP: it keeps its connections and data
 // but answers nothing, like a hung node. It returns once every thread of
 // the process has stopped. Resume continues it.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
+func (s *Server) Pause() error { return s.signal((*testproc.Process).Pause) }
 
 // Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
+func (s *Server) Resume() error { return s.signal((*testproc.Process).Resume) }
 
-func (s *Server) signal(sig syscall.Signal, waitStopped bool) error {
+func (s *Server) signal(do func(*testproc.Process) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
 		return fmt.Errorf("mcserver: %s is not running", s.Addr())
 	}
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("mcserver: signal %s: %w", s.Addr(), err)
-	}
-	if waitStopped {
-		return waitAllStopped(s.proc.cmd.Process.Pid, 5*time.Second)
+	if err := do(s.proc); err != nil {
+		return fmt.Errorf("mcserver: %s: %w", s.Addr(), err)
 	}
 	return nil
 }
@@ -226,10 +214,6 @@ func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Unlock()
 	return s.start(ctx)
 }
-
-// errExited reports a memcached process that exited before it answered,
-// typically because its port was taken.
-var errExited = errors.New("mcserver: memcached exited during start")
 
 // start runs the process on s.port and waits until it answers.
 func (s *Server) start(ctx context.Context) error {
@@ -248,57 +232,30 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	args = append(args, s.cfg.Args...)
 
-	cmd := exec.Command(s.bin, args...)
-	stderr := new(bytes.Buffer)
-	cmd.Stdout = stderr
-	cmd.Stderr = stderr
-	setSysProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("mcserver: run %s: %w", s.bin, err)
+	p, err := testproc.Start(s.bin, args...)
+	if err != nil {
+		return fmt.Errorf("mcserver: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{}), stderr: stderr}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
 
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
 
-	if err := s.waitReady(ctx, p); err != nil {
+	if err := p.WaitReady(ctx, s.cfg.StartTimeout, s.ready); err != nil {
 		s.mu.Lock()
 		if s.proc == p {
 			s.killLocked()
 		}
 		s.mu.Unlock()
-		return err
+		return fmt.Errorf("mcserver: %s: %w", s.Addr(), err)
 	}
 	return nil
 }
 
-// waitReady polls the port with a version command until the process
-// answers, exits, or the start timeout or ctx ends.
-func (s *Server) waitReady(ctx context.Context, p *process) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
-	defer cancel()
-	backoff := time.Millisecond
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%w: %s: %s", errExited, s.Addr(), strings.TrimSpace(p.stderr.String()))
-		case <-ctx.Done():
-			return fmt.Errorf("mcserver: %s did not answer: %w", s.Addr(), ctx.Err())
-		case <-timer.C:
-		}
-		if _, err := s.command(ctx, "version\r\n", "VERSION "); err == nil {
-			return nil
-		}
-		backoff = min(2*backoff, 50*time.Millisecond)
-		timer.Reset(backoff)
-	}
+// ready answers whether the process answers a version command.
+func (s *Server) ready(ctx context.Context) error {
+	_, err := s.command(ctx, "version\r\n", "VERSION ")
+	return err
 }
 
 // Stats returns the server's `stats` as a map from name to value.

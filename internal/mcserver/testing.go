@@ -2,9 +2,9 @@ package mcserver
 
 import (
 	"context"
-	"errors"
-	"os"
 	"testing"
+
+	"github.com/sessionlock/sessionlock/internal/testproc"
 )
 
 // SkipMessage is the reason tests are skipped when memcached is missing.
@@ -13,7 +13,7 @@ const SkipMessage = "memcached not installed: run `make test`, which installs it
 // EnvRequire, when set to a non-empty value, turns the skip for a missing
 // memcached into a failure (`make test` sets it: in CI a skipped suite is a
 // bug). It is the variable pgserver reads too.
-const EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
+const EnvRequire = testproc.EnvRequire
 
 // StartForTest starts n servers for a test or benchmark and stops them in
 // tb.Cleanup. When memcached is not installed it skips tb with SkipMessage,
@@ -21,15 +21,7 @@ const EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
 func StartForTest(tb testing.TB, n int, cfg Config) []*Server {
 	tb.Helper()
 	servers, err := StartN(context.Background(), n, cfg)
-	if errors.Is(err, ErrNoBinary) {
-		if os.Getenv(EnvRequire) != "" {
-			tb.Fatalf("%s is set but %v", EnvRequire, err)
-		}
-		tb.Skip(SkipMessage)
-	}
-	if err != nil {
-		tb.Fatalf("start memcached: %v", err)
-	}
+	testproc.SkipOrFail(tb, err, ErrNoBinary, SkipMessage)
 	tb.Cleanup(func() {
 		for _, s := range servers {
 			s.Stop()

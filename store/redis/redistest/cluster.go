@@ -2,13 +2,13 @@ package redistest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionlock/sessionlock/internal/testproc"
 )
 
 // Cluster is a Redis Cluster of local redis-server processes.
@@ -101,15 +101,7 @@ func (c *Cluster) waitOK(ctx context.Context, replicas int, bound time.Duration)
 func StartClusterForTest(tb testing.TB, masters, replicas int, cfg Config) *Cluster {
 	tb.Helper()
 	c, err := StartCluster(context.Background(), masters, replicas, cfg)
-	if errors.Is(err, ErrNoBinary) {
-		if os.Getenv(EnvRequire) != "" {
-			tb.Fatalf("%s is set but %v", EnvRequire, err)
-		}
-		tb.Skip(SkipMessage)
-	}
-	if err != nil {
-		tb.Fatalf("start redis cluster: %v", err)
-	}
+	testproc.SkipOrFail(tb, err, ErrNoBinary, SkipMessage)
 	tb.Cleanup(c.Stop)
 	return c
 }

@@ -23,9 +23,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessionlock/sessionlock/internal/testproc"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -45,7 +46,7 @@ const (
 // EnvRequire, when set to a non-empty value, turns the skip for a missing
 // redis-server into a failure (`make test` sets it; the memcached and
 // PostgreSQL helpers read the same variable).
-const EnvRequire = "SESSIONLOCK_REQUIRE_SERVERS"
+const EnvRequire = testproc.EnvRequire
 
 // SkipMessage is the reason tests are skipped when redis-server is missing.
 const SkipMessage = "redis-server not installed: run `make test`, which installs it"
@@ -76,7 +77,7 @@ type Server struct {
 	dir  string
 
 	mu   sync.Mutex
-	proc *process // nil when not running
+	proc *testproc.Process // nil when not running
 }
 
 type process struct {
@@ -114,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if lastErr = s.start(ctx); lastErr == nil {
 			return s, nil
 		}
-		if !errors.Is(lastErr, errExited) || ctx.Err() != nil {
+		if !errors.Is(lastErr, testproc.ErrExited) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -145,15 +146,7 @@ func StartN(ctx context.Context, n int, cfg Config) ([]*Server, error) {
 func StartForTest(tb testing.TB, n int, cfg Config) []*Server {
 	tb.Helper()
 	servers, err := StartN(context.Background(), n, cfg)
-	if errors.Is(err, ErrNoBinary) {
-		if os.Getenv(EnvRequire) != "" {
-			tb.Fatalf("%s is set but %v", EnvRequire, err)
-		}
-		tb.Skip(SkipMessage)
-	}
-	if err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
+	testproc.SkipOrFail(tb, err, ErrNoBinary, SkipMessage)
 	tb.Cleanup(func() {
 		for _, s := range servers {
 			s.Stop()
@@ -190,26 +183,26 @@ func (s *Server) killLocked() {
 		return
 	}
 	s.proc = nil
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	p.Kill()
 }
 
 // Pause stops the process with SIGSTOP: it keeps its connections and data
 // but answers nothing, like a hung server; commands sent meanwhile run when
-// Resume continues it with SIGCONT.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+// Resume continues it with SIGCONT. It returns once every thread has
+// stopped.
+func (s *Server) Pause() error { return s.signal((*testproc.Process).Pause) }
 
 // Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.signal((*testproc.Process).Resume) }
 
-func (s *Server) signal(sig syscall.Signal) error {
+func (s *Server) signal(do func(*testproc.Process) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
 		return fmt.Errorf("redistest: %s is not running", s.Addr())
 	}
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("redistest: signal %s: %w", s.Addr(), err)
+	if err := do(s.proc); err != nil {
+		return fmt.Errorf("redistest: %s: %w", s.Addr(), err)
 	}
 	return nil
 }
@@ -284,10 +277,6 @@ func (s *Server) CommandStats(ctx context.Context) (map[string]uint64, error) {
 	return stats, nil
 }
 
-// errExited reports a process that exited before it answered, typically
-// because its port was taken.
-var errExited = errors.New("redistest: redis-server exited during start")
-
 func (s *Server) start(ctx context.Context) error {
 	args := []string{
 		"--port", strconv.Itoa(s.port),
@@ -299,57 +288,29 @@ func (s *Server) start(ctx context.Context) error {
 		"--daemonize", "no",
 	}
 	args = append(args, s.cfg.Args...)
-	cmd := exec.Command(s.bin, args...)
-	out := new(bytes.Buffer)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	setSysProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: run %s: %w", s.bin, err)
+	p, err := testproc.Start(s.bin, args...)
+	if err != nil {
+		return fmt.Errorf("redistest: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{}), output: out}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
-	if err := s.waitReady(ctx, p); err != nil {
+	if err := p.WaitReady(ctx, s.cfg.StartTimeout, s.ready); err != nil {
 		s.mu.Lock()
 		if s.proc == p {
 			s.killLocked()
 		}
 		s.mu.Unlock()
-		return err
+		return fmt.Errorf("redistest: %s: %w", s.Addr(), err)
 	}
 	return nil
 }
 
-// waitReady pings the server until it answers, exits, or the start
-// timeout or ctx ends.
-func (s *Server) waitReady(ctx context.Context, p *process) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
-	defer cancel()
+// ready answers whether the server answers a PING.
+func (s *Server) ready(ctx context.Context) error {
 	c := s.Client()
 	defer c.Close()
-	backoff := time.Millisecond
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%w: %s: %s", errExited, s.Addr(), strings.TrimSpace(p.output.String()))
-		case <-ctx.Done():
-			return fmt.Errorf("redistest: %s did not answer: %w", s.Addr(), ctx.Err())
-		case <-timer.C:
-		}
-		if c.Ping(ctx).Err() == nil {
-			return nil
-		}
-		backoff = min(2*backoff, 50*time.Millisecond)
-		timer.Reset(backoff)
-	}
+	return c.Ping(ctx).Err()
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

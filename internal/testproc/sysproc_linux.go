@@ -1,4 +1,4 @@
-package mcserver
+package testproc
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// setSysProcAttr makes the kernel kill memcached when the process that
+// setSysProcAttr makes the kernel kill the server when the process that
 // started it dies, so a crashed test binary leaves no server behind.
 func setSysProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -25,7 +25,7 @@ func waitAllStopped(pid int, bound time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("mcserver: process %d did not stop within %v", pid, bound)
+			return fmt.Errorf("process %d did not stop within %v", pid, bound)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package mcserver
+package testproc
 
 import (
 	"os/exec"
