@@ -102,22 +102,10 @@ func TestBurst(t *testing.T) {
 // call answered; the waterfall has a row per call, and its exclusive calls
 // never overlap; no horizontal overflow at 1400 and 390 px.
 func TestBrowser(t *testing.T) {
-	if os.Getenv(browsertest.SkipEnv) != "" {
-		t.Skip("browser tests run in their own stage")
-	}
-	bin := browsertest.Find()
-	if bin == "" {
-		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
-			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but no Chromium was found")
-		}
-		t.Skip("no Chromium found (install Debian's chromium package: apt-get install -y chromium, or set CHROMIUM); skipping the browser end-to-end test")
-	}
+	b := browsertest.ForTest(t)
 	srv := newServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := browsertest.Start(ctx, bin, t.TempDir())
-	require.NoError(t, err)
-	defer b.Close()
 	page, err := b.NewPage(ctx)
 	require.NoError(t, err)
 	shots := os.Getenv("REPORT_SHOTS_DIR")

@@ -20,28 +20,6 @@ import (
 // sets it to artifacts/report-shots.
 const shotsEnv = "REPORT_SHOTS_DIR"
 
-// startBrowser starts headless Chromium for t, or skips t when there is
-// none (fails when SESSIONLOCK_REQUIRE_SERVERS is set).
-func startBrowser(t *testing.T) *browsertest.Browser {
-	t.Helper()
-	if os.Getenv(browsertest.SkipEnv) != "" {
-		t.Skip("browser tests run in their own stage")
-	}
-	bin := browsertest.Find()
-	if bin == "" {
-		if os.Getenv("SESSIONLOCK_REQUIRE_SERVERS") != "" {
-			t.Fatal("SESSIONLOCK_REQUIRE_SERVERS is set but no Chromium was found")
-		}
-		t.Skip("no Chromium found (apt-get install -y chromium, or set CHROMIUM)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := browsertest.Start(ctx, bin, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	return b
-}
-
 // withEvents adds fault events to r as if the run had injected them.
 func withEvents(r *Result, evs ...Event) {
 	r.Events = append(append([]Event(nil), r.Events...), evs...)
@@ -74,7 +52,7 @@ type reportCase struct {
 // TestReportsInBrowser runs the browser tests of the reports on one
 // headless Chromium.
 func TestReportsInBrowser(t *testing.T) {
-	b := startBrowser(t)
+	b := browsertest.ForTest(t)
 	t.Run("catches-errors", func(t *testing.T) { testBrowserCatchesScriptErrors(t, b) })
 	t.Run("reports", func(t *testing.T) { testReports(t, b) })
 	t.Run("docs-reports", func(t *testing.T) { testDocsReports(t, b) })
