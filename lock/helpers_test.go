@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/sessionlock/sessionlock/lock"
 )
 
@@ -17,15 +19,7 @@ const bound = 5 * time.Second
 // waitUntil polls cond until it holds, failing the test after bound.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(100 * time.Microsecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		<-tick.C
-	}
+	testwait.Until(t, bound, what, cond)
 }
 
 // result waits (bounded) for the outcome of a Wait running in a goroutine.

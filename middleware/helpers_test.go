@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -227,13 +229,7 @@ func sessionCookie(res *http.Response, name string) *http.Cookie {
 // waitFor polls cond until it holds or bound passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling a condition, with a deadline
-	}
+	testwait.Until(t, bound, what, cond)
 }
 
 // recv receives from ch within bound.

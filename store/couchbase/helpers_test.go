@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/sessionlock/sessionlock/record"
 )
 
@@ -19,13 +21,5 @@ func testRecord(t testing.TB, seq, lockID uint64, locked bool, values []byte) []
 // waitUntil polls cond until it holds, failing the test after bound.
 func waitUntil(t testing.TB, bound time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", bound)
-		}
-		<-tick.C
-	}
+	testwait.Until(t, bound, "the condition", cond)
 }

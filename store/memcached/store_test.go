@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
@@ -328,13 +330,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 // waitUntil polls cond until it holds or bound passes.
 func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, bound, what, cond)
 }
 
 func TestProbeMeta(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -20,13 +22,7 @@ import (
 // waitUntil polls cond until it holds, failing t after bound.
 func waitUntil(t testing.TB, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, bound)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, bound, what, cond)
 }
 
 // events collects store events.

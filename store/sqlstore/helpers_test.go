@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -73,13 +75,7 @@ func count(t testing.TB, c *pgx.Conn, table string) int {
 // eventually polls cond until it holds or 10s pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 func itoa(n uint64) string { return fmt.Sprint(n) }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -50,13 +52,7 @@ func createSession(t testing.TB, p *provider.Provider, timeout time.Duration) st
 // eventually polls cond until it holds or 10s pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 func counter(t testing.TB, p *provider.Provider, id string) int {
