@@ -422,59 +422,8 @@ func CheckOwnTimeoutIsTTL(ctx context.Context, env Env) error {
 	if err := check("SetAndReleaseItemExclusive(new)"); err != nil {
 		return err
 	}
-	var lockID uint64
-	steps := []struct {
-		name string
-		run  func() error
-	}{
-		{"GetItem", func() error { _, err := p.GetItem(ctx, id); return err }},
-		{"ResetItemTimeout", func() error { return p.ResetItemTimeout(ctx, id) }},
-		{"GetItemExclusive", func() error {
-			it, err := p.GetItemExclusive(ctx, id)
-			if err == nil {
-				lockID = it.LockID
-			}
-			return err
-		}},
-		{"RenewLease", func() error { return p.RenewLease(ctx, id, lockID) }},
-		{"ReleaseItemExclusive", func() error { return p.ReleaseItemExclusive(ctx, id, lockID) }},
-		{"SetAndReleaseItemExclusive", func() error {
-			it, err := p.AcquireItem(ctx, id)
-			if err != nil {
-				return err
-			}
-			if err := it.Data.Values.Set("k", "v"); err != nil {
-				return err
-			}
-			if err := env.Store.Touch(ctx, key, time.Hour); err != nil {
-				return err
-			}
-			return p.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
-		}},
-		{"lock-free SetAndReleaseItemExclusive", func() error {
-			it, err := free.GetItemExclusive(ctx, id)
-			if err != nil {
-				return err
-			}
-			if err := it.Data.Values.Set("k2", "v"); err != nil {
-				return err
-			}
-			if err := env.Store.Touch(ctx, key, time.Hour); err != nil {
-				return err
-			}
-			return free.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false)
-		}},
-	}
-	for _, s := range steps {
-		if err := env.Store.Touch(ctx, key, time.Hour); err != nil {
-			return fmt.Errorf("before %s: %w", s.name, err)
-		}
-		if err := s.run(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		if err := check(s.name); err != nil {
-			return err
-		}
+	if err := runTTLSteps(ctx, env.Store, key, time.Hour, ttlSteps(ctx, p, free, env.Store, id, key, time.Hour), check); err != nil {
+		return err
 	}
 	item, err := p.GetItem(ctx, id)
 	if err != nil {
@@ -1490,59 +1439,9 @@ func CheckLifetime(ctx context.Context, env Env) error {
 	}
 	// 50 minutes on: 10 minutes remain, less than the timeout.
 	offset.Store(int64(50 * time.Minute))
-	var lockID uint64
-	steps := []struct {
-		name string
-		run  func() error
-	}{
-		{"GetItem", func() error { _, err := p.GetItem(ctx, id); return err }},
-		{"ResetItemTimeout", func() error { return p.ResetItemTimeout(ctx, id) }},
-		{"GetItemExclusive", func() error {
-			it, err := p.GetItemExclusive(ctx, id)
-			if err == nil {
-				lockID = it.LockID
-			}
-			return err
-		}},
-		{"RenewLease", func() error { return p.RenewLease(ctx, id, lockID) }},
-		{"ReleaseItemExclusive", func() error { return p.ReleaseItemExclusive(ctx, id, lockID) }},
-		{"SetAndReleaseItemExclusive", func() error {
-			it, err := p.AcquireItem(ctx, id)
-			if err != nil {
-				return err
-			}
-			if err := it.Data.Values.Set("k", "v"); err != nil {
-				return err
-			}
-			if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
-				return err
-			}
-			return p.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
-		}},
-		{"lock-free SetAndReleaseItemExclusive", func() error {
-			it, err := free.GetItemExclusive(ctx, id)
-			if err != nil {
-				return err
-			}
-			if err := it.Data.Values.Set("k2", "v"); err != nil {
-				return err
-			}
-			if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
-				return err
-			}
-			return free.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false)
-		}},
-	}
-	for _, s := range steps {
-		if err := env.Store.Touch(ctx, key, 2*time.Hour); err != nil {
-			return fmt.Errorf("before %s: %w", s.name, err)
-		}
-		if err := s.run(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		if err := checkTTL(s.name, deadline.Sub(now())); err != nil {
-			return err
-		}
+	checkRemaining := func(op string) error { return checkTTL(op, deadline.Sub(now())) }
+	if err := runTTLSteps(ctx, env.Store, key, 2*time.Hour, ttlSteps(ctx, p, free, env.Store, id, key, 2*time.Hour), checkRemaining); err != nil {
+		return err
 	}
 	// A holder whose request runs past the end of the lifetime.
 	held, err := p.AcquireItem(ctx, id)
@@ -1598,4 +1497,75 @@ func CheckLifetime(ctx context.Context, env Env) error {
 		return err
 	}
 	return p.ReleaseItemExclusive(ctx, id, again.LockID)
+}
+
+// ttlStep is one provider operation the I4 checks run.
+type ttlStep struct {
+	name string
+	run  func() error
+}
+
+// ttlSteps returns every operation that must leave a session's TTL at its
+// own timeout (I4), in an order that works on one existing session: read,
+// reset, lock, renew, release, commit, lock-free commit. Each commit is
+// preceded by a store write of the TTL wrong behind the provider's back,
+// which the commit must replace.
+func ttlSteps(ctx context.Context, p, free API, store provider.Store, id, key string, wrong time.Duration) []ttlStep {
+	var lockID uint64
+	return []ttlStep{
+		{"GetItem", func() error { _, err := p.GetItem(ctx, id); return err }},
+		{"ResetItemTimeout", func() error { return p.ResetItemTimeout(ctx, id) }},
+		{"GetItemExclusive", func() error {
+			it, err := p.GetItemExclusive(ctx, id)
+			if err == nil {
+				lockID = it.LockID
+			}
+			return err
+		}},
+		{"RenewLease", func() error { return p.RenewLease(ctx, id, lockID) }},
+		{"ReleaseItemExclusive", func() error { return p.ReleaseItemExclusive(ctx, id, lockID) }},
+		{"SetAndReleaseItemExclusive", func() error {
+			it, err := p.AcquireItem(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := it.Data.Values.Set("k", "v"); err != nil {
+				return err
+			}
+			if err := store.Touch(ctx, key, wrong); err != nil {
+				return err
+			}
+			return p.SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
+		}},
+		{"lock-free SetAndReleaseItemExclusive", func() error {
+			it, err := free.GetItemExclusive(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := it.Data.Values.Set("k2", "v"); err != nil {
+				return err
+			}
+			if err := store.Touch(ctx, key, wrong); err != nil {
+				return err
+			}
+			return free.SetAndReleaseItemExclusive(ctx, id, it.Data, 0, false)
+		}},
+	}
+}
+
+// runTTLSteps sets key's TTL to wrong before each step, runs it, and then
+// check(name), which reads the TTL the step left.
+func runTTLSteps(ctx context.Context, store provider.Store, key string, wrong time.Duration, steps []ttlStep, check func(string) error) error {
+	for _, s := range steps {
+		if err := store.Touch(ctx, key, wrong); err != nil {
+			return fmt.Errorf("before %s: %w", s.name, err)
+		}
+		if err := s.run(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := check(s.name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
