@@ -106,15 +106,23 @@ func (s *Store) Claim(ctx context.Context, key string, value []byte, cas uint64,
 // was claimed. One statement, which reads the row even if it has expired.
 // The row records the version its last claim replaced (claimed_version),
 // the version its last other write replaced (overwritten_version) and the
-// version it was created with (created_version); a version is replaced
-// exactly once, and tokens grow:
+// version it was created with (created_version). A version is replaced
+// exactly once, so:
 //
 //   - no row, or a row created after cas was written (it was removed and
 //     written again since): ClaimUnknown;
 //   - claimed_version = cas: Claimed;
-//   - the row's version is cas, or overwritten_version = cas, or no claim
-//     since cas was written (claimed_version < cas): NotClaimed;
-//   - otherwise both columns have moved past cas: ClaimUnknown.
+//   - the row's version is cas, or overwritten_version = cas: NotClaimed;
+//   - claimed_version < cas: NotClaimed. A claim replaces a version it
+//     read, so one made after cas was written claims cas or a version
+//     written after it; those took their tokens after cas did (from the
+//     sequence), except a PutRecord that drew its token before cas was
+//     written and then waited for the row's lock. Such a PutRecord's
+//     record was built before any revival of cas, so it cannot replace the
+//     revived (higher Seq) record a claim of cas leaves: once cas is
+//     claimed, claimed_version stays >= cas;
+//   - otherwise (a later claim replaced what the row recorded of cas):
+//     ClaimUnknown.
 func (s *Store) ClaimOf(ctx context.Context, key string, cas uint64) (tiered.ClaimState, error) {
 	p, ctx, cancel, err := s.begin(ctx, key)
 	if err != nil {

@@ -28,24 +28,42 @@ import (
 //   - BeforeTheUndo: the writer found the cache moved on without its change
 //     and is about to undo its durable write;
 //   - BeforeTheCacheWrite: the writer's durable write is done and its cache
-//     write not yet sent.
+//     write not yet sent;
+//   - RevivedTwiceBeforeTheUndo: as BeforeTheUndo, with two cache losses
+//     (two revivals, two commits): the durable tier cannot tell any more
+//     whether the first revival claimed the write, and the writer must say
+//     so (ErrOutcomeUnknown).
 //
 // Each runs also against the old decision (oldClaimCheck: adopted only if
 // the durable copy is still exactly the revival of the write), which the
 // test must catch reporting ErrLockLost for the applied commit.
 func TestFencedButApplied(t *testing.T) {
 	servers := mcserver.StartForTest(t, 2, mcserver.Config{})
-	for _, at := range []string{"BeforeTheUndo", "BeforeTheCacheWrite"} {
-		t.Run(at, func(t *testing.T) {
+	for _, tc := range []struct {
+		at     string
+		losses int   // cache losses, each followed by a revival and a commit
+		want   error // the writer's answer: nil (committed) or an error it wraps
+	}{
+		{"BeforeTheUndo", 1, nil},
+		{"BeforeTheCacheWrite", 1, nil},
+		// Two claims since the write: the durable tier no longer knows
+		// whether the first claimed it, so the writer cannot tell.
+		{"RevivedTwiceBeforeTheUndo", 2, provider.ErrOutcomeUnknown},
+	} {
+		t.Run(tc.at, func(t *testing.T) {
 			flushAll(t, servers)
-			err := fencedButApplied(t, servers, at, false)
+			commitErr, err := fencedButApplied(t, servers, tc.at, tc.losses, false)
 			require.NoError(t, err)
+			if tc.want == nil {
+				require.NoError(t, commitErr)
+			} else {
+				require.ErrorIs(t, commitErr, tc.want)
+			}
 		})
-		t.Run(at+"/OldUndoIsCaught", func(t *testing.T) {
+		t.Run(tc.at+"/OldUndoIsCaught", func(t *testing.T) {
 			flushAll(t, servers)
-			err := fencedButApplied(t, servers, at, true)
-			require.Error(t, err, "the old decision must be caught")
-			require.ErrorIs(t, err, errAppliedButLost)
+			_, err := fencedButApplied(t, servers, tc.at, tc.losses, true)
+			require.ErrorIs(t, err, errAppliedButLost, "the old decision must be caught")
 		})
 	}
 }
@@ -53,8 +71,9 @@ func TestFencedButApplied(t *testing.T) {
 var errAppliedButLost = errors.New("the commit is applied, but its writer was told its lock was lost")
 
 // fencedButApplied runs the scenario (see TestFencedButApplied) and
-// returns a violation, or nil when the writer's answer fits what happened.
-func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, old bool) error {
+// returns the writer's answer and a violation, or nil when that answer
+// fits what happened.
+func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, losses int, old bool) (commitErr, violation error) {
 	ctx := context.Background()
 	var durable tiered.Durable = newDurable(t, pg.NewDatabase(t))
 	if old {
@@ -81,9 +100,14 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, old b
 	var served int
 	var takenOver *provider.Item
 	loseAndRevive := func() {
-		flushAll(t, servers)
-		served = counter(t, other, id)
-		require.Equal(t, acked, increment(ctx, t, other, id))
+		for i := 0; i < losses; i++ {
+			flushAll(t, servers)
+			n := counter(t, other, id)
+			if i == 0 {
+				served = n
+			}
+			require.Equal(t, acked, increment(ctx, t, other, id))
+		}
 	}
 	var writerToken atomic.Uint64
 	hooks.afterPut = once(func(res tiered.PutResult) {
@@ -103,15 +127,15 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, old b
 		require.NoError(t, err)
 	})
 	hooks.beforeCAS = func(cas uint64) {
-		if at == "BeforeTheUndo" && cas == writerToken.Load() {
+		if at != "BeforeTheCacheWrite" && cas == writerToken.Load() {
 			hooks.beforeCAS = nil
 			loseAndRevive()
 		}
 	}
 
-	commitErr := p.SetAndReleaseItemExclusive(ctx, id, writer.Data, writer.LockID, false)
+	commitErr = p.SetAndReleaseItemExclusive(ctx, id, writer.Data, writer.LockID, false)
 	require.Equal(t, 1, served, "the revival served the writer's change")
-	require.Equal(t, 2, counter(t, p, id), "and a later commit built on it")
+	require.Equal(t, 1+losses, counter(t, p, id), "and later commits built on it")
 	if takenOver != nil {
 		require.ErrorIs(t, other.ReleaseItemExclusive(ctx, id, takenOver.LockID), provider.ErrLockLost,
 			"the lock taken over in the lost cache is fenced")
@@ -119,13 +143,14 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, old b
 	switch {
 	case commitErr == nil:
 		require.EqualValues(t, 1, s.Stats().Adopted)
-		return nil
+		return nil, nil
 	case errors.Is(commitErr, provider.ErrLockLost), errors.Is(commitErr, provider.ErrCASConflict):
-		return fmt.Errorf("%w: %v", errAppliedButLost, commitErr)
+		return commitErr, fmt.Errorf("%w: %v", errAppliedButLost, commitErr)
 	case errors.Is(commitErr, provider.ErrOutcomeUnknown):
-		return nil // true, if less precise than needed here
+		require.NotZero(t, s.Stats().UnknownOutcomes)
+		return commitErr, nil // true, if less precise
 	}
-	return commitErr
+	return commitErr, commitErr
 }
 
 // once returns f, run by its first caller only.
