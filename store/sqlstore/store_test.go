@@ -374,19 +374,21 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // it is unavailable only.
 func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
 	dsn := pg.NewDatabase(t)
-	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records", Timeout: 300 * time.Millisecond})
+	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
 	c := connect(t, dsn)
 	ctx := context.Background()
 	cas, err := s.Add(ctx, "k", []byte("v"), time.Hour)
 	require.NoError(t, err)
 
 	// Another transaction holds the row: the CAS waits on its lock until
-	// the statement's timeout.
+	// its context's deadline.
 	tx, err := c.Begin(ctx)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `SELECT 1 FROM records WHERE key = 'k' FOR UPDATE`)
 	require.NoError(t, err)
-	_, err = s.CompareAndSwap(ctx, "k", []byte("w"), cas, time.Hour)
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	_, err = s.CompareAndSwap(short, "k", []byte("w"), cas, time.Hour)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.NoError(t, tx.Rollback(ctx))
