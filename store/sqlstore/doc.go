@@ -31,7 +31,10 @@
 // administrator created with psql -1 -f schema.sql. A schema newer than the
 // library is refused with ErrSchemaTooNew. Version 2 added the three
 // *_version columns to version 1's table (ADD COLUMN with a constant
-// default: no rewrite of the table, its rows and tokens kept).
+// default: no rewrite of the table, its rows and tokens kept). The upgrade
+// waits at most 5 s (lock_timeout) for the table's lock, so that the
+// application's statements do not queue behind it; New then fails with
+// provider.ErrUnavailable, and the next New tries again.
 //
 // # Compare-and-swap and expiry
 //

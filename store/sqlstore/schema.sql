@@ -43,6 +43,11 @@
 -- process that starts at the same time; it is released at commit.
 SELECT pg_advisory_xact_lock(8317149482636897633);
 
+-- ALTER TABLE below waits for the table's lock while the table is in use,
+-- and every statement of the application queues behind that wait: give up
+-- after 5 s (run the script again later) rather than stall the sessions.
+SET LOCAL lock_timeout = '5s';
+
 -- One row per records table: the schema version it was last brought to.
 CREATE TABLE IF NOT EXISTS sessionlock_schema_version (
     table_name text PRIMARY KEY,

@@ -157,6 +157,18 @@ func TestSchemaUpgradeFromVersion1(t *testing.T) {
 	var oldVersion int64
 	require.NoError(t, c.QueryRow(ctx, `SELECT version FROM records WHERE key = 'k1'`).Scan(&oldVersion))
 
+	// A transaction holds the table: the upgrade gives up (lock_timeout)
+	// rather than queue every statement behind its wait, and changes
+	// nothing.
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT count(*) FROM records`)
+	require.NoError(t, err)
+	_, err = New(ctx, Config{DSNs: []string{dsn}, Table: "records", SweepInterval: -1})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 1, schemaVersion(t, c, "records"))
+
 	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
 	require.Equal(t, 2, schemaVersion(t, c, "records"))
 	require.Equal(t, 100, count(t, c, "records"))
