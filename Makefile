@@ -25,7 +25,7 @@ bench: test-deps
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeValues -fuzztime 60s ./session
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./provider
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./record
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
