@@ -316,6 +316,13 @@ func (n *node) msetFlags(ctx context.Context, key string, value []byte, exp int3
 	return newCAS, n.check(ctx, op, key, err)
 }
 
+// appendTouch appends data to key if its CAS is still cas and then sets
+// its expiration (metaClient.appendTouch); meta commands only.
+func (n *node) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
+	newCAS, touched, err = n.meta.appendTouch(ctx, key, data, cas, exp)
+	return newCAS, touched, n.check(ctx, "append", key, err)
+}
+
 // deleteIf removes key only if its CAS is still cas.
 func (n *node) deleteIf(ctx context.Context, key string, cas uint64) error {
 	if n.text != nil {
