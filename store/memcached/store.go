@@ -160,6 +160,7 @@ type Store struct {
 type testHooks struct {
 	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
+	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
 }
 
 var (
@@ -883,6 +884,9 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	mcas, ok := parseToken(cas, rt.p)
 	if !ok {
 		return 0, 0, tokenConflict(rt.p, key)
+	}
+	if s.hooks.appendNoTouch {
+		exp = 0
 	}
 	mnew, mtouched, aerr := rt.p.appendTouch(ctx, key, delta, mcas, exp)
 	if mtouched != 0 {

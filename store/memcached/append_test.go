@@ -1,0 +1,133 @@
+package memcached_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	rec "github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// TestAppendSetsTTL: memcached's append keeps the item's expiry (it
+// ignores the T flag), so the Store sends a touch after every append, in
+// the same round trip: the TTL right after a lock or release written as a
+// delta is the session's own timeout (I4), cold and warm. The check runs
+// on a deliberately broken variant too (the append without its touch),
+// and must fail there.
+func TestAppendSetsTTL(t *testing.T) {
+	servers := startNodes(t, 1)
+	check := func(t *testing.T, broken bool) (failures []string) {
+		flush(t, servers)
+		s := newStore(t, servers, memcached.Config{})
+		if broken {
+			memcached.SetAppendWithoutTouch(s)
+		}
+		ctx := context.Background()
+		newProvider := func() *provider.Provider {
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(t, err)
+			return p
+		}
+		p := newProvider()
+		id := newBenchSession(t, p)
+		key, err := p.Key(id)
+		require.NoError(t, err)
+		client := raw(t, servers[0].Addr())
+		shorten := func() { require.NoError(t, client.Touch(key, 5)) }
+		ttlIsOwn := func(step string) {
+			r, err := rec.Decode(mustGet(t, client, key))
+			require.NoError(t, err)
+			require.NotZero(t, r.Deltas, "%s: written as a delta", step)
+			ttl, err := s.TTL(ctx, key)
+			require.NoError(t, err)
+			if ttl < provider.DefaultTimeout-2*time.Second {
+				failures = append(failures, fmt.Sprintf("%s: TTL %v, want the session's timeout %v", step, ttl, provider.DefaultTimeout))
+			}
+		}
+		// Warm: p wrote last.
+		shorten()
+		item, err := p.GetItemExclusive(ctx, id)
+		require.NoError(t, err)
+		ttlIsOwn("warm lock")
+		shorten()
+		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
+		ttlIsOwn("warm release")
+		// Cold: a fresh process reads (a plain get: no touch), then locks.
+		q := newProvider()
+		shorten()
+		item, err = q.GetItemExclusive(ctx, id)
+		require.NoError(t, err)
+		ttlIsOwn("cold lock")
+		shorten()
+		require.NoError(t, q.RenewLease(ctx, id, item.LockID))
+		ttlIsOwn("lease renewal")
+		shorten()
+		require.NoError(t, q.ReleaseItemExclusive(ctx, id, item.LockID))
+		ttlIsOwn("cold release")
+		return failures
+	}
+	require.Empty(t, check(t, false))
+	require.Len(t, check(t, true), 5, "the broken variant (append without touch) must fail every step")
+}
+
+func mustGet(t *testing.T, client *memcache.Client, key string) []byte {
+	t.Helper()
+	it, err := client.Get(key)
+	require.NoError(t, err)
+	return it.Value
+}
+
+// hideTouched is a deliberately broken Appender: it does not tell the
+// provider which value its touch landed on.
+type hideTouched struct{ *memcached.Store }
+
+func (h hideTouched) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
+	n, _, err := h.Store.CompareAndAppend(ctx, key, delta, cas, ttl)
+	return n, 0, err
+}
+
+// TestStrayTouchFixed: an append that fails (a stale token) still sends
+// its touch, which lands on the newer value with the TTL the appender
+// expected. When that value's own timeout differs (another process
+// committed a new timeout and holds the lock), the provider gives it back
+// its own TTL (I4). Against a store that hides where its touch landed,
+// the check fails.
+func TestStrayTouchFixed(t *testing.T) {
+	servers := startNodes(t, 1)
+	run := func(t *testing.T, wrap func(*memcached.Store) provider.Store) time.Duration {
+		flush(t, servers)
+		s := newStore(t, servers, memcached.Config{})
+		ctx := context.Background()
+		newProvider := func(st provider.Store) *provider.Provider {
+			p, err := provider.New(st, provider.Config{})
+			require.NoError(t, err)
+			return p
+		}
+		a := newProvider(wrap(s))
+		id := newBenchSession(t, a) // a wrote last: its next lock starts from its cache
+		b := newProvider(s)
+		item, err := b.GetItemExclusive(ctx, id)
+		require.NoError(t, err)
+		require.NoError(t, item.Data.SetTimeout(5*time.Minute))
+		require.NoError(t, b.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false))
+		_, err = b.GetItemExclusive(ctx, id) // b holds the lock
+		require.NoError(t, err)
+		_, err = a.GetItemExclusive(ctx, id) // a stale append, its touch lands on b's
+		require.ErrorIs(t, err, provider.ErrLocked)
+		key, err := a.Key(id)
+		require.NoError(t, err)
+		ttl, err := s.TTL(ctx, key)
+		require.NoError(t, err)
+		return ttl
+	}
+	own := func(s *memcached.Store) provider.Store { return s }
+	broken := func(s *memcached.Store) provider.Store { return hideTouched{s} }
+	require.LessOrEqual(t, run(t, own), 5*time.Minute+2*time.Second, "the session's own timeout")
+	require.Greater(t, run(t, broken), 5*time.Minute+2*time.Second, "the broken variant leaves the stray TTL")
+}
