@@ -3,14 +3,17 @@ package memcached_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
 	rec "github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -130,4 +133,50 @@ func TestStrayTouchFixed(t *testing.T) {
 	broken := func(s *memcached.Store) provider.Store { return hideTouched{s} }
 	require.LessOrEqual(t, run(t, own), 5*time.Minute+2*time.Second, "the session's own timeout")
 	require.Greater(t, run(t, broken), 5*time.Minute+2*time.Second, "the broken variant leaves the stray TTL")
+}
+
+// TestAppendTooLargeWritesWhole: a record so close to the server's item
+// size (-I) that a delta does not fit: memcached answers the append NS
+// (not stored), which the Store reports as provider.ErrTooLarge, and the
+// provider writes the change whole instead (the deltas dropped, the
+// record smaller). Read as "not found", the lock would retry until it gave
+// up.
+func TestAppendTooLargeWritesWhole(t *testing.T) {
+	servers := mcserver.StartForTest(t, 1, mcserver.Config{MaxItemSize: 2048, Args: []string{"-o", "slab_chunk_max=1024"}})
+	s := newStore(t, servers, memcached.Config{MaxItemSize: 4096})
+	ctx := context.Background()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	create := func(n int) (string, error) {
+		id, err := session.NewID()
+		require.NoError(t, err)
+		d := p.CreateNewStoreData(0)
+		require.NoError(t, d.Values.Set("blob", strings.Repeat("x", n)))
+		return id, p.SetAndReleaseItemExclusive(ctx, id, d, 0, true)
+	}
+	// The largest session the server stores.
+	lo, hi := 0, 2048
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		if _, err := create(mid); err != nil {
+			require.ErrorIs(t, err, provider.ErrTooLarge)
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	id, err := create(lo)
+	require.NoError(t, err)
+	key, err := p.Key(id)
+	require.NoError(t, err)
+	client := raw(t, servers[0].Addr())
+	for i := range 3 {
+		item, err := p.GetItemExclusive(ctx, id)
+		require.NoError(t, err, "lock %d", i)
+		r, err := rec.Decode(mustGet(t, client, key))
+		require.NoError(t, err)
+		require.True(t, r.Locked)
+		require.Zero(t, r.Deltas, "a delta does not fit: written whole")
+		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
+	}
 }

@@ -53,7 +53,11 @@ var (
 	errMiss      = errors.New("miss")         // EN, NF
 	errNotStored = errors.New("not stored")   // NS
 	errExists    = errors.New("cas mismatch") // EX
-	errProtocol  = errors.New("unexpected reply")
+	// errAppendFull: an append conditioned on the item's CAS was not
+	// stored (NS): the item with it would exceed the server's item size
+	// (-I), or memory ran out.
+	errAppendFull = errors.New("append not stored: the item with it is too large")
+	errProtocol   = errors.New("unexpected reply")
 )
 
 // serverError is an error reply: SERVER_ERROR, CLIENT_ERROR or ERROR.
@@ -152,7 +156,8 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 // connection is still in step.
 func isReply(err error) bool {
 	var se *serverError
-	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) || errors.As(err, &se)
+	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) ||
+		errors.Is(err, errAppendFull) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -386,8 +391,8 @@ func setReply(reply string) (uint64, error) {
 // write landed in between. The touch is sent whatever the append's
 // outcome. It returns the new CAS and the CAS of the item the touch set
 // (touched, 0 when the key was gone by then); the error is the append's:
-// errExists when the CAS changed, errMiss (or errNotStored) when the key
-// is gone.
+// errExists when the CAS changed, errMiss when the key is gone,
+// errAppendFull when the item with data would be too large.
 func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10) + "\r\n"
 	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10) + "\r\n"
@@ -419,6 +424,11 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 			}
 		}
 		newCAS, err = setReply(reply)
+		if errors.Is(err, errNotStored) {
+			// The key is there with this CAS (else NF or EX): the
+			// combined item could not be stored.
+			err = errAppendFull
+		}
 		return err
 	})
 	return newCAS, touched, err

@@ -377,6 +377,7 @@ func textError(err error) error {
 //	not stored (add)                -> provider.ErrExists
 //	not stored (other)              -> provider.ErrNotFound
 //	cas mismatch (EX)               -> provider.ErrCASConflict
+//	append not stored (NS)          -> provider.ErrTooLarge
 //	SERVER_ERROR object too large   -> provider.ErrTooLarge
 //	SERVER_ERROR, CLIENT_ERROR, ERROR -> provider.ErrServer
 //	the context ended mid-operation -> the context's error (and
@@ -400,6 +401,8 @@ func (n *node) check(ctx context.Context, op, localKey string, err error) error 
 		}
 	case errors.Is(err, errExists):
 		sentinel = provider.ErrCASConflict
+	case errors.Is(err, errAppendFull):
+		sentinel = provider.ErrTooLarge
 	case errors.Is(err, ErrInvalidKey):
 		return fmt.Errorf("memcached: node %s: %s: %w", n.addr, op, err)
 	case errors.As(err, &se) && se.tooLarge():
