@@ -459,3 +459,55 @@ func TestDeltaCorruption(t *testing.T) {
 	_, _, ok = Split(good)
 	require.False(t, ok)
 }
+
+// FuzzDeltas: any sequence of lock changes (lock with a lock id jump,
+// release, renewal, action flags), appended as deltas and compacted past
+// MaxDeltas as the provider does, decodes after every step to exactly the
+// record it describes.
+func FuzzDeltas(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 0x40, 1})
+	f.Add(bytes.Repeat([]byte{0, 1}, MaxDeltas+3))
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		base := sampleV2()
+		b := base.Encode()
+		cur, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, op := range ops {
+			next := cur
+			next.Seq++
+			switch op % 4 {
+			case 0:
+				next.Locked = true
+				next.LockID += 1 + uint64(op>>2)
+				next.LockedAt = time.Unix(0, int64(i)*int64(op))
+			case 1:
+				next.Locked = false
+			case 2: // renewal: Seq only
+			case 3:
+				next.Actions = session.ActionFlags(op >> 2)
+			}
+			d, ok := Delta(&cur, &next)
+			if cur.Deltas >= MaxDeltas {
+				if ok {
+					t.Fatalf("step %d: a delta past MaxDeltas", i)
+				}
+				b = next.Encode() // compaction
+			} else {
+				if !ok {
+					t.Fatalf("step %d: a lock change refused", i)
+				}
+				b = append(b, d...)
+			}
+			got, err := Decode(b)
+			if err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			if got.Header != next.Header || !bytes.Equal(got.Values, base.Values) {
+				t.Fatalf("step %d: decoded %+v, want %+v", i, got.Header, next.Header)
+			}
+			cur = got
+		}
+	})
+}
