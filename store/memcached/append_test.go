@@ -180,3 +180,32 @@ func TestAppendTooLargeWritesWhole(t *testing.T) {
 		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
 	}
 }
+
+// TestAppendToMissingKey: memcached answers an append to a missing key NS,
+// as it answers one that does not fit; the Store reports the first as
+// provider.ErrNotFound (the touch found no key), not as too large.
+func TestAppendToMissingKey(t *testing.T) {
+	servers := startNodes(t, 1)
+	s := newStore(t, servers, memcached.Config{})
+	ctx := context.Background()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id := newBenchSession(t, p)
+	key, err := p.Key(id)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	cur, err := rec.Decode(e.Value)
+	require.NoError(t, err)
+	next := cur
+	next.Seq++
+	next.Locked = true
+	d, ok := rec.Delta(&cur, &next)
+	require.True(t, ok)
+	require.NoError(t, s.Delete(ctx, key))
+	_, touched, err := s.CompareAndAppend(ctx, key, d, e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.Zero(t, touched)
+	_, err = p.GetItemExclusive(ctx, id) // from its cache: the append misses, the read too
+	require.ErrorIs(t, err, provider.ErrNotFound)
+}

@@ -54,8 +54,8 @@ var (
 	errNotStored = errors.New("not stored")   // NS
 	errExists    = errors.New("cas mismatch") // EX
 	// errAppendFull: an append conditioned on the item's CAS was not
-	// stored (NS): the item with it would exceed the server's item size
-	// (-I), or memory ran out.
+	// stored (NS) though the key is there: the item with it would exceed
+	// the server's item size (-I), or memory ran out.
 	errAppendFull = errors.New("append not stored: the item with it is too large")
 	errProtocol   = errors.New("unexpected reply")
 )
@@ -392,7 +392,9 @@ func setReply(reply string) (uint64, error) {
 // outcome. It returns the new CAS and the CAS of the item the touch set
 // (touched, 0 when the key was gone by then); the error is the append's:
 // errExists when the CAS changed, errMiss when the key is gone,
-// errAppendFull when the item with data would be too large.
+// errAppendFull when the item with data would be too large (memcached
+// answers NS to both of the last two; the touch, which finds the key or
+// not, tells them apart).
 func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10) + "\r\n"
 	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10) + "\r\n"
@@ -425,9 +427,13 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 		}
 		newCAS, err = setReply(reply)
 		if errors.Is(err, errNotStored) {
-			// The key is there with this CAS (else NF or EX): the
-			// combined item could not be stored.
-			err = errAppendFull
+			// memcached answers NS both for a missing key and for an
+			// item that cannot be stored with the data appended (EX
+			// when the CAS differs): the touch tells them apart.
+			err = errMiss
+			if touched != 0 {
+				err = errAppendFull
+			}
 		}
 		return err
 	})
