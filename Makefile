@@ -25,7 +25,8 @@ bench: test-deps
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeValues -fuzztime 60s ./session
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./provider
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./record
+	$(GO) test -run '^$$' -fuzz FuzzDeltas -fuzztime 30s ./record
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done
