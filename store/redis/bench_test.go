@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -187,7 +188,8 @@ func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
 // BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
 // same server, in the same run: one raw GET and one cycle alternate, so
 // that both see the same machine load, and the ratio is of their medians.
-// Run it with -count 5 and take the median.
+// Run it with -count 5 and take the median. The parts/ sub-benchmarks
+// split the cycle's time the same way (see cycles).
 func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	srv := startServer(b)
 	ctx := context.Background()
@@ -204,12 +206,46 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	require.NoError(b, err)
 	raw := srv.Client()
 	defer raw.Close()
+	// The parts of the cycle, each against its own raw GETs: two raw GETs
+	// (the round trips alone), two raw EVALSHA of the compare-and-swap
+	// script with ready arguments (+ the script's server time), two Store
+	// compare-and-swaps (+ the Store's client work); the provider cycle
+	// adds the provider's work.
+	partsToken, err := s.Add(ctx, "parts", value, time.Hour)
+	require.NoError(b, err)
+	sha, err := raw.ScriptLoad(ctx, redis.CASScriptSource).Result()
+	require.NoError(b, err)
+	scriptArgs := []any{"12345678", "12345678" + string(value), time.Hour.Milliseconds()}
+	require.NoError(b, raw.Set(ctx, "script", scriptArgs[1], time.Hour).Err())
 	cycles := []struct {
 		name string
 		run  func(i int) error
 	}{
 		{"provider", func(i int) error { return requestKinds[2].run(ctx, p, id, i) }},
 		{"floor", func(int) error { return exclusiveFloor(ctx, s, value) }},
+		{"parts/two-raw-gets", func(int) error {
+			if err := raw.Get(ctx, key).Err(); err != nil {
+				return err
+			}
+			return raw.Get(ctx, key).Err()
+		}},
+		{"parts/two-raw-evalsha", func(int) error {
+			for range 2 {
+				if n, err := raw.EvalSha(ctx, sha, []string{"script"}, scriptArgs...).Int64(); err != nil || n != 1 {
+					return fmt.Errorf("evalsha: %d, %v", n, err)
+				}
+			}
+			return nil
+		}},
+		{"parts/two-store-cas", func(int) error {
+			for range 2 {
+				var err error
+				if partsToken, err = s.CompareAndSwap(ctx, "parts", value, partsToken, time.Hour); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 	}
 	for _, c := range cycles {
 		b.Run(c.name, func(b *testing.B) {
