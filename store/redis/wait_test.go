@@ -86,7 +86,8 @@ func TestStalledReplicaFailover(t *testing.T) {
 			t.Parallel()
 			master, replica := startReplicated(t)
 			ctx := context.Background()
-			s := newStore(t, master, redis.Config{WaitReplicas: wait, WaitTimeout: 200 * time.Millisecond})
+			// A long WaitTimeout: the shared machine can be slow to replicate.
+			s := newStore(t, master, redis.Config{WaitReplicas: wait, WaitTimeout: 2 * time.Second})
 			before, err := s.Add(ctx, "before", []byte("v"), time.Minute)
 			require.NoError(t, err)
 			waitUntil(t, 10*time.Second, "the replica to have the first write", func() bool {
