@@ -8,6 +8,7 @@ require (
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/gorilla/mux v1.8.1
 	github.com/labstack/echo/v4 v4.16.4
+	github.com/redis/rueidis v1.0.79
 	github.com/sessionlock/sessionlock v0.0.0
 	github.com/sessionlock/sessionlock/store/redis v0.0.0
 	github.com/sessionlock/sessionlock/store/sqlstore v0.0.0
