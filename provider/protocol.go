@@ -101,6 +101,8 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
+		} else if cur != nil {
+			p.written.found(key, cas)
 		}
 		cur = p.withCreated(cur)
 		next, ttl, err := change(cur)
@@ -122,7 +124,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			newCAS, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
 			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
 				if fromCache {
-					p.written.drop(key) // stale: someone else wrote
+					p.written.refused(key, !cached.Locked) // stale: someone else wrote
 				}
 				continue
 			}
@@ -131,7 +133,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			p.written.drop(key)
 			return nil, err
 		}
-		p.written.put(key, next, newCAS)
+		p.written.put(key, next, newCAS, fromCache && !cached.Locked)
 		if !next.Removed {
 			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
 		}

@@ -51,3 +51,27 @@ func TestOperationsPerRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestOperationsAlternating: two app servers of ours taking turns on a
+// session (a load balancer without affinity): after the first refused
+// guesses of each, every exclusive request costs read, lock, commit or
+// release (provider.TestWrittenCacheContested), where scs still makes one
+// get per read and get + set per change.
+func TestOperationsAlternating(t *testing.T) {
+	node := startMemcached(t)
+	o := newOurs(t, node.Addr(), 2)
+	for _, path := range []string{"/read", "/incr"} {
+		t.Run(path, func(t *testing.T) {
+			id := o.create(t)
+			for i := range 10 {
+				before := countOps(t, node)
+				require.NoError(t, o.do(i%2, path, id))
+				got := countOps(t, node).minus(before)
+				if i >= 6 { // each server has had two guesses refused
+					require.Equal(t, ops{get: 1, set: 2}, got, "request %d", i)
+				}
+				t.Logf("request %d (server %d): %+v", i, i%2, got)
+			}
+		})
+	}
+}
