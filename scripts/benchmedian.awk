@@ -1,8 +1,8 @@
 # benchmedian.awk: reads `go test -bench` output and prints, per benchmark,
 # the median, lowest and highest of one reported metric over its runs
-# (-count N). Usage: go test ... -bench X -count 5 | awk -v unit=ours/scs -f scripts/benchmedian.awk
+# (-count N), after the output itself. Usage: go test ... -bench X -count 5 | awk -v unit=ours/scs -f scripts/benchmedian.awk
+{ print }
 /^Benchmark/ {
-	print
 	for (i = 3; i < NF; i++) {
 		if ($(i + 1) == unit) {
 			name = $1

@@ -15,10 +15,13 @@ type scsStore struct {
 	prefix string
 }
 
+// scsTimeout bounds each memcached operation, on both sides.
+const scsTimeout = 5 * time.Second
+
 func newSCSStore(addr string) *scsStore {
 	c := memcache.New(addr)
 	c.MaxIdleConns = 64 // as many as the memcached store keeps: 32 clients must not redial
-	c.Timeout = 5 * time.Second
+	c.Timeout = scsTimeout
 	return &scsStore{c: c, prefix: "scs:"}
 }
 

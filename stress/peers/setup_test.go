@@ -115,11 +115,13 @@ func (s *side) do(i int, path, id string) error {
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		resp.Body.Close()
+		return fmt.Errorf("%s %s: status %d: %s", s.name, path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s %s: status %d", s.name, path, resp.StatusCode)
-	}
 	return err
 }
 
@@ -143,7 +145,10 @@ type ours struct {
 // newOurs starts n app servers of ours over the node at addr.
 func newOurs(tb testing.TB, addr string, n int) *ours {
 	tb.Helper()
-	st, err := memcached.New(memcached.Config{Nodes: []string{addr}})
+	// The same operation timeout as the scs adapter's client: on the
+	// shared machine under load a loopback round trip can take longer
+	// than the default 500 ms, which would mark the node down.
+	st, err := memcached.New(memcached.Config{Nodes: []string{addr}, Timeout: scsTimeout})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = st.Close() })
 	o := &ours{side: side{name: "ours", cookie: middleware.DefaultCookieName, client: newClient()}, store: st}
