@@ -6,14 +6,15 @@
 // with the middleware, provider and memcached store on the same memcached
 // node, a 2 KB session:
 //
-//	go test -run TestOperationsPerRequest -v .       # both sides' memcached operations, asserted
+X
 //	go test -run '^$' -bench LatencyRatios -benchtime 2000x -count 5 .
 //	go test -run '^$' -bench Throughput -benchtime 20000x -count 3 .
 //
 // The benchmarks report ratios taken in one run (requests interleaved one
 // by one, or throughput phases taking turns), never absolute times to be
 // compared across runs; docs/performance.md ("Side by side with scs")
-// has the figures. Nothing here is a timed assertion.
+// has the figures, and how to pin the test process and memcached to
+// separate cores (PEERS_MEMCACHED_CPU). Nothing here is a timed assertion.
 //
 // scs and its adapter live only in this tools module (stress/go.mod),
 // never in the library's own go.mod.
