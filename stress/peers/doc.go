@@ -6,7 +6,7 @@
 // with the middleware, provider and memcached store on the same memcached
 // node, a 2 KB session:
 //
-X
+//	go test -run TestOperations -v .                  # both sides' memcached operations, asserted
 //	go test -run '^$' -bench LatencyRatios -benchtime 2000x -count 5 .
 //	go test -run '^$' -bench Throughput -benchtime 20000x -count 3 .
 //
