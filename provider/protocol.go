@@ -107,6 +107,8 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
+		} else if cur != nil {
+			p.written.found(key, cas)
 		}
 		if !fromCache && stray.cas != 0 && (cas != stray.cas || p.ttlOf(cur) == stray.ttl) {
 			stray = strayTouch{}
@@ -143,7 +145,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			}
 			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
 				if fromCache {
-					p.written.drop(key) // stale: someone else wrote
+					p.written.refused(key, !cached.Locked) // stale: someone else wrote
 				}
 				continue
 			}
@@ -152,7 +154,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			p.written.drop(key)
 			return nil, err
 		}
-		p.written.put(key, next, newCAS)
+		p.written.put(key, next, newCAS, fromCache && !cached.Locked)
 		if !next.Removed {
 			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
 		}
