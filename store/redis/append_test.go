@@ -11,7 +11,6 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/redis"
-	"github.com/sessionlock/sessionlock/store/redis/redistest"
 )
 
 // storedRecord decodes the record under key as stored, with its deltas.
@@ -285,34 +284,4 @@ func TestAppendWaitReplicas(t *testing.T) {
 	e, err = s.Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, "v012", string(e.Value), "applied on the master")
-}
-
-// TestClusterAppend: appends on a real cluster land on each key's master,
-// with WAIT behind each.
-func TestClusterAppend(t *testing.T) {
-	t.Parallel() // mostly waits: the cluster's start
-	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
-	s, err := redis.New(redis.Config{ClusterAddrs: c.Addrs(), WaitReplicas: 1, WaitTimeout: 3 * time.Second})
-	require.NoError(t, err)
-	defer s.Close()
-	ctx := context.Background()
-	keys := []string{"a", "b", "c", "d", "e", "f"}
-	for _, key := range keys {
-		tok, err := s.Add(ctx, key, []byte("v"), time.Minute)
-		require.NoError(t, err)
-		tok, _, err = s.CompareAndAppend(ctx, key, []byte("+"+key), tok, time.Minute)
-		require.NoError(t, err)
-		e, err := s.Get(ctx, key)
-		require.NoError(t, err)
-		require.Equal(t, "v+"+key, string(e.Value))
-		require.Equal(t, tok, e.CAS)
-	}
-	var waits, scripts uint64
-	for _, srv := range c.Servers {
-		st, err := srv.CommandStats(ctx)
-		require.NoError(t, err)
-		waits += st["wait"]
-		scripts += st["evalsha"] + st["eval"]
-	}
-	require.Equal(t, scripts+uint64(len(keys)), waits, "one WAIT per write sent (each Add, each script call)")
 }
