@@ -374,3 +374,36 @@ func BenchmarkServerTime(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMemoryPerSession reports the server's memory for one 2 KB
+// session's key (MEMORY USAGE, SAMPLES 0): written whole (a commit), and
+// after a request that changed nothing (lock and release appended as
+// deltas). APPEND grows a Redis string's allocation greedily (to twice
+// the new length, below 1 MB), so a value carrying deltas holds about
+// twice its bytes until the next whole write; with Config.WholeWrites it
+// stays at the first figure. b.N does not matter: one session is measured.
+func BenchmarkMemoryPerSession(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	for _, whole := range []bool{false, true} {
+		b.Run(fmt.Sprintf("whole-writes=%v", whole), func(b *testing.B) {
+			s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second, WholeWrites: whole})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(b, err)
+			id := newBenchSession(b, p)
+			key, err := p.Key(id)
+			require.NoError(b, err)
+			usage := func() float64 {
+				n, err := srv.Do(ctx, "MEMORY", "USAGE", key, "SAMPLES", "0").Int64()
+				require.NoError(b, err)
+				return float64(n)
+			}
+			for i := 0; i < b.N; i++ {
+				require.NoError(b, requestKinds[2].run(ctx, p, id, i)) // commit: written whole
+			}
+			b.ReportMetric(usage(), "bytes-after-commit")
+			require.NoError(b, requestKinds[1].run(ctx, p, id, 0)) // lock + release
+			b.ReportMetric(usage(), "bytes-after-unchanged")
+		})
+	}
+}
