@@ -285,3 +285,35 @@ func TestAppendWaitReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v012", string(e.Value), "applied on the master")
 }
+
+// TestAppendHungServerOutcomeUnknown: an append whose reply does not come
+// in time is reported as of unknown outcome, never as a conflict or as
+// not written, and it was in fact applied.
+func TestAppendHungServerOutcomeUnknown(t *testing.T) {
+	t.Parallel() // mostly waits: a hung server
+	srv := startServer(t)
+	s := newStore(t, srv, redis.Config{Timeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+	require.NoError(t, err)
+	tok, _, err = s.CompareAndAppend(ctx, "k", []byte("1"), tok, time.Minute) // load the script
+	require.NoError(t, err)
+
+	slept := make(chan error, 1)
+	c, probe := srv.Client(), srv.Client()
+	defer c.Close()
+	defer probe.Close()
+	go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "1").Err() }()
+	waitHung(t, probe)
+	_, touched, err := s.CompareAndAppend(ctx, "k", []byte("2"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.NotErrorIs(t, err, provider.ErrCASConflict)
+	require.Zero(t, touched)
+	require.NoError(t, <-slept)
+	var e provider.Entry
+	waitUntil(t, 5*time.Second, "the server to answer", func() bool {
+		e, err = s.Get(ctx, "k")
+		return err == nil
+	})
+	require.Equal(t, "v12", string(e.Value), "applied later")
+}
