@@ -314,9 +314,10 @@ func median(d []time.Duration) time.Duration {
 // SET it runs), the append script with a record.DeltaLen-byte delta on
 // the 2 KB value freshly set (the time includes its GETRANGE, STRLEN,
 // APPEND, SETRANGE and PEXPIRE; the SET before each call is another
-// command, not counted), and a script that only returns 1, called with
-// no arguments and with the same 2 KB argument: what Lua itself costs,
-// and what handing it 2 KB costs.
+// command, not counted), a script making five GETRANGE calls (what each
+// redis.call costs), and a script that only returns 1, called with no
+// arguments and with the same 2 KB argument: what Lua itself costs, and
+// what handing it 2 KB costs.
 func BenchmarkServerTime(b *testing.B) {
 	srv := startServer(b)
 	ctx := context.Background()
@@ -329,6 +330,8 @@ func BenchmarkServerTime(b *testing.B) {
 	appendSHA, err := raw.ScriptLoad(ctx, redis.AppendScriptSource).Result()
 	require.NoError(b, err)
 	delta := strings.Repeat("d", rec.DeltaLen)
+	five, err := raw.ScriptLoad(ctx, "#!lua\n"+strings.Repeat("redis.call('GETRANGE', KEYS[1], 0, 7)\n", 5)+"return 1").Result()
+	require.NoError(b, err)
 	ret1, err := raw.ScriptLoad(ctx, "#!lua\nreturn 1").Result()
 	require.NoError(b, err)
 	ms := time.Hour.Milliseconds()
@@ -341,6 +344,7 @@ func BenchmarkServerTime(b *testing.B) {
 		{"getex", "getex", []any{"getex", "k", "px", ms}, false},
 		{"cas-script", "evalsha", []any{"evalsha", cas, 1, "k", value[:8], value, ms}, false},
 		{"append-script", "evalsha", []any{"evalsha", appendSHA, 1, "k", value[:8], value[:8], delta, ms, 1 << 20}, true},
+		{"five-getranges", "evalsha", []any{"evalsha", five, 1, "k"}, false},
 		{"return-1", "evalsha", []any{"evalsha", ret1, 1, "k"}, false},
 		{"return-1-with-2KB-argument", "evalsha", []any{"evalsha", ret1, 1, "k", value}, false},
 	} {
