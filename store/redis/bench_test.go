@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
+	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/redis"
 )
@@ -22,7 +23,7 @@ import (
 const sessionBytes = 2 << 10
 
 // newBenchSession stores one session of about sessionBytes.
-func newBenchSession(b *testing.B, p *provider.Provider) string {
+func newBenchSession(b testing.TB, p *provider.Provider) string {
 	b.Helper()
 	id, err := session.NewID()
 	require.NoError(b, err)
@@ -88,7 +89,8 @@ func BenchmarkRequestCost(b *testing.B) {
 	ctx := context.Background()
 	for _, kind := range requestKinds {
 		b.Run(kind.name, func(b *testing.B) {
-			counting := &providertest.CountingStore{Store: newStore(b, srv, redis.Config{Timeout: 10 * time.Second})}
+			s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second})
+			counting := countingAppender{&providertest.CountingStore{Store: s}, s}
 			p, err := provider.New(counting, provider.Config{})
 			require.NoError(b, err)
 			id := newBenchSession(b, p)
@@ -111,6 +113,23 @@ func BenchmarkRequestCost(b *testing.B) {
 	}
 }
 
+// countingAppender is a providertest.CountingStore that is a
+// provider.Appender too: the Store's CompareAndAppend, counted as a
+// compare-and-swap (one round trip).
+type countingAppender struct {
+	*providertest.CountingStore
+	s *redis.Store
+}
+
+func (c countingAppender) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
+	c.CASes.Add(1)
+	return c.s.CompareAndAppend(ctx, key, delta, cas, ttl)
+}
+
+// scriptCommands are the commands the Store's scripts run: INFO
+// commandstats counts them besides the script call (evalsha).
+var scriptCommands = map[string]bool{"getrange": true, "set": true, "strlen": true, "append": true, "setrange": true, "pexpire": true, "exists": true}
+
 // reportCommands reports each command per request, and their sum with
 // and without the commands scripts run.
 func reportCommands(b *testing.B, d map[string]float64) {
@@ -118,7 +137,7 @@ func reportCommands(b *testing.B, d map[string]float64) {
 	for _, name := range slices.Sorted(maps.Keys(d)) {
 		b.ReportMetric(d[name], name+"/req")
 		all += d[name]
-		if name != "getrange" && !(name == "set" && d["evalsha"] > 0) {
+		if !(scriptCommands[name] && d["evalsha"] > 0) {
 			client += d[name]
 		}
 	}
@@ -185,8 +204,9 @@ func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
 
 // BenchmarkExclusiveCycleLatency reports the latency of one exclusive
 // request cycle (GetItemExclusive + SetAndReleaseItemExclusive of a 2 KB
-// session through the provider, and the 3-call floor of
-// BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
+// session through the provider: the lock appended as a delta, the commit
+// whole; the same with Config.WholeWrites, both written whole; and the
+// 3-call floor of BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
 // same server, in the same run: one raw GET and one cycle alternate, so
 // that both see the same machine load, and the ratio is of their medians.
 // Run it with -count 5 and take the median. The parts/ sub-benchmarks
@@ -202,6 +222,11 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	id := newBenchSession(b, p)
 	key, err := p.Key(id)
 	require.NoError(b, err)
+	// The same cycle with every write whole (Config.WholeWrites: the lock
+	// is not appended as a delta), on a session of its own.
+	whole, err := provider.New(newStore(b, srv, redis.Config{Timeout: 10 * time.Second, WholeWrites: true}), provider.Config{})
+	require.NoError(b, err)
+	wholeID := newBenchSession(b, whole)
 	value := []byte(strings.Repeat("x", sessionBytes))
 	_, err = s.Add(ctx, "floor", value, time.Hour)
 	require.NoError(b, err)
@@ -223,6 +248,7 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 		run  func(i int) error
 	}{
 		{"provider", func(i int) error { return requestKinds[2].run(ctx, p, id, i) }},
+		{"provider-whole-writes", func(i int) error { return requestKinds[2].run(ctx, whole, wholeID, i) }},
 		{"floor", func(int) error { return exclusiveFloor(ctx, s, value) }},
 		{"parts/two-raw-gets", func(int) error {
 			if err := raw.Get(ctx, key).Err(); err != nil {
@@ -285,7 +311,11 @@ func median(d []time.Duration) time.Duration {
 // (usec_per_call of INFO commandstats, reset before each) for the
 // commands of a request on a 2 KB session: GET, GETEX, the
 // compare-and-swap script (EVALSHA; the time includes the GETRANGE and
-// SET it runs), and a script that only returns 1, called with no
+// SET it runs), the append script with a record.DeltaLen-byte delta on
+// the 2 KB value freshly set (the time includes its GETRANGE, STRLEN,
+// APPEND, SETRANGE and PEXPIRE; the SET before each call is another
+// command, not counted), a script making five GETRANGE calls (what each
+// redis.call costs), and a script that only returns 1, called with no
 // arguments and with the same 2 KB argument: what Lua itself costs, and
 // what handing it 2 KB costs.
 func BenchmarkServerTime(b *testing.B) {
@@ -297,22 +327,35 @@ func BenchmarkServerTime(b *testing.B) {
 	require.NoError(b, raw.Set(ctx, "k", value, time.Hour).Err())
 	cas, err := raw.ScriptLoad(ctx, redis.CASScriptSource).Result()
 	require.NoError(b, err)
+	appendSHA, err := raw.ScriptLoad(ctx, redis.AppendScriptSource).Result()
+	require.NoError(b, err)
+	delta := strings.Repeat("d", rec.DeltaLen)
+	five, err := raw.ScriptLoad(ctx, "#!lua\n"+strings.Repeat("redis.call('GETRANGE', KEYS[1], 0, 7)\n", 5)+"return 1").Result()
+	require.NoError(b, err)
 	ret1, err := raw.ScriptLoad(ctx, "#!lua\nreturn 1").Result()
 	require.NoError(b, err)
 	ms := time.Hour.Milliseconds()
 	for _, c := range []struct {
 		name, stat string
 		args       []any
+		reset      bool // SET k value before each call (not counted: another command)
 	}{
-		{"get", "get", []any{"get", "k"}},
-		{"getex", "getex", []any{"getex", "k", "px", ms}},
-		{"cas-script", "evalsha", []any{"evalsha", cas, 1, "k", value[:8], value, ms}},
-		{"return-1", "evalsha", []any{"evalsha", ret1, 1, "k"}},
-		{"return-1-with-2KB-argument", "evalsha", []any{"evalsha", ret1, 1, "k", value}},
+		{"get", "get", []any{"get", "k"}, false},
+		{"getex", "getex", []any{"getex", "k", "px", ms}, false},
+		{"cas-script", "evalsha", []any{"evalsha", cas, 1, "k", value[:8], value, ms}, false},
+		{"append-script", "evalsha", []any{"evalsha", appendSHA, 1, "k", value[:8], value[:8], delta, ms, 1 << 20}, true},
+		{"five-getranges", "evalsha", []any{"evalsha", five, 1, "k"}, false},
+		{"return-1", "evalsha", []any{"evalsha", ret1, 1, "k"}, false},
+		{"return-1-with-2KB-argument", "evalsha", []any{"evalsha", ret1, 1, "k", value}, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			require.NoError(b, raw.Do(ctx, "config", "resetstat").Err())
 			for i := 0; i < b.N; i++ {
+				if c.reset {
+					if err := raw.Set(ctx, "k", value, time.Hour).Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
 				if err := raw.Do(ctx, c.args...).Err(); err != nil {
 					b.Fatal(err)
 				}
@@ -332,6 +375,39 @@ func BenchmarkServerTime(b *testing.B) {
 			}
 			require.GreaterOrEqual(b, usec, 0.0, "no usec_per_call for %s in %q", c.stat, info)
 			b.ReportMetric(usec, "server-us/call")
+		})
+	}
+}
+
+// BenchmarkMemoryPerSession reports the server's memory for one 2 KB
+// session's key (MEMORY USAGE, SAMPLES 0): written whole (a commit), and
+// after a request that changed nothing (lock and release appended as
+// deltas). APPEND grows a Redis string's allocation greedily (to twice
+// the new length, below 1 MB), so a value carrying deltas holds about
+// twice its bytes until the next whole write; with Config.WholeWrites it
+// stays at the first figure. b.N does not matter: one session is measured.
+func BenchmarkMemoryPerSession(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	for _, whole := range []bool{false, true} {
+		b.Run(fmt.Sprintf("whole-writes=%v", whole), func(b *testing.B) {
+			s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second, WholeWrites: whole})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(b, err)
+			id := newBenchSession(b, p)
+			key, err := p.Key(id)
+			require.NoError(b, err)
+			usage := func() float64 {
+				n, err := srv.Do(ctx, "MEMORY", "USAGE", key, "SAMPLES", "0").Int64()
+				require.NoError(b, err)
+				return float64(n)
+			}
+			for i := 0; i < b.N; i++ {
+				require.NoError(b, requestKinds[2].run(ctx, p, id, i)) // commit: written whole
+			}
+			b.ReportMetric(usage(), "bytes-after-commit")
+			require.NoError(b, requestKinds[1].run(ctx, p, id, 0)) // lock + release
+			b.ReportMetric(usage(), "bytes-after-unchanged")
 		})
 	}
 }

@@ -17,6 +17,7 @@
 //	GetAndTouch     GETEX key PX ttl
 //	Add             SET key token+value NX PX ttl
 //	CompareAndSwap  EVALSHA cas 1 key old-token new-token+value ttl
+//	CompareAndAppend EVALSHA append 1 key old-token new-token delta ttl limit
 //	Touch           PEXPIRE key ttl
 //	Delete          DEL key
 //	TTL             PTTL key
@@ -28,6 +29,23 @@
 // its source (EVAL), which runs and loads it. Add and CompareAndSwap return
 // the new token, so a caller can write again without reading first. TTLs
 // are milliseconds, rounded up.
+//
+// # Appended lock changes
+//
+// The Store is a provider.Appender: the provider sends a change of the
+// lock state alone as a small delta (record.Delta) instead of the whole
+// record. The append script checks the token at the front of the string
+// as the compare-and-swap script does, APPENDs the delta behind the
+// value, writes a new token over the old one (SETRANGE at 0) and sets the
+// TTL (PEXPIRE), atomically and in one round trip; a value that would
+// grow past MaxValueSize is left alone (provider.ErrTooLarge, and the
+// provider writes the change whole). The Store does not look at what it
+// appends: package record reads the value and its deltas as one record.
+// Redis grows an appended string's allocation to twice its length, so a
+// session carrying deltas takes about twice its memory until its next
+// whole write (docs/performance.md). Config.WholeWrites turns appending
+// off: set it while servers of an earlier version, which read a record
+// with deltas as corrupt, share the keys.
 //
 // Tokens are not counters: every write draws a fresh random 64-bit token
 // (never 0, never the token it replaces) on the client. A token therefore
@@ -54,8 +72,8 @@
 //
 // The client never retries a command by itself (go-redis's MaxRetries is
 // off): a write retried after its reply was lost could be reported as a
-// conflict although it was applied. The compare-and-swap script declares
-// that it writes ("#!lua"), so a server over maxmemory or a replica refuses
+// conflict although it was applied. The scripts declare
+// that they write ("#!lua"), so a server over maxmemory or a replica refuses
 // it before it runs.
 //
 // # Redis Cluster and WAIT

@@ -1,5 +1,7 @@
 package redis
 
+import "strings"
+
 // UseCounterTokens makes s draw tokens as a counter (old + 1), the scheme
 // the package documentation rejects: tests show that their check catches
 // it.
@@ -7,3 +9,16 @@ func UseCounterTokens(s *Store) { s.token = func(old uint64) uint64 { return old
 
 // CASScriptSource is the compare-and-swap script's source.
 var CASScriptSource = casScript.src
+
+// AppendScriptSource is the append script's source.
+var AppendScriptSource = appendScript.src
+
+// SetAppendWithoutTTL makes s append with a deliberately broken script
+// that keeps the key's old TTL (no PEXPIRE): tests show that their check
+// of I4 catches it.
+func SetAppendWithoutTTL(s *Store) {
+	s.appendScript = newScript("append-without-ttl", strings.Replace(appendScript.src, "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n", "", 1))
+	if s.appendScript.src == appendScript.src {
+		panic("SetAppendWithoutTTL: no PEXPIRE in the append script")
+	}
+}

@@ -39,6 +39,32 @@ end
 return -1
 `)
 
+// appendScript appends ARGV[3] (a delta) to KEYS[1] if its first 8 bytes
+// are the token ARGV[1], replaces those 8 bytes with the new token ARGV[2]
+// and sets the key's TTL to ARGV[4] milliseconds: the token stays at the
+// front, where APPEND does not move it, and the value after it grows by
+// the delta. It returns 1 when appended, 0 when the key is absent, -1 when
+// the token differs, and -2, writing nothing, when the stored string
+// would grow longer than ARGV[5] bytes. The Store knows nothing of what
+// it appends: the provider's record package reads the value and its
+// deltas as one record.
+var appendScript = newScript("append", `#!lua
+local cur = redis.call('GETRANGE', KEYS[1], 0, 7)
+if cur == ARGV[1] then
+  if redis.call('STRLEN', KEYS[1]) + #ARGV[3] > tonumber(ARGV[5]) then
+    return -2
+  end
+  redis.call('APPEND', KEYS[1], ARGV[3])
+  redis.call('SETRANGE', KEYS[1], 0, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
+if cur == '' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return -1
+`)
+
 // run calls sc by its SHA1 (EVALSHA), and once more with its source
 // (EVAL, which also loads it) when the server does not know it: the first
 // call on a new server, and after SCRIPT FLUSH or a restart. NOSCRIPT is

@@ -89,6 +89,14 @@ type Config struct {
 	// WaitTimeout bounds the WAIT. Default 100 ms when WaitReplicas is
 	// set; replies are then awaited for Timeout + WaitTimeout.
 	WaitTimeout time.Duration
+	// WholeWrites writes every change as a whole value: the Store does
+	// not append (CompareAndAppend declines with provider.ErrNoAppend,
+	// sending nothing), so the provider writes lock changes as whole
+	// records too. Set it while servers whose record package predates
+	// deltas share the keys: they read a record followed by deltas as
+	// corrupt (see package record). Default false: lock changes are
+	// appended as deltas (see the package documentation).
+	WholeWrites bool
 	// OnEvent receives node events: EventNodeDown when the server stops
 	// answering, EventNodeUp when it answers again, EventFallback when a
 	// script had to be loaded again (NOSCRIPT). Nil is off.
@@ -106,11 +114,15 @@ type Store struct {
 	// token draws the token of a write replacing old: newToken, or a
 	// deliberately broken scheme in tests (export_test.go).
 	token func(old uint64) uint64
+	// appendScript is appendScript, or a deliberately broken variant in
+	// tests (export_test.go).
+	appendScript *script
 }
 
 var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
+	_ provider.Appender  = (*Store)(nil)
 )
 
 // New returns a Store for cfg. It does not contact the server.
@@ -194,7 +206,7 @@ func New(cfg Config) (*Store, error) {
 			ContextTimeoutEnabled: true,
 		})
 	}
-	return &Store{cfg: cfg, client: client, token: newToken}, nil
+	return &Store{cfg: cfg, client: client, token: newToken, appendScript: appendScript}, nil
 }
 
 // Close closes the connections. Operations after Close fail with
@@ -390,6 +402,55 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, err
 	}
 	return token, nil
+}
+
+// CompareAndAppend implements provider.Appender: if the token under key
+// is still cas, it appends delta to the stored value, replaces the token
+// with a new one and sets the key's TTL, in one script call and one round
+// trip (EVALSHA append: GETRANGE, STRLEN, APPEND, SETRANGE, PEXPIRE). It
+// returns the new token twice: as newCAS, and as touched, since the TTL is
+// set on the value the append made and on no other (0 when it returns an
+// error). ErrCASConflict and ErrNotFound are as for CompareAndSwap; a
+// stored value that would grow past MaxValueSize is left alone and
+// reported as provider.ErrTooLarge (the caller writes the whole value,
+// which is smaller). With Config.WholeWrites it declines with
+// provider.ErrNoAppend, sending nothing. WaitReplicas applies as to every
+// write.
+func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
+	k, err := s.begin(ctx, key)
+	if err != nil {
+		return 0, 0, err
+	}
+	if s.cfg.WholeWrites {
+		return 0, 0, fmt.Errorf("redis: append %s: %w: Config.WholeWrites", key, provider.ErrNoAppend)
+	}
+	if err := s.checkValue(key, delta); err != nil {
+		return 0, 0, err
+	}
+	ms, err := ttlArg(ttl)
+	if err != nil {
+		return 0, 0, err
+	}
+	token := s.token(cas)
+	var buf [2 * tokenLen]byte
+	tokens := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(buf[:0], cas), token)
+	n, acked, err := s.run(ctx, s.appendScript, k, tokens[:tokenLen], tokens[tokenLen:], delta, ms, s.cfg.MaxValueSize+tokenLen)
+	switch {
+	case err != nil:
+		return 0, 0, s.fail(ctx, "append", key, err, true)
+	case n == 0:
+		return 0, 0, fmt.Errorf("redis: append %s: %w", key, provider.ErrNotFound)
+	case n == -1:
+		return 0, 0, fmt.Errorf("redis: append %s: %w", key, provider.ErrCASConflict)
+	case n == -2:
+		return 0, 0, fmt.Errorf("redis: append %s: %w: %d more bytes would pass the limit of %d", key, provider.ErrTooLarge, len(delta), s.cfg.MaxValueSize)
+	case n != 1:
+		return 0, 0, fmt.Errorf("redis: %s: append %s: %w: script answered %d", s.cfg.Addr, key, provider.ErrServer, n)
+	}
+	if err := s.replicated("append", key, acked); err != nil {
+		return 0, 0, err
+	}
+	return token, token, nil
 }
 
 // Touch sets the key's TTL (PEXPIRE). The token does not change.

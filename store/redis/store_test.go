@@ -137,6 +137,24 @@ var tokenScenarios = map[string]tokenScenario{
 		require.ErrorIs(t, err, provider.ErrCASConflict)
 		return false
 	},
+	// The same, the stale holder appending (a lock change as a delta).
+	"ExpiryAndRecreationAppend": func(t *testing.T, s *redis.Store, _ *redistest.Server) bool {
+		ctx := context.Background()
+		old, err := s.Add(ctx, "k", []byte("v"), 50*time.Millisecond)
+		require.NoError(t, err)
+		waitUntil(t, 5*time.Second, "expiry", func() bool {
+			_, err := s.Get(ctx, "k")
+			return errors.Is(err, provider.ErrNotFound)
+		})
+		_, err = s.Add(ctx, "k", []byte("v"), time.Minute)
+		require.NoError(t, err)
+		_, _, err = s.CompareAndAppend(ctx, "k", []byte("stale holder"), old, time.Minute)
+		if err == nil {
+			return true
+		}
+		require.ErrorIs(t, err, provider.ErrCASConflict)
+		return false
+	},
 	// A write W is acknowledged (token tw), then a failover puts back the
 	// replica's older copy (DUMP/RESTORE plays the replica); another
 	// writer reads the older copy and writes. The holder of tw must not

@@ -58,8 +58,15 @@ func TestClusterWaitReplicas(t *testing.T) {
 	for _, key := range []string{"a", "b", "c", "d", "e", "f"} {
 		tok, err := s.Add(ctx, key, []byte("v"), time.Minute)
 		require.NoError(t, err)
-		_, err = s.CompareAndSwap(ctx, key, []byte("v2"), tok, time.Minute)
+		tok, err = s.CompareAndSwap(ctx, key, []byte("v2"), tok, time.Minute)
 		require.NoError(t, err)
+		// An append lands on the key's master too, under its token.
+		tok, _, err = s.CompareAndAppend(ctx, key, []byte("+"+key), tok, time.Minute)
+		require.NoError(t, err)
+		e, err := s.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, "v2+"+key, string(e.Value))
+		require.Equal(t, tok, e.CAS)
 	}
 	var waits, scripts uint64
 	for _, srv := range c.Servers {
@@ -68,7 +75,7 @@ func TestClusterWaitReplicas(t *testing.T) {
 		waits += st["wait"]
 		scripts += st["evalsha"] + st["eval"]
 	}
-	require.Equal(t, scripts+6, waits, "one WAIT per write sent (each Add, each script call)")
+	require.Equal(t, scripts+6, waits, "one WAIT per write sent (each Add, each script call: compare-and-swap, append)")
 }
 
 // TestStalledReplicaFailover is the store's negative control for WAIT: a
