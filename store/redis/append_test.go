@@ -32,7 +32,7 @@ func TestAppendSetsTTL(t *testing.T) {
 	srv := startServer(t)
 	check := func(t *testing.T, broken bool) (failures []string) {
 		flush(t, srv)
-		s := newStore(t, srv, redis.Config{})
+		s := newStore(t, srv, redis.Config{AppendDeltas: true})
 		if broken {
 			redis.SetAppendWithoutTTL(s)
 		}
@@ -84,11 +84,11 @@ func TestAppendSetsTTL(t *testing.T) {
 // TestCompareAndAppend: the append is applied only under the caller's
 // token, returns a new token (which it also reports as the value whose
 // TTL it set), leaves the token and value alone on a conflict, a miss or
-// a value that would grow too large, and sends nothing with WholeWrites.
+// a value that would grow too large, and sends nothing without AppendDeltas.
 func TestCompareAndAppend(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	s := newStore(t, srv, redis.Config{MaxValueSize: 8})
+	s := newStore(t, srv, redis.Config{AppendDeltas: true, MaxValueSize: 8})
 	tok, err := s.Add(ctx, "k", []byte("abc"), time.Minute)
 	require.NoError(t, err)
 	unchanged := func(value string, cas uint64) {
@@ -134,7 +134,7 @@ func TestCompareAndAppend(t *testing.T) {
 	_, _, err = s.CompareAndAppend(ctx, "k", []byte("x"), newTok, 0)
 	require.ErrorIs(t, err, redis.ErrInvalidTTL)
 
-	whole := newStore(t, srv, redis.Config{WholeWrites: true})
+	whole := newStore(t, srv, redis.Config{})
 	before, err := srv.CommandStats(ctx)
 	require.NoError(t, err)
 	_, _, err = whole.CompareAndAppend(ctx, "k", []byte("x"), newTok, time.Minute)
@@ -150,7 +150,7 @@ func TestCompareAndAppend(t *testing.T) {
 // provider then finds the session gone.
 func TestAppendToMissingKey(t *testing.T) {
 	srv := startServer(t)
-	s := newStore(t, srv, redis.Config{})
+	s := newStore(t, srv, redis.Config{AppendDeltas: true})
 	ctx := context.Background()
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
@@ -182,15 +182,15 @@ func TestAppendToMissingKey(t *testing.T) {
 func TestAppendTooLargeWritesWhole(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	p, err := provider.New(newStore(t, srv, redis.Config{}), provider.Config{})
+	p, err := provider.New(newStore(t, srv, redis.Config{AppendDeltas: true}), provider.Config{})
 	require.NoError(t, err)
 	id := newBenchSession(t, p)
 	key, err := p.Key(id)
 	require.NoError(t, err)
-	e, err := newStore(t, srv, redis.Config{}).Get(ctx, key)
+	e, err := newStore(t, srv, redis.Config{AppendDeltas: true}).Get(ctx, key)
 	require.NoError(t, err)
 
-	s := newStore(t, srv, redis.Config{MaxValueSize: len(e.Value) + rec.DeltaLen - 1})
+	s := newStore(t, srv, redis.Config{AppendDeltas: true, MaxValueSize: len(e.Value) + rec.DeltaLen - 1})
 	p, err = provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	for i := range 3 {
@@ -202,7 +202,7 @@ func TestAppendTooLargeWritesWhole(t *testing.T) {
 		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
 	}
 	// With room for one delta, the lock is appended, the release whole.
-	s = newStore(t, srv, redis.Config{MaxValueSize: len(e.Value) + rec.DeltaLen})
+	s = newStore(t, srv, redis.Config{AppendDeltas: true, MaxValueSize: len(e.Value) + rec.DeltaLen})
 	p, err = provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	item, err := p.GetItemExclusive(ctx, id)
@@ -217,7 +217,7 @@ func TestAppendTooLargeWritesWhole(t *testing.T) {
 func TestAppendScriptReloadedAfterFlush(t *testing.T) {
 	srv := startServer(t)
 	var ev events
-	s := newStore(t, srv, redis.Config{OnEvent: ev.add})
+	s := newStore(t, srv, redis.Config{AppendDeltas: true, OnEvent: ev.add})
 	ctx := context.Background()
 	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
 	require.NoError(t, err)
@@ -258,7 +258,7 @@ func TestAppendWaitReplicas(t *testing.T) {
 	t.Parallel() // mostly waits: replication, WAIT's timeout
 	master, replica := startReplicated(t)
 	ctx := context.Background()
-	s := newStore(t, master, redis.Config{WaitReplicas: 1, WaitTimeout: 2 * time.Second})
+	s := newStore(t, master, redis.Config{AppendDeltas: true, WaitReplicas: 1, WaitTimeout: 2 * time.Second})
 	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
 	require.NoError(t, err)
 	tok, _, err = s.CompareAndAppend(ctx, "k", []byte("0"), tok, time.Minute) // loads the script
@@ -271,7 +271,7 @@ func TestAppendWaitReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before["evalsha"]+1, after["evalsha"])
 	require.Equal(t, before["wait"]+1, after["wait"], "one WAIT behind the append")
-	e, err := newStore(t, replica, redis.Config{}).Get(ctx, "k")
+	e, err := newStore(t, replica, redis.Config{AppendDeltas: true}).Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, tok, e.CAS, "acknowledged means on the replica")
 	require.Equal(t, "v01", string(e.Value))
@@ -292,7 +292,7 @@ func TestAppendWaitReplicas(t *testing.T) {
 func TestAppendHungServerOutcomeUnknown(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server
 	srv := startServer(t)
-	s := newStore(t, srv, redis.Config{Timeout: 300 * time.Millisecond})
+	s := newStore(t, srv, redis.Config{AppendDeltas: true, Timeout: 300 * time.Millisecond})
 	ctx := context.Background()
 	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
 	require.NoError(t, err)

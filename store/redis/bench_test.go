@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -115,15 +116,19 @@ func BenchmarkRequestCost(b *testing.B) {
 
 // countingAppender is a providertest.CountingStore that is a
 // provider.Appender too: the Store's CompareAndAppend, counted as a
-// compare-and-swap (one round trip).
+// compare-and-swap (one round trip) unless it declined with
+// provider.ErrNoAppend, having sent nothing (appending is off by default).
 type countingAppender struct {
 	*providertest.CountingStore
 	s *redis.Store
 }
 
 func (c countingAppender) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
-	c.CASes.Add(1)
-	return c.s.CompareAndAppend(ctx, key, delta, cas, ttl)
+	newCAS, touched, err := c.s.CompareAndAppend(ctx, key, delta, cas, ttl)
+	if !errors.Is(err, provider.ErrNoAppend) {
+		c.CASes.Add(1)
+	}
+	return newCAS, touched, err
 }
 
 // scriptCommands are the commands the Store's scripts run: INFO
@@ -205,7 +210,7 @@ func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
 // BenchmarkExclusiveCycleLatency reports the latency of one exclusive
 // request cycle (GetItemExclusive + SetAndReleaseItemExclusive of a 2 KB
 // session through the provider: the lock appended as a delta, the commit
-// whole; the same with Config.WholeWrites, both written whole; and the
+// whole; the same without Config.AppendDeltas (the default), both written whole; and the
 // 3-call floor of BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
 // same server, in the same run: one raw GET and one cycle alternate, so
 // that both see the same machine load, and the ratio is of their medians.
@@ -216,15 +221,15 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	ctx := context.Background()
 	// A long timeout: a loaded machine must slow the benchmark down, not
 	// fail it.
-	s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second})
+	s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second, AppendDeltas: true})
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(b, err)
 	id := newBenchSession(b, p)
 	key, err := p.Key(id)
 	require.NoError(b, err)
-	// The same cycle with every write whole (Config.WholeWrites: the lock
-	// is not appended as a delta), on a session of its own.
-	whole, err := provider.New(newStore(b, srv, redis.Config{Timeout: 10 * time.Second, WholeWrites: true}), provider.Config{})
+	// The same cycle with every write whole (the default, without
+	// Config.AppendDeltas), on a session of its own.
+	whole, err := provider.New(newStore(b, srv, redis.Config{Timeout: 10 * time.Second}), provider.Config{})
 	require.NoError(b, err)
 	wholeID := newBenchSession(b, whole)
 	value := []byte(strings.Repeat("x", sessionBytes))
@@ -384,14 +389,14 @@ func BenchmarkServerTime(b *testing.B) {
 // after a request that changed nothing (lock and release appended as
 // deltas). APPEND grows a Redis string's allocation greedily (to twice
 // the new length, below 1 MB), so a value carrying deltas holds about
-// twice its bytes until the next whole write; with Config.WholeWrites it
+// twice its bytes until the next whole write; without Config.AppendDeltas (the default) it
 // stays at the first figure. b.N does not matter: one session is measured.
 func BenchmarkMemoryPerSession(b *testing.B) {
 	srv := startServer(b)
 	ctx := context.Background()
 	for _, whole := range []bool{false, true} {
 		b.Run(fmt.Sprintf("whole-writes=%v", whole), func(b *testing.B) {
-			s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second, WholeWrites: whole})
+			s := newStore(b, srv, redis.Config{Timeout: 10 * time.Second, AppendDeltas: !whole})
 			p, err := provider.New(s, provider.Config{})
 			require.NoError(b, err)
 			id := newBenchSession(b, p)

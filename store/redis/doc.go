@@ -43,9 +43,10 @@
 // appends: package record reads the value and its deltas as one record.
 // Redis grows an appended string's allocation to twice its length, so a
 // session carrying deltas takes about twice its memory until its next
-// whole write (docs/performance.md). Config.WholeWrites turns appending
-// off: set it while servers of an earlier version, which read a record
-// with deltas as corrupt, share the keys.
+// whole write (docs/performance.md), and appending buys no measurable
+// latency on Redis, so it is opt-in: Config.AppendDeltas turns it on
+// (only once no server of an earlier version, which reads a record with
+// deltas as corrupt, shares the keys).
 //
 // Tokens are not counters: every write draws a fresh random 64-bit token
 // (never 0, never the token it replaces) on the client. A token therefore

@@ -192,11 +192,11 @@ func TestStaleTokenNeverMatches(t *testing.T) {
 	for name, scenario := range tokenScenarios {
 		t.Run(name, func(t *testing.T) {
 			flush(t, srv)
-			require.False(t, scenario(t, newStore(t, srv, redis.Config{}), srv), "a stale token matched a different value")
+			require.False(t, scenario(t, newStore(t, srv, redis.Config{AppendDeltas: true}), srv), "a stale token matched a different value")
 		})
 		t.Run(name+"/CounterTokens", func(t *testing.T) {
 			flush(t, srv)
-			s := newStore(t, srv, redis.Config{})
+			s := newStore(t, srv, redis.Config{AppendDeltas: true})
 			redis.UseCounterTokens(s)
 			require.True(t, scenario(t, s, srv), "the broken variant was not caught")
 		})

@@ -51,7 +51,7 @@ func TestWaitReplicas(t *testing.T) {
 func TestClusterWaitReplicas(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
-	s, err := redis.New(redis.Config{ClusterAddrs: c.Addrs(), WaitReplicas: 1, WaitTimeout: 3 * time.Second})
+	s, err := redis.New(redis.Config{ClusterAddrs: c.Addrs(), WaitReplicas: 1, WaitTimeout: 3 * time.Second, AppendDeltas: true})
 	require.NoError(t, err)
 	defer s.Close()
 	ctx := context.Background()
