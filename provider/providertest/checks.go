@@ -724,7 +724,10 @@ type leaser interface {
 // lock for several lease periods while another request waits; its commit
 // succeeds and the waiter then sees it.
 func CheckLivingHolderKeepsLease(ctx context.Context, env Env) error {
-	ps, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 2)
+	// A longer lease than shortLease: the renewals go through the store
+	// (PostgreSQL for tiered), and on a loaded machine 150 ms left too
+	// little room for a renewal's round trip.
+	ps, err := mustProviders(env, env.Store, provider.Config{Lease: 3 * shortLease}, 2)
 	if err != nil {
 		return err
 	}
