@@ -472,7 +472,7 @@ func TestStaleStampExpiredOnce(t *testing.T) {
 	l := &staleLock{stamps: []uint64{7}}
 	require.NoError(t, w.Wait(context.Background(), "k", l.try, l.expire))
 	require.Equal(t, []uint64{7}, l.expired)
-	require.EqualValues(t, 1, w.Expirations())
+	require.EqualValues(t, 1, w.Stats().Expirations)
 
 	// Two abandoned holders in a row (the second took over, then died too):
 	// one expire each, with its own stamp.
@@ -516,7 +516,7 @@ func TestRenewingHolderNeverExpired(t *testing.T) {
 		err := w.Wait(ctx, "k", try, noExpire(t))
 		require.ErrorIs(t, err, context.Canceled)
 		require.Greater(t, stamp, uint64(10))
-		require.Zero(t, w.Expirations())
+		require.Zero(t, w.Stats().Expirations)
 	})
 }
 
@@ -544,7 +544,7 @@ func TestExpireAtMostOncePerStaleAfter(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrWaitTimeout)
 	require.GreaterOrEqual(t, expired.Load(), int64(1))
 	require.LessOrEqual(t, expired.Load(), int64(6))
-	require.EqualValues(t, expired.Load(), w.Expirations())
+	require.EqualValues(t, expired.Load(), w.Stats().Expirations)
 }
 
 func TestExpireErrorIsReturned(t *testing.T) {
@@ -563,7 +563,7 @@ func TestNilExpireNeverExpires(t *testing.T) {
 	w := lock.NewWaiter(cfg)
 	l := &staleLock{stamps: []uint64{7}}
 	require.ErrorIs(t, w.Wait(context.Background(), "k", l.try, nil), lock.ErrWaitTimeout)
-	require.Zero(t, w.Expirations())
+	require.Zero(t, w.Stats().Expirations)
 }
 
 func TestHoldIsCounted(t *testing.T) {

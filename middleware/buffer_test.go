@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -36,7 +37,7 @@ func (f *unlockFailer) refuse(v []byte) bool {
 	if !f.armed.Load() {
 		return false
 	}
-	h, err := provider.ParseRecordHeader(v)
+	h, err := record.Parse(v)
 	if err != nil || h.Locked {
 		return false
 	}

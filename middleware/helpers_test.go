@@ -19,6 +19,7 @@ import (
 	"github.com/sessionlock/sessionlock/internal/logcheck"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
@@ -175,13 +176,13 @@ func (e *env) value(id, key string) (int, bool) {
 }
 
 // header returns the stored record header of session id.
-func (e *env) header(id string) provider.RecordHeader {
+func (e *env) header(id string) record.Header {
 	e.t.Helper()
 	key, err := e.p.Key(id)
 	require.NoError(e.t, err)
 	ent, err := e.mem.Get(context.Background(), key)
 	require.NoError(e.t, err)
-	h, err := provider.ParseRecordHeader(ent.Value)
+	h, err := record.Parse(ent.Value)
 	require.NoError(e.t, err)
 	return h
 }

@@ -460,7 +460,7 @@ func TestConcurrentIncrements(t *testing.T) {
 							errs <- err
 							return
 						}
-						h, err := provider.ParseRecordHeader(e.Value)
+						h, err := record.Parse(e.Value)
 						if err != nil {
 							errs <- err
 							return
