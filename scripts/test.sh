@@ -31,6 +31,10 @@ each_module() {
 modules=$(./scripts/modules.sh)
 stage deps ./scripts/install-test-deps.sh
 stage vet each_module $GO vet ./...
+# Consumer checks (scripts/consumers.sh): scratch modules outside the
+# repository, GOWORK=off, replace lines to this checkout: importing a
+# backend costs its client's module tree and nothing else.
+stage consumers ./scripts/consumers.sh
 stage harness $GO run ./stress -requests 2000
 # The fault simulation (docs/simulation.md): 2000 seeds of 64 requests,
 # each with faults, against the real memcached Store over simulated nodes
