@@ -34,15 +34,6 @@ checks=(
   "prometheus|middleware/prometheus|github.com/prometheus/client_golang"
 )
 
-# Until store/sqlstore is its own module (issue 16, the tiered split) the
-# root module requires pgx: every check then also allows pgx's tree, and
-# says so. The allowance ends by itself when store/sqlstore/go.mod exists.
-pending=""
-if [ ! -f store/sqlstore/go.mod ]; then
-  pending="github.com/jackc/pgx/v5"
-  echo "consumers: NOTE: store/sqlstore is not its own module yet: pgx's tree is allowed everywhere until it is"
-fi
-
 mod_path() { sed -n 's/^module[[:space:]]\{1,\}//p' "$1/go.mod" | head -1; }
 self=$(mod_path .)
 
@@ -107,7 +98,7 @@ for c in "${checks[@]}"; do
   fi
   all=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO list -m -f '{{if not .Main}}{{.Path}}{{end}}' all | grep -v "^$self\(/\|$\)" | sort -u || true)
   deps=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO list -deps -f '{{with .Module}}{{.Path}} {{end}}{{.ImportPath}}' .)
-  allowed=$(for m in $base $extra $pending; do
+  allowed=$(for m in $base $extra; do
     v=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO list -m -f '{{.Version}}' "$m" 2>/dev/null) || continue
     pkgs_of=$(awk -v m="$m" '$1 == m { print $2 }' <<<"$deps")
     case $m in # test-only or unused here: the packages our tests use

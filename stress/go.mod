@@ -10,6 +10,7 @@ require (
 	github.com/labstack/echo/v4 v4.16.4
 	github.com/sessionlock/sessionlock v0.0.0
 	github.com/sessionlock/sessionlock/store/redis v0.0.0
+	github.com/sessionlock/sessionlock/store/sqlstore v0.0.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -82,5 +83,7 @@ require (
 replace github.com/sessionlock/sessionlock => ../
 
 replace github.com/sessionlock/sessionlock/store/redis => ../store/redis
+
+replace github.com/sessionlock/sessionlock/store/sqlstore => ../store/sqlstore
 
 replace github.com/sessionlock/sessionlock/store/couchbase => ../store/couchbase

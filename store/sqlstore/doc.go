@@ -1,6 +1,10 @@
 // Package sqlstore is a provider.Store on PostgreSQL (through pgx): a
 // durable store usable alone, and the durable tier behind memcached in
-// package tiered. It implements provider.TTLReader too.
+// package tiered (it implements tiered.Durable). It implements
+// provider.TTLReader too. It is its own module,
+// github.com/sessionlock/sessionlock/store/sqlstore, so that only its users
+// depend on pgx; package pgserver of the module starts throwaway
+// PostgreSQL servers for tests.
 //
 //	s, err := sqlstore.New(ctx, sqlstore.Config{DSNs: []string{"postgres://app@db1/sessions"}})
 //	p, err := provider.New(s, provider.Config{})
@@ -79,8 +83,8 @@
 //
 // # Records
 //
-// Two methods serve package tiered, which keeps provider session records
-// here behind a cache: GetWithTTL (Get plus the remaining TTL, one
+// Two methods serve package tiered (tiered.Durable), which keeps provider
+// session records here behind a cache: GetWithTTL (Get plus the remaining TTL, one
 // statement) and PutRecord, an upsert ordered by the record's Seq (bytes
 // 5..12 of a provider record, big-endian, compared as bytes in SQL): it
 // stores the record unless the live row holds one with an equal or higher

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/pgserver"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
 )
 
 // pg is the PostgreSQL server of this test binary.

@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
 )
 
 func TestPartitionPlacement(t *testing.T) {

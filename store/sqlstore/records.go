@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // Methods for a durable tier that stores provider session records (package
@@ -41,17 +42,6 @@ func (s *Store) GetWithTTL(ctx context.Context, key string) (provider.Entry, tim
 	return e, max(time.Duration(us)*time.Microsecond, time.Microsecond), nil
 }
 
-// PutResult is what PutRecord did.
-type PutResult struct {
-	// Stored reports that the value was stored.
-	Stored bool
-	// CAS is the row's new CAS token when the value was stored.
-	CAS uint64
-	// KeptSeq is the Seq of the record the row keeps when the value was
-	// not stored.
-	KeptSeq uint64
-}
-
 // PutRecord stores value, a provider record, under key with ttl unless the
 // live row holds a record with an equal or higher Seq: an older record
 // never overwrites a newer one, whatever order concurrent writers'
@@ -59,17 +49,17 @@ type PutResult struct {
 // record, is replaced. One statement, two when a concurrent write makes the
 // first answer inconclusive. A value that is not a record fails with an
 // error wrapping provider.ErrCorrupt.
-func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (PutResult, error) {
+func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (tiered.PutResult, error) {
 	if err := s.checkValue(value, ttl); err != nil {
-		return PutResult{}, err
+		return tiered.PutResult{}, err
 	}
 	hdr, err := record.Parse(value)
 	if err != nil {
-		return PutResult{}, fmt.Errorf("sqlstore: put record: %w", err)
+		return tiered.PutResult{}, fmt.Errorf("sqlstore: put record: %w", err)
 	}
 	p, ctx, cancel, err := s.begin(ctx, key)
 	if err != nil {
-		return PutResult{}, err
+		return tiered.PutResult{}, err
 	}
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -77,29 +67,29 @@ func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl tim
 		var seq []byte
 		err = p.pool.QueryRow(ctx, s.q.putRecord, key, value, micros(ttl)).Scan(&version, &seq)
 		if err != nil {
-			return PutResult{}, s.wrap(p, "put record", err)
+			return tiered.PutResult{}, s.wrap(p, "put record", err)
 		}
 		if version != nil {
-			return PutResult{Stored: true, CAS: uint64(*version)}, nil
+			return tiered.PutResult{Stored: true, CAS: uint64(*version)}, nil
 		}
 		// Refused: the row held a record with Seq >= ours when the
 		// statement locked it. The statement's snapshot may predate that
 		// record; the Seq of a live row only grows, so a snapshot Seq >=
 		// ours is the answer, and otherwise the row is read again.
 		if len(seq) == 8 && binary.BigEndian.Uint64(seq) >= hdr.Seq {
-			return PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
+			return tiered.PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
 		}
 		s.statements.Add(1)
 		err = p.pool.QueryRow(ctx, s.q.recordSeq, key).Scan(&seq)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return PutResult{}, s.wrap(p, "put record", err)
+			return tiered.PutResult{}, s.wrap(p, "put record", err)
 		}
 		if err == nil && len(seq) == 8 {
-			return PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
+			return tiered.PutResult{KeptSeq: binary.BigEndian.Uint64(seq)}, nil
 		}
 		// The row vanished or stopped being a record since: try again.
 		if attempt == 2 {
-			return PutResult{}, fmt.Errorf("sqlstore: partition %s: put record: the row kept changing: %w", p.name, provider.ErrServer)
+			return tiered.PutResult{}, fmt.Errorf("sqlstore: partition %s: put record: the row kept changing: %w", p.name, provider.ErrServer)
 		}
 		s.statements.Add(1)
 	}

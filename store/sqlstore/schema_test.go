@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
 )
 
 func schemaVersion(t *testing.T, c *pgx.Conn, table string) int {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // Defaults of Config.
@@ -114,6 +115,7 @@ type partition struct {
 var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
+	_ tiered.Durable     = (*Store)(nil)
 )
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)

@@ -1,8 +1,10 @@
 // Package tiered is a provider.Store with a cache in front of a durable
 // store: memcached (package memcached) in front of PostgreSQL (package
-// sqlstore). The cache may lose any record at any time (LRU eviction before
-// the session's timeout, a flush, a restart); the durable tier makes that
-// safe, and the cache keeps the durable tier off the path of most requests.
+// sqlstore, its own module). The durable tier is any Durable; this package
+// does not import sqlstore. The cache may lose any record at any time (LRU
+// eviction before the session's timeout, a flush, a restart); the durable
+// tier makes that safe, and the cache keeps the durable tier off the path of
+// most requests.
 //
 //	mc, _ := memcached.New(memcached.Config{Nodes: nodes})
 //	db, _ := sqlstore.New(ctx, sqlstore.Config{DSNs: dsns})
@@ -24,7 +26,7 @@
 // A change of the data (a commit, a removal, a new session) is written to
 // SQL first and then to the cache, so it is durable before it is
 // acknowledged: one statement per commit. The SQL write is ordered by the
-// record's Seq (sqlstore.Store.PutRecord): an older record never
+// record's Seq (Durable.PutRecord): an older record never
 // overwrites a newer one, whatever order concurrent writes arrive in. Before
 // writing, the cache's CAS token is checked, so a request whose token is
 // stale makes no statement. A new session is inserted in SQL first

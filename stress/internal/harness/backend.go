@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
-	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/couchbase"
 	"github.com/sessionlock/sessionlock/store/memcached"
 	"github.com/sessionlock/sessionlock/store/memstore"
 	"github.com/sessionlock/sessionlock/store/redis"
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
 )
 
 // storeSpec says how an app server reaches the store. It is JSON so that

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
-	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
 	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 

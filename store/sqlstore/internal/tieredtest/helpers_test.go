@@ -1,4 +1,4 @@
-package tiered
+package tieredtest
 
 import (
 	"context"
@@ -12,10 +12,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/pgserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memstore"
 	"github.com/sessionlock/sessionlock/store/sqlstore"
+	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // pg is the PostgreSQL server of this test binary.
@@ -42,11 +43,11 @@ func newDurable(t testing.TB, dsn string) *sqlstore.Store {
 
 // newTiered returns a tiered store over cache and a fresh SQL table, closed
 // when t ends.
-func newTiered(t testing.TB, dsn string, cache provider.Store, cfg Config) (*Store, *sqlstore.Store) {
+func newTiered(t testing.TB, dsn string, cache provider.Store, cfg tiered.Config) (*tiered.Store, *sqlstore.Store) {
 	t.Helper()
 	d := newDurable(t, dsn)
 	cfg.Cache, cfg.Durable = cache, d
-	s, err := New(cfg)
+	s, err := tiered.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s, d
@@ -54,10 +55,10 @@ func newTiered(t testing.TB, dsn string, cache provider.Store, cfg Config) (*Sto
 
 // newGatedTiered returns a tiered store over cache and a fresh database
 // whose durable writes the test can pause (gatedDurable).
-func newGatedTiered(t testing.TB, cache provider.Store) (*Store, *gatedDurable) {
+func newGatedTiered(t testing.TB, cache provider.Store) (*tiered.Store, *gatedDurable) {
 	t.Helper()
 	gate := &gatedDurable{Durable: newDurable(t, pg.NewDatabase(t))}
-	s, err := New(Config{Cache: cache, Durable: gate})
+	s, err := tiered.New(tiered.Config{Cache: cache, Durable: gate})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s, gate
@@ -136,12 +137,12 @@ func retryClosed[T any](closed *atomic.Bool, op func() (T, error)) (T, error) {
 
 // gatedDurable wraps the durable store to hold PutRecord at gates.
 type gatedDurable struct {
-	Durable
+	tiered.Durable
 	gate  func() // called before each PutRecord
 	after func() // called after each PutRecord
 }
 
-func (d *gatedDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (sqlstore.PutResult, error) {
+func (d *gatedDurable) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (tiered.PutResult, error) {
 	if d.gate != nil {
 		d.gate()
 	}

@@ -1,4 +1,4 @@
-package tiered
+package tieredtest
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memstore"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // Requests made with a warm cache, as the middleware makes them.
@@ -43,7 +44,7 @@ var requests = []struct {
 // exclusive request that changes nothing make no SQL statement; a commit
 // makes one.
 func TestStatementsPerRequest(t *testing.T) {
-	s, durable := newTiered(t, pg.NewDatabase(t), memstore.New(memstore.Config{}), Config{})
+	s, durable := newTiered(t, pg.NewDatabase(t), memstore.New(memstore.Config{}), tiered.Config{})
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	id := createSession(t, p, 20*time.Minute)
@@ -58,11 +59,12 @@ func TestStatementsPerRequest(t *testing.T) {
 }
 
 // BenchmarkRequests reports SQL statements per request with a warm cache
-// (sql_statements/op): go test -run '^$' -bench Requests ./store/tiered
+// (sql_statements/op): (in store/sqlstore)
+// go test -run '^$' -bench Requests ./internal/tieredtest
 func BenchmarkRequests(b *testing.B) {
 	for _, r := range requests {
 		b.Run(r.name, func(b *testing.B) {
-			s, durable := newTiered(b, pg.NewDatabase(b), memstore.New(memstore.Config{}), Config{})
+			s, durable := newTiered(b, pg.NewDatabase(b), memstore.New(memstore.Config{}), tiered.Config{})
 			p, err := provider.New(s, provider.Config{})
 			require.NoError(b, err)
 			id := createSession(b, p, 20*time.Minute)

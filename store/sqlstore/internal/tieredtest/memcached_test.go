@@ -1,4 +1,4 @@
-package tiered
+package tieredtest
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // newMemcached returns a memcached store over servers, quick to notice a
@@ -35,7 +36,7 @@ func TestConformanceMemcached(t *testing.T) {
 	providertest.Run(t, providertest.Options{
 		NewStore: func(t *testing.T) provider.Store {
 			flushAll(t, servers)
-			s, err := New(Config{Cache: newMemcached(t, servers), Durable: newDurable(t, dsn)})
+			s, err := tiered.New(tiered.Config{Cache: newMemcached(t, servers), Durable: newDurable(t, dsn)})
 			require.NoError(t, err)
 			return s
 		},
@@ -46,7 +47,7 @@ func TestConformanceMemcached(t *testing.T) {
 // request is unavailable, so the count is exact.
 func TestMemcachedFlushedDuringIncrements(t *testing.T) {
 	servers := mcserver.StartForTest(t, 2, mcserver.Config{})
-	s, _ := newTiered(t, pg.NewDatabase(t), newMemcached(t, servers), Config{})
+	s, _ := newTiered(t, pg.NewDatabase(t), newMemcached(t, servers), tiered.Config{})
 	hammer(t, s, func() { flushAll(t, servers) })
 }
 
@@ -55,7 +56,7 @@ func TestMemcachedFlushedDuringIncrements(t *testing.T) {
 // acknowledged is lost, and none stays stuck.
 func TestMemcachedRestartedDuringIncrements(t *testing.T) {
 	servers := mcserver.StartForTest(t, 1, mcserver.Config{})
-	s, _ := newTiered(t, pg.NewDatabase(t), newMemcached(t, servers), Config{})
+	s, _ := newTiered(t, pg.NewDatabase(t), newMemcached(t, servers), tiered.Config{})
 	hammer(t, s, func() {
 		require.NoError(t, servers[0].Restart(context.Background()))
 	})

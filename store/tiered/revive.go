@@ -1,0 +1,162 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
+)
+
+// flight is one revival in progress; concurrent Gets of the key in this
+// process wait for it instead of reviving again.
+type flight struct {
+	done chan struct{}
+	e    provider.Entry
+	err  error
+}
+
+// reviveOnce runs revive for key, shared by the concurrent callers of this
+// process.
+func (s *Store) reviveOnce(ctx context.Context, key string) (provider.Entry, error) {
+	for {
+		s.flightMu.Lock()
+		f, waiting := s.flights[key]
+		if !waiting {
+			f = &flight{done: make(chan struct{})}
+			s.flights[key] = f
+		}
+		s.flightMu.Unlock()
+		if !waiting {
+			f.e, f.err = s.revive(ctx, key)
+			s.flightMu.Lock()
+			delete(s.flights, key)
+			s.flightMu.Unlock()
+			close(f.done)
+			return f.e, f.err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return provider.Entry{}, ctx.Err()
+		}
+		if isContextErr(f.err) && ctx.Err() == nil {
+			continue // the leader's request ended, not ours: try again
+		}
+		return provider.Entry{Value: slices.Clone(f.e.Value), CAS: f.e.CAS}, f.err
+	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// revive serves key's durable copy after a cache miss: it reads the copy,
+// revives it (unlocked, lock id and Seq advanced into a new epoch, so any
+// holder of a lock the cache lost is fenced), claims the durable row for
+// the new epoch with a compare-and-swap (so writes still in flight from the
+// lost lineage are refused, and of concurrent revivals one wins per durable
+// version), and installs the revived record in the cache.
+func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// Another process may have refilled the cache meanwhile.
+			e, err := s.cache.Get(ctx, key)
+			if err == nil {
+				s.saw(key, e)
+				return e, nil
+			}
+			if !errors.Is(err, provider.ErrNotFound) {
+				return provider.Entry{}, err
+			}
+		}
+		d, ttl, err := s.durable.GetWithTTL(ctx, key)
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		revived, err := record.Revive(d.Value)
+		if err != nil {
+			return provider.Entry{}, fmt.Errorf("tiered: durable copy: %w", err)
+		}
+		h, err := record.Parse(revived)
+		if err != nil {
+			return provider.Entry{}, fmt.Errorf("tiered: revived copy: %w", err)
+		}
+		start := s.now()
+		_, err = s.durable.CompareAndSwap(ctx, key, revived, d.CAS, ttl)
+		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		s.revivals.Add(1)
+		s.memo.durable(key, h.DataSeq, start.Add(ttl))
+		return s.install(ctx, key, revived, h, ttl)
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: revival kept conflicting after %d attempts: %w", maxAttempts, provider.ErrCASConflict)
+}
+
+// install puts a revived record in the cache. A record already there from
+// an older epoch (an earlier revival whose durable claim this one
+// superseded) is replaced; a newer one is kept and returned.
+func (s *Store) install(ctx context.Context, key string, revived []byte, h record.Header, ttl time.Duration) (provider.Entry, error) {
+	cas, err := s.cache.Add(ctx, key, revived, ttl)
+	if err == nil && cas != 0 {
+		s.memo.seen(key, cas, h)
+		return provider.Entry{Value: revived, CAS: cas}, nil
+	}
+	if err != nil && !errors.Is(err, provider.ErrExists) {
+		return provider.Entry{}, err
+	}
+	// Added without a token, or something is there: read what the cache
+	// holds, replacing it while it is older.
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, err := s.cache.Get(ctx, key)
+		if errors.Is(err, provider.ErrNotFound) {
+			if _, err := s.cache.Add(ctx, key, revived, ttl); err != nil && !errors.Is(err, provider.ErrExists) {
+				return provider.Entry{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		ch, perr := record.Parse(cur.Value)
+		if perr == nil && ch.Seq >= h.Seq {
+			s.memo.seen(key, cur.CAS, ch)
+			return cur, nil
+		}
+		_, err = s.cache.CompareAndSwap(ctx, key, revived, cur.CAS, ttl)
+		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+			return provider.Entry{}, err
+		}
+	}
+	return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %w", provider.ErrCASConflict)
+}
+
+// durableRevivedFrom reports whether the durable copy is the revival of
+// value (Seq advanced by exactly one revival, the same data).
+func (s *Store) durableRevivedFrom(ctx context.Context, key string, value []byte, next record.Header) bool {
+	d, err := s.durable.Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	dh, err := record.Parse(d.Value)
+	return err == nil && dh.Seq == next.Seq+record.ReviveGap && record.SameData(d.Value, value)
+}
+
+// replaceStale revives key if the cache holds a record of an older lineage
+// than durableSeq's, so that the durable lineage replaces it.
+func (s *Store) replaceStale(ctx context.Context, key string, durableSeq uint64) {
+	e, err := s.cache.Get(ctx, key)
+	if err != nil {
+		return
+	}
+	if h, err := record.Parse(e.Value); err == nil && record.Epoch(h.Seq) < record.Epoch(durableSeq) {
+		s.revive(ctx, key) // best effort; the next Get revives anyway
+	}
+}
