@@ -56,7 +56,7 @@ tree() {
   if [ ! -f "$d/list" ]; then
     mkdir -p "$d"
     printf 'module example.com/tree\n\ngo 1.26.0\n\nrequire %s %s\n' "$m" "$v" >"$d/go.mod"
-    { echo "package main"; for p in "$@"; do echo "import _ \"$p\""; done; echo "func main() {}"; } >"$d/main.go"
+    { echo "package tree"; for p in "$@"; do echo "import _ \"$p\""; done; } >"$d/tree.go"
     (cd "$d" && GOWORK=off GOFLAGS=-mod=mod $GO mod tidy && GOWORK=off GOFLAGS=-mod=mod $GO list -m -f '{{.Path}}' all) >"$d/list"
   fi
   cat "$d/list"
@@ -71,15 +71,13 @@ for c in "${checks[@]}"; do
   dir=$work/$name
   mkdir -p "$dir"
   {
-    echo "// Command consumer imports what a user of the $name check imports."
-    echo "package main"
+    echo "// Package consumer imports what a user of the $name check imports."
+    echo "package consumer"
     echo
     echo "import ("
     for p in $pkgs; do echo "	_ \"$self/$p\""; done
     echo ")"
-    echo
-    echo "func main() {}"
-  } >"$dir/main.go"
+  } >"$dir/consumer.go"
   printf 'module example.com/consumer/%s\n\ngo 1.26.0\n\n%s' "$name" "$replaces" >"$dir/go.mod"
   # v0.0.0 of every replaced module, then the rest from the proxy/cache.
   for p in $pkgs; do
@@ -90,7 +88,7 @@ for c in "${checks[@]}"; do
     done
     (cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO mod edit -require="$m@v0.0.0")
   done
-  if ! out=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO mod tidy 2>&1 && GOWORK=off GOFLAGS=-mod=mod $GO build -o /dev/null . 2>&1); then
+  if ! out=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod $GO mod tidy 2>&1 && GOWORK=off GOFLAGS=-mod=mod $GO build . 2>&1); then
     echo "consumers: $name: the scratch module does not build:" >&2
     echo "$out" >&2
     failed+=("$name")
