@@ -3,7 +3,7 @@
 # every test with the race detector.
 GO ?= go
 
-.PHONY: test test-deps stress bench fuzz vet reports report-shots sim model
+.PHONY: test test-deps stress bench bench-scs fuzz vet reports report-shots sim model
 
 
 # make test runs scripts/test.sh: every stage, in every module of go.work
@@ -21,11 +21,23 @@ stress:
 	$(GO) run ./stress
 
 bench: test-deps
-	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) test -run '^$$' -bench . -benchmem ./...) || exit 1; done
+	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/stress/peers$$')) || exit 1; done
+	$(MAKE) bench-scs
+
+# bench-scs: the middleware, provider and memcached store side by side with
+# alexedwards/scs over a gomemcache adapter, on one memcached node, through
+# real HTTP (docs/performance.md, "Side by side with scs"): both sides'
+# operations per request asserted, then the latency ratios (median of 5
+# runs) and the throughput with 1,000 sessions and 32 clients (median of 3).
+bench-scs: test-deps
+	cd stress && $(GO) test -count=1 -run 'TestOperations' ./peers
+	bash -c 'set -o pipefail; cd stress && $(GO) test -run "^$$" -bench LatencyRatios -benchtime 2000x -count 5 ./peers | awk -v unit=ours/scs -f ../scripts/benchmedian.awk'
+	bash -c 'set -o pipefail; cd stress && $(GO) test -run "^$$" -bench Throughput -benchtime 20000x -count 3 ./peers | awk -v unit=ours/scs -f ../scripts/benchmedian.awk'
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeValues -fuzztime 60s ./session
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./provider
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 60s ./record
+	$(GO) test -run '^$$' -fuzz FuzzDeltas -fuzztime 30s ./record
 
 vet:
 	for d in $$(./scripts/modules.sh); do (cd $$d && $(GO) vet ./...) || exit 1; done

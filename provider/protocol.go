@@ -84,6 +84,12 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 	if useCache {
 		limit++ // the guess is not one of the MaxCASRetries attempts
 	}
+	// stray is the value an append of ours set the TTL of when that was
+	// not the value the append made (see Appender): unless a read shows
+	// it changed since or has that TTL anyway, or a write of ours
+	// replaces it, it is checked on the way out.
+	var stray strayTouch
+	defer func() { p.fixTouch(ctx, key, stray) }()
 	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -101,7 +107,13 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
+		} else if cur != nil {
+			p.written.found(key, cas)
 		}
+		if !fromCache && stray.cas != 0 && (cas != stray.cas || p.ttlOf(cur) == stray.ttl) {
+			stray = strayTouch{}
+		}
+		stored := cur // as stored: a delta is appended to it
 		cur = p.withCreated(cur)
 		next, ttl, err := change(cur)
 		if fromCache && (err != nil || next == nil) {
@@ -111,18 +123,29 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if err != nil || next == nil {
 			return nil, err
 		}
-		b := next.Encode()
+		next.Deltas = 0 // unless appended as a delta, below
 		var newCAS uint64
 		if cur == nil {
-			newCAS, err = p.store.Add(ctx, key, b, ttl)
+			newCAS, err = p.store.Add(ctx, key, next.Encode(), ttl)
 			if errors.Is(err, ErrExists) {
 				continue
 			}
 		} else {
-			newCAS, err = p.store.CompareAndSwap(ctx, key, b, cas, ttl)
+			var appended bool
+			var touched uint64
+			newCAS, appended, touched, err = p.swap(ctx, key, stored, next, cas, ttl)
+			if appended {
+				next.Deltas = stored.Deltas + 1
+			}
+			switch {
+			case touched != 0 && (err != nil || touched != newCAS):
+				stray = strayTouch{cas: touched, ttl: ttl}
+			case err == nil:
+				stray = strayTouch{} // our write replaced it and set its TTL
+			}
 			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
 				if fromCache {
-					p.written.drop(key) // stale: someone else wrote
+					p.written.refused(key, !cached.Locked) // stale: someone else wrote
 				}
 				continue
 			}
@@ -131,13 +154,62 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			p.written.drop(key)
 			return nil, err
 		}
-		p.written.put(key, next, newCAS)
+		p.written.put(key, next, newCAS, fromCache && !cached.Locked)
 		if !next.Removed {
 			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
 		}
 		return next, nil
 	}
 	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
+}
+
+// swap writes next in place of stored, whose token is cas: as a
+// record.Delta appended to it when the store is an Appender and a delta
+// can carry the change (appended reports it), else whole with
+// CompareAndSwap. touched is the token of the value an append set the
+// TTL of (Appender), 0 after a whole write.
+func (p *Provider) swap(ctx context.Context, key string, stored, next *record.Record, cas uint64, ttl time.Duration) (newCAS uint64, appended bool, touched uint64, err error) {
+	if ap, ok := p.store.(Appender); ok {
+		if d, ok := record.Delta(stored, next); ok {
+			newCAS, touched, err = ap.CompareAndAppend(ctx, key, d, cas, ttl)
+			// Too large with its deltas: whole, it is smaller.
+			if !errors.Is(err, ErrNoAppend) && !errors.Is(err, ErrTooLarge) {
+				return newCAS, err == nil, touched, err
+			}
+		}
+	}
+	newCAS, err = p.store.CompareAndSwap(ctx, key, next.Encode(), cas, ttl)
+	return newCAS, false, touched, err
+}
+
+// strayTouch is a value (token cas) whose TTL an append set to ttl,
+// though the append did not make it.
+type strayTouch struct {
+	cas uint64
+	ttl time.Duration
+}
+
+// fixTouch makes sure the value a stray touch landed on has its own TTL:
+// if the key still holds it and it must have another (a commit between
+// changed the timeout), a compare-and-swap of the unchanged value gives it
+// its own, as readSliding does. A value changed since got its own TTL
+// from that change, which sets it after its own append. Failures are left
+// alone: the next write of the session sets its TTL again.
+func (p *Provider) fixTouch(ctx context.Context, key string, t strayTouch) {
+	if t.cas == 0 {
+		return
+	}
+	e, err := p.store.Get(ctx, key)
+	if err != nil || e.CAS != t.cas {
+		return
+	}
+	r, err := record.Decode(e.Value)
+	if err != nil {
+		return
+	}
+	if want := p.ttlOf(&r); want != t.ttl {
+		_, _ = p.store.CompareAndSwap(ctx, key, e.Value, e.CAS, want)
+	}
 }
 
 // contentionBackoff spreads out CAS retries that keep conflicting.

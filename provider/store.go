@@ -70,6 +70,32 @@ type GetAndToucher interface {
 	GetAndTouch(ctx context.Context, key string, ttl time.Duration) (Entry, error)
 }
 
+// Appender is implemented by stores that can append a few bytes to a
+// stored value under its CAS token (memcached's meta append). The provider
+// writes a change of the lock state alone (taking, releasing, renewing or
+// breaking the lock, handing over the action flags) through it as a
+// record.Delta of record.DeltaLen bytes instead of the whole record, and
+// writes the record whole again on the next change of its data or once it
+// carries record.MaxDeltas deltas. The value and its deltas are one value
+// under one token, which record.Decode reads as one record: lock and data
+// still change together or not at all (I5).
+type Appender interface {
+	// CompareAndAppend appends delta to the value under key only if its
+	// CAS token is still cas, sets the key's TTL to ttl, and returns the
+	// new token. Like CompareAndSwap it returns ErrCASConflict when the
+	// value changed and ErrNotFound when the key is gone; it returns
+	// ErrNoAppend, having sent nothing, when it cannot append to this key
+	// now: the caller writes the whole value with CompareAndSwap instead.
+	//
+	// touched is the token of the value whose TTL the call set, 0 when it
+	// set none. A store whose append keeps the old TTL (memcached) sets
+	// it in a second step right after the append, which lands on whatever
+	// the key holds by then: when the append failed, or another write
+	// landed in between, touched differs from newCAS, and the caller must
+	// make sure that value has its own TTL (I4).
+	CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error)
+}
+
 // Entry is a value read from a Store with its CAS token.
 type Entry struct {
 	Value []byte
@@ -113,6 +139,9 @@ var (
 	// again before acting on it. The provider returns it as is, never as
 	// ErrLockLost, and the middleware answers it without Retry-After.
 	ErrOutcomeUnknown = errors.New("sessionlock: outcome of write unknown")
+	// ErrNoAppend: an Appender did not append (it cannot for this key
+	// now) and sent nothing; write the whole value instead.
+	ErrNoAppend = errors.New("sessionlock: store did not append")
 )
 
 // EventKind says what a store noticed about one of its nodes.

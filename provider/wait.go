@@ -78,11 +78,16 @@ func (p *Provider) WaitStats() lock.Stats { return p.waiter.Stats() }
 
 // Lease keeps a held lock alive by renewing it in the background. Stop it
 // before committing or releasing.
+//
+// It runs on a timer, not a goroutine of its own: a request that ends
+// before its first renewal is due (almost every request) costs no
+// goroutine, and Stop then waits for nothing to be scheduled.
 type Lease struct {
-	stop chan struct{}
-	done chan struct{}
-	lost chan struct{}
-	once sync.Once
+	mu      sync.Mutex
+	timer   *time.Timer   // nil when nothing is renewed
+	stopped bool          // Stop was called, or the lock was lost
+	running chan struct{} // closed when the renewal in flight ends; nil when none
+	lost    chan struct{}
 
 	renewals atomic.Int64
 }
@@ -93,45 +98,67 @@ type Lease struct {
 // that disconnects does not make a living handler lose its lock. With
 // leases off, lock-free mode or lockID 0 it renews nothing.
 func (p *Provider) KeepLease(ctx context.Context, id string, lockID uint64) *Lease {
-	l := &Lease{stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
+	l := &Lease{lost: make(chan struct{})}
 	if !p.cfg.leased() || p.cfg.LockFree || lockID == 0 {
-		close(l.done)
 		return l
 	}
 	ctx = context.WithoutCancel(ctx)
 	interval := p.cfg.Lease / 3
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-			}
-			rctx, cancel := context.WithTimeout(ctx, interval)
-			err := p.RenewLease(rctx, id, lockID)
-			cancel()
-			if err == nil {
-				l.renewals.Add(1)
-			}
-			if errors.Is(err, ErrLockLost) {
-				close(l.lost)
-				return
-			}
-			// Other errors (a store hiccup) are retried at the next tick;
-			// the lease lasts three intervals.
-		}
-	}()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = time.AfterFunc(interval, func() { l.renew(ctx, p, id, lockID, interval) })
 	return l
+}
+
+// renew runs one renewal when the timer fires, and sets the timer for the
+// next one an interval after this one started (as a ticker would), unless
+// the lease was stopped meanwhile or the lock is lost. Other errors (a
+// store hiccup) are retried at the next renewal: the lease lasts three
+// intervals.
+func (l *Lease) renew(ctx context.Context, p *Provider, id string, lockID uint64, interval time.Duration) {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	l.running = done
+	l.mu.Unlock()
+	defer close(done)
+
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, interval)
+	err := p.RenewLease(rctx, id, lockID)
+	cancel()
+	if err == nil {
+		l.renewals.Add(1)
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running = nil
+	switch {
+	case errors.Is(err, ErrLockLost):
+		l.stopped = true
+		close(l.lost)
+	case !l.stopped:
+		l.timer.Reset(max(0, interval-time.Since(start)))
+	}
 }
 
 // Stop stops the renewals and waits until no renewal is in flight. It is
 // safe to call more than once.
 func (l *Lease) Stop() {
-	l.once.Do(func() { close(l.stop) })
-	<-l.done
+	l.mu.Lock()
+	l.stopped = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	running := l.running
+	l.mu.Unlock()
+	if running != nil {
+		<-running
+	}
 }
 
 // Renewals returns how many renewals have succeeded so far.

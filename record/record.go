@@ -38,6 +38,34 @@
 //	53     4    n: length of the values
 //	57     n    values in session's stored form
 //	57+n   4    CRC-32C of bytes [0, 57+n)
+//
+// Deltas. A stored record (the base, either version) may be followed by
+// deltas: small frames that each change only the lock state of the record
+// before them, written by a store that can append to a stored value under
+// the same compare-and-swap that guards every write (memcached's meta
+// append, `ms <key> <len> MA C<cas>`). Taking, releasing, renewing or
+// breaking the lock and handing over the action flags then move DeltaLen
+// bytes instead of the whole record. A delta can change nothing else: not
+// the values, the timeout, DataSeq, the creation time or removal; such a
+// change is written as a whole record again, which drops the deltas (the
+// compaction). Decode applies the deltas in order and reports how many
+// there were (Record.Deltas); Encode always writes a whole record.
+//
+//	offset size field
+//	0      1    tag DeltaTag (0xD1: delta format 1)
+//	1      1    state flags: bit 0 locked (no other bit may be set)
+//	2      1    action flags (session.ActionFlags)
+//	3      8    Seq: the Seq of the record before it + 1
+//	11     8    LockID: at least the LockID of the record before it
+//	19     8    LockedAt: Unix ns (informational only)
+//	27     4    CRC-32C of bytes [0, 27)
+//
+// The base's framing is unchanged, so no version number changes; readers
+// before deltas existed check that a record's length is exactly its
+// header, values and checksum, and so reject a record followed by deltas
+// as corrupt (session.ErrCorrupt), never misread it. A pool of servers
+// that still runs such readers must not have deltas written to it (the
+// memcached store's Config.WholeWrites).
 package record
 
 import (
@@ -93,6 +121,29 @@ const (
 
 	flagLocked  = 1 << 0
 	flagRemoved = 1 << 1
+
+	// Offsets in a delta.
+	dOffState    = 1
+	dOffActions  = 2
+	dOffSeq      = 3
+	dOffLockID   = 11
+	dOffLockedAt = 19
+	dOffCRC      = 27
+)
+
+// Delta constants: see the package documentation.
+const (
+	// DeltaTag is the first byte of every delta.
+	DeltaTag = 0xD1
+	// DeltaLen is the length of one delta.
+	DeltaLen = 31
+	// MaxDeltas bounds the deltas a record may carry: Delta refuses a
+	// change of a record that already carries MaxDeltas, so that change is
+	// written whole (compacting the record). An exclusive request that
+	// changes nothing appends two (lock and release): one in every
+	// MaxDeltas/2 + 1 such requests in a row rewrites the record. Decode
+	// reads any number.
+	MaxDeltas = 16
 )
 
 // headerLen returns the header length of format version v, or 0 for a
@@ -149,6 +200,11 @@ type Record struct {
 	// not decoded. A decoded Record shares them with the bytes it was
 	// decoded from.
 	Values []byte
+	// Deltas is how many deltas followed the whole record in the stored
+	// form it was decoded from (0 for a whole record). Encode ignores it;
+	// a writer that appends a delta (Delta) counts it up, one that writes
+	// the record whole sets it to 0.
+	Deltas int
 }
 
 // Parse decodes the header of a stored record, checking its framing and
@@ -161,10 +217,100 @@ func Parse(b []byte) (Header, error) {
 	return r.Header, nil
 }
 
-// Decode decodes a stored record. A record that fails any check (magic,
-// version, lengths, checksum, flags, timeout range) is an error wrapping
-// session.ErrCorrupt. The returned Values share b.
+// Decode decodes a stored record: a whole record, followed by any number
+// of deltas, which it applies in order. A record that fails any check
+// (magic, version, lengths, checksums, flags, timeout range, a delta's
+// Seq or lock id out of order, a delta on a tombstone) is an error
+// wrapping session.ErrCorrupt. The returned Values share b.
 func Decode(b []byte) (Record, error) {
+	if len(b) < MinLen {
+		return Record{}, fmt.Errorf("%w: record of %d bytes is shorter than its header", session.ErrCorrupt, len(b))
+	}
+	hl := headerLen(b[offVersion])
+	if hl == 0 || len(b) < hl+TrailerLen {
+		return decodeWhole(b) // reports what is wrong
+	}
+	base := uint64(hl+TrailerLen) + uint64(binary.BigEndian.Uint32(b[hl-4:hl]))
+	if base >= uint64(len(b)) {
+		return decodeWhole(b)
+	}
+	r, err := decodeWhole(b[:base])
+	if err != nil {
+		return Record{}, err
+	}
+	tail := b[base:]
+	if len(tail)%DeltaLen != 0 {
+		return Record{}, fmt.Errorf("%w: record of %d bytes: %d bytes after the whole record are not a number of deltas", session.ErrCorrupt, len(b), len(tail))
+	}
+	if r.Removed {
+		return Record{}, fmt.Errorf("%w: deltas after a removed record", session.ErrCorrupt)
+	}
+	for ; len(tail) > 0; tail = tail[DeltaLen:] {
+		if err := r.apply(tail[:DeltaLen]); err != nil {
+			return Record{}, err
+		}
+	}
+	return r, nil
+}
+
+// apply applies delta d to r.
+func (r *Record) apply(d []byte) error {
+	if d[0] != DeltaTag {
+		return fmt.Errorf("%w: delta %d: unknown delta tag %#x", session.ErrCorrupt, r.Deltas+1, d[0])
+	}
+	if crc32.Checksum(d[:dOffCRC], castagnoli) != binary.BigEndian.Uint32(d[dOffCRC:]) {
+		return fmt.Errorf("%w: delta %d: checksum mismatch", session.ErrCorrupt, r.Deltas+1)
+	}
+	if d[dOffState]&^flagLocked != 0 {
+		return fmt.Errorf("%w: delta %d: state flags %#x", session.ErrCorrupt, r.Deltas+1, d[dOffState])
+	}
+	seq := binary.BigEndian.Uint64(d[dOffSeq:])
+	lockID := binary.BigEndian.Uint64(d[dOffLockID:])
+	if seq != r.Seq+1 || lockID < r.LockID {
+		return fmt.Errorf("%w: delta %d: Seq %d and lock id %d do not follow Seq %d and lock id %d", session.ErrCorrupt, r.Deltas+1, seq, lockID, r.Seq, r.LockID)
+	}
+	r.Locked = d[dOffState]&flagLocked != 0
+	r.Actions = session.ActionFlags(d[dOffActions])
+	r.Seq = seq
+	r.LockID = lockID
+	r.LockedAt = time.Unix(0, int64(binary.BigEndian.Uint64(d[dOffLockedAt:])))
+	r.Deltas++
+	return nil
+}
+
+// Delta returns the delta that, appended to the stored form of cur,
+// makes it decode as next. ok is false when a delta cannot carry the
+// change, and next must be written whole: next changes more than the lock
+// state, lock id, LockedAt and action flags (values, timeout, DataSeq,
+// creation time, removal), its Seq is not cur's + 1, its lock id is lower,
+// or cur already carries MaxDeltas deltas. cur must be the record as
+// stored (decoded, or as last written), not a modified copy.
+func Delta(cur, next *Record) (delta []byte, ok bool) {
+	if cur == nil || next == nil || cur.Deltas >= MaxDeltas || cur.Removed || next.Removed ||
+		next.Seq != cur.Seq+1 || next.LockID < cur.LockID || next.DataSeq != cur.DataSeq ||
+		next.Timeout != cur.Timeout || next.createdNanos() != cur.createdNanos() ||
+		!bytes.Equal(cur.Values, next.Values) {
+		return nil, false
+	}
+	d := make([]byte, DeltaLen)
+	d[0] = DeltaTag
+	if next.Locked {
+		d[dOffState] = flagLocked
+	}
+	d[dOffActions] = byte(next.Actions)
+	binary.BigEndian.PutUint64(d[dOffSeq:], next.Seq)
+	binary.BigEndian.PutUint64(d[dOffLockID:], next.LockID)
+	var lockedAt int64
+	if !next.LockedAt.IsZero() {
+		lockedAt = next.LockedAt.UnixNano()
+	}
+	binary.BigEndian.PutUint64(d[dOffLockedAt:], uint64(lockedAt))
+	binary.BigEndian.PutUint32(d[dOffCRC:], crc32.Checksum(d[:dOffCRC], castagnoli))
+	return d, true
+}
+
+// decodeWhole decodes a whole record, without deltas.
+func decodeWhole(b []byte) (Record, error) {
 	if len(b) < MinLen {
 		return Record{}, fmt.Errorf("%w: record of %d bytes is shorter than its header", session.ErrCorrupt, len(b))
 	}

@@ -50,8 +50,9 @@ stage sim sim_stage
 # Real-process faults (stress/internal/harness TestRealFaults): one short run per
 # fault kind on 3 managed memcached nodes and 3 app processes; -p 1, its
 # own stage. Known defects of today's store are reported as expected
-# failures naming the defect. TestRedisClusterFailover (about 30 s) kills
-# a master of a real Redis Cluster during traffic, with and without WAIT 1.
+# failures naming the defect. TestRedisClusterFailover (about 60 s) kills
+# a master of a real Redis Cluster during traffic: with WAIT 1, and with
+# its replica stalled with WAIT 1 and without WAIT (the negative control).
 stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run 'TestRealFaults|TestRedisClusterFailover' ./internal/harness"
 
 # The replication protocol's exhaustive small-scope model check

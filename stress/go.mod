@@ -3,11 +3,13 @@ module github.com/sessionlock/sessionlock/stress
 go 1.26.0
 
 require (
+	github.com/alexedwards/scs/v2 v2.9.0
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/gin-gonic/gin v1.12.0
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/gorilla/mux v1.8.1
 	github.com/labstack/echo/v4 v4.16.4
+	github.com/redis/rueidis v1.0.79
 	github.com/sessionlock/sessionlock v0.0.0
 	github.com/sessionlock/sessionlock/store/redis v0.0.0
 	github.com/sessionlock/sessionlock/store/sqlstore v0.0.0
@@ -15,7 +17,7 @@ require (
 )
 
 require (
-	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c // indirect
+	github.com/bradfitz/gomemcache v0.0.0-20260422231931-4d751bb6e37c
 	github.com/bytedance/gopkg v0.1.3 // indirect
 	github.com/bytedance/sonic v1.15.0 // indirect
 	github.com/bytedance/sonic/loader v0.5.0 // indirect

@@ -75,6 +75,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.RedisWait, "redis-wait", 0, "redis: WAIT for `N` replicas after every write (the store's WaitReplicas; fewer within -redis-wait-timeout is an unknown outcome)")
 	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", 0, "redis: bound of each WAIT (default the store's 100 ms)")
 	fs.StringVar(&killMaster, "kill-master", "", "kill -9, at `T`, the master of the -managed-cluster holding the most keys (printed); its replica takes over. -restart-node then restarts it, as a replica")
+	fs.DurationVar(&c.StallReplicas, "stall-replicas", 0, "with -kill-master: stop the master's replicas and cut it off from them at that moment, and kill it `D` later (under the cluster's 2 s node timeout): writes it acknowledged meanwhile are lost in the failover unless -redis-wait kept them unacknowledged")
 	fs.StringVar(&c.PGDSN, "pg-dsn", "", "PostgreSQL DSN of the tiered backend (default: start a throwaway local server)")
 	fs.StringVar(&c.Couchbase.ConnStr, "cb-conn", "", "Couchbase connection string, e.g. couchbase://127.0.0.1")
 	fs.StringVar(&c.Couchbase.Username, "cb-user", "", "Couchbase user name")

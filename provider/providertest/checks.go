@@ -585,7 +585,15 @@ func CheckInitializeItemOnce(ctx context.Context, env Env, requests int) error {
 // than the one before: across releases, takeovers, removal and
 // re-creation, and under concurrency.
 func CheckLockIDsIncrease(ctx context.Context, env Env) error {
-	ps, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 2)
+	// Only the abandoned lock needs a short lease (so b takes it over
+	// soon); every other lock is held by a provider with the default
+	// lease, so a slow machine cannot expire it between acquire and
+	// release.
+	ps, err := mustProviders(env, env.Store, provider.Config{}, 2)
+	if err != nil {
+		return err
+	}
+	short, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 1)
 	if err != nil {
 		return err
 	}
@@ -612,7 +620,7 @@ func CheckLockIDsIncrease(ctx context.Context, env Env) error {
 			return err
 		}
 	}
-	if _, err := lockOnce(a); err != nil { // abandoned: b takes over
+	if _, err := lockOnce(short[0]); err != nil { // abandoned: b takes over
 		return err
 	}
 	it, err := lockOnce(b)

@@ -43,7 +43,7 @@ func countOps(b testing.TB, servers []*mcserver.Server) opCounts {
 func (c opCounts) total() uint64 { return c.get + c.set + c.touch + c.del }
 
 // newBenchSession stores one session of about sessionBytes.
-func newBenchSession(b *testing.B, p *provider.Provider) string {
+func newBenchSession(b testing.TB, p *provider.Provider) string {
 	b.Helper()
 	id, err := session.NewID()
 	require.NoError(b, err)

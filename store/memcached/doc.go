@@ -164,6 +164,29 @@
 // writes, which may have landed) and does not mark the node down; a node
 // that exceeds Timeout is marked down.
 //
+// # Bytes on the wire
+//
+// A key with one copy (BackupOff, or a single node) gets the lock changes
+// of its record (lock, release, lease renewal, break) appended as a
+// record.Delta of record.DeltaLen (31) bytes, not written whole: Store
+// implements provider.Appender with `ms <key> <len> MA C<cas> c`, a meta
+// append conditioned on the token, and `mg <key> c T<exp>` pipelined
+// after it in the same round trip, because memcached's append keeps the
+// item's expiry (I4; the touch reports the token of the value it set,
+// and the provider corrects the TTL of a value it landed on by mistake).
+// Commits, removals and new sessions are written whole, which drops the
+// deltas; so is a lock change of a record already carrying
+// record.MaxDeltas. Lock and data stay one item under one CAS (I5, see
+// docs/protocol.md, Deltas). An exclusive request that changes nothing
+// then moves about 1.3 x the session's stored size, one that commits
+// about 2.2 x, cold (docs/performance.md, TestBytesPerRequest).
+//
+// Keys with a backup copy are written whole: the backup scheme (backup.go)
+// orders and repairs copies by comparing whole values, and an append to
+// the backup copy would need the primary's stored bytes when the backup
+// copy is not the one this Store remembers. The text path (gomemcache)
+// and Config.WholeWrites write whole too.
+//
 // # Text path
 //
 // Config.TextProtocol (for servers before memcached 1.6, which answer
@@ -187,6 +210,7 @@
 //	TextProtocol         false (meta commands)
 //	HealthCheckInterval  1 s
 //	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)
+//	WholeWrites          false (lock changes of one-copy keys appended as deltas)
 //
 // # Residual windows
 //

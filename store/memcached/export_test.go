@@ -7,3 +7,8 @@ package memcached
 func SetTestHooks(s *Store, afterPrimaryWrite, afterRepairRead func(key string)) {
 	s.hooks = testHooks{afterPrimaryWrite: afterPrimaryWrite, afterRepairRead: afterRepairRead}
 }
+
+// SetAppendWithoutTouch makes CompareAndAppend send its append without the
+// touch that follows it: a deliberately broken variant, whose appends
+// leave the key's expiry as it was (memcached's append keeps it).
+func SetAppendWithoutTouch(s *Store) { s.hooks.appendNoTouch = true }

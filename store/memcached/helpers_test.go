@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,4 +79,75 @@ func record(seq uint64, values string) []byte {
 	sum := crc32.Checksum(b[:len(b)-4], crc32.MakeTable(crc32.Castagnoli))
 	binary.BigEndian.PutUint32(b[len(b)-4:], sum)
 	return b
+}
+
+// wire counts, per node address, the bytes a Store's connections send
+// and receive and its round trips (a write that follows a read, or the
+// first write on a connection: pipelined commands flushed together are
+// one). Set Config.DialContext to its dial.
+type wire struct {
+	mu    sync.Mutex
+	nodes map[string]*wireCount
+}
+
+// wireCount is what one node's connections moved.
+type wireCount struct{ sent, recv, trips uint64 }
+
+func newWire() *wire { return &wire{nodes: make(map[string]*wireCount)} }
+
+func (w *wire) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.nodes[addr] == nil {
+		w.nodes[addr] = &wireCount{}
+	}
+	return &countedConn{Conn: c, w: w, n: w.nodes[addr]}, nil
+}
+
+// at returns what addr's connections moved so far.
+func (w *wire) at(addr string) wireCount {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c := w.nodes[addr]; c != nil {
+		return *c
+	}
+	return wireCount{}
+}
+
+func (c wireCount) minus(o wireCount) wireCount {
+	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips}
+}
+
+func (c wireCount) bytes() uint64 { return c.sent + c.recv }
+
+type countedConn struct {
+	net.Conn
+	w       *wire
+	n       *wireCount
+	writing bool // the last call was a Write
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.w.mu.Lock()
+	c.n.sent += uint64(n)
+	if !c.writing {
+		c.n.trips++
+	}
+	c.w.mu.Unlock()
+	c.writing = true
+	return n, err
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.w.mu.Lock()
+	c.n.recv += uint64(n)
+	c.w.mu.Unlock()
+	c.writing = false
+	return n, err
 }

@@ -53,7 +53,11 @@ var (
 	errMiss      = errors.New("miss")         // EN, NF
 	errNotStored = errors.New("not stored")   // NS
 	errExists    = errors.New("cas mismatch") // EX
-	errProtocol  = errors.New("unexpected reply")
+	// errAppendFull: an append conditioned on the item's CAS was not
+	// stored (NS) though the key is there: the item with it would exceed
+	// the server's item size (-I), or memory ran out.
+	errAppendFull = errors.New("append not stored: the item with it is too large")
+	errProtocol   = errors.New("unexpected reply")
 )
 
 // serverError is an error reply: SERVER_ERROR, CLIENT_ERROR or ERROR.
@@ -152,7 +156,8 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 // connection is still in step.
 func isReply(err error) bool {
 	var se *serverError
-	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) || errors.As(err, &se)
+	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) ||
+		errors.Is(err, errAppendFull) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -344,31 +349,95 @@ func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int3
 		if err != nil {
 			return err
 		}
-		f := strings.Fields(reply)
-		if len(f) == 0 {
-			return fmt.Errorf("%w to ms: %q", errProtocol, reply)
-		}
-		switch f[0] {
-		case "HD":
-			for _, fl := range f[1:] {
-				if len(fl) > 1 && fl[0] == 'c' {
-					newCAS, err = strconv.ParseUint(fl[1:], 10, 64)
-					if err != nil {
-						return fmt.Errorf("%w to ms: %q", errProtocol, reply)
-					}
-				}
-			}
-			return nil
-		case "NS":
-			return errNotStored
-		case "EX":
-			return errExists
-		case "NF":
-			return errMiss
-		}
-		return replyError("ms", reply)
+		newCAS, err = setReply(reply)
+		return err
 	})
 	return newCAS, err
+}
+
+// setReply reads an `ms` reply: the new CAS of HD, or the typed error.
+func setReply(reply string) (uint64, error) {
+	f := strings.Fields(reply)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("%w to ms: %q", errProtocol, reply)
+	}
+	switch f[0] {
+	case "HD":
+		var newCAS uint64
+		for _, fl := range f[1:] {
+			if len(fl) > 1 && fl[0] == 'c' {
+				var err error
+				if newCAS, err = strconv.ParseUint(fl[1:], 10, 64); err != nil {
+					return 0, fmt.Errorf("%w to ms: %q", errProtocol, reply)
+				}
+			}
+		}
+		return newCAS, nil
+	case "NS":
+		return 0, errNotStored
+	case "EX":
+		return 0, errExists
+	case "NF":
+		return 0, errMiss
+	}
+	return 0, replyError("ms", reply)
+}
+
+// appendTouch appends data to key only if the item's CAS is still cas,
+// then sets its expiration, in one round trip: `ms <key> <len> MA C<cas> c`
+// and `mg <key> T<exp> c`, pipelined. memcached's append keeps the item's
+// expiration (it ignores T), hence the touch, sent after the append so
+// that it sets the expiration of the value the append made, unless another
+// write landed in between. The touch is sent whatever the append's
+// outcome. It returns the new CAS and the CAS of the item the touch set
+// (touched, 0 when the key was gone by then); the error is the append's:
+// errExists when the CAS changed, errMiss when the key is gone,
+// errAppendFull when the item with data would be too large (memcached
+// answers NS to both of the last two; the touch, which finds the key or
+// not, tells them apart).
+func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
+	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10) + "\r\n"
+	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10) + "\r\n"
+	if exp == 0 {
+		touch = "" // a test's broken variant (SetAppendWithoutTouch)
+	}
+	err = c.do(ctx, func(cn *metaConn) error {
+		cn.rw.WriteString(line)
+		cn.rw.Write(data)
+		cn.rw.WriteString("\r\n")
+		cn.rw.WriteString(touch)
+		if err := cn.rw.Flush(); err != nil {
+			return err
+		}
+		reply, err := readLine(cn.rw.Reader)
+		if err != nil {
+			return err
+		}
+		if touch != "" {
+			// Both replies are read before either is acted on: the
+			// connection stays in step.
+			it, terr := readMetaGet(cn.rw.Reader)
+			var se *serverError
+			if terr != nil && !errors.As(terr, &se) {
+				return terr
+			}
+			if it != nil {
+				touched = it.cas
+			}
+		}
+		newCAS, err = setReply(reply)
+		if errors.Is(err, errNotStored) {
+			// memcached answers NS both for a missing key and for an
+			// item that cannot be stored with the data appended (EX
+			// when the CAS differs): the touch tells them apart.
+			err = errMiss
+			if touched != 0 {
+				err = errAppendFull
+			}
+		}
+		return err
+	})
+	return newCAS, touched, err
 }
 
 // del removes key (`md <key>`), or, with a non-zero cas, only if its CAS

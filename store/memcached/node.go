@@ -316,6 +316,13 @@ func (n *node) msetFlags(ctx context.Context, key string, value []byte, exp int3
 	return newCAS, n.check(ctx, op, key, err)
 }
 
+// appendTouch appends data to key if its CAS is still cas and then sets
+// its expiration (metaClient.appendTouch); meta commands only.
+func (n *node) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
+	newCAS, touched, err = n.meta.appendTouch(ctx, key, data, cas, exp)
+	return newCAS, touched, n.check(ctx, "append", key, err)
+}
+
 // deleteIf removes key only if its CAS is still cas.
 func (n *node) deleteIf(ctx context.Context, key string, cas uint64) error {
 	if n.text != nil {
@@ -370,6 +377,7 @@ func textError(err error) error {
 //	not stored (add)                -> provider.ErrExists
 //	not stored (other)              -> provider.ErrNotFound
 //	cas mismatch (EX)               -> provider.ErrCASConflict
+//	append not stored (NS)          -> provider.ErrTooLarge
 //	SERVER_ERROR object too large   -> provider.ErrTooLarge
 //	SERVER_ERROR, CLIENT_ERROR, ERROR -> provider.ErrServer
 //	the context ended mid-operation -> the context's error (and
@@ -393,6 +401,8 @@ func (n *node) check(ctx context.Context, op, localKey string, err error) error 
 		}
 	case errors.Is(err, errExists):
 		sentinel = provider.ErrCASConflict
+	case errors.Is(err, errAppendFull):
+		sentinel = provider.ErrTooLarge
 	case errors.Is(err, ErrInvalidKey):
 		return fmt.Errorf("memcached: node %s: %s: %w", n.addr, op, err)
 	case errors.As(err, &se) && se.tooLarge():

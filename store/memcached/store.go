@@ -128,6 +128,14 @@ type Config struct {
 	// where the Store's timers, deadlines and health checks run on the
 	// bubble's clock.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// WholeWrites writes every change as a whole record: the Store does
+	// not append lock changes as deltas (CompareAndAppend declines). Set
+	// it while servers whose record package predates deltas share the
+	// nodes: they read a record followed by deltas as corrupt (see package
+	// record). Default false: lock changes of a key with one copy are
+	// appended (see the package doc, Bytes on the wire).
+	WholeWrites bool
 }
 
 // Store is a provider.Store over a pool of memcached nodes, with a backup
@@ -152,11 +160,13 @@ type Store struct {
 type testHooks struct {
 	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
+	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
 }
 
 var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
+	_ provider.Appender  = (*Store)(nil)
 )
 
 // New returns a Store over cfg.Nodes and starts its health check. It does
@@ -846,6 +856,49 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		}
 		return 0, perr
 	}
+}
+
+// CompareAndAppend implements provider.Appender: it appends delta (a
+// record.Delta) to the value under key if its token is still cas, and sets
+// the key's TTL, in one round trip to the primary (`ms <key> <len> MA
+// C<cas>` and `mg <key> T<exp>` pipelined: memcached's append keeps the
+// item's expiry). It declines with provider.ErrNoAppend, sending nothing,
+// when the key has a backup copy (the backup scheme orders and repairs
+// copies by comparing whole values: the key is written whole), when the
+// primary is down, on the text path and with Config.WholeWrites.
+func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
+	if err := s.begin(ctx, key); err != nil {
+		return 0, 0, err
+	}
+	if s.cfg.TextProtocol || s.cfg.WholeWrites {
+		return 0, 0, provider.ErrNoAppend
+	}
+	exp, err := expiration(ttl, time.Now())
+	if err != nil {
+		return 0, 0, err
+	}
+	rt := s.route(key)
+	if rt.b != nil || !rt.p.isUp() {
+		return 0, 0, provider.ErrNoAppend
+	}
+	mcas, ok := parseToken(cas, rt.p)
+	if !ok {
+		return 0, 0, tokenConflict(rt.p, key)
+	}
+	if s.hooks.appendNoTouch {
+		exp = 0
+	}
+	mnew, mtouched, aerr := rt.p.appendTouch(ctx, key, delta, mcas, exp)
+	if mtouched != 0 {
+		if touched, err = token(rt.p, mtouched); err != nil {
+			return 0, 0, err
+		}
+	}
+	if aerr != nil {
+		return 0, touched, aerr
+	}
+	newCAS, err = newToken(rt.p, mnew)
+	return newCAS, touched, err
 }
 
 // Touch sets the TTL of both copies. It succeeds when either copy was

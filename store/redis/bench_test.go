@@ -2,8 +2,10 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,7 +189,8 @@ func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
 // BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
 // same server, in the same run: one raw GET and one cycle alternate, so
 // that both see the same machine load, and the ratio is of their medians.
-// Run it with -count 5 and take the median.
+// Run it with -count 5 and take the median. The parts/ sub-benchmarks
+// split the cycle's time the same way (see cycles).
 func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	srv := startServer(b)
 	ctx := context.Background()
@@ -204,12 +207,46 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	require.NoError(b, err)
 	raw := srv.Client()
 	defer raw.Close()
+	// The parts of the cycle, each against its own raw GETs: two raw GETs
+	// (the round trips alone), two raw EVALSHA of the compare-and-swap
+	// script with ready arguments (+ the script's server time), two Store
+	// compare-and-swaps (+ the Store's client work); the provider cycle
+	// adds the provider's work.
+	partsToken, err := s.Add(ctx, "parts", value, time.Hour)
+	require.NoError(b, err)
+	sha, err := raw.ScriptLoad(ctx, redis.CASScriptSource).Result()
+	require.NoError(b, err)
+	scriptArgs := []any{"12345678", "12345678" + string(value), time.Hour.Milliseconds()}
+	require.NoError(b, raw.Set(ctx, "script", scriptArgs[1], time.Hour).Err())
 	cycles := []struct {
 		name string
 		run  func(i int) error
 	}{
 		{"provider", func(i int) error { return requestKinds[2].run(ctx, p, id, i) }},
 		{"floor", func(int) error { return exclusiveFloor(ctx, s, value) }},
+		{"parts/two-raw-gets", func(int) error {
+			if err := raw.Get(ctx, key).Err(); err != nil {
+				return err
+			}
+			return raw.Get(ctx, key).Err()
+		}},
+		{"parts/two-raw-evalsha", func(int) error {
+			for range 2 {
+				if n, err := raw.EvalSha(ctx, sha, []string{"script"}, scriptArgs...).Int64(); err != nil || n != 1 {
+					return fmt.Errorf("evalsha: %d, %v", n, err)
+				}
+			}
+			return nil
+		}},
+		{"parts/two-store-cas", func(int) error {
+			for range 2 {
+				var err error
+				if partsToken, err = s.CompareAndSwap(ctx, "parts", value, partsToken, time.Hour); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
 	}
 	for _, c := range cycles {
 		b.Run(c.name, func(b *testing.B) {
@@ -242,4 +279,59 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 func median(d []time.Duration) time.Duration {
 	slices.Sort(d)
 	return d[len(d)/2]
+}
+
+// BenchmarkServerTime reports the server's own time per command
+// (usec_per_call of INFO commandstats, reset before each) for the
+// commands of a request on a 2 KB session: GET, GETEX, the
+// compare-and-swap script (EVALSHA; the time includes the GETRANGE and
+// SET it runs), and a script that only returns 1, called with no
+// arguments and with the same 2 KB argument: what Lua itself costs, and
+// what handing it 2 KB costs.
+func BenchmarkServerTime(b *testing.B) {
+	srv := startServer(b)
+	ctx := context.Background()
+	raw := srv.Client()
+	defer raw.Close()
+	value := "12345678" + strings.Repeat("x", sessionBytes)
+	require.NoError(b, raw.Set(ctx, "k", value, time.Hour).Err())
+	cas, err := raw.ScriptLoad(ctx, redis.CASScriptSource).Result()
+	require.NoError(b, err)
+	ret1, err := raw.ScriptLoad(ctx, "#!lua\nreturn 1").Result()
+	require.NoError(b, err)
+	ms := time.Hour.Milliseconds()
+	for _, c := range []struct {
+		name, stat string
+		args       []any
+	}{
+		{"get", "get", []any{"get", "k"}},
+		{"getex", "getex", []any{"getex", "k", "px", ms}},
+		{"cas-script", "evalsha", []any{"evalsha", cas, 1, "k", value[:8], value, ms}},
+		{"return-1", "evalsha", []any{"evalsha", ret1, 1, "k"}},
+		{"return-1-with-2KB-argument", "evalsha", []any{"evalsha", ret1, 1, "k", value}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			require.NoError(b, raw.Do(ctx, "config", "resetstat").Err())
+			for i := 0; i < b.N; i++ {
+				if err := raw.Do(ctx, c.args...).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			info, err := raw.Do(ctx, "info", "commandstats").Text()
+			require.NoError(b, err)
+			usec := -1.0
+			for _, line := range strings.Split(info, "\n") {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+c.stat+":"); ok {
+					for _, f := range strings.Split(rest, ",") {
+						if v, ok := strings.CutPrefix(f, "usec_per_call="); ok {
+							usec, err = strconv.ParseFloat(v, 64)
+							require.NoError(b, err)
+						}
+					}
+				}
+			}
+			require.GreaterOrEqual(b, usec, 0.0, "no usec_per_call for %s in %q", c.stat, info)
+			b.ReportMetric(usec, "server-us/call")
+		})
+	}
 }

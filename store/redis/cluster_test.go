@@ -63,7 +63,9 @@ func TestClusterSpreadsKeys(t *testing.T) {
 // TestClusterMasterFailover kills a master of a cluster whose writes were
 // acknowledged with WAIT 1: its replica takes over (found by the client
 // through MOVED and slot reloads), every acknowledged write is there with
-// its token, and compare-and-swap goes on from those tokens.
+// its token, and compare-and-swap goes on from those tokens. Its check
+// fails without WAIT when the replica lags: TestStalledReplicaFailover is
+// the negative control.
 func TestClusterMasterFailover(t *testing.T) {
 	t.Parallel() // mostly waits: cluster start, failure detection
 	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})

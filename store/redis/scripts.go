@@ -63,11 +63,10 @@ func (s *Store) eval(ctx context.Context, cmdName, script, key string, args []an
 	cmdArgs := make([]any, 0, 4+len(args))
 	cmdArgs = append(cmdArgs, cmdName, script, 1, key)
 	cmdArgs = append(cmdArgs, args...)
-	cmd := goredis.NewCmd(ctx, cmdArgs...)
+	cmd := goredis.NewIntCmd(ctx, cmdArgs...)
 	cmd.SetFirstKeyPos(3)
 	if acked, err = s.write(ctx, key, cmd); err != nil {
 		return 0, 0, err
 	}
-	n, err = cmd.Int64()
-	return n, acked, err
+	return cmd.Val(), acked, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -240,17 +241,42 @@ func newToken(old uint64) uint64 {
 	}
 }
 
-// stored is what the server keeps under a key: the token, big-endian,
-// followed by the value.
-func stored(token uint64, value []byte) []byte {
-	b := make([]byte, tokenLen+len(value))
-	binary.BigEndian.PutUint64(b, token)
-	copy(b[tokenLen:], value)
-	return b
+// writeBuf holds the arguments of one write: the token it expects (a
+// compare-and-swap's; empty for Add) followed by what the server keeps
+// under the key, the new token, big-endian, and the value. Buffers up to
+// maxPooledBuf bytes are reused (putWriteBuf): go-redis has sent them when
+// the command returns, and a 2 KB session costs a 2 KB allocation per
+// write otherwise.
+type writeBuf struct{ b []byte }
+
+const maxPooledBuf = 64 << 10
+
+var writeBufs = sync.Pool{New: func() any { return new(writeBuf) }}
+
+// newWriteBuf returns a buffer with expect (when withExpect) and then
+// token and value, and the two slices: expect's 8 bytes, and what is
+// stored.
+func newWriteBuf(withExpect bool, expect, token uint64, value []byte) (w *writeBuf, expectArg, storedArg []byte) {
+	w = writeBufs.Get().(*writeBuf)
+	b := w.b[:0]
+	if withExpect {
+		b = binary.BigEndian.AppendUint64(b, expect)
+	}
+	b = binary.BigEndian.AppendUint64(b, token)
+	b = append(b, value...)
+	w.b = b
+	if withExpect {
+		return w, b[:tokenLen:tokenLen], b[tokenLen:]
+	}
+	return w, nil, b
 }
 
-func tokenBytes(token uint64) []byte {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, tokenLen), token)
+// putWriteBuf returns w for reuse once its command has returned.
+func putWriteBuf(w *writeBuf) {
+	if cap(w.b) > maxPooledBuf {
+		w.b = nil
+	}
+	writeBufs.Put(w)
 }
 
 // entry splits what Get read into value and token.
@@ -317,8 +343,10 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return 0, err
 	}
 	token := s.token(0)
-	cmd := goredis.NewBoolCmd(ctx, "set", k, stored(token, value), "px", ms, "nx")
+	buf, _, val := newWriteBuf(false, 0, token, value)
+	cmd := goredis.NewBoolCmd(ctx, "set", k, val, "px", ms, "nx")
 	acked, err := s.write(ctx, k, cmd)
+	putWriteBuf(buf)
 	if err != nil {
 		return 0, s.fail(ctx, "add", key, err, true)
 	}
@@ -347,7 +375,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, err
 	}
 	token := s.token(cas)
-	n, acked, err := s.run(ctx, casScript, k, tokenBytes(cas), stored(token, value), ms)
+	buf, expect, val := newWriteBuf(true, cas, token, value)
+	n, acked, err := s.run(ctx, casScript, k, expect, val, ms)
+	putWriteBuf(buf)
 	switch {
 	case err != nil:
 		return 0, s.fail(ctx, "cas", key, err, true)

@@ -371,13 +371,11 @@ func TestOutOfMemory(t *testing.T) {
 
 func TestReadOnlyReplica(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server, replication, cluster start
-	servers := redistest.StartForTest(t, 2, redistest.Config{})
-	master, replica := servers[0], servers[1]
+	master, replica := startReplicated(t)
 	ctx := context.Background()
 	m := newStore(t, master, redis.Config{})
 	tok, err := m.Add(ctx, "k", []byte("v"), time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, replica.Do(ctx, "REPLICAOF", "127.0.0.1", master.Port()).Err())
 	r := newStore(t, replica, redis.Config{})
 	waitUntil(t, 10*time.Second, "replication", func() bool {
 		e, err := r.Get(ctx, "k")

@@ -2,7 +2,7 @@ package redis_test
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,14 +18,8 @@ import (
 // the master but reported as of unknown outcome.
 func TestWaitReplicas(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server, replication, cluster start
-	servers := redistest.StartForTest(t, 2, redistest.Config{})
-	master, replica := servers[0], servers[1]
+	master, replica := startReplicated(t)
 	ctx := context.Background()
-	require.NoError(t, replica.Do(ctx, "REPLICAOF", "127.0.0.1", master.Port()).Err())
-	waitUntil(t, 10*time.Second, "the replica to connect", func() bool {
-		info, err := master.Do(ctx, "INFO", "replication").Text()
-		return err == nil && strings.Contains(info, "state=online")
-	})
 	s := newStore(t, master, redis.Config{WaitReplicas: 1, WaitTimeout: 2 * time.Second})
 	before, err := master.CommandStats(ctx)
 	require.NoError(t, err)
@@ -75,4 +69,51 @@ func TestClusterWaitReplicas(t *testing.T) {
 		scripts += st["evalsha"] + st["eval"]
 	}
 	require.Equal(t, scripts+6, waits, "one WAIT per write sent (each Add, each script call)")
+}
+
+// TestStalledReplicaFailover is the store's negative control for WAIT: a
+// write the master executes while its replica is cut off (stopped with
+// SIGSTOP, its link closed by CLIENT KILL TYPE replica, so it cannot
+// fetch what it missed) is gone once the replica is promoted. Without
+// WaitReplicas that write was acknowledged, so the check
+// TestClusterMasterFailover makes with WAIT 1 (every acknowledged write
+// survives) fails; with WaitReplicas 1 the same write is reported as of
+// unknown outcome, never acknowledged.
+func TestStalledReplicaFailover(t *testing.T) {
+	t.Parallel() // mostly waits: replication, WAIT's timeout
+	for _, wait := range []int{0, 1} {
+		t.Run(fmt.Sprintf("wait%d", wait), func(t *testing.T) {
+			t.Parallel()
+			master, replica := startReplicated(t)
+			ctx := context.Background()
+			// A long WaitTimeout: the shared machine can be slow to replicate.
+			s := newStore(t, master, redis.Config{WaitReplicas: wait, WaitTimeout: 2 * time.Second})
+			before, err := s.Add(ctx, "before", []byte("v"), time.Minute)
+			require.NoError(t, err)
+			waitUntil(t, 10*time.Second, "the replica to have the first write", func() bool {
+				return replica.Do(ctx, "EXISTS", "before").Val() == int64(1)
+			})
+
+			require.NoError(t, replica.Pause())
+			cut, err := master.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Int64()
+			require.NoError(t, err)
+			require.Equal(t, int64(1), cut, "replication links closed")
+			_, during := s.Add(ctx, "during", []byte("v"), time.Minute)
+			master.Kill()
+			require.NoError(t, replica.Resume())
+			require.NoError(t, replica.Do(ctx, "REPLICAOF", "NO", "ONE").Err()) // the failover
+
+			promoted := newStore(t, replica, redis.Config{})
+			e, err := promoted.Get(ctx, "before")
+			require.NoError(t, err)
+			require.Equal(t, before, e.CAS, "the write replicated before the stall survived")
+			_, err = promoted.Get(ctx, "during")
+			require.ErrorIs(t, err, provider.ErrNotFound, "the write made during the stall never reached the replica")
+			if wait == 0 {
+				require.NoError(t, during, "without WAIT the lost write was acknowledged (the negative control)")
+			} else {
+				require.ErrorIs(t, during, provider.ErrOutcomeUnknown, "with WAIT 1 the lost write was not acknowledged")
+			}
+		})
+	}
 }

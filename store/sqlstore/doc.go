@@ -18,6 +18,8 @@
 //	value      bytea NOT NULL        the provider's record, opaque here
 //	version    bigint NOT NULL       the CAS token
 //	expires_at timestamptz NOT NULL  the row is live while expires_at > now()
+//	claimed_version, overwritten_version, created_version bigint NOT NULL
+//	                                 what replaced which version (ClaimOf)
 //
 // with an index on expires_at for the sweep, a sequence <table>_version_seq
 // that issues the tokens, and a table sessionlock_schema_version recording
@@ -27,7 +29,12 @@
 // together are safe; when the recorded version is current it runs no DDL,
 // so an application role without DDL rights works against a schema an
 // administrator created with psql -1 -f schema.sql. A schema newer than the
-// library is refused with ErrSchemaTooNew.
+// library is refused with ErrSchemaTooNew. Version 2 added the three
+// *_version columns to version 1's table (ADD COLUMN with a constant
+// default: no rewrite of the table, its rows and tokens kept). The upgrade
+// waits at most 5 s (lock_timeout) for the table's lock, so that the
+// application's statements do not queue behind it; New then fails with
+// provider.ErrUnavailable, and the next New tries again.
 //
 // # Compare-and-swap and expiry
 //
@@ -75,8 +82,11 @@
 //
 // Connection failures, timeouts (Config.Timeout bounds each statement),
 // cancelled contexts, server shutdowns and exhausted connections wrap
-// provider.ErrUnavailable; other server errors wrap provider.ErrServer.
-// Values over Config.MaxValueSize fail with provider.ErrTooLarge before any
+// provider.ErrUnavailable; other server errors wrap provider.ErrServer. A
+// write (Add, CompareAndSwap, Claim, PutRecord, Delete) that fails so after
+// its statement may have reached the server (a timeout or a connection lost
+// while waiting for the answer; not a refused connection) also wraps
+// provider.ErrOutcomeUnknown: it may have taken effect. Values over Config.MaxValueSize fail with provider.ErrTooLarge before any
 // statement is sent. Keys must be non-empty valid UTF-8 without NUL bytes,
 // at most MaxKeyLen bytes. Error messages name the partition, never the
 // key, which holds a session id.
@@ -89,6 +99,16 @@
 // 5..12 of a provider record, big-endian, compared as bytes in SQL): it
 // stores the record unless the live row holds one with an equal or higher
 // Seq, so concurrent writers' statements may arrive in any order.
+//
+// Two more serve tiered's revivals and the writers they may overtake
+// (docs/replication.md §15): Claim is CompareAndSwap that also records the
+// version it replaced as claimed (a revival adopting the durable copy), and
+// ClaimOf tells a writer whether its row version was claimed (Claimed),
+// replaced otherwise (NotClaimed) or cannot be told (ClaimUnknown: the row
+// was removed or created again since, or later claims and writes replaced
+// what the row recorded of it). Every CompareAndSwap and PutRecord records
+// the version it replaced as overwritten; a row written afresh (inserted,
+// or replacing an expired row) records the version it was created with.
 //
 // Stats counts the statements sent, for the cost benchmarks of package
 // tiered.

@@ -16,6 +16,7 @@ type queries struct {
 	get, add, cas, touch, del, ttl, sweep string
 	getTouch                              string
 	getTTL, putRecord, recordSeq          string
+	claim, claimOf                        string
 }
 
 func buildQueries(table string) queries {
@@ -41,27 +42,26 @@ func buildQueries(table string) queries {
 
 		// Insert if absent; a conflicting row is replaced only if it has
 		// expired (the WHERE of DO UPDATE is checked on the locked, latest
-		// row). No row returned = a live row exists.
-		add: q(expiry(`INSERT INTO {t} AS r (key, value, version, expires_at)
-			VALUES ($1, $2, {next}, {expiry})
+		// row). No row returned = a live row exists. A row inserted or
+		// replaced is created anew: created_version is its token, and
+		// nothing is claimed on it yet (see Store.ClaimOf).
+		add: q(expiry(`WITH n AS (SELECT {next} AS v)
+			INSERT INTO {t} AS r (key, value, version, expires_at, created_version, claimed_version, overwritten_version)
+			SELECT $1::text, $2::bytea, n.v, {expiry}, n.v, 0, 0 FROM n
 			ON CONFLICT (key) DO UPDATE
-				SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+				SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at,
+					created_version = EXCLUDED.version, claimed_version = 0, overwritten_version = 0
 				WHERE r.expires_at <= now()
 			RETURNING version`, "$3")),
 
-		// The update and the read that explains its failure share one
-		// snapshot: updated NULL and current NULL = no live row (not
-		// found); updated NULL and current set = another token (conflict).
-		// An update that waited for a concurrent writer re-checks the
-		// version on the row that writer left, so it never overwrites it.
-		cas: q(expiry(`WITH current AS (
-				SELECT version FROM {t} WHERE key = $1 AND expires_at > now()
-			), updated AS (
-				UPDATE {t} SET value = $2, version = {next}, expires_at = {expiry}
-				WHERE key = $1 AND version = $3 AND expires_at > now()
-				RETURNING version
-			)
-			SELECT (SELECT version FROM updated), (SELECT version FROM current)`, "$4")),
+		// Records the version it replaces as overwritten, or, for Claim,
+		// as claimed (see Store.ClaimOf).
+		cas:   q(expiry(strings.ReplaceAll(casSQL, "{replaced}", "overwritten_version"), "$4")),
+		claim: q(expiry(strings.ReplaceAll(casSQL, "{replaced}", "claimed_version"), "$4")),
+
+		// Every row, expired or not: an expired row still tells what was
+		// claimed on it.
+		claimOf: q(`SELECT version, claimed_version, overwritten_version, created_version FROM {t} WHERE key = $1`),
 
 		touch: q(expiry(`UPDATE {t} SET expires_at = {expiry} WHERE key = $1 AND expires_at > now()`, "$2")),
 
@@ -76,12 +76,17 @@ func buildQueries(table string) queries {
 
 		// Upsert ordered by the records' Seq ({seq}): an existing row is
 		// replaced only if expired, not a record, or holding a lower Seq.
-		// The WHERE of DO UPDATE is checked on the locked, latest row.
-		putRecord: q(expiry(`WITH put AS (
-				INSERT INTO {t} AS r (key, value, version, expires_at)
-				VALUES ($1, $2, {next}, {expiry})
+		// The WHERE of DO UPDATE is checked on the locked, latest row. A
+		// row inserted or replaced because it expired is created anew, as
+		// by add; a live row records the version it overwrote.
+		putRecord: q(expiry(`WITH n AS (SELECT {next} AS v), put AS (
+				INSERT INTO {t} AS r (key, value, version, expires_at, created_version, claimed_version, overwritten_version)
+				SELECT $1::text, $2::bytea, n.v, {expiry}, n.v, 0, 0 FROM n
 				ON CONFLICT (key) DO UPDATE
-					SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
+					SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at,
+						created_version = CASE WHEN r.expires_at <= now() THEN EXCLUDED.version ELSE r.created_version END,
+						claimed_version = CASE WHEN r.expires_at <= now() THEN 0 ELSE r.claimed_version END,
+						overwritten_version = CASE WHEN r.expires_at <= now() THEN 0 ELSE r.version END
 					WHERE r.expires_at <= now()
 						OR NOT ({isrecord})
 						OR {seq} < {newseq}
@@ -108,6 +113,23 @@ func buildQueries(table string) queries {
 			) AND expires_at <= now()`),
 	}
 }
+
+// casSQL is CompareAndSwap's statement; {replaced} is the column that
+// records the version it replaces (overwritten_version, or claimed_version
+// for Claim). The
+// update and the read that explains its failure share one snapshot:
+// updated NULL and current NULL = no live row (not found); updated NULL and
+// current set = another token (conflict). An update that waited for a
+// concurrent writer re-checks the version on the row that writer left, so it
+// never overwrites it.
+const casSQL = `WITH current AS (
+		SELECT version FROM {t} WHERE key = $1 AND expires_at > now()
+	), updated AS (
+		UPDATE {t} SET value = $2, version = {next}, expires_at = {expiry}, {replaced} = $3
+		WHERE key = $1 AND version = $3 AND expires_at > now()
+		RETURNING version
+	)
+	SELECT (SELECT version FROM updated), (SELECT version FROM current)`
 
 // seqOf is the SQL expression for the Seq bytes of the record in column
 // col: big-endian, so comparing the bytes compares the numbers

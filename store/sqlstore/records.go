@@ -67,7 +67,7 @@ func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl tim
 		var seq []byte
 		err = p.pool.QueryRow(ctx, s.q.putRecord, key, value, micros(ttl)).Scan(&version, &seq)
 		if err != nil {
-			return tiered.PutResult{}, s.wrap(p, "put record", err)
+			return tiered.PutResult{}, s.wrapWrite(p, "put record", err)
 		}
 		if version != nil {
 			return tiered.PutResult{Stored: true, CAS: uint64(*version)}, nil
@@ -92,5 +92,67 @@ func (s *Store) PutRecord(ctx context.Context, key string, value []byte, ttl tim
 			return tiered.PutResult{}, fmt.Errorf("sqlstore: partition %s: put record: the row kept changing: %w", p.name, provider.ErrServer)
 		}
 		s.statements.Add(1)
+	}
+}
+
+// Claim implements tiered.Durable: CompareAndSwap that also records on the
+// row (claimed_version) that the version with token cas was claimed. One
+// statement.
+func (s *Store) Claim(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	return s.compareAndSwap(ctx, "claim", s.q.claim, key, value, cas, ttl)
+}
+
+// ClaimOf implements tiered.Durable: whether the row version with token cas
+// was claimed. One statement, which reads the row even if it has expired.
+// The row records the version its last claim replaced (claimed_version),
+// the version its last other write replaced (overwritten_version) and the
+// version it was created with (created_version). A version is replaced
+// exactly once, so:
+//
+//   - no row, or a row created after cas was written (it was removed and
+//     written again since): ClaimUnknown;
+//   - claimed_version = cas: Claimed;
+//   - the row's version is cas, or overwritten_version = cas: NotClaimed;
+//   - claimed_version < cas: NotClaimed. A claim replaces a version it
+//     read, so one made after cas was written claims cas or a version
+//     written after it; those took their tokens after cas did (from the
+//     sequence), except a PutRecord that drew its token before cas was
+//     written and then waited for the row's lock. Such a PutRecord's
+//     record was built before any revival of cas, so it cannot replace the
+//     revived (higher Seq) record a claim of cas leaves: once cas is
+//     claimed, claimed_version stays >= cas;
+//   - otherwise (a later claim replaced what the row recorded of cas):
+//     ClaimUnknown.
+func (s *Store) ClaimOf(ctx context.Context, key string, cas uint64) (tiered.ClaimState, error) {
+	p, ctx, cancel, err := s.begin(ctx, key)
+	if err != nil {
+		return tiered.ClaimUnknown, err
+	}
+	defer cancel()
+	var version, claimed, overwritten, created int64
+	err = p.pool.QueryRow(ctx, s.q.claimOf, key).Scan(&version, &claimed, &overwritten, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tiered.ClaimUnknown, nil
+	}
+	if err != nil {
+		return tiered.ClaimUnknown, s.wrap(p, "claim of", err)
+	}
+	return claimState(rowTokens{uint64(version), uint64(claimed), uint64(overwritten), uint64(created)}, cas), nil
+}
+
+// rowTokens are the tokens a row records (see ClaimOf).
+type rowTokens struct{ version, claimed, overwritten, created uint64 }
+
+// claimState is ClaimOf's answer for a row with tokens r.
+func claimState(r rowTokens, cas uint64) tiered.ClaimState {
+	switch {
+	case cas == 0 || r.created > cas: // no version has token 0
+		return tiered.ClaimUnknown
+	case r.claimed == cas:
+		return tiered.Claimed
+	case r.version == cas || r.overwritten == cas || r.claimed < cas:
+		return tiered.NotClaimed
+	default:
+		return tiered.ClaimUnknown
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // sessionRecord returns a session record with no values and the given
@@ -158,4 +159,65 @@ func TestPutRecordOrdersVersion2Records(t *testing.T) {
 	res, err = s.PutRecord(ctx, "k", sessionRecord(t, 10), time.Minute)
 	require.NoError(t, err)
 	require.True(t, res.Stored, "a version 1 record with a higher Seq replaces it")
+}
+
+// ClaimOf tells a writer whether its row version was claimed, for every way
+// the version can be replaced.
+func TestClaimOf(t *testing.T) {
+	s := newStore(t, Config{DSNs: []string{pg.NewDatabase(t)}})
+	ctx := context.Background()
+	claimOf := func(key string, cas uint64) tiered.ClaimState {
+		t.Helper()
+		st, err := s.ClaimOf(ctx, key, cas)
+		require.NoError(t, err)
+		return st
+	}
+	rec := func(seq uint64) []byte { return sessionRecord(t, seq) }
+
+	v1, err := s.Add(ctx, "k", rec(1), time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, tiered.NotClaimed, claimOf("k", v1), "current")
+	require.Equal(t, tiered.ClaimUnknown, claimOf("k", 0))
+	require.Equal(t, tiered.ClaimUnknown, claimOf("absent", v1))
+
+	// Replaced by a claim: claimed, and it stays so through later writes.
+	v2, err := s.Claim(ctx, "k", rec(2), v1, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, tiered.Claimed, claimOf("k", v1))
+	res, err := s.PutRecord(ctx, "k", rec(3), time.Hour)
+	require.NoError(t, err)
+	require.True(t, res.Stored)
+	v4, err := s.CompareAndSwap(ctx, "k", rec(4), res.CAS, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, s.Touch(ctx, "k", time.Hour))
+	require.Equal(t, tiered.Claimed, claimOf("k", v1))
+	// Replaced by other writes: not claimed.
+	require.Equal(t, tiered.NotClaimed, claimOf("k", v2), "overwritten by PutRecord, after the last claim")
+	require.Equal(t, tiered.NotClaimed, claimOf("k", res.CAS), "overwritten by CompareAndSwap")
+	require.Equal(t, tiered.NotClaimed, claimOf("k", v4))
+
+	// A version overwritten, then a later one claimed: the last overwrite
+	// still tells.
+	res5, err := s.PutRecord(ctx, "k", rec(5), time.Hour)
+	require.NoError(t, err)
+	_, err = s.Claim(ctx, "k", rec(6), res5.CAS, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, tiered.NotClaimed, claimOf("k", v4), "overwritten by PutRecord, then its successor claimed")
+	require.Equal(t, tiered.Claimed, claimOf("k", res5.CAS))
+	require.Equal(t, tiered.ClaimUnknown, claimOf("k", v1), "claimed, but a later claim replaced the record of it")
+
+	// Removed and written again: nothing is known of the old versions.
+	require.NoError(t, s.Delete(ctx, "k"))
+	require.Equal(t, tiered.ClaimUnknown, claimOf("k", res5.CAS))
+	res7, err := s.PutRecord(ctx, "k", rec(7), time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, tiered.ClaimUnknown, claimOf("k", res5.CAS))
+	require.Equal(t, tiered.NotClaimed, claimOf("k", res7.CAS), "the version the row was created with")
+	_, err = s.Claim(ctx, "k", rec(8), res7.CAS, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, tiered.Claimed, claimOf("k", res7.CAS))
+
+	// A claim of a stale version writes nothing.
+	_, err = s.Claim(ctx, "k", rec(9), res7.CAS, time.Hour)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
 }

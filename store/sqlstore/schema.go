@@ -12,7 +12,7 @@ import (
 
 // SchemaVersion is the schema version this library writes and reads. New
 // brings older schemas up to it and refuses newer ones (ErrSchemaTooNew).
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // schemaSQL is schema.sql: the schema, as a psql script that the library
 // also runs itself.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 func schemaVersion(t *testing.T, c *pgx.Conn, table string) int {
@@ -112,6 +113,7 @@ func TestSchemaFileWithPsql(t *testing.T) {
 	}
 	require.Equal(t, [][]string{
 		{"key", "text", "NO"}, {"value", "bytea", "NO"}, {"version", "bigint", "NO"}, {"expires_at", "timestamp with time zone", "NO"},
+		{"claimed_version", "bigint", "NO"}, {"overwritten_version", "bigint", "NO"}, {"created_version", "bigint", "NO"},
 	}, columns("by_library"))
 	require.Equal(t, columns("by_library"), columns("by_psql"))
 }
@@ -134,4 +136,56 @@ func TestSchemaRecreatesMissingTable(t *testing.T) {
 	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
 	_, err := s.Add(context.Background(), "k", []byte("v"), time.Minute)
 	require.NoError(t, err)
+}
+
+// A table that schema version 1 created, with rows, is brought to version 2
+// by New: the rows and their tokens stay, the new columns are added, and
+// ClaimOf answers for the old rows.
+func TestSchemaUpgradeFromVersion1(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	c := connect(t, dsn)
+	ctx := context.Background()
+	// Version 1's schema, as its schema.sql left it.
+	exec(t, c, `CREATE TABLE sessionlock_schema_version (
+		table_name text PRIMARY KEY, version integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`)
+	exec(t, c, `CREATE SEQUENCE records_version_seq AS bigint`)
+	exec(t, c, `CREATE TABLE records (key text PRIMARY KEY, value bytea NOT NULL, version bigint NOT NULL, expires_at timestamptz NOT NULL)`)
+	exec(t, c, `CREATE INDEX records_expires_at_idx ON records (expires_at)`)
+	exec(t, c, `INSERT INTO sessionlock_schema_version (table_name, version) VALUES ('records', 1)`)
+	exec(t, c, `INSERT INTO records SELECT 'k' || i, 'v', nextval('records_version_seq'), now() + interval '1 hour'
+		FROM generate_series(1, 100) i`)
+	var oldVersion int64
+	require.NoError(t, c.QueryRow(ctx, `SELECT version FROM records WHERE key = 'k1'`).Scan(&oldVersion))
+
+	// A transaction holds the table: the upgrade gives up (lock_timeout)
+	// rather than queue every statement behind its wait, and changes
+	// nothing.
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT count(*) FROM records`)
+	require.NoError(t, err)
+	_, err = New(ctx, Config{DSNs: []string{dsn}, Table: "records", SweepInterval: -1})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 1, schemaVersion(t, c, "records"))
+
+	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
+	require.Equal(t, 2, schemaVersion(t, c, "records"))
+	require.Equal(t, 100, count(t, c, "records"))
+	e, err := s.Get(ctx, "k1")
+	require.NoError(t, err)
+	require.Equal(t, "v", string(e.Value))
+	require.EqualValues(t, oldVersion, e.CAS, "tokens kept")
+	st, err := s.ClaimOf(ctx, "k1", e.CAS)
+	require.NoError(t, err)
+	require.Equal(t, tiered.NotClaimed, st, "an old row, current version")
+	_, err = s.Claim(ctx, "k1", []byte("w"), e.CAS, time.Hour)
+	require.NoError(t, err)
+	st, err = s.ClaimOf(ctx, "k1", e.CAS)
+	require.NoError(t, err)
+	require.Equal(t, tiered.Claimed, st)
+
+	// Running the upgrade again (another process starting) changes nothing.
+	newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
+	require.Equal(t, 100, count(t, c, "records"))
 }

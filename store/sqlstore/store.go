@@ -346,7 +346,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return 0, fmt.Errorf("sqlstore: %w", provider.ErrExists)
 	}
 	if err != nil {
-		return 0, s.wrap(p, "add", err)
+		return 0, s.wrapWrite(p, "add", err)
 	}
 	return uint64(version), nil
 }
@@ -355,6 +355,11 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 // are one statement, which also reports whether a failure was a conflict
 // (the key is live with another token) or a missing key.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	return s.compareAndSwap(ctx, "compare-and-swap", s.q.cas, key, value, cas, ttl)
+}
+
+// compareAndSwap runs query, CompareAndSwap's statement or Claim's.
+func (s *Store) compareAndSwap(ctx context.Context, op, query, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	if err := s.checkValue(value, ttl); err != nil {
 		return 0, err
 	}
@@ -368,9 +373,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		cas = 0
 	}
 	var updated, current *int64
-	err = p.pool.QueryRow(ctx, s.q.cas, key, nonNil(value), int64(cas), micros(ttl)).Scan(&updated, &current)
+	err = p.pool.QueryRow(ctx, query, key, nonNil(value), int64(cas), micros(ttl)).Scan(&updated, &current)
 	if err != nil {
-		return 0, s.wrap(p, "compare-and-swap", err)
+		return 0, s.wrapWrite(p, op, err)
 	}
 	switch {
 	case updated != nil:
@@ -425,7 +430,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("sqlstore: %w", provider.ErrNotFound)
 	}
 	if err != nil {
-		return s.wrap(p, "delete", err)
+		return s.wrapWrite(p, "delete", err)
 	}
 	return nil
 }
@@ -463,6 +468,17 @@ func (s *Store) wrap(p *partition, op string, err error) error {
 		return fmt.Errorf("sqlstore: %s: %w", op, provider.ErrClosed)
 	}
 	return fmt.Errorf("sqlstore: partition %s: %s: %w: %w", p.name, op, classify(err), err)
+}
+
+// wrapWrite is wrap for a write: when the statement may have reached the
+// server before the failure (a timeout or a connection lost while waiting
+// for the answer), whether it took effect cannot be known, and the error
+// also wraps provider.ErrOutcomeUnknown.
+func (s *Store) wrapWrite(p *partition, op string, err error) error {
+	if s.closed.Load() || classify(err) != provider.ErrUnavailable || pgconn.SafeToRetry(err) {
+		return s.wrap(p, op, err)
+	}
+	return fmt.Errorf("sqlstore: partition %s: %s: %w: %w: %w", p.name, op, provider.ErrOutcomeUnknown, provider.ErrUnavailable, err)
 }
 
 // classify returns provider.ErrUnavailable for errors that say the database

@@ -368,3 +368,41 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.Contains(t, err.Error(), "127.0.0.1:1/x")
 }
+
+// A write that times out after its statement was sent may have taken
+// effect: its error says the outcome is unknown; one that never left says
+// it is unavailable only.
+func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
+	dsn := pg.NewDatabase(t)
+	s := newStore(t, Config{DSNs: []string{dsn}, Table: "records"})
+	c := connect(t, dsn)
+	ctx := context.Background()
+	cas, err := s.Add(ctx, "k", []byte("v"), time.Hour)
+	require.NoError(t, err)
+
+	// Another transaction holds the row: the CAS waits on its lock until
+	// its context's deadline.
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM records WHERE key = 'k' FOR UPDATE`)
+	require.NoError(t, err)
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	_, err = s.CompareAndSwap(short, "k", []byte("w"), cas, time.Hour)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NoError(t, tx.Rollback(ctx))
+	// Whether it was applied depends on whether the server saw the
+	// cancellation before the lock was released: unknown indeed.
+	_, err = s.Get(ctx, "k")
+	require.NoError(t, err)
+
+	// A context done before the statement is sent: nothing was written.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(cctx, "k", []byte("x"), e.CAS, time.Hour)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+}

@@ -40,34 +40,45 @@
 // starts a new epoch (record.Epoch) of the session. A request that held a
 // lock in the lost cache is fenced: its commit, release or removal fails
 // with provider.ErrLockLost, nothing written. The revived copy is first
-// written back to SQL with a compare-and-swap on the version that was read
-// (the claim), and then added to the cache, replacing any record of an
-// older epoch found there. Concurrent Gets of one process share one
+// written back to SQL with a compare-and-swap on the version that was read,
+// which also records on the row that this version was claimed
+// (Durable.Claim), and only then added to the cache, replacing any record
+// of an older epoch found there. Concurrent Gets of one process share one
 // revival.
 //
-// The claim is what keeps commits exact across a cache loss: a commit whose
+// The claim is what keeps commits exact across a cache loss. A commit whose
 // SQL write arrives after a revival claimed the row belongs to the lost
 // epoch and is refused (the committer sees a conflict, re-reads, and gets
-// ErrLockLost), so it is neither acknowledged nor live; a commit whose SQL
-// write landed before the revival read the row is in the revived copy, and
-// is acknowledged even though its own cache write then fails (the revived
-// record, unlocked, is its outcome). It is acknowledged only if the revived
-// record holds its data: its SQL write may have been replaced before the
-// revival by a newer write of a branch that never included it (a lock-only
-// change, such as the holder's lease renewal, beat it to the cache, and a
-// lock-free merge based on that change wrote SQL one Seq higher); such a
-// commit sees a conflict, and its holder then ErrLockLost. (The price: a
-// commit that was revived but that later commits moved past before it
-// looked is refused although live; it is never acknowledged when not.)
-// If a commit is durable but the cache
-// shows the session moved on without it (its lock was taken over meanwhile),
-// the SQL write is undone by writing the cache's live record over it.
-// Every acknowledged commit therefore survives a flush, and nothing
-// refused is applied; TestCacheLostDuringIncrements and the memcached
-// tests check it under concurrent traffic with repeated flushes and
-// restarts. One narrow window remains: a lock taken over during a commit,
-// and the cache lost, and a revival claiming the row, all between the
-// commit's SQL write and its undo, would revive the fenced commit.
+// ErrLockLost), so it is neither acknowledged nor live. A commit whose SQL
+// write is done but whose cache write fails (the cache lost the session,
+// or the session moved on without it: its lock was taken over or renewed
+// meanwhile) is settled by one rule (docs/replication.md §15): whoever
+// adopts a write that may not be committed first changes that write's
+// token, so the writer can tell.
+//
+//   - If the session moved on in the cache without the commit, its SQL
+//     write is undone by writing the cache's live record over it, on the
+//     condition that the row still holds the commit's own SQL token. An
+//     undo that succeeds proves that no revival served the commit (a
+//     revival claims the row, changing its token, before it serves it) and
+//     none can now: the commit is refused (ErrLockLost).
+//   - Otherwise (the undo changed no row, or the cache already holds a
+//     revival) the durable tier says whether a revival claimed that very
+//     version (Durable.ClaimOf). Claimed: the commit was served, revived
+//     and unlocked, and every later record descends from it: it is
+//     acknowledged, even though its own cache write failed and later
+//     commits may have moved past it. Replaced by a write that was not a
+//     claim (a lock-free merge based on a lock-only change that beat the
+//     commit to the cache, ordered after it by Seq): it was never served,
+//     and is refused. Cannot tell, or the cache or SQL failed meanwhile:
+//     the commit fails with provider.ErrOutcomeUnknown, never as refused.
+//
+// Every acknowledged commit therefore survives a flush, nothing refused is
+// applied, and a commit that may be applied is never reported as refused;
+// TestCacheLostDuringIncrements and the memcached tests check it under
+// concurrent traffic with repeated flushes and restarts, and
+// TestFencedButApplied forces a revival between a commit's SQL write and
+// its undo (all in store/sqlstore/internal/tieredtest).
 //
 // A cache that goes back in time (a memcached node restoring an outdated
 // copy from its replica after a partial flush) serves a record older than

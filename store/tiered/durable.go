@@ -25,6 +25,42 @@ type Durable interface {
 	// arrive in. An absent or expired row, or one that is not a record,
 	// is replaced.
 	PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (PutResult, error)
+	// Claim is CompareAndSwap that also records, on the row, that the
+	// version with token cas was claimed: a revival adopts the durable
+	// copy it read by claiming it before serving it.
+	Claim(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error)
+	// ClaimOf reports whether the row version with token cas was claimed.
+	// Once that version is no longer the row's (replaced or removed), the
+	// answer is final: Claimed if a Claim replaced it, NotClaimed if it
+	// was replaced otherwise, ClaimUnknown if the durable tier cannot tell
+	// (the row was removed or created again since, or claimed again).
+	ClaimOf(ctx context.Context, key string, cas uint64) (ClaimState, error)
+}
+
+// ClaimState is what the durable tier knows of whether a row version was
+// claimed (Durable.ClaimOf).
+type ClaimState int
+
+// The answers of Durable.ClaimOf.
+const (
+	// ClaimUnknown: the durable tier cannot tell.
+	ClaimUnknown ClaimState = iota
+	// Claimed: a Claim replaced that version.
+	Claimed
+	// NotClaimed: that version is still the row's, or was replaced by a
+	// write that was not a Claim.
+	NotClaimed
+)
+
+func (c ClaimState) String() string {
+	switch c {
+	case Claimed:
+		return "claimed"
+	case NotClaimed:
+		return "not claimed"
+	default:
+		return "claim unknown"
+	}
 }
 
 // PutResult is what Durable.PutRecord did.

@@ -57,9 +57,11 @@ func isContextErr(err error) bool {
 // revive serves key's durable copy after a cache miss: it reads the copy,
 // revives it (unlocked, lock id and Seq advanced into a new epoch, so any
 // holder of a lock the cache lost is fenced), claims the durable row for
-// the new epoch with a compare-and-swap (so writes still in flight from the
-// lost lineage are refused, and of concurrent revivals one wins per durable
-// version), and installs the revived record in the cache.
+// the new epoch (Durable.Claim, a compare-and-swap on the version read that
+// also records the claim: writes still in flight from the lost lineage are
+// refused, of concurrent revivals one wins per durable version, and a
+// writer whose durable write this adopts learns it from Durable.ClaimOf),
+// and only then installs the revived record in the cache.
 func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
@@ -86,7 +88,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 			return provider.Entry{}, fmt.Errorf("tiered: revived copy: %w", err)
 		}
 		start := s.now()
-		_, err = s.durable.CompareAndSwap(ctx, key, revived, d.CAS, ttl)
+		_, err = s.durable.Claim(ctx, key, revived, d.CAS, ttl)
 		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
 			continue
 		}
@@ -136,17 +138,6 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 		}
 	}
 	return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %w", provider.ErrCASConflict)
-}
-
-// durableRevivedFrom reports whether the durable copy is the revival of
-// value (Seq advanced by exactly one revival, the same data).
-func (s *Store) durableRevivedFrom(ctx context.Context, key string, value []byte, next record.Header) bool {
-	d, err := s.durable.Get(ctx, key)
-	if err != nil {
-		return false
-	}
-	dh, err := record.Parse(d.Value)
-	return err == nil && dh.Seq == next.Seq+record.ReviveGap && record.SameData(d.Value, value)
 }
 
 // replaceStale revives key if the cache holds a record of an older lineage

@@ -68,6 +68,18 @@ type Stats struct {
 	// RefreshErrors counts refreshes that failed (retried on the next
 	// request; the change itself succeeded).
 	RefreshErrors uint64
+	// Undone counts durable writes undone because the cache's lineage
+	// moved on without them (the lock was taken over meanwhile): the
+	// request saw a conflict (and then ErrLockLost).
+	Undone uint64
+	// Adopted counts durable writes whose cache write failed but that a
+	// revival had claimed and served: reported as committed.
+	Adopted uint64
+	// UnknownOutcomes counts durable writes whose cache write failed
+	// and whose outcome could not be told (the cache or the durable tier
+	// failed meanwhile, or the durable tier could not tell whether a
+	// revival adopted them): reported as provider.ErrOutcomeUnknown.
+	UnknownOutcomes uint64
 }
 
 // Store is a provider.Store with a cache in front of a durable store. See
@@ -84,6 +96,7 @@ type Store struct {
 	flights  map[string]*flight
 
 	durableWrites, refreshes, revivals, staleWrites, refreshErrors atomic.Uint64
+	undone, adopted, unknownOutcomes                               atomic.Uint64
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -126,11 +139,14 @@ func New(cfg Config) (*Store, error) {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		DurableWrites: s.durableWrites.Load(),
-		Refreshes:     s.refreshes.Load(),
-		Revivals:      s.revivals.Load(),
-		StaleWrites:   s.staleWrites.Load(),
-		RefreshErrors: s.refreshErrors.Load(),
+		DurableWrites:   s.durableWrites.Load(),
+		Refreshes:       s.refreshes.Load(),
+		Revivals:        s.revivals.Load(),
+		StaleWrites:     s.staleWrites.Load(),
+		RefreshErrors:   s.refreshErrors.Load(),
+		Undone:          s.undone.Load(),
+		Adopted:         s.adopted.Load(),
+		UnknownOutcomes: s.unknownOutcomes.Load(),
 	}
 }
 
@@ -214,7 +230,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	if err != nil {
 		// Durable but not cached: a later Get revives it.
-		return 0, err
+		return 0, s.unknownOutcome("the durable insert is done, the cache insert failed", err)
 	}
 	if herr == nil && cas != 0 {
 		s.memo.seen(key, cas, h)
@@ -323,33 +339,51 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		return newCAS, nil
 	}
 	if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
-		return 0, err // outcome unknown: durable, perhaps not live
+		// Durable, perhaps not live: a revival may serve it later.
+		return 0, s.unknownOutcome("the durable write is done, the cache write failed", err)
 	}
 	return s.afterLostCAS(ctx, key, value, next, res.CAS, ttl, err)
 }
 
-// afterLostCAS handles a data change that is durable but whose cache CAS
-// failed:
+// unknownOutcome is the error of a data change that is durable but whose
+// outcome cannot be known: it wraps provider.ErrOutcomeUnknown and cause.
+func (s *Store) unknownOutcome(what string, cause error) error {
+	s.unknownOutcomes.Add(1)
+	if cause == nil {
+		return fmt.Errorf("tiered: %s: %w", what, provider.ErrOutcomeUnknown)
+	}
+	return fmt.Errorf("tiered: %s: %w: %w", what, provider.ErrOutcomeUnknown, cause)
+}
+
+// afterLostCAS handles a data change that is durable (token durableCAS)
+// but whose cache CAS failed:
+//   - the cache holds this very change (a retry of ours got there): it is
+//     committed;
 //   - the cache lost the record's lineage: a revival (now, or one done
-//     since the durable write) serves the durable copy, which includes this
-//     change: it is committed;
+//     since the durable write) claims the durable copy and serves it; the
+//     change is committed if that revival claimed this change's durable
+//     version (settle);
 //   - the cache holds the very record the change replaces under a new token
 //     (memcached restored it from its backup copy): the CAS is retried;
 //   - the lineage moved on without the change (the lock was taken over or
 //     renewed since it was read): the durable write must not stand. It is
-//     undone, if nothing has replaced it yet, by writing the cache's live
-//     record over it, and the caller sees the conflict.
+//     undone by writing the cache's live record over it, conditioned on
+//     this change's own durable token, and settled (settle).
+//
+// A path that cannot tell whether the change was adopted returns an error
+// wrapping provider.ErrOutcomeUnknown, never a conflict: a conflict makes
+// the provider report ErrLockLost, which says that nothing was written.
 func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next record.Header, durableCAS uint64, ttl time.Duration, casErr error) (uint64, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		cur, err := s.cache.Get(ctx, key)
 		if errors.Is(err, provider.ErrNotFound) {
 			if _, err := s.reviveOnce(ctx, key); err != nil {
-				return 0, fmt.Errorf("tiered: cache lost a durable change, and reviving it failed: %w", err)
+				return 0, s.unknownOutcome("the cache lost a durable change, and reviving it failed", err)
 			}
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return 0, s.unknownOutcome("reading the cache after a durable write", err)
 		}
 		h, perr := record.Parse(cur.Value)
 		switch {
@@ -358,17 +392,16 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 			return cur.CAS, nil
 		case perr == nil && record.Epoch(h.Seq) > record.Epoch(next.Seq):
 			// Revived since this change became durable. The revival
-			// served the durable copy it read, which is this change only
-			// if no other write replaced it first: a lock-free merge
+			// served the durable copy it claimed, which is this change
+			// only if no other write replaced it first: a lock-free merge
 			// based on a lock-only change that beat this change to the
-			// cache is ordered after it by Seq and overwrites it. The
-			// change is live only if the revived lineage holds its data.
-			if record.SameData(cur.Value, value) || s.durableRevivedFrom(ctx, key, value, next) {
-				s.memo.seen(key, cur.CAS, h)
+			// cache is ordered after it by Seq and overwrites it. Nothing
+			// to undo: a claim moved the durable copy past this write.
+			s.memo.seen(key, cur.CAS, h)
+			if record.SameData(cur.Value, value) {
 				return 0, nil
 			}
-			s.memo.seen(key, cur.CAS, h)
-			return 0, casErr
+			return s.settle(ctx, key, nil, durableCAS, ttl, casErr)
 		case perr == nil && record.Epoch(h.Seq) < record.Epoch(next.Seq):
 			// The cache holds an older lineage than the durable copy
 			// (a restarted cache reissued a token): revive over it.
@@ -381,24 +414,50 @@ func (s *Store) afterLostCAS(ctx context.Context, key string, value []byte, next
 				return newCAS, nil
 			}
 			if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
-				return 0, err
+				return 0, s.unknownOutcome("the durable write is done, the cache write failed", err)
 			}
 			continue
 		}
 		// Moved on without this change: undo the durable write.
-		_, uerr := s.durable.CompareAndSwap(ctx, key, cur.Value, durableCAS, ttl)
-		if errors.Is(uerr, provider.ErrCASConflict) {
-			// Replaced since. By a revival of this very write (Seq
-			// advanced by exactly one revival)? Then it is live.
-			if s.durableRevivedFrom(ctx, key, value, next) {
-				return 0, nil
-			}
-		} else if uerr != nil && !errors.Is(uerr, provider.ErrNotFound) {
-			return 0, fmt.Errorf("tiered: undo of a durable write whose cache CAS failed: %w", uerr)
+		return s.settle(ctx, key, cur.Value, durableCAS, ttl, casErr)
+	}
+	return 0, s.unknownOutcome("the cache kept changing after a durable write", nil)
+}
+
+// settle decides the outcome of a data change whose durable write (token
+// durableCAS) the cache's lineage did not take, after undoing it if undo is
+// not nil (docs/replication.md §15):
+//   - the undo, a compare-and-swap conditioned on durableCAS, succeeded:
+//     no revival adopted the write (a revival claims the row before serving
+//     it, which changes its token), and none can now: nothing was written,
+//     casErr (the provider re-reads and reports ErrLockLost);
+//   - otherwise the durable tier says whether a revival claimed that very
+//     version: Claimed, the change was served (revived, so unlocked) and
+//     every later record descends from it: committed; NotClaimed, it was
+//     overwritten unserved (an undo that changes no row is not proof of
+//     adoption): casErr; anything else, or an error: unknown.
+func (s *Store) settle(ctx context.Context, key string, undo []byte, durableCAS uint64, ttl time.Duration, casErr error) (uint64, error) {
+	if undo != nil {
+		_, err := s.durable.CompareAndSwap(ctx, key, undo, durableCAS, ttl)
+		if err == nil {
+			s.undone.Add(1)
+			return 0, casErr
 		}
+		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) {
+			return 0, s.unknownOutcome("undo of a durable write whose cache CAS failed", err)
+		}
+	}
+	state, err := s.durable.ClaimOf(ctx, key, durableCAS)
+	switch {
+	case err != nil:
+		return 0, s.unknownOutcome("was the durable write adopted", err)
+	case state == Claimed:
+		s.adopted.Add(1)
+		return 0, nil
+	case state == NotClaimed:
 		return 0, casErr
 	}
-	return 0, fmt.Errorf("tiered: cache kept changing after a durable write: %w", provider.ErrCASConflict)
+	return 0, s.unknownOutcome("the durable write was replaced, and the durable tier cannot tell whether a revival adopted it first", nil)
 }
 
 // refresh keeps the durable copy from expiring long before a session kept

@@ -1,11 +1,15 @@
 package tiered
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
@@ -69,4 +73,71 @@ func TestMemo(t *testing.T) {
 	m.forget("d")
 	_, ok = m.last("d")
 	require.False(t, ok)
+}
+
+// scriptedDurable answers settle's two questions as scripted.
+type scriptedDurable struct {
+	Durable
+	undoErr  error
+	claim    ClaimState
+	claimErr error
+	undos    int
+}
+
+func (d *scriptedDurable) CompareAndSwap(context.Context, string, []byte, uint64, time.Duration) (uint64, error) {
+	d.undos++
+	return 2, d.undoErr
+}
+
+func (d *scriptedDurable) ClaimOf(context.Context, string, uint64) (ClaimState, error) {
+	return d.claim, d.claimErr
+}
+
+// settle's decision (docs/replication.md §15): a write it cannot prove
+// unapplied is never reported as a conflict (which the provider turns into
+// ErrLockLost, "nothing written").
+func TestSettle(t *testing.T) {
+	casErr := fmt.Errorf("tiered: %w", provider.ErrCASConflict)
+	for _, tc := range []struct {
+		name    string
+		undo    bool
+		d       scriptedDurable
+		want    error // nil: committed
+		wantOne error // a second error the answer must also wrap
+	}{
+		{name: "undone", undo: true, want: provider.ErrCASConflict},
+		{name: "undo conflicts, claimed", undo: true, d: scriptedDurable{undoErr: provider.ErrCASConflict, claim: Claimed}},
+		{name: "undo finds no row, claimed", undo: true, d: scriptedDurable{undoErr: provider.ErrNotFound, claim: Claimed}},
+		{name: "undo conflicts, overwritten unclaimed", undo: true, d: scriptedDurable{undoErr: provider.ErrCASConflict, claim: NotClaimed}, want: provider.ErrCASConflict},
+		{name: "undo conflicts, cannot tell", undo: true, d: scriptedDurable{undoErr: provider.ErrCASConflict, claim: ClaimUnknown}, want: provider.ErrOutcomeUnknown},
+		{name: "undo fails", undo: true, d: scriptedDurable{undoErr: provider.ErrUnavailable, claim: NotClaimed}, want: provider.ErrOutcomeUnknown, wantOne: provider.ErrUnavailable},
+		{name: "undo conflicts, asking fails", undo: true, d: scriptedDurable{undoErr: provider.ErrCASConflict, claimErr: provider.ErrUnavailable}, want: provider.ErrOutcomeUnknown, wantOne: provider.ErrUnavailable},
+		{name: "revived since, claimed", d: scriptedDurable{claim: Claimed}},
+		{name: "revived since, not claimed", d: scriptedDurable{claim: NotClaimed}, want: provider.ErrCASConflict},
+		{name: "revived since, cannot tell", d: scriptedDurable{claim: ClaimUnknown}, want: provider.ErrOutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{Cache: memstore.New(memstore.Config{}), Durable: &tc.d})
+			require.NoError(t, err)
+			var undo []byte
+			if tc.undo {
+				undo = []byte("live record")
+			}
+			_, err = s.settle(context.Background(), "k", undo, 1, time.Minute, casErr)
+			if tc.want == nil {
+				require.NoError(t, err)
+				require.EqualValues(t, 1, s.Stats().Adopted)
+			} else {
+				require.ErrorIs(t, err, tc.want)
+			}
+			if tc.wantOne != nil {
+				require.ErrorIs(t, err, tc.wantOne)
+			}
+			if errors.Is(tc.want, provider.ErrOutcomeUnknown) {
+				require.NotErrorIs(t, err, provider.ErrCASConflict)
+				require.EqualValues(t, 1, s.Stats().UnknownOutcomes)
+			}
+			require.Equal(t, map[bool]int{true: 1, false: 0}[tc.undo], tc.d.undos)
+		})
+	}
 }

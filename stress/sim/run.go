@@ -37,6 +37,10 @@ type Params struct {
 	// every seed (otherwise only in odd seeds): its read path then reads
 	// with Get and slides with a CAS.
 	noGetAndTouch bool
+	// appends hands the Store's appends (provider.Appender) to the
+	// provider: with one node (one copy) its lock changes are appended to
+	// the record as deltas. Off, the provider writes every change whole.
+	appends bool
 }
 
 // DefaultParams are the parameters of the independent fault test that
@@ -162,6 +166,8 @@ type Result struct {
 	GetAndTouch bool
 	// Violations found by Check.
 	Violations []Violation
+
+	appended int64 // lock changes appended as deltas (Params.appends)
 }
 
 type reqKey struct{}
@@ -218,6 +224,25 @@ func (s *recStore) CompareAndSwap(ctx context.Context, key string, value []byte,
 	return c, err
 }
 
+// CompareAndAppend is the Store's append (recorded as "cas": it is the
+// same conditional write, which sets the expiry) when Params.appends is
+// set, and declines otherwise.
+func (s *recStore) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
+	ap, ok := s.Store.(provider.Appender)
+	if !ok || !s.run.p.appends {
+		return 0, 0, provider.ErrNoAppend
+	}
+	var c, touched uint64
+	err := s.record(ctx, key, "cas", func() (err error) {
+		c, touched, err = ap.CompareAndAppend(ctx, key, delta, cas, s.ttl(ttl))
+		if err == nil {
+			s.run.appended.Add(1)
+		}
+		return err
+	})
+	return c, touched, err
+}
+
 // gtStore is a recStore over a store that reads and touches in one step
 // (provider.GetAndToucher, as the memcached Store does): the provider's
 // read path then takes it, as it does in production.
@@ -247,6 +272,7 @@ type runner struct {
 	mu       sync.Mutex
 	hits     []FaultHit
 	opCount  atomic.Int64
+	appended atomic.Int64
 	appGate  []chan struct{} // non-nil while the app is paused
 	triggers map[int][]Fault
 	opNode   int // the node of the seed's first fault; -1 before
@@ -582,6 +608,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		}
 	}
 	res.Elapsed = r.now()
+	res.appended = r.appended.Load()
 	r.mu.Lock()
 	res.Hits = append(res.Hits, r.hits...)
 	r.mu.Unlock()

@@ -313,6 +313,17 @@ type Config struct {
 	// to the lowest index), named in the event (kind FaultKillMaster).
 	// Needs ManagedCluster.
 	KillMaster At
+	// StallReplicas, with KillMaster, forces the window in which Redis's
+	// asynchronous replication loses acknowledged writes: at KillMaster
+	// the chosen master's replicas are stopped (SIGSTOP) and the master
+	// closes its links to them (CLIENT KILL TYPE replica), so that nothing
+	// it executes from then on reaches them; the master is killed
+	// StallReplicas later and its replicas continued at once. Every write the master
+	// acknowledged meanwhile is lost when a replica is promoted, unless
+	// WAIT (RedisWait) kept it from being acknowledged. Keep it below the
+	// cluster's node timeout (2 s), or the stopped replicas are failed
+	// too. Default 0, off.
+	StallReplicas time.Duration
 	// FaultNode is the index of the managed node KillNode and RestartNode
 	// act on. Default 0.
 	FaultNode int
@@ -437,6 +448,8 @@ func (c Config) check() error {
 		return bad("-redis-wait %d: a number of replicas, for -backend redis", c.RedisWait)
 	case !c.KillMaster.IsZero() && !c.ManagedCluster:
 		return bad("-kill-master needs -backend redis -managed-cluster")
+	case c.StallReplicas < 0 || (c.StallReplicas > 0 && c.KillMaster.IsZero()):
+		return bad("-stall-replicas %v: a duration, with -kill-master", c.StallReplicas)
 	case c.Backend == BackendCouchbase && (c.Couchbase.ConnStr == "" || c.Couchbase.Bucket == ""):
 		return bad("backend couchbase needs -cb-conn and -cb-bucket")
 	case (!c.KillNode.IsZero() || !c.RestartNode.IsZero() || !c.Flush.IsZero()) && c.Managed < 1:

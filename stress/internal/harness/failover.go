@@ -11,8 +11,14 @@ import (
 // master killed (SIGKILL), its replica to be promoted by the cluster.
 const FaultKillMaster = "kill_master"
 
+// FaultStallReplicas is the Event.Kind of StallReplicas: the replicas of
+// the master -kill-master is about to kill are stopped and cut off from
+// it, so that its later writes never reach them.
+const FaultStallReplicas = "stall_replicas"
+
 // killMaster kills the master of the managed cluster that holds the most
-// keys, and records which.
+// keys, and records which. With StallReplicas it first stalls that
+// master's replicas (stallReplicas) and kills it StallReplicas later.
 func (r *runner) killMaster(ctx context.Context) {
 	i, keys, err := r.be.busiestMaster(ctx)
 	if err != nil {
@@ -21,10 +27,67 @@ func (r *runner) killMaster(ctx context.Context) {
 	}
 	n := r.be.nodes[i]
 	r.masterReplicas = r.be.replicasOf(ctx, i)
+	if r.cfg.StallReplicas > 0 {
+		if !r.stallReplicas(ctx, i) {
+			return
+		}
+		defer r.continueReplicas(i)
+	}
 	n.Kill()
 	r.killedMaster = &i
 	r.event(FaultKillMaster, r.nodeName(i), "killed redis master %d (%s), the master holding the most keys (%d); its replica is to take over (wait replicas %d)",
 		i, n.Addr(), keys, r.cfg.RedisWait)
+}
+
+// stallReplicas stops (SIGSTOP) the replicas of master i, has i close
+// its replication links (CLIENT KILL TYPE replica: a stopped replica
+// cannot connect again to fetch what it missed), and waits StallReplicas:
+// every write i acknowledges from then on is on i alone. It reports
+// false, with a FaultError event, when the stall could not be set up
+// (the replicas are continued then).
+func (r *runner) stallReplicas(ctx context.Context, i int) bool {
+	master := r.be.cluster.Servers[i]
+	if len(r.masterReplicas) == 0 {
+		r.event(FaultError, r.nodeName(i), "-stall-replicas: redis master %d has no replica", i)
+		return false
+	}
+	for _, j := range r.masterReplicas {
+		if err := r.be.nodes[j].Pause(); err != nil {
+			r.event(FaultError, r.nodeName(j), "-stall-replicas: stopping redis node %d: %v", j, err)
+			r.continueReplicas(i)
+			return false
+		}
+	}
+	cut, err := master.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Int64()
+	if err == nil && cut < int64(len(r.masterReplicas)) {
+		err = fmt.Errorf("%d replication links closed, want %d", cut, len(r.masterReplicas))
+	}
+	if err != nil {
+		r.event(FaultError, r.nodeName(i), "-stall-replicas: cutting redis master %d off its replicas: %v", i, err)
+		r.continueReplicas(i)
+		return false
+	}
+	r.record(Event{Kind: FaultStallReplicas, Target: r.nodeName(i), DurationMs: ms(int64(r.cfg.StallReplicas)),
+		What: fmt.Sprintf("replicas %v of redis master %d stopped (SIGSTOP) and cut off (CLIENT KILL TYPE replica): the master's writes from now on reach no replica; it is killed in %v",
+			r.masterReplicas, i, r.cfg.StallReplicas)})
+	r.say("fault at %.0f ms: stalled the replicas of redis master %d for %v before killing it", ms(int64(time.Since(r.start))), i, r.cfg.StallReplicas)
+	t := time.NewTimer(r.cfg.StallReplicas)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return true
+}
+
+// continueReplicas continues (SIGCONT) the replicas of master i that
+// stallReplicas stopped.
+func (r *runner) continueReplicas(i int) {
+	for _, j := range r.masterReplicas {
+		if err := r.be.nodes[j].Resume(); err != nil {
+			r.event(FaultError, r.nodeName(j), "-stall-replicas: continuing redis node %d (replica of %d): %v", j, i, err)
+		}
+	}
 }
 
 // restartMaster restarts the master killMaster killed, once one of its

@@ -43,6 +43,7 @@ var faultStyles = map[string]faultStyle{
 	"partition":      {"network partition", "#4d4d4d", "dotted"},
 	"pause_app":      {"app server paused", "#4d4d4d", "solid"},
 	"kill_master":    {"Redis master killed", "#4d4d4d", "double"},
+	"stall_replicas": {"Redis replicas stalled", "#4d4d4d", "dashed"},
 }
 
 // fallbackFault draws kinds faultStyles does not know.

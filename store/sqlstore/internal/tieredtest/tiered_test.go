@@ -72,7 +72,7 @@ const (
 	acked       outcome = iota // committed and acknowledged
 	refused                    // not committed: the lock was lost
 	unavailable                // not committed: the store was unavailable before any write
-	unknown                    // the commit failed as unavailable: it may or may not have happened
+	unknown                    // the commit's outcome is unknown (or it failed as unavailable): it may or may not have happened
 )
 
 // increment runs one exclusive request that adds 1 to n. Errors other than
@@ -105,7 +105,7 @@ func increment(ctx context.Context, t testing.TB, p *provider.Provider, id strin
 		return acked
 	case errors.Is(err, provider.ErrLockLost), errors.Is(err, provider.ErrCASConflict):
 		return refused
-	case errors.Is(err, provider.ErrUnavailable):
+	case errors.Is(err, provider.ErrUnavailable), errors.Is(err, provider.ErrOutcomeUnknown):
 		return unknown
 	default:
 		t.Errorf("commit: %v", err)
