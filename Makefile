@@ -60,7 +60,7 @@ REPORT_SHOTS_DIR ?= $(CURDIR)/artifacts/report-shots
 report-shots:
 	rm -rf $(REPORT_SHOTS_DIR) && mkdir -p $(REPORT_SHOTS_DIR)
 	REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -run Browser ./examples/ajaxburst
-	cd stress && REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -timeout 5m -run Browser ./harness
+	cd stress && REPORT_SHOTS_DIR=$(REPORT_SHOTS_DIR) $(GO) test -count=1 -timeout 5m -run Browser ./internal/harness
 	@ls $(REPORT_SHOTS_DIR)
 
 # make sim: the fault simulation over many more seeds than make test's

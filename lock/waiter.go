@@ -216,9 +216,6 @@ func (w *Waiter) Waiting(key string) int {
 	return 0
 }
 
-// Expirations returns the number of expire calls made so far.
-func (w *Waiter) Expirations() uint64 { return w.expirations.Load() }
-
 // Stats returns a snapshot of the Waiter's state and counters.
 func (w *Waiter) Stats() Stats {
 	w.mu.Lock()

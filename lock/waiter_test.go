@@ -183,42 +183,52 @@ func TestReadersShareTheFIFO(t *testing.T) {
 func TestAdaptiveBackoffGrows(t *testing.T) {
 	// Against a lock that never frees, 200 ms of polling from 100 µs
 	// doubling to 10 ms (full jitter: 5 ms on average) makes about 45 tries;
-	// without growth it would make thousands.
-	w := lock.NewWaiter(lock.Config{PollStart: 100 * time.Microsecond, PollCap: 10 * time.Millisecond,
-		MaxWait: 200 * time.Millisecond, StaleAfter: time.Minute})
-	var calls atomic.Int64
-	err := w.Wait(context.Background(), "k", never(&calls), noExpire(t))
-	require.ErrorIs(t, err, lock.ErrWaitTimeout)
-	require.GreaterOrEqual(t, calls.Load(), int64(5))
-	require.LessOrEqual(t, calls.Load(), int64(150))
+	// without growth it would make thousands. On the bubble's clock: the
+	// count depends on the jitter, never on the machine's load.
+	synctest.Test(t, func(t *testing.T) {
+		w := lock.NewWaiter(lock.Config{PollStart: 100 * time.Microsecond, PollCap: 10 * time.Millisecond,
+			MaxWait: 200 * time.Millisecond, StaleAfter: time.Minute})
+		var calls atomic.Int64
+		start := time.Now()
+		err := w.Wait(context.Background(), "k", never(&calls), noExpire(t))
+		require.ErrorIs(t, err, lock.ErrWaitTimeout)
+		require.Equal(t, 200*time.Millisecond, time.Since(start), "MaxWait ends the wait")
+		require.GreaterOrEqual(t, calls.Load(), int64(20))
+		require.LessOrEqual(t, calls.Load(), int64(100))
+	})
 }
 
 func TestAdaptiveBackoffRestartsWhenStampChanges(t *testing.T) {
 	// A lock that changes hands at every try keeps the backoff at PollStart
 	// (100 µs, so 50 µs on average): many more tries in the same window
 	// than with the stamp fixed, where the backoff climbs to 20 ms.
-	cfg := lock.Config{PollStart: 100 * time.Microsecond, PollCap: 20 * time.Millisecond,
-		MaxWait: 100 * time.Millisecond, StaleAfter: time.Minute}
-	var fixed, changing atomic.Int64
-	err := lock.NewWaiter(cfg).Wait(context.Background(), "k", never(&fixed), noExpire(t))
-	require.ErrorIs(t, err, lock.ErrWaitTimeout)
-	err = lock.NewWaiter(cfg).Wait(context.Background(), "k", func(context.Context) (lock.Attempt, error) {
-		return lock.Attempt{Stamp: uint64(changing.Add(1))}, nil
-	}, noExpire(t))
-	require.ErrorIs(t, err, lock.ErrWaitTimeout)
-	require.Greater(t, changing.Load(), 3*fixed.Load(), "fixed stamp: %d tries, changing: %d", fixed.Load(), changing.Load())
+	synctest.Test(t, func(t *testing.T) {
+		cfg := lock.Config{PollStart: 100 * time.Microsecond, PollCap: 20 * time.Millisecond,
+			MaxWait: 100 * time.Millisecond, StaleAfter: time.Minute}
+		var fixed, changing atomic.Int64
+		err := lock.NewWaiter(cfg).Wait(context.Background(), "k", never(&fixed), noExpire(t))
+		require.ErrorIs(t, err, lock.ErrWaitTimeout)
+		err = lock.NewWaiter(cfg).Wait(context.Background(), "k", func(context.Context) (lock.Attempt, error) {
+			return lock.Attempt{Stamp: uint64(changing.Add(1))}, nil
+		}, noExpire(t))
+		require.ErrorIs(t, err, lock.ErrWaitTimeout)
+		require.Greater(t, changing.Load(), 20*fixed.Load(), "fixed stamp: %d tries, changing: %d", fixed.Load(), changing.Load())
+	})
 }
 
 func TestASPNETPollsAtFixedInterval(t *testing.T) {
-	// 200 ms at one try per 10 ms is about 21 tries.
-	w := lock.NewWaiter(lock.Config{Strategy: lock.ASPNET, ASPNETPoll: 10 * time.Millisecond,
-		PollStart: time.Microsecond, PollCap: time.Microsecond,
-		MaxWait: 200 * time.Millisecond, StaleAfter: time.Minute})
-	var calls atomic.Int64
-	err := w.Wait(context.Background(), "k", never(&calls), noExpire(t))
-	require.ErrorIs(t, err, lock.ErrWaitTimeout)
-	require.GreaterOrEqual(t, calls.Load(), int64(5))
-	require.LessOrEqual(t, calls.Load(), int64(40))
+	// 200 ms at one try per 10 ms: a try at 0, 10, ..., 190 ms, and none
+	// at 200 ms, when MaxWait ends the wait. On the bubble's clock the
+	// count is exact.
+	synctest.Test(t, func(t *testing.T) {
+		w := lock.NewWaiter(lock.Config{Strategy: lock.ASPNET, ASPNETPoll: 10 * time.Millisecond,
+			PollStart: time.Microsecond, PollCap: time.Microsecond,
+			MaxWait: 200 * time.Millisecond, StaleAfter: time.Minute})
+		var calls atomic.Int64
+		err := w.Wait(context.Background(), "k", never(&calls), noExpire(t))
+		require.ErrorIs(t, err, lock.ErrWaitTimeout)
+		require.EqualValues(t, 20, calls.Load())
+	})
 }
 
 func TestASPNETIgnoresLocalHolder(t *testing.T) {
@@ -472,7 +482,7 @@ func TestStaleStampExpiredOnce(t *testing.T) {
 	l := &staleLock{stamps: []uint64{7}}
 	require.NoError(t, w.Wait(context.Background(), "k", l.try, l.expire))
 	require.Equal(t, []uint64{7}, l.expired)
-	require.EqualValues(t, 1, w.Expirations())
+	require.EqualValues(t, 1, w.Stats().Expirations)
 
 	// Two abandoned holders in a row (the second took over, then died too):
 	// one expire each, with its own stamp.
@@ -516,7 +526,7 @@ func TestRenewingHolderNeverExpired(t *testing.T) {
 		err := w.Wait(ctx, "k", try, noExpire(t))
 		require.ErrorIs(t, err, context.Canceled)
 		require.Greater(t, stamp, uint64(10))
-		require.Zero(t, w.Expirations())
+		require.Zero(t, w.Stats().Expirations)
 	})
 }
 
@@ -532,19 +542,21 @@ func TestExpireErrRetryKeepsWaiting(t *testing.T) {
 func TestExpireAtMostOncePerStaleAfter(t *testing.T) {
 	// A takeover that keeps losing (ErrRetry) while the state stays the
 	// same is retried once per StaleAfter, not in a hot loop: 60 ms at one
-	// per 10 ms is at most 6.
-	cfg := staleConfig()
-	cfg.StaleAfter, cfg.MaxWait = 10*time.Millisecond, 60*time.Millisecond
-	w := lock.NewWaiter(cfg)
-	var calls, expired atomic.Int64
-	err := w.Wait(context.Background(), "k", never(&calls), func(context.Context, uint64) error {
-		expired.Add(1)
-		return lock.ErrRetry
+	// per 10 ms, on the bubble's clock, is 5 (at 10, 20, ..., 50 ms; the
+	// one due at 60 ms meets MaxWait).
+	synctest.Test(t, func(t *testing.T) {
+		cfg := staleConfig()
+		cfg.StaleAfter, cfg.MaxWait = 10*time.Millisecond, 60*time.Millisecond
+		w := lock.NewWaiter(cfg)
+		var calls, expired atomic.Int64
+		err := w.Wait(context.Background(), "k", never(&calls), func(context.Context, uint64) error {
+			expired.Add(1)
+			return lock.ErrRetry
+		})
+		require.ErrorIs(t, err, lock.ErrWaitTimeout)
+		require.EqualValues(t, 5, expired.Load())
+		require.EqualValues(t, expired.Load(), w.Stats().Expirations)
 	})
-	require.ErrorIs(t, err, lock.ErrWaitTimeout)
-	require.GreaterOrEqual(t, expired.Load(), int64(1))
-	require.LessOrEqual(t, expired.Load(), int64(6))
-	require.EqualValues(t, expired.Load(), w.Expirations())
 }
 
 func TestExpireErrorIsReturned(t *testing.T) {
@@ -552,7 +564,7 @@ func TestExpireErrorIsReturned(t *testing.T) {
 	errStore := errors.New("store down")
 	l := &staleLock{stamps: []uint64{7}, results: []error{errStore}}
 	err := w.Wait(context.Background(), "k", l.try, l.expire)
-	require.Equal(t, errStore, err)
+	require.ErrorIs(t, err, errStore)
 	require.Equal(t, []uint64{7}, l.expired)
 	require.Equal(t, lock.Stats{Expirations: 1}, w.Stats())
 }
@@ -563,7 +575,7 @@ func TestNilExpireNeverExpires(t *testing.T) {
 	w := lock.NewWaiter(cfg)
 	l := &staleLock{stamps: []uint64{7}}
 	require.ErrorIs(t, w.Wait(context.Background(), "k", l.try, nil), lock.ErrWaitTimeout)
-	require.Zero(t, w.Expirations())
+	require.Zero(t, w.Stats().Expirations)
 }
 
 func TestHoldIsCounted(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -36,7 +37,7 @@ func (f *unlockFailer) refuse(v []byte) bool {
 	if !f.armed.Load() {
 		return false
 	}
-	h, err := provider.ParseRecordHeader(v)
+	h, err := record.Parse(v)
 	if err != nil || h.Locked {
 		return false
 	}
@@ -127,7 +128,7 @@ func TestCommitFailureIsNever2xx(t *testing.T) {
 			if id != "" {
 				require.Equal(t, 1, e.storedValue(id, "n"), "nothing was stored")
 			}
-			require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "unavailable"))
+			require.Equal(t, 1.0, e.obs.get("store_error/unavailable"))
 			require.Contains(t, e.logs.String(), "ending the request's session")
 		})
 	}
@@ -453,7 +454,7 @@ func TestFencedCommitUnbufferedKeepsResponse(t *testing.T) {
 	require.Equal(t, "response stays", w.Body.String())
 	n, _ := e.value(id, "n")
 	require.Equal(t, 7, n, "the fenced commit wrote nothing")
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_fenced_writes_total"))
+	require.Equal(t, 1.0, e.obs.get("store_error/lock_lost"))
 	require.Contains(t, e.logs.String(), "lock was taken over")
 	require.Contains(t, e.logs.String(), "level=WARN")
 }

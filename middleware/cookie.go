@@ -199,9 +199,9 @@ func (m *Manager) cookieID(r *http.Request) idSource {
 	case len(cs) == 0:
 		return idSource{}
 	case len(cs) > 1:
-		return idSource{present: true, reason: reasonDuplicate}
+		return idSource{present: true, reason: ReasonDuplicate}
 	case !session.ValidID(cs[0].Value):
-		return idSource{present: true, reason: reasonMalformed}
+		return idSource{present: true, reason: ReasonMalformed}
 	}
 	return idSource{id: cs[0].Value, present: true}
 }
@@ -238,7 +238,7 @@ func stripURLID(r *http.Request) (*http.Request, idSource) {
 	}
 	src := idSource{id: raw, present: true}
 	if !session.ValidID(raw) {
-		src = idSource{present: true, reason: reasonMalformed}
+		src = idSource{present: true, reason: ReasonMalformed}
 	}
 	if rest == "" {
 		rest = "/"

@@ -247,10 +247,11 @@
 //
 // Errors go to Config.Logger (log/slog); session ids are shortened in
 // everything logged, store error strings included. Config.Observer (nil:
-// off) is told what the middleware does; Metrics (NewMetrics, a
-// prometheus.Collector, also Config.Metrics) is one, LogEvents another,
-// Observers combines them. Stores report node events (down, up,
-// failover, repair) through their Config.OnEvent: plug an Observer's
-// StoreEvent method in there, and the events reach the metrics and the
-// log. See Observer and Metrics.
+// off) is told what the middleware does; the Prometheus collector (its
+// own module, github.com/sessionlock/sessionlock/middleware/prometheus,
+// so that only its users depend on client_golang) is one, LogEvents
+// another, Observers combines them. Stores report node events (down, up,
+// failover, repair, fallback) through their Config.OnEvent: plug an
+// Observer's StoreEvent method in there, and the events reach the metrics
+// and the log. See Observer.
 package middleware

@@ -14,12 +14,12 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/logcheck"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
@@ -112,7 +112,7 @@ type env struct {
 	p       *provider.Provider // the Manager's provider
 	inspect *provider.Provider // another provider on the same store, for checks
 	m       *Manager
-	metrics *Metrics
+	obs     *recorder // the Manager's Observer (with Config.Observer, if set)
 	logs    *syncBuffer
 }
 
@@ -125,7 +125,7 @@ type envOptions struct {
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	e := &env{t: t, logs: &syncBuffer{}, metrics: NewMetrics()}
+	e := &env{t: t, logs: &syncBuffer{}, obs: &recorder{}}
 	e.mem = memstore.New(memstore.Config{SweepInterval: -1, Now: opts.memNow})
 	t.Cleanup(func() { _ = e.mem.Close() })
 	e.count = &providertest.CountingStore{Store: e.mem}
@@ -144,10 +144,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(logcheck.Wrap(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = e.metrics
-	}
-	e.metrics = cfg.Metrics
+	cfg.Observer = Observers(e.obs, cfg.Observer)
 	e.m, err = New(cfg)
 	require.NoError(t, err)
 	return e
@@ -179,13 +176,13 @@ func (e *env) value(id, key string) (int, bool) {
 }
 
 // header returns the stored record header of session id.
-func (e *env) header(id string) provider.RecordHeader {
+func (e *env) header(id string) record.Header {
 	e.t.Helper()
 	key, err := e.p.Key(id)
 	require.NoError(e.t, err)
 	ent, err := e.mem.Get(context.Background(), key)
 	require.NoError(e.t, err)
-	h, err := provider.ParseRecordHeader(ent.Value)
+	h, err := record.Parse(ent.Value)
 	require.NoError(e.t, err)
 	return h
 }
@@ -289,42 +286,41 @@ func echoMode(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, FromContext(r.Context()).Mode())
 }
 
-// metricValue returns the value of the counter (or the sample count of the
-// histogram) named name with the given label pairs, gathered from m
-// through a pedantic registry, which also checks m's descriptions. (The
-// testutil package of client_golang needs a module go.sum lacks.)
-func metricValue(t *testing.T, m *Metrics, name string, labels ...string) float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, reg.Register(m))
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, mt := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range mt.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			switch {
-			case mt.GetCounter() != nil:
-				return mt.GetCounter().GetValue()
-			case mt.GetHistogram() != nil:
-				return float64(mt.GetHistogram().GetSampleCount())
-			case mt.GetGauge() != nil:
-				return mt.GetGauge().GetValue()
-			}
-		}
+// recorder is an Observer that counts what it is told, by series:
+// "request/<mode>", "lock_wait", "lock_hold", "lease_renewals",
+// "invalid_id/<reason>", "store_error/<ErrorKind>", "store_event/<kind>",
+// and the providers it was handed.
+type recorder struct {
+	mu        sync.Mutex
+	n         map[string]float64
+	providers []*provider.Provider
+}
+
+func (r *recorder) add(key string, v float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]float64{}
 	}
-	return 0
+	r.n[key] += v
+}
+
+// get returns the count of series key.
+func (r *recorder) get(key string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[key]
+}
+
+func (r *recorder) Request(mode Mode)           { r.add("request/"+mode.String(), 1) }
+func (r *recorder) LockWait(time.Duration)      { r.add("lock_wait", 1) }
+func (r *recorder) LockHold(time.Duration)      { r.add("lock_hold", 1) }
+func (r *recorder) LeaseRenewals(n int64)       { r.add("lease_renewals", float64(n)) }
+func (r *recorder) InvalidID(reason string)     { r.add("invalid_id/"+reason, 1) }
+func (r *recorder) StoreError(err error)        { r.add("store_error/"+ErrorKind(err), 1) }
+func (r *recorder) StoreEvent(e provider.Event) { r.add("store_event/"+e.Kind.String(), 1) }
+func (r *recorder) WatchProvider(p *provider.Provider) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.providers = append(r.providers, p)
 }

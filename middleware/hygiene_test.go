@@ -155,5 +155,5 @@ func TestUnknownCommitOutcome(t *testing.T) {
 	w := serve(h, request("POST", "/", id))
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "outcome_unknown"))
+	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
 }

@@ -172,7 +172,7 @@ func TestLeaseKeepsLockForThreeLeases(t *testing.T) {
 	close(g.release)
 	require.Equal(t, "11", recv(t, res, "the second request"))
 	<-holderDone
-	require.GreaterOrEqual(t, metricValue(t, e.metrics, "sessionlock_lease_renewals_total"), 9.0)
+	require.GreaterOrEqual(t, e.obs.get("lease_renewals"), 9.0)
 }
 
 func TestClientDisconnectAfterHandlerStillCommits(t *testing.T) {
@@ -403,7 +403,7 @@ func TestRequestDeadlineWhileWaitingIs503(t *testing.T) {
 	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id).WithContext(ctx))
 	require.Equal(t, http.StatusServiceUnavailable, w.Code)
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_wait_rejections_total", "reason", "wait_timeout"))
+	require.Equal(t, 1.0, e.obs.get("store_error/wait_timeout"))
 	close(g.release)
 	<-holderDone
 }

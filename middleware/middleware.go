@@ -102,13 +102,12 @@ type Config struct {
 	// slog.Default(). Session ids are shortened in everything logged.
 	Logger *slog.Logger
 	// Observer, when set, is told what the middleware does: request modes,
-	// lock waits and holds, store errors, refused ids, and the store events
-	// passed to Manager.StoreEvent. Metrics is one; nil is off.
+	// lock waits and holds, store errors, refused ids (nil: off). Store
+	// events reach it through its StoreEvent method plugged into the
+	// stores' Config.OnEvent. The Prometheus collector
+	// (module github.com/sessionlock/sessionlock/middleware/prometheus) is
+	// one; LogEvents another; Observers combines several.
 	Observer Observer
-	// Metrics, when set, counts what the middleware does. Register it with
-	// a Prometheus registry yourself. It is an Observer; with Observer also
-	// set, both are told.
-	Metrics *Metrics
 }
 
 // Manager is the session middleware: ASP.NET's session-state module for
@@ -169,7 +168,7 @@ func New(cfg Config) (*Manager, error) {
 		cookieCfg:     cookie,
 		auto:          newAutoTracker(cfg.Auto),
 		log:           cfg.Logger,
-		metrics:       observers(cfg.Observer, cfg.Metrics),
+		metrics:       Observers(cfg.Observer).(multiObserver),
 		commitTimeout: cfg.CommitTimeout,
 		patternRules:  rs.hasPatternRules(),
 		retryAfter:    strconv.FormatInt(int64((cfg.RetryAfter+time.Second-1)/time.Second), 10),
@@ -225,7 +224,7 @@ func (s *Session) load(ctx context.Context, id string) error {
 		item, err = s.prov.AcquireItem(ctx, id)
 	}
 	if errors.Is(err, provider.ErrNotFound) {
-		m.metrics.InvalidID(reasonUnknown)
+		m.metrics.InvalidID(ReasonUnknown)
 		return nil
 	}
 	if err != nil {

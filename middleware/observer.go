@@ -10,21 +10,24 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 )
 
-// Observer is told what the middleware and the stores do. Metrics
+// Observer is told what the middleware and the stores do. The Prometheus
+// collector of module github.com/sessionlock/sessionlock/middleware/prometheus
 // implements it, LogEvents logs the store events; Observers combines
 // several. Config.Observer takes one (nil: off). Methods are called from
 // request goroutines and store goroutines and must not block.
 //
-// Store events reach an Observer through its StoreEvent method plugged
-// into the store's Config.OnEvent (the store exists before the Manager):
+// Store events reach an Observer through its StoreEvent method, a
+// provider.EventFunc, plugged into the store's Config.OnEvent (the store
+// exists before the Manager); every store of this module has one:
 //
 //	obs := middleware.Observers(metrics, middleware.LogEvents(logger))
-//	store, _ := memcached.New(memcached.Config{Nodes: nodes, OnEvent: obs.StoreEvent})
-//	p, _ := provider.New(store, provider.Config{})
-//	mgr, _ := middleware.New(middleware.Config{Provider: p, Observer: obs})
+//	store, err := somestore.New(somestore.Config{..., OnEvent: obs.StoreEvent})
+//	p, err := provider.New(store, provider.Config{})
+//	mgr, err := middleware.New(middleware.Config{Provider: p, Observer: obs})
 //
 // An Observer that also has a method WatchProvider(*provider.Provider) is
-// handed the Manager's provider by New (Metrics reads its lock takeovers).
+// handed the Manager's provider by New (the Prometheus collector reads its
+// lock takeovers).
 type Observer interface {
 	// Request: a request ended, served in mode (Exclusive, ReadOnly, Off,
 	// LockFree; an Auto route reports the mode Auto chose).
@@ -63,10 +66,6 @@ func Observers(obs ...Observer) Observer {
 	for _, o := range obs {
 		switch o := o.(type) {
 		case nil:
-		case *Metrics:
-			if o != nil {
-				all = append(all, o)
-			}
 		case multiObserver:
 			all = append(all, o...)
 		default:
@@ -74,14 +73,6 @@ func Observers(obs ...Observer) Observer {
 		}
 	}
 	return all
-}
-
-// observers is the Manager's Observer: Config.Observer and Config.Metrics.
-func observers(o Observer, m *Metrics) multiObserver {
-	if m == nil {
-		return Observers(o).(multiObserver)
-	}
-	return Observers(o, m).(multiObserver)
 }
 
 type multiObserver []Observer
@@ -177,9 +168,9 @@ func ErrorKind(err error) string {
 	case errors.Is(err, provider.ErrLockLost):
 		return "lock_lost"
 	case errors.Is(err, lock.ErrQueueFull):
-		return reasonQueueFull
+		return "queue_full"
 	case errors.Is(err, lock.ErrWaitTimeout):
-		return reasonWaitTimeout
+		return "wait_timeout"
 	case errors.Is(err, provider.ErrOutcomeUnknown):
 		return "outcome_unknown"
 	case errors.Is(err, provider.ErrUnavailable):

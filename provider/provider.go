@@ -66,8 +66,10 @@ type Config struct {
 	TombstoneTTL time.Duration
 	// MaxCASRetries bounds every compare-and-swap retry loop. Default 1000.
 	MaxCASRetries int
-	// Wait configures how requests wait for a locked session. Its
-	// StaleAfter is set from Lease (or LockTimeout) and need not be given.
+	// Wait configures how requests wait for a locked session. Leave its
+	// StaleAfter zero: a waiter takes a lock over after one Lease (after
+	// LockTimeout when leases are off), so the provider derives it, and New
+	// refuses any other value (the one Config returns is accepted).
 	Wait lock.Config
 	// Lifetime is the absolute lifetime of a session: however often it is
 	// used, a session ends this long after it was created (its creation
@@ -168,7 +170,12 @@ func New(store Store, cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cfg.Wait.StaleAfter = cfg.staleAfter()
+	switch stale := cfg.staleAfter(); cfg.Wait.StaleAfter {
+	case 0, stale:
+		cfg.Wait.StaleAfter = stale
+	default:
+		return nil, fmt.Errorf("provider: Wait.StaleAfter %v: leave it zero, it is one Lease (LockTimeout when leases are off): %v", cfg.Wait.StaleAfter, stale)
+	}
 	return &Provider{
 		store:    store,
 		cfg:      cfg,

@@ -31,6 +31,10 @@ each_module() {
 modules=$(./scripts/modules.sh)
 stage deps ./scripts/install-test-deps.sh
 stage vet each_module $GO vet ./...
+# Consumer checks (scripts/consumers.sh): scratch modules outside the
+# repository, GOWORK=off, replace lines to this checkout: importing a
+# backend costs its client's module tree and nothing else.
+stage consumers ./scripts/consumers.sh
 stage harness $GO run ./stress -requests 2000
 # The fault simulation (docs/simulation.md): 2000 seeds of 64 requests,
 # each with faults, against the real memcached Store over simulated nodes
@@ -43,13 +47,13 @@ sim_stage() {
     grep -v -E '^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))'
 }
 stage sim sim_stage
-# Real-process faults (stress/harness TestRealFaults): one short run per
+# Real-process faults (stress/internal/harness TestRealFaults): one short run per
 # fault kind on 3 managed memcached nodes and 3 app processes; -p 1, its
 # own stage. Known defects of today's store are reported as expected
 # failures naming the defect. TestRedisClusterFailover (about 60 s) kills
 # a master of a real Redis Cluster during traffic: with WAIT 1, and with
 # its replica stalled with WAIT 1 and without WAIT (the negative control).
-stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run 'TestRealFaults|TestRedisClusterFailover' ./harness"
+stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run 'TestRealFaults|TestRedisClusterFailover' ./internal/harness"
 
 # The replication protocol's exhaustive small-scope model check
 # (single-threaded, so without -race); make model runs the larger scopes.
@@ -63,7 +67,7 @@ export SESSIONLOCK_REQUIRE_SERVERS=1
 # Headless Chromium: the example page and the stress reports (budget 1 min).
 browser_tests() {
   $GO test -race -count=1 -run Browser ./examples/ajaxburst &&
-    (cd stress && $GO test -count=1 -run Browser ./harness)
+    (cd stress && $GO test -count=1 -run Browser ./internal/harness)
 }
 stage browser browser_tests
 export SESSIONLOCK_SKIP_BROWSER=1 # the browser stage ran them

@@ -23,7 +23,7 @@ import (
 	"syscall"
 
 	"github.com/sessionlock/sessionlock/lock"
-	"github.com/sessionlock/sessionlock/stress/harness"
+	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
 func main() {

@@ -1293,7 +1293,7 @@ func CheckOwnTimeoutUnderRaces(ctx context.Context, env Env) error {
 				if warm {
 					holdAt = 4
 				}
-				gated, gate := NewGate(env.Store, holdAt, hideGAT)
+				gated, gate := newOpGate(env.Store, holdAt, hideGAT)
 				r, err := newProvider(env, gated, cfg)
 				if err != nil {
 					return err

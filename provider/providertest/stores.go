@@ -111,12 +111,12 @@ func (s TouchChangesCAS) Touch(ctx context.Context, key string, ttl time.Duratio
 // Close does not close the wrapped store: the suite owns it.
 func (s TouchChangesCAS) Close() error { return nil }
 
-// Gate wraps a Store and holds its HoldAt-th operation (counting from 1)
+// opGate wraps a Store and holds its HoldAt-th operation (counting from 1)
 // until Release is closed, after announcing it on Reached: a test runs
 // another request between one request's operations, deterministically.
-// Operations after the held one pass. Use NewGate, which keeps the
+// Operations after the held one pass. Use newOpGate, which keeps the
 // wrapped store's provider.GetAndToucher (or hides it, with hideGAT).
-type Gate struct {
+type opGate struct {
 	provider.Store
 	HoldAt  int64
 	Reached chan struct{}
@@ -124,20 +124,20 @@ type Gate struct {
 	n       atomic.Int64
 }
 
-// gateGAT is a Gate over a store with GetAndTouch.
-type gateGAT struct{ *Gate }
+// gateGAT is an opGate over a store with GetAndTouch.
+type gateGAT struct{ *opGate }
 
-// NewGate returns a Gate over s holding operation holdAt. The result
+// newOpGate returns an opGate over s holding operation holdAt. The result
 // implements provider.GetAndToucher when s does, unless hideGAT.
-func NewGate(s provider.Store, holdAt int64, hideGAT bool) (provider.Store, *Gate) {
-	g := &Gate{Store: s, HoldAt: holdAt, Reached: make(chan struct{}), Release: make(chan struct{})}
+func newOpGate(s provider.Store, holdAt int64, hideGAT bool) (provider.Store, *opGate) {
+	g := &opGate{Store: s, HoldAt: holdAt, Reached: make(chan struct{}), Release: make(chan struct{})}
 	if _, ok := s.(provider.GetAndToucher); ok && !hideGAT {
 		return gateGAT{g}, g
 	}
 	return g, g
 }
 
-func (g *Gate) pass(ctx context.Context) error {
+func (g *opGate) pass(ctx context.Context) error {
 	if g.n.Add(1) != g.HoldAt {
 		return nil
 	}
@@ -151,7 +151,7 @@ func (g *Gate) pass(ctx context.Context) error {
 }
 
 // Get implements provider.Store.
-func (g *Gate) Get(ctx context.Context, key string) (provider.Entry, error) {
+func (g *opGate) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := g.pass(ctx); err != nil {
 		return provider.Entry{}, err
 	}
@@ -159,7 +159,7 @@ func (g *Gate) Get(ctx context.Context, key string) (provider.Entry, error) {
 }
 
 // Add implements provider.Store.
-func (g *Gate) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+func (g *opGate) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if err := g.pass(ctx); err != nil {
 		return 0, err
 	}
@@ -167,7 +167,7 @@ func (g *Gate) Add(ctx context.Context, key string, value []byte, ttl time.Durat
 }
 
 // CompareAndSwap implements provider.Store.
-func (g *Gate) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+func (g *opGate) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	if err := g.pass(ctx); err != nil {
 		return 0, err
 	}
@@ -175,7 +175,7 @@ func (g *Gate) CompareAndSwap(ctx context.Context, key string, value []byte, cas
 }
 
 // Touch implements provider.Store.
-func (g *Gate) Touch(ctx context.Context, key string, ttl time.Duration) error {
+func (g *opGate) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := g.pass(ctx); err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (g *Gate) Touch(ctx context.Context, key string, ttl time.Duration) error {
 }
 
 // Close does not close the wrapped store: the suite owns it.
-func (g *Gate) Close() error { return nil }
+func (g *opGate) Close() error { return nil }
 
 // GetAndTouch implements provider.GetAndToucher.
 func (g gateGAT) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {

@@ -180,25 +180,7 @@ type Store struct {
 var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
-	_ HeaderSwapper      = (*Store)(nil)
 )
-
-// HeaderSwapper is an optional extension of provider.Store, implemented by
-// *Store: a compare-and-swap for a session record whose values did not
-// change (only the lock state, action flags or sequence numbers did).
-//
-// CompareAndSwapHeader has CompareAndSwap's contract. old is the value Get
-// returned with cas, value the new record. When both are version 1 session
-// records with identical values and the store uses LayoutSubdoc, only the
-// 53-byte header (as 72 base64 characters) crosses the network, however
-// large the session; otherwise it is a CompareAndSwap.
-//
-// With LayoutSubdoc, CompareAndSwap finds such changes by itself for keys
-// it read or wrote recently (Config.HeaderCacheSize); CompareAndSwapHeader
-// needs no memory of the key.
-type HeaderSwapper interface {
-	CompareAndSwapHeader(ctx context.Context, key string, old, value []byte, cas uint64, ttl time.Duration) (newCAS uint64, err error)
-}
 
 // New connects to the cluster, waits until the bucket's key-value service
 // is ready (at most Timeouts.Ready, or until ctx ends; by default one
@@ -541,8 +523,16 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	return s.swap(ctx, w)
 }
 
-// CompareAndSwapHeader implements HeaderSwapper.
-func (s *Store) CompareAndSwapHeader(ctx context.Context, key string, old, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+// compareAndSwapHeader is a compare-and-swap for a session record whose
+// values did not change (only the lock state, action flags or sequence
+// numbers did), with CompareAndSwap's contract. old is the value Get
+// returned with cas, value the new record. When both are version 1
+// session records with identical values and the store uses LayoutSubdoc,
+// only the 53-byte header (as 72 base64 characters) crosses the network,
+// however large the session; otherwise it is a CompareAndSwap. Unlike
+// CompareAndSwap's own detection (Config.HeaderCacheSize) it needs no
+// memory of the key. The tests use it to send header-only writes directly.
+func (s *Store) compareAndSwapHeader(ctx context.Context, key string, old, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	if s.layout != LayoutSubdoc || !sameValues(old, value) {
 		return s.CompareAndSwap(ctx, key, value, cas, ttl)
 	}

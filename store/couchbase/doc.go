@@ -193,8 +193,7 @@
 // action flag) is a MutateIn of "h" under the document's CAS: 83 payload
 // bytes, whatever the session's size. The store spots such changes itself
 // for versions it read or wrote recently (a bounded map of CAS and values
-// digest per key, HeaderCacheSize) and, through HeaderSwapper, when the
-// caller passes the record it read. Either layout reads the other's
+// digest per key, HeaderCacheSize). Either layout reads the other's
 // documents, so a deployment can switch: a header-only write that meets a
 // binary document (the server's SUBDOC_DOC_NOT_JSON, which gocb reports as
 // ErrValueNotJSON) is sent again as a whole write, also when it is re-sent

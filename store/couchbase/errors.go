@@ -197,7 +197,7 @@ func wrapErr(ctx context.Context, op, id string, err error) error {
 		return err
 	}
 	s := sentinelFor(err)
-	if cerr := ctx.Err(); cerr != nil && s == provider.ErrUnavailable && !errors.Is(err, cerr) {
+	if cerr := ctx.Err(); cerr != nil && errors.Is(s, provider.ErrUnavailable) && !errors.Is(err, cerr) {
 		return fmt.Errorf("couchbase: %s: %w: %w: %w", op, s, cerr, redacted{err, id})
 	}
 	return fmt.Errorf("couchbase: %s: %w: %w", op, s, redacted{err, id})

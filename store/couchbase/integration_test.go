@@ -343,7 +343,7 @@ func TestLiveHeaderOnlyWrites(t *testing.T) {
 	// ... and the store falls back to a whole write, once, counted.
 	require.Empty(t, ev.fallbacks())
 	relocked := testRecord(t, 4, 8, true, values)
-	cas, err = sub.CompareAndSwapHeader(ctx, "s", released, relocked, e.CAS, time.Minute)
+	cas, err = sub.compareAndSwapHeader(ctx, "s", released, relocked, e.CAS, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, ev.fallbacks(), 1)
 	e, err = sub.Get(ctx, "s")
@@ -353,7 +353,7 @@ func TestLiveHeaderOnlyWrites(t *testing.T) {
 
 	// A stale CAS on a header-only write: gocb reports ErrDocumentExists
 	// (GOCBC-1019), the store a CAS conflict.
-	_, err = sub.CompareAndSwapHeader(ctx, "s", relocked, testRecord(t, 5, 8, false, values), cas-1, time.Minute)
+	_, err = sub.compareAndSwapHeader(ctx, "s", relocked, testRecord(t, 5, 8, false, values), cas-1, time.Minute)
 	require.ErrorIs(t, err, provider.ErrCASConflict)
 	require.True(t, isCASMismatch(err))
 	t.Logf("gocb's error for a MutateIn CAS mismatch: ErrDocumentExists=%v ErrCasMismatch=%v",
@@ -478,7 +478,7 @@ func TestLiveAmbiguousWrites(t *testing.T) {
 			scfg.OnEvent = ev.record
 			as = newStore(&ambiguousOnce{kv: s.kv}, scfg)
 			want := testRecord(t, 2, 1, true, values)
-			newCAS, err := as.CompareAndSwapHeader(ctx, "bin", old, want, bcas, time.Minute)
+			newCAS, err := as.compareAndSwapHeader(ctx, "bin", old, want, bcas, time.Minute)
 			require.NoError(t, err)
 			e, err = s.Get(ctx, "bin")
 			require.NoError(t, err)

@@ -31,7 +31,8 @@ const (
 	// sub-document MutateIn of "h" alone, under the document's CAS, so the
 	// session's values do not cross the network again. Reads and whole
 	// writes move a third more bytes (base64). Values that are not version
-	// 1 records are stored as binary documents. See CompareAndSwapHeader.
+	// 1 records are stored as binary documents. The store recognises such a
+	// change for keys it read or wrote recently (Config.HeaderCacheSize).
 	LayoutSubdoc Layout = "subdoc"
 )
 

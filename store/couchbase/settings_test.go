@@ -123,7 +123,7 @@ func TestHeaderOnlyWriteFallback(t *testing.T) {
 		for i := range uint64(cycles) {
 			cas, err = s.CompareAndSwap(ctx, "k", rec(2+2*i, true), cas, time.Minute)
 			require.NoError(t, err)
-			cas, err = s.CompareAndSwapHeader(ctx, "k", rec(2+2*i, true), rec(3+2*i, false), cas, time.Minute)
+			cas, err = s.compareAndSwapHeader(ctx, "k", rec(2+2*i, true), rec(3+2*i, false), cas, time.Minute)
 			require.NoError(t, err)
 		}
 		require.Equal(t, 2*cycles, f.count("replaceHeader"))
@@ -136,7 +136,7 @@ func TestHeaderOnlyWriteFallback(t *testing.T) {
 		s, f := fakeStore(t, Config{Layout: LayoutSubdoc, OnEvent: ev.record, KeyPrefix: "app:"})
 		const key = "aaaabbbbccccddddeeee"
 		cas := f.set("app:"+key, doc{body: rec(1, false)}) // a LayoutBinary store wrote it
-		cas, err := s.CompareAndSwapHeader(ctx, key, rec(1, false), rec(2, true), cas, time.Minute)
+		cas, err := s.compareAndSwapHeader(ctx, key, rec(1, false), rec(2, true), cas, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, f.count("replace"))
 		fb := ev.fallbacks()
@@ -208,7 +208,7 @@ func TestResolveFallsBackOnBinaryDocument(t *testing.T) {
 			s, f := fakeStore(t, Config{Layout: LayoutSubdoc, OnEvent: ev.record})
 			cas := f.set("k", doc{body: old})
 			f.inject("replaceHeader", flt)
-			newCAS, err := s.CompareAndSwapHeader(ctx, "k", old, want, cas, time.Minute)
+			newCAS, err := s.compareAndSwapHeader(ctx, "k", old, want, cas, time.Minute)
 			require.NoError(t, err)
 			e, err := s.Get(ctx, "k")
 			require.NoError(t, err)

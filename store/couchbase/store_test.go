@@ -339,7 +339,7 @@ func TestHeaderOnlyWrites(t *testing.T) {
 		require.NoError(t, err)
 		_, err = s.CompareAndSwap(ctx, "k", locked, e.CAS, time.Minute)
 		require.NoError(t, err)
-		_, err = s.CompareAndSwapHeader(ctx, "k", rec, locked, e.CAS, time.Minute)
+		_, err = s.compareAndSwapHeader(ctx, "k", rec, locked, e.CAS, time.Minute)
 		require.ErrorIs(t, err, provider.ErrCASConflict)
 	})
 	t.Run("after Touch", func(t *testing.T) {
@@ -361,7 +361,7 @@ func TestHeaderOnlyWrites(t *testing.T) {
 		require.NoError(t, err)
 		cas, err := s.CompareAndSwap(ctx, "k", locked, e.CAS, time.Minute)
 		require.NoError(t, err)
-		_, err = s.CompareAndSwapHeader(ctx, "k", locked, released, cas, time.Minute)
+		_, err = s.compareAndSwapHeader(ctx, "k", locked, released, cas, time.Minute)
 		require.NoError(t, err)
 		require.Zero(t, f.count("replaceHeader"))
 		require.Equal(t, 2, f.count("replace"))
@@ -375,14 +375,14 @@ func TestHeaderOnlyWrites(t *testing.T) {
 		cas, err := s.CompareAndSwap(ctx, "k", locked, e.CAS, time.Minute)
 		require.NoError(t, err)
 		require.Zero(t, f.count("replaceHeader"))
-		_, err = s.CompareAndSwapHeader(ctx, "k", locked, released, cas, time.Minute)
+		_, err = s.compareAndSwapHeader(ctx, "k", locked, released, cas, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, f.count("replaceHeader"), "the explicit extension needs no cache")
 	})
 	t.Run("binary document", func(t *testing.T) {
 		s, f := fakeStore(t, Config{Layout: LayoutSubdoc})
 		cas := f.set("k", doc{body: rec}) // written by a LayoutBinary store
-		newCAS, err := s.CompareAndSwapHeader(ctx, "k", rec, locked, cas, time.Minute)
+		newCAS, err := s.compareAndSwapHeader(ctx, "k", rec, locked, cas, time.Minute)
 		require.NoError(t, err)
 		require.Equal(t, 1, f.count("replaceHeader"))
 		require.Equal(t, 1, f.count("replace"), "falls back to a whole write")
@@ -395,7 +395,7 @@ func TestHeaderOnlyWrites(t *testing.T) {
 		s, f := fakeStore(t, Config{Layout: LayoutSubdoc})
 		cas, err := s.Add(ctx, "k", []byte("opaque"), time.Minute)
 		require.NoError(t, err)
-		_, err = s.CompareAndSwapHeader(ctx, "k", []byte("opaque"), []byte("opaque"), cas, time.Minute)
+		_, err = s.compareAndSwapHeader(ctx, "k", []byte("opaque"), []byte("opaque"), cas, time.Minute)
 		require.NoError(t, err)
 		require.Zero(t, f.count("replaceHeader"))
 		e, err := s.Get(ctx, "k")
@@ -460,7 +460,7 @@ func TestConcurrentIncrements(t *testing.T) {
 							errs <- err
 							return
 						}
-						h, err := provider.ParseRecordHeader(e.Value)
+						h, err := record.Parse(e.Value)
 						if err != nil {
 							errs <- err
 							return

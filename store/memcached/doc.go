@@ -42,7 +42,7 @@
 // costs one round trip of latency and one extra memcached operation; with
 // one node, or BackupOff, there is one copy. The backup write never
 // replaces a newer copy by an older one: copies are ordered by the record's
-// Seq (provider.ParseRecordHeader), never by clocks. In the steady state the
+// Seq (record.Parse), never by clocks. In the steady state the
 // backup write is one meta set conditioned on the memcached CAS of the
 // backup copy this Store last wrote, sent only when that copy's Seq is
 // lower; otherwise, once the primary write has succeeded, the backup copy is

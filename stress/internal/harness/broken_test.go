@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // The deliberately broken stores below bring back the bugs of the earlier
@@ -28,7 +29,7 @@ func (s droppedRelease) CompareAndSwap(ctx context.Context, key string, value []
 	if !errors.Is(err, provider.ErrCASConflict) {
 		return n, err
 	}
-	next, perr := provider.ParseRecordHeader(value)
+	next, perr := record.Parse(value)
 	if perr != nil || next.Locked {
 		return n, err
 	}
@@ -36,7 +37,7 @@ func (s droppedRelease) CompareAndSwap(ctx context.Context, key string, value []
 	if gerr != nil {
 		return n, err
 	}
-	cur, perr := provider.ParseRecordHeader(e.Value)
+	cur, perr := record.Parse(e.Value)
 	if perr != nil || !cur.Locked || cur.LockID != next.LockID {
 		return n, err
 	}

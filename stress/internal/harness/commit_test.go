@@ -9,7 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
-	"github.com/sessionlock/sessionlock/stress/harness"
+	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
 // failingCommits fails every fifth commit (a compare-and-swap that
@@ -22,9 +23,9 @@ type failingCommits struct {
 }
 
 func (s failingCommits) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
-	if next, err := provider.ParseRecordHeader(value); err == nil && !next.Locked {
+	if next, err := record.Parse(value); err == nil && !next.Locked {
 		if e, err := s.Store.Get(ctx, key); err == nil {
-			cur, err := provider.ParseRecordHeader(e.Value)
+			cur, err := record.Parse(e.Value)
 			if err == nil && cur.DataSeq != next.DataSeq && s.commits.Add(1)%5 == 0 && s.failed.Add(1) <= s.max {
 				return 0, provider.ErrUnavailable
 			}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionlock/sessionlock/stress/harness"
+	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
 // TestRealFaults runs each fault kind once against real memcached

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
-	"github.com/sessionlock/sessionlock/stress/harness"
+	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
 func skipWithoutRedis(t *testing.T) {

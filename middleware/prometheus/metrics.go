@@ -1,23 +1,32 @@
-package middleware
+// Package prometheus exports what the session middleware and the session
+// stores report as Prometheus metrics: Metrics is a middleware.Observer and
+// a prometheus.Collector. It is its own module, so that only its users
+// depend on client_golang:
+//
+//	go get github.com/sessionlock/sessionlock/middleware/prometheus
+package prometheus
 
 import (
-	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessionlock/sessionlock/middleware"
 	"github.com/sessionlock/sessionlock/provider"
 )
 
 // Metrics counts what the middleware does, as a prometheus.Collector that
-// users register themselves:
+// users register themselves, and the events the stores report:
 //
-//	m := middleware.NewMetrics()
+//	m := sessionprom.New() // import sessionprom "github.com/sessionlock/sessionlock/middleware/prometheus"
 //	prometheus.MustRegister(m)
-//	mgr, err := middleware.New(middleware.Config{Provider: p, Metrics: m})
+//	store, err := memcached.New(memcached.Config{Nodes: nodes, OnEvent: m.StoreEvent})
+//	mgr, err := middleware.New(middleware.Config{Provider: p, Observer: m})
+//
+// With a logger too, pass middleware.Observers(m, middleware.LogEvents(l))
+// as the Observer and its StoreEvent as the stores' OnEvent.
 //
 // One Metrics may serve several Managers. Its series (all prefixed
 // sessionlock_):
@@ -40,7 +49,7 @@ import (
 //     full (queue_full) or the wait lasted too long (wait_timeout).
 //   - store_errors_total{kind}: failed store operations by kind
 //     (unavailable, server, corrupt, too_large, cas_conflict, closed,
-//     exists, outcome_unknown, timeout, other; see ErrorKind).
+//     exists, outcome_unknown, timeout, other; see middleware.ErrorKind).
 //   - invalid_ids_total{reason}: session ids refused without a store
 //     access (malformed, duplicate) and ids the store did not know
 //     (unknown).
@@ -48,7 +57,7 @@ import (
 //     StoreEvent plugged into their Config.OnEvent (node_down, node_up,
 //     failover, repair, fallback).
 //
-// Metrics is an Observer.
+// The names pass promlint (the package's tests check them).
 type Metrics struct {
 	requests      *prometheus.CounterVec
 	lockWait      prometheus.Histogram
@@ -67,8 +76,10 @@ type Metrics struct {
 
 const namespace = "sessionlock"
 
-// NewMetrics returns a Metrics with all series at zero.
-func NewMetrics() *Metrics {
+var _ middleware.Observer = (*Metrics)(nil)
+
+// New returns a Metrics with all series at zero.
+func New() *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "requests_total",
@@ -120,13 +131,10 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Label values.
+// Label values of wait_rejections_total (middleware.ErrorKind's names).
 const (
 	reasonQueueFull   = "queue_full"
 	reasonWaitTimeout = "wait_timeout"
-	reasonMalformed   = ReasonMalformed
-	reasonDuplicate   = ReasonDuplicate
-	reasonUnknown     = ReasonUnknown
 )
 
 // Describe implements prometheus.Collector.
@@ -164,7 +172,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 // StoreEvent counts e under its kind. Plug it into a store's
-// Config.OnEvent (or through Observers, with LogEvents).
+// Config.OnEvent (or, through middleware.Observers, with
+// middleware.LogEvents).
 func (m *Metrics) StoreEvent(e provider.Event) {
 	if m != nil {
 		m.storeEvents.WithLabelValues(e.Kind.String()).Inc()
@@ -172,7 +181,7 @@ func (m *Metrics) StoreEvent(e provider.Event) {
 }
 
 // WatchProvider adds p's lock takeovers to lock_takeovers_total, once per
-// provider. New calls it with the Manager's provider.
+// provider. middleware.New calls it with the Manager's provider.
 func (m *Metrics) WatchProvider(p *provider.Provider) {
 	if m == nil {
 		return
@@ -184,49 +193,49 @@ func (m *Metrics) WatchProvider(p *provider.Provider) {
 	}
 }
 
-// Request implements Observer.
-func (m *Metrics) Request(mode Mode) {
+// Request implements middleware.Observer.
+func (m *Metrics) Request(mode middleware.Mode) {
 	if m != nil {
 		m.requests.WithLabelValues(mode.String()).Inc()
 	}
 }
 
-// LockWait implements Observer.
+// LockWait implements middleware.Observer.
 func (m *Metrics) LockWait(d time.Duration) {
 	if m != nil {
 		m.lockWait.Observe(d.Seconds())
 	}
 }
 
-// LockHold implements Observer.
+// LockHold implements middleware.Observer.
 func (m *Metrics) LockHold(d time.Duration) {
 	if m != nil {
 		m.lockHold.Observe(d.Seconds())
 	}
 }
 
-// LeaseRenewals implements Observer.
+// LeaseRenewals implements middleware.Observer.
 func (m *Metrics) LeaseRenewals(n int64) {
 	if m != nil && n > 0 {
 		m.leaseRenewals.Add(float64(n))
 	}
 }
 
-// InvalidID implements Observer.
+// InvalidID implements middleware.Observer.
 func (m *Metrics) InvalidID(reason string) {
 	if m != nil {
 		m.invalidIDs.WithLabelValues(reason).Inc()
 	}
 }
 
-// StoreError implements Observer: it counts err as a fenced write, a
-// wait rejection or a store error of its kind. Errors that are not
-// failures (nil, not found, the client leaving) are not counted.
+// StoreError implements middleware.Observer: it counts err as a fenced
+// write, a wait rejection or a store error of its kind
+// (middleware.ErrorKind). The Manager reports failures only.
 func (m *Metrics) StoreError(err error) {
-	if m == nil || err == nil || errors.Is(err, provider.ErrNotFound) || errors.Is(err, context.Canceled) {
+	if m == nil || err == nil {
 		return
 	}
-	switch kind := ErrorKind(err); kind {
+	switch kind := middleware.ErrorKind(err); kind {
 	case "lock_lost":
 		m.fencedWrites.Inc()
 	case reasonQueueFull, reasonWaitTimeout:

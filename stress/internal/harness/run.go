@@ -1,3 +1,10 @@
+// Package harness is the stress harness behind go run ./stress: it starts
+// the stores (embedded, managed or given memcached, PostgreSQL, Redis,
+// Couchbase) and app servers running the session middleware, fires
+// concurrent AJAX-like bursts at sessions, injects faults (kills, pauses,
+// flushes, partitions, failovers), checks that no update, lock or session
+// was lost, and writes the text and HTML reports. It is internal to the
+// tools module: its one importer is the stress command.
 package harness
 
 import (

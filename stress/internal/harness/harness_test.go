@@ -13,7 +13,7 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/store/sqlstore/pgserver"
-	"github.com/sessionlock/sessionlock/stress/harness"
+	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
 // TestMain lets the test binary serve as the harness's app server

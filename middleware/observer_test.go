@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -35,7 +34,7 @@ func TestQueueFullIs503(t *testing.T) {
 	w := serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id))
 	require.Equal(t, http.StatusServiceUnavailable, w.Code)
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_wait_rejections_total", "reason", "queue_full"))
+	require.Equal(t, 1.0, e.obs.get("store_error/queue_full"))
 
 	close(g.release)
 	require.Equal(t, http.StatusOK, recv(t, queued, "the queued request"))
@@ -58,7 +57,7 @@ func TestWaitTimeoutIs503(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, w.Code)
 	require.Equal(t, "2", w.Header().Get("Retry-After"), "rounded up to whole seconds")
 	require.False(t, ran.Load())
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_wait_rejections_total", "reason", "wait_timeout"))
+	require.Equal(t, 1.0, e.obs.get("store_error/wait_timeout"))
 	close(g.release)
 	<-holderDone
 }
@@ -107,7 +106,7 @@ func TestUnavailableLoadIs503AndCounted(t *testing.T) {
 	w := serve(e.m.Handler(http.HandlerFunc(incr)), request("POST", "/", id))
 	require.Equal(t, http.StatusServiceUnavailable, w.Code, "nothing was written: the client may retry")
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_store_errors_total", "kind", "unavailable"))
+	require.Equal(t, 1.0, e.obs.get("store_error/unavailable"))
 	require.Contains(t, e.logs.String(), "loading session")
 	require.NotContains(t, e.logs.String(), id, "full session ids stay out of the logs")
 }
@@ -128,16 +127,15 @@ func TestFencedCommitIsLoggedAndCounted(t *testing.T) {
 	require.NotContains(t, w.Body.String(), "response dropped")
 	n, _ := e.value(id, "n")
 	require.Equal(t, 7, n, "the fenced commit wrote nothing")
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_fenced_writes_total"))
+	require.Equal(t, 1.0, e.obs.get("store_error/lock_lost"))
 	require.Contains(t, e.logs.String(), "lock was taken over")
 	require.Contains(t, e.logs.String(), "level=WARN")
 }
 
-func TestMetrics(t *testing.T) {
+func TestObserver(t *testing.T) {
 	const lease = 50 * time.Millisecond
 	e := newEnv(t, envOptions{provider: provider.Config{Lease: lease}})
-	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, reg.Register(e.metrics), "a valid, self-consistent collector")
+	require.Equal(t, []*provider.Provider{e.p}, e.obs.providers, "New hands its provider to a watching Observer")
 	id := e.create(map[string]any{"n": 1}, 0)
 
 	// A crashed holder: a lock nobody renews. The next request takes it over
@@ -145,51 +143,42 @@ func TestMetrics(t *testing.T) {
 	_, err := e.p.GetItemExclusive(context.Background(), id)
 	require.NoError(t, err)
 	require.Equal(t, "2", serve(e.m.Handler(http.HandlerFunc(incr)), request("POST", "/", id)).Body.String())
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_lock_takeovers_total"))
 
 	serve(e.m.WithMode(ReadOnly, http.HandlerFunc(echoMode)), request("GET", "/", id))
 	serve(e.m.WithMode(Off, http.HandlerFunc(echoMode)), request("GET", "/", id))
 	serve(e.m.WithMode(LockFree, http.HandlerFunc(echoMode)), request("GET", "/", id))
 	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", "bad"))
 	serve(e.m.Handler(http.HandlerFunc(echoMode)), request("GET", "/", strings.Repeat("a", 32)))
-	Observers(e.metrics, LogEvents(slog.New(slog.NewTextHandler(e.logs, nil)))).StoreEvent(provider.Event{Kind: provider.EventFailover, Node: "n1"})
+	Observers(e.obs, LogEvents(slog.New(slog.NewTextHandler(e.logs, nil)))).StoreEvent(provider.Event{Kind: provider.EventFailover, Node: "n1"})
 
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
-		{"sessionlock_requests_total", []string{"mode", "exclusive"}, 3},
-		{"sessionlock_requests_total", []string{"mode", "readonly"}, 1},
-		{"sessionlock_requests_total", []string{"mode", "off"}, 1},
-		{"sessionlock_requests_total", []string{"mode", "lockfree"}, 1},
-		{"sessionlock_lock_wait_seconds", nil, 2}, // the takeover wait and the read-only load
-		{"sessionlock_lock_hold_seconds", nil, 1},
-		{"sessionlock_invalid_ids_total", []string{"reason", "malformed"}, 1},
-		{"sessionlock_invalid_ids_total", []string{"reason", "unknown"}, 1},
-		{"sessionlock_store_events_total", []string{"kind", "failover"}, 1},
-		{"sessionlock_store_events_total", []string{"kind", "node_down"}, 0},
-		{"sessionlock_fenced_writes_total", nil, 0},
-		{"sessionlock_wait_rejections_total", []string{"reason", "queue_full"}, 0},
+	for key, want := range map[string]float64{
+		"request/exclusive":     3,
+		"request/readonly":      1,
+		"request/off":           1,
+		"request/lockfree":      1,
+		"lock_wait":             2, // the takeover wait and the read-only load
+		"lock_hold":             1,
+		"invalid_id/malformed":  1,
+		"invalid_id/unknown":    1,
+		"store_event/failover":  1,
+		"store_event/node_down": 0,
+		"store_error/lock_lost": 0,
 	} {
-		require.Equal(t, c.want, metricValue(t, e.metrics, c.name, c.labels...), "%s %v", c.name, c.labels)
-	}
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	names := map[string]bool{}
-	for _, f := range families {
-		names[f.GetName()] = true
-	}
-	for _, n := range []string{"lock_wait_seconds", "lock_hold_seconds", "lock_takeovers_total", "lease_renewals_total",
-		"fenced_writes_total", "wait_rejections_total", "store_events_total"} {
-		require.True(t, names["sessionlock_"+n], "missing %s", n)
+		require.Equal(t, want, e.obs.get(key), key)
 	}
 	require.Contains(t, e.logs.String(), "level=WARN msg=\"session store event\" kind=failover node=n1")
-	// One Metrics may serve several Managers of one provider: takeovers are
-	// not counted twice.
-	_, err = New(Config{Provider: e.p, Metrics: e.metrics})
-	require.NoError(t, err)
-	require.Equal(t, 1.0, metricValue(t, e.metrics, "sessionlock_lock_takeovers_total"))
+}
+
+// TestObserverNotFailures: not found and a cancelled client are not
+// store errors; nil Observers are left out.
+func TestObserverNotFailures(t *testing.T) {
+	r := &recorder{}
+	o := Observers(nil, r, Observers(nil))
+	o.StoreError(nil)
+	o.StoreError(fmt.Errorf("x: %w", provider.ErrNotFound))
+	o.StoreError(fmt.Errorf("x: %w", context.Canceled))
+	o.StoreError(fmt.Errorf("x: %w", provider.ErrUnavailable))
+	require.Equal(t, map[string]float64{"store_error/unavailable": 1}, r.n)
 }
 
 func TestErrorKinds(t *testing.T) {
