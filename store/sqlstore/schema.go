@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	_ "embed"
 	"fmt"
 	"strings"
@@ -65,7 +66,7 @@ func ensureSchema(ctx context.Context, pool *pgxpool.Pool, table string) error {
 	version := 0
 	if haveVersions {
 		err := tx.QueryRow(ctx, `SELECT version FROM sessionlock_schema_version WHERE table_name = $1`, table).Scan(&version)
-		if err != nil && err != pgx.ErrNoRows {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 	}

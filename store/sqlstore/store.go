@@ -475,7 +475,7 @@ func (s *Store) wrap(p *partition, op string, err error) error {
 // for the answer), whether it took effect cannot be known, and the error
 // also wraps provider.ErrOutcomeUnknown.
 func (s *Store) wrapWrite(p *partition, op string, err error) error {
-	if s.closed.Load() || classify(err) != provider.ErrUnavailable || pgconn.SafeToRetry(err) {
+	if s.closed.Load() || !errors.Is(classify(err), provider.ErrUnavailable) || pgconn.SafeToRetry(err) {
 		return s.wrap(p, op, err)
 	}
 	return fmt.Errorf("sqlstore: partition %s: %s: %w: %w: %w", p.name, op, provider.ErrOutcomeUnknown, provider.ErrUnavailable, err)
