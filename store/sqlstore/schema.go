@@ -2,8 +2,8 @@ package sqlstore
 
 import (
 	"context"
-	"errors"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strings"
 
