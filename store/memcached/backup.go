@@ -345,3 +345,32 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 	}
 	return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and kept changing while it was restored", p.addr, key, provider.ErrUnavailable)
 }
+
+// syncBackup undoes a backup write whose primary write failed: if the
+// backup node still holds that value (ours), it is replaced by the
+// primary's copy, or removed when the primary has none. A backup copy
+// that changed since is someone else's newer write and is left alone.
+func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) {
+	s.baks.drop(rt.key)
+	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
+	if err != nil {
+		return
+	}
+	bak := bItems[0]
+	if bak != nil && !bytes.Equal(bak.value, ours) {
+		return
+	}
+	pItems, err := rt.p.mget(ctx, true, rt.key)
+	if err != nil {
+		return
+	}
+	prim := pItems[0]
+	switch {
+	case prim != nil && bak != nil:
+		_ = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+	case prim != nil:
+		_ = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
+	case bak != nil:
+		_ = rt.b.deleteIf(ctx, rt.bakKey(), bak.cas)
+	}
+}

@@ -519,3 +519,13 @@ func replyError(cmd, line string) error {
 	}
 	return fmt.Errorf("%w to %s: %q", errProtocol, cmd, line)
 }
+
+// ProbeMeta reports whether the memcached server at addr understands meta
+// commands (memcached 1.6 or later answers `mn`): when it does not, use
+// Config.TextProtocol. dial may be nil (a net.Dialer); the probe is bounded
+// by ctx and DefaultTimeout.
+func ProbeMeta(ctx context.Context, addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (bool, error) {
+	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial}
+	defer c.close()
+	return c.probeMeta(ctx)
+}

@@ -1,0 +1,48 @@
+package memcached
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// maxRelativeExpiration is memcached's limit for relative expirations
+// (30 days); larger values are read as absolute Unix times.
+const maxRelativeExpiration = 30 * 24 * 60 * 60
+
+// expiration converts a TTL to memcached's expiration: whole seconds,
+// rounded up, plus one, and an absolute Unix time beyond 30 days.
+// memcached's clock ticks once a second, so an item stored with an
+// expiration of n seconds can expire up to a second before n seconds have
+// passed; the extra second makes it live at least ttl (and less than ttl
+// + 2 s).
+func expiration(ttl time.Duration, now time.Time) (int32, error) {
+	if ttl <= 0 || ttl > 50*365*24*time.Hour {
+		return 0, fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	secs := int64((ttl+time.Second-1)/time.Second) + 1
+	if secs <= maxRelativeExpiration {
+		return int32(secs), nil
+	}
+	abs := now.Unix() + secs
+	if abs > math.MaxInt32 {
+		return 0, fmt.Errorf("%w: %v ends after 2038, beyond memcached's expiration", ErrInvalidTTL, ttl)
+	}
+	return int32(abs), nil
+}
+
+// remaining converts an `mg` TTL (seconds, -1 for none) back to an
+// expiration, for copies restored elsewhere.
+func remaining(ttl int64) int32 {
+	switch {
+	case ttl < 0:
+		return 0
+	case ttl == 0:
+		return 1
+	}
+	exp, err := expiration(time.Duration(ttl)*time.Second, time.Now())
+	if err != nil {
+		return 0
+	}
+	return exp
+}
