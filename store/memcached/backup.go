@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // This file is how backup copies are written so that an older copy never
@@ -130,7 +131,7 @@ func (s *Store) newBakWrite(ctx context.Context, rt route, value []byte, exp int
 		return nil
 	}
 	w := &bakWrite{ctx: context.WithoutCancel(ctx), s: s, rt: rt, value: value, exp: exp}
-	if h, err := provider.ParseRecordHeader(value); err == nil {
+	if h, err := record.Parse(value); err == nil {
 		w.record, w.seq = true, h.Seq
 	}
 	return w
@@ -228,7 +229,7 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 				keep = cur.flags
 			}
 		}
-		h, err := provider.ParseRecordHeader(cur.value)
+		h, err := record.Parse(cur.value)
 		same := err == nil && h.Seq == w.seq && bytes.Equal(cur.value, w.value)
 		if err == nil && h.Seq >= w.seq && !same {
 			// A copy of this Seq or newer that is not this write: a
@@ -325,7 +326,7 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 		if cur.cas == primaryCAS {
 			return nil // the primary never lost it
 		}
-		h, err := provider.ParseRecordHeader(cur.value)
+		h, err := record.Parse(cur.value)
 		switch {
 		case err != nil:
 			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
+	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
@@ -444,7 +445,7 @@ func TestConcurrentCASBackupNeverNewer(t *testing.T) {
 							t.Error(err)
 							return
 						}
-						h, err := provider.ParseRecordHeader(e.Value)
+						h, err := rec.Parse(e.Value)
 						if err != nil {
 							t.Error(err)
 							return
@@ -475,7 +476,7 @@ func TestConcurrentCASBackupNeverNewer(t *testing.T) {
 			require.False(t, losers[string(bit.Value)], "the backup holds a refused write")
 			require.True(t, winners[string(bit.Value)])
 			require.Equal(t, pit.Value, bit.Value, "the last acknowledged write is on both copies")
-			ph, err := provider.ParseRecordHeader(pit.Value)
+			ph, err := rec.Parse(pit.Value)
 			require.NoError(t, err)
 			require.Equal(t, uint64(len(winners)), ph.Seq, "every successful CAS is in the primary's Seq")
 		})

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -17,7 +18,7 @@ func seqOf(t *testing.T, s *memcached.Store, key string) uint64 {
 	t.Helper()
 	e, err := s.Get(context.Background(), key)
 	require.NoError(t, err)
-	h, err := provider.ParseRecordHeader(e.Value)
+	h, err := rec.Parse(e.Value)
 	require.NoError(t, err)
 	return h.Seq
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // found is a copy of a key found on some node under some local key.
@@ -138,7 +139,7 @@ func newest(rt route, copies []found) (found, error) {
 	best := -1
 	var firstErr error
 	for i := range copies {
-		h, err := provider.ParseRecordHeader(copies[i].item.value)
+		h, err := record.Parse(copies[i].item.value)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("memcached: node %s: key %s: %w", copies[i].n.addr, copies[i].key, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // Defaults of Config, and limits.
@@ -367,7 +368,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	backup := s.backupWrite(rt, func(b *node, key string) error {
 		cas, err := b.mset(ctx, key, value, exp, true, 0)
 		if err == nil {
-			if h, perr := provider.ParseRecordHeader(value); perr == nil {
+			if h, perr := record.Parse(value); perr == nil {
 				s.baks.put(rt.key, bakVersion{cas: cas, seq: h.Seq})
 			}
 		}
