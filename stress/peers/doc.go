@@ -14,7 +14,9 @@
 // by one, or throughput phases taking turns), never absolute times to be
 // compared across runs; docs/performance.md ("Side by side with scs")
 // has the figures, and how to pin the test process and memcached to
-// separate cores (PEERS_MEMCACHED_CPU). Nothing here is a timed assertion.
+// separate cores (PEERS_MEMCACHED_CPU), and how to measure the whole-record
+// writes of before lock changes were appended (PEERS_WHOLE_WRITES).
+// Nothing here is a timed assertion.
 //
 // scs and its adapter live only in this tools module (stress/go.mod),
 // never in the library's own go.mod.

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // TestOperationsPerRequest asserts what each side asks of the shared
@@ -11,10 +13,23 @@ import (
 // latency and throughput comparisons compare what they claim to: scs
 // makes one get per request that reads and get + set per change; ours
 // makes one operation per read-only or lock-free read (a get-and-touch),
-// two per exclusive request whose server served the session's previous
-// request (lock, then commit or release), three when another server did
-// (read, lock, commit or release), and two per lock-free change (read,
-// merge).
+// two round trips per exclusive request whose server served the
+// session's previous request (lock, then commit or release), three when
+// another server did (read, lock, commit or release), and two per
+// lock-free change (read, merge).
+//
+// On one copy (this node) a lock or a release that changes nothing is a
+// small delta appended to the record (`ms <key> <n> MA C<cas> c`, counted
+// in cmd_set) with a get-and-touch pipelined behind it in the same round
+// trip (`mg <key> c T<exp>`, counted in cmd_touch), because memcached's
+// append keeps the item's old expiry (docs/protocol.md, Deltas). So each
+// appended lock change is two memcached commands in one round trip; a
+// commit is one whole `ms`, which sets the expiry itself. The store's own
+// TestOperationsPerRequest (store/memcached) asserts the round trips.
+// The kinds run in order on one session: an increment's commit drops its
+// deltas, and the eight exclusive reads after it append 16, the most a
+// record carries, so none here meets the compacting whole write
+// (record.MaxDeltas).
 func TestOperationsPerRequest(t *testing.T) {
 	node := startMemcached(t)
 	o := newOurs(t, node.Addr(), 1)
@@ -22,9 +37,9 @@ func TestOperationsPerRequest(t *testing.T) {
 	id, token := o.create(t), s.create(t)
 
 	want := map[string]struct{ ours, scs ops }{
-		"exclusive-incr":      {ops{set: 2}, ops{get: 1, set: 1}},
-		"exclusive-read/cold": {ops{get: 1, set: 2}, ops{get: 1}},
-		"exclusive-read/warm": {ops{set: 2}, ops{get: 1}},
+		"exclusive-incr":      {ops{set: 2, touch: 1}, ops{get: 1, set: 1}}, // lock appended + touch, commit whole
+		"exclusive-read/cold": {ops{get: 1, set: 2, touch: 2}, ops{get: 1}}, // read, then lock and release appended, each + touch
+		"exclusive-read/warm": {ops{set: 2, touch: 2}, ops{get: 1}},         // lock and release appended, each + touch
 		"readonly":            {ops{touch: 1}, ops{get: 1}},
 		"lockfree-read":       {ops{touch: 1}, ops{get: 1}},
 		"lockfree-incr":       {ops{touch: 1, set: 1}, ops{get: 1, set: 1}},
@@ -56,11 +71,23 @@ func TestOperationsPerRequest(t *testing.T) {
 // session (a load balancer without affinity): after the first refused
 // guesses of each, every exclusive request costs read, lock, commit or
 // release (provider.TestWrittenCacheContested), where scs still makes one
-// get per read and get + set per change.
+// get per read and get + set per change. Each appended lock change adds
+// a touch in its round trip (TestOperationsPerRequest): a read appends
+// lock and release, an increment appends its lock and commits whole. A
+// refused guess appends nothing, so the reads' record reaches
+// record.MaxDeltas after MaxDeltas/2 reads, and the next read's lock is
+// the compacting whole write: one touch fewer.
 func TestOperationsAlternating(t *testing.T) {
 	node := startMemcached(t)
 	o := newOurs(t, node.Addr(), 2)
-	for _, path := range []string{"/read", "/incr"} {
+	for _, c := range []struct {
+		path string
+		want ops
+	}{
+		{"/read", ops{get: 1, set: 2, touch: 2}},
+		{"/incr", ops{get: 1, set: 2, touch: 1}},
+	} {
+		path := c.path
 		t.Run(path, func(t *testing.T) {
 			id := o.create(t)
 			for i := range 10 {
@@ -68,7 +95,11 @@ func TestOperationsAlternating(t *testing.T) {
 				require.NoError(t, o.do(i%2, path, id))
 				got := countOps(t, node).minus(before)
 				if i >= 6 { // each server has had two guesses refused
-					require.Equal(t, ops{get: 1, set: 2}, got, "request %d", i)
+					want := c.want
+					if path == "/read" && i == record.MaxDeltas/2 {
+						want.touch-- // the lock finds MaxDeltas: written whole
+					}
+					require.Equal(t, want, got, "request %d", i)
 				}
 				t.Logf("request %d (server %d): %+v", i, i%2, got)
 			}

@@ -148,7 +148,15 @@ func newOurs(tb testing.TB, addr string, n int) *ours {
 	// The same operation timeout as the scs adapter's client: on the
 	// shared machine under load a loopback round trip can take longer
 	// than the default 500 ms, which would mark the node down.
-	st, err := memcached.New(memcached.Config{Nodes: []string{addr}, Timeout: scsTimeout})
+	// PEERS_WHOLE_WRITES=1 writes every lock change whole
+	// (memcached.Config.WholeWrites), as before lock changes were
+	// appended: the same benchmarks then measure the old write path on
+	// today's machine load (the operation-count tests expect appends).
+	st, err := memcached.New(memcached.Config{
+		Nodes:       []string{addr},
+		Timeout:     scsTimeout,
+		WholeWrites: os.Getenv("PEERS_WHOLE_WRITES") != "",
+	})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = st.Close() })
 	o := &ours{side: side{name: "ours", cookie: middleware.DefaultCookieName, client: newClient()}, store: st}
