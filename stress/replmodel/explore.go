@@ -21,6 +21,12 @@ const (
 	// Scan is the repair scan's visit of the key (R9): an anomaly read,
 	// with its decisions, whose value is checked like a Get's.
 	Scan
+	// Create is Add: the not-found read (mg N on all three), then the
+	// blanks CASed one after the other (witness, secondary, primary).
+	// Its value is computed from "no session" (value 0), so two Adds
+	// that both succeed are a fork, and an Add that succeeds after a
+	// session was acknowledged is a lost session.
+	Create
 )
 
 // Start is the state the session's records are in when the run begins.
@@ -33,6 +39,9 @@ const (
 	// an earlier fault and not yet re-created). It counts as one fault:
 	// MaxFaults must be 2 to add another.
 	WitnessBlank
+	// Empty: no session yet (every node absent): the scope creates it.
+	// Value 0 is "no session": a read that finds none returns it.
+	Empty
 )
 
 // Scope bounds one exhaustive run.
@@ -54,6 +63,12 @@ type Scope struct {
 	// misses (mg N), and a healthy state whose third node holds a blank
 	// re-creates the witness there by CAS.
 	Repair bool
+	// Expiry lets the session's timeout run out at any step (not a fault)
+	// and then each item with a TTL expire at any later step, on each
+	// node at its own instant. Checked: once a call reported the session
+	// not found, no call that starts later returns it; and once every
+	// item with a TTL has expired, a final read finds no session.
+	Expiry bool
 }
 
 // Result is what a run found.
@@ -73,6 +88,10 @@ type Result struct {
 	WitnessRepairs int
 	// Fences counts explored steps in which a failover's fence was stored.
 	Fences int
+	// Creations counts explored steps in which an Add stored its last
+	// record (the primary's); Expired counts reads that found the session
+	// expired (after the deadline).
+	Creations, Expired int
 }
 
 type explorer struct {
@@ -102,6 +121,8 @@ func initial(sc Scope) state {
 	s.N[0] = node{Item: d, Tok: 1, Ctr: 1}
 	s.N[1] = node{Item: d, Tok: 1, Ctr: 1}
 	switch {
+	case sc.Start == Empty:
+		s.N[0], s.N[1] = node{}, node{}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -197,6 +218,22 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
+	if x.sc.Expiry && !s.Deadline {
+		try("DEADLINE: the session's timeout runs out", func(t *state) string {
+			t.Deadline = true
+			return ""
+		})
+	}
+	if s.Deadline {
+		for n := range numNodes {
+			if s.N[n].Item.K != absent && !s.N[n].NoTTL {
+				try(fmt.Sprintf("EXPIRY: node %d's item expires", n), func(t *state) string {
+					t.N[n].Item, t.N[n].Tok = Rec{}, 0
+					return ""
+				})
+			}
+		}
+	}
 	if int(s.Faults) < x.sc.MaxFaults {
 		for n := range numNodes {
 			try(fmt.Sprintf("FAULT: flush_all on node %d", n), func(t *state) string {
@@ -219,6 +256,8 @@ func opLabel(k OpKind) string {
 		return "Get+CompareAndSwap"
 	case Scan:
 		return "a repair scan"
+	case Create:
+		return "Add"
 	}
 	return "Get"
 }
@@ -249,29 +288,73 @@ func (x *explorer) final(s *state) string {
 		res := resolve(x.sc.Variant, x.sc.Repair, &r)
 		switch res.kind {
 		case resReturn:
-			return t.observe(res.b.Val, t.Max, "the final read")
-		case resNotFound:
-			if t.Faults < 2 {
-				return "the final read found no session after a single fault"
+			if t.NFSeen {
+				return fmt.Sprintf("the final read returned value %d after a read found the session expired", res.b.Val)
 			}
-			x.res.Lost++
-			return ""
+			if v := t.observe(res.b.Val, t.Max, "the final read"); v != "" {
+				return v
+			}
+			return x.afterExpiry(&t)
+		case resNotFound:
+			if v := x.notFound(&t, t.Max, "the final read"); v != "" {
+				return v
+			}
+			return x.afterExpiry(&t)
 		case resUnavailable:
 			x.res.FinalUnavailable++
-			return ""
+			return x.afterExpiry(&t)
 		}
-		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1}
+		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
 		if exec(&t.N[res.x], &m1).St != rOK || res.single {
 			continue
 		}
-		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2}
+		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2, NoTTL: x.sc.Variant == InternalNoTTL}
 		if res.add2 {
 			m2.Op = opAdd
 		}
 		exec(&t.N[res.y], &m2)
 	}
 	x.res.FinalUnavailable++
+	return x.afterExpiry(&t)
+}
+
+// afterExpiry (expiry scopes): once the timeout has run out and every
+// item with a TTL has expired, nothing may still hold the session.
+func (x *explorer) afterExpiry(s *state) string {
+	if !x.sc.Expiry {
+		return ""
+	}
+	t := *s
+	for i := range t.N {
+		if !t.N[i].NoTTL {
+			t.N[i].Item, t.N[i].Tok = Rec{}, 0
+		}
+	}
+	var r [numNodes]reply
+	for i := range r {
+		r[i] = exec(&t.N[i], &msg{Op: opGet})
+	}
+	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+		return "every item with a TTL has expired, yet the session is still there (a record without an expiry)"
+	}
 	return ""
+}
+
+// notFound judges a call (or the final read) that found no session.
+func (x *explorer) notFound(t *state, floor uint8, what string) string {
+	switch {
+	case t.Deadline:
+		t.NFSeen = true
+		x.res.Expired++
+		return ""
+	case t.Faults >= 2:
+		t.Lost++
+		x.res.Lost++
+		return ""
+	case x.sc.Start == Empty:
+		return t.observe(0, floor, what+" (no session)")
+	}
+	return what + " found no session after a single fault"
 }
 
 func (x *explorer) restart(t *state, n int) string {
@@ -298,13 +381,16 @@ func (x *explorer) restart(t *state, n int) string {
 func (x *explorer) deliver(t *state, i int) string {
 	m := t.M[i]
 	t.M[i] = msg{}
+	prev := t.N[m.Node].Item.K
 	rep := exec(&t.N[m.Node], &m)
 	if m.Op == opCAS && rep.St == rOK {
 		switch {
-		case m.Rec.K == witness:
+		case m.Rec.K == witness && prev == blank && !m.Orphan && t.C[m.Client].Phase == phDec1:
 			x.res.WitnessRepairs++
 		case m.Rec.Pend:
 			x.res.Fences++
+		case m.Rec.K == data && !m.Orphan && t.C[m.Client].Phase == phCrP:
+			x.res.Creations++
 		}
 	}
 	if m.Orphan {
@@ -339,13 +425,13 @@ func newRound(t *state, c int) {
 	t.C[c].R = [numNodes]reply{}
 }
 
-func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) {
+func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) *msg {
 	for i := range t.M {
 		if !t.M[i].Used {
 			t.M[i] = msg{Used: true, Client: uint8(c), Node: n, Op: op, Tok: tok, Inc: inc, Rec: rec}
 			t.C[c].Sent[n] = true
 			t.C[c].R[n] = reply{}
-			return
+			return &t.M[i]
 		}
 	}
 	panic("replmodel: too many messages in flight; raise maxMsgs")
@@ -355,8 +441,17 @@ func (x *explorer) startOp(t *state, c int) string {
 	cl := &t.C[c]
 	cl.Floor = t.Max
 	cl.Iter = 0
-	if x.sc.Programs[c][cl.Pc] == Scan {
+	cl.AfterNF = t.NFSeen
+	switch x.sc.Programs[c][cl.Pc] {
+	case Scan:
 		x.sendRead2(t, c)
+		return ""
+	case Create:
+		newRound(t, c)
+		for n := range uint8(numNodes) {
+			x.send(t, c, n, opGetN, 0, 0, Rec{})
+		}
+		cl.Phase = phCrRead
 		return ""
 	}
 	x.sendRead1(t, c)
@@ -401,6 +496,9 @@ func value(c int, pc uint8) uint8 { return uint8(1 + c*4 + int(pc)) }
 
 func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	cl := &t.C[c]
+	if cl.AfterNF {
+		return fmt.Sprintf("c%d's Get returned value %d, but a read that ended before it started found the session expired (it came back)", c, b.Val)
+	}
 	if v := t.observe(b.Val, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 		return v
 	}
@@ -454,10 +552,9 @@ func (x *explorer) advance(t *state, c int) string {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
-			if t.Faults < 2 {
-				return fmt.Sprintf("c%d's Get found no session after a single fault", c)
+			if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+				return v
 			}
-			t.Lost++
 			return x.endOp(t, c)
 		case resUnavailable:
 			return x.endOp(t, c)
@@ -472,18 +569,40 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
+		read := cl.R
 		newRound(t, c)
+		if res.repair && x.sc.Variant != R9Unfenced {
+			// R9: re-stamp both data copies (same content, new token);
+			// the blank gets the witness only if both were stored.
+			for _, n := range [2]uint8{res.b.P, res.b.Q} {
+				x.decide(t, c, n, read[n].Tok, read[n].Inc, res.b)
+			}
+			cl.Phase = phRestamp
+			return ""
+		}
 		if x.sc.Variant == CompleteNoFence && res.complete {
 			x.sendSecond(t, c)
 			cl.Phase = phDec2
 			return ""
 		}
-		x.send(t, c, cl.DX, opCAS, tx, ix, cl.DR1)
+		x.decide(t, c, cl.DX, tx, ix, cl.DR1)
 		cl.Phase = phDec1
 		if x.sc.Variant == ParallelFailover && !res.single {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
+	case phRestamp:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				x.sendRead2(t, c)
+				return ""
+			}
+		}
+		newRound(t, c)
+		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
+		cl.Phase = phDec1
+	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
+		return x.advanceAdd(t, c)
 	case phDec1:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c)
@@ -565,6 +684,109 @@ func (x *explorer) sendSecond(t *state, c int) {
 	if cl.DAdd {
 		x.send(t, c, cl.DY, opAdd, 0, 0, cl.DR2)
 	} else {
-		x.send(t, c, cl.DY, opCAS, cl.DT2, cl.DI2, cl.DR2)
+		x.decide(t, c, cl.DY, cl.DT2, cl.DI2, cl.DR2)
 	}
+}
+
+// decide sends one of a decision's CASes (fence, new copy, completion,
+// re-stamp, witness). The protocol gives each the remaining TTL of the
+// state it copies; the variant InternalNoTTL stores it without one.
+func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
+	m := x.send(t, c, n, opCAS, tok, inc, rec)
+	m.NoTTL = x.sc.Variant == InternalNoTTL
+}
+
+// advanceAdd is Add (docs/replication.md, R8): from the not-found read's
+// three blanks, CAS the witness node's blank, then the secondary's, then
+// the primary's, each only if the one before was stored; a refusal undoes
+// the stored ones back to blanks: all undone is "not applied", anything
+// else unknown. AddParallel is the first version (review-1, F2).
+func (x *explorer) advanceAdd(t *state, c int) string {
+	cl := &t.C[c]
+	const p, q, w = 0, 1, 2
+	switch cl.Phase {
+	case phCrRead:
+		for n := range numNodes {
+			if cl.R[n].St != rOK {
+				return x.endOp(t, c) // ErrUnavailable: nothing was written
+			}
+		}
+		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
+		if res.kind != resNotFound {
+			return x.endOp(t, c) // ErrExists (or unavailable): nothing written
+		}
+		if x.sc.Variant != AddParallel {
+			// Creation writes only onto blanks: a witness is a record
+			// someone relies on (R0), even when no data answered.
+			for n := range numNodes {
+				if cl.R[n].Rec.K != blank {
+					return x.endOp(t, c) // ErrExists: nothing written
+				}
+			}
+		}
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" {
+			return v
+		}
+		nv := value(c, cl.Pc)
+		t.Parent[nv] = 0
+		cl.New = Rec{K: data, Val: nv, P: p, Q: q}
+		for n := range numNodes {
+			cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+		}
+		cl.Stored = [numNodes]bool{}
+		newRound(t, c)
+		if x.sc.Variant == AddParallel {
+			cl.Base = cl.R[q].Rec
+			cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = cl.BT[p], cl.BI[p], cl.BT[q], cl.BI[q]
+			x.send(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q}).Orphan = true
+			t.C[c].Sent[w] = false
+			x.send(t, c, p, opCAS, cl.TokP, cl.IncP, cl.New)
+			x.send(t, c, q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+			cl.Phase = phWr
+			return ""
+		}
+		x.send(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		cl.Phase = phCrW
+	case phCrW, phCrQ, phCrP:
+		// The witness first: it is the creation's claim on the key; then
+		// the secondary, then the primary.
+		n, next := uint8(w), uint8(q)
+		if cl.Phase == phCrQ {
+			n, next = q, p
+		} else if cl.Phase == phCrP {
+			n = p
+		}
+		r := cl.R[n]
+		switch {
+		case r.St == rOK:
+			cl.Stored[n], cl.ST[n], cl.SI[n] = true, r.Tok, r.Inc
+			if cl.Phase == phCrP {
+				return x.ack(t, c)
+			}
+			newRound(t, c)
+			x.send(t, c, next, opCAS, cl.BT[next], cl.BI[next], cl.New)
+			cl.Phase++
+		case r.definiteFail():
+			if cl.Phase == phCrW {
+				return x.conflict(t, c) // nothing was stored
+			}
+			newRound(t, c)
+			for m := range uint8(numNodes) {
+				if cl.Stored[m] {
+					x.send(t, c, m, opCAS, cl.ST[m], cl.SI[m], Rec{K: blank})
+				}
+			}
+			cl.Phase = phCrUndo
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phCrUndo:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				return x.endOp(t, c) // ErrOutcomeUnknown
+			}
+		}
+		return x.conflict(t, c)
+	}
+	return ""
 }

@@ -58,6 +58,9 @@ type node struct {
 	Tok  uint8 // CAS token of Item
 	Inc  uint8 // incarnation: bumped by a restart
 	Ctr  uint8 // the CAS counter: kept by flush_all, reset by a restart
+	// NoTTL: Item was stored without an expiry (an ms without T); only
+	// the broken variant InternalNoTTL writes such items.
+	NoTTL bool
 }
 
 // Commands a client sends.
@@ -77,6 +80,7 @@ type msg struct {
 	Client, Node, Op uint8
 	Tok, Inc         uint8
 	Rec              Rec
+	NoTTL            bool // stored without an expiry (variant InternalNoTTL)
 }
 
 // Reply codes, and the states of a reply slot.
@@ -115,9 +119,16 @@ const (
 	phWrCAS         // ... and completes it
 	phUndo          // the loser restores its base on the secondary
 	phDone
+	phRestamp // witness repair (R9): re-stamp both data copies first
+	phCrRead  // Add: the not-found read (mg N on all three)
+	phCrW     // Add: CAS the witness node's blank
+	phCrQ     // Add: then the secondary's
+	phCrP     // Add: then the primary's
+	phCrUndo  // Add: a refused step undoes the earlier ones
 )
 
-var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done"}
+var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
+	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -142,6 +153,11 @@ type client struct {
 	DT2, DI2 uint8
 	DAdd     bool // the second write is an insert (broken variants)
 	Tries    uint8
+	// Add: the blanks' tokens and what each step stored (for the undo).
+	BT, BI  [numNodes]uint8
+	ST, SI  [numNodes]uint8
+	Stored  [numNodes]bool
+	AfterNF bool // the call started after a read reported the session expired
 }
 
 const (
@@ -162,6 +178,11 @@ type state struct {
 	Faults   uint8
 	Timeouts uint8
 	Lost     uint8 // reads that found no session (double faults only)
+	// Expiry: Deadline is set when the session's timeout has run out; from
+	// then on each item with a TTL may expire at any step, on each node at
+	// its own instant. NFSeen is set once a call reported "not found"
+	// after the deadline: no call that starts later may return the session.
+	Deadline, NFSeen bool
 }
 
 func (s *state) String() string {

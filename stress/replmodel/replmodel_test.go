@@ -11,8 +11,8 @@ var full = flag.Bool("replmodel.full", false, "run the larger scopes (make model
 
 func report(t *testing.T, name string, r Result) {
 	t.Helper()
-	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d, failover fences=%d",
-		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs, r.Fences)
+	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d, failover fences=%d, creations=%d, reads finding it expired=%d",
+		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs, r.Fences, r.Creations, r.Expired)
 }
 
 func mustHold(t *testing.T, name string, sc Scope) Result {
