@@ -49,8 +49,8 @@ func TestCreateRetry(t *testing.T) {
 // with one timeout (a failover may copy a copy that is about to expire):
 // a session found expired never comes back.
 func TestExpiry(t *testing.T) {
-	if raceEnabled {
-		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	if !*full {
+		t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 	}
 	r := mustHold(t, "expiry at different instants, writer and 2 readers, 1 timeout", Scope{Variant: Correct, Expiry: true,
 		Programs: [][]OpKind{{RMW}, {Read, Read}}, MaxTimeouts: 1})
