@@ -13,8 +13,12 @@
 // of one node from some clients are all behaviours of the network and the
 // timeouts, so they need no fault budget: only amnesia is counted.
 //
-// Each client runs a small program of Store calls (Get, then a
-// CompareAndSwap computed from it) through the replication protocol. The
+// Each client runs a small program of Store calls (Get, Get then a
+// CompareAndSwap computed from it, Add, or the repair scan's visit)
+// through the replication protocol. Expiry scopes let the session's
+// timeout run out at any step and each node's item expire at its own
+// later step; a session found expired must never come back, and nothing
+// may outlive every TTL. The
 // explorer visits every interleaving (depth-first, with a set of 64-bit
 // state fingerprints) and checks, at every step, that the history of
 // Store calls refines one linearizable compare-and-swap register: every
@@ -28,6 +32,8 @@
 //
 // Variants of the protocol that are known to be unsafe (the counter-
 // examples of the outside review, REPLICATION_SKETCH.md 2.1, 2.2 and 2.4,
-// and a loser that skips its undo) are kept here; the tests require the
+// a loser that skips its undo, and revision 1's unfenced witness repair,
+// parallel Add and TTL-less internal writes found by the cold review,
+// docs/replication-review-1.md) are kept here; the tests require the
 // checker to reject each of them with a printed trace.
 package replmodel
