@@ -1,10 +1,8 @@
 package replmodel
 
 import (
-	"bytes"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strings"
 	"unsafe"
 )
@@ -57,8 +55,21 @@ type Scope struct {
 	// MaxTimeouts bounds the timeouts that fire (with or without a fault)
 	// in one run; a timeout is not a fault.
 	MaxTimeouts int
+	// MaxSuspicions bounds the wrong suspicions in one run: at any step a
+	// process may start to hold a live node *failed* (section 9: it then
+	// sends that node nothing, and its commands still outstanding there
+	// count as silent), until a later step at which its probe sees the
+	// node answer again. A suspicion spans several rounds of one call or
+	// several calls, as a real one does for F; like a timeout, it is not
+	// a fault.
+	MaxSuspicions int
 	// MaxStates stops the search (0: 20 million).
 	MaxStates int
+	// Prefix scripts the first steps: step i must be the one whose trace
+	// label starts with Prefix[i] (a scope that forces the order of the
+	// steps a known counterexample needs, then explores every
+	// interleaving after them). Empty: every interleaving from the start.
+	Prefix []string
 	// Repair adds R9's witness repair: the anomaly read leaves blanks on
 	// misses (mg N), and a healthy state whose third node holds a blank
 	// re-creates the witness there by CAS.
@@ -96,10 +107,59 @@ type Result struct {
 
 type explorer struct {
 	sc      Scope
-	seen    map[uint64]struct{}
-	trace   []string
+	seen    fpSet
+	trace   []step
 	res     Result
 	stopped bool
+}
+
+// Kinds of step, for the trace.
+const (
+	stDeliver uint8 = iota
+	stStart
+	stTimeout
+	stProbe
+	stSuspect
+	stExpiry
+	stExpiryDeliver
+	stFlush
+	stRestart
+)
+
+// step is one transition, kept in the trace and printed only when a
+// violation is found (formatting every transition costs more than the
+// rest of the search).
+type step struct {
+	kind, c, n, aux uint8
+	m               msg
+}
+
+func (x *explorer) label(st step) string {
+	c, n := st.c, st.n
+	switch st.kind {
+	case stDeliver:
+		late := ""
+		if st.m.Orphan {
+			late = " (late: its client gave up)"
+		}
+		return fmt.Sprintf("node %d executes c%d's %s %v%s", st.m.Node, st.m.Client, opNames[st.m.Op], st.m.Rec, late)
+	case stStart:
+		return fmt.Sprintf("c%d starts %s", c, opLabel(OpKind(st.aux)))
+	case stTimeout:
+		return fmt.Sprintf("c%d times out on node %d (%s)", c, n, phaseNames[st.aux])
+	case stProbe:
+		return fmt.Sprintf("c%d's probe finds node %d answering again", c, n)
+	case stSuspect:
+		return fmt.Sprintf("SUSPICION: c%d holds node %d failed (wrong: the node is alive)", c, n)
+	case stExpiry:
+		return fmt.Sprintf("EXPIRY: node %d's item expires", n)
+	case stExpiryDeliver:
+		st.kind = stDeliver
+		return fmt.Sprintf("EXPIRY: node %d's item expires; then %s", n, x.label(st))
+	case stFlush:
+		return fmt.Sprintf("FAULT: flush_all on node %d", n)
+	}
+	return fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n)
 }
 
 // Check explores every interleaving within sc.
@@ -107,10 +167,10 @@ func Check(sc Scope) Result {
 	if sc.MaxStates == 0 {
 		sc.MaxStates = 20_000_000
 	}
-	x := &explorer{sc: sc, seen: make(map[uint64]struct{}, 1<<16)}
+	x := &explorer{sc: sc, seen: newFPSet(1 << 16)}
 	s := initial(sc)
 	x.dfs(&s)
-	x.res.States = len(x.seen)
+	x.res.States = x.seen.n
 	x.res.Complete = !x.stopped && x.res.Violation == ""
 	return x.res
 }
@@ -144,13 +204,67 @@ func initial(sc Scope) state {
 var seed = maphash.MakeSeed()
 
 func (s *state) fingerprint() uint64 {
-	// Messages are a multiset: sort a copy of them.
+	// Messages in flight are a multiset: each is hashed on its own and the
+	// hashes are summed (order-free), the rest of the state hashed whole.
 	t := *s
-	slices.SortFunc(t.M[:], func(a, b msg) int {
-		return bytes.Compare(unsafe.Slice((*byte)(unsafe.Pointer(&a)), unsafe.Sizeof(a)),
-			unsafe.Slice((*byte)(unsafe.Pointer(&b)), unsafe.Sizeof(b)))
-	})
-	return maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t)))
+	var ms uint64
+	for i := range t.M {
+		if t.M[i].Used {
+			ms += mix(maphash.Comparable(seed, t.M[i]))
+		}
+	}
+	t.M = [maxMsgs]msg{}
+	return maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t))) ^ mix(ms)
+}
+
+// mix is SplitMix64's finalizer.
+func mix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// fpSet is the set of visited fingerprints: open addressing with linear
+// probing (0 stands for 1), much faster than a map at tens of millions.
+type fpSet struct {
+	slots []uint64
+	n     int
+}
+
+func newFPSet(size int) fpSet { return fpSet{slots: make([]uint64, size)} }
+
+// add inserts fp and reports whether it was new.
+func (f *fpSet) add(fp uint64) bool {
+	if fp == 0 {
+		fp = 1
+	}
+	if 2*(f.n+1) > len(f.slots) {
+		old := f.slots
+		f.slots = make([]uint64, 2*len(old))
+		for _, v := range old {
+			if v != 0 {
+				f.insert(v)
+			}
+		}
+	}
+	if !f.insert(fp) {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *fpSet) insert(fp uint64) bool {
+	mask := uint64(len(f.slots) - 1)
+	for i := fp & mask; ; i = (i + 1) & mask {
+		switch f.slots[i] {
+		case 0:
+			f.slots[i] = fp
+			return true
+		case fp:
+			return false
+		}
+	}
 }
 
 func (x *explorer) dfs(s *state) {
@@ -158,11 +272,10 @@ func (x *explorer) dfs(s *state) {
 		return
 	}
 	fp := s.fingerprint()
-	if _, ok := x.seen[fp]; ok {
+	if !x.seen.add(fp) {
 		return
 	}
-	x.seen[fp] = struct{}{}
-	if len(x.seen) >= x.sc.MaxStates {
+	if x.seen.n >= x.sc.MaxStates {
 		x.stopped = true
 		return
 	}
@@ -173,13 +286,16 @@ func (x *explorer) dfs(s *state) {
 			return
 		}
 	}
-	try := func(label string, f func(t *state) string) {
+	try := func(st step, f func(t *state) string) {
 		if x.res.Violation != "" || x.stopped {
 			return
 		}
+		if d := len(x.trace); d < len(x.sc.Prefix) && !strings.HasPrefix(x.label(st), x.sc.Prefix[d]) {
+			return // the scripted prefix allows only its own step here
+		}
 		t := *s
 		v := f(&t)
-		x.trace = append(x.trace, label)
+		x.trace = append(x.trace, st)
 		if v != "" {
 			x.fail(v, &t)
 		} else {
@@ -192,23 +308,25 @@ func (x *explorer) dfs(s *state) {
 		if !m.Used {
 			continue
 		}
-		late := ""
-		if m.Orphan {
-			late = " (late: its client gave up)"
-		}
-		try(fmt.Sprintf("node %d executes c%d's %s %v%s", m.Node, m.Client, opNames[m.Op], m.Rec, late),
+		try(step{kind: stDeliver, m: m},
 			func(t *state) string { return x.deliver(t, i) })
+		if x.expires(s, int(m.Node)) {
+			try(step{kind: stExpiryDeliver, n: m.Node, m: m}, func(t *state) string {
+				x.expire(t, int(m.Node))
+				return x.deliver(t, i)
+			})
+		}
 	}
 	for c := range s.C {
 		cl := &s.C[c]
 		if cl.Phase == phIdle && int(cl.Pc) < len(x.sc.Programs[c]) {
-			try(fmt.Sprintf("c%d starts %s", c, opLabel(x.sc.Programs[c][cl.Pc])),
+			try(step{kind: stStart, c: uint8(c), aux: uint8(x.sc.Programs[c][cl.Pc])},
 				func(t *state) string { return x.startOp(t, c) })
 		}
 		if int(s.Timeouts) < x.sc.MaxTimeouts {
 			for n := range numNodes {
 				if cl.Sent[n] && cl.R[n].St == rPending {
-					try(fmt.Sprintf("c%d times out on node %d (%s)", c, n, phaseNames[cl.Phase]),
+					try(step{kind: stTimeout, c: uint8(c), n: uint8(n), aux: cl.Phase},
 						func(t *state) string {
 							t.Timeouts++
 							t.C[c].R[n].St = rTimeout
@@ -218,17 +336,35 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
-	if x.sc.Expiry && !s.Deadline {
-		try("DEADLINE: the session's timeout runs out", func(t *state) string {
-			t.Deadline = true
-			return ""
-		})
+	for c := range s.C {
+		if s.C[c].Phase == phDone || (s.C[c].Phase == phIdle && int(s.C[c].Pc) >= len(x.sc.Programs[c])) {
+			continue // a finished process's suspicions change nothing
+		}
+		for n := range uint8(numNodes) {
+			switch {
+			case s.C[c].Susp[n]:
+				try(step{kind: stProbe, c: uint8(c), n: n}, func(t *state) string {
+					t.C[c].Susp[n] = false
+					return ""
+				})
+			case int(s.Susps) < x.sc.MaxSuspicions:
+				try(step{kind: stSuspect, c: uint8(c), n: n}, func(t *state) string {
+					t.Susps++
+					t.C[c].Susp[n] = true
+					if t.C[c].Sent[n] && t.C[c].R[n].St == rPending {
+						t.C[c].R[n].St = rTimeout
+						return x.maybeAdvance(t, c)
+					}
+					return ""
+				})
+			}
+		}
 	}
-	if s.Deadline {
+	if x.allDone(s) {
 		for n := range numNodes {
-			if s.N[n].Item.K != absent && !s.N[n].NoTTL {
-				try(fmt.Sprintf("EXPIRY: node %d's item expires", n), func(t *state) string {
-					t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			if x.expires(s, n) {
+				try(step{kind: stExpiry, n: uint8(n)}, func(t *state) string {
+					x.expire(t, n)
 					return ""
 				})
 			}
@@ -236,18 +372,35 @@ func (x *explorer) dfs(s *state) {
 	}
 	if int(s.Faults) < x.sc.MaxFaults {
 		for n := range numNodes {
-			try(fmt.Sprintf("FAULT: flush_all on node %d", n), func(t *state) string {
+			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
 				t.N[n].Item, t.N[n].Tok = Rec{}, 0
 				return ""
 			})
 			if x.sc.Restart {
-				try(fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n), func(t *state) string {
+				try(step{kind: stRestart, n: uint8(n)}, func(t *state) string {
 					return x.restart(t, n)
 				})
 			}
 		}
 	}
+}
+
+// Expiry (partial-order reduction). An item's expiry changes only its
+// node, so it commutes with every step except a command executed on that
+// node: every run is equivalent (the same replies, the same checks) to one
+// in which each expiry happens immediately before a command executes on
+// its node, or once every client is done. Only those places are explored.
+// The session's deadline is its first item's expiry.
+
+// expires reports whether node n's item may expire now.
+func (x *explorer) expires(s *state, n int) bool {
+	return x.sc.Expiry && s.N[n].Item.K != absent && !s.N[n].NoTTL
+}
+
+func (x *explorer) expire(t *state, n int) {
+	t.Deadline = true
+	t.N[n].Item, t.N[n].Tok = Rec{}, 0
 }
 
 func opLabel(k OpKind) string {
@@ -264,7 +417,10 @@ func opLabel(k OpKind) string {
 
 func (x *explorer) fail(v string, s *state) {
 	x.res.Violation = v
-	x.res.Trace = append(slices.Clone(x.trace), "final state:\n"+strings.TrimRight(s.String(), "\n"))
+	for _, st := range x.trace {
+		x.res.Trace = append(x.res.Trace, x.label(st))
+	}
+	x.res.Trace = append(x.res.Trace, "final state:\n"+strings.TrimRight(s.String(), "\n"))
 }
 
 func (x *explorer) allDone(s *state) bool {
@@ -404,14 +560,29 @@ func (x *explorer) deliver(t *state, i int) string {
 	return x.maybeAdvance(t, c)
 }
 
+// maybeAdvance runs the protocol once every command of the client's round
+// has a reply (or counts as silent), again and again while a new round is
+// sent only to nodes the client holds failed (nothing to wait for).
 func (x *explorer) maybeAdvance(t *state, c int) string {
-	cl := &t.C[c]
-	for n := range numNodes {
-		if cl.Sent[n] && cl.R[n].St == rPending {
+	for range 64 {
+		cl := &t.C[c]
+		sent := false
+		for n := range numNodes {
+			if cl.Sent[n] {
+				sent = true
+				if cl.R[n].St == rPending {
+					return ""
+				}
+			}
+		}
+		if !sent {
 			return ""
 		}
+		if v := x.advance(t, c); v != "" {
+			return v
+		}
 	}
-	return x.advance(t, c)
+	panic("replmodel: a client made no progress")
 }
 
 // newRound orphans the client's outstanding commands and clears its slots.
@@ -426,6 +597,11 @@ func newRound(t *state, c int) {
 }
 
 func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) *msg {
+	if t.C[c].Susp[n] {
+		t.C[c].Sent[n] = true
+		t.C[c].R[n] = reply{St: rTimeout}
+		return &msg{} // nothing is sent: the reply slot says silent
+	}
 	for i := range t.M {
 		if !t.M[i].Used {
 			t.M[i] = msg{Used: true, Client: uint8(c), Node: n, Op: op, Tok: tok, Inc: inc, Rec: rec}
@@ -445,17 +621,16 @@ func (x *explorer) startOp(t *state, c int) string {
 	switch x.sc.Programs[c][cl.Pc] {
 	case Scan:
 		x.sendRead2(t, c)
-		return ""
 	case Create:
 		newRound(t, c)
 		for n := range uint8(numNodes) {
 			x.send(t, c, n, opGetN, 0, 0, Rec{})
 		}
 		cl.Phase = phCrRead
-		return ""
+	default:
+		x.sendRead1(t, c)
 	}
-	x.sendRead1(t, c)
-	return ""
+	return x.maybeAdvance(t, c)
 }
 
 func (x *explorer) sendRead1(t *state, c int) {

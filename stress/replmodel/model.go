@@ -158,6 +158,10 @@ type client struct {
 	ST, SI  [numNodes]uint8
 	Stored  [numNodes]bool
 	AfterNF bool // the call started after a read reported the session expired
+	// Susp: nodes this process holds *failed* (docs/replication.md section
+	// 9): it sends them nothing until its probe sees them answer again.
+	// Scopes with MaxSuspicions make such a suspicion wrong at any step.
+	Susp [numNodes]bool
 }
 
 const (
@@ -177,11 +181,13 @@ type state struct {
 	Max      uint8          // greatest value acknowledged or observed
 	Faults   uint8
 	Timeouts uint8
+	Susps    uint8 // wrong suspicions so far (MaxSuspicions)
 	Lost     uint8 // reads that found no session (double faults only)
-	// Expiry: Deadline is set when the session's timeout has run out; from
-	// then on each item with a TTL may expire at any step, on each node at
-	// its own instant. NFSeen is set once a call reported "not found"
-	// after the deadline: no call that starts later may return the session.
+	// Expiry: Deadline is set when the session's timeout has run out (its
+	// first item expired); from then on each item with a TTL may expire,
+	// on each node at its own instant. NFSeen is set once a call reported
+	// "not found" after the deadline: no call that starts later may
+	// return the session.
 	Deadline, NFSeen bool
 }
 

@@ -6,8 +6,13 @@ import (
 	"testing"
 )
 
-// full runs the larger scopes: go test ./replmodel -replmodel.full (make model).
-var full = flag.Bool("replmodel.full", false, "run the larger scopes (make model)")
+// full runs the larger scopes: go test ./replmodel -replmodel.full (make
+// model, a few minutes). long adds revision 1's bounded searches (about
+// 100 million states, half an hour or more): -replmodel.long.
+var (
+	full = flag.Bool("replmodel.full", false, "run the larger scopes (make model)")
+	long = flag.Bool("replmodel.long", false, "also run revision 1's bounded searches (half an hour or more)")
+)
 
 func report(t *testing.T, name string, r Result) {
 	t.Helper()
@@ -135,10 +140,11 @@ func bounded(t *testing.T, name string, sc Scope) Result {
 	return r
 }
 
-// TestFullScopes is make model: longer runs.
+// TestFullScopes is revision 1's larger scopes, not re-run for each
+// revision: go test ./replmodel -replmodel.long.
 func TestFullScopes(t *testing.T) {
-	if !*full {
-		t.Skip("larger scopes: go test ./replmodel -replmodel.full (make model)")
+	if !*long {
+		t.Skip("revision 1's bounded searches: go test ./replmodel -replmodel.long (half an hour or more)")
 	}
 	two := [][]OpKind{{RMW}, {RMW}}
 	t.Run("single fault, 2 clients, 2 timeouts, bounded", func(t *testing.T) {
