@@ -44,19 +44,35 @@ func TestCreateRetry(t *testing.T) {
 	}
 }
 
-// TestExpiry: the session's timeout runs out at any step and each item
-// then expires at its own instant; a writer and a reader run across it,
-// with one timeout (a failover may copy a copy that is about to expire):
-// a session found expired never comes back.
+// TestExpiry: the session's timeout runs out and each item then expires
+// at its own instant; a writer and a reader (two Gets) run across it: a
+// session found expired never comes back, and nothing outlives every TTL.
+// The short stage runs it with no timeout (failovers from a copy that
+// outlived the other); make model adds one timeout anywhere (a wrong
+// suspicion's failover may copy a copy that is about to expire).
 func TestExpiry(t *testing.T) {
-	if !*full {
-		t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "expiry at different instants, writer and 2 readers, 1 timeout", Scope{Variant: Correct, Expiry: true,
-		Programs: [][]OpKind{{RMW}, {Read, Read}}, MaxTimeouts: 1})
-	if r.Expired == 0 {
-		t.Error("no read found the session expired: the scope does not reach expiry")
+	expiry := func(timeouts int) Scope {
+		return Scope{Variant: Correct, Expiry: true, Programs: [][]OpKind{{RMW}, {Read, Read}},
+			MaxTimeouts: timeouts, MaxStates: 40_000_000}
 	}
+	t.Run("no timeout", func(t *testing.T) {
+		r := mustHold(t, "expiry at different instants, writer and reader (2 Gets)", expiry(0))
+		if r.Expired == 0 || r.Fences == 0 {
+			t.Error("no read found the session expired, or no failover ran: the scope does not reach expiry")
+		}
+	})
+	t.Run("1 timeout", func(t *testing.T) {
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
+		r := mustHold(t, "expiry at different instants, writer and reader (2 Gets), 1 timeout", expiry(1))
+		if r.Expired == 0 || r.Fences == 0 {
+			t.Error("no read found the session expired, or no failover ran: the scope does not reach expiry")
+		}
+	})
 }
 
 // f1Scope is review-1 F1's scope: a repair scan, and a client that
@@ -68,6 +84,9 @@ func f1Scope(v Variant, maxStates int) Scope {
 	return Scope{Variant: v, Repair: true, Programs: [][]OpKind{{Scan}, {RMW, Read}},
 		MaxFaults: 1, MaxSuspicions: 2, MaxStates: maxStates}
 }
+
+// f1Failover is the length of f1Prefix's first part: c1's failover.
+const f1Failover = 16
 
 // f1Prefix is review-1 F1's trace up to the flush, in the model's steps:
 // the scan (c0) reads both data copies, its read of the witness node is
@@ -90,6 +109,7 @@ var f1Prefix = []string{
 	"node 2 executes c1's get-or-blank",
 	"node 2 executes c1's cas",
 	"node 0 executes c1's cas",
+	// f1Failover steps: the failover is complete.
 	"node 0 executes c1's get ",
 	"node 2 executes c1's get ",
 	"node 0 executes c1's cas D(e1 v1 val5 {0,2})",
@@ -159,6 +179,19 @@ func TestRepairF1(t *testing.T) {
 		sc := f1Scope(Correct, 0)
 		sc.Prefix = f1Prefix
 		r := mustHold(t, "R9, F1 scope", sc)
+		if r.WitnessRepairs == 0 {
+			t.Error("no witness was re-created: the scope does not reach R9")
+		}
+	})
+	// make model: a shorter prefix, ending once c1's failover to {0, 2}
+	// is completed; c1's write, and everything else, is free.
+	t.Run("R9 holds, c1's write free", func(t *testing.T) {
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
+		sc := f1Scope(Correct, 0)
+		sc.Prefix = f1Prefix[:f1Failover]
+		r := mustHold(t, "R9, F1 scope, shorter prefix", sc)
 		if r.WitnessRepairs == 0 {
 			t.Error("no witness was re-created: the scope does not reach R9")
 		}
