@@ -11,16 +11,24 @@
 // kept) and restart (a new incarnation, the counter reset, every queued
 // command dropped). Kill -9, pauses of nodes or app servers and partitions
 // of one node from some clients are all behaviours of the network and the
-// timeouts, so they need no fault budget: only amnesia is counted.
+// timeouts, so they need no fault budget: only amnesia is counted. A
+// wrong suspicion (MaxSuspicions) is a process holding a live node failed
+// from one step to a later one: it sends it nothing meanwhile, so one
+// suspicion spans several rounds and calls.
 //
 // Each client runs a small program of Store calls (Get, Get then a
 // CompareAndSwap computed from it, Add, or the repair scan's visit)
-// through the replication protocol. Expiry scopes let the session's
-// timeout run out at any step and each node's item expire at its own
-// later step; a session found expired must never come back, and nothing
-// may outlive every TTL. The
-// explorer visits every interleaving (depth-first, with a set of 64-bit
-// state fingerprints) and checks, at every step, that the history of
+// through the replication protocol. Expiry scopes let each node's item
+// expire at its own step (the session's deadline is the first); a session
+// found expired must never come back, and nothing may outlive every TTL.
+// An expiry commutes with every step but a command executed on its node,
+// so it is explored only just before such a command or once every client
+// is done (a partial-order reduction, exact without flushes and
+// restarts). A scope may script its first steps (Prefix: a known trace),
+// then explore every interleaving after them. The explorer visits every
+// interleaving (depth-first, with a set of 64-bit state fingerprints,
+// messages in flight hashed as a multiset) and checks, at every step,
+// that the history of
 // Store calls refines one linearizable compare-and-swap register: every
 // value written is unique and names the value it was computed from, so a
 // history is linearizable exactly when the values returned by reads and
