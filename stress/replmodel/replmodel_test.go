@@ -46,6 +46,9 @@ func TestSingleFault(t *testing.T) {
 	if r.Fences == 0 {
 		t.Error("no failover was fenced: the scope does not reach R7")
 	}
+	if r.FinalUnavailable != 0 {
+		t.Errorf("%d final reads could not decide after a single fault (section 9 claims availability)", r.FinalUnavailable)
+	}
 }
 
 // TestWitnessRepair: a writer and the repair scan (R9) from a state whose
