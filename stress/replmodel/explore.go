@@ -65,6 +65,20 @@ type Scope struct {
 	MaxSuspicions int
 	// MaxStates stops the search (0: 20 million).
 	MaxStates int
+	// WitnessTTL models the witness's lifetime against its data's (review-2
+	// B1): with the data touched at d and the witness at w (2T after its
+	// touch, T after the data's), the witness dies first only if d > w + T.
+	// Every write that sets a TTL needs the data alive (d' < d + T), so
+	// that takes two writes in a row whose touch of the witness did not
+	// land. A witness whose Lag reached 2 may then expire: with no fault
+	// when the rule sent no touch (WitnessUntouched), and as a fault when
+	// R3's touches were sent and not executed (its node unreachable or
+	// paused for T). R3 sends the touch with the write, not waited for.
+	WitnessTTL bool
+	// FinalDecides: a final read that cannot decide (ErrUnavailable after
+	// every client is done and nothing is in the way) is a violation: a
+	// session stuck by a single fault (section 9 claims availability).
+	FinalDecides bool
 	// Prefix scripts the first steps: step i must be the one whose trace
 	// label starts with Prefix[i] (a scope that forces the order of the
 	// steps a known counterexample needs, then explores every
@@ -124,6 +138,7 @@ const (
 	stExpiryDeliver
 	stFlush
 	stRestart
+	stWitnessExpiry
 )
 
 // step is one transition, kept in the trace and printed only when a
@@ -158,6 +173,12 @@ func (x *explorer) label(st step) string {
 		return fmt.Sprintf("EXPIRY: node %d's item expires; then %s", n, x.label(st))
 	case stFlush:
 		return fmt.Sprintf("FAULT: flush_all on node %d", n)
+	case stWitnessExpiry:
+		what := "no fault: no write touched it"
+		if st.aux != 0 {
+			what = "a FAULT: R3's touches did not reach it for T"
+		}
+		return fmt.Sprintf("WITNESS EXPIRY: node %d's witness expires before its data (%s)", n, what)
 	}
 	return fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n)
 }
@@ -360,6 +381,19 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
+	for n := range numNodes {
+		nd := &s.N[n]
+		if !x.sc.WitnessTTL || nd.Item.K != witness || nd.Lag < 2 || (nd.LagTried && int(s.Faults) >= x.sc.MaxFaults) {
+			continue
+		}
+		try(step{kind: stWitnessExpiry, n: uint8(n), aux: b2u(nd.LagTried)}, func(t *state) string {
+			if t.N[n].LagTried {
+				t.Faults++
+			}
+			t.N[n] = node{Inc: t.N[n].Inc, Ctr: t.N[n].Ctr}
+			return ""
+		})
+	}
 	if x.allDone(s) {
 		for n := range numNodes {
 			if x.expires(s, n) {
@@ -401,6 +435,13 @@ func (x *explorer) expires(s *state, n int) bool {
 func (x *explorer) expire(t *state, n int) {
 	t.Deadline = true
 	t.N[n].Item, t.N[n].Tok = Rec{}, 0
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func opLabel(k OpKind) string {
@@ -458,6 +499,9 @@ func (x *explorer) final(s *state) string {
 			return x.afterExpiry(&t)
 		case resUnavailable:
 			x.res.FinalUnavailable++
+			if x.sc.FinalDecides {
+				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault"
+			}
 			return x.afterExpiry(&t)
 		}
 		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
@@ -539,6 +583,14 @@ func (x *explorer) deliver(t *state, i int) string {
 	t.M[i] = msg{}
 	prev := t.N[m.Node].Item.K
 	rep := exec(&t.N[m.Node], &m)
+	if m.Write && rep.St == rOK && x.sc.WitnessTTL {
+		// R3's store on the primary sets the data's TTL: the witness
+		// of its configuration falls one write behind until its touch.
+		if w := &t.N[3-m.Rec.P-m.Rec.Q]; w.Item.K == witness {
+			w.Lag = min(w.Lag+1, 2)
+			w.LagTried = w.LagTried || x.sc.Variant != WitnessUntouched
+		}
+	}
 	if m.Op == opCAS && rep.St == rOK {
 		switch {
 		case m.Rec.K == witness && prev == blank && !m.Orphan && t.C[m.Client].Phase == phDec1:
@@ -689,8 +741,14 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
 	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q}
 	newRound(t, c)
-	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New)
+	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New).Write = true
 	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+	if w := 3 - cl.P - cl.Q; x.sc.WitnessTTL && x.sc.Variant != WitnessUntouched {
+		// R3 touches the witness in the same round trip (review-2 B1);
+		// its reply is not waited for.
+		x.send(t, c, w, opTouch, 0, 0, Rec{}).Orphan = true
+		cl.Sent[w], cl.R[w] = false, reply{}
+	}
 	cl.Phase = phWr
 	return ""
 }

@@ -61,17 +61,23 @@ type node struct {
 	// NoTTL: Item was stored without an expiry (an ms without T); only
 	// the broken variant InternalNoTTL writes such items.
 	NoTTL bool
+	// Lag (witness-lifetime scopes): data TTLs set by writes of the
+	// configuration this witness vouches for since it was last touched
+	// (saturating at 2); LagTried: the rule sent a touch with one of them.
+	Lag      uint8
+	LagTried bool
 }
 
 // Commands a client sends.
 const (
-	opGet  uint8 = iota + 1
-	opCAS        // ms k C<tok>: replace only if the token matches
-	opAdd        // ms k ME: insert if absent (content: only in broken variants)
-	opGetN       // mg k N: get, leaving a blank on a miss (repair scopes)
+	opGet   uint8 = iota + 1
+	opCAS         // ms k C<tok>: replace only if the token matches
+	opAdd         // ms k ME: insert if absent (content: only in broken variants)
+	opGetN        // mg k N: get, leaving a blank on a miss (repair scopes)
+	opTouch       // mg k T<2T>: R3's touch of the witness (witness-lifetime scopes)
 )
 
-var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank"}
+var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank", opTouch: "witness touch"}
 
 // msg is a command in flight. A command whose client has moved on
 // (Orphan) may still be executed: late delivery.
@@ -81,6 +87,7 @@ type msg struct {
 	Tok, Inc         uint8
 	Rec              Rec
 	NoTTL            bool // stored without an expiry (variant InternalNoTTL)
+	Write            bool // R3's CAS on the primary: it sets the data's TTL
 }
 
 // Reply codes, and the states of a reply slot.

@@ -40,10 +40,14 @@ const (
 	// InternalNoTTL is review-1's F3b: the protocol's own writes (fence,
 	// new copy, completion, witness) are stored without an expiry.
 	InternalNoTTL
+	// WitnessUntouched is revision 2's R3 (review-2 B1): a write sets the
+	// data copies' TTL and does not touch the witness, so with writes
+	// only the witness's TTL runs out before its data's, with no fault.
+	WitnessUntouched
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -201,8 +205,17 @@ func exec(nd *node, m *msg) reply {
 		if nd.Item.K != absent {
 			return reply{St: rNotStored}
 		}
+	case opTouch: // a touch changes the lifetime only, not the CAS token
+		if nd.Item.K == absent {
+			return reply{St: rNotFound}
+		}
+		if nd.Item.K == witness {
+			nd.Lag, nd.LagTried = 0, false
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
 	}
 	nd.Ctr++
+	nd.Lag, nd.LagTried = 0, false
 	nd.Item, nd.Tok, nd.NoTTL = m.Rec, nd.Ctr, m.NoTTL
 	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
 }

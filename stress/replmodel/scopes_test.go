@@ -197,3 +197,35 @@ func TestRepairF1(t *testing.T) {
 		}
 	})
 }
+
+// TestWitnessLifetime (review-2 B1): the witness's TTL may run out before
+// its data's (Scope.WitnessTTL). Two writers, one flush, one timeout:
+// with R3 touching the witness, that needs a fault (its touches lost for
+// T), so nothing is lost and the final read decides; with revision 2's R3,
+// which did not touch it, one flush leaves a lone data copy: stuck
+// (ErrUnavailable), or "not found" to a process that suspects it.
+func TestWitnessLifetime(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	sc := func(v Variant) Scope {
+		return Scope{Variant: v, WitnessTTL: true, FinalDecides: true, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1}
+	}
+	t.Run("R3 touches the witness", func(t *testing.T) {
+		mustHold(t, "witness lifetime, 2 writers, 1 flush, 1 timeout", sc(Correct))
+	})
+	t.Run("WitnessUntouched rejected", func(t *testing.T) {
+		r := Check(sc(WitnessUntouched))
+		report(t, "witness-untouched", r)
+		if r.Violation == "" {
+			t.Fatal("the checker accepted WitnessUntouched")
+		}
+		tr := strings.Join(r.Trace, "\n")
+		for _, w := range []string{"WITNESS EXPIRY", "no fault", "FAULT"} {
+			if !strings.Contains(tr, w) {
+				t.Errorf("counterexample lacks %q", w)
+			}
+		}
+		t.Logf("counterexample: %s\n%s", r.Violation, tr)
+	})
+}
