@@ -113,6 +113,9 @@ type Result struct {
 	WitnessRepairs int
 	// Fences counts explored steps in which a failover's fence was stored.
 	Fences int
+	// WriteFailovers counts writes acknowledged after a failover of
+	// their own (R3 with the secondary lost or silent).
+	WriteFailovers int
 	// Creations counts explored steps in which an Add stored its last
 	// record (the primary's); Expired counts reads that found the session
 	// expired (after the deadline).
@@ -858,8 +861,14 @@ func (x *explorer) advance(t *state, c int) string {
 		switch {
 		case rp.St == rOK && rq.St == rOK:
 			return x.ack(t, c)
+		case rp.St == rOK && rq.St == rTimeout:
+			// Won at the primary, the secondary silent: fail over with
+			// the write (R3, review-2 M3).
+			cl.NewTok, cl.NewInc = rp.Tok, rp.Inc
+			x.writeFailover(t, c)
 		case rp.St == rOK && rq.definiteFail():
 			// Won at the primary: complete the secondary, then acknowledge.
+			cl.NewTok, cl.NewInc = rp.Tok, rp.Inc
 			cl.Tries = 0
 			newRound(t, c)
 			x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
@@ -887,9 +896,44 @@ func (x *explorer) advance(t *state, c int) string {
 			newRound(t, c)
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
 			cl.Phase = phWrCAS
+		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
+			x.writeFailover(t, c) // the secondary lost (flush, restart) or silent
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
+	case phWrFoRead:
+		w := 3 - cl.P - cl.Q
+		r := cl.R[w]
+		own := r.St == rOK && r.Rec.K == witness && r.Rec.E == cl.New.E && r.Rec.P == cl.P && r.Rec.Q == cl.Q
+		older := r.St == rOK && r.Rec.K == data && r.Rec.E < cl.New.E
+		if !own && !older && !(x.sc.Variant == WriteFailoverAny && presentRec(r)) {
+			// Anything else may be a newer configuration's record (the
+			// first version of this rule, present record enough, lost an
+			// acknowledged write to it): ErrOutcomeUnknown.
+			return x.endOp(t, c)
+		}
+		cl.DT2, cl.DI2 = r.Tok, r.Inc
+		cl.DR1 = cl.New
+		cl.DR1.E, cl.DR1.Q, cl.DR1.Pend = cl.New.E+1, w, true
+		newRound(t, c)
+		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
+		cl.Phase = phWrFence
+	case phWrFence:
+		if cl.R[cl.P].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+		cl.DR2 = cl.DR1
+		cl.DR2.Pend = false
+		newRound(t, c)
+		x.decide(t, c, cl.DR2.Q, cl.DT2, cl.DI2, cl.DR2)
+		cl.Phase = phWrCopy
+	case phWrCopy:
+		if cl.R[cl.DR2.Q].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+		x.res.WriteFailovers++
+		cl.Q = cl.DR2.Q
+		return x.ack(t, c)
 	case phWrCAS:
 		r := cl.R[cl.Q]
 		switch {
@@ -910,6 +954,18 @@ func (x *explorer) advance(t *state, c int) string {
 		return x.endOp(t, c) // ErrOutcomeUnknown
 	}
 	return ""
+}
+
+// writeFailover continues a write stored on the primary whose secondary
+// is lost or silent as a failover (R3, review-2 M3): read the third node;
+// if it holds the witness of the write's configuration, or data of an
+// older epoch, fence the primary (its own write, the
+// next epoch, {P, third}, pending), then copy it to the third node. The
+// write succeeds when both are stored, and is unknown otherwise.
+func (x *explorer) writeFailover(t *state, c int) {
+	newRound(t, c)
+	x.send(t, c, 3-t.C[c].P-t.C[c].Q, opGet, 0, 0, Rec{})
+	t.C[c].Phase = phWrFoRead
 }
 
 func (x *explorer) sendSecond(t *state, c int) {

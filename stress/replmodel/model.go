@@ -126,16 +126,20 @@ const (
 	phWrCAS         // ... and completes it
 	phUndo          // the loser restores its base on the secondary
 	phDone
-	phRestamp // witness repair (R9): re-stamp both data copies first
-	phCrRead  // Add: the not-found read (mg N on all three)
-	phCrW     // Add: CAS the witness node's blank
-	phCrQ     // Add: then the secondary's
-	phCrP     // Add: then the primary's
-	phCrUndo  // Add: a refused step undoes the earlier ones
+	phRestamp  // witness repair (R9): re-stamp both data copies first
+	phCrRead   // Add: the not-found read (mg N on all three)
+	phCrW      // Add: CAS the witness node's blank
+	phCrQ      // Add: then the secondary's
+	phCrP      // Add: then the primary's
+	phCrUndo   // Add: a refused step undoes the earlier ones
+	phWrFoRead // R3, P stored, Q lost or silent (review-2 M3): read the third node
+	phWrFence  // ... fence P (its own write) to the next epoch with the third node
+	phWrCopy   // ... copy it there: success when stored
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
-	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo"}
+	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
+	"write-failover-read", "write-failover-fence", "write-failover-copy"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

@@ -44,10 +44,15 @@ const (
 	// data copies' TTL and does not touch the witness, so with writes
 	// only the witness's TTL runs out before its data's, with no fault.
 	WitnessUntouched
+	// WriteFailoverAny is the first version of review-2 M3's fix: a write
+	// stored on its primary, its secondary lost or silent, fails over to
+	// the third node whatever present record it holds, even a newer
+	// configuration's (the model found the lost write).
+	WriteFailoverAny
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any"}
 
 func (v Variant) String() string { return variantNames[v] }
 

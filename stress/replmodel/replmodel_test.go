@@ -16,8 +16,8 @@ var (
 
 func report(t *testing.T, name string, r Result) {
 	t.Helper()
-	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d, failover fences=%d, creations=%d, reads finding it expired=%d",
-		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs, r.Fences, r.Creations, r.Expired)
+	t.Logf("%s: %d states explored, %d terminal, complete=%v, sessions not found (double faults)=%d, final reads unavailable=%d, witness repairs=%d, failover fences=%d, writes acknowledged after their own failover=%d, creations=%d, reads finding it expired=%d",
+		name, r.States, r.Terminals, r.Complete, r.Lost, r.FinalUnavailable, r.WitnessRepairs, r.Fences, r.WriteFailovers, r.Creations, r.Expired)
 }
 
 func mustHold(t *testing.T, name string, sc Scope) Result {
@@ -45,6 +45,9 @@ func TestSingleFault(t *testing.T) {
 		Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	if r.Fences == 0 {
 		t.Error("no failover was fenced: the scope does not reach R7")
+	}
+	if r.WriteFailovers == 0 {
+		t.Error("no write failed over (R3, secondary lost or silent): the scope does not reach it")
 	}
 	if r.FinalUnavailable != 0 {
 		t.Errorf("%d final reads could not decide after a single fault (section 9 claims availability)", r.FinalUnavailable)

@@ -229,3 +229,20 @@ func TestWitnessLifetime(t *testing.T) {
 		t.Logf("counterexample: %s\n%s", r.Violation, tr)
 	})
 }
+
+// TestWriteFailoverAny (review-2 M3): a write stored on its primary whose
+// secondary is lost or silent fails over with the write only when the
+// third node holds its configuration's witness (or older data); the first
+// version, any present record, must be rejected.
+func TestWriteFailoverAny(t *testing.T) {
+	r := Check(Scope{Variant: WriteFailoverAny, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1})
+	report(t, "write-failover-any", r)
+	if r.Violation == "" {
+		t.Fatal("the checker accepted WriteFailoverAny")
+	}
+	tr := strings.Join(r.Trace, "\n")
+	if !strings.Contains(tr, "FAULT: flush_all") {
+		t.Errorf("counterexample lacks the flush")
+	}
+	t.Logf("counterexample: %s\n%s", r.Violation, tr)
+}
