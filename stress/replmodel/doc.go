@@ -42,6 +42,11 @@
 // examples of the outside review, REPLICATION_SKETCH.md 2.1, 2.2 and 2.4,
 // a loser that skips its undo, and revision 1's unfenced witness repair,
 // parallel Add and TTL-less internal writes found by the cold review,
-// docs/replication-review-1.md) are kept here; the tests require the
-// checker to reject each of them with a printed trace.
+// docs/replication-review-1.md; revision 2's write that does not touch the
+// witness, and the first version of the write failover, found through
+// docs/replication-review-2.md) are kept here; the tests require the
+// checker to reject each of them with a printed trace. Witness-lifetime
+// scopes (Scope.WitnessTTL) let a witness that fell two writes behind its
+// data expire: with no fault when the rule sent it no touch, as a fault
+// when the touches it sent were lost.
 package replmodel
