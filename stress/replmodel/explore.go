@@ -507,6 +507,7 @@ func (x *explorer) final(s *state) string {
 			}
 			return x.afterExpiry(&t)
 		}
+		x.newNonce(&t, &res)
 		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
 		if exec(&t.N[res.x], &m1).St != rOK || res.single {
 			continue
@@ -518,6 +519,9 @@ func (x *explorer) final(s *state) string {
 		exec(&t.N[res.y], &m2)
 	}
 	x.res.FinalUnavailable++
+	if x.sc.FinalDecides {
+		return "the final read cannot decide (ErrUnavailable) after 4 decisions: the session does not converge"
+	}
 	return x.afterExpiry(&t)
 }
 
@@ -802,6 +806,7 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.single {
 			res.y = res.x
 		}
+		x.newNonce(t, &res)
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
@@ -954,6 +959,15 @@ func (x *explorer) advance(t *state, c int) string {
 		return x.endOp(t, c) // ErrOutcomeUnknown
 	}
 	return ""
+}
+
+// newNonce (variant RestampNewNonce): a completion's re-stamp gets a new
+// nonce; the copy keeps the identity read.
+func (x *explorer) newNonce(t *state, res *resolution) {
+	if x.sc.Variant == RestampNewNonce && res.complete {
+		t.Nonces++
+		res.rec1.Non = t.Nonces
+	}
 }
 
 // writeFailover continues a write stored on the primary whose secondary

@@ -24,6 +24,10 @@ const (
 type Rec struct {
 	K, E, V, Val, P, Q uint8
 	Pend               bool
+	// Non is the envelope's nonce where it differs from the write's own
+	// (Val is unique per write, so equal records are one write): only the
+	// variant RestampNewNonce gives a re-stamp a new one.
+	Non uint8
 }
 
 // rank orders data records: epoch first, then an established record (not
@@ -48,6 +52,9 @@ func (r Rec) String() string {
 	p := ""
 	if r.Pend {
 		p = " pending"
+	}
+	if r.Non != 0 {
+		p += fmt.Sprintf(" nonce%d", r.Non)
 	}
 	return fmt.Sprintf("D(e%d v%d val%d {%d,%d}%s)", r.E, r.V, r.Val, r.P, r.Q, p)
 }
@@ -193,6 +200,7 @@ type state struct {
 	Faults   uint8
 	Timeouts uint8
 	Susps    uint8 // wrong suspicions so far (MaxSuspicions)
+	Nonces   uint8 // nonces handed out (variant RestampNewNonce)
 	Lost     uint8 // reads that found no session (double faults only)
 	// Expiry: Deadline is set when the session's timeout has run out (its
 	// first item expired); from then on each item with a TTL may expire,

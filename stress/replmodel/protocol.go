@@ -49,10 +49,14 @@ const (
 	// the third node whatever present record it holds, even a newer
 	// configuration's (the model found the lost write).
 	WriteFailoverAny
+	// RestampNewNonce is revision 2's re-stamp (review-2 M2): a completion
+	// re-stamps its source with a new nonce and copies the old identity to
+	// the other copy, so the two never hold the same record.
+	RestampNewNonce
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce"}
 
 func (v Variant) String() string { return variantNames[v] }
 

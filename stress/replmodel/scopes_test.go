@@ -246,3 +246,16 @@ func TestWriteFailoverAny(t *testing.T) {
 	}
 	t.Logf("counterexample: %s\n%s", r.Violation, tr)
 }
+
+// TestRestampNewNonce (review-2 M2): a re-stamp keeps the record's
+// identity. Revision 2's re-stamp, a new nonce, leaves the two copies of
+// a completed failover different, and every completion makes them
+// differ again: the final read never decides.
+func TestRestampNewNonce(t *testing.T) {
+	r := Check(Scope{Variant: RestampNewNonce, FinalDecides: true, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1})
+	report(t, "restamp-new-nonce", r)
+	if !strings.Contains(r.Violation, "cannot decide") {
+		t.Fatalf("the checker accepted RestampNewNonce (violation %q)", r.Violation)
+	}
+	t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+}
