@@ -11,12 +11,24 @@
 // kept) and restart (a new incarnation, the counter reset, every queued
 // command dropped). Kill -9, pauses of nodes or app servers and partitions
 // of one node from some clients are all behaviours of the network and the
-// timeouts, so they need no fault budget: only amnesia is counted.
+// timeouts, so they need no fault budget: only amnesia is counted. A
+// wrong suspicion (MaxSuspicions) is a process holding a live node failed
+// from one step to a later one: it sends it nothing meanwhile, so one
+// suspicion spans several rounds and calls.
 //
-// Each client runs a small program of Store calls (Get, then a
-// CompareAndSwap computed from it) through the replication protocol. The
-// explorer visits every interleaving (depth-first, with a set of 64-bit
-// state fingerprints) and checks, at every step, that the history of
+// Each client runs a small program of Store calls (Get, Get then a
+// CompareAndSwap computed from it, Add, or the repair scan's visit)
+// through the replication protocol. Expiry scopes let each node's item
+// expire at its own step (the session's deadline is the first); a session
+// found expired must never come back, and nothing may outlive every TTL.
+// An expiry commutes with every step but a command executed on its node,
+// so it is explored only just before such a command or once every client
+// is done (a partial-order reduction, exact without flushes and
+// restarts). A scope may script its first steps (Prefix: a known trace),
+// then explore every interleaving after them. The explorer visits every
+// interleaving (depth-first, with a set of 64-bit state fingerprints,
+// messages in flight hashed as a multiset) and checks, at every step,
+// that the history of
 // Store calls refines one linearizable compare-and-swap register: every
 // value written is unique and names the value it was computed from, so a
 // history is linearizable exactly when the values returned by reads and
@@ -28,6 +40,13 @@
 //
 // Variants of the protocol that are known to be unsafe (the counter-
 // examples of the outside review, REPLICATION_SKETCH.md 2.1, 2.2 and 2.4,
-// and a loser that skips its undo) are kept here; the tests require the
-// checker to reject each of them with a printed trace.
+// a loser that skips its undo, and revision 1's unfenced witness repair,
+// parallel Add and TTL-less internal writes found by the cold review,
+// docs/replication-review-1.md; revision 2's write that does not touch the
+// witness, and the first version of the write failover, found through
+// docs/replication-review-2.md) are kept here; the tests require the
+// checker to reject each of them with a printed trace. Witness-lifetime
+// scopes (Scope.WitnessTTL) let a witness that fell two writes behind its
+// data expire: with no fault when the rule sent it no touch, as a fault
+// when the touches it sent were lost.
 package replmodel

@@ -1,10 +1,8 @@
 package replmodel
 
 import (
-	"bytes"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strings"
 	"unsafe"
 )
@@ -21,6 +19,12 @@ const (
 	// Scan is the repair scan's visit of the key (R9): an anomaly read,
 	// with its decisions, whose value is checked like a Get's.
 	Scan
+	// Create is Add: the not-found read (mg N on all three), then the
+	// blanks CASed one after the other (witness, secondary, primary).
+	// Its value is computed from "no session" (value 0), so two Adds
+	// that both succeed are a fork, and an Add that succeeds after a
+	// session was acknowledged is a lost session.
+	Create
 )
 
 // Start is the state the session's records are in when the run begins.
@@ -33,6 +37,9 @@ const (
 	// an earlier fault and not yet re-created). It counts as one fault:
 	// MaxFaults must be 2 to add another.
 	WitnessBlank
+	// Empty: no session yet (every node absent): the scope creates it.
+	// Value 0 is "no session": a read that finds none returns it.
+	Empty
 )
 
 // Scope bounds one exhaustive run.
@@ -48,12 +55,45 @@ type Scope struct {
 	// MaxTimeouts bounds the timeouts that fire (with or without a fault)
 	// in one run; a timeout is not a fault.
 	MaxTimeouts int
+	// MaxSuspicions bounds the wrong suspicions in one run: at any step a
+	// process may start to hold a live node *failed* (section 9: it then
+	// sends that node nothing, and its commands still outstanding there
+	// count as silent), until a later step at which its probe sees the
+	// node answer again. A suspicion spans several rounds of one call or
+	// several calls, as a real one does for F; like a timeout, it is not
+	// a fault.
+	MaxSuspicions int
 	// MaxStates stops the search (0: 20 million).
 	MaxStates int
+	// WitnessTTL models the witness's lifetime against its data's (review-2
+	// B1): with the data touched at d and the witness at w (2T after its
+	// touch, T after the data's), the witness dies first only if d > w + T.
+	// Every write that sets a TTL needs the data alive (d' < d + T), so
+	// that takes two writes in a row whose touch of the witness did not
+	// land. A witness whose Lag reached 2 may then expire: with no fault
+	// when the rule sent no touch (WitnessUntouched), and as a fault when
+	// R3's touches were sent and not executed (its node unreachable or
+	// paused for T). R3 sends the touch with the write, not waited for.
+	WitnessTTL bool
+	// FinalDecides: a final read that cannot decide (ErrUnavailable after
+	// every client is done and nothing is in the way) is a violation: a
+	// session stuck by a single fault (section 9 claims availability).
+	FinalDecides bool
+	// Prefix scripts the first steps: step i must be the one whose trace
+	// label starts with Prefix[i] (a scope that forces the order of the
+	// steps a known counterexample needs, then explores every
+	// interleaving after them). Empty: every interleaving from the start.
+	Prefix []string
 	// Repair adds R9's witness repair: the anomaly read leaves blanks on
 	// misses (mg N), and a healthy state whose third node holds a blank
 	// re-creates the witness there by CAS.
 	Repair bool
+	// Expiry lets the session's timeout run out at any step (not a fault)
+	// and then each item with a TTL expire at any later step, on each
+	// node at its own instant. Checked: once a call reported the session
+	// not found, no call that starts later returns it; and once every
+	// item with a TTL has expired, a final read finds no session.
+	Expiry bool
 }
 
 // Result is what a run found.
@@ -73,14 +113,77 @@ type Result struct {
 	WitnessRepairs int
 	// Fences counts explored steps in which a failover's fence was stored.
 	Fences int
+	// WriteFailovers counts writes acknowledged after a failover of
+	// their own (R3 with the secondary lost or silent).
+	WriteFailovers int
+	// Creations counts explored steps in which an Add stored its last
+	// record (the primary's); Expired counts reads that found the session
+	// expired (after the deadline).
+	Creations, Expired int
 }
 
 type explorer struct {
 	sc      Scope
-	seen    map[uint64]struct{}
-	trace   []string
+	seen    fpSet
+	trace   []step
 	res     Result
 	stopped bool
+}
+
+// Kinds of step, for the trace.
+const (
+	stDeliver uint8 = iota
+	stStart
+	stTimeout
+	stProbe
+	stSuspect
+	stExpiry
+	stExpiryDeliver
+	stFlush
+	stRestart
+	stWitnessExpiry
+)
+
+// step is one transition, kept in the trace and printed only when a
+// violation is found (formatting every transition costs more than the
+// rest of the search).
+type step struct {
+	kind, c, n, aux uint8
+	m               msg
+}
+
+func (x *explorer) label(st step) string {
+	c, n := st.c, st.n
+	switch st.kind {
+	case stDeliver:
+		late := ""
+		if st.m.Orphan {
+			late = " (late: its client gave up)"
+		}
+		return fmt.Sprintf("node %d executes c%d's %s %v%s", st.m.Node, st.m.Client, opNames[st.m.Op], st.m.Rec, late)
+	case stStart:
+		return fmt.Sprintf("c%d starts %s", c, opLabel(OpKind(st.aux)))
+	case stTimeout:
+		return fmt.Sprintf("c%d times out on node %d (%s)", c, n, phaseNames[st.aux])
+	case stProbe:
+		return fmt.Sprintf("c%d's probe finds node %d answering again", c, n)
+	case stSuspect:
+		return fmt.Sprintf("SUSPICION: c%d holds node %d failed (wrong: the node is alive)", c, n)
+	case stExpiry:
+		return fmt.Sprintf("EXPIRY: node %d's item expires", n)
+	case stExpiryDeliver:
+		st.kind = stDeliver
+		return fmt.Sprintf("EXPIRY: node %d's item expires; then %s", n, x.label(st))
+	case stFlush:
+		return fmt.Sprintf("FAULT: flush_all on node %d", n)
+	case stWitnessExpiry:
+		what := "no fault: no write touched it"
+		if st.aux != 0 {
+			what = "a FAULT: R3's touches did not reach it for T"
+		}
+		return fmt.Sprintf("WITNESS EXPIRY: node %d's witness expires before its data (%s)", n, what)
+	}
+	return fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n)
 }
 
 // Check explores every interleaving within sc.
@@ -88,10 +191,10 @@ func Check(sc Scope) Result {
 	if sc.MaxStates == 0 {
 		sc.MaxStates = 20_000_000
 	}
-	x := &explorer{sc: sc, seen: make(map[uint64]struct{}, 1<<16)}
+	x := &explorer{sc: sc, seen: newFPSet(1 << 16)}
 	s := initial(sc)
 	x.dfs(&s)
-	x.res.States = len(x.seen)
+	x.res.States = x.seen.n
 	x.res.Complete = !x.stopped && x.res.Violation == ""
 	return x.res
 }
@@ -102,6 +205,8 @@ func initial(sc Scope) state {
 	s.N[0] = node{Item: d, Tok: 1, Ctr: 1}
 	s.N[1] = node{Item: d, Tok: 1, Ctr: 1}
 	switch {
+	case sc.Start == Empty:
+		s.N[0], s.N[1] = node{}, node{}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -123,13 +228,67 @@ func initial(sc Scope) state {
 var seed = maphash.MakeSeed()
 
 func (s *state) fingerprint() uint64 {
-	// Messages are a multiset: sort a copy of them.
+	// Messages in flight are a multiset: each is hashed on its own and the
+	// hashes are summed (order-free), the rest of the state hashed whole.
 	t := *s
-	slices.SortFunc(t.M[:], func(a, b msg) int {
-		return bytes.Compare(unsafe.Slice((*byte)(unsafe.Pointer(&a)), unsafe.Sizeof(a)),
-			unsafe.Slice((*byte)(unsafe.Pointer(&b)), unsafe.Sizeof(b)))
-	})
-	return maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t)))
+	var ms uint64
+	for i := range t.M {
+		if t.M[i].Used {
+			ms += mix(maphash.Comparable(seed, t.M[i]))
+		}
+	}
+	t.M = [maxMsgs]msg{}
+	return maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t))) ^ mix(ms)
+}
+
+// mix is SplitMix64's finalizer.
+func mix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// fpSet is the set of visited fingerprints: open addressing with linear
+// probing (0 stands for 1), much faster than a map at tens of millions.
+type fpSet struct {
+	slots []uint64
+	n     int
+}
+
+func newFPSet(size int) fpSet { return fpSet{slots: make([]uint64, size)} }
+
+// add inserts fp and reports whether it was new.
+func (f *fpSet) add(fp uint64) bool {
+	if fp == 0 {
+		fp = 1
+	}
+	if 2*(f.n+1) > len(f.slots) {
+		old := f.slots
+		f.slots = make([]uint64, 2*len(old))
+		for _, v := range old {
+			if v != 0 {
+				f.insert(v)
+			}
+		}
+	}
+	if !f.insert(fp) {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *fpSet) insert(fp uint64) bool {
+	mask := uint64(len(f.slots) - 1)
+	for i := fp & mask; ; i = (i + 1) & mask {
+		switch f.slots[i] {
+		case 0:
+			f.slots[i] = fp
+			return true
+		case fp:
+			return false
+		}
+	}
 }
 
 func (x *explorer) dfs(s *state) {
@@ -137,11 +296,10 @@ func (x *explorer) dfs(s *state) {
 		return
 	}
 	fp := s.fingerprint()
-	if _, ok := x.seen[fp]; ok {
+	if !x.seen.add(fp) {
 		return
 	}
-	x.seen[fp] = struct{}{}
-	if len(x.seen) >= x.sc.MaxStates {
+	if x.seen.n >= x.sc.MaxStates {
 		x.stopped = true
 		return
 	}
@@ -152,13 +310,16 @@ func (x *explorer) dfs(s *state) {
 			return
 		}
 	}
-	try := func(label string, f func(t *state) string) {
+	try := func(st step, f func(t *state) string) {
 		if x.res.Violation != "" || x.stopped {
 			return
 		}
+		if d := len(x.trace); d < len(x.sc.Prefix) && !strings.HasPrefix(x.label(st), x.sc.Prefix[d]) {
+			return // the scripted prefix allows only its own step here
+		}
 		t := *s
 		v := f(&t)
-		x.trace = append(x.trace, label)
+		x.trace = append(x.trace, st)
 		if v != "" {
 			x.fail(v, &t)
 		} else {
@@ -171,23 +332,25 @@ func (x *explorer) dfs(s *state) {
 		if !m.Used {
 			continue
 		}
-		late := ""
-		if m.Orphan {
-			late = " (late: its client gave up)"
-		}
-		try(fmt.Sprintf("node %d executes c%d's %s %v%s", m.Node, m.Client, opNames[m.Op], m.Rec, late),
+		try(step{kind: stDeliver, m: m},
 			func(t *state) string { return x.deliver(t, i) })
+		if x.expires(s, int(m.Node)) {
+			try(step{kind: stExpiryDeliver, n: m.Node, m: m}, func(t *state) string {
+				x.expire(t, int(m.Node))
+				return x.deliver(t, i)
+			})
+		}
 	}
 	for c := range s.C {
 		cl := &s.C[c]
 		if cl.Phase == phIdle && int(cl.Pc) < len(x.sc.Programs[c]) {
-			try(fmt.Sprintf("c%d starts %s", c, opLabel(x.sc.Programs[c][cl.Pc])),
+			try(step{kind: stStart, c: uint8(c), aux: uint8(x.sc.Programs[c][cl.Pc])},
 				func(t *state) string { return x.startOp(t, c) })
 		}
 		if int(s.Timeouts) < x.sc.MaxTimeouts {
 			for n := range numNodes {
 				if cl.Sent[n] && cl.R[n].St == rPending {
-					try(fmt.Sprintf("c%d times out on node %d (%s)", c, n, phaseNames[cl.Phase]),
+					try(step{kind: stTimeout, c: uint8(c), n: uint8(n), aux: cl.Phase},
 						func(t *state) string {
 							t.Timeouts++
 							t.C[c].R[n].St = rTimeout
@@ -197,20 +360,91 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
+	for c := range s.C {
+		if s.C[c].Phase == phDone || (s.C[c].Phase == phIdle && int(s.C[c].Pc) >= len(x.sc.Programs[c])) {
+			continue // a finished process's suspicions change nothing
+		}
+		for n := range uint8(numNodes) {
+			switch {
+			case s.C[c].Susp[n]:
+				try(step{kind: stProbe, c: uint8(c), n: n}, func(t *state) string {
+					t.C[c].Susp[n] = false
+					return ""
+				})
+			case int(s.Susps) < x.sc.MaxSuspicions:
+				try(step{kind: stSuspect, c: uint8(c), n: n}, func(t *state) string {
+					t.Susps++
+					t.C[c].Susp[n] = true
+					if t.C[c].Sent[n] && t.C[c].R[n].St == rPending {
+						t.C[c].R[n].St = rTimeout
+						return x.maybeAdvance(t, c)
+					}
+					return ""
+				})
+			}
+		}
+	}
+	for n := range numNodes {
+		nd := &s.N[n]
+		if !x.sc.WitnessTTL || nd.Item.K != witness || nd.Lag < 2 || (nd.LagTried && int(s.Faults) >= x.sc.MaxFaults) {
+			continue
+		}
+		try(step{kind: stWitnessExpiry, n: uint8(n), aux: b2u(nd.LagTried)}, func(t *state) string {
+			if t.N[n].LagTried {
+				t.Faults++
+			}
+			t.N[n] = node{Inc: t.N[n].Inc, Ctr: t.N[n].Ctr}
+			return ""
+		})
+	}
+	if x.allDone(s) {
+		for n := range numNodes {
+			if x.expires(s, n) {
+				try(step{kind: stExpiry, n: uint8(n)}, func(t *state) string {
+					x.expire(t, n)
+					return ""
+				})
+			}
+		}
+	}
 	if int(s.Faults) < x.sc.MaxFaults {
 		for n := range numNodes {
-			try(fmt.Sprintf("FAULT: flush_all on node %d", n), func(t *state) string {
+			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
 				t.N[n].Item, t.N[n].Tok = Rec{}, 0
 				return ""
 			})
 			if x.sc.Restart {
-				try(fmt.Sprintf("FAULT: restart of node %d (empty, new incarnation, queued commands dropped)", n), func(t *state) string {
+				try(step{kind: stRestart, n: uint8(n)}, func(t *state) string {
 					return x.restart(t, n)
 				})
 			}
 		}
 	}
+}
+
+// Expiry (partial-order reduction). An item's expiry changes only its
+// node, so it commutes with every step except a command executed on that
+// node: every run is equivalent (the same replies, the same checks) to one
+// in which each expiry happens immediately before a command executes on
+// its node, or once every client is done. Only those places are explored.
+// The session's deadline is its first item's expiry.
+
+// expires reports whether node n's item may expire now.
+func (x *explorer) expires(s *state, n int) bool {
+	return x.sc.Expiry && s.N[n].Item.K != absent && !s.N[n].NoTTL
+}
+
+func (x *explorer) expire(t *state, n int) {
+	t.Deadline = true
+	t.N[n].Item, t.N[n].Tok = Rec{}, 0
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func opLabel(k OpKind) string {
@@ -219,13 +453,18 @@ func opLabel(k OpKind) string {
 		return "Get+CompareAndSwap"
 	case Scan:
 		return "a repair scan"
+	case Create:
+		return "Add"
 	}
 	return "Get"
 }
 
 func (x *explorer) fail(v string, s *state) {
 	x.res.Violation = v
-	x.res.Trace = append(slices.Clone(x.trace), "final state:\n"+strings.TrimRight(s.String(), "\n"))
+	for _, st := range x.trace {
+		x.res.Trace = append(x.res.Trace, x.label(st))
+	}
+	x.res.Trace = append(x.res.Trace, "final state:\n"+strings.TrimRight(s.String(), "\n"))
 }
 
 func (x *explorer) allDone(s *state) bool {
@@ -249,29 +488,80 @@ func (x *explorer) final(s *state) string {
 		res := resolve(x.sc.Variant, x.sc.Repair, &r)
 		switch res.kind {
 		case resReturn:
-			return t.observe(res.b.Val, t.Max, "the final read")
-		case resNotFound:
-			if t.Faults < 2 {
-				return "the final read found no session after a single fault"
+			if t.NFSeen {
+				return fmt.Sprintf("the final read returned value %d after a read found the session expired", res.b.Val)
 			}
-			x.res.Lost++
-			return ""
+			if v := t.observe(res.b.Val, t.Max, "the final read"); v != "" {
+				return v
+			}
+			return x.afterExpiry(&t)
+		case resNotFound:
+			if v := x.notFound(&t, t.Max, "the final read"); v != "" {
+				return v
+			}
+			return x.afterExpiry(&t)
 		case resUnavailable:
 			x.res.FinalUnavailable++
-			return ""
+			if x.sc.FinalDecides {
+				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault"
+			}
+			return x.afterExpiry(&t)
 		}
-		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1}
+		x.newNonce(&t, &res)
+		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
 		if exec(&t.N[res.x], &m1).St != rOK || res.single {
 			continue
 		}
-		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2}
+		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2, NoTTL: x.sc.Variant == InternalNoTTL}
 		if res.add2 {
 			m2.Op = opAdd
 		}
 		exec(&t.N[res.y], &m2)
 	}
 	x.res.FinalUnavailable++
+	if x.sc.FinalDecides {
+		return "the final read cannot decide (ErrUnavailable) after 4 decisions: the session does not converge"
+	}
+	return x.afterExpiry(&t)
+}
+
+// afterExpiry (expiry scopes): once the timeout has run out and every
+// item with a TTL has expired, nothing may still hold the session.
+func (x *explorer) afterExpiry(s *state) string {
+	if !x.sc.Expiry {
+		return ""
+	}
+	t := *s
+	for i := range t.N {
+		if !t.N[i].NoTTL {
+			t.N[i].Item, t.N[i].Tok = Rec{}, 0
+		}
+	}
+	var r [numNodes]reply
+	for i := range r {
+		r[i] = exec(&t.N[i], &msg{Op: opGet})
+	}
+	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+		return "every item with a TTL has expired, yet the session is still there (a record without an expiry)"
+	}
 	return ""
+}
+
+// notFound judges a call (or the final read) that found no session.
+func (x *explorer) notFound(t *state, floor uint8, what string) string {
+	switch {
+	case t.Deadline:
+		t.NFSeen = true
+		x.res.Expired++
+		return ""
+	case t.Faults >= 2:
+		t.Lost++
+		x.res.Lost++
+		return ""
+	case x.sc.Start == Empty:
+		return t.observe(0, floor, what+" (no session)")
+	}
+	return what + " found no session after a single fault"
 }
 
 func (x *explorer) restart(t *state, n int) string {
@@ -298,13 +588,24 @@ func (x *explorer) restart(t *state, n int) string {
 func (x *explorer) deliver(t *state, i int) string {
 	m := t.M[i]
 	t.M[i] = msg{}
+	prev := t.N[m.Node].Item.K
 	rep := exec(&t.N[m.Node], &m)
+	if m.Write && rep.St == rOK && x.sc.WitnessTTL {
+		// R3's store on the primary sets the data's TTL: the witness
+		// of its configuration falls one write behind until its touch.
+		if w := &t.N[3-m.Rec.P-m.Rec.Q]; w.Item.K == witness {
+			w.Lag = min(w.Lag+1, 2)
+			w.LagTried = w.LagTried || x.sc.Variant != WitnessUntouched
+		}
+	}
 	if m.Op == opCAS && rep.St == rOK {
 		switch {
-		case m.Rec.K == witness:
+		case m.Rec.K == witness && prev == blank && !m.Orphan && t.C[m.Client].Phase == phDec1:
 			x.res.WitnessRepairs++
 		case m.Rec.Pend:
 			x.res.Fences++
+		case m.Rec.K == data && !m.Orphan && t.C[m.Client].Phase == phCrP:
+			x.res.Creations++
 		}
 	}
 	if m.Orphan {
@@ -318,14 +619,29 @@ func (x *explorer) deliver(t *state, i int) string {
 	return x.maybeAdvance(t, c)
 }
 
+// maybeAdvance runs the protocol once every command of the client's round
+// has a reply (or counts as silent), again and again while a new round is
+// sent only to nodes the client holds failed (nothing to wait for).
 func (x *explorer) maybeAdvance(t *state, c int) string {
-	cl := &t.C[c]
-	for n := range numNodes {
-		if cl.Sent[n] && cl.R[n].St == rPending {
+	for range 64 {
+		cl := &t.C[c]
+		sent := false
+		for n := range numNodes {
+			if cl.Sent[n] {
+				sent = true
+				if cl.R[n].St == rPending {
+					return ""
+				}
+			}
+		}
+		if !sent {
 			return ""
 		}
+		if v := x.advance(t, c); v != "" {
+			return v
+		}
 	}
-	return x.advance(t, c)
+	panic("replmodel: a client made no progress")
 }
 
 // newRound orphans the client's outstanding commands and clears its slots.
@@ -339,13 +655,18 @@ func newRound(t *state, c int) {
 	t.C[c].R = [numNodes]reply{}
 }
 
-func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) {
+func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) *msg {
+	if t.C[c].Susp[n] {
+		t.C[c].Sent[n] = true
+		t.C[c].R[n] = reply{St: rTimeout}
+		return &msg{} // nothing is sent: the reply slot says silent
+	}
 	for i := range t.M {
 		if !t.M[i].Used {
 			t.M[i] = msg{Used: true, Client: uint8(c), Node: n, Op: op, Tok: tok, Inc: inc, Rec: rec}
 			t.C[c].Sent[n] = true
 			t.C[c].R[n] = reply{}
-			return
+			return &t.M[i]
 		}
 	}
 	panic("replmodel: too many messages in flight; raise maxMsgs")
@@ -355,12 +676,20 @@ func (x *explorer) startOp(t *state, c int) string {
 	cl := &t.C[c]
 	cl.Floor = t.Max
 	cl.Iter = 0
-	if x.sc.Programs[c][cl.Pc] == Scan {
+	cl.AfterNF = t.NFSeen
+	switch x.sc.Programs[c][cl.Pc] {
+	case Scan:
 		x.sendRead2(t, c)
-		return ""
+	case Create:
+		newRound(t, c)
+		for n := range uint8(numNodes) {
+			x.send(t, c, n, opGetN, 0, 0, Rec{})
+		}
+		cl.Phase = phCrRead
+	default:
+		x.sendRead1(t, c)
 	}
-	x.sendRead1(t, c)
-	return ""
+	return x.maybeAdvance(t, c)
 }
 
 func (x *explorer) sendRead1(t *state, c int) {
@@ -401,6 +730,9 @@ func value(c int, pc uint8) uint8 { return uint8(1 + c*4 + int(pc)) }
 
 func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	cl := &t.C[c]
+	if cl.AfterNF {
+		return fmt.Sprintf("c%d's Get returned value %d, but a read that ended before it started found the session expired (it came back)", c, b.Val)
+	}
 	if v := t.observe(b.Val, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 		return v
 	}
@@ -416,8 +748,14 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
 	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q}
 	newRound(t, c)
-	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New)
+	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New).Write = true
 	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+	if w := 3 - cl.P - cl.Q; x.sc.WitnessTTL && x.sc.Variant != WitnessUntouched {
+		// R3 touches the witness in the same round trip (review-2 B1);
+		// its reply is not waited for.
+		x.send(t, c, w, opTouch, 0, 0, Rec{}).Orphan = true
+		cl.Sent[w], cl.R[w] = false, reply{}
+	}
 	cl.Phase = phWr
 	return ""
 }
@@ -454,10 +792,9 @@ func (x *explorer) advance(t *state, c int) string {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
-			if t.Faults < 2 {
-				return fmt.Sprintf("c%d's Get found no session after a single fault", c)
+			if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+				return v
 			}
-			t.Lost++
 			return x.endOp(t, c)
 		case resUnavailable:
 			return x.endOp(t, c)
@@ -469,21 +806,44 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.single {
 			res.y = res.x
 		}
+		x.newNonce(t, &res)
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
+		read := cl.R
 		newRound(t, c)
+		if res.repair && x.sc.Variant != R9Unfenced {
+			// R9: re-stamp both data copies (same content, new token);
+			// the blank gets the witness only if both were stored.
+			for _, n := range [2]uint8{res.b.P, res.b.Q} {
+				x.decide(t, c, n, read[n].Tok, read[n].Inc, res.b)
+			}
+			cl.Phase = phRestamp
+			return ""
+		}
 		if x.sc.Variant == CompleteNoFence && res.complete {
 			x.sendSecond(t, c)
 			cl.Phase = phDec2
 			return ""
 		}
-		x.send(t, c, cl.DX, opCAS, tx, ix, cl.DR1)
+		x.decide(t, c, cl.DX, tx, ix, cl.DR1)
 		cl.Phase = phDec1
 		if x.sc.Variant == ParallelFailover && !res.single {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
+	case phRestamp:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				x.sendRead2(t, c)
+				return ""
+			}
+		}
+		newRound(t, c)
+		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
+		cl.Phase = phDec1
+	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
+		return x.advanceAdd(t, c)
 	case phDec1:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c)
@@ -506,8 +866,14 @@ func (x *explorer) advance(t *state, c int) string {
 		switch {
 		case rp.St == rOK && rq.St == rOK:
 			return x.ack(t, c)
+		case rp.St == rOK && rq.St == rTimeout:
+			// Won at the primary, the secondary silent: fail over with
+			// the write (R3, review-2 M3).
+			cl.NewTok, cl.NewInc = rp.Tok, rp.Inc
+			x.writeFailover(t, c)
 		case rp.St == rOK && rq.definiteFail():
 			// Won at the primary: complete the secondary, then acknowledge.
+			cl.NewTok, cl.NewInc = rp.Tok, rp.Inc
 			cl.Tries = 0
 			newRound(t, c)
 			x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
@@ -535,9 +901,44 @@ func (x *explorer) advance(t *state, c int) string {
 			newRound(t, c)
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
 			cl.Phase = phWrCAS
+		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
+			x.writeFailover(t, c) // the secondary lost (flush, restart) or silent
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
+	case phWrFoRead:
+		w := 3 - cl.P - cl.Q
+		r := cl.R[w]
+		own := r.St == rOK && r.Rec.K == witness && r.Rec.E == cl.New.E && r.Rec.P == cl.P && r.Rec.Q == cl.Q
+		older := r.St == rOK && r.Rec.K == data && r.Rec.E < cl.New.E
+		if !own && !older && !(x.sc.Variant == WriteFailoverAny && presentRec(r)) {
+			// Anything else may be a newer configuration's record (the
+			// first version of this rule, present record enough, lost an
+			// acknowledged write to it): ErrOutcomeUnknown.
+			return x.endOp(t, c)
+		}
+		cl.DT2, cl.DI2 = r.Tok, r.Inc
+		cl.DR1 = cl.New
+		cl.DR1.E, cl.DR1.Q, cl.DR1.Pend = cl.New.E+1, w, true
+		newRound(t, c)
+		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
+		cl.Phase = phWrFence
+	case phWrFence:
+		if cl.R[cl.P].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+		cl.DR2 = cl.DR1
+		cl.DR2.Pend = false
+		newRound(t, c)
+		x.decide(t, c, cl.DR2.Q, cl.DT2, cl.DI2, cl.DR2)
+		cl.Phase = phWrCopy
+	case phWrCopy:
+		if cl.R[cl.DR2.Q].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+		x.res.WriteFailovers++
+		cl.Q = cl.DR2.Q
+		return x.ack(t, c)
 	case phWrCAS:
 		r := cl.R[cl.Q]
 		switch {
@@ -560,11 +961,135 @@ func (x *explorer) advance(t *state, c int) string {
 	return ""
 }
 
+// newNonce (variant RestampNewNonce): a completion's re-stamp gets a new
+// nonce; the copy keeps the identity read.
+func (x *explorer) newNonce(t *state, res *resolution) {
+	if x.sc.Variant == RestampNewNonce && res.complete {
+		t.Nonces++
+		res.rec1.Non = t.Nonces
+	}
+}
+
+// writeFailover continues a write stored on the primary whose secondary
+// is lost or silent as a failover (R3, review-2 M3): read the third node;
+// if it holds the witness of the write's configuration, or data of an
+// older epoch, fence the primary (its own write, the
+// next epoch, {P, third}, pending), then copy it to the third node. The
+// write succeeds when both are stored, and is unknown otherwise.
+func (x *explorer) writeFailover(t *state, c int) {
+	newRound(t, c)
+	x.send(t, c, 3-t.C[c].P-t.C[c].Q, opGet, 0, 0, Rec{})
+	t.C[c].Phase = phWrFoRead
+}
+
 func (x *explorer) sendSecond(t *state, c int) {
 	cl := &t.C[c]
 	if cl.DAdd {
 		x.send(t, c, cl.DY, opAdd, 0, 0, cl.DR2)
 	} else {
-		x.send(t, c, cl.DY, opCAS, cl.DT2, cl.DI2, cl.DR2)
+		x.decide(t, c, cl.DY, cl.DT2, cl.DI2, cl.DR2)
 	}
+}
+
+// decide sends one of a decision's CASes (fence, new copy, completion,
+// re-stamp, witness). The protocol gives each the remaining TTL of the
+// state it copies; the variant InternalNoTTL stores it without one.
+func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
+	m := x.send(t, c, n, opCAS, tok, inc, rec)
+	m.NoTTL = x.sc.Variant == InternalNoTTL
+}
+
+// advanceAdd is Add (docs/replication.md, R8): from the not-found read's
+// three blanks, CAS the witness node's blank, then the secondary's, then
+// the primary's, each only if the one before was stored; a refusal undoes
+// the stored ones back to blanks: all undone is "not applied", anything
+// else unknown. AddParallel is the first version (review-1, F2).
+func (x *explorer) advanceAdd(t *state, c int) string {
+	cl := &t.C[c]
+	const p, q, w = 0, 1, 2
+	switch cl.Phase {
+	case phCrRead:
+		for n := range numNodes {
+			if cl.R[n].St != rOK {
+				return x.endOp(t, c) // ErrUnavailable: nothing was written
+			}
+		}
+		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
+		if res.kind != resNotFound {
+			return x.endOp(t, c) // ErrExists (or unavailable): nothing written
+		}
+		if x.sc.Variant != AddParallel {
+			// Creation writes only onto blanks: a witness is a record
+			// someone relies on (R0), even when no data answered.
+			for n := range numNodes {
+				if cl.R[n].Rec.K != blank {
+					return x.endOp(t, c) // ErrExists: nothing written
+				}
+			}
+		}
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" {
+			return v
+		}
+		nv := value(c, cl.Pc)
+		t.Parent[nv] = 0
+		cl.New = Rec{K: data, Val: nv, P: p, Q: q}
+		for n := range numNodes {
+			cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+		}
+		cl.Stored = [numNodes]bool{}
+		newRound(t, c)
+		if x.sc.Variant == AddParallel {
+			cl.Base = cl.R[q].Rec
+			cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = cl.BT[p], cl.BI[p], cl.BT[q], cl.BI[q]
+			x.send(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q}).Orphan = true
+			t.C[c].Sent[w] = false
+			x.send(t, c, p, opCAS, cl.TokP, cl.IncP, cl.New)
+			x.send(t, c, q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+			cl.Phase = phWr
+			return ""
+		}
+		x.send(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		cl.Phase = phCrW
+	case phCrW, phCrQ, phCrP:
+		// The witness first: it is the creation's claim on the key; then
+		// the secondary, then the primary.
+		n, next := uint8(w), uint8(q)
+		if cl.Phase == phCrQ {
+			n, next = q, p
+		} else if cl.Phase == phCrP {
+			n = p
+		}
+		r := cl.R[n]
+		switch {
+		case r.St == rOK:
+			cl.Stored[n], cl.ST[n], cl.SI[n] = true, r.Tok, r.Inc
+			if cl.Phase == phCrP {
+				return x.ack(t, c)
+			}
+			newRound(t, c)
+			x.send(t, c, next, opCAS, cl.BT[next], cl.BI[next], cl.New)
+			cl.Phase++
+		case r.definiteFail():
+			if cl.Phase == phCrW {
+				return x.conflict(t, c) // nothing was stored
+			}
+			newRound(t, c)
+			for m := range uint8(numNodes) {
+				if cl.Stored[m] {
+					x.send(t, c, m, opCAS, cl.ST[m], cl.SI[m], Rec{K: blank})
+				}
+			}
+			cl.Phase = phCrUndo
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phCrUndo:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				return x.endOp(t, c) // ErrOutcomeUnknown
+			}
+		}
+		return x.conflict(t, c)
+	}
+	return ""
 }

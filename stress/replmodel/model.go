@@ -24,6 +24,10 @@ const (
 type Rec struct {
 	K, E, V, Val, P, Q uint8
 	Pend               bool
+	// Non is the envelope's nonce where it differs from the write's own
+	// (Val is unique per write, so equal records are one write): only the
+	// variant RestampNewNonce gives a re-stamp a new one.
+	Non uint8
 }
 
 // rank orders data records: epoch first, then an established record (not
@@ -49,6 +53,9 @@ func (r Rec) String() string {
 	if r.Pend {
 		p = " pending"
 	}
+	if r.Non != 0 {
+		p += fmt.Sprintf(" nonce%d", r.Non)
+	}
 	return fmt.Sprintf("D(e%d v%d val%d {%d,%d}%s)", r.E, r.V, r.Val, r.P, r.Q, p)
 }
 
@@ -58,17 +65,26 @@ type node struct {
 	Tok  uint8 // CAS token of Item
 	Inc  uint8 // incarnation: bumped by a restart
 	Ctr  uint8 // the CAS counter: kept by flush_all, reset by a restart
+	// NoTTL: Item was stored without an expiry (an ms without T); only
+	// the broken variant InternalNoTTL writes such items.
+	NoTTL bool
+	// Lag (witness-lifetime scopes): data TTLs set by writes of the
+	// configuration this witness vouches for since it was last touched
+	// (saturating at 2); LagTried: the rule sent a touch with one of them.
+	Lag      uint8
+	LagTried bool
 }
 
 // Commands a client sends.
 const (
-	opGet  uint8 = iota + 1
-	opCAS        // ms k C<tok>: replace only if the token matches
-	opAdd        // ms k ME: insert if absent (content: only in broken variants)
-	opGetN       // mg k N: get, leaving a blank on a miss (repair scopes)
+	opGet   uint8 = iota + 1
+	opCAS         // ms k C<tok>: replace only if the token matches
+	opAdd         // ms k ME: insert if absent (content: only in broken variants)
+	opGetN        // mg k N: get, leaving a blank on a miss (repair scopes)
+	opTouch       // mg k T<2T>: R3's touch of the witness (witness-lifetime scopes)
 )
 
-var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank"}
+var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank", opTouch: "witness touch"}
 
 // msg is a command in flight. A command whose client has moved on
 // (Orphan) may still be executed: late delivery.
@@ -77,6 +93,8 @@ type msg struct {
 	Client, Node, Op uint8
 	Tok, Inc         uint8
 	Rec              Rec
+	NoTTL            bool // stored without an expiry (variant InternalNoTTL)
+	Write            bool // R3's CAS on the primary: it sets the data's TTL
 }
 
 // Reply codes, and the states of a reply slot.
@@ -115,9 +133,20 @@ const (
 	phWrCAS         // ... and completes it
 	phUndo          // the loser restores its base on the secondary
 	phDone
+	phRestamp  // witness repair (R9): re-stamp both data copies first
+	phCrRead   // Add: the not-found read (mg N on all three)
+	phCrW      // Add: CAS the witness node's blank
+	phCrQ      // Add: then the secondary's
+	phCrP      // Add: then the primary's
+	phCrUndo   // Add: a refused step undoes the earlier ones
+	phWrFoRead // R3, P stored, Q lost or silent (review-2 M3): read the third node
+	phWrFence  // ... fence P (its own write) to the next epoch with the third node
+	phWrCopy   // ... copy it there: success when stored
 )
 
-var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done"}
+var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
+	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
+	"write-failover-read", "write-failover-fence", "write-failover-copy"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -142,6 +171,15 @@ type client struct {
 	DT2, DI2 uint8
 	DAdd     bool // the second write is an insert (broken variants)
 	Tries    uint8
+	// Add: the blanks' tokens and what each step stored (for the undo).
+	BT, BI  [numNodes]uint8
+	ST, SI  [numNodes]uint8
+	Stored  [numNodes]bool
+	AfterNF bool // the call started after a read reported the session expired
+	// Susp: nodes this process holds *failed* (docs/replication.md section
+	// 9): it sends them nothing until its probe sees them answer again.
+	// Scopes with MaxSuspicions make such a suspicion wrong at any step.
+	Susp [numNodes]bool
 }
 
 const (
@@ -161,7 +199,15 @@ type state struct {
 	Max      uint8          // greatest value acknowledged or observed
 	Faults   uint8
 	Timeouts uint8
+	Susps    uint8 // wrong suspicions so far (MaxSuspicions)
+	Nonces   uint8 // nonces handed out (variant RestampNewNonce)
 	Lost     uint8 // reads that found no session (double faults only)
+	// Expiry: Deadline is set when the session's timeout has run out (its
+	// first item expired); from then on each item with a TTL may expire,
+	// on each node at its own instant. NFSeen is set once a call reported
+	// "not found" after the deadline: no call that starts later may
+	// return the session.
+	Deadline, NFSeen bool
 }
 
 func (s *state) String() string {

@@ -29,9 +29,34 @@ const (
 	// record to the other copy without first re-writing (fencing) it where
 	// it found it.
 	CompleteNoFence
+	// R9Unfenced is review-1's F1: the witness is re-created on a blank by
+	// one CAS, without first re-stamping the two data copies it vouches
+	// for (the first version of R9).
+	R9Unfenced
+	// AddParallel is review-1's F2: Add CASes the three blanks in
+	// parallel, the primary decides a split, and the winner completes the
+	// secondary (the first version of Add).
+	AddParallel
+	// InternalNoTTL is review-1's F3b: the protocol's own writes (fence,
+	// new copy, completion, witness) are stored without an expiry.
+	InternalNoTTL
+	// WitnessUntouched is revision 2's R3 (review-2 B1): a write sets the
+	// data copies' TTL and does not touch the witness, so with writes
+	// only the witness's TTL runs out before its data's, with no fault.
+	WitnessUntouched
+	// WriteFailoverAny is the first version of review-2 M3's fix: a write
+	// stored on its primary, its secondary lost or silent, fails over to
+	// the third node whatever present record it holds, even a newer
+	// configuration's (the model found the lost write).
+	WriteFailoverAny
+	// RestampNewNonce is revision 2's re-stamp (review-2 M2): a completion
+	// re-stamps its source with a new nonce and copies the old identity to
+	// the other copy, so the two never hold the same record.
+	RestampNewNonce
 )
 
-var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence"}
+var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -56,6 +81,9 @@ type resolution struct {
 	add2       bool // y is written by an insert (broken variants)
 	complete   bool // a completion (rec1 is the content x already holds)
 	single     bool // one write only: rec1 on x (the witness repair)
+	// repair: rec1 (a witness) goes onto x's blank; the correct protocol
+	// first re-stamps both data copies of b (R9).
+	repair bool
 }
 
 func presentRec(r reply) bool {
@@ -114,7 +142,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	b := r[best].Rec
 	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
-			return resolution{kind: resDecide, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true}
+			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true}
 		}
 		return resolution{kind: resReturn, b: b}
 	}
@@ -165,7 +193,7 @@ func exec(nd *node, m *msg) reply {
 	case opGetN:
 		if nd.Item.K == absent {
 			nd.Ctr++
-			nd.Item, nd.Tok = Rec{K: blank}, nd.Ctr
+			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
 		}
 		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
 	case opGet:
@@ -186,8 +214,17 @@ func exec(nd *node, m *msg) reply {
 		if nd.Item.K != absent {
 			return reply{St: rNotStored}
 		}
+	case opTouch: // a touch changes the lifetime only, not the CAS token
+		if nd.Item.K == absent {
+			return reply{St: rNotFound}
+		}
+		if nd.Item.K == witness {
+			nd.Lag, nd.LagTried = 0, false
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
 	}
 	nd.Ctr++
-	nd.Item, nd.Tok = m.Rec, nd.Ctr
+	nd.Lag, nd.LagTried = 0, false
+	nd.Item, nd.Tok, nd.NoTTL = m.Rec, nd.Ctr, m.NoTTL
 	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
 }
