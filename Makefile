@@ -71,7 +71,8 @@ sim:
 	SIM_SEEDS=$(SIM_SEEDS) bash -c 'set -o pipefail; cd stress && $(GO) test -count=1 -timeout 60m -v -run "TestSim|TestNoFaultIsClean" ./sim -seeds $(SIM_SEEDS) | grep -v -E "^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))"'
 
 # model: the replication protocol's model check in its larger scopes
-# (about 100 million states: half an hour or more; docs/replication.md
-# gives the state counts).
+# (about 4 minutes of CPU; docs/replication.md gives the state counts).
+# Revision 1's bounded searches (about 100 million states, half an hour
+# or more) run with: cd stress && go test -v ./replmodel -replmodel.full -replmodel.long
 model:
 	cd stress && $(GO) test -count=1 -timeout 60m -v -run . ./replmodel -replmodel.full
