@@ -96,6 +96,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 			return provider.Entry{}, err
 		}
 		s.revivals.Add(1)
+		s.onEvent.Emit(provider.Event{Kind: provider.EventRepair, Detail: "revived from the durable tier"})
 		s.memo.durable(key, h.DataSeq, start.Add(ttl))
 		return s.install(ctx, key, revived, h, ttl)
 	}

@@ -50,6 +50,11 @@ type Config struct {
 	// Now is the clock that tracks when durable copies need a refresh; it
 	// only measures durations. Default time.Now. Tests pass a fake clock.
 	Now func() time.Time
+	// OnEvent receives the store's events (nil = off): EventRepair when
+	// a session the cache lost is revived from the durable tier. The
+	// cache tier's own node events come through its own Config (for
+	// memcached, memcached.Config.OnEvent). It must not block.
+	OnEvent provider.EventFunc
 }
 
 // Stats are counters of a Store's work since New.
@@ -89,6 +94,7 @@ type Store struct {
 	durable Durable
 	memo    *memo
 	now     func() time.Time
+	onEvent provider.EventFunc
 
 	refreshBelow float64
 
@@ -132,6 +138,7 @@ func New(cfg Config) (*Store, error) {
 		durable:      cfg.Durable,
 		memo:         newMemo(cfg.MemoSize),
 		now:          cfg.Now,
+		onEvent:      cfg.OnEvent,
 		flights:      make(map[string]*flight),
 	}, nil
 }

@@ -208,7 +208,13 @@ func TestCacheLostDuringIncrements(t *testing.T) {
 // higher lock id: the holder of the lost lock is fenced.
 func TestEvictedSessionIsRevived(t *testing.T) {
 	cache := memstore.New(memstore.Config{})
-	s, durable := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{})
+	var mu sync.Mutex
+	var events []provider.Event
+	s, durable := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{OnEvent: func(e provider.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}})
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -235,6 +241,10 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	// lock id advanced by record.ReviveGap.
 	require.Equal(t, held.LockID-1+record.ReviveGap, h.LockID)
 	require.EqualValues(t, 1, s.Stats().Revivals)
+	mu.Lock()
+	require.Len(t, events, 1, "one event per revival")
+	require.Equal(t, provider.EventRepair, events[0].Kind)
+	mu.Unlock()
 
 	// The holder of the lock the cache lost is fenced.
 	require.NoError(t, held.Data.Values.Set("n", 100))
