@@ -94,6 +94,12 @@ type Scope struct {
 	// not found, no call that starts later returns it; and once every
 	// item with a TTL has expired, a final read finds no session.
 	Expiry bool
+	// StaleTouched (expiry scopes, review-3 B1): data of a lower rank on
+	// the third node of the newest configuration (a failover's stale copy
+	// or lost fence) is touched by every R2/R3 and so never expires while
+	// the user retries; the final check expires everything else and must
+	// find no session.
+	StaleTouched bool
 }
 
 // Result is what a run found.
@@ -532,8 +538,22 @@ func (x *explorer) afterExpiry(s *state) string {
 		return ""
 	}
 	t := *s
+	keep := -1
+	if x.sc.StaleTouched {
+		top, b := -1, Rec{}
+		for i := range t.N {
+			if it := t.N[i].Item; it.K == data && it.rank() > top {
+				top, b = it.rank(), it
+			}
+		}
+		if w := 3 - int(b.P) - int(b.Q); top >= 0 && w >= 0 && w < numNodes {
+			if it := t.N[w].Item; it.K == data && it.rank() < top {
+				keep = w
+			}
+		}
+	}
 	for i := range t.N {
-		if !t.N[i].NoTTL {
+		if !t.N[i].NoTTL && i != keep {
 			t.N[i].Item, t.N[i].Tok = Rec{}, 0
 		}
 	}
@@ -542,6 +562,9 @@ func (x *explorer) afterExpiry(s *state) string {
 		r[i] = exec(&t.N[i], &msg{Op: opGet})
 	}
 	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+		if keep >= 0 {
+			return "every item but the stale third record (touched by R2/R3) has expired, yet the read does not find the session not found (stuck)"
+		}
 		return "every item with a TTL has expired, yet the session is still there (a record without an expiry)"
 	}
 	return ""

@@ -53,10 +53,15 @@ const (
 	// re-stamps its source with a new nonce and copies the old identity to
 	// the other copy, so the two never hold the same record.
 	RestampNewNonce
+	// LoneCopyUnavailable is revision 2's R4.1 (review-3 B1): a lone data
+	// record whose two peers answer absent or blank is not "not found"
+	// but ErrUnavailable, so the stale third copy a failover leaves, kept
+	// alive by every R2/R3 touch, blocks the session after its expiry.
+	LoneCopyUnavailable
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -99,7 +104,7 @@ func emptyAnswer(r reply) bool {
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
 func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
-	empty, haveData, top := 0, false, 0
+	empty, haveData, top, nData := 0, false, 0, 0
 	for i := range r {
 		switch {
 		case emptyAnswer(r[i]):
@@ -107,7 +112,14 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		case r[i].St == rOK && r[i].Rec.K == data:
 			top = max(top, r[i].Rec.rank())
 			haveData = true
+			nData++
 		}
+	}
+	// R4.1 (review-3 B1): one data record and its two peers absent or
+	// blank is not found. A live session has two present records under
+	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
+	if nData == 1 && empty == 2 && v != NoWitness && v != LoneCopyUnavailable {
+		return resolution{kind: resNotFound}
 	}
 	if !haveData {
 		// Not found: two of the three records answer "nothing here". Two

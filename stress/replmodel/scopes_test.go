@@ -259,3 +259,36 @@ func TestRestampNewNonce(t *testing.T) {
 	}
 	t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
 }
+
+// expiryAfterFailover (review-3 B1): a writer and a reader across the
+// session's deadline with one timeout (a silent secondary: the failover
+// leaves lower-epoch data, or a lost fence, on the new third node). That
+// stale record is touched by every R2/R3, so the final check lets it
+// live while everything else expires: the session must then read as not
+// found (R4.1: one data record, both peers absent or blank).
+func expiryAfterFailover(v Variant) Scope {
+	return Scope{Variant: v, Expiry: true, StaleTouched: true, Programs: [][]OpKind{{RMW}, {Read}},
+		MaxTimeouts: 1, MaxStates: 40_000_000}
+}
+
+// TestExpiryAfterFailover: R4.1 holds; revision 2's R4.1
+// (LoneCopyUnavailable) leaves the session stuck after its expiry.
+func TestExpiryAfterFailover(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	t.Run("R4.1 holds", func(t *testing.T) {
+		r := mustHold(t, "expiry after a failover, stale third copy touched", expiryAfterFailover(Correct))
+		if r.Expired == 0 || r.Fences == 0 {
+			t.Error("no read found the session expired, or no failover ran")
+		}
+	})
+	t.Run("LoneCopyUnavailable rejected", func(t *testing.T) {
+		r := Check(expiryAfterFailover(LoneCopyUnavailable))
+		report(t, "lone-copy-unavailable", r)
+		if r.Violation == "" {
+			t.Fatal("the checker accepted LoneCopyUnavailable")
+		}
+		t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+	})
+}
