@@ -117,6 +117,10 @@ type Result struct {
 	// WitnessRepairs counts explored steps in which a witness was
 	// re-created on a blank (R9): evidence that a repair scope repairs.
 	WitnessRepairs int
+	// StaleConverted counts explored steps in which R9 turned stale data
+	// on the third node (a failover's old copy, a lost fence) into the
+	// witness (review-3 B1).
+	StaleConverted int
 	// Fences counts explored steps in which a failover's fence was stored.
 	Fences int
 	// WriteFailovers counts writes acknowledged after a failover of
@@ -625,6 +629,8 @@ func (x *explorer) deliver(t *state, i int) string {
 		switch {
 		case m.Rec.K == witness && prev == blank && !m.Orphan && t.C[m.Client].Phase == phDec1:
 			x.res.WitnessRepairs++
+		case m.Rec.K == witness && prev == data && !m.Orphan && t.C[m.Client].Phase == phDec1:
+			x.res.StaleConverted++
 		case m.Rec.Pend:
 			x.res.Fences++
 		case m.Rec.K == data && !m.Orphan && t.C[m.Client].Phase == phCrP:

@@ -153,7 +153,10 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	b := r[best].Rec
 	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
-		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
+		// R9 (review-3 B1): a blank, or data of a lower rank (a
+		// failover's stale copy, a lost fence), on the third node becomes
+		// the witness, after both copies are re-stamped.
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true}
 		}
 		return resolution{kind: resReturn, b: b}

@@ -292,3 +292,19 @@ func TestExpiryAfterFailover(t *testing.T) {
 		t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
 	})
 }
+
+// TestStaleThirdConverted (review-3 B1): a writer whose secondary is
+// silent (one timeout, no fault) fails over and leaves its old data on
+// the new third node; the scan (R9) re-stamps both copies and turns that
+// record into the witness. With one flush anywhere, nothing is lost.
+func TestStaleThirdConverted(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	r := mustHold(t, "stale third record converted by R9, writer and scan, 1 flush, 1 timeout", Scope{Variant: Correct, Repair: true,
+		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 1, MaxTimeouts: 1, FinalDecides: true})
+	t.Logf("stale third records converted into the witness: %d explored steps", r.StaleConverted)
+	if r.StaleConverted == 0 {
+		t.Error("no stale third record was converted: the scope does not reach R9's new case")
+	}
+}
