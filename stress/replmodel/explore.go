@@ -775,7 +775,8 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	t.Parent[nv] = b.Val
 	cl.Base = rq.Rec
 	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
-	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q}
+	// The write keeps its configuration's nowit (R3).
+	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q, NoWit: b.NoWit}
 	newRound(t, c)
 	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New).Write = true
 	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
@@ -931,7 +932,10 @@ func (x *explorer) advance(t *state, c int) string {
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
 			cl.Phase = phWrCAS
 		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
-			x.writeFailover(t, c) // the secondary lost (flush, restart) or silent
+			// The secondary lost (flush, restart) or silent; lost: the new
+			// configuration's third node is empty until R9 (nowit).
+			cl.New.NoWit = r.St != rTimeout
+			x.writeFailover(t, c)
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}

@@ -104,7 +104,7 @@ func emptyAnswer(r reply) bool {
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
 func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
-	empty, haveData, top, nData := 0, false, 0, 0
+	empty, haveData, top, nData, lone := 0, false, 0, 0, Rec{}
 	for i := range r {
 		switch {
 		case emptyAnswer(r[i]):
@@ -113,12 +113,13 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 			top = max(top, r[i].Rec.rank())
 			haveData = true
 			nData++
+			lone = r[i].Rec
 		}
 	}
 	// R4.1 (review-3 B1): one data record and its two peers absent or
 	// blank is not found. A live session has two present records under
 	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
-	if nData == 1 && empty == 2 && v != NoWitness && v != LoneCopyUnavailable {
+	if nData == 1 && empty == 2 && !lone.NoWit && v != NoWitness && v != LoneCopyUnavailable {
 		return resolution{kind: resNotFound}
 	}
 	if !haveData {
@@ -181,7 +182,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
-	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true, NoWit: emptyAnswer(r[y])}
 	g := f
 	g.Pend = false
 	switch {
