@@ -189,7 +189,9 @@ func TestRepairF1(t *testing.T) {
 		if !*full {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 		}
-		sc := f1Scope(Correct, 0)
+		// 40 M: R9's conversion of stale third data and nowit (review
+		// 3) took it past 20 M.
+		sc := f1Scope(Correct, 40_000_000)
 		sc.Prefix = f1Prefix[:f1Failover]
 		r := mustHold(t, "R9, F1 scope, shorter prefix", sc)
 		if r.WitnessRepairs == 0 {
