@@ -94,6 +94,12 @@ type Scope struct {
 	// not found, no call that starts later returns it; and once every
 	// item with a TTL has expired, a final read finds no session.
 	Expiry bool
+	// StaleTouched (expiry scopes, review-3 B1): data of a lower rank on
+	// the third node of the newest configuration (a failover's stale copy
+	// or lost fence) is touched by every R2/R3 and so never expires while
+	// the user retries; the final check expires everything else and must
+	// find no session.
+	StaleTouched bool
 }
 
 // Result is what a run found.
@@ -111,6 +117,10 @@ type Result struct {
 	// WitnessRepairs counts explored steps in which a witness was
 	// re-created on a blank (R9): evidence that a repair scope repairs.
 	WitnessRepairs int
+	// StaleConverted counts explored steps in which R9 turned stale data
+	// on the third node (a failover's old copy, a lost fence) into the
+	// witness (review-3 B1).
+	StaleConverted int
 	// Fences counts explored steps in which a failover's fence was stored.
 	Fences int
 	// WriteFailovers counts writes acknowledged after a failover of
@@ -532,8 +542,22 @@ func (x *explorer) afterExpiry(s *state) string {
 		return ""
 	}
 	t := *s
+	keep := -1
+	if x.sc.StaleTouched {
+		top, b := -1, Rec{}
+		for i := range t.N {
+			if it := t.N[i].Item; it.K == data && it.rank() > top {
+				top, b = it.rank(), it
+			}
+		}
+		if w := 3 - int(b.P) - int(b.Q); top >= 0 && w >= 0 && w < numNodes {
+			if it := t.N[w].Item; it.K == data && it.rank() < top {
+				keep = w
+			}
+		}
+	}
 	for i := range t.N {
-		if !t.N[i].NoTTL {
+		if !t.N[i].NoTTL && i != keep {
 			t.N[i].Item, t.N[i].Tok = Rec{}, 0
 		}
 	}
@@ -542,6 +566,9 @@ func (x *explorer) afterExpiry(s *state) string {
 		r[i] = exec(&t.N[i], &msg{Op: opGet})
 	}
 	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+		if keep >= 0 {
+			return "every item but the stale third record (touched by R2/R3) has expired, yet the read does not find the session not found (stuck)"
+		}
 		return "every item with a TTL has expired, yet the session is still there (a record without an expiry)"
 	}
 	return ""
@@ -602,6 +629,8 @@ func (x *explorer) deliver(t *state, i int) string {
 		switch {
 		case m.Rec.K == witness && prev == blank && !m.Orphan && t.C[m.Client].Phase == phDec1:
 			x.res.WitnessRepairs++
+		case m.Rec.K == witness && prev == data && !m.Orphan && t.C[m.Client].Phase == phDec1:
+			x.res.StaleConverted++
 		case m.Rec.Pend:
 			x.res.Fences++
 		case m.Rec.K == data && !m.Orphan && t.C[m.Client].Phase == phCrP:
@@ -746,7 +775,8 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	t.Parent[nv] = b.Val
 	cl.Base = rq.Rec
 	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
-	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q}
+	// The write keeps its configuration's nowit (R3).
+	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q, NoWit: b.NoWit}
 	newRound(t, c)
 	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New).Write = true
 	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
@@ -902,7 +932,10 @@ func (x *explorer) advance(t *state, c int) string {
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
 			cl.Phase = phWrCAS
 		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
-			x.writeFailover(t, c) // the secondary lost (flush, restart) or silent
+			// The secondary lost (flush, restart) or silent; lost: the new
+			// configuration's third node is empty until R9 (nowit).
+			cl.New.NoWit = r.St != rTimeout
+			x.writeFailover(t, c)
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}

@@ -28,6 +28,11 @@ type Rec struct {
 	// (Val is unique per write, so equal records are one write): only the
 	// variant RestampNewNonce gives a re-stamp a new one.
 	Non uint8
+	// NoWit: the configuration was established with nothing present on
+	// its third node (a failover or write failover whose other copy
+	// answered absent or blank, not silent): until R9 stores its witness
+	// a lone copy of it is not taken for expired or stale (R4.1).
+	NoWit bool
 }
 
 // rank orders data records: epoch first, then an established record (not
@@ -55,6 +60,9 @@ func (r Rec) String() string {
 	}
 	if r.Non != 0 {
 		p += fmt.Sprintf(" nonce%d", r.Non)
+	}
+	if r.NoWit {
+		p += " nowit"
 	}
 	return fmt.Sprintf("D(e%d v%d val%d {%d,%d}%s)", r.E, r.V, r.Val, r.P, r.Q, p)
 }

@@ -53,10 +53,15 @@ const (
 	// re-stamps its source with a new nonce and copies the old identity to
 	// the other copy, so the two never hold the same record.
 	RestampNewNonce
+	// LoneCopyUnavailable is revision 2's R4.1 (review-3 B1): a lone data
+	// record whose two peers answer absent or blank is not "not found"
+	// but ErrUnavailable, so the stale third copy a failover leaves, kept
+	// alive by every R2/R3 touch, blocks the session after its expiry.
+	LoneCopyUnavailable
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -99,7 +104,7 @@ func emptyAnswer(r reply) bool {
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
 func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
-	empty, haveData, top := 0, false, 0
+	empty, haveData, top, nData, lone := 0, false, 0, 0, Rec{}
 	for i := range r {
 		switch {
 		case emptyAnswer(r[i]):
@@ -107,7 +112,15 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		case r[i].St == rOK && r[i].Rec.K == data:
 			top = max(top, r[i].Rec.rank())
 			haveData = true
+			nData++
+			lone = r[i].Rec
 		}
+	}
+	// R4.1 (review-3 B1): one data record and its two peers absent or
+	// blank is not found. A live session has two present records under
+	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
+	if nData == 1 && empty == 2 && !lone.NoWit && v != NoWitness && v != LoneCopyUnavailable {
+		return resolution{kind: resNotFound}
 	}
 	if !haveData {
 		// Not found: two of the three records answer "nothing here". Two
@@ -141,7 +154,10 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	b := r[best].Rec
 	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
-		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && r[w].Rec.K == blank {
+		// R9 (review-3 B1): a blank, or data of a lower rank (a
+		// failover's stale copy, a lost fence), on the third node becomes
+		// the witness, after both copies are re-stamped.
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true}
 		}
 		return resolution{kind: resReturn, b: b}
@@ -166,7 +182,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
-	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true}
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true, NoWit: emptyAnswer(r[y])}
 	g := f
 	g.Pend = false
 	switch {

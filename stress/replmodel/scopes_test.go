@@ -186,10 +186,14 @@ func TestRepairF1(t *testing.T) {
 	// make model: a shorter prefix, ending once c1's failover to {0, 2}
 	// is completed; c1's write, and everything else, is free.
 	t.Run("R9 holds, c1's write free", func(t *testing.T) {
-		if !*full {
-			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		// Since review 3 (R9's conversion, nowit) it takes 33 M states,
+		// about 4 min: too long for make model's 10-minute go test.
+		if !*long {
+			t.Skip("long scope: go test -run TestRepairF1 ./replmodel -replmodel.long")
 		}
-		sc := f1Scope(Correct, 0)
+		// 40 M: R9's conversion of stale third data and nowit (review
+		// 3) took it past 20 M.
+		sc := f1Scope(Correct, 40_000_000)
 		sc.Prefix = f1Prefix[:f1Failover]
 		r := mustHold(t, "R9, F1 scope, shorter prefix", sc)
 		if r.WitnessRepairs == 0 {
@@ -258,4 +262,53 @@ func TestRestampNewNonce(t *testing.T) {
 		t.Fatalf("the checker accepted RestampNewNonce (violation %q)", r.Violation)
 	}
 	t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+}
+
+// expiryAfterFailover (review-3 B1): a writer and a reader across the
+// session's deadline with one timeout (a silent secondary: the failover
+// leaves lower-epoch data, or a lost fence, on the new third node). That
+// stale record is touched by every R2/R3, so the final check lets it
+// live while everything else expires: the session must then read as not
+// found (R4.1: one data record, both peers absent or blank).
+func expiryAfterFailover(v Variant) Scope {
+	return Scope{Variant: v, Expiry: true, StaleTouched: true, Programs: [][]OpKind{{RMW}, {Read}},
+		MaxTimeouts: 1, MaxStates: 40_000_000}
+}
+
+// TestExpiryAfterFailover: R4.1 holds; revision 2's R4.1
+// (LoneCopyUnavailable) leaves the session stuck after its expiry.
+func TestExpiryAfterFailover(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	t.Run("R4.1 holds", func(t *testing.T) {
+		r := mustHold(t, "expiry after a failover, stale third copy touched", expiryAfterFailover(Correct))
+		if r.Expired == 0 || r.Fences == 0 {
+			t.Error("no read found the session expired, or no failover ran")
+		}
+	})
+	t.Run("LoneCopyUnavailable rejected", func(t *testing.T) {
+		r := Check(expiryAfterFailover(LoneCopyUnavailable))
+		report(t, "lone-copy-unavailable", r)
+		if r.Violation == "" {
+			t.Fatal("the checker accepted LoneCopyUnavailable")
+		}
+		t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+	})
+}
+
+// TestStaleThirdConverted (review-3 B1): a writer whose secondary is
+// silent (one timeout, no fault) fails over and leaves its old data on
+// the new third node; the scan (R9) re-stamps both copies and turns that
+// record into the witness. With one flush anywhere, nothing is lost.
+func TestStaleThirdConverted(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	r := mustHold(t, "stale third record converted by R9, writer and scan, 1 flush, 1 timeout", Scope{Variant: Correct, Repair: true,
+		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 1, MaxTimeouts: 1, FinalDecides: true})
+	t.Logf("stale third records converted into the witness: %d explored steps", r.StaleConverted)
+	if r.StaleConverted == 0 {
+		t.Error("no stale third record was converted: the scope does not reach R9's new case")
+	}
 }
