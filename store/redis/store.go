@@ -420,12 +420,15 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 // provider.ErrNoAppend, sending nothing. WaitReplicas applies as to every
 // write.
 func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
+	if !s.cfg.AppendDeltas {
+		// The default path of every lock change: decline before any
+		// other work, with the bare sentinel (no allocation), as the
+		// memcached store does; the provider then writes whole.
+		return 0, 0, provider.ErrNoAppend
+	}
 	k, err := s.begin(ctx, key)
 	if err != nil {
 		return 0, 0, err
-	}
-	if !s.cfg.AppendDeltas {
-		return 0, 0, fmt.Errorf("redis: append %s: %w: Config.AppendDeltas is off", key, provider.ErrNoAppend)
 	}
 	if err := s.checkValue(key, delta); err != nil {
 		return 0, 0, err
