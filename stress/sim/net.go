@@ -238,7 +238,6 @@ func (nd *Node) Delay(d, maxWait time.Duration) {
 	nd.maxDelay = max(nd.maxDelay, maxWait)
 }
 
-
 // Items returns the live keys on the node, for checks and debugging.
 func (nd *Node) Items() map[string][]byte {
 	nd.mu.Lock()
