@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,10 +101,22 @@ func TestClusterMasterFailover(t *testing.T) {
 	t.Logf("failover: every session readable %v after the kill", time.Since(start).Round(time.Millisecond))
 	// Writes go on from the same tokens. The promoted master has no
 	// replica left, so with WAIT 1 its writes are applied but reported as
-	// of unknown outcome; the other shards acknowledge as before.
-	var acked, unknown int
+	// of unknown outcome (each after the whole WaitTimeout: the writes run
+	// at once); the other shards acknowledge as before.
+	errs := make(map[string]error, len(tokens))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for key, tok := range tokens {
-		_, err := s.CompareAndSwap(ctx, key, []byte("after"), tok, time.Hour)
+		wg.Go(func() {
+			_, err := s.CompareAndSwap(ctx, key, []byte("after"), tok, time.Hour)
+			mu.Lock()
+			errs[key] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	var acked, unknown int
+	for key, err := range errs {
 		if err != nil {
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 			require.ErrorContains(t, err, "acknowledged by 0 of 1 replicas")

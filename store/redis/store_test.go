@@ -11,7 +11,6 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -440,11 +439,11 @@ func TestServerDownAndBack(t *testing.T) {
 	}
 }
 
-// TestHungServerOutcomeUnknown hangs the server (DEBUG SLEEP) while a CAS
-// is in flight: the CAS times out and must be reported as of unknown
-// outcome, because it is applied once the server wakes up.
+// TestHungServerOutcomeUnknown hangs the server (SIGSTOP) while a CAS is
+// in flight: the CAS times out and must be reported as of unknown outcome,
+// because it is applied once the server goes on (SIGCONT).
 func TestHungServerOutcomeUnknown(t *testing.T) {
-	t.Parallel() // mostly waits: a hung server, replication, cluster start
+	t.Parallel() // mostly waits: a hung server
 	for _, tc := range []struct {
 		name string
 		cfg  redis.Config
@@ -459,6 +458,7 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 		}, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			srv := startServer(t)
 			s := newStore(t, srv, tc.cfg)
 			ctx := context.Background()
@@ -469,22 +469,14 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 			e, err := s.Get(ctx, "k")
 			require.NoError(t, err)
 
-			// Separate clients hang the server and probe it, so that the
-			// Store's pooled connection is the one the CAS is sent on.
-			slept := make(chan error, 1)
-			c, probe := srv.Client(), srv.Client()
-			defer c.Close()
-			defer probe.Close()
-			go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "3").Err() }()
-			waitHung(t, probe)
-
+			hang(t, srv)
 			opCtx, cancel := tc.ctx()
 			defer cancel()
 			_, err = s.CompareAndSwap(opCtx, "k", []byte("applied later"), e.CAS, time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 			require.ErrorIs(t, err, tc.want)
 			require.NotErrorIs(t, err, provider.ErrCASConflict)
-			require.NoError(t, <-slept)
+			require.NoError(t, srv.Resume())
 
 			// The "unknown" write was applied: reporting it as not written
 			// would have been wrong.
@@ -495,26 +487,23 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 			require.Equal(t, "applied later", string(e.Value))
 
 			// A read that times out is just unavailable.
-			go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "2").Err() }()
-			waitHung(t, probe)
+			hang(t, srv)
 			rctx, rcancel := tc.ctx()
 			defer rcancel()
 			_, err = s.Get(rctx, "k")
 			require.Error(t, err)
 			require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
-			require.NoError(t, <-slept)
+			require.NoError(t, srv.Resume())
 		})
 	}
 }
 
-// waitHung waits until the server stops answering probe.
-func waitHung(t *testing.T, probe *goredis.Client) {
+// hang stops srv (SIGSTOP) until the test resumes it or ends: it keeps its
+// connections, and what is sent meanwhile runs once it goes on.
+func hang(t *testing.T, srv *redistest.Server) {
 	t.Helper()
-	waitUntil(t, 5*time.Second, "the server to hang", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		return probe.Ping(ctx).Err() != nil
-	})
+	require.NoError(t, srv.Pause())
+	t.Cleanup(func() { _ = srv.Resume() })
 }
 
 // TestConcurrentCAS: of many writers with the same token exactly one wins,
