@@ -256,42 +256,65 @@ func newToken(old uint64) uint64 {
 	}
 }
 
-// writeBuf holds the arguments of one write: the token it expects (a
-// compare-and-swap's; empty for Add) followed by what the server keeps
-// under the key, the new token, big-endian, and the value. Buffers up to
-// maxPooledBuf bytes are reused (putWriteBuf): go-redis has sent them when
-// the command returns, and a 2 KB session costs a 2 KB allocation per
-// write otherwise.
-type writeBuf struct{ b []byte }
+// call holds the arguments of one command, pooled (getCall, putCall): for
+// a write, the token it expects (a compare-and-swap's) and what the server
+// keeps under the key (the new token, big-endian, and the value) in one
+// buffer; the key, the TTL in milliseconds, and the command's argument
+// list. Every argument is boxed as a
+// pointer into the call (*string, *int64, *bytesArg), which go-redis
+// writes without an allocation of its own; a write then costs the
+// go-redis command and what go-redis allocates itself (a compare-and-swap
+// of a 2 KB value went from 12 allocations to 5, GETEX from 8 to 5). go-redis has sent the
+// arguments when the command returns, so the call is reused after that.
+// Buffers over maxPooledBuf bytes are not kept.
+type call struct {
+	buf                   []byte
+	key                   string
+	ms, limit             int64
+	expect, stored, delta bytesArg
+	args                  [9]any
+}
+
+// bytesArg is a command argument go-redis writes as it is (through
+// encoding.BinaryMarshaler); a *bytesArg boxes without an allocation,
+// where a []byte does not.
+type bytesArg []byte
+
+// MarshalBinary returns b.
+func (b *bytesArg) MarshalBinary() ([]byte, error) { return *b, nil }
 
 const maxPooledBuf = 64 << 10
 
-var writeBufs = sync.Pool{New: func() any { return new(writeBuf) }}
+var calls = sync.Pool{New: func() any { return new(call) }}
 
-// newWriteBuf returns a buffer with expect (when withExpect) and then
-// token and value, and the two slices: expect's 8 bytes, and what is
-// stored.
-func newWriteBuf(withExpect bool, expect, token uint64, value []byte) (w *writeBuf, expectArg, storedArg []byte) {
-	w = writeBufs.Get().(*writeBuf)
-	b := w.b[:0]
+// getCall returns a call for key and ttl (in milliseconds), whose buffer
+// holds expect (when withExpect) and then token and value: c.expect is
+// expect's 8 bytes, c.stored what is stored.
+func getCall(key string, ms int64, withExpect bool, expect, token uint64, value []byte) *call {
+	c := calls.Get().(*call)
+	c.key, c.ms = key, ms
+	b := c.buf[:0]
 	if withExpect {
 		b = binary.BigEndian.AppendUint64(b, expect)
 	}
 	b = binary.BigEndian.AppendUint64(b, token)
 	b = append(b, value...)
-	w.b = b
+	c.buf = b
+	c.expect, c.stored = nil, bytesArg(b)
 	if withExpect {
-		return w, b[:tokenLen:tokenLen], b[tokenLen:]
+		c.expect, c.stored = bytesArg(b[:tokenLen:tokenLen]), bytesArg(b[tokenLen:])
 	}
-	return w, nil, b
+	return c
 }
 
-// putWriteBuf returns w for reuse once its command has returned.
-func putWriteBuf(w *writeBuf) {
-	if cap(w.b) > maxPooledBuf {
-		w.b = nil
+// putCall returns c for reuse once its command has returned.
+func putCall(c *call) {
+	if cap(c.buf) > maxPooledBuf {
+		c.buf = nil
 	}
-	writeBufs.Put(w)
+	c.key, c.expect, c.stored, c.delta = "", nil, nil, nil
+	clear(c.args[:])
+	calls.Put(c)
 }
 
 // entry splits what Get read into value and token.
@@ -335,7 +358,13 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 	if err != nil {
 		return provider.Entry{}, err
 	}
-	b, err := s.client.GetEx(ctx, k, time.Duration(ms)*time.Millisecond).Bytes()
+	c := calls.Get().(*call)
+	c.key, c.ms = k, ms
+	c.args[0], c.args[1], c.args[2], c.args[3] = "getex", &c.key, "px", &c.ms
+	cmd := goredis.NewStringCmd(ctx, c.args[:4]...)
+	_ = s.client.Process(ctx, cmd)
+	putCall(c)
+	b, err := cmd.Bytes()
 	if err != nil {
 		return provider.Entry{}, s.fail(ctx, "getex", key, err, false)
 	}
@@ -358,10 +387,11 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return 0, err
 	}
 	token := s.token(0)
-	buf, _, val := newWriteBuf(false, 0, token, value)
-	cmd := goredis.NewBoolCmd(ctx, "set", k, val, "px", ms, "nx")
-	acked, err := s.write(ctx, k, cmd)
-	putWriteBuf(buf)
+	c := getCall(k, ms, false, 0, token, value)
+	c.args = [...]any{"set", &c.key, &c.stored, "px", &c.ms, "nx", nil, nil, nil}
+	cmd := goredis.NewBoolCmd(ctx, c.args[:6]...)
+	acked, err := s.write(ctx, k, noRetryBool{cmd})
+	putCall(c)
 	if err != nil {
 		return 0, s.fail(ctx, "add", key, err, true)
 	}
@@ -390,9 +420,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 		return 0, err
 	}
 	token := s.token(cas)
-	buf, expect, val := newWriteBuf(true, cas, token, value)
-	n, acked, err := s.run(ctx, casScript, k, expect, val, ms)
-	putWriteBuf(buf)
+	c := getCall(k, ms, true, cas, token, value)
+	n, acked, err := s.run(ctx, casScript, c, &c.expect, &c.stored, &c.ms)
+	putCall(c)
 	switch {
 	case err != nil:
 		return 0, s.fail(ctx, "cas", key, err, true)
@@ -438,9 +468,11 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		return 0, 0, err
 	}
 	token := s.token(cas)
-	var buf [2 * tokenLen]byte
-	tokens := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(buf[:0], cas), token)
-	n, acked, err := s.run(ctx, s.appendScript, k, tokens[:tokenLen], tokens[tokenLen:], delta, ms, s.cfg.MaxValueSize+tokenLen)
+	// The buffer holds the two tokens: expect, then the new one (stored).
+	c := getCall(k, ms, true, cas, token, nil)
+	c.delta, c.limit = delta, int64(s.cfg.MaxValueSize+tokenLen)
+	n, acked, err := s.run(ctx, s.appendScript, c, &c.expect, &c.stored, &c.delta, &c.ms, &c.limit)
+	putCall(c)
 	switch {
 	case err != nil:
 		return 0, 0, s.fail(ctx, "append", key, err, true)
@@ -487,7 +519,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	cmd := goredis.NewIntCmd(ctx, "del", k)
-	if _, err := s.write(ctx, k, cmd); err != nil {
+	if _, err := s.write(ctx, k, noRetryInt{cmd}); err != nil {
 		return s.fail(ctx, "delete", key, err, true)
 	}
 	s.ok()
@@ -522,17 +554,23 @@ func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 // after an error that leaves its outcome open (a timeout, a lost
 // connection): a compare-and-swap re-sent after it was applied would
 // answer "conflict", and an Add "exists", for a write that took effect.
-type noRetry struct{ goredis.Cmder }
+// Each wraps the command's pointer alone, so that it boxes without an
+// allocation; write sends only commands wrapped so.
+type (
+	noRetryInt  struct{ *goredis.IntCmd }
+	noRetryBool struct{ *goredis.BoolCmd }
+)
 
-func (noRetry) NoRetry() bool { return true }
+func (noRetryInt) NoRetry() bool  { return true }
+func (noRetryBool) NoRetry() bool { return true }
 
-// write sends a write command of key once. With WaitReplicas set it sends
-// WAIT WaitReplicas WaitTimeout right behind it, on the same connection
-// (one round trip), and returns how many replicas acknowledged; otherwise
-// acked is -1.
+// write sends a write command of key, wrapped in noRetryInt or
+// noRetryBool, once. With WaitReplicas set it sends WAIT WaitReplicas
+// WaitTimeout right behind it, on the same connection (one round trip),
+// and returns how many replicas acknowledged; otherwise acked is -1.
 func (s *Store) write(ctx context.Context, key string, cmd goredis.Cmder) (acked int64, err error) {
 	if s.cfg.WaitReplicas <= 0 {
-		_ = s.client.Process(ctx, noRetry{cmd})
+		_ = s.client.Process(ctx, cmd)
 		return -1, cmd.Err()
 	}
 	node, ok := s.client.(*goredis.Client)
