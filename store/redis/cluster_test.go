@@ -64,9 +64,10 @@ func TestClusterSpreadsKeys(t *testing.T) {
 // TestClusterMasterFailover kills a master of a cluster whose writes were
 // acknowledged with WAIT 1: its replica takes over (found by the client
 // through MOVED and slot reloads), every acknowledged write is there with
-// its token, and compare-and-swap goes on from those tokens. Its check
-// fails without WAIT when the replica lags: TestStalledReplicaFailover is
-// the negative control.
+// its token, I2, I3, I6 and I7 hold through providers of another process
+// (failoverSessions), and compare-and-swap goes on from those tokens. Its
+// checks fail without WAIT when the replica lags:
+// TestStalledReplicaFailover is the negative control.
 func TestClusterMasterFailover(t *testing.T) {
 	t.Parallel() // mostly waits: cluster start, failure detection
 	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
@@ -85,6 +86,10 @@ func TestClusterMasterFailover(t *testing.T) {
 	role, err := victim.Do(ctx, "ROLE").Slice()
 	require.NoError(t, err)
 	require.Equal(t, "master", role[0])
+	// Sessions of the victim's slots (it answers MOVED for the others)
+	// whose last acknowledged writes I2, I3, I6 and I7 need.
+	f := prepareFailover(t, s, func(key string) bool { return victim.Do(ctx, "EXISTS", key).Err() == nil })
+	f.act(t, s)
 	victim.Kill()
 	start := time.Now()
 	waitUntil(t, 90*time.Second, "every acknowledged session to be readable after the failover", func() bool {
@@ -99,6 +104,10 @@ func TestClusterMasterFailover(t *testing.T) {
 		return true
 	})
 	t.Logf("failover: every session readable %v after the kill", time.Since(start).Round(time.Millisecond))
+	after, err := redis.New(redis.Config{ClusterAddrs: c.Addrs()[1:]})
+	require.NoError(t, err)
+	defer after.Close()
+	require.Empty(t, f.violations(t, after), "the failover table's WaitReplicas 1 column (docs/backends.md)")
 	// Writes go on from the same tokens. The promoted master has no
 	// replica left, so with WAIT 1 its writes are applied but reported as
 	// of unknown outcome (each after the whole WaitTimeout: the writes run
