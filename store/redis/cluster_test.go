@@ -140,3 +140,93 @@ func TestClusterMasterFailover(t *testing.T) {
 	require.Positive(t, acked)
 	require.Positive(t, unknown)
 }
+
+// TestClusterSlotMigration moves the hash slot of two keys from one
+// master to another while the Store uses them, as redis-cli --cluster
+// reshard does (CLUSTER SETSLOT IMPORTING and MIGRATING, MIGRATE, then
+// SETSLOT NODE): halfway, one key is on each master and the old one
+// answers ASK for the moved key; at the end, MOVED for both. Reads and
+// writes go on throughout, from the tokens they returned, with and without
+// WAIT: the cluster client follows ASK and MOVED for plain commands, the
+// Store follows them for a write sent with its WAIT (a write refused
+// with ASK or MOVED was not executed, so it is sent on).
+func TestClusterSlotMigration(t *testing.T) {
+	t.Parallel() // mostly waits: cluster start
+	c := redistest.StartClusterForTest(t, 3, 1, redistest.Config{})
+	ctx := context.Background()
+	plain, err := redis.New(redis.Config{ClusterAddrs: c.Addrs()})
+	require.NoError(t, err)
+	defer plain.Close()
+	waiting, err := redis.New(redis.Config{ClusterAddrs: c.Addrs(), WaitReplicas: 1, WaitTimeout: 3 * time.Second})
+	require.NoError(t, err)
+	defer waiting.Close()
+	keys := []string{"{moved}a", "{moved}b"} // one slot
+	tokens := map[string]uint64{}
+	for _, key := range keys {
+		tokens[key], err = plain.Add(ctx, key, []byte("v0"), time.Hour)
+		require.NoError(t, err)
+	}
+	// Every store and key, in turn: read the last token, swap from it.
+	step := 0
+	use := func(what string) {
+		t.Helper()
+		for _, s := range []*redis.Store{plain, waiting} {
+			for _, key := range keys {
+				step++
+				e, err := s.Get(ctx, key)
+				require.NoError(t, err, "%s: get %s", what, key)
+				require.Equal(t, tokens[key], e.CAS, "%s: %s", what, key)
+				tokens[key], err = s.CompareAndSwap(ctx, key, fmt.Appendf(nil, "v%d", step), e.CAS, time.Hour)
+				require.NoError(t, err, "%s: compare-and-swap %s", what, key)
+			}
+		}
+	}
+	use("before")
+
+	slot, err := c.Servers[0].Do(ctx, "CLUSTER", "KEYSLOT", keys[0]).Int64()
+	require.NoError(t, err)
+	var src, dst *redistest.Server
+	for _, srv := range c.Servers {
+		role, err := srv.Do(ctx, "ROLE").Slice()
+		require.NoError(t, err)
+		if role[0] != "master" {
+			continue
+		}
+		if srv.Do(ctx, "EXISTS", keys[0]).Err() == nil { // the others answer MOVED
+			src = srv
+		} else if dst == nil {
+			dst = srv
+		}
+	}
+	require.NotNil(t, src)
+	require.NotNil(t, dst)
+	id := func(srv *redistest.Server) string {
+		id, err := srv.Do(ctx, "CLUSTER", "MYID").Text()
+		require.NoError(t, err)
+		return id
+	}
+	migrate := func(key string) {
+		require.NoError(t, src.Do(ctx, "MIGRATE", "127.0.0.1", dst.Port(), "", 0, 5000, "KEYS", key).Err())
+	}
+	require.NoError(t, dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(src)).Err())
+	require.NoError(t, src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", id(dst)).Err())
+	migrate(keys[0])
+	require.ErrorContains(t, src.Do(ctx, "GET", keys[0]).Err(), "ASK", "the moved key is asked for on its new master")
+	use("halfway")
+
+	migrate(keys[1])
+	for _, srv := range c.Servers {
+		role, err := srv.Do(ctx, "ROLE").Slice()
+		require.NoError(t, err)
+		if role[0] == "master" {
+			require.NoError(t, srv.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", id(dst)).Err())
+		}
+	}
+	require.ErrorContains(t, src.Do(ctx, "GET", keys[1]).Err(), "MOVED")
+	use("after")
+	for _, key := range keys {
+		n, err := dst.Do(ctx, "EXISTS", key).Int64()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n, "%s is on its new master", key)
+	}
+}

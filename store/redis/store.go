@@ -574,7 +574,8 @@ func (s *Store) write(ctx context.Context, key string, cmd goredis.Cmder) (acked
 		return -1, cmd.Err()
 	}
 	node, ok := s.client.(*goredis.Client)
-	if cc, isCluster := s.client.(*goredis.ClusterClient); isCluster {
+	cc, isCluster := s.client.(*goredis.ClusterClient)
+	if isCluster {
 		if node, err = cc.MasterForKey(ctx, key); err != nil {
 			return 0, err
 		}
@@ -583,24 +584,80 @@ func (s *Store) write(ctx context.Context, key string, cmd goredis.Cmder) (acked
 	if !ok {
 		return 0, fmt.Errorf("redis: WAIT needs a single-server or cluster client")
 	}
-	wait := goredis.NewIntCmd(ctx, "wait", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
-	_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		_ = p.Process(ctx, cmd)
-		_ = p.Process(ctx, wait)
+	// The command and its WAIT go to the key's master on one connection,
+	// outside the cluster client's own routing, so MOVED and ASK are
+	// followed here: a node that answers either executed nothing, so the
+	// command is sent on to the node named (after ASKING, for ASK: a slot
+	// being migrated).
+	var asking bool
+	for redirects := 0; ; redirects++ {
+		wait := goredis.NewIntCmd(ctx, "wait", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+		_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			if asking {
+				_ = p.Process(ctx, goredis.NewStatusCmd(ctx, "asking"))
+			}
+			_ = p.Process(ctx, cmd)
+			_ = p.Process(ctx, wait)
+			return nil
+		})
+		err := cmd.Err()
+		if err == nil {
+			if err := wait.Err(); err != nil {
+				return 0, err
+			}
+			return wait.Val(), nil
+		}
+		addr, ask, redirected := redirect(err)
+		if !isCluster || !redirected {
+			return 0, err
+		}
+		if !ask {
+			cc.ReloadState(ctx)
+		}
+		if redirects == maxRedirects {
+			return 0, err
+		}
+		if node = masterAt(ctx, cc, addr); node == nil {
+			return 0, err
+		}
+		asking = ask
+	}
+}
+
+// maxRedirects bounds the MOVED and ASK answers a write with WAIT
+// follows, as go-redis's cluster client does by default.
+const maxRedirects = 3
+
+// redirect parses a cluster redirection, "MOVED slot addr" or "ASK slot
+// addr".
+func redirect(err error) (addr string, ask, ok bool) {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return "", false, false
+	}
+	f := strings.Fields(rerr.Error())
+	if len(f) != 3 || (f[0] != "MOVED" && f[0] != "ASK") {
+		return "", false, false
+	}
+	return f[2], f[0] == "ASK", true
+}
+
+// masterAt returns the cluster client's connection pool of the node at
+// addr, the master a redirection named (which the client's slot map, until
+// reloaded, may still list as a replica), or nil when the client knows no
+// node there.
+func masterAt(ctx context.Context, cc *goredis.ClusterClient, addr string) *goredis.Client {
+	var mu sync.Mutex
+	var found *goredis.Client
+	_ = cc.ForEachShard(ctx, func(_ context.Context, c *goredis.Client) error {
+		if c.Options().Addr == addr {
+			mu.Lock()
+			found = c
+			mu.Unlock()
+		}
 		return nil
 	})
-	if err := cmd.Err(); err != nil {
-		if goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK") {
-			if cc, isCluster := s.client.(*goredis.ClusterClient); isCluster {
-				cc.ReloadState(ctx)
-			}
-		}
-		return 0, err
-	}
-	if err := wait.Err(); err != nil {
-		return 0, err
-	}
-	return wait.Val(), nil
+	return found
 }
 
 // replicated returns nil when a write was acknowledged by WaitReplicas
