@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,12 +163,12 @@ func New(cfg Config) (*Store, error) {
 	var client goredis.UniversalClient
 	if len(cfg.ClusterAddrs) > 0 {
 		client = goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs:     cfg.ClusterAddrs,
-			Username:  cfg.Username,
-			Password:  cfg.Password,
-			TLSConfig: cfg.TLS,
-			PoolSize:  cfg.PoolSize,
-			Protocol:  2,
+			Addrs:    cfg.ClusterAddrs,
+			Username: cfg.Username,
+			Password: cfg.Password,
+			Dialer:   dialer(cfg),
+			PoolSize: cfg.PoolSize,
+			Protocol: 2,
 			// MOVED, ASK and READONLY (nothing executed) are followed
 			// by the client; writes are never re-sent after an error
 			// that leaves their outcome open (see noRetry).
@@ -183,12 +184,12 @@ func New(cfg Config) (*Store, error) {
 		cfg.Addr = strings.Join(cfg.ClusterAddrs, ",")
 	} else {
 		client = goredis.NewClient(&goredis.Options{
-			Addr:      cfg.Addr,
-			Username:  cfg.Username,
-			Password:  cfg.Password,
-			TLSConfig: cfg.TLS,
-			DB:        cfg.DB,
-			PoolSize:  cfg.PoolSize,
+			Addr:     cfg.Addr,
+			Username: cfg.Username,
+			Password: cfg.Password,
+			Dialer:   dialer(cfg),
+			DB:       cfg.DB,
+			PoolSize: cfg.PoolSize,
 			// RESP2: no HELLO handshake and no push notifications.
 			Protocol:        2,
 			DisableIdentity: true,
@@ -211,6 +212,41 @@ func New(cfg Config) (*Store, error) {
 	}
 	return &Store{cfg: cfg, client: client, token: newToken, appendScript: appendScript}, nil
 }
+
+// dialer connects as go-redis's own dialer does (TCP, then TLS with
+// cfg.TLS when set, within DialTimeout) and marks its errors as dialError:
+// nothing was sent on a connection that could not be made, so a write
+// that fails there is not of unknown outcome, however the dial failed
+// (refused, timed out, a TLS handshake that failed or hung).
+func dialer(cfg Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3,
+	}}
+	var td *tls.Dialer
+	if cfg.TLS != nil {
+		// ServerName, when empty, is taken from the address dialled.
+		td = &tls.Dialer{NetDialer: d, Config: cfg.TLS}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		var err error
+		if td != nil {
+			c, err = td.DialContext(ctx, network, addr)
+		} else {
+			c, err = d.DialContext(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
+	}
+}
+
+// dialError is an error of dialer: no connection, nothing sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // Close closes the connections. Operations after Close fail with
 // provider.ErrClosed; a second Close does nothing.

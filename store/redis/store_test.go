@@ -538,3 +538,77 @@ func TestConcurrentCAS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, won[0], e.CAS)
 }
+
+// TestScriptErrors: a script that fails on the server is ErrServer and
+// writes nothing; a server busy with another client's long script
+// answers BUSY before running anything, which is ErrUnavailable; neither
+// is of unknown outcome.
+func TestScriptErrors(t *testing.T) {
+	srv := startServer(t, "--busy-reply-threshold", "100")
+	ctx := context.Background()
+	s := newStore(t, srv, redis.Config{AppendDeltas: true})
+	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+	require.NoError(t, err)
+	redis.SetAppendScript(s, "#!lua\nreturn redis.call('NOSUCHCOMMAND', KEYS[1])\n")
+	_, _, err = s.CompareAndAppend(ctx, "k", []byte("+"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrServer)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "Unknown Redis command called from script")
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, tok, e.CAS, "nothing written")
+
+	// Another client's script loops past busy-reply-threshold.
+	looping := make(chan error, 1)
+	c, probe := srv.Client(), srv.Client()
+	defer c.Close()
+	defer probe.Close()
+	go func() { looping <- c.Do(ctx, "EVAL", "while true do end", 0).Err() }()
+	waitUntil(t, 10*time.Second, "the server to answer BUSY", func() bool {
+		err := probe.Ping(ctx).Err()
+		return err != nil && strings.HasPrefix(err.Error(), "BUSY")
+	})
+	_, err = s.CompareAndSwap(ctx, "k", []byte("v2"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "BUSY: nothing was executed")
+	require.ErrorContains(t, err, "BUSY")
+	_, err = s.Add(ctx, "k2", []byte("v"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.NoError(t, probe.Do(ctx, "SCRIPT", "KILL").Err())
+	require.Error(t, <-looping, "the looping script was killed")
+	tok, err = s.CompareAndSwap(ctx, "k", []byte("v2"), tok, time.Minute)
+	require.NoError(t, err, "the server serves again")
+	e, err = s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, tok, e.CAS)
+}
+
+// TestPoolSize: PoolSize bounds the Store's connections however many
+// requests run at once; the default (go-redis's, 10 per GOMAXPROCS)
+// opens more under the same load, so the count can fail.
+func TestPoolSize(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	conns := func(s *redis.Store) int64 {
+		t.Helper()
+		_, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+		require.True(t, err == nil || errors.Is(err, provider.ErrExists), "%v", err)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for range 50 {
+					_, err := s.Get(ctx, "k")
+					require.NoError(t, err)
+				}
+			})
+		}
+		wg.Wait()
+		list, err := srv.Do(ctx, "CLIENT", "LIST").Text()
+		require.NoError(t, err)
+		return int64(strings.Count(strings.TrimSpace(list), "\n")) // without the counting connection
+	}
+	require.LessOrEqual(t, conns(newStore(t, srv, redis.Config{PoolSize: 2})), int64(2))
+	require.NoError(t, srv.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
+	require.Greater(t, conns(newStore(t, srv, redis.Config{})), int64(2), "the default pool opens more connections")
+}
