@@ -127,6 +127,8 @@ var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
 	_ provider.Appender  = (*Store)(nil)
+
+	_ provider.GetAndToucher = (*Store)(nil)
 )
 
 // New returns a Store for cfg. It does not contact the server.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/redis"
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
 )
@@ -611,4 +612,54 @@ func TestPoolSize(t *testing.T) {
 	require.LessOrEqual(t, conns(newStore(t, srv, redis.Config{PoolSize: 2})), int64(2))
 	require.NoError(t, srv.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
 	require.Greater(t, conns(newStore(t, srv, redis.Config{})), int64(2), "the default pool opens more connections")
+}
+
+// TestReadSlidesOwnTimeout: a read-only request is one GETEX with the
+// timeout the session is expected to have. A process that knows the
+// session's own timeout (it wrote it, or read it once) sends that one
+// command and the key's TTL becomes the session's own timeout (I4); a
+// process that does not yet know it slides by the default and corrects
+// the TTL with one compare-and-swap of the unchanged record, then knows.
+func TestReadSlidesOwnTimeout(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	s := newStore(t, srv, redis.Config{})
+	const own = 7 * time.Minute
+	writer, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	require.NoError(t, writer.SetAndReleaseItemExclusive(ctx, id, writer.CreateNewStoreData(own), 0, true))
+	key, err := writer.Key(id)
+	require.NoError(t, err)
+	item, err := writer.GetItemExclusive(ctx, id) // loads the script
+	require.NoError(t, err)
+	require.NoError(t, writer.ReleaseItemExclusive(ctx, id, item.LockID))
+
+	read := func(p *provider.Provider) map[string]uint64 {
+		t.Helper()
+		before, err := srv.CommandStats(ctx)
+		require.NoError(t, err)
+		_, err = p.GetItem(ctx, id)
+		require.NoError(t, err)
+		after, err := srv.CommandStats(ctx)
+		require.NoError(t, err)
+		sent := map[string]uint64{}
+		for name, n := range after {
+			if d := n - before[name]; d > 0 && name != "info" && name != "hello" {
+				sent[name] = d
+			}
+		}
+		ttl, err := s.TTL(ctx, key)
+		require.NoError(t, err)
+		require.LessOrEqual(t, ttl, own, "the key's TTL is the session's own timeout")
+		require.Greater(t, ttl, own-time.Minute)
+		return sent
+	}
+	require.Equal(t, map[string]uint64{"getex": 1}, read(writer), "the writer knows the timeout: one GETEX")
+	other, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]uint64{"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}, read(other),
+		"another process slides by the default, then corrects the TTL")
+	require.Equal(t, map[string]uint64{"getex": 1}, read(other), "and remembers")
 }
