@@ -39,6 +39,24 @@ func TestRedisRun(t *testing.T) {
 	require.Equal(t, res.RequestsTotal, res.RequestsOK, "failed: %v", res.FailedByReason)
 }
 
+// TestRedisRunOnNodes runs the harness on a redis-server it did not
+// start (-backend redis -nodes host:port): every request succeeds, every
+// invariant holds, and the sessions are on that server.
+func TestRedisRunOnNodes(t *testing.T) {
+	skipWithoutRedis(t)
+	srv := redistest.StartForTest(t, 1, redistest.Config{})[0]
+	res := run(t, harness.Config{
+		Backend: harness.BackendRedis, Nodes: []string{srv.Addr()},
+		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 500,
+		SlowTime: time.Millisecond,
+	})
+	requireClean(t, res)
+	require.Equal(t, res.RequestsTotal, res.RequestsOK, "failed: %v", res.FailedByReason)
+	n, err := srv.Do(context.Background(), "DBSIZE").Int64()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, int64(10), "the sessions are on the given server")
+}
+
 // TestRedisKilledAndRestarted kills the one redis-server mid-run and
 // restarts it empty: requests fail while it is down and every session is
 // lost with it (a single server without persistence), but nothing is
