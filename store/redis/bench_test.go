@@ -440,3 +440,65 @@ func BenchmarkMemoryPerSession(b *testing.B) {
 		})
 	}
 }
+
+// TestRequestCost asserts the round trips BenchmarkRequestCost reports:
+// a read-only request is one command (GETEX); an exclusive one is two
+// script calls when this process served the session last (lock, then
+// commit or release, from the cached record and token), and at most
+// three round trips when another process did (read, lock, commit).
+func TestRequestCost(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	const n = 20
+	clientCommands := func(d map[string]float64) map[string]float64 {
+		c := map[string]float64{}
+		for name, v := range d {
+			if !(scriptCommands[name] && d["evalsha"] > 0) {
+				c[name] = v
+			}
+		}
+		return c
+	}
+	want := map[string]map[string]float64{
+		"read-only":           {"getex": 1},
+		"exclusive-unchanged": {"evalsha": 2},
+		"exclusive-changed":   {"evalsha": 2},
+	}
+	for _, kind := range requestKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStore(t, srv, redis.Config{})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(t, err)
+			id := newBenchSession(t, p)
+			require.NoError(t, kind.run(ctx, p, id, 0)) // loads the scripts
+			before, err := srv.CommandStats(ctx)
+			require.NoError(t, err)
+			for i := range n {
+				require.NoError(t, kind.run(ctx, p, id, i+1))
+			}
+			after, err := srv.CommandStats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, want[kind.name], clientCommands(commandDelta(before, after, n)))
+
+			// Another process served the session last: each request is
+			// served by a new provider.
+			before, err = srv.CommandStats(ctx)
+			require.NoError(t, err)
+			for i := range n {
+				fresh, err := provider.New(s, provider.Config{})
+				require.NoError(t, err)
+				require.NoError(t, kind.run(ctx, fresh, id, n+i+1))
+			}
+			after, err = srv.CommandStats(ctx)
+			require.NoError(t, err)
+			var roundTrips float64
+			for _, v := range clientCommands(commandDelta(before, after, n)) {
+				roundTrips += v
+			}
+			require.LessOrEqual(t, roundTrips, 3.0, "round trips per request from a cold process")
+			if kind.name == "read-only" {
+				require.Equal(t, 1.0, roundTrips, "read-only: one GETEX (the session has the default timeout)")
+			}
+		})
+	}
+}
