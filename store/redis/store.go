@@ -298,13 +298,13 @@ func newToken(old uint64) uint64 {
 // a write, the token it expects (a compare-and-swap's) and what the server
 // keeps under the key (the new token, big-endian, and the value) in one
 // buffer; the key, the TTL in milliseconds, and the command's argument
-// list. Every argument is boxed as a
-// pointer into the call (*string, *int64, *bytesArg), which go-redis
-// writes without an allocation of its own; a write then costs the
-// go-redis command and what go-redis allocates itself (a compare-and-swap
-// of a 2 KB value went from 12 allocations to 5, GETEX from 8 to 5). go-redis has sent the
-// arguments when the command returns, so the call is reused after that.
-// Buffers over maxPooledBuf bytes are not kept.
+// list. Every argument is boxed as a pointer into the call (*string,
+// *int64, *bytesArg), which go-redis writes without an allocation of its
+// own; a command then costs the go-redis command and what go-redis
+// allocates itself (a compare-and-swap of a 2 KB value went from 12
+// allocations to 5, GETEX from 8 to 5). go-redis has sent the arguments
+// when the command returns, so the call is reused after that. Buffers
+// over maxPooledBuf bytes are not kept.
 type call struct {
 	buf                   []byte
 	key                   string
