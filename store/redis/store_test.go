@@ -387,6 +387,9 @@ func TestOutOfMemory(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestReadOnlyReplica: writes to a replica are refused (READONLY) and a
+// replica cut from its master refuses reads (MASTERDOWN): unavailable,
+// nothing executed.
 func TestReadOnlyReplica(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	master, replica := startReplicated(t)
@@ -406,6 +409,16 @@ func TestReadOnlyReplica(t *testing.T) {
 	_, err = r.Add(ctx, "new", []byte("v"), time.Minute)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+
+	// A replica that has lost its master and serves no stale data answers
+	// MASTERDOWN: unavailable.
+	require.NoError(t, replica.Do(ctx, "CONFIG", "SET", "replica-serve-stale-data", "no").Err())
+	master.Kill()
+	waitUntil(t, 10*time.Second, "the replica to answer MASTERDOWN", func() bool {
+		_, err = r.Get(ctx, "k")
+		return err != nil && strings.Contains(err.Error(), "MASTERDOWN")
+	})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
 }
 
 func TestServerDownAndBack(t *testing.T) {
