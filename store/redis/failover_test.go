@@ -33,6 +33,7 @@ import (
 type failoverSessions struct {
 	released, takenOver, initialized, relocked string
 	stale                                      *provider.Item // the stalled holder's lock
+	keys                                       []string       // the sessions' store keys
 	releasedID                                 uint64         // the prepared lock on released
 	relockedID                                 uint64         // the act's lock id on relocked
 }
@@ -62,6 +63,7 @@ func prepareFailover(t *testing.T, store provider.Store, where func(key string) 
 	t.Helper()
 	ctx := context.Background()
 	a, stalled, _ := newFailoverProviders(t, store)
+	var keys []string
 	newID := func(create func(id string) error) string {
 		for range 200 {
 			id, err := session.NewID()
@@ -70,6 +72,7 @@ func prepareFailover(t *testing.T, store provider.Store, where func(key string) 
 			require.NoError(t, err)
 			if where(key) {
 				require.NoError(t, create(id))
+				keys = append(keys, key)
 				return id
 			}
 		}
@@ -85,6 +88,7 @@ func prepareFailover(t *testing.T, store provider.Store, where func(key string) 
 		initialized: newID(func(id string) error { return a.CreateUninitializedItem(ctx, id, 0) }),
 		relocked:    newID(create),
 	}
+	f.keys = keys
 	item, err := a.GetItemExclusive(ctx, f.released)
 	require.NoError(t, err)
 	f.releasedID = item.LockID
