@@ -489,3 +489,104 @@ func TestColdTouchUsesEnvelopeTimeout(t *testing.T) {
 		require.LessOrEqual(t, rawGet(t, addr, "cold").ttl, int64(22), "data copy on %s", addr)
 	}
 }
+
+// TestAddFailedCandidate (R8 with an unresponsive candidate): once the
+// killed candidate is failed, Add creates the session on the other two
+// (nowit) and puts it on the witness-less list; when the node is back
+// (empty), the repair client stores the witness and clears nowit.
+func TestAddFailedCandidate(t *testing.T) {
+	for _, dead := range []int{2, 0} {
+		t.Run("c"+strconv.Itoa(dead), func(t *testing.T) {
+			servers, s := witnessSetup(t, memcached.Config{})
+			ctx := context.Background()
+			key := "addfail" + strconv.Itoa(dead)
+			cands := memcached.WitnessCandidates(s, key)
+			srv := serverAt(t, servers, cands[dead])
+			srv.Kill()
+			var err error
+			testwait.Until(t, 10*time.Second, "Add to succeed without the dead candidate", func() bool {
+				_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+				if err != nil {
+					require.ErrorIs(t, err, provider.ErrUnavailable)
+				}
+				return err == nil
+			})
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(e.Value))
+			var data []string
+			for i, a := range cands {
+				if i != dead {
+					data = append(data, a)
+					env, _, err := envelope.Decode(rawGet(t, a, key).value)
+					require.NoError(t, err)
+					require.True(t, env.NoWit, "created without a witness: nowit")
+				}
+			}
+			require.NoError(t, srv.Restart(ctx))
+			testwait.Until(t, 15*time.Second, "the witness stored on the returned node", func() bool {
+				return rawGet(t, cands[dead], key).flags == 2
+			})
+			testwait.Until(t, 5*time.Second, "nowit cleared", func() bool {
+				for _, a := range data {
+					env, _, err := envelope.Decode(rawGet(t, a, key).value)
+					if err != nil || env.NoWit {
+						return false
+					}
+				}
+				return true
+			})
+			e, err = s.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestWitnessRoundTrips (§3, §10): in the healthy configuration a warm
+// GetAndTouch and a CompareAndSwap each send one round trip to each of
+// the three candidates (both data copies and the witness touch), and a
+// plain Get sends nothing to the witness.
+func TestWitnessRoundTrips(t *testing.T) {
+	servers := startNodes(t, 3)
+	w := newWire()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: w.dial})
+	ctx := context.Background()
+	const key = "trips"
+	cands := memcached.WitnessCandidates(s, key)
+	h, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	snap := func() [3]wireCount {
+		var c [3]wireCount
+		for i, a := range cands {
+			c[i] = w.at(a)
+		}
+		return c
+	}
+	trips := func(before [3]wireCount, want [3]uint64, what string) {
+		t.Helper()
+		testwait.Until(t, 5*time.Second, what, func() bool {
+			now := snap()
+			for i := range now {
+				if now[i].minus(before[i]).trips != want[i] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	before := snap()
+	e, err := s.GetAndTouch(ctx, key, time.Minute)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 1}, "GetAndTouch: one round trip to each candidate")
+	before = snap()
+	h, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 1}, "CompareAndSwap: one round trip to each candidate")
+	before = snap()
+	_, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
+	require.NotZero(t, h)
+}
