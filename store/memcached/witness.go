@@ -40,6 +40,8 @@ const (
 	// maxConfigs bounds the per-key configurations remembered (only keys
 	// whose configuration is not the home one are kept).
 	maxConfigs = 1 << 16
+	// maxSplits bounds the writes in flight remembered (decide).
+	maxSplits = 1024
 	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).
 	blankTTL = 30
 	// witnessMode names the mode in the node-list digest.
@@ -97,6 +99,9 @@ type witness struct {
 	mu   sync.Mutex
 	cfgs map[string]config // keys whose configuration is not home
 	tenv map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+	// splits are writes in flight a read returned the parent of
+	// (decide): seen again, they are completed.
+	splits map[string]envelope.Identity
 }
 
 func newWitness(s *Store) *witness {
@@ -107,6 +112,7 @@ func newWitness(s *Store) *witness {
 		handles: newHandleTable(s.cfg.Handles, s.cfg.HandleBytes),
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
+		splits:  make(map[string]envelope.Identity),
 	}
 	w.repair = newRepairer(w)
 	for _, n := range s.nodes {

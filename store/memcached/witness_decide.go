@@ -204,6 +204,15 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, errExpiring
 	}
 	switch {
+	case !o.repair && inFlight(x, y, b) && w.firstSight(key, b.ID()):
+		// Implementation choice (not in the model): a write in flight,
+		// seen for the first time. Return its parent, which a common read
+		// would have returned a moment earlier, without a usable handle
+		// (0: a CAS with it is a conflict, nothing sent): the write is not
+		// acknowledged yet (one copy holds its parent), so the read is
+		// linearized before it. Seen again by a later call, it is
+		// completed (an abandoned write).
+		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
 		if !*waited {
 			*waited = true
@@ -216,6 +225,30 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, true, nil
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
+}
+
+// inFlight reports that x holds b and y b's parent: two established
+// records of one configuration, one version apart, the later built on the
+// earlier (a client write that reached one copy).
+func inFlight(x, y *copyRead, b envelope.Envelope) bool {
+	return x.holds(b.ID()) && y.st == stData && !b.Pending && !y.env.Pending &&
+		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Parent == y.env.Nonce
+}
+
+// firstSight records that key's read saw the write in flight id and
+// reports whether it is the first time.
+func (w *witness) firstSight(key string, id envelope.Identity) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.splits[key] == id {
+		delete(w.splits, key)
+		return false
+	}
+	if len(w.splits) >= maxSplits {
+		clear(w.splits)
+	}
+	w.splits[key] = id
+	return true
 }
 
 // notFound is R4.1's "not found", told apart by R10: ErrSessionLost when a

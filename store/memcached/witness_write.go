@@ -316,8 +316,18 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
 			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
 		}
+		if notBuiltOn(&cp, env) {
+			beaten = true // P is past this write on another chain
+		}
 		if !cq.holds(env.ID()) {
 			break
+		}
+		if beaten {
+			// Q still holds this write (a reader re-stamped it) and P
+			// can never get it: undo again with Q's new token.
+			if _, uerr := qw.n.wcas(ctx, key, h.base, exp, kindData, cq.cas, cq.inc); uerr == nil {
+				return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
+			}
 		}
 	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
