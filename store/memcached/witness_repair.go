@@ -75,6 +75,15 @@ func (r *repairer) witlessKeys() []string {
 // the witness-less list.
 func (w *witness) loop() {
 	defer close(w.s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-w.s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	for {
@@ -82,16 +91,16 @@ func (w *witness) loop() {
 		case <-w.s.stop:
 			return
 		case key := <-w.repair.q:
-			w.repairKey(key)
+			w.repairKey(ctx, key)
 		case <-t.C:
-			w.probe()
+			w.probe(ctx)
 			for _, key := range w.repair.witlessKeys() {
 				select {
 				case <-w.s.stop:
 					return
 				default:
 				}
-				w.repairKey(key)
+				w.repairKey(ctx, key)
 			}
 		}
 	}
@@ -100,8 +109,8 @@ func (w *witness) loop() {
 // repairKey runs an anomaly read (and its decisions) on key with R9 on the
 // record found. A key on the witness-less list leaves it once its witness
 // is stored, or the session is not found or of another configuration.
-func (w *witness) repairKey(key string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
+func (w *witness) repairKey(ctx context.Context, key string) {
+	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
 	c, listed := w.repair.witlessConfig(key)
@@ -114,12 +123,12 @@ func (w *witness) repairKey(key string) {
 }
 
 // probe sends `mn` to every failed node; a reply clears it (witHealth).
-func (w *witness) probe() {
+func (w *witness) probe(ctx context.Context) {
 	for _, n := range w.s.nodes {
 		if !n.wh.isFailed() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(ctx, w.s.cfg.Timeout)
 		_ = n.wdo(ctx, 0, func(cn *metaConn) error {
 			if err := send(cn, "mn", nil); err != nil {
 				return err

@@ -590,3 +590,34 @@ func TestWitnessRoundTrips(t *testing.T) {
 	trips(before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
 	require.NotZero(t, h)
 }
+
+// TestFailedAndProbed (§9): a killed node is held failed once a command
+// has gone unanswered for FailoverAfter (EventNodeDown), requests then
+// skip it, and the probe notices its return (EventNodeUp).
+func TestFailedAndProbed(t *testing.T) {
+	var down, up atomic.Int32
+	servers, s := witnessSetup(t, memcached.Config{OnEvent: func(e provider.Event) {
+		switch e.Kind {
+		case provider.EventNodeDown:
+			down.Add(1)
+		case provider.EventNodeUp:
+			up.Add(1)
+		}
+	}})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "probe")
+	_, err := s.Add(ctx, "probe", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	srv := serverAt(t, servers, cands[1])
+	srv.Kill()
+	testwait.Until(t, 10*time.Second, "the node held failed", func() bool {
+		_, _ = s.GetAndTouch(ctx, "probe", time.Minute)
+		return down.Load() > 0
+	})
+	e, err := s.GetAndTouch(ctx, "probe", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	require.Zero(t, up.Load())
+	require.NoError(t, srv.Restart(ctx))
+	testwait.Until(t, 5*time.Second, "the probe to see the node back", func() bool { return up.Load() > 0 })
+}
