@@ -241,7 +241,6 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.splits[key] == id {
-		delete(w.splits, key)
 		return false
 	}
 	if len(w.splits) >= maxSplits {

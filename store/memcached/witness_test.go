@@ -621,3 +621,32 @@ func TestFailedAndProbed(t *testing.T) {
 	require.NoError(t, srv.Restart(ctx))
 	testwait.Until(t, 5*time.Second, "the probe to see the node back", func() bool { return up.Load() > 0 })
 }
+
+// TestWriteInFlightRead: a read that meets a write on one copy only (the
+// other holds its parent) returns the parent with no usable handle the
+// first time; a later read of the same split completes it (an abandoned
+// write) and returns it with a handle.
+func TestWriteInFlightRead(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "inflight")
+	_, err := s.Add(ctx, "inflight", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	env, _, err := envelope.Decode(rawGet(t, cands[0], "inflight").value)
+	require.NoError(t, err)
+	child := env.Child()
+	child.Nonce = 0x5eed
+	rawSet(t, cands[0], "inflight", child.Wrap([]byte("v2")), 60, 1)
+	e, err := s.Get(ctx, "inflight")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	require.Zero(t, e.CAS)
+	_, err = s.CompareAndSwap(ctx, "inflight", []byte("v3"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	e, err = s.Get(ctx, "inflight")
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(e.Value))
+	require.NotZero(t, e.CAS)
+	_, err = s.CompareAndSwap(ctx, "inflight", []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err)
+}
