@@ -232,7 +232,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // earlier (a client write that reached one copy).
 func inFlight(x, y *copyRead, b envelope.Envelope) bool {
 	return x.holds(b.ID()) && y.st == stData && !b.Pending && !y.env.Pending &&
-		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Parent == y.env.Nonce
+		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Nonce
 }
 
 // firstSight records that key's read saw the write in flight id and
