@@ -32,8 +32,12 @@ const (
 	// probeEvery is how often failed nodes are probed and the
 	// witness-less list is worked (§9).
 	probeEvery = 250 * time.Millisecond
-	// maxAnomalyReads caps the anomaly reads of one Store call (§9).
+	// maxAnomalyReads caps the anomaly reads of one Store call (§9) that
+	// show no progress (resolve).
 	maxAnomalyReads = 6
+	// maxBusyReads caps all the anomaly reads of one Store call,
+	// progress or not (resolve).
+	maxBusyReads = 4 * maxAnomalyReads
 	// repairQueueLen bounds the repair queue (R9); keys past it are
 	// dropped.
 	repairQueueLen = 1024

@@ -27,13 +27,27 @@ type resolveOpts struct {
 // resolve is R4: anomaly reads, each followed by at most one decision
 // (R4.4 completion, R7 failover), until one returns the session or an
 // answer; at most maxAnomalyReads.
+//
+// Implementation choice: a read that shows progress (a record of a
+// greater rank than any earlier read of this call: other writers are
+// moving the session on) does not count towards the cap, up to
+// maxBusyReads in all; the cap bounds reads that make no progress.
 func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
 	var waited bool // a completion was put off once
-	for range maxAnomalyReads {
+	var top envelope.Envelope
+	var seen bool
+	for reads, counted := 0, 0; counted < maxAnomalyReads && reads < maxBusyReads; reads++ {
 		rs, err := w.anomalyRead(ctx, key, cs)
 		if err != nil {
 			return nil, err
 		}
+		if b, _, ok := best(&rs); ok && (!seen || rankLess(top, b)) {
+			if seen {
+				counted-- // progress: this read does not count
+			}
+			top, seen = b, true
+		}
+		counted++
 		f, decided, err := w.decide(ctx, key, cs, &rs, o, &waited)
 		if errors.Is(err, errExpiring) {
 			t := time.NewTimer(expiringWait)

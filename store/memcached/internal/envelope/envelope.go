@@ -21,7 +21,7 @@ const Version = 1
 const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8*Lineage + 4 + 4 + 4
 
 // Lineage is how many ancestors an envelope names (Ancestors).
-const Lineage = 4
+const Lineage = 8
 
 // Bits of the mark byte.
 const (
