@@ -44,6 +44,8 @@ const (
 	// maxConfigs bounds the per-key configurations remembered (only keys
 	// whose configuration is not the home one are kept).
 	maxConfigs = 1 << 16
+	// maxWitless bounds the witness-less list (review 4's D6).
+	maxWitless = 1 << 16
 	// maxSplits bounds the writes in flight remembered (decide).
 	maxSplits = 1024
 	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).
@@ -99,10 +101,15 @@ type witness struct {
 	tw      int32 // the witness TTL, 2 × MaxTimeout, in seconds
 	handles *handleTable
 	repair  *repairer
+	// evicted is the last evictions count per node, owned by the loop.
+	evicted []evictionCount
 
-	mu   sync.Mutex
-	cfgs map[string]config // keys whose configuration is not home
-	tenv map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+	mu sync.Mutex
+	// evictEvery is how often evictions are checked (evictionEvery;
+	// tests shorten it).
+	evictEvery time.Duration
+	cfgs       map[string]config // keys whose configuration is not home
+	tenv       map[string]uint32 // the session timeout last seen in each key's envelope (D1)
 	// splits are writes in flight a read returned the parent of
 	// (decide): seen again, they are completed.
 	splits map[string]envelope.Identity
@@ -117,6 +124,9 @@ func newWitness(s *Store) *witness {
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
+
+		evictEvery: evictionEvery,
+		evicted:    make([]evictionCount, len(s.nodes)),
 	}
 	w.repair = newRepairer(w)
 	for _, n := range s.nodes {

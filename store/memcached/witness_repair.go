@@ -13,8 +13,9 @@ import (
 // whose witness a read or write found missing or wrong (bounded: keys past
 // repairQueueLen are dropped; the next touch queues them again), and the
 // witness-less list of sessions this process created without a witness
-// (R8 with a silent candidate: never dropped, worked at every probe tick
-// until R9 stored the witness or the session is gone or moved on).
+// (R8 with a silent candidate: bounded by maxWitless, never dropped once
+// on it, worked at every probe tick until R9 stored the witness or the
+// session is gone or moved on).
 type repairer struct {
 	w *witness
 	q chan string
@@ -36,11 +37,17 @@ func (r *repairer) enqueue(key string) {
 }
 
 // addWitless puts key, created in configuration c, on the witness-less
-// list.
-func (r *repairer) addWitless(key string, c config) {
+// list. Past maxWitless keys (review 4's D6) it reports false: the key is
+// then only on the repair queue (the repair scan, not built, would be the
+// fallback).
+func (r *repairer) addWitless(key string, c config) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.witless[key]; !ok && len(r.witless) >= maxWitless {
+		return false
+	}
 	r.witless[key] = c
-	r.mu.Unlock()
+	return true
 }
 
 // forget takes key off the witness-less list.
@@ -86,6 +93,8 @@ func (w *witness) loop() {
 	}()
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
+	w.checkEvictions(ctx) // the baselines
+	lastEvict := time.Now()
 	for {
 		select {
 		case <-w.s.stop:
@@ -94,6 +103,10 @@ func (w *witness) loop() {
 			w.repairKey(ctx, key)
 		case <-t.C:
 			w.probe(ctx)
+			if time.Since(lastEvict) >= w.evictionPeriod() {
+				w.checkEvictions(ctx)
+				lastEvict = time.Now()
+			}
 			for _, key := range w.repair.witlessKeys() {
 				select {
 				case <-w.s.stop:

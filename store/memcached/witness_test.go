@@ -650,3 +650,22 @@ func TestWriteInFlightRead(t *testing.T) {
 	_, err = s.CompareAndSwap(ctx, "inflight", []byte("v3"), e.CAS, time.Minute)
 	require.NoError(t, err)
 }
+
+// TestEvictionReported (§11.2): LRU evictions on a node are amnesia the
+// scheme counts as a fault; an increase of the node's `stats` evictions
+// is reported as EventNodeDown ("evictions").
+func TestEvictionReported(t *testing.T) {
+	servers := mcserver.StartForTest(t, 3, mcserver.Config{MemoryMB: 2})
+	var reported atomic.Int32
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, OnEvent: func(e provider.Event) {
+		if e.Kind == provider.EventNodeDown && strings.HasPrefix(e.Detail, "evictions") {
+			reported.Add(1)
+		}
+	}})
+	memcached.SetEvictionCheck(s, 100*time.Millisecond)
+	big := make([]byte, 100<<10)
+	for i := range 200 {
+		rawSet(t, servers[0].Addr(), "fill"+strconv.Itoa(i), big, 0, 0)
+	}
+	testwait.Until(t, 10*time.Second, "evictions reported", func() bool { return reported.Load() > 0 })
+}
