@@ -152,6 +152,16 @@ func TestWitnessLayout(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrNoAppend)
 	_, err = s.GetAndTouch(ctx, key, 3*time.Hour)
 	require.ErrorIs(t, err, provider.ErrServer, "a TTL above MaxTimeout is refused")
+	ttl, err := s.TTL(ctx, key)
+	require.NoError(t, err)
+	require.InDelta(t, 61, ttl.Seconds(), 2)
+	require.NoError(t, s.Delete(ctx, key))
+	require.Equal(t, [3]uint32{0, 0, 0}, kinds(t, cands, key))
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, key), provider.ErrNotFound)
+	_, err = s.Add(ctx, key, []byte("v3"), time.Minute)
+	require.NoError(t, err, "a deleted key can be created again")
 }
 
 // TestHandleEvicted: a handle no longer in the table makes CompareAndSwap
