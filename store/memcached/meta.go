@@ -192,7 +192,7 @@ func (c *metaClient) run(ctx context.Context, cn *metaConn, fn func(*metaConn) e
 func isReply(err error) bool {
 	var se *serverError
 	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) ||
-		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.As(err, &se)
+		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.Is(err, errLostInc) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead

@@ -22,6 +22,13 @@ const incarnationKey = "__sl_inc"
 // sent. A complete answer: the connection stays usable.
 var errOtherInc = errors.New("token of another incarnation of the node; not sent")
 
+// errLostInc: a write was sent and got no reply, and a new connection
+// found another incarnation of the node: whatever the write did went with
+// the old incarnation, but it may have run (and been observed) before the
+// flush or restart. Not a refusal (review 13e B1): the outcome of the
+// write on that node is unknown, and its record is gone.
+var errLostInc = errors.New("no reply, and the node has a new incarnation since (flushed or restarted); the write may have run")
+
 // helloIncarnation reads (or creates) the node's incarnation on a new
 // connection.
 func helloIncarnation(cn *metaConn) (uint64, error) {
@@ -102,9 +109,9 @@ func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 //
 // A pooled connection that fails without a reply may only have been
 // closed by a restart of the node: a read is then sent again on a new
-// connection; a write is not (it may have been applied), but a new
+// connection; a write is not (it may have been applied), and a new
 // connection of another incarnation shows that whatever it did is gone
-// with the old one: errOtherInc.
+// with the old one: errLostInc (not errOtherInc: it was sent).
 func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
 	start := n.wh.sending()
 	run := func(cn *metaConn) error {
@@ -120,7 +127,7 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		if inc != 0 {
 			retry = func(cn *metaConn) error {
 				if cn.inc != inc {
-					return errOtherInc
+					return errLostInc
 				}
 				return nil // the same incarnation: the first outcome stands
 			}

@@ -343,6 +343,12 @@ func TestIncarnationChange(t *testing.T) {
 	e, err := s.Get(ctx, "inc")
 	require.NoError(t, err)
 	require.NoError(t, serverAt(t, servers, cands[0]).Restart(ctx))
+	// A call on another key reaches the restarted node first: this process
+	// learns its new incarnation, and the handle's token of P is refused
+	// without being sent. (A write sent before the process learns it is
+	// another case: TestWriteLostReplyNewIncarnationNotRefused.)
+	_, err = s.Get(ctx, "inc-other")
+	require.ErrorIs(t, err, provider.ErrNotFound)
 	_, err = s.CompareAndSwap(ctx, "inc", []byte("v2"), e.CAS, time.Minute)
 	require.ErrorIs(t, err, provider.ErrCASConflict)
 	e, err = s.Get(ctx, "inc")

@@ -20,6 +20,7 @@ const (
 	woExists        // EX: the token changed
 	woMissing       // NF, NS: the item is gone
 	woOtherInc      // a token of another incarnation: not sent
+	woLost          // sent, no reply, and the node has a new incarnation since
 	woSilent        // no reply (timeout, reset, refused, the context ended)
 	woServer        // an error reply
 )
@@ -35,6 +36,8 @@ func classify(err error) wout {
 		return woMissing
 	case errors.Is(err, errOtherInc):
 		return woOtherInc
+	case errors.Is(err, errLostInc):
+		return woLost
 	case errors.As(err, &se):
 		return woServer
 	}
@@ -93,7 +96,10 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 	switch {
 	case po == woStored && qo == woStored:
 		return w.written(key, env, pw, qw, raw, int64(exp)), nil
-	case po == woStored && qo.refused():
+	case po == woStored && (qo.refused() || qo == woLost):
+		// A lost Q (sent, then a new incarnation: review 13e B1) is
+		// as a refusal here: read Q, which is then empty or holds a
+		// completion, and complete or fail over (R3's table).
 		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw)
 	case po == woStored && qo == woSilent:
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
@@ -153,7 +159,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 				return w.written(key, env, pw, written{qn, copyToken{cand: cfg.Q, cas: qcas, inc: c.inc}}, raw, int64(exp)), nil
 			}
 			last = err
-			if classify(err) == woSilent {
+			if o := classify(err); o == woSilent || o == woLost {
 				return 0, unknown("cas: completing the secondary", err)
 			}
 			continue

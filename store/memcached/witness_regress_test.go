@@ -1,0 +1,211 @@
+package memcached_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// Regression tests of cold review 13e (B1, B2, M1), each against real
+// memcached.
+
+// lostReplyConn executes commands but, once armed and an `ms <key>` was
+// written, swallows that command's reply, runs hook, and reports a
+// timeout: a write that was applied and whose reply was lost.
+type lostReplyConn struct {
+	net.Conn
+	mu    *sync.Mutex
+	armed *bool
+	key   string
+	hook  func()
+	saw   bool
+}
+
+func (c *lostReplyConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		c.saw = true
+		*c.armed = false
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *lostReplyConn) Read(b []byte) (int, error) {
+	if c.saw {
+		c.saw = false
+		_, _ = c.Conn.Read(b) // the reply: the command executed
+		c.hook()
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Read(b)
+}
+
+// B1: a write sent to P whose reply is lost, observed by another process,
+// and then P is flushed (a new incarnation) before the writer reconnects.
+// The writer must not report it refused (ErrCASConflict, undo): it was
+// applied and observed; the outcome is unknown, and the observed value
+// stays the session.
+func TestWriteLostReplyNewIncarnationNotRefused(t *testing.T) {
+	servers := startNodes(t, 3)
+	var mu sync.Mutex
+	armed := false
+	const key = "lostreply"
+	var s2 *memcached.Store
+	var pAddr, qAddr string
+	var observed string
+	var observeErr error
+	hook := func() {
+		// Wait until Q holds the write too (a bounded wait on a condition).
+		for range 100 {
+			if strings.Contains(string(rawGet(t, qAddr, key).value), "v2") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		e, err := s2.Get(context.Background(), key)
+		observeErr = err
+		observed = string(e.Value)
+		require.NoError(t, serverAt(t, servers, pAddr).FlushAll(context.Background()))
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || addr != pAddr {
+			return c, err
+		}
+		return &lostReplyConn{Conn: c, mu: &mu, armed: &armed, key: key, hook: hook}, nil
+	}
+	s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	cands := memcached.WitnessCandidates(s2, key)
+	pAddr, qAddr = cands[0], cands[1] // before the dialling store exists
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, cerr := s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, observeErr)
+	require.Equal(t, "v2", observed, "another process observes the write while its reply is lost")
+	require.False(t, errors.Is(cerr, provider.ErrCASConflict), "an applied, observed write reported refused: %v", cerr)
+	require.ErrorIs(t, cerr, provider.ErrOutcomeUnknown)
+	e2, err := s2.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(e2.Value), "the observed write was lost")
+}
+
+// hookConn runs hook (once) before the first `ms <key>` it writes.
+type hookConn struct {
+	net.Conn
+	once *sync.Once
+	key  string
+	hook func()
+}
+
+func (c *hookConn) Write(b []byte) (int, error) {
+	if strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		c.once.Do(c.hook)
+	}
+	return c.Conn.Write(b)
+}
+
+// B2: an Add stored the witness and the secondary; the witness node is
+// flushed and a reader sees one data copy and two empties (D3: bury).
+// The burial must fence both empties first, so that the Add's CAS of the
+// primary's blank is refused: never an acknowledged Add on one copy that
+// the next read reports not found.
+func TestBuryFencesEmptiesFirst(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "bury"
+	var once sync.Once
+	var s2 *memcached.Store
+	var cands []string
+	var readerErr error
+	hook := func() {
+		require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(context.Background()))
+		_, readerErr = s2.Get(context.Background(), key)
+	}
+	var pAddr string
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || addr != pAddr {
+			return c, err
+		}
+		return &hookConn{Conn: c, once: &once, key: key, hook: hook}, nil
+	}
+	s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	cands = memcached.WitnessCandidates(s2, key)
+	pAddr = cands[0] // before the dialling store exists
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	t.Logf("concurrent reader during the Add: %v; Add: %v", readerErr, err)
+	require.ErrorIs(t, readerErr, provider.ErrNotFound)
+	_, gerr := s.Get(ctx, key)
+	if err == nil {
+		require.NoError(t, gerr, "acknowledged Add lost")
+	}
+}
+
+// M1: a stale-configuration witness touch hits a data copy with TW; the
+// repair (R9) must not carry that TTL onto the copies: no internal write
+// gives a copy more than the session's own timeout.
+func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	ctx := context.Background()
+	const key = "ttlcap"
+	cands := memcached.WitnessCandidates(s, key)
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e2, err := s2.Get(ctx, key)
+	require.NoError(t, err)
+	c1 := serverAt(t, servers, cands[1])
+	require.NoError(t, c1.Pause())
+	_, err = s.Get(ctx, key)
+	t.Logf("get with c1 paused: %v", err)
+	_, err = s.Get(ctx, key)
+	t.Logf("get again: %v", err)
+	require.NoError(t, c1.Resume())
+	_, err = s2.CompareAndSwap(ctx, key, []byte("v2"), e2.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a CAS with a handle of the old configuration")
+	// The repair client runs R9 in the background: wait (bounded) until
+	// the third node holds the witness again, then look at every TTL.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		its := make([]rawItem, len(cands))
+		witnesses, data := 0, 0
+		for i, a := range cands {
+			its[i] = rawGet(t, a, key)
+			switch its[i].flags {
+			case 1:
+				data++
+			case 2:
+				witnesses++
+			}
+		}
+		if (witnesses == 1 && data == 2) || time.Now().After(deadline) {
+			for i, it := range its {
+				t.Logf("c%d: flags %d ttl %d len %d", i, it.flags, it.ttl, len(it.value))
+				if it.flags == 1 {
+					require.LessOrEqual(t, it.ttl, int64(60), "data copy c%d outlives the session's 60 s timeout", i)
+				}
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
