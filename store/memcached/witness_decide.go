@@ -182,6 +182,13 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
 		// read's token) before answering not found, so that no late write
 		// can give it a second present record; refused: read again.
+		// Review 13e B2 (R0): first fence the two empties the decision
+		// relies on (re-stamp their blanks with the read's tokens), and
+		// bury only if both were stored: an Add in flight then cannot
+		// store its primary after its secondary was buried.
+		if !w.fenceEmpties(ctx, key, rs) {
+			return nil, true, nil
+		}
 		for i := range rs {
 			if c := &rs[i]; c.st == stData {
 				if _, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc); err != nil {
@@ -239,6 +246,25 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, true, nil
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
+}
+
+// fenceEmpties re-stamps the empty candidates of rs as blanks (T30), in
+// parallel, each with the token its read returned, and reports whether
+// all were stored. An absent one (no token to fence with) fails it.
+func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead) bool {
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i := range rs {
+		c := &rs[i]
+		switch c.st {
+		case stAbsent:
+			errs[i] = errMiss
+		case stBlank:
+			wg.Go(func() { _, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...) == nil
 }
 
 // inFlight reports that x holds b and y b's parent: two established
