@@ -218,7 +218,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	if !x.holds(b.ID()) {
 		return nil, false, fmt.Errorf("memcached: %w: the best record is on neither of its copies", provider.ErrUnavailable)
 	}
-	if _, ok := internalExp(x.ttl); !ok {
+	if _, ok := internalExp(x.ttl, b.Timeout); !ok {
 		// review-2 m6: no decision on an expiring base. Implementation
 		// choice: wait out its last second and read again (it is then
 		// gone, or something touched it), instead of failing the call.
@@ -317,15 +317,20 @@ func (w *witness) notFound(key string, rs *[3]copyRead, o resolveOpts) error {
 // expiring at different instants then kept an expired session alive (the
 // conformance suite's Expiry check caught it). With t − 1 no copy outlives
 // its source.
-func internalExp(t int64) (int32, bool) {
-	t = min(t-1, maxRelativeExpiration)
+//
+// Review 13e M1: capped at the record's own timeout T (from its
+// envelope): a correct copy never has more than T left, and a copy that a
+// stale-configuration witness touch gave TW must not pass it on (R9's
+// larger t, D2).
+func internalExp(t int64, timeout uint32) (int32, bool) {
+	t = min(t-1, maxRelativeExpiration, int64(timeout))
 	return int32(t), t >= 1
 }
 
 // complete is R4.4: re-stamp x (the same bytes: only its token changes),
 // and only if stored, CAS y to b not pending, b's identity otherwise.
 func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte) {
-	exp, _ := internalExp(x.ttl)
+	exp, _ := internalExp(x.ttl, b.Timeout)
 	if _, err := x.n.wcas(ctx, key, x.raw, exp, kindData, x.cas, x.inc); err != nil {
 		return
 	}
@@ -343,7 +348,7 @@ func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRea
 	fence := b
 	fence.E, fence.P, fence.Q = b.E+1, x.cand, third.cand
 	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty(), rand.Uint64()
-	exp, _ := internalExp(x.ttl)
+	exp, _ := internalExp(x.ttl, b.Timeout)
 	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, x.cas, x.inc); err != nil {
 		return
 	}
@@ -386,7 +391,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	}
 	// Review 4's D2: the larger t of the two copies (less internalExp's
 	// second).
-	exp, ok := internalExp(max(f.p.ttl, f.q.ttl))
+	exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout)
 	if !ok {
 		return false // no decision on an expiring base (review-2 m6)
 	}

@@ -200,7 +200,7 @@ func timeoutExp(t uint32) int32 {
 // touchWitness is the witness half of R2 and R3: `mg <key> v t f T<TW>` to
 // the configuration's third node. Its reply is not waited for by the call;
 // anything but a witness of this configuration queues the key for repair
-// (R9).
+// (R9), and a data record is touched again with its envelope's T.
 func (w *witness) touchWitness(ctx context.Context, key string, cs candidates, cfg config) {
 	wn := cs[cfg.wit()]
 	if wn.wh.isFailed() {
@@ -209,6 +209,11 @@ func (w *witness) touchWitness(ctx context.Context, key string, cs candidates, c
 	c, err := w.read(ctx, wn, cfg.wit(), key, w.touchFlags())
 	if err != nil || c.st == stSilent || c.st == stError {
 		return
+	}
+	if c.st == stData {
+		// Review 13e M1 (D5 reversed): a stale configuration's touch hit a
+		// data copy and gave it TW: set it back to its own timeout T.
+		_, _ = wn.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(c.env.Timeout)), 10))
 	}
 	if c.st != stWitness || configOf(c.env) != cfg {
 		w.repair.enqueue(key)
