@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -23,10 +24,16 @@ func startNodes(t testing.TB, n int) []*mcserver.Server {
 	return mcserver.StartForTest(t, n, mcserver.Config{MemoryMB: 32})
 }
 
-// newStore returns a Store over servers, closed when t ends.
+// newStore returns a Store over servers, closed when t ends. With
+// MEMCACHED_PIPELINE=1 in the environment every such Store pipelines
+// (Config.Pipeline): the package's tests then run over the pipelined
+// client.
 func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
 	t.Helper()
 	cfg.Nodes = mcserver.Addrs(servers)
+	if os.Getenv("MEMCACHED_PIPELINE") != "" {
+		cfg.Pipeline = true
+	}
 	if cfg.HealthCheckInterval == 0 {
 		cfg.HealthCheckInterval = 50 * time.Millisecond
 	}
