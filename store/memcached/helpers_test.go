@@ -133,20 +133,26 @@ func (c wireCount) bytes() uint64 { return c.sent + c.recv }
 
 type countedConn struct {
 	net.Conn
-	w       *wire
-	n       *wireCount
-	writing bool // the last call was a Write
+	w *wire
+	n *wireCount
+	// writing: the last call was a Write (no reply byte has come since).
+	// Guarded by w.mu: with Config.Pipeline one goroutine writes and
+	// another reads, so a Write is noted when it starts (a reply can only
+	// come after it) and a read when bytes came.
+	writing bool
 }
 
 func (c *countedConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
 	c.w.mu.Lock()
-	c.n.sent += uint64(n)
 	if !c.writing {
 		c.n.trips++
 	}
-	c.w.mu.Unlock()
 	c.writing = true
+	c.w.mu.Unlock()
+	n, err := c.Conn.Write(b)
+	c.w.mu.Lock()
+	c.n.sent += uint64(n)
+	c.w.mu.Unlock()
 	return n, err
 }
 
@@ -154,7 +160,9 @@ func (c *countedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.w.mu.Lock()
 	c.n.recv += uint64(n)
+	if n > 0 {
+		c.writing = false
+	}
 	c.w.mu.Unlock()
-	c.writing = false
 	return n, err
 }
