@@ -99,6 +99,17 @@ type ctxError struct{ err error }
 func (e *ctxError) Error() string { return "context ended during the round trip: " + e.err.Error() }
 func (e *ctxError) Unwrap() error { return e.err }
 
+// notSentError is a network failure before any byte of the request could
+// reach the node: the dial failed, or the connection closed while the
+// request was still queued on it. A write's outcome is then known: nothing
+// was written. Every other network failure (a timeout, reset or EOF after
+// the request was handed to the socket) leaves a write's outcome unknown
+// (node.check).
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
 func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 {
@@ -129,7 +140,7 @@ func (c *metaClient) dialNode(ctx context.Context) (net.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, &ctxError{ctx.Err()}
 		}
-		return nil, err
+		return nil, &notSentError{err}
 	}
 	return nc, nil
 }

@@ -136,7 +136,7 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 func (p *pipeline) conn(ctx context.Context, s *pipeSlot) (*pipeConn, error) {
 	for {
 		if p.closed.Load() {
-			return nil, errPipeClosed
+			return nil, &notSentError{errPipeClosed}
 		}
 		s.mu.Lock()
 		if cn := s.conn; cn != nil && !cn.broken.Load() {
@@ -166,7 +166,7 @@ func (p *pipeline) conn(ctx context.Context, s *pipeSlot) (*pipeConn, error) {
 		if err == nil {
 			if p.closed.Load() {
 				nc.Close()
-				err = errPipeClosed
+				err = &notSentError{errPipeClosed}
 			} else {
 				cn = newPipeConn(nc)
 				s.conn = cn
@@ -253,7 +253,7 @@ func (cn *pipeConn) enqueue(r *metaReq) error {
 	if cn.err != nil {
 		err := cn.err
 		cn.mu.Unlock()
-		return err
+		return &notSentError{err}
 	}
 	cn.queue = append(cn.queue, r)
 	cn.inflight++
@@ -420,7 +420,7 @@ func (cn *pipeConn) close(err error, idleOnly bool) (cause error, closed bool) {
 	close(cn.dead)
 	_ = cn.nc.Close()
 	for _, r := range queue {
-		r.finish(err)
+		r.finish(&notSentError{err}) // not yet taken by the writer
 	}
 	for _, r := range sent {
 		r.finish(err)
