@@ -162,7 +162,12 @@
 // (TestContextDeadlineOnSocket). An operation stopped by its context
 // returns the context's error (wrapped with provider.ErrOutcomeUnknown for
 // writes, which may have landed) and does not mark the node down; a node
-// that exceeds Timeout is marked down.
+// that exceeds Timeout is marked down. A write handed to the socket that
+// gets no whole reply (a timeout, reset or EOF) fails with both
+// provider.ErrUnavailable and provider.ErrOutcomeUnknown: it may have
+// landed. One that never reached the socket (the dial failed or was
+// refused) and every read fail with ErrUnavailable only
+// (TestWriteOutcomeUnknownOnHungNode, TestWriteNotSentOnRefusedNode).
 //
 // # Bytes on the wire
 //
