@@ -115,6 +115,15 @@ type fakeMC struct {
 	dials int
 }
 
+// newFakeClient returns a fakeMC and a pipelined client of it with conns
+// connections, closed when t ends.
+func newFakeClient(t *testing.T, timeout time.Duration, conns int) (*fakeMC, *metaClient, context.Context) {
+	f := newFakeMC()
+	c := newPipeClient("fake:1", timeout, conns, f.dial)
+	t.Cleanup(c.close)
+	return f, c, context.Background()
+}
+
 func newFakeMC() *fakeMC {
 	return &fakeMC{items: map[string][]byte{}, hold: map[string]chan struct{}{}}
 }
@@ -217,10 +226,7 @@ func (f *fakeMC) holdKey(key string) chan struct{} {
 // consumes and discards the abandoned ones), and the connection is kept.
 func TestPipelineAbandonedWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", time.Minute, 1, f.dial)
-		defer c.close()
-		ctx := context.Background()
+		f, c, ctx := newFakeClient(t, time.Minute, 1)
 		const n = 8
 		for i := range n {
 			_, err := c.set(ctx, fmt.Sprintf("k%d", i), []byte(fmt.Sprintf("value %d", i)), 0, 0, false, 0)
@@ -277,10 +283,7 @@ func TestPipelineAbandonedWaiter(t *testing.T) {
 // the writer took it is never written.
 func TestPipelineAbandonedBeforeWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", time.Minute, 1, f.dial)
-		defer c.close()
-		ctx := context.Background()
+		_, c, ctx := newFakeClient(t, time.Minute, 1)
 		cn, err := c.pipe.conn(ctx, &c.pipe.slots[0])
 		require.NoError(t, err)
 		// Queue a request by hand without waking the writer, then give up
@@ -312,10 +315,7 @@ func TestPipelineAbandonedBeforeWrite(t *testing.T) {
 // request dials a new connection.
 func TestPipelineBrokenConnection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", 300*time.Millisecond, 1, f.dial)
-		defer c.close()
-		ctx := context.Background()
+		f, c, ctx := newFakeClient(t, 300*time.Millisecond, 1)
 		require.NoError(t, c.version(ctx))
 		f.mu.Lock()
 		f.mute = true
@@ -356,10 +356,7 @@ func TestPipelineBrokenConnection(t *testing.T) {
 // ends the wait with the context's error and leaves the connection up.
 func TestPipelineContextDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", time.Second, 1, f.dial)
-		defer c.close()
-		ctx := context.Background()
+		f, c, ctx := newFakeClient(t, time.Second, 1)
 		release := f.holdKey("slow")
 		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
@@ -378,9 +375,7 @@ func TestPipelineContextDeadline(t *testing.T) {
 // fails on goroutines left blocked); later requests fail the same way.
 func TestPipelineCloseWhilePending(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", time.Minute, 2, f.dial)
-		ctx := context.Background()
+		f, c, ctx := newFakeClient(t, time.Minute, 2)
 		release := f.holdKey("held")
 		defer close(release)
 		errs := make(chan error, 6)
@@ -407,10 +402,7 @@ func TestPipelineCloseWhilePending(t *testing.T) {
 // connections with nothing in flight.
 func TestPipelineCloseIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeMC()
-		c := newPipeClient("fake:1", time.Minute, 2, f.dial)
-		defer c.close()
-		ctx := context.Background()
+		f, c, ctx := newFakeClient(t, time.Minute, 2)
 		require.NoError(t, c.version(ctx)) // slot 1
 		release := f.holdKey("held")
 		done := make(chan error, 1)
