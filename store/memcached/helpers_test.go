@@ -137,22 +137,27 @@ type countedConn struct {
 	n *wireCount
 	// writing: the last call was a Write (no reply byte has come since).
 	// Guarded by w.mu: with Config.Pipeline one goroutine writes and
-	// another reads, so a Write is noted when it starts (a reply can only
-	// come after it) and a read when bytes came.
+	// another reads, so a Write is noted (and its bytes counted) when it
+	// starts (a reply can only come after it) and a read when bytes came.
 	writing bool
 }
 
 func (c *countedConn) Write(b []byte) (int, error) {
+	// Counted before the write: its reply may reach a waiting caller (on
+	// the pipeline's reader goroutine) before this call returns.
 	c.w.mu.Lock()
 	if !c.writing {
 		c.n.trips++
 	}
 	c.writing = true
+	c.n.sent += uint64(len(b))
 	c.w.mu.Unlock()
 	n, err := c.Conn.Write(b)
-	c.w.mu.Lock()
-	c.n.sent += uint64(n)
-	c.w.mu.Unlock()
+	if n < len(b) {
+		c.w.mu.Lock()
+		c.n.sent -= uint64(len(b) - n)
+		c.w.mu.Unlock()
+	}
 	return n, err
 }
 
