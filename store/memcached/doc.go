@@ -176,8 +176,9 @@
 // connections (default 2) instead of taking one each from the pool
 // (auto-pipelining, as rueidis does for Redis). Each connection has one
 // writer goroutine, which writes the commands queued while it was busy in
-// one write system call (it yields once to goroutines ready to run before
-// writing, so a busy server gathers several requests per write), and one
+// one write system call (before writing it yields to goroutines ready to
+// run for as long as that brings more requests, up to 64 KiB, so a busy
+// server gathers several requests per write), and one
 // reader goroutine, which reads the replies in order (memcached answers a
 // connection's commands in order) and hands each to its caller. The
 // commands of one operation (an append and its touch, a multi-key read)
