@@ -26,13 +26,13 @@ func startNodes(t testing.TB, n int) []*mcserver.Server {
 
 // newStore returns a Store over servers, closed when t ends. With
 // MEMCACHED_PIPELINE=1 in the environment every such Store pipelines
-// (Config.Pipeline): the package's tests then run over the pipelined
-// client.
+// (Config.Pipeline) but those of the witness scheme: the package's tests
+// then run over the pipelined client.
 func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
 	t.Helper()
 	cfg.Nodes = mcserver.Addrs(servers)
-	if os.Getenv("MEMCACHED_PIPELINE") != "" {
-		cfg.Pipeline = true
+	if os.Getenv("MEMCACHED_PIPELINE") != "" && cfg.Backup != memcached.BackupWitness {
+		cfg.Pipeline = true // New refuses it with the witness scheme
 	}
 	if cfg.HealthCheckInterval == 0 {
 		cfg.HealthCheckInterval = 50 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,13 @@ type metaClient struct {
 	// dial opens connections (Config.DialContext); nil means a
 	// net.Dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// hello, when set (the witness scheme), runs on every new connection
+	// before its first command and returns the node's incarnation
+	// (witness_inc.go), kept with the connection.
+	hello func(cn *metaConn) (uint64, error)
+	// inc is the newest incarnation a new connection read (with hello):
+	// connections of another one are not pooled again.
+	inc atomic.Uint64
 
 	// pipe, when not nil, multiplexes operations over a few shared
 	// connections (Config.Pipeline; see pipeline.go) instead of the pool.
@@ -53,8 +61,9 @@ type metaResult struct {
 type parseFunc func(r *bufio.Reader, res *metaResult) error
 
 type metaConn struct {
-	nc net.Conn
-	rw *bufio.ReadWriter
+	nc  net.Conn
+	rw  *bufio.ReadWriter
+	inc uint64 // the node's incarnation read when it was opened (hello), else 0
 }
 
 // metaItem is one `mg` reply.
@@ -110,24 +119,39 @@ type notSentError struct{ err error }
 func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
 func (e *notSentError) Unwrap() error { return e.err }
 
-func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
+func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled bool, err error) {
 	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
+	if n := len(c.idle); n > 0 && !fresh {
 		cn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return cn, nil
+		return cn, true, nil
 	}
 	c.mu.Unlock()
 	nc, err := c.dialNode(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}, nil
+	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}
+	if c.hello != nil {
+		_ = nc.SetDeadline(time.Now().Add(c.timeout))
+		inc, err := c.hello(cn)
+		if err != nil {
+			nc.Close()
+			return nil, false, err
+		}
+		cn.inc = inc
+		if old := c.inc.Swap(inc); old != inc && old != 0 {
+			// A new incarnation: pooled connections carry the old one.
+			c.closeIdle()
+		}
+	}
+	return cn, false, nil
 }
 
 // dialNode opens a connection to the node through dial, bounded by ctx
-// and Timeout; a ctx that ended is a *ctxError.
+// and Timeout; a ctx that ended is a *ctxError, any other failure a
+// *notSentError.
 func (c *metaClient) dialNode(ctx context.Context) (net.Conn, error) {
 	dial := c.dial
 	if dial == nil {
@@ -170,20 +194,32 @@ func (c *metaClient) round(ctx context.Context, cmd []byte, parse parseFunc) (me
 // cancelled. The connection goes back to the pool only when fn read whole
 // replies.
 func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
+	_, err := c.doOn(ctx, false, fn)
+	return err
+}
+
+// doOn is do on a new connection when fresh is set, else on a pooled one
+// if any; pooled reports that the connection came from the pool.
+func (c *metaClient) doOn(ctx context.Context, fresh bool, fn func(*metaConn) error) (pooled bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return &ctxError{err}
+		return false, &ctxError{err}
 	}
-	cn, err := c.conn(ctx)
+	cn, pooled, err := c.conn(ctx, fresh)
 	if err != nil {
-		return err
+		return false, err
 	}
+	return pooled, c.run(ctx, cn, fn)
+}
+
+// run is do's work on cn.
+func (c *metaClient) run(ctx context.Context, cn *metaConn, fn func(*metaConn) error) error {
 	dl := time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
 	_ = cn.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
-	err = fn(cn)
+	err := fn(cn)
 	interrupted := !stop()
 	if err != nil && !isReply(err) {
 		cn.nc.Close()
@@ -201,7 +237,7 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 		return err
 	}
 	c.mu.Lock()
-	if !c.closed && len(c.idle) < c.maxIdle {
+	if !c.closed && len(c.idle) < c.maxIdle && cn.inc == c.inc.Load() {
 		c.idle = append(c.idle, cn)
 		cn = nil
 	}
@@ -217,7 +253,7 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 func isReply(err error) bool {
 	var se *serverError
 	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) ||
-		errors.Is(err, errAppendFull) || errors.As(err, &se)
+		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -388,29 +424,29 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 // a non-zero cas, the item's CAS must still be cas (errExists when it
 // changed, errMiss when it is gone).
 func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
-	cmd := make([]byte, 0, len(key)+len(value)+64)
-	cmd = append(cmd, "ms "...)
-	cmd = append(cmd, key...)
-	cmd = append(cmd, ' ')
-	cmd = strconv.AppendInt(cmd, int64(len(value)), 10)
-	cmd = appendExp(cmd, exp)
-	cmd = append(cmd, " c"...)
-	if flags != 0 {
-		cmd = append(cmd, " F"...)
-		cmd = strconv.AppendUint(cmd, uint64(flags), 10)
-	}
-	if add {
-		cmd = append(cmd, " ME"...)
-	}
-	if cas != 0 {
-		cmd = append(cmd, " C"...)
-		cmd = strconv.AppendUint(cmd, cas, 10)
-	}
+	line := setLine(key, len(value), exp, flags, add, cas)
+	cmd := make([]byte, 0, len(line)+len(value)+4)
+	cmd = append(cmd, line...)
 	cmd = append(cmd, "\r\n"...)
 	cmd = append(cmd, value...)
 	cmd = append(cmd, "\r\n"...)
 	res, err := c.round(ctx, cmd, readSet)
 	return res.cas, err
+}
+
+// setLine is the `ms` command line of set.
+func setLine(key string, n int, exp int32, flags uint32, add bool, cas uint64) string {
+	line := "ms " + key + " " + strconv.Itoa(n) + " T" + strconv.FormatInt(int64(exp), 10) + " c"
+	if flags != 0 {
+		line += " F" + strconv.FormatUint(uint64(flags), 10)
+	}
+	if add {
+		line += " ME"
+	}
+	if cas != 0 {
+		line += " C" + strconv.FormatUint(cas, 10)
+	}
+	return line
 }
 
 // readSet parses an `ms` reply.
@@ -421,6 +457,37 @@ func readSet(r *bufio.Reader, res *metaResult) error {
 	}
 	res.cas, err = setReply(reply)
 	return err
+}
+
+// send writes one command line (and a data block when data is not nil)
+// on cn and flushes: for the witness scheme's commands on one connection
+// (hello, setOn, delOn).
+func send(cn *metaConn, line string, data []byte) error {
+	if _, err := cn.rw.WriteString(line); err != nil {
+		return err
+	}
+	if _, err := cn.rw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	if data != nil {
+		if _, err := cn.rw.Write(data); err != nil {
+			return err
+		}
+		if _, err := cn.rw.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	return cn.rw.Flush()
+}
+
+// setOn sends one `ms` line with its value on cn and reads the reply.
+func setOn(cn *metaConn, line string, value []byte) (uint64, error) {
+	if err := send(cn, line, value); err != nil {
+		return 0, err
+	}
+	var res metaResult
+	err := readSet(cn.rw.Reader, &res)
+	return res.cas, err
 }
 
 // setReply reads an `ms` reply: the new CAS of HD, or the typed error.
@@ -529,6 +596,14 @@ func (c *metaClient) del(ctx context.Context, key string, cas uint64) error {
 	cmd = append(cmd, "\r\n"...)
 	_, err := c.round(ctx, cmd, readDel)
 	return err
+}
+
+// delOn sends one `md` line on cn and reads the reply.
+func delOn(cn *metaConn, line string) error {
+	if err := send(cn, line, nil); err != nil {
+		return err
+	}
+	return readDel(cn.rw.Reader, nil)
 }
 
 // readDel parses an `md` reply.

@@ -46,3 +46,14 @@ func TestPipelineStoreCloseWhilePending(t *testing.T) {
 		require.ErrorContains(t, err, "client closed", "failed by Close, not by Timeout")
 	}
 }
+
+// TestPipelineRefusedWithWitness: New refuses Pipeline with BackupWitness,
+// whose per-connection incarnation checks pipelined connections lack.
+func TestPipelineRefusedWithWitness(t *testing.T) {
+	_, err := memcached.New(memcached.Config{
+		Nodes:    []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"},
+		Backup:   memcached.BackupWitness,
+		Pipeline: true,
+	})
+	require.ErrorContains(t, err, "Pipeline cannot be combined with BackupWitness")
+}
