@@ -16,6 +16,9 @@ func TestConformance(t *testing.T) {
 	}{
 		{"OneNode", 1, memcached.Config{}},
 		{"ThreeNodes", 3, memcached.Config{}},
+		// Operations multiplexed over shared connections.
+		{"OneNodePipeline", 1, memcached.Config{Pipeline: true}},
+		{"ThreeNodesPipeline", 3, memcached.Config{Pipeline: true}},
 		// The text path (servers without meta commands): one copy.
 		{"OneNodeText", 1, memcached.Config{TextProtocol: true}},
 		{"ThreeNodesText", 3, memcached.Config{TextProtocol: true}},

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -23,10 +24,16 @@ func startNodes(t testing.TB, n int) []*mcserver.Server {
 	return mcserver.StartForTest(t, n, mcserver.Config{MemoryMB: 32})
 }
 
-// newStore returns a Store over servers, closed when t ends.
+// newStore returns a Store over servers, closed when t ends. With
+// MEMCACHED_PIPELINE=1 in the environment every such Store pipelines
+// (Config.Pipeline) but those of the witness scheme: the package's tests
+// then run over the pipelined client.
 func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
 	t.Helper()
 	cfg.Nodes = mcserver.Addrs(servers)
+	if os.Getenv("MEMCACHED_PIPELINE") != "" && cfg.Backup != memcached.BackupWitness {
+		cfg.Pipeline = true // New refuses it with the witness scheme
+	}
 	if cfg.HealthCheckInterval == 0 {
 		cfg.HealthCheckInterval = 50 * time.Millisecond
 	}
@@ -126,20 +133,31 @@ func (c wireCount) bytes() uint64 { return c.sent + c.recv }
 
 type countedConn struct {
 	net.Conn
-	w       *wire
-	n       *wireCount
-	writing bool // the last call was a Write
+	w *wire
+	n *wireCount
+	// writing: the last call was a Write (no reply byte has come since).
+	// Guarded by w.mu: with Config.Pipeline one goroutine writes and
+	// another reads, so a Write is noted (and its bytes counted) when it
+	// starts (a reply can only come after it) and a read when bytes came.
+	writing bool
 }
 
 func (c *countedConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
+	// Counted before the write: its reply may reach a waiting caller (on
+	// the pipeline's reader goroutine) before this call returns.
 	c.w.mu.Lock()
-	c.n.sent += uint64(n)
 	if !c.writing {
 		c.n.trips++
 	}
-	c.w.mu.Unlock()
 	c.writing = true
+	c.n.sent += uint64(len(b))
+	c.w.mu.Unlock()
+	n, err := c.Conn.Write(b)
+	if n < len(b) {
+		c.w.mu.Lock()
+		c.n.sent -= uint64(len(b) - n)
+		c.w.mu.Unlock()
+	}
 	return n, err
 }
 
@@ -147,7 +165,9 @@ func (c *countedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.w.mu.Lock()
 	c.n.recv += uint64(n)
+	if n > 0 {
+		c.writing = false
+	}
 	c.w.mu.Unlock()
-	c.writing = false
 	return n, err
 }

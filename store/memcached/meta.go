@@ -36,10 +36,29 @@ type metaClient struct {
 	// connections of another one are not pooled again.
 	inc atomic.Uint64
 
+	// pipe, when not nil, multiplexes operations over a few shared
+	// connections (Config.Pipeline; see pipeline.go) instead of the pool.
+	pipe *pipeline
+
 	mu     sync.Mutex
 	idle   []*metaConn
 	closed bool // after close, connections are not pooled
 }
+
+// metaResult is what a reply parser fills in: the items of `mg` replies,
+// a new CAS, the CAS an appendTouch's touch found.
+type metaResult struct {
+	items   []*metaItem
+	cas     uint64
+	touched uint64
+}
+
+// parseFunc reads the replies to one request's commands from r into res.
+// It returns errors that are complete replies (isReply: the connection
+// stays in step) or anything else when the stream cannot be trusted. It
+// writes only to res, never to variables of the caller, so that a reader
+// can still run it after the caller gave up.
+type parseFunc func(r *bufio.Reader, res *metaResult) error
 
 type metaConn struct {
 	nc  net.Conn
@@ -89,6 +108,17 @@ type ctxError struct{ err error }
 func (e *ctxError) Error() string { return "context ended during the round trip: " + e.err.Error() }
 func (e *ctxError) Unwrap() error { return e.err }
 
+// notSentError is a network failure before any byte of the request could
+// reach the node: the dial failed, or the connection closed while the
+// request was still queued on it. A write's outcome is then known: nothing
+// was written. Every other network failure (a timeout, reset or EOF after
+// the request was handed to the socket) leaves a write's outcome unknown
+// (node.check).
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
 func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled bool, err error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 && !fresh {
@@ -98,17 +128,8 @@ func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled
 		return cn, true, nil
 	}
 	c.mu.Unlock()
-	dial := c.dial
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	dctx, cancel := context.WithTimeout(ctx, c.timeout)
-	nc, err := dial(dctx, "tcp", c.addr)
-	cancel()
+	nc, err := c.dialNode(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, false, &ctxError{ctx.Err()}
-		}
 		return nil, false, err
 	}
 	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}
@@ -126,6 +147,46 @@ func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled
 		}
 	}
 	return cn, false, nil
+}
+
+// dialNode opens a connection to the node through dial, bounded by ctx
+// and Timeout; a ctx that ended is a *ctxError, any other failure a
+// *notSentError.
+func (c *metaClient) dialNode(ctx context.Context) (net.Conn, error) {
+	dial := c.dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	nc, err := dial(dctx, "tcp", c.addr)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &ctxError{ctx.Err()}
+		}
+		return nil, &notSentError{err}
+	}
+	return nc, nil
+}
+
+// round sends cmd (one or more encoded commands) and reads their replies
+// with parse: over the pipeline when there is one, else on a pooled
+// connection (do).
+func (c *metaClient) round(ctx context.Context, cmd []byte, parse parseFunc) (metaResult, error) {
+	if c.pipe != nil {
+		return c.pipe.do(ctx, cmd, parse)
+	}
+	var res metaResult
+	err := c.do(ctx, func(cn *metaConn) error {
+		if _, err := cn.rw.Write(cmd); err != nil {
+			return err
+		}
+		if err := cn.rw.Flush(); err != nil {
+			return err
+		}
+		return parse(cn.rw.Reader, &res)
+	})
+	return res, err
 }
 
 // do runs fn on a pooled connection, its reads and writes bounded by the
@@ -196,8 +257,11 @@ func isReply(err error) bool {
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
-// process).
+// process), and the pipeline's connections that have nothing in flight.
 func (c *metaClient) closeIdle() {
+	if c.pipe != nil {
+		c.pipe.closeIdle()
+	}
 	c.mu.Lock()
 	idle := c.idle
 	c.idle = nil
@@ -207,99 +271,94 @@ func (c *metaClient) closeIdle() {
 	}
 }
 
-// close closes the pooled connections and stops pooling.
+// close closes the pooled connections and stops pooling; the pipeline's
+// connections are closed, failing what is in flight on them.
 func (c *metaClient) close() {
+	if c.pipe != nil {
+		c.pipe.close()
+	}
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
 	c.closeIdle()
 }
 
-// send writes one command line (and a data block when data is not nil)
-// and flushes.
-func send(cn *metaConn, line string, data []byte) error {
-	if _, err := cn.rw.WriteString(line); err != nil {
-		return err
-	}
-	if _, err := cn.rw.WriteString("\r\n"); err != nil {
-		return err
-	}
-	if data != nil {
-		if _, err := cn.rw.Write(data); err != nil {
-			return err
-		}
-		if _, err := cn.rw.WriteString("\r\n"); err != nil {
-			return err
-		}
-	}
-	return cn.rw.Flush()
+// appendExp appends " T<exp>".
+func appendExp(b []byte, exp int32) []byte {
+	b = append(b, " T"...)
+	return strconv.AppendInt(b, int64(exp), 10)
 }
 
 // get reads keys with one pipelined `mg <key> c t f [v]` each. A missing
 // key gives a nil entry.
 func (c *metaClient) get(ctx context.Context, withValue bool, keys ...string) ([]*metaItem, error) {
-	flags := " c t f"
+	flags := " c t f\r\n"
 	if withValue {
-		flags += " v"
+		flags = " c t f v\r\n"
 	}
-	items := make([]*metaItem, len(keys))
-	err := c.do(ctx, func(cn *metaConn) error {
-		for _, k := range keys {
-			if _, err := cn.rw.WriteString("mg " + k + flags + "\r\n"); err != nil {
-				return err
-			}
-		}
-		if err := cn.rw.Flush(); err != nil {
-			return err
-		}
-		for i := range keys {
-			it, err := readMetaGet(cn.rw.Reader)
+	var cmd []byte
+	for _, k := range keys {
+		cmd = append(cmd, "mg "...)
+		cmd = append(cmd, k...)
+		cmd = append(cmd, flags...)
+	}
+	n := len(keys)
+	res, err := c.round(ctx, cmd, func(r *bufio.Reader, res *metaResult) error {
+		res.items = make([]*metaItem, n)
+		for i := range n {
+			it, err := readMetaGet(r)
 			if err != nil {
 				return err
 			}
-			items[i] = it
+			res.items[i] = it
 		}
 		return nil
 	})
-	return items, err
+	if err != nil {
+		return nil, err
+	}
+	return res.items, nil
+}
+
+// readOne parses one `mg` reply; a miss is errMiss.
+func readOne(r *bufio.Reader, res *metaResult) error {
+	it, err := readMetaGet(r)
+	if err == nil && it == nil {
+		err = errMiss
+	}
+	res.items = []*metaItem{it}
+	return err
 }
 
 // getOne reads key with its value and CAS (`mg <key> c f v`, and T<exp>
 // when exp is not 0: the item's expiration is set in the same step). A
 // missing key is errMiss.
 func (c *metaClient) getOne(ctx context.Context, key string, exp int32) (*metaItem, error) {
-	line := "mg " + key + " c f v"
+	cmd := make([]byte, 0, len(key)+24)
+	cmd = append(cmd, "mg "...)
+	cmd = append(cmd, key...)
+	cmd = append(cmd, " c f v"...)
 	if exp != 0 {
-		line += " T" + strconv.FormatInt(int64(exp), 10)
+		cmd = appendExp(cmd, exp)
 	}
-	var it *metaItem
-	err := c.do(ctx, func(cn *metaConn) error {
-		if err := send(cn, line, nil); err != nil {
-			return err
-		}
-		var err error
-		it, err = readMetaGet(cn.rw.Reader)
-		if err == nil && it == nil {
-			err = errMiss
-		}
-		return err
-	})
-	return it, err
+	cmd = append(cmd, "\r\n"...)
+	res, err := c.round(ctx, cmd, readOne)
+	if err != nil {
+		return nil, err
+	}
+	return res.items[0], nil
 }
 
 // touch sets key's expiration: `mg <key> T<exp>`. A missing key is
 // errMiss.
 func (c *metaClient) touch(ctx context.Context, key string, exp int32) error {
-	return c.do(ctx, func(cn *metaConn) error {
-		if err := send(cn, "mg "+key+" T"+strconv.FormatInt(int64(exp), 10), nil); err != nil {
-			return err
-		}
-		it, err := readMetaGet(cn.rw.Reader)
-		if err == nil && it == nil {
-			err = errMiss
-		}
-		return err
-	})
+	cmd := make([]byte, 0, len(key)+20)
+	cmd = append(cmd, "mg "...)
+	cmd = append(cmd, key...)
+	cmd = appendExp(cmd, exp)
+	cmd = append(cmd, "\r\n"...)
+	_, err := c.round(ctx, cmd, readOne)
+	return err
 }
 
 func readMetaGet(r *bufio.Reader) (*metaItem, error) {
@@ -366,13 +425,13 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 // changed, errMiss when it is gone).
 func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
 	line := setLine(key, len(value), exp, flags, add, cas)
-	var newCAS uint64
-	err := c.do(ctx, func(cn *metaConn) error {
-		var err error
-		newCAS, err = setOn(cn, line, value)
-		return err
-	})
-	return newCAS, err
+	cmd := make([]byte, 0, len(line)+len(value)+4)
+	cmd = append(cmd, line...)
+	cmd = append(cmd, "\r\n"...)
+	cmd = append(cmd, value...)
+	cmd = append(cmd, "\r\n"...)
+	res, err := c.round(ctx, cmd, readSet)
+	return res.cas, err
 }
 
 // setLine is the `ms` command line of set.
@@ -390,16 +449,45 @@ func setLine(key string, n int, exp int32, flags uint32, add bool, cas uint64) s
 	return line
 }
 
+// readSet parses an `ms` reply.
+func readSet(r *bufio.Reader, res *metaResult) error {
+	reply, err := readLine(r)
+	if err != nil {
+		return err
+	}
+	res.cas, err = setReply(reply)
+	return err
+}
+
+// send writes one command line (and a data block when data is not nil)
+// on cn and flushes: for the witness scheme's commands on one connection
+// (hello, setOn, delOn).
+func send(cn *metaConn, line string, data []byte) error {
+	if _, err := cn.rw.WriteString(line); err != nil {
+		return err
+	}
+	if _, err := cn.rw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	if data != nil {
+		if _, err := cn.rw.Write(data); err != nil {
+			return err
+		}
+		if _, err := cn.rw.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	return cn.rw.Flush()
+}
+
 // setOn sends one `ms` line with its value on cn and reads the reply.
 func setOn(cn *metaConn, line string, value []byte) (uint64, error) {
 	if err := send(cn, line, value); err != nil {
 		return 0, err
 	}
-	reply, err := readLine(cn.rw.Reader)
-	if err != nil {
-		return 0, err
-	}
-	return setReply(reply)
+	var res metaResult
+	err := readSet(cn.rw.Reader, &res)
+	return res.cas, err
 }
 
 // setReply reads an `ms` reply: the new CAS of HD, or the typed error.
@@ -432,7 +520,8 @@ func setReply(reply string) (uint64, error) {
 
 // appendTouch appends data to key only if the item's CAS is still cas,
 // then sets its expiration, in one round trip: `ms <key> <len> MA C<cas> c`
-// and `mg <key> T<exp> c`, pipelined. memcached's append keeps the item's
+// and `mg <key> T<exp> c`, sent together as one request (adjacent on one
+// connection, on the pipeline too). memcached's append keeps the item's
 // expiration (it ignores T), hence the touch, sent after the append so
 // that it sets the expiration of the value the append made, unless another
 // write landed in between. The touch is sent whatever the append's
@@ -443,59 +532,70 @@ func setReply(reply string) (uint64, error) {
 // answers NS to both of the last two; the touch, which finds the key or
 // not, tells them apart).
 func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
-	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10) + "\r\n"
-	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10) + "\r\n"
-	if exp == 0 {
-		touch = "" // a test's broken variant (SetAppendWithoutTouch)
+	cmd := make([]byte, 0, 2*len(key)+len(data)+72)
+	cmd = append(cmd, "ms "...)
+	cmd = append(cmd, key...)
+	cmd = append(cmd, ' ')
+	cmd = strconv.AppendInt(cmd, int64(len(data)), 10)
+	cmd = append(cmd, " MA c C"...)
+	cmd = strconv.AppendUint(cmd, cas, 10)
+	cmd = append(cmd, "\r\n"...)
+	cmd = append(cmd, data...)
+	cmd = append(cmd, "\r\n"...)
+	withTouch := exp != 0 // exp 0: a test's broken variant (SetAppendWithoutTouch)
+	if withTouch {
+		cmd = append(cmd, "mg "...)
+		cmd = append(cmd, key...)
+		cmd = append(cmd, " c"...)
+		cmd = appendExp(cmd, exp)
+		cmd = append(cmd, "\r\n"...)
 	}
-	err = c.do(ctx, func(cn *metaConn) error {
-		cn.rw.WriteString(line)
-		cn.rw.Write(data)
-		cn.rw.WriteString("\r\n")
-		cn.rw.WriteString(touch)
-		if err := cn.rw.Flush(); err != nil {
-			return err
-		}
-		reply, err := readLine(cn.rw.Reader)
+	res, err := c.round(ctx, cmd, func(r *bufio.Reader, res *metaResult) error {
+		reply, err := readLine(r)
 		if err != nil {
 			return err
 		}
-		if touch != "" {
+		if withTouch {
 			// Both replies are read before either is acted on: the
 			// connection stays in step.
-			it, terr := readMetaGet(cn.rw.Reader)
+			it, terr := readMetaGet(r)
 			var se *serverError
 			if terr != nil && !errors.As(terr, &se) {
 				return terr
 			}
 			if it != nil {
-				touched = it.cas
+				res.touched = it.cas
 			}
 		}
-		newCAS, err = setReply(reply)
+		res.cas, err = setReply(reply)
 		if errors.Is(err, errNotStored) {
 			// memcached answers NS both for a missing key and for an
 			// item that cannot be stored with the data appended (EX
 			// when the CAS differs): the touch tells them apart.
 			err = errMiss
-			if touched != 0 {
+			if res.touched != 0 {
 				err = errAppendFull
 			}
 		}
 		return err
 	})
-	return newCAS, touched, err
+	return res.cas, res.touched, err
 }
 
 // del removes key (`md <key>`), or, with a non-zero cas, only if its CAS
 // is still cas (`md <key> C<cas>`). It returns errMiss when the key is gone
 // and errExists when it changed.
 func (c *metaClient) del(ctx context.Context, key string, cas uint64) error {
-	line := "md " + key
+	cmd := make([]byte, 0, len(key)+28)
+	cmd = append(cmd, "md "...)
+	cmd = append(cmd, key...)
 	if cas != 0 {
-		line += " C" + strconv.FormatUint(cas, 10)
+		cmd = append(cmd, " C"...)
+		cmd = strconv.AppendUint(cmd, cas, 10)
 	}
-	return c.do(ctx, func(cn *metaConn) error { return delOn(cn, line) })
+	cmd = append(cmd, "\r\n"...)
+	_, err := c.round(ctx, cmd, readDel)
+	return err
 }
 
 // delOn sends one `md` line on cn and reads the reply.
@@ -503,7 +603,12 @@ func delOn(cn *metaConn, line string) error {
 	if err := send(cn, line, nil); err != nil {
 		return err
 	}
-	reply, err := readLine(cn.rw.Reader)
+	return readDel(cn.rw.Reader, nil)
+}
+
+// readDel parses an `md` reply.
+func readDel(r *bufio.Reader, _ *metaResult) error {
+	reply, err := readLine(r)
 	if err != nil {
 		return err
 	}
@@ -521,11 +626,8 @@ func delOn(cn *metaConn, line string) error {
 // simple sends a text command whose success reply is one line starting
 // with want (flush_all: OK; version: VERSION).
 func (c *metaClient) simple(ctx context.Context, cmd, want string) error {
-	return c.do(ctx, func(cn *metaConn) error {
-		if err := send(cn, cmd, nil); err != nil {
-			return err
-		}
-		reply, err := readLine(cn.rw.Reader)
+	_, err := c.round(ctx, []byte(cmd+"\r\n"), func(r *bufio.Reader, _ *metaResult) error {
+		reply, err := readLine(r)
 		if err != nil {
 			return err
 		}
@@ -534,6 +636,7 @@ func (c *metaClient) simple(ctx context.Context, cmd, want string) error {
 		}
 		return nil
 	})
+	return err
 }
 
 // version checks that the node answers.

@@ -359,9 +359,12 @@ func (n *node) closeConns() {
 // textError types gomemcache's errors like the meta client's: its reply
 // sentinels become errMiss, errNotStored and errExists; its other errors
 // are network errors (net.Error, EOF, closed connection), kept as they
-// are, or replies it did not understand, typed as *serverError.
+// are (failures to connect as *notSentError: nothing was sent), or replies
+// it did not understand, typed as *serverError.
 func textError(err error) error {
 	var ne net.Error
+	var oe *net.OpError
+	var ct *memcache.ConnectTimeoutError
 	switch {
 	case err == nil:
 		return nil
@@ -373,7 +376,9 @@ func textError(err error) error {
 		return errExists
 	case errors.Is(err, memcache.ErrMalformedKey):
 		return fmt.Errorf("%w: %w", ErrInvalidKey, err)
-	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, memcache.ErrNoServers):
+	case errors.As(err, &ct), errors.As(err, &oe) && oe.Op == "dial", errors.Is(err, memcache.ErrNoServers):
+		return &notSentError{err} // gomemcache could not connect
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return err
 	}
 	return &serverError{cmd: "gomemcache", line: err.Error()}
@@ -392,7 +397,9 @@ func textError(err error) error {
 //	the context ended mid-operation -> the context's error (and
 //	                                   provider.ErrOutcomeUnknown for writes)
 //	anything else (refused, reset, closed, timeout, garbled reply)
-//	                                -> provider.ErrUnavailable, and the node is marked down
+//	                                -> provider.ErrUnavailable, and the node is marked down;
+//	                                   for writes also provider.ErrOutcomeUnknown unless
+//	                                   nothing was sent (notSentError: the dial failed)
 func (n *node) check(ctx context.Context, op, localKey string, err error) error {
 	if err == nil {
 		return nil
@@ -426,6 +433,12 @@ func (n *node) check(ctx context.Context, op, localKey string, err error) error 
 	default:
 		sentinel = provider.ErrUnavailable
 		n.markDown(localKey)
+		var ns *notSentError
+		if localKey != "" && !errors.As(err, &ns) {
+			// A write handed to the socket with no whole reply (timeout,
+			// reset, EOF): it may have landed.
+			return fmt.Errorf("memcached: node %s: %s: %w: %w: %v", n.addr, op, sentinel, provider.ErrOutcomeUnknown, err)
+		}
 	}
 	return fmt.Errorf("memcached: node %s: %s: %w: %v", n.addr, op, sentinel, err)
 }

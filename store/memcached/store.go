@@ -25,6 +25,9 @@ const (
 	// DefaultMaxIdleConnsPerNode is the number of idle connections kept
 	// per node. See Config.MaxIdleConnsPerNode for why it is 64.
 	DefaultMaxIdleConnsPerNode = 64
+	// DefaultPipelineConns is the number of shared connections per node
+	// when Config.Pipeline is on.
+	DefaultPipelineConns = 2
 	// DefaultHealthCheckInterval is how often down nodes are probed.
 	DefaultHealthCheckInterval = time.Second
 	// DefaultMaxItemSize is the largest value stored: memcached's default
@@ -105,6 +108,23 @@ type Config struct {
 	// concurrency of a busy server, while 16 such servers still stay under
 	// memcached's default limit of 1024 connections.
 	MaxIdleConnsPerNode int
+	// Pipeline shares PipelineConns connections per node among all the
+	// operations in flight (auto-pipelining): the commands queued while
+	// a connection's writer is writing go out together in one write, and
+	// the replies, which memcached sends in order, are handed back to
+	// their callers by the connection's reader. Concurrent requests then
+	// pay one write system call and one wake-up per batch, not per
+	// operation. Each operation keeps its own deadline (its context's,
+	// and Timeout: a reply later than that breaks the connection, failing
+	// what is in flight on it). MaxIdleConnsPerNode does not apply.
+	// Default false: a pool of connections, one operation at a time on
+	// each. Meta commands only (ignored with TextProtocol); New refuses
+	// it with BackupWitness.
+	Pipeline bool
+	// PipelineConns is the number of connections per node with Pipeline
+	// on, each with one writer and one reader goroutine. Default
+	// DefaultPipelineConns (2).
+	PipelineConns int
 	// HealthCheckInterval is how often a node marked down is probed to
 	// bring it back. Default 1 s.
 	HealthCheckInterval time.Duration
@@ -215,6 +235,12 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Backup != BackupOn && cfg.Backup != BackupOff && cfg.Backup != BackupWitness {
 		return nil, fmt.Errorf("memcached: unknown backup mode %d", cfg.Backup)
 	}
+	if cfg.Pipeline && cfg.Backup == BackupWitness {
+		// The witness scheme reads the node's incarnation on every new
+		// connection (hello) and checks it per pooled connection;
+		// pipelined connections do neither.
+		return nil, errors.New("memcached: Pipeline cannot be combined with BackupWitness (the witness scheme checks each connection's node incarnation, which pipelined connections do not)")
+	}
 	if err := checkWitnessConfig(&cfg); err != nil {
 		return nil, err
 	}
@@ -223,6 +249,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.MaxIdleConnsPerNode <= 0 {
 		cfg.MaxIdleConnsPerNode = DefaultMaxIdleConnsPerNode
+	}
+	if cfg.PipelineConns <= 0 {
+		cfg.PipelineConns = DefaultPipelineConns
 	}
 	if cfg.HealthCheckInterval <= 0 {
 		cfg.HealthCheckInterval = DefaultHealthCheckInterval
@@ -267,6 +296,9 @@ func New(cfg Config) (*Store, error) {
 			maxStale: maxStaleKeys,
 			onEvent:  cfg.OnEvent,
 			backup:   s.backup,
+		}
+		if cfg.Pipeline && !cfg.TextProtocol {
+			n.meta.pipe = newPipeline(n.meta, cfg.PipelineConns)
 		}
 		n.up.Store(true)
 		s.nodes = append(s.nodes, n)

@@ -15,8 +15,9 @@
 // compared across runs; docs/performance.md ("Side by side with scs")
 // has the figures, and how to pin the test process and memcached to
 // separate cores (PEERS_MEMCACHED_CPU), and how to measure the whole-record
-// writes of before lock changes were appended (PEERS_WHOLE_WRITES).
-// Nothing here is a timed assertion.
+// writes of before lock changes were appended (PEERS_WHOLE_WRITES), and
+// with the store's operations multiplexed over shared connections
+// (PEERS_PIPELINE, memcached.Config.Pipeline). Nothing here is a timed assertion.
 //
 // scs and its adapter live only in this tools module (stress/go.mod),
 // never in the library's own go.mod.

@@ -152,10 +152,13 @@ func newOurs(tb testing.TB, addr string, n int) *ours {
 	// (memcached.Config.WholeWrites), as before lock changes were
 	// appended: the same benchmarks then measure the old write path on
 	// today's machine load (the operation-count tests expect appends).
+	// PEERS_PIPELINE=1 multiplexes the store's operations over shared
+	// connections (memcached.Config.Pipeline).
 	st, err := memcached.New(memcached.Config{
 		Nodes:       []string{addr},
 		Timeout:     scsTimeout,
 		WholeWrites: os.Getenv("PEERS_WHOLE_WRITES") != "",
+		Pipeline:    os.Getenv("PEERS_PIPELINE") != "",
 	})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = st.Close() })

@@ -41,6 +41,9 @@ type Params struct {
 	// provider: with one node (one copy) its lock changes are appended to
 	// the record as deltas. Off, the provider writes every change whole.
 	appends bool
+	// pipeline runs the Stores with Config.Pipeline: each node's
+	// operations multiplexed over shared connections.
+	pipeline bool
 }
 
 // DefaultParams are the parameters of the independent fault test that
@@ -482,7 +485,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 
 	provs := make([]*provider.Provider, p.Apps)
 	for a := range p.Apps {
-		st, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a))})
+		st, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Pipeline: p.pipeline})
 		if err != nil {
 			panic(err)
 		}

@@ -10,12 +10,13 @@ import (
 )
 
 var (
-	flagSeeds   = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 2000, make sim more)")
-	flagFirst   = flag.Uint64("first", 1, "TestSim: first seed")
-	flagSeed    = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
-	flagReplays = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
-	flagKinds   = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
-	flagOneCopy = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagSeeds    = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 2000, make sim more)")
+	flagFirst    = flag.Uint64("first", 1, "TestSim: first seed")
+	flagSeed     = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
+	flagReplays  = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
+	flagKinds    = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
+	flagPipeline = flag.Bool("pipeline", false, "run the Stores with memcached.Config.Pipeline (operations multiplexed over shared connections)")
+	flagOneCopy  = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
 )
 
 func params() Params {
@@ -28,6 +29,7 @@ func params() Params {
 	if *flagOneCopy {
 		p = oneCopy(p)
 	}
+	p.pipeline = *flagPipeline
 	return p
 }
 
