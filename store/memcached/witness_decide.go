@@ -365,13 +365,14 @@ func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRea
 
 // witnessBlank is review 4's D4: after a failover that found the replaced
 // copy y blank (not silent), a third step CASes that blank into the
-// witness of the new configuration; not stored: the key is queued for
-// repair.
+// witness of the new configuration; the key is then queued for repair
+// (R9 clears nowit, or stores the witness if this CAS was refused).
 func (w *witness) witnessBlank(ctx context.Context, key string, y *copyRead, env envelope.Envelope) {
 	env.Pending = false
-	if _, err := y.n.wcas(ctx, key, env.Append(nil), w.tw, kindWitness, y.cas, y.inc); err != nil {
-		w.repair.enqueue(key)
-	}
+	_, _ = y.n.wcas(ctx, key, env.Append(nil), w.tw, kindWitness, y.cas, y.inc)
+	// Stored or not, the repair client runs R9 on the key: it stores the
+	// witness, or (review 13e m3) clears nowit once the witness is there.
+	w.repair.enqueue(key)
 }
 
 // repairWitness is R9: when the third node of f's configuration holds a
@@ -383,6 +384,14 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	cfg := configOf(f.b)
 	switch {
 	case third.st == stWitness && configOf(third.env) == cfg:
+		if f.b.NoWit {
+			// Review 13e m3: the witness is there (D4's third step stored
+			// it) but the copies still say nowit: clear it, with the
+			// read's tokens.
+			if exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); ok {
+				w.clearNoWit(ctx, f, exp, f.p.cas, f.q.cas)
+			}
+		}
 		return true
 	case third.st == stBlank, third.st == stWitness,
 		third.st == stData && rankLess(third.env, f.b):
@@ -407,18 +416,36 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	wit := f.b
 	wit.Pending, wit.NoWit = false, false
 	if _, err := third.n.wcas(ctx, f.key, wit.Append(nil), w.tw, kindWitness, third.cas, third.inc); err != nil {
-		return false
+		// Review 13e m3: refused because D4's third step stored this very
+		// witness meanwhile: clear nowit all the same.
+		c, rerr := w.read(ctx, third.n, third.cand, f.key, " v c t f")
+		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg {
+			return false
+		}
+		if f.b.NoWit {
+			w.clearNoWit(ctx, f, exp, pcas, qcas)
+		}
+		return true
 	}
 	w.emit(provider.EventRepair, third.n, "witness restored", nil)
 	if f.b.NoWit {
 		// Review 4's D4: the configuration has its witness now; clear
 		// nowit on both copies (the same identity), never before.
-		raw := wit.Wrap(f.p.payload)
-		wg.Go(func() { _, _ = f.q.n.wcas(ctx, f.key, raw, exp, kindData, qcas, f.q.inc) })
-		_, _ = f.p.n.wcas(ctx, f.key, raw, exp, kindData, pcas, f.p.inc)
-		wg.Wait()
+		w.clearNoWit(ctx, f, exp, pcas, qcas)
 	}
 	return true
+}
+
+// clearNoWit CASes both copies of f, in parallel with the tokens pcas and
+// qcas, to f's record without the nowit mark (the same identity).
+func (w *witness) clearNoWit(ctx context.Context, f *hit, exp int32, pcas, qcas uint64) {
+	env := f.b
+	env.Pending, env.NoWit = false, false
+	raw := env.Wrap(f.p.payload)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = f.q.n.wcas(ctx, f.key, raw, exp, kindData, qcas, f.q.inc) })
+	_, _ = f.p.n.wcas(ctx, f.key, raw, exp, kindData, pcas, f.p.inc)
+	wg.Wait()
 }
 
 // since is how long ago t was, in whole seconds rounded up.
