@@ -384,10 +384,11 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	cfg := configOf(f.b)
 	switch {
 	case third.st == stWitness && configOf(third.env) == cfg:
-		if f.b.NoWit {
+		if f.b.NoWit || ttlSplit(f) {
 			// Review 13e m3: the witness is there (D4's third step stored
 			// it) but the copies still say nowit: clear it, with the
-			// read's tokens.
+			// read's tokens. Review 13e m1 (D2's first half): the copies'
+			// t differ by more than 2 s: re-stamp both with the larger.
 			if exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); ok {
 				w.clearNoWit(ctx, f, exp, f.p.cas, f.q.cas)
 			}
@@ -437,7 +438,8 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 }
 
 // clearNoWit CASes both copies of f, in parallel with the tokens pcas and
-// qcas, to f's record without the nowit mark (the same identity).
+// qcas, to f's record without the nowit mark (the same identity), with
+// expiration exp.
 func (w *witness) clearNoWit(ctx context.Context, f *hit, exp int32, pcas, qcas uint64) {
 	env := f.b
 	env.Pending, env.NoWit = false, false
@@ -447,6 +449,10 @@ func (w *witness) clearNoWit(ctx context.Context, f *hit, exp int32, pcas, qcas 
 	_, _ = f.p.n.wcas(ctx, f.key, raw, exp, kindData, pcas, f.p.inc)
 	wg.Wait()
 }
+
+// ttlSplit reports that f's two copies' remaining t differ by more than
+// 2 s (review 4's D2: a touch reached one copy only).
+func ttlSplit(f *hit) bool { return max(f.p.ttl, f.q.ttl)-min(f.p.ttl, f.q.ttl) > 2 }
 
 // since is how long ago t was, in whole seconds rounded up.
 func since(t time.Time) int64 { return int64((time.Since(t) + time.Second - 1) / time.Second) }

@@ -169,6 +169,10 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		w.remember(key, configOf(cp.env))
 	}
 	f := &hit{key: key, cs: cs, b: cp.env, p: cp, q: cq}
+	if ttlSplit(f) {
+		// Review 4's D2 (review 13e m1): R9 re-stamps both with the larger.
+		w.repair.enqueue(key)
+	}
 	if touch && (!cached || tenv != cp.env.Timeout) {
 		w.touchCopies(ctx, f)
 	}

@@ -248,3 +248,25 @@ func TestNoWitClearedAfterD4Witness(t *testing.T) {
 	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
 	require.NoError(t, err)
 }
+
+// m1 (review 4's D2, first half): a common read that finds the two copies'
+// remaining TTLs more than 2 s apart (a touch reached one copy only)
+// queues the key, and R9 re-stamps both with the larger.
+func TestTTLSplitRepaired(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "ttlsplit"
+	cands := memcached.WitnessCandidates(s, key)
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, raw(t, cands[1]).Touch(key, 10))
+	require.LessOrEqual(t, rawGet(t, cands[1], key).ttl, int64(10))
+	_, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	testwait.Until(t, 10*time.Second, "the short copy re-stamped with the larger TTL", func() bool {
+		return rawGet(t, cands[1], key).ttl > 50
+	})
+	for _, a := range cands[:2] {
+		require.LessOrEqual(t, rawGet(t, a, key).ttl, int64(60))
+	}
+}
