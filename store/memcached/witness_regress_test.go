@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -166,13 +167,10 @@ func TestBuryFencesEmptiesFirst(t *testing.T) {
 // repair (R9) must not carry that TTL onto the copies: no internal write
 // gives a copy more than the session's own timeout.
 func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
-	servers, s := witnessSetup(t, memcached.Config{})
+	servers, s, cands := addedSession(t, "ttlcap")
 	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
 	ctx := context.Background()
 	const key = "ttlcap"
-	cands := memcached.WitnessCandidates(s, key)
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err)
 	e2, err := s2.Get(ctx, key)
 	require.NoError(t, err)
 	c1 := serverAt(t, servers, cands[1])
@@ -221,29 +219,36 @@ func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
 // witness is stored, nowit is cleared on both copies (never left set: a
 // lone copy would then be unavailable instead of buried).
 func TestNoWitClearedAfterD4Witness(t *testing.T) {
-	servers, s := witnessSetup(t, memcached.Config{})
+	servers, s, cands := addedSession(t, "d4nowit")
 	ctx := context.Background()
 	const key = "d4nowit"
-	cands := memcached.WitnessCandidates(s, key)
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err)
 	require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v1", string(e.Value))
 	testwait.Until(t, 10*time.Second, "the blank secondary to become the witness and nowit to be cleared on both copies", func() bool {
-		if rawGet(t, cands[1], key).flags != 2 {
+		return rawGet(t, cands[1], key).flags == 2 && noWitCleared(t, key, []string{cands[0], cands[2]})
+	})
+	requireWritable(t, s, key)
+}
+
+// noWitCleared reports whether every one of addrs holds a data record of
+// key without the nowit mark.
+func noWitCleared(t testing.TB, key string, addrs []string) bool {
+	for _, a := range addrs {
+		env, _, err := envelope.Decode(rawGet(t, a, key).value)
+		if err != nil || env.NoWit {
 			return false
 		}
-		for _, a := range []string{cands[0], cands[2]} {
-			env, _, err := envelope.Decode(rawGet(t, a, key).value)
-			if err != nil || env.NoWit || env.E != 1 {
-				return false
-			}
-		}
-		return true
-	})
-	e, err = s.Get(ctx, key)
+	}
+	return true
+}
+
+// requireWritable reads key and writes it with the handle read.
+func requireWritable(t testing.TB, s *memcached.Store, key string) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
 	require.NoError(t, err)
@@ -253,15 +258,11 @@ func TestNoWitClearedAfterD4Witness(t *testing.T) {
 // remaining TTLs more than 2 s apart (a touch reached one copy only)
 // queues the key, and R9 re-stamps both with the larger.
 func TestTTLSplitRepaired(t *testing.T) {
-	_, s := witnessSetup(t, memcached.Config{})
-	ctx := context.Background()
+	_, s, cands := addedSession(t, "ttlsplit")
 	const key = "ttlsplit"
-	cands := memcached.WitnessCandidates(s, key)
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err)
 	require.NoError(t, raw(t, cands[1]).Touch(key, 10))
 	require.LessOrEqual(t, rawGet(t, cands[1], key).ttl, int64(10))
-	_, err = s.Get(ctx, key)
+	_, err := s.Get(context.Background(), key)
 	require.NoError(t, err)
 	testwait.Until(t, 10*time.Second, "the short copy re-stamped with the larger TTL", func() bool {
 		return rawGet(t, cands[1], key).ttl > 50
@@ -269,4 +270,14 @@ func TestTTLSplitRepaired(t *testing.T) {
 	for _, a := range cands[:2] {
 		require.LessOrEqual(t, rawGet(t, a, key).ttl, int64(60))
 	}
+}
+
+// addedSession starts three nodes and a witness-mode store, and adds key
+// ("v1", one minute); it returns the nodes, the store and key's
+// candidates.
+func addedSession(t *testing.T, key string) ([]*mcserver.Server, *memcached.Store, []string) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	_, err := s.Add(context.Background(), key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	return servers, s, memcached.WitnessCandidates(s, key)
 }

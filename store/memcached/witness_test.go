@@ -544,18 +544,9 @@ func TestAddFailedCandidate(t *testing.T) {
 				return rawGet(t, cands[dead], key).flags == 2
 			})
 			testwait.Until(t, 5*time.Second, "nowit cleared", func() bool {
-				for _, a := range data {
-					env, _, err := envelope.Decode(rawGet(t, a, key).value)
-					if err != nil || env.NoWit {
-						return false
-					}
-				}
-				return true
+				return noWitCleared(t, key, data)
 			})
-			e, err = s.Get(ctx, key)
-			require.NoError(t, err)
-			_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
-			require.NoError(t, err)
+			requireWritable(t, s, key)
 		})
 	}
 }
