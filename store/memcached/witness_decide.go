@@ -347,7 +347,7 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRead, b envelope.Envelope, payload []byte) {
 	fence := b
 	fence.E, fence.P, fence.Q = b.E+1, x.cand, third.cand
-	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty(), rand.Uint64()
+	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty() || creation(b), rand.Uint64()
 	exp, _ := internalExp(x.ttl, b.Timeout)
 	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, x.cas, x.inc); err != nil {
 		return
@@ -358,22 +358,26 @@ func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRea
 	}
 	w.remember(key, configOf(fence))
 	w.emit(provider.EventFailover, y.n, "a session's copy moved off this node", nil)
-	if y.st == stBlank {
-		w.witnessBlank(ctx, key, y, fence)
+	w.afterFailover(key, y)
+}
+
+// afterFailover is what follows a failover (R7, R3's write failover)
+// that found the replaced copy y empty (blank or absent, not silent): the
+// key is queued for R9, which re-stamps both copies first and then CASes
+// the third record into the witness (R0) and clears nowit. (Review 4's
+// D4 wrote the witness at once, skipping the re-stamps: the model showed
+// it can revive an expired session.)
+func (w *witness) afterFailover(key string, y *copyRead) {
+	if y != nil && y.empty() {
+		w.repair.enqueue(key)
 	}
 }
 
-// witnessBlank is review 4's D4: after a failover that found the replaced
-// copy y blank (not silent), a third step CASes that blank into the
-// witness of the new configuration; the key is then queued for repair
-// (R9 clears nowit, or stores the witness if this CAS was refused).
-func (w *witness) witnessBlank(ctx context.Context, key string, y *copyRead, env envelope.Envelope) {
-	env.Pending = false
-	_, _ = y.n.wcas(ctx, key, env.Append(nil), w.tw, kindWitness, y.cas, y.inc)
-	// Stored or not, the repair client runs R9 on the key: it stores the
-	// witness, or (review 13e m3) clears nowit once the witness is there.
-	w.repair.enqueue(key)
-}
+// creation reports whether env is a creation's record, never written
+// since its Add (epoch 0, version 1). A failover of it is marked nowit as
+// well (the model's CreationFailoverUnmarked: an abandoned Add failed over
+// without the mark loses an acknowledged write after one flush).
+func creation(env envelope.Envelope) bool { return env.E == 0 && env.V == 1 }
 
 // repairWitness is R9: when the third node of f's configuration holds a
 // blank, a data record of lower rank or a witness of another
@@ -385,8 +389,9 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	switch {
 	case third.st == stWitness && configOf(third.env) == cfg:
 		if f.b.NoWit || ttlSplit(f) {
-			// Review 13e m3: the witness is there (D4's third step stored
-			// it) but the copies still say nowit: clear it, with the
+			// Review 13e m3: the witness is there (stored by an R9 whose
+			// nowit clear was refused, or by an older process's D4 third
+			// step) but the copies still say nowit: clear it, with the
 			// read's tokens. Review 13e m1 (D2's first half): the copies'
 			// t differ by more than 2 s: re-stamp both with the larger.
 			if exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); ok {
@@ -417,8 +422,9 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	wit := f.b
 	wit.Pending, wit.NoWit = false, false
 	if _, err := third.n.wcas(ctx, f.key, wit.Append(nil), w.tw, kindWitness, third.cas, third.inc); err != nil {
-		// Review 13e m3: refused because D4's third step stored this very
-		// witness meanwhile: clear nowit all the same.
+		// Review 13e m3: refused because another R9 (or an older
+		// process's D4 third step) stored this very witness meanwhile:
+		// clear nowit all the same.
 		c, rerr := w.read(ctx, third.n, third.cand, f.key, " v c t f")
 		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg {
 			return false

@@ -281,3 +281,30 @@ func addedSession(t *testing.T, key string) ([]*mcserver.Server, *memcached.Stor
 	require.NoError(t, err)
 	return servers, s, memcached.WitnessCandidates(s, key)
 }
+
+// The lead's (b) (the model's CreationFailoverUnmarked): a failover of a
+// creation's record (epoch 0, version 1: never written since its Add)
+// marks the new configuration nowit even when the replaced copy is silent
+// (not empty), until R9 stores the witness and clears it.
+func TestCreationFailoverMarkedNoWit(t *testing.T) {
+	servers, s, cands := addedSession(t, "creation")
+	const key = "creation"
+	c1 := serverAt(t, servers, cands[1])
+	require.NoError(t, c1.Pause())
+	e, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	for _, a := range []string{cands[0], cands[2]} {
+		env, _, err := envelope.Decode(rawGet(t, a, key).value)
+		require.NoError(t, err)
+		require.Equal(t, uint32(1), env.E, "failed over")
+		require.True(t, env.NoWit, "a creation failed over: nowit")
+	}
+	require.NoError(t, c1.Resume())
+	testwait.Until(t, 15*time.Second, "the returned node to become the witness, nowit cleared", func() bool {
+		// A touching read touches the third node and queues R9.
+		_, _ = s.GetAndTouch(context.Background(), key, time.Minute)
+		return rawGet(t, cands[1], key).flags == 2 && noWitCleared(t, key, []string{cands[0], cands[2]})
+	})
+	requireWritable(t, s, key)
+}

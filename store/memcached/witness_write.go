@@ -184,10 +184,11 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 // returned) to (E+1, P, W, V, value, pending), and only if stored, CAS W
 // to the same record established. Both stored: success on {P, W}. y is
 // the secondary's read when it answered (nil when silent): absent or
-// blank marks the new configuration nowit, and its blank then becomes the
-// new witness (review 4's D4).
+// blank (or a creation's record being failed over) marks the new
+// configuration nowit, and an empty y queues the key for R9, which makes
+// it the new witness (the lead's revision of review 4's D4).
 func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, env envelope.Envelope, value []byte, exp int32, pw written, y *copyRead, cause error) (uint64, error) {
-	nowit := y != nil && y.empty()
+	nowit := (y != nil && y.empty()) || creation(env)
 	cfg := configOf(env)
 	wc := cfg.wit()
 	wn := cs[wc]
@@ -212,9 +213,7 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 		return 0, unknown("cas: write failover: copying to the witness node", cause, err)
 	}
 	w.emit(provider.EventFailover, cs[cfg.Q], "a write moved a session's copy off this node", cause)
-	if y != nil && y.st == stBlank {
-		w.witnessBlank(ctx, key, y, fence)
-	}
+	w.afterFailover(key, y)
 	p := written{pw.n, copyToken{cand: cfg.P, cas: pcas, inc: pw.tok.inc}}
 	return w.written(key, fence, p, written{wn, copyToken{cand: wc, cas: wcas, inc: c.inc}}, raw, int64(exp)), nil
 }
