@@ -58,10 +58,26 @@ const (
 	// but ErrUnavailable, so the stale third copy a failover leaves, kept
 	// alive by every R2/R3 touch, blocks the session after its expiry.
 	LoneCopyUnavailable
+	// CreationFailoverUnmarked is R7 before the fix: a failover from a
+	// creation's record (E0, V0) whose other copy was silent is not
+	// marked nowit, though that copy may hold only the Add's blank (the
+	// Add's CAS there timed out): one flush of a copy then leaves one data
+	// record and two empties, read as not found: a lost write.
+	CreationFailoverUnmarked
+	// NoWitUnmarked is R8's two-record creation without the nowit mark:
+	// one flush leaves a lone copy that R4.1 takes for expired.
+	NoWitUnmarked
+	// WitnessTTLFromT is the witness TTL before review-3 M2: every
+	// witness touch gives 2 × the caller's T, so a cold process's shorter
+	// guessed T, its touch run after a warm writer's, cuts the witness
+	// below its data's TTL with no fault.
+	WitnessTTLFromT
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
+	"creation-failover-unmarked", "nowit-unmarked",
+	"witness-ttl-from-t"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -86,9 +102,14 @@ type resolution struct {
 	add2       bool // y is written by an insert (broken variants)
 	complete   bool // a completion (rec1 is the content x already holds)
 	single     bool // one write only: rec1 on x (the witness repair)
-	// repair: rec1 (a witness) goes onto x's blank; the correct protocol
-	// first re-stamps both data copies of b (R9).
+	// repair: rec1 (a witness) goes onto x's blank or stale record; the
+	// correct protocol first re-stamps the two records in rs, both data
+	// copies of b (R9).
 	repair bool
+	rs     [2]uint8
+	// exc: a failover from a creation's record whose other copy was
+	// silent, absent or blank (the stated exception's second origin, R8).
+	exc bool
 }
 
 func presentRec(r reply) bool {
@@ -158,7 +179,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		// failover's stale copy, a lost fence), on the third node becomes
 		// the witness, after both copies are re-stamped.
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
-			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true}
+			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
 		return resolution{kind: resReturn, b: b}
 	}
@@ -182,12 +203,19 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
-	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true, NoWit: emptyAnswer(r[y])}
+	// A creation's record (E0, V0) whose other copy is silent, absent or
+	// blank: an Add abandoned after its secondary (its primary's CAS timed
+	// out, no fault) left that copy a blank, so the new configuration may
+	// have two present records: marked nowit even when y is silent (R7,
+	// review-3 M1), and the stated exception of R8 (exc).
+	exc := b.E == 0 && b.V == 0 && !b.Pend && (emptyAnswer(r[y]) || r[y].St == rTimeout)
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true,
+		NoWit: emptyAnswer(r[y]) || (exc && v != CreationFailoverUnmarked)}
 	g := f
 	g.Pend = false
 	switch {
 	case presentRec(r[w]):
-		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g}
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, exc: exc}
 	case v.insertsContent() && emptyAnswer(r[w]):
 		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
 	}
@@ -211,12 +239,15 @@ func exec(nd *node, m *msg) reply {
 			nd.Ctr++
 			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
-	case opGet:
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
+	case opGet, opGetT:
 		if nd.Item.K == absent {
 			return reply{St: rNotFound, Inc: nd.Inc}
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
+		if m.Op == opGetT && m.TTL != 0 {
+			nd.Rem = m.TTL
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
 	case opCAS:
 		switch {
 		case m.Inc != nd.Inc:
@@ -234,6 +265,9 @@ func exec(nd *node, m *msg) reply {
 		if nd.Item.K == absent {
 			return reply{St: rNotFound}
 		}
+		if m.TTL != 0 {
+			nd.Rem = m.TTL
+		}
 		if nd.Item.K == witness {
 			nd.Lag, nd.LagTried = 0, false
 		}
@@ -241,6 +275,6 @@ func exec(nd *node, m *msg) reply {
 	}
 	nd.Ctr++
 	nd.Lag, nd.LagTried = 0, false
-	nd.Item, nd.Tok, nd.NoTTL = m.Rec, nd.Ctr, m.NoTTL
+	nd.Item, nd.Tok, nd.NoTTL, nd.Rem = m.Rec, nd.Ctr, m.NoTTL, m.TTL
 	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
 }

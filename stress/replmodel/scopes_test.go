@@ -101,8 +101,8 @@ var f1Prefix = []string{
 	"node 0 executes c1's get ",
 	"node 0 executes c1's get-or-blank",
 	"node 2 executes c1's get-or-blank",
-	"node 0 executes c1's cas D(e1 v0 val0 {0,2} pending)",
-	"node 2 executes c1's cas D(e1 v0 val0 {0,2})",
+	"node 0 executes c1's cas D(e1 v1 val0 {0,2} pending)",
+	"node 2 executes c1's cas D(e1 v1 val0 {0,2})",
 	"node 0 executes c1's get ",
 	"node 2 executes c1's get ",
 	"node 0 executes c1's get-or-blank",
@@ -112,8 +112,8 @@ var f1Prefix = []string{
 	// f1Failover steps: the failover is complete.
 	"node 0 executes c1's get ",
 	"node 2 executes c1's get ",
-	"node 0 executes c1's cas D(e1 v1 val5 {0,2})",
-	"node 2 executes c1's cas D(e1 v1 val5 {0,2})",
+	"node 0 executes c1's cas D(e1 v2 val5 {0,2})",
+	"node 2 executes c1's cas D(e1 v2 val5 {0,2})",
 }
 
 // TestBrokenVariantsRejectedReview1: the first versions of R9, Add and
