@@ -106,6 +106,12 @@ type Scope struct {
 	// the user retries; the final check expires everything else and must
 	// find no session.
 	StaleTouched bool
+	// Lapse (review-4 B1): at any step one data copy may lapse before
+	// the session's deadline (its last touch lost): no Deadline. Under D1
+	// (data touched only with the envelope's T) that needs a lost touch,
+	// a fault (MaxFaults); LapseFree (the caller's, guessed, T) charges it
+	// to the timeout budget: no fault.
+	Lapse bool
 	// Timed (review-3 M2) gives TTLs lengths: each item has a remaining
 	// TTL in ticks, a tick (at any step, not a fault) takes one from every
 	// item and ages every command in flight, and an item reaching 0
@@ -157,6 +163,8 @@ type Result struct {
 	// stated residual (the run stops there), ExceptedUnavailable final
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
+	// Buried counts lone copies buried before a "not found" (review-4 D3).
+	Buried int
 }
 
 type explorer struct {
@@ -180,6 +188,7 @@ const (
 	stRestart
 	stWitnessExpiry
 	stTick
+	stLapse
 )
 
 // step is one transition, kept in the trace and printed only when a
@@ -214,6 +223,12 @@ func (x *explorer) label(st step) string {
 		return fmt.Sprintf("EXPIRY: node %d's item expires; then %s", n, x.label(st))
 	case stFlush:
 		return fmt.Sprintf("FAULT: flush_all on node %d", n)
+	case stLapse:
+		what := "a FAULT: its last touch was lost"
+		if st.aux == 0 {
+			what = "no fault: a touch with a shorter guessed T ran last"
+		}
+		return fmt.Sprintf("LAPSE: node %d's data copy expires while the session is live (%s)", n, what)
 	case stTick:
 		return "TICK: one unit of time passes"
 	case stWitnessExpiry:
@@ -460,6 +475,22 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
+	for n := range numNodes {
+		free := x.sc.Variant == LapseFree
+		if !x.sc.Lapse || s.N[n].Item.K != data || (free && int(s.Timeouts) >= x.sc.MaxTimeouts) || (!free && int(s.Faults) >= x.sc.MaxFaults) {
+			continue
+		}
+		try(step{kind: stLapse, n: uint8(n), aux: b2u(!free)}, func(t *state) string {
+			if free {
+				t.Timeouts++
+			} else {
+				t.Faults++
+				excFault(t, n)
+			}
+			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			return ""
+		})
+	}
 	if int(s.Faults) < x.sc.MaxFaults {
 		for n := range numNodes {
 			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
@@ -490,7 +521,13 @@ func (x *explorer) expires(s *state, n int) bool {
 }
 
 func (x *explorer) expire(t *state, n int) {
-	t.Deadline = true
+	// The session's deadline is passed when an item other than a blank
+	// expires: data copies carry the session's T, and the witness and a
+	// stale third copy TW from the same calls' touches, so with no lost
+	// touch neither expires before the session's deadline; a blank lives
+	// 30 s whatever the session does (review-4 M3). A data copy lapsing
+	// early while the session is live is the Lapse step, not an expiry.
+	t.Deadline = t.Deadline || t.N[n].Item.K != blank
 	t.N[n].Item, t.N[n].Tok = Rec{}, 0
 }
 
@@ -613,7 +650,7 @@ func (x *explorer) afterExpiry(s *state) string {
 	for i := range r {
 		r[i] = exec(&t.N[i], &msg{Op: opGet})
 	}
-	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound && !res.bury {
 		if keep >= 0 {
 			return "every item but the stale third record (touched by R2/R3) has expired, yet the read does not find the session not found (stuck)"
 		}
@@ -964,6 +1001,13 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.single {
 			res.y = res.x
 		}
+		if res.bury {
+			cl.DX = res.x
+			newRound(t, c)
+			x.decide(t, c, res.x, cl.R[res.x].Tok, cl.R[res.x].Inc, res.rec1)
+			cl.Phase = phBury
+			return ""
+		}
 		x.newNonce(t, &res)
 		cl.DT = cl.R[res.x].Rem // the base's remaining t (R4)
 		if res.repair {
@@ -1006,6 +1050,16 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.Phase = phDec1
 	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
 		return x.advanceAdd(t, c)
+	case phBury:
+		if cl.R[cl.DX].St != rOK {
+			x.sendRead2(t, c) // refused: read again (counts toward the cap)
+			return ""
+		}
+		x.res.Buried++
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+			return v
+		}
+		return x.endOp(t, c)
 	case phDec1:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c)

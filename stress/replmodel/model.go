@@ -162,11 +162,12 @@ const (
 	phWrFoRead // R3, P stored, Q lost or silent (review-2 M3): read the third node
 	phWrFence  // ... fence P (its own write) to the next epoch with the third node
 	phWrCopy   // ... copy it there: success when stored
+	phBury     // R4.1 (review-4 D3): CAS the lone copy to a blank
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

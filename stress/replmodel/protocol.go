@@ -72,12 +72,21 @@ const (
 	// guessed T, its touch run after a warm writer's, cuts the witness
 	// below its data's TTL with no fault.
 	WitnessTTLFromT
+	// NoBury is R4.1 before review-4 D3: the lone data copy with two
+	// empty peers is answered "not found" and left in place, so a late
+	// R9 witness CAS on a blank peer gives it a second present record and
+	// the session comes back (review-4 B2).
+	NoBury
+	// LapseFree is the data touches before review-4 D1 (the caller's T,
+	// possibly a guess): a data copy may lapse while the session is live
+	// with no fault (Scope.Lapse charges it to the timeout budget).
+	LapseFree
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
-	"witness-ttl-from-t"}
+	"witness-ttl-from-t", "no-bury", "lapse-free"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -110,6 +119,9 @@ type resolution struct {
 	// exc: a failover from a creation's record whose other copy was
 	// silent, absent or blank (the stated exception's second origin, R8).
 	exc bool
+	// bury (review-4 D3): rec1 is a blank CASed onto the lone copy x; the
+	// answer is "not found" only if that was stored.
+	bury bool
 }
 
 func presentRec(r reply) bool {
@@ -141,7 +153,16 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	// blank is not found. A live session has two present records under
 	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
 	if nData == 1 && empty == 2 && !lone.NoWit && v != NoWitness && v != LoneCopyUnavailable {
-		return resolution{kind: resNotFound}
+		if v == NoBury {
+			return resolution{kind: resNotFound}
+		}
+		// Bury it first (review-4 D3): CAS it to a blank with the read's
+		// token, so that no late CAS can give it a second present record.
+		for i := range r {
+			if r[i].St == rOK && r[i].Rec == lone {
+				return resolution{kind: resDecide, b: lone, x: uint8(i), rec1: Rec{K: blank}, single: true, bury: true}
+			}
+		}
 	}
 	if !haveData {
 		// Not found: two of the three records answer "nothing here". Two

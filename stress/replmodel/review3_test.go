@@ -151,3 +151,52 @@ func TestTwoTimeouts(t *testing.T) {
 		t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
 	})
 }
+
+// b2Scope is review-4 B2's scope: the witness lost (the one fault), the
+// repair scan (R9) and a reader with two Gets across the session's
+// expiry. Exact under the expiry reduction (no flush in the run).
+func b2Scope(v Variant) Scope {
+	return Scope{Variant: v, Start: WitnessBlank, Repair: true, Expiry: true,
+		Programs: [][]OpKind{{Scan}, {Read, Read}}, MaxFaults: 1, MaxStates: 40_000_000}
+}
+
+// TestLoneCopyBuried (review-4 B2, D3): R4.1 buries the lone copy before
+// it answers "not found"; without the burial (NoBury) a late R9 witness
+// CAS on a blank peer revives a session a read reported expired.
+func TestLoneCopyBuried(t *testing.T) {
+	if !*full {
+		t.Skip("larger scopes: go test ./replmodel -replmodel.full (make model)")
+	}
+	t.Run("NoBury rejected", func(t *testing.T) {
+		rejected(t, b2Scope(NoBury), "EXPIRY", "c0's cas W(e0 {0,1})")
+	})
+	t.Run("D3 holds", func(t *testing.T) {
+		r := mustHold(t, "B2's scope, D3", b2Scope(Correct))
+		t.Logf("lone copies buried: %d explored steps", r.Buried)
+		if r.Buried == 0 || r.Expired == 0 {
+			t.Error("no lone copy was buried, or no read found the session expired: the scope does not reach R4.1")
+		}
+	})
+}
+
+// lapse (review-4 B1): one data copy may lapse while the session is live
+// (its last touch lost), a writer and a reader, one more flush.
+func lapse(v Variant) Scope {
+	return Scope{Variant: v, Lapse: true, Programs: [][]OpKind{{RMW}, {Read}}, MaxFaults: 1, MaxTimeouts: 1}
+}
+
+// TestDataCopyLapse (review-4 B1, D1): with data touches carrying the
+// caller's (guessed) T, a copy lapses early with no fault and one flush
+// loses the session (LapseFree, rejected); under D1 a lapse needs a lost
+// touch, a fault, and the same scope holds.
+func TestDataCopyLapse(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	t.Run("LapseFree rejected", func(t *testing.T) {
+		rejected(t, lapse(LapseFree), "LAPSE", "FAULT: flush_all")
+	})
+	t.Run("D1: a lapse is a fault", func(t *testing.T) {
+		mustHold(t, "a copy lapses (a lost touch), writer and reader, 1 timeout", lapse(Correct))
+	})
+}
