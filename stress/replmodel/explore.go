@@ -597,6 +597,12 @@ func (x *explorer) final(s *state) string {
 				x.res.ExceptedUnavailable++ // R8's residual: a lone nowit copy
 				return x.afterExpiry(&t)
 			}
+			if x.sc.Start == Empty && t.Max == 0 {
+				// Nothing was acknowledged or observed: an Add abandoned
+				// half-way, hit by one flush, is undecidable until it
+				// expires (review-2 m11).
+				return x.afterExpiry(&t)
+			}
 			if x.sc.FinalDecides {
 				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault"
 			}
