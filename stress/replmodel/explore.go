@@ -1009,8 +1009,9 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		if res.bury {
 			cl.DX = res.x
+			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
 			newRound(t, c)
-			x.decide(t, c, res.x, cl.R[res.x].Tok, cl.R[res.x].Inc, res.rec1)
+			x.decide(t, c, res.x, tok, inc, res.rec1)
 			cl.Phase = phBury
 			return ""
 		}

@@ -81,12 +81,17 @@ const (
 	// possibly a guess): a data copy may lapse while the session is live
 	// with no fault (Scope.Lapse charges it to the timeout budget).
 	LapseFree
+	// BuryCreation is review-4 D3 as first stated: R4.1 buries any lone
+	// copy, a creation's record (E0, V0) included, so a read overlapping
+	// an Add whose witness was flushed buries the secondary the Add
+	// relies on, and the acknowledged session is lost.
+	BuryCreation
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
-	"witness-ttl-from-t", "no-bury", "lapse-free"}
+	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -152,7 +157,12 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	// R4.1 (review-3 B1): one data record and its two peers absent or
 	// blank is not found. A live session has two present records under
 	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
-	if nData == 1 && empty == 2 && !lone.NoWit && v != NoWitness && v != LoneCopyUnavailable {
+	// A creation's record (E0, V0) is excluded: an Add in flight has
+	// stored its secondary, not yet its primary, and a read that overlaps
+	// it, its witness flushed, sees one copy (review-4 D3's burial would
+	// destroy the session the Add then acknowledges: BuryCreation).
+	creation := lone.E == 0 && lone.V == 0 && v != BuryCreation
+	if nData == 1 && empty == 2 && !lone.NoWit && !creation && v != NoWitness && v != LoneCopyUnavailable {
 		if v == NoBury {
 			return resolution{kind: resNotFound}
 		}
