@@ -225,11 +225,13 @@ func TestSim(t *testing.T) {
 		}
 	}
 	// Expiry at different instants on different nodes: apart from
-	// defect 5 (an expired session read back), today's store keeps every
-	// invariant under it (none lost early): a regression, not an
-	// expected failure.
+	// defect 5 (an expired session read back) and defect 4 (a failed
+	// commit applied, which today's store shows under every kind, seed 43
+	// of expiry now and then: its interleaving depends on the bubble's
+	// scheduling), today's store keeps every invariant under it (none
+	// lost early): a regression, not an expected failure.
 	for inv, seeds := range tl.found[FaultExpiry] {
-		if inv != InvExpiredRead {
+		if inv != InvExpiredRead && inv != InvFailedApplied {
 			t.Errorf("expiry: %s in %d of %d seeds (e.g. seed %d)", inv, len(seeds), tl.seeds[FaultExpiry], seeds[0])
 		}
 	}
