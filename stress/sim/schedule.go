@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -50,23 +51,56 @@ const (
 	FaultExpiry FaultKind = "expiry"
 )
 
-// FaultKinds lists every kind, in the order coverage prints them.
+// The fault kinds of the tiered store's durable tier (Params.Tiered).
+const (
+	// FaultDBDelay: the durable tier's statements wait up to MaxDelay
+	// each for Dur, reordering them; those that take longer than the
+	// client's timeout end with an unknown outcome, and run anyway.
+	FaultDBDelay FaultKind = "db-delay"
+	// FaultDBPause: the durable tier stops for Dur; its statements queue
+	// and run late, in order.
+	FaultDBPause FaultKind = "db-pause"
+	// FaultReviveMidCommit: every cache node is flushed as the
+	// AfterDBWrite-th data change written to the durable tier runs there,
+	// and that statement's answer is held for Dur (less than the durable
+	// client's timeout): requests meanwhile miss the cache, revive the
+	// session from the durable tier (claiming the change's durable
+	// version) and commit on top of it, before its writer learns that its
+	// durable write is done (docs/replication.md section 15, "fenced but
+	// applied").
+	FaultReviveMidCommit FaultKind = "revive-mid-commit"
+)
+
+// FaultKinds lists every kind of the memcached nodes, in the order
+// coverage prints them.
 var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach, FaultExpiry}
+
+// TieredFaultKinds lists the kinds a tiered run draws: every kind of the
+// memcached nodes (its cache) and those of its durable tier.
+var TieredFaultKinds = append(slices.Clone(FaultKinds), FaultDBDelay, FaultDBPause, FaultReviveMidCommit)
+
+// dbKind reports whether k strikes the durable tier, not a memcached node.
+func dbKind(k FaultKind) bool {
+	return k == FaultDBDelay || k == FaultDBPause || k == FaultReviveMidCommit
+}
 
 // Fault is one scheduled fault. It strikes at virtual time At, or, when
 // AfterOp > 0, as soon as the AfterOp-th store operation of the run
 // (counted over all app servers) returns, on the node that holds Role
 // ("primary" or "backup") of that operation's key.
 type Fault struct {
-	Kind     FaultKind
-	At       time.Duration
-	AfterOp  int
-	Role     string
-	Node     int   // node index, when not chosen by Role
-	Node2    int   // the node killed by pause+kill
-	Apps     []int // partition: the app servers cut off; pause-app: the app
-	Dur      time.Duration
-	MaxDelay time.Duration
+	Kind    FaultKind
+	At      time.Duration
+	AfterOp int
+	// AfterDBWrite: FaultReviveMidCommit strikes as the AfterDBWrite-th
+	// durable write of a record (PutRecord) that stores it runs.
+	AfterDBWrite int
+	Role         string
+	Node         int   // node index, when not chosen by Role
+	Node2        int   // the node killed by pause+kill
+	Apps         []int // partition: the app servers cut off; pause-app: the app
+	Dur          time.Duration
+	MaxDelay     time.Duration
 	// Expiry: the session that goes idle, its own timeout, and the app
 	// server that reads it when the idle time ends.
 	Session int
@@ -80,11 +114,14 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, "expiry: session %d (timeout %v) idle from %v for %v, then read by app %d", f.Session, f.Timeout, f.At, f.Dur, f.Probe)
 		return b.String()
 	}
-	if f.AfterOp > 0 {
+	switch {
+	case f.AfterDBWrite > 0:
+		fmt.Fprintf(&b, "%s: every cache node flushed at durable record write #%d, its answer held", f.Kind, f.AfterDBWrite)
+	case f.AfterOp > 0:
 		fmt.Fprintf(&b, "%s after store op #%d on its key's %s", f.Kind, f.AfterOp, f.Role)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%s at %v", f.Kind, f.At)
-		if f.Kind != FaultPauseApp {
+		if f.Kind != FaultPauseApp && !dbKind(f.Kind) {
 			fmt.Fprintf(&b, " on node %d", f.Node)
 		}
 	}
@@ -115,7 +152,8 @@ func (s Schedule) String() string {
 }
 
 // KindOf is the fault kind of seed: seeds take the kinds in turn, so that
-// what a kind finds can be told apart from what another finds.
+// what a kind finds can be told apart from what another finds. Without
+// kinds, FaultKinds.
 func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 	if len(kinds) == 0 {
 		kinds = FaultKinds
@@ -169,6 +207,16 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 		case FaultPauseKill:
 			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
 			f.Node2 = (f.Node + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		case FaultDBDelay:
+			f.Dur = time.Duration(500+rng.IntN(2000)) * time.Millisecond
+			f.MaxDelay = time.Duration(20+rng.IntN(2*int(p.durableTimeout()/time.Millisecond))) * time.Millisecond
+		case FaultDBPause:
+			f.Dur = time.Duration(600+rng.IntN(3000)) * time.Millisecond
+		case FaultReviveMidCommit:
+			// About 45 records are written durably in a run (the
+			// commits of increments and lock-free writes).
+			f.AfterDBWrite = 1 + rng.IntN(30)
+			f.Dur = time.Duration(rng.Int64N(int64(p.durableTimeout() * 9 / 10)))
 		}
 		if f.Kind == FaultPartition {
 			k := 1 + rng.IntN(p.Apps-1)

@@ -16,6 +16,7 @@ var (
 	flagReplays = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
 	flagKinds   = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
 	flagOneCopy = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagTiered  = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
 func params() Params {
@@ -28,6 +29,7 @@ func params() Params {
 	if *flagOneCopy {
 		p = oneCopy(p)
 	}
+	p.Tiered = *flagTiered
 	return p
 }
 
@@ -61,11 +63,20 @@ func report(r *Result) string {
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
 	}
-	oneCopy := ""
-	if r.Params.appends {
-		oneCopy = " -one-copy"
+	if r.Params.Tiered {
+		fmt.Fprintf(&b, "  tiered counters: %+v\n", r.Tiered)
 	}
-	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d%s -v\n", r.Seed, oneCopy)
+	var mode string
+	if r.Params.appends {
+		mode += " -one-copy"
+	}
+	if r.Params.Tiered {
+		mode += " -tiered"
+	}
+	if len(r.Params.Kinds) > 0 {
+		mode += " -kinds " + kindList(r.Params.Kinds)
+	}
+	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d%s -v\n", r.Seed, mode)
 	return b.String()
 }
 
@@ -129,7 +140,7 @@ func newTally(results []*Result) *tally {
 
 func (tl *tally) print(w *strings.Builder) {
 	fmt.Fprintf(w, "violations per fault kind (seeds with the violation / seeds of the kind):\n")
-	for _, k := range FaultKinds {
+	for _, k := range TieredFaultKinds {
 		if tl.seeds[k] == 0 {
 			continue
 		}
@@ -271,18 +282,22 @@ func TestSim(t *testing.T) {
 	}
 }
 
-// TestNoFaultIsClean runs seeds without faults: the checker must find
-// nothing (a checker that reports violations without faults is broken).
+// TestNoFaultIsClean runs seeds without faults, on memcached and on
+// tiered: the checker must find nothing (a checker that reports
+// violations without faults is broken).
 func TestNoFaultIsClean(t *testing.T) {
 	if *flagSeeds == 0 {
 		t.Skip("run with -seeds N")
 	}
-	p := params()
-	for seed := uint64(1); seed <= 20; seed++ {
-		var res *Result
-		synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
-		if v := Check(res); len(v) > 0 {
-			t.Errorf("seed %d without faults: %v", seed, v)
+	tp := params()
+	tp.Tiered = true
+	for _, p := range []Params{params(), tp} {
+		for seed := uint64(1); seed <= 20; seed++ {
+			var res *Result
+			synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
+			if v := Check(res); len(v) > 0 {
+				t.Errorf("seed %d without faults (tiered %v): %v", seed, p.Tiered, v)
+			}
 		}
 	}
 }
@@ -384,4 +399,13 @@ func TestSimOneCopy(t *testing.T) {
 	if appended == 0 {
 		t.Error("the seeds appended no delta")
 	}
+}
+
+// kindList is kinds as the -kinds flag takes them.
+func kindList(kinds []FaultKind) string {
+	s := make([]string, len(kinds))
+	for i, k := range kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
 }
