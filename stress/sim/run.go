@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,9 @@ type Params struct {
 	// drawn per command from the connection's own random source (and
 	// each way of a durable statement's).
 	MinLatency, MaxLatency time.Duration
+	// Backup is the memcached Store's replication mode
+	// (memcached.Config.Backup; the zero value is the default, BackupOn).
+	Backup memcached.BackupMode
 	// Tiered runs the tiered store (store/tiered) instead of the
 	// memcached Store alone: the memcached Store over the simulated
 	// nodes is its cache, a DurableNode with store/sqlstore's semantics
@@ -308,9 +312,13 @@ type runner struct {
 	// counts those writes.
 	dbTriggers map[int][]Fault
 	dbPuts     int
-	opNode     int // the node of the seed's first fault; -1 before
-	opNode2    int // and its second node (pause+kill)
-	faults     sync.WaitGroup
+	// cmdTriggers: FaultFlushStep by node command; cmds counts the
+	// commands the nodes executed.
+	cmdTriggers map[int][]Fault
+	cmds        int
+	opNode      int // the node of the seed's first fault; -1 before
+	opNode2     int // and its second node (pause+kill)
+	faults      sync.WaitGroup
 }
 
 func (r *runner) now() time.Duration { return time.Since(r.start) }
@@ -365,7 +373,7 @@ func (r *runner) strike(f Fault) {
 	h := FaultHit{Fault: f, Start: r.now(), Nodes: []int{f.Node}}
 	var end func()
 	switch f.Kind {
-	case FaultFlush, FaultFlushEach:
+	case FaultFlush, FaultFlushEach, FaultFlushStep:
 		nd.Flush()
 	case FaultFlushAll, FaultReviveMidCommit:
 		h.Nodes = nil
@@ -418,6 +426,36 @@ func (r *runner) strike(f Fault) {
 		nd.Pause()
 		n2.Kill()
 		end = func() { nd.Resume(); n2.Start() }
+	case FaultOpposite:
+		// Node f.Node unreachable from f.Apps, f.Node2 from the other
+		// app servers; the third node flushed half way through.
+		var cut, rest []string
+		for a := range r.p.Apps {
+			if slices.Contains(f.Apps, a) {
+				cut = append(cut, appName(a))
+			} else {
+				rest = append(rest, appName(a))
+			}
+		}
+		n2 := r.nw.Node(addrs[f.Node2])
+		third := -1
+		for i := range addrs {
+			if i != f.Node && i != f.Node2 && third < 0 {
+				third = i
+			}
+		}
+		h.Nodes = append(h.Nodes, f.Node2, third)
+		nd.Partition(cut...)
+		n2.Partition(rest...)
+		if third >= 0 {
+			r.faults.Add(1)
+			go func() {
+				defer r.faults.Done()
+				time.Sleep(f.Dur / 2)
+				r.nw.Node(addrs[third]).Flush()
+			}()
+		}
+		end = func() { nd.Heal(cut...); n2.Heal(rest...) }
 	case FaultDBDelay:
 		h.Nodes = nil
 		r.db.Delay(f.Dur, f.MaxDelay)
@@ -439,6 +477,19 @@ func (r *runner) strike(f Fault) {
 		h.End = r.now()
 		r.addHit(h)
 	}()
+}
+
+// afterCmd runs after each command a node executes (Network.onCmd): it
+// strikes the FaultFlushStep faults triggered by it.
+func (r *runner) afterCmd() {
+	r.mu.Lock()
+	r.cmds++
+	fs := r.cmdTriggers[r.cmds]
+	delete(r.cmdTriggers, r.cmds)
+	r.mu.Unlock()
+	for _, f := range fs {
+		r.strike(f)
+	}
 }
 
 // afterDBPut runs after each durable record write that stored its record
@@ -531,7 +582,8 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
-	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), opNode: -1}
+	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
+	nw.onCmd = r.afterCmd
 	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0}
 	if p.Tiered {
 		r.db = NewDurableNode()
@@ -542,7 +594,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	var closers []provider.Store
 	var tstores []*tiered.Store
 	for a := range p.Apps {
-		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a))})
+		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup})
 		if err != nil {
 			panic(err)
 		}
@@ -630,6 +682,10 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			r.dbTriggers[f.AfterDBWrite] = append(r.dbTriggers[f.AfterDBWrite], f)
 			continue
 		}
+		if f.AfterCmd > 0 {
+			r.cmdTriggers[f.AfterCmd] = append(r.cmdTriggers[f.AfterCmd], f)
+			continue
+		}
 		r.faults.Add(1)
 		go func() {
 			defer r.faults.Done()
@@ -675,7 +731,10 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	for _, fs := range r.dbTriggers {
 		late = append(late, fs...)
 	}
-	r.triggers, r.dbTriggers = nil, nil
+	for _, fs := range r.cmdTriggers {
+		late = append(late, fs...)
+	}
+	r.triggers, r.dbTriggers, r.cmdTriggers = nil, nil, nil
 	r.mu.Unlock()
 	for _, f := range late {
 		f.AfterOp = 0

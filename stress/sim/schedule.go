@@ -51,6 +51,21 @@ const (
 	FaultExpiry FaultKind = "expiry"
 )
 
+// Fault kinds that the witness scheme's tests draw (docs/replication.md
+// section 14); today's scheme runs them by name (-kinds).
+const (
+	// FaultFlushStep: flush_all on one node right after the AfterCmd-th
+	// command the nodes execute (counted over all nodes), before its
+	// reply is sent: between any two commands of one request
+	// (SimFlushEveryStep).
+	FaultFlushStep FaultKind = "flush-step"
+	// FaultOpposite: node Node unreachable from the app servers Apps and
+	// node Node2 from the others (each process suspects another copy:
+	// opposite failovers) for Dur, and the third node flushed half way
+	// through (SimOppositeFailovers).
+	FaultOpposite FaultKind = "opposite"
+)
+
 // The fault kinds of the tiered store's durable tier (Params.Tiered).
 const (
 	// FaultDBDelay: the durable tier's statements wait up to MaxDelay
@@ -75,9 +90,25 @@ const (
 // coverage prints them.
 var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach, FaultExpiry}
 
+// WitnessFaultKinds lists the kinds a run of the witness scheme draws
+// (Params.Backup = memcached.BackupWitness): every node kind and those of
+// its section 14 tests.
+var WitnessFaultKinds = append(slices.Clone(FaultKinds), FaultFlushStep, FaultOpposite)
+
 // TieredFaultKinds lists the kinds a tiered run draws: every kind of the
 // memcached nodes (its cache) and those of its durable tier.
 var TieredFaultKinds = append(slices.Clone(FaultKinds), FaultDBDelay, FaultDBPause, FaultReviveMidCommit)
+
+// allKinds lists every kind once, in the order reports print them.
+func allKinds() []FaultKind {
+	out := slices.Clone(TieredFaultKinds)
+	for _, k := range WitnessFaultKinds {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // dbKind reports whether k strikes the durable tier, not a memcached node.
 func dbKind(k FaultKind) bool {
@@ -95,12 +126,15 @@ type Fault struct {
 	// AfterDBWrite: FaultReviveMidCommit strikes as the AfterDBWrite-th
 	// durable write of a record (PutRecord) that stores it runs.
 	AfterDBWrite int
-	Role         string
-	Node         int   // node index, when not chosen by Role
-	Node2        int   // the node killed by pause+kill
-	Apps         []int // partition: the app servers cut off; pause-app: the app
-	Dur          time.Duration
-	MaxDelay     time.Duration
+	// AfterCmd: FaultFlushStep strikes right after the AfterCmd-th
+	// command the nodes execute.
+	AfterCmd int
+	Role     string
+	Node     int   // node index, when not chosen by Role
+	Node2    int   // the node killed by pause+kill
+	Apps     []int // partition: the app servers cut off; pause-app: the app
+	Dur      time.Duration
+	MaxDelay time.Duration
 	// Expiry: the session that goes idle, its own timeout, and the app
 	// server that reads it when the idle time ends.
 	Session int
@@ -115,6 +149,8 @@ func (f Fault) String() string {
 		return b.String()
 	}
 	switch {
+	case f.AfterCmd > 0:
+		fmt.Fprintf(&b, "%s after node command #%d on node %d", f.Kind, f.AfterCmd, f.Node)
 	case f.AfterDBWrite > 0:
 		fmt.Fprintf(&b, "%s: every cache node flushed at durable record write #%d, its answer held", f.Kind, f.AfterDBWrite)
 	case f.AfterOp > 0:
@@ -127,6 +163,10 @@ func (f Fault) String() string {
 	}
 	if f.Kind == FaultPauseKill {
 		fmt.Fprintf(&b, ", kill node %d", f.Node2)
+	}
+	if f.Kind == FaultOpposite {
+		fmt.Fprintf(&b, " from apps %v, node %d from the others, the third node flushed half way", f.Apps, f.Node2)
+		f.Apps = nil
 	}
 	if len(f.Apps) > 0 {
 		fmt.Fprintf(&b, " apps %v", f.Apps)
@@ -168,6 +208,9 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 		return newExpirySchedule(rng, p)
 	}
 	n := 1 + rng.IntN(3)
+	if kind == FaultOpposite {
+		n = 1 // two at once would cut one app server off from two nodes
+	}
 	s := make(Schedule, 0, n)
 	// Every fault of a seed strikes the same node (and, when triggered by
 	// an operation, the node of the first trigger's key), so that a seed
@@ -212,13 +255,20 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 			f.MaxDelay = time.Duration(20+rng.IntN(2*int(p.durableTimeout()/time.Millisecond))) * time.Millisecond
 		case FaultDBPause:
 			f.Dur = time.Duration(600+rng.IntN(3000)) * time.Millisecond
+		case FaultFlushStep:
+			// A request makes about 3 store operations of 1 to 5
+			// commands each.
+			f.AfterCmd = 1 + rng.IntN(4*p.expectedStoreOps())
+		case FaultOpposite:
+			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
+			f.Node2 = (f.Node + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
 		case FaultReviveMidCommit:
 			// About 45 records are written durably in a run (the
 			// commits of increments and lock-free writes).
 			f.AfterDBWrite = 1 + rng.IntN(30)
 			f.Dur = time.Duration(rng.Int64N(int64(p.durableTimeout() * 9 / 10)))
 		}
-		if f.Kind == FaultPartition {
+		if f.Kind == FaultPartition || f.Kind == FaultOpposite {
 			k := 1 + rng.IntN(p.Apps-1)
 			for _, a := range rng.Perm(p.Apps)[:k] {
 				f.Apps = append(f.Apps, a)

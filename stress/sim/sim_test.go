@@ -140,7 +140,7 @@ func newTally(results []*Result) *tally {
 
 func (tl *tally) print(w *strings.Builder) {
 	fmt.Fprintf(w, "violations per fault kind (seeds with the violation / seeds of the kind):\n")
-	for _, k := range TieredFaultKinds {
+	for _, k := range allKinds() {
 		if tl.seeds[k] == 0 {
 			continue
 		}
