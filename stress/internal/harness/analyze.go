@@ -84,6 +84,7 @@ func analyze(o observations) *Result {
 	cfg := o.cfg
 	res := &Result{
 		Backend:              cfg.Backend,
+		Backup:               cfg.Backup,
 		Mode:                 cfg.Wait.String(),
 		Procs:                cfg.Procs,
 		Sessions:             cfg.Sessions,

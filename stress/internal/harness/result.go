@@ -10,7 +10,9 @@ import (
 type Result struct {
 	// The run's settings: Mode is the waiting strategy (adaptive or
 	// aspnet), Procs the number of app servers.
-	Backend  string  `json:"backend"`
+	Backend string `json:"backend"`
+	// Backup is the memcached store's replication mode (Config.Backup).
+	Backup   string  `json:"backup,omitempty"`
 	Mode     string  `json:"mode"`
 	Procs    int     `json:"procs"`
 	Sessions int     `json:"sessions"`
