@@ -356,7 +356,7 @@ func (r *runner) afterOp(key string) {
 // strike applies f now; faults with a duration end in their own
 // goroutine.
 func (r *runner) strike(f Fault) {
-	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach && !dbKind(f.Kind) {
+	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach && !dbKind(f.Kind) && !f.Double {
 		// One node per seed: the first fault's.
 		r.mu.Lock()
 		if r.opNode < 0 {

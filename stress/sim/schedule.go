@@ -64,7 +64,15 @@ const (
 	// opposite failovers) for Dur, and the third node flushed half way
 	// through (SimOppositeFailovers).
 	FaultOpposite FaultKind = "opposite"
+	// FaultDouble: two single faults (flush, restart, kill, pause or
+	// partition, drawn) on two different nodes, each at its own instant
+	// (SimDoubleFaults). Its faults carry their own kinds, with Double
+	// set.
+	FaultDouble FaultKind = "double"
 )
+
+// doubleParts are the kinds a FaultDouble combines.
+var doubleParts = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition}
 
 // The fault kinds of the tiered store's durable tier (Params.Tiered).
 const (
@@ -93,7 +101,7 @@ var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, Fa
 // WitnessFaultKinds lists the kinds a run of the witness scheme draws
 // (Params.Backup = memcached.BackupWitness): every node kind and those of
 // its section 14 tests.
-var WitnessFaultKinds = append(slices.Clone(FaultKinds), FaultFlushStep, FaultOpposite)
+var WitnessFaultKinds = append(slices.Clone(FaultKinds), FaultFlushStep, FaultOpposite, FaultDouble)
 
 // TieredFaultKinds lists the kinds a tiered run draws: every kind of the
 // memcached nodes (its cache) and those of its durable tier.
@@ -129,6 +137,9 @@ type Fault struct {
 	// AfterCmd: FaultFlushStep strikes right after the AfterCmd-th
 	// command the nodes execute.
 	AfterCmd int
+	// Double: the fault is one of a FaultDouble's two; it strikes its
+	// own Node.
+	Double   bool
 	Role     string
 	Node     int   // node index, when not chosen by Role
 	Node2    int   // the node killed by pause+kill
@@ -144,6 +155,9 @@ type Fault struct {
 
 func (f Fault) String() string {
 	var b strings.Builder
+	if f.Double {
+		b.WriteString("double: ")
+	}
 	if f.Kind == FaultExpiry {
 		fmt.Fprintf(&b, "expiry: session %d (timeout %v) idle from %v for %v, then read by app %d", f.Session, f.Timeout, f.At, f.Dur, f.Probe)
 		return b.String()
@@ -204,8 +218,22 @@ func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 // NewSchedule draws 1 to 3 faults of one kind from rng, striking within
 // the first p.Horizon of a run.
 func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
-	if kind == FaultExpiry {
+	switch kind {
+	case FaultExpiry:
 		return newExpirySchedule(rng, p)
+	case FaultDouble:
+		// Two single faults on two nodes, each drawn as its kind's
+		// schedule draws it (its first fault), at instants only.
+		a := rng.IntN(p.Nodes)
+		b := (a + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		var s Schedule
+		for _, node := range []int{a, b} {
+			f := NewSchedule(rng, p, doubleParts[rng.IntN(len(doubleParts))])[0]
+			f.AfterOp, f.Role = 0, ""
+			f.Node, f.Double = node, true
+			s = append(s, f)
+		}
+		return s
 	}
 	n := 1 + rng.IntN(3)
 	if kind == FaultOpposite {

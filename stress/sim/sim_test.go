@@ -122,7 +122,7 @@ type tally struct {
 func newTally(results []*Result) *tally {
 	tl := &tally{seeds: map[FaultKind]int{}, found: map[FaultKind]map[Invariant][]uint64{}}
 	for _, r := range results {
-		k := r.Schedule[0].Kind
+		k := KindOf(r.Seed, r.Params.kinds())
 		tl.seeds[k]++
 		if tl.found[k] == nil {
 			tl.found[k] = map[Invariant][]uint64{}
