@@ -654,7 +654,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 
 	res.Created = r.now()
 
-	// The faults.
+	// The faults. Commands count from here: the sessions' creation is
+	// not part of the run's windows.
+	r.mu.Lock()
+	r.cmds = 0
+	r.mu.Unlock()
 	var reqMu sync.Mutex
 	for _, f := range sched {
 		if f.Kind == FaultExpiry {
