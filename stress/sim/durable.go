@@ -287,7 +287,10 @@ func (c *DurableClient) Get(ctx context.Context, key string) (provider.Entry, er
 // GetWithTTL implements tiered.Durable.
 func (c *DurableClient) GetWithTTL(ctx context.Context, key string) (provider.Entry, time.Duration, error) {
 	e, ttl, err := c.getTTL(ctx, "get", key)
-	return e, max(ttl, time.Microsecond), err
+	if err != nil {
+		return provider.Entry{}, 0, err
+	}
+	return e, max(ttl, time.Microsecond), nil
 }
 
 func (c *DurableClient) getTTL(ctx context.Context, op, key string) (provider.Entry, time.Duration, error) {
