@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sessionlock/sessionlock/session"
@@ -139,6 +140,12 @@ var (
 	// again before acting on it. The provider returns it as is, never as
 	// ErrLockLost, and the middleware answers it without Retry-After.
 	ErrOutcomeUnknown = errors.New("sessionlock: outcome of write unknown")
+	// ErrSessionLost: the session should still be alive, but every copy
+	// of its data is gone (a double fault: memcached's witness replication
+	// found its witness touched less than a timeout ago and no data). It
+	// wraps ErrNotFound, so callers that treat it as not found (the
+	// provider starts a new session) need no change.
+	ErrSessionLost = fmt.Errorf("sessionlock: session lost: %w", ErrNotFound)
 	// ErrNoAppend: an Appender did not append (it cannot for this key
 	// now) and sent nothing; write the whole value instead.
 	ErrNoAppend = errors.New("sessionlock: store did not append")

@@ -12,3 +12,10 @@ func SetTestHooks(s *Store, afterPrimaryWrite, afterRepairRead func(key string))
 // touch that follows it: a deliberately broken variant, whose appends
 // leave the key's expiry as it was (memcached's append keeps it).
 func SetAppendWithoutTouch(s *Store) { s.hooks.appendNoTouch = true }
+
+// WitnessCandidates returns the addresses of key's three candidates in
+// BackupWitness mode (c0, c1, c2: home primary, secondary, witness).
+func WitnessCandidates(s *Store, key string) []string {
+	cs := s.wit.candidates(key)
+	return []string{cs[0].addr, cs[1].addr, cs[2].addr}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,13 @@ type metaClient struct {
 	// dial opens connections (Config.DialContext); nil means a
 	// net.Dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// hello, when set (the witness scheme), runs on every new connection
+	// before its first command and returns the node's incarnation
+	// (witness_inc.go), kept with the connection.
+	hello func(cn *metaConn) (uint64, error)
+	// inc is the newest incarnation a new connection read (with hello):
+	// connections of another one are not pooled again.
+	inc atomic.Uint64
 
 	mu     sync.Mutex
 	idle   []*metaConn
@@ -34,8 +42,9 @@ type metaClient struct {
 }
 
 type metaConn struct {
-	nc net.Conn
-	rw *bufio.ReadWriter
+	nc  net.Conn
+	rw  *bufio.ReadWriter
+	inc uint64 // the node's incarnation read when it was opened (hello), else 0
 }
 
 // metaItem is one `mg` reply.
@@ -80,13 +89,13 @@ type ctxError struct{ err error }
 func (e *ctxError) Error() string { return "context ended during the round trip: " + e.err.Error() }
 func (e *ctxError) Unwrap() error { return e.err }
 
-func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
+func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled bool, err error) {
 	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
+	if n := len(c.idle); n > 0 && !fresh {
 		cn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
-		return cn, nil
+		return cn, true, nil
 	}
 	c.mu.Unlock()
 	dial := c.dial
@@ -98,11 +107,25 @@ func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &ctxError{ctx.Err()}
+			return nil, false, &ctxError{ctx.Err()}
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}, nil
+	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}
+	if c.hello != nil {
+		_ = nc.SetDeadline(time.Now().Add(c.timeout))
+		inc, err := c.hello(cn)
+		if err != nil {
+			nc.Close()
+			return nil, false, err
+		}
+		cn.inc = inc
+		if old := c.inc.Swap(inc); old != inc && old != 0 {
+			// A new incarnation: pooled connections carry the old one.
+			c.closeIdle()
+		}
+	}
+	return cn, false, nil
 }
 
 // do runs fn on a pooled connection, its reads and writes bounded by the
@@ -110,20 +133,32 @@ func (c *metaClient) conn(ctx context.Context) (*metaConn, error) {
 // cancelled. The connection goes back to the pool only when fn read whole
 // replies.
 func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
+	_, err := c.doOn(ctx, false, fn)
+	return err
+}
+
+// doOn is do on a new connection when fresh is set, else on a pooled one
+// if any; pooled reports that the connection came from the pool.
+func (c *metaClient) doOn(ctx context.Context, fresh bool, fn func(*metaConn) error) (pooled bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return &ctxError{err}
+		return false, &ctxError{err}
 	}
-	cn, err := c.conn(ctx)
+	cn, pooled, err := c.conn(ctx, fresh)
 	if err != nil {
-		return err
+		return false, err
 	}
+	return pooled, c.run(ctx, cn, fn)
+}
+
+// run is do's work on cn.
+func (c *metaClient) run(ctx context.Context, cn *metaConn, fn func(*metaConn) error) error {
 	dl := time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
 	_ = cn.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
-	err = fn(cn)
+	err := fn(cn)
 	interrupted := !stop()
 	if err != nil && !isReply(err) {
 		cn.nc.Close()
@@ -141,7 +176,7 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 		return err
 	}
 	c.mu.Lock()
-	if !c.closed && len(c.idle) < c.maxIdle {
+	if !c.closed && len(c.idle) < c.maxIdle && cn.inc == c.inc.Load() {
 		c.idle = append(c.idle, cn)
 		cn = nil
 	}
@@ -157,7 +192,7 @@ func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
 func isReply(err error) bool {
 	var se *serverError
 	return errors.Is(err, errMiss) || errors.Is(err, errExists) || errors.Is(err, errNotStored) ||
-		errors.Is(err, errAppendFull) || errors.As(err, &se)
+		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.As(err, &se)
 }
 
 // closeIdle closes the pooled connections (they may lead to a dead
@@ -330,7 +365,19 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 // a non-zero cas, the item's CAS must still be cas (errExists when it
 // changed, errMiss when it is gone).
 func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int32, flags uint32, add bool, cas uint64) (uint64, error) {
-	line := "ms " + key + " " + strconv.Itoa(len(value)) + " T" + strconv.FormatInt(int64(exp), 10) + " c"
+	line := setLine(key, len(value), exp, flags, add, cas)
+	var newCAS uint64
+	err := c.do(ctx, func(cn *metaConn) error {
+		var err error
+		newCAS, err = setOn(cn, line, value)
+		return err
+	})
+	return newCAS, err
+}
+
+// setLine is the `ms` command line of set.
+func setLine(key string, n int, exp int32, flags uint32, add bool, cas uint64) string {
+	line := "ms " + key + " " + strconv.Itoa(n) + " T" + strconv.FormatInt(int64(exp), 10) + " c"
 	if flags != 0 {
 		line += " F" + strconv.FormatUint(uint64(flags), 10)
 	}
@@ -340,19 +387,19 @@ func (c *metaClient) set(ctx context.Context, key string, value []byte, exp int3
 	if cas != 0 {
 		line += " C" + strconv.FormatUint(cas, 10)
 	}
-	var newCAS uint64
-	err := c.do(ctx, func(cn *metaConn) error {
-		if err := send(cn, line, value); err != nil {
-			return err
-		}
-		reply, err := readLine(cn.rw.Reader)
-		if err != nil {
-			return err
-		}
-		newCAS, err = setReply(reply)
-		return err
-	})
-	return newCAS, err
+	return line
+}
+
+// setOn sends one `ms` line with its value on cn and reads the reply.
+func setOn(cn *metaConn, line string, value []byte) (uint64, error) {
+	if err := send(cn, line, value); err != nil {
+		return 0, err
+	}
+	reply, err := readLine(cn.rw.Reader)
+	if err != nil {
+		return 0, err
+	}
+	return setReply(reply)
 }
 
 // setReply reads an `ms` reply: the new CAS of HD, or the typed error.
@@ -448,24 +495,27 @@ func (c *metaClient) del(ctx context.Context, key string, cas uint64) error {
 	if cas != 0 {
 		line += " C" + strconv.FormatUint(cas, 10)
 	}
-	return c.do(ctx, func(cn *metaConn) error {
-		if err := send(cn, line, nil); err != nil {
-			return err
-		}
-		reply, err := readLine(cn.rw.Reader)
-		if err != nil {
-			return err
-		}
-		switch reply {
-		case "HD":
-			return nil
-		case "NF":
-			return errMiss
-		case "EX":
-			return errExists
-		}
-		return replyError("md", reply)
-	})
+	return c.do(ctx, func(cn *metaConn) error { return delOn(cn, line) })
+}
+
+// delOn sends one `md` line on cn and reads the reply.
+func delOn(cn *metaConn, line string) error {
+	if err := send(cn, line, nil); err != nil {
+		return err
+	}
+	reply, err := readLine(cn.rw.Reader)
+	if err != nil {
+		return err
+	}
+	switch reply {
+	case "HD":
+		return nil
+	case "NF":
+		return errMiss
+	case "EX":
+		return errExists
+	}
+	return replyError("md", reply)
 }
 
 // simple sends a text command whose success reply is one line starting

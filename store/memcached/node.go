@@ -48,6 +48,8 @@ type node struct {
 	// for writing when it marks the node up, so no redirected write is in
 	// flight once reads return to the node.
 	redirected rwLock
+
+	wh witHealth // failure detection of the witness scheme (§9)
 }
 
 // rwLock is a readers-writer lock like sync.RWMutex (a waiting writer

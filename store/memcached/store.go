@@ -68,6 +68,18 @@ const (
 	// BackupOff keeps one copy only: a node's sessions are unavailable
 	// while it is down and lost when it restarts.
 	BackupOff
+	// BackupWitness is the replication of docs/replication.md ("2+W"):
+	// each session has two data copies and a small witness record on its
+	// three best nodes, the copies themselves decide which state is the
+	// truth (epochs, fences, completion), a node that fails is replaced
+	// after Config.FailoverAfter, and no single fault loses an
+	// acknowledged write. It needs at least three nodes and meta commands
+	// (New refuses it otherwise), and every process sharing the nodes
+	// must use it (the mode is part of the node-list digest in every
+	// record). CompareAndAppend declines in this mode (whole writes).
+	// Opt-in for now: it becomes the default once the fault simulation
+	// and the real-process runs hold with it.
+	BackupWitness
 )
 
 // Config configures a Store. Only Nodes is required; every other zero
@@ -77,7 +89,8 @@ type Config struct {
 	// matter, but every process sharing the sessions must use the same
 	// address strings (placement hashes them). At most MaxNodes.
 	Nodes []string
-	// Backup turns the backup copy off (BackupOff). Default BackupOn.
+	// Backup turns the backup copy off (BackupOff) or selects the
+	// witness replication (BackupWitness). Default BackupOn.
 	Backup BackupMode
 	// Timeout bounds each memcached operation: connect, write and read.
 	// A node that does not answer in time is marked down. Default 500 ms.
@@ -136,6 +149,25 @@ type Config struct {
 	// record). Default false: lock changes of a key with one copy are
 	// appended (see the package doc, Bytes on the wire).
 	WholeWrites bool
+
+	// The settings below apply to BackupWitness only.
+
+	// MaxTimeout is the longest session timeout (TTL) accepted: a call
+	// with a longer one fails with provider.ErrServer, sending nothing.
+	// Witness records live 2 × MaxTimeout after the last access of their
+	// session (docs/replication.md §2.3). Default 2 h; at most 15 days.
+	MaxTimeout time.Duration
+	// FailoverAfter is how long a node may leave a command unanswered
+	// (counted from the first unanswered one) before this process holds it
+	// failed and fails its sessions over (§9). Default 1 s; at most 2.5 s.
+	FailoverAfter time.Duration
+	// Handles bounds the CAS handles remembered (each names the copies a
+	// read returned); an evicted handle's CompareAndSwap fails with
+	// provider.ErrCASConflict, sending nothing. Default 65,536.
+	Handles int
+	// HandleBytes bounds the bytes the handles keep (each keeps a copy of
+	// the value it read, to undo a half-applied write). Default 64 MiB.
+	HandleBytes int
 }
 
 // Store is a provider.Store over a pool of memcached nodes, with a backup
@@ -147,6 +179,8 @@ type Store struct {
 	seeds  []uint64 // rendezvous seeds of nodes, same order
 	backup bool
 	baks   *bakCache
+
+	wit *witness // BackupWitness's state, else nil
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -178,8 +212,11 @@ func New(cfg Config) (*Store, error) {
 	if len(cfg.Nodes) > MaxNodes {
 		return nil, fmt.Errorf("memcached: %d nodes configured, at most %d supported", len(cfg.Nodes), MaxNodes)
 	}
-	if cfg.Backup != BackupOn && cfg.Backup != BackupOff {
+	if cfg.Backup != BackupOn && cfg.Backup != BackupOff && cfg.Backup != BackupWitness {
 		return nil, fmt.Errorf("memcached: unknown backup mode %d", cfg.Backup)
+	}
+	if err := checkWitnessConfig(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -198,7 +235,7 @@ func New(cfg Config) (*Store, error) {
 	cfg.Nodes = addrs
 	s := &Store{
 		cfg:    cfg,
-		backup: cfg.Backup == BackupOn && len(addrs) > 1 && !cfg.TextProtocol,
+		backup: cfg.Backup != BackupOff && len(addrs) > 1 && !cfg.TextProtocol,
 		baks:   newBakCache(bakCacheSize),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -234,6 +271,11 @@ func New(cfg Config) (*Store, error) {
 		n.up.Store(true)
 		s.nodes = append(s.nodes, n)
 		s.seeds = append(s.seeds, rendezvous.Seed(addr))
+	}
+	if cfg.Backup == BackupWitness {
+		s.wit = newWitness(s)
+		go s.wit.loop()
+		return s, nil
 	}
 	go s.healthLoop()
 	return s, nil
@@ -298,6 +340,13 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return provider.Entry{}, err
 	}
+	if s.wit != nil {
+		f, err := s.wit.get(ctx, key, false)
+		if err != nil {
+			return provider.Entry{}, err
+		}
+		return s.wit.entry(f), nil
+	}
 	rt := s.route(key)
 	if rt.p.isUp() {
 		it, err := rt.p.get(ctx, key)
@@ -339,6 +388,9 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	if err := s.checkValue(key, value); err != nil {
 		return 0, err
+	}
+	if s.wit != nil {
+		return s.wit.add(ctx, key, value, ttl)
 	}
 	exp, err := expiration(ttl, time.Now())
 	if err != nil {
@@ -409,6 +461,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	}
 	if err := s.checkValue(key, value); err != nil {
 		return 0, err
+	}
+	if s.wit != nil {
+		return s.wit.cas(ctx, key, value, cas, ttl)
 	}
 	exp, err := expiration(ttl, time.Now())
 	if err != nil {
@@ -496,7 +551,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	if err := s.begin(ctx, key); err != nil {
 		return 0, 0, err
 	}
-	if s.cfg.TextProtocol || s.cfg.WholeWrites {
+	if s.cfg.TextProtocol || s.cfg.WholeWrites || s.wit != nil {
 		return 0, 0, provider.ErrNoAppend
 	}
 	exp, err := expiration(ttl, time.Now())
@@ -532,6 +587,9 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := s.begin(ctx, key); err != nil {
 		return err
+	}
+	if s.wit != nil {
+		return s.wit.touch(ctx, key, ttl)
 	}
 	exp, err := expiration(ttl, time.Now())
 	if err != nil {
@@ -571,6 +629,9 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return provider.Entry{}, err
+	}
+	if s.wit != nil {
+		return s.wit.getAndTouch(ctx, key, ttl)
 	}
 	exp, err := expiration(ttl, time.Now())
 	if err != nil {
@@ -632,6 +693,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.begin(ctx, key); err != nil {
 		return err
 	}
+	if s.wit != nil {
+		return s.wit.del(ctx, key)
+	}
 	rt := s.route(key)
 	s.baks.drop(key)
 	for range 2 {
@@ -657,6 +721,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, err
+	}
+	if s.wit != nil {
+		return s.wit.ttl(ctx, key)
 	}
 	rt := s.route(key)
 	var err error

@@ -1,0 +1,218 @@
+package memcached
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/internal/rendezvous"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// This file and the witness_*.go files are the witness replication
+// (Config.Backup = BackupWitness), docs/replication.md's "2+W": rule
+// numbers (R1–R10) and sections (§) refer to that document.
+
+// Defaults and limits of the witness settings of Config.
+const (
+	// DefaultMaxTimeout is Config.MaxTimeout's default.
+	DefaultMaxTimeout = 2 * time.Hour
+	// DefaultFailoverAfter is Config.FailoverAfter's default.
+	DefaultFailoverAfter = time.Second
+	// DefaultHandles is Config.Handles's default.
+	DefaultHandles = 1 << 16
+	// DefaultHandleBytes is Config.HandleBytes's default.
+	DefaultHandleBytes = 64 << 20
+
+	maxMaxTimeout    = 15 * 24 * time.Hour // 2 × it stays a relative memcached expiration
+	maxFailoverAfter = 2500 * time.Millisecond
+	// probeEvery is how often failed nodes are probed and the
+	// witness-less list is worked (§9).
+	probeEvery = 250 * time.Millisecond
+	// maxAnomalyReads caps the anomaly reads of one Store call (§9).
+	maxAnomalyReads = 6
+	// repairQueueLen bounds the repair queue (R9); keys past it are
+	// dropped.
+	repairQueueLen = 1024
+	// maxConfigs bounds the per-key configurations remembered (only keys
+	// whose configuration is not the home one are kept).
+	maxConfigs = 1 << 16
+	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).
+	blankTTL = 30
+	// witnessMode names the mode in the node-list digest.
+	witnessMode = "2+W"
+)
+
+// Memcached client flags of the witness scheme's items: they say what an
+// item is (a blank has flags 0 and no bytes).
+const (
+	kindData    uint32 = 1
+	kindWitness uint32 = 2
+)
+
+// errNodeList: a record of another node list or mode (§11.2).
+var errNodeList = errors.New("memcached: a record written by a process with another node list or replication mode")
+
+// checkWitnessConfig validates and defaults the witness settings.
+func checkWitnessConfig(cfg *Config) error {
+	if cfg.MaxTimeout == 0 {
+		cfg.MaxTimeout = DefaultMaxTimeout
+	}
+	if cfg.FailoverAfter == 0 {
+		cfg.FailoverAfter = DefaultFailoverAfter
+	}
+	if cfg.Handles <= 0 {
+		cfg.Handles = DefaultHandles
+	}
+	if cfg.HandleBytes <= 0 {
+		cfg.HandleBytes = DefaultHandleBytes
+	}
+	if cfg.Backup != BackupWitness {
+		return nil
+	}
+	switch {
+	case len(cfg.Nodes) < 3:
+		return fmt.Errorf("memcached: BackupWitness needs at least 3 nodes, %d configured", len(cfg.Nodes))
+	case cfg.TextProtocol:
+		return errors.New("memcached: BackupWitness needs meta commands, not TextProtocol")
+	case cfg.MaxTimeout < time.Second || cfg.MaxTimeout > maxMaxTimeout:
+		return fmt.Errorf("memcached: MaxTimeout %v outside [1s, %v]", cfg.MaxTimeout, maxMaxTimeout)
+	case cfg.FailoverAfter < 0 || cfg.FailoverAfter > maxFailoverAfter:
+		return fmt.Errorf("memcached: FailoverAfter %v outside (0, %v]", cfg.FailoverAfter, maxFailoverAfter)
+	}
+	return nil
+}
+
+// witness is the state of the witness scheme in one Store.
+type witness struct {
+	s       *Store
+	digest  uint32
+	tw      int32 // the witness TTL, 2 × MaxTimeout, in seconds
+	handles *handleTable
+	repair  *repairer
+
+	mu   sync.Mutex
+	cfgs map[string]config // keys whose configuration is not home
+	tenv map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+}
+
+func newWitness(s *Store) *witness {
+	w := &witness{
+		s:       s,
+		digest:  envelope.Digest(witnessMode, s.cfg.Nodes),
+		tw:      int32(2 * s.cfg.MaxTimeout / time.Second),
+		handles: newHandleTable(s.cfg.Handles, s.cfg.HandleBytes),
+		cfgs:    make(map[string]config),
+		tenv:    make(map[string]uint32),
+	}
+	w.repair = newRepairer(w)
+	for _, n := range s.nodes {
+		n.meta.hello = helloIncarnation
+		n.wh.after = s.cfg.FailoverAfter
+		n.wh.onEvent = s.cfg.OnEvent
+		n.wh.addr = n.addr
+	}
+	return w
+}
+
+// config is a session's configuration: epoch and the candidate indexes of
+// its primary and secondary data copies; the third candidate holds the
+// witness.
+type config struct {
+	E    uint32
+	P, Q uint8
+}
+
+// home is the configuration of a session that never failed over.
+var home = config{E: 0, P: 0, Q: 1}
+
+// wit is the candidate index of the witness.
+func (c config) wit() uint8 { return 3 - c.P - c.Q }
+
+func configOf(e envelope.Envelope) config { return config{E: e.E, P: e.P, Q: e.Q} }
+
+// candidates are a key's three best nodes by rendezvous score.
+type candidates [3]*node
+
+func (w *witness) candidates(key string) candidates {
+	r := rendezvous.Rank(w.s.seeds, key)
+	return candidates{w.s.nodes[r[0]], w.s.nodes[r[1]], w.s.nodes[r[2]]}
+}
+
+// configFor returns the configuration this process last saw for key.
+func (w *witness) configFor(key string) config {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.cfgs[key]; ok {
+		return c
+	}
+	return home
+}
+
+// remember caches key's configuration.
+func (w *witness) remember(key string, c config) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c == home {
+		delete(w.cfgs, key)
+		return
+	}
+	if _, ok := w.cfgs[key]; !ok && len(w.cfgs) >= maxConfigs {
+		for k := range w.cfgs { // drop one: a miss costs one anomaly read
+			delete(w.cfgs, k)
+			break
+		}
+	}
+	w.cfgs[key] = c
+}
+
+// timeoutFor returns the session timeout last seen in key's envelope.
+func (w *witness) timeoutFor(key string) (uint32, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.tenv[key]
+	return t, ok
+}
+
+// rememberTimeout caches key's session timeout (bounded as the
+// configurations are).
+func (w *witness) rememberTimeout(key string, t uint32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.tenv[key]; !ok && len(w.tenv) >= maxConfigs {
+		for k := range w.tenv {
+			delete(w.tenv, k)
+			break
+		}
+	}
+	w.tenv[key] = t
+}
+
+// newEnvelope returns the envelope of a new record of configuration c.
+func (w *witness) newEnvelope(c config, v uint64, timeout uint32) envelope.Envelope {
+	return envelope.Envelope{E: c.E, P: c.P, Q: c.Q, V: v, Nonce: rand.Uint64(), Digest: w.digest, Timeout: timeout}
+}
+
+// checkTTL converts a client TTL to memcached's expiration and the
+// envelope's timeout; a TTL over MaxTimeout fails with ErrServer (R3).
+func (w *witness) checkTTL(ttl time.Duration) (exp int32, timeout uint32, err error) {
+	if ttl > w.s.cfg.MaxTimeout {
+		return 0, 0, fmt.Errorf("memcached: ttl %v exceeds Config.MaxTimeout %v: %w", ttl, w.s.cfg.MaxTimeout, provider.ErrServer)
+	}
+	exp, err = expiration(ttl, time.Now())
+	if err != nil {
+		return 0, 0, err
+	}
+	return exp, uint32((ttl + time.Second - 1) / time.Second), nil
+}
+
+func (w *witness) emit(kind provider.EventKind, n *node, detail string, err error) {
+	addr := ""
+	if n != nil {
+		addr = n.addr
+	}
+	w.s.cfg.OnEvent.Emit(provider.Event{Kind: kind, Node: addr, Detail: detail, Err: err})
+}

@@ -1,0 +1,348 @@
+package memcached
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// anomalyFlags are R4's read: value, token, TTL, client flags, and a blank
+// made on a miss (N30); no T: an anomaly read never extends a TTL.
+const anomalyFlags = " v c t f N30"
+
+// resolveOpts say what kind of call runs the anomaly reads.
+type resolveOpts struct {
+	// touched: this call sent R2's witness touch (R10 is skipped).
+	touched bool
+	// repair: the repair client, which runs R9 on the record it finds.
+	repair bool
+}
+
+// resolve is R4: anomaly reads, each followed by at most one decision
+// (R4.4 completion, R7 failover), until one returns the session or an
+// answer; at most maxAnomalyReads.
+func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
+	var waited bool // a completion was put off once
+	for range maxAnomalyReads {
+		rs, err := w.anomalyRead(ctx, key, cs)
+		if err != nil {
+			return nil, err
+		}
+		f, decided, err := w.decide(ctx, key, cs, &rs, o, &waited)
+		if errors.Is(err, errExpiring) {
+			t := time.NewTimer(expiringWait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("memcached: %w: %w", provider.ErrUnavailable, ctx.Err())
+			}
+			continue
+		}
+		if err != nil || f != nil {
+			return f, err
+		}
+		if !decided {
+			return nil, fmt.Errorf("memcached: %w: no decision possible", provider.ErrUnavailable)
+		}
+	}
+	return nil, fmt.Errorf("memcached: %w: %d anomaly reads without an answer", provider.ErrUnavailable, maxAnomalyReads)
+}
+
+// errExpiring: the best record has at most a second left: no decision.
+var errExpiring = fmt.Errorf("memcached: %w: the best record is expiring", provider.ErrUnavailable)
+
+// expiringWait is how long a call waits for an expiring record to go.
+const expiringWait = 1100 * time.Millisecond
+
+// anomalyRead reads all three candidates in parallel (`mg … N30`); a
+// failed node is not asked and reads as silent.
+func (w *witness) anomalyRead(ctx context.Context, key string, cs candidates) ([3]copyRead, error) {
+	return w.readAll(ctx, key, cs, anomalyFlags, true)
+}
+
+// readAll reads key on all three candidates in parallel with flags; with
+// skipFailed a failed node is not asked and reads as silent.
+func (w *witness) readAll(ctx context.Context, key string, cs candidates, flags string, skipFailed bool) ([3]copyRead, error) {
+	var rs [3]copyRead
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i, n := range cs {
+		rs[i] = copyRead{cand: uint8(i), n: n}
+		if skipFailed && n.wh.isFailed() {
+			continue
+		}
+		wg.Go(func() { rs[i], errs[i] = w.read(ctx, n, uint8(i), key, flags) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return rs, err
+	}
+	return rs, ctx.Err()
+}
+
+// silent reports whether c is a silent copy in R4.5's sense (§9): its node
+// is failed, or it did not answer and its node is failed once
+// FailoverAfter has passed since its first unanswered command.
+func silent(ctx context.Context, c *copyRead) bool {
+	if c.st != stSilent {
+		return false
+	}
+	if !c.asked {
+		return true
+	}
+	return c.n.wh.waitFailed(ctx)
+}
+
+// rankLess orders data records by rank (E, established, V).
+func rankLess(a, b envelope.Envelope) bool {
+	if a.E != b.E {
+		return a.E < b.E
+	}
+	if a.Pending != b.Pending {
+		return a.Pending
+	}
+	return a.V < b.V
+}
+
+// best is R4.2: the data record of greatest rank; among different records
+// of that rank, the one held by more nodes, then the one on its own
+// primary, then the lowest candidate. ok is false when there is no data.
+func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
+	var bestHolders int
+	var bestOwn bool
+	for i := range rs {
+		c := &rs[i]
+		if c.st != stData {
+			continue
+		}
+		holders := 0
+		for j := range rs {
+			if rs[j].holds(c.env.ID()) {
+				holders++
+			}
+		}
+		own := rs[c.env.P].holds(c.env.ID())
+		better := !ok || rankLess(b, c.env) ||
+			(!rankLess(c.env, b) && (holders > bestHolders || (holders == bestHolders && own && !bestOwn)))
+		if better {
+			b, payload, ok, bestHolders, bestOwn = c.env, c.payload, true, holders, own
+		}
+	}
+	return b, payload, ok
+}
+
+// decide acts on one anomaly read: it returns the session (R4.3), an
+// answer (R4.1, R4.6), or makes one decision (decided: read again).
+//
+// waited: a completion was already put off in this call. Implementation
+// choice: the first completion (R4.4) a call wants is put off, and the
+// call reads again. Most splits a read sees are writes in flight (the
+// writer's second copy lands a moment later); completing them races the
+// writer, whose CAS is then refused and whose outcome becomes unknown.
+// Reading again makes no write, so it is always safe; a lasting split is
+// completed one round trip later (once per call: under a stream of writes
+// each read may see another split).
+func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, waited *bool) (f *hit, decided bool, err error) {
+	var data, empty int
+	for i := range rs {
+		switch {
+		case rs[i].st == stData:
+			data++
+		case rs[i].empty():
+			empty++
+		}
+	}
+	b, payload, _ := best(rs)
+	// R4.1.
+	switch {
+	case data == 0 && empty >= 2:
+		return nil, false, w.notFound(key, rs, o)
+	case data == 1 && empty == 2 && !b.NoWit:
+		// Review 4's D3: bury the lone copy (CAS it to a blank with the
+		// read's token) before answering not found, so that no late write
+		// can give it a second present record; refused: read again.
+		for i := range rs {
+			if c := &rs[i]; c.st == stData {
+				if _, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc); err != nil {
+					return nil, true, nil
+				}
+			}
+		}
+		return nil, false, w.notFound(key, rs, o)
+	case data == 0:
+		return nil, false, fmt.Errorf("memcached: %w: no data record answered", provider.ErrUnavailable)
+	}
+	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
+	// R4.3.
+	if !b.Pending && x.holds(b.ID()) && y.holds(b.ID()) {
+		f := &hit{key: key, cs: cs, b: b, p: *x, q: *y}
+		w.remember(key, configOf(b))
+		if o.repair {
+			f.witnessed = w.repairWitness(ctx, f, third)
+		} else if third.st != stSilent && !(third.st == stWitness && configOf(third.env) == configOf(b)) {
+			w.repair.enqueue(key)
+		}
+		return f, false, nil
+	}
+	if !x.holds(b.ID()) {
+		x, y = y, x
+	}
+	if !x.holds(b.ID()) {
+		return nil, false, fmt.Errorf("memcached: %w: the best record is on neither of its copies", provider.ErrUnavailable)
+	}
+	if _, ok := internalExp(x.ttl); !ok {
+		// review-2 m6: no decision on an expiring base. Implementation
+		// choice: wait out its last second and read again (it is then
+		// gone, or something touched it), instead of failing the call.
+		return nil, false, errExpiring
+	}
+	switch {
+	case y.present():
+		if !*waited {
+			*waited = true
+			return nil, true, nil
+		}
+		w.complete(ctx, key, x, y, b, payload)
+		return nil, true, nil
+	case (y.empty() || silent(ctx, y)) && third.present():
+		w.failover(ctx, key, x, y, third, b, payload)
+		return nil, true, nil
+	}
+	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
+}
+
+// notFound is R4.1's "not found", told apart by R10: ErrSessionLost when a
+// witness answered with more than TW − T left (touched less than T ago:
+// both data copies were lost), unless this call touched it itself.
+func (w *witness) notFound(key string, rs *[3]copyRead, o resolveOpts) error {
+	w.repair.forget(key)
+	if !o.touched {
+		for i := range rs {
+			c := &rs[i]
+			if c.st == stWitness && c.ttl > int64(w.tw)-int64(c.env.Timeout) {
+				w.emit(provider.EventRepair, c.n, "session lost: its witness is fresh and both data copies are gone", provider.ErrSessionLost)
+				return fmt.Errorf("memcached: %w", provider.ErrSessionLost)
+			}
+		}
+	}
+	return fmt.Errorf("memcached: %w", provider.ErrNotFound)
+}
+
+// internalExp is the expiration of an internal write (a decision, R9)
+// that copies or re-stamps a record with t seconds left as `mg … t`
+// reported it. Implementation choice: t − 1, and no decision (ok false)
+// below 1. memcached's clock ticks once a second and each node's ticks at
+// its own phase, so a record reported with t left lives between t − 1 and
+// t more seconds; a copy made with T<t> on another node could outlive its
+// source by up to a second, and a chain of failovers between copies
+// expiring at different instants then kept an expired session alive (the
+// conformance suite's Expiry check caught it). With t − 1 no copy outlives
+// its source.
+func internalExp(t int64) (int32, bool) {
+	t = min(t-1, maxRelativeExpiration)
+	return int32(t), t >= 1
+}
+
+// complete is R4.4: re-stamp x (the same bytes: only its token changes),
+// and only if stored, CAS y to b not pending, b's identity otherwise.
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte) {
+	exp, _ := internalExp(x.ttl)
+	if _, err := x.n.wcas(ctx, key, x.raw, exp, kindData, x.cas, x.inc); err != nil {
+		return
+	}
+	nb := b
+	nb.Pending = false
+	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err == nil {
+		w.emit(provider.EventRepair, y.n, "copy completed from its peer", nil)
+	}
+}
+
+// failover is R7: fence x as the primary of a new configuration with the
+// third node as secondary (pending), and only if stored, copy it there
+// established. The next anomaly read completes it (R4.4).
+func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRead, b envelope.Envelope, payload []byte) {
+	fence := b
+	fence.E, fence.P, fence.Q = b.E+1, x.cand, third.cand
+	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty(), rand.Uint64()
+	exp, _ := internalExp(x.ttl)
+	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, x.cas, x.inc); err != nil {
+		return
+	}
+	fence.Pending = false
+	if _, err := third.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, third.cas, third.inc); err != nil {
+		return
+	}
+	w.remember(key, configOf(fence))
+	w.emit(provider.EventFailover, y.n, "a session's copy moved off this node", nil)
+	if y.st == stBlank {
+		w.witnessBlank(ctx, key, y, fence)
+	}
+}
+
+// witnessBlank is review 4's D4: after a failover that found the replaced
+// copy y blank (not silent), a third step CASes that blank into the
+// witness of the new configuration; not stored: the key is queued for
+// repair.
+func (w *witness) witnessBlank(ctx context.Context, key string, y *copyRead, env envelope.Envelope) {
+	env.Pending = false
+	if _, err := y.n.wcas(ctx, key, env.Append(nil), w.tw, kindWitness, y.cas, y.inc); err != nil {
+		w.repair.enqueue(key)
+	}
+}
+
+// repairWitness is R9: when the third node of f's configuration holds a
+// blank, a data record of lower rank or a witness of another
+// configuration, re-stamp both copies, and only if both were stored, CAS
+// the third record into the witness of f's configuration (TW). It reports
+// whether the third node now holds that witness.
+func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bool {
+	cfg := configOf(f.b)
+	switch {
+	case third.st == stWitness && configOf(third.env) == cfg:
+		return true
+	case third.st == stBlank, third.st == stWitness,
+		third.st == stData && rankLess(third.env, f.b):
+	default:
+		return false
+	}
+	// Review 4's D2: the larger t of the two copies (less internalExp's
+	// second).
+	exp, ok := internalExp(max(f.p.ttl, f.q.ttl))
+	if !ok {
+		return false // no decision on an expiring base (review-2 m6)
+	}
+	var pcas, qcas uint64
+	var ep, eq error
+	var wg sync.WaitGroup
+	wg.Go(func() { qcas, eq = f.q.n.wcas(ctx, f.key, f.q.raw, exp, kindData, f.q.cas, f.q.inc) })
+	pcas, ep = f.p.n.wcas(ctx, f.key, f.p.raw, exp, kindData, f.p.cas, f.p.inc)
+	wg.Wait()
+	if ep != nil || eq != nil {
+		return false
+	}
+	wit := f.b
+	wit.Pending, wit.NoWit = false, false
+	if _, err := third.n.wcas(ctx, f.key, wit.Append(nil), w.tw, kindWitness, third.cas, third.inc); err != nil {
+		return false
+	}
+	w.emit(provider.EventRepair, third.n, "witness restored", nil)
+	if f.b.NoWit {
+		// Review 4's D4: the configuration has its witness now; clear
+		// nowit on both copies (the same identity), never before.
+		raw := wit.Wrap(f.p.payload)
+		wg.Go(func() { _, _ = f.q.n.wcas(ctx, f.key, raw, exp, kindData, qcas, f.q.inc) })
+		_, _ = f.p.n.wcas(ctx, f.key, raw, exp, kindData, pcas, f.p.inc)
+		wg.Wait()
+	}
+	return true
+}
+
+// since is how long ago t was, in whole seconds rounded up.
+func since(t time.Time) int64 { return int64((time.Since(t) + time.Second - 1) / time.Second) }

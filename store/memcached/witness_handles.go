@@ -1,0 +1,111 @@
+package memcached
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// handle is what the witness scheme returns as a CAS token (§2.4): a
+// uint64 of a slot index (low 32 bits) and the slot's generation (high 32
+// bits) into the Store's handleTable. It is local to one Store value.
+type handle struct {
+	key string
+	env envelope.Envelope // the record read or written
+	// copies are the two data copies: candidate index, memcached token
+	// and incarnation of each, P first.
+	copies [2]copyToken
+	// base is the secondary's bytes as read, with their remaining TTL
+	// and when it was read: R3's undo puts them back.
+	base    []byte
+	baseTTL int64
+	baseAt  time.Time
+}
+
+// copyToken is one data copy's token.
+type copyToken struct {
+	cand     uint8
+	cas, inc uint64
+}
+
+// handleOverhead is what one slot costs besides its key and base bytes.
+const handleOverhead = 128
+
+func (h *handle) size() int { return handleOverhead + len(h.key) + len(h.base) }
+
+// handleTable is a ring of slots reused oldest first, bounded by a number
+// of slots and of bytes. A handle whose slot was reused (or evicted for
+// bytes) is no longer found: CompareAndSwap then fails with
+// ErrCASConflict without sending anything.
+type handleTable struct {
+	mu    sync.Mutex
+	slots []handle
+	gens  []uint32
+	used  []bool
+	// ids finds the handle of the same copies read again, so that one
+	// record read twice gets one token (callers such as store/tiered
+	// compare tokens across reads).
+	ids      map[handleKey]uint64
+	next     int
+	bytes    int
+	maxBytes int
+}
+
+func newHandleTable(n, maxBytes int) *handleTable {
+	return &handleTable{slots: make([]handle, n), gens: make([]uint32, n), used: make([]bool, n), ids: make(map[handleKey]uint64), maxBytes: maxBytes}
+}
+
+// handleKey identifies a handle's copies: the key and both tokens.
+type handleKey struct {
+	key    string
+	copies [2]copyToken
+}
+
+// put stores h and returns its handle number.
+func (t *handleTable) put(h handle) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hk := handleKey{h.key, h.copies}
+	if id, ok := t.ids[hk]; ok {
+		i := int(uint32(id))
+		t.slots[i].baseTTL, t.slots[i].baseAt = h.baseTTL, h.baseAt
+		return id
+	}
+	i := t.next
+	t.next = (t.next + 1) % len(t.slots)
+	t.evict(i)
+	need := h.size()
+	// Evict the oldest slots (those next in the ring) until h fits.
+	for j := t.next; t.bytes+need > t.maxBytes && j != i; j = (j + 1) % len(t.slots) {
+		t.evict(j)
+	}
+	t.gens[i]++
+	if t.gens[i] == 0 {
+		t.gens[i] = 1
+	}
+	t.slots[i], t.used[i] = h, true
+	t.bytes += need
+	id := uint64(t.gens[i])<<32 | uint64(i)
+	t.ids[hk] = id
+	return id
+}
+
+func (t *handleTable) evict(i int) {
+	if t.used[i] {
+		t.bytes -= t.slots[i].size()
+		delete(t.ids, handleKey{t.slots[i].key, t.slots[i].copies})
+		t.slots[i], t.used[i] = handle{}, false
+	}
+}
+
+// get returns the handle numbered id, if it is still in the table.
+func (t *handleTable) get(id uint64) (handle, bool) {
+	i, gen := int(uint32(id)), uint32(id>>32)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i >= len(t.slots) || gen == 0 || !t.used[i] || t.gens[i] != gen {
+		return handle{}, false
+	}
+	return t.slots[i], true
+}

@@ -1,0 +1,100 @@
+package memcached
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// witHealth is one node's failure detection in the witness scheme (§9):
+// the node is *failed* once it has left a command unanswered for
+// FailoverAfter, counted from the first command still unanswered (a
+// refused connection counts as no reply); any reply clears it. A failure
+// is a suspicion: safety never rests on it (the copies decide), it only
+// decides where requests go and when a failover may start.
+type witHealth struct {
+	after   time.Duration // Config.FailoverAfter
+	addr    string
+	onEvent provider.EventFunc
+
+	mu     sync.Mutex
+	since  time.Time // send time of the first unanswered command; zero when answered
+	failed bool
+}
+
+// sending returns the time a command is sent.
+func (h *witHealth) sending() time.Time { return time.Now() }
+
+// answered records a reply: the node is not failed.
+func (h *witHealth) answered() {
+	h.mu.Lock()
+	was := h.failed
+	h.since, h.failed = time.Time{}, false
+	h.mu.Unlock()
+	if was {
+		h.onEvent.Emit(provider.Event{Kind: provider.EventNodeUp, Node: h.addr, Detail: "answering again"})
+	}
+}
+
+// unanswered records a command sent at start that got no reply, and marks
+// the node failed once FailoverAfter has passed since the first such
+// command.
+func (h *witHealth) unanswered(start time.Time) {
+	h.mu.Lock()
+	if h.since.IsZero() || start.Before(h.since) {
+		h.since = start
+	}
+	h.mu.Unlock()
+	h.failIfDue()
+}
+
+// failIfDue marks the node failed when a command has been unanswered for
+// FailoverAfter, and reports whether it is failed.
+func (h *witHealth) failIfDue() bool {
+	h.mu.Lock()
+	became := !h.failed && !h.since.IsZero() && time.Since(h.since) >= h.after
+	if became {
+		h.failed = true
+	}
+	failed := h.failed
+	h.mu.Unlock()
+	if became {
+		h.onEvent.Emit(provider.Event{Kind: provider.EventNodeDown, Node: h.addr, Detail: "no reply for the failover time; its sessions fail over"})
+	}
+	return failed
+}
+
+// isFailed reports whether the node is failed now.
+func (h *witHealth) isFailed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failed
+}
+
+// waitFailed waits until FailoverAfter has passed since the node's first
+// unanswered command (at most until ctx ends) and reports whether the node
+// is failed then: no reply came meanwhile. It returns false at once when
+// the node has answered since (§9: an anomaly read's silent copy).
+func (h *witHealth) waitFailed(ctx context.Context) bool {
+	h.mu.Lock()
+	since, failed := h.since, h.failed
+	h.mu.Unlock()
+	if failed {
+		return true
+	}
+	if since.IsZero() {
+		return false
+	}
+	if d := time.Until(since.Add(h.after)); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return h.failIfDue()
+}

@@ -1,0 +1,141 @@
+package memcached
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// The node's incarnation (R1): a random 64-bit value kept under
+// incarnationKey, read on every new connection (created when missing: a
+// flush or a restart deletes it). memcached's CAS values count from 1 again
+// after a restart, so a token is only ever sent on a connection of the
+// incarnation it was read in: a token of another one is refused without
+// sending (errOtherInc), and the next read gets a token of the new one.
+
+const incarnationKey = "__sl_inc"
+
+// errOtherInc: a token of another incarnation of the node; nothing was
+// sent. A complete answer: the connection stays usable.
+var errOtherInc = errors.New("token of another incarnation of the node; not sent")
+
+// helloIncarnation reads (or creates) the node's incarnation on a new
+// connection.
+func helloIncarnation(cn *metaConn) (uint64, error) {
+	for range 3 {
+		if err := send(cn, "mg "+incarnationKey+" v", nil); err != nil {
+			return 0, err
+		}
+		it, err := readMetaGet(cn.rw.Reader)
+		if err != nil {
+			return 0, err
+		}
+		if it != nil {
+			if len(it.value) != 8 {
+				return 0, fmt.Errorf("%w: %s holds %d bytes", errProtocol, incarnationKey, len(it.value))
+			}
+			return binary.BigEndian.Uint64(it.value), nil
+		}
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if _, err := setOn(cn, setLine(incarnationKey, 8, 0, 0, true, 0), b[:]); err == nil {
+			return binary.BigEndian.Uint64(b[:]), nil
+		} else if !errors.Is(err, errNotStored) {
+			return 0, err
+		}
+		// Another connection created it first: read it.
+	}
+	return 0, fmt.Errorf("%w: %s keeps changing", errProtocol, incarnationKey)
+}
+
+// witItem is one read of the witness scheme: the item (nil when absent)
+// and the incarnation of the connection that read it.
+type witItem struct {
+	*metaItem
+	inc uint64
+}
+
+// wget sends `mg <key><flags>` and returns the item (nil item: a miss).
+func (n *node) wget(ctx context.Context, key, flags string) (witItem, error) {
+	var r witItem
+	err := n.wdo(ctx, 0, func(cn *metaConn) error {
+		if err := send(cn, "mg "+key+flags, nil); err != nil {
+			return err
+		}
+		it, err := readMetaGet(cn.rw.Reader)
+		r = witItem{metaItem: it, inc: cn.inc}
+		return err
+	})
+	return r, err
+}
+
+// wcas stores value with client flags kind and expiration exp, only if the
+// item's token is still cas in incarnation inc (R1): `ms <key> <n> T<exp>
+// c F<kind> C<cas>`. It returns the new token.
+func (n *node) wcas(ctx context.Context, key string, value []byte, exp int32, kind uint32, cas, inc uint64) (uint64, error) {
+	if value == nil {
+		value = []byte{} // a blank: the data block is sent, empty
+	}
+	var newCAS uint64
+	err := n.wdo(ctx, inc, func(cn *metaConn) error {
+		var err error
+		newCAS, err = setOn(cn, setLine(key, len(value), exp, kind, false, cas), value)
+		return err
+	})
+	return newCAS, err
+}
+
+// wdel deletes key only if its token is still cas in incarnation inc.
+func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
+	return n.wdo(ctx, inc, func(cn *metaConn) error {
+		return delOn(cn, "md "+key+" C"+strconv.FormatUint(cas, 10))
+	})
+}
+
+// wdo runs fn on one of the node's connections, refusing (errOtherInc,
+// nothing sent) when inc is not 0 and the connection is of another
+// incarnation, and feeds the node's failure detection: a complete reply
+// clears it, no reply counts towards failed.
+//
+// A pooled connection that fails without a reply may only have been
+// closed by a restart of the node: a read is then sent again on a new
+// connection; a write is not (it may have been applied), but a new
+// connection of another incarnation shows that whatever it did is gone
+// with the old one: errOtherInc.
+func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
+	start := n.wh.sending()
+	run := func(cn *metaConn) error {
+		if inc != 0 && cn.inc != inc {
+			return errOtherInc
+		}
+		return fn(cn)
+	}
+	pooled, err := n.meta.doOn(ctx, false, run)
+	var ce *ctxError
+	if pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
+		retry := run
+		if inc != 0 {
+			retry = func(cn *metaConn) error {
+				if cn.inc != inc {
+					return errOtherInc
+				}
+				return nil // the same incarnation: the first outcome stands
+			}
+		}
+		if _, rerr := n.meta.doOn(ctx, true, retry); rerr != nil || inc == 0 {
+			err = rerr
+		}
+	}
+	switch {
+	case err == nil || isReply(err):
+		n.wh.answered()
+	case errors.As(err, &ce):
+		// The caller gave up: the node is not to blame.
+	default:
+		n.wh.unanswered(start)
+	}
+	return err
+}

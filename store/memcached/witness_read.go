@@ -1,0 +1,245 @@
+package memcached
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// state is what one candidate's reply showed.
+type state int
+
+const (
+	stSilent  state = iota // no reply (or nothing sent: the node is failed)
+	stAbsent               // a miss
+	stBlank                // flags 0, no bytes: evidence of nothing
+	stData                 // a data record
+	stWitness              // a witness
+	stError                // a server error reply: present or not, unknown
+)
+
+// copyRead is one candidate's reply to a read.
+type copyRead struct {
+	cand    uint8
+	n       *node
+	st      state
+	env     envelope.Envelope
+	raw     []byte // the item's bytes (envelope and payload)
+	payload []byte // the provider's record bytes (data only)
+	cas     uint64
+	inc     uint64
+	ttl     int64
+	asked   bool  // a command was sent
+	err     error // why silent, or the server error
+}
+
+func (c *copyRead) present() bool { return c.st == stData || c.st == stWitness }
+func (c *copyRead) empty() bool   { return c.st == stAbsent || c.st == stBlank }
+
+// holds reports whether c is a data record of identity id.
+func (c *copyRead) holds(id envelope.Identity) bool {
+	return c.st == stData && c.env.ID() == id
+}
+
+// token is c's data-copy token for a handle.
+func (c *copyRead) token() copyToken { return copyToken{cand: c.cand, cas: c.cas, inc: c.inc} }
+
+// read sends `mg <key><flags>` to candidate cand and classifies the reply.
+// A reply it cannot trust fails the call (fatal): a record of another node
+// list or mode, a corrupt envelope, a record without a TTL.
+func (w *witness) read(ctx context.Context, n *node, cand uint8, key, flags string) (c copyRead, fatal error) {
+	c = copyRead{cand: cand, n: n, asked: true}
+	it, err := n.wget(ctx, key, flags)
+	var se *serverError
+	switch {
+	case errors.As(err, &se):
+		c.st, c.err = stError, fmt.Errorf("memcached: node %s: mg: %w: %v", n.addr, provider.ErrServer, err)
+		return c, nil
+	case err != nil:
+		c.st, c.err = stSilent, fmt.Errorf("memcached: node %s: mg: %w: %w", n.addr, provider.ErrUnavailable, err)
+		return c, nil
+	case it.metaItem == nil:
+		c.st = stAbsent
+		return c, nil
+	}
+	c.cas, c.inc, c.ttl, c.raw = it.cas, it.inc, it.ttl, it.value
+	switch {
+	case it.flags == 0 && len(it.value) == 0:
+		c.st = stBlank
+		return c, nil
+	case it.flags == kindData, it.flags == kindWitness:
+	default:
+		return c, w.mismatch(n, fmt.Errorf("client flags %d", it.flags))
+	}
+	env, payload, err := envelope.Decode(it.value)
+	if err != nil {
+		return c, fmt.Errorf("memcached: node %s: %w: %w", n.addr, provider.ErrCorrupt, err)
+	}
+	if env.Digest != w.digest {
+		return c, w.mismatch(n, fmt.Errorf("node-list digest %#x, this process %#x", env.Digest, w.digest))
+	}
+	if c.ttl < 0 {
+		return c, fmt.Errorf("memcached: node %s: %w: a record without a TTL (something wrote it without one)", n.addr, provider.ErrServer)
+	}
+	c.env, c.payload = env, payload
+	c.st = stData
+	if it.flags == kindWitness {
+		c.st = stWitness
+		if len(payload) != 0 {
+			return c, fmt.Errorf("memcached: node %s: %w: a witness with %d bytes of payload", n.addr, provider.ErrCorrupt, len(payload))
+		}
+	}
+	return c, nil
+}
+
+// mismatch reports a record this process cannot have written with its
+// node list and mode (§11.2).
+func (w *witness) mismatch(n *node, err error) error {
+	w.emit(provider.EventFallback, n, "record of another node list or replication mode", err)
+	return fmt.Errorf("memcached: node %s: %w: %w: %w", n.addr, provider.ErrServer, errNodeList, err)
+}
+
+// readFlags are the flags of a data-copy read: value, token, TTL, client
+// flags, and the TTL to set (0: none).
+func readFlags(exp int32) string {
+	if exp == 0 {
+		return " v c t f"
+	}
+	return " v c t f T" + strconv.FormatInt(int64(exp), 10)
+}
+
+// touchFlags are those of a witness touch (R2, R3): value (its envelope),
+// TTL, client flags, and T<TW>.
+func (w *witness) touchFlags() string {
+	return " v t f T" + strconv.FormatInt(int64(w.tw), 10)
+}
+
+// common is R2, the common read of one Store call: `mg` with value to the
+// configuration's two data copies and, for a call that sets the TTL
+// (touch), a touch of the witness, in parallel. It returns the record (ok) when both copies hold
+// the same established record naming exactly them; otherwise ok is false
+// and the caller goes to the anomaly read. touched reports that this call
+// sent the witness its touch (R10).
+func (w *witness) common(ctx context.Context, key string, cs candidates, touch bool) (v *hit, touched, ok bool, err error) {
+	cfg := w.configFor(key)
+	p, q := cs[cfg.P], cs[cfg.Q]
+	if p.wh.isFailed() || q.wh.isFailed() {
+		return nil, false, false, nil
+	}
+	// Review 4's D1: data copies are touched only with the session's own
+	// timeout from an envelope: the one cached for the key, else none in
+	// this round trip (a cold key) and one more round trip below.
+	var exp int32
+	tenv, cached := w.timeoutFor(key)
+	if touch {
+		touched = true
+		go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
+		if cached {
+			exp = timeoutExp(tenv)
+		}
+	}
+	var cp, cq copyRead
+	var ep, eq error
+	var wg sync.WaitGroup
+	wg.Go(func() { cq, eq = w.read(ctx, q, cfg.Q, key, readFlags(exp)) })
+	cp, ep = w.read(ctx, p, cfg.P, key, readFlags(exp))
+	wg.Wait()
+	if err := errors.Join(ep, eq); err != nil {
+		return nil, touched, false, err
+	}
+	if exp != 0 {
+		// Review 4's D5: a touch with T that hit a witness gets TW back.
+		for _, c := range []*copyRead{&cp, &cq} {
+			if c.st == stWitness {
+				_, _ = c.n.wget(ctx, key, " T"+strconv.FormatInt(int64(w.tw), 10))
+			}
+		}
+	}
+	if cp.st != stData || cq.st != stData || cp.env.ID() != cq.env.ID() || cp.env.Pending ||
+		cp.env.P != cfg.P || cp.env.Q != cfg.Q {
+		return nil, touched, false, nil
+	}
+	if cfg.E != cp.env.E {
+		w.remember(key, configOf(cp.env))
+	}
+	f := &hit{key: key, cs: cs, b: cp.env, p: cp, q: cq}
+	if touch && (!cached || tenv != cp.env.Timeout) {
+		w.touchCopies(ctx, f)
+	}
+	return f, touched, true, nil
+}
+
+// touchCopies sets both data copies of f to the timeout of f's envelope
+// (one round trip, in parallel) and caches it for the key (D1). A failed
+// touch is left to the next read.
+func (w *witness) touchCopies(ctx context.Context, f *hit) {
+	flags := " T" + strconv.FormatInt(int64(timeoutExp(f.b.Timeout)), 10)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = f.q.n.wget(ctx, f.key, flags) })
+	_, _ = f.p.n.wget(ctx, f.key, flags)
+	wg.Wait()
+	w.rememberTimeout(f.key, f.b.Timeout)
+}
+
+// timeoutExp is memcached's expiration for a session timeout of t seconds
+// (as expiration rounds a client TTL).
+func timeoutExp(t uint32) int32 {
+	exp, err := expiration(time.Duration(t)*time.Second, time.Now())
+	if err != nil {
+		return 1
+	}
+	return exp
+}
+
+// touchWitness is the witness half of R2 and R3: `mg <key> v t f T<TW>` to
+// the configuration's third node. Its reply is not waited for by the call;
+// anything but a witness of this configuration queues the key for repair
+// (R9).
+func (w *witness) touchWitness(ctx context.Context, key string, cs candidates, cfg config) {
+	wn := cs[cfg.wit()]
+	if wn.wh.isFailed() {
+		return
+	}
+	c, err := w.read(ctx, wn, cfg.wit(), key, w.touchFlags())
+	if err != nil || c.st == stSilent || c.st == stError {
+		return
+	}
+	if c.st != stWitness || configOf(c.env) != cfg {
+		w.repair.enqueue(key)
+	}
+}
+
+// hit is a record an anomaly read or a common read returned: b, the
+// candidates, and the reads of its two copies.
+type hit struct {
+	key  string
+	cs   candidates
+	b    envelope.Envelope
+	p, q copyRead
+	// witnessed: R9 found or stored the witness of b's configuration
+	// (repair client only).
+	witnessed bool
+}
+
+// handle stores f's tokens in the handle table and returns its number.
+func (w *witness) handle(f *hit) uint64 {
+	return w.handles.put(handle{
+		key:     f.key,
+		env:     f.b,
+		copies:  [2]copyToken{f.p.token(), f.q.token()},
+		base:    f.q.raw,
+		baseTTL: f.q.ttl,
+		baseAt:  time.Now(),
+	})
+}
+
+// minTTL is the smaller remaining TTL of f's two copies.
+func (f *hit) minTTL() time.Duration {
+	return time.Duration(min(f.p.ttl, f.q.ttl)) * time.Second
+}

@@ -1,0 +1,135 @@
+package memcached
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+)
+
+// repairer is a process's repair client (R9, §9): the repair queue of keys
+// whose witness a read or write found missing or wrong (bounded: keys past
+// repairQueueLen are dropped; the next touch queues them again), and the
+// witness-less list of sessions this process created without a witness
+// (R8 with a silent candidate: never dropped, worked at every probe tick
+// until R9 stored the witness or the session is gone or moved on).
+type repairer struct {
+	w *witness
+	q chan string
+
+	mu      sync.Mutex
+	witless map[string]config // key → the configuration it was created in
+}
+
+func newRepairer(w *witness) *repairer {
+	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config)}
+}
+
+// enqueue queues key for R9, or drops it when the queue is full.
+func (r *repairer) enqueue(key string) {
+	select {
+	case r.q <- key:
+	default:
+	}
+}
+
+// addWitless puts key, created in configuration c, on the witness-less
+// list.
+func (r *repairer) addWitless(key string, c config) {
+	r.mu.Lock()
+	r.witless[key] = c
+	r.mu.Unlock()
+}
+
+// forget takes key off the witness-less list.
+func (r *repairer) forget(key string) {
+	r.mu.Lock()
+	delete(r.witless, key)
+	r.mu.Unlock()
+}
+
+// witlessConfig returns the configuration key was created in, if it is on
+// the witness-less list.
+func (r *repairer) witlessConfig(key string) (config, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.witless[key]
+	return c, ok
+}
+
+// witlessKeys returns the witness-less list.
+func (r *repairer) witlessKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]string, 0, len(r.witless))
+	for k := range r.witless {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// loop is the witness scheme's background goroutine until Close: it works
+// the repair queue, and every probeEvery probes failed nodes and works
+// the witness-less list.
+func (w *witness) loop() {
+	defer close(w.s.done)
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.s.stop:
+			return
+		case key := <-w.repair.q:
+			w.repairKey(key)
+		case <-t.C:
+			w.probe()
+			for _, key := range w.repair.witlessKeys() {
+				select {
+				case <-w.s.stop:
+					return
+				default:
+				}
+				w.repairKey(key)
+			}
+		}
+	}
+}
+
+// repairKey runs an anomaly read (and its decisions) on key with R9 on the
+// record found. A key on the witness-less list leaves it once its witness
+// is stored, or the session is not found or of another configuration.
+func (w *witness) repairKey(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
+	defer cancel()
+	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
+	c, listed := w.repair.witlessConfig(key)
+	switch {
+	case !listed:
+	case err == nil && (f.witnessed || configOf(f.b) != c),
+		errors.Is(err, provider.ErrNotFound):
+		w.repair.forget(key)
+	}
+}
+
+// probe sends `mn` to every failed node; a reply clears it (witHealth).
+func (w *witness) probe() {
+	for _, n := range w.s.nodes {
+		if !n.wh.isFailed() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.Timeout)
+		_ = n.wdo(ctx, 0, func(cn *metaConn) error {
+			if err := send(cn, "mn", nil); err != nil {
+				return err
+			}
+			line, err := readLine(cn.rw.Reader)
+			if err == nil && line != "MN" {
+				err = replyError("mn", line)
+			}
+			return err
+		})
+		cancel()
+	}
+}

@@ -1,0 +1,592 @@
+package memcached_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/testwait"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// rawItem is one item as `mg <key> v c t f` shows it on one node.
+type rawItem struct {
+	found bool
+	value []byte
+	cas   uint64
+	ttl   int64
+	flags uint32
+}
+
+// rawGet reads key on addr with a meta get of its own.
+func rawGet(t testing.TB, addr, key string) rawItem {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Write([]byte("mg " + key + " v c t f\r\n"))
+	require.NoError(t, err)
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	require.NoError(t, err)
+	f := strings.Fields(line)
+	if f[0] == "EN" {
+		return rawItem{}
+	}
+	require.Equal(t, "VA", f[0], line)
+	n, _ := strconv.Atoi(f[1])
+	buf := make([]byte, n+2)
+	_, err = r.Read(buf[:0])
+	require.NoError(t, err)
+	for got := 0; got < n+2; {
+		m, err := r.Read(buf[got:])
+		require.NoError(t, err)
+		got += m
+	}
+	it := rawItem{found: true, value: buf[:n]}
+	for _, fl := range f[2:] {
+		v, _ := strconv.ParseInt(fl[1:], 10, 64)
+		switch fl[0] {
+		case 'c':
+			it.cas = uint64(v)
+		case 't':
+			it.ttl = v
+		case 'f':
+			it.flags = uint32(v)
+		}
+	}
+	return it
+}
+
+// rawSet stores value with client flags and expiration exp on addr.
+func rawSet(t testing.TB, addr, key string, value []byte, exp int, flags uint32) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	cmd := "ms " + key + " " + strconv.Itoa(len(value)) + " T" + strconv.Itoa(exp) + " F" + strconv.FormatUint(uint64(flags), 10) + "\r\n"
+	_, err = c.Write(append(append([]byte(cmd), value...), "\r\n"...))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "HD"), line)
+}
+
+// witnessSetup starts three memcached processes and a BackupWitness
+// store with short failure detection.
+func witnessSetup(t *testing.T, cfg memcached.Config) ([]*mcserver.Server, *memcached.Store) {
+	t.Helper()
+	servers := startNodes(t, 3)
+	cfg.Backup = memcached.BackupWitness
+	if cfg.Timeout == 0 {
+		cfg.Timeout = memcached.DefaultTimeout
+	}
+	if cfg.FailoverAfter == 0 {
+		cfg.FailoverAfter = 700 * time.Millisecond
+	}
+	return servers, newStore(t, servers, cfg)
+}
+
+// kinds returns the client flags (1 data, 2 witness, 0 blank or absent)
+// of key on each candidate.
+func kinds(t *testing.T, cands []string, key string) [3]uint32 {
+	var k [3]uint32
+	for i, a := range cands {
+		k[i] = rawGet(t, a, key).flags
+	}
+	return k
+}
+
+func TestWitnessNewRefused(t *testing.T) {
+	for _, cfg := range []memcached.Config{
+		{Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}, Backup: memcached.BackupWitness},
+		{Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Backup: memcached.BackupWitness, TextProtocol: true},
+		{Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Backup: memcached.BackupWitness, FailoverAfter: 3 * time.Second},
+		{Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Backup: memcached.BackupWitness, MaxTimeout: 20 * 24 * time.Hour},
+	} {
+		_, err := memcached.New(cfg)
+		require.Error(t, err, "%+v", cfg)
+	}
+}
+
+// TestWitnessLayout: Add puts data on c0 and c1 and a witness (an
+// envelope alone) on c2; a CAS keeps that layout and bumps the version.
+func TestWitnessLayout(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "layout"
+	cands := memcached.WitnessCandidates(s, key)
+	h, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, cands, key))
+	w := rawGet(t, cands[2], key)
+	require.Len(t, w.value, envelope.Size)
+	require.Greater(t, w.ttl, int64(2*time.Hour/time.Second)-10, "the witness lives TW = 2 × MaxTimeout")
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), h, time.Minute)
+	require.NoError(t, err)
+	for _, a := range cands[:2] {
+		env, payload, err := envelope.Decode(rawGet(t, a, key).value)
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(payload))
+		require.Equal(t, uint64(2), env.V)
+	}
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(e.Value))
+	_, err = s.Add(ctx, key, []byte("again"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrExists)
+	_, _, err = s.CompareAndAppend(ctx, key, []byte("x"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrNoAppend)
+	_, err = s.GetAndTouch(ctx, key, 3*time.Hour)
+	require.ErrorIs(t, err, provider.ErrServer, "a TTL above MaxTimeout is refused")
+}
+
+// TestHandleEvicted: a handle no longer in the table makes CompareAndSwap
+// fail with ErrCASConflict and send nothing.
+func TestHandleEvicted(t *testing.T) {
+	servers := startNodes(t, 3)
+	w := newWire()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Handles: 2, DialContext: w.dial})
+	ctx := context.Background()
+	h, err := s.Add(ctx, "evict", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for _, other := range []string{"other1", "other2"} {
+		_, err := s.Add(ctx, other, []byte("x"), time.Minute)
+		require.NoError(t, err)
+	}
+	var before [3]wireCount
+	for i, srv := range servers {
+		before[i] = w.at(srv.Addr())
+	}
+	_, err = s.CompareAndSwap(ctx, "evict", []byte("v2"), h, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	for i, srv := range servers {
+		require.Zero(t, w.at(srv.Addr()).minus(before[i]).sent, "bytes sent to %s", srv.Addr())
+	}
+	e, err := s.Get(ctx, "evict")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+}
+
+// TestNoTTLRefused: a record without a TTL (something wrote it without
+// one) fails the call with ErrServer.
+func TestNoTTLRefused(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "nottl")
+	_, err := s.Add(ctx, "nottl", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for _, a := range cands[:2] {
+		rawSet(t, a, "nottl", rawGet(t, a, "nottl").value, 0, 1)
+	}
+	_, err = s.Get(ctx, "nottl")
+	require.ErrorIs(t, err, provider.ErrServer)
+}
+
+// TestNodeListMismatch: a record written with another node list (or
+// mode) in its digest fails the call with ErrServer and an event.
+func TestNodeListMismatch(t *testing.T) {
+	var events atomic.Int32
+	_, s := witnessSetup(t, memcached.Config{OnEvent: func(provider.Event) { events.Add(1) }})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "digest")
+	_, err := s.Add(ctx, "digest", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for _, a := range cands[:2] {
+		env, payload, err := envelope.Decode(rawGet(t, a, "digest").value)
+		require.NoError(t, err)
+		env.Digest++
+		rawSet(t, a, "digest", env.Wrap(payload), 60, 1)
+	}
+	_, err = s.Get(ctx, "digest")
+	require.ErrorIs(t, err, provider.ErrServer)
+	require.Contains(t, err.Error(), "node list")
+	require.Positive(t, events.Load())
+}
+
+// TestCorruptEnvelope: a corrupt envelope is an error, never a panic.
+func TestCorruptEnvelope(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "corrupt")
+	_, err := s.Add(ctx, "corrupt", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	v := rawGet(t, cands[0], "corrupt").value
+	v[3] ^= 0xff
+	rawSet(t, cands[0], "corrupt", v, 60, 1)
+	_, err = s.Get(ctx, "corrupt")
+	require.ErrorIs(t, err, provider.ErrCorrupt)
+}
+
+// TestErrSessionLost (R10): both data copies flushed, the witness
+// touched less than a timeout ago: Get answers ErrSessionLost, which is
+// also ErrNotFound.
+func TestErrSessionLost(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "lost")
+	_, err := s.Add(ctx, "lost", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for _, a := range cands[:2] {
+		require.NoError(t, serverAt(t, servers, a).FlushAll(ctx))
+	}
+	_, err = s.Get(ctx, "lost")
+	require.ErrorIs(t, err, provider.ErrSessionLost)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	// A never-created key is plain not found.
+	_, err = s.Get(ctx, "never")
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.NotErrorIs(t, err, provider.ErrSessionLost)
+}
+
+// TestFlushBetweenReadAndCAS: the secondary flushed between a read and
+// its CAS: the write fails over onto the witness node (R3's write
+// failover) and succeeds; the primary flushed instead: the CAS is undone
+// (ErrCASConflict, certainly not written) and the session is served from
+// the secondary after a failover. No acknowledged write is lost.
+func TestFlushBetweenReadAndCAS(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	for i, flushed := range []int{1, 0} {
+		key := "flush" + strconv.Itoa(i)
+		cands := memcached.WitnessCandidates(s, key)
+		_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+		require.NoError(t, err)
+		e, err := s.Get(ctx, key)
+		require.NoError(t, err)
+		require.NoError(t, serverAt(t, servers, cands[flushed]).FlushAll(ctx))
+		_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+		want := "v2"
+		if flushed == 0 {
+			require.ErrorIs(t, err, provider.ErrCASConflict)
+			want = "v1"
+		} else {
+			require.NoError(t, err)
+		}
+		e, err = s.Get(ctx, key)
+		require.NoError(t, err, "flushed c%d", flushed)
+		require.Equal(t, want, string(e.Value))
+		// Review 4's D4: the flushed node (blank) became the witness of
+		// the new configuration.
+		require.Equal(t, uint32(2), rawGet(t, cands[flushed], key).flags, "flushed c%d", flushed)
+		_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+		require.NoError(t, err)
+		e, err = s.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, "v3", string(e.Value))
+	}
+}
+
+// TestFlushWitness: the witness node flushed: reads still succeed in one
+// round trip, and the repair client restores the witness (R9).
+func TestFlushWitness(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "wit")
+	_, err := s.Add(ctx, "wit", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
+	e, err := s.GetAndTouch(ctx, "wit", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	testwait.Until(t, 5*time.Second, "the witness restored", func() bool {
+		return rawGet(t, cands[2], "wit").flags == 2
+	})
+	// R9 re-stamps both copies before it writes the witness: a handle
+	// read before may be stale (a conflict, certainly not written).
+	_, err = s.CompareAndSwap(ctx, "wit", []byte("v2"), e.CAS, time.Minute)
+	if err != nil {
+		require.ErrorIs(t, err, provider.ErrCASConflict)
+	}
+	e, err = s.Get(ctx, "wit")
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "wit", []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	e, err = s.Get(ctx, "wit")
+	require.NoError(t, err)
+	require.Equal(t, "v3", string(e.Value))
+}
+
+// TestIncarnationChange (R1): a node restarted empty has a new
+// incarnation; a token read before is refused without being sent, the
+// write is undone on the other copy (certainly not written), and the
+// session is served from the surviving copy.
+func TestIncarnationChange(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "inc")
+	_, err := s.Add(ctx, "inc", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, "inc")
+	require.NoError(t, err)
+	require.NoError(t, serverAt(t, servers, cands[0]).Restart(ctx))
+	_, err = s.CompareAndSwap(ctx, "inc", []byte("v2"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	e, err = s.Get(ctx, "inc")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	_, err = s.CompareAndSwap(ctx, "inc", []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err)
+}
+
+// TestKillDataNode (R7): a data node killed: after the failover time the
+// session is served from the survivor, writes succeed, and the last
+// acknowledged write is what is read.
+func TestKillDataNode(t *testing.T) {
+	var failovers atomic.Int32
+	servers, s := witnessSetup(t, memcached.Config{OnEvent: func(e provider.Event) {
+		if e.Kind == provider.EventFailover {
+			failovers.Add(1)
+		}
+	}})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "kill")
+	h, err := s.Add(ctx, "kill", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	h, err = s.CompareAndSwap(ctx, "kill", []byte("v2"), h, time.Minute)
+	require.NoError(t, err)
+	serverAt(t, servers, cands[0]).Kill()
+	var e provider.Entry
+	testwait.Until(t, 10*time.Second, "the session served after the failover", func() bool {
+		e, err = s.GetAndTouch(ctx, "kill", time.Minute)
+		return err == nil
+	})
+	require.Equal(t, "v2", string(e.Value))
+	require.Positive(t, failovers.Load())
+	_, err = s.CompareAndSwap(ctx, "kill", []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	e, err = s.Get(ctx, "kill")
+	require.NoError(t, err)
+	require.Equal(t, "v3", string(e.Value))
+}
+
+// TestStaleThirdNeverServed: a paused secondary keeps the old data while
+// the session fails over away from it and is written; once it answers
+// again its stale record is never served, and the repair client turns it
+// into the witness (R9).
+func TestStaleThirdNeverServed(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "stale")
+	_, err := s.Add(ctx, "stale", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	q := serverAt(t, servers, cands[1])
+	require.NoError(t, q.Pause())
+	var e provider.Entry
+	testwait.Until(t, 10*time.Second, "the failover away from the paused node", func() bool {
+		e, err = s.GetAndTouch(ctx, "stale", time.Minute)
+		return err == nil
+	})
+	_, err = s.CompareAndSwap(ctx, "stale", []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, q.Resume())
+	for range 20 {
+		e, err = s.GetAndTouch(ctx, "stale", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(e.Value))
+	}
+	testwait.Until(t, 10*time.Second, "the stale copy turned into the witness", func() bool {
+		_, _ = s.GetAndTouch(ctx, "stale", time.Minute)
+		return rawGet(t, cands[1], "stale").flags == 2
+	})
+}
+
+// TestExpiredNotRevived: an expired session stays not found.
+func TestExpiredNotRevived(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	_, err := s.Add(ctx, "exp", []byte("v1"), time.Second)
+	require.NoError(t, err)
+	testwait.Until(t, 10*time.Second, "the session to expire", func() bool {
+		_, err := s.Get(ctx, "exp")
+		return errors.Is(err, provider.ErrNotFound)
+	})
+	for range 5 {
+		_, err := s.GetAndTouch(ctx, "exp", time.Minute)
+		require.ErrorIs(t, err, provider.ErrNotFound)
+		require.ErrorIs(t, s.Touch(ctx, "exp", time.Minute), provider.ErrNotFound)
+	}
+}
+
+// TestHandleStable: the same record read twice gets the same token (a
+// caller may compare tokens across reads, as store/tiered does); a write
+// changes it.
+func TestHandleStable(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	_, err := s.Add(ctx, "stable", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	a, err := s.Get(ctx, "stable")
+	require.NoError(t, err)
+	b, err := s.GetAndTouch(ctx, "stable", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, a.CAS, b.CAS)
+	c, err := s.CompareAndSwap(ctx, "stable", []byte("v2"), b.CAS, time.Minute)
+	require.NoError(t, err)
+	require.NotEqual(t, a.CAS, c)
+	d, err := s.Get(ctx, "stable")
+	require.NoError(t, err)
+	require.Equal(t, c, d.CAS)
+}
+
+// TestLoneCopyBuried (review 4's D3): one data copy left, its peers
+// empty: "not found", and the copy is buried first (no record of the
+// session remains, so no late write can revive it).
+func TestLoneCopyBuried(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "lone")
+	_, err := s.Add(ctx, "lone", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for _, a := range []string{cands[1], cands[2]} {
+		require.NoError(t, serverAt(t, servers, a).FlushAll(ctx))
+	}
+	_, err = s.Get(ctx, "lone")
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.Equal(t, [3]uint32{0, 0, 0}, kinds(t, cands, "lone"), "no data or witness left")
+	require.Empty(t, rawGet(t, cands[0], "lone").value, "the copy is buried as a blank")
+}
+
+// TestColdTouchUsesEnvelopeTimeout (review 4's D1): a process that never
+// saw the key touches the data copies with the session's timeout from the
+// envelope, never with the timeout it was called with; the witness gets
+// TW.
+func TestColdTouchUsesEnvelopeTimeout(t *testing.T) {
+	servers, a := witnessSetup(t, memcached.Config{})
+	b := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(a, "cold")
+	_, err := a.Add(ctx, "cold", []byte("v1"), 100*time.Second)
+	require.NoError(t, err)
+	_, err = b.GetAndTouch(ctx, "cold", 20*time.Second)
+	require.NoError(t, err)
+	for _, addr := range cands[:2] {
+		ttl := rawGet(t, addr, "cold").ttl
+		require.Greater(t, ttl, int64(90), "data copy on %s", addr)
+	}
+	require.Greater(t, rawGet(t, cands[2], "cold").ttl, int64(2*time.Hour/time.Second)-10)
+	// A write changes the envelope's timeout; reads then touch with it.
+	e, err := b.Get(ctx, "cold")
+	require.NoError(t, err)
+	_, err = b.CompareAndSwap(ctx, "cold", []byte("v2"), e.CAS, 20*time.Second)
+	require.NoError(t, err)
+	_, err = a.GetAndTouch(ctx, "cold", 100*time.Second)
+	require.NoError(t, err)
+	for _, addr := range cands[:2] {
+		require.LessOrEqual(t, rawGet(t, addr, "cold").ttl, int64(22), "data copy on %s", addr)
+	}
+}
+
+// TestAddFailedCandidate (R8 with an unresponsive candidate): once the
+// killed candidate is failed, Add creates the session on the other two
+// (nowit) and puts it on the witness-less list; when the node is back
+// (empty), the repair client stores the witness and clears nowit.
+func TestAddFailedCandidate(t *testing.T) {
+	for _, dead := range []int{2, 0} {
+		t.Run("c"+strconv.Itoa(dead), func(t *testing.T) {
+			servers, s := witnessSetup(t, memcached.Config{})
+			ctx := context.Background()
+			key := "addfail" + strconv.Itoa(dead)
+			cands := memcached.WitnessCandidates(s, key)
+			srv := serverAt(t, servers, cands[dead])
+			srv.Kill()
+			var err error
+			testwait.Until(t, 10*time.Second, "Add to succeed without the dead candidate", func() bool {
+				_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+				if err != nil {
+					require.ErrorIs(t, err, provider.ErrUnavailable)
+				}
+				return err == nil
+			})
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(e.Value))
+			var data []string
+			for i, a := range cands {
+				if i != dead {
+					data = append(data, a)
+					env, _, err := envelope.Decode(rawGet(t, a, key).value)
+					require.NoError(t, err)
+					require.True(t, env.NoWit, "created without a witness: nowit")
+				}
+			}
+			require.NoError(t, srv.Restart(ctx))
+			testwait.Until(t, 15*time.Second, "the witness stored on the returned node", func() bool {
+				return rawGet(t, cands[dead], key).flags == 2
+			})
+			testwait.Until(t, 5*time.Second, "nowit cleared", func() bool {
+				for _, a := range data {
+					env, _, err := envelope.Decode(rawGet(t, a, key).value)
+					if err != nil || env.NoWit {
+						return false
+					}
+				}
+				return true
+			})
+			e, err = s.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestWitnessRoundTrips (§3, §10): in the healthy configuration a warm
+// GetAndTouch and a CompareAndSwap each send one round trip to each of
+// the three candidates (both data copies and the witness touch), and a
+// plain Get sends nothing to the witness.
+func TestWitnessRoundTrips(t *testing.T) {
+	servers := startNodes(t, 3)
+	w := newWire()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: w.dial})
+	ctx := context.Background()
+	const key = "trips"
+	cands := memcached.WitnessCandidates(s, key)
+	h, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	snap := func() [3]wireCount {
+		var c [3]wireCount
+		for i, a := range cands {
+			c[i] = w.at(a)
+		}
+		return c
+	}
+	trips := func(before [3]wireCount, want [3]uint64, what string) {
+		t.Helper()
+		testwait.Until(t, 5*time.Second, what, func() bool {
+			now := snap()
+			for i := range now {
+				if now[i].minus(before[i]).trips != want[i] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	before := snap()
+	e, err := s.GetAndTouch(ctx, key, time.Minute)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 1}, "GetAndTouch: one round trip to each candidate")
+	before = snap()
+	h, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 1}, "CompareAndSwap: one round trip to each candidate")
+	before = snap()
+	_, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	trips(before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
+	require.NotZero(t, h)
+}

@@ -1,0 +1,324 @@
+package memcached
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// wout is what one conditional write's reply says.
+type wout int
+
+const (
+	woStored   wout = iota
+	woExists        // EX: the token changed
+	woMissing       // NF, NS: the item is gone
+	woOtherInc      // a token of another incarnation: not sent
+	woSilent        // no reply (timeout, reset, refused, the context ended)
+	woServer        // an error reply
+)
+
+func classify(err error) wout {
+	var se *serverError
+	switch {
+	case err == nil:
+		return woStored
+	case errors.Is(err, errExists):
+		return woExists
+	case errors.Is(err, errMiss), errors.Is(err, errNotStored):
+		return woMissing
+	case errors.Is(err, errOtherInc):
+		return woOtherInc
+	case errors.As(err, &se):
+		return woServer
+	}
+	return woSilent
+}
+
+func (o wout) refused() bool { return o == woExists || o == woMissing || o == woOtherInc }
+
+// unknown is the error of a write whose outcome cannot be known.
+func unknown(what string, errs ...error) error {
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("memcached: %s: %w: %w", what, provider.ErrOutcomeUnknown, err)
+	}
+	return fmt.Errorf("memcached: %s: %w", what, provider.ErrOutcomeUnknown)
+}
+
+// written is a data copy a write stored: its node, candidate and new
+// token.
+type written struct {
+	n   *node
+	tok copyToken
+}
+
+// cas is R3, the common write, with the handle id of a read or an
+// earlier write: both data copies in parallel, CAS with the handle's
+// tokens, and a touch of the witness in the same round trip; then
+// completion, undo or write failover by R3's table.
+func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, ttl time.Duration) (uint64, error) {
+	exp, timeout, err := w.checkTTL(ttl)
+	if err != nil {
+		return 0, err
+	}
+	h, ok := w.handles.get(id)
+	if !ok || h.key != key {
+		return 0, fmt.Errorf("memcached: cas: %w: the handle was evicted or is of another key; nothing sent", provider.ErrCASConflict)
+	}
+	cs := w.candidates(key)
+	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
+	if p.wh.isFailed() || q.wh.isFailed() {
+		return 0, fmt.Errorf("memcached: cas: %w: a data copy's node is failed; nothing sent (read again to fail over)", provider.ErrCASConflict)
+	}
+	cfg := configOf(h.env)
+	env := h.env.Child()
+	env.Nonce, env.Pending, env.Timeout, env.Digest = rand.Uint64(), false, timeout, w.digest
+	raw := env.Wrap(value)
+	go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
+	var pcas, qcas uint64
+	var perr, qerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { qcas, qerr = q.wcas(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc) })
+	pcas, perr = p.wcas(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc)
+	wg.Wait()
+	po, qo := classify(perr), classify(qerr)
+	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
+	qw := written{q, copyToken{cand: cfg.Q, cas: qcas, inc: h.copies[1].inc}}
+	switch {
+	case po == woStored && qo == woStored:
+		return w.written(key, env, pw, qw, raw, int64(exp)), nil
+	case po == woStored && qo.refused():
+		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw)
+	case po == woStored && qo == woSilent:
+		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
+	case po == woExists && qo == woStored:
+		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, qw)
+		if ok {
+			return id, nil
+		}
+		return w.undo(ctx, key, h, env, pw, qw, perr, beaten)
+	case po.refused() && qo == woStored:
+		return w.undo(ctx, key, h, env, pw, qw, perr, false)
+	case po == woMissing && qo == woMissing:
+		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
+	case po.refused() && qo.refused():
+		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
+	}
+	return 0, unknown("cas", perr, qerr)
+}
+
+// notBuiltOn reports that c holds a data record of env's configuration
+// that is certainly not env and not built on it (envelope.MaybeDescends).
+func notBuiltOn(c *copyRead, env envelope.Envelope) bool {
+	return c.st == stData && configOf(c.env) == configOf(env) && c.env.V >= env.V &&
+		c.env.ID() != env.ID() && !c.env.MaybeDescends(env)
+}
+
+// written caches a write's configuration and returns the handle of the
+// record it stored on p and q.
+func (w *witness) written(key string, env envelope.Envelope, p, q written, raw []byte, ttl int64) uint64 {
+	w.remember(key, configOf(env))
+	w.rememberTimeout(key, env.Timeout)
+	return w.handles.put(handle{key: key, env: env, copies: [2]copyToken{p.tok, q.tok}, base: raw, baseTTL: ttl, baseAt: time.Now()})
+}
+
+// completeWrite is R3's row "P stored, Q refused": read Q; if it holds this
+// write, or a data record of the same configuration with a version not
+// above this one (CAS it to this write, at most 2 tries): success; if it
+// holds nothing or is silent: write failover; otherwise unknown.
+func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, env envelope.Envelope, value, raw []byte, exp int32, pw written) (uint64, error) {
+	cfg := configOf(env)
+	qn := cs[cfg.Q]
+	var last error
+	// Implementation choice: up to 4 tries (R3 says at most 2): a refusal
+	// here is usually a reader's completion of this very write landing on
+	// Q, which the next read shows.
+	for range 4 {
+		c, err := w.read(ctx, qn, cfg.Q, key, anomalyFlags)
+		if err != nil {
+			return 0, unknown("cas: completing the secondary", err)
+		}
+		switch {
+		case c.holds(env.ID()):
+			return w.written(key, env, pw, written{qn, c.token()}, raw, int64(exp)), nil
+		case c.st == stData && configOf(c.env) == cfg && c.env.V <= env.V:
+			qcas, err := qn.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+			if err == nil {
+				return w.written(key, env, pw, written{qn, copyToken{cand: cfg.Q, cas: qcas, inc: c.inc}}, raw, int64(exp)), nil
+			}
+			last = err
+			if classify(err) == woSilent {
+				return 0, unknown("cas: completing the secondary", err)
+			}
+			continue
+		case c.empty(), c.st == stSilent:
+			return w.writeFailover(ctx, key, cs, env, value, exp, pw, &c, c.err)
+		case c.st == stData && configOf(c.env) == cfg && c.env.V > env.V:
+			// Implementation note (not in the model): P holds this write
+			// under the token it returned, so every later record of this
+			// configuration was built on it: it was applied, and
+			// overwritten since. Success, with no usable handle (0: the
+			// caller reads again).
+			return 0, nil
+		}
+		return 0, unknown("cas: the secondary holds another record")
+	}
+	return 0, unknown("cas: completing the secondary", last)
+}
+
+// writeFailover is R3's write failover (R7 with this write as the base):
+// read the witness node; only if it holds the witness of this
+// configuration or data of a lower epoch, CAS P (with the token its store
+// returned) to (E+1, P, W, V, value, pending), and only if stored, CAS W
+// to the same record established. Both stored: success on {P, W}. y is
+// the secondary's read when it answered (nil when silent): absent or
+// blank marks the new configuration nowit, and its blank then becomes the
+// new witness (review 4's D4).
+func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, env envelope.Envelope, value []byte, exp int32, pw written, y *copyRead, cause error) (uint64, error) {
+	nowit := y != nil && y.empty()
+	cfg := configOf(env)
+	wc := cfg.wit()
+	wn := cs[wc]
+	c, err := w.read(ctx, wn, wc, key, " v c t f")
+	if err != nil {
+		return 0, unknown("cas: write failover", cause, err)
+	}
+	if !(c.st == stWitness && configOf(c.env) == cfg) && !(c.st == stData && c.env.E < cfg.E) {
+		return 0, unknown("cas: the secondary is lost and the witness node holds no record to fail over to", cause)
+	}
+	fence := env
+	fence.E, fence.Q = cfg.E+1, wc
+	fence.Pending, fence.NoWit, fence.Nonce = true, nowit, rand.Uint64()
+	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
+	if err != nil {
+		return 0, unknown("cas: write failover: fencing the primary", cause, err)
+	}
+	fence.Pending = false
+	raw := fence.Wrap(value)
+	wcas, err := wn.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+	if err != nil {
+		return 0, unknown("cas: write failover: copying to the witness node", cause, err)
+	}
+	w.emit(provider.EventFailover, cs[cfg.Q], "a write moved a session's copy off this node", cause)
+	if y != nil && y.st == stBlank {
+		w.witnessBlank(ctx, key, y, fence)
+	}
+	p := written{pw.n, copyToken{cand: cfg.P, cas: pcas, inc: pw.tok.inc}}
+	return w.written(key, fence, p, written{wn, copyToken{cand: wc, cas: wcas, inc: c.inc}}, raw, int64(exp)), nil
+}
+
+// completeOwn: P refused this write only because its record was
+// re-stamped (R4.4 or R9: the same identity as the handle's base, a new
+// token), and Q stored it. Implementation choice, an instance of R4.4
+// made by the writer itself: the split (P the base, Q this write, of
+// greater rank) is completed as any reader would complete it: re-stamp Q
+// (the token its store returned), and only if stored, CAS P to this write
+// with the token just read. Both stored: success. Without it, a reader's
+// completion that re-stamped P turns a write nobody else touched into an
+// undo, which then races the readers completing this very write.
+//
+// beaten reports that P holds a competitor: an established record of this
+// configuration and version that is not this write (it wins R4.2's tie on
+// its own primary), or the next version built on another write. Then no
+// completion can ever copy this write onto P (undo uses it).
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw, qw written) (id uint64, ok, beaten bool) {
+	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
+	if err != nil {
+		return 0, false, false
+	}
+	if !c.holds(h.env.ID()) {
+		same := c.st == stData && configOf(c.env) == configOf(env) && !c.env.Pending
+		beaten = same && ((c.env.V == env.V && c.env.ID() != env.ID()) || (c.env.V > env.V && !c.env.MaybeDescends(env)))
+		return 0, false, beaten
+	}
+	qcas, err := qw.n.wcas(ctx, key, raw, exp, kindData, qw.tok.cas, qw.tok.inc)
+	if err != nil {
+		return 0, false, false
+	}
+	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+	if err != nil {
+		return 0, false, false
+	}
+	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
+	q := written{qw.n, copyToken{cand: qw.tok.cand, cas: qcas, inc: qw.tok.inc}}
+	return w.written(key, env, p, q, raw, int64(exp)), true, false
+}
+
+// undo is R3's row "P refused, Q stored": CAS Q, with the token its store
+// returned, back to the handle's base bytes, with the base's remaining
+// TTL less the time since it was read (at least 1 s). Stored: the write
+// certainly did not happen (ErrCASConflict); otherwise unknown.
+//
+// Implementation notes (not in the model): an undo refused because Q
+// changed again reads both copies. Both hold this write: a reader's
+// completion copied it onto P, so it is applied: success. Q holds a record
+// of the same configuration, not this write, with a version not above
+// this write's: a certain conflict: P never held this write (it refused
+// it, and a completion onto P keeps this write's identity on Q until a
+// newer version), so it is on no node and nothing was built on it. The
+// next version of this configuration (V+1) on either copy tells by its
+// Parent whether it was built on this write (applied: success, handle 0)
+// or on another one (conflict: one configuration has one chain of
+// versions). These are common under contention (readers complete writes
+// in flight), where R3's table alone answers unknown.
+//
+// beaten (completeOwn): P held a competitor after refusing this write, so
+// this write can reach P by no completion; it can survive only on Q, and
+// only a failover from Q (a new epoch) can make it the truth. Q now
+// holding a data record of this epoch and configuration therefore means
+// it is gone: a certain conflict.
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, pw, qw written, perr error, beaten bool) (uint64, error) {
+	exp := int32(max(1, min(h.baseTTL-since(h.baseAt), maxRelativeExpiration)))
+	_, err := qw.n.wcas(ctx, key, h.base, exp, kindData, qw.tok.cas, qw.tok.inc)
+	if err == nil {
+		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
+	}
+	if classify(err) != woExists {
+		return 0, unknown("cas: undoing the secondary", perr, err)
+	}
+	if beaten {
+		c, rerr := w.read(ctx, qw.n, qw.tok.cand, key, " v c t f")
+		if rerr == nil && c.st == stData && configOf(c.env) == configOf(env) && !c.holds(env.ID()) {
+			return 0, fmt.Errorf("memcached: cas: %w: another write of this version won: %w", provider.ErrCASConflict, perr)
+		}
+	}
+	// Q changed again: read both copies (a few times while a reader's
+	// completion of this write is in flight).
+	for range 3 {
+		var cp, cq copyRead
+		var ep, eq error
+		var wg sync.WaitGroup
+		wg.Go(func() { cq, eq = w.read(ctx, qw.n, qw.tok.cand, key, " v c t f") })
+		cp, ep = w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
+		wg.Wait()
+		if ep != nil || eq != nil {
+			break
+		}
+		if cp.holds(env.ID()) && cq.holds(env.ID()) {
+			// A reader's completion (R4.4) copied this write onto P: it
+			// is applied, on both copies, as a common read returns it.
+			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl), nil
+		}
+		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
+			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)
+		}
+		for _, c := range []*copyRead{&cp, &cq} {
+			if c.st == stData && configOf(c.env) == configOf(env) && c.env.V == env.V+1 && c.env.Parent == env.Nonce {
+				return 0, nil // applied, and built on since
+			}
+		}
+		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
+			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
+		}
+		if !cq.holds(env.ID()) {
+			break
+		}
+	}
+	return 0, unknown("cas: undoing the secondary", perr, err)
+}
