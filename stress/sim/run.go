@@ -589,6 +589,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		r.db = NewDurableNode()
 		r.db.afterPut = r.afterDBPut
 	}
+	for _, f := range sched {
+		if dbKind(f.Kind) && !p.Tiered {
+			panic(fmt.Sprintf("sim: fault kind %s strikes the durable tier: it needs Params.Tiered (-tiered)", f.Kind))
+		}
+	}
 
 	provs := make([]*provider.Provider, p.Apps)
 	var closers []provider.Store

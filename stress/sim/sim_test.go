@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
 var (
@@ -30,6 +32,11 @@ func params() Params {
 		p = oneCopy(p)
 	}
 	p.Tiered = *flagTiered
+	mode, ok := backupModes[*flagBackup]
+	if !ok {
+		panic(fmt.Sprintf("-backup %q: want on, off or witness", *flagBackup))
+	}
+	p.Backup = mode
 	return p
 }
 
@@ -73,6 +80,9 @@ func report(r *Result) string {
 	if r.Params.Tiered {
 		mode += " -tiered"
 	}
+	if r.Params.Backup != memcached.BackupOn {
+		mode += " -backup " + backupName(r.Params.Backup)
+	}
 	if len(r.Params.Kinds) > 0 {
 		mode += " -kinds " + kindList(r.Params.Kinds)
 	}
@@ -111,6 +121,25 @@ func runSeeds(t *testing.T, first uint64, n int, p Params) []*Result {
 		}
 	})
 	return results
+}
+
+// sweep runs n seeds of p from -first and prints, under name, how long
+// they took, what each fault kind found and the coverage.
+func sweep(t *testing.T, name string, p Params, n int) ([]*Result, *tally, *Coverage) {
+	start := time.Now()
+	results := runSeeds(t, *flagFirst, n, p)
+	took := time.Since(start)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d seeds of %d requests in %v (%.1f seeds/s)\n", name, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
+	tl := newTally(results)
+	tl.print(&b)
+	cov := NewCoverage()
+	for _, r := range results {
+		cov.Add(r)
+	}
+	cov.Print(&b)
+	fmt.Print(b.String())
+	return results, tl, cov
 }
 
 // Tally is what a set of seeds found, per fault kind.
@@ -193,18 +222,15 @@ func TestSim(t *testing.T) {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := params()
-	start := time.Now()
-	results := runSeeds(t, *flagFirst, *flagSeeds, p)
-	took := time.Since(start)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds of %d requests in %v (%.1f seeds/s)\n", len(results), p.Ops(), took.Round(time.Millisecond), float64(len(results))/took.Seconds())
-	tl := newTally(results)
-	tl.print(&b)
-	cov := NewCoverage()
-	for _, r := range results {
-		cov.Add(r)
+	name := "memcached"
+	if p.Tiered {
+		name = "tiered"
 	}
-	cov.Print(&b)
+	if p.Backup != memcached.BackupOn {
+		name += ", backup " + backupName(p.Backup)
+	}
+	results, tl, cov := sweep(t, name, p, *flagSeeds)
+	var b strings.Builder
 
 	// Replay up to 20 failing seeds once each.
 	var failing []*Result
@@ -312,6 +338,11 @@ func TestReplay(t *testing.T) {
 	p := params()
 	first := runSeed(t, *flagSeed, p)
 	t.Log("\n" + report(first))
+	if p.Backup == memcached.BackupWitness {
+		for _, f := range lateFailures(first, failoverTime(p)) {
+			t.Logf("SimFailoverTime: failed although started %v after the last fault event: %s", failoverTime(p), f)
+		}
+	}
 	if testing.Verbose() {
 		for _, rq := range first.Requests {
 			t.Logf("%s %s s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
