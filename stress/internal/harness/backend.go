@@ -45,6 +45,8 @@ func backupMode(s string) (memcached.BackupMode, error) {
 		return memcached.BackupOn, nil
 	case "off":
 		return memcached.BackupOff, nil
+	case "witness":
+		return memcached.BackupWitness, nil
 	}
 	return 0, fmt.Errorf("unknown -backup %q (want on, off or witness)", s)
 }
