@@ -107,7 +107,7 @@ func (d *oldClaimCheck) ClaimOf(ctx context.Context, key string, cas uint64) (ti
 	return tiered.NotClaimed, nil
 }
 
-// TestSimTiered runs -seeds/5 seeds (at least 56) of the tiered store over
+// TestSimTiered runs -seeds/6 seeds (at least 4 a kind) of the tiered store over
 // every fault kind of its cache and of its durable tier
 // (TieredFaultKinds), prints what each kind found, the coverage and the
 // tiered Stores' counters, and requires the durable tier's own faults
@@ -119,10 +119,8 @@ func TestSimTiered(t *testing.T) {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := tieredParams()
-	if *flagKinds != "" {
-		p.Kinds = params().Kinds
-	}
-	results, tl, cov := sweep(t, "tiered", p, max(len(p.kinds())*4, *flagSeeds/5))
+	p.Kinds, p.Backup = params().Kinds, params().Backup
+	results, tl, cov := sweep(t, "tiered", p, max(len(p.kinds())*4, *flagSeeds/6))
 	var st tiered.Stats
 	for _, r := range results {
 		st = addStats(st, r.Tiered)
