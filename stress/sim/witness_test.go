@@ -62,13 +62,16 @@ var simTests = map[FaultKind]string{
 }
 
 // witnessAllowed lists, per kind, what the witness scheme may answer
-// under it: the double faults that lose every record of a session, or
-// both data copies (docs/replication.md section 8), end as "not found".
-// Everything else is a violation.
+// under it: double faults "cost availability or end as not found, never
+// a wrong value or two holders" (docs/replication.md section 8), so under
+// them a session may be lost (not found) or unavailable after the faults
+// healed (stuck). pause+kill is not among them: section 8 has it resume
+// when the paused node does. Everything else is a violation. The allowed
+// ones are printed.
 var witnessAllowed = map[FaultKind][]Invariant{
-	FaultFlushAll:  {InvSessionLost},
-	FaultFlushEach: {InvSessionLost},
-	FaultDouble:    {InvSessionLost},
+	FaultFlushAll:  {InvSessionLost, InvStuck},
+	FaultFlushEach: {InvSessionLost, InvStuck},
+	FaultDouble:    {InvSessionLost, InvStuck},
 }
 
 // failoverKinds are the single node faults after which every request
@@ -172,6 +175,8 @@ func TestSimWitness(t *testing.T) {
 				for _, v := range r.Violations {
 					if !slices.Contains(witnessAllowed[k], v.Inv) {
 						bad = append(bad, v)
+					} else if v.Inv != InvSessionLost {
+						t.Logf("allowed under a double fault (section 8): seed %d: %s", r.Seed, v)
 					}
 				}
 				if len(bad) > 0 {
