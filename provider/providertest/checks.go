@@ -585,19 +585,20 @@ func CheckInitializeItemOnce(ctx context.Context, env Env, requests int) error {
 // than the one before: across releases, takeovers, removal and
 // re-creation, and under concurrency.
 func CheckLockIDsIncrease(ctx context.Context, env Env) error {
-	// Only the abandoned lock needs a short lease (so b takes it over
-	// soon); every other lock is held by a provider with the default
-	// lease, so a slow machine cannot expire it between acquire and
-	// release.
+	// Only the abandoned lock and its taker have a short lease (a waiter
+	// takes a lock over after one lease of its own, so a taker with the
+	// default lease would wait 10 s); every other lock is held by a
+	// provider with the default lease, so a slow machine cannot expire it
+	// between acquire and release.
 	ps, err := mustProviders(env, env.Store, provider.Config{}, 2)
 	if err != nil {
 		return err
 	}
-	short, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 1)
+	short, err := mustProviders(env, env.Store, provider.Config{Lease: shortLease}, 2)
 	if err != nil {
 		return err
 	}
-	a, b := ps[0], ps[1]
+	a := ps[0]
 	id, err := createSession(ctx, a, 0, nil)
 	if err != nil {
 		return err
@@ -620,14 +621,14 @@ func CheckLockIDsIncrease(ctx context.Context, env Env) error {
 			return err
 		}
 	}
-	if _, err := lockOnce(short[0]); err != nil { // abandoned: b takes over
+	if _, err := lockOnce(short[0]); err != nil { // abandoned: short[1] takes over
 		return err
 	}
-	it, err := lockOnce(b)
+	it, err := lockOnce(short[1])
 	if err != nil {
 		return err
 	}
-	if err := b.RemoveItem(ctx, id, it.LockID); err != nil {
+	if err := short[1].RemoveItem(ctx, id, it.LockID); err != nil {
 		return err
 	}
 	d := a.CreateNewStoreData(0)

@@ -84,14 +84,15 @@ var requestKinds = []struct {
 
 // BenchmarkRequestCost reports memcached operations per request, counted by
 // the servers' own stats, for a 2 KB session on two nodes with the backup
-// copy off and on. ops/req = get + set (cas included) + touch + delete.
+// copy off and on, and on three nodes with the witness replication.
+// ops/req = get + set (cas included) + touch + delete.
 func BenchmarkRequestCost(b *testing.B) {
-	servers := mcserver.StartForTest(b, 2, mcserver.Config{})
+	servers := mcserver.StartForTest(b, 3, mcserver.Config{})
 	ctx := context.Background()
 	for _, backup := range []struct {
 		name string
 		mode memcached.BackupMode
-	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}} {
+	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}, {"backup=witness", memcached.BackupWitness}} {
 		for _, kind := range requestKinds {
 			b.Run(backup.name+"/"+kind.name, func(b *testing.B) {
 				s := newStore(b, servers, memcached.Config{Backup: backup.mode})
@@ -128,12 +129,12 @@ func BenchmarkRequestCost(b *testing.B) {
 // session) as a ratio to one raw gomemcache Get of the same session bytes
 // on the same node, measured in the same run.
 func BenchmarkExclusiveCycleLatency(b *testing.B) {
-	servers := mcserver.StartForTest(b, 2, mcserver.Config{})
+	servers := mcserver.StartForTest(b, 3, mcserver.Config{})
 	ctx := context.Background()
 	for _, backup := range []struct {
 		name string
 		mode memcached.BackupMode
-	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}} {
+	}{{"backup=off", memcached.BackupOff}, {"backup=on", memcached.BackupOn}, {"backup=witness", memcached.BackupWitness}} {
 		b.Run(backup.name, func(b *testing.B) {
 			s := newStore(b, servers, memcached.Config{Backup: backup.mode})
 			p, err := provider.New(s, provider.Config{})

@@ -52,6 +52,21 @@
 // overwrites such a copy before its own call returns, so a write that was
 // acknowledged is on the backup node, or something newer is.
 //
+// # Witness replication (opt-in)
+//
+// With Config.Backup = BackupWitness (three or more nodes, meta commands)
+// the store runs docs/replication.md's "2+W" scheme instead: each session
+// has two data copies and a small witness record, under its own key, on
+// its three best nodes by rendezvous score; every record carries an
+// envelope (configuration epoch, version, nonce, node-list digest, the
+// session's timeout), and the copies themselves, not a process's view of
+// node health, decide which state is the truth. Reads and writes cost one
+// round trip to all three nodes in the healthy case; a node unanswered
+// for Config.FailoverAfter is failed over. Tokens are handles into a
+// per-Store table (Config.Handles, Config.HandleBytes). It becomes the
+// default once the fault simulation and the real-process runs hold with
+// it; the sections below describe the default scheme.
+//
 // # CAS tokens
 //
 // memcached CAS values are per node. A token returned by Get carries the

@@ -1,5 +1,7 @@
 package memcached
 
+import "time"
+
 // SetTestHooks installs functions called while a CompareAndSwap is between
 // its primary and backup writes (afterPrimaryWrite) and while a repair has
 // read the copies but written nothing (afterRepairRead). Set them before
@@ -18,4 +20,12 @@ func SetAppendWithoutTouch(s *Store) { s.hooks.appendNoTouch = true }
 func WitnessCandidates(s *Store, key string) []string {
 	cs := s.wit.candidates(key)
 	return []string{cs[0].addr, cs[1].addr, cs[2].addr}
+}
+
+// SetEvictionCheck sets how often a BackupWitness Store reads its nodes'
+// evictions counters (default 10 s).
+func SetEvictionCheck(s *Store, every time.Duration) {
+	s.wit.mu.Lock()
+	s.wit.evictEvery = every
+	s.wit.mu.Unlock()
 }

@@ -544,3 +544,43 @@ func TestMembershipChangeKeepsSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestOneCopyHungWriteKeepsSession: with one copy, a write that times out
+// on a hung node (SIGSTOP) leaves that node's copy as the only one, so the
+// node comes back with it: the session is never deleted by the clean-up
+// that removes outdated copies of keys with a backup. Before the fix the
+// key was noted stale and deleted when the node answered again, losing the
+// session to a delay (stress/sim TestSimOneCopy caught it).
+func TestOneCopyHungWriteKeepsSession(t *testing.T) {
+	for _, name := range []string{"one node", "backup off"} {
+		t.Run(name, func(t *testing.T) {
+			servers := startNodes(t, map[string]int{"one node": 1, "backup off": 2}[name])
+			cfg := memcached.Config{Timeout: 200 * time.Millisecond}
+			if name == "backup off" {
+				cfg.Backup = memcached.BackupOff
+			}
+			s := newStore(t, servers, cfg)
+			ctx := context.Background()
+			const key = "sl:hungonecopy"
+			_, err := s.Add(ctx, key, record(1, "before"), time.Minute)
+			require.NoError(t, err)
+			primary, _ := s.Placement(key)
+			hung := serverAt(t, servers, primary)
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+
+			require.NoError(t, hung.Pause())
+			_, err = s.CompareAndSwap(ctx, key, record(2, "during"), e.CAS, time.Minute)
+			require.Error(t, err, "the node is hung")
+			require.False(t, errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound), "a timed-out write is never reported as not applied: %v", err)
+			require.False(t, isUp(s, hung.Addr()))
+
+			require.NoError(t, hung.Resume())
+			waitUntil(t, 10*time.Second, "the node to be marked up", func() bool { return isUp(s, hung.Addr()) })
+			e, err = s.Get(ctx, key)
+			require.NoError(t, err, "the only copy survives the node's return")
+			// The queued CAS ran when the node resumed.
+			require.Equal(t, record(2, "during"), e.Value)
+		})
+	}
+}

@@ -148,8 +148,15 @@ func (n *node) noteIfDown(localKey string) bool {
 	return true
 }
 
+// noteLocked notes localKey as possibly stale on n. Only keys with a
+// backup copy are noted: a key's copy on n is outdated only when writes
+// went to its backup while n was down. A key with one copy (BackupOff, one
+// node, the text protocol) has nowhere else to be written, so its copy on
+// n is the only one and deleting it would lose the session: after a write
+// whose outcome is unknown it holds either the old or the new record, and
+// the provider's next read settles which.
 func (n *node) noteLocked(localKey string) {
-	if localKey == "" || n.overflow {
+	if localKey == "" || n.overflow || !n.backup {
 		return
 	}
 	if len(n.stale) >= n.maxStale {

@@ -29,8 +29,14 @@ func (s *Store) route(key string) route {
 }
 
 // Placement returns the addresses of key's primary node and backup node
-// (empty without backup). It does not depend on node health.
+// (empty without backup). It does not depend on node health. With
+// BackupWitness they are the key's home primary and secondary (its first
+// two candidates; the third holds the witness).
 func (s *Store) Placement(key string) (primary, backup string) {
+	if s.wit != nil {
+		cs := s.wit.candidates(key)
+		return cs[0].addr, cs[1].addr
+	}
 	rt := s.route(key)
 	if rt.b != nil {
 		backup = rt.b.addr

@@ -266,7 +266,7 @@ func New(cfg Config) (*Store, error) {
 			stale:    make(map[string]struct{}),
 			maxStale: maxStaleKeys,
 			onEvent:  cfg.OnEvent,
-			backup:   cfg.Backup != BackupOff,
+			backup:   s.backup,
 		}
 		n.up.Store(true)
 		s.nodes = append(s.nodes, n)

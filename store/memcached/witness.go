@@ -32,14 +32,22 @@ const (
 	// probeEvery is how often failed nodes are probed and the
 	// witness-less list is worked (§9).
 	probeEvery = 250 * time.Millisecond
-	// maxAnomalyReads caps the anomaly reads of one Store call (§9).
+	// maxAnomalyReads caps the anomaly reads of one Store call (§9) that
+	// show no progress (resolve).
 	maxAnomalyReads = 6
+	// maxBusyReads caps all the anomaly reads of one Store call,
+	// progress or not (resolve).
+	maxBusyReads = 4 * maxAnomalyReads
 	// repairQueueLen bounds the repair queue (R9); keys past it are
 	// dropped.
 	repairQueueLen = 1024
 	// maxConfigs bounds the per-key configurations remembered (only keys
 	// whose configuration is not the home one are kept).
 	maxConfigs = 1 << 16
+	// maxWitless bounds the witness-less list (review 4's D6).
+	maxWitless = 1 << 16
+	// maxSplits bounds the writes in flight remembered (decide).
+	maxSplits = 1024
 	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).
 	blankTTL = 30
 	// witnessMode names the mode in the node-list digest.
@@ -93,10 +101,18 @@ type witness struct {
 	tw      int32 // the witness TTL, 2 × MaxTimeout, in seconds
 	handles *handleTable
 	repair  *repairer
+	// evicted is the last evictions count per node, owned by the loop.
+	evicted []evictionCount
 
-	mu   sync.Mutex
-	cfgs map[string]config // keys whose configuration is not home
-	tenv map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+	mu sync.Mutex
+	// evictEvery is how often evictions are checked (evictionEvery;
+	// tests shorten it).
+	evictEvery time.Duration
+	cfgs       map[string]config // keys whose configuration is not home
+	tenv       map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+	// splits are writes in flight a read returned the parent of
+	// (decide): seen again, they are completed.
+	splits map[string]envelope.Identity
 }
 
 func newWitness(s *Store) *witness {
@@ -107,6 +123,10 @@ func newWitness(s *Store) *witness {
 		handles: newHandleTable(s.cfg.Handles, s.cfg.HandleBytes),
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
+		splits:  make(map[string]envelope.Identity),
+
+		evictEvery: evictionEvery,
+		evicted:    make([]evictionCount, len(s.nodes)),
 	}
 	w.repair = newRepairer(w)
 	for _, n := range s.nodes {

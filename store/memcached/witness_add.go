@@ -84,7 +84,9 @@ func (w *witness) addWithoutWitness(ctx context.Context, key string, value []byt
 	env.NoWit = true
 	id, err := w.create(ctx, key, env, value, exp, rs, nil)
 	if err == nil {
-		w.repair.addWitless(key, c)
+		if !w.repair.addWitless(key, c) {
+			w.repair.enqueue(key)
+		}
 		w.emit(provider.EventFallback, rs[silent].n, "session created without its witness; repaired when the node answers", nil)
 	}
 	return id, err

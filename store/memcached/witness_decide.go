@@ -27,13 +27,27 @@ type resolveOpts struct {
 // resolve is R4: anomaly reads, each followed by at most one decision
 // (R4.4 completion, R7 failover), until one returns the session or an
 // answer; at most maxAnomalyReads.
+//
+// Implementation choice: a read that shows progress (a record of a
+// greater rank than any earlier read of this call: other writers are
+// moving the session on) does not count towards the cap, up to
+// maxBusyReads in all; the cap bounds reads that make no progress.
 func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
 	var waited bool // a completion was put off once
-	for range maxAnomalyReads {
+	var top envelope.Envelope
+	var seen bool
+	for reads, counted := 0, 0; counted < maxAnomalyReads && reads < maxBusyReads; reads++ {
 		rs, err := w.anomalyRead(ctx, key, cs)
 		if err != nil {
 			return nil, err
 		}
+		if b, _, ok := best(&rs); ok && (!seen || rankLess(top, b)) {
+			if seen {
+				counted-- // progress: this read does not count
+			}
+			top, seen = b, true
+		}
+		counted++
 		f, decided, err := w.decide(ctx, key, cs, &rs, o, &waited)
 		if errors.Is(err, errExpiring) {
 			t := time.NewTimer(expiringWait)
@@ -204,6 +218,15 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, errExpiring
 	}
 	switch {
+	case !o.repair && inFlight(x, y, b) && w.firstSight(key, b.ID()):
+		// Implementation choice (not in the model): a write in flight,
+		// seen for the first time. Return its parent, which a common read
+		// would have returned a moment earlier, without a usable handle
+		// (0: a CAS with it is a conflict, nothing sent): the write is not
+		// acknowledged yet (one copy holds its parent), so the read is
+		// linearized before it. Seen again by a later call, it is
+		// completed (an abandoned write).
+		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
 		if !*waited {
 			*waited = true
@@ -216,6 +239,29 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, true, nil
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
+}
+
+// inFlight reports that x holds b and y b's parent: two established
+// records of one configuration, one version apart, the later built on the
+// earlier (a client write that reached one copy).
+func inFlight(x, y *copyRead, b envelope.Envelope) bool {
+	return x.holds(b.ID()) && y.st == stData && !b.Pending && !y.env.Pending &&
+		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Nonce
+}
+
+// firstSight records that key's read saw the write in flight id and
+// reports whether it is the first time.
+func (w *witness) firstSight(key string, id envelope.Identity) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.splits[key] == id {
+		return false
+	}
+	if len(w.splits) >= maxSplits {
+		clear(w.splits)
+	}
+	w.splits[key] = id
+	return true
 }
 
 // notFound is R4.1's "not found", told apart by R10: ErrSessionLost when a

@@ -225,10 +225,16 @@ type hit struct {
 	// witnessed: R9 found or stored the witness of b's configuration
 	// (repair client only).
 	witnessed bool
+	// inFlight: b is the parent of a write in flight (decide): returned
+	// with no usable handle.
+	inFlight bool
 }
 
 // handle stores f's tokens in the handle table and returns its number.
 func (w *witness) handle(f *hit) uint64 {
+	if f.inFlight {
+		return 0
+	}
 	return w.handles.put(handle{
 		key:     f.key,
 		env:     f.b,

@@ -13,8 +13,9 @@ import (
 // whose witness a read or write found missing or wrong (bounded: keys past
 // repairQueueLen are dropped; the next touch queues them again), and the
 // witness-less list of sessions this process created without a witness
-// (R8 with a silent candidate: never dropped, worked at every probe tick
-// until R9 stored the witness or the session is gone or moved on).
+// (R8 with a silent candidate: bounded by maxWitless, never dropped once
+// on it, worked at every probe tick until R9 stored the witness or the
+// session is gone or moved on).
 type repairer struct {
 	w *witness
 	q chan string
@@ -36,11 +37,17 @@ func (r *repairer) enqueue(key string) {
 }
 
 // addWitless puts key, created in configuration c, on the witness-less
-// list.
-func (r *repairer) addWitless(key string, c config) {
+// list. Past maxWitless keys (review 4's D6) it reports false: the key is
+// then only on the repair queue (the repair scan, not built, would be the
+// fallback).
+func (r *repairer) addWitless(key string, c config) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.witless[key]; !ok && len(r.witless) >= maxWitless {
+		return false
+	}
 	r.witless[key] = c
-	r.mu.Unlock()
+	return true
 }
 
 // forget takes key off the witness-less list.
@@ -75,23 +82,38 @@ func (r *repairer) witlessKeys() []string {
 // the witness-less list.
 func (w *witness) loop() {
 	defer close(w.s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-w.s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
+	w.checkEvictions(ctx) // the baselines
+	lastEvict := time.Now()
 	for {
 		select {
 		case <-w.s.stop:
 			return
 		case key := <-w.repair.q:
-			w.repairKey(key)
+			w.repairKey(ctx, key)
 		case <-t.C:
-			w.probe()
+			w.probe(ctx)
+			if time.Since(lastEvict) >= w.evictionPeriod() {
+				w.checkEvictions(ctx)
+				lastEvict = time.Now()
+			}
 			for _, key := range w.repair.witlessKeys() {
 				select {
 				case <-w.s.stop:
 					return
 				default:
 				}
-				w.repairKey(key)
+				w.repairKey(ctx, key)
 			}
 		}
 	}
@@ -100,8 +122,8 @@ func (w *witness) loop() {
 // repairKey runs an anomaly read (and its decisions) on key with R9 on the
 // record found. A key on the witness-less list leaves it once its witness
 // is stored, or the session is not found or of another configuration.
-func (w *witness) repairKey(key string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
+func (w *witness) repairKey(ctx context.Context, key string) {
+	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
 	c, listed := w.repair.witlessConfig(key)
@@ -114,12 +136,12 @@ func (w *witness) repairKey(key string) {
 }
 
 // probe sends `mn` to every failed node; a reply clears it (witHealth).
-func (w *witness) probe() {
+func (w *witness) probe(ctx context.Context) {
 	for _, n := range w.s.nodes {
 		if !n.wh.isFailed() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(ctx, w.s.cfg.Timeout)
 		_ = n.wdo(ctx, 0, func(cn *metaConn) error {
 			if err := send(cn, "mn", nil); err != nil {
 				return err

@@ -152,6 +152,16 @@ func TestWitnessLayout(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrNoAppend)
 	_, err = s.GetAndTouch(ctx, key, 3*time.Hour)
 	require.ErrorIs(t, err, provider.ErrServer, "a TTL above MaxTimeout is refused")
+	ttl, err := s.TTL(ctx, key)
+	require.NoError(t, err)
+	require.InDelta(t, 61, ttl.Seconds(), 2)
+	require.NoError(t, s.Delete(ctx, key))
+	require.Equal(t, [3]uint32{0, 0, 0}, kinds(t, cands, key))
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.ErrorIs(t, s.Delete(ctx, key), provider.ErrNotFound)
+	_, err = s.Add(ctx, key, []byte("v3"), time.Minute)
+	require.NoError(t, err, "a deleted key can be created again")
 }
 
 // TestHandleEvicted: a handle no longer in the table makes CompareAndSwap
@@ -589,4 +599,83 @@ func TestWitnessRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	trips(before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
 	require.NotZero(t, h)
+}
+
+// TestFailedAndProbed (§9): a killed node is held failed once a command
+// has gone unanswered for FailoverAfter (EventNodeDown), requests then
+// skip it, and the probe notices its return (EventNodeUp).
+func TestFailedAndProbed(t *testing.T) {
+	var down, up atomic.Int32
+	servers, s := witnessSetup(t, memcached.Config{OnEvent: func(e provider.Event) {
+		switch e.Kind {
+		case provider.EventNodeDown:
+			down.Add(1)
+		case provider.EventNodeUp:
+			up.Add(1)
+		}
+	}})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "probe")
+	_, err := s.Add(ctx, "probe", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	srv := serverAt(t, servers, cands[1])
+	srv.Kill()
+	testwait.Until(t, 10*time.Second, "the node held failed", func() bool {
+		_, _ = s.GetAndTouch(ctx, "probe", time.Minute)
+		return down.Load() > 0
+	})
+	e, err := s.GetAndTouch(ctx, "probe", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	require.Zero(t, up.Load())
+	require.NoError(t, srv.Restart(ctx))
+	testwait.Until(t, 5*time.Second, "the probe to see the node back", func() bool { return up.Load() > 0 })
+}
+
+// TestWriteInFlightRead: a read that meets a write on one copy only (the
+// other holds its parent) returns the parent with no usable handle the
+// first time; a later read of the same split completes it (an abandoned
+// write) and returns it with a handle.
+func TestWriteInFlightRead(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "inflight")
+	_, err := s.Add(ctx, "inflight", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	env, _, err := envelope.Decode(rawGet(t, cands[0], "inflight").value)
+	require.NoError(t, err)
+	child := env.Child()
+	child.Nonce = 0x5eed
+	rawSet(t, cands[0], "inflight", child.Wrap([]byte("v2")), 60, 1)
+	e, err := s.Get(ctx, "inflight")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
+	require.Zero(t, e.CAS)
+	_, err = s.CompareAndSwap(ctx, "inflight", []byte("v3"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	e, err = s.Get(ctx, "inflight")
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(e.Value))
+	require.NotZero(t, e.CAS)
+	_, err = s.CompareAndSwap(ctx, "inflight", []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err)
+}
+
+// TestEvictionReported (§11.2): LRU evictions on a node are amnesia the
+// scheme counts as a fault; an increase of the node's `stats` evictions
+// is reported as EventNodeDown ("evictions").
+func TestEvictionReported(t *testing.T) {
+	servers := mcserver.StartForTest(t, 3, mcserver.Config{MemoryMB: 2})
+	var reported atomic.Int32
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, OnEvent: func(e provider.Event) {
+		if e.Kind == provider.EventNodeDown && strings.HasPrefix(e.Detail, "evictions") {
+			reported.Add(1)
+		}
+	}})
+	memcached.SetEvictionCheck(s, 100*time.Millisecond)
+	big := make([]byte, 100<<10)
+	for i := range 200 {
+		rawSet(t, servers[0].Addr(), "fill"+strconv.Itoa(i), big, 0, 0)
+	}
+	testwait.Until(t, 10*time.Second, "evictions reported", func() bool { return reported.Load() > 0 })
 }

@@ -114,10 +114,10 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 }
 
 // notBuiltOn reports that c holds a data record of env's configuration
-// that is certainly not env and not built on it (envelope.MaybeDescends).
+// that is certainly not env and not built on it (envelope.Descends).
 func notBuiltOn(c *copyRead, env envelope.Envelope) bool {
 	return c.st == stData && configOf(c.env) == configOf(env) && c.env.V >= env.V &&
-		c.env.ID() != env.ID() && !c.env.MaybeDescends(env)
+		c.env.ID() != env.ID() && c.env.Descends(env) == envelope.NotDescendant
 }
 
 // written caches a write's configuration and returns the handle of the
@@ -234,7 +234,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	}
 	if !c.holds(h.env.ID()) {
 		same := c.st == stData && configOf(c.env) == configOf(env) && !c.env.Pending
-		beaten = same && ((c.env.V == env.V && c.env.ID() != env.ID()) || (c.env.V > env.V && !c.env.MaybeDescends(env)))
+		beaten = same && ((c.env.V == env.V && c.env.ID() != env.ID()) || c.env.Descends(env) == envelope.NotDescendant && c.env.V > env.V)
 		return 0, false, beaten
 	}
 	qcas, err := qw.n.wcas(ctx, key, raw, exp, kindData, qw.tok.cas, qw.tok.inc)
@@ -261,11 +261,11 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // of the same configuration, not this write, with a version not above
 // this write's: a certain conflict: P never held this write (it refused
 // it, and a completion onto P keeps this write's identity on Q until a
-// newer version), so it is on no node and nothing was built on it. The
-// next version of this configuration (V+1) on either copy tells by its
-// Parent whether it was built on this write (applied: success, handle 0)
-// or on another one (conflict: one configuration has one chain of
-// versions). These are common under contention (readers complete writes
+// newer version), so it is on no node and nothing was built on it. A
+// later version of this configuration (up to envelope.Lineage later) on
+// either copy tells by its ancestors whether it was built on this write
+// (applied: success, handle 0) or, on both copies, not (conflict: one
+// configuration has one chain of versions). These are common under contention (readers complete writes
 // in flight), where R3's table alone answers unknown.
 //
 // beaten (completeOwn): P held a competitor after refusing this write, so
@@ -290,7 +290,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	}
 	// Q changed again: read both copies (a few times while a reader's
 	// completion of this write is in flight).
-	for range 3 {
+	for range 5 {
 		var cp, cq copyRead
 		var ep, eq error
 		var wg sync.WaitGroup
@@ -309,15 +309,25 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
-			if c.st == stData && configOf(c.env) == configOf(env) && c.env.V == env.V+1 && c.env.Parent == env.Nonce {
+			if c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Descendant {
 				return 0, nil // applied, and built on since
 			}
 		}
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
 			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
 		}
+		if notBuiltOn(&cp, env) {
+			beaten = true // P is past this write on another chain
+		}
 		if !cq.holds(env.ID()) {
 			break
+		}
+		if beaten {
+			// Q still holds this write (a reader re-stamped it) and P
+			// can never get it: undo again with Q's new token.
+			if _, uerr := qw.n.wcas(ctx, key, h.base, exp, kindData, cq.cas, cq.inc); uerr == nil {
+				return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
+			}
 		}
 	}
 	return 0, unknown("cas: undoing the secondary", perr, err)

@@ -299,17 +299,12 @@ func TestAppendHungServerOutcomeUnknown(t *testing.T) {
 	tok, _, err = s.CompareAndAppend(ctx, "k", []byte("1"), tok, time.Minute) // load the script
 	require.NoError(t, err)
 
-	slept := make(chan error, 1)
-	c, probe := srv.Client(), srv.Client()
-	defer c.Close()
-	defer probe.Close()
-	go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "1").Err() }()
-	waitHung(t, probe)
+	hang(t, srv)
 	_, touched, err := s.CompareAndAppend(ctx, "k", []byte("2"), tok, time.Minute)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 	require.NotErrorIs(t, err, provider.ErrCASConflict)
 	require.Zero(t, touched)
-	require.NoError(t, <-slept)
+	require.NoError(t, srv.Resume())
 	var e provider.Entry
 	waitUntil(t, 5*time.Second, "the server to answer", func() bool {
 		e, err = s.Get(ctx, "k")

@@ -154,7 +154,7 @@ func reportCommands(b *testing.B, d map[string]float64) {
 // request needs when the provider uses what this Store offers: a read-only
 // request as one GetAndTouch (GETEX), an exclusive one as Get, a locking
 // CompareAndSwap and a committing CompareAndSwap with the token the lock
-// returned (no re-read).
+// returned (no re-read); and allocations per request on the client.
 func BenchmarkStoreFloor(b *testing.B) {
 	srv := startServer(b)
 	ctx := context.Background()
@@ -164,6 +164,7 @@ func BenchmarkStoreFloor(b *testing.B) {
 	require.NoError(b, err)
 	for _, kind := range storeFloorKinds {
 		b.Run(kind.name, func(b *testing.B) {
+			b.ReportAllocs()
 			require.NoError(b, kind.run(ctx, s, value))
 			before, err := srv.CommandStats(ctx)
 			require.NoError(b, err)
@@ -192,6 +193,20 @@ var storeFloorKinds = []struct {
 		return err
 	}},
 	{"exclusive", 3, exclusiveFloor},
+	// One compare-and-swap alone, on a key of its own, from the token the
+	// last one returned: the client's work per write (allocs/op).
+	{"compare-and-swap", 1, func() func(ctx context.Context, s *redis.Store, value []byte) error {
+		var token uint64
+		return func(ctx context.Context, s *redis.Store, value []byte) error {
+			var err error
+			if token == 0 {
+				token, err = s.Add(ctx, "floor-cas", value, time.Hour)
+			} else {
+				token, err = s.CompareAndSwap(ctx, "floor-cas", value, token, time.Hour)
+			}
+			return err
+		}
+	}()},
 }
 
 func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
@@ -213,7 +228,10 @@ func exclusiveFloor(ctx context.Context, s *redis.Store, value []byte) error {
 // whole; the same without Config.AppendDeltas (the default), both written whole; and the
 // 3-call floor of BenchmarkStoreFloor) as a ratio to one raw GET of the same bytes on the
 // same server, in the same run: one raw GET and one cycle alternate, so
-// that both see the same machine load, and the ratio is of their medians.
+// that both see the same machine load, and the ratio is of their medians
+// (cycle/raw-get, as store/memcached's BenchmarkLatencyRatios reports);
+// pair-ratio-p50 is the median of each cycle's ratio to the GET just
+// before it.
 // Run it with -count 5 and take the median. The parts/ sub-benchmarks
 // split the cycle's time the same way (see cycles).
 func BenchmarkExclusiveCycleLatency(b *testing.B) {
@@ -299,10 +317,16 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 				cycleTimes = append(cycleTimes, time.Since(mid))
 			}
 			b.StopTimer()
+			ratios := make([]float64, len(rawTimes))
+			for i := range ratios {
+				ratios[i] = float64(cycleTimes[i]) / float64(rawTimes[i])
+			}
+			slices.Sort(ratios)
 			rawNs, cycleNs := float64(median(rawTimes)), float64(median(cycleTimes))
 			b.ReportMetric(rawNs, "raw-get-p50-ns")
 			b.ReportMetric(cycleNs, "cycle-p50-ns")
 			b.ReportMetric(cycleNs/rawNs, "cycle/raw-get")
+			b.ReportMetric(ratios[len(ratios)/2], "pair-ratio-p50")
 		})
 	}
 }
@@ -413,6 +437,68 @@ func BenchmarkMemoryPerSession(b *testing.B) {
 			b.ReportMetric(usage(), "bytes-after-commit")
 			require.NoError(b, requestKinds[1].run(ctx, p, id, 0)) // lock + release
 			b.ReportMetric(usage(), "bytes-after-unchanged")
+		})
+	}
+}
+
+// TestRequestCost asserts the round trips BenchmarkRequestCost reports:
+// a read-only request is one command (GETEX); an exclusive one is two
+// script calls when this process served the session last (lock, then
+// commit or release, from the cached record and token), and at most
+// three round trips when another process did (read, lock, commit).
+func TestRequestCost(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	const n = 20
+	clientCommands := func(d map[string]float64) map[string]float64 {
+		c := map[string]float64{}
+		for name, v := range d {
+			if !(scriptCommands[name] && d["evalsha"] > 0) {
+				c[name] = v
+			}
+		}
+		return c
+	}
+	want := map[string]map[string]float64{
+		"read-only":           {"getex": 1},
+		"exclusive-unchanged": {"evalsha": 2},
+		"exclusive-changed":   {"evalsha": 2},
+	}
+	for _, kind := range requestKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStore(t, srv, redis.Config{})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(t, err)
+			id := newBenchSession(t, p)
+			require.NoError(t, kind.run(ctx, p, id, 0)) // loads the scripts
+			before, err := srv.CommandStats(ctx)
+			require.NoError(t, err)
+			for i := range n {
+				require.NoError(t, kind.run(ctx, p, id, i+1))
+			}
+			after, err := srv.CommandStats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, want[kind.name], clientCommands(commandDelta(before, after, n)))
+
+			// Another process served the session last: each request is
+			// served by a new provider.
+			before, err = srv.CommandStats(ctx)
+			require.NoError(t, err)
+			for i := range n {
+				fresh, err := provider.New(s, provider.Config{})
+				require.NoError(t, err)
+				require.NoError(t, kind.run(ctx, fresh, id, n+i+1))
+			}
+			after, err = srv.CommandStats(ctx)
+			require.NoError(t, err)
+			var roundTrips float64
+			for _, v := range clientCommands(commandDelta(before, after, n)) {
+				roundTrips += v
+			}
+			require.LessOrEqual(t, roundTrips, 3.0, "round trips per request from a cold process")
+			if kind.name == "read-only" {
+				require.Equal(t, 1.0, roundTrips, "read-only: one GETEX (the session has the default timeout)")
+			}
 		})
 	}
 }

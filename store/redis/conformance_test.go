@@ -9,6 +9,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel() // mostly waits: lease takeovers, expiry
 	srv := startServer(t)
 	providertest.Run(t, providertest.Options{NewStore: func(t *testing.T) provider.Store {
 		flush(t, srv)

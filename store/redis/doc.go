@@ -62,7 +62,8 @@
 //
 // Errors wrap the provider's sentinels:
 //
-//	connection refused, no free connection in time   provider.ErrUnavailable (nothing sent)
+//	no connection (refused, DialTimeout, TLS failed),
+//	no free connection in time                        provider.ErrUnavailable (nothing sent)
 //	READONLY, LOADING, MASTERDOWN, CLUSTERDOWN,
 //	TRYAGAIN, BUSY, max clients                       provider.ErrUnavailable (nothing executed)
 //	timeout or lost connection, a read                provider.ErrUnavailable
@@ -84,8 +85,11 @@
 // client's, and a node that fails makes it reload the slot map at once.
 // Write commands are sent once (never re-sent after an error that leaves
 // their outcome open). Config.WaitReplicas sends WAIT behind every write
-// on the same connection; a write fewer replicas acknowledged in time
-// fails with provider.ErrOutcomeUnknown (it is applied on the master).
+// on the same connection to the key's master; a write fewer replicas
+// acknowledged in time fails with provider.ErrOutcomeUnknown (it is
+// applied on the master). Such a write follows MOVED and ASK itself (a
+// node that answers either ran nothing), so a slot being migrated is
+// served as it is without WAIT.
 //
 // # Events
 //

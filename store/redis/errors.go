@@ -85,10 +85,12 @@ func ctxErr(ctx context.Context) error {
 }
 
 // notSent reports errors that happen before a command is written: no
-// connection could be made, or none was free in time.
+// connection could be made (dialError, or a dial error of go-redis's own
+// dialer), or none was free in time.
 func notSent(err error) bool {
+	var de *dialError
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if errors.As(err, &de) || (errors.As(err, &op) && op.Op == "dial") {
 		return true
 	}
 	return errors.Is(err, goredis.ErrPoolTimeout)

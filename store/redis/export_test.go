@@ -22,3 +22,7 @@ func SetAppendWithoutTTL(s *Store) {
 		panic("SetAppendWithoutTTL: no PEXPIRE in the append script")
 	}
 }
+
+// SetAppendScript makes s append with a script of the given source: tests
+// give it one that fails, to see how a script error is reported.
+func SetAppendScript(s *Store, src string) { s.appendScript = newScript("append-test", src) }

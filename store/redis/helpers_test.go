@@ -2,6 +2,10 @@ package redis_test
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,25 @@ import (
 	"github.com/sessionlock/sessionlock/store/redis"
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
 )
+
+// defaultParallel is how many t.Parallel tests run at once unless
+// -parallel says otherwise. The long tests here (the conformance suites,
+// the cluster and failover tests) spend their time waiting on servers,
+// lease takeovers and failure detection, not on the CPU, so they overlap
+// well past GOMAXPROCS (the default), even on 2 cores.
+const defaultParallel = 6
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", fmt.Sprint(max(defaultParallel, runtime.GOMAXPROCS(0)))); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 // startServer starts one redis-server for t (skipping when redis-server
 // is not installed).

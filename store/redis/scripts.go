@@ -65,17 +65,19 @@ end
 return -1
 `)
 
-// run calls sc by its SHA1 (EVALSHA), and once more with its source
-// (EVAL, which also loads it) when the server does not know it: the first
-// call on a new server, and after SCRIPT FLUSH or a restart. NOSCRIPT is
-// returned before anything runs, so the second call is safe.
-// It returns the script's reply and, with WAIT on, how many replicas
-// acknowledged (see write).
-func (s *Store) run(ctx context.Context, sc *script, key string, args ...any) (n, acked int64, err error) {
-	n, acked, err = s.eval(ctx, "evalsha", sc.sha, key, args)
+// run calls sc by its SHA1 (EVALSHA) with c's key and args, and once
+// more with its source (EVAL, which also loads it) when the server does
+// not know it: the first call on a new server, and after SCRIPT FLUSH or a
+// restart. NOSCRIPT is returned before anything runs, so the second call
+// is safe. It returns the script's reply and, with WAIT on, how many
+// replicas acknowledged (see write). args are pointers into c (see call).
+func (s *Store) run(ctx context.Context, sc *script, c *call, args ...any) (n, acked int64, err error) {
+	c.args[2], c.args[3] = 1, &c.key
+	nargs := 4 + copy(c.args[4:], args)
+	n, acked, err = s.eval(ctx, c.args[:nargs], "evalsha", &sc.sha)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventFallback, Node: s.cfg.Addr, Detail: "script " + sc.name + " loaded (NOSCRIPT)"})
-		n, acked, err = s.eval(ctx, "eval", sc.src, key, args)
+		n, acked, err = s.eval(ctx, c.args[:nargs], "eval", &sc.src)
 	}
 	if err == nil {
 		s.ok()
@@ -83,16 +85,15 @@ func (s *Store) run(ctx context.Context, sc *script, key string, args ...any) (n
 	return n, acked, err
 }
 
-// eval sends EVAL or EVALSHA of one key once (see noRetry) and returns
-// its integer reply and the replicas' acknowledgements (see write).
-func (s *Store) eval(ctx context.Context, cmdName, script, key string, args []any) (n, acked int64, err error) {
-	cmdArgs := make([]any, 0, 4+len(args))
-	cmdArgs = append(cmdArgs, cmdName, script, 1, key)
-	cmdArgs = append(cmdArgs, args...)
-	cmd := goredis.NewIntCmd(ctx, cmdArgs...)
-	cmd.SetFirstKeyPos(3)
-	if acked, err = s.write(ctx, key, cmd); err != nil {
+// eval sends cmd script and the rest of args (1, key, the script's
+// arguments) once (see noRetry), and returns the integer reply and the
+// replicas' acknowledgements (see write).
+func (s *Store) eval(ctx context.Context, args []any, cmd string, script *string) (n, acked int64, err error) {
+	args[0], args[1] = cmd, script
+	c := goredis.NewIntCmd(ctx, args...)
+	c.SetFirstKeyPos(3)
+	if acked, err = s.write(ctx, *args[3].(*string), noRetryInt{c}); err != nil {
 		return 0, 0, err
 	}
-	return cmd.Val(), acked, nil
+	return c.Val(), acked, nil
 }

@@ -11,10 +11,10 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/redis"
 	"github.com/sessionlock/sessionlock/store/redis/redistest"
 )
@@ -387,6 +387,9 @@ func TestOutOfMemory(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestReadOnlyReplica: writes to a replica are refused (READONLY) and a
+// replica cut from its master refuses reads (MASTERDOWN): unavailable,
+// nothing executed.
 func TestReadOnlyReplica(t *testing.T) {
 	t.Parallel() // mostly waits: a hung server, replication, cluster start
 	master, replica := startReplicated(t)
@@ -406,6 +409,16 @@ func TestReadOnlyReplica(t *testing.T) {
 	_, err = r.Add(ctx, "new", []byte("v"), time.Minute)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+
+	// A replica that has lost its master and serves no stale data answers
+	// MASTERDOWN: unavailable.
+	require.NoError(t, replica.Do(ctx, "CONFIG", "SET", "replica-serve-stale-data", "no").Err())
+	master.Kill()
+	waitUntil(t, 10*time.Second, "the replica to answer MASTERDOWN", func() bool {
+		_, err = r.Get(ctx, "k")
+		return err != nil && strings.Contains(err.Error(), "MASTERDOWN")
+	})
+	require.ErrorIs(t, err, provider.ErrUnavailable)
 }
 
 func TestServerDownAndBack(t *testing.T) {
@@ -440,11 +453,11 @@ func TestServerDownAndBack(t *testing.T) {
 	}
 }
 
-// TestHungServerOutcomeUnknown hangs the server (DEBUG SLEEP) while a CAS
-// is in flight: the CAS times out and must be reported as of unknown
-// outcome, because it is applied once the server wakes up.
+// TestHungServerOutcomeUnknown hangs the server (SIGSTOP) while a CAS is
+// in flight: the CAS times out and must be reported as of unknown outcome,
+// because it is applied once the server goes on (SIGCONT).
 func TestHungServerOutcomeUnknown(t *testing.T) {
-	t.Parallel() // mostly waits: a hung server, replication, cluster start
+	t.Parallel() // mostly waits: a hung server
 	for _, tc := range []struct {
 		name string
 		cfg  redis.Config
@@ -459,6 +472,7 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 		}, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			srv := startServer(t)
 			s := newStore(t, srv, tc.cfg)
 			ctx := context.Background()
@@ -469,22 +483,14 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 			e, err := s.Get(ctx, "k")
 			require.NoError(t, err)
 
-			// Separate clients hang the server and probe it, so that the
-			// Store's pooled connection is the one the CAS is sent on.
-			slept := make(chan error, 1)
-			c, probe := srv.Client(), srv.Client()
-			defer c.Close()
-			defer probe.Close()
-			go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "3").Err() }()
-			waitHung(t, probe)
-
+			hang(t, srv)
 			opCtx, cancel := tc.ctx()
 			defer cancel()
 			_, err = s.CompareAndSwap(opCtx, "k", []byte("applied later"), e.CAS, time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 			require.ErrorIs(t, err, tc.want)
 			require.NotErrorIs(t, err, provider.ErrCASConflict)
-			require.NoError(t, <-slept)
+			require.NoError(t, srv.Resume())
 
 			// The "unknown" write was applied: reporting it as not written
 			// would have been wrong.
@@ -495,26 +501,23 @@ func TestHungServerOutcomeUnknown(t *testing.T) {
 			require.Equal(t, "applied later", string(e.Value))
 
 			// A read that times out is just unavailable.
-			go func() { slept <- c.Do(ctx, "DEBUG", "SLEEP", "2").Err() }()
-			waitHung(t, probe)
+			hang(t, srv)
 			rctx, rcancel := tc.ctx()
 			defer rcancel()
 			_, err = s.Get(rctx, "k")
 			require.Error(t, err)
 			require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
-			require.NoError(t, <-slept)
+			require.NoError(t, srv.Resume())
 		})
 	}
 }
 
-// waitHung waits until the server stops answering probe.
-func waitHung(t *testing.T, probe *goredis.Client) {
+// hang stops srv (SIGSTOP) until the test resumes it or ends: it keeps its
+// connections, and what is sent meanwhile runs once it goes on.
+func hang(t *testing.T, srv *redistest.Server) {
 	t.Helper()
-	waitUntil(t, 5*time.Second, "the server to hang", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		return probe.Ping(ctx).Err() != nil
-	})
+	require.NoError(t, srv.Pause())
+	t.Cleanup(func() { _ = srv.Resume() })
 }
 
 // TestConcurrentCAS: of many writers with the same token exactly one wins,
@@ -548,4 +551,128 @@ func TestConcurrentCAS(t *testing.T) {
 	e, err := s.Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, won[0], e.CAS)
+}
+
+// TestScriptErrors: a script that fails on the server is ErrServer and
+// writes nothing; a server busy with another client's long script
+// answers BUSY before running anything, which is ErrUnavailable; neither
+// is of unknown outcome.
+func TestScriptErrors(t *testing.T) {
+	srv := startServer(t, "--busy-reply-threshold", "100")
+	ctx := context.Background()
+	s := newStore(t, srv, redis.Config{AppendDeltas: true})
+	tok, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+	require.NoError(t, err)
+	redis.SetAppendScript(s, "#!lua\nreturn redis.call('NOSUCHCOMMAND', KEYS[1])\n")
+	_, _, err = s.CompareAndAppend(ctx, "k", []byte("+"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrServer)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "Unknown Redis command called from script")
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, tok, e.CAS, "nothing written")
+
+	// Another client's script loops past busy-reply-threshold.
+	looping := make(chan error, 1)
+	c, probe := srv.Client(), srv.Client()
+	defer c.Close()
+	defer probe.Close()
+	go func() { looping <- c.Do(ctx, "EVAL", "while true do end", 0).Err() }()
+	waitUntil(t, 10*time.Second, "the server to answer BUSY", func() bool {
+		err := probe.Ping(ctx).Err()
+		return err != nil && strings.HasPrefix(err.Error(), "BUSY")
+	})
+	_, err = s.CompareAndSwap(ctx, "k", []byte("v2"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "BUSY: nothing was executed")
+	require.ErrorContains(t, err, "BUSY")
+	_, err = s.Add(ctx, "k2", []byte("v"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.NoError(t, probe.Do(ctx, "SCRIPT", "KILL").Err())
+	require.Error(t, <-looping, "the looping script was killed")
+	tok, err = s.CompareAndSwap(ctx, "k", []byte("v2"), tok, time.Minute)
+	require.NoError(t, err, "the server serves again")
+	e, err = s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, tok, e.CAS)
+}
+
+// TestPoolSize: PoolSize bounds the Store's connections however many
+// requests run at once; the default (go-redis's, 10 per GOMAXPROCS)
+// opens more under the same load, so the count can fail.
+func TestPoolSize(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	conns := func(s *redis.Store) int64 {
+		t.Helper()
+		_, err := s.Add(ctx, "k", []byte("v"), time.Minute)
+		require.True(t, err == nil || errors.Is(err, provider.ErrExists), "%v", err)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				for range 50 {
+					_, err := s.Get(ctx, "k")
+					require.NoError(t, err)
+				}
+			})
+		}
+		wg.Wait()
+		list, err := srv.Do(ctx, "CLIENT", "LIST").Text()
+		require.NoError(t, err)
+		return int64(strings.Count(strings.TrimSpace(list), "\n")) // without the counting connection
+	}
+	require.LessOrEqual(t, conns(newStore(t, srv, redis.Config{PoolSize: 2})), int64(2))
+	require.NoError(t, srv.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
+	require.Greater(t, conns(newStore(t, srv, redis.Config{})), int64(2), "the default pool opens more connections")
+}
+
+// TestReadSlidesOwnTimeout: a read-only request is one GETEX with the
+// timeout the session is expected to have. A process that knows the
+// session's own timeout (it wrote it, or read it once) sends that one
+// command and the key's TTL becomes the session's own timeout (I4); a
+// process that does not yet know it slides by the default and corrects
+// the TTL with one compare-and-swap of the unchanged record, then knows.
+func TestReadSlidesOwnTimeout(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	s := newStore(t, srv, redis.Config{})
+	const own = 7 * time.Minute
+	writer, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	require.NoError(t, writer.SetAndReleaseItemExclusive(ctx, id, writer.CreateNewStoreData(own), 0, true))
+	key, err := writer.Key(id)
+	require.NoError(t, err)
+	item, err := writer.GetItemExclusive(ctx, id) // loads the script
+	require.NoError(t, err)
+	require.NoError(t, writer.ReleaseItemExclusive(ctx, id, item.LockID))
+
+	read := func(p *provider.Provider) map[string]uint64 {
+		t.Helper()
+		before, err := srv.CommandStats(ctx)
+		require.NoError(t, err)
+		_, err = p.GetItem(ctx, id)
+		require.NoError(t, err)
+		after, err := srv.CommandStats(ctx)
+		require.NoError(t, err)
+		sent := map[string]uint64{}
+		for name, n := range after {
+			if d := n - before[name]; d > 0 && name != "info" && name != "hello" {
+				sent[name] = d
+			}
+		}
+		ttl, err := s.TTL(ctx, key)
+		require.NoError(t, err)
+		require.LessOrEqual(t, ttl, own, "the key's TTL is the session's own timeout")
+		require.Greater(t, ttl, own-time.Minute)
+		return sent
+	}
+	require.Equal(t, map[string]uint64{"getex": 1}, read(writer), "the writer knows the timeout: one GETEX")
+	other, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]uint64{"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}, read(other),
+		"another process slides by the default, then corrects the TTL")
+	require.Equal(t, map[string]uint64{"getex": 1}, read(other), "and remembers")
 }

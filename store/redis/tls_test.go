@@ -59,6 +59,40 @@ func TestTLS(t *testing.T) {
 	defer untrusting.Close()
 	_, err = untrusting.Get(ctx, "k")
 	require.ErrorIs(t, err, provider.ErrUnavailable)
+	_, err = untrusting.CompareAndSwap(ctx, "k", []byte("v3"), tok, time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "no connection: nothing was sent")
+}
+
+// TestDialTimeout: a server that accepts connections but never completes
+// the TLS handshake fails each operation after DialTimeout (not after
+// the 10 s Timeout, which bounds commands), as unavailable, and a write
+// as not sent rather than of unknown outcome.
+func TestDialTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	s, err := redis.New(redis.Config{Addr: l.Addr().String(), TLS: &tls.Config{InsecureSkipVerify: true},
+		DialTimeout: 200 * time.Millisecond, Timeout: 10 * time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	_, err = s.Add(ctx, "k", []byte("v"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the handshake never completed: nothing was sent")
+	require.ErrorContains(t, err, "dial")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "DialTimeout ended the dial")
+	_, err = s.Get(ctx, "k")
+	require.ErrorIs(t, err, provider.ErrUnavailable)
 }
 
 // writeSelfSigned writes cert.pem and key.pem for 127.0.0.1 into dir and

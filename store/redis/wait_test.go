@@ -82,10 +82,11 @@ func TestClusterWaitReplicas(t *testing.T) {
 // write the master executes while its replica is cut off (stopped with
 // SIGSTOP, its link closed by CLIENT KILL TYPE replica, so it cannot
 // fetch what it missed) is gone once the replica is promoted. Without
-// WaitReplicas that write was acknowledged, so the check
-// TestClusterMasterFailover makes with WAIT 1 (every acknowledged write
-// survives) fails; with WaitReplicas 1 the same write is reported as of
-// unknown outcome, never acknowledged.
+// WaitReplicas that write was acknowledged, so the checks
+// TestClusterMasterFailover makes with WAIT 1 fail: every acknowledged
+// write survives, and I2, I3, I6 and I7 (failoverSessions, whose acts are
+// made during the stall) hold. With WaitReplicas 1 the same write is
+// reported as of unknown outcome, never acknowledged.
 func TestStalledReplicaFailover(t *testing.T) {
 	t.Parallel() // mostly waits: replication, WAIT's timeout
 	for _, wait := range []int{0, 1} {
@@ -97,15 +98,19 @@ func TestStalledReplicaFailover(t *testing.T) {
 			s := newStore(t, master, redis.Config{WaitReplicas: wait, WaitTimeout: 2 * time.Second})
 			before, err := s.Add(ctx, "before", []byte("v"), time.Minute)
 			require.NoError(t, err)
-			waitUntil(t, 10*time.Second, "the replica to have the first write", func() bool {
-				return replica.Do(ctx, "EXISTS", "before").Val() == int64(1)
-			})
+			f := prepareFailover(t, s, func(string) bool { return true })
+			acked, err := master.Do(ctx, "WAIT", 1, 10_000).Int64()
+			require.NoError(t, err)
+			require.Equal(t, int64(1), acked, "the replica has every write so far")
 
 			require.NoError(t, replica.Pause())
 			cut, err := master.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Int64()
 			require.NoError(t, err)
 			require.Equal(t, int64(1), cut, "replication links closed")
 			_, during := s.Add(ctx, "during", []byte("v"), time.Minute)
+			if wait == 0 {
+				f.act(t, s) // acknowledged, never replicated
+			}
 			master.Kill()
 			require.NoError(t, replica.Resume())
 			require.NoError(t, replica.Do(ctx, "REPLICAOF", "NO", "ONE").Err()) // the failover
@@ -118,6 +123,9 @@ func TestStalledReplicaFailover(t *testing.T) {
 			require.ErrorIs(t, err, provider.ErrNotFound, "the write made during the stall never reached the replica")
 			if wait == 0 {
 				require.NoError(t, during, "without WAIT the lost write was acknowledged (the negative control)")
+				v := f.violations(t, promoted)
+				t.Logf("without WAIT, after the failover: %q", v)
+				require.Len(t, v, 4, "each of I2, I3, I6, I7 violated: the checks TestClusterMasterFailover makes can fail")
 			} else {
 				require.ErrorIs(t, during, provider.ErrOutcomeUnknown, "with WAIT 1 the lost write was not acknowledged")
 			}

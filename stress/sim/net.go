@@ -225,12 +225,20 @@ func (nd *Node) Heal(clients ...string) {
 	}
 }
 
-// Delay makes every command of the node wait up to max first, for d.
-func (nd *Node) Delay(d, max time.Duration) {
+// Delay makes every command of the node wait up to maxWait first, for d.
+// Overlapping delays add up: the node is delayed until the last of them
+// ends, by the largest maxWait of those still running.
+func (nd *Node) Delay(d, maxWait time.Duration) {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	nd.delayUntil = time.Now().Add(d)
-	nd.maxDelay = max
+	now := time.Now()
+	if now.After(nd.delayUntil) {
+		nd.maxDelay = 0
+	}
+	if until := now.Add(d); until.After(nd.delayUntil) {
+		nd.delayUntil = until
+	}
+	nd.maxDelay = max(nd.maxDelay, maxWait)
 }
 
 // Items returns the live keys on the node, for checks and debugging.

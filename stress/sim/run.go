@@ -398,6 +398,9 @@ func (r *runner) strike(f Fault) {
 		end = func() { nd.Heal(clients...) }
 	case FaultDelay:
 		nd.Delay(f.Dur, f.MaxDelay)
+		// Nothing to undo (the delay runs out by itself), but the run
+		// waits for it: the final requests come after the faults healed.
+		end = func() {}
 	case FaultPauseApp:
 		// A stopped process sends nothing and reads nothing: its new
 		// operations wait, and what it has in flight gets no answer

@@ -44,7 +44,10 @@ func StartCluster(ctx context.Context, masters, replicas int, cfg Config) (*Clus
 	if err != nil {
 		return nil, fmt.Errorf("%w: redis-cli: %v", ErrNoBinary, err)
 	}
-	cfg.Args = append([]string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000"}, cfg.Args...)
+	// Replicas sync at once (Redis waits 5 s by default before a
+	// diskless full sync, to batch replicas).
+	cfg.Args = append([]string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+		"--repl-diskless-sync-delay", "0"}, cfg.Args...)
 	servers, err := StartN(ctx, masters*(1+replicas), cfg)
 	if err != nil {
 		return nil, err

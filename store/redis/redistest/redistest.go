@@ -123,19 +123,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return nil, lastErr
 }
 
-// StartN starts n servers with the same Config. On error it stops the ones
-// it started.
+// StartN starts n servers with the same Config, all at once. On error it
+// stops the ones it started.
 func StartN(ctx context.Context, n int, cfg Config) ([]*Server, error) {
-	servers := make([]*Server, 0, n)
-	for range n {
-		s, err := Start(ctx, cfg)
-		if err != nil {
-			for _, s := range servers {
+	servers := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { servers[i], errs[i] = Start(ctx, cfg) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range servers {
+			if s != nil {
 				s.Stop()
 			}
-			return nil, err
 		}
-		servers = append(servers, s)
+		return nil, err
 	}
 	return servers, nil
 }

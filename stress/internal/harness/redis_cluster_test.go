@@ -16,7 +16,7 @@ import (
 // real Redis Cluster (3 masters, one replica each; -managed-cluster
 // -kill-master), and asserts what the failover table of docs/backends.md
 // claims. Part of the faults stage (SESSIONLOCK_FAULTS=1, -p 1; about
-// 45 s).
+// 30 s).
 //
 // With WAIT 1 (-redis-wait 1) every acknowledged write was on the killed
 // master's one replica, which the cluster promotes: no acknowledged

@@ -39,6 +39,26 @@ func TestRedisRun(t *testing.T) {
 	require.Equal(t, res.RequestsTotal, res.RequestsOK, "failed: %v", res.FailedByReason)
 }
 
+// TestRedisRunOnNodes runs the harness on a redis-server it did not
+// start (-backend redis -nodes host:port): every invariant holds and the
+// sessions are on that server. (Requests may fail on a loaded machine: a
+// store operation past the store's 500 ms timeout is a 500 or 503; the
+// invariants hold all the same.)
+func TestRedisRunOnNodes(t *testing.T) {
+	skipWithoutRedis(t)
+	srv := redistest.StartForTest(t, 1, redistest.Config{})[0]
+	res := run(t, harness.Config{
+		Backend: harness.BackendRedis, Nodes: []string{srv.Addr()},
+		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 500,
+		SlowTime: time.Millisecond,
+	})
+	requireClean(t, res)
+	require.Positive(t, res.RequestsOK)
+	n, err := srv.Do(context.Background(), "DBSIZE").Int64()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, int64(10), "the sessions are on the given server")
+}
+
 // TestRedisKilledAndRestarted kills the one redis-server mid-run and
 // restarts it empty: requests fail while it is down and every session is
 // lost with it (a single server without persistence), but nothing is

@@ -18,7 +18,10 @@ import (
 const Version = 1
 
 // Size is the length of an encoded envelope.
-const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8 + 8 + 4 + 4 + 4
+const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8*Lineage + 4 + 4 + 4
+
+// Lineage is how many ancestors an envelope names (Ancestors).
+const Lineage = 8
 
 // Bits of the mark byte.
 const (
@@ -51,16 +54,11 @@ type Envelope struct {
 	// Nonce is random, new for every client write and every decision's
 	// new record: equal identities mean one write.
 	Nonce uint64
-	// Parent is the nonce of the record a client write replaced (its
-	// base), 0 for a creation. It is not part of the identity: it lets a
-	// writer whose outcome is in doubt tell whether the next version was
-	// built on its write.
-	Parent uint64
-	// Ancestors holds a 16-bit tag (Tag) of the nonces of the four
-	// records before this one in its chain of client writes, the parent
-	// in the low 16 bits: a writer in doubt can tell that a later version
-	// was certainly not built on its write.
-	Ancestors uint64
+	// Ancestors are the nonces of the records before this one in its
+	// chain of client writes, the parent first (0 where there is none).
+	// Not part of the identity: a writer in doubt can tell whether a
+	// version up to Lineage later was built on its write.
+	Ancestors [Lineage]uint64
 	// Digest is the node-list digest of the process that wrote it.
 	Digest uint32
 	// Timeout is the session's timeout in seconds as the last client
@@ -84,33 +82,39 @@ func (e Envelope) ID() Identity {
 	return Identity{E: e.E, P: e.P, Q: e.Q, V: e.V, Nonce: e.Nonce, Pending: e.Pending}
 }
 
-// Tag is the 16-bit tag of a nonce kept in Ancestors.
-func Tag(nonce uint64) uint64 { return (nonce ^ nonce>>16 ^ nonce>>32 ^ nonce>>48) & 0xffff }
-
 // Child returns the envelope fields of a client write replacing e: a new
 // version with e as its parent. The caller sets the nonce and the rest.
 func (e Envelope) Child() Envelope {
 	c := e
 	c.V++
-	c.Parent = e.Nonce
-	c.Ancestors = e.Ancestors<<16 | Tag(e.Nonce)
+	copy(c.Ancestors[1:], e.Ancestors[:Lineage-1])
+	c.Ancestors[0] = e.Nonce
 	return c
 }
 
-// MaybeDescends reports whether e may have been built on the record
-// anc of the same configuration (d = e.V - anc.V versions later): false
-// is certain within four versions; beyond, or on a matching tag, true.
-func (e Envelope) MaybeDescends(anc Envelope) bool {
+// Descent says whether a record was built on another.
+type Descent int
+
+// The answers of Descends.
+const (
+	NotDescendant Descent = iota // certainly not built on it
+	Descendant                   // built on it
+	Unknown                      // more than Lineage versions apart
+)
+
+// Descends reports whether e was built on anc, a record of the same
+// configuration: exact up to Lineage versions later.
+func (e Envelope) Descends(anc Envelope) Descent {
 	d := int64(e.V) - int64(anc.V)
 	switch {
 	case d <= 0:
-		return false
-	case d == 1:
-		return e.Parent == anc.Nonce
-	case d <= 4:
-		return e.Ancestors>>(16*(d-1))&0xffff == Tag(anc.Nonce)
+		return NotDescendant
+	case d > Lineage:
+		return Unknown
+	case e.Ancestors[d-1] == anc.Nonce:
+		return Descendant
 	}
-	return true
+	return NotDescendant
 }
 
 // SameConfig reports whether e and o name the same configuration (E, P, Q).
@@ -133,8 +137,9 @@ func (e Envelope) Append(dst []byte) []byte {
 	dst = append(dst, e.P, e.Q)
 	dst = binary.BigEndian.AppendUint64(dst, e.V)
 	dst = binary.BigEndian.AppendUint64(dst, e.Nonce)
-	dst = binary.BigEndian.AppendUint64(dst, e.Parent)
-	dst = binary.BigEndian.AppendUint64(dst, e.Ancestors)
+	for _, a := range e.Ancestors {
+		dst = binary.BigEndian.AppendUint64(dst, a)
+	}
 	dst = binary.BigEndian.AppendUint32(dst, e.Digest)
 	dst = binary.BigEndian.AppendUint32(dst, e.Timeout)
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
@@ -164,17 +169,18 @@ func Decode(b []byte) (Envelope, []byte, error) {
 		return Envelope{}, nil, fmt.Errorf("%w: unknown marks %#x", ErrCorrupt, mark)
 	}
 	e := Envelope{
-		E:         binary.BigEndian.Uint32(b[2:6]),
-		P:         b[6],
-		Q:         b[7],
-		V:         binary.BigEndian.Uint64(b[8:16]),
-		Nonce:     binary.BigEndian.Uint64(b[16:24]),
-		Parent:    binary.BigEndian.Uint64(b[24:32]),
-		Ancestors: binary.BigEndian.Uint64(b[32:40]),
-		Digest:    binary.BigEndian.Uint32(b[40:44]),
-		Timeout:   binary.BigEndian.Uint32(b[44:48]),
-		Pending:   mark&markPending != 0,
-		NoWit:     mark&markNoWit != 0,
+		E:       binary.BigEndian.Uint32(b[2:6]),
+		P:       b[6],
+		Q:       b[7],
+		V:       binary.BigEndian.Uint64(b[8:16]),
+		Nonce:   binary.BigEndian.Uint64(b[16:24]),
+		Digest:  binary.BigEndian.Uint32(b[24+8*Lineage:]),
+		Timeout: binary.BigEndian.Uint32(b[28+8*Lineage:]),
+		Pending: mark&markPending != 0,
+		NoWit:   mark&markNoWit != 0,
+	}
+	for i := range e.Ancestors {
+		e.Ancestors[i] = binary.BigEndian.Uint64(b[24+8*i:])
 	}
 	if e.P > 2 || e.Q > 2 || e.P == e.Q {
 		return Envelope{}, nil, fmt.Errorf("%w: candidates %d and %d", ErrCorrupt, e.P, e.Q)

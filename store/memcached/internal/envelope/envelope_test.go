@@ -7,7 +7,7 @@ import (
 )
 
 func sample() Envelope {
-	return Envelope{E: 7, P: 2, Q: 0, V: 1 << 40, Pending: true, NoWit: true, Nonce: 0xdeadbeefcafe, Parent: 0x1234, Ancestors: 0x5678, Digest: 0x01020304, Timeout: 1200}
+	return Envelope{E: 7, P: 2, Q: 0, V: 1 << 40, Pending: true, NoWit: true, Nonce: 0xdeadbeefcafe, Ancestors: [Lineage]uint64{0x1234, 0x5678, 9, 10}, Digest: 0x01020304, Timeout: 1200}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -28,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestIdentity(t *testing.T) {
 	a, b := sample(), sample()
-	b.Timeout, b.Digest, b.NoWit, b.Parent = 1, 2, false, 3
+	b.Timeout, b.Digest, b.NoWit, b.Ancestors[0] = 1, 2, false, 3
 	if a.ID() != b.ID() {
 		t.Fatal("timeout, digest, parent and nowit are not part of the identity")
 	}
@@ -103,12 +103,13 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// TestMaybeDescends: a chain of children is recognised within four
-// versions; a record of another chain is certainly not a descendant.
-func TestMaybeDescends(t *testing.T) {
+// TestDescends: a chain of children is recognised within Lineage
+// versions, exactly; a record of another chain is certainly not a
+// descendant; beyond, unknown.
+func TestDescends(t *testing.T) {
 	root := sample()
 	chain := []Envelope{root}
-	for i := range 6 {
+	for i := range Lineage + 2 {
 		c := chain[len(chain)-1].Child()
 		c.Nonce = uint64(i+1) * 0x9e3779b97f4a7c15
 		chain = append(chain, c)
@@ -116,14 +117,23 @@ func TestMaybeDescends(t *testing.T) {
 	other := root.Child()
 	other.Nonce = 42
 	for d := 1; d < len(chain); d++ {
-		if !chain[d].MaybeDescends(root) {
-			t.Fatalf("version +%d not seen as a descendant", d)
+		want, wantOther := Descendant, NotDescendant
+		if d > Lineage {
+			want = Unknown
 		}
-		if d <= 4 && chain[d].MaybeDescends(other) {
-			t.Fatalf("version +%d seen as a descendant of a sibling of its ancestor", d)
+		if d-1 > Lineage {
+			wantOther = Unknown
+		}
+		if got := chain[d].Descends(root); got != want {
+			t.Fatalf("version +%d: %v, want %v", d, got, want)
+		}
+		if d >= 2 {
+			if got := chain[d].Descends(other); got != wantOther {
+				t.Fatalf("version +%d of a sibling's chain: %v, want %v", d, got, wantOther)
+			}
 		}
 	}
-	if root.MaybeDescends(root) || root.MaybeDescends(chain[1]) {
+	if root.Descends(root) != NotDescendant || root.Descends(chain[1]) != NotDescendant {
 		t.Fatal("a record descends from itself or a later one")
 	}
 }
