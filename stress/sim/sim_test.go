@@ -308,8 +308,9 @@ func TestSim(t *testing.T) {
 	}
 }
 
-// TestNoFaultIsClean runs seeds without faults, on memcached and on
-// tiered: the checker must find nothing (a checker that reports
+// TestNoFaultIsClean runs seeds without faults, on memcached (today's
+// scheme and the witness scheme) and on tiered: the checker must find
+// nothing (a checker that reports
 // violations without faults is broken).
 func TestNoFaultIsClean(t *testing.T) {
 	if *flagSeeds == 0 {
@@ -317,12 +318,14 @@ func TestNoFaultIsClean(t *testing.T) {
 	}
 	tp := params()
 	tp.Tiered = true
-	for _, p := range []Params{params(), tp} {
+	wp := params()
+	wp.Backup = memcached.BackupWitness
+	for _, p := range []Params{params(), tp, wp} {
 		for seed := uint64(1); seed <= 20; seed++ {
 			var res *Result
 			synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
 			if v := Check(res); len(v) > 0 {
-				t.Errorf("seed %d without faults (tiered %v): %v", seed, p.Tiered, v)
+				t.Errorf("seed %d without faults (tiered %v, backup %s): %v", seed, p.Tiered, backupName(p.Backup), v)
 			}
 		}
 	}
