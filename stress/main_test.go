@@ -115,6 +115,8 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"-compare", "-wait", "aspnet"}, "-compare"},
 		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "9"}, "-flush-count 9"},
 		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "2", "-flush", "50%"}, "neither -flush"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-backup", "twice"}, "unknown -backup"},
+		{[]string{"-backup", "witness"}, "-backup is for the memcached and tiered backends"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -48,5 +48,12 @@
 // checker to reject each of them with a printed trace. Witness-lifetime
 // scopes (Scope.WitnessTTL) let a witness that fell two writes behind its
 // data expire: with no fault when the rule sent it no touch, as a fault
-// when the touches it sent were lost.
+// when the touches it sent were lost. Timed scopes (Scope.Timed) give
+// items TTL lengths in ticks and check that the witness never expires
+// while a data copy of its configuration lives (review-3 M2); Lapse lets a
+// data copy lapse while the session is live (review-4 B1). R8's Add with
+// an unresponsive candidate creates two records (review-3 M1); the window
+// it opens, a conflict of requirements the design states, is counted as
+// such (Result.Excepted) and the run stops there, every other outcome
+// being checked.
 package replmodel

@@ -16,6 +16,12 @@ const (
 	RMW OpKind = iota + 1
 	// Read is a Get alone.
 	Read
+	// ReadTouch is GetAndTouch with the client's session timeout (timed
+	// scopes, review-3 M2): R2 touches the witness with TW in the same
+	// round trip; the data copies are read without T and then touched
+	// with the envelope's T (review-4 D1, a cold key); WitnessTTLFromT
+	// touches them with the caller's T and the witness with twice it.
+	ReadTouch
 	// Scan is the repair scan's visit of the key (R9): an anomaly read,
 	// with its decisions, whose value is checked like a Get's.
 	Scan
@@ -100,6 +106,28 @@ type Scope struct {
 	// the user retries; the final check expires everything else and must
 	// find no session.
 	StaleTouched bool
+	// Lapse (review-4 B1): at any step one data copy may lapse before
+	// the session's deadline (its last touch lost): no Deadline. Under D1
+	// (data touched only with the envelope's T) that needs a lost touch,
+	// a fault (MaxFaults); LapseFree (the caller's, guessed, T) charges it
+	// to the timeout budget: no fault.
+	Lapse bool
+	// Timed (review-3 M2) gives TTLs lengths: each item has a remaining
+	// TTL in ticks, a tick (at any step, not a fault) takes one from every
+	// item and ages every command in flight, and an item reaching 0
+	// expires. Client c's session timeout is SessionT[c] ticks (each at
+	// most MaxT, Config.MaxTimeout); R3 sets it on both data copies and
+	// touches the witness with TW = 2 × MaxT (WitnessTTLFromT: 2 × the
+	// caller's T). No fault: every command runs within MaxT ticks of its
+	// send (time does not move on past an older one). Checked at every
+	// tick: a witness never expires while a data copy of its
+	// configuration is still alive.
+	Timed    bool
+	SessionT []uint8
+	MaxT     uint8
+	// MaxDelay (timed scopes) bounds a command's delivery delay in ticks
+	// with no fault (0: MaxT).
+	MaxDelay uint8
 }
 
 // Result is what a run found.
@@ -130,6 +158,13 @@ type Result struct {
 	// record (the primary's); Expired counts reads that found the session
 	// expired (after the deadline).
 	Creations, Expired int
+	// NoWitCreations counts explored steps that began R8's two-record
+	// creation; Excepted counts reads that found no session in R8's
+	// stated residual (the run stops there), ExceptedUnavailable final
+	// reads that could not decide in it.
+	NoWitCreations, Excepted, ExceptedUnavailable int
+	// Buried counts lone copies buried before a "not found" (review-4 D3).
+	Buried int
 }
 
 type explorer struct {
@@ -152,6 +187,8 @@ const (
 	stFlush
 	stRestart
 	stWitnessExpiry
+	stTick
+	stLapse
 )
 
 // step is one transition, kept in the trace and printed only when a
@@ -186,6 +223,14 @@ func (x *explorer) label(st step) string {
 		return fmt.Sprintf("EXPIRY: node %d's item expires; then %s", n, x.label(st))
 	case stFlush:
 		return fmt.Sprintf("FAULT: flush_all on node %d", n)
+	case stLapse:
+		what := "a FAULT: its last touch was lost"
+		if st.aux == 0 {
+			what = "no fault: a touch with a shorter guessed T ran last"
+		}
+		return fmt.Sprintf("LAPSE: node %d's data copy expires while the session is live (%s)", n, what)
+	case stTick:
+		return "TICK: one unit of time passes"
 	case stWitnessExpiry:
 		what := "no fault: no write touched it"
 		if st.aux != 0 {
@@ -211,7 +256,9 @@ func Check(sc Scope) Result {
 
 func initial(sc Scope) state {
 	var s state
-	d := Rec{K: data, E: 0, V: 0, Val: 0, P: 0, Q: 1}
+	// A healthy session has been written since its Add (V1): E0 V0 is a
+	// creation's record, which R7 treats specially (review-3 M1).
+	d := Rec{K: data, E: 0, V: 1, Val: 0, P: 0, Q: 1}
 	s.N[0] = node{Item: d, Tok: 1, Ctr: 1}
 	s.N[1] = node{Item: d, Tok: 1, Ctr: 1}
 	switch {
@@ -223,6 +270,11 @@ func initial(sc Scope) state {
 		s.Faults = 1 // the lost witness is the first fault
 	default:
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+	}
+	if sc.Timed {
+		// Last written by a call with the longest T.
+		s.N[0].Rem, s.N[1].Rem, s.N[2].Rem = sc.MaxT, sc.MaxT, 2*sc.MaxT
+		s.N[0].Item.T, s.N[1].Item.T = sc.MaxT, sc.MaxT
 	}
 	for c := range s.C {
 		s.C[c].P, s.C[c].Q = 0, 1
@@ -313,6 +365,9 @@ func (x *explorer) dfs(s *state) {
 		x.stopped = true
 		return
 	}
+	if s.Halt {
+		return // the stated exception was reached: counted, not explored further
+	}
 	if x.allDone(s) {
 		x.res.Terminals++
 		if v := x.final(s); v != "" {
@@ -350,6 +405,9 @@ func (x *explorer) dfs(s *state) {
 				return x.deliver(t, i)
 			})
 		}
+	}
+	if x.sc.Timed && x.canTick(s) {
+		try(step{kind: stTick}, func(t *state) string { return x.tick(t) })
 	}
 	for c := range s.C {
 		cl := &s.C[c]
@@ -417,10 +475,27 @@ func (x *explorer) dfs(s *state) {
 			}
 		}
 	}
+	for n := range numNodes {
+		free := x.sc.Variant == LapseFree
+		if !x.sc.Lapse || s.N[n].Item.K != data || (free && int(s.Timeouts) >= x.sc.MaxTimeouts) || (!free && int(s.Faults) >= x.sc.MaxFaults) {
+			continue
+		}
+		try(step{kind: stLapse, n: uint8(n), aux: b2u(!free)}, func(t *state) string {
+			if free {
+				t.Timeouts++
+			} else {
+				t.Faults++
+				excFault(t, n)
+			}
+			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			return ""
+		})
+	}
 	if int(s.Faults) < x.sc.MaxFaults {
 		for n := range numNodes {
 			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
+				excFault(t, n)
 				t.N[n].Item, t.N[n].Tok = Rec{}, 0
 				return ""
 			})
@@ -446,7 +521,13 @@ func (x *explorer) expires(s *state, n int) bool {
 }
 
 func (x *explorer) expire(t *state, n int) {
-	t.Deadline = true
+	// The session's deadline is passed when an item other than a blank
+	// expires: data copies carry the session's T, and the witness and a
+	// stale third copy TW from the same calls' touches, so with no lost
+	// touch neither expires before the session's deadline; a blank lives
+	// 30 s whatever the session does (review-4 M3). A data copy lapsing
+	// early while the session is live is the Lapse step, not an expiry.
+	t.Deadline = t.Deadline || t.N[n].Item.K != blank
 	t.N[n].Item, t.N[n].Tok = Rec{}, 0
 }
 
@@ -512,6 +593,16 @@ func (x *explorer) final(s *state) string {
 			return x.afterExpiry(&t)
 		case resUnavailable:
 			x.res.FinalUnavailable++
+			if t.Exception {
+				x.res.ExceptedUnavailable++ // R8's residual: a lone nowit copy
+				return x.afterExpiry(&t)
+			}
+			if x.sc.Start == Empty && t.Max == 0 {
+				// Nothing was acknowledged or observed: an Add abandoned
+				// half-way, hit by one flush, is undecidable until it
+				// expires (review-2 m11).
+				return x.afterExpiry(&t)
+			}
 			if x.sc.FinalDecides {
 				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault"
 			}
@@ -565,7 +656,7 @@ func (x *explorer) afterExpiry(s *state) string {
 	for i := range r {
 		r[i] = exec(&t.N[i], &msg{Op: opGet})
 	}
-	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound {
+	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound && !res.bury {
 		if keep >= 0 {
 			return "every item but the stale third record (touched by R2/R3) has expired, yet the read does not find the session not found (stuck)"
 		}
@@ -576,6 +667,13 @@ func (x *explorer) afterExpiry(s *state) string {
 
 // notFound judges a call (or the final read) that found no session.
 func (x *explorer) notFound(t *state, floor uint8, what string) string {
+	if t.Exception && !t.Deadline {
+		// R8's stated residual: a reader that does not hear the
+		// surviving copy of such a configuration finds no session.
+		x.res.Excepted++
+		t.Halt = true
+		return ""
+	}
 	switch {
 	case t.Deadline:
 		t.NFSeen = true
@@ -591,8 +689,23 @@ func (x *explorer) notFound(t *state, floor uint8, what string) string {
 	return what + " found no session after a single fault"
 }
 
+// excFault (R8's stated exception): a fault removes a data copy of a
+// nowit configuration once a candidate did not answer an Add.
+func excFault(t *state, n int) {
+	it := t.N[n].Item
+	if !t.ExcOpen || it.K != data || !it.NoWit {
+		return
+	}
+	// Even once its witness is stored, a read that saw the third node
+	// before that (the window still open) may count it empty: such a read
+	// is in the residual too. (After the witness is stored a read that saw
+	// it cannot find two empties, so this excuses nothing else.)
+	t.Exception = true
+}
+
 func (x *explorer) restart(t *state, n int) string {
 	t.Faults++
+	excFault(t, n)
 	nd := &t.N[n]
 	nd.Item, nd.Tok, nd.Ctr = Rec{}, 0, 0
 	nd.Inc++
@@ -690,6 +803,12 @@ func (x *explorer) send(t *state, c int, n, op, tok, inc uint8, rec Rec) *msg {
 		t.C[c].R[n] = reply{St: rTimeout}
 		return &msg{} // nothing is sent: the reply slot says silent
 	}
+	return x.put(t, c, n, op, tok, inc, rec)
+}
+
+// put sends a command even to a node the process holds failed (an Add
+// still sends to a suspected candidate and waits Timeout: R8).
+func (x *explorer) put(t *state, c int, n, op, tok, inc uint8, rec Rec) *msg {
 	for i := range t.M {
 		if !t.M[i].Used {
 			t.M[i] = msg{Used: true, Client: uint8(c), Node: n, Op: op, Tok: tok, Inc: inc, Rec: rec}
@@ -711,8 +830,18 @@ func (x *explorer) startOp(t *state, c int) string {
 		x.sendRead2(t, c)
 	case Create:
 		newRound(t, c)
+		// R8: the witness goes to the candidate this process holds failed,
+		// if any (the two others hold the data, the better-ranked one
+		// primary); the Add still sends to it.
+		cl.AW, cl.AS = 2, false
 		for n := range uint8(numNodes) {
-			x.send(t, c, n, opGetN, 0, 0, Rec{})
+			if cl.Susp[n] {
+				cl.AW, cl.AS = n, true
+				break
+			}
+		}
+		for n := range uint8(numNodes) {
+			x.put(t, c, n, opGetN, 0, 0, Rec{})
 		}
 		cl.Phase = phCrRead
 	default:
@@ -724,9 +853,23 @@ func (x *explorer) startOp(t *state, c int) string {
 func (x *explorer) sendRead1(t *state, c int) {
 	newRound(t, c)
 	cl := &t.C[c]
-	x.send(t, c, cl.P, opGet, 0, 0, Rec{})
-	x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
+	op, ttl := opGet, uint8(0)
+	if x.touches(t, c) {
+		if x.sc.Variant == WitnessTTLFromT {
+			op, ttl = opGetT, x.sessionT(c)
+		}
+		m := x.send(t, c, 3-cl.P-cl.Q, opTouch, 0, 0, Rec{})
+		m.Orphan, m.TTL = true, x.witnessTTL(c)
+		cl.Sent[3-cl.P-cl.Q] = false
+	}
+	x.send(t, c, cl.P, op, 0, 0, Rec{}).TTL = ttl
+	x.send(t, c, cl.Q, op, 0, 0, Rec{}).TTL = ttl
 	cl.Phase = phRd1
+}
+
+// touches: client c's current step is a GetAndTouch in a timed scope.
+func (x *explorer) touches(t *state, c int) bool {
+	return x.sc.Timed && int(t.C[c].Pc) < len(x.sc.Programs[c]) && x.sc.Programs[c][t.C[c].Pc] == ReadTouch
 }
 
 func (x *explorer) sendRead2(t *state, c int) {
@@ -737,9 +880,11 @@ func (x *explorer) sendRead2(t *state, c int) {
 	t.C[c].Phase = phRd2
 }
 
-// getAll is the anomaly read's command.
+// getAll is the anomaly read's command: mg N (a blank on a miss, as the
+// rules always send) in repair and creation scopes; elsewhere a plain get
+// (a smaller state space: no blank there is ever written over).
 func (x *explorer) getAll() uint8 {
-	if x.sc.Repair {
+	if x.sc.Repair || x.sc.Start == Empty {
 		return opGetN
 	}
 	return opGet
@@ -752,6 +897,15 @@ func (x *explorer) endOp(t *state, c int) string {
 	cl.Phase = phIdle
 	cl.Pc++
 	return ""
+}
+
+// endOpOr reports violation v, or ends the step (the run has reached
+// R8's stated residual and stops).
+func (x *explorer) endOpOr(t *state, c int, v string) string {
+	if v != "" {
+		return v
+	}
+	return x.endOp(t, c)
 }
 
 // value is the unique id of client c's write in program step pc.
@@ -767,23 +921,37 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	}
 	cl.P, cl.Q = b.P, b.Q
 	if x.sc.Programs[c][cl.Pc] != RMW {
+		if x.touches(t, c) && x.sc.Variant != WitnessTTLFromT {
+			// GetAndTouch on a cold key (D1): touch both copies with
+			// the envelope's T, and the witness with TW, in parallel
+			// (section 2.4), not waited for.
+			newRound(t, c)
+			for _, n := range [2]uint8{cl.P, cl.Q} {
+				m := x.send(t, c, n, opTouch, 0, 0, Rec{})
+				m.Orphan, m.TTL = true, b.T
+			}
+			m := x.send(t, c, 3-cl.P-cl.Q, opTouch, 0, 0, Rec{})
+			m.Orphan, m.TTL = true, x.witnessTTL(c)
+		}
 		return x.endOp(t, c)
 	}
 	// The CompareAndSwap starts now, from the value just read.
 	cl.Floor = t.Max
 	nv := value(c, cl.Pc)
 	t.Parent[nv] = b.Val
-	cl.Base = rq.Rec
+	cl.Base, cl.BRem = rq.Rec, rq.Rem
 	cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = rp.Tok, rp.Inc, rq.Tok, rq.Inc
 	// The write keeps its configuration's nowit (R3).
-	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q, NoWit: b.NoWit}
+	cl.New = Rec{K: data, E: b.E, V: b.V + 1, Val: nv, P: b.P, Q: b.Q, NoWit: b.NoWit, T: x.sessionT(c)}
 	newRound(t, c)
-	x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New).Write = true
-	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
-	if w := 3 - cl.P - cl.Q; x.sc.WitnessTTL && x.sc.Variant != WitnessUntouched {
+	mp := x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New)
+	mp.Write, mp.TTL = true, x.sessionT(c)
+	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New).TTL = x.sessionT(c)
+	if w := 3 - cl.P - cl.Q; (x.sc.WitnessTTL || x.sc.Timed) && x.sc.Variant != WitnessUntouched {
 		// R3 touches the witness in the same round trip (review-2 B1);
 		// its reply is not waited for.
-		x.send(t, c, w, opTouch, 0, 0, Rec{}).Orphan = true
+		m := x.send(t, c, w, opTouch, 0, 0, Rec{})
+		m.Orphan, m.TTL = true, x.witnessTTL(c)
 		cl.Sent[w], cl.R[w] = false, reply{}
 	}
 	cl.Phase = phWr
@@ -833,20 +1001,35 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.endOp(t, c) // unavailable
 		}
 		cl.Iter++
+		if res.exc && x.sc.Start == Empty {
+			t.ExcOpen = true // only creation scopes' E0 V0 records are creations
+		}
 		if res.single {
 			res.y = res.x
 		}
+		if res.bury {
+			cl.DX = res.x
+			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
+			newRound(t, c)
+			x.decide(t, c, res.x, tok, inc, res.rec1)
+			cl.Phase = phBury
+			return ""
+		}
 		x.newNonce(t, &res)
+		cl.DT = cl.R[res.x].Rem // the base's remaining t (R4)
+		if res.repair {
+			cl.DT = cl.R[res.b.P].Rem
+		}
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
 		read := cl.R
 		newRound(t, c)
-		if res.repair && x.sc.Variant != R9Unfenced {
+		if res.repair && !(x.sc.Variant == R9Unfenced && res.rec1.K == witness) {
 			// R9: re-stamp both data copies (same content, new token);
 			// the blank gets the witness only if both were stored.
-			for _, n := range [2]uint8{res.b.P, res.b.Q} {
-				x.decide(t, c, n, read[n].Tok, read[n].Inc, res.b)
+			for _, n := range res.rs {
+				x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec)
 			}
 			cl.Phase = phRestamp
 			return ""
@@ -874,6 +1057,16 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.Phase = phDec1
 	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
 		return x.advanceAdd(t, c)
+	case phBury:
+		if cl.R[cl.DX].St != rOK {
+			x.sendRead2(t, c) // refused: read again (counts toward the cap)
+			return ""
+		}
+		x.res.Buried++
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+			return v
+		}
+		return x.endOp(t, c)
 	case phDec1:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c)
@@ -915,7 +1108,7 @@ func (x *explorer) advance(t *state, c int) string {
 			// Lost at the primary: restore the base on the secondary.
 			cl.NewTok, cl.NewInc = rq.Tok, rq.Inc
 			newRound(t, c)
-			x.send(t, c, cl.Q, opCAS, rq.Tok, rq.Inc, cl.Base)
+			x.send(t, c, cl.Q, opCAS, rq.Tok, rq.Inc, cl.Base).TTL = cl.BRem
 			cl.Phase = phUndo
 		case rp.definiteFail() && rq.definiteFail():
 			return x.conflict(t, c)
@@ -929,7 +1122,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
 			newRound(t, c)
-			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New)
+			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New).TTL = x.sessionT(c)
 			cl.Phase = phWrCAS
 		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
 			// The secondary lost (flush, restart) or silent; lost: the new
@@ -953,6 +1146,7 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.DT2, cl.DI2 = r.Tok, r.Inc
 		cl.DR1 = cl.New
 		cl.DR1.E, cl.DR1.Q, cl.DR1.Pend = cl.New.E+1, w, true
+		cl.DT = x.sessionT(c) // the write's own T (R3)
 		newRound(t, c)
 		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
 		cl.Phase = phWrFence
@@ -1030,6 +1224,98 @@ func (x *explorer) sendSecond(t *state, c int) {
 func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
 	m := x.send(t, c, n, opCAS, tok, inc, rec)
 	m.NoTTL = x.sc.Variant == InternalNoTTL
+	if x.sc.Timed {
+		m.TTL = t.C[c].DT
+		if rec.K == witness {
+			m.TTL = x.witnessTTL(c)
+		}
+	}
+}
+
+// sessionT is client c's session timeout in ticks (timed scopes; 0: the
+// model's items carry no length).
+func (x *explorer) sessionT(c int) uint8 {
+	if !x.sc.Timed {
+		return 0
+	}
+	return x.sc.SessionT[c]
+}
+
+// witnessTTL is the TTL every witness write or touch gives (review-3
+// M2): TW = 2 × MaxTimeout, the same for every call; before M2 it was
+// twice the caller's T.
+func (x *explorer) witnessTTL(c int) uint8 {
+	if !x.sc.Timed {
+		return 0
+	}
+	if x.sc.Variant == WitnessTTLFromT {
+		return 2 * x.sc.SessionT[c]
+	}
+	return 2 * x.sc.MaxT
+}
+
+// canTick: time may move on only between calls, and when no command in
+// flight is MaxT old (it must run first: a longer delay is a fault, not
+// modelled here).
+func (x *explorer) canTick(s *state) bool {
+	// A tick is long against a call (minutes against the milliseconds of
+	// a call's round trips, bounded by the anomaly cap): time moves on only
+	// between calls; commands left in flight age.
+	for c := range s.C {
+		if p := s.C[c].Phase; p != phIdle && p != phDone {
+			return false
+		}
+	}
+	for i := range s.M {
+		if s.M[i].Used && s.M[i].Age >= max(x.sc.MaxDelay, 1) {
+			return false
+		}
+	}
+	for n := range s.N {
+		if s.N[n].Item.K != absent {
+			return true
+		}
+	}
+	return false // nothing left to expire: a tick changes nothing
+}
+
+// tick is one unit of time: every command in flight ages, every item's
+// TTL runs down, and items reaching 0 expire. A witness that expires
+// while a data copy of its configuration lives on is a violation: no
+// fault was needed (section 2.3, review-3 M2).
+func (x *explorer) tick(t *state) string {
+	for i := range t.M {
+		if t.M[i].Used {
+			t.M[i].Age++
+		}
+	}
+	var gone [numNodes]bool
+	for n := range t.N {
+		if nd := &t.N[n]; nd.Item.K != absent && nd.Rem > 0 {
+			nd.Rem--
+			gone[n] = nd.Rem == 0
+		}
+	}
+	for n := range t.N {
+		w := t.N[n].Item
+		if !gone[n] || w.K != witness || t.Deadline {
+			continue // (once a data copy expired the session is ending)
+		}
+		for _, d := range [2]uint8{w.P, w.Q} {
+			if it := t.N[d].Item; !gone[d] && it.K == data && it.E == w.E && it.P == w.P && it.Q == w.Q {
+				return fmt.Sprintf("the witness on node %d expired while node %d's data copy of its configuration lives %d more ticks, with no fault", n, d, t.N[d].Rem)
+			}
+		}
+	}
+	for n := range t.N {
+		if gone[n] {
+			if t.N[n].Item.K == data {
+				t.Deadline = true
+			}
+			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+		}
+	}
+	return ""
 }
 
 // advanceAdd is Add (docs/replication.md, R8): from the not-found read's
@@ -1039,11 +1325,26 @@ func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
 // else unknown. AddParallel is the first version (review-1, F2).
 func (x *explorer) advanceAdd(t *state, c int) string {
 	cl := &t.C[c]
-	const p, q, w = 0, 1, 2
+	w := cl.AW
+	p, q := (w+1)%numNodes, (w+2)%numNodes
+	if p > q {
+		p, q = q, p
+	}
 	switch cl.Phase {
 	case phCrRead:
 		for n := range numNodes {
 			if cl.R[n].St != rOK {
+				if cl.AS && cl.R[w].St == rTimeout && cl.R[p].St == rOK && cl.R[p].Rec.K == blank &&
+					cl.R[q].St == rOK && cl.R[q].Rec.K == blank {
+					// The suspected candidate gave no reply within
+					// Timeout: the two-record creation (R8).
+					if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
+						return x.endOpOr(t, c, v)
+					}
+					x.newCreation(t, c, p, q)
+					x.noWitCreation(t, c, p, q)
+					return ""
+				}
 				return x.endOp(t, c) // ErrUnavailable: nothing was written
 			}
 		}
@@ -1060,16 +1361,10 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				}
 			}
 		}
-		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" {
-			return v
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
+			return x.endOpOr(t, c, v)
 		}
-		nv := value(c, cl.Pc)
-		t.Parent[nv] = 0
-		cl.New = Rec{K: data, Val: nv, P: p, Q: q}
-		for n := range numNodes {
-			cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
-		}
-		cl.Stored = [numNodes]bool{}
+		x.newCreation(t, c, p, q)
 		newRound(t, c)
 		if x.sc.Variant == AddParallel {
 			cl.Base = cl.R[q].Rec
@@ -1081,12 +1376,12 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			cl.Phase = phWr
 			return ""
 		}
-		x.send(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
 		cl.Phase = phCrW
 	case phCrW, phCrQ, phCrP:
 		// The witness first: it is the creation's claim on the key; then
 		// the secondary, then the primary.
-		n, next := uint8(w), uint8(q)
+		n, next := w, q
 		if cl.Phase == phCrQ {
 			n, next = q, p
 		} else if cl.Phase == phCrP {
@@ -1100,8 +1395,13 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				return x.ack(t, c)
 			}
 			newRound(t, c)
-			x.send(t, c, next, opCAS, cl.BT[next], cl.BI[next], cl.New)
+			x.put(t, c, next, opCAS, cl.BT[next], cl.BI[next], cl.New)
 			cl.Phase++
+		case r.St == rTimeout && cl.Phase == phCrW && cl.AS:
+			// No reply from the suspected candidate to the witness CAS
+			// within Timeout: the two-record creation (R8); a late
+			// witness CAS stored after all is this configuration's.
+			x.noWitCreation(t, c, p, q)
 		case r.definiteFail():
 			if cl.Phase == phCrW {
 				return x.conflict(t, c) // nothing was stored
@@ -1109,7 +1409,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			newRound(t, c)
 			for m := range uint8(numNodes) {
 				if cl.Stored[m] {
-					x.send(t, c, m, opCAS, cl.ST[m], cl.SI[m], Rec{K: blank})
+					x.put(t, c, m, opCAS, cl.ST[m], cl.SI[m], Rec{K: blank})
 				}
 			}
 			cl.Phase = phCrUndo
@@ -1125,4 +1425,30 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		return x.conflict(t, c)
 	}
 	return ""
+}
+
+// newCreation sets up an Add's record from the not-found read's blanks.
+func (x *explorer) newCreation(t *state, c int, p, q uint8) {
+	cl := &t.C[c]
+	nv := value(c, cl.Pc)
+	t.Parent[nv] = 0
+	cl.New = Rec{K: data, Val: nv, P: p, Q: q}
+	for n := range numNodes {
+		cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+	}
+	cl.Stored = [numNodes]bool{}
+}
+
+// noWitCreation is R8's two-record creation (review-3 M1): the suspected
+// candidate gave no reply within Timeout, so the record, marked nowit, goes
+// to the secondary, then the primary; the key goes on the process's
+// witness-less list (the scope's Scan steps run R9 for it).
+func (x *explorer) noWitCreation(t *state, c int, p, q uint8) {
+	cl := &t.C[c]
+	cl.New.NoWit = x.sc.Variant != NoWitUnmarked
+	t.ExcOpen = true
+	x.res.NoWitCreations++
+	newRound(t, c)
+	x.put(t, c, q, opCAS, cl.BT[q], cl.BI[q], cl.New)
+	cl.Phase = phCrQ
 }

@@ -33,6 +33,9 @@ type Rec struct {
 	// answered absent or blank, not silent): until R9 stores its witness
 	// a lone copy of it is not taken for expired or stale (R4.1).
 	NoWit bool
+	// T is the envelope's session timeout (timed scopes; 0 elsewhere),
+	// written by every client write.
+	T uint8
 }
 
 // rank orders data records: epoch first, then an established record (not
@@ -81,6 +84,9 @@ type node struct {
 	// (saturating at 2); LagTried: the rule sent a touch with one of them.
 	Lag      uint8
 	LagTried bool
+	// Rem (timed scopes, review-3 M2): the item's remaining TTL in ticks;
+	// it expires when a tick takes it to 0.
+	Rem uint8
 }
 
 // Commands a client sends.
@@ -90,9 +96,10 @@ const (
 	opAdd         // ms k ME: insert if absent (content: only in broken variants)
 	opGetN        // mg k N: get, leaving a blank on a miss (repair scopes)
 	opTouch       // mg k T<2T>: R3's touch of the witness (witness-lifetime scopes)
+	opGetT        // mg k v c t T<T>: R2's read and touch of a data copy (timed scopes)
 )
 
-var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank", opTouch: "witness touch"}
+var opNames = [...]string{opGet: "get", opCAS: "cas", opAdd: "add", opGetN: "get-or-blank", opTouch: "witness touch", opGetT: "get-and-touch"}
 
 // msg is a command in flight. A command whose client has moved on
 // (Orphan) may still be executed: late delivery.
@@ -103,6 +110,10 @@ type msg struct {
 	Rec              Rec
 	NoTTL            bool // stored without an expiry (variant InternalNoTTL)
 	Write            bool // R3's CAS on the primary: it sets the data's TTL
+	// TTL (timed scopes): the T<ttl> the command sets; Age: ticks since
+	// it was sent (a command older than MaxT must run before time moves
+	// on: a longer delay is a fault).
+	TTL, Age uint8
 }
 
 // Reply codes, and the states of a reply slot.
@@ -122,6 +133,7 @@ type reply struct {
 	St       uint8
 	Rec      Rec
 	Tok, Inc uint8
+	Rem      uint8 // the item's remaining TTL (the t flag), timed scopes
 }
 
 func (r reply) definiteFail() bool {
@@ -150,11 +162,12 @@ const (
 	phWrFoRead // R3, P stored, Q lost or silent (review-2 M3): read the third node
 	phWrFence  // ... fence P (its own write) to the next epoch with the third node
 	phWrCopy   // ... copy it there: success when stored
+	phBury     // R4.1 (review-4 D3): CAS the lone copy to a blank
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -184,6 +197,16 @@ type client struct {
 	ST, SI  [numNodes]uint8
 	Stored  [numNodes]bool
 	AfterNF bool // the call started after a read reported the session expired
+	// AW is the Add's witness node: the candidate this process held
+	// failed when the Add started (R8, review-3 M1), else node 2; AS: it
+	// was held failed, so no reply from it within Timeout (to the read
+	// or the witness CAS) makes the two-record creation (nowit).
+	AW uint8
+	AS bool
+	// DT (timed scopes): the TTL a decision's data writes carry: the
+	// remaining t of its base, or the caller's T for a write failover;
+	// BRem: the base's remaining TTL, for R3's undo.
+	DT, BRem uint8
 	// Susp: nodes this process holds *failed* (docs/replication.md section
 	// 9): it sends them nothing until its probe sees them answer again.
 	// Scopes with MaxSuspicions make such a suspicion wrong at any step.
@@ -216,6 +239,14 @@ type state struct {
 	// "not found" after the deadline: no call that starts later may
 	// return the session.
 	Deadline, NFSeen bool
+	// The stated exception to the single-fault guarantee (R8, review-3
+	// M1): ExcOpen once a configuration was begun with two present records
+	// because a candidate did not answer an Add (R8's two-record creation,
+	// or a failover from a creation's record whose other copy was silent);
+	// Exception once a fault then removed a data copy of a nowit
+	// configuration whose third node holds nothing. From then on a "not
+	// found" is the stated residual: counted, and the run stops there.
+	ExcOpen, Exception, Halt bool
 }
 
 func (s *state) String() string {

@@ -58,10 +58,40 @@ const (
 	// but ErrUnavailable, so the stale third copy a failover leaves, kept
 	// alive by every R2/R3 touch, blocks the session after its expiry.
 	LoneCopyUnavailable
+	// CreationFailoverUnmarked is R7 before the fix: a failover from a
+	// creation's record (E0, V0) whose other copy was silent is not
+	// marked nowit, though that copy may hold only the Add's blank (the
+	// Add's CAS there timed out): one flush of a copy then leaves one data
+	// record and two empties, read as not found: a lost write.
+	CreationFailoverUnmarked
+	// NoWitUnmarked is R8's two-record creation without the nowit mark:
+	// one flush leaves a lone copy that R4.1 takes for expired.
+	NoWitUnmarked
+	// WitnessTTLFromT is the witness TTL before review-3 M2: every
+	// witness touch gives 2 × the caller's T, so a cold process's shorter
+	// guessed T, its touch run after a warm writer's, cuts the witness
+	// below its data's TTL with no fault.
+	WitnessTTLFromT
+	// NoBury is R4.1 before review-4 D3: the lone data copy with two
+	// empty peers is answered "not found" and left in place, so a late
+	// R9 witness CAS on a blank peer gives it a second present record and
+	// the session comes back (review-4 B2).
+	NoBury
+	// LapseFree is the data touches before review-4 D1 (the caller's T,
+	// possibly a guess): a data copy may lapse while the session is live
+	// with no fault (Scope.Lapse charges it to the timeout budget).
+	LapseFree
+	// BuryCreation is review-4 D3 as first stated: R4.1 buries any lone
+	// copy, a creation's record (E0, V0) included, so a read overlapping
+	// an Add whose witness was flushed buries the secondary the Add
+	// relies on, and the acknowledged session is lost.
+	BuryCreation
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
-	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable"}
+	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
+	"creation-failover-unmarked", "nowit-unmarked",
+	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -86,9 +116,17 @@ type resolution struct {
 	add2       bool // y is written by an insert (broken variants)
 	complete   bool // a completion (rec1 is the content x already holds)
 	single     bool // one write only: rec1 on x (the witness repair)
-	// repair: rec1 (a witness) goes onto x's blank; the correct protocol
-	// first re-stamps both data copies of b (R9).
+	// repair: rec1 (a witness) goes onto x's blank or stale record; the
+	// correct protocol first re-stamps the two records in rs, both data
+	// copies of b (R9).
 	repair bool
+	rs     [2]uint8
+	// exc: a failover from a creation's record whose other copy was
+	// silent, absent or blank (the stated exception's second origin, R8).
+	exc bool
+	// bury (review-4 D3): rec1 is a blank CASed onto the lone copy x; the
+	// answer is "not found" only if that was stored.
+	bury bool
 }
 
 func presentRec(r reply) bool {
@@ -119,8 +157,22 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	// R4.1 (review-3 B1): one data record and its two peers absent or
 	// blank is not found. A live session has two present records under
 	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
-	if nData == 1 && empty == 2 && !lone.NoWit && v != NoWitness && v != LoneCopyUnavailable {
-		return resolution{kind: resNotFound}
+	// A creation's record (E0, V0) is excluded: an Add in flight has
+	// stored its secondary, not yet its primary, and a read that overlaps
+	// it, its witness flushed, sees one copy (review-4 D3's burial would
+	// destroy the session the Add then acknowledges: BuryCreation).
+	creation := lone.E == 0 && lone.V == 0 && v != BuryCreation
+	if nData == 1 && empty == 2 && !lone.NoWit && !creation && v != NoWitness && v != LoneCopyUnavailable {
+		if v == NoBury {
+			return resolution{kind: resNotFound}
+		}
+		// Bury it first (review-4 D3): CAS it to a blank with the read's
+		// token, so that no late CAS can give it a second present record.
+		for i := range r {
+			if r[i].St == rOK && r[i].Rec == lone {
+				return resolution{kind: resDecide, b: lone, x: uint8(i), rec1: Rec{K: blank}, single: true, bury: true}
+			}
+		}
 	}
 	if !haveData {
 		// Not found: two of the three records answer "nothing here". Two
@@ -158,7 +210,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		// failover's stale copy, a lost fence), on the third node becomes
 		// the witness, after both copies are re-stamped.
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
-			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true}
+			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
 		return resolution{kind: resReturn, b: b}
 	}
@@ -182,12 +234,19 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// The other data copy is silent, absent or blank: fail over to the
 	// witness node, fence first.
-	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true, NoWit: emptyAnswer(r[y])}
+	// A creation's record (E0, V0) whose other copy is silent, absent or
+	// blank: an Add abandoned after its secondary (its primary's CAS timed
+	// out, no fault) left that copy a blank, so the new configuration may
+	// have two present records: marked nowit even when y is silent (R7,
+	// review-3 M1), and the stated exception of R8 (exc).
+	exc := b.E == 0 && b.V == 0 && !b.Pend && (emptyAnswer(r[y]) || r[y].St == rTimeout)
+	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true,
+		NoWit: emptyAnswer(r[y]) || (exc && v != CreationFailoverUnmarked)}
 	g := f
 	g.Pend = false
 	switch {
 	case presentRec(r[w]):
-		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g}
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, exc: exc}
 	case v.insertsContent() && emptyAnswer(r[w]):
 		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
 	}
@@ -211,12 +270,15 @@ func exec(nd *node, m *msg) reply {
 			nd.Ctr++
 			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
-	case opGet:
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
+	case opGet, opGetT:
 		if nd.Item.K == absent {
 			return reply{St: rNotFound, Inc: nd.Inc}
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc}
+		if m.Op == opGetT && m.TTL != 0 {
+			nd.Rem = m.TTL
+		}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
 	case opCAS:
 		switch {
 		case m.Inc != nd.Inc:
@@ -234,6 +296,9 @@ func exec(nd *node, m *msg) reply {
 		if nd.Item.K == absent {
 			return reply{St: rNotFound}
 		}
+		if m.TTL != 0 {
+			nd.Rem = m.TTL
+		}
 		if nd.Item.K == witness {
 			nd.Lag, nd.LagTried = 0, false
 		}
@@ -241,6 +306,6 @@ func exec(nd *node, m *msg) reply {
 	}
 	nd.Ctr++
 	nd.Lag, nd.LagTried = 0, false
-	nd.Item, nd.Tok, nd.NoTTL = m.Rec, nd.Ctr, m.NoTTL
+	nd.Item, nd.Tok, nd.NoTTL, nd.Rem = m.Rec, nd.Ctr, m.NoTTL, m.TTL
 	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
 }

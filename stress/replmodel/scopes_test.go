@@ -35,10 +35,15 @@ func TestCreateRetry(t *testing.T) {
 	if !*full {
 		t.Skip("larger scopes: go test ./replmodel -replmodel.full (make model)")
 	}
-	mustHold(t, "create: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty,
+	// FinalDecides (review-4 M1): a stuck final read is a violation unless
+	// it is R8's stated residual (an abandoned Add's nowit configuration
+	// hit by one flush), which is counted.
+	r := mustHold(t, "create: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
 		Programs: [][]OpKind{{Create}, {Create}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
-	r := mustHold(t, "create: Add, retried, against Add+write, 1 flush, 1 timeout", Scope{Variant: Correct, Start: Empty,
+	t.Logf("residual: %d final reads ErrUnavailable, %d reads find no session", r.ExceptedUnavailable, r.Excepted)
+	r = mustHold(t, "create: Add, retried, against Add+write, 1 flush, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
 		Programs: [][]OpKind{{Create, Create}, {Create, RMW}}, MaxFaults: 1, MaxTimeouts: 1})
+	t.Logf("residual: %d final reads ErrUnavailable, %d reads find no session", r.ExceptedUnavailable, r.Excepted)
 	if r.Creations == 0 {
 		t.Error("no Add completed")
 	}
@@ -101,8 +106,8 @@ var f1Prefix = []string{
 	"node 0 executes c1's get ",
 	"node 0 executes c1's get-or-blank",
 	"node 2 executes c1's get-or-blank",
-	"node 0 executes c1's cas D(e1 v0 val0 {0,2} pending)",
-	"node 2 executes c1's cas D(e1 v0 val0 {0,2})",
+	"node 0 executes c1's cas D(e1 v1 val0 {0,2} pending)",
+	"node 2 executes c1's cas D(e1 v1 val0 {0,2})",
 	"node 0 executes c1's get ",
 	"node 2 executes c1's get ",
 	"node 0 executes c1's get-or-blank",
@@ -112,8 +117,8 @@ var f1Prefix = []string{
 	// f1Failover steps: the failover is complete.
 	"node 0 executes c1's get ",
 	"node 2 executes c1's get ",
-	"node 0 executes c1's cas D(e1 v1 val5 {0,2})",
-	"node 2 executes c1's cas D(e1 v1 val5 {0,2})",
+	"node 0 executes c1's cas D(e1 v2 val5 {0,2})",
+	"node 2 executes c1's cas D(e1 v2 val5 {0,2})",
 }
 
 // TestBrokenVariantsRejectedReview1: the first versions of R9, Add and
@@ -216,6 +221,12 @@ func TestWitnessLifetime(t *testing.T) {
 		return Scope{Variant: v, WitnessTTL: true, FinalDecides: true, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1}
 	}
 	t.Run("R3 touches the witness", func(t *testing.T) {
+		// True by construction (review-3 M3): a witness expiry here is the
+		// fault. The timed scope (TestTwoTimeouts) checks the lifetime
+		// with lengths; this one runs in make model.
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
 		mustHold(t, "witness lifetime, 2 writers, 1 flush, 1 timeout", sc(Correct))
 	})
 	t.Run("WitnessUntouched rejected", func(t *testing.T) {
@@ -282,6 +293,10 @@ func TestExpiryAfterFailover(t *testing.T) {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
 	t.Run("R4.1 holds", func(t *testing.T) {
+		// 6.8 M states since review 4 (burial, the deadline): make model.
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
 		r := mustHold(t, "expiry after a failover, stale third copy touched", expiryAfterFailover(Correct))
 		if r.Expired == 0 || r.Fences == 0 {
 			t.Error("no read found the session expired, or no failover ran")
@@ -302,8 +317,9 @@ func TestExpiryAfterFailover(t *testing.T) {
 // the new third node; the scan (R9) re-stamps both copies and turns that
 // record into the witness. With one flush anywhere, nothing is lost.
 func TestStaleThirdConverted(t *testing.T) {
-	if raceEnabled {
-		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	if !*full {
+		// Since review 4 in make model, to keep the short stage near 60 s.
+		t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 	}
 	r := mustHold(t, "stale third record converted by R9, writer and scan, 1 flush, 1 timeout", Scope{Variant: Correct, Repair: true,
 		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 1, MaxTimeouts: 1, FinalDecides: true})

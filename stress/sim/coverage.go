@@ -85,6 +85,9 @@ func (c *Coverage) Add(r *Result) {
 	}
 	for _, h := range r.Hits {
 		note(string(h.Kind), "any")
+		if h.Double {
+			note(string(FaultDouble), "any")
+		}
 		if h.Kind == FaultExpiry {
 			for _, where := range expiryPlaces(r, h.Session) {
 				note(string(h.Kind), where)

@@ -42,6 +42,9 @@ type Network struct {
 	rng   *rand.Rand // per-connection delays
 
 	minLat, maxLat time.Duration // each command's latency
+	// onCmd, when set, runs after each command a node executes, before
+	// its reply is sent (set before the first dial).
+	onCmd func()
 
 	conns sync.WaitGroup // every connection's reader and executor
 }
@@ -111,7 +114,7 @@ func (nw *Network) Dialer(client string) func(ctx context.Context, network, addr
 		seed := nw.rng.Uint64()
 		nw.mu.Unlock()
 		cli, srv := net.Pipe()
-		sc := &serverConn{node: nd, client: client, minLat: nw.minLat, maxLat: nw.maxLat, nc: srv, incarnation: nd.incarnation, queue: make(chan *request, 256), rng: rand.New(rand.NewPCG(seed, 1))}
+		sc := &serverConn{node: nd, client: client, onCmd: nw.onCmd, minLat: nw.minLat, maxLat: nw.maxLat, nc: srv, incarnation: nd.incarnation, queue: make(chan *request, 256), rng: rand.New(rand.NewPCG(seed, 1))}
 		nd.conns[sc] = struct{}{}
 		nd.mu.Unlock()
 		nw.conns.Go(sc.read)
@@ -267,6 +270,7 @@ type serverConn struct {
 	incarnation int
 	queue       chan *request
 	rng         *rand.Rand
+	onCmd       func()
 
 	minLat, maxLat time.Duration
 }
@@ -357,6 +361,9 @@ func (sc *serverConn) execute() {
 		out, quit := tab.exec(rq)
 		if quit {
 			return
+		}
+		if sc.onCmd != nil {
+			sc.onCmd()
 		}
 		if writeOK {
 			bw.WriteString(out)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
 // Params shape one simulated run.
@@ -26,8 +28,21 @@ type Params struct {
 	Horizon      time.Duration // faults start within it
 	Kinds        []FaultKind   // fault kinds drawn (all when empty)
 	// MinLatency and MaxLatency bound each command's network latency,
-	// drawn per command from the connection's own random source.
+	// drawn per command from the connection's own random source (and
+	// each way of a durable statement's).
 	MinLatency, MaxLatency time.Duration
+	// Backup is the memcached Store's replication mode
+	// (memcached.Config.Backup; the zero value is the default, BackupOn).
+	Backup memcached.BackupMode
+	// Tiered runs the tiered store (store/tiered) instead of the
+	// memcached Store alone: the memcached Store over the simulated
+	// nodes is its cache, a DurableNode with store/sqlstore's semantics
+	// its durable tier. Its kinds are TieredFaultKinds.
+	Tiered bool
+	// DurableTimeout bounds each durable statement, as sqlstore's
+	// Config.Timeout does; default 2 s (more than a lease, so that a
+	// statement held for a takeover can still answer).
+	DurableTimeout time.Duration
 
 	// ttlSkew is added to every TTL the provider gives the store: a
 	// deliberately broken variant for the checker's tests (a store that
@@ -42,8 +57,20 @@ type Params struct {
 	// the record as deltas. Off, the provider writes every change whole.
 	appends bool
 	// pipeline runs the Stores with Config.Pipeline: each node's
-	// operations multiplexed over shared connections.
+	// operations multiplexed over shared connections (not with the
+	// witness scheme, which New refuses it with).
 	pipeline bool
+	// wrapDurable, when set, wraps each app server's durable client: a
+	// deliberately broken variant of the durable tier for the checker's
+	// tests.
+	wrapDurable func(tiered.Durable) tiered.Durable
+}
+
+func (p Params) durableTimeout() time.Duration {
+	if p.DurableTimeout > 0 {
+		return p.DurableTimeout
+	}
+	return 2 * time.Second
 }
 
 // DefaultParams are the parameters of the independent fault test that
@@ -64,10 +91,13 @@ func (p Params) expectedStoreOps() int { return p.Apps * p.Workers * p.OpsPerWor
 
 // kinds returns the fault kinds the seeds take in turn.
 func (p Params) kinds() []FaultKind {
-	if len(p.Kinds) == 0 {
-		return FaultKinds
+	switch {
+	case len(p.Kinds) > 0:
+		return p.Kinds
+	case p.Tiered:
+		return TieredFaultKinds
 	}
-	return p.Kinds
+	return FaultKinds
 }
 
 // Ops returns the number of requests of a run.
@@ -169,6 +199,9 @@ type Result struct {
 	GetAndTouch bool
 	// Violations found by Check.
 	Violations []Violation
+	// Tiered: the tiered Stores' counters, summed over the app servers
+	// (Params.Tiered).
+	Tiered tiered.Stats
 
 	appended int64 // lock changes appended as deltas (Params.appends)
 }
@@ -268,8 +301,9 @@ func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) err
 type runner struct {
 	p      Params
 	nw     *Network
+	db     *DurableNode // Params.Tiered
 	start  time.Time
-	stores []*memcached.Store
+	stores []*memcached.Store // the memcached Stores (the caches, when tiered)
 	sched  Schedule
 
 	mu       sync.Mutex
@@ -278,9 +312,17 @@ type runner struct {
 	appended atomic.Int64
 	appGate  []chan struct{} // non-nil while the app is paused
 	triggers map[int][]Fault
-	opNode   int // the node of the seed's first fault; -1 before
-	opNode2  int // and its second node (pause+kill)
-	faults   sync.WaitGroup
+	// dbTriggers: FaultReviveMidCommit by durable record write; dbPuts
+	// counts those writes.
+	dbTriggers map[int][]Fault
+	dbPuts     int
+	// cmdTriggers: FaultFlushStep by node command; cmds counts the
+	// commands the nodes executed.
+	cmdTriggers map[int][]Fault
+	cmds        int
+	opNode      int // the node of the seed's first fault; -1 before
+	opNode2     int // and its second node (pause+kill)
+	faults      sync.WaitGroup
 }
 
 func (r *runner) now() time.Duration { return time.Since(r.start) }
@@ -318,7 +360,7 @@ func (r *runner) afterOp(key string) {
 // strike applies f now; faults with a duration end in their own
 // goroutine.
 func (r *runner) strike(f Fault) {
-	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach {
+	if f.Kind != FaultPauseApp && f.Kind != FaultFlushEach && !dbKind(f.Kind) && !f.Double {
 		// One node per seed: the first fault's.
 		r.mu.Lock()
 		if r.opNode < 0 {
@@ -335,9 +377,9 @@ func (r *runner) strike(f Fault) {
 	h := FaultHit{Fault: f, Start: r.now(), Nodes: []int{f.Node}}
 	var end func()
 	switch f.Kind {
-	case FaultFlush, FaultFlushEach:
+	case FaultFlush, FaultFlushEach, FaultFlushStep:
 		nd.Flush()
-	case FaultFlushAll:
+	case FaultFlushAll, FaultReviveMidCommit:
 		h.Nodes = nil
 		for i, a := range addrs {
 			r.nw.Node(a).Flush()
@@ -391,6 +433,43 @@ func (r *runner) strike(f Fault) {
 		nd.Pause()
 		n2.Kill()
 		end = func() { nd.Resume(); n2.Start() }
+	case FaultOpposite:
+		// Node f.Node unreachable from f.Apps, f.Node2 from the other
+		// app servers; the third node flushed half way through.
+		var cut, rest []string
+		for a := range r.p.Apps {
+			if slices.Contains(f.Apps, a) {
+				cut = append(cut, appName(a))
+			} else {
+				rest = append(rest, appName(a))
+			}
+		}
+		n2 := r.nw.Node(addrs[f.Node2])
+		third := -1
+		for i := range addrs {
+			if i != f.Node && i != f.Node2 && third < 0 {
+				third = i
+			}
+		}
+		h.Nodes = append(h.Nodes, f.Node2, third)
+		nd.Partition(cut...)
+		n2.Partition(rest...)
+		if third >= 0 {
+			r.faults.Add(1)
+			go func() {
+				defer r.faults.Done()
+				time.Sleep(f.Dur / 2)
+				r.nw.Node(addrs[third]).Flush()
+			}()
+		}
+		end = func() { nd.Heal(cut...); n2.Heal(rest...) }
+	case FaultDBDelay:
+		h.Nodes = nil
+		r.db.Delay(f.Dur, f.MaxDelay)
+	case FaultDBPause:
+		h.Nodes = nil
+		r.db.Pause()
+		end = r.db.Resume
 	}
 	if end == nil || f.Dur <= 0 {
 		h.End = h.Start
@@ -405,6 +484,36 @@ func (r *runner) strike(f Fault) {
 		h.End = r.now()
 		r.addHit(h)
 	}()
+}
+
+// afterCmd runs after each command a node executes (Network.onCmd): it
+// strikes the FaultFlushStep faults triggered by it.
+func (r *runner) afterCmd() {
+	r.mu.Lock()
+	r.cmds++
+	fs := r.cmdTriggers[r.cmds]
+	delete(r.cmdTriggers, r.cmds)
+	r.mu.Unlock()
+	for _, f := range fs {
+		r.strike(f)
+	}
+}
+
+// afterDBPut runs after each durable record write that stored its record
+// (DurableNode.afterPut): it strikes the FaultReviveMidCommit faults
+// triggered by it and returns how long the write's answer is held.
+func (r *runner) afterDBPut() time.Duration {
+	r.mu.Lock()
+	r.dbPuts++
+	fs := r.dbTriggers[r.dbPuts]
+	delete(r.dbTriggers, r.dbPuts)
+	r.mu.Unlock()
+	var hold time.Duration
+	for _, f := range fs {
+		r.strike(f)
+		hold = max(hold, f.Dur)
+	}
+	return hold
 }
 
 func (r *runner) addHit(h FaultHit) {
@@ -471,7 +580,7 @@ func appName(i int) string { return fmt.Sprintf("app%d", i) }
 // time only.
 func Run(seed uint64, p Params) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x5e55))
-	sched := NewSchedule(rng, p, KindOf(seed, p.Kinds))
+	sched := NewSchedule(rng, p, KindOf(seed, p.kinds()))
 	return RunSchedule(seed, p, sched)
 }
 
@@ -480,18 +589,44 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
-	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), opNode: -1}
+	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
+	nw.onCmd = r.afterCmd
 	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0}
+	if p.Tiered {
+		r.db = NewDurableNode()
+		r.db.afterPut = r.afterDBPut
+	}
+	for _, f := range sched {
+		if dbKind(f.Kind) && !p.Tiered {
+			panic(fmt.Sprintf("sim: fault kind %s strikes the durable tier: it needs Params.Tiered (-tiered)", f.Kind))
+		}
+	}
 
 	provs := make([]*provider.Provider, p.Apps)
+	var closers []provider.Store
+	var tstores []*tiered.Store
 	for a := range p.Apps {
-		st, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Pipeline: p.pipeline})
+		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Pipeline: p.pipeline && p.Backup != memcached.BackupWitness})
 		if err != nil {
 			panic(err)
 		}
-		r.stores = append(r.stores, st)
+		r.stores = append(r.stores, mc)
+		var st provider.Store = mc
+		if p.Tiered {
+			var dur tiered.Durable = r.db.Client(rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), p.durableTimeout(), p.MinLatency, p.MaxLatency)
+			if p.wrapDurable != nil {
+				dur = p.wrapDurable(dur)
+			}
+			ts, err := tiered.New(tiered.Config{Cache: mc, Durable: dur})
+			if err != nil {
+				panic(err)
+			}
+			tstores = append(tstores, ts)
+			st = ts
+		}
+		closers = append(closers, st)
 		var rs provider.Store = &recStore{Store: st, app: a, run: r, start: r.start}
-		if gt, ok := provider.Store(st).(provider.GetAndToucher); ok && res.GetAndTouch {
+		if gt, ok := st.(provider.GetAndToucher); ok && res.GetAndTouch {
 			rs = gtStore{recStore: rs.(*recStore), gt: gt}
 		}
 		pv, err := provider.New(rs, provider.Config{App: "sim", Lease: p.Lease})
@@ -501,8 +636,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		provs[a] = pv
 	}
 	defer func() {
-		for _, st := range r.stores {
+		for _, st := range closers {
 			st.Close()
+		}
+		if r.db != nil {
+			r.db.Shutdown()
 		}
 		nw.Shutdown()
 	}()
@@ -528,7 +666,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 
 	res.Created = r.now()
 
-	// The faults.
+	// The faults. Commands count from here: the sessions' creation is
+	// not part of the run's windows.
+	r.mu.Lock()
+	r.cmds = 0
+	r.mu.Unlock()
 	var reqMu sync.Mutex
 	for _, f := range sched {
 		if f.Kind == FaultExpiry {
@@ -550,6 +692,14 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		}
 		if f.AfterOp > 0 {
 			r.triggers[f.AfterOp] = append(r.triggers[f.AfterOp], f)
+			continue
+		}
+		if f.AfterDBWrite > 0 {
+			r.dbTriggers[f.AfterDBWrite] = append(r.dbTriggers[f.AfterDBWrite], f)
+			continue
+		}
+		if f.AfterCmd > 0 {
+			r.cmdTriggers[f.AfterCmd] = append(r.cmdTriggers[f.AfterCmd], f)
 			continue
 		}
 		r.faults.Add(1)
@@ -594,7 +744,13 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	for _, fs := range r.triggers {
 		late = append(late, fs...)
 	}
-	r.triggers = nil
+	for _, fs := range r.dbTriggers {
+		late = append(late, fs...)
+	}
+	for _, fs := range r.cmdTriggers {
+		late = append(late, fs...)
+	}
+	r.triggers, r.dbTriggers, r.cmdTriggers = nil, nil, nil
 	r.mu.Unlock()
 	for _, f := range late {
 		f.AfterOp = 0
@@ -615,10 +771,27 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	}
 	res.Elapsed = r.now()
 	res.appended = r.appended.Load()
+	for _, ts := range tstores {
+		res.Tiered = addStats(res.Tiered, ts.Stats())
+	}
 	r.mu.Lock()
 	res.Hits = append(res.Hits, r.hits...)
 	r.mu.Unlock()
 	return res
+}
+
+// addStats returns the sum of two tiered Stores' counters.
+func addStats(a, b tiered.Stats) tiered.Stats {
+	return tiered.Stats{
+		DurableWrites:   a.DurableWrites + b.DurableWrites,
+		Refreshes:       a.Refreshes + b.Refreshes,
+		Revivals:        a.Revivals + b.Revivals,
+		StaleWrites:     a.StaleWrites + b.StaleWrites,
+		RefreshErrors:   a.RefreshErrors + b.RefreshErrors,
+		Undone:          a.Undone + b.Undone,
+		Adopted:         a.Adopted + b.Adopted,
+		UnknownOutcomes: a.UnknownOutcomes + b.UnknownOutcomes,
+	}
 }
 
 func sessionID(rng *rand.Rand) string {

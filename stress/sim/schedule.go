@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -50,17 +51,95 @@ const (
 	FaultExpiry FaultKind = "expiry"
 )
 
-// FaultKinds lists every kind, in the order coverage prints them.
+// Fault kinds that the witness scheme's tests draw (docs/replication.md
+// section 14); today's scheme runs them by name (-kinds).
+const (
+	// FaultFlushStep: flush_all on one node right after the AfterCmd-th
+	// command the nodes execute (counted over all nodes), before its
+	// reply is sent: between any two commands of one request
+	// (SimFlushEveryStep).
+	FaultFlushStep FaultKind = "flush-step"
+	// FaultOpposite: node Node unreachable from the app servers Apps and
+	// node Node2 from the others (each process suspects another copy:
+	// opposite failovers) for Dur, and the third node flushed half way
+	// through (SimOppositeFailovers).
+	FaultOpposite FaultKind = "opposite"
+	// FaultDouble: two single faults (flush, restart, kill, pause or
+	// partition, drawn) on two different nodes, each at its own instant
+	// (SimDoubleFaults). Its faults carry their own kinds, with Double
+	// set.
+	FaultDouble FaultKind = "double"
+)
+
+// doubleParts are the kinds a FaultDouble combines.
+var doubleParts = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition}
+
+// The fault kinds of the tiered store's durable tier (Params.Tiered).
+const (
+	// FaultDBDelay: the durable tier's statements wait up to MaxDelay
+	// each for Dur, reordering them; those that take longer than the
+	// client's timeout end with an unknown outcome, and run anyway.
+	FaultDBDelay FaultKind = "db-delay"
+	// FaultDBPause: the durable tier stops for Dur; its statements queue
+	// and run late, in order.
+	FaultDBPause FaultKind = "db-pause"
+	// FaultReviveMidCommit: every cache node is flushed as the
+	// AfterDBWrite-th data change written to the durable tier runs there,
+	// and that statement's answer is held for Dur (less than the durable
+	// client's timeout): requests meanwhile miss the cache, revive the
+	// session from the durable tier (claiming the change's durable
+	// version) and commit on top of it, before its writer learns that its
+	// durable write is done (docs/replication.md section 15, "fenced but
+	// applied").
+	FaultReviveMidCommit FaultKind = "revive-mid-commit"
+)
+
+// FaultKinds lists every kind of the memcached nodes, in the order
+// coverage prints them.
 var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, FaultPartition, FaultDelay, FaultPauseApp, FaultPauseKill, FaultFlushAll, FaultFlushEach, FaultExpiry}
+
+// WitnessFaultKinds lists the kinds a run of the witness scheme draws
+// (Params.Backup = memcached.BackupWitness): every node kind and those of
+// its section 14 tests.
+var WitnessFaultKinds = append(slices.Clone(FaultKinds), FaultFlushStep, FaultOpposite, FaultDouble)
+
+// TieredFaultKinds lists the kinds a tiered run draws: every kind of the
+// memcached nodes (its cache) and those of its durable tier.
+var TieredFaultKinds = append(slices.Clone(FaultKinds), FaultDBDelay, FaultDBPause, FaultReviveMidCommit)
+
+// allKinds lists every kind once, in the order reports print them.
+func allKinds() []FaultKind {
+	out := slices.Clone(TieredFaultKinds)
+	for _, k := range WitnessFaultKinds {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// dbKind reports whether k strikes the durable tier, not a memcached node.
+func dbKind(k FaultKind) bool {
+	return k == FaultDBDelay || k == FaultDBPause || k == FaultReviveMidCommit
+}
 
 // Fault is one scheduled fault. It strikes at virtual time At, or, when
 // AfterOp > 0, as soon as the AfterOp-th store operation of the run
 // (counted over all app servers) returns, on the node that holds Role
 // ("primary" or "backup") of that operation's key.
 type Fault struct {
-	Kind     FaultKind
-	At       time.Duration
-	AfterOp  int
+	Kind    FaultKind
+	At      time.Duration
+	AfterOp int
+	// AfterDBWrite: FaultReviveMidCommit strikes as the AfterDBWrite-th
+	// durable write of a record (PutRecord) that stores it runs.
+	AfterDBWrite int
+	// AfterCmd: FaultFlushStep strikes right after the AfterCmd-th
+	// command the nodes execute.
+	AfterCmd int
+	// Double: the fault is one of a FaultDouble's two; it strikes its
+	// own Node.
+	Double   bool
 	Role     string
 	Node     int   // node index, when not chosen by Role
 	Node2    int   // the node killed by pause+kill
@@ -76,20 +155,32 @@ type Fault struct {
 
 func (f Fault) String() string {
 	var b strings.Builder
+	if f.Double {
+		b.WriteString("double: ")
+	}
 	if f.Kind == FaultExpiry {
 		fmt.Fprintf(&b, "expiry: session %d (timeout %v) idle from %v for %v, then read by app %d", f.Session, f.Timeout, f.At, f.Dur, f.Probe)
 		return b.String()
 	}
-	if f.AfterOp > 0 {
+	switch {
+	case f.AfterCmd > 0:
+		fmt.Fprintf(&b, "%s after node command #%d on node %d", f.Kind, f.AfterCmd, f.Node)
+	case f.AfterDBWrite > 0:
+		fmt.Fprintf(&b, "%s: every cache node flushed at durable record write #%d, its answer held", f.Kind, f.AfterDBWrite)
+	case f.AfterOp > 0:
 		fmt.Fprintf(&b, "%s after store op #%d on its key's %s", f.Kind, f.AfterOp, f.Role)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%s at %v", f.Kind, f.At)
-		if f.Kind != FaultPauseApp {
+		if f.Kind != FaultPauseApp && !dbKind(f.Kind) {
 			fmt.Fprintf(&b, " on node %d", f.Node)
 		}
 	}
 	if f.Kind == FaultPauseKill {
 		fmt.Fprintf(&b, ", kill node %d", f.Node2)
+	}
+	if f.Kind == FaultOpposite {
+		fmt.Fprintf(&b, " from apps %v, node %d from the others, the third node flushed half way", f.Apps, f.Node2)
+		f.Apps = nil
 	}
 	if len(f.Apps) > 0 {
 		fmt.Fprintf(&b, " apps %v", f.Apps)
@@ -115,7 +206,8 @@ func (s Schedule) String() string {
 }
 
 // KindOf is the fault kind of seed: seeds take the kinds in turn, so that
-// what a kind finds can be told apart from what another finds.
+// what a kind finds can be told apart from what another finds. Without
+// kinds, FaultKinds.
 func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 	if len(kinds) == 0 {
 		kinds = FaultKinds
@@ -126,10 +218,27 @@ func KindOf(seed uint64, kinds []FaultKind) FaultKind {
 // NewSchedule draws 1 to 3 faults of one kind from rng, striking within
 // the first p.Horizon of a run.
 func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
-	if kind == FaultExpiry {
+	switch kind {
+	case FaultExpiry:
 		return newExpirySchedule(rng, p)
+	case FaultDouble:
+		// Two single faults on two nodes, each drawn as its kind's
+		// schedule draws it (its first fault), at instants only.
+		a := rng.IntN(p.Nodes)
+		b := (a + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		var s Schedule
+		for _, node := range []int{a, b} {
+			f := NewSchedule(rng, p, doubleParts[rng.IntN(len(doubleParts))])[0]
+			f.AfterOp, f.Role = 0, ""
+			f.Node, f.Double = node, true
+			s = append(s, f)
+		}
+		return s
 	}
 	n := 1 + rng.IntN(3)
+	if kind == FaultOpposite {
+		n = 1 // two at once would cut one app server off from two nodes
+	}
 	s := make(Schedule, 0, n)
 	// Every fault of a seed strikes the same node (and, when triggered by
 	// an operation, the node of the first trigger's key), so that a seed
@@ -169,8 +278,25 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 		case FaultPauseKill:
 			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
 			f.Node2 = (f.Node + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		case FaultDBDelay:
+			f.Dur = time.Duration(500+rng.IntN(2000)) * time.Millisecond
+			f.MaxDelay = time.Duration(20+rng.IntN(2*int(p.durableTimeout()/time.Millisecond))) * time.Millisecond
+		case FaultDBPause:
+			f.Dur = time.Duration(600+rng.IntN(3000)) * time.Millisecond
+		case FaultFlushStep:
+			// A request makes about 3 store operations of 1 to 5
+			// commands each.
+			f.AfterCmd = 1 + rng.IntN(4*p.expectedStoreOps())
+		case FaultOpposite:
+			f.Dur = time.Duration(600+rng.IntN(2000)) * time.Millisecond
+			f.Node2 = (f.Node + 1 + rng.IntN(p.Nodes-1)) % p.Nodes
+		case FaultReviveMidCommit:
+			// About 45 records are written durably in a run (the
+			// commits of increments and lock-free writes).
+			f.AfterDBWrite = 1 + rng.IntN(30)
+			f.Dur = time.Duration(rng.Int64N(int64(p.durableTimeout() * 9 / 10)))
 		}
-		if f.Kind == FaultPartition {
+		if f.Kind == FaultPartition || f.Kind == FaultOpposite {
 			k := 1 + rng.IntN(p.Apps-1)
 			for _, a := range rng.Perm(p.Apps)[:k] {
 				f.Apps = append(f.Apps, a)

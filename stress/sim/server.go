@@ -208,6 +208,17 @@ func (t *table) exec(rq *request) (string, bool) {
 		r.noreply(f, "OK")
 	case "version":
 		r.line("VERSION 1.6.21-sim")
+	case "stats":
+		// General statistics only: a simulated node never evicts (the
+		// witness scheme watches evictions: docs/replication.md 11.2).
+		if len(f) > 1 {
+			r.line("ERROR")
+			break
+		}
+		r.line("STAT pid 1")
+		r.line("STAT curr_items", strconv.Itoa(len(t.items)))
+		r.line("STAT evictions 0")
+		r.line("END")
 	case "verbosity":
 		r.noreply(f, "OK")
 	case "quit":

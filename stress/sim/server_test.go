@@ -92,6 +92,7 @@ func TestServerProtocol(t *testing.T) {
 			{"delete n\r\n", 1, "DELETED"},
 			{"delete n\r\n", 1, "NOT_FOUND"},
 			{"version\r\n", 1, "VERSION 1.6.21-sim"},
+			{"stats\r\n", 4, "STAT pid 1|STAT curr_items 1|STAT evictions 0|END"},
 			{"bogus\r\n", 1, "ERROR"},
 			{"mg k zz\r\n", 1, "CLIENT_ERROR invalid flag"},
 		}

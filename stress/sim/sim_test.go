@@ -7,16 +7,19 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
 var (
-	flagSeeds    = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 2000, make sim more)")
+	flagSeeds    = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 1200, make sim more)")
 	flagFirst    = flag.Uint64("first", 1, "TestSim: first seed")
 	flagSeed     = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
 	flagReplays  = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
 	flagKinds    = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
-	flagPipeline = flag.Bool("pipeline", false, "run the Stores with memcached.Config.Pipeline (operations multiplexed over shared connections)")
+	flagPipeline = flag.Bool("pipeline", false, "run the Stores with memcached.Config.Pipeline (operations multiplexed over shared connections; not with -backup witness)")
 	flagOneCopy  = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagTiered   = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
 func params() Params {
@@ -30,6 +33,12 @@ func params() Params {
 		p = oneCopy(p)
 	}
 	p.pipeline = *flagPipeline
+	p.Tiered = *flagTiered
+	mode, ok := backupModes[*flagBackup]
+	if !ok {
+		panic(fmt.Sprintf("-backup %q: want on, off or witness", *flagBackup))
+	}
+	p.Backup = mode
 	return p
 }
 
@@ -63,11 +72,23 @@ func report(r *Result) string {
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  VIOLATION %s\n", v)
 	}
-	oneCopy := ""
-	if r.Params.appends {
-		oneCopy = " -one-copy"
+	if r.Params.Tiered {
+		fmt.Fprintf(&b, "  tiered counters: %+v\n", r.Tiered)
 	}
-	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d%s -v\n", r.Seed, oneCopy)
+	var mode string
+	if r.Params.appends {
+		mode += " -one-copy"
+	}
+	if r.Params.Tiered {
+		mode += " -tiered"
+	}
+	if r.Params.Backup != memcached.BackupOn {
+		mode += " -backup " + backupName(r.Params.Backup)
+	}
+	if len(r.Params.Kinds) > 0 {
+		mode += " -kinds " + kindList(r.Params.Kinds)
+	}
+	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d%s -v\n", r.Seed, mode)
 	return b.String()
 }
 
@@ -104,6 +125,25 @@ func runSeeds(t *testing.T, first uint64, n int, p Params) []*Result {
 	return results
 }
 
+// sweep runs n seeds of p from -first and prints, under name, how long
+// they took, what each fault kind found and the coverage.
+func sweep(t *testing.T, name string, p Params, n int) ([]*Result, *tally, *Coverage) {
+	start := time.Now()
+	results := runSeeds(t, *flagFirst, n, p)
+	took := time.Since(start)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d seeds of %d requests in %v (%.1f seeds/s)\n", name, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
+	tl := newTally(results)
+	tl.print(&b)
+	cov := NewCoverage()
+	for _, r := range results {
+		cov.Add(r)
+	}
+	cov.Print(&b)
+	fmt.Print(b.String())
+	return results, tl, cov
+}
+
 // Tally is what a set of seeds found, per fault kind.
 type tally struct {
 	seeds map[FaultKind]int
@@ -113,7 +153,7 @@ type tally struct {
 func newTally(results []*Result) *tally {
 	tl := &tally{seeds: map[FaultKind]int{}, found: map[FaultKind]map[Invariant][]uint64{}}
 	for _, r := range results {
-		k := r.Schedule[0].Kind
+		k := KindOf(r.Seed, r.Params.kinds())
 		tl.seeds[k]++
 		if tl.found[k] == nil {
 			tl.found[k] = map[Invariant][]uint64{}
@@ -131,7 +171,7 @@ func newTally(results []*Result) *tally {
 
 func (tl *tally) print(w *strings.Builder) {
 	fmt.Fprintf(w, "violations per fault kind (seeds with the violation / seeds of the kind):\n")
-	for _, k := range FaultKinds {
+	for _, k := range allKinds() {
 		if tl.seeds[k] == 0 {
 			continue
 		}
@@ -184,18 +224,15 @@ func TestSim(t *testing.T) {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := params()
-	start := time.Now()
-	results := runSeeds(t, *flagFirst, *flagSeeds, p)
-	took := time.Since(start)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds of %d requests in %v (%.1f seeds/s)\n", len(results), p.Ops(), took.Round(time.Millisecond), float64(len(results))/took.Seconds())
-	tl := newTally(results)
-	tl.print(&b)
-	cov := NewCoverage()
-	for _, r := range results {
-		cov.Add(r)
+	name := "memcached"
+	if p.Tiered {
+		name = "tiered"
 	}
-	cov.Print(&b)
+	if p.Backup != memcached.BackupOn {
+		name += ", backup " + backupName(p.Backup)
+	}
+	results, tl, cov := sweep(t, name, p, *flagSeeds)
+	var b strings.Builder
 
 	// Replay up to 20 failing seeds once each.
 	var failing []*Result
@@ -225,11 +262,13 @@ func TestSim(t *testing.T) {
 		}
 	}
 	// Expiry at different instants on different nodes: apart from
-	// defect 5 (an expired session read back), today's store keeps every
-	// invariant under it (none lost early): a regression, not an
-	// expected failure.
+	// defect 5 (an expired session read back) and defect 4 (a failed
+	// commit applied, which today's store shows under every kind, seed 43
+	// of expiry now and then: its interleaving depends on the bubble's
+	// scheduling), today's store keeps every invariant under it (none
+	// lost early): a regression, not an expected failure.
 	for inv, seeds := range tl.found[FaultExpiry] {
-		if inv != InvExpiredRead {
+		if inv != InvExpiredRead && inv != InvFailedApplied {
 			t.Errorf("expiry: %s in %d of %d seeds (e.g. seed %d)", inv, len(seeds), tl.seeds[FaultExpiry], seeds[0])
 		}
 	}
@@ -273,18 +312,25 @@ func TestSim(t *testing.T) {
 	}
 }
 
-// TestNoFaultIsClean runs seeds without faults: the checker must find
-// nothing (a checker that reports violations without faults is broken).
+// TestNoFaultIsClean runs seeds without faults, on memcached (today's
+// scheme and the witness scheme) and on tiered: the checker must find
+// nothing (a checker that reports
+// violations without faults is broken).
 func TestNoFaultIsClean(t *testing.T) {
 	if *flagSeeds == 0 {
 		t.Skip("run with -seeds N")
 	}
-	p := params()
-	for seed := uint64(1); seed <= 20; seed++ {
-		var res *Result
-		synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
-		if v := Check(res); len(v) > 0 {
-			t.Errorf("seed %d without faults: %v", seed, v)
+	tp := params()
+	tp.Tiered = true
+	wp := params()
+	wp.Backup = memcached.BackupWitness
+	for _, p := range []Params{params(), tp, wp} {
+		for seed := uint64(1); seed <= 20; seed++ {
+			var res *Result
+			synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
+			if v := Check(res); len(v) > 0 {
+				t.Errorf("seed %d without faults (tiered %v, backup %s): %v", seed, p.Tiered, backupName(p.Backup), v)
+			}
 		}
 	}
 }
@@ -299,6 +345,12 @@ func TestReplay(t *testing.T) {
 	p := params()
 	first := runSeed(t, *flagSeed, p)
 	t.Log("\n" + report(first))
+	if p.Backup == memcached.BackupWitness {
+		fails, unknown := lateFailures(first, failoverTime(p))
+		for _, f := range append(fails, unknown...) {
+			t.Logf("SimFailoverTime: failed although started %v after the last fault event: %s", failoverTime(p), f)
+		}
+	}
 	if testing.Verbose() {
 		for _, rq := range first.Requests {
 			t.Logf("%s %s s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
@@ -381,4 +433,13 @@ func TestSimOneCopy(t *testing.T) {
 	if appended == 0 {
 		t.Error("the seeds appended no delta")
 	}
+}
+
+// kindList is kinds as the -kinds flag takes them.
+func kindList(kinds []FaultKind) string {
+	s := make([]string, len(kinds))
+	for i, k := range kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
 }

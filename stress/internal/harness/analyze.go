@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -60,6 +61,11 @@ type observations struct {
 	end      int64
 }
 
+// FailoverTime is how long after a fault a store may still be failing
+// over: the memcached store's failover time with its defaults
+// (docs/replication.md section 9: FailoverAfter 1 s + Timeout 500 ms).
+const FailoverTime = 1500 * time.Millisecond
+
 // stuckWaitThreshold is how long a request may wait while no request holds
 // its session before the wait counts as a stuck lock: one lease (or lock
 // timeout) for the holder to be declared gone, plus one poll for a waiter to
@@ -84,6 +90,7 @@ func analyze(o observations) *Result {
 	cfg := o.cfg
 	res := &Result{
 		Backend:              cfg.Backend,
+		Backup:               cfg.Backup,
 		Mode:                 cfg.Wait.String(),
 		Procs:                cfg.Procs,
 		Sessions:             cfg.Sessions,
@@ -312,14 +319,30 @@ func checkLocks(o observations, res *Result) {
 			holds[sid] = append(holds[sid], span{r.Sent, to})
 		}
 	}
+	// From a fault until a failover time after it ended, a store may
+	// still be failing over: a wait's stretch without a holder there is
+	// reported apart (StuckWaitsInFailover).
+	var failover []span
+	for _, e := range o.events {
+		if e.Missed {
+			continue
+		}
+		from := o.start + int64(e.AtMs*float64(time.Millisecond))
+		failover = append(failover, span{from, from + int64(e.DurationMs*float64(time.Millisecond)) + int64(FailoverTime)})
+	}
 	for sid, ws := range waits {
 		merged := mergeSpans(holds[sid])
+		excused := mergeSpans(append(slices.Clone(holds[sid]), failover...))
 		for _, w := range ws {
 			// The longest stretch of the wait during which no request
 			// held the lock (a request's own hold begins when its wait
 			// ends).
 			if time.Duration(longestGap(merged, w)) > threshold {
-				res.StuckWaits++
+				if time.Duration(longestGap(excused, w)) > threshold {
+					res.StuckWaits++
+				} else {
+					res.StuckWaitsInFailover++
+				}
 			}
 		}
 	}

@@ -21,9 +21,11 @@ import (
 // storeSpec says how an app server reaches the store. It is JSON so that
 // the harness can hand it to app server processes.
 type storeSpec struct {
-	Backend   string    `json:"backend"`
-	Nodes     []string  `json:"nodes,omitempty"`
-	PGDSN     string    `json:"pg_dsn,omitempty"`
+	Backend string   `json:"backend"`
+	Nodes   []string `json:"nodes,omitempty"`
+	PGDSN   string   `json:"pg_dsn,omitempty"`
+	// Backup is Config.Backup: the memcached store's replication mode.
+	Backup    string    `json:"backup,omitempty"`
 	Couchbase Couchbase `json:"couchbase,omitzero"`
 	// Dial maps a node address (as placement sees it, in Nodes) to the
 	// address this app server dials instead: one process's own proxy to a
@@ -36,6 +38,19 @@ type storeSpec struct {
 	WaitTimeout  time.Duration `json:"wait_timeout,omitempty"`
 }
 
+// backupMode is the memcached.BackupMode that Config.Backup names.
+func backupMode(s string) (memcached.BackupMode, error) {
+	switch s {
+	case "", "on":
+		return memcached.BackupOn, nil
+	case "off":
+		return memcached.BackupOff, nil
+	case "witness":
+		return memcached.BackupWitness, nil
+	}
+	return 0, fmt.Errorf("unknown -backup %q (want on, off or witness)", s)
+}
+
 // ErrUnreachable is wrapped by Run when the store cannot be reached.
 var ErrUnreachable = errors.New("harness: store not reachable")
 
@@ -44,7 +59,11 @@ var ErrUnreachable = errors.New("harness: store not reachable")
 func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
-		mc := memcached.Config{Nodes: spec.Nodes}
+		mode, err := backupMode(spec.Backup)
+		if err != nil {
+			return nil, err
+		}
+		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode}
 		if len(spec.Dial) > 0 {
 			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				if to, ok := spec.Dial[addr]; ok {
@@ -139,7 +158,7 @@ func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error
 // startBackend starts (or connects to) the store cfg asks for, with
 // latency proxies in front when cfg.Latency is set.
 func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
-	b = &backend{spec: storeSpec{Backend: cfg.Backend, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout}, latency: cfg.Latency}
+	b = &backend{spec: storeSpec{Backend: cfg.Backend, Backup: cfg.Backup, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout}, latency: cfg.Latency}
 	defer func() {
 		if err != nil {
 			b.close()

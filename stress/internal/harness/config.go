@@ -194,6 +194,11 @@ type Config struct {
 	// instead (and stops them afterwards).
 	Nodes   []string
 	Managed int
+	// Backup is the memcached store's replication mode (memcached and
+	// tiered backends): "on" (the default: a backup copy of each
+	// session), "off" (one copy) or "witness" (two data copies and a
+	// witness: docs/replication.md; 3 nodes or more).
+	Backup string
 	// PGDSN is the PostgreSQL database of the tiered backend; empty starts
 	// a throwaway local server.
 	PGDSN string
@@ -438,6 +443,8 @@ func (c Config) check() error {
 		return bad("backend %s needs memcached nodes: -nodes host:port,... or -managed N", c.Backend)
 	case usesMemcached && len(c.Nodes) > 0 && c.Managed > 0:
 		return bad("give either -nodes or -managed, not both")
+	case c.Backup != "" && !usesMemcached:
+		return bad("-backup is for the memcached and tiered backends")
 	case c.ManagedCluster && (c.Backend != BackendRedis || len(c.Nodes) > 0 || c.Managed != ClusterNodes):
 		return bad("-managed-cluster starts its own %d-node Redis Cluster: it needs -backend redis, without -nodes or -managed", ClusterNodes)
 	case c.ManagedCluster && c.Latency > 0:
@@ -484,6 +491,9 @@ func (c Config) check() error {
 		return bad("-pause-app needs at least 2 app processes (-procs 2 or more, not -inproc)")
 	case !c.PauseApp.IsZero() && (c.PauseAppIndex < 0 || c.PauseAppIndex >= c.Procs):
 		return bad("-pause-app-index %d: there are %d app processes", c.PauseAppIndex, c.Procs)
+	}
+	if _, err := backupMode(c.Backup); err != nil {
+		return bad("%v", err)
 	}
 	for _, a := range []At{c.KillNode, c.RestartNode, c.Flush, c.PauseNode.At, c.PauseApp.At, c.Partition.At, c.KillMaster} {
 		if a.Fraction > 0 && c.Requests < 0 {

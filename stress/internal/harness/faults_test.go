@@ -2,6 +2,7 @@ package harness_test
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 // (docs/simulation.md, issue 10): a run that breaks an invariant is an
 // expected failure naming the defect, and one that happens to miss it
 // says so; neither is silently passed. The replication step (issue 13)
-// turns them into requirements (every kind clean).
+// turns them into requirements (every kind clean): each kind runs again
+// on the witness scheme (-backup witness, docs/replication.md section 14's
+// Real... tests), where every invariant must hold.
 func TestRealFaults(t *testing.T) {
 	if os.Getenv("SESSIONLOCK_FAULTS") == "" {
 		t.Skip("set SESSIONLOCK_FAULTS=1 (scripts/test.sh stage faults)")
@@ -73,10 +76,19 @@ func TestRealFaults(t *testing.T) {
 		{"pause-node", func(c *harness.Config) { c.PauseNode = span("30%:1.5s") },
 			"defect 2 (a paused node lets another server read an old copy; an acknowledged commit is lost)"},
 	}
+	// The witness scheme (docs/replication.md, -backup witness) must
+	// keep every invariant under each kind: its runs are requirements.
+	for _, tc := range slices.Clone(cases) {
+		tc.name, tc.defect = "witness/"+tc.name, ""
+		cases = append(cases, tc)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			tc.set(&cfg)
+			if strings.HasPrefix(tc.name, "witness/") {
+				cfg.Backup = "witness"
+			}
 			res := run(t, cfg)
 			for _, e := range res.Events {
 				t.Logf("fault at %.0f ms: %s %s", e.AtMs, e.Kind, e.What)

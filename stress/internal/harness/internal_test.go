@@ -73,6 +73,34 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
 }
 
+// TestStuckWaitInFailover: a wait's stretch without a holder that lies
+// between a fault and a failover time after it ended is reported apart;
+// the same stretch later in the run is a stuck lock.
+func TestStuckWaitInFailover(t *testing.T) {
+	cfg := Config{Lease: time.Second}.withDefaults()
+	for _, tc := range []struct {
+		name        string
+		waitFrom    int64 // ms
+		stuck, fail int
+	}{
+		{"within the failover", 1000, 0, 1},
+		{"past the failover", 10000, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+			o.requests = append(o.requests, &request{ID: 1, Browser: 0, Route: RouteRead, SID: "A"})
+			// A 2.5 s wait, longer than a lease, with no holder.
+			o.timings[1] = timing{ID: 1, Route: RouteRead, SID: "A", Arrive: tc.waitFrom * msNs, Start: (tc.waitFrom + 2500) * msNs, End: (tc.waitFrom + 2500) * msNs, Done: (tc.waitFrom + 2500) * msNs}
+			// A node paused at 500 ms for 1.5 s: failing over until 3.5 s.
+			o.events = []Event{{AtMs: 500, Kind: FaultPauseNode, DurationMs: 1500}}
+			o.states = map[string]sessionState{"A": {Found: true}}
+			res := analyze(o)
+			require.Equal(t, tc.stuck, res.StuckWaits)
+			require.Equal(t, tc.fail, res.StuckWaitsInFailover)
+		})
+	}
+}
+
 // TestAnalyzeCleanRun: consistent observations give no violation, and the
 // makespan of a burst is compared with its serialized handlers.
 func TestAnalyzeCleanRun(t *testing.T) {

@@ -46,7 +46,7 @@ func figures(r *Result) []figure {
 	bad := func(cond bool) { f[len(f)-1].Bad = cond }
 	p("lost_updates", "%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
 	bad(r.LostUpdates > 0)
-	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits)
+	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d; %d more within a failover time of a fault)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits, r.StuckWaitsInFailover)
 	bad(r.StuckLocks > 0)
 	p("sessions_lost", "%d", r.SessionsLost)
 	bad(r.SessionsLost > 0)

@@ -10,7 +10,9 @@ import (
 type Result struct {
 	// The run's settings: Mode is the waiting strategy (adaptive or
 	// aspnet), Procs the number of app servers.
-	Backend  string  `json:"backend"`
+	Backend string `json:"backend"`
+	// Backup is the memcached store's replication mode (Config.Backup).
+	Backup   string  `json:"backup,omitempty"`
 	Mode     string  `json:"mode"`
 	Procs    int     `json:"procs"`
 	Sessions int     `json:"sessions"`
@@ -54,6 +56,13 @@ type Result struct {
 	// StuckWaitMs during which no request held their session's lock.
 	StuckWaits  int     `json:"stuck_waits"`
 	StuckWaitMs float64 `json:"stuck_wait_threshold_ms"`
+	// StuckWaitsInFailover: waits that would be StuckWaits but whose
+	// stretch without a holder lies within a failover time
+	// (FailoverTime) of a fault: from the fault to the failover time
+	// after it ended, a store may still be failing over
+	// (docs/replication.md section 9), so these are reported, not
+	// counted as stuck.
+	StuckWaitsInFailover int `json:"stuck_waits_in_failover,omitempty"`
 	// SessionsLost: browsers whose session vanished or was replaced.
 	SessionsLost int `json:"sessions_lost"`
 	// ExclusionViolations: pairs of exclusive handlers of one session

@@ -14,7 +14,11 @@ import (
 // openTiered opens the tiered store: memcached holding the live records
 // in front of PostgreSQL holding their durable copies.
 func openTiered(ctx context.Context, spec storeSpec) (provider.Store, error) {
-	cache, err := memcached.New(memcached.Config{Nodes: spec.Nodes})
+	mode, err := backupMode(spec.Backup)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := memcached.New(memcached.Config{Nodes: spec.Nodes, Backup: mode})
 	if err != nil {
 		return nil, err
 	}

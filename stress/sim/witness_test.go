@@ -1,0 +1,241 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+var flagBackup = flag.String("backup", "", "TestSim, TestReplay: the memcached Store's replication: on (default) or witness (TestSimWitness's seeds)")
+
+// backupModes are the values of -backup.
+var backupModes = map[string]memcached.BackupMode{"": memcached.BackupOn, "on": memcached.BackupOn, "off": memcached.BackupOff, "witness": memcached.BackupWitness}
+
+// backupName is the -backup value of mode.
+func backupName(mode memcached.BackupMode) string {
+	for name, m := range backupModes {
+		if m == mode && name != "" {
+			return name
+		}
+	}
+	return ""
+}
+
+// witnessParams are the parameters of the witness scheme's runs
+// (docs/replication.md, "2+W"): DefaultParams (3 nodes, 4 app servers)
+// with memcached.Config.Backup = BackupWitness.
+func witnessParams() Params {
+	p := DefaultParams()
+	p.Backup = memcached.BackupWitness
+	return p
+}
+
+// failoverTime is F + Timeout (docs/replication.md section 9) with the
+// Store's default FailoverAfter and the simulation's client timeout.
+func failoverTime(p Params) time.Duration { return time.Second + p.Timeout }
+
+// simTests names, per fault kind, the test of docs/replication.md section
+// 14 that the kind's witness seeds are.
+var simTests = map[FaultKind]string{
+	FaultFlush:     "SimFlush",
+	FaultFlushStep: "SimFlushEveryStep",
+	FaultRestart:   "SimRestart",
+	FaultKill:      "SimKill",
+	FaultPause:     "SimPauseNode",
+	FaultPartition: "SimPartition",
+	FaultDelay:     "SimDelay",
+	FaultPauseApp:  "SimPauseApp",
+	FaultPauseKill: "SimPauseAndKill",
+	FaultFlushAll:  "SimFlushAll",
+	FaultFlushEach: "SimFlushEach",
+	FaultExpiry:    "SimExpirySkew",
+	FaultOpposite:  "SimOppositeFailovers",
+	FaultDouble:    "SimDoubleFaults",
+}
+
+// witnessAllowed lists, per kind, what the witness scheme may answer
+// under it: double faults "cost availability or end as not found, never
+// a wrong value or two holders" (docs/replication.md section 8), so under
+// them a session may be lost (not found) or unavailable after the faults
+// healed (stuck). pause+kill is not among them: section 8 has it resume
+// when the paused node does. Everything else is a violation. The allowed
+// ones are printed.
+var witnessAllowed = map[FaultKind][]Invariant{
+	FaultFlushAll:  {InvSessionLost, InvStuck},
+	FaultFlushEach: {InvSessionLost, InvStuck},
+	FaultDouble:    {InvSessionLost, InvStuck},
+}
+
+// knownOpen reports whether v is the witness scheme's known open issue: a
+// request after the faults healed (stuck) that failed with
+// provider.ErrOutcomeUnknown ("the secondary holds another record":
+// crossing writes, docs/simulation.md). It is printed, not failed; every
+// other violation fails.
+func knownOpen(v Violation) bool {
+	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error())
+}
+
+// failoverKinds are the single node faults after which every request
+// started a failover time later must succeed (SimFailoverTime).
+var failoverKinds = []FaultKind{FaultFlush, FaultFlushStep, FaultRestart, FaultKill, FaultPause, FaultPartition}
+
+// lateFailures returns the requests of r that failed although they
+// started at least a failover time after the last fault event (a fault
+// striking or healing) before them, and no fault event came while they
+// ran (SimFailoverTime: docs/replication.md section 9, question 14).
+// Those that failed with provider.ErrOutcomeUnknown are returned apart
+// (unknown): the witness scheme's known open issue (crossing writes under
+// contention end with an unknown outcome, docs/simulation.md), printed,
+// not failed.
+func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
+	var events []time.Duration
+	for _, h := range r.Hits {
+		events = append(events, h.Start)
+		if h.End > h.Start {
+			events = append(events, h.End)
+		}
+	}
+	for _, rq := range r.Requests {
+		if !storeFailed(rq) {
+			continue
+		}
+		after := false
+		quiet := true
+		for _, e := range events {
+			if e <= rq.Call-ft {
+				after = true
+			}
+			if e > rq.Call-ft && e <= rq.Ret {
+				quiet = false
+			}
+		}
+		if !after || !quiet {
+			continue
+		}
+		line := fmt.Sprintf("%s %s (app %d, session %d) [%v, %v]: %v", rq.Kind, rq.ID, rq.App, rq.Session, rq.Call, rq.Ret, rq.Err)
+		if errors.Is(rq.Err, provider.ErrOutcomeUnknown) {
+			unknown = append(unknown, line)
+		} else {
+			fails = append(fails, line)
+		}
+	}
+	return fails, unknown
+}
+
+// storeFailed reports whether a request failed because of the store: one
+// of its store operations failed other than by contention (a CAS conflict,
+// an Add that found the key) or by the request's own deadline, or it
+// ended with an error that is not its own deadline. A request that ran out of time waiting for a lock a long
+// handler held, or in its own long handler, did not (the workload's
+// bound, not the store's availability).
+func storeFailed(rq *Request) bool {
+	for _, op := range rq.Ops {
+		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) {
+			return true
+		}
+	}
+	return rq.Err != nil && !ctxErr(rq.Err)
+}
+
+func ctxErr(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// TestSimWitness runs -seeds/4 seeds (at least 4 per kind) of the witness
+// scheme (3 nodes, 4 app servers) over every fault kind
+// (WitnessFaultKinds), prints what each found and the coverage, and
+// requires, per kind (a subtest named after its test in
+// docs/replication.md section 14): every invariant, except "not found"
+// under the double faults of section 8 (witnessAllowed); for the single
+// node faults, every request started a failover time after the last fault
+// event succeeded (SimFailoverTime); and the five defects of today's
+// scheme absent (regressions). A failing seed prints its schedule and how
+// to replay it.
+func TestSimWitness(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
+	}
+	p := witnessParams()
+	if *flagKinds != "" {
+		p.Kinds = params().Kinds
+	} else {
+		p.Kinds = WitnessFaultKinds
+	}
+	results, tl, cov := sweep(t, "witness", p, max(len(p.Kinds)*4, *flagSeeds/4))
+
+	ft := failoverTime(p)
+	for _, k := range p.Kinds {
+		name := simTests[k]
+		if name == "" {
+			name = string(k)
+		}
+		t.Run(name, func(t *testing.T) {
+			if tl.seeds[k] == 0 {
+				t.Skipf("no seed of kind %s", k)
+			}
+			if got := cov.Count(string(k), "any"); got < tl.seeds[k] {
+				t.Errorf("fault kind %s struck in %d of its %d seeds", k, got, tl.seeds[k])
+			}
+			late := 0
+			for _, r := range results {
+				if KindOf(r.Seed, p.Kinds) != k {
+					continue
+				}
+				var bad []Violation
+				for _, v := range r.Violations {
+					if knownOpen(v) {
+						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
+						continue
+					}
+					if !slices.Contains(witnessAllowed[k], v.Inv) {
+						bad = append(bad, v)
+					} else if v.Inv != InvSessionLost {
+						t.Logf("allowed under a double fault (section 8): seed %d: %s", r.Seed, v)
+					}
+				}
+				if len(bad) > 0 {
+					t.Errorf("witness scheme, %s: %s", k, report(r))
+				}
+				if slices.Contains(failoverKinds, k) {
+					fails, unknown := lateFailures(r, ft)
+					if len(fails) > 0 {
+						t.Errorf("SimFailoverTime: seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(fails, "\n  "), report(r))
+					}
+					if len(unknown) > 0 {
+						late++
+						fmt.Printf("KNOWN OPEN (SimFailoverTime, outcome unknown): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(unknown, "\n  "), report(r))
+					}
+				}
+			}
+			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome a failover time after the last fault event (known open)", tl.seeds[k], k, late)
+		})
+	}
+	// The five defects of today's scheme (sim_test.go defects) must not
+	// occur in the witness scheme: regressions.
+	for _, d := range defects {
+		t.Run(d.name+"-fixed", func(t *testing.T) {
+			var seeds []uint64
+			total := 0
+			for _, k := range p.Kinds {
+				if d.kind == "" || d.kind == k {
+					seeds = append(seeds, tl.found[k][d.inv]...)
+					total += tl.seeds[k]
+				}
+			}
+			if total == 0 {
+				t.Skipf("no seed of kind %q", d.kind)
+			}
+			if len(seeds) > 0 {
+				t.Errorf("the witness scheme breaks %s in %d of %d seeds of %q (first: seed %d)", d.inv, len(seeds), total, d.kind, seeds[0])
+			}
+		})
+	}
+}
