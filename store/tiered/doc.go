@@ -106,8 +106,10 @@
 // from the live record.
 //
 // The durable copy is written with the session's own timeout and never
-// extended beyond it, so a session never outlives its timeout because of
-// SQL. The trade-off: a session whose cache record is lost is revived only
+// extended beyond it (a refresh asked with a longer TTL, such as the
+// provider's hint for a session whose timeout it does not know yet, uses
+// the record's own timeout), so a session never outlives its timeout
+// because of SQL. The trade-off: a session whose cache record is lost is revived only
 // if it was last used less than RefreshBelow of its timeout ago (its
 // durable copy lives at least that long after its last request); one idle
 // longer and evicted is gone. Raise RefreshBelow (up to 1) to cover more of

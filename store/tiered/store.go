@@ -277,35 +277,58 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, ca
 	prev, known := s.memo.header(key, cas)
 	if known && next.Seq == prev.Seq+1 && !record.DataChanged(prev, next) {
 		// Lock-only: the cache alone.
-		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-		if err != nil {
-			return 0, err
-		}
-		s.memo.seen(key, newCAS, next)
-		s.refresh(ctx, key, next, ttl, value)
-		return newCAS, nil
+		return s.cacheOnly(ctx, key, value, next, cas, ttl)
 	}
 	// Read the record being replaced: to classify the change when it is
 	// not remembered, and before a durable write, to fail early (without
 	// a statement) when the token is stale.
 	cur, err := s.cache.Get(ctx, key)
 	if err != nil {
-		return 0, err
+		return 0, s.cacheMiss(ctx, key, err)
 	}
 	if cur.CAS != cas {
 		return 0, fmt.Errorf("tiered: %w", provider.ErrCASConflict)
 	}
 	prev, err = record.Parse(cur.Value)
 	if err == nil && !record.DataChanged(prev, next) {
-		newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
-		if err != nil {
-			return 0, err
-		}
-		s.memo.seen(key, newCAS, next)
-		s.refresh(ctx, key, next, ttl, value)
-		return newCAS, nil
+		return s.cacheOnly(ctx, key, value, next, cas, ttl)
 	}
 	return s.writeThrough(ctx, key, value, next, cas, ttl)
+}
+
+// cacheOnly writes a change that need not reach the durable tier (a change
+// of the lock alone, or a slide of the unchanged record) to the cache, and
+// refreshes the durable copy's expiry when due.
+func (s *Store) cacheOnly(ctx context.Context, key string, value []byte, next record.Header, cas uint64, ttl time.Duration) (uint64, error) {
+	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
+	if err != nil {
+		return 0, s.cacheMiss(ctx, key, err)
+	}
+	s.memo.seen(key, newCAS, next)
+	s.refresh(ctx, key, next, ttl, value)
+	return newCAS, nil
+}
+
+// cacheMiss is the error of a compare-and-swap that found nothing to
+// replace in the cache (err, from the cache, wraps provider.ErrNotFound;
+// any other error is returned as it is). The cache may have lost a
+// session that the durable tier holds: it is revived, as Get does, and the
+// change, which certainly was not applied, is a conflict (the caller
+// re-reads the revived record, whose lock is not the caller's). The
+// session is not found only when the durable tier has no live copy
+// either.
+func (s *Store) cacheMiss(ctx context.Context, key string, err error) error {
+	if !errors.Is(err, provider.ErrNotFound) {
+		return err
+	}
+	_, rerr := s.reviveOnce(ctx, key)
+	switch {
+	case errors.Is(rerr, provider.ErrNotFound):
+		return err
+	case rerr != nil:
+		return fmt.Errorf("tiered: the cache lost the record, and reviving it failed: %w", rerr)
+	}
+	return fmt.Errorf("tiered: the cache lost the record, revived from the durable tier: %w", provider.ErrCASConflict)
 }
 
 // writeThrough writes a data change to the durable tier, then to the cache.
@@ -473,7 +496,13 @@ func (s *Store) settle(ctx context.Context, key string, undo []byte, durableCAS 
 // (one statement), or rewrites the copy if it is gone. Best effort: a
 // failure is retried on the next request. value is the live record, or nil
 // to read it from the cache if needed.
+//
+// ttl is capped by the session's own timeout, h.Timeout: a caller's TTL
+// may be a guess (GetAndTouch's is the provider's hint when it does not
+// yet know the session's timeout), and a durable copy that outlived the
+// session would revive it after it expired.
 func (s *Store) refresh(ctx context.Context, key string, h record.Header, ttl time.Duration, value []byte) {
+	ttl = ownTTL(h, ttl)
 	now := s.now()
 	if until, ok := s.memo.durableUntil(key, h.DataSeq); ok && until.Sub(now) >= time.Duration(float64(ttl)*s.refreshBelow) {
 		return
@@ -490,7 +519,7 @@ func (s *Store) refresh(ctx context.Context, key string, h record.Header, ttl ti
 		}
 		var hv record.Header
 		if hv, err = record.Parse(value); err == nil {
-			h = hv
+			h, ttl = hv, ownTTL(hv, ttl)
 			_, err = s.durable.PutRecord(ctx, key, value, ttl)
 		}
 	}
@@ -500,6 +529,15 @@ func (s *Store) refresh(ctx context.Context, key string, h record.Header, ttl ti
 	}
 	s.refreshes.Add(1)
 	s.memo.durable(key, h.DataSeq, now.Add(ttl))
+}
+
+// ownTTL is ttl, capped by the session's own timeout when h (a live
+// record) has one.
+func ownTTL(h record.Header, ttl time.Duration) time.Duration {
+	if !h.Removed && h.Timeout > 0 && h.Timeout < ttl {
+		return h.Timeout
+	}
+	return ttl
 }
 
 // Touch slides the cache's TTL and, when due, the durable copy's (see
