@@ -2,7 +2,6 @@ package memcached_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/provider/providertest"
 	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -25,54 +25,14 @@ import (
 // and must fail there.
 func TestAppendSetsTTL(t *testing.T) {
 	servers := startNodes(t, 1)
-	check := func(t *testing.T, broken bool) (failures []string) {
+	check := func(t *testing.T, broken bool) []string {
 		flush(t, servers)
 		s := newStore(t, servers, memcached.Config{})
 		if broken {
 			memcached.SetAppendWithoutTouch(s)
 		}
-		ctx := context.Background()
-		newProvider := func() *provider.Provider {
-			p, err := provider.New(s, provider.Config{})
-			require.NoError(t, err)
-			return p
-		}
-		p := newProvider()
-		id := newBenchSession(t, p)
-		key, err := p.Key(id)
+		failures, err := providertest.AppendTTLFailures(context.Background(), s)
 		require.NoError(t, err)
-		client := raw(t, servers[0].Addr())
-		shorten := func() { require.NoError(t, client.Touch(key, 5)) }
-		ttlIsOwn := func(step string) {
-			r, err := rec.Decode(mustGet(t, client, key))
-			require.NoError(t, err)
-			require.NotZero(t, r.Deltas, "%s: written as a delta", step)
-			ttl, err := s.TTL(ctx, key)
-			require.NoError(t, err)
-			if ttl < provider.DefaultTimeout-2*time.Second {
-				failures = append(failures, fmt.Sprintf("%s: TTL %v, want the session's timeout %v", step, ttl, provider.DefaultTimeout))
-			}
-		}
-		// Warm: p wrote last.
-		shorten()
-		item, err := p.GetItemExclusive(ctx, id)
-		require.NoError(t, err)
-		ttlIsOwn("warm lock")
-		shorten()
-		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
-		ttlIsOwn("warm release")
-		// Cold: a fresh process reads (a plain get: no touch), then locks.
-		q := newProvider()
-		shorten()
-		item, err = q.GetItemExclusive(ctx, id)
-		require.NoError(t, err)
-		ttlIsOwn("cold lock")
-		shorten()
-		require.NoError(t, q.RenewLease(ctx, id, item.LockID))
-		ttlIsOwn("lease renewal")
-		shorten()
-		require.NoError(t, q.ReleaseItemExclusive(ctx, id, item.LockID))
-		ttlIsOwn("cold release")
 		return failures
 	}
 	require.Empty(t, check(t, false))

@@ -366,6 +366,16 @@ func TestIncarnationChange(t *testing.T) {
 	e, err = s.Get(ctx, "inc")
 	require.NoError(t, err)
 	require.Equal(t, "v1", string(e.Value))
+	// That read failed over from the emptied P and queued R9, whose
+	// re-stamps change both copies' tokens: a CAS racing them is refused
+	// (make test caught it once). Wait for the restarted node to become
+	// the new configuration's witness, then read and write.
+	testwait.Until(t, 10*time.Second, "the restarted node to become the witness, nowit cleared", func() bool {
+		return rawGet(t, cands[0], "inc").flags == 2 && noWitCleared(t, "inc", cands[1:])
+	})
+	e, err = s.Get(ctx, "inc")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e.Value))
 	_, err = s.CompareAndSwap(ctx, "inc", []byte("v3"), e.CAS, time.Minute)
 	require.NoError(t, err)
 }

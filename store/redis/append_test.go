@@ -2,13 +2,13 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/provider/providertest"
 	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/redis"
 )
@@ -30,51 +30,14 @@ func storedRecord(t *testing.T, s *redis.Store, key string) rec.Record {
 // variant too (the script without its PEXPIRE), and must fail there.
 func TestAppendSetsTTL(t *testing.T) {
 	srv := startServer(t)
-	check := func(t *testing.T, broken bool) (failures []string) {
+	check := func(t *testing.T, broken bool) []string {
 		flush(t, srv)
 		s := newStore(t, srv, redis.Config{AppendDeltas: true})
 		if broken {
 			redis.SetAppendWithoutTTL(s)
 		}
-		ctx := context.Background()
-		newProvider := func() *provider.Provider {
-			p, err := provider.New(s, provider.Config{})
-			require.NoError(t, err)
-			return p
-		}
-		p := newProvider()
-		id := newBenchSession(t, p)
-		key, err := p.Key(id)
+		failures, err := providertest.AppendTTLFailures(context.Background(), s)
 		require.NoError(t, err)
-		shorten := func() { require.NoError(t, s.Touch(ctx, key, 5*time.Second)) }
-		ttlIsOwn := func(step string) {
-			require.NotZero(t, storedRecord(t, s, key).Deltas, "%s: written as a delta", step)
-			ttl, err := s.TTL(ctx, key)
-			require.NoError(t, err)
-			if ttl < provider.DefaultTimeout-2*time.Second {
-				failures = append(failures, fmt.Sprintf("%s: TTL %v, want the session's timeout %v", step, ttl, provider.DefaultTimeout))
-			}
-		}
-		// Warm: p wrote last.
-		shorten()
-		item, err := p.GetItemExclusive(ctx, id)
-		require.NoError(t, err)
-		ttlIsOwn("warm lock")
-		shorten()
-		require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
-		ttlIsOwn("warm release")
-		// Cold: a fresh process reads, then locks.
-		q := newProvider()
-		shorten()
-		item, err = q.GetItemExclusive(ctx, id)
-		require.NoError(t, err)
-		ttlIsOwn("cold lock")
-		shorten()
-		require.NoError(t, q.RenewLease(ctx, id, item.LockID))
-		ttlIsOwn("lease renewal")
-		shorten()
-		require.NoError(t, q.ReleaseItemExclusive(ctx, id, item.LockID))
-		ttlIsOwn("cold release")
 		return failures
 	}
 	require.Empty(t, check(t, false))

@@ -137,22 +137,5 @@ func (s *Store) ClaimOf(ctx context.Context, key string, cas uint64) (tiered.Cla
 	if err != nil {
 		return tiered.ClaimUnknown, s.wrap(p, "claim of", err)
 	}
-	return claimState(rowTokens{uint64(version), uint64(claimed), uint64(overwritten), uint64(created)}, cas), nil
-}
-
-// rowTokens are the tokens a row records (see ClaimOf).
-type rowTokens struct{ version, claimed, overwritten, created uint64 }
-
-// claimState is ClaimOf's answer for a row with tokens r.
-func claimState(r rowTokens, cas uint64) tiered.ClaimState {
-	switch {
-	case cas == 0 || r.created > cas: // no version has token 0
-		return tiered.ClaimUnknown
-	case r.claimed == cas:
-		return tiered.Claimed
-	case r.version == cas || r.overwritten == cas || r.claimed < cas:
-		return tiered.NotClaimed
-	default:
-		return tiered.ClaimUnknown
-	}
+	return tiered.RowTokens{Version: uint64(version), Claimed: uint64(claimed), Overwritten: uint64(overwritten), Created: uint64(created)}.ClaimOf(cas), nil
 }

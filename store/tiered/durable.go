@@ -63,6 +63,33 @@ func (c ClaimState) String() string {
 	}
 }
 
+// RowTokens are the tokens a durable row records for ClaimOf: its
+// current version, the version its last Claim replaced (Claimed), the
+// version its last other write replaced (Overwritten) and the version it
+// was created with (Created). Tokens come from one increasing sequence,
+// and no version has token 0.
+type RowTokens struct{ Version, Claimed, Overwritten, Created uint64 }
+
+// ClaimOf is Durable.ClaimOf's decision for the row version with token
+// cas, from the row's tokens: ClaimUnknown when the row was created after
+// cas (or cas is 0); Claimed when a Claim replaced cas; NotClaimed when
+// cas is still the row's, was replaced by another write, or no Claim has
+// happened since it; ClaimUnknown otherwise (a later Claim replaced what
+// the row recorded of cas). store/sqlstore decides with it, and so does
+// the simulated durable tier of stress/sim.
+func (r RowTokens) ClaimOf(cas uint64) ClaimState {
+	switch {
+	case cas == 0 || r.Created > cas:
+		return ClaimUnknown
+	case r.Claimed == cas:
+		return Claimed
+	case r.Version == cas || r.Overwritten == cas || r.Claimed < cas:
+		return NotClaimed
+	default:
+		return ClaimUnknown
+	}
+}
+
 // PutResult is what Durable.PutRecord did.
 type PutResult struct {
 	// Stored reports that the value was stored.

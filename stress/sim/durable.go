@@ -149,21 +149,6 @@ func seqOf(v []byte) uint64 {
 	return binary.BigEndian.Uint64(v[record.SeqOffset : record.SeqOffset+record.SeqLen])
 }
 
-// claimState is sqlstore's ClaimOf decision (store/sqlstore records.go
-// claimState, unexported there) for a row with the given tokens.
-func claimState(r *drow, cas uint64) tiered.ClaimState {
-	switch {
-	case cas == 0 || r.created > cas:
-		return tiered.ClaimUnknown
-	case r.claimed == cas:
-		return tiered.Claimed
-	case r.version == cas || r.overwritten == cas || r.claimed < cas:
-		return tiered.NotClaimed
-	default:
-		return tiered.ClaimUnknown
-	}
-}
-
 // DurableClient is one app server's connection pool to the node: a
 // tiered.Durable with sqlstore's semantics and error kinds.
 type DurableClient struct {
@@ -455,7 +440,7 @@ func (c *DurableClient) ClaimOf(ctx context.Context, key string, cas uint64) (ti
 	state := tiered.ClaimUnknown
 	err := c.exec(ctx, &stmt{op: "claim of", run: func(d *DurableNode, now time.Time) error {
 		if r := d.rows[key]; r != nil {
-			state = claimState(r, cas)
+			state = tiered.RowTokens{Version: r.version, Claimed: r.claimed, Overwritten: r.overwritten, Created: r.created}.ClaimOf(cas)
 		}
 		return nil
 	}})

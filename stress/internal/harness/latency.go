@@ -193,16 +193,7 @@ type delayStore struct {
 	delay time.Duration
 }
 
-func (s delayStore) pause(ctx context.Context) error {
-	t := time.NewTimer(s.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (s delayStore) pause(ctx context.Context) error { return pause(ctx, s.delay) }
 
 func (s delayStore) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := s.pause(ctx); err != nil {
