@@ -24,6 +24,11 @@ type timing struct {
 	End    int64 `json:"end,omitempty"`
 	Done   int64 `json:"done"`
 	Status int   `json:"status"`
+	// Stamps (exclusive requests): when the app server called each of its
+	// successful writes of the session's record from Arrive to End: the
+	// lock's and its lease renewals' (and any lock-free write of that
+	// server meanwhile, which can only lengthen the lease counted).
+	Stamps []int64 `json:"stamps,omitempty"`
 }
 
 func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
@@ -288,7 +293,7 @@ func checkLocks(o observations, res *Result) {
 	// its lock, and the waits.
 	holds := map[string][]span{}
 	waits := map[string][]span{}
-	runs := map[string][]span{}
+	runs := map[string][]handlerRun{}
 	for _, r := range o.requests {
 		ri := routes[r.Route]
 		t, ok := o.timings[r.ID]
@@ -303,7 +308,8 @@ func checkLocks(o observations, res *Result) {
 		case ok && t.ran():
 			if ri.exclusive {
 				holds[sid] = append(holds[sid], span{t.Start, t.Done})
-				runs[sid] = append(runs[sid], span{t.Start, t.End})
+				runs[sid] = append(runs[sid], handlerRun{span: span{t.Start, t.End}, stamps: t.Stamps,
+					acked: r.ok() || t.Status/100 == 2})
 			}
 			if ri.exclusive || ri.readOnly {
 				waits[sid] = append(waits[sid], span{t.Arrive, t.Start})
@@ -349,14 +355,46 @@ func checkLocks(o observations, res *Result) {
 	res.StuckLocks = res.StuckSessions + res.StuckWaits
 	for _, rs := range runs {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
-		end := int64(0)
-		for _, s := range rs {
-			if s.from < end {
+		var running []handlerRun // earlier handlers, pruned to those not ended
+		for _, b := range rs {
+			running = slices.DeleteFunc(running, func(a handlerRun) bool { return a.to <= b.from })
+			// b began while an earlier handler a had not ended: two
+			// holders, unless a's lease had surely run out.
+			if slices.ContainsFunc(running, func(a handlerRun) bool { return !a.leaseEndedBy(b.from, o.cfg.Lease) }) {
 				res.ExclusionViolations++
 			}
-			end = max(end, s.to)
+			running = append(running, b)
 		}
 	}
+}
+
+// handlerRun is an exclusive handler's run (Start to End), with the
+// calls of its app server's writes of the session (timing.Stamps).
+type handlerRun struct {
+	span
+	stamps []int64
+	acked  bool // its request succeeded (client or app server side)
+}
+
+// leaseEndedBy reports whether the run's lease had surely ended at t: a
+// holder paused past its lease (SIGSTOP) is still in its handler when
+// the next holder takes over, which is the lease working, not two
+// holders, if its lease ran out before (a lease from the call of its
+// last successful write of the record, the lock's or a renewal's, as the
+// simulation's twoHolders counts it) and its request then failed (its
+// commit fenced: I3). With no such write seen, or no leases, it never
+// ended.
+func (r handlerRun) leaseEndedBy(t int64, lease time.Duration) bool {
+	if lease <= 0 || r.acked {
+		return false
+	}
+	last := int64(0)
+	for _, s := range r.stamps {
+		if s < t {
+			last = max(last, s)
+		}
+	}
+	return last > 0 && last+int64(lease) <= t
 }
 
 // mergeSpans returns the union of spans as sorted, disjoint spans.
