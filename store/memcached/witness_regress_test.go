@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,19 +23,17 @@ import (
 // Regression tests of cold review 13e (B1, B2, M1), each against real
 // memcached.
 
-// lostReplyConn executes commands but, once armed and an `ms <key>` was
-// written, swallows that command's reply, runs hook, and reports a
-// timeout: a write that was applied and whose reply was lost.
-type lostReplyConn struct {
+// armedConn notes (saw) the first `ms <key>` written once armed, and
+// disarms.
+type armedConn struct {
 	net.Conn
 	mu    *sync.Mutex
 	armed *bool
 	key   string
-	hook  func()
 	saw   bool
 }
 
-func (c *lostReplyConn) Write(b []byte) (int, error) {
+func (c *armedConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	if *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ") {
 		c.saw = true
@@ -42,6 +41,14 @@ func (c *lostReplyConn) Write(b []byte) (int, error) {
 	}
 	c.mu.Unlock()
 	return c.Conn.Write(b)
+}
+
+// lostReplyConn executes commands but, once armed and an `ms <key>` was
+// written, swallows that command's reply, runs hook, and reports a
+// timeout: a write that was applied and whose reply was lost.
+type lostReplyConn struct {
+	armedConn
+	hook func()
 }
 
 func (c *lostReplyConn) Read(b []byte) (int, error) {
@@ -86,7 +93,7 @@ func TestWriteLostReplyNewIncarnationNotRefused(t *testing.T) {
 		if err != nil || addr != pAddr {
 			return c, err
 		}
-		return &lostReplyConn{Conn: c, mu: &mu, armed: &armed, key: key, hook: hook}, nil
+		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
 	}
 	s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
 	cands := memcached.WitnessCandidates(s2, key)
@@ -95,12 +102,7 @@ func TestWriteLostReplyNewIncarnationNotRefused(t *testing.T) {
 	ctx := context.Background()
 	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 	require.NoError(t, err)
-	e, err := s.Get(ctx, key)
-	require.NoError(t, err)
-	mu.Lock()
-	armed = true
-	mu.Unlock()
-	_, cerr := s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	cerr := casArmed(t, s, &mu, &armed, key)
 	require.NoError(t, observeErr)
 	require.Equal(t, "v2", observed, "another process observes the write while its reply is lost")
 	require.False(t, errors.Is(cerr, provider.ErrCASConflict), "an applied, observed write reported refused: %v", cerr)
@@ -108,6 +110,20 @@ func TestWriteLostReplyNewIncarnationNotRefused(t *testing.T) {
 	e2, err := s2.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v2", string(e2.Value), "the observed write was lost")
+}
+
+// casArmed reads key, arms the dialled connections (armedConn), and
+// writes "v2" with the token read; it returns the write's error.
+func casArmed(t *testing.T, s *memcached.Store, mu *sync.Mutex, armed *bool, key string) error {
+	t.Helper()
+	ctx := context.Background()
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	mu.Lock()
+	*armed = true
+	mu.Unlock()
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	return err
 }
 
 // hookConn runs hook (once) before the first `ms <key>` it writes.
@@ -307,4 +323,101 @@ func TestCreationFailoverMarkedNoWit(t *testing.T) {
 		return rawGet(t, cands[1], key).flags == 2 && noWitCleared(t, key, []string{cands[0], cands[2]})
 	})
 	requireWritable(t, s, key)
+}
+
+// stallConn, once armed and an `ms <key>` was written, reads that
+// command's reply only once the connection's deadline has passed by
+// stall: the command ran and its reply came in time, but the goroutine
+// waiting for it did not run until after its deadline, as when the app
+// server's process is stopped (SIGSTOP) and continued.
+type stallConn struct {
+	armedConn
+	stall time.Duration
+	dl    time.Time
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.dl = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallConn) Read(b []byte) (int, error) {
+	if c.saw {
+		c.saw = false
+		// The stop itself (not a wait for a condition): this goroutine
+		// does not run past its deadline.
+		time.Sleep(time.Until(c.dl) + c.stall)
+	}
+	return c.Conn.Read(b)
+}
+
+// The real-process pause-app run (stress/internal/harness, -backup
+// witness): an app server stopped past the failover time and continued
+// counted its own stop against every node it had a command in flight to
+// (no reply for FailoverAfter), so it failed them, and its anomaly reads
+// skipped them and failed over healthy sessions (R7 with y "silent"). One
+// such failover took another server's lock acquisition in flight and made
+// it the truth while its writer's undo was refused: that writer reported
+// ErrOutcomeUnknown, nobody held the lock, and the session's waiters
+// waited a lease past the failover time (stuck locks). A missing reply the
+// process read only well past the command's deadline is no evidence
+// against the node (§9): it must not fail it.
+func TestOwnStopDoesNotFailNodes(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "ownstop"
+	var mu sync.Mutex
+	armed := false
+	var down []string
+	var qAddr string
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || addr != qAddr {
+			return c, err
+		}
+		return &stallConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, stall: time.Second}, nil
+	}
+	cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond,
+		OnEvent: func(e provider.Event) {
+			if e.Kind == provider.EventNodeDown {
+				mu.Lock()
+				down = append(down, e.Node)
+				mu.Unlock()
+			}
+		}}
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	cands := memcached.WitnessCandidates(s0, key)
+	qAddr = cands[1] // before the dialling store exists
+	// other: a session whose data copies are on Q's node too.
+	other := ""
+	for i := 0; other == ""; i++ {
+		k := "ownstop-other-" + strconv.Itoa(i)
+		if c := memcached.WitnessCandidates(s0, k); c[0] == qAddr || c[1] == qAddr {
+			other = k
+		}
+	}
+	cfg.DialContext = dial
+	s := newStore(t, servers, cfg)
+	ctx := context.Background()
+	for _, k := range []string{key, other} {
+		_, err := s.Add(ctx, k, []byte("v1"), time.Minute)
+		require.NoError(t, err)
+	}
+	// Q's reply is read late: the write fails over (R3, Q silent) or is
+	// unknown; either is allowed. The node is not to blame.
+	cerr := casArmed(t, s, &mu, &armed, key)
+	t.Logf("the write whose reply was read late: %v", cerr)
+	mu.Lock()
+	require.Empty(t, down, "this process's own stop failed a node")
+	mu.Unlock()
+	// Nor does it fail over the other session: its copies stay where
+	// they were (epoch 0 on its home copies).
+	e2, err := s.Get(ctx, other)
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(e2.Value))
+	oc := memcached.WitnessCandidates(s, other)
+	for _, a := range oc[:2] {
+		env, _, err := envelope.Decode(rawGet(t, a, other).value)
+		require.NoError(t, err)
+		require.Zero(t, env.E, "the other session was failed over")
+	}
 }
