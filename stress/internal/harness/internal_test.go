@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,11 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	require.Equal(t, 2, res.StuckLocks)
 	require.Equal(t, 1, res.UnackedCommits, "E's counter is one above its acknowledged increments")
 	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
+	require.ElementsMatch(t, []string{
+		"locked at the end: session D…",
+		"stuck wait: session D…: app 0 read waited from 0 to 5000 ms",
+		"two holders: session B…: app 0 incr (handler 10 to 20 ms, status 0) and app 0 incr (handler from 15 ms)",
+	}, res.Findings)
 }
 
 // TestStuckWaitInFailover: a wait's stretch without a holder that lies
@@ -140,7 +146,11 @@ func TestExclusionPausedHolder(t *testing.T) {
 			o.timings[1] = timing{ID: 1, Route: RouteSlow, SID: "A", Arrive: 90 * msNs, Start: 110 * msNs, End: 3000 * msNs, Done: 3010 * msNs, Status: tc.status, Stamps: stamps}
 			o.timings[2] = timing{ID: 2, Route: RouteIncr, SID: "A", Arrive: 200 * msNs, Start: tc.takeover * msNs, End: (tc.takeover + 10) * msNs, Done: (tc.takeover + 10) * msNs, Status: 200, Stamps: []int64{tc.takeover * msNs}}
 			o.states = map[string]sessionState{"A": {Found: true, Counter: 1}}
-			require.Equal(t, tc.want, analyze(o).ExclusionViolations)
+			res := analyze(o)
+			require.Equal(t, tc.want, res.ExclusionViolations)
+			if tc.want > 0 {
+				require.Equal(t, []string{"two holders: session A…: app 0 slow (handler 110 to 3000 ms, status " + strconv.Itoa(tc.status) + ") and app 0 incr (handler from " + strconv.FormatInt(tc.takeover, 10) + " ms)"}, res.Findings)
+			}
 		})
 	}
 }
