@@ -69,7 +69,8 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 	return nil, fmt.Errorf("memcached: %w: %d anomaly reads without an answer", provider.ErrUnavailable, maxAnomalyReads)
 }
 
-// errExpiring: the best record has at most a second left: no decision.
+// errExpiring: the best record has at most clockSlack seconds left (no
+// copy of it could be made, copyExp): no decision.
 var errExpiring = fmt.Errorf("memcached: %w: the best record is expiring", provider.ErrUnavailable)
 
 // expiringWait is how long a call waits for an expiring record to go.
@@ -220,8 +221,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	}
 	if _, ok := copyExp(x.ttl, b.Timeout); !ok {
 		// review-2 m6: no decision on an expiring base. Implementation
-		// choice: wait out its last second and read again (it is then
-		// gone, or something touched it), instead of failing the call.
+		// choice: wait a second and read again (until it is gone, or
+		// something touched it), instead of failing the call.
 		return nil, false, errExpiring
 	}
 	switch {
@@ -329,24 +330,25 @@ func restampExp(t int64, timeout uint32) int32 {
 
 // copyExp is the expiration of an internal write that copies a record
 // with t seconds left onto another node (R4.4's and R7's copy, D2's carry
-// of the larger t): t − 1, capped as restampExp, and no decision (ok
-// false) below 1. memcached's clock ticks once a second and each node's
-// ticks at its own phase, so a record reported with t left lives between
-// t − 1 and t more seconds; a copy made with T<t> on another node could
-// outlive its source by up to a second, and a chain of failovers between
-// copies expiring at different instants then kept an expired session
-// alive (the conformance suite's Expiry check caught it). With t − 1 no
-// copy outlives its source; the source itself keeps its expiry
+// of the larger t): t − clockSlack, capped as restampExp, and no decision
+// (ok false) below 1. memcached's clock is whole seconds and lags real
+// time by up to clockSlack (expiration), each node's at its own phase, so
+// a record reported with t left lives between t − clockSlack and t more
+// seconds; a copy made with T<t> on another node could outlive its source
+// by up to clockSlack, and a chain of failovers between copies expiring
+// at different instants then kept an expired session alive (the
+// conformance suite's Expiry check caught it, at t). With t − clockSlack
+// no copy outlives its source; the source itself keeps its expiry
 // (restampExp), so the session does not end earlier.
 func copyExp(t int64, timeout uint32) (int32, bool) {
-	t = min(t-1, maxRelativeExpiration, int64(timeoutExp(timeout)))
+	t = min(t-clockSlack, maxRelativeExpiration, int64(timeoutExp(timeout)))
 	return int32(t), t >= 1
 }
 
 // keepExp is the expiration of a rewrite of f's copy c (other: f's other
 // copy) on its own node: its own t, or when the two copies' t are split
 // (review 4's D2: a touch reached one copy only) the other's carried
-// over, if larger.
+// over (copyExp), if larger.
 func keepExp(f *hit, c, other *copyRead) int32 {
 	exp := restampExp(c.ttl, f.b.Timeout)
 	if e, ok := copyExp(other.ttl, f.b.Timeout); ok && ttlSplit(f) && e > exp {
@@ -357,10 +359,10 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 
 // complete is R4.4: re-stamp x (the same bytes and expiry: only its token
 // changes), and only if stored, CAS y to b not pending, b's identity
-// otherwise. y gets x's t less a second (copyExp), or keeps its own
-// expiry if longer: y holds this session too (b pending, or b's parent),
-// and x may itself be a copy made from y (a failover's established copy
-// completing its pending fence), which lost a second already.
+// otherwise. y gets x's t less the clock slack (copyExp), or keeps its
+// own expiry if longer: y holds this session too (b pending, or b's
+// parent), and x may itself be a copy made from y (a failover's
+// established copy completing its pending fence), shorter already.
 func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte) {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
 		return
@@ -442,7 +444,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	}
 	// Each copy keeps its expiry (wrestamp: a client touch that landed
 	// since the read is kept, issue 13), or, split (review 4's D2), gets
-	// the larger t less a second.
+	// the larger t carried over (copyExp).
 	var pcas, qcas uint64
 	var ep, eq error
 	var wg sync.WaitGroup

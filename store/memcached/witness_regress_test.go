@@ -342,7 +342,8 @@ func TestFailoverKeepsExpiry(t *testing.T) {
 	own, moved := rawGet(t, cands[0], key).ttl, rawGet(t, cands[2], key).ttl
 	t.Logf("c0's TTL %d before, %d after (%d ticks at most); the copy moved to c2: %d", before, own, ticks, moved)
 	require.GreaterOrEqual(t, own, before-ticks, "re-stamps on c0 shortened the session")
-	require.GreaterOrEqual(t, moved, before-ticks-1, "the copy moved to c2 lives less than its source less one tick of another clock")
+	slack := int64(memcached.TimeoutExp(60)) - 60 // memcached's clock lag that expiration allows for
+	require.GreaterOrEqual(t, moved, before-ticks-slack, "the copy moved to c2 lives less than its source less another clock's lag")
 }
 
 // Issue 13: a client touch that lands between R9's read and its re-stamp
