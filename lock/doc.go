@@ -50,7 +50,10 @@
 // abandoned must not depend on the web servers' clocks agreeing, so Wait
 // never compares a time written by another server with its own. Instead each
 // failed try reports a Stamp, an opaque number that changes whenever the lock
-// changes hands or its holder renews its lease. Wait notes, on this process's
+// changes hands or its holder renews its lease, and on nothing else: writes
+// that leave the lock alone (the provider's lock-free writes) must leave the
+// Stamp alone too, or a steady stream of them would keep an abandoned lock
+// from ever being expired. Wait notes, on this process's
 // monotonic clock, when it first saw the current Stamp (taking the time after
 // the try returned, so the lock state it saw is at least that old). When the
 // same Stamp has been seen for Config.StaleAfter or longer, the holder has

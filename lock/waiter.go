@@ -133,7 +133,8 @@ type Attempt struct {
 	Acquired bool
 	// Stamp, when not acquired, identifies the lock state the try saw; it
 	// changes whenever the lock changes hands or its holder renews the
-	// lease.
+	// lease, and not when something else (data written next to the lock)
+	// changes.
 	Stamp uint64
 }
 

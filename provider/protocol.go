@@ -36,9 +36,10 @@ type LockedError struct {
 	// wall clock, as this server reads it. Informational only: servers'
 	// clocks may disagree, so takeover decisions never use it.
 	LockAge time.Duration
-	// Stamp identifies the record's state (its Seq). It changes whenever
-	// the lock changes hands or its holder renews the lease; a waiter that
-	// sees the same Stamp for one lease may break the lock (BreakLock).
+	// Stamp identifies the state of the lock (lockStamp). It changes
+	// whenever the lock is taken, renewed, released or broken, and not
+	// when lock-free requests write the session's data; a waiter that sees
+	// the same Stamp for one lease may break the lock (BreakLock).
 	Stamp uint64
 }
 
@@ -260,8 +261,25 @@ func (p *Provider) lockedError(r *record.Record) *LockedError {
 	if age < 0 {
 		age = 0
 	}
-	return &LockedError{LockID: r.LockID, LockAge: age, Stamp: r.Seq}
+	return &LockedError{LockID: r.LockID, LockAge: age, Stamp: lockStamp(r)}
 }
+
+// lockStamp is the stamp of r's lock state, which waiters watch: LockID +
+// Seq - DataSeq. Every change of the record bumps Seq; a change of the
+// data (a commit, lock-free or not, DeleteValuesIf, a removal, a new
+// record in place of a tombstone) bumps DataSeq with it, and a change of
+// the lock alone (taking, renewing, releasing or breaking it, handing
+// over InitializeItem) does not; taking it also bumps LockID. So within
+// an incarnation the stamp never decreases; taking the lock adds 2 and
+// renewing it 1, so a record locked with the same stamp at two moments
+// was neither renewed nor released and re-taken in between; and the
+// writes that leave a locked record locked without being lock changes
+// (lock-free commits, DeleteValuesIf) leave the stamp as it was: a stream
+// of them cannot keep an abandoned lock from being broken. The lock id's
+// random base (I7) keeps stamps of different incarnations apart, as it
+// keeps their lock ids. Deltas carry Seq and LockID and never change
+// DataSeq, so the stamp reads the same from a record with deltas.
+func lockStamp(r *record.Record) uint64 { return r.LockID + r.Seq - r.DataSeq }
 
 func notFound(id string) error { return fmt.Errorf("provider: session %s: %w", idTag(id), ErrNotFound) }
 
@@ -669,7 +687,7 @@ func (p *Provider) ResetItemTimeout(ctx context.Context, id string) error {
 }
 
 // RenewLease renews the lease of lock lockID: a CAS that bumps the record's
-// Seq, which waiters watch, and slides the TTL. A caller whose lock was
+// Seq, and so the lock's stamp, which waiters watch, and slides the TTL. A caller whose lock was
 // taken over gets an error wrapping ErrLockLost.
 func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) error {
 	key, err := p.Key(id)
@@ -689,9 +707,10 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 
 // BreakLock releases a lock that a waiter has seen unchanged (same Stamp)
 // for a whole lease, or for LockTimeout when leases are off: its holder has
-// stopped renewing it. It is a CAS conditional on the record still having
-// Seq stamp, so a holder that renewed in the meantime keeps its lock (the
-// error then wraps lock.ErrRetry). The next lock taken gets a higher lock
+// stopped renewing it. It is a CAS conditional on the record's lock still
+// having that stamp, so a holder that renewed in the meantime keeps its
+// lock (the error then wraps lock.ErrRetry); lock-free writes since do not
+// change the stamp and are kept. The next lock taken gets a higher lock
 // id, so the old holder is fenced (I3).
 func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error {
 	key, err := p.Key(id)
@@ -702,7 +721,7 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 		if p.gone(cur) {
 			return nil, 0, nil // gone: the next attempt reports it
 		}
-		if !cur.Locked || cur.Seq != stamp {
+		if !cur.Locked || lockStamp(cur) != stamp {
 			return nil, 0, fmt.Errorf("provider: session %s changed since it was seen: %w", idTag(id), lock.ErrRetry)
 		}
 		next := *cur
