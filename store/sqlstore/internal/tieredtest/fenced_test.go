@@ -88,8 +88,6 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, losse
 	other, err := provider.New(s, provider.Config{}) // another process's requests
 	require.NoError(t, err)
 	id := createSession(t, p, time.Hour)
-	key, err := p.Key(id)
-	require.NoError(t, err)
 
 	writer, err := p.GetItemExclusive(ctx, id)
 	require.NoError(t, err)
@@ -118,11 +116,8 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, losse
 		}
 		// The writer's lock is broken (its holder looked dead) and taken
 		// over before its cache write.
-		e, err := s.Get(ctx, key)
-		require.NoError(t, err)
-		h, err := record.Parse(e.Value)
-		require.NoError(t, err)
-		require.NoError(t, other.BreakLock(ctx, id, h.Seq))
+		breakLock(ctx, t, other, id)
+		var err error
 		takenOver, err = other.GetItemExclusive(ctx, id)
 		require.NoError(t, err)
 	})
