@@ -1,12 +1,15 @@
 package memcached_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +310,98 @@ func TestCreationFailoverMarkedNoWit(t *testing.T) {
 		return rawGet(t, cands[1], key).flags == 2 && noWitCleared(t, key, []string{cands[0], cands[2]})
 	})
 	requireWritable(t, s, key)
+}
+
+// Regression tests of issue 13's M2 (review 5): calls that ended
+// ErrOutcomeUnknown under contention or a partition though their outcome
+// was knowable.
+
+// rawRestamp CASes key on addr to the very same bytes, flags and TTL: the
+// re-stamp of R4.4 and R9 (only the token changes), as another process's
+// decision would send it.
+func rawRestamp(t testing.TB, addr, key string) {
+	t.Helper()
+	it := rawGet(t, addr, key)
+	require.True(t, it.found, "nothing to re-stamp on %s", addr)
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	cmd := fmt.Sprintf("ms %s %d T%d F%d C%d\r\n", key, len(it.value), it.ttl, it.flags, it.cas)
+	_, err = c.Write(append(append([]byte(cmd), it.value...), "\r\n"...))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "HD"), line)
+}
+
+// nthConn calls hook before every `ms <key>` it writes.
+type nthConn struct {
+	net.Conn
+	key  string
+	hook func()
+}
+
+func (c *nthConn) Write(b []byte) (int, error) {
+	if strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		c.hook()
+	}
+	return c.Conn.Write(b)
+}
+
+// hookedStore returns a witness store whose connections to addr run
+// hook(n) before the n-th `ms <key>` (from 1) they write while armed is
+// set.
+func hookedStore(t *testing.T, servers []*mcserver.Server, addr, key string, armed *atomic.Bool, hook func(n int32)) *memcached.Store {
+	var n atomic.Int32
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != addr {
+			return c, err
+		}
+		return &nthConn{Conn: c, key: key, hook: func() {
+			if armed.Load() {
+				hook(n.Add(1))
+			}
+		}}, nil
+	}
+	return newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+}
+
+// M2, no fault: P refused a write only because a reader re-stamped it
+// (its record unchanged) and Q stored it; the writer completes its own
+// split (completeOwn): Q's re-stamp is stored, and P, re-stamped once more
+// meanwhile, refuses the CAS. The undo must use the token of the writer's
+// own re-stamp: with the token of its first store it was refused by that
+// very re-stamp and the call ended unknown, though the write is certainly
+// on no node but Q and nobody else touched Q.
+func TestOwnRestampThenUndoKnown(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "ownrestamp"
+	var armed atomic.Bool
+	var pAddr string
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	cands := memcached.WitnessCandidates(s0, key)
+	pAddr = cands[0]
+	s := hookedStore(t, servers, pAddr, key, &armed, func(n int32) {
+		if n <= 2 { // before the write's CAS of P, and before completeOwn's
+			rawRestamp(t, pAddr, key)
+		}
+	})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	e, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	armed.Store(true)
+	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	armed.Store(false)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a write certainly on no node but Q, undone: %v", err)
+	got, err := s0.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value), "the refused write must not be applied")
 }

@@ -104,7 +104,7 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 	case po == woStored && qo == woSilent:
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
-		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, qw)
+		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
 		if ok {
 			return id, nil
 		}
@@ -232,7 +232,15 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // configuration and version that is not this write (it wins R4.2's tie on
 // its own primary), or the next version built on another write. Then no
 // completion can ever copy this write onto P (undo uses it).
-func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw, qw written) (id uint64, ok, beaten bool) {
+//
+// A re-stamp of Q that was stored and a CAS of P that was then refused
+// leave qw with the re-stamp's token, for the undo (M2: with the token of
+// the write's own store the undo was refused by this very re-stamp, and
+// the call ended unknown though nobody else had touched Q). It is as safe
+// as the undo with the store's token: both tokens stored in turn mean no
+// completion re-stamped Q's copy of this write, so none copied it onto P
+// (R0), and P refused this CAS.
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok, beaten bool) {
 	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
 	if err != nil {
 		return 0, false, false
@@ -248,6 +256,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	}
 	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
 	if err != nil {
+		if classify(err).refused() {
+			qw.tok.cas = qcas // P certainly does not hold it: the undo may run
+		}
 		return 0, false, false
 	}
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
