@@ -172,10 +172,47 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			// overwritten since. Success, with no usable handle (0: the
 			// caller reads again).
 			return 0, nil
+		case c.st == stData && !c.env.Pending && c.env.E > cfg.E:
+			// M2 (issue 13; the sim's partition seeds): a failover moved
+			// the session to a configuration of a greater epoch while this
+			// write was stored on P. Its established record on Q says
+			// whether it was built on this write; if not, no decision can
+			// ever take this write again (two nodes hold records of that
+			// epoch or later, so every read sees one: R4.2's rank).
+			switch inChain(c.env, env) {
+			case envelope.Descendant:
+				return 0, nil // applied, and failed over since
+			case envelope.NotDescendant:
+				return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
+			}
+			return 0, unknown("cas: the secondary holds a newer configuration that may be built on this write")
 		}
 		return 0, unknown("cas: the secondary holds another record")
 	}
 	return 0, unknown("cas: completing the secondary", last)
+}
+
+// inChain says whether later, an established record of a greater epoch
+// than env's (a failover moved the session on while env was written), has
+// env in its chain of versions: certainly (envelope.Descendant: the
+// ancestor slot of env's version holds env's nonce), certainly not
+// (NotDescendant: later is below env's version, or the slot of env's
+// parent's version holds another nonce, so the chain's record at env's
+// version has another parent), or Unknown. A failover keeps its base's
+// version and ancestors under a new nonce, so the slot of its version
+// names the failover, not its base: a slot that differs from env's nonce
+// alone proves nothing.
+func inChain(later, env envelope.Envelope) envelope.Descent {
+	if later.V < env.V {
+		return envelope.NotDescendant
+	}
+	if d := later.V - env.V; d >= 1 && d <= envelope.Lineage && later.Ancestors[d-1] == env.Nonce {
+		return envelope.Descendant
+	}
+	if d := later.V - env.V + 1; d <= envelope.Lineage && later.Ancestors[d-1] != env.Ancestors[0] {
+		return envelope.NotDescendant
+	}
+	return envelope.Unknown
 }
 
 // writeFailover is R3's write failover (R7 with this write as the base):
