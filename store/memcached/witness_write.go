@@ -343,6 +343,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	}
 	// Q changed again: read both copies (a few times while a reader's
 	// completion of this write is in flight).
+	far := false // a copy was past envelope.Lineage versions on: no ancestor tells
 	for range 5 {
 		var cp, cq copyRead
 		var ep, eq error
@@ -369,6 +370,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
 			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
 		}
+		for _, c := range []*copyRead{&cp, &cq} {
+			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
+		}
 		if notBuiltOn(&cp, env) {
 			beaten = true // P is past this write on another chain
 		}
@@ -383,5 +387,17 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 	}
+	if far {
+		// M2's residual (issue 13): whether a reader's completion copied
+		// this write onto P is told only by the ancestors of the records
+		// after it; a writer that reads again only after more than
+		// envelope.Lineage versions (stalled: descheduled, a GC pause)
+		// cannot know.
+		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: %s", stalledWriter), perr, err)
+	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
 }
+
+// stalledWriter is the reason given for the unknown outcome of a writer stalled past
+// the ancestors its records keep (undo).
+var stalledWriter = fmt.Sprintf("the session was more than %d versions past this write when its writer read it again", envelope.Lineage)
