@@ -409,31 +409,52 @@ func TestOwnRestampThenUndoKnown(t *testing.T) {
 // M2, partition (the sim's partition seeds 11, 92, 106, 228): while a
 // write is in flight, another app server cut off from P fails the session
 // over to {Q, W} (epoch 1, built on the write's base). The write is stored
-// on P and refused on Q, whose read then shows an established record of
-// epoch 1 whose chain does not hold the write (its version is below the
-// write's): no decision can take the write again, so it is a certain
-// conflict, not an unknown outcome; the failed-over record stays the
-// session.
+// on P and refused on Q, whose read then shows a record of epoch 1 whose
+// chain does not hold the write (its version is below the write's). Once
+// the failover's copy on W is established (Q's record established, or
+// Q's fence with W's copy read), no decision can take the write again: a
+// certain conflict, not an unknown outcome, and the failed-over record
+// stays the session. Q's fence with W not yet written stays unknown: an
+// opposite failover built on the write may still win W.
 func TestWriteOverFailoverKnownConflict(t *testing.T) {
-	servers, s, cands := addedSession(t, "overfailover")
-	const key = "overfailover"
-	ctx := context.Background()
-	requireWritable(t, s, key) // version 2: no longer a creation's record
-	e, err := s.Get(ctx, key)
-	require.NoError(t, err)
-	// The other app server's failover (R7 and its completion), as its
-	// CASes leave the two nodes: epoch 1, P = c1, Q = c2, the base's
-	// version and bytes under a new nonce.
-	env, payload, err := envelope.Decode(rawGet(t, cands[1], key).value)
-	require.NoError(t, err)
-	env.E, env.P, env.Q, env.Pending, env.Nonce = 1, 1, 2, false, env.Nonce^0x5a5a5a5a
-	for _, a := range cands[1:] {
-		rawSet(t, a, key, env.Wrap(payload), 60, 1)
+	for _, c := range []struct {
+		name      string
+		qPending  bool
+		wFailedTo bool
+		wantKnown bool
+	}{
+		{"established", false, true, true},
+		{"fence, copy on W", true, true, true},
+		{"fence only", true, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			servers, s, cands := addedSession(t, "overfailover")
+			const key = "overfailover"
+			ctx := context.Background()
+			requireWritable(t, s, key) // version 2: no longer a creation's record
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			// The other app server's failover (R7 and its completion), as
+			// its CASes leave the nodes: epoch 1, P = c1, Q = c2, the
+			// base's version and bytes under a new nonce.
+			env, payload, err := envelope.Decode(rawGet(t, cands[1], key).value)
+			require.NoError(t, err)
+			env.E, env.P, env.Q, env.Pending, env.Nonce = 1, 1, 2, false, env.Nonce^0x5a5a5a5a
+			if c.wFailedTo {
+				rawSet(t, cands[2], key, env.Wrap(payload), 60, 1)
+			}
+			env.Pending = c.qPending
+			rawSet(t, cands[1], key, env.Wrap(payload), 60, 1)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+			if !c.wantKnown {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "an opposite failover may still win W: %v", err)
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrCASConflict, "a write stored on P only, not in the failed-over chain: %v", err)
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			got, err := s2.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+		})
 	}
-	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
-	require.ErrorIs(t, err, provider.ErrCASConflict, "a write stored on P only, not in the failed-over chain: %v", err)
-	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-	got, err := s2.Get(ctx, key)
-	require.NoError(t, err)
-	require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
 }

@@ -172,14 +172,26 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			// overwritten since. Success, with no usable handle (0: the
 			// caller reads again).
 			return 0, nil
-		case c.st == stData && !c.env.Pending && c.env.E > cfg.E:
+		case c.st == stData && c.env.E > cfg.E:
 			// M2 (issue 13; the sim's partition seeds): a failover moved
 			// the session to a configuration of a greater epoch while this
-			// write was stored on P. Its established record on Q says
-			// whether it was built on this write; if not, no decision can
-			// ever take this write again (two nodes hold records of that
-			// epoch or later, so every read sees one: R4.2's rank).
-			switch inChain(c.env, env) {
+			// write was stored on P. Its record on Q says whether it was
+			// built on this write; if not, and the witness node holds an
+			// established record of a greater epoch not built on it
+			// either (Q's, once established, was copied there first: R7),
+			// no decision can ever take this write again: two nodes but P
+			// hold records that outrank it, and every read sees one
+			// (R4.2's rank). A fence (pending) alone may still lose the
+			// witness node to an opposite failover built on this write.
+			d := inChain(c.env, env)
+			if c.env.Pending && d == envelope.NotDescendant {
+				wc, err := w.read(ctx, cs[cfg.wit()], cfg.wit(), key, " v c t f")
+				if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= cfg.E {
+					return 0, unknown("cas: the secondary holds a failover's fence and the witness node no established record after it", err)
+				}
+				d = inChain(wc.env, env)
+			}
+			switch d {
 			case envelope.Descendant:
 				return 0, nil // applied, and failed over since
 			case envelope.NotDescendant:
