@@ -29,3 +29,11 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.evictEvery = every
 	s.wit.mu.Unlock()
 }
+
+// CloseIdle closes the idle pooled connections to every node of s: the
+// next command to a node dials it.
+func CloseIdle(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.closeIdle()
+	}
+}

@@ -132,7 +132,9 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 				return nil // the same incarnation: the first outcome stands
 			}
 		}
-		if _, rerr := n.meta.doOn(ctx, true, retry); rerr != nil || inc == 0 {
+		// A write's check that cannot be made (the new connection fails)
+		// leaves the first error: it was sent, never "not sent" (M2).
+		if _, rerr := n.meta.doOn(ctx, true, retry); inc == 0 || errors.Is(rerr, errLostInc) {
 			err = rerr
 		}
 	}

@@ -458,3 +458,77 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 		})
 	}
 }
+
+// M2, unreachable primary: a write whose primary could not even be dialled
+// (nothing sent) and whose secondary stored it is undone like a refusal:
+// a certain conflict, not an unknown outcome.
+func TestPrimaryNotSentUndone(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "notsent"
+	var unreachable atomic.Bool
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	pAddr := memcached.WitnessCandidates(s0, key)[0]
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == pAddr && unreachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	requireWritable(t, s, key)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	unreachable.Store(true)
+	memcached.CloseIdle(s)
+	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	unreachable.Store(false)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "nothing on P, the write undone on Q: %v", err)
+	got, err := s0.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value))
+}
+
+// M2's not-sent outcome, its guard: a write sent on a pooled connection to
+// P whose reply is lost, and whose check on a new connection cannot be
+// made (the dial fails), was sent: it must not count as "not sent" (which
+// TestPrimaryNotSentUndone undoes as a refusal): the write is on P, so the
+// outcome is unknown, never a conflict.
+func TestSentWriteNotCountedUnsent(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "sentlost"
+	var mu sync.Mutex
+	armed := false
+	var unreachable atomic.Bool
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	pAddr := memcached.WitnessCandidates(s0, key)[0]
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a != pAddr {
+			return (&net.Dialer{}).DialContext(ctx, network, a)
+		}
+		if unreachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		return &lostReplyConn{Conn: c, mu: &mu, armed: &armed, key: key, hook: func() { unreachable.Store(true) }}, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	requireWritable(t, s, key)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	unreachable.Store(false)
+	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+}

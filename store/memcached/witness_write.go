@@ -23,10 +23,12 @@ const (
 	woLost          // sent, no reply, and the node has a new incarnation since
 	woSilent        // no reply (timeout, reset, refused, the context ended)
 	woServer        // an error reply
+	woNotSent       // no connection could be made: nothing was sent (M2)
 )
 
 func classify(err error) wout {
 	var se *serverError
+	var ns *notSentError
 	switch {
 	case err == nil:
 		return woStored
@@ -40,9 +42,14 @@ func classify(err error) wout {
 		return woLost
 	case errors.As(err, &se):
 		return woServer
+	case errors.As(err, &ns):
+		return woNotSent
 	}
 	return woSilent
 }
+
+// unsent reports an outcome that wrote nothing: a refusal, or not sent.
+func (o wout) unsent() bool { return o.refused() || o == woNotSent }
 
 func (o wout) refused() bool { return o == woExists || o == woMissing || o == woOtherInc }
 
@@ -101,7 +108,7 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 		// as a refusal here: read Q, which is then empty or holds a
 		// completion, and complete or fail over (R3's table).
 		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw)
-	case po == woStored && qo == woSilent:
+	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
 		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
@@ -109,11 +116,15 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 			return id, nil
 		}
 		return w.undo(ctx, key, h, env, pw, qw, perr, beaten)
-	case po.refused() && qo == woStored:
+	case po.unsent() && qo == woStored:
+		// M2: P not reached at all (the dial failed) is, for the undo, as
+		// P refusing: nothing of this write is on P.
 		return w.undo(ctx, key, h, env, pw, qw, perr, false)
 	case po == woMissing && qo == woMissing:
 		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
-	case po.refused() && qo.refused():
+	case po == woNotSent && qo == woNotSent:
+		return 0, fmt.Errorf("memcached: cas: %w: nothing sent: %w", provider.ErrUnavailable, errors.Join(perr, qerr))
+	case po.unsent() && qo.unsent():
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	return 0, unknown("cas", perr, qerr)
