@@ -389,16 +389,9 @@ func TestOwnRestampThenUndoKnown(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err)
-	e, err := s.Get(ctx, key)
-	require.NoError(t, err)
-	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
-	require.NoError(t, err)
-	e, err = s.Get(ctx, key)
-	require.NoError(t, err)
+	e := writtenOnce(t, s, key)
 	armed.Store(true)
-	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	armed.Store(false)
 	require.ErrorIs(t, err, provider.ErrCASConflict, "a write certainly on no node but Q, undone: %v", err)
 	got, err := s0.Get(ctx, key)
@@ -476,14 +469,10 @@ func TestPrimaryNotSentUndone(t *testing.T) {
 	}
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
 	ctx := context.Background()
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err)
-	requireWritable(t, s, key)
-	e, err := s.Get(ctx, key)
-	require.NoError(t, err)
+	e := writtenOnce(t, s, key)
 	unreachable.Store(true)
 	memcached.CloseIdle(s)
-	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	unreachable.Store(false)
 	require.ErrorIs(t, err, provider.ErrCASConflict, "nothing on P, the write undone on Q: %v", err)
 	got, err := s0.Get(ctx, key)
@@ -519,16 +508,25 @@ func TestSentWriteNotCountedUnsent(t *testing.T) {
 	}
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
 	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	unreachable.Store(false)
+	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+}
+
+// writtenOnce adds key ("v1") on s, writes it once ("v2": no longer a
+// creation's record) and returns a fresh read of it.
+func writtenOnce(t *testing.T, s *memcached.Store, key string) provider.Entry {
+	t.Helper()
+	ctx := context.Background()
 	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 	require.NoError(t, err)
 	requireWritable(t, s, key)
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
-	mu.Lock()
-	armed = true
-	mu.Unlock()
-	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
-	unreachable.Store(false)
-	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	return e
 }
