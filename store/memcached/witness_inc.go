@@ -95,6 +95,23 @@ func (n *node) wcas(ctx context.Context, key string, value []byte, exp int32, ki
 	return newCAS, err
 }
 
+// wrestamp re-stamps key only if its token is still cas in incarnation
+// inc: `ms <key> 0 MA c C<cas>`, an append of nothing. memcached's append
+// keeps the item's bytes, client flags and expiry and gives it a new
+// token, under the item's lock: a touch that landed after the read that
+// returned cas is kept, where a CAS with the read's t sets it back (a
+// touch keeps the token, so that CAS is not refused: issue 13). A missing
+// item is not stored (errNotStored). It returns the new token.
+func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint64, error) {
+	var newCAS uint64
+	err := n.wdo(ctx, inc, func(cn *metaConn) error {
+		var err error
+		newCAS, err = setOn(cn, "ms "+key+" 0 MA c C"+strconv.FormatUint(cas, 10), []byte{})
+		return err
+	})
+	return newCAS, err
+}
+
 // wdel deletes key only if its token is still cas in incarnation inc.
 func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 	return n.wdo(ctx, inc, func(cn *metaConn) error {

@@ -128,6 +128,19 @@ func (c *hookConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// hookedDial returns a dialer whose connections to *addr (read at each
+// dial) run hook, once in all, before the first `ms <key>` they write.
+func hookedDial(addr *string, key string, hook func()) func(context.Context, string, string) (net.Conn, error) {
+	var once sync.Once
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != *addr {
+			return c, err
+		}
+		return &hookConn{Conn: c, once: &once, key: key, hook: hook}, nil
+	}
+}
+
 // B2: an Add stored the witness and the secondary; the witness node is
 // flushed and a reader sees one data copy and two empties (D3: bury).
 // The burial must fence both empties first, so that the Add's CAS of the
@@ -136,7 +149,6 @@ func (c *hookConn) Write(b []byte) (int, error) {
 func TestBuryFencesEmptiesFirst(t *testing.T) {
 	servers := startNodes(t, 3)
 	const key = "bury"
-	var once sync.Once
 	var s2 *memcached.Store
 	var cands []string
 	var readerErr error
@@ -145,13 +157,7 @@ func TestBuryFencesEmptiesFirst(t *testing.T) {
 		_, readerErr = s2.Get(context.Background(), key)
 	}
 	var pAddr string
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil || addr != pAddr {
-			return c, err
-		}
-		return &hookConn{Conn: c, once: &once, key: key, hook: hook}, nil
-	}
+	dial := hookedDial(&pAddr, key, hook)
 	s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
 	cands = memcached.WitnessCandidates(s2, key)
 	pAddr = cands[0] // before the dialling store exists
@@ -171,6 +177,7 @@ func TestBuryFencesEmptiesFirst(t *testing.T) {
 // gives a copy more than the session's own timeout.
 func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
 	servers, s, cands := addedSession(t, "ttlcap")
+	fresh := int64(memcached.TimeoutExp(60)) // what a client write of 60 s gets
 	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
 	ctx := context.Background()
 	const key = "ttlcap"
@@ -208,7 +215,7 @@ func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
 			for i, it := range its {
 				t.Logf("c%d: flags %d ttl %d len %d", i, it.flags, it.ttl, len(it.value))
 				if it.flags == 1 {
-					require.LessOrEqual(t, it.ttl, int64(60), "data copy c%d outlives the session's 60 s timeout", i)
+					require.LessOrEqual(t, it.ttl, fresh, "data copy c%d outlives what a write of the session's 60 s timeout gives it", i)
 				}
 			}
 			break
@@ -223,8 +230,16 @@ func TestInternalTTLCappedAtSessionTimeout(t *testing.T) {
 // lone copy would then be unavailable instead of buried).
 func TestNoWitClearedAfterD4Witness(t *testing.T) {
 	servers, s, cands := addedSession(t, "d4nowit")
+	failOverToWitness(t, servers, s, cands, "d4nowit")
+	requireWritable(t, s, "d4nowit")
+}
+
+// failOverToWitness flushes key's secondary c1, reads key ("v1") through
+// s, which fails it over onto c2, and waits until the blank c1 is the
+// witness and nowit is cleared on both copies.
+func failOverToWitness(t *testing.T, servers []*mcserver.Server, s *memcached.Store, cands []string, key string) {
+	t.Helper()
 	ctx := context.Background()
-	const key = "d4nowit"
 	require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
@@ -232,7 +247,6 @@ func TestNoWitClearedAfterD4Witness(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "the blank secondary to become the witness and nowit to be cleared on both copies", func() bool {
 		return rawGet(t, cands[1], key).flags == 2 && noWitCleared(t, key, []string{cands[0], cands[2]})
 	})
-	requireWritable(t, s, key)
 }
 
 // noWitCleared reports whether every one of addrs holds a data record of
@@ -263,6 +277,7 @@ func requireWritable(t testing.TB, s *memcached.Store, key string) {
 func TestTTLSplitRepaired(t *testing.T) {
 	_, s, cands := addedSession(t, "ttlsplit")
 	const key = "ttlsplit"
+	fresh := int64(memcached.TimeoutExp(60)) // what a client write of 60 s gets
 	require.NoError(t, raw(t, cands[1]).Touch(key, 10))
 	require.LessOrEqual(t, rawGet(t, cands[1], key).ttl, int64(10))
 	_, err := s.Get(context.Background(), key)
@@ -271,7 +286,7 @@ func TestTTLSplitRepaired(t *testing.T) {
 		return rawGet(t, cands[1], key).ttl > 50
 	})
 	for _, a := range cands[:2] {
-		require.LessOrEqual(t, rawGet(t, a, key).ttl, int64(60))
+		require.LessOrEqual(t, rawGet(t, a, key).ttl, fresh)
 	}
 }
 
@@ -529,4 +544,70 @@ func writtenOnce(t *testing.T, s *memcached.Store, key string) provider.Entry {
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	return e
+}
+
+// Issue 13, the sim's early expiry (TestSimWitness, expiry seeds 136 and
+// 192): internal writes re-stamped a copy with the t of their read less
+// a second (and capped at T, a second below what a client write sets),
+// so each decision on the same node shortened the session by a second; a
+// failover and the R4.4 completion, R9's re-stamps and its nowit clear
+// that follow it took 4 s off a session within milliseconds. A re-stamp
+// on the node the record was read from keeps its expiry.
+func TestFailoverKeepsExpiry(t *testing.T) {
+	servers, s, cands := addedSession(t, "keepexp")
+	const key = "keepexp"
+	before := rawGet(t, cands[0], key).ttl
+	start := time.Now()
+	failOverToWitness(t, servers, s, cands, key)
+	// memcached's clock ticks at most floor(elapsed)+1 times meanwhile.
+	ticks := int64(time.Since(start)/time.Second) + 1
+	own, moved := rawGet(t, cands[0], key).ttl, rawGet(t, cands[2], key).ttl
+	t.Logf("c0's TTL %d before, %d after (%d ticks at most); the copy moved to c2: %d", before, own, ticks, moved)
+	require.GreaterOrEqual(t, own, before-ticks, "re-stamps on c0 shortened the session")
+	slack := int64(memcached.TimeoutExp(60)) - 60 // memcached's clock lag that expiration allows for
+	require.GreaterOrEqual(t, moved, before-ticks-slack, "the copy moved to c2 lives less than its source less another clock's lag")
+}
+
+// Issue 13: a client touch that lands between R9's read and its re-stamp
+// of the copies (memcached's touch keeps the CAS token, so the CAS is not
+// refused) must survive the re-stamp: seed 136's probe touched the
+// session and the repair its own call had queued set the read's t back.
+func TestRestampKeepsConcurrentTouch(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "touchrace"
+	var cands []string
+	var touchErr error
+	// A client's touch of both copies (as GetAndTouch's, without the
+	// repair its own Store would queue).
+	hook := func() {
+		for _, a := range cands[:2] {
+			touchErr = errors.Join(touchErr, raw(t, a).Touch(key, 60))
+		}
+	}
+	var pAddr string
+	dial := hookedDial(&pAddr, key, hook)
+	cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond}
+	s2 := newStore(t, servers, cfg)
+	cands = memcached.WitnessCandidates(s2, key)
+	pAddr = cands[0]
+	ctx := context.Background()
+	_, err := s2.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	// An aging session (10 s left on both copies) whose witness is gone.
+	for _, a := range cands[:2] {
+		require.NoError(t, raw(t, a).Touch(key, 10))
+	}
+	require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
+	cfg.DialContext = dial
+	s := newStore(t, servers, cfg)
+	// R9 reads (t = 10), the touch lands (the hook, before R9's first
+	// write on c0), then R9 re-stamps both copies and writes the witness.
+	memcached.RepairKey(s, key)
+	require.NoError(t, touchErr)
+	require.Equal(t, uint32(2), rawGet(t, cands[2], key).flags, "R9 wrote the witness")
+	for _, a := range cands[:2] {
+		ttl := rawGet(t, a, key).ttl
+		t.Logf("%s: TTL %d after the touch and R9", a, ttl)
+		require.Greater(t, ttl, int64(55), "R9's re-stamp undid a touch that landed after its read")
+	}
 }
