@@ -33,6 +33,14 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.mu.Unlock()
 }
 
+// CloseIdle closes the idle pooled connections to every node of s: the
+// next command to a node dials it.
+func CloseIdle(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.closeIdle()
+	}
+}
+
 // RepairKey runs the repair client's R9 on key once, synchronously (as
 // the background loop does for a queued key).
 func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key) }
