@@ -29,3 +29,13 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.evictEvery = every
 	s.wit.mu.Unlock()
 }
+
+// SetBackupWholeWrites makes CompareAndAppend decline for every key with a
+// backup copy, as the Store did before backup appends (8efee5d): such keys
+// are written whole.
+func SetBackupWholeWrites(s *Store) { s.hooks.backupAppendOff = true }
+
+// SetBackupAppendNoWhole makes a backup append that did not land stay
+// undone: a deliberately broken variant, whose backup copy misses the
+// lock changes appended while it had diverged.
+func SetBackupAppendNoWhole(s *Store) { s.hooks.bakAppendNoWhole = true }
