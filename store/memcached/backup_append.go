@@ -141,3 +141,44 @@ func (a *bakAppend) undo(perr error) {
 	}
 	a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS })
 }
+
+// pairRead is the backup half of a Get: the backup copy, read in parallel
+// with the primary's, so that a Store that did not write the key last
+// learns the pair when both copies hold the same bytes (and the lock change
+// that usually follows a read is appended to both). The pair learnt this
+// way means what a written one means: each copy, at the CAS it was read
+// with, held the same record.
+type pairRead struct {
+	ctx context.Context
+	s   *Store
+	rt  route
+	bak *metaItem // the backup copy read, nil when absent or not read
+}
+
+// newPairRead returns the backup half of a Get of a key with a backup copy
+// on a node that is up, or nil.
+func (s *Store) newPairRead(ctx context.Context, rt route) *pairRead {
+	if rt.b == nil || !rt.b.isUp() || s.cfg.WholeWrites || s.hooks.backupAppendOff {
+		return nil
+	}
+	return &pairRead{ctx: ctx, s: s, rt: rt}
+}
+
+func (r *pairRead) read() error {
+	items, err := r.rt.b.mget(r.ctx, true, r.rt.bakKey())
+	if err == nil {
+		r.bak = items[0]
+	}
+	return err
+}
+
+// learn remembers the pair when the primary's copy prim and the backup
+// copy read are the same record, byte for byte, without a claim.
+func (r *pairRead) learn(prim *metaItem) {
+	if r == nil || r.bak == nil || r.bak.flags != 0 || !bytes.Equal(r.bak.value, prim.value) {
+		return
+	}
+	if h, err := record.Parse(prim.value); err == nil {
+		r.s.baks.put(r.rt.key, bakVersion{cas: r.bak.cas, seq: h.Seq, pcas: prim.cas})
+	}
+}

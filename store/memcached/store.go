@@ -367,9 +367,10 @@ func (s *Store) checkValue(key string, value []byte) error {
 }
 
 // Get returns the value under key. With the primary up it reads the primary
-// (one operation); when the primary misses, the newest copy found elsewhere
-// (by record Seq) is restored to the primary and backup. With the primary
-// down it reads the backup copy.
+// (and, in parallel, the backup copy, to learn whether the next lock change
+// can be appended to both: backup_append.go); when the primary misses, the
+// newest copy found elsewhere (by record Seq) is restored to the primary
+// and backup. With the primary down it reads the backup copy.
 func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return provider.Entry{}, err
@@ -383,9 +384,20 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	}
 	rt := s.route(key)
 	if rt.p.isUp() {
-		it, err := rt.p.get(ctx, key)
+		var it *metaItem
+		var pairBak func() error
+		pr := s.newPairRead(ctx, rt)
+		if pr != nil {
+			pairBak = pr.read
+		}
+		err, _ := parallel(func() error {
+			var err error
+			it, err = rt.p.get(ctx, key)
+			return err
+		}, pairBak)
 		switch {
 		case err == nil:
+			pr.learn(it)
 			return entry(rt.p, it.value, it.cas)
 		case errors.Is(err, provider.ErrNotFound):
 			return s.getMissed(ctx, rt, err)
