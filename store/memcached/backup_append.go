@@ -136,7 +136,7 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // primary that failed (marked down) is left alone: the backup copy serves
 // the key now, and the outcome is unknown, as for whole writes.
 func (a *bakAppend) undo(perr error) {
-	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) {
+	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
 		return
 	}
 	a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS })

@@ -39,3 +39,13 @@ func SetBackupWholeWrites(s *Store) { s.hooks.backupAppendOff = true }
 // undone: a deliberately broken variant, whose backup copy misses the
 // lock changes appended while it had diverged.
 func SetBackupAppendNoWhole(s *Store) { s.hooks.bakAppendNoWhole = true }
+
+// ForgetBackupCopies makes s forget every backup copy it wrote or read
+// (and every pair of copies): its next write of any key completes the
+// backup write after the primary write, as a Store that did not write or
+// read the key last does.
+func ForgetBackupCopies(s *Store) { s.baks.clear() }
+
+// SetBackupAppendNoUndo makes a backup append whose primary append was
+// refused stay on the backup copy: a deliberately broken variant.
+func SetBackupAppendNoUndo(s *Store) { s.hooks.bakAppendNoUndo = true }

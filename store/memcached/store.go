@@ -217,6 +217,7 @@ type testHooks struct {
 	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
 	backupAppendOff   bool             // the code before backup appends: keys with a backup copy are written whole
 	bakAppendNoWhole  bool             // broken variant: a refused backup append is not completed whole
+	bakAppendNoUndo   bool             // broken variant: a backup append whose primary append was refused stays
 }
 
 var (
