@@ -243,6 +243,16 @@ func TestSim(t *testing.T) {
 	}
 	results, tl, cov := sweep(t, name, p, *flagSeeds)
 	var b strings.Builder
+	if p.appends {
+		var appended int64
+		for _, r := range results {
+			appended += r.appended
+		}
+		fmt.Fprintf(&b, "%d lock changes appended as deltas\n", appended)
+		if appended == 0 {
+			t.Error("-appends: the seeds appended no delta")
+		}
+	}
 
 	// Replay up to 20 failing seeds once each.
 	var failing []*Result
