@@ -71,6 +71,31 @@ func (e *appendEnv) copies(t *testing.T) (p, b *rec.Record) {
 	return get(e.primary, e.key), get(e.backup, e.bakKey)
 }
 
+// lockDelta reads the session through s1 (which learns the pair of
+// copies) and returns what it read, its record and the delta that locks it.
+func (e *appendEnv) lockDelta(t *testing.T) (en provider.Entry, cur rec.Record, delta []byte) {
+	t.Helper()
+	en, err := e.s1.Get(context.Background(), e.key)
+	require.NoError(t, err)
+	cur, err = rec.Decode(en.Value)
+	require.NoError(t, err)
+	next := cur
+	next.Seq++
+	next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
+	delta, ok := rec.Delta(&cur, &next)
+	require.True(t, ok)
+	return en, cur, delta
+}
+
+// newCAS rewrites key on addr with the same bytes: a new memcached CAS,
+// as another server's write of the same value gives it.
+func newCAS(t *testing.T, addr, key string) {
+	t.Helper()
+	it, err := raw(t, addr).Get(key)
+	require.NoError(t, err)
+	require.NoError(t, raw(t, addr).Set(it))
+}
+
 // TestBackupAppendReachesBothCopies: with the default backup copy, a lock
 // and a release are appended as deltas to both copies (the backup copy
 // carries the same deltas as the primary, byte for byte), and a failover
@@ -118,9 +143,7 @@ func TestBackupAppendDiverged(t *testing.T) {
 			require.NoError(t, raw(t, e.backup).Delete(e.bakKey))
 		}},
 		{"RewrittenByAnotherServer", func(t *testing.T, e *appendEnv) {
-			it, err := raw(t, e.backup).Get(e.bakKey)
-			require.NoError(t, err)
-			require.NoError(t, raw(t, e.backup).Set(it)) // same bytes, new CAS
+			newCAS(t, e.backup, e.bakKey)
 		}},
 		{"OlderCopyOnBackup", func(t *testing.T, e *appendEnv) {
 			require.NoError(t, raw(t, e.backup).Set(&memcache.Item{Key: e.bakKey, Value: e.firstBackupValue, Expiration: 60}))
@@ -212,19 +235,8 @@ func TestBackupAppendPrimaryLostMidAppend(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, e.p1.ReleaseItemExclusive(ctx, e.id, item.LockID))
 
-			en, err := e.s1.Get(ctx, e.key)
-			require.NoError(t, err)
-			cur, err := rec.Decode(en.Value)
-			require.NoError(t, err)
-			next := cur
-			next.Seq++
-			next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
-			delta, ok := rec.Delta(&cur, &next)
-			require.True(t, ok)
-
-			it, err := raw(t, e.backup).Get(e.bakKey)
-			require.NoError(t, err)
-			require.NoError(t, raw(t, e.backup).Set(it)) // same bytes, new CAS: the backup append is refused
+			en, cur, delta := e.lockDelta(t)
+			newCAS(t, e.backup, e.bakKey) // the backup append is refused
 			var once sync.Once
 			memcached.SetTestHooks(e.s1, func(string) {
 				once.Do(func() {
@@ -259,15 +271,10 @@ func TestConcurrentAppendsBackupNeverDiverges(t *testing.T) {
 	servers := startNodes(t, 2)
 	for _, procs := range []int{1, 2} {
 		t.Run(strconv.Itoa(procs)+"stores", func(t *testing.T) {
-			flush(t, servers)
-			stores := make([]*memcached.Store, procs)
-			for i := range stores {
-				stores[i] = newStore(t, servers, memcached.Config{})
-			}
-			ctx := context.Background()
 			const key = "sl:appendcontended"
-			_, err := stores[0].Add(ctx, key, record(1, "start"), time.Minute)
-			require.NoError(t, err)
+			stores := contendedStores(t, servers, procs, key)
+			ctx := context.Background()
+			var err error
 			primary, backup := stores[0].Placement(key)
 			var won, lost, appended int
 			for round := range 40 {
@@ -346,20 +353,10 @@ func TestRefusedAppendLeavesNoBackupCopy(t *testing.T) {
 			if broken {
 				memcached.SetBackupAppendNoUndo(e.s1)
 			}
-			en, err := e.s1.Get(ctx, e.key) // both copies read: the pair
-			require.NoError(t, err)
-			cur, err := rec.Decode(en.Value)
-			require.NoError(t, err)
-			next := cur
-			next.Seq++
-			next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
-			delta, ok := rec.Delta(&cur, &next)
-			require.True(t, ok)
-			it, err := raw(t, e.primary).Get(e.key)
-			require.NoError(t, err)
-			require.NoError(t, raw(t, e.primary).Set(it)) // same bytes, new CAS
+			en, _, delta := e.lockDelta(t)
+			newCAS(t, e.primary, e.key)
 
-			_, _, err = e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+			_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
 			require.ErrorIs(t, err, provider.ErrCASConflict)
 			pit, err := raw(t, e.primary).Get(e.key)
 			require.NoError(t, err)
