@@ -325,7 +325,11 @@
 //     held no connection to it and sent it nothing is not noticed, and the
 //     epoch (8 bits) repeats after 128 down-and-up cycles. A kept token
 //     then matches only if the new process gave the key exactly the same
-//     CAS value.
+//     CAS value. The same holds for the CAS values remembered of backup
+//     copies: a backup append conditioned on one lands only on the very
+//     item it names, unless the node restarted unnoticed and gave a new
+//     copy of the key that CAS value; the copy then reads as corrupt
+//     (the delta does not follow its base) and repair skips it.
 //   - A lock change whose backup append was refused, and whose primary
 //     then stops answering before the record is read back for the backup
 //     copy, fails with provider.ErrCASConflict when this Store can note
