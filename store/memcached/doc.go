@@ -43,7 +43,10 @@
 // costs one round trip of latency and one extra memcached operation (an
 // append and its touch: two, as on the primary); with one node, or
 // BackupOff, there is one copy. Get reads the backup copy in parallel
-// with the primary's (see Bytes on the wire). The backup write never
+// with the primary's (see Bytes on the wire) and returns when both
+// answered: like a write, it waits for a slow backup node, and a hung one
+// delays it up to Timeout, after which the node is marked down and no
+// longer read. The backup write never
 // replaces a newer copy by an older one: copies are ordered by the record's
 // Seq (record.Parse), never by clocks. In the steady state the
 // backup write is one meta set conditioned on the memcached CAS of the
