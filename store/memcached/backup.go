@@ -269,6 +269,10 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 			break
 		}
 	}
+	// A backup node marked down meanwhile (an operation above failed) may
+	// hold an older copy, or a loser's: it is deleted before the node
+	// serves again.
+	b.noteIfDown(key)
 	if !suspect {
 		w.pair(primaryCAS)
 		return nil
@@ -382,6 +386,9 @@ func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) {
 // the function ours.
 func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaItem) bool) {
 	s.baks.drop(rt.key)
+	// Left undone on a backup node marked down meanwhile, the copy is
+	// deleted before the node serves again.
+	defer rt.b.noteIfDown(rt.bakKey())
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
 		return

@@ -16,8 +16,9 @@ import (
 // record the delta applies to; else the key is written whole, as before.
 //
 // The pair. After a write of record R that landed on both copies (whole or
-// appended, with no claim on the backup copy), the Store remembers the
-// memcached CAS of each copy (bakVersion.cas and .pcas): each CAS names
+// appended, with no claim on the backup copy), or a Get that read R on
+// both (pairRead), the Store remembers the memcached CAS of each copy
+// (bakVersion.cas and .pcas): each CAS names
 // one version of one item on its node, so as long as the primary's CAS is
 // still pcas and the backup's still cas, both hold R, byte for byte. An
 // append conditioned on the provider's token (the primary's CAS) is sent

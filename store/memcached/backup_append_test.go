@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -272,7 +274,18 @@ func TestConcurrentAppendsBackupNeverDiverges(t *testing.T) {
 	for _, procs := range []int{1, 2} {
 		t.Run(strconv.Itoa(procs)+"stores", func(t *testing.T) {
 			const key = "sl:appendcontended"
-			stores := contendedStores(t, servers, procs, key)
+			// A node marked down (an operation over Timeout on a loaded
+			// machine) may keep a copy this test would flag, noted stale:
+			// the Store deletes it before it marks the node up again.
+			var downs, ups atomic.Int64
+			stores := contendedStores(t, servers, procs, key, memcached.Config{OnEvent: func(e provider.Event) {
+				switch e.Kind {
+				case provider.EventNodeDown:
+					downs.Add(1)
+				case provider.EventNodeUp:
+					ups.Add(1)
+				}
+			}})
 			ctx := context.Background()
 			var err error
 			primary, backup := stores[0].Placement(key)
@@ -325,12 +338,22 @@ func TestConcurrentAppendsBackupNeverDiverges(t *testing.T) {
 				wg.Wait()
 				pit, err := raw(t, primary).Get(key)
 				require.NoError(t, err)
-				bit, err := raw(t, backup).Get("bak:" + key)
-				require.NoError(t, err)
-				require.Equal(t, pit.Value, bit.Value, "round %d: the backup copy differs from the primary", round)
 				ph, err := rec.Parse(pit.Value)
 				require.NoError(t, err)
 				require.Equal(t, uint64(1+won), ph.Seq, "round %d: every acknowledged change is in the primary's Seq", round)
+				down := downs.Load() > 0
+				if down {
+					testwait.Until(t, 10*time.Second, "the nodes marked down to be marked up", func() bool { return ups.Load() >= downs.Load() })
+					t.Logf("round %d: %d nodes marked down and up again", round, downs.Load())
+					downs.Store(0)
+					ups.Store(0)
+				}
+				bit, err := raw(t, backup).Get("bak:" + key)
+				if down && errors.Is(err, memcache.ErrCacheMiss) {
+					continue // deleted as noted stale: the next write restores it
+				}
+				require.NoError(t, err)
+				require.Equal(t, pit.Value, bit.Value, "round %d: the backup copy differs from the primary", round)
 			}
 			require.NotZero(t, lost, "the workers contended")
 			require.NotZero(t, appended, "changes were appended")

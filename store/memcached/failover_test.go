@@ -419,7 +419,7 @@ func TestConcurrentCASBackupNeverNewer(t *testing.T) {
 	for _, procs := range []int{1, 2} {
 		t.Run(strconv.Itoa(procs)+"stores", func(t *testing.T) {
 			const key = "sl:contended"
-			stores := contendedStores(t, servers, procs, key)
+			stores := contendedStores(t, servers, procs, key, memcached.Config{})
 			ctx := context.Background()
 
 			var (

@@ -173,13 +173,13 @@ func (c *countedConn) Read(b []byte) (int, error) {
 }
 
 // contendedStores empties servers and returns procs Stores over them (app
-// servers), with key added at Seq 1.
-func contendedStores(t *testing.T, servers []*mcserver.Server, procs int, key string) []*memcached.Store {
+// servers) with cfg, with key added at Seq 1.
+func contendedStores(t *testing.T, servers []*mcserver.Server, procs int, key string, cfg memcached.Config) []*memcached.Store {
 	t.Helper()
 	flush(t, servers)
 	stores := make([]*memcached.Store, procs)
 	for i := range stores {
-		stores[i] = newStore(t, servers, memcached.Config{})
+		stores[i] = newStore(t, servers, cfg)
 	}
 	_, err := stores[0].Add(context.Background(), key, record(1, "start"), time.Minute)
 	require.NoError(t, err)

@@ -599,9 +599,9 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 // item's expiry). A key with a backup copy gets the same append and touch
 // on its backup copy in parallel, conditioned on the backup copy's own
 // CAS, when this Store knows that the backup copy holds what the primary
-// holds at cas (it wrote both last: backup_append.go); a backup append
-// that is refused is completed with the whole record, read back from the
-// primary. It declines with provider.ErrNoAppend, sending nothing, when
+// holds at cas (it wrote both, or read both, last: backup_append.go); a
+// backup append that is refused is completed with the whole record, read
+// back from the primary. It declines with provider.ErrNoAppend, sending nothing, when
 // the key has a backup copy this Store cannot pair with cas, when the
 // primary is down, on the text path and with Config.WholeWrites.
 func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
