@@ -176,7 +176,7 @@
 // a session live at least its timeout (and a few seconds more). Before
 // they were one; CI saw a 1 s session gone after 979 ms
 // (providertest.CheckNoEarlyExpiry), and the simulation's clock model now
-// has the skips (stress/sim TestClockSkipsLoseOneSecondSlack). Reads of the
+// has the skips (stress/sim TestStoreOutlivesTTLAcrossClockSkips). Reads of the
 // provider's read path are one `mg <key> c f v T<exp>` (GetAndTouch).
 // Beyond 30 days TTLs are sent as an absolute Unix time, computed with
 // this machine's clock. The remaining TTL (TTLReader) is read with

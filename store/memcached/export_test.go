@@ -1,6 +1,9 @@
 package memcached
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetTestHooks installs functions called while a CompareAndSwap is between
 // its primary and backup writes (afterPrimaryWrite) and while a repair has
@@ -49,3 +52,11 @@ func ForgetBackupCopies(s *Store) { s.baks.clear() }
 // SetBackupAppendNoUndo makes a backup append whose primary append was
 // refused stay on the backup copy: a deliberately broken variant.
 func SetBackupAppendNoUndo(s *Store) { s.hooks.bakAppendNoUndo = true }
+
+// RepairKey runs the repair client's R9 on key once, synchronously (as
+// the background loop does for a queued key).
+func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key) }
+
+// TimeoutExp is the expiration a client write of a session timeout of t
+// seconds gets (the cap of every internal TTL).
+func TimeoutExp(t uint32) int32 { return timeoutExp(t) }

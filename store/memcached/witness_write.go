@@ -279,7 +279,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // holding a data record of this epoch and configuration therefore means
 // it is gone: a certain conflict.
 func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, pw, qw written, perr error, beaten bool) (uint64, error) {
-	exp := int32(max(1, min(h.baseTTL-since(h.baseAt), maxRelativeExpiration, int64(h.env.Timeout))))
+	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
+	// rounded up, which took a second off the session).
+	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
 	_, err := qw.n.wcas(ctx, key, h.base, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err == nil {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)

@@ -195,16 +195,6 @@ func TestSimWitness(t *testing.T) {
 						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
 						continue
 					}
-					if k == FaultExpiry && v.Inv == InvSessionLost {
-						// Known open (docs/replication.md, Review 5: status):
-						// a session ended before its own timeout after its
-						// last access, since failovers queue R9 (seed 136);
-						// suspected: an internal CAS carries the t of its
-						// read over a touch that landed in between (a touch
-						// keeps the token).
-						fmt.Printf("KNOWN OPEN (early expiry): seed %d: %s\n%s", r.Seed, v, report(r))
-						continue
-					}
 					if !slices.Contains(witnessAllowed[k], v.Inv) {
 						bad = append(bad, v)
 					} else if v.Inv != InvSessionLost {
@@ -247,5 +237,33 @@ func TestSimWitness(t *testing.T) {
 				t.Errorf("the witness scheme breaks %s in %d of %d seeds of %q (first: seed %d)", d.inv, len(seeds), total, d.kind, seeds[0])
 			}
 		})
+	}
+}
+
+// witnessExpirySeeds are seeds of the expiry kind (a seed's run depends
+// on the kind list only through its kind) in which the witness scheme
+// lost a session before its own timeout after its last access (issue 13:
+// every decision on a copy's own node took a second off its TTL, and
+// R9's re-stamps set back a client touch that landed after their read):
+// 252 and 352 in a 400-seed run of the kind alone before the fix, with
+// the sim's skipping memcached clock (71fda15). (Before that clock, seeds
+// 136 and 192 printed KNOWN OPEN in TestSimWitness.)
+var witnessExpirySeeds = []uint64{252, 352}
+
+// TestSimWitnessExpirySeeds replays witnessExpirySeeds three times each
+// under the expiry kind (goroutine scheduling is not seeded, so a replay
+// may take another path): every invariant must hold.
+func TestSimWitnessExpirySeeds(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
+	}
+	p := witnessParams()
+	p.Kinds = []FaultKind{FaultExpiry}
+	for _, seed := range witnessExpirySeeds {
+		for range 3 {
+			if r := runSeed(t, seed, p); len(r.Violations) > 0 {
+				t.Errorf("witness scheme, expiry seed %d: %s", seed, report(r))
+			}
+		}
 	}
 }
