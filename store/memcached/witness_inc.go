@@ -154,7 +154,9 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 			}
 		}
 		began = time.Time{}
-		if _, rerr := n.meta.doOn(ctx, true, retry); rerr != nil || inc == 0 {
+		// A write's check that cannot be made (the new connection fails)
+		// leaves the first error: it was sent, never "not sent" (M2).
+		if _, rerr := n.meta.doOn(ctx, true, retry); inc == 0 || errors.Is(rerr, errLostInc) {
 			err = rerr
 			late = rerr != nil && n.wh.late(began, n.meta.timeout)
 		}

@@ -1,13 +1,16 @@
 package memcached_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -435,6 +438,225 @@ func TestOwnStopDoesNotFailNodes(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, env.E, "the other session was failed over")
 	}
+}
+
+// Regression tests of issue 13's M2 (review 5): calls that ended
+// ErrOutcomeUnknown under contention or a partition though their outcome
+// was knowable.
+
+// rawRestamp CASes key on addr to the very same bytes, flags and TTL: the
+// re-stamp of R4.4 and R9 (only the token changes), as another process's
+// decision would send it.
+func rawRestamp(t testing.TB, addr, key string) {
+	t.Helper()
+	it := rawGet(t, addr, key)
+	require.True(t, it.found, "nothing to re-stamp on %s", addr)
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	cmd := fmt.Sprintf("ms %s %d T%d F%d C%d\r\n", key, len(it.value), it.ttl, it.flags, it.cas)
+	_, err = c.Write(append(append([]byte(cmd), it.value...), "\r\n"...))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "HD"), line)
+}
+
+// nthConn calls hook before every `ms <key>` it writes.
+type nthConn struct {
+	net.Conn
+	key  string
+	hook func()
+}
+
+func (c *nthConn) Write(b []byte) (int, error) {
+	if strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		c.hook()
+	}
+	return c.Conn.Write(b)
+}
+
+// hookedStore returns a witness store whose connections to addr run
+// hook(n) before the n-th `ms <key>` (from 1) they write while armed is
+// set.
+func hookedStore(t *testing.T, servers []*mcserver.Server, addr, key string, armed *atomic.Bool, hook func(n int32)) *memcached.Store {
+	var n atomic.Int32
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != addr {
+			return c, err
+		}
+		return &nthConn{Conn: c, key: key, hook: func() {
+			if armed.Load() {
+				hook(n.Add(1))
+			}
+		}}, nil
+	}
+	return newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+}
+
+// M2, no fault: P refused a write only because a reader re-stamped it
+// (its record unchanged) and Q stored it; the writer completes its own
+// split (completeOwn): Q's re-stamp is stored, and P, re-stamped once more
+// meanwhile, refuses the CAS. The undo must use the token of the writer's
+// own re-stamp: with the token of its first store it was refused by that
+// very re-stamp and the call ended unknown, though the write is certainly
+// on no node but Q and nobody else touched Q.
+func TestOwnRestampThenUndoKnown(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "ownrestamp"
+	var armed atomic.Bool
+	var pAddr string
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	cands := memcached.WitnessCandidates(s0, key)
+	pAddr = cands[0]
+	s := hookedStore(t, servers, pAddr, key, &armed, func(n int32) {
+		if n <= 2 { // before the write's CAS of P, and before completeOwn's
+			rawRestamp(t, pAddr, key)
+		}
+	})
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	armed.Store(true)
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	armed.Store(false)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a write certainly on no node but Q, undone: %v", err)
+	got, err := s0.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value), "the refused write must not be applied")
+}
+
+// M2, partition (the sim's partition seeds 11, 92, 106, 228): while a
+// write is in flight, another app server cut off from P fails the session
+// over to {Q, W} (epoch 1, built on the write's base). The write is stored
+// on P and refused on Q, whose read then shows a record of epoch 1 whose
+// chain does not hold the write (its version is below the write's). Once
+// the failover's copy on W is established (Q's record established, or
+// Q's fence with W's copy read), no decision can take the write again: a
+// certain conflict, not an unknown outcome, and the failed-over record
+// stays the session. Q's fence with W not yet written stays unknown: an
+// opposite failover built on the write may still win W.
+func TestWriteOverFailoverKnownConflict(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		qPending  bool
+		wFailedTo bool
+		wantKnown bool
+	}{
+		{"established", false, true, true},
+		{"fence, copy on W", true, true, true},
+		{"fence only", true, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			servers, s, cands := addedSession(t, "overfailover")
+			const key = "overfailover"
+			ctx := context.Background()
+			requireWritable(t, s, key) // version 2: no longer a creation's record
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			// The other app server's failover (R7 and its completion), as
+			// its CASes leave the nodes: epoch 1, P = c1, Q = c2, the
+			// base's version and bytes under a new nonce.
+			env, payload, err := envelope.Decode(rawGet(t, cands[1], key).value)
+			require.NoError(t, err)
+			env.E, env.P, env.Q, env.Pending, env.Nonce = 1, 1, 2, false, env.Nonce^0x5a5a5a5a
+			if c.wFailedTo {
+				rawSet(t, cands[2], key, env.Wrap(payload), 60, 1)
+			}
+			env.Pending = c.qPending
+			rawSet(t, cands[1], key, env.Wrap(payload), 60, 1)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+			if !c.wantKnown {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "an opposite failover may still win W: %v", err)
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrCASConflict, "a write stored on P only, not in the failed-over chain: %v", err)
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			got, err := s2.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+		})
+	}
+}
+
+// M2, unreachable primary: a write whose primary could not even be dialled
+// (nothing sent) and whose secondary stored it is undone like a refusal:
+// a certain conflict, not an unknown outcome.
+func TestPrimaryNotSentUndone(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "notsent"
+	var unreachable atomic.Bool
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	pAddr := memcached.WitnessCandidates(s0, key)[0]
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == pAddr && unreachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	unreachable.Store(true)
+	memcached.CloseIdle(s)
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	unreachable.Store(false)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "nothing on P, the write undone on Q: %v", err)
+	got, err := s0.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value))
+}
+
+// M2's not-sent outcome, its guard: a write sent on a pooled connection to
+// P whose reply is lost, and whose check on a new connection cannot be
+// made (the dial fails), was sent: it must not count as "not sent" (which
+// TestPrimaryNotSentUndone undoes as a refusal): the write is on P, so the
+// outcome is unknown, never a conflict.
+func TestSentWriteNotCountedUnsent(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "sentlost"
+	var mu sync.Mutex
+	armed := false
+	var unreachable atomic.Bool
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	pAddr := memcached.WitnessCandidates(s0, key)[0]
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a != pAddr {
+			return (&net.Dialer{}).DialContext(ctx, network, a)
+		}
+		if unreachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	unreachable.Store(false)
+	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+}
+
+// writtenOnce adds key ("v1") on s, writes it once ("v2": no longer a
+// creation's record) and returns a fresh read of it.
+func writtenOnce(t *testing.T, s *memcached.Store, key string) provider.Entry {
+	t.Helper()
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	requireWritable(t, s, key)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	return e
 }
 
 // Issue 13, the sim's early expiry (TestSimWitness, expiry seeds 136 and

@@ -19,6 +19,7 @@ var (
 	flagKinds    = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
 	flagPipeline = flag.Bool("pipeline", false, "run the Stores with memcached.Config.Pipeline (operations multiplexed over shared connections; not with -backup witness)")
 	flagOneCopy  = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagAppends  = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
 	flagTiered   = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
@@ -31,6 +32,9 @@ func params() Params {
 	}
 	if *flagOneCopy {
 		p = oneCopy(p)
+	}
+	if *flagAppends {
+		p.appends = true
 	}
 	p.pipeline = *flagPipeline
 	p.Tiered = *flagTiered
@@ -76,8 +80,11 @@ func report(r *Result) string {
 		fmt.Fprintf(&b, "  tiered counters: %+v\n", r.Tiered)
 	}
 	var mode string
-	if r.Params.appends {
+	switch {
+	case r.Params.appends && r.Params.Nodes == 1:
 		mode += " -one-copy"
+	case r.Params.appends:
+		mode += " -appends"
 	}
 	if r.Params.Tiered {
 		mode += " -tiered"
@@ -231,8 +238,21 @@ func TestSim(t *testing.T) {
 	if p.Backup != memcached.BackupOn {
 		name += ", backup " + backupName(p.Backup)
 	}
+	if p.appends {
+		name += ", appends"
+	}
 	results, tl, cov := sweep(t, name, p, *flagSeeds)
 	var b strings.Builder
+	if p.appends {
+		var appended int64
+		for _, r := range results {
+			appended += r.appended
+		}
+		fmt.Fprintf(&b, "%d lock changes appended as deltas\n", appended)
+		if appended == 0 {
+			t.Error("-appends: the seeds appended no delta")
+		}
+	}
 
 	// Replay up to 20 failing seeds once each.
 	var failing []*Result
