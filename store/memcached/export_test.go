@@ -29,3 +29,14 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.evictEvery = every
 	s.wit.mu.Unlock()
 }
+
+// Pipelined reports whether s's nodes multiplex their operations over
+// shared connections (Config.Conns).
+func Pipelined(s *Store) bool {
+	for _, n := range s.nodes {
+		if n.meta.pipe == nil {
+			return false
+		}
+	}
+	return true
+}

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// pipeline is a node's client connections when Config.Pipeline is on:
+// pipeline is a node's client connections when pipelined (ConnsPipelined):
 // a small fixed set of connections, each shared by every operation in
 // flight (auto-pipelining, as rueidis does for Redis). An operation is a
 // request: its encoded commands, the parser of their replies and a waiter.
