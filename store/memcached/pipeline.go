@@ -22,7 +22,11 @@ import (
 // the order the commands were written (memcached answers the commands of
 // one connection in order) and hands each to its waiter. The commands of
 // one request (appendTouch's append and touch, get's keys) are written
-// together, so they stay adjacent on one connection.
+// together, so they stay adjacent on one connection. A request that finds
+// its connection idle (nothing in flight, no write under way) is written
+// by its caller at once instead (send): there is nothing to batch it with,
+// and a lone request then pays one goroutine hand-off (reader to waiter)
+// instead of two.
 //
 // Deadlines: each request has its own, the earlier of its context's and
 // Timeout after it was queued. The context's is the waiter's: when the
@@ -108,7 +112,7 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 			return metaResult{}, err
 		}
 		r.deadline = time.Now().Add(p.c.timeout)
-		err = cn.enqueue(r)
+		err = cn.send(r)
 		if err == nil {
 			break
 		}
@@ -221,6 +225,15 @@ type pipeConn struct {
 	nc     net.Conn
 	broken atomic.Bool // err is set
 
+	// wturn orders the writes (a lock, as a channel of capacity 1: a
+	// goroutine waiting on a channel is durably blocked in a
+	// testing/synctest bubble, one waiting on a mutex is not): whoever
+	// writes (the writer goroutine, or a caller writing its own request on
+	// an idle connection: send) holds it from moving requests to sent
+	// until they are written, so that the stream carries them in the
+	// order of sent.
+	wturn chan struct{}
+
 	mu       sync.Mutex
 	queue    []*metaReq // queued, not yet written
 	sent     []*metaReq // handed to the reader (written or being written), in stream order
@@ -238,6 +251,7 @@ const maxBatch = 64 << 10
 func newPipeConn(nc net.Conn) *pipeConn {
 	cn := &pipeConn{
 		nc:    nc,
+		wturn: make(chan struct{}, 1),
 		wwake: make(chan struct{}, 1),
 		rwake: make(chan struct{}, 1),
 		dead:  make(chan struct{}),
@@ -245,6 +259,38 @@ func newPipeConn(nc net.Conn) *pipeConn {
 	go cn.writeLoop()
 	go cn.readLoop()
 	return cn
+}
+
+// send writes r on the caller's goroutine when the connection is idle
+// (nothing in flight, no write under way): a lone request then costs one
+// goroutine hand-off (the reader's, to its waiter) instead of two, and
+// there is nothing to gather into a batch anyway. Otherwise it queues r
+// for the writer (enqueue). It fails when the connection is closed, with
+// nothing sent; a failed write fails the connection, and with it r.
+func (cn *pipeConn) send(r *metaReq) error {
+	select {
+	case cn.wturn <- struct{}{}:
+	default:
+		return cn.enqueue(r) // the writer is at work: join its batch
+	}
+	cn.mu.Lock()
+	if cn.err != nil || cn.inflight > 0 {
+		cn.mu.Unlock()
+		<-cn.wturn
+		return cn.enqueue(r)
+	}
+	r.state.Store(reqSent) // never queued: nobody can abandon it yet
+	cn.inflight++
+	cn.sent = append(cn.sent, r)
+	cn.mu.Unlock()
+	signal(cn.rwake) // sent was empty: the reader waits for the reply
+	_ = cn.nc.SetWriteDeadline(r.deadline)
+	_, err := cn.nc.Write(r.cmd)
+	<-cn.wturn
+	if err != nil {
+		cn.fail(err) // r is sent: it fails with err
+	}
+	return nil
 }
 
 // enqueue queues r for the writer; it fails when the connection is
@@ -316,12 +362,18 @@ func (cn *pipeConn) writeLoop() {
 		}
 		buf = buf[:0]
 		var deadline time.Time
+		select {
+		case cn.wturn <- struct{}{}:
+		case <-cn.dead:
+			return
+		}
 		for {
 			var took int
 			var first time.Time
 			var ok bool
 			buf, took, first, ok = cn.take(buf)
 			if !ok {
+				<-cn.wturn
 				return
 			}
 			if took > 0 && deadline.IsZero() {
@@ -343,12 +395,14 @@ func (cn *pipeConn) writeLoop() {
 			}
 			_ = cn.nc.SetWriteDeadline(deadline)
 			if _, err := cn.nc.Write(buf); err != nil {
+				<-cn.wturn
 				cn.fail(err)
 				return
 			}
 			buf = buf[:0]
 			deadline = time.Time{}
 		}
+		<-cn.wturn
 		if cap(buf) > 4*maxBatch {
 			buf = nil
 		}
