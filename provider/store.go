@@ -17,7 +17,8 @@ import (
 // TTLs are durations from now. A TTL of zero or less is invalid: every record
 // the provider writes expires. Backends round TTLs up to their own
 // granularity, so that a key never expires before its TTL has passed
-// (memcached: whole seconds plus one, as its clock ticks once a second).
+// (memcached: whole seconds plus two, as its clock ticks once a second and
+// can lag by almost two).
 //
 // Errors are reported by wrapping the sentinels below, so callers match them
 // with errors.Is whatever the backend.

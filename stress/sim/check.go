@@ -344,11 +344,14 @@ func linearizable(reqs []*Request) (bool, string) {
 	return true, ""
 }
 
-// expiryRounding is how much longer than its TTL the store lets an item
-// live: memcached's expirations are whole seconds rounded up, plus one
-// (docs/protocol.md I4), so an item lives at least its TTL and less than
-// 2 s more.
-const expiryRounding = 2 * time.Second
+// expiryBound is how long an item given a TTL of timeout may live: the
+// store sends whole seconds rounded up, plus two (store/memcached
+// expiration.go, docs/protocol.md I4), so n < timeout + 3 s, and the
+// node's clock reaches the item's expiration at most n ticks after it was
+// stored, each at most 1 s + maxClockDrift apart (clockModel).
+func expiryBound(timeout time.Duration) time.Duration {
+	return (timeout + 3*time.Second) / time.Second * (time.Second + maxClockDrift)
+}
 
 // setsExpiry reports whether a store operation sets the session's
 // expiry (a CAS, an add or a touch, in any phase of a request).
@@ -377,11 +380,11 @@ func aliveUntil(r *Result, all []*Request, x, timeout time.Duration) time.Durati
 // latest operation that may have set its expiry before x (any that started
 // before x, whatever it returned).
 func goneAfter(r *Result, all []*Request, x, timeout time.Duration) time.Duration {
-	gone := r.Created + timeout + expiryRounding
+	gone := r.Created + expiryBound(timeout)
 	for _, rq := range all {
 		for _, op := range rq.Ops {
 			if setsExpiry(op.Name) && op.Call < x {
-				gone = max(gone, op.Ret+timeout+expiryRounding)
+				gone = max(gone, op.Ret+expiryBound(timeout))
 			}
 		}
 	}

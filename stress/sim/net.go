@@ -51,8 +51,8 @@ type Network struct {
 
 // Node is one simulated memcached process.
 type Node struct {
-	Addr  string
-	phase time.Duration
+	Addr string
+	clk  clockModel
 
 	mu          sync.Mutex
 	tab         *table
@@ -66,13 +66,13 @@ type Node struct {
 }
 
 // NewNetwork returns n nodes, addresses "192.0.2.I:11211", each with its own
-// clock phase drawn from rng.
+// clock (clockModel) drawn from rng.
 func NewNetwork(n int, rng *rand.Rand) *Network {
 	nw := &Network{nodes: make(map[string]*Node), rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))}
 	for i := range n {
 		addr := fmt.Sprintf("192.0.2.%d:11211", i+1) // TEST-NET-1: never a real host
-		nd := &Node{Addr: addr, phase: time.Duration(rng.Int64N(int64(time.Second))), cut: make(map[string]chan struct{}), conns: make(map[*serverConn]struct{})}
-		nd.tab = newTable(time.Now(), nd.phase)
+		nd := &Node{Addr: addr, clk: drawClock(rng.Uint64()), cut: make(map[string]chan struct{}), conns: make(map[*serverConn]struct{})}
+		nd.tab = newTable(time.Now(), nd.clk)
 		nw.nodes[addr] = nd
 		nw.addrs = append(nw.addrs, addr)
 	}
@@ -173,7 +173,7 @@ func (nd *Node) Start() {
 		return
 	}
 	nd.dead = false
-	nd.tab = newTable(time.Now(), nd.phase)
+	nd.tab = newTable(time.Now(), nd.clk)
 }
 
 // Restart kills and starts the node: it comes back empty.

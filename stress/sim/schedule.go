@@ -44,10 +44,11 @@ const (
 	FaultFlushEach FaultKind = "flush-each"
 	// FaultExpiry: a session with a short own timeout (1 to 4 s, set
 	// through the provider) goes idle for Dur from At, past its expiry
-	// or not, while every node's clock ticks once a second at its own
-	// phase, so its copies expire at different instants on different
-	// nodes; at the end of the idle time an app server reads it (the
-	// probe). No node fails.
+	// or not, while every node's clock ticks as memcached's does, at its
+	// own phase and drift, skipping a second now and then (clockModel),
+	// so its copies expire at different instants on different nodes; at
+	// the end of the idle time an app server reads it (the probe). No
+	// node fails.
 	FaultExpiry FaultKind = "expiry"
 )
 
@@ -310,9 +311,10 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 // newExpirySchedule draws 1 or 2 sessions (always leaving one for the
 // workload) with own timeouts of 1 to 4 s, each idle from an instant
 // within p.Horizon: 6 in 10 idle past the timeout and the store's
-// rounding (whole seconds rounded up, plus one: they must be gone),
-// 2 in 10 inside that rounding window (either), 2 in 10 for less than
-// the timeout (they must be there).
+// rounding (whole seconds rounded up, plus two, on a clock that may run
+// maxClockDrift slow: they must be gone), 2 in 10 inside that rounding
+// window (either), 2 in 10 for less than the timeout (they must be
+// there).
 func newExpirySchedule(rng *rand.Rand, p Params) Schedule {
 	n := 1
 	if p.Sessions > 2 {
@@ -326,9 +328,9 @@ func newExpirySchedule(rng *rand.Rand, p Params) Schedule {
 		f.At = time.Duration(rng.Int64N(int64(p.Horizon)))
 		switch x := rng.IntN(10); {
 		case x < 6:
-			f.Dur = f.Timeout + 2*time.Second + time.Duration(rng.IntN(2000))*time.Millisecond
+			f.Dur = f.Timeout + 4*time.Second + time.Duration(rng.IntN(2000))*time.Millisecond
 		case x < 8:
-			f.Dur = f.Timeout + time.Duration(rng.IntN(2000))*time.Millisecond
+			f.Dur = f.Timeout + time.Duration(rng.IntN(4000))*time.Millisecond
 		default:
 			f.Dur = f.Timeout/2 + time.Duration(rng.Int64N(int64(f.Timeout/2)))
 		}

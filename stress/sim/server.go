@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/base64"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +16,9 @@ import (
 // with the flags b c f h k l O q s t v N T E I and ms modes E A P R S.
 // It keeps memcached's semantics where they matter to a replicated store:
 // one CAS counter per node (kept by flush_all, reset by a restart), TTLs
-// in whole seconds of a per-node clock that ticks once a second at its own
-// phase, relative TTLs up to 30 days and absolute Unix times beyond.
+// in whole seconds of a per-node clock that ticks as memcached's does
+// (clockModel), relative TTLs up to 30 days and absolute Unix times
+// beyond.
 
 // maxItemSize is memcached's default -I 1m.
 const maxItemSize = 1 << 20
@@ -42,17 +44,59 @@ type table struct {
 	mu         sync.Mutex
 	items      map[string]*item
 	cas        uint64
-	started    time.Time // process start, shifted by the node's clock phase
-	oldestLive int64     // delayed flush_all: items set at or before it are gone once reached; 0 none
+	started    time.Time // process start
+	clk        clockModel
+	oldestLive int64 // delayed flush_all: items set at or before it are gone once reached; 0 none
 }
 
-func newTable(now time.Time, phase time.Duration) *table {
-	return &table{items: make(map[string]*item), started: now.Add(-phase)}
+func newTable(now time.Time, clk clockModel) *table {
+	return &table{items: make(map[string]*item), started: now, clk: clk}
 }
 
-// clock is memcached's current_time: whole seconds since the process
-// started, ticking once a second at the node's own phase.
-func (t *table) clock() int64 { return int64(time.Since(t.started) / time.Second) }
+// clockModel is how a node's clock ticks. memcached's current_time is
+// whole seconds of the monotonic clock, set when the process starts and
+// then by a timer handler that re-arms itself for one second each time it
+// runs, so the ticks come every 1 s plus the handler's delay: their phase
+// drifts against the second boundaries, and when it crosses one the value
+// skips a second. Just before a skip current_time lags the monotonic
+// clock by almost 2 s, so an item stored then with an expiration of n
+// seconds lives only a little more than n - 2 seconds (the store adds 2
+// s: store/memcached expiration.go). The model: ticks at k × (1 s +
+// drift) after the start, tick k setting the clock to the whole seconds
+// of offset + its instant.
+type clockModel struct {
+	offset time.Duration // the monotonic clock's fraction of a second at start (< 1 s)
+	drift  time.Duration // added to every period: the handler's delay
+}
+
+// clock is memcached's current_time: whole seconds, as of the last tick.
+func (t *table) clock() int64 { return t.clk.at(time.Since(t.started)) }
+
+// at is the clock's value e after the process started.
+func (m clockModel) at(e time.Duration) int64 {
+	period := time.Second + m.drift
+	return int64((m.offset + e/period*period) / time.Second)
+}
+
+// maxClockDrift bounds clockModel.drift. A real memcached's handler delay
+// is microseconds (more on a loaded machine), so its skips are minutes
+// apart; the model's larger drift, and a phase drawn so that the first
+// skip comes within the first 8 ticks, make a run of a few seconds meet
+// one on every node.
+const maxClockDrift = 30 * time.Millisecond
+
+// drawClock draws a node's clock from seed (one draw from the run's
+// source, as the single phase it replaces took, so that the other draws
+// of a seed are unchanged).
+func drawClock(seed uint64) clockModel {
+	rng := rand.New(rand.NewPCG(seed, 0x636c6f636b))
+	drift := time.Millisecond + time.Duration(rng.Int64N(int64(maxClockDrift-time.Millisecond)+1))
+	skip := 1 + rng.Int64N(8) // the tick whose phase crosses a second boundary
+	// The phase of tick k is offset + k × drift: offset is drawn just
+	// short of skip × drift below a boundary.
+	offset := (time.Second - time.Duration(skip)*drift + time.Duration(rng.Int64N(int64(drift)))) % time.Second
+	return clockModel{offset: offset, drift: drift}
+}
 
 // exptime converts a TTL as sent by a client to node-relative seconds.
 func (t *table) exptime(ttl int64, now int64) int64 {

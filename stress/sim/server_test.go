@@ -156,3 +156,46 @@ func TestServerFaults(t *testing.T) {
 		nd.Start()
 	})
 }
+
+// TestClockModelSkips checks the clock model against what memcached's
+// clock does: never backwards, one or two seconds a tick, every node
+// skipping a second within its first 9 ticks; and that an item stored
+// with an expiration of n seconds at any instant lives more than n - 2
+// seconds (store/memcached adds 2 to every TTL for this) and at most n
+// ticks (the sim's checker: expiryBound).
+func TestClockModelSkips(t *testing.T) {
+	for seed := range uint64(200) {
+		m := drawClock(seed)
+		skipped := false
+		prev := m.at(0)
+		period := time.Second + m.drift
+		for k := range 12 {
+			at := time.Duration(k) * period
+			v := m.at(at)
+			if d := v - prev; d < 0 || d > 2 || (k > 0 && d == 0) {
+				t.Fatalf("seed %d (%+v): tick %d went from %d to %d", seed, m, k, prev, v)
+			} else if d == 2 && k <= 9 {
+				skipped = true
+			}
+			if k > 0 && m.at(at-1) != prev {
+				t.Fatalf("seed %d: the clock moved between ticks", seed)
+			}
+			prev = v
+		}
+		if !skipped {
+			t.Fatalf("seed %d (%+v): no skip in the first 9 ticks", seed, m)
+		}
+		for stored := time.Duration(0); stored < 9*time.Second; stored += 7 * time.Millisecond {
+			for n := int64(3); n <= 6; n++ {
+				exp := m.at(stored) + n
+				gone := stored / period * period // the clock changes only at ticks
+				for m.at(gone) < exp {
+					gone += period
+				}
+				if life := gone - stored; life <= time.Duration(n-2)*time.Second || life > time.Duration(n)*period {
+					t.Fatalf("seed %d (%+v): stored at %v with %d s: gone after %v", seed, m, stored, n, life)
+				}
+			}
+		}
+	}
+}
