@@ -112,7 +112,11 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 			return metaResult{}, err
 		}
 		r.deadline = time.Now().Add(p.c.timeout)
-		err = cn.send(r)
+		var own bool
+		own, err = cn.send(r)
+		if err == nil && own {
+			return cn.readOwn(ctx, r)
+		}
 		if err == nil {
 			break
 		}
@@ -233,6 +237,12 @@ type pipeConn struct {
 	// until they are written, so that the stream carries them in the
 	// order of sent.
 	wturn chan struct{}
+	// rturn is the read side's lock (a channel, as wturn): the reader
+	// goroutine holds it while it reads a batch, a caller reading its own
+	// reply (readOwn) while it does. Its holder alone uses br and the
+	// read deadline.
+	rturn chan struct{}
+	br    *bufio.Reader
 
 	mu       sync.Mutex
 	queue    []*metaReq // queued, not yet written
@@ -252,6 +262,8 @@ func newPipeConn(nc net.Conn) *pipeConn {
 	cn := &pipeConn{
 		nc:    nc,
 		wturn: make(chan struct{}, 1),
+		rturn: make(chan struct{}, 1),
+		br:    bufio.NewReaderSize(nc, 32<<10),
 		wwake: make(chan struct{}, 1),
 		rwake: make(chan struct{}, 1),
 		dead:  make(chan struct{}),
@@ -262,35 +274,104 @@ func newPipeConn(nc net.Conn) *pipeConn {
 }
 
 // send writes r on the caller's goroutine when the connection is idle
-// (nothing in flight, no write under way): a lone request then costs one
-// goroutine hand-off (the reader's, to its waiter) instead of two, and
-// there is nothing to gather into a batch anyway. Otherwise it queues r
-// for the writer (enqueue). It fails when the connection is closed, with
-// nothing sent; a failed write fails the connection, and with it r.
-func (cn *pipeConn) send(r *metaReq) error {
+// (nothing in flight, no write under way): there is nothing to gather
+// into a batch, and the caller then reads its reply itself too (own:
+// call readOwn), as on a pooled connection, with no goroutine hand-off.
+// When the reader goroutine still holds the read side, r goes to it
+// (one hand-off, to the waiter). Otherwise send queues r for the writer
+// (enqueue). It fails when the connection is closed, with nothing sent; a
+// failed write fails the connection, and with it r.
+func (cn *pipeConn) send(r *metaReq) (own bool, err error) {
 	select {
 	case cn.wturn <- struct{}{}:
 	default:
-		return cn.enqueue(r) // the writer is at work: join its batch
+		return false, cn.enqueue(r) // the writer is at work: join its batch
 	}
 	cn.mu.Lock()
 	if cn.err != nil || cn.inflight > 0 {
 		cn.mu.Unlock()
 		<-cn.wturn
-		return cn.enqueue(r)
+		return false, cn.enqueue(r)
 	}
 	r.state.Store(reqSent) // never queued: nobody can abandon it yet
 	cn.inflight++
-	cn.sent = append(cn.sent, r)
+	select {
+	case cn.rturn <- struct{}{}:
+		// Nothing is in flight, so r's reply comes first: the caller
+		// reads it, and the reader goroutine waits for rturn to read the
+		// replies of the requests sent after r.
+		own = true
+	default:
+		cn.sent = append(cn.sent, r) // sent was empty
+	}
 	cn.mu.Unlock()
-	signal(cn.rwake) // sent was empty: the reader waits for the reply
+	if !own {
+		signal(cn.rwake)
+	}
 	_ = cn.nc.SetWriteDeadline(r.deadline)
-	_, err := cn.nc.Write(r.cmd)
+	_, err = cn.nc.Write(r.cmd)
 	<-cn.wturn
 	if err != nil {
-		cn.fail(err) // r is sent: it fails with err
+		// r may be partly written: it fails with err (unknown outcome),
+		// from readOwn (whose read finds the connection closed) or from
+		// fail (r is in sent), never as not sent.
+		cn.fail(err)
 	}
-	return nil
+	return own, nil
+}
+
+// readOwn reads the reply to r, which its caller wrote on an idle
+// connection and holds rturn for (send), and releases rturn. Until the
+// first byte of the reply arrives the read is interrupted when ctx ends:
+// r is then handed to the reader goroutine, which consumes its reply
+// later, and the caller returns the context's error (as a waiter does).
+// Once the reply has begun it is read whole, bounded by r's deadline
+// (Timeout).
+func (cn *pipeConn) readOwn(ctx context.Context, r *metaReq) (metaResult, error) {
+	_ = cn.nc.SetReadDeadline(r.deadline)
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = cn.nc.SetReadDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
+	_, err := cn.br.Peek(1)
+	if !stop() {
+		<-interrupted // the deadline is pulled in: put it back
+		_ = cn.nc.SetReadDeadline(r.deadline)
+		if err != nil && cn.br.Buffered() == 0 {
+			// No byte of the reply was read: the reader goroutine
+			// reads it, before the replies sent after r.
+			cn.mu.Lock()
+			if cn.err == nil {
+				cn.sent = append([]*metaReq{r}, cn.sent...)
+				err = nil
+			}
+			cn.mu.Unlock()
+			<-cn.rturn
+			signal(cn.rwake)
+			if err == nil {
+				return metaResult{}, &ctxError{context.Cause(ctx)}
+			}
+			return metaResult{}, cn.fail(err)
+		}
+	}
+	if err == nil {
+		err = r.parse(cn.br, &r.res)
+	}
+	if err != nil && !isReply(err) {
+		// The stream is broken or out of step: every request on the
+		// connection fails.
+		err = cn.fail(err)
+		<-cn.rturn
+		return metaResult{}, err
+	}
+	cn.mu.Lock()
+	if cn.err == nil {
+		cn.inflight--
+	}
+	cn.mu.Unlock()
+	<-cn.rturn
+	return r.res, err
 }
 
 // enqueue queues r for the writer; it fails when the connection is
@@ -411,7 +492,6 @@ func (cn *pipeConn) writeLoop() {
 
 // readLoop reads the replies in order and hands each to its waiter.
 func (cn *pipeConn) readLoop() {
-	br := bufio.NewReaderSize(cn.nc, 32<<10)
 	var batch []*metaReq
 	for {
 		cn.mu.Lock()
@@ -427,11 +507,20 @@ func (cn *pipeConn) readLoop() {
 			}
 			cn.mu.Lock()
 		}
+		cn.mu.Unlock()
+		// A caller reading its own reply (readOwn) comes first in the
+		// stream: wait for it.
+		select {
+		case cn.rturn <- struct{}{}:
+		case <-cn.dead:
+			return
+		}
+		cn.mu.Lock()
 		batch, cn.sent = cn.sent, batch[:0]
 		cn.mu.Unlock()
 		for i, r := range batch {
 			_ = cn.nc.SetReadDeadline(r.deadline)
-			err := r.parse(br, &r.res)
+			err := r.parse(cn.br, &r.res)
 			if err != nil && !isReply(err) {
 				// The stream is broken or out of step: every request on
 				// the connection fails.
@@ -439,6 +528,7 @@ func (cn *pipeConn) readLoop() {
 				for _, q := range batch[i:] {
 					q.finish(err)
 				}
+				<-cn.rturn
 				return
 			}
 			r.finish(err)
@@ -449,6 +539,7 @@ func (cn *pipeConn) readLoop() {
 			cn.inflight -= len(batch)
 		}
 		cn.mu.Unlock()
+		<-cn.rturn
 	}
 }
 
