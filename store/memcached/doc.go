@@ -210,12 +210,16 @@
 // Close fails the requests in flight and stops the goroutines. Concurrent
 // requests then pay one write and one wake-up per batch instead of per
 // operation: in the side-by-side throughput benchmark with 32 clients
-// every mode is faster than on pooled connections, and only pipelined
-// meets the exclusive-read throughput target (docs/performance.md,
-// "Pipelined or pooled"). A lone request's round trip passes through two
-// goroutine hand-offs (writer, reader) where a pooled connection writes
-// and reads on the caller's goroutine, which makes the three-round-trip
-// cold exclusive read slower, though within its latency target.
+// every mode was faster than on pooled connections, and only pipelined
+// met the exclusive-read throughput target (docs/performance.md,
+// "Pipelined or pooled"). A request that finds its connection idle
+// (nothing in flight, no write under way) is written and its reply read
+// by its caller, as on a pooled connection, with no goroutine hand-off;
+// until the reply's first byte a context that ends hands the reply to the
+// reader goroutine, after it the reply is read whole (bounded by
+// Timeout). A lone request is still somewhat slower than pooled (the
+// Store's exclusive cycle 10-25 % in the same run): ConnsPooled suits a
+// process that serves one request at a time.
 //
 // ConnsPooled takes one connection from a pool per operation
 // (MaxIdleConnsPerNode idle ones kept). The witness scheme
