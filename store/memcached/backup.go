@@ -40,6 +40,10 @@ import (
 type bakVersion struct {
 	cas uint64 // memcached CAS of the copy on the backup node
 	seq uint64 // record Seq of the copy
+	// pcas, when not 0, is the memcached CAS of the primary's copy, which
+	// held the same bytes when this Store wrote both (the pair that lets
+	// an append reach the backup copy as a delta: backup_append.go).
+	pcas uint64
 }
 
 // bakCache remembers the last backup copy written per key, in a bounded
@@ -120,8 +124,9 @@ type bakWrite struct {
 	record bool // value parses as a record (else: plain set)
 	exp    int32
 
-	landed bool  // the parallel write stored value on the backup node
-	err    error // the parallel write's error, if any
+	landed bool   // the parallel write stored value on the backup node
+	err    error  // the parallel write's error, if any
+	bcas   uint64 // the backup copy's CAS when it holds value without a claim, else 0
 }
 
 // newBakWrite returns the backup half of a CAS write, or nil when there is
@@ -153,7 +158,7 @@ func (w *bakWrite) parallel() error {
 	}
 	cas, err := b.mset(ctx, key, w.value, w.exp, false, known.cas)
 	if err == nil {
-		w.landed = true
+		w.landed, w.bcas = true, cas
 		w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
 	}
 	w.err = err
@@ -196,10 +201,15 @@ func (s *Store) claimWindow() time.Duration {
 // after a few conflicting rounds: each conflict is a newer write landing.
 // When it found a claim or an empty copy, it then checks
 // the primary (fixPrimary), whose error is the write's. primaryCAS is the
-// memcached CAS of the primary write.
+// memcached CAS of the primary write. When both copies then hold the value
+// (no claim found), the Store remembers the pair of their CAS values.
 func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 	ctx := w.ctx
-	if w.landed || !w.record || errors.Is(w.err, provider.ErrUnavailable) || !w.rt.b.isUp() {
+	if w.landed {
+		w.pair(primaryCAS)
+		return nil
+	}
+	if !w.record || errors.Is(w.err, provider.ErrUnavailable) || !w.rt.b.isUp() {
 		return nil
 	}
 	b, key := w.rt.b, w.rt.bakKey()
@@ -244,6 +254,9 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 		if err == nil && (h.Seq > w.seq || same) {
 			if cur.flags == 0 {
 				w.s.baks.put(w.rt.key, bakVersion{cas: cur.cas, seq: h.Seq})
+				if same {
+					w.bcas = cur.cas
+				}
 			}
 			break // as new or newer already there
 		}
@@ -256,11 +269,24 @@ func (w *bakWrite) afterPrimary(primaryCAS uint64) error {
 			break
 		}
 	}
+	// A backup node marked down meanwhile (an operation above failed) may
+	// hold an older copy, or a loser's: it is deleted before the node
+	// serves again.
+	b.noteIfDown(key)
 	if !suspect {
+		w.pair(primaryCAS)
 		return nil
 	}
 	w.s.baks.drop(w.rt.key)
 	return w.fixPrimary(primaryCAS)
+}
+
+// pair remembers that the backup copy (w.bcas) and the primary's
+// (primaryCAS) both hold this write's value.
+func (w *bakWrite) pair(primaryCAS uint64) {
+	if w.bcas != 0 && primaryCAS != 0 {
+		w.s.baks.put(w.rt.key, bakVersion{cas: w.bcas, seq: w.seq, pcas: primaryCAS})
+	}
 }
 
 // primaryAlive checks that the primary still answers, before a write whose
@@ -288,6 +314,7 @@ func (w *bakWrite) primaryAlive() error {
 // (the next write must read it, and see the claim).
 func (w *bakWrite) remember(cas uint64, flags uint32) {
 	if flags == 0 {
+		w.bcas = cas
 		w.s.baks.put(w.rt.key, bakVersion{cas: cas, seq: w.seq})
 	}
 }
@@ -352,13 +379,22 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 // primary's copy, or removed when the primary has none. A backup copy
 // that changed since is someone else's newer write and is left alone.
 func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) {
+	s.undoBackup(ctx, rt, func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) })
+}
+
+// undoBackup is syncBackup with the backup copy recognised as ours by
+// the function ours.
+func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaItem) bool) {
 	s.baks.drop(rt.key)
+	// Left undone on a backup node marked down meanwhile, the copy is
+	// deleted before the node serves again.
+	defer rt.b.noteIfDown(rt.bakKey())
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
 		return
 	}
 	bak := bItems[0]
-	if bak != nil && !bytes.Equal(bak.value, ours) {
+	if bak != nil && !ours(bak) {
 		return
 	}
 	pItems, err := rt.p.mget(ctx, true, rt.key)

@@ -40,8 +40,13 @@
 //
 // With BackupOn (the zero value) and two or more nodes, every write also
 // writes the backup copy, in parallel with the primary write, so a write
-// costs one round trip of latency and one extra memcached operation; with
-// one node, or BackupOff, there is one copy. The backup write never
+// costs one round trip of latency and one extra memcached operation (an
+// append and its touch: two, as on the primary); with one node, or
+// BackupOff, there is one copy. Get reads the backup copy in parallel
+// with the primary's (see Bytes on the wire) and returns when both
+// answered: like a write, it waits for a slow backup node, and a hung one
+// delays it up to Timeout, after which the node is marked down and no
+// longer read. The backup write never
 // replaces a newer copy by an older one: copies are ordered by the record's
 // Seq (record.Parse), never by clocks. In the steady state the
 // backup write is one meta set conditioned on the memcached CAS of the
@@ -171,7 +176,7 @@
 // a session live at least its timeout (and a few seconds more). Before
 // they were one; CI saw a 1 s session gone after 979 ms
 // (providertest.CheckNoEarlyExpiry), and the simulation's clock model now
-// has the skips (stress/sim TestClockSkipsLoseOneSecondSlack). Reads of the
+// has the skips (stress/sim TestStoreOutlivesTTLAcrossClockSkips). Reads of the
 // provider's read path are one `mg <key> c f v T<exp>` (GetAndTouch).
 // Beyond 30 days TTLs are sent as an absolute Unix time, computed with
 // this machine's clock. The remaining TTL (TTLReader) is read with
@@ -232,26 +237,52 @@
 //
 // # Bytes on the wire
 //
-// A key with one copy (BackupOff, or a single node) gets the lock changes
-// of its record (lock, release, lease renewal, break) appended as a
-// record.Delta of record.DeltaLen (31) bytes, not written whole: Store
-// implements provider.Appender with `ms <key> <len> MA C<cas> c`, a meta
-// append conditioned on the token, and `mg <key> c T<exp>` pipelined
-// after it in the same round trip, because memcached's append keeps the
-// item's expiry (I4; the touch reports the token of the value it set,
-// and the provider corrects the TTL of a value it landed on by mistake).
-// Commits, removals and new sessions are written whole, which drops the
-// deltas; so is a lock change of a record already carrying
+// The lock changes of a record (lock, release, lease renewal, break) are
+// appended as a record.Delta of record.DeltaLen (31) bytes, not written
+// whole: Store implements provider.Appender with `ms <key> <len> MA C<cas>
+// c`, a meta append conditioned on the token, and `mg <key> c T<exp>`
+// pipelined after it in the same round trip, because memcached's append
+// keeps the item's expiry (I4; the touch reports the token of the value it
+// set, and the provider corrects the TTL of a value it landed on by
+// mistake). Commits, removals and new sessions are written whole, which
+// drops the deltas; so is a lock change of a record already carrying
 // record.MaxDeltas. Lock and data stay one item under one CAS (I5, see
 // docs/protocol.md, Deltas). An exclusive request that changes nothing
-// then moves about 1.3 x the session's stored size, one that commits
-// about 2.2 x, cold (docs/performance.md, TestBytesPerRequest).
+// then moves about 1.4 x the session's stored size to each copy, one that
+// commits about 2.2-2.3 x, cold (docs/performance.md, TestBytesPerRequest).
 //
-// Keys with a backup copy are written whole: the backup scheme (backup.go)
-// orders and repairs copies by comparing whole values, and an append to
-// the backup copy would need the primary's stored bytes when the backup
-// copy is not the one this Store remembers. The text path (gomemcache)
-// and Config.WholeWrites write whole too.
+// A key with a backup copy gets the same delta appended to the backup copy
+// (`ms bak:<key> <len> MA C<cas> c` and its touch), in parallel with the
+// primary's append, conditioned on the backup copy's own CAS. The Store
+// sends it only when it knows a pair: the CAS of each copy at a moment
+// both held the same bytes, from its last write of the key (both copies
+// written, no claim found) or from its last Get, which reads the backup
+// copy in parallel with the primary's (one more operation on the backup
+// node, no extra round trip) and compares the bytes. The pair must name
+// the primary's CAS the caller's token carries, so the delta was computed
+// for exactly the bytes the backup copy holds. Without a pair the Store
+// declines (provider.ErrNoAppend) and the provider writes whole, as
+// before. When the primary append lands and the backup's does not (the
+// backup copy changed since: another server's write or undo, a repair's
+// claim, a flush, an eviction, a restart), the record is read back from
+// the primary and written whole to the backup copy by the whole write's
+// own backup path (backup.go: ordered by Seq, claims, primary checks); a
+// primary that lost the append by then (flushed and restored from the
+// older backup copy, or dead) leaves it nowhere, and the call fails with
+// provider.ErrCASConflict. When the primary append is refused and the
+// backup's landed, the backup copy is undone as a refused whole write's
+// is. Every guarantee of the backup scheme above therefore holds for
+// appends (backup_append.go says why, case by case): the backup copy is
+// only ever appended to when it holds the very bytes the primary held
+// under the token, so both copies go on holding the same bytes, and
+// copies are still ordered and repaired by comparing whole values, which
+// record.Parse reads with their deltas; a backup copy is never corrupt (a
+// delta on another base) nor newer than the primary by a refused change
+// once the call returns; and an acknowledged lock change is on the backup
+// copy, or something newer is. I5 holds on each copy: lock and data stay
+// one item under that copy's CAS.
+//
+// The text path (gomemcache) and Config.WholeWrites write whole.
 //
 // # Text path
 //
@@ -277,7 +308,7 @@
 //	TextProtocol         false (meta commands)
 //	HealthCheckInterval  1 s
 //	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)
-//	WholeWrites          false (lock changes of one-copy keys appended as deltas)
+//	WholeWrites          false (lock changes appended as deltas, to both copies)
 //
 // # Residual windows
 //
@@ -312,7 +343,19 @@
 //     held no connection to it and sent it nothing is not noticed, and the
 //     epoch (8 bits) repeats after 128 down-and-up cycles. A kept token
 //     then matches only if the new process gave the key exactly the same
-//     CAS value.
+//     CAS value. The same holds for the CAS values remembered of backup
+//     copies: a backup append conditioned on one lands only on the very
+//     item it names, unless the node restarted unnoticed and gave a new
+//     copy of the key that CAS value; the copy then reads as corrupt
+//     (the delta does not follow its base) and repair skips it.
+//   - A lock change whose backup append was refused, and whose primary
+//     then stops answering before the record is read back for the backup
+//     copy, fails with provider.ErrCASConflict when this Store can note
+//     the key stale on that node (its copy is deleted before the node
+//     serves again), else (the node was marked up again meanwhile) with
+//     provider.ErrOutcomeUnknown. The touch sent with a refused backup
+//     append sets the TTL of whatever the backup copy holds; the whole
+//     write that follows sets it again, unless the copy was newer.
 //   - Values that are not provider records have no Seq: their backup copy
 //     is set plainly, and a primary miss with only such copies left fails
 //     with provider.ErrCorrupt rather than guess.

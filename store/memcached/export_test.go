@@ -1,6 +1,9 @@
 package memcached
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetTestHooks installs functions called while a CompareAndSwap is between
 // its primary and backup writes (afterPrimaryWrite) and while a repair has
@@ -40,3 +43,39 @@ func Pipelined(s *Store) bool {
 	}
 	return true
 }
+
+// CloseIdle closes the idle pooled connections to every node of s: the
+// next command to a node dials it.
+func CloseIdle(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.closeIdle()
+	}
+}
+
+// SetBackupWholeWrites makes CompareAndAppend decline for every key with a
+// backup copy, as the Store did before backup appends (8efee5d): such keys
+// are written whole.
+func SetBackupWholeWrites(s *Store) { s.hooks.backupAppendOff = true }
+
+// SetBackupAppendNoWhole makes a backup append that did not land stay
+// undone: a deliberately broken variant, whose backup copy misses the
+// lock changes appended while it had diverged.
+func SetBackupAppendNoWhole(s *Store) { s.hooks.bakAppendNoWhole = true }
+
+// ForgetBackupCopies makes s forget every backup copy it wrote or read
+// (and every pair of copies): its next write of any key completes the
+// backup write after the primary write, as a Store that did not write or
+// read the key last does.
+func ForgetBackupCopies(s *Store) { s.baks.clear() }
+
+// SetBackupAppendNoUndo makes a backup append whose primary append was
+// refused stay on the backup copy: a deliberately broken variant.
+func SetBackupAppendNoUndo(s *Store) { s.hooks.bakAppendNoUndo = true }
+
+// RepairKey runs the repair client's R9 on key once, synchronously (as
+// the background loop does for a queued key).
+func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key) }
+
+// TimeoutExp is the expiration a client write of a session timeout of t
+// seconds gets (the cap of every internal TTL).
+func TimeoutExp(t uint32) int32 { return timeoutExp(t) }

@@ -418,15 +418,9 @@ func TestConcurrentCASBackupNeverNewer(t *testing.T) {
 	servers := startNodes(t, 2)
 	for _, procs := range []int{1, 2} {
 		t.Run(strconv.Itoa(procs)+"stores", func(t *testing.T) {
-			flush(t, servers)
-			stores := make([]*memcached.Store, procs)
-			for i := range stores {
-				stores[i] = newStore(t, servers, memcached.Config{})
-			}
-			ctx := context.Background()
 			const key = "sl:contended"
-			_, err := stores[0].Add(ctx, key, record(1, "start"), time.Minute)
-			require.NoError(t, err)
+			stores := contendedStores(t, servers, procs, key, memcached.Config{})
+			ctx := context.Background()
 
 			var (
 				mu      sync.Mutex

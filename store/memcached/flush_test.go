@@ -26,7 +26,8 @@ func seqOf(t *testing.T, s *memcached.Store, key string) uint64 {
 // flushSetup starts two nodes shared by two Stores (two app servers) and
 // writes key at Seq 75 from s1 and 76 from s2, so that s1's next write
 // finds its remembered backup copy outdated and completes the backup write
-// after the primary write.
+// after the primary write (the tests make s1 forget what its Get read of
+// the backup copy: ForgetBackupCopies).
 func flushSetup(t *testing.T, key string) (s1, s2 *memcached.Store, flushPrimary, flushBackup func()) {
 	t.Helper()
 	servers := startNodes(t, 2)
@@ -56,6 +57,7 @@ func TestFlushedPrimaryRepairedMidWrite(t *testing.T) {
 	ctx := context.Background()
 	e, err := s1.Get(ctx, key)
 	require.NoError(t, err)
+	memcached.ForgetBackupCopies(s1) // its Get read both copies
 	var during uint64
 	memcached.SetTestHooks(s1, func(string) {
 		flushPrimary()
@@ -80,6 +82,7 @@ func TestFlushedPrimaryRepairReadBeforeBackupWrite(t *testing.T) {
 	ctx := context.Background()
 	e, err := s1.Get(ctx, key)
 	require.NoError(t, err)
+	memcached.ForgetBackupCopies(s1) // its Get read both copies
 
 	read := make(chan struct{})
 	resume := make(chan struct{})
@@ -119,6 +122,7 @@ func TestFlushedBothNodesMidWrite(t *testing.T) {
 	ctx := context.Background()
 	e, err := s1.Get(ctx, key)
 	require.NoError(t, err)
+	memcached.ForgetBackupCopies(s1) // its Get read both copies
 	memcached.SetTestHooks(s1, func(string) {
 		flushPrimary()
 		require.Equal(t, uint64(76), seqOf(t, s2, key))
@@ -143,6 +147,7 @@ func TestFlushedPrimaryWriteSupersededIsNotAcknowledged(t *testing.T) {
 	other := record(77, "other seventy-seven")
 	e, err := s1.Get(ctx, key)
 	require.NoError(t, err)
+	memcached.ForgetBackupCopies(s1) // its Get read both copies
 	memcached.SetTestHooks(s1, func(string) {
 		flushPrimary()
 		e, err := s2.Get(ctx, key)

@@ -171,3 +171,17 @@ func (c *countedConn) Read(b []byte) (int, error) {
 	c.w.mu.Unlock()
 	return n, err
 }
+
+// contendedStores empties servers and returns procs Stores over them (app
+// servers) with cfg, with key added at Seq 1.
+func contendedStores(t *testing.T, servers []*mcserver.Server, procs int, key string, cfg memcached.Config) []*memcached.Store {
+	t.Helper()
+	flush(t, servers)
+	stores := make([]*memcached.Store, procs)
+	for i := range stores {
+		stores[i] = newStore(t, servers, cfg)
+	}
+	_, err := stores[0].Add(context.Background(), key, record(1, "start"), time.Minute)
+	require.NoError(t, err)
+	return stores
+}

@@ -244,6 +244,9 @@ type testHooks struct {
 	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
 	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
+	backupAppendOff   bool             // the code before backup appends: keys with a backup copy are written whole
+	bakAppendNoWhole  bool             // broken variant: a refused backup append is not completed whole
+	bakAppendNoUndo   bool             // broken variant: a backup append whose primary append was refused stays
 }
 
 var (
@@ -391,9 +394,10 @@ func (s *Store) checkValue(key string, value []byte) error {
 }
 
 // Get returns the value under key. With the primary up it reads the primary
-// (one operation); when the primary misses, the newest copy found elsewhere
-// (by record Seq) is restored to the primary and backup. With the primary
-// down it reads the backup copy.
+// (and, in parallel, the backup copy, to learn whether the next lock change
+// can be appended to both: backup_append.go); when the primary misses, the
+// newest copy found elsewhere (by record Seq) is restored to the primary
+// and backup. With the primary down it reads the backup copy.
 func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return provider.Entry{}, err
@@ -407,9 +411,20 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 	}
 	rt := s.route(key)
 	if rt.p.isUp() {
-		it, err := rt.p.get(ctx, key)
+		var it *metaItem
+		var pairBak func() error
+		pr := s.newPairRead(ctx, rt)
+		if pr != nil {
+			pairBak = pr.read
+		}
+		err, _ := parallel(func() error {
+			var err error
+			it, err = rt.p.get(ctx, key)
+			return err
+		}, pairBak)
 		switch {
 		case err == nil:
+			pr.learn(it)
 			return entry(rt.p, it.value, it.cas)
 		case errors.Is(err, provider.ErrNotFound):
 			return s.getMissed(ctx, rt, err)
@@ -475,11 +490,13 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int32) (uint64, error) {
+	var added bakVersion // the backup copy added, when value is a record
 	backup := s.backupWrite(rt, func(b *node, key string) error {
 		cas, err := b.mset(ctx, key, value, exp, true, 0)
 		if err == nil {
 			if h, perr := record.Parse(value); perr == nil {
-				s.baks.put(rt.key, bakVersion{cas: cas, seq: h.Seq})
+				added = bakVersion{cas: cas, seq: h.Seq}
+				s.baks.put(rt.key, added)
 			}
 		}
 		return err
@@ -495,6 +512,10 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
 		return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 	case perr == nil:
+		if added.cas != 0 {
+			added.pcas = pcas // both copies hold value: the pair (backup_append.go)
+			s.baks.put(rt.key, added)
+		}
 		return newToken(rt.p, pcas)
 	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
 		// The primary is now marked down and the backup copy acts as
@@ -601,9 +622,13 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 // record.Delta) to the value under key if its token is still cas, and sets
 // the key's TTL, in one round trip to the primary (`ms <key> <len> MA
 // C<cas>` and `mg <key> T<exp>` pipelined: memcached's append keeps the
-// item's expiry). It declines with provider.ErrNoAppend, sending nothing,
-// when the key has a backup copy (the backup scheme orders and repairs
-// copies by comparing whole values: the key is written whole), when the
+// item's expiry). A key with a backup copy gets the same append and touch
+// on its backup copy in parallel, conditioned on the backup copy's own
+// CAS, when this Store knows that the backup copy holds what the primary
+// holds at cas (it wrote both, or read both, last: backup_append.go); a
+// backup append that is refused is completed with the whole record, read
+// back from the primary. It declines with provider.ErrNoAppend, sending nothing, when
+// the key has a backup copy this Store cannot pair with cas, when the
 // primary is down, on the text path and with Config.WholeWrites.
 func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
 	if err := s.begin(ctx, key); err != nil {
@@ -617,7 +642,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		return 0, 0, err
 	}
 	rt := s.route(key)
-	if rt.b != nil || !rt.p.isUp() {
+	if !rt.p.isUp() {
 		return 0, 0, provider.ErrNoAppend
 	}
 	mcas, ok := parseToken(cas, rt.p)
@@ -627,14 +652,38 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	if s.hooks.appendNoTouch {
 		exp = 0
 	}
-	mnew, mtouched, aerr := rt.p.appendTouch(ctx, key, delta, mcas, exp)
+	ba, ok := s.newBakAppend(ctx, rt, delta, mcas, exp)
+	if !ok {
+		return 0, 0, provider.ErrNoAppend
+	}
+	var backup func() error
+	if ba != nil {
+		backup = ba.parallel
+	}
+	var mnew, mtouched uint64
+	aerr, _ := parallel(func() error {
+		var err error
+		mnew, mtouched, err = rt.p.appendTouch(ctx, key, delta, mcas, exp)
+		return err
+	}, backup)
 	if mtouched != 0 {
 		if touched, err = token(rt.p, mtouched); err != nil {
 			return 0, 0, err
 		}
 	}
 	if aerr != nil {
+		if ba != nil {
+			ba.undo(aerr)
+		}
 		return 0, touched, aerr
+	}
+	if ba != nil {
+		if s.hooks.afterPrimaryWrite != nil {
+			s.hooks.afterPrimaryWrite(rt.key)
+		}
+		if err := ba.afterPrimary(mnew); err != nil {
+			return 0, touched, err
+		}
 	}
 	newCAS, err = newToken(rt.p, mnew)
 	return newCAS, touched, err

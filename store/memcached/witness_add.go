@@ -57,9 +57,11 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 		switch o := classify(err); {
 		case o.refused():
 			return 0, fmt.Errorf("memcached: add: %w: the witness node's blank changed", provider.ErrExists)
-		case o == woSilent && wr.n.wh.isFailed():
+		case (o == woSilent || o == woNotSent) && wr.n.wh.isFailed():
 			// The failed candidate gave no reply to the witness CAS.
 			return w.addWithoutWitness(ctx, key, value, exp, timeout, &rs, int(home.wit()))
+		case o == woNotSent:
+			return 0, fmt.Errorf("memcached: add: %w: nothing sent: %w", provider.ErrUnavailable, err)
 		}
 		return 0, unknown("add: the witness", err)
 	}

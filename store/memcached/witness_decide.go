@@ -69,7 +69,8 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 	return nil, fmt.Errorf("memcached: %w: %d anomaly reads without an answer", provider.ErrUnavailable, maxAnomalyReads)
 }
 
-// errExpiring: the best record has at most a second left: no decision.
+// errExpiring: the best record has at most clockSlack seconds left (no
+// copy of it could be made, copyExp): no decision.
 var errExpiring = fmt.Errorf("memcached: %w: the best record is expiring", provider.ErrUnavailable)
 
 // expiringWait is how long a call waits for an expiring record to go.
@@ -218,10 +219,10 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	if !x.holds(b.ID()) {
 		return nil, false, fmt.Errorf("memcached: %w: the best record is on neither of its copies", provider.ErrUnavailable)
 	}
-	if _, ok := internalExp(x.ttl, b.Timeout); !ok {
+	if _, ok := copyExp(x.ttl, b.Timeout); !ok {
 		// review-2 m6: no decision on an expiring base. Implementation
-		// choice: wait out its last second and read again (it is then
-		// gone, or something touched it), instead of failing the call.
+		// choice: wait a second and read again (until it is gone, or
+		// something touched it), instead of failing the call.
 		return nil, false, errExpiring
 	}
 	switch {
@@ -307,32 +308,68 @@ func (w *witness) notFound(key string, rs *[3]copyRead, o resolveOpts) error {
 	return fmt.Errorf("memcached: %w", provider.ErrNotFound)
 }
 
-// internalExp is the expiration of an internal write (a decision, R9)
-// that copies or re-stamps a record with t seconds left as `mg … t`
-// reported it. Implementation choice: t − 1, and no decision (ok false)
-// below 1. memcached's clock ticks once a second and each node's ticks at
-// its own phase, so a record reported with t left lives between t − 1 and
-// t more seconds; a copy made with T<t> on another node could outlive its
-// source by up to a second, and a chain of failovers between copies
-// expiring at different instants then kept an expired session alive (the
-// conformance suite's Expiry check caught it). With t − 1 no copy outlives
-// its source.
+// restampExp is the expiration of an internal write (a decision, R9, an
+// undo) that rewrites a record on the node it was read from with t
+// seconds left, as `mg … t` reported them: t itself. That node's clock
+// counts t, so the item keeps its expiry (or gets a second more, when the
+// clock ticked between the read and the write). Issue 13 (the sim's early
+// expiry): it was t − 1, and every decision on the same node then took a
+// second off the session: a failover, the completion and R9's re-stamps
+// and nowit clear that follow it cut a session's life by 4 s within
+// milliseconds, below the timeout its last client access set. A rewrite
+// that only changes the token keeps the expiry exactly (wrestamp).
 //
-// Review 13e M1: capped at the record's own timeout T (from its
-// envelope): a correct copy never has more than T left, and a copy that a
-// stale-configuration witness touch gave TW must not pass it on (R9's
-// larger t, D2).
-func internalExp(t int64, timeout uint32) (int32, bool) {
-	t = min(t-1, maxRelativeExpiration, int64(timeout))
+// Review 13e M1: capped at what a client write of the record's own
+// timeout T (from its envelope) gets, timeoutExp(T) (not T: that took a
+// second off a session a client had just touched): a correct copy never
+// has more, and a copy that a stale-configuration witness touch gave TW
+// must not pass it on (R9's larger t, D2).
+func restampExp(t int64, timeout uint32) int32 {
+	return int32(max(1, min(t, maxRelativeExpiration, int64(timeoutExp(timeout)))))
+}
+
+// copyExp is the expiration of an internal write that copies a record
+// with t seconds left onto another node (R4.4's and R7's copy, D2's carry
+// of the larger t): t − clockSlack, capped as restampExp, and no decision
+// (ok false) below 1. memcached's clock is whole seconds and lags real
+// time by up to clockSlack (expiration), each node's at its own phase, so
+// a record reported with t left lives between t − clockSlack and t more
+// seconds; a copy made with T<t> on another node could outlive its source
+// by up to clockSlack, and a chain of failovers between copies expiring
+// at different instants then kept an expired session alive (the
+// conformance suite's Expiry check caught it, at t). With t − clockSlack
+// no copy outlives its source; the source itself keeps its expiry
+// (restampExp), so the session does not end earlier.
+func copyExp(t int64, timeout uint32) (int32, bool) {
+	t = min(t-clockSlack, maxRelativeExpiration, int64(timeoutExp(timeout)))
 	return int32(t), t >= 1
 }
 
-// complete is R4.4: re-stamp x (the same bytes: only its token changes),
-// and only if stored, CAS y to b not pending, b's identity otherwise.
+// keepExp is the expiration of a rewrite of f's copy c (other: f's other
+// copy) on its own node: its own t, or when the two copies' t are split
+// (review 4's D2: a touch reached one copy only) the other's carried
+// over (copyExp), if larger.
+func keepExp(f *hit, c, other *copyRead) int32 {
+	exp := restampExp(c.ttl, f.b.Timeout)
+	if e, ok := copyExp(other.ttl, f.b.Timeout); ok && ttlSplit(f) && e > exp {
+		exp = e
+	}
+	return exp
+}
+
+// complete is R4.4: re-stamp x (the same bytes and expiry: only its token
+// changes), and only if stored, CAS y to b not pending, b's identity
+// otherwise. y gets x's t less the clock slack (copyExp), or keeps its
+// own expiry if longer: y holds this session too (b pending, or b's
+// parent), and x may itself be a copy made from y (a failover's
+// established copy completing its pending fence), shorter already.
 func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte) {
-	exp, _ := internalExp(x.ttl, b.Timeout)
-	if _, err := x.n.wcas(ctx, key, x.raw, exp, kindData, x.cas, x.inc); err != nil {
+	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
 		return
+	}
+	exp, _ := copyExp(x.ttl, b.Timeout)
+	if y.st == stData {
+		exp = max(exp, restampExp(y.ttl, b.Timeout))
 	}
 	nb := b
 	nb.Pending = false
@@ -348,11 +385,11 @@ func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRea
 	fence := b
 	fence.E, fence.P, fence.Q = b.E+1, x.cand, third.cand
 	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty() || creation(b), rand.Uint64()
-	exp, _ := internalExp(x.ttl, b.Timeout)
-	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, x.cas, x.inc); err != nil {
+	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), restampExp(x.ttl, b.Timeout), kindData, x.cas, x.inc); err != nil {
 		return
 	}
 	fence.Pending = false
+	exp, _ := copyExp(x.ttl, b.Timeout)
 	if _, err := third.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, third.cas, third.inc); err != nil {
 		return
 	}
@@ -394,9 +431,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 			// step) but the copies still say nowit: clear it, with the
 			// read's tokens. Review 13e m1 (D2's first half): the copies'
 			// t differ by more than 2 s: re-stamp both with the larger.
-			if exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); ok {
-				w.clearNoWit(ctx, f, exp, f.p.cas, f.q.cas)
-			}
+			w.clearNoWit(ctx, f, f.p, f.q)
 		}
 		return true
 	case third.st == stBlank, third.st == stWitness,
@@ -404,17 +439,17 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	default:
 		return false
 	}
-	// Review 4's D2: the larger t of the two copies (less internalExp's
-	// second).
-	exp, ok := internalExp(max(f.p.ttl, f.q.ttl), f.b.Timeout)
-	if !ok {
+	if _, ok := copyExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); !ok {
 		return false // no decision on an expiring base (review-2 m6)
 	}
+	// Each copy keeps its expiry (wrestamp: a client touch that landed
+	// since the read is kept, issue 13), or, split (review 4's D2), gets
+	// the larger t carried over (copyExp).
 	var pcas, qcas uint64
 	var ep, eq error
 	var wg sync.WaitGroup
-	wg.Go(func() { qcas, eq = f.q.n.wcas(ctx, f.key, f.q.raw, exp, kindData, f.q.cas, f.q.inc) })
-	pcas, ep = f.p.n.wcas(ctx, f.key, f.p.raw, exp, kindData, f.p.cas, f.p.inc)
+	wg.Go(func() { qcas, eq = w.restamp(ctx, f, &f.q, &f.p) })
+	pcas, ep = w.restamp(ctx, f, &f.p, &f.q)
 	wg.Wait()
 	if ep != nil || eq != nil {
 		return false
@@ -430,7 +465,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 			return false
 		}
 		if f.b.NoWit {
-			w.clearNoWit(ctx, f, exp, pcas, qcas)
+			w.clearNoWitAfter(ctx, f, pcas, qcas)
 		}
 		return true
 	}
@@ -438,27 +473,52 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	if f.b.NoWit {
 		// Review 4's D4: the configuration has its witness now; clear
 		// nowit on both copies (the same identity), never before.
-		w.clearNoWit(ctx, f, exp, pcas, qcas)
+		w.clearNoWitAfter(ctx, f, pcas, qcas)
 	}
 	return true
 }
 
-// clearNoWit CASes both copies of f, in parallel with the tokens pcas and
-// qcas, to f's record without the nowit mark (the same identity), with
-// expiration exp.
-func (w *witness) clearNoWit(ctx context.Context, f *hit, exp int32, pcas, qcas uint64) {
+// restamp re-stamps f's copy c (other: its other copy) with the token of
+// its read: an append of nothing (wrestamp), which keeps its expiry, or,
+// when the copies' t are split (D2) and other's carries further, a CAS of
+// the same bytes with keepExp. It returns the new token.
+func (w *witness) restamp(ctx context.Context, f *hit, c, other *copyRead) (uint64, error) {
+	if exp := keepExp(f, c, other); exp > restampExp(c.ttl, f.b.Timeout) {
+		return c.n.wcas(ctx, f.key, c.raw, exp, kindData, c.cas, c.inc)
+	}
+	return c.n.wrestamp(ctx, f.key, c.cas, c.inc)
+}
+
+// clearNoWit CASes both copies of f, in parallel with the tokens of the
+// reads p and q, to f's record without the nowit mark (the same
+// identity), each with keepExp.
+func (w *witness) clearNoWit(ctx context.Context, f *hit, p, q copyRead) {
 	env := f.b
 	env.Pending, env.NoWit = false, false
 	raw := env.Wrap(f.p.payload)
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = f.q.n.wcas(ctx, f.key, raw, exp, kindData, qcas, f.q.inc) })
-	_, _ = f.p.n.wcas(ctx, f.key, raw, exp, kindData, pcas, f.p.inc)
+	wg.Go(func() { _, _ = q.n.wcas(ctx, f.key, raw, keepExp(f, &q, &p), kindData, q.cas, q.inc) })
+	_, _ = p.n.wcas(ctx, f.key, raw, keepExp(f, &p, &q), kindData, p.cas, p.inc)
 	wg.Wait()
+}
+
+// clearNoWitAfter is clearNoWit after R9's re-stamps, whose tokens are
+// pcas and qcas: it reads both copies again first (their t now: a client
+// touch may have landed since R9's read, issue 13) and clears nowit only
+// on copies that still hold those tokens.
+func (w *witness) clearNoWitAfter(ctx context.Context, f *hit, pcas, qcas uint64) {
+	var p, q copyRead
+	var ep, eq error
+	var wg sync.WaitGroup
+	wg.Go(func() { q, eq = w.read(ctx, f.q.n, f.q.cand, f.key, " v c t f") })
+	p, ep = w.read(ctx, f.p.n, f.p.cand, f.key, " v c t f")
+	wg.Wait()
+	if ep != nil || eq != nil || p.cas != pcas || q.cas != qcas || !p.holds(f.b.ID()) || !q.holds(f.b.ID()) {
+		return
+	}
+	w.clearNoWit(ctx, f, p, q)
 }
 
 // ttlSplit reports that f's two copies' remaining t differ by more than
 // 2 s (review 4's D2: a touch reached one copy only).
 func ttlSplit(f *hit) bool { return max(f.p.ttl, f.q.ttl)-min(f.p.ttl, f.q.ttl) > 2 }
-
-// since is how long ago t was, in whole seconds rounded up.
-func since(t time.Time) int64 { return int64((time.Since(t) + time.Second - 1) / time.Second) }

@@ -66,6 +66,20 @@ func (h *witHealth) failIfDue() bool {
 	return failed
 }
 
+// lateAfter is how far past a command's own deadline this process may
+// notice that it went unanswered and still count it (late).
+const lateAfter = 250 * time.Millisecond
+
+// late reports that a command sent at began (zero: none was sent) with
+// the deadline timeout was noticed unanswered so late that this process
+// cannot have been running around its deadline: more than lateAfter past
+// the deadline, and at least FailoverAfter after the send (so late that it
+// alone would fail the node). Its missing reply is then no evidence
+// against the node (wdo): the reply may have come in time.
+func (h *witHealth) late(began time.Time, timeout time.Duration) bool {
+	return !began.IsZero() && time.Since(began) >= max(timeout+lateAfter, h.after)
+}
+
 // isFailed reports whether the node is failed now.
 func (h *witHealth) isFailed() bool {
 	h.mu.Lock()

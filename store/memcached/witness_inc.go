@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // The node's incarnation (R1): a random 64-bit value kept under
@@ -95,6 +96,23 @@ func (n *node) wcas(ctx context.Context, key string, value []byte, exp int32, ki
 	return newCAS, err
 }
 
+// wrestamp re-stamps key only if its token is still cas in incarnation
+// inc: `ms <key> 0 MA c C<cas>`, an append of nothing. memcached's append
+// keeps the item's bytes, client flags and expiry and gives it a new
+// token, under the item's lock: a touch that landed after the read that
+// returned cas is kept, where a CAS with the read's t sets it back (a
+// touch keeps the token, so that CAS is not refused: issue 13). A missing
+// item is not stored (errNotStored). It returns the new token.
+func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint64, error) {
+	var newCAS uint64
+	err := n.wdo(ctx, inc, func(cn *metaConn) error {
+		var err error
+		newCAS, err = setOn(cn, "ms "+key+" 0 MA c C"+strconv.FormatUint(cas, 10), []byte{})
+		return err
+	})
+	return newCAS, err
+}
+
 // wdel deletes key only if its token is still cas in incarnation inc.
 func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 	return n.wdo(ctx, inc, func(cn *metaConn) error {
@@ -114,13 +132,16 @@ func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 // with the old one: errLostInc (not errOtherInc: it was sent).
 func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
 	start := n.wh.sending()
+	var began time.Time // the last attempt's send on a connection
 	run := func(cn *metaConn) error {
 		if inc != 0 && cn.inc != inc {
 			return errOtherInc
 		}
+		began = time.Now()
 		return fn(cn)
 	}
 	pooled, err := n.meta.doOn(ctx, false, run)
+	late := err != nil && n.wh.late(began, n.meta.timeout)
 	var ce *ctxError
 	if pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
 		retry := run
@@ -132,8 +153,12 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 				return nil // the same incarnation: the first outcome stands
 			}
 		}
-		if _, rerr := n.meta.doOn(ctx, true, retry); rerr != nil || inc == 0 {
+		began = time.Time{}
+		// A write's check that cannot be made (the new connection fails)
+		// leaves the first error: it was sent, never "not sent" (M2).
+		if _, rerr := n.meta.doOn(ctx, true, retry); inc == 0 || errors.Is(rerr, errLostInc) {
 			err = rerr
+			late = rerr != nil && n.wh.late(began, n.meta.timeout)
 		}
 	}
 	switch {
@@ -141,6 +166,14 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		n.wh.answered()
 	case errors.As(err, &ce):
 		// The caller gave up: the node is not to blame.
+	case late:
+		// This process did not run for a while around the command's
+		// deadline (it was stopped, SIGSTOP, or starved): the deadline
+		// fired late and the reply may have come in time. No evidence
+		// against the node: a resumed app server that counted its own
+		// stop failed every node it had a command in flight to, and
+		// failed over healthy sessions, taking other servers' writes in
+		// flight (TestOwnStopDoesNotFailNodes).
 	default:
 		n.wh.unanswered(start)
 	}

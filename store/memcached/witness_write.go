@@ -23,10 +23,12 @@ const (
 	woLost          // sent, no reply, and the node has a new incarnation since
 	woSilent        // no reply (timeout, reset, refused, the context ended)
 	woServer        // an error reply
+	woNotSent       // no connection could be made: nothing was sent (M2)
 )
 
 func classify(err error) wout {
 	var se *serverError
+	var ns *notSentError
 	switch {
 	case err == nil:
 		return woStored
@@ -40,9 +42,14 @@ func classify(err error) wout {
 		return woLost
 	case errors.As(err, &se):
 		return woServer
+	case errors.As(err, &ns):
+		return woNotSent
 	}
 	return woSilent
 }
+
+// unsent reports an outcome that wrote nothing: a refusal, or not sent.
+func (o wout) unsent() bool { return o.refused() || o == woNotSent }
 
 func (o wout) refused() bool { return o == woExists || o == woMissing || o == woOtherInc }
 
@@ -101,19 +108,23 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 		// as a refusal here: read Q, which is then empty or holds a
 		// completion, and complete or fail over (R3's table).
 		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw)
-	case po == woStored && qo == woSilent:
+	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
-		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, qw)
+		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
 		if ok {
 			return id, nil
 		}
 		return w.undo(ctx, key, h, env, pw, qw, perr, beaten)
-	case po.refused() && qo == woStored:
+	case po.unsent() && qo == woStored:
+		// M2: P not reached at all (the dial failed) is, for the undo, as
+		// P refusing: nothing of this write is on P.
 		return w.undo(ctx, key, h, env, pw, qw, perr, false)
 	case po == woMissing && qo == woMissing:
 		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
-	case po.refused() && qo.refused():
+	case po == woNotSent && qo == woNotSent:
+		return 0, fmt.Errorf("memcached: cas: %w: nothing sent: %w", provider.ErrUnavailable, errors.Join(perr, qerr))
+	case po.unsent() && qo.unsent():
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	return 0, unknown("cas", perr, qerr)
@@ -172,10 +183,59 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			// overwritten since. Success, with no usable handle (0: the
 			// caller reads again).
 			return 0, nil
+		case c.st == stData && c.env.E > cfg.E:
+			// M2 (issue 13; the sim's partition seeds): a failover moved
+			// the session to a configuration of a greater epoch while this
+			// write was stored on P. Its record on Q says whether it was
+			// built on this write; if not, and the witness node holds an
+			// established record of a greater epoch not built on it
+			// either (Q's, once established, was copied there first: R7),
+			// no decision can ever take this write again: two nodes but P
+			// hold records that outrank it, and every read sees one
+			// (R4.2's rank). A fence (pending) alone may still lose the
+			// witness node to an opposite failover built on this write.
+			d := inChain(c.env, env)
+			if c.env.Pending && d == envelope.NotDescendant {
+				wc, err := w.read(ctx, cs[cfg.wit()], cfg.wit(), key, " v c t f")
+				if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= cfg.E {
+					return 0, unknown("cas: the secondary holds a failover's fence and the witness node no established record after it", err)
+				}
+				d = inChain(wc.env, env)
+			}
+			switch d {
+			case envelope.Descendant:
+				return 0, nil // applied, and failed over since
+			case envelope.NotDescendant:
+				return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
+			}
+			return 0, unknown("cas: the secondary holds a newer configuration that may be built on this write")
 		}
 		return 0, unknown("cas: the secondary holds another record")
 	}
 	return 0, unknown("cas: completing the secondary", last)
+}
+
+// inChain says whether later, an established record of a greater epoch
+// than env's (a failover moved the session on while env was written), has
+// env in its chain of versions: certainly (envelope.Descendant: the
+// ancestor slot of env's version holds env's nonce), certainly not
+// (NotDescendant: later is below env's version, or the slot of env's
+// parent's version holds another nonce, so the chain's record at env's
+// version has another parent), or Unknown. A failover keeps its base's
+// version and ancestors under a new nonce, so the slot of its version
+// names the failover, not its base: a slot that differs from env's nonce
+// alone proves nothing.
+func inChain(later, env envelope.Envelope) envelope.Descent {
+	if later.V < env.V {
+		return envelope.NotDescendant
+	}
+	if d := later.V - env.V; d >= 1 && d <= envelope.Lineage && later.Ancestors[d-1] == env.Nonce {
+		return envelope.Descendant
+	}
+	if d := later.V - env.V + 1; d <= envelope.Lineage && later.Ancestors[d-1] != env.Ancestors[0] {
+		return envelope.NotDescendant
+	}
+	return envelope.Unknown
 }
 
 // writeFailover is R3's write failover (R7 with this write as the base):
@@ -232,7 +292,15 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // configuration and version that is not this write (it wins R4.2's tie on
 // its own primary), or the next version built on another write. Then no
 // completion can ever copy this write onto P (undo uses it).
-func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw, qw written) (id uint64, ok, beaten bool) {
+//
+// A re-stamp of Q that was stored and a CAS of P that was then refused
+// leave qw with the re-stamp's token, for the undo (M2: with the token of
+// the write's own store the undo was refused by this very re-stamp, and
+// the call ended unknown though nobody else had touched Q). It is as safe
+// as the undo with the store's token: both tokens stored in turn mean no
+// completion re-stamped Q's copy of this write, so none copied it onto P
+// (R0), and P refused this CAS.
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok, beaten bool) {
 	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
 	if err != nil {
 		return 0, false, false
@@ -248,6 +316,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	}
 	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
 	if err != nil {
+		if classify(err).refused() {
+			qw.tok.cas = qcas // P certainly does not hold it: the undo may run
+		}
 		return 0, false, false
 	}
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
@@ -279,7 +350,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // holding a data record of this epoch and configuration therefore means
 // it is gone: a certain conflict.
 func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, pw, qw written, perr error, beaten bool) (uint64, error) {
-	exp := int32(max(1, min(h.baseTTL-since(h.baseAt), maxRelativeExpiration, int64(h.env.Timeout))))
+	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
+	// rounded up, which took a second off the session).
+	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
 	_, err := qw.n.wcas(ctx, key, h.base, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err == nil {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
@@ -295,6 +368,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	}
 	// Q changed again: read both copies (a few times while a reader's
 	// completion of this write is in flight).
+	far := false // a copy was past envelope.Lineage versions on: no ancestor tells
 	for range 5 {
 		var cp, cq copyRead
 		var ep, eq error
@@ -321,6 +395,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
 			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
 		}
+		for _, c := range []*copyRead{&cp, &cq} {
+			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
+		}
 		if notBuiltOn(&cp, env) {
 			beaten = true // P is past this write on another chain
 		}
@@ -335,5 +412,17 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 	}
+	if far {
+		// M2's residual (issue 13): whether a reader's completion copied
+		// this write onto P is told only by the ancestors of the records
+		// after it; a writer that reads again only after more than
+		// envelope.Lineage versions (stalled: descheduled, a GC pause)
+		// cannot know.
+		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: %s", stalledWriter), perr, err)
+	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
 }
+
+// stalledWriter is the reason given for the unknown outcome of a writer stalled past
+// the ancestors its records keep (undo).
+var stalledWriter = fmt.Sprintf("the session was more than %d versions past this write when its writer read it again", envelope.Lineage)

@@ -48,10 +48,6 @@ type Params struct {
 	// deliberately broken variant for the checker's tests (a store that
 	// keeps sessions too long, or too short, when negative).
 	ttlSkew time.Duration
-	// noClockDrift ticks every node's clock exactly once a second (the
-	// model before clockModel's drift): a clock that never skips a
-	// second, for the checker's tests.
-	noClockDrift bool
 	// noGetAndTouch hides the Store's GetAndTouch from the provider in
 	// every seed (otherwise only in odd seeds): its read path then reads
 	// with Get and slides with a CAS.
@@ -625,12 +621,6 @@ func Run(seed uint64, p Params) *Result {
 func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
 	nw := NewNetwork(p.Nodes, rng)
-	if p.noClockDrift {
-		for _, nd := range nw.nodes {
-			nd.clk.drift = 0
-			nd.tab.clk = nd.clk
-		}
-	}
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
 	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
 	nw.onCmd = r.afterCmd

@@ -3,13 +3,20 @@ package sim
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
 // session is a raw client connection to one simulated node.
@@ -197,5 +204,69 @@ func TestClockModelSkips(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestStoreOutlivesTTLAcrossClockSkips writes keys through the memcached
+// Store to a node whose clock skips a second at its third tick, one write
+// every 37 ms over 4 s (so some land in the second before the skip, when
+// the clock lags by almost 2 s), and reads each back just before its TTL
+// has passed: every key must be there. The same run with one second less
+// of slack (the store before the fix: expiration.go's clockSlack was 1)
+// must find a key gone early; a test that cannot fail would pass it.
+func TestStoreOutlivesTTLAcrossClockSkips(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		skew     time.Duration // added to the TTL the Store is given
+		wantLoss bool
+	}{{"store", 0, false}, {"one-second-slack", -time.Second, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				nw := NewNetwork(1, rand.New(rand.NewPCG(1, 2)))
+				nd := nw.nodes[nw.addrs[0]]
+				const drift = 10 * time.Millisecond
+				nd.clk = clockModel{offset: time.Second - 3*drift + time.Millisecond, drift: drift} // tick 3 skips
+				nd.tab.clk = nd.clk
+				nw.minLat, nw.maxLat = 50*time.Microsecond, 100*time.Microsecond
+				st, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), DialContext: nw.Dialer("app"), Timeout: time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				value := record.Record{Header: record.Header{Seq: 1, DataSeq: 1, Timeout: time.Minute}}.Encode()
+				const ttl = 2 * time.Second
+				var mu sync.Mutex
+				var early []string
+				var wg sync.WaitGroup
+				for i := range 108 {
+					wg.Go(func() {
+						time.Sleep(time.Duration(i) * 37 * time.Millisecond)
+						ctx := context.Background()
+						key := fmt.Sprintf("sl:k%d", i)
+						start := time.Now()
+						if _, err := st.Add(ctx, key, value, ttl+c.skew); err != nil {
+							t.Errorf("add %s: %v", key, err)
+							return
+						}
+						time.Sleep(time.Until(start.Add(ttl - 5*time.Millisecond)))
+						if _, err := st.Get(ctx, key); errors.Is(err, provider.ErrNotFound) {
+							mu.Lock()
+							early = append(early, fmt.Sprintf("written at %v", time.Duration(i)*37*time.Millisecond))
+							mu.Unlock()
+						} else if err != nil {
+							t.Errorf("get %s: %v", key, err)
+						}
+					})
+				}
+				wg.Wait()
+				switch {
+				case c.wantLoss && len(early) == 0:
+					t.Fatal("one second of slack lost no key: the clock model does not skip")
+				case !c.wantLoss && len(early) > 0:
+					t.Fatalf("%d keys gone before their %v TTL: %v", len(early), ttl, early)
+				}
+				t.Logf("%d of 108 keys gone early", len(early))
+			})
+		})
 	}
 }

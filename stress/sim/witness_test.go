@@ -76,11 +76,35 @@ var witnessAllowed = map[FaultKind][]Invariant{
 
 // knownOpen reports whether v is the witness scheme's known open issue: a
 // request after the faults healed (stuck) that failed with
-// provider.ErrOutcomeUnknown ("the secondary holds another record":
-// crossing writes, docs/simulation.md). It is printed, not failed; every
-// other violation fails.
+// provider.ErrOutcomeUnknown for one of the residual reasons (residual).
+// It is printed, not failed; every other violation fails.
 func knownOpen(v Violation) bool {
-	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error())
+	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) && residual(v.Detail)
+}
+
+// residualUnknown are the reasons the witness scheme still gives for an
+// unknown outcome with no fault in progress (docs/replication.md, Review
+// 5: status, M2): a writer that read again only after its session moved
+// more versions on than its records' ancestors keep, and a write stored
+// on P while a failover, not yet established on the witness node or
+// resting on this very write's version, moved the session on. Issue 13's
+// M2 fixed the unknown outcomes of a writer's undo refused by its own
+// re-stamp and of a write over a failover established without it ("the
+// secondary holds another record"): those, and every other reason, fail.
+var residualUnknown = []string{
+	"versions past this write when its writer read it again",
+	"the secondary holds a failover's fence and the witness node no established record after it",
+	"the secondary holds a newer configuration that may be built on this write",
+}
+
+// residual reports whether err's text names one of residualUnknown.
+func residual(err string) bool {
+	for _, r := range residualUnknown {
+		if strings.Contains(err, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // failoverKinds are the single node faults after which every request
@@ -91,10 +115,10 @@ var failoverKinds = []FaultKind{FaultFlush, FaultFlushStep, FaultRestart, FaultK
 // started at least a failover time after the last fault event (a fault
 // striking or healing) before them, and no fault event came while they
 // ran (SimFailoverTime: docs/replication.md section 9, question 14).
-// Those that failed with provider.ErrOutcomeUnknown are returned apart
-// (unknown): the witness scheme's known open issue (crossing writes under
-// contention end with an unknown outcome, docs/simulation.md), printed,
-// not failed.
+// Those that failed with provider.ErrOutcomeUnknown for a residual reason
+// are returned apart (unknown): the witness scheme's known open issue
+// (docs/simulation.md), printed, not failed; any other unknown outcome
+// is among fails.
 func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 	var events []time.Duration
 	for _, h := range r.Hits {
@@ -121,7 +145,7 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 			continue
 		}
 		line := fmt.Sprintf("%s %s (app %d, session %d) [%v, %v]: %v", rq.Kind, rq.ID, rq.App, rq.Session, rq.Call, rq.Ret, rq.Err)
-		if errors.Is(rq.Err, provider.ErrOutcomeUnknown) {
+		if errors.Is(rq.Err, provider.ErrOutcomeUnknown) && residual(rq.Err.Error()) {
 			unknown = append(unknown, line)
 		} else {
 			fails = append(fails, line)
@@ -195,16 +219,6 @@ func TestSimWitness(t *testing.T) {
 						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
 						continue
 					}
-					if k == FaultExpiry && v.Inv == InvSessionLost {
-						// Known open (docs/replication.md, Review 5: status):
-						// a session ended before its own timeout after its
-						// last access, since failovers queue R9 (seed 136);
-						// suspected: an internal CAS carries the t of its
-						// read over a touch that landed in between (a touch
-						// keeps the token).
-						fmt.Printf("KNOWN OPEN (early expiry): seed %d: %s\n%s", r.Seed, v, report(r))
-						continue
-					}
 					if !slices.Contains(witnessAllowed[k], v.Inv) {
 						bad = append(bad, v)
 					} else if v.Inv != InvSessionLost {
@@ -247,5 +261,33 @@ func TestSimWitness(t *testing.T) {
 				t.Errorf("the witness scheme breaks %s in %d of %d seeds of %q (first: seed %d)", d.inv, len(seeds), total, d.kind, seeds[0])
 			}
 		})
+	}
+}
+
+// witnessExpirySeeds are seeds of the expiry kind (a seed's run depends
+// on the kind list only through its kind) in which the witness scheme
+// lost a session before its own timeout after its last access (issue 13:
+// every decision on a copy's own node took a second off its TTL, and
+// R9's re-stamps set back a client touch that landed after their read):
+// 252 and 352 in a 400-seed run of the kind alone before the fix, with
+// the sim's skipping memcached clock (71fda15). (Before that clock, seeds
+// 136 and 192 printed KNOWN OPEN in TestSimWitness.)
+var witnessExpirySeeds = []uint64{252, 352}
+
+// TestSimWitnessExpirySeeds replays witnessExpirySeeds three times each
+// under the expiry kind (goroutine scheduling is not seeded, so a replay
+// may take another path): every invariant must hold.
+func TestSimWitnessExpirySeeds(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
+	}
+	p := witnessParams()
+	p.Kinds = []FaultKind{FaultExpiry}
+	for _, seed := range witnessExpirySeeds {
+		for range 3 {
+			if r := runSeed(t, seed, p); len(r.Violations) > 0 {
+				t.Errorf("witness scheme, expiry seed %d: %s", seed, report(r))
+			}
+		}
 	}
 }

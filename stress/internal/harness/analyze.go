@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -24,6 +25,11 @@ type timing struct {
 	End    int64 `json:"end,omitempty"`
 	Done   int64 `json:"done"`
 	Status int   `json:"status"`
+	// Stamps (exclusive requests): when the app server called each of its
+	// successful writes of the session's record from Arrive to End: the
+	// lock's and its lease renewals' (and any lock-free write of that
+	// server meanwhile, which can only lengthen the lease counted).
+	Stamps []int64 `json:"stamps,omitempty"`
 }
 
 func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
@@ -276,9 +282,10 @@ type span struct{ from, to int64 }
 // checkLocks counts stuck sessions, stuck waits and overlapping exclusive
 // handlers.
 func checkLocks(o observations, res *Result) {
-	for _, st := range o.states {
+	for sid, st := range o.states {
 		if st.Found && st.Locked {
 			res.StuckSessions++
+			res.finding("locked at the end: session %s…", sidTag(sid))
 		}
 	}
 	threshold := stuckWaitThreshold(o.cfg)
@@ -287,8 +294,8 @@ func checkLocks(o observations, res *Result) {
 	// Per session: the intervals during which some request may have held
 	// its lock, and the waits.
 	holds := map[string][]span{}
-	waits := map[string][]span{}
-	runs := map[string][]span{}
+	waits := map[string][]handlerRun{} // a wait: Arrive to Start
+	runs := map[string][]handlerRun{}
 	for _, r := range o.requests {
 		ri := routes[r.Route]
 		t, ok := o.timings[r.ID]
@@ -303,10 +310,11 @@ func checkLocks(o observations, res *Result) {
 		case ok && t.ran():
 			if ri.exclusive {
 				holds[sid] = append(holds[sid], span{t.Start, t.Done})
-				runs[sid] = append(runs[sid], span{t.Start, t.End})
+				runs[sid] = append(runs[sid], handlerRun{span: span{t.Start, t.End}, stamps: t.Stamps,
+					acked: r.ok() || t.Status/100 == 2, proc: t.Proc, route: r.Route, status: t.Status})
 			}
 			if ri.exclusive || ri.readOnly {
-				waits[sid] = append(waits[sid], span{t.Arrive, t.Start})
+				waits[sid] = append(waits[sid], handlerRun{span: span{t.Arrive, t.Start}, proc: t.Proc, route: r.Route})
 			}
 		case ri.exclusive:
 			// No record from the app server (it crashed, or the request
@@ -337,9 +345,10 @@ func checkLocks(o observations, res *Result) {
 			// The longest stretch of the wait during which no request
 			// held the lock (a request's own hold begins when its wait
 			// ends).
-			if time.Duration(longestGap(merged, w)) > threshold {
-				if time.Duration(longestGap(excused, w)) > threshold {
+			if time.Duration(longestGap(merged, w.span)) > threshold {
+				if time.Duration(longestGap(excused, w.span)) > threshold {
 					res.StuckWaits++
+					res.finding("stuck wait: session %s…: app %d %s waited from %.0f to %.0f ms", sidTag(sid), w.proc, w.route, ms(w.from-o.start), ms(w.to-o.start))
 				} else {
 					res.StuckWaitsInFailover++
 				}
@@ -347,16 +356,68 @@ func checkLocks(o observations, res *Result) {
 		}
 	}
 	res.StuckLocks = res.StuckSessions + res.StuckWaits
-	for _, rs := range runs {
+	for sid, rs := range runs {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
-		end := int64(0)
-		for _, s := range rs {
-			if s.from < end {
+		var running []handlerRun // earlier handlers, pruned to those not ended
+		for _, b := range rs {
+			running = slices.DeleteFunc(running, func(a handlerRun) bool { return a.to <= b.from })
+			// b began while an earlier handler a had not ended: two
+			// holders, unless a's lease had surely run out.
+			if i := slices.IndexFunc(running, func(a handlerRun) bool { return !a.leaseEndedBy(b.from, o.cfg.Lease) }); i >= 0 {
 				res.ExclusionViolations++
+				a := running[i]
+				res.finding("two holders: session %s…: app %d %s (handler %.0f to %.0f ms, status %d) and app %d %s (handler from %.0f ms)",
+					sidTag(sid), a.proc, a.route, ms(a.from-o.start), ms(a.to-o.start), a.status, b.proc, b.route, ms(b.from-o.start))
 			}
-			end = max(end, s.to)
+			running = append(running, b)
 		}
 	}
+}
+
+// handlerRun is an exclusive handler's run (Start to End), with the
+// calls of its app server's writes of the session (timing.Stamps); or a
+// wait (Arrive to Start).
+type handlerRun struct {
+	span
+	stamps []int64
+	acked  bool // its request succeeded (client or app server side)
+	proc   int
+	route  string
+	status int // the app server's answer
+}
+
+// maxFindings bounds Result.Findings.
+const maxFindings = 20
+
+// finding adds one line to res.Findings, up to maxFindings.
+func (res *Result) finding(format string, args ...any) {
+	if len(res.Findings) < maxFindings {
+		res.Findings = append(res.Findings, fmt.Sprintf(format, args...))
+	}
+}
+
+// sidTag is the start of a session id, for findings (never a whole id).
+func sidTag(sid string) string { return sid[:min(len(sid), 6)] }
+
+// leaseEndedBy reports whether the run's lease had surely ended at t: a
+// holder paused past its lease (SIGSTOP) is still in its handler when
+// the next holder takes over, which is the lease working, not two
+// holders, if its lease ran out before (a lease from the call of its
+// last successful write of the record, the lock's or a renewal's, as the
+// simulation's twoHolders counts it) and its request then failed (its
+// commit fenced: I3). With no such write seen, or no leases, it never
+// ended.
+func (r handlerRun) leaseEndedBy(t int64, lease time.Duration) bool {
+	if lease <= 0 || r.acked {
+		return false
+	}
+	last := int64(0)
+	for _, s := range r.stamps {
+		if s < t {
+			last = max(last, s)
+		}
+	}
+	return last > 0 && last+int64(lease) <= t
 }
 
 // mergeSpans returns the union of spans as sorted, disjoint spans.

@@ -89,6 +89,7 @@ type app struct {
 
 	inFlight atomic.Int64
 	fenced   atomic.Int64
+	stamps   *stamps // the provider's successful writes, for the leases of timing.Stamps
 
 	mu      sync.Mutex
 	timings []timing
@@ -102,7 +103,8 @@ func newApp(cfg appConfig, store provider.Store) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := provider.New(store, pcfg)
+	rec := newStamps()
+	p, err := provider.New(stamped(store, rec), pcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +122,7 @@ func newApp(cfg appConfig, store provider.Store) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, holding: map[uint64]string{}}
+	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, stamps: rec, holding: map[uint64]string{}}
 	modes := map[string]middleware.Mode{}
 	for name, ri := range routes {
 		switch {
@@ -179,6 +181,12 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), timingKey{}, t)))
 		t.Done = time.Now().UnixNano()
 		t.Status = sw.status
+		if routes[route].exclusive && t.ran() && t.SID != "" {
+			// The lock's and the renewals' writes: its lease (checkLocks).
+			if key, err := a.prov.Key(t.SID); err == nil {
+				t.Stamps = a.stamps.within(key, t.Arrive, t.End)
+			}
+		}
 		if sw.status == http.StatusConflict {
 			// Only the middleware answers 409: its commit was fenced
 			// because the lock had been taken over.

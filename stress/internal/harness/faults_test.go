@@ -81,8 +81,10 @@ func TestRealFaults(t *testing.T) {
 	// failures naming its open issues, until they hold (then "" again: a
 	// requirement). In the clean-clone CI at cf17bcc, after the review-5
 	// fixes, pause-app showed two holders and restart-node stuck locks in
-	// some runs; the three runs of each before those fixes held.
-	const witnessOpen = "the witness scheme's open issues (docs/replication.md, Review 5: status; this run's violations are not yet diagnosed)"
+	// some runs; the three runs of each before those fixes held. The two
+	// holders were the harness's check (open, below); restart-node's
+	// stuck locks are not diagnosed.
+	const witnessOpen = "the witness scheme's open issues (docs/replication.md, Review 5: status)"
 	for _, tc := range slices.Clone(cases) {
 		if tc.name == "flush-seeded" {
 			// Three flushes of drawn nodes, a tenth of the run apart, fall
@@ -94,6 +96,18 @@ func TestRealFaults(t *testing.T) {
 		}
 		tc.name, tc.defect = "witness/"+tc.name, witnessOpen
 		cases = append(cases, tc)
+	}
+	// open lists, per case, the invariants (Result.Violations) its defect
+	// may break; none listed: any. A violation of another one fails.
+	open := map[string][]string{
+		// Its two holders were the check's: a holder stopped inside its
+		// handler past its lease, taken over, then fenced (the check
+		// counts leases now: TestExclusionPausedHolder). Its stuck locks
+		// after the stop (the resumed server failing healthy nodes:
+		// TestOwnStopDoesNotFailNodes) are fixed; stuck locks stay open
+		// because unknown outcomes under load leave locks nobody holds
+		// (Review 5: status).
+		"witness/pause-app": {"stuck_locks"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,16 +137,22 @@ func TestRealFaults(t *testing.T) {
 					t.Fatalf("%d flushes injected, want %d: %v", len(flushed), cfg.FlushCount, res.Events)
 				}
 			}
-			v := res.Violations()
-			switch {
-			case tc.defect == "":
-				if len(v) > 0 {
-					t.Errorf("invariants violated: %s", strings.Join(v, ", "))
+			var expected, v []string
+			for _, x := range res.Violations() {
+				if tc.defect != "" && (open[tc.name] == nil || slices.Contains(open[tc.name], x)) {
+					expected = append(expected, x)
+				} else {
+					v = append(v, x)
 				}
-			case len(v) > 0:
-				t.Logf("EXPECTED FAILURE (%s): invariants violated: %s", tc.defect, strings.Join(v, ", "))
-			default:
-				t.Logf("this run did not hit %s: every invariant held", tc.defect)
+			}
+			if len(v) > 0 {
+				t.Errorf("invariants violated: %s", strings.Join(v, ", "))
+			}
+			switch {
+			case len(expected) > 0:
+				t.Logf("EXPECTED FAILURE (%s): invariants violated: %s", tc.defect, strings.Join(expected, ", "))
+			case tc.defect != "":
+				t.Logf("this run did not hit %s: every invariant it may break held", tc.defect)
 			}
 		})
 	}

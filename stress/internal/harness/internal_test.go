@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,11 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	require.Equal(t, 2, res.StuckLocks)
 	require.Equal(t, 1, res.UnackedCommits, "E's counter is one above its acknowledged increments")
 	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
+	require.ElementsMatch(t, []string{
+		"locked at the end: session D…",
+		"stuck wait: session D…: app 0 read waited from 0 to 5000 ms",
+		"two holders: session B…: app 0 incr (handler 10 to 20 ms, status 0) and app 0 incr (handler from 15 ms)",
+	}, res.Findings)
 }
 
 // TestStuckWaitInFailover: a wait's stretch without a holder that lies
@@ -97,6 +103,54 @@ func TestStuckWaitInFailover(t *testing.T) {
 			res := analyze(o)
 			require.Equal(t, tc.stuck, res.StuckWaits)
 			require.Equal(t, tc.fail, res.StuckWaitsInFailover)
+		})
+	}
+}
+
+// TestExclusionPausedHolder: a holder paused past its lease is still in
+// its handler when the next holder takes over. That is the lease working
+// when its lease (from the call of its last successful write of the
+// record) ran out before the takeover and its request then failed (the
+// commit fenced, 409); it is two holders when the takeover came within
+// the lease, when the late holder's request succeeded, or when no write
+// of its lock was seen.
+func TestExclusionPausedHolder(t *testing.T) {
+	cfg := Config{Lease: 1500 * time.Millisecond}.withDefaults()
+	for _, tc := range []struct {
+		name     string
+		stamps   []int64 // ms: the paused holder's writes (lock, renewals)
+		takeover int64   // ms: the next holder's handler starts
+		status   int     // the paused holder's answer
+		want     int
+	}{
+		{"fenced, taken over after its lease", []int64{100, 600}, 2150, 409, 0},
+		{"taken over within its lease", []int64{100, 600}, 2050, 409, 1},
+		{"its late commit succeeded", []int64{100, 600}, 2150, 200, 1},
+		{"no write of its lock seen", nil, 2150, 409, 1},
+		{"a renewal after the takeover does not count", []int64{100, 600, 2200}, 2150, 409, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+			var stamps []int64
+			for _, s := range tc.stamps {
+				stamps = append(stamps, s*msNs)
+			}
+			reason := ""
+			if tc.status != 200 {
+				reason = "status_409"
+			}
+			// The paused holder: its handler from 110 ms to 3 s (stopped
+			// in between); the next one: 10 ms from the takeover.
+			o.requests = append(o.requests, &request{ID: 1, Browser: 0, Route: RouteSlow, SID: "A", Status: tc.status, Reason: reason, Value: 1},
+				&request{ID: 2, Browser: 0, Route: RouteIncr, SID: "A", Status: 200, Value: 1})
+			o.timings[1] = timing{ID: 1, Route: RouteSlow, SID: "A", Arrive: 90 * msNs, Start: 110 * msNs, End: 3000 * msNs, Done: 3010 * msNs, Status: tc.status, Stamps: stamps}
+			o.timings[2] = timing{ID: 2, Route: RouteIncr, SID: "A", Arrive: 200 * msNs, Start: tc.takeover * msNs, End: (tc.takeover + 10) * msNs, Done: (tc.takeover + 10) * msNs, Status: 200, Stamps: []int64{tc.takeover * msNs}}
+			o.states = map[string]sessionState{"A": {Found: true, Counter: 1}}
+			res := analyze(o)
+			require.Equal(t, tc.want, res.ExclusionViolations)
+			if tc.want > 0 {
+				require.Equal(t, []string{"two holders: session A…: app 0 slow (handler 110 to 3000 ms, status " + strconv.Itoa(tc.status) + ") and app 0 incr (handler from " + strconv.FormatInt(tc.takeover, 10) + " ms)"}, res.Findings)
+			}
 		})
 	}
 }

@@ -54,6 +54,10 @@ func figures(r *Result) []figure {
 	bad(r.ExclusionViolations > 0)
 	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
 	p("unacked_commits", "%d", r.UnackedCommits)
+	for _, x := range r.Findings {
+		p("finding", "%s", x)
+		bad(true)
+	}
 	return f
 }
 

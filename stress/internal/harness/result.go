@@ -121,6 +121,11 @@ type Result struct {
 	RecoveryMs float64 `json:"recovery_ms,omitempty"`
 	Recovered  bool    `json:"recovered,omitempty"`
 
+	// Findings say where the lock checks found a violation (at most 20):
+	// the session (the start of its id) and the requests, in ms from the
+	// workload's start.
+	Findings []string `json:"findings,omitempty"`
+
 	// Routes has per-route figures; Events the faults injected.
 	Routes map[string]RouteStats `json:"routes"`
 	Events []Event               `json:"events,omitempty"`

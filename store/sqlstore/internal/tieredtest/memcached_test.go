@@ -36,7 +36,12 @@ func TestConformanceMemcached(t *testing.T) {
 	providertest.Run(t, providertest.Options{
 		NewStore: func(t *testing.T) provider.Store {
 			flushAll(t, servers)
-			s, err := tiered.New(tiered.Config{Cache: newMemcached(t, servers), Durable: newDurable(t, dsn)})
+			// The checks are not about timeouts: a generous one keeps a
+			// loaded machine's stall (CI saw an i/o timeout at 500 ms,
+			// load average 20 on 2 cores) from failing them.
+			mc, err := memcached.New(memcached.Config{Nodes: mcserver.Addrs(servers), HealthCheckInterval: 10 * time.Millisecond, Timeout: 5 * time.Second})
+			require.NoError(t, err)
+			s, err := tiered.New(tiered.Config{Cache: mc, Durable: newDurable(t, dsn)})
 			require.NoError(t, err)
 			return s
 		},
