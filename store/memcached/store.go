@@ -99,9 +99,10 @@ const (
 	// pay one write system call and one wake-up per batch, not per
 	// operation. Each operation keeps its own deadline (its context's,
 	// and Timeout: a reply later than that breaks the connection, failing
-	// what is in flight on it). A lone operation costs two goroutine
-	// hand-offs more than on a pooled connection (docs/performance.md,
-	// Pipelining).
+	// what is in flight on it). An operation that finds its connection
+	// idle is written and read by its caller, as on a pooled connection;
+	// a lone request is still somewhat slower than pooled
+	// (docs/performance.md, "Pipelined or pooled").
 	ConnsPipelined ConnMode = iota
 	// ConnsPooled takes a connection from a pool of idle ones for each
 	// operation (dialling one when none is idle) and puts it back after
