@@ -16,9 +16,10 @@ func TestConformance(t *testing.T) {
 	}{
 		{"OneNode", 1, memcached.Config{}},
 		{"ThreeNodes", 3, memcached.Config{}},
-		// Operations multiplexed over shared connections.
-		{"OneNodePipeline", 1, memcached.Config{Pipeline: true}},
-		{"ThreeNodesPipeline", 3, memcached.Config{Pipeline: true}},
+		// A pool of connections, one operation at a time on each (the
+		// default multiplexes operations over shared connections).
+		{"OneNodePooled", 1, memcached.Config{Conns: memcached.ConnsPooled}},
+		{"ThreeNodesPooled", 3, memcached.Config{Conns: memcached.ConnsPooled}},
 		// The text path (servers without meta commands): one copy.
 		{"OneNodeText", 1, memcached.Config{TextProtocol: true}},
 		{"ThreeNodesText", 3, memcached.Config{TextProtocol: true}},

@@ -1,8 +1,8 @@
 // Package memcached is a provider.Store on a pool of memcached nodes, with
 // a backup copy of every session on a second node, failover while a node is
 // down and repair when it comes back. Each node has one client speaking
-// memcached's meta commands (memcached 1.6 or later) on one connection
-// pool (or a few shared, pipelined connections: Config.Pipeline);
+// memcached's meta commands (memcached 1.6 or later) on a few shared,
+// pipelined connections (or a pool of connections: Config.Conns);
 // github.com/bradfitz/gomemcache is used only on the text path for
 // older servers (Config.TextProtocol, ProbeMeta).
 //
@@ -195,11 +195,11 @@
 // refused) and every read fail with ErrUnavailable only
 // (TestWriteOutcomeUnknownOnHungNode, TestWriteNotSentOnRefusedNode).
 //
-// # Pipelining
+// # Connections: pipelined or pooled
 //
-// With Config.Pipeline each node's operations share Config.PipelineConns
-// connections (default 2) instead of taking one each from the pool
-// (auto-pipelining, as rueidis does for Redis). Each connection has one
+// By default (Config.Conns: ConnsPipelined) each node's operations share
+// Config.PipelineConns connections (default 2) (auto-pipelining, as
+// rueidis does for Redis). Each connection has one
 // writer goroutine, which writes the commands queued while it was busy in
 // one write system call (before writing it yields to goroutines ready to
 // run for as long as that brings more requests, up to 64 KiB, so a busy
@@ -215,10 +215,25 @@
 // Close fails the requests in flight and stops the goroutines. Concurrent
 // requests then pay one write and one wake-up per batch instead of per
 // operation: in the side-by-side throughput benchmark with 32 clients
-// every mode gains 10-50 % (docs/performance.md, "Pipelining"), while a
-// lone request's round trip passes through two goroutine hand-offs, which
-// makes the three-round-trip cold exclusive read slower; hence opt-in.
-// Round trips and commands per request are the same on both paths.
+// every mode was faster than on pooled connections, and only pipelined
+// met the exclusive-read throughput target (docs/performance.md,
+// "Pipelined or pooled"). A request that finds its connection idle
+// (nothing in flight, no write under way) is written and its reply read
+// by its caller, as on a pooled connection, with no goroutine hand-off;
+// until the reply's first byte a context that ends hands the reply to the
+// reader goroutine, after it the reply is read whole (bounded by
+// Timeout). A lone request is still somewhat slower than pooled (the
+// Store's exclusive cycle 10-25 % in the same run): ConnsPooled suits a
+// process that serves one request at a time.
+//
+// ConnsPooled takes one connection from a pool per operation
+// (MaxIdleConnsPerNode idle ones kept). The witness scheme
+// (BackupWitness) always uses pooled connections: it reads the node's
+// incarnation on every new connection and checks it per connection
+// (witness_inc.go), which pipelined connections do not do. So does the
+// text path (gomemcache). Round trips and commands per request are the
+// same on both kinds of connection, and the conformance suite runs on both
+// (TestConformance).
 //
 // # Bytes on the wire
 //
@@ -288,8 +303,8 @@
 //
 //	Backup               BackupOn (with 2+ nodes)
 //	Timeout              500 ms per operation
-//	MaxIdleConnsPerNode  64 (see Config)
-//	Pipeline             false (a pool of connections; PipelineConns 2 when on)
+//	Conns                ConnsPipelined (PipelineConns 2 per node; pooled with BackupWitness or TextProtocol)
+//	MaxIdleConnsPerNode  64 on pooled connections (see Config)
 //	TextProtocol         false (meta commands)
 //	HealthCheckInterval  1 s
 //	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)

@@ -33,6 +33,17 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.mu.Unlock()
 }
 
+// Pipelined reports whether s's nodes multiplex their operations over
+// shared connections (Config.Conns).
+func Pipelined(s *Store) bool {
+	for _, n := range s.nodes {
+		if n.meta.pipe == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // CloseIdle closes the idle pooled connections to every node of s: the
 // next command to a node dials it.
 func CloseIdle(s *Store) {

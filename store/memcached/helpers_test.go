@@ -25,14 +25,14 @@ func startNodes(t testing.TB, n int) []*mcserver.Server {
 }
 
 // newStore returns a Store over servers, closed when t ends. With
-// MEMCACHED_PIPELINE=1 in the environment every such Store pipelines
-// (Config.Pipeline) but those of the witness scheme: the package's tests
-// then run over the pipelined client.
+// MEMCACHED_POOLED=1 in the environment every such Store uses pooled
+// connections (memcached.ConnsPooled): the package's tests then run over
+// the pooled client rather than the default pipelined one.
 func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
 	t.Helper()
 	cfg.Nodes = mcserver.Addrs(servers)
-	if os.Getenv("MEMCACHED_PIPELINE") != "" && cfg.Backup != memcached.BackupWitness {
-		cfg.Pipeline = true // New refuses it with the witness scheme
+	if os.Getenv("MEMCACHED_POOLED") != "" {
+		cfg.Conns = memcached.ConnsPooled
 	}
 	if cfg.HealthCheckInterval == 0 {
 		cfg.HealthCheckInterval = 50 * time.Millisecond
@@ -136,7 +136,7 @@ type countedConn struct {
 	w *wire
 	n *wireCount
 	// writing: the last call was a Write (no reply byte has come since).
-	// Guarded by w.mu: with Config.Pipeline one goroutine writes and
+	// Guarded by w.mu: pipelined (the default) one goroutine writes and
 	// another reads, so a Write is noted (and its bytes counted) when it
 	// starts (a reply can only come after it) and a read when bytes came.
 	writing bool

@@ -37,7 +37,7 @@ type metaClient struct {
 	inc atomic.Uint64
 
 	// pipe, when not nil, multiplexes operations over a few shared
-	// connections (Config.Pipeline; see pipeline.go) instead of the pool.
+	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
 	pipe *pipeline
 
 	mu     sync.Mutex

@@ -91,8 +91,8 @@ type namedConfig struct {
 
 func outcomeConfigs() []namedConfig {
 	return []namedConfig{
-		{"pooled", memcached.Config{}},
-		{"pipelined", memcached.Config{Pipeline: true}},
+		{"pipelined", memcached.Config{}},
+		{"pooled", memcached.Config{Conns: memcached.ConnsPooled}},
 		{"text", memcached.Config{TextProtocol: true}},
 	}
 }

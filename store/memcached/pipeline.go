@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// pipeline is a node's client connections when Config.Pipeline is on:
+// pipeline is a node's client connections when pipelined (ConnsPipelined):
 // a small fixed set of connections, each shared by every operation in
 // flight (auto-pipelining, as rueidis does for Redis). An operation is a
 // request: its encoded commands, the parser of their replies and a waiter.
@@ -22,7 +22,11 @@ import (
 // the order the commands were written (memcached answers the commands of
 // one connection in order) and hands each to its waiter. The commands of
 // one request (appendTouch's append and touch, get's keys) are written
-// together, so they stay adjacent on one connection.
+// together, so they stay adjacent on one connection. A request that finds
+// its connection idle (nothing in flight, no write under way) is written
+// by its caller at once instead (send): there is nothing to batch it with,
+// and a lone request then pays one goroutine hand-off (reader to waiter)
+// instead of two.
 //
 // Deadlines: each request has its own, the earlier of its context's and
 // Timeout after it was queued. The context's is the waiter's: when the
@@ -108,7 +112,11 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 			return metaResult{}, err
 		}
 		r.deadline = time.Now().Add(p.c.timeout)
-		err = cn.enqueue(r)
+		var own bool
+		own, err = cn.send(r)
+		if err == nil && own {
+			return cn.readOwn(ctx, r)
+		}
 		if err == nil {
 			break
 		}
@@ -221,6 +229,21 @@ type pipeConn struct {
 	nc     net.Conn
 	broken atomic.Bool // err is set
 
+	// wturn orders the writes (a lock, as a channel of capacity 1: a
+	// goroutine waiting on a channel is durably blocked in a
+	// testing/synctest bubble, one waiting on a mutex is not): whoever
+	// writes (the writer goroutine, or a caller writing its own request on
+	// an idle connection: send) holds it from moving requests to sent
+	// until they are written, so that the stream carries them in the
+	// order of sent.
+	wturn chan struct{}
+	// rturn is the read side's lock (a channel, as wturn): the reader
+	// goroutine holds it while it reads a batch, a caller reading its own
+	// reply (readOwn) while it does. Its holder alone uses br and the
+	// read deadline.
+	rturn chan struct{}
+	br    *bufio.Reader
+
 	mu       sync.Mutex
 	queue    []*metaReq // queued, not yet written
 	sent     []*metaReq // handed to the reader (written or being written), in stream order
@@ -238,6 +261,9 @@ const maxBatch = 64 << 10
 func newPipeConn(nc net.Conn) *pipeConn {
 	cn := &pipeConn{
 		nc:    nc,
+		wturn: make(chan struct{}, 1),
+		rturn: make(chan struct{}, 1),
+		br:    bufio.NewReaderSize(nc, 32<<10),
 		wwake: make(chan struct{}, 1),
 		rwake: make(chan struct{}, 1),
 		dead:  make(chan struct{}),
@@ -245,6 +271,107 @@ func newPipeConn(nc net.Conn) *pipeConn {
 	go cn.writeLoop()
 	go cn.readLoop()
 	return cn
+}
+
+// send writes r on the caller's goroutine when the connection is idle
+// (nothing in flight, no write under way): there is nothing to gather
+// into a batch, and the caller then reads its reply itself too (own:
+// call readOwn), as on a pooled connection, with no goroutine hand-off.
+// When the reader goroutine still holds the read side, r goes to it
+// (one hand-off, to the waiter). Otherwise send queues r for the writer
+// (enqueue). It fails when the connection is closed, with nothing sent; a
+// failed write fails the connection, and with it r.
+func (cn *pipeConn) send(r *metaReq) (own bool, err error) {
+	select {
+	case cn.wturn <- struct{}{}:
+	default:
+		return false, cn.enqueue(r) // the writer is at work: join its batch
+	}
+	cn.mu.Lock()
+	if cn.err != nil || cn.inflight > 0 {
+		cn.mu.Unlock()
+		<-cn.wturn
+		return false, cn.enqueue(r)
+	}
+	r.state.Store(reqSent) // never queued: nobody can abandon it yet
+	cn.inflight++
+	select {
+	case cn.rturn <- struct{}{}:
+		// Nothing is in flight, so r's reply comes first: the caller
+		// reads it, and the reader goroutine waits for rturn to read the
+		// replies of the requests sent after r.
+		own = true
+	default:
+		cn.sent = append(cn.sent, r) // sent was empty
+	}
+	cn.mu.Unlock()
+	if !own {
+		signal(cn.rwake)
+	}
+	_ = cn.nc.SetWriteDeadline(r.deadline)
+	_, err = cn.nc.Write(r.cmd)
+	<-cn.wturn
+	if err != nil {
+		// r may be partly written: it fails with err (unknown outcome),
+		// from readOwn (whose read finds the connection closed) or from
+		// fail (r is in sent), never as not sent.
+		cn.fail(err)
+	}
+	return own, nil
+}
+
+// readOwn reads the reply to r, which its caller wrote on an idle
+// connection and holds rturn for (send), and releases rturn. Until the
+// first byte of the reply arrives the read is interrupted when ctx ends:
+// r is then handed to the reader goroutine, which consumes its reply
+// later, and the caller returns the context's error (as a waiter does).
+// Once the reply has begun it is read whole, bounded by r's deadline
+// (Timeout).
+func (cn *pipeConn) readOwn(ctx context.Context, r *metaReq) (metaResult, error) {
+	_ = cn.nc.SetReadDeadline(r.deadline)
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = cn.nc.SetReadDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
+	_, err := cn.br.Peek(1)
+	if !stop() {
+		<-interrupted // the deadline is pulled in: put it back
+		_ = cn.nc.SetReadDeadline(r.deadline)
+		if err != nil && cn.br.Buffered() == 0 {
+			// No byte of the reply was read: the reader goroutine
+			// reads it, before the replies sent after r.
+			cn.mu.Lock()
+			if cn.err == nil {
+				cn.sent = append([]*metaReq{r}, cn.sent...)
+				err = nil
+			}
+			cn.mu.Unlock()
+			<-cn.rturn
+			signal(cn.rwake)
+			if err == nil {
+				return metaResult{}, &ctxError{context.Cause(ctx)}
+			}
+			return metaResult{}, cn.fail(err)
+		}
+	}
+	if err == nil {
+		err = r.parse(cn.br, &r.res)
+	}
+	if err != nil && !isReply(err) {
+		// The stream is broken or out of step: every request on the
+		// connection fails.
+		err = cn.fail(err)
+		<-cn.rturn
+		return metaResult{}, err
+	}
+	cn.mu.Lock()
+	if cn.err == nil {
+		cn.inflight--
+	}
+	cn.mu.Unlock()
+	<-cn.rturn
+	return r.res, err
 }
 
 // enqueue queues r for the writer; it fails when the connection is
@@ -316,12 +443,18 @@ func (cn *pipeConn) writeLoop() {
 		}
 		buf = buf[:0]
 		var deadline time.Time
+		select {
+		case cn.wturn <- struct{}{}:
+		case <-cn.dead:
+			return
+		}
 		for {
 			var took int
 			var first time.Time
 			var ok bool
 			buf, took, first, ok = cn.take(buf)
 			if !ok {
+				<-cn.wturn
 				return
 			}
 			if took > 0 && deadline.IsZero() {
@@ -343,12 +476,14 @@ func (cn *pipeConn) writeLoop() {
 			}
 			_ = cn.nc.SetWriteDeadline(deadline)
 			if _, err := cn.nc.Write(buf); err != nil {
+				<-cn.wturn
 				cn.fail(err)
 				return
 			}
 			buf = buf[:0]
 			deadline = time.Time{}
 		}
+		<-cn.wturn
 		if cap(buf) > 4*maxBatch {
 			buf = nil
 		}
@@ -357,7 +492,6 @@ func (cn *pipeConn) writeLoop() {
 
 // readLoop reads the replies in order and hands each to its waiter.
 func (cn *pipeConn) readLoop() {
-	br := bufio.NewReaderSize(cn.nc, 32<<10)
 	var batch []*metaReq
 	for {
 		cn.mu.Lock()
@@ -373,11 +507,20 @@ func (cn *pipeConn) readLoop() {
 			}
 			cn.mu.Lock()
 		}
+		cn.mu.Unlock()
+		// A caller reading its own reply (readOwn) comes first in the
+		// stream: wait for it.
+		select {
+		case cn.rturn <- struct{}{}:
+		case <-cn.dead:
+			return
+		}
+		cn.mu.Lock()
 		batch, cn.sent = cn.sent, batch[:0]
 		cn.mu.Unlock()
 		for i, r := range batch {
 			_ = cn.nc.SetReadDeadline(r.deadline)
-			err := r.parse(br, &r.res)
+			err := r.parse(cn.br, &r.res)
 			if err != nil && !isReply(err) {
 				// The stream is broken or out of step: every request on
 				// the connection fails.
@@ -385,6 +528,7 @@ func (cn *pipeConn) readLoop() {
 				for _, q := range batch[i:] {
 					q.finish(err)
 				}
+				<-cn.rturn
 				return
 			}
 			r.finish(err)
@@ -395,6 +539,7 @@ func (cn *pipeConn) readLoop() {
 			cn.inflight -= len(batch)
 		}
 		cn.mu.Unlock()
+		<-cn.rturn
 	}
 }
 

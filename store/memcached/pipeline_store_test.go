@@ -17,7 +17,7 @@ import (
 func TestPipelineStoreCloseWhilePending(t *testing.T) {
 	servers := startNodes(t, 1)
 	w := newWire()
-	s := newStore(t, servers, memcached.Config{Pipeline: true, Timeout: time.Minute, DialContext: w.dial})
+	s := newStore(t, servers, memcached.Config{Timeout: time.Minute, DialContext: w.dial})
 	ctx := context.Background()
 	const key = "sl:closepending"
 	_, err := s.Add(ctx, key, record(1, "x"), time.Minute)
@@ -47,13 +47,32 @@ func TestPipelineStoreCloseWhilePending(t *testing.T) {
 	}
 }
 
-// TestPipelineRefusedWithWitness: New refuses Pipeline with BackupWitness,
-// whose per-connection incarnation checks pipelined connections lack.
-func TestPipelineRefusedWithWitness(t *testing.T) {
-	_, err := memcached.New(memcached.Config{
-		Nodes:    []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"},
-		Backup:   memcached.BackupWitness,
-		Pipeline: true,
-	})
-	require.ErrorContains(t, err, "Pipeline cannot be combined with BackupWitness")
+// TestConnMode: the zero Config pipelines; ConnsPooled, the text path
+// and the witness scheme use pooled connections (New accepts the witness
+// scheme with the zero Config: it does not pipeline); an unknown mode is
+// refused.
+func TestConnMode(t *testing.T) {
+	one := []string{"127.0.0.1:1"}
+	three := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	for _, tc := range []struct {
+		name      string
+		cfg       memcached.Config
+		pipelined bool
+	}{
+		{"default", memcached.Config{Nodes: one}, true},
+		{"default-three-nodes", memcached.Config{Nodes: three}, true},
+		{"pooled", memcached.Config{Nodes: one, Conns: memcached.ConnsPooled}, false},
+		{"text", memcached.Config{Nodes: one, TextProtocol: true}, false},
+		{"witness", memcached.Config{Nodes: three, Backup: memcached.BackupWitness}, false},
+		{"witness-pooled", memcached.Config{Nodes: three, Backup: memcached.BackupWitness, Conns: memcached.ConnsPooled}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := memcached.New(tc.cfg)
+			require.NoError(t, err)
+			defer s.Close()
+			require.Equal(t, tc.pipelined, memcached.Pipelined(s))
+		})
+	}
+	_, err := memcached.New(memcached.Config{Nodes: one, Conns: memcached.ConnsPooled + 1})
+	require.ErrorContains(t, err, "unknown connection mode")
 }

@@ -220,8 +220,9 @@ func (f *fakeMC) holdKey(key string) chan struct{} {
 }
 
 // TestPipelineAbandonedWaiter: waiters whose context ends while their
-// replies are awaited (the head of the stream, and one in the middle)
-// return the context's error at once; the requests around them on the same
+// replies are awaited (the head of the stream, which found the connection
+// idle and reads its own reply, and one in the middle, queued for the
+// reader goroutine) return the context's error at once; the requests around them on the same
 // connection still get their own replies once they come (the reader
 // consumes and discards the abandoned ones), and the connection is kept.
 func TestPipelineAbandonedWaiter(t *testing.T) {

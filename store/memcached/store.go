@@ -26,7 +26,7 @@ const (
 	// per node. See Config.MaxIdleConnsPerNode for why it is 64.
 	DefaultMaxIdleConnsPerNode = 64
 	// DefaultPipelineConns is the number of shared connections per node
-	// when Config.Pipeline is on.
+	// when pipelined (Config.Conns).
 	DefaultPipelineConns = 2
 	// DefaultHealthCheckInterval is how often down nodes are probed.
 	DefaultHealthCheckInterval = time.Second
@@ -85,6 +85,33 @@ const (
 	BackupWitness
 )
 
+// ConnMode says how a Store's operations share the connections to a node
+// (Config.Conns).
+type ConnMode int
+
+const (
+	// ConnsPipelined (the zero value, so the default) shares
+	// Config.PipelineConns connections per node among all the operations
+	// in flight (auto-pipelining): the commands queued while a
+	// connection's writer is writing go out together in one write, and
+	// the replies, which memcached sends in order, are handed back to
+	// their callers by the connection's reader. Concurrent requests then
+	// pay one write system call and one wake-up per batch, not per
+	// operation. Each operation keeps its own deadline (its context's,
+	// and Timeout: a reply later than that breaks the connection, failing
+	// what is in flight on it). An operation that finds its connection
+	// idle is written and read by its caller, as on a pooled connection;
+	// a lone request is still somewhat slower than pooled
+	// (docs/performance.md, "Pipelined or pooled").
+	ConnsPipelined ConnMode = iota
+	// ConnsPooled takes a connection from a pool of idle ones for each
+	// operation (dialling one when none is idle) and puts it back after
+	// the reply: one operation at a time per connection, written and read
+	// on the caller's goroutine. Config.MaxIdleConnsPerNode bounds the
+	// pool.
+	ConnsPooled
+)
+
 // Config configures a Store. Only Nodes is required; every other zero
 // value means the documented default.
 type Config struct {
@@ -99,7 +126,8 @@ type Config struct {
 	// A node that does not answer in time is marked down. Default 500 ms.
 	Timeout time.Duration
 	// MaxIdleConnsPerNode is how many idle connections are kept per
-	// node. Default 64, where gomemcache's own default is 2: every
+	// node on pooled connections (ConnsPooled, TextProtocol,
+	// BackupWitness; pipelined connections do not pool). Default 64, where gomemcache's own default is 2: every
 	// operation in flight holds one connection, and a connection released
 	// when the idle pool is full is closed, so with 2 a web
 	// server with 50 concurrent requests dials and tears down dozens of TCP
@@ -108,21 +136,15 @@ type Config struct {
 	// concurrency of a busy server, while 16 such servers still stay under
 	// memcached's default limit of 1024 connections.
 	MaxIdleConnsPerNode int
-	// Pipeline shares PipelineConns connections per node among all the
-	// operations in flight (auto-pipelining): the commands queued while
-	// a connection's writer is writing go out together in one write, and
-	// the replies, which memcached sends in order, are handed back to
-	// their callers by the connection's reader. Concurrent requests then
-	// pay one write system call and one wake-up per batch, not per
-	// operation. Each operation keeps its own deadline (its context's,
-	// and Timeout: a reply later than that breaks the connection, failing
-	// what is in flight on it). MaxIdleConnsPerNode does not apply.
-	// Default false: a pool of connections, one operation at a time on
-	// each. Meta commands only (ignored with TextProtocol); New refuses
-	// it with BackupWitness.
-	Pipeline bool
-	// PipelineConns is the number of connections per node with Pipeline
-	// on, each with one writer and one reader goroutine. Default
+	// Conns selects how operations share a node's connections: a few
+	// shared connections, each carrying many operations at once
+	// (ConnsPipelined, the default), or a pool of connections, one
+	// operation at a time on each (ConnsPooled). See ConnMode. The text
+	// path (TextProtocol) and the witness scheme (BackupWitness) always
+	// use a pool, whatever Conns says.
+	Conns ConnMode
+	// PipelineConns is the number of connections per node when
+	// pipelined, each with one writer and one reader goroutine. Default
 	// DefaultPipelineConns (2).
 	PipelineConns int
 	// HealthCheckInterval is how often a node marked down is probed to
@@ -190,6 +212,14 @@ type Config struct {
 	HandleBytes int
 }
 
+// pipelined reports whether the nodes' meta clients pipeline
+// (Config.Conns). The witness scheme reads the node's incarnation on every
+// new connection (hello) and checks it per connection, which pipelined
+// connections do not do: it stays pooled, as the text path (gomemcache).
+func (cfg *Config) pipelined() bool {
+	return cfg.Conns == ConnsPipelined && !cfg.TextProtocol && cfg.Backup != BackupWitness
+}
+
 // Store is a provider.Store over a pool of memcached nodes, with a backup
 // copy of each value, failover and repair. See the package documentation.
 // It is safe for concurrent use.
@@ -238,11 +268,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Backup != BackupOn && cfg.Backup != BackupOff && cfg.Backup != BackupWitness {
 		return nil, fmt.Errorf("memcached: unknown backup mode %d", cfg.Backup)
 	}
-	if cfg.Pipeline && cfg.Backup == BackupWitness {
-		// The witness scheme reads the node's incarnation on every new
-		// connection (hello) and checks it per pooled connection;
-		// pipelined connections do neither.
-		return nil, errors.New("memcached: Pipeline cannot be combined with BackupWitness (the witness scheme checks each connection's node incarnation, which pipelined connections do not)")
+	if cfg.Conns != ConnsPipelined && cfg.Conns != ConnsPooled {
+		return nil, fmt.Errorf("memcached: unknown connection mode %d", cfg.Conns)
 	}
 	if err := checkWitnessConfig(&cfg); err != nil {
 		return nil, err
@@ -300,7 +327,7 @@ func New(cfg Config) (*Store, error) {
 			onEvent:  cfg.OnEvent,
 			backup:   s.backup,
 		}
-		if cfg.Pipeline && !cfg.TextProtocol {
+		if cfg.pipelined() {
 			n.meta.pipe = newPipeline(n.meta, cfg.PipelineConns)
 		}
 		n.up.Store(true)

@@ -16,8 +16,9 @@
 // has the figures, and how to pin the test process and memcached to
 // separate cores (PEERS_MEMCACHED_CPU), and how to measure the whole-record
 // writes of before lock changes were appended (PEERS_WHOLE_WRITES), and
-// with the store's operations multiplexed over shared connections
-// (PEERS_PIPELINE, memcached.Config.Pipeline). Nothing here is a timed assertion.
+// with the store on a pool of connections instead of its default shared,
+// pipelined ones (PEERS_POOLED, memcached.ConnsPooled). Nothing here is a
+// timed assertion.
 //
 // scs and its adapter live only in this tools module (stress/go.mod),
 // never in the library's own go.mod.

@@ -152,14 +152,18 @@ func newOurs(tb testing.TB, addr string, n int) *ours {
 	// (memcached.Config.WholeWrites), as before lock changes were
 	// appended: the same benchmarks then measure the old write path on
 	// today's machine load (the operation-count tests expect appends).
-	// PEERS_PIPELINE=1 multiplexes the store's operations over shared
-	// connections (memcached.Config.Pipeline).
-	st, err := memcached.New(memcached.Config{
+	// PEERS_POOLED=1 gives the store a pool of connections, one
+	// operation at a time on each (memcached.ConnsPooled), instead of
+	// the default shared, pipelined ones.
+	cfg := memcached.Config{
 		Nodes:       []string{addr},
 		Timeout:     scsTimeout,
 		WholeWrites: os.Getenv("PEERS_WHOLE_WRITES") != "",
-		Pipeline:    os.Getenv("PEERS_PIPELINE") != "",
-	})
+	}
+	if os.Getenv("PEERS_POOLED") != "" {
+		cfg.Conns = memcached.ConnsPooled
+	}
+	st, err := memcached.New(cfg)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = st.Close() })
 	o := &ours{side: side{name: "ours", cookie: middleware.DefaultCookieName, client: newClient()}, store: st}

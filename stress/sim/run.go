@@ -56,14 +56,41 @@ type Params struct {
 	// provider: with one node (one copy) its lock changes are appended to
 	// the record as deltas. Off, the provider writes every change whole.
 	appends bool
-	// pipeline runs the Stores with Config.Pipeline: each node's
-	// operations multiplexed over shared connections (not with the
-	// witness scheme, which New refuses it with).
-	pipeline bool
+	// conns chooses the Stores' connections (memcached.Config.Conns):
+	// by default half the seeds pipelined (the Store's default) and half
+	// pooled (Result.Pooled); the witness scheme is always pooled.
+	conns connChoice
 	// wrapDurable, when set, wraps each app server's durable client: a
 	// deliberately broken variant of the durable tier for the checker's
 	// tests.
 	wrapDurable func(tiered.Durable) tiered.Durable
+}
+
+// connChoice says which connections a run's memcached Stores use
+// (memcached.Config.Conns).
+type connChoice int
+
+const (
+	// connsMixed (the default): seeds 2 and 3 modulo 4 pooled, the others
+	// pipelined, so that every fault kind meets both (with and without
+	// GetAndTouch, which goes by the seed's parity).
+	connsMixed connChoice = iota
+	// connsPipelined: every seed pipelined.
+	connsPipelined
+	// connsPooled: every seed pooled.
+	connsPooled
+)
+
+// pooled reports whether seed's Stores use pooled connections (the
+// witness scheme always does: memcached.Config.Conns).
+func (p Params) pooled(seed uint64) bool {
+	switch {
+	case p.Backup == memcached.BackupWitness || p.conns == connsPooled:
+		return true
+	case p.conns == connsPipelined:
+		return false
+	}
+	return seed%4 >= 2
 }
 
 func (p Params) durableTimeout() time.Duration {
@@ -197,6 +224,12 @@ type Result struct {
 	// CAS that slides the expiry (odd seeds: the path of stores without
 	// it, and the memcached Store's own fallback).
 	GetAndTouch bool
+	// Pooled: the memcached Stores took a pooled connection per
+	// operation (memcached.ConnsPooled: seeds 2 and 3 modulo 4 unless
+	// Params chose one mode, and every seed of the witness scheme);
+	// otherwise they multiplexed their operations over shared, pipelined
+	// connections (the default).
+	Pooled bool
 	// Violations found by Check.
 	Violations []Violation
 	// Tiered: the tiered Stores' counters, summed over the app servers
@@ -591,7 +624,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
 	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
 	nw.onCmd = r.afterCmd
-	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0}
+	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0, Pooled: p.pooled(seed)}
+	conns := memcached.ConnsPipelined
+	if res.Pooled {
+		conns = memcached.ConnsPooled
+	}
 	if p.Tiered {
 		r.db = NewDurableNode()
 		r.db.afterPut = r.afterDBPut
@@ -606,7 +643,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	var closers []provider.Store
 	var tstores []*tiered.Store
 	for a := range p.Apps {
-		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Pipeline: p.pipeline && p.Backup != memcached.BackupWitness})
+		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns})
 		if err != nil {
 			panic(err)
 		}

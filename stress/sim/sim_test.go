@@ -12,15 +12,15 @@ import (
 )
 
 var (
-	flagSeeds    = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 1200, make sim more)")
-	flagFirst    = flag.Uint64("first", 1, "TestSim: first seed")
-	flagSeed     = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
-	flagReplays  = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
-	flagKinds    = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
-	flagPipeline = flag.Bool("pipeline", false, "run the Stores with memcached.Config.Pipeline (operations multiplexed over shared connections; not with -backup witness)")
-	flagOneCopy  = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
-	flagAppends  = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
-	flagTiered   = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
+	flagSeeds   = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 1200, make sim more)")
+	flagFirst   = flag.Uint64("first", 1, "TestSim: first seed")
+	flagSeed    = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
+	flagReplays = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
+	flagKinds   = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
+	flagConns   = flag.String("conns", "", "the memcached Stores' connections: pooled, pipelined, or by default half the seeds each (seeds 2 and 3 modulo 4 pooled); the witness scheme is always pooled")
+	flagOneCopy = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagAppends = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
+	flagTiered  = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
 func params() Params {
@@ -36,7 +36,11 @@ func params() Params {
 	if *flagAppends {
 		p.appends = true
 	}
-	p.pipeline = *flagPipeline
+	conns, ok := connChoices[*flagConns]
+	if !ok {
+		panic(fmt.Sprintf("-conns %q: want pooled or pipelined (default: both, by seed)", *flagConns))
+	}
+	p.conns = conns
 	p.Tiered = *flagTiered
 	mode, ok := backupModes[*flagBackup]
 	if !ok {
@@ -45,6 +49,9 @@ func params() Params {
 	p.Backup = mode
 	return p
 }
+
+// connChoices are the values of -conns.
+var connChoices = map[string]connChoice{"": connsMixed, "pipelined": connsPipelined, "pooled": connsPooled}
 
 // oneCopy is p on one node: one copy of each session, whose lock changes
 // the provider appends to the record as deltas (provider.Appender).
@@ -69,7 +76,11 @@ func report(r *Result) string {
 	if r.GetAndTouch {
 		path = "get-and-touch"
 	}
-	fmt.Fprintf(&b, "seed %d: schedule: %s; reads: %s\n", r.Seed, r.Schedule, path)
+	conns := "pipelined"
+	if r.Pooled {
+		conns = "pooled"
+	}
+	fmt.Fprintf(&b, "seed %d: schedule: %s; reads: %s; connections: %s\n", r.Seed, r.Schedule, path, conns)
 	for _, h := range r.Hits {
 		fmt.Fprintf(&b, "  struck %s at %v (nodes %v), ended %v\n", h.Kind, h.Start, h.Nodes, h.End)
 	}
@@ -94,6 +105,11 @@ func report(r *Result) string {
 	}
 	if len(r.Params.Kinds) > 0 {
 		mode += " -kinds " + kindList(r.Params.Kinds)
+	}
+	for name, c := range connChoices {
+		if c == r.Params.conns && c != connsMixed {
+			mode += " -conns " + name
+		}
 	}
 	fmt.Fprintf(&b, "  replay: go test ./stress/sim -run TestReplay -seed %d%s -v\n", r.Seed, mode)
 	return b.String()
