@@ -358,7 +358,7 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 		case err != nil:
 			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)
 		case h.Seq == w.seq:
-			w.s.syncBackup(ctx, w.rt, w.value)
+			_ = w.s.syncBackup(ctx, w.rt, w.value) // the primary holds a record: never kept
 			return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and a write based on an older copy replaced it", p.addr, key, provider.ErrCASConflict)
 		case h.Seq > w.seq:
 			return nil
@@ -376,30 +376,39 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 
 // syncBackup undoes a backup write whose primary write failed: if the
 // backup node still holds that value (ours), it is replaced by the
-// primary's copy, or removed when the primary has none. A backup copy
-// that changed since is someone else's newer write and is left alone.
-func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) {
-	s.undoBackup(ctx, rt, func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) })
+// primary's copy. A backup copy that changed since is someone else's
+// newer write and is left alone. When the primary has no copy (it lost
+// the key: a flush or an eviction since this Store's last write, whose
+// token it reused without reading), the backup copy is the session's
+// only copy and the record before this write is not known: it is kept
+// (a later read restores the primary from it), and syncBackup reports
+// it (kept): the write is then on the backup copy only, its outcome
+// unknown. Deleting it lost the session (review of 2026-11-29, F1).
+func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) (kept bool) {
+	return s.undoBackup(ctx, rt, func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) }, nil)
 }
 
 // undoBackup is syncBackup with the backup copy recognised as ours by
-// the function ours.
-func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaItem) bool) {
+// the function ours. When the primary has no copy and pre is not nil,
+// the backup copy is put back to pre(bak), the record before this write
+// (an append's: its value without the delta), so that nothing of the
+// refused write stays; kept then reports whether that failed.
+func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaItem) bool, pre func(bak *metaItem) []byte) (kept bool) {
 	s.baks.drop(rt.key)
 	// Left undone on a backup node marked down meanwhile, the copy is
 	// deleted before the node serves again.
 	defer rt.b.noteIfDown(rt.bakKey())
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
-		return
+		return false
 	}
 	bak := bItems[0]
 	if bak != nil && !ours(bak) {
-		return
+		return false
 	}
 	pItems, err := rt.p.mget(ctx, true, rt.key)
 	if err != nil {
-		return
+		return false
 	}
 	prim := pItems[0]
 	switch {
@@ -407,7 +416,22 @@ func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaIte
 		_ = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 	case prim != nil:
 		_ = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
+	case bak != nil && pre != nil:
+		// The primary lost the key: the backup copy goes back to the
+		// record before this write, and a later read restores the
+		// primary from it.
+		return rt.b.cas(ctx, rt.bakKey(), pre(bak), bak.cas, remaining(bak.ttl)) != nil
+	case bak != nil && s.hooks.bakUndoDeletes:
+		_ = rt.b.deleteIf(ctx, rt.bakKey(), bak.cas) // the broken variant: before the fix
 	case bak != nil:
-		_ = rt.b.deleteIf(ctx, rt.bakKey(), bak.cas)
+		return true // the only copy: kept (see syncBackup)
 	}
+	return false
+}
+
+// keptOnBackup is the error of a write the primary refused because it
+// lost the key, whose backup half is kept as the session's only copy
+// (syncBackup): the write may be read back, so its outcome is unknown.
+func keptOnBackup(rt route, perr error) error {
+	return fmt.Errorf("memcached: node %s: %s: the primary lost the key (%v) and this write stays on the backup copy, the only one: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
 }

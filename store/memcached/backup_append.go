@@ -133,14 +133,25 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 }
 
 // undo removes the backup append of an append the primary refused (the
-// primary's copy replaces it, as syncBackup does for whole writes). A
-// primary that failed (marked down) is left alone: the backup copy serves
-// the key now, and the outcome is unknown, as for whole writes.
-func (a *bakAppend) undo(perr error) {
+// primary's copy replaces it, as syncBackup does for whole writes; when
+// the primary lost the key, the backup copy goes back to its value before
+// the append, the delta cut off). A primary that failed (marked down) is
+// left alone: the backup copy serves the key now, and the outcome is
+// unknown, as for whole writes. It returns the error the append reports:
+// perr, or an unknown outcome when the backup copy could not be put back
+// and keeps the delta.
+func (a *bakAppend) undo(perr error) error {
 	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
-		return
+		return perr
 	}
-	a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS })
+	pre := func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] }
+	if a.s.hooks.bakUndoDeletes {
+		pre = nil // the broken variant: the only copy is deleted, as before the fix
+	}
+	if a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) }, pre) {
+		return keptOnBackup(a.rt, perr)
+	}
+	return perr
 }
 
 // pairRead is the backup half of a Get: the backup copy, read in parallel

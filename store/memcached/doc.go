@@ -319,10 +319,20 @@
 //     crash and the primary dies before the writer can undo its backup copy,
 //     that copy stands in for the winner's (a double fault within one round
 //     trip).
-//   - A CompareAndSwap refused with ErrNotFound (the primary lost the key
-//     between Get and CompareAndSwap) removes its backup copy: an expired or
-//     deleted session must not come back. If the primary lost it to
-//     eviction in that instant, the session is lost.
+//   - A write refused with ErrNotFound because the primary lost the key
+//     (an eviction or a flush of its node since this process last read or
+//     wrote it: the provider then writes from its cached token, with no
+//     read first) while its backup half landed does not delete the backup
+//     copy, the only one left (it did, and the session was lost:
+//     TestPrimaryLostKeyKeepsSession). An append's backup copy goes back to
+//     the record before the append (its value without the delta), and the
+//     provider's next read restores the primary from it; a whole write's
+//     stays (the record before it is not known) and the write reports
+//     provider.ErrOutcomeUnknown, as it may be read back. The price: a
+//     session whose primary copy expired while its backup copy had not yet
+//     (their nodes' clocks tick at different instants, up to a few seconds
+//     apart) can come back when a write reaches it in that window, with
+//     the TTL of that write.
 //   - Health is per process: for up to Timeout plus HealthCheckInterval two
 //     processes may disagree on whether a node is down, and memcached offers
 //     no consensus to settle it; a process only cleans up the outdated copies

@@ -79,3 +79,8 @@ func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key
 // TimeoutExp is the expiration a client write of a session timeout of t
 // seconds gets (the cap of every internal TTL).
 func TimeoutExp(t uint32) int32 { return timeoutExp(t) }
+
+// SetBackupUndoDeletes makes an undo that finds no primary copy delete
+// the backup copy, the session's only one, as the Store did before the
+// fix: a deliberately broken variant.
+func SetBackupUndoDeletes(s *Store) { s.hooks.bakUndoDeletes = true }

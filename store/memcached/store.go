@@ -248,6 +248,7 @@ type testHooks struct {
 	backupAppendOff   bool             // the code before backup appends: keys with a backup copy are written whole
 	bakAppendNoWhole  bool             // broken variant: a refused backup append is not completed whole
 	bakAppendNoUndo   bool             // broken variant: a backup append whose primary append was refused stays
+	bakUndoDeletes    bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
 }
 
 var (
@@ -524,8 +525,8 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		// known: 0).
 		return 0, berr
 	default:
-		if wroteB {
-			s.syncBackup(context.WithoutCancel(ctx), rt, value)
+		if wroteB && s.syncBackup(context.WithoutCancel(ctx), rt, value) {
+			return 0, keptOnBackup(rt, perr)
 		}
 		return 0, perr
 	}
@@ -612,8 +613,8 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		return 0, perr
 	default:
 		// The CAS failed: this value must not stay on the backup.
-		if bw != nil && bw.landed {
-			s.syncBackup(context.WithoutCancel(ctx), rt, value)
+		if bw != nil && bw.landed && s.syncBackup(context.WithoutCancel(ctx), rt, value) {
+			return 0, keptOnBackup(rt, perr)
 		}
 		return 0, perr
 	}
@@ -674,7 +675,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	}
 	if aerr != nil {
 		if ba != nil {
-			ba.undo(aerr)
+			aerr = ba.undo(aerr)
 		}
 		return 0, touched, aerr
 	}
