@@ -726,9 +726,12 @@ type leaser interface {
 // succeeds and the waiter then sees it.
 func CheckLivingHolderKeepsLease(ctx context.Context, env Env) error {
 	// A longer lease than shortLease: the renewals go through the store
-	// (PostgreSQL for tiered), and on a loaded machine 150 ms left too
-	// little room for a renewal's round trip.
-	ps, err := mustProviders(env, env.Store, provider.Config{Lease: 3 * shortLease}, 2)
+	// (PostgreSQL for tiered), and on a loaded machine 150 ms, and then
+	// 450 ms (a renewal every 150 ms), left too little room for a
+	// renewal's round trip (CI at load average 15-20 saw a takeover on
+	// tiered, the witness scheme and the text path). A second costs the
+	// ten renewals below about 3.3 s.
+	ps, err := mustProviders(env, env.Store, provider.Config{Lease: time.Second}, 2)
 	if err != nil {
 		return err
 	}
