@@ -14,8 +14,9 @@ import (
 )
 
 // FaultAbandon: an app server takes a session's lock at At and its
-// request stops for good (no renewal, no release: a crashed or hung
-// holder), while the other app servers write the session lock-free
+// request stops (no renewal: a crashed, hung or paused holder), for good
+// or, with Resume, until the writes are over, when it commits (it must
+// be told ErrLockLost: the lock was broken meanwhile), while the other app servers write the session lock-free
 // every 0.3 to 0.6 lease for Dur (3 to 4 leases) and app server Probe
 // waits for the lock. No node fails. It is not among FaultKinds (it
 // would move every other kind's seeds); TestSimAbandon runs it, and
@@ -54,6 +55,7 @@ func newAbandonSchedule(rng *rand.Rand, p Params) Schedule {
 		Apps:    []int{holder},
 		Probe:   (holder + 1 + rng.IntN(p.Apps-1)) % p.Apps,
 		Dur:     3*p.Lease + time.Duration(rng.Int64N(int64(p.Lease))),
+		Resume:  rng.IntN(2) == 0,
 	}
 	return Schedule{f}
 }
@@ -110,6 +112,21 @@ func (r *runner) abandon(f Fault, seed uint64, provs []*provider.Provider, id st
 		r.request(provs[f.Probe], id, wq, wrng)
 		add(wq)
 	})
+	if f.Resume {
+		// A paused holder: it runs again half a lease after the writes
+		// stopped and commits its increment.
+		wg.Go(func() {
+			time.Sleep(h.Start + f.Dur + r.p.Lease/2 - r.now())
+			_ = it.Data.Values.Set("n", hq.N+1)
+			_ = it.Data.Values.Set("w", hq.ID)
+			ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), reqKey{}, hq), 2*r.p.Lease)
+			defer cancel()
+			hq.phase = "commit"
+			hq.CommitCall = r.now()
+			hq.Err = provs[holder].SetAndReleaseItemExclusive(ctx, id, it.Data, it.LockID, false)
+			hq.Ret = r.now()
+		})
+	}
 	wg.Wait()
 	h.End = r.now()
 	r.addHit(h)
@@ -139,17 +156,23 @@ func stuckWhileWritten(r *Result, s int, reqs []*Request) []Violation {
 		if holder == nil || !holder.Acq || waiter == nil {
 			continue
 		}
+		var locked time.Duration // when the holder's locking CAS returned
+		for _, op := range holder.Ops {
+			if op.Name == "cas" && op.Err == nil {
+				locked = op.Ret
+			}
+		}
 		deadline := waiter.Call + abandonBound(r.Params)
 		taken := time.Duration(-1)
 		for _, rq := range slices.Concat(reqs, r.Finals) {
 			if rq == holder || rq.Session != s {
 				continue
 			}
-			if rq.Kind == ReqLockFree && rq.Err == nil && rq.Call > holder.Ret && rq.Ret < deadline {
+			if rq.Kind == ReqLockFree && rq.Err == nil && rq.Call > locked && rq.Ret < deadline {
 				writes++
 			}
 			for _, op := range rq.Ops {
-				if op.Name == "cas" && op.Err == nil && op.Call > holder.Ret && (taken < 0 || op.Ret < taken) {
+				if op.Name == "cas" && op.Err == nil && op.Call > locked && (taken < 0 || op.Ret < taken) {
 					taken = op.Ret
 				}
 			}
@@ -161,7 +184,7 @@ func stuckWhileWritten(r *Result, s int, reqs []*Request) []Violation {
 			}
 			out = append(out, Violation{Inv: InvStuckWhileWritten, Session: s, Detail: fmt.Sprintf(
 				"the lock that %s (app %d) took at %v and abandoned was not taken by %v (waiter %s on app %d from %v, bound %v; %d acknowledged lock-free writes meanwhile; taken %s): %v",
-				holder.ID, holder.App, holder.Ret, deadline, waiter.ID, waiter.App, waiter.Call, abandonBound(r.Params), writes, when, waiter.Err)})
+				holder.ID, holder.App, locked, deadline, waiter.ID, waiter.App, waiter.Call, abandonBound(r.Params), writes, when, waiter.Err)})
 		}
 	}
 	return out

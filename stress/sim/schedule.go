@@ -152,6 +152,8 @@ type Fault struct {
 	Session int
 	Timeout time.Duration
 	Probe   int
+	// Abandon: the holder runs again after the writes and commits.
+	Resume bool
 }
 
 func (f Fault) String() string {
@@ -161,6 +163,9 @@ func (f Fault) String() string {
 	}
 	if f.Kind == FaultAbandon {
 		fmt.Fprintf(&b, "abandon: app %d takes session %d's lock at %v and stops; the other apps write it lock-free for %v; app %d waits for the lock", f.Apps[0], f.Session, f.At, f.Dur, f.Probe)
+		if f.Resume {
+			b.WriteString("; the holder resumes and commits half a lease after the writes")
+		}
 		return b.String()
 	}
 	if f.Kind == FaultExpiry {

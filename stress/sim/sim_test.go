@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -503,7 +504,8 @@ func kindList(kinds []FaultKind) string {
 // session lock-free at least once a lease, and another waits for the
 // lock. Every invariant must hold; stuck-while-written is the one this
 // kind is for: the lock must be taken within abandonBound of the
-// waiter's start. With the stamp that lock-free writes bump (provider's
+// waiter's start. A holder that resumes after the writes (Fault.Resume)
+// must be told ErrLockLost. With the stamp that lock-free writes bump (provider's
 // lockStamp returning the record's Seq, before the fix) it is reported
 // in every seed (docs/simulation.md).
 func TestSimAbandon(t *testing.T) {
@@ -523,15 +525,25 @@ func TestSimAbandon(t *testing.T) {
 			t.Errorf("%s", report(r))
 		}
 	}
-	abandoned := 0
+	abandoned, resumed, fenced := 0, 0, 0
 	for _, r := range results {
 		for _, rq := range r.Requests {
-			if errors.Is(rq.Err, errAbandoned) {
-				abandoned++
+			if rq.ID != fmt.Sprintf("abandon%d", rq.Session) || !rq.Acq {
+				continue
+			}
+			abandoned++
+			if !errors.Is(rq.Err, errAbandoned) {
+				resumed++
+				if errors.Is(rq.Err, provider.ErrLockLost) {
+					fenced++
+				}
 			}
 		}
 	}
-	fmt.Printf("abandon: %d seeds, %d locks abandoned under lock-free writes, %s in %d\n", n, abandoned, InvStuckWhileWritten, stuck)
+	fmt.Printf("abandon: %d seeds, %d locks abandoned under lock-free writes (%d holders resumed and committed, %d of them told ErrLockLost), %s in %d\n", n, abandoned, resumed, fenced, InvStuckWhileWritten, stuck)
+	if fenced < resumed {
+		t.Errorf("%d of %d resumed holders committed without ErrLockLost, their lease long over and a waiter waiting (their lock was never broken)", resumed-fenced, resumed)
+	}
 	if abandoned < n/2 {
 		t.Errorf("only %d of %d seeds abandoned a lock: the kind does not exercise the waiters", abandoned, n)
 	}
