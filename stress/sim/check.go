@@ -47,7 +47,7 @@ const (
 )
 
 // Invariants lists them in the order reports print them.
-var Invariants = []Invariant{InvLostUpdate, InvTwoHolders, InvFailedApplied, InvSessionLost, InvLockFreeLost, InvNotLinearizable, InvStuck, InvDiverged, InvExpiredRead}
+var Invariants = []Invariant{InvLostUpdate, InvTwoHolders, InvFailedApplied, InvSessionLost, InvLockFreeLost, InvNotLinearizable, InvStuck, InvDiverged, InvExpiredRead, InvStuckWhileWritten}
 
 // Violation is one broken invariant, with what shows it.
 type Violation struct {
@@ -200,6 +200,7 @@ func Check(r *Result) []Violation {
 				}
 			}
 		}
+		out = append(out, stuckWhileWritten(r, s, reqs)...)
 		out = append(out, twoHolders(s, reqs, r.Params.Lease)...)
 		if !lost {
 			if ok, why := linearizable(reqs); !ok {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
 	"github.com/sessionlock/sessionlock/store/tiered"
@@ -60,6 +61,12 @@ type Params struct {
 	// by default half the seeds pipelined (the Store's default) and half
 	// pooled (Result.Pooled); the witness scheme is always pooled.
 	conns connChoice
+	// seqStamp: the provider reads every record with DataSeq 0, so that
+	// its lock stamp (LockID + Seq - DataSeq) moves with every write, as
+	// the stamp did when it was the record's Seq: a deliberately broken
+	// variant for the checker's test of stuck-while-written
+	// (TestAbandonCheckerCatchesSeqStamp).
+	seqStamp bool
 	// wrapDurable, when set, wraps each app server's durable client: a
 	// deliberately broken variant of the durable tier for the checker's
 	// tests.
@@ -275,10 +282,25 @@ func (s *recStore) ttl(ttl time.Duration) time.Duration {
 	return max(ttl+s.run.p.ttlSkew, time.Millisecond)
 }
 
+// stamp applies the broken variant Params.seqStamp, if set: the record
+// read is given DataSeq 0.
+func (s *recStore) stamp(e provider.Entry) provider.Entry {
+	if !s.run.p.seqStamp || e.Value == nil {
+		return e
+	}
+	rec, err := record.Decode(e.Value)
+	if err != nil {
+		return e
+	}
+	rec.DataSeq = 0
+	e.Value = rec.Encode()
+	return e
+}
+
 func (s *recStore) Get(ctx context.Context, key string) (provider.Entry, error) {
 	var e provider.Entry
 	err := s.record(ctx, key, "get", func() (err error) { e, err = s.Store.Get(ctx, key); return err })
-	return e, err
+	return s.stamp(e), err
 }
 
 func (s *recStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
@@ -323,7 +345,7 @@ type gtStore struct {
 func (s gtStore) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
 	var e provider.Entry
 	err := s.record(ctx, key, "gat", func() (err error) { e, err = s.gt.GetAndTouch(ctx, key, s.ttl(ttl)); return err })
-	return e, err
+	return s.stamp(e), err
 }
 
 func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
@@ -724,6 +746,18 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 				res.Requests = append(res.Requests, rq)
 				reqMu.Unlock()
 				r.addHit(FaultHit{Fault: f, Start: f.At, End: rq.Call, Nodes: r.nodesOf(ids[f.Session], provs[0]), LiveCopies: live})
+			}()
+			continue
+		}
+		if f.Kind == FaultAbandon {
+			r.faults.Add(1)
+			go func() {
+				defer r.faults.Done()
+				r.abandon(f, seed, provs, ids[f.Session], func(rq *Request) {
+					reqMu.Lock()
+					res.Requests = append(res.Requests, rq)
+					reqMu.Unlock()
+				})
 			}()
 			continue
 		}

@@ -110,7 +110,7 @@ var TieredFaultKinds = append(slices.Clone(FaultKinds), FaultDBDelay, FaultDBPau
 
 // allKinds lists every kind once, in the order reports print them.
 func allKinds() []FaultKind {
-	out := slices.Clone(TieredFaultKinds)
+	out := append(slices.Clone(TieredFaultKinds), FaultAbandon)
 	for _, k := range WitnessFaultKinds {
 		if !slices.Contains(out, k) {
 			out = append(out, k)
@@ -152,12 +152,21 @@ type Fault struct {
 	Session int
 	Timeout time.Duration
 	Probe   int
+	// Abandon: the holder runs again after the writes and commits.
+	Resume bool
 }
 
 func (f Fault) String() string {
 	var b strings.Builder
 	if f.Double {
 		b.WriteString("double: ")
+	}
+	if f.Kind == FaultAbandon {
+		fmt.Fprintf(&b, "abandon: app %d takes session %d's lock at %v and stops; the other apps write it lock-free for %v; app %d waits for the lock", f.Apps[0], f.Session, f.At, f.Dur, f.Probe)
+		if f.Resume {
+			b.WriteString("; the holder resumes and commits half a lease after the writes")
+		}
+		return b.String()
 	}
 	if f.Kind == FaultExpiry {
 		fmt.Fprintf(&b, "expiry: session %d (timeout %v) idle from %v for %v, then read by app %d", f.Session, f.Timeout, f.At, f.Dur, f.Probe)
@@ -222,6 +231,8 @@ func NewSchedule(rng *rand.Rand, p Params, kind FaultKind) Schedule {
 	switch kind {
 	case FaultExpiry:
 		return newExpirySchedule(rng, p)
+	case FaultAbandon:
+		return newAbandonSchedule(rng, p)
 	case FaultDouble:
 		// Two single faults on two nodes, each drawn as its kind's
 		// schedule draws it (its first fault), at instants only.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -495,4 +497,79 @@ func kindList(kinds []FaultKind) string {
 		s[i] = string(k)
 	}
 	return strings.Join(s, ",")
+}
+
+// TestSimAbandon runs -seeds/40 seeds (at least 24) of the abandon kind:
+// an app server takes a session's lock and stops, the others write the
+// session lock-free at least once a lease, and another waits for the
+// lock. Every invariant must hold; stuck-while-written is the one this
+// kind is for: the lock must be taken within abandonBound of the
+// waiter's start. A holder that resumes after the writes (Fault.Resume)
+// must be told ErrLockLost. With the stamp that lock-free writes bump (provider's
+// lockStamp returning the record's Seq, before the fix) it is reported
+// in every seed (docs/simulation.md).
+func TestSimAbandon(t *testing.T) {
+	if *flagSeeds == 0 {
+		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
+	}
+	p := DefaultParams()
+	p.Kinds = []FaultKind{FaultAbandon}
+	n := max(24, *flagSeeds/40)
+	results := runSeeds(t, *flagFirst, n, p)
+	stuck := 0
+	for _, r := range results {
+		if r.Has(InvStuckWhileWritten) {
+			stuck++
+		}
+		if len(r.Violations) > 0 {
+			t.Errorf("%s", report(r))
+		}
+	}
+	abandoned, resumed, fenced := 0, 0, 0
+	for _, r := range results {
+		for _, rq := range r.Requests {
+			if rq.ID != fmt.Sprintf("abandon%d", rq.Session) || !rq.Acq {
+				continue
+			}
+			abandoned++
+			if !errors.Is(rq.Err, errAbandoned) {
+				resumed++
+				if errors.Is(rq.Err, provider.ErrLockLost) {
+					fenced++
+				}
+			}
+		}
+	}
+	fmt.Printf("abandon: %d seeds, %d locks abandoned under lock-free writes (%d holders resumed and committed, %d of them told ErrLockLost), %s in %d\n", n, abandoned, resumed, fenced, InvStuckWhileWritten, stuck)
+	if fenced < resumed {
+		t.Errorf("%d of %d resumed holders committed without ErrLockLost, their lease long over and a waiter waiting (their lock was never broken)", resumed-fenced, resumed)
+	}
+	if abandoned < n/2 {
+		t.Errorf("only %d of %d seeds abandoned a lock: the kind does not exercise the waiters", abandoned, n)
+	}
+}
+
+// TestAbandonCheckerCatchesSeqStamp runs abandon seeds against a
+// deliberately broken variant: the provider reads every record with
+// DataSeq 0 (Params.seqStamp), so its lock stamp moves with every write,
+// lock-free ones included, as it did when the stamp was the record's Seq.
+// The checker must report stuck-while-written; against the provider as it
+// is, it must not (TestSimAbandon runs more seeds). A checker that passes
+// the broken variant is broken.
+func TestAbandonCheckerCatchesSeqStamp(t *testing.T) {
+	p := DefaultParams()
+	p.Kinds = []FaultKind{FaultAbandon}
+	for seed := uint64(1); seed <= 3; seed++ {
+		if r := runSeed(t, seed, p); r.Has(InvStuckWhileWritten) {
+			t.Errorf("the provider as it is:\n%s", report(r))
+		}
+		p := p
+		p.seqStamp = true
+		r := runSeed(t, seed, p)
+		if !r.Has(InvStuckWhileWritten) {
+			t.Errorf("stamp moved by every write: the checker reported no %s:\n%s", InvStuckWhileWritten, report(r))
+		} else if seed == 1 {
+			t.Logf("stamp moved by every write:\n%s", report(r))
+		}
+	}
 }
