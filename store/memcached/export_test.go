@@ -44,6 +44,27 @@ func Pipelined(s *Store) bool {
 	return true
 }
 
+// PipelineHandoffs returns how many requests on s's live pipelined
+// connections had their reply read by a connection's reader goroutine and
+// handed to their waiter, rather than read by their caller.
+func PipelineHandoffs(s *Store) uint64 {
+	var n uint64
+	for _, nd := range s.nodes {
+		if nd.meta.pipe == nil {
+			continue
+		}
+		for i := range nd.meta.pipe.slots {
+			sl := &nd.meta.pipe.slots[i]
+			sl.mu.Lock()
+			if sl.conn != nil {
+				n += sl.conn.handedOff.Load()
+			}
+			sl.mu.Unlock()
+		}
+	}
+	return n
+}
+
 // CloseIdle closes the idle pooled connections to every node of s: the
 // next command to a node dials it.
 func CloseIdle(s *Store) {

@@ -98,7 +98,7 @@ type wire struct {
 }
 
 // wireCount is what one node's connections moved.
-type wireCount struct{ sent, recv, trips uint64 }
+type wireCount struct{ sent, recv, trips, writes uint64 }
 
 func newWire() *wire { return &wire{nodes: make(map[string]*wireCount)} }
 
@@ -126,7 +126,7 @@ func (w *wire) at(addr string) wireCount {
 }
 
 func (c wireCount) minus(o wireCount) wireCount {
-	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips}
+	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips, writes: c.writes - o.writes}
 }
 
 func (c wireCount) bytes() uint64 { return c.sent + c.recv }
@@ -150,6 +150,7 @@ func (c *countedConn) Write(b []byte) (int, error) {
 		c.n.trips++
 	}
 	c.writing = true
+	c.n.writes++
 	c.n.sent += uint64(len(b))
 	c.w.mu.Unlock()
 	n, err := c.Conn.Write(b)

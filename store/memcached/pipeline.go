@@ -250,6 +250,11 @@ type pipeConn struct {
 	inflight int        // requests queued or sent whose reply is not read yet
 	err      error      // why the connection is closed; set once
 
+	// handedOff counts the requests whose reply the reader goroutine
+	// read and handed to their waiter (a goroutine hand-off), as opposed
+	// to those their caller read itself (readOwn). Tests read it.
+	handedOff atomic.Uint64
+
 	wwake chan struct{} // wakes the writer (capacity 1)
 	rwake chan struct{} // wakes the reader (capacity 1)
 	dead  chan struct{} // closed when err is set
@@ -534,6 +539,7 @@ func (cn *pipeConn) readLoop() {
 			r.finish(err)
 			batch[i] = nil
 		}
+		cn.handedOff.Add(uint64(len(batch)))
 		cn.mu.Lock()
 		if cn.err == nil {
 			cn.inflight -= len(batch)

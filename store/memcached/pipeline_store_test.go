@@ -76,3 +76,52 @@ func TestConnMode(t *testing.T) {
 	_, err := memcached.New(memcached.Config{Nodes: one, Conns: memcached.ConnsPooled + 1})
 	require.ErrorContains(t, err, "unknown connection mode")
 }
+
+// TestPipelineExclusiveCycleOnCaller: with nothing else in flight, every
+// step of an exclusive request on a pipelined Store (read, lock with its
+// touch, commit or release) is one write, and its reply is read by the
+// caller itself: no request is handed to a connection's goroutines (the
+// idle connection's shortcut, send). Cold (another provider wrote last):
+// 3 writes; warm (this provider's cache is fresh): 2.
+func TestPipelineExclusiveCycleOnCaller(t *testing.T) {
+	servers := startNodes(t, 1)
+	w := newWire()
+	s := newStore(t, servers, memcached.Config{DialContext: w.dial, HealthCheckInterval: time.Hour})
+	if !memcached.Pipelined(s) {
+		t.Skip("pooled connections (MEMCACHED_POOLED)")
+	}
+	ctx := context.Background()
+	newProvider := func() *provider.Provider {
+		p, err := provider.New(s, provider.Config{})
+		require.NoError(t, err)
+		return p
+	}
+	warm := newProvider()
+	id := newBenchSession(t, warm)
+	addr := servers[0].Addr()
+	for _, kind := range requestKinds[1:] {
+		for _, cold := range []bool{true, false} {
+			p := warm
+			if !cold {
+				// The cold round left warm's cache stale: one request
+				// (a retry) makes it fresh.
+				require.NoError(t, kind.run(ctx, p, id, 0))
+			}
+			before, handoffs := w.at(addr), memcached.PipelineHandoffs(s)
+			const n = 20
+			for i := range n {
+				if cold {
+					p = newProvider()
+				}
+				require.NoError(t, kind.run(ctx, p, id, i))
+			}
+			got := w.at(addr).minus(before)
+			writes := uint64(2)
+			if cold {
+				writes = 3
+			}
+			require.Equal(t, n*writes, got.writes, "%s cold=%v: writes", kind.name, cold)
+			require.Equal(t, handoffs, memcached.PipelineHandoffs(s), "%s cold=%v: requests handed to a connection's goroutines", kind.name, cold)
+		}
+	}
+}
