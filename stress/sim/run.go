@@ -54,8 +54,12 @@ type Params struct {
 	// with Get and slides with a CAS.
 	noGetAndTouch bool
 	// appends hands the Store's appends (provider.Appender) to the
-	// provider: with one node (one copy) its lock changes are appended to
-	// the record as deltas. Off, the provider writes every change whole.
+	// provider in every seed: its lock changes are appended to the record
+	// as deltas (to both copies with two or more nodes). Off, the default
+	// scheme's seeds 4 to 7 modulo 8 append (production's write path, so
+	// that every fault kind meets both it and whole writes; Result.Appends)
+	// and the others, and every seed of the tiered store and the witness
+	// scheme, write every change whole.
 	appends bool
 	// conns chooses the Stores' connections (memcached.Config.Conns):
 	// by default half the seeds pipelined (the Store's default) and half
@@ -87,6 +91,12 @@ const (
 	// connsPooled: every seed pooled.
 	connsPooled
 )
+
+// appendsIn reports whether the provider appends lock changes in seed
+// (Params.appends).
+func (p Params) appendsIn(seed uint64) bool {
+	return p.appends || (p.Backup == memcached.BackupOn && !p.Tiered && seed%8 >= 4)
+}
 
 // pooled reports whether seed's Stores use pooled connections (the
 // witness scheme always does: memcached.Config.Conns).
@@ -237,13 +247,17 @@ type Result struct {
 	// otherwise they multiplexed their operations over shared, pipelined
 	// connections (the default).
 	Pooled bool
+	// Appends: the provider appended lock changes as deltas
+	// (Params.appendsIn: seeds 4 to 7 modulo 8 of the default scheme
+	// unless Params chose); otherwise it wrote every change whole.
+	Appends bool
 	// Violations found by Check.
 	Violations []Violation
 	// Tiered: the tiered Stores' counters, summed over the app servers
 	// (Params.Tiered).
 	Tiered tiered.Stats
 
-	appended int64 // lock changes appended as deltas (Params.appends)
+	appended int64 // lock changes appended as deltas (Result.Appends)
 }
 
 type reqKey struct{}
@@ -316,11 +330,11 @@ func (s *recStore) CompareAndSwap(ctx context.Context, key string, value []byte,
 }
 
 // CompareAndAppend is the Store's append (recorded as "cas": it is the
-// same conditional write, which sets the expiry) when Params.appends is
-// set, and declines otherwise.
+// same conditional write, which sets the expiry) when the run appends
+// (Result.Appends), and declines otherwise.
 func (s *recStore) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
 	ap, ok := s.Store.(provider.Appender)
-	if !ok || !s.run.p.appends {
+	if !ok || !s.run.appends {
 		return 0, 0, provider.ErrNoAppend
 	}
 	var c, touched uint64
@@ -354,7 +368,8 @@ func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) err
 
 // runner is one seed's run in progress.
 type runner struct {
-	p      Params
+	p       Params
+	appends bool // Result.Appends
 	nw     *Network
 	db     *DurableNode // Params.Tiered
 	start  time.Time
@@ -644,9 +659,9 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
-	r := &runner{p: p, nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
+	r := &runner{p: p, appends: p.appendsIn(seed), nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
 	nw.onCmd = r.afterCmd
-	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0, Pooled: p.pooled(seed)}
+	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0, Pooled: p.pooled(seed), Appends: p.appendsIn(seed)}
 	conns := memcached.ConnsPipelined
 	if res.Pooled {
 		conns = memcached.ConnsPooled
