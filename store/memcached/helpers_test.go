@@ -98,7 +98,9 @@ type wire struct {
 }
 
 // wireCount is what one node's connections moved.
-type wireCount struct{ sent, recv, trips, writes uint64 }
+// dials counts the connections opened (a witness-mode connection's first
+// round trip reads the node's incarnation).
+type wireCount struct{ sent, recv, trips, writes, dials uint64 }
 
 func newWire() *wire { return &wire{nodes: make(map[string]*wireCount)} }
 
@@ -112,6 +114,7 @@ func (w *wire) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if w.nodes[addr] == nil {
 		w.nodes[addr] = &wireCount{}
 	}
+	w.nodes[addr].dials++
 	return &countedConn{Conn: c, w: w, n: w.nodes[addr]}, nil
 }
 
@@ -126,7 +129,7 @@ func (w *wire) at(addr string) wireCount {
 }
 
 func (c wireCount) minus(o wireCount) wireCount {
-	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips, writes: c.writes - o.writes}
+	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips, writes: c.writes - o.writes, dials: c.dials - o.dials}
 }
 
 func (c wireCount) bytes() uint64 { return c.sent + c.recv }
