@@ -370,11 +370,11 @@ func (s *recStore) Touch(ctx context.Context, key string, ttl time.Duration) err
 type runner struct {
 	p       Params
 	appends bool // Result.Appends
-	nw     *Network
-	db     *DurableNode // Params.Tiered
-	start  time.Time
-	stores []*memcached.Store // the memcached Stores (the caches, when tiered)
-	sched  Schedule
+	nw      *Network
+	db      *DurableNode // Params.Tiered
+	start   time.Time
+	stores  []*memcached.Store // the memcached Stores (the caches, when tiered)
+	sched   Schedule
 
 	mu       sync.Mutex
 	hits     []FaultHit

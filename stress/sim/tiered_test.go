@@ -1,13 +1,11 @@
 package sim
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/tiered/durabletest"
+
 	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
@@ -28,7 +26,7 @@ func tieredParams() Params {
 // that was applied (failed-write-applied), and no acknowledged increment
 // may be lost. The seeds must adopt such writes (tiered's Stats.Adopted):
 // the window was hit. The same seeds against the old claim decision
-// (oldClaimCheck: adopted only if the durable copy is still exactly the
+// (durabletest.OldClaimCheck: adopted only if the durable copy is still exactly the
 // revival of the write), kept here as a deliberately broken variant, must
 // be caught reporting failed-write-applied.
 func TestSimFencedButApplied(t *testing.T) {
@@ -57,7 +55,7 @@ func TestSimFencedButApplied(t *testing.T) {
 	t.Run("OldClaimCheckIsCaught", func(t *testing.T) {
 		bp := p
 		bp.wrapDurable = func(d tiered.Durable) tiered.Durable {
-			return &oldClaimCheck{Durable: d, written: map[uint64][]byte{}}
+			return durabletest.OldClaimCheck(d)
 		}
 		for seed := uint64(1); seed <= 3*seeds; seed++ {
 			if r := runSeed(t, seed, bp); r.Has(InvFailedApplied) {
@@ -67,44 +65,6 @@ func TestSimFencedButApplied(t *testing.T) {
 		}
 		t.Fatalf("the old claim decision went uncaught in %d seeds", 3*seeds)
 	})
-}
-
-// oldClaimCheck is the deliberately broken variant of the durable tier
-// (the decision tiered made before revivals recorded their claims, as in
-// store/sqlstore/internal/tieredtest): a write replaced since counts as
-// adopted only if the durable copy is, when asked, exactly the revival of
-// that write; otherwise as not adopted, which the writer reports as a
-// conflict (and its provider as ErrLockLost).
-type oldClaimCheck struct {
-	tiered.Durable
-	mu      sync.Mutex
-	written map[uint64][]byte // the value of each stored PutRecord, by token
-}
-
-func (d *oldClaimCheck) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (tiered.PutResult, error) {
-	res, err := d.Durable.PutRecord(ctx, key, value, ttl)
-	if err == nil && res.Stored {
-		d.mu.Lock()
-		d.written[res.CAS] = value
-		d.mu.Unlock()
-	}
-	return res, err
-}
-
-func (d *oldClaimCheck) ClaimOf(ctx context.Context, key string, cas uint64) (tiered.ClaimState, error) {
-	d.mu.Lock()
-	value := d.written[cas]
-	d.mu.Unlock()
-	cur, err := d.Durable.Get(ctx, key)
-	if err != nil {
-		return tiered.NotClaimed, nil
-	}
-	ch, cerr := record.Parse(cur.Value)
-	vh, verr := record.Parse(value)
-	if cerr == nil && verr == nil && ch.Seq == vh.Seq+record.ReviveGap && record.SameData(cur.Value, value) {
-		return tiered.Claimed, nil
-	}
-	return tiered.NotClaimed, nil
 }
 
 // TestSimTiered runs -seeds/6 seeds (at least 4 a kind) of the tiered store over

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sessionlock/sessionlock/store/tiered/durabletest"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
-	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
@@ -34,7 +34,7 @@ import (
 //     whether the first revival claimed the write, and the writer must say
 //     so (ErrOutcomeUnknown).
 //
-// Each runs also against the old decision (oldClaimCheck: adopted only if
+// Each runs also against the old decision (durabletest.OldClaimCheck: adopted only if
 // the durable copy is still exactly the revival of the write), which the
 // test must catch reporting ErrLockLost for the applied commit.
 func TestFencedButApplied(t *testing.T) {
@@ -77,7 +77,7 @@ func fencedButApplied(t *testing.T, servers []*mcserver.Server, at string, losse
 	ctx := context.Background()
 	var durable tiered.Durable = newDurable(t, pg.NewDatabase(t))
 	if old {
-		durable = &oldClaimCheck{Durable: durable, written: map[uint64][]byte{}}
+		durable = durabletest.OldClaimCheck(durable)
 	}
 	hooks := &hookedDurable{Durable: durable}
 	s, err := tiered.New(tiered.Config{Cache: newMemcached(t, servers), Durable: hooks})
@@ -179,42 +179,4 @@ func (d *hookedDurable) CompareAndSwap(ctx context.Context, key string, value []
 		d.beforeCAS(cas)
 	}
 	return d.Durable.CompareAndSwap(ctx, key, value, cas, ttl)
-}
-
-// oldClaimCheck is the deliberately broken variant: the durable tier as
-// tiered saw it before revivals recorded their claims. A write replaced
-// since counts as adopted only if the durable copy is, when asked, exactly
-// the revival of that write (its Seq advanced by one revival, the same
-// data); otherwise as not adopted, which the writer reports as a conflict
-// (and its provider as ErrLockLost).
-type oldClaimCheck struct {
-	tiered.Durable
-	mu      sync.Mutex
-	written map[uint64][]byte // the value of each stored PutRecord, by token
-}
-
-func (d *oldClaimCheck) PutRecord(ctx context.Context, key string, value []byte, ttl time.Duration) (tiered.PutResult, error) {
-	res, err := d.Durable.PutRecord(ctx, key, value, ttl)
-	if err == nil && res.Stored {
-		d.mu.Lock()
-		d.written[res.CAS] = value
-		d.mu.Unlock()
-	}
-	return res, err
-}
-
-func (d *oldClaimCheck) ClaimOf(ctx context.Context, key string, cas uint64) (tiered.ClaimState, error) {
-	d.mu.Lock()
-	value := d.written[cas]
-	d.mu.Unlock()
-	cur, err := d.Durable.Get(ctx, key)
-	if err != nil {
-		return tiered.NotClaimed, nil
-	}
-	ch, cerr := record.Parse(cur.Value)
-	vh, verr := record.Parse(value)
-	if cerr == nil && verr == nil && ch.Seq == vh.Seq+record.ReviveGap && record.SameData(cur.Value, value) {
-		return tiered.Claimed, nil
-	}
-	return tiered.NotClaimed, nil
 }
