@@ -105,3 +105,18 @@ func TimeoutExp(t uint32) int32 { return timeoutExp(t) }
 // the backup copy, the session's only one, as the Store did before the
 // fix: a deliberately broken variant.
 func SetBackupUndoDeletes(s *Store) { s.hooks.bakUndoDeletes = true }
+
+// SetWaitingFailed sets a function called whenever a call of a
+// BackupWitness Store starts to wait for node addr's verdict (§9: an
+// anomaly read's silent copy, waiting until FailoverAfter has passed
+// since the node's first unanswered command). Set it before s is used
+// concurrently.
+func SetWaitingFailed(s *Store, addr string, f func()) {
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			n.wh.mu.Lock()
+			n.wh.waiting = f
+			n.wh.mu.Unlock()
+		}
+	}
+}

@@ -242,7 +242,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		w.complete(ctx, key, x, y, b, payload)
 		return nil, true, nil
-	case (y.empty() || silent(ctx, y)) && third.present():
+	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
+		// §9: a copy that did not answer this read, on a node that has
+		// answered since (restarted, or a connection reset): read it
+		// again. Failing the call here failed every request in flight
+		// at a node's restart a failover time later, with the node
+		// back and empty (restart-node's 503s).
+		return nil, true, nil
+	case (y.empty() || y.st == stSilent) && third.present():
 		w.failover(ctx, key, x, y, third, b, payload)
 		return nil, true, nil
 	}

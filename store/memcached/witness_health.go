@@ -22,6 +22,11 @@ type witHealth struct {
 	mu     sync.Mutex
 	since  time.Time // send time of the first unanswered command; zero when answered
 	failed bool
+	// back is closed by the next reply (answered): waitFailed waits on it.
+	// nil when nobody waits.
+	back chan struct{}
+	// waiting, when set (tests), is called when waitFailed starts to wait.
+	waiting func()
 }
 
 // sending returns the time a command is sent.
@@ -32,6 +37,10 @@ func (h *witHealth) answered() {
 	h.mu.Lock()
 	was := h.failed
 	h.since, h.failed = time.Time{}, false
+	if h.back != nil {
+		close(h.back)
+		h.back = nil
+	}
 	h.mu.Unlock()
 	if was {
 		h.onEvent.Emit(provider.Event{Kind: provider.EventNodeUp, Node: h.addr, Detail: "answering again"})
@@ -89,23 +98,31 @@ func (h *witHealth) isFailed() bool {
 
 // waitFailed waits until FailoverAfter has passed since the node's first
 // unanswered command (at most until ctx ends) and reports whether the node
-// is failed then: no reply came meanwhile. It returns false at once when
-// the node has answered since (§9: an anomaly read's silent copy).
+// is failed then: no reply came meanwhile. It returns false as soon as the
+// node answers (§9: an anomaly read's silent copy; the caller reads it
+// again), and at once when it has answered since.
 func (h *witHealth) waitFailed(ctx context.Context) bool {
 	h.mu.Lock()
 	since, failed := h.since, h.failed
+	if failed || since.IsZero() {
+		h.mu.Unlock()
+		return failed
+	}
+	if h.back == nil {
+		h.back = make(chan struct{})
+	}
+	back, waiting := h.back, h.waiting
 	h.mu.Unlock()
-	if failed {
-		return true
-	}
-	if since.IsZero() {
-		return false
-	}
 	if d := time.Until(since.Add(h.after)); d > 0 {
+		if waiting != nil {
+			waiting()
+		}
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
+		case <-back:
+			return false
 		case <-ctx.Done():
 			return false
 		}

@@ -1,0 +1,76 @@
+package memcached_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// TestRestartedCopyReadAgain: a call in flight when a data copy's node
+// restarts (empty) reads that copy as silent (its connection reset, the
+// node refusing while it starts) and waits for the node's verdict (§9);
+// when the node answers again before FailoverAfter, the copy is read
+// again, found empty, and the session fails over to its third node: the
+// call succeeds. Before the fix, the wait ran to FailoverAfter regardless
+// and the call failed ErrUnavailable ("one copy and nothing to fail over
+// to"): restart-node's 503s, every request in flight at the restart
+// failing a failover time after it.
+func TestRestartedCopyReadAgain(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "restarted"
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 2500 * time.Millisecond})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	cands := memcached.WitnessCandidates(s, key)
+	q := serverAt(t, servers, cands[1])
+	// other: a session with a data copy on Q's node, whose read makes the
+	// node answer once it is back.
+	other := ""
+	for i := 0; other == ""; i++ {
+		k := "restarted-other-" + strconv.Itoa(i)
+		if c := memcached.WitnessCandidates(s, k); c[0] == q.Addr() {
+			other = k
+		}
+	}
+	waiting := make(chan struct{}, 1)
+	memcached.SetWaitingFailed(s, q.Addr(), func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	})
+
+	q.Kill()
+	done := make(chan error, 1)
+	go func() {
+		got, err := s.Get(ctx, key)
+		if err == nil && string(got.Value) != string(e.Value) {
+			err = fmt.Errorf("read %q, want %q", got.Value, e.Value)
+		}
+		done <- err
+	}()
+	select {
+	case <-waiting: // the call read Q as silent and waits for its verdict
+	case err := <-done:
+		t.Fatalf("the call ended without waiting for Q's verdict: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call never waited for Q's verdict")
+	}
+	require.NoError(t, q.Restart(ctx))
+	_, _ = s.Get(ctx, other) // Q answers (a miss)
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a call in flight at a data copy's restart, the node back within FailoverAfter")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end")
+	}
+}
