@@ -1,12 +1,14 @@
 package harness
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/sessionlock/sessionlock/lock"
+	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
 // timing is an app server's record of one request, in Unix ns of its wall
@@ -37,11 +39,14 @@ func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
 // sessionState is a session as the checks read it from the store after the
 // run.
 type sessionState struct {
-	Found   bool
-	Locked  bool
-	Counter int
-	List    []string
-	Free    map[string]bool
+	Found  bool
+	Locked bool
+	// LockedAt is when the lock was taken (Unix ns, the holder's clock:
+	// the read's time less LockedError.LockAge); 0 when not locked.
+	LockedAt int64
+	Counter  int
+	List     []string
+	Free     map[string]bool
 }
 
 // crash describes an app process killed while holding locks.
@@ -171,6 +176,7 @@ func analyze(o observations) *Result {
 
 	checkSessions(o, res)
 	checkLocks(o, res)
+	checkFailover(o, res)
 	measureBursts(o, res)
 
 	res.DurationMs = ms(o.end - o.start)
@@ -276,6 +282,59 @@ func checkSessions(o observations, res *Result) {
 	}
 }
 
+// promisesFailover reports whether the run's store promises that every
+// request sent a failover time after a single fault succeeds (issue 13's
+// availability: memcached's witness scheme, docs/replication.md section
+// 9).
+func promisesFailover(cfg Config) bool {
+	if cfg.Backend != BackendMemcached {
+		return false
+	}
+	mode, err := backupMode(cfg.Backup)
+	return err == nil && mode == memcached.BackupWitness
+}
+
+// faultWindows returns, per fault injected, the span from its start to a
+// failover time after its end, in Unix ns: requests sent within one may
+// fail.
+func faultWindows(o observations) []span {
+	var out []span
+	for _, e := range o.events {
+		if e.Missed || e.Kind == FaultError {
+			continue
+		}
+		from := o.start + int64(e.AtMs*float64(time.Millisecond))
+		out = append(out, span{from, from + int64(e.DurationMs*float64(time.Millisecond)) + int64(FailoverTime)})
+	}
+	return out
+}
+
+// checkFailover counts the requests that failed with a server error (5xx)
+// although they were sent after a fault, more than a failover time after
+// it ended, and within no other fault's window (FailedAfterFailover).
+// They are a violation when the store promises failover
+// (promisesFailover), with a finding each.
+func checkFailover(o observations, res *Result) {
+	windows := faultWindows(o)
+	if len(windows) == 0 {
+		return
+	}
+	first := slices.MinFunc(windows, func(a, b span) int { return cmp.Compare(a.from, b.from) }).from
+	res.FailoverChecked = promisesFailover(o.cfg)
+	for _, r := range o.requests {
+		if r.ok() || r.Status/100 != 5 || r.Sent < first {
+			continue
+		}
+		if slices.ContainsFunc(windows, func(w span) bool { return r.Sent >= w.from && r.Sent < w.to }) {
+			continue
+		}
+		res.FailedAfterFailover++
+		if res.FailoverChecked {
+			res.finding("failed after the failover time: app %d %s sent at %.0f ms, status %d", r.Proc, r.Route, ms(r.Sent-o.start), r.Status)
+		}
+	}
+}
+
 // span is an interval of Unix ns.
 type span struct{ from, to int64 }
 
@@ -283,9 +342,27 @@ type span struct{ from, to int64 }
 // handlers.
 func checkLocks(o observations, res *Result) {
 	for sid, st := range o.states {
-		if st.Found && st.Locked {
+		if !st.Found || !st.Locked {
+			continue
+		}
+		// A lock left by a request that failed (its lock's write or its
+		// release had no known outcome, or could not be made) is the
+		// lease's to break: the next request of the session takes it over
+		// within a lease, and a wait longer than that is a stuck wait
+		// below. It is stuck at the end only when no later request came
+		// to break it. A lock whose taker succeeded, or that no request
+		// took, is a lost release.
+		r, found := lockTaker(o, sid, st.LockedAt)
+		switch {
+		case found && !r.ok():
+			res.LockedAfterFailure++
+		case found:
 			res.StuckSessions++
-			res.finding("locked at the end: session %s…", sidTag(sid))
+			res.finding("locked at the end: session %s…: lock taken at %.0f ms by app %d %s, which succeeded (status %d): its release was lost",
+				sidTag(sid), ms(st.LockedAt-o.start), r.Proc, r.Route, r.Status)
+		default:
+			res.StuckSessions++
+			res.finding("locked at the end: session %s…: lock taken at %.0f ms by no request of the run", sidTag(sid), ms(st.LockedAt-o.start))
 		}
 	}
 	threshold := stuckWaitThreshold(o.cfg)
@@ -330,14 +407,7 @@ func checkLocks(o observations, res *Result) {
 	// From a fault until a failover time after it ended, a store may
 	// still be failing over: a wait's stretch without a holder there is
 	// reported apart (StuckWaitsInFailover).
-	var failover []span
-	for _, e := range o.events {
-		if e.Missed {
-			continue
-		}
-		from := o.start + int64(e.AtMs*float64(time.Millisecond))
-		failover = append(failover, span{from, from + int64(e.DurationMs*float64(time.Millisecond)) + int64(FailoverTime)})
-	}
+	failover := faultWindows(o)
 	for sid, ws := range waits {
 		merged := mergeSpans(holds[sid])
 		excused := mergeSpans(append(slices.Clone(holds[sid]), failover...))
@@ -372,6 +442,46 @@ func checkLocks(o observations, res *Result) {
 			running = append(running, b)
 		}
 	}
+}
+
+// lockSlack is how far from a request's window lockTaker still finds the
+// lock's time: LockedAt is estimated from the lock's age as read.
+const lockSlack = 50 * time.Millisecond
+
+// lockTaker returns the exclusive request of session sid that took the
+// lock taken at lockedAt (Unix ns), found when it was the only one that
+// could have: the lock is taken between the request's arrival and its
+// handler's start (its arrival and its end when the handler never ran;
+// its sending and its answer with no record from an app server). found
+// is false when none or several could have.
+func lockTaker(o observations, sid string, lockedAt int64) (r *request, found bool) {
+	slack := int64(lockSlack)
+	n := 0
+	for _, q := range o.requests {
+		if !routes[q.Route].exclusive {
+			continue
+		}
+		qt, ok := o.timings[q.ID]
+		qsid := o.sids[q.Browser]
+		if ok && qt.SID != "" {
+			qsid = qt.SID
+		}
+		if qsid != sid {
+			continue
+		}
+		from, to := q.Sent, q.Recv
+		switch {
+		case ok && qt.ran():
+			from, to = qt.Arrive, qt.Start
+		case ok:
+			from, to = qt.Arrive, qt.Done
+		}
+		if lockedAt >= from-slack && lockedAt <= to+slack {
+			r = q
+			n++
+		}
+	}
+	return r, n == 1
 }
 
 // handlerRun is an exclusive handler's run (Start to End), with the

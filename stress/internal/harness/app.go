@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,7 +90,8 @@ type app struct {
 
 	inFlight atomic.Int64
 	fenced   atomic.Int64
-	stamps   *stamps // the provider's successful writes, for the leases of timing.Stamps
+	stamps   *stamps      // the provider's successful writes, for the leases of timing.Stamps
+	log      *slog.Logger // LogDirEnv's log; nil: none
 
 	mu      sync.Mutex
 	timings []timing
@@ -98,7 +100,7 @@ type app struct {
 
 // newApp builds an app server over store; closing the app does not close
 // the store.
-func newApp(cfg appConfig, store provider.Store) (*app, error) {
+func newApp(cfg appConfig, store provider.Store, logger *slog.Logger) (*app, error) {
 	pcfg, err := cfg.providerConfig()
 	if err != nil {
 		return nil, err
@@ -117,12 +119,13 @@ func newApp(cfg appConfig, store provider.Store) (*app, error) {
 		Unbuffered: cfg.LateCommit,
 		// Failures are counted by the harness; the log would only repeat
 		// them, thousands of times under faults.
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// LogDirEnv sets one for a diagnosis.
+		Logger: cmp.Or(logger, slog.New(slog.NewTextHandler(io.Discard, nil))),
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, stamps: rec, holding: map[uint64]string{}}
+	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, stamps: rec, holding: map[uint64]string{}, log: logger}
 	modes := map[string]middleware.Mode{}
 	for name, ri := range routes {
 		switch {
@@ -191,6 +194,10 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 			// Only the middleware answers 409: its commit was fenced
 			// because the lock had been taken over.
 			a.fenced.Add(1)
+		}
+		if a.log != nil {
+			a.log.Debug("request", "id", id, "route", route, "sid", sidTag(t.SID), "status", t.Status,
+				"arrive", t.Arrive, "start", t.Start, "end", t.End, "done", t.Done)
 		}
 		if id != 0 {
 			a.mu.Lock()

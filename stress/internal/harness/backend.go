@@ -57,13 +57,19 @@ var ErrUnreachable = errors.New("harness: store not reachable")
 // openStore connects to the store spec describes. The memory backend has
 // no address and cannot be opened this way.
 func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
+	return openStoreEvents(ctx, spec, nil)
+}
+
+// openStoreEvents is openStore with the store's node events sent to
+// onEvent (nil: none).
+func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
 		mode, err := backupMode(spec.Backup)
 		if err != nil {
 			return nil, err
 		}
-		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode}
+		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
 		if len(spec.Dial) > 0 {
 			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				if to, ok := spec.Dial[addr]; ok {

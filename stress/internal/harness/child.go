@@ -8,13 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sessionlock/sessionlock/middleware"
+	"github.com/sessionlock/sessionlock/provider"
 )
 
 // childEnv carries an app server process's configuration (JSON). Its
@@ -49,12 +54,21 @@ func serveChild(stdin io.Reader, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	store, err := openStore(ctx, cfg.Store)
+	logger, closeLog, err := childLogger(cfg.Proc)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	var onEvent provider.EventFunc
+	if logger != nil {
+		onEvent = middleware.LogEvents(logger).StoreEvent
+	}
+	store, err := openStoreEvents(ctx, cfg.Store, onEvent)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	a, err := newApp(cfg, store)
+	a, err := newApp(cfg, store, logger)
 	if err != nil {
 		return err
 	}
@@ -192,3 +206,24 @@ func (c *child) stop() error {
 // pause stops the app process (SIGSTOP); resume continues it.
 func (c *child) pause() error  { return c.cmd.Process.Signal(syscall.SIGSTOP) }
 func (c *child) resume() error { return c.cmd.Process.Signal(syscall.SIGCONT) }
+
+// LogDirEnv names a directory for the diagnosis of a run: when set, each
+// app server process writes its middleware's log (every failed request's
+// error), its store's node events and a line per request, with times, to
+// app-<proc>.log there, and the harness the run's observations to
+// observations.json (dumpObservations). Off by default.
+const LogDirEnv = "SESSIONLOCK_STRESS_LOGDIR"
+
+// childLogger returns the app server's diagnostic logger (nil when
+// LogDirEnv is unset) and a function that closes its file.
+func childLogger(proc int) (*slog.Logger, func(), error) {
+	dir := os.Getenv(LogDirEnv)
+	if dir == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("app-%d.log", proc)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", LogDirEnv, err)
+	}
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})), func() { _ = f.Close() }, nil
+}

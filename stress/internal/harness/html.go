@@ -201,12 +201,19 @@ func writeInvariants(b *strings.Builder, r *Result) {
 		fmt.Fprintf(b, "<tr class=\"%s\"><td class=\"name\">%s</td><td data-label=\"count\">%d</td><td data-label=\"what it counts\">%s</td><td class=\"status key\">%s</td></tr>\n",
 			passClass(!bad), esc(name), n, esc(what), esc(status))
 	}
+	var status string
 	row("lost_updates", r.LostUpdates, fmt.Sprintf("acknowledged writes missing at the end: increments %d, list items %d, lock-free keys %d", r.LostIncrements, r.LostListItems, r.LostLockFreeKey), r.LostUpdates > 0, "")
-	row("stuck_locks", r.StuckLocks, fmt.Sprintf("sessions locked at the end %d, waits longer than %.0f ms with no holder %d (%d more within a failover time of a fault)", r.StuckSessions, r.StuckWaitMs, r.StuckWaits, r.StuckWaitsInFailover), r.StuckLocks > 0, "")
+	row("stuck_locks", r.StuckLocks, fmt.Sprintf("sessions locked at the end %d, waits longer than %.0f ms with no holder %d (%d more within a failover time of a fault; %d sessions locked at the end by a request that failed, for the next one to take over)", r.StuckSessions, r.StuckWaitMs, r.StuckWaits, r.StuckWaitsInFailover, r.LockedAfterFailure), r.StuckLocks > 0, "")
+	status = ""
+	if !r.FailoverChecked {
+		status = "not promised by this store"
+	}
+	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx)", FailoverTime.Seconds()),
+		r.FailoverChecked && r.FailedAfterFailover > 0, status)
 	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
 	row("exclusion_violations", r.ExclusionViolations, "pairs of exclusive handlers of one session that ran at once", r.ExclusionViolations > 0, "")
 	missed := len(r.UnreachedFaults())
-	status := ""
+	status = ""
 	if missed > 0 && r.UnreachedFaultsAllowed {
 		status = "allowed (-allow-unreached-faults)"
 	}

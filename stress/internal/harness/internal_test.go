@@ -57,7 +57,7 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	o.states = map[string]sessionState{
 		"A": {Found: true, Counter: 2, List: []string{"a1"}, Free: map[string]bool{"f1": true}},
 		"B": {Found: true, Counter: 2},
-		"D": {Found: true, Locked: true},
+		"D": {Found: true, Locked: true, LockedAt: 9000 * msNs},
 		"E": {Found: true, Counter: 2},
 	}
 	res := analyze(o)
@@ -73,7 +73,7 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	require.Equal(t, 1, res.UnackedCommits, "E's counter is one above its acknowledged increments")
 	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
 	require.ElementsMatch(t, []string{
-		"locked at the end: session D…",
+		"locked at the end: session D…: lock taken at 9000 ms by no request of the run",
 		"stuck wait: session D…: app 0 read waited from 0 to 5000 ms",
 		"two holders: session B…: app 0 incr (handler 10 to 20 ms, status 0) and app 0 incr (handler from 15 ms)",
 	}, res.Findings)

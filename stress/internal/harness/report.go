@@ -46,8 +46,10 @@ func figures(r *Result) []figure {
 	bad := func(cond bool) { f[len(f)-1].Bad = cond }
 	p("lost_updates", "%d (increments %d, list items %d, lock-free keys %d)", r.LostUpdates, r.LostIncrements, r.LostListItems, r.LostLockFreeKey)
 	bad(r.LostUpdates > 0)
-	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d; %d more within a failover time of a fault)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits, r.StuckWaitsInFailover)
+	p("stuck_locks", "%d (sessions locked at the end %d, waits > %.0f ms with no holder %d; %d more within a failover time of a fault; %d locked at the end by a failed request, for the next one to take over)", r.StuckLocks, r.StuckSessions, r.StuckWaitMs, r.StuckWaits, r.StuckWaitsInFailover, r.LockedAfterFailure)
 	bad(r.StuckLocks > 0)
+	p("failed_after_failover", "%s", failoverLine(r))
+	bad(r.FailoverChecked && r.FailedAfterFailover > 0)
 	p("sessions_lost", "%d", r.SessionsLost)
 	bad(r.SessionsLost > 0)
 	p("exclusion_violations", "%d", r.ExclusionViolations)
@@ -212,4 +214,14 @@ const unreachedHint = "a fault was never reached: give the workload more request
 // unreachedFails reports whether an unreached fault fails r.
 func unreachedFails(r *Result) bool {
 	return len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed
+}
+
+// failoverLine says how many requests failed after the failover time, and
+// whether the run's store promises none does.
+func failoverLine(r *Result) string {
+	s := fmt.Sprintf("%d (requests sent more than %.1f s after a fault ended that failed with a 5xx", r.FailedAfterFailover, FailoverTime.Seconds())
+	if !r.FailoverChecked {
+		s += "; not an invariant of this store"
+	}
+	return s + ")"
 }

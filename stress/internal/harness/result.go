@@ -50,7 +50,8 @@ type Result struct {
 	LostLockFreeKey int `json:"lost_lockfree_keys"`
 	// StuckLocks is StuckSessions + StuckWaits.
 	StuckLocks int `json:"stuck_locks"`
-	// StuckSessions: sessions still locked once every request finished.
+	// StuckSessions: sessions still locked once every request finished,
+	// by a request that succeeded (a lost release) or by none.
 	StuckSessions int `json:"stuck_sessions"`
 	// StuckWaits: requests whose wait included a stretch longer than
 	// StuckWaitMs during which no request held their session's lock.
@@ -63,6 +64,21 @@ type Result struct {
 	// (docs/replication.md section 9), so these are reported, not
 	// counted as stuck.
 	StuckWaitsInFailover int `json:"stuck_waits_in_failover,omitempty"`
+	// LockedAfterFailure: sessions locked at the end by a request that
+	// failed (a lock whose write or release had no known outcome, or
+	// could not be made, e.g. at a fault) with no later request of the
+	// session to take it over: the next one would within a lease, so
+	// these are reported, not counted as stuck (a wait for such a lock
+	// longer than StuckWaitMs is a StuckWait).
+	LockedAfterFailure int `json:"locked_after_failure,omitempty"`
+	// FailedAfterFailover: requests that failed with a server error (5xx)
+	// although sent more than a failover time (FailoverTime) after a
+	// fault ended and within no other fault's window: issue 13's
+	// availability (docs/replication.md section 9) says every one must
+	// succeed. A violation when FailoverChecked: the run's store promises
+	// it (memcached's witness scheme); otherwise only reported.
+	FailedAfterFailover int  `json:"failed_after_failover"`
+	FailoverChecked     bool `json:"failover_checked,omitempty"`
 	// SessionsLost: browsers whose session vanished or was replaced.
 	SessionsLost int `json:"sessions_lost"`
 	// ExclusionViolations: pairs of exclusive handlers of one session
@@ -199,6 +215,9 @@ func (r *Result) Violations() []string {
 	}
 	if r.SessionsLost > 0 {
 		v = append(v, "sessions_lost")
+	}
+	if r.FailoverChecked && r.FailedAfterFailover > 0 {
+		v = append(v, "failed_after_failover")
 	}
 	if r.ExclusionViolations > 0 {
 		v = append(v, "exclusion_violations")

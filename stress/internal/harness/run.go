@@ -183,6 +183,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if o.states, err = r.readSessions(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := dumpObservations(o); err != nil {
+		return nil, err
+	}
 	return analyze(o), nil
 }
 
@@ -216,7 +219,7 @@ func (r *runner) startServers(ctx context.Context) error {
 		if cfg.WrapStore != nil {
 			st = cfg.WrapStore(st)
 		}
-		a, err := newApp(ac, st)
+		a, err := newApp(ac, st, nil)
 		if err != nil {
 			return err
 		}
@@ -286,11 +289,16 @@ func (r *runner) injectFaults(ctx context.Context) {
 				return
 			}
 			n := r.be.nodes[cfg.FaultNode]
+			// The fault begins with the kill (connections reset) and lasts
+			// until the node listens again, empty.
+			began := time.Since(r.start)
 			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
 				r.event(FaultError, r.nodeName(cfg.FaultNode), "restarting %s node %d failed: %v", kind, cfg.FaultNode, err)
 				return
 			}
-			r.event(FaultRestartNode, r.nodeName(cfg.FaultNode), "restarted %s node %d (%s), empty", kind, cfg.FaultNode, n.Addr())
+			down := time.Since(r.start) - began
+			r.record(Event{Kind: FaultRestartNode, Target: r.nodeName(cfg.FaultNode), AtMs: ms(int64(began)), DurationMs: ms(int64(down)),
+				What: fmt.Sprintf("restarted %s node %d (%s), empty", kind, cfg.FaultNode, n.Addr())})
 		}})
 	}
 	if !cfg.Flush.IsZero() && cfg.FlushAll {
@@ -700,7 +708,17 @@ func readSession(ctx context.Context, p *provider.Provider, sid string) (session
 	var err error
 	for attempt := 0; ; attempt++ {
 		_, err = p.GetItem(ctx, sid)
+		if errors.Is(err, provider.ErrLocked) {
+			// A fresh store's first read of a write in flight may return
+			// the write's parent (memcached's witness scheme, R4: one
+			// copy holds the write); a second read completes it. A lock
+			// found is read again.
+			_, err = p.GetItem(ctx, sid)
+		}
 		st.Locked = errors.Is(err, provider.ErrLocked)
+		if le := (*provider.LockedError)(nil); errors.As(err, &le) {
+			st.LockedAt = time.Now().Add(-le.LockAge).UnixNano()
+		}
 		if errors.Is(err, provider.ErrNotFound) {
 			return st, nil
 		}

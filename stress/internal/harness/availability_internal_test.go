@@ -1,0 +1,147 @@
+package harness
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestFailedAfterFailover: a request that failed with a server error
+// although sent more than a failover time after a fault ended, within no
+// other fault's window, is counted; one sent before any fault, within a
+// fault's window, fenced (409) or failed without an answer from the store
+// (a timeout) is not. It is a violation, with a finding each, when the
+// store promises failover (the witness scheme), reported otherwise.
+func TestFailedAfterFailover(t *testing.T) {
+	const start = int64(1_000_000) * msNs
+	for _, tc := range []struct {
+		backup    string
+		violation bool
+	}{
+		{"witness", true},
+		{"on", false},
+	} {
+		t.Run(tc.backup, func(t *testing.T) {
+			cfg := Config{Backend: BackendMemcached, Backup: tc.backup, Lease: time.Second}.withDefaults()
+			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}, start: start}
+			// A node restarted at 1000 ms, down 100 ms: failing over until
+			// 2600 ms; a node paused at 5000 ms for 1 s: until 7500 ms.
+			o.events = []Event{
+				{AtMs: 1000, DurationMs: 100, Kind: FaultRestartNode, Target: "memcached node 0"},
+				{AtMs: 5000, DurationMs: 1000, Kind: FaultPauseNode, Target: "memcached node 1"},
+				{AtMs: 4000, Kind: FaultKillNode, Missed: true},
+			}
+			id := uint64(0)
+			add := func(sentMs int64, status int, reason string) {
+				id++
+				if reason == "" && status/100 != 2 {
+					reason = "status_" + strconv.Itoa(status)
+				}
+				o.requests = append(o.requests, &request{ID: id, Browser: 0, Route: RouteRead, SID: "A", Proc: 1,
+					Sent: start + sentMs*msNs, Recv: start + (sentMs+5)*msNs, Status: status, Reason: reason})
+			}
+			add(500, 500, "")       // before any fault
+			add(1200, 503, "")      // within the restart's failover
+			add(2590, 500, "")      // just within it
+			add(2700, 503, "")      // after it: counted
+			add(3000, 409, "")      // fenced: not a server error
+			add(3100, 500, "")      // counted
+			add(3200, 0, "timeout") // no answer: not counted here
+			add(3300, 200, "")      // fine
+			add(4500, 500, "")      // the missed kill is no fault: counted
+			add(6000, 503, "")      // within the pause's failover
+			add(7600, 503, "")      // after it: counted
+			o.states = map[string]sessionState{"A": {Found: true}}
+			res := analyze(o)
+			require.Equal(t, 4, res.FailedAfterFailover)
+			require.Equal(t, tc.violation, res.FailoverChecked)
+			if tc.violation {
+				require.Contains(t, res.Violations(), "failed_after_failover")
+				require.Equal(t, []string{
+					"failed after the failover time: app 1 read sent at 2700 ms, status 503",
+					"failed after the failover time: app 1 read sent at 3100 ms, status 500",
+					"failed after the failover time: app 1 read sent at 4500 ms, status 500",
+					"failed after the failover time: app 1 read sent at 7600 ms, status 503",
+				}, res.Findings)
+			} else {
+				require.NotContains(t, res.Violations(), "failed_after_failover")
+				require.Empty(t, res.Findings)
+			}
+			var sum strings.Builder
+			require.NoError(t, WriteSummary(&sum, res))
+			require.Contains(t, sum.String(), "failed_after_failover")
+			require.Contains(t, sum.String(), "4 (requests sent more than 1.5 s after a fault ended")
+			var html strings.Builder
+			writeInvariants(&html, res)
+			require.Contains(t, html.String(), "failed_after_failover")
+			b, err := json.Marshal(res)
+			require.NoError(t, err)
+			require.Contains(t, string(b), `"failed_after_failover":4`)
+		})
+	}
+}
+
+// TestNoFaultNoFailoverCount: with no fault, failures are not counted as
+// failures after a failover time.
+func TestNoFaultNoFailoverCount(t *testing.T) {
+	cfg := Config{Backend: BackendMemcached, Backup: "witness"}.withDefaults()
+	o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+	o.requests = []*request{{ID: 1, Route: RouteRead, SID: "A", Sent: 5 * msNs, Status: 503, Reason: "status_503"}}
+	o.states = map[string]sessionState{"A": {Found: true}}
+	res := analyze(o)
+	require.Zero(t, res.FailedAfterFailover)
+	require.False(t, res.FailoverChecked)
+	require.Empty(t, res.Violations())
+}
+
+// TestLockedAtEnd: a session locked at the end is stuck when the request
+// that took the lock succeeded (its release was lost) or no request of
+// the run took it; when the taker failed (its lock's write had no known
+// outcome, or its commit could not be made) and no later request came,
+// the next one takes it over within a lease: reported, not stuck
+// (restart-node's stuck lock: a commit that failed ErrUnavailable at the
+// end of its browser's requests).
+func TestLockedAtEnd(t *testing.T) {
+	cfg := Config{Lease: 1500 * time.Millisecond}.withDefaults()
+	for _, tc := range []struct {
+		name     string
+		lockedAt int64 // ms
+		status   int   // the taker's answer
+		ran      bool  // its handler ran
+		stuck    int
+		finding  string
+	}{
+		{"taker failed in its commit", 105, 500, true, 0, ""},
+		{"taker's lock write unknown, handler never ran", 150, 500, false, 0, ""},
+		{"taker succeeded: lost release", 105, 200, true, 1, "locked at the end: session A…: lock taken at 105 ms by app 2 slow, which succeeded (status 200): its release was lost"},
+		{"no request took it", 900, 500, true, 1, "locked at the end: session A…: lock taken at 900 ms by no request of the run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+			reason := ""
+			if tc.status != 200 {
+				reason = "status_" + strconv.Itoa(tc.status)
+			}
+			o.requests = []*request{{ID: 1, Browser: 0, Route: RouteSlow, SID: "A", Proc: 2, Value: 1, Status: tc.status, Reason: reason, Sent: 90 * msNs, Recv: 400 * msNs}}
+			tm := timing{ID: 1, Proc: 2, Route: RouteSlow, SID: "A", Arrive: 100 * msNs, Done: 390 * msNs, Status: tc.status}
+			if tc.ran {
+				tm.Start, tm.End = 110*msNs, 130*msNs
+			}
+			o.timings[1] = tm
+			o.states = map[string]sessionState{"A": {Found: true, Locked: true, LockedAt: tc.lockedAt * msNs, Counter: 1}}
+			res := analyze(o)
+			require.Equal(t, tc.stuck, res.StuckSessions)
+			require.Equal(t, 1-tc.stuck, res.LockedAfterFailure)
+			if tc.finding != "" {
+				require.Equal(t, []string{tc.finding}, res.Findings)
+				require.Contains(t, res.Violations(), "stuck_locks")
+			} else {
+				require.Empty(t, res.Findings)
+			}
+		})
+	}
+}
