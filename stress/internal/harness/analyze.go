@@ -309,9 +309,10 @@ func faultWindows(o observations) []span {
 	return out
 }
 
-// checkFailover counts the requests that failed with a server error (5xx)
-// although they were sent after a fault, more than a failover time after
-// it ended, and within no other fault's window (FailedAfterFailover).
+// checkFailover counts the requests sent after a fault, more than a
+// failover time after it ended, and within no other fault's window
+// (RequestsAfterFailover), and those of them that failed with a server
+// error (5xx: FailedAfterFailover).
 // They are a violation when the store promises failover
 // (promisesFailover), with a finding each.
 func checkFailover(o observations, res *Result) {
@@ -322,10 +323,11 @@ func checkFailover(o observations, res *Result) {
 	first := slices.MinFunc(windows, func(a, b span) int { return cmp.Compare(a.from, b.from) }).from
 	res.FailoverChecked = promisesFailover(o.cfg)
 	for _, r := range o.requests {
-		if r.ok() || r.Status/100 != 5 || r.Sent < first {
+		if r.Sent < first || slices.ContainsFunc(windows, func(w span) bool { return r.Sent >= w.from && r.Sent < w.to }) {
 			continue
 		}
-		if slices.ContainsFunc(windows, func(w span) bool { return r.Sent >= w.from && r.Sent < w.to }) {
+		res.RequestsAfterFailover++
+		if r.ok() || r.Status/100 != 5 {
 			continue
 		}
 		res.FailedAfterFailover++

@@ -58,6 +58,7 @@ func TestFailedAfterFailover(t *testing.T) {
 			o.states = map[string]sessionState{"A": {Found: true}}
 			res := analyze(o)
 			require.Equal(t, 4, res.FailedAfterFailover)
+			require.Equal(t, 7, res.RequestsAfterFailover, "sent after a failover time and within no window")
 			require.Equal(t, tc.violation, res.FailoverChecked)
 			if tc.violation {
 				require.Contains(t, res.Violations(), "failed_after_failover")
@@ -74,10 +75,11 @@ func TestFailedAfterFailover(t *testing.T) {
 			var sum strings.Builder
 			require.NoError(t, WriteSummary(&sum, res))
 			require.Contains(t, sum.String(), "failed_after_failover")
-			require.Contains(t, sum.String(), "4 (requests sent more than 1.5 s after a fault ended")
+			require.Contains(t, sum.String(), "4 of 7 (requests sent more than 1.5 s after a fault ended")
 			var html strings.Builder
 			writeInvariants(&html, res)
 			require.Contains(t, html.String(), "failed_after_failover")
+			require.Contains(t, html.String(), "of 7 sent then")
 			b, err := json.Marshal(res)
 			require.NoError(t, err)
 			require.Contains(t, string(b), `"failed_after_failover":4`)
@@ -94,6 +96,7 @@ func TestNoFaultNoFailoverCount(t *testing.T) {
 	o.states = map[string]sessionState{"A": {Found: true}}
 	res := analyze(o)
 	require.Zero(t, res.FailedAfterFailover)
+	require.Zero(t, res.RequestsAfterFailover)
 	require.False(t, res.FailoverChecked)
 	require.Empty(t, res.Violations())
 }

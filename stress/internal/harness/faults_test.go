@@ -115,8 +115,15 @@ func TestRealFaults(t *testing.T) {
 			tc.set(&cfg)
 			if strings.HasPrefix(tc.name, "witness/") {
 				cfg.Backup = "witness"
+				// Issue 13's availability: requests sent a failover time
+				// after the fault ended must succeed. Twice the budget,
+				// so that the run goes on well past that time.
+				cfg.Requests *= 2
 			}
 			res := run(t, cfg)
+			if res.FailoverChecked && res.RequestsAfterFailover == 0 {
+				t.Errorf("no request was sent a failover time (%v) after the fault ended: the availability check (failed_after_failover) checked nothing", harness.FailoverTime)
+			}
 			for _, e := range res.Events {
 				t.Logf("fault at %.0f ms: %s %s", e.AtMs, e.Kind, e.What)
 				if e.Missed || e.Kind == harness.FaultError {

@@ -208,7 +208,7 @@ func writeInvariants(b *strings.Builder, r *Result) {
 	if !r.FailoverChecked {
 		status = "not promised by this store"
 	}
-	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx)", FailoverTime.Seconds()),
+	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx), of %d sent then", FailoverTime.Seconds(), r.RequestsAfterFailover),
 		r.FailoverChecked && r.FailedAfterFailover > 0, status)
 	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
 	row("exclusion_violations", r.ExclusionViolations, "pairs of exclusive handlers of one session that ran at once", r.ExclusionViolations > 0, "")

@@ -219,7 +219,7 @@ func unreachedFails(r *Result) bool {
 // failoverLine says how many requests failed after the failover time, and
 // whether the run's store promises none does.
 func failoverLine(r *Result) string {
-	s := fmt.Sprintf("%d (requests sent more than %.1f s after a fault ended that failed with a 5xx", r.FailedAfterFailover, FailoverTime.Seconds())
+	s := fmt.Sprintf("%d of %d (requests sent more than %.1f s after a fault ended that failed with a 5xx", r.FailedAfterFailover, r.RequestsAfterFailover, FailoverTime.Seconds())
 	if !r.FailoverChecked {
 		s += "; not an invariant of this store"
 	}

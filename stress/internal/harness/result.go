@@ -77,8 +77,11 @@ type Result struct {
 	// availability (docs/replication.md section 9) says every one must
 	// succeed. A violation when FailoverChecked: the run's store promises
 	// it (memcached's witness scheme); otherwise only reported.
-	FailedAfterFailover int  `json:"failed_after_failover"`
-	FailoverChecked     bool `json:"failover_checked,omitempty"`
+	// RequestsAfterFailover counts the requests sent in that time, those
+	// the check looked at (none: it checked nothing).
+	FailedAfterFailover   int  `json:"failed_after_failover"`
+	RequestsAfterFailover int  `json:"requests_after_failover"`
+	FailoverChecked       bool `json:"failover_checked,omitempty"`
 	// SessionsLost: browsers whose session vanished or was replaced.
 	SessionsLost int `json:"sessions_lost"`
 	// ExclusionViolations: pairs of exclusive handlers of one session
