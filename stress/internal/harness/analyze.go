@@ -73,9 +73,10 @@ type observations struct {
 }
 
 // FailoverTime is how long after a fault a store may still be failing
-// over: the memcached store's failover time with its defaults
-// (docs/replication.md section 9: FailoverAfter 1 s + Timeout 500 ms).
-const FailoverTime = 1500 * time.Millisecond
+// over: the memcached store's failover time with its defaults, which the
+// harness's stores use (docs/replication.md section 9: FailoverAfter 1 s
+// + Timeout 500 ms).
+const FailoverTime = memcached.DefaultFailoverAfter + memcached.DefaultTimeout
 
 // stuckWaitThreshold is how long a request may wait while no request holds
 // its session before the wait counts as a stuck lock: one lease (or lock
