@@ -244,6 +244,8 @@ type Store struct {
 type testHooks struct {
 	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
+	beforeTouchCopies func(key string) // the witness scheme read a record, its data copies not yet touched
+	touchNoFlags      bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
 	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
 	backupAppendOff   bool             // the code before backup appends: keys with a backup copy are written whole
 	bakAppendNoWhole  bool             // broken variant: a refused backup append is not completed whole

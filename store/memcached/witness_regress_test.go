@@ -724,3 +724,38 @@ func TestRestampKeepsConcurrentTouch(t *testing.T) {
 		require.Greater(t, ttl, int64(55), "R9's re-stamp undid a touch that landed after its read")
 	}
 }
+
+// Review 5's m2 (review 4's D5 on the follow-up touch): a cold read (the
+// session's timeout not yet cached) touches both data copies with the
+// session's timeout after its read; if a failover made one of those nodes
+// the witness in between, the touch must give the witness its TW back,
+// not leave it with the session's timeout (it would then expire before
+// the data it witnesses). SetTouchNoFlags, the code before, must fail.
+func TestFollowUpTouchKeepsWitnessTTL(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "broken"}[broken], func(t *testing.T) {
+			servers, _, cands := addedSession(t, "touchwit")
+			const key = "touchwit"
+			fresh := int64(memcached.TimeoutExp(60)) // a data copy's TTL for a 60 s session
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			if broken {
+				memcached.SetTouchNoFlags(s2)
+			}
+			var once sync.Once
+			memcached.SetBeforeTouchCopies(s2, func(string) {
+				// The secondary's node becomes a witness of the key, with
+				// 100 s left, between the read and its touch.
+				once.Do(func() { rawSet(t, cands[1], key, []byte("w"), 100, 2) })
+			})
+			_, err := s2.GetAndTouch(context.Background(), key, time.Minute)
+			require.NoError(t, err)
+			it := rawGet(t, cands[1], key)
+			require.Equal(t, uint32(2), it.flags)
+			if broken {
+				require.LessOrEqual(t, it.ttl, fresh, "the broken variant leaves the witness with the session's timeout")
+				return
+			}
+			require.Greater(t, it.ttl, int64(100), "the witness touched by a data-copy touch got TW (2 × MaxTimeout) back (data TTL %d)", fresh)
+		})
+	}
+}
