@@ -113,3 +113,7 @@ func SetBeforeTouchCopies(s *Store, hook func(key string)) { s.hooks.beforeTouch
 // SetTouchNoFlags is review 5's m2 broken variant: touchCopies leaves a
 // witness it touched with the data copies' TTL.
 func SetTouchNoFlags(s *Store) { s.hooks.touchNoFlags = true }
+
+// SetRepairCompletesInFlight is review 5's m4 broken variant: the repair
+// client completes a write in flight the first time it sees it.
+func SetRepairCompletesInFlight(s *Store) { s.hooks.repairCompletesInFlight = true }
