@@ -298,8 +298,14 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 	if w.splits[key] == id {
 		return false
 	}
-	if len(w.splits) >= maxSplits {
-		clear(w.splits)
+	if _, ok := w.splits[key]; !ok && len(w.splits) >= maxSplits {
+		// Review 5's m6: make room by forgetting one other key (its
+		// split, seen again, is answered with its parent once more), not
+		// every key at once.
+		for k := range w.splits {
+			delete(w.splits, k)
+			break
+		}
 	}
 	w.splits[key] = id
 	return true
