@@ -61,7 +61,9 @@ func TestInChain(t *testing.T) {
 func TestSplitsBoundedOneAtATime(t *testing.T) {
 	w := &witness{splits: make(map[string]envelope.Identity)}
 	id := func(i int) envelope.Identity { return envelope.Identity{Nonce: uint64(i) + 1} }
-	key := func(i int) string { return "k" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)) }
+	key := func(i int) string {
+		return "k" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))
+	}
 	for i := range maxSplits + 10 {
 		if !w.firstSight(key(i), id(i)) {
 			t.Fatalf("key %d: not a first sight", i)
