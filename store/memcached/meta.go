@@ -119,15 +119,38 @@ type notSentError struct{ err error }
 func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
 func (e *notSentError) Unwrap() error { return e.err }
 
-func (c *metaClient) conn(ctx context.Context, fresh bool) (cn *metaConn, pooled bool, err error) {
-	c.mu.Lock()
-	if n := len(c.idle); n > 0 && !fresh {
+// connPick says which connection conn returns.
+type connPick int
+
+const (
+	anyConn  connPick = iota // a pooled one if any, else a new one
+	liveConn                 // a pooled one its node has not closed (connCheck), else a new one
+	newConn                  // a new one
+)
+
+func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, pooled bool, err error) {
+	for pick != newConn {
+		c.mu.Lock()
+		n := len(c.idle)
+		if n == 0 {
+			c.mu.Unlock()
+			break
+		}
 		cn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
+		// A connection its node closed while idle (a killed or restarted
+		// process) would take the request and lose it: a write sent so
+		// has an unknown outcome although nothing could have run. For a
+		// write (liveConn) it is dropped before use; a read on it fails
+		// and is sent again on a new connection (wdo), which costs less
+		// than a check of every read.
+		if pick == liveConn && (cn.rw.Reader.Buffered() > 0 || connCheck(cn.nc) != nil) {
+			cn.nc.Close()
+			continue
+		}
 		return cn, true, nil
 	}
-	c.mu.Unlock()
 	nc, err := c.dialNode(ctx)
 	if err != nil {
 		return nil, false, err
@@ -194,17 +217,17 @@ func (c *metaClient) round(ctx context.Context, cmd []byte, parse parseFunc) (me
 // cancelled. The connection goes back to the pool only when fn read whole
 // replies.
 func (c *metaClient) do(ctx context.Context, fn func(*metaConn) error) error {
-	_, err := c.doOn(ctx, false, fn)
+	_, err := c.doOn(ctx, anyConn, fn)
 	return err
 }
 
-// doOn is do on a new connection when fresh is set, else on a pooled one
-// if any; pooled reports that the connection came from the pool.
-func (c *metaClient) doOn(ctx context.Context, fresh bool, fn func(*metaConn) error) (pooled bool, err error) {
+// doOn is do on the connection pick says; pooled reports that it came
+// from the pool.
+func (c *metaClient) doOn(ctx context.Context, pick connPick, fn func(*metaConn) error) (pooled bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, &ctxError{err}
 	}
-	cn, pooled, err := c.conn(ctx, fresh)
+	cn, pooled, err := c.conn(ctx, pick)
 	if err != nil {
 		return false, err
 	}

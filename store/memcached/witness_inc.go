@@ -129,7 +129,10 @@ func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 // closed by a restart of the node: a read is then sent again on a new
 // connection; a write is not (it may have been applied), and a new
 // connection of another incarnation shows that whatever it did is gone
-// with the old one: errLostInc (not errOtherInc: it was sent).
+// with the old one: errLostInc (not errOtherInc: it was sent). A write
+// takes no pooled connection its node had already closed (liveConn: after
+// a kill or restart every pooled one is), so that only a write in flight
+// at the node's end gets there.
 func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
 	start := n.wh.sending()
 	var began time.Time // the last attempt's send on a connection
@@ -140,7 +143,11 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		began = time.Now()
 		return fn(cn)
 	}
-	pooled, err := n.meta.doOn(ctx, false, run)
+	pick := anyConn
+	if inc != 0 {
+		pick = liveConn // a write: never sent on a connection already dead
+	}
+	pooled, err := n.meta.doOn(ctx, pick, run)
 	late := err != nil && n.wh.late(began, n.meta.timeout)
 	var ce *ctxError
 	if pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
@@ -156,7 +163,7 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		began = time.Time{}
 		// A write's check that cannot be made (the new connection fails)
 		// leaves the first error: it was sent, never "not sent" (M2).
-		if _, rerr := n.meta.doOn(ctx, true, retry); inc == 0 || errors.Is(rerr, errLostInc) {
+		if _, rerr := n.meta.doOn(ctx, newConn, retry); inc == 0 || errors.Is(rerr, errLostInc) {
 			err = rerr
 			late = rerr != nil && n.wh.late(began, n.meta.timeout)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -73,4 +74,34 @@ func TestRestartedCopyReadAgain(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not end")
 	}
+}
+
+// TestWriteAfterRestartOnDeadPooledConn: a node restarted (empty) between
+// a read and the write that uses its handle. This process's pooled
+// connections to the node lead to the killed process: a write sent on
+// one got no reply, and a new connection found a new incarnation, so the
+// write's outcome was unknown ("the write may have run") although the
+// connection was dead before the send and nothing could have run. A
+// pooled connection closed by its peer is now dropped before use (a
+// non-blocking read finds its end): the write goes out on a new
+// connection, where the handle's token, of the old incarnation, is
+// refused without sending, and the write's outcome is known.
+func TestWriteAfterRestartOnDeadPooledConn(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "deadpooled"
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	p := serverAt(t, servers, memcached.WitnessCandidates(s, key)[0])
+	require.NoError(t, p.Restart(ctx))
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "a write on a connection its peer had closed before the send")
+	t.Logf("the write: %v", err)
+	// Known either way; the session reads back as one of the two.
+	got, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	require.Contains(t, []string{"v1", "v2"}, string(got.Value))
 }

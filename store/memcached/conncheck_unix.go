@@ -1,0 +1,49 @@
+//go:build unix
+
+package memcached
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+)
+
+// errUnexpectedData: an idle connection had bytes to read.
+var errUnexpectedData = errors.New("memcached: unexpected data on an idle connection")
+
+// connCheck reports whether an idle connection is still usable: a
+// non-blocking read finds nothing to read (nil), or the end its peer sent
+// (io.EOF: the node closed it, e.g. its process was killed or restarted),
+// an error, or bytes no request asked for. A connection that is not a
+// socket is not checked.
+func connCheck(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	err = rc.Read(func(fd uintptr) bool {
+		var buf [1]byte
+		n, err := syscall.Read(int(fd), buf[:])
+		switch {
+		case n == 0 && err == nil:
+			cerr = io.EOF
+		case n > 0:
+			cerr = errUnexpectedData
+		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EWOULDBLOCK):
+			cerr = nil
+		default:
+			cerr = err
+		}
+		return true // never wait for data
+	})
+	if err != nil {
+		return err
+	}
+	return cerr
+}
