@@ -64,6 +64,20 @@ type metaConn struct {
 	nc  net.Conn
 	rw  *bufio.ReadWriter
 	inc uint64 // the node's incarnation read when it was opened (hello), else 0
+	out *countWriter
+}
+
+// countWriter counts the bytes its writer took (send: a request of which
+// no byte went out was not sent).
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // metaItem is one `mg` reply.
@@ -155,7 +169,8 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 	if err != nil {
 		return nil, false, err
 	}
-	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}
+	out := &countWriter{w: nc}
+	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(out)), out: out}
 	if c.hello != nil {
 		_ = nc.SetDeadline(time.Now().Add(c.timeout))
 		inc, err := c.hello(cn)
@@ -486,6 +501,18 @@ func readSet(r *bufio.Reader, res *metaResult) error {
 // on cn and flushes: for the witness scheme's commands on one connection
 // (hello, setOn, delOn).
 func send(cn *metaConn, line string, data []byte) error {
+	before := cn.out.n
+	err := sendOn(cn, line, data)
+	if err != nil && cn.out.n == before {
+		// The connection took no byte of it (e.g. its node had closed
+		// it): nothing was sent.
+		return &notSentError{err}
+	}
+	return err
+}
+
+// sendOn is send's work.
+func sendOn(cn *metaConn, line string, data []byte) error {
 	if _, err := cn.rw.WriteString(line); err != nil {
 		return err
 	}

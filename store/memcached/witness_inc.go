@@ -132,7 +132,8 @@ func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 // with the old one: errLostInc (not errOtherInc: it was sent). A write
 // takes no pooled connection its node had already closed (liveConn: after
 // a kill or restart every pooled one is), so that only a write in flight
-// at the node's end gets there.
+// at the node's end gets there; a write of which the connection took no
+// byte (it had been closed meanwhile) is sent again on a new one.
 func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
 	start := n.wh.sending()
 	var began time.Time // the last attempt's send on a connection
@@ -150,9 +151,11 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 	pooled, err := n.meta.doOn(ctx, pick, run)
 	late := err != nil && n.wh.late(began, n.meta.timeout)
 	var ce *ctxError
+	var ns *notSentError
 	if pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
 		retry := run
-		if inc != 0 {
+		unsent := errors.As(err, &ns) // not a byte went out: a write too is sent again
+		if inc != 0 && !unsent {
 			retry = func(cn *metaConn) error {
 				if cn.inc != inc {
 					return errLostInc
@@ -163,7 +166,7 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		began = time.Time{}
 		// A write's check that cannot be made (the new connection fails)
 		// leaves the first error: it was sent, never "not sent" (M2).
-		if _, rerr := n.meta.doOn(ctx, newConn, retry); inc == 0 || errors.Is(rerr, errLostInc) {
+		if _, rerr := n.meta.doOn(ctx, newConn, retry); inc == 0 || unsent || errors.Is(rerr, errLostInc) {
 			err = rerr
 			late = rerr != nil && n.wh.late(began, n.meta.timeout)
 		}

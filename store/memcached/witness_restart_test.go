@@ -3,7 +3,10 @@ package memcached_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,4 +107,52 @@ func TestWriteAfterRestartOnDeadPooledConn(t *testing.T) {
 	got, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	require.Contains(t, []string{"v1", "v2"}, string(got.Value))
+}
+
+// refusingConn fails the first Write once armed, taking no byte: a
+// connection its node had closed (EPIPE).
+type refusingConn struct {
+	net.Conn
+	armed *atomic.Bool
+}
+
+func (c *refusingConn) Write(b []byte) (int, error) {
+	if c.armed.CompareAndSwap(true, false) {
+		return 0, syscall.EPIPE
+	}
+	return c.Conn.Write(b)
+}
+
+// TestWriteNotTakenSentAgain: a write whose connection took no byte of it
+// (the send failed at once: the node had closed the connection) was not
+// sent, and goes out again on a new connection. Before, it counted as
+// sent with no reply: the write's outcome was unknown (P silent, Q
+// stored), although nothing of it reached P.
+func TestWriteNotTakenSentAgain(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "nottaken"
+	var armed atomic.Bool
+	var pAddr string
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	pAddr = memcached.WitnessCandidates(s0, key)[0]
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || addr != pAddr {
+			return c, err
+		}
+		return &refusingConn{Conn: c, armed: &armed}, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	armed.Store(true)
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err, "a write the connection took no byte of, sent again on a new one")
+	require.False(t, armed.Load(), "the write was not tried on the refusing connection")
+	got, err := s0.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value))
 }
