@@ -130,19 +130,12 @@ func (c *refusingConn) Write(b []byte) (int, error) {
 // stored), although nothing of it reached P.
 func TestWriteNotTakenSentAgain(t *testing.T) {
 	servers := startNodes(t, 3)
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
 	const key = "nottaken"
 	var armed atomic.Bool
-	var pAddr string
-	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
-	pAddr = memcached.WitnessCandidates(s0, key)[0]
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil || addr != pAddr {
-			return c, err
-		}
-		return &refusingConn{Conn: c, armed: &armed}, nil
-	}
-	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: dial})
+	refusing := func(c net.Conn) net.Conn { return &refusingConn{Conn: c, armed: &armed} }
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness,
+		DialContext: wrapDialsTo(memcached.WitnessCandidates(s0, key)[0], refusing)})
 	ctx := context.Background()
 	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 	require.NoError(t, err)
@@ -155,4 +148,15 @@ func TestWriteNotTakenSentAgain(t *testing.T) {
 	got, err := s0.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v2", string(got.Value))
+}
+
+// wrapDialsTo returns a DialContext whose connections to addr are wrapped.
+func wrapDialsTo(addr string, wrap func(net.Conn) net.Conn) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != addr {
+			return c, err
+		}
+		return wrap(c), nil
+	}
 }
