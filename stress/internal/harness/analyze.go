@@ -355,17 +355,20 @@ func checkLocks(o observations, res *Result) {
 		// below. It is stuck at the end only when no later request came
 		// to break it. A lock whose taker succeeded, or that no request
 		// took, is a lost release.
-		r, found := lockTaker(o, sid, st.LockedAt)
+		r, n := lockTaker(o, sid, st.LockedAt)
 		switch {
-		case found && !r.ok():
+		case n == 1 && !r.ok():
 			res.LockedAfterFailure++
-		case found:
+		case n == 1:
 			res.StuckSessions++
 			res.finding("locked at the end: session %s…: lock taken at %.0f ms by app %d %s, which succeeded (status %d): its release was lost",
 				sidTag(sid), ms(st.LockedAt-o.start), r.Proc, r.Route, r.Status)
-		default:
+		case n == 0:
 			res.StuckSessions++
 			res.finding("locked at the end: session %s…: lock taken at %.0f ms by no request of the run", sidTag(sid), ms(st.LockedAt-o.start))
+		default:
+			res.StuckSessions++
+			res.finding("locked at the end: session %s…: lock taken at %.0f ms by one of %d requests", sidTag(sid), ms(st.LockedAt-o.start), n)
 		}
 	}
 	threshold := stuckWaitThreshold(o.cfg)
@@ -451,15 +454,13 @@ func checkLocks(o observations, res *Result) {
 // lock's time: LockedAt is estimated from the lock's age as read.
 const lockSlack = 50 * time.Millisecond
 
-// lockTaker returns the exclusive request of session sid that took the
-// lock taken at lockedAt (Unix ns), found when it was the only one that
-// could have: the lock is taken between the request's arrival and its
-// handler's start (its arrival and its end when the handler never ran;
-// its sending and its answer with no record from an app server). found
-// is false when none or several could have.
-func lockTaker(o observations, sid string, lockedAt int64) (r *request, found bool) {
+// lockTaker returns how many exclusive requests of session sid could
+// have taken the lock taken at lockedAt (Unix ns), and one of them: the
+// lock is taken between a request's arrival and its handler's start (its
+// arrival and its end when the handler never ran; its sending and its
+// answer with no record from an app server).
+func lockTaker(o observations, sid string, lockedAt int64) (r *request, n int) {
 	slack := int64(lockSlack)
-	n := 0
 	for _, q := range o.requests {
 		if !routes[q.Route].exclusive {
 			continue
@@ -484,7 +485,7 @@ func lockTaker(o observations, sid string, lockedAt int64) (r *request, found bo
 			n++
 		}
 	}
-	return r, n == 1
+	return r, n
 }
 
 // handlerRun is an exclusive handler's run (Start to End), with the

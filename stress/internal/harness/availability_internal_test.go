@@ -148,3 +148,20 @@ func TestLockedAtEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestLockedAtEndTakerUnclear: when two exclusive requests could have
+// taken the lock found at the end, it counts as stuck (the check cannot
+// tell it was a failed request's), naming both.
+func TestLockedAtEndTakerUnclear(t *testing.T) {
+	cfg := Config{Lease: 1500 * time.Millisecond}.withDefaults()
+	o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+	for id := uint64(1); id <= 2; id++ {
+		o.requests = append(o.requests, &request{ID: id, Browser: 0, Route: RouteIncr, SID: "A", Proc: 0, Status: 500, Reason: "status_500", Sent: 90 * msNs, Recv: 400 * msNs})
+		o.timings[id] = timing{ID: id, Route: RouteIncr, SID: "A", Arrive: 100 * msNs, Done: 390 * msNs, Status: 500}
+	}
+	o.states = map[string]sessionState{"A": {Found: true, Locked: true, LockedAt: 200 * msNs}}
+	res := analyze(o)
+	require.Equal(t, 1, res.StuckSessions)
+	require.Zero(t, res.LockedAfterFailure)
+	require.Equal(t, []string{"locked at the end: session A…: lock taken at 200 ms by one of 2 requests"}, res.Findings)
+}
