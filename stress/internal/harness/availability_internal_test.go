@@ -165,3 +165,22 @@ func TestLockedAtEndTakerUnclear(t *testing.T) {
 	require.Zero(t, res.LockedAfterFailure)
 	require.Equal(t, []string{"locked at the end: session A…: lock taken at 200 ms by one of 2 requests"}, res.Findings)
 }
+
+// TestRunPastFailover: with Config.RunPastFailover the workload goes on
+// past its budget until that long after a failover time after the last
+// fault injected ended (missed faults and errors do not count).
+func TestRunPastFailover(t *testing.T) {
+	r := &runner{cfg: Config{RunPastFailover: time.Second}, start: time.Now().Add(-10 * time.Second)}
+	require.False(t, r.unsettled(), "no fault")
+	r.events = []Event{{AtMs: 5000, DurationMs: 1500, Kind: FaultPauseNode}, {AtMs: 9000, Kind: FaultKillNode, Missed: true}, {AtMs: 9500, Kind: FaultError}}
+	require.False(t, r.unsettled(), "the pause ended 3.5 s ago: 1.5 s failover + 1 s past")
+	r.events = append(r.events, Event{AtMs: 8000, DurationMs: 200, Kind: FaultRestartNode})
+	require.True(t, r.unsettled(), "the restart ended 1.8 s ago")
+
+	w := &workload{cfg: Config{Requests: 2}}
+	w.remaining.Store(2)
+	require.Equal(t, 2, w.take(3))
+	require.Zero(t, w.take(3), "budget spent, nothing unsettled")
+	w.more = r.unsettled
+	require.Equal(t, 3, w.take(3), "budget spent, a fault unsettled")
+}

@@ -222,7 +222,10 @@ type workload struct {
 
 	ids       atomic.Uint64
 	remaining atomic.Int64 // request budget left; ignored when Requests < 0
-	started   atomic.Bool  // the workload runs: every request counts against the budget
+	// more, when set, reports whether the workload goes on past its
+	// budget (Config.RunPastFailover).
+	more      func() bool
+	started   atomic.Bool // the workload runs: every request counts against the budget
 	sent      atomic.Int64
 	okCount   atomic.Int64
 	failCount atomic.Int64
@@ -340,6 +343,10 @@ func (w *workload) take(n int) int {
 	for {
 		left := w.remaining.Load()
 		if left <= 0 {
+			if w.more != nil && w.more() {
+				w.remaining.Add(-int64(n))
+				return n
+			}
 			return 0
 		}
 		k := min(int64(n), left)

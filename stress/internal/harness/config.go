@@ -337,6 +337,12 @@ type Config struct {
 	// it fails ("faults_not_reached"), since the run did not test what it
 	// was asked to.
 	AllowUnreachedFaults bool
+	// RunPastFailover keeps the workload going past its request budget
+	// until RunPastFailover after a failover time (FailoverTime) after
+	// the last fault injected ended, so that requests are sent while
+	// issue 13's availability check applies (Result.FailedAfterFailover);
+	// the deadline (Duration) still ends it. 0: the budget alone does.
+	RunPastFailover time.Duration
 	// CrashHolder kills one app process while it holds session locks,
 	// half way through the run, and reports the takeover time.
 	CrashHolder bool

@@ -135,6 +135,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 
 	r.work = newWorkload(cfg, base)
+	if cfg.RunPastFailover > 0 {
+		r.work.more = r.unsettled
+	}
 	if err := r.work.open(ctx); err != nil {
 		return nil, fmt.Errorf("harness: the app servers do not serve: %w", err)
 	}
@@ -247,6 +250,24 @@ func (r *runner) record(e Event) {
 		e.AtMs = ms(int64(time.Since(r.start)))
 	}
 	r.events = append(r.events, e)
+}
+
+// unsettled reports whether a fault was injected that ended less than a
+// failover time and Config.RunPastFailover ago (Config.RunPastFailover).
+func (r *runner) unsettled() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	since := time.Since(r.start)
+	for _, e := range r.events {
+		if e.Missed || e.Kind == FaultError {
+			continue
+		}
+		end := time.Duration((e.AtMs + e.DurationMs) * float64(time.Millisecond))
+		if since < end+FailoverTime+r.cfg.RunPastFailover {
+			return true
+		}
+	}
+	return false
 }
 
 // reached reports whether the moment a has come.
