@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -219,6 +220,9 @@ func unreachedFails(r *Result) bool {
 // failoverLine says how many requests failed after the failover time, and
 // whether the run's store promises none does.
 func failoverLine(r *Result) string {
+	if !slices.ContainsFunc(r.Events, func(e Event) bool { return !e.Missed && e.Kind != FaultError }) {
+		return "0 (no fault injected)"
+	}
 	s := fmt.Sprintf("%d of %d (requests sent more than %.1f s after a fault ended that failed with a 5xx", r.FailedAfterFailover, r.RequestsAfterFailover, FailoverTime.Seconds())
 	if !r.FailoverChecked {
 		s += "; not an invariant of this store"
