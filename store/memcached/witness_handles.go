@@ -21,6 +21,12 @@ type handle struct {
 	base    []byte
 	baseTTL int64
 	baseAt  time.Time
+	// trailers is the larger number of trailers the two copies carry
+	// when both hold the record with envelopes equal in every field
+	// (not only the identity) in version 2, so that one trailer appended
+	// to each makes the same record of both; -1 when that is not known:
+	// the next write is then whole (witness_append.go).
+	trailers int
 }
 
 // copyToken is one data copy's token.

@@ -113,6 +113,65 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 	return newCAS, err
 }
 
+// wappend is the send of R3's write as an append (witness_append.go):
+// `ms <key> <n> MA c C<cas>` with data, only if the item's token is still
+// cas in incarnation inc; and only once it is stored, on the same
+// connection, the touch `mg <key> c T<exp>`: memcached's append keeps the
+// item's expiry, and a touch sent in the same round trip would land on
+// another writer's record whenever the append is refused (a stale token),
+// giving it this caller's T. The touch therefore costs a second round trip
+// of a successful append only. strayed reports that the touch found
+// another value than the one the append made (a write landed between the
+// two): that value now has this caller's T (untouch puts its own back).
+// The error is the append's: errExists (the token changed), errMiss (the
+// item is gone), errAppendFull (memcached did not store the append though
+// the item is there: too large), or the touch's when the append was
+// stored and the touch got no reply (the value keeps the expiry it had).
+func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64) (newCAS uint64, strayed bool, err error) {
+	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
+	err = n.wdo(ctx, inc, func(cn *metaConn) error {
+		var err error
+		newCAS, err = setOn(cn, line, data)
+		if errors.Is(err, errNotStored) {
+			return errAppendFull // completed below: or the item is gone
+		}
+		if err != nil {
+			return err
+		}
+		if err := send(cn, "mg "+key+" c T"+strconv.FormatInt(int64(exp), 10), nil); err != nil {
+			return err
+		}
+		it, err := readMetaGet(cn.rw.Reader)
+		var se *serverError
+		if err != nil && !errors.As(err, &se) {
+			return &touchError{err}
+		}
+		strayed = it != nil && it.cas != newCAS
+		return nil
+	})
+	var te *touchError
+	switch {
+	case errors.As(err, &te):
+		// The append was stored; the touch's fate is unknown. The value
+		// keeps the expiry it had (as after a lost touch, D1).
+		err = nil
+	case errors.Is(err, errAppendFull):
+		// memcached answers NS both for a missing key and for an item
+		// that cannot be stored with the data appended: a look tells
+		// them apart (a miss is a refusal either way).
+		if it, gerr := n.wget(ctx, key, " c"); gerr == nil && it.metaItem == nil {
+			err = errMiss
+		}
+	}
+	return newCAS, strayed, err
+}
+
+// touchError: the touch after a stored append got no reply.
+type touchError struct{ err error }
+
+func (e *touchError) Error() string { return "touch after the append: " + e.err.Error() }
+func (e *touchError) Unwrap() error { return e.err }
+
 // wdel deletes key only if its token is still cas in incarnation inc.
 func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 	return n.wdo(ctx, inc, func(cn *metaConn) error {
