@@ -256,6 +256,7 @@ type testHooks struct {
 	witnessWholeWrites      bool             // the code before witness appends: CompareAndAppend declines in the witness scheme
 	appendNoUntouch         bool             // broken variant: a witness append's touch that landed on another record is left there
 	undoWholeBase           bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
+	appendTwoTrips          bool             // witness appends never pipeline their touch (tests of the second round trip)
 }
 
 var (

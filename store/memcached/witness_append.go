@@ -23,17 +23,18 @@ import (
 // the delta, the bytes the provider wrote. Its identity is that envelope's:
 // one write, one new nonce, on both copies.
 //
-// The send. `ms <key> <n> MA C<tok>` to P and Q in parallel, each with the
-// token of the handle (R1: an append is a CAS of the item's content, with a
-// token read from that node in its incarnation), preceded in the same round
-// trip by the touch `mg <key> c f T<T>`: memcached's append keeps the item's
-// expiry, so the caller's T is set first, on the item as it is, and an
-// append that is stored followed it with no other write between (the token
-// did not change). R3's witness touch is sent as for a whole write. A touch
-// that found another record than the handle's (the append is then refused)
-// gave it the caller's T: that record gets its own back at once (a data
-// record its envelope's T, a witness TW), as R2 does for its touches (D1,
-// D5).
+// The send. `ms <key> <n> MA c C<tok>` to P and Q in parallel, each with
+// the token of the handle (R1: an append is a CAS of the item's content,
+// with a token read from that node in its incarnation), and the touch `mg
+// <key> c T<T>` (memcached's append keeps the item's expiry): in the same
+// round trip when the handle is a read's of less than pipelineFresh ago
+// (the lock after a read: it lands unless another writer came between),
+// else once the append is stored (node.wappend). R3's witness touch is sent
+// as for a whole write. A touch that landed on another value than the one
+// the append made (a refused pipelined append, or a write between the
+// append and its touch) gave it the caller's T: that value gets its own
+// back at once (a data record its envelope's T, read again, a witness TW),
+// as R2 does for its touches (D1, D5).
 //
 // The table. The outcomes of the two appends are those of two CASes
 // (stored, refused, lost, silent, not sent) and go through R3's table
@@ -67,6 +68,13 @@ import (
 // within the 1.5 × target of issue 12 (docs/performance.md) over a whole
 // cycle of compaction.
 const maxTrailers = 12
+
+// pipelineFresh: an append with a handle of a read younger than this
+// sends its touch with it (one round trip): the lock that follows a read.
+// Others (the provider's guesses from its own last write, a release) send
+// it once the append is stored: a refused append's touch would land on
+// another writer's record, whose TTL must then be read and put back.
+const pipelineFresh = time.Second
 
 // appendPlan is what an append sends and what it leaves on Q.
 type appendPlan struct {
@@ -118,16 +126,17 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32) (pcas, qcas uint64, perr, qerr error) {
 	cs := w.candidates(key)
 	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
+	pipelined := h.read && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var strayed bool
-		qcas, strayed, qerr = q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc)
+		qcas, strayed, qerr = q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
 		if strayed {
 			w.untouch(ctx, q, h.copies[1].cand, key)
 		}
 	})
 	var strayed bool
-	pcas, strayed, perr = p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc)
+	pcas, strayed, perr = p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
 	if strayed {
 		w.untouch(ctx, p, h.copies[0].cand, key)
 	}
@@ -136,8 +145,8 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 }
 
 // untouch gives the value on n that an append's touch landed on though
-// the append did not make it (another write landed between the two) its
-// own TTL back: the T of its envelope when it is data, TW when it is a
+// the append did not make it (a refused pipelined append, or another
+// write between the two) its own TTL back: the T of its envelope when it is data, TW when it is a
 // witness (as R2 does for its touches: D1, D5). Failures are left alone:
 // the next read or write of the session sets the TTL again.
 func (w *witness) untouch(ctx context.Context, n *node, cand uint8, key string) {

@@ -49,7 +49,7 @@ func copiesOf(t *testing.T, key string, addrs ...string) (envelope.Envelope, []b
 // including the TTL of the other writer's record (the touch follows only a
 // stored append).
 func TestWitnessAppend(t *testing.T) {
-	_, s := witnessSetup(t, memcached.Config{})
+	servers, s := witnessSetup(t, memcached.Config{})
 	ctx := context.Background()
 	key := "app"
 	cands := memcached.WitnessCandidates(s, key)
@@ -85,20 +85,57 @@ func TestWitnessAppend(t *testing.T) {
 	_, _, err = s.CompareAndAppend(ctx, key, []byte("y"), id, time.Minute)
 	require.NoError(t, err)
 
-	// A stale handle: another writer's CAS since. Refused, nothing
-	// changed, its TTL kept.
+	// A stale handle: another process's write since. Refused, nothing
+	// changed, that writer's TTL kept: with a handle just read the touch
+	// goes with the append and lands on the other record, whose own T is
+	// put back (the broken variant, memcached.SetAppendNoUntouch, leaves
+	// the caller's); with the handle of a write the touch is not sent.
+	other := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	for _, tc := range []struct {
+		name         string
+		read, broken bool
+	}{{"read", true, false}, {"written", false, false}, {"read, broken", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.broken {
+				memcached.SetAppendNoUntouch(s)
+			}
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			stale := e.CAS
+			if !tc.read {
+				stale, err = s.CompareAndSwap(ctx, key, []byte("mine"), e.CAS, time.Minute)
+				require.NoError(t, err)
+			}
+			o, err := other.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = other.CompareAndSwap(ctx, key, []byte("other"), o.CAS, 40*time.Second)
+			require.NoError(t, err)
+			before := [2]rawItem{rawGet(t, cands[0], key), rawGet(t, cands[1], key)}
+			_, _, err = s.CompareAndAppend(ctx, key, []byte("z"), stale, 30*time.Minute)
+			require.ErrorIs(t, err, provider.ErrCASConflict)
+			for i, a := range cands[:2] {
+				after := rawGet(t, a, key)
+				require.Equal(t, before[i].value, after.value)
+				require.Equal(t, before[i].cas, after.cas)
+				if tc.broken {
+					require.Greater(t, after.ttl, int64(1000), "the broken variant kept its T: the test cannot tell")
+					continue
+				}
+				require.LessOrEqual(t, after.ttl, int64(45), "the refused append's touch left its T on the other writer's record")
+			}
+		})
+	}
+
+	// A handle just read (the record another process's): the touch goes
+	// with the append, and sets the new record's T.
 	e, err = s.Get(ctx, key)
 	require.NoError(t, err)
-	_, err = s.CompareAndSwap(ctx, key, []byte("other"), e.CAS, 40*time.Second)
+	_, _, err = s.CompareAndAppend(ctx, key, []byte("p"), e.CAS, 20*time.Minute)
 	require.NoError(t, err)
-	before := [2]rawItem{rawGet(t, cands[0], key), rawGet(t, cands[1], key)}
-	_, _, err = s.CompareAndAppend(ctx, key, []byte("z"), e.CAS, 30*time.Minute)
-	require.ErrorIs(t, err, provider.ErrCASConflict)
-	for i, a := range cands[:2] {
-		after := rawGet(t, a, key)
-		require.Equal(t, before[i].value, after.value)
-		require.Equal(t, before[i].cas, after.cas)
-		require.LessOrEqual(t, after.ttl, int64(45), "the refused append's touch set its T on the other writer's record")
+	_, payload, _ := copiesOf(t, key, cands[0], cands[1])
+	require.Equal(t, "otherp", string(payload))
+	for _, a := range cands[:2] {
+		require.InDelta(t, 1200, rawGet(t, a, key).ttl, 3, "the pipelined append's TTL on %s", a)
 	}
 }
 

@@ -272,6 +272,7 @@ func (w *witness) handle(f *hit) uint64 {
 		baseTTL:  f.q.ttl,
 		baseAt:   time.Now(),
 		trailers: pairTrailers(&f.p, &f.q),
+		read:     true,
 	})
 }
 
