@@ -102,17 +102,9 @@ func witnessBytesPerRequest(t *testing.T, servers []*mcserver.Server, old bool) 
 		}
 	}
 	run := func(p *provider.Provider, k, i int) (moved map[string]float64, compacted bool) {
-		before := map[string]wireCount{}
-		for _, addr := range cands {
-			before[addr] = w.at(addr)
-		}
 		d := deltas()
 		trailers, _ := envelope.Trailers(stored())
-		require.NoError(t, requestKinds[k].run(ctx, p, id, i))
-		moved = map[string]float64{}
-		for _, addr := range cands {
-			moved[addr] = float64(w.at(addr).minus(before[addr]).bytes())
-		}
+		moved = w.moved(cands, func() { require.NoError(t, requestKinds[k].run(ctx, p, id, i)) })
 		// A commit whose lock finds the trailers at their bound writes
 		// the lock whole too (compacting), as an unchanged request does.
 		return moved, k == 1 && deltas() < d+2 || k == 2 && trailers >= memcached.MaxTrailers

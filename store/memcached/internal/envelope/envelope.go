@@ -221,7 +221,7 @@ func (e Envelope) AppendTrailer(dst, delta []byte) []byte {
 // with no trailers it shares b's memory). Any defect is an error wrapping
 // ErrCorrupt.
 func Decode(b []byte) (Envelope, []byte, error) {
-	e, payload, _, err := decode(b)
+	e, payload, _, err := decode(b, true)
 	return e, payload, err
 }
 
@@ -229,11 +229,13 @@ func Decode(b []byte) (Envelope, []byte, error) {
 // a trailer may be appended to it (ok: a well-formed record of this
 // version; a version 1 envelope has no base length to append after).
 func Trailers(b []byte) (n int, ok bool) {
-	_, _, n, err := decode(b)
+	_, _, n, err := decode(b, false)
 	return n, err == nil && len(b) > 0 && b[0] == Version
 }
 
-func decode(b []byte) (e Envelope, payload []byte, trailers int, err error) {
+// decode reads the record in b; without withPayload, the payload of a
+// record with trailers is not put together (nil).
+func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers int, err error) {
 	size := Size
 	if len(b) > 0 && b[0] == 1 {
 		size = Size1
@@ -280,7 +282,11 @@ func decode(b []byte) (e Envelope, payload []byte, trailers int, err error) {
 	if len(rest) == 0 {
 		return e, payload, 0, nil
 	}
-	payload = append(make([]byte, 0, len(payload)+len(rest)), payload...)
+	if withPayload {
+		payload = append(make([]byte, 0, len(payload)+len(rest)), payload...)
+	} else {
+		payload = nil
+	}
 	for len(rest) > 0 {
 		if e.Pending {
 			return Envelope{}, nil, 0, fmt.Errorf("%w: a trailer after a pending record", ErrCorrupt)
@@ -296,7 +302,9 @@ func decode(b []byte) (e Envelope, payload []byte, trailers int, err error) {
 		if sum := binary.BigEndian.Uint32(rest[end:]); sum != crc32.Checksum(rest[:end], castagnoli) {
 			return Envelope{}, nil, 0, fmt.Errorf("%w: trailer %d checksum mismatch", ErrCorrupt, trailers+1)
 		}
-		payload = append(payload, rest[3:3+d]...)
+		if withPayload {
+			payload = append(payload, rest[3:3+d]...)
+		}
 		e = e.Next(binary.BigEndian.Uint64(rest[3+d:]), binary.BigEndian.Uint32(rest[3+d+8:]))
 		rest = rest[end+4:]
 		trailers++
