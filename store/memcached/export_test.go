@@ -132,3 +132,18 @@ func SetTouchNoFlags(s *Store) { s.hooks.touchNoFlags = true }
 // SetRepairCompletesInFlight is review 5's m4 broken variant: the repair
 // client completes a write in flight the first time it sees it.
 func SetRepairCompletesInFlight(s *Store) { s.hooks.repairCompletesInFlight = true }
+
+// SetWitnessWholeWrites makes s's witness scheme decline CompareAndAppend,
+// as before witness appends: every lock change is written whole.
+func SetWitnessWholeWrites(s *Store) { s.hooks.witnessWholeWrites = true }
+
+// SetAppendNoUntouch is a broken variant: a witness append's touch that
+// landed on another record keeps the caller's TTL there.
+func SetAppendNoUntouch(s *Store) { s.hooks.appendNoUntouch = true }
+
+// SetUndoWholeBase is a broken variant: the witness undo writes the base
+// re-encoded whole (its trailers compacted) instead of its exact bytes.
+func SetUndoWholeBase(s *Store) { s.hooks.undoWholeBase = true }
+
+// MaxTrailers bounds the trailers of a witness data item (witness_append.go).
+const MaxTrailers = maxTrailers

@@ -128,6 +128,21 @@ func (w *wire) at(addr string) wireCount {
 	return wireCount{}
 }
 
+// moved runs fn and returns the bytes it moved on the connections to
+// each of addrs.
+func (w *wire) moved(addrs []string, fn func()) map[string]float64 {
+	before := map[string]wireCount{}
+	for _, addr := range addrs {
+		before[addr] = w.at(addr)
+	}
+	fn()
+	moved := map[string]float64{}
+	for _, addr := range addrs {
+		moved[addr] = float64(w.at(addr).minus(before[addr]).bytes())
+	}
+	return moved
+}
+
 func (c wireCount) minus(o wireCount) wireCount {
 	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips, writes: c.writes - o.writes, dials: c.dials - o.dials}
 }

@@ -79,7 +79,8 @@ const (
 	// acknowledged write. It needs at least three nodes and meta commands
 	// (New refuses it otherwise), and every process sharing the nodes
 	// must use it (the mode is part of the node-list digest in every
-	// record). CompareAndAppend declines in this mode (whole writes).
+	// record). CompareAndAppend appends lock changes to both data copies
+	// (as trailers after the record, compacted by the next whole write).
 	// Opt-in for now: it becomes the default once the fault simulation
 	// and the real-process runs hold with it.
 	BackupWitness
@@ -252,6 +253,10 @@ type testHooks struct {
 	bakAppendNoWhole        bool             // broken variant: a refused backup append is not completed whole
 	bakAppendNoUndo         bool             // broken variant: a backup append whose primary append was refused stays
 	bakUndoDeletes          bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
+	witnessWholeWrites      bool             // the code before witness appends: CompareAndAppend declines in the witness scheme
+	appendNoUntouch         bool             // broken variant: a witness append's touch that landed on another record is left there
+	undoWholeBase           bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
+	appendTwoTrips          bool             // witness appends never pipeline their touch (tests of the second round trip)
 }
 
 var (
@@ -638,6 +643,15 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, 0, err
+	}
+	if s.wit != nil && !s.cfg.WholeWrites {
+		newCAS, err = s.wit.casAppend(ctx, key, delta, cas, ttl)
+		if err != nil {
+			return 0, 0, err
+		}
+		// The TTL the call set is the new record's (a touch that landed
+		// on another record was set back: witness_append.go).
+		return newCAS, newCAS, nil
 	}
 	if s.cfg.TextProtocol || s.cfg.WholeWrites || s.wit != nil {
 		return 0, 0, provider.ErrNoAppend

@@ -116,7 +116,7 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		toks[i] = written{c.n, copyToken{cand: cand, cas: cas, inc: c.inc}}
 		done = append(done, toks[i])
 	}
-	return w.written(key, env, toks[1], toks[0], raw, int64(exp)), nil
+	return w.written(key, env, toks[1], toks[0], raw, int64(exp), 0), nil
 }
 
 // undoCreate puts the records of done back to blanks (T30), in parallel.

@@ -21,6 +21,19 @@ type handle struct {
 	base    []byte
 	baseTTL int64
 	baseAt  time.Time
+	// trailers is the larger number of trailers the two copies carry
+	// when both hold the record with envelopes equal in every field
+	// (not only the identity) in version 2, so that one trailer appended
+	// to each makes the same record of both; -1 when that is not known:
+	// the next write is then whole (witness_append.go).
+	trailers int
+	// read: the handle was made by a read (R2, R4), not by a write of
+	// this process (a later read of the same tokens returns the write's
+	// handle, read false: it may be the provider's guess from its own
+	// last write, which another process's write since would refuse). An
+	// append with a read's handle soon after the read is expected to land
+	// (witness_append.go, pipelined touch).
+	read bool
 }
 
 // copyToken is one data copy's token.

@@ -113,6 +113,96 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 	return newCAS, err
 }
 
+// wappend is the send of R3's write as an append (witness_append.go):
+// `ms <key> <n> MA c C<cas>` with data, only if the item's token is still
+// cas in incarnation inc, and the touch `mg <key> c T<exp>` (memcached's
+// append keeps the item's expiry). Sent together (pipelined: one round
+// trip), the touch lands on whatever the key holds after the append,
+// another writer's record when the append is refused; so by default the
+// touch is sent only once the append is stored (a second round trip), and
+// pipelined only when the caller expects the append to land (a handle
+// just read). strayed reports that the touch set this caller's T on
+// another value than the one the append made (the append refused, or a
+// write landed between the two): untouch puts its own back. The error is
+// the append's: errExists (the token changed), errMiss (the item is gone),
+// errAppendFull (memcached did not store the append though the item is
+// there: too large); a stored append whose touch got no reply is a success
+// (the value keeps the expiry it had, as after a lost touch: D1).
+func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) (newCAS uint64, strayed bool, err error) {
+	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
+	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10)
+	readTouch := func(cn *metaConn, stored bool) error {
+		it, err := readMetaGet(cn.rw.Reader)
+		var se *serverError
+		if err != nil && !errors.As(err, &se) {
+			return &touchError{err}
+		}
+		strayed = it != nil && (!stored || it.cas != newCAS)
+		return nil
+	}
+	var appendErr error // the append's reply (pipelined)
+	err = n.wdo(ctx, inc, func(cn *metaConn) error {
+		if pipelined {
+			if _, err := cn.rw.WriteString(line + "\r\n"); err != nil {
+				return err
+			}
+			if _, err := cn.rw.Write(data); err != nil {
+				return err
+			}
+			if err := send(cn, "\r\n"+touch, nil); err != nil {
+				return err
+			}
+			reply, err := readLine(cn.rw.Reader)
+			if err != nil {
+				return err
+			}
+			newCAS, appendErr = setReply(reply)
+			if errors.Is(appendErr, errNotStored) {
+				appendErr = errAppendFull // sorted out below: or the item is gone
+			}
+			if terr := readTouch(cn, appendErr == nil); terr != nil {
+				return terr // the connection is out of step: not a reply
+			}
+			return appendErr
+		}
+		var err error
+		newCAS, err = setOn(cn, line, data)
+		if errors.Is(err, errNotStored) {
+			return errAppendFull // sorted out below: or the item is gone
+		}
+		if err != nil {
+			return err
+		}
+		if err := send(cn, touch, nil); err != nil {
+			return &touchError{err}
+		}
+		return readTouch(cn, true)
+	})
+	var te *touchError
+	switch {
+	case errors.As(err, &te):
+		// The append's reply came (stored, or pipelined: refused); the
+		// touch's fate is unknown.
+		err = appendErr
+	}
+	switch {
+	case errors.Is(err, errAppendFull):
+		// memcached answers NS both for a missing key and for an item
+		// that cannot be stored with the data appended: a look tells
+		// them apart (a miss is a refusal either way).
+		if it, gerr := n.wget(ctx, key, " c"); gerr == nil && it.metaItem == nil {
+			err = errMiss
+		}
+	}
+	return newCAS, strayed, err
+}
+
+// touchError: the touch after a stored append got no reply.
+type touchError struct{ err error }
+
+func (e *touchError) Error() string { return "touch after the append: " + e.err.Error() }
+func (e *touchError) Unwrap() error { return e.err }
+
 // wdel deletes key only if its token is still cas in incarnation inc.
 func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 	return n.wdo(ctx, inc, func(cn *metaConn) error {

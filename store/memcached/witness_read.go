@@ -265,12 +265,14 @@ func (w *witness) handle(f *hit) uint64 {
 		return 0
 	}
 	return w.handles.put(handle{
-		key:     f.key,
-		env:     f.b,
-		copies:  [2]copyToken{f.p.token(), f.q.token()},
-		base:    f.q.raw,
-		baseTTL: f.q.ttl,
-		baseAt:  time.Now(),
+		key:      f.key,
+		env:      f.b,
+		copies:   [2]copyToken{f.p.token(), f.q.token()},
+		base:     f.q.raw,
+		baseTTL:  f.q.ttl,
+		baseAt:   time.Now(),
+		trailers: pairTrailers(&f.p, &f.q),
+		read:     true,
 	})
 }
 

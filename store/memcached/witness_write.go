@@ -32,7 +32,9 @@ func classify(err error) wout {
 	switch {
 	case err == nil:
 		return woStored
-	case errors.Is(err, errExists):
+	case errors.Is(err, errExists), errors.Is(err, errAppendFull):
+		// An append refused for size wrote nothing there either: a
+		// refusal (witness_append.go).
 		return woExists
 	case errors.Is(err, errMiss), errors.Is(err, errNotStored):
 		return woMissing
@@ -73,6 +75,15 @@ type written struct {
 // tokens, and a touch of the witness in the same round trip; then
 // completion, undo or write failover by R3's table.
 func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, ttl time.Duration) (uint64, error) {
+	return w.write(ctx, key, value, nil, id, ttl)
+}
+
+// write is R3 for cas (value: the whole record) and for casAppend (delta:
+// a lock change, sent as a trailer: witness_append.go). Both compute the
+// same new record (envelope and payload) and go through the same table;
+// an append differs only in what is sent to the data copies and in the
+// bytes the new handle keeps for the undo.
+func (w *witness) write(ctx context.Context, key string, value, delta []byte, id uint64, ttl time.Duration) (uint64, error) {
 	exp, timeout, err := w.checkTTL(ttl)
 	if err != nil {
 		return 0, err
@@ -87,22 +98,36 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 		return 0, fmt.Errorf("memcached: cas: %w: a data copy's node is failed; nothing sent (read again to fail over)", provider.ErrCASConflict)
 	}
 	cfg := configOf(h.env)
-	env := h.env.Child()
-	env.Nonce, env.Pending, env.Timeout, env.Digest = rand.Uint64(), false, timeout, w.digest
+	env := h.env.Next(rand.Uint64(), timeout)
+	env.Digest = w.digest
+	var ap *appendPlan
+	if delta != nil {
+		if ap, err = w.planAppend(h, env, delta); err != nil {
+			return 0, err // nothing sent
+		}
+		value = ap.value
+	}
 	raw := env.Wrap(value)
 	go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
 	var pcas, qcas uint64
 	var perr, qerr error
-	var wg sync.WaitGroup
-	wg.Go(func() { qcas, qerr = q.wcas(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc) })
-	pcas, perr = p.wcas(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc)
-	wg.Wait()
+	if ap != nil {
+		pcas, qcas, perr, qerr = w.sendAppend(ctx, key, h, ap, exp)
+	} else {
+		var wg sync.WaitGroup
+		wg.Go(func() { qcas, qerr = q.wcas(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc) })
+		pcas, perr = p.wcas(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc)
+		wg.Wait()
+	}
 	po, qo := classify(perr), classify(qerr)
 	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
 	qw := written{q, copyToken{cand: cfg.Q, cas: qcas, inc: h.copies[1].inc}}
 	switch {
 	case po == woStored && qo == woStored:
-		return w.written(key, env, pw, qw, raw, int64(exp)), nil
+		if ap != nil {
+			return w.written(key, env, pw, qw, ap.qbytes, int64(exp), ap.trailers), nil
+		}
+		return w.written(key, env, pw, qw, raw, int64(exp), 0), nil
 	case po == woStored && (qo.refused() || qo == woLost):
 		// A lost Q (sent, then a new incarnation: review 13e B1) is
 		// as a refusal here: read Q, which is then empty or holds a
@@ -124,6 +149,9 @@ func (w *witness) cas(ctx context.Context, key string, value []byte, id uint64, 
 		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
 	case po == woNotSent && qo == woNotSent:
 		return 0, fmt.Errorf("memcached: cas: %w: nothing sent: %w", provider.ErrUnavailable, errors.Join(perr, qerr))
+	case po.unsent() && qo.unsent() && (errors.Is(perr, errAppendFull) || errors.Is(qerr, errAppendFull)):
+		// Nothing written; the caller writes whole (provider.Appender).
+		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrTooLarge, errors.Join(perr, qerr))
 	case po.unsent() && qo.unsent():
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
@@ -138,11 +166,13 @@ func notBuiltOn(c *copyRead, env envelope.Envelope) bool {
 }
 
 // written caches a write's configuration and returns the handle of the
-// record it stored on p and q.
-func (w *witness) written(key string, env envelope.Envelope, p, q written, raw []byte, ttl int64) uint64 {
+// record it stored on p and q; raw is q's bytes, trailers what the handle
+// knows of both copies' trailers (handle.trailers: -1 when the next write
+// must not append).
+func (w *witness) written(key string, env envelope.Envelope, p, q written, raw []byte, ttl int64, trailers int) uint64 {
 	w.remember(key, configOf(env))
 	w.rememberTimeout(key, env.Timeout)
-	return w.handles.put(handle{key: key, env: env, copies: [2]copyToken{p.tok, q.tok}, base: raw, baseTTL: ttl, baseAt: time.Now()})
+	return w.handles.put(handle{key: key, env: env, copies: [2]copyToken{p.tok, q.tok}, base: raw, baseTTL: ttl, baseAt: time.Now(), trailers: trailers})
 }
 
 // completeWrite is R3's row "P stored, Q refused": read Q; if it holds this
@@ -163,11 +193,13 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 		}
 		switch {
 		case c.holds(env.ID()):
-			return w.written(key, env, pw, written{qn, c.token()}, raw, int64(exp)), nil
+			// Q's bytes as read (a reader's completion copied P's); P
+			// may hold this write as a trailer: the next write is whole.
+			return w.written(key, env, pw, written{qn, c.token()}, c.raw, int64(exp), -1), nil
 		case c.st == stData && configOf(c.env) == cfg && c.env.V <= env.V:
 			qcas, err := qn.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
 			if err == nil {
-				return w.written(key, env, pw, written{qn, copyToken{cand: cfg.Q, cas: qcas, inc: c.inc}}, raw, int64(exp)), nil
+				return w.written(key, env, pw, written{qn, copyToken{cand: cfg.Q, cas: qcas, inc: c.inc}}, raw, int64(exp), -1), nil
 			}
 			last = err
 			if o := classify(err); o == woSilent || o == woLost {
@@ -275,7 +307,8 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	w.emit(provider.EventFailover, cs[cfg.Q], "a write moved a session's copy off this node", cause)
 	w.afterFailover(key, y)
 	p := written{pw.n, copyToken{cand: cfg.P, cas: pcas, inc: pw.tok.inc}}
-	return w.written(key, fence, p, written{wn, copyToken{cand: wc, cas: wcas, inc: c.inc}}, raw, int64(exp)), nil
+	// P holds the pending fence: the next write is whole.
+	return w.written(key, fence, p, written{wn, copyToken{cand: wc, cas: wcas, inc: c.inc}}, raw, int64(exp), -1), nil
 }
 
 // completeOwn: P refused this write only because its record was
@@ -323,7 +356,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	}
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
 	q := written{qw.n, copyToken{cand: qw.tok.cand, cas: qcas, inc: qw.tok.inc}}
-	return w.written(key, env, p, q, raw, int64(exp)), true, false
+	return w.written(key, env, p, q, raw, int64(exp), 0), true, false
 }
 
 // undo is R3's row "P refused, Q stored": CAS Q, with the token its store
@@ -353,7 +386,13 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
-	_, err := qw.n.wcas(ctx, key, h.base, exp, kindData, qw.tok.cas, qw.tok.inc)
+	base := h.base
+	if w.s.hooks.undoWholeBase {
+		if e, payload, err := envelope.Decode(base); err == nil {
+			base = e.Wrap(payload) // broken variant: the trailers compacted away
+		}
+	}
+	_, err := qw.n.wcas(ctx, key, base, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err == nil {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
 	}
@@ -382,7 +421,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if cp.holds(env.ID()) && cq.holds(env.ID()) {
 			// A reader's completion (R4.4) copied this write onto P: it
 			// is applied, on both copies, as a common read returns it.
-			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl), nil
+			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
 			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)
@@ -407,7 +446,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if beaten {
 			// Q still holds this write (a reader re-stamped it) and P
 			// can never get it: undo again with Q's new token.
-			if _, uerr := qw.n.wcas(ctx, key, h.base, exp, kindData, cq.cas, cq.inc); uerr == nil {
+			if _, uerr := qw.n.wcas(ctx, key, base, exp, kindData, cq.cas, cq.inc); uerr == nil {
 				return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
 			}
 		}

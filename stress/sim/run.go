@@ -56,10 +56,10 @@ type Params struct {
 	// appends hands the Store's appends (provider.Appender) to the
 	// provider in every seed: its lock changes are appended to the record
 	// as deltas (to both copies with two or more nodes). Off, the default
-	// scheme's seeds 4 to 7 modulo 8 append (production's write path, so
-	// that every fault kind meets both it and whole writes; Result.Appends)
-	// and the others, and every seed of the tiered store and the witness
-	// scheme, write every change whole.
+	// scheme's and the witness scheme's seeds 4 to 7 modulo 8 append
+	// (production's write path, so that every fault kind meets both it
+	// and whole writes; Result.Appends) and the others, and every seed of
+	// the tiered store, write every change whole.
 	appends bool
 	// conns chooses the Stores' connections (memcached.Config.Conns):
 	// by default half the seeds pipelined (the Store's default) and half
@@ -95,7 +95,7 @@ const (
 // appendsIn reports whether the provider appends lock changes in seed
 // (Params.appends).
 func (p Params) appendsIn(seed uint64) bool {
-	return p.appends || (p.Backup == memcached.BackupOn && !p.Tiered && seed%8 >= 4)
+	return p.appends || ((p.Backup == memcached.BackupOn || p.Backup == memcached.BackupWitness) && !p.Tiered && seed%8 >= 4)
 }
 
 // pooled reports whether seed's Stores use pooled connections (the

@@ -3,8 +3,23 @@
 // every record it keeps: the configuration (epoch, primary, secondary), the
 // version, the pending and nowit marks, a nonce, the node-list digest and
 // the session's timeout, closed by a CRC-32C of the envelope. A data record
-// is an envelope followed by the provider's record bytes, which this
-// package never looks at; a witness is an envelope alone.
+// is an envelope followed by the provider's record bytes (the base), which
+// this package never looks at, and zero or more trailers, each a delta of
+// the provider's (a lock change, appended to the record in place) with the
+// nonce and timeout of the version it makes; a witness is an envelope alone.
+//
+// The layout of a data item:
+//
+//	envelope (Size bytes, its Len field = n) | base (n bytes) | trailer*
+//	trailer = TrailerTag | u16 len | delta (len bytes) | u64 nonce | u32 timeout | u32 CRC-32C
+//
+// The record's envelope is the last one: each trailer makes the next
+// version of the one before it (Next: version + 1, the parent's nonce
+// first among the ancestors, same configuration, marks and digest, the
+// trailer's nonce and timeout, not pending), so an item with trailers
+// decodes to exactly the envelope a whole write of the same change would
+// carry. Its payload is the base followed by the deltas, the bytes the
+// provider wrote: record.Decode reads a record followed by its deltas.
 package envelope
 
 import (
@@ -15,10 +30,26 @@ import (
 )
 
 // Version is the first byte of every envelope this package writes.
-const Version = 1
+// Version 2 added Len, the length of the base, so that trailers can follow
+// it; Decode still reads version 1 (Size1 bytes, no Len: the payload is
+// everything after it, no trailers).
+const Version = 2
 
 // Size is the length of an encoded envelope.
-const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8*Lineage + 4 + 4 + 4
+const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8*Lineage + 4 + 4 + 4 + 4
+
+// Size1 is the length of a version 1 envelope.
+const Size1 = Size - 4
+
+// TrailerTag is the first byte of every trailer.
+const TrailerTag = 0xE2
+
+// TrailerOverhead is what a trailer adds to its delta: tag, length, nonce,
+// timeout and CRC.
+const TrailerOverhead = 1 + 2 + 8 + 4 + 4
+
+// MaxDelta is the longest delta a trailer can carry.
+const MaxDelta = 1<<16 - 1
 
 // Lineage is how many ancestors an envelope names (Ancestors).
 const Lineage = 8
@@ -30,9 +61,11 @@ const (
 	markAll = markPending | markNoWit
 )
 
-// ErrCorrupt: the bytes are not an envelope of this version (too short, an
-// unknown version or mark, a candidate index out of range, or a checksum
-// mismatch).
+// ErrCorrupt: the bytes are not an envelope of a known version (too short,
+// an unknown version or mark, a candidate index out of range, or a
+// checksum mismatch), or a trailer after it is malformed (truncated, an
+// unknown tag, a checksum mismatch, a base length past the end, a trailer
+// after a pending record).
 var ErrCorrupt = errors.New("envelope: corrupt")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -92,6 +125,16 @@ func (e Envelope) Child() Envelope {
 	return c
 }
 
+// Next returns the envelope of the client write that a trailer with nonce
+// and timeout makes of a record whose envelope is e: Child, with that
+// nonce and timeout, not pending. A whole write of the same change carries
+// the same envelope.
+func (e Envelope) Next(nonce uint64, timeout uint32) Envelope {
+	c := e.Child()
+	c.Nonce, c.Timeout, c.Pending = nonce, timeout, false
+	return c
+}
+
 // Descent says whether a record was built on another.
 type Descent int
 
@@ -122,8 +165,12 @@ func (e Envelope) SameConfig(o Envelope) bool {
 	return e.E == o.E && e.P == o.P && e.Q == o.Q
 }
 
-// Append appends the encoded envelope to dst.
-func (e Envelope) Append(dst []byte) []byte {
+// Append appends the encoded envelope to dst, with no payload after it
+// (a witness).
+func (e Envelope) Append(dst []byte) []byte { return e.appendLen(dst, 0) }
+
+// appendLen appends the encoded envelope with Len n.
+func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	start := len(dst)
 	var mark byte
 	if e.Pending {
@@ -142,33 +189,71 @@ func (e Envelope) Append(dst []byte) []byte {
 	}
 	dst = binary.BigEndian.AppendUint32(dst, e.Digest)
 	dst = binary.BigEndian.AppendUint32(dst, e.Timeout)
+	dst = binary.BigEndian.AppendUint32(dst, n)
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
-// Wrap returns the envelope followed by payload (a data record), in one
-// new slice.
+// Wrap returns the envelope followed by payload (a data record with no
+// trailers: a whole write), in one new slice.
 func (e Envelope) Wrap(payload []byte) []byte {
-	return append(e.Append(make([]byte, 0, Size+len(payload))), payload...)
+	return append(e.appendLen(make([]byte, 0, Size+len(payload)), uint32(len(payload))), payload...)
 }
 
-// Decode reads the envelope at the start of b and returns it and the bytes
-// after it (the payload, which shares b's memory). Any defect is an error
-// wrapping ErrCorrupt.
+// AppendTrailer appends to dst the trailer that makes e of the record it
+// is appended to: e must be parent.Next(e.Nonce, e.Timeout), parent the
+// envelope the record decodes to (only the nonce and timeout are written).
+// delta is at most MaxDelta bytes (longer panics: callers check).
+func (e Envelope) AppendTrailer(dst, delta []byte) []byte {
+	if len(delta) > MaxDelta {
+		panic("envelope: delta too long")
+	}
+	start := len(dst)
+	dst = append(dst, TrailerTag)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(delta)))
+	dst = append(dst, delta...)
+	dst = binary.BigEndian.AppendUint64(dst, e.Nonce)
+	dst = binary.BigEndian.AppendUint32(dst, e.Timeout)
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// Decode reads the record in b: its envelope (the last one, after every
+// trailer) and its payload (the base followed by the trailers' deltas;
+// with no trailers it shares b's memory). Any defect is an error wrapping
+// ErrCorrupt.
 func Decode(b []byte) (Envelope, []byte, error) {
-	if len(b) < Size {
-		return Envelope{}, nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), Size)
+	e, payload, _, err := decode(b, true)
+	return e, payload, err
+}
+
+// Trailers reports how many trailers the record in b carries, and whether
+// a trailer may be appended to it (ok: a well-formed record of this
+// version; a version 1 envelope has no base length to append after).
+func Trailers(b []byte) (n int, ok bool) {
+	_, _, n, err := decode(b, false)
+	return n, err == nil && len(b) > 0 && b[0] == Version
+}
+
+// decode reads the record in b; without withPayload, the payload of a
+// record with trailers is not put together (nil).
+func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers int, err error) {
+	size := Size
+	if len(b) > 0 && b[0] == 1 {
+		size = Size1
 	}
-	if b[0] != Version {
-		return Envelope{}, nil, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
+	if len(b) < size {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), size)
 	}
-	if sum := binary.BigEndian.Uint32(b[Size-4:]); sum != crc32.Checksum(b[:Size-4], castagnoli) {
-		return Envelope{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	if b[0] != Version && b[0] != 1 {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
+	}
+	if sum := binary.BigEndian.Uint32(b[size-4:]); sum != crc32.Checksum(b[:size-4], castagnoli) {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	mark := b[1]
 	if mark&^markAll != 0 {
-		return Envelope{}, nil, fmt.Errorf("%w: unknown marks %#x", ErrCorrupt, mark)
+		return Envelope{}, nil, 0, fmt.Errorf("%w: unknown marks %#x", ErrCorrupt, mark)
 	}
-	e := Envelope{
+	e = Envelope{
 		E:       binary.BigEndian.Uint32(b[2:6]),
 		P:       b[6],
 		Q:       b[7],
@@ -183,9 +268,48 @@ func Decode(b []byte) (Envelope, []byte, error) {
 		e.Ancestors[i] = binary.BigEndian.Uint64(b[24+8*i:])
 	}
 	if e.P > 2 || e.Q > 2 || e.P == e.Q {
-		return Envelope{}, nil, fmt.Errorf("%w: candidates %d and %d", ErrCorrupt, e.P, e.Q)
+		return Envelope{}, nil, 0, fmt.Errorf("%w: candidates %d and %d", ErrCorrupt, e.P, e.Q)
 	}
-	return e, b[Size:], nil
+	if b[0] == 1 {
+		return e, b[Size1:], 0, nil
+	}
+	n := int64(binary.BigEndian.Uint32(b[32+8*Lineage:]))
+	if n > int64(len(b)-Size) {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: a base of %d bytes in %d", ErrCorrupt, n, len(b)-Size)
+	}
+	payload = b[Size : Size+int(n)]
+	rest := b[Size+int(n):]
+	if len(rest) == 0 {
+		return e, payload, 0, nil
+	}
+	if withPayload {
+		payload = append(make([]byte, 0, len(payload)+len(rest)), payload...)
+	} else {
+		payload = nil
+	}
+	for len(rest) > 0 {
+		if e.Pending {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: a trailer after a pending record", ErrCorrupt)
+		}
+		if len(rest) < TrailerOverhead || rest[0] != TrailerTag {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: trailer %d malformed", ErrCorrupt, trailers+1)
+		}
+		d := int(binary.BigEndian.Uint16(rest[1:3]))
+		end := 3 + d + 8 + 4
+		if len(rest) < end+4 {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: trailer %d truncated", ErrCorrupt, trailers+1)
+		}
+		if sum := binary.BigEndian.Uint32(rest[end:]); sum != crc32.Checksum(rest[:end], castagnoli) {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: trailer %d checksum mismatch", ErrCorrupt, trailers+1)
+		}
+		if withPayload {
+			payload = append(payload, rest[3:3+d]...)
+		}
+		e = e.Next(binary.BigEndian.Uint64(rest[3+d:]), binary.BigEndian.Uint32(rest[3+d+8:]))
+		rest = rest[end+4:]
+		trailers++
+	}
+	return e, payload, trailers, nil
 }
 
 // Digest is the node-list digest: CRC-32C of the replication mode and the

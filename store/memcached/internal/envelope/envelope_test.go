@@ -2,7 +2,9 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 )
 
@@ -84,9 +86,10 @@ func TestDigest(t *testing.T) {
 }
 
 // FuzzDecode: any input decodes or fails with ErrCorrupt, never panics,
-// and what decodes encodes back to the same bytes.
+// and what decodes with no trailers encodes back to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(sample().Wrap([]byte("x")))
+	f.Add(withTrailers(t0(), 3))
 	f.Add([]byte{})
 	f.Add(make([]byte, Size))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -97,10 +100,131 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(e.Wrap(rest), b) {
+		if n, ok := Trailers(b); ok && n == 0 && !bytes.Equal(e.Wrap(rest), b) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+// t0 is an established record's envelope, the base of trailers.
+func t0() Envelope {
+	e := sample()
+	e.Pending = false
+	return e
+}
+
+// delta is the i-th test delta (of varying lengths).
+func delta(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 3+i) }
+
+// withTrailers is base wrapping "base", then n trailers of delta(i), each
+// the next version with nonce 100+i and timeout 60+i.
+func withTrailers(base Envelope, n int) []byte {
+	b := base.Wrap([]byte("base"))
+	e := base
+	for i := range n {
+		e = e.Next(uint64(100+i), uint32(60+i))
+		b = e.AppendTrailer(b, delta(i))
+	}
+	return b
+}
+
+// TestTrailers: a record with trailers decodes to the envelope of the
+// last one, which is exactly what a whole write of the same chain of
+// changes carries (Next of each), and to the base followed by the deltas;
+// Trailers counts them.
+func TestTrailers(t *testing.T) {
+	base := t0()
+	for n := range 5 {
+		b := withTrailers(base, n)
+		want, payload := base, []byte("base")
+		for i := range n {
+			want = want.Next(uint64(100+i), uint32(60+i))
+			payload = append(payload, delta(i)...)
+		}
+		got, rest, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want || !bytes.Equal(rest, payload) {
+			t.Fatalf("%d trailers: got %+v %q, want %+v %q", n, got, rest, want, payload)
+		}
+		if whole, _, _ := Decode(want.Wrap(payload)); whole != got {
+			t.Fatalf("%d trailers: the whole write decodes to %+v, the appends to %+v", n, whole, got)
+		}
+		if k, ok := Trailers(b); k != n || !ok {
+			t.Fatalf("Trailers = %d, %v; want %d, true", k, ok, n)
+		}
+		if len(b) != Size+4+n*TrailerOverhead+len(payload)-4 {
+			t.Fatalf("%d trailers: %d bytes", n, len(b))
+		}
+	}
+	if got := base.Next(7, 9); got.V != base.V+1 || got.Ancestors[0] != base.Nonce || got.Nonce != 7 || got.Timeout != 9 || got.Pending || !got.SameConfig(base) || got.Digest != base.Digest || got.NoWit != base.NoWit {
+		t.Fatalf("Next: %+v", got)
+	}
+}
+
+// TestTrailersCorrupt flips every bit of every trailer byte and truncates
+// the record inside a trailer: each is an error wrapping ErrCorrupt; and a
+// trailer after a pending record, a base length past the end, or garbage
+// after the base are corrupt too.
+func TestTrailersCorrupt(t *testing.T) {
+	good := withTrailers(t0(), 2)
+	start := Size + len("base")
+	for i := start; i < len(good); i++ {
+		for bit := range 8 {
+			b := bytes.Clone(good)
+			b[i] ^= 1 << bit
+			if _, _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("byte %d bit %d flipped: %v", i, bit, err)
+			}
+			if _, ok := Trailers(b); ok {
+				t.Fatalf("byte %d bit %d flipped: appendable", i, bit)
+			}
+		}
+	}
+	one := len(withTrailers(t0(), 1))
+	for n := start + 1; n < len(good); n++ {
+		if n == one {
+			continue // exactly one trailer: a well-formed record
+		}
+		if _, _, err := Decode(good[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated to %d: %v", n, err)
+		}
+	}
+	pending := sample()
+	if _, _, err := Decode(pending.Next(1, 1).AppendTrailer(pending.Wrap(nil), []byte("d"))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a trailer after a pending record: %v", err)
+	}
+	long := t0().Wrap([]byte("base"))
+	long = long[:len(long)-1]
+	if _, _, err := Decode(long); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a base length past the end: %v", err)
+	}
+	if _, _, err := Decode(append(t0().Wrap([]byte("base")), "junk..............."...)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("garbage after the base: %v", err)
+	}
+}
+
+// TestVersion1: a version 1 envelope (no base length) still decodes, its
+// payload all the bytes after it, and takes no trailer (Trailers: not ok).
+func TestVersion1(t *testing.T) {
+	e := sample()
+	v2 := e.Wrap([]byte("payload"))
+	v1 := append([]byte(nil), v2[:Size-8]...) // the fields up to the timeout
+	v1[0] = 1
+	v1 = binary.BigEndian.AppendUint32(v1, crc32.Checksum(v1, castagnoli))
+	v1 = append(v1, "payload"...)
+	got, rest, err := Decode(v1)
+	if err != nil || got != e || string(rest) != "payload" {
+		t.Fatalf("version 1: %+v %q %v", got, rest, err)
+	}
+	if _, ok := Trailers(v1); ok {
+		t.Fatal("a version 1 record is appendable")
+	}
+	v1[5] ^= 1
+	if _, _, err := Decode(v1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 1 with a bit flipped: %v", err)
+	}
 }
 
 // TestDescends: a chain of children is recognised within Lineage

@@ -1,0 +1,179 @@
+package memcached
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
+)
+
+// CompareAndAppend in the witness scheme: R3 with a lock change (a
+// record.Delta) sent as a trailer (package envelope) appended to both data
+// copies, instead of the whole record.
+//
+// The record is the same. A trailer carries the delta and the new
+// version's nonce and timeout; the item then decodes to exactly the
+// envelope a whole write of the change would carry (the handle's envelope's
+// Next: version + 1, its nonce first among the ancestors, the same
+// configuration, marks and digest, not pending) and to the base followed by
+// the delta, the bytes the provider wrote. Its identity is that envelope's:
+// one write, one new nonce, on both copies.
+//
+// The send. `ms <key> <n> MA c C<tok>` to P and Q in parallel, each with
+// the token of the handle (R1: an append is a CAS of the item's content,
+// with a token read from that node in its incarnation), and the touch `mg
+// <key> c T<T>` (memcached's append keeps the item's expiry): in the same
+// round trip when the handle is a read's of less than pipelineFresh ago
+// (the lock after a read: it lands unless another writer came between),
+// else once the append is stored (node.wappend). R3's witness touch is sent
+// as for a whole write. A touch that landed on another value than the one
+// the append made (a refused pipelined append, or a write between the
+// append and its touch) gave it the caller's T: that value gets its own
+// back at once (a data record its envelope's T, read again, a witness TW),
+// as R2 does for its touches (D1, D5).
+//
+// The table. The outcomes of the two appends are those of two CASes
+// (stored, refused, lost, silent, not sent) and go through R3's table
+// unchanged; what follows an outcome other than both stored writes whole
+// values, as for a whole write: the completion of a refused Q and the
+// write failover CAS the whole new record (the handle's payload and the
+// delta); the undo CASes Q, with the token its append returned, back to
+// the handle's base bytes, which are Q's exact bytes at the handle's token
+// (the pre-image); the completion of the writer's own split (P re-stamped)
+// rewrites both whole. An append memcached does not store because the
+// item would be too large (NS with the item present, errAppendFull) is a
+// refusal of that copy (nothing written there): the table completes the
+// write whole from the other copy, or, when neither copy stored it,
+// CompareAndAppend fails with provider.ErrTooLarge and the provider writes
+// the record whole.
+//
+// When it declines (provider.ErrNoAppend, nothing sent, the provider writes
+// whole): the handle does not know that both copies hold the record with
+// the same envelope in every field and in version 2 (handle.trailers -1:
+// after a write failover, whose P holds the pending fence; after a
+// completion that found the write on Q; a read whose copies differ outside
+// the identity, such as a half-cleared nowit mark), the copies carry
+// maxTrailers trailers (compaction: the next change is written whole; the
+// provider compacts too, after record.MaxDeltas deltas, and on every change
+// of the data), or the delta is longer than envelope.MaxDelta.
+
+// maxTrailers bounds the trailers of a data item: a change of an item
+// that carries as many is written whole. Every trailer costs its delta and
+// envelope.TrailerOverhead bytes on every later read of the session until
+// the next whole write; 8 keeps an exclusive request that changes nothing
+// within the 1.5 × target of issue 12 (docs/performance.md) over a whole
+// cycle of compaction.
+const maxTrailers = 12
+
+// pipelineFresh: an append with a handle of a read younger than this
+// sends its touch with it (one round trip): the lock that follows a read.
+// Others (the provider's guesses from its own last write, a release) send
+// it once the append is stored: a refused append's touch would land on
+// another writer's record, whose TTL must then be read and put back.
+const pipelineFresh = time.Second
+
+// appendPlan is what an append sends and what it leaves on Q.
+type appendPlan struct {
+	trailer  []byte // the bytes appended to each copy
+	value    []byte // the new record's payload: the base's and the delta
+	qbytes   []byte // Q's bytes after the append: the handle's base and the trailer
+	trailers int    // handle.trailers after the append
+}
+
+// casAppend is CompareAndAppend in the witness scheme (see above).
+func (w *witness) casAppend(ctx context.Context, key string, delta []byte, id uint64, ttl time.Duration) (uint64, error) {
+	return w.write(ctx, key, nil, delta, id, ttl)
+}
+
+// planAppend returns the plan of appending delta as env (the handle's
+// envelope's Next) to the copies of h, or an error wrapping
+// provider.ErrNoAppend when it declines (nothing sent).
+func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*appendPlan, error) {
+	switch {
+	case w.s.hooks.witnessWholeWrites:
+		return nil, provider.ErrNoAppend
+	case h.trailers < 0:
+		return nil, fmt.Errorf("memcached: append: %w: the copies may differ outside the record's identity", provider.ErrNoAppend)
+	case h.trailers >= maxTrailers:
+		return nil, fmt.Errorf("memcached: append: %w: %d trailers (compacting)", provider.ErrNoAppend, h.trailers)
+	case len(delta) > envelope.MaxDelta:
+		return nil, fmt.Errorf("memcached: append: %w: a delta of %d bytes", provider.ErrNoAppend, len(delta))
+	case h.env.Digest != w.digest || h.env.Pending:
+		return nil, fmt.Errorf("memcached: append: %w: not an established record of this node list", provider.ErrNoAppend)
+	}
+	qenv, payload, err := envelope.Decode(h.base)
+	if err != nil || qenv != h.env {
+		return nil, fmt.Errorf("memcached: append: %w: the secondary's bytes are not the handle's record", provider.ErrNoAppend)
+	}
+	trailer := env.AppendTrailer(nil, delta)
+	return &appendPlan{
+		trailer:  trailer,
+		value:    append(append(make([]byte, 0, len(payload)+len(delta)), payload...), delta...),
+		qbytes:   append(append(make([]byte, 0, len(h.base)+len(trailer)), h.base...), trailer...),
+		trailers: h.trailers + 1,
+	}, nil
+}
+
+// sendAppend appends ap's trailer to both copies of h in parallel, each
+// touched with the caller's T once stored (node.wappend), and gives a
+// value that a touch landed on by mistake its own TTL back (untouch). A
+// refusal for size is returned as errAppendFull (write's table takes it
+// for a refusal).
+func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32) (pcas, qcas uint64, perr, qerr error) {
+	cs := w.candidates(key)
+	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
+	pipelined := h.read && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var strayed bool
+		qcas, strayed, qerr = q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
+		if strayed {
+			w.untouch(ctx, q, h.copies[1].cand, key)
+		}
+	})
+	var strayed bool
+	pcas, strayed, perr = p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
+	if strayed {
+		w.untouch(ctx, p, h.copies[0].cand, key)
+	}
+	wg.Wait()
+	return pcas, qcas, perr, qerr
+}
+
+// untouch gives the value on n that an append's touch landed on though
+// the append did not make it (a refused pipelined append, or another
+// write between the two) its own TTL back: the T of its envelope when it is data, TW when it is a
+// witness (as R2 does for its touches: D1, D5). Failures are left alone:
+// the next read or write of the session sets the TTL again.
+func (w *witness) untouch(ctx context.Context, n *node, cand uint8, key string) {
+	if w.s.hooks.appendNoUntouch {
+		return
+	}
+	r, err := w.read(ctx, n, cand, key, " v c t f")
+	switch {
+	case err != nil:
+	case r.st == stData:
+		_, _ = n.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(r.env.Timeout)), 10))
+	case r.st == stWitness:
+		w.rewitness(ctx, n, key)
+	}
+}
+
+// pairTrailers is handle.trailers for copies p and q of one record: the
+// larger of their trailer counts when both are version 2 items whose
+// envelopes are equal in every field, else -1.
+func pairTrailers(p, q *copyRead) int {
+	if p.st != stData || q.st != stData || p.env != q.env {
+		return -1
+	}
+	np, okp := envelope.Trailers(p.raw)
+	nq, okq := envelope.Trailers(q.raw)
+	if !okp || !okq {
+		return -1
+	}
+	return max(np, nq)
+}
