@@ -76,8 +76,7 @@
 // round trip to all three nodes in the healthy case; a node unanswered
 // for Config.FailoverAfter is failed over. Tokens are handles into a
 // per-Store table (Config.Handles, Config.HandleBytes). Its connections
-// are pooled (Config.Conns does not apply) and CompareAndAppend declines
-// (every change is written whole). No single fault (a node killed,
+// are pooled (Config.Conns does not apply). No single fault (a node killed,
 // restarted empty, flushed at any instant, paused past the timeout, or
 // unreachable from some servers only; an app server paused; copies
 // expiring at different instants) loses an acknowledged write, and a

@@ -92,9 +92,9 @@ const (
 	// acknowledged write. It needs at least three nodes and meta commands
 	// (New refuses it otherwise), and every process sharing the nodes
 	// must use it (the mode is part of the node-list digest in every
-	// record). Its connections are pooled whatever Config.Conns says, and
-	// CompareAndAppend declines (whole writes). The default with three or
-	// more nodes.
+	// record). CompareAndAppend declines in this mode (whole writes).
+	// The default with three or more nodes (BackupDefault); its
+	// connections are pooled whatever Config.Conns says.
 	BackupWitness
 )
 

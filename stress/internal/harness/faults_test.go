@@ -1,12 +1,17 @@
 package harness_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
@@ -102,8 +107,11 @@ func TestRealFaults(t *testing.T) {
 		// Three flushes of drawn nodes, a tenth of the run apart, can
 		// fall within the witness scheme's repair window: a double fault
 		// there (section 8 allows a session to end unavailable or not
-		// found), which the harness's read-back of every session cannot
-		// tell from a failure. Lost updates and two holders still fail;
+		// found). When the harness's read-back of every session at the
+		// end meets such a session (ErrUnavailable: "one copy and nothing
+		// to fail over to"; seen in the first stage run) the run has no
+		// verdict: logged as this expected failure (readBackUnavailable).
+		// Otherwise lost updates and two holders still fail;
 		// flush-one-node is the single flush, a requirement.
 		"flush-seeded": {[]string{"sessions_lost", "stuck_locks"}, "a double fault: a second flush within the repair window of the first (section 8: a session may end unavailable or not found)"},
 	}
@@ -129,7 +137,16 @@ func TestRealFaults(t *testing.T) {
 			cfg := base
 			tc.set(&cfg)
 			cfg.Backup = tc.backup
-			res := run(t, cfg)
+			var res *harness.Result
+			if tc.backup == "" && tc.name == "flush-seeded" {
+				var unavailable error
+				if res, unavailable = readBackUnavailable(t, cfg); unavailable != nil {
+					t.Logf("EXPECTED FAILURE (%s): no verdict: %v", tc.defect, unavailable)
+					return
+				}
+			} else {
+				res = run(t, cfg)
+			}
 			for _, e := range res.Events {
 				t.Logf("fault at %.0f ms: %s %s", e.AtMs, e.Kind, e.What)
 				if e.Missed || e.Kind == harness.FaultError {
@@ -169,4 +186,22 @@ func TestRealFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readBackUnavailable runs cfg as run does, but returns the run's error
+// instead of failing when it is the read-back of a session the store
+// holds unavailable (provider.ErrUnavailable: the end of a double fault,
+// docs/replication.md section 8); any other error fails the test.
+func readBackUnavailable(t *testing.T, cfg harness.Config) (*harness.Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := harness.Run(ctx, cfg)
+	if err != nil && errors.Is(err, provider.ErrUnavailable) && strings.Contains(err.Error(), "back:") {
+		return nil, err
+	}
+	require.NoError(t, err)
+	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d, sessions_lost %d, exclusion_violations %d",
+		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.SessionsLost, res.ExclusionViolations)
+	return res, nil
 }
