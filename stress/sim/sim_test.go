@@ -372,16 +372,20 @@ func expectDefects(t *testing.T, name string, p Params, n int) {
 				t.Skipf("no seed of kind %s", d.kind)
 			}
 			// Rare defects: search more seeds of the kind, so that the
-			// expectation does not rest on the luck of -seeds.
+			// expectation does not rest on the luck of -seeds: up to
+			// 600, in parallel batches of 50 (every seed of a batch
+			// counts as searched).
 			extra := 0
 			if len(seeds) == 0 && d.inv != InvFailedApplied {
 				kp := p
 				kp.Kinds = []FaultKind{d.kind}
-				for seed := uint64(1_000_001); extra < 600 && len(seeds) == 0; seed++ {
-					extra++
-					if r := runSeed(t, seed, kp); r.Has(d.inv) {
-						seeds = append(seeds, seed)
+				for extra < 600 && len(seeds) == 0 {
+					for _, r := range runSeeds(t, 1_000_001+uint64(extra), 50, kp) {
+						if r.Has(d.inv) {
+							seeds = append(seeds, r.Seed)
+						}
 					}
+					extra += 50
 				}
 				total += extra
 			}
