@@ -22,7 +22,7 @@ var (
 	flagConns   = flag.String("conns", "", "the memcached Stores' connections: pooled, pipelined, or by default half the seeds each (seeds 2 and 3 modulo 4 pooled); the witness scheme is always pooled")
 	flagOneCopy = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
 	flagAppends = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
-	flagTiered  = flag.Bool("tiered", false, "TestSim, TestReplay: the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
+	flagTiered  = flag.Bool("tiered", false, "TestReplay (TestSim skips): the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
 func params() Params {
@@ -252,25 +252,25 @@ var defects = []struct {
 // 3 nodes and 4 app servers, which is the witness scheme, over its fault
 // kinds, prints what each fault kind found and the coverage, and requires
 // every invariant (requireWitness: only double faults may lose a session
-// or leave it unavailable). With -backup on or off (or -tiered) it runs
-// that scheme instead and checks it as TestSimBackupOn does.
+// or leave it unavailable). With -backup on or off it runs that scheme
+// instead and checks it as TestSimBackupOn does. With -tiered it is
+// skipped: TestSimTiered runs the tiered store.
 func TestSim(t *testing.T) {
 	if *flagSeeds == 0 {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := params()
-	name := "memcached"
 	if p.Tiered {
-		name = "tiered"
+		t.Skip("-tiered: TestSimTiered runs the tiered store")
 	}
-	name += ", backup " + p.scheme().String()
+	name := "memcached, backup " + p.scheme().String()
 	if p.Backup == memcached.BackupDefault {
 		name += " (the default)"
 	}
 	if p.appends {
 		name += ", appends"
 	}
-	if p.scheme() == memcached.BackupWitness && !p.Tiered {
+	if p.scheme() == memcached.BackupWitness {
 		results, tl, cov := sweep(t, name, p, *flagSeeds)
 		replayFailing(t, p, results)
 		requireWitness(t, p, results, tl, cov)
