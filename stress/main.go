@@ -70,7 +70,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	var nodes, mix, wait, killAt, restartAt, flushAt, pauseNode, pauseApp, partition string
 	fs.StringVar(&c.Backend, "backend", harness.BackendMemory, "store: memory, memcached, tiered (memcached + PostgreSQL), couchbase or redis")
 	fs.StringVar(&nodes, "nodes", "", "memcached nodes host:port,... (memcached and tiered backends), or the one redis server")
-	fs.StringVar(&c.Backup, "backup", "", "memcached and tiered: the memcached store's replication: on (default: a backup copy), off, or witness (two data copies and a witness, 3+ nodes; docs/replication.md)")
+	fs.StringVar(&c.Backup, "backup", "", "memcached and tiered: the memcached store's replication: witness (two data copies and a witness, 3+ nodes; docs/replication.md), on (a backup copy, opt-in on 3+ nodes: not safe under every single fault), or off (one copy); default the store's default: witness with 3+ nodes, on with 2, one copy with 1")
 	fs.IntVar(&c.Managed, "managed", 0, "start `N` local memcached processes (redis: 1 redis-server) for the run and stop them afterwards")
 	fs.BoolVar(&c.ManagedCluster, "managed-cluster", false, "redis: start a local Redis Cluster of 3 masters with one replica each (6 redis-server processes; -fault-node 0-2 are the masters) instead of -managed 1")
 	fs.IntVar(&c.RedisWait, "redis-wait", 0, "redis: WAIT for `N` replicas after every write (the store's WaitReplicas; fewer within -redis-wait-timeout is an unknown outcome)")

@@ -14,12 +14,17 @@ func TestConformance(t *testing.T) {
 		nodes int
 		cfg   memcached.Config
 	}{
+		// The default configuration on one node (one copy) and on two
+		// (a backup copy). With three nodes the default is the witness
+		// scheme: TestConformanceWitness.
 		{"OneNode", 1, memcached.Config{}},
-		{"ThreeNodes", 3, memcached.Config{}},
+		{"TwoNodes", 2, memcached.Config{}},
+		// The backup copy, opt-in with three nodes.
+		{"ThreeNodesBackupOn", 3, memcached.Config{Backup: memcached.BackupOn}},
 		// A pool of connections, one operation at a time on each (the
 		// default multiplexes operations over shared connections).
 		{"OneNodePooled", 1, memcached.Config{Conns: memcached.ConnsPooled}},
-		{"ThreeNodesPooled", 3, memcached.Config{Conns: memcached.ConnsPooled}},
+		{"ThreeNodesBackupOnPooled", 3, memcached.Config{Backup: memcached.BackupOn, Conns: memcached.ConnsPooled}},
 		// The text path (servers without meta commands): one copy.
 		{"OneNodeText", 1, memcached.Config{TextProtocol: true}},
 		{"ThreeNodesText", 3, memcached.Config{TextProtocol: true}},

@@ -1,6 +1,11 @@
-// Package memcached is a provider.Store on a pool of memcached nodes, with
-// a backup copy of every session on a second node, failover while a node is
-// down and repair when it comes back. Each node has one client speaking
+// Package memcached is a provider.Store on a pool of memcached nodes that
+// replicates every session (with two or more nodes), fails over while a
+// node is down and repairs
+// when it comes back. By default (Config.Backup's zero value,
+// BackupDefault) three or more nodes run the witness replication (two data
+// copies and a witness record per session: see Witness replication), two
+// nodes a backup copy of every session on the second node (BackupOn: see
+// Backup copies), and one node one copy. Each node has one client speaking
 // memcached's meta commands (memcached 1.6 or later) on a few shared,
 // pipelined connections (or a pool of connections: Config.Conns);
 // github.com/bradfitz/gomemcache is used only on the text path for
@@ -38,7 +43,8 @@
 //
 // # Backup copies
 //
-// With BackupOn (the zero value) and two or more nodes, every write also
+// With BackupOn (the default with two nodes, a choice with more) every
+// write also
 // writes the backup copy, in parallel with the primary write, so a write
 // costs one round trip of latency and one extra memcached operation (an
 // append and its touch: two, as on the primary); with one node, or
@@ -58,10 +64,10 @@
 // overwrites such a copy before its own call returns, so a write that was
 // acknowledged is on the backup node, or something newer is.
 //
-// # Witness replication (opt-in)
+// # Witness replication (the default with three or more nodes)
 //
-// With Config.Backup = BackupWitness (three or more nodes, meta commands)
-// the store runs docs/replication.md's "2+W" scheme instead: each session
+// With three or more nodes and meta commands (Config.Backup left zero, or
+// BackupWitness) the store runs docs/replication.md's "2+W" scheme: each session
 // has two data copies and a small witness record, under its own key, on
 // its three best nodes by rendezvous score; every record carries an
 // envelope (configuration epoch, version, nonce, node-list digest, the
@@ -69,9 +75,16 @@
 // node health, decide which state is the truth. Reads and writes cost one
 // round trip to all three nodes in the healthy case; a node unanswered
 // for Config.FailoverAfter is failed over. Tokens are handles into a
-// per-Store table (Config.Handles, Config.HandleBytes). It becomes the
-// default once the fault simulation and the real-process runs hold with
-// it; the sections below describe the default scheme.
+// per-Store table (Config.Handles, Config.HandleBytes). Its connections
+// are pooled (Config.Conns does not apply). No single fault (a node killed,
+// restarted empty, flushed at any instant, paused past the timeout, or
+// unreachable from some servers only; an app server paused; copies
+// expiring at different instants) loses an acknowledged write, and a
+// failover time (FailoverAfter + Timeout, 1.5 s by default) after a node
+// fails requests succeed again; double faults may cost availability, never
+// a wrong answer (docs/replication.md sections 8, 9, 11.1). Every process
+// sharing the nodes must run the same mode and node list. CAS tokens,
+// Failover, Repair and Residual windows below describe BackupOn.
 //
 // # CAS tokens
 //
@@ -301,7 +314,7 @@
 //
 // # Defaults
 //
-//	Backup               BackupOn (with 2+ nodes)
+//	Backup               BackupDefault: BackupWitness with 3+ nodes, BackupOn with 2, one copy with 1 or TextProtocol
 //	Timeout              500 ms per operation
 //	Conns                ConnsPipelined (PipelineConns 2 per node; pooled with BackupWitness or TextProtocol)
 //	MaxIdleConnsPerNode  64 on pooled connections (see Config)
@@ -311,6 +324,10 @@
 //	WholeWrites          false (lock changes appended as deltas, to both copies)
 //
 // # Residual windows
+//
+// These are BackupOn's (it is not safe under every single fault); the
+// witness scheme has none of them (docs/replication.md lists its open
+// items).
 //
 //   - A write whose primary dies while it is in flight returns
 //     provider.ErrUnavailable, and its value may or may not be on the backup

@@ -60,7 +60,9 @@ func TestConnMode(t *testing.T) {
 		pipelined bool
 	}{
 		{"default", memcached.Config{Nodes: one}, true},
-		{"default-three-nodes", memcached.Config{Nodes: three}, true},
+		{"default-two-nodes", memcached.Config{Nodes: three[:2]}, true},
+		{"default-three-nodes", memcached.Config{Nodes: three}, false}, // the witness scheme
+		{"on-three-nodes", memcached.Config{Nodes: three, Backup: memcached.BackupOn}, true},
 		{"pooled", memcached.Config{Nodes: one, Conns: memcached.ConnsPooled}, false},
 		{"text", memcached.Config{Nodes: one, TextProtocol: true}, false},
 		{"witness", memcached.Config{Nodes: three, Backup: memcached.BackupWitness}, false},

@@ -60,14 +60,27 @@ var (
 	ErrInvalidTTL = errors.New("memcached: invalid ttl")
 )
 
-// BackupMode says whether each session also gets a backup copy.
+// BackupMode selects how a Store replicates each session (Config.Backup).
 type BackupMode int
 
 const (
-	// BackupOn (the zero value, so the default) keeps a copy of every
-	// value under "bak:"+key on the key's second-best node. It has no
-	// effect with a single node.
-	BackupOn BackupMode = iota
+	// BackupDefault (the zero value) picks the replication by the node
+	// count: BackupWitness with three or more nodes, BackupOn with
+	// exactly two (the witness scheme needs three), one copy with one.
+	// On the text path (TextProtocol) a session has one copy whatever the
+	// node count. Store.Backup reports the mode chosen.
+	BackupDefault BackupMode = iota
+	// BackupOn keeps a copy of every value under "bak:"+key on the key's
+	// second-best node, and each process's own view of node health decides
+	// which copy it serves. It survives one node's kill -9 or restart in
+	// the common case, but not every single fault: a flush between a
+	// read and its CAS, a paused node executing its queued commands late,
+	// or two processes disagreeing on a node's health can lose a session
+	// or an acknowledged update (docs/replication.md §11.1; the fault
+	// simulation's expected defects, stress/sim TestSimBackupOn). The
+	// default with two nodes; with three or more, an explicit choice. It
+	// has no effect with a single node or on the text path.
+	BackupOn
 	// BackupOff keeps one copy only: a node's sessions are unavailable
 	// while it is down and lost when it restarts.
 	BackupOff
@@ -81,10 +94,25 @@ const (
 	// must use it (the mode is part of the node-list digest in every
 	// record). CompareAndAppend appends lock changes to both data copies
 	// (as trailers after the record, compacted by the next whole write).
-	// Opt-in for now: it becomes the default once the fault simulation
-	// and the real-process runs hold with it.
+	// The default with three or more nodes (BackupDefault); its
+	// connections are pooled whatever Config.Conns says.
 	BackupWitness
 )
+
+// String returns the mode's name: "default", "on", "off" or "witness".
+func (m BackupMode) String() string {
+	switch m {
+	case BackupDefault:
+		return "default"
+	case BackupOn:
+		return "on"
+	case BackupOff:
+		return "off"
+	case BackupWitness:
+		return "witness"
+	}
+	return fmt.Sprintf("BackupMode(%d)", int(m))
+}
 
 // ConnMode says how a Store's operations share the connections to a node
 // (Config.Conns).
@@ -120,8 +148,10 @@ type Config struct {
 	// matter, but every process sharing the sessions must use the same
 	// address strings (placement hashes them). At most MaxNodes.
 	Nodes []string
-	// Backup turns the backup copy off (BackupOff) or selects the
-	// witness replication (BackupWitness). Default BackupOn.
+	// Backup selects the replication: BackupWitness, BackupOn or
+	// BackupOff. Default (BackupDefault): BackupWitness with three or
+	// more nodes, BackupOn with two, one copy with one node or on the text
+	// path. See BackupMode.
 	Backup BackupMode
 	// Timeout bounds each memcached operation: connect, write and read.
 	// A node that does not answer in time is marked down. Default 500 ms.
@@ -157,10 +187,15 @@ type Config struct {
 	// the servers' -I less 512 bytes when they run with another limit.
 	MaxItemSize int
 	// OnEvent, when set, is told of node events: a node marked down
-	// (EventNodeDown, followed by EventFailover when backups are on: its
-	// keys are served from their backup copies), a node back up
+	// (EventNodeDown, followed by EventFailover with BackupOn: its keys
+	// are served from their backup copies), a node back up
 	// (EventNodeUp), a copy restored on its primary from the newest copy
-	// found (EventRepair). It is called from the store's goroutines and
+	// found (EventRepair). With BackupWitness: a node failed after
+	// FailoverAfter without a reply, or evicting items (EventNodeDown),
+	// answering again (EventNodeUp), a session's copy moved off a node
+	// (EventFailover), a copy or witness restored (EventRepair), a
+	// session created without its witness or a record of another node
+	// list met (EventFallback). It is called from the store's goroutines and
 	// must not block; events carry node addresses, never keys. The
 	// middleware's Observer.StoreEvent fits it. Default nil: off.
 	OnEvent provider.EventFunc
@@ -211,6 +246,22 @@ type Config struct {
 	// HandleBytes bounds the bytes the handles keep (each keeps a copy of
 	// the value it read, to undo a half-applied write). Default 64 MiB.
 	HandleBytes int
+}
+
+// backupMode returns the replication a Store over cfg runs: for
+// BackupDefault the mode the node count and protocol give, BackupOff
+// where BackupOn has no effect (one node, the text path), else
+// cfg.Backup.
+func (cfg *Config) backupMode() BackupMode {
+	switch {
+	case cfg.Backup == BackupWitness || cfg.Backup == BackupOff:
+		return cfg.Backup
+	case cfg.TextProtocol || len(cfg.Nodes) < 2:
+		return BackupOff // one copy: BackupOn has no effect here
+	case cfg.Backup == BackupOn || len(cfg.Nodes) == 2:
+		return BackupOn
+	}
+	return BackupWitness
 }
 
 // pipelined reports whether the nodes' meta clients pipeline
@@ -274,9 +325,10 @@ func New(cfg Config) (*Store, error) {
 	if len(cfg.Nodes) > MaxNodes {
 		return nil, fmt.Errorf("memcached: %d nodes configured, at most %d supported", len(cfg.Nodes), MaxNodes)
 	}
-	if cfg.Backup != BackupOn && cfg.Backup != BackupOff && cfg.Backup != BackupWitness {
+	if cfg.Backup < BackupDefault || cfg.Backup > BackupWitness {
 		return nil, fmt.Errorf("memcached: unknown backup mode %d", cfg.Backup)
 	}
+	cfg.Backup = cfg.backupMode()
 	if cfg.Conns != ConnsPipelined && cfg.Conns != ConnsPooled {
 		return nil, fmt.Errorf("memcached: unknown connection mode %d", cfg.Conns)
 	}
@@ -351,6 +403,12 @@ func New(cfg Config) (*Store, error) {
 	go s.healthLoop()
 	return s, nil
 }
+
+// Backup returns the replication s runs: BackupWitness, BackupOn or
+// BackupOff (Config.Backup with BackupDefault resolved, and BackupOn
+// reported as BackupOff where it has no effect: one node, the text
+// path).
+func (s *Store) Backup() BackupMode { return s.cfg.Backup }
 
 // Close stops the health check and closes idle connections. Operations
 // after Close fail with provider.ErrClosed; a second Close does nothing.

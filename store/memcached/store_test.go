@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"strconv"
@@ -23,11 +24,12 @@ import (
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for name, cfg := range map[string]memcached.Config{
-		"no nodes":     {},
-		"duplicate":    {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"}},
-		"no port":      {Nodes: []string{"127.0.0.1"}},
-		"backup mode":  {Nodes: []string{"127.0.0.1:1"}, Backup: 7},
-		"empty string": {Nodes: []string{""}},
+		"no nodes":      {},
+		"duplicate":     {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"}},
+		"no port":       {Nodes: []string{"127.0.0.1"}},
+		"backup mode":   {Nodes: []string{"127.0.0.1:1"}, Backup: 7},
+		"negative mode": {Nodes: []string{"127.0.0.1:1"}, Backup: -1},
+		"empty string":  {Nodes: []string{""}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := memcached.New(cfg)
@@ -46,8 +48,62 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-// TestContract checks Store semantics on one node, three nodes, and three
-// nodes without backup.
+// TestBackupDefault: the zero Config.Backup runs the witness scheme with
+// three or more nodes, a backup copy with two, one copy with one or on the
+// text path; explicit modes are kept (BackupOn reported off where it has
+// no effect), and the witness scheme with fewer than three nodes or on the
+// text path is refused. New does not contact the nodes.
+func TestBackupDefault(t *testing.T) {
+	nodes := func(n int) []string {
+		addrs := make([]string, n)
+		for i := range addrs {
+			addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(1+i))
+		}
+		return addrs
+	}
+	for _, tc := range []struct {
+		nodes int
+		text  bool
+		mode  memcached.BackupMode
+		want  memcached.BackupMode
+	}{
+		{1, false, memcached.BackupDefault, memcached.BackupOff},
+		{2, false, memcached.BackupDefault, memcached.BackupOn},
+		{3, false, memcached.BackupDefault, memcached.BackupWitness},
+		{5, false, memcached.BackupDefault, memcached.BackupWitness},
+		{1, true, memcached.BackupDefault, memcached.BackupOff},
+		{3, true, memcached.BackupDefault, memcached.BackupOff},
+		{3, false, memcached.BackupOn, memcached.BackupOn},
+		{3, false, memcached.BackupOff, memcached.BackupOff},
+		{2, false, memcached.BackupOff, memcached.BackupOff},
+		{1, false, memcached.BackupOn, memcached.BackupOff},
+		{3, true, memcached.BackupOn, memcached.BackupOff},
+		{3, false, memcached.BackupWitness, memcached.BackupWitness},
+	} {
+		t.Run(fmt.Sprintf("%d-nodes-text=%v-%v", tc.nodes, tc.text, tc.mode), func(t *testing.T) {
+			s, err := memcached.New(memcached.Config{Nodes: nodes(tc.nodes), TextProtocol: tc.text, Backup: tc.mode})
+			require.NoError(t, err)
+			defer s.Close()
+			require.Equal(t, tc.want, s.Backup())
+			// Pipelined connections by default, pooled with the witness
+			// scheme and on the text path (Config.Conns).
+			require.Equal(t, tc.want != memcached.BackupWitness && !tc.text, memcached.Pipelined(s))
+		})
+	}
+	for _, cfg := range []memcached.Config{
+		{Nodes: nodes(2), Backup: memcached.BackupWitness},
+		{Nodes: nodes(3), Backup: memcached.BackupWitness, TextProtocol: true},
+	} {
+		_, err := memcached.New(cfg)
+		require.ErrorContains(t, err, "BackupWitness needs")
+	}
+	require.Equal(t, "default", memcached.BackupDefault.String())
+	require.Equal(t, "witness", memcached.BackupWitness.String())
+	require.Equal(t, "BackupMode(9)", memcached.BackupMode(9).String())
+}
+
+// TestContract checks Store semantics on one node, three nodes with a
+// backup copy (BackupOn), and three nodes without backup.
 func TestContract(t *testing.T) {
 	servers := startNodes(t, 3)
 	for _, tc := range []struct {
@@ -56,7 +112,9 @@ func TestContract(t *testing.T) {
 		cfg   memcached.Config
 	}{
 		{"OneNode", 1, memcached.Config{}},
-		{"ThreeNodes", 3, memcached.Config{}},
+		// BackupOn: its tokens are memcached CAS values (the witness
+		// scheme's are handles: witness_test.go checks its contract).
+		{"ThreeNodes", 3, memcached.Config{Backup: memcached.BackupOn}},
 		{"ThreeNodesNoBackup", 3, memcached.Config{Backup: memcached.BackupOff}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,8 +26,9 @@ var contended = map[string]bool{
 }
 
 // TestConformanceWitness runs the provider conformance suite over three
-// real memcached processes in BackupWitness mode, both passes (plain and
-// hashed ids with lifetimes), under -race.
+// real memcached processes with the default configuration, which there
+// is BackupWitness mode, both passes (plain and hashed ids with
+// lifetimes), under -race.
 func TestConformanceWitness(t *testing.T) {
 	servers := startNodes(t, 3)
 	for _, hashed := range []bool{false, true} {
@@ -39,7 +40,10 @@ func TestConformanceWitness(t *testing.T) {
 			for _, c := range providertest.Checks(1) {
 				t.Run(c.Name, func(t *testing.T) {
 					flush(t, servers)
-					store := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+					store := newStore(t, servers, memcached.Config{})
+					if store.Backup() != memcached.BackupWitness {
+						t.Fatalf("the default with three nodes is %v, want witness", store.Backup())
+					}
 					ctx, cancel := context.WithTimeout(context.Background(), providertest.Timeout)
 					defer cancel()
 					env := providertest.RealEnv(store)

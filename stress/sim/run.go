@@ -33,7 +33,9 @@ type Params struct {
 	// each way of a durable statement's).
 	MinLatency, MaxLatency time.Duration
 	// Backup is the memcached Store's replication mode
-	// (memcached.Config.Backup; the zero value is the default, BackupOn).
+	// (memcached.Config.Backup; the zero value is the Store's default:
+	// the witness scheme on 3 or more nodes, BackupOn on 2, one copy on
+	// 1; Params.scheme).
 	Backup memcached.BackupMode
 	// Tiered runs the tiered store (store/tiered) instead of the
 	// memcached Store alone: the memcached Store over the simulated
@@ -95,14 +97,29 @@ const (
 // appendsIn reports whether the provider appends lock changes in seed
 // (Params.appends).
 func (p Params) appendsIn(seed uint64) bool {
-	return p.appends || ((p.Backup == memcached.BackupOn || p.Backup == memcached.BackupWitness) && !p.Tiered && seed%8 >= 4)
+	return p.appends || ((p.scheme() == memcached.BackupOn || p.scheme() == memcached.BackupWitness) && !p.Tiered && seed%8 >= 4)
+}
+
+// scheme returns the replication the run's Stores use: Params.Backup,
+// with memcached.BackupDefault resolved as memcached.New resolves it
+// (memcached.Store.Backup; TestSchemeIsStoreDefault checks they agree).
+func (p Params) scheme() memcached.BackupMode {
+	switch {
+	case p.Backup == memcached.BackupWitness || p.Backup == memcached.BackupOff:
+		return p.Backup
+	case p.Nodes < 2:
+		return memcached.BackupOff
+	case p.Backup == memcached.BackupOn || p.Nodes == 2:
+		return memcached.BackupOn
+	}
+	return memcached.BackupWitness
 }
 
 // pooled reports whether seed's Stores use pooled connections (the
 // witness scheme always does: memcached.Config.Conns).
 func (p Params) pooled(seed uint64) bool {
 	switch {
-	case p.Backup == memcached.BackupWitness || p.conns == connsPooled:
+	case p.scheme() == memcached.BackupWitness || p.conns == connsPooled:
 		return true
 	case p.conns == connsPipelined:
 		return false
@@ -140,6 +157,8 @@ func (p Params) kinds() []FaultKind {
 		return p.Kinds
 	case p.Tiered:
 		return TieredFaultKinds
+	case p.scheme() == memcached.BackupWitness:
+		return WitnessFaultKinds
 	}
 	return FaultKinds
 }

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/sessionlock/sessionlock/store/tiered/durabletest"
-
+	"github.com/sessionlock/sessionlock/store/memcached"
 	"github.com/sessionlock/sessionlock/store/tiered"
+	"github.com/sessionlock/sessionlock/store/tiered/durabletest"
 )
 
 // tieredParams are the parameters of the tiered runs: DefaultParams with
@@ -29,8 +29,16 @@ func tieredParams() Params {
 // (durabletest.OldClaimCheck: adopted only if the durable copy is still exactly the
 // revival of the write), kept here as a deliberately broken variant, must
 // be caught reporting failed-write-applied.
+//
+// Its cache is BackupOn, the memcached default when the test was written:
+// the test is about tiered's claim decision. Over the witness cache (the
+// default on 3 nodes since issue 13) seed 13 once ended stuck, "refilling
+// the cache kept conflicting" (1 of 40 in one run, 0 in another): a
+// whole-cache flush then costs availability (known open,
+// docs/simulation.md).
 func TestSimFencedButApplied(t *testing.T) {
 	p := tieredParams()
+	p.Backup = memcached.BackupOn
 	p.Kinds = []FaultKind{FaultReviveMidCommit}
 	const seeds = 40
 	t.Run("settle", func(t *testing.T) {

@@ -292,7 +292,10 @@ func promisesFailover(cfg Config) bool {
 		return false
 	}
 	mode, err := backupMode(cfg.Backup)
-	return err == nil && mode == memcached.BackupWitness
+	nodes := max(cfg.Managed, len(cfg.Nodes))
+	// The default is the witness scheme with three or more nodes
+	// (memcached.BackupDefault, as memcached.New resolves it).
+	return err == nil && (mode == memcached.BackupWitness || mode == memcached.BackupDefault && nodes >= 3)
 }
 
 // faultWindows returns, per fault injected, the span from its start to a

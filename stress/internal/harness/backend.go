@@ -38,17 +38,21 @@ type storeSpec struct {
 	WaitTimeout  time.Duration `json:"wait_timeout,omitempty"`
 }
 
-// backupMode is the memcached.BackupMode that Config.Backup names.
+// backupMode is the memcached.BackupMode that Config.Backup names: ""
+// (or "default") is the store's default, the witness scheme on 3 or more
+// nodes, a backup copy on 2, one copy on 1.
 func backupMode(s string) (memcached.BackupMode, error) {
 	switch s {
-	case "", "on":
+	case "", "default":
+		return memcached.BackupDefault, nil
+	case "on":
 		return memcached.BackupOn, nil
 	case "off":
 		return memcached.BackupOff, nil
 	case "witness":
 		return memcached.BackupWitness, nil
 	}
-	return 0, fmt.Errorf("unknown -backup %q (want on, off or witness)", s)
+	return 0, fmt.Errorf("unknown -backup %q (want default, on, off or witness)", s)
 }
 
 // ErrUnreachable is wrapped by Run when the store cannot be reached.

@@ -195,9 +195,11 @@ type Config struct {
 	Nodes   []string
 	Managed int
 	// Backup is the memcached store's replication mode (memcached and
-	// tiered backends): "on" (the default: a backup copy of each
-	// session), "off" (one copy) or "witness" (two data copies and a
-	// witness: docs/replication.md; 3 nodes or more).
+	// tiered backends): "" or "default" (the store's default: the
+	// witness scheme with 3 nodes or more, a backup copy with 2, one
+	// copy with 1), "witness" (two data copies and a witness:
+	// docs/replication.md; 3 nodes or more), "on" (a backup copy of each
+	// session) or "off" (one copy).
 	Backup string
 	// PGDSN is the PostgreSQL database of the tiered backend; empty starts
 	// a throwaway local server.
