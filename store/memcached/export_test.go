@@ -147,3 +147,8 @@ func SetUndoWholeBase(s *Store) { s.hooks.undoWholeBase = true }
 
 // MaxTrailers bounds the trailers of a witness data item (witness_append.go).
 const MaxTrailers = maxTrailers
+
+// SetTTLBeforeTouch is a broken variant: the witness scheme's touching
+// reads ask for the remaining TTL before the touch (`t` before `T`), as
+// they did before.
+func SetTTLBeforeTouch(s *Store) { s.hooks.ttlBeforeTouch = true }

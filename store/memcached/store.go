@@ -298,6 +298,7 @@ type testHooks struct {
 	afterRepairRead         func(key string) // a repair read the copies, nothing written yet
 	beforeTouchCopies       func(key string) // the witness scheme read a record, its data copies not yet touched
 	touchNoFlags            bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
+	ttlBeforeTouch          bool             // broken variant: a touching read asks for the TTL before its touch (t before T)
 	repairCompletesInFlight bool             // broken variant (review 5's m4): the repair client completes a write in flight on first sight
 	appendNoTouch           bool             // broken variant: appends leave the TTL as it was
 	backupAppendOff         bool             // the code before backup appends: keys with a backup copy are written whole

@@ -105,19 +105,25 @@ func (w *witness) mismatch(n *node, err error) error {
 	return fmt.Errorf("memcached: node %s: %w: %w: %w", n.addr, provider.ErrServer, errNodeList, err)
 }
 
-// readFlags are the flags of a data-copy read: value, token, TTL, client
-// flags, and the TTL to set (0: none).
-func readFlags(exp int32) string {
-	if exp == 0 {
-		return " v c t f"
+// readFlags are the flags of a data-copy read: value, token, client
+// flags, the TTL to set (0: none), and the TTL. memcached handles a meta
+// command's flags in order, so `t` after `T` reports the remaining TTL
+// the touch left (`t` before it reports the one before the touch): the
+// TTL a decision keeps and an undo restores is the one the copy has now.
+func (w *witness) readFlags(exp int32) string {
+	switch {
+	case exp == 0:
+		return " v c f t"
+	case w.s.hooks.ttlBeforeTouch:
+		return " v c t f T" + strconv.FormatInt(int64(exp), 10)
 	}
-	return " v c t f T" + strconv.FormatInt(int64(exp), 10)
+	return " v c f T" + strconv.FormatInt(int64(exp), 10) + " t"
 }
 
 // touchFlags are those of a witness touch (R2, R3): value (its envelope),
-// TTL, client flags, and T<TW>.
+// client flags, T<TW>, and the TTL after it.
 func (w *witness) touchFlags() string {
-	return " v t f T" + strconv.FormatInt(int64(w.tw), 10)
+	return " v f T" + strconv.FormatInt(int64(w.tw), 10) + " t"
 }
 
 // common is R2, the common read of one Store call: `mg` with value to the
@@ -147,8 +153,8 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 	var cp, cq copyRead
 	var ep, eq error
 	var wg sync.WaitGroup
-	wg.Go(func() { cq, eq = w.read(ctx, q, cfg.Q, key, readFlags(exp)) })
-	cp, ep = w.read(ctx, p, cfg.P, key, readFlags(exp))
+	wg.Go(func() { cq, eq = w.read(ctx, q, cfg.Q, key, w.readFlags(exp)) })
+	cp, ep = w.read(ctx, p, cfg.P, key, w.readFlags(exp))
 	wg.Wait()
 	if err := errors.Join(ep, eq); err != nil {
 		return nil, touched, false, err

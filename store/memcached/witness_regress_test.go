@@ -805,3 +805,48 @@ func TestRepairLeavesWriteInFlight(t *testing.T) {
 		})
 	}
 }
+
+// A touching read (GetAndTouch with the session's timeout cached) must
+// keep the remaining TTL its touch left, not the one before: memcached
+// handles a meta command's flags in order, so `t` before `T` reports the
+// TTL before the touch. The handle's base TTL is what an undo restores:
+// here the copies had 10 s left, the read touched them to the session's
+// 60 s, the write was refused on the primary (re-stamped by another
+// process) and stored on the secondary, and the undo must give the
+// secondary back its 60 s, not 10. The broken variant SetTTLBeforeTouch
+// (the flags before) must restore the 10 s.
+func TestTouchingReadKeepsTouchedTTL(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "broken"}[broken], func(t *testing.T) {
+			_, s, cands := addedSession(t, "touchttl")
+			const key = "touchttl"
+			ctx := context.Background()
+			if broken {
+				memcached.SetTTLBeforeTouch(s)
+			}
+			for _, a := range cands[:2] {
+				require.NoError(t, raw(t, a).Touch(key, 10))
+			}
+			e, err := s.GetAndTouch(ctx, key, time.Minute)
+			require.NoError(t, err)
+			require.Greater(t, rawGet(t, cands[1], key).ttl, int64(50), "the read touched the secondary")
+			// Another write reached the primary only: a later version of
+			// the same configuration, not this call's.
+			p := rawGet(t, cands[0], key)
+			env, _, err := envelope.Decode(p.value)
+			require.NoError(t, err)
+			rawSet(t, cands[0], key, env.Next(0x5eed, env.Timeout).Wrap([]byte("other")), int(p.ttl), p.flags)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+			require.ErrorIs(t, err, provider.ErrCASConflict)
+			it := rawGet(t, cands[1], key)
+			_, payload, err := envelope.Decode(it.value)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(payload), "the undo restored the base")
+			if broken {
+				require.LessOrEqual(t, it.ttl, int64(10), "the broken variant restores the TTL from before the touch")
+				return
+			}
+			require.Greater(t, it.ttl, int64(50), "the undo gave the secondary back the TTL before the write (60 s), not the one before the read's touch")
+		})
+	}
+}

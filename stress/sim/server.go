@@ -529,6 +529,9 @@ func (t *table) metaGet(r *reply, f []string, now int64) {
 		t.items[key] = it
 		won = true
 	}
+	// memcached handles the flags in order: a `t` before `T` reports the
+	// TTL before the touch, one after it the TTL the touch set.
+	exp := it.exptime
 	if ttl, has, ok := mf.num('T'); !ok {
 		r.line("CLIENT_ERROR bad token in command line format")
 		return
@@ -538,6 +541,8 @@ func (t *table) metaGet(r *reply, f []string, now int64) {
 	var parts []string
 	for _, tok := range mf.order {
 		switch tok[0] {
+		case 'T':
+			exp = it.exptime
 		case 'b':
 			parts = append(parts, "b")
 		case 'c':
@@ -556,8 +561,8 @@ func (t *table) metaGet(r *reply, f []string, now int64) {
 			parts = append(parts, "s"+strconv.Itoa(len(it.value)))
 		case 't':
 			ttl := int64(-1)
-			if it.exptime != 0 {
-				ttl = it.exptime - now
+			if exp != 0 {
+				ttl = exp - now
 			}
 			parts = append(parts, "t"+strconv.FormatInt(ttl, 10))
 		}

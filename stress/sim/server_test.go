@@ -71,6 +71,10 @@ func TestServerProtocol(t *testing.T) {
 			{"get k nope\r\n", 3, "VALUE k 0 2|xz|END"},
 			{"touch k 10\r\n", 1, "TOUCHED"},
 			{"mg k c t f v k O7\r\n", 2, "VA 2 c3 t10 f0 kk O7|xz"},
+			// Flags in order, as memcached 1.6 handles them: t before T
+			// reports the TTL before the touch, t after it the new one.
+			{"mg k t T20\r\n", 1, "HD t10"},
+			{"mg k T10 t\r\n", 1, "HD t10"},
 			{"mg nope v\r\n", 1, "EN"},
 			{"mg nope v q\r\nmn\r\n", 1, "MN"},
 			{"ms k 2 T5 F3 c C3\r\nhi\r\n", 1, "HD c4"},
