@@ -105,3 +105,15 @@ func TimeoutExp(t uint32) int32 { return timeoutExp(t) }
 // the backup copy, the session's only one, as the Store did before the
 // fix: a deliberately broken variant.
 func SetBackupUndoDeletes(s *Store) { s.hooks.bakUndoDeletes = true }
+
+// SetBeforeTouchCopies calls hook when the witness scheme has read a
+// record and is about to touch its two data copies (touchCopies).
+func SetBeforeTouchCopies(s *Store, hook func(key string)) { s.hooks.beforeTouchCopies = hook }
+
+// SetTouchNoFlags is review 5's m2 broken variant: touchCopies leaves a
+// witness it touched with the data copies' TTL.
+func SetTouchNoFlags(s *Store) { s.hooks.touchNoFlags = true }
+
+// SetRepairCompletesInFlight is review 5's m4 broken variant: the repair
+// client completes a write in flight the first time it sees it.
+func SetRepairCompletesInFlight(s *Store) { s.hooks.repairCompletesInFlight = true }

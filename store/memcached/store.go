@@ -242,13 +242,16 @@ type Store struct {
 // testHooks are called at points where tests interleave other operations
 // (export_test.go sets them); nil in production.
 type testHooks struct {
-	afterPrimaryWrite func(key string) // a CAS landed on the primary, backup not yet complete
-	afterRepairRead   func(key string) // a repair read the copies, nothing written yet
-	appendNoTouch     bool             // broken variant: appends leave the TTL as it was
-	backupAppendOff   bool             // the code before backup appends: keys with a backup copy are written whole
-	bakAppendNoWhole  bool             // broken variant: a refused backup append is not completed whole
-	bakAppendNoUndo   bool             // broken variant: a backup append whose primary append was refused stays
-	bakUndoDeletes    bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
+	afterPrimaryWrite       func(key string) // a CAS landed on the primary, backup not yet complete
+	afterRepairRead         func(key string) // a repair read the copies, nothing written yet
+	beforeTouchCopies       func(key string) // the witness scheme read a record, its data copies not yet touched
+	touchNoFlags            bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
+	repairCompletesInFlight bool             // broken variant (review 5's m4): the repair client completes a write in flight on first sight
+	appendNoTouch           bool             // broken variant: appends leave the TTL as it was
+	backupAppendOff         bool             // the code before backup appends: keys with a backup copy are written whole
+	bakAppendNoWhole        bool             // broken variant: a refused backup append is not completed whole
+	bakAppendNoUndo         bool             // broken variant: a backup append whose primary append was refused stays
+	bakUndoDeletes          bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
 }
 
 var (

@@ -53,3 +53,30 @@ func TestInChain(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitsBoundedOneAtATime (review 5's m6): the writes in flight a
+// process remembers are bounded by maxSplits, and a new key past the
+// bound forgets one other key, not all of them (a forgotten split is
+// answered with its parent once more: liveness only).
+func TestSplitsBoundedOneAtATime(t *testing.T) {
+	w := &witness{splits: make(map[string]envelope.Identity)}
+	id := func(i int) envelope.Identity { return envelope.Identity{Nonce: uint64(i) + 1} }
+	key := func(i int) string {
+		return "k" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))
+	}
+	for i := range maxSplits + 10 {
+		if !w.firstSight(key(i), id(i)) {
+			t.Fatalf("key %d: not a first sight", i)
+		}
+		if len(w.splits) > maxSplits {
+			t.Fatalf("%d splits remembered, bound %d", len(w.splits), maxSplits)
+		}
+	}
+	if len(w.splits) != maxSplits {
+		t.Fatalf("%d splits remembered after %d keys, want the bound %d", len(w.splits), maxSplits+10, maxSplits)
+	}
+	last := maxSplits + 9
+	if w.firstSight(key(last), id(last)) {
+		t.Fatal("the newest split forgotten")
+	}
+}

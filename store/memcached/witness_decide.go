@@ -69,6 +69,10 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 	return nil, fmt.Errorf("memcached: %w: %d anomaly reads without an answer", provider.ErrUnavailable, maxAnomalyReads)
 }
 
+// errWriteInFlight: the repair client found a write in flight (one copy
+// holds its parent) for the first time and left it to its writer.
+var errWriteInFlight = fmt.Errorf("memcached: %w: a write in flight, repair put off", provider.ErrUnavailable)
+
 // errExpiring: the best record has at most clockSlack seconds left (no
 // copy of it could be made, copyExp): no decision.
 var errExpiring = fmt.Errorf("memcached: %w: the best record is expiring", provider.ErrUnavailable)
@@ -226,7 +230,17 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, errExpiring
 	}
 	switch {
-	case !o.repair && inFlight(x, y, b) && w.firstSight(key, b.ID()):
+	case inFlight(x, y, b) && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
+		if o.repair {
+			// Review 5's m4: the repair client keeps the first-sight rule
+			// too. It needs no answer, so it writes nothing now and looks
+			// again a Timeout later (the writer's second copy has landed,
+			// or its call has given up on it by then): seen again, the
+			// split is completed as a reader would. Completing at once
+			// raced the live writer, whose CAS on y was then refused.
+			w.repair.later(key, w.s.cfg.Timeout)
+			return nil, false, errWriteInFlight
+		}
 		// Implementation choice (not in the model): a write in flight,
 		// seen for the first time. Return its parent, which a common read
 		// would have returned a moment earlier, without a usable handle
@@ -284,8 +298,14 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 	if w.splits[key] == id {
 		return false
 	}
-	if len(w.splits) >= maxSplits {
-		clear(w.splits)
+	if _, ok := w.splits[key]; !ok && len(w.splits) >= maxSplits {
+		// Review 5's m6: make room by forgetting one other key (its
+		// split, seen again, is answered with its parent once more), not
+		// every key at once.
+		for k := range w.splits {
+			delete(w.splits, k)
+			break
+		}
 	}
 	w.splits[key] = id
 	return true

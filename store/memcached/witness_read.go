@@ -157,7 +157,7 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		// Review 4's D5: a touch with T that hit a witness gets TW back.
 		for _, c := range []*copyRead{&cp, &cq} {
 			if c.st == stWitness {
-				_, _ = c.n.wget(ctx, key, " T"+strconv.FormatInt(int64(w.tw), 10))
+				w.rewitness(ctx, c.n, key)
 			}
 		}
 	}
@@ -182,13 +182,33 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 // touchCopies sets both data copies of f to the timeout of f's envelope
 // (one round trip, in parallel) and caches it for the key (D1). A failed
 // touch is left to the next read.
+//
+// Review 5's m2 (review 4's D5 on this touch too): the touch reads the
+// client flags, and one that hit a witness (a failover since f was read
+// made that node the witness) gives it TW back at once, as the common
+// read's touch does: a witness never keeps a data copy's T.
 func (w *witness) touchCopies(ctx context.Context, f *hit) {
-	flags := " T" + strconv.FormatInt(int64(timeoutExp(f.b.Timeout)), 10)
+	if h := w.s.hooks.beforeTouchCopies; h != nil {
+		h(f.key)
+	}
+	flags := " f T" + strconv.FormatInt(int64(timeoutExp(f.b.Timeout)), 10)
+	touch := func(n *node) {
+		if it, err := n.wget(ctx, f.key, flags); err == nil && it.metaItem != nil && it.flags == kindWitness && !w.s.hooks.touchNoFlags {
+			w.rewitness(ctx, n, f.key)
+		}
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = f.q.n.wget(ctx, f.key, flags) })
-	_, _ = f.p.n.wget(ctx, f.key, flags)
+	wg.Go(func() { touch(f.q.n) })
+	touch(f.p.n)
 	wg.Wait()
 	w.rememberTimeout(f.key, f.b.Timeout)
+}
+
+// rewitness gives the witness of key on n its TTL, TW, back after a touch
+// meant for a data copy set it to a session timeout (D5). A failure is
+// left to the next read's witness touch.
+func (w *witness) rewitness(ctx context.Context, n *node, key string) {
+	_, _ = n.wget(ctx, key, " T"+strconv.FormatInt(int64(w.tw), 10))
 }
 
 // timeoutExp is memcached's expiration for a session timeout of t seconds

@@ -2,6 +2,7 @@ package memcached_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -722,5 +723,85 @@ func TestRestampKeepsConcurrentTouch(t *testing.T) {
 		ttl := rawGet(t, a, key).ttl
 		t.Logf("%s: TTL %d after the touch and R9", a, ttl)
 		require.Greater(t, ttl, int64(55), "R9's re-stamp undid a touch that landed after its read")
+	}
+}
+
+// Review 5's m2 (review 4's D5 on the follow-up touch): a cold read (the
+// session's timeout not yet cached) touches both data copies with the
+// session's timeout after its read; if a failover made one of those nodes
+// the witness in between, the touch must give the witness its TW back,
+// not leave it with the session's timeout (it would then expire before
+// the data it witnesses). SetTouchNoFlags, the code before, must fail.
+func TestFollowUpTouchKeepsWitnessTTL(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "broken"}[broken], func(t *testing.T) {
+			servers, _, cands := addedSession(t, "touchwit")
+			const key = "touchwit"
+			fresh := int64(memcached.TimeoutExp(60)) // a data copy's TTL for a 60 s session
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			if broken {
+				memcached.SetTouchNoFlags(s2)
+			}
+			var once sync.Once
+			memcached.SetBeforeTouchCopies(s2, func(string) {
+				// The secondary's node becomes a witness of the key, with
+				// 100 s left, between the read and its touch.
+				once.Do(func() { rawSet(t, cands[1], key, []byte("w"), 100, 2) })
+			})
+			_, err := s2.GetAndTouch(context.Background(), key, time.Minute)
+			require.NoError(t, err)
+			it := rawGet(t, cands[1], key)
+			require.Equal(t, uint32(2), it.flags)
+			if broken {
+				require.LessOrEqual(t, it.ttl, fresh, "the broken variant leaves the witness with the session's timeout")
+				return
+			}
+			require.Greater(t, it.ttl, int64(100), "the witness touched by a data-copy touch got TW (2 × MaxTimeout) back (data TTL %d)", fresh)
+		})
+	}
+}
+
+// Review 5's m4: the repair client keeps the readers' first-sight rule for
+// a write in flight (one copy holds the write, the other exactly its
+// parent). It writes nothing the first time, so a live writer's second
+// CAS is not refused by it, and completes the split when it looks again
+// (an abandoned write). The split is made by putting the secondary's
+// parent back with raw memcached after a committed write. The broken
+// variant SetRepairCompletesInFlight (the code before) completes at once.
+func TestRepairLeavesWriteInFlight(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "broken"}[broken], func(t *testing.T) {
+			servers, s, cands := addedSession(t, "inflight")
+			const key = "inflight"
+			ctx := context.Background()
+			parent := rawGet(t, cands[1], key)
+			require.Equal(t, uint32(1), parent.flags)
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+			require.NoError(t, err)
+			written := rawGet(t, cands[0], key)
+			rawSet(t, cands[1], key, parent.value, int(parent.ttl), 1)
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			if broken {
+				memcached.SetRepairCompletesInFlight(s2)
+			}
+			memcached.RepairKey(s2, key)
+			got := rawGet(t, cands[1], key)
+			if broken {
+				require.Equal(t, written.value, got.value, "the broken variant completes the write in flight at once")
+				return
+			}
+			require.Equal(t, parent.value, got.value, "the repair client wrote on a write in flight the first time it saw it")
+			// Seen again (the put-off repair, a Timeout later, or this
+			// call): the split is completed.
+			testwait.Until(t, 5*time.Second, "the split to be completed on the second sight", func() bool {
+				if bytes.Equal(rawGet(t, cands[1], key).value, written.value) {
+					return true
+				}
+				memcached.RepairKey(s2, key)
+				return false
+			})
+		})
 	}
 }

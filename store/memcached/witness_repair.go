@@ -36,6 +36,11 @@ func (r *repairer) enqueue(key string) {
 	}
 }
 
+// later queues key for R9 again after d (a write in flight: decide).
+func (r *repairer) later(key string, d time.Duration) {
+	time.AfterFunc(d, func() { r.enqueue(key) })
+}
+
 // addWitless puts key, created in configuration c, on the witness-less
 // list. Past maxWitless keys (review 4's D6) it reports false: the key is
 // then only on the repair queue (the repair scan, not built, would be the
