@@ -105,7 +105,7 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 		return metaResult{}, &ctxError{err}
 	}
 	r := &metaReq{cmd: cmd, parse: parse, done: make(chan struct{})}
-	s := &p.slots[int(p.next.Add(1))%len(p.slots)]
+	s := p.pick()
 	for tries := 0; ; tries++ {
 		cn, err := p.conn(ctx, s)
 		if err != nil {
@@ -138,6 +138,28 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 		}
 	}
 	return metaResult{}, &ctxError{context.Cause(ctx)}
+}
+
+// pick returns the slot for a request: the first whose connection is
+// idle (nothing in flight), else the next in turn. A process serving one
+// request at a time thus keeps using one connection, as a pool hands back
+// the connection used last: each of memcached's connections is served by
+// one of its worker threads, and taking the connections in turn woke
+// another thread each round trip, which cost a lone exclusive cycle about
+// 0.6 x a raw Get on a loaded 2-core machine (docs/performance.md, the
+// warm pipelined gap). Busy connections are still taken in turn, so
+// concurrent requests spread over them and batch.
+func (p *pipeline) pick() *pipeSlot {
+	for i := range p.slots {
+		s := &p.slots[i]
+		s.mu.Lock()
+		cn := s.conn
+		s.mu.Unlock()
+		if cn != nil && cn.idle() {
+			return s
+		}
+	}
+	return &p.slots[int(p.next.Add(1))%len(p.slots)]
 }
 
 // conn returns the slot's live connection, dialling one when there is
@@ -555,6 +577,13 @@ func (cn *pipeConn) readLoop() {
 func (cn *pipeConn) fail(err error) error {
 	err, _ = cn.close(err, false)
 	return err
+}
+
+// idle reports that the connection is open with nothing in flight on it.
+func (cn *pipeConn) idle() bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return cn.err == nil && cn.inflight == 0
 }
 
 // closeIfIdle closes the connection when nothing is in flight on it.
