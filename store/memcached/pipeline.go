@@ -146,7 +146,7 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 // the connection used last: each of memcached's connections is served by
 // one of its worker threads, and taking the connections in turn woke
 // another thread each round trip, which cost a lone exclusive cycle about
-// 0.6 x a raw Get on a loaded 2-core machine (docs/performance.md, the
+// 0.4-0.6 x a raw Get on a loaded 2-core machine (docs/performance.md, the
 // warm pipelined gap). Busy connections are still taken in turn, so
 // concurrent requests spread over them and batch.
 func (p *pipeline) pick() *pipeSlot {

@@ -404,13 +404,7 @@ func TestPipelineCloseWhilePending(t *testing.T) {
 func TestPipelineCloseIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, c, ctx := newFakeClient(t, time.Minute, 2)
-		release := f.holdKey("held")
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.getOne(ctx, "held", 0)
-			done <- err
-		}()
-		synctest.Wait()
+		finish := heldGet(t, f, c, ctx)
 		require.NoError(t, c.version(ctx)) // the other connection: the first is busy
 		c.closeIdle()
 		var busy, idle *pipeConn
@@ -425,9 +419,25 @@ func TestPipelineCloseIdle(t *testing.T) {
 		}
 		require.NotNil(t, idle, "the idle connection was kept")
 		require.NotNil(t, busy, "the busy connection was closed")
+		finish()
+	})
+}
+
+// heldGet starts a get of a key f holds unanswered, waits until it is
+// blocked on its reply, and returns the function that releases the reply
+// and checks the get's outcome (a miss).
+func heldGet(t *testing.T, f *fakeMC, c *metaClient, ctx context.Context) (finish func()) {
+	release := f.holdKey("held")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.getOne(ctx, "held", 0)
+		done <- err
+	}()
+	synctest.Wait()
+	return func() {
 		close(release)
 		require.ErrorIs(t, <-done, errMiss)
-	})
+	}
 }
 
 // TestPipelineLoneRequestsOneConn: requests made one at a time all use one
@@ -444,19 +454,12 @@ func TestPipelineLoneRequestsOneConn(t *testing.T) {
 		dials := f.dials
 		f.mu.Unlock()
 		require.Equal(t, 1, dials, "lone requests spread over the connections")
-		release := f.holdKey("held")
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.getOne(ctx, "held", 0)
-			done <- err
-		}()
-		synctest.Wait()
+		finish := heldGet(t, f, c, ctx)
 		require.NoError(t, c.version(ctx))
 		f.mu.Lock()
 		dials = f.dials
 		f.mu.Unlock()
 		require.Equal(t, 2, dials, "a request beside a busy connection did not dial the other")
-		close(release)
-		require.ErrorIs(t, <-done, errMiss)
+		finish()
 	})
 }
