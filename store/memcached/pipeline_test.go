@@ -441,9 +441,9 @@ func heldGet(t *testing.T, f *fakeMC, c *metaClient, ctx context.Context) (finis
 }
 
 // TestPipelineLoneRequestsOneConn: requests made one at a time all use one
-// connection (pipeline.pick prefers an idle one), as a pool would, rather
-// than each of the node's connections in turn; concurrent ones still use
-// the others.
+// connection (pipeline.pick: the first, when no other request is in
+// flight), as a pool would, rather than each of the node's connections in
+// turn; concurrent ones still use the others.
 func TestPipelineLoneRequestsOneConn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, c, ctx := newFakeClient(t, time.Minute, 2)
