@@ -2,11 +2,14 @@ package memcached_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
@@ -184,99 +187,168 @@ func BenchmarkExclusiveCycleLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkLatencyRatios reports, per request kind, the median latency of
-// the request over the median latency of one raw gomemcache Get of the same
-// 2 KB session on the same node, the two interleaved one by one so that
-// both see the same machine load (the loopback Get is bimodal on a shared
-// machine). One copy. "cold" requests are served by a process that did not
-// write the session last (a fresh provider: read, lock, commit), "warm"
-// ones by the process that did (lock, commit). floor/raw-get is the median
-// of as many raw Gets back to back as the request has sequential round
-// trips (1, 2 or 3), timed right after it, over the same median raw Get:
-// the part of the ratio the round trips alone take on this machine now
-// (the Get's bimodal latency puts it above 2 or 3), so that the rest is
-// the client's and the provider's work. Run with -count 5 and take the
+// copySettings are the replication settings whose cost is measured, each
+// named explicitly (the default depends on the number of nodes): one copy,
+// two copies (the backup copy) and two copies with a witness on a third
+// node (docs/replication.md).
+var copySettings = []struct {
+	name  string
+	nodes int
+	mode  memcached.BackupMode
+}{
+	{"copies=1", 1, memcached.BackupOff},
+	{"copies=2", 2, memcached.BackupOn},
+	{"copies=2+W", 3, memcached.BackupWitness},
+}
+
+// dataCopy is where one data copy of a session is: its node and key.
+type dataCopy struct{ addr, key string }
+
+// dataCopies returns key's data copies under mode, the primary first (the
+// backup copy is "bak:" + key on its node; the witness scheme's copies
+// are key on the first two candidates).
+func dataCopies(s *memcached.Store, mode memcached.BackupMode, key string) []dataCopy {
+	if mode == memcached.BackupWitness {
+		cs := memcached.WitnessCandidates(s, key)
+		return []dataCopy{{cs[0], key}, {cs[1], key}}
+	}
+	primary, backup := s.Placement(key)
+	if backup == "" || mode == memcached.BackupOff {
+		return []dataCopy{{primary, key}}
+	}
+	return []dataCopy{{primary, key}, {backup, "bak:" + key}}
+}
+
+// BenchmarkLatencyRatios reports, per replication setting (copySettings)
+// and request kind, the median latency of the request over the median
+// latency of one raw gomemcache Get of the same 2 KB session on the
+// session's primary node, the two interleaved one by one so that both see
+// the same machine load (the loopback Get is bimodal on a shared machine).
+// "cold" requests are served by a process that did not write the session
+// last (a fresh provider: read, lock, commit), "warm" ones by the process
+// that did (lock, commit). floor/raw-get is the median of as many raw Gets
+// back to back as the request has sequential round trips (1, 2 or 3), timed
+// right after it, over the same median raw Get: the part of the ratio the
+// round trips alone take on this machine now (the Get's bimodal latency
+// puts it above 2 or 3), so that the rest is the client's and the
+// provider's work. With two copies, pfloor/raw-get is the same with each
+// round trip a raw Get to both data copies' nodes in parallel (the Store's
+// floor: it waits for the slower copy). Run with -count 5 and take the
 // median of the ratios:
 //
 //	go test -run '^$' -bench LatencyRatios -benchtime 2000x -count 5 ./store/memcached/
 func BenchmarkLatencyRatios(b *testing.B) {
-	servers := mcserver.StartForTest(b, 1, mcserver.Config{})
+	all := mcserver.StartForTest(b, 3, mcserver.Config{})
 	ctx := context.Background()
-	s := newStore(b, servers, memcached.Config{})
-	newProvider := func() *provider.Provider {
-		p, err := provider.New(s, provider.Config{})
-		require.NoError(b, err)
-		return p
-	}
-	for _, kind := range []struct {
-		name string
-		run  func(ctx context.Context, p *provider.Provider, id string, i int) error
-		cold bool
-	}{
-		{"read-only", requestKinds[0].run, false},
-		{"exclusive-changed/cold", requestKinds[2].run, true},
-		{"exclusive-changed/warm", requestKinds[2].run, false},
-		{"exclusive-unchanged/cold", requestKinds[1].run, true},
-		{"exclusive-unchanged/warm", requestKinds[1].run, false},
-	} {
-		b.Run(kind.name, func(b *testing.B) {
-			p := newProvider()
-			id := newBenchSession(b, p)
-			key, err := p.Key(id)
+	for _, set := range copySettings {
+		servers := all[:set.nodes]
+		s := newStore(b, servers, memcached.Config{Backup: set.mode})
+		newProvider := func() *provider.Provider {
+			p, err := provider.New(s, provider.Config{})
 			require.NoError(b, err)
-			client := raw(b, servers[0].Addr())
-			client.MaxIdleConns = 4
-			if _, err := client.Get(key); err != nil {
-				b.Fatal(err)
-			}
-			require.NoError(b, kind.run(ctx, p, id, 0)) // warm connections
-			raws := make([]time.Duration, 0, b.N)
-			reqs := make([]time.Duration, 0, b.N)
-			// floors: the same number of raw Gets back to back as the
-			// request has sequential round trips, timed after it: what
-			// the round trips alone cost on this machine now.
-			trips := 2
-			if kind.cold {
-				trips = 3
-			}
-			if kind.name == "read-only" {
-				trips = 1
-			}
-			floors := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				start := time.Now()
-				if _, err := client.Get(key); err != nil {
-					b.Fatal(err)
-				}
-				raws = append(raws, time.Since(start))
-				rp := p
-				if kind.cold {
-					b.StopTimer()
-					rp = newProvider()
-					b.StartTimer()
-				}
-				start = time.Now()
-				if err := kind.run(ctx, rp, id, i); err != nil {
-					b.Fatal(err)
-				}
-				reqs = append(reqs, time.Since(start))
-				start = time.Now()
-				for range trips {
-					if _, err := client.Get(key); err != nil {
+			return p
+		}
+		for _, kind := range []struct {
+			name string
+			run  func(ctx context.Context, p *provider.Provider, id string, i int) error
+			cold bool
+		}{
+			{"read-only", requestKinds[0].run, false},
+			{"exclusive-changed/cold", requestKinds[2].run, true},
+			{"exclusive-changed/warm", requestKinds[2].run, false},
+			{"exclusive-unchanged/cold", requestKinds[1].run, true},
+			{"exclusive-unchanged/warm", requestKinds[1].run, false},
+		} {
+			b.Run(set.name+"/"+kind.name, func(b *testing.B) {
+				p := newProvider()
+				id := newBenchSession(b, p)
+				key, err := p.Key(id)
+				require.NoError(b, err)
+				copies := dataCopies(s, set.mode, key)
+				clients := make([]*memcache.Client, len(copies))
+				for i, c := range copies {
+					clients[i] = raw(b, c.addr)
+					clients[i].MaxIdleConns = 4
+					if _, err := clients[i].Get(c.key); err != nil {
 						b.Fatal(err)
 					}
 				}
-				floors = append(floors, time.Since(start))
-			}
-			b.StopTimer()
-			rawMed, reqMed := median(raws), median(reqs)
-			b.ReportMetric(float64(rawMed.Nanoseconds()), "raw-get-ns")
-			b.ReportMetric(float64(reqMed.Nanoseconds()), "req-ns")
-			b.ReportMetric(float64(reqMed)/float64(rawMed), "req/raw-get")
-			b.ReportMetric(float64(median(floors))/float64(rawMed), "floor/raw-get")
-		})
+				client := clients[0]                        // the primary's
+				require.NoError(b, kind.run(ctx, p, id, 0)) // warm connections
+				raws := make([]time.Duration, 0, b.N)
+				reqs := make([]time.Duration, 0, b.N)
+				// floors: the same number of raw Gets back to back as the
+				// request has sequential round trips, timed after it: what
+				// the round trips alone cost on this machine now.
+				trips := 2
+				if kind.cold {
+					trips = 3
+				}
+				if kind.name == "read-only" {
+					trips = 1
+				}
+				floors := make([]time.Duration, 0, b.N)
+				pfloors := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					start := time.Now()
+					if _, err := client.Get(key); err != nil {
+						b.Fatal(err)
+					}
+					raws = append(raws, time.Since(start))
+					rp := p
+					if kind.cold {
+						b.StopTimer()
+						rp = newProvider()
+						b.StartTimer()
+					}
+					start = time.Now()
+					if err := kind.run(ctx, rp, id, i); err != nil {
+						b.Fatal(err)
+					}
+					reqs = append(reqs, time.Since(start))
+					start = time.Now()
+					for range trips {
+						if _, err := client.Get(key); err != nil {
+							b.Fatal(err)
+						}
+					}
+					floors = append(floors, time.Since(start))
+					if len(clients) > 1 {
+						start = time.Now()
+						for range trips {
+							if err := parallelGets(clients, copies); err != nil {
+								b.Fatal(err)
+							}
+						}
+						pfloors = append(pfloors, time.Since(start))
+					}
+				}
+				b.StopTimer()
+				rawMed, reqMed := median(raws), median(reqs)
+				b.ReportMetric(float64(rawMed.Nanoseconds()), "raw-get-ns")
+				b.ReportMetric(float64(reqMed.Nanoseconds()), "req-ns")
+				b.ReportMetric(float64(reqMed)/float64(rawMed), "req/raw-get")
+				b.ReportMetric(float64(median(floors))/float64(rawMed), "floor/raw-get")
+				if len(pfloors) > 0 {
+					b.ReportMetric(float64(median(pfloors))/float64(rawMed), "pfloor/raw-get")
+				}
+			})
+		}
 	}
+}
+
+// parallelGets gets each copy with its client at once (the first on the
+// calling goroutine, as the Store sends its copies) and waits for all.
+func parallelGets(clients []*memcache.Client, copies []dataCopy) error {
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients[1:] {
+		wg.Go(func() { _, errs[i+1] = c.Get(copies[i+1].key) })
+	}
+	_, errs[0] = clients[0].Get(copies[0].key)
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func median(d []time.Duration) time.Duration {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -35,7 +37,13 @@ import (
 // primary's node and on the backup's. OldWholeBackupWrites is BackupCopy on
 // the Store as it was before backup appends (8efee5d: keys with a backup
 // copy written whole, memcached.SetBackupWholeWrites), which must miss the
-// targets, so the test is shown to catch it.
+// targets, so the test is shown to catch it. Witness is three nodes with
+// the witness scheme (memcached.BackupWitness), counted on both data copies
+// and on the witness's node: its writes are whole (no deltas), so it misses
+// the issue-12 targets above (logged, not asserted); asserted instead: each
+// data copy moves at most 1.1 x the stored record per round trip (the read
+// or the whole write of each) and the witness's node at most 0.1 x per
+// round trip (its touches, about 170 bytes each with their replies).
 //
 // Run with -v for the figures (docs/performance.md, Bytes per request):
 //
@@ -44,10 +52,21 @@ func TestBytesPerRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		nodes int
+		mode  memcached.BackupMode
 		old   bool
-	}{{"OneCopy", 1, false}, {"BackupCopy", 2, false}, {"OldWholeBackupWrites", 2, true}} {
+	}{
+		{"OneCopy", 1, memcached.BackupOff, false},
+		{"BackupCopy", 2, memcached.BackupOn, false},
+		{"OldWholeBackupWrites", 2, memcached.BackupOn, true},
+		{"Witness", 3, memcached.BackupWitness, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			missed := bytesPerRequest(t, tc.nodes, tc.old)
+			missed, wmissed := bytesPerRequest(t, tc.nodes, tc.mode, tc.old)
+			if tc.mode == memcached.BackupWitness {
+				t.Logf("the witness scheme misses %d of the one-copy targets (whole writes)", len(missed))
+				require.Empty(t, wmissed)
+				return
+			}
 			if tc.old {
 				require.NotEmpty(t, missed, "whole backup writes met every target: the test cannot tell them apart")
 				t.Logf("whole backup writes miss %d targets, as expected, for example: %s", len(missed), missed[0])
@@ -59,12 +78,13 @@ func TestBytesPerRequest(t *testing.T) {
 }
 
 // bytesPerRequest measures the requests of TestBytesPerRequest on nodes
-// nodes (with old: memcached.SetBackupWholeWrites) and returns the targets
-// missed.
-func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
+// nodes with mode (with old: memcached.SetBackupWholeWrites) and returns
+// the targets missed, and with BackupWitness the witness scheme's bounds
+// missed (wmissed).
+func bytesPerRequest(t *testing.T, nodes int, mode memcached.BackupMode, old bool) (missed, wmissed []string) {
 	servers := startNodes(t, nodes)
 	w := newWire()
-	s := newStore(t, servers, memcached.Config{DialContext: w.dial})
+	s := newStore(t, servers, memcached.Config{Backup: mode, DialContext: w.dial})
 	if old {
 		memcached.SetBackupWholeWrites(s)
 	}
@@ -79,11 +99,20 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 	key, err := p.Key(id)
 	require.NoError(t, err)
 	primary, backup := s.Placement(key)
+	witness := ""
+	if mode == memcached.BackupWitness {
+		cs := memcached.WitnessCandidates(s, key)
+		primary, backup, witness = cs[0], cs[1], cs[2]
+	}
 	copies := []string{primary}
 	names := map[string]string{primary: "primary"}
 	if backup != "" {
 		copies = append(copies, backup)
 		names[backup] = "backup"
+	}
+	if witness != "" {
+		copies = append(copies, witness)
+		names[witness] = "witness"
 	}
 	stored := func() []byte {
 		it, err := raw(t, primary).Get(key)
@@ -92,6 +121,9 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 	}
 	size := float64(len(stored()))
 	deltas := func() int {
+		if witness != "" {
+			return 0 // an envelope around the record; written whole
+		}
 		r, err := rec.Decode(stored())
 		require.NoError(t, err)
 		return r.Deltas
@@ -99,6 +131,30 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
 			missed = append(missed, fmt.Sprintf(format, args...))
+		}
+	}
+	// wcheck checks the witness scheme's bounds on what request kind k,
+	// cold or warm, moved to each node: 1.1 x per round trip on a data
+	// copy, 0.1 x per round trip on the witness's node.
+	wcheck := func(moved map[string]float64, k int, cold bool, what string) {
+		if witness == "" {
+			return
+		}
+		trips := 1.0
+		if k > 0 {
+			trips = 2
+			if cold {
+				trips = 3
+			}
+		}
+		for _, addr := range copies {
+			limit := 1.1 * trips * size
+			if addr == witness {
+				limit = 0.1 * trips * size
+			}
+			if moved[addr] > limit {
+				wmissed = append(wmissed, fmt.Sprintf("%s, %s: %.0f bytes = %.2f x > %.2f x", what, names[addr], moved[addr], moved[addr]/size, limit/size))
+			}
 		}
 	}
 	// run serves request kind k (requestKinds) with p and returns the
@@ -111,6 +167,9 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 		}
 		d := deltas()
 		require.NoError(t, requestKinds[k].run(ctx, p, id, i))
+		if witness != "" {
+			settled(t, serverAt(t, servers, witness)) // its touches are not waited for
+		}
 		moved = map[string]float64{}
 		for _, addr := range copies {
 			moved[addr] = float64(w.at(addr).minus(before[addr]).bytes())
@@ -135,6 +194,7 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 				rp = newProvider()
 			}
 			moved, compacted := run(rp, 1, i)
+			wcheck(moved, 1, !warm, fmt.Sprintf("exclusive, changes nothing, %s, request %d", name, i))
 			if compacted {
 				compactions++
 			}
@@ -163,7 +223,31 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 	// Another process: a second Store on the same nodes (another app
 	// server), the two serving the session's requests in turn, so each
 	// request's Store did not write the session last.
-	s2 := newStore(t, servers, memcached.Config{DialContext: w.dial})
+	before := map[string]wireCount{}
+	for _, addr := range copies {
+		before[addr] = w.at(addr)
+	}
+	s2 := newStore(t, servers, memcached.Config{Backup: mode, DialContext: w.dial})
+	if witness != "" {
+		// s2's first eviction check reads every node's stats as it
+		// starts (about 2 KB each): not a request's bytes.
+		var last uint64
+		since := time.Now()
+		testwait.Until(t, 5*time.Second, "the second Store's first eviction check", func() bool {
+			var recv uint64
+			for _, addr := range copies {
+				d := w.at(addr).minus(before[addr]).recv
+				if d < 1000 {
+					return false
+				}
+				recv += d
+			}
+			if recv != last {
+				last, since = recv, time.Now()
+			}
+			return time.Since(since) >= 50*time.Millisecond
+		})
+	}
 	if old {
 		memcached.SetBackupWholeWrites(s2)
 	}
@@ -206,6 +290,9 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 				rp = newProvider()
 			}
 			moved, _ := run(rp, tc.kind, i)
+			if !tc.other {
+				wcheck(moved, tc.kind, !tc.warm, fmt.Sprintf("%s, request %d", tc.name, i))
+			}
 			for _, addr := range copies {
 				most[addr] = max(most[addr], moved[addr])
 				check(moved[addr] <= tc.limit*size, "%s, request %d, %s copy: %.0f bytes = %.2f x > %.1f x", tc.name, i, names[addr], moved[addr], moved[addr]/size, tc.limit)
@@ -215,5 +302,5 @@ func bytesPerRequest(t *testing.T, nodes int, old bool) (missed []string) {
 			t.Logf("%s, %s: at most %.0f bytes = %.2f x", tc.name, names[addr], most[addr], most[addr]/size)
 		}
 	}
-	return missed
+	return missed, wmissed
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -17,6 +18,19 @@ import (
 // own stats.
 func ops(t testing.TB, srv *mcserver.Server) uint64 {
 	return countOps(t, []*mcserver.Server{srv}).total()
+}
+
+// settled waits until srv has served no operation for 50 ms: the witness
+// scheme's touches that calls do not wait for have landed.
+func settled(t testing.TB, srv *mcserver.Server) {
+	t.Helper()
+	last, since := ops(t, srv), time.Now()
+	testwait.Until(t, 5*time.Second, "no operation on the node for 50 ms", func() bool {
+		if n := ops(t, srv); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= 50*time.Millisecond
+	})
 }
 
 // TestOperationsPerRequest counts, per request, the sequential round
@@ -37,24 +51,46 @@ func ops(t testing.TB, srv *mcserver.Server) uint64 {
 //     per operation of the primary (the same append and touch, or the
 //     whole write, sent in parallel: Store.parallel), and no extra round
 //     trip.
+//   - with the witness scheme (BackupWitness, 3 nodes), every write is
+//     whole (no appends): one operation per round trip on each data copy
+//     (read-only 1, exclusive 3 cold and 2 warm), sent in parallel, and
+//     the witness's node is touched once per write and per read that sets
+//     the TTL, exactly: read-only 1, exclusive 2 (cold or warm).
 func TestOperationsPerRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		nodes     int
+		mode      memcached.BackupMode
 		wantOps   map[string][2]uint64 // cold, warm
 		wantTrips map[string][2]uint64
+		// wantWitness: with BackupWitness, the operations on the
+		// witness's node, exactly (cold, warm).
+		wantWitness map[string][2]uint64
+		// afterCold: the operations on the witness's node of a warm
+		// request that follows a cold one (a refused guess, a read, and
+		// the request: the witness is touched by each write).
+		afterCold map[string]uint64
 	}{
-		{"OneCopy", 1,
+		{"OneCopy", 1, memcached.BackupOff,
 			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {5, 4}, "exclusive-changed": {4, 3}},
-			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}}},
-		{"BackupCopy", 2,
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}}, nil, nil},
+		{"BackupCopy", 2, memcached.BackupOn,
 			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {5, 4}, "exclusive-changed": {4, 3}},
-			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}}},
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}}, nil, nil},
+		// Whole writes (no appends): one operation per round trip on
+		// each data copy; the witness is touched by each write and by a
+		// read that sets the TTL (GetAndTouch), not by the exclusive
+		// request's plain read (Get).
+		{"Witness", 3, memcached.BackupWitness,
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}},
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}},
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {2, 2}, "exclusive-changed": {2, 2}},
+			map[string]uint64{"read-only": 1, "exclusive-unchanged": 3, "exclusive-changed": 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			servers := startNodes(t, tc.nodes)
 			w := newWire()
-			s := newStore(t, servers, memcached.Config{DialContext: w.dial})
+			s := newStore(t, servers, memcached.Config{Backup: tc.mode, DialContext: w.dial})
 			ctx := context.Background()
 			newProvider := func() *provider.Provider {
 				p, err := provider.New(s, provider.Config{App: "ops"})
@@ -66,41 +102,79 @@ func TestOperationsPerRequest(t *testing.T) {
 			require.NoError(t, err)
 			d := p.CreateNewStoreData(20 * time.Minute)
 			require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, d, 0, true))
+			// The first read after the creation may complete it (the
+			// witness scheme): counted from the second.
+			_, err = p.GetItem(ctx, id)
+			require.NoError(t, err)
 			key, err := p.Key(id)
 			require.NoError(t, err)
+			// The primary, the backup copy's node (the secondary's with
+			// the witness scheme) and the witness's node.
 			primary, backup := s.Placement(key)
+			var witness string
+			if tc.mode == memcached.BackupWitness {
+				cs := memcached.WitnessCandidates(s, key)
+				primary, backup, witness = cs[0], cs[1], cs[2]
+			}
 			pSrv := serverAt(t, servers, primary)
+			if witness != "" {
+				settled(t, serverAt(t, servers, witness))
+			}
 
-			measure := func(p *provider.Provider, do func(context.Context, *provider.Provider, string, int) error, i int) (onP, onB, trips uint64) {
+			// measure serves one request and counts; with the witness
+			// scheme it first waits until the witness's node has served
+			// at least wantW operations (its touch is not waited for by
+			// the call).
+			measure := func(p *provider.Provider, do func(context.Context, *provider.Provider, string, int) error, i int, wantW uint64) (onP, onB, onW, trips uint64) {
 				pb := ops(t, pSrv)
 				tb := w.at(primary)
-				var bb uint64
+				var bb, wb uint64
 				if backup != "" {
 					bb = ops(t, serverAt(t, servers, backup))
 				}
+				var wd wireCount
+				if witness != "" {
+					wb, wd = ops(t, serverAt(t, servers, witness)), w.at(witness)
+				}
 				require.NoError(t, do(ctx, p, id, i))
+				if witness != "" {
+					// A connection's first command reads the node's
+					// incarnation: the connection's, not the request's
+					// (a touch still holding its connection when the
+					// next call starts makes that one dial another).
+					testwait.Until(t, 5*time.Second, "the witness's operations", func() bool {
+						onW = ops(t, serverAt(t, servers, witness)) - wb - w.at(witness).minus(wd).dials
+						return onW >= wantW
+					})
+				}
 				onP = ops(t, pSrv) - pb
-				trips = w.at(primary).minus(tb).trips
+				d := w.at(primary).minus(tb)
+				// A new connection's first round trip reads the node's
+				// incarnation (witness scheme): the connection's, not the
+				// request's (see TestWitnessRoundTrips).
+				trips = d.trips - d.dials
 				if backup != "" {
 					onB = ops(t, serverAt(t, servers, backup)) - bb
 				}
-				return onP, onB, trips
+				return onP, onB, onW, trips
 			}
 			for _, r := range requestKinds {
 				for i := 1; i <= 3; i++ {
 					// Cold: another process (a fresh provider) serves it.
-					onP, onB, trips := measure(newProvider(), r.run, i)
+					onP, onB, onW, trips := measure(newProvider(), r.run, i, tc.wantWitness[r.name][0])
 					require.Equal(t, tc.wantTrips[r.name][0], trips, "%s cold, request %d: round trips to the primary", r.name, i)
 					require.LessOrEqual(t, onP, tc.wantOps[r.name][0], "%s cold, request %d: operations on the primary", r.name, i)
 					require.GreaterOrEqual(t, onP, trips)
 					require.LessOrEqual(t, onB, onP, "%s cold, request %d: operations on the backup", r.name, i)
+					require.Equal(t, tc.wantWitness[r.name][0], onW, "%s cold, request %d: operations on the witness", r.name, i)
 					// Warm: p serves it twice in a row.
-					measure(p, r.run, i)
-					onP, onB, trips = measure(p, r.run, i)
+					measure(p, r.run, i, tc.afterCold[r.name])
+					onP, onB, onW, trips = measure(p, r.run, i, tc.wantWitness[r.name][1])
 					require.Equal(t, tc.wantTrips[r.name][1], trips, "%s warm, request %d: round trips to the primary", r.name, i)
 					require.LessOrEqual(t, onP, tc.wantOps[r.name][1], "%s warm, request %d: operations on the primary", r.name, i)
 					require.GreaterOrEqual(t, onP, trips)
 					require.LessOrEqual(t, onB, onP, "%s warm, request %d: operations on the backup", r.name, i)
+					require.Equal(t, tc.wantWitness[r.name][1], onW, "%s warm, request %d: operations on the witness", r.name, i)
 				}
 			}
 			// Two processes taking turns: each one's remembered record is
@@ -111,7 +185,7 @@ func TestOperationsPerRequest(t *testing.T) {
 				if i%2 == 0 {
 					pi = p2
 				}
-				onP, _, trips := measure(pi, requestKinds[2].run, i)
+				onP, _, _, trips := measure(pi, requestKinds[2].run, i, 0)
 				require.LessOrEqual(t, trips, uint64(4), "alternating servers, request %d", i)
 				t.Logf("alternating servers, exclusive commit %d: %d round trips, %d operations on the primary", i, trips, onP)
 			}

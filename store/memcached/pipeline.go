@@ -42,6 +42,7 @@ type pipeline struct {
 	c      *metaClient // addr, timeout, dial
 	slots  []pipeSlot
 	next   atomic.Uint32
+	active atomic.Int32 // requests in do (pick)
 	closed atomic.Bool
 }
 
@@ -105,7 +106,8 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 		return metaResult{}, &ctxError{err}
 	}
 	r := &metaReq{cmd: cmd, parse: parse, done: make(chan struct{})}
-	s := &p.slots[int(p.next.Add(1))%len(p.slots)]
+	s := p.pick(p.active.Add(1))
+	defer p.active.Add(-1)
 	for tries := 0; ; tries++ {
 		cn, err := p.conn(ctx, s)
 		if err != nil {
@@ -138,6 +140,25 @@ func (p *pipeline) do(ctx context.Context, cmd []byte, parse parseFunc) (metaRes
 		}
 	}
 	return metaResult{}, &ctxError{context.Cause(ctx)}
+}
+
+// pick returns the slot for a request, given that n requests (this one
+// included) are in flight on the node: the first slot when it is the only
+// one, else the next in turn. A process serving one request at a time thus
+// keeps using one connection, as a pool hands back the connection used
+// last: each of memcached's connections is served by one of its worker
+// threads, and taking the connections in turn woke another thread each
+// round trip, which cost a lone exclusive cycle about 0.4-0.6 x a raw Get
+// on a loaded 2-core machine (docs/performance.md, the warm pipelined
+// gap). Concurrent requests still take the connections in turn, so they
+// spread over them and batch (preferring any idle connection instead sent
+// those that found the first one idle at once all to it, and measured
+// slower under concurrency).
+func (p *pipeline) pick(n int32) *pipeSlot {
+	if n == 1 {
+		return &p.slots[0]
+	}
+	return &p.slots[int(p.next.Add(1))%len(p.slots)]
 }
 
 // conn returns the slot's live connection, dialling one when there is

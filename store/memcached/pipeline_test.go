@@ -404,18 +404,62 @@ func TestPipelineCloseWhilePending(t *testing.T) {
 func TestPipelineCloseIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, c, ctx := newFakeClient(t, time.Minute, 2)
-		require.NoError(t, c.version(ctx)) // slot 1
-		release := f.holdKey("held")
-		done := make(chan error, 1)
-		go func() { // slot 0
-			_, err := c.getOne(ctx, "held", 0)
-			done <- err
-		}()
-		synctest.Wait()
+		finish := heldGet(t, f, c, ctx)
+		require.NoError(t, c.version(ctx)) // the other connection: the first is busy
 		c.closeIdle()
-		require.True(t, c.pipe.slots[1].conn.broken.Load(), "the idle connection was kept")
-		require.False(t, c.pipe.slots[0].conn.broken.Load(), "the busy connection was closed")
+		var busy, idle *pipeConn
+		for i := range c.pipe.slots {
+			cn := c.pipe.slots[i].conn
+			require.NotNil(t, cn)
+			if cn.broken.Load() {
+				idle = cn
+			} else {
+				busy = cn
+			}
+		}
+		require.NotNil(t, idle, "the idle connection was kept")
+		require.NotNil(t, busy, "the busy connection was closed")
+		finish()
+	})
+}
+
+// heldGet starts a get of a key f holds unanswered, waits until it is
+// blocked on its reply, and returns the function that releases the reply
+// and checks the get's outcome (a miss).
+func heldGet(t *testing.T, f *fakeMC, c *metaClient, ctx context.Context) (finish func()) {
+	release := f.holdKey("held")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.getOne(ctx, "held", 0)
+		done <- err
+	}()
+	synctest.Wait()
+	return func() {
 		close(release)
 		require.ErrorIs(t, <-done, errMiss)
+	}
+}
+
+// TestPipelineLoneRequestsOneConn: requests made one at a time all use one
+// connection (pipeline.pick: the first, when no other request is in
+// flight), as a pool would, rather than each of the node's connections in
+// turn; concurrent ones still use the others.
+func TestPipelineLoneRequestsOneConn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, c, ctx := newFakeClient(t, time.Minute, 2)
+		for range 10 {
+			require.NoError(t, c.version(ctx))
+		}
+		f.mu.Lock()
+		dials := f.dials
+		f.mu.Unlock()
+		require.Equal(t, 1, dials, "lone requests spread over the connections")
+		finish := heldGet(t, f, c, ctx)
+		require.NoError(t, c.version(ctx))
+		f.mu.Lock()
+		dials = f.dials
+		f.mu.Unlock()
+		require.Equal(t, 2, dials, "a request beside a busy connection did not dial the other")
+		finish()
 	})
 }
