@@ -51,9 +51,10 @@ func settled(t testing.TB, srv *mcserver.Server) {
 //     per operation of the primary (the same append and touch, or the
 //     whole write, sent in parallel: Store.parallel), and no extra round
 //     trip.
-//   - with the witness scheme (BackupWitness, 3 nodes), every write is
-//     whole (no appends): one operation per round trip on each data copy
-//     (read-only 1, exclusive 3 cold and 2 warm), sent in parallel, and
+//   - with the witness scheme (BackupWitness, 3 nodes), lock changes are
+//     appended to both data copies with their touch in the same round
+//     trip, as with one copy (the release's handle is the lock's write,
+//     younger than pipelineFresh), sent in parallel, and
 //     the witness's node is touched once per write and per read that sets
 //     the TTL, exactly: read-only 1, exclusive 2 (cold or warm).
 func TestOperationsPerRequest(t *testing.T) {
@@ -77,13 +78,17 @@ func TestOperationsPerRequest(t *testing.T) {
 		{"BackupCopy", 2, memcached.BackupOn,
 			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {5, 4}, "exclusive-changed": {4, 3}},
 			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}}, nil, nil},
-		// Whole writes (no appends): one operation per round trip on
-		// each data copy; the witness is touched by each write and by a
-		// read that sets the TTL (GetAndTouch), not by the exclusive
-		// request's plain read (Get).
+		// Lock changes appended with their touch in the same round trip
+		// when the handle is fresh and a read's or a locked record's
+		// write (witness_append.go, pipelineFresh); the warm request's
+		// lock starts from the provider's guess (its own write of an
+		// unlocked record), whose touch waits for the append: one round
+		// trip more than one copy's warm request. The witness is touched
+		// by each write and by a read that sets the TTL (GetAndTouch),
+		// not by the exclusive request's plain read (Get).
 		{"Witness", 3, memcached.BackupWitness,
-			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}},
-			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 2}, "exclusive-changed": {3, 2}},
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {5, 5}, "exclusive-changed": {4, 4}},
+			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {3, 3}, "exclusive-changed": {3, 3}},
 			map[string][2]uint64{"read-only": {1, 1}, "exclusive-unchanged": {2, 2}, "exclusive-changed": {2, 2}},
 			map[string]uint64{"read-only": 1, "exclusive-unchanged": 3, "exclusive-changed": 3}},
 	} {

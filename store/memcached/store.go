@@ -476,7 +476,7 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 		if err != nil {
 			return provider.Entry{}, err
 		}
-		return s.wit.entry(f), nil
+		return s.wit.entry(f, true), nil
 	}
 	rt := s.route(key)
 	if rt.p.isUp() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
@@ -69,11 +70,18 @@ import (
 // cycle of compaction.
 const maxTrailers = 12
 
-// pipelineFresh: an append with a handle of a read younger than this
-// sends its touch with it (one round trip): the lock that follows a read.
-// Others (the provider's guesses from its own last write, a release) send
-// it once the append is stored: a refused append's touch would land on
-// another writer's record, whose TTL must then be read and put back.
+// pipelineFresh: an append with a handle younger than this sends its
+// touch with it (one round trip) when the handle is a read's (the lock
+// that follows a read) or a write's of a locked record (the holder's
+// release, commit or renewal that follows its lock: nobody else writes a
+// locked record but a lock-free writer or, past the lease, a breaker).
+// Others (the provider's guesses from its own last write of an unlocked
+// record: the next request's lock, which another server's write since
+// refuses) send it once the append is stored: a refused append's touch
+// would land on another writer's record, whose TTL must then be read and
+// put back (untouch). Only the key's latest handle in this Store
+// (handleTable.latest) qualifies: an older one is a state this Store has
+// seen the copies leave.
 const pipelineFresh = time.Second
 
 // appendPlan is what an append sends and what it leaves on Q.
@@ -82,6 +90,7 @@ type appendPlan struct {
 	value    []byte // the new record's payload: the base's and the delta
 	qbytes   []byte // Q's bytes after the append: the handle's base and the trailer
 	trailers int    // handle.trailers after the append
+	locked   bool   // the handle's record is locked (record.Header)
 }
 
 // casAppend is CompareAndAppend in the witness scheme (see above).
@@ -110,7 +119,9 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 		return nil, fmt.Errorf("memcached: append: %w: the secondary's bytes are not the handle's record", provider.ErrNoAppend)
 	}
 	trailer := env.AppendTrailer(nil, delta)
+	hdr, err := record.Parse(payload)
 	return &appendPlan{
+		locked:   err == nil && hdr.Locked,
 		trailer:  trailer,
 		value:    append(append(make([]byte, 0, len(payload)+len(delta)), payload...), delta...),
 		qbytes:   append(append(make([]byte, 0, len(h.base)+len(trailer)), h.base...), trailer...),
@@ -126,7 +137,7 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32) (pcas, qcas uint64, perr, qerr error) {
 	cs := w.candidates(key)
 	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
-	pipelined := h.read && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
+	pipelined := h.latest && (h.read || ap.locked) && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var strayed bool

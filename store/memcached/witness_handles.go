@@ -34,6 +34,11 @@ type handle struct {
 	// append with a read's handle soon after the read is expected to land
 	// (witness_append.go, pipelined touch).
 	read bool
+	// latest: no other handle of the key was put since this one (set by
+	// handleTable.get).
+	latest bool
+	// confirm: put by a plain Get (see witness.entry); not kept.
+	confirm bool
 }
 
 // copyToken is one data copy's token.
@@ -59,14 +64,18 @@ type handleTable struct {
 	// ids finds the handle of the same copies read again, so that one
 	// record read twice gets one token (callers such as store/tiered
 	// compare tokens across reads).
-	ids      map[handleKey]uint64
+	ids map[handleKey]uint64
+	// latest is, per key, the handle put last (by a read or a write of
+	// this Store): an older handle of the key is one this Store has seen
+	// the copies move on from (witness_append.go's pipelined touch).
+	latest   map[string]uint64
 	next     int
 	bytes    int
 	maxBytes int
 }
 
 func newHandleTable(n, maxBytes int) *handleTable {
-	return &handleTable{slots: make([]handle, n), gens: make([]uint32, n), used: make([]bool, n), ids: make(map[handleKey]uint64), maxBytes: maxBytes}
+	return &handleTable{slots: make([]handle, n), gens: make([]uint32, n), used: make([]bool, n), ids: make(map[handleKey]uint64), latest: make(map[string]uint64), maxBytes: maxBytes}
 }
 
 // handleKey identifies a handle's copies: the key and both tokens.
@@ -83,6 +92,13 @@ func (t *handleTable) put(h handle) uint64 {
 	if id, ok := t.ids[hk]; ok {
 		i := int(uint32(id))
 		t.slots[i].baseTTL, t.slots[i].baseAt = h.baseTTL, h.baseAt
+		// A plain Get (the read before a write) that finds the tokens a
+		// write of this Store left makes the handle a read's: those are
+		// the copies' tokens now, and a write follows. A GetAndTouch
+		// (read-only) does not: the provider's guess from its own write
+		// may come much later, after other processes wrote.
+		t.slots[i].read = t.slots[i].read || h.confirm
+		t.latest[h.key] = id
 		return id
 	}
 	i := t.next
@@ -98,9 +114,11 @@ func (t *handleTable) put(h handle) uint64 {
 		t.gens[i] = 1
 	}
 	t.slots[i], t.used[i] = h, true
+	t.slots[i].confirm = false
 	t.bytes += need
 	id := uint64(t.gens[i])<<32 | uint64(i)
 	t.ids[hk] = id
+	t.latest[h.key] = id
 	return id
 }
 
@@ -108,6 +126,9 @@ func (t *handleTable) evict(i int) {
 	if t.used[i] {
 		t.bytes -= t.slots[i].size()
 		delete(t.ids, handleKey{t.slots[i].key, t.slots[i].copies})
+		if t.latest[t.slots[i].key] == uint64(t.gens[i])<<32|uint64(i) {
+			delete(t.latest, t.slots[i].key)
+		}
 		t.slots[i], t.used[i] = handle{}, false
 	}
 }
@@ -120,5 +141,7 @@ func (t *handleTable) get(id uint64) (handle, bool) {
 	if i >= len(t.slots) || gen == 0 || !t.used[i] || t.gens[i] != gen {
 		return handle{}, false
 	}
-	return t.slots[i], true
+	h := t.slots[i]
+	h.latest = t.latest[h.key] == id
+	return h, true
 }

@@ -35,8 +35,11 @@ func (w *witness) get(ctx context.Context, key string, touch bool) (*hit, error)
 	return f, nil
 }
 
-func (w *witness) entry(f *hit) provider.Entry {
-	return provider.Entry{Value: f.p.payload, CAS: w.handle(f)}
+// entry is f as a Store call returns it. confirm: the call is a plain
+// Get (the read before a write): a handle of this Store's own write that
+// it finds again becomes a read's (witness_append.go, pipelineFresh).
+func (w *witness) entry(f *hit, confirm bool) provider.Entry {
+	return provider.Entry{Value: f.p.payload, CAS: w.handle(f, confirm)}
 }
 
 // getAndTouch is GetAndTouch: R2 with T<T> on the data copies and T<TW> on
@@ -49,7 +52,7 @@ func (w *witness) getAndTouch(ctx context.Context, key string, ttl time.Duration
 	if err != nil {
 		return provider.Entry{}, err
 	}
-	return w.entry(f), nil
+	return w.entry(f, false), nil
 }
 
 // touch is Touch: GetAndTouch's read, the value dropped (a touch never

@@ -265,8 +265,9 @@ type hit struct {
 	inFlight bool
 }
 
-// handle stores f's tokens in the handle table and returns its number.
-func (w *witness) handle(f *hit) uint64 {
+// handle stores f's tokens in the handle table and returns its number
+// (confirm: see entry).
+func (w *witness) handle(f *hit, confirm bool) uint64 {
 	if f.inFlight {
 		return 0
 	}
@@ -279,6 +280,7 @@ func (w *witness) handle(f *hit) uint64 {
 		baseAt:   time.Now(),
 		trailers: pairTrailers(&f.p, &f.q),
 		read:     true,
+		confirm:  confirm,
 	})
 }
 
