@@ -27,7 +27,11 @@ func connCheck(nc net.Conn) error {
 		return err
 	}
 	var cerr error
-	err = rc.Read(func(fd uintptr) bool {
+	// Control, not Read: RawConn.Read fails at once, without calling f,
+	// on a connection whose last deadline has passed (every idle pooled
+	// connection older than Timeout), which would throw the whole idle
+	// pool away. The descriptor is non-blocking (the runtime's poller).
+	err = rc.Control(func(fd uintptr) {
 		var buf [1]byte
 		n, err := syscall.Read(int(fd), buf[:])
 		switch {
@@ -40,7 +44,6 @@ func connCheck(nc net.Conn) error {
 		default:
 			cerr = err
 		}
-		return true // never wait for data
 	})
 	if err != nil {
 		return err

@@ -152,3 +152,8 @@ const MaxTrailers = maxTrailers
 // reads ask for the remaining TTL before the touch (`t` before `T`), as
 // they did before.
 func SetTTLBeforeTouch(s *Store) { s.hooks.ttlBeforeTouch = true }
+
+// SetAppendTwoTrips makes the witness scheme's appends send their touch
+// only once the append is stored (the second round trip), whatever the
+// handle's age.
+func SetAppendTwoTrips(s *Store) { s.hooks.appendTwoTrips = true }

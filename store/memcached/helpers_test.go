@@ -3,10 +3,12 @@ package memcached_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,6 +160,17 @@ type countedConn struct {
 	// another reads, so a Write is noted (and its bytes counted) when it
 	// starts (a reply can only come after it) and a read when bytes came.
 	writing bool
+}
+
+// SyscallConn exposes the socket under the count, so that the Store's
+// check of an idle pooled connection (connCheck) runs on counted
+// connections as on real ones.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *countedConn) Write(b []byte) (int, error) {

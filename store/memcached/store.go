@@ -68,7 +68,14 @@ const (
 	// count: BackupWitness with three or more nodes, BackupOn with
 	// exactly two (the witness scheme needs three), one copy with one.
 	// On the text path (TextProtocol) a session has one copy whatever the
-	// node count. Store.Backup reports the mode chosen.
+	// node count. Store.Backup reports the mode chosen. The schemes keep
+	// their records differently (the witness scheme's carry an envelope
+	// with the node list's digest): growing a pool from two nodes to
+	// three, or shrinking it from three to two, changes the default's
+	// scheme, and the sessions stored before are then unreadable
+	// (ErrServer) until they expire. A pool that may cross that line sets
+	// Backup explicitly; any change of the node list moves sessions
+	// anyway (docs/replication.md §11.2).
 	BackupDefault BackupMode = iota
 	// BackupOn keeps a copy of every value under "bak:"+key on the key's
 	// second-best node, and each process's own view of node health decides

@@ -65,7 +65,7 @@ import (
 // maxTrailers bounds the trailers of a data item: a change of an item
 // that carries as many is written whole. Every trailer costs its delta and
 // envelope.TrailerOverhead bytes on every later read of the session until
-// the next whole write; 8 keeps an exclusive request that changes nothing
+// the next whole write; 12 keeps an exclusive request that changes nothing
 // within the 1.5 × target of issue 12 (docs/performance.md) over a whole
 // cycle of compaction.
 const maxTrailers = 12

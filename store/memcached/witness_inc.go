@@ -197,6 +197,24 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 	return newCAS, strayed, err
 }
 
+// sentIfMoved is err with its "not sent" verdict dropped when the
+// operation's connection took bytes (moved): send judges one command, and
+// an operation of several (an append, then its touch) whose later command
+// went out with no byte was still sent (review of 2026-11-30, B1: a
+// stored append whose touch took no byte was sent again, refused by its
+// own new token, and reported refused).
+func sentIfMoved(err error, moved bool) error {
+	var ns *notSentError
+	if !moved || !errors.As(err, &ns) {
+		return err
+	}
+	var te *touchError
+	if errors.As(err, &te) {
+		return &touchError{errors.Unwrap(ns)}
+	}
+	return fmt.Errorf("memcached: sent, then: %w", errors.Unwrap(ns))
+}
+
 // touchError: the touch after a stored append got no reply.
 type touchError struct{ err error }
 
@@ -232,7 +250,8 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 			return errOtherInc
 		}
 		began = time.Now()
-		return fn(cn)
+		before := cn.out.n
+		return sentIfMoved(fn(cn), cn.out.n != before)
 	}
 	pick := anyConn
 	if inc != 0 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
 // TestRestartedCopyReadAgain: a call in flight when a data copy's node
@@ -158,5 +161,95 @@ func wrapDialsTo(addr string, wrap func(net.Conn) net.Conn) func(context.Context
 			return c, err
 		}
 		return wrap(c), nil
+	}
+}
+
+// A write after the node's pooled connections sat idle longer than
+// Timeout takes one of them (connCheck passes on a live connection whose
+// last deadline has passed), not a new connection and its incarnation
+// read: a check through RawConn.Read failed on every such connection and
+// emptied the pool (the review of 2026-11-30, M3).
+func TestIdlePooledConnKeptForWrite(t *testing.T) {
+	servers := startNodes(t, 3)
+	w := newWire()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: 150 * time.Millisecond, FailoverAfter: 700 * time.Millisecond, DialContext: w.dial})
+	ctx := context.Background()
+	const key = "idlewrite"
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	primary := memcached.WitnessCandidates(s, key)[0]
+	dials := w.at(primary).dials
+	time.Sleep(400 * time.Millisecond) // idle past Timeout: the case itself, not a wait for an event
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, dials, w.at(primary).dials, "the write after an idle spell opened a new connection to the primary")
+}
+
+// touchRefuser fails, once armed, the first write of a touch ("mg <key>
+// c T") to addr with no byte taken (EPIPE), as a connection whose
+// deadline passed or whose node reset it does.
+type touchRefuser struct {
+	mu          sync.Mutex
+	addr, key   string
+	armed, shot bool
+}
+
+type touchRefuserConn struct {
+	net.Conn
+	f    *touchRefuser
+	addr string
+}
+
+func (c *touchRefuserConn) Write(b []byte) (int, error) {
+	c.f.mu.Lock()
+	hit := c.f.armed && c.addr == c.f.addr && strings.HasPrefix(string(b), "mg "+c.f.key+" c T")
+	if hit {
+		c.f.armed, c.f.shot = false, true
+	}
+	c.f.mu.Unlock()
+	if hit {
+		return 0, syscall.EPIPE
+	}
+	return c.Conn.Write(b)
+}
+
+// An append stored on the primary whose touch (sent after it, the second
+// round trip) went out with no byte is stored: the call succeeds and
+// both copies hold the change. Before (the review of 2026-11-30, B1) the
+// operation was judged "not sent" by its touch alone, sent again on a new
+// connection, refused there by its own new token, undone on the
+// secondary and reported ErrCASConflict, while the primary kept it (the
+// next read completed it: a lock reported failed became the record).
+func TestAppendTouchUnsentStillStored(t *testing.T) {
+	const key = "touchunsent"
+	f := &touchRefuser{key: key}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &touchRefuserConn{Conn: c, f: f, addr: addr}, nil
+	}
+	_, s := witnessSetup(t, memcached.Config{DialContext: dial})
+	memcached.SetAppendTwoTrips(s)
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, key)
+	f.addr = cands[0] // the primary
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	f.mu.Lock()
+	f.armed = true
+	f.mu.Unlock()
+	_, _, err = s.CompareAndAppend(ctx, key, []byte("LOCK"), e.CAS, time.Minute)
+	require.True(t, f.shot, "the touch's write was not refused")
+	require.NoError(t, err, "an append stored on both copies reported failed")
+	for _, a := range cands[:2] {
+		_, payload, derr := envelope.Decode(rawGet(t, a, key).value)
+		require.NoError(t, derr)
+		require.Equal(t, "v1LOCK", string(payload), "copy on %s", a)
 	}
 }
