@@ -262,21 +262,7 @@ func bytesPerRequest(t *testing.T, nodes int, mode memcached.BackupMode, old boo
 
 	// Commits, cold and warm; read-only; each kind of exclusive request
 	// served by the two processes in turn.
-	for _, tc := range []struct {
-		name  string
-		kind  int
-		warm  bool
-		limit float64
-		other bool
-	}{
-		{"exclusive, commits, cold", 2, false, 2.5, false},
-		{"exclusive, commits, warm", 2, true, 2.5, false},
-		{"read-only, cold", 0, false, 1.5, false},
-		{"read-only, warm", 0, true, 1.5, false},
-		// Last: p's provider, refused in turns, stops guessing for a while.
-		{"exclusive, changes nothing, other process", 1, false, 1.5, true},
-		{"exclusive, commits, other process", 2, false, 2.5, true},
-	} {
+	for _, tc := range byteCases {
 		most := map[string]float64{}
 		if tc.warm {
 			run(p, tc.kind, 0)
@@ -303,4 +289,27 @@ func bytesPerRequest(t *testing.T, nodes int, mode memcached.BackupMode, old boo
 		}
 	}
 	return missed, wmissed
+}
+
+// byteCase is a request counted by the bytes-per-request tests after their
+// unchanged exclusive requests: requestKinds[kind], served warm (the
+// process that wrote last) or cold, or by two processes in turn (other),
+// whose bytes per copy must stay within limit × the stored record.
+type byteCase struct {
+	name  string
+	kind  int
+	warm  bool
+	limit float64
+	other bool
+}
+
+// byteCases are those requests, for one copy, two and the witness scheme.
+var byteCases = []byteCase{
+	{"exclusive, commits, cold", 2, false, 2.5, false},
+	{"exclusive, commits, warm", 2, true, 2.5, false},
+	{"read-only, cold", 0, false, 1.5, false},
+	{"read-only, warm", 0, true, 1.5, false},
+	// Last: p's provider, refused in turns, stops guessing for a while.
+	{"exclusive, changes nothing, other process", 1, false, 1.5, true},
+	{"exclusive, commits, other process", 2, false, 2.5, true},
 }

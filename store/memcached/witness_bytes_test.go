@@ -153,19 +153,7 @@ func witnessBytesPerRequest(t *testing.T, servers []*mcserver.Server, old bool) 
 	// Commits, cold and warm; read-only; and the two kinds of exclusive
 	// request served by two processes (two Stores) in turn.
 	p2 := newProvider(newWitnessStore())
-	for _, tc := range []struct {
-		name  string
-		kind  int
-		warm  bool
-		limit float64
-		other bool
-	}{
-		{"exclusive, commits, cold", 2, false, 2.5, false},
-		{"exclusive, commits, warm", 2, true, 2.5, false},
-		{"read-only, cold", 0, false, 1.5, false},
-		{"exclusive, changes nothing, other process", 1, false, 1.5, true},
-		{"exclusive, commits, other process", 2, false, 2.5, true},
-	} {
+	for _, tc := range byteCases {
 		if tc.warm {
 			run(p, tc.kind, 0)
 		}

@@ -356,12 +356,20 @@ func checkLocks(o observations, res *Result) {
 		// lease's to break: the next request of the session takes it over
 		// within a lease, and a wait longer than that is a stuck wait
 		// below. It is stuck at the end only when no later request came
-		// to break it. A lock whose taker succeeded, or that no request
+		// to break it. Only a failure whose outcome the server could not
+		// know excuses it (no answer, or a 5xx: the store's unknown
+		// outcome or unavailability); a definite answer (a 4xx such as
+		// 409, "fenced: nothing written") that left its lock behind is a
+		// wrong answer. A lock whose taker succeeded, or that no request
 		// took, is a lost release.
 		r, n := lockTaker(o, sid, st.LockedAt)
 		switch {
-		case n == 1 && !r.ok():
+		case n == 1 && !r.ok() && (r.Status == 0 || r.Status >= 500):
 			res.LockedAfterFailure++
+		case n == 1 && !r.ok():
+			res.StuckSessions++
+			res.finding("locked at the end: session %s…: lock taken at %.0f ms by app %d %s, which failed with a definite answer (status %d): it said nothing was kept",
+				sidTag(sid), ms(st.LockedAt-o.start), r.Proc, r.Route, r.Status)
 		case n == 1:
 			res.StuckSessions++
 			res.finding("locked at the end: session %s…: lock taken at %.0f ms by app %d %s, which succeeded (status %d): its release was lost",

@@ -120,6 +120,8 @@ func TestLockedAtEnd(t *testing.T) {
 	}{
 		{"taker failed in its commit", 105, 500, true, 0, ""},
 		{"taker's lock write unknown, handler never ran", 150, 500, false, 0, ""},
+		{"taker's answer unknown (no status)", 105, 0, true, 0, ""},
+		{"taker told fenced (409), lock kept: a wrong answer", 105, 409, true, 1, "locked at the end: session A…: lock taken at 105 ms by app 2 slow, which failed with a definite answer (status 409): it said nothing was kept"},
 		{"taker succeeded: lost release", 105, 200, true, 1, "locked at the end: session A…: lock taken at 105 ms by app 2 slow, which succeeded (status 200): its release was lost"},
 		{"no request took it", 900, 500, true, 1, "locked at the end: session A…: lock taken at 900 ms by no request of the run"},
 	} {
