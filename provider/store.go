@@ -168,10 +168,15 @@ const (
 	// EventFallback: an operation fell back to a slower path (a replica
 	// read, a whole-document write instead of a partial one, ...).
 	EventFallback
+	// EventWarning: a node answers, but one of its settings breaks an
+	// assumption of the store (a server too old for its protocol, LRU
+	// eviction left on); the node is still used, and the Detail says
+	// what to change.
+	EventWarning
 )
 
 var eventKindNames = [...]string{EventNodeDown: "node_down", EventNodeUp: "node_up",
-	EventFailover: "failover", EventRepair: "repair", EventFallback: "fallback"}
+	EventFailover: "failover", EventRepair: "repair", EventFallback: "fallback", EventWarning: "warning"}
 
 // String returns the kind's name as metrics and logs show it, for
 // example "node_down".

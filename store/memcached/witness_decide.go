@@ -203,6 +203,11 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		return nil, false, w.notFound(key, rs, o)
 	case data == 0:
+		for i := range rs {
+			if errors.Is(rs[i].err, ErrNoMetaProtocol) {
+				return nil, false, fmt.Errorf("memcached: %w: no data record answered: %w", provider.ErrUnavailable, rs[i].err)
+			}
+		}
 		return nil, false, fmt.Errorf("memcached: %w: no data record answered", provider.ErrUnavailable)
 	}
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
