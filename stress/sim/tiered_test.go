@@ -92,8 +92,11 @@ func cacheWedged(v Violation) bool {
 		strings.Contains(v.Detail, "one copy and nothing to fail over to"))
 }
 
-// maxWedged: more than one seed in maxWedged of a cache loss kind (and
-// more than one) with cacheWedged fails: the known issue got worse.
+// maxWedged: more than one seed in maxWedged of a cache loss kind that is
+// not a double fault of the cache (and more than two: about 1 seed in 60
+// to 120 of flush-all and revive-mid-commit wedged in 1020-seed runs, so
+// that 12 seeds of a kind do not fail on two by chance) with cacheWedged
+// fails: the known issue got worse.
 const maxWedged = 20
 
 // TestSimFencedButApplied is SimFencedButApplied of docs/replication.md
@@ -113,7 +116,7 @@ const maxWedged = 20
 // over BackupOn (the default when the test was written). Over the
 // witness cache a session may end stuck from the cache's known open
 // issue (cacheWedged; seeds 127 and 273 of a 400-seed run, 0 to 1 of
-// 40): printed as KNOWN OPEN, at most 1 seed in maxWedged. Every other
+// 40): printed as KNOWN OPEN, at most 1 seed in maxWedged (and 2). Every other
 // invariant must hold, two holders within one epoch (epochHolders)
 // included.
 func TestSimFencedButApplied(t *testing.T) {
@@ -152,7 +155,7 @@ func TestSimFencedButApplied(t *testing.T) {
 			if adopted == 0 {
 				t.Errorf("no commit was adopted by a revival in %d seeds: the fault missed its window", seeds)
 			}
-			if len(wedged) > max(1, seeds/maxWedged) {
+			if len(wedged) > max(2, seeds/maxWedged) {
 				t.Errorf("%d of %d seeds wedged the cache (%v): more than the known open issue's 1 in %d", len(wedged), seeds, wedged, maxWedged)
 			}
 		})
@@ -182,8 +185,8 @@ func TestSimFencedButApplied(t *testing.T) {
 // the cache loss kinds, where only two holders within one epoch fail;
 // stuck under the cache's double faults (cacheDoubleFaults); and the
 // cache's known open issue (cacheWedged) under the cache loss kinds,
-// printed as KNOWN OPEN, at most 1 seed in maxWedged of a kind that is
-// not a double fault of the cache. With -backup on (or off) the node
+// printed as KNOWN OPEN, at most 1 seed in maxWedged (and 2) of a kind
+// that is not a double fault of the cache. With -backup on (or off) the node
 // faults are printed, not required (BackupOn breaks invariants on its
 // own, TestSimBackupOn); the durable tier's own faults (db-delay,
 // db-pause) are required on every cache.
@@ -258,7 +261,7 @@ func TestSimTiered(t *testing.T) {
 				}
 			}
 			t.Logf("%d seeds of %s; %d with a lock taken after a revival while a fenced holder's lease ran (by design); %d wedged (known open: %v)", tl.seeds[k], k, revivalHolders, len(wedged), wedged)
-			if !double && len(wedged) > max(1, tl.seeds[k]/maxWedged) {
+			if !double && len(wedged) > max(2, tl.seeds[k]/maxWedged) {
 				t.Errorf("%s: %d of %d seeds wedged the cache (%v): more than the known open issue's 1 in %d", k, len(wedged), tl.seeds[k], wedged, maxWedged)
 			}
 		})
