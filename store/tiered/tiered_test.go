@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
 
@@ -178,13 +179,13 @@ func TestInstallIntoWedgedCache(t *testing.T) {
 	require.Equal(t, maxAttempts+1, c.adds, "the first Add and one a read")
 }
 
-// lossCache serves its Store until a compare-and-swap, which finds the
+// lossCache serves its Store until, armed, a compare-and-swap finds the
 // record lost (the whole cache flushed as a commit's durable write ran);
 // from then on it is wedged (wedgedCache).
 type lossCache struct {
 	provider.Store
 	wedgedCache
-	lost bool
+	armed, lost bool
 }
 
 func (c *lossCache) Get(ctx context.Context, key string) (provider.Entry, error) {
@@ -201,16 +202,24 @@ func (c *lossCache) Add(ctx context.Context, key string, value []byte, ttl time.
 	return c.Store.Add(ctx, key, value, ttl)
 }
 
-func (c *lossCache) CompareAndSwap(context.Context, string, []byte, uint64, time.Duration) (uint64, error) {
+func (c *lossCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if !c.armed && !c.lost {
+		return c.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+	}
 	c.lost = true
 	return 0, fmt.Errorf("cache: %w", provider.ErrNotFound)
 }
 
-// oneRowDurable stores every PutRecord, serves the last one and grants
-// every claim.
+// oneRowDurable stores every write, serves the last one and grants every
+// claim.
 type oneRowDurable struct {
 	Durable
 	value []byte
+}
+
+func (d *oneRowDurable) Add(_ context.Context, _ string, value []byte, _ time.Duration) (uint64, error) {
+	d.value = value
+	return 4, nil
 }
 
 func (d *oneRowDurable) PutRecord(_ context.Context, _ string, value []byte, _ time.Duration) (PutResult, error) {
@@ -219,6 +228,9 @@ func (d *oneRowDurable) PutRecord(_ context.Context, _ string, value []byte, _ t
 }
 
 func (d *oneRowDurable) GetWithTTL(context.Context, string) (provider.Entry, time.Duration, error) {
+	if d.value == nil {
+		return provider.Entry{}, 0, provider.ErrNotFound
+	}
 	return provider.Entry{Value: d.value, CAS: 5}, time.Minute, nil
 }
 
@@ -226,28 +238,41 @@ func (d *oneRowDurable) Claim(context.Context, string, []byte, uint64, time.Dura
 	return 6, nil
 }
 
+func (d *oneRowDurable) Touch(context.Context, string, time.Duration) error { return nil }
+
 // A commit whose durable write is done and whose revival then fails with a
 // conflict (the cache lost the record and refilling it kept conflicting)
-// has an unknown outcome, and its error must not also say "conflict": the
-// provider checks for a conflict first, re-reads and reports the commit as
-// failed although a revival may serve it (the simulation's
-// failed-write-applied, tiered seed 152 of revive-mid-commit over the
-// witness cache). Before the fix the error wrapped the revival's conflict.
+// has an unknown outcome: a revival may serve it. Its error must not also
+// say "conflict": the provider checks for a conflict first, re-reads and
+// reports the commit as failed (the simulation's failed-write-applied,
+// tiered seed 152 of revive-mid-commit over the witness cache). Before the
+// fix the error wrapped the revival's conflict, and the provider's commit
+// failed with that conflict.
 func TestUnknownOutcomeIsNotAConflict(t *testing.T) {
 	ctx := context.Background()
 	cache := &lossCache{Store: memstore.New(memstore.Config{})}
-	s, err := New(Config{Cache: cache, Durable: &oneRowDurable{}})
+	durable := &oneRowDurable{}
+	s, err := New(Config{Cache: cache, Durable: durable})
 	require.NoError(t, err)
-	cur := record.Record{Header: record.Header{Seq: 1, DataSeq: 1, LockID: 1 << 33, Timeout: time.Minute}}
-	cas, err := cache.Store.Add(ctx, "k", cur.Encode(), time.Minute)
+	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
-	next := cur
-	next.Seq, next.DataSeq = 2, 2
-	next.Values = []byte("x")
-	_, err = s.CompareAndSwap(ctx, "k", next.Encode(), cas, time.Minute)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	d := p.CreateNewStoreData(time.Minute)
+	require.NoError(t, d.Values.Set("n", 1))
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, d, 0, true))
+	item, err := p.AcquireItem(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 2))
+
+	cache.armed = true
+	err = p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 	require.ErrorContains(t, err, errCacheWedged, "the cause is kept as text")
 	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrNotFound, provider.ErrExists, provider.ErrLockLost} {
 		require.NotErrorIs(t, err, nothing)
 	}
+	h, err := record.Parse(durable.value)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, h.DataSeq, "the commit is durable: a revival would serve it")
 }
