@@ -70,9 +70,10 @@ func epochHolders(r *Result) []Violation {
 
 // cacheWedged reports whether v is tiered's known open issue over the
 // witness cache (docs/simulation.md): after a loss of every cache copy,
-// a revival's cache Add whose undo the witness scheme could not send
-// (a token of another incarnation of the node: the flush was noticed
-// between the Add's read and its undo) leaves the key with a witness and
+// a revival's cache Add whose undo the witness scheme did not send (a
+// token of another incarnation of the node: after a flush_all the pool
+// mixes connections labelled with the old incarnation and the new one)
+// leaves the key with a witness and
 // no data copy, or one data copy and no witness; the cache then finds no
 // record but refuses every Add (tiered's refill gives up:
 // errCacheWedged), or reports the session unavailable, until that record
