@@ -72,6 +72,9 @@
 //     commit to the cache, ordered after it by Seq): it was never served,
 //     and is refused. Cannot tell, or the cache or SQL failed meanwhile:
 //     the commit fails with provider.ErrOutcomeUnknown, never as refused.
+//     Its error does not wrap a cause that says nothing was written (the
+//     revival's conflict, a not found): a caller that checks for a
+//     conflict first would take the commit for refused.
 //
 // Every acknowledged commit therefore survives a flush, nothing refused is
 // applied, and a commit that may be applied is never reported as refused;
