@@ -377,6 +377,32 @@ const (
 	incarnationMax = 1 << 62
 )
 
+// lockIDStep bounds how far one acquisition advances the lock id: by 1
+// plus a random value below lockIDStep. Two acquisitions decided on the
+// same record (two servers racing for one lock) therefore get different
+// ids with probability 1 - 2^-20, and with their acquisition times
+// (LockedAt, ns) both equal only by a coincidence of clocks on top: an
+// acquisition whose outcome is unknown recognises its own lock on a read
+// (resolveLock) by id and time. Ids still strictly increase, which the
+// fence (checkHolder, lockLost's held > cur.LockID) and the lock stamp
+// (lockStamp: taking the lock adds at least 2) rely on.
+//
+// Headroom. Overflow: an incarnation starts below 2^62, so it can take
+// 3*2^62 / 2^20 (about 1.3e13) locks, plus revivals, before the id
+// could wrap. Revival (record.Revive, tiered) advances the id by
+// record.ReviveGap (2^32) past the durable copy's: that outruns every id
+// the lost cache granted while it granted fewer than 2^32/2^20 = 4096
+// locks since the durable copy was written (with +1 it was 2^32). Past
+// that a revived id may lie below a lost holder's id; the holder is still
+// fenced (the revived record is unlocked, and its id is matched by a later
+// acquisition only by chance, about 2^-19), but ids are then no longer
+// ordered across that revival.
+const lockIDStep = 1 << 20
+
+// nextLockID returns the id of a lock taken on a record whose latest lock
+// id is cur.
+func nextLockID(cur uint64) uint64 { return cur + 1 + rand.Uint64N(lockIDStep) }
+
 // newIncarnation returns the lock-id base of a new incarnation of a
 // session. A lock id of one incarnation equals a lock id granted by
 // another only if their random bases happen to line up: with n locks
@@ -484,7 +510,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		}
 		next := *cur
 		next.Locked = true
-		next.LockID++
+		next.LockID = nextLockID(cur.LockID)
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
