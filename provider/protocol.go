@@ -6,6 +6,7 @@ package provider
 // that proves each invariant.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,17 @@ type Item struct {
 // change that refuses or writes nothing on it is decided again from a
 // fresh read, so a stale entry costs one extra operation and never a
 // wrong answer.
-func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
+//
+// A write whose outcome is unknown (ErrOutcomeUnknown) is returned as is
+// when res is nil. Otherwise it is resolved (see resolver): the record is
+// read once more, and res says from it whether the write landed (the read
+// record and its token are the result), did not land (the same write is
+// sent again if the key still holds the very record it was decided on,
+// else change decides again on what is stored now), or cannot be told
+// (the unknown error is returned). At most maxUnknown writes of one call
+// are resolved so; any error while one is unresolved returns the unknown
+// error, never another (an unknown commit never becomes ErrLockLost).
+func (p *Provider) update(ctx context.Context, key string, res resolver, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	cached, ccas, useCache := p.written.get(key)
 	limit := p.cfg.MaxCASRetries
 	if useCache {
@@ -91,13 +102,15 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 	// replaces it, it is checked on the way out.
 	var stray strayTouch
 	defer func() { p.fixTouch(ctx, key, stray) }()
+	var pend *unknownWrite // a write of this call whose outcome is not resolved yet
+	unknowns := 0
 	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, pend.or(err)
 		}
 		if attempt >= 4 {
 			if err := contentionBackoff(ctx, attempt); err != nil {
-				return nil, err
+				return nil, pend.or(err)
 			}
 		}
 		var cur *record.Record
@@ -107,7 +120,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if fromCache {
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+			return nil, pend.or(err)
 		} else if cur != nil {
 			p.written.found(key, cas)
 		}
@@ -115,16 +128,41 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			stray = strayTouch{}
 		}
 		stored := cur // as stored: a delta is appended to it
-		cur = p.withCreated(cur)
-		next, ttl, err := change(cur)
-		if fromCache && (err != nil || next == nil) {
-			p.written.drop(key)
-			continue // decided on a guess: decide again on what is stored
+		var next *record.Record
+		var ttl time.Duration
+		if pend != nil {
+			switch o := res(pend.pre, pend.next, cur, time.Since(pend.sent)); {
+			case o == landed:
+				p.wrote(key, cur, cas, false)
+				return cur, nil
+			case o == notLanded && cas == pend.cas:
+				// The key holds the very record the write was decided
+				// on: the write may still be on its way. Send it again,
+				// the same bytes under the same token: at most one of
+				// the two can land, and either leaves the same record.
+				stored, cur, next, ttl = pend.stored, pend.pre, pend.next, pend.ttl
+			case o == notLanded:
+				pend = nil // the token it needs is gone: it can never land
+			default:
+				return nil, pend.err
+			}
 		}
-		if err != nil || next == nil {
-			return nil, err
+		if next == nil {
+			cur = p.withCreated(cur)
+			next, ttl, err = change(cur)
+			if fromCache && (err != nil || next == nil) {
+				p.written.drop(key)
+				continue // decided on a guess: decide again on what is stored
+			}
+			if err != nil || next == nil {
+				return nil, err
+			}
 		}
 		next.Deltas = 0 // unless appended as a delta, below
+		sent := time.Now()
+		if pend != nil {
+			sent = pend.sent // the same write again: it may land from the first send on
+		}
 		var newCAS uint64
 		if cur == nil {
 			newCAS, err = p.store.Add(ctx, key, next.Encode(), ttl)
@@ -153,15 +191,177 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		}
 		if err != nil {
 			p.written.drop(key)
+			if res != nil && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && unknowns < maxUnknown {
+				unknowns++
+				pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}
+				continue // resolved on the next read
+			}
 			return nil, err
 		}
-		p.written.put(key, next, newCAS, fromCache && !cached.Locked)
-		if !next.Removed {
-			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
-		}
+		p.wrote(key, next, newCAS, fromCache && !cached.Locked)
 		return next, nil
 	}
+	if pend != nil {
+		return nil, pend.err
+	}
 	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
+}
+
+// wrote records that key holds rec under token cas, written or found by
+// this process (see writtenCache.put for trusted).
+func (p *Provider) wrote(key string, rec *record.Record, cas uint64, trusted bool) {
+	p.written.put(key, rec, cas, trusted)
+	if !rec.Removed {
+		p.timeouts.see(key, rec.Timeout, p.cfg.DefaultTimeout)
+	}
+}
+
+// maxUnknown is how many writes of unknown outcome one update resolves
+// (one read each) before it returns the unknown error.
+const maxUnknown = 3
+
+// unknownWrite is a write whose outcome is unknown: next, decided on pre
+// (stored as stored, under token cas), sent at sent, which failed with
+// err.
+type unknownWrite struct {
+	pre, stored, next *record.Record
+	ttl               time.Duration
+	cas               uint64
+	sent              time.Time
+	err               error
+}
+
+// or returns the unknown error of w, or err when there is no w: while a
+// write's outcome is unknown, no other error may stand for the call.
+func (w *unknownWrite) or(err error) error {
+	if w != nil {
+		return w.err
+	}
+	return err
+}
+
+// A resolver tells what became of a write whose outcome is unknown from
+// one record read after it: pre is the record the write was decided on,
+// sent the record it wrote, got what the read found (nil: absent), since
+// how long ago the write was first sent (this process's monotonic
+// clock). It returns landed only when got shows that write's effect and
+// no other's that a caller could mistake for it, and notLanded only when
+// the write did not take effect as far as anyone can ever see: update
+// then sends it again if the key still holds pre under the same token
+// (a copy still on its way can then land at most once between them), and
+// otherwise decides again, since a compare-and-swap whose token is gone
+// can never land. Anything else is unclear, and the unknown error stands.
+// docs/protocol.md ("Writes of unknown outcome") has the argument for
+// each.
+type resolver func(pre, sent, got *record.Record, since time.Duration) outcome
+
+// outcome is what a resolver makes of a write of unknown outcome.
+type outcome int
+
+const (
+	unclear outcome = iota
+	landed
+	notLanded
+)
+
+// resolveLock resolves a lock acquisition (GetItemExclusive). The
+// record shows the acquisition if it is locked with its lock id and
+// acquisition time (unique with overwhelming probability: nextLockID).
+// Otherwise it did not land, if the read came within half a lease of the
+// first send: a lock that landed can be changed before its holder
+// returns only by lock-free writes, which keep lock id and time, or be
+// ended by a break, which needs it seen unchanged for a whole lease
+// (staleAfter) after it landed, or by an end of the session (a lock-free
+// removal, expiry, a revival of the tiered store), which ends the lock
+// too; the half lease is the margin for clocks of different rates. Later
+// than that it may have landed and been broken: unclear.
+func (p *Provider) resolveLock(_, sent, got *record.Record, since time.Duration) outcome {
+	switch {
+	case got != nil && got.Locked && !got.Removed && got.LockID == sent.LockID && got.LockedAt.Equal(sent.LockedAt):
+		return landed
+	case since < p.cfg.staleAfter()/2:
+		return notLanded
+	}
+	return unclear
+}
+
+// resolveUnlock resolves a holder's write that ends its lock: a commit,
+// a release, a removal. The record is exactly the one written: landed (a
+// break of the same lock from the same record writes the same bytes as a
+// release: the lock is released and no data changed either way). Still
+// locked with the holder's lock id: not landed, since the write unlocks
+// and no lock is ever taken again with that id. Anything else (another
+// lock, a later change after an unlock, nothing) is unclear: the write
+// may have landed before it, or the lock may have been taken over
+// without it.
+func resolveUnlock(pre, sent, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case sameRecord(got, sent):
+		return landed
+	case lockedBy(got, pre.LockID):
+		return notLanded
+	}
+	return unclear
+}
+
+// resolveRenewal resolves a lease renewal. Still locked with the
+// holder's lock id, the lock's stamp tells: the same as before the write,
+// not landed; higher, renewed (only a renewal of this lock raises the
+// stamp of a record it keeps locked: lock-free writes leave it alone).
+func resolveRenewal(pre, _, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case !lockedBy(got, pre.LockID):
+		return unclear
+	case lockStamp(got) == lockStamp(pre):
+		return notLanded
+	}
+	return landed
+}
+
+// resolveExact resolves a lock-free write (a lock-free commit or
+// removal) or a break: landed if the record is exactly the one written
+// and the only change since pre (Seq counts changes); not landed if
+// nothing changed since pre. Another writer's identical change from the
+// same record (two lock-free commits of the same values, a holder's
+// release instead of a break) leaves the very record this write would
+// have: the caller's change is in the store either way, and this write,
+// if it did not land, never will (its token is gone). Anything else (a
+// later change: lock-free writes carry no identity) is unclear.
+func resolveExact(pre, sent, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case sameRecord(got, sent):
+		return landed
+	case got != nil && got.Seq == pre.Seq && got.DataSeq == pre.DataSeq && got.LockID == pre.LockID:
+		return notLanded
+	}
+	return unclear
+}
+
+// unlocking is the resolver of a write that ends the caller's lock (a
+// commit, a removal): resolveUnlock, or resolveExact in lock-free mode,
+// where it holds none.
+func (p *Provider) unlocking() resolver {
+	if p.cfg.LockFree {
+		return resolveExact
+	}
+	return resolveUnlock
+}
+
+// lockedBy reports whether r is a live record locked with lock lockID.
+func lockedBy(r *record.Record, lockID uint64) bool {
+	return r != nil && r.Locked && !r.Removed && r.LockID == lockID
+}
+
+// sameRecord reports whether a and b are the same record, deltas aside.
+func sameRecord(a, b *record.Record) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	ha, hb := a.Header, b.Header
+	return ha.LockedAt.Equal(hb.LockedAt) && ha.Created.Equal(hb.Created) &&
+		ha.Seq == hb.Seq && ha.DataSeq == hb.DataSeq && ha.LockID == hb.LockID &&
+		ha.Locked == hb.Locked && ha.Removed == hb.Removed && ha.Actions == hb.Actions &&
+		ha.Timeout == hb.Timeout && bytes.Equal(a.Values, b.Values)
 }
 
 // swap writes next in place of stored, whose token is cas: as a
@@ -333,7 +533,7 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if !p.gone(cur) {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), ErrExists)
 		}
@@ -401,7 +601,12 @@ const lockIDStep = 1 << 20
 
 // nextLockID returns the id of a lock taken on a record whose latest lock
 // id is cur.
-func nextLockID(cur uint64) uint64 { return cur + 1 + rand.Uint64N(lockIDStep) }
+func (p *Provider) nextLockID(cur uint64) uint64 {
+	if p.broken&brokenLockIDs != 0 {
+		return cur + 1
+	}
+	return cur + 1 + rand.Uint64N(lockIDStep)
+}
 
 // newIncarnation returns the lock-id base of a new incarnation of a
 // session. A lock id of one incarnation equals a lock id granted by
@@ -457,7 +662,7 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 // CAS clears it; everybody else sees the item without the flag.
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
-	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err := p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
@@ -497,7 +702,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		return nil, err
 	}
 	var item *Item
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
@@ -510,7 +715,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		}
 		next := *cur
 		next.Locked = true
-		next.LockID = nextLockID(cur.LockID)
+		next.LockID = p.nextLockID(cur.LockID)
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
@@ -557,7 +762,11 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 		}
 	}
 	var refused error // why the values could not be stored: it will recur
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	res := p.unlocking()
+	if newItem {
+		res = nil // a new session's outcome is not resolved
+	}
+	_, err = p.update(ctx, key, res, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		refused = nil
 		live := !p.gone(cur)
 		if newItem && !live {
@@ -639,7 +848,7 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 		return nil
 	}
 	defer p.unhold(key, lockID)
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveUnlock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -664,7 +873,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 	if !p.cfg.LockFree && lockID != 0 {
 		defer p.unhold(key, lockID)
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, p.unlocking(), func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.cfg.LockFree {
 			if p.gone(cur) {
 				return nil, 0, notFound(id)
@@ -720,7 +929,7 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveRenewal, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -743,7 +952,7 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveExact, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, nil // gone: the next attempt reports it
 		}

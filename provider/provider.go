@@ -108,7 +108,21 @@ type Provider struct {
 	// written is the last record this process wrote per session, with
 	// its token (written.go).
 	written *writtenCache
+	// broken is zero but in the deliberately broken variants of
+	// export_test.go, which show that tests fail against old behaviour.
+	broken brokenBits
 }
+
+// brokenBits select old behaviours for the broken variants of tests.
+type brokenBits uint8
+
+const (
+	// brokenUnresolved returns a write of unknown outcome at once.
+	brokenUnresolved brokenBits = 1 << iota
+	// brokenLockIDs takes locks with id + 1: racing acquisitions of one
+	// record get the same id.
+	brokenLockIDs
+)
 
 // holdSet records the locks taken in this process, so that their release
 // wakes this process's waiters at once.
