@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
 )
 
 func setN(w http.ResponseWriter, r *http.Request) {
@@ -156,4 +158,62 @@ func TestUnknownCommitOutcome(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
+}
+
+// lostCommitStore loses every commit (a write of changed data) once
+// armed: not written, reported as err. Other writes (the release) pass.
+type lostCommitStore struct {
+	provider.Store
+	err   error
+	armed atomic.Bool
+}
+
+func (s *lostCommitStore) CompareAndSwap(ctx context.Context, key string, v []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if s.armed.Load() {
+		next, err := record.Decode(v)
+		cur, gerr := s.Store.Get(ctx, key)
+		if err == nil && gerr == nil {
+			if prev, err := record.Decode(cur.Value); err == nil && prev.DataSeq != next.DataSeq {
+				return 0, fmt.Errorf("cas: %w", s.err)
+			}
+		}
+	}
+	return s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
+}
+
+// TestFailedCommitLeavesNoLock: a commit whose outcome stays unknown
+// (the provider's resolving read shows it did not land, but every
+// attempt to write it again is unknown too), or that found the store
+// unavailable, is answered as before, and its lock is released at once:
+// the user's next request does not wait a lease. (Before the release:
+// the session stayed locked by the failed request.)
+func TestFailedCommitLeavesNoLock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"unknown", provider.ErrOutcomeUnknown},
+		{"unavailable", provider.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &lostCommitStore{err: tc.err}
+			e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+			id := e.create(map[string]any{"n": 1}, 0)
+			h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				st.armed.Store(true)
+				incr(w, r)
+			}))
+			w := serve(h, request("POST", "/", id))
+			require.GreaterOrEqual(t, w.Code, 500)
+			if tc.name == "unknown" {
+				require.Equal(t, http.StatusInternalServerError, w.Code)
+				require.Empty(t, w.Header().Get("Retry-After"), "an unknown outcome is not retried blindly")
+			}
+			item, err := e.inspect.GetItem(context.Background(), id)
+			require.NoError(t, err, "the failed request's lock was released")
+			n, _, err := session.Get[int](item.Data.Values, "n")
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "the lost commit is not stored")
+		})
+	}
 }
