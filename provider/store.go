@@ -138,8 +138,12 @@ var (
 	// cannot be known (a timeout or a lost connection after the request
 	// left, a replica set that disagrees). The change may have been
 	// applied; it is never reported as "not written". Callers must read
-	// again before acting on it. The provider returns it as is, never as
-	// ErrLockLost, and the middleware answers it without Retry-After.
+	// again before acting on it. The provider does so once for the writes
+	// of the lock protocol (docs/protocol.md, "Writes of unknown
+	// outcome"): where that read shows the write landed or did not, it
+	// answers accordingly; otherwise it returns this error, never
+	// ErrLockLost. The middleware answers it without Retry-After and
+	// releases the request's lock.
 	ErrOutcomeUnknown = errors.New("sessionlock: outcome of write unknown")
 	// ErrSessionLost: the session should still be alive, but every copy
 	// of its data is gone (a double fault: memcached's witness replication
