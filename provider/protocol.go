@@ -470,7 +470,7 @@ func (p *Provider) lockedError(r *record.Record) *LockedError {
 // record in place of a tombstone) bumps DataSeq with it, and a change of
 // the lock alone (taking, renewing, releasing or breaking it, handing
 // over InitializeItem) does not; taking it also bumps LockID. So within
-// an incarnation the stamp never decreases; taking the lock adds 2 and
+// an incarnation the stamp never decreases; taking the lock adds at least 2 and
 // renewing it 1, so a record locked with the same stamp at two moments
 // was neither renewed nor released and re-taken in between; and the
 // writes that leave a locked record locked without being lock changes

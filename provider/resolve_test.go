@@ -176,8 +176,12 @@ type resolveCase struct {
 	// same marks a case where the provider before resolution answers
 	// the same (a safety check, not a regression test).
 	same bool
-	run  func(t *testing.T, s *unknownStore, p, other *provider.Provider) error
+	run  resolveRun
 }
+
+// resolveRun runs a case on p (other is another server, on the store
+// without faults) and returns what went wrong.
+type resolveRun func(t *testing.T, s *unknownStore, p, other *provider.Provider) error
 
 // runResolveCases runs each case on the provider (it must pass) and on
 // provider.Unresolved (it must fail, unless the case is marked same).
@@ -201,6 +205,19 @@ func runResolveCases(t *testing.T, cases []resolveCase) {
 			require.Error(t, c.run(t, s, provider.Unresolved(p), other), "the provider that does not resolve must fail this case")
 		})
 	}
+}
+
+// perFault returns a case for each way a write's answer can be lost
+// (landed, dropped, late), made by run.
+func perFault(run func(f fault) resolveRun) []resolveCase {
+	var cases []resolveCase
+	for _, f := range []struct {
+		name string
+		f    fault
+	}{{"landed", landed}, {"dropped", dropped}, {"late", late}} {
+		cases = append(cases, resolveCase{name: f.name, run: run(f.f)})
+	}
+	return cases
 }
 
 // acquire locks a fresh session through p with the store armed by arm
@@ -236,16 +253,12 @@ func TestUnknownAcquisition(t *testing.T) {
 	arm := func(s *unknownStore, f fault) func(id, key string) {
 		return func(string, string) { s.plan = once(f, isLock) }
 	}
-	var cases []resolveCase
-	for _, f := range []struct {
-		name string
-		f    fault
-	}{{"landed", landed}, {"dropped", dropped}, {"late", late}} {
-		cases = append(cases, resolveCase{name: f.name, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
-			_, err := acquire(t, s, p, other, arm(s, f.f))
+	cases := perFault(func(f fault) resolveRun {
+		return func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+			_, err := acquire(t, s, p, other, arm(s, f))
 			return err
-		}})
-	}
+		}
+	})
 	cases = append(cases,
 		resolveCase{name: "landed-then-lock-free-write", run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
 			_, err := acquire(t, s, p, other, func(id, key string) {
@@ -350,23 +363,19 @@ var holderWrites = []holderWrite{
 func TestUnknownHolderWrites(t *testing.T) {
 	for _, w := range holderWrites {
 		t.Run(w.name, func(t *testing.T) {
-			var cases []resolveCase
-			for _, f := range []struct {
-				name string
-				f    fault
-			}{{"landed", landed}, {"dropped", dropped}, {"late", late}} {
-				cases = append(cases, resolveCase{name: f.name, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+			cases := perFault(func(f fault) resolveRun {
+				return func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
 					id, key := newSession(t, other)
 					it, err := p.GetItemExclusive(context.Background(), id)
 					require.NoError(t, err)
 					before := stored(t, s.Store, key)
-					s.plan = once(f.f, w.pick)
+					s.plan = once(f, w.pick)
 					if err := w.write(p, id, it); err != nil {
 						return err
 					}
 					return w.check(stored(t, s.Store, key), it.LockID, before)
-				}})
-			}
+				}
+			})
 			if w.name != "renew" {
 				cases = append(cases,
 					resolveCase{name: "dropped-then-taken-over", same: true, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
@@ -438,13 +447,9 @@ func TestUnknownLockFreeCommit(t *testing.T) {
 		err = free.SetAndReleaseItemExclusive(context.Background(), id, it.Data, 0, false)
 		return before, stored(t, s.Store, key), err
 	}
-	var cases []resolveCase
-	for _, f := range []struct {
-		name string
-		f    fault
-	}{{"landed", landed}, {"dropped", dropped}, {"late", late}} {
-		cases = append(cases, resolveCase{name: f.name, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
-			before, after, err := commit(s, p, other, f.f, nil)
+	cases := perFault(func(f fault) resolveRun {
+		return func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+			before, after, err := commit(s, p, other, f, nil)
 			if err != nil {
 				return err
 			}
@@ -452,8 +457,8 @@ func TestUnknownLockFreeCommit(t *testing.T) {
 				return fmt.Errorf("Seq %d after the commit, want one write (%d)", after.Seq, before.Seq+1)
 			}
 			return nil
-		}})
-	}
+		}
+	})
 	cases = append(cases, resolveCase{name: "landed-then-lock-free-write", same: true, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
 		_, _, err := commit(s, p, other, landed, func(id string) { lockFreeSet(t, other.LockFree(), id, "theirs", 1) })
 		if !errors.Is(err, provider.ErrOutcomeUnknown) {
