@@ -82,14 +82,15 @@ type Item struct {
 // wrong answer.
 //
 // A write whose outcome is unknown (ErrOutcomeUnknown) is returned as is
-// when res is nil. Otherwise it is resolved (see resolver): the record is
-// read once more, and res says from it whether the write landed (the read
-// record and its token are the result), did not land (the same write is
-// sent again if the key still holds the very record it was decided on,
-// else change decides again on what is stored now), or cannot be told
-// (the unknown error is returned). At most maxUnknown writes of one call
-// are resolved so; any error while one is unresolved returns the unknown
-// error, never another (an unknown commit never becomes ErrLockLost).
+// when res is nil. Otherwise it is resolved: the record is read once
+// more. If the key still holds the very record the write was decided on,
+// under the same token, the same write is sent again. Otherwise res (see
+// resolver) says from the read whether the write landed (the read record
+// and its token are the result), did not land (change decides again on
+// what is stored now), or cannot be told (the unknown error is
+// returned). At most maxUnknown writes of one call are resolved so; any
+// error while one is unresolved returns the unknown error, never another
+// (an unknown commit never becomes ErrLockLost).
 func (p *Provider) update(ctx context.Context, key string, res resolver, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	cached, ccas, useCache := p.written.get(key)
 	limit := p.cfg.MaxCASRetries
@@ -131,20 +132,24 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		var next *record.Record
 		var ttl time.Duration
 		if pend != nil {
-			switch o := res(pend.pre, pend.next, cur, time.Since(pend.sent)); {
-			case o == landed:
-				p.wrote(key, cur, cas, false)
-				return cur, nil
-			case o == notLanded && cas == pend.cas:
+			switch {
+			case cur != nil && cas == pend.cas:
 				// The key holds the very record the write was decided
-				// on: the write may still be on its way. Send it again,
-				// the same bytes under the same token: at most one of
-				// the two can land, and either leaves the same record.
+				// on (a write changes the token): it has not landed,
+				// but may still be on its way. Send it again, the same
+				// bytes under the same token: at most one of the two can
+				// land, and either leaves the same record.
 				stored, cur, next, ttl = pend.stored, pend.pre, pend.next, pend.ttl
-			case o == notLanded:
-				pend = nil // the token it needs is gone: it can never land
 			default:
-				return nil, pend.err
+				switch res(pend.pre, pend.next, cur, time.Since(pend.sent)) {
+				case landed:
+					p.wrote(key, cur, cas, false)
+					return cur, nil
+				case notLanded:
+					pend = nil // the token it needs is gone: it can never land
+				default:
+					return nil, pend.err
+				}
 			}
 		}
 		if next == nil {
@@ -241,16 +246,17 @@ func (w *unknownWrite) or(err error) error {
 }
 
 // A resolver tells what became of a write whose outcome is unknown from
-// one record read after it: pre is the record the write was decided on,
-// sent the record it wrote, got what the read found (nil: absent), since
-// how long ago the write was first sent (this process's monotonic
-// clock). It returns landed only when got shows that write's effect and
-// no other's that a caller could mistake for it, and notLanded only when
-// the write did not take effect as far as anyone can ever see: update
-// then sends it again if the key still holds pre under the same token
-// (a copy still on its way can then land at most once between them), and
-// otherwise decides again, since a compare-and-swap whose token is gone
-// can never land. Anything else is unclear, and the unknown error stands.
+// one record read after it, when the key no longer holds the record the
+// write was decided on under the same token (then update sends the write
+// again: a copy still on its way and the new one can land at most once
+// between them). pre is the record the write was decided on, sent the
+// record it wrote, got what the read found (nil: absent), since how long
+// ago the write was first sent (this process's monotonic clock). It
+// returns landed only when got shows that write's effect and no other's
+// that a caller could mistake for it, and notLanded only when the write
+// did not take effect as far as anyone can ever see: update then decides
+// again, since a compare-and-swap whose token is gone can never land.
+// Anything else is unclear, and the unknown error stands.
 // docs/protocol.md ("Writes of unknown outcome") has the argument for
 // each.
 type resolver func(pre, sent, got *record.Record, since time.Duration) outcome

@@ -567,9 +567,12 @@ func barrierCtx(b *barrier) context.Context {
 }
 
 // TestUnknownAcquisitionPastHalfLease: an acquisition whose resolving
-// read comes half a lease or more after its write was sent, and does not
-// show its lock, stays unknown: the lock may have landed and been broken
-// by a waiter since. (Taken for not landed, it would lock again.)
+// read comes half a lease or more after its write was sent, and shows
+// neither its lock nor the record it was decided on, stays unknown: the
+// lock may have landed and been broken by a waiter since. (Taken for not
+// landed, it would lock again.) Within half a lease it locks again; and
+// however late the read, a record unchanged since (the same token) means
+// the write has not landed, and it is sent again.
 func TestUnknownAcquisitionPastHalfLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lease = 10 * time.Second
@@ -578,15 +581,29 @@ func TestUnknownAcquisitionPastHalfLease(t *testing.T) {
 		require.NoError(t, err)
 		other, err := provider.New(s.Store, provider.Config{Lease: lease})
 		require.NoError(t, err)
-		id, _ := newSession(t, other)
-		s.plan = once(dropped, isLock)
-		s.then = func() { time.Sleep(lease / 2) } // the answer took that long to be lost
-		_, err = p.GetItemExclusive(context.Background(), id)
-		require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-
-		s.plan = once(dropped, isLock)
-		s.then = func() { time.Sleep(lease/2 - time.Millisecond) }
-		_, err = p.GetItemExclusive(context.Background(), id)
-		require.NoError(t, err, "within half a lease, a lock not seen did not land")
+		for _, c := range []struct {
+			wait    time.Duration // from the write to the resolving read
+			changed bool          // a lock-free write changes the record meanwhile
+			resolve bool
+		}{
+			{lease / 2, true, false},
+			{lease/2 - time.Millisecond, true, true},
+			{2 * lease, false, true},
+		} {
+			id, _ := newSession(t, other)
+			s.plan = once(dropped, isLock)
+			s.then = func() {
+				time.Sleep(c.wait) // the answer took that long to be lost
+				if c.changed {
+					lockFreeSet(t, other.LockFree(), id, "free", 1)
+				}
+			}
+			_, err = p.GetItemExclusive(context.Background(), id)
+			if c.resolve {
+				require.NoError(t, err, "%+v", c)
+			} else {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "%+v", c)
+			}
+		}
 	})
 }
