@@ -539,7 +539,11 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
 		rerr := s.prov.ReleaseItemExclusive(rctx, end.storedID, end.lockID)
 		rcancel()
-		s.m.log.DebugContext(ctx, "releasing the lock after a failed commit", "session", idPrefix(end.storedID), "released", rerr == nil)
+		if rerr != nil {
+			s.m.log.DebugContext(ctx, "releasing the lock after a failed commit", "session", idPrefix(end.storedID), "err", redact(rerr, end.storedID))
+		} else {
+			s.m.log.DebugContext(ctx, "released the lock after a failed commit", "session", idPrefix(end.storedID))
+		}
 	}
 	s.heldFor()
 	if s.route != "" {

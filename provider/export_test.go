@@ -194,3 +194,7 @@ func SequentialLockIDs(p *Provider) *Provider {
 	q.broken |= brokenLockIDs
 	return &q
 }
+
+// Unbroken is unbroken, for tests: how long after an acquisition was sent
+// a resolving read that does not show its lock proves it did not land.
+func Unbroken(stale time.Duration) time.Duration { return unbroken(stale) }

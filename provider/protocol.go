@@ -148,7 +148,7 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 				case notLanded:
 					pend = nil // the token it needs is gone: it can never land
 				default:
-					return nil, pend.err
+					return nil, pend.or(errors.New("the record read back does not tell"))
 				}
 			}
 		}
@@ -201,15 +201,15 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 				pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}
 				continue // resolved on the next read
 			}
+			if unknowns > 0 && errors.Is(err, ErrOutcomeUnknown) {
+				return nil, fmt.Errorf("%w (not resolved: %d writes of unknown outcome)", err, unknowns+1)
+			}
 			return nil, err
 		}
 		p.wrote(key, next, newCAS, fromCache && !cached.Locked)
 		return next, nil
 	}
-	if pend != nil {
-		return nil, pend.err
-	}
-	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
+	return nil, pend.or(fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries))
 }
 
 // wrote records that key holds rec under token cas, written or found by
@@ -236,11 +236,12 @@ type unknownWrite struct {
 	err               error
 }
 
-// or returns the unknown error of w, or err when there is no w: while a
-// write's outcome is unknown, no other error may stand for the call.
+// or returns err, or, when there is a w, w's unknown error saying why it
+// was not resolved (err, not wrapped): while a write's outcome is unknown,
+// no other error may stand for the call.
 func (w *unknownWrite) or(err error) error {
 	if w != nil {
-		return w.err
+		return fmt.Errorf("%w (not resolved: %v)", w.err, err)
 	}
 	return err
 }
@@ -273,23 +274,30 @@ const (
 // resolveLock resolves a lock acquisition (GetItemExclusive). The
 // record shows the acquisition if it is locked with its lock id and
 // acquisition time (unique with overwhelming probability: nextLockID).
-// Otherwise it did not land, if the read came within half a lease of the
-// first send: a lock that landed can be changed before its holder
+// Otherwise it did not land, if the read came within 7/8 of a lease of
+// the first send: a lock that landed can be changed before its holder
 // returns only by lock-free writes, which keep lock id and time, or be
-// ended by a break, which needs it seen unchanged for a whole lease
-// (staleAfter) after it landed, or by an end of the session (a lock-free
-// removal, expiry, a revival of the tiered store), which ends the lock
-// too; the half lease is the margin for clocks of different rates. Later
-// than that it may have landed and been broken: unclear.
+// ended by a break, which needs a waiter to see it unchanged for a whole
+// lease (staleAfter) after it landed, so after the first send, or by an
+// end of the session (a lock-free removal, expiry, a revival of the
+// tiered store), which ends the lock too; the eighth is a margin for
+// clocks of different rates. Later than that it may have landed and been
+// broken: unclear.
 func (p *Provider) resolveLock(_, sent, got *record.Record, since time.Duration) outcome {
 	switch {
 	case got != nil && got.Locked && !got.Removed && got.LockID == sent.LockID && got.LockedAt.Equal(sent.LockedAt):
 		return landed
-	case since < p.cfg.staleAfter()/2:
+	case since < unbroken(p.cfg.staleAfter()):
 		return notLanded
 	}
 	return unclear
 }
+
+// unbroken is how long after an acquisition was first sent no waiter can
+// have broken the lock it may have taken: 7/8 of stale, the time a waiter
+// must see a lock unchanged before it breaks it, measured on another
+// clock.
+func unbroken(stale time.Duration) time.Duration { return stale - stale/8 }
 
 // resolveUnlock resolves a holder's write that ends its lock: a commit,
 // a release, a removal. The record is exactly the one written: landed (a

@@ -566,14 +566,14 @@ func barrierCtx(b *barrier) context.Context {
 	return context.WithValue(context.Background(), barrierKey{}, &barrierTicket{b: b})
 }
 
-// TestUnknownAcquisitionPastHalfLease: an acquisition whose resolving
-// read comes half a lease or more after its write was sent, and shows
+// TestUnknownAcquisitionPastLease: an acquisition whose resolving read
+// comes 7/8 of a lease or more after its write was sent, and shows
 // neither its lock nor the record it was decided on, stays unknown: the
 // lock may have landed and been broken by a waiter since. (Taken for not
-// landed, it would lock again.) Within half a lease it locks again; and
-// however late the read, a record unchanged since (the same token) means
-// the write has not landed, and it is sent again.
-func TestUnknownAcquisitionPastHalfLease(t *testing.T) {
+// landed, it would lock again.) Earlier it locks again; and however late
+// the read, a record unchanged since (the same token) means the write
+// has not landed, and it is sent again.
+func TestUnknownAcquisitionPastLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const lease = 10 * time.Second
 		s := newUnknownStore(t)
@@ -586,8 +586,8 @@ func TestUnknownAcquisitionPastHalfLease(t *testing.T) {
 			changed bool          // a lock-free write changes the record meanwhile
 			resolve bool
 		}{
-			{lease / 2, true, false},
-			{lease/2 - time.Millisecond, true, true},
+			{provider.Unbroken(lease), true, false},
+			{provider.Unbroken(lease) - time.Millisecond, true, true},
 			{2 * lease, false, true},
 		} {
 			id, _ := newSession(t, other)
