@@ -140,6 +140,12 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 				// bytes under the same token: at most one of the two can
 				// land, and either leaves the same record.
 				stored, cur, next, ttl = pend.stored, pend.pre, pend.next, pend.ttl
+			case cur == nil && pend.pre == nil:
+				// An Add, and the key is still absent: not landed (or
+				// landed and already lost): the same Add again stores
+				// what the caller meant, and if the first lands before
+				// it, it finds the key present and the next read tells.
+				next, ttl = pend.next, pend.ttl
 			default:
 				switch res(pend.pre, pend.next, cur, time.Since(pend.sent)) {
 				case landed:
@@ -333,19 +339,21 @@ func resolveRenewal(pre, _, got *record.Record, _ time.Duration) outcome {
 }
 
 // resolveExact resolves a lock-free write (a lock-free commit or
-// removal) or a break: landed if the record is exactly the one written
-// and the only change since pre (Seq counts changes); not landed if
-// nothing changed since pre. Another writer's identical change from the
-// same record (two lock-free commits of the same values, a holder's
-// release instead of a break) leaves the very record this write would
-// have: the caller's change is in the store either way, and this write,
-// if it did not land, never will (its token is gone). Anything else (a
-// later change: lock-free writes carry no identity) is unclear.
+// removal), a break or a new session: landed if the record is exactly the
+// one written and the only change since pre (Seq counts changes); not
+// landed if nothing changed since pre. Another writer's identical change
+// from the same record (two lock-free commits of the same values, a
+// holder's release instead of a break) leaves the very record this write
+// would have: the caller's change is in the store either way, and this
+// write, if it did not land, never will (its token is gone). A session
+// created where nothing was stored has a random lock id base of its own
+// (I7). Anything else (a later change: lock-free writes carry no
+// identity) is unclear.
 func resolveExact(pre, sent, got *record.Record, _ time.Duration) outcome {
 	switch {
 	case sameRecord(got, sent):
 		return landed
-	case got != nil && got.Seq == pre.Seq && got.DataSeq == pre.DataSeq && got.LockID == pre.LockID:
+	case pre != nil && got != nil && got.Seq == pre.Seq && got.DataSeq == pre.DataSeq && got.LockID == pre.LockID:
 		return notLanded
 	}
 	return unclear
@@ -366,16 +374,13 @@ func lockedBy(r *record.Record, lockID uint64) bool {
 	return r != nil && r.Locked && !r.Removed && r.LockID == lockID
 }
 
-// sameRecord reports whether a and b are the same record, deltas aside.
+// sameRecord reports whether a and b are the same record, deltas aside:
+// both encode to the same bytes (Encode writes a record whole).
 func sameRecord(a, b *record.Record) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	ha, hb := a.Header, b.Header
-	return ha.LockedAt.Equal(hb.LockedAt) && ha.Created.Equal(hb.Created) &&
-		ha.Seq == hb.Seq && ha.DataSeq == hb.DataSeq && ha.LockID == hb.LockID &&
-		ha.Locked == hb.Locked && ha.Removed == hb.Removed && ha.Actions == hb.Actions &&
-		ha.Timeout == hb.Timeout && bytes.Equal(a.Values, b.Values)
+	return bytes.Equal(a.Encode(), b.Encode())
 }
 
 // swap writes next in place of stored, whose token is cas: as a
@@ -778,7 +783,7 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 	var refused error // why the values could not be stored: it will recur
 	res := p.unlocking()
 	if newItem {
-		res = nil // a new session's outcome is not resolved
+		res = resolveExact // a new record carries a new random lock id base
 	}
 	_, err = p.update(ctx, key, res, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		refused = nil

@@ -46,16 +46,8 @@ type unknownStore struct {
 	plan     func(r *record.Record) fault
 	then     func()
 	failGets int
-	held     []heldWrite
+	held     []func() (uint64, error) // writes held back
 	faults   int
-}
-
-type heldWrite struct {
-	key      string
-	value    []byte
-	cas      uint64
-	ttl      time.Duration
-	received time.Time
 }
 
 var errUnknown = fmt.Errorf("test: connection reset after the write was sent: %w", provider.ErrOutcomeUnknown)
@@ -89,6 +81,16 @@ func (s *unknownStore) GetAndTouch(ctx context.Context, key string, ttl time.Dur
 }
 
 func (s *unknownStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	return s.write(ctx, value, func() (uint64, error) { return s.Store.CompareAndSwap(ctx, key, value, cas, ttl) })
+}
+
+func (s *unknownStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return s.write(ctx, value, func() (uint64, error) { return s.Store.Add(ctx, key, value, ttl) })
+}
+
+// write makes the write do of value, or loses its answer as the plan
+// says.
+func (s *unknownStore) write(ctx context.Context, value []byte, do func() (uint64, error)) (uint64, error) {
 	if tk, ok := ctx.Value(barrierKey{}).(*barrierTicket); ok && tk.used.CompareAndSwap(false, true) {
 		tk.b.arrive() // the call's first write waits for the other's
 	}
@@ -110,16 +112,16 @@ func (s *unknownStore) CompareAndSwap(ctx context.Context, key string, value []b
 	}
 	s.mu.Unlock()
 	for _, w := range held { // a copy still on its way lands first
-		_, _ = s.Store.CompareAndSwap(ctx, w.key, w.value, w.cas, w.ttl)
+		_, _ = w()
 	}
 	switch f {
 	case pass:
-		return s.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+		return do()
 	case landed:
-		_, _ = s.Store.CompareAndSwap(ctx, key, value, cas, ttl) // landed or refused: the answer is lost
+		_, _ = do() // landed or refused: the answer is lost
 	case late:
 		s.mu.Lock()
-		s.held = append(s.held, heldWrite{key: key, value: value, cas: cas, ttl: ttl})
+		s.held = append(s.held, do)
 		s.mu.Unlock()
 	}
 	if then != nil {
@@ -606,4 +608,31 @@ func TestUnknownAcquisitionPastLease(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnknownNewSession: a new session whose Add is reported unknown is
+// resolved: landed (the stored record is exactly the one written: its
+// lock ids count from a random base of its own), dropped or held back
+// (the key still absent: the same Add again).
+func TestUnknownNewSession(t *testing.T) {
+	runResolveCases(t, perFault(func(f fault) resolveRun {
+		return func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+			id, err := session.NewID()
+			require.NoError(t, err)
+			d := p.CreateNewStoreData(0)
+			require.NoError(t, d.Values.Set("n", 1))
+			s.plan = once(f, anyWrite)
+			if err := p.SetAndReleaseItemExclusive(context.Background(), id, d, 0, true); err != nil {
+				return err
+			}
+			it, err := other.GetItem(context.Background(), id)
+			if err != nil {
+				return fmt.Errorf("the new session: %w", err)
+			}
+			if n, _, err := session.Get[int](it.Data.Values, "n"); err != nil || n != 1 {
+				return fmt.Errorf("the new session's n = %d, %v; want 1", n, err)
+			}
+			return nil
+		}
+	}))
 }
