@@ -103,15 +103,18 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 	// replaces it, it is checked on the way out.
 	var stray strayTouch
 	defer func() { p.fixTouch(ctx, key, stray) }()
-	var pend *unknownWrite // a write of this call whose outcome is not resolved yet
-	unknowns := 0
+	// unknown are this call's writes of unknown outcome, the latest
+	// last; pend is the latest while it may still land from its token.
+	var unknown unknownWrites
+	var pend *unknownWrite
+	sends := 0 // of unknown outcome
 	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, pend.or(err)
+			return nil, unknown.or(err)
 		}
 		if attempt >= 4 {
 			if err := contentionBackoff(ctx, attempt); err != nil {
-				return nil, pend.or(err)
+				return nil, unknown.or(err)
 			}
 		}
 		var cur *record.Record
@@ -121,7 +124,7 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		if fromCache {
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, pend.or(err)
+			return nil, unknown.or(err)
 		} else if cur != nil {
 			p.written.found(key, cas)
 		}
@@ -131,6 +134,12 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		stored := cur // as stored: a delta is appended to it
 		var next *record.Record
 		var ttl time.Duration
+		if unknown.landed(res, cur) {
+			// One of them landed after all, maybe late (a replicated
+			// store may complete a write it reported unknown).
+			p.wrote(key, cur, cas, false)
+			return cur, nil
+		}
 		if pend != nil {
 			switch {
 			case cur != nil && cas == pend.cas:
@@ -147,15 +156,10 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 				// it, it finds the key present and the next read tells.
 				next, ttl = pend.next, pend.ttl
 			default:
-				switch res(pend.pre, pend.next, cur, time.Since(pend.sent)) {
-				case landed:
-					p.wrote(key, cur, cas, false)
-					return cur, nil
-				case notLanded:
-					pend = nil // the token it needs is gone: it can never land
-				default:
-					return nil, pend.or(errors.New("the record read back does not tell"))
+				if res(pend.pre, pend.next, cur, time.Since(pend.sent)) != notLanded {
+					return nil, unknown.or(errors.New("the record read back does not tell"))
 				}
+				pend = nil // the token it needs is gone: decide again
 			}
 		}
 		if next == nil {
@@ -164,6 +168,11 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 			if fromCache && (err != nil || next == nil) {
 				p.written.drop(key)
 				continue // decided on a guess: decide again on what is stored
+			}
+			if errors.Is(err, ErrLockLost) {
+				// ErrLockLost says nothing was written: not after a
+				// write of unknown outcome.
+				return nil, unknown.or(err)
 			}
 			if err != nil || next == nil {
 				return nil, err
@@ -202,20 +211,24 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		}
 		if err != nil {
 			p.written.drop(key)
-			if res != nil && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && unknowns < maxUnknown {
-				unknowns++
-				pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}
+			if res != nil && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && sends < maxUnknown {
+				sends++
+				if pend == nil || pend.next != next {
+					pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}
+					unknown = append(unknown, pend)
+				}
+				pend.err = err
 				continue // resolved on the next read
 			}
-			if unknowns > 0 && errors.Is(err, ErrOutcomeUnknown) {
-				return nil, fmt.Errorf("%w (not resolved: %d writes of unknown outcome)", err, unknowns+1)
+			if len(unknown) > 0 && errors.Is(err, ErrOutcomeUnknown) {
+				return nil, fmt.Errorf("%w (not resolved: %d sends of unknown outcome)", err, maxUnknown+1)
 			}
-			return nil, err
+			return nil, unknown.or(err)
 		}
 		p.wrote(key, next, newCAS, fromCache && !cached.Locked)
 		return next, nil
 	}
-	return nil, pend.or(fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries))
+	return nil, unknown.or(fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries))
 }
 
 // wrote records that key holds rec under token cas, written or found by
@@ -227,7 +240,7 @@ func (p *Provider) wrote(key string, rec *record.Record, cas uint64, trusted boo
 	}
 }
 
-// maxUnknown is how many writes of unknown outcome one update resolves
+// maxUnknown is how many sends of unknown outcome one update resolves
 // (one read each) before it returns the unknown error.
 const maxUnknown = 3
 
@@ -242,14 +255,29 @@ type unknownWrite struct {
 	err               error
 }
 
-// or returns err, or, when there is a w, w's unknown error saying why it
-// was not resolved (err, not wrapped): while a write's outcome is unknown,
-// no other error may stand for the call.
-func (w *unknownWrite) or(err error) error {
-	if w != nil {
-		return fmt.Errorf("%w (not resolved: %v)", w.err, err)
+// unknownWrites are one call's writes of unknown outcome, the latest
+// last.
+type unknownWrites []*unknownWrite
+
+// or returns err, or, when there are writes of unknown outcome, the
+// latest one's error saying why it was not resolved (err, not wrapped):
+// no other error may then stand for the call.
+func (u unknownWrites) or(err error) error {
+	if len(u) > 0 {
+		return fmt.Errorf("%w (not resolved: %v)", u[len(u)-1].err, err)
 	}
 	return err
+}
+
+// landed reports whether res finds that got shows one of the writes
+// landed.
+func (u unknownWrites) landed(res resolver, got *record.Record) bool {
+	for _, w := range u {
+		if res(w.pre, w.next, got, time.Since(w.sent)) == landed {
+			return true
+		}
+	}
+	return false
 }
 
 // A resolver tells what became of a write whose outcome is unknown from
@@ -720,8 +748,10 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 	if err != nil {
 		return nil, err
 	}
-	var item *Item
-	_, err = p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	// The item of each acquisition decided: a write of unknown outcome
+	// may land after a later one was decided (update).
+	items := make(map[uint64]*Item, 1)
+	got, err := p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
@@ -738,12 +768,13 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
-		item = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
+		items[next.LockID] = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	item := items[got.LockID]
 	p.hold(key, item.LockID)
 	return item, nil
 }

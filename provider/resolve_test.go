@@ -33,6 +33,7 @@ const (
 	landed        // written, then reported unknown
 	dropped       // not written (lost on the way)
 	late          // held back: it lands just before the next write (a queued copy)
+	adopted       // held back, then written over whatever is stored just before the next write (a replicated store completing it)
 )
 
 // unknownStore is a memory store whose compare-and-swap writes a plan
@@ -81,16 +82,16 @@ func (s *unknownStore) GetAndTouch(ctx context.Context, key string, ttl time.Dur
 }
 
 func (s *unknownStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
-	return s.write(ctx, value, func() (uint64, error) { return s.Store.CompareAndSwap(ctx, key, value, cas, ttl) })
+	return s.write(ctx, key, value, func() (uint64, error) { return s.Store.CompareAndSwap(ctx, key, value, cas, ttl) })
 }
 
 func (s *unknownStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
-	return s.write(ctx, value, func() (uint64, error) { return s.Store.Add(ctx, key, value, ttl) })
+	return s.write(ctx, key, value, func() (uint64, error) { return s.Store.Add(ctx, key, value, ttl) })
 }
 
 // write makes the write do of value, or loses its answer as the plan
 // says.
-func (s *unknownStore) write(ctx context.Context, value []byte, do func() (uint64, error)) (uint64, error) {
+func (s *unknownStore) write(ctx context.Context, key string, value []byte, do func() (uint64, error)) (uint64, error) {
 	if tk, ok := ctx.Value(barrierKey{}).(*barrierTicket); ok && tk.used.CompareAndSwap(false, true) {
 		tk.b.arrive() // the call's first write waits for the other's
 	}
@@ -123,11 +124,34 @@ func (s *unknownStore) write(ctx context.Context, value []byte, do func() (uint6
 		s.mu.Lock()
 		s.held = append(s.held, do)
 		s.mu.Unlock()
+	case adopted:
+		s.mu.Lock()
+		s.held = append(s.held, func() (uint64, error) { return s.overwrite(ctx, key, value) })
+		s.mu.Unlock()
 	}
 	if then != nil {
 		then()
 	}
 	return 0, errUnknown
+}
+
+// overwrite stores value under key whatever is stored there.
+func (s *unknownStore) overwrite(ctx context.Context, key string, value []byte) (uint64, error) {
+	e, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	return s.Store.CompareAndSwap(ctx, key, value, e.CAS, time.Minute)
+}
+
+// newToken gives the record under key a new token, its value unchanged
+// (as a read path's TTL correction or a store's repair may).
+func (s *unknownStore) newToken(t *testing.T, key string) {
+	t.Helper()
+	e, err := s.Store.Get(context.Background(), key)
+	require.NoError(t, err)
+	_, err = s.overwrite(context.Background(), key, e.Value)
+	require.NoError(t, err)
 }
 
 // once returns a plan that gives the first write pick accepts fault f.
@@ -269,6 +293,16 @@ func TestUnknownAcquisition(t *testing.T) {
 			})
 			return err
 		}},
+		resolveCase{name: "adopted-after-a-new-token", run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+			// Not seen by the resolving read (the record has a new token),
+			// so decided again; the first write is completed before the
+			// second lands: the lock is the first one's.
+			_, err := acquire(t, s, p, other, func(id, key string) {
+				s.plan = once(adopted, isLock)
+				s.then = func() { s.newToken(t, key) }
+			})
+			return err
+		}},
 		resolveCase{name: "dropped-then-locked-by-another", run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
 			id, _ := newSession(t, other)
 			var theirs uint64
@@ -378,6 +412,21 @@ func TestUnknownHolderWrites(t *testing.T) {
 					return w.check(stored(t, s.Store, key), it.LockID, before)
 				}
 			})
+			cases = append(cases, resolveCase{name: "adopted-after-a-new-token", run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+				// Still locked by the holder but with a new token: decided
+				// again; the first write is completed before the second
+				// lands. Its record is the result, never ErrLockLost.
+				id, key := newSession(t, other)
+				it, err := p.GetItemExclusive(context.Background(), id)
+				require.NoError(t, err)
+				before := stored(t, s.Store, key)
+				s.plan = once(adopted, w.pick)
+				s.then = func() { s.newToken(t, key) }
+				if err := w.write(p, id, it); err != nil {
+					return err
+				}
+				return w.check(stored(t, s.Store, key), it.LockID, before)
+			}})
 			if w.name != "renew" {
 				cases = append(cases,
 					resolveCase{name: "dropped-then-taken-over", same: true, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
