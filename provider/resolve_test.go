@@ -47,6 +47,7 @@ type unknownStore struct {
 	plan     func(r *record.Record) fault
 	then     func()
 	failGets int
+	refuse   int // writes after the first fault refused before they are sent
 	held     []func() (uint64, error) // writes held back
 	faults   int
 }
@@ -114,6 +115,15 @@ func (s *unknownStore) write(ctx context.Context, key string, value []byte, do f
 	s.mu.Unlock()
 	for _, w := range held { // a copy still on its way lands first
 		_, _ = w()
+	}
+	s.mu.Lock()
+	refuse := f == pass && s.faults > 0 && s.refuse > 0
+	if refuse {
+		s.refuse--
+	}
+	s.mu.Unlock()
+	if refuse {
+		return 0, fmt.Errorf("test: dial refused, nothing sent: %w", provider.ErrUnavailable)
 	}
 	switch f {
 	case pass:
@@ -426,6 +436,20 @@ func TestUnknownHolderWrites(t *testing.T) {
 					return err
 				}
 				return w.check(stored(t, s.Store, key), it.LockID, before)
+			}})
+			cases = append(cases, resolveCase{name: "late-then-resend-refused", same: true, run: func(t *testing.T, s *unknownStore, p, other *provider.Provider) error {
+				// The first send is on its way; the re-send (same token)
+				// is refused before it is sent: the answer stays unknown,
+				// never "not written" (the first lands).
+				id, _ := newSession(t, other)
+				it, err := p.GetItemExclusive(context.Background(), id)
+				require.NoError(t, err)
+				s.plan, s.refuse = once(late, w.pick), 1
+				err = w.write(p, id, it)
+				if !errors.Is(err, provider.ErrOutcomeUnknown) {
+					return fmt.Errorf("a re-send refused unsent while the first send may land: %v, want the unknown outcome", err)
+				}
+				return nil
 			}})
 			if w.name != "renew" {
 				cases = append(cases,
