@@ -82,7 +82,8 @@ type Item struct {
 // wrong answer.
 //
 // A write whose outcome is unknown (ErrOutcomeUnknown) is returned as is
-// when res is nil. Otherwise it is resolved: the record is read once
+// when res is nil or the store's reads cannot settle it (OutcomeReader).
+// Otherwise it is resolved: the record is read once
 // more. If the key still holds the very record the write was decided on,
 // under the same token, the same write is sent again. Otherwise res (see
 // resolver) says from the read whether the write landed (the read record
@@ -211,7 +212,7 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		}
 		if err != nil {
 			p.written.drop(key)
-			if res != nil && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && sends < maxUnknown {
+			if res != nil && p.settles && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && sends < maxUnknown {
 				sends++
 				if pend == nil || pend.next != next {
 					pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}

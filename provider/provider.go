@@ -108,6 +108,9 @@ type Provider struct {
 	// written is the last record this process wrote per session, with
 	// its token (written.go).
 	written *writtenCache
+	// settles: the store's reads settle writes of unknown outcome
+	// (OutcomeReader), so update resolves them.
+	settles bool
 	// broken is zero but in the deliberately broken variants of
 	// export_test.go, which show that tests fail against old behaviour.
 	broken brokenBits
@@ -190,6 +193,10 @@ func New(store Store, cfg Config) (*Provider, error) {
 	default:
 		return nil, fmt.Errorf("provider: Wait.StaleAfter %v: leave it zero, it is one Lease (LockTimeout when leases are off): %v", cfg.Wait.StaleAfter, stale)
 	}
+	settles := false
+	if r, ok := store.(OutcomeReader); ok {
+		settles = r.ReadsSettleOutcomes()
+	}
 	return &Provider{
 		store:    store,
 		cfg:      cfg,
@@ -197,6 +204,7 @@ func New(store Store, cfg Config) (*Provider, error) {
 		holds:    &holdSet{m: make(map[holdKey]struct{})},
 		timeouts: &timeoutMemo{m: make(map[string]time.Duration)},
 		written:  newWrittenCache(),
+		settles:  settles,
 	}, nil
 }
 

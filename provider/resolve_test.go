@@ -47,7 +47,7 @@ type unknownStore struct {
 	plan     func(r *record.Record) fault
 	then     func()
 	failGets int
-	refuse   int // writes after the first fault refused before they are sent
+	refuse   int                      // writes after the first fault refused before they are sent
 	held     []func() (uint64, error) // writes held back
 	faults   int
 }
@@ -708,4 +708,39 @@ func TestUnknownNewSession(t *testing.T) {
 			return nil
 		}
 	}))
+}
+
+// unsettled is an unknownStore whose reads do not settle its writes of
+// unknown outcome (provider.OutcomeReader false: a Redis store with
+// WaitReplicas, a Couchbase store reading replicas).
+type unsettled struct{ *unknownStore }
+
+func (unsettled) ReadsSettleOutcomes() bool { return false }
+
+// TestUnknownNotResolvedWithoutSettlingReads: on a store whose reads
+// cannot settle an unknown outcome (an unreplicated write readable on the
+// master, a lagging replica), a write of unknown outcome is returned as
+// unknown at once, whatever a read would show (review B2, B3).
+func TestUnknownNotResolvedWithoutSettlingReads(t *testing.T) {
+	for _, w := range holderWrites {
+		t.Run(w.name, func(t *testing.T) {
+			s := newUnknownStore(t)
+			p, err := provider.New(unsettled{s}, provider.Config{})
+			require.NoError(t, err)
+			other, err := provider.New(s.Store, provider.Config{})
+			require.NoError(t, err)
+			id, _ := newSession(t, other)
+			it, err := p.GetItemExclusive(context.Background(), id)
+			require.NoError(t, err)
+			s.plan = once(landed, w.pick)
+			require.ErrorIs(t, w.write(p, id, it), provider.ErrOutcomeUnknown, "applied, but the store cannot vouch that it stands")
+		})
+	}
+	s := newUnknownStore(t)
+	p, err := provider.New(unsettled{s}, provider.Config{})
+	require.NoError(t, err)
+	id, _ := newSession(t, p)
+	s.plan = once(landed, isLock)
+	_, err = p.GetItemExclusive(context.Background(), id)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 }

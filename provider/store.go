@@ -98,6 +98,23 @@ type Appender interface {
 	CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error)
 }
 
+// OutcomeReader is implemented by stores whose reads can settle a write
+// of unknown outcome: after a write returned ErrOutcomeUnknown, a Get of
+// the key returns the current state (never a lagging replica's), and a
+// write it shows stands (no failover or repair can drop it: the store
+// reports no write unknown because it is applied but not yet safe). The
+// provider resolves writes of unknown outcome by reading the record again
+// (docs/protocol.md, "Writes of unknown outcome") only on a store that
+// implements OutcomeReader and returns true; on any other it returns
+// ErrOutcomeUnknown at once. A wrapper of a Store hides it unless it
+// implements it too.
+type OutcomeReader interface {
+	// ReadsSettleOutcomes reports whether the store's reads settle its
+	// writes of unknown outcome, as the interface describes, with its
+	// configuration.
+	ReadsSettleOutcomes() bool
+}
+
 // Entry is a value read from a Store with its CAS token.
 type Entry struct {
 	Value []byte
