@@ -618,8 +618,9 @@ func (p *Provider) successor(cur *record.Record) *record.Record {
 
 // Lock ids of a new incarnation start at a random base in
 // [incarnationMin, incarnationMax): far below 2^64, so that one
-// incarnation can take 2^63 locks and revivals (record.ReviveGap each)
-// without wrapping, and far above 0, the id of "no lock".
+// incarnation can take about 1.3e13 locks (lockIDStep) or 49,000
+// revivals (record.LockReviveGap each) without wrapping, and far above
+// 0, the id of "no lock".
 const (
 	incarnationMin = 1 << 32
 	incarnationMax = 1 << 62
@@ -636,15 +637,11 @@ const (
 // (lockStamp: taking the lock adds at least 2) rely on.
 //
 // Headroom. Overflow: an incarnation starts below 2^62, so it can take
-// 3*2^62 / 2^20 (about 1.3e13) locks, plus revivals, before the id
-// could wrap. Revival (record.Revive, tiered) advances the id by
-// record.ReviveGap (2^32) past the durable copy's: that outruns every id
-// the lost cache granted while it granted fewer than 2^32/2^20 = 4096
-// locks since the durable copy was written (with +1 it was 2^32). Past
-// that a revived id may lie below a lost holder's id; the holder is still
-// fenced (the revived record is unlocked, and its id is matched by a later
-// acquisition only by chance, about 2^-19), but ids are then no longer
-// ordered across that revival.
+// 3*2^62 / 2^20 (about 1.3e13) locks, or about 49,000 revivals, before
+// the id could wrap. Revival (record.Revive, tiered) advances the id by
+// record.LockReviveGap (2^48) past the durable copy's: that outruns every
+// id the lost cache granted while it granted fewer than 2^48/2^20 = 2^28
+// locks since the durable copy was written (TestReviveOutrunsRandomSteps).
 const lockIDStep = 1 << 20
 
 // nextLockID returns the id of a lock taken on a record whose latest lock

@@ -89,7 +89,11 @@ type Config struct {
 	HashIDs bool
 	// Now returns the wall clock: informational lock ages, and sessions'
 	// creation times and remaining lifetimes (Lifetime). Default time.Now.
-	// No lock decision depends on it.
+	// No lock decision depends on its time; an acquisition's time
+	// (record.Header.LockedAt) is, with its lock id, what recognises it
+	// after a write of unknown outcome: a clock that returns equal times
+	// leaves that to the lock id alone (equal with probability 2^-20 for
+	// two acquisitions decided on one record).
 	Now func() time.Time
 }
 

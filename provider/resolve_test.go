@@ -744,3 +744,32 @@ func TestUnknownNotResolvedWithoutSettlingReads(t *testing.T) {
 	_, err = p.GetItemExclusive(context.Background(), id)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
 }
+
+// TestReviveOutrunsRandomSteps: 10,000 lock-only requests (each lock id
+// step up to 2^20) after the last data change, then a revival of the
+// copy as of that change (record.Revive, as the tiered store serves it
+// after a cache loss): the revived lock id is above every id granted, so
+// lock ids still increase across the revival (I7). With the lock id
+// advanced by record.ReviveGap (2^32), as before LockReviveGap, it was
+// overtaken after about 8,000 (review M1).
+func TestReviveOutrunsRandomSteps(t *testing.T) {
+	ctx := context.Background()
+	s := newUnknownStore(t)
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, key := newSession(t, p)
+	durable, err := s.Store.Get(ctx, key) // the copy as of the last commit
+	require.NoError(t, err)
+	var last uint64
+	for range 10_000 {
+		it, err := p.GetItemExclusive(ctx, id)
+		require.NoError(t, err)
+		last = it.LockID
+		require.NoError(t, p.ReleaseItemExclusive(ctx, id, it.LockID))
+	}
+	revived, err := record.Revive(durable.Value)
+	require.NoError(t, err)
+	h, err := record.Parse(revived)
+	require.NoError(t, err)
+	require.Greater(t, h.LockID, last, "the revived lock id is above every id the lost cache granted")
+}

@@ -252,8 +252,8 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	require.Greater(t, h.LockID, held.LockID)
 	// The revive row of docs/protocol.md: the durable copy (written by the
 	// commit under the lock before held) comes back in the same
-	// incarnation, its lock id advanced by record.ReviveGap.
-	require.Equal(t, committed.LockID+record.ReviveGap, h.LockID)
+	// incarnation, its lock id advanced by record.LockReviveGap.
+	require.Equal(t, committed.LockID+record.LockReviveGap, h.LockID)
 	require.EqualValues(t, 1, s.Stats().Revivals)
 	mu.Lock()
 	require.Len(t, events, 1, "one event per revival")
