@@ -165,6 +165,7 @@ func TestUnknownCommitOutcome(t *testing.T) {
 type lostCommitStore struct {
 	provider.Store
 	err   error
+	land  bool // the commit is written, only its answer is lost
 	armed atomic.Bool
 }
 
@@ -174,6 +175,9 @@ func (s *lostCommitStore) CompareAndSwap(ctx context.Context, key string, v []by
 		cur, gerr := s.Store.Get(ctx, key)
 		if err == nil && gerr == nil {
 			if prev, err := record.Decode(cur.Value); err == nil && prev.DataSeq != next.DataSeq {
+				if s.land {
+					_, _ = s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
+				}
 				return 0, fmt.Errorf("cas: %w", s.err)
 			}
 		}
@@ -216,4 +220,29 @@ func TestFailedCommitLeavesNoLock(t *testing.T) {
 			require.Equal(t, 1, n, "the lost commit is not stored")
 		})
 	}
+}
+
+// TestLandedUnknownCommitKept: a commit that landed but whose outcome the
+// provider could not resolve (this store's wrapper does not vouch for its
+// reads) is answered as unknown (500, no Retry-After); the release after
+// it finds the lock gone and changes nothing: the data is kept and the
+// next request proceeds at once.
+func TestLandedUnknownCommitKept(t *testing.T) {
+	st := &lostCommitStore{err: provider.ErrOutcomeUnknown, land: true}
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st.armed.Store(true)
+		incr(w, r)
+	}))
+	w := serve(h, request("POST", "/", id))
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Empty(t, w.Header().Get("Retry-After"))
+	item, err := e.inspect.GetItem(context.Background(), id)
+	require.NoError(t, err, "unlocked: the commit landed")
+	n, _, err := session.Get[int](item.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the landed commit is kept")
+	st.armed.Store(false)
+	require.Equal(t, http.StatusOK, serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id)).Code, "the next request proceeds")
 }

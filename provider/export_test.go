@@ -198,3 +198,12 @@ func SequentialLockIDs(p *Provider) *Provider {
 // Unbroken is unbroken, for tests: how long after an acquisition was sent
 // a resolving read that does not show its lock proves it did not land.
 func Unbroken(stale time.Duration) time.Duration { return unbroken(stale) }
+
+// NoWindow returns a copy of p that takes an acquisition its resolving
+// read does not show for not landed however late the read came (no
+// window of 7/8 of a lease): it may have landed and been broken.
+func NoWindow(p *Provider) *Provider {
+	q := *p
+	q.broken |= brokenNoWindow
+	return &q
+}

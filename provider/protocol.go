@@ -322,7 +322,7 @@ func (p *Provider) resolveLock(_, sent, got *record.Record, since time.Duration)
 	switch {
 	case got != nil && got.Locked && !got.Removed && got.LockID == sent.LockID && got.LockedAt.Equal(sent.LockedAt):
 		return landed
-	case since < unbroken(p.cfg.staleAfter()):
+	case since < unbroken(p.cfg.staleAfter()) || p.broken&brokenNoWindow != 0:
 		return notLanded
 	}
 	return unclear

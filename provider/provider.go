@@ -129,6 +129,9 @@ const (
 	// brokenLockIDs takes locks with id + 1: racing acquisitions of one
 	// record get the same id.
 	brokenLockIDs
+	// brokenNoWindow takes an acquisition its resolving read does not
+	// show for not landed however late the read (resolveLock's window).
+	brokenNoWindow
 )
 
 // holdSet records the locks taken in this process, so that their release

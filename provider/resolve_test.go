@@ -680,6 +680,15 @@ func TestUnknownAcquisitionPastLease(t *testing.T) {
 				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "%+v", c)
 			}
 		}
+		// Without the window, the late read's "not mine" locks again.
+		id, _ := newSession(t, other)
+		s.plan = once(dropped, isLock)
+		s.then = func() {
+			time.Sleep(provider.Unbroken(lease))
+			lockFreeSet(t, other.LockFree(), id, "free", 1)
+		}
+		_, err = provider.NoWindow(p).GetItemExclusive(context.Background(), id)
+		require.NoError(t, err, "the broken variant without the window takes a late read's answer for not landed")
 	})
 }
 
