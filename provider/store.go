@@ -106,8 +106,11 @@ type Appender interface {
 // provider resolves writes of unknown outcome by reading the record again
 // (docs/protocol.md, "Writes of unknown outcome") only on a store that
 // implements OutcomeReader and returns true; on any other it returns
-// ErrOutcomeUnknown at once. A wrapper of a Store hides it unless it
-// implements it too.
+// ErrOutcomeUnknown at once. A wrapper that holds its Store as an
+// interface hides it; one that embeds a concrete store type inherits that
+// store's answer, and must answer itself if it reports unknown outcomes
+// of its own (a replication layer over a memstore.Store must not pass as
+// a memstore).
 type OutcomeReader interface {
 	// ReadsSettleOutcomes reports whether the store's reads settle its
 	// writes of unknown outcome, as the interface describes, with its
