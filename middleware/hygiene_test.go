@@ -185,6 +185,19 @@ func (s *lostCommitStore) CompareAndSwap(ctx context.Context, key string, v []by
 	return s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
 }
 
+// lostCommit serves an Exclusive request that increments n (1) of a new
+// session over st, armed once the lock is taken.
+func lostCommit(t *testing.T, st *lostCommitStore) (*env, string, *httptest.ResponseRecorder) {
+	t.Helper()
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st.armed.Store(true)
+		incr(w, r)
+	}))
+	return e, id, serve(h, request("POST", "/", id))
+}
+
 // TestFailedCommitLeavesNoLock: a commit whose outcome stays unknown
 // (the provider's resolving read shows it did not land, but every
 // attempt to write it again is unknown too), or that found the store
@@ -200,14 +213,7 @@ func TestFailedCommitLeavesNoLock(t *testing.T) {
 		{"unavailable", provider.ErrUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := &lostCommitStore{err: tc.err}
-			e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
-			id := e.create(map[string]any{"n": 1}, 0)
-			h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				st.armed.Store(true)
-				incr(w, r)
-			}))
-			w := serve(h, request("POST", "/", id))
+			e, id, w := lostCommit(t, &lostCommitStore{err: tc.err})
 			require.GreaterOrEqual(t, w.Code, 500)
 			if tc.name == "unknown" {
 				require.Equal(t, http.StatusInternalServerError, w.Code)
@@ -229,13 +235,7 @@ func TestFailedCommitLeavesNoLock(t *testing.T) {
 // next request proceeds at once.
 func TestLandedUnknownCommitKept(t *testing.T) {
 	st := &lostCommitStore{err: provider.ErrOutcomeUnknown, land: true}
-	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
-	id := e.create(map[string]any{"n": 1}, 0)
-	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st.armed.Store(true)
-		incr(w, r)
-	}))
-	w := serve(h, request("POST", "/", id))
+	e, id, w := lostCommit(t, st)
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
 	item, err := e.inspect.GetItem(context.Background(), id)
