@@ -187,7 +187,7 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 		var newCAS uint64
 		if cur == nil {
 			newCAS, err = p.store.Add(ctx, key, next.Encode(), ttl)
-			if errors.Is(err, ErrExists) {
+			if errors.Is(err, ErrExists) && !errors.Is(err, ErrOutcomeUnknown) {
 				continue
 			}
 		} else {
@@ -203,7 +203,9 @@ func (p *Provider) update(ctx context.Context, key string, res resolver, change 
 			case err == nil:
 				stray = strayTouch{} // our write replaced it and set its TTL
 			}
-			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
+			// An error that wraps ErrOutcomeUnknown is unknown, whatever
+			// else it wraps (a replica refused, the other's reply lost).
+			if (errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound)) && !errors.Is(err, ErrOutcomeUnknown) {
 				if fromCache {
 					p.written.refused(key, !cached.Locked) // stale: someone else wrote
 				}

@@ -47,6 +47,7 @@ type unknownStore struct {
 	plan     func(r *record.Record) fault
 	then     func()
 	failGets int
+	answer   error                    // what a write the plan picks answers; nil: errUnknown
 	refuse   int                      // writes after the first fault refused before they are sent
 	held     []func() (uint64, error) // writes held back
 	faults   int
@@ -141,6 +142,9 @@ func (s *unknownStore) write(ctx context.Context, key string, value []byte, do f
 	}
 	if then != nil {
 		then()
+	}
+	if s.answer != nil {
+		return 0, s.answer
 	}
 	return 0, errUnknown
 }
@@ -781,4 +785,36 @@ func TestReviveOutrunsRandomSteps(t *testing.T) {
 	h, err := record.Parse(revived)
 	require.NoError(t, err)
 	require.Greater(t, h.LockID, last, "the revived lock id is above every id the lost cache granted")
+}
+
+// TestUnknownThatAlsoWrapsConflict: a write answered with an error that
+// wraps ErrOutcomeUnknown and ErrCASConflict (one copy refused it, the
+// other's reply was lost) is unknown, never a conflict: taken for a
+// conflict, the commit that landed was decided again and fenced
+// (ErrLockLost). Resolved, it landed; unresolved, it stays unknown.
+func TestUnknownThatAlsoWrapsConflict(t *testing.T) {
+	both := errors.Join(fmt.Errorf("test: copy 1: %w", provider.ErrCASConflict), fmt.Errorf("test: copy 2: %w", provider.ErrOutcomeUnknown))
+	for _, settles := range []bool{true, false} {
+		t.Run(fmt.Sprint("settles=", settles), func(t *testing.T) {
+			s := newUnknownStore(t)
+			var st provider.Store = s
+			if !settles {
+				st = unsettled{s}
+			}
+			p, err := provider.New(st, provider.Config{})
+			require.NoError(t, err)
+			id, _ := newSession(t, p)
+			it, err := p.GetItemExclusive(context.Background(), id)
+			require.NoError(t, err)
+			require.NoError(t, it.Data.Values.Set("n", 2))
+			s.plan, s.answer = once(landed, isUnlock), both
+			err = p.SetAndReleaseItemExclusive(context.Background(), id, it.Data, it.LockID, false)
+			if settles {
+				require.NoError(t, err, "landed, as the read shows")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			require.NotErrorIs(t, err, provider.ErrLockLost)
+		})
+	}
 }
