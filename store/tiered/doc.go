@@ -35,7 +35,7 @@
 // # When the cache loses a record
 //
 // A Get that misses the cache reads the durable copy and serves it revived
-// (record.Revive): unlocked, its lock id advanced by 2^32 past any
+// (record.Revive): unlocked, its lock id advanced by 2^48 past any
 // lock the lost cache could have granted, its Seq advanced likewise, which
 // starts a new epoch (record.Epoch) of the session. A request that held a
 // lock in the lost cache is fenced: its commit, release or removal fails

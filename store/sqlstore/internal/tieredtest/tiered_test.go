@@ -232,6 +232,10 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	key, err := p.Key(id)
 	require.NoError(t, err)
 	require.Equal(t, acked, increment(ctx, t, p, id))
+	e, err := cache.Get(ctx, key)
+	require.NoError(t, err)
+	committed, err := record.Parse(e.Value) // as the durable copy has it
+	require.NoError(t, err)
 
 	held, err := p.GetItemExclusive(ctx, id)
 	require.NoError(t, err)
@@ -240,16 +244,16 @@ func TestEvictedSessionIsRevived(t *testing.T) {
 	before := durable.Stats().Statements
 	require.Equal(t, 1, counter(t, p, id), "read from SQL, unlocked")
 	require.EqualValues(t, 2, durable.Stats().Statements-before, "one read and one claim")
-	e, err := cache.Get(ctx, key)
+	e, err = cache.Get(ctx, key)
 	require.NoError(t, err, "refilled")
 	h, err := record.Parse(e.Value)
 	require.NoError(t, err)
 	require.False(t, h.Locked)
 	require.Greater(t, h.LockID, held.LockID)
 	// The revive row of docs/protocol.md: the durable copy (written by the
-	// commit under lock held-1) comes back in the same incarnation, its
-	// lock id advanced by record.ReviveGap.
-	require.Equal(t, held.LockID-1+record.ReviveGap, h.LockID)
+	// commit under the lock before held) comes back in the same
+	// incarnation, its lock id advanced by record.LockReviveGap.
+	require.Equal(t, committed.LockID+record.LockReviveGap, h.LockID)
 	require.EqualValues(t, 1, s.Stats().Revivals)
 	mu.Lock()
 	require.Len(t, events, 1, "one event per revival")
