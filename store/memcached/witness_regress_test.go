@@ -581,6 +581,70 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 	}
 }
 
+// The simulation's pause seeds 1249, 1319 and 3727 of 4000 (issue 13,
+// review of 2026-11-30 M1): an app server that had not yet found a node
+// paused wrote to it with a cached handle, a failover time after the
+// pause began, while another server had failed the session over: one copy
+// gave no reply (it may store the write when it resumes) and the other
+// refused it, holding the failover's record (a greater epoch). That
+// record, when established and not built on the write, outranks the write
+// on two nodes for good: a certain conflict, not an unknown outcome (R3's
+// table said unknown). A failover at the write's own version carries its
+// base's payload: another payload is not this write; the same payload
+// cannot be told apart and stays unknown.
+func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		silent  int    // the candidate paused: 0 (P) or 1 (Q)
+		version bool   // the failover is at the write's own version (of another write with payload)
+		payload string // that other write's payload
+		want    error
+	}{
+		{"P silent, failover of the base", 0, false, "", provider.ErrCASConflict},
+		{"Q silent, failover of the base", 1, false, "", provider.ErrCASConflict},
+		{"P silent, failover of another write of its version", 0, true, "other", provider.ErrCASConflict},
+		{"P silent, failover of a write of its version and payload", 0, true, "v3", provider.ErrOutcomeUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			servers, s, cands := addedSession(t, "silentover")
+			const key = "silentover"
+			ctx := context.Background()
+			requireWritable(t, s, key) // version 2: no longer a creation's record
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			// The other app server's failover from the answering copy x
+			// onto the witness node, established on both (R7 and its
+			// completion).
+			x := 1 - c.silent
+			env, payload, err := envelope.Decode(rawGet(t, cands[x], key).value)
+			require.NoError(t, err)
+			if c.version {
+				env, payload = env.Next(0x0c0c0c0c, env.Timeout), []byte(c.payload)
+			}
+			env.E, env.P, env.Q, env.Nonce = 1, uint8(x), 2, env.Nonce^0x5a5a5a5a
+			for _, a := range []string{cands[x], cands[2]} {
+				rawSet(t, a, key, env.Wrap(payload), 60, 1)
+			}
+			paused := serverAt(t, servers, cands[c.silent])
+			require.NoError(t, paused.Pause())
+			t.Cleanup(func() { _ = paused.Resume() })
+			_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+			require.NoError(t, paused.Resume())
+			require.ErrorIs(t, err, c.want)
+			if c.want == provider.ErrOutcomeUnknown {
+				require.ErrorContains(t, err, "may be built on this write")
+				return
+			}
+			// The paused copy may store the write now: it never becomes
+			// the session.
+			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			got, err := s2.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, string(payload), string(got.Value), "the failed-over record is the session")
+		})
+	}
+}
+
 // M2, unreachable primary: a write whose primary could not even be dialled
 // (nothing sent) and whose secondary stored it is undone like a refusal:
 // a certain conflict, not an unknown outcome.

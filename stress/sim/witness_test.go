@@ -111,15 +111,17 @@ const maxFinalUnknown = 20
 // unknown outcome with no fault in progress (docs/replication.md, Review
 // 5: status, M2): a writer that read again only after its session moved
 // more versions on than its records' ancestors keep, and a write stored
-// on P while a failover, not yet established on the witness node or
-// resting on this very write's version, moved the session on. Issue 13's
+// on P (or sent to one copy that gave no reply while the other refused
+// it) while a failover, not yet established on its other copy or resting
+// on this very write's version with this write's payload, moved the
+// session on. Issue 13's
 // M2 fixed the unknown outcomes of a writer's undo refused by its own
 // re-stamp and of a write over a failover established without it ("the
 // secondary holds another record"): those, and every other reason, fail.
 var residualUnknown = []string{
 	"versions past this write when its writer read it again",
-	"the secondary holds a failover's fence and the witness node no established record after it",
-	"the secondary holds a newer configuration that may be built on this write",
+	"holds a failover's fence and its other copy no established record after it",
+	"holds a newer configuration that may be built on this write",
 }
 
 // residual reports whether err's text names one of residualUnknown.
