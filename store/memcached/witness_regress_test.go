@@ -645,6 +645,74 @@ func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
 	}
 }
 
+// afterReplyConn reads, once armed and an `ms <key>` was written, that
+// command's reply and then runs hook before returning it: something else
+// writes the item right after the command ran.
+type afterReplyConn struct {
+	armedConn
+	hook func()
+}
+
+func (c *afterReplyConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.saw {
+		c.saw = false
+		c.hook()
+	}
+	return n, err
+}
+
+// The simulation's partition seed 592 (issue 13, review of 2026-11-30
+// M1: a final request's outcome unknown after the faults healed): a
+// write with a handle cached from before a failover (epoch 0 on c0, c1)
+// found P (c0) refusing it (it holds the failover's record, epoch 1 on
+// c0 and c2) and Q (c1, the failover's old copy, still the stale record)
+// storing it; R9, queued by the write's own witness touch, then made that
+// stale copy the new configuration's witness, so the undo was refused and
+// the outcome reported unknown. P holds an established record of a
+// greater epoch not built on the write, on two nodes: the write can never
+// be the session, a certain conflict.
+func TestUndoRefusedOverFailoverKnown(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "undoover"
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	cands := memcached.WitnessCandidates(s0, key)
+	var mu sync.Mutex
+	armed := false
+	var witness []byte
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != cands[1] {
+			return c, err
+		}
+		// R9's witness CAS on the stale copy, landing right after the
+		// write was stored there.
+		hook := func() { rawSet(t, cands[1], key, witness, 600, 2) }
+		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	// Another app server's failover from c0 onto the witness node c2
+	// (epoch 1), completed; c1 (partitioned) keeps its record.
+	env, payload, err := envelope.Decode(rawGet(t, cands[0], key).value)
+	require.NoError(t, err)
+	env.E, env.P, env.Q, env.Nonce = 1, 0, 2, env.Nonce^0x5a5a5a5a
+	for _, a := range []string{cands[0], cands[2]} {
+		rawSet(t, a, key, env.Wrap(payload), 60, 1)
+	}
+	witness = env.Append(nil)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a write of the configuration before a failover, at most on its old copy: %v", err)
+	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	got, err := s2.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+}
+
 // M2, unreachable primary: a write whose primary could not even be dialled
 // (nothing sent) and whose secondary stored it is undone like a refusal:
 // a certain conflict, not an unknown outcome.

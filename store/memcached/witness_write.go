@@ -141,11 +141,11 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, pw, qw, perr, beaten)
+		return w.undo(ctx, key, h, env, value, pw, qw, perr, beaten)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, pw, qw, perr, false)
+		return w.undo(ctx, key, h, env, value, pw, qw, perr, false)
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -434,7 +434,14 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // only a failover from Q (a new epoch) can make it the truth. Q now
 // holding a data record of this epoch and configuration therefore means
 // it is gone: a certain conflict.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, pw, qw written, perr error, beaten bool) (uint64, error) {
+//
+// P holding a record of a greater epoch (the handle was of the
+// configuration before a failover, and Q, the failover's old copy, took
+// the write: the simulation's partition seed 592, whose final request's
+// undo was refused by the witness R9 had just made of that stale copy) is
+// decided as a write stored on P over a failover is (overtaken): this
+// write is at most on Q, below two nodes that outrank it.
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, pw, qw written, perr error, beaten bool) (uint64, error) {
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -474,6 +481,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// A reader's completion (R4.4) copied this write onto P: it
 			// is applied, on both copies, as a common read returns it.
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
+		}
+		if cp.st == stData && cp.env.E > env.E {
+			return w.overtaken(ctx, key, w.candidates(key), &cp, env, value, "the primary")
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
 			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)
