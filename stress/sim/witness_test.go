@@ -83,29 +83,16 @@ func knownOpen(v Violation) bool {
 	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) && residual(v.Detail)
 }
 
-// finalUnknown reports whether v is the witness scheme's known open
-// issue found when the stage's witness seeds went from 300 to 1200 (the
-// witness scheme became the default, issue 13): a final request, made
-// after the faults healed while the Stores' own repairs still run, fails
-// once with provider.ErrOutcomeUnknown because a CAS crossed another
-// write of the session ("cas mismatch", also while undoing a refused
-// half) or found no reply and a restarted node ("new incarnation since").
-// The checker then reports the session stuck (each app makes one final
-// request). Seen: partition seed 592 (one node unreachable from three app
-// servers), pause+kill seeds 525 (4 of 4 replays) and 819; about 1 seed
-// in 400. An availability cost reported as unknown, never a lost or
-// wrong value (every other invariant is required); printed as KNOWN OPEN
-// and bounded per kind (maxFinalUnknown) until diagnosed (perhaps the
-// cause of the real runs' restart-node stuck lock).
-func finalUnknown(v Violation) bool {
-	return v.Inv == InvStuck && strings.Contains(v.Detail, " on app ") && strings.HasPrefix(v.Detail, "final") &&
-		strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) &&
-		(strings.Contains(v.Detail, "cas mismatch") || strings.Contains(v.Detail, "new incarnation since"))
-}
-
-// maxFinalUnknown: more than one seed in maxFinalUnknown of a kind (and
-// more than one) with finalUnknown fails: the known issue got worse.
-const maxFinalUnknown = 20
+// A final request (made after the faults healed, while the Stores' own
+// repairs still run) that failed with provider.ErrOutcomeUnknown for no
+// residual reason fails like any other violation. It was tolerated as
+// "finalUnknown" (1 seed in 20 of a kind, printed KNOWN OPEN) from the
+// default's flip (issue 13) until the review of 2026-11-30's M1 had it
+// diagnosed: partition seed 592's final request, with a handle cached
+// from before a failover, was stored on the failover's stale old copy
+// and refused by the new primary, and its undo was refused by the witness
+// R9 had just made of that copy (memcached.TestUndoRefusedOverFailoverKnown);
+// pause+kill seed 525's dead pooled connections were fixed before.
 
 // residualUnknown are the reasons the witness scheme still gives for an
 // unknown outcome with no fault in progress (docs/replication.md, Review
@@ -207,7 +194,7 @@ func ctxErr(err error) bool {
 // after its test in docs/replication.md section 14): every invariant,
 // except "not found" or stuck under the double faults of section 8
 // (witnessAllowed), and the two known open issues printed as KNOWN OPEN
-// (knownOpen; finalUnknown, at most 1 seed in maxFinalUnknown of a kind);
+// (knownOpen: the residual reasons of an unknown outcome);
 // for the single node faults, every request started a failover time
 // after the last fault event succeeded (SimFailoverTime); and the five
 // defects of BackupOn absent (regressions). A failing seed prints its
@@ -241,7 +228,6 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				t.Errorf("fault kind %s struck in %d of its %d seeds", k, got, tl.seeds[k])
 			}
 			late := 0
-			var stuckSeeds []uint64 // seeds with a finalUnknown violation
 			for _, r := range results {
 				if KindOf(r.Seed, p.Kinds) != k {
 					continue
@@ -250,13 +236,6 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				for _, v := range r.Violations {
 					if knownOpen(v) {
 						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
-						continue
-					}
-					if finalUnknown(v) && !slices.Contains(witnessAllowed[k], v.Inv) {
-						fmt.Printf("KNOWN OPEN (%s, a final request's outcome unknown): seed %d (%s): %s\n", v.Inv, r.Seed, k, v)
-						if !slices.Contains(stuckSeeds, r.Seed) {
-							stuckSeeds = append(stuckSeeds, r.Seed)
-						}
 						continue
 					}
 					if !slices.Contains(witnessAllowed[k], v.Inv) {
@@ -279,10 +258,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 					}
 				}
 			}
-			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome a failover time after the last fault event (known open); %d with a final request's outcome unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
-			if len(stuckSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
-				t.Errorf("%s: %d of %d seeds ended with a final request's outcome unknown (seeds %v): more than the known open issue's 1 in %d", k, len(stuckSeeds), tl.seeds[k], stuckSeeds, maxFinalUnknown)
-			}
+			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open)", tl.seeds[k], k, late)
 		})
 	}
 	// The five defects of BackupOn (sim_test.go defects) must not occur
