@@ -550,12 +550,9 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 		{"fence only", true, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			servers, s, cands := addedSession(t, "overfailover")
 			const key = "overfailover"
+			servers, s, cands, e := writtenSession(t, key)
 			ctx := context.Background()
-			requireWritable(t, s, key) // version 2: no longer a creation's record
-			e, err := s.Get(ctx, key)
-			require.NoError(t, err)
 			// The other app server's failover (R7 and its completion), as
 			// its CASes leave the nodes: epoch 1, P = c1, Q = c2, the
 			// base's version and bytes under a new nonce.
@@ -573,10 +570,7 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, provider.ErrCASConflict, "a write stored on P only, not in the failed-over chain: %v", err)
-			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-			got, err := s2.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+			requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
 		})
 	}
 }
@@ -606,12 +600,9 @@ func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
 		{"P silent, failover of a write of its version and payload", 0, true, "v3", provider.ErrOutcomeUnknown},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			servers, s, cands := addedSession(t, "silentover")
 			const key = "silentover"
+			servers, s, cands, e := writtenSession(t, key)
 			ctx := context.Background()
-			requireWritable(t, s, key) // version 2: no longer a creation's record
-			e, err := s.Get(ctx, key)
-			require.NoError(t, err)
 			// The other app server's failover from the answering copy x
 			// onto the witness node, established on both (R7 and its
 			// completion).
@@ -637,10 +628,7 @@ func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
 			}
 			// The paused copy may store the write now: it never becomes
 			// the session.
-			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-			got, err := s2.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, string(payload), string(got.Value), "the failed-over record is the session")
+			requireSessionIs(t, servers, key, string(payload), "the failed-over record is the session")
 		})
 	}
 }
@@ -707,10 +695,7 @@ func TestUndoRefusedOverFailoverKnown(t *testing.T) {
 	mu.Unlock()
 	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	require.ErrorIs(t, err, provider.ErrCASConflict, "a write of the configuration before a failover, at most on its old copy: %v", err)
-	s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-	got, err := s2.Get(ctx, key)
-	require.NoError(t, err)
-	require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+	requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
 }
 
 // M2, unreachable primary: a write whose primary could not even be dialled
@@ -777,6 +762,26 @@ func TestSentWriteNotCountedUnsent(t *testing.T) {
 	unreachable.Store(false)
 	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+}
+
+// writtenSession is addedSession with key written once ("v2": no longer
+// a creation's record); it also returns a fresh read of it.
+func writtenSession(t *testing.T, key string) ([]*mcserver.Server, *memcached.Store, []string, provider.Entry) {
+	servers, s, cands := addedSession(t, key)
+	requireWritable(t, s, key)
+	e, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	return servers, s, cands, e
+}
+
+// requireSessionIs reads key through a new Store (another app server's)
+// and requires want.
+func requireSessionIs(t *testing.T, servers []*mcserver.Server, key, want, why string) {
+	t.Helper()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	got, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, want, string(got.Value), why)
 }
 
 // writtenOnce adds key ("v1") on s, writes it once ("v2": no longer a
