@@ -94,7 +94,7 @@ func knownOpen(v Violation) bool {
 // record has a new nonce at the write's own version and the write's
 // payload, so nothing in it tells that its base was this write
 // (docs/replication.md, review of 2026-11-30, M1). Seen: opposite seed
-// 3428, in 1 of 2 runs of 4000 seeds and 8 of 15 replays. Printed as
+// 3428, in 1 of 2 runs of 4000 seeds and 7 of 16 replays. Printed as
 // KNOWN OPEN, at most max(1, seeds/maxFinalUnknown) seeds of a kind.
 //
 // Until the review of 2026-11-30's M1 any final unknown outcome with
