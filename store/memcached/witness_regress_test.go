@@ -698,6 +698,43 @@ func TestUndoRefusedOverFailoverKnown(t *testing.T) {
 	requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
 }
 
+// The simulation's opposite seed 3428 (review of 2026-11-30, M1): a
+// write stored on P with Q gone (flushed) goes on to its write failover;
+// meanwhile this process's repair client (queued by the write's own
+// witness touch) read P holding the write, Q empty, and failed the write
+// over itself (R7), so the writer's fence was refused (or the witness
+// node already held the new copy) and its outcome was unknown, though the
+// failover was of this very write. The repair client now decides nothing
+// on a write of its own process in flight.
+func TestRepairLeavesOwnWriteInFlight(t *testing.T) {
+	servers := startNodes(t, 3)
+	const key = "ownwrite"
+	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+	cands := memcached.WitnessCandidates(s0, key)
+	var mu sync.Mutex
+	armed := false
+	var s *memcached.Store
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != cands[0] {
+			return c, err
+		}
+		// The repair client's turn, right after P stored the write.
+		hook := func() { memcached.RepairKey(s, key) }
+		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
+	}
+	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	require.NoError(t, raw(t, cands[1]).Delete(key)) // Q flushed
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err, "the write failed over by its own writer")
+	requireSessionIs(t, servers, key, "v3", "the write is the session")
+}
+
 // M2, unreachable primary: a write whose primary could not even be dialled
 // (nothing sent) and whose secondary stored it is undone like a refusal:
 // a certain conflict, not an unknown outcome.

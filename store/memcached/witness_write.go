@@ -109,6 +109,7 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		value = ap.value
 	}
 	raw := env.Wrap(value)
+	defer w.startWriting(env.ID())()
 	go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
 	var pcas, qcas uint64
 	var perr, qerr error
@@ -346,6 +347,7 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	fence := env
 	fence.E, fence.Q = cfg.E+1, wc
 	fence.Pending, fence.NoWit, fence.Nonce = true, nowit, rand.Uint64()
+	defer w.startWriting(fence.ID())()
 	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
 	if err != nil {
 		return 0, unknown("cas: write failover: fencing the primary", cause, err)
