@@ -88,14 +88,17 @@ func knownOpen(v Violation) bool {
 // Stores' own repairs still run; the checker reports the session stuck):
 // the request's write was stored on P, Q was found empty (flushed), and
 // its write failover (R3) lost the race with a repair client's R7
-// failover of that very write (the repair queued by its own witness
-// touch): the fence on P was refused, or the witness node already held
-// the new configuration's copy. The write is applied, but the failover's
-// record has a new nonce at the write's own version and the write's
-// payload, so nothing in it tells that its base was this write
-// (docs/replication.md, review of 2026-11-30, M1). Seen: opposite seed
-// 3428, in 1 of 2 runs of 4000 seeds and 7 of 16 replays. Printed as
-// KNOWN OPEN, at most max(1, seeds/maxFinalUnknown) seeds of a kind.
+// failover of that very write (the repair queued by a witness touch): the
+// fence on P was refused, or the witness node already held the new
+// configuration's copy. The write is applied, but the failover's record
+// has a new nonce at the write's own version and the write's payload, so
+// nothing in it tells that its base was this write (docs/replication.md,
+// review of 2026-11-30, M1). Seen: opposite seed 3428, in 1 of 2 runs of
+// 4000 seeds and 7 of 16 replays, the writer's own process's repair
+// client; that one now leaves its process's writes in flight alone
+// (memcached.TestRepairLeavesOwnWriteInFlight; 0 of 16 replays since),
+// another process's repair client may still race so. Printed as KNOWN
+// OPEN, at most max(1, seeds/maxFinalUnknown) seeds of a kind.
 //
 // Until the review of 2026-11-30's M1 any final unknown outcome with
 // "cas mismatch" or "new incarnation since" was tolerated (1 seed in 20
