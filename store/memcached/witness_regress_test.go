@@ -650,6 +650,30 @@ func (c *afterReplyConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// afterReplyStore starts three nodes and a witness-mode Store whose
+// connections to key's candidate cand run hook (given the Store) right
+// after the reply of the first `ms <key>` written once arm was called.
+func afterReplyStore(t *testing.T, key string, cand int, hook func(*memcached.Store)) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
+	servers = startNodes(t, 3)
+	cands = memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+	var mu sync.Mutex
+	armed := false
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != cands[cand] {
+			return c, err
+		}
+		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { hook(s) }}, nil
+	}
+	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	arm = func() {
+		mu.Lock()
+		armed = true
+		mu.Unlock()
+	}
+	return servers, s, cands, arm
+}
+
 // The simulation's partition seed 592 (issue 13, review of 2026-11-30
 // M1: a final request's outcome unknown after the faults healed): a
 // write with a handle cached from before a failover (epoch 0 on c0, c1)
@@ -661,24 +685,13 @@ func (c *afterReplyConn) Read(b []byte) (int, error) {
 // greater epoch not built on the write, on two nodes: the write can never
 // be the session, a certain conflict.
 func TestUndoRefusedOverFailoverKnown(t *testing.T) {
-	servers := startNodes(t, 3)
 	const key = "undoover"
-	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
-	cands := memcached.WitnessCandidates(s0, key)
-	var mu sync.Mutex
-	armed := false
 	var witness []byte
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != cands[1] {
-			return c, err
-		}
-		// R9's witness CAS on the stale copy, landing right after the
-		// write was stored there.
-		hook := func() { rawSet(t, cands[1], key, witness, 600, 2) }
-		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
-	}
-	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	var stale string
+	// R9's witness CAS on the stale copy, landing right after the write
+	// was stored there.
+	servers, s, cands, arm := afterReplyStore(t, key, 1, func(*memcached.Store) { rawSet(t, stale, key, witness, 600, 2) })
+	stale = cands[1]
 	ctx := context.Background()
 	e := writtenOnce(t, s, key)
 	// Another app server's failover from c0 onto the witness node c2
@@ -690,9 +703,7 @@ func TestUndoRefusedOverFailoverKnown(t *testing.T) {
 		rawSet(t, a, key, env.Wrap(payload), 60, 1)
 	}
 	witness = env.Append(nil)
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	arm()
 	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	require.ErrorIs(t, err, provider.ErrCASConflict, "a write of the configuration before a failover, at most on its old copy: %v", err)
 	requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
@@ -707,29 +718,13 @@ func TestUndoRefusedOverFailoverKnown(t *testing.T) {
 // failover was of this very write. The repair client now decides nothing
 // on a write of its own process in flight.
 func TestRepairLeavesOwnWriteInFlight(t *testing.T) {
-	servers := startNodes(t, 3)
 	const key = "ownwrite"
-	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
-	cands := memcached.WitnessCandidates(s0, key)
-	var mu sync.Mutex
-	armed := false
-	var s *memcached.Store
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != cands[0] {
-			return c, err
-		}
-		// The repair client's turn, right after P stored the write.
-		hook := func() { memcached.RepairKey(s, key) }
-		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
-	}
-	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	// The repair client's turn, right after P stored the write.
+	servers, s, cands, arm := afterReplyStore(t, key, 0, func(s *memcached.Store) { memcached.RepairKey(s, key) })
 	ctx := context.Background()
 	e := writtenOnce(t, s, key)
 	require.NoError(t, raw(t, cands[1]).Delete(key)) // Q flushed
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	arm()
 	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	require.NoError(t, err, "the write failed over by its own writer")
 	requireSessionIs(t, servers, key, "v3", "the write is the session")
