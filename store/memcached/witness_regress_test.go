@@ -730,6 +730,38 @@ func TestRepairLeavesOwnWriteInFlight(t *testing.T) {
 	requireSessionIs(t, servers, key, "v3", "the write is the session")
 }
 
+// The witness cache's Add wedge (found by the tiered simulation): after
+// flush_all the pool keeps connections opened before it, labelled with
+// the old incarnation, and a newer connection makes and learns a new one.
+// An Add whose blanks were read (and witness stored) on old connections
+// had its secondary's CAS and then the undo of its witness refused as of
+// another incarnation, unsent: the witness stayed alone, and every Add of
+// the key found a record (every Get a lost session) until it expired
+// (TW, hours). The undo now reads the witness again and, the item
+// unchanged, sends it under the current label: the Add is a certain
+// ErrExists and the next one succeeds.
+func TestAddUndoAfterFlushNotWedged(t *testing.T) {
+	const key = "addwedge"
+	ctx := context.Background()
+	// Right after the witness CAS was stored: a new connection to every
+	// node (another key's Add), which learns the flushed nodes' new
+	// incarnation.
+	servers, s, _, arm := afterReplyStore(t, key, 2, func(s *memcached.Store) {
+		memcached.CloseIdle(s)
+		_, _ = s.Add(ctx, "addwedge-other", []byte("x"), time.Minute)
+	})
+	_, err := s.Add(ctx, "addwedge-warm", []byte("x"), time.Minute) // pooled connections to every node
+	require.NoError(t, err)
+	for _, srv := range servers {
+		require.NoError(t, srv.FlushAll(ctx))
+	}
+	arm()
+	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrExists, "the secondary's blank read on a connection of the old label: nothing left")
+	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err, "a lone witness left by the first Add")
+}
+
 // M2, unreachable primary: a write whose primary could not even be dialled
 // (nothing sent) and whose secondary stored it is undone like a refusal:
 // a certain conflict, not an unknown outcome.

@@ -453,7 +453,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			base = e.Wrap(payload) // broken variant: the trailers compacted away
 		}
 	}
-	_, err := qw.n.wcas(ctx, key, base, exp, kindData, qw.tok.cas, qw.tok.inc)
+	_, err := w.wcasAgain(ctx, key, qw, false, env.ID(), base, exp, kindData)
 	if err == nil {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
 	}
