@@ -116,6 +116,10 @@ type witness struct {
 	// splits are writes in flight a read returned the parent of
 	// (decide): seen again, they are completed.
 	splits map[string]envelope.Identity
+	// writing counts the records this process's writes are storing
+	// (write, writeFailover's fence): the repair client decides nothing
+	// on them (decide).
+	writing map[envelope.Identity]int
 }
 
 func newWitness(s *Store) *witness {
@@ -127,6 +131,7 @@ func newWitness(s *Store) *witness {
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
+		writing: make(map[envelope.Identity]int),
 
 		evictEvery: evictionEvery,
 		evicted:    make([]evictionCount, len(s.nodes)),
