@@ -200,14 +200,36 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 // ended with an error that is not its own deadline. A request that ran out of time waiting for a lock a long
 // handler held, or in its own long handler, did not (the workload's
 // bound, not the store's availability).
+//
+// A write of unknown outcome in a request that then succeeded is not a
+// failure: the provider read it back and settled it (provider/protocol.go,
+// "Writes of unknown outcome"); settledUnknown counts those apart.
 func storeFailed(rq *Request) bool {
 	for _, op := range rq.Ops {
 		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
-			!errors.Is(op.Err, provider.ErrNoAppend) { // declined, nothing sent: the provider writes whole
+			!errors.Is(op.Err, provider.ErrNoAppend) && // declined, nothing sent: the provider writes whole
+			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
 			return true
 		}
 	}
 	return rq.Err != nil && !ctxErr(rq.Err)
+}
+
+// settledUnknown counts r's requests that succeeded although one of their
+// store writes had an unknown outcome (the provider settled it by a read).
+func settledUnknown(r *Result) (n int) {
+	for _, rq := range r.Requests {
+		if rq.Err != nil {
+			continue
+		}
+		for _, op := range rq.Ops {
+			if errors.Is(op.Err, provider.ErrOutcomeUnknown) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 func ctxErr(err error) bool {
@@ -237,6 +259,11 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 		appended += r.appended
 	}
 	t.Logf("%d lock changes appended to both data copies (seeds 4 to 7 modulo 8)", appended)
+	settled := 0
+	for _, r := range results {
+		settled += settledUnknown(r)
+	}
+	t.Logf("%d requests succeeded after a write of unknown outcome that the provider settled by reading it back", settled)
 	if appended == 0 && len(results) >= 8 {
 		t.Error("the seeds that append appended no lock change")
 	}
