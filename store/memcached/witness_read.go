@@ -58,11 +58,9 @@ func (w *witness) read(ctx context.Context, n *node, cand uint8, key, flags stri
 	it, err := n.wget(ctx, key, flags)
 	var se *serverError
 	switch {
-	case errors.Is(err, ErrNoMetaProtocol):
-		c.st, c.err = stError, fmt.Errorf("memcached: node %s: %w: %w", n.addr, provider.ErrServer, err)
-		return c, nil
 	case errors.As(err, &se):
-		c.st, c.err = stError, fmt.Errorf("memcached: node %s: mg: %w: %v", n.addr, provider.ErrServer, err)
+		// Wrapped: a bare ERROR is ErrNoMetaProtocol (serverError.Unwrap).
+		c.st, c.err = stError, fmt.Errorf("memcached: node %s: mg: %w: %w", n.addr, provider.ErrServer, err)
 		return c, nil
 	case err != nil:
 		c.st, c.err = stSilent, fmt.Errorf("memcached: node %s: mg: %w: %w", n.addr, provider.ErrUnavailable, err)
