@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/netdelay"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/couchbase"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -113,7 +114,7 @@ type backend struct {
 	nodes   []managedNode
 	cluster *redistest.Cluster // -managed-cluster; its Servers are nodes
 	pg      *pgserver.Server
-	proxies []*latencyProxy
+	proxies []*netdelay.Proxy
 	latency time.Duration
 }
 
@@ -238,7 +239,7 @@ func (b *backend) proxied(addr string) (string, error) {
 	if b.latency <= 0 {
 		return addr, nil
 	}
-	p, err := startLatencyProxy(addr, b.latency)
+	p, err := netdelay.Start(addr, b.latency)
 	if err != nil {
 		return "", err
 	}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -209,38 +208,6 @@ func TestParseMixAndAt(t *testing.T) {
 	for _, bad := range []string{"0%", "101%", "-1s", "soon", "0s"} {
 		_, err := ParseAt(bad)
 		require.Error(t, err, bad)
-	}
-}
-
-// TestLatencyProxy: bytes go through in order, each way delayed.
-func TestLatencyProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c) // echo
-	}()
-	const delay = 20 * time.Millisecond
-	p, err := startLatencyProxy(ln.Addr().String(), delay)
-	require.NoError(t, err)
-	defer p.Close()
-	c, err := net.Dial("tcp", p.Addr())
-	require.NoError(t, err)
-	defer c.Close()
-	r := bufio.NewReader(c)
-	for _, line := range []string{"first\n", strings.Repeat("x", 100000) + "\n", "third\n"} {
-		start := time.Now()
-		_, err := io.WriteString(c, line)
-		require.NoError(t, err)
-		got, err := r.ReadString('\n')
-		require.NoError(t, err)
-		require.Equal(t, line, got)
-		require.GreaterOrEqual(t, time.Since(start), 2*delay, "a round trip crosses the proxy twice")
 	}
 }
 

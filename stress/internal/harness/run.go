@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/netdelay"
 	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
@@ -73,8 +74,8 @@ type runner struct {
 	control *http.Client
 	work    *workload
 
-	paused sync.WaitGroup // faults with a duration still running (pauseFor)
-	cut    *latencyProxy  // the partitioned process's own proxy to its node
+	paused sync.WaitGroup  // faults with a duration still running (pauseFor)
+	cut    *netdelay.Proxy // the partitioned process's own proxy to its node
 	// killedMaster is the index of the node -kill-master killed, which
 	// -restart-node then restarts; nil before.
 	killedMaster   *int
@@ -377,7 +378,7 @@ func (r *runner) injectFaults(ctx context.Context) {
 	if !cfg.Partition.IsZero() {
 		i, j, span := cfg.FaultNode, cfg.PartitionApp, cfg.Partition
 		pending = append(pending, fault{span.At, FaultPartition, "partition", func(ctx context.Context) {
-			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", r.nodeName(i), j), span.For, r.cut.partition, r.cut.heal,
+			r.pauseFor(ctx, FaultPartition, fmt.Sprintf("%s from app %d", r.nodeName(i), j), span.For, func() error { r.cut.Hold(); return nil }, func() error { r.cut.Release(); return nil },
 				fmt.Sprintf("%s node %d unreachable from app %d (only) for %v, then healed", kind, i, j, span.For))
 		}})
 	}
@@ -481,7 +482,7 @@ func (r *runner) say(format string, args ...any) {
 // dials the proxy instead.
 func (r *runner) partitionProxy(ac *appConfig) error {
 	node := r.be.spec.Nodes[r.cfg.FaultNode]
-	p, err := startLatencyProxy(node, 0)
+	p, err := netdelay.Start(node, 0)
 	if err != nil {
 		return err
 	}
