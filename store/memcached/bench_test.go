@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/netdelay"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -237,12 +239,20 @@ func dataCopies(s *memcached.Store, mode memcached.BackupMode, key string) []dat
 // median of the ratios:
 //
 //	go test -run '^$' -bench LatencyRatios -benchtime 2000x -count 5 ./store/memcached/
+//
+// With MEMCACHED_BENCH_DELAY set (a duration such as 250us) every node
+// the benchmark uses sits behind a proxy that delays each direction by
+// that much (internal/netdelay): the raw Gets, the floors and the Store's
+// requests all cross it, as they would cross a network between machines.
+// The delay is a lower bound (the timer's wake-up adds tens of µs);
+// raw-get-ns is the round trip actually paid.
 func BenchmarkLatencyRatios(b *testing.B) {
 	all := mcserver.StartForTest(b, 3, mcserver.Config{})
+	addrs := benchAddrs(b, all)
 	ctx := context.Background()
 	for _, set := range copySettings {
 		servers := all[:set.nodes]
-		s := newStore(b, servers, memcached.Config{Backup: set.mode})
+		s := newStore(b, servers, memcached.Config{Backup: set.mode, Nodes: addrs[:set.nodes]})
 		newProvider := func() *provider.Provider {
 			p, err := provider.New(s, provider.Config{})
 			require.NoError(b, err)
@@ -336,6 +346,30 @@ func BenchmarkLatencyRatios(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchAddrs returns the addresses the latency benchmark dials for
+// servers: theirs, or with MEMCACHED_BENCH_DELAY set those of a delaying
+// proxy in front of each (netdelay), closed when b ends.
+func benchAddrs(b *testing.B, servers []*mcserver.Server) []string {
+	b.Helper()
+	env := os.Getenv("MEMCACHED_BENCH_DELAY")
+	if env == "" {
+		return mcserver.Addrs(servers)
+	}
+	delay, err := time.ParseDuration(env)
+	if err != nil || delay < 0 {
+		b.Fatalf("MEMCACHED_BENCH_DELAY=%q: want a duration such as 250us", env)
+	}
+	addrs := make([]string, len(servers))
+	for i, srv := range servers {
+		p, err := netdelay.Start(srv.Addr(), delay)
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = p.Close() })
+		addrs[i] = p.Addr()
+	}
+	b.Logf("every node behind a proxy delaying each direction by %v", delay)
+	return addrs
 }
 
 // parallelGets gets each copy with its client at once (the first on the

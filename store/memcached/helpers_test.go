@@ -27,13 +27,16 @@ func startNodes(t testing.TB, n int) []*mcserver.Server {
 	return mcserver.StartForTest(t, n, mcserver.Config{MemoryMB: 32})
 }
 
-// newStore returns a Store over servers, closed when t ends. With
+// newStore returns a Store over servers (or over cfg.Nodes when set: the
+// addresses of proxies in front of them), closed when t ends. With
 // MEMCACHED_POOLED=1 in the environment every such Store uses pooled
 // connections (memcached.ConnsPooled): the package's tests then run over
 // the pooled client rather than the default pipelined one.
 func newStore(t testing.TB, servers []*mcserver.Server, cfg memcached.Config) *memcached.Store {
 	t.Helper()
-	cfg.Nodes = mcserver.Addrs(servers)
+	if cfg.Nodes == nil {
+		cfg.Nodes = mcserver.Addrs(servers)
+	}
 	if os.Getenv("MEMCACHED_POOLED") != "" {
 		cfg.Conns = memcached.ConnsPooled
 	}
