@@ -263,19 +263,22 @@ func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg co
 		if err != nil || c.st == stSilent || c.st == stError {
 			return
 		}
-		if c.st == stData {
-			// Review 13e M1 (D5 reversed): a stale configuration's touch hit a
-			// data copy and gave it TW: set it back to its own timeout T
-			// (on a goroutine: then may run on the caller's), then repair.
-			go func() {
+		fix := func() {
+			if c.st == stData {
+				// Review 13e M1 (D5 reversed): a stale configuration's touch
+				// hit a data copy and gave it TW: set it back to its own
+				// timeout T.
 				_, _ = wn.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(c.env.Timeout)), 10))
+			}
+			if c.st != stWitness || configOf(c.env) != cfg {
 				w.repair.enqueue(key)
-			}()
+			}
+		}
+		if c.st == stData && op.detach {
+			go fix() // a round trip the caller (then may run on its goroutine) does not wait for
 			return
 		}
-		if c.st != stWitness || configOf(c.env) != cfg {
-			w.repair.enqueue(key)
-		}
+		fix()
 	}
 	return op
 }
