@@ -296,11 +296,11 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 // data copies' commands of R2 or R3 and the witness touch): wdoAll sends
 // the commands of all its ops, each on a connection of its own node, then
 // reads their replies in turn, all on the caller's goroutine: no
-// goroutine per copy, whose creation and wake-ups cost about as much as a
-// round trip on a loaded machine (docs/performance.md, "One, two and
-// three copies"). Each op keeps wdo's rules: its own deadline, refusal of
-// another incarnation's token, retry on a new connection, failure
-// detection.
+// goroutine per copy (with one, a request took about 1.5 × its parallel
+// floor on the 2-core machine, without 1.1 ×: docs/performance.md, "One,
+// two and three copies"). Each op keeps wdo's rules: its own deadline,
+// refusal of another incarnation's token, retry on a new connection,
+// failure detection.
 type wop struct {
 	n   *node
 	ctx context.Context
