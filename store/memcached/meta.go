@@ -187,6 +187,14 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 	return cn, false, nil
 }
 
+// hasIdle reports whether the pool holds a connection now (conn would
+// then not dial, unless another operation takes it first).
+func (c *metaClient) hasIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idle) > 0
+}
+
 // dialNode opens a connection to the node through dial, bounded by ctx
 // and Timeout; a ctx that ended is a *ctxError, any other failure a
 // *notSentError.

@@ -67,3 +67,47 @@ func TestFanoutReplyAfterSlowCopy(t *testing.T) {
 	require.NoError(t, top.err)
 	require.NotNil(t, wi.metaItem)
 }
+
+// TestFanoutDialsAtOnce: the ops of nodes with no pooled connection are
+// opened at once, so a node that takes the connection but does not answer
+// its incarnation read (a paused process: the kernel accepts) does not
+// hold up another copy's write until the call's context has ended. With
+// the opens one after the other (wdoAll without its dialling goroutines)
+// the live copy's write fails with the context's error, its outcome
+// unknown.
+func TestFanoutDialsAtOnce(t *testing.T) {
+	servers := mcserver.StartForTest(t, 2, mcserver.Config{MemoryMB: 32})
+	// Witness-scheme clients (an incarnation read on every connection) of
+	// the two nodes, with no Store: nothing else dials them.
+	nodes := make([]*node, 2)
+	for i, srv := range servers {
+		a := srv.Addr()
+		nodes[i] = &node{addr: a, meta: &metaClient{addr: a, timeout: 500 * time.Millisecond, maxIdle: 4, hello: helloIncarnation}, wh: witHealth{after: time.Minute, addr: a}}
+		t.Cleanup(nodes[i].meta.close)
+	}
+	ctx := context.Background()
+	const key = "dials"
+	toks := make([]witItem, 2)
+	for i, n := range nodes {
+		_, err := n.wcas(ctx, key, []byte("v1"), 60, kindData, 0, 0)
+		require.NoError(t, err)
+		toks[i], err = n.wget(ctx, key, " c")
+		require.NoError(t, err)
+		n.meta.closeIdle()
+	}
+	for _, srv := range servers {
+		if srv.Addr() == nodes[0].addr {
+			require.NoError(t, srv.Pause())
+			t.Cleanup(func() { _ = srv.Resume() })
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	var pcas, qcas uint64
+	pop := nodes[0].wcasOp(cctx, key, []byte("v2"), 60, kindData, toks[0].cas, toks[0].inc, &pcas)
+	qop := nodes[1].wcasOp(cctx, key, []byte("v2"), 60, kindData, toks[1].cas, toks[1].inc, &qcas)
+	wdoAll(pop, qop)
+	require.Error(t, pop.err, "the paused node answered")
+	require.NoError(t, qop.err, "the live copy's write waited for the paused node's dial")
+	require.NotZero(t, qcas)
+}

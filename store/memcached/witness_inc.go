@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -326,10 +327,15 @@ type wop struct {
 	stop                 func() bool              // ends cn's interruption by ctx
 }
 
-// wdoAll runs ops (nil ones are skipped) as one round trip (wop).
+// wdoAll runs ops (nil ones are skipped) as one round trip (wop). An op
+// whose node has no pooled connection runs whole on a goroutine of its
+// own, as every op did before wdoAll: the dials (and their incarnation
+// reads) of several nodes go on at once, and a node that does not answer
+// its dial or hello (paused, partitioned) holds up no other op.
 func wdoAll(ops ...*wop) {
 	now := make([]*wop, 0, len(ops))
 	var detached []*wop
+	var dialling sync.WaitGroup
 	for _, op := range ops {
 		if op == nil {
 			continue
@@ -340,10 +346,23 @@ func wdoAll(ops ...*wop) {
 		if op.inc != 0 {
 			pick = liveConn // a write: never sent on a connection already dead
 		}
-		op.open(pick)
-		if op.detach {
+		switch {
+		case len(ops) > 1 && !op.n.meta.hasIdle() && op.detach:
+			go func() {
+				op.open(pick)
+				op.complete()
+			}()
+		case len(ops) > 1 && !op.n.meta.hasIdle():
+			dialling.Go(func() {
+				op.open(pick)
+				roundTrips([]*wop{op})
+				op.finish()
+			})
+		case op.detach:
+			op.open(pick)
 			detached = append(detached, op)
-		} else {
+		default:
+			op.open(pick)
 			now = append(now, op)
 		}
 	}
@@ -351,6 +370,7 @@ func wdoAll(ops ...*wop) {
 	for _, op := range now {
 		op.finish()
 	}
+	dialling.Wait()
 	for _, op := range detached {
 		if op.err == nil && op.cn != nil && replyReady(op.cn) {
 			op.complete()
