@@ -346,13 +346,14 @@ func wdoAll(ops ...*wop) {
 		if op.inc != 0 {
 			pick = liveConn // a write: never sent on a connection already dead
 		}
+		dials := len(ops) > 1 && !op.n.meta.hasIdle()
 		switch {
-		case len(ops) > 1 && !op.n.meta.hasIdle() && op.detach:
+		case dials && op.detach:
 			go func() {
 				op.open(pick)
 				op.complete()
 			}()
-		case len(ops) > 1 && !op.n.meta.hasIdle():
+		case dials:
 			dialling.Go(func() {
 				op.open(pick)
 				roundTrips([]*wop{op})
