@@ -61,12 +61,13 @@ var ErrUnreachable = errors.New("harness: store not reachable")
 // openStore connects to the store spec describes. The memory backend has
 // no address and cannot be opened this way.
 func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
-	return openStoreEvents(ctx, spec, nil)
+	return openStoreEvents(ctx, spec, nil, nil)
 }
 
 // openStoreEvents is openStore with the store's node events sent to
-// onEvent (nil: none).
-func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc) (provider.Store, error) {
+// onEvent (nil: none) and, for memcached, its connections logged to wire
+// (nil: none; WireEnv).
+func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc, wire *wireLog) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
 		mode, err := backupMode(spec.Backup)
@@ -74,13 +75,18 @@ func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.Event
 			return nil, err
 		}
 		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
-		if len(spec.Dial) > 0 {
+		if len(spec.Dial) > 0 || wire != nil {
 			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				node := addr
 				if to, ok := spec.Dial[addr]; ok {
 					addr = to
 				}
 				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
+				nc, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return wire.wrap(nc, node), nil
 			}
 		}
 		return memcached.New(mc)

@@ -63,7 +63,12 @@ func serveChild(stdin io.Reader, stdout io.Writer) error {
 	if logger != nil {
 		onEvent = middleware.LogEvents(logger).StoreEvent
 	}
-	store, err := openStoreEvents(ctx, cfg.Store, onEvent)
+	wire, err := openWireLog(fmt.Sprintf("app-%d-wire.log", cfg.Proc))
+	if err != nil {
+		return err
+	}
+	defer wire.Close()
+	store, err := openStoreEvents(ctx, cfg.Store, onEvent, wire)
 	if err != nil {
 		return err
 	}

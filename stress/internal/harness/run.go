@@ -481,7 +481,11 @@ func (r *runner) say(format string, args ...any) {
 // dials the proxy instead.
 func (r *runner) partitionProxy(ac *appConfig) error {
 	node := r.be.spec.Nodes[r.cfg.FaultNode]
-	p, err := startLatencyProxy(node, 0)
+	wire, err := openWireLog("proxy-wire.log")
+	if err != nil {
+		return err
+	}
+	p, err := startLatencyProxyWire(node, 0, wire)
 	if err != nil {
 		return err
 	}
