@@ -177,3 +177,12 @@ func (b NoLifetime) RenewLease(ctx context.Context, id string, lockID uint64) er
 	})
 	return err
 }
+
+// NoFreshLease is the provider before freshLease: the lock of an
+// acquisition that took longer than half a lease is handed out as it is,
+// though a waiter may have broken it meanwhile (two holders, the slow one
+// fenced only at its commit: the real-process partition run).
+func NoFreshLease(p *Provider) *Provider {
+	p.noFreshLease = true
+	return p
+}

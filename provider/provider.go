@@ -108,6 +108,9 @@ type Provider struct {
 	// written is the last record this process wrote per session, with
 	// its token (written.go).
 	written *writtenCache
+	// noFreshLease: a deliberately broken variant (export_test.go) that
+	// hands out the lock of a slow acquisition as it is (freshLease).
+	noFreshLease bool
 }
 
 // holdSet records the locks taken in this process, so that their release
