@@ -461,6 +461,10 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 // the lock it returns a *LockedError and writes nothing. In lock-free mode
 // it takes no lock and behaves like GetItem that ignores locks.
 //
+// An acquisition that took more than half a lease renews the lease before
+// it returns (freshLease), so that the lock it hands out has most of a
+// lease left; one broken meanwhile is decided again.
+//
 // Most callers want AcquireItem, which waits for a held lock.
 func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, error) {
 	if p.cfg.LockFree {
