@@ -61,13 +61,12 @@ var ErrUnreachable = errors.New("harness: store not reachable")
 // openStore connects to the store spec describes. The memory backend has
 // no address and cannot be opened this way.
 func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
-	return openStoreEvents(ctx, spec, nil, nil)
+	return openStoreEvents(ctx, spec, nil)
 }
 
 // openStoreEvents is openStore with the store's node events sent to
-// onEvent (nil: none) and, for memcached, its connections logged to wire
-// (nil: none; WireEnv).
-func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc, wire *wireLog) (provider.Store, error) {
+// onEvent (nil: none).
+func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
 		mode, err := backupMode(spec.Backup)
@@ -75,18 +74,13 @@ func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.Event
 			return nil, err
 		}
 		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
-		if len(spec.Dial) > 0 || wire != nil {
+		if len(spec.Dial) > 0 {
 			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				node := addr
 				if to, ok := spec.Dial[addr]; ok {
 					addr = to
 				}
 				var d net.Dialer
-				nc, err := d.DialContext(ctx, network, addr)
-				if err != nil {
-					return nil, err
-				}
-				return wire.wrap(nc, node), nil
+				return d.DialContext(ctx, network, addr)
 			}
 		}
 		return memcached.New(mc)

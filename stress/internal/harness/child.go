@@ -63,12 +63,7 @@ func serveChild(stdin io.Reader, stdout io.Writer) error {
 	if logger != nil {
 		onEvent = middleware.LogEvents(logger).StoreEvent
 	}
-	wire, err := openWireLog(fmt.Sprintf("app-%d-wire.log", cfg.Proc))
-	if err != nil {
-		return err
-	}
-	defer wire.Close()
-	store, err := openStoreEvents(ctx, cfg.Store, onEvent, wire)
+	store, err := openStoreEvents(ctx, cfg.Store, onEvent)
 	if err != nil {
 		return err
 	}

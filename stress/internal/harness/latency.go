@@ -27,10 +27,6 @@ type latencyProxy struct {
 	// closed by heal: a partition, after which TCP delivers what was sent
 	// (-partition).
 	cut chan struct{}
-	// wire, when non-nil, logs every chunk delivered after being held
-	// by a partition (WireEnv), and each proxied connection's ports.
-	wire  *wireLog
-	nconn int
 }
 
 // partition holds the proxy's traffic until heal.
@@ -54,34 +50,24 @@ func (p *latencyProxy) heal() error {
 	return nil
 }
 
-// waitHealed waits while the proxy is partitioned; it reports whether
-// it waited.
-func (p *latencyProxy) waitHealed() bool {
+// waitHealed waits while the proxy is partitioned.
+func (p *latencyProxy) waitHealed() {
 	p.mu.Lock()
 	cut := p.cut
 	p.mu.Unlock()
 	if cut != nil {
 		<-cut
-		return true
 	}
-	return false
 }
 
 // startLatencyProxy listens on a free 127.0.0.1 port and forwards every
 // connection to target with delay added each way.
 func startLatencyProxy(target string, delay time.Duration) (*latencyProxy, error) {
-	return startLatencyProxyWire(target, delay, nil)
-}
-
-// startLatencyProxyWire is startLatencyProxy logging held chunks to wire
-// (nil: none), which Close closes.
-func startLatencyProxyWire(target string, delay time.Duration, wire *wireLog) (*latencyProxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		_ = wire.Close()
 		return nil, fmt.Errorf("harness: latency proxy for %s: %w", target, err)
 	}
-	p := &latencyProxy{ln: ln, target: target, delay: delay, conns: make(map[net.Conn]struct{}), wire: wire}
+	p := &latencyProxy{ln: ln, target: target, delay: delay, conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -101,7 +87,6 @@ func (p *latencyProxy) Close() error {
 	p.mu.Unlock()
 	err := p.ln.Close()
 	p.wg.Wait()
-	_ = p.wire.Close()
 	return err
 }
 
@@ -152,17 +137,10 @@ func (p *latencyProxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
-	p.mu.Lock()
-	p.nconn++
-	id := p.nconn
-	p.mu.Unlock()
-	if p.wire != nil {
-		p.wire.line(id, p.target, "conn", []byte(client.RemoteAddr().String()+" "+server.LocalAddr().String()), nil)
-	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client, id, ">") }()
-	go func() { defer wg.Done(); p.pipe(client, server, id, "<") }()
+	go func() { defer wg.Done(); p.pipe(server, client) }()
+	go func() { defer wg.Done(); p.pipe(client, server) }()
 	wg.Wait()
 }
 
@@ -173,9 +151,8 @@ type chunk struct {
 }
 
 // pipe copies src to dst, each chunk delayed by p.delay. When either side
-// fails, both are closed so the opposite pipe ends too. id and dir name
-// the connection and direction in the wire log.
-func (p *latencyProxy) pipe(dst, src net.Conn, id int, dir string) {
+// fails, both are closed so the opposite pipe ends too.
+func (p *latencyProxy) pipe(dst, src net.Conn) {
 	chunks := make(chan chunk, 256)
 	done := make(chan struct{})
 	go func() {
@@ -184,12 +161,8 @@ func (p *latencyProxy) pipe(dst, src net.Conn, id int, dir string) {
 			if wait := time.Until(c.due); wait > 0 {
 				time.Sleep(wait) // the simulated network delay itself
 			}
-			held := p.waitHealed()
-			_, err := dst.Write(c.b)
-			if held && p.wire != nil {
-				p.wire.line(id, p.target, "held"+dir, c.b, err)
-			}
-			if err != nil {
+			p.waitHealed()
+			if _, err := dst.Write(c.b); err != nil {
 				_ = src.Close()
 				for range chunks { // drain so the reader never blocks
 				}

@@ -481,11 +481,7 @@ func (r *runner) say(format string, args ...any) {
 // dials the proxy instead.
 func (r *runner) partitionProxy(ac *appConfig) error {
 	node := r.be.spec.Nodes[r.cfg.FaultNode]
-	wire, err := openWireLog("proxy-wire.log")
-	if err != nil {
-		return err
-	}
-	p, err := startLatencyProxyWire(node, 0, wire)
+	p, err := startLatencyProxy(node, 0)
 	if err != nil {
 		return err
 	}
