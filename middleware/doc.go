@@ -148,7 +148,8 @@
 //     write (the request lost the session to another one; its change was
 //     not applied, a retry may succeed), 500 without Retry-After when the
 //     commit's outcome is unknown (provider.ErrOutcomeUnknown: the change
-//     may have been applied), 413 Request Entity Too Large for
+//     may have been applied; the provider has already read the record
+//     once to tell, docs/protocol.md), 413 Request Entity Too Large for
 //     a session over its size limit (provider.ErrTooLarge: nothing stored,
 //     the lock released in the same write; a retry would fail the same
 //     way) and 500 otherwise. The session is committed before the first
@@ -157,7 +158,11 @@
 //     the session cannot change (ErrCommitted). A handler's own
 //     Session.Commit gets the error itself. A client never
 //     gets a 2xx for a change that was not stored. The failure is logged
-//     and counted. A request that changed nothing and only failed to
+//     and counted. After a commit whose outcome is unknown or that found
+//     the store unavailable (and after one its own context cancelled), the
+//     request's lock is released, best effort, with the same bound, so
+//     the user's next request does not wait a lease; the answer stays
+//     as decided. A request that changed nothing and only failed to
 //     release its lock keeps its answer: it lost nothing, and the lock
 //     ends with its lease.
 //   - A handler that panics drops its buffered response, releases the lock

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
 )
 
 func setN(w http.ResponseWriter, r *http.Request) {
@@ -156,4 +158,91 @@ func TestUnknownCommitOutcome(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
+}
+
+// lostCommitStore loses every commit (a write of changed data) once
+// armed: not written, reported as err. Other writes (the release) pass.
+type lostCommitStore struct {
+	provider.Store
+	err   error
+	land  bool // the commit is written, only its answer is lost
+	armed atomic.Bool
+}
+
+func (s *lostCommitStore) CompareAndSwap(ctx context.Context, key string, v []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if s.armed.Load() {
+		next, err := record.Decode(v)
+		cur, gerr := s.Store.Get(ctx, key)
+		if err == nil && gerr == nil {
+			if prev, err := record.Decode(cur.Value); err == nil && prev.DataSeq != next.DataSeq {
+				if s.land {
+					_, _ = s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
+				}
+				return 0, fmt.Errorf("cas: %w", s.err)
+			}
+		}
+	}
+	return s.Store.CompareAndSwap(ctx, key, v, cas, ttl)
+}
+
+// lostCommit serves an Exclusive request that increments n (1) of a new
+// session over st, armed once the lock is taken.
+func lostCommit(t *testing.T, st *lostCommitStore) (*env, string, *httptest.ResponseRecorder) {
+	t.Helper()
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st.armed.Store(true)
+		incr(w, r)
+	}))
+	return e, id, serve(h, request("POST", "/", id))
+}
+
+// TestFailedCommitLeavesNoLock: a commit whose outcome stays unknown
+// (the provider's resolving read shows it did not land, but every
+// attempt to write it again is unknown too), or that found the store
+// unavailable, is answered as before, and its lock is released at once:
+// the user's next request does not wait a lease. (Before the release:
+// the session stayed locked by the failed request.)
+func TestFailedCommitLeavesNoLock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"unknown", provider.ErrOutcomeUnknown},
+		{"unavailable", provider.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, id, w := lostCommit(t, &lostCommitStore{err: tc.err})
+			require.GreaterOrEqual(t, w.Code, 500)
+			if tc.name == "unknown" {
+				require.Equal(t, http.StatusInternalServerError, w.Code)
+				require.Empty(t, w.Header().Get("Retry-After"), "an unknown outcome is not retried blindly")
+			}
+			item, err := e.inspect.GetItem(context.Background(), id)
+			require.NoError(t, err, "the failed request's lock was released")
+			n, _, err := session.Get[int](item.Data.Values, "n")
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "the lost commit is not stored")
+		})
+	}
+}
+
+// TestLandedUnknownCommitKept: a commit that landed but whose outcome the
+// provider could not resolve (this store's wrapper does not vouch for its
+// reads) is answered as unknown (500, no Retry-After); the release after
+// it finds the lock gone and changes nothing: the data is kept and the
+// next request proceeds at once.
+func TestLandedUnknownCommitKept(t *testing.T) {
+	st := &lostCommitStore{err: provider.ErrOutcomeUnknown, land: true}
+	e, id, w := lostCommit(t, st)
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Empty(t, w.Header().Get("Retry-After"))
+	item, err := e.inspect.GetItem(context.Background(), id)
+	require.NoError(t, err, "unlocked: the commit landed")
+	n, _, err := session.Get[int](item.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the landed commit is kept")
+	st.armed.Store(false)
+	require.Equal(t, http.StatusOK, serve(e.m.WithMode(Exclusive, http.HandlerFunc(incr)), request("POST", "/", id)).Code, "the next request proceeds")
 }

@@ -528,13 +528,22 @@ func (s *Session) finish(ctx context.Context, told bool) error {
 	defer cancel()
 	s.stopLease(lease)
 	changed, err := s.store(ctx, end)
-	if err != nil && told && end.lockID != 0 && ctx.Err() != nil {
-		// The handler's context ended the commit: do not leave the
-		// session locked for a lease. (If the write landed after all, the
-		// lock is no longer ours and this changes nothing.)
+	if err != nil && end.lockID != 0 && (told && ctx.Err() != nil || errors.Is(err, provider.ErrOutcomeUnknown) || errors.Is(err, provider.ErrUnavailable)) {
+		// The handler's context ended the commit, or the store could not
+		// say whether it landed (the provider resolves what one read can
+		// tell; this is what it could not): do not leave the session
+		// locked for a lease. If the write landed after all, the lock is
+		// no longer ours and this changes nothing; if this release
+		// succeeds, the write did not land, but the answer stays what
+		// err says (an unknown outcome is still answered as one).
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.commitTimeout)
-		_ = s.prov.ReleaseItemExclusive(rctx, end.storedID, end.lockID)
+		rerr := s.prov.ReleaseItemExclusive(rctx, end.storedID, end.lockID)
 		rcancel()
+		if rerr != nil {
+			s.m.log.DebugContext(ctx, "releasing the lock after a failed commit", "session", idPrefix(end.storedID), "err", redact(rerr, end.storedID))
+		} else {
+			s.m.log.DebugContext(ctx, "released the lock after a failed commit", "session", idPrefix(end.storedID))
+		}
 	}
 	s.heldFor()
 	if s.route != "" {

@@ -28,7 +28,11 @@
 // ErrExists, ErrCASConflict, ErrUnavailable, ErrOutcomeUnknown, ...), so
 // errors.Is works whatever the backend. A write whose outcome cannot be
 // known returns ErrOutcomeUnknown, never "not written"; ErrLockLost means
-// nothing was written. Stores report node events (Event) through the
+// nothing was written. The provider resolves an unknown outcome by
+// reading the record once more where that read can tell (an acquisition
+// is recognised by its lock id and time, a holder's write by the record
+// it wrote or the lock it still finds), and returns ErrOutcomeUnknown
+// otherwise. Stores report node events (Event) through the
 // OnEvent callback (EventFunc) of their Config. The bytes a store holds
 // are session records, owned by package record; stores read them only
 // through its accessors. Package providertest is the conformance suite

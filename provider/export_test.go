@@ -67,7 +67,7 @@ func (b Unfenced) write(ctx context.Context, id string, lockID uint64, change fu
 		return err
 	}
 	defer b.unhold(key, lockID)
-	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = b.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if cur == nil {
 			return nil, 0, notFound(id)
 		}
@@ -114,7 +114,7 @@ func (b DefaultTimeoutRelease) ReleaseItemExclusive(ctx context.Context, id stri
 		return err
 	}
 	defer b.unhold(key, lockID)
-	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = b.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := b.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -167,7 +167,7 @@ func (b NoLifetime) RenewLease(ctx context.Context, id string, lockID uint64) er
 	if err != nil {
 		return err
 	}
-	_, err = b.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = b.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := b.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -178,11 +178,43 @@ func (b NoLifetime) RenewLease(ctx context.Context, id string, lockID uint64) er
 	return err
 }
 
-// NoFreshLease is the provider before freshLease: the lock of an
-// acquisition that took longer than half a lease is handed out as it is,
-// though a waiter may have broken it meanwhile (two holders, the slow one
-// fenced only at its commit: the real-process partition run).
+// Unresolved returns a copy of p that returns a write of unknown outcome
+// at once, as the provider did before it resolved them (update).
+func Unresolved(p *Provider) *Provider {
+	q := *p
+	q.broken |= brokenUnresolved
+	return &q
+}
+
+// SequentialLockIDs returns a copy of p that takes locks with the lock id
+// + 1, as the provider did before nextLockID: two acquisitions decided on
+// one record get the same id.
+func SequentialLockIDs(p *Provider) *Provider {
+	q := *p
+	q.broken |= brokenLockIDs
+	return &q
+}
+
+// Unbroken is unbroken, for tests: how long after an acquisition was sent
+// a resolving read that does not show its lock proves it did not land.
+func Unbroken(stale time.Duration) time.Duration { return unbroken(stale) }
+
+// NoWindow returns a copy of p that takes an acquisition its resolving
+// read does not show for not landed however late the read came (no
+// window of 7/8 of a lease): it may have landed and been broken.
+func NoWindow(p *Provider) *Provider {
+	q := *p
+	q.broken |= brokenNoWindow
+	return &q
+}
+
+// NoFreshLease returns a copy of p that hands out the lock of an
+// acquisition that took longer than half a lease as it is, as the
+// provider did before freshLease, though a waiter may have broken it
+// meanwhile (two holders, the slow one fenced only at its commit: the
+// real-process partition run).
 func NoFreshLease(p *Provider) *Provider {
-	p.noFreshLease = true
-	return p
+	q := *p
+	q.broken |= brokenNoFreshLease
+	return &q
 }

@@ -6,6 +6,7 @@ package provider
 // that proves each invariant.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,19 @@ type Item struct {
 // change that refuses or writes nothing on it is decided again from a
 // fresh read, so a stale entry costs one extra operation and never a
 // wrong answer.
-func (p *Provider) update(ctx context.Context, key string, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
+//
+// A write whose outcome is unknown (ErrOutcomeUnknown) is returned as is
+// when res is nil or the store's reads cannot settle it (OutcomeReader).
+// Otherwise it is resolved: the record is read once
+// more. If the key still holds the very record the write was decided on,
+// under the same token, the same write is sent again. Otherwise res (see
+// resolver) says from the read whether the write landed (the read record
+// and its token are the result), did not land (change decides again on
+// what is stored now), or cannot be told (the unknown error is
+// returned). At most maxUnknown writes of one call are resolved so; any
+// error while one is unresolved returns the unknown error, never another
+// (an unknown commit never becomes ErrLockLost).
+func (p *Provider) update(ctx context.Context, key string, res resolver, change func(cur *record.Record) (next *record.Record, ttl time.Duration, err error)) (*record.Record, error) {
 	cached, ccas, useCache := p.written.get(key)
 	limit := p.cfg.MaxCASRetries
 	if useCache {
@@ -91,13 +104,18 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 	// replaces it, it is checked on the way out.
 	var stray strayTouch
 	defer func() { p.fixTouch(ctx, key, stray) }()
+	// unknown are this call's writes of unknown outcome, the latest
+	// last; pend is the latest while it may still land from its token.
+	var unknown unknownWrites
+	var pend *unknownWrite
+	sends := 0 // of unknown outcome
 	for attempt := 0; attempt < limit; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, unknown.or(err)
 		}
 		if attempt >= 4 {
 			if err := contentionBackoff(ctx, attempt); err != nil {
-				return nil, err
+				return nil, unknown.or(err)
 			}
 		}
 		var cur *record.Record
@@ -107,7 +125,7 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		if fromCache {
 			cur, cas, useCache = cached, ccas, false
 		} else if cur, cas, err = p.read(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+			return nil, unknown.or(err)
 		} else if cur != nil {
 			p.written.found(key, cas)
 		}
@@ -115,20 +133,61 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			stray = strayTouch{}
 		}
 		stored := cur // as stored: a delta is appended to it
-		cur = p.withCreated(cur)
-		next, ttl, err := change(cur)
-		if fromCache && (err != nil || next == nil) {
-			p.written.drop(key)
-			continue // decided on a guess: decide again on what is stored
+		var next *record.Record
+		var ttl time.Duration
+		if unknown.landed(res, cur) {
+			// One of them landed after all, maybe late (a replicated
+			// store may complete a write it reported unknown).
+			p.wrote(key, cur, cas, false)
+			return cur, nil
 		}
-		if err != nil || next == nil {
-			return nil, err
+		if pend != nil {
+			switch {
+			case cur != nil && cas == pend.cas:
+				// The key holds the very record the write was decided
+				// on (a write changes the token): it has not landed,
+				// but may still be on its way. Send it again, the same
+				// bytes under the same token: at most one of the two can
+				// land, and either leaves the same record.
+				stored, cur, next, ttl = pend.stored, pend.pre, pend.next, pend.ttl
+			case cur == nil && pend.pre == nil:
+				// An Add, and the key is still absent: not landed (or
+				// landed and already lost): the same Add again stores
+				// what the caller meant, and if the first lands before
+				// it, it finds the key present and the next read tells.
+				next, ttl = pend.next, pend.ttl
+			default:
+				if res(pend.pre, pend.next, cur, time.Since(pend.sent)) != notLanded {
+					return nil, unknown.or(errors.New("the record read back does not tell"))
+				}
+				pend = nil // the token it needs is gone: decide again
+			}
+		}
+		if next == nil {
+			cur = p.withCreated(cur)
+			next, ttl, err = change(cur)
+			if fromCache && (err != nil || next == nil) {
+				p.written.drop(key)
+				continue // decided on a guess: decide again on what is stored
+			}
+			if errors.Is(err, ErrLockLost) {
+				// ErrLockLost says nothing was written: not after a
+				// write of unknown outcome.
+				return nil, unknown.or(err)
+			}
+			if err != nil || next == nil {
+				return nil, err
+			}
 		}
 		next.Deltas = 0 // unless appended as a delta, below
+		sent := time.Now()
+		if pend != nil {
+			sent = pend.sent // the same write again: it may land from the first send on
+		}
 		var newCAS uint64
 		if cur == nil {
 			newCAS, err = p.store.Add(ctx, key, next.Encode(), ttl)
-			if errors.Is(err, ErrExists) {
+			if errors.Is(err, ErrExists) && !errors.Is(err, ErrOutcomeUnknown) {
 				continue
 			}
 		} else {
@@ -144,7 +203,9 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 			case err == nil:
 				stray = strayTouch{} // our write replaced it and set its TTL
 			}
-			if errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound) {
+			// An error that wraps ErrOutcomeUnknown is unknown, whatever
+			// else it wraps (a replica refused, the other's reply lost).
+			if (errors.Is(err, ErrCASConflict) || errors.Is(err, ErrNotFound)) && !errors.Is(err, ErrOutcomeUnknown) {
 				if fromCache {
 					p.written.refused(key, !cached.Locked) // stale: someone else wrote
 				}
@@ -153,15 +214,204 @@ func (p *Provider) update(ctx context.Context, key string, change func(cur *reco
 		}
 		if err != nil {
 			p.written.drop(key)
-			return nil, err
+			if res != nil && p.settles && p.broken&brokenUnresolved == 0 && errors.Is(err, ErrOutcomeUnknown) && sends < maxUnknown {
+				sends++
+				if pend == nil || pend.next != next {
+					pend = &unknownWrite{pre: cur, stored: stored, next: next, ttl: ttl, cas: cas, sent: sent, err: err}
+					unknown = append(unknown, pend)
+				}
+				pend.err = err
+				continue // resolved on the next read
+			}
+			if len(unknown) > 0 && errors.Is(err, ErrOutcomeUnknown) {
+				return nil, fmt.Errorf("%w (not resolved: %d sends of unknown outcome)", err, maxUnknown+1)
+			}
+			return nil, unknown.or(err)
 		}
-		p.written.put(key, next, newCAS, fromCache && !cached.Locked)
-		if !next.Removed {
-			p.timeouts.see(key, next.Timeout, p.cfg.DefaultTimeout)
-		}
+		p.wrote(key, next, newCAS, fromCache && !cached.Locked)
 		return next, nil
 	}
-	return nil, fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries)
+	return nil, unknown.or(fmt.Errorf("provider: %w: gave up after %d attempts", ErrCASConflict, p.cfg.MaxCASRetries))
+}
+
+// wrote records that key holds rec under token cas, written or found by
+// this process (see writtenCache.put for trusted).
+func (p *Provider) wrote(key string, rec *record.Record, cas uint64, trusted bool) {
+	p.written.put(key, rec, cas, trusted)
+	if !rec.Removed {
+		p.timeouts.see(key, rec.Timeout, p.cfg.DefaultTimeout)
+	}
+}
+
+// maxUnknown is how many sends of unknown outcome one update resolves
+// (one read each) before it returns the unknown error.
+const maxUnknown = 3
+
+// unknownWrite is a write whose outcome is unknown: next, decided on pre
+// (stored as stored, under token cas), sent at sent, which failed with
+// err.
+type unknownWrite struct {
+	pre, stored, next *record.Record
+	ttl               time.Duration
+	cas               uint64
+	sent              time.Time
+	err               error
+}
+
+// unknownWrites are one call's writes of unknown outcome, the latest
+// last.
+type unknownWrites []*unknownWrite
+
+// or returns err, or, when there are writes of unknown outcome, the
+// latest one's error saying why it was not resolved (err, not wrapped):
+// no other error may then stand for the call.
+func (u unknownWrites) or(err error) error {
+	if len(u) > 0 {
+		return fmt.Errorf("%w (not resolved: %v)", u[len(u)-1].err, err)
+	}
+	return err
+}
+
+// landed reports whether res finds that got shows one of the writes
+// landed.
+func (u unknownWrites) landed(res resolver, got *record.Record) bool {
+	for _, w := range u {
+		if res(w.pre, w.next, got, time.Since(w.sent)) == landed {
+			return true
+		}
+	}
+	return false
+}
+
+// A resolver tells what became of a write whose outcome is unknown from
+// one record read after it, when the key no longer holds the record the
+// write was decided on under the same token (then update sends the write
+// again: a copy still on its way and the new one can land at most once
+// between them). pre is the record the write was decided on, sent the
+// record it wrote, got what the read found (nil: absent), since how long
+// ago the write was first sent (this process's monotonic clock). It
+// returns landed only when got shows that write's effect and no other's
+// that a caller could mistake for it, and notLanded only when the write
+// did not take effect as far as anyone can ever see: update then decides
+// again, since a compare-and-swap whose token is gone can never land.
+// Anything else is unclear, and the unknown error stands.
+// docs/protocol.md ("Writes of unknown outcome") has the argument for
+// each.
+type resolver func(pre, sent, got *record.Record, since time.Duration) outcome
+
+// outcome is what a resolver makes of a write of unknown outcome.
+type outcome int
+
+const (
+	unclear outcome = iota
+	landed
+	notLanded
+)
+
+// resolveLock resolves a lock acquisition (GetItemExclusive). The
+// record shows the acquisition if it is locked with its lock id and
+// acquisition time (unique with overwhelming probability: nextLockID).
+// Otherwise it did not land, if the read came within 7/8 of a lease of
+// the first send: a lock that landed can be changed before its holder
+// returns only by lock-free writes, which keep lock id and time, or be
+// ended by a break, which needs a waiter to see it unchanged for a whole
+// lease (staleAfter) after it landed, so after the first send, or by an
+// end of the session (a lock-free removal, expiry, a revival of the
+// tiered store), which ends the lock too; the eighth is a margin for
+// clocks of different rates. Later than that it may have landed and been
+// broken: unclear.
+func (p *Provider) resolveLock(_, sent, got *record.Record, since time.Duration) outcome {
+	switch {
+	case got != nil && got.Locked && !got.Removed && got.LockID == sent.LockID && got.LockedAt.Equal(sent.LockedAt):
+		return landed
+	case since < unbroken(p.cfg.staleAfter()) || p.broken&brokenNoWindow != 0:
+		return notLanded
+	}
+	return unclear
+}
+
+// unbroken is how long after an acquisition was first sent no waiter can
+// have broken the lock it may have taken: 7/8 of stale, the time a waiter
+// must see a lock unchanged before it breaks it, measured on another
+// clock.
+func unbroken(stale time.Duration) time.Duration { return stale - stale/8 }
+
+// resolveUnlock resolves a holder's write that ends its lock: a commit,
+// a release, a removal. The record is exactly the one written: landed (a
+// break of the same lock from the same record writes the same bytes as a
+// release: the lock is released and no data changed either way). Still
+// locked with the holder's lock id: not landed, since the write unlocks
+// and no lock is ever taken again with that id. Anything else (another
+// lock, a later change after an unlock, nothing) is unclear: the write
+// may have landed before it, or the lock may have been taken over
+// without it.
+func resolveUnlock(pre, sent, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case sameRecord(got, sent):
+		return landed
+	case lockedBy(got, pre.LockID):
+		return notLanded
+	}
+	return unclear
+}
+
+// resolveRenewal resolves a lease renewal. Still locked with the
+// holder's lock id, the lock's stamp tells: the same as before the write,
+// not landed; higher, renewed (only a renewal of this lock raises the
+// stamp of a record it keeps locked: lock-free writes leave it alone).
+func resolveRenewal(pre, _, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case !lockedBy(got, pre.LockID):
+		return unclear
+	case lockStamp(got) == lockStamp(pre):
+		return notLanded
+	}
+	return landed
+}
+
+// resolveExact resolves a lock-free write (a lock-free commit or
+// removal), a break or a new session: landed if the record is exactly the
+// one written and the only change since pre (Seq counts changes); not
+// landed if nothing changed since pre. Another writer's identical change
+// from the same record (two lock-free commits of the same values, a
+// holder's release instead of a break) leaves the very record this write
+// would have: the caller's change is in the store either way, and this
+// write, if it did not land, never will (its token is gone). A session
+// created where nothing was stored has a random lock id base of its own
+// (I7). Anything else (a later change: lock-free writes carry no
+// identity) is unclear.
+func resolveExact(pre, sent, got *record.Record, _ time.Duration) outcome {
+	switch {
+	case sameRecord(got, sent):
+		return landed
+	case pre != nil && got != nil && got.Seq == pre.Seq && got.DataSeq == pre.DataSeq && got.LockID == pre.LockID:
+		return notLanded
+	}
+	return unclear
+}
+
+// unlocking is the resolver of a write that ends the caller's lock (a
+// commit, a removal): resolveUnlock, or resolveExact in lock-free mode,
+// where it holds none.
+func (p *Provider) unlocking() resolver {
+	if p.cfg.LockFree {
+		return resolveExact
+	}
+	return resolveUnlock
+}
+
+// lockedBy reports whether r is a live record locked with lock lockID.
+func lockedBy(r *record.Record, lockID uint64) bool {
+	return r != nil && r.Locked && !r.Removed && r.LockID == lockID
+}
+
+// sameRecord reports whether a and b are the same record, deltas aside:
+// both encode to the same bytes (Encode writes a record whole).
+func sameRecord(a, b *record.Record) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return bytes.Equal(a.Encode(), b.Encode())
 }
 
 // swap writes next in place of stored, whose token is cas: as a
@@ -270,7 +520,7 @@ func (p *Provider) lockedError(r *record.Record) *LockedError {
 // record in place of a tombstone) bumps DataSeq with it, and a change of
 // the lock alone (taking, renewing, releasing or breaking it, handing
 // over InitializeItem) does not; taking it also bumps LockID. So within
-// an incarnation the stamp never decreases; taking the lock adds 2 and
+// an incarnation the stamp never decreases; taking the lock adds at least 2 and
 // renewing it 1, so a record locked with the same stamp at two moments
 // was neither renewed nor released and re-taken in between; and the
 // writes that leave a locked record locked without being lock changes
@@ -333,7 +583,7 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if !p.gone(cur) {
 			return nil, 0, fmt.Errorf("provider: session %s: %w", idTag(id), ErrExists)
 		}
@@ -370,12 +620,40 @@ func (p *Provider) successor(cur *record.Record) *record.Record {
 
 // Lock ids of a new incarnation start at a random base in
 // [incarnationMin, incarnationMax): far below 2^64, so that one
-// incarnation can take 2^63 locks and revivals (record.ReviveGap each)
-// without wrapping, and far above 0, the id of "no lock".
+// incarnation can take about 1.3e13 locks (lockIDStep) or 49,000
+// revivals (record.LockReviveGap each) without wrapping, and far above
+// 0, the id of "no lock".
 const (
 	incarnationMin = 1 << 32
 	incarnationMax = 1 << 62
 )
+
+// lockIDStep bounds how far one acquisition advances the lock id: by 1
+// plus a random value below lockIDStep. Two acquisitions decided on the
+// same record (two servers racing for one lock) therefore get different
+// ids with probability 1 - 2^-20, and with their acquisition times
+// (LockedAt, ns) both equal only by a coincidence of clocks on top: an
+// acquisition whose outcome is unknown recognises its own lock on a read
+// (resolveLock) by id and time. Ids still strictly increase, which the
+// fence (checkHolder, lockLost's held > cur.LockID) and the lock stamp
+// (lockStamp: taking the lock adds at least 2) rely on.
+//
+// Headroom. Overflow: an incarnation starts below 2^62, so it can take
+// 3*2^62 / 2^20 (about 1.3e13) locks, or about 49,000 revivals, before
+// the id could wrap. Revival (record.Revive, tiered) advances the id by
+// record.LockReviveGap (2^48) past the durable copy's: that outruns every
+// id the lost cache granted while it granted fewer than 2^48/2^20 = 2^28
+// locks since the durable copy was written (TestReviveOutrunsRandomSteps).
+const lockIDStep = 1 << 20
+
+// nextLockID returns the id of a lock taken on a record whose latest lock
+// id is cur.
+func (p *Provider) nextLockID(cur uint64) uint64 {
+	if p.broken&brokenLockIDs != 0 {
+		return cur + 1
+	}
+	return cur + 1 + rand.Uint64N(lockIDStep)
+}
 
 // newIncarnation returns the lock-id base of a new incarnation of a
 // session. A lock id of one incarnation equals a lock id granted by
@@ -431,7 +709,7 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 // CAS clears it; everybody else sees the item without the flag.
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
-	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err := p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
@@ -476,7 +754,7 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 	}
 	for tries := 0; ; tries++ {
 		item, sent, err := p.acquire(ctx, id, key)
-		if err != nil || !p.cfg.leased() || p.noFreshLease {
+		if err != nil || !p.cfg.leased() || p.broken&brokenNoFreshLease != 0 {
 			return item, err
 		}
 		err = p.freshLease(ctx, id, item.LockID, sent)
@@ -535,12 +813,14 @@ func (p *Provider) freshLease(ctx context.Context, id string, lockID uint64, sen
 }
 
 // acquire is one decision of GetItemExclusive: the lock taken (or an
-// error), and when the write that took it was sent.
+// error), and when the write that took it was first sent.
 func (p *Provider) acquire(ctx context.Context, id, key string) (*Item, time.Time, error) {
-	var item *Item
-	var sent time.Time
-	_, err := p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
-		sent = time.Now() // the write of the record returned follows at once
+	// The item of each acquisition decided: a write of unknown outcome
+	// may land after a later one was decided (update); and when each was
+	// decided (its write follows at once).
+	items := make(map[uint64]*Item, 1)
+	decided := make(map[uint64]time.Time, 1)
+	got, err := p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
 		}
@@ -553,18 +833,20 @@ func (p *Provider) acquire(ctx context.Context, id, key string) (*Item, time.Tim
 		}
 		next := *cur
 		next.Locked = true
-		next.LockID++
+		next.LockID = p.nextLockID(cur.LockID)
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
-		item = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
+		items[next.LockID] = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
+		decided[next.LockID] = time.Now()
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
-		return nil, sent, err
+		return nil, time.Time{}, err
 	}
+	item := items[got.LockID]
 	p.hold(key, item.LockID)
-	return item, sent, nil
+	return item, decided[got.LockID], nil
 }
 
 // SetAndReleaseItemExclusive commits data and releases the lock in one CAS
@@ -600,7 +882,11 @@ func (p *Provider) SetAndReleaseItemExclusive(ctx context.Context, id string, da
 		}
 	}
 	var refused error // why the values could not be stored: it will recur
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	res := p.unlocking()
+	if newItem {
+		res = resolveExact // a new record carries a new random lock id base
+	}
+	_, err = p.update(ctx, key, res, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		refused = nil
 		live := !p.gone(cur)
 		if newItem && !live {
@@ -682,7 +968,7 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 		return nil
 	}
 	defer p.unhold(key, lockID)
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveUnlock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -707,7 +993,7 @@ func (p *Provider) RemoveItem(ctx context.Context, id string, lockID uint64) err
 	if !p.cfg.LockFree && lockID != 0 {
 		defer p.unhold(key, lockID)
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, p.unlocking(), func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.cfg.LockFree {
 			if p.gone(cur) {
 				return nil, 0, notFound(id)
@@ -763,7 +1049,7 @@ func (p *Provider) RenewLease(ctx context.Context, id string, lockID uint64) err
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveRenewal, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
@@ -786,7 +1072,7 @@ func (p *Provider) BreakLock(ctx context.Context, id string, stamp uint64) error
 	if err != nil {
 		return err
 	}
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, resolveExact, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, nil // gone: the next attempt reports it
 		}

@@ -98,6 +98,26 @@ type Appender interface {
 	CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (newCAS, touched uint64, err error)
 }
 
+// OutcomeReader is implemented by stores whose reads can settle a write
+// of unknown outcome: after a write returned ErrOutcomeUnknown, a Get of
+// the key returns the current state (never a lagging replica's), and a
+// write it shows stands (no failover or repair can drop it: the store
+// reports no write unknown because it is applied but not yet safe). The
+// provider resolves writes of unknown outcome by reading the record again
+// (docs/protocol.md, "Writes of unknown outcome") only on a store that
+// implements OutcomeReader and returns true; on any other it returns
+// ErrOutcomeUnknown at once. A wrapper that holds its Store as an
+// interface hides it; one that embeds a concrete store type inherits that
+// store's answer, and must answer itself if it reports unknown outcomes
+// of its own (a replication layer over a memstore.Store must not pass as
+// a memstore).
+type OutcomeReader interface {
+	// ReadsSettleOutcomes reports whether the store's reads settle its
+	// writes of unknown outcome, as the interface describes, with its
+	// configuration.
+	ReadsSettleOutcomes() bool
+}
+
 // Entry is a value read from a Store with its CAS token.
 type Entry struct {
 	Value []byte
@@ -138,8 +158,12 @@ var (
 	// cannot be known (a timeout or a lost connection after the request
 	// left, a replica set that disagrees). The change may have been
 	// applied; it is never reported as "not written". Callers must read
-	// again before acting on it. The provider returns it as is, never as
-	// ErrLockLost, and the middleware answers it without Retry-After.
+	// again before acting on it. The provider does so once for the writes
+	// of the lock protocol (docs/protocol.md, "Writes of unknown
+	// outcome"): where that read shows the write landed or did not, it
+	// answers accordingly; otherwise it returns this error, never
+	// ErrLockLost. The middleware answers it without Retry-After and
+	// releases the request's lock.
 	ErrOutcomeUnknown = errors.New("sessionlock: outcome of write unknown")
 	// ErrSessionLost: the session should still be alive, but every copy
 	// of its data is gone (a double fault: memcached's witness replication
@@ -168,10 +192,15 @@ const (
 	// EventFallback: an operation fell back to a slower path (a replica
 	// read, a whole-document write instead of a partial one, ...).
 	EventFallback
+	// EventWarning: a node answers, but one of its settings breaks an
+	// assumption of the store (a server too old for its protocol, LRU
+	// eviction left on); the node is still used, and the Detail says
+	// what to change.
+	EventWarning
 )
 
 var eventKindNames = [...]string{EventNodeDown: "node_down", EventNodeUp: "node_up",
-	EventFailover: "failover", EventRepair: "repair", EventFallback: "fallback"}
+	EventFailover: "failover", EventRepair: "repair", EventFallback: "fallback", EventWarning: "warning"}
 
 // String returns the kind's name as metrics and logs show it, for
 // example "node_down".

@@ -32,7 +32,7 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 		return 0, nil
 	}
 	deleted := 0
-	_, err = p.update(ctx, key, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err = p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		deleted = 0
 		if p.gone(cur) {
 			return nil, 0, notFound(id)

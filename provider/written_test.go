@@ -82,13 +82,13 @@ func TestWrittenCacheStaleEntry(t *testing.T) {
 	// must not refuse the next lock.
 	require.NoError(t, p2.ReleaseItemExclusive(ctx, id, it1.LockID))
 	st.n = 0
-	_, err = p1.GetItemExclusive(ctx, id)
+	it3, err := p1.GetItemExclusive(ctx, id)
 	require.NoError(t, err, "a stale locked record must not refuse")
 	require.Equal(t, 2, st.n, "the refusal on the guess is decided again on a read: read and lock")
 
 	// Warm: p1 wrote last (its lock), so its release needs no read.
 	st.n = 0
-	require.NoError(t, p1.ReleaseItemExclusive(ctx, id, it1.LockID+1))
+	require.NoError(t, p1.ReleaseItemExclusive(ctx, id, it3.LockID))
 	require.Equal(t, 1, st.n, "release from the remembered record and token")
 }
 

@@ -180,8 +180,10 @@ type Header struct {
 	Removed bool
 	// Actions are the session's pending action flags.
 	Actions session.ActionFlags
-	// LockedAt is the holder's wall clock when it took the lock. It is
-	// informational (lock age for logs); no decision depends on it.
+	// LockedAt is the holder's wall clock when it took the lock: the lock
+	// age for logs, and, with LockID, the identity by which the provider
+	// recognises an acquisition whose outcome was unknown. No decision
+	// depends on it as a time.
 	LockedAt time.Time
 	// Timeout is the session's own timeout, the TTL of the record.
 	Timeout time.Duration
@@ -479,10 +481,17 @@ func SameData(a, b []byte) bool {
 	return bytes.Equal(ra.Values, rb.Values)
 }
 
-// ReviveGap is how far Revive advances a record's lock id and Seq. A
-// cache can have granted at most this many locks, and made at most this
-// many changes, since the durable copy was written.
+// ReviveGap is how far Revive advances a record's Seq: a cache can have
+// made at most this many changes since the durable copy was written.
 const ReviveGap = 1 << 32
+
+// LockReviveGap is how far Revive advances a record's lock id. A lock
+// advances the id by at most 2^20 (the provider's random steps, which
+// make an acquisition recognisable), so a cache can have granted 2^28
+// locks since the durable copy was written before a revived id could fall
+// below one it granted; from an incarnation base below 2^62 there is room
+// for about 49,000 revivals below 2^64.
+const LockReviveGap = 1 << 48
 
 // Epoch is the lineage of a record with this Seq: Revive adds ReviveGap to
 // Seq, so every revival starts a new epoch (as long as one lineage makes
@@ -493,8 +502,8 @@ func Epoch(seq uint64) uint64 { return seq / ReviveGap }
 // Revive returns a durable copy of a record as it must be served after
 // the cache in front of the durable tier lost the live record (LRU
 // eviction, flush, restart). Any lock the cache had granted is gone, so the
-// copy comes back unlocked, and its lock id is advanced by ReviveGap past
-// any id the lost cache could have handed out: a holder of a lost lock is
+// copy comes back unlocked, and its lock id is advanced by LockReviveGap
+// past any id the lost cache could have handed out: a holder of a lost lock is
 // fenced (its write, release or removal fails with ErrLockLost) and lock
 // ids still increase within the incarnation. Seq advances by the same gap
 // (Epoch + 1), so the revived copy is newer than any copy the lost cache
@@ -505,7 +514,7 @@ func Revive(b []byte) ([]byte, error) {
 		return nil, err
 	}
 	r.Locked = false
-	r.LockID += ReviveGap
+	r.LockID += LockReviveGap
 	r.Seq += ReviveGap
 	return r.Encode(), nil
 }

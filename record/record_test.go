@@ -130,7 +130,7 @@ func TestRevive(t *testing.T) {
 	h, err := Parse(b)
 	require.NoError(t, err)
 	require.False(t, h.Locked, "a revived record is unlocked")
-	require.Equal(t, r.LockID+ReviveGap, h.LockID, "lock id advanced past any lost lock")
+	require.Equal(t, r.LockID+LockReviveGap, h.LockID, "lock id advanced past any lost lock")
 	require.Greater(t, h.Seq, r.Seq)
 	require.Equal(t, r.DataSeq, h.DataSeq, "the data is the same")
 	_, err = Revive([]byte("junk"))

@@ -125,7 +125,7 @@ func New() *Metrics {
 	for _, r := range []string{reasonQueueFull, reasonWaitTimeout} {
 		m.rejections.WithLabelValues(r)
 	}
-	for k := provider.EventNodeDown; k <= provider.EventFallback; k++ {
+	for k := provider.EventNodeDown; k <= provider.EventWarning; k++ {
 		m.storeEvents.WithLabelValues(k.String())
 	}
 	return m

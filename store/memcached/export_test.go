@@ -33,6 +33,10 @@ func SetEvictionCheck(s *Store, every time.Duration) {
 	s.wit.mu.Unlock()
 }
 
+// EvictionChecks returns how many times s has read its nodes' evictions
+// counters.
+func EvictionChecks(s *Store) int64 { return s.wit.evictChecks.Load() }
+
 // Pipelined reports whether s's nodes multiplex their operations over
 // shared connections (Config.Conns).
 func Pipelined(s *Store) bool {

@@ -107,7 +107,22 @@ type serverError struct {
 	cmd, line string
 }
 
-func (e *serverError) Error() string { return fmt.Sprintf("%s: %q", e.cmd, e.line) }
+func (e *serverError) Error() string {
+	if e.line == "ERROR" {
+		return fmt.Sprintf("%s: %q: %v", e.cmd, e.line, ErrNoMetaProtocol)
+	}
+	return fmt.Sprintf("%s: %q", e.cmd, e.line)
+}
+
+// Unwrap makes a bare ERROR, memcached's answer to a command it does not
+// know, ErrNoMetaProtocol: every command this package sends on its meta
+// path is known to memcached 1.6 and later.
+func (e *serverError) Unwrap() error {
+	if e.line == "ERROR" {
+		return ErrNoMetaProtocol
+	}
+	return nil
+}
 
 // tooLarge reports memcached's refusal of an item over its -I limit.
 func (e *serverError) tooLarge() bool {

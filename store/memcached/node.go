@@ -50,6 +50,10 @@ type node struct {
 	redirected rwLock
 
 	wh witHealth // failure detection of the witness scheme (§9)
+
+	// warned is set once the node was reported (EventWarning) for a
+	// setting that breaks an assumption of the store; one report each.
+	warnedOld, warnedEvict atomic.Bool
 }
 
 // rwLock is a readers-writer lock like sync.RWMutex (a waiting writer
@@ -393,7 +397,8 @@ func textError(err error) error {
 //	cas mismatch (EX)               -> provider.ErrCASConflict
 //	append not stored (NS)          -> provider.ErrTooLarge
 //	SERVER_ERROR object too large   -> provider.ErrTooLarge
-//	SERVER_ERROR, CLIENT_ERROR, ERROR -> provider.ErrServer
+//	SERVER_ERROR, CLIENT_ERROR, ERROR -> provider.ErrServer (ERROR also
+//	                                   ErrNoMetaProtocol)
 //	the context ended mid-operation -> the context's error (and
 //	                                   provider.ErrOutcomeUnknown for writes)
 //	anything else (refused, reset, closed, timeout, garbled reply)
@@ -439,6 +444,9 @@ func (n *node) check(ctx context.Context, op, localKey string, err error) error 
 			// reset, EOF): it may have landed.
 			return fmt.Errorf("memcached: node %s: %s: %w: %w: %v", n.addr, op, sentinel, provider.ErrOutcomeUnknown, err)
 		}
+	}
+	if errors.Is(err, ErrNoMetaProtocol) {
+		return fmt.Errorf("memcached: node %s: %s: %w: %w", n.addr, op, sentinel, err)
 	}
 	return fmt.Errorf("memcached: node %s: %s: %w: %v", n.addr, op, sentinel, err)
 }

@@ -58,6 +58,12 @@ var (
 	// ErrInvalidTTL: a TTL of zero or less, or beyond what memcached can
 	// express.
 	ErrInvalidTTL = errors.New("memcached: invalid ttl")
+	// ErrNoMetaProtocol: a node answered a meta command with ERROR
+	// (memcached before 1.6). The store's default path needs meta
+	// commands; Config.TextProtocol talks to older servers with one copy
+	// of each session (ProbeMeta tells them apart). Calls that needed the
+	// node also wrap provider.ErrServer: the node answers, it is not down.
+	ErrNoMetaProtocol = errors.New("memcached: the node does not speak the meta protocol (memcached 1.6 or later needed; Config.TextProtocol talks to older servers)")
 )
 
 // BackupMode selects how a Store replicates each session (Config.Backup).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionlock/sessionlock/internal/rendezvous"
@@ -108,11 +109,17 @@ type witness struct {
 	// evictEvery is how often evictions are checked (evictionEvery;
 	// tests shorten it).
 	evictEvery time.Duration
-	cfgs       map[string]config // keys whose configuration is not home
-	tenv       map[string]uint32 // the session timeout last seen in each key's envelope (D1)
+	// evictChecks counts the finished checkEvictions runs (for tests).
+	evictChecks atomic.Int64
+	cfgs        map[string]config // keys whose configuration is not home
+	tenv        map[string]uint32 // the session timeout last seen in each key's envelope (D1)
 	// splits are writes in flight a read returned the parent of
 	// (decide): seen again, they are completed.
 	splits map[string]envelope.Identity
+	// writing counts the records this process's writes are storing
+	// (write, writeFailover's fence): the repair client decides nothing
+	// on them (decide).
+	writing map[envelope.Identity]int
 }
 
 func newWitness(s *Store) *witness {
@@ -124,13 +131,20 @@ func newWitness(s *Store) *witness {
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
+		writing: make(map[envelope.Identity]int),
 
 		evictEvery: evictionEvery,
 		evicted:    make([]evictionCount, len(s.nodes)),
 	}
 	w.repair = newRepairer(w)
 	for _, n := range s.nodes {
-		n.meta.hello = helloIncarnation
+		n.meta.hello = func(cn *metaConn) (uint64, error) {
+			inc, err := helloIncarnation(cn)
+			if errors.Is(err, ErrNoMetaProtocol) && n.warnedOld.CompareAndSwap(false, true) {
+				w.emit(provider.EventWarning, n, "the node answers meta commands with ERROR: it does not speak the meta protocol (memcached 1.6 or later; Config.TextProtocol for older servers)", err)
+			}
+			return inc, err
+		}
 		n.wh.after = s.cfg.FailoverAfter
 		n.wh.onEvent = s.cfg.OnEvent
 		n.wh.addr = n.addr

@@ -108,7 +108,7 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 			if !classify(err).refused() {
 				return 0, unknown("add: a data copy", err)
 			}
-			if uerr := w.undoCreate(ctx, key, done); uerr != nil {
+			if uerr := w.undoCreate(ctx, key, env, done); uerr != nil {
 				return 0, unknown("add: undoing a creation", err, uerr)
 			}
 			return 0, fmt.Errorf("memcached: add: %w: a blank changed: %w", provider.ErrExists, err)
@@ -119,12 +119,15 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 	return w.written(key, env, toks[1], toks[0], raw, int64(exp), 0), nil
 }
 
-// undoCreate puts the records of done back to blanks (T30), in parallel.
-func (w *witness) undoCreate(ctx context.Context, key string, done []written) error {
+// undoCreate puts the records of done (env's: its witness, on the node
+// that is neither of its copies, and data) back to blanks (T30), in
+// parallel.
+func (w *witness) undoCreate(ctx context.Context, key string, env envelope.Envelope, done []written) error {
 	errs := make([]error, len(done))
 	var wg sync.WaitGroup
 	for i, d := range done {
-		wg.Go(func() { _, errs[i] = d.n.wcas(ctx, key, nil, blankTTL, 0, d.tok.cas, d.tok.inc) })
+		witness := d.tok.cand != env.P && d.tok.cand != env.Q
+		wg.Go(func() { _, errs[i] = w.wcasAgain(ctx, key, d, witness, env.ID(), nil, blankTTL, 0) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -203,6 +203,11 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		return nil, false, w.notFound(key, rs, o)
 	case data == 0:
+		for i := range rs {
+			if errors.Is(rs[i].err, ErrNoMetaProtocol) {
+				return nil, false, fmt.Errorf("memcached: %w: no data record answered: %w", provider.ErrUnavailable, rs[i].err)
+			}
+		}
 		return nil, false, fmt.Errorf("memcached: %w: no data record answered", provider.ErrUnavailable)
 	}
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
@@ -228,6 +233,17 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// choice: wait a second and read again (until it is gone, or
 		// something touched it), instead of failing the call.
 		return nil, false, errExpiring
+	}
+	if o.repair && w.isWriting(b.ID()) {
+		// Review of 2026-11-30, M1 (the sim's opposite seed 3428): b is
+		// a write of this process still deciding its outcome (its own
+		// completion, undo or write failover follows). Deciding on it
+		// (R7's failover, R4.4's completion) raced the writer, whose
+		// fence was then refused and whose outcome became unknown,
+		// although the repair's failover was of this very write. The
+		// repair client writes nothing and looks again a Timeout later.
+		w.repair.later(key, w.s.cfg.Timeout)
+		return nil, false, errWriteInFlight
 	}
 	switch {
 	case inFlight(x, y, b) && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
@@ -295,6 +311,28 @@ func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead)
 func inFlight(x, y *copyRead, b envelope.Envelope) bool {
 	return x.holds(b.ID()) && y.st == stData && !b.Pending && !y.env.Pending &&
 		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Nonce
+}
+
+// startWriting notes that this process is storing the record id, until
+// the returned function is called.
+func (w *witness) startWriting(id envelope.Identity) (done func()) {
+	w.mu.Lock()
+	w.writing[id]++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		if w.writing[id]--; w.writing[id] <= 0 {
+			delete(w.writing, id)
+		}
+		w.mu.Unlock()
+	}
+}
+
+// isWriting reports whether this process is storing the record id.
+func (w *witness) isWriting(id envelope.Identity) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writing[id] > 0
 }
 
 // firstSight records that key's read saw the write in flight id and

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
 // The node's incarnation (R1): a random 64-bit value kept under
@@ -263,6 +265,34 @@ type touchError struct{ err error }
 
 func (e *touchError) Error() string { return "touch after the append: " + e.err.Error() }
 func (e *touchError) Unwrap() error { return e.err }
+
+// wcasAgain is wcas (value, exp, kind) on c, a record this call wrote or
+// read (a witness when witness, of identity id), for a write the caller
+// must still make (an undo). A token
+// refused as of another incarnation, not sent (errOtherInc), may only be
+// mislabelled: flush_all keeps the open connections and the CAS counter,
+// and a connection learns its node's incarnation once, when it opens, so
+// a token read or returned on a connection opened before a flush is
+// labelled with the old incarnation although it is the live item's, and a
+// newer connection (which made the new incarnation) refuses it. The key is
+// read again: if it holds the record id with the very token (the item
+// unchanged since: the counter did not restart, as after a restart), the
+// write is sent with the token under its current label. The simulation's
+// tiered seeds (an Add's undo of its witness refused so left a lone
+// witness: every process's Get found the session lost and every Add a
+// record, for TW).
+func (w *witness) wcasAgain(ctx context.Context, key string, c written, witness bool, id envelope.Identity, value []byte, exp int32, kind uint32) (uint64, error) {
+	cas, err := c.n.wcas(ctx, key, value, exp, kind, c.tok.cas, c.tok.inc)
+	if !errors.Is(err, errOtherInc) {
+		return cas, err
+	}
+	r, rerr := w.read(ctx, c.n, c.tok.cand, key, " v c t f")
+	if rerr != nil || !r.present() || r.env.ID() != id || r.cas != c.tok.cas || r.inc == c.tok.inc ||
+		witness != (r.st == stWitness) {
+		return cas, err
+	}
+	return c.n.wcas(ctx, key, value, exp, kind, r.cas, r.inc)
+}
 
 // wdel deletes key only if its token is still cas in incarnation inc.
 func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {

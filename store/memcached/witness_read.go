@@ -64,7 +64,8 @@ func (w *witness) classify(n *node, cand uint8, it witItem, err error) (c copyRe
 	var se *serverError
 	switch {
 	case errors.As(err, &se):
-		c.st, c.err = stError, fmt.Errorf("memcached: node %s: mg: %w: %v", n.addr, provider.ErrServer, err)
+		// Wrapped: a bare ERROR is ErrNoMetaProtocol (serverError.Unwrap).
+		c.st, c.err = stError, fmt.Errorf("memcached: node %s: mg: %w: %w", n.addr, provider.ErrServer, err)
 		return c, nil
 	case err != nil:
 		c.st, c.err = stSilent, fmt.Errorf("memcached: node %s: mg: %w: %w", n.addr, provider.ErrUnavailable, err)

@@ -550,12 +550,9 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 		{"fence only", true, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			servers, s, cands := addedSession(t, "overfailover")
 			const key = "overfailover"
+			servers, s, cands, e := writtenSession(t, key)
 			ctx := context.Background()
-			requireWritable(t, s, key) // version 2: no longer a creation's record
-			e, err := s.Get(ctx, key)
-			require.NoError(t, err)
 			// The other app server's failover (R7 and its completion), as
 			// its CASes leave the nodes: epoch 1, P = c1, Q = c2, the
 			// base's version and bytes under a new nonce.
@@ -573,12 +570,196 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, provider.ErrCASConflict, "a write stored on P only, not in the failed-over chain: %v", err)
-			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-			got, err := s2.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, "v2", string(got.Value), "the failed-over record is the session")
+			requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
 		})
 	}
+}
+
+// The simulation's pause seeds 1249, 1319 and 3727 of 4000 (issue 13,
+// review of 2026-11-30 M1): an app server that had not yet found a node
+// paused wrote to it with a cached handle, a failover time after the
+// pause began, while another server had failed the session over: one copy
+// gave no reply (it may store the write when it resumes) and the other
+// refused it, holding the failover's record (a greater epoch). That
+// record, when established and not built on the write, outranks the write
+// on two nodes for good: a certain conflict, not an unknown outcome (R3's
+// table said unknown). A failover at the write's own version carries its
+// base's payload: another payload is not this write; the same payload
+// cannot be told apart and stays unknown.
+func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		silent  int    // the candidate paused: 0 (P) or 1 (Q)
+		version bool   // the failover is at the write's own version (of another write with payload)
+		payload string // that other write's payload
+		want    error
+	}{
+		{"P silent, failover of the base", 0, false, "", provider.ErrCASConflict},
+		{"Q silent, failover of the base", 1, false, "", provider.ErrCASConflict},
+		{"P silent, failover of another write of its version", 0, true, "other", provider.ErrCASConflict},
+		{"P silent, failover of a write of its version and payload", 0, true, "v3", provider.ErrOutcomeUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const key = "silentover"
+			servers, s, cands, e := writtenSession(t, key)
+			ctx := context.Background()
+			// The other app server's failover from the answering copy x
+			// onto the witness node, established on both (R7 and its
+			// completion).
+			x := 1 - c.silent
+			env, payload, err := envelope.Decode(rawGet(t, cands[x], key).value)
+			require.NoError(t, err)
+			if c.version {
+				env, payload = env.Next(0x0c0c0c0c, env.Timeout), []byte(c.payload)
+			}
+			env.E, env.P, env.Q, env.Nonce = 1, uint8(x), 2, env.Nonce^0x5a5a5a5a
+			for _, a := range []string{cands[x], cands[2]} {
+				rawSet(t, a, key, env.Wrap(payload), 60, 1)
+			}
+			paused := serverAt(t, servers, cands[c.silent])
+			require.NoError(t, paused.Pause())
+			t.Cleanup(func() { _ = paused.Resume() })
+			_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+			require.NoError(t, paused.Resume())
+			require.ErrorIs(t, err, c.want)
+			if c.want == provider.ErrOutcomeUnknown {
+				require.ErrorContains(t, err, "may be built on this write")
+				return
+			}
+			// The paused copy may store the write now: it never becomes
+			// the session.
+			requireSessionIs(t, servers, key, string(payload), "the failed-over record is the session")
+		})
+	}
+}
+
+// afterReplyConn reads, once armed and an `ms <key>` was written, that
+// command's reply and then runs hook before returning it: something else
+// writes the item right after the command ran.
+type afterReplyConn struct {
+	armedConn
+	hook func()
+}
+
+func (c *afterReplyConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.saw {
+		c.saw = false
+		c.hook()
+	}
+	return n, err
+}
+
+// afterReplyStore starts three nodes and a witness-mode Store whose
+// connections to key's candidate cand run hook (given the Store) right
+// after the reply of the first `ms <key>` written once arm was called.
+func afterReplyStore(t *testing.T, key string, cand int, hook func(*memcached.Store)) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
+	servers = startNodes(t, 3)
+	cands = memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+	var mu sync.Mutex
+	armed := false
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != cands[cand] {
+			return c, err
+		}
+		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { hook(s) }}, nil
+	}
+	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	arm = func() {
+		mu.Lock()
+		armed = true
+		mu.Unlock()
+	}
+	return servers, s, cands, arm
+}
+
+// The simulation's partition seed 592 (issue 13, review of 2026-11-30
+// M1: a final request's outcome unknown after the faults healed): a
+// write with a handle cached from before a failover (epoch 0 on c0, c1)
+// found P (c0) refusing it (it holds the failover's record, epoch 1 on
+// c0 and c2) and Q (c1, the failover's old copy, still the stale record)
+// storing it; R9, queued by the write's own witness touch, then made that
+// stale copy the new configuration's witness, so the undo was refused and
+// the outcome reported unknown. P holds an established record of a
+// greater epoch not built on the write, on two nodes: the write can never
+// be the session, a certain conflict.
+func TestUndoRefusedOverFailoverKnown(t *testing.T) {
+	const key = "undoover"
+	var witness []byte
+	var stale string
+	// R9's witness CAS on the stale copy, landing right after the write
+	// was stored there.
+	servers, s, cands, arm := afterReplyStore(t, key, 1, func(*memcached.Store) { rawSet(t, stale, key, witness, 600, 2) })
+	stale = cands[1]
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	// Another app server's failover from c0 onto the witness node c2
+	// (epoch 1), completed; c1 (partitioned) keeps its record.
+	env, payload, err := envelope.Decode(rawGet(t, cands[0], key).value)
+	require.NoError(t, err)
+	env.E, env.P, env.Q, env.Nonce = 1, 0, 2, env.Nonce^0x5a5a5a5a
+	for _, a := range []string{cands[0], cands[2]} {
+		rawSet(t, a, key, env.Wrap(payload), 60, 1)
+	}
+	witness = env.Append(nil)
+	arm()
+	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict, "a write of the configuration before a failover, at most on its old copy: %v", err)
+	requireSessionIs(t, servers, key, "v2", "the failed-over record is the session")
+}
+
+// The simulation's opposite seed 3428 (review of 2026-11-30, M1): a
+// write stored on P with Q gone (flushed) goes on to its write failover;
+// meanwhile this process's repair client (queued by the write's own
+// witness touch) read P holding the write, Q empty, and failed the write
+// over itself (R7), so the writer's fence was refused (or the witness
+// node already held the new copy) and its outcome was unknown, though the
+// failover was of this very write. The repair client now decides nothing
+// on a write of its own process in flight.
+func TestRepairLeavesOwnWriteInFlight(t *testing.T) {
+	const key = "ownwrite"
+	// The repair client's turn, right after P stored the write.
+	servers, s, cands, arm := afterReplyStore(t, key, 0, func(s *memcached.Store) { memcached.RepairKey(s, key) })
+	ctx := context.Background()
+	e := writtenOnce(t, s, key)
+	require.NoError(t, raw(t, cands[1]).Delete(key)) // Q flushed
+	arm()
+	_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+	require.NoError(t, err, "the write failed over by its own writer")
+	requireSessionIs(t, servers, key, "v3", "the write is the session")
+}
+
+// The witness cache's Add wedge (found by the tiered simulation): after
+// flush_all the pool keeps connections opened before it, labelled with
+// the old incarnation, and a newer connection makes and learns a new one.
+// An Add whose blanks were read (and witness stored) on old connections
+// had its secondary's CAS and then the undo of its witness refused as of
+// another incarnation, unsent: the witness stayed alone, and every Add of
+// the key found a record (every Get a lost session) until it expired
+// (TW, hours). The undo now reads the witness again and, the item
+// unchanged, sends it under the current label: the Add is a certain
+// ErrExists and the next one succeeds.
+func TestAddUndoAfterFlushNotWedged(t *testing.T) {
+	const key = "addwedge"
+	ctx := context.Background()
+	// Right after the witness CAS was stored: a new connection to every
+	// node (another key's Add), which learns the flushed nodes' new
+	// incarnation.
+	servers, s, _, arm := afterReplyStore(t, key, 2, func(s *memcached.Store) {
+		memcached.CloseIdle(s)
+		_, _ = s.Add(ctx, "addwedge-other", []byte("x"), time.Minute)
+	})
+	_, err := s.Add(ctx, "addwedge-warm", []byte("x"), time.Minute) // pooled connections to every node
+	require.NoError(t, err)
+	for _, srv := range servers {
+		require.NoError(t, srv.FlushAll(ctx))
+	}
+	arm()
+	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrExists, "the secondary's blank read on a connection of the old label: nothing left")
+	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err, "a lone witness left by the first Add")
 }
 
 // M2, unreachable primary: a write whose primary could not even be dialled
@@ -645,6 +826,26 @@ func TestSentWriteNotCountedUnsent(t *testing.T) {
 	unreachable.Store(false)
 	require.False(t, errors.Is(err, provider.ErrCASConflict), "a write applied on P reported refused: %v", err)
 	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+}
+
+// writtenSession is addedSession with key written once ("v2": no longer
+// a creation's record); it also returns a fresh read of it.
+func writtenSession(t *testing.T, key string) ([]*mcserver.Server, *memcached.Store, []string, provider.Entry) {
+	servers, s, cands := addedSession(t, key)
+	requireWritable(t, s, key)
+	e, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	return servers, s, cands, e
+}
+
+// requireSessionIs reads key through a new Store (another app server's)
+// and requires want.
+func requireSessionIs(t *testing.T, servers []*mcserver.Server, key, want, why string) {
+	t.Helper()
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+	got, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, want, string(got.Value), why)
 }
 
 // writtenOnce adds key ("v1") on s, writes it once ("v2": no longer a

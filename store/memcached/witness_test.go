@@ -693,6 +693,29 @@ func TestWriteInFlightRead(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestEvictionsOnWarned (§11.2): a node started with LRU eviction on
+// (memcached's default) is reported once with EventWarning, read from its
+// `stats settings`; with -M it is not.
+func TestEvictionsOnWarned(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{nil, 3}, {[]string{"-M"}, 0}} {
+		t.Run(strings.Join(append([]string{"args"}, tc.args...), " "), func(t *testing.T) {
+			servers := mcserver.StartForTest(t, 3, mcserver.Config{Args: tc.args})
+			var warned atomic.Int32
+			s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, OnEvent: func(e provider.Event) {
+				if e.Kind == provider.EventWarning && strings.HasPrefix(e.Detail, "evictions on") {
+					warned.Add(1)
+				}
+			}})
+			memcached.SetEvictionCheck(s, 10*time.Millisecond)
+			testwait.Until(t, 10*time.Second, "three eviction checks", func() bool { return memcached.EvictionChecks(s) >= 3 })
+			require.EqualValues(t, tc.want, warned.Load())
+		})
+	}
+}
+
 // TestEvictionReported (§11.2): LRU evictions on a node are amnesia the
 // scheme counts as a fault; an increase of the node's `stats` evictions
 // is reported as EventNodeDown ("evictions").

@@ -1,6 +1,7 @@
 package memcached
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,6 +109,7 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		value = ap.value
 	}
 	raw := env.Wrap(value)
+	defer w.startWriting(env.ID())()
 	top := w.touchOp(context.WithoutCancel(ctx), key, cs, cfg) // sent with the copies' commands
 	var pcas, qcas uint64
 	var perr, qerr error
@@ -140,11 +142,16 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, pw, qw, perr, beaten)
+		return w.undo(ctx, key, h, env, value, pw, qw, perr, beaten)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, pw, qw, perr, false)
+		return w.undo(ctx, key, h, env, value, pw, qw, perr, false)
+	case (po == woSilent || po == woLost) && qo == woExists:
+		// P may hold this write (sent, no reply); Q refused it.
+		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
+	case po == woExists && (qo == woSilent || qo == woLost):
+		return w.refusedOver(ctx, key, cs, p, cfg.P, env, value, "the primary", perr, qerr)
 	case po == woMissing && qo == woMissing:
 		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
 	case po == woNotSent && qo == woNotSent:
@@ -156,6 +163,25 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	return 0, unknown("cas", perr, qerr)
+}
+
+// refusedOver decides a write that one copy (n, candidate cand) refused
+// while the other gave no reply (it may have stored it): unknown by R3's
+// table, unless the refusing copy now holds a record of a greater epoch
+// (a failover moved the session on meanwhile, as in the simulation's
+// pause seeds: an app server that had not yet found the paused node
+// failed wrote to it with a cached handle), which may make the outcome
+// certain (overtaken).
+func (w *witness) refusedOver(ctx context.Context, key string, cs candidates, n *node, cand uint8, env envelope.Envelope, value []byte, which string, perr, qerr error) (uint64, error) {
+	c, err := w.read(ctx, n, cand, key, " v c t f")
+	if err != nil || c.st != stData || c.env.E <= env.E {
+		return 0, unknown("cas", perr, qerr, err)
+	}
+	id, err := w.overtaken(ctx, key, cs, &c, env, value, which)
+	if errors.Is(err, provider.ErrOutcomeUnknown) {
+		return 0, fmt.Errorf("%w: %w", err, errors.Join(perr, qerr))
+	}
+	return id, err
 }
 
 // notBuiltOn reports that c holds a data record of env's configuration
@@ -218,33 +244,60 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 		case c.st == stData && c.env.E > cfg.E:
 			// M2 (issue 13; the sim's partition seeds): a failover moved
 			// the session to a configuration of a greater epoch while this
-			// write was stored on P. Its record on Q says whether it was
-			// built on this write; if not, and the witness node holds an
-			// established record of a greater epoch not built on it
-			// either (Q's, once established, was copied there first: R7),
-			// no decision can ever take this write again: two nodes but P
-			// hold records that outrank it, and every read sees one
-			// (R4.2's rank). A fence (pending) alone may still lose the
-			// witness node to an opposite failover built on this write.
-			d := inChain(c.env, env)
-			if c.env.Pending && d == envelope.NotDescendant {
-				wc, err := w.read(ctx, cs[cfg.wit()], cfg.wit(), key, " v c t f")
-				if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= cfg.E {
-					return 0, unknown("cas: the secondary holds a failover's fence and the witness node no established record after it", err)
-				}
-				d = inChain(wc.env, env)
-			}
-			switch d {
-			case envelope.Descendant:
-				return 0, nil // applied, and failed over since
-			case envelope.NotDescendant:
-				return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
-			}
-			return 0, unknown("cas: the secondary holds a newer configuration that may be built on this write")
+			// write was stored on P (overtaken).
+			return w.overtaken(ctx, key, cs, &c, env, value, "the secondary")
 		}
 		return 0, unknown("cas: the secondary holds another record")
 	}
 	return 0, unknown("cas: completing the secondary", last)
+}
+
+// overtaken decides a write (env, its payload value) of which one copy
+// (c, read after it refused the write; which: "the primary" or "the
+// secondary") holds a record of a greater epoch: a failover moved the
+// session on while the write was in flight, and the other copy stored it
+// or may have (it gave no reply). That record says whether it was built
+// on this write (descent); if not, and the failover's other copy holds an
+// established record of a greater epoch not built on it either (the
+// fence's, once established, was copied there first: R7), no decision
+// can ever take this write again: two nodes but the write's other copy
+// hold records that outrank it, and every read sees one (R4.2's rank),
+// so it is a certain conflict whatever that copy did with it. A fence
+// (pending) alone may still lose its other copy's node to an opposite
+// failover built on this write: unknown. Built on it: applied, and
+// failed over since (success, handle 0: the caller reads again).
+func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *copyRead, env envelope.Envelope, value []byte, which string) (uint64, error) {
+	d := descent(c, env, value)
+	if c.env.Pending && d == envelope.NotDescendant {
+		wc, err := w.read(ctx, cs[c.env.Q], c.env.Q, key, " v c t f")
+		if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= env.E {
+			return 0, unknown("cas: "+which+" holds a failover's fence and its other copy no established record after it", err)
+		}
+		d = descent(&wc, env, value)
+	}
+	switch d {
+	case envelope.Descendant:
+		return 0, nil // applied, and failed over since
+	case envelope.NotDescendant:
+		return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
+	}
+	return 0, unknown("cas: " + which + " holds a newer configuration that may be built on this write")
+}
+
+// descent is inChain for a record c read from a node, with its payload:
+// a record of a greater epoch at env's own version with env's parent is
+// a failover of a write of that version (a client write of the greater
+// epoch has a failover's nonce for parent), which carries its base's
+// payload unchanged (R7; R3's write failover carries the write's own
+// value): one whose payload is not env's is certainly not built on env.
+// (The simulation's pause seeds 1249, 1319 and 3727 of 4000: the failover
+// at the write's own version hid which write it was built on.)
+func descent(c *copyRead, env envelope.Envelope, value []byte) envelope.Descent {
+	d := inChain(c.env, env)
+	if d == envelope.Unknown && c.env.V == env.V && !bytes.Equal(c.payload, value) {
+		return envelope.NotDescendant
+	}
+	return d
 }
 
 // inChain says whether later, an established record of a greater epoch
@@ -294,6 +347,7 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	fence := env
 	fence.E, fence.Q = cfg.E+1, wc
 	fence.Pending, fence.NoWit, fence.Nonce = true, nowit, rand.Uint64()
+	defer w.startWriting(fence.ID())()
 	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
 	if err != nil {
 		return 0, unknown("cas: write failover: fencing the primary", cause, err)
@@ -382,7 +436,14 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // only a failover from Q (a new epoch) can make it the truth. Q now
 // holding a data record of this epoch and configuration therefore means
 // it is gone: a certain conflict.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, pw, qw written, perr error, beaten bool) (uint64, error) {
+//
+// P holding a record of a greater epoch (the handle was of the
+// configuration before a failover, and Q, the failover's old copy, took
+// the write: the simulation's partition seed 592, whose final request's
+// undo was refused by the witness R9 had just made of that stale copy) is
+// decided as a write stored on P over a failover is (overtaken): this
+// write is at most on Q, below two nodes that outrank it.
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, pw, qw written, perr error, beaten bool) (uint64, error) {
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -392,7 +453,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			base = e.Wrap(payload) // broken variant: the trailers compacted away
 		}
 	}
-	_, err := qw.n.wcas(ctx, key, base, exp, kindData, qw.tok.cas, qw.tok.inc)
+	_, err := w.wcasAgain(ctx, key, qw, false, env.ID(), base, exp, kindData)
 	if err == nil {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, perr)
 	}
@@ -422,6 +483,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// A reader's completion (R4.4) copied this write onto P: it
 			// is applied, on both copies, as a common read returns it.
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
+		}
+		if cp.st == stData && cp.env.E > env.E {
+			return w.overtaken(ctx, key, w.candidates(key), &cp, env, value, "the primary")
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
 			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)

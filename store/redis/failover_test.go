@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/session"
 )
 
@@ -148,10 +149,19 @@ func (f *failoverSessions) violations(t *testing.T, store provider.Store) []stri
 	if item.Actions&session.InitializeItem != 0 {
 		v = append(v, "I6: InitializeItem handed out a second time: the acknowledged first request was lost")
 	}
+	// I7: lock ids take random steps (provider, nextLockID), so a lost
+	// lock's id is reused only by chance; the record's lock id going back
+	// below the acknowledged one is what lets a later lock repeat it.
+	key, err := p.Key(f.relocked)
+	require.NoError(t, err)
+	e, err := store.Get(ctx, key)
+	require.NoError(t, err)
+	rec, err := record.Decode(e.Value)
+	require.NoError(t, err)
 	item, err = p.GetItemExclusive(ctx, f.relocked)
 	require.NoError(t, err)
-	if item.LockID <= f.relockedID {
-		v = append(v, fmt.Sprintf("I7: lock id %d after the acknowledged lock id %d", item.LockID, f.relockedID))
+	if rec.LockID < f.relockedID || item.LockID <= f.relockedID {
+		v = append(v, fmt.Sprintf("I7: lock id %d after the acknowledged lock id %d (the stored lock id went back to %d)", item.LockID, f.relockedID, rec.LockID))
 	}
 	return v
 }

@@ -35,7 +35,7 @@
 // # When the cache loses a record
 //
 // A Get that misses the cache reads the durable copy and serves it revived
-// (record.Revive): unlocked, its lock id advanced by 2^32 past any
+// (record.Revive): unlocked, its lock id advanced by 2^48 past any
 // lock the lost cache could have granted, its Seq advanced likewise, which
 // starts a new epoch (record.Epoch) of the session. A request that held a
 // lock in the lost cache is fenced: its commit, release or removal fails
@@ -72,6 +72,9 @@
 //     commit to the cache, ordered after it by Seq): it was never served,
 //     and is refused. Cannot tell, or the cache or SQL failed meanwhile:
 //     the commit fails with provider.ErrOutcomeUnknown, never as refused.
+//     Its error does not wrap a cause that says nothing was written (the
+//     revival's conflict, a not found): a caller that checks for a
+//     conflict first would take the commit for refused.
 //
 // Every acknowledged commit therefore survives a flush, nothing refused is
 // applied, and a commit that may be applied is never reported as refused;

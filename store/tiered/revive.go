@@ -117,11 +117,16 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 	}
 	// Added without a token, or something is there: read what the cache
 	// holds, replacing it while it is older.
+	unreadable := 0 // attempts whose Get found nothing and whose Add found something
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		cur, err := s.cache.Get(ctx, key)
 		if errors.Is(err, provider.ErrNotFound) {
-			if _, err := s.cache.Add(ctx, key, revived, ttl); err != nil && !errors.Is(err, provider.ErrExists) {
+			_, err := s.cache.Add(ctx, key, revived, ttl)
+			if err != nil && !errors.Is(err, provider.ErrExists) {
 				return provider.Entry{}, err
+			}
+			if err != nil {
+				unreadable++
 			}
 			continue
 		}
@@ -138,8 +143,18 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 			return provider.Entry{}, err
 		}
 	}
+	if unreadable == maxAttempts {
+		// The cache holds something under the key that it neither serves
+		// nor lets an Add replace (docs/simulation.md: the witness
+		// scheme's creation left half undone).
+		return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %s: %w", errCacheWedged, provider.ErrCASConflict)
+	}
 	return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %w", provider.ErrCASConflict)
 }
+
+// errCacheWedged names the refill failure in which every Get of the key
+// found nothing and every Add found a record.
+const errCacheWedged = "every read found no record and every add found one"
 
 // replaceStale revives key if the cache holds a record of an older lineage
 // than durableSeq's, so that the durable lineage replaces it.

@@ -377,12 +377,32 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 
 // unknownOutcome is the error of a data change that is durable but whose
 // outcome cannot be known: it wraps provider.ErrOutcomeUnknown and cause.
+// A cause that says its own operation wrote nothing (a conflict, not
+// found, exists, lock lost: notWritten) is kept as text only: wrapped, it
+// would make the change look not applied to a caller that checks for a
+// conflict first, as the provider does (it then re-reads and reports the
+// change as failed: the simulation's failed-write-applied, tiered seed 152
+// of revive-mid-commit, a revival whose refill kept conflicting).
 func (s *Store) unknownOutcome(what string, cause error) error {
 	s.unknownOutcomes.Add(1)
-	if cause == nil {
+	switch {
+	case cause == nil:
 		return fmt.Errorf("tiered: %s: %w", what, provider.ErrOutcomeUnknown)
+	case notWritten(cause):
+		return fmt.Errorf("tiered: %s: %w: %v", what, provider.ErrOutcomeUnknown, cause)
 	}
 	return fmt.Errorf("tiered: %s: %w: %w", what, provider.ErrOutcomeUnknown, cause)
+}
+
+// notWritten reports whether err says that nothing was written: errors
+// an unknown outcome must not wrap.
+func notWritten(err error) bool {
+	for _, target := range []error{provider.ErrCASConflict, provider.ErrNotFound, provider.ErrExists, provider.ErrLockLost} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // afterLostCAS handles a data change that is durable (token durableCAS)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
 )
 
@@ -140,4 +141,138 @@ func TestSettle(t *testing.T) {
 			require.Equal(t, map[bool]int{true: 1, false: 0}[tc.undo], tc.d.undos)
 		})
 	}
+}
+
+// wedgedCache finds no record of any key and refuses every Add: what the
+// memcached witness scheme answered for a key whose creation it could not
+// undo (docs/simulation.md, tiered over the witness cache).
+type wedgedCache struct {
+	provider.Store
+	gets, adds int
+}
+
+func (c *wedgedCache) Get(context.Context, string) (provider.Entry, error) {
+	c.gets++
+	return provider.Entry{}, fmt.Errorf("cache: %w", provider.ErrSessionLost)
+}
+
+func (c *wedgedCache) Add(context.Context, string, []byte, time.Duration) (uint64, error) {
+	c.adds++
+	return 0, fmt.Errorf("cache: %w: a candidate holds a record", provider.ErrExists)
+}
+
+// A revival that cannot refill a cache which neither serves nor replaces
+// the key gives up after maxAttempts with a conflict that says so, so that
+// a stuck session in the simulation names its cause.
+func TestInstallIntoWedgedCache(t *testing.T) {
+	c := &wedgedCache{}
+	s, err := New(Config{Cache: c, Durable: nopDurable{}})
+	require.NoError(t, err)
+	rec := record.Record{Header: record.Header{Seq: 1 + record.ReviveGap, DataSeq: 1, LockID: 1 + record.ReviveGap, Timeout: time.Minute}}
+	b := rec.Encode()
+	h, err := record.Parse(b)
+	require.NoError(t, err)
+	_, err = s.install(context.Background(), "k", b, h, time.Minute)
+	require.ErrorIs(t, err, provider.ErrCASConflict)
+	require.ErrorContains(t, err, errCacheWedged)
+	require.Equal(t, maxAttempts, c.gets)
+	require.Equal(t, maxAttempts+1, c.adds, "the first Add and one a read")
+}
+
+// lossCache serves its Store until, armed, a compare-and-swap finds the
+// record lost (the whole cache flushed as a commit's durable write ran);
+// from then on it is wedged (wedgedCache).
+type lossCache struct {
+	provider.Store
+	wedgedCache
+	armed, lost bool
+}
+
+func (c *lossCache) Get(ctx context.Context, key string) (provider.Entry, error) {
+	if c.lost {
+		return c.wedgedCache.Get(ctx, key)
+	}
+	return c.Store.Get(ctx, key)
+}
+
+func (c *lossCache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if c.lost {
+		return c.wedgedCache.Add(ctx, key, value, ttl)
+	}
+	return c.Store.Add(ctx, key, value, ttl)
+}
+
+func (c *lossCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if !c.armed && !c.lost {
+		return c.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+	}
+	c.lost = true
+	return 0, fmt.Errorf("cache: %w", provider.ErrNotFound)
+}
+
+// oneRowDurable stores every write, serves the last one and grants every
+// claim.
+type oneRowDurable struct {
+	Durable
+	value []byte
+}
+
+func (d *oneRowDurable) Add(_ context.Context, _ string, value []byte, _ time.Duration) (uint64, error) {
+	d.value = value
+	return 4, nil
+}
+
+func (d *oneRowDurable) PutRecord(_ context.Context, _ string, value []byte, _ time.Duration) (PutResult, error) {
+	d.value = value
+	return PutResult{Stored: true, CAS: 5}, nil
+}
+
+func (d *oneRowDurable) GetWithTTL(context.Context, string) (provider.Entry, time.Duration, error) {
+	if d.value == nil {
+		return provider.Entry{}, 0, provider.ErrNotFound
+	}
+	return provider.Entry{Value: d.value, CAS: 5}, time.Minute, nil
+}
+
+func (d *oneRowDurable) Claim(context.Context, string, []byte, uint64, time.Duration) (uint64, error) {
+	return 6, nil
+}
+
+func (d *oneRowDurable) Touch(context.Context, string, time.Duration) error { return nil }
+
+// A commit whose durable write is done and whose revival then fails with a
+// conflict (the cache lost the record and refilling it kept conflicting)
+// has an unknown outcome: a revival may serve it. Its error must not also
+// say "conflict": the provider checks for a conflict first, re-reads and
+// reports the commit as failed (the simulation's failed-write-applied,
+// tiered seed 152 of revive-mid-commit over the witness cache). Before the
+// fix the error wrapped the revival's conflict, and the provider's commit
+// failed with that conflict.
+func TestUnknownOutcomeIsNotAConflict(t *testing.T) {
+	ctx := context.Background()
+	cache := &lossCache{Store: memstore.New(memstore.Config{})}
+	durable := &oneRowDurable{}
+	s, err := New(Config{Cache: cache, Durable: durable})
+	require.NoError(t, err)
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	d := p.CreateNewStoreData(time.Minute)
+	require.NoError(t, d.Values.Set("n", 1))
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, d, 0, true))
+	item, err := p.AcquireItem(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 2))
+
+	cache.armed = true
+	err = p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, errCacheWedged, "the cause is kept as text")
+	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrNotFound, provider.ErrExists, provider.ErrLockLost} {
+		require.NotErrorIs(t, err, nothing)
+	}
+	h, err := record.Parse(durable.value)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, h.DataSeq, "the commit is durable: a revival would serve it")
 }

@@ -231,14 +231,16 @@ func twoHolders(s int, reqs []*Request, lease time.Duration) []Violation {
 		}
 		h := hold{rq: rq, releaseAt: time.Duration(1<<62 - 1)}
 		for _, op := range rq.Ops {
-			if op.Err != nil {
-				continue
-			}
-			switch op.Name {
-			case "cas", "add":
-				h.lock = op
+			switch {
+			case op.Err == nil && op.Name == "renew-cas":
 				h.stamps = append(h.stamps, op)
-			case "renew-cas":
+			case op.Name != "cas" && op.Name != "add":
+			case op.Err == nil || errors.Is(op.Err, provider.ErrOutcomeUnknown):
+				// The lock's write: a successful one, or one of unknown
+				// outcome that the provider settled by reading it back
+				// (the request acquired): the lease runs from its call
+				// at the latest, so counting it never hides two holders.
+				h.lock = op
 				h.stamps = append(h.stamps, op)
 			}
 		}

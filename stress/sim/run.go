@@ -996,3 +996,12 @@ func values(v *session.Values) (n int, w string, ok bool) {
 	w, ok2, _ := session.Get[string](v, "w")
 	return n, w, ok1 && ok2
 }
+
+// ReadsSettleOutcomes forwards provider.OutcomeReader, so that the
+// simulated app servers' providers resolve writes of unknown outcome as
+// they would on the store itself (provider/protocol.go, "Writes of
+// unknown outcome"): the simulation checks that resolution too.
+func (s *recStore) ReadsSettleOutcomes() bool {
+	r, ok := s.Store.(provider.OutcomeReader)
+	return ok && r.ReadsSettleOutcomes()
+}

@@ -105,8 +105,9 @@ var FaultKinds = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPause, Fa
 var WitnessFaultKinds = append(slices.Clone(FaultKinds), FaultFlushStep, FaultOpposite, FaultDouble)
 
 // TieredFaultKinds lists the kinds a tiered run draws: every kind of the
-// memcached nodes (its cache) and those of its durable tier.
-var TieredFaultKinds = append(slices.Clone(FaultKinds), FaultDBDelay, FaultDBPause, FaultReviveMidCommit)
+// memcached nodes (its cache), those of the witness scheme's tests (its
+// default cache's) and those of its durable tier.
+var TieredFaultKinds = append(slices.Clone(WitnessFaultKinds), FaultDBDelay, FaultDBPause, FaultReviveMidCommit)
 
 // allKinds lists every kind once, in the order reports print them.
 func allKinds() []FaultKind {

@@ -450,9 +450,12 @@ func TestReplay(t *testing.T) {
 		}
 	}
 	same := 0
-	for range *flagReplays - 1 {
-		if sameInvariants(first, runSeed(t, *flagSeed, p)) {
+	for i := range *flagReplays - 1 {
+		r := runSeed(t, *flagSeed, p)
+		if sameInvariants(first, r) {
 			same++
+		} else {
+			t.Logf("replay %d broke other invariants:\n%s", i+2, report(r))
 		}
 	}
 	t.Logf("%d of %d replays broke the same invariants", same, *flagReplays-1)

@@ -83,43 +83,58 @@ func knownOpen(v Violation) bool {
 	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) && residual(v.Detail)
 }
 
-// finalUnknown reports whether v is the witness scheme's known open
-// issue found when the stage's witness seeds went from 300 to 1200 (the
-// witness scheme became the default, issue 13): a final request, made
-// after the faults healed while the Stores' own repairs still run, fails
-// once with provider.ErrOutcomeUnknown because a CAS crossed another
-// write of the session ("cas mismatch", also while undoing a refused
-// half) or found no reply and a restarted node ("new incarnation since").
-// The checker then reports the session stuck (each app makes one final
-// request). Seen: partition seed 592 (one node unreachable from three app
-// servers), pause+kill seeds 525 (4 of 4 replays) and 819; about 1 seed
-// in 400. An availability cost reported as unknown, never a lost or
-// wrong value (every other invariant is required); printed as KNOWN OPEN
-// and bounded per kind (maxFinalUnknown) until diagnosed (perhaps the
-// cause of the real runs' restart-node stuck lock).
+// finalUnknown reports whether v is the witness scheme's one known open
+// outcome of a final request (made after the faults healed, while the
+// Stores' own repairs still run; the checker reports the session stuck):
+// the request's write was stored on P, Q was found empty (flushed), and
+// its write failover (R3) lost the race with a repair client's R7
+// failover of that very write (the repair queued by a witness touch): the
+// fence on P was refused, or the witness node already held the new
+// configuration's copy. The write is applied, but the failover's record
+// has a new nonce at the write's own version and the write's payload, so
+// nothing in it tells that its base was this write (docs/replication.md,
+// review of 2026-11-30, M1). Seen: opposite seed 3428, in 1 of 2 runs of
+// 4000 seeds and 7 of 16 replays, the writer's own process's repair
+// client; that one now leaves its process's writes in flight alone
+// (memcached.TestRepairLeavesOwnWriteInFlight; 0 of 16 replays since),
+// another process's repair client may still race so. Printed as KNOWN
+// OPEN, at most max(1, seeds/maxFinalUnknown) seeds of a kind.
+//
+// Until the review of 2026-11-30's M1 any final unknown outcome with
+// "cas mismatch" or "new incarnation since" was tolerated (1 seed in 20
+// of a kind); diagnosed: partition seed 592's final request (a handle
+// cached from before a failover, stored on the failover's stale old copy
+// and refused by the new primary) had its undo refused by the witness R9
+// had just made of that copy: a certain conflict now
+// (memcached.TestUndoRefusedOverFailoverKnown); pause+kill seed 525's dead
+// pooled connections were fixed before. Every other final unknown
+// outcome whose reason is not residual fails.
 func finalUnknown(v Violation) bool {
-	return v.Inv == InvStuck && strings.Contains(v.Detail, " on app ") && strings.HasPrefix(v.Detail, "final") &&
+	return v.Inv == InvStuck && strings.HasPrefix(v.Detail, "final") && strings.Contains(v.Detail, " on app ") &&
 		strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) &&
-		(strings.Contains(v.Detail, "cas mismatch") || strings.Contains(v.Detail, "new incarnation since"))
+		(strings.Contains(v.Detail, "write failover: fencing the primary") ||
+			strings.Contains(v.Detail, "the secondary is lost and the witness node holds no record to fail over to"))
 }
 
-// maxFinalUnknown: more than one seed in maxFinalUnknown of a kind (and
-// more than one) with finalUnknown fails: the known issue got worse.
-const maxFinalUnknown = 20
+// maxFinalUnknown: more than max(1, seeds/maxFinalUnknown) seeds of a
+// kind with finalUnknown fail (measured: 1 in 570 seeds of opposite).
+const maxFinalUnknown = 200
 
 // residualUnknown are the reasons the witness scheme still gives for an
 // unknown outcome with no fault in progress (docs/replication.md, Review
 // 5: status, M2): a writer that read again only after its session moved
 // more versions on than its records' ancestors keep, and a write stored
-// on P while a failover, not yet established on the witness node or
-// resting on this very write's version, moved the session on. Issue 13's
+// on P (or sent to one copy that gave no reply while the other refused
+// it) while a failover, not yet established on its other copy or resting
+// on this very write's version with this write's payload, moved the
+// session on. Issue 13's
 // M2 fixed the unknown outcomes of a writer's undo refused by its own
 // re-stamp and of a write over a failover established without it ("the
 // secondary holds another record"): those, and every other reason, fail.
 var residualUnknown = []string{
 	"versions past this write when its writer read it again",
-	"the secondary holds a failover's fence and the witness node no established record after it",
-	"the secondary holds a newer configuration that may be built on this write",
+	"holds a failover's fence and its other copy no established record after it",
+	"holds a newer configuration that may be built on this write",
 }
 
 // residual reports whether err's text names one of residualUnknown.
@@ -185,14 +200,36 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 // ended with an error that is not its own deadline. A request that ran out of time waiting for a lock a long
 // handler held, or in its own long handler, did not (the workload's
 // bound, not the store's availability).
+//
+// A write of unknown outcome in a request that then succeeded is not a
+// failure: the provider read it back and settled it (provider/protocol.go,
+// "Writes of unknown outcome"); settledUnknown counts those apart.
 func storeFailed(rq *Request) bool {
 	for _, op := range rq.Ops {
 		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
-			!errors.Is(op.Err, provider.ErrNoAppend) { // declined, nothing sent: the provider writes whole
+			!errors.Is(op.Err, provider.ErrNoAppend) && // declined, nothing sent: the provider writes whole
+			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
 			return true
 		}
 	}
 	return rq.Err != nil && !ctxErr(rq.Err)
+}
+
+// settledUnknown counts r's requests that succeeded although one of their
+// store writes had an unknown outcome (the provider settled it by a read).
+func settledUnknown(r *Result) (n int) {
+	for _, rq := range r.Requests {
+		if rq.Err != nil {
+			continue
+		}
+		for _, op := range rq.Ops {
+			if errors.Is(op.Err, provider.ErrOutcomeUnknown) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 func ctxErr(err error) bool {
@@ -205,7 +242,8 @@ func ctxErr(err error) bool {
 // after its test in docs/replication.md section 14): every invariant,
 // except "not found" or stuck under the double faults of section 8
 // (witnessAllowed), and the two known open issues printed as KNOWN OPEN
-// (knownOpen; finalUnknown, at most 1 seed in maxFinalUnknown of a kind);
+// (knownOpen: the residual reasons of an unknown outcome; finalUnknown,
+// at most max(1, seeds/maxFinalUnknown) seeds of a kind);
 // for the single node faults, every request started a failover time
 // after the last fault event succeeded (SimFailoverTime); and the five
 // defects of BackupOn absent (regressions). A failing seed prints its
@@ -221,6 +259,11 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 		appended += r.appended
 	}
 	t.Logf("%d lock changes appended to both data copies (seeds 4 to 7 modulo 8)", appended)
+	settled := 0
+	for _, r := range results {
+		settled += settledUnknown(r)
+	}
+	t.Logf("%d requests succeeded after a write of unknown outcome that the provider settled by reading it back", settled)
 	if appended == 0 && len(results) >= 8 {
 		t.Error("the seeds that append appended no lock change")
 	}
@@ -251,7 +294,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 						continue
 					}
 					if finalUnknown(v) && !slices.Contains(witnessAllowed[k], v.Inv) {
-						fmt.Printf("KNOWN OPEN (%s, a final request's outcome unknown): seed %d (%s): %s\n", v.Inv, r.Seed, k, v)
+						fmt.Printf("KNOWN OPEN (%s, a final request's write failover raced a repair's failover of it): seed %d (%s): %s\n", v.Inv, r.Seed, k, v)
 						if !slices.Contains(stuckSeeds, r.Seed) {
 							stuckSeeds = append(stuckSeeds, r.Seed)
 						}
@@ -277,9 +320,9 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 					}
 				}
 			}
-			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome a failover time after the last fault event (known open); %d with a final request's outcome unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
+			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open); %d with a final request's write failover unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
 			if len(stuckSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
-				t.Errorf("%s: %d of %d seeds ended with a final request's outcome unknown (seeds %v): more than the known open issue's 1 in %d", k, len(stuckSeeds), tl.seeds[k], stuckSeeds, maxFinalUnknown)
+				t.Errorf("%s: %d of %d seeds ended with a final request's write failover unknown (seeds %v): more than the known open issue's 1 in %d", k, len(stuckSeeds), tl.seeds[k], stuckSeeds, maxFinalUnknown)
 			}
 		})
 	}

@@ -97,10 +97,15 @@ func TestRealFaults(t *testing.T) {
 		// handler past its lease, taken over, then fenced (the check
 		// counts leases now: TestExclusionPausedHolder). Its stuck locks
 		// after the stop (the resumed server failing healthy nodes:
-		// TestOwnStopDoesNotFailNodes) are fixed; stuck locks stay open
-		// because unknown outcomes under load leave locks nobody holds
-		// (docs/replication.md, Review 5: status).
-		"pause-app": {[]string{"stuck_locks"}, "open: unknown outcomes under load leave locks nobody holds (docs/replication.md, Review 5: status)"},
+		// TestOwnStopDoesNotFailNodes) are fixed, and so are locks left
+		// by unknown outcomes (the provider resolves them by a read, the
+		// middleware releases after an unresolved commit:
+		// docs/protocol.md, "Writes of unknown outcome"). Stuck waits
+		// stay open: with three runs at once (load 15-25) the runs of
+		// 22b1c97 and of the fix alike had them now and then, several
+		// sessions at once, also far from the stop and in a run with no
+		// unknown outcome and no store error.
+		"pause-app": {[]string{"stuck_locks"}, "open: stuck waits when the machine stalls under load (seen with no unknown outcome at all)"},
 		// restart-node's stuck locks (the clean-clone CI at cf17bcc) were
 		// a store defect (its calls in flight at the restart failed
 		// ErrUnavailable a second later, a commit so leaving its lock:

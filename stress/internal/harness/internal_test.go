@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -347,4 +348,19 @@ func TestFlushPlan(t *testing.T) {
 	if reflect.DeepEqual(flushPlan(1, 3, 3, -1), flushPlan(2, 3, 3, -1)) {
 		t.Fatal("seeds 1 and 2 give the same plan")
 	}
+}
+
+// TestStampsRecordUnknownWrites: a write of unknown outcome the provider
+// may settle as landed (a lock taken with no successful write) gives its
+// holder a lease from its call, as a successful write does; a write
+// refused for certain gives none. Without it a paused holder whose lock
+// was settled so had no lease, and its takeover counted as two holders
+// (the CI run of 2026-11-30 03:00 UTC, pause-app).
+func TestStampsRecordUnknownWrites(t *testing.T) {
+	s := newStamps()
+	at := time.Unix(0, 1000)
+	s.add("k", at, fmt.Errorf("cas: %w", provider.ErrOutcomeUnknown))
+	s.add("k", at.Add(1), fmt.Errorf("cas: %w", provider.ErrCASConflict))
+	s.add("k", at.Add(2), nil)
+	require.Equal(t, []int64{1000, 1002}, s.within("k", 0, 1<<62))
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -20,8 +21,12 @@ type stamps struct {
 
 func newStamps() *stamps { return &stamps{at: map[string][]int64{}} }
 
+// A write of unknown outcome is recorded too: the provider may settle it
+// as landed by reading it back (a lock taken with no successful write);
+// a lease from its call is never longer than the truth when it landed,
+// and when it did not, a later call only makes the check stricter.
 func (s *stamps) add(key string, at time.Time, err error) {
-	if err != nil {
+	if err != nil && !errors.Is(err, provider.ErrOutcomeUnknown) {
 		return
 	}
 	s.mu.Lock()
