@@ -207,3 +207,14 @@ func NoWindow(p *Provider) *Provider {
 	q.broken |= brokenNoWindow
 	return &q
 }
+
+// NoFreshLease returns a copy of p that hands out the lock of an
+// acquisition that took longer than half a lease as it is, as the
+// provider did before freshLease, though a waiter may have broken it
+// meanwhile (two holders, the slow one fenced only at its commit: the
+// real-process partition run).
+func NoFreshLease(p *Provider) *Provider {
+	q := *p
+	q.broken |= brokenNoFreshLease
+	return &q
+}

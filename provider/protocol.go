@@ -739,6 +739,10 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 // the lock it returns a *LockedError and writes nothing. In lock-free mode
 // it takes no lock and behaves like GetItem that ignores locks.
 //
+// An acquisition that took more than half a lease renews the lease before
+// it returns (freshLease), so that the lock it hands out has most of a
+// lease left; one broken meanwhile is decided again.
+//
 // Most callers want AcquireItem, which waits for a held lock.
 func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, error) {
 	if p.cfg.LockFree {
@@ -748,9 +752,74 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 	if err != nil {
 		return nil, err
 	}
+	for tries := 0; ; tries++ {
+		item, sent, err := p.acquire(ctx, id, key)
+		if err != nil || !p.cfg.leased() || p.broken&brokenNoFreshLease != 0 {
+			return item, err
+		}
+		err = p.freshLease(ctx, id, item.LockID, sent)
+		switch {
+		case err == nil:
+			return item, nil
+		case errors.Is(err, ErrLockLost) && tries < maxLostAcquisitions:
+			// Broken while the acquisition was on its way back: decide
+			// again (the new holder's lock, for the waiter).
+			p.unhold(key, item.LockID)
+			continue
+		}
+		p.unhold(key, item.LockID)
+		return nil, fmt.Errorf("provider: session %s: lock %d taken, but its lease could not be made fresh: %w", idTag(id), item.LockID, err)
+	}
+}
+
+// maxLostAcquisitions bounds how often GetItemExclusive decides again
+// after an acquisition whose lock was broken before it returned.
+const maxLostAcquisitions = 3
+
+// slowAcquisition is how long an acquisition may take, from the sending
+// of its write to its return, for its lease to be left to KeepLease: a
+// waiter's clock for the new lock starts at the earliest when that write
+// was sent (it cannot see the lock before), and it breaks the lock once
+// it has seen it unchanged for a lease (StaleAfter) by its own clock;
+// KeepLease renews a third of a lease after the acquisition returned. An
+// acquisition slower than half a lease (a store that failed a copy over
+// while the lock was already visible on the others: in the real-process
+// partition run, a silent copy costs its Timeout twice, about 1 s) would
+// leave less than a third of a lease, less a margin for clock rates (an
+// eighth), before a waiter may break it: a waiter could break the lock
+// before the holder's handler even began, and both ran (two holders, the
+// slow one fenced only at its commit).
+func slowAcquisition(lease time.Duration) time.Duration { return lease / 2 }
+
+// freshLease makes sure the lock lockID, whose write was sent at sent,
+// has most of a lease left when GetItemExclusive returns it: after a slow
+// acquisition (slowAcquisition) it renews the lease at once, again while
+// each renewal is slow itself (a few times). A lock broken meanwhile
+// fails the renewal with ErrLockLost: the caller does not hold it.
+func (p *Provider) freshLease(ctx context.Context, id string, lockID uint64, sent time.Time) error {
+	for range maxLostAcquisitions {
+		if time.Since(sent) < slowAcquisition(p.cfg.Lease) {
+			return nil
+		}
+		sent = time.Now()
+		if err := p.RenewLease(ctx, id, lockID); err != nil {
+			return err
+		}
+	}
+	if time.Since(sent) < slowAcquisition(p.cfg.Lease) {
+		return nil
+	}
+	return fmt.Errorf("provider: every renewal took more than half a lease (%v): %w", p.cfg.Lease, ErrUnavailable)
+}
+
+// acquire is one decision of GetItemExclusive: the lock taken (or an
+// error), and when the write that took it was first sent.
+func (p *Provider) acquire(ctx context.Context, id, key string) (*Item, time.Time, error) {
 	// The item of each acquisition decided: a write of unknown outcome
-	// may land after a later one was decided (update).
+	// may land after a later one was decided (update); and when each was
+	// decided (its write follows at once).
 	items := make(map[uint64]*Item, 1)
+	decided := make(map[uint64]time.Time, 1)
 	got, err := p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
@@ -769,14 +838,15 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 		next.Actions = 0
 		next.Seq++
 		items[next.LockID] = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
+		decided[next.LockID] = time.Now()
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	item := items[got.LockID]
 	p.hold(key, item.LockID)
-	return item, nil
+	return item, decided[got.LockID], nil
 }
 
 // SetAndReleaseItemExclusive commits data and releases the lock in one CAS

@@ -132,6 +132,9 @@ const (
 	// brokenNoWindow takes an acquisition its resolving read does not
 	// show for not landed however late the read (resolveLock's window).
 	brokenNoWindow
+	// brokenNoFreshLease hands out the lock of a slow acquisition as it
+	// is (freshLease).
+	brokenNoFreshLease
 )
 
 // holdSet records the locks taken in this process, so that their release

@@ -373,7 +373,9 @@ func benchAddrs(b *testing.B, servers []*mcserver.Server) []string {
 }
 
 // parallelGets gets each copy with its client at once (the first on the
-// calling goroutine, as the Store sends its copies) and waits for all.
+// calling goroutine, the others each on a goroutine of its own: the
+// Store sends its copies' commands from the caller's goroutine, wdoAll)
+// and waits for all.
 func parallelGets(clients []*memcache.Client, copies []dataCopy) error {
 	errs := make([]error, len(clients))
 	var wg sync.WaitGroup

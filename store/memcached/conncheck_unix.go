@@ -50,3 +50,30 @@ func connCheck(nc net.Conn) error {
 	}
 	return cerr
 }
+
+// replyReady reports whether bytes have come on cn that nothing has read
+// yet (a peek, without waiting): wdoAll reads the witness touch's reply
+// on the caller's goroutine when it is there already. A connection that
+// is not a socket is never ready.
+func replyReady(cn *metaConn) bool {
+	if cn.rw.Reader.Buffered() > 0 {
+		return true
+	}
+	sc, ok := cn.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ready := false
+	// Control: a non-blocking peek (the descriptor is non-blocking), not a
+	// wait for the poller as RawConn.Read would.
+	_ = rc.Control(func(fd uintptr) {
+		var buf [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
+		ready = n > 0 && err == nil
+	})
+	return ready
+}

@@ -202,6 +202,14 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 	return cn, false, nil
 }
 
+// hasIdle reports whether the pool holds a connection now (conn would
+// then not dial, unless another operation takes it first).
+func (c *metaClient) hasIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idle) > 0
+}
+
 // dialNode opens a connection to the node through dial, bounded by ctx
 // and Timeout; a ctx that ended is a *ctxError, any other failure a
 // *notSentError.
@@ -266,13 +274,27 @@ func (c *metaClient) doOn(ctx context.Context, pick connPick, fn func(*metaConn)
 
 // run is do's work on cn.
 func (c *metaClient) run(ctx context.Context, cn *metaConn, fn func(*metaConn) error) error {
-	dl := time.Now().Add(c.timeout)
+	_, stop := c.begin(ctx, cn)
+	return c.end(ctx, cn, fn(cn), stop)
+}
+
+// begin bounds cn's reads and writes by the earlier of ctx's deadline and
+// Timeout (dl) and has them interrupted when ctx is cancelled, until stop;
+// end finishes the operation.
+func (c *metaClient) begin(ctx context.Context, cn *metaConn) (dl time.Time, stop func() bool) {
+	dl = time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
 	_ = cn.nc.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
-	err := fn(cn)
+	return dl, context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+}
+
+// end is the end of an operation on cn that begin began and that ended
+// with err: the connection goes back to the pool only when the operation
+// read whole replies; a network error of an interrupted operation is the
+// context's (*ctxError).
+func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func() bool) error {
 	interrupted := !stop()
 	if err != nil && !isReply(err) {
 		cn.nc.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -130,28 +129,26 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 }
 
 // sendAppend appends ap's trailer to both copies of h in parallel, each
-// touched with the caller's T once stored (node.wappend), and gives a
-// value that a touch landed on by mistake its own TTL back (untouch). A
-// refusal for size is returned as errAppendFull (write's table takes it
-// for a refusal).
-func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32) (pcas, qcas uint64, perr, qerr error) {
+// touched with the caller's T once stored (node.wappend), with the
+// witness touch top (nil: none) in the same round trip, and gives a value
+// that a touch landed on by mistake its own TTL back (untouch). A refusal
+// for size is returned as errAppendFull (write's table takes it for a
+// refusal).
+func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32, top *wop) (pcas, qcas uint64, perr, qerr error) {
 	cs := w.candidates(key)
 	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
 	pipelined := h.latest && (h.read || ap.locked) && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		var strayed bool
-		qcas, strayed, qerr = q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
-		if strayed {
-			w.untouch(ctx, q, h.copies[1].cand, key)
-		}
-	})
-	var strayed bool
-	pcas, strayed, perr = p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
-	if strayed {
+	pa := p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
+	qa := q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
+	wdoAll(pa.op, qa.op, top)
+	pcas, pstrayed, perr := pa.done()
+	qcas, qstrayed, qerr := qa.done()
+	if pstrayed {
 		w.untouch(ctx, p, h.copies[0].cand, key)
 	}
-	wg.Wait()
+	if qstrayed {
+		w.untouch(ctx, q, h.copies[1].cand, key)
+	}
 	return pcas, qcas, perr, qerr
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
@@ -71,31 +72,45 @@ type witItem struct {
 // wget sends `mg <key><flags>` and returns the item (nil item: a miss).
 func (n *node) wget(ctx context.Context, key, flags string) (witItem, error) {
 	var r witItem
-	err := n.wdo(ctx, 0, func(cn *metaConn) error {
-		if err := send(cn, "mg "+key+flags, nil); err != nil {
+	op := n.wgetOp(ctx, key, flags, &r)
+	wdoAll(op)
+	return r, op.err
+}
+
+// wgetOp is wget as an op of wdoAll: the item goes to *r.
+func (n *node) wgetOp(ctx context.Context, key, flags string, r *witItem) *wop {
+	return &wop{n: n, ctx: ctx,
+		send: func(cn *metaConn) error { return send(cn, "mg "+key+flags, nil) },
+		recv: func(cn *metaConn) error {
+			it, err := readMetaGet(cn.rw.Reader)
+			*r = witItem{metaItem: it, inc: cn.inc}
 			return err
-		}
-		it, err := readMetaGet(cn.rw.Reader)
-		r = witItem{metaItem: it, inc: cn.inc}
-		return err
-	})
-	return r, err
+		}}
 }
 
 // wcas stores value with client flags kind and expiration exp, only if the
 // item's token is still cas in incarnation inc (R1): `ms <key> <n> T<exp>
 // c F<kind> C<cas>`. It returns the new token.
 func (n *node) wcas(ctx context.Context, key string, value []byte, exp int32, kind uint32, cas, inc uint64) (uint64, error) {
+	var newCAS uint64
+	op := n.wcasOp(ctx, key, value, exp, kind, cas, inc, &newCAS)
+	wdoAll(op)
+	return newCAS, op.err
+}
+
+// wcasOp is wcas as an op of wdoAll: the new token goes to *newCAS.
+func (n *node) wcasOp(ctx context.Context, key string, value []byte, exp int32, kind uint32, cas, inc uint64, newCAS *uint64) *wop {
 	if value == nil {
 		value = []byte{} // a blank: the data block is sent, empty
 	}
-	var newCAS uint64
-	err := n.wdo(ctx, inc, func(cn *metaConn) error {
-		var err error
-		newCAS, err = setOn(cn, setLine(key, len(value), exp, kind, false, cas), value)
-		return err
-	})
-	return newCAS, err
+	return &wop{n: n, ctx: ctx, inc: inc,
+		send: func(cn *metaConn) error { return send(cn, setLine(key, len(value), exp, kind, false, cas), value) },
+		recv: func(cn *metaConn) error {
+			var res metaResult
+			err := readSet(cn.rw.Reader, &res)
+			*newCAS = res.cas
+			return err
+		}}
 }
 
 // wrestamp re-stamps key only if its token is still cas in incarnation
@@ -130,73 +145,101 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // errAppendFull (memcached did not store the append though the item is
 // there: too large); a stored append whose touch got no reply is a success
 // (the value keeps the expiry it had, as after a lost touch: D1).
-func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) (newCAS uint64, strayed bool, err error) {
+//
+// wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
+// appendRes.done's.
+func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) *appendRes {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
 	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10)
+	r := &appendRes{op: &wop{n: n, ctx: ctx, inc: inc}, key: key}
 	readTouch := func(cn *metaConn, stored bool) error {
 		it, err := readMetaGet(cn.rw.Reader)
 		var se *serverError
 		if err != nil && !errors.As(err, &se) {
 			return &touchError{err}
 		}
-		strayed = it != nil && (!stored || it.cas != newCAS)
+		r.strayed = it != nil && (!stored || it.cas != r.newCAS)
 		return nil
 	}
-	var appendErr error // the append's reply (pipelined)
-	err = n.wdo(ctx, inc, func(cn *metaConn) error {
-		if pipelined {
+	if pipelined {
+		r.op.send = func(cn *metaConn) error {
 			if _, err := cn.rw.WriteString(line + "\r\n"); err != nil {
 				return err
 			}
 			if _, err := cn.rw.Write(data); err != nil {
 				return err
 			}
-			if err := send(cn, "\r\n"+touch, nil); err != nil {
-				return err
-			}
+			return send(cn, "\r\n"+touch, nil)
+		}
+		r.op.recv = func(cn *metaConn) error {
 			reply, err := readLine(cn.rw.Reader)
 			if err != nil {
 				return err
 			}
-			newCAS, appendErr = setReply(reply)
-			if errors.Is(appendErr, errNotStored) {
-				appendErr = errAppendFull // sorted out below: or the item is gone
+			r.newCAS, r.appendErr = setReply(reply)
+			if errors.Is(r.appendErr, errNotStored) {
+				r.appendErr = errAppendFull // sorted out below: or the item is gone
 			}
-			if terr := readTouch(cn, appendErr == nil); terr != nil {
+			if terr := readTouch(cn, r.appendErr == nil); terr != nil {
 				return terr // the connection is out of step: not a reply
 			}
-			return appendErr
+			return r.appendErr
 		}
-		var err error
-		newCAS, err = setOn(cn, line, data)
+		return r
+	}
+	r.op.send = func(cn *metaConn) error { return send(cn, line, data) }
+	r.op.recv = func(cn *metaConn) error {
+		var res metaResult
+		err := readSet(cn.rw.Reader, &res)
+		r.newCAS = res.cas
 		if errors.Is(err, errNotStored) {
 			return errAppendFull // sorted out below: or the item is gone
 		}
 		if err != nil {
 			return err
 		}
-		if err := send(cn, touch, nil); err != nil {
-			return &touchError{err}
+		// Stored: the touch, in a second round trip on this connection.
+		r.op.send = func(cn *metaConn) error {
+			if err := send(cn, touch, nil); err != nil {
+				return &touchError{err}
+			}
+			return nil
 		}
-		return readTouch(cn, true)
-	})
+		r.op.recv = func(cn *metaConn) error { return readTouch(cn, true) }
+		return nil
+	}
+	return r
+}
+
+// appendRes is a wappend: its op and what its replies showed.
+type appendRes struct {
+	op        *wop
+	key       string
+	newCAS    uint64
+	strayed   bool
+	appendErr error // the append's reply (pipelined)
+}
+
+// done returns the outcome of r once wdoAll ran r.op.
+func (r *appendRes) done() (newCAS uint64, strayed bool, err error) {
+	err = r.op.err
 	var te *touchError
 	switch {
 	case errors.As(err, &te):
 		// The append's reply came (stored, or pipelined: refused); the
 		// touch's fate is unknown.
-		err = appendErr
+		err = r.appendErr
 	}
 	switch {
 	case errors.Is(err, errAppendFull):
 		// memcached answers NS both for a missing key and for an item
 		// that cannot be stored with the data appended: a look tells
 		// them apart (a miss is a refusal either way).
-		if it, gerr := n.wget(ctx, key, " c"); gerr == nil && it.metaItem == nil {
+		if it, gerr := r.op.n.wget(r.op.ctx, r.key, " c"); gerr == nil && it.metaItem == nil {
 			err = errMiss
 		}
 	}
-	return newCAS, strayed, err
+	return r.newCAS, r.strayed, err
 }
 
 // sentIfMoved is err with its "not sent" verdict dropped when the
@@ -272,43 +315,251 @@ func (n *node) wdel(ctx context.Context, key string, cas, inc uint64) error {
 // a kill or restart every pooled one is), so that only a write in flight
 // at the node's end gets there; a write of which the connection took no
 // byte (it had been closed meanwhile) is sent again on a new one.
+//
+// wdo is a wdoAll of one op whose fn sends and reads everything.
 func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) error {
-	start := n.wh.sending()
-	var began time.Time // the last attempt's send on a connection
-	run := func(cn *metaConn) error {
-		if inc != 0 && cn.inc != inc {
-			return errOtherInc
+	op := &wop{n: n, ctx: ctx, inc: inc, send: fn}
+	wdoAll(op)
+	return op.err
+}
+
+// wop is one node's part of a round trip of the witness scheme (the two
+// data copies' commands of R2 or R3 and the witness touch): wdoAll sends
+// the commands of all its ops, each on a connection of its own node, then
+// reads their replies in turn, all on the caller's goroutine: no
+// goroutine per copy (with one, a request took about 1.5 × its parallel
+// floor on the 2-core machine, without 1.1 ×: docs/performance.md, "One,
+// two and three copies"). Each op keeps wdo's rules: its own deadline,
+// refusal of another incarnation's token, retry on a new connection,
+// failure detection.
+type wop struct {
+	n   *node
+	ctx context.Context
+	inc uint64 // not 0: a write with a token of incarnation inc (wdo)
+	// send writes the op's commands on cn and flushes them; recv (nil:
+	// none) reads their replies. recv may set send and recv again: one
+	// more round trip on the same connection, whose commands go out with
+	// the other ops' (wappend's touch after its append).
+	send, recv func(cn *metaConn) error
+	// detach: the caller does not wait for this op's reply (the witness
+	// touch): wdoAll reads it after the others' when it is there already
+	// (replyReady), else on a goroutine of its own, and then calls then.
+	detach bool
+	then   func()
+	err    error // the op's outcome, once wdoAll ran it
+
+	sendFirst, recvFirst func(cn *metaConn) error // as given: a retry starts over
+	start, began         time.Time                // the op's start; its last attempt's send
+	cn                   *metaConn                // the connection in use
+	pooled               bool                     // cn came from the pool
+	before               int64                    // cn's bytes out before the first send
+	dl                   time.Time                // cn's deadline
+	stop                 func() bool              // ends cn's interruption by ctx
+}
+
+// wdoAll runs ops (nil ones are skipped) as one round trip (wop). An op
+// whose node has no pooled connection runs whole on a goroutine of its
+// own, as every op did before wdoAll: the dials (and their incarnation
+// reads) of several nodes go on at once, and a node that does not answer
+// its dial or hello (paused, partitioned) holds up no other op.
+func wdoAll(ops ...*wop) {
+	now := make([]*wop, 0, len(ops))
+	var detached []*wop
+	var dialling sync.WaitGroup
+	for _, op := range ops {
+		if op == nil {
+			continue
 		}
-		began = time.Now()
-		before := cn.out.n
-		return sentIfMoved(fn(cn), cn.out.n != before)
+		op.start = op.n.wh.sending()
+		op.sendFirst, op.recvFirst = op.send, op.recv
+		pick := anyConn
+		if op.inc != 0 {
+			pick = liveConn // a write: never sent on a connection already dead
+		}
+		dials := len(ops) > 1 && !op.n.meta.hasIdle()
+		switch {
+		case dials && op.detach:
+			go func() {
+				op.open(pick)
+				op.complete()
+			}()
+		case dials:
+			dialling.Go(func() {
+				op.open(pick)
+				roundTrips([]*wop{op})
+				op.finish()
+			})
+		case op.detach:
+			op.open(pick)
+			detached = append(detached, op)
+		default:
+			op.open(pick)
+			now = append(now, op)
+		}
 	}
-	pick := anyConn
-	if inc != 0 {
-		pick = liveConn // a write: never sent on a connection already dead
+	roundTrips(now)
+	for _, op := range now {
+		op.finish()
 	}
-	pooled, err := n.meta.doOn(ctx, pick, run)
-	late := err != nil && n.wh.late(began, n.meta.timeout)
+	dialling.Wait()
+	for _, op := range detached {
+		if op.err == nil && op.cn != nil && replyReady(op.cn) {
+			op.complete()
+		} else {
+			go op.complete()
+		}
+	}
+}
+
+// complete reads a detached op's replies, finishes it and calls its then.
+func (op *wop) complete() {
+	roundTrips([]*wop{op})
+	op.finish()
+	if op.then != nil {
+		op.then()
+	}
+}
+
+// open takes a connection of pick for op and sends op's first commands
+// on it, refusing (errOtherInc, nothing sent) when op.inc is not 0 and
+// the connection is of another incarnation.
+func (op *wop) open(pick connPick) {
+	op.cn = nil
+	if err := op.ctx.Err(); err != nil {
+		op.pooled, op.err = false, &ctxError{err}
+		return
+	}
+	cn, pooled, err := op.n.meta.conn(op.ctx, pick)
+	op.pooled, op.err = pooled && err == nil, err
+	if err != nil {
+		return
+	}
+	op.cn = cn
+	op.dl, op.stop = op.n.meta.begin(op.ctx, cn)
+	op.before = cn.out.n
+	if op.inc != 0 && cn.inc != op.inc {
+		op.send, op.recv, op.err = nil, nil, errOtherInc
+		return
+	}
+	op.began = time.Now()
+	op.sendNext()
+}
+
+// roundTrips reads the replies of the ops' commands, and sends and reads
+// the further round trips their recv asked for, all ops' at once.
+func roundTrips(ops []*wop) {
+	for {
+		more := false
+		for _, op := range ops {
+			if op.recvNext() {
+				more = true
+			}
+		}
+		if !more {
+			return
+		}
+		for _, op := range ops {
+			op.sendNext()
+		}
+	}
+}
+
+// sendNext sends op's pending commands, if any.
+func (op *wop) sendNext() {
+	send := op.send
+	op.send = nil
+	if send != nil && op.err == nil && op.cn != nil {
+		op.timely()
+		op.err = send(op.cn)
+	}
+	if op.err != nil {
+		op.recv = nil
+	}
+}
+
+// recvNext reads the replies to op's commands, if any, and reports
+// whether op has more to send.
+func (op *wop) recvNext() bool {
+	recv := op.recv
+	op.recv = nil
+	if recv != nil && op.err == nil && op.cn != nil {
+		op.timely()
+		op.err = recv(op.cn)
+	}
+	return op.err == nil && op.send != nil
+}
+
+// readGrace is how long a reply is waited for when its op's deadline
+// passed while wdoAll read the other ops' replies (timely).
+const readGrace = 10 * time.Millisecond
+
+// timely gives op's connection readGrace more when its deadline (Timeout)
+// passed while wdoAll waited for another op's reply: the reply may have
+// come in time and wait in the socket, and a read past its deadline fails
+// without looking. readGrace is well below lateAfter: it never makes a
+// reply late (witHealth.late). The context's own end still interrupts.
+func (op *wop) timely() {
+	if op.ctx.Err() != nil || !time.Now().After(op.dl) {
+		return
+	}
+	_ = op.cn.nc.SetDeadline(time.Now().Add(readGrace))
+	if op.ctx.Err() != nil {
+		_ = op.cn.nc.SetDeadline(time.Unix(1, 0)) // as begin's interruption
+	}
+}
+
+// close ends op's use of its connection (metaClient.end): an operation
+// whose connection took bytes was sent (sentIfMoved).
+func (op *wop) close() {
+	if op.cn == nil {
+		return
+	}
+	op.err = op.n.meta.end(op.ctx, op.cn, sentIfMoved(op.err, op.cn.out.n != op.before), op.stop)
+	op.cn, op.send, op.recv = nil, nil, nil
+}
+
+// finish closes op, sends it again on a new connection where wdo's rules
+// say so, and feeds the node's failure detection: a complete reply clears
+// it, no reply counts towards failed.
+//
+// A pooled connection that fails without a reply may only have been
+// closed by a restart of the node: a read is then sent again on a new
+// connection; a write is not (it may have been applied), and a new
+// connection of another incarnation shows that whatever it did is gone
+// with the old one: errLostInc (not errOtherInc: it was sent). A write
+// takes no pooled connection its node had already closed (liveConn: after
+// a kill or restart every pooled one is), so that only a write in flight
+// at the node's end gets there; a write of which the connection took no
+// byte (it had been closed meanwhile) is sent again on a new one.
+func (op *wop) finish() {
+	op.close()
+	n, err, inc := op.n, op.err, op.inc
+	late := err != nil && n.wh.late(op.began, n.meta.timeout)
 	var ce *ctxError
 	var ns *notSentError
-	if pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
-		retry := run
+	if op.pooled && err != nil && !isReply(err) && !errors.As(err, &ce) {
 		unsent := errors.As(err, &ns) // not a byte went out: a write too is sent again
+		op.send, op.recv = op.sendFirst, op.recvFirst
 		if inc != 0 && !unsent {
-			retry = func(cn *metaConn) error {
+			op.inc, op.send, op.recv = 0, func(cn *metaConn) error {
 				if cn.inc != inc {
 					return errLostInc
 				}
 				return nil // the same incarnation: the first outcome stands
-			}
+			}, nil
 		}
-		began = time.Time{}
+		op.began = time.Time{}
+		op.open(newConn)
+		roundTrips([]*wop{op})
+		op.close()
+		op.inc = inc
 		// A write's check that cannot be made (the new connection fails)
 		// leaves the first error: it was sent, never "not sent" (M2).
-		if _, rerr := n.meta.doOn(ctx, newConn, retry); inc == 0 || unsent || errors.Is(rerr, errLostInc) {
+		if rerr := op.err; inc == 0 || unsent || errors.Is(rerr, errLostInc) {
 			err = rerr
-			late = rerr != nil && n.wh.late(began, n.meta.timeout)
+			late = rerr != nil && n.wh.late(op.began, n.meta.timeout)
 		}
+		op.err = err
 	}
 	switch {
 	case err == nil || isReply(err):
@@ -324,7 +575,6 @@ func (n *node) wdo(ctx context.Context, inc uint64, fn func(*metaConn) error) er
 		// failed over healthy sessions, taking other servers' writes in
 		// flight (TestOwnStopDoesNotFailNodes).
 	default:
-		n.wh.unanswered(start)
+		n.wh.unanswered(op.start)
 	}
-	return err
 }

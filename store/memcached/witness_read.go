@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -54,8 +53,14 @@ func (c *copyRead) token() copyToken { return copyToken{cand: c.cand, cas: c.cas
 // A reply it cannot trust fails the call (fatal): a record of another node
 // list or mode, a corrupt envelope, a record without a TTL.
 func (w *witness) read(ctx context.Context, n *node, cand uint8, key, flags string) (c copyRead, fatal error) {
-	c = copyRead{cand: cand, n: n, asked: true}
 	it, err := n.wget(ctx, key, flags)
+	return w.classify(n, cand, it, err)
+}
+
+// classify is read's verdict on the reply it (or the error err) of
+// candidate cand on node n.
+func (w *witness) classify(n *node, cand uint8, it witItem, err error) (c copyRead, fatal error) {
+	c = copyRead{cand: cand, n: n, asked: true}
 	var se *serverError
 	switch {
 	case errors.As(err, &se):
@@ -144,19 +149,19 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 	// this round trip (a cold key) and one more round trip below.
 	var exp int32
 	tenv, cached := w.timeoutFor(key)
+	var top *wop
 	if touch {
 		touched = true
-		go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
+		top = w.touchOp(context.WithoutCancel(ctx), key, cs, cfg)
 		if cached {
 			exp = timeoutExp(tenv)
 		}
 	}
-	var cp, cq copyRead
-	var ep, eq error
-	var wg sync.WaitGroup
-	wg.Go(func() { cq, eq = w.read(ctx, q, cfg.Q, key, w.readFlags(exp)) })
-	cp, ep = w.read(ctx, p, cfg.P, key, w.readFlags(exp))
-	wg.Wait()
+	var ip, iq witItem
+	pop, qop := p.wgetOp(ctx, key, w.readFlags(exp), &ip), q.wgetOp(ctx, key, w.readFlags(exp), &iq)
+	wdoAll(pop, qop, top)
+	cp, ep := w.classify(p, cfg.P, ip, pop.err)
+	cq, eq := w.classify(q, cfg.Q, iq, qop.err)
 	if err := errors.Join(ep, eq); err != nil {
 		return nil, touched, false, err
 	}
@@ -199,15 +204,17 @@ func (w *witness) touchCopies(ctx context.Context, f *hit) {
 		h(f.key)
 	}
 	flags := " f T" + strconv.FormatInt(int64(timeoutExp(f.b.Timeout)), 10)
-	touch := func(n *node) {
-		if it, err := n.wget(ctx, f.key, flags); err == nil && it.metaItem != nil && it.flags == kindWitness && !w.s.hooks.touchNoFlags {
-			w.rewitness(ctx, n, f.key)
+	var ip, iq witItem
+	pop, qop := f.p.n.wgetOp(ctx, f.key, flags, &ip), f.q.n.wgetOp(ctx, f.key, flags, &iq)
+	wdoAll(pop, qop)
+	for _, t := range []struct {
+		op *wop
+		it witItem
+	}{{pop, ip}, {qop, iq}} {
+		if t.op.err == nil && t.it.metaItem != nil && t.it.flags == kindWitness && !w.s.hooks.touchNoFlags {
+			w.rewitness(ctx, t.op.n, f.key)
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { touch(f.q.n) })
-	touch(f.p.n)
-	wg.Wait()
 	w.rememberTimeout(f.key, f.b.Timeout)
 }
 
@@ -233,22 +240,48 @@ func timeoutExp(t uint32) int32 {
 // anything but a witness of this configuration queues the key for repair
 // (R9), and a data record is touched again with its envelope's T.
 func (w *witness) touchWitness(ctx context.Context, key string, cs candidates, cfg config) {
+	if op := w.touchOp(ctx, key, cs, cfg); op != nil {
+		op.detach = false
+		wdoAll(op)
+		op.then()
+	}
+}
+
+// touchOp is touchWitness as a detached op of wdoAll, sent with the data
+// copies' commands: wdoAll reads its reply when it is there, else on a
+// goroutine, and runs the rest of touchWitness (then) after it. nil when
+// the witness's node is failed.
+func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg config) *wop {
 	wn := cs[cfg.wit()]
 	if wn.wh.isFailed() {
-		return
+		return nil
 	}
-	c, err := w.read(ctx, wn, cfg.wit(), key, w.touchFlags())
-	if err != nil || c.st == stSilent || c.st == stError {
-		return
+	var it witItem
+	op := wn.wgetOp(ctx, key, w.touchFlags(), &it)
+	op.detach = true
+	op.then = func() {
+		c, err := w.classify(wn, cfg.wit(), it, op.err)
+		if err != nil || c.st == stSilent || c.st == stError {
+			return
+		}
+		fix := func() {
+			if c.st == stData {
+				// Review 13e M1 (D5 reversed): a stale configuration's touch
+				// hit a data copy and gave it TW: set it back to its own
+				// timeout T.
+				_, _ = wn.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(c.env.Timeout)), 10))
+			}
+			if c.st != stWitness || configOf(c.env) != cfg {
+				w.repair.enqueue(key)
+			}
+		}
+		if c.st == stData && op.detach {
+			go fix() // a round trip the caller (then may run on its goroutine) does not wait for
+			return
+		}
+		fix()
 	}
-	if c.st == stData {
-		// Review 13e M1 (D5 reversed): a stale configuration's touch hit a
-		// data copy and gave it TW: set it back to its own timeout T.
-		_, _ = wn.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(c.env.Timeout)), 10))
-	}
-	if c.st != stWitness || configOf(c.env) != cfg {
-		w.repair.enqueue(key)
-	}
+	return op
 }
 
 // hit is a record an anomaly read or a common read returned: b, the

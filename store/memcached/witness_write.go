@@ -110,16 +110,16 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 	}
 	raw := env.Wrap(value)
 	defer w.startWriting(env.ID())()
-	go w.touchWitness(context.WithoutCancel(ctx), key, cs, cfg)
+	top := w.touchOp(context.WithoutCancel(ctx), key, cs, cfg) // sent with the copies' commands
 	var pcas, qcas uint64
 	var perr, qerr error
 	if ap != nil {
-		pcas, qcas, perr, qerr = w.sendAppend(ctx, key, h, ap, exp)
+		pcas, qcas, perr, qerr = w.sendAppend(ctx, key, h, ap, exp, top)
 	} else {
-		var wg sync.WaitGroup
-		wg.Go(func() { qcas, qerr = q.wcas(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc) })
-		pcas, perr = p.wcas(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc)
-		wg.Wait()
+		pop := p.wcasOp(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc, &pcas)
+		qop := q.wcasOp(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc, &qcas)
+		wdoAll(pop, qop, top)
+		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
 	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
