@@ -46,6 +46,12 @@ const (
 	// Empty: no session yet (every node absent): the scope creates it.
 	// Value 0 is "no session": a read that finds none returns it.
 	Empty
+	// LoneWitness: no session, but node 2 holds a witness of (E0, {0, 1})
+	// and nodes 0 and 1 nothing: what an Add leaves whose witness CAS was
+	// stored and whose next step timed out or was never sent (a creator
+	// paused or killed after its claim: no fault). As Empty, value 0 is
+	// "no session"; R8's Add takes the key over (Add over a lone witness).
+	LoneWitness
 )
 
 // Scope bounds one exhaustive run.
@@ -165,6 +171,9 @@ type Result struct {
 	NoWitCreations, Excepted, ExceptedUnavailable int
 	// Buried counts lone copies buried before a "not found" (review-4 D3).
 	Buried int
+	// Takeovers counts explored steps in which an Add's read found a
+	// lone witness and blanks and took the key over (R8).
+	Takeovers int
 }
 
 type explorer struct {
@@ -264,6 +273,9 @@ func initial(sc Scope) state {
 	switch {
 	case sc.Start == Empty:
 		s.N[0], s.N[1] = node{}, node{}
+	case sc.Start == LoneWitness:
+		s.N[0], s.N[1] = node{}, node{}
+		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -597,7 +609,7 @@ func (x *explorer) final(s *state) string {
 				x.res.ExceptedUnavailable++ // R8's residual: a lone nowit copy
 				return x.afterExpiry(&t)
 			}
-			if x.sc.Start == Empty && t.Max == 0 {
+			if x.creates() && t.Max == 0 {
 				// Nothing was acknowledged or observed: an Add abandoned
 				// half-way, hit by one flush, is undecidable until it
 				// expires (review-2 m11).
@@ -683,7 +695,7 @@ func (x *explorer) notFound(t *state, floor uint8, what string) string {
 		t.Lost++
 		x.res.Lost++
 		return ""
-	case x.sc.Start == Empty:
+	case x.creates():
 		return t.observe(0, floor, what+" (no session)")
 	}
 	return what + " found no session after a single fault"
@@ -880,11 +892,14 @@ func (x *explorer) sendRead2(t *state, c int) {
 	t.C[c].Phase = phRd2
 }
 
+// creates: the scope starts with no session (value 0 is "no session").
+func (x *explorer) creates() bool { return x.sc.Start == Empty || x.sc.Start == LoneWitness }
+
 // getAll is the anomaly read's command: mg N (a blank on a miss, as the
 // rules always send) in repair and creation scopes; elsewhere a plain get
 // (a smaller state space: no blank there is ever written over).
 func (x *explorer) getAll() uint8 {
-	if x.sc.Repair || x.sc.Start == Empty {
+	if x.sc.Repair || x.creates() {
 		return opGetN
 	}
 	return opGet
@@ -1001,7 +1016,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.endOp(t, c) // unavailable
 		}
 		cl.Iter++
-		if res.exc && x.sc.Start == Empty {
+		if res.exc && x.creates() {
 			t.ExcOpen = true // only creation scopes' E0 V0 records are creations
 		}
 		if res.single {
@@ -1055,7 +1070,7 @@ func (x *explorer) advance(t *state, c int) string {
 		newRound(t, c)
 		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
 		cl.Phase = phDec1
-	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
+	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo, phCrPoison:
 		return x.advanceAdd(t, c)
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
@@ -1352,11 +1367,17 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		if res.kind != resNotFound {
 			return x.endOp(t, c) // ErrExists (or unavailable): nothing written
 		}
+		lone := -1 // Add over a lone witness (R8): its node
 		if x.sc.Variant != AddParallel {
 			// Creation writes only onto blanks: a witness is a record
-			// someone relies on (R0), even when no data answered.
+			// someone relies on (R0), even when no data answered; the
+			// one exception is a lone witness with blanks on the other
+			// two, taken over below.
 			for n := range numNodes {
-				if cl.R[n].Rec.K != blank {
+				switch k := cl.R[n].Rec.K; {
+				case k == witness && lone < 0:
+					lone = n
+				case k != blank:
 					return x.endOp(t, c) // ErrExists: nothing written
 				}
 			}
@@ -1366,6 +1387,23 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		}
 		x.newCreation(t, c, p, q)
 		newRound(t, c)
+		if lone >= 0 {
+			x.res.Takeovers++
+			if x.sc.Variant != TakeoverNoPoison {
+				// First re-stamp ("poison") both blanks with the read's
+				// tokens, in parallel: the lone witness's creator, its
+				// data CASes carrying the old blank tokens, can never
+				// store them afterwards. Then R8 as from three blanks,
+				// with the fresh tokens and the witness's read token.
+				for n := range uint8(numNodes) {
+					if int(n) != lone {
+						x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], Rec{K: blank})
+					}
+				}
+				cl.Phase = phCrPoison
+				return ""
+			}
+		}
 		if x.sc.Variant == AddParallel {
 			cl.Base = cl.R[q].Rec
 			cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = cl.BT[p], cl.BI[p], cl.BT[q], cl.BI[q]
@@ -1423,6 +1461,23 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			}
 		}
 		return x.conflict(t, c)
+	case phCrPoison:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				// Refused (the creator's CAS won: a retry sees its
+				// record) or no reply: only blanks were re-stamped,
+				// nothing of this Add written.
+				return x.conflict(t, c)
+			}
+		}
+		for n := range numNodes {
+			if cl.Sent[n] {
+				cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+			}
+		}
+		newRound(t, c)
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		cl.Phase = phCrW
 	}
 	return ""
 }

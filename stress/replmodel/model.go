@@ -163,11 +163,12 @@ const (
 	phWrFence  // ... fence P (its own write) to the next epoch with the third node
 	phWrCopy   // ... copy it there: success when stored
 	phBury     // R4.1 (review-4 D3): CAS the lone copy to a blank
+	phCrPoison // Add over a lone witness (R8): re-stamp the blanks first
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

@@ -86,12 +86,20 @@ const (
 	// an Add whose witness was flushed buries the secondary the Add
 	// relies on, and the acknowledged session is lost.
 	BuryCreation
+	// TakeoverNoPoison is R8's Add over a lone witness without its first
+	// step: the Add CASes the lone witness (its read token) and then the
+	// blanks, without first re-stamping the blanks, so the paused creator
+	// of that witness, whose data CASes carry the old blank tokens, can
+	// win the secondary, make the takeover undo its witness to a blank,
+	// and then complete its primary: a session acknowledged with no
+	// witness, which one flush of a data copy loses.
+	TakeoverNoPoison
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
-	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation"}
+	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison"}
 
 func (v Variant) String() string { return variantNames[v] }
 

@@ -328,3 +328,41 @@ func TestStaleThirdConverted(t *testing.T) {
 		t.Error("no stale third record was converted: the scope does not reach R9's new case")
 	}
 }
+
+// TestLoneWitness: R8's Add over a lone witness (the witness of a creation
+// whose creator is paused, was killed or timed out after its witness CAS:
+// no fault). From a lone witness, two Adds and a reader; and from no
+// session, two Adds racing (one finds the other's witness alone and takes
+// the key over while the other is still in flight). One flush or restart,
+// one timeout: never two successful Adds, never an acknowledged Add lost.
+// The variant without the blanks' re-stamp (TakeoverNoPoison) is rejected:
+// the paused creator wins the secondary, the takeover undoes its witness,
+// the creator completes with no witness and one flush loses it.
+func TestLoneWitness(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	programs := [][]OpKind{{Create}, {Create}}
+	name := "lone witness: 2 Adds, 1 fault, 1 timeout"
+	if *full {
+		programs, name = [][]OpKind{{Create}, {Create, Read}}, "lone witness: 2 Adds + reader, 1 fault, 1 timeout"
+	}
+	r := mustHold(t, name, Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+		Programs: programs, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	t.Logf("takeovers: %d", r.Takeovers)
+	if r.Takeovers == 0 || r.Creations == 0 {
+		t.Errorf("takeovers %d, creations %d: the scope does not take a lone witness over", r.Takeovers, r.Creations)
+	}
+	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
+		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	t.Logf("takeovers: %d", r.Takeovers)
+	if r.Takeovers == 0 {
+		t.Error("no Add found another's witness alone")
+	}
+	r = Check(Scope{Variant: TakeoverNoPoison, Start: Empty, FinalDecides: true, Programs: createTwice, MaxFaults: 1})
+	report(t, TakeoverNoPoison.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverNoPoison)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverNoPoison, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+}
