@@ -161,3 +161,16 @@ func SetTTLBeforeTouch(s *Store) { s.hooks.ttlBeforeTouch = true }
 // only once the append is stored (the second round trip), whatever the
 // handle's age.
 func SetAppendTwoTrips(s *Store) { s.hooks.appendTwoTrips = true }
+
+// SetTakeoverHook installs a function called when an Add over a lone
+// witness (R8) has re-stamped the blanks and written nothing else yet.
+func SetTakeoverHook(s *Store, f func(key string)) { s.hooks.takeoverPoisoned = f }
+
+// SetTakeoverNoPoison makes an Add over a lone witness skip the blanks'
+// re-stamp: a deliberately broken variant (the model's TakeoverNoPoison).
+func SetTakeoverNoPoison(s *Store) { s.hooks.takeoverNoPoison = true }
+
+// SetAddNoResolve makes an Add report a CAS step with no reply as unknown
+// without reading the candidate again: the code before (the lone witness
+// of run 12).
+func SetAddNoResolve(s *Store) { s.hooks.addNoResolve = true }
