@@ -133,10 +133,12 @@ func (w *witness) takeOver(ctx context.Context, key string, rs *[3]copyRead, lon
 // stored, and the read's token is the new one; holding the same item
 // under the same token, it was not (yet), and the CAS is sent again with
 // that token (of the two, at most one can be stored); anything else, or no
-// reply again, leaves the first error (an unknown outcome).
+// reply again, leaves the first error (an unknown outcome). A node this
+// process holds failed is not read again (R8's failed-candidate case
+// decides on the first silence).
 func (w *witness) casStep(ctx context.Context, key string, c *copyRead, id envelope.Identity, raw []byte, exp int32, kind uint32) (uint64, error) {
 	cas, first := c.n.wcas(ctx, key, raw, exp, kind, c.cas, c.inc)
-	if first == nil || classify(first) != woSilent || w.s.hooks.addNoResolve {
+	if first == nil || classify(first) != woSilent || c.n.wh.isFailed() || w.s.hooks.addNoResolve {
 		return cas, first
 	}
 	for range 2 {
