@@ -359,6 +359,17 @@ func TestLoneWitness(t *testing.T) {
 	if r.Takeovers == 0 {
 		t.Error("no Add found another's witness alone")
 	}
+	if *full {
+		// make model: an Add acknowledged over a lone witness then
+		// written, against a second Add; and a lone witness of another
+		// configuration (c0, suspecting node 0, puts its witness on
+		// c1's primary) taken over by a second Add, with the scan.
+		r = mustHold(t, "lone witness: Add then write, Add, 1 fault, 1 timeout", Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+			Programs: [][]OpKind{{Create, RMW}, {Create}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+		t.Logf("takeovers: %d", r.Takeovers)
+		r = mustHold(t, "lone witness of another configuration", addUnresponsive(Correct, "0", [][]OpKind{{Create, Scan}, {Create}}, 1))
+		t.Logf("takeovers: %d; residual: %d reads find no session", r.Takeovers, r.Excepted)
+	}
 	r = Check(Scope{Variant: TakeoverNoPoison, Start: Empty, FinalDecides: true, Programs: createTwice, MaxFaults: 1})
 	report(t, TakeoverNoPoison.String(), r)
 	if r.Violation == "" {
