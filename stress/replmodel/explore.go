@@ -134,6 +134,13 @@ type Scope struct {
 	// MaxDelay (timed scopes) bounds a command's delivery delay in ticks
 	// with no fault (0: MaxT).
 	MaxDelay uint8
+	// Reread: an Add's CAS step with no reply reads its candidate again
+	// (at most twice): holding the Add's record (an Add's witness then
+	// carries the Add's value as its identity, as the implementation's
+	// nonce) it was stored; holding the same item under the same token
+	// the CAS is sent again with that token; else unknown. Not on a
+	// candidate the process holds failed.
+	Reread bool
 }
 
 // Result is what a run found.
@@ -174,6 +181,9 @@ type Result struct {
 	// Takeovers counts explored steps in which an Add's read found a
 	// lone witness and blanks and took the key over (R8).
 	Takeovers int
+	// Rereads counts explored steps in which an Add's CAS with no reply,
+	// read again, was found stored; Resends those that sent it again.
+	Rereads, Resends int
 }
 
 type explorer struct {
@@ -845,7 +855,7 @@ func (x *explorer) startOp(t *state, c int) string {
 		// R8: the witness goes to the candidate this process holds failed,
 		// if any (the two others hold the data, the better-ranked one
 		// primary); the Add still sends to it.
-		cl.AW, cl.AS = 2, false
+		cl.AW, cl.AS, cl.RR = 2, false, 0
 		for n := range uint8(numNodes) {
 			if cl.Susp[n] {
 				cl.AW, cl.AS = n, true
@@ -1070,7 +1080,7 @@ func (x *explorer) advance(t *state, c int) string {
 		newRound(t, c)
 		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
 		cl.Phase = phDec1
-	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo, phCrPoison:
+	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo, phCrPoison, phCrReread:
 		return x.advanceAdd(t, c)
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
@@ -1414,7 +1424,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			cl.Phase = phWr
 			return ""
 		}
-		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], x.addWitness(cl, p, q))
 		cl.Phase = phCrW
 	case phCrW, phCrQ, phCrP:
 		// The witness first: it is the creation's claim on the key; then
@@ -1427,7 +1437,12 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		}
 		r := cl.R[n]
 		switch {
+		case r.St != rOK && cl.RR > 0:
+			// A CAS sent again was refused or got no reply: the first
+			// may have been stored meanwhile.
+			return x.reread(t, c, n)
 		case r.St == rOK:
+			cl.RR = 0
 			cl.Stored[n], cl.ST[n], cl.SI[n] = true, r.Tok, r.Inc
 			if cl.Phase == phCrP {
 				return x.ack(t, c)
@@ -1451,6 +1466,38 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				}
 			}
 			cl.Phase = phCrUndo
+		case r.St == rTimeout && x.sc.Reread && !cl.Susp[n]:
+			return x.reread(t, c, n)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phCrReread:
+		n, step := cl.RN, cl.RS
+		want := cl.New
+		if step == phCrW {
+			want = x.addWitness(cl, p, q)
+		}
+		r := cl.R[n]
+		switch {
+		case r.St == rOK && r.Rec == want:
+			// Stored: go on as if its reply had said so.
+			x.res.Rereads++
+			cl.Phase = step
+			cl.R[n] = r
+			cl.RR = 0
+			return x.advanceAdd(t, c)
+		case r.St == rOK && r.Tok == cl.BT[n] && r.Inc == cl.BI[n]:
+			// The same item under the same token: send it again.
+			x.res.Resends++
+			newRound(t, c)
+			x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], want)
+			cl.Phase = step
+		case x.sc.Variant == RereadAnyToken && r.St == rOK && r.Rec.K != data && r.Rec != want:
+			x.res.Resends++
+			cl.BT[n], cl.BI[n] = r.Tok, r.Inc
+			newRound(t, c)
+			x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], want)
+			cl.Phase = step
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
@@ -1476,9 +1523,37 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			}
 		}
 		newRound(t, c)
-		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], x.addWitness(cl, p, q))
 		cl.Phase = phCrW
 	}
+	return ""
+}
+
+// addWitness is the witness an Add writes: with Reread it carries the
+// Add's value as its identity.
+func (x *explorer) addWitness(cl *client, p, q uint8) Rec {
+	r := Rec{K: witness, P: p, Q: q}
+	if x.sc.Reread {
+		r.Val = cl.New.Val
+	}
+	return r
+}
+
+// reread reads candidate n again for the Add step in progress (at most
+// twice in one step; then the outcome stays unknown).
+func (x *explorer) reread(t *state, c int, n uint8) string {
+	cl := &t.C[c]
+	if cl.RR >= 2 {
+		return x.endOp(t, c) // ErrOutcomeUnknown
+	}
+	if cl.Phase != phCrReread {
+		cl.RS = cl.Phase
+	}
+	cl.RR++
+	cl.RN = n
+	newRound(t, c)
+	x.put(t, c, n, opGet, 0, 0, Rec{})
+	cl.Phase = phCrReread
 	return ""
 }
 

@@ -94,12 +94,18 @@ const (
 	// and then complete its primary: a session acknowledged with no
 	// witness, which one flush of a data copy loses.
 	TakeoverNoPoison
+	// RereadAnyToken is the Add's read-again (Scope.Reread) sending its
+	// CAS again whenever the candidate still holds an item of the kind it
+	// read (a blank, or the lone witness), with the token just read: a
+	// blank re-stamped by a takeover meanwhile is then overwritten, so
+	// the takeover's fence no longer stops this Add.
+	RereadAnyToken
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
-	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison"}
+	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token"}
 
 func (v Variant) String() string { return variantNames[v] }
 

@@ -377,3 +377,47 @@ func TestLoneWitness(t *testing.T) {
 	}
 	t.Logf("%s rejected in %d states: %s\n%s", TakeoverNoPoison, r.States, r.Violation, strings.Join(r.Trace, "\n"))
 }
+
+// TestAddReread: an Add's CAS step with no reply reads its candidate again
+// (docs/replication.md, R8; the implementation's casStep): its own record
+// there, it goes on; the same item under the same token, it sends the CAS
+// again; anything else is unknown. Two Adds from no session (and, in make
+// model, from a lone witness with 2 timeouts, and with a reader), 1 fault.
+// The variant that sends again over any blank with the token just read
+// (RereadAnyToken) overwrites a takeover's re-stamp and is rejected.
+func TestAddReread(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	scopes := []struct {
+		name string
+		sc   Scope
+	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1}}}
+	if *full {
+		scopes = append(scopes,
+			struct {
+				name string
+				sc   Scope
+			}{"read again: lone witness, 2 Adds, 1 fault, 2 timeouts", Scope{Variant: Correct, Start: LoneWitness, Reread: true, FinalDecides: true,
+				Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 2}},
+			struct {
+				name string
+				sc   Scope
+			}{"read again: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+				Programs: [][]OpKind{{Create}, {Create}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1}})
+	}
+	for _, tc := range scopes {
+		r := mustHold(t, tc.name, tc.sc)
+		t.Logf("%s: found stored %d, sent again %d, takeovers %d", tc.name, r.Rereads, r.Resends, r.Takeovers)
+		if r.Rereads == 0 || r.Resends == 0 {
+			t.Errorf("%s: the read-again step is not reached", tc.name)
+		}
+	}
+	r := Check(Scope{Variant: RereadAnyToken, Start: Empty, Reread: true, FinalDecides: true, Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 2})
+	report(t, RereadAnyToken.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", RereadAnyToken)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", RereadAnyToken, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+}
