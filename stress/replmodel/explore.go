@@ -52,6 +52,15 @@ const (
 	// paused or killed after its claim: no fault). As Empty, value 0 is
 	// "no session"; R8's Add takes the key over (Add over a lone witness).
 	LoneWitness
+	// LoneWitnessP: no session, but node 0 (the home primary) holds a
+	// witness of (E1, {1, 2}) and nodes 1 and 2 nothing: a session that
+	// failed over off node 0 once, whose witness was then put on node 0,
+	// and whose two copies expired (review-lonewit B1). The Add's primary
+	// candidate is the witness's node.
+	LoneWitnessP
+	// LoneWitnessQ: as LoneWitnessP with the witness, of (E1, {0, 2}), on
+	// node 1 (the home secondary).
+	LoneWitnessQ
 )
 
 // Scope bounds one exhaustive run.
@@ -286,6 +295,12 @@ func initial(sc Scope) state {
 	case sc.Start == LoneWitness:
 		s.N[0], s.N[1] = node{}, node{}
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+	case sc.Start == LoneWitnessP:
+		s.N[1], s.N[2] = node{}, node{}
+		s.N[0] = node{Item: Rec{K: witness, E: 1, P: 1, Q: 2}, Tok: 1, Ctr: 1}
+	case sc.Start == LoneWitnessQ:
+		s.N[0], s.N[2] = node{}, node{}
+		s.N[1] = node{Item: Rec{K: witness, E: 1, P: 0, Q: 2}, Tok: 1, Ctr: 1}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -903,7 +918,13 @@ func (x *explorer) sendRead2(t *state, c int) {
 }
 
 // creates: the scope starts with no session (value 0 is "no session").
-func (x *explorer) creates() bool { return x.sc.Start == Empty || x.sc.Start == LoneWitness }
+func (x *explorer) creates() bool {
+	switch x.sc.Start {
+	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ:
+		return true
+	}
+	return false
+}
 
 // getAll is the anomaly read's command: mg N (a blank on a miss, as the
 // rules always send) in repair and creation scopes; elsewhere a plain get
@@ -1403,10 +1424,14 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				// First re-stamp ("poison") both blanks with the read's
 				// tokens, in parallel: the lone witness's creator, its
 				// data CASes carrying the old blank tokens, can never
-				// store them afterwards. Then R8 as from three blanks,
-				// with the fresh tokens and the witness's read token.
+				// store them afterwards. Only once both are stored, the
+				// lone witness to a blank (its read token); then R8 as
+				// from three blanks, with the three fresh tokens
+				// (review-lonewit B1: no data CAS of the Add targets a
+				// present record, which a reader's R4.4 completion could
+				// take first).
 				for n := range uint8(numNodes) {
-					if int(n) != lone {
+					if int(n) != lone || x.sc.Variant == TakeoverBlankConcurrent {
 						x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], Rec{K: blank})
 					}
 				}
@@ -1517,10 +1542,21 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				return x.conflict(t, c)
 			}
 		}
-		for n := range numNodes {
+		sent, lone := 0, uint8(0)
+		for n := range uint8(numNodes) {
 			if cl.Sent[n] {
+				sent++
 				cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+			} else {
+				lone = n
 			}
+		}
+		if sent == 2 && x.sc.Variant != TakeoverInPlace {
+			// Both re-stamps stored: now the lone witness to a blank
+			// (its read token). Refused or no reply: as above.
+			newRound(t, c)
+			x.put(t, c, lone, opCAS, cl.BT[lone], cl.BI[lone], Rec{K: blank})
+			return ""
 		}
 		newRound(t, c)
 		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], x.addWitness(cl, p, q))

@@ -1,6 +1,7 @@
 package replmodel
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -376,6 +377,51 @@ func TestLoneWitness(t *testing.T) {
 		t.Fatalf("the checker accepted the broken variant %v", TakeoverNoPoison)
 	}
 	t.Logf("%s rejected in %d states: %s\n%s", TakeoverNoPoison, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+	r = Check(Scope{Variant: TakeoverBlankConcurrent, Start: LoneWitness, FinalDecides: true, Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	report(t, TakeoverBlankConcurrent.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverBlankConcurrent)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverBlankConcurrent, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+}
+
+// TestLoneWitnessOnCandidate (review-lonewit B1): the lone witness, of
+// another configuration, on the Add's primary (LoneWitnessP) and on its
+// secondary (LoneWitnessQ); an Add against a reader that
+// reads twice or reads and writes, one flush or restart, one timeout. A
+// reader may complete the Add's creation (R4.4) between its secondary and
+// primary CASes: the takeover must have blanked the witness first. The
+// takeover that CASes its record over the witness in place
+// (TakeoverInPlace) is rejected: an acknowledged write lost after one
+// flush.
+func TestLoneWitnessOnCandidate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	readRMW := [][]OpKind{{Create}, {Read, RMW}}
+	readRead := [][]OpKind{{Create}, {Read, Read}}
+	lone := func(v Variant, st Start, progs [][]OpKind) Scope {
+		return Scope{Variant: v, Start: st, FinalDecides: true, Programs: progs, MaxFaults: 1, Restart: true, MaxTimeouts: 1}
+	}
+	for _, st := range []Start{LoneWitnessP, LoneWitnessQ} {
+		for _, p := range []struct {
+			name  string
+			progs [][]OpKind
+		}{{"Add, reader then writer", readRMW}, {"Add, reader reading twice", readRead}} {
+			name := fmt.Sprintf("lone witness on node %d: %s, 1 fault, 1 timeout", map[Start]int{LoneWitnessP: 0, LoneWitnessQ: 1}[st], p.name)
+			r := mustHold(t, name, lone(Correct, st, p.progs))
+			t.Logf("%s: takeovers %d", name, r.Takeovers)
+			if r.Takeovers == 0 || r.Creations == 0 {
+				t.Errorf("%s: takeovers %d, creations %d: the scope does not take a lone witness over", name, r.Takeovers, r.Creations)
+			}
+		}
+	}
+	r := Check(lone(TakeoverInPlace, LoneWitnessP, readRMW))
+	report(t, TakeoverInPlace.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverInPlace)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverInPlace, r.States, r.Violation, strings.Join(r.Trace, "\n"))
 }
 
 // TestAddReread: an Add's CAS step with no reply reads its candidate again
