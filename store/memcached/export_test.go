@@ -170,6 +170,12 @@ func SetTakeoverHook(s *Store, f func(key string)) { s.hooks.takeoverPoisoned = 
 // re-stamp: a deliberately broken variant (the model's TakeoverNoPoison).
 func SetTakeoverNoPoison(s *Store) { s.hooks.takeoverNoPoison = true }
 
+// SetTakeoverInPlace makes s's Adds over a lone witness CAS their record
+// over the witness with its read token after the re-stamps, not blank it
+// first (the broken variant of review-lonewit B1; the model's
+// TakeoverInPlace).
+func SetTakeoverInPlace(s *Store) { s.hooks.takeoverInPlace = true }
+
 // SetAddNoResolve makes an Add report a CAS step with no reply as unknown
 // without reading the candidate again: the code before (the lone witness
 // of run 12).

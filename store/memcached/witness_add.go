@@ -19,9 +19,9 @@ import (
 //
 // Add over a lone witness (R8): a read that finds one witness (of any
 // configuration or identity) and blanks on the other two, every candidate
-// answering, first re-stamps both blanks (takeOver), then goes on as from
-// three blanks, the witness's candidate CASed with the token its read
-// returned. A creation abandoned after its witness CAS (its creator
+// answering, first re-stamps both blanks, then, only once both are stored,
+// CASes the witness to a blank (takeOver), then goes on as from three
+// blanks with the three fresh tokens. A creation abandoned after its witness CAS (its creator
 // paused, killed, or its next step timed out) no longer wedges the key
 // for TW.
 //
@@ -97,11 +97,22 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 // tokens. The creator of that witness, if it is still going (paused, or
 // its commands late), CASes its data copies with the old blank tokens:
 // after the re-stamps it can never store them, so it never reports
-// success with its witness replaced (it undoes, or reports unknown). A
-// re-stamp refused means something was written there since the read (that
-// creator's data copy): ErrExists, and the next read sees it; one with no
-// reply: ErrUnavailable. Either way only blanks were re-stamped: nothing
-// of this Add is written.
+// success with its witness replaced (it undoes, or reports unknown). Only
+// once both re-stamps are stored is the witness CASed to a blank (T30,
+// its read token), and rs[lone] becomes that blank: R8 then runs from
+// three blanks, and none of its data CASes targets a present record
+// (review-lonewit B1: over a witness on the primary, a reader's R4.4
+// completion could store the Add's record there first, and the Add would
+// then undo its witness under two copies of its record). Blanking the
+// witness in parallel with the re-stamps is wrong too: a re-stamp refused
+// (another Add's record there) with that Add's witness already blanked
+// leaves its session with no witness.
+//
+// A re-stamp or the witness's blanking refused means something was
+// written there since the read (that creator's data copy or undo, or
+// another takeover's re-stamp): ErrExists, and the next read sees it; one
+// with no reply: ErrUnavailable. Either way only blanks were written:
+// nothing of this Add.
 func (w *witness) takeOver(ctx context.Context, key string, rs *[3]copyRead, lone int) error {
 	if w.s.hooks.takeoverNoPoison {
 		if h := w.s.hooks.takeoverPoisoned; h != nil {
@@ -111,22 +122,35 @@ func (w *witness) takeOver(ctx context.Context, key string, rs *[3]copyRead, lon
 	}
 	errs := w.restampBlanks(ctx, key, rs)
 	if err := errors.Join(errs[:]...); err != nil {
-		for _, e := range errs {
-			if e != nil && classify(e).refused() {
-				return fmt.Errorf("memcached: add: %w: a blank changed while taking over a lone witness: %w", provider.ErrExists, err)
-			}
-		}
-		return fmt.Errorf("memcached: add: %w: taking over a lone witness, nothing written: %w", provider.ErrUnavailable, err)
+		return takeoverErr(err, errs[:]...)
 	}
 	if h := w.s.hooks.takeoverPoisoned; h != nil {
 		h(key)
+	}
+	if c := &rs[lone]; !w.s.hooks.takeoverInPlace {
+		cas, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
+		if err != nil {
+			return takeoverErr(err, err)
+		}
+		c.st, c.env, c.raw, c.payload, c.cas, c.ttl = stBlank, envelope.Envelope{}, nil, nil, cas, 0
 	}
 	w.emit(provider.EventRepair, rs[lone].n, "an Add takes over a lone witness (both data candidates blank: a creation abandoned after its witness, or a session lost)", nil)
 	return nil
 }
 
-// casStep is one of R8's CASes: c's item (a blank, or the lone witness
-// an Add takes over) to raw (client flags kind, expiry exp), with the
+// takeoverErr is takeOver's error: ErrExists when one of errs is a
+// refusal, else ErrUnavailable (only blanks were written either way).
+func takeoverErr(err error, errs ...error) error {
+	for _, e := range errs {
+		if e != nil && classify(e).refused() {
+			return fmt.Errorf("memcached: add: %w: a candidate changed while taking over a lone witness: %w", provider.ErrExists, err)
+		}
+	}
+	return fmt.Errorf("memcached: add: %w: taking over a lone witness, nothing of the Add written: %w", provider.ErrUnavailable, err)
+}
+
+// casStep is one of R8's CASes: c's item (a blank; the lone witness
+// only in the broken variant takeoverInPlace) to raw (client flags kind, expiry exp), with the
 // token c's read returned. A CAS with no reply may have been stored (a
 // client timeout under load, no fault): the candidate is read again, at
 // most twice. Holding this Add's record (identity id, of kind) it was
