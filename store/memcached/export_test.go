@@ -180,3 +180,10 @@ func SetTakeoverInPlace(s *Store) { s.hooks.takeoverInPlace = true }
 // without reading the candidate again: the code before (the lone witness
 // of run 12).
 func SetAddNoResolve(s *Store) { s.hooks.addNoResolve = true }
+
+// WitnessItem returns the bytes and client flags of a witness item of
+// configuration (e, cands p, q), as R8's or R9's witness CAS writes them:
+// a test places a lone witness of another configuration with them.
+func WitnessItem(s *Store, e uint32, p, q uint8) (value []byte, flags uint32) {
+	return s.wit.newEnvelope(config{E: e, P: p, Q: q}, 1, 60).Append(nil), kindWitness
+}

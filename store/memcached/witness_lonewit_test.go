@@ -186,3 +186,95 @@ func TestTakeoverPoisonRefusesCreator(t *testing.T) {
 		})
 	}
 }
+
+// TestAddOverLoneWitnessOnPrimary (review-lonewit B1): the lone witness,
+// of (E1, c1, c2), sits on the key's home primary c0 (a session that failed
+// over off c0 once, its witness later put on c0, its two copies then
+// expired), c1 and c2 blank. An Add Y takes the key over; between its
+// secondary's CAS and its primary's a reader R reads the key. The fix
+// blanks the witness (after the re-stamps) before R8 runs, so R finds
+// R8's own window (a witness, a creation's secondary, a blank primary:
+// R4.5), which no completion writes over: Y's primary CAS is stored (or,
+// when R failed the creation over, Y's outcome is unknown), and a write
+// acknowledged after it survives a flush of c0. The takeover that CASes
+// its record over the witness in place (SetTakeoverInPlace) lets R
+// complete the creation onto c0 first (R4.4): Y's primary CAS is refused
+// and Y undoes its witness under two copies of its record that R
+// observed; one flush of a copy then buries the session.
+func TestAddOverLoneWitnessOnPrimary(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		name := "blank-first"
+		if broken {
+			name = "in-place"
+		}
+		t.Run(name, func(t *testing.T) {
+			key := "lonewitp-" + name
+			ctx := context.Background()
+			var rd *memcached.Store
+			var rdErr error
+			var rdGot []byte
+			fired := 0
+			var arm func()
+			// Y's hook on c1: the first reply is its re-stamp (arm
+			// again), the second its data CAS: R reads then.
+			servers, y, cands, arm0 := afterReplyStore(t, key, 1, func(*memcached.Store) {
+				if fired++; fired == 1 {
+					arm()
+					return
+				}
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				e, err := rd.Get(rctx, key)
+				rdErr, rdGot = err, e.Value
+			})
+			arm = arm0
+			rd = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second})
+			if broken {
+				memcached.SetTakeoverInPlace(y)
+			}
+			v, flags := memcached.WitnessItem(y, 1, 1, 2)
+			rawSet(t, cands[0], key, v, 120, flags)
+			require.Equal(t, [3]uint32{2, 0, 0}, kinds(t, cands, key), "a lone witness of (E1, c1, c2) on c0")
+
+			arm()
+			_, yErr := y.Add(ctx, key, []byte("v1"), time.Minute)
+			t.Logf("Y: %v; R during Y: %q, %v; records %v", yErr, rdGot, rdErr, kinds(t, cands, key))
+			require.Equal(t, 2, fired, "R read between Y's secondary and primary CASes")
+			if broken {
+				require.NoError(t, rdErr, "the broken variant: R completes Y's creation onto c0 and returns it")
+				require.Equal(t, "v1", string(rdGot))
+				require.ErrorIs(t, yErr, provider.ErrOutcomeUnknown, "the broken variant: Y's primary CAS refused, its undo refused at c1")
+				require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "the broken variant: two copies of an observed record, no witness")
+				return
+			}
+			if yErr != nil {
+				// R4.5: R failed the creation over from its secondary
+				// (the Add's outcome then unknown, never success).
+				require.ErrorIs(t, yErr, provider.ErrOutcomeUnknown)
+			}
+			if rdErr == nil {
+				require.Equal(t, "v1", string(rdGot), "R's read during the Add")
+			}
+			// A write acknowledged (R's repair of the stale c0 after its
+			// failover may change the token first: read again, bounded).
+			var err error
+			for range 5 {
+				var e provider.Entry
+				e, err = rd.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, "v1", string(e.Value))
+				if _, err = rd.CompareAndSwap(ctx, key, []byte("v6"), e.CAS, time.Minute); err == nil {
+					break
+				}
+				t.Logf("write: %v", err)
+			}
+			require.NoError(t, err, "a write acknowledged")
+			for _, srv := range servers {
+				if srv.Addr() == cands[0] {
+					require.NoError(t, srv.FlushAll(ctx))
+				}
+			}
+			requireSessionIs(t, servers, key, "v6", "the acknowledged write after a flush of c0")
+		})
+	}
+}
