@@ -387,8 +387,9 @@ func TestLoneWitness(t *testing.T) {
 
 // TestLoneWitnessOnCandidate (review-lonewit B1): the lone witness, of
 // another configuration, on the Add's primary (LoneWitnessP) and on its
-// secondary (LoneWitnessQ); an Add against a reader that
-// reads twice or reads and writes, one flush or restart, one timeout. A
+// secondary (LoneWitnessQ); an Add against a reader that reads twice or
+// reads and writes, one flush or restart, one timeout (make model: also
+// with the Add's read-again step, witness on the primary). A
 // reader may complete the Add's creation (R4.4) between its secondary and
 // primary CASes: the takeover must have blanked the witness first. The
 // takeover that CASes its record over the witness in place
@@ -415,6 +416,13 @@ func TestLoneWitnessOnCandidate(t *testing.T) {
 				t.Errorf("%s: takeovers %d, creations %d: the scope does not take a lone witness over", name, r.Takeovers, r.Creations)
 			}
 		}
+	}
+	if *full {
+		// make model: with the Add's read-again step (Scope.Reread).
+		sc := lone(Correct, LoneWitnessP, readRMW)
+		sc.Reread = true
+		r := mustHold(t, "lone witness on node 0, read again: Add, reader then writer, 1 fault, 1 timeout", sc)
+		t.Logf("takeovers %d, found stored %d, sent again %d", r.Takeovers, r.Rereads, r.Resends)
 	}
 	r := Check(lone(TakeoverInPlace, LoneWitnessP, readRMW))
 	report(t, TakeoverInPlace.String(), r)
