@@ -161,3 +161,29 @@ func SetTTLBeforeTouch(s *Store) { s.hooks.ttlBeforeTouch = true }
 // only once the append is stored (the second round trip), whatever the
 // handle's age.
 func SetAppendTwoTrips(s *Store) { s.hooks.appendTwoTrips = true }
+
+// SetTakeoverHook installs a function called when an Add over a lone
+// witness (R8) has re-stamped the blanks and written nothing else yet.
+func SetTakeoverHook(s *Store, f func(key string)) { s.hooks.takeoverPoisoned = f }
+
+// SetTakeoverNoPoison makes an Add over a lone witness skip the blanks'
+// re-stamp: a deliberately broken variant (the model's TakeoverNoPoison).
+func SetTakeoverNoPoison(s *Store) { s.hooks.takeoverNoPoison = true }
+
+// SetTakeoverInPlace makes s's Adds over a lone witness CAS their record
+// over the witness with its read token after the re-stamps, not blank it
+// first (the broken variant of review-lonewit B1; the model's
+// TakeoverInPlace).
+func SetTakeoverInPlace(s *Store) { s.hooks.takeoverInPlace = true }
+
+// SetAddNoResolve makes an Add report a CAS step with no reply as unknown
+// without reading the candidate again: the code before (the lone witness
+// of run 12).
+func SetAddNoResolve(s *Store) { s.hooks.addNoResolve = true }
+
+// WitnessItem returns the bytes and client flags of a witness item of
+// configuration (e, cands p, q), as R8's or R9's witness CAS writes them:
+// a test places a lone witness of another configuration with them.
+func WitnessItem(s *Store, e uint32, p, q uint8) (value []byte, flags uint32) {
+	return s.wit.newEnvelope(config{E: e, P: p, Q: q}, 1, 60).Append(nil), kindWitness
+}

@@ -322,6 +322,10 @@ type testHooks struct {
 	appendNoUntouch         bool             // broken variant: a witness append's touch that landed on another record is left there
 	undoWholeBase           bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
 	appendTwoTrips          bool             // witness appends never pipeline their touch (tests of the second round trip)
+	takeoverPoisoned        func(key string) // an Add over a lone witness re-stamped the blanks, nothing else written yet
+	takeoverNoPoison        bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
+	takeoverInPlace         bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
+	addNoResolve            bool             // the code before: an Add's CAS with no reply is unknown, not read again
 }
 
 var (

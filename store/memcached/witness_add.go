@@ -17,6 +17,14 @@ import (
 // the secondary's to the data record, the primary's to the same. A refusal
 // at the secondary or the primary undoes the stored ones (back to blanks).
 //
+// Add over a lone witness (R8): a read that finds one witness (of any
+// configuration or identity) and blanks on the other two, every candidate
+// answering, first re-stamps both blanks, then, only once both are stored,
+// CASes the witness to a blank (takeOver), then goes on as from three
+// blanks with the three fresh tokens. A creation abandoned after its witness CAS (its creator
+// paused, killed, or its next step timed out) no longer wedges the key
+// for TW.
+//
 // A candidate this process holds failed still gets the read and, as the
 // witness node, the witness CAS; only when it gives no reply within
 // Timeout is the session created on the other two (nowit, secondary first)
@@ -30,7 +38,7 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 	if err != nil {
 		return 0, err
 	}
-	silentAt := -1
+	silentAt, lone := -1, -1
 	for i := range rs {
 		switch rs[i].st {
 		case stBlank:
@@ -43,16 +51,30 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 			return 0, fmt.Errorf("memcached: add: %w", rs[i].err)
 		case stAbsent:
 			return 0, fmt.Errorf("memcached: add: %w: a candidate made no blank", provider.ErrServer)
+		case stWitness:
+			if lone < 0 {
+				lone = i
+				continue
+			}
+			return 0, fmt.Errorf("memcached: add: %w: a candidate holds a record", provider.ErrExists)
 		default:
 			return 0, fmt.Errorf("memcached: add: %w: a candidate holds a record", provider.ErrExists)
 		}
 	}
-	if silentAt >= 0 {
+	switch {
+	case lone >= 0 && silentAt >= 0:
+		// A lone witness is taken over only when every candidate answered.
+		return 0, fmt.Errorf("memcached: add: %w: a candidate holds a witness", provider.ErrExists)
+	case silentAt >= 0:
 		return w.addWithoutWitness(ctx, key, value, exp, timeout, &rs, silentAt)
+	case lone >= 0:
+		if err := w.takeOver(ctx, key, &rs, lone); err != nil {
+			return 0, err
+		}
 	}
 	env := w.newEnvelope(home, 1, timeout)
 	wr := &rs[home.wit()]
-	wcas, err := wr.n.wcas(ctx, key, env.Append(nil), w.tw, kindWitness, wr.cas, wr.inc)
+	wcas, err := w.casStep(ctx, key, wr, env.ID(), env.Append(nil), w.tw, kindWitness)
 	if err != nil {
 		switch o := classify(err); {
 		case o.refused():
@@ -67,6 +89,98 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 	}
 	done := []written{{wr.n, copyToken{cand: wr.cand, cas: wcas, inc: wr.inc}}}
 	return w.create(ctx, key, env, value, exp, &rs, done)
+}
+
+// takeOver is the first step of R8's Add over a lone witness (rs: one
+// witness, at lone, and two blanks): both blanks are re-stamped (T30),
+// in parallel, with the tokens the read returned, and rs gets their new
+// tokens. The creator of that witness, if it is still going (paused, or
+// its commands late), CASes its data copies with the old blank tokens:
+// after the re-stamps it can never store them, so it never reports
+// success with its witness replaced (it undoes, or reports unknown). Only
+// once both re-stamps are stored is the witness CASed to a blank (T30,
+// its read token), and rs[lone] becomes that blank: R8 then runs from
+// three blanks, and none of its data CASes targets a present record
+// (review-lonewit B1: over a witness on the primary, a reader's R4.4
+// completion could store the Add's record there first, and the Add would
+// then undo its witness under two copies of its record). Blanking the
+// witness in parallel with the re-stamps is wrong too: a re-stamp refused
+// (another Add's record there) with that Add's witness already blanked
+// leaves its session with no witness.
+//
+// A re-stamp or the witness's blanking refused means something was
+// written there since the read (that creator's data copy or undo, or
+// another takeover's re-stamp): ErrExists, and the next read sees it; one
+// with no reply: ErrUnavailable. Either way only blanks were written:
+// nothing of this Add.
+func (w *witness) takeOver(ctx context.Context, key string, rs *[3]copyRead, lone int) error {
+	if w.s.hooks.takeoverNoPoison {
+		if h := w.s.hooks.takeoverPoisoned; h != nil {
+			h(key)
+		}
+		return nil
+	}
+	errs := w.restampBlanks(ctx, key, rs)
+	if err := errors.Join(errs[:]...); err != nil {
+		return takeoverErr(err, errs[:]...)
+	}
+	if h := w.s.hooks.takeoverPoisoned; h != nil {
+		h(key)
+	}
+	if c := &rs[lone]; !w.s.hooks.takeoverInPlace {
+		cas, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
+		if err != nil {
+			return takeoverErr(err, err)
+		}
+		c.st, c.env, c.raw, c.payload, c.cas, c.ttl = stBlank, envelope.Envelope{}, nil, nil, cas, 0
+	}
+	w.emit(provider.EventRepair, rs[lone].n, "an Add takes over a lone witness (both data candidates blank: a creation abandoned after its witness, or a session lost)", nil)
+	return nil
+}
+
+// takeoverErr is takeOver's error: ErrExists when one of errs is a
+// refusal, else ErrUnavailable (only blanks were written either way).
+func takeoverErr(err error, errs ...error) error {
+	for _, e := range errs {
+		if e != nil && classify(e).refused() {
+			return fmt.Errorf("memcached: add: %w: a candidate changed while taking over a lone witness: %w", provider.ErrExists, err)
+		}
+	}
+	return fmt.Errorf("memcached: add: %w: taking over a lone witness, nothing of the Add written: %w", provider.ErrUnavailable, err)
+}
+
+// casStep is one of R8's CASes: c's item (a blank; the lone witness
+// only in the broken variant takeoverInPlace) to raw (client flags kind, expiry exp), with the
+// token c's read returned. A CAS with no reply may have been stored (a
+// client timeout under load, no fault): the candidate is read again, at
+// most twice. Holding this Add's record (identity id, of kind) it was
+// stored, and the read's token is the new one; holding the same item
+// under the same token, it was not (yet), and the CAS is sent again with
+// that token (of the two, at most one can be stored); anything else, or no
+// reply again, leaves the first error (an unknown outcome). A node this
+// process holds failed is not read again (R8's failed-candidate case
+// decides on the first silence).
+func (w *witness) casStep(ctx context.Context, key string, c *copyRead, id envelope.Identity, raw []byte, exp int32, kind uint32) (uint64, error) {
+	cas, first := c.n.wcas(ctx, key, raw, exp, kind, c.cas, c.inc)
+	if first == nil || classify(first) != woSilent || c.n.wh.isFailed() || w.s.hooks.addNoResolve {
+		return cas, first
+	}
+	for range 2 {
+		r, err := w.read(ctx, c.n, c.cand, key, " v c t f")
+		switch {
+		case err != nil || r.inc != c.inc:
+			return 0, first
+		case r.present() && r.env.ID() == id && (r.st == stWitness) == (kind == kindWitness):
+			return r.cas, nil
+		case r.st != c.st || r.cas != c.cas:
+			return 0, first
+		}
+		if cas, err = c.n.wcas(ctx, key, raw, exp, kind, c.cas, c.inc); err == nil {
+			return cas, nil
+		}
+		// Refused or no reply: the first may have been stored meanwhile.
+	}
+	return 0, first
 }
 
 // addWithoutWitness is R8 with candidate silent given no reply: the other
@@ -103,7 +217,7 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 	var toks [2]written
 	for i, cand := range []uint8{env.Q, env.P} {
 		c := &rs[cand]
-		cas, err := c.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+		cas, err := w.casStep(ctx, key, c, env.ID(), raw, exp, kindData)
 		if err != nil {
 			if !classify(err).refused() {
 				return 0, unknown("add: a data copy", err)

@@ -290,6 +290,13 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // parallel, each with the token its read returned, and reports whether
 // all were stored. An absent one (no token to fence with) fails it.
 func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead) bool {
+	errs := w.restampBlanks(ctx, key, rs)
+	return errors.Join(errs[:]...) == nil
+}
+
+// restampBlanks is fenceEmpties with each candidate's error: a blank
+// re-stamped gets its new token in rs.
+func (w *witness) restampBlanks(ctx context.Context, key string, rs *[3]copyRead) [3]error {
 	var errs [3]error
 	var wg sync.WaitGroup
 	for i := range rs {
@@ -298,11 +305,16 @@ func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead)
 		case stAbsent:
 			errs[i] = errMiss
 		case stBlank:
-			wg.Go(func() { _, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc) })
+			wg.Go(func() {
+				var cas uint64
+				if cas, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc); errs[i] == nil {
+					c.cas = cas
+				}
+			})
 		}
 	}
 	wg.Wait()
-	return errors.Join(errs[:]...) == nil
+	return errs
 }
 
 // inFlight reports that x holds b and y b's parent: two established

@@ -46,6 +46,21 @@ const (
 	// Empty: no session yet (every node absent): the scope creates it.
 	// Value 0 is "no session": a read that finds none returns it.
 	Empty
+	// LoneWitness: no session, but node 2 holds a witness of (E0, {0, 1})
+	// and nodes 0 and 1 nothing: what an Add leaves whose witness CAS was
+	// stored and whose next step timed out or was never sent (a creator
+	// paused or killed after its claim: no fault). As Empty, value 0 is
+	// "no session"; R8's Add takes the key over (Add over a lone witness).
+	LoneWitness
+	// LoneWitnessP: no session, but node 0 (the home primary) holds a
+	// witness of (E1, {1, 2}) and nodes 1 and 2 nothing: a session that
+	// failed over off node 0 once, whose witness was then put on node 0,
+	// and whose two copies expired (review-lonewit B1). The Add's primary
+	// candidate is the witness's node.
+	LoneWitnessP
+	// LoneWitnessQ: as LoneWitnessP with the witness, of (E1, {0, 2}), on
+	// node 1 (the home secondary).
+	LoneWitnessQ
 )
 
 // Scope bounds one exhaustive run.
@@ -128,6 +143,13 @@ type Scope struct {
 	// MaxDelay (timed scopes) bounds a command's delivery delay in ticks
 	// with no fault (0: MaxT).
 	MaxDelay uint8
+	// Reread: an Add's CAS step with no reply reads its candidate again
+	// (at most twice): holding the Add's record (an Add's witness then
+	// carries the Add's value as its identity, as the implementation's
+	// nonce) it was stored; holding the same item under the same token
+	// the CAS is sent again with that token; else unknown. Not on a
+	// candidate the process holds failed.
+	Reread bool
 }
 
 // Result is what a run found.
@@ -165,6 +187,12 @@ type Result struct {
 	NoWitCreations, Excepted, ExceptedUnavailable int
 	// Buried counts lone copies buried before a "not found" (review-4 D3).
 	Buried int
+	// Takeovers counts explored steps in which an Add's read found a
+	// lone witness and blanks and took the key over (R8).
+	Takeovers int
+	// Rereads counts explored steps in which an Add's CAS with no reply,
+	// read again, was found stored; Resends those that sent it again.
+	Rereads, Resends int
 }
 
 type explorer struct {
@@ -264,6 +292,15 @@ func initial(sc Scope) state {
 	switch {
 	case sc.Start == Empty:
 		s.N[0], s.N[1] = node{}, node{}
+	case sc.Start == LoneWitness:
+		s.N[0], s.N[1] = node{}, node{}
+		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+	case sc.Start == LoneWitnessP:
+		s.N[1], s.N[2] = node{}, node{}
+		s.N[0] = node{Item: Rec{K: witness, E: 1, P: 1, Q: 2}, Tok: 1, Ctr: 1}
+	case sc.Start == LoneWitnessQ:
+		s.N[0], s.N[2] = node{}, node{}
+		s.N[1] = node{Item: Rec{K: witness, E: 1, P: 0, Q: 2}, Tok: 1, Ctr: 1}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -597,7 +634,7 @@ func (x *explorer) final(s *state) string {
 				x.res.ExceptedUnavailable++ // R8's residual: a lone nowit copy
 				return x.afterExpiry(&t)
 			}
-			if x.sc.Start == Empty && t.Max == 0 {
+			if x.creates() && t.Max == 0 {
 				// Nothing was acknowledged or observed: an Add abandoned
 				// half-way, hit by one flush, is undecidable until it
 				// expires (review-2 m11).
@@ -683,7 +720,7 @@ func (x *explorer) notFound(t *state, floor uint8, what string) string {
 		t.Lost++
 		x.res.Lost++
 		return ""
-	case x.sc.Start == Empty:
+	case x.creates():
 		return t.observe(0, floor, what+" (no session)")
 	}
 	return what + " found no session after a single fault"
@@ -833,7 +870,7 @@ func (x *explorer) startOp(t *state, c int) string {
 		// R8: the witness goes to the candidate this process holds failed,
 		// if any (the two others hold the data, the better-ranked one
 		// primary); the Add still sends to it.
-		cl.AW, cl.AS = 2, false
+		cl.AW, cl.AS, cl.RR = 2, false, 0
 		for n := range uint8(numNodes) {
 			if cl.Susp[n] {
 				cl.AW, cl.AS = n, true
@@ -880,11 +917,20 @@ func (x *explorer) sendRead2(t *state, c int) {
 	t.C[c].Phase = phRd2
 }
 
+// creates: the scope starts with no session (value 0 is "no session").
+func (x *explorer) creates() bool {
+	switch x.sc.Start {
+	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ:
+		return true
+	}
+	return false
+}
+
 // getAll is the anomaly read's command: mg N (a blank on a miss, as the
 // rules always send) in repair and creation scopes; elsewhere a plain get
 // (a smaller state space: no blank there is ever written over).
 func (x *explorer) getAll() uint8 {
-	if x.sc.Repair || x.sc.Start == Empty {
+	if x.sc.Repair || x.creates() {
 		return opGetN
 	}
 	return opGet
@@ -1001,7 +1047,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.endOp(t, c) // unavailable
 		}
 		cl.Iter++
-		if res.exc && x.sc.Start == Empty {
+		if res.exc && x.creates() {
 			t.ExcOpen = true // only creation scopes' E0 V0 records are creations
 		}
 		if res.single {
@@ -1055,7 +1101,7 @@ func (x *explorer) advance(t *state, c int) string {
 		newRound(t, c)
 		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
 		cl.Phase = phDec1
-	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo:
+	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo, phCrPoison, phCrReread:
 		return x.advanceAdd(t, c)
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
@@ -1352,11 +1398,17 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		if res.kind != resNotFound {
 			return x.endOp(t, c) // ErrExists (or unavailable): nothing written
 		}
+		lone := -1 // Add over a lone witness (R8): its node
 		if x.sc.Variant != AddParallel {
 			// Creation writes only onto blanks: a witness is a record
-			// someone relies on (R0), even when no data answered.
+			// someone relies on (R0), even when no data answered; the
+			// one exception is a lone witness with blanks on the other
+			// two, taken over below.
 			for n := range numNodes {
-				if cl.R[n].Rec.K != blank {
+				switch k := cl.R[n].Rec.K; {
+				case k == witness && lone < 0:
+					lone = n
+				case k != blank:
 					return x.endOp(t, c) // ErrExists: nothing written
 				}
 			}
@@ -1366,6 +1418,27 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		}
 		x.newCreation(t, c, p, q)
 		newRound(t, c)
+		if lone >= 0 {
+			x.res.Takeovers++
+			if x.sc.Variant != TakeoverNoPoison {
+				// First re-stamp ("poison") both blanks with the read's
+				// tokens, in parallel: the lone witness's creator, its
+				// data CASes carrying the old blank tokens, can never
+				// store them afterwards. Only once both are stored, the
+				// lone witness to a blank (its read token); then R8 as
+				// from three blanks, with the three fresh tokens
+				// (review-lonewit B1: no data CAS of the Add targets a
+				// present record, which a reader's R4.4 completion could
+				// take first).
+				for n := range uint8(numNodes) {
+					if int(n) != lone || x.sc.Variant == TakeoverBlankConcurrent {
+						x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], Rec{K: blank})
+					}
+				}
+				cl.Phase = phCrPoison
+				return ""
+			}
+		}
 		if x.sc.Variant == AddParallel {
 			cl.Base = cl.R[q].Rec
 			cl.TokP, cl.IncP, cl.TokQ, cl.IncQ = cl.BT[p], cl.BI[p], cl.BT[q], cl.BI[q]
@@ -1376,7 +1449,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			cl.Phase = phWr
 			return ""
 		}
-		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], Rec{K: witness, P: p, Q: q})
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], x.addWitness(cl, p, q))
 		cl.Phase = phCrW
 	case phCrW, phCrQ, phCrP:
 		// The witness first: it is the creation's claim on the key; then
@@ -1389,7 +1462,12 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 		}
 		r := cl.R[n]
 		switch {
+		case r.St != rOK && cl.RR > 0:
+			// A CAS sent again was refused or got no reply: the first
+			// may have been stored meanwhile.
+			return x.reread(t, c, n)
 		case r.St == rOK:
+			cl.RR = 0
 			cl.Stored[n], cl.ST[n], cl.SI[n] = true, r.Tok, r.Inc
 			if cl.Phase == phCrP {
 				return x.ack(t, c)
@@ -1413,6 +1491,38 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				}
 			}
 			cl.Phase = phCrUndo
+		case r.St == rTimeout && x.sc.Reread && !cl.Susp[n]:
+			return x.reread(t, c, n)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phCrReread:
+		n, step := cl.RN, cl.RS
+		want := cl.New
+		if step == phCrW {
+			want = x.addWitness(cl, p, q)
+		}
+		r := cl.R[n]
+		switch {
+		case r.St == rOK && r.Rec == want:
+			// Stored: go on as if its reply had said so.
+			x.res.Rereads++
+			cl.Phase = step
+			cl.R[n] = r
+			cl.RR = 0
+			return x.advanceAdd(t, c)
+		case r.St == rOK && r.Tok == cl.BT[n] && r.Inc == cl.BI[n]:
+			// The same item under the same token: send it again.
+			x.res.Resends++
+			newRound(t, c)
+			x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], want)
+			cl.Phase = step
+		case x.sc.Variant == RereadAnyToken && r.St == rOK && r.Rec.K != data && r.Rec != want:
+			x.res.Resends++
+			cl.BT[n], cl.BI[n] = r.Tok, r.Inc
+			newRound(t, c)
+			x.put(t, c, n, opCAS, cl.BT[n], cl.BI[n], want)
+			cl.Phase = step
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
@@ -1423,7 +1533,63 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 			}
 		}
 		return x.conflict(t, c)
+	case phCrPoison:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				// Refused (the creator's CAS won: a retry sees its
+				// record) or no reply: only blanks were re-stamped,
+				// nothing of this Add written.
+				return x.conflict(t, c)
+			}
+		}
+		sent, lone := 0, uint8(0)
+		for n := range uint8(numNodes) {
+			if cl.Sent[n] {
+				sent++
+				cl.BT[n], cl.BI[n] = cl.R[n].Tok, cl.R[n].Inc
+			} else {
+				lone = n
+			}
+		}
+		if sent == 2 && x.sc.Variant != TakeoverInPlace {
+			// Both re-stamps stored: now the lone witness to a blank
+			// (its read token). Refused or no reply: as above.
+			newRound(t, c)
+			x.put(t, c, lone, opCAS, cl.BT[lone], cl.BI[lone], Rec{K: blank})
+			return ""
+		}
+		newRound(t, c)
+		x.put(t, c, w, opCAS, cl.BT[w], cl.BI[w], x.addWitness(cl, p, q))
+		cl.Phase = phCrW
 	}
+	return ""
+}
+
+// addWitness is the witness an Add writes: with Reread it carries the
+// Add's value as its identity.
+func (x *explorer) addWitness(cl *client, p, q uint8) Rec {
+	r := Rec{K: witness, P: p, Q: q}
+	if x.sc.Reread {
+		r.Val = cl.New.Val
+	}
+	return r
+}
+
+// reread reads candidate n again for the Add step in progress (at most
+// twice in one step; then the outcome stays unknown).
+func (x *explorer) reread(t *state, c int, n uint8) string {
+	cl := &t.C[c]
+	if cl.RR >= 2 {
+		return x.endOp(t, c) // ErrOutcomeUnknown
+	}
+	if cl.Phase != phCrReread {
+		cl.RS = cl.Phase
+	}
+	cl.RR++
+	cl.RN = n
+	newRound(t, c)
+	x.put(t, c, n, opGet, 0, 0, Rec{})
+	cl.Phase = phCrReread
 	return ""
 }
 

@@ -163,11 +163,13 @@ const (
 	phWrFence  // ... fence P (its own write) to the next epoch with the third node
 	phWrCopy   // ... copy it there: success when stored
 	phBury     // R4.1 (review-4 D3): CAS the lone copy to a blank
+	phCrPoison // Add over a lone witness (R8): re-stamp the blanks first
+	phCrReread // Add: a CAS step with no reply reads its candidate again
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -207,6 +209,9 @@ type client struct {
 	// remaining t of its base, or the caller's T for a write failover;
 	// BRem: the base's remaining TTL, for R3's undo.
 	DT, BRem uint8
+	// Add's read-again (Scope.Reread): RN the candidate read again, RS
+	// the step (phase) it resolves, RR the reads so far (at most 2).
+	RN, RS, RR uint8
 	// Susp: nodes this process holds *failed* (docs/replication.md section
 	// 9): it sends them nothing until its probe sees them answer again.
 	// Scopes with MaxSuspicions make such a suspicion wrong at any step.

@@ -86,12 +86,40 @@ const (
 	// an Add whose witness was flushed buries the secondary the Add
 	// relies on, and the acknowledged session is lost.
 	BuryCreation
+	// TakeoverNoPoison is R8's Add over a lone witness without its first
+	// step: the Add CASes the lone witness (its read token) and then the
+	// blanks, without first re-stamping the blanks, so the paused creator
+	// of that witness, whose data CASes carry the old blank tokens, can
+	// win the secondary, make the takeover undo its witness to a blank,
+	// and then complete its primary: a session acknowledged with no
+	// witness, which one flush of a data copy loses.
+	TakeoverNoPoison
+	// RereadAnyToken is the Add's read-again (Scope.Reread) sending its
+	// CAS again whenever the candidate still holds an item of the kind it
+	// read (a blank, or the lone witness), with the token just read: a
+	// blank re-stamped by a takeover meanwhile is then overwritten, so
+	// the takeover's fence no longer stops this Add.
+	RereadAnyToken
+	// TakeoverInPlace is R8's Add over a lone witness as first built: after
+	// the re-stamps it CASes its record over the lone witness with the
+	// witness's read token. With the witness on the Add's primary, a
+	// reader completes the Add's creation there first (R4.4), the Add's
+	// primary CAS is refused and it undoes its witness under two copies
+	// of its record, which the reader returned: one flush then buries an
+	// acknowledged write (review-lonewit B1).
+	TakeoverInPlace
+	// TakeoverBlankConcurrent blanks the lone witness in parallel with the
+	// two re-stamps, not after them: a takeover whose re-stamp is refused
+	// (another Add's record there) may already have blanked that Add's
+	// witness, leaving an acknowledged session with one copy.
+	TakeoverBlankConcurrent
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
-	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation"}
+	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
+	"takeover-in-place", "takeover-blank-concurrent"}
 
 func (v Variant) String() string { return variantNames[v] }
 

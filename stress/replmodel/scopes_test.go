@@ -1,6 +1,7 @@
 package replmodel
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -327,4 +328,150 @@ func TestStaleThirdConverted(t *testing.T) {
 	if r.StaleConverted == 0 {
 		t.Error("no stale third record was converted: the scope does not reach R9's new case")
 	}
+}
+
+// TestLoneWitness: R8's Add over a lone witness (the witness of a creation
+// whose creator is paused, was killed or timed out after its witness CAS:
+// no fault). From a lone witness, two Adds and a reader; and from no
+// session, two Adds racing (one finds the other's witness alone and takes
+// the key over while the other is still in flight). One flush or restart,
+// one timeout: never two successful Adds, never an acknowledged Add lost.
+// The variant without the blanks' re-stamp (TakeoverNoPoison) is rejected:
+// the paused creator wins the secondary, the takeover undoes its witness,
+// the creator completes with no witness and one flush loses it.
+func TestLoneWitness(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	programs := [][]OpKind{{Create}, {Create}}
+	name := "lone witness: 2 Adds, 1 fault, 1 timeout"
+	if *full {
+		programs, name = [][]OpKind{{Create}, {Create, Read}}, "lone witness: 2 Adds + reader, 1 fault, 1 timeout"
+	}
+	r := mustHold(t, name, Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+		Programs: programs, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	t.Logf("takeovers: %d", r.Takeovers)
+	if r.Takeovers == 0 || r.Creations == 0 {
+		t.Errorf("takeovers %d, creations %d: the scope does not take a lone witness over", r.Takeovers, r.Creations)
+	}
+	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
+		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	t.Logf("takeovers: %d", r.Takeovers)
+	if r.Takeovers == 0 {
+		t.Error("no Add found another's witness alone")
+	}
+	if *full {
+		// make model: an Add acknowledged over a lone witness then
+		// written, against a second Add; and a lone witness of another
+		// configuration (c0, suspecting node 0, puts its witness on
+		// c1's primary) taken over by a second Add, with the scan.
+		r = mustHold(t, "lone witness: Add then write, Add, 1 fault, 1 timeout", Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+			Programs: [][]OpKind{{Create, RMW}, {Create}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+		t.Logf("takeovers: %d", r.Takeovers)
+		r = mustHold(t, "lone witness of another configuration", addUnresponsive(Correct, "0", [][]OpKind{{Create, Scan}, {Create}}, 1))
+		t.Logf("takeovers: %d; residual: %d reads find no session", r.Takeovers, r.Excepted)
+	}
+	r = Check(Scope{Variant: TakeoverNoPoison, Start: Empty, FinalDecides: true, Programs: createTwice, MaxFaults: 1})
+	report(t, TakeoverNoPoison.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverNoPoison)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverNoPoison, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+	r = Check(Scope{Variant: TakeoverBlankConcurrent, Start: LoneWitness, FinalDecides: true, Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
+	report(t, TakeoverBlankConcurrent.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverBlankConcurrent)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverBlankConcurrent, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+}
+
+// TestLoneWitnessOnCandidate (review-lonewit B1): the lone witness, of
+// another configuration, on the Add's primary (LoneWitnessP) and on its
+// secondary (LoneWitnessQ); an Add against a reader that reads twice or
+// reads and writes, one flush or restart, one timeout (make model: also
+// with the Add's read-again step, witness on the primary). A
+// reader may complete the Add's creation (R4.4) between its secondary and
+// primary CASes: the takeover must have blanked the witness first. The
+// takeover that CASes its record over the witness in place
+// (TakeoverInPlace) is rejected: an acknowledged write lost after one
+// flush.
+func TestLoneWitnessOnCandidate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	readRMW := [][]OpKind{{Create}, {Read, RMW}}
+	readRead := [][]OpKind{{Create}, {Read, Read}}
+	lone := func(v Variant, st Start, progs [][]OpKind) Scope {
+		return Scope{Variant: v, Start: st, FinalDecides: true, Programs: progs, MaxFaults: 1, Restart: true, MaxTimeouts: 1}
+	}
+	for _, st := range []Start{LoneWitnessP, LoneWitnessQ} {
+		for _, p := range []struct {
+			name  string
+			progs [][]OpKind
+		}{{"Add, reader then writer", readRMW}, {"Add, reader reading twice", readRead}} {
+			name := fmt.Sprintf("lone witness on node %d: %s, 1 fault, 1 timeout", map[Start]int{LoneWitnessP: 0, LoneWitnessQ: 1}[st], p.name)
+			r := mustHold(t, name, lone(Correct, st, p.progs))
+			t.Logf("%s: takeovers %d", name, r.Takeovers)
+			if r.Takeovers == 0 || r.Creations == 0 {
+				t.Errorf("%s: takeovers %d, creations %d: the scope does not take a lone witness over", name, r.Takeovers, r.Creations)
+			}
+		}
+	}
+	if *full {
+		// make model: with the Add's read-again step (Scope.Reread).
+		sc := lone(Correct, LoneWitnessP, readRMW)
+		sc.Reread = true
+		r := mustHold(t, "lone witness on node 0, read again: Add, reader then writer, 1 fault, 1 timeout", sc)
+		t.Logf("takeovers %d, found stored %d, sent again %d", r.Takeovers, r.Rereads, r.Resends)
+	}
+	r := Check(lone(TakeoverInPlace, LoneWitnessP, readRMW))
+	report(t, TakeoverInPlace.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", TakeoverInPlace)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", TakeoverInPlace, r.States, r.Violation, strings.Join(r.Trace, "\n"))
+}
+
+// TestAddReread: an Add's CAS step with no reply reads its candidate again
+// (docs/replication.md, R8; the implementation's casStep): its own record
+// there, it goes on; the same item under the same token, it sends the CAS
+// again; anything else is unknown. Two Adds from no session (and, in make
+// model, from a lone witness with 2 timeouts, and with a reader), 1 fault.
+// The variant that sends again over any blank with the token just read
+// (RereadAnyToken) overwrites a takeover's re-stamp and is rejected.
+func TestAddReread(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	scopes := []struct {
+		name string
+		sc   Scope
+	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1}}}
+	if *full {
+		scopes = append(scopes,
+			struct {
+				name string
+				sc   Scope
+			}{"read again: lone witness, 2 Adds, 1 fault, 2 timeouts", Scope{Variant: Correct, Start: LoneWitness, Reread: true, FinalDecides: true,
+				Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 2}},
+			struct {
+				name string
+				sc   Scope
+			}{"read again: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+				Programs: [][]OpKind{{Create}, {Create}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1}})
+	}
+	for _, tc := range scopes {
+		r := mustHold(t, tc.name, tc.sc)
+		t.Logf("%s: found stored %d, sent again %d, takeovers %d", tc.name, r.Rereads, r.Resends, r.Takeovers)
+		if r.Rereads == 0 || r.Resends == 0 {
+			t.Errorf("%s: the read-again step is not reached", tc.name)
+		}
+	}
+	r := Check(Scope{Variant: RereadAnyToken, Start: Empty, Reread: true, FinalDecides: true, Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 2})
+	report(t, RereadAnyToken.String(), r)
+	if r.Violation == "" {
+		t.Fatalf("the checker accepted the broken variant %v", RereadAnyToken)
+	}
+	t.Logf("%s rejected in %d states: %s\n%s", RereadAnyToken, r.States, r.Violation, strings.Join(r.Trace, "\n"))
 }
