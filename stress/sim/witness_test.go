@@ -185,6 +185,9 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 			continue
 		}
 		line := fmt.Sprintf("%s %s (app %d, session %d) [%v, %v]: %v", rq.Kind, rq.ID, rq.App, rq.Session, rq.Call, rq.Ret, rq.Err)
+		if op, ok := failedOp(rq); ok {
+			line += fmt.Sprintf(" (its %s at %v: %v)", op.Name, op.Call, op.Err)
+		}
 		if errors.Is(rq.Err, provider.ErrOutcomeUnknown) && residual(rq.Err.Error()) {
 			unknown = append(unknown, line)
 		} else {
@@ -205,14 +208,23 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 // failure: the provider read it back and settled it (provider/protocol.go,
 // "Writes of unknown outcome"); settledUnknown counts those apart.
 func storeFailed(rq *Request) bool {
-	for _, op := range rq.Ops {
-		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
-			!errors.Is(op.Err, provider.ErrNoAppend) && // declined, nothing sent: the provider writes whole
-			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
-			return true
-		}
+	if _, ok := failedOp(rq); ok {
+		return true
 	}
 	return rq.Err != nil && !ctxErr(rq.Err)
+}
+
+// failedOp returns the first of rq's store operations that storeFailed
+// counts as the store's failure, if any.
+func failedOp(rq *Request) (StoreOp, bool) {
+	for _, op := range rq.Ops {
+		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
+			!errors.Is(op.Err, provider.ErrNoAppend) &&
+			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
+			return op, true
+		}
+	}
+	return StoreOp{}, false
 }
 
 // settledUnknown counts r's requests that succeeded although one of their
