@@ -219,7 +219,8 @@ func storeFailed(rq *Request) bool {
 func failedOp(rq *Request) (StoreOp, bool) {
 	for _, op := range rq.Ops {
 		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
-			!errors.Is(op.Err, provider.ErrNoAppend) &&
+			!errors.Is(op.Err, provider.ErrNoAppend) && // declined, nothing sent: the provider writes whole
+			!(rq.Err == nil && errors.Is(op.Err, provider.ErrTooLarge)) && // an append refused for size: the provider writes whole
 			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
 			return op, true
 		}
