@@ -178,21 +178,24 @@ func (b NoLifetime) RenewLease(ctx context.Context, id string, lockID uint64) er
 	return err
 }
 
+// withBroken returns a copy of p with the broken variant's bits b set.
+func withBroken(p *Provider, b brokenBits) *Provider {
+	q := *p
+	q.broken |= b
+	return &q
+}
+
 // Unresolved returns a copy of p that returns a write of unknown outcome
 // at once, as the provider did before it resolved them (update).
 func Unresolved(p *Provider) *Provider {
-	q := *p
-	q.broken |= brokenUnresolved
-	return &q
+	return withBroken(p, brokenUnresolved)
 }
 
 // SequentialLockIDs returns a copy of p that takes locks with the lock id
 // + 1, as the provider did before nextLockID: two acquisitions decided on
 // one record get the same id.
 func SequentialLockIDs(p *Provider) *Provider {
-	q := *p
-	q.broken |= brokenLockIDs
-	return &q
+	return withBroken(p, brokenLockIDs)
 }
 
 // Unbroken is unbroken, for tests: how long after an acquisition was sent
@@ -203,9 +206,7 @@ func Unbroken(stale time.Duration) time.Duration { return unbroken(stale) }
 // read does not show for not landed however late the read came (no
 // window of 7/8 of a lease): it may have landed and been broken.
 func NoWindow(p *Provider) *Provider {
-	q := *p
-	q.broken |= brokenNoWindow
-	return &q
+	return withBroken(p, brokenNoWindow)
 }
 
 // NoFreshLease returns a copy of p that hands out the lock of an
@@ -214,7 +215,5 @@ func NoWindow(p *Provider) *Provider {
 // meanwhile (two holders, the slow one fenced only at its commit: the
 // real-process partition run).
 func NoFreshLease(p *Provider) *Provider {
-	q := *p
-	q.broken |= brokenNoFreshLease
-	return &q
+	return withBroken(p, brokenNoFreshLease)
 }

@@ -24,32 +24,17 @@ import (
 // TW every read of the key found "session lost" and every Add "a
 // candidate holds a record", and the provider gave up after 1000 tries.
 
-// lostReplyStore starts three nodes and a witness-mode Store whose
+// lostReplyStore is armedStore whose
 // connections to key's candidate cand, once arm was called, execute the
 // first `ms <key>` and lose its reply (a client timeout); after it, hook
 // runs (nil: nothing).
 func lostReplyStore(t *testing.T, key string, cand int, hook func()) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
-	servers = startNodes(t, 3)
-	cands = memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
-	var mu sync.Mutex
-	armed := false
 	if hook == nil {
 		hook = func() {}
 	}
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != cands[cand] {
-			return c, err
-		}
-		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: hook}, nil
-	}
-	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second, DialContext: dial})
-	arm = func() {
-		mu.Lock()
-		armed = true
-		mu.Unlock()
-	}
-	return servers, s, cands, arm
+	return armedStore(t, key, cand, 2*time.Second, func(c armedConn) net.Conn {
+		return &lostReplyConn{armedConn: c, hook: hook}
+	})
 }
 
 // TestAddOverLoneWitness: an Add whose witness CAS was stored but whose

@@ -650,10 +650,11 @@ func (c *afterReplyConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// afterReplyStore starts three nodes and a witness-mode Store whose
-// connections to key's candidate cand run hook (given the Store) right
-// after the reply of the first `ms <key>` written once arm was called.
-func afterReplyStore(t *testing.T, key string, cand int, hook func(*memcached.Store)) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
+// armedStore starts three nodes and a witness-mode Store (FailoverAfter
+// failoverAfter) whose connections to key's candidate cand are wrapped by
+// wrap, given an armedConn that arm switches on (the Store is built by
+// the time any connection is dialled).
+func armedStore(t *testing.T, key string, cand int, failoverAfter time.Duration, wrap func(armedConn) net.Conn) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
 	servers = startNodes(t, 3)
 	cands = memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
 	var mu sync.Mutex
@@ -663,14 +664,24 @@ func afterReplyStore(t *testing.T, key string, cand int, hook func(*memcached.St
 		if err != nil || a != cands[cand] {
 			return c, err
 		}
-		return &afterReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { hook(s) }}, nil
+		return wrap(armedConn{Conn: c, mu: &mu, armed: &armed, key: key}), nil
 	}
-	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	s = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: failoverAfter, DialContext: dial})
 	arm = func() {
 		mu.Lock()
 		armed = true
 		mu.Unlock()
 	}
+	return servers, s, cands, arm
+}
+
+// afterReplyStore is armedStore whose connections to key's candidate cand
+// run hook (given the Store) right after the reply of the first
+// `ms <key>` written once arm was called.
+func afterReplyStore(t *testing.T, key string, cand int, hook func(*memcached.Store)) (servers []*mcserver.Server, s *memcached.Store, cands []string, arm func()) {
+	servers, s, cands, arm = armedStore(t, key, cand, 700*time.Millisecond, func(c armedConn) net.Conn {
+		return &afterReplyConn{armedConn: c, hook: func() { hook(s) }}
+	})
 	return servers, s, cands, arm
 }
 
