@@ -187,3 +187,14 @@ func SetAddNoResolve(s *Store) { s.hooks.addNoResolve = true }
 func WitnessItem(s *Store, e uint32, p, q uint8) (value []byte, flags uint32) {
 	return s.wit.newEnvelope(config{E: e, P: p, Q: q}, 1, 60).Append(nil), kindWitness
 }
+
+// SetAppendFullByPresence is a broken variant (the code before): a
+// witness append answered NS is taken as "too large" whenever the look
+// after it finds any item under the key, a reader's blank made after a
+// flush included.
+func SetAppendFullByPresence(s *Store) { s.hooks.appendFullByPresence = true }
+
+// SetAdoptNoTouch is a broken variant (review-lonewit M1, the code
+// before): R9 adopts a witness of the session's configuration, and clears
+// nowit, without touching it, whatever TTL it has left.
+func SetAdoptNoTouch(s *Store) { s.hooks.adoptNoTouch = true }

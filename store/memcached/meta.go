@@ -616,8 +616,8 @@ func setReply(reply string) (uint64, error) {
 // (touched, 0 when the key was gone by then); the error is the append's:
 // errExists when the CAS changed, errMiss when the key is gone,
 // errAppendFull when the item with data would be too large (memcached
-// answers NS to both of the last two; the touch, which finds the key or
-// not, tells them apart).
+// answers NS to both of the last two; the touch tells them apart: only
+// the item with token cas is too large, appendNotStored).
 func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
 	cmd := make([]byte, 0, 2*len(key)+len(data)+72)
 	cmd = append(cmd, "ms "...)
@@ -659,14 +659,26 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 			// memcached answers NS both for a missing key and for an
 			// item that cannot be stored with the data appended (EX
 			// when the CAS differs): the touch tells them apart.
-			err = errMiss
-			if res.touched != 0 {
-				err = errAppendFull
-			}
+			err = appendNotStored(res.touched != 0, res.touched, cas)
 		}
 		return err
 	})
 	return res.cas, res.touched, err
+}
+
+// appendNotStored is the error of an append conditioned on token cas
+// that memcached answered NS, given what a touch or look right after it
+// found (found, with token got): memcached answers NS both for a missing
+// key and for an item that cannot take the data (EX when the token
+// differs). Only the very item the append was conditioned on means "too
+// large" (errAppendFull); no item, or another one (made after the append
+// found the key gone: after a flush, a reader's blank), means the item was
+// lost (errMiss).
+func appendNotStored(found bool, got, cas uint64) error {
+	if found && got == cas {
+		return errAppendFull
+	}
+	return errMiss
 }
 
 // del removes key (`md <key>`), or, with a non-zero cas, only if its CAS

@@ -326,6 +326,8 @@ type testHooks struct {
 	takeoverNoPoison        bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
 	takeoverInPlace         bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
 	addNoResolve            bool             // the code before: an Add's CAS with no reply is unknown, not read again
+	appendFullByPresence    bool             // broken variant: an append's NS is "too large" when any item is found after it
+	adoptNoTouch            bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
 }
 
 var (

@@ -45,7 +45,9 @@ import (
 // the handle's base bytes, which are Q's exact bytes at the handle's token
 // (the pre-image); the completion of the writer's own split (P re-stamped)
 // rewrites both whole. An append memcached does not store because the
-// item would be too large (NS with the item present, errAppendFull) is a
+// item would be too large (NS, and the item of the handle's token still
+// there: errAppendFull; another item found, such as a reader's blank
+// after a flush, is the copy lost) is a
 // refusal of that copy (nothing written there): the table completes the
 // write whole from the other copy, or, when neither copy stored it,
 // CompareAndAppend fails with provider.ErrTooLarge and the provider writes
@@ -140,6 +142,7 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	pipelined := h.latest && (h.read || ap.locked) && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
 	pa := p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
 	qa := q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
+	pa.fullByPresence, qa.fullByPresence = w.s.hooks.appendFullByPresence, w.s.hooks.appendFullByPresence
 	wdoAll(pa.op, qa.op, top)
 	pcas, pstrayed, perr := pa.done()
 	qcas, qstrayed, qerr := qa.done()

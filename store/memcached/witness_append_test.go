@@ -1,9 +1,12 @@
 package memcached_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +213,67 @@ func TestWitnessAppendTooLarge(t *testing.T) {
 	}
 	_, err = s.CompareAndSwap(ctx, key, []byte("small"), id, time.Minute)
 	require.NoError(t, err)
+}
+
+// TestWitnessAppendAfterFlushNotTooLarge (the simulation's note in commit
+// a9e5645): both data copies are flushed between the read and the append,
+// so each append is answered NS (the key is gone); right after P's reply a
+// reader's anomaly read makes a blank there (`mg … N30`). The look that
+// tells "gone" from "too large" then finds the blank, which is not the
+// item the append was conditioned on: the copy was lost, and
+// CompareAndAppend reports the session not found, never ErrTooLarge.
+// SetAppendFullByPresence (the code before: any item found means too
+// large) reports ErrTooLarge: the negative control. Both with the touch
+// in the append's round trip and in a second one.
+func TestWitnessAppendAfterFlushNotTooLarge(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		twoTrips, broken bool
+	}{{"pipelined", false, false}, {"two-trips", true, false}, {"pipelined/broken", false, true}, {"two-trips/broken", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "appflush"
+			var blankAt string
+			servers, s, cands, arm := afterReplyStore(t, key, 0, func(*memcached.Store) { rawBlank(t, blankAt, key) })
+			blankAt = cands[0]
+			if tc.twoTrips {
+				memcached.SetAppendTwoTrips(s)
+			}
+			if tc.broken {
+				memcached.SetAppendFullByPresence(s)
+			}
+			ctx := context.Background()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.NoError(t, err)
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			for _, a := range cands[:2] {
+				require.NoError(t, serverAt(t, servers, a).FlushAll(ctx))
+			}
+			arm()
+			_, _, err = s.CompareAndAppend(ctx, key, []byte("d"), e.CAS, time.Minute)
+			require.Error(t, err)
+			require.True(t, rawGet(t, cands[0], key).found, "the reader's blank on P")
+			if tc.broken {
+				require.ErrorIs(t, err, provider.ErrTooLarge, "the code before: the blank taken for the item")
+				return
+			}
+			require.NotErrorIs(t, err, provider.ErrTooLarge)
+			require.ErrorIs(t, err, provider.ErrNotFound, "both copies lost")
+		})
+	}
+}
+
+// rawBlank makes a blank of key on addr as an anomaly read does (`mg <key>
+// N30` on a miss).
+func rawBlank(t testing.TB, addr, key string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Write([]byte("mg " + key + " c N30\r\n"))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "HD"), line)
 }

@@ -142,8 +142,8 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // another value than the one the append made (the append refused, or a
 // write landed between the two): untouch puts its own back. The error is
 // the append's: errExists (the token changed), errMiss (the item is gone),
-// errAppendFull (memcached did not store the append though the item is
-// there: too large); a stored append whose touch got no reply is a success
+// errAppendFull (memcached did not store the append though the item it
+// was conditioned on is still there: too large; appendNotStored); a stored append whose touch got no reply is a success
 // (the value keeps the expiry it had, as after a lost touch: D1).
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
@@ -151,7 +151,7 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) *appendRes {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
 	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10)
-	r := &appendRes{op: &wop{n: n, ctx: ctx, inc: inc}, key: key}
+	r := &appendRes{op: &wop{n: n, ctx: ctx, inc: inc}, key: key, cas: cas}
 	readTouch := func(cn *metaConn, stored bool) error {
 		it, err := readMetaGet(cn.rw.Reader)
 		var se *serverError
@@ -213,11 +213,15 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 
 // appendRes is a wappend: its op and what its replies showed.
 type appendRes struct {
-	op        *wop
-	key       string
-	newCAS    uint64
-	strayed   bool
-	appendErr error // the append's reply (pipelined)
+	op  *wop
+	key string
+	cas uint64 // the token the append was conditioned on
+	// fullByPresence: the broken variant (the code before): an NS is
+	// "too large" when the look finds any item.
+	fullByPresence bool
+	newCAS         uint64
+	strayed        bool
+	appendErr      error // the append's reply (pipelined)
 }
 
 // done returns the outcome of r once wdoAll ran r.op.
@@ -234,9 +238,22 @@ func (r *appendRes) done() (newCAS uint64, strayed bool, err error) {
 	case errors.Is(err, errAppendFull):
 		// memcached answers NS both for a missing key and for an item
 		// that cannot be stored with the data appended: a look tells
-		// them apart (a miss is a refusal either way).
-		if it, gerr := r.op.n.wget(r.op.ctx, r.key, " c"); gerr == nil && it.metaItem == nil {
+		// them apart (a refusal either way). Only the very item the
+		// append was conditioned on (its token, this incarnation) is
+		// "too large"; anything else the look finds was made after the
+		// append found the key gone (a flush, then a reader's blank,
+		// `mg … N30`): the copy was lost (appendNotStored).
+		it, gerr := r.op.n.wget(r.op.ctx, r.key, " c")
+		switch {
+		case gerr != nil:
+		case r.fullByPresence: // the broken variant: any item found
+			if it.metaItem == nil {
+				err = errMiss
+			}
+		case it.metaItem == nil:
 			err = errMiss
+		default:
+			err = appendNotStored(it.inc == r.op.inc, it.cas, r.cas)
 		}
 	}
 	return r.newCAS, r.strayed, err
