@@ -3,7 +3,6 @@ package memcached
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -168,7 +167,7 @@ func (w *witness) untouch(ctx context.Context, n *node, cand uint8, key string) 
 	switch {
 	case err != nil:
 	case r.st == stData:
-		_, _ = n.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(r.env.Timeout)), 10))
+		w.dataTTLBack(ctx, n, key, r.env)
 	case r.st == stWitness:
 		w.rewitness(ctx, n, key)
 	}

@@ -502,6 +502,9 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	cfg := configOf(f.b)
 	switch {
 	case third.st == stWitness && configOf(third.env) == cfg:
+		if !w.witnessOutlives(ctx, f, third) {
+			return false
+		}
 		if f.b.NoWit || ttlSplit(f) {
 			// Review 13e m3: the witness is there (stored by an R9 whose
 			// nowit clear was refused, or by an older process's D4 third
@@ -538,7 +541,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		// process's D4 third step) stored this very witness meanwhile:
 		// clear nowit all the same.
 		c, rerr := w.read(ctx, third.n, third.cand, f.key, " v c t f")
-		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg {
+		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg || !w.witnessOutlives(ctx, f, &c) {
 			return false
 		}
 		if f.b.NoWit {
@@ -553,6 +556,27 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		w.clearNoWitAfter(ctx, f, pcas, qcas)
 	}
 	return true
+}
+
+// witnessOutlives reports whether c, the witness of f's configuration on
+// its third node, outlives f's copies, touching it `T<TW>` first when it
+// may not (review-lonewit M1): R9 adopts a witness it did not write when f
+// is nowit (R8 created the copies without one: W answered nothing, and
+// may hold an old witness of this configuration, an expired session's,
+// with less than T left), or whenever its t is not above both copies'
+// by clockSlack. Only a reply showing a witness of this configuration
+// counts (a data record the touch hit gets its own T back, as R2's
+// witness touch does); without one, R9 clears no nowit (R0: the witness's
+// life is what the clear relies on).
+func (w *witness) witnessOutlives(ctx context.Context, f *hit, c *copyRead) bool {
+	if w.s.hooks.adoptNoTouch || (!f.b.NoWit && c.ttl > max(f.p.ttl, f.q.ttl)+clockSlack) {
+		return true
+	}
+	t, err := w.read(ctx, c.n, c.cand, f.key, w.touchFlags())
+	if err == nil && t.st == stData {
+		w.dataTTLBack(ctx, c.n, f.key, t.env)
+	}
+	return err == nil && t.st == stWitness && configOf(t.env) == configOf(f.b)
 }
 
 // restamp re-stamps f's copy c (other: its other copy) with the token of

@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/mcserver"
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
 // Tests of R8's Add over a lone witness and of an Add's CAS with no reply
@@ -262,4 +264,108 @@ func TestAddOverLoneWitnessOnPrimary(t *testing.T) {
 			requireSessionIs(t, servers, key, "v6", "the acknowledged write after a flush of c0")
 		})
 	}
+}
+
+// TestAdoptedWitnessTouched (review-lonewit M1): an Add whose read found
+// the witness node W silent and held failed creates the session on P and
+// Q only (nowit, R8). W still holds an old witness of the same home
+// configuration (an expired session's: its data copies gone, 20 s left).
+// When W answers again, R9 adopts that witness and clears nowit; it must
+// first touch it T<TW>, so that it outlives the data (60 s): a witness
+// that lapses first leaves, after one flush of a copy, a lone copy that
+// R4.1 buries. SetAdoptNoTouch (the code before) clears nowit with the
+// witness's 20 s left: the negative control.
+func TestAdoptedWitnessTouched(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		name := "touched"
+		if broken {
+			name = "no-touch"
+		}
+		t.Run(name, func(t *testing.T) {
+			const key = "adopt"
+			var refuse atomic.Bool
+			servers := startNodes(t, 3)
+			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+				if a != cands[2] {
+					return (&net.Dialer{}).DialContext(ctx, network, a)
+				}
+				if refuse.Load() {
+					return nil, errors.New("connection refused (test)")
+				}
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil {
+					return nil, err
+				}
+				return &cutConn{Conn: c, cut: &refuse}, nil
+			}
+			s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+			if broken {
+				memcached.SetAdoptNoTouch(s)
+			}
+			ctx := context.Background()
+
+			// The old session: its witness on W with 20 s left, its data
+			// copies expired (deleted here).
+			old := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
+			_, err := old.Add(ctx, key, []byte("old"), time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, raw(t, cands[2]).Touch(key, 20))
+			for _, a := range cands[:2] {
+				require.NoError(t, raw(t, a).Delete(key))
+			}
+
+			// W unreachable, then held failed: the Add creates nowit on P, Q.
+			refuse.Store(true)
+			testwait.Until(t, 10*time.Second, "an Add without the unreachable witness node", func() bool {
+				_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+				if err != nil {
+					require.ErrorIs(t, err, provider.ErrUnavailable)
+				}
+				return err == nil
+			})
+			for _, a := range cands[:2] {
+				env, _, err := envelope.Decode(rawGet(t, a, key).value)
+				require.NoError(t, err)
+				require.True(t, env.NoWit, "created without a witness on %s", a)
+			}
+			require.LessOrEqual(t, rawGet(t, cands[2], key).ttl, int64(20), "W keeps the old witness")
+
+			// W answers again: R9 (the witness-less list) adopts it.
+			refuse.Store(false)
+			testwait.Until(t, 10*time.Second, "R9 to clear nowit", func() bool {
+				return noWitCleared(t, key, cands[:2])
+			})
+			wit := rawGet(t, cands[2], key)
+			require.Equal(t, uint32(2), wit.flags, "the witness")
+			data := max(rawGet(t, cands[0], key).ttl, rawGet(t, cands[1], key).ttl)
+			require.Greater(t, data, int64(50))
+			if broken {
+				require.Less(t, wit.ttl, data, "the code before: the adopted witness keeps its 20 s")
+				return
+			}
+			require.GreaterOrEqual(t, wit.ttl, data, "the adopted witness outlives the data")
+		})
+	}
+}
+
+// cutConn fails every read and write once cut is set: a node that
+// stopped answering (its connections reset).
+type cutConn struct {
+	net.Conn
+	cut *atomic.Bool
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if c.cut.Load() {
+		return 0, errors.New("connection reset (test)")
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	if c.cut.Load() {
+		return 0, errors.New("connection reset (test)")
+	}
+	return c.Conn.Read(b)
 }

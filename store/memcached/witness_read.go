@@ -225,6 +225,13 @@ func (w *witness) rewitness(ctx context.Context, n *node, key string) {
 	_, _ = n.wget(ctx, key, " T"+strconv.FormatInt(int64(w.tw), 10))
 }
 
+// dataTTLBack gives the data record env of key on n its own TTL, env's
+// T, back after a touch meant for a witness set it to TW. A failure is
+// left to the next read.
+func (w *witness) dataTTLBack(ctx context.Context, n *node, key string, env envelope.Envelope) {
+	_, _ = n.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(env.Timeout)), 10))
+}
+
 // timeoutExp is memcached's expiration for a session timeout of t seconds
 // (as expiration rounds a client TTL).
 func timeoutExp(t uint32) int32 {
@@ -269,7 +276,7 @@ func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg co
 				// Review 13e M1 (D5 reversed): a stale configuration's touch
 				// hit a data copy and gave it TW: set it back to its own
 				// timeout T.
-				_, _ = wn.wget(ctx, key, " T"+strconv.FormatInt(int64(timeoutExp(c.env.Timeout)), 10))
+				w.dataTTLBack(ctx, wn, key, c.env)
 			}
 			if c.st != stWitness || configOf(c.env) != cfg {
 				w.repair.enqueue(key)
