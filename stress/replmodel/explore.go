@@ -1193,6 +1193,11 @@ func (x *explorer) advance(t *state, c int) string {
 	case phWrGet:
 		r := cl.R[cl.Q]
 		switch {
+		case r.St == rOK && r.Prom > cl.New.E && x.sc.Variant != NoPromise:
+			// R11 (review-ballot M1): a decision promised a higher
+			// epoch on Q since the write's read; the write is not put
+			// over it (nor acknowledged from it): ErrOutcomeUnknown.
+			return x.endOp(t, c)
 		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:

@@ -101,3 +101,33 @@ func TestPromiseP1(t *testing.T) {
 		}
 	})
 }
+
+// TestPromiseTwoWriters (review-ballot m2): P1 without a script, two
+// writers, two timeouts, one wrong suspicion, no fault. The rules before
+// R11 (NoPromise) lose an acknowledged write (found by review-p1 in
+// 3,693,125 states with its harness's order, here in the checker's); R11
+// is searched up to a bound in make model.
+func TestPromiseTwoWriters(t *testing.T) {
+	if raceEnabled {
+		t.Skip("single-threaded: runs in make test's model stage, without -race")
+	}
+	sc := Scope{Programs: [][]OpKind{{RMW}, {RMW}}, MaxTimeouts: 2, MaxSuspicions: 1}
+	t.Run("NoPromise rejected", func(t *testing.T) {
+		sc := sc
+		sc.Variant, sc.MaxStates = NoPromise, 2_000_000
+		r := Check(sc)
+		report(t, "no-promise, two writers", r)
+		if r.Violation == "" {
+			t.Fatal("the checker accepted NoPromise with two writers, two timeouts and a suspicion")
+		}
+		t.Logf("counterexample: %s\n%s", r.Violation, strings.Join(r.Trace, "\n"))
+	})
+	t.Run("R11 bounded", func(t *testing.T) {
+		if !*full {
+			t.Skip("12 million states: make model (-replmodel.full)")
+		}
+		sc := sc
+		sc.Variant, sc.MaxStates = Correct, 12_000_000
+		bounded(t, "R11, two writers", sc)
+	})
+}

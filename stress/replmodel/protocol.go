@@ -283,8 +283,10 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		}
 		// R9 (review-3 B1): a blank, or data of a lower rank (a
 		// failover's stale copy, a lost fence), on the third node becomes
-		// the witness, after both copies are re-stamped.
-		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && !promised(int(w)) && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
+		// the witness, after both copies are re-stamped; also over a
+		// promise (review-ballot M2: the re-stamps make the promising
+		// decision's fence, on one of the two copies, impossible to land).
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
 		return resolution{kind: resReturn, b: b}
