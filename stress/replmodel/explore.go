@@ -235,6 +235,9 @@ func (x *explorer) label(st step) string {
 		if st.m.Orphan {
 			late = " (late: its client gave up)"
 		}
+		if st.m.Prom != 0 {
+			late = fmt.Sprintf(" promise e%d", st.m.Prom) + late
+		}
 		return fmt.Sprintf("node %d executes c%d's %s %v%s", st.m.Node, st.m.Client, opNames[st.m.Op], st.m.Rec, late)
 	case stStart:
 		return fmt.Sprintf("c%d starts %s", c, opLabel(OpKind(st.aux)))
@@ -1026,7 +1029,8 @@ func (x *explorer) advance(t *state, c int) string {
 	case phRd1:
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
 		if rp.St == rOK && rq.St == rOK && rp.Rec.K == data && !rp.Rec.Pend && rp.Rec == rq.Rec &&
-			rp.Rec.P == cl.P && rp.Rec.Q == cl.Q {
+			rp.Rec.P == cl.P && rp.Rec.Q == cl.Q &&
+			(x.sc.Variant == NoPromise || rp.Prom <= rp.Rec.E && rq.Prom <= rq.Rec.E) {
 			return x.readOK(t, c, rp.Rec, rp, rq)
 		}
 		x.sendRead2(t, c)
@@ -1075,7 +1079,7 @@ func (x *explorer) advance(t *state, c int) string {
 			// R9: re-stamp both data copies (same content, new token);
 			// the blank gets the witness only if both were stored.
 			for _, n := range res.rs {
-				x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec)
+				x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec).Prom = read[n].Prom
 			}
 			cl.Phase = phRestamp
 			return ""
@@ -1085,7 +1089,19 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.Phase = phDec2
 			return ""
 		}
-		x.decide(t, c, cl.DX, tx, ix, cl.DR1)
+		if res.promise {
+			// R7 (P1's fix): promise the new epoch on w first, with
+			// its read token and its own record.
+			cl.DTX, cl.DIX = tx, ix
+			m := x.send(t, c, res.y, opCAS, cl.DT2, cl.DI2, read[res.y].Rec)
+			m.Prom, m.TTL = res.rec1.E, read[res.y].Rem
+			cl.Phase = phPromise
+			return ""
+		}
+		m := x.decide(t, c, cl.DX, tx, ix, cl.DR1)
+		if res.complete {
+			m.Prom = read[cl.DX].Prom // a re-stamp keeps the bytes
+		}
 		cl.Phase = phDec1
 		if x.sc.Variant == ParallelFailover && !res.single {
 			x.sendSecond(t, c)
@@ -1103,6 +1119,19 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.Phase = phDec1
 	case phCrRead, phCrQ, phCrW, phCrP, phCrUndo, phCrPoison, phCrReread:
 		return x.advanceAdd(t, c)
+	case phPromise:
+		if cl.R[cl.DY].St != rOK {
+			x.sendRead2(t, c) // refused or silent: nothing decided
+			return ""
+		}
+		cl.DT2, cl.DI2 = cl.R[cl.DY].Tok, cl.R[cl.DY].Inc
+		newRound(t, c)
+		x.decide(t, c, cl.DX, cl.DTX, cl.DIX, cl.DR1)
+		cl.Phase = phDec1
+		if x.sc.Variant == ParallelFailover {
+			x.sendSecond(t, c)
+			cl.Phase = phDecBoth
+		}
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c) // refused: read again (counts toward the cap)
@@ -1164,6 +1193,11 @@ func (x *explorer) advance(t *state, c int) string {
 	case phWrGet:
 		r := cl.R[cl.Q]
 		switch {
+		case r.St == rOK && r.Prom > cl.New.E && x.sc.Variant != NoPromise:
+			// R11 (review-ballot M1): a decision promised a higher
+			// epoch on Q since the write's read; the write is not put
+			// over it (nor acknowledged from it): ErrOutcomeUnknown.
+			return x.endOp(t, c)
 		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
@@ -1191,8 +1225,28 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		cl.DT2, cl.DI2 = r.Tok, r.Inc
 		cl.DR1 = cl.New
-		cl.DR1.E, cl.DR1.Q, cl.DR1.Pend = cl.New.E+1, w, true
+		e := cl.New.E
+		if x.sc.Variant != NoPromise {
+			e = max(e, r.Rec.E, r.Prom)
+		}
+		cl.DR1.E, cl.DR1.Q, cl.DR1.Pend = e+1, w, true
 		cl.DT = x.sessionT(c) // the write's own T (R3)
+		newRound(t, c)
+		if x.sc.Variant != NoPromise {
+			// P1's fix: promise the new epoch on W first.
+			m := x.send(t, c, w, opCAS, r.Tok, r.Inc, r.Rec)
+			m.Prom, m.TTL = cl.DR1.E, r.Rem
+			cl.Phase = phWrPromise
+			return ""
+		}
+		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
+		cl.Phase = phWrFence
+	case phWrPromise:
+		w := cl.DR1.Q
+		if cl.R[w].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown: the write is on P
+		}
+		cl.DT2, cl.DI2 = cl.R[w].Tok, cl.R[w].Inc
 		newRound(t, c)
 		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
 		cl.Phase = phWrFence
@@ -1267,7 +1321,7 @@ func (x *explorer) sendSecond(t *state, c int) {
 // decide sends one of a decision's CASes (fence, new copy, completion,
 // re-stamp, witness). The protocol gives each the remaining TTL of the
 // state it copies; the variant InternalNoTTL stores it without one.
-func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
+func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) *msg {
 	m := x.send(t, c, n, opCAS, tok, inc, rec)
 	m.NoTTL = x.sc.Variant == InternalNoTTL
 	if x.sc.Timed {
@@ -1276,6 +1330,7 @@ func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) {
 			m.TTL = x.witnessTTL(c)
 		}
 	}
+	return m
 }
 
 // sessionT is client c's session timeout in ticks (timed scopes; 0: the

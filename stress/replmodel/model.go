@@ -87,6 +87,20 @@ type node struct {
 	// Rem (timed scopes, review-3 M2): the item's remaining TTL in ticks;
 	// it expires when a tick takes it to 0.
 	Rem uint8
+	// Prom is the epoch promised on this item (R7, P1's fix): written
+	// into the item's bytes by a decision's first CAS, kept by a re-stamp
+	// (the same bytes), gone with any other write. It is valid only for
+	// the item it was written with (PromTok, PromInc): every write, flush,
+	// restart or expiry that replaces the item ends it.
+	Prom, PromTok, PromInc uint8
+}
+
+// prom is the epoch promised on the node's current item (0: none).
+func (nd *node) prom() uint8 {
+	if nd.Item.K == absent || nd.PromTok != nd.Tok || nd.PromInc != nd.Inc {
+		return 0
+	}
+	return nd.Prom
 }
 
 // Commands a client sends.
@@ -114,6 +128,9 @@ type msg struct {
 	// it was sent (a command older than MaxT must run before time moves
 	// on: a longer delay is a fault).
 	TTL, Age uint8
+	// Prom: the promise a CAS writes with its record (a decision's
+	// promise, or the one a re-stamp read and keeps); 0 for new content.
+	Prom uint8
 }
 
 // Reply codes, and the states of a reply slot.
@@ -134,6 +151,7 @@ type reply struct {
 	Rec      Rec
 	Tok, Inc uint8
 	Rem      uint8 // the item's remaining TTL (the t flag), timed scopes
+	Prom     uint8 // the epoch promised on the item (R7), 0 for none
 }
 
 func (r reply) definiteFail() bool {
@@ -153,23 +171,25 @@ const (
 	phWrCAS         // ... and completes it
 	phUndo          // the loser restores its base on the secondary
 	phDone
-	phRestamp  // witness repair (R9): re-stamp both data copies first
-	phCrRead   // Add: the not-found read (mg N on all three)
-	phCrW      // Add: CAS the witness node's blank
-	phCrQ      // Add: then the secondary's
-	phCrP      // Add: then the primary's
-	phCrUndo   // Add: a refused step undoes the earlier ones
-	phWrFoRead // R3, P stored, Q lost or silent (review-2 M3): read the third node
-	phWrFence  // ... fence P (its own write) to the next epoch with the third node
-	phWrCopy   // ... copy it there: success when stored
-	phBury     // R4.1 (review-4 D3): CAS the lone copy to a blank
-	phCrPoison // Add over a lone witness (R8): re-stamp the blanks first
-	phCrReread // Add: a CAS step with no reply reads its candidate again
+	phRestamp   // witness repair (R9): re-stamp both data copies first
+	phCrRead    // Add: the not-found read (mg N on all three)
+	phCrW       // Add: CAS the witness node's blank
+	phCrQ       // Add: then the secondary's
+	phCrP       // Add: then the primary's
+	phCrUndo    // Add: a refused step undoes the earlier ones
+	phWrFoRead  // R3, P stored, Q lost or silent (review-2 M3): read the third node
+	phWrFence   // ... fence P (its own write) to the next epoch with the third node
+	phWrCopy    // ... copy it there: success when stored
+	phBury      // R4.1 (review-4 D3): CAS the lone copy to a blank
+	phCrPoison  // Add over a lone witness (R8): re-stamp the blanks first
+	phCrReread  // Add: a CAS step with no reply reads its candidate again
+	phPromise   // R7 (P1): promise the new epoch on w before the fence
+	phWrPromise // R3's write failover (P1): promise on W before the fence
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -190,6 +210,7 @@ type client struct {
 	NewTok   uint8
 	NewInc   uint8
 	DX, DY   uint8 // a decision's fence node and second node
+	DTX, DIX uint8 // the fence node's read token (after R7's promise)
 	DR1, DR2 Rec
 	DT2, DI2 uint8
 	DAdd     bool // the second write is an insert (broken variants)

@@ -113,13 +113,20 @@ const (
 	// (another Add's record there) may already have blanked that Add's
 	// witness, leaving an acknowledged session with one copy.
 	TakeoverBlankConcurrent
+	// NoPromise is R7 before P1's fix: a failover's epoch is its base's
+	// plus one and nothing is promised on w before the fence, so a
+	// decision that cannot see another's fence (a wrong suspicion) may
+	// take a lower epoch than a fence already made, and that fence, left
+	// pending with its copy refused, outranks what the later decision
+	// establishes (review-silentp P1: an observed value lost, no fault).
+	NoPromise
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
-	"takeover-in-place", "takeover-blank-concurrent"}
+	"takeover-in-place", "takeover-blank-concurrent", "no-promise"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -155,6 +162,27 @@ type resolution struct {
 	// bury (review-4 D3): rec1 is a blank CASed onto the lone copy x; the
 	// answer is "not found" only if that was stored.
 	bury bool
+	// promise (R7, P1's fix): before the fence, CAS y (the failover's w)
+	// with its read token, its own record, and the new epoch promised.
+	promise bool
+}
+
+// maxEpoch is the greatest epoch an anomaly read saw: of any data or
+// witness record, and of any promise (R7, P1). A new configuration takes
+// the next one, so that a decision made after another one's first write
+// on a node both touch has the higher epoch.
+func maxEpoch(r *[numNodes]reply) uint8 {
+	e := uint8(0)
+	for i := range r {
+		if r[i].St != rOK {
+			continue
+		}
+		if k := r[i].Rec.K; k == data || k == witness {
+			e = max(e, r[i].Rec.E)
+		}
+		e = max(e, r[i].Prom)
+	}
+	return e
 }
 
 func presentRec(r reply) bool {
@@ -233,10 +261,31 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		}
 	}
 	b := r[best].Rec
+	// Ballots (P1's fix): no record of epoch E is written onto an item
+	// promised a higher epoch, and none is returned from one. A copy of b
+	// promised above b.E makes the decision a re-ballot: b's content, a
+	// new epoch above everything read, promised on that copy, then fenced
+	// on the other (R7's steps, with the promised copy as w).
+	promised := func(i int) bool { return v != NoPromise && r[i].St == rOK && r[i].Prom > b.E }
+	reballot := func(x, w uint8) resolution {
+		f := b
+		f.E, f.P, f.Q, f.Pend = maxEpoch(r)+1, x, w, true
+		g := f
+		g.Pend = false
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, promise: true}
+	}
 	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
+		switch {
+		case promised(int(b.Q)):
+			return reballot(b.P, b.Q)
+		case promised(int(b.P)):
+			return reballot(b.Q, b.P)
+		}
 		// R9 (review-3 B1): a blank, or data of a lower rank (a
 		// failover's stale copy, a lost fence), on the third node becomes
-		// the witness, after both copies are re-stamped.
+		// the witness, after both copies are re-stamped; also over a
+		// promise (review-ballot M2: the re-stamps make the promising
+		// decision's fence, on one of the two copies, impossible to land).
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
@@ -254,6 +303,8 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	done := b
 	done.Pend = false
 	switch {
+	case presentRec(r[y]) && promised(int(y)):
+		return reballot(x, y)
 	case presentRec(r[y]):
 		// Complete: fence the holder (same content, new token), then copy.
 		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, complete: true}
@@ -268,13 +319,17 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	// have two present records: marked nowit even when y is silent (R7,
 	// review-3 M1), and the stated exception of R8 (exc).
 	exc := b.E == 0 && b.V == 0 && !b.Pend && (emptyAnswer(r[y]) || r[y].St == rTimeout)
-	f := Rec{K: data, E: b.E + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true,
+	e := b.E
+	if v != NoPromise {
+		e = maxEpoch(r)
+	}
+	f := Rec{K: data, E: e + 1, V: b.V, Val: b.Val, P: x, Q: w, Pend: true,
 		NoWit: emptyAnswer(r[y]) || (exc && v != CreationFailoverUnmarked)}
 	g := f
 	g.Pend = false
 	switch {
 	case presentRec(r[w]):
-		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, exc: exc}
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, exc: exc, promise: v != NoPromise}
 	case v.insertsContent() && emptyAnswer(r[w]):
 		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
 	}
@@ -298,7 +353,7 @@ func exec(nd *node, m *msg) reply {
 			nd.Ctr++
 			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem, Prom: nd.prom()}
 	case opGet, opGetT:
 		if nd.Item.K == absent {
 			return reply{St: rNotFound, Inc: nd.Inc}
@@ -306,7 +361,7 @@ func exec(nd *node, m *msg) reply {
 		if m.Op == opGetT && m.TTL != 0 {
 			nd.Rem = m.TTL
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem, Prom: nd.prom()}
 	case opCAS:
 		switch {
 		case m.Inc != nd.Inc:
@@ -335,5 +390,6 @@ func exec(nd *node, m *msg) reply {
 	nd.Ctr++
 	nd.Lag, nd.LagTried = 0, false
 	nd.Item, nd.Tok, nd.NoTTL, nd.Rem = m.Rec, nd.Ctr, m.NoTTL, m.TTL
-	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc}
+	nd.Prom, nd.PromTok, nd.PromInc = m.Prom, nd.Tok, nd.Inc
+	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc, Prom: m.Prom}
 }
