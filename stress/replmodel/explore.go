@@ -528,6 +528,7 @@ func (x *explorer) dfs(s *state) {
 				excFault(t, n)
 			}
 			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			t.N[n].noPromise()
 			return ""
 		})
 	}
@@ -537,6 +538,7 @@ func (x *explorer) dfs(s *state) {
 				t.Faults++
 				excFault(t, n)
 				t.N[n].Item, t.N[n].Tok = Rec{}, 0
+				t.N[n].noPromise()
 				return ""
 			})
 			if x.sc.Restart {
@@ -569,6 +571,7 @@ func (x *explorer) expire(t *state, n int) {
 	// early while the session is live is the Lapse step, not an expiry.
 	t.Deadline = t.Deadline || t.N[n].Item.K != blank
 	t.N[n].Item, t.N[n].Tok = Rec{}, 0
+	t.N[n].noPromise()
 }
 
 func b2u(b bool) uint8 {
@@ -690,6 +693,7 @@ func (x *explorer) afterExpiry(s *state) string {
 	for i := range t.N {
 		if !t.N[i].NoTTL && i != keep {
 			t.N[i].Item, t.N[i].Tok = Rec{}, 0
+			t.N[i].noPromise()
 		}
 	}
 	var r [numNodes]reply
@@ -748,6 +752,7 @@ func (x *explorer) restart(t *state, n int) string {
 	excFault(t, n)
 	nd := &t.N[n]
 	nd.Item, nd.Tok, nd.Ctr = Rec{}, 0, 0
+	nd.noPromise()
 	nd.Inc++
 	for i := range t.M {
 		if t.M[i].Used && int(t.M[i].Node) == n {
@@ -1414,6 +1419,7 @@ func (x *explorer) tick(t *state) string {
 				t.Deadline = true
 			}
 			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			t.N[n].noPromise()
 		}
 	}
 	return ""

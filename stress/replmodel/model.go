@@ -95,6 +95,10 @@ type node struct {
 	Prom, PromTok, PromInc uint8
 }
 
+// noPromise forgets the promise with the item it was written with, so
+// that states differing only in a promise no item carries are one state.
+func (nd *node) noPromise() { nd.Prom, nd.PromTok, nd.PromInc = 0, 0, 0 }
+
 // prom is the epoch promised on the node's current item (0: none).
 func (nd *node) prom() uint8 {
 	if nd.Item.K == absent || nd.PromTok != nd.Tok || nd.PromInc != nd.Inc {

@@ -352,6 +352,7 @@ func exec(nd *node, m *msg) reply {
 		if nd.Item.K == absent {
 			nd.Ctr++
 			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
+			nd.noPromise()
 		}
 		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem, Prom: nd.prom()}
 	case opGet, opGetT:
@@ -390,6 +391,9 @@ func exec(nd *node, m *msg) reply {
 	nd.Ctr++
 	nd.Lag, nd.LagTried = 0, false
 	nd.Item, nd.Tok, nd.NoTTL, nd.Rem = m.Rec, nd.Ctr, m.NoTTL, m.TTL
-	nd.Prom, nd.PromTok, nd.PromInc = m.Prom, nd.Tok, nd.Inc
+	nd.noPromise()
+	if m.Prom != 0 {
+		nd.Prom, nd.PromTok, nd.PromInc = m.Prom, nd.Tok, nd.Inc
+	}
 	return reply{St: rOK, Rec: m.Rec, Tok: nd.Tok, Inc: nd.Inc, Prom: m.Prom}
 }
