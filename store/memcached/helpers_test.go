@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -227,4 +228,21 @@ func contendedStores(t *testing.T, servers []*mcserver.Server, procs int, key st
 	_, err := stores[0].Add(context.Background(), key, record(1, "start"), time.Minute)
 	require.NoError(t, err)
 	return stores
+}
+
+// refusingDial is a Config.DialContext that refuses addr while refuse is
+// set and dials every other address plainly; wrap (nil: none) wraps each
+// connection made to addr (a connection whose reply is lost, or one cut
+// when refuse is set).
+func refusingDial(addr string, refuse *atomic.Bool, wrap func(net.Conn) net.Conn) func(ctx context.Context, network, a string) (net.Conn, error) {
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == addr && refuse.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != addr || wrap == nil {
+			return c, err
+		}
+		return wrap(c), nil
+	}
 }

@@ -52,16 +52,9 @@ func TestAddOverLoneWitness(t *testing.T) {
 	cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
 	var mu sync.Mutex
 	armed := false
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		if a == cands[2] && unreachable.Load() {
-			return nil, errors.New("connection refused (test)")
-		}
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != cands[2] {
-			return c, err
-		}
-		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}, nil
-	}
+	dial := refusingDial(cands[2], &unreachable, func(c net.Conn) net.Conn {
+		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}
+	})
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second, DialContext: dial})
 	ctx := context.Background()
 	mu.Lock()
@@ -286,19 +279,7 @@ func TestAdoptedWitnessTouched(t *testing.T) {
 			var refuse atomic.Bool
 			servers := startNodes(t, 3)
 			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
-			dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-				if a != cands[2] {
-					return (&net.Dialer{}).DialContext(ctx, network, a)
-				}
-				if refuse.Load() {
-					return nil, errors.New("connection refused (test)")
-				}
-				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil {
-					return nil, err
-				}
-				return &cutConn{Conn: c, cut: &refuse}, nil
-			}
+			dial := refusingDial(cands[2], &refuse, func(c net.Conn) net.Conn { return &cutConn{Conn: c, cut: &refuse} })
 			s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
 			if broken {
 				memcached.SetAdoptNoTouch(s)

@@ -782,12 +782,7 @@ func TestPrimaryNotSentUndone(t *testing.T) {
 	var unreachable atomic.Bool
 	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
 	pAddr := memcached.WitnessCandidates(s0, key)[0]
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		if a == pAddr && unreachable.Load() {
-			return nil, errors.New("connection refused (test)")
-		}
-		return (&net.Dialer{}).DialContext(ctx, network, a)
-	}
+	dial := refusingDial(pAddr, &unreachable, nil)
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
 	ctx := context.Background()
 	e := writtenOnce(t, s, key)
@@ -814,19 +809,9 @@ func TestSentWriteNotCountedUnsent(t *testing.T) {
 	var unreachable atomic.Bool
 	s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
 	pAddr := memcached.WitnessCandidates(s0, key)[0]
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		if a != pAddr {
-			return (&net.Dialer{}).DialContext(ctx, network, a)
-		}
-		if unreachable.Load() {
-			return nil, errors.New("connection refused (test)")
-		}
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil {
-			return nil, err
-		}
-		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}, nil
-	}
+	dial := refusingDial(pAddr, &unreachable, func(c net.Conn) net.Conn {
+		return &lostReplyConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}
+	})
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
 	ctx := context.Background()
 	e := writtenOnce(t, s, key)

@@ -62,7 +62,7 @@ func TestExpiry(t *testing.T) {
 	}
 	expiry := func(timeouts int) Scope {
 		return Scope{Variant: Correct, Expiry: true, Programs: [][]OpKind{{RMW}, {Read, Read}},
-			MaxTimeouts: timeouts, MaxStates: 40_000_000}
+			MaxTimeouts: timeouts, MaxStates: 120_000_000}
 	}
 	t.Run("no timeout", func(t *testing.T) {
 		r := mustHold(t, "expiry at different instants, writer and reader (2 Gets)", expiry(0))
