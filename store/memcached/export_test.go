@@ -198,3 +198,12 @@ func SetAppendFullByPresence(s *Store) { s.hooks.appendFullByPresence = true }
 // before): R9 adopts a witness of the session's configuration, and clears
 // nowit, without touching it, whatever TTL it has left.
 func SetAdoptNoTouch(s *Store) { s.hooks.adoptNoTouch = true }
+
+// SetNoPromise is R7 and R3's write failover before R11, a broken variant
+// (the model's NoPromise): a new epoch is its base's plus one, nothing is
+// promised before a fence, and promises are not read.
+func SetNoPromise(s *Store) { s.hooks.noPromise = true }
+
+// SetAfterPromise calls f after a decision (R7, a re-ballot, R3's write
+// failover) stored its promise, before its fence is sent.
+func SetAfterPromise(s *Store, f func(key string)) { s.hooks.afterPromise = f }

@@ -328,6 +328,8 @@ type testHooks struct {
 	addNoResolve            bool             // the code before: an Add's CAS with no reply is unknown, not read again
 	appendFullByPresence    bool             // broken variant: an append's NS is "too large" when any item is found after it
 	adoptNoTouch            bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
+	noPromise               bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
+	afterPromise            func(key string) // a decision stored its promise, its fence not yet sent
 }
 
 var (

@@ -213,6 +213,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
 	// R4.3.
 	if !b.Pending && x.holds(b.ID()) && y.holds(b.ID()) {
+		// R11.3: no record is returned from a copy promised above its
+		// epoch: re-ballot b onto its two copies, the promised one as w.
+		switch {
+		case y.promisedAbove(b.E):
+			return nil, true, w.reballot(ctx, key, rs, x, y, b, payload)
+		case x.promisedAbove(b.E):
+			return nil, true, w.reballot(ctx, key, rs, y, x, b, payload)
+		}
 		f := &hit{key: key, cs: cs, b: b, p: *x, q: *y}
 		w.remember(key, configOf(b))
 		if o.repair {
@@ -244,6 +252,11 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// repair client writes nothing and looks again a Timeout later.
 		w.repair.later(key, w.s.cfg.Timeout)
 		return nil, false, errWriteInFlight
+	}
+	if y.promisedAbove(b.E) {
+		// R11.3: b is not completed onto a copy promised above it (nor
+		// its parent returned from it): re-ballot, y as w.
+		return nil, true, w.reballot(ctx, key, rs, x, y, b, payload)
 	}
 	switch {
 	case inFlight(x, y, b) && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
@@ -280,7 +293,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// back and empty (restart-node's 503s).
 		return nil, true, nil
 	case (y.empty() || y.st == stSilent) && third.present():
-		w.failover(ctx, key, x, y, third, b, payload)
+		w.failover(ctx, key, rs, x, y, third, b, payload)
 		return nil, true, nil
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
@@ -455,24 +468,111 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	}
 }
 
-// failover is R7: fence x as the primary of a new configuration with the
-// third node as secondary (pending), and only if stored, copy it there
-// established. The next anomaly read completes it (R4.4).
-func (w *witness) failover(ctx context.Context, key string, x, y, third *copyRead, b envelope.Envelope, payload []byte) {
+// failover is R7 with R11's ballot: a new configuration of epoch
+// newEpoch (above every record and promise the read rs returned), x its
+// primary and the third node its secondary; promised on the third node,
+// then fenced on x, then copied to the third node (configure). The next
+// anomaly read completes it (R4.4).
+func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, y, third *copyRead, b envelope.Envelope, payload []byte) {
 	fence := b
-	fence.E, fence.P, fence.Q = b.E+1, x.cand, third.cand
-	fence.Pending, fence.NoWit, fence.Nonce = true, y.empty() || creation(b), rand.Uint64()
-	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), restampExp(x.ttl, b.Timeout), kindData, x.cas, x.inc); err != nil {
-		return
-	}
-	fence.Pending = false
+	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, third.cand
+	fence.NoWit = y.empty() || creation(b)
 	exp, _ := copyExp(x.ttl, b.Timeout)
-	if _, err := third.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, third.cas, third.inc); err != nil {
+	if !w.configure(ctx, key, x, third, fence, payload, exp) {
 		return
 	}
-	w.remember(key, configOf(fence))
 	w.emit(provider.EventFailover, y.n, "a session's copy moved off this node", nil)
 	w.afterFailover(key, y)
+}
+
+// reballot is R11.3's re-ballot: b, held by x and by wc, which a decision
+// promised above b's epoch (a decision that may never land, or one in
+// flight), is made a configuration of a new epoch on the same two nodes,
+// x its primary and wc its secondary: promised on wc, fenced on x, copied
+// to wc (configure), then completed by the next read as any failover.
+// Its third node keeps the witness of b's configuration until R9 (the key
+// is queued). errExpiring when x's copy has too little left to copy.
+func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte) error {
+	exp, ok := copyExp(x.ttl, b.Timeout)
+	if !ok {
+		return errExpiring
+	}
+	if wc.st == stData {
+		exp = max(exp, restampExp(wc.ttl, b.Timeout)) // wc holds this session too
+	}
+	fence := b
+	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, wc.cand
+	if w.configure(ctx, key, x, wc, fence, payload, exp) {
+		w.emit(provider.EventRepair, wc.n, "a promised copy re-balloted", nil)
+		w.repair.enqueue(key)
+	}
+	return nil
+}
+
+// configure makes the configuration of fence (its epoch, P = x, Q = wc,
+// its content payload) by R7's steps with R11's promise first: CAS wc
+// with its read token to its own record promised fence.E (promise), and
+// only if stored, CAS x with its read token to fence pending (same
+// expiry: restampExp), and only if stored, CAS wc with the promise's
+// token to fence established (exp). It reports whether all three were
+// stored; refused or unanswered, nothing more is sent (the next read
+// decides again).
+func (w *witness) configure(ctx context.Context, key string, x, wc *copyRead, fence envelope.Envelope, payload []byte, exp int32) bool {
+	fence.Pending, fence.Nonce = true, rand.Uint64()
+	if !w.promise(ctx, key, wc, fence.E) {
+		return false
+	}
+	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), restampExp(x.ttl, fence.Timeout), kindData, x.cas, x.inc); err != nil {
+		return false
+	}
+	fence.Pending = false
+	if _, err := wc.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, wc.cas, wc.inc); err != nil {
+		return false
+	}
+	w.remember(key, configOf(fence))
+	return true
+}
+
+// newEpoch is R11.1: the epoch of a decision's new configuration, 1 + the
+// greatest of base (the epoch of the decision's base) and of the epoch of
+// every data or witness record, and of every promise, in reads.
+func (w *witness) newEpoch(base uint32, reads ...copyRead) uint32 {
+	e := base
+	if !w.s.hooks.noPromise {
+		for i := range reads {
+			if c := &reads[i]; c.present() {
+				e = max(e, c.env.E, c.prom)
+			}
+		}
+	}
+	return e + 1
+}
+
+// promise is R11.2: CAS c, with the token of its read, to its own item
+// (the same record, base and trailers byte-exact) promised e, keeping its
+// expiry; stored, c gets the new token. It reports whether it was stored.
+func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32) bool {
+	if w.s.hooks.noPromise {
+		return true
+	}
+	raw, err := envelope.Promised(c.raw, e)
+	if err != nil {
+		return false
+	}
+	kind, exp := uint32(kindData), restampExp(c.ttl, c.env.Timeout)
+	if c.st == stWitness {
+		// A witness keeps its own t (TW), which no session timeout caps.
+		kind, exp = kindWitness, int32(max(1, min(c.ttl, maxRelativeExpiration)))
+	}
+	cas, err := c.n.wcas(ctx, key, raw, exp, kind, c.cas, c.inc)
+	if err != nil {
+		return false
+	}
+	c.cas, c.raw, c.prom = cas, raw, e
+	if h := w.s.hooks.afterPromise; h != nil {
+		h(key)
+	}
+	return true
 }
 
 // afterFailover is what follows a failover (R7, R3's write failover)

@@ -34,8 +34,9 @@ type copyRead struct {
 	cas     uint64
 	inc     uint64
 	ttl     int64
-	asked   bool  // a command was sent
-	err     error // why silent, or the server error
+	prom    uint32 // the epoch promised on the item (R11), 0 for none
+	asked   bool   // a command was sent
+	err     error  // why silent, or the server error
 }
 
 func (c *copyRead) present() bool { return c.st == stData || c.st == stWitness }
@@ -45,6 +46,11 @@ func (c *copyRead) empty() bool   { return c.st == stAbsent || c.st == stBlank }
 func (c *copyRead) holds(id envelope.Identity) bool {
 	return c.st == stData && c.env.ID() == id
 }
+
+// promisedAbove reports whether c is a present record whose item a
+// decision promised an epoch above e (R11.3): no record of epoch e is
+// written onto it, and none is returned from it.
+func (c *copyRead) promisedAbove(e uint32) bool { return c.present() && c.prom > e }
 
 // token is c's data-copy token for a handle.
 func (c *copyRead) token() copyToken { return copyToken{cand: c.cand, cas: c.cas, inc: c.inc} }
@@ -94,6 +100,9 @@ func (w *witness) classify(n *node, cand uint8, it witItem, err error) (c copyRe
 		return c, fmt.Errorf("memcached: node %s: %w: a record without a TTL (something wrote it without one)", n.addr, provider.ErrServer)
 	}
 	c.env, c.payload = env, payload
+	if !w.s.hooks.noPromise {
+		c.prom = envelope.PromiseOf(it.value)
+	}
 	c.st = stData
 	if it.flags == kindWitness {
 		c.st = stWitness
@@ -174,7 +183,10 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		}
 	}
 	if cp.st != stData || cq.st != stData || cp.env.ID() != cq.env.ID() || cp.env.Pending ||
-		cp.env.P != cfg.P || cp.env.Q != cfg.Q {
+		cp.env.P != cfg.P || cp.env.Q != cfg.Q ||
+		cp.promisedAbove(cp.env.E) || cq.promisedAbove(cq.env.E) {
+		// R11.3: a copy promised above its record's epoch is an anomaly
+		// (R4.3 re-ballots it).
 		return nil, touched, false, nil
 	}
 	if cfg.E != cp.env.E {

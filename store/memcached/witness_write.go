@@ -218,6 +218,11 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			return 0, unknown("cas: completing the secondary", err)
 		}
 		switch {
+		case c.promisedAbove(env.E):
+			// R11.3 (review-ballot M1): a decision promised a higher
+			// epoch on Q since this write's read; the write is neither
+			// put over the promise nor acknowledged from it.
+			return 0, unknown("cas: a failover promised a newer configuration on the secondary")
 		case c.holds(env.ID()):
 			// Q's bytes as read (a reader's completion copied P's); P
 			// may hold this write as a trailer: the next write is whole.
@@ -345,9 +350,15 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 		return 0, unknown("cas: the secondary is lost and the witness node holds no record to fail over to", cause)
 	}
 	fence := env
-	fence.E, fence.Q = cfg.E+1, wc
+	fence.E, fence.Q = w.newEpoch(cfg.E, c), wc
 	fence.Pending, fence.NoWit, fence.Nonce = true, nowit, rand.Uint64()
 	defer w.startWriting(fence.ID())()
+	// R11.2: the new epoch promised on W first (W's own record, its
+	// read's token); refused or unanswered, nothing is decided, and the
+	// write is on P: unknown.
+	if !w.promise(ctx, key, &c, fence.E) {
+		return 0, unknown("cas: write failover: promising on the witness node", cause)
+	}
 	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
 	if err != nil {
 		return 0, unknown("cas: write failover: fencing the primary", cause, err)
@@ -392,7 +403,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	if err != nil {
 		return 0, false, false
 	}
-	if !c.holds(h.env.ID()) {
+	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) {
+		// R11.3: a P promised above this write's epoch takes no
+		// record of it (the undo's refusal then decides).
 		same := c.st == stData && configOf(c.env) == configOf(env) && !c.env.Pending
 		beaten = same && ((c.env.V == env.V && c.env.ID() != env.ID()) || c.env.Descends(env) == envelope.NotDescendant && c.env.V > env.V)
 		return 0, false, beaten
@@ -480,6 +493,10 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			break
 		}
 		if cp.holds(env.ID()) && cq.holds(env.ID()) {
+			if cp.promisedAbove(env.E) || cq.promisedAbove(env.E) {
+				// R11.3: not acknowledged from a promised copy.
+				return 0, unknown("cas: undoing the secondary: a failover promised a newer configuration on a copy of this write", perr, err)
+			}
 			// A reader's completion (R4.4) copied this write onto P: it
 			// is applied, on both copies, as a common read returns it.
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil

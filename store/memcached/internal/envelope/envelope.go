@@ -20,6 +20,15 @@
 // decodes to exactly the envelope a whole write of the same change would
 // carry. Its payload is the base followed by the deltas, the bytes the
 // provider wrote: record.Decode reads a record followed by its deltas.
+//
+// An item may carry a promise (R11, ballots): the epoch a decision
+// promised on it before its fence. The promise belongs to the item, not to
+// its record: it is not part of Envelope (so no record derived from a
+// decoded envelope carries it), it is written only by Promised (the item's
+// head rewritten as version 3, base and trailers byte-exact) and read by
+// PromiseOf, and a rewrite of the same bytes (a re-stamp, an append) keeps
+// it. Items without a promise are written as version 2, which processes
+// of the releases before promises decode too.
 package envelope
 
 import (
@@ -29,17 +38,25 @@ import (
 	"hash/crc32"
 )
 
-// Version is the first byte of every envelope this package writes.
-// Version 2 added Len, the length of the base, so that trailers can follow
-// it; Decode still reads version 1 (Size1 bytes, no Len: the payload is
-// everything after it, no trailers).
+// Version is the first byte of every envelope this package writes
+// without a promise. Version 2 added Len, the length of the base, so that
+// trailers can follow it; Decode still reads version 1 (Size1 bytes, no
+// Len: the payload is everything after it, no trailers).
 const Version = 2
+
+// VersionPromised is the first byte of an envelope that carries a promise
+// (Promised): version 2's fields, then the promise, then the checksum
+// (SizePromised bytes).
+const VersionPromised = 3
 
 // Size is the length of an encoded envelope.
 const Size = 1 + 1 + 4 + 1 + 1 + 8 + 8 + 8*Lineage + 4 + 4 + 4 + 4
 
 // Size1 is the length of a version 1 envelope.
 const Size1 = Size - 4
+
+// SizePromised is the length of a version 3 envelope (one with a promise).
+const SizePromised = Size + 4
 
 // TrailerTag is the first byte of every trailer.
 const TrailerTag = 0xE2
@@ -226,24 +243,73 @@ func Decode(b []byte) (Envelope, []byte, error) {
 }
 
 // Trailers reports how many trailers the record in b carries, and whether
-// a trailer may be appended to it (ok: a well-formed record of this
-// version; a version 1 envelope has no base length to append after).
+// a trailer may be appended to it (ok: a well-formed record of version 2
+// or 3; a version 1 envelope has no base length to append after).
 func Trailers(b []byte) (n int, ok bool) {
 	_, _, n, err := decode(b, false)
-	return n, err == nil && len(b) > 0 && b[0] == Version
+	return n, err == nil && len(b) > 0 && (b[0] == Version || b[0] == VersionPromised)
+}
+
+// PromiseOf returns the epoch promised on the item b (R11), 0 when it
+// carries none: a version 3 head's promise field. It reads only the head
+// and checks its checksum; Decode checks the rest.
+func PromiseOf(b []byte) uint32 {
+	if len(b) < SizePromised || b[0] != VersionPromised {
+		return 0
+	}
+	if binary.BigEndian.Uint32(b[SizePromised-4:]) != crc32.Checksum(b[:SizePromised-4], castagnoli) {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b[Size-4:])
+}
+
+// Promised returns a copy of the item b (a data record or a witness,
+// well-formed) with the promise e in its head: the head rewritten as
+// version 3, its base and trailers byte-exact, so that the item decodes
+// to the same envelope and payload (R11's promise step: the same record,
+// promised). A version 1 item gets a version 3 head with its payload as
+// the base.
+func Promised(b []byte, e uint32) ([]byte, error) {
+	if _, _, _, err := decode(b, false); err != nil {
+		return nil, err
+	}
+	const fields = 32 + 8*Lineage // from the version to the timeout
+	var n uint32
+	var rest []byte
+	switch b[0] {
+	case 1:
+		rest = b[Size1:]
+		n = uint32(len(rest))
+	case Version:
+		rest, n = b[Size:], binary.BigEndian.Uint32(b[fields:])
+	default:
+		rest, n = b[SizePromised:], binary.BigEndian.Uint32(b[fields:])
+	}
+	out := make([]byte, 0, SizePromised+len(rest))
+	out = append(out, VersionPromised)
+	out = append(out, b[1:fields]...)
+	out = binary.BigEndian.AppendUint32(out, n)
+	out = binary.BigEndian.AppendUint32(out, e)
+	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+	return append(out, rest...), nil
 }
 
 // decode reads the record in b; without withPayload, the payload of a
 // record with trailers is not put together (nil).
 func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers int, err error) {
 	size := Size
-	if len(b) > 0 && b[0] == 1 {
-		size = Size1
+	if len(b) > 0 {
+		switch b[0] {
+		case 1:
+			size = Size1
+		case VersionPromised:
+			size = SizePromised
+		}
 	}
 	if len(b) < size {
 		return Envelope{}, nil, 0, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), size)
 	}
-	if b[0] != Version && b[0] != 1 {
+	if b[0] != Version && b[0] != VersionPromised && b[0] != 1 {
 		return Envelope{}, nil, 0, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
 	}
 	if sum := binary.BigEndian.Uint32(b[size-4:]); sum != crc32.Checksum(b[:size-4], castagnoli) {
@@ -274,11 +340,11 @@ func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers in
 		return e, b[Size1:], 0, nil
 	}
 	n := int64(binary.BigEndian.Uint32(b[32+8*Lineage:]))
-	if n > int64(len(b)-Size) {
-		return Envelope{}, nil, 0, fmt.Errorf("%w: a base of %d bytes in %d", ErrCorrupt, n, len(b)-Size)
+	if n > int64(len(b)-size) {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: a base of %d bytes in %d", ErrCorrupt, n, len(b)-size)
 	}
-	payload = b[Size : Size+int(n)]
-	rest := b[Size+int(n):]
+	payload = b[size : size+int(n)]
+	rest := b[size+int(n):]
 	if len(rest) == 0 {
 		return e, payload, 0, nil
 	}

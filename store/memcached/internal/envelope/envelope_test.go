@@ -261,3 +261,89 @@ func TestDescends(t *testing.T) {
 		t.Fatal("a record descends from itself or a later one")
 	}
 }
+
+// TestPromised: a promise rewrites only the head (version 3, the promise
+// field, its checksum): the item decodes to the same envelope and payload,
+// base and trailers byte-exact, PromiseOf reads the promise back, a second
+// promise replaces the first, a trailer may still follow, and a flipped
+// bit in the head is corrupt. Items without one carry no promise.
+func TestPromised(t *testing.T) {
+	e := sample()
+	e.Pending = false // a trailer follows only an established record
+	whole := e.Wrap([]byte("base"))
+	n1 := e.Next(0x1111, 60)
+	trailed := n1.AppendTrailer(append([]byte(nil), whole...), []byte("delta"))
+	wit := e.Append(nil)
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{{"whole", whole}, {"trailers", trailed}, {"witness", wit}} {
+		t.Run(c.name, func(t *testing.T) {
+			if PromiseOf(c.b) != 0 {
+				t.Fatal("a version 2 item carries a promise")
+			}
+			wantEnv, wantPayload, err := Decode(c.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Promised(c.b, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p[0] != VersionPromised || len(p) != len(c.b)+4 {
+				t.Fatalf("version %d, %d bytes (was %d)", p[0], len(p), len(c.b))
+			}
+			if !bytes.Equal(p[SizePromised:], c.b[Size:]) {
+				t.Fatal("the base and trailers were not kept byte-exact")
+			}
+			if got := PromiseOf(p); got != 7 {
+				t.Fatalf("PromiseOf = %d, want 7", got)
+			}
+			env, payload, err := Decode(p)
+			if err != nil || env != wantEnv || !bytes.Equal(payload, wantPayload) {
+				t.Fatalf("promised item decodes to %+v %q %v, want %+v %q", env, payload, err, wantEnv, wantPayload)
+			}
+			again, err := Promised(p, 9)
+			if err != nil || PromiseOf(again) != 9 || len(again) != len(p) {
+				t.Fatalf("second promise: %d, %v", PromiseOf(again), err)
+			}
+			if n, ok := Trailers(p); !ok || n != map[string]int{"whole": 0, "trailers": 1, "witness": 0}[c.name] {
+				t.Fatalf("Trailers = %d, %v", n, ok)
+			}
+			bad := append([]byte(nil), p...)
+			bad[Size-2] ^= 1 // inside the promise
+			if _, _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a flipped promise bit: %v", err)
+			}
+			if PromiseOf(bad) != 0 {
+				t.Fatal("PromiseOf trusted a head whose checksum fails")
+			}
+		})
+	}
+	t.Run("trailer after a promise", func(t *testing.T) {
+		p, _ := Promised(whole, 3)
+		n1 := e.Next(0x2222, 60)
+		b := n1.AppendTrailer(p, []byte("d"))
+		env, payload, err := Decode(b)
+		if err != nil || env != n1 || string(payload) != "based" || PromiseOf(b) != 3 {
+			t.Fatalf("%+v %q %v promise %d", env, payload, err, PromiseOf(b))
+		}
+	})
+	t.Run("version 1", func(t *testing.T) {
+		v1 := append([]byte(nil), whole[:Size-8]...)
+		v1[0] = 1
+		v1 = binary.BigEndian.AppendUint32(v1, crc32.Checksum(v1, castagnoli))
+		v1 = append(v1, "base"...)
+		p, err := Promised(v1, 5)
+		if err != nil || PromiseOf(p) != 5 {
+			t.Fatalf("%v, promise %d", err, PromiseOf(p))
+		}
+		env, payload, err := Decode(p)
+		if err != nil || env != e || string(payload) != "base" {
+			t.Fatalf("%+v %q %v", env, payload, err)
+		}
+	})
+	if _, err := Promised([]byte("junk"), 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Promised of junk: %v", err)
+	}
+}
