@@ -112,6 +112,28 @@ func TestUnknownLockChangeSettled(t *testing.T) {
 	}
 }
 
+// lockedSession is newUnknownSession with the session's lock taken and
+// n set to 1 in the item taken (not committed).
+func lockedSession(t *testing.T, durable Durable) (*unknownCache, *Store, *provider.Provider, string, *provider.Item) {
+	t.Helper()
+	cache, s, p, id := newUnknownSession(t, durable, false)
+	item, err := p.GetItemExclusive(context.Background(), id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	return cache, s, p, id, item
+}
+
+// requireCommitted requires session id's lock free (no lock left behind)
+// and n = 1 in it (lockedSession's commit live).
+func requireCommitted(t *testing.T, p *provider.Provider, id string) {
+	t.Helper()
+	item, err := p.GetItemExclusive(context.Background(), id)
+	require.NoError(t, err, "no lock left behind")
+	n, _, err := session.Get[int](item.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the commit is live")
+}
+
 // A data change that tiered reports unknown (durable, its cache write of
 // unknown outcome) is settled by the same reads: a commit whose cache
 // write landed is acknowledged, one whose cache write did not is sent
@@ -119,23 +141,79 @@ func TestUnknownLockChangeSettled(t *testing.T) {
 func TestUnknownCommitSettled(t *testing.T) {
 	for _, land := range []bool{true, false} {
 		t.Run(fmt.Sprintf("landed=%v", land), func(t *testing.T) {
-			ctx := context.Background()
 			durable := &oneRowDurable{}
-			cache, _, p, id := newUnknownSession(t, durable, false)
-			item, err := p.GetItemExclusive(ctx, id)
-			require.NoError(t, err)
-			require.NoError(t, item.Data.Values.Set("n", 1))
-
+			cache, _, p, id, item := lockedSession(t, durable)
 			cache.armed, cache.land = true, land
-			require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false))
-			item, err = p.GetItemExclusive(ctx, id)
-			require.NoError(t, err, "the lock was released")
-			n, _, err := session.Get[int](item.Data.Values, "n")
-			require.NoError(t, err)
-			require.Equal(t, 1, n)
+			require.NoError(t, p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false))
+			requireCommitted(t, p, id)
 			h, err := record.Parse(durable.value)
 			require.NoError(t, err)
 			require.EqualValues(t, 2, h.DataSeq, "durable")
 		})
 	}
+}
+
+// seqDurable is one durable row ordered by Seq, as Durable.PutRecord
+// requires: a record at a Seq not above the row's is refused.
+type seqDurable struct {
+	Durable
+	value []byte
+	cas   uint64
+}
+
+func (d *seqDurable) Add(_ context.Context, _ string, value []byte, _ time.Duration) (uint64, error) {
+	d.value = value
+	d.cas++
+	return d.cas, nil
+}
+
+func (d *seqDurable) PutRecord(_ context.Context, _ string, value []byte, _ time.Duration) (PutResult, error) {
+	next, err := record.Parse(value)
+	if err != nil {
+		return PutResult{}, err
+	}
+	if cur, err := record.Parse(d.value); err == nil && cur.Seq >= next.Seq {
+		return PutResult{KeptSeq: cur.Seq}, nil
+	}
+	d.value = value
+	d.cas++
+	return PutResult{Stored: true, CAS: d.cas}, nil
+}
+
+func (d *seqDurable) GetWithTTL(context.Context, string) (provider.Entry, time.Duration, error) {
+	if d.value == nil {
+		return provider.Entry{}, 0, provider.ErrNotFound
+	}
+	return provider.Entry{Value: d.value, CAS: d.cas}, time.Minute, nil
+}
+
+func (d *seqDurable) Claim(_ context.Context, _ string, value []byte, cas uint64, _ time.Duration) (uint64, error) {
+	if cas != d.cas {
+		return 0, provider.ErrCASConflict
+	}
+	d.value = value
+	d.cas++
+	return d.cas, nil
+}
+
+func (d *seqDurable) Touch(context.Context, string, time.Duration) error { return nil }
+
+// A commit whose durable write is done and whose cache write did not land
+// (unknown) is sent again by the provider, the same record under the same
+// token; a durable tier ordered by Seq refuses it (it holds that Seq),
+// and after maxRefusals from that cache record tiered revives the durable
+// copy, the commit, over the cache. The record read then shows neither
+// the commit nor the caller's lock: the call ends with the unknown
+// outcome, never a conflict or ErrLockLost (nothing written), and no lock
+// is left behind; the commit is live.
+func TestUnknownCommitRefusedAgainIsRevived(t *testing.T) {
+	cache, s, p, id, item := lockedSession(t, &seqDurable{})
+	cache.armed, cache.land = true, false
+	err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
+		require.NotErrorIs(t, err, nothing)
+	}
+	require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
+	requireCommitted(t, p, id)
 }
