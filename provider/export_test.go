@@ -217,3 +217,23 @@ func NoWindow(p *Provider) *Provider {
 func NoFreshLease(p *Provider) *Provider {
 	return withBroken(p, brokenNoFreshLease)
 }
+
+// KeepLock returns a copy of p that leaves the lock of an acquisition
+// whose lease could not be made fresh (a renewal failed with an error
+// other than ErrLockLost, or every renewal was slow) in the store, as
+// the provider did before abandon: every other request of the user
+// waited a lease for a lock nobody held.
+func KeepLock(p *Provider) *Provider {
+	return withBroken(p, brokenKeepLock)
+}
+
+// NoCarry returns a copy of p that forgets the InitializeItem flag an
+// acquisition took when its lock was lost before it returned, as the
+// provider did before carried: the acquisition decided again found the
+// flag cleared, and nobody was told.
+func NoCarry(p *Provider) *Provider {
+	return withBroken(p, brokenNoCarry)
+}
+
+// MaxFreshRenewals is maxFreshRenewals, for tests.
+const MaxFreshRenewals = maxFreshRenewals

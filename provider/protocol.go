@@ -741,7 +741,25 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 //
 // An acquisition that took more than half a lease renews the lease before
 // it returns (freshLease), so that the lock it hands out has most of a
-// lease left; one broken meanwhile is decided again.
+// lease left. A lock broken meanwhile (the renewal fails with
+// ErrLockLost) is decided again: the caller then gets the lock taken
+// again, or a *LockedError for the request that broke it. The
+// InitializeItem flag a lost acquisition took is carried over: the
+// acquisition decided again reports it if no data was written since (the
+// session is still as it was created). A request that broke the lock and
+// took it meanwhile was handed the session without the flag, and it is
+// not put back (that request may have written the session by then). A
+// renewal that fails otherwise, or a write still slow when the call's
+// renewals are spent, ends the call with an error, and the lock it took
+// is released at once, the InitializeItem flag put back (under the same
+// condition), so that nobody waits a lease for it; the error says whether
+// that release landed (abandon), and is never ErrLockLost.
+//
+// Time: one call makes at most maxFreshRenewals renewals in all, and so
+// at most 1+maxFreshRenewals acquisitions (each decided again after a
+// renewal that found the lock lost), each one store operation that ends
+// with ctx; after a failure, one release, detached from ctx (which may
+// have ended) and bounded by a third of a lease.
 //
 // Most callers want AcquireItem, which waits for a held lock.
 func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, error) {
@@ -752,29 +770,43 @@ func (p *Provider) GetItemExclusive(ctx context.Context, id string) (*Item, erro
 	if err != nil {
 		return nil, err
 	}
-	for tries := 0; ; tries++ {
-		item, sent, err := p.acquire(ctx, id, key)
+	renewals := maxFreshRenewals // for the whole call: it bounds the loop too
+	var carry carried
+	for {
+		t, err := p.acquire(ctx, id, key, carry)
 		if err != nil || !p.cfg.leased() || p.broken&brokenNoFreshLease != 0 {
-			return item, err
+			return t.item, err
 		}
-		err = p.freshLease(ctx, id, item.LockID, sent)
+		err = p.freshLease(ctx, id, t, &renewals)
 		switch {
 		case err == nil:
-			return item, nil
-		case errors.Is(err, ErrLockLost) && tries < maxLostAcquisitions:
-			// Broken while the acquisition was on its way back: decide
-			// again (the new holder's lock, for the waiter).
-			p.unhold(key, item.LockID)
-			continue
+			return t.item, nil
+		case errors.Is(err, ErrLockLost):
+			// Broken while the acquisition was on its way back (update
+			// never reports ErrLockLost after a write of unknown
+			// outcome: nothing of this lock is left to release).
+			p.unhold(key, t.item.LockID)
+			if p.broken&brokenNoCarry == 0 {
+				carry = t.carry()
+			}
+			continue // the new holder's lock, for a waiter
+		case p.broken&brokenKeepLock != 0:
+			p.unhold(key, t.item.LockID)
+			return nil, fmt.Errorf("provider: session %s: lock %d taken, but its lease could not be made fresh: %w", idTag(id), t.item.LockID, err)
 		}
-		p.unhold(key, item.LockID)
-		return nil, fmt.Errorf("provider: session %s: lock %d taken, but its lease could not be made fresh: %w", idTag(id), item.LockID, err)
+		return nil, p.abandon(ctx, id, key, t, err)
 	}
 }
 
-// maxLostAcquisitions bounds how often GetItemExclusive decides again
-// after an acquisition whose lock was broken before it returned.
-const maxLostAcquisitions = 3
+// maxFreshRenewals bounds the renewals of one GetItemExclusive call
+// (freshLease), and so its acquisitions: only a renewal finds an
+// acquisition's lock lost and has it decided again. A renewal is made
+// only after a write slower than half a lease; three allow a slow moment
+// (one failover) to pass and a lock broken meanwhile to be decided again
+// (each break needs a waiter to see the lock unchanged for a lease: more
+// than one in a row means a store slower than the lease, on which a
+// holder could not keep its lock either).
+const maxFreshRenewals = 3
 
 // slowAcquisition is how long an acquisition may take, from the sending
 // of its write to its return, for its lease to be left to KeepLease: a
@@ -791,35 +823,99 @@ const maxLostAcquisitions = 3
 // slow one fenced only at its commit).
 func slowAcquisition(lease time.Duration) time.Duration { return lease / 2 }
 
-// freshLease makes sure the lock lockID, whose write was sent at sent,
-// has most of a lease left when GetItemExclusive returns it: after a slow
-// acquisition (slowAcquisition) it renews the lease at once, again while
-// each renewal is slow itself (a few times). A lock broken meanwhile
-// fails the renewal with ErrLockLost: the caller does not hold it.
-func (p *Provider) freshLease(ctx context.Context, id string, lockID uint64, sent time.Time) error {
-	for range maxLostAcquisitions {
-		if time.Since(sent) < slowAcquisition(p.cfg.Lease) {
-			return nil
+// freshLease makes sure the lock t took has most of a lease left when
+// GetItemExclusive returns it: after a slow acquisition (slowAcquisition)
+// it renews the lease at once, and again while a renewal was slow itself,
+// each renewal taken from *budget (maxFreshRenewals for the whole call);
+// with the budget spent it fails with ErrUnavailable. A lock broken
+// meanwhile fails the renewal with ErrLockLost: the caller does not hold
+// it.
+func (p *Provider) freshLease(ctx context.Context, id string, t taken, budget *int) error {
+	sent := t.sent
+	for time.Since(sent) >= slowAcquisition(p.cfg.Lease) {
+		if *budget <= 0 {
+			return fmt.Errorf("provider: a write took more than half a lease (%v) with this call's %d renewals spent: %w", p.cfg.Lease, maxFreshRenewals, ErrUnavailable)
 		}
+		*budget--
 		sent = time.Now()
-		if err := p.RenewLease(ctx, id, lockID); err != nil {
+		if err := p.RenewLease(ctx, id, t.item.LockID); err != nil {
 			return err
 		}
 	}
-	if time.Since(sent) < slowAcquisition(p.cfg.Lease) {
-		return nil
+	return nil
+}
+
+// abandon releases the lock of acquisition t, which GetItemExclusive
+// does not hand out because its lease could not be made fresh (cause),
+// so that no other request waits a lease for a lock nobody holds; the
+// InitializeItem flag t took goes back into the record in the same write
+// (if no data was written since). The release is detached from ctx,
+// which may have ended (cause may be its error), and bounded by a third
+// of a lease (KeepLease's bound on a renewal). The error it returns says
+// what is left:
+//
+//   - released, or broken meanwhile (the release's ErrLockLost): no lock
+//     of this call is left and nothing else changed. It wraps cause,
+//     except that a renewal of unknown outcome no longer matters (the
+//     lock is gone either way): that is reported as ErrUnavailable.
+//   - not released: the lock may stay until a waiter breaks it (a
+//     lease). It wraps cause and the release's error (ErrOutcomeUnknown
+//     when its outcome is unknown); never ErrLockLost.
+func (p *Provider) abandon(ctx context.Context, id, key string, t taken, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease/3)
+	defer cancel()
+	err := p.release(rctx, id, key, t.item.LockID, t.carry())
+	if err == nil || errors.Is(err, ErrLockLost) {
+		if errors.Is(cause, ErrOutcomeUnknown) {
+			cause = fmt.Errorf("%w (a renewal of unknown outcome: %v)", ErrUnavailable, cause)
+		}
+		gone := "released"
+		if err != nil {
+			gone = "broken meanwhile"
+		}
+		return fmt.Errorf("provider: session %s: lock %d taken, but its lease could not be made fresh; the lock is %s: %w", idTag(id), t.item.LockID, gone, cause)
 	}
-	return fmt.Errorf("provider: every renewal took more than half a lease (%v): %w", p.cfg.Lease, ErrUnavailable)
+	return fmt.Errorf("provider: session %s: lock %d taken, but its lease could not be made fresh (%w); releasing it failed, so it may stay locked until a waiter breaks it: %w", idTag(id), t.item.LockID, cause, err)
+}
+
+// taken is one acquisition of GetItemExclusive: the item it hands out,
+// when its write was first sent, and the DataSeq of the record it was
+// decided on.
+type taken struct {
+	item    *Item
+	sent    time.Time
+	dataSeq uint64
+}
+
+// carried is the InitializeItem flag an acquisition took that was not
+// handed out, and the DataSeq of the record it took it from: the next
+// acquisition of the same call reports it, and a release puts it back,
+// if the record's DataSeq is still that (no data written since).
+type carried struct {
+	actions session.ActionFlags
+	dataSeq uint64
+}
+
+// carry is what t took that must not get lost if t is not handed out.
+func (t taken) carry() carried {
+	return carried{actions: t.item.Actions & session.InitializeItem, dataSeq: t.dataSeq}
+}
+
+// to returns the action flags of c that still apply to r.
+func (c carried) to(r *record.Record) session.ActionFlags {
+	if r.DataSeq != c.dataSeq {
+		return 0
+	}
+	return c.actions
 }
 
 // acquire is one decision of GetItemExclusive: the lock taken (or an
-// error), and when the write that took it was first sent.
-func (p *Provider) acquire(ctx context.Context, id, key string) (*Item, time.Time, error) {
-	// The item of each acquisition decided: a write of unknown outcome
+// error), with the action flags carry adds to it.
+func (p *Provider) acquire(ctx context.Context, id, key string, carry carried) (taken, error) {
+	// The acquisition decided on each record: a write of unknown outcome
 	// may land after a later one was decided (update); and when each was
 	// decided (its write follows at once).
-	items := make(map[uint64]*Item, 1)
-	decided := make(map[uint64]time.Time, 1)
+	decided := make(map[uint64]taken, 1)
 	got, err := p.update(ctx, key, p.resolveLock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if p.gone(cur) {
 			return nil, 0, notFound(id)
@@ -837,16 +933,16 @@ func (p *Provider) acquire(ctx context.Context, id, key string) (*Item, time.Tim
 		next.LockedAt = p.cfg.Now()
 		next.Actions = 0
 		next.Seq++
-		items[next.LockID] = &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions, Deadline: p.deadline(cur)}
-		decided[next.LockID] = time.Now()
+		item := &Item{Data: session.NewData(values, cur.Timeout), LockID: next.LockID, Actions: cur.Actions | carry.to(cur), Deadline: p.deadline(cur)}
+		decided[next.LockID] = taken{item: item, sent: time.Now(), dataSeq: cur.DataSeq}
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {
-		return nil, time.Time{}, err
+		return taken{}, err
 	}
-	item := items[got.LockID]
-	p.hold(key, item.LockID)
-	return item, decided[got.LockID], nil
+	t := decided[got.LockID]
+	p.hold(key, t.item.LockID)
+	return t, nil
 }
 
 // SetAndReleaseItemExclusive commits data and releases the lock in one CAS
@@ -967,13 +1063,20 @@ func (p *Provider) ReleaseItemExclusive(ctx context.Context, id string, lockID u
 	if p.cfg.LockFree || lockID == 0 {
 		return nil
 	}
+	return p.release(ctx, id, key, lockID, carried{})
+}
+
+// release releases lock lockID of session id (key) and puts back the
+// action flags back carries, if they still apply (carried.to).
+func (p *Provider) release(ctx context.Context, id, key string, lockID uint64, back carried) error {
 	defer p.unhold(key, lockID)
-	_, err = p.update(ctx, key, resolveUnlock, func(cur *record.Record) (*record.Record, time.Duration, error) {
+	_, err := p.update(ctx, key, resolveUnlock, func(cur *record.Record) (*record.Record, time.Duration, error) {
 		if err := p.checkHolder(id, cur, lockID); err != nil {
 			return nil, 0, err
 		}
 		next := *cur
 		next.Locked = false
+		next.Actions |= back.to(cur)
 		next.Seq++
 		return &next, p.ttlOf(&next), nil
 	})

@@ -135,6 +135,12 @@ const (
 	// brokenNoFreshLease hands out the lock of a slow acquisition as it
 	// is (freshLease).
 	brokenNoFreshLease
+	// brokenKeepLock leaves the lock of an acquisition whose lease could
+	// not be made fresh in the store (GetItemExclusive's abandon).
+	brokenKeepLock
+	// brokenNoCarry forgets the InitializeItem flag of an acquisition
+	// whose lock was lost before it returned (GetItemExclusive's carry).
+	brokenNoCarry
 )
 
 // holdSet records the locks taken in this process, so that their release

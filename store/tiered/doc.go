@@ -83,6 +83,12 @@
 // TestFencedButApplied forces a revival between a commit's SQL write and
 // its undo (all in store/sqlstore/internal/tieredtest).
 //
+// A write of unknown outcome (this store's, or the cache's own: a lock
+// change is the cache's write alone) is settled by the provider reading
+// the record back when the cache's reads settle its writes
+// (ReadsSettleOutcomes, provider.OutcomeReader: memcached with one copy
+// or the witness scheme), as on the cache alone.
+//
 // A cache that goes back in time (a memcached node restoring an outdated
 // copy from its replica after a partial flush) serves a record older than
 // the durable copy; a commit from it at a Seq the durable copy already has

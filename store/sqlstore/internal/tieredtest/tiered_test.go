@@ -96,7 +96,8 @@ func increment(ctx context.Context, t testing.TB, p *provider.Provider, id strin
 	if errors.Is(err, provider.ErrOutcomeUnknown) {
 		// The lock's write had an unknown outcome (BackupOn, two nodes:
 		// a flushed primary leaves a whole write on the backup copy
-		// only); tiered does not settle it (not a provider.OutcomeReader).
+		// only); nobody settles it (tiered forwards its cache's
+		// provider.OutcomeReader, and BackupOn's reads do not settle).
 		// No increment was made: the lock, if taken, is the lease's.
 		return unknown
 	}

@@ -1,0 +1,219 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/session"
+	"github.com/sessionlock/sessionlock/store/memstore"
+)
+
+// unknownCache is a cache whose reads settle its writes (a memstore, as
+// memcached with the witness scheme): armed, its next compare-and-swap
+// answers provider.ErrOutcomeUnknown, having stored the write (land) or
+// not, as memcached's witness scheme answers "the primary holds a newer
+// configuration that may be built on this write".
+type unknownCache struct {
+	provider.Store
+	armed, land bool
+}
+
+func (c *unknownCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if !c.armed {
+		return c.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+	}
+	c.armed = false
+	if c.land {
+		if _, err := c.Store.CompareAndSwap(ctx, key, value, cas, ttl); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("cache: cas: %w", provider.ErrOutcomeUnknown)
+}
+
+func (c *unknownCache) ReadsSettleOutcomes() bool { return true }
+
+// hiddenReader is s without its OutcomeReader: the Store before it had
+// one (a deliberately broken variant).
+type hiddenReader struct{ provider.Store }
+
+// newUnknownSession returns a Store over an unknownCache and durable, a
+// provider over it (over hiddenReader if hidden) and a session created
+// through it.
+func newUnknownSession(t *testing.T, durable Durable, hidden bool) (*unknownCache, *Store, *provider.Provider, string) {
+	t.Helper()
+	cache := &unknownCache{Store: memstore.New(memstore.Config{})}
+	s, err := New(Config{Cache: cache, Durable: durable})
+	require.NoError(t, err)
+	require.True(t, s.ReadsSettleOutcomes(), "the cache's reads settle its writes")
+	var store provider.Store = s
+	if hidden {
+		store = hiddenReader{s}
+	}
+	p, err := provider.New(store, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	require.NoError(t, p.SetAndReleaseItemExclusive(context.Background(), id, p.CreateNewStoreData(time.Minute), 0, true))
+	return cache, s, p, id
+}
+
+// A lock acquisition whose cache write has an unknown outcome is settled
+// by the provider reading the record back, as on the cache alone: the
+// acquisition that landed is handed out, one that did not is decided
+// again; either way the request gets the lock and no lock is left that
+// nobody holds. Before tiered forwarded its cache's OutcomeReader the
+// acquisition failed with ErrOutcomeUnknown and, when it had landed, the
+// session stayed locked for a lease (the simulation's tiered partition
+// seed 21, a final acquisition ending stuck in about 1 run of TestSimTiered
+// in 8, on main as with branch fresh2).
+func TestUnknownLockChangeSettled(t *testing.T) {
+	for _, land := range []bool{true, false} {
+		for _, hidden := range []bool{false, true} {
+			t.Run(fmt.Sprintf("landed=%v/hidden=%v", land, hidden), func(t *testing.T) {
+				ctx := context.Background()
+				cache, s, p, id := newUnknownSession(t, &oneRowDurable{}, hidden)
+
+				cache.armed, cache.land = true, land
+				item, err := p.GetItemExclusive(ctx, id)
+				if hidden {
+					// The broken variant: the acquisition's outcome is
+					// reported unknown, and one that landed leaves the
+					// lock behind until a waiter breaks it.
+					require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+					_, err = p.GetItemExclusive(ctx, id)
+					if land {
+						require.ErrorIs(t, err, provider.ErrLocked, "a lock nobody holds")
+					} else {
+						require.NoError(t, err)
+					}
+					return
+				}
+				require.NoError(t, err, "settled by reading the record back")
+				key, err := p.Key(id)
+				require.NoError(t, err)
+				e, err := s.Get(ctx, key)
+				require.NoError(t, err)
+				rec, err := record.Decode(e.Value)
+				require.NoError(t, err)
+				require.True(t, rec.Locked)
+				require.Equal(t, item.LockID, rec.LockID, "the lock handed out is the session's")
+				require.NoError(t, p.ReleaseItemExclusive(ctx, id, item.LockID))
+				_, err = p.GetItemExclusive(ctx, id)
+				require.NoError(t, err, "released: nothing left behind")
+			})
+		}
+	}
+}
+
+// lockedSession is newUnknownSession with the session's lock taken and
+// n set to 1 in the item taken (not committed).
+func lockedSession(t *testing.T, durable Durable) (*unknownCache, *Store, *provider.Provider, string, *provider.Item) {
+	t.Helper()
+	cache, s, p, id := newUnknownSession(t, durable, false)
+	item, err := p.GetItemExclusive(context.Background(), id)
+	require.NoError(t, err)
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	return cache, s, p, id, item
+}
+
+// requireCommitted requires session id's lock free (no lock left behind)
+// and n = 1 in it (lockedSession's commit live).
+func requireCommitted(t *testing.T, p *provider.Provider, id string) {
+	t.Helper()
+	item, err := p.GetItemExclusive(context.Background(), id)
+	require.NoError(t, err, "no lock left behind")
+	n, _, err := session.Get[int](item.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the commit is live")
+}
+
+// A data change that tiered reports unknown (durable, its cache write of
+// unknown outcome) is settled by the same reads: a commit whose cache
+// write landed is acknowledged, one whose cache write did not is sent
+// again, and the lock is released either way.
+func TestUnknownCommitSettled(t *testing.T) {
+	for _, land := range []bool{true, false} {
+		t.Run(fmt.Sprintf("landed=%v", land), func(t *testing.T) {
+			durable := &oneRowDurable{}
+			cache, _, p, id, item := lockedSession(t, durable)
+			cache.armed, cache.land = true, land
+			require.NoError(t, p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false))
+			requireCommitted(t, p, id)
+			h, err := record.Parse(durable.value)
+			require.NoError(t, err)
+			require.EqualValues(t, 2, h.DataSeq, "durable")
+		})
+	}
+}
+
+// seqDurable is one durable row ordered by Seq, as Durable.PutRecord
+// requires: a record at a Seq not above the row's is refused.
+type seqDurable struct {
+	Durable
+	value []byte
+	cas   uint64
+}
+
+func (d *seqDurable) Add(_ context.Context, _ string, value []byte, _ time.Duration) (uint64, error) {
+	d.value = value
+	d.cas++
+	return d.cas, nil
+}
+
+func (d *seqDurable) PutRecord(_ context.Context, _ string, value []byte, _ time.Duration) (PutResult, error) {
+	next, err := record.Parse(value)
+	if err != nil {
+		return PutResult{}, err
+	}
+	if cur, err := record.Parse(d.value); err == nil && cur.Seq >= next.Seq {
+		return PutResult{KeptSeq: cur.Seq}, nil
+	}
+	d.value = value
+	d.cas++
+	return PutResult{Stored: true, CAS: d.cas}, nil
+}
+
+func (d *seqDurable) GetWithTTL(context.Context, string) (provider.Entry, time.Duration, error) {
+	if d.value == nil {
+		return provider.Entry{}, 0, provider.ErrNotFound
+	}
+	return provider.Entry{Value: d.value, CAS: d.cas}, time.Minute, nil
+}
+
+func (d *seqDurable) Claim(_ context.Context, _ string, value []byte, cas uint64, _ time.Duration) (uint64, error) {
+	if cas != d.cas {
+		return 0, provider.ErrCASConflict
+	}
+	d.value = value
+	d.cas++
+	return d.cas, nil
+}
+
+func (d *seqDurable) Touch(context.Context, string, time.Duration) error { return nil }
+
+// A commit whose durable write is done and whose cache write did not land
+// (unknown) is sent again by the provider, the same record under the same
+// token; a durable tier ordered by Seq refuses it (it holds that Seq),
+// and after maxRefusals from that cache record tiered revives the durable
+// copy, the commit, over the cache. The record read then shows neither
+// the commit nor the caller's lock: the call ends with the unknown
+// outcome, never a conflict or ErrLockLost (nothing written), and no lock
+// is left behind; the commit is live.
+func TestUnknownCommitRefusedAgainIsRevived(t *testing.T) {
+	cache, s, p, id, item := lockedSession(t, &seqDurable{})
+	cache.armed, cache.land = true, false
+	err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
+		require.NotErrorIs(t, err, nothing)
+	}
+	require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
+	requireCommitted(t, p, id)
+}
