@@ -207,3 +207,8 @@ func SetNoPromise(s *Store) { s.hooks.noPromise = true }
 // SetAfterPromise calls f after a decision (R7, a re-ballot, R3's write
 // failover) stored its promise, before its fence is sent.
 func SetAfterPromise(s *Store, f func(key string)) { s.hooks.afterPromise = f }
+
+// SetRepairQueueOff makes s queue no key for R9 (its background repair
+// client then works only the witness-less list): a test runs RepairKey
+// itself.
+func SetRepairQueueOff(s *Store) { s.hooks.repairQueueOff = true }

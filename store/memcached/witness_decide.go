@@ -225,7 +225,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		w.remember(key, configOf(b))
 		if o.repair {
 			f.witnessed = w.repairWitness(ctx, f, third)
-		} else if third.st != stSilent && !(third.st == stWitness && configOf(third.env) == configOf(b)) {
+		} else if third.st != stSilent && !ownWitness(third, b) {
 			w.repair.enqueue(key)
 		}
 		return f, false, nil
@@ -555,14 +555,21 @@ func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32
 	if w.s.hooks.noPromise {
 		return true
 	}
-	raw, err := envelope.Promised(c.raw, e)
-	if err != nil {
-		return false
-	}
+	// A data record is promised in its whole form (its envelope and
+	// payload, trailers folded in: the same identity and content, never
+	// larger than the item, review-r11 m5: a promise that grew an item
+	// near memcached's size limit was refused every time).
+	item := c.raw
 	kind, exp := uint32(kindData), restampExp(c.ttl, c.env.Timeout)
 	if c.st == stWitness {
 		// A witness keeps its own t (TW), which no session timeout caps.
 		kind, exp = kindWitness, int32(max(1, min(c.ttl, maxRelativeExpiration)))
+	} else {
+		item = c.env.Wrap(c.payload)
+	}
+	raw, err := envelope.Promised(item, e)
+	if err != nil {
+		return false
 	}
 	cas, err := c.n.wcas(ctx, key, raw, exp, kind, c.cas, c.inc)
 	if err != nil {
@@ -601,7 +608,7 @@ func creation(env envelope.Envelope) bool { return env.E == 0 && env.V == 1 }
 func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bool {
 	cfg := configOf(f.b)
 	switch {
-	case third.st == stWitness && configOf(third.env) == cfg:
+	case ownWitness(third, f.b):
 		if !w.witnessOutlives(ctx, f, third) {
 			return false
 		}
@@ -616,6 +623,11 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		return true
 	case third.st == stBlank, third.st == stWitness,
 		third.st == stData && rankLess(third.env, f.b):
+		// Also a promised witness of b's configuration (review-r11 m2):
+		// a dead decision's promise, which nothing else replaces and
+		// which processes of earlier releases cannot decode, is dropped
+		// by the new witness, after the re-stamps (as over any promise:
+		// review-ballot M2).
 	default:
 		return false
 	}
@@ -656,6 +668,12 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		w.clearNoWitAfter(ctx, f, pcas, qcas)
 	}
 	return true
+}
+
+// ownWitness reports whether c is the witness of b's configuration, with
+// no promise on it (a promised one is rewritten by R9: repairWitness).
+func ownWitness(c *copyRead, b envelope.Envelope) bool {
+	return c.st == stWitness && configOf(c.env) == configOf(b) && c.prom == 0
 }
 
 // witnessOutlives reports whether c, the witness of f's configuration on

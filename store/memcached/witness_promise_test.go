@@ -1,6 +1,7 @@
 package memcached_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"sync"
@@ -24,9 +25,11 @@ import (
 // (memcached.SetNoPromise, the model's NoPromise) and shows what they do.
 
 // promiseStore is a witness-mode store over servers with short failure
-// detection, broken applied to it (nil: none).
+// detection and no background R9 (review-r11 m7: its re-stamps raced the
+// tests' own), broken applied to it (nil: none).
 func promiseStore(t *testing.T, servers []*mcserver.Server, dial func(ctx context.Context, network, addr string) (net.Conn, error), broken func(*memcached.Store)) *memcached.Store {
 	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+	memcached.SetRepairQueueOff(s) // the tests run R9 themselves (RepairKey)
 	if broken != nil {
 		broken(s)
 	}
@@ -282,5 +285,196 @@ func TestWriteFailoverPromises(t *testing.T) {
 			require.Zero(t, promised.Load())
 		}
 		requireSessionIs(t, servers, key, "v3", "the acknowledged write is the session")
+	})
+}
+
+// TestPromisedPrimaryReballoted (review-r11 M2): R4.3 with the primary's
+// copy promised (epoch 4): the re-ballot goes the other way, fenced on c1
+// and copied to c0, at epoch 5 with c1 the primary. The rules before
+// return the session from the promised copy, unchanged.
+func TestPromisedPrimaryReballoted(t *testing.T) {
+	const key = "pprom"
+	eachRule(t, key, func(t *testing.T, broken func(*memcached.Store), servers []*mcserver.Server, cands []string) {
+		promiseAt(t, cands[0], key, 4)
+		s := promiseStore(t, servers, nil, broken)
+		e, err := s.Get(context.Background(), key)
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(e.Value))
+		want := [3]uint32{5, 1, 0}
+		if broken != nil {
+			want = [3]uint32{0, 0, 1}
+		}
+		for _, a := range cands[:2] {
+			env, payload, _ := envAt(t, a, key)
+			require.Equal(t, want, [3]uint32{env.E, uint32(env.P), uint32(env.Q)}, "on %s", a)
+			require.Equal(t, "v2", payload)
+		}
+	})
+}
+
+// TestPendingFenceOverPromisedCopyReballoted (review-r11 M2): a fence of
+// epoch 1 pending on c0, and c1 promised epoch 3. R11.3: the fence is not
+// completed over the promise (R4.4); the read re-ballots it at epoch 4 on
+// the same nodes. The rules before complete it at epoch 1 over c1.
+func TestPendingFenceOverPromisedCopyReballoted(t *testing.T) {
+	const key = "r44"
+	eachRule(t, key, func(t *testing.T, broken func(*memcached.Store), servers []*mcserver.Server, cands []string) {
+		base, _, _ := envAt(t, cands[1], key)
+		fence := base
+		fence.E, fence.Pending, fence.Nonce = 1, true, base.Nonce^0x5a5a
+		rawSet(t, cands[0], key, fence.Wrap([]byte("v2")), 60, 1)
+		promiseAt(t, cands[1], key, 3)
+		s := promiseStore(t, servers, nil, broken)
+		e, err := s.Get(context.Background(), key)
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(e.Value))
+		want := uint32(4)
+		if broken != nil {
+			want = 1
+		}
+		for _, a := range cands[:2] {
+			env, _, prom := envAt(t, a, key)
+			require.Equal(t, want, env.E, "on %s", a)
+			require.Zero(t, prom)
+		}
+	})
+}
+
+// TestFirstSightPromisedParent (review-r11 M2): c0 holds a write in flight
+// (V3), c1 its parent (V2) promised epoch 3. The first-sight rule would
+// return the parent from c1; R11.3 returns nothing from a promised copy:
+// the read re-ballots the write at epoch 4 and returns it. The rules
+// before return the parent.
+func TestFirstSightPromisedParent(t *testing.T) {
+	const key = "firstsight"
+	eachRule(t, key, func(t *testing.T, broken func(*memcached.Store), servers []*mcserver.Server, cands []string) {
+		base, _, _ := envAt(t, cands[1], key)
+		child := base.Next(base.Nonce^0x77, base.Timeout)
+		child.Digest = base.Digest
+		rawSet(t, cands[0], key, child.Wrap([]byte("v3")), 60, 1)
+		promiseAt(t, cands[1], key, 3)
+		s := promiseStore(t, servers, nil, broken)
+		e, err := s.Get(context.Background(), key)
+		require.NoError(t, err)
+		if broken != nil {
+			require.Equal(t, "v2", string(e.Value), "the rules before: the parent, from the promised copy")
+			return
+		}
+		require.Equal(t, "v3", string(e.Value), "not the parent from a promised copy")
+		env, _, _ := envAt(t, cands[1], key)
+		require.Equal(t, uint32(4), env.E)
+	})
+}
+
+// TestDeadWitnessPromiseRepaired (review-r11 m2): a dead decision's
+// promise on the witness node of the session's configuration. R2 ignores
+// it (the session reads and writes as before), its witness touch queues
+// the key, and R9 rewrites the witness after re-stamping both copies: the
+// promise is gone and the item is version 2 again (which earlier releases
+// decode). Before, R9 kept a same-configuration witness as it was, and
+// the promise lived as long as the witness.
+func TestDeadWitnessPromiseRepaired(t *testing.T) {
+	const key = "witprom"
+	servers, _, cands, _ := writtenSession(t, key)
+	promiseAt(t, cands[2], key, 5)
+	s := promiseStore(t, servers, nil, nil)
+	e, err := s.GetAndTouch(context.Background(), key, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(e.Value), "R2 ignores the witness node's promise")
+	memcached.RepairKey(s, key)
+	it := rawGet(t, cands[2], key)
+	require.Equal(t, uint32(2), it.flags)
+	require.Equal(t, byte(envelope.Version), it.value[0], "R9 rewrote the witness: version 2")
+	require.Zero(t, envelope.PromiseOf(it.value))
+	env, _, _ := envAt(t, cands[2], key)
+	require.Equal(t, [3]uint32{0, 0, 1}, [3]uint32{env.E, uint32(env.P), uint32(env.Q)}, "the witness of the session's configuration")
+	requireSessionIs(t, servers, key, "v2", "the session is unchanged")
+}
+
+// hookConn runs before(n) before forwarding the n-th write that contains
+// match, on a connection to one node.
+type promiseHookConn struct {
+	net.Conn
+	match  []byte
+	n      *atomic.Int32
+	before func(n int32)
+}
+
+func (c *promiseHookConn) Write(b []byte) (int, error) {
+	if bytes.Contains(b, c.match) {
+		c.before(c.n.Add(1))
+	}
+	return c.Conn.Write(b)
+}
+
+// TestBeatenUndoKeepsPromise (review-r11 M1, the reviewer's schedule): W1
+// holds a handle on V2; a competitor's V3 is on c0; W1's CAS: c0 refuses,
+// c1 stores W1's V3; completeOwn finds c0 beaten; a decision's promise of
+// epoch 9 lands on c1 before the undo's first CAS, which is refused; the
+// undo reads c1 (W1's V3, promised 9). R11.3: the base is not put back
+// over the promise: ErrOutcomeUnknown, c1 keeps W1's write and the
+// promise. The code before re-undid it with that read's token: a record of
+// epoch 0 over a promise of 9, answered ErrCASConflict.
+func TestBeatenUndoKeepsPromise(t *testing.T) {
+	const key = "beatenundo"
+	servers, _, cands, _ := writtenSession(t, key)
+	var count atomic.Int32
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != cands[1] {
+			return c, err
+		}
+		return &promiseHookConn{Conn: c, match: []byte("ms " + key + " "), n: &count, before: func(n int32) {
+			if n == 2 { // the undo's first CAS on c1: a decision's promise lands first
+				promiseAt(t, cands[1], key, 9)
+			}
+		}}, nil
+	}
+	s := promiseStore(t, servers, dial, nil)
+	e, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	base, _, _ := envAt(t, cands[0], key)
+	w2 := base.Next(base.Nonce^0x9999, base.Timeout)
+	w2.Digest = base.Digest
+	rawSet(t, cands[0], key, w2.Wrap([]byte("w2")), 60, 1)
+	_, err = s.CompareAndSwap(context.Background(), key, []byte("w1"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	require.NotErrorIs(t, err, provider.ErrCASConflict)
+	env, payload, prom := envAt(t, cands[1], key)
+	require.Equal(t, uint32(9), prom, "rule 3: no record of epoch %d written over c1's promise of 9", env.E)
+	require.Equal(t, "w1", payload)
+}
+
+// TestPromiseKeepsExpiry (review-r11 M2): the promise keeps its item's
+// expiry: a witness its own t (about TW, not capped at the session's T),
+// a data copy its own t (not TW, not more).
+func TestPromiseKeepsExpiry(t *testing.T) {
+	t.Run("witness", func(t *testing.T) {
+		const key = "ttlw"
+		servers, _, cands, _ := writtenSession(t, key)
+		before := rawGet(t, cands[2], key)
+		s := promiseStore(t, servers, nil, nil)
+		var got atomic.Int64
+		got.Store(-1)
+		memcached.SetAfterPromise(s, func(string) { got.Store(rawGet(t, cands[2], key).ttl) })
+		require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(context.Background()))
+		_, err := s.Get(context.Background(), key)
+		require.NoError(t, err)
+		require.InDelta(t, before.ttl, got.Load(), 2, "the promised witness keeps its t (%d)", before.ttl)
+	})
+	t.Run("data", func(t *testing.T) {
+		const key = "ttld"
+		servers, _, cands, _ := writtenSession(t, key)
+		it := rawGet(t, cands[1], key)
+		raw, err := envelope.Promised(it.value, 4)
+		require.NoError(t, err)
+		rawSet(t, cands[1], key, raw, 30, it.flags) // 30 s left on c1
+		s := promiseStore(t, servers, nil, nil)
+		var got atomic.Int64
+		got.Store(-1)
+		memcached.SetAfterPromise(s, func(string) { got.Store(rawGet(t, cands[1], key).ttl) })
+		_, err = s.Get(context.Background(), key)
+		require.NoError(t, err)
+		require.InDelta(t, 30, got.Load(), 2, "the promised data copy keeps its t")
 	})
 }

@@ -290,8 +290,8 @@ func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg co
 				// timeout T.
 				w.dataTTLBack(ctx, wn, key, c.env)
 			}
-			if c.st != stWitness || configOf(c.env) != cfg {
-				w.repair.enqueue(key)
+			if c.st != stWitness || configOf(c.env) != cfg || c.prom != 0 {
+				w.repair.enqueue(key) // a promised witness too (R9 drops a dead promise)
 			}
 		}
 		if c.st == stData && op.detach {

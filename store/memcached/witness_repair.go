@@ -30,6 +30,9 @@ func newRepairer(w *witness) *repairer {
 
 // enqueue queues key for R9, or drops it when the queue is full.
 func (r *repairer) enqueue(key string) {
+	if r.w.s.hooks.repairQueueOff {
+		return
+	}
 	select {
 	case r.q <- key:
 	default:

@@ -525,6 +525,11 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			break
 		}
 		if beaten {
+			if cq.promisedAbove(env.E) {
+				// R11.3 (review-r11 M1): the base is not put back over a
+				// promise: the write stays on Q, unknown.
+				return 0, unknown("cas: undoing the secondary: a failover promised a newer configuration on it", perr, err)
+			}
 			// Q still holds this write (a reader re-stamped it) and P
 			// can never get it: undo again with Q's new token.
 			if _, uerr := qw.n.wcas(ctx, key, base, exp, kindData, cq.cas, cq.inc); uerr == nil {

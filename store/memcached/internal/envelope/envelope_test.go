@@ -92,6 +92,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(withTrailers(t0(), 3))
 	f.Add([]byte{})
 	f.Add(make([]byte, Size))
+	promised, _ := Promised(sample().Wrap([]byte("x")), 7)
+	f.Add(promised)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, rest, err := Decode(b)
 		if err != nil {
@@ -100,8 +102,57 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if n, ok := Trailers(b); ok && n == 0 && !bytes.Equal(e.Wrap(rest), b) {
+		want := e.Wrap(rest)
+		if b[0] == VersionPromised {
+			want, _ = Promised(want, PromiseOf(b))
+		}
+		if n, ok := Trailers(b); ok && n == 0 && !bytes.Equal(want, b) {
 			t.Fatalf("re-encoding differs")
+		}
+	})
+}
+
+// FuzzPromised (the cold review of R11's): for any item that decodes,
+// Promised keeps its envelope, payload and trailer count and its bytes
+// after the head, and PromiseOf reads the promise back; what Decode
+// rejects, Promised rejects.
+func FuzzPromised(f *testing.F) {
+	f.Add(sample().Wrap([]byte("x")), uint32(3))
+	f.Add(withTrailers(t0(), 3), uint32(9))
+	p, _ := Promised(withTrailers(t0(), 2), 5)
+	f.Add(p, uint32(6))
+	f.Add(make([]byte, SizePromised+3), uint32(1))
+	f.Fuzz(func(t *testing.T, b []byte, e uint32) {
+		env, payload, err := Decode(b)
+		if err != nil {
+			if _, perr := Promised(b, e); perr == nil {
+				t.Fatal("Promised accepted what Decode rejects")
+			}
+			return
+		}
+		n0, _ := Trailers(b)
+		pb, err := Promised(b, e)
+		if err != nil {
+			t.Fatalf("Promised of a decodable item: %v", err)
+		}
+		env2, payload2, err := Decode(pb)
+		if err != nil || env2 != env || !bytes.Equal(payload, payload2) {
+			t.Fatalf("the promised item decodes differently: %v", err)
+		}
+		if PromiseOf(pb) != e {
+			t.Fatalf("PromiseOf = %d, want %d", PromiseOf(pb), e)
+		}
+		if n1, ok := Trailers(pb); !ok || n1 != n0 {
+			t.Fatalf("trailers %d %v, want %d", n1, ok, n0)
+		}
+		if b[0] != 1 {
+			head := Size
+			if b[0] == VersionPromised {
+				head = SizePromised
+			}
+			if !bytes.Equal(pb[SizePromised:], b[head:]) {
+				t.Fatal("the bytes after the head are not kept")
+			}
 		}
 	})
 }
