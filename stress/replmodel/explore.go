@@ -193,6 +193,9 @@ type Result struct {
 	// Rereads counts explored steps in which an Add's CAS with no reply,
 	// read again, was found stored; Resends those that sent it again.
 	Rereads, Resends int
+	// NotFoundFenced counts "not found" answers given after re-stamping
+	// the blanks counted (R4.1, review-ballot m4).
+	NotFoundFenced int
 }
 
 type explorer struct {
@@ -1045,6 +1048,22 @@ func (x *explorer) advance(t *state, c int) string {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
+			if res.fence != [numNodes]bool{} {
+				// R4.1 (review-ballot m4): re-stamp the blanks counted,
+				// each with its read token, before answering, so that no
+				// CAS holding a token read before (R9's witness CAS, its
+				// reply lost) lands on one afterwards. Only a refusal
+				// (the read again) counts toward the cap.
+				read := cl.R
+				newRound(t, c)
+				for n := range uint8(numNodes) {
+					if res.fence[n] {
+						x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
+					}
+				}
+				cl.Phase = phNFFence
+				return ""
+			}
 			if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 				return v
 			}
@@ -1137,6 +1156,23 @@ func (x *explorer) advance(t *state, c int) string {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
+	case phNFFence:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				// Refused or silent: read again, as a decision would.
+				if cl.Iter >= maxIter {
+					return x.endOp(t, c) // unavailable
+				}
+				cl.Iter++
+				x.sendRead2(t, c)
+				return ""
+			}
+		}
+		x.res.NotFoundFenced++
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+			return v
+		}
+		return x.endOp(t, c)
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c) // refused: read again (counts toward the cap)
