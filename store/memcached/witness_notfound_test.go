@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -87,17 +88,32 @@ func TestNotFoundFencesBlanks(t *testing.T) {
 	}
 }
 
-// TestNotFoundCost: the fence costs nothing on a new session's first Get
-// (its anomaly read makes the three blanks, memcached's W flag: no token
-// to fence), and one parallel round trip to the blanks on a Get that finds
-// blanks made earlier (here the first Get's).
+// TestNotFoundCost: the fence costs nothing when every candidate answers
+// (a new session's first Get, its anomaly read making the three blanks,
+// and a second Get over them), and one parallel round trip to the blanks
+// made earlier when a candidate does not answer (here the secondary's
+// node refuses connections).
 func TestNotFoundCost(t *testing.T) {
 	servers := startNodes(t, 3)
 	w := newWire()
-	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: w.dial})
-	ctx := context.Background()
 	const key = "nfcost"
-	cands := memcached.WitnessCandidates(s, key)
+	cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+	var cut atomic.Bool // its connections refused and reset
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != cands[1] {
+			return w.dial(ctx, network, addr)
+		}
+		if cut.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		c, err := w.dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &cutConn{Conn: c, cut: &cut}, nil
+	}})
+	ctx := context.Background()
+	require.Equal(t, cands, memcached.WitnessCandidates(s, key))
 	snap := func() (c [3]wireCount) {
 		for i, a := range cands {
 			c[i] = w.at(a)
@@ -120,19 +136,32 @@ func TestNotFoundCost(t *testing.T) {
 			return true
 		})
 	}
+	tokens := func() (toks [3]uint64) {
+		for i, a := range cands {
+			toks[i] = rawGet(t, a, key).cas
+		}
+		return toks
+	}
 	before := snap()
 	_, err := s.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
 	trips(before, [3]uint64{2, 2, 1}, "a new session's Get: the common read, the anomaly read, no fence")
-	toks := [3]uint64{}
-	for i, a := range cands {
-		toks[i] = rawGet(t, a, key).cas
-	}
+	toks := tokens()
 	before = snap()
 	_, err = s.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
-	trips(before, [3]uint64{3, 3, 2}, "a Get over earlier blanks: the fence, one more round trip")
-	for i, a := range cands {
-		require.NotEqual(t, toks[i], rawGet(t, a, key).cas, "the blank on %s re-stamped", a)
-	}
+	trips(before, [3]uint64{2, 2, 1}, "a Get over earlier blanks, every node answering: no fence")
+	require.Equal(t, toks, tokens(), "no blank written")
+	// The secondary's node unheard (connections refused), the primary
+	// and the witness node answer with the blanks made earlier: both
+	// re-stamped, one more round trip each.
+	cut.Store(true)
+	before = snap()
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	trips(before, [3]uint64{3, 0, 2}, "a Get with a node unheard over earlier blanks: the fence, one more round trip")
+	cut.Store(false)
+	now := tokens()
+	require.NotEqual(t, toks[0], now[0], "the primary's blank re-stamped")
+	require.NotEqual(t, toks[2], now[2], "the witness node's blank re-stamped")
 }
