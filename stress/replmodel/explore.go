@@ -143,6 +143,11 @@ type Scope struct {
 	// MaxDelay (timed scopes) bounds a command's delivery delay in ticks
 	// with no fault (0: MaxT).
 	MaxDelay uint8
+	// WonBlanks: R4.1's fence before a "not found" (review-ballot m4)
+	// skips the blanks the read itself made (memcached's W flag), as the
+	// implementation does; without it every blank counted is re-stamped
+	// (a stronger rule, and fewer states: the W bit splits replies).
+	WonBlanks bool
 	// Reread: an Add's CAS step with no reply reads its candidate again
 	// (at most twice): holding the Add's record (an Add's witness then
 	// carries the Add's value as its identity, as the implementation's
@@ -805,6 +810,7 @@ func (x *explorer) deliver(t *state, i int) string {
 	if t.C[c].R[m.Node].St != rPending {
 		return ""
 	}
+	rep.Won = rep.Won && x.sc.WonBlanks
 	t.C[c].R[m.Node] = rep
 	return x.maybeAdvance(t, c)
 }

@@ -9,7 +9,7 @@ import (
 // reader, with repair and expiry, one timeout and two wrong suspicions.
 func erScope(v Variant, prefix []string, maxStates int) Scope {
 	return Scope{Variant: v, Programs: [][]OpKind{{RMW}, {Scan}, {Read}}, Repair: true, Expiry: true, StaleTouched: true,
-		MaxTimeouts: 1, MaxSuspicions: 2, MaxStates: maxStates, Prefix: prefix}
+		MaxTimeouts: 1, MaxSuspicions: 2, MaxStates: maxStates, Prefix: prefix, WonBlanks: true}
 }
 
 // erPrefix scripts review-ballot m4's schedule up to R9 (found by ER in

@@ -157,7 +157,8 @@ type reply struct {
 	Rem      uint8 // the item's remaining TTL (the t flag), timed scopes
 	Prom     uint8 // the epoch promised on the item (R7), 0 for none
 	// Won: this get-or-blank made the blank (memcached's W flag on
-	// mg … N): no other process read its token before this reply.
+	// mg … N): no other process read its token before this reply. Kept
+	// only with Scope.WonBlanks (it splits states).
 	Won bool
 }
 

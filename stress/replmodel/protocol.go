@@ -172,11 +172,11 @@ type resolution struct {
 	// promise (R7, P1's fix): before the fence, CAS y (the failover's w)
 	// with its read token, its own record, and the new epoch promised.
 	promise bool
-	// fence (R4.1, review-ballot m4): a "not found" first re-stamps these
-	// blanks it counted, each with its read token, and answers only if
-	// all were stored (refused or silent: read again). A blank the read
-	// itself made (mg N30's win) is not among them: no process held its
-	// token before the read.
+	// fence (R4.1, review-ballot m4): a "not found" with a candidate
+	// unheard first re-stamps these blanks it counted, each with its read
+	// token, and answers only if all were stored (refused or silent: read
+	// again). With Scope.WonBlanks a blank the read itself made (mg N's
+	// win) is not among them: no process held its token before the read.
 	fence [numNodes]bool
 }
 
@@ -247,9 +247,16 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		// Not found: two of the three records answer "nothing here". Two
 		// copies and no witness can tell only when every node answers.
 		if empty >= 2 && (v != NoWitness || empty == numNodes) {
+			// Review-ballot m4: with a candidate unheard (it may hold a
+			// copy), first re-stamp the blanks counted (with
+			// Scope.WonBlanks not those this read made). With all three
+			// heard and none data, no late CAS revives the session: only
+			// an Add writes data onto a blank (a new session).
 			res := resolution{kind: resNotFound}
-			for i := range r {
-				res.fence[i] = v != NotFoundUnfenced && r[i].St == rOK && r[i].Rec.K == blank && !r[i].Won
+			if v != NotFoundUnfenced && (r[0].St == rTimeout || r[1].St == rTimeout || r[2].St == rTimeout) {
+				for i := range r {
+					res.fence[i] = r[i].St == rOK && r[i].Rec.K == blank && !r[i].Won
+				}
 			}
 			return res
 		}
