@@ -6,7 +6,8 @@ import (
 )
 
 // erScope is review-ballot m4's scope ER: a writer, the repair scan and a
-// reader, with repair and expiry, one timeout and two wrong suspicions.
+// reader, with repair and expiry, one timeout and two wrong suspicions;
+// the fence skips the read's own blanks (WonBlanks), as the store does.
 func erScope(v Variant, prefix []string, maxStates int) Scope {
 	return Scope{Variant: v, Programs: [][]OpKind{{RMW}, {Scan}, {Read}}, Repair: true, Expiry: true, StaleTouched: true,
 		MaxTimeouts: 1, MaxSuspicions: 2, MaxStates: maxStates, Prefix: prefix, WonBlanks: true}
@@ -41,11 +42,12 @@ var erPrefix = []string{
 	"c2's probe finds node 1 answering again",
 }
 
-// TestNotFoundFenced is review-ballot m4: R4.1's "not found" that counts
-// a blank first re-stamps it with its read token (refused or silent: read
-// again), so that R9's witness CAS, sent before and delivered late, cannot
-// land on it and revive, with a copy the reader did not hear, a session
-// reported expired. The rule before (NotFoundUnfenced) is rejected after
+// TestNotFoundFenced is review-ballot m4: R4.1's "not found" with a
+// candidate unheard first re-stamps the blanks it counted with their read
+// tokens (not those its own read made: WonBlanks, as the store; refused or
+// silent: read again), so that R9's witness CAS, sent before and
+// delivered late, cannot land on one and revive, with a copy the reader
+// did not hear, a session reported expired. The rule before (NotFoundUnfenced) is rejected after
 // erPrefix, and the rule holds on every interleaving after it (complete);
 // make model searches ER without the script.
 func TestNotFoundFenced(t *testing.T) {
@@ -78,8 +80,8 @@ func TestNotFoundFenced(t *testing.T) {
 		if !*full {
 			t.Skip("6 million states: go test ./replmodel -replmodel.full (make model)")
 		}
-		// 20 M searched once (190 s wall at load 8, no violation); the
-		// unfenced rule fails at 2,410,538 without the script.
+		// 98 s wall at load 7; the unfenced rule fails at 2,410,538
+		// without the script.
 		sc := erScope(Correct, nil, 6_000_000)
 		r := Check(sc)
 		report(t, "ER", r)
