@@ -204,6 +204,11 @@ func SetAdoptNoTouch(s *Store) { s.hooks.adoptNoTouch = true }
 // promised before a fence, and promises are not read.
 func SetNoPromise(s *Store) { s.hooks.noPromise = true }
 
+// SetNotFoundUnfenced is R4.1's "not found" before review-ballot m4's fix,
+// a broken variant (the model's NotFoundUnfenced): it answers without
+// first re-stamping the blanks it counted.
+func SetNotFoundUnfenced(s *Store) { s.hooks.notFoundUnfenced = true }
+
 // SetAfterPromise calls f after a decision (R7, a re-ballot, R3's write
 // failover) stored its promise, before its fence is sent.
 func SetAfterPromise(s *Store, f func(key string)) { s.hooks.afterPromise = f }

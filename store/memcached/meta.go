@@ -86,6 +86,9 @@ type metaItem struct {
 	cas   uint64
 	ttl   int64  // seconds left; -1 means no expiry
 	flags uint32 // memcached client flags (a repair's claimStamp)
+	// won: memcached's W flag, the item was made by this `mg … N` on a
+	// miss (a blank): no other client read its token before this reply.
+	won bool
 }
 
 // Replies that are complete answers (the connection stays in step). They
@@ -474,6 +477,10 @@ func readMetaGet(r *bufio.Reader) (*metaItem, error) {
 		return nil, replyError("mg", line)
 	}
 	for _, fl := range flags {
+		if fl == "W" {
+			it.won = true // mg … N made the item: this reply's token is new
+			continue
+		}
 		if len(fl) < 2 {
 			continue
 		}

@@ -331,6 +331,7 @@ type testHooks struct {
 	noPromise               bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
 	afterPromise            func(key string) // a decision stored its promise, its fence not yet sent
 	repairQueueOff          bool             // keys are never queued for R9 (tests run RepairKey themselves)
+	notFoundUnfenced        bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
 }
 
 var (

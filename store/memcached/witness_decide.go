@@ -182,6 +182,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	// R4.1.
 	switch {
 	case data == 0 && empty >= 2:
+		// Review-ballot m4: with a candidate unheard, first re-stamp the
+		// blanks counted, each with its read token, so that no CAS
+		// holding a token read before (R9's witness CAS, its reply lost)
+		// lands on one afterwards and, with a copy this read did not hear,
+		// brings the session back. Refused or no reply: read again.
+		if !w.s.hooks.notFoundUnfenced && !w.fenceBlanks(ctx, key, rs) {
+			return nil, true, nil
+		}
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit:
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
@@ -304,6 +312,38 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // all were stored. An absent one (no token to fence with) fails it.
 func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead) bool {
 	errs := w.restampBlanks(ctx, key, rs)
+	return errors.Join(errs[:]...) == nil
+}
+
+// fenceBlanks is R4.1's fence before a "not found" (review-ballot m4).
+// When a candidate did not answer (silent, or a server error: it may hold
+// a copy), it re-stamps, in parallel, each blank of rs that this read did
+// not make, with the token its read returned, and reports whether all
+// were stored. With all three heard and none data nothing is written: a
+// late CAS on a blank cannot revive the session, since only an Add writes
+// data onto a blank (a new session). A blank the read made (mg … N30 on
+// a miss, the W flag) has a token no other process read before, and an
+// absent candidate none: a CAS read before the read is refused there
+// (NF, or EX on any item made since), so neither needs a write. A Get of
+// an id with no session on healthy nodes therefore costs what it did (two
+// round trips); only a not-found read with a node unheard and blanks
+// made earlier costs one more, in parallel.
+func (w *witness) fenceBlanks(ctx context.Context, key string, rs *[3]copyRead) bool {
+	heard := true
+	for i := range rs {
+		heard = heard && (rs[i].st == stAbsent || rs[i].st == stBlank || rs[i].present())
+	}
+	if heard {
+		return true
+	}
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i := range rs {
+		if c := &rs[i]; c.st == stBlank && !c.won {
+			wg.Go(func() { _, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc) })
+		}
+	}
+	wg.Wait()
 	return errors.Join(errs[:]...) == nil
 }
 

@@ -35,6 +35,7 @@ type copyRead struct {
 	inc     uint64
 	ttl     int64
 	prom    uint32 // the epoch promised on the item (R11), 0 for none
+	won     bool   // a blank this read made (mg … N on a miss: the W flag)
 	asked   bool   // a command was sent
 	err     error  // why silent, or the server error
 }
@@ -83,7 +84,7 @@ func (w *witness) classify(n *node, cand uint8, it witItem, err error) (c copyRe
 	c.cas, c.inc, c.ttl, c.raw = it.cas, it.inc, it.ttl, it.value
 	switch {
 	case it.flags == 0 && len(it.value) == 0:
-		c.st = stBlank
+		c.st, c.won = stBlank, it.won
 		return c, nil
 	case it.flags == kindData, it.flags == kindWitness:
 	default:

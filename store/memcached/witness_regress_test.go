@@ -1,11 +1,9 @@
 package memcached_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -452,16 +450,7 @@ func rawRestamp(t testing.TB, addr, key string) {
 	t.Helper()
 	it := rawGet(t, addr, key)
 	require.True(t, it.found, "nothing to re-stamp on %s", addr)
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	require.NoError(t, err)
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	cmd := fmt.Sprintf("ms %s %d T%d F%d C%d\r\n", key, len(it.value), it.ttl, it.flags, it.cas)
-	_, err = c.Write(append(append([]byte(cmd), it.value...), "\r\n"...))
-	require.NoError(t, err)
-	line, err := bufio.NewReader(c).ReadString('\n')
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(line, "HD"), line)
+	require.True(t, rawCAS(t, addr, key, it.value, it.ttl, it.flags, it.cas), "re-stamp on %s refused", addr)
 }
 
 // nthConn calls hook before every `ms <key>` it writes.

@@ -143,6 +143,11 @@ type Scope struct {
 	// MaxDelay (timed scopes) bounds a command's delivery delay in ticks
 	// with no fault (0: MaxT).
 	MaxDelay uint8
+	// WonBlanks: R4.1's fence before a "not found" (review-ballot m4)
+	// skips the blanks the read itself made (memcached's W flag), as the
+	// implementation does; without it every blank counted is re-stamped
+	// (a stronger rule, and fewer states: the W bit splits replies).
+	WonBlanks bool
 	// Reread: an Add's CAS step with no reply reads its candidate again
 	// (at most twice): holding the Add's record (an Add's witness then
 	// carries the Add's value as its identity, as the implementation's
@@ -193,6 +198,9 @@ type Result struct {
 	// Rereads counts explored steps in which an Add's CAS with no reply,
 	// read again, was found stored; Resends those that sent it again.
 	Rereads, Resends int
+	// NotFoundFenced counts "not found" answers given after re-stamping
+	// the blanks counted (R4.1, review-ballot m4).
+	NotFoundFenced int
 }
 
 type explorer struct {
@@ -802,6 +810,7 @@ func (x *explorer) deliver(t *state, i int) string {
 	if t.C[c].R[m.Node].St != rPending {
 		return ""
 	}
+	rep.Won = rep.Won && x.sc.WonBlanks
 	t.C[c].R[m.Node] = rep
 	return x.maybeAdvance(t, c)
 }
@@ -1045,6 +1054,22 @@ func (x *explorer) advance(t *state, c int) string {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
+			if res.fence != [numNodes]bool{} {
+				// R4.1 (review-ballot m4): re-stamp the blanks counted,
+				// each with its read token, before answering, so that no
+				// CAS holding a token read before (R9's witness CAS, its
+				// reply lost) lands on one afterwards. Only a refusal
+				// (the read again) counts toward the cap.
+				read := cl.R
+				newRound(t, c)
+				for n := range uint8(numNodes) {
+					if res.fence[n] {
+						x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
+					}
+				}
+				cl.Phase = phNFFence
+				return ""
+			}
 			if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 				return v
 			}
@@ -1137,6 +1162,23 @@ func (x *explorer) advance(t *state, c int) string {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
+	case phNFFence:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				// Refused or silent: read again, as a decision would.
+				if cl.Iter >= maxIter {
+					return x.endOp(t, c) // unavailable
+				}
+				cl.Iter++
+				x.sendRead2(t, c)
+				return ""
+			}
+		}
+		x.res.NotFoundFenced++
+		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+			return v
+		}
+		return x.endOp(t, c)
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c) // refused: read again (counts toward the cap)

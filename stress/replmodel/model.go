@@ -156,6 +156,10 @@ type reply struct {
 	Tok, Inc uint8
 	Rem      uint8 // the item's remaining TTL (the t flag), timed scopes
 	Prom     uint8 // the epoch promised on the item (R7), 0 for none
+	// Won: this get-or-blank made the blank (memcached's W flag on
+	// mg … N): no other process read its token before this reply. Kept
+	// only with Scope.WonBlanks (it splits states).
+	Won bool
 }
 
 func (r reply) definiteFail() bool {
@@ -189,11 +193,13 @@ const (
 	phCrReread  // Add: a CAS step with no reply reads its candidate again
 	phPromise   // R7 (P1): promise the new epoch on w before the fence
 	phWrPromise // R3's write failover (P1): promise on W before the fence
+	phNFFence   // R4.1's not found (review-ballot m4): re-stamp the blanks counted
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
-	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise"}
+	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
+	"not-found-fence"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

@@ -120,13 +120,20 @@ const (
 	// pending with its copy refused, outranks what the later decision
 	// establishes (review-silentp P1: an observed value lost, no fault).
 	NoPromise
+	// NotFoundUnfenced is R4.1's "not found" before review-ballot m4's
+	// fix: a read that counts a blank as empty answers at once, without
+	// first re-stamping that blank with its read token, so a witness CAS
+	// R9 sent before the read (its reply lost) can still land on the
+	// blank afterwards and, with a copy the reader did not hear, revive
+	// the session the read reported expired.
+	NotFoundUnfenced
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
-	"takeover-in-place", "takeover-blank-concurrent", "no-promise"}
+	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -165,6 +172,12 @@ type resolution struct {
 	// promise (R7, P1's fix): before the fence, CAS y (the failover's w)
 	// with its read token, its own record, and the new epoch promised.
 	promise bool
+	// fence (R4.1, review-ballot m4): a "not found" with a candidate
+	// unheard first re-stamps these blanks it counted, each with its read
+	// token, and answers only if all were stored (refused or silent: read
+	// again). With Scope.WonBlanks a blank the read itself made (mg N's
+	// win) is not among them: no process held its token before the read.
+	fence [numNodes]bool
 }
 
 // maxEpoch is the greatest epoch an anomaly read saw: of any data or
@@ -234,7 +247,18 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		// Not found: two of the three records answer "nothing here". Two
 		// copies and no witness can tell only when every node answers.
 		if empty >= 2 && (v != NoWitness || empty == numNodes) {
-			return resolution{kind: resNotFound}
+			// Review-ballot m4: with a candidate unheard (it may hold a
+			// copy), first re-stamp the blanks counted (with
+			// Scope.WonBlanks not those this read made). With all three
+			// heard and none data, no late CAS revives the session: only
+			// an Add writes data onto a blank (a new session).
+			res := resolution{kind: resNotFound}
+			if v != NotFoundUnfenced && (r[0].St == rTimeout || r[1].St == rTimeout || r[2].St == rTimeout) {
+				for i := range r {
+					res.fence[i] = r[i].St == rOK && r[i].Rec.K == blank && !r[i].Won
+				}
+			}
+			return res
 		}
 		return resolution{kind: resUnavailable}
 	}
@@ -349,12 +373,13 @@ const (
 func exec(nd *node, m *msg) reply {
 	switch m.Op {
 	case opGetN:
-		if nd.Item.K == absent {
+		won := nd.Item.K == absent
+		if won {
 			nd.Ctr++
 			nd.Item, nd.Tok, nd.NoTTL = Rec{K: blank}, nd.Ctr, false
 			nd.noPromise()
 		}
-		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem, Prom: nd.prom()}
+		return reply{St: rOK, Rec: nd.Item, Tok: nd.Tok, Inc: nd.Inc, Rem: nd.Rem, Prom: nd.prom(), Won: won}
 	case opGet, opGetT:
 		if nd.Item.K == absent {
 			return reply{St: rNotFound, Inc: nd.Inc}
