@@ -22,6 +22,7 @@ import (
 type unknownCache struct {
 	provider.Store
 	armed, land bool
+	after       func() // if not nil, called after the armed CAS
 }
 
 func (c *unknownCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
@@ -33,6 +34,9 @@ func (c *unknownCache) CompareAndSwap(ctx context.Context, key string, value []b
 		if _, err := c.Store.CompareAndSwap(ctx, key, value, cas, ttl); err != nil {
 			return 0, err
 		}
+	}
+	if c.after != nil {
+		c.after()
 	}
 	return 0, fmt.Errorf("cache: cas: %w", provider.ErrOutcomeUnknown)
 }
@@ -200,20 +204,55 @@ func (d *seqDurable) Touch(context.Context, string, time.Duration) error { retur
 
 // A commit whose durable write is done and whose cache write did not land
 // (unknown) is sent again by the provider, the same record under the same
-// token; a durable tier ordered by Seq refuses it (it holds that Seq),
-// and after maxRefusals from that cache record tiered revives the durable
-// copy, the commit, over the cache. The record read then shows neither
-// the commit nor the caller's lock: the call ends with the unknown
-// outcome, never a conflict or ErrLockLost (nothing written), and no lock
-// is left behind; the commit is live.
-func TestUnknownCommitRefusedAgainIsRevived(t *testing.T) {
-	cache, s, p, id, item := lockedSession(t, &seqDurable{})
-	cache.armed, cache.land = true, false
-	err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
-		require.NotErrorIs(t, err, nothing)
+// token. The durable tier, ordered by Seq, already holds that very record
+// at that Seq: the send is its durable write done, and its cache write
+// lands. The commit is acknowledged, the lock released, and nothing is
+// revived. Before (TestUnknownCommitRefusedAgainIsRevived, its name then)
+// every send was refused as a conflict on an unchanged cache record and,
+// after maxRefusals, the durable copy was revived over the cache: the
+// call ended ErrOutcomeUnknown, and the revival fenced the caller's lock
+// while its lease ran (the simulation's two holders across a revival
+// under a single node fault, tiered pause seed 71).
+//
+// other: the durable copy holds another record at that Seq when the
+// commit is sent again (a cache gone back in time, as
+// TestCacheGoneBackIsRevived in store/sqlstore/internal/tieredtest): the
+// send is refused, and after maxRefusals the durable copy is revived over
+// the cache, as before: the call ends with the unknown outcome, never a
+// conflict or ErrLockLost (nothing written), and no lock is left behind.
+func TestUnknownCommitSentAgainLands(t *testing.T) {
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other=%v", other), func(t *testing.T) {
+			durable := &seqDurable{}
+			cache, s, p, id, item := lockedSession(t, durable)
+			cache.armed, cache.land = true, false
+			if other {
+				cache.after = func() {
+					rec, err := record.Decode(durable.value)
+					require.NoError(t, err)
+					rec.Timeout += time.Second
+					durable.value = rec.Encode()
+					durable.cas++
+				}
+			}
+			writes := s.Stats().DurableWrites
+			err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
+			if !other {
+				require.NoError(t, err, "the commit sent again lands")
+				require.Zero(t, s.Stats().Revivals, "nothing revived: the caller's lock was not fenced")
+				require.Zero(t, s.Stats().StaleWrites)
+				require.Equal(t, writes+1, s.Stats().DurableWrites, "one durable write")
+				requireCommitted(t, p, id)
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
+				require.NotErrorIs(t, err, nothing)
+			}
+			require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
+			item, err = p.GetItemExclusive(context.Background(), id)
+			require.NoError(t, err, "no lock left behind")
+			require.Equal(t, time.Minute+time.Second, item.Data.Timeout(), "the durable copy's record served")
+		})
 	}
-	require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
-	requireCommitted(t, p, id)
 }

@@ -338,6 +338,10 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 	if err != nil {
 		return 0, fmt.Errorf("tiered: write-through: %w", err)
 	}
+	sentAgain := false
+	if !res.Stored && res.KeptSeq == next.Seq {
+		res, sentAgain = s.sentAgain(ctx, key, value, res)
+	}
 	if !res.Stored {
 		// The durable copy is at or past this record's Seq: in this
 		// lineage, another writer from the same record got there first;
@@ -361,8 +365,10 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		}
 		return 0, fmt.Errorf("tiered: durable copy is at Seq %d, this change is %d: %w", res.KeptSeq, next.Seq, provider.ErrCASConflict)
 	}
-	s.durableWrites.Add(1)
-	s.memo.durable(key, next.DataSeq, start.Add(ttl))
+	if !sentAgain {
+		s.durableWrites.Add(1)
+		s.memo.durable(key, next.DataSeq, start.Add(ttl))
+	}
 	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
 	if err == nil {
 		s.memo.seen(key, newCAS, next)
@@ -373,6 +379,29 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		return 0, s.unknownOutcome("the durable write is done, the cache write failed", err)
 	}
 	return s.afterLostCAS(ctx, key, value, next, res.CAS, ttl, err)
+}
+
+// sentAgain is PutRecord's result for a data change (value) that the
+// durable copy refused at the change's own Seq (res): when the copy holds
+// exactly value, the change is sent again after a write of unknown
+// outcome (its durable write done, its cache write of unknown outcome;
+// the provider reads the cache back, finds the record the change was
+// decided on under the same token, and sends the same bytes again), and
+// its durable write is done: the result is then that of a write stored
+// with the copy's token, and ok is true. Otherwise (another value at that
+// Seq, or the copy cannot be read) res is returned as it is.
+//
+// Refused instead, every such send was a conflict on a cache record that
+// did not change, and after maxRefusals of them the durable copy was
+// revived over the cache, fencing the caller's own lock while its lease
+// ran: another request could take the lock of the revived copy (two
+// holders across a revival under a single node fault; TestUnknownCommitSentAgainLands).
+func (s *Store) sentAgain(ctx context.Context, key string, value []byte, res PutResult) (PutResult, bool) {
+	d, _, err := s.durable.GetWithTTL(ctx, key)
+	if err != nil || !bytes.Equal(d.Value, value) {
+		return res, false
+	}
+	return PutResult{Stored: true, CAS: d.CAS}, true
 }
 
 // unknownOutcome is the error of a data change that is durable but whose
