@@ -256,3 +256,75 @@ func TestUnknownCommitSentAgainLands(t *testing.T) {
 		})
 	}
 }
+
+// stallCache is a cache whose compare-and-swap of a record for which
+// stall returns true blocks, once, until release is closed (a write
+// stalled by a paused memcached node: the client's timeout, then
+// failover), after closing stalled.
+type stallCache struct {
+	provider.Store
+	stall            func(value []byte) bool
+	stalled, release chan struct{}
+}
+
+func (c *stallCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if c.stall != nil && c.stall(value) {
+		c.stall = nil
+		close(c.stalled)
+		<-c.release
+	}
+	return c.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+}
+
+func (c *stallCache) ReadsSettleOutcomes() bool { return true }
+
+// A lock holder's commit is refused by the durable tier while another
+// writer of the same cache record (a lock-free merge) is between its
+// durable write, at the Seq the commit needs, and its cache CAS, stalled.
+// The cache did not go back in time: the merge settles once its CAS
+// returns. Today tiered counts maxRefusals refusals from one cache
+// record, which the provider's retries (a backoff below a millisecond)
+// reach within milliseconds, takes the cache for gone back in time and
+// revives the durable copy over it: the holder is fenced (ErrLockLost)
+// while its lease runs, and another request can take the lock (the
+// simulation's two holders across a revival under a single node fault,
+// tiered pause; docs/simulation.md). Known open: the rule must also
+// require the refusals to last longer than a writer's cache CAS can
+// stall. Un-skipped, this test fails today (a revival).
+func TestStalledWriterDoesNotReviveOverHolder(t *testing.T) {
+	t.Skip("known open (docs/simulation.md, two holders across a revival under a single node fault, path 2): fails today with a revival")
+	ctx := context.Background()
+	cache := &stallCache{Store: memstore.New(memstore.Config{}), stalled: make(chan struct{}), release: make(chan struct{})}
+	s, err := New(Config{Cache: cache, Durable: &seqDurable{}})
+	require.NoError(t, err)
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, p.CreateNewStoreData(time.Minute), 0, true))
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+
+	lf := p.LockFree()
+	free, err := lf.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, free.Data.Values.Set("free", 1))
+	cache.stall = func(value []byte) bool {
+		rec, err := record.Decode(value)
+		return err == nil && rec.DataSeq > 1
+	}
+	merged := make(chan error, 1)
+	go func() { merged <- lf.SetAndReleaseItemExclusive(ctx, id, free.Data, 0, false) }()
+	<-cache.stalled
+
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	commitCtx, cancel := context.WithTimeout(ctx, time.Second)
+	err = p.SetAndReleaseItemExclusive(commitCtx, id, item.Data, item.LockID, false)
+	cancel()
+	revivals := s.Stats().Revivals
+	t.Logf("the commit: %v; %+v", err, s.Stats())
+	close(cache.release)
+	require.NoError(t, <-merged)
+	require.NotErrorIs(t, err, provider.ErrLockLost, "the holder fenced while the merge's CAS was stalled")
+	require.Zero(t, revivals, "revived over a cache that did not go back in time")
+}
