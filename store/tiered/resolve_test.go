@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,8 +218,8 @@ func (d *seqDurable) Touch(context.Context, string, time.Duration) error { retur
 // other: the durable copy holds another record at that Seq when the
 // commit is sent again (a cache gone back in time, as
 // TestCacheGoneBackIsRevived in store/sqlstore/internal/tieredtest): the
-// send is refused, and after maxRefusals the durable copy is revived over
-// the cache, as before: the call ends with the unknown outcome, never a
+// send is refused, and after maxRefusals over goneBackAfter (a clock that
+// steps) the durable copy is revived over the cache, as before: the call ends with the unknown outcome, never a
 // conflict or ErrLockLost (nothing written), and no lock is left behind.
 func TestUnknownCommitSentAgainLands(t *testing.T) {
 	for _, other := range []bool{false, true} {
@@ -227,6 +228,7 @@ func TestUnknownCommitSentAgainLands(t *testing.T) {
 			cache, s, p, id, item := lockedSession(t, durable)
 			cache.armed, cache.land = true, false
 			if other {
+				s.now = steppingClock(100 * time.Millisecond) // the refusals last goneBackAfter
 				cache.after = func() {
 					rec, err := record.Decode(durable.value)
 					require.NoError(t, err)
@@ -278,21 +280,34 @@ func (c *stallCache) CompareAndSwap(ctx context.Context, key string, value []byt
 
 func (c *stallCache) ReadsSettleOutcomes() bool { return true }
 
+// steppingClock returns a clock that advances by step at every reading.
+func steppingClock(step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	t := time.Now()
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(step)
+		return t
+	}
+}
+
 // A lock holder's commit is refused by the durable tier while another
 // writer of the same cache record (a lock-free merge) is between its
-// durable write, at the Seq the commit needs, and its cache CAS, stalled.
-// The cache did not go back in time: the merge settles once its CAS
-// returns. Today tiered counts maxRefusals refusals from one cache
-// record, which the provider's retries (a backoff below a millisecond)
-// reach within milliseconds, takes the cache for gone back in time and
-// revives the durable copy over it: the holder is fenced (ErrLockLost)
-// while its lease runs, and another request can take the lock (the
-// simulation's two holders across a revival under a single node fault,
-// tiered pause; docs/simulation.md). Known open: the rule must also
-// require the refusals to last longer than a writer's cache CAS can
-// stall. Un-skipped, this test fails today (a revival).
+// durable write, at the Seq the commit needs, and its cache CAS, stalled
+// (by a paused memcached node: the client's timeout, then failover). The
+// cache did not go back in time: the merge settles once its CAS returns.
+// The commit must not be fenced: it is refused (here until its context
+// ends: nothing written, the lock still the holder's) and, once the merge
+// landed, lands on it. Before goneBackAfter tiered counted maxRefusals
+// refusals from one cache record alone, which the provider's retries (a
+// backoff below a millisecond) reach within milliseconds, took the cache
+// for gone back in time and revived the durable copy over it: the holder
+// was fenced (ErrLockLost) while its lease ran, and another request could
+// take the lock (the simulation's two holders across a revival under a
+// single node fault, tiered pause; docs/simulation.md). With goneBackAfter
+// forced to 0 this test fails.
 func TestStalledWriterDoesNotReviveOverHolder(t *testing.T) {
-	t.Skip("known open (docs/simulation.md, two holders across a revival under a single node fault, path 2): fails today with a revival")
 	ctx := context.Background()
 	cache := &stallCache{Store: memstore.New(memstore.Config{}), stalled: make(chan struct{}), release: make(chan struct{})}
 	s, err := New(Config{Cache: cache, Durable: &seqDurable{}})
@@ -318,13 +333,21 @@ func TestStalledWriterDoesNotReviveOverHolder(t *testing.T) {
 	<-cache.stalled
 
 	require.NoError(t, item.Data.Values.Set("n", 1))
-	commitCtx, cancel := context.WithTimeout(ctx, time.Second)
+	commitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	err = p.SetAndReleaseItemExclusive(commitCtx, id, item.Data, item.LockID, false)
 	cancel()
-	revivals := s.Stats().Revivals
-	t.Logf("the commit: %v; %+v", err, s.Stats())
+	st := s.Stats()
 	close(cache.release)
 	require.NoError(t, <-merged)
+	t.Logf("the commit while the merge was stalled: %v; %+v", err, st)
+	require.Error(t, err, "refused while the merge's durable write holds its Seq")
 	require.NotErrorIs(t, err, provider.ErrLockLost, "the holder fenced while the merge's CAS was stalled")
-	require.Zero(t, revivals, "revived over a cache that did not go back in time")
+	require.Zero(t, st.Revivals, "revived over a cache that did not go back in time")
+
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false), "the holder's commit lands on the merge")
+	got, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err, "no lock left behind")
+	n, _, err := session.Get[int](got.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the commit is live")
 }

@@ -21,9 +21,22 @@ const maxAttempts = 16
 
 // maxRefusals is how many times in a row a durable write from one cache
 // record (one CAS token) may be refused by a durable copy at one Seq of the
-// same epoch before the cache is deemed to have gone back in time and the
-// durable copy is revived over it.
+// same epoch, over at least goneBackAfter, before the cache is deemed to
+// have gone back in time and the durable copy is revived over it.
 const maxRefusals = 8
+
+// goneBackAfter is how long durable writes from one cache record must
+// keep being refused at one Seq before the cache is deemed to have gone
+// back in time: longer than another writer of that record can sit between
+// its durable write and the end of its cache write under a single node
+// fault (the cache client's timeout, the failover after FailoverAfter, at
+// most 2.5 s for memcached, and the failover's round trips). The
+// provider's retries reach maxRefusals within milliseconds: counted alone,
+// a writer stalled by a paused node made the cache look gone back, and the
+// revival fenced a holder whose lease ran (the simulation's two holders
+// across a revival under a single node fault;
+// TestStalledWriterDoesNotReviveOverHolder).
+const goneBackAfter = 5 * time.Second
 
 // Config configures a Store. Cache and Durable are required.
 type Config struct {
@@ -359,7 +372,7 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		case record.Epoch(res.KeptSeq) > record.Epoch(next.Seq):
 			s.staleWrites.Add(1)
 			s.replaceStale(ctx, key, res.KeptSeq)
-		case s.memo.refused(key, cas, res.KeptSeq) >= maxRefusals:
+		case s.goneBack(key, cas, res.KeptSeq):
 			s.staleWrites.Add(1)
 			_, _ = s.revive(ctx, key) // best effort: the caller re-reads anyway
 		}
@@ -379,6 +392,15 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		return 0, s.unknownOutcome("the durable write is done, the cache write failed", err)
 	}
 	return s.afterLostCAS(ctx, key, value, next, res.CAS, ttl, err)
+}
+
+// goneBack records a durable write from the cache record with token cas
+// refused by a durable copy at Seq kept of the same epoch, and reports
+// whether the cache is deemed to have gone back in time: maxRefusals such
+// refusals in a row, the first at least goneBackAfter ago.
+func (s *Store) goneBack(key string, cas, kept uint64) bool {
+	n, since := s.memo.refused(key, cas, kept, s.now())
+	return n >= maxRefusals && since >= goneBackAfter
 }
 
 // sentAgain is PutRecord's result for a data change (value) that the
