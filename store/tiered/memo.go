@@ -33,6 +33,7 @@ type memoEntry struct {
 	// at Seq refusedSeq, refused.
 	refusedCAS, refusedSeq uint64
 	refusals               int
+	refusedSince           time.Time // the first of them
 }
 
 func newMemo(max int) *memo {
@@ -123,17 +124,17 @@ func (m *memo) durableUntil(key string, dataSeq uint64) (time.Time, bool) {
 }
 
 // refused records that a durable write from the record with token cas was
-// refused by a durable copy at Seq kept, and returns how many times in a
-// row that happened.
-func (m *memo) refused(key string, cas, kept uint64) int {
+// refused by a durable copy at Seq kept, at now, and returns how many
+// times in a row that happened and how long ago the first of them was.
+func (m *memo) refused(key string, cas, kept uint64, now time.Time) (int, time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entry(key)
 	if e.refusedCAS != cas || e.refusedSeq != kept {
-		e.refusedCAS, e.refusedSeq, e.refusals = cas, kept, 0
+		e.refusedCAS, e.refusedSeq, e.refusals, e.refusedSince = cas, kept, 0, now
 	}
 	e.refusals++
-	return e.refusals
+	return e.refusals, now.Sub(e.refusedSince)
 }
 
 // forget drops key.

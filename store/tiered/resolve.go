@@ -27,14 +27,15 @@ var _ provider.OutcomeReader = (*Store)(nil)
 // reads: the record read is either the write (landed), or the one it was
 // decided on, which it then sends again or decides again on (not
 // landed). Either way the new write goes through the durable tier, which
-// orders writes by Seq: one at the Seq the first write already holds
-// there is refused (a conflict: the provider reads again; refused often
-// enough from one cache record, the durable copy is revived over it,
-// which ends the caller's lock), and a later revival serves whichever
-// record the durable tier kept. The first write may so become live after
-// all, but the provider, once a call had a write of unknown outcome,
-// never answers ErrLockLost (nothing written): the call then succeeds
-// with the same change, or ends with the unknown error.
+// orders writes by Seq: the same record sent again finds the durable
+// copy holding exactly it, its durable write done, and goes on to the
+// cache CAS (sentAgain); another record at the Seq the first write
+// already holds there is refused (a conflict: the provider reads again),
+// and a later revival serves whichever record the durable tier kept. The
+// first write may so become live after all, but the provider, once a
+// call had a write of unknown outcome, never answers ErrLockLost
+// (nothing written): the call then succeeds with the same change, or
+// ends with the unknown error.
 func (s *Store) ReadsSettleOutcomes() bool {
 	r, ok := s.cache.(provider.OutcomeReader)
 	return ok && r.ReadsSettleOutcomes()

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 type unknownCache struct {
 	provider.Store
 	armed, land bool
+	after       func() // if not nil, called after the armed CAS
 }
 
 func (c *unknownCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
@@ -33,6 +35,9 @@ func (c *unknownCache) CompareAndSwap(ctx context.Context, key string, value []b
 		if _, err := c.Store.CompareAndSwap(ctx, key, value, cas, ttl); err != nil {
 			return 0, err
 		}
+	}
+	if c.after != nil {
+		c.after()
 	}
 	return 0, fmt.Errorf("cache: cas: %w", provider.ErrOutcomeUnknown)
 }
@@ -200,20 +205,149 @@ func (d *seqDurable) Touch(context.Context, string, time.Duration) error { retur
 
 // A commit whose durable write is done and whose cache write did not land
 // (unknown) is sent again by the provider, the same record under the same
-// token; a durable tier ordered by Seq refuses it (it holds that Seq),
-// and after maxRefusals from that cache record tiered revives the durable
-// copy, the commit, over the cache. The record read then shows neither
-// the commit nor the caller's lock: the call ends with the unknown
-// outcome, never a conflict or ErrLockLost (nothing written), and no lock
-// is left behind; the commit is live.
-func TestUnknownCommitRefusedAgainIsRevived(t *testing.T) {
-	cache, s, p, id, item := lockedSession(t, &seqDurable{})
-	cache.armed, cache.land = true, false
-	err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-	for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
-		require.NotErrorIs(t, err, nothing)
+// token. The durable tier, ordered by Seq, already holds that very record
+// at that Seq: the send is its durable write done, and its cache write
+// lands. The commit is acknowledged, the lock released, and nothing is
+// revived. Before (TestUnknownCommitRefusedAgainIsRevived, its name then)
+// every send was refused as a conflict on an unchanged cache record and,
+// after maxRefusals, the durable copy was revived over the cache: the
+// call ended ErrOutcomeUnknown, and the revival fenced the caller's lock
+// while its lease ran (the simulation's two holders across a revival
+// under a single node fault, tiered pause seed 71).
+//
+// other: the durable copy holds another record at that Seq when the
+// commit is sent again (a cache gone back in time, as
+// TestCacheGoneBackIsRevived in store/sqlstore/internal/tieredtest): the
+// send is refused, and after maxRefusals over goneBackAfter (a clock that
+// steps) the durable copy is revived over the cache, as before: the call ends with the unknown outcome, never a
+// conflict or ErrLockLost (nothing written), and no lock is left behind.
+func TestUnknownCommitSentAgainLands(t *testing.T) {
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other=%v", other), func(t *testing.T) {
+			durable := &seqDurable{}
+			cache, s, p, id, item := lockedSession(t, durable)
+			cache.armed, cache.land = true, false
+			if other {
+				s.now = steppingClock(100 * time.Millisecond) // the refusals last goneBackAfter
+				cache.after = func() {
+					rec, err := record.Decode(durable.value)
+					require.NoError(t, err)
+					rec.Timeout += time.Second
+					durable.value = rec.Encode()
+					durable.cas++
+				}
+			}
+			writes := s.Stats().DurableWrites
+			err := p.SetAndReleaseItemExclusive(context.Background(), id, item.Data, item.LockID, false)
+			if !other {
+				require.NoError(t, err, "the commit sent again lands")
+				require.Zero(t, s.Stats().Revivals, "nothing revived: the caller's lock was not fenced")
+				require.Zero(t, s.Stats().StaleWrites)
+				require.Equal(t, writes+1, s.Stats().DurableWrites, "one durable write")
+				requireCommitted(t, p, id)
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			for _, nothing := range []error{provider.ErrCASConflict, provider.ErrLockLost, provider.ErrNotFound} {
+				require.NotErrorIs(t, err, nothing)
+			}
+			require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
+			item, err = p.GetItemExclusive(context.Background(), id)
+			require.NoError(t, err, "no lock left behind")
+			require.Equal(t, time.Minute+time.Second, item.Data.Timeout(), "the durable copy's record served")
+		})
 	}
-	require.EqualValues(t, 1, s.Stats().Revivals, "the durable copy revived over the cache")
-	requireCommitted(t, p, id)
+}
+
+// stallCache is a cache whose compare-and-swap of a record for which
+// stall returns true blocks, once, until release is closed (a write
+// stalled by a paused memcached node: the client's timeout, then
+// failover), after closing stalled.
+type stallCache struct {
+	provider.Store
+	stall            func(value []byte) bool
+	stalled, release chan struct{}
+}
+
+func (c *stallCache) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if c.stall != nil && c.stall(value) {
+		c.stall = nil
+		close(c.stalled)
+		<-c.release
+	}
+	return c.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+}
+
+func (c *stallCache) ReadsSettleOutcomes() bool { return true }
+
+// steppingClock returns a clock that advances by step at every reading.
+func steppingClock(step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	t := time.Now()
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(step)
+		return t
+	}
+}
+
+// A lock holder's commit is refused by the durable tier while another
+// writer of the same cache record (a lock-free merge) is between its
+// durable write, at the Seq the commit needs, and its cache CAS, stalled
+// (by a paused memcached node: the client's timeout, then failover). The
+// cache did not go back in time: the merge settles once its CAS returns.
+// The commit must not be fenced: it is refused (here until its context
+// ends: nothing written, the lock still the holder's) and, once the merge
+// landed, lands on it. Before goneBackAfter tiered counted maxRefusals
+// refusals from one cache record alone, which the provider's retries (a
+// backoff below a millisecond) reach within milliseconds, took the cache
+// for gone back in time and revived the durable copy over it: the holder
+// was fenced (ErrLockLost) while its lease ran, and another request could
+// take the lock (the simulation's two holders across a revival under a
+// single node fault, tiered pause; docs/simulation.md). With goneBackAfter
+// forced to 0 this test fails.
+func TestStalledWriterDoesNotReviveOverHolder(t *testing.T) {
+	ctx := context.Background()
+	cache := &stallCache{Store: memstore.New(memstore.Config{}), stalled: make(chan struct{}), release: make(chan struct{})}
+	s, err := New(Config{Cache: cache, Durable: &seqDurable{}})
+	require.NoError(t, err)
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	id, err := session.NewID()
+	require.NoError(t, err)
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, p.CreateNewStoreData(time.Minute), 0, true))
+	item, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+
+	lf := p.LockFree()
+	free, err := lf.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, free.Data.Values.Set("free", 1))
+	cache.stall = func(value []byte) bool {
+		rec, err := record.Decode(value)
+		return err == nil && rec.DataSeq > 1
+	}
+	merged := make(chan error, 1)
+	go func() { merged <- lf.SetAndReleaseItemExclusive(ctx, id, free.Data, 0, false) }()
+	<-cache.stalled
+
+	require.NoError(t, item.Data.Values.Set("n", 1))
+	commitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = p.SetAndReleaseItemExclusive(commitCtx, id, item.Data, item.LockID, false)
+	cancel()
+	st := s.Stats()
+	close(cache.release)
+	require.NoError(t, <-merged)
+	t.Logf("the commit while the merge was stalled: %v; %+v", err, st)
+	require.Error(t, err, "refused while the merge's durable write holds its Seq")
+	require.NotErrorIs(t, err, provider.ErrLockLost, "the holder fenced while the merge's CAS was stalled")
+	require.Zero(t, st.Revivals, "revived over a cache that did not go back in time")
+
+	require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, item.Data, item.LockID, false), "the holder's commit lands on the merge")
+	got, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err, "no lock left behind")
+	n, _, err := session.Get[int](got.Data.Values, "n")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the commit is live")
 }

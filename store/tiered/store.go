@@ -21,9 +21,22 @@ const maxAttempts = 16
 
 // maxRefusals is how many times in a row a durable write from one cache
 // record (one CAS token) may be refused by a durable copy at one Seq of the
-// same epoch before the cache is deemed to have gone back in time and the
-// durable copy is revived over it.
+// same epoch, over at least goneBackAfter, before the cache is deemed to
+// have gone back in time and the durable copy is revived over it.
 const maxRefusals = 8
+
+// goneBackAfter is how long durable writes from one cache record must
+// keep being refused at one Seq before the cache is deemed to have gone
+// back in time: longer than another writer of that record can sit between
+// its durable write and the end of its cache write under a single node
+// fault (the cache client's timeout, the failover after FailoverAfter, at
+// most 2.5 s for memcached, and the failover's round trips). The
+// provider's retries reach maxRefusals within milliseconds: counted alone,
+// a writer stalled by a paused node made the cache look gone back, and the
+// revival fenced a holder whose lease ran (the simulation's two holders
+// across a revival under a single node fault;
+// TestStalledWriterDoesNotReviveOverHolder).
+const goneBackAfter = 5 * time.Second
 
 // Config configures a Store. Cache and Durable are required.
 type Config struct {
@@ -338,6 +351,10 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 	if err != nil {
 		return 0, fmt.Errorf("tiered: write-through: %w", err)
 	}
+	sentAgain := false
+	if !res.Stored && res.KeptSeq == next.Seq {
+		res, sentAgain = s.sentAgain(ctx, key, value, res)
+	}
 	if !res.Stored {
 		// The durable copy is at or past this record's Seq: in this
 		// lineage, another writer from the same record got there first;
@@ -355,14 +372,16 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		case record.Epoch(res.KeptSeq) > record.Epoch(next.Seq):
 			s.staleWrites.Add(1)
 			s.replaceStale(ctx, key, res.KeptSeq)
-		case s.memo.refused(key, cas, res.KeptSeq) >= maxRefusals:
+		case s.goneBack(key, cas, res.KeptSeq):
 			s.staleWrites.Add(1)
 			_, _ = s.revive(ctx, key) // best effort: the caller re-reads anyway
 		}
 		return 0, fmt.Errorf("tiered: durable copy is at Seq %d, this change is %d: %w", res.KeptSeq, next.Seq, provider.ErrCASConflict)
 	}
-	s.durableWrites.Add(1)
-	s.memo.durable(key, next.DataSeq, start.Add(ttl))
+	if !sentAgain {
+		s.durableWrites.Add(1)
+		s.memo.durable(key, next.DataSeq, start.Add(ttl))
+	}
 	newCAS, err := s.cache.CompareAndSwap(ctx, key, value, cas, ttl)
 	if err == nil {
 		s.memo.seen(key, newCAS, next)
@@ -373,6 +392,38 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		return 0, s.unknownOutcome("the durable write is done, the cache write failed", err)
 	}
 	return s.afterLostCAS(ctx, key, value, next, res.CAS, ttl, err)
+}
+
+// goneBack records a durable write from the cache record with token cas
+// refused by a durable copy at Seq kept of the same epoch, and reports
+// whether the cache is deemed to have gone back in time: maxRefusals such
+// refusals in a row, the first at least goneBackAfter ago.
+func (s *Store) goneBack(key string, cas, kept uint64) bool {
+	n, since := s.memo.refused(key, cas, kept, s.now())
+	return n >= maxRefusals && since >= goneBackAfter
+}
+
+// sentAgain is PutRecord's result for a data change (value) that the
+// durable copy refused at the change's own Seq (res): when the copy holds
+// exactly value, the change is sent again after a write of unknown
+// outcome (its durable write done, its cache write of unknown outcome;
+// the provider reads the cache back, finds the record the change was
+// decided on under the same token, and sends the same bytes again), and
+// its durable write is done: the result is then that of a write stored
+// with the copy's token, and ok is true. Otherwise (another value at that
+// Seq, or the copy cannot be read) res is returned as it is.
+//
+// Refused instead, every such send was a conflict on a cache record that
+// did not change, and after maxRefusals of them the durable copy was
+// revived over the cache, fencing the caller's own lock while its lease
+// ran: another request could take the lock of the revived copy (two
+// holders across a revival under a single node fault; TestUnknownCommitSentAgainLands).
+func (s *Store) sentAgain(ctx context.Context, key string, value []byte, res PutResult) (PutResult, bool) {
+	d, _, err := s.durable.GetWithTTL(ctx, key)
+	if err != nil || !bytes.Equal(d.Value, value) {
+		return res, false
+	}
+	return PutResult{Stored: true, CAS: d.CAS}, true
 }
 
 // unknownOutcome is the error of a data change that is durable but whose

@@ -56,9 +56,15 @@ func TestMemo(t *testing.T) {
 	_, ok = m.durableUntil("a", 4)
 	require.False(t, ok, "another DataSeq")
 
-	require.Equal(t, 1, m.refused("a", 11, 9))
-	require.Equal(t, 2, m.refused("a", 11, 9))
-	require.Equal(t, 1, m.refused("a", 11, 10), "another kept Seq starts over")
+	n, since := m.refused("a", 11, 9, now)
+	require.Equal(t, 1, n)
+	require.Zero(t, since)
+	n, since = m.refused("a", 11, 9, now.Add(time.Second))
+	require.Equal(t, 2, n)
+	require.Equal(t, time.Second, since, "since the first refusal")
+	n, since = m.refused("a", 11, 10, now.Add(2*time.Second))
+	require.Equal(t, 1, n, "another kept Seq starts over")
+	require.Zero(t, since)
 
 	// Bounded: two generations of at most 2 keys.
 	m.seen("b", 1, h)

@@ -637,11 +637,16 @@ func TestCommitOverwrittenBeforeRevivalIsNotAcknowledged(t *testing.T) {
 // after a partial flush) keeps serving a record older than the durable
 // copy: every commit from it at a Seq the durable copy already has is
 // refused by the durable tier. After a few
-// refusals in a row the durable copy is revived over it, so the session
-// is not stuck and the newer durable data is served again.
+// refusals in a row, lasting a few seconds (a writer stalled between its
+// durable write and its cache write is not a cache gone back: here a
+// clock that advances 100 ms at every reading), the durable copy is
+// revived over it, so the session is not stuck and the newer durable
+// data is served again.
 func TestCacheGoneBackIsRevived(t *testing.T) {
 	cache := newSwapCache()
-	s, _ := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{})
+	var readings atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(readings.Add(1)) * 100 * time.Millisecond) }
+	s, _ := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{Now: now})
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(t, err)
 	lf := p.LockFree()
