@@ -157,6 +157,39 @@ func (w *wire) moved(addrs []string, fn func()) map[string]float64 {
 	return moved
 }
 
+// snap returns what the connections to each of the three candidates
+// cands moved so far.
+func (w *wire) snap(cands []string) (c [3]wireCount) {
+	for i, a := range cands {
+		c[i] = w.at(a)
+	}
+	return c
+}
+
+// requireTrips waits (bounded) until the round trips to each of cands
+// since before are want. A new connection's first round trip reads the
+// node's incarnation (R1): it is the connection's, not the operation's,
+// and is not counted. The witness touch a call does not wait for can
+// still hold its connection when the next call starts, which then opens
+// another (CI at 18bf737, and 1 run in 12 here, saw [1 1 2] for a
+// CompareAndSwap).
+func (w *wire) requireTrips(t *testing.T, cands []string, before [3]wireCount, want [3]uint64, what string) {
+	t.Helper()
+	var got [3]uint64
+	testwait.Until(t, 5*time.Second, what, func() bool {
+		now := w.snap(cands)
+		for i := range now {
+			d := now[i].minus(before[i])
+			got[i] = d.trips - d.dials
+		}
+		if got != want {
+			t.Logf("%s: round trips so far %v, want %v", what, got, want)
+			return false
+		}
+		return true
+	})
+}
+
 func (c wireCount) minus(o wireCount) wireCount {
 	return wireCount{sent: c.sent - o.sent, recv: c.recv - o.recv, trips: c.trips - o.trips, writes: c.writes - o.writes, dials: c.dials - o.dials}
 }

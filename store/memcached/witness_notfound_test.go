@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
@@ -114,52 +113,30 @@ func TestNotFoundCost(t *testing.T) {
 	}})
 	ctx := context.Background()
 	require.Equal(t, cands, memcached.WitnessCandidates(s, key))
-	snap := func() (c [3]wireCount) {
-		for i, a := range cands {
-			c[i] = w.at(a)
-		}
-		return c
-	}
-	trips := func(before [3]wireCount, want [3]uint64, what string) {
-		t.Helper()
-		var got [3]uint64
-		testwait.Until(t, 5*time.Second, what, func() bool {
-			now := snap()
-			for i := range now {
-				d := now[i].minus(before[i])
-				got[i] = d.trips - d.dials // a connection's first round trip is its own (R1)
-			}
-			if got != want {
-				t.Logf("%s: round trips so far %v, want %v", what, got, want)
-				return false
-			}
-			return true
-		})
-	}
 	tokens := func() (toks [3]uint64) {
 		for i, a := range cands {
 			toks[i] = rawGet(t, a, key).cas
 		}
 		return toks
 	}
-	before := snap()
+	before := w.snap(cands)
 	_, err := s.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
-	trips(before, [3]uint64{2, 2, 1}, "a new session's Get: the common read, the anomaly read, no fence")
+	w.requireTrips(t, cands, before, [3]uint64{2, 2, 1}, "a new session's Get: the common read, the anomaly read, no fence")
 	toks := tokens()
-	before = snap()
+	before = w.snap(cands)
 	_, err = s.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
-	trips(before, [3]uint64{2, 2, 1}, "a Get over earlier blanks, every node answering: no fence")
+	w.requireTrips(t, cands, before, [3]uint64{2, 2, 1}, "a Get over earlier blanks, every node answering: no fence")
 	require.Equal(t, toks, tokens(), "no blank written")
 	// The secondary's node unheard (connections refused), the primary
 	// and the witness node answer with the blanks made earlier: both
 	// re-stamped, one more round trip each.
 	cut.Store(true)
-	before = snap()
+	before = w.snap(cands)
 	_, err = s.Get(ctx, key)
 	require.ErrorIs(t, err, provider.ErrNotFound)
-	trips(before, [3]uint64{3, 0, 2}, "a Get with a node unheard over earlier blanks: the fence, one more round trip")
+	w.requireTrips(t, cands, before, [3]uint64{3, 0, 2}, "a Get with a node unheard over earlier blanks: the fence, one more round trip")
 	cut.Store(false)
 	now := tokens()
 	require.NotEqual(t, toks[0], now[0], "the primary's blank re-stamped")

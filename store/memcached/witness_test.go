@@ -589,47 +589,18 @@ func TestWitnessRoundTrips(t *testing.T) {
 	cands := memcached.WitnessCandidates(s, key)
 	h, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 	require.NoError(t, err)
-	snap := func() [3]wireCount {
-		var c [3]wireCount
-		for i, a := range cands {
-			c[i] = w.at(a)
-		}
-		return c
-	}
-	trips := func(before [3]wireCount, want [3]uint64, what string) {
-		t.Helper()
-		var got [3]uint64
-		testwait.Until(t, 5*time.Second, what, func() bool {
-			now := snap()
-			for i := range now {
-				// A new connection's first round trip reads the node's
-				// incarnation (R1): it is the connection's, not the
-				// operation's. The witness touch a call does not wait
-				// for can still hold its connection when the next call
-				// starts, which then opens another (CI at 18bf737, and 1
-				// run in 12 here, saw [1 1 2] for a CompareAndSwap).
-				d := now[i].minus(before[i])
-				got[i] = d.trips - d.dials
-			}
-			if got != want {
-				t.Logf("%s: round trips so far %v, want %v", what, got, want)
-				return false
-			}
-			return true
-		})
-	}
-	before := snap()
+	before := w.snap(cands)
 	e, err := s.GetAndTouch(ctx, key, time.Minute)
 	require.NoError(t, err)
-	trips(before, [3]uint64{1, 1, 1}, "GetAndTouch: one round trip to each candidate")
-	before = snap()
+	w.requireTrips(t, cands, before, [3]uint64{1, 1, 1}, "GetAndTouch: one round trip to each candidate")
+	before = w.snap(cands)
 	h, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, time.Minute)
 	require.NoError(t, err)
-	trips(before, [3]uint64{1, 1, 1}, "CompareAndSwap: one round trip to each candidate")
-	before = snap()
+	w.requireTrips(t, cands, before, [3]uint64{1, 1, 1}, "CompareAndSwap: one round trip to each candidate")
+	before = w.snap(cands)
 	_, err = s.Get(ctx, key)
 	require.NoError(t, err)
-	trips(before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
+	w.requireTrips(t, cands, before, [3]uint64{1, 1, 0}, "Get: the two data copies only")
 	require.NotZero(t, h)
 }
 
