@@ -588,17 +588,19 @@ func (w *witness) newEpoch(base uint32, reads ...copyRead) uint32 {
 	return e + 1
 }
 
-// promise is R11.2: CAS c, with the token of its read, to its own item
-// (the same record, base and trailers byte-exact) promised e, keeping its
-// expiry; stored, c gets the new token. It reports whether it was stored.
+// promise is R11.2: CAS c, with the token of its read, to its own record
+// (a witness as it is, a data record in its whole form) promised e,
+// keeping its expiry; stored, c gets the new token and bytes. It reports
+// whether it was stored.
 func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32) bool {
 	if w.s.hooks.noPromise {
 		return true
 	}
 	// A data record is promised in its whole form (its envelope and
-	// payload, trailers folded in: the same identity and content, never
-	// larger than the item, review-r11 m5: a promise that grew an item
-	// near memcached's size limit was refused every time).
+	// payload, trailers folded in: the same identity and content; 4
+	// bytes more than the record written whole, fewer than an item with
+	// trailers. Review-r11 m5: a promise that grew an item an append had
+	// filled to memcached's size limit was refused every time).
 	item := c.raw
 	kind, exp := uint32(kindData), restampExp(c.ttl, c.env.Timeout)
 	if c.st == stWitness {

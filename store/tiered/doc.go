@@ -93,17 +93,18 @@
 // copy from its replica after a partial flush) serves a record older than
 // the durable copy; a commit from it at a Seq the durable copy already has
 // is refused, and so would be every retry. After several refusals in a row
-// from one cache record, lasting a few seconds, the durable copy is revived
-// over it (its holder is fenced). The seconds are what tells it from
-// another writer of the same cache record that sits between its durable
-// write and a cache write stalled by a paused node (the cache client's
-// timeout, then failover): the refused request retries until that writer
-// settles or its own attempts run out (a conflict, nothing written), and
-// keeps its lock (TestStalledWriterDoesNotReviveOverHolder). A refusal
-// where the durable copy holds exactly the record sent is not one: it is
-// the same change sent again after a write of unknown outcome (its durable
-// write done, its cache write not), and goes on to the cache. A commit from it at a higher Seq is not detected: it
-// overwrites the durable copy, and the data the cache lost stays lost
+// from one cache record, lasting a few seconds, the durable copy is
+// revived over it (its holder is fenced). The seconds are what tells it
+// from another writer of the same cache record that sits between its
+// durable write and a cache write stalled by a paused node (the cache
+// client's timeout, then failover): the refused request retries until that
+// writer settles or its own attempts run out (a conflict, nothing
+// written), and keeps its lock (TestStalledWriterDoesNotReviveOverHolder).
+// A refusal where the durable copy holds exactly the record sent is not
+// one: it is the same change sent again after a write of unknown outcome
+// (its durable write done, its cache write not), and goes on to the cache.
+// A commit from it at a higher Seq is not detected: it overwrites the
+// durable copy, and the data the cache lost stays lost
 // (TestCacheGoneBackIsRevived covers the refused case).
 //
 // A corrupt durable copy is reported (an error wrapping provider.ErrCorrupt)

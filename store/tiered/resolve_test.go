@@ -215,12 +215,13 @@ func (d *seqDurable) Touch(context.Context, string, time.Duration) error { retur
 // while its lease ran (the simulation's two holders across a revival
 // under a single node fault, tiered pause seed 71).
 //
-// other: the durable copy holds another record at that Seq when the
-// commit is sent again (a cache gone back in time, as
-// TestCacheGoneBackIsRevived in store/sqlstore/internal/tieredtest): the
-// send is refused, and after maxRefusals over goneBackAfter (a clock that
-// steps) the durable copy is revived over the cache, as before: the call ends with the unknown outcome, never a
-// conflict or ErrLockLost (nothing written), and no lock is left behind.
+// other: the durable copy holds another record at that Seq when the commit
+// is sent again (a cache gone back in time, as TestCacheGoneBackIsRevived
+// in store/sqlstore/internal/tieredtest): the send is refused, and after
+// maxRefusals over goneBackAfter (a clock that steps) the durable copy is
+// revived over the cache, as before: the call ends with the unknown
+// outcome, never a conflict or ErrLockLost (nothing written), and no lock
+// is left behind.
 func TestUnknownCommitSentAgainLands(t *testing.T) {
 	for _, other := range []bool{false, true} {
 		t.Run(fmt.Sprintf("other=%v", other), func(t *testing.T) {
