@@ -1,7 +1,6 @@
 package memcached_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"sync"
@@ -391,22 +390,6 @@ func TestDeadWitnessPromiseRepaired(t *testing.T) {
 	requireSessionIs(t, servers, key, "v2", "the session is unchanged")
 }
 
-// hookConn runs before(n) before forwarding the n-th write that contains
-// match, on a connection to one node.
-type promiseHookConn struct {
-	net.Conn
-	match  []byte
-	n      *atomic.Int32
-	before func(n int32)
-}
-
-func (c *promiseHookConn) Write(b []byte) (int, error) {
-	if bytes.Contains(b, c.match) {
-		c.before(c.n.Add(1))
-	}
-	return c.Conn.Write(b)
-}
-
 // TestBeatenUndoKeepsPromise (review-r11 M1, the reviewer's schedule): W1
 // holds a handle on V2; a competitor's V3 is on c0; W1's CAS: c0 refuses,
 // c1 stores W1's V3; completeOwn finds c0 beaten; a decision's promise of
@@ -418,18 +401,9 @@ func (c *promiseHookConn) Write(b []byte) (int, error) {
 func TestBeatenUndoKeepsPromise(t *testing.T) {
 	const key = "beatenundo"
 	servers, _, cands, _ := writtenSession(t, key)
-	var count atomic.Int32
-	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != cands[1] {
-			return c, err
-		}
-		return &promiseHookConn{Conn: c, match: []byte("ms " + key + " "), n: &count, before: func(n int32) {
-			if n == 2 { // the undo's first CAS on c1: a decision's promise lands first
-				promiseAt(t, cands[1], key, 9)
-			}
-		}}, nil
-	}
+	// The second `ms` on c1, the undo's first CAS: a decision's promise
+	// lands first (the first is W1's CAS, stored).
+	dial := hookedDialNth(&cands[1], key, 2, func() { promiseAt(t, cands[1], key, 9) })
 	s := promiseStore(t, servers, dial, nil)
 	e, err := s.Get(context.Background(), key)
 	require.NoError(t, err)

@@ -128,17 +128,19 @@ func casArmed(t *testing.T, s *memcached.Store, mu *sync.Mutex, armed *bool, key
 	return err
 }
 
-// hookConn runs hook (once) before the first `ms <key>` it writes.
+// hookConn runs hook before the nth `ms <key>` written on the
+// connections that share its count (once in all).
 type hookConn struct {
 	net.Conn
-	once *sync.Once
-	key  string
-	hook func()
+	count *atomic.Int32
+	nth   int32
+	key   string
+	hook  func()
 }
 
 func (c *hookConn) Write(b []byte) (int, error) {
-	if strings.HasPrefix(string(b), "ms "+c.key+" ") {
-		c.once.Do(c.hook)
+	if strings.HasPrefix(string(b), "ms "+c.key+" ") && c.count.Add(1) == c.nth {
+		c.hook()
 	}
 	return c.Conn.Write(b)
 }
@@ -146,13 +148,18 @@ func (c *hookConn) Write(b []byte) (int, error) {
 // hookedDial returns a dialer whose connections to *addr (read at each
 // dial) run hook, once in all, before the first `ms <key>` they write.
 func hookedDial(addr *string, key string, hook func()) func(context.Context, string, string) (net.Conn, error) {
-	var once sync.Once
+	return hookedDialNth(addr, key, 1, hook)
+}
+
+// hookedDialNth is hookedDial before the nth `ms <key>` instead.
+func hookedDialNth(addr *string, key string, nth int32, hook func()) func(context.Context, string, string) (net.Conn, error) {
+	var count atomic.Int32
 	return func(ctx context.Context, network, a string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
 		if err != nil || a != *addr {
 			return c, err
 		}
-		return &hookConn{Conn: c, once: &once, key: key, hook: hook}, nil
+		return &hookConn{Conn: c, count: &count, nth: nth, key: key, hook: hook}, nil
 	}
 }
 
