@@ -190,8 +190,10 @@ type Result struct {
 	// stated residual (the run stops there), ExceptedUnavailable final
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
-	// Buried counts lone copies buried before a "not found" (review-4 D3).
-	Buried int
+	// Buried counts lone copies buried before a "not found" (review-4 D3);
+	// BuriedCreations those of a creation's record (E0, V0), each after
+	// its two empty peers were re-stamped (review 13e B2, D3').
+	Buried, BuriedCreations int
 	// Takeovers counts explored steps in which an Add's read found a
 	// lone witness and blanks and took the key over (R8).
 	Takeovers int
@@ -1088,8 +1090,29 @@ func (x *explorer) advance(t *state, c int) string {
 			res.y = res.x
 		}
 		if res.bury {
-			cl.DX = res.x
+			cl.DX, cl.DR1 = res.x, res.b
 			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
+			if res.fence != [numNodes]bool{} {
+				// Review 13e B2 (D3'): re-stamp both empty peers first,
+				// each with its read token; an absent one (no token to
+				// fence with) reads again, as a refusal does.
+				read := cl.R
+				for n := range numNodes {
+					if res.fence[n] && !(read[n].St == rOK && read[n].Rec.K == blank) {
+						x.sendRead2(t, c)
+						return ""
+					}
+				}
+				cl.DTX, cl.DIX = tok, inc
+				newRound(t, c)
+				for n := range uint8(numNodes) {
+					if res.fence[n] {
+						x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
+					}
+				}
+				cl.Phase = phBuryFence
+				return ""
+			}
 			newRound(t, c)
 			x.decide(t, c, res.x, tok, inc, res.rec1)
 			cl.Phase = phBury
@@ -1179,12 +1202,25 @@ func (x *explorer) advance(t *state, c int) string {
 			return v
 		}
 		return x.endOp(t, c)
+	case phBuryFence:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				x.sendRead2(t, c) // refused or silent: read again (counts toward the cap)
+				return ""
+			}
+		}
+		newRound(t, c)
+		x.decide(t, c, cl.DX, cl.DTX, cl.DIX, Rec{K: blank})
+		cl.Phase = phBury
 	case phBury:
 		if cl.R[cl.DX].St != rOK {
 			x.sendRead2(t, c) // refused: read again (counts toward the cap)
 			return ""
 		}
 		x.res.Buried++
+		if cl.DR1.E == 0 && cl.DR1.V == 0 {
+			x.res.BuriedCreations++
+		}
 		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 			return v
 		}

@@ -117,7 +117,11 @@ func finalUnknown(v Violation) bool {
 }
 
 // maxFinalUnknown: more than max(1, seeds/maxFinalUnknown) seeds of a
-// kind with finalUnknown fail (measured: 1 in 570 seeds of opposite).
+// kind with finalUnknown fail (measured: 1 in 570 seeds of opposite), and
+// so do more seeds of a kind with a knownOpen violation or a request
+// failed with an unknown outcome a failover time after the last fault
+// event (before the sixth session of 2026-11-30 those had no bound; in
+// TestSim -seeds 4000 that session: 0 of either, and 0 finalUnknown).
 const maxFinalUnknown = 200
 
 // residualUnknown are the reasons the witness scheme still gives for an
@@ -255,8 +259,9 @@ func ctxErr(err error) bool {
 // after its test in docs/replication.md section 14): every invariant,
 // except "not found" or stuck under the double faults of section 8
 // (witnessAllowed), and the two known open issues printed as KNOWN OPEN
-// (knownOpen: the residual reasons of an unknown outcome; finalUnknown,
-// at most max(1, seeds/maxFinalUnknown) seeds of a kind);
+// (knownOpen: the residual reasons of an unknown outcome, also a failover
+// time after the last fault event; finalUnknown; each at most
+// max(1, seeds/maxFinalUnknown) seeds of a kind);
 // for the single node faults, every request started a failover time
 // after the last fault event succeeded (SimFailoverTime); and the five
 // defects of BackupOn absent (regressions). A failing seed prints its
@@ -295,7 +300,8 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				t.Errorf("fault kind %s struck in %d of its %d seeds", k, got, tl.seeds[k])
 			}
 			late := 0
-			var stuckSeeds []uint64 // seeds with a finalUnknown violation
+			var stuckSeeds []uint64    // seeds with a finalUnknown violation
+			var residualSeeds []uint64 // seeds with a knownOpen violation or a late unknown outcome
 			for _, r := range results {
 				if KindOf(r.Seed, p.Kinds) != k {
 					continue
@@ -304,6 +310,9 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				for _, v := range r.Violations {
 					if knownOpen(v) {
 						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
+						if !slices.Contains(residualSeeds, r.Seed) {
+							residualSeeds = append(residualSeeds, r.Seed)
+						}
 						continue
 					}
 					if finalUnknown(v) && !slices.Contains(witnessAllowed[k], v.Inv) {
@@ -329,11 +338,17 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 					}
 					if len(unknown) > 0 {
 						late++
+						if !slices.Contains(residualSeeds, r.Seed) {
+							residualSeeds = append(residualSeeds, r.Seed)
+						}
 						fmt.Printf("KNOWN OPEN (SimFailoverTime, outcome unknown): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(unknown, "\n  "), report(r))
 					}
 				}
 			}
 			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open); %d with a final request's write failover unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
+			if len(residualSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
+				t.Errorf("%s: %d of %d seeds had a request fail with an unknown outcome for a residual reason (seeds %v): more than the known open issue's 1 in %d", k, len(residualSeeds), tl.seeds[k], residualSeeds, maxFinalUnknown)
+			}
 			if len(stuckSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
 				t.Errorf("%s: %d of %d seeds ended with a final request's write failover unknown (seeds %v): more than the known open issue's 1 in %d", k, len(stuckSeeds), tl.seeds[k], stuckSeeds, maxFinalUnknown)
 			}
