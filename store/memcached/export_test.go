@@ -217,3 +217,16 @@ func SetAfterPromise(s *Store, f func(key string)) { s.hooks.afterPromise = f }
 // client then works only the witness-less list): a test runs RepairKey
 // itself.
 func SetRepairQueueOff(s *Store) { s.hooks.repairQueueOff = true }
+
+// SetDecisionNoTouch restores the code before review-r11 m3: the
+// decisions of a touching call (GetAndTouch, Touch) keep the t their
+// anomaly read saw, as every other call's do.
+func SetDecisionNoTouch(s *Store) { s.hooks.decisionNoTouch = true }
+
+// SetNoBackoff restores the code before review-r11 m4: a refused decision
+// is followed by the next anomaly read at once.
+func SetNoBackoff(s *Store) { s.hooks.noBackoff = true }
+
+// SetBackoffHook installs f, called when a resolve call is about to back
+// off d after its nth refused decision.
+func SetBackoffHook(s *Store, f func(key string, n int, d time.Duration)) { s.hooks.backoff = f }

@@ -332,7 +332,14 @@ type testHooks struct {
 	afterPromise            func(key string) // a decision stored its promise, its fence not yet sent
 	repairQueueOff          bool             // keys are never queued for R9 (tests run RepairKey themselves)
 	notFoundUnfenced        bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
+	decisionNoTouch         bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
+	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
+	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
 }
+
+// backoffHook is called with the number n of the refused decision of a
+// resolve call and the back-off d it is about to wait.
+type backoffHook func(key string, n int, d time.Duration)
 
 var (
 	_ provider.Store     = (*Store)(nil)

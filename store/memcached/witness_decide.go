@@ -20,8 +20,24 @@ const anomalyFlags = " v c t f N30"
 type resolveOpts struct {
 	// touched: this call sent R2's witness touch (R10 is skipped).
 	touched bool
+	// touch: the call sets the session's TTL (GetAndTouch, Touch): the
+	// data copies its decisions write get the session's timeout T, as its
+	// own touch gives them after (review-r11 m3).
+	touch bool
 	// repair: the repair client, which runs R9 on the record it finds.
 	repair bool
+}
+
+// resolveState is what one resolve call carries from one anomaly read
+// to the next.
+type resolveState struct {
+	// waited: a completion was put off once (decide).
+	waited bool
+	// refused: the last decision's promise, fence or copy was refused or
+	// unanswered (configure), so the next read backs off first.
+	refused bool
+	// refusals counts the decisions refused so far.
+	refusals int
 }
 
 // resolve is R4: anomaly reads, each followed by at most one decision
@@ -32,11 +48,24 @@ type resolveOpts struct {
 // greater rank than any earlier read of this call: other writers are
 // moving the session on) does not count towards the cap, up to
 // maxBusyReads in all; the cap bounds reads that make no progress.
+//
+// Review-r11 m4 (review-ballot m3): a read that follows a refused
+// decision (configure: R7, the re-ballot) is put off by a random back-off
+// first (backoff), so that two processes deciding on the same key stop
+// cancelling each other's ballots. Nothing else waits: the first read,
+// and every read after a decision stored or none made, go at once.
 func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
-	var waited bool // a completion was put off once
+	var st resolveState
 	var top envelope.Envelope
 	var seen bool
 	for reads, counted := 0, 0; counted < maxAnomalyReads && reads < maxBusyReads; reads++ {
+		if st.refused {
+			st.refused = false
+			st.refusals++
+			if err := w.backoff(ctx, key, st.refusals); err != nil {
+				return nil, err
+			}
+		}
 		rs, err := w.anomalyRead(ctx, key, cs)
 		if err != nil {
 			return nil, err
@@ -48,7 +77,7 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 			top, seen = b, true
 		}
 		counted++
-		f, decided, err := w.decide(ctx, key, cs, &rs, o, &waited)
+		f, decided, err := w.decide(ctx, key, cs, &rs, o, &st)
 		if errors.Is(err, errExpiring) {
 			t := time.NewTimer(expiringWait)
 			select {
@@ -67,6 +96,37 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 		}
 	}
 	return nil, fmt.Errorf("memcached: %w: %d anomaly reads without an answer", provider.ErrUnavailable, maxAnomalyReads)
+}
+
+// The back-off after a refused decision (resolve): uniform in [0, d)
+// (full jitter), d = backoffBase doubled per refusal of the call, at most
+// backoffMax. A decision is four round trips (its read, the promise, the
+// fence, the copy), well under a millisecond on a LAN: the first window
+// already spreads two deciders apart, and a call's back-offs are bounded
+// by maxBusyReads × backoffMax (under 0.8 s, about half that expected).
+const (
+	backoffBase = time.Millisecond
+	backoffMax  = 32 * time.Millisecond
+)
+
+// backoff waits before the read that follows the nth refused decision of
+// a resolve call (review-r11 m4), or until ctx is done.
+func (w *witness) backoff(ctx context.Context, key string, n int) error {
+	if w.s.hooks.noBackoff {
+		return nil
+	}
+	d := rand.N(min(backoffBase<<min(n-1, 16), backoffMax))
+	if h := w.s.hooks.backoff; h != nil {
+		h(key, n, d)
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		return fmt.Errorf("memcached: %w: %w", provider.ErrUnavailable, ctx.Err())
+	}
 }
 
 // errWriteInFlight: the repair client found a write in flight (one copy
@@ -160,7 +220,7 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // decide acts on one anomaly read: it returns the session (R4.3), an
 // answer (R4.1, R4.6), or makes one decision (decided: read again).
 //
-// waited: a completion was already put off in this call. Implementation
+// st.waited: a completion was already put off in this call. Implementation
 // choice: the first completion (R4.4) a call wants is put off, and the
 // call reads again. Most splits a read sees are writes in flight (the
 // writer's second copy lands a moment later); completing them races the
@@ -168,7 +228,10 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // Reading again makes no write, so it is always safe; a lasting split is
 // completed one round trip later (once per call: under a stream of writes
 // each read may see another split).
-func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, waited *bool) (f *hit, decided bool, err error) {
+//
+// st.refused is set when the decision made (R7, a re-ballot) was refused
+// or unanswered.
+func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, st *resolveState) (f *hit, decided bool, err error) {
 	var data, empty int
 	for i := range rs {
 		switch {
@@ -219,15 +282,21 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, fmt.Errorf("memcached: %w: no data record answered", provider.ErrUnavailable)
 	}
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
+	touch := w.touchExp(o, b.Timeout)
+	reballot := func(x, wc *copyRead) (*hit, bool, error) {
+		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch)
+		st.refused = !stored && err == nil
+		return nil, true, err
+	}
 	// R4.3.
 	if !b.Pending && x.holds(b.ID()) && y.holds(b.ID()) {
 		// R11.3: no record is returned from a copy promised above its
 		// epoch: re-ballot b onto its two copies, the promised one as w.
 		switch {
 		case y.promisedAbove(b.E):
-			return nil, true, w.reballot(ctx, key, rs, x, y, b, payload)
+			return reballot(x, y)
 		case x.promisedAbove(b.E):
-			return nil, true, w.reballot(ctx, key, rs, y, x, b, payload)
+			return reballot(y, x)
 		}
 		f := &hit{key: key, cs: cs, b: b, p: *x, q: *y}
 		w.remember(key, configOf(b))
@@ -264,7 +333,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	if y.promisedAbove(b.E) {
 		// R11.3: b is not completed onto a copy promised above it (nor
 		// its parent returned from it): re-ballot, y as w.
-		return nil, true, w.reballot(ctx, key, rs, x, y, b, payload)
+		return reballot(x, y)
 	}
 	switch {
 	case inFlight(x, y, b) && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
@@ -287,11 +356,11 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// completed (an abandoned write).
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
-		if !*waited {
-			*waited = true
+		if !st.waited {
+			st.waited = true
 			return nil, true, nil
 		}
-		w.complete(ctx, key, x, y, b, payload)
+		w.complete(ctx, key, x, y, b, payload, touch)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
 		// §9: a copy that did not answer this read, on a node that has
@@ -301,7 +370,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// back and empty (restart-node's 503s).
 		return nil, true, nil
 	case (y.empty() || y.st == stSilent) && third.present():
-		w.failover(ctx, key, rs, x, y, third, b, payload)
+		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
@@ -492,8 +561,9 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 // otherwise. y gets x's t less the clock slack (copyExp), or keeps its
 // own expiry if longer: y holds this session too (b pending, or b's
 // parent), and x may itself be a copy made from y (a failover's
-// established copy completing its pending fence), shorter already.
-func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte) {
+// established copy completing its pending fence), shorter already. A
+// touching call's completion gives y at least touch (touchExp).
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
 		return
 	}
@@ -501,6 +571,7 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	if y.st == stData {
 		exp = max(exp, restampExp(y.ttl, b.Timeout))
 	}
+	exp = max(exp, touch)
 	nb := b
 	nb.Pending = false
 	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err == nil {
@@ -512,17 +583,21 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 // newEpoch (above every record and promise the read rs returned), x its
 // primary and the third node its secondary; promised on the third node,
 // then fenced on x, then copied to the third node (configure). The next
-// anomaly read completes it (R4.4).
-func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, y, third *copyRead, b envelope.Envelope, payload []byte) {
+// anomaly read completes it (R4.4). It reports whether all three were
+// stored. touch (touchExp) is for the fence and the copy only: the third
+// node's own record, promised, keeps its expiry (a stale record given T
+// could outlive the session, F3).
+func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, y, third *copyRead, b envelope.Envelope, payload []byte, touch int32) bool {
 	fence := b
 	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, third.cand
 	fence.NoWit = y.empty() || creation(b)
 	exp, _ := copyExp(x.ttl, b.Timeout)
-	if !w.configure(ctx, key, x, third, fence, payload, exp) {
-		return
+	if !w.configure(ctx, key, x, third, fence, payload, decisionExp{copy: exp, touch: touch}) {
+		return false
 	}
 	w.emit(provider.EventFailover, y.n, "a session's copy moved off this node", nil)
 	w.afterFailover(key, y)
+	return true
 }
 
 // reballot is R11.3's re-ballot: b, held by x and by wc, which a decision
@@ -531,22 +606,53 @@ func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, 
 // x its primary and wc its secondary: promised on wc, fenced on x, copied
 // to wc (configure), then completed by the next read as any failover.
 // Its third node keeps the witness of b's configuration until R9 (the key
-// is queued). errExpiring when x's copy has too little left to copy.
-func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte) error {
+// is queued). errExpiring when x's copy has too little left to copy;
+// otherwise stored reports whether all three writes were stored. wc holds
+// this session, so a touching call's (touch, touchExp) is for all three.
+func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte, touch int32) (stored bool, err error) {
 	exp, ok := copyExp(x.ttl, b.Timeout)
 	if !ok {
-		return errExpiring
+		return false, errExpiring
 	}
 	if wc.st == stData {
 		exp = max(exp, restampExp(wc.ttl, b.Timeout)) // wc holds this session too
 	}
 	fence := b
 	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, wc.cand
-	if w.configure(ctx, key, x, wc, fence, payload, exp) {
-		w.emit(provider.EventRepair, wc.n, "a promised copy re-balloted", nil)
-		w.repair.enqueue(key)
+	if !w.configure(ctx, key, x, wc, fence, payload, decisionExp{copy: exp, touch: touch, touchPromise: true}) {
+		return false, nil
 	}
-	return nil
+	w.emit(provider.EventRepair, wc.n, "a promised copy re-balloted", nil)
+	w.repair.enqueue(key)
+	return true, nil
+}
+
+// decisionExp are the expirations of configure's writes: copy, the
+// copy's (copyExp of x's t, or wc's own when longer); touch, a touching
+// call's floor for the fence and the copy (touchExp; 0 for none), and for
+// the promise too when touchPromise (wc holds this session: the
+// re-ballot).
+type decisionExp struct {
+	copy, touch  int32
+	touchPromise bool
+}
+
+// touchExp is the floor of the expirations a decision of a call with o
+// gives the data copies of its session (timeout T) it writes:
+// timeoutExp(T) for a touching call, 0 for others (review-r11 m3). A
+// touching call (GetAndTouch, Touch) touches both copies with T once R4
+// returns the session (get's touchCopies); its decisions writing T first
+// (instead of the t its read saw) do not set back a touch another call
+// made between that read and them, and leave both copies T even when the
+// call's own touch fails afterwards. It extends no expired or expiring
+// session: the decisions that use it are on a base with more than
+// clockSlack left (copyExp's check, errExpiring), and each of their CASes
+// is refused on an item gone since the read.
+func (w *witness) touchExp(o resolveOpts, timeout uint32) int32 {
+	if !o.touch || w.s.hooks.decisionNoTouch {
+		return 0
+	}
+	return timeoutExp(timeout)
 }
 
 // configure makes the configuration of fence (its epoch, P = x, Q = wc,
@@ -554,19 +660,24 @@ func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, 
 // with its read token to its own record promised fence.E (promise), and
 // only if stored, CAS x with its read token to fence pending (same
 // expiry: restampExp), and only if stored, CAS wc with the promise's
-// token to fence established (exp). It reports whether all three were
-// stored; refused or unanswered, nothing more is sent (the next read
-// decides again).
-func (w *witness) configure(ctx context.Context, key string, x, wc *copyRead, fence envelope.Envelope, payload []byte, exp int32) bool {
+// token to fence established (e.copy). A touching call's floor e.touch
+// raises the fence and the copy (and the promise, e.touchPromise). It
+// reports whether all three were stored; refused or unanswered, nothing
+// more is sent (the next read decides again, after a back-off).
+func (w *witness) configure(ctx context.Context, key string, x, wc *copyRead, fence envelope.Envelope, payload []byte, e decisionExp) bool {
 	fence.Pending, fence.Nonce = true, rand.Uint64()
-	if !w.promise(ctx, key, wc, fence.E) {
+	var pfloor int32
+	if e.touchPromise {
+		pfloor = e.touch
+	}
+	if !w.promise(ctx, key, wc, fence.E, pfloor) {
 		return false
 	}
-	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), restampExp(x.ttl, fence.Timeout), kindData, x.cas, x.inc); err != nil {
+	if _, err := x.n.wcas(ctx, key, fence.Wrap(payload), max(restampExp(x.ttl, fence.Timeout), e.touch), kindData, x.cas, x.inc); err != nil {
 		return false
 	}
 	fence.Pending = false
-	if _, err := wc.n.wcas(ctx, key, fence.Wrap(payload), exp, kindData, wc.cas, wc.inc); err != nil {
+	if _, err := wc.n.wcas(ctx, key, fence.Wrap(payload), max(e.copy, e.touch), kindData, wc.cas, wc.inc); err != nil {
 		return false
 	}
 	w.remember(key, configOf(fence))
@@ -590,9 +701,10 @@ func (w *witness) newEpoch(base uint32, reads ...copyRead) uint32 {
 
 // promise is R11.2: CAS c, with the token of its read, to its own record
 // (a witness as it is, a data record in its whole form) promised e,
-// keeping its expiry; stored, c gets the new token and bytes. It reports
-// whether it was stored.
-func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32) bool {
+// keeping its expiry (a data record at least floor: a touching call's
+// re-ballot, touchExp); stored, c gets the new token and bytes. It
+// reports whether it was stored.
+func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32, floor int32) bool {
 	if w.s.hooks.noPromise {
 		return true
 	}
@@ -607,7 +719,7 @@ func (w *witness) promise(ctx context.Context, key string, c *copyRead, e uint32
 		// A witness keeps its own t (TW), which no session timeout caps.
 		kind, exp = kindWitness, int32(max(1, min(c.ttl, maxRelativeExpiration)))
 	} else {
-		item = c.env.Wrap(c.payload)
+		item, exp = c.env.Wrap(c.payload), max(exp, floor)
 	}
 	raw, err := envelope.Promised(item, e)
 	if err != nil {

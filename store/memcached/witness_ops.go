@@ -24,7 +24,7 @@ func (w *witness) get(ctx context.Context, key string, touch bool) (*hit, error)
 	if err != nil || ok {
 		return f, err
 	}
-	f, err = w.resolve(ctx, key, cs, resolveOpts{touched: touched})
+	f, err = w.resolve(ctx, key, cs, resolveOpts{touched: touched, touch: touch})
 	if err != nil || !touch {
 		return f, err
 	}

@@ -356,7 +356,7 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	// R11.2: the new epoch promised on W first (W's own record, its
 	// read's token); refused or unanswered, nothing is decided, and the
 	// write is on P: unknown.
-	if !w.promise(ctx, key, &c, fence.E) {
+	if !w.promise(ctx, key, &c, fence.E, 0) {
 		return 0, unknown("cas: write failover: promising on the witness node", cause)
 	}
 	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
