@@ -178,7 +178,7 @@ func b2Scope(v Variant, reads int) Scope {
 		reader = []OpKind{Read, Read}
 	}
 	return Scope{Variant: v, Start: WitnessBlank, Repair: true, Expiry: true,
-		Programs: [][]OpKind{{Scan}, reader}, MaxFaults: 1, MaxStates: 150_000_000}
+		Programs: [][]OpKind{{Scan}, reader}, MaxFaults: 1, MaxStates: 400_000_000}
 }
 
 // TestLoneCopyBuried (review-4 B2, D3): R4.1 buries the lone copy before
