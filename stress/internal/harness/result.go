@@ -95,7 +95,8 @@ type Result struct {
 	// SessionsLost leave them out (a browser answered with another
 	// session still counts as lost), and their requests' failures after
 	// the failover time are FailedOnUnavailable, not
-	// FailedAfterFailover; the lock checks still cover them. A
+	// FailedAfterFailover; whether they ended locked is unknown, but
+	// their requests' stuck waits and two holders are still counted. A
 	// violation: a run with no double fault must leave every session
 	// readable.
 	SessionsUnavailable int `json:"sessions_unavailable"`
