@@ -39,8 +39,11 @@ func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
 // sessionState is a session as the checks read it from the store after the
 // run.
 type sessionState struct {
-	Found  bool
-	Locked bool
+	Found bool
+	// Unavailable: the read-back still met provider.ErrUnavailable after
+	// its retries (the end of a double fault); nothing else is known.
+	Unavailable bool `json:",omitempty"`
+	Locked      bool
 	// LockedAt is when the lock was taken (Unix ns, the holder's clock:
 	// the read's time less LockedError.LockAge); 0 when not locked.
 	LockedAt int64
@@ -211,7 +214,9 @@ func analyze(o observations) *Result {
 }
 
 // checkSessions compares every session's final state with what the
-// browsers were told: lost updates and lost sessions.
+// browsers were told: lost updates and lost sessions. A session whose
+// read-back stayed unavailable is left out of both (its final value is
+// unknown) and counted as SessionsUnavailable, with a finding.
 func checkSessions(o observations, res *Result) {
 	type acked struct {
 		increments int
@@ -245,6 +250,11 @@ func checkSessions(o observations, res *Result) {
 	}
 	for sid, a := range bySID {
 		st := o.states[sid]
+		if st.Unavailable {
+			// Its final value is unknown: neither its writes nor its
+			// loss can be judged (counted below).
+			continue
+		}
 		if !st.Found {
 			for b, bsid := range o.sids {
 				if bsid == sid {
@@ -280,6 +290,22 @@ func checkSessions(o observations, res *Result) {
 		if lost {
 			res.SessionsLost++
 		}
+	}
+	var unavailable []string
+	for sid, st := range o.states {
+		if st.Unavailable {
+			unavailable = append(unavailable, sid)
+		}
+	}
+	sort.Strings(unavailable)
+	res.SessionsUnavailable = len(unavailable)
+	for _, sid := range unavailable {
+		a := bySID[sid]
+		if a == nil {
+			a = &acked{}
+		}
+		res.finding("unavailable at the end: session %s…: its read-back still failed ErrUnavailable after its retries; its acknowledged writes (%d increments, %d list items, %d lock-free keys) unchecked",
+			sidTag(sid), a.increments, len(a.items), len(a.keys))
 	}
 }
 
@@ -318,7 +344,10 @@ func faultWindows(o observations) []span {
 // (RequestsAfterFailover), and those of them that failed with a server
 // error (5xx: FailedAfterFailover).
 // They are a violation when the store promises failover
-// (promisesFailover), with a finding each.
+// (promisesFailover), with a finding each. A failure on a session still
+// unavailable at the end (SessionsUnavailable, its own violation) is
+// counted apart (FailedOnUnavailable): the session's unavailability,
+// not a failover that did not happen.
 func checkFailover(o observations, res *Result) {
 	windows := faultWindows(o)
 	if len(windows) == 0 {
@@ -334,11 +363,24 @@ func checkFailover(o observations, res *Result) {
 		if r.ok() || r.Status/100 != 5 {
 			continue
 		}
+		if o.states[sessionOf(o, r)].Unavailable {
+			res.FailedOnUnavailable++
+			continue
+		}
 		res.FailedAfterFailover++
 		if res.FailoverChecked {
 			res.finding("failed after the failover time: app %d %s sent at %.0f ms, status %d", r.Proc, r.Route, ms(r.Sent-o.start), r.Status)
 		}
 	}
+}
+
+// sessionOf returns the session request r was for: the one its app
+// server saw (its timing), else its browser's.
+func sessionOf(o observations, r *request) string {
+	if t, ok := o.timings[r.ID]; ok && t.SID != "" {
+		return t.SID
+	}
+	return o.sids[r.Browser]
 }
 
 // span is an interval of Unix ns.
@@ -393,10 +435,7 @@ func checkLocks(o observations, res *Result) {
 	for _, r := range o.requests {
 		ri := routes[r.Route]
 		t, ok := o.timings[r.ID]
-		sid := o.sids[r.Browser]
-		if ok && t.SID != "" {
-			sid = t.SID
-		}
+		sid := sessionOf(o, r)
 		if sid == "" {
 			continue
 		}
@@ -477,11 +516,7 @@ func lockTaker(o observations, sid string, lockedAt int64) (r *request, n int) {
 			continue
 		}
 		qt, ok := o.timings[q.ID]
-		qsid := o.sids[q.Browser]
-		if ok && qt.SID != "" {
-			qsid = qt.SID
-		}
-		if qsid != sid {
+		if sessionOf(o, q) != sid {
 			continue
 		}
 		from, to := q.Sent, q.Recv

@@ -1,17 +1,12 @@
 package harness_test
 
 import (
-	"context"
-	"errors"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
-	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
@@ -29,7 +24,10 @@ import (
 // scheme (-backup on), which is not safe under every single fault: a
 // violation there is an expected failure naming the defect
 // (docs/simulation.md, issue 10), and a run that happens to miss it says
-// so; neither is silently passed.
+// so; neither is silently passed. A session left unreadable at the end
+// (sessions_unavailable) fails every case but the double fault that
+// lists it (runCase.allows): a single fault must leave every session
+// readable.
 func TestRealFaults(t *testing.T) {
 	if os.Getenv("SESSIONLOCK_FAULTS") == "" {
 		t.Skip("set SESSIONLOCK_FAULTS=1 (scripts/test.sh stage faults)")
@@ -112,18 +110,16 @@ func TestRealFaults(t *testing.T) {
 		// Three flushes of drawn nodes, a tenth of the run apart, can
 		// fall within the witness scheme's repair window: a double fault
 		// there (section 8 allows a session to end unavailable or not
-		// found). When the harness's read-back of every session at the
-		// end meets such a session (ErrUnavailable: "one copy and nothing
-		// to fail over to"; seen in the first stage run) the run has no
-		// verdict: logged as this expected failure (readBackUnavailable).
-		// Otherwise lost updates and two holders still fail;
+		// found). A session the harness's read-back at the end still
+		// finds unavailable (ErrUnavailable: "one copy and nothing to
+		// fail over to"; seen in the first stage run) is counted as
+		// sessions_unavailable and left out of the lost-update and
+		// lost-session checks; every other session, and the lock checks
+		// of all, are still judged (until the sixth session of
+		// 2026-11-30 such a run had no verdict at all: review of
+		// 2026-11-30 m2). Lost updates and two holders still fail;
 		// flush-one-node is the single flush, a requirement.
-		"flush-seeded": {[]string{"sessions_lost", "stuck_locks"}, "a double fault: a second flush within the repair window of the first (section 8: a session may end unavailable or not found)"},
-	}
-	type runCase struct {
-		name, backup, defect string
-		set                  func(*harness.Config)
-		may                  []string // the invariants the defect may break; nil: any
+		"flush-seeded": {[]string{"sessions_lost", "sessions_unavailable", "stuck_locks"}, "a double fault: a second flush within the repair window of the first (section 8: a session may end unavailable or not found)"},
 	}
 	var cases []runCase
 	for _, k := range kinds {
@@ -148,16 +144,7 @@ func TestRealFaults(t *testing.T) {
 				// second past that time.
 				cfg.RunPastFailover = time.Second
 			}
-			var res *harness.Result
-			if tc.backup == "" && tc.name == "flush-seeded" {
-				var unavailable error
-				if res, unavailable = readBackUnavailable(t, cfg); unavailable != nil {
-					t.Logf("EXPECTED FAILURE (%s): no verdict: %v", tc.defect, unavailable)
-					return
-				}
-			} else {
-				res = run(t, cfg)
-			}
+			res := run(t, cfg)
 			if res.FailoverChecked && res.RequestsAfterFailover == 0 {
 				t.Errorf("no request was sent a failover time (%v) after the fault ended: the availability check (failed_after_failover) checked nothing", harness.FailoverTime)
 			}
@@ -183,7 +170,7 @@ func TestRealFaults(t *testing.T) {
 			}
 			var expected, v []string
 			for _, x := range res.Violations() {
-				if tc.defect != "" && (tc.may == nil || slices.Contains(tc.may, x)) {
+				if tc.allows(x) {
 					expected = append(expected, x)
 				} else {
 					v = append(v, x)
@@ -202,20 +189,25 @@ func TestRealFaults(t *testing.T) {
 	}
 }
 
-// readBackUnavailable runs cfg as run does, but returns the run's error
-// instead of failing when it is the read-back of a session the store
-// holds unavailable (provider.ErrUnavailable: the end of a double fault,
-// docs/replication.md section 8); any other error fails the test.
-func readBackUnavailable(t *testing.T, cfg harness.Config) (*harness.Result, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := harness.Run(ctx, cfg)
-	if err != nil && errors.Is(err, provider.ErrUnavailable) && strings.Contains(err.Error(), "back:") {
-		return nil, err
+// runCase is one run of TestRealFaults.
+type runCase struct {
+	name, backup, defect string
+	set                  func(*harness.Config)
+	may                  []string // the invariants the defect may break; nil: any but sessions_unavailable
+}
+
+// allows reports whether violating invariant x is tc's expected failure.
+// A case with no defect allows none. sessions_unavailable (a session
+// unreadable at the end: only a double fault may leave one, and before
+// the harness counted it, it failed every such run) only when listed in
+// may: no case of a single fault allows it, not even backup-on's, whose
+// may is nil.
+func (tc runCase) allows(x string) bool {
+	switch {
+	case tc.defect == "":
+		return false
+	case tc.may == nil:
+		return x != "sessions_unavailable"
 	}
-	require.NoError(t, err)
-	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d, sessions_lost %d, exclusion_violations %d",
-		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.SessionsLost, res.ExclusionViolations)
-	return res, nil
+	return slices.Contains(tc.may, x)
 }

@@ -31,9 +31,9 @@ func run(t *testing.T, cfg harness.Config) *harness.Result {
 	defer cancel()
 	res, err := harness.Run(ctx, cfg)
 	require.NoError(t, err)
-	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, exclusion_violations %d, failed_after_failover %d of %d, fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
+	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, sessions_unavailable %d, exclusion_violations %d, failed_after_failover %d of %d (%d more on unavailable sessions), fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
 		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.StuckSessions, res.StuckWaits, res.LockedAfterFailure,
-		res.SessionsLost, res.ExclusionViolations, res.FailedAfterFailover, res.RequestsAfterFailover, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
+		res.SessionsLost, res.SessionsUnavailable, res.ExclusionViolations, res.FailedAfterFailover, res.RequestsAfterFailover, res.FailedOnUnavailable, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
 	for _, f := range res.Findings {
 		t.Logf("finding: %s", f)
 	}
@@ -46,6 +46,7 @@ func requireClean(t *testing.T, res *harness.Result) {
 	require.Zero(t, res.LostUpdates, "lost_updates")
 	require.Zero(t, res.StuckLocks, "stuck_locks")
 	require.Zero(t, res.SessionsLost, "sessions_lost")
+	require.Zero(t, res.SessionsUnavailable, "sessions_unavailable")
 	require.Zero(t, res.ExclusionViolations, "exclusion_violations")
 	require.True(t, res.OK())
 	require.Empty(t, res.Violations())

@@ -172,6 +172,7 @@ var glossary = [][2]string{
 	{"burst makespan", "from a burst's first request sent to its last answer."},
 	{"bursts summed, x the least they needed", "the bursts' makespans added up, against the sum of each request's alone time: 19x means the requests spent about 95% of that time queued (in the browser, for the lock, for the server)."},
 	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies. A stretch without a holder from a fault until 1.5 s (the memcached store's failover time) after it ended is counted apart, not as stuck."},
+	{"sessions_unavailable", "sessions whose read of the final state after the run still failed unavailable after its retries (about a second): the end of a double fault may leave a session so. Their final values are unknown, so lost_updates and sessions_lost leave them out, and their requests that failed after the failover time are counted apart from failed_after_failover; their requests' waits and holders, and every other session, are still judged. A violation: a single fault must leave every session readable."},
 	{"unacked_commits", "increments stored although their request failed: the answer was lost, not the write; not a violation."},
 	{"fenced_writes_rejected", "commits refused because the lock had been taken over meanwhile: the fence working; not a violation."},
 	{"percentages of faults (-kill-node 40%)", "a share of the requests: 40% = after 40% of the target requests were sent."},
@@ -208,9 +209,10 @@ func writeInvariants(b *strings.Builder, r *Result) {
 	if !r.FailoverChecked {
 		status = "not promised by this store"
 	}
-	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx), of %d sent then", FailoverTime.Seconds(), r.RequestsAfterFailover),
+	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx), of %d sent then%s", FailoverTime.Seconds(), r.RequestsAfterFailover, onUnavailableNote(r)),
 		r.FailoverChecked && r.FailedAfterFailover > 0, status)
 	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
+	row("sessions_unavailable", r.SessionsUnavailable, "sessions the store still answered unavailable when read back at the end (their final values unchecked)", r.SessionsUnavailable > 0, "")
 	row("exclusion_violations", r.ExclusionViolations, "pairs of exclusive handlers of one session that ran at once", r.ExclusionViolations > 0, "")
 	missed := len(r.UnreachedFaults())
 	status = ""

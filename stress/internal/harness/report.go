@@ -53,6 +53,8 @@ func figures(r *Result) []figure {
 	bad(r.FailoverChecked && r.FailedAfterFailover > 0)
 	p("sessions_lost", "%d", r.SessionsLost)
 	bad(r.SessionsLost > 0)
+	p("sessions_unavailable", "%d (sessions still unavailable when read back at the end: their final values unchecked)", r.SessionsUnavailable)
+	bad(r.SessionsUnavailable > 0)
 	p("exclusion_violations", "%d", r.ExclusionViolations)
 	bad(r.ExclusionViolations > 0)
 	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
@@ -227,5 +229,14 @@ func failoverLine(r *Result) string {
 	if !r.FailoverChecked {
 		s += "; not an invariant of this store"
 	}
-	return s + ")"
+	return s + onUnavailableNote(r) + ")"
+}
+
+// onUnavailableNote says how many requests failed after the failover
+// time on sessions unavailable at the end (counted apart), or nothing.
+func onUnavailableNote(r *Result) string {
+	if r.FailedOnUnavailable == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d more on sessions unavailable at the end, counted in sessions_unavailable", r.FailedOnUnavailable)
 }

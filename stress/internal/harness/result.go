@@ -82,8 +82,24 @@ type Result struct {
 	FailedAfterFailover   int  `json:"failed_after_failover"`
 	RequestsAfterFailover int  `json:"requests_after_failover"`
 	FailoverChecked       bool `json:"failover_checked,omitempty"`
+	// FailedOnUnavailable: requests that would be FailedAfterFailover
+	// but were for a session still unavailable at the end (counted in
+	// SessionsUnavailable, a violation of its own), so reported apart.
+	FailedOnUnavailable int `json:"failed_after_failover_on_unavailable,omitempty"`
 	// SessionsLost: browsers whose session vanished or was replaced.
 	SessionsLost int `json:"sessions_lost"`
+	// SessionsUnavailable: sessions whose read-back at the end still
+	// failed with provider.ErrUnavailable after its retries (the end of
+	// a double fault may leave a session so: docs/replication.md section
+	// 8). Their final values are unknown, so LostUpdates and
+	// SessionsLost leave them out (a browser answered with another
+	// session still counts as lost), and their requests' failures after
+	// the failover time are FailedOnUnavailable, not
+	// FailedAfterFailover; whether they ended locked is unknown, but
+	// their requests' stuck waits and two holders are still counted. A
+	// violation: a run with no double fault must leave every session
+	// readable.
+	SessionsUnavailable int `json:"sessions_unavailable"`
 	// ExclusionViolations: pairs of exclusive handlers of one session
 	// that ran at the same time.
 	ExclusionViolations int `json:"exclusion_violations"`
@@ -218,6 +234,9 @@ func (r *Result) Violations() []string {
 	}
 	if r.SessionsLost > 0 {
 		v = append(v, "sessions_lost")
+	}
+	if r.SessionsUnavailable > 0 {
+		v = append(v, "sessions_unavailable")
 	}
 	if r.FailoverChecked && r.FailedAfterFailover > 0 {
 		v = append(v, "failed_after_failover")
