@@ -230,3 +230,8 @@ func SetNoBackoff(s *Store) { s.hooks.noBackoff = true }
 // SetBackoffHook installs f, called when a resolve call is about to back
 // off d after its nth refused decision.
 func SetBackoffHook(s *Store, f func(key string, n int, d time.Duration)) { s.hooks.backoff = f }
+
+// SetBuryCreation restores the code before review-lonewit m4's fix (the
+// model's BuryCreationFenced): R4.1 buries a creation's lone copy too,
+// after fencing its two empty peers, and answers not found.
+func SetBuryCreation(s *Store) { s.hooks.buryCreation = true }

@@ -332,6 +332,7 @@ type testHooks struct {
 	afterPromise            func(key string) // a decision stored its promise, its fence not yet sent
 	repairQueueOff          bool             // keys are never queued for R9 (tests run RepairKey themselves)
 	notFoundUnfenced        bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
+	buryCreation            bool             // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
 	decisionNoTouch         bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
 	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
 	backoff                 backoffHook      // a resolve call is about to back off after a refused decision

@@ -254,14 +254,23 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			return nil, true, nil
 		}
 		return nil, false, w.notFound(key, rs, o)
-	case data == 1 && empty == 2 && !b.NoWit:
+	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
 		// read's token) before answering not found, so that no late write
 		// can give it a second present record; refused: read again.
 		// Review 13e B2 (R0): first fence the two empties the decision
 		// relies on (re-stamp their blanks with the read's tokens), and
-		// bury only if both were stored: an Add in flight then cannot
-		// store its primary after its secondary was buried.
+		// bury only if both were stored.
+		//
+		// A creation's record (epoch 0, version 1) is never buried: it
+		// stays ErrUnavailable (below: one copy and nothing to fail over
+		// to) until it is written or expires. An Add in flight may have
+		// stored its secondary only (the fence would stop it), but a
+		// reader's R4.4 may also have established a creation's
+		// configuration that its Add then left without a witness (its
+		// undo), a value already returned, which one flush leaves alone
+		// (review-lonewit m4's cold review, B1; the model's
+		// BuryCreationFenced, rejected in TestLoneWitness).
 		if !w.fenceEmpties(ctx, key, rs) {
 			return nil, true, nil
 		}

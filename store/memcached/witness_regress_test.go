@@ -164,33 +164,54 @@ func hookedDialNth(addr *string, key string, nth int32, hook func()) func(contex
 }
 
 // B2: an Add stored the witness and the secondary; the witness node is
-// flushed and a reader sees one data copy and two empties (D3: bury).
-// The burial must fence both empties first, so that the Add's CAS of the
-// primary's blank is refused: never an acknowledged Add on one copy that
-// the next read reports not found.
+// flushed and a reader sees one data copy and two empties. A creation's
+// record is never buried (review-lonewit m4): the reader answers
+// ErrUnavailable and writes nothing, and the Add is acknowledged and
+// read. The code before (SetBuryCreation) fenced both empties and buried
+// the copy: the reader answered not found and the Add's CAS of the
+// primary's blank was refused (review 13e B2: never an acknowledged Add
+// on one copy that the next read reports not found), so no creation
+// survived a reader that overlapped it with the witness flushed.
 func TestBuryFencesEmptiesFirst(t *testing.T) {
-	servers := startNodes(t, 3)
-	const key = "bury"
-	var s2 *memcached.Store
-	var cands []string
-	var readerErr error
-	hook := func() {
-		require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(context.Background()))
-		_, readerErr = s2.Get(context.Background(), key)
-	}
-	var pAddr string
-	dial := hookedDial(&pAddr, key, hook)
-	s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
-	cands = memcached.WitnessCandidates(s2, key)
-	pAddr = cands[0] // before the dialling store exists
-	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
-	ctx := context.Background()
-	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-	t.Logf("concurrent reader during the Add: %v; Add: %v", readerErr, err)
-	require.ErrorIs(t, readerErr, provider.ErrNotFound)
-	_, gerr := s.Get(ctx, key)
-	if err == nil {
-		require.NoError(t, gerr, "acknowledged Add lost")
+	for _, c := range []struct {
+		name   string
+		broken func(*memcached.Store)
+	}{{"creation not buried", nil}, {"code-before", memcached.SetBuryCreation}} {
+		t.Run(c.name, func(t *testing.T) {
+			servers := startNodes(t, 3)
+			const key = "bury"
+			var s2 *memcached.Store
+			var cands []string
+			var readerErr error
+			hook := func() {
+				require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(context.Background()))
+				_, readerErr = s2.Get(context.Background(), key)
+			}
+			var pAddr string
+			dial := hookedDial(&pAddr, key, hook)
+			s2 = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			if c.broken != nil {
+				c.broken(s2)
+			}
+			cands = memcached.WitnessCandidates(s2, key)
+			pAddr = cands[0] // before the dialling store exists
+			s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial})
+			ctx := context.Background()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			t.Logf("concurrent reader during the Add: %v; Add: %v", readerErr, err)
+			e, gerr := s.Get(ctx, key)
+			if err == nil {
+				require.NoError(t, gerr, "acknowledged Add lost")
+				require.Equal(t, "v1", string(e.Value))
+			}
+			if c.broken != nil {
+				require.ErrorIs(t, readerErr, provider.ErrNotFound, "the code before buried the creation's copy")
+				require.Error(t, err, "the code before: the Add's primary CAS refused by the fence")
+				return
+			}
+			require.ErrorIs(t, readerErr, provider.ErrUnavailable, "a creation's lone copy is not buried")
+			require.NoError(t, err, "the Add, not fenced, is acknowledged")
+		})
 	}
 }
 

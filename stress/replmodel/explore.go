@@ -191,8 +191,8 @@ type Result struct {
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
 	// Buried counts lone copies buried before a "not found" (review-4 D3);
-	// BuriedCreations those of a creation's record (E0, V0), each after
-	// its two empty peers were re-stamped (review 13e B2, D3').
+	// BuriedCreations those of a creation's record (E0, V0): broken
+	// variants only (BuryCreation, BuryCreationFenced).
 	Buried, BuriedCreations int
 	// Takeovers counts explored steps in which an Add's read found a
 	// lone witness and blanks and took the key over (R8).
@@ -1093,7 +1093,8 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.DX, cl.DR1 = res.x, res.b
 			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
 			if res.fence != [numNodes]bool{} {
-				// Review 13e B2 (D3'): re-stamp both empty peers first,
+				// BuryCreationFenced (the store's rule until the sixth
+				// session of 2026-11-30): re-stamp both empty peers first,
 				// each with its read token; an absent one (no token to
 				// fence with) reads again, as a refusal does.
 				read := cl.R

@@ -127,20 +127,23 @@ const (
 	// blank afterwards and, with a copy the reader did not hear, revive
 	// the session the read reported expired.
 	NotFoundUnfenced
-	// CreationUnavailable is R4.1's lone copy before review-lonewit m4's
-	// alignment with the store: a lone copy is buried without first
-	// fencing its two empty peers, and a creation's record (E0, V0) is
-	// excluded from the burial (ErrUnavailable until it is written or
-	// expires), the model's own answer to BuryCreation; the store fenced
-	// and buried (review 13e B2, D3').
-	CreationUnavailable
+	// BuryCreationFenced is R4.1 as store/memcached ran it from review
+	// 13e B2 until the sixth session of 2026-11-30 (review-lonewit m4):
+	// the two empty peers re-stamped first, then any lone copy buried, a
+	// creation's record (E0, V0) included. The fence stops an Add in
+	// flight, but not every creation's record is an Add's: a reader's
+	// R4.4 can establish a creation's configuration whose Add then undoes
+	// its witness, and one flush leaves a lone creation's copy of a value
+	// already returned, which this variant buries (its cold review, B1:
+	// TestLoneWitness's scope of a lone witness of another configuration).
+	BuryCreationFenced
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
-	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "creation-unavailable"}
+	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -184,8 +187,9 @@ type resolution struct {
 	// token, and answers only if all were stored (refused or silent: read
 	// again). With Scope.WonBlanks a blank the read itself made (mg N's
 	// win) is not among them: no process held its token before the read.
-	// With bury: the lone copy's two empty peers, both re-stamped (each
-	// must be a blank: an absent one reads again) before the burial.
+	// With bury (BuryCreationFenced only): the lone copy's two empty
+	// peers, both re-stamped (each must be a blank: an absent one reads
+	// again) before the burial.
 	fence [numNodes]bool
 }
 
@@ -234,25 +238,27 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	}
 	// R4.1 (review-3 B1): one data record and its two peers absent or
 	// blank is not found. A live session has two present records under
-	// one fault (R8, R3, R7, R9), so this copy is expired or stale, or a
-	// creation no Add acknowledged yet: an Add in flight has stored its
-	// secondary, not yet its primary, and a read that overlaps it, its
-	// witness flushed, sees one copy. The burial (review-4 D3) therefore
-	// first re-stamps both empty peers with the read's tokens (review 13e
-	// B2, D3'), so that the Add's CAS on its primary's blank is refused
-	// and it is never acknowledged on one copy (BuryCreation buried with
-	// no fence and lost the session the Add then acknowledged).
-	creation := lone.E == 0 && lone.V == 0 && v == CreationUnavailable
+	// one fault (R8, R3, R7, R9), so this copy is expired or stale.
+	// A creation's record (E0, V0) is excluded: an Add in flight has
+	// stored its secondary, not yet its primary, and a read that overlaps
+	// it, its witness flushed, sees one copy (review-4 D3's burial would
+	// destroy the session the Add then acknowledges: BuryCreation); and a
+	// creation's configuration that a reader's R4.4 established, the Add
+	// then undoing its witness, is one flush from a lone copy of a value
+	// already returned (BuryCreationFenced, which first re-stamps the two
+	// empty peers: that stops the Add, not this).
+	fenced := v == BuryCreationFenced
+	creation := lone.E == 0 && lone.V == 0 && v != BuryCreation && !fenced
 	if nData == 1 && empty == 2 && !lone.NoWit && !creation && v != NoWitness && v != LoneCopyUnavailable {
 		if v == NoBury {
 			return resolution{kind: resNotFound}
 		}
-		// Bury it (review-4 D3): CAS it to a blank with the read's token,
-		// so that no late CAS can give it a second present record.
+		// Bury it first (review-4 D3): CAS it to a blank with the read's
+		// token, so that no late CAS can give it a second present record.
 		for i := range r {
 			if r[i].St == rOK && r[i].Rec == lone {
 				res := resolution{kind: resDecide, b: lone, x: uint8(i), rec1: Rec{K: blank}, single: true, bury: true}
-				if v != BuryCreation && v != CreationUnavailable {
+				if fenced {
 					for n := range r {
 						res.fence[n] = n != i
 					}

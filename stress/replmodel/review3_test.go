@@ -73,15 +73,6 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 			if r.Excepted+r.ExceptedUnavailable == 0 {
 				t.Error("the stated residual is never reached: the scope is weaker than the rule's window")
 			}
-			if tc.name == "against a second Add" {
-				// BuryCreation's counterexample is in this scope: the
-				// correct R4.1 buries a creation's lone copy too, after
-				// re-stamping its two empty peers (review 13e B2, D3').
-				t.Logf("creations' lone copies buried after their fence: %d explored steps", r.BuriedCreations)
-				if r.BuriedCreations == 0 {
-					t.Error("no creation's lone copy was buried: the scope does not reach R4.1's fenced burial of a creation")
-				}
-			}
 		})
 	}
 	t.Run("BuryCreation rejected", func(t *testing.T) {
@@ -178,7 +169,7 @@ func b2Scope(v Variant, reads int) Scope {
 		reader = []OpKind{Read, Read}
 	}
 	return Scope{Variant: v, Start: WitnessBlank, Repair: true, Expiry: true,
-		Programs: [][]OpKind{{Scan}, reader}, MaxFaults: 1, MaxStates: 400_000_000}
+		Programs: [][]OpKind{{Scan}, reader}, MaxFaults: 1, MaxStates: 150_000_000}
 }
 
 // TestLoneCopyBuried (review-4 B2, D3): R4.1 buries the lone copy before

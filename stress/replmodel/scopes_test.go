@@ -372,6 +372,12 @@ func TestLoneWitness(t *testing.T) {
 		t.Logf("takeovers: %d", r.Takeovers)
 		r = mustHold(t, "lone witness of another configuration", addUnresponsive(Correct, "0", [][]OpKind{{Create, Scan}, {Create}}, 1))
 		t.Logf("takeovers: %d; residual: %d reads find no session", r.Takeovers, r.Excepted)
+		// Review-lonewit m4's alignment, reviewed cold (B1): burying a
+		// creation's lone copy, even after fencing its two empty peers,
+		// loses a value a read returned: a scan's R4.4 establishes c1's
+		// creation over c0's witness, c1's Add undoes its witness, one
+		// flush leaves the lone copy.
+		rejected(t, addUnresponsive(BuryCreationFenced, "0", [][]OpKind{{Create, Scan}, {Create}}, 1), "FAULT", "cas blank")
 	}
 	r = Check(Scope{Variant: TakeoverNoPoison, Start: Empty, FinalDecides: true, Programs: createTwice, MaxFaults: 1})
 	report(t, TakeoverNoPoison.String(), r)
