@@ -1090,7 +1090,10 @@ func (x *explorer) advance(t *state, c int) string {
 			res.y = res.x
 		}
 		if res.bury {
-			cl.DX, cl.DR1 = res.x, res.b
+			cl.DX = res.x
+			if x.sc.Variant == BuryCreation || x.sc.Variant == BuryCreationFenced {
+				cl.DR1 = res.b // BuriedCreations (kept out of the correct rule's states)
+			}
 			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
 			if res.fence != [numNodes]bool{} {
 				// BuryCreationFenced (the store's rule until the sixth
@@ -1219,7 +1222,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		x.res.Buried++
-		if cl.DR1.E == 0 && cl.DR1.V == 0 {
+		if cl.DR1.K == data && cl.DR1.E == 0 && cl.DR1.V == 0 {
 			x.res.BuriedCreations++
 		}
 		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
