@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -485,20 +486,35 @@ func TestHandleStable(t *testing.T) {
 
 // TestLoneCopyBuried (review 4's D3): one data copy left, its peers
 // empty: "not found", and the copy is buried first (no record of the
-// session remains, so no late write can revive it).
+// session remains, so no late write can revive it). A creation's record
+// (never written since its Add) is not buried (review-lonewit m4):
+// ErrUnavailable, the copy left as it is.
 func TestLoneCopyBuried(t *testing.T) {
-	servers, s := witnessSetup(t, memcached.Config{})
-	ctx := context.Background()
-	cands := memcached.WitnessCandidates(s, "lone")
-	_, err := s.Add(ctx, "lone", []byte("v1"), time.Minute)
-	require.NoError(t, err)
-	for _, a := range []string{cands[1], cands[2]} {
-		require.NoError(t, serverAt(t, servers, a).FlushAll(ctx))
+	for _, written := range []bool{true, false} {
+		t.Run(fmt.Sprintf("written=%v", written), func(t *testing.T) {
+			servers, s := witnessSetup(t, memcached.Config{})
+			ctx := context.Background()
+			cands := memcached.WitnessCandidates(s, "lone")
+			cas, err := s.Add(ctx, "lone", []byte("v1"), time.Minute)
+			require.NoError(t, err)
+			if written {
+				_, err = s.CompareAndSwap(ctx, "lone", []byte("v2"), cas, time.Minute)
+				require.NoError(t, err)
+			}
+			for _, a := range []string{cands[1], cands[2]} {
+				require.NoError(t, serverAt(t, servers, a).FlushAll(ctx))
+			}
+			_, err = s.Get(ctx, "lone")
+			if !written {
+				require.ErrorIs(t, err, provider.ErrUnavailable, "a creation's lone copy")
+				require.Equal(t, uint32(1), kinds(t, cands, "lone")[0], "a creation's lone copy is not buried")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.Equal(t, [3]uint32{0, 0, 0}, kinds(t, cands, "lone"), "no data or witness left")
+			require.Empty(t, rawGet(t, cands[0], "lone").value, "the copy is buried as a blank")
+		})
 	}
-	_, err = s.Get(ctx, "lone")
-	require.ErrorIs(t, err, provider.ErrNotFound)
-	require.Equal(t, [3]uint32{0, 0, 0}, kinds(t, cands, "lone"), "no data or witness left")
-	require.Empty(t, rawGet(t, cands[0], "lone").value, "the copy is buried as a blank")
 }
 
 // TestColdTouchUsesEnvelopeTimeout (review 4's D1): a process that never
