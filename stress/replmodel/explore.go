@@ -1062,13 +1062,7 @@ func (x *explorer) advance(t *state, c int) string {
 				// CAS holding a token read before (R9's witness CAS, its
 				// reply lost) lands on one afterwards. Only a refusal
 				// (the read again) counts toward the cap.
-				read := cl.R
-				newRound(t, c)
-				for n := range uint8(numNodes) {
-					if res.fence[n] {
-						x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
-					}
-				}
+				x.fenceBlanks(t, c, res.fence)
 				cl.Phase = phNFFence
 				return ""
 			}
@@ -1108,12 +1102,7 @@ func (x *explorer) advance(t *state, c int) string {
 					}
 				}
 				cl.DTX, cl.DIX = tok, inc
-				newRound(t, c)
-				for n := range uint8(numNodes) {
-					if res.fence[n] {
-						x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
-					}
-				}
+				x.fenceBlanks(t, c, res.fence)
 				cl.Phase = phBuryFence
 				return ""
 			}
@@ -1418,6 +1407,20 @@ func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) *msg {
 		}
 	}
 	return m
+}
+
+// fenceBlanks starts a round of client c that re-stamps each node of
+// fence with the blank its last read returned there (its token, its
+// remaining TTL): R4.1's fence before a "not found" (review-ballot m4),
+// and BuryCreationFenced's before its burial.
+func (x *explorer) fenceBlanks(t *state, c int, fence [numNodes]bool) {
+	read := t.C[c].R
+	newRound(t, c)
+	for n := range uint8(numNodes) {
+		if fence[n] {
+			x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
+		}
+	}
 }
 
 // sessionT is client c's session timeout in ticks (timed scopes; 0: the
