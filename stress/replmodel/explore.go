@@ -155,6 +155,20 @@ type Scope struct {
 	// the CAS is sent again with that token; else unknown. Not on a
 	// candidate the process holds failed.
 	Reread bool
+	// CopyLife (expiry scopes, untimed): a copy expires no later than
+	// the item it copies, as the store's copyExp has it (witness_decide.go:
+	// a copy gets its source's remaining t less clockSlack, a re-stamp or
+	// fence keeps its item's own, R4.4's completion and R11's re-ballot
+	// the longer of the two, a client's write or an Add a new one); when
+	// an item expires, every copy bounded by it expires in the same step
+	// (and a copy still in flight expires as it lands). Without it every
+	// item expires in any order: a copy made after the deadline may
+	// outlive its source, which the store rules out (scope S3 of
+	// docs/replication-review-d3.md). The expiry's partial-order
+	// reduction stays exact: a copy expiring earlier than its source's
+	// expiry commutes with every step but a command on its own node, so
+	// it is explored there or with its source's.
+	CopyLife bool
 }
 
 // Result is what a run found.
@@ -511,6 +525,9 @@ func (x *explorer) dfs(s *state) {
 			if t.N[n].LagTried {
 				t.Faults++
 			}
+			if x.lives() {
+				unbind(t, n)
+			}
 			t.N[n] = node{Inc: t.N[n].Inc, Ctr: t.N[n].Ctr}
 			return ""
 		})
@@ -537,6 +554,9 @@ func (x *explorer) dfs(s *state) {
 				t.Faults++
 				excFault(t, n)
 			}
+			if x.lives() {
+				unbind(t, n)
+			}
 			t.N[n].Item, t.N[n].Tok = Rec{}, 0
 			t.N[n].noPromise()
 			return ""
@@ -547,6 +567,9 @@ func (x *explorer) dfs(s *state) {
 			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
 				excFault(t, n)
+				if x.lives() {
+					unbind(t, n)
+				}
 				t.N[n].Item, t.N[n].Tok = Rec{}, 0
 				t.N[n].noPromise()
 				return ""
@@ -582,6 +605,116 @@ func (x *explorer) expire(t *state, n int) {
 	t.Deadline = t.Deadline || t.N[n].Item.K != blank
 	t.N[n].Item, t.N[n].Tok = Rec{}, 0
 	t.N[n].noPromise()
+	if !x.lives() {
+		return
+	}
+	// Scope.CopyLife: the copies made from this item expire with it (a
+	// copy gets its source's t less clockSlack), one still in flight as
+	// it lands; R4.4's or R11's copy onto a data copy keeps that one's own.
+	t.N[n].Bnd = 0
+	for i := range t.M {
+		switch m := &t.M[i]; {
+		case !m.Used:
+		case m.Life == lifeCopy+uint8(n):
+			m.Life = lifeDead
+		case m.Life == lifeMax+uint8(n):
+			m.Life = lifeKeep
+		}
+	}
+	for k := range t.N {
+		if int(t.N[k].Bnd) == n+1 {
+			t.N[k].Bnd = 0
+			if t.N[k].Item.K != absent && !t.N[k].NoTTL {
+				x.expire(t, k)
+			}
+		}
+	}
+}
+
+// lives reports whether the scope bounds copies' lifetimes by their
+// sources' (Scope.CopyLife; untimed expiry scopes only).
+func (x *explorer) lives() bool { return x.sc.CopyLife && x.sc.Expiry && !x.sc.Timed }
+
+// setLife gives a write its lifetime (Scope.CopyLife only: elsewhere the
+// field stays 0, so that it splits no state).
+func (x *explorer) setLife(m *msg, life uint8) {
+	if x.lives() {
+		m.Life = life
+	}
+}
+
+// boundBy reports whether node a's item expires no later than node b's
+// (a chain of copies, Scope.CopyLife).
+func boundBy(t *state, a, b int) bool {
+	for range numNodes {
+		if t.N[a].Bnd == 0 {
+			return false
+		}
+		a = int(t.N[a].Bnd) - 1
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
+
+// unbind (Scope.CopyLife): node n's item is replaced by a write with a
+// lifetime of its own, or removed by a fault: what was bounded by it
+// (items, and copies in flight) is bounded by what bounded it (its old
+// expiry is no later), or by nothing.
+func unbind(t *state, n int) {
+	ob := t.N[n].Bnd
+	for k := range t.N {
+		if k != n && int(t.N[k].Bnd) == n+1 {
+			t.N[k].Bnd = ob
+		}
+	}
+	for i := range t.M {
+		m := &t.M[i]
+		if !m.Used || (m.Life != lifeCopy+uint8(n) && m.Life != lifeMax+uint8(n)) {
+			continue
+		}
+		switch {
+		case ob == 0:
+			m.Life = lifeFresh
+		case m.Life == lifeCopy+uint8(n):
+			m.Life = lifeCopy + ob - 1
+		default:
+			m.Life = lifeMax + ob - 1
+		}
+	}
+	t.N[n].Bnd = 0
+}
+
+// landed (Scope.CopyLife) gives node n's item, just stored by a write of
+// lifetime life, its bound.
+func (x *explorer) landed(t *state, n int, life uint8) {
+	switch {
+	case life == lifeKeep, life == lifeMax+uint8(n):
+		return // its own expiry (a source's bound handed over by unbind may be n itself)
+	case life == lifeCopy+uint8(n):
+		// No longer than n's previous item: what bounded that.
+		ob := t.N[n].Bnd
+		unbind(t, n)
+		t.N[n].Bnd = ob
+		return
+	case life >= lifeMax && life < lifeDead:
+		src := int(life - lifeMax)
+		if boundBy(t, src, n) {
+			return // the source is a copy of this item: it keeps its own
+		}
+		life = lifeFresh // the longer of two unrelated lifetimes: free
+		if boundBy(t, n, src) {
+			life = lifeCopy + uint8(src)
+		}
+	}
+	unbind(t, n)
+	switch {
+	case life == lifeDead:
+		x.expire(t, n)
+	case life >= lifeCopy && life < lifeMax:
+		t.N[n].Bnd = life - lifeCopy + 1
+	}
 }
 
 func b2u(b bool) uint8 {
@@ -760,6 +893,9 @@ func excFault(t *state, n int) {
 func (x *explorer) restart(t *state, n int) string {
 	t.Faults++
 	excFault(t, n)
+	if x.lives() {
+		unbind(t, n)
+	}
 	nd := &t.N[n]
 	nd.Item, nd.Tok, nd.Ctr = Rec{}, 0, 0
 	nd.noPromise()
@@ -785,6 +921,15 @@ func (x *explorer) deliver(t *state, i int) string {
 	t.M[i] = msg{}
 	prev := t.N[m.Node].Item.K
 	rep := exec(&t.N[m.Node], &m)
+	if x.lives() && (m.Op == opCAS || m.Op == opAdd) && rep.St == rOK {
+		x.landed(t, int(m.Node), m.Life)
+		if m.Write {
+			// R3 touches its configuration's third node (the witness,
+			// or a stale copy there: StaleTouched) with TW: a lifetime
+			// of its own.
+			unbind(t, 3-int(m.Rec.P)-int(m.Rec.Q))
+		}
+	}
 	if m.Write && rep.St == rOK && x.sc.WitnessTTL {
 		// R3's store on the primary sets the data's TTL: the witness
 		// of its configuration falls one write behind until its touch.
@@ -1117,6 +1262,15 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.DT = cl.R[res.b.P].Rem
 		}
 		cl.DX, cl.DY, cl.DR1, cl.DR2, cl.DAdd = res.x, res.y, res.rec1, res.rec2, res.add2
+		if x.lives() {
+			// The copy onto y: x's t less clockSlack (copyExp); R4.4's
+			// completion onto a data copy, and R11's re-ballot, keep
+			// y's own if longer.
+			cl.DL = lifeCopy + res.x
+			if res.reballot || res.complete && cl.R[res.y].St == rOK && cl.R[res.y].Rec.K == data {
+				cl.DL = lifeMax + res.x
+			}
+		}
 		cl.DT2, cl.DI2 = cl.R[res.y].Tok, cl.R[res.y].Inc
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
 		read := cl.R
@@ -1125,7 +1279,11 @@ func (x *explorer) advance(t *state, c int) string {
 			// R9: re-stamp both data copies (same content, new token);
 			// the blank gets the witness only if both were stored.
 			for _, n := range res.rs {
-				x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec).Prom = read[n].Prom
+				m := x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec)
+				m.Prom = read[n].Prom
+				// keepExp: its own t, or the other copy's carried
+				// over (copyExp) when longer (D2).
+				x.setLife(m, lifeMax+res.rs[0]+res.rs[1]-n)
 			}
 			cl.Phase = phRestamp
 			return ""
@@ -1141,10 +1299,12 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.DTX, cl.DIX = tx, ix
 			m := x.send(t, c, res.y, opCAS, cl.DT2, cl.DI2, read[res.y].Rec)
 			m.Prom, m.TTL = res.rec1.E, read[res.y].Rem
+			x.setLife(m, lifeKeep)
 			cl.Phase = phPromise
 			return ""
 		}
 		m := x.decide(t, c, cl.DX, tx, ix, cl.DR1)
+		x.setLife(m, lifeKeep) // x's own record, or its fence: its own expiry
 		if res.complete {
 			m.Prom = read[cl.DX].Prom // a re-stamp keeps the bytes
 		}
@@ -1172,7 +1332,7 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		cl.DT2, cl.DI2 = cl.R[cl.DY].Tok, cl.R[cl.DY].Inc
 		newRound(t, c)
-		x.decide(t, c, cl.DX, cl.DTX, cl.DIX, cl.DR1)
+		x.setLife(x.decide(t, c, cl.DX, cl.DTX, cl.DIX, cl.DR1), lifeKeep)
 		cl.Phase = phDec1
 		if x.sc.Variant == ParallelFailover {
 			x.sendSecond(t, c)
@@ -1388,9 +1548,9 @@ func (x *explorer) writeFailover(t *state, c int) {
 func (x *explorer) sendSecond(t *state, c int) {
 	cl := &t.C[c]
 	if cl.DAdd {
-		x.send(t, c, cl.DY, opAdd, 0, 0, cl.DR2)
+		x.setLife(x.send(t, c, cl.DY, opAdd, 0, 0, cl.DR2), cl.DL)
 	} else {
-		x.decide(t, c, cl.DY, cl.DT2, cl.DI2, cl.DR2)
+		x.setLife(x.decide(t, c, cl.DY, cl.DT2, cl.DI2, cl.DR2), cl.DL)
 	}
 }
 

@@ -93,6 +93,10 @@ type node struct {
 	// the item it was written with (PromTok, PromInc): every write, flush,
 	// restart or expiry that replaces the item ends it.
 	Prom, PromTok, PromInc uint8
+	// Bnd (Scope.CopyLife): 1 + the node whose item this item expires no
+	// later than (a copy made from it: the store's copyExp gives a copy
+	// its source's remaining t less clockSlack); 0 for none.
+	Bnd uint8
 }
 
 // noPromise forgets the promise with the item it was written with, so
@@ -135,7 +139,26 @@ type msg struct {
 	// Prom: the promise a CAS writes with its record (a decision's
 	// promise, or the one a re-stamp read and keeps); 0 for new content.
 	Prom uint8
+	// Life (Scope.CopyLife): the lifetime the write gives its item, one
+	// of the life constants.
+	Life uint8
 }
+
+// Lifetimes of a write (Scope.CopyLife), after the store's expirations
+// (witness_decide.go): lifeFresh, a new one (a client's T, an Add, a
+// witness, a blank); lifeKeep, the item's own (a re-stamp, a fence, a
+// promise: restampExp); lifeCopy+x, no longer than node x's item
+// (copyExp: a failover's copy); lifeMax+x, the longer of the item's own
+// and a copy of node x's (R4.4's completion and R11's re-ballot onto a
+// data copy: max(copyExp, restampExp)); lifeDead, a copy whose source
+// expired while it was in flight: it expires as it lands.
+const (
+	lifeFresh uint8 = iota
+	lifeKeep
+	lifeCopy
+	lifeMax  = lifeCopy + numNodes
+	lifeDead = lifeMax + numNodes
+)
 
 // Reply codes, and the states of a reply slot.
 const (
@@ -241,6 +264,9 @@ type client struct {
 	// remaining t of its base, or the caller's T for a write failover;
 	// BRem: the base's remaining TTL, for R3's undo.
 	DT, BRem uint8
+	// DL (Scope.CopyLife): the life of a decision's second write (the
+	// copy onto DY).
+	DL uint8
 	// Add's read-again (Scope.Reread): RN the candidate read again, RS
 	// the step (phase) it resolves, RR the reads so far (at most 2).
 	RN, RS, RR uint8

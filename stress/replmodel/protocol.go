@@ -182,6 +182,9 @@ type resolution struct {
 	// promise (R7, P1's fix): before the fence, CAS y (the failover's w)
 	// with its read token, its own record, and the new epoch promised.
 	promise bool
+	// reballot (R11.3): the promised y holds b's content (the store's
+	// re-ballot gives its copy the longer of both lifetimes).
+	reballot bool
 	// fence (R4.1, review-ballot m4): a "not found" with a candidate
 	// unheard first re-stamps these blanks it counted, each with its read
 	// token, and answers only if all were stored (refused or silent: read
@@ -320,7 +323,7 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		f.E, f.P, f.Q, f.Pend = maxEpoch(r)+1, x, w, true
 		g := f
 		g.Pend = false
-		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, promise: true}
+		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, promise: true, reballot: true}
 	}
 	if !b.Pend && holds(int(b.P), b) && holds(int(b.Q), b) {
 		switch {
