@@ -324,9 +324,12 @@ func promisesFailover(cfg Config) bool {
 	return err == nil && (mode == memcached.BackupWitness || mode == memcached.BackupDefault && nodes >= 3)
 }
 
-// faultWindows returns, per fault injected, the span from its start to a
-// failover time after its end, in Unix ns: requests sent within one may
-// fail.
+// faultWindows returns, per fault injected, the spans in which a request
+// sent may fail, in Unix ns: from its start to a failover time after its
+// end; for a node paused or cut off longer than a failover time, only a
+// failover time after its start and after its end (issue 13: once a node
+// has been down or unreachable for the failover time, no request fails;
+// its resumption, whose late commands then run, is a fault event too).
 func faultWindows(o observations) []span {
 	var out []span
 	for _, e := range o.events {
@@ -334,7 +337,12 @@ func faultWindows(o observations) []span {
 			continue
 		}
 		from := o.start + int64(e.AtMs*float64(time.Millisecond))
-		out = append(out, span{from, from + int64(e.DurationMs*float64(time.Millisecond)) + int64(FailoverTime)})
+		dur := int64(e.DurationMs * float64(time.Millisecond))
+		if (e.Kind == FaultPauseNode || e.Kind == FaultPartition) && dur > int64(FailoverTime) {
+			out = append(out, span{from, from + int64(FailoverTime)}, span{from + dur, from + dur + int64(FailoverTime)})
+			continue
+		}
+		out = append(out, span{from, from + dur + int64(FailoverTime)})
 	}
 	return out
 }

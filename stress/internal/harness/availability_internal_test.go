@@ -186,3 +186,40 @@ func TestRunPastFailover(t *testing.T) {
 	w.more = r.unsettled
 	require.Equal(t, 3, w.take(3), "budget spent, a fault unsettled")
 }
+
+// TestFailedDuringLongNodeFault (issue 13's availability: once a node has
+// been down or unreachable for the failover time, no request fails): a
+// node paused, or cut off from an app server, longer than a failover
+// time excuses the requests sent within a failover time of its start and
+// of its end, not those sent in between, which are counted.
+func TestFailedDuringLongNodeFault(t *testing.T) {
+	const start = int64(1_000_000) * msNs
+	for _, kind := range []string{FaultPauseNode, FaultPartition} {
+		t.Run(kind, func(t *testing.T) {
+			cfg := Config{Backend: BackendMemcached, Backup: "witness", Lease: time.Second}.withDefaults()
+			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}, start: start}
+			// The node out from 1000 to 5000 ms: failing over until
+			// 2500 ms, and again from 5000 to 6500 ms once it is back.
+			o.events = []Event{{AtMs: 1000, DurationMs: 4000, Kind: kind, Target: "memcached node 1"}}
+			id := uint64(0)
+			add := func(sentMs int64, status int) {
+				id++
+				o.requests = append(o.requests, &request{ID: id, Browser: 0, Route: RouteRead, SID: "A", Proc: 1,
+					Sent: start + sentMs*msNs, Recv: start + (sentMs+5)*msNs, Status: status, Reason: "status_" + strconv.Itoa(status)})
+			}
+			add(1400, 503) // failing over: excused
+			add(3000, 503) // the node out for longer than a failover time: counted
+			add(4900, 200) // fine
+			add(5500, 503) // its resumption's failover time: excused
+			add(6600, 500) // after it: counted
+			o.states = map[string]sessionState{"A": {Found: true}}
+			res := analyze(o)
+			require.Equal(t, 2, res.FailedAfterFailover)
+			require.Equal(t, 3, res.RequestsAfterFailover)
+			require.Equal(t, []string{
+				"failed after the failover time: app 1 read sent at 3000 ms, status 503",
+				"failed after the failover time: app 1 read sent at 6600 ms, status 500",
+			}, res.Findings)
+		})
+	}
+}

@@ -78,9 +78,12 @@ func TestRealFaults(t *testing.T) {
 		// node drawn from the seed, at least a tenth of the run apart.
 		{"flush-seeded", func(c *harness.Config) { c.FlushCount = 3; c.FlushNode = -1 },
 			"defect 1 (a flush between a commit's read and CAS deletes both copies) or defect 4 (a commit reported failed was applied)"},
-		{"partition", func(c *harness.Config) { c.Partition = span("30%:1.5s"); c.PartitionApp = 0 },
+		// The node paused or cut off for 3.5 s, past the failover time
+		// (1.5 s): the requests sent between a failover time after the
+		// fault began and its end must succeed too (faultWindows).
+		{"partition", func(c *harness.Config) { c.Partition = span("30%:3.5s"); c.PartitionApp = 0 },
 			"defect 2 (a node unreachable from one server only: another server's view of the node decides which copy it believes)"},
-		{"pause-node", func(c *harness.Config) { c.PauseNode = span("30%:1.5s") },
+		{"pause-node", func(c *harness.Config) { c.PauseNode = span("30%:3.5s") },
 			"defect 2 (a paused node lets another server read an old copy; an acknowledged commit is lost)"},
 	}
 	// open lists the default configuration's (the witness scheme's) open
