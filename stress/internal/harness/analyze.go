@@ -347,10 +347,11 @@ func faultWindows(o observations) []span {
 	return out
 }
 
-// checkFailover counts the requests sent after a fault, more than a
-// failover time after it ended, and within no other fault's window
-// (RequestsAfterFailover), and those of them that failed with a server
-// error (5xx: FailedAfterFailover).
+// checkFailover counts the requests sent after a fault and within no
+// fault's window (faultWindows: up to a failover time after a fault
+// ended, or for a node out longer than that, within a failover time of
+// its start or end) (RequestsAfterFailover), and those of them that
+// failed with a server error (5xx: FailedAfterFailover).
 // They are a violation when the store promises failover
 // (promisesFailover), with a finding each. A failure on a session still
 // unavailable at the end (SessionsUnavailable, its own violation) is
@@ -468,9 +469,9 @@ func checkLocks(o observations, res *Result) {
 			holds[sid] = append(holds[sid], span{r.Sent, to})
 		}
 	}
-	// From a fault until a failover time after it ended, a store may
-	// still be failing over: a wait's stretch without a holder there is
-	// reported apart (StuckWaitsInFailover).
+	// Within a fault's window (faultWindows) a store may still be
+	// failing over: a wait's stretch without a holder there is reported
+	// apart (StuckWaitsInFailover).
 	failover := faultWindows(o)
 	for sid, ws := range waits {
 		merged := mergeSpans(holds[sid])

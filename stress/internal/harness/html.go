@@ -171,7 +171,7 @@ var glossary = [][2]string{
 	{"alone", "how long one request of the route took with nothing else running (measured before the workload)."},
 	{"burst makespan", "from a burst's first request sent to its last answer."},
 	{"bursts summed, x the least they needed", "the bursts' makespans added up, against the sum of each request's alone time: 19x means the requests spent about 95% of that time queued (in the browser, for the lock, for the server)."},
-	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies. A stretch without a holder from a fault until 1.5 s (the memcached store's failover time) after it ended is counted apart, not as stuck."},
+	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies. A stretch without a holder from a fault until 1.5 s (the memcached store's failover time) after it ended (for a node paused or cut off longer than that, within 1.5 s of its start or its end) is counted apart, not as stuck."},
 	{"sessions_unavailable", "sessions whose read of the final state after the run still failed unavailable after its retries (about a second): the end of a double fault may leave a session so. Their final values are unknown, so lost_updates and sessions_lost leave them out, and their requests that failed after the failover time are counted apart from failed_after_failover; their requests' waits and holders, and every other session, are still judged. A violation: a single fault must leave every session readable."},
 	{"unacked_commits", "increments stored although their request failed: the answer was lost, not the write; not a violation."},
 	{"fenced_writes_rejected", "commits refused because the lock had been taken over meanwhile: the fence working; not a violation."},
@@ -209,7 +209,7 @@ func writeInvariants(b *strings.Builder, r *Result) {
 	if !r.FailoverChecked {
 		status = "not promised by this store"
 	}
-	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended that failed with a server error (5xx), of %d sent then%s", FailoverTime.Seconds(), r.RequestsAfterFailover, onUnavailableNote(r)),
+	row("failed_after_failover", r.FailedAfterFailover, fmt.Sprintf("requests sent more than %.1f s (the failover time) after a fault ended, or after a node fault began while it lasted, that failed with a server error (5xx), of %d sent then%s", FailoverTime.Seconds(), r.RequestsAfterFailover, onUnavailableNote(r)),
 		r.FailoverChecked && r.FailedAfterFailover > 0, status)
 	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
 	row("sessions_unavailable", r.SessionsUnavailable, "sessions the store still answered unavailable when read back at the end (their final values unchecked)", r.SessionsUnavailable > 0, "")

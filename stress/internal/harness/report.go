@@ -225,7 +225,7 @@ func failoverLine(r *Result) string {
 	if !slices.ContainsFunc(r.Events, func(e Event) bool { return !e.Missed && e.Kind != FaultError }) {
 		return "0 (no fault injected)"
 	}
-	s := fmt.Sprintf("%d of %d (requests sent more than %.1f s after a fault ended that failed with a 5xx", r.FailedAfterFailover, r.RequestsAfterFailover, FailoverTime.Seconds())
+	s := fmt.Sprintf("%d of %d (requests sent more than %.1f s after a fault ended, or after a node fault began while it lasted, that failed with a 5xx", r.FailedAfterFailover, r.RequestsAfterFailover, FailoverTime.Seconds())
 	if !r.FailoverChecked {
 		s += "; not an invariant of this store"
 	}

@@ -60,7 +60,8 @@ type Result struct {
 	// StuckWaitsInFailover: waits that would be StuckWaits but whose
 	// stretch without a holder lies within a failover time
 	// (FailoverTime) of a fault: from the fault to the failover time
-	// after it ended, a store may still be failing over
+	// after it ended (for a node out longer than that, within a failover
+	// time of its start or its end), a store may still be failing over
 	// (docs/replication.md section 9), so these are reported, not
 	// counted as stuck.
 	StuckWaitsInFailover int `json:"stuck_waits_in_failover,omitempty"`
@@ -73,7 +74,8 @@ type Result struct {
 	LockedAfterFailure int `json:"locked_after_failure,omitempty"`
 	// FailedAfterFailover: requests that failed with a server error (5xx)
 	// although sent more than a failover time (FailoverTime) after a
-	// fault ended and within no other fault's window: issue 13's
+	// fault ended, or after a node fault began while it lasts, and within
+	// no fault's window: issue 13's
 	// availability (docs/replication.md section 9) says every one must
 	// succeed. A violation when FailoverChecked: the run's store promises
 	// it (memcached's witness scheme); otherwise only reported.
