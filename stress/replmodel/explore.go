@@ -204,10 +204,8 @@ type Result struct {
 	// stated residual (the run stops there), ExceptedUnavailable final
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
-	// Buried counts lone copies buried before a "not found" (review-4 D3);
-	// BuriedCreations those of a creation's record (E0, V0): broken
-	// variants only (BuryCreation, BuryCreationFenced).
-	Buried, BuriedCreations int
+	// Buried counts lone copies buried before a "not found" (review-4 D3).
+	Buried int
 	// Takeovers counts explored steps in which an Add's read found a
 	// lone witness and blanks and took the key over (R8).
 	Takeovers int
@@ -1230,9 +1228,6 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		if res.bury {
 			cl.DX = res.x
-			if x.sc.Variant == BuryCreation || x.sc.Variant == BuryCreationFenced {
-				cl.DR1 = res.b // BuriedCreations (kept out of the correct rule's states)
-			}
 			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
 			if res.fence != [numNodes]bool{} {
 				// BuryCreationFenced (the store's rule until the sixth
@@ -1371,9 +1366,6 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		x.res.Buried++
-		if cl.DR1.K == data && cl.DR1.E == 0 && cl.DR1.V == 0 {
-			x.res.BuriedCreations++
-		}
 		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 			return v
 		}
