@@ -24,14 +24,32 @@ type expiryProbe struct {
 	stop At
 	sids []string // every session id it was answered with, in order
 	last int64    // Unix ns: the answer to its last request (0: none)
+	// okSent is when the last request answered with the current session
+	// was sent; replaced lists the requests answered with a new one.
+	okSent   int64
+	replaced []replacement
+}
+
+// replacement is a probe's request answered with a new session: the old
+// one was not found. prevSent is when the last request answered with the
+// old one was sent (it set the old one's expiry at that time or later).
+type replacement struct {
+	prevSent, sent, recv int64
 }
 
 // answered notes what a request of the probe got back.
 func (p *expiryProbe) answered(r *request) {
 	p.last = max(p.last, r.Recv)
-	if r.ok() && (len(p.sids) == 0 || p.sids[len(p.sids)-1] != r.SID) {
+	if !r.ok() {
+		return
+	}
+	if n := len(p.sids); n > 0 && p.sids[n-1] != r.SID {
+		p.replaced = append(p.replaced, replacement{prevSent: p.okSent, sent: r.Sent, recv: r.Recv})
+	}
+	if len(p.sids) == 0 || p.sids[len(p.sids)-1] != r.SID {
 		p.sids = append(p.sids, r.SID)
 	}
+	p.okSent = r.Sent
 }
 
 // openProbes creates the expiry probes' sessions, each with the own
@@ -112,6 +130,24 @@ func (r *runner) checkExpiry(ctx context.Context, probes []*expiryProbe, res *Re
 	}
 	res.ExpiryProbes = len(probes)
 	res.ExpiryTimeoutMs = ms(int64(r.cfg.ExpiryTimeout))
+	// A probe's session replaced while it was written: lost when the
+	// request that found it gone had its answer less than the timeout
+	// after the last request that wrote it was sent (the store keeps a
+	// session at least its timeout); else it may have expired (a request
+	// held up by a fault for longer than the timeout).
+	start := r.start.UnixNano()
+	for i, p := range probes {
+		for _, x := range p.replaced {
+			if x.recv < x.prevSent+int64(r.cfg.ExpiryTimeout) {
+				res.SessionsLost++
+				res.finding("session lost: expiry probe %d's session, written by a request sent at %.0f ms, was not found by one sent at %.0f ms and answered at %.0f ms, within its own timeout (%v)",
+					i, ms(x.prevSent-start), ms(x.sent-start), ms(x.recv-start), r.cfg.ExpiryTimeout)
+				continue
+			}
+			res.ExpiryReplaced++
+			res.ExpiryReplacedGapMaxMs = max(res.ExpiryReplacedGapMaxMs, ms(x.recv-x.prevSent))
+		}
+	}
 	faultsEnd := r.start.UnixNano()
 	for _, e := range r.events {
 		if !e.Missed && e.Kind != FaultError {

@@ -37,8 +37,8 @@ func run(t *testing.T, cfg harness.Config) *harness.Result {
 	t.Logf("counter: %s: %d histories, %d operations (longest %d, %d of unknown outcome), checked in %.1f ms (longest %.1f ms)",
 		res.CounterVerdict(), res.CounterHistories, res.CounterOps, res.CounterOpsMax, res.CounterMaybeOps, res.CounterCheckMs, res.CounterCheckMaxMs)
 	if res.ExpiryProbes > 0 {
-		t.Logf("expiry: %d probe sessions (own timeout %.0f ms), %d read-backs after waiting %.0f ms: %d revived, %d unchecked",
-			res.ExpiryProbes, res.ExpiryTimeoutMs, res.ExpiryReads, res.ExpiryWaitMs, res.ExpiredRevived, res.ExpiryUnchecked)
+		t.Logf("expiry: %d probe sessions (own timeout %.0f ms), %d read-backs after waiting %.0f ms: %d revived, %d unavailable, %d unchecked; %d found gone while written after a gap past their timeout (up to %.0f ms)",
+			res.ExpiryProbes, res.ExpiryTimeoutMs, res.ExpiryReads, res.ExpiryWaitMs, res.ExpiredRevived, res.ExpiredUnavailable, res.ExpiryUnchecked, res.ExpiryReplaced, res.ExpiryReplacedGapMaxMs)
 	}
 	for _, f := range res.Findings {
 		t.Logf("finding: %s", f)

@@ -263,5 +263,8 @@ func expiryLine(r *Result) string {
 	if r.ExpiryUnchecked > 0 {
 		s += fmt.Sprintf("; %d failed: unchecked", r.ExpiryUnchecked)
 	}
+	if r.ExpiryReplaced > 0 {
+		s += fmt.Sprintf("; %d probe sessions found gone while written, each more than their timeout after the last write was sent (up to %.0f ms): they may have expired", r.ExpiryReplaced, r.ExpiryReplacedGapMaxMs)
+	}
 	return s
 }

@@ -153,6 +153,14 @@ type Result struct {
 	ExpiryUnchecked    int     `json:"expiry_unchecked,omitempty"`
 	ExpiryTimeoutMs    float64 `json:"expiry_timeout_ms,omitempty"`
 	ExpiryWaitMs       float64 `json:"expiry_wait_ms,omitempty"`
+	// ExpiryReplaced: probes' sessions found gone while the probe still
+	// wrote them, more than their timeout after the last write was sent
+	// (a request held up by a fault: they may have expired; not a
+	// violation; ExpiryReplacedGapMaxMs is the longest such gap, from
+	// the last write's sending to the answer that found it gone). One
+	// found gone sooner is lost, counted in SessionsLost.
+	ExpiryReplaced         int     `json:"expiry_replaced,omitempty"`
+	ExpiryReplacedGapMaxMs float64 `json:"expiry_replaced_gap_max_ms,omitempty"`
 	// FencedWritesRejected: commits refused because their lock had been
 	// taken over (the fence working, not a violation).
 	FencedWritesRejected int64 `json:"fenced_writes_rejected"`
