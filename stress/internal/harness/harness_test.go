@@ -34,6 +34,12 @@ func run(t *testing.T, cfg harness.Config) *harness.Result {
 	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, sessions_unavailable %d, exclusion_violations %d, failed_after_failover %d of %d (%d more on unavailable sessions), fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
 		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.StuckSessions, res.StuckWaits, res.LockedAfterFailure,
 		res.SessionsLost, res.SessionsUnavailable, res.ExclusionViolations, res.FailedAfterFailover, res.RequestsAfterFailover, res.FailedOnUnavailable, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
+	t.Logf("counter: %s: %d histories, %d operations (longest %d, %d of unknown outcome), checked in %.1f ms (longest %.1f ms)",
+		res.CounterVerdict(), res.CounterHistories, res.CounterOps, res.CounterOpsMax, res.CounterMaybeOps, res.CounterCheckMs, res.CounterCheckMaxMs)
+	if res.ExpiryProbes > 0 {
+		t.Logf("expiry: %d probe sessions (own timeout %.0f ms), %d read-backs after waiting %.0f ms: %d revived, %d unavailable, %d unchecked; %d found gone while written after a gap past their timeout (up to %.0f ms)",
+			res.ExpiryProbes, res.ExpiryTimeoutMs, res.ExpiryReads, res.ExpiryWaitMs, res.ExpiredRevived, res.ExpiredUnavailable, res.ExpiryUnchecked, res.ExpiryReplaced, res.ExpiryReplacedGapMaxMs)
+	}
 	for _, f := range res.Findings {
 		t.Logf("finding: %s", f)
 	}
@@ -48,6 +54,10 @@ func requireClean(t *testing.T, res *harness.Result) {
 	require.Zero(t, res.SessionsLost, "sessions_lost")
 	require.Zero(t, res.SessionsUnavailable, "sessions_unavailable")
 	require.Zero(t, res.ExclusionViolations, "exclusion_violations")
+	require.Zero(t, res.CounterNotLinearizable, "counter_not_linearizable")
+	require.Zero(t, res.CounterUnchecked, "counter histories unchecked")
+	require.Zero(t, res.ExpiredRevived, "expired_session_revived")
+	require.Zero(t, res.ExpiryUnchecked, "expiry read-backs failed")
 	require.True(t, res.OK())
 	require.Empty(t, res.Violations())
 }
