@@ -187,6 +187,14 @@ func TestRealFaults(t *testing.T) {
 				if len(flushed) != cfg.FlushCount {
 					t.Fatalf("%d flushes injected, want %d: %v", len(flushed), cfg.FlushCount, res.Events)
 				}
+				// Flushes of one node only are one node's loss, a single
+				// fault however often repeated: the double fault's
+				// allowance needs two nodes flushed.
+				slices.Sort(flushed)
+				if len(slices.Compact(flushed)) < 2 && tc.may != nil && tc.backup == "" {
+					t.Logf("every flush hit %s: a single node's loss, every invariant must hold", flushed[0])
+					tc.defect, tc.may = "", nil
+				}
 			}
 			var expected, v []string
 			for _, x := range res.Violations() {
