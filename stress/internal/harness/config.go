@@ -512,8 +512,8 @@ func (c Config) check() error {
 		return bad("-flush-count needs managed memcached nodes (-managed N) and neither -flush nor -flush-all")
 	case c.FlushCount > 0 && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
 		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
-	case !c.Partition.IsZero() && (c.Backend != BackendMemcached || c.Managed < 1 || c.Procs < 2 || c.InProcess):
-		return bad("-partition needs -backend memcached with managed nodes and at least 2 app processes (not -inproc)")
+	case !c.Partition.IsZero() && (c.Backend != BackendMemcached && c.Backend != BackendTiered || c.Managed < 1 || c.Procs < 2 || c.InProcess):
+		return bad("-partition needs -backend memcached or tiered with managed nodes and at least 2 app processes (not -inproc)")
 	case !c.Partition.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed || c.PartitionApp < 0 || c.PartitionApp >= c.Procs):
 		return bad("-partition: node %d or app %d out of range", c.FaultNode, c.PartitionApp)
 	case !c.PauseApp.IsZero() && (c.Procs < 2 || c.InProcess):

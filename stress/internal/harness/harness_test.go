@@ -156,23 +156,27 @@ func TestMemcachedNodeKilled(t *testing.T) {
 }
 
 // TestTieredSurvivesFlush runs two app servers on the tiered backend
-// (managed memcached in front of PostgreSQL) and flushes memcached
-// mid-run: every session survives from the durable tier, nothing
+// (three managed memcached nodes, the cache's default witness scheme, in
+// front of PostgreSQL) and flushes every memcached node mid-run, one after
+// the other: every session survives from the durable tier, nothing
 // acknowledged is lost, no lock stays stuck. Requests whose lock the flush
-// took are fenced (409), never acknowledged.
+// took are fenced (409), never acknowledged. (On two nodes the cache is
+// BackupOn, whose copies can go back in time between two flushes: tiered's
+// documented undetected case, store/tiered's doc; one lost update in one
+// make test run of 2026-11-30, none in 62 runs since.)
 func TestTieredSurvivesFlush(t *testing.T) {
 	skipWithoutMemcached(t)
 	skipWithoutPostgres(t)
 	at, err := harness.ParseAt("40%")
 	require.NoError(t, err)
 	res := run(t, harness.Config{
-		Backend: harness.BackendTiered, Managed: 2,
+		Backend: harness.BackendTiered, Managed: 3,
 		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 1500,
 		SlowTime: time.Millisecond, Flush: at, FlushAll: true,
 	})
 	requireClean(t, res)
 	require.Len(t, res.Events, 1)
-	require.Contains(t, res.Events[0].What, "flushed all 2 memcached nodes")
+	require.Contains(t, res.Events[0].What, "flushed all 3 memcached nodes")
 	require.Zero(t, res.SessionsLost)
 }
 

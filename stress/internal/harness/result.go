@@ -79,7 +79,8 @@ type Result struct {
 	// no fault's window: issue 13's
 	// availability (docs/replication.md section 9) says every one must
 	// succeed. A violation when FailoverChecked: the run's store promises
-	// it (memcached's witness scheme); otherwise only reported.
+	// it (memcached's witness scheme, alone or as tiered's cache);
+	// otherwise only reported.
 	// RequestsAfterFailover counts the requests sent in that time, those
 	// the check looked at (none: it checked nothing).
 	FailedAfterFailover   int  `json:"failed_after_failover"`
