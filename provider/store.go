@@ -171,6 +171,17 @@ var (
 	// wraps ErrNotFound, so callers that treat it as not found (the
 	// provider starts a new session) need no change.
 	ErrSessionLost = fmt.Errorf("sessionlock: session lost: %w", ErrNotFound)
+	// ErrUnconfirmed: the store holds a record of the key that it cannot
+	// confirm, and serves nothing: one copy of a replicated record whose
+	// other copies all answered empty, with nothing to tell whether it is
+	// the session's last copy or what is left of an unfinished write
+	// (memcached's witness replication: a creation's or a witness-less
+	// record left alone, docs/replication.md R4.1). It stays so until it
+	// is written over or expires. It wraps ErrUnavailable, so callers
+	// that treat it as unavailable need no change. A store that holds the
+	// session's data elsewhere may replace it: tiered deletes it from its
+	// cache and revives its durable copy.
+	ErrUnconfirmed = fmt.Errorf("sessionlock: record unconfirmed: %w", ErrUnavailable)
 	// ErrNoAppend: an Appender did not append (it cannot for this key
 	// now) and sent nothing; write the whole value instead.
 	ErrNoAppend = errors.New("sessionlock: store did not append")

@@ -111,6 +111,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.PartitionApp, "partition-app", 0, "index of the app process -partition cuts off")
 	fs.IntVar(&c.FaultNode, "fault-node", 0, "index of the managed node -kill-node and -restart-node act on")
 	fs.BoolVar(&c.AllowUnreachedFaults, "allow-unreached-faults", false, "do not fail the run when a configured fault was never reached (the workload ended first)")
+	fs.IntVar(&c.ExpiryProbes, "expiry-probes", 0, "add N sessions of a short own timeout, left idle past it across the faults, and read them back once they must have expired: each must be a new session (expired_session_revived)")
+	fs.DurationVar(&c.ExpiryTimeout, "expiry-timeout", 0, "the -expiry-probes sessions' own timeout (default 1s)")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay added to the store's traffic each way, through an in-process TCP proxy")
 	fs.BoolVar(&o.compare, "compare", false, "run the workload with our waiting strategy and with ASP.NET's, and print the ratios")

@@ -382,6 +382,12 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
+	if data == 1 && empty == 2 {
+		// A creation's or a witness-less lone copy (R4.1 does not bury
+		// them), both other candidates answered empty: unconfirmed, not
+		// merely unreachable (tiered replaces it from its durable tier).
+		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
+	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
 }
 

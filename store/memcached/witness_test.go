@@ -507,6 +507,7 @@ func TestLoneCopyBuried(t *testing.T) {
 			_, err = s.Get(ctx, "lone")
 			if !written {
 				require.ErrorIs(t, err, provider.ErrUnavailable, "a creation's lone copy")
+				require.ErrorIs(t, err, provider.ErrUnconfirmed, "both other candidates answered empty")
 				require.Equal(t, uint32(1), kinds(t, cands, "lone")[0], "a creation's lone copy is not buried")
 				return
 			}
@@ -515,6 +516,25 @@ func TestLoneCopyBuried(t *testing.T) {
 			require.Empty(t, rawGet(t, cands[0], "lone").value, "the copy is buried as a blank")
 		})
 	}
+}
+
+// TestLoneCopySilentPeerNotUnconfirmed: a creation's copy whose other data
+// copy is gone while the witness's node does not answer (paused) is
+// unavailable, not unconfirmed (provider.ErrUnconfirmed, which tiered
+// deletes and revives): the silent node may hold a record.
+func TestLoneCopySilentPeerNotUnconfirmed(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{Timeout: 200 * time.Millisecond, FailoverAfter: 300 * time.Millisecond})
+	ctx := context.Background()
+	cands := memcached.WitnessCandidates(s, "lone")
+	_, err := s.Add(ctx, "lone", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
+	paused := serverAt(t, servers, cands[2])
+	require.NoError(t, paused.Pause())
+	t.Cleanup(func() { _ = paused.Resume() })
+	_, err = s.Get(ctx, "lone")
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrUnconfirmed, "the witness's node did not answer")
 }
 
 // TestColdTouchUsesEnvelopeTimeout (review 4's D1): a process that never

@@ -107,6 +107,14 @@
 // durable copy, and the data the cache lost stays lost
 // (TestCacheGoneBackIsRevived covers the refused case).
 //
+// A cache that holds a record it cannot confirm (provider.ErrUnconfirmed:
+// memcached's witness replication left with one copy of a creation, or of
+// a witness-less record, and its two other records empty, as a revival's
+// cache Add cut short by a loss of the whole cache leaves it) would report
+// the session unavailable until the record expires. Tiered deletes that
+// record from the cache, a loss of the key's cache record, and revives the
+// durable copy as on a miss (Stats.UnconfirmedDeleted).
+//
 // A corrupt durable copy is reported (an error wrapping provider.ErrCorrupt)
 // and never put in the cache. If the cache itself is unavailable, requests
 // fail: the lock has no other authority.

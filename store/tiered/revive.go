@@ -71,7 +71,7 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 				s.saw(key, e)
 				return e, nil
 			}
-			if !errors.Is(err, provider.ErrNotFound) {
+			if err = s.dropUnconfirmed(ctx, key, err); !errors.Is(err, provider.ErrNotFound) {
 				return provider.Entry{}, err
 			}
 		}
@@ -120,7 +120,7 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 	unreadable := 0 // attempts whose Get found nothing and whose Add found something
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		cur, err := s.cache.Get(ctx, key)
-		if errors.Is(err, provider.ErrNotFound) {
+		if err = s.dropUnconfirmed(ctx, key, err); errors.Is(err, provider.ErrNotFound) {
 			_, err := s.cache.Add(ctx, key, revived, ttl)
 			if err != nil && !errors.Is(err, provider.ErrExists) {
 				return provider.Entry{}, err

@@ -98,6 +98,10 @@ type Stats struct {
 	// failed meanwhile, or the durable tier could not tell whether a
 	// revival adopted them): reported as provider.ErrOutcomeUnknown.
 	UnknownOutcomes uint64
+	// UnconfirmedDeleted counts cache records deleted because the cache
+	// could not confirm them (provider.ErrUnconfirmed: a lone copy of a
+	// replicated cache), each then revived from the durable tier.
+	UnconfirmedDeleted uint64
 }
 
 // Store is a provider.Store with a cache in front of a durable store. See
@@ -115,7 +119,7 @@ type Store struct {
 	flights  map[string]*flight
 
 	durableWrites, refreshes, revivals, staleWrites, refreshErrors atomic.Uint64
-	undone, adopted, unknownOutcomes                               atomic.Uint64
+	undone, adopted, unknownOutcomes, unconfirmedDeleted           atomic.Uint64
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -167,6 +171,8 @@ func (s *Store) Stats() Stats {
 		Undone:          s.undone.Load(),
 		Adopted:         s.adopted.Load(),
 		UnknownOutcomes: s.unknownOutcomes.Load(),
+
+		UnconfirmedDeleted: s.unconfirmedDeleted.Load(),
 	}
 }
 
@@ -199,10 +205,31 @@ func (s *Store) Get(ctx context.Context, key string) (provider.Entry, error) {
 		s.saw(key, e)
 		return e, nil
 	}
-	if !errors.Is(err, provider.ErrNotFound) {
+	if err = s.dropUnconfirmed(ctx, key, err); !errors.Is(err, provider.ErrNotFound) {
 		return provider.Entry{}, err
 	}
 	return s.reviveOnce(ctx, key)
+}
+
+// dropUnconfirmed handles a cache answer err for key. When the cache holds
+// a record it cannot confirm (provider.ErrUnconfirmed: one copy of a
+// replicated cache, every other copy empty, which it would report
+// unavailable until the record expires), the record is deleted from the
+// cache: the durable tier holds the session's data, so this is a loss of
+// that key's cache record, which the caller then treats as a miss (the
+// revival's claim fences a holder of a lock in the deleted record, as
+// after any cache loss). It returns an error wrapping provider.ErrNotFound
+// once the record is gone, and err itself otherwise (another error, or a
+// delete that failed, whose error it names without wrapping).
+func (s *Store) dropUnconfirmed(ctx context.Context, key string, err error) error {
+	if !errors.Is(err, provider.ErrUnconfirmed) {
+		return err
+	}
+	if derr := s.cache.Delete(ctx, key); derr != nil && !errors.Is(derr, provider.ErrNotFound) {
+		return fmt.Errorf("%w (deleting the unconfirmed record failed: %v)", err, derr)
+	}
+	s.unconfirmedDeleted.Add(1)
+	return fmt.Errorf("tiered: the cache held an unconfirmed record, deleted (%v): %w", err, provider.ErrNotFound)
 }
 
 // saw remembers a record read from the cache.
@@ -617,7 +644,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	err := s.cache.Touch(ctx, key, ttl)
+	err := s.dropUnconfirmed(ctx, key, s.cache.Touch(ctx, key, ttl))
 	if errors.Is(err, provider.ErrNotFound) {
 		if _, err = s.reviveOnce(ctx, key); err != nil {
 			return err
@@ -654,6 +681,7 @@ func (s *Store) GetAndTouch(ctx context.Context, key string, ttl time.Duration) 
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		e, err := s.cacheGetAndTouch(ctx, key, ttl)
+		err = s.dropUnconfirmed(ctx, key, err)
 		switch {
 		case errors.Is(err, provider.ErrNotFound):
 			if _, err := s.reviveOnce(ctx, key); err != nil {

@@ -1202,6 +1202,8 @@ func addStats(a, b tiered.Stats) tiered.Stats {
 		Undone:          a.Undone + b.Undone,
 		Adopted:         a.Adopted + b.Adopted,
 		UnknownOutcomes: a.UnknownOutcomes + b.UnknownOutcomes,
+
+		UnconfirmedDeleted: a.UnconfirmedDeleted + b.UnconfirmedDeleted,
 	}
 }
 

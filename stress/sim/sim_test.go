@@ -15,15 +15,16 @@ import (
 )
 
 var (
-	flagSeeds   = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 1200, make sim more)")
-	flagFirst   = flag.Uint64("first", 1, "TestSim: first seed")
-	flagSeed    = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
-	flagReplays = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
-	flagKinds   = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
-	flagConns   = flag.String("conns", "", "the memcached Stores' connections: pooled, pipelined, or by default half the seeds each (seeds 2 and 3 modulo 4 pooled); the witness scheme is always pooled")
-	flagOneCopy = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
-	flagAppends = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
-	flagTiered  = flag.Bool("tiered", false, "TestReplay (TestSim skips): the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
+	flagSeeds         = flag.Int("seeds", 0, "TestSim: number of seeds to run (0 skips TestSim; scripts/test.sh runs 1200, make sim more)")
+	flagFirst         = flag.Uint64("first", 1, "TestSim: first seed")
+	flagSeed          = flag.Uint64("seed", 0, "TestReplay: the seed to replay")
+	flagReplays       = flag.Int("replays", 5, "TestReplay: how many times to replay -seed")
+	flagKinds         = flag.String("kinds", "", "comma-separated fault kinds to draw (default all)")
+	flagConns         = flag.String("conns", "", "the memcached Stores' connections: pooled, pipelined, or by default half the seeds each (seeds 2 and 3 modulo 4 pooled); the witness scheme is always pooled")
+	flagOneCopy       = flag.Bool("one-copy", false, "TestReplay: one node (one copy), lock changes appended as deltas (TestSimOneCopy's seeds)")
+	flagAppends       = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
+	flagClientTimeout = flag.Duration("client-timeout", 0, "TestSim, TestSimTiered, TestReplay: the memcached Stores' client timeout (default DefaultParams' 300 ms, the independent fault test's; the store's own default, 500 ms, is its Config's zero value)")
+	flagTiered        = flag.Bool("tiered", false, "TestReplay (TestSim skips): the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
 )
 
 func params() Params {
@@ -45,6 +46,9 @@ func params() Params {
 	}
 	p.conns = conns
 	p.Tiered = *flagTiered
+	if *flagClientTimeout > 0 {
+		p.Timeout = *flagClientTimeout
+	}
 	mode, ok := backupModes[*flagBackup]
 	if !ok {
 		panic(fmt.Sprintf("-backup %q: want on, off or witness", *flagBackup))

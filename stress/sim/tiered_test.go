@@ -70,31 +70,17 @@ func epochHolders(r *Result) []Violation {
 	return out
 }
 
-// cacheWedged reports whether v is tiered's known open issue over the
-// witness cache (docs/simulation.md): after a loss of every cache copy,
-// a revival's cache Add that failed half-way leaves the key with one data
-// copy and no witness; the cache then reports the session unavailable
-// ("one copy and nothing to fail over to") until that record expires.
-// Every request of the session fails after the faults healed (stuck);
-// never a lost or wrong value. Its other form, a witness and no data copy
-// (every read found no record and every add found one: tiered's refill
-// gave up, errCacheWedged), is gone since R8's Add over a lone witness
-// (docs/replication.md): before it, 6 of 60 flush-each and 5 of 60
-// double seeds wedged so, after it 0 of 120 (and 0 of 400 flush-all and
-// revive-mid-commit seeds, which the Add's undo fix had already cleared);
-// it is no longer tolerated.
-func cacheWedged(v Violation) bool {
-	return v.Inv == InvStuck && strings.Contains(v.Detail, "one copy and nothing to fail over to")
-}
-
-// maxWedged: more than one seed in maxWedged of a cache loss kind that is
-// not a double fault of the cache (and more than three) with cacheWedged
-// fails: the known issue got worse. The rate depends on the goroutine
-// scheduling, so on the machine's load: about 1 seed in 60 to 120 of
-// flush-all and revive-mid-commit in 1020-seed runs, 2 of 40 of
-// TestSimFencedButApplied's in a stage run at a load average of 20 (on
-// two cores).
-const maxWedged = 4
+// The witness cache's wedge (until the seventh session of 2026-11-30 a
+// known open issue, tolerated in up to 1 seed in 4 of a cache loss kind):
+// after a loss of every cache copy, a revival's cache Add that failed
+// half-way left the key with one data copy and no witness, which the
+// cache reported unavailable ("one copy and nothing to fail over to")
+// until the record expired: every request of the session failed after
+// the faults healed. The cache now reports such a copy unconfirmed
+// (provider.ErrUnconfirmed), and tiered deletes it and revives the
+// durable copy (Stats.UnconfirmedDeleted; TestUnconfirmedCacheRecordRevived
+// in store/sqlstore/internal/tieredtest fails on the code before). It is
+// no longer tolerated: a session stuck so fails as any other.
 
 // maxLateUnknown: more than one seed in maxLateUnknown (and more than
 // one) of a kind that loses no session's every cache copy and is not a
@@ -135,11 +121,10 @@ var singleNodeFaults = []FaultKind{FaultFlush, FaultRestart, FaultKill, FaultPau
 //
 // It runs over the default cache (the witness scheme on 3 nodes) and,
 // with -seeds (the sim stage), over BackupOn (the default when the test
-// was written). Over the witness cache a session may end stuck from the
-// cache's known open issue (cacheWedged; seed 127 of a 200-seed run, 273
-// of a 400-seed run, 0 to 2 of 40): printed as KNOWN OPEN, at most 1 seed
-// in maxWedged (and 3). Every other invariant must hold, two holders
-// within one epoch (epochHolders) included.
+// was written). Every invariant but two holders across a revival (the
+// fenced holder's lease, by design) must hold, two holders within one
+// epoch (epochHolders) included; a session stuck in the witness cache's
+// former wedge (seeds 127 and 273 before the seventh session) fails too.
 func TestSimFencedButApplied(t *testing.T) {
 	const seeds = 40
 	caches := []memcached.BackupMode{memcached.BackupDefault}
@@ -155,20 +140,12 @@ func TestSimFencedButApplied(t *testing.T) {
 		name := backupName(p.scheme())
 		t.Run(name, func(t *testing.T) {
 			var adopted, undone, unknown uint64
-			var wedged []uint64
 			for seed := uint64(1); seed <= seeds; seed++ {
 				r := runSeed(t, seed, p)
 				adopted += r.Tiered.Adopted
 				undone += r.Tiered.Undone
 				unknown += r.Tiered.UnknownOutcomes
 				for _, v := range r.Violations {
-					if p.scheme() == memcached.BackupWitness && cacheWedged(v) {
-						fmt.Printf("KNOWN OPEN (%s, the witness cache wedged after a cache loss): seed %d: %s\n", v.Inv, r.Seed, v)
-						if !slices.Contains(wedged, seed) {
-							wedged = append(wedged, seed)
-						}
-						continue
-					}
 					if v.Inv != InvTwoHolders {
 						t.Errorf("%s", report(r))
 						break
@@ -178,12 +155,9 @@ func TestSimFencedButApplied(t *testing.T) {
 					t.Errorf("two holders within one epoch: %v\n%s", within, report(r))
 				}
 			}
-			t.Logf("%d seeds: %d commits adopted by a revival, %d undone, %d unknown outcomes; %d seeds wedged (known open: %v)", seeds, adopted, undone, unknown, len(wedged), wedged)
+			t.Logf("%d seeds: %d commits adopted by a revival, %d undone, %d unknown outcomes", seeds, adopted, undone, unknown)
 			if adopted == 0 {
 				t.Errorf("no commit was adopted by a revival in %d seeds: the fault missed its window", seeds)
-			}
-			if len(wedged) > max(3, seeds/maxWedged) {
-				t.Errorf("%d of %d seeds wedged the cache (%v): more than the known open issue's 1 in %d", len(wedged), seeds, wedged, maxWedged)
 			}
 		})
 	}
@@ -230,7 +204,7 @@ func TestSimTiered(t *testing.T) {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := tieredParams()
-	p.Kinds, p.Backup = params().Kinds, params().Backup
+	p.Kinds, p.Backup, p.Timeout = params().Kinds, params().Backup, params().Timeout
 	results, tl, cov := sweep(t, "tiered, backup "+p.scheme().String(), p, max(len(p.kinds())*4, *flagSeeds/6))
 	var st tiered.Stats
 	for _, r := range results {
@@ -267,7 +241,7 @@ func TestSimTiered(t *testing.T) {
 			loss := slices.Contains(cacheLossKinds, k)
 			double := slices.Contains(cacheDoubleFaults, k)
 			single := slices.Contains(singleNodeFaults, k)
-			var wedged, revivedUnder, lateUnknown []uint64
+			var revivedUnder, lateUnknown []uint64
 			revivalHolders := 0
 			for _, r := range results {
 				if KindOf(r.Seed, p.kinds()) != k {
@@ -278,11 +252,6 @@ func TestSimTiered(t *testing.T) {
 					switch {
 					case v.Inv == InvTwoHolders:
 						continue // re-checked within epochs below
-					case loss && cacheWedged(v):
-						fmt.Printf("KNOWN OPEN (%s, the witness cache wedged after a cache loss): seed %d (%s): %s\n", v.Inv, r.Seed, k, v)
-						if !slices.Contains(wedged, r.Seed) {
-							wedged = append(wedged, r.Seed)
-						}
 					case double && v.Inv == InvStuck:
 						t.Logf("allowed under a double fault of the cache (section 8): seed %d: %s", r.Seed, v)
 					default:
@@ -323,15 +292,12 @@ func TestSimTiered(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%d seeds of %s; %d with a lock taken after a revival while a fenced holder's lease ran (by design); %d wedged (known open: %v); %d with two holders across a revival under pause+kill (known open: %v)", tl.seeds[k], k, revivalHolders, len(wedged), wedged, len(revivedUnder), revivedUnder)
+			t.Logf("%d seeds of %s; %d with a lock taken after a revival while a fenced holder's lease ran (by design); %d with two holders across a revival under pause+kill (known open: %v)", tl.seeds[k], k, revivalHolders, len(revivedUnder), revivedUnder)
 			if len(revivedUnder) > max(1, tl.seeds[k]/maxLateUnknown) {
 				t.Errorf("%s: %d of %d seeds took a lock across a revival while a fenced holder's lease ran (seeds %v): more than 1 in %d", k, len(revivedUnder), tl.seeds[k], revivedUnder, maxLateUnknown)
 			}
 			if len(lateUnknown) > max(1, tl.seeds[k]/maxFinalUnknown) {
 				t.Errorf("%s: %d of %d seeds had a request started a failover time after the last fault event fail with an unknown outcome (seeds %v): more than 1 in %d", k, len(lateUnknown), tl.seeds[k], lateUnknown, maxFinalUnknown)
-			}
-			if !double && len(wedged) > max(3, tl.seeds[k]/maxWedged) {
-				t.Errorf("%s: %d of %d seeds wedged the cache (%v): more than the known open issue's 1 in %d", k, len(wedged), tl.seeds[k], wedged, maxWedged)
 			}
 		})
 	}

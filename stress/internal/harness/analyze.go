@@ -32,6 +32,11 @@ type timing struct {
 	// lock's and its lease renewals' (and any lock-free write of that
 	// server meanwhile, which can only lengthen the lease counted).
 	Stamps []int64 `json:"stamps,omitempty"`
+	// Counter is the session's counter as the handler read it (the value
+	// an increment went from), when CounterRead: what a request of
+	// unknown outcome may have added one to (checkCounters).
+	Counter     int  `json:"counter,omitempty"`
+	CounterRead bool `json:"counter_read,omitempty"`
 }
 
 func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
@@ -179,6 +184,7 @@ func analyze(o observations) *Result {
 	}
 
 	checkSessions(o, res)
+	checkCounters(o, res)
 	checkLocks(o, res)
 	checkFailover(o, res)
 	measureBursts(o, res)
@@ -312,9 +318,10 @@ func checkSessions(o observations, res *Result) {
 // promisesFailover reports whether the run's store promises that every
 // request sent a failover time after a single fault succeeds (issue 13's
 // availability: memcached's witness scheme, docs/replication.md section
-// 9).
+// 9), alone or as tiered's cache (its durable tier is not faulted by the
+// harness; the cache decides every lock).
 func promisesFailover(cfg Config) bool {
-	if cfg.Backend != BackendMemcached {
+	if cfg.Backend != BackendMemcached && cfg.Backend != BackendTiered {
 		return false
 	}
 	mode, err := backupMode(cfg.Backup)

@@ -229,6 +229,7 @@ func (a *app) handler(route string) http.Handler {
 		}
 		rep, code, err := a.serve(r, route, s)
 		t.SID = s.ID()
+		t.Counter, t.CounterRead = rep.from, rep.read
 		// The handler's work ends here; what follows is the commit, which
 		// releases the lock, after which the next holder may start at
 		// once. The middleware sends the answer written below only once
@@ -255,7 +256,19 @@ func (a *app) serve(r *http.Request, route string, s *middleware.Session) (reply
 	if err != nil {
 		return rep, 0, fmt.Errorf("read counter: %w", err)
 	}
-	rep.Value = n
+	rep.Value, rep.from, rep.read = n, n, true
+	if q := r.URL.Query().Get("timeout"); q != "" {
+		// An expiry probe's request (Config.ExpiryProbes): its session
+		// has this short own timeout, a session created in its place too
+		// (setting the current timeout changes nothing).
+		d, err := time.ParseDuration(q)
+		if err != nil {
+			return rep, http.StatusBadRequest, fmt.Errorf("timeout: %w", err)
+		}
+		if err := s.SetTimeout(d); err != nil {
+			return rep, http.StatusBadRequest, err
+		}
+	}
 	switch route {
 	case RouteInit:
 		if err := s.Set(keyBorn, time.Now().UnixNano()); err != nil {

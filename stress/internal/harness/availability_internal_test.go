@@ -19,14 +19,18 @@ import (
 func TestFailedAfterFailover(t *testing.T) {
 	const start = int64(1_000_000) * msNs
 	for _, tc := range []struct {
-		backup    string
-		violation bool
+		backend, backup string
+		violation       bool
 	}{
-		{"witness", true},
-		{"on", false},
+		{BackendMemcached, "witness", true},
+		{BackendMemcached, "on", false},
+		// tiered's cache decides every lock: its witness scheme's
+		// promise is tiered's (TestRealFaults/tiered/...).
+		{BackendTiered, "witness", true},
+		{BackendTiered, "on", false},
 	} {
-		t.Run(tc.backup, func(t *testing.T) {
-			cfg := Config{Backend: BackendMemcached, Backup: tc.backup, Lease: time.Second}.withDefaults()
+		t.Run(tc.backend+"/"+tc.backup, func(t *testing.T) {
+			cfg := Config{Backend: tc.backend, Backup: tc.backup, Lease: time.Second}.withDefaults()
 			o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}, start: start}
 			// A node restarted at 1000 ms, down 100 ms: failing over until
 			// 2600 ms; a node paused at 5000 ms for 1 s: until 7500 ms.

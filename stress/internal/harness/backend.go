@@ -70,23 +70,13 @@ func openStore(ctx context.Context, spec storeSpec) (provider.Store, error) {
 func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.EventFunc) (provider.Store, error) {
 	switch spec.Backend {
 	case BackendMemcached:
-		mode, err := backupMode(spec.Backup)
+		mc, err := memcachedConfig(spec, onEvent)
 		if err != nil {
 			return nil, err
 		}
-		mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
-		if len(spec.Dial) > 0 {
-			mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if to, ok := spec.Dial[addr]; ok {
-					addr = to
-				}
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			}
-		}
 		return memcached.New(mc)
 	case BackendTiered:
-		return openTiered(ctx, spec)
+		return openTiered(ctx, spec, onEvent)
 	case BackendRedis:
 		rc := redis.Config{Addr: spec.Nodes[0], WaitReplicas: spec.WaitReplicas, WaitTimeout: spec.WaitTimeout}
 		if spec.Cluster {
@@ -105,6 +95,28 @@ func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.Event
 		return s, nil
 	}
 	return nil, fmt.Errorf("harness: backend %q cannot be opened by address", spec.Backend)
+}
+
+// memcachedConfig is the memcached store's configuration for spec: its
+// nodes, its backup mode, a node's address redirected by spec.Dial (a
+// partition's proxy) and the store's node events sent to onEvent. The
+// memcached backend and tiered's cache are built by it alike.
+func memcachedConfig(spec storeSpec, onEvent provider.EventFunc) (memcached.Config, error) {
+	mode, err := backupMode(spec.Backup)
+	if err != nil {
+		return memcached.Config{}, err
+	}
+	mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
+	if len(spec.Dial) > 0 {
+		mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := spec.Dial[addr]; ok {
+				addr = to
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	return mc, nil
 }
 
 // backend is the store of one run and what the harness started for it.

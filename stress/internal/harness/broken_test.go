@@ -3,6 +3,7 @@ package harness_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,3 +75,73 @@ func (s blindWrites) CompareAndSwap(ctx context.Context, key string, value []byt
 }
 
 func (s blindWrites) Close() error { return nil }
+
+// staleReads serves every other read of a record that changed from the
+// snapshot before its latest change: a replica that lags, or a cache that
+// keeps an old copy. A read-only request then returns a counter older
+// than an increment acknowledged before it was sent; an exclusive one
+// fails its compare-and-swap on the old token and reads again, so
+// nothing is lost: only the counter check sees it.
+type staleReads struct {
+	provider.Store
+	mu     *sync.Mutex
+	cur    map[string]provider.Entry
+	old    map[string]provider.Entry
+	reads  *atomic.Int64
+	served *atomic.Int64
+}
+
+func newStaleReads(s provider.Store, served *atomic.Int64) staleReads {
+	return staleReads{Store: s, mu: &sync.Mutex{}, cur: map[string]provider.Entry{}, old: map[string]provider.Entry{}, reads: &atomic.Int64{}, served: served}
+}
+
+func (s staleReads) Get(ctx context.Context, key string) (provider.Entry, error) {
+	e, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return e, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.cur[key]; !ok || c.CAS != e.CAS {
+		if ok {
+			s.old[key] = c
+		}
+		s.cur[key] = e
+	}
+	if o, ok := s.old[key]; ok && s.reads.Add(1)%2 == 0 {
+		s.served.Add(1)
+		return o, nil
+	}
+	return e, nil
+}
+
+func (s staleReads) Close() error { return nil }
+
+// noExpiry ignores the TTL the provider asks for: every write and touch
+// gives the item an hour, as a store (or a repair path) that re-sets
+// items without their TTL would. A session idle past its own timeout
+// then comes back.
+type noExpiry struct {
+	provider.Store
+	ignored *atomic.Int64
+}
+
+// noExpiryTTL is the TTL noExpiry gives every item.
+const noExpiryTTL = time.Hour
+
+func (s noExpiry) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	s.ignored.Add(1)
+	return s.Store.Add(ctx, key, value, noExpiryTTL)
+}
+
+func (s noExpiry) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	s.ignored.Add(1)
+	return s.Store.CompareAndSwap(ctx, key, value, cas, noExpiryTTL)
+}
+
+func (s noExpiry) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	s.ignored.Add(1)
+	return s.Store.Touch(ctx, key, noExpiryTTL)
+}
+
+func (s noExpiry) Close() error { return nil }

@@ -76,6 +76,11 @@ type reply struct {
 	Value int `json:"value"`
 	// Len is the number of list items after the request.
 	Len int `json:"len"`
+
+	// from is the counter as the handler read it, when read (the app
+	// server's timing keeps it).
+	from int
+	read bool
 }
 
 // request is what the harness knows about one request it sent.
@@ -112,6 +117,9 @@ type browser struct {
 	tr     *http.Transport
 	rng    *rand.Rand
 	sid    string // the session its first page load created
+	// timeout, when set, is the own timeout each of its requests gives
+	// its session (an expiry probe's: Config.ExpiryProbes).
+	timeout time.Duration
 }
 
 func newBrowser(idx int, cfg Config) *browser {
@@ -157,8 +165,15 @@ func (b *browser) send(ctx context.Context, base, route string, id uint64, burst
 		r.Item = "f" + strconv.FormatUint(id, 10)
 	}
 	u := base + ri.path
+	q := url.Values{}
 	if r.Item != "" {
-		u += "?item=" + url.QueryEscape(r.Item)
+		q.Set("item", r.Item)
+	}
+	if b.timeout > 0 {
+		q.Set("timeout", b.timeout.String())
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, ri.method, u, nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/lock"
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/session"
 )
 
 // Backends the harness can run against.
@@ -345,6 +346,21 @@ type Config struct {
 	// issue 13's availability check applies (Result.FailedAfterFailover);
 	// the deadline (Duration) still ends it. 0: the budget alone does.
 	RunPastFailover time.Duration
+	// ExpiryProbes adds that many browsers, apart from the workload's,
+	// whose sessions have a short own timeout (ExpiryTimeout) and are
+	// left idle past it while the faults happen: probe i of n increments
+	// its session through the round-robin, one request at a time, until
+	// (i+1)/n of the first half of the run (of Requests, else of
+	// Duration), then stops. Once every copy must have expired (the
+	// store's expiry bound after its last request and after the last
+	// fault ended) each session is read back through every live app
+	// server: it must not be found (a new session, a fresh id), never
+	// come back with its old values (Result.ExpiredRevived). Default 0:
+	// none.
+	ExpiryProbes int
+	// ExpiryTimeout is the probes' sessions' own timeout. Default
+	// session.MinTimeout (1 s).
+	ExpiryTimeout time.Duration
 	// CrashHolder kills one app process while it holds session locks,
 	// half way through the run, and reports the takeover time.
 	CrashHolder bool
@@ -402,6 +418,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Lease == 0 {
 		c.Lease = DefaultLease
+	}
+	if c.ExpiryProbes > 0 && c.ExpiryTimeout == 0 {
+		c.ExpiryTimeout = session.MinTimeout
 	}
 	if c.TimelineMax == 0 {
 		c.TimelineMax = DefaultTimelineMax
@@ -477,6 +496,8 @@ func (c Config) check() error {
 		return bad("-crash-holder runs separate processes, which cannot use WrapStore")
 	case c.WrapStore != nil && c.Procs > 1 && !c.InProcess:
 		return bad("WrapStore applies to in-process app servers only")
+	case c.ExpiryProbes < 0 || (c.ExpiryProbes > 0 && session.CheckTimeout(c.ExpiryTimeout) != nil):
+		return bad("-expiry-probes %d, -expiry-timeout %v: a number of sessions, and a session timeout of at least %v", c.ExpiryProbes, c.ExpiryTimeout, session.MinTimeout)
 	}
 	switch {
 	case (!c.PauseNode.IsZero()) && c.Managed < 1:
@@ -491,8 +512,8 @@ func (c Config) check() error {
 		return bad("-flush-count needs managed memcached nodes (-managed N) and neither -flush nor -flush-all")
 	case c.FlushCount > 0 && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
 		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
-	case !c.Partition.IsZero() && (c.Backend != BackendMemcached || c.Managed < 1 || c.Procs < 2 || c.InProcess):
-		return bad("-partition needs -backend memcached with managed nodes and at least 2 app processes (not -inproc)")
+	case !c.Partition.IsZero() && (c.Backend != BackendMemcached && c.Backend != BackendTiered || c.Managed < 1 || c.Procs < 2 || c.InProcess):
+		return bad("-partition needs -backend memcached or tiered with managed nodes and at least 2 app processes (not -inproc)")
 	case !c.Partition.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed || c.PartitionApp < 0 || c.PartitionApp >= c.Procs):
 		return bad("-partition: node %d or app %d out of range", c.FaultNode, c.PartitionApp)
 	case !c.PauseApp.IsZero() && (c.Procs < 2 || c.InProcess):

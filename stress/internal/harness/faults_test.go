@@ -11,7 +11,8 @@ import (
 )
 
 // TestRealFaults runs each fault kind once against real memcached
-// processes (3 nodes, 3 app processes, lease 1.5 s): the stage faults of
+// processes (3 nodes, 3 app processes, lease 1.5 s), alone and as the
+// tiered store's cache (tiered/, over a real PostgreSQL): the stage faults of
 // scripts/test.sh (go test -p 1, SESSIONLOCK_FAULTS=1; skipped otherwise,
 // so the unit stage does not run it). Every fault must be injected.
 //
@@ -122,6 +123,17 @@ func TestRealFaults(t *testing.T) {
 		// 2026-11-30 such a run had no verdict at all: review of
 		// 2026-11-30 m2). Lost updates and two holders still fail;
 		// flush-one-node is the single flush, a requirement.
+		// Found by the expiry probes (seventh session of 2026-11-30): a
+		// session that expired while a node holding one of its data
+		// copies was dead reads ErrUnavailable (503) through every app
+		// server, after the failover time and for as long as the node
+		// stays dead or its witness lives (TW, 4 h): the other data copy
+		// expired (a blank now), the witness remains, the dead node is
+		// silent: "Undecidable" in docs/replication.md's state table, so
+		// a browser coming back with an expired cookie gets a 503, not a
+		// new session (issue 13's availability). No revival seen. Open,
+		// for the protocol's owner; every other invariant holds.
+		"kill-node":    {[]string{"expired_session_unavailable"}, "an expired session whose other data copy was on the killed node is undecidable (witness + blank + silent node): 503 instead of a new session"},
 		"flush-seeded": {[]string{"sessions_lost", "sessions_unavailable", "stuck_locks"}, "a double fault: a second flush within the repair window of the first (section 8: a session may end unavailable or not found)"},
 	}
 	var cases []runCase
@@ -136,20 +148,66 @@ func TestRealFaults(t *testing.T) {
 		cases = append(cases, runCase{name: "backup-on/" + k.name, backup: "on", set: k.set,
 			defect: "the opt-in backup-copy scheme's " + k.on})
 	}
+	// The same single faults on tiered: its cache is the default (the
+	// witness scheme on the 3 nodes), in front of PostgreSQL, which the
+	// harness starts and does not fault. Requirements, every invariant
+	// and the availability after the failover time included (the cache
+	// decides every lock), but the memcached case's open items (open).
+	// flush-seeded's double fault is left to the memcached case and to the
+	// simulation's tiered kinds.
+	for _, k := range kinds {
+		if k.name == "flush-seeded" {
+			continue
+		}
+		c := runCase{name: "tiered/" + k.name, backend: harness.BackendTiered, set: k.set}
+		if o, ok := open[k.name]; ok {
+			// The cache's open item is tiered's: kill-node's expired
+			// session is undecidable in the cache, which tiered, whose
+			// durable copy may expire before the cache's (RefreshBelow),
+			// cannot overrule.
+			c.defect, c.may = o.why, o.invs
+		}
+		cases = append(cases, c)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			tc.set(&cfg)
 			cfg.Backup = tc.backup
+			if tc.backend != "" {
+				cfg.Backend = tc.backend
+				skipWithoutPostgres(t)
+			}
 			if tc.backup == "" {
 				// Issue 13's availability: requests sent a failover time
 				// after the fault ended must succeed. The run goes on a
 				// second past that time.
 				cfg.RunPastFailover = time.Second
+				// Issue 13's expiry: four sessions of a 1 s timeout,
+				// idle from 12.5, 25, 37.5 and 50% of the run (across
+				// the fault's moment), must be gone once their copies
+				// must have expired (expired_session_revived). Not on
+				// backup-on, whose known defects make its runs expected
+				// failures: the wait (a few seconds) buys nothing there.
+				// On tiered, only where the cache loses records (kill,
+				// restart, flush: a revival from the durable tier must
+				// not bring an expired session back); its node pauses
+				// and partitions are the cache's, checked on memcached,
+				// and the stage's budget (4 min) is near.
+				if tc.backend == "" || !tieredNoProbes[strings.TrimPrefix(tc.name, "tiered/")] {
+					cfg.ExpiryProbes = 4
+				}
 			}
 			res := run(t, cfg)
 			if res.FailoverChecked && res.RequestsAfterFailover == 0 {
 				t.Errorf("no request was sent a failover time (%v) after the fault ended: the availability check (failed_after_failover) checked nothing", harness.FailoverTime)
+			}
+			// A check that could not decide is no pass.
+			if res.CounterHistories == 0 || res.CounterUnchecked > 0 {
+				t.Errorf("counter linearizability: %s", res.CounterVerdict())
+			}
+			if cfg.ExpiryProbes > 0 && (res.ExpiryReads == 0 || res.ExpiryUnchecked > 0) {
+				t.Errorf("expiry: %d of %d read-backs failed: nothing known of them", res.ExpiryUnchecked, res.ExpiryReads)
 			}
 			for _, e := range res.Events {
 				t.Logf("fault at %.0f ms: %s %s", e.AtMs, e.Kind, e.What)
@@ -169,6 +227,14 @@ func TestRealFaults(t *testing.T) {
 				}
 				if len(flushed) != cfg.FlushCount {
 					t.Fatalf("%d flushes injected, want %d: %v", len(flushed), cfg.FlushCount, res.Events)
+				}
+				// Flushes of one node only are one node's loss, a single
+				// fault however often repeated: the double fault's
+				// allowance needs two nodes flushed.
+				slices.Sort(flushed)
+				if len(slices.Compact(flushed)) < 2 && tc.may != nil && tc.backup == "" {
+					t.Logf("every flush hit %s: a single node's loss, every invariant must hold", flushed[0])
+					tc.defect, tc.may = "", nil
 				}
 			}
 			var expected, v []string
@@ -192,9 +258,14 @@ func TestRealFaults(t *testing.T) {
 	}
 }
 
+// tieredNoProbes are the tiered/ cases run without expiry probes: the
+// cache's own faults without a loss of records (TestRealFaults).
+var tieredNoProbes = map[string]bool{"pause-app": true, "partition": true, "pause-node": true}
+
 // runCase is one run of TestRealFaults.
 type runCase struct {
 	name, backup, defect string
+	backend              string // "" for base's, memcached
 	set                  func(*harness.Config)
 	may                  []string // the invariants the defect may break; nil: any but sessions_unavailable
 }

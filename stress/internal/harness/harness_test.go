@@ -34,6 +34,12 @@ func run(t *testing.T, cfg harness.Config) *harness.Result {
 	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, sessions_unavailable %d, exclusion_violations %d, failed_after_failover %d of %d (%d more on unavailable sessions), fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
 		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.StuckSessions, res.StuckWaits, res.LockedAfterFailure,
 		res.SessionsLost, res.SessionsUnavailable, res.ExclusionViolations, res.FailedAfterFailover, res.RequestsAfterFailover, res.FailedOnUnavailable, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
+	t.Logf("counter: %s: %d histories, %d operations (longest %d, %d of unknown outcome), checked in %.1f ms (longest %.1f ms)",
+		res.CounterVerdict(), res.CounterHistories, res.CounterOps, res.CounterOpsMax, res.CounterMaybeOps, res.CounterCheckMs, res.CounterCheckMaxMs)
+	if res.ExpiryProbes > 0 {
+		t.Logf("expiry: %d probe sessions (own timeout %.0f ms), %d read-backs after waiting %.0f ms: %d revived, %d unavailable, %d unchecked; %d found gone while written after a gap past their timeout (up to %.0f ms)",
+			res.ExpiryProbes, res.ExpiryTimeoutMs, res.ExpiryReads, res.ExpiryWaitMs, res.ExpiredRevived, res.ExpiredUnavailable, res.ExpiryUnchecked, res.ExpiryReplaced, res.ExpiryReplacedGapMaxMs)
+	}
 	for _, f := range res.Findings {
 		t.Logf("finding: %s", f)
 	}
@@ -48,6 +54,10 @@ func requireClean(t *testing.T, res *harness.Result) {
 	require.Zero(t, res.SessionsLost, "sessions_lost")
 	require.Zero(t, res.SessionsUnavailable, "sessions_unavailable")
 	require.Zero(t, res.ExclusionViolations, "exclusion_violations")
+	require.Zero(t, res.CounterNotLinearizable, "counter_not_linearizable")
+	require.Zero(t, res.CounterUnchecked, "counter histories unchecked")
+	require.Zero(t, res.ExpiredRevived, "expired_session_revived")
+	require.Zero(t, res.ExpiryUnchecked, "expiry read-backs failed")
 	require.True(t, res.OK())
 	require.Empty(t, res.Violations())
 }
@@ -146,23 +156,27 @@ func TestMemcachedNodeKilled(t *testing.T) {
 }
 
 // TestTieredSurvivesFlush runs two app servers on the tiered backend
-// (managed memcached in front of PostgreSQL) and flushes memcached
-// mid-run: every session survives from the durable tier, nothing
+// (three managed memcached nodes, the cache's default witness scheme, in
+// front of PostgreSQL) and flushes every memcached node mid-run, one after
+// the other: every session survives from the durable tier, nothing
 // acknowledged is lost, no lock stays stuck. Requests whose lock the flush
-// took are fenced (409), never acknowledged.
+// took are fenced (409), never acknowledged. (On two nodes the cache is
+// BackupOn, whose copies can go back in time between two flushes: tiered's
+// documented undetected case, store/tiered's doc; one lost update in one
+// make test run of 2026-11-30, none in 62 runs since.)
 func TestTieredSurvivesFlush(t *testing.T) {
 	skipWithoutMemcached(t)
 	skipWithoutPostgres(t)
 	at, err := harness.ParseAt("40%")
 	require.NoError(t, err)
 	res := run(t, harness.Config{
-		Backend: harness.BackendTiered, Managed: 2,
+		Backend: harness.BackendTiered, Managed: 3,
 		Procs: 2, InProcess: true, Sessions: 10, Burst: 8, Requests: 1500,
 		SlowTime: time.Millisecond, Flush: at, FlushAll: true,
 	})
 	requireClean(t, res)
 	require.Len(t, res.Events, 1)
-	require.Contains(t, res.Events[0].What, "flushed all 2 memcached nodes")
+	require.Contains(t, res.Events[0].What, "flushed all 3 memcached nodes")
 	require.Zero(t, res.SessionsLost)
 }
 

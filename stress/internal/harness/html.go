@@ -173,6 +173,8 @@ var glossary = [][2]string{
 	{"bursts summed, x the least they needed", "the bursts' makespans added up, against the sum of each request's alone time: 19x means the requests spent about 95% of that time queued (in the browser, for the lock, for the server)."},
 	{"stuck_locks' wait limit", "one lease (the time after which a dead holder's lock is broken) + one poll interval of the strategy (50 ms ours, 500 ms ASP.NET's) + a tenth of the lease for scheduling: so it differs between the strategies. A stretch without a holder from a fault until 1.5 s (the memcached store's failover time) after it ended (for a node paused or cut off longer than that, within 1.5 s of its start or its end) is counted apart, not as stuck."},
 	{"sessions_unavailable", "sessions whose read of the final state after the run still failed unavailable after its retries (about a second): the end of a double fault may leave a session so. Their final values are unknown, so lost_updates and sessions_lost leave them out, and their requests that failed after the failover time are counted apart from failed_after_failover; their requests' waits and holders, and every other session, are still judged. A violation: a single fault must leave every session readable."},
+	{"counter_not_linearizable", "each session's counter history checked with porcupine: acknowledged increments (from the value returned less one), acknowledged reads (read, append) of the value returned, and failed increments that may have applied (no answer or a 5xx after their handler ran, or no record of them) as increments that may take effect at any time after they were sent; 4xx answers (409: fenced) and requests whose handler never ran wrote nothing and are left out. A history porcupine cannot decide within its bound is unchecked, not passed."},
+	{"expired_session_revived", "with -expiry-probes: sessions of a short own timeout written until a point of the run's first half, then left idle across the faults, read back through every app server once every copy must have expired (the store's expiry bound after their last request and after the last fault ended): each must be answered with a new session, never its own."},
 	{"unacked_commits", "increments stored although their request failed: the answer was lost, not the write; not a violation."},
 	{"fenced_writes_rejected", "commits refused because the lock had been taken over meanwhile: the fence working; not a violation."},
 	{"percentages of faults (-kill-node 40%)", "a share of the requests: 40% = after 40% of the target requests were sent."},
@@ -214,6 +216,20 @@ func writeInvariants(b *strings.Builder, r *Result) {
 	row("sessions_lost", r.SessionsLost, "browsers whose session vanished or was replaced", r.SessionsLost > 0, "")
 	row("sessions_unavailable", r.SessionsUnavailable, "sessions the store still answered unavailable when read back at the end (their final values unchecked)", r.SessionsUnavailable > 0, "")
 	row("exclusion_violations", r.ExclusionViolations, "pairs of exclusive handlers of one session that ran at once", r.ExclusionViolations > 0, "")
+	status = ""
+	if r.CounterNotLinearizable == 0 && r.CounterUnchecked > 0 {
+		status = "UNCHECKED"
+	}
+	row("counter_not_linearizable", r.CounterNotLinearizable, "sessions whose counter history (acknowledged increments and reads, increments of unknown outcome as maybe) has no linearization: "+counterLine(r),
+		r.CounterNotLinearizable > 0 || r.CounterUnchecked > 0, status)
+	if r.ExpiryProbes > 0 {
+		status = ""
+		if r.ExpiredRevived == 0 && r.ExpiryUnchecked > 0 {
+			status = "UNCHECKED"
+		}
+		row("expired_session_revived", r.ExpiredRevived, expiryLine(r), r.ExpiredRevived > 0 || r.ExpiryUnchecked > 0, status)
+		row("expired_session_unavailable", r.ExpiredUnavailable, "read-backs of an expired probe session that an app server answered with a server error (5xx), after the faults healed", r.ExpiredUnavailable > 0, "")
+	}
 	missed := len(r.UnreachedFaults())
 	status = ""
 	if missed > 0 && r.UnreachedFaultsAllowed {

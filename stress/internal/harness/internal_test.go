@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memstore"
+	"github.com/sessionlock/sessionlock/stress/internal/counterlin"
 )
 
 const msNs = int64(time.Millisecond)
@@ -71,8 +72,12 @@ func TestAnalyzeCountsViolations(t *testing.T) {
 	require.Equal(t, 1, res.StuckWaits)
 	require.Equal(t, 2, res.StuckLocks)
 	require.Equal(t, 1, res.UnackedCommits, "E's counter is one above its acknowledged increments")
-	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations"}, res.Violations())
+	// B's two increments from 0, both acknowledged, have no
+	// linearization either.
+	require.Equal(t, 1, res.CounterNotLinearizable)
+	require.ElementsMatch(t, []string{"lost_updates", "stuck_locks", "sessions_lost", "exclusion_violations", "counter_not_linearizable"}, res.Violations())
 	require.ElementsMatch(t, []string{
+		"counter not linearizable: session B…: no linearization of its 2 counter operations: incr from 0 [0, 0 ms], incr from 0 [0, 0 ms]",
 		"locked at the end: session D…: lock taken at 9000 ms by no request of the run",
 		"stuck wait: session D…: app 0 read waited from 0 to 5000 ms",
 		"two holders: session B…: app 0 incr (handler 10 to 20 ms, status 0) and app 0 incr (handler from 15 ms)",
@@ -149,7 +154,7 @@ func TestExclusionPausedHolder(t *testing.T) {
 			res := analyze(o)
 			require.Equal(t, tc.want, res.ExclusionViolations)
 			if tc.want > 0 {
-				require.Equal(t, []string{"two holders: session A…: app 0 slow (handler 110 to 3000 ms, status " + strconv.Itoa(tc.status) + ") and app 0 incr (handler from " + strconv.FormatInt(tc.takeover, 10) + " ms)"}, res.Findings)
+				require.Contains(t, res.Findings, "two holders: session A…: app 0 slow (handler 110 to 3000 ms, status "+strconv.Itoa(tc.status)+") and app 0 incr (handler from "+strconv.FormatInt(tc.takeover, 10)+" ms)")
 			}
 		})
 	}
@@ -330,4 +335,62 @@ func TestStampsRecordUnknownWrites(t *testing.T) {
 	s.add("k", at.Add(1), fmt.Errorf("cas: %w", provider.ErrCASConflict))
 	s.add("k", at.Add(2), nil)
 	require.Equal(t, []int64{1000, 1002}, s.within("k", 0, 1<<62))
+}
+
+// TestCounterHistory checks which requests counterHistory puts in a
+// session's counter history, and how: a failed increment is an increment
+// of unknown outcome unless it surely wrote nothing (a 4xx, or a handler
+// that never ran), and from any value when no app server recorded it; a
+// history that needs one of them to have applied is linearizable, one
+// whose read saw an increment that surely did not apply is not.
+func TestCounterHistory(t *testing.T) {
+	cfg := Config{Lease: time.Second}.withDefaults()
+	o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}}
+	at := func(a, b int64) (int64, int64) { return a * msNs, b * msNs }
+	add := func(r request, tm *timing) {
+		r.ID = uint64(len(o.requests) + 1)
+		r.Browser, r.Proc = 0, 0
+		o.requests = append(o.requests, &r)
+		if tm != nil {
+			tm.ID, tm.Route, tm.SID = r.ID, r.Route, "A"
+			o.timings[r.ID] = *tm
+		}
+	}
+	s, e := at(0, 10)
+	add(request{Route: RouteIncr, SID: "A", Value: 1, Sent: s, Recv: e}, nil) // 0 -> 1
+	s, e = at(20, 30)
+	// Timed out after its handler read 1: may have applied.
+	add(request{Route: RouteIncr, Reason: "timeout", Sent: s, Recv: e}, &timing{Arrive: s, Start: s, End: e, Done: e, CounterRead: true, Counter: 1})
+	s, e = at(40, 50)
+	// Fenced (409): wrote nothing.
+	add(request{Route: RouteSlow, Reason: "status_409", Status: 409, Sent: s, Recv: e}, &timing{Arrive: s, Start: s, End: e, Done: e, CounterRead: true, Counter: 1})
+	s, e = at(60, 70)
+	// Its handler never ran: wrote nothing.
+	add(request{Route: RouteIncr, Reason: "status_503", Status: 503, Sent: s, Recv: e}, &timing{Arrive: s, Done: e})
+	s, e = at(80, 90)
+	// No record of it: from any value.
+	add(request{Route: RouteIncr, Reason: "conn_reset", Sent: s, Recv: e}, nil)
+	s, e = at(100, 110)
+	add(request{Route: RouteRead, SID: "A", Value: 3, Sent: s, Recv: e}, nil)
+	s, e = at(120, 130)
+	add(request{Route: RouteAppend, SID: "A", Value: 3, Sent: s, Recv: e}, nil)
+	o.states = map[string]sessionState{"A": {Found: true, Counter: 3}}
+
+	h := counterHistory(o)["A"]
+	require.Len(t, h, 5)
+	require.Equal(t, counterlin.Op{N: 0, Call: 0, Return: 10 * msNs}, h[0])
+	require.Equal(t, counterlin.Op{N: 1, Maybe: true, Call: 20 * msNs, Return: counterlin.Never}, h[1])
+	require.Equal(t, counterlin.Op{Maybe: true, AnyN: true, Call: 80 * msNs, Return: counterlin.Never}, h[2])
+	require.Equal(t, counterlin.Op{Read: true, N: 3, Call: 100 * msNs, Return: 110 * msNs}, h[3])
+	res := analyze(o)
+	require.Equal(t, 1, res.CounterHistories)
+	require.Equal(t, 2, res.CounterMaybeOps)
+	require.Zero(t, res.CounterNotLinearizable, "read 3: both increments of unknown outcome applied")
+
+	// A read of 4 needs the fenced one too: not linearizable.
+	o.requests[5].Value = 4
+	o.requests[6].Value = 4
+	res = analyze(o)
+	require.Equal(t, 1, res.CounterNotLinearizable)
+	require.Contains(t, res.Violations(), "counter_not_linearizable")
 }

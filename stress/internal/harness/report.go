@@ -57,6 +57,14 @@ func figures(r *Result) []figure {
 	bad(r.SessionsUnavailable > 0)
 	p("exclusion_violations", "%d", r.ExclusionViolations)
 	bad(r.ExclusionViolations > 0)
+	p("counter_not_linearizable", "%d: %s", r.CounterNotLinearizable, counterLine(r))
+	bad(r.CounterNotLinearizable > 0 || r.CounterUnchecked > 0)
+	if r.ExpiryProbes > 0 {
+		p("expired_session_revived", "%d: %s", r.ExpiredRevived, expiryLine(r))
+		bad(r.ExpiredRevived > 0 || r.ExpiryUnchecked > 0)
+		p("expired_session_unavailable", "%d (read-backs of an expired session answered with a server error)", r.ExpiredUnavailable)
+		bad(r.ExpiredUnavailable > 0)
+	}
 	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
 	p("unacked_commits", "%d", r.UnackedCommits)
 	for _, x := range r.Findings {
@@ -239,4 +247,24 @@ func onUnavailableNote(r *Result) string {
 		return ""
 	}
 	return fmt.Sprintf("; %d more on sessions unavailable at the end, counted in sessions_unavailable", r.FailedOnUnavailable)
+}
+
+// counterLine says what the counter check did: its verdict, the histories
+// and operations it checked, and its time.
+func counterLine(r *Result) string {
+	return fmt.Sprintf("%s; %d session histories, %d operations (longest %d, %d of unknown outcome), checked in %.0f ms",
+		r.CounterVerdict(), r.CounterHistories, r.CounterOps, r.CounterOpsMax, r.CounterMaybeOps, r.CounterCheckMs)
+}
+
+// expiryLine says what the expiry probes did.
+func expiryLine(r *Result) string {
+	s := fmt.Sprintf("read-backs of %d probe sessions (own timeout %.0f ms, idle past it while the faults happened) that found the old session, of %d (waited %.0f ms for the expiry)",
+		r.ExpiryProbes, r.ExpiryTimeoutMs, r.ExpiryReads, r.ExpiryWaitMs)
+	if r.ExpiryUnchecked > 0 {
+		s += fmt.Sprintf("; %d failed: unchecked", r.ExpiryUnchecked)
+	}
+	if r.ExpiryReplaced > 0 {
+		s += fmt.Sprintf("; %d probe sessions found gone while written, each more than their timeout after the last write was sent (up to %.0f ms): they may have expired", r.ExpiryReplaced, r.ExpiryReplacedGapMaxMs)
+	}
+	return s
 }

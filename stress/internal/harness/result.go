@@ -2,6 +2,7 @@ package harness
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"sort"
 )
@@ -78,7 +79,8 @@ type Result struct {
 	// no fault's window: issue 13's
 	// availability (docs/replication.md section 9) says every one must
 	// succeed. A violation when FailoverChecked: the run's store promises
-	// it (memcached's witness scheme); otherwise only reported.
+	// it (memcached's witness scheme, alone or as tiered's cache);
+	// otherwise only reported.
 	// RequestsAfterFailover counts the requests sent in that time, those
 	// the check looked at (none: it checked nothing).
 	FailedAfterFailover   int  `json:"failed_after_failover"`
@@ -105,6 +107,61 @@ type Result struct {
 	// ExclusionViolations: pairs of exclusive handlers of one session
 	// that ran at the same time.
 	ExclusionViolations int `json:"exclusion_violations"`
+	// CounterNotLinearizable: sessions whose counter history has no
+	// linearization (issue 13: counter reads are linearizable), checked
+	// with porcupine (stress/internal/counterlin): the acknowledged
+	// increments (from the value returned less one), the acknowledged
+	// reads (read and append) of the value returned, and the failed
+	// increments that may have applied (no answer or a 5xx, the handler
+	// having run or unknown: ErrOutcomeUnknown among them), which may
+	// take effect at any time after they were sent (checkCounters). A
+	// violation. CounterHistories counts the sessions checked,
+	// CounterOps their operations (CounterOpsMax in the longest,
+	// CounterMaybeOps of unknown outcome); CounterCheckMs is the
+	// checker's time (CounterCheckMaxMs on one history).
+	CounterNotLinearizable int     `json:"counter_not_linearizable"`
+	CounterHistories       int     `json:"counter_histories"`
+	CounterOps             int     `json:"counter_ops"`
+	CounterOpsMax          int     `json:"counter_ops_max"`
+	CounterMaybeOps        int     `json:"counter_maybe_ops"`
+	CounterCheckMs         float64 `json:"counter_check_ms"`
+	CounterCheckMaxMs      float64 `json:"counter_check_max_ms"`
+	// CounterUnchecked: histories porcupine did not decide within its
+	// bound (counterCheckTimeout): unchecked, not passed (Violations
+	// does not count them, CounterVerdict says so, and
+	// TestRealFaults fails on one).
+	CounterUnchecked int `json:"counter_unchecked,omitempty"`
+	// ExpiredRevived: with ExpiryProbes, sessions left idle past their
+	// own short timeout (ExpiryTimeoutMs) while the run's faults
+	// happened that a read-back through an app server, once every copy
+	// must have expired, found with their old values (issue 13: an
+	// expired session never comes back from a copy that outlived the
+	// others). A violation. ExpiryProbes counts the probes' sessions,
+	// ExpiryReads the read-backs (each session through every live app
+	// server), ExpiryUnchecked those that failed (nothing known),
+	// ExpiryWaitMs how long the run waited for the expiry after its
+	// workload.
+	ExpiredRevived int `json:"expired_session_revived"`
+	// ExpiredUnavailable: read-backs of those sessions that an app
+	// server answered with a server error (5xx: the store could not
+	// decide whether the expired session exists), after the faults
+	// healed and the failover time passed: issue 13's availability for a
+	// browser coming back with an expired session's cookie. A violation
+	// (expired_session_unavailable).
+	ExpiredUnavailable int     `json:"expired_session_unavailable,omitempty"`
+	ExpiryProbes       int     `json:"expiry_probes,omitempty"`
+	ExpiryReads        int     `json:"expiry_reads,omitempty"`
+	ExpiryUnchecked    int     `json:"expiry_unchecked,omitempty"`
+	ExpiryTimeoutMs    float64 `json:"expiry_timeout_ms,omitempty"`
+	ExpiryWaitMs       float64 `json:"expiry_wait_ms,omitempty"`
+	// ExpiryReplaced: probes' sessions found gone while the probe still
+	// wrote them, more than their timeout after the last write was sent
+	// (a request held up by a fault: they may have expired; not a
+	// violation; ExpiryReplacedGapMaxMs is the longest such gap, from
+	// the last write's sending to the answer that found it gone). One
+	// found gone sooner is lost, counted in SessionsLost.
+	ExpiryReplaced         int     `json:"expiry_replaced,omitempty"`
+	ExpiryReplacedGapMaxMs float64 `json:"expiry_replaced_gap_max_ms,omitempty"`
 	// FencedWritesRejected: commits refused because their lock had been
 	// taken over (the fence working, not a violation).
 	FencedWritesRejected int64 `json:"fenced_writes_rejected"`
@@ -228,28 +285,44 @@ const (
 // UnreachedFaultsAllowed.
 func (r *Result) Violations() []string {
 	var v []string
-	if r.LostUpdates > 0 {
-		v = append(v, "lost_updates")
-	}
-	if r.StuckLocks > 0 {
-		v = append(v, "stuck_locks")
-	}
-	if r.SessionsLost > 0 {
-		v = append(v, "sessions_lost")
-	}
-	if r.SessionsUnavailable > 0 {
-		v = append(v, "sessions_unavailable")
-	}
-	if r.FailoverChecked && r.FailedAfterFailover > 0 {
-		v = append(v, "failed_after_failover")
-	}
-	if r.ExclusionViolations > 0 {
-		v = append(v, "exclusion_violations")
+	for _, c := range []struct {
+		broken bool
+		name   string
+	}{
+		{r.LostUpdates > 0, "lost_updates"},
+		{r.StuckLocks > 0, "stuck_locks"},
+		{r.SessionsLost > 0, "sessions_lost"},
+		{r.SessionsUnavailable > 0, "sessions_unavailable"},
+		{r.FailoverChecked && r.FailedAfterFailover > 0, "failed_after_failover"},
+		{r.ExclusionViolations > 0, "exclusion_violations"},
+		{r.CounterNotLinearizable > 0, "counter_not_linearizable"},
+		{r.ExpiredRevived > 0, "expired_session_revived"},
+		{r.ExpiredUnavailable > 0, "expired_session_unavailable"},
+	} {
+		if c.broken {
+			v = append(v, c.name)
+		}
 	}
 	if len(r.UnreachedFaults()) > 0 && !r.UnreachedFaultsAllowed {
 		v = append(v, "faults_not_reached")
 	}
 	return v
+}
+
+// CounterVerdict says what the counter check found, in words: "not
+// linearizable" when a history broke it, "unchecked" when one was not
+// decided in time (nothing then is known of it: not a pass), else
+// "linearizable" ("no history" when there was none).
+func (r *Result) CounterVerdict() string {
+	switch {
+	case r.CounterNotLinearizable > 0:
+		return fmt.Sprintf("not linearizable (%d of %d sessions)", r.CounterNotLinearizable, r.CounterHistories)
+	case r.CounterUnchecked > 0:
+		return fmt.Sprintf("unchecked (%d of %d sessions not decided within %v)", r.CounterUnchecked, r.CounterHistories, counterCheckTimeout)
+	case r.CounterHistories == 0:
+		return "no history"
+	}
+	return "linearizable"
 }
 
 // UnreachedFaults returns the faults that were configured but never

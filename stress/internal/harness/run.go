@@ -149,6 +149,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("harness: the app servers do not serve: %w", err)
 	}
 	single := r.work.probe(ctx)
+	probes, err := r.openProbes(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	r.start = time.Now()
 	r.sentBefore = r.work.sent.Load()
@@ -164,8 +168,17 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		r.injectFaults(faultCtx)
 	}()
 	stopProgress := r.progress()
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Add(1)
+	go func() {
+		defer probing.Done()
+		r.runProbes(probeCtx, probes)
+	}()
 	r.work.run(ctx, deadline)
 	end := time.Now()
+	stopProbes()
+	probing.Wait()
 	stopFaults()
 	faults.Wait()
 	r.paused.Wait() // everything paused is running again before the checks
@@ -196,7 +209,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if err := dumpObservations(o); err != nil {
 		return nil, err
 	}
-	return analyze(o), nil
+	res := analyze(o)
+	if err := r.checkExpiry(ctx, probes, res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // startServers starts the app servers: in this process, or as processes.

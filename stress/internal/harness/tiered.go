@@ -12,13 +12,15 @@ import (
 )
 
 // openTiered opens the tiered store: memcached holding the live records
-// in front of PostgreSQL holding their durable copies.
-func openTiered(ctx context.Context, spec storeSpec) (provider.Store, error) {
-	mode, err := backupMode(spec.Backup)
+// in front of PostgreSQL holding their durable copies. The cache is built
+// as the memcached backend is (memcachedConfig), its node events sent to
+// onEvent.
+func openTiered(ctx context.Context, spec storeSpec, onEvent provider.EventFunc) (provider.Store, error) {
+	mc, err := memcachedConfig(spec, onEvent)
 	if err != nil {
 		return nil, err
 	}
-	cache, err := memcached.New(memcached.Config{Nodes: spec.Nodes, Backup: mode})
+	cache, err := memcached.New(mc)
 	if err != nil {
 		return nil, err
 	}

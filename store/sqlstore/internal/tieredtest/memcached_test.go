@@ -2,6 +2,8 @@ package tieredtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -65,4 +67,88 @@ func TestMemcachedRestartedDuringIncrements(t *testing.T) {
 	hammer(t, s, func() {
 		require.NoError(t, servers[0].Restart(context.Background()))
 	})
+}
+
+// TestUnconfirmedCacheRecordRevived: a session whose cache (memcached's
+// witness scheme, three nodes) kept one copy of its creation and lost its
+// other two records (two nodes flushed: for tiered, a loss of the
+// session's whole cache) is read from the durable tier: tiered deletes the
+// record its cache cannot confirm (provider.ErrUnconfirmed) and revives
+// the durable copy, and the session is written again. With the cache's
+// mark hidden (hideUnconfirmed: the code before, which saw only
+// ErrUnavailable) the session stays unavailable until the record expires:
+// the simulation's "witness cache wedged" (docs/simulation.md).
+func TestUnconfirmedCacheRecordRevived(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "code-before"}[before], func(t *testing.T) {
+			servers := mcserver.StartForTest(t, 3, mcserver.Config{})
+			mc := newMemcached(t, servers)
+			require.Equal(t, memcached.BackupWitness, mc.Backup())
+			var cache provider.Store = mc
+			if before {
+				cache = hideUnconfirmed{mc}
+			}
+			s, _ := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{})
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(t, err)
+			ctx := context.Background()
+			// Keep one node, flush the other two; a session whose data
+			// copy is on the kept node is left with that copy alone (one
+			// on the witness's node is not found, and revived at once).
+			// Placement is by key: a new session each time, the kept node
+			// in turn (one in three misses: 30 tries).
+			for try := range 30 {
+				kept := try % len(servers)
+				id := createSession(t, p, time.Hour)
+				key, err := p.Key(id)
+				require.NoError(t, err)
+				for i, srv := range servers {
+					if i != kept {
+						require.NoError(t, srv.FlushAll(ctx))
+					}
+				}
+				if _, err := mc.Get(ctx, key); !errors.Is(err, provider.ErrUnconfirmed) {
+					continue
+				}
+				_, err = p.ReadItem(ctx, id)
+				if before {
+					require.ErrorIs(t, err, provider.ErrUnavailable, "the cache's lone copy, unavailable until it expires")
+					return
+				}
+				require.NoError(t, err, "revived from the durable tier")
+				require.EqualValues(t, 1, s.Stats().UnconfirmedDeleted)
+				require.Equal(t, acked, increment(ctx, t, p, id))
+				require.Equal(t, 1, counter(t, p, id))
+				_, err = mc.Get(ctx, key)
+				require.NoError(t, err, "the cache holds the session again")
+				return
+			}
+			t.Fatal("no session was left with a lone data copy")
+		})
+	}
+}
+
+// hideUnconfirmed is a cache whose provider.ErrUnconfirmed answers are
+// plain provider.ErrUnavailable, as before the cache reported them.
+type hideUnconfirmed struct{ *memcached.Store }
+
+func (h hideUnconfirmed) hide(err error) error {
+	if errors.Is(err, provider.ErrUnconfirmed) {
+		return fmt.Errorf("%v: %w", err, provider.ErrUnavailable)
+	}
+	return err
+}
+
+func (h hideUnconfirmed) Get(ctx context.Context, key string) (provider.Entry, error) {
+	e, err := h.Store.Get(ctx, key)
+	return e, h.hide(err)
+}
+
+func (h hideUnconfirmed) GetAndTouch(ctx context.Context, key string, ttl time.Duration) (provider.Entry, error) {
+	e, err := h.Store.GetAndTouch(ctx, key, ttl)
+	return e, h.hide(err)
+}
+
+func (h hideUnconfirmed) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return h.hide(h.Store.Touch(ctx, key, ttl))
 }
