@@ -1167,11 +1167,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			res.Finals = append(res.Finals, rq)
 		}
 	}
-	// A created session's final lock: by its creator's app server and
-	// the next (two, so that the checker compares what they read).
+	// A created session's final lock: by one app server, the one after
+	// its creator's (the stage's time budget: Params.Creates).
 	for i, id := range crIDs {
 		s := p.Sessions + i
-		for _, a := range []int{r.crs[i].Req.App, (r.crs[i].Req.App + 1) % p.Apps} {
+		for _, a := range []int{(r.crs[i].Req.App + 1) % p.Apps} {
 			rq := &Request{ID: fmt.Sprintf("final%d.%d", s, a), App: a, Session: s, Kind: ReqFinal}
 			r.final(provs[a], id, rq)
 			res.Finals = append(res.Finals, rq)
