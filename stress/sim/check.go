@@ -76,7 +76,7 @@ func Check(r *Result) []Violation {
 	add := func(inv Invariant, s int, format string, args ...any) {
 		out = append(out, Violation{Inv: inv, Session: s, Detail: fmt.Sprintf(format, args...)})
 	}
-	for s := range r.Params.Sessions {
+	for s := range r.Params.Sessions + len(r.Creations) {
 		var reqs []*Request
 		for _, rq := range r.Requests {
 			if rq.Session == s {
@@ -104,8 +104,28 @@ func Check(r *Result) []Violation {
 			timeout = r.Timeouts[s]
 		}
 		all := append(slices.Clone(reqs), finals...)
+		// A session created during the run exists from its creation's
+		// acknowledgement, or from the first request that read it (a
+		// creation of unknown outcome that landed); before that, "not
+		// found" is no loss. A creation reported as not done must not
+		// have been.
+		from := time.Duration(-1)
+		if c := r.creation(s); c != nil {
+			from = time.Duration(1<<62 - 1)
+			if c.Req.Err == nil {
+				from = c.Req.Ret
+			}
+			for _, rq := range all {
+				if rq.Seen && rq.Ret < from {
+					from = rq.Ret
+				}
+			}
+			if i := slices.IndexFunc(all, func(rq *Request) bool { return rq.Seen }); i >= 0 && outcome(c.Req.Err) == Failed {
+				add(InvFailedApplied, s, "creation %s failed with %q but %s read the session", c.Req.ID, c.Req.Err, all[i].ID)
+			}
+		}
 		for _, rq := range all {
-			if !errors.Is(rq.Err, provider.ErrNotFound) {
+			if !errors.Is(rq.Err, provider.ErrNotFound) || rq.Call < from {
 				continue
 			}
 			lost = true
@@ -209,6 +229,15 @@ func Check(r *Result) []Violation {
 	}
 	r.Violations = out
 	return out
+}
+
+// creation returns session s's Creation if it was created during the run
+// (Params.Creates), else nil.
+func (r *Result) creation(s int) *Creation {
+	if i := s - r.Params.Sessions; i >= 0 && i < len(r.Creations) {
+		return r.Creations[i]
+	}
+	return nil
 }
 
 // twoHolders finds a lock taken while another holder's lease was surely

@@ -43,8 +43,16 @@ type Network struct {
 
 	minLat, maxLat time.Duration // each command's latency
 	// onCmd, when set, runs after each command a node executes, before
-	// its reply is sent (set before the first dial).
-	onCmd func()
+	// its reply is sent, with the command's key ("" when it has none) (set
+	// before the first dial).
+	onCmd func(key string)
+	// unstore, when set, is asked before each command a node executes
+	// (with its fields): true, and the command's item is put back as it
+	// was once it ran, its reply unchanged (a node that acknowledges a
+	// write it did not keep): a deliberately broken variant for the
+	// checker's tests (Params.dropCreateWitness; set before the first
+	// dial).
+	unstore func(fields []string) bool
 
 	conns sync.WaitGroup // every connection's reader and executor
 }
@@ -114,7 +122,7 @@ func (nw *Network) Dialer(client string) func(ctx context.Context, network, addr
 		seed := nw.rng.Uint64()
 		nw.mu.Unlock()
 		cli, srv := net.Pipe()
-		sc := &serverConn{node: nd, client: client, onCmd: nw.onCmd, minLat: nw.minLat, maxLat: nw.maxLat, nc: srv, incarnation: nd.incarnation, queue: make(chan *request, 256), rng: rand.New(rand.NewPCG(seed, 1))}
+		sc := &serverConn{node: nd, client: client, onCmd: nw.onCmd, unstore: nw.unstore, minLat: nw.minLat, maxLat: nw.maxLat, nc: srv, incarnation: nd.incarnation, queue: make(chan *request, 256), rng: rand.New(rand.NewPCG(seed, 1))}
 		nd.conns[sc] = struct{}{}
 		nd.mu.Unlock()
 		nw.conns.Go(sc.read)
@@ -270,7 +278,8 @@ type serverConn struct {
 	incarnation int
 	queue       chan *request
 	rng         *rand.Rand
-	onCmd       func()
+	onCmd       func(key string)
+	unstore     func(fields []string) bool
 
 	minLat, maxLat time.Duration
 }
@@ -358,12 +367,23 @@ func (sc *serverConn) execute() {
 		if tab == nil {
 			return
 		}
+		var restore func()
+		if sc.unstore != nil && len(rq.fields) > 1 && sc.unstore(rq.fields) {
+			restore = tab.keep(rq.fields[1])
+		}
 		out, quit := tab.exec(rq)
+		if restore != nil {
+			restore()
+		}
 		if quit {
 			return
 		}
 		if sc.onCmd != nil {
-			sc.onCmd()
+			key := ""
+			if len(rq.fields) > 1 {
+				key = rq.fields[1]
+			}
+			sc.onCmd(key)
 		}
 		if writeOK {
 			bw.WriteString(out)
@@ -396,4 +416,90 @@ func (nd *Node) Live(key string) bool {
 		}
 	}
 	return false
+}
+
+// keep returns a function that puts key's item back as it is now (or
+// removes it, if there is none): Network.unstore.
+func (t *table) keep(key string) func() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.items[key]
+	var saved item
+	if ok {
+		saved = *old
+	}
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !ok {
+			delete(t.items, key)
+			return
+		}
+		it := saved
+		t.items[key] = &it
+	}
+}
+
+// Record flags of store/memcached's witness scheme (its client flags,
+// kindData and kindWitness in witness.go): a session's data record, and
+// its witness record. TestNoFaultIsClean checks them: a creation with no
+// fault must leave a witness record (Creation.Witless false).
+const (
+	dataFlags    = 1
+	witnessFlags = 2
+)
+
+// frozen calls fn while no node of nw runs a command (every live node's
+// table held), with each node's live items' client flags by key (none
+// for a dead node) and a function that flushes a node's memory within
+// fn (Node.Flush would wait for its own table). A fault that erases
+// memory (flush_all, kill, restart) applied within fn is seen by no
+// command half way.
+func (nw *Network) frozen(fn func(items map[*Node]map[string]uint32, flush func(nd *Node))) {
+	for {
+		held := make(map[*Node]*table, len(nw.addrs))
+		for _, a := range nw.addrs {
+			nd := nw.nodes[a]
+			nd.mu.Lock()
+			if !nd.dead {
+				held[nd] = nd.tab
+			}
+			nd.mu.Unlock()
+		}
+		for _, a := range nw.addrs {
+			if tab := held[nw.nodes[a]]; tab != nil {
+				tab.mu.Lock()
+			}
+		}
+		same := true
+		for nd, tab := range held {
+			nd.mu.Lock()
+			same = same && !nd.dead && nd.tab == tab
+			nd.mu.Unlock()
+		}
+		if same {
+			items := make(map[*Node]map[string]uint32, len(held))
+			for nd, tab := range held {
+				now := tab.clock()
+				m := make(map[string]uint32)
+				for k, it := range tab.items {
+					if !(it.exptime != 0 && it.exptime <= now) && !(tab.oldestLive != 0 && tab.oldestLive <= now && it.time <= tab.oldestLive) {
+						m[k] = it.flags
+					}
+				}
+				items[nd] = m
+			}
+			fn(items, func(nd *Node) {
+				if tab := held[nd]; tab != nil {
+					tab.flush(0)
+				}
+			})
+		}
+		for _, tab := range held {
+			tab.mu.Unlock()
+		}
+		if same {
+			return
+		}
+	}
 }

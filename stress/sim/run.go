@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +45,19 @@ type Params struct {
 	// nodes is its cache, a DurableNode with store/sqlstore's semantics
 	// its durable tier. Its kinds are TieredFaultKinds.
 	Tiered bool
+	// Creates is how many sessions a seed creates during the run, under
+	// its faults (docs/simulation.md, "Sessions created under faults"):
+	// each a browser whose first request creates its session through the
+	// provider as the middleware does (CreateNewStoreData, then
+	// SetAndReleaseItemExclusive with newItem: the store's Add, R8 of
+	// docs/replication.md) and, once that is acknowledged, makes
+	// createFollowUps requests of the workload's kinds through random app
+	// servers. They are sessions Sessions to Sessions+Creates-1, checked
+	// as the others (Creation). The first starts just before the
+	// schedule's first fault that strikes at an instant (or, of
+	// flush-step, has a flush after the CreateCmd-th node command on its
+	// key); the others at instants spread over the run.
+	Creates int
 	// DurableTimeout bounds each durable statement, as sqlstore's
 	// Config.Timeout does; default 2 s (more than a lease, so that a
 	// statement held for a takeover can still answer).
@@ -73,6 +89,14 @@ type Params struct {
 	// variant for the checker's test of stuck-while-written
 	// (TestAbandonCheckerCatchesSeqStamp).
 	seqStamp bool
+	// dropCreateWitness: the nodes acknowledge, and do not keep, the
+	// witness record of a session created during the run while its
+	// creation is under way (Network.unstore): its Store believes it
+	// created the session with a witness. A deliberately broken variant
+	// for the checker's test of the D6 allowance
+	// (TestCreateCheckerCatchesMissingWitness): a creation without its
+	// witness that the Store did not report must not be allowed a loss.
+	dropCreateWitness bool
 	// wrapDurable, when set, wraps each app server's durable client: a
 	// deliberately broken variant of the durable tier for the checker's
 	// tests.
@@ -175,7 +199,44 @@ const (
 	ReqRead     ReqKind = "read"      // read-only request
 	ReqLockFree ReqKind = "lock-free" // lock-free write of a key of its own
 	ReqFinal    ReqKind = "final"     // the check after the faults healed
+	ReqCreate   ReqKind = "create"    // a new session's first request (Params.Creates)
 )
+
+// createFollowUps is how many requests a browser makes with the session
+// it created (Params.Creates), once its creation is acknowledged.
+const createFollowUps = 2
+
+// Creation is a session created during the run (Params.Creates).
+type Creation struct {
+	Session int      // its index: Params.Sessions and up
+	Req     *Request // the creating request
+	// Reported: within the creating request's own store calls (its
+	// goroutine, while a call ran), its Store reported a creation
+	// without a witness (EventFallback, R8's failed-candidate case) or
+	// a failover (EventFailover: R7 completing an Add abandoned at its
+	// primary, which marks it nowit).
+	Reported bool
+	// NoWitness: when its Add returned success, or its request, some
+	// node held a data record of the session and no node its witness
+	// record (dataFlags, witnessFlags). Witness: one of those looks saw
+	// a witness record; Data: how many nodes held a data record at the
+	// last look.
+	NoWitness, Witness bool
+	Data               int
+	// Losses: the instants a fault erased (flush_all, kill, restart) a
+	// node that held a data record of the session while no node held its
+	// witness record, from its creation's start: a data copy lost in the
+	// window of a creation without its witness, before R9 stores it
+	// (docs/replication.md, R8 and section 6, review-4 D6).
+	Losses []time.Duration
+
+	done bool // its creating request returned (runner.mu)
+}
+
+// Witless reports whether c went without its witness by R8's stated
+// exception: the Store reported it (Reported) and no witness record was
+// found when it returned (NoWitness).
+func (c *Creation) Witless() bool { return c.Reported && c.NoWitness }
 
 // StoreOp is one store operation of a request, as the provider issued it.
 type StoreOp struct {
@@ -270,6 +331,9 @@ type Result struct {
 	// (Params.appendsIn: seeds 4 to 7 modulo 8 of the default scheme
 	// unless Params chose); otherwise it wrote every change whole.
 	Appends bool
+	// Creations are the sessions created during the run
+	// (Params.Creates), in order.
+	Creations []*Creation
 	// Violations found by Check.
 	Violations []Violation
 	// Tiered: the tiered Stores' counters, summed over the app servers
@@ -295,7 +359,22 @@ func (s *recStore) record(ctx context.Context, key, name string, fn func() error
 	s.run.waitApp(s.app)
 	rq, _ := ctx.Value(reqKey{}).(*Request)
 	call := time.Since(s.start)
+	creating := rq != nil && rq.Kind == ReqCreate
+	if creating {
+		g := goid()
+		s.run.mu.Lock()
+		s.run.crGo[g] = rq.Session - s.run.p.Sessions
+		s.run.mu.Unlock()
+		defer func() {
+			s.run.mu.Lock()
+			delete(s.run.crGo, g)
+			s.run.mu.Unlock()
+		}()
+	}
 	err := fn()
+	if creating && name == "add" && err == nil {
+		s.run.lookAtCreation(rq.Session-s.run.p.Sessions, key)
+	}
 	if rq != nil {
 		ph := rq.phase
 		if ph != "" {
@@ -409,9 +488,19 @@ type runner struct {
 	// commands the nodes executed.
 	cmdTriggers map[int][]Fault
 	cmds        int
-	opNode      int // the node of the seed's first fault; -1 before
-	opNode2     int // and its second node (pause+kill)
-	faults      sync.WaitGroup
+	// The sessions created during the run (Params.Creates): crKey maps
+	// each one's key to its index in crs from its creation's start;
+	// crGo maps the goroutine of a creating request to it while the
+	// request calls the Store; crTriggers holds FaultFlushStep by the
+	// count crCmds of node commands on the first one's key.
+	crs        []*Creation
+	crKey      map[string]int
+	crGo       map[uint64]int
+	crTriggers map[int][]Fault
+	crCmds     int
+	opNode     int // the node of the seed's first fault; -1 before
+	opNode2    int // and its second node (pause+kill)
+	faults     sync.WaitGroup
 }
 
 func (r *runner) now() time.Duration { return time.Since(r.start) }
@@ -467,17 +556,17 @@ func (r *runner) strike(f Fault) {
 	var end func()
 	switch f.Kind {
 	case FaultFlush, FaultFlushEach, FaultFlushStep:
-		nd.Flush()
+		r.erase([]int{f.Node}, func(nd *Node, flush func(*Node)) { flush(nd) })
 	case FaultFlushAll, FaultReviveMidCommit:
 		h.Nodes = nil
-		for i, a := range addrs {
-			r.nw.Node(a).Flush()
+		for i := range addrs {
 			h.Nodes = append(h.Nodes, i)
 		}
+		r.erase(h.Nodes, func(nd *Node, flush func(*Node)) { flush(nd) })
 	case FaultRestart:
-		nd.Restart()
+		r.erase([]int{f.Node}, func(nd *Node, _ func(*Node)) { nd.Restart() })
 	case FaultKill:
-		nd.Kill()
+		r.erase([]int{f.Node}, func(nd *Node, _ func(*Node)) { nd.Kill() })
 		end = nd.Start
 	case FaultPause:
 		nd.Pause()
@@ -520,7 +609,7 @@ func (r *runner) strike(f Fault) {
 		n2 := r.nw.Node(addrs[f.Node2])
 		h.Nodes = append(h.Nodes, f.Node2)
 		nd.Pause()
-		n2.Kill()
+		r.erase([]int{f.Node2}, func(nd *Node, _ func(*Node)) { nd.Kill() })
 		end = func() { nd.Resume(); n2.Start() }
 	case FaultOpposite:
 		// Node f.Node unreachable from f.Apps, f.Node2 from the other
@@ -548,7 +637,7 @@ func (r *runner) strike(f Fault) {
 			go func() {
 				defer r.faults.Done()
 				time.Sleep(f.Dur / 2)
-				r.nw.Node(addrs[third]).Flush()
+				r.erase([]int{third}, func(nd *Node, flush func(*Node)) { flush(nd) })
 			}()
 		}
 		end = func() { nd.Heal(cut...); n2.Heal(rest...) }
@@ -575,13 +664,20 @@ func (r *runner) strike(f Fault) {
 	}()
 }
 
-// afterCmd runs after each command a node executes (Network.onCmd): it
-// strikes the FaultFlushStep faults triggered by it.
-func (r *runner) afterCmd() {
+// afterCmd runs after each command a node executes (Network.onCmd), with
+// its key: it strikes the FaultFlushStep faults triggered by it (by the
+// count of the nodes' commands, or of those on the first created
+// session's key: Fault.CreateCmd).
+func (r *runner) afterCmd(key string) {
 	r.mu.Lock()
 	r.cmds++
 	fs := r.cmdTriggers[r.cmds]
 	delete(r.cmdTriggers, r.cmds)
+	if i, ok := r.crKey[key]; ok && i == 0 {
+		r.crCmds++
+		fs = append(fs, r.crTriggers[r.crCmds]...)
+		delete(r.crTriggers, r.crCmds)
+	}
 	r.mu.Unlock()
 	for _, f := range fs {
 		r.strike(f)
@@ -603,6 +699,132 @@ func (r *runner) afterDBPut() time.Duration {
 		hold = max(hold, f.Dur)
 	}
 	return hold
+}
+
+// erase applies a fault that erases the memory of nodes (act on each:
+// flush, flush_all, kill or restart) while no node runs a command
+// (Network.frozen), after noting, for each session created during the
+// run whose creation has started, whether one of those nodes held a data
+// record of it while no node held its witness record (Creation.Losses).
+func (r *runner) erase(nodes []int, act func(nd *Node, flush func(*Node))) {
+	addrs := r.nw.Addrs()
+	if r.p.Creates == 0 {
+		for _, n := range nodes {
+			act(r.nw.Node(addrs[n]), (*Node).Flush)
+		}
+		return
+	}
+	r.nw.frozen(func(items map[*Node]map[string]uint32, flush func(*Node)) {
+		r.mu.Lock()
+		now := r.now()
+		for key, i := range r.crKey {
+			wit := false
+			for _, m := range items {
+				wit = wit || m[key] == witnessFlags
+			}
+			for _, n := range nodes {
+				if !wit && items[r.nw.Node(addrs[n])][key] == dataFlags {
+					r.crs[i].Losses = append(r.crs[i].Losses, now)
+					break
+				}
+			}
+		}
+		r.mu.Unlock()
+		for _, n := range nodes {
+			act(r.nw.Node(addrs[n]), flush)
+		}
+	})
+}
+
+// lookAtCreation notes whether the nodes hold a witness record of
+// created session i (key), and how many a data record: after its Add
+// returned success, and after its request did (Creation.NoWitness).
+func (r *runner) lookAtCreation(i int, key string) {
+	r.nw.frozen(func(items map[*Node]map[string]uint32, _ func(*Node)) {
+		data, wit := 0, false
+		for _, m := range items {
+			switch m[key] {
+			case dataFlags:
+				data++
+			case witnessFlags:
+				wit = true
+			}
+		}
+		r.mu.Lock()
+		c := r.crs[i]
+		c.Data = data
+		c.Witness = c.Witness || wit
+		c.NoWitness = c.NoWitness || (data > 0 && !wit)
+		r.mu.Unlock()
+	})
+}
+
+// onEvent takes a Store's node events (memcached.Config.OnEvent): one
+// emitted by a creating request's own store call (its goroutine) that
+// reports a creation without its witness or a failover marks that
+// creation Reported.
+func (r *runner) onEvent(e provider.Event) {
+	if !(e.Kind == provider.EventFallback && strings.Contains(e.Detail, "without its witness")) && e.Kind != provider.EventFailover {
+		return
+	}
+	g := goid()
+	r.mu.Lock()
+	if i, ok := r.crGo[g]; ok {
+		r.crs[i].Reported = true
+	}
+	r.mu.Unlock()
+}
+
+// goid returns the calling goroutine's id, from its stack trace's first
+// line ("goroutine N [...").
+func goid() uint64 {
+	var buf [64]byte
+	f := strings.Fields(string(buf[:runtime.Stack(buf[:], false)]))
+	if len(f) < 2 {
+		return 0
+	}
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
+}
+
+// create runs a browser's first request: it creates session id as the
+// middleware does (CreateNewStoreData, then SetAndReleaseItemExclusive
+// with newItem), with the values every session starts with.
+func (r *runner) create(pv *provider.Provider, id string, rq *Request) {
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), reqKey{}, rq), 2*r.p.Lease+2*time.Second)
+	defer cancel()
+	rq.Call = r.now()
+	defer func() { rq.Ret = r.now() }()
+	d := pv.CreateNewStoreData(0)
+	_ = d.Values.Set("n", 0)
+	_ = d.Values.Set("w", "init")
+	rq.phase = "create"
+	rq.CommitCall = rq.Call
+	rq.Err = pv.SetAndReleaseItemExclusive(ctx, id, d, 0, true)
+}
+
+// drawKind draws a workload request's kind: 60 % locked increments,
+// 25 % reads, 15 % lock-free writes.
+func drawKind(rng *rand.Rand) ReqKind {
+	switch x := rng.IntN(100); {
+	case x < 60:
+		return ReqIncr
+	case x < 85:
+		return ReqRead
+	}
+	return ReqLockFree
+}
+
+// timedFault returns the schedule's first fault that strikes at an
+// instant of its own (not triggered by an operation or a command), if
+// any.
+func timedFault(sched Schedule) (Fault, bool) {
+	for _, f := range sched {
+		if f.AfterOp == 0 && f.AfterCmd == 0 && f.AfterDBWrite == 0 && f.CreateCmd == 0 && f.Kind != FaultExpiry && f.Kind != FaultAbandon {
+			return f, true
+		}
+	}
+	return Fault{}, false
 }
 
 func (r *runner) addHit(h FaultHit) {
@@ -676,10 +898,32 @@ func Run(seed uint64, p Params) *Result {
 // RunSchedule runs one seed with the given schedule.
 func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	rng := rand.New(rand.NewPCG(seed, 0x7a11))
+	// The sessions created during the run draw from their own source, so
+	// that the schedule, the workload and the sessions of a seed are
+	// what they are without them. Of flush-step, one more flush of the
+	// seed's node strikes right after the CreateCmd-th node command on
+	// the first created session's key: inside its creation (the
+	// provider's read, then R8's Add) or its first requests.
+	crng := rand.New(rand.NewPCG(seed, 0xadd))
+	if p.Creates > 0 && len(sched) > 0 && sched[0].Kind == FaultFlushStep && !sched[0].Double {
+		sched = append(slices.Clone(sched), Fault{Kind: FaultFlushStep, Node: sched[0].Node, CreateCmd: 1 + crng.IntN(12)})
+	}
 	nw := NewNetwork(p.Nodes, rng)
 	nw.minLat, nw.maxLat = p.MinLatency, p.MaxLatency
-	r := &runner{p: p, appends: p.appendsIn(seed), nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1}
+	r := &runner{p: p, appends: p.appendsIn(seed), nw: nw, start: time.Now(), sched: sched, appGate: make([]chan struct{}, p.Apps), triggers: make(map[int][]Fault), dbTriggers: make(map[int][]Fault), cmdTriggers: make(map[int][]Fault), opNode: -1,
+		crKey: make(map[string]int), crGo: make(map[uint64]int), crTriggers: make(map[int][]Fault)}
 	nw.onCmd = r.afterCmd
+	if p.dropCreateWitness {
+		nw.unstore = func(fields []string) bool {
+			if fields[0] != "ms" || !slices.Contains(fields, "F"+strconv.Itoa(witnessFlags)) {
+				return false
+			}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			i, ok := r.crKey[fields[1]]
+			return ok && !r.crs[i].done
+		}
+	}
 	res := &Result{Seed: seed, Params: p, Schedule: sched, GetAndTouch: !p.noGetAndTouch && seed%2 == 0, Pooled: p.pooled(seed), Appends: p.appendsIn(seed)}
 	conns := memcached.ConnsPipelined
 	if res.Pooled {
@@ -699,7 +943,11 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	var closers []provider.Store
 	var tstores []*tiered.Store
 	for a := range p.Apps {
-		mc, err := memcached.New(memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns})
+		cfg := memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns}
+		if p.Creates > 0 {
+			cfg.OnEvent = r.onEvent
+		}
+		mc, err := memcached.New(cfg)
 		if err != nil {
 			panic(err)
 		}
@@ -795,6 +1043,10 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			}()
 			continue
 		}
+		if f.CreateCmd > 0 {
+			r.crTriggers[f.CreateCmd] = append(r.crTriggers[f.CreateCmd], f)
+			continue
+		}
 		if f.AfterOp > 0 {
 			r.triggers[f.AfterOp] = append(r.triggers[f.AfterOp], f)
 			continue
@@ -817,6 +1069,51 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 
 	// The workload.
 	var wg sync.WaitGroup
+	crIDs := make([]string, p.Creates)
+	for i := range p.Creates {
+		s := p.Sessions + i
+		app := crng.IntN(p.Apps)
+		at := time.Duration(crng.Int64N(int64(p.Horizon + 3*time.Second)))
+		if f, ok := timedFault(sched); ok && i == 0 {
+			at = max(0, f.At-time.Duration(crng.Int64N(int64(20*time.Millisecond))))
+		}
+		crIDs[i] = sessionID(crng)
+		frng := rand.New(rand.NewPCG(seed, uint64(1_000_000+i)))
+		rq := &Request{ID: fmt.Sprintf("c%d", i), App: app, Session: s, Kind: ReqCreate}
+		key, err := provs[app].Key(crIDs[i])
+		if err != nil {
+			panic(err)
+		}
+		r.crs = append(r.crs, &Creation{Session: s, Req: rq})
+		wg.Go(func() {
+			time.Sleep(at - r.now())
+			r.mu.Lock()
+			r.crKey[key] = i
+			r.mu.Unlock()
+			r.create(provs[app], crIDs[i], rq)
+			r.mu.Lock()
+			r.crs[i].done = true
+			r.mu.Unlock()
+			if rq.Err == nil {
+				r.lookAtCreation(i, key)
+			}
+			reqMu.Lock()
+			res.Requests = append(res.Requests, rq)
+			reqMu.Unlock()
+			if rq.Err != nil {
+				return
+			}
+			for o := range createFollowUps {
+				time.Sleep(time.Duration(frng.Int64N(int64(300 * time.Millisecond))))
+				fq := &Request{ID: fmt.Sprintf("c%do%d", i, o), App: frng.IntN(p.Apps), Session: s}
+				fq.Kind = drawKind(frng)
+				r.request(provs[fq.App], crIDs[i], fq, frng)
+				reqMu.Lock()
+				res.Requests = append(res.Requests, fq)
+				reqMu.Unlock()
+			}
+		})
+	}
 	for a := range p.Apps {
 		for w := range p.Workers {
 			wrng := rand.New(rand.NewPCG(seed, uint64(a*1000+w+1)))
@@ -825,14 +1122,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 					time.Sleep(time.Duration(wrng.Int64N(int64(300 * time.Millisecond))))
 					rq := &Request{ID: fmt.Sprintf("a%dw%do%d", a, w, o), App: a}
 					rq.Session = r.busySession(wrng.IntN(p.Sessions))
-					switch x := wrng.IntN(100); {
-					case x < 60:
-						rq.Kind = ReqIncr
-					case x < 85:
-						rq.Kind = ReqRead
-					default:
-						rq.Kind = ReqLockFree
-					}
+					rq.Kind = drawKind(wrng)
 					r.request(provs[a], ids[rq.Session], rq, wrng)
 					reqMu.Lock()
 					res.Requests = append(res.Requests, rq)
@@ -855,10 +1145,13 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	for _, fs := range r.cmdTriggers {
 		late = append(late, fs...)
 	}
-	r.triggers, r.dbTriggers, r.cmdTriggers = nil, nil, nil
+	for _, fs := range r.crTriggers {
+		late = append(late, fs...)
+	}
+	r.triggers, r.dbTriggers, r.cmdTriggers, r.crTriggers = nil, nil, nil, nil
 	r.mu.Unlock()
 	for _, f := range late {
-		f.AfterOp = 0
+		f.AfterOp, f.CreateCmd = 0, 0
 		r.strike(f)
 	}
 	r.faults.Wait()
@@ -874,6 +1167,19 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			res.Finals = append(res.Finals, rq)
 		}
 	}
+	// A created session's final lock: by one app server, the one after
+	// its creator's (the stage's time budget: Params.Creates).
+	for i, id := range crIDs {
+		s := p.Sessions + i
+		for _, a := range []int{(r.crs[i].Req.App + 1) % p.Apps} {
+			rq := &Request{ID: fmt.Sprintf("final%d.%d", s, a), App: a, Session: s, Kind: ReqFinal}
+			r.final(provs[a], id, rq)
+			res.Finals = append(res.Finals, rq)
+		}
+	}
+	r.mu.Lock()
+	res.Creations = r.crs
+	r.mu.Unlock()
 	res.Elapsed = r.now()
 	res.appended = r.appended.Load()
 	for _, ts := range tstores {

@@ -139,6 +139,10 @@ type Fault struct {
 	// AfterCmd: FaultFlushStep strikes right after the AfterCmd-th
 	// command the nodes execute.
 	AfterCmd int
+	// CreateCmd: FaultFlushStep strikes right after the CreateCmd-th
+	// node command on the key of the first session created during the
+	// run (Params.Creates), from its creation's start.
+	CreateCmd int
 	// Double: the fault is one of a FaultDouble's two; it strikes its
 	// own Node.
 	Double   bool
@@ -174,6 +178,8 @@ func (f Fault) String() string {
 		return b.String()
 	}
 	switch {
+	case f.CreateCmd > 0:
+		fmt.Fprintf(&b, "%s after node command #%d on the first created session's key on node %d", f.Kind, f.CreateCmd, f.Node)
 	case f.AfterCmd > 0:
 		fmt.Fprintf(&b, "%s after node command #%d on node %d", f.Kind, f.AfterCmd, f.Node)
 	case f.AfterDBWrite > 0:

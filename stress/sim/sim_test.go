@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -53,6 +54,9 @@ func params() Params {
 		panic(fmt.Sprintf("-backup %q: want on, off or witness", *flagBackup))
 	}
 	p.Backup = mode
+	if p.scheme() == memcached.BackupWitness && !p.Tiered {
+		p.Creates = witnessCreates
+	}
 	return p
 }
 
@@ -297,7 +301,7 @@ func TestSimBackupOn(t *testing.T) {
 		t.Skip("-backup or -tiered: TestSim runs that scheme")
 	}
 	p := params()
-	p.Backup = memcached.BackupOn
+	p.Backup, p.Creates = memcached.BackupOn, 0
 	expectDefects(t, "memcached, backup on (opt-in)", p, max(len(p.kinds())*4, *flagSeeds/4))
 }
 
@@ -415,15 +419,28 @@ func TestNoFaultIsClean(t *testing.T) {
 		t.Skip("run with -seeds N")
 	}
 	tp := params()
-	tp.Tiered = true
+	tp.Tiered, tp.Creates = true, 0
 	op := params()
-	op.Backup = memcached.BackupOn
+	op.Backup, op.Creates = memcached.BackupOn, 0
 	for _, p := range []Params{params(), tp, op} {
 		for seed := uint64(1); seed <= 20; seed++ {
 			var res *Result
 			synctest.Test(t, func(t *testing.T) { res = RunSchedule(seed, p, nil) })
 			if v := Check(res); len(v) > 0 {
 				t.Errorf("seed %d without faults (tiered %v, backup %s): %v", seed, p.Tiered, p.scheme(), v)
+			}
+			// Sessions created without faults: acknowledged, with a
+			// witness record and two data records found when they
+			// returned (so the record flags the checker reads,
+			// dataFlags and witnessFlags, are the Store's), never
+			// without their witness, nothing lost.
+			if len(res.Creations) != p.Creates {
+				t.Errorf("seed %d: %d sessions created during the run, want %d", seed, len(res.Creations), p.Creates)
+			}
+			for _, c := range res.Creations {
+				if c.Req.Err != nil || !c.Witness || c.Data != 2 || c.NoWitness || c.Reported || len(c.Losses) > 0 {
+					t.Errorf("seed %d without faults: creation %s: err %v, witness record seen %v, %d data records, without witness %v, reported %v, losses %v", seed, c.Req.ID, c.Req.Err, c.Witness, c.Data, c.NoWitness, c.Reported, c.Losses)
+				}
 			}
 		}
 	}
@@ -440,14 +457,17 @@ func TestReplay(t *testing.T) {
 	first := runSeed(t, *flagSeed, p)
 	t.Log("\n" + report(first))
 	if p.scheme() == memcached.BackupWitness {
-		fails, unknown := lateFailures(first, failoverTime(p))
-		for _, f := range append(fails, unknown...) {
+		fails, unknown, d6 := lateFailures(first, failoverTime(p))
+		for _, f := range slices.Concat(fails, unknown, d6) {
 			t.Logf("SimFailoverTime: failed although started %v after the last fault event: %s", failoverTime(p), f)
 		}
 	}
 	if testing.Verbose() {
 		for _, rq := range first.Requests {
-			t.Logf("%s %s s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
+			t.Logf("%s %s app%d s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.App, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
+		}
+		for _, c := range first.Creations {
+			t.Logf("creation %s (session %d): reported without its witness %v, no witness record when it returned %v, a witness record seen %v, %d data records, data copies erased with no witness record at %v", c.Req.ID, c.Session, c.Reported, c.NoWitness, c.Witness, c.Data, c.Losses)
 		}
 		for _, rq := range first.Finals {
 			t.Logf("%s app%d s%d n=%d w=%s err=%v lf=%d", rq.ID, rq.App, rq.Session, rq.N, rq.W, rq.Err, len(rq.LFKeys))

@@ -36,7 +36,90 @@ func backupName(mode memcached.BackupMode) string {
 func witnessParams() Params {
 	p := DefaultParams()
 	p.Backup = memcached.BackupWitness
+	p.Creates = witnessCreates
 	return p
+}
+
+// witnessCreates is how many sessions each seed of the witness scheme
+// creates during the run, under its faults (Params.Creates).
+const witnessCreates = 2
+
+// d6Creation returns session s's Creation when the run may lose it by
+// the one stated exception to single-fault safety (docs/replication.md,
+// R8 and section 6, review-4 D6): it was created during the run without
+// its witness by R8's failed-candidate case (Creation.Witless: its Store
+// reported it within the creating request's own calls, and no node held
+// a witness record of it when its Add or request returned), and a fault
+// then erased a node holding one of its data records while no node held
+// its witness record (Creation.Losses: before R9 stored it). Else nil.
+func d6Creation(r *Result, s int) *Creation {
+	if c := r.creation(s); c != nil && c.Witless() && len(c.Losses) > 0 {
+		return c
+	}
+	return nil
+}
+
+// d6Answer reports whether rq, a request of a d6Creation c, ended as
+// that exception may end it, after c's first data copy was lost: "not
+// found", or ErrUnavailable (a lone copy marked nowit, R4.6; also
+// provider.ErrUnconfirmed, which wraps it).
+func d6Answer(c *Creation, rq *Request) bool {
+	return rq.Ret > c.Losses[0] && (errors.Is(rq.Err, provider.ErrNotFound) || errors.Is(rq.Err, provider.ErrUnavailable))
+}
+
+// unconfirmedCreation reports whether v, of a run of kind k, is the
+// known open item found by the sessions created during the run (seventh
+// session of 2026-11-30): under pause+kill (a node paused while another
+// is killed, a double fault that section 8 says resumes when the paused
+// node does) a creation in flight whose witness node was killed and whose
+// first data CAS went to the paused node ended with an unknown outcome;
+// the CAS ran when the node resumed, and the key then holds a creation's
+// lone copy with two empty peers, which the store answers
+// provider.ErrUnconfirmed until it expires (pause+kill seed 399, about 1
+// replay in 10). Allowed only for a session whose creation was neither
+// acknowledged nor reported as failed, that no request ever read, and
+// whose requests after the faults healed all failed with ErrUnconfirmed:
+// no acknowledged session or write is involved.
+func unconfirmedCreation(k FaultKind, r *Result, v Violation) bool {
+	c := r.creation(v.Session)
+	if k != FaultPauseKill || v.Inv != InvStuck || c == nil || outcome(c.Req.Err) != Unknown {
+		return false
+	}
+	for _, rq := range slices.Concat(r.Requests, r.Finals) {
+		if rq.Session != v.Session {
+			continue
+		}
+		if rq.Seen || (rq.Kind == ReqFinal && !errors.Is(rq.Err, provider.ErrUnconfirmed)) {
+			return false
+		}
+	}
+	return true
+}
+
+// d6Allowed reports whether v is allowed by that exception: the session
+// lost ("not found") or unavailable after the faults healed, every
+// request that found it so having ended after its first data copy was
+// lost, of a d6Creation. Any other violation of such a session fails.
+func d6Allowed(r *Result, v Violation) bool {
+	c := d6Creation(r, v.Session)
+	if c == nil || (v.Inv != InvSessionLost && v.Inv != InvStuck) {
+		return false
+	}
+	n := 0
+	for _, rq := range slices.Concat(r.Requests, r.Finals) {
+		if rq.Session != v.Session || rq.Err == nil {
+			continue
+		}
+		if errors.Is(rq.Err, provider.ErrNotFound) || errors.Is(rq.Err, provider.ErrUnavailable) {
+			if !d6Answer(c, rq) {
+				return false
+			}
+			n++
+		} else if rq.Kind == ReqFinal {
+			return false // stuck for another reason
+		}
+	}
+	return n > 0
 }
 
 // failoverTime is F + Timeout (docs/replication.md section 9) with the
@@ -191,7 +274,10 @@ var failoverKinds = []FaultKind{FaultFlush, FaultFlushStep, FaultRestart, FaultK
 // are returned apart (unknown): the witness scheme's known open issue
 // (docs/simulation.md), printed, not failed; any other unknown outcome
 // is among fails.
-func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
+//
+// A request of a session that d6Creation allows to be lost, ended as
+// d6Answer allows, is returned apart too (d6): printed, not failed.
+func lateFailures(r *Result, ft time.Duration) (fails, unknown, d6 []string) {
 	var events []time.Duration
 	for _, h := range r.Hits {
 		events = append(events, h.Start)
@@ -220,13 +306,16 @@ func lateFailures(r *Result, ft time.Duration) (fails, unknown []string) {
 		if op, ok := failedOp(rq); ok {
 			line += fmt.Sprintf(" (its %s at %v: %v)", op.Name, op.Call, op.Err)
 		}
-		if errors.Is(rq.Err, provider.ErrOutcomeUnknown) && residual(rq.Err.Error()) {
+		switch c := d6Creation(r, rq.Session); {
+		case c != nil && d6Answer(c, rq):
+			d6 = append(d6, line)
+		case errors.Is(rq.Err, provider.ErrOutcomeUnknown) && residual(rq.Err.Error()):
 			unknown = append(unknown, line)
-		} else {
+		default:
 			fails = append(fails, line)
 		}
 	}
-	return fails, unknown
+	return fails, unknown, d6
 }
 
 // storeFailed reports whether a request failed because of the store: one
@@ -251,6 +340,7 @@ func storeFailed(rq *Request) bool {
 func failedOp(rq *Request) (StoreOp, bool) {
 	for _, op := range rq.Ops {
 		if op.Err != nil && !errors.Is(op.Err, provider.ErrCASConflict) && !errors.Is(op.Err, provider.ErrExists) && !ctxErr(op.Err) &&
+			!(rq.Kind == ReqCreate && errors.Is(op.Err, provider.ErrNotFound)) && // a creation's read finds no session
 			!errors.Is(op.Err, provider.ErrNoAppend) && // declined, nothing sent: the provider writes whole
 			!(rq.Err == nil && errors.Is(op.Err, provider.ErrTooLarge)) && // an append refused for size: the provider writes whole
 			!(rq.Err == nil && errors.Is(op.Err, provider.ErrOutcomeUnknown)) {
@@ -327,7 +417,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 			if got := cov.Count(string(k), "any"); got < tl.seeds[k] {
 				t.Errorf("fault kind %s struck in %d of its %d seeds", k, got, tl.seeds[k])
 			}
-			late := 0
+			late, d6 := 0, 0
 			var stuckSeeds []uint64    // seeds with a finalUnknown violation
 			var residualSeeds []uint64 // seeds with a knownOpen violation or a late unknown outcome
 			for _, r := range results {
@@ -336,6 +426,16 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				}
 				var bad []Violation
 				for _, v := range r.Violations {
+					if d6Allowed(r, v) {
+						c := r.creation(v.Session)
+						fmt.Printf("KNOWN OPEN (%s, D6: session %s created without its witness, a data copy lost at %v before R9 stored it): seed %d (%s): %s\n", v.Inv, c.Req.ID, c.Losses, r.Seed, k, v)
+						d6++
+						continue
+					}
+					if unconfirmedCreation(k, r, v) {
+						fmt.Printf("KNOWN OPEN (stuck, pause+kill: a creation of unknown outcome left a lone copy its store cannot confirm): seed %d: %s\n", r.Seed, v)
+						continue
+					}
 					if knownOpen(v) {
 						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
 						if !slices.Contains(residualSeeds, r.Seed) {
@@ -360,7 +460,10 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 					t.Errorf("witness scheme, %s: %s", k, report(r))
 				}
 				if slices.Contains(failoverKinds, k) {
-					fails, unknown := lateFailures(r, ft)
+					fails, unknown, d6s := lateFailures(r, ft)
+					for _, l := range d6s {
+						fmt.Printf("KNOWN OPEN (SimFailoverTime, D6: a session created without its witness lost a data copy before R9 stored it): seed %d (%s): %s\n", r.Seed, k, l)
+					}
 					if len(fails) > 0 {
 						t.Errorf("SimFailoverTime: seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(fails, "\n  "), report(r))
 					}
@@ -373,6 +476,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 					}
 				}
 			}
+			fmt.Printf("creations under %s: %s; %d violations allowed by D6\n", k, creationStats(results, p.Kinds, k), d6)
 			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open); %d with a final request's write failover unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
 			if len(residualSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
 				t.Errorf("%s: %d of %d seeds had a request fail with an unknown outcome for a residual reason (seeds %v): more than the known open issue's 1 in %d", k, len(residualSeeds), tl.seeds[k], residualSeeds, maxFinalUnknown)
@@ -402,6 +506,48 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 			}
 		})
 	}
+}
+
+// creationStats summarizes the sessions created during the runs of kind
+// k: how many were acknowledged, failed (not created) or of unknown
+// outcome (those ended by ErrUnavailable counted apart),
+// how many ran while a fault struck or lasted (their creating
+// request's interval meets a fault's [start, end]), went without their
+// witness (Creation.Witless), and lost a data copy before R9 stored it
+// (d6Creation).
+func creationStats(results []*Result, kinds []FaultKind, k FaultKind) string {
+	var n, acked, failed, unavailable, under, witless, d6 int
+	for _, r := range results {
+		if KindOf(r.Seed, kinds) != k {
+			continue
+		}
+		for _, c := range r.Creations {
+			n++
+			switch outcome(c.Req.Err) {
+			case Acked:
+				acked++
+			case Failed:
+				failed++
+			default:
+				if errors.Is(c.Req.Err, provider.ErrUnavailable) {
+					unavailable++
+				}
+			}
+			for _, h := range r.Hits {
+				if h.Start <= c.Req.Ret && max(h.End, h.Start) >= c.Req.Call {
+					under++
+					break
+				}
+			}
+			if c.Witless() {
+				witless++
+			}
+			if d6Creation(r, c.Session) != nil {
+				d6++
+			}
+		}
+	}
+	return fmt.Sprintf("%d created, %d acknowledged, %d failed, %d unavailable, %d of unknown outcome; %d under a fault; %d without their witness; %d of those lost a data copy before R9", n, acked, failed, unavailable, n-acked-failed-unavailable, under, witless, d6)
 }
 
 // witnessExpirySeeds are seeds of the expiry kind (a seed's run depends
@@ -463,4 +609,34 @@ func TestSchemeIsStoreDefault(t *testing.T) {
 	if s := DefaultParams().scheme(); s != memcached.BackupWitness {
 		t.Errorf("the default scheme on DefaultParams' 3 nodes is %v, want witness", s)
 	}
+}
+
+// TestCreateCheckerCatchesMissingWitness runs flush and restart seeds
+// against a deliberately broken variant: the nodes acknowledge, and do not
+// keep, the witness record of a session created during the run
+// (Params.dropCreateWitness), so its Store believes it created the
+// session with a witness, and reports nothing. One flush or restart of a
+// data copy then loses the acknowledged session: the checker must report
+// it, and the D6 allowance (d6Allowed: only creations the Store reported
+// without their witness) must not cover it. Against the store as it is,
+// the same seeds lose no created session (TestSim runs more). A checker
+// that passes the broken variant is broken.
+func TestCreateCheckerCatchesMissingWitness(t *testing.T) {
+	p := witnessParams()
+	p.Kinds = []FaultKind{FaultFlush, FaultRestart}
+	for seed := uint64(1); seed <= 30; seed++ {
+		bp := p
+		bp.dropCreateWitness = true
+		r := runSeed(t, seed, bp)
+		for _, v := range r.Violations {
+			if r.creation(v.Session) != nil && !d6Allowed(r, v) {
+				t.Logf("witness records of created sessions not kept: seed %d:\n%s", seed, report(r))
+				if r := runSeed(t, seed, p); len(r.Violations) > 0 {
+					t.Errorf("the store as it is, seed %d:\n%s", seed, report(r))
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("witness records of created sessions not kept: the checker reported no lost created session in 30 flush and restart seeds")
 }
