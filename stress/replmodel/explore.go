@@ -205,7 +205,9 @@ type Result struct {
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
 	// Buried counts lone copies buried before a "not found" (review-4 D3).
-	Buried int
+	// BuryFenceRefused counts burials given up because a re-stamp of an
+	// empty peer (D3′) was refused or unanswered (the read again).
+	Buried, BuryFenceRefused int
 	// Takeovers counts explored steps in which an Add's read found a
 	// lone witness and blanks and took the key over (R8).
 	Takeovers int
@@ -1230,10 +1232,12 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.DX = res.x
 			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
 			if res.fence != [numNodes]bool{} {
-				// BuryCreationFenced (the store's rule until the sixth
-				// session of 2026-11-30): re-stamp both empty peers first,
-				// each with its read token; an absent one (no token to
-				// fence with) reads again, as a refusal does.
+				// D3′ (the store's fenceEmpties): re-stamp the blank
+				// peers first, each with its read token, and bury only
+				// once all were stored. Under BuryCreationFenced (the
+				// store's rule until the sixth session of 2026-11-30) both
+				// peers are fenced and an absent one (no token to fence
+				// with) reads again, as a refusal does.
 				read := cl.R
 				for n := range numNodes {
 					if res.fence[n] && !(read[n].St == rOK && read[n].Rec.K == blank) {
@@ -1353,6 +1357,7 @@ func (x *explorer) advance(t *state, c int) string {
 	case phBuryFence:
 		for n := range numNodes {
 			if cl.Sent[n] && cl.R[n].St != rOK {
+				x.res.BuryFenceRefused++
 				x.sendRead2(t, c) // refused or silent: read again (counts toward the cap)
 				return ""
 			}
@@ -1564,7 +1569,7 @@ func (x *explorer) decide(t *state, c int, n, tok, inc uint8, rec Rec) *msg {
 // fenceBlanks starts a round of client c that re-stamps each node of
 // fence with the blank its last read returned there (its token, its
 // remaining TTL): R4.1's fence before a "not found" (review-ballot m4),
-// and BuryCreationFenced's before its burial.
+// and before a burial (D3′).
 func (x *explorer) fenceBlanks(t *state, c int, fence [numNodes]bool) {
 	read := t.C[c].R
 	newRound(t, c)

@@ -217,7 +217,7 @@ const (
 	phPromise   // R7 (P1): promise the new epoch on w before the fence
 	phWrPromise // R3's write failover (P1): promise on W before the fence
 	phNFFence   // R4.1's not found (review-ballot m4): re-stamp the blanks counted
-	phBuryFence // BuryCreationFenced's burial: re-stamp the two empties first
+	phBuryFence // R4.1's burial (D3′): re-stamp the blank peers first
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",

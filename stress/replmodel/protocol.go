@@ -137,13 +137,24 @@ const (
 	// already returned, which this variant buries (its cold review, B1:
 	// TestLoneWitness's scope of a lone witness of another configuration).
 	BuryCreationFenced
+	// BuryUnfenced is R4.1's burial of a lone copy other than a
+	// creation's as the model ran it until the seventh session of
+	// 2026-11-30: the copy is CASed to a blank with no fence on its two
+	// empty peers (the store re-stamps them first, D3′). A peer read as
+	// a blank before a late CAS made it a copy again, and then read as a
+	// blank anew by no one, is still counted empty: c0's late primary
+	// CAS lands on a node c1's read found blank, c0's scan fails the
+	// session over onto it and returns the value, c1 buries the other
+	// copy and the session is lost (TestBuryFenced).
+	BuryUnfenced
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
 	"r9-unfenced", "add-parallel", "internal-no-ttl", "witness-untouched", "write-failover-any", "restamp-new-nonce", "lone-copy-unavailable",
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
-	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced"}
+	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
+	"bury-unfenced"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -190,9 +201,11 @@ type resolution struct {
 	// token, and answers only if all were stored (refused or silent: read
 	// again). With Scope.WonBlanks a blank the read itself made (mg N's
 	// win) is not among them: no process held its token before the read.
-	// With bury (BuryCreationFenced only): the lone copy's two empty
-	// peers, both re-stamped (each must be a blank: an absent one reads
-	// again) before the burial.
+	// With bury (D3′): the lone copy's empty peers that answered a
+	// blank, each re-stamped with its read token (a blank the read made
+	// included, as the store's restampBlanks) before the burial; an absent
+	// one needs none (review-d3 M1), save under BuryCreationFenced, whose
+	// burial reads again when a peer is absent.
 	fence [numNodes]bool
 }
 
@@ -250,20 +263,33 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 	// then undoing its witness, is one flush from a lone copy of a value
 	// already returned (BuryCreationFenced, which first re-stamps the two
 	// empty peers: that stops the Add, not this).
-	fenced := v == BuryCreationFenced
-	creation := lone.E == 0 && lone.V == 0 && v != BuryCreation && !fenced
+	creation := lone.E == 0 && lone.V == 0 && v != BuryCreation && v != BuryCreationFenced
 	if nData == 1 && empty == 2 && !lone.NoWit && !creation && v != NoWitness && v != LoneCopyUnavailable {
 		if v == NoBury {
 			return resolution{kind: resNotFound}
 		}
-		// Bury it first (review-4 D3): CAS it to a blank with the read's
-		// token, so that no late CAS can give it a second present record.
+		// Bury it (review-4 D3): CAS it to a blank with the read's token,
+		// so that no late CAS can give it a second present record. First
+		// (D3′, the store's fenceEmpties) re-stamp each blank peer with
+		// its read token: a late CAS read before (c0's primary CAS onto a
+		// blank this read counted) is then refused, or lands first and
+		// refuses the re-stamp (read again). A peer read absent is not
+		// re-stamped: the store's anomaly read (mg … N30) never answers
+		// absent, a miss comes back as a blank it made, whose token no
+		// one read before, and the model's plain get stands for that
+		// read (review-d3 M1). BuryUnfenced and BuryCreation bury with no
+		// fence; BuryCreationFenced re-stamps both peers, an absent one
+		// reading again (advance).
 		for i := range r {
 			if r[i].St == rOK && r[i].Rec == lone {
 				res := resolution{kind: resDecide, b: lone, x: uint8(i), rec1: Rec{K: blank}, single: true, bury: true}
-				if fenced {
-					for n := range r {
+				for n := range r {
+					switch v {
+					case BuryUnfenced, BuryCreation:
+					case BuryCreationFenced:
 						res.fence[n] = n != i
+					default:
+						res.fence[n] = n != i && r[n].St == rOK && r[n].Rec.K == blank
 					}
 				}
 				return res

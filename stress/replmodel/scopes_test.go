@@ -301,8 +301,15 @@ func TestExpiryAfterFailover(t *testing.T) {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 		}
 		r := mustHold(t, "expiry after a failover, stale third copy touched", expiryAfterFailover(Correct))
+		t.Logf("lone copies buried: %d explored steps", r.Buried)
 		if r.Expired == 0 || r.Fences == 0 {
 			t.Error("no read found the session expired, or no failover ran")
+		}
+		// Review-d3 M1: the plain get reads a missing peer as absent
+		// (the store's mg … N30 makes a blank there), which D3′ does not
+		// re-stamp: a Get still buries here.
+		if r.Buried == 0 {
+			t.Error("no lone copy was buried: a Get's burial is not reached")
 		}
 	})
 	t.Run("LoneCopyUnavailable rejected", func(t *testing.T) {
