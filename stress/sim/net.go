@@ -411,7 +411,7 @@ func (nd *Node) Live(key string) bool {
 	defer tab.mu.Unlock()
 	now := tab.clock()
 	for k, it := range tab.items {
-		if strings.HasSuffix(k, key) && !(it.exptime != 0 && it.exptime <= now) && !(tab.oldestLive != 0 && tab.oldestLive <= now && it.time <= tab.oldestLive) {
+		if strings.HasSuffix(k, key) && !tab.gone(it, now) {
 			return true
 		}
 	}
@@ -483,7 +483,7 @@ func (nw *Network) frozen(fn func(items map[*Node]map[string]uint32, flush func(
 				now := tab.clock()
 				m := make(map[string]uint32)
 				for k, it := range tab.items {
-					if !(it.exptime != 0 && it.exptime <= now) && !(tab.oldestLive != 0 && tab.oldestLive <= now && it.time <= tab.oldestLive) {
+					if !tab.gone(it, now) {
 						m[k] = it.flags
 					}
 				}

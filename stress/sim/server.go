@@ -121,11 +121,17 @@ func (t *table) lookup(key string, now int64) *item {
 	if it == nil {
 		return nil
 	}
-	if (it.exptime != 0 && it.exptime <= now) || (t.oldestLive != 0 && t.oldestLive <= now && it.time <= t.oldestLive) {
+	if t.gone(it, now) {
 		delete(t.items, key)
 		return nil
 	}
 	return it
+}
+
+// gone reports whether it is expired or flushed at now (memcached drops
+// such items lazily: lookup deletes them, other readers skip them).
+func (t *table) gone(it *item, now int64) bool {
+	return (it.exptime != 0 && it.exptime <= now) || (t.oldestLive != 0 && t.oldestLive <= now && it.time <= t.oldestLive)
 }
 
 func (t *table) nextCAS() uint64 {
