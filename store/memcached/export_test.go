@@ -235,3 +235,15 @@ func SetBackoffHook(s *Store, f func(key string, n int, d time.Duration)) { s.ho
 // model's BuryCreationFenced): R4.1 buries a creation's lone copy too,
 // after fencing its two empty peers, and answers not found.
 func SetBuryCreation(s *Store) { s.hooks.buryCreation = true }
+
+// SetKeepOldWitness makes s the code before R14: a lone witness of an
+// expired session stays until it expires.
+func SetKeepOldWitness(s *Store) { s.hooks.keepOldWitness = true }
+
+// SetBuryAnyAge is a broken variant of R14: it buries a lone witness
+// whatever its age.
+func SetBuryAnyAge(s *Store) { s.hooks.buryAnyAge = true }
+
+// SetWitnessTouched sets a function called when the reply to a witness
+// touch (R2, R3) has been read.
+func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = f }

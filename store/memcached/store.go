@@ -336,6 +336,9 @@ type testHooks struct {
 	decisionNoTouch         bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
 	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
 	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
+	keepOldWitness          bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
+	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
+	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 }
 
 // backoffHook is called with the number n of the refused decision of a

@@ -253,6 +253,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		if !w.s.hooks.notFoundUnfenced && !w.fenceBlanks(ctx, key, rs) {
 			return nil, true, nil
 		}
+		w.buryOldWitness(ctx, key, rs)
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
@@ -504,6 +505,51 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 	w.splits[key] = id
 	return true
 }
+
+// buryOldWitness is R14: an anomaly read that heard all three
+// candidates, no data record, and a lone witness older than its
+// session's timeout plus oldWitnessAfter (TW − t: every witness write and
+// touch gives TW) buries it: both blanks re-stamped with their read
+// tokens first (R0: an Add in flight or abandoned, whose data CAS holds a
+// blank's token read before, is refused after that), then the witness
+// CASed to a blank with its read token. The answer is R4.1's "not found"
+// either way (every candidate heard, none holds data); the burial only
+// keeps a later fault from turning this expired session into
+// "undecidable": with the witness left, a data copy's node dying before
+// the witness expires (TW) made every read of the id ErrUnavailable (a
+// 503) for as long as the node stayed down (the expiry probes' kill-node
+// defect). The age keeps the rule off an Add's witness (it writes the
+// witness before its data copies, milliseconds apart); a witness whose t
+// a stale configuration's touch shortened (D5) may be buried early,
+// which costs nothing here. Refused or unanswered: left as it was.
+func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead) {
+	if w.s.hooks.keepOldWitness {
+		return
+	}
+	var wit *copyRead
+	for i := range rs {
+		switch c := &rs[i]; {
+		case c.st == stWitness && wit == nil:
+			wit = c
+		case !c.empty():
+			return // a candidate unheard, or a second witness
+		}
+	}
+	if wit == nil || (int64(w.tw)-wit.ttl <= int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second) && !w.s.hooks.buryAnyAge) {
+		return
+	}
+	if !w.fenceEmpties(ctx, key, rs) {
+		return
+	}
+	if _, err := wit.n.wcas(ctx, key, nil, blankTTL, 0, wit.cas, wit.inc); err == nil {
+		w.emit(provider.EventRepair, wit.n, "an expired session's witness buried (R14)", nil)
+	}
+}
+
+// oldWitnessAfter is how much older than its session's timeout a lone
+// witness must be for R14 to bury it: far longer than an Add takes
+// between its witness and its data copies.
+const oldWitnessAfter = 10 * time.Second
 
 // notFound is R4.1's "not found", told apart by R10: ErrSessionLost when a
 // witness answered with more than TW − T left (touched less than T ago:

@@ -280,6 +280,9 @@ func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg co
 	op := wn.wgetOp(ctx, key, w.touchFlags(), &it)
 	op.detach = true
 	op.then = func() {
+		if h := w.s.hooks.witnessTouched; h != nil {
+			defer h(key)
+		}
 		c, err := w.classify(wn, cfg.wit(), it, op.err)
 		if err != nil || c.st == stSilent || c.st == stError {
 			return

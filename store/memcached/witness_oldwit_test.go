@@ -1,0 +1,143 @@
+package memcached_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/testwait"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// R14 (docs/replication.md): an anomaly read that hears all three
+// candidates, no data record and a lone witness older than its session's
+// timeout (plus a margin) buries the witness after re-stamping both
+// blanks. The answer was "not found" before too; what changes is that a
+// data copy's node dying afterwards no longer leaves the id undecidable
+// (a blank, the witness, a silent node: ErrUnavailable, a 503, for as
+// long as the node stays down or the witness lives: the expiry probes'
+// kill-node defect).
+
+// witnessConfig is the tests' store: short failure detection.
+var witnessConfig = memcached.Config{Timeout: 200 * time.Millisecond, FailoverAfter: 300 * time.Millisecond}
+
+// oldSession creates key with timeout T, written once more (not a
+// creation's record), and returns its candidates (home configuration: P,
+// Q, W) once the write's witness touch, whose reply the write does not
+// wait for, has run: a test's own touch of the witness must not be
+// overtaken by it.
+func oldSession(t *testing.T, s *memcached.Store, key string, T time.Duration) []string {
+	t.Helper()
+	ctx := context.Background()
+	var touched atomic.Int32
+	memcached.SetWitnessTouched(s, func(k string) {
+		if k == key {
+			touched.Add(1)
+		}
+	})
+	_, err := s.Add(ctx, key, []byte("v1"), T)
+	require.NoError(t, err)
+	e, err := s.Get(ctx, key)
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), e.CAS, T)
+	require.NoError(t, err)
+	testwait.Until(t, 5*time.Second, "the write's witness touch answered", func() bool { return touched.Load() >= 1 })
+	return memcached.WitnessCandidates(s, key)
+}
+
+// expireCopies leaves key as an expired session leaves it: both data
+// copies gone (blanks), the witness last touched age ago (every witness
+// write and touch gives it TW = 2 × MaxTimeout).
+func expireCopies(t *testing.T, cands []string, key string, age time.Duration) {
+	t.Helper()
+	rawSet(t, cands[0], key, nil, 30, 0)
+	rawSet(t, cands[1], key, nil, 30, 0)
+	rawTouch(t, cands[2], key, int((2*memcached.DefaultMaxTimeout-age)/time.Second))
+}
+
+// TestOldWitnessBuried: an expired session read once while its nodes
+// answer is not found, and its witness is buried; when a node holding
+// one of its data copies dies afterwards, the id is still not found. The
+// code before R14 left the witness, and the same read then answered
+// ErrUnavailable (a 503) until the witness expired.
+func TestOldWitnessBuried(t *testing.T) {
+	const T = time.Minute
+	for _, tc := range []struct {
+		name    string
+		hook    func(*memcached.Store)
+		after   error // the read once a data copy's node is dead
+		witness uint32
+	}{
+		{"fixed", func(*memcached.Store) {}, provider.ErrNotFound, 0},
+		{"code-before", memcached.SetKeepOldWitness, provider.ErrUnavailable, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			servers, s := witnessSetup(t, witnessConfig)
+			tc.hook(s)
+			ctx := context.Background()
+			cands := oldSession(t, s, "old", T)
+			expireCopies(t, cands, "old", T+time.Minute)
+			_, err := s.Get(ctx, "old")
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.NotErrorIs(t, err, provider.ErrSessionLost)
+			require.Equal(t, tc.witness, rawGet(t, cands[2], "old").flags, "the witness's node holds a witness (2) or a blank (0)")
+			serverAt(t, servers, cands[1]).Kill()
+			_, err = s.Get(ctx, "old")
+			require.ErrorIs(t, err, tc.after)
+			if tc.after == provider.ErrNotFound {
+				_, err = s.GetAndTouch(ctx, "old", T)
+				require.ErrorIs(t, err, provider.ErrNotFound)
+			}
+		})
+	}
+}
+
+// TestYoungWitnessKept: a lone witness younger than its session's
+// timeout plus the margin (an Add in flight writes its witness before its
+// data copies; a live session whose copies were both lost is R10's
+// ErrSessionLost) is left alone: nothing is written. The broken variant
+// that ignores the age buries it.
+func TestYoungWitnessKept(t *testing.T) {
+	const T = time.Minute
+	for _, tc := range []struct {
+		name    string
+		hook    func(*memcached.Store)
+		witness uint32
+	}{
+		{"fixed", func(*memcached.Store) {}, 2},
+		{"broken-any-age", memcached.SetBuryAnyAge, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, s := witnessSetup(t, witnessConfig)
+			tc.hook(s)
+			cands := oldSession(t, s, "young", T)
+			expireCopies(t, cands, "young", T) // within T + the margin
+			_, err := s.Get(context.Background(), "young")
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.Equal(t, tc.witness, rawGet(t, cands[2], "young").flags)
+		})
+	}
+}
+
+// TestOldWitnessUnheardKept: with a candidate that does not answer, R14
+// writes nothing (the read is not R4.1's "every candidate heard"): an old
+// witness beside a blank and a silent node stays, and the read is
+// ErrUnavailable as before (docs/replication.md, R13 rejected: a live
+// session's copy may be on the silent node).
+func TestOldWitnessUnheardKept(t *testing.T) {
+	const T = time.Minute
+	servers, s := witnessSetup(t, witnessConfig)
+	cands := oldSession(t, s, "unheard", T)
+	rawSet(t, cands[0], "unheard", nil, 30, 0)
+	rawTouch(t, cands[2], "unheard", int((2*memcached.DefaultMaxTimeout-T-time.Minute)/time.Second))
+	serverAt(t, servers, cands[1]).Kill()
+	_, err := s.Get(context.Background(), "unheard")
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.Equal(t, uint32(2), rawGet(t, cands[2], "unheard").flags, "the witness stays")
+}
