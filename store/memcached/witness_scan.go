@@ -7,12 +7,12 @@ import (
 	"errors"
 	"hash/maphash"
 	"math/rand/v2"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionlock/sessionlock/internal/rendezvous"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
@@ -113,11 +113,12 @@ type pass struct {
 	parts, part uint64
 	seed        maphash.Seed
 
-	mu   sync.Mutex
-	keys map[string]scanEntry
-	full bool
-	hdr  []int // per node: measured item header, or -1
-	st   []listing
+	mu      sync.Mutex
+	keys    map[string]int32 // key → its entry
+	entries []scanEntry
+	full    bool
+	hdr     []int // per node: measured item header, or -1
+	st      []listing
 }
 
 // run is one scan: its passes, then the visits of each.
@@ -129,7 +130,7 @@ func (sc *scanner) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		p := &pass{sc: sc, parts: parts, part: part, seed: seed, keys: make(map[string]scanEntry),
+		p := &pass{sc: sc, parts: parts, part: part, seed: seed, keys: make(map[string]int32),
 			hdr: make([]int, len(sc.w.s.nodes)), st: make([]listing, len(sc.w.s.nodes))}
 		var wg sync.WaitGroup
 		for i, n := range sc.w.s.nodes {
@@ -141,7 +142,7 @@ func (sc *scanner) run(ctx context.Context) {
 			sc.minParts.Store(int64(2 * parts))
 		}
 		visit := p.judge()
-		p.keys = nil
+		p.keys, p.entries = nil, nil
 		sc.visitAll(ctx, visit)
 	}
 }
@@ -266,17 +267,18 @@ func pace(ctx context.Context, start time.Time, n, rate int) error {
 
 // dumpLine is one parsed line of a dump.
 type dumpLine struct {
-	key       string // decoded
+	key       []byte // decoded
 	exp, size int64
 }
 
 var errDumpLine = errors.New("memcached: malformed lru_crawler metadump line")
 
 // parseDumpLine parses `key=<url-encoded> exp=<n> la=… cas=… fetch=…
-// cls=… size=<n>` (memcached 1.6).
+// cls=… size=<n>` (memcached 1.6). The key is decoded in place: it is
+// line's bytes.
 func parseDumpLine(line []byte) (dumpLine, error) {
 	var d dumpLine
-	var haveKey, haveExp, haveSize bool
+	var haveExp, haveSize bool
 	for len(line) > 0 {
 		var f []byte
 		f, line, _ = bytes.Cut(line, []byte(" "))
@@ -284,71 +286,143 @@ func parseDumpLine(line []byte) (dumpLine, error) {
 		if !ok {
 			continue
 		}
-		var err error
 		switch string(name) {
 		case "key":
-			if bytes.IndexByte(val, '%') < 0 {
-				d.key = string(val)
-			} else if d.key, err = url.PathUnescape(string(val)); err != nil {
+			var ok bool
+			if d.key, ok = unescape(val); !ok {
 				return d, errDumpLine
 			}
-			haveKey = true
 		case "exp":
-			d.exp, err = strconv.ParseInt(string(val), 10, 64)
-			haveExp = err == nil
+			d.exp, haveExp = atoi(val)
 		case "size":
-			d.size, err = strconv.ParseInt(string(val), 10, 64)
-			haveSize = err == nil
+			d.size, haveSize = atoi(val)
 		}
 	}
-	if !haveKey || !haveExp || !haveSize || d.key == "" {
+	if len(d.key) == 0 || !haveExp || !haveSize {
 		return d, errDumpLine
 	}
 	return d, nil
 }
 
+// unescape decodes memcached's URL encoding of a key (%XX) in place.
+func unescape(b []byte) ([]byte, bool) {
+	j := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '%' {
+			if i+2 >= len(b) {
+				return nil, false
+			}
+			hi, lo := unhex(b[i+1]), unhex(b[i+2])
+			if hi < 0 || lo < 0 {
+				return nil, false
+			}
+			c = byte(hi<<4 | lo)
+			i += 2
+		}
+		b[j] = c
+		j++
+	}
+	return b[:j], true
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// atoi parses a decimal integer (a leading '-' allowed) of at most 18
+// digits, allocating nothing.
+func atoi(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = 10*v + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// candidateIndex returns which of key's candidates n is (as candidates
+// ranks them), or -1, allocating nothing.
+func (w *witness) candidateIndex(key []byte, n *node) int {
+	mine := rendezvous.Score(w.s.seeds[n.idx], key)
+	r := 0
+	for j, seed := range w.s.seeds {
+		if sc := rendezvous.Score(seed, key); sc > mine || sc == mine && j < n.idx {
+			r++
+		}
+	}
+	if r >= len(candidates{}) {
+		return -1
+	}
+	return r
+}
+
 // add notes one dump line of node n. Only keys the store may own are
 // kept: with an expiry (every item of the scheme has one), a valid key,
 // in this pass's share, and n one of the key's candidates. The
-// incarnation key gives the node's item header.
+// incarnation key gives the node's item header. A key's string is made
+// once, when it is first kept.
 func (p *pass) add(n *node, line []byte) {
 	d, err := parseDumpLine(line)
 	if err != nil {
 		return
 	}
-	if d.key == incarnationKey {
+	if string(d.key) == incarnationKey {
 		p.mu.Lock()
 		p.hdr[n.idx] = int(d.size) - (len(d.key) + 1) - (8 + 2) // 8 bytes, no client flags
 		p.mu.Unlock()
 		return
 	}
-	if d.exp < 0 || d.size <= 0 || d.size > 1<<32-1 || checkKey(d.key) != nil {
+	if d.exp < 0 || d.size <= 0 || d.size > 1<<32-1 {
 		return
 	}
-	if p.parts > 1 && maphash.String(p.seed, d.key)%p.parts != p.part {
+	if p.parts > 1 && maphash.Bytes(p.seed, d.key)%p.parts != p.part {
 		return
 	}
-	cs := p.sc.w.candidates(d.key)
-	i := -1
-	for j, c := range cs {
-		if c == n {
-			i = j
-		}
-	}
+	i := p.sc.w.candidateIndex(d.key, n)
 	if i < 0 {
 		return
 	}
-	p.sc.listed.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.keys[d.key]
-	if !ok && len(p.keys) >= maxScanKeys {
-		p.full = true
-		return
+	x, ok := p.keys[string(d.key)]
+	if !ok {
+		key := string(d.key)
+		if len(p.keys) >= maxScanKeys {
+			p.full = true
+			return
+		}
+		if checkKey(key) != nil {
+			return
+		}
+		x = int32(len(p.entries))
+		p.keys[key] = x
+		p.entries = append(p.entries, scanEntry{})
 	}
+	p.sc.listed.Add(1)
+	e := &p.entries[x]
 	e.on |= 1 << i
 	e.size[i] = uint32(d.size)
-	p.keys[d.key] = e
 }
 
 // itemKind is what an item's size says it is.
@@ -386,7 +460,8 @@ func kindOf(hdr, nkey int, size uint32) itemKind {
 // touch: a visit would read, and leave blanks on, the other candidates).
 func (p *pass) judge() []string {
 	var visit []string
-	for key, e := range p.keys {
+	for key, x := range p.keys {
+		e := &p.entries[x]
 		cs := p.sc.w.candidates(key)
 		c := p.sc.w.configFor(key)
 		var actual, blanks int
