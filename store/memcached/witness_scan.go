@@ -453,7 +453,10 @@ func kindOf(hdr, nkey int, size uint32) itemKind {
 // candidates. A key is whole when its two data copies' candidates (by the
 // configuration this process knows for it, else home) list an item that
 // is not a blank and the third lists a witness-sized one; a node of
-// unknown listing is taken to list what it should. Not visited: keys
+// unknown listing is taken to list what it should, and a witness on a
+// node this process holds failed is taken as present (a session failed
+// over away from a dead node is not visited again every scan until the
+// node is back). Not visited: keys
 // whose listed items are all blanks (nothing to repair), and keys listed
 // on one candidate only with an item that is not witness-sized (a key of
 // another application, or a double fault's lone copy, left to the next
@@ -480,6 +483,9 @@ func (p *pass) judge() []string {
 			}
 			switch {
 			case p.st[n.idx] == dumpUnknown:
+			case !on && uint8(i) == c.wit() && p.st[n.idx] == dumpNothing && n.wh.isFailed():
+				// The witness's node is failed: R9 cannot write it
+				// there, and its data copies are in place.
 			case !on:
 				whole = false
 			case uint8(i) == c.wit():

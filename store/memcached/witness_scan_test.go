@@ -103,7 +103,9 @@ func TestScanRestoresWitness(t *testing.T) {
 // TestScanFailsOverIdleSession: a session nobody touches whose primary's
 // node was killed is failed over by the repair scan: its data is on the
 // two survivors without a call, and this process's next read succeeds on
-// its first round trip, reporting no failover of its own.
+// its first round trip, reporting no failover of its own. Failed over,
+// the session is not visited again while the dead node holds its
+// witness's place; restarted, the node gets the witness.
 func TestScanFailsOverIdleSession(t *testing.T) {
 	events := &eventLog{}
 	servers, s := witnessSetup(t, memcached.Config{RepairEvery: scanEvery(), OnEvent: events.add})
@@ -118,14 +120,21 @@ func TestScanFailsOverIdleSession(t *testing.T) {
 	})
 	require.Positive(t, events.count(provider.EventFailover, cands[0]), "the scan's visit failed the session over")
 	// The visit that failed it over may still complete its copy: let
-	// that scan end, and one more (which only reads the session again:
-	// its witness's node is the dead one).
+	// that scan end, and one more.
 	waitScans(t, s, 2)
+	visits := memcached.ScanVisits(s)
+	waitScans(t, s, 2)
+	require.Equal(t, visits, memcached.ScanVisits(s), "failed over, the session is not visited again while its witness's node is down")
 	failovers := len(events.all())
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, record(1, "idle"), e.Value)
 	require.Len(t, events.all(), failovers, "the read found the session in place: no failover, no node failed")
+	// Back (empty), the node gets the session's witness from the scan.
+	require.NoError(t, serverAt(t, servers, cands[0]).Restart(ctx))
+	testwait.Until(t, 15*time.Second, "the witness on the restarted node, with no call", func() bool {
+		return rawGet(t, cands[0], key).flags == 2
+	})
 }
 
 // TestScanForeignKeysAndDisabledCrawler: the scan leaves keys that are
@@ -221,4 +230,28 @@ func (l *eventLog) countDetail(kind provider.EventKind, node, prefix string) int
 		}
 	}
 	return n
+}
+
+// TestScanExpiredWhileNodeDown: a session that expired while its
+// primary's node was down leaves a lone witness on its third candidate
+// (TW, hours); once the node is back, the scan visits the session with no
+// call, and the anomaly read retires the witness.
+func TestScanExpiredWhileNodeDown(t *testing.T) {
+	servers, s := witnessSetup(t, memcached.Config{RepairEvery: scanEvery()})
+	ctx := context.Background()
+	const key = "scan-expired"
+	_, err := s.Add(ctx, key, record(1, "short"), 2*time.Second)
+	require.NoError(t, err)
+	cands := memcached.WitnessCandidates(s, key)
+	victim := serverAt(t, servers, cands[0])
+	victim.Kill()
+	testwait.Until(t, 10*time.Second, "the secondary's copy expired", func() bool {
+		return rawGet(t, cands[1], key).flags != 1
+	})
+	require.NoError(t, victim.Restart(ctx))
+	testwait.Until(t, 15*time.Second, "the lone witness retired, with no call", func() bool {
+		return rawGet(t, cands[2], key).flags != 2
+	})
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound)
 }
