@@ -110,25 +110,12 @@ func TestScanCost(t *testing.T) {
 // stat returns the value of `stats` name on addr.
 func stat(t *testing.T, addr, name string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	require.NoError(t, err)
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	_, err = c.Write([]byte("stats\r\n"))
-	require.NoError(t, err)
-	r := bufio.NewReader(c)
-	val := ""
-	for {
-		line, err := r.ReadString('\n')
-		require.NoError(t, err)
-		line = strings.TrimRight(line, "\r\n")
-		if line == "END" {
-			return val
-		}
+	for _, line := range rawCommand(t, addr, "stats", true) {
 		if v, ok := strings.CutPrefix(line, "STAT "+name+" "); ok {
-			val = v
+			return v
 		}
 	}
+	return ""
 }
 
 // nodeCPU returns addr's memcached CPU time so far, in seconds.

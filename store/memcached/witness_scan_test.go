@@ -34,8 +34,9 @@ func rawDelete(t testing.TB, addr, key string) {
 	require.NoError(t, raw(t, addr).Delete(key))
 }
 
-// rawCommand sends one command line to addr and returns its reply line.
-func rawCommand(t testing.TB, addr, cmd string) string {
+// rawCommand sends one command line to addr and returns its reply: one
+// line, or with multi every line up to END.
+func rawCommand(t testing.TB, addr, cmd string, multi bool) []string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	require.NoError(t, err)
@@ -43,9 +44,17 @@ func rawCommand(t testing.TB, addr, cmd string) string {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	_, err = c.Write([]byte(cmd + "\r\n"))
 	require.NoError(t, err)
-	line, err := bufio.NewReader(c).ReadString('\n')
-	require.NoError(t, err)
-	return strings.TrimRight(line, "\r\n")
+	r := bufio.NewReader(c)
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		line = strings.TrimRight(line, "\r\n")
+		lines = append(lines, line)
+		if !multi || line == "END" {
+			return lines
+		}
+	}
 }
 
 // waitScans waits (bounded) until s has finished n more scans.
@@ -150,7 +159,7 @@ func TestScanForeignKeysAndDisabledCrawler(t *testing.T) {
 	ctx := context.Background()
 	addrs := mcserver.Addrs(servers)
 	off := addrs[0]
-	require.Equal(t, "OK", rawCommand(t, off, "lru_crawler disable"))
+	require.Equal(t, []string{"OK"}, rawCommand(t, off, "lru_crawler disable", false))
 	key := ""
 	for i := 0; key == ""; i++ {
 		k := fmt.Sprintf("scan-crawl-%d", i)
