@@ -132,9 +132,11 @@ func (sc *scanner) run(ctx context.Context) {
 		}
 		p := &pass{sc: sc, parts: parts, part: part, seed: seed, keys: make(map[string]int32),
 			hdr: make([]int, len(sc.w.s.nodes)), st: make([]listing, len(sc.w.s.nodes))}
+		for i := range p.hdr {
+			p.hdr[i] = -1
+		}
 		var wg sync.WaitGroup
 		for i, n := range sc.w.s.nodes {
-			p.hdr[i] = -1
 			wg.Go(func() { p.st[i] = sc.dumpNode(ctx, p, n) })
 		}
 		wg.Wait()
