@@ -30,8 +30,9 @@ func Seed(name string) uint64 {
 // Score is the weight of key on the node with seed: FNV-1a continued with
 // the key's bytes, then MurmurHash3's 64-bit finalizer, which spreads
 // FNV's weakly mixed last bytes over all bits so that one key's scores on
-// different nodes are independent.
-func Score(seed uint64, key string) uint64 {
+// different nodes are independent. A key as bytes scores as the same
+// string does.
+func Score[K string | []byte](seed uint64, key K) uint64 {
 	h := seed
 	for i := 0; i < len(key); i++ {
 		h ^= uint64(key[i])

@@ -75,7 +75,10 @@
 // node health, decide which state is the truth. Reads and writes cost one
 // round trip to all three nodes in the healthy case; a node unanswered
 // for Config.FailoverAfter is failed over. Tokens are handles into a
-// per-Store table (Config.Handles, Config.HandleBytes). Its connections
+// per-Store table (Config.Handles, Config.HandleBytes). Every
+// Config.RepairEvery (30 s) a repair scan lists the nodes' keys
+// (`lru_crawler metadump all`) and repairs or fails over the sessions not
+// found whole, touched or not. Its connections
 // are pooled (Config.Conns does not apply). No single fault (a node killed,
 // restarted empty, flushed at any instant, paused past the timeout, or
 // unreachable from some servers only; an app server paused; copies
@@ -322,6 +325,7 @@
 //	HealthCheckInterval  1 s
 //	MaxItemSize          1 MiB - 512 bytes (memcached's default -I 1m)
 //	WholeWrites          false (lock changes appended as deltas, to both copies)
+//	RepairEvery          30 s (BackupWitness's repair scan; negative: off)
 //
 // # Residual windows
 //

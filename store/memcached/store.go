@@ -259,6 +259,16 @@ type Config struct {
 	// HandleBytes bounds the bytes the handles keep (each keeps a copy of
 	// the value it read, to undo a half-applied write). Default 64 MiB.
 	HandleBytes int
+	// RepairEvery is how often the repair scan runs (§9, "Repair
+	// window"): it lists every node's keys (`lru_crawler metadump all`,
+	// at most 50,000 keys a second per node) and visits each session not
+	// found whole on its nodes (data on two, a witness on the third), so
+	// that one nobody touches is repaired or failed over too. Each wait
+	// is drawn in [RepairEvery/2, RepairEvery], so that the processes
+	// sharing the nodes do not scan in step. Default DefaultRepairEvery
+	// (30 s); negative: no scan (sessions are then repaired only when
+	// touched).
+	RepairEvery time.Duration
 }
 
 // backupMode returns the replication a Store over cfg runs: for
@@ -384,6 +394,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.MaxItemSize <= 0 {
 		cfg.MaxItemSize = DefaultMaxItemSize
+	}
+	if cfg.RepairEvery == 0 {
+		cfg.RepairEvery = DefaultRepairEvery
 	}
 	addrs := slices.Clone(cfg.Nodes)
 	slices.Sort(addrs)

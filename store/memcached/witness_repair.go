@@ -15,17 +15,18 @@ import (
 // witness-less list of sessions this process created without a witness
 // (R8 with a silent candidate: bounded by maxWitless, never dropped once
 // on it, worked at every probe tick until R9 stored the witness or the
-// session is gone or moved on).
+// session is gone or moved on); and the repair scan (witness_scan.go).
 type repairer struct {
-	w *witness
-	q chan string
+	w    *witness
+	q    chan string
+	scan *scanner
 
 	mu      sync.Mutex
 	witless map[string]config // key → the configuration it was created in
 }
 
 func newRepairer(w *witness) *repairer {
-	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config)}
+	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), scan: newScanner(w)}
 }
 
 // enqueue queues key for R9, or drops it when the queue is full.
@@ -46,8 +47,8 @@ func (r *repairer) later(key string, d time.Duration) {
 
 // addWitless puts key, created in configuration c, on the witness-less
 // list. Past maxWitless keys (review 4's D6) it reports false: the key is
-// then only on the repair queue (the repair scan, not built, would be the
-// fallback).
+// then only on the repair queue, and the repair scan (witness_scan.go) is
+// the fallback.
 func (r *repairer) addWitless(key string, c config) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,7 +88,8 @@ func (r *repairer) witlessKeys() []string {
 
 // loop is the witness scheme's background goroutine until Close: it works
 // the repair queue, and every probeEvery probes failed nodes and works
-// the witness-less list.
+// the witness-less list. The repair scan runs on a goroutine of its own
+// (a dump takes seconds), ended and waited for with the loop.
 func (w *witness) loop() {
 	defer close(w.s.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,6 +101,10 @@ func (w *witness) loop() {
 		case <-ctx.Done():
 		}
 	}()
+	var scan sync.WaitGroup
+	defer scan.Wait()
+	defer cancel()
+	scan.Go(func() { w.repair.scan.loop(ctx) })
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	w.checkEvictions(ctx) // the baselines

@@ -943,7 +943,9 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	var closers []provider.Store
 	var tstores []*tiered.Store
 	for a := range p.Apps {
-		cfg := memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns}
+		// RepairEvery −1: the simulated nodes have no lru_crawler (the
+		// repair scan would only dial them and be answered ERROR).
+		cfg := memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns, RepairEvery: -1}
 		if p.Creates > 0 {
 			cfg.OnEvent = r.onEvent
 		}
