@@ -243,8 +243,9 @@ func (l *eventLog) countDetail(kind provider.EventKind, node, prefix string) int
 
 // TestScanExpiredWhileNodeDown: a session that expired while its
 // primary's node was down leaves a lone witness on its third candidate
-// (TW, hours); once the node is back, the scan visits the session with no
-// call, and the anomaly read retires the witness.
+// (TW, hours) unless the scan's visit fails the session over first;
+// once the node is back, no witness of it is left, with no call (failed
+// over, or buried by R14), and it reads not found.
 func TestScanExpiredWhileNodeDown(t *testing.T) {
 	servers, s := witnessSetup(t, memcached.Config{RepairEvery: scanEvery()})
 	ctx := context.Background()
