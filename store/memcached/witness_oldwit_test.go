@@ -141,3 +141,85 @@ func TestOldWitnessUnheardKept(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.Equal(t, uint32(2), rawGet(t, cands[2], "unheard").flags, "the witness stays")
 }
+
+// TestTouchingReadBuriesExpiredWitness (review-r14 M1): the middleware
+// reads a session with GetAndTouch, whose own touch gives the witness TW
+// before the anomaly read sees it, so its age says nothing there: a
+// touching call that finds every candidate empty but the witness buries
+// it whatever its age. The code before left it (and gave it TW more at
+// each such read), and a data copy's node dying then made the id 503.
+func TestTouchingReadBuriesExpiredWitness(t *testing.T) {
+	const T = time.Minute
+	for _, tc := range []struct {
+		name    string
+		hook    func(*memcached.Store)
+		after   error
+		witness uint32
+	}{
+		{"fixed", func(*memcached.Store) {}, provider.ErrNotFound, 0},
+		{"code-before", memcached.SetTouchedAge, provider.ErrUnavailable, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			servers, s := witnessSetup(t, witnessConfig)
+			tc.hook(s)
+			ctx := context.Background()
+			cands := oldSession(t, s, "touching", T)
+			expireCopies(t, cands, "touching", T+time.Minute)
+			_, err := s.GetAndTouch(ctx, "touching", T)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.Equal(t, tc.witness, rawGet(t, cands[2], "touching").flags)
+			serverAt(t, servers, cands[1]).Kill()
+			_, err = s.GetAndTouch(ctx, "touching", T)
+			require.ErrorIs(t, err, tc.after)
+		})
+	}
+}
+
+// TestAdoptedWitnessFenced (review-r14 B1): R9 adopting a witness it did
+// not write, to clear nowit, re-stamps it first, so that a burial CAS
+// sent before with the witness's older token (R14's, left unanswered,
+// running late) is refused. Here an expired session's witness is left on
+// the third candidate; the id is created again while that node is paused
+// (R8 without it: nowit); the node resumes, R9 adopts the old witness of
+// the same configuration and clears nowit; then a CAS with the token the
+// witness had before lands: the code before stored it, leaving a session
+// acknowledged as fully replicated with no witness (one flush from lost).
+func TestAdoptedWitnessFenced(t *testing.T) {
+	const T = time.Minute
+	for _, tc := range []struct {
+		name   string
+		hook   func(*memcached.Store)
+		landed bool
+	}{
+		{"fixed", func(*memcached.Store) {}, false},
+		{"code-before", memcached.SetAdoptNoFence, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			servers, s := witnessSetup(t, witnessConfig)
+			memcached.SetKeepOldWitness(s)
+			memcached.SetRepairQueueOff(s)
+			tc.hook(s)
+			ctx := context.Background()
+			key := "adopt"
+			cands := oldSession(t, s, key, T)
+			expireCopies(t, cands, key, T+time.Minute)
+			old := rawGet(t, cands[2], key)
+			require.Equal(t, uint32(2), old.flags)
+			w := serverAt(t, servers, cands[2])
+			require.NoError(t, w.Pause())
+			_, err := s.Add(ctx, key, []byte("again"), T)
+			require.NoError(t, err, "created on the two others, nowit")
+			require.NoError(t, w.Resume())
+			testwait.Until(t, 10*time.Second, "the witness's node heard again", func() bool {
+				return !memcached.NodeFailed(s, cands[2])
+			})
+			memcached.RepairKey(s, key)
+			now := rawGet(t, cands[2], key)
+			require.Equal(t, uint32(2), now.flags, "the old witness adopted")
+			landed := rawCAS(t, cands[2], key, nil, 30, 0, old.cas)
+			require.Equal(t, tc.landed, landed, "a late CAS with the witness's token from before its adoption")
+		})
+	}
+}
