@@ -247,3 +247,21 @@ func SetBuryAnyAge(s *Store) { s.hooks.buryAnyAge = true }
 // SetWitnessTouched sets a function called when the reply to a witness
 // touch (R2, R3) has been read.
 func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = f }
+
+// SetAdoptNoFence makes s the code before review-r14 B1: R9 adopts a
+// same-configuration witness for a nowit clear by a touch only.
+func SetAdoptNoFence(s *Store) { s.hooks.adoptNoFence = true }
+
+// SetTouchedAge makes s the code before review-r14 M1: a touching call's
+// R14 reads the witness's age after its own touch.
+func SetTouchedAge(s *Store) { s.hooks.touchedAge = true }
+
+// NodeFailed reports whether s has the node at addr marked failed (§9).
+func NodeFailed(s *Store, addr string) bool {
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			return n.wh.isFailed()
+		}
+	}
+	panic("no node " + addr)
+}

@@ -348,6 +348,8 @@ type testHooks struct {
 	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
 	keepOldWitness          bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
+	touchedAge              bool             // the code before review-r14 M1: a touching call's R14 reads the age its own touch reset
+	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 }
 

@@ -253,7 +253,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		if !w.s.hooks.notFoundUnfenced && !w.fenceBlanks(ctx, key, rs) {
 			return nil, true, nil
 		}
-		w.buryOldWitness(ctx, key, rs)
+		w.buryOldWitness(ctx, key, rs, o)
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
@@ -519,10 +519,17 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 // the witness expires (TW) made every read of the id ErrUnavailable (a
 // 503) for as long as the node stayed down (the expiry probes' kill-node
 // defect). The age keeps the rule off an Add's witness (it writes the
-// witness before its data copies, milliseconds apart); a witness whose t
-// a stale configuration's touch shortened (D5) may be buried early,
-// which costs nothing here. Refused or unanswered: left as it was.
-func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead) {
+// witness before its data copies, milliseconds apart) and off R10's
+// case; safety does not rest on it. A call that touched the witness
+// itself (GetAndTouch, Touch: R2's touch gave it TW) cannot read its age
+// and buries it whatever its age (review-r14 M1: else the middleware's
+// read of an expired cookie, a GetAndTouch, never buried it and gave it
+// TW more each time); the cost is an Add of the same id in flight at that
+// moment, refused (the middleware hands out an id only once its Add
+// returned). Refused or unanswered: left as it was (a CAS unanswered may
+// still run: R9 re-stamps a witness it adopts before relying on it,
+// fenceWitness).
+func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead, o resolveOpts) {
 	if w.s.hooks.keepOldWitness {
 		return
 	}
@@ -535,7 +542,8 @@ func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRea
 			return // a candidate unheard, or a second witness
 		}
 	}
-	if wit == nil || (int64(w.tw)-wit.ttl <= int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second) && !w.s.hooks.buryAnyAge) {
+	old := (o.touched && !w.s.hooks.touchedAge) || w.s.hooks.buryAnyAge || int64(w.tw)-wit.ttl > int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second)
+	if wit == nil || !old {
 		return
 	}
 	if !w.fenceEmpties(ctx, key, rs) {
@@ -824,6 +832,9 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	cfg := configOf(f.b)
 	switch {
 	case ownWitness(third, f.b):
+		if f.b.NoWit && !w.fenceWitness(ctx, f.key, third) {
+			return false
+		}
 		if !w.witnessOutlives(ctx, f, third) {
 			return false
 		}
@@ -868,7 +879,8 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		// process's D4 third step) stored this very witness meanwhile:
 		// clear nowit all the same.
 		c, rerr := w.read(ctx, third.n, third.cand, f.key, " v c t f")
-		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg || !w.witnessOutlives(ctx, f, &c) {
+		if rerr != nil || c.st != stWitness || configOf(c.env) != cfg ||
+			(f.b.NoWit && !w.fenceWitness(ctx, f.key, &c)) || !w.witnessOutlives(ctx, f, &c) {
 			return false
 		}
 		if f.b.NoWit {
@@ -889,6 +901,26 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 // no promise on it (a promised one is rewritten by R9: repairWitness).
 func ownWitness(c *copyRead, b envelope.Envelope) bool {
 	return c.st == stWitness && configOf(c.env) == configOf(b) && c.prom == 0
+}
+
+// fenceWitness re-stamps the witness c (an append of nothing with its
+// read token: its bytes and expiry kept, its token new) before R9 clears
+// nowit relying on a witness it did not write (review-r14 B1): a touch
+// keeps an item's token, so a CAS holding an older one (R14's or an Add
+// takeover's burial, sent before and run late) could otherwise still
+// land on the adopted witness after the clear, and one flush then leave
+// a lone copy between two blanks. It reports whether the re-stamp was
+// stored (c then holds the new token).
+func (w *witness) fenceWitness(ctx context.Context, key string, c *copyRead) bool {
+	if w.s.hooks.adoptNoFence {
+		return true
+	}
+	cas, err := c.n.wrestamp(ctx, key, c.cas, c.inc)
+	if err != nil {
+		return false
+	}
+	c.cas = cas
+	return true
 }
 
 // witnessOutlives reports whether c, the witness of f's configuration on

@@ -63,17 +63,32 @@ func expireCopies(t *testing.T, cands []string, key string, age time.Duration) {
 // answer is not found, and its witness is buried; when a node holding
 // one of its data copies dies afterwards, the id is still not found. The
 // code before R14 left the witness, and the same read then answered
-// ErrUnavailable (a 503) until the witness expired.
+// ErrUnavailable (a 503) until the witness expired. The read is a plain
+// Get or, as the middleware reads, a GetAndTouch, whose own touch gives
+// the witness TW before the anomaly read sees it (review-r14 M1: a
+// touching call buries whatever the age; the code before that fix,
+// SetTouchedAge, left it).
 func TestOldWitnessBuried(t *testing.T) {
 	const T = time.Minute
+	get := func(ctx context.Context, s *memcached.Store, key string) error {
+		_, err := s.Get(ctx, key)
+		return err
+	}
+	getAndTouch := func(ctx context.Context, s *memcached.Store, key string) error {
+		_, err := s.GetAndTouch(ctx, key, T)
+		return err
+	}
 	for _, tc := range []struct {
 		name    string
+		read    func(context.Context, *memcached.Store, string) error
 		hook    func(*memcached.Store)
 		after   error // the read once a data copy's node is dead
 		witness uint32
 	}{
-		{"fixed", func(*memcached.Store) {}, provider.ErrNotFound, 0},
-		{"code-before", memcached.SetKeepOldWitness, provider.ErrUnavailable, 2},
+		{"get/fixed", get, func(*memcached.Store) {}, provider.ErrNotFound, 0},
+		{"get/code-before", get, memcached.SetKeepOldWitness, provider.ErrUnavailable, 2},
+		{"get-and-touch/fixed", getAndTouch, func(*memcached.Store) {}, provider.ErrNotFound, 0},
+		{"get-and-touch/code-before", getAndTouch, memcached.SetTouchedAge, provider.ErrUnavailable, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -82,16 +97,14 @@ func TestOldWitnessBuried(t *testing.T) {
 			ctx := context.Background()
 			cands := oldSession(t, s, "old", T)
 			expireCopies(t, cands, "old", T+time.Minute)
-			_, err := s.Get(ctx, "old")
+			err := tc.read(ctx, s, "old")
 			require.ErrorIs(t, err, provider.ErrNotFound)
 			require.NotErrorIs(t, err, provider.ErrSessionLost)
 			require.Equal(t, tc.witness, rawGet(t, cands[2], "old").flags, "the witness's node holds a witness (2) or a blank (0)")
 			serverAt(t, servers, cands[1]).Kill()
-			_, err = s.Get(ctx, "old")
-			require.ErrorIs(t, err, tc.after)
+			require.ErrorIs(t, tc.read(ctx, s, "old"), tc.after)
 			if tc.after == provider.ErrNotFound {
-				_, err = s.GetAndTouch(ctx, "old", T)
-				require.ErrorIs(t, err, provider.ErrNotFound)
+				require.ErrorIs(t, getAndTouch(ctx, s, "old"), provider.ErrNotFound)
 			}
 		})
 	}
@@ -140,4 +153,52 @@ func TestOldWitnessUnheardKept(t *testing.T) {
 	_, err := s.Get(context.Background(), "unheard")
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	require.Equal(t, uint32(2), rawGet(t, cands[2], "unheard").flags, "the witness stays")
+}
+
+// TestAdoptedWitnessFenced (review-r14 B1): R9 adopting a witness it did
+// not write, to clear nowit, re-stamps it first, so that a burial CAS
+// sent before with the witness's older token (R14's, left unanswered,
+// running late) is refused. Here an expired session's witness is left on
+// the third candidate; the id is created again while that node is paused
+// (R8 without it: nowit); the node resumes, R9 adopts the old witness of
+// the same configuration and clears nowit; then a CAS with the token the
+// witness had before lands: the code before stored it, leaving a session
+// acknowledged as fully replicated with no witness (one flush from lost).
+func TestAdoptedWitnessFenced(t *testing.T) {
+	const T = time.Minute
+	for _, tc := range []struct {
+		name   string
+		hook   func(*memcached.Store)
+		landed bool
+	}{
+		{"fixed", func(*memcached.Store) {}, false},
+		{"code-before", memcached.SetAdoptNoFence, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			servers, s := witnessSetup(t, witnessConfig)
+			memcached.SetKeepOldWitness(s)
+			memcached.SetRepairQueueOff(s)
+			tc.hook(s)
+			ctx := context.Background()
+			key := "adopt"
+			cands := oldSession(t, s, key, T)
+			expireCopies(t, cands, key, T+time.Minute)
+			old := rawGet(t, cands[2], key)
+			require.Equal(t, uint32(2), old.flags)
+			w := serverAt(t, servers, cands[2])
+			require.NoError(t, w.Pause())
+			_, err := s.Add(ctx, key, []byte("again"), T)
+			require.NoError(t, err, "created on the two others, nowit")
+			require.NoError(t, w.Resume())
+			testwait.Until(t, 10*time.Second, "the witness's node heard again", func() bool {
+				return !memcached.NodeFailed(s, cands[2])
+			})
+			memcached.RepairKey(s, key)
+			now := rawGet(t, cands[2], key)
+			require.Equal(t, uint32(2), now.flags, "the old witness adopted")
+			landed := rawCAS(t, cands[2], key, nil, 30, 0, old.cas)
+			require.Equal(t, tc.landed, landed, "a late CAS with the witness's token from before its adoption")
+		})
+	}
 }
