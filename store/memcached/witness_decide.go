@@ -542,8 +542,11 @@ func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRea
 			return // a candidate unheard, or a second witness
 		}
 	}
+	if wit == nil {
+		return
+	}
 	old := (o.touched && !w.s.hooks.touchedAge) || w.s.hooks.buryAnyAge || int64(w.tw)-wit.ttl > int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second)
-	if wit == nil || !old {
+	if !old {
 		return
 	}
 	if !w.fenceEmpties(ctx, key, rs) {

@@ -202,3 +202,16 @@ func TestAdoptedWitnessFenced(t *testing.T) {
 		})
 	}
 }
+
+// TestNoWitnessNotFound: an id with nothing on any candidate (a new
+// session's read) is not found, R14 finding no witness to bury (its
+// first build dereferenced the missing witness: a panic on every new
+// session's read).
+func TestNoWitnessNotFound(t *testing.T) {
+	_, s := witnessSetup(t, witnessConfig)
+	ctx := context.Background()
+	_, err := s.Get(ctx, "nothing")
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	_, err = s.GetAndTouch(ctx, "nothing", time.Minute)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+}
