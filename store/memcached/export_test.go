@@ -265,3 +265,11 @@ func NodeFailed(s *Store, addr string) bool {
 	}
 	panic("no node " + addr)
 }
+
+// SetAfterDeleteRead sets a function called when Delete has read the
+// records and deleted nothing yet.
+func SetAfterDeleteRead(s *Store, f func(key string)) { s.hooks.afterDeleteRead = f }
+
+// SetDelNoRetry makes s the code before: a Delete refused on every data
+// record as of another incarnation reports an unknown outcome.
+func SetDelNoRetry(s *Store) { s.hooks.delNoRetry = true }

@@ -347,6 +347,8 @@ type testHooks struct {
 	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
 	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
 	keepOldWitness          bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
+	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
+	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
 	touchedAge              bool             // the code before review-r14 M1: a touching call's R14 reads the age its own touch reset
 	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)

@@ -79,11 +79,34 @@ func (w *witness) ttl(ctx context.Context, key string) (time.Duration, error) {
 // <key> C<token>` on each present record, data copies first (in
 // parallel), then the witness. ErrNotFound when nothing was present;
 // ErrOutcomeUnknown when a delete failed or a candidate was silent after
-// others were deleted.
+// others were deleted. A delete refused on every data record as of
+// another incarnation of its node (nothing deleted) reads again, at most
+// delTries reads in all, then ErrUnavailable.
 func (w *witness) del(ctx context.Context, key string) error {
+	for try := 1; ; try++ {
+		again, err := w.delOnce(ctx, key)
+		switch {
+		case !again:
+			return err
+		case try == delTries:
+			return fmt.Errorf("memcached: delete: %w: nothing deleted: %w", provider.ErrUnavailable, err)
+		}
+	}
+}
+
+// delTries bounds del's reads: a delete refused on every data record
+// because its token was of another incarnation of the node (read on a
+// connection dialled before the node's flush or restart, sent on one
+// after: nothing deleted, errOtherInc) reads again.
+const delTries = 3
+
+// delOnce is one read and delete of del; again reports that nothing was
+// deleted because every data record's delete was refused as of another
+// incarnation (the next read gets tokens of the new one).
+func (w *witness) delOnce(ctx context.Context, key string) (again bool, err error) {
 	rs, err := w.readAll(ctx, key, w.candidates(key), " v c t f", false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var silentErr error
 	present := 0
@@ -97,15 +120,17 @@ func (w *witness) del(ctx context.Context, key string) error {
 	}
 	if present == 0 {
 		if silentErr != nil {
-			return fmt.Errorf("memcached: delete: %w: %w", provider.ErrUnavailable, silentErr)
+			return false, fmt.Errorf("memcached: delete: %w: %w", provider.ErrUnavailable, silentErr)
 		}
-		return fmt.Errorf("memcached: delete: %w", provider.ErrNotFound)
+		return false, fmt.Errorf("memcached: delete: %w", provider.ErrNotFound)
 	}
-	delAll := func(st state) error {
+	delAll := func(st state) (refused bool, err error) {
 		errs := make([]error, len(rs))
 		var wg sync.WaitGroup
+		sent := 0
 		for i := range rs {
 			if c := &rs[i]; c.st == st {
+				sent++
 				wg.Go(func() {
 					if err := c.n.wdel(ctx, key, c.cas, c.inc); err != nil && !errors.Is(err, errMiss) {
 						errs[i] = err
@@ -114,17 +139,29 @@ func (w *witness) del(ctx context.Context, key string) error {
 			}
 		}
 		wg.Wait()
-		return errors.Join(errs...)
+		otherInc := 0
+		for _, err := range errs {
+			if errors.Is(err, errOtherInc) {
+				otherInc++
+			}
+		}
+		return sent > 0 && otherInc == sent, errors.Join(errs...)
 	}
-	if err := delAll(stData); err != nil {
-		return unknown("delete", err)
+	if h := w.s.hooks.afterDeleteRead; h != nil {
+		h(key)
 	}
-	if err := delAll(stWitness); err != nil {
-		return unknown("delete", err)
+	if refused, err := delAll(stData); err != nil {
+		if refused && !w.s.hooks.delNoRetry {
+			return true, err
+		}
+		return false, unknown("delete", err)
+	}
+	if _, err := delAll(stWitness); err != nil {
+		return false, unknown("delete", err)
 	}
 	w.repair.forget(key)
 	if silentErr != nil {
-		return unknown("delete: a candidate did not answer", silentErr)
+		return false, unknown("delete: a candidate did not answer", silentErr)
 	}
-	return nil
+	return false, nil
 }
