@@ -91,6 +91,17 @@ func TestCopyExpiresWithSource(t *testing.T) {
 			t.Error("no read found the session expired: the scope does not reach expiry")
 		}
 	})
+	t.Run("holds with R14", func(t *testing.T) {
+		if !*full {
+			t.Skip("5.2 million states: go test ./replmodel -replmodel.full (make model)")
+		}
+		// R14 and R9's adoption (review-r14) after the 36-step prefix.
+		sc := s3Scope(true, 20_000_000)
+		sc.Prefix = s3Prefix
+		sc.OldWitness, sc.AdoptWitness = true, true
+		r := mustHold(t, "S3 after the prefix (36 steps), R14", sc)
+		t.Logf("lone witnesses buried (R14): %d", r.OldWitnessBuried)
+	})
 	t.Run("holds, 33 steps", func(t *testing.T) {
 		if !*full {
 			t.Skip("17.5 million states: go test ./replmodel -replmodel.full (make model)")

@@ -55,5 +55,9 @@
 // an unresponsive candidate creates two records (review-3 M1); the window
 // it opens, a conflict of requirements the design states, is counted as
 // such (Result.Excepted) and the run stops there, every other outcome
-// being checked.
+// being checked. Scope.OldWitness adds R14 (review-r14): a read that
+// heard all three candidates, no data and one witness re-stamps the
+// blanks and then buries that witness, whatever its age; and
+// Scope.AdoptWitness R9's adoption of a witness of its configuration
+// that it did not write: re-stamped before nowit is cleared (B1).
 package replmodel

@@ -169,6 +169,21 @@ type Scope struct {
 	// expiry commutes with every step but a command on its own node, so
 	// it is explored there or with its source's.
 	CopyLife bool
+	// OldWitness is R14 (review-r14): an anomaly read's "not found" with
+	// every candidate heard, no data record and one witness re-stamps the
+	// blanks with their read tokens and, only if all were stored, CASes
+	// the witness to a blank with its read token; the answer is "not
+	// found" either way (refused or unanswered: nothing more). The model
+	// buries any such witness, whatever its age: the store's age
+	// condition (older than T + 10 s) is for availability only.
+	OldWitness bool
+	// AdoptWitness (with Repair) is R9's adoption of a witness it did not
+	// write (review-r14 B1): a nowit configuration whose third node holds
+	// its witness has that witness re-stamped (its read token, same
+	// record) and, only if stored, nowit cleared on both copies (CAS with
+	// their read tokens); then the read goes on. Without it the model
+	// never clears nowit.
+	AdoptWitness bool
 }
 
 // Result is what a run found.
@@ -217,6 +232,13 @@ type Result struct {
 	// NotFoundFenced counts "not found" answers given after re-stamping
 	// the blanks counted (R4.1, review-ballot m4).
 	NotFoundFenced int
+	// OldWitnessBuried counts R14's burials stored; OldWitnessKept the
+	// R14 attempts whose re-stamps or burial were refused or unanswered
+	// (the answer still "not found").
+	OldWitnessBuried, OldWitnessKept int
+	// Adoptions counts R9's nowit clears sent after the adopted witness
+	// was re-stamped (AdoptByTouch: touched).
+	Adoptions int
 }
 
 type explorer struct {
@@ -762,7 +784,7 @@ func (x *explorer) final(s *state) string {
 		for i := range r {
 			r[i] = exec(&t.N[i], &msg{Op: x.getAll()})
 		}
-		res := resolve(x.sc.Variant, x.sc.Repair, &r)
+		res := resolve(x.sc.Variant, x.rules(), &r)
 		switch res.kind {
 		case resReturn:
 			if t.NFSeen {
@@ -796,7 +818,16 @@ func (x *explorer) final(s *state) string {
 		}
 		x.newNonce(&t, &res)
 		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
-		if exec(&t.N[res.x], &m1).St != rOK || res.single {
+		st1 := exec(&t.N[res.x], &m1).St
+		if st1 == rOK && res.adopt {
+			// R9's adoption: the witness re-stamped, clear nowit.
+			g := res.b
+			g.NoWit = false
+			for _, n := range [2]uint8{res.b.P, res.b.Q} {
+				exec(&t.N[n], &msg{Op: opCAS, Tok: r[n].Tok, Inc: r[n].Inc, Rec: g})
+			}
+		}
+		if st1 != rOK || res.single {
 			continue
 		}
 		m2 := msg{Op: opCAS, Tok: r[res.y].Tok, Inc: r[res.y].Inc, Rec: res.rec2, NoTTL: x.sc.Variant == InternalNoTTL}
@@ -843,7 +874,7 @@ func (x *explorer) afterExpiry(s *state) string {
 	for i := range r {
 		r[i] = exec(&t.N[i], &msg{Op: opGet})
 	}
-	if res := resolve(x.sc.Variant, x.sc.Repair, &r); res.kind != resNotFound && !res.bury {
+	if res := resolve(x.sc.Variant, x.rules(), &r); res.kind != resNotFound && !res.bury {
 		if keep >= 0 {
 			return "every item but the stale third record (touched by R2/R3) has expired, yet the read does not find the session not found (stuck)"
 		}
@@ -1196,11 +1227,27 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		x.sendRead2(t, c)
 	case phRd2:
-		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
+		res := resolve(x.sc.Variant, x.rules(), &cl.R)
 		switch res.kind {
 		case resReturn:
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
+			if res.oldWit != 0 {
+				// R14: re-stamp the blanks (their read tokens), then
+				// bury the witness (its read token); "not found" either
+				// way.
+				w := res.oldWit - 1
+				cl.DX, cl.DTX, cl.DIX = w, cl.R[w].Tok, cl.R[w].Inc
+				if res.fence != [numNodes]bool{} {
+					x.fenceBlanks(t, c, res.fence)
+					cl.Phase = phWitFence
+					return ""
+				}
+				newRound(t, c)
+				x.decide(t, c, w, cl.DTX, cl.DIX, Rec{K: blank})
+				cl.Phase = phWitBury
+				return ""
+			}
 			if res.fence != [numNodes]bool{} {
 				// R4.1 (review-ballot m4): re-stamp the blanks counted,
 				// each with its read token, before answering, so that no
@@ -1227,6 +1274,29 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		if res.single {
 			res.y = res.x
+		}
+		if res.adopt {
+			// R9's adoption (review-r14 B1): re-stamp the witness with
+			// its read token (AdoptByTouch: touch it, which keeps the
+			// token), and only then clear nowit on both copies.
+			w := res.x
+			cl.DX = w
+			cl.DR1 = res.b
+			cl.DR1.NoWit = false
+			cl.TokP, cl.IncP = cl.R[res.b.P].Tok, cl.R[res.b.P].Inc
+			cl.TokQ, cl.IncQ = cl.R[res.b.Q].Tok, cl.R[res.b.Q].Inc
+			cl.DT = cl.R[res.b.P].Rem
+			read := cl.R[w]
+			newRound(t, c)
+			if x.sc.Variant == AdoptByTouch {
+				x.send(t, c, w, opTouch, 0, 0, Rec{}).TTL = x.witnessTTL(c)
+			} else {
+				m := x.decide(t, c, w, read.Tok, read.Inc, read.Rec)
+				m.TTL = read.Rem
+				x.setLife(m, lifeKeep)
+			}
+			cl.Phase = phAdopt
+			return ""
 		}
 		if res.bury {
 			cl.DX = res.x
@@ -1354,6 +1424,46 @@ func (x *explorer) advance(t *state, c int) string {
 			return v
 		}
 		return x.endOp(t, c)
+	case phWitFence:
+		for n := range numNodes {
+			if cl.Sent[n] && cl.R[n].St != rOK {
+				// R14: a re-stamp refused or unanswered: the witness is
+				// left, the answer is "not found" all the same.
+				x.res.OldWitnessKept++
+				return x.endOpOr(t, c, x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)))
+			}
+		}
+		newRound(t, c)
+		x.decide(t, c, cl.DX, cl.DTX, cl.DIX, Rec{K: blank})
+		cl.Phase = phWitBury
+	case phWitBury:
+		if cl.R[cl.DX].St == rOK {
+			x.res.OldWitnessBuried++
+		} else {
+			x.res.OldWitnessKept++
+		}
+		return x.endOpOr(t, c, x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)))
+	case phAdopt:
+		r, d := cl.R[cl.DX], cl.DR1
+		if r.St != rOK || r.Rec.K != witness || r.Rec.E != d.E || r.Rec.P != d.P || r.Rec.Q != d.Q {
+			cl.P, cl.Q = d.P, d.Q
+			x.sendRead1(t, c) // refused or no reply: no clear (R0)
+			return ""
+		}
+		x.res.Adoptions++
+		newRound(t, c)
+		for _, n := range [2]uint8{d.P, d.Q} {
+			tok, inc := cl.TokP, cl.IncP
+			if n == d.Q {
+				tok, inc = cl.TokQ, cl.IncQ
+			}
+			m := x.decide(t, c, n, tok, inc, d)
+			x.setLife(m, lifeMax+d.P+d.Q-n) // keepExp, as R9's re-stamps
+		}
+		cl.Phase = phAdoptClear
+	case phAdoptClear:
+		cl.P, cl.Q = cl.DR1.P, cl.DR1.Q
+		x.sendRead1(t, c)
 	case phBuryFence:
 		for n := range numNodes {
 			if cl.Sent[n] && cl.R[n].St != rOK {
@@ -1580,6 +1690,11 @@ func (x *explorer) fenceBlanks(t *state, c int, fence [numNodes]bool) {
 	}
 }
 
+// rules are the optional steps of the protocol the scope turns on.
+func (x *explorer) rules() rules {
+	return rules{repair: x.sc.Repair, oldWitness: x.sc.OldWitness, adopt: x.sc.AdoptWitness && x.sc.Repair}
+}
+
 // sessionT is client c's session timeout in ticks (timed scopes; 0: the
 // model's items carry no length).
 func (x *explorer) sessionT(c int) uint8 {
@@ -1697,7 +1812,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				return x.endOp(t, c) // ErrUnavailable: nothing was written
 			}
 		}
-		res := resolve(x.sc.Variant, x.sc.Repair, &cl.R)
+		res := resolve(x.sc.Variant, x.rules(), &cl.R)
 		if res.kind != resNotFound {
 			return x.endOp(t, c) // ErrExists (or unavailable): nothing written
 		}

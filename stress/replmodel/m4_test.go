@@ -70,8 +70,10 @@ func TestNotFoundFenced(t *testing.T) {
 		t.Logf("counterexample: %s\n%s", r.Violation, tr)
 	})
 	t.Run("holds", func(t *testing.T) {
-		r := mustHold(t, "ER after m4's prefix", erScope(Correct, erPrefix, 3_000_000))
-		t.Logf("not found after re-stamping the blanks counted: %d", r.NotFoundFenced)
+		sc := erScope(Correct, erPrefix, 3_000_000)
+		sc.OldWitness, sc.AdoptWitness = true, true // R14 and R9's adoption (review-r14)
+		r := mustHold(t, "ER after m4's prefix", sc)
+		t.Logf("not found after re-stamping the blanks counted: %d; lone witnesses buried (R14) %d", r.NotFoundFenced, r.OldWitnessBuried)
 		if r.Expired == 0 || r.NotFoundFenced == 0 || r.WitnessRepairs == 0 {
 			t.Error("no read found the session expired after re-stamping a blank, or no witness was repaired: the scope does not reach m4")
 		}

@@ -218,12 +218,16 @@ const (
 	phWrPromise // R3's write failover (P1): promise on W before the fence
 	phNFFence   // R4.1's not found (review-ballot m4): re-stamp the blanks counted
 	phBuryFence // R4.1's burial (D3′): re-stamp the blank peers first
+	phWitFence  // R14: re-stamp the blanks before burying the lone witness
+	phWitBury   // R14: CAS the lone witness to a blank
+	phAdopt     // R9's adoption (review-r14 B1): re-stamp the witness
+	phAdoptClear
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
-	"not-found-fence", "bury-fence"}
+	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

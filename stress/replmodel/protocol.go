@@ -147,6 +147,21 @@ const (
 	// session over onto it and returns the value, c1 buries the other
 	// copy and the session is lost (TestBuryFenced).
 	BuryUnfenced
+	// R14Unfenced is R14 (an old lone witness buried by a read that heard
+	// all three candidates, none holding data) without its fence: the
+	// witness is CASed to a blank with its read token at once, the two
+	// blanks not re-stamped first. An Add in flight, its witness stored
+	// and its data CASes holding the blanks' tokens, then stores both
+	// copies after the burial: a session acknowledged with no witness,
+	// which one flush of a copy loses (Scope.OldWitness).
+	R14Unfenced
+	// AdoptByTouch is R9's adoption of a witness of its configuration that
+	// it did not write, before review-r14 B1's fix: nowit is cleared after
+	// a touch of the witness (which keeps its token), not a re-stamp, so a
+	// burial CAS sent before (R14's, or an Add takeover's) and run late
+	// still lands on the adopted witness, and one flush then leaves a lone
+	// copy between two blanks (Scope.AdoptWitness).
+	AdoptByTouch
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -154,7 +169,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
-	"bury-unfenced"}
+	"bury-unfenced", "r14-unfenced", "adopt-by-touch"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -207,6 +222,24 @@ type resolution struct {
 	// one needs none (review-d3 M1), save under BuryCreationFenced, whose
 	// burial reads again when a peer is absent.
 	fence [numNodes]bool
+	// oldWit (R14, Scope.OldWitness): a "not found" with every candidate
+	// heard, no data and one witness, on node oldWit-1: bury it (CAS to a
+	// blank with its read token) once the blanks in fence, re-stamped
+	// with their read tokens first, were all stored. The answer is "not
+	// found" either way.
+	oldWit uint8
+	// adopt (R9, Scope.AdoptWitness): b is nowit and its third node x
+	// holds the witness of b's configuration (unpromised), which R9 did
+	// not write: re-stamp it (its read token, same record), and only if
+	// stored clear nowit on both copies (their read tokens).
+	adopt bool
+}
+
+// rules are the optional steps of the protocol a scope turns on.
+type rules struct {
+	repair     bool // R9 (Scope.Repair)
+	oldWitness bool // R14 (Scope.OldWitness)
+	adopt      bool // R9's adoption and nowit clear (Scope.AdoptWitness)
 }
 
 // maxEpoch is the greatest epoch an anomaly read saw: of any data or
@@ -239,7 +272,8 @@ func emptyAnswer(r reply) bool {
 // healthy state whose third node answers with a blank re-creates the
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
-func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
+func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
+	repair := o.repair
 	empty, haveData, top, nData, lone := 0, false, 0, 0, Rec{}
 	for i := range r {
 		switch {
@@ -310,6 +344,23 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 				for i := range r {
 					res.fence[i] = r[i].St == rOK && r[i].Rec.K == blank && !r[i].Won
 				}
+				return res
+			}
+			// R14: every candidate heard, none data, one witness, two
+			// empties: bury the witness, whatever its age (the store's
+			// age condition is for availability only), after
+			// re-stamping the blanks (R14Unfenced: none). An absent
+			// peer needs no re-stamp: the store's mg … N30 never answers
+			// absent (the model's plain get stands for it), and a CAS
+			// holding a token read before is refused there (review-d3
+			// M1's argument, as D3′'s burial).
+			for i := range r {
+				if o.oldWitness && empty == 2 && r[i].St == rOK && r[i].Rec.K == witness {
+					res.oldWit = uint8(i) + 1
+				}
+			}
+			for i := range r {
+				res.fence[i] = res.oldWit != 0 && v != R14Unfenced && r[i].St == rOK && r[i].Rec.K == blank
 			}
 			return res
 		}
@@ -365,6 +416,16 @@ func resolve(v Variant, repair bool, r *[numNodes]reply) resolution {
 		// decision's fence, on one of the two copies, impossible to land).
 		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
+		}
+		// R9's adoption (review-r14 B1): b is nowit (R8's two-record
+		// creation, a failover onto an empty y) and its third node holds
+		// the witness of b's configuration, unpromised, which this R9
+		// did not write (an old one, or a late witness CAS): re-stamp
+		// it, then clear nowit on both copies. The store also touches it
+		// with TW (witnessOutlives): lengths, not modelled here.
+		if w := 3 - b.P - b.Q; repair && o.adopt && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
+			r[w].Rec.K == witness && r[w].Rec.E == b.E && r[w].Rec.P == b.P && r[w].Rec.Q == b.Q {
+			return resolution{kind: resDecide, b: b, x: w, rec1: r[w].Rec, single: true, adopt: true}
 		}
 		return resolution{kind: resReturn, b: b}
 	}

@@ -42,7 +42,7 @@ func rejected(t *testing.T, sc Scope, want ...string) Result {
 // finds no session; the final read may be ErrUnavailable), which is
 // counted and where the run stops.
 func addUnresponsive(v Variant, suspect string, programs [][]OpKind, timeouts int) Scope {
-	return Scope{Variant: v, Start: Empty, Repair: true, Programs: programs,
+	return Scope{Variant: v, Start: Empty, Repair: true, OldWitness: true, AdoptWitness: true, Programs: programs,
 		Prefix:    []string{"SUSPICION: c0 holds node " + suspect + " failed", "c0 starts Add"},
 		MaxFaults: 1, Restart: true, MaxTimeouts: timeouts, MaxSuspicions: 1}
 }
@@ -64,8 +64,8 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := mustHold(t, tc.name, tc.sc)
-			t.Logf("two-record creations begun: %d explored steps; residual: %d reads find no session, %d final reads ErrUnavailable",
-				r.NoWitCreations, r.Excepted, r.ExceptedUnavailable)
+			t.Logf("two-record creations begun: %d explored steps; residual: %d reads find no session, %d final reads ErrUnavailable; nowit clears after R9 adopted a witness: %d",
+				r.NoWitCreations, r.Excepted, r.ExceptedUnavailable, r.Adoptions)
 			if r.NoWitCreations == 0 || r.WitnessRepairs == 0 {
 				t.Error("no two-record creation, or no R9 after one: the scope does not reach R8's case")
 			}

@@ -22,7 +22,7 @@ func TestCreate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "create: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty,
+	r := mustHold(t, "create: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	if r.Creations == 0 {
 		t.Error("no Add completed: the scope does not reach creation")
@@ -39,11 +39,11 @@ func TestCreateRetry(t *testing.T) {
 	// FinalDecides (review-4 M1): a stuck final read is a violation unless
 	// it is R8's stated residual (an abandoned Add's nowit configuration
 	// hit by one flush), which is counted.
-	r := mustHold(t, "create: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
+	r := mustHold(t, "create: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalDecides: true,
 		Programs: [][]OpKind{{Create}, {Create}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1,
 		MaxStates: 60_000_000}) // R4.1's not-found fence (review-ballot m4) grew it past 20 M
 	t.Logf("residual: %d final reads ErrUnavailable, %d reads find no session", r.ExceptedUnavailable, r.Excepted)
-	r = mustHold(t, "create: Add, retried, against Add+write, 1 flush, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
+	r = mustHold(t, "create: Add, retried, against Add+write, 1 flush, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalDecides: true,
 		Programs: [][]OpKind{{Create, Create}, {Create, RMW}}, MaxFaults: 1, MaxTimeouts: 1})
 	t.Logf("residual: %d final reads ErrUnavailable, %d reads find no session", r.ExceptedUnavailable, r.Excepted)
 	if r.Creations == 0 {
@@ -69,6 +69,20 @@ func TestExpiry(t *testing.T) {
 		r := mustHold(t, "expiry at different instants, writer and reader (2 Gets)", expiry(0))
 		if r.Expired == 0 || r.Fences == 0 {
 			t.Error("no read found the session expired, or no failover ran: the scope does not reach expiry")
+		}
+	})
+	t.Run("no timeout, R14", func(t *testing.T) {
+		if !*full {
+			t.Skip("3.8 million states: go test ./replmodel -replmodel.full (make model)")
+		}
+		// R14 (review-r14): a read that finds both copies expired and the
+		// witness alone buries it; the expired session stays expired.
+		sc := expiry(0)
+		sc.OldWitness = true
+		r := mustHold(t, "expiry at different instants, writer and reader (2 Gets), R14", sc)
+		t.Logf("lone witnesses buried (R14): %d", r.OldWitnessBuried)
+		if r.OldWitnessBuried == 0 {
+			t.Error("R14 never buried the expired session's witness")
 		}
 	})
 	t.Run("1 timeout", func(t *testing.T) {
@@ -357,13 +371,13 @@ func TestLoneWitness(t *testing.T) {
 	if *full {
 		programs, name = [][]OpKind{{Create}, {Create, Read}}, "lone witness: 2 Adds + reader, 1 fault, 1 timeout"
 	}
-	r := mustHold(t, name, Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+	r := mustHold(t, name, Scope{Variant: Correct, OldWitness: true, Start: LoneWitness, FinalDecides: true,
 		Programs: programs, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	t.Logf("takeovers: %d", r.Takeovers)
 	if r.Takeovers == 0 || r.Creations == 0 {
 		t.Errorf("takeovers %d, creations %d: the scope does not take a lone witness over", r.Takeovers, r.Creations)
 	}
-	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, FinalDecides: true,
+	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalDecides: true,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	t.Logf("takeovers: %d", r.Takeovers)
 	if r.Takeovers == 0 {
@@ -374,7 +388,7 @@ func TestLoneWitness(t *testing.T) {
 		// written, against a second Add; and a lone witness of another
 		// configuration (c0, suspecting node 0, puts its witness on
 		// c1's primary) taken over by a second Add, with the scan.
-		r = mustHold(t, "lone witness: Add then write, Add, 1 fault, 1 timeout", Scope{Variant: Correct, Start: LoneWitness, FinalDecides: true,
+		r = mustHold(t, "lone witness: Add then write, Add, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: LoneWitness, FinalDecides: true,
 			Programs: [][]OpKind{{Create, RMW}, {Create}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 		t.Logf("takeovers: %d", r.Takeovers)
 		r = mustHold(t, "lone witness of another configuration", addUnresponsive(Correct, "0", [][]OpKind{{Create, Scan}, {Create}}, 1))
@@ -423,10 +437,16 @@ func TestLoneWitnessOnCandidate(t *testing.T) {
 		for _, p := range []struct {
 			name  string
 			progs [][]OpKind
-		}{{"Add, reader then writer", readRMW}, {"Add, reader reading twice", readRead}} {
+			r14   bool
+		}{{"Add, reader then writer (R14)", readRMW, true}, {"Add, reader reading twice", readRead, false}} {
 			name := fmt.Sprintf("lone witness on node %d: %s, 1 fault, 1 timeout", map[Start]int{LoneWitnessP: 0, LoneWitnessQ: 1}[st], p.name)
-			r := mustHold(t, name, lone(Correct, st, p.progs))
-			t.Logf("%s: takeovers %d", name, r.Takeovers)
+			sc := lone(Correct, st, p.progs)
+			sc.OldWitness = p.r14 || *full // the reader buries the lone witness (R14)
+			r := mustHold(t, name, sc)
+			t.Logf("%s: takeovers %d; lone witnesses buried (R14) %d, kept %d", name, r.Takeovers, r.OldWitnessBuried, r.OldWitnessKept)
+			if sc.OldWitness && r.OldWitnessBuried == 0 {
+				t.Errorf("%s: R14 never buried the lone witness", name)
+			}
 			if r.Takeovers == 0 || r.Creations == 0 {
 				t.Errorf("%s: takeovers %d, creations %d: the scope does not take a lone witness over", name, r.Takeovers, r.Creations)
 			}
@@ -435,7 +455,7 @@ func TestLoneWitnessOnCandidate(t *testing.T) {
 	if *full {
 		// make model: with the Add's read-again step (Scope.Reread).
 		sc := lone(Correct, LoneWitnessP, readRMW)
-		sc.Reread = true
+		sc.Reread, sc.OldWitness = true, true
 		r := mustHold(t, "lone witness on node 0, read again: Add, reader then writer, 1 fault, 1 timeout", sc)
 		t.Logf("takeovers %d, found stored %d, sent again %d", r.Takeovers, r.Rereads, r.Resends)
 	}
@@ -461,19 +481,19 @@ func TestAddReread(t *testing.T) {
 	scopes := []struct {
 		name string
 		sc   Scope
-	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, Reread: true, FinalDecides: true,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1}}}
 	if *full {
 		scopes = append(scopes,
 			struct {
 				name string
 				sc   Scope
-			}{"read again: lone witness, 2 Adds, 1 fault, 2 timeouts", Scope{Variant: Correct, Start: LoneWitness, Reread: true, FinalDecides: true,
+			}{"read again: lone witness, 2 Adds, 1 fault, 2 timeouts", Scope{Variant: Correct, OldWitness: true, Start: LoneWitness, Reread: true, FinalDecides: true,
 				Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 2}},
 			struct {
 				name string
 				sc   Scope
-			}{"read again: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, Start: Empty, Reread: true, FinalDecides: true,
+			}{"read again: 2 Adds + reader, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, Reread: true, FinalDecides: true,
 				Programs: [][]OpKind{{Create}, {Create}, {Read}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1,
 				MaxStates: 60_000_000}}) // R4.1's not-found fence (review-ballot m4) grew it past 20 M
 	}
