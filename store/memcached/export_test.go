@@ -252,9 +252,6 @@ func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = 
 // same-configuration witness for a nowit clear by a touch only.
 func SetAdoptNoFence(s *Store) { s.hooks.adoptNoFence = true }
 
-// SetTouchedAge makes s the code before review-r14 M1: a touching call's
-// R14 reads the witness's age after its own touch.
-func SetTouchedAge(s *Store) { s.hooks.touchedAge = true }
 
 // NodeFailed reports whether s has the node at addr marked failed (§9).
 func NodeFailed(s *Store, addr string) bool {

@@ -350,7 +350,6 @@ type testHooks struct {
 	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
 	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
-	touchedAge              bool             // the code before review-r14 M1: a touching call's R14 reads the age its own touch reset
 	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 }

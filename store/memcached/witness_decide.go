@@ -253,7 +253,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		if !w.s.hooks.notFoundUnfenced && !w.fenceBlanks(ctx, key, rs) {
 			return nil, true, nil
 		}
-		w.buryOldWitness(ctx, key, rs, o)
+		w.buryOldWitness(ctx, key, rs)
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
@@ -521,15 +521,15 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 // defect). The age keeps the rule off an Add's witness (it writes the
 // witness before its data copies, milliseconds apart) and off R10's
 // case; safety does not rest on it. A call that touched the witness
-// itself (GetAndTouch, Touch: R2's touch gave it TW) cannot read its age
-// and buries it whatever its age (review-r14 M1: else the middleware's
-// read of an expired cookie, a GetAndTouch, never buried it and gave it
-// TW more each time); the cost is an Add of the same id in flight at that
-// moment, refused (the middleware hands out an id only once its Add
-// returned). Refused or unanswered: left as it was (a CAS unanswered may
+// itself (GetAndTouch, Touch: R2's touch gave it TW) reads it young and
+// buries nothing (review-r14 M1): burying whatever the age there refused
+// tiered's revival Adds racing such reads (the conformance suite's I6 on
+// tiered saw two InitializeItem holders once); plain Gets and the repair
+// scan's visits bury it once no touching read came for T + 10 s.
+// Refused or unanswered: left as it was (a CAS unanswered may
 // still run: R9 re-stamps a witness it adopts before relying on it,
 // fenceWitness).
-func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead, o resolveOpts) {
+func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead) {
 	if w.s.hooks.keepOldWitness {
 		return
 	}
@@ -545,8 +545,7 @@ func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRea
 	if wit == nil {
 		return
 	}
-	old := (o.touched && !w.s.hooks.touchedAge) || w.s.hooks.buryAnyAge || int64(w.tw)-wit.ttl > int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second)
-	if !old {
+	if int64(w.tw)-wit.ttl <= int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second) && !w.s.hooks.buryAnyAge {
 		return
 	}
 	if !w.fenceEmpties(ctx, key, rs) {

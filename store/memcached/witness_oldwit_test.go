@@ -63,11 +63,9 @@ func expireCopies(t *testing.T, cands []string, key string, age time.Duration) {
 // answer is not found, and its witness is buried; when a node holding
 // one of its data copies dies afterwards, the id is still not found. The
 // code before R14 left the witness, and the same read then answered
-// ErrUnavailable (a 503) until the witness expired. The read is a plain
-// Get or, as the middleware reads, a GetAndTouch, whose own touch gives
-// the witness TW before the anomaly read sees it (review-r14 M1: a
-// touching call buries whatever the age; the code before that fix,
-// SetTouchedAge, left it).
+// ErrUnavailable (a 503) until the witness expired. A GetAndTouch, whose
+// own touch gives the witness TW before the anomaly read sees it, buries
+// nothing (review-r14 M1; plain Gets and the repair scan's visits do).
 func TestOldWitnessBuried(t *testing.T) {
 	const T = time.Minute
 	get := func(ctx context.Context, s *memcached.Store, key string) error {
@@ -87,8 +85,9 @@ func TestOldWitnessBuried(t *testing.T) {
 	}{
 		{"get/fixed", get, func(*memcached.Store) {}, provider.ErrNotFound, 0},
 		{"get/code-before", get, memcached.SetKeepOldWitness, provider.ErrUnavailable, 2},
-		{"get-and-touch/fixed", getAndTouch, func(*memcached.Store) {}, provider.ErrNotFound, 0},
-		{"get-and-touch/code-before", getAndTouch, memcached.SetTouchedAge, provider.ErrUnavailable, 2},
+		// A touching read gives the witness TW first and buries nothing
+		// (review-r14 M1, kept so: tiered's revival Adds race such reads).
+		{"get-and-touch", getAndTouch, func(*memcached.Store) {}, provider.ErrUnavailable, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
