@@ -252,7 +252,6 @@ func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = 
 // same-configuration witness for a nowit clear by a touch only.
 func SetAdoptNoFence(s *Store) { s.hooks.adoptNoFence = true }
 
-
 // NodeFailed reports whether s has the node at addr marked failed (§9).
 func NodeFailed(s *Store, addr string) bool {
 	for _, n := range s.nodes {
