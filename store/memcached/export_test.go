@@ -269,3 +269,12 @@ func SetAfterDeleteRead(s *Store, f func(key string)) { s.hooks.afterDeleteRead 
 // SetDelNoRetry makes s the code before: a Delete refused on every data
 // record as of another incarnation reports an unknown outcome.
 func SetDelNoRetry(s *Store) { s.hooks.delNoRetry = true }
+
+// SetNoResume makes s the code before R8's resumption: its creations of
+// unknown outcome are never resumed (their lone copy stays
+// ErrUnconfirmed until it expires).
+func SetNoResume(s *Store) { s.hooks.noResume = true }
+
+// UnknownAdds returns how many creations of unknown outcome s is to
+// resume.
+func UnknownAdds(s *Store) int { return s.wit.repair.unknownAddCount() }

@@ -352,6 +352,7 @@ type testHooks struct {
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
 	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
+	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator
 }
 
 // backoffHook is called with the number n of the refused decision of a

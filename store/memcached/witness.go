@@ -47,6 +47,9 @@ const (
 	maxConfigs = 1 << 16
 	// maxWitless bounds the witness-less list (review 4's D6).
 	maxWitless = 1 << 16
+	// maxUnknownAdds bounds the list of this process's creations of
+	// unknown outcome (R8's resumption).
+	maxUnknownAdds = 1 << 16
 	// maxSplits bounds the writes in flight remembered (decide).
 	maxSplits = 1024
 	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).

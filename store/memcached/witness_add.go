@@ -220,6 +220,9 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		cas, err := w.casStep(ctx, key, c, env.ID(), raw, exp, kindData)
 		if err != nil {
 			if !classify(err).refused() {
+				// R8's resumption: the repair client completes the
+				// creation if it is left as a lone copy.
+				w.repair.addUnknown(key, env.ID(), time.Now().Add(time.Duration(env.Timeout)*time.Second))
 				return 0, unknown("add: a data copy", err)
 			}
 			if uerr := w.undoCreate(ctx, key, env, done); uerr != nil {

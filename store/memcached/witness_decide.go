@@ -383,6 +383,17 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
+	if data == 1 && empty == 2 && o.repair && y.st == stBlank && w.repair.resumes(key, b.ID()) {
+		// R8's resumption: b is this process's own creation, whose Add
+		// ended with an unknown outcome (a data copy's CAS gave no
+		// reply), left alone by a fault (its witness lost): complete it
+		// as R4.4 does (x re-stamped, then y's blank CASed), as the
+		// Add's late CAS on y would have; R9 then stores the witness.
+		// Nothing else writes here: R4.1 leaves a creation's lone copy,
+		// and a lone witness or a not-found needs no data record.
+		w.complete(ctx, key, x, y, b, payload, touch)
+		return nil, true, nil
+	}
 	if data == 1 && empty == 2 {
 		// A creation's or a witness-less lone copy (R4.1 does not bury
 		// them), both other candidates answered empty: unconfirmed, not

@@ -3,30 +3,101 @@ package memcached
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
 // repairer is a process's repair client (R9, §9): the repair queue of keys
 // whose witness a read or write found missing or wrong (bounded: keys past
-// repairQueueLen are dropped; the next touch queues them again), and the
+// repairQueueLen are dropped; the next touch queues them again); the
 // witness-less list of sessions this process created without a witness
 // (R8 with a silent candidate: bounded by maxWitless, never dropped once
 // on it, worked at every probe tick until R9 stored the witness or the
-// session is gone or moved on); and the repair scan (witness_scan.go).
+// session is gone or moved on); the list of this process's creations of
+// unknown outcome (R8's resumption: bounded by maxUnknownAdds, worked at
+// every probe tick until a read returns a session or finds none, or the
+// creation's timeout has passed); and the repair scan (witness_scan.go).
 type repairer struct {
 	w    *witness
 	q    chan string
 	scan *scanner
 
-	mu      sync.Mutex
-	witless map[string]config // key → the configuration it was created in
+	mu       sync.Mutex
+	witless  map[string]config     // key → the configuration it was created in
+	unknowns map[string]unknownAdd // key → this process's creation of unknown outcome
+}
+
+// unknownAdd is a creation of this process whose outcome is unknown (a
+// data copy's CAS gave no reply): the identity of its record, and until
+// when to resume it (its timeout after the Add: its copies are gone by
+// then).
+type unknownAdd struct {
+	id    envelope.Identity
+	until time.Time
 }
 
 func newRepairer(w *witness) *repairer {
-	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), scan: newScanner(w)}
+	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), unknowns: make(map[string]unknownAdd), scan: newScanner(w)}
+}
+
+// addUnknown puts key, whose creation by this process (record id) ended
+// with an unknown outcome, on the list of creations to resume until
+// until. Past maxUnknownAdds keys it is not kept (the creation then
+// stays as it is: a lone copy is ErrUnconfirmed until it expires).
+func (r *repairer) addUnknown(key string, id envelope.Identity, until time.Time) {
+	if r.w.s.hooks.noResume {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.unknowns[key]; !ok && len(r.unknowns) >= maxUnknownAdds {
+		return
+	}
+	r.unknowns[key] = unknownAdd{id: id, until: until}
+}
+
+// resumes reports whether the record id of key is a creation of this
+// process of unknown outcome, to be resumed.
+func (r *repairer) resumes(key string, id envelope.Identity) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.unknowns[key]
+	return ok && u.id == id && time.Now().Before(u.until)
+}
+
+// unknownKeys returns the keys of the creations to resume, and drops
+// those whose time has passed.
+func (r *repairer) unknownKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]string, 0, len(r.unknowns))
+	now := time.Now()
+	for k, u := range r.unknowns {
+		if !now.Before(u.until) {
+			delete(r.unknowns, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// unknownAddCount returns how many creations are to be resumed.
+func (r *repairer) unknownAddCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.unknowns)
+}
+
+// forgetUnknown takes key off the list of creations to resume.
+func (r *repairer) forgetUnknown(key string) {
+	r.mu.Lock()
+	delete(r.unknowns, key)
+	r.mu.Unlock()
 }
 
 // enqueue queues key for R9, or drops it when the queue is full.
@@ -121,7 +192,7 @@ func (w *witness) loop() {
 				w.checkEvictions(ctx)
 				lastEvict = time.Now()
 			}
-			for _, key := range w.repair.witlessKeys() {
+			for _, key := range slices.Concat(w.repair.witlessKeys(), w.repair.unknownKeys()) {
 				select {
 				case <-w.s.stop:
 					return
@@ -135,11 +206,16 @@ func (w *witness) loop() {
 
 // repairKey runs an anomaly read (and its decisions) on key with R9 on the
 // record found. A key on the witness-less list leaves it once its witness
-// is stored, or the session is not found or of another configuration.
+// is stored, or the session is not found or of another configuration. A
+// key on the list of creations to resume leaves it once the read returns
+// a session (resumed, or another record) or finds none.
 func (w *witness) repairKey(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
+	if err == nil || errors.Is(err, provider.ErrNotFound) {
+		w.repair.forgetUnknown(key)
+	}
 	c, listed := w.repair.witlessConfig(key)
 	switch {
 	case !listed:

@@ -67,35 +67,6 @@ func d6Answer(c *Creation, rq *Request) bool {
 	return rq.Ret > c.Losses[0] && (errors.Is(rq.Err, provider.ErrNotFound) || errors.Is(rq.Err, provider.ErrUnavailable))
 }
 
-// unconfirmedCreation reports whether v, of a run of kind k, is the
-// known open item found by the sessions created during the run (seventh
-// session of 2026-11-30): under pause+kill (a node paused while another
-// is killed, a double fault that section 8 says resumes when the paused
-// node does) a creation in flight whose witness node was killed and whose
-// first data CAS went to the paused node ended with an unknown outcome;
-// the CAS ran when the node resumed, and the key then holds a creation's
-// lone copy with two empty peers, which the store answers
-// provider.ErrUnconfirmed until it expires (pause+kill seed 399, about 1
-// replay in 10). Allowed only for a session whose creation was neither
-// acknowledged nor reported as failed, that no request ever read, and
-// whose requests after the faults healed all failed with ErrUnconfirmed:
-// no acknowledged session or write is involved.
-func unconfirmedCreation(k FaultKind, r *Result, v Violation) bool {
-	c := r.creation(v.Session)
-	if k != FaultPauseKill || v.Inv != InvStuck || c == nil || outcome(c.Req.Err) != Unknown {
-		return false
-	}
-	for _, rq := range slices.Concat(r.Requests, r.Finals) {
-		if rq.Session != v.Session {
-			continue
-		}
-		if rq.Seen || (rq.Kind == ReqFinal && !errors.Is(rq.Err, provider.ErrUnconfirmed)) {
-			return false
-		}
-	}
-	return true
-}
-
 // d6Allowed reports whether v is allowed by that exception: the session
 // lost ("not found") or unavailable after the faults healed, every
 // request that found it so having ended after its first data copy was
@@ -430,10 +401,6 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 						c := r.creation(v.Session)
 						fmt.Printf("KNOWN OPEN (%s, D6: session %s created without its witness, a data copy lost at %v before R9 stored it): seed %d (%s): %s\n", v.Inv, c.Req.ID, c.Losses, r.Seed, k, v)
 						d6++
-						continue
-					}
-					if unconfirmedCreation(k, r, v) {
-						fmt.Printf("KNOWN OPEN (stuck, pause+kill: a creation of unknown outcome left a lone copy its store cannot confirm): seed %d: %s\n", r.Seed, v)
 						continue
 					}
 					if knownOpen(v) {
