@@ -278,3 +278,13 @@ func SetNoResume(s *Store) { s.hooks.noResume = true }
 // UnknownAdds returns how many creations of unknown outcome s is to
 // resume.
 func UnknownAdds(s *Store) int { return s.wit.repair.unknownAddCount() }
+
+// SetResumeDropUnfenced makes s a broken variant of R8's resumption: a
+// creation of unknown outcome found not found is dropped from the list
+// without its blanks re-stamped, so its late CAS may still land.
+func SetResumeDropUnfenced(s *Store) { s.hooks.resumeDropUnfenced = true }
+
+// SetResumeFromPrimary makes s a broken variant of R8's resumption
+// (review-resume B1): a creation's lone copy on its primary is resumed
+// too, although its secondary's copy was removed since.
+func SetResumeFromPrimary(s *Store) { s.hooks.resumeFromPrimary = true }

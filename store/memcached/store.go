@@ -353,6 +353,8 @@ type testHooks struct {
 	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator
+	resumeDropUnfenced      bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
+	resumeFromPrimary       bool             // broken variant (review-resume B1): a creation's lone copy on its primary is resumed too
 }
 
 // backoffHook is called with the number n of the refused decision of a

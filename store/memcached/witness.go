@@ -50,6 +50,12 @@ const (
 	// maxUnknownAdds bounds the list of this process's creations of
 	// unknown outcome (R8's resumption).
 	maxUnknownAdds = 1 << 16
+	// maxUnknownIDs bounds the creations of unknown outcome remembered
+	// for one key (the provider sends an Add again after one).
+	maxUnknownIDs = 4
+	// resumeMaxGap bounds the wait between two visits of a creation to
+	// resume.
+	resumeMaxGap = time.Second
 	// maxSplits bounds the writes in flight remembered (decide).
 	maxSplits = 1024
 	// blankTTL is the life of a blank, in seconds (`mg … N30`, undo).

@@ -253,6 +253,18 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		if !w.s.hooks.notFoundUnfenced && !w.fenceBlanks(ctx, key, rs) {
 			return nil, true, nil
 		}
+		if o.repair && allHeard(rs) && w.repair.resuming(key) {
+			// R8's resumption: this process's creation of unknown
+			// outcome has no record here. Its data CAS may still land
+			// (late, or run by a paused node): re-stamp the blanks so
+			// that it never does, and only then stop resuming it.
+			// Refused: something landed; read again. With a candidate
+			// unheard (the CAS may wait there) the key stays listed.
+			if !w.s.hooks.resumeDropUnfenced && !w.restampCounted(ctx, key, rs) {
+				return nil, true, nil
+			}
+			w.repair.forgetUnknown(key)
+		}
 		w.buryOldWitness(ctx, key, rs)
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
@@ -383,16 +395,28 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
-	if data == 1 && empty == 2 && o.repair && y.st == stBlank && w.repair.resumes(key, b.ID()) {
+	if data == 1 && empty == 2 && o.repair && (x.cand == b.Q || w.s.hooks.resumeFromPrimary) && y.st == stBlank && w.repair.resumes(key, b.ID()) {
 		// R8's resumption: b is this process's own creation, whose Add
 		// ended with an unknown outcome (a data copy's CAS gave no
-		// reply), left alone by a fault (its witness lost): complete it
-		// as R4.4 does (x re-stamped, then y's blank CASed), as the
-		// Add's late CAS on y would have; R9 then stores the witness.
-		// Nothing else writes here: R4.1 leaves a creation's lone copy,
-		// and a lone witness or a not-found needs no data record.
-		w.complete(ctx, key, x, y, b, payload, touch)
+		// reply), left alone on its secondary by a fault (its witness
+		// lost): complete it as R4.4 does (x re-stamped, then the
+		// primary's blank CASed), as the Add's late primary CAS would
+		// have; R9 then stores the witness. Nothing else writes here:
+		// R4.1 leaves a creation's lone copy, and a lone witness or a
+		// not-found needs no data record. Only from the secondary (the
+		// Add writes it first): a lone copy on the primary means the
+		// secondary's was removed since (a Delete, acknowledged: review
+		// B1) or a second fault. Once completed, never again: the
+		// session is whole, and a copy of it alone later is another
+		// story (a Delete's, or two faults).
+		if w.complete(ctx, key, x, y, b, payload, touch) {
+			w.repair.forgetUnknown(key)
+		}
 		return nil, true, nil
+	}
+	if data == 1 && empty == 2 && o.repair && x.cand == b.P && w.repair.resumes(key, b.ID()) {
+		// The creation's secondary copy was removed: not resumed.
+		w.repair.forgetUnknown(key)
 	}
 	if data == 1 && empty == 2 {
 		// A creation's or a witness-less lone copy (R4.1 does not bury
@@ -425,13 +449,27 @@ func (w *witness) fenceEmpties(ctx context.Context, key string, rs *[3]copyRead)
 // round trips); only a not-found read with a node unheard and blanks
 // made earlier costs one more, in parallel.
 func (w *witness) fenceBlanks(ctx context.Context, key string, rs *[3]copyRead) bool {
-	heard := true
-	for i := range rs {
-		heard = heard && (rs[i].st == stAbsent || rs[i].st == stBlank || rs[i].present())
-	}
-	if heard {
+	if allHeard(rs) {
 		return true
 	}
+	return w.restampCounted(ctx, key, rs)
+}
+
+// allHeard reports whether every candidate of rs answered with an item
+// or a miss (none silent, none a server error).
+func allHeard(rs *[3]copyRead) bool {
+	for i := range rs {
+		if c := &rs[i]; c.st != stAbsent && c.st != stBlank && !c.present() {
+			return false
+		}
+	}
+	return true
+}
+
+// restampCounted re-stamps the blanks of rs that were there before the
+// read (not those its own `mg … N30` made), in parallel, each with its
+// read token, and reports whether all were stored.
+func (w *witness) restampCounted(ctx context.Context, key string, rs *[3]copyRead) bool {
 	var errs [3]error
 	var wg sync.WaitGroup
 	for i := range rs {
@@ -644,10 +682,11 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 // own expiry if longer: y holds this session too (b pending, or b's
 // parent), and x may itself be a copy made from y (a failover's
 // established copy completing its pending fence), shorter already. A
-// touching call's completion gives y at least touch (touchExp).
-func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) {
+// touching call's completion gives y at least touch (touchExp). It
+// reports whether y's CAS was stored.
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) bool {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
-		return
+		return false
 	}
 	exp, _ := copyExp(x.ttl, b.Timeout)
 	if y.st == stData {
@@ -656,9 +695,11 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	exp = max(exp, touch)
 	nb := b
 	nb.Pending = false
-	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err == nil {
-		w.emit(provider.EventRepair, y.n, "copy completed from its peer", nil)
+	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err != nil {
+		return false
 	}
+	w.emit(provider.EventRepair, y.n, "copy completed from its peer", nil)
+	return true
 }
 
 // failover is R7 with R11's ballot: a new configuration of epoch

@@ -19,8 +19,8 @@ import (
 // on it, worked at every probe tick until R9 stored the witness or the
 // session is gone or moved on); the list of this process's creations of
 // unknown outcome (R8's resumption: bounded by maxUnknownAdds, worked at
-// every probe tick until a read returns a session or finds none, or the
-// creation's timeout has passed); and the repair scan (witness_scan.go).
+// every probe tick until a read returns a session, or finds none and
+// fences the creation out, or the creation's timeout has passed); and the repair scan (witness_scan.go).
 type repairer struct {
 	w    *witness
 	q    chan string
@@ -31,13 +31,17 @@ type repairer struct {
 	unknowns map[string]unknownAdd // key → this process's creation of unknown outcome
 }
 
-// unknownAdd is a creation of this process whose outcome is unknown (a
-// data copy's CAS gave no reply): the identity of its record, and until
-// when to resume it (its timeout after the Add: its copies are gone by
-// then).
+// unknownAdd is a key of this process's creations of unknown outcome (a
+// data copy's CAS gave no reply): the identities of their records (the
+// latest last, at most maxUnknownIDs: the provider may send an Add again),
+// until when to resume them (their timeout after the Add: their copies
+// are gone by then), and when to visit the key next (after gap, doubled
+// at each visit up to resumeMaxGap).
 type unknownAdd struct {
-	id    envelope.Identity
+	ids   []envelope.Identity
 	until time.Time
+	next  time.Time
+	gap   time.Duration
 }
 
 func newRepairer(w *witness) *repairer {
@@ -46,18 +50,28 @@ func newRepairer(w *witness) *repairer {
 
 // addUnknown puts key, whose creation by this process (record id) ended
 // with an unknown outcome, on the list of creations to resume until
-// until. Past maxUnknownAdds keys it is not kept (the creation then
-// stays as it is: a lone copy is ErrUnconfirmed until it expires).
+// until, visited at the next probe tick. Past maxUnknownAdds keys it is
+// not kept (the creation then stays as it is: a lone copy is
+// ErrUnconfirmed until it expires).
 func (r *repairer) addUnknown(key string, id envelope.Identity, until time.Time) {
 	if r.w.s.hooks.noResume {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.unknowns[key]; !ok && len(r.unknowns) >= maxUnknownAdds {
+	u, ok := r.unknowns[key]
+	if !ok && len(r.unknowns) >= maxUnknownAdds {
 		return
 	}
-	r.unknowns[key] = unknownAdd{id: id, until: until}
+	if len(u.ids) == maxUnknownIDs {
+		u.ids = u.ids[1:]
+	}
+	u.ids = append(slices.Clip(u.ids), id)
+	if until.After(u.until) {
+		u.until = until
+	}
+	u.next, u.gap = time.Now(), probeEvery
+	r.unknowns[key] = u
 }
 
 // resumes reports whether the record id of key is a creation of this
@@ -66,22 +80,34 @@ func (r *repairer) resumes(key string, id envelope.Identity) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	u, ok := r.unknowns[key]
-	return ok && u.id == id && time.Now().Before(u.until)
+	return ok && slices.Contains(u.ids, id) && time.Now().Before(u.until)
 }
 
-// unknownKeys returns the keys of the creations to resume, and drops
-// those whose time has passed.
+// resuming reports whether key is on the list of creations to resume.
+func (r *repairer) resuming(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.unknowns[key]
+	return ok
+}
+
+// unknownKeys returns the keys of the creations to resume that are due
+// for a visit, setting their next one, and drops those whose time has
+// passed.
 func (r *repairer) unknownKeys() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keys := make([]string, 0, len(r.unknowns))
+	var keys []string
 	now := time.Now()
 	for k, u := range r.unknowns {
-		if !now.Before(u.until) {
+		switch {
+		case !now.Before(u.until):
 			delete(r.unknowns, k)
-			continue
+		case !now.Before(u.next):
+			keys = append(keys, k)
+			u.next, u.gap = now.Add(u.gap), min(2*u.gap, resumeMaxGap)
+			r.unknowns[k] = u
 		}
-		keys = append(keys, k)
 	}
 	return keys
 }
@@ -208,12 +234,13 @@ func (w *witness) loop() {
 // record found. A key on the witness-less list leaves it once its witness
 // is stored, or the session is not found or of another configuration. A
 // key on the list of creations to resume leaves it once the read returns
-// a session (resumed, or another record) or finds none.
+// a session (resumed, or another record), or finds none and has fenced
+// the creation out (decide).
 func (w *witness) repairKey(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
-	if err == nil || errors.Is(err, provider.ErrNotFound) {
+	if err == nil {
 		w.repair.forgetUnknown(key)
 	}
 	c, listed := w.repair.witlessConfig(key)

@@ -164,3 +164,208 @@ func TestUnknownCreationNotResumedOverOther(t *testing.T) {
 	require.Zero(t, memcached.UnknownAdds(s), "the key returned another session: dropped")
 	requireSessionIs(t, servers, key, "v2", "the second creation stays")
 }
+
+// heldConn, once armed and an `ms <key>` is written, holds that command
+// (and everything written after it) and fails reads with a timeout: a CAS
+// delayed in the network, its outcome unknown to the writer. release
+// delivers the held bytes to the node, reads the reply and closes the
+// connection: the CAS lands late.
+type heldConn struct {
+	armedConn
+	hook   func()
+	onHold func(*heldConn) // called as the command is held
+
+	hmu     sync.Mutex
+	holding bool
+	held    []byte
+	closed  bool
+}
+
+func (c *heldConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		*c.armed = false
+		c.hmu.Lock()
+		c.holding = true
+		c.hmu.Unlock()
+		c.onHold(c)
+	}
+	c.mu.Unlock()
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.holding {
+		c.held = append(c.held, b...)
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *heldConn) Read(b []byte) (int, error) {
+	c.hmu.Lock()
+	holding := c.holding
+	c.hmu.Unlock()
+	if holding {
+		c.hook()
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *heldConn) Close() error {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	c.closed = true
+	if c.holding {
+		return nil // closed on release
+	}
+	return c.Conn.Close()
+}
+
+// release delivers the held command and returns the node's reply line.
+func (c *heldConn) release() (string, error) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	defer c.Conn.Close()
+	c.holding = false
+	if err := c.Conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return "", err
+	}
+	if _, err := c.Conn.Write(c.held); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 256)
+	n, err := c.Conn.Read(buf)
+	return strings.TrimSpace(string(buf[:n])), err
+}
+
+// A creation of unknown outcome whose creator finds no record of it (its
+// data CAS still on its way) must be fenced out before the creator stops
+// resuming it: otherwise the CAS lands afterwards and, once the witness's
+// node is flushed (one fault), the creation's lone copy is ErrUnconfirmed
+// until it expires, with nobody left to resume it.
+func TestUnknownCreationFencedOut(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		broken bool // SetResumeDropUnfenced
+	}{{"fixed", false}, {"drop-unfenced", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "resume-fence"
+			servers := startNodes(t, 3)
+			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			var unreachable atomic.Bool
+			var mu sync.Mutex
+			armed := false
+			var held *heldConn
+			dial := refusingDial(cands[1], &unreachable, func(c net.Conn) net.Conn {
+				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
+					hook: func() { unreachable.Store(true) }, onHold: func(h *heldConn) { held = h }} // under mu
+			})
+			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+			withDial := cfg
+			withDial.DialContext = dial
+			s := newStore(t, servers, withDial)
+			if tc.broken {
+				memcached.SetResumeDropUnfenced(s)
+			}
+			ctx := context.Background()
+			// The connection carrying the Add's secondary CAS holds it.
+			mu.Lock()
+			armed = true
+			mu.Unlock()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the secondary's CAS is held")
+			require.Equal(t, [3]uint32{0, 0, 2}, kinds(t, cands, key), "only the witness stored")
+			require.Equal(t, 1, memcached.UnknownAdds(s))
+			unreachable.Store(false)
+			// The creator's repair client finds no record of its
+			// creation: it fences it out (or, broken, only drops it).
+			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
+				return memcached.UnknownAdds(s) == 0
+			})
+			mu.Lock()
+			h := held
+			mu.Unlock()
+			require.NotNil(t, h)
+			reply, err := h.release()
+			require.NoError(t, err)
+			t.Logf("the late CAS: %q", reply)
+			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+			other := newStore(t, servers, cfg)
+			_, err = other.Get(ctx, key)
+			if tc.broken {
+				require.Equal(t, "HD", reply[:2], "broken: the late CAS landed")
+				require.ErrorIs(t, err, provider.ErrUnconfirmed, "broken: a lone copy nobody resumes")
+				return
+			}
+			require.Equal(t, "EX", reply[:2], "the late CAS refused: its blank was re-stamped")
+			require.ErrorIs(t, err, provider.ErrNotFound, "nothing of the creation left")
+		})
+	}
+}
+
+// Review-resume B1: an Add's primary CAS is delayed (its outcome
+// unknown), the witness's node is flushed (the one fault), and another
+// process deletes the lone secondary copy (tiered does so on
+// ErrUnconfirmed): the Delete is acknowledged. The Add's primary CAS then
+// lands. The creation must not come back: the creator resumes a lone copy
+// only on its secondary (the Add writes it first), so a lone copy on the
+// primary stays ErrUnconfirmed and the creator stops resuming it. The
+// broken variant that resumed it made the deleted record readable.
+func TestUnknownCreationDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		broken bool // SetResumeFromPrimary
+	}{{"fixed", false}, {"resume-from-primary", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "resume-del"
+			servers := startNodes(t, 3)
+			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			var unreachable atomic.Bool
+			var mu sync.Mutex
+			armed := false
+			var held *heldConn
+			dial := refusingDial(cands[0], &unreachable, func(c net.Conn) net.Conn {
+				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
+					hook: func() { unreachable.Store(true) }, onHold: func(h *heldConn) { held = h }} // under mu
+			})
+			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+			withDial := cfg
+			withDial.DialContext = dial
+			s := newStore(t, servers, withDial)
+			if tc.broken {
+				memcached.SetResumeFromPrimary(s)
+			}
+			ctx := context.Background()
+			mu.Lock()
+			armed = true
+			mu.Unlock()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary's CAS is held")
+			require.Equal(t, [3]uint32{0, 1, 2}, kinds(t, cands, key))
+			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+			other := newStore(t, servers, cfg)
+			_, err = other.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrUnconfirmed)
+			require.NoError(t, other.Delete(ctx, key), "the lone copy deleted: acknowledged")
+			mu.Lock()
+			h := held
+			mu.Unlock()
+			require.NotNil(t, h)
+			reply, err := h.release()
+			require.NoError(t, err)
+			require.Equal(t, "HD", reply[:2], "the Add's primary CAS landed late")
+			// The creator can reach the primary again (until now its
+			// visits heard it silent and wrote nothing).
+			unreachable.Store(false)
+			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
+				return memcached.UnknownAdds(s) == 0
+			})
+			_, err = other.Get(ctx, key)
+			if tc.broken {
+				require.NoError(t, err, "broken: the deleted creation resumed")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrUnconfirmed, "the deleted creation is never served")
+		})
+	}
+}
