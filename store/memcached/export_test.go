@@ -284,7 +284,12 @@ func UnknownAdds(s *Store) int { return s.wit.repair.unknownAddCount() }
 // without its blanks re-stamped, so its late CAS may still land.
 func SetResumeDropUnfenced(s *Store) { s.hooks.resumeDropUnfenced = true }
 
-// SetResumeFromPrimary makes s a broken variant of R8's resumption
-// (review-resume B1): a creation's lone copy on its primary is resumed
-// too, although its secondary's copy was removed since.
-func SetResumeFromPrimary(s *Store) { s.hooks.resumeFromPrimary = true }
+// SetResumeAnyCopy makes s the first build of R8's resumption, a broken
+// variant (review-resume B1): a lone copy of its creation on either data
+// candidate is resumed, onto any blank.
+func SetResumeAnyCopy(s *Store) { s.hooks.resumeAnyCopy = true }
+
+// SetResumeAnyBlank makes s the second build of R8's resumption, a broken
+// variant (review-resume-2 N1): a lone copy on the secondary is resumed
+// onto any blank of the primary, also after the Add's primary CAS landed.
+func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }

@@ -354,7 +354,8 @@ type testHooks struct {
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator
 	resumeDropUnfenced      bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
-	resumeFromPrimary       bool             // broken variant (review-resume B1): a creation's lone copy on its primary is resumed too
+	resumeAnyCopy           bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
+	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
 }
 
 // backoffHook is called with the number n of the refused decision of a

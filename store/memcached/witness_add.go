@@ -221,8 +221,10 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		if err != nil {
 			if !classify(err).refused() {
 				// R8's resumption: the repair client completes the
-				// creation if it is left as a lone copy.
-				w.repair.addUnknown(key, env.ID(), time.Now().Add(time.Duration(env.Timeout)*time.Second))
+				// creation if it is left as a lone copy (at the primary:
+				// only onto the blank this CAS targeted).
+				rec := unknownRecord{id: env.ID(), atP: i == 1, p: copyToken{cand: cand, cas: c.cas, inc: c.inc}}
+				w.repair.addUnknown(key, rec, time.Now().Add(time.Duration(env.Timeout)*time.Second))
 				return 0, unknown("add: a data copy", err)
 			}
 			if uerr := w.undoCreate(ctx, key, env, done); uerr != nil {

@@ -395,28 +395,10 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
-	if data == 1 && empty == 2 && o.repair && (x.cand == b.Q || w.s.hooks.resumeFromPrimary) && y.st == stBlank && w.repair.resumes(key, b.ID()) {
-		// R8's resumption: b is this process's own creation, whose Add
-		// ended with an unknown outcome (a data copy's CAS gave no
-		// reply), left alone on its secondary by a fault (its witness
-		// lost): complete it as R4.4 does (x re-stamped, then the
-		// primary's blank CASed), as the Add's late primary CAS would
-		// have; R9 then stores the witness. Nothing else writes here:
-		// R4.1 leaves a creation's lone copy, and a lone witness or a
-		// not-found needs no data record. Only from the secondary (the
-		// Add writes it first): a lone copy on the primary means the
-		// secondary's was removed since (a Delete, acknowledged: review
-		// B1) or a second fault. Once completed, never again: the
-		// session is whole, and a copy of it alone later is another
-		// story (a Delete's, or two faults).
-		if w.complete(ctx, key, x, y, b, payload, touch) {
-			w.repair.forgetUnknown(key)
+	if data == 1 && empty == 2 && o.repair {
+		if rec, ok := w.repair.resumable(key, b.ID()); ok {
+			return w.resume(ctx, key, x, y, b, payload, touch, rec)
 		}
-		return nil, true, nil
-	}
-	if data == 1 && empty == 2 && o.repair && x.cand == b.P && w.repair.resumes(key, b.ID()) {
-		// The creation's secondary copy was removed: not resumed.
-		w.repair.forgetUnknown(key)
 	}
 	if data == 1 && empty == 2 {
 		// A creation's or a witness-less lone copy (R4.1 does not bury
@@ -425,6 +407,37 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
 	}
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
+}
+
+// resume is R8's resumption, on a read that found rec's record b (this
+// process's creation of unknown outcome) as the only data record, on x,
+// beside two empty candidates, every candidate answering. It completes b
+// as R4.4 does (x re-stamped, then y's blank CASed), as the Add's late
+// primary CAS would have, only when x is the secondary (the Add writes it
+// first) and y the primary's blank, and, when the Add's outcome was
+// unknown at the primary, that very blank (the token it targeted: its
+// CAS has not landed, and nothing was there since). Stored, or any other
+// lone copy of b (its secondary's copy removed since, by an acknowledged
+// Delete, or the primary touched: review-resume B1, review-resume-2 N1),
+// the key leaves the list; then R9 stores the witness. Read again.
+func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, rec unknownRecord) (*hit, bool, error) {
+	ok := x.cand == b.Q && y.st == stBlank && (!rec.atP || y.cas == rec.p.cas && y.inc == rec.p.inc)
+	switch {
+	case w.s.hooks.resumeAnyCopy:
+		ok = y.st == stBlank
+	case w.s.hooks.resumeAnyBlank:
+		ok = x.cand == b.Q && y.st == stBlank
+	}
+	if !ok {
+		if x.cand == b.P || y.st == stBlank {
+			w.repair.forgetUnknown(key)
+		}
+		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
+	}
+	if w.complete(ctx, key, x, y, b, payload, touch) {
+		w.repair.forgetUnknown(key)
+	}
+	return nil, true, nil
 }
 
 // fenceEmpties re-stamps the empty candidates of rs as blanks (T30), in

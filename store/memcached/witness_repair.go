@@ -32,28 +32,38 @@ type repairer struct {
 }
 
 // unknownAdd is a key of this process's creations of unknown outcome (a
-// data copy's CAS gave no reply): the identities of their records (the
-// latest last, at most maxUnknownIDs: the provider may send an Add again),
-// until when to resume them (their timeout after the Add: their copies
-// are gone by then), and when to visit the key next (after gap, doubled
-// at each visit up to resumeMaxGap).
+// data copy's CAS gave no reply): their records (the latest last, at most
+// maxUnknownIDs: the provider may send an Add again), until when to
+// resume them (their timeout after the Add: their copies are gone by
+// then), and when to visit the key next (after gap, doubled at each visit
+// up to resumeMaxGap).
 type unknownAdd struct {
-	ids   []envelope.Identity
+	adds  []unknownRecord
 	until time.Time
 	next  time.Time
 	gap   time.Duration
+}
+
+// unknownRecord is one creation of unknown outcome: its record's
+// identity, and whether its outcome was unknown at the primary (the
+// secondary stored) and the primary's blank that CAS targeted (p: its
+// token and incarnation).
+type unknownRecord struct {
+	id  envelope.Identity
+	atP bool
+	p   copyToken
 }
 
 func newRepairer(w *witness) *repairer {
 	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), unknowns: make(map[string]unknownAdd), scan: newScanner(w)}
 }
 
-// addUnknown puts key, whose creation by this process (record id) ended
-// with an unknown outcome, on the list of creations to resume until
-// until, visited at the next probe tick. Past maxUnknownAdds keys it is
-// not kept (the creation then stays as it is: a lone copy is
-// ErrUnconfirmed until it expires).
-func (r *repairer) addUnknown(key string, id envelope.Identity, until time.Time) {
+// addUnknown puts key, whose creation by this process (rec) ended with an
+// unknown outcome, on the list of creations to resume until until,
+// visited at the next probe tick. Past maxUnknownAdds keys it is not kept
+// (the creation then stays as it is: a lone copy is ErrUnconfirmed until
+// it expires).
+func (r *repairer) addUnknown(key string, rec unknownRecord, until time.Time) {
 	if r.w.s.hooks.noResume {
 		return
 	}
@@ -63,10 +73,10 @@ func (r *repairer) addUnknown(key string, id envelope.Identity, until time.Time)
 	if !ok && len(r.unknowns) >= maxUnknownAdds {
 		return
 	}
-	if len(u.ids) == maxUnknownIDs {
-		u.ids = u.ids[1:]
+	if len(u.adds) == maxUnknownIDs {
+		u.adds = u.adds[1:]
 	}
-	u.ids = append(slices.Clip(u.ids), id)
+	u.adds = append(slices.Clip(u.adds), rec)
 	if until.After(u.until) {
 		u.until = until
 	}
@@ -74,13 +84,21 @@ func (r *repairer) addUnknown(key string, id envelope.Identity, until time.Time)
 	r.unknowns[key] = u
 }
 
-// resumes reports whether the record id of key is a creation of this
-// process of unknown outcome, to be resumed.
-func (r *repairer) resumes(key string, id envelope.Identity) bool {
+// resumable returns the creation of unknown outcome of this process whose
+// record is id, if key lists it and its time has not passed.
+func (r *repairer) resumable(key string, id envelope.Identity) (unknownRecord, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	u, ok := r.unknowns[key]
-	return ok && slices.Contains(u.ids, id) && time.Now().Before(u.until)
+	if !ok || !time.Now().Before(u.until) {
+		return unknownRecord{}, false
+	}
+	for _, rec := range u.adds {
+		if rec.id == id {
+			return rec, true
+		}
+	}
+	return unknownRecord{}, false
 }
 
 // resuming reports whether key is on the list of creations to resume.

@@ -173,7 +173,8 @@ func TestUnknownCreationNotResumedOverOther(t *testing.T) {
 type heldConn struct {
 	armedConn
 	hook   func()
-	onHold func(*heldConn) // called as the command is held
+	onHold func(*heldConn) // called as the command is held (under armedConn's mu)
+	prefix string          // of the command held; "" is "ms <key> "
 
 	hmu     sync.Mutex
 	holding bool
@@ -182,8 +183,12 @@ type heldConn struct {
 }
 
 func (c *heldConn) Write(b []byte) (int, error) {
+	prefix := c.prefix
+	if prefix == "" {
+		prefix = "ms " + c.key + " "
+	}
 	c.mu.Lock()
-	if *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ") {
+	if *c.armed && strings.HasPrefix(string(b), prefix) {
 		*c.armed = false
 		c.hmu.Lock()
 		c.holding = true
@@ -205,7 +210,9 @@ func (c *heldConn) Read(b []byte) (int, error) {
 	holding := c.holding
 	c.hmu.Unlock()
 	if holding {
-		c.hook()
+		if c.hook != nil {
+			c.hook()
+		}
 		return 0, os.ErrDeadlineExceeded
 	}
 	return c.Conn.Read(b)
@@ -314,8 +321,8 @@ func TestUnknownCreationFencedOut(t *testing.T) {
 func TestUnknownCreationDeleted(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		broken bool // SetResumeFromPrimary
-	}{{"fixed", false}, {"resume-from-primary", true}} {
+		broken bool // SetResumeAnyCopy
+	}{{"fixed", false}, {"resume-any-copy", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-del"
 			servers := startNodes(t, 3)
@@ -333,7 +340,7 @@ func TestUnknownCreationDeleted(t *testing.T) {
 			withDial.DialContext = dial
 			s := newStore(t, servers, withDial)
 			if tc.broken {
-				memcached.SetResumeFromPrimary(s)
+				memcached.SetResumeAnyCopy(s)
 			}
 			ctx := context.Background()
 			mu.Lock()
@@ -366,6 +373,132 @@ func TestUnknownCreationDeleted(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, provider.ErrUnconfirmed, "the deleted creation is never served")
+		})
+	}
+}
+
+// Review-resume-2 N1: the creation became whole (its primary CAS landed
+// late) and was served; a Delete of unknown outcome removed its primary
+// copy only; the witness's node was flushed (the one fault; or, in
+// nowit, no fault at all: a creation without a witness, its creator
+// suspecting the witness node); a reader that did not hear the
+// secondary was told "not found". The creator, whose messages were lost
+// meanwhile, still lists the creation. It must not resume the lone
+// secondary copy: the primary's blank is not the one its CAS targeted
+// (that CAS landed). The second build (SetResumeAnyBlank) resumed it,
+// and the session was served again with no Add after the "not found".
+func TestUnknownCreationServedThenDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		broken, nowit bool
+	}{{"fixed", false, false}, {"nowit", false, true}, {"resume-any-blank", true, false}, {"nowit-resume-any-blank", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "resume-served"
+			servers := startNodes(t, 3)
+			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			ctx := context.Background()
+			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+
+			// The creator: its Add's primary CAS is held in the network;
+			// from then on its messages are lost until cut is cleared.
+			var cut, wUnreach atomic.Bool
+			wUnreach.Store(tc.nowit)
+			var mu sync.Mutex
+			armed := false
+			var heldP *heldConn
+			creatorCfg := cfg
+			creatorCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+				if cut.Load() || (wUnreach.Load() && a == cands[2]) {
+					return nil, errors.New("connection refused (test)")
+				}
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil {
+					return nil, err
+				}
+				if a == cands[0] {
+					c = &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
+						onHold: func(h *heldConn) { heldP = h; cut.Store(true) }}
+				}
+				return &cutConn{Conn: c, cut: &cut}, nil
+			}
+			s := newStore(t, servers, creatorCfg)
+			if tc.broken {
+				memcached.SetResumeAnyBlank(s)
+			}
+			if tc.nowit {
+				testwait.Until(t, 10*time.Second, "the creator to hold the witness node failed", func() bool {
+					_, _ = s.Get(ctx, "warm")
+					return memcached.NodeFailed(s, cands[2])
+				})
+			}
+			mu.Lock()
+			armed = true
+			mu.Unlock()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary's CAS is held")
+
+			// The Add's primary CAS lands late: the session is whole, and
+			// served.
+			mu.Lock()
+			h := heldP
+			mu.Unlock()
+			require.NotNil(t, h)
+			reply, err := h.release()
+			require.NoError(t, err)
+			require.Equal(t, "HD", reply[:2])
+			reader := newStore(t, servers, cfg)
+			got, err := reader.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(got.Value), "the creation took effect")
+			if !tc.nowit {
+				require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+			}
+
+			// A Delete: its md on the primary lands, its md on the
+			// secondary is held: an unknown outcome.
+			delArmed := false
+			var heldQ *heldConn
+			delCfg := cfg
+			delCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil || a != cands[1] {
+					return c, err
+				}
+				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &delArmed, key: key}, prefix: "md " + key + " ",
+					onHold: func(h *heldConn) { heldQ = h }}, nil
+			}
+			deleter := newStore(t, servers, delCfg)
+			mu.Lock()
+			delArmed = true
+			mu.Unlock()
+			require.ErrorIs(t, deleter.Delete(ctx, key), provider.ErrOutcomeUnknown)
+
+			// A reader that does not hear the secondary: not found.
+			var refuseQ atomic.Bool
+			refuseQ.Store(true)
+			blindCfg := cfg
+			blindCfg.DialContext = refusingDial(cands[1], &refuseQ, nil)
+			_, err = newStore(t, servers, blindCfg).Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+
+			// The creator's messages flow again; it visits the key.
+			cut.Store(false)
+			wUnreach.Store(false)
+			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
+				return memcached.UnknownAdds(s) == 0
+			})
+			_, err = reader.Get(ctx, key)
+			mu.Lock()
+			hq := heldQ
+			mu.Unlock()
+			if hq != nil {
+				_, _ = hq.release()
+			}
+			if tc.broken {
+				require.NoError(t, err, "broken: served again after not found")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrUnconfirmed, "never served again")
 		})
 	}
 }
