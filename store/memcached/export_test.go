@@ -293,3 +293,8 @@ func SetResumeAnyCopy(s *Store) { s.hooks.resumeAnyCopy = true }
 // variant (review-resume-2 N1): a lone copy on the secondary is resumed
 // onto any blank of the primary, also after the Add's primary CAS landed.
 func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }
+
+// SetResumeUnmarked makes s the third build of R8's resumption, a broken
+// variant (review-resume-3 N2): the resumption's own primary CAS, its
+// reply lost, leaves the creation resumable onto any blank.
+func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }

@@ -382,7 +382,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
-		w.complete(ctx, key, x, y, b, payload, touch)
+		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
 		// §9: a copy that did not answer this read, on a node that has
@@ -434,8 +434,28 @@ func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b enve
 		}
 		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
 	}
-	if w.complete(ctx, key, x, y, b, payload, touch) {
+	// Review-resume-3 N2: this CAS may be stored with its reply lost, and
+	// then the key still listed; from now on the creation is one unknown
+	// at P, onto this very blank: a later visit resumes it only if the
+	// blank is still there (the CAS did not land).
+	asP := rec
+	asP.atP, asP.p = true, copyToken{cand: y.cand, cas: y.cas, inc: y.inc}
+	sent, err := w.complete(ctx, key, x, y, b, payload, touch, func() {
+		if !w.s.hooks.resumeUnmarked {
+			w.repair.updateUnknown(key, asP)
+		}
+	})
+	switch {
+	case sent && err == nil:
 		w.repair.forgetUnknown(key)
+		if b.NoWit {
+			// Review-resume-3 m1: a creation without its witness
+			// goes on the witness-less list, as R8's two-record form.
+			w.repair.addWitless(key, configOf(b))
+		}
+	case sent && classify(err).refused():
+		// Nothing of this landed on y: as it was.
+		w.repair.updateUnknown(key, rec)
 	}
 	return nil, true, nil
 }
@@ -695,11 +715,13 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 // own expiry if longer: y holds this session too (b pending, or b's
 // parent), and x may itself be a copy made from y (a failover's
 // established copy completing its pending fence), shorter already. A
-// touching call's completion gives y at least touch (touchExp). It
-// reports whether y's CAS was stored.
-func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) bool {
+// touching call's completion gives y at least touch (touchExp). sending
+// (nil: none) is called just before y's CAS is sent; sent reports
+// whether it was, err the error of the re-stamp or of that CAS (nil:
+// stored).
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, sending func()) (sent bool, err error) {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
-		return false
+		return false, err
 	}
 	exp, _ := copyExp(x.ttl, b.Timeout)
 	if y.st == stData {
@@ -708,11 +730,14 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	exp = max(exp, touch)
 	nb := b
 	nb.Pending = false
+	if sending != nil {
+		sending()
+	}
 	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err != nil {
-		return false
+		return true, err
 	}
 	w.emit(provider.EventRepair, y.n, "copy completed from its peer", nil)
-	return true
+	return true, nil
 }
 
 // failover is R7 with R11's ballot: a new configuration of epoch

@@ -84,6 +84,26 @@ func (r *repairer) addUnknown(key string, rec unknownRecord, until time.Time) {
 	r.unknowns[key] = u
 }
 
+// updateUnknown replaces, on key's list entry, the creation whose record
+// is rec.id by rec (R8's resumption, before it sends its own primary
+// CAS). A key no longer listed stays so.
+func (r *repairer) updateUnknown(key string, rec unknownRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.unknowns[key]
+	if !ok {
+		return
+	}
+	for i := range u.adds {
+		if u.adds[i].id == rec.id {
+			u.adds = slices.Clone(u.adds)
+			u.adds[i] = rec
+			r.unknowns[key] = u
+			return
+		}
+	}
+}
+
 // resumable returns the creation of unknown outcome of this process whose
 // record is id, if key lists it and its time has not passed.
 func (r *repairer) resumable(key string, id envelope.Identity) (unknownRecord, bool) {

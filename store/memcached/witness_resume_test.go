@@ -502,3 +502,164 @@ func TestUnknownCreationServedThenDeleted(t *testing.T) {
 		})
 	}
 }
+
+// dataHeldConn is heldConn that holds a data CAS (`ms <key> <n>` with n
+// > 0) only, never a blank's re-stamp (`ms <key> 0 …`).
+type dataHeldConn struct {
+	*heldConn
+}
+
+func (c *dataHeldConn) Write(b []byte) (int, error) {
+	if strings.HasPrefix(string(b), "ms "+c.key+" 0 ") {
+		c.hmu.Lock()
+		holding := c.holding
+		c.hmu.Unlock()
+		if !holding {
+			return c.heldConn.Conn.Write(b)
+		}
+	}
+	return c.heldConn.Write(b)
+}
+
+// Review-resume-3 N2: an Add unknown at its secondary (its primary CAS
+// never sent). The creator's resumption re-stamps the secondary and CASes
+// the primary; that CAS is stored but its reply lost, so the key stays
+// listed. The session is whole and served; a Delete of unknown outcome
+// removes the primary's copy; a reader that does not hear the secondary
+// is told "not found". The creator's next visit must not resume the lone
+// secondary copy onto the primary's new blank: its own CAS made the
+// creation whole before. The third build (SetResumeUnmarked) did, and the
+// session was served again.
+func TestUnknownCreationResumeReplyLost(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		broken, nowit bool
+	}{{"fixed", false, false}, {"nowit", false, true}, {"resume-unmarked", true, false}, {"nowit-resume-unmarked", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "resume-lostreply"
+			servers := startNodes(t, 3)
+			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			ctx := context.Background()
+			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+
+			var cut, unreachQ, wUnreach atomic.Bool
+			wUnreach.Store(tc.nowit)
+			var mu sync.Mutex
+			armedQ, armedP := false, false
+			var heldQ, heldP *heldConn
+			creatorCfg := cfg
+			creatorCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+				if cut.Load() || (unreachQ.Load() && a == cands[1]) || (wUnreach.Load() && a == cands[2]) {
+					return nil, errors.New("connection refused (test)")
+				}
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil {
+					return nil, err
+				}
+				switch a {
+				case cands[1]:
+					c = &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armedQ, key: key},
+						hook: func() { unreachQ.Store(true) }, onHold: func(h *heldConn) { heldQ = h }}
+				case cands[0]:
+					// Once it holds the CAS, every connection of the
+					// creator fails (cutConn): its reply is lost.
+					c = &dataHeldConn{&heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armedP, key: key},
+						onHold: func(h *heldConn) { heldP = h; cut.Store(true) }}}
+				}
+				return &cutConn{Conn: c, cut: &cut}, nil
+			}
+			s := newStore(t, servers, creatorCfg)
+			if tc.broken {
+				memcached.SetResumeUnmarked(s)
+			}
+			if tc.nowit {
+				testwait.Until(t, 10*time.Second, "the creator to hold the witness node failed", func() bool {
+					_, _ = s.Get(ctx, "warm")
+					return memcached.NodeFailed(s, cands[2])
+				})
+			}
+			// The Add's secondary CAS is held: unknown at the secondary.
+			mu.Lock()
+			armedQ = true
+			mu.Unlock()
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			mu.Lock()
+			hq := heldQ
+			mu.Unlock()
+			require.NotNil(t, hq)
+			reply, err := hq.release()
+			require.NoError(t, err)
+			require.Equal(t, "HD", reply[:2], "the Add's secondary CAS landed late")
+			if !tc.nowit {
+				require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+			}
+			// The creator's visit: its primary CAS is held, its reply
+			// lost; then the creator's messages are lost.
+			mu.Lock()
+			armedP = true
+			mu.Unlock()
+			unreachQ.Store(false)
+			wUnreach.Store(false)
+			testwait.Until(t, 15*time.Second, "the resumption's primary CAS to be held", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return heldP != nil
+			})
+			require.Equal(t, 1, memcached.UnknownAdds(s), "still listed: no reply")
+			mu.Lock()
+			hp := heldP
+			mu.Unlock()
+			reply, err = hp.release()
+			require.NoError(t, err)
+			require.Equal(t, "HD", reply[:2], "the resumption's primary CAS landed")
+			reader := newStore(t, servers, cfg)
+			got, err := reader.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(got.Value), "the session is whole, and served")
+
+			// A Delete: its md on the primary lands, the one on the
+			// secondary is held.
+			delArmed := false
+			var heldMD *heldConn
+			delCfg := cfg
+			delCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil || a != cands[1] {
+					return c, err
+				}
+				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &delArmed, key: key}, prefix: "md " + key + " ",
+					onHold: func(h *heldConn) { heldMD = h }}, nil
+			}
+			deleter := newStore(t, servers, delCfg)
+			mu.Lock()
+			delArmed = true
+			mu.Unlock()
+			require.ErrorIs(t, deleter.Delete(ctx, key), provider.ErrOutcomeUnknown)
+			var refuseQ atomic.Bool
+			refuseQ.Store(true)
+			blindCfg := cfg
+			blindCfg.DialContext = refusingDial(cands[1], &refuseQ, nil)
+			_, err = newStore(t, servers, blindCfg).Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound, "a reader not hearing the secondary")
+
+			// The creator's messages flow again; it visits the key.
+			cut.Store(false)
+			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
+				return memcached.UnknownAdds(s) == 0
+			})
+			_, err = reader.Get(ctx, key)
+			mu.Lock()
+			hm := heldMD
+			mu.Unlock()
+			if hm != nil {
+				_, _ = hm.release()
+			}
+			if tc.broken {
+				require.NoError(t, err, "broken: served again after not found")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrUnconfirmed, "never served again")
+		})
+	}
+}
