@@ -13,10 +13,160 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
+
+// resumeRig is a test of R8's resumption: three nodes, a key's
+// candidates (primary, secondary, witness node), and the Config of every
+// Store of the test (a dial added where a test needs one).
+type resumeRig struct {
+	servers []*mcserver.Server
+	cands   []string
+	cfg     memcached.Config
+	key     string
+	mu      sync.Mutex // the armedConns' of the test's Stores
+}
+
+func newResumeRig(t *testing.T, key string) *resumeRig {
+	servers := startNodes(t, 3)
+	return &resumeRig{
+		servers: servers, key: key,
+		cands: memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key),
+		cfg:   memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second},
+	}
+}
+
+// store returns a new Store dialling with dial (nil: plainly).
+func (r *resumeRig) store(t *testing.T, dial func(ctx context.Context, network, a string) (net.Conn, error)) *memcached.Store {
+	cfg := r.cfg
+	cfg.DialContext = dial
+	return newStore(t, r.servers, cfg)
+}
+
+// creator returns a Store whose connections to candidate cand are
+// refused while unreachable is set, each wrapped by wrap, given an
+// armedConn armed by *armed and lost, which sets unreachable.
+func (r *resumeRig) creator(t *testing.T, cand int, armed *bool, unreachable *atomic.Bool, wrap func(c armedConn, lost func()) net.Conn) *memcached.Store {
+	return r.store(t, refusingDial(r.cands[cand], unreachable, func(c net.Conn) net.Conn {
+		return wrap(armedConn{Conn: c, mu: &r.mu, armed: armed, key: r.key}, func() { unreachable.Store(true) })
+	}))
+}
+
+// arm sets *armed under the rig's lock.
+func (r *resumeRig) arm(armed *bool) {
+	r.mu.Lock()
+	*armed = true
+	r.mu.Unlock()
+}
+
+// held returns *h under the rig's lock (set by an onHold).
+func (r *resumeRig) held(h **heldConn) *heldConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return *h
+}
+
+// partialDelete deletes the key through a new Store whose `md` on the
+// secondary is held: ErrOutcomeUnknown, only the primary's copy deleted.
+// release delivers the held `md`.
+func (r *resumeRig) partialDelete(t *testing.T) (release func()) {
+	armed := false
+	var held *heldConn
+	deleter := r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != r.cands[1] {
+			return c, err
+		}
+		return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: r.key}, prefix: "md " + r.key + " ",
+			onHold: func(h *heldConn) { held = h }}, nil
+	})
+	r.arm(&armed)
+	require.ErrorIs(t, deleter.Delete(context.Background(), r.key), provider.ErrOutcomeUnknown)
+	return func() {
+		if h := r.held(&held); h != nil {
+			_, _ = h.release()
+		}
+	}
+}
+
+// blindGet reads the key through a new Store that does not hear the
+// secondary.
+func (r *resumeRig) blindGet(t *testing.T) error {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	_, err := r.store(t, refusingDial(r.cands[1], &refuse, nil)).Get(context.Background(), r.key)
+	return err
+}
+
+// cutCreator returns a Store (the creating process) that cannot dial
+// while cut is set, nor the witness node while wUnreach is, nor an
+// address refused reports (nil: none), and whose connections fail once
+// cut is set (cutConn); wrap (nil: none) wraps each connection to
+// address a first.
+func (r *resumeRig) cutCreator(t *testing.T, cut, wUnreach *atomic.Bool, refused func(a string) bool, wrap func(a string, c net.Conn) net.Conn) *memcached.Store {
+	return r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
+		if cut.Load() || (wUnreach.Load() && a == r.cands[2]) || (refused != nil && refused(a)) {
+			return nil, errors.New("connection refused (test)")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		if wrap != nil {
+			c = wrap(a, c)
+		}
+		return &cutConn{Conn: c, cut: cut}, nil
+	})
+}
+
+// suspectWitness waits until s holds the witness node failed (its dials
+// there refused): its Adds are then R8's two-record form (nowit).
+func (r *resumeRig) suspectWitness(t *testing.T, s *memcached.Store) {
+	testwait.Until(t, 10*time.Second, "the creator to hold the witness node failed", func() bool {
+		_, _ = s.Get(context.Background(), "warm")
+		return memcached.NodeFailed(s, r.cands[2])
+	})
+}
+
+// deletedUnseen is the end of review-resume-2 N1's and review-resume-3
+// N2's traces: the session (whole, served by reader) is deleted with an
+// unknown outcome (its primary's copy only), a reader that does not hear
+// the secondary is told "not found", and the creator's messages flow
+// again (cut and wUnreach cleared). Once the creator has stopped
+// resuming, a Get must not serve the session again; broken, it does.
+func (r *resumeRig) deletedUnseen(t *testing.T, creator, reader *memcached.Store, cut, wUnreach *atomic.Bool, broken bool) {
+	release := r.partialDelete(t)
+	require.ErrorIs(t, r.blindGet(t), provider.ErrNotFound, "a reader not hearing the secondary")
+	cut.Store(false)
+	wUnreach.Store(false)
+	testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
+		return memcached.UnknownAdds(creator) == 0
+	})
+	_, err := reader.Get(context.Background(), r.key)
+	release()
+	if broken {
+		require.NoError(t, err, "broken: served again after not found")
+		return
+	}
+	require.ErrorIs(t, err, provider.ErrUnconfirmed, "never served again")
+}
+
+// heldCreator is r.creator whose connections to candidate cand, once
+// arm was called, hold the first `ms <key>` (heldConn): it returns the
+// Store, arm, the flag that makes cand unreachable (set once the command
+// is held), and the held connection (nil before).
+func (r *resumeRig) heldCreator(t *testing.T, cand int) (s *memcached.Store, arm func(), unreachable *atomic.Bool, held func() *heldConn) {
+	unreachable = new(atomic.Bool)
+	armed := false
+	var h *heldConn
+	s = r.creator(t, cand, &armed, unreachable, func(c armedConn, lost func()) net.Conn {
+		return &heldConn{armedConn: c, hook: lost, onHold: func(hc *heldConn) { h = hc }} // under r.mu
+	})
+	return s, func() { r.arm(&armed) }, unreachable, func() *heldConn { return r.held(&h) }
+}
 
 // droppedConn, once armed and an `ms <key>` is written, sends nothing
 // more (that command never reaches the node) and fails every read with a
@@ -69,31 +219,24 @@ func TestUnknownCreationResumed(t *testing.T) {
 	}{{"fixed", false}, {"code-before", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume"
-			servers := startNodes(t, 3)
-			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			r := newResumeRig(t, key)
+			servers, cands := r.servers, r.cands
 			var unreachable atomic.Bool
-			var mu sync.Mutex
 			armed := false
-			dial := refusingDial(cands[0], &unreachable, func(c net.Conn) net.Conn {
-				return &droppedConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}
+			s := r.creator(t, 0, &armed, &unreachable, func(c armedConn, lost func()) net.Conn {
+				return &droppedConn{armedConn: c, hook: lost}
 			})
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-			withDial := cfg
-			withDial.DialContext = dial
-			s := newStore(t, servers, withDial)
 			if tc.before {
 				memcached.SetNoResume(s)
 			}
 			ctx := context.Background()
-			mu.Lock()
-			armed = true
-			mu.Unlock()
+			r.arm(&armed)
 			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary CAS got no reply")
 			require.Equal(t, [3]uint32{0, 1, 2}, kinds(t, cands, key), "the witness and the secondary stored, the primary not")
 			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
 
-			other := newStore(t, servers, cfg)
+			other := r.store(t, nil)
 			_, err = other.Get(ctx, key)
 			require.ErrorIs(t, err, provider.ErrUnconfirmed, "a creation's lone copy")
 			memcached.RepairKey(other, key)
@@ -131,23 +274,16 @@ func TestUnknownCreationResumed(t *testing.T) {
 // again), the creator's repair client leaves it, and drops the key.
 func TestUnknownCreationNotResumedOverOther(t *testing.T) {
 	const key = "resume-other"
-	servers := startNodes(t, 3)
-	cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+	r := newResumeRig(t, key)
+	servers, cands := r.servers, r.cands
 	var unreachable atomic.Bool
-	var mu sync.Mutex
 	armed := false
-	dial := refusingDial(cands[1], &unreachable, func(c net.Conn) net.Conn {
-		return &droppedConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key}, hook: func() { unreachable.Store(true) }}
+	s := r.creator(t, 1, &armed, &unreachable, func(c armedConn, lost func()) net.Conn {
+		return &droppedConn{armedConn: c, hook: lost}
 	})
-	cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-	withDial := cfg
-	withDial.DialContext = dial
-	s := newStore(t, servers, withDial)
 	memcached.SetRepairQueueOff(s)
 	ctx := context.Background()
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	r.arm(&armed)
 	// The secondary's CAS (the first data copy) is lost: only the witness
 	// is stored.
 	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
@@ -157,7 +293,7 @@ func TestUnknownCreationNotResumedOverOther(t *testing.T) {
 	unreachable.Store(false)
 	// Nothing of the creation is left: another process creates the
 	// session anew; the creator's resumption must not touch it.
-	other := newStore(t, servers, cfg)
+	other := r.store(t, nil)
 	_, err = other.Add(ctx, key, []byte("v2"), time.Minute)
 	require.NoError(t, err)
 	memcached.RepairKey(s, key)
@@ -257,28 +393,15 @@ func TestUnknownCreationFencedOut(t *testing.T) {
 	}{{"fixed", false}, {"drop-unfenced", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-fence"
-			servers := startNodes(t, 3)
-			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
-			var unreachable atomic.Bool
-			var mu sync.Mutex
-			armed := false
-			var held *heldConn
-			dial := refusingDial(cands[1], &unreachable, func(c net.Conn) net.Conn {
-				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
-					hook: func() { unreachable.Store(true) }, onHold: func(h *heldConn) { held = h }} // under mu
-			})
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-			withDial := cfg
-			withDial.DialContext = dial
-			s := newStore(t, servers, withDial)
+			r := newResumeRig(t, key)
+			servers, cands := r.servers, r.cands
+			s, arm, unreachable, held := r.heldCreator(t, 1)
 			if tc.broken {
 				memcached.SetResumeDropUnfenced(s)
 			}
 			ctx := context.Background()
 			// The connection carrying the Add's secondary CAS holds it.
-			mu.Lock()
-			armed = true
-			mu.Unlock()
+			arm()
 			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the secondary's CAS is held")
 			require.Equal(t, [3]uint32{0, 0, 2}, kinds(t, cands, key), "only the witness stored")
@@ -289,15 +412,13 @@ func TestUnknownCreationFencedOut(t *testing.T) {
 			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
 				return memcached.UnknownAdds(s) == 0
 			})
-			mu.Lock()
-			h := held
-			mu.Unlock()
+			h := held()
 			require.NotNil(t, h)
 			reply, err := h.release()
 			require.NoError(t, err)
 			t.Logf("the late CAS: %q", reply)
 			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
-			other := newStore(t, servers, cfg)
+			other := r.store(t, nil)
 			_, err = other.Get(ctx, key)
 			if tc.broken {
 				require.Equal(t, "HD", reply[:2], "broken: the late CAS landed")
@@ -325,38 +446,23 @@ func TestUnknownCreationDeleted(t *testing.T) {
 	}{{"fixed", false}, {"resume-any-copy", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-del"
-			servers := startNodes(t, 3)
-			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
-			var unreachable atomic.Bool
-			var mu sync.Mutex
-			armed := false
-			var held *heldConn
-			dial := refusingDial(cands[0], &unreachable, func(c net.Conn) net.Conn {
-				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
-					hook: func() { unreachable.Store(true) }, onHold: func(h *heldConn) { held = h }} // under mu
-			})
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-			withDial := cfg
-			withDial.DialContext = dial
-			s := newStore(t, servers, withDial)
+			r := newResumeRig(t, key)
+			servers, cands := r.servers, r.cands
+			s, arm, unreachable, held := r.heldCreator(t, 0)
 			if tc.broken {
 				memcached.SetResumeAnyCopy(s)
 			}
 			ctx := context.Background()
-			mu.Lock()
-			armed = true
-			mu.Unlock()
+			arm()
 			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary's CAS is held")
 			require.Equal(t, [3]uint32{0, 1, 2}, kinds(t, cands, key))
 			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
-			other := newStore(t, servers, cfg)
+			other := r.store(t, nil)
 			_, err = other.Get(ctx, key)
 			require.ErrorIs(t, err, provider.ErrUnconfirmed)
 			require.NoError(t, other.Delete(ctx, key), "the lone copy deleted: acknowledged")
-			mu.Lock()
-			h := held
-			mu.Unlock()
+			h := held()
 			require.NotNil(t, h)
 			reply, err := h.release()
 			require.NoError(t, err)
@@ -394,111 +500,46 @@ func TestUnknownCreationServedThenDeleted(t *testing.T) {
 	}{{"fixed", false, false}, {"nowit", false, true}, {"resume-any-blank", true, false}, {"nowit-resume-any-blank", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-served"
-			servers := startNodes(t, 3)
-			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			r := newResumeRig(t, key)
 			ctx := context.Background()
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-
 			// The creator: its Add's primary CAS is held in the network;
 			// from then on its messages are lost until cut is cleared.
 			var cut, wUnreach atomic.Bool
 			wUnreach.Store(tc.nowit)
-			var mu sync.Mutex
 			armed := false
 			var heldP *heldConn
-			creatorCfg := cfg
-			creatorCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-				if cut.Load() || (wUnreach.Load() && a == cands[2]) {
-					return nil, errors.New("connection refused (test)")
+			s := r.cutCreator(t, &cut, &wUnreach, nil, func(a string, c net.Conn) net.Conn {
+				if a != r.cands[0] {
+					return c
 				}
-				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil {
-					return nil, err
-				}
-				if a == cands[0] {
-					c = &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armed, key: key},
-						onHold: func(h *heldConn) { heldP = h; cut.Store(true) }}
-				}
-				return &cutConn{Conn: c, cut: &cut}, nil
-			}
-			s := newStore(t, servers, creatorCfg)
+				return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: key},
+					onHold: func(h *heldConn) { heldP = h; cut.Store(true) }}
+			})
 			if tc.broken {
 				memcached.SetResumeAnyBlank(s)
 			}
 			if tc.nowit {
-				testwait.Until(t, 10*time.Second, "the creator to hold the witness node failed", func() bool {
-					_, _ = s.Get(ctx, "warm")
-					return memcached.NodeFailed(s, cands[2])
-				})
+				r.suspectWitness(t, s)
 			}
-			mu.Lock()
-			armed = true
-			mu.Unlock()
+			r.arm(&armed)
 			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary's CAS is held")
 
 			// The Add's primary CAS lands late: the session is whole, and
 			// served.
-			mu.Lock()
-			h := heldP
-			mu.Unlock()
+			h := r.held(&heldP)
 			require.NotNil(t, h)
 			reply, err := h.release()
 			require.NoError(t, err)
 			require.Equal(t, "HD", reply[:2])
-			reader := newStore(t, servers, cfg)
+			reader := r.store(t, nil)
 			got, err := reader.Get(ctx, key)
 			require.NoError(t, err)
 			require.Equal(t, "v1", string(got.Value), "the creation took effect")
 			if !tc.nowit {
-				require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+				require.NoError(t, serverAt(t, r.servers, r.cands[2]).FlushAll(ctx), "the witness's node flushed")
 			}
-
-			// A Delete: its md on the primary lands, its md on the
-			// secondary is held: an unknown outcome.
-			delArmed := false
-			var heldQ *heldConn
-			delCfg := cfg
-			delCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil || a != cands[1] {
-					return c, err
-				}
-				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &delArmed, key: key}, prefix: "md " + key + " ",
-					onHold: func(h *heldConn) { heldQ = h }}, nil
-			}
-			deleter := newStore(t, servers, delCfg)
-			mu.Lock()
-			delArmed = true
-			mu.Unlock()
-			require.ErrorIs(t, deleter.Delete(ctx, key), provider.ErrOutcomeUnknown)
-
-			// A reader that does not hear the secondary: not found.
-			var refuseQ atomic.Bool
-			refuseQ.Store(true)
-			blindCfg := cfg
-			blindCfg.DialContext = refusingDial(cands[1], &refuseQ, nil)
-			_, err = newStore(t, servers, blindCfg).Get(ctx, key)
-			require.ErrorIs(t, err, provider.ErrNotFound)
-
-			// The creator's messages flow again; it visits the key.
-			cut.Store(false)
-			wUnreach.Store(false)
-			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
-				return memcached.UnknownAdds(s) == 0
-			})
-			_, err = reader.Get(ctx, key)
-			mu.Lock()
-			hq := heldQ
-			mu.Unlock()
-			if hq != nil {
-				_, _ = hq.release()
-			}
-			if tc.broken {
-				require.NoError(t, err, "broken: served again after not found")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrUnconfirmed, "never served again")
+			r.deletedUnseen(t, s, reader, &cut, &wUnreach, tc.broken)
 		})
 	}
 }
@@ -537,129 +578,61 @@ func TestUnknownCreationResumeReplyLost(t *testing.T) {
 	}{{"fixed", false, false}, {"nowit", false, true}, {"resume-unmarked", true, false}, {"nowit-resume-unmarked", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-lostreply"
-			servers := startNodes(t, 3)
-			cands := memcached.WitnessCandidates(newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness}), key)
+			r := newResumeRig(t, key)
 			ctx := context.Background()
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
-
 			var cut, unreachQ, wUnreach atomic.Bool
 			wUnreach.Store(tc.nowit)
-			var mu sync.Mutex
 			armedQ, armedP := false, false
 			var heldQ, heldP *heldConn
-			creatorCfg := cfg
-			creatorCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-				if cut.Load() || (unreachQ.Load() && a == cands[1]) || (wUnreach.Load() && a == cands[2]) {
-					return nil, errors.New("connection refused (test)")
-				}
-				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil {
-					return nil, err
-				}
+			s := r.cutCreator(t, &cut, &wUnreach, func(a string) bool { return unreachQ.Load() && a == r.cands[1] }, func(a string, c net.Conn) net.Conn {
 				switch a {
-				case cands[1]:
-					c = &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armedQ, key: key},
+				case r.cands[1]:
+					return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedQ, key: key},
 						hook: func() { unreachQ.Store(true) }, onHold: func(h *heldConn) { heldQ = h }}
-				case cands[0]:
+				case r.cands[0]:
 					// Once it holds the CAS, every connection of the
 					// creator fails (cutConn): its reply is lost.
-					c = &dataHeldConn{&heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &armedP, key: key},
+					return &dataHeldConn{&heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedP, key: key},
 						onHold: func(h *heldConn) { heldP = h; cut.Store(true) }}}
 				}
-				return &cutConn{Conn: c, cut: &cut}, nil
-			}
-			s := newStore(t, servers, creatorCfg)
+				return c
+			})
 			if tc.broken {
 				memcached.SetResumeUnmarked(s)
 			}
 			if tc.nowit {
-				testwait.Until(t, 10*time.Second, "the creator to hold the witness node failed", func() bool {
-					_, _ = s.Get(ctx, "warm")
-					return memcached.NodeFailed(s, cands[2])
-				})
+				r.suspectWitness(t, s)
 			}
-			// The Add's secondary CAS is held: unknown at the secondary.
-			mu.Lock()
-			armedQ = true
-			mu.Unlock()
+			// The Add's secondary CAS is held (the secondary then
+			// unreachable for the creator): unknown at the secondary.
+			r.arm(&armedQ)
 			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-			mu.Lock()
-			hq := heldQ
-			mu.Unlock()
+			hq := r.held(&heldQ)
 			require.NotNil(t, hq)
 			reply, err := hq.release()
 			require.NoError(t, err)
 			require.Equal(t, "HD", reply[:2], "the Add's secondary CAS landed late")
 			if !tc.nowit {
-				require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx), "the witness's node flushed")
+				require.NoError(t, serverAt(t, r.servers, r.cands[2]).FlushAll(ctx), "the witness's node flushed")
 			}
 			// The creator's visit: its primary CAS is held, its reply
 			// lost; then the creator's messages are lost.
-			mu.Lock()
-			armedP = true
-			mu.Unlock()
+			r.arm(&armedP)
 			unreachQ.Store(false)
 			wUnreach.Store(false)
 			testwait.Until(t, 15*time.Second, "the resumption's primary CAS to be held", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return heldP != nil
+				return r.held(&heldP) != nil
 			})
 			require.Equal(t, 1, memcached.UnknownAdds(s), "still listed: no reply")
-			mu.Lock()
-			hp := heldP
-			mu.Unlock()
-			reply, err = hp.release()
+			reply, err = r.held(&heldP).release()
 			require.NoError(t, err)
 			require.Equal(t, "HD", reply[:2], "the resumption's primary CAS landed")
-			reader := newStore(t, servers, cfg)
+			reader := r.store(t, nil)
 			got, err := reader.Get(ctx, key)
 			require.NoError(t, err)
 			require.Equal(t, "v1", string(got.Value), "the session is whole, and served")
-
-			// A Delete: its md on the primary lands, the one on the
-			// secondary is held.
-			delArmed := false
-			var heldMD *heldConn
-			delCfg := cfg
-			delCfg.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
-				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil || a != cands[1] {
-					return c, err
-				}
-				return &heldConn{armedConn: armedConn{Conn: c, mu: &mu, armed: &delArmed, key: key}, prefix: "md " + key + " ",
-					onHold: func(h *heldConn) { heldMD = h }}, nil
-			}
-			deleter := newStore(t, servers, delCfg)
-			mu.Lock()
-			delArmed = true
-			mu.Unlock()
-			require.ErrorIs(t, deleter.Delete(ctx, key), provider.ErrOutcomeUnknown)
-			var refuseQ atomic.Bool
-			refuseQ.Store(true)
-			blindCfg := cfg
-			blindCfg.DialContext = refusingDial(cands[1], &refuseQ, nil)
-			_, err = newStore(t, servers, blindCfg).Get(ctx, key)
-			require.ErrorIs(t, err, provider.ErrNotFound, "a reader not hearing the secondary")
-
-			// The creator's messages flow again; it visits the key.
-			cut.Store(false)
-			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
-				return memcached.UnknownAdds(s) == 0
-			})
-			_, err = reader.Get(ctx, key)
-			mu.Lock()
-			hm := heldMD
-			mu.Unlock()
-			if hm != nil {
-				_, _ = hm.release()
-			}
-			if tc.broken {
-				require.NoError(t, err, "broken: served again after not found")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrUnconfirmed, "never served again")
+			r.deletedUnseen(t, s, reader, &cut, &wUnreach, tc.broken)
 		})
 	}
 }
