@@ -45,13 +45,11 @@ type unknownAdd struct {
 }
 
 // unknownRecord is one creation of unknown outcome: its record's
-// identity, and whether its outcome was unknown at the primary (the
-// secondary stored) and the primary's blank that CAS targeted (p: its
-// token and incarnation).
+// identity, and the primary's blank as the Add read it (p: its token and
+// incarnation), which its primary CAS, if it sent one, targeted.
 type unknownRecord struct {
-	id  envelope.Identity
-	atP bool
-	p   copyToken
+	id envelope.Identity
+	p  copyToken
 }
 
 func newRepairer(w *witness) *repairer {
@@ -82,26 +80,6 @@ func (r *repairer) addUnknown(key string, rec unknownRecord, until time.Time) {
 	}
 	u.next, u.gap = time.Now(), probeEvery
 	r.unknowns[key] = u
-}
-
-// updateUnknown replaces, on key's list entry, the creation whose record
-// is rec.id by rec (R8's resumption, before it sends its own primary
-// CAS). A key no longer listed stays so.
-func (r *repairer) updateUnknown(key string, rec unknownRecord) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	u, ok := r.unknowns[key]
-	if !ok {
-		return
-	}
-	for i := range u.adds {
-		if u.adds[i].id == rec.id {
-			u.adds = slices.Clone(u.adds)
-			u.adds[i] = rec
-			r.unknowns[key] = u
-			return
-		}
-	}
 }
 
 // resumable returns the creation of unknown outcome of this process whose
