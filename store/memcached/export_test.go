@@ -289,9 +289,12 @@ func SetResumeDropUnfenced(s *Store) { s.hooks.resumeDropUnfenced = true }
 // candidate is resumed, onto any blank.
 func SetResumeAnyCopy(s *Store) { s.hooks.resumeAnyCopy = true }
 
-// SetResumeAnyBlank makes s a broken variant of R8's resumption (its
-// second build, review-resume-2 N1; the third and fourth builds kept it
-// for an Add stopped at its secondary: review-resume-3 N2, review-resume-4
-// N4): a lone copy on the secondary is resumed onto any blank of the
-// primary, also after the primary held the record.
+// SetResumeAnyBlank makes s the second build of R8's resumption, a broken
+// variant (review-resume-2 N1): a lone copy on the secondary is resumed
+// onto any blank of the primary, also after the Add's primary CAS landed.
 func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }
+
+// SetResumeUnmarked makes s the third build of R8's resumption, a broken
+// variant (review-resume-3 N2): the resumption's own primary CAS, its
+// reply lost, leaves the creation resumable onto any blank.
+func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }

@@ -355,7 +355,8 @@ type testHooks struct {
 	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator
 	resumeDropUnfenced      bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
 	resumeAnyCopy           bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
-	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1, N2, review-resume-4 N4): a lone copy on the secondary is resumed onto any blank of the primary
+	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
+	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
 }
 
 // backoffHook is called with the number n of the refused decision of a

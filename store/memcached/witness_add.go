@@ -221,10 +221,9 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		if err != nil {
 			if !classify(err).refused() {
 				// R8's resumption: the repair client completes the
-				// creation if it is left as a lone copy, only onto the
-				// primary's blank this Add read.
-				pb := &rs[env.P] // the primary's blank, as this Add read it
-				rec := unknownRecord{id: env.ID(), p: copyToken{cand: env.P, cas: pb.cas, inc: pb.inc}}
+				// creation if it is left as a lone copy (at the primary:
+				// only onto the blank this CAS targeted).
+				rec := unknownRecord{id: env.ID(), atP: i == 1, p: copyToken{cand: cand, cas: c.cas, inc: c.inc}}
 				w.repair.addUnknown(key, rec, time.Now().Add(time.Duration(env.Timeout)*time.Second))
 				return 0, unknown("add: a data copy", err)
 			}

@@ -382,7 +382,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
-		_, _ = w.complete(ctx, key, x, y, b, payload, touch)
+		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
 		// §9: a copy that did not answer this read, on a node that has
@@ -414,18 +414,23 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // beside two empty candidates, every candidate answering. It completes b
 // as R4.4 does (x re-stamped, then y's blank CASed), as the Add's late
 // primary CAS would have, only when x is the secondary (the Add writes it
-// first) and y is the very blank the Add read on the primary (same token
-// and incarnation): then the primary never held b (a CAS changes the
-// token, and nothing turns a record back into that blank), so b never
-// took effect, and completing it is the Add's own CAS landing late. Any
-// other lone copy of b drops the key, and the copy stays ErrUnconfirmed:
-// the primary may have held b since (the Add's CAS landed, or a reader's
-// R4.4 over a foreign witness there), the session whole and served, and
-// then lost its copy (a Delete, acknowledged or not, or a flush): review-
-// resume B1, N1, N2, N4. Stored, the key leaves the list too (a nowit
-// creation goes on the witness-less list); then R9 stores the witness.
+// first) and y the primary's blank, and, when the Add's outcome was
+// unknown at the primary, that very blank (the token it targeted: its
+// CAS has not landed, and nothing was there since). Stored, or any other
+// lone copy of b (its secondary's copy removed since, by an acknowledged
+// Delete, or the primary touched: review-resume B1, review-resume-2 N1),
+// the key leaves the list; then R9 stores the witness. Read again.
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, rec unknownRecord) (*hit, bool, error) {
-	ok := x.cand == b.Q && y.st == stBlank && y.cas == rec.p.cas && y.inc == rec.p.inc
+	// Review-resume-4 N3: one resumption of a key at a time in the
+	// process (the loop and a scan visitor may both visit it), on the
+	// entry as it is once claimed: a visit whose read came before
+	// another's resumption must not put back what that one recorded.
+	rec, release, claimed := w.repair.claimResume(key, rec.id)
+	if !claimed {
+		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
+	}
+	defer release()
+	ok := x.cand == b.Q && y.st == stBlank && (!rec.atP || y.cas == rec.p.cas && y.inc == rec.p.inc)
 	switch {
 	case w.s.hooks.resumeAnyCopy:
 		ok = y.st == stBlank
@@ -438,13 +443,28 @@ func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b enve
 		}
 		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
 	}
-	if sent, err := w.complete(ctx, key, x, y, b, payload, touch); sent && err == nil {
+	// Review-resume-3 N2: this CAS may be stored with its reply lost, and
+	// then the key still listed; from now on the creation is one unknown
+	// at P, onto this very blank: a later visit resumes it only if the
+	// blank is still there (the CAS did not land).
+	asP := rec
+	asP.atP, asP.p = true, copyToken{cand: y.cand, cas: y.cas, inc: y.inc}
+	sent, err := w.complete(ctx, key, x, y, b, payload, touch, func() {
+		if !w.s.hooks.resumeUnmarked {
+			w.repair.updateUnknown(key, asP)
+		}
+	})
+	switch {
+	case sent && err == nil:
 		w.repair.forgetUnknown(key)
 		if b.NoWit {
 			// Review-resume-3 m1: a creation without its witness
 			// goes on the witness-less list, as R8's two-record form.
 			w.repair.addWitless(key, configOf(b))
 		}
+	case sent && classify(err).refused():
+		// Nothing of this landed on y: as it was.
+		w.repair.updateUnknown(key, rec)
 	}
 	return nil, true, nil
 }
@@ -704,10 +724,11 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 // own expiry if longer: y holds this session too (b pending, or b's
 // parent), and x may itself be a copy made from y (a failover's
 // established copy completing its pending fence), shorter already. A
-// touching call's completion gives y at least touch (touchExp). sent
-// reports whether y's CAS was sent, err the error of the re-stamp or of
-// that CAS (nil: stored).
-func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (sent bool, err error) {
+// touching call's completion gives y at least touch (touchExp). sending
+// (nil: none) is called just before y's CAS is sent; sent reports
+// whether it was, err the error of the re-stamp or of that CAS (nil:
+// stored).
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, sending func()) (sent bool, err error) {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
 		return false, err
 	}
@@ -718,6 +739,9 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	exp = max(exp, touch)
 	nb := b
 	nb.Pending = false
+	if sending != nil {
+		sending()
+	}
 	if _, err := y.n.wcas(ctx, key, nb.Wrap(payload), exp, kindData, y.cas, y.inc); err != nil {
 		return true, err
 	}

@@ -29,6 +29,7 @@ type repairer struct {
 	mu       sync.Mutex
 	witless  map[string]config     // key → the configuration it was created in
 	unknowns map[string]unknownAdd // key → this process's creation of unknown outcome
+	claimed  map[string]bool       // keys a resumption is under way for (one at a time)
 }
 
 // unknownAdd is a key of this process's creations of unknown outcome (a
@@ -45,15 +46,17 @@ type unknownAdd struct {
 }
 
 // unknownRecord is one creation of unknown outcome: its record's
-// identity, and the primary's blank as the Add read it (p: its token and
-// incarnation), which its primary CAS, if it sent one, targeted.
+// identity, and whether its outcome was unknown at the primary (the
+// secondary stored) and the primary's blank that CAS targeted (p: its
+// token and incarnation).
 type unknownRecord struct {
-	id envelope.Identity
-	p  copyToken
+	id  envelope.Identity
+	atP bool
+	p   copyToken
 }
 
 func newRepairer(w *witness) *repairer {
-	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), unknowns: make(map[string]unknownAdd), scan: newScanner(w)}
+	return &repairer{w: w, q: make(chan string, repairQueueLen), witless: make(map[string]config), unknowns: make(map[string]unknownAdd), claimed: make(map[string]bool), scan: newScanner(w)}
 }
 
 // addUnknown puts key, whose creation by this process (rec) ended with an
@@ -80,6 +83,51 @@ func (r *repairer) addUnknown(key string, rec unknownRecord, until time.Time) {
 	}
 	u.next, u.gap = time.Now(), probeEvery
 	r.unknowns[key] = u
+}
+
+// updateUnknown replaces, on key's list entry, the creation whose record
+// is rec.id by rec (R8's resumption, before it sends its own primary
+// CAS). A key no longer listed stays so.
+func (r *repairer) updateUnknown(key string, rec unknownRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.unknowns[key]
+	if !ok {
+		return
+	}
+	for i := range u.adds {
+		if u.adds[i].id == rec.id {
+			u.adds = slices.Clone(u.adds)
+			u.adds[i] = rec
+			r.unknowns[key] = u
+			return
+		}
+	}
+}
+
+// claimResume makes this the one resumption under way for key in the
+// process, and returns the creation whose record is id as it is listed
+// now (a visit that read before another's resumption sees its record);
+// ok is false when another is under way or id is no longer listed.
+// release ends the claim.
+func (r *repairer) claimResume(key string, id envelope.Identity) (rec unknownRecord, release func(), ok bool) {
+	r.mu.Lock()
+	if r.claimed[key] {
+		r.mu.Unlock()
+		return unknownRecord{}, nil, false
+	}
+	r.claimed[key] = true
+	r.mu.Unlock()
+	release = func() {
+		r.mu.Lock()
+		delete(r.claimed, key)
+		r.mu.Unlock()
+	}
+	if rec, ok = r.resumable(key, id); !ok {
+		release()
+		return unknownRecord{}, nil, false
+	}
+	return rec, release, true
 }
 
 // resumable returns the creation of unknown outcome of this process whose
