@@ -414,12 +414,17 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // beside two empty candidates, every candidate answering. It completes b
 // as R4.4 does (x re-stamped, then y's blank CASed), as the Add's late
 // primary CAS would have, only when x is the secondary (the Add writes it
-// first) and y the primary's blank, and, when the Add's outcome was
-// unknown at the primary, that very blank (the token it targeted: its
-// CAS has not landed, and nothing was there since). Stored, or any other
-// lone copy of b (its secondary's copy removed since, by an acknowledged
-// Delete, or the primary touched: review-resume B1, review-resume-2 N1),
-// the key leaves the list; then R9 stores the witness. Read again.
+// first) and y the primary's blank, and, for an Add whose outcome was
+// unknown at the primary, that very blank (the token its CAS targeted:
+// that CAS has not landed, and nothing was there since). Before its own
+// CAS to y it records the Add as unknown at the primary, onto y (review-
+// resume-3 N2), and puts the record back if that CAS is refused. Stored,
+// or any other lone copy of b (its secondary's copy removed since, by an
+// acknowledged Delete, or the primary written since: review-resume B1,
+// review-resume-2 N1), the key leaves the list; R9 then stores the
+// witness. One resumption of a key runs at a time (review-resume-4 N3).
+// Open: a reader's R4.4 over a foreign witness on the primary can make b
+// whole without the creator knowing (review-resume-4 N4, R8).
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, rec unknownRecord) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
