@@ -357,6 +357,7 @@ type testHooks struct {
 	resumeAnyCopy           bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
 	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
 	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
+	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 }
 
 // backoffHook is called with the number n of the refused decision of a

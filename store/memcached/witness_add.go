@@ -223,7 +223,10 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 				// R8's resumption: the repair client completes the
 				// creation if it is left as a lone copy (at the primary:
 				// only onto the blank this CAS targeted).
-				rec := unknownRecord{id: env.ID(), atP: i == 1, p: copyToken{cand: cand, cas: c.cas, inc: c.inc}}
+				rec := unknownRecord{id: env.ID()}
+				if cand == env.P {
+					rec.atP, rec.p = true, copyToken{cand: cand, cas: c.cas, inc: c.inc}
+				}
 				w.repair.addUnknown(key, rec, time.Now().Add(time.Duration(env.Timeout)*time.Second))
 				return 0, unknown("add: a data copy", err)
 			}

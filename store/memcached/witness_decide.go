@@ -395,10 +395,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
-	if data == 1 && empty == 2 && o.repair {
-		if rec, ok := w.repair.resumable(key, b.ID()); ok {
-			return w.resume(ctx, key, x, y, b, payload, touch, rec)
-		}
+	if data == 1 && empty == 2 && o.repair && w.repair.resuming(key) {
+		return w.resume(ctx, key, x, y, b, payload, touch)
 	}
 	if data == 1 && empty == 2 {
 		// A creation's or a witness-less lone copy (R4.1 does not bury
@@ -409,9 +407,10 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnavailable)
 }
 
-// resume is R8's resumption, on a read that found rec's record b (this
-// process's creation of unknown outcome) as the only data record, on x,
-// beside two empty candidates, every candidate answering. It completes b
+// resume is R8's resumption, on a read that found b, a record of a key
+// listed as this process's creation of unknown outcome, as the only data
+// record, on x, beside two empty candidates, every candidate answering
+// (b not listed: ErrUnconfirmed, as any lone creation copy). It completes b
 // as R4.4 does (x re-stamped, then y's blank CASed), as the Add's late
 // primary CAS would have, only when x is the secondary (the Add writes it
 // first) and y the primary's blank, and, for an Add whose outcome was
@@ -425,12 +424,13 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // witness. One resumption of a key runs at a time (review-resume-4 N3).
 // Open: a reader's R4.4 over a foreign witness on the primary can make b
 // whole without the creator knowing (review-resume-4 N4, R8).
-func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, rec unknownRecord) (*hit, bool, error) {
+func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
 	// entry as it is once claimed: a visit whose read came before
 	// another's resumption must not put back what that one recorded.
-	rec, release, claimed := w.repair.claimResume(key, rec.id)
+	// Not b's (not listed, or its time passed): as any lone creation copy.
+	rec, release, claimed := w.repair.claimResume(key, b.ID())
 	if !claimed {
 		return nil, false, fmt.Errorf("memcached: %w: one copy and nothing to fail over to", provider.ErrUnconfirmed)
 	}

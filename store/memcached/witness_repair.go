@@ -18,9 +18,10 @@ import (
 // (R8 with a silent candidate: bounded by maxWitless, never dropped once
 // on it, worked at every probe tick until R9 stored the witness or the
 // session is gone or moved on); the list of this process's creations of
-// unknown outcome (R8's resumption: bounded by maxUnknownAdds, worked at
-// every probe tick until a read returns a session, or finds none and
-// fences the creation out, or the creation's timeout has passed); and the repair scan (witness_scan.go).
+// unknown outcome (R8's resumption: bounded by maxUnknownAdds, each key
+// visited at probe ticks, backed off, until a read returns a session, or
+// finds none and fences the creation out, or the creation's timeout has
+// passed); and the repair scan (witness_scan.go).
 type repairer struct {
 	w    *witness
 	q    chan string
@@ -47,8 +48,8 @@ type unknownAdd struct {
 
 // unknownRecord is one creation of unknown outcome: its record's
 // identity, and whether its outcome was unknown at the primary (the
-// secondary stored) and the primary's blank that CAS targeted (p: its
-// token and incarnation).
+// secondary stored), then the primary's blank that CAS targeted (p: its
+// token and incarnation; zero otherwise).
 type unknownRecord struct {
 	id  envelope.Identity
 	atP bool
@@ -112,7 +113,7 @@ func (r *repairer) updateUnknown(key string, rec unknownRecord) {
 // release ends the claim.
 func (r *repairer) claimResume(key string, id envelope.Identity) (rec unknownRecord, release func(), ok bool) {
 	r.mu.Lock()
-	if r.claimed[key] {
+	if r.claimed[key] && !r.w.s.hooks.resumeUnclaimed {
 		r.mu.Unlock()
 		return unknownRecord{}, nil, false
 	}
