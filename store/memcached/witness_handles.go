@@ -55,10 +55,13 @@ func (h *handle) size() int { return handleOverhead + len(h.key) + len(h.base) }
 // handleTable is a ring of slots reused oldest first, bounded by a number
 // of slots and of bytes. A handle whose slot was reused (or evicted for
 // bytes) is no longer found: CompareAndSwap then fails with
-// ErrCASConflict without sending anything.
+// ErrCASConflict without sending anything. The ring grows as handles are
+// put, up to its bound: a Store that keeps few sessions costs little
+// (the default bound's slots, made at once, would be about 13 MB).
 type handleTable struct {
 	mu    sync.Mutex
-	slots []handle
+	n     int      // the bound of slots
+	slots []handle // grown up to n
 	gens  []uint32
 	used  []bool
 	// ids finds the handle of the same copies read again, so that one
@@ -75,7 +78,7 @@ type handleTable struct {
 }
 
 func newHandleTable(n, maxBytes int) *handleTable {
-	return &handleTable{slots: make([]handle, n), gens: make([]uint32, n), used: make([]bool, n), ids: make(map[handleKey]uint64), latest: make(map[string]uint64), maxBytes: maxBytes}
+	return &handleTable{n: max(n, 1), ids: make(map[handleKey]uint64), latest: make(map[string]uint64), maxBytes: maxBytes}
 }
 
 // handleKey identifies a handle's copies: the key and both tokens.
@@ -102,11 +105,15 @@ func (t *handleTable) put(h handle) uint64 {
 		return id
 	}
 	i := t.next
-	t.next = (t.next + 1) % len(t.slots)
+	if i == len(t.slots) { // growing: slot i is new
+		t.slots, t.gens, t.used = append(t.slots, handle{}), append(t.gens, 0), append(t.used, false)
+	}
+	t.next = (t.next + 1) % t.n
 	t.evict(i)
 	need := h.size()
-	// Evict the oldest slots (those next in the ring) until h fits.
-	for j := t.next; t.bytes+need > t.maxBytes && j != i; j = (j + 1) % len(t.slots) {
+	// Evict the oldest slots (those next in the ring; slot 0 while the
+	// ring grows) until h fits.
+	for j := t.next % len(t.slots); t.bytes+need > t.maxBytes && j != i; j = (j + 1) % len(t.slots) {
 		t.evict(j)
 	}
 	t.gens[i]++
