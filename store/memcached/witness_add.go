@@ -128,7 +128,7 @@ func (w *witness) takeOver(ctx context.Context, key string, rs *[3]copyRead, lon
 		h(key)
 	}
 	if c := &rs[lone]; !w.s.hooks.takeoverInPlace {
-		cas, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
+		cas, err := w.casBlank(ctx, key, c)
 		if err != nil {
 			return takeoverErr(err, err)
 		}

@@ -289,7 +289,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		for i := range rs {
 			if c := &rs[i]; c.st == stData {
-				if _, err := c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc); err != nil {
+				if _, err := w.casBlank(ctx, key, c); err != nil {
 					return nil, true, nil
 				}
 			}
@@ -382,6 +382,28 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
+		if creation(b) && y.st == stWitness && !w.s.hooks.completeOverForeignWit {
+			// Review-resume-4 N4: a creation's record is never
+			// completed onto a witness. A witness on y is never b's own
+			// (ownWitness(y, b) is false: a configuration's witness is on
+			// its third node, and no rule writes one on a data candidate
+			// of its own configuration): it is another configuration's,
+			// put there by a late CAS (R9's, of an earlier session of the
+			// key, on the blank b's Add read) or by an Add of the key
+			// that held b's primary failed. Completing over it put b on y
+			// with no CAS of b's Add (token-checked against its read)
+			// and without the mark of the creator's resumption (R8): the
+			// session whole and served, then a Delete not hearing x,
+			// "not found", and the creator resumed it again.
+			// Blank the witness (its read token), then read again: b
+			// reaches y only by its Add's own CAS, the resumption
+			// (marked), or a failover (R7: a new identity). Refused or
+			// no reply: read again all the same.
+			if _, err := w.casBlank(ctx, key, y); err == nil {
+				w.emit(provider.EventRepair, y.n, "another configuration's witness blanked beside a creation's copy (R4.4)", nil)
+			}
+			return nil, true, nil
+		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
@@ -422,8 +444,10 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // acknowledged Delete, or the primary written since: review-resume B1,
 // review-resume-2 N1), the key leaves the list; R9 then stores the
 // witness. One resumption of a key runs at a time (review-resume-4 N3).
-// Open: a reader's R4.4 over a foreign witness on the primary can make b
-// whole without the creator knowing (review-resume-4 N4, R8).
+// For an Add unknown at the secondary, b reaches the primary only by this
+// resumption (marked) or a failover (a new identity): R4.4 never
+// completes a creation's record onto a witness there (review-resume-4
+// N4, decide).
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
@@ -521,7 +545,7 @@ func (w *witness) restampCounted(ctx context.Context, key string, rs *[3]copyRea
 	var wg sync.WaitGroup
 	for i := range rs {
 		if c := &rs[i]; c.st == stBlank && !c.won {
-			wg.Go(func() { _, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc) })
+			wg.Go(func() { _, errs[i] = w.casBlank(ctx, key, c) })
 		}
 	}
 	wg.Wait()
@@ -541,7 +565,7 @@ func (w *witness) restampBlanks(ctx context.Context, key string, rs *[3]copyRead
 		case stBlank:
 			wg.Go(func() {
 				var cas uint64
-				if cas, errs[i] = c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc); errs[i] == nil {
+				if cas, errs[i] = w.casBlank(ctx, key, c); errs[i] == nil {
 					c.cas = cas
 				}
 			})
@@ -549,6 +573,15 @@ func (w *witness) restampBlanks(ctx context.Context, key string, rs *[3]copyRead
 	}
 	wg.Wait()
 	return errs
+}
+
+// casBlank CASes c's item to a blank (T30, no flags) with the token c's
+// read returned, and returns the new token: a blank's re-stamp (a fence),
+// or the blanking of a record a decision no longer keeps (an Add's
+// takeover of a lone witness, R4.1's burial, R14, R4.4's foreign witness
+// under a creation). Refused: something was written there since the read.
+func (w *witness) casBlank(ctx context.Context, key string, c *copyRead) (uint64, error) {
+	return c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
 }
 
 // inFlight reports that x holds b and y b's parent: two established
@@ -647,7 +680,7 @@ func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRea
 	if !w.fenceEmpties(ctx, key, rs) {
 		return
 	}
-	if _, err := wit.n.wcas(ctx, key, nil, blankTTL, 0, wit.cas, wit.inc); err == nil {
+	if _, err := w.casBlank(ctx, key, wit); err == nil {
 		w.emit(provider.EventRepair, wit.n, "an expired session's witness buried (R14)", nil)
 	}
 }
