@@ -116,11 +116,11 @@ func seed208(marked, loss bool) *Result { return seed208Final(marked, loss, nil)
 
 // seed208Final is seed208 with the final request's error final, when
 // not nil: opposite seed 2859 in the sweep that found it ended as seed
-// 208 does except that its final request's write, with a handle cached
-// from before, reached the lone copy and ended with an unknown outcome
-// that the provider's read-back could not resolve (ErrUnconfirmed, not
-// wrapped): a stuck violation that finalUnknown tolerates, and that must
-// not make the session-lost violation fail.
+// 208 does except that its final request's write ended with an unknown
+// outcome ("the secondary is lost and the witness node holds no record
+// to fail over to") that the provider's read-back could not resolve
+// (ErrUnconfirmed, not wrapped): a stuck violation that finalUnknown
+// tolerates, and that must not make the session-lost violation fail.
 func seed208Final(marked, loss bool, final error) *Result {
 	p := witnessParams()
 	p.Kinds = []FaultKind{FaultOpposite}
