@@ -443,19 +443,47 @@ func (t *table) keep(key string) func() {
 // Record flags of store/memcached's witness scheme (its client flags,
 // kindData and kindWitness in witness.go): a session's data record, and
 // its witness record. TestNoFaultIsClean checks them: a creation with no
-// fault must leave a witness record (Creation.Witless false).
+// fault must leave a witness record (Creation.Witless false), and
+// TestNoWitMarkSeen the nowit mark below.
 const (
 	dataFlags    = 1
 	witnessFlags = 2
 )
 
+// The first two bytes of store/memcached's record envelope (its package
+// internal/envelope, which this module cannot import): the version (2, or
+// 3 for an envelope that carries a promise) and the mark, whose bit
+// markNoWit is R8's nowit: a configuration established with no witness
+// record on its third node (R8's two-record creation; R7's failover of a
+// creation's record, as after an Add abandoned at its primary). Appended
+// records keep their base's envelope first, with its mark.
+const (
+	envelopeVersion         = 2
+	envelopeVersionPromised = 3
+	markNoWit               = 1 << 1
+)
+
+// seenItem is what Network.frozen shows of a live item: its client flags,
+// and whether it is a data record whose envelope carries the nowit mark.
+type seenItem struct {
+	flags uint32
+	noWit bool
+}
+
+// noWitMarked reports whether value, a data record's bytes, starts with
+// an envelope marked nowit.
+func noWitMarked(value []byte) bool {
+	return len(value) >= 2 && (value[0] == envelopeVersion || value[0] == envelopeVersionPromised) && value[1]&markNoWit != 0
+}
+
 // frozen calls fn while no node of nw runs a command (every live node's
-// table held), with each node's live items' client flags by key (none
-// for a dead node) and a function that flushes a node's memory within
-// fn (Node.Flush would wait for its own table). A fault that erases
+// table held), with each node's live items by key (seenItem: client
+// flags and nowit mark; none for a dead node) and a function that
+// flushes a node's memory within fn (Node.Flush would wait for its own
+// table). A fault that erases
 // memory (flush_all, kill, restart) applied within fn is seen by no
 // command half way.
-func (nw *Network) frozen(fn func(items map[*Node]map[string]uint32, flush func(nd *Node))) {
+func (nw *Network) frozen(fn func(items map[*Node]map[string]seenItem, flush func(nd *Node))) {
 	for {
 		held := make(map[*Node]*table, len(nw.addrs))
 		for _, a := range nw.addrs {
@@ -478,13 +506,13 @@ func (nw *Network) frozen(fn func(items map[*Node]map[string]uint32, flush func(
 			nd.mu.Unlock()
 		}
 		if same {
-			items := make(map[*Node]map[string]uint32, len(held))
+			items := make(map[*Node]map[string]seenItem, len(held))
 			for nd, tab := range held {
 				now := tab.clock()
-				m := make(map[string]uint32)
+				m := make(map[string]seenItem)
 				for k, it := range tab.items {
 					if !tab.gone(it, now) {
-						m[k] = it.flags
+						m[k] = seenItem{flags: it.flags, noWit: it.flags == dataFlags && noWitMarked(it.value)}
 					}
 				}
 				items[nd] = m

@@ -216,11 +216,11 @@ type Creation struct {
 	// a failover (EventFailover: R7 completing an Add abandoned at its
 	// primary, which marks it nowit).
 	Reported bool
-	// NoWitness: when its Add returned success, or its request, some
-	// node held a data record of the session and no node its witness
-	// record (dataFlags, witnessFlags). Witness: one of those looks saw
-	// a witness record; Data: how many nodes held a data record at the
-	// last look.
+	// NoWitness: when its Add returned success, or its request returned
+	// (whatever it was told), some node held a data record of the session
+	// and no node its witness record (dataFlags, witnessFlags). Witness:
+	// one of those looks saw a witness record; Data: how many nodes held
+	// a data record at the last look.
 	NoWitness, Witness bool
 	Data               int
 	// Losses: the instants a fault erased (flush_all, kill, restart) a
@@ -229,6 +229,14 @@ type Creation struct {
 	// window of a creation without its witness, before R9 stores it
 	// (docs/replication.md, R8 and section 6, review-4 D6).
 	Losses []time.Duration
+	// NoWitLosses: those of Losses at which an erased data record carried
+	// the nowit mark of its envelope (noWitMarked): a copy of a
+	// configuration the Store established without its witness (R8's
+	// two-record creation; R7's failover of a creation's record, as after
+	// an Add abandoned at its primary), whichever of its goroutines did it
+	// (opposite seeds 208 and 2859: the creating process's repair client
+	// failed the creation over).
+	NoWitLosses []time.Duration
 
 	done bool // its creating request returned (runner.mu)
 }
@@ -705,7 +713,8 @@ func (r *runner) afterDBPut() time.Duration {
 // flush, flush_all, kill or restart) while no node runs a command
 // (Network.frozen), after noting, for each session created during the
 // run whose creation has started, whether one of those nodes held a data
-// record of it while no node held its witness record (Creation.Losses).
+// record of it while no node held its witness record (Creation.Losses),
+// and whether such a record was marked nowit (Creation.NoWitLosses).
 func (r *runner) erase(nodes []int, act func(nd *Node, flush func(*Node))) {
 	addrs := r.nw.Addrs()
 	if r.p.Creates == 0 {
@@ -714,19 +723,28 @@ func (r *runner) erase(nodes []int, act func(nd *Node, flush func(*Node))) {
 		}
 		return
 	}
-	r.nw.frozen(func(items map[*Node]map[string]uint32, flush func(*Node)) {
+	r.nw.frozen(func(items map[*Node]map[string]seenItem, flush func(*Node)) {
 		r.mu.Lock()
 		now := r.now()
 		for key, i := range r.crKey {
 			wit := false
 			for _, m := range items {
-				wit = wit || m[key] == witnessFlags
+				wit = wit || m[key].flags == witnessFlags
 			}
+			if wit {
+				continue
+			}
+			lost, marked := false, false
 			for _, n := range nodes {
-				if !wit && items[r.nw.Node(addrs[n])][key] == dataFlags {
-					r.crs[i].Losses = append(r.crs[i].Losses, now)
-					break
+				if it := items[r.nw.Node(addrs[n])][key]; it.flags == dataFlags {
+					lost, marked = true, marked || it.noWit
 				}
+			}
+			if lost {
+				r.crs[i].Losses = append(r.crs[i].Losses, now)
+			}
+			if marked {
+				r.crs[i].NoWitLosses = append(r.crs[i].NoWitLosses, now)
 			}
 		}
 		r.mu.Unlock()
@@ -738,12 +756,12 @@ func (r *runner) erase(nodes []int, act func(nd *Node, flush func(*Node))) {
 
 // lookAtCreation notes whether the nodes hold a witness record of
 // created session i (key), and how many a data record: after its Add
-// returned success, and after its request did (Creation.NoWitness).
+// returned success, and after its request returned (Creation.NoWitness).
 func (r *runner) lookAtCreation(i int, key string) {
-	r.nw.frozen(func(items map[*Node]map[string]uint32, _ func(*Node)) {
+	r.nw.frozen(func(items map[*Node]map[string]seenItem, _ func(*Node)) {
 		data, wit := 0, false
 		for _, m := range items {
-			switch m[key] {
+			switch m[key].flags {
 			case dataFlags:
 				data++
 			case witnessFlags:
@@ -1096,9 +1114,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 			r.mu.Lock()
 			r.crs[i].done = true
 			r.mu.Unlock()
-			if rq.Err == nil {
-				r.lookAtCreation(i, key)
-			}
+			r.lookAtCreation(i, key)
 			reqMu.Lock()
 			res.Requests = append(res.Requests, rq)
 			reqMu.Unlock()

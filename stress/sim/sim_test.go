@@ -467,7 +467,7 @@ func TestReplay(t *testing.T) {
 			t.Logf("%s %s app%d s%d n=%d w=%s acq=%v lock=%d [%v,%v] err=%v ops=%v", rq.ID, rq.Kind, rq.App, rq.Session, rq.N, rq.W, rq.Acq, rq.LockID, rq.Call, rq.Ret, rq.Err, rq.Ops)
 		}
 		for _, c := range first.Creations {
-			t.Logf("creation %s (session %d): reported without its witness %v, no witness record when it returned %v, a witness record seen %v, %d data records, data copies erased with no witness record at %v", c.Req.ID, c.Session, c.Reported, c.NoWitness, c.Witness, c.Data, c.Losses)
+			t.Logf("creation %s (session %d): reported without its witness %v, no witness record when it returned %v, a witness record seen %v, %d data records, data copies erased with no witness record at %v (marked nowit at %v)", c.Req.ID, c.Session, c.Reported, c.NoWitness, c.Witness, c.Data, c.Losses, c.NoWitLosses)
 		}
 		for _, rq := range first.Finals {
 			t.Logf("%s app%d s%d n=%d w=%s err=%v lf=%d", rq.ID, rq.App, rq.Session, rq.N, rq.W, rq.Err, len(rq.LFKeys))

@@ -44,19 +44,42 @@ func witnessParams() Params {
 // creates during the run, under its faults (Params.Creates).
 const witnessCreates = 2
 
+// d6Before is the D6 allowance before opposite seeds 208, 2058 and 2859
+// (a broken variant for TestD6CreationFailedOverByRepairClient and
+// TestD6UnavailableBeforeLoss): a creation without its witness only if
+// its Store reported it within the creating request's own goroutine
+// (Creation.Witless), not by the nowit mark of the data record erased
+// (Creation.NoWitLosses); any request of the session told ErrUnavailable
+// before the loss refused the allowance, and so did, for a session-lost
+// violation too, a final request that failed otherwise.
+var d6Before bool
+
 // d6Creation returns session s's Creation when the run may lose it by
 // the one stated exception to single-fault safety (docs/replication.md,
 // R8 and section 6, review-4 D6): it was created during the run without
-// its witness by R8's failed-candidate case (Creation.Witless: its Store
-// reported it within the creating request's own calls, and no node held
-// a witness record of it when its Add or request returned), and a fault
-// then erased a node holding one of its data records while no node held
-// its witness record (Creation.Losses: before R9 stored it). Else nil.
+// its witness by R8's failed-candidate case or R7's completion of an Add
+// abandoned at its primary, and a fault then erased a node holding one
+// of its data records while no node held its witness record
+// (Creation.Losses: before R9 stored it). Without its witness: no node
+// held a witness record when its Add or its request returned
+// (Creation.NoWitness), and either its Store reported it within the
+// creating request's own calls (Creation.Witless) or the first data
+// record so erased carried the nowit mark (Creation.NoWitLosses: the
+// Store had established the configuration without its witness,
+// whichever of its goroutines did it, and whatever the creating request
+// was told). Else nil. A session created with its witness and later
+// failed over nowit (R7 cannot tell its record from an abandoned Add's)
+// is not one.
 func d6Creation(r *Result, s int) *Creation {
-	if c := r.creation(s); c != nil && c.Witless() && len(c.Losses) > 0 {
-		return c
+	c := r.creation(s)
+	if c == nil || len(c.Losses) == 0 {
+		return nil
 	}
-	return nil
+	marked := !d6Before && c.NoWitness && len(c.NoWitLosses) > 0 && c.NoWitLosses[0] == c.Losses[0]
+	if !c.Witless() && !marked {
+		return nil
+	}
+	return c
 }
 
 // d6Answer reports whether rq, a request of a d6Creation c, ended as
@@ -71,6 +94,13 @@ func d6Answer(c *Creation, rq *Request) bool {
 // lost ("not found") or unavailable after the faults healed, every
 // request that found it so having ended after its first data copy was
 // lost, of a d6Creation. Any other violation of such a session fails.
+// A request of the run (not a final one) told ErrUnavailable before the
+// loss is no violation and neither allows nor refuses it: a witness-less
+// creation is unavailable to a reader that hears one of its copies and
+// not the other while a partition lasts (R4.6; opposite seed 2058). A
+// final request that failed otherwise refuses a stuck violation, not the
+// session-lost one: its failure is that stuck violation, judged on its
+// own (finalUnknown; opposite seed 2859).
 func d6Allowed(r *Result, v Violation) bool {
 	c := d6Creation(r, v.Session)
 	if c == nil || (v.Inv != InvSessionLost && v.Inv != InvStuck) {
@@ -83,10 +113,13 @@ func d6Allowed(r *Result, v Violation) bool {
 		}
 		if errors.Is(rq.Err, provider.ErrNotFound) || errors.Is(rq.Err, provider.ErrUnavailable) {
 			if !d6Answer(c, rq) {
+				if rq.Kind != ReqFinal && !errors.Is(rq.Err, provider.ErrNotFound) && !d6Before {
+					continue
+				}
 				return false
 			}
 			n++
-		} else if rq.Kind == ReqFinal {
+		} else if rq.Kind == ReqFinal && (v.Inv == InvStuck || d6Before) {
 			return false // stuck for another reason
 		}
 	}
@@ -585,7 +618,8 @@ func TestSchemeIsStoreDefault(t *testing.T) {
 // session with a witness, and reports nothing. One flush or restart of a
 // data copy then loses the acknowledged session: the checker must report
 // it, and the D6 allowance (d6Allowed: only creations the Store reported
-// without their witness) must not cover it. Against the store as it is,
+// without their witness, or whose erased data record it had marked
+// nowit; these are not marked) must not cover it. Against the store as it is,
 // the same seeds lose no created session (TestSim runs more). A checker
 // that passes the broken variant is broken.
 func TestCreateCheckerCatchesMissingWitness(t *testing.T) {
