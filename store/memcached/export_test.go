@@ -298,9 +298,3 @@ func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }
 // variant (review-resume-3 N2): the resumption's own primary CAS, its
 // reply lost, leaves the creation resumable onto any blank.
 func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }
-
-// SetCompleteOverForeignWitness makes s the code before review-resume-4
-// N4's fix (the model's CompleteOverForeignWitness): R4.4 completes a
-// creation's record onto a witness on its other copy (another
-// configuration's) instead of blanking that witness and reading again.
-func SetCompleteOverForeignWitness(s *Store) { s.hooks.completeOverForeignWit = true }

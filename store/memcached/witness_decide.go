@@ -382,28 +382,6 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
-		if creation(b) && y.st == stWitness && !w.s.hooks.completeOverForeignWit {
-			// Review-resume-4 N4: a creation's record is never
-			// completed onto a witness. A witness on y is never b's own
-			// (ownWitness(y, b) is false: a configuration's witness is on
-			// its third node, and no rule writes one on a data candidate
-			// of its own configuration): it is another configuration's,
-			// put there by a late CAS (R9's, of an earlier session of the
-			// key, on the blank b's Add read) or by an Add of the key
-			// that held b's primary failed. Completing over it put b on y
-			// with no CAS of b's Add (token-checked against its read)
-			// and without the mark of the creator's resumption (R8): the
-			// session whole and served, then a Delete not hearing x,
-			// "not found", and the creator resumed it again.
-			// Blank the witness (its read token), then read again: b
-			// reaches y only by its Add's own CAS, the resumption
-			// (marked), or a failover (R7: a new identity). Refused or
-			// no reply: read again all the same.
-			if _, err := w.casBlank(ctx, key, y); err == nil {
-				w.emit(provider.EventRepair, y.n, "another configuration's witness blanked beside a creation's copy (R4.4)", nil)
-			}
-			return nil, true, nil
-		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
@@ -444,10 +422,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // acknowledged Delete, or the primary written since: review-resume B1,
 // review-resume-2 N1), the key leaves the list; R9 then stores the
 // witness. One resumption of a key runs at a time (review-resume-4 N3).
-// For an Add unknown at the secondary, b reaches the primary only by this
-// resumption (marked) or a failover (a new identity): R4.4 never
-// completes a creation's record onto a witness there (review-resume-4
-// N4, decide).
+// Open: a reader's R4.4 over a foreign witness on the primary can make b
+// whole without the creator knowing (review-resume-4 N4, R8).
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
@@ -578,8 +554,8 @@ func (w *witness) restampBlanks(ctx context.Context, key string, rs *[3]copyRead
 // casBlank CASes c's item to a blank (T30, no flags) with the token c's
 // read returned, and returns the new token: a blank's re-stamp (a fence),
 // or the blanking of a record a decision no longer keeps (an Add's
-// takeover of a lone witness, R4.1's burial, R14, R4.4's foreign witness
-// under a creation). Refused: something was written there since the read.
+// takeover of a lone witness, R4.1's burial, R14). Refused: something
+// was written there since the read.
 func (w *witness) casBlank(ctx context.Context, key string, c *copyRead) (uint64, error) {
 	return c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
 }

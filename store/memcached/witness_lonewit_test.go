@@ -180,10 +180,7 @@ func TestTakeoverPoisonRefusesCreator(t *testing.T) {
 // its record over the witness in place (SetTakeoverInPlace) lets R
 // complete the creation onto c0 first (R4.4): Y's primary CAS is refused
 // and Y undoes its witness under two copies of its record that R
-// observed; one flush of a copy then buries the session. (Since
-// review-resume-4 N4, R4.4 never completes a creation onto a witness, so
-// the broken case is the code before both: SetCompleteOverForeignWitness
-// on R as well.)
+// observed; one flush of a copy then buries the session.
 func TestAddOverLoneWitnessOnPrimary(t *testing.T) {
 	for _, broken := range []bool{false, true} {
 		name := "blank-first"
@@ -213,12 +210,7 @@ func TestAddOverLoneWitnessOnPrimary(t *testing.T) {
 			arm = arm0
 			rd = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second})
 			if broken {
-				// The code before both fixes: R4.4's rule of review-
-				// resume-4 N4 (a creation's record never completed onto
-				// a witness: R blanks it and reads again) stops this
-				// trace too.
 				memcached.SetTakeoverInPlace(y)
-				memcached.SetCompleteOverForeignWitness(rd)
 			}
 			v, flags := memcached.WitnessItem(y, 1, 1, 2)
 			rawSet(t, cands[0], key, v, 120, flags)

@@ -239,12 +239,6 @@ type Result struct {
 	// Adoptions counts R9's nowit clears sent after the adopted witness
 	// was re-stamped (AdoptByTouch: touched).
 	Adoptions int
-	// ForeignWitnessBlanks counts explored steps in which a read found a
-	// creation's record beside a witness on its other copy and sent the
-	// CAS blanking that witness (R4.4, review-4 N4);
-	// CompletedOverWitness those in which a read completed a creation's
-	// record onto a witness (CompleteOverForeignWitness only).
-	ForeignWitnessBlanks, CompletedOverWitness int
 }
 
 type explorer struct {
@@ -1280,21 +1274,6 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		if res.single {
 			res.y = res.x
-		}
-		if res.blankWit {
-			// R4.4 (review-4 N4): blank the witness on the creation's
-			// other copy with its read token, then read again (refused
-			// or no reply: read again too); nothing of b is written.
-			x.res.ForeignWitnessBlanks++
-			cl.DX, cl.DY, cl.DT = res.x, res.x, cl.R[res.x].Rem
-			tok, inc := cl.R[res.x].Tok, cl.R[res.x].Inc
-			newRound(t, c)
-			x.decide(t, c, res.x, tok, inc, Rec{K: blank})
-			cl.Phase = phDec1
-			return ""
-		}
-		if res.complete && res.rec1.E == 0 && res.rec1.V == 0 && cl.R[res.y].St == rOK && cl.R[res.y].Rec.K == witness {
-			x.res.CompletedOverWitness++
 		}
 		if res.adopt {
 			// R9's adoption (review-r14 B1): re-stamp the witness with

@@ -106,12 +106,7 @@ const (
 	// reader completes the Add's creation there first (R4.4), the Add's
 	// primary CAS is refused and it undoes its witness under two copies
 	// of its record, which the reader returned: one flush then buries an
-	// acknowledged write (review-lonewit B1). It runs R4.4 as it was
-	// then too (as CompleteOverForeignWitness): with R4.4's rule of
-	// review-4 N4 (a creation's record never completed onto a witness)
-	// the reader blanks the witness instead, and the in-place takeover
-	// loses nothing in TestLoneWitnessOnCandidate's scope (635,839
-	// states, complete).
+	// acknowledged write (review-lonewit B1).
 	TakeoverInPlace
 	// TakeoverBlankConcurrent blanks the lone witness in parallel with the
 	// two re-stamps, not after them: a takeover whose re-stamp is refused
@@ -141,10 +136,6 @@ const (
 	// its witness, and one flush leaves a lone creation's copy of a value
 	// already returned, which this variant buries (its cold review, B1:
 	// TestLoneWitness's scope of a lone witness of another configuration).
-	// It runs R4.4 as it was then too (as CompleteOverForeignWitness):
-	// that completion was over a foreign witness, and with R4.4's rule of
-	// review-4 N4 this variant loses nothing in that scope (2,807,130
-	// states, complete).
 	BuryCreationFenced
 	// BuryUnfenced is R4.1's burial of a lone copy other than a
 	// creation's as the model ran it until the seventh session of
@@ -171,16 +162,6 @@ const (
 	// still lands on the adopted witness, and one flush then leaves a lone
 	// copy between two blanks (Scope.AdoptWitness).
 	AdoptByTouch
-	// CompleteOverForeignWitness is R4.4 before review-4 N4's fix: a
-	// reader completes a creation's record (E0, V0) onto its other copy
-	// y when y holds a witness (never the creation's own: that is on the
-	// third node), as onto any present record. The witness is another
-	// configuration's (a late R9 CAS, or an Add suspecting y that put its
-	// witness there), so the creation can reach the Add's primary without
-	// the Add's own token-checked CAS (in the store, without the
-	// resumption's mark: N4). The rule blanks that witness first (CAS with
-	// its read token) and reads again.
-	CompleteOverForeignWitness
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -188,20 +169,11 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
-	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "complete-over-foreign-witness"}
+	"bury-unfenced", "r14-unfenced", "adopt-by-touch"}
 
 func (v Variant) String() string { return variantNames[v] }
 
 func (v Variant) insertsContent() bool { return v == NoWitness || v == InsertContent }
-
-// completesOverWitness reports whether v runs R4.4 as it was before
-// review-4 N4: a creation's record completed onto a witness on its other
-// copy. The variants of rules built while R4.4 did so (TakeoverInPlace,
-// BuryCreationFenced) run it too: their counterexamples go through that
-// completion, and with the N4 rule they lose nothing in their scopes.
-func (v Variant) completesOverWitness() bool {
-	return v == CompleteOverForeignWitness || v == TakeoverInPlace || v == BuryCreationFenced
-}
 
 // Kinds of resolution of an anomaly read.
 const (
@@ -261,11 +233,6 @@ type resolution struct {
 	// not write: re-stamp it (its read token, same record), and only if
 	// stored clear nowit on both copies (their read tokens).
 	adopt bool
-	// blankWit (R4.4, review-4 N4): b is a creation's record and its
-	// other copy y holds a witness (another configuration's): rec1, a
-	// blank, is CASed onto y (x here) with its read token, then the
-	// process reads again; nothing of b is written.
-	blankWit bool
 }
 
 // rules are the optional steps of the protocol a scope turns on.
@@ -476,13 +443,6 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 	switch {
 	case presentRec(r[y]) && promised(int(y)):
 		return reballot(x, y)
-	case presentRec(r[y]) && r[y].Rec.K == witness && b.E == 0 && b.V == 0 && !v.completesOverWitness():
-		// Review-4 N4: a creation's record is not completed onto a
-		// witness. A witness on y is never b's own (b's is on w): it is
-		// another configuration's, which no Add of b read there. Blank
-		// it (its read token), then read again: the creation reaches y
-		// only by its Add's own CAS, or as a failover (a new identity).
-		return resolution{kind: resDecide, b: b, x: y, rec1: Rec{K: blank}, single: true, blankWit: true}
 	case presentRec(r[y]):
 		// Complete: fence the holder (same content, new token), then copy.
 		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, complete: true}
