@@ -3,6 +3,7 @@ package provider_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -46,6 +47,21 @@ func TestBrokenVariantsFail(t *testing.T) {
 		{"I4 lifetime ignored by a renewal", func(p *provider.Provider) providertest.API { return provider.NoLifetime{Provider: p} },
 			providertest.CheckLifetime, "I4 violated"},
 	}
+	// A store whose records expire early (at half their TTL), under the
+	// real provider.
+	t.Run("I4 early expiry", func(t *testing.T) {
+		store := halfTTL{memstore.New(memstore.Config{})}
+		defer store.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), providertest.Timeout)
+		defer cancel()
+		err := providertest.CheckNoEarlyExpiry(ctx, providertest.RealEnv(store))
+		require.Error(t, err, "the check must catch the broken store")
+		require.Contains(t, err.Error(), "I4 violated")
+		t.Logf("caught: %v", err)
+		real := providertest.RealEnv(memstore.New(memstore.Config{}))
+		defer real.Store.Close()
+		require.NoError(t, providertest.CheckNoEarlyExpiry(ctx, real))
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			env := brokenEnv(c.wrap)
@@ -62,4 +78,20 @@ func TestBrokenVariantsFail(t *testing.T) {
 			require.NoError(t, c.check(ctx, real))
 		})
 	}
+}
+
+// halfTTL is a broken store: every record it writes or touches expires
+// at half the TTL asked for.
+type halfTTL struct{ provider.Store }
+
+func (s halfTTL) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return s.Store.Add(ctx, key, value, ttl/2)
+}
+
+func (s halfTTL) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	return s.Store.CompareAndSwap(ctx, key, value, cas, ttl/2)
+}
+
+func (s halfTTL) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return s.Store.Touch(ctx, key, ttl/2)
 }
