@@ -61,6 +61,13 @@ const (
 	// LoneWitnessQ: as LoneWitnessP with the witness, of (E1, {0, 2}), on
 	// node 1 (the home secondary).
 	LoneWitnessQ
+	// ForeignWitnessN4 (review-n4's experiment): review-resume-4 N4's
+	// state: node 0 holds a witness of another configuration, (E0,
+	// {1, 2}) (a late R9 CAS of an earlier session of the id), node 1 an
+	// Add's creation record (value 13, its outcome unknown: nothing
+	// acknowledged), node 2 its witness; the Add's primary CAS was
+	// refused.
+	ForeignWitnessN4
 )
 
 // Scope bounds one exhaustive run.
@@ -181,9 +188,20 @@ type Scope struct {
 	// write (review-r14 B1): a nowit configuration whose third node holds
 	// its witness has that witness re-stamped (its read token, same
 	// record) and, only if stored, nowit cleared on both copies (CAS with
-	// their read tokens); then the read goes on. Without it the model
-	// never clears nowit.
+	// their read tokens); then the read goes on. Without it and
+	// R9ClearsNoWit the model never clears nowit.
 	AdoptWitness bool
+	// R9ClearsNoWit (with Repair) is R9's clear of nowit after writing the
+	// witness (the store's clearNoWitAfter, review-n4 M1): once R9's
+	// witness CAS is stored over a blank or stale data of a nowit
+	// configuration, read both copies again and, only if both still hold
+	// the tokens of R9's re-stamps, CAS each with that token to the same
+	// record without nowit (two commands, each delivered, lost or late on
+	// its own, as the store's parallel CASes). Without it only the
+	// adoption (AdoptWitness) clears nowit, and R8's stated residual
+	// (Excepted) stays open for a nowit configuration whose witness R9
+	// wrote, so a loss after that R9 counts as the residual.
+	R9ClearsNoWit bool
 }
 
 // Result is what a run found.
@@ -219,6 +237,11 @@ type Result struct {
 	// stated residual (the run stops there), ExceptedUnavailable final
 	// reads that could not decide in it.
 	NoWitCreations, Excepted, ExceptedUnavailable int
+	// ExceptedLoss counts those of Excepted that would be a violation
+	// without the residual (a value acknowledged or observed before the
+	// call lost); the others are "not found" answers the checker accepts
+	// anyway (the run stops at them all the same).
+	ExceptedLoss int
 	// Buried counts lone copies buried before a "not found" (review-4 D3).
 	// BuryFenceRefused counts burials given up because a re-stamp of an
 	// empty peer (D3′) was refused or unanswered (the read again).
@@ -239,6 +262,9 @@ type Result struct {
 	// Adoptions counts R9's nowit clears sent after the adopted witness
 	// was re-stamped (AdoptByTouch: touched).
 	Adoptions int
+	// R9Clears counts R9's nowit clears sent after its witness was stored
+	// and both copies still held its re-stamps' tokens (R9ClearsNoWit).
+	R9Clears int
 }
 
 type explorer struct {
@@ -350,6 +376,10 @@ func initial(sc Scope) state {
 	case sc.Start == LoneWitnessQ:
 		s.N[0], s.N[2] = node{}, node{}
 		s.N[1] = node{Item: Rec{K: witness, E: 1, P: 0, Q: 2}, Tok: 1, Ctr: 1}
+	case sc.Start == ForeignWitnessN4:
+		s.N[0] = node{Item: Rec{K: witness, E: 0, P: 1, Q: 2}, Tok: 1, Ctr: 1}
+		s.N[1] = node{Item: Rec{K: data, Val: foreignN4Val, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -827,6 +857,14 @@ func (x *explorer) final(s *state) string {
 				exec(&t.N[n], &msg{Op: opCAS, Tok: r[n].Tok, Inc: r[n].Inc, Rec: g})
 			}
 		}
+		if st1 == rOK && res.repair && x.sc.R9ClearsNoWit && res.b.NoWit {
+			// R9's clear (atomic here: the final read runs alone).
+			g := res.b
+			g.NoWit = false
+			for _, n := range [2]uint8{res.b.P, res.b.Q} {
+				exec(&t.N[n], &msg{Op: opCAS, Tok: r[n].Tok, Inc: r[n].Inc, Rec: g})
+			}
+		}
 		if st1 != rOK || res.single {
 			continue
 		}
@@ -889,9 +927,30 @@ func (x *explorer) notFound(t *state, floor uint8, what string) string {
 		// R8's stated residual: a reader that does not hear the
 		// surviving copy of such a configuration finds no session.
 		x.res.Excepted++
+		if x.nfLoss(t, floor) {
+			x.res.ExceptedLoss++ // without the residual: a violation
+		}
 		t.Halt = true
 		return ""
 	}
+	return x.nfVerdict(t, floor, what)
+}
+
+// nfLoss reports whether nfVerdict would find a "not found" a violation
+// (it changes nothing).
+func (x *explorer) nfLoss(t *state, floor uint8) bool {
+	switch {
+	case t.Deadline, t.Faults >= 2:
+		return false
+	case x.creates():
+		u := *t
+		return u.observe(0, floor, "") != ""
+	}
+	return true
+}
+
+// nfVerdict judges a "not found" outside R8's stated residual.
+func (x *explorer) nfVerdict(t *state, floor uint8, what string) string {
 	switch {
 	case t.Deadline:
 		t.NFSeen = true
@@ -1115,7 +1174,7 @@ func (x *explorer) sendRead2(t *state, c int) {
 // creates: the scope starts with no session (value 0 is "no session").
 func (x *explorer) creates() bool {
 	switch x.sc.Start {
-	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ:
+	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ, ForeignWitnessN4:
 		return true
 	}
 	return false
@@ -1151,6 +1210,10 @@ func (x *explorer) endOpOr(t *state, c int, v string) string {
 
 // value is the unique id of client c's write in program step pc.
 func value(c int, pc uint8) uint8 { return uint8(1 + c*4 + int(pc)) }
+
+// foreignN4Val is the value of ForeignWitnessN4's creation record: no
+// client's write (value gives at most 12), built on "no session".
+const foreignN4Val = 13
 
 func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	cl := &t.C[c]
@@ -1344,11 +1407,23 @@ func (x *explorer) advance(t *state, c int) string {
 		tx, ix := cl.R[res.x].Tok, cl.R[res.x].Inc
 		read := cl.R
 		newRound(t, c)
+		if res.repair && x.sc.R9ClearsNoWit && res.b.NoWit {
+			// R9's clear (clearNoWitAfter): remember the record and, for
+			// R9Unfenced, the read's tokens (the re-stamps replace them).
+			cl.DR2 = res.b
+			cl.DR2.NoWit = false
+			cl.TokP, cl.IncP = read[res.b.P].Tok, read[res.b.P].Inc
+			cl.TokQ, cl.IncQ = read[res.b.Q].Tok, read[res.b.Q].Inc
+		}
 		if res.repair && !(x.sc.Variant == R9Unfenced && res.rec1.K == witness) {
 			// R9: re-stamp both data copies (same content, new token);
 			// the blank gets the witness only if both were stored.
 			for _, n := range res.rs {
-				m := x.decide(t, c, n, read[n].Tok, read[n].Inc, read[n].Rec)
+				rec := read[n].Rec
+				if x.sc.Variant == R9ClearFirst && x.sc.R9ClearsNoWit {
+					rec.NoWit = false // broken: the clear before the witness
+				}
+				m := x.decide(t, c, n, read[n].Tok, read[n].Inc, rec)
 				m.Prom = read[n].Prom
 				// keepExp: its own t, or the other copy's carried
 				// over (copyExp) when longer (D2).
@@ -1388,6 +1463,11 @@ func (x *explorer) advance(t *state, c int) string {
 				x.sendRead2(t, c)
 				return ""
 			}
+		}
+		if d := cl.DR2; d.K == data {
+			// R9's clear uses the re-stamps' tokens (pcas, qcas).
+			cl.TokP, cl.IncP = cl.R[d.P].Tok, cl.R[d.P].Inc
+			cl.TokQ, cl.IncQ = cl.R[d.Q].Tok, cl.R[d.Q].Inc
 		}
 		newRound(t, c)
 		x.decide(t, c, cl.DX, cl.DT2, cl.DI2, cl.DR1)
@@ -1451,18 +1531,23 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		x.res.Adoptions++
-		newRound(t, c)
-		for _, n := range [2]uint8{d.P, d.Q} {
-			tok, inc := cl.TokP, cl.IncP
-			if n == d.Q {
-				tok, inc = cl.TokQ, cl.IncQ
-			}
-			m := x.decide(t, c, n, tok, inc, d)
-			x.setLife(m, lifeMax+d.P+d.Q-n) // keepExp, as R9's re-stamps
-		}
+		x.clearNoWit(t, c, d)
 		cl.Phase = phAdoptClear
 	case phAdoptClear:
 		cl.P, cl.Q = cl.DR1.P, cl.DR1.Q
+		x.sendRead1(t, c)
+	case phR9ClearRead:
+		d := cl.DR2
+		cl.P, cl.Q = d.P, d.Q
+		rp, rq := cl.R[d.P], cl.R[d.Q]
+		if rp.St != rOK || rq.St != rOK || rp.Tok != cl.TokP || rp.Inc != cl.IncP || rq.Tok != cl.TokQ || rq.Inc != cl.IncQ {
+			x.sendRead1(t, c) // a copy changed, or no reply: no clear
+			return ""
+		}
+		x.res.R9Clears++
+		x.clearNoWit(t, c, d)
+		cl.Phase = phR9Clear
+	case phR9Clear:
 		x.sendRead1(t, c)
 	case phBuryFence:
 		for n := range numNodes {
@@ -1491,6 +1576,15 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		if cl.DX == cl.DY { // a single write (witness repair): read again
+			if d := cl.DR2; d.K == data {
+				// R9's clear (R9ClearsNoWit): its witness is stored;
+				// read both copies again (clearNoWitAfter).
+				newRound(t, c)
+				x.send(t, c, d.P, opGet, 0, 0, Rec{})
+				x.send(t, c, d.Q, opGet, 0, 0, Rec{})
+				cl.Phase = phR9ClearRead
+				return ""
+			}
 			x.sendRead1(t, c)
 			return ""
 		}
@@ -1687,6 +1781,23 @@ func (x *explorer) fenceBlanks(t *state, c int, fence [numNodes]bool) {
 		if fence[n] {
 			x.decide(t, c, n, read[n].Tok, read[n].Inc, Rec{K: blank}).TTL = read[n].Rem
 		}
+	}
+}
+
+// clearNoWit starts a round of client c that CASes both copies of d's
+// configuration to d (nowit cleared), each with the token in TokP/IncP or
+// TokQ/IncQ and keepExp: R9's adoption, and R9's clear after its witness
+// (R9ClearsNoWit).
+func (x *explorer) clearNoWit(t *state, c int, d Rec) {
+	cl := &t.C[c]
+	newRound(t, c)
+	for _, n := range [2]uint8{d.P, d.Q} {
+		tok, inc := cl.TokP, cl.IncP
+		if n == d.Q {
+			tok, inc = cl.TokQ, cl.IncQ
+		}
+		m := x.decide(t, c, n, tok, inc, d)
+		x.setLife(m, lifeMax+d.P+d.Q-n) // keepExp, as R9's re-stamps
 	}
 }
 

@@ -222,12 +222,15 @@ const (
 	phWitBury   // R14: CAS the lone witness to a blank
 	phAdopt     // R9's adoption (review-r14 B1): re-stamp the witness
 	phAdoptClear
+	phR9ClearRead // R9's clear (Scope.R9ClearsNoWit): read both copies again
+	phR9Clear     // ... and CAS both, if still re-stamped, without nowit
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
-	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit"}
+	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
+	"r9-clear-read", "r9-clear-nowit"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 

@@ -162,6 +162,13 @@ const (
 	// still lands on the adopted witness, and one flush then leaves a lone
 	// copy between two blanks (Scope.AdoptWitness).
 	AdoptByTouch
+	// R9ClearFirst is R9's clear of nowit (Scope.R9ClearsNoWit) made
+	// before its witness is stored: the re-stamps of both copies write
+	// the record without nowit, as review 4's D4 forbids ("never before").
+	// A witness CAS that then gets no reply and is never run leaves an
+	// unmarked configuration with nothing on its third node: one flush of
+	// a copy, and R4.1 takes the lone copy for expired.
+	R9ClearFirst
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -169,7 +176,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
-	"bury-unfenced", "r14-unfenced", "adopt-by-touch"}
+	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first"}
 
 func (v Variant) String() string { return variantNames[v] }
 

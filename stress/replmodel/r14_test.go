@@ -25,7 +25,7 @@ func r14Add(v Variant) Scope {
 // nowit), then writes; one flush or restart, two timeouts, the wrong
 // suspicion scripted first (prefix's first step).
 func r14Adopt(v Variant, prefix []string, maxStates int) Scope {
-	return Scope{Variant: v, Start: LoneWitness, OldWitness: true, Repair: true, AdoptWitness: true,
+	return Scope{Variant: v, Start: LoneWitness, OldWitness: true, Repair: true, AdoptWitness: true, R9ClearsNoWit: true,
 		Programs: [][]OpKind{{Read}, {Create, Scan, RMW}}, Prefix: prefix,
 		MaxFaults: 1, Restart: true, MaxTimeouts: 2, MaxSuspicions: 1, MaxStates: maxStates}
 }

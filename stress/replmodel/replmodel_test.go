@@ -12,6 +12,9 @@ import (
 var (
 	full = flag.Bool("replmodel.full", false, "run the larger scopes (make model)")
 	long = flag.Bool("replmodel.long", false, "also run revision 1's bounded searches (half an hour or more)")
+	// r9clear (experiment, review-n4 M1): set Scope.R9ClearsNoWit in every
+	// scope mustHold checks.
+	r9clear = flag.Bool("replmodel.r9clear", false, "experiment: R9 clears nowit in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -22,8 +25,13 @@ func report(t *testing.T, name string, r Result) {
 
 func mustHold(t *testing.T, name string, sc Scope) Result {
 	t.Helper()
+	if *r9clear {
+		sc.R9ClearsNoWit = true
+	}
 	r := Check(sc)
 	report(t, name, r)
+	t.Logf("%s: R9ClearsNoWit=%v: R8's residual: %d reads find no session (%d of them a loss without it), %d final reads unavailable; nowit clears: %d after R9's witness, %d after an adoption",
+		name, sc.R9ClearsNoWit, r.Excepted, r.ExceptedLoss, r.ExceptedUnavailable, r.R9Clears, r.Adoptions)
 	if r.Violation != "" {
 		t.Fatalf("%s: %s\n%s", name, r.Violation, strings.Join(r.Trace, "\n"))
 	}

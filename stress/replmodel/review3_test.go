@@ -34,15 +34,16 @@ func rejected(t *testing.T, sc Scope, want ...string) Result {
 // witness goes to that node, which the Add still reads and CASes; when it
 // gives no reply within Timeout (a timeout, no fault) the record goes to
 // the two others marked nowit, and the key on the process's witness-less
-// list, whose R9 the process's next step runs (a Scan). One flush or
-// restart anywhere, 2 timeouts (the unresponsive candidate's and one
-// more, so that a reader can miss the surviving copy). Checked: every
+// list, whose R9 the process's next step runs (a Scan); R9, its witness
+// stored, clears nowit on both copies (R9ClearsNoWit, review-n4 M1). One
+// flush or restart anywhere, 2 timeouts (the unresponsive candidate's and
+// one more, so that a reader can miss the surviving copy). Checked: every
 // single-fault guarantee, except exactly R8's stated residual (a flush of
-// a nowit copy before its R9: a read that does not hear the other copy
+// a copy still marked nowit: a read that does not hear the other copy
 // finds no session; the final read may be ErrUnavailable), which is
 // counted and where the run stops.
 func addUnresponsive(v Variant, suspect string, programs [][]OpKind, timeouts int) Scope {
-	return Scope{Variant: v, Start: Empty, Repair: true, OldWitness: true, AdoptWitness: true, Programs: programs,
+	return Scope{Variant: v, Start: Empty, Repair: true, OldWitness: true, AdoptWitness: true, R9ClearsNoWit: true, Programs: programs,
 		Prefix:    []string{"SUSPICION: c0 holds node " + suspect + " failed", "c0 starts Add"},
 		MaxFaults: 1, Restart: true, MaxTimeouts: timeouts, MaxSuspicions: 1}
 }
@@ -61,6 +62,9 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 		{"witness node suspected", addUnresponsive(Correct, "2", addScan, 2)},
 		{"primary node suspected (configuration {1,2})", addUnresponsive(Correct, "0", addScan, 2)},
 		{"against a second Add", addUnresponsive(Correct, "2", [][]OpKind{{Create, Scan}, {Create}}, 1)},
+		// Review-n4 M1: a write after R9's clear of nowit, then a fault
+		// (R9ClearFirst, the clear before the witness, is rejected here).
+		{"witness node suspected, then a write", addUnresponsive(Correct, "2", [][]OpKind{{Create, Scan, RMW}}, 2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := mustHold(t, tc.name, tc.sc)
@@ -68,6 +72,9 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 				r.NoWitCreations, r.Excepted, r.ExceptedUnavailable, r.Adoptions)
 			if r.NoWitCreations == 0 || r.WitnessRepairs == 0 {
 				t.Error("no two-record creation, or no R9 after one: the scope does not reach R8's case")
+			}
+			if r.R9Clears == 0 {
+				t.Error("R9 never cleared nowit after its witness: the scope does not reach clearNoWitAfter")
 			}
 			if r.Excepted+r.ExceptedUnavailable == 0 {
 				t.Error("the stated residual is never reached: the scope is weaker than the rule's window")
@@ -79,6 +86,9 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 		// reads an Add's blank primary before its CAS, the witness
 		// flushed, buries the secondary; the Add is then acknowledged.
 		rejected(t, addUnresponsive(BuryCreation, "2", [][]OpKind{{Create, Scan}, {Create}}, 1), "FAULT: flush_all", "cas blank")
+	})
+	t.Run("R9ClearFirst rejected", func(t *testing.T) {
+		rejected(t, addUnresponsive(R9ClearFirst, "2", [][]OpKind{{Create, Scan, RMW}}, 2), "times out on node 1 (restamp)", "FAULT")
 	})
 	t.Run("NoWitUnmarked rejected", func(t *testing.T) {
 		rejected(t, addUnresponsive(NoWitUnmarked, "2", addScan, 2), "times out on node 2 (add-witness)", "FAULT")
