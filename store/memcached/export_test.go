@@ -244,6 +244,23 @@ func SetKeepOldWitness(s *Store) { s.hooks.keepOldWitness = true }
 // whatever its age.
 func SetBuryAnyAge(s *Store) { s.hooks.buryAnyAge = true }
 
+// SetBuryUnfenced is a broken variant of R14 (the model's R14Unfenced):
+// it buries the witness without re-stamping the blanks first.
+func SetBuryUnfenced(s *Store) { s.hooks.buryUnfenced = true }
+
+// SetBuryFreshToken is a broken variant of R14: the burial CAS carries
+// the witness's token read again just before it, not the one the
+// deciding read returned.
+func SetBuryFreshToken(s *Store) { s.hooks.buryFreshToken = true }
+
+// SetBeforeBury sets a function called when R14 has re-stamped both
+// blanks and is about to send its burial CAS.
+func SetBeforeBury(s *Store, f func(key string)) { s.hooks.beforeBury = f }
+
+// SetAfterAddWitness sets a function called when an Add (R8) has stored
+// its witness and is about to send its data CASes.
+func SetAfterAddWitness(s *Store, f func(key string)) { s.hooks.afterAddWitness = f }
+
 // SetWitnessTouched sets a function called when the reply to a witness
 // touch (R2, R3) has been read.
 func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = f }

@@ -347,6 +347,10 @@ type testHooks struct {
 	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
 	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
 	keepOldWitness          bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
+	buryUnfenced            bool             // broken variant (the model's R14Unfenced): R14 buries the witness without re-stamping the blanks first
+	beforeBury              func(key string) // R14 re-stamped both blanks, its burial CAS not yet sent
+	buryFreshToken          bool             // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
+	afterAddWitness         func(key string) // an Add stored its witness, its data CASes not yet sent
 	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
 	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)

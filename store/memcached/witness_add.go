@@ -87,6 +87,9 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 		}
 		return 0, unknown("add: the witness", err)
 	}
+	if h := w.s.hooks.afterAddWitness; h != nil {
+		h(key)
+	}
 	done := []written{{wr.n, copyToken{cand: wr.cand, cas: wcas, inc: wr.inc}}}
 	return w.create(ctx, key, env, value, exp, &rs, done)
 }

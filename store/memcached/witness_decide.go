@@ -633,7 +633,12 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 // scan's visits bury it once no touching read came for T + 10 s.
 // Refused or unanswered: left as it was (a CAS unanswered may
 // still run: R9 re-stamps a witness it adopts before relying on it,
-// fenceWitness).
+// fenceWitness). A promised witness is buried too (review-r14 m5): the
+// promising decision's fence is a CAS of a data copy with that copy's
+// read token, and both other candidates were read blank and are
+// re-stamped first (R11's argument for R9 writing over a promise); its
+// copy onto this node holds the promise's token, which the burial
+// replaces.
 func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead) {
 	if w.s.hooks.keepOldWitness {
 		return
@@ -653,8 +658,16 @@ func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRea
 	if int64(w.tw)-wit.ttl <= int64(wit.env.Timeout)+int64(oldWitnessAfter/time.Second) && !w.s.hooks.buryAnyAge {
 		return
 	}
-	if !w.fenceEmpties(ctx, key, rs) {
+	if !w.s.hooks.buryUnfenced && !w.fenceEmpties(ctx, key, rs) {
 		return
+	}
+	if h := w.s.hooks.beforeBury; h != nil {
+		h(key)
+	}
+	if w.s.hooks.buryFreshToken {
+		if r, err := w.read(ctx, wit.n, wit.cand, key, " v c t f"); err == nil {
+			wit.cas = r.cas
+		}
 	}
 	if _, err := w.casBlank(ctx, key, wit); err == nil {
 		w.emit(provider.EventRepair, wit.n, "an expired session's witness buried (R14)", nil)
