@@ -12,7 +12,9 @@ import "testing"
 // completion over the foreign witness, held in 5,456,108 states; with the
 // model's clear, 8,274,306. With review-4 N4's fix (the readers re-ballot
 // the creation, nowit, and R9 replaces the Add's witness on the third
-// node and clears nowit) it holds in 81,160,827 states (about 5 minutes).
+// node and clears nowit) it holds in 81,160,827 states (about 5 minutes),
+// the final read deciding wherever a value was returned (FinalDecides, as
+// with the rule before).
 func TestForeignWitnessN4(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
@@ -20,7 +22,7 @@ func TestForeignWitnessN4(t *testing.T) {
 	if !*full {
 		t.Skip("81 million states: go test ./replmodel -replmodel.full (make model)")
 	}
-	r := mustHold(t, "N4's state, two readers and the scan, 1 flush or restart", Scope{Variant: Correct, Start: ForeignWitnessN4,
+	r := mustHold(t, "N4's state, two readers and the scan, 1 flush or restart", Scope{Variant: Correct, Start: ForeignWitnessN4, FinalDecides: true,
 		Repair: true, OldWitness: true, AdoptWitness: true, R9ClearsNoWit: true,
 		Programs: [][]OpKind{{Read, Read, Scan}, {Read}}, MaxFaults: 1, Restart: true, MaxStates: 120_000_000})
 	if r.R9Clears == 0 {
