@@ -68,6 +68,13 @@ const (
 	// acknowledged), node 2 its witness; the Add's primary CAS was
 	// refused.
 	ForeignWitnessN4
+	// LateForeignWitness (review-4 N4 with its Add in flight): no
+	// session; node 0 (the Add's primary) holds a blank, and a witness
+	// CAS of another configuration, (E0, {1, 2}), carrying that blank's
+	// token (a late R9 CAS of an earlier session of the id, its client
+	// gone), is in flight: it may land before the Add's read (a lone
+	// witness, taken over), or after it, refusing the Add's primary CAS.
+	LateForeignWitness
 )
 
 // Scope bounds one exhaustive run.
@@ -265,6 +272,12 @@ type Result struct {
 	// R9Clears counts R9's nowit clears sent after its witness was stored
 	// and both copies still held its re-stamps' tokens (R9ClearsNoWit).
 	R9Clears int
+	// CreationReballots counts decisions that re-balloted a creation's
+	// record over a witness on its other data candidate (review-4 N4's
+	// fix); CreationReballotsDone those whose copy was stored (the new
+	// configuration made); WitnessReplaced R9's witness CASes stored
+	// over a witness of another configuration (or a promised one).
+	CreationReballots, CreationReballotsDone, WitnessReplaced int
 }
 
 type explorer struct {
@@ -380,6 +393,10 @@ func initial(sc Scope) state {
 		s.N[0] = node{Item: Rec{K: witness, E: 0, P: 1, Q: 2}, Tok: 1, Ctr: 1}
 		s.N[1] = node{Item: Rec{K: data, Val: foreignN4Val, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
+	case sc.Start == LateForeignWitness:
+		s.N[1], s.N[2] = node{}, node{}
+		s.N[0] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
+		s.M[0] = msg{Used: true, Orphan: true, Node: 0, Op: opCAS, Tok: 1, Rec: Rec{K: witness, E: 0, P: 1, Q: 2}}
 	case sc.Variant == NoWitness:
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
@@ -1034,6 +1051,8 @@ func (x *explorer) deliver(t *state, i int) string {
 			x.res.WitnessRepairs++
 		case m.Rec.K == witness && prev == data && !m.Orphan && t.C[m.Client].Phase == phDec1:
 			x.res.StaleConverted++
+		case m.Rec.K == witness && prev == witness && !m.Orphan && t.C[m.Client].Phase == phDec1:
+			x.res.WitnessReplaced++
 		case m.Rec.Pend:
 			x.res.Fences++
 		case m.Rec.K == data && !m.Orphan && t.C[m.Client].Phase == phCrP:
@@ -1174,7 +1193,7 @@ func (x *explorer) sendRead2(t *state, c int) {
 // creates: the scope starts with no session (value 0 is "no session").
 func (x *explorer) creates() bool {
 	switch x.sc.Start {
-	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ, ForeignWitnessN4:
+	case Empty, LoneWitness, LoneWitnessP, LoneWitnessQ, ForeignWitnessN4, LateForeignWitness:
 		return true
 	}
 	return false
@@ -1335,6 +1354,10 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.exc && x.creates() {
 			t.ExcOpen = true // only creation scopes' E0 V0 records are creations
 		}
+		if res.overWitness {
+			x.res.CreationReballots++
+		}
+		cl.OW = res.overWitness
 		if res.single {
 			res.y = res.x
 		}
@@ -1399,7 +1422,7 @@ func (x *explorer) advance(t *state, c int) string {
 			// completion onto a data copy, and R11's re-ballot, keep
 			// y's own if longer.
 			cl.DL = lifeCopy + res.x
-			if res.reballot || res.complete && cl.R[res.y].St == rOK && cl.R[res.y].Rec.K == data {
+			if (res.reballot || res.complete) && cl.R[res.y].St == rOK && cl.R[res.y].Rec.K == data {
 				cl.DL = lifeMax + res.x
 			}
 		}
@@ -1592,6 +1615,9 @@ func (x *explorer) advance(t *state, c int) string {
 		x.sendSecond(t, c)
 		cl.Phase = phDec2
 	case phDec2, phDecBoth:
+		if cl.R[cl.DY].St == rOK && cl.OW {
+			x.res.CreationReballotsDone++
+		}
 		if cl.R[cl.DY].St == rOK {
 			cl.P, cl.Q = cl.DR2.P, cl.DR2.Q
 		}

@@ -281,6 +281,9 @@ type client struct {
 	// 9): it sends them nothing until its probe sees them answer again.
 	// Scopes with MaxSuspicions make such a suspicion wrong at any step.
 	Susp [numNodes]bool
+	// OW: the decision under way is a re-ballot of a creation's record
+	// over a witness (review-4 N4's fix), for Result's counts.
+	OW bool
 }
 
 const (
@@ -312,7 +315,8 @@ type state struct {
 	// The stated exception to the single-fault guarantee (R8, review-3
 	// M1): ExcOpen once a configuration was begun with two present records
 	// because a candidate did not answer an Add (R8's two-record creation,
-	// or a failover from a creation's record whose other copy was silent);
+	// a failover from a creation's record whose other copy was silent, or
+	// a creation's record re-balloted over a witness, review-4 N4);
 	// Exception once a fault then removed a data copy of a nowit
 	// configuration whose third node holds nothing. From then on a "not
 	// found" is the stated residual: counted, and the run stops there.

@@ -169,6 +169,23 @@ const (
 	// unmarked configuration with nothing on its third node: one flush of
 	// a copy, and R4.1 takes the lone copy for expired.
 	R9ClearFirst
+	// CreationCompletesOverWitness is R4.4 before review-4 N4's fix: a
+	// creation's record (E0, V0) on x whose other data candidate y holds
+	// a witness (of any configuration: a late R9 witness CAS of an
+	// earlier session landed on the Add's primary blank) counts that
+	// witness as a present y and completes the creation onto it, so the
+	// creator, which cannot tell, may resume it after a Delete (R8's
+	// "Open (review-4 N4)"); and R11.3's re-ballot of such a creation
+	// over a promised witness is not marked nowit. The Add, its primary
+	// CAS refused by that witness, undoes its own witness: one flush of
+	// a copy then leaves a lone creation's copy, ErrUnavailable for good
+	// (TestCreationOverLateWitness).
+	CreationCompletesOverWitness
+	// CreationReballotUnmarked is review-4 N4's re-ballot without the
+	// nowit mark: the Add's undo blanks the third node, one flush of a
+	// copy leaves a lone copy of epoch 1 that R4.1 buries, a value a
+	// read returned (TestCreationOverLateWitness).
+	CreationReballotUnmarked
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -176,9 +193,22 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"creation-failover-unmarked", "nowit-unmarked",
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
-	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first"}
+	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
+	"creation-completes-over-witness", "creation-reballot-unmarked"}
 
 func (v Variant) String() string { return variantNames[v] }
+
+// completesOverWitness: R4.4 completes a creation's record over a witness
+// on its other data candidate (the rule before review-4 N4's fix). Two
+// older broken variants keep it, since their counterexamples are that
+// completion: TakeoverInPlace's (review-lonewit B1; with the re-ballot the
+// same schedule ends in R8's stated residual, nowit and exc, which the
+// checker excuses) and BuryCreationFenced's (a reader's R4.4 makes a
+// creation's configuration whose Add then undoes its witness; with the
+// re-ballot no reader makes one: the scope holds).
+func (v Variant) completesOverWitness() bool {
+	return v == CreationCompletesOverWitness || v == TakeoverInPlace || v == BuryCreationFenced
+}
 
 func (v Variant) insertsContent() bool { return v == NoWitness || v == InsertContent }
 
@@ -207,7 +237,8 @@ type resolution struct {
 	repair bool
 	rs     [2]uint8
 	// exc: a failover from a creation's record whose other copy was
-	// silent, absent or blank (the stated exception's second origin, R8).
+	// silent, absent or blank (the stated exception's second origin, R8),
+	// or a re-ballot of one over a witness (its third, review-4 N4).
 	exc bool
 	// bury (review-4 D3): rec1 is a blank CASed onto the lone copy x; the
 	// answer is "not found" only if that was stored.
@@ -216,8 +247,13 @@ type resolution struct {
 	// with its read token, its own record, and the new epoch promised.
 	promise bool
 	// reballot (R11.3): the promised y holds b's content (the store's
-	// re-ballot gives its copy the longer of both lifetimes).
+	// re-ballot gives its copy the longer of both lifetimes when y is a
+	// data record).
 	reballot bool
+	// overWitness (review-4 N4's fix): the re-ballot of a creation's
+	// record b whose y holds a witness, instead of R4.4's completion
+	// (nowit, and the stated exception's third origin: exc).
+	overWitness bool
 	// fence (R4.1, review-ballot m4): a "not found" with a candidate
 	// unheard first re-stamps these blanks it counted, each with its read
 	// token, and answers only if all were stored (refused or silent: read
@@ -266,6 +302,10 @@ func maxEpoch(r *[numNodes]reply) uint8 {
 	}
 	return e
 }
+
+// sameConfig reports whether a and b belong to one configuration (epoch,
+// primary, secondary).
+func sameConfig(a, b Rec) bool { return a.E == b.E && a.P == b.P && a.Q == b.Q }
 
 func presentRec(r reply) bool {
 	return r.St == rOK && (r.Rec.K == data || r.Rec.K == witness)
@@ -420,8 +460,13 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		// failover's stale copy, a lost fence), on the third node becomes
 		// the witness, after both copies are re-stamped; also over a
 		// promise (review-ballot M2: the re-stamps make the promising
-		// decision's fence, on one of the two copies, impossible to land).
-		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank()) {
+		// decision's fence, on one of the two copies, impossible to land),
+		// and over a witness of another configuration (the store's
+		// repairWitness: an Add's witness that a re-ballot of its
+		// creation left, review-4 N4; a late R9 witness CAS of another
+		// configuration) or a promised one of b's (review-r11 m2).
+		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank() ||
+			r[w].Rec.K == witness && (!sameConfig(r[w].Rec, b) || r[w].Prom != 0)) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
 		// R9's adoption (review-r14 B1): b is nowit (R8's two-record
@@ -431,7 +476,7 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		// it, then clear nowit on both copies. The store also touches it
 		// with TW (witnessOutlives): lengths, not modelled here.
 		if w := 3 - b.P - b.Q; repair && o.adopt && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
-			r[w].Rec.K == witness && r[w].Rec.E == b.E && r[w].Rec.P == b.P && r[w].Rec.Q == b.Q {
+			r[w].Rec.K == witness && sameConfig(r[w].Rec, b) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: r[w].Rec, single: true, adopt: true}
 		}
 		return resolution{kind: resReturn, b: b}
@@ -447,6 +492,24 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 	w := 3 - b.P - b.Q
 	done := b
 	done.Pend = false
+	// Review-4 N4: a creation's record (E0, V0) whose y holds a witness
+	// (of any configuration, promised or not) is not completed over it:
+	// y never held this record, and the creator, whose Add never sent
+	// its primary CAS, may resume it later (R8), so a completion there
+	// makes the creation take effect behind its back. It is re-balloted
+	// onto x and y instead (R11's steps: a new identity), marked nowit
+	// as R7 marks a creation's failover (review-3 M1: the Add, its
+	// primary CAS refused, undoes its witness on the third node, which
+	// the re-ballot keeps until R9), and the stated exception's window
+	// (exc) opens as for that failover.
+	if b.E == 0 && b.V == 0 && !b.Pend && r[y].St == rOK && r[y].Rec.K == witness && !v.completesOverWitness() {
+		res := reballot(x, y)
+		if v != CreationReballotUnmarked {
+			res.rec1.NoWit, res.rec2.NoWit = true, true
+		}
+		res.exc, res.overWitness = true, true
+		return res
+	}
 	switch {
 	case presentRec(r[y]) && promised(int(y)):
 		return reballot(x, y)

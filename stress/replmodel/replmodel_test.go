@@ -15,6 +15,9 @@ var (
 	// r9clear (experiment, review-n4 M1): set Scope.R9ClearsNoWit in every
 	// scope mustHold checks.
 	r9clear = flag.Bool("replmodel.r9clear", false, "experiment: R9 clears nowit in every scope mustHold checks")
+	// n4old (experiment, review-4 N4): check every Correct scope mustHold
+	// checks with R4.4 as before the fix (CreationCompletesOverWitness).
+	n4old = flag.Bool("replmodel.n4old", false, "experiment: R4.4 completes a creation over a witness (the rule before review-4 N4's fix) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -28,10 +31,15 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	if *r9clear {
 		sc.R9ClearsNoWit = true
 	}
+	if *n4old && sc.Variant == Correct {
+		sc.Variant = CreationCompletesOverWitness
+	}
 	r := Check(sc)
 	report(t, name, r)
 	t.Logf("%s: R9ClearsNoWit=%v: R8's residual: %d reads find no session (%d of them a loss without it), %d final reads unavailable; nowit clears: %d after R9's witness, %d after an adoption",
 		name, sc.R9ClearsNoWit, r.Excepted, r.ExceptedLoss, r.ExceptedUnavailable, r.R9Clears, r.Adoptions)
+	t.Logf("%s: %v: creations re-balloted over a witness: %d decisions, %d made; R9 witnesses over another's witness: %d",
+		name, sc.Variant, r.CreationReballots, r.CreationReballotsDone, r.WitnessReplaced)
 	if r.Violation != "" {
 		t.Fatalf("%s: %s\n%s", name, r.Violation, strings.Join(r.Trace, "\n"))
 	}
