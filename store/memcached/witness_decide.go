@@ -382,6 +382,24 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
+		if creation(b) && y.st == stWitness && !w.s.hooks.completeOverWitness {
+			// Review-resume-4 N4: a creation stopped at its secondary
+			// with a witness of another configuration on its primary
+			// (a late witness CAS of an earlier session of the id, on
+			// the blank the Add read: the Add itself takes a lone
+			// witness over before it writes). Completing b over it
+			// made b whole without its creator knowing, and after a
+			// Delete not hearing x the creator's resumption served it
+			// again. Re-ballot instead (R11.3's steps, y as w): a new
+			// identity, which no resumption of b's matches, nowit as
+			// every creation's failover (R7: the Add's undo may blank
+			// its witness on the third node).
+			nb := b
+			nb.NoWit = true
+			stored, err := w.reballot(ctx, key, rs, x, y, nb, payload, touch)
+			st.refused = !stored && err == nil
+			return nil, true, err
+		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
@@ -422,8 +440,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // acknowledged Delete, or the primary written since: review-resume B1,
 // review-resume-2 N1), the key leaves the list; R9 then stores the
 // witness. One resumption of a key runs at a time (review-resume-4 N3).
-// Open: a reader's R4.4 over a foreign witness on the primary can make b
-// whole without the creator knowing (review-resume-4 N4, R8).
+// A reader never completes b over a foreign witness on the primary: it
+// re-ballots it, a new identity (review-resume-4 N4, R8).
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
