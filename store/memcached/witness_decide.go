@@ -306,7 +306,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
 	touch := w.touchExp(o, b.Timeout)
 	reballot := func(x, wc *copyRead) (*hit, bool, error) {
-		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch)
+		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch, "a promised copy re-balloted")
 		st.refused = !stored && err == nil
 		return nil, true, err
 	}
@@ -396,7 +396,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// its witness on the third node).
 			nb := b
 			nb.NoWit = true
-			stored, err := w.reballot(ctx, key, rs, x, y, nb, payload, touch)
+			stored, err := w.reballot(ctx, key, rs, x, y, nb, payload, touch, "a creation re-balloted over a foreign witness")
 			st.refused = !stored && err == nil
 			return nil, true, err
 		}
@@ -811,7 +811,8 @@ func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, 
 // is queued). errExpiring when x's copy has too little left to copy;
 // otherwise stored reports whether all three writes were stored. wc holds
 // this session, so a touching call's (touch, touchExp) is for all three.
-func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte, touch int32) (stored bool, err error) {
+// why is the detail of the repair event it emits once stored.
+func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte, touch int32, why string) (stored bool, err error) {
 	exp, ok := copyExp(x.ttl, b.Timeout)
 	if !ok {
 		return false, errExpiring
@@ -824,7 +825,7 @@ func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, 
 	if !w.configure(ctx, key, x, wc, fence, payload, decisionExp{copy: exp, touch: touch, touchPromise: true}) {
 		return false, nil
 	}
-	w.emit(provider.EventRepair, wc.n, "a promised copy re-balloted", nil)
+	w.emit(provider.EventRepair, wc.n, why, nil)
 	w.repair.enqueue(key)
 	return true, nil
 }

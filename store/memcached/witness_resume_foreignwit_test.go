@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +63,15 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 				hook: func() { unreachQ.Store(true) }, onHold: func(h *heldConn) { heldQ = h }}
 		})
 	memcached.SetRepairQueueOff(s)
+	var evMu sync.Mutex
+	var details []string
+	r.cfg.OnEvent = func(e provider.Event) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		details = append(details, e.Detail)
+	}
 	reader := r.store(t, nil)
+	r.cfg.OnEvent = nil
 	memcached.SetRepairQueueOff(reader)
 	if before {
 		memcached.SetCompleteOverWitness(reader)
@@ -110,6 +119,9 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 		require.Positive(t, envs[1].E, "a new epoch, not the creation's record")
 		require.Equal(t, [2]uint8{1, 0}, [2]uint8{envs[1].P, envs[1].Q}, "the holder its primary, the witness's node its secondary")
 		require.True(t, envs[1].NoWit, "nowit until R9 stores its witness")
+		evMu.Lock()
+		require.Contains(t, details, "a creation re-balloted over a foreign witness", "the reader's event")
+		evMu.Unlock()
 		if witR9 {
 			memcached.RepairKey(reader, key)
 			require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, r.cands, key), "two data copies and a witness")
