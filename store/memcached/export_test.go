@@ -304,3 +304,8 @@ func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }
 // a witness of another configuration on its primary, as over any present
 // record, instead of re-balloting it.
 func SetCompleteOverWitness(s *Store) { s.hooks.completeOverWitness = true }
+
+// SetReballotKeepsNoWit makes s the code before review-n4b F1: R11.3's
+// re-ballot of a creation's record copies the record's nowit mark (none
+// for a creation with its witness) instead of marking it as R7 does.
+func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }

@@ -394,9 +394,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// identity, which no resumption of b's matches, nowit as
 			// every creation's failover (R7: the Add's undo may blank
 			// its witness on the third node).
-			nb := b
-			nb.NoWit = true
-			stored, err := w.reballot(ctx, key, rs, x, y, nb, payload, touch, "a creation re-balloted over a foreign witness")
+			stored, err := w.reballot(ctx, key, rs, x, y, b, payload, touch, "a creation re-balloted over a foreign witness")
 			st.refused = !stored && err == nil
 			return nil, true, err
 		}
@@ -822,6 +820,11 @@ func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, 
 	}
 	fence := b
 	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, wc.cand
+	// Review-n4b F1: a creation's re-ballot is nowit, as its failover
+	// (R7): the Add may have undone its witness on the third node (its
+	// primary CAS refused), and the re-ballot's promise, left alone, makes
+	// every later decision on the key a re-ballot.
+	fence.NoWit = b.NoWit || creation(b) && !w.s.hooks.reballotKeepsNoWit
 	if !w.configure(ctx, key, x, wc, fence, payload, decisionExp{copy: exp, touch: touch, touchPromise: true}) {
 		return false, nil
 	}
