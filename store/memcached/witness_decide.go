@@ -387,13 +387,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// with a witness of another configuration on its primary
 			// (a late witness CAS of an earlier session of the id, on
 			// the blank the Add read: the Add itself takes a lone
-			// witness over before it writes). Completing b over it
-			// made b whole without its creator knowing, and after a
-			// Delete not hearing x the creator's resumption served it
-			// again. Re-ballot instead (R11.3's steps, y as w): a new
+			// witness over before it writes; the Add's outcome unknown
+			// at x, or its primary CAS refused by that witness and its
+			// witness undone). Completing b over it made b whole
+			// without its creator knowing, and after a Delete not
+			// hearing x the creator's resumption served it again.
+			// Re-ballot instead (R11.3's steps, y as w): a new
 			// identity, which no resumption of b's matches, nowit as
-			// every creation's failover (R7: the Add's undo may blank
-			// its witness on the third node).
+			// every re-ballot of a creation (reballot; review-n4b F1).
 			stored, err := w.reballot(ctx, key, rs, x, y, b, payload, touch, "a creation re-balloted over a foreign witness")
 			st.refused = !stored && err == nil
 			return nil, true, err
