@@ -99,14 +99,7 @@ func creationReballot(t *testing.T, holdFence bool, before string) {
 	// re-ballot's fence) is held.
 	armedR := holdFence
 	var heldFence *heldConn
-	reader := r.store(t, func(dctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(dctx, network, a)
-		if err != nil || a != r.cands[1] {
-			return c, err
-		}
-		return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedR, key: key},
-			onHold: func(h *heldConn) { heldFence = h }}, nil
-	})
+	reader := r.holdingStore(t, &armedR, "", &heldFence)
 	memcached.SetRepairQueueOff(reader)
 	switch before {
 	case "keeps-nowit":
