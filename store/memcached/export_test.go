@@ -315,3 +315,14 @@ func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }
 // variant (review-resume-3 N2): the resumption's own primary CAS, its
 // reply lost, leaves the creation resumable onto any blank.
 func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }
+
+// SetCompleteOverWitness makes s the code before review-resume-4 N4's
+// fix: a reader's R4.4 completes a creation stopped at its secondary over
+// a witness of another configuration on its primary, as over any present
+// record, instead of re-balloting it.
+func SetCompleteOverWitness(s *Store) { s.hooks.completeOverWitness = true }
+
+// SetReballotKeepsNoWit makes s the code before review-n4b F1: R11.3's
+// re-ballot of a creation's record copies the record's nowit mark (none
+// for a creation with its witness) instead of marking it as R7 does.
+func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }

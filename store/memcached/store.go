@@ -362,6 +362,8 @@ type testHooks struct {
 	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
 	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
 	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
+	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
+	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 }
 
 // backoffHook is called with the number n of the refused decision of a

@@ -306,7 +306,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
 	touch := w.touchExp(o, b.Timeout)
 	reballot := func(x, wc *copyRead) (*hit, bool, error) {
-		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch)
+		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch, "a promised copy re-balloted")
 		st.refused = !stored && err == nil
 		return nil, true, err
 	}
@@ -382,6 +382,23 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
+		if creation(b) && y.st == stWitness && !w.s.hooks.completeOverWitness {
+			// Review-resume-4 N4: a creation stopped at its secondary
+			// with a witness of another configuration on its primary
+			// (a late witness CAS of an earlier session of the id, on
+			// the blank the Add read: the Add itself takes a lone
+			// witness over before it writes; the Add's outcome unknown
+			// at x, or its primary CAS refused by that witness and its
+			// witness undone). Completing b over it made b whole
+			// without its creator knowing, and after a Delete not
+			// hearing x the creator's resumption served it again.
+			// Re-ballot instead (R11.3's steps, y as w): a new
+			// identity, which no resumption of b's matches, nowit as
+			// every re-ballot of a creation (reballot; review-n4b F1).
+			stored, err := w.reballot(ctx, key, rs, x, y, b, payload, touch, "a creation re-balloted over a foreign witness")
+			st.refused = !stored && err == nil
+			return nil, true, err
+		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
@@ -422,8 +439,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 // acknowledged Delete, or the primary written since: review-resume B1,
 // review-resume-2 N1), the key leaves the list; R9 then stores the
 // witness. One resumption of a key runs at a time (review-resume-4 N3).
-// Open: a reader's R4.4 over a foreign witness on the primary can make b
-// whole without the creator knowing (review-resume-4 N4, R8).
+// A reader never completes b over a foreign witness on the primary: it
+// re-ballots it, a new identity (review-resume-4 N4, R8).
 func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32) (*hit, bool, error) {
 	// Review-resume-4 N3: one resumption of a key at a time in the
 	// process (the loop and a scan visitor may both visit it), on the
@@ -806,7 +823,8 @@ func (w *witness) failover(ctx context.Context, key string, rs *[3]copyRead, x, 
 // is queued). errExpiring when x's copy has too little left to copy;
 // otherwise stored reports whether all three writes were stored. wc holds
 // this session, so a touching call's (touch, touchExp) is for all three.
-func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte, touch int32) (stored bool, err error) {
+// why is the detail of the repair event it emits once stored.
+func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, wc *copyRead, b envelope.Envelope, payload []byte, touch int32, why string) (stored bool, err error) {
 	exp, ok := copyExp(x.ttl, b.Timeout)
 	if !ok {
 		return false, errExpiring
@@ -816,10 +834,15 @@ func (w *witness) reballot(ctx context.Context, key string, rs *[3]copyRead, x, 
 	}
 	fence := b
 	fence.E, fence.P, fence.Q = w.newEpoch(b.E, rs[:]...), x.cand, wc.cand
+	// Review-n4b F1: a creation's re-ballot is nowit, as its failover
+	// (R7): the Add may have undone its witness on the third node (its
+	// primary CAS refused), and the re-ballot's promise, left alone, makes
+	// every later decision on the key a re-ballot.
+	fence.NoWit = b.NoWit || creation(b) && !w.s.hooks.reballotKeepsNoWit
 	if !w.configure(ctx, key, x, wc, fence, payload, decisionExp{copy: exp, touch: touch, touchPromise: true}) {
 		return false, nil
 	}
-	w.emit(provider.EventRepair, wc.n, "a promised copy re-balloted", nil)
+	w.emit(provider.EventRepair, wc.n, why, nil)
 	w.repair.enqueue(key)
 	return true, nil
 }

@@ -211,6 +211,9 @@ func TestAddOverLoneWitnessOnPrimary(t *testing.T) {
 			rd = newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second})
 			if broken {
 				memcached.SetTakeoverInPlace(y)
+				// With R4.4 as it was then: a reader now re-ballots a
+				// creation over a foreign witness (review-resume-4 N4).
+				memcached.SetCompleteOverWitness(rd)
 			}
 			v, flags := memcached.WitnessItem(y, 1, 1, 2)
 			rawSet(t, cands[0], key, v, 120, flags)

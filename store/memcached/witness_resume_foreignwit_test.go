@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
+	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
 )
 
 // Review-resume-4 N4 (reproduced on real memcached, no node fault): an
@@ -27,15 +29,22 @@ import (
 // found", and the creator's next visit resumed the lone copy: served
 // again, with no Add after the "not found".
 //
-// OPEN, an expected failure: the test passes while the store still
-// serves the deleted session again, and fails once it does not (then
-// turn it into a regression test). A fix was built and reverted in the
-// first session of 2026-12-01: R4.4 blanking the foreign witness and
-// reading again; its cold review (docs/replication-review-resume.md,
-// "Fifth review") found the blank sent on a stale read could erase the
-// live configuration's witness, then one flush lost an acknowledged
-// write.
+// The fix: the reader re-ballots the creation over the foreign witness
+// (R11.3's steps, the witness's node as w), a new identity, nowit, which
+// the creator's resumption of its Add never matches. The code before
+// (SetCompleteOverWitness) serves the session again.
 func TestUnknownCreationForeignWitnessOnPrimary(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, witR9 bool
+	}{{"fix", false, false}, {"fix-then-R9", false, true}, {"code-before", true, false}} {
+		t.Run(tc.name, func(t *testing.T) { foreignWitnessOnPrimary(t, tc.before, tc.witR9) })
+	}
+}
+
+// foreignWitnessOnPrimary runs N4's trace; before: with the code before
+// the fix; witR9: after the re-ballot, R9 instead of the Delete.
+func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 	const key = "resume-foreignwit"
 	r := newResumeRig(t, key)
 	ctx := context.Background()
@@ -54,8 +63,19 @@ func TestUnknownCreationForeignWitnessOnPrimary(t *testing.T) {
 				hook: func() { unreachQ.Store(true) }, onHold: func(h *heldConn) { heldQ = h }}
 		})
 	memcached.SetRepairQueueOff(s)
+	var evMu sync.Mutex
+	var details []string
+	r.cfg.OnEvent = func(e provider.Event) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		details = append(details, e.Detail)
+	}
 	reader := r.store(t, nil)
+	r.cfg.OnEvent = nil
 	memcached.SetRepairQueueOff(reader)
+	if before {
+		memcached.SetCompleteOverWitness(reader)
+	}
 	// The Add read three blanks, stored its witness on c2; its
 	// CAS on c1 is held: unknown at the secondary.
 	r.arm(&armed)
@@ -84,6 +104,41 @@ func TestUnknownCreationForeignWitnessOnPrimary(t *testing.T) {
 	require.NoError(t, err, "the reader returns the creation")
 	require.Equal(t, "v1", string(got.Value), "whole, served")
 	require.Equal(t, 1, memcached.UnknownAdds(s), "the creator's entry: still unknown at the secondary")
+	if !before {
+		// Re-balloted: both data copies hold one record of a new
+		// epoch, c1 its primary, nowit; c2 still the Add's witness
+		// (R9 not run: the queue is off).
+		require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, r.cands, key))
+		var envs [2]envelope.Envelope
+		for i := range envs {
+			env, _, err := envelope.Decode(rawGet(t, r.cands[i], key).value)
+			require.NoError(t, err)
+			envs[i] = env
+		}
+		require.Equal(t, envs[0].ID(), envs[1].ID(), "one record on both copies")
+		require.Positive(t, envs[1].E, "a new epoch, not the creation's record")
+		require.Equal(t, [2]uint8{1, 0}, [2]uint8{envs[1].P, envs[1].Q}, "the holder its primary, the witness's node its secondary")
+		require.True(t, envs[1].NoWit, "nowit until R9 stores its witness")
+		evMu.Lock()
+		require.Contains(t, details, "a creation re-balloted over a foreign witness", "the reader's event")
+		evMu.Unlock()
+		if witR9 {
+			memcached.RepairKey(reader, key)
+			require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, r.cands, key), "two data copies and a witness")
+			wit, _, err := envelope.Decode(rawGet(t, r.cands[2], key).value)
+			require.NoError(t, err)
+			require.Equal(t, [3]uint32{envs[1].E, 1, 0}, [3]uint32{wit.E, uint32(wit.P), uint32(wit.Q)}, "R9: the witness of the re-balloted configuration")
+			for i := range 2 {
+				env, _, err := envelope.Decode(rawGet(t, r.cands[i], key).value)
+				require.NoError(t, err)
+				require.False(t, env.NoWit, "R9 cleared nowit on c%d", i)
+			}
+			got, err := reader.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(got.Value))
+			return
+		}
+	}
 	// A Delete that does not hear the secondary: the other
 	// present records removed, the outcome unknown (no fault).
 	var refuseQ atomic.Bool
@@ -98,5 +153,11 @@ func TestUnknownCreationForeignWitnessOnPrimary(t *testing.T) {
 		memcached.RepairKey(s, key)
 	}
 	_, err = reader.Get(ctx, key)
-	require.NoError(t, err, "KNOWN OPEN (review-resume-4 N4): served, then \"not found\", then served again with no Add since; if this fails, the defect is gone: make this test a regression test")
+	if before {
+		require.NoError(t, err, "the code before: served again after \"not found\", with no Add since")
+		return
+	}
+	require.Error(t, err, "not served again after \"not found\"")
+	require.NotErrorIs(t, err, provider.ErrNotFound, "a record survives (the lone copy): unconfirmed, not silence")
+	t.Logf("after the Delete and the creator's visits: %v", err)
 }

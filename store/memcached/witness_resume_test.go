@@ -75,14 +75,7 @@ func (r *resumeRig) held(h **heldConn) *heldConn {
 func (r *resumeRig) partialDelete(t *testing.T) (release func()) {
 	armed := false
 	var held *heldConn
-	deleter := r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-		if err != nil || a != r.cands[1] {
-			return c, err
-		}
-		return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: r.key}, prefix: "md " + r.key + " ",
-			onHold: func(h *heldConn) { held = h }}, nil
-	})
+	deleter := r.holdingStore(t, &armed, "md "+r.key+" ", &held)
 	r.arm(&armed)
 	require.ErrorIs(t, deleter.Delete(context.Background(), r.key), provider.ErrOutcomeUnknown)
 	return func() {
@@ -90,6 +83,21 @@ func (r *resumeRig) partialDelete(t *testing.T) (release func()) {
 			_, _ = h.release()
 		}
 	}
+}
+
+// holdingStore returns a new Store whose connections to the secondary
+// (c1) are heldConns armed by *armed, holding the first command of the
+// key that starts with prefix ("": "ms <key> "); the one held
+// goes to *held.
+func (r *resumeRig) holdingStore(t *testing.T, armed *bool, prefix string, held **heldConn) *memcached.Store {
+	return r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err != nil || a != r.cands[1] {
+			return c, err
+		}
+		return &heldConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: armed, key: r.key}, prefix: prefix,
+			onHold: func(h *heldConn) { *held = h }}, nil
+	})
 }
 
 // blindGet reads the key through a new Store that does not hear the
