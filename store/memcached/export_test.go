@@ -18,6 +18,16 @@ func SetTestHooks(s *Store, afterPrimaryWrite, afterRepairRead func(key string))
 // leave the key's expiry as it was (memcached's append keeps it).
 func SetAppendWithoutTouch(s *Store) { s.hooks.appendNoTouch = true }
 
+// SetAppendTouchLostOK makes CompareAndAppend report an append whose
+// touch found the key gone (the item expired between the two commands) as
+// done, as it did before (the broken variant of
+// TestAppendTouchFindsKeyGone).
+func SetAppendTouchLostOK(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.touchLostOK = true
+	}
+}
+
 // WitnessCandidates returns the addresses of key's three candidates in
 // BackupWitness mode (c0, c1, c2: home primary, secondary, witness).
 func WitnessCandidates(s *Store, key string) []string {

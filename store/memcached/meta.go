@@ -40,6 +40,10 @@ type metaClient struct {
 	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
 	pipe *pipeline
 
+	// touchLostOK is a test's broken variant (SetAppendTouchLostOK, the
+	// code before): an append whose touch found the key gone succeeds.
+	touchLostOK bool
+
 	mu     sync.Mutex
 	idle   []*metaConn
 	closed bool // after close, connections are not pooled
@@ -649,6 +653,7 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 		if err != nil {
 			return err
 		}
+		gone := false // the touch answered EN: no item under key
 		if withTouch {
 			// Both replies are read before either is acted on: the
 			// connection stays in step.
@@ -660,6 +665,7 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 			if it != nil {
 				res.touched = it.cas
 			}
+			gone = it == nil && terr == nil
 		}
 		res.cas, err = setReply(reply)
 		if errors.Is(err, errNotStored) {
@@ -667,6 +673,16 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 			// item that cannot be stored with the data appended (EX
 			// when the CAS differs): the touch tells them apart.
 			err = appendNotStored(res.touched != 0, res.touched, cas)
+		}
+		if err == nil && gone && !c.touchLostOK {
+			// Stored, but the item was gone by the touch: memcached's
+			// append keeps the item's expiry, and its clock ticked past
+			// it between the two commands (or a delete, a flush or an
+			// eviction came between). The value appended is lost with
+			// its key, and the TTL was set on nothing: the key is gone,
+			// as if the append had come a moment later.
+			res.cas = 0
+			err = errMiss
 		}
 		return err
 	})

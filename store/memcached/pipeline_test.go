@@ -113,6 +113,9 @@ type fakeMC struct {
 	mute bool
 	// dials counts connections opened.
 	dials int
+	// expire: an ms on this key stores it, and it is gone at once after
+	// (an item that expired right after the command).
+	expire string
 }
 
 // newFakeClient returns a fakeMC and a pipelined client of it with conns
@@ -203,6 +206,9 @@ func (f *fakeMC) answer(fl []string, data []byte) string {
 	case "ms":
 		f.cas++
 		f.items[fl[1]] = data
+		if fl[1] == f.expire {
+			delete(f.items, fl[1])
+		}
 		return fmt.Sprintf("HD c%d\r\n", f.cas)
 	case "md":
 		delete(f.items, fl[1])
