@@ -336,3 +336,9 @@ func SetCompleteOverWitness(s *Store) { s.hooks.completeOverWitness = true }
 // re-ballot of a creation's record copies the record's nowit mark (none
 // for a creation with its witness) instead of marking it as R7 does.
 func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }
+
+// SetAppendGoneUndone makes s the code of e55fe1a (review-oc31 F1): with
+// two copies, an append stored on the primary whose touch found the copy
+// gone is undone on the backup copy and reported not found, though the
+// backup copy holds it.
+func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }

@@ -107,6 +107,12 @@ var (
 	// the server's item size (-I), or memory ran out.
 	errAppendFull = errors.New("append not stored: the item with it is too large")
 	errProtocol   = errors.New("unexpected reply")
+	// errAppendedGone: an append stored (its CAS returned with it)
+	// whose touch, the next command, found the key gone: memcached's
+	// append keeps the item's expiry, and it passed between the two (or a
+	// delete, a flush or an eviction came between). A miss: with one
+	// copy, the key is gone with the value appended.
+	errAppendedGone = fmt.Errorf("%w: appended, then gone by its touch", errMiss)
 )
 
 // serverError is an error reply: SERVER_ERROR, CLIENT_ERROR or ERROR.
@@ -680,9 +686,10 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 			// it between the two commands (or a delete, a flush or an
 			// eviction came between). The value appended is lost with
 			// its key, and the TTL was set on nothing: the key is gone,
-			// as if the append had come a moment later.
-			res.cas = 0
-			err = errMiss
+			// as if the append had come a moment later. The append's CAS
+			// is returned with it (a backup copy may live on with the
+			// same append: CompareAndAppend).
+			err = errAppendedGone
 		}
 		return err
 	})

@@ -333,6 +333,11 @@ func (n *node) msetFlags(ctx context.Context, key string, value []byte, exp int3
 // its expiration (metaClient.appendTouch); meta commands only.
 func (n *node) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
 	newCAS, touched, err = n.meta.appendTouch(ctx, key, data, cas, exp)
+	if errors.Is(err, errAppendedGone) {
+		// Kept distinct (node.check keeps no sentinel of its own):
+		// CompareAndAppend's backup copy may hold the same append.
+		return newCAS, touched, fmt.Errorf("memcached: node %s: append: %w: %w", n.addr, provider.ErrNotFound, err)
+	}
 	return newCAS, touched, n.check(ctx, "append", key, err)
 }
 

@@ -1,0 +1,203 @@
+package memcached_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// Review-oc31's traces (BackupOn, real memcached): an append and its
+// touch are written in one round trip; goneDialer's connections send the
+// append, wait (bounded) until the node holds it, run the key's hook (the
+// copy deleted: as when it expires between the two commands, memcached's
+// append keeping the item's expiry), then send the touch, which answers
+// EN. beforeRead, armed, runs once before the first `mg <beforeKey> `
+// written.
+type goneDialer struct {
+	t          *testing.T
+	mu         sync.Mutex
+	between    map[string]goneHook // by key (primary key or bak: key)
+	beforeKey  string
+	beforeRead func()
+}
+
+// goneHook is what runs between an append of a key and its touch:
+// addr is the key's node, fn the hook.
+type goneHook struct {
+	addr string
+	fn   func()
+}
+
+func (d *goneDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &goneConn{Conn: c, d: d}, nil
+}
+
+type goneConn struct {
+	net.Conn
+	d *goneDialer
+}
+
+func (c *goneConn) Write(b []byte) (int, error) {
+	c.d.mu.Lock()
+	var key string
+	var h goneHook
+	for k, v := range c.d.between {
+		if i := bytes.Index(b, []byte("ms "+k+" ")); i >= 0 && bytes.Contains(b[i:], []byte(" MA ")) && bytes.Contains(b[i:], []byte("mg "+k+" ")) {
+			key, h = k, v
+			delete(c.d.between, k) // once
+			break
+		}
+	}
+	before := c.d.beforeRead
+	if before != nil && bytes.HasPrefix(b, []byte("mg "+c.d.beforeKey+" ")) {
+		c.d.beforeRead = nil
+	} else {
+		before = nil
+	}
+	c.d.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	if key == "" {
+		return c.Conn.Write(b)
+	}
+	j := bytes.Index(b, []byte("mg "+key+" "))
+	mc := raw(c.d.t, h.addr)
+	it, err := mc.Get(key)
+	if err != nil {
+		c.d.t.Errorf("reading %s before its append: %v", key, err)
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b[:j])
+	if err != nil {
+		return n, err
+	}
+	// Wait (bounded) until the node ran the append.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now, err := mc.Get(key)
+		if err == nil && now.CasID != it.CasID {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.d.t.Errorf("the append of %s never landed", key)
+			break
+		}
+		time.Sleep(time.Millisecond) // polling memcached: nothing to wait on
+	}
+	h.fn()
+	m, err := c.Conn.Write(b[j:])
+	return n + m, err
+}
+
+func newGoneEnv(t *testing.T) (*appendEnv, *goneDialer) {
+	t.Helper()
+	d := &goneDialer{t: t, between: map[string]goneHook{}}
+	e := &appendEnv{servers: startNodes(t, 2)}
+	e.s1 = newStore(t, e.servers, memcached.Config{DialContext: d.dial})
+	e.s2 = newStore(t, e.servers, memcached.Config{})
+	var err error
+	e.p1, err = provider.New(e.s1, provider.Config{})
+	require.NoError(t, err)
+	e.p2, err = provider.New(e.s2, provider.Config{})
+	require.NoError(t, err)
+	e.id = newBenchSession(t, e.p1)
+	e.key, err = e.p1.Key(e.id)
+	require.NoError(t, err)
+	e.primary, e.backup = e.s1.Placement(e.key)
+	e.bakKey = "bak:" + e.key
+	return e, d
+}
+
+func (d *goneDialer) on(key, addr string, fn func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.between[key] = goneHook{addr: addr, fn: fn}
+}
+
+// TestAppendGoneOnPrimary (review-oc31 F1): the primary's copy is gone by
+// its touch, the backup copy holds the append with its TTL. The change
+// lives on there (the next read restores the primary from it): success,
+// as before e55fe1a. Undoing it instead raced another process's read,
+// which restored the primary from the backup copy first: the append was
+// reported not found though both copies held it, and a release so told
+// then read ErrLockLost for a release it had written.
+func TestAppendGoneOnPrimary(t *testing.T) {
+	for _, undo := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "undo"}[undo], func(t *testing.T) {
+			e, d := newGoneEnv(t)
+			if undo {
+				memcached.SetAppendGoneUndone(e.s1)
+			}
+			ctx := context.Background()
+			item, err := e.p1.GetItemExclusive(ctx, e.id)
+			require.NoError(t, err)
+			d.on(e.key, e.primary, func() {
+				require.NoError(t, raw(t, e.primary).Delete(e.key))
+				// The undo's read of the backup copy, if any, waits
+				// for another process's read, which restores the
+				// primary from the backup copy.
+				d.mu.Lock()
+				d.beforeKey, d.beforeRead = e.bakKey, func() { _, _ = e.s2.Get(ctx, e.key) }
+				d.mu.Unlock()
+			})
+			err = e.p1.ReleaseItemExclusive(ctx, e.id, item.LockID)
+			p, b := e.copies(t)
+			if undo {
+				require.ErrorIs(t, err, provider.ErrLockLost, "the code of e55fe1a: told nothing was written")
+				require.NotNil(t, p)
+				require.False(t, p.Locked, "yet the release is the record stored")
+				return
+			}
+			require.NoError(t, err, "the release lives on the backup copy")
+			require.NotNil(t, b)
+			require.False(t, b.Locked)
+			got, err := e.p2.GetItemExclusive(ctx, e.id)
+			require.NoError(t, err, "released: another process takes the lock")
+			require.NoError(t, e.p2.ReleaseItemExclusive(ctx, e.id, got.LockID))
+		})
+	}
+}
+
+// TestAppendGoneOnBackup: the backup copy is gone by its touch, the
+// primary holds the append: the backup copy is written whole from the
+// primary (before e55fe1a: the pair moved on to a copy that was gone).
+func TestAppendGoneOnBackup(t *testing.T) {
+	e, d := newGoneEnv(t)
+	ctx := context.Background()
+	en, cur, delta := e.lockDelta(t)
+	d.on(e.bakKey, e.backup, func() { require.NoError(t, raw(t, e.backup).Delete(e.bakKey)) })
+	_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+	require.NoError(t, err)
+	p, b := e.copies(t)
+	require.NotNil(t, p)
+	require.NotNil(t, b, "the backup copy written whole")
+	require.Equal(t, cur.Seq+1, p.Seq)
+	require.Equal(t, p.Header, b.Header)
+}
+
+// TestAppendGoneOnBoth: both copies gone by their touches: not found.
+func TestAppendGoneOnBoth(t *testing.T) {
+	e, d := newGoneEnv(t)
+	ctx := context.Background()
+	en, _, delta := e.lockDelta(t)
+	d.on(e.key, e.primary, func() { require.NoError(t, raw(t, e.primary).Delete(e.key)) })
+	d.on(e.bakKey, e.backup, func() { require.NoError(t, raw(t, e.backup).Delete(e.bakKey)) })
+	_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	p, b := e.copies(t)
+	require.Nil(t, p)
+	require.Nil(t, b)
+}
