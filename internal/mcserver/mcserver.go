@@ -95,6 +95,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	proc *testproc.Process // nil when not running
+
+	anyPID bool // a test's broken variant (the code before): any server answering on the port is ready
 }
 
 // Start runs a memcached process on a free 127.0.0.1 port and returns once
@@ -241,7 +243,7 @@ func (s *Server) start(ctx context.Context) error {
 	s.proc = p
 	s.mu.Unlock()
 
-	if err := p.WaitReady(ctx, s.cfg.StartTimeout, s.ready); err != nil {
+	if err := p.WaitReady(ctx, s.cfg.StartTimeout, func(ctx context.Context) error { return s.ready(ctx, p) }); err != nil {
 		s.mu.Lock()
 		if s.proc == p {
 			s.killLocked()
@@ -252,10 +254,19 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// ready answers whether the process answers a version command.
-func (s *Server) ready(ctx context.Context) error {
-	_, err := s.command(ctx, "version\r\n", "VERSION ")
-	return err
+// ready answers whether p answers on the server's port: its `stats`
+// report p's pid. A port found free a moment ago may have been taken by
+// another test's server first (p then exits); that one answering is not
+// ready.
+func (s *Server) ready(ctx context.Context, p *testproc.Process) error {
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	if pid := st["pid"]; pid != strconv.Itoa(p.Pid()) && !s.anyPID {
+		return fmt.Errorf("mcserver: %s: answered by pid %s, not %d", s.Addr(), pid, p.Pid())
+	}
+	return nil
 }
 
 // Stats returns the server's `stats` as a map from name to value.

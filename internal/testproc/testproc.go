@@ -72,6 +72,12 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, probe fu
 	}
 }
 
+// Pid is the process's id: a readiness probe compares it with the one
+// the server on the port reports, so that a server another test started
+// on the same port (it took the port first; this one is exiting) is not
+// taken for this one.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Kill sends SIGKILL (which ends a paused process too) and waits until the
 // process has exited.
 func (p *Process) Kill() {

@@ -78,6 +78,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	proc *testproc.Process // nil when not running
+
+	anyPID bool // a test's broken variant (the code before): any server answering on the port is ready
 }
 
 type process struct {
@@ -299,7 +301,7 @@ func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
-	if err := p.WaitReady(ctx, s.cfg.StartTimeout, s.ready); err != nil {
+	if err := p.WaitReady(ctx, s.cfg.StartTimeout, func(ctx context.Context) error { return s.ready(ctx, p) }); err != nil {
 		s.mu.Lock()
 		if s.proc == p {
 			s.killLocked()
@@ -310,11 +312,28 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// ready answers whether the server answers a PING.
-func (s *Server) ready(ctx context.Context) error {
+// ready answers whether p answers on the server's port: `INFO server`
+// reports p's process id. A port found free a moment ago may have been
+// taken by another test's server first (p then exits): that one answering
+// is not ready (a cluster create was once given such a node, "not
+// empty").
+func (s *Server) ready(ctx context.Context, p *testproc.Process) error {
 	c := s.Client()
 	defer c.Close()
-	return c.Ping(ctx).Err()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	if s.anyPID {
+		return nil
+	}
+	want := "process_id:" + strconv.Itoa(p.Pid())
+	for _, line := range strings.Split(info, "\n") {
+		if strings.TrimSpace(line) == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("redistest: %s: answered by another process than pid %d", s.Addr(), p.Pid())
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
