@@ -342,3 +342,11 @@ func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }
 // gone is undone on the backup copy and reported not found, though the
 // backup copy holds it.
 func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
+
+// WithHooks returns cfg whose Store runs set (test hooks) before New
+// starts its goroutines, so that no hook is written while the repair
+// loop or the scan reads it.
+func WithHooks(cfg Config, set func(*Store)) Config {
+	cfg.beforeStart = set
+	return cfg
+}

@@ -269,6 +269,11 @@ type Config struct {
 	// (30 s); negative: no scan (sessions are then repaired only when
 	// touched).
 	RepairEvery time.Duration
+
+	// beforeStart, when set (tests: WithHooks), runs on the new Store
+	// before New starts its goroutines: test hooks set there are not
+	// written while the repair loop or the scan reads them.
+	beforeStart func(*Store)
 }
 
 // backupMode returns the replication a Store over cfg runs: for
@@ -461,6 +466,11 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Backup == BackupWitness {
 		s.wit = newWitness(s)
+	}
+	if cfg.beforeStart != nil {
+		cfg.beforeStart(s)
+	}
+	if s.wit != nil {
 		go s.wit.loop()
 		return s, nil
 	}

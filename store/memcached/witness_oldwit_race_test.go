@@ -80,8 +80,7 @@ func TestOldWitnessGetAndTouch(t *testing.T) {
 		if cfg.RepairEvery < 0 {
 			t.Skip("SESSIONLOCK_SCAN_OFF")
 		}
-		sc := newStore(t, servers, cfg)
-		hook(sc)
+		sc := newStore(t, servers, memcached.WithHooks(cfg, hook)) // set before the scan runs (-race)
 		waitScans(t, sc, 2)
 		require.Positive(t, memcached.ScanVisits(sc), "the scan visited the key")
 	}
