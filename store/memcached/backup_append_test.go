@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,8 +35,14 @@ type appendEnv struct {
 
 func newAppendEnv(t *testing.T, broken bool) *appendEnv {
 	t.Helper()
+	return newAppendEnvDial(t, broken, nil)
+}
+
+// newAppendEnvDial is newAppendEnv whose s1 dials with dial (nil: plainly).
+func newAppendEnvDial(t *testing.T, broken bool, dial func(context.Context, string, string) (net.Conn, error)) *appendEnv {
+	t.Helper()
 	e := &appendEnv{servers: startNodes(t, 2)}
-	e.s1 = newStore(t, e.servers, memcached.Config{})
+	e.s1 = newStore(t, e.servers, memcached.Config{DialContext: dial})
 	e.s2 = newStore(t, e.servers, memcached.Config{})
 	if broken {
 		memcached.SetBackupAppendNoWhole(e.s1)

@@ -105,20 +105,7 @@ func (c *goneConn) Write(b []byte) (int, error) {
 func newGoneEnv(t *testing.T) (*appendEnv, *goneDialer) {
 	t.Helper()
 	d := &goneDialer{t: t, between: map[string]goneHook{}}
-	e := &appendEnv{servers: startNodes(t, 2)}
-	e.s1 = newStore(t, e.servers, memcached.Config{DialContext: d.dial})
-	e.s2 = newStore(t, e.servers, memcached.Config{})
-	var err error
-	e.p1, err = provider.New(e.s1, provider.Config{})
-	require.NoError(t, err)
-	e.p2, err = provider.New(e.s2, provider.Config{})
-	require.NoError(t, err)
-	e.id = newBenchSession(t, e.p1)
-	e.key, err = e.p1.Key(e.id)
-	require.NoError(t, err)
-	e.primary, e.backup = e.s1.Placement(e.key)
-	e.bakKey = "bak:" + e.key
-	return e, d
+	return newAppendEnvDial(t, false, d.dial), d
 }
 
 func (d *goneDialer) on(key, addr string, fn func()) {
