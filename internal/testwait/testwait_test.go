@@ -29,3 +29,13 @@ func TestUntilFailsAfterTheBound(t *testing.T) {
 		t.Fatal("a condition that never held did not fail the test")
 	}
 }
+
+func TestPollReportsTheBound(t *testing.T) {
+	if Poll(time.Millisecond, func() bool { return false }) {
+		t.Fatal("Poll reported a condition that never held")
+	}
+	n := 0
+	if !Poll(time.Second, func() bool { n++; return n == 3 }) {
+		t.Fatal("Poll gave up on a condition that held")
+	}
+}

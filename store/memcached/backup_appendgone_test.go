@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
@@ -85,17 +86,11 @@ func (c *goneConn) Write(b []byte) (int, error) {
 		return n, err
 	}
 	// Wait (bounded) until the node ran the append.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testwait.Poll(5*time.Second, func() bool {
 		now, err := mc.Get(key)
-		if err == nil && now.CasID != it.CasID {
-			break
-		}
-		if time.Now().After(deadline) {
-			c.d.t.Errorf("the append of %s never landed", key)
-			break
-		}
-		time.Sleep(time.Millisecond) // polling memcached: nothing to wait on
+		return err == nil && now.CasID != it.CasID
+	}) {
+		c.d.t.Errorf("the append of %s never landed", key)
 	}
 	h.fn()
 	m, err := c.Conn.Write(b[j:])
