@@ -337,6 +337,13 @@ func SetCompleteOverWitness(s *Store) { s.hooks.completeOverWitness = true }
 // for a creation with its witness) instead of marking it as R7 does.
 func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }
 
+// SetNoWitFastPath makes s the code before review-n4b F2's fix: R2
+// returns a nowit record whose two copies agree, and a plain reader's
+// R4.3 returns a nowit configuration whose third node answered and queues
+// R9, instead of running R9 first (the model's NoWitFastPath and
+// NoWitReturnedBeforeR9).
+func SetNoWitFastPath(s *Store) { s.hooks.nowitFastPath = true }
+
 // SetAppendGoneUndone makes s the code of e55fe1a (review-oc31 F1): with
 // two copies, an append stored on the primary whose touch found the copy
 // gone is undone on the backup copy and reported not found, though the

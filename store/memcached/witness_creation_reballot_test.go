@@ -39,11 +39,15 @@ func TestCreationReballotLostPromise(t *testing.T) {
 // re-ballot not interrupted. With the completion over the witness of the
 // code before (SetCompleteOverWitness), the configuration was whole, not
 // nowit, with no witness: after the flush every reader was told "not
-// found" (v2 lost). With the re-ballot (nowit) a reader hearing c1 gets
-// ErrUnconfirmed; one not hearing c1 is still told "not found": R8's D6
-// window, here with every candidate answering (stated open in R8).
+// found" (v2 lost). With the re-ballot (nowit) but R2 and R4.3 returning
+// a nowit configuration before R9 (SetNoWitFastPath, the code before
+// F2's fix) a reader hearing c1 gets ErrUnconfirmed and one not hearing
+// c1 "not found" (R8's D6 window with every candidate answering). R
+// runs R9 before it returns the nowit configuration now: the witness is
+// on c2 before v2 is written, so after the flush v2 is served.
 func TestCreationReballotUndoneWitness(t *testing.T) {
 	t.Run("fix", func(t *testing.T) { creationReballot(t, false, "") })
+	t.Run("nowit-fast-path", func(t *testing.T) { creationReballot(t, false, "nowit-fast-path") })
 	t.Run("code-before", func(t *testing.T) { creationReballot(t, false, "complete") })
 }
 
@@ -106,15 +110,24 @@ func creationReballot(t *testing.T, holdFence bool, before string) {
 		memcached.SetReballotKeepsNoWit(reader)
 	case "complete":
 		memcached.SetCompleteOverWitness(reader)
+	case "nowit-fast-path":
+		memcached.SetNoWitFastPath(reader)
 	}
 	got, err := reader.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v1", string(got.Value), "served (observed)")
 	require.Equal(t, holdFence, r.held(&heldFence) != nil, "R's first fence held")
-	require.Equal(t, uint32(0), kinds(t, r.cands, key)[2], "no witness on the third node (R9 not run)")
 	e1, _, err := envelope.Decode(rawGet(t, r.cands[1], key).value)
 	require.NoError(t, err)
-	require.Equal(t, before == "", e1.NoWit, "nowit on the configuration served (%+v)", e1)
+	if before == "" {
+		// F2's fix: R ran R9 before it returned: the witness of the
+		// re-balloted configuration is on c2, and nowit cleared.
+		require.Equal(t, uint32(2), kinds(t, r.cands, key)[2], "the witness on the third node (R9 run by the reader)")
+		require.False(t, e1.NoWit, "nowit cleared after R9's witness (%+v)", e1)
+	} else {
+		require.Equal(t, uint32(0), kinds(t, r.cands, key)[2], "no witness on the third node (R9 not run)")
+		require.Equal(t, before == "nowit-fast-path", e1.NoWit, "nowit on the configuration served (%+v)", e1)
+	}
 
 	// The held messages land late, refused.
 	r.held(&heldUndo).release()
@@ -127,14 +140,18 @@ func creationReballot(t *testing.T, holdFence bool, before string) {
 	// One fault: c0 flushed before R9.
 	require.NoError(t, serverAt(t, r.servers, r.cands[0]).FlushAll(ctx))
 	blind := r.blindGet(t)
-	_, err = r.store(t, nil).Get(ctx, key)
-	if before != "" {
+	got, err = r.store(t, nil).Get(ctx, key)
+	switch before {
+	case "":
+		require.NoError(t, err, "the witness on c2: a failover from c1's copy")
+		require.Equal(t, "v2", string(got.Value))
+		require.NotErrorIs(t, blind, provider.ErrNotFound, "a reader not hearing c1 sees the witness: never \"not found\"")
+	case "nowit-fast-path":
+		require.ErrorIs(t, err, provider.ErrUnconfirmed, "a reader hearing c1: the lone nowit copy, unconfirmed, not silence")
+		require.Equal(t, uint32(1), kinds(t, r.cands, key)[1], "v2's copy survives on c1")
+		// R8's D6 window: a reader not hearing c1 is told "not found".
+		require.ErrorIs(t, blind, provider.ErrNotFound)
+	default:
 		require.ErrorIs(t, err, provider.ErrNotFound, "the code before: v2 lost, silently")
-		return
 	}
-	require.ErrorIs(t, err, provider.ErrUnconfirmed, "a reader hearing c1: the lone nowit copy, unconfirmed, not silence")
-	require.Equal(t, uint32(1), kinds(t, r.cands, key)[1], "v2's copy survives on c1")
-	// R8's D6 window (stated open): a reader not hearing c1 is told
-	// "not found".
-	require.ErrorIs(t, blind, provider.ErrNotFound)
 }

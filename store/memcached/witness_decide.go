@@ -322,9 +322,21 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		f := &hit{key: key, cs: cs, b: b, p: *x, q: *y}
 		w.remember(key, configOf(b))
-		if o.repair {
+		switch {
+		case o.repair:
 			f.witnessed = w.repairWitness(ctx, f, third)
-		} else if third.st != stSilent && !ownWitness(third, b) {
+		case b.NoWit && third.st != stSilent && !ownWitness(third, b) && !w.s.hooks.nowitFastPath:
+			// Review-n4b F2: a plain reader does not return a nowit
+			// configuration whose third node answered until R9 has
+			// stored its witness there: it runs R9, then reads again
+			// (R9's re-stamps changed both copies' tokens), or, R9 not
+			// done, reads again after a back-off (the cap makes it
+			// ErrUnavailable). With the witness there (R9's nowit clear
+			// refused, or not yet run) it is returned, the key queued;
+			// with the third node silent, returned as is: R8's D6.
+			st.refused = !w.repairWitness(ctx, f, third)
+			return nil, true, nil
+		case third.st != stSilent && (b.NoWit || !ownWitness(third, b)):
 			w.repair.enqueue(key)
 		}
 		return f, false, nil

@@ -190,6 +190,12 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		// (R4.3 re-ballots it).
 		return nil, touched, false, nil
 	}
+	if cp.env.NoWit && !w.s.hooks.nowitFastPath {
+		// Review-n4b F2: a nowit record is not returned before R9 has
+		// stored its witness; the anomaly read's R4.3 runs R9 (or
+		// returns it when the third node does not answer: D6).
+		return nil, touched, false, nil
+	}
 	if cfg.E != cp.env.E {
 		w.remember(key, configOf(cp.env))
 	}
