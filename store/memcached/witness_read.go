@@ -145,8 +145,9 @@ func (w *witness) touchFlags() string {
 // common is R2, the common read of one Store call: `mg` with value to the
 // configuration's two data copies and, for a call that sets the TTL
 // (touch), a touch of the witness, in parallel. It returns the record (ok) when both copies hold
-// the same established record naming exactly them; otherwise ok is false
-// and the caller goes to the anomaly read. touched reports that this call
+// the same established record naming exactly them, not nowit; otherwise
+// ok is false and the caller goes to the anomaly read (a nowit record:
+// R4.3 runs R9 before returning it, review-n4b F2). touched reports that this call
 // sent the witness its touch (R10).
 func (w *witness) common(ctx context.Context, key string, cs candidates, touch bool) (v *hit, touched, ok bool, err error) {
 	cfg := w.configFor(key)
