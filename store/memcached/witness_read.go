@@ -191,10 +191,13 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		// (R4.3 re-ballots it).
 		return nil, touched, false, nil
 	}
-	if cp.env.NoWit && !w.s.hooks.nowitFastPath {
+	if cp.env.NoWit && !w.s.hooks.nowitR2Returns && !cs[cfg.wit()].wh.isFailed() {
 		// Review-n4b F2: a nowit record is not returned before R9 has
 		// stored its witness; the anomaly read's R4.3 runs R9 (or
-		// returns it when the third node does not answer: D6).
+		// returns it when the third node does not answer: D6). With the
+		// third node failed the anomaly read would not ask it and would
+		// return the record as this read does: no second round trip
+		// while it is down.
 		return nil, touched, false, nil
 	}
 	if cfg.E != cp.env.E {

@@ -627,6 +627,7 @@ func (x *explorer) dfs(s *state) {
 				t.Timeouts++
 			} else {
 				t.Faults++
+				x.faulted(t, n)
 				excFault(t, n)
 			}
 			if x.lives() {
@@ -641,6 +642,7 @@ func (x *explorer) dfs(s *state) {
 		for n := range numNodes {
 			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
+				x.faulted(t, n)
 				excFault(t, n)
 				if x.lives() {
 					unbind(t, n)
@@ -1003,8 +1005,17 @@ func excFault(t *state, n int) {
 	t.Exception = true
 }
 
+// faulted records that a fault removed node n's item (Scope.NoWitRead
+// only: elsewhere the field stays 0, so that it splits no state).
+func (x *explorer) faulted(t *state, n int) {
+	if x.sc.NoWitRead {
+		t.FaultedN |= 1 << n
+	}
+}
+
 func (x *explorer) restart(t *state, n int) string {
 	t.Faults++
+	x.faulted(t, n)
 	excFault(t, n)
 	if x.lives() {
 		unbind(t, n)
@@ -1324,10 +1335,11 @@ func (x *explorer) advance(t *state, c int) string {
 			if res.exc && x.creates() {
 				// Review-n4b F2: the window opens with the read that
 				// returns the nowit configuration; a fault that already
-				// removed one of the copies it read falls in it.
+				// removed one of the copies it read (a node faulted and
+				// holding no data now) falls in it.
 				t.ExcOpen = true
 				for _, n := range [2]uint8{res.b.P, res.b.Q} {
-					if t.N[n].Item.K != data && t.Faults > 0 {
+					if t.N[n].Item.K != data && t.FaultedN&(1<<n) != 0 {
 						t.Exception = true
 					}
 				}

@@ -497,7 +497,7 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		// did not write (an old one, or a late witness CAS): re-stamp
 		// it, then clear nowit on both copies. The store also touches it
 		// with TW (witnessOutlives): lengths, not modelled here.
-		if w := 3 - b.P - b.Q; repair && o.adopt && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
+		if w := 3 - b.P - b.Q; repair && o.adopt && !o.nowitOnly && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
 			r[w].Rec.K == witness && sameConfig(r[w].Rec, b) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: r[w].Rec, single: true, adopt: true}
 		}
