@@ -370,6 +370,8 @@ type testHooks struct {
 	appendGoneUndone        bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
 	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
+	nowitR2Returns          bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
+	nowitR43Returns         bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
 }
 
 // backoffHook is called with the number n of the refused decision of a

@@ -322,9 +322,24 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		}
 		f := &hit{key: key, cs: cs, b: b, p: *x, q: *y}
 		w.remember(key, configOf(b))
-		if o.repair {
+		switch {
+		case o.repair:
 			f.witnessed = w.repairWitness(ctx, f, third)
-		} else if third.st != stSilent && !ownWitness(third, b) {
+		case b.NoWit && r9Candidate(third, b) && !w.s.hooks.nowitR43Returns && !expiring(f):
+			// Review-n4b F2: a plain reader does not return a nowit
+			// configuration whose third node answered until R9 has
+			// stored its witness there: it runs R9, then reads again
+			// (R9's re-stamps changed both copies' tokens), or, R9 not
+			// done, reads again after a back-off (the cap makes it
+			// ErrUnavailable). With the witness there (R9's nowit clear
+			// refused, or not yet run) it is returned, the key queued;
+			// with the third node silent or answering an error, returned
+			// as it is: R8's D6; so too on an expiring base (no decision
+			// on it, review-2 m6: the session ends, or a touch extends it
+			// and the next read runs R9).
+			st.refused = !w.repairWitness(ctx, f, third)
+			return nil, true, nil
+		case third.st != stSilent && (b.NoWit || !ownWitness(third, b)):
 			w.repair.enqueue(key)
 		}
 		return f, false, nil
@@ -998,8 +1013,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 			w.clearNoWit(ctx, f, f.p, f.q)
 		}
 		return true
-	case third.st == stBlank, third.st == stWitness,
-		third.st == stData && rankLess(third.env, f.b):
+	case r9Candidate(third, f.b):
 		// Also a promised witness of b's configuration (review-r11 m2):
 		// a dead decision's promise, which nothing else replaces and
 		// which processes of earlier releases cannot decode, is dropped
@@ -1008,7 +1022,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	default:
 		return false
 	}
-	if _, ok := copyExp(max(f.p.ttl, f.q.ttl), f.b.Timeout); !ok {
+	if expiring(f) {
 		return false // no decision on an expiring base (review-2 m6)
 	}
 	// Each copy keeps its expiry (wrestamp: a client touch that landed
@@ -1046,6 +1060,28 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		w.clearNoWitAfter(ctx, f, pcas, qcas)
 	}
 	return true
+}
+
+// r9Candidate reports whether R9 would write b's witness over what the
+// third node answered (repairWitness): a blank, a witness other than b's
+// own unpromised one, or a data record of lower rank.
+func r9Candidate(third *copyRead, b envelope.Envelope) bool {
+	switch third.st {
+	case stBlank:
+		return true
+	case stWitness:
+		return !ownWitness(third, b)
+	case stData:
+		return rankLess(third.env, b)
+	}
+	return false
+}
+
+// expiring reports that f's base is too close to its expiry for a
+// decision (copyExp of the larger t: review-2 m6).
+func expiring(f *hit) bool {
+	_, ok := copyExp(max(f.p.ttl, f.q.ttl), f.b.Timeout)
+	return !ok
 }
 
 // ownWitness reports whether c is the witness of b's configuration, with

@@ -145,8 +145,9 @@ func (w *witness) touchFlags() string {
 // common is R2, the common read of one Store call: `mg` with value to the
 // configuration's two data copies and, for a call that sets the TTL
 // (touch), a touch of the witness, in parallel. It returns the record (ok) when both copies hold
-// the same established record naming exactly them; otherwise ok is false
-// and the caller goes to the anomaly read. touched reports that this call
+// the same established record naming exactly them, not nowit; otherwise
+// ok is false and the caller goes to the anomaly read (a nowit record:
+// R4.3 runs R9 before returning it, review-n4b F2). touched reports that this call
 // sent the witness its touch (R10).
 func (w *witness) common(ctx context.Context, key string, cs candidates, touch bool) (v *hit, touched, ok bool, err error) {
 	cfg := w.configFor(key)
@@ -188,6 +189,15 @@ func (w *witness) common(ctx context.Context, key string, cs candidates, touch b
 		cp.promisedAbove(cp.env.E) || cq.promisedAbove(cq.env.E) {
 		// R11.3: a copy promised above its record's epoch is an anomaly
 		// (R4.3 re-ballots it).
+		return nil, touched, false, nil
+	}
+	if cp.env.NoWit && !w.s.hooks.nowitR2Returns && !cs[cfg.wit()].wh.isFailed() {
+		// Review-n4b F2: a nowit record is not returned before R9 has
+		// stored its witness; the anomaly read's R4.3 runs R9 (or
+		// returns it when the third node does not answer: D6). With the
+		// third node failed the anomaly read would not ask it and would
+		// return the record as this read does: no second round trip
+		// while it is down.
 		return nil, touched, false, nil
 	}
 	if cfg.E != cp.env.E {

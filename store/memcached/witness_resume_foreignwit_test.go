@@ -31,20 +31,26 @@ import (
 //
 // The fix: the reader re-ballots the creation over the foreign witness
 // (R11.3's steps, the witness's node as w), a new identity, nowit, which
-// the creator's resumption of its Add never matches. The code before
-// (SetCompleteOverWitness) serves the session again.
+// the creator's resumption of its Add never matches; and it runs R9
+// before it returns that nowit configuration (review-n4b F2): the
+// witness of the new configuration replaces the Add's on c2, nowit
+// cleared. The code before (SetCompleteOverWitness) serves the session
+// again; nowit-fast-path (SetNoWitFastPath, the re-ballot before F2's
+// fix) returns it nowit, R9 left to the queue (then-R9: run after).
 func TestUnknownCreationForeignWitnessOnPrimary(t *testing.T) {
 	for _, tc := range []struct {
-		name          string
-		before, witR9 bool
-	}{{"fix", false, false}, {"fix-then-R9", false, true}, {"code-before", true, false}} {
-		t.Run(tc.name, func(t *testing.T) { foreignWitnessOnPrimary(t, tc.before, tc.witR9) })
+		name                    string
+		before, fastPath, witR9 bool
+	}{{"fix", false, false, false}, {"nowit-fast-path", false, true, false}, {"nowit-fast-path-then-R9", false, true, true}, {"code-before", true, false, false}} {
+		t.Run(tc.name, func(t *testing.T) { foreignWitnessOnPrimary(t, tc.before, tc.fastPath, tc.witR9) })
 	}
 }
 
 // foreignWitnessOnPrimary runs N4's trace; before: with the code before
-// the fix; witR9: after the re-ballot, R9 instead of the Delete.
-func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
+// the fix; fastPath: the reader returns the nowit configuration before
+// R9 (the code before review-n4b F2's fix); witR9: after the re-ballot,
+// R9 instead of the Delete.
+func foreignWitnessOnPrimary(t *testing.T, before, fastPath, witR9 bool) {
 	const key = "resume-foreignwit"
 	r := newResumeRig(t, key)
 	ctx := context.Background()
@@ -76,6 +82,9 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 	if before {
 		memcached.SetCompleteOverWitness(reader)
 	}
+	if fastPath {
+		memcached.SetNoWitFastPath(reader)
+	}
 	// The Add read three blanks, stored its witness on c2; its
 	// CAS on c1 is held: unknown at the secondary.
 	r.arm(&armed)
@@ -106,8 +115,10 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 	require.Equal(t, 1, memcached.UnknownAdds(s), "the creator's entry: still unknown at the secondary")
 	if !before {
 		// Re-balloted: both data copies hold one record of a new
-		// epoch, c1 its primary, nowit; c2 still the Add's witness
-		// (R9 not run: the queue is off).
+		// epoch, c1 its primary; nowit and c2 still the Add's witness
+		// with fastPath (R9 not run: the queue is off), else R9 run by
+		// the reader: the new configuration's witness on c2, nowit
+		// cleared.
 		require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, r.cands, key))
 		var envs [2]envelope.Envelope
 		for i := range envs {
@@ -118,7 +129,10 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 		require.Equal(t, envs[0].ID(), envs[1].ID(), "one record on both copies")
 		require.Positive(t, envs[1].E, "a new epoch, not the creation's record")
 		require.Equal(t, [2]uint8{1, 0}, [2]uint8{envs[1].P, envs[1].Q}, "the holder its primary, the witness's node its secondary")
-		require.True(t, envs[1].NoWit, "nowit until R9 stores its witness")
+		require.Equal(t, fastPath, envs[1].NoWit, "nowit until R9 stores its witness")
+		wit, _, err := envelope.Decode(rawGet(t, r.cands[2], key).value)
+		require.NoError(t, err)
+		require.Equal(t, !fastPath, [3]uint32{envs[1].E, 1, 0} == [3]uint32{wit.E, uint32(wit.P), uint32(wit.Q)}, "the re-balloted configuration's witness on c2 (%+v) once R9 ran", wit)
 		evMu.Lock()
 		require.Contains(t, details, "a creation re-balloted over a foreign witness", "the reader's event")
 		evMu.Unlock()
@@ -158,6 +172,12 @@ func foreignWitnessOnPrimary(t *testing.T, before, witR9 bool) {
 		return
 	}
 	require.Error(t, err, "not served again after \"not found\"")
-	require.NotErrorIs(t, err, provider.ErrNotFound, "a record survives (the lone copy): unconfirmed, not silence")
+	if fastPath {
+		require.NotErrorIs(t, err, provider.ErrNotFound, "a record survives (the lone nowit copy): unconfirmed, not silence")
+	} else {
+		// R9 cleared nowit: the lone copy beside two empties is the
+		// Delete's leftover, "not found" as the blind reader was told.
+		require.ErrorIs(t, err, provider.ErrNotFound, "the Delete took effect")
+	}
 	t.Logf("after the Delete and the creator's visits: %v", err)
 }

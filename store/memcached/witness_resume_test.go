@@ -139,6 +139,21 @@ func (r *resumeRig) suspectWitness(t *testing.T, s *memcached.Store) {
 	})
 }
 
+// server returns the Store whose Get serves the session in the traces
+// below: reader, or, nowit (a creation without a witness, its creator
+// suspecting the witness's node c2), one that does not hear c2 either. A reader that hears c2 answer runs R9 before it
+// returns a nowit configuration (review-n4b F2), which would close the
+// window these traces need; one that does not returns it as it is (R8's
+// D6).
+func (r *resumeRig) server(t *testing.T, reader *memcached.Store, nowit bool) *memcached.Store {
+	if !nowit {
+		return reader
+	}
+	var refuse atomic.Bool
+	refuse.Store(true)
+	return r.store(t, refusingDial(r.cands[2], &refuse, nil))
+}
+
 // deletedUnseen is the end of review-resume-2 N1's and review-resume-3
 // N2's traces: the session (whole, served by reader) is deleted with an
 // unknown outcome (its primary's copy only), a reader that does not hear
@@ -541,7 +556,7 @@ func TestUnknownCreationServedThenDeleted(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "HD", reply[:2])
 			reader := r.store(t, nil)
-			got, err := reader.Get(ctx, key)
+			got, err := r.server(t, reader, tc.nowit).Get(ctx, key)
 			require.NoError(t, err)
 			require.Equal(t, "v1", string(got.Value), "the creation took effect")
 			if !tc.nowit {
@@ -637,7 +652,7 @@ func TestUnknownCreationResumeReplyLost(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "HD", reply[:2], "the resumption's primary CAS landed")
 			reader := r.store(t, nil)
-			got, err := reader.Get(ctx, key)
+			got, err := r.server(t, reader, tc.nowit).Get(ctx, key)
 			require.NoError(t, err)
 			require.Equal(t, "v1", string(got.Value), "the session is whole, and served")
 			r.deletedUnseen(t, s, reader, &cut, &wUnreach, tc.broken)

@@ -127,7 +127,10 @@ func TestScanFailsOverIdleSession(t *testing.T) {
 	testwait.Until(t, 15*time.Second, "the idle session failed over onto the two survivors", func() bool {
 		return rawGet(t, cands[1], key).flags == 1 && rawGet(t, cands[2], key).flags == 1
 	})
-	require.Positive(t, events.count(provider.EventFailover, cands[0]), "the scan's visit failed the session over")
+	// The visit emits its event once its copy is stored: wait for it too.
+	testwait.Until(t, 5*time.Second, "the scan's visit to report the failover (its event)", func() bool {
+		return events.count(provider.EventFailover, cands[0]) > 0
+	})
 	// The visit that failed it over may still complete its copy: let
 	// that scan end, and one more.
 	waitScans(t, s, 2)

@@ -60,4 +60,9 @@
 // blanks and then buries that witness, whatever its age; and
 // Scope.AdoptWitness R9's adoption of a witness of its configuration
 // that it did not write: re-stamped before nowit is cleared (B1).
+// Scope.NoWitRead makes the readers the store's since review-n4b F2's
+// fix: no nowit configuration whose third node answered is returned
+// before R9 stored its witness (R2 sends it to the anomaly read, whose
+// R4.3 runs R9 for it), a plain reader runs R9 for nowit records only,
+// and one returned with its third node silent opens R8's exception.
 package replmodel

@@ -119,6 +119,12 @@ type Scope struct {
 	// steps a known counterexample needs, then explores every
 	// interleaving after them). Empty: every interleaving from the start.
 	Prefix []string
+	// NoWitRead (with Repair; review-n4b F2's fix, the store's readers):
+	// R2 sends a nowit record to the anomaly read, whose R4.3 runs R9
+	// for it before returning it (a plain reader runs R9 only for nowit
+	// records, as the store's do; the scan for every record), and R4.4's
+	// re-ballot of a creation over a witness opens no stated exception.
+	NoWitRead bool
 	// Repair adds R9's witness repair: the anomaly read leaves blanks on
 	// misses (mg N), and a healthy state whose third node holds a blank
 	// re-creates the witness there by CAS.
@@ -621,6 +627,7 @@ func (x *explorer) dfs(s *state) {
 				t.Timeouts++
 			} else {
 				t.Faults++
+				x.faulted(t, n)
 				excFault(t, n)
 			}
 			if x.lives() {
@@ -635,6 +642,7 @@ func (x *explorer) dfs(s *state) {
 		for n := range numNodes {
 			try(step{kind: stFlush, n: uint8(n)}, func(t *state) string {
 				t.Faults++
+				x.faulted(t, n)
 				excFault(t, n)
 				if x.lives() {
 					unbind(t, n)
@@ -997,8 +1005,17 @@ func excFault(t *state, n int) {
 	t.Exception = true
 }
 
+// faulted records that a fault removed node n's item (Scope.NoWitRead
+// only: elsewhere the field stays 0, so that it splits no state).
+func (x *explorer) faulted(t *state, n int) {
+	if x.sc.NoWitRead {
+		t.FaultedN |= 1 << n
+	}
+}
+
 func (x *explorer) restart(t *state, n int) string {
 	t.Faults++
+	x.faulted(t, n)
 	excFault(t, n)
 	if x.lives() {
 		unbind(t, n)
@@ -1304,14 +1321,29 @@ func (x *explorer) advance(t *state, c int) string {
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
 		if rp.St == rOK && rq.St == rOK && rp.Rec.K == data && !rp.Rec.Pend && rp.Rec == rq.Rec &&
 			rp.Rec.P == cl.P && rp.Rec.Q == cl.Q &&
-			(x.sc.Variant == NoPromise || rp.Prom <= rp.Rec.E && rq.Prom <= rq.Rec.E) {
+			(x.sc.Variant == NoPromise || rp.Prom <= rp.Rec.E && rq.Prom <= rq.Rec.E) &&
+			!(x.sc.NoWitRead && rp.Rec.NoWit && x.sc.Variant != NoWitFastPath) {
 			return x.readOK(t, c, rp.Rec, rp, rq)
 		}
 		x.sendRead2(t, c)
 	case phRd2:
-		res := resolve(x.sc.Variant, x.rules(), &cl.R)
+		o := x.rules()
+		o.nowitOnly = x.sc.NoWitRead && x.sc.Programs[c][cl.Pc] != Scan
+		res := resolve(x.sc.Variant, o, &cl.R)
 		switch res.kind {
 		case resReturn:
+			if res.exc && x.creates() {
+				// Review-n4b F2: the window opens with the read that
+				// returns the nowit configuration; a fault that already
+				// removed one of the copies it read (a node faulted and
+				// holding no data now) falls in it.
+				t.ExcOpen = true
+				for _, n := range [2]uint8{res.b.P, res.b.Q} {
+					if t.N[n].Item.K != data && t.FaultedN&(1<<n) != 0 {
+						t.Exception = true
+					}
+				}
+			}
 			return x.readOK(t, c, res.b, cl.R[res.b.P], cl.R[res.b.Q])
 		case resNotFound:
 			if res.oldWit != 0 {
@@ -1829,7 +1861,7 @@ func (x *explorer) clearNoWit(t *state, c int, d Rec) {
 
 // rules are the optional steps of the protocol the scope turns on.
 func (x *explorer) rules() rules {
-	return rules{repair: x.sc.Repair, oldWitness: x.sc.OldWitness, adopt: x.sc.AdoptWitness && x.sc.Repair}
+	return rules{repair: x.sc.Repair, oldWitness: x.sc.OldWitness, adopt: x.sc.AdoptWitness && x.sc.Repair, nowitRead: x.sc.NoWitRead}
 }
 
 // sessionT is client c's session timeout in ticks (timed scopes; 0: the

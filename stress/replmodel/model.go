@@ -321,6 +321,9 @@ type state struct {
 	// configuration whose third node holds nothing. From then on a "not
 	// found" is the stated residual: counted, and the run stops there.
 	ExcOpen, Exception, Halt bool
+	// FaultedN (Scope.NoWitRead): the nodes a fault (flush, restart, a
+	// lapse counted as a fault) has emptied, a bit each.
+	FaultedN uint8
 }
 
 func (s *state) String() string {

@@ -186,6 +186,18 @@ const (
 	// copy leaves a lone copy of epoch 1 that R4.1 buries, a value a
 	// read returned (TestCreationOverLateWitness).
 	CreationReballotUnmarked
+	// NoWitFastPath is the store's R2 before review-n4b F2's fix
+	// (Scope.NoWitRead): a read whose two copies hold the same record
+	// returns it even when it is nowit, before R9 stored its witness; a
+	// write built on it is acknowledged, and one flush of a copy leaves a
+	// lone nowit copy with an answering, empty third node
+	// (TestNoWitReadWaitsForWitness).
+	NoWitFastPath
+	// NoWitReturnedBeforeR9 is the store's R4.3 before the same fix: a
+	// plain reader (not the repair scan) returns a nowit configuration
+	// whose third node answered and queues R9 instead of running it
+	// (TestNoWitReadWaitsForWitness).
+	NoWitReturnedBeforeR9
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -194,7 +206,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
-	"creation-completes-over-witness", "creation-reballot-unmarked"}
+	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -283,6 +295,14 @@ type rules struct {
 	repair     bool // R9 (Scope.Repair)
 	oldWitness bool // R14 (Scope.OldWitness)
 	adopt      bool // R9's adoption and nowit clear (Scope.AdoptWitness)
+	// nowitOnly (Scope.NoWitRead, a plain reader's anomaly read): R4.3
+	// runs R9 only for a nowit record, as the store's plain readers do
+	// (the repair scan runs it for every record); never under
+	// NoWitReturnedBeforeR9.
+	nowitOnly bool
+	// nowitRead (Scope.NoWitRead): the N4 re-ballot opens no stated
+	// exception (every candidate answered: review-n4b F2).
+	nowitRead bool
 }
 
 // maxEpoch is the greatest epoch an anomaly read saw: of any data or
@@ -320,7 +340,9 @@ func emptyAnswer(r reply) bool {
 // witness there (R9): one CAS on the blank, which the anomaly read's
 // get-or-blank left.
 func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
-	repair := o.repair
+	// A plain reader under NoWitReturnedBeforeR9 runs no R9 (it queues
+	// the key for the scan).
+	repair := o.repair && !(o.nowitOnly && v == NoWitReturnedBeforeR9)
 	empty, haveData, top, nData, lone := 0, false, 0, 0, Rec{}
 	for i := range r {
 		switch {
@@ -465,7 +487,7 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		// repairWitness: an Add's witness that a re-ballot of its
 		// creation left, review-4 N4; a late R9 witness CAS of another
 		// configuration) or a promised one of b's (review-r11 m2).
-		if w := 3 - b.P - b.Q; repair && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank() ||
+		if w := 3 - b.P - b.Q; repair && (!o.nowitOnly || b.NoWit) && r[w].St == rOK && (r[w].Rec.K == blank || r[w].Rec.K == data && r[w].Rec.rank() < b.rank() ||
 			r[w].Rec.K == witness && (!sameConfig(r[w].Rec, b) || r[w].Prom != 0)) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: Rec{K: witness, E: b.E, P: b.P, Q: b.Q}, single: true, repair: true, rs: [2]uint8{b.P, b.Q}}
 		}
@@ -475,11 +497,15 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		// did not write (an old one, or a late witness CAS): re-stamp
 		// it, then clear nowit on both copies. The store also touches it
 		// with TW (witnessOutlives): lengths, not modelled here.
-		if w := 3 - b.P - b.Q; repair && o.adopt && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
+		if w := 3 - b.P - b.Q; repair && o.adopt && !o.nowitOnly && b.NoWit && r[w].St == rOK && r[w].Prom == 0 &&
 			r[w].Rec.K == witness && sameConfig(r[w].Rec, b) {
 			return resolution{kind: resDecide, b: b, x: w, rec1: r[w].Rec, single: true, adopt: true}
 		}
-		return resolution{kind: resReturn, b: b}
+		// Review-n4b F2 (Scope.NoWitRead): a nowit configuration whose
+		// third node did not answer is returned without its witness, as
+		// R8's two-record creation is made: a candidate that did not
+		// answer opens the stated exception (D6).
+		return resolution{kind: resReturn, b: b, exc: o.nowitRead && b.NoWit && r[3-b.P-b.Q].St == rTimeout}
 	}
 	x := b.P
 	if !holds(int(x), b) {
@@ -507,7 +533,10 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		if v != CreationReballotUnmarked {
 			res.rec1.NoWit, res.rec2.NoWit = true, true
 		}
-		res.exc, res.overWitness = true, true
+		// Review-n4b F2 (Scope.NoWitRead): every candidate answered, so
+		// no stated exception opens: readers run R9 before returning
+		// the nowit configuration (R2 and R4.3).
+		res.exc, res.overWitness = !o.nowitRead, true
 		return res
 	}
 	switch {

@@ -17,7 +17,8 @@ var (
 	r9clear = flag.Bool("replmodel.r9clear", false, "experiment: R9 clears nowit in every scope mustHold checks")
 	// n4old (experiment, review-4 N4): check every Correct scope mustHold
 	// checks with R4.4 as before the fix (CreationCompletesOverWitness).
-	n4old = flag.Bool("replmodel.n4old", false, "experiment: R4.4 completes a creation over a witness (the rule before review-4 N4's fix) in every scope mustHold checks")
+	nowitAll = flag.Bool("replmodel.nowitread", false, "experiment: Scope.NoWitRead (the store's readers since review-n4b F2's fix) in every repair scope mustHold checks")
+	n4old    = flag.Bool("replmodel.n4old", false, "experiment: R4.4 completes a creation over a witness (the rule before review-4 N4's fix) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -30,6 +31,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	t.Helper()
 	if *r9clear {
 		sc.R9ClearsNoWit = true
+	}
+	if *nowitAll && sc.Repair {
+		sc.NoWitRead = true
 	}
 	if *n4old && sc.Variant == Correct {
 		sc.Variant = CreationCompletesOverWitness
