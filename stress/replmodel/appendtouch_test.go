@@ -33,7 +33,11 @@ func appendScope(v Variant, others [][]OpKind, faults, timeouts, maxStates int) 
 // otherwise or silent: unknown. And R3's completion that finds the write
 // on Q (a reader's R4.4 copy, made from P's append before its touch,
 // carries P's old life) touches Q before the ack (AppendCompleteUntouched:
-// the store's completeWrite, which does not).
+// the store's completeWrite, which does not). A touch that finds another
+// item than the append's (the store's strayed touch) counts the copy
+// gone unless that item holds the append's value or one built on it: a
+// blank left by a reader's mg … N where the copy expired is not EN
+// (AppendStrayStored).
 func TestAppendTouchGone(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
@@ -69,6 +73,14 @@ func TestAppendTouchGone(t *testing.T) {
 				"node 1 executes c1's cas D(e0 v2 val1 {0,1})",
 				"EXPIRY: node 1's item expires",
 				"FAULT: flush_all on node 0"}},
+		// With R9's repair reads (mg … N): c1's anomaly read leaves a
+		// blank where Q expired after its append, so Q's touch finds the
+		// blank, not EN; the same for P later: acknowledged, and gone.
+		{"AppendStrayStored rejected", "a write acknowledged on a session that is gone",
+			withRepair(appendScope(AppendStrayStored, reader, 0, 0, 0)), []string{
+				"EXPIRY: node 1's item expires",
+				"node 1 executes c1's get-or-blank",
+				"node 1 executes c0's append's touch"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r := rejected(t, tc.sc, tc.want...); !strings.Contains(r.Violation, tc.violation) {
@@ -106,10 +118,22 @@ func TestAppendTouchGone(t *testing.T) {
 		appendHolds(t, "append at expiry, writer and reader (2 Gets)", appendScope(Correct, [][]OpKind{{Read, Read}}, 0, 0, 0))
 	})
 	t.Run("holds, two writers", func(t *testing.T) {
+		// A touch that finds the other writer's completion over its
+		// append (a record not built on it) is not a gone key: "not
+		// found" there was wrong (rStray).
+		appendHolds(t, "append at expiry, two writers", appendScope(Correct, [][]OpKind{{RMW}}, 0, 0, 0))
+	})
+	t.Run("holds, repair", func(t *testing.T) {
 		if !*full {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 		}
-		appendHolds(t, "append at expiry, two writers", appendScope(Correct, [][]OpKind{{RMW}}, 0, 0, 0))
+		// R9's reads leave blanks: a touch finds one where its copy
+		// expired (or was buried).
+		r := appendHolds(t, "append at expiry, writer and reader, repair", withRepair(appendScope(Correct, reader, 0, 0, 40_000_000)))
+		t.Logf("touches that found another item than the append's (a blank: gone; a record not built on it: replaced): %d", r.AppendsStrayGone)
+		if r.AppendsStrayGone == 0 {
+			t.Error("no touch found a blank: the scope does not reach AppendStrayStored's case")
+		}
 	})
 	t.Run("holds, 1 timeout", func(t *testing.T) {
 		if !*full {
@@ -129,6 +153,12 @@ func TestAppendTouchGone(t *testing.T) {
 		appendHolds(t, "expiry, writer and reader (2 Gets), Renewal", Scope{Variant: Correct, Expiry: true, Renewal: true,
 			Programs: [][]OpKind{{RMW}, {Read, Read}}, MaxStates: 40_000_000})
 	})
+}
+
+// withRepair turns on R9's repair (its anomaly reads leave blanks).
+func withRepair(sc Scope) Scope {
+	sc.Repair = true
+	return sc
 }
 
 // appendHolds is mustHold with the append scope's counts.

@@ -67,8 +67,9 @@
 // AppendGoneStored (such a copy counted stored), AppendGoneRefused
 // (counted refused by NF throughout R3's table) and
 // AppendCompleteUntouched (R3's completion acknowledging a copy on Q that
-// a reader made from P's append before its touch) are rejected
-// (TestAppendTouchGone). Scope.Renewal refines the expiry check for it:
+// a reader made from P's append before its touch) and AppendStrayStored
+// (a touch that finds another item, such as a reader's blank where the
+// copy expired, counted stored) are rejected (TestAppendTouchGone). Scope.Renewal refines the expiry check for it:
 // an acknowledged write gives the session a new life, so a call that
 // starts after the ack may find the session gone only once an item of
 // that life expired (or after two faults), not merely because an item

@@ -313,6 +313,11 @@ type Result struct {
 	// the key gone (Scope.Append); Renewals the writes acknowledged that
 	// renewed the session's life (Scope.Renewal).
 	AppendsGone, Renewals int
+	// AppendsStrayGone counts the explored steps in which an append's
+	// touch found another item than the append's, neither holding its
+	// value nor one built on it (the store's strayed touch): a blank
+	// (counted in AppendsGone too), a witness or another record.
+	AppendsStrayGone int
 }
 
 type explorer struct {
@@ -1481,10 +1486,29 @@ func (x *explorer) writing(t *state, c int) bool {
 func (x *explorer) appendTouched(t *state, m msg) string {
 	nd := &t.N[m.Node]
 	st := rOK
-	if nd.Item.K == absent {
+	switch it := nd.Item; {
+	case it.K == absent:
 		st = rGone
 		x.res.AppendsGone++
-	} else if x.sc.Renewal {
+	case nd.Tok == m.Tok && nd.Inc == m.Inc, x.sc.Variant.straysStored():
+		// The append's item, untouched since (or, the code before and
+		// the variants, whatever the touch found).
+	case it.K == data && t.anc(m.Rec.Val, it.Val):
+		// Another item holding the append's value or one built on it
+		// (a reader's re-stamp or fence, a later write): stored.
+	case it.K == blank:
+		// The copy expired (or R4.1 buried it) and a reader's mg … N
+		// made a blank: gone all the same.
+		st = rGone
+		x.res.AppendsGone++
+		x.res.AppendsStrayGone++
+	default:
+		// A witness, or a record not built on the append's, replaced
+		// it: not stored there, and the key is not gone (rStray).
+		st = rStray
+		x.res.AppendsStrayGone++
+	}
+	if nd.Item.K != absent && x.sc.Renewal {
 		x.newLife(t, int(m.Node))
 	}
 	if m.Orphan {
@@ -1496,6 +1520,13 @@ func (x *explorer) appendTouched(t *state, m msg) string {
 	}
 	t.C[c].R[m.Node] = reply{St: st, Rec: m.Rec, Tok: m.Tok, Inc: m.Inc}
 	return x.maybeAdvance(t, c)
+}
+
+// straysStored: an append's touch that finds another item than the
+// append's counts the copy stored (the store's strayed touch: the code
+// before F2's fix, and the fix as first stated).
+func (v Variant) straysStored() bool {
+	return v == AppendGoneStored || v == AppendGoneRefused || v == AppendStrayStored
 }
 
 // appendGone maps R3's replies when an append's touch found its copy gone
@@ -1514,6 +1545,10 @@ func (x *explorer) appendTouched(t *state, m msg) string {
 //   - with the other copy refused otherwise (EX, another incarnation)
 //     or silent: ErrOutcomeUnknown.
 //
+// A copy whose touch found a record not built on the append (rStray:
+// another writer's completion, a witness) is as a gone one, save that it
+// never makes "not found": the key is not gone.
+//
 // AppendGoneStored counts a gone copy stored; AppendGoneRefused refused
 // by NF, save that both gone (or gone and NF) is not found.
 func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
@@ -1521,7 +1556,7 @@ func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
 	nfLike := func(r *reply) bool { return r.St == rGone || r.St == rNotFound }
 	as := func(st uint8) {
 		for _, r := range [2]*reply{rp, rq} {
-			if r.St == rGone {
+			if r.St == rGone || r.St == rStray {
 				r.St = st
 			}
 		}
@@ -1874,7 +1909,7 @@ func (x *explorer) advance(t *state, c int) string {
 		x.sendRead1(t, c)
 	case phWr:
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
-		if rp.St == rGone || rq.St == rGone {
+		if rp.St == rGone || rq.St == rGone || rp.St == rStray || rq.St == rStray {
 			if v, done := x.appendGone(t, c, &rp, &rq); done {
 				return v
 			}

@@ -183,10 +183,11 @@ const (
 	rNotStored // NS: insert found an item
 	rStale     // token of another incarnation: not executed
 	rTimeout   // the client gave up (or the connection was reset)
-	rGone      // Scope.Append: the append was stored, then its touch found the key absent (EN)
+	rGone      // Scope.Append: the append was stored, then its touch found the key absent (EN) or a blank
+	rStray     // Scope.Append: the append was stored, then its touch found a record not built on it
 )
 
-var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout", "stored, then gone (EN on the touch)"}
+var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout", "stored, then gone", "stored, then replaced"}
 
 type reply struct {
 	St       uint8

@@ -210,6 +210,14 @@ const (
 	// Q never touched: Q expires at the old deadline, and the
 	// acknowledged write is left with one copy, with no fault.
 	AppendCompleteUntouched
+	// AppendStrayStored is F2's fix as first stated in its other half: a
+	// touch that answers EN makes the copy gone, but a touch that finds
+	// another item (the store's strayed: its CAS is not the append's)
+	// counts the copy stored, as before. With R9's repair scopes' reads
+	// (mg … N leaves a blank on a miss) a copy that expired after its
+	// append is a blank by its touch: not EN, and the write is
+	// acknowledged on a session that is gone.
+	AppendStrayStored
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -219,7 +227,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
 	"creation-completes-over-witness", "creation-reballot-unmarked",
-	"append-gone-stored", "append-gone-refused", "append-complete-untouched"}
+	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored"}
 
 func (v Variant) String() string { return variantNames[v] }
 
