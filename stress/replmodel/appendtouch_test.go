@@ -35,9 +35,11 @@ func appendScope(v Variant, others [][]OpKind, faults, timeouts, maxStates int) 
 // carries P's old life) touches Q before the ack (AppendCompleteUntouched:
 // the store's completeWrite, which does not). A touch that finds another
 // item than the append's (the store's strayed touch) counts the copy
-// gone unless that item holds the append's value or one built on it: a
-// blank left by a reader's mg … N where the copy expired is not EN
-// (AppendStrayStored).
+// stored only when that item holds the append's value or one built on
+// it: a blank (left by a reader's mg … N where the copy expired: not EN)
+// is a gone copy (AppendStrayStored counts it stored), any other record
+// a replaced one, as gone save that it never makes "not found" (the key
+// is not gone: two writers, one's completion over the other's append).
 func TestAppendTouchGone(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")

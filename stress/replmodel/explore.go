@@ -215,10 +215,12 @@ type Scope struct {
 	// stored, by its touch (`mg <key> c T<T>`): a separate command on
 	// that node, delivered at any later step, which gives the copy the
 	// caller's T or answers EN when the key is gone (the reply rGone: the
-	// copy expired between the two). The protocol (Correct) counts such a
-	// copy as stored only when its touch found it; what a gone copy
-	// makes of R3's table is below (appendGone); AppendGoneStored counts
-	// it stored, AppendGoneRefused refused by NF. The touch's sending
+	// copy expired between the two; also when it finds a blank, rStray
+	// when it finds a record not built on the append's). The protocol
+	// (Correct) counts such a copy as stored only when its touch found
+	// the append's value or one built on it; what a gone copy makes of
+	// R3's table is below (appendGone); AppendGoneStored counts it
+	// stored, AppendGoneRefused refused by NF. The touch's sending
 	// round (pipelined with the append or a second round trip) makes no
 	// difference here: the model delivers it at any step after the
 	// append ran. An append whose client gave up is sent no touch.
