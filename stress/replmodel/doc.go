@@ -65,4 +65,18 @@
 // before R9 stored its witness (R2 sends it to the anomaly read, whose
 // R4.3 runs R9 for it), a plain reader runs R9 for nowit records only,
 // and one returned with its third node silent opens R8's exception.
+// Scope.Append sends R3's data writes as appends that keep the item's
+// expiry, each followed by its touch, a separate command that finds the
+// key gone when the copy expired in between (the append-at-expiry
+// review's F2, docs/replication-review-appendtouch.md): the variants
+// AppendGoneStored (such a copy counted stored), AppendGoneRefused
+// (counted refused by NF throughout R3's table) and
+// AppendCompleteUntouched (R3's completion acknowledging a copy on Q that
+// a reader made from P's append before its touch) and AppendStrayStored
+// (a touch that finds another item, such as a reader's blank where the
+// copy expired, counted stored) are rejected (TestAppendTouchGone). Scope.Renewal refines the expiry check for it:
+// an acknowledged write gives the session a new life, so a call that
+// starts after the ack may find the session gone only once an item of
+// that life expired (or after two faults), not merely because an item
+// expired before.
 package replmodel

@@ -215,6 +215,39 @@ type Scope struct {
 	// (Excepted) stays open for a nowit configuration whose witness R9
 	// wrote, so a loss after that R9 counts as the residual.
 	R9ClearsNoWit bool
+	// Append (untimed scopes; the append-at-expiry review's F2): R3's
+	// data writes are appends (`ms … MA c C<tok>`), which keep the
+	// item's expiry (Scope.CopyLife: lifeKeep), each followed, once
+	// stored, by its touch (`mg <key> c T<T>`): a separate command on
+	// that node, delivered at any later step, which gives the copy the
+	// caller's T or answers EN when the key is gone (the reply rGone: the
+	// copy expired between the two; also when it finds a blank, rStray
+	// when it finds a record not built on the append's). The protocol
+	// (Correct) counts such a copy as stored only when its touch found
+	// the append's value or one built on it; what a gone copy makes of
+	// R3's table is below (appendGone); AppendGoneStored counts it
+	// stored, AppendGoneRefused refused by NF. The touch's sending
+	// round (pipelined with the append or a second round trip) makes no
+	// difference here: the model delivers it at any step after the
+	// append ran. An append whose client gave up is sent no touch.
+	Append bool
+	// Renewal (untimed expiry scopes): a write acknowledged gives the
+	// session a new life, the caller's T from its ack. Without it the
+	// session's deadline, once passed (an item expired), stays passed,
+	// so any later "not found" is accepted: a write acknowledged on a
+	// session already gone would go unseen. With it, from a write's ack,
+	// the data items whose life was set since the write's call started
+	// (node.Y) and the witness of their configuration (which R3 touches
+	// with TW) carry the new life (node.Live); a write landing later
+	// gives its item a life by the CopyLife rules (a copy its source's, a
+	// re-stamp or an append its item's, a touch or a client's write a new
+	// one); and a call that starts after the ack may find the session
+	// gone only once an item of the new life expired, or after two
+	// faults. A witness's expiry counts as the new deadline (it outlives
+	// the data a write's read found by T: the untimed model lets it
+	// expire early), as does an item of the new life expiring during the
+	// write's own call.
+	Renewal bool
 }
 
 // Result is what a run found.
@@ -284,6 +317,15 @@ type Result struct {
 	// configuration made); WitnessReplaced R9's witness CASes stored
 	// over a witness of another configuration (or a promised one).
 	CreationReballots, CreationReballotsDone, WitnessReplaced int
+	// AppendsGone counts explored steps in which an append's touch found
+	// the key gone (Scope.Append); Renewals the writes acknowledged that
+	// renewed the session's life (Scope.Renewal).
+	AppendsGone, Renewals int
+	// AppendsStrayGone counts the explored steps in which an append's
+	// touch found another item than the append's, neither holding its
+	// value nor one built on it (the store's strayed touch): a blank
+	// (counted in AppendsGone too), a witness or another record.
+	AppendsStrayGone int
 }
 
 type explorer struct {
@@ -329,7 +371,14 @@ func (x *explorer) label(st step) string {
 		if st.m.Prom != 0 {
 			late = fmt.Sprintf(" promise e%d", st.m.Prom) + late
 		}
-		return fmt.Sprintf("node %d executes c%d's %s %v%s", st.m.Node, st.m.Client, opNames[st.m.Op], st.m.Rec, late)
+		op := opNames[st.m.Op]
+		switch {
+		case st.m.App && st.m.Op == opCAS:
+			op = "append"
+		case st.m.App:
+			op = "append's touch"
+		}
+		return fmt.Sprintf("node %d executes c%d's %s %v%s", st.m.Node, st.m.Client, op, st.m.Rec, late)
 	case stStart:
 		return fmt.Sprintf("c%d starts %s", c, opLabel(OpKind(st.aux)))
 	case stTimeout:
@@ -633,7 +682,7 @@ func (x *explorer) dfs(s *state) {
 			if x.lives() {
 				unbind(t, n)
 			}
-			t.N[n].Item, t.N[n].Tok = Rec{}, 0
+			t.N[n].Item, t.N[n].Tok, t.N[n].Live, t.N[n].Y = Rec{}, 0, false, [maxClients]bool{}
 			t.N[n].noPromise()
 			return ""
 		})
@@ -647,7 +696,7 @@ func (x *explorer) dfs(s *state) {
 				if x.lives() {
 					unbind(t, n)
 				}
-				t.N[n].Item, t.N[n].Tok = Rec{}, 0
+				t.N[n].Item, t.N[n].Tok, t.N[n].Live, t.N[n].Y = Rec{}, 0, false, [maxClients]bool{}
 				t.N[n].noPromise()
 				return ""
 			})
@@ -680,7 +729,20 @@ func (x *explorer) expire(t *state, n int) {
 	// 30 s whatever the session does (review-4 M3). A data copy lapsing
 	// early while the session is live is the Lapse step, not an expiry.
 	t.Deadline = t.Deadline || t.N[n].Item.K != blank
-	t.N[n].Item, t.N[n].Tok = Rec{}, 0
+	if k := t.N[n].Item.K; k != blank && x.sc.Renewal {
+		// An item of the renewed life: the new deadline; one set since a
+		// write call started: that call's. A witness lives TW = 2 × T
+		// from its last touch, and was touched with every read and write
+		// of its data: it runs out at least T after the data a write's
+		// read found, so its expiry (free in the untimed model) stands
+		// for every life given since.
+		w := k == witness
+		t.RDeadline = t.RDeadline || t.N[n].Live || w
+		for c := range t.C {
+			t.C[c].YGone = t.C[c].YGone || (t.N[n].Y[c] || w) && x.writing(t, c)
+		}
+	}
+	t.N[n].Item, t.N[n].Tok, t.N[n].Live, t.N[n].Y = Rec{}, 0, false, [maxClients]bool{}
 	t.N[n].noPromise()
 	if !x.lives() {
 		return
@@ -850,7 +912,7 @@ func (x *explorer) final(s *state) string {
 			}
 			return x.afterExpiry(&t)
 		case resNotFound:
-			if v := x.notFound(&t, t.Max, "the final read"); v != "" {
+			if v := x.notFound(&t, true, t.Max, "the final read"); v != "" {
 				return v
 			}
 			return x.afterExpiry(&t)
@@ -946,8 +1008,9 @@ func (x *explorer) afterExpiry(s *state) string {
 	return ""
 }
 
-// notFound judges a call (or the final read) that found no session.
-func (x *explorer) notFound(t *state, floor uint8, what string) string {
+// notFound judges a call (or the final read) that found no session; fresh:
+// the call started after the last write acknowledged (Scope.Renewal).
+func (x *explorer) notFound(t *state, fresh bool, floor uint8, what string) string {
 	if t.Exception && !t.Deadline {
 		// R8's stated residual: a reader that does not hear the
 		// surviving copy of such a configuration finds no session.
@@ -958,7 +1021,7 @@ func (x *explorer) notFound(t *state, floor uint8, what string) string {
 		t.Halt = true
 		return ""
 	}
-	return x.nfVerdict(t, floor, what)
+	return x.nfVerdict(t, fresh, floor, what)
 }
 
 // nfLoss reports whether nfVerdict would find a "not found" a violation
@@ -974,10 +1037,14 @@ func (x *explorer) nfLoss(t *state, floor uint8) bool {
 	return true
 }
 
-// nfVerdict judges a "not found" outside R8's stated residual.
-func (x *explorer) nfVerdict(t *state, floor uint8, what string) string {
+// nfVerdict judges a "not found" outside R8's stated residual. With
+// Scope.Renewal a call that started after a write was acknowledged is
+// judged against the life that write gave the session (renewed): the
+// deadline passed before the ack does not excuse it.
+func (x *explorer) nfVerdict(t *state, fresh bool, floor uint8, what string) string {
+	renewed := x.sc.Renewal && t.Renewed && fresh && !t.RDeadline
 	switch {
-	case t.Deadline:
+	case t.Deadline && !renewed:
 		t.NFSeen = true
 		x.res.Expired++
 		return ""
@@ -987,6 +1054,8 @@ func (x *explorer) nfVerdict(t *state, floor uint8, what string) string {
 		return ""
 	case x.creates():
 		return t.observe(0, floor, what+" (no session)")
+	case renewed && t.Faults == 0:
+		return what + " found no session, with no fault, though a write acknowledged before the call started gave it a new life and no item of that life has expired (a write acknowledged on a session that is gone)"
 	}
 	return what + " found no session after a single fault"
 }
@@ -1021,7 +1090,7 @@ func (x *explorer) restart(t *state, n int) string {
 		unbind(t, n)
 	}
 	nd := &t.N[n]
-	nd.Item, nd.Tok, nd.Ctr = Rec{}, 0, 0
+	nd.Item, nd.Tok, nd.Ctr, nd.Live, nd.Y = Rec{}, 0, 0, false, [maxClients]bool{}
 	nd.noPromise()
 	nd.Inc++
 	for i := range t.M {
@@ -1043,8 +1112,21 @@ func (x *explorer) restart(t *state, n int) string {
 func (x *explorer) deliver(t *state, i int) string {
 	m := t.M[i]
 	t.M[i] = msg{}
+	if m.App && m.Op == opTouch {
+		return x.appendTouched(t, m)
+	}
 	prev := t.N[m.Node].Item.K
 	rep := exec(&t.N[m.Node], &m)
+	if x.sc.Renewal && rep.St == rOK {
+		switch n := int(m.Node); {
+		case m.Op == opCAS || m.Op == opAdd:
+			x.landLive(t, n, &m)
+		case m.Op == opTouch || m.Op == opGetT && m.TTL != 0:
+			x.newLife(t, n)
+		case m.Op == opGetN && rep.Won:
+			t.N[n].Live, t.N[n].Y = false, [maxClients]bool{} // a blank: its expiry is not the session's
+		}
+	}
 	if x.lives() && (m.Op == opCAS || m.Op == opAdd) && rep.St == rOK {
 		x.landed(t, int(m.Node), m.Life)
 		if m.Write {
@@ -1084,6 +1166,14 @@ func (x *explorer) deliver(t *state, i int) string {
 		return ""
 	}
 	rep.Won = rep.Won && x.sc.WonBlanks
+	if m.App && rep.St == rOK {
+		// Stored: the touch follows, on the same node (the reply
+		// waits for it).
+		tm := m
+		tm.Op, tm.Tok, tm.Inc, tm.Write, tm.Life = opTouch, rep.Tok, rep.Inc, false, 0
+		t.M[i] = tm
+		return ""
+	}
 	t.C[c].R[m.Node] = rep
 	return x.maybeAdvance(t, c)
 }
@@ -1152,6 +1242,13 @@ func (x *explorer) startOp(t *state, c int) string {
 	cl.Floor = t.Max
 	cl.Iter = 0
 	cl.AfterNF = t.NFSeen
+	cl.Fresh = x.sc.Renewal && t.Renewed
+	if x.sc.Renewal {
+		cl.YGone = false
+		for n := range t.N {
+			t.N[n].Y[c] = false
+		}
+	}
 	switch x.sc.Programs[c][cl.Pc] {
 	case Scan:
 		x.sendRead2(t, c)
@@ -1286,7 +1383,16 @@ func (x *explorer) readOK(t *state, c int, b Rec, rp, rq reply) string {
 	newRound(t, c)
 	mp := x.send(t, c, cl.P, opCAS, cl.TokP, cl.IncP, cl.New)
 	mp.Write, mp.TTL = true, x.sessionT(c)
-	x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New).TTL = x.sessionT(c)
+	mq := x.send(t, c, cl.Q, opCAS, cl.TokQ, cl.IncQ, cl.New)
+	mq.TTL = x.sessionT(c)
+	if x.sc.Append {
+		// The appends keep each item's expiry; their touches follow
+		// once stored (deliver).
+		for _, m := range [2]*msg{mp, mq} {
+			m.App = true
+			x.setLife(m, lifeKeep)
+		}
+	}
 	if w := 3 - cl.P - cl.Q; (x.sc.WitnessTTL || x.sc.Timed) && x.sc.Variant != WitnessUntouched {
 		// R3 touches the witness in the same round trip (review-2 B1);
 		// its reply is not waited for.
@@ -1303,7 +1409,188 @@ func (x *explorer) ack(t *state, c int) string {
 	if v := t.observe(cl.New.Val, cl.Floor, fmt.Sprintf("c%d's CompareAndSwap (acknowledged)", c)); v != "" {
 		return v
 	}
+	if x.sc.Renewal && x.sc.Programs[c][cl.Pc] == RMW {
+		x.renew(t, c)
+	}
 	return x.endOp(t, c)
+}
+
+// renew (Scope.Renewal): client c's write was acknowledged: the session
+// has a new life, the caller's T from when the write set it. The data
+// items that carry it are those whose life was set since the call
+// started (node.Y: the write's own copies and touches, and whatever was
+// written or copied from them since), and the witness of their
+// configuration (R3 touches it with TW, longer than T); every other item
+// has an older life and may expire before the new deadline. If an item
+// of the new life already expired during the call (the untimed model
+// lets a touched item expire at once: its T has then run out), the new
+// deadline has passed. Calls under way started before the ack: they are
+// judged as before it.
+func (x *explorer) renew(t *state, c int) {
+	x.res.Renewals++
+	t.Renewed, t.RDeadline = true, t.C[c].YGone
+	for n := range t.N {
+		t.N[n].Live = t.N[n].Item.K == data && t.N[n].Y[c]
+	}
+	for n := range t.N {
+		w := t.N[n].Item
+		if w.K != witness {
+			continue
+		}
+		for k := range t.N {
+			if t.N[k].Live && t.N[k].Item.K == data && sameConfig(t.N[k].Item, w) {
+				t.N[n].Live = true
+			}
+		}
+	}
+	for k := range t.C {
+		if k != c {
+			t.C[k].Fresh = false
+		}
+	}
+}
+
+// landLive (Scope.Renewal) sets the lives (node.Live, node.Y) of node
+// n's item, just stored by m: an append or a re-stamp keeps its item's, a
+// copy its source's (the longer of two: either's), anything else gets a
+// new one.
+func (x *explorer) landLive(t *state, n int, m *msg) {
+	nd := &t.N[n]
+	if m.App {
+		return
+	}
+	if !x.lives() {
+		x.newLife(t, n)
+		return
+	}
+	switch l := m.Life; {
+	case l == lifeKeep:
+	case l == lifeDead:
+		nd.Live, nd.Y = false, [maxClients]bool{}
+	case l >= lifeMax:
+		src := &t.N[l-lifeMax]
+		nd.Live = nd.Live || src.Live
+		for c := range nd.Y {
+			nd.Y[c] = nd.Y[c] || src.Y[c]
+		}
+	case l >= lifeCopy:
+		nd.Live, nd.Y = t.N[l-lifeCopy].Live, t.N[l-lifeCopy].Y
+	default:
+		x.newLife(t, n)
+	}
+}
+
+// newLife (Scope.Renewal): node n's item gets a life of its own now: it
+// carries the last renewal's (once there was one) and is young for every
+// write call under way.
+func (x *explorer) newLife(t *state, n int) {
+	nd := &t.N[n]
+	nd.Live = t.Renewed
+	for c := range t.C {
+		nd.Y[c] = x.writing(t, c)
+	}
+}
+
+// writing: client c is in a write call (Get+CompareAndSwap).
+func (x *explorer) writing(t *state, c int) bool {
+	cl := &t.C[c]
+	return cl.Phase != phIdle && cl.Phase != phDone && int(cl.Pc) < len(x.sc.Programs[c]) && x.sc.Programs[c][cl.Pc] == RMW
+}
+
+// appendTouched runs the touch of an append that was stored (Scope.Append,
+// m its message): it gives the item the caller's T (a write of another
+// value landed since: the store's untouch gives that its own T back, a new
+// life all the same), or finds the key gone. The reply carries the
+// append's token (a touch changes no token).
+func (x *explorer) appendTouched(t *state, m msg) string {
+	nd := &t.N[m.Node]
+	st := rOK
+	switch it := nd.Item; {
+	case it.K == absent:
+		st = rGone
+		x.res.AppendsGone++
+	case nd.Tok == m.Tok && nd.Inc == m.Inc, x.sc.Variant.straysStored():
+		// The append's item, untouched since (or, the code before and
+		// the variants, whatever the touch found).
+	case it.K == data && t.anc(m.Rec.Val, it.Val):
+		// Another item holding the append's value or one built on it
+		// (a reader's re-stamp or fence, a later write): stored.
+	case it.K == blank:
+		// The copy expired (or R4.1 buried it) and a reader's mg … N
+		// made a blank: gone all the same.
+		st = rGone
+		x.res.AppendsGone++
+		x.res.AppendsStrayGone++
+	default:
+		// A witness, or a record not built on the append's, replaced
+		// it: not stored there, and the key is not gone (rStray).
+		st = rStray
+		x.res.AppendsStrayGone++
+	}
+	if nd.Item.K != absent && x.sc.Renewal {
+		x.newLife(t, int(m.Node))
+	}
+	if m.Orphan {
+		return ""
+	}
+	c := int(m.Client)
+	if t.C[c].R[m.Node].St != rPending {
+		return ""
+	}
+	t.C[c].R[m.Node] = reply{St: st, Rec: m.Rec, Tok: m.Tok, Inc: m.Inc}
+	return x.maybeAdvance(t, c)
+}
+
+// straysStored: an append's touch that finds another item than the
+// append's counts the copy stored (the store's strayed touch: the code
+// before F2's fix, and the fix as first stated).
+func (v Variant) straysStored() bool {
+	return v == AppendGoneStored || v == AppendGoneRefused || v == AppendStrayStored
+}
+
+// appendGone maps R3's replies when an append's touch found its copy gone
+// (rGone) onto R3's table; done: the call ended (its verdict v). The
+// appended value was on that copy, unfenced, until it expired: a plain
+// read may have returned it, a reader's decision may have copied it on.
+// So a gone copy is:
+//   - with the other copy stored (and touched): when the gone copy is Q,
+//     missing, as an NF on the CAS: the completion (Q empty: the write
+//     failover); when it is P, ErrOutcomeUnknown, Q left as it is (an
+//     undo, or an answer "not applied", would deny a value a read may
+//     have returned: AppendGoneRefused);
+//   - with the other copy gone or refused by NF: not found, the session
+//     expired with the value (F3's "applied, then expired"): no call
+//     that starts later may return it;
+//   - with the other copy refused otherwise (EX, another incarnation)
+//     or silent: ErrOutcomeUnknown.
+//
+// A copy whose touch found a record not built on the append (rStray:
+// another writer's completion, a witness) is as a gone one, save that it
+// never makes "not found": the key is not gone.
+//
+// AppendGoneStored counts a gone copy stored; AppendGoneRefused refused
+// by NF, save that both gone (or gone and NF) is not found.
+func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
+	cl := &t.C[c]
+	nfLike := func(r *reply) bool { return r.St == rGone || r.St == rNotFound }
+	as := func(st uint8) {
+		for _, r := range [2]*reply{rp, rq} {
+			if r.St == rGone || r.St == rStray {
+				r.St = st
+			}
+		}
+	}
+	switch {
+	case x.sc.Variant == AppendGoneStored:
+		as(rOK)
+		return "", false
+	case nfLike(rp) && nfLike(rq):
+		return x.endOpOr(t, c, x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's CompareAndSwap (an append's copy gone)", c))), true
+	case x.sc.Variant == AppendGoneRefused, rp.St == rOK:
+		as(rNotFound)
+		return "", false
+	}
+	return x.endOp(t, c), true // ErrOutcomeUnknown
 }
 
 func (x *explorer) conflict(t *state, c int) string {
@@ -1372,7 +1659,7 @@ func (x *explorer) advance(t *state, c int) string {
 				cl.Phase = phNFFence
 				return ""
 			}
-			if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+			if v := x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 				return v
 			}
 			return x.endOp(t, c)
@@ -1555,7 +1842,7 @@ func (x *explorer) advance(t *state, c int) string {
 			}
 		}
 		x.res.NotFoundFenced++
-		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+		if v := x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 			return v
 		}
 		return x.endOp(t, c)
@@ -1565,7 +1852,7 @@ func (x *explorer) advance(t *state, c int) string {
 				// R14: a re-stamp refused or unanswered: the witness is
 				// left, the answer is "not found" all the same.
 				x.res.OldWitnessKept++
-				return x.endOpOr(t, c, x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)))
+				return x.endOpOr(t, c, x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Get", c)))
 			}
 		}
 		newRound(t, c)
@@ -1577,7 +1864,7 @@ func (x *explorer) advance(t *state, c int) string {
 		} else {
 			x.res.OldWitnessKept++
 		}
-		return x.endOpOr(t, c, x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)))
+		return x.endOpOr(t, c, x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Get", c)))
 	case phAdopt:
 		r, d := cl.R[cl.DX], cl.DR1
 		if r.St != rOK || r.Rec.K != witness || r.Rec.E != d.E || r.Rec.P != d.P || r.Rec.Q != d.Q {
@@ -1621,7 +1908,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		x.res.Buried++
-		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
+		if v := x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Get", c)); v != "" {
 			return v
 		}
 		return x.endOp(t, c)
@@ -1656,6 +1943,11 @@ func (x *explorer) advance(t *state, c int) string {
 		x.sendRead1(t, c)
 	case phWr:
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
+		if rp.St == rGone || rq.St == rGone || rp.St == rStray || rq.St == rStray {
+			if v, done := x.appendGone(t, c, &rp, &rq); done {
+				return v
+			}
+		}
 		switch {
 		case rp.St == rOK && rq.St == rOK:
 			return x.ack(t, c)
@@ -1693,6 +1985,15 @@ func (x *explorer) advance(t *state, c int) string {
 			// epoch on Q since the write's read; the write is not put
 			// over it (nor acknowledged from it): ErrOutcomeUnknown.
 			return x.endOp(t, c)
+		case r.St == rOK && r.Rec == cl.New && x.sc.Append && x.sc.Variant != AppendCompleteUntouched:
+			// Q holds this write, copied by a reader's completion,
+			// possibly from P's append before its touch: with P's old
+			// life. Touch it with T before the ack; gone: missing, as
+			// an NF (the write failover).
+			newRound(t, c)
+			m := x.send(t, c, cl.Q, opTouch, r.Tok, r.Inc, cl.New)
+			m.App = true
+			cl.Phase = phWrTouch
 		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
@@ -1703,6 +2004,16 @@ func (x *explorer) advance(t *state, c int) string {
 			// The secondary lost (flush, restart) or silent; lost: the new
 			// configuration's third node is empty until R9 (nowit).
 			cl.New.NoWit = r.St != rTimeout
+			x.writeFailover(t, c)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phWrTouch:
+		switch cl.R[cl.Q].St {
+		case rOK:
+			return x.ack(t, c)
+		case rGone:
+			cl.New.NoWit = true
 			x.writeFailover(t, c)
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
@@ -1971,7 +2282,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 					cl.R[q].St == rOK && cl.R[q].Rec.K == blank {
 					// The suspected candidate gave no reply within
 					// Timeout: the two-record creation (R8).
-					if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
+					if v := x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
 						return x.endOpOr(t, c, v)
 					}
 					x.newCreation(t, c, p, q)
@@ -2000,7 +2311,7 @@ func (x *explorer) advanceAdd(t *state, c int) string {
 				}
 			}
 		}
-		if v := x.notFound(t, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
+		if v := x.notFound(t, cl.Fresh, cl.Floor, fmt.Sprintf("c%d's Add", c)); v != "" || t.Halt {
 			return x.endOpOr(t, c, v)
 		}
 		x.newCreation(t, c, p, q)

@@ -97,6 +97,15 @@ type node struct {
 	// later than (a copy made from it: the store's copyExp gives a copy
 	// its source's remaining t less clockSlack); 0 for none.
 	Bnd uint8
+	// Live (Scope.Renewal, once a write was acknowledged): the item's
+	// life is at least the one the last acknowledged write gave the
+	// session, so that its expiry means the session's new deadline has
+	// passed; an item with an older life may expire before it. Y[c]
+	// (Scope.Renewal): the item's life was set since client c's write
+	// call started, so that its expiry during the call means the life
+	// that call's ack gives has run out in the untimed model.
+	Live bool
+	Y    [maxClients]bool
 }
 
 // noPromise forgets the promise with the item it was written with, so
@@ -142,6 +151,11 @@ type msg struct {
 	// Life (Scope.CopyLife): the lifetime the write gives its item, one
 	// of the life constants.
 	Life uint8
+	// App (Scope.Append): R3's data write sent as an append, which keeps
+	// the item's expiry; once stored, the same message comes back as the
+	// touch that gives the copy the caller's T (opTouch, Tok the
+	// append's new token), answered rGone when the item is absent.
+	App bool
 }
 
 // Lifetimes of a write (Scope.CopyLife), after the store's expirations
@@ -169,9 +183,11 @@ const (
 	rNotStored // NS: insert found an item
 	rStale     // token of another incarnation: not executed
 	rTimeout   // the client gave up (or the connection was reset)
+	rGone      // Scope.Append: the append was stored, then its touch found the key absent (EN) or a blank
+	rStray     // Scope.Append: the append was stored, then its touch found a record not built on it
 )
 
-var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout"}
+var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout", "stored, then gone", "stored, then replaced"}
 
 type reply struct {
 	St       uint8
@@ -224,13 +240,14 @@ const (
 	phAdoptClear
 	phR9ClearRead // R9's clear (Scope.R9ClearsNoWit): read both copies again
 	phR9Clear     // ... and CAS both, if still re-stamped, without nowit
+	phWrTouch     // R3's completion (Scope.Append): Q holds the write, touch it
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
 	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
-	"r9-clear-read", "r9-clear-nowit"}
+	"r9-clear-read", "r9-clear-nowit", "complete-touch"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -284,6 +301,11 @@ type client struct {
 	// OW: the decision under way is a re-ballot of a creation's record
 	// over a witness (review-4 N4's fix), for Result's counts.
 	OW bool
+	// Fresh (Scope.Renewal): the call under way started after the last
+	// acknowledged write, so that write's renewal of the session's life
+	// bounds when it may find the session gone. YGone: during this write
+	// call an item whose life was set since it started expired (node.Y).
+	Fresh, YGone bool
 }
 
 const (
@@ -312,6 +334,12 @@ type state struct {
 	// "not found" after the deadline: no call that starts later may
 	// return the session.
 	Deadline, NFSeen bool
+	// Renewal (Scope.Renewal): Renewed once a write was acknowledged: it
+	// gave the session a new life (the caller's T from its ack), so the
+	// session's deadline is passed again only when an item of that life
+	// (Live) expires: RDeadline. A call that started after the ack may
+	// find the session gone only then, or after two faults.
+	Renewed, RDeadline bool
 	// The stated exception to the single-fault guarantee (R8, review-3
 	// M1): ExcOpen once a configuration was begun with two present records
 	// because a candidate did not answer an Add (R8's two-record creation,

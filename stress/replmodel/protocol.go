@@ -198,6 +198,38 @@ const (
 	// whose third node answered and queues R9 instead of running it
 	// (TestNoWitReadWaitsForWitness).
 	NoWitReturnedBeforeR9
+	// AppendGoneStored is R3's append (Scope.Append) as store/memcached
+	// ran it before the fix of the append-at-expiry review's F2
+	// (docs/replication-review-appendtouch.md): a copy whose append was stored and whose touch then
+	// found the key gone (EN) counts as stored. Both gone: a write
+	// acknowledged on a session that is gone; one gone: acknowledged with
+	// one live data copy and no fault.
+	AppendGoneStored
+	// AppendGoneRefused is the first mapping of F2's fix: such a copy
+	// counts as refused by NF everywhere in R3's table (P stored and Q
+	// gone: the completion; P gone and Q stored: Q undone and
+	// ErrCASConflict; both gone: not found). But the appended value was
+	// on the copy, unfenced, until it expired: a plain read may have
+	// returned it, and a reader's completion may have copied it onto the
+	// other copy, so "not applied" (the undo's ErrCASConflict, or a
+	// conflict with the other copy refused by EX) is not safe.
+	AppendGoneRefused
+	// AppendCompleteUntouched is R3's completion as the store runs it
+	// (witness_write.go, completeWrite: Q "holds this write" is a
+	// success) with appends (Scope.Append): a reader's R4.4 completion
+	// that copied P's appended value before P's touch gave Q's copy P's
+	// old life (copyExp, or Q's own), and the write is acknowledged with
+	// Q never touched: Q expires at the old deadline, and the
+	// acknowledged write is left with one copy, with no fault.
+	AppendCompleteUntouched
+	// AppendStrayStored is F2's fix as first stated in its other half: a
+	// touch that answers EN makes the copy gone, but a touch that finds
+	// another item (the store's strayed: its CAS is not the append's)
+	// counts the copy stored, as before. With R9's repair scopes' reads
+	// (mg … N leaves a blank on a miss) a copy that expired after its
+	// append is a blank by its touch: not EN, and the write is
+	// acknowledged on a session that is gone.
+	AppendStrayStored
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -206,7 +238,8 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"witness-ttl-from-t", "no-bury", "lapse-free", "bury-creation", "takeover-no-poison", "reread-any-token",
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
-	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9"}
+	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
+	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored"}
 
 func (v Variant) String() string { return variantNames[v] }
 
