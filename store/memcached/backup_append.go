@@ -139,19 +139,56 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // left alone: the backup copy serves the key now, and the outcome is
 // unknown, as for whole writes. It returns the error the append reports:
 // perr, or an unknown outcome when the backup copy could not be put back
-// and keeps the delta.
+// and keeps the delta, or when a copy changed since the append may carry
+// it (carries).
+//
+// The last is a race with a reader on another Store (review-oc31 F1, part
+// 3): the primary lost the key (its append answered not found), the
+// backup append landed, and the reader, missing on the primary, claimed
+// the backup copy (the same bytes, a new CAS) and restored the primary
+// from it before the undo read the backup copy. The append is then on
+// both copies; "not found" told the provider that nothing was written, and
+// a release so told went on to report ErrLockLost for a release it had
+// written.
 func (a *bakAppend) undo(perr error) error {
 	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
 		return perr
 	}
-	pre := func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] }
-	if a.s.hooks.bakUndoDeletes {
-		pre = nil // the broken variant: the only copy is deleted, as before the fix
+	u := backupUndo{
+		ours:    func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) },
+		pre:     func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] },
+		carries: a.carries,
+		lost:    errors.Is(perr, provider.ErrNotFound),
 	}
-	if a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) }, pre) {
+	if a.s.hooks.bakUndoDeletes {
+		u.pre = nil // the broken variant: the only copy is deleted, as before the fix
+	}
+	switch a.s.undoBackup(a.ctx, a.rt, u) {
+	case undoKept:
 		return keptOnBackup(a.rt, perr)
+	case undoCarried:
+		return a.s.carriedError(a.rt, perr)
 	}
 	return perr
+}
+
+// carries reports whether a copy with value v, other than the one this
+// append made on the backup copy, may carry this append: its Seq is the
+// append's (the record before it, pair.seq, + 1) and it ends with the
+// delta (the append's bytes, claimed by a repair: rewritten whole with a
+// new CAS), or its Seq is higher (a later write; Seq orders copies, it
+// does not tell whether that write was based on this append). A copy of
+// the append's Seq that does not end with the delta is another write of
+// that Seq (the winner of the round, or a write based on the record
+// before the append), which a write based on this append can never be;
+// a lower Seq is older than the append; neither carries it.
+func (a *bakAppend) carries(v []byte) bool {
+	h, err := record.Parse(v)
+	if err != nil {
+		return false
+	}
+	seq := a.pair.seq + 1
+	return h.Seq > seq || (h.Seq == seq && bytes.HasSuffix(v, a.delta))
 }
 
 // pairRead is the backup half of a Get: the backup copy, read in parallel

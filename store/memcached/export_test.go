@@ -343,6 +343,14 @@ func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }
 // backup copy holds it.
 func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
 
+// SetUndoCarriedRefused makes s the code before review-oc31 F1's part
+// 3: the undo of a backup write (an append, or a CompareAndSwap) whose
+// primary write was refused answers the primary's error (not found, a CAS
+// conflict) also when a copy that changed since may carry the write (a
+// reader's repair claimed the backup copy and restored the primary from
+// it first).
+func SetUndoCarriedRefused(s *Store) { s.hooks.undoCarriedRefused = true }
+
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair
 // loop or the scan reads it.
