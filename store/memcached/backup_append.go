@@ -47,7 +47,9 @@ import (
 // When the primary append is refused and the backup's landed (a loser of
 // the round, whose backup pair was still current), the backup copy is
 // undone as a whole write's is (syncBackup), recognised by the CAS the
-// backup append returned.
+// backup append returned; when that copy changed before the undo and a
+// copy may carry the append (another process took it up), the outcome is
+// unknown (bakAppend.undo).
 
 // bakAppend is the backup half of one CompareAndAppend.
 type bakAppend struct {
