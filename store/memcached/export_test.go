@@ -28,6 +28,16 @@ func SetAppendTouchLostOK(s *Store) {
 	}
 }
 
+// SetAppendTouchErrorOK makes CompareAndAppend report an append whose
+// touch got an error reply (SERVER_ERROR, CLIENT_ERROR) as done without
+// sending the touch again, its TTL not set, as it did before
+// (review-oc31 F4; the broken variant of TestAppendTouchError).
+func SetAppendTouchErrorOK(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.touchErrOK = true
+	}
+}
+
 // WitnessCandidates returns the addresses of key's three candidates in
 // BackupWitness mode (c0, c1, c2: home primary, secondary, witness).
 func WitnessCandidates(s *Store, key string) []string {
