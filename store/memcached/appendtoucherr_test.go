@@ -91,11 +91,7 @@ func TestAppendTouchError(t *testing.T) {
 				require.NoError(t, err)
 				cur, err := rec.Decode(en.Value)
 				require.NoError(t, err)
-				next := cur
-				next.Seq++
-				next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
-				delta, ok := rec.Delta(&cur, &next)
-				require.True(t, ok)
+				delta := lockingDelta(t, cur)
 				d.mu.Lock()
 				d.key = key
 				d.mu.Unlock()

@@ -393,13 +393,7 @@ func (w *bakWrite) undo(perr error) error {
 			return err == nil && (h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(v, w.value)))
 		}
 	}
-	switch w.s.undoBackup(w.ctx, w.rt, u) {
-	case undoKept:
-		return keptOnBackup(w.rt, perr)
-	case undoCarried:
-		return w.s.carriedError(w.rt, perr)
-	}
-	return perr
+	return w.s.undoErr(w.rt, perr, w.s.undoBackup(w.ctx, w.rt, u))
 }
 
 // syncBackup undoes a backup write whose primary write failed: if the
@@ -554,15 +548,19 @@ func (s *Store) mayCarry(ctx context.Context, rt route, u backupUndo, bak, prim 
 	return undoDone
 }
 
-// carriedError is the error of a write the primary refused with perr
-// whose backup copy changed since it landed and may have been taken up
-// (undoCarried): the write may be on the copies, its outcome unknown.
-// With the test hook undoCarriedRefused it is perr, as before.
-func (s *Store) carriedError(rt route, perr error) error {
-	if s.hooks.undoCarriedRefused {
-		return perr
+// undoErr is the error of a write the primary refused with perr, once
+// the undo of its backup copy found o: perr; or an unknown outcome when
+// the backup copy is kept as the only copy (keptOnBackup), or when a copy
+// that changed since it landed may carry it (undoCarried; with the test
+// hook undoCarriedRefused, perr, as before).
+func (s *Store) undoErr(rt route, perr error, o undoOutcome) error {
+	switch {
+	case o == undoKept:
+		return keptOnBackup(rt, perr)
+	case o == undoCarried && !s.hooks.undoCarriedRefused:
+		return fmt.Errorf("memcached: node %s: %s: the primary refused this write (%v), and a copy changed since it landed on the backup copy may carry it: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
 	}
-	return fmt.Errorf("memcached: node %s: %s: the primary refused this write (%v), and a copy changed since it landed on the backup copy may carry it: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
+	return perr
 }
 
 // keptOnBackup is the error of a write the primary refused because it

@@ -165,13 +165,7 @@ func (a *bakAppend) undo(perr error) error {
 	if a.s.hooks.bakUndoDeletes {
 		u.pre = nil // the broken variant: the only copy is deleted, as before the fix
 	}
-	switch a.s.undoBackup(a.ctx, a.rt, u) {
-	case undoKept:
-		return keptOnBackup(a.rt, perr)
-	case undoCarried:
-		return a.s.carriedError(a.rt, perr)
-	}
-	return perr
+	return a.s.undoErr(a.rt, perr, a.s.undoBackup(a.ctx, a.rt, u))
 }
 
 // carries reports whether a copy with value v, other than the one this

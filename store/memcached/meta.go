@@ -706,12 +706,13 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 		// Stored, but the touch got an error reply: the TTL is not set
 		// (the append kept the item's old expiry, which may be near),
 		// and no token was touched. The touch is sent once more on its
-		// own; it lands on whatever the key holds by now, and reports
-		// it (touched), as the first would have. The key gone by then
-		// is the key gone by the touch (errAppendedGone). Another
-		// failure leaves the TTL unconfirmed: the append is reported
-		// done, with no token touched, as before (review-oc31 F4).
-		it, terr := c.getTouch(ctx, key, exp)
+		// own (getOne: the value comes with it, on this rare path); it
+		// lands on whatever the key holds by now and reports it
+		// (touched), as the first would have. The key gone by then is
+		// the key gone by the touch (errAppendedGone). Another failure
+		// leaves the TTL unconfirmed: the append is reported done, with
+		// no token touched, as before (review-oc31 F4).
+		it, terr := c.getOne(ctx, key, exp)
 		switch {
 		case errors.Is(terr, errMiss):
 			err = errAppendedGone
@@ -720,22 +721,6 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 		}
 	}
 	return res.cas, res.touched, err
-}
-
-// getTouch sets key's expiration and reads its CAS (`mg <key> c
-// T<exp>`). A missing key is errMiss.
-func (c *metaClient) getTouch(ctx context.Context, key string, exp int32) (*metaItem, error) {
-	cmd := make([]byte, 0, len(key)+24)
-	cmd = append(cmd, "mg "...)
-	cmd = append(cmd, key...)
-	cmd = append(cmd, " c"...)
-	cmd = appendExp(cmd, exp)
-	cmd = append(cmd, "\r\n"...)
-	res, err := c.round(ctx, cmd, readOne)
-	if err != nil {
-		return nil, err
-	}
-	return res.items[0], nil
 }
 
 // appendNotStored is the error of an append conditioned on token cas
