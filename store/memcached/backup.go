@@ -380,18 +380,15 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 // kept as the only copy, or when a copy that changed since may carry the
 // write (review-oc31 F1, part 3: a reader's repair restored the primary
 // from the backup copy holding it before the undo; see bakAppend.undo).
-// A copy carries this write when it holds its bytes, or a higher Seq (a
-// later write, which may be based on it).
+// The write itself is any copy of its bytes.
 func (w *bakWrite) undo(perr error) error {
 	u := backupUndo{
 		ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, w.value) },
+		seq:  w.seq,
 		lost: errors.Is(perr, provider.ErrNotFound),
 	}
 	if w.record {
-		u.carries = func(v []byte) bool {
-			h, err := record.Parse(v)
-			return err == nil && (h.Seq > w.seq || (h.Seq == w.seq && bytes.Equal(v, w.value)))
-		}
+		u.mine = func(v []byte) bool { return bytes.Equal(v, w.value) }
 	}
 	return w.s.undoErr(w.rt, perr, w.s.undoBackup(w.ctx, w.rt, u))
 }
@@ -421,15 +418,41 @@ type backupUndo struct {
 	// copy, the backup copy is put back to it, so that nothing of the
 	// refused write stays.
 	pre func(bak *metaItem) []byte
-	// carries, when not nil, reports whether a copy with value v that is
-	// not the write's own may carry the write: a copy that changed since
-	// the write landed may be the write taken up by another process (a
-	// repair's claim, rewriting the same bytes, or a write based on it).
-	carries func(v []byte) bool
+	// mine, when not nil, reports whether value v is the write itself
+	// (its Seq, its bytes), wherever it is found: a repair's claim
+	// rewrites the backup copy with the same bytes and a new CAS, and
+	// restores the primary from it. With mine, the undo looks at copies
+	// that changed since the write landed (carries).
+	mine func(v []byte) bool
+	// seq is the write's Seq.
+	seq uint64
 	// lost: the primary refused the write because it had lost the key
 	// (not found). Whatever it holds by the undo was written there since,
 	// possibly restored from the backup copy that held the write.
 	lost bool
+}
+
+// carries reports whether a copy with value v, found where the write's
+// own backup copy was replaced or gone, may carry the write: it is the
+// write (mine), or, when the primary had lost the key, a later write (a
+// higher Seq), which may have been based on the write taken up by a
+// repair (Seq orders copies, it does not tell branches apart). When the
+// primary refused the write with a CAS conflict, it held another record,
+// on which the round's winner and the writes after it are based: a later
+// copy there is taken not to carry this write (only a repair after the
+// primary lost the key within this call, or a process that took the
+// primary for down, could have based one on it; doc.go, Residual windows).
+// A copy of the write's Seq that is not the write (another write of that
+// Seq) or of a lower Seq never carries it.
+func (u *backupUndo) carries(v []byte) bool {
+	if u.mine(v) {
+		return true
+	}
+	if !u.lost {
+		return false
+	}
+	h, err := record.Parse(v)
+	return err == nil && h.Seq > u.seq
 }
 
 // undoOutcome is what an undo of a backup write found.
@@ -451,7 +474,7 @@ const (
 // by u.ours, and, with u.pre, put back to the record before the write
 // when the primary has no copy (kept then reports whether that failed).
 //
-// With u.carries, the copies are looked at once the write's own backup
+// With u.mine, the copies are looked at once the write's own backup
 // copy is replaced or gone, not only left alone: a reader whose primary
 // missed (getMissed) may have claimed the backup copy holding the write
 // (the same bytes, a new CAS) and restored the primary from it, or
@@ -488,7 +511,7 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 			// Changed since it was read: what holds it now?
 			bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 			if err != nil {
-				if u.carries != nil {
+				if u.mine != nil {
 					return undoCarried // not known
 				}
 				return undoDone
@@ -524,7 +547,7 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 // lost the key, the primary's copy (prim; read now when nil) may carry the
 // write.
 func (s *Store) mayCarry(ctx context.Context, rt route, u backupUndo, bak, prim *metaItem) undoOutcome {
-	if u.carries == nil {
+	if u.mine == nil {
 		return undoDone
 	}
 	if bak != nil && u.carries(bak.value) {

@@ -142,7 +142,7 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // unknown, as for whole writes. It returns the error the append reports:
 // perr, or an unknown outcome when the backup copy could not be put back
 // and keeps the delta, or when a copy changed since the append may carry
-// it (carries).
+// it (backupUndo.carries; the append itself is mine).
 //
 // The last is a race with a reader on another Store (review-oc31 F1, part
 // 3): the primary lost the key (its append answered not found), the
@@ -157,10 +157,11 @@ func (a *bakAppend) undo(perr error) error {
 		return perr
 	}
 	u := backupUndo{
-		ours:    func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) },
-		pre:     func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] },
-		carries: a.carries,
-		lost:    errors.Is(perr, provider.ErrNotFound),
+		ours: func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) },
+		pre:  func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] },
+		mine: a.mine,
+		seq:  a.pair.seq + 1,
+		lost: errors.Is(perr, provider.ErrNotFound),
 	}
 	if a.s.hooks.bakUndoDeletes {
 		u.pre = nil // the broken variant: the only copy is deleted, as before the fix
@@ -168,23 +169,15 @@ func (a *bakAppend) undo(perr error) error {
 	return a.s.undoErr(a.rt, perr, a.s.undoBackup(a.ctx, a.rt, u))
 }
 
-// carries reports whether a copy with value v, other than the one this
-// append made on the backup copy, may carry this append: its Seq is the
-// append's (the record before it, pair.seq, + 1) and it ends with the
-// delta (the append's bytes, claimed by a repair: rewritten whole with a
-// new CAS), or its Seq is higher (a later write; Seq orders copies, it
-// does not tell whether that write was based on this append). A copy of
-// the append's Seq that does not end with the delta is another write of
-// that Seq (the winner of the round, or a write based on the record
-// before the append), which a write based on this append can never be;
-// a lower Seq is older than the append; neither carries it.
-func (a *bakAppend) carries(v []byte) bool {
+// mine reports whether value v is this append, wherever it is found: the
+// append's Seq (the record before it, pair.seq, + 1), ending with its
+// delta (a repair's claim rewrites the same bytes with a new CAS). A copy
+// of that Seq that does not end with the delta is another write of that
+// Seq (the round's winner, or a write based on the record before the
+// append).
+func (a *bakAppend) mine(v []byte) bool {
 	h, err := record.Parse(v)
-	if err != nil {
-		return false
-	}
-	seq := a.pair.seq + 1
-	return h.Seq > seq || (h.Seq == seq && bytes.HasSuffix(v, a.delta))
+	return err == nil && h.Seq == a.pair.seq+1 && bytes.HasSuffix(v, a.delta)
 }
 
 // pairRead is the backup half of a Get: the backup copy, read in parallel

@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,12 +23,17 @@ import (
 // claiming the copy and restoring the primary from it; a later write)
 // makes the outcome unknown; "not found" said nothing was written though
 // the append is on the copies. A change that cannot carry it (another
-// write of the append's Seq) leaves "not found". The broken variant
-// (SetUndoCarriedRefused) answers "not found" whatever the change.
+// write of the append's Seq) leaves "not found". The same with the
+// primary's append refused for a CAS conflict (conflict): only the append
+// itself, claimed, may carry it; a later write is based on the record the
+// primary held (the round's winner). The broken variant
+// (SetUndoCarriedRefused) answers the primary's error whatever the
+// change.
 func TestAppendUndoFindsCopyChanged(t *testing.T) {
 	for _, c := range []struct {
-		name    string
-		carried bool // the changed copy may carry the append
+		name     string
+		conflict bool // the primary refuses with a CAS conflict, not "not found"
+		carried  bool // the changed copy may carry the append
 		// primary: the change is made before the undo's read of the
 		// primary's copy (after its read of the backup copy), not before
 		// its read of the backup copy.
@@ -35,20 +41,20 @@ func TestAppendUndoFindsCopyChanged(t *testing.T) {
 		// change changes the backup copy, which holds the append.
 		change func(e *appendEnv, cur rec.Record) error
 	}{
-		{"repair", true, false, func(e *appendEnv, _ rec.Record) error {
+		{"repair", false, true, false, func(e *appendEnv, _ rec.Record) error {
 			// A reader on another Store misses on the primary, claims
 			// the backup copy (the same bytes, a new CAS) and restores
 			// the primary from it.
 			_, err := e.s2.Get(context.Background(), e.key)
 			return err
 		}},
-		{"repair-after-read", true, true, func(e *appendEnv, _ rec.Record) error {
+		{"repair-after-read", false, true, true, func(e *appendEnv, _ rec.Record) error {
 			// The same, once the undo has read the backup copy (still
 			// the append's): the undo's write over it is refused.
 			_, err := e.s2.Get(context.Background(), e.key)
 			return err
 		}},
-		{"repair-backup-gone", true, false, func(e *appendEnv, _ rec.Record) error {
+		{"repair-backup-gone", false, true, false, func(e *appendEnv, _ rec.Record) error {
 			// The same, and then the backup copy is gone (evicted):
 			// the primary's copy, restored from it, carries the append.
 			if _, err := e.s2.Get(context.Background(), e.key); err != nil {
@@ -56,7 +62,7 @@ func TestAppendUndoFindsCopyChanged(t *testing.T) {
 			}
 			return memcache.New(e.backup).Delete(e.bakKey)
 		}},
-		{"newer", true, false, func(e *appendEnv, cur rec.Record) error {
+		{"newer", false, true, false, func(e *appendEnv, cur rec.Record) error {
 			// A write based on the append (Seq + 2), as a write
 			// redirected to the backup copy after a read of it is.
 			return rewriteBackup(e, cur, func(r *rec.Record) {
@@ -64,7 +70,26 @@ func TestAppendUndoFindsCopyChanged(t *testing.T) {
 				r.Locked = false
 			})
 		}},
-		{"other", false, false, func(e *appendEnv, cur rec.Record) error {
+		{"conflict-claimed", true, true, false, func(e *appendEnv, _ rec.Record) error {
+			// The backup copy rewritten with the same bytes (a repair's
+			// claim, had the primary lost the key after refusing).
+			mc := memcache.New(e.backup)
+			defer func() { _ = mc.Close() }()
+			it, err := mc.Get(e.bakKey)
+			if err != nil {
+				return err
+			}
+			return mc.Set(it)
+		}},
+		{"conflict-newer", true, false, false, func(e *appendEnv, cur rec.Record) error {
+			// A later write on the backup copy: the winner's round,
+			// based on what the primary held.
+			return rewriteBackup(e, cur, func(r *rec.Record) {
+				r.Seq++
+				r.Locked = false
+			})
+		}},
+		{"other", false, false, false, func(e *appendEnv, cur rec.Record) error {
 			// Another write of the append's Seq, based on the record
 			// before it (not ending with the delta): it cannot carry
 			// the append.
@@ -83,7 +108,13 @@ func TestAppendUndoFindsCopyChanged(t *testing.T) {
 				}
 				ctx := context.Background()
 				en, cur, delta := e.lockDelta(t)
-				require.NoError(t, raw(t, e.primary).Delete(e.key))
+				perr := provider.ErrNotFound
+				if c.conflict {
+					newCAS(t, e.primary, e.key) // the token is stale there
+					perr = provider.ErrCASConflict
+				} else {
+					require.NoError(t, raw(t, e.primary).Delete(e.key))
+				}
 				d.mu.Lock()
 				var herr error
 				d.beforeKey = e.bakKey
@@ -106,14 +137,14 @@ func TestAppendUndoFindsCopyChanged(t *testing.T) {
 				d.mu.Unlock()
 				require.Error(t, err)
 				if !c.carried || broken {
-					require.ErrorIs(t, err, provider.ErrNotFound)
-					require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the append may be carried: not found")
+					require.ErrorIs(t, err, perr)
+					require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the append cannot be carried: the primary's answer")
 				} else {
 					require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the append may be on the copies")
 				}
 				p, b := e.copies(t)
 				require.NotNil(t, b, "the changed backup copy is left alone, or restored")
-				if c.carried && c.name != "newer" {
+				if strings.HasPrefix(c.name, "repair") {
 					require.NotNil(t, p, "the reader restored the primary")
 					require.Equal(t, cur.Seq+1, p.Seq, "from the backup copy holding the append")
 					require.Equal(t, p.Header, b.Header)
