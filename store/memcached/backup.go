@@ -380,14 +380,18 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 // kept as the only copy, or when a copy that changed since may carry the
 // write (review-oc31 F1, part 3: a reader's repair restored the primary
 // from the backup copy holding it before the undo; see bakAppend.undo).
-// The write itself is any copy of its bytes.
+// The write itself is any copy of its bytes, looked for only when the
+// primary had lost the key: after a CAS conflict, equal bytes tell
+// nothing (a sliding read's CAS rewrites the record it read, byte for
+// byte; two processes may write the same bytes), and the write is
+// undone as before.
 func (w *bakWrite) undo(perr error) error {
 	u := backupUndo{
 		ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, w.value) },
 		seq:  w.seq,
 		lost: errors.Is(perr, provider.ErrNotFound),
 	}
-	if w.record {
+	if w.record && u.lost {
 		u.mine = func(v []byte) bool { return bytes.Equal(v, w.value) }
 	}
 	return w.s.undoErr(w.rt, perr, w.s.undoBackup(w.ctx, w.rt, u))

@@ -365,8 +365,9 @@
 //     a repair took up (the primary lost the key right after refusing it)
 //     and a write based on it, or the winner's backup write, then replaced
 //     before the undo read it (three events within one write): after a
-//     CAS conflict only the write itself counts, as later copies are
-//     the round winner's.
+//     CAS conflict only an append itself counts, as later copies are the
+//     round winner's, and a whole write is undone as before (equal bytes
+//     tell nothing: a sliding read's CAS rewrites the record it read).
 //   - Health is per process: for up to Timeout plus HealthCheckInterval two
 //     processes may disagree on whether a node is down, and memcached offers
 //     no consensus to settle it; a process only cleans up the outdated copies
