@@ -476,7 +476,7 @@ const (
 
 // undoBackup is syncBackup with the backup copy recognised as the write's
 // by u.ours, and, with u.pre, put back to the record before the write
-// when the primary has no copy (kept then reports whether that failed).
+// when the primary has no copy (undoKept when that failed).
 //
 // With u.mine, the copies are looked at once the write's own backup
 // copy is replaced or gone, not only left alone: a reader whose primary
@@ -511,14 +511,11 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 	switch {
 	case prim != nil && bak != nil:
 		err := rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
-		if errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) {
+		if u.mine != nil && (errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)) {
 			// Changed since it was read: what holds it now?
 			bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 			if err != nil {
-				if u.mine != nil {
-					return undoCarried // not known
-				}
-				return undoDone
+				return undoCarried // not known
 			}
 			return s.mayCarry(ctx, rt, u, bItems[0], prim)
 		}
