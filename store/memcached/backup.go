@@ -374,6 +374,29 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 	return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and kept changing while it was restored", p.addr, key, provider.ErrUnavailable)
 }
 
+// undo undoes the backup write of a CompareAndSwap that landed while the
+// primary refused the write with perr (syncBackup), and returns the error
+// the write reports: perr, or an unknown outcome when the backup copy is
+// kept as the only copy, or when a copy that changed since may carry the
+// write (review-oc31 F1, part 3: a reader's repair restored the primary
+// from the backup copy holding it before the undo; see bakAppend.undo).
+// The write itself is any copy of its bytes, looked for only when the
+// primary had lost the key: after a CAS conflict, equal bytes tell
+// nothing (a sliding read's CAS rewrites the record it read, byte for
+// byte; two processes may write the same bytes), and the write is
+// undone as before.
+func (w *bakWrite) undo(perr error) error {
+	u := backupUndo{
+		ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, w.value) },
+		seq:  w.seq,
+		lost: errors.Is(perr, provider.ErrNotFound),
+	}
+	if w.record && u.lost {
+		u.mine = func(v []byte) bool { return bytes.Equal(v, w.value) }
+	}
+	return w.s.undoErr(w.rt, perr, w.s.undoBackup(w.ctx, w.rt, u))
+}
+
 // syncBackup undoes a backup write whose primary write failed: if the
 // backup node still holds that value (ours), it is replaced by the
 // primary's copy. A backup copy that changed since is someone else's
@@ -383,50 +406,185 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 // only copy and the record before this write is not known: it is kept
 // (a later read restores the primary from it), and syncBackup reports
 // it (kept): the write is then on the backup copy only, its outcome
-// unknown. Deleting it lost the session (review of 2026-11-29, F1).
+// unknown. Deleting it lost the session (review of 2026-11-29, F1). A
+// CompareAndSwap's undo also looks at copies that changed since
+// (bakWrite.undo).
 func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) (kept bool) {
-	return s.undoBackup(ctx, rt, func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) }, nil)
+	return s.undoBackup(ctx, rt, backupUndo{ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) }}) == undoKept
 }
 
-// undoBackup is syncBackup with the backup copy recognised as ours by
-// the function ours. When the primary has no copy and pre is not nil,
-// the backup copy is put back to pre(bak), the record before this write
-// (an append's: its value without the delta), so that nothing of the
-// refused write stays; kept then reports whether that failed.
-func (s *Store) undoBackup(ctx context.Context, rt route, ours func(bak *metaItem) bool, pre func(bak *metaItem) []byte) (kept bool) {
+// backupUndo is how undoBackup recognises the write it undoes.
+type backupUndo struct {
+	// ours reports whether the backup copy is still the write's.
+	ours func(bak *metaItem) bool
+	// pre, when not nil, returns the record before the write (an
+	// append's: its value without the delta): when the primary has no
+	// copy, the backup copy is put back to it, so that nothing of the
+	// refused write stays.
+	pre func(bak *metaItem) []byte
+	// mine, when not nil, reports whether value v is the write itself
+	// (its Seq, its bytes), wherever it is found: a repair's claim
+	// rewrites the backup copy with the same bytes and a new CAS, and
+	// restores the primary from it. With mine, the undo looks at copies
+	// that changed since the write landed (carries).
+	mine func(v []byte) bool
+	// seq is the write's Seq.
+	seq uint64
+	// lost: the primary refused the write because it had lost the key
+	// (not found). Whatever it holds by the undo was written there since,
+	// possibly restored from the backup copy that held the write.
+	lost bool
+}
+
+// carries reports whether a copy with value v, found where the write's
+// own backup copy was replaced or gone, may carry the write: it is the
+// write (mine), or, when the primary had lost the key, a later write (a
+// higher Seq), which may have been based on the write taken up by a
+// repair (Seq orders copies, it does not tell branches apart). When the
+// primary refused the write with a CAS conflict, it held another record,
+// on which the round's winner and the writes after it are based: a later
+// copy there is taken not to carry this write (only a repair after the
+// primary lost the key within this call, or a process that took the
+// primary for down, could have based one on it; doc.go, Residual windows).
+// A copy of the write's Seq that is not the write (another write of that
+// Seq) or of a lower Seq never carries it.
+func (u *backupUndo) carries(v []byte) bool {
+	if u.mine(v) {
+		return true
+	}
+	if !u.lost {
+		return false
+	}
+	h, err := record.Parse(v)
+	return err == nil && h.Seq > u.seq
+}
+
+// undoOutcome is what an undo of a backup write found.
+type undoOutcome int
+
+const (
+	// undoDone: nothing of the write stays, or the copy that changed
+	// since cannot carry it.
+	undoDone undoOutcome = iota
+	// undoKept: the backup copy keeps the write, as the session's only
+	// copy (see syncBackup).
+	undoKept
+	// undoCarried: a copy changed since the write landed and may carry it
+	// (backupUndo.carries): another process may have taken the write up.
+	undoCarried
+)
+
+// undoBackup is syncBackup with the backup copy recognised as the write's
+// by u.ours, and, with u.pre, put back to the record before the write
+// when the primary has no copy (undoKept when that failed).
+//
+// With u.mine, the copies are looked at once the write's own backup
+// copy is replaced or gone, not only left alone: a reader whose primary
+// missed (getMissed) may have claimed the backup copy holding the write
+// (the same bytes, a new CAS) and restored the primary from it, or
+// written on top of it, before the undo read it or wrote over it. The
+// write is then on the copies though the primary refused it: the outcome
+// is undoCarried. The backup copy is looked at when it is not the write's
+// any more (when read, or when the undo's conditioned write over it is
+// refused); the primary's when the primary had lost the key (u.lost):
+// whatever it holds by then was written there since, possibly from the
+// write's backup copy.
+func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutcome {
 	s.baks.drop(rt.key)
 	// Left undone on a backup node marked down meanwhile, the copy is
 	// deleted before the node serves again.
 	defer rt.b.noteIfDown(rt.bakKey())
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
-		return false
+		return undoDone
 	}
 	bak := bItems[0]
-	if bak != nil && !ours(bak) {
-		return false
+	if bak != nil && !u.ours(bak) {
+		// Changed since: left alone.
+		return s.mayCarry(ctx, rt, u, bak, nil)
 	}
 	pItems, err := rt.p.mget(ctx, true, rt.key)
 	if err != nil {
-		return false
+		return undoDone
 	}
 	prim := pItems[0]
 	switch {
 	case prim != nil && bak != nil:
-		_ = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+		err := rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+		if u.mine != nil && (errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)) {
+			// Changed since it was read: what holds it now?
+			bItems, err := rt.b.mget(ctx, true, rt.bakKey())
+			if err != nil {
+				return undoCarried // not known
+			}
+			return s.mayCarry(ctx, rt, u, bItems[0], prim)
+		}
+		// A whole write's copy is recognised by its bytes, which a
+		// repair's claim keeps: the primary may have been restored
+		// from it.
+		return s.mayCarry(ctx, rt, u, nil, prim)
 	case prim != nil:
+		// The backup copy is gone since the write landed on it.
 		_ = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
-	case bak != nil && pre != nil:
+		return s.mayCarry(ctx, rt, u, nil, prim)
+	case bak != nil && u.pre != nil:
 		// The primary lost the key: the backup copy goes back to the
 		// record before this write, and a later read restores the
 		// primary from it.
-		return rt.b.cas(ctx, rt.bakKey(), pre(bak), bak.cas, remaining(bak.ttl)) != nil
+		if rt.b.cas(ctx, rt.bakKey(), u.pre(bak), bak.cas, remaining(bak.ttl)) != nil {
+			return undoKept
+		}
 	case bak != nil && s.hooks.bakUndoDeletes:
 		_ = rt.b.deleteIf(ctx, rt.bakKey(), bak.cas) // the broken variant: before the fix
 	case bak != nil:
-		return true // the only copy: kept (see syncBackup)
+		return undoKept // the only copy: kept (see syncBackup)
 	}
-	return false
+	return undoDone
+}
+
+// mayCarry is the outcome of an undo once the write's own copy on the
+// backup node is replaced or gone: whether the backup copy now (bak; nil
+// when gone, or already put back by the undo) or, when the primary had
+// lost the key, the primary's copy (prim; read now when nil) may carry the
+// write.
+func (s *Store) mayCarry(ctx context.Context, rt route, u backupUndo, bak, prim *metaItem) undoOutcome {
+	if u.mine == nil {
+		return undoDone
+	}
+	if bak != nil && u.carries(bak.value) {
+		return undoCarried
+	}
+	if !u.lost {
+		// The primary held another record when it refused the write:
+		// what it holds is based on that one, not on this write.
+		return undoDone
+	}
+	if prim == nil {
+		pItems, err := rt.p.mget(ctx, true, rt.key)
+		if err != nil {
+			return undoCarried // not known; the backup copy may have been claimed
+		}
+		prim = pItems[0]
+	}
+	if prim != nil && u.carries(prim.value) {
+		return undoCarried
+	}
+	return undoDone
+}
+
+// undoErr is the error of a write the primary refused with perr, once
+// the undo of its backup copy found o: perr; or an unknown outcome when
+// the backup copy is kept as the only copy (keptOnBackup), or when a copy
+// that changed since it landed may carry it (undoCarried; with the test
+// hook undoCarriedRefused, perr, as before).
+func (s *Store) undoErr(rt route, perr error, o undoOutcome) error {
+	switch {
+	case o == undoKept:
+		return keptOnBackup(rt, perr)
+	case o == undoCarried && !s.hooks.undoCarriedRefused:
+		return fmt.Errorf("memcached: node %s: %s: the primary refused this write (%v), and a copy changed since it landed on the backup copy may carry it: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
+	}
+	return perr
 }
 
 // keptOnBackup is the error of a write the primary refused because it

@@ -47,7 +47,9 @@ import (
 // When the primary append is refused and the backup's landed (a loser of
 // the round, whose backup pair was still current), the backup copy is
 // undone as a whole write's is (syncBackup), recognised by the CAS the
-// backup append returned.
+// backup append returned; when that copy changed before the undo and a
+// copy may carry the append (another process took it up), the outcome is
+// unknown (bakAppend.undo).
 
 // bakAppend is the backup half of one CompareAndAppend.
 type bakAppend struct {
@@ -139,19 +141,43 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // left alone: the backup copy serves the key now, and the outcome is
 // unknown, as for whole writes. It returns the error the append reports:
 // perr, or an unknown outcome when the backup copy could not be put back
-// and keeps the delta.
+// and keeps the delta, or when a copy changed since the append may carry
+// it (backupUndo.carries; the append itself is mine).
+//
+// The last is a race with a reader on another Store (review-oc31 F1, part
+// 3): the primary lost the key (its append answered not found), the
+// backup append landed, and the reader, missing on the primary, claimed
+// the backup copy (the same bytes, a new CAS) and restored the primary
+// from it before the undo read the backup copy. The append is then on
+// both copies; "not found" told the provider that nothing was written, and
+// a release so told went on to report ErrLockLost for a release it had
+// written.
 func (a *bakAppend) undo(perr error) error {
 	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
 		return perr
 	}
-	pre := func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] }
+	u := backupUndo{
+		ours: func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) },
+		pre:  func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] },
+		mine: a.mine,
+		seq:  a.pair.seq + 1,
+		lost: errors.Is(perr, provider.ErrNotFound),
+	}
 	if a.s.hooks.bakUndoDeletes {
-		pre = nil // the broken variant: the only copy is deleted, as before the fix
+		u.pre = nil // the broken variant: the only copy is deleted, as before the fix
 	}
-	if a.s.undoBackup(a.ctx, a.rt, func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) }, pre) {
-		return keptOnBackup(a.rt, perr)
-	}
-	return perr
+	return a.s.undoErr(a.rt, perr, a.s.undoBackup(a.ctx, a.rt, u))
+}
+
+// mine reports whether value v is this append, wherever it is found: the
+// append's Seq (the record before it, pair.seq, + 1), ending with its
+// delta (a repair's claim rewrites the same bytes with a new CAS). A copy
+// of that Seq that does not end with the delta is another write of that
+// Seq (the round's winner, or a write based on the record before the
+// append).
+func (a *bakAppend) mine(v []byte) bool {
+	h, err := record.Parse(v)
+	return err == nil && h.Seq == a.pair.seq+1 && bytes.HasSuffix(v, a.delta)
 }
 
 // pairRead is the backup half of a Get: the backup copy, read in parallel

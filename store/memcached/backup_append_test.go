@@ -88,12 +88,18 @@ func (e *appendEnv) lockDelta(t *testing.T) (en provider.Entry, cur rec.Record, 
 	require.NoError(t, err)
 	cur, err = rec.Decode(en.Value)
 	require.NoError(t, err)
+	return en, cur, lockingDelta(t, cur)
+}
+
+// lockingDelta returns the delta that locks cur.
+func lockingDelta(t *testing.T, cur rec.Record) []byte {
+	t.Helper()
 	next := cur
 	next.Seq++
 	next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
 	delta, ok := rec.Delta(&cur, &next)
 	require.True(t, ok)
-	return en, cur, delta
+	return delta
 }
 
 // newCAS rewrites key on addr with the same bytes: a new memcached CAS,

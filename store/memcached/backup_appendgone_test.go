@@ -115,13 +115,20 @@ func (d *goneDialer) on(key, addr string, fn func()) {
 // as before e55fe1a. Undoing it instead raced another process's read,
 // which restored the primary from the backup copy first: the append was
 // reported not found though both copies held it, and a release so told
-// then read ErrLockLost for a release it had written.
+// then read ErrLockLost for a release it had written. The variants:
+// "undo" is the code of e55fe1a (SetAppendGoneUndone, with the undo's
+// answer of then: SetUndoCarriedRefused); "undo-unknown" undoes it with
+// the undo's answer of now (F1 part 3): the release's outcome is unknown,
+// never ErrLockLost.
 func TestAppendGoneOnPrimary(t *testing.T) {
-	for _, undo := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "undo"}[undo], func(t *testing.T) {
+	for _, v := range []string{"fix", "undo", "undo-unknown"} {
+		t.Run(v, func(t *testing.T) {
 			e, d := newGoneEnv(t)
-			if undo {
+			if v != "fix" {
 				memcached.SetAppendGoneUndone(e.s1)
+			}
+			if v == "undo" {
+				memcached.SetUndoCarriedRefused(e.s1)
 			}
 			ctx := context.Background()
 			item, err := e.p1.GetItemExclusive(ctx, e.id)
@@ -137,10 +144,17 @@ func TestAppendGoneOnPrimary(t *testing.T) {
 			})
 			err = e.p1.ReleaseItemExclusive(ctx, e.id, item.LockID)
 			p, b := e.copies(t)
-			if undo {
+			switch v {
+			case "undo":
 				require.ErrorIs(t, err, provider.ErrLockLost, "the code of e55fe1a: told nothing was written")
 				require.NotNil(t, p)
 				require.False(t, p.Locked, "yet the release is the record stored")
+				return
+			case "undo-unknown":
+				require.NotErrorIs(t, err, provider.ErrLockLost, "the release was written")
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+				require.NotNil(t, p)
+				require.False(t, p.Locked, "the release is the record stored")
 				return
 			}
 			require.NoError(t, err, "the release lives on the backup copy")

@@ -353,7 +353,21 @@
 //     session whose primary copy expired while its backup copy had not yet
 //     (their nodes' clocks tick at different instants, up to a few seconds
 //     apart) can come back when a write reaches it in that window, with
-//     the TTL of that write.
+//     the TTL of that write. Either undo looks at the copies when the
+//     write's backup copy changed before the undo replaced it (another
+//     process's read, missing on the primary, claimed it and restored the
+//     primary from it; a write was based on it): the write itself (its
+//     Seq and bytes; an append's: ending with its delta) on the backup
+//     node, or on the primary that had lost the key, and there also a
+//     copy of a higher Seq, may carry the write, which then reports
+//     provider.ErrOutcomeUnknown, never "not found" (review-oc31 F1, part
+//     3). Not seen: a write refused with a CAS conflict whose backup copy
+//     a repair took up (the primary lost the key right after refusing it)
+//     and a write based on it, or the winner's backup write, then replaced
+//     before the undo read it (three events within one write): after a
+//     CAS conflict only an append itself counts, as later copies are the
+//     round winner's, and a whole write is undone as before (equal bytes
+//     tell nothing: a sliding read's CAS rewrites the record it read).
 //   - Health is per process: for up to Timeout plus HealthCheckInterval two
 //     processes may disagree on whether a node is down, and memcached offers
 //     no consensus to settle it; a process only cleans up the outdated copies

@@ -28,6 +28,16 @@ func SetAppendTouchLostOK(s *Store) {
 	}
 }
 
+// SetAppendTouchErrorOK makes CompareAndAppend report an append whose
+// touch got an error reply (SERVER_ERROR, CLIENT_ERROR) as done without
+// sending the touch again, its TTL not set, as it did before
+// (review-oc31 F4; the broken variant of TestAppendTouchError).
+func SetAppendTouchErrorOK(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.touchErrOK = true
+	}
+}
+
 // WitnessCandidates returns the addresses of key's three candidates in
 // BackupWitness mode (c0, c1, c2: home primary, secondary, witness).
 func WitnessCandidates(s *Store, key string) []string {
@@ -354,6 +364,14 @@ func SetNoWitR2Returns(s *Store) { s.hooks.nowitR2Returns = true }
 // gone is undone on the backup copy and reported not found, though the
 // backup copy holds it.
 func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
+
+// SetUndoCarriedRefused makes s the code before review-oc31 F1's part
+// 3: the undo of a backup write (an append, or a CompareAndSwap) whose
+// primary write was refused answers the primary's error (not found, a CAS
+// conflict) also when a copy that changed since may carry the write (a
+// reader's repair claimed the backup copy and restored the primary from
+// it first).
+func SetUndoCarriedRefused(s *Store) { s.hooks.undoCarriedRefused = true }
 
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair

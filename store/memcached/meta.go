@@ -43,6 +43,10 @@ type metaClient struct {
 	// touchLostOK is a test's broken variant (SetAppendTouchLostOK, the
 	// code before): an append whose touch found the key gone succeeds.
 	touchLostOK bool
+	// touchErrOK is a test's broken variant (SetAppendTouchErrorOK, the
+	// code before): an append whose touch got an error reply succeeds
+	// with no touch sent again, its TTL not set.
+	touchErrOK bool
 
 	mu     sync.Mutex
 	idle   []*metaConn
@@ -55,6 +59,9 @@ type metaResult struct {
 	items   []*metaItem
 	cas     uint64
 	touched uint64
+	// touchErr: appendTouch's touch got an error reply (SERVER_ERROR,
+	// CLIENT_ERROR, ERROR).
+	touchErr bool
 }
 
 // parseFunc reads the replies to one request's commands from r into res.
@@ -634,7 +641,8 @@ func setReply(reply string) (uint64, error) {
 // errExists when the CAS changed, errMiss when the key is gone,
 // errAppendFull when the item with data would be too large (memcached
 // answers NS to both of the last two; the touch tells them apart: only
-// the item with token cas is too large, appendNotStored).
+// the item with token cas is too large, appendNotStored). An append stored
+// whose touch got an error reply sends its touch once more, on its own.
 func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, cas uint64, exp int32) (newCAS, touched uint64, err error) {
 	cmd := make([]byte, 0, 2*len(key)+len(data)+72)
 	cmd = append(cmd, "ms "...)
@@ -672,6 +680,7 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 				res.touched = it.cas
 			}
 			gone = it == nil && terr == nil
+			res.touchErr = terr != nil
 		}
 		res.cas, err = setReply(reply)
 		if errors.Is(err, errNotStored) {
@@ -693,6 +702,24 @@ func (c *metaClient) appendTouch(ctx context.Context, key string, data []byte, c
 		}
 		return err
 	})
+	if err == nil && res.touchErr && !c.touchErrOK {
+		// Stored, but the touch got an error reply: the TTL is not set
+		// (the append kept the item's old expiry, which may be near),
+		// and no token was touched. The touch is sent once more on its
+		// own (getOne: the value comes with it, on this rare path); it
+		// lands on whatever the key holds by now and reports it
+		// (touched), as the first would have. The key gone by then is
+		// the key gone by the touch (errAppendedGone). Another failure
+		// leaves the TTL unconfirmed: the append is reported done, with
+		// no token touched, as before (review-oc31 F4).
+		it, terr := c.getOne(ctx, key, exp)
+		switch {
+		case errors.Is(terr, errMiss):
+			err = errAppendedGone
+		case terr == nil:
+			res.touched = it.cas
+		}
+	}
 	return res.cas, res.touched, err
 }
 

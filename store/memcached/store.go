@@ -368,6 +368,7 @@ type testHooks struct {
 	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
 	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone        bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
+	undoCarriedRefused      bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
 	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns          bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
@@ -755,8 +756,8 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		return 0, perr
 	default:
 		// The CAS failed: this value must not stay on the backup.
-		if bw != nil && bw.landed && s.syncBackup(context.WithoutCancel(ctx), rt, value) {
-			return 0, keptOnBackup(rt, perr)
+		if bw != nil && bw.landed {
+			return 0, bw.undo(perr)
 		}
 		return 0, perr
 	}
