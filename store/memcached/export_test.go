@@ -343,6 +343,12 @@ func SetReballotKeepsNoWit(s *Store) { s.hooks.reballotKeepsNoWit = true }
 // backup copy holds it.
 func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
 
+// SetAppendGoneIgnored makes s the code before review-oc31 F2: in the
+// witness scheme, an append stored on a data copy whose touch then
+// answered EN (the copy expired, or was flushed, evicted or deleted,
+// between the two) counts as stored in R3's table.
+func SetAppendGoneIgnored(s *Store) { s.hooks.appendGoneIgnored = true }
+
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair
 // loop or the scan reads it.

@@ -143,8 +143,27 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // write landed between the two): untouch puts its own back. The error is
 // the append's: errExists (the token changed), errMiss (the item is gone),
 // errAppendFull (memcached did not store the append though the item it
-// was conditioned on is still there: too large; appendNotStored); a stored append whose touch got no reply is a success
-// (the value keeps the expiry it had, as after a lost touch: D1).
+// was conditioned on is still there: too large; appendNotStored); a
+// stored append whose touch got no reply is a success (the value keeps the
+// expiry it had, as after a lost touch: D1).
+//
+// A stored append whose touch answered EN (review-oc31 F2) is
+// errAppendedGone, a miss: the copy is gone now (the item expired on the
+// clock tick between the two commands, memcached's append keeping its
+// expiry, or a flush, an eviction or a delete came between), and R3's
+// table takes that copy for one that was missing (woMissing). That is the
+// state of a copy that expired just before the append: nobody touched the
+// appended item before it went (any read with T would have extended it,
+// and the touch would not have found EN), so every copy made from it
+// (R4's copies carry the source's t less clockSlack) expires no later,
+// and nothing of it outlives the copy (a flush, an eviction or a delete
+// between the two is a fault, a copy lost, and takes the same rows:
+// docs/replication.md, D1). The table then completes the write
+// from the other copy when that one stored it (P stored, Q gone: the
+// write failover, two live copies again; a copy acknowledged while its
+// sibling is gone with no fault would break D1), undoes Q when P is gone,
+// and answers not found when both are (the session expired at the write:
+// no lock is granted on it). strayed stays false: EN touched nothing.
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
 // appendRes.done's.
@@ -159,6 +178,7 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 			return &touchError{err}
 		}
 		r.strayed = it != nil && (!stored || it.cas != r.newCAS)
+		r.gone = stored && it == nil && err == nil && !r.goneIgnored
 		return nil
 	}
 	if pipelined {
@@ -219,9 +239,13 @@ type appendRes struct {
 	// fullByPresence: the broken variant (the code before): an NS is
 	// "too large" when the look finds any item.
 	fullByPresence bool
-	newCAS         uint64
-	strayed        bool
-	appendErr      error // the append's reply (pipelined)
+	// goneIgnored: the broken variant (the code before review-oc31 F2):
+	// a stored append whose touch answered EN is a success.
+	goneIgnored bool
+	newCAS      uint64
+	strayed     bool
+	gone        bool  // stored, then the touch answered EN: no item
+	appendErr   error // the append's reply (pipelined)
 }
 
 // done returns the outcome of r once wdoAll ran r.op.
@@ -233,6 +257,9 @@ func (r *appendRes) done() (newCAS uint64, strayed bool, err error) {
 		// The append's reply came (stored, or pipelined: refused); the
 		// touch's fate is unknown.
 		err = r.appendErr
+	case err == nil && r.gone:
+		// Stored, then gone by its touch: the copy is missing (wappend).
+		err = errAppendedGone
 	}
 	switch {
 	case errors.Is(err, errAppendFull):
