@@ -349,6 +349,12 @@ func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
 // between the two) counts as stored in R3's table.
 func SetAppendGoneIgnored(s *Store) { s.hooks.appendGoneIgnored = true }
 
+// SetAppendGoneUnread makes s the first fix of review-oc31 F2 (before its
+// cold review's W1): a copy appended and then gone by its touch, the
+// other copy refusing the write, is a refusal, without reading the other
+// copy (which a reader may have completed with the write).
+func SetAppendGoneUnread(s *Store) { s.hooks.appendGoneUnread = true }
+
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair
 // loop or the scan reads it.

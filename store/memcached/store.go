@@ -369,6 +369,7 @@ type testHooks struct {
 	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone        bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	appendGoneIgnored       bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
+	appendGoneUnread        bool             // the first fix of review-oc31 F2 (cold review W1): a copy appended then gone, the other refused, is a refusal without reading the other
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
 	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 }

@@ -152,18 +152,21 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // clock tick between the two commands, memcached's append keeping its
 // expiry, or a flush, an eviction or a delete came between), and R3's
 // table takes that copy for one that was missing (woMissing). That is the
-// state of a copy that expired just before the append: nobody touched the
-// appended item before it went (any read with T would have extended it,
-// and the touch would not have found EN), so every copy made from it
-// (R4's copies carry the source's t less clockSlack) expires no later,
-// and nothing of it outlives the copy (a flush, an eviction or a delete
-// between the two is a fault, a copy lost, and takes the same rows:
-// docs/replication.md, D1). The table then completes the write
-// from the other copy when that one stored it (P stored, Q gone: the
-// write failover, two live copies again; a copy acknowledged while its
-// sibling is gone with no fault would break D1), undoes Q when P is gone,
-// and answers not found when both are (the session expired at the write:
-// no lock is granted on it). strayed stays false: EN touched nothing.
+// state of a copy that expired just before the append, but for copies a
+// reader made from the appended item before it went (nobody touched that
+// item: any read with T would have extended it, and the touch would not
+// have found EN; a flush, an eviction or a delete between the two is a
+// fault, a copy lost, and takes the same rows: docs/replication.md, D1).
+// The table then completes the write from the other copy when that one
+// stored it (P stored, Q gone: the write failover, two live copies
+// again; a copy acknowledged while its sibling is gone with no fault
+// would break D1), undoes Q when P is gone (a CAS with Q's append token,
+// which every copy made out of Q changes), and answers not found when
+// both are (the session expired at the write: no lock is granted on
+// it). When the other copy did not store the write, R3 reads it first: a
+// reader's R4.4 may have copied the write there, with its own t
+// (witness.goneCarried; the cold review's W1). strayed stays false: EN
+// touched nothing.
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
 // appendRes.done's.

@@ -122,6 +122,22 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
+	if !w.s.hooks.appendGoneUnread {
+		// A copy appended and then gone by its touch (wappend), the
+		// other not written: a reader may have copied the write onto the
+		// other meanwhile (goneCarried).
+		pg, qg := errors.Is(perr, errAppendedGone), errors.Is(qerr, errAppendedGone)
+		var err error
+		switch {
+		case pg && !qg && qo.unsent():
+			err = w.goneCarried(ctx, key, q, cfg.Q, env, value, perr, qerr)
+		case qg && !pg && po.unsent():
+			err = w.goneCarried(ctx, key, p, cfg.P, env, value, perr, qerr)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
 	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
 	qw := written{q, copyToken{cand: cfg.Q, cas: qcas, inc: h.copies[1].inc}}
 	switch {
@@ -163,6 +179,34 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	return 0, unknown("cas", perr, qerr)
+}
+
+// goneCarried is R3 for a write one of whose copies took the append and
+// then was gone by its touch (errAppendedGone: a miss in the table) while
+// the other, on n (candidate cand), did not store it (refused, or not
+// sent). Between the append and the touch a reader may have seen the
+// write in flight and copied it onto n (R4.4's completion re-stamps its
+// source and gives the copy its own t, or the full T for a touching
+// read, so the copy outlives the appended item), refusing this write
+// there: the table's "refused" would then be false, the write being on n
+// (the cold review of the append-gone fix, W1: a lock acquired so was
+// reported refused while the session held it, locked by the caller's own
+// lock id). n is read: a copy of this write, or a record that may be
+// built on it (descent), or no answer, makes the outcome unknown (an
+// error wrapping provider.ErrOutcomeUnknown; the provider settles it by
+// reading the lock id); anything else is the table's row (nil): the write
+// is not on n, and the appended copy is gone.
+func (w *witness) goneCarried(ctx context.Context, key string, n *node, cand uint8, env envelope.Envelope, value []byte, perr, qerr error) error {
+	c, err := w.read(ctx, n, cand, key, " v c t f")
+	switch {
+	case err != nil || c.st == stSilent || c.st == stError:
+		return unknown("cas: a copy appended, then gone by its touch; the other not read", perr, qerr, err, c.err)
+	case c.holds(env.ID()):
+		return unknown("cas: a copy appended, then gone by its touch; a reader copied the write onto the other", perr, qerr)
+	case c.st == stData && (c.env.E > env.E || c.env.V > env.V) && descent(&c, env, value) != envelope.NotDescendant:
+		return unknown("cas: a copy appended, then gone by its touch; the other holds a record that may be built on the write", perr, qerr)
+	}
+	return nil
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
