@@ -25,7 +25,7 @@ import (
 // The send. `ms <key> <n> MA c C<tok>` to P and Q in parallel, each with
 // the token of the handle (R1: an append is a CAS of the item's content,
 // with a token read from that node in its incarnation), and the touch `mg
-// <key> c T<T>` (memcached's append keeps the item's expiry): in the same
+// <key> c f T<T>` (memcached's append keeps the item's expiry): in the same
 // round trip when the handle is a read's of less than pipelineFresh ago
 // (the lock after a read: it lands unless another writer came between),
 // else once the append is stored (node.wappend). R3's witness touch is sent
@@ -144,6 +144,7 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	qa := q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
 	pa.fullByPresence, qa.fullByPresence = w.s.hooks.appendFullByPresence, w.s.hooks.appendFullByPresence
 	pa.goneIgnored, qa.goneIgnored = w.s.hooks.appendGoneIgnored, w.s.hooks.appendGoneIgnored
+	pa.blankStored, qa.blankStored = w.s.hooks.appendBlankStored, w.s.hooks.appendBlankStored
 	wdoAll(pa.op, qa.op, top)
 	pcas, pstrayed, perr := pa.done()
 	qcas, qstrayed, qerr := qa.done()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ import (
 // the session held the write on Q, and a lock so refused left the
 // session locked by the caller's own lock id. Now the other copy is read
 // (goneCarried): it holds the write, so the outcome is unknown, which the
-// provider settles by the lock id. SetAppendGoneUnread is the first fix.
+// provider settles by the lock id. SetAppendGoneAsMissing is the first fix.
 
 // heldAppend holds the first append (`ms <key> … MA`) written to addr
 // once armed, until released.
@@ -40,6 +41,9 @@ type heldAppend struct {
 	armed     bool
 	held      chan struct{}
 	release   chan struct{}
+	// beforeTouch, once set, runs (once) before a plain touch of the key
+	// (`mg <key> c T…`, R3's touch of a completed Q) is written to addr.
+	beforeTouch func()
 }
 
 type heldAppendConn struct {
@@ -58,7 +62,14 @@ func (c *heldAppendConn) Write(b []byte) (int, error) {
 	if hit {
 		c.h.armed = false
 	}
+	var touch func()
+	if c.addr == c.h.addr && c.h.beforeTouch != nil && bytes.Contains(b, []byte("mg "+c.h.key+" c T")) {
+		touch, c.h.beforeTouch = c.h.beforeTouch, nil
+	}
 	c.h.mu.Unlock()
+	if touch != nil {
+		touch()
+	}
 	if hit {
 		close(c.h.held)
 		<-c.h.release
@@ -71,6 +82,7 @@ func (c *heldAppendConn) Write(b []byte) (int, error) {
 // between its append and its touch) and a reader s2.
 type carriedEnv struct {
 	s, s2    *memcached.Store
+	d        *goneDialer
 	p        *provider.Provider
 	id, key  string
 	cands    []string
@@ -80,6 +92,18 @@ type carriedEnv struct {
 }
 
 func newCarriedEnv(t *testing.T, firstFix bool) *carriedEnv {
+	e := newHeldAppendEnv(t, func(s *memcached.Store) {
+		if firstFix {
+			memcached.SetAppendGoneAsMissing(s)
+		}
+	})
+	e.goneP(t)
+	return e
+}
+
+// newHeldAppendEnv is carriedEnv's rig with hook set on the writing
+// Store, and nothing armed on P.
+func newHeldAppendEnv(t *testing.T, hook func(*memcached.Store)) *carriedEnv {
 	servers := startNodes(t, 3)
 	d := newGoneDialer(t)
 	h := &heldAppend{held: make(chan struct{}), release: make(chan struct{})}
@@ -94,10 +118,9 @@ func newCarriedEnv(t *testing.T, firstFix bool) *carriedEnv {
 	}
 	e.s = newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
 		memcached.SetAppendTwoTrips(s)
-		if firstFix {
-			memcached.SetAppendGoneUnread(s)
-		}
+		hook(s)
 	}))
+	e.d = d
 	e.id = newBenchSession(t, defaultProvider(t, e.s2))
 	e.p = defaultProvider(t, e.s)
 	var err error
@@ -110,11 +133,6 @@ func newCarriedEnv(t *testing.T, firstFix bool) *carriedEnv {
 	h.mu.Lock()
 	h.key, h.addr, h.armed = e.key, e.cands[1], true
 	h.mu.Unlock()
-	d.on(e.key, e.cands[0], func() {
-		if err := raw(t, e.cands[0]).Delete(e.key); err != nil {
-			t.Errorf("deleting P's copy: %v", err)
-		}
-	})
 	t.Cleanup(func() {
 		if !e.released {
 			close(h.release)
@@ -123,12 +141,25 @@ func newCarriedEnv(t *testing.T, firstFix bool) *carriedEnv {
 	return e
 }
 
+// goneP arms the deletion of P's copy between its append and its touch.
+func (e *carriedEnv) goneP(t *testing.T) {
+	e.d.on(e.key, e.cands[0], func() {
+		if err := raw(t, e.cands[0]).Delete(e.key); err != nil {
+			t.Errorf("deleting P's copy: %v", err)
+		}
+	})
+}
+
 // completeOntoQ waits for the writer's append to be held on its way to Q
 // and to have landed on P, has the reader complete the write onto Q
 // (locked reports that Q holds the new record), then lets the held append
 // go.
 func (e *carriedEnv) completeOntoQ(t *testing.T, locked func(rec.Record) bool) {
-	<-e.h.held
+	select {
+	case <-e.h.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the append to Q was never sent")
+	}
 	require.True(t, testwait.Poll(5*time.Second, func() bool {
 		return len(rawGet(t, e.cands[0], e.key).value) > len(e.preP.value)
 	}), "P's append never landed")
@@ -170,7 +201,7 @@ func decodeCopy(t *testing.T, addr, key string) (rec.Record, bool) {
 
 // TestWitnessAppendGoneCarried: W1's trace, at the Store (the lock's
 // CompareAndAppend) and through the provider (GetItemExclusive). The
-// first fix (SetAppendGoneUnread) must fail each check.
+// first fix (SetAppendGoneAsMissing) must fail each check.
 func TestWitnessAppendGoneCarried(t *testing.T) {
 	checks := []struct {
 		name  string
@@ -182,7 +213,7 @@ func TestWitnessAppendGoneCarried(t *testing.T) {
 				err := c.check(t, firstFix)
 				switch {
 				case firstFix && err == nil:
-					t.Fatal("the first fix (SetAppendGoneUnread) passed the check")
+					t.Fatal("the first fix (SetAppendGoneAsMissing) passed the check")
 				case firstFix:
 					t.Logf("the first fix fails: %v", err)
 				case err != nil:
@@ -251,4 +282,72 @@ func carriedLock(t *testing.T, firstFix bool) error {
 		return fmt.Errorf("the lock refused (%v), yet the session is locked by %d, which no caller holds", res.err, r.LockID)
 	}
 	return nil
+}
+
+// TestWitnessAppendCompleteTouched (the model's AppendCompleteUntouched,
+// helper appm): a lock's append stored and touched on P, its append to Q
+// held; a reader completes the write from P's appended item onto Q (which
+// takes P's old life, copyExp); Q's held append lands, refused; R3's
+// completion reads Q and finds the write. Q's copy lapses before the
+// completion's touch (deleted just before it: Q's old life ending). The
+// completion touches Q with T before acknowledging, finds it gone, and
+// fails the write over: two live copies. The code before
+// (SetAppendCompleteUntouched) acknowledged with P's copy alone.
+func TestWitnessAppendCompleteTouched(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[before], func(t *testing.T) {
+			e := newHeldAppendEnv(t, func(s *memcached.Store) {
+				if before {
+					memcached.SetAppendCompleteUntouched(s)
+				}
+			})
+			ctx := context.Background()
+			en, err := e.s.Get(ctx, e.key)
+			require.NoError(t, err)
+			cur, err := rec.Decode(en.Value)
+			require.NoError(t, err)
+			next := cur
+			next.Seq++
+			next.Locked, next.LockID, next.LockedAt = true, cur.LockID+777, time.Now()
+			delta, ok := rec.Delta(&cur, &next)
+			require.True(t, ok)
+			var touched atomic.Bool
+			e.h.mu.Lock()
+			e.h.beforeTouch = func() {
+				touched.Store(true)
+				if err := raw(t, e.cands[1]).Delete(e.key); err != nil {
+					t.Errorf("Q's copy lapsing: %v", err)
+				}
+			}
+			e.h.mu.Unlock()
+			// The write's T is longer than the life the session's copies
+			// have now, which the reader's copy onto Q carries (copyExp).
+			const T = 90 * time.Minute
+			res := make(chan error, 1)
+			go func() {
+				_, _, err := e.s.CompareAndAppend(ctx, e.key, delta, en.CAS, T)
+				res <- err
+			}()
+			e.completeOntoQ(t, func(r rec.Record) bool { return r.Seq == next.Seq })
+			err = <-res
+			require.NoError(t, err, "acknowledged")
+			var holders []int
+			for i, a := range e.cands {
+				if r, ok := decodeCopy(t, a, e.key); ok && r.Locked && r.LockID == next.LockID {
+					holders = append(holders, i)
+				}
+			}
+			if before {
+				// No touch: Q keeps P's old life, and lapses before P
+				// with no fault (the test's deletion never runs).
+				require.False(t, touched.Load(), "the code before sends no touch")
+				require.Equal(t, []int{0, 1}, holders)
+				p, q := rawGet(t, e.cands[0], e.key), rawGet(t, e.cands[1], e.key)
+				require.Less(t, q.ttl, p.ttl-600, "the code before: Q acknowledged with P's old life (%d s), P's %d s", q.ttl, p.ttl)
+				return
+			}
+			require.True(t, touched.Load(), "the completion touched Q")
+			require.Len(t, holders, 2, "the write failed over: two live copies (%v)", holders)
+		})
+	}
 }

@@ -132,7 +132,7 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 
 // wappend is the send of R3's write as an append (witness_append.go):
 // `ms <key> <n> MA c C<cas>` with data, only if the item's token is still
-// cas in incarnation inc, and the touch `mg <key> c T<exp>` (memcached's
+// cas in incarnation inc, and the touch `mg <key> c f T<exp>` (memcached's
 // append keeps the item's expiry). Sent together (pipelined: one round
 // trip), the touch lands on whatever the key holds after the append,
 // another writer's record when the append is refused; so by default the
@@ -147,32 +147,21 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // stored append whose touch got no reply is a success (the value keeps the
 // expiry it had, as after a lost touch: D1).
 //
-// A stored append whose touch answered EN (review-oc31 F2) is
-// errAppendedGone, a miss: the copy is gone now (the item expired on the
-// clock tick between the two commands, memcached's append keeping its
-// expiry, or a flush, an eviction or a delete came between), and R3's
-// table takes that copy for one that was missing (woMissing). That is the
-// state of a copy that expired just before the append, but for copies a
-// reader made from the appended item before it went (nobody touched that
-// item: any read with T would have extended it, and the touch would not
-// have found EN; a flush, an eviction or a delete between the two is a
-// fault, a copy lost, and takes the same rows: docs/replication.md, D1).
-// The table then completes the write from the other copy when that one
-// stored it (P stored, Q gone: the write failover, two live copies
-// again; a copy acknowledged while its sibling is gone with no fault
-// would break D1), undoes Q when P is gone (a CAS with Q's append token,
-// which every copy made out of Q changes), and answers not found when
-// both are (the session expired at the write: no lock is granted on
-// it). When the other copy did not store the write, R3 reads it first: a
-// reader's R4.4 may have copied the write there, with its own t
-// (witness.goneCarried; the cold review's W1). strayed stays false: EN
-// touched nothing.
+// A stored append whose touch answered EN, or found a blank where the
+// append stored (a reader's get-or-blank after the copy went), is
+// (review-oc31 F2) errAppendedGone, a miss: the copy is gone now (the
+// item expired on the clock tick between the two commands, memcached's
+// append keeping its expiry, or a flush, an eviction or a delete came
+// between). R3's table (witness.write, appendGoneUnknown) never takes it
+// for "not applied": the appended value sat on the copy until it went,
+// where a plain read may have returned it and a reader's R4.4 may have
+// copied it on. strayed stays false for EN: it touched nothing.
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
 // appendRes.done's.
 func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) *appendRes {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
-	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10)
+	touch := "mg " + key + " c f T" + strconv.FormatInt(int64(exp), 10)
 	r := &appendRes{op: &wop{n: n, ctx: ctx, inc: inc}, key: key, cas: cas}
 	readTouch := func(cn *metaConn, stored bool) error {
 		it, err := readMetaGet(cn.rw.Reader)
@@ -181,7 +170,10 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 			return &touchError{err}
 		}
 		r.strayed = it != nil && (!stored || it.cas != r.newCAS)
-		r.gone = stored && it == nil && err == nil && !r.goneIgnored
+		// Gone: no item (EN), or a blank where the append stored (a
+		// reader's `mg … N30` on the miss after the copy went: the
+		// model's AppendStrayStored).
+		r.gone = stored && err == nil && (it == nil || r.strayed && it.flags == 0 && !r.blankStored) && !r.goneIgnored
 		return nil
 	}
 	if pipelined {
@@ -245,6 +237,9 @@ type appendRes struct {
 	// goneIgnored: the broken variant (the code before review-oc31 F2):
 	// a stored append whose touch answered EN is a success.
 	goneIgnored bool
+	// blankStored: the broken variant (the first fix of F2): a touch that
+	// finds a blank where the append stored counts the copy stored.
+	blankStored bool
 	newCAS      uint64
 	strayed     bool
 	gone        bool  // stored, then the touch answered EN: no item
