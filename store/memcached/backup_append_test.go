@@ -47,12 +47,9 @@ func newAppendEnvDial(t *testing.T, broken bool, dial func(context.Context, stri
 	if broken {
 		memcached.SetBackupAppendNoWhole(e.s1)
 	}
-	var err error
-	e.p1, err = provider.New(e.s1, provider.Config{})
-	require.NoError(t, err)
-	e.p2, err = provider.New(e.s2, provider.Config{})
-	require.NoError(t, err)
+	e.p1, e.p2 = defaultProvider(t, e.s1), defaultProvider(t, e.s2)
 	e.id = newBenchSession(t, e.p1)
+	var err error
 	e.key, err = e.p1.Key(e.id)
 	require.NoError(t, err)
 	e.primary, e.backup = e.s1.Placement(e.key)
@@ -61,6 +58,14 @@ func newAppendEnvDial(t *testing.T, broken bool, dial func(context.Context, stri
 	require.NoError(t, err)
 	e.firstBackupValue = it.Value
 	return e
+}
+
+// defaultProvider returns a provider over s, of the default configuration.
+func defaultProvider(t *testing.T, s *memcached.Store) *provider.Provider {
+	t.Helper()
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	return p
 }
 
 // copies returns the records on both copies (nil when absent or corrupt).

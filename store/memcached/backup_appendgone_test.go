@@ -15,49 +15,61 @@ import (
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
-// Review-oc31's traces (BackupOn, real memcached): an append and its
-// touch are written in one round trip; goneDialer's connections send the
-// append, wait (bounded) until the node holds it, run the key's hook (the
-// copy deleted: as when it expires between the two commands, memcached's
-// append keeping the item's expiry), then send the touch, which answers
-// EN. beforeRead, armed, runs once before the first `mg <beforeKey> `
-// written.
+// Review-oc31's traces (real memcached): an append and its touch;
+// goneDialer's connections run a hook between the two, on the node the
+// hook was set for: the copy deleted, as when it expires between the two
+// commands (memcached's append keeping the item's expiry), so that the
+// touch answers EN. Sent in one round trip (BackupOn; the witness scheme's
+// append of a handle just read), the append is sent, the wrapper waits
+// (bounded) until the node holds it, runs the hook, then sends the touch;
+// sent in two (the witness scheme's other appends: the touch once the
+// append is stored), the hook runs before the touch is sent. path records
+// which it was, by key and node. beforeRead, armed, runs once before the
+// first `mg <beforeKey> ` written.
 type goneDialer struct {
 	t          *testing.T
 	mu         sync.Mutex
-	between    map[string]goneHook // by key (primary key or bak: key)
+	between    map[goneAt]func() // by key (primary key or bak: key) and node
+	path       map[goneAt]string // "pipelined" or "two trips", once the hook ran
 	beforeKey  string
 	beforeRead func()
 }
 
-// goneHook is what runs between an append of a key and its touch:
-// addr is the key's node, fn the hook.
-type goneHook struct {
-	addr string
-	fn   func()
-}
+// goneAt is a key on a node (its address, as dialled).
+type goneAt struct{ key, addr string }
 
 func (d *goneDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	return &goneConn{Conn: c, d: d}, nil
+	return &goneConn{Conn: c, d: d, addr: addr}, nil
 }
 
 type goneConn struct {
 	net.Conn
-	d *goneDialer
+	d    *goneDialer
+	addr string
+	// touch: an append of this key was sent alone (two round trips); its
+	// hook runs before the key's touch is sent.
+	touch    string
+	touchRun func()
 }
 
 func (c *goneConn) Write(b []byte) (int, error) {
 	c.d.mu.Lock()
 	var key string
-	var h goneHook
-	for k, v := range c.d.between {
-		if i := bytes.Index(b, []byte("ms "+k+" ")); i >= 0 && bytes.Contains(b[i:], []byte(" MA ")) && bytes.Contains(b[i:], []byte("mg "+k+" ")) {
-			key, h = k, v
-			delete(c.d.between, k) // once
+	var fn func()
+	pipelined := false
+	for at, f := range c.d.between {
+		if at.addr != c.addr {
+			continue
+		}
+		if i := bytes.Index(b, []byte("ms "+at.key+" ")); i >= 0 && bytes.Contains(b[i:], []byte(" MA ")) {
+			key, fn = at.key, f
+			delete(c.d.between, at) // once
+			pipelined = bytes.Contains(b[i:], []byte("mg "+at.key+" "))
+			c.d.path[at] = map[bool]string{false: "two trips", true: "pipelined"}[pipelined]
 			break
 		}
 	}
@@ -71,11 +83,22 @@ func (c *goneConn) Write(b []byte) (int, error) {
 	if before != nil {
 		before()
 	}
+	if c.touchRun != nil && bytes.HasPrefix(b, []byte("mg "+c.touch+" ")) {
+		// The append's reply came: it is stored. Its touch follows.
+		run := c.touchRun
+		c.touch, c.touchRun = "", nil
+		run()
+		return c.Conn.Write(b)
+	}
 	if key == "" {
 		return c.Conn.Write(b)
 	}
+	if !pipelined {
+		c.touch, c.touchRun = key, fn
+		return c.Conn.Write(b)
+	}
 	j := bytes.Index(b, []byte("mg "+key+" "))
-	mc := raw(c.d.t, h.addr)
+	mc := raw(c.d.t, c.addr)
 	it, err := mc.Get(key)
 	if err != nil {
 		c.d.t.Errorf("reading %s before its append: %v", key, err)
@@ -92,21 +115,33 @@ func (c *goneConn) Write(b []byte) (int, error) {
 	}) {
 		c.d.t.Errorf("the append of %s never landed", key)
 	}
-	h.fn()
+	fn()
 	m, err := c.Conn.Write(b[j:])
 	return n + m, err
 }
 
+func newGoneDialer(t *testing.T) *goneDialer {
+	return &goneDialer{t: t, between: map[goneAt]func(){}, path: map[goneAt]string{}}
+}
+
 func newGoneEnv(t *testing.T) (*appendEnv, *goneDialer) {
 	t.Helper()
-	d := &goneDialer{t: t, between: map[string]goneHook{}}
+	d := newGoneDialer(t)
 	return newAppendEnvDial(t, false, d.dial), d
 }
 
 func (d *goneDialer) on(key, addr string, fn func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.between[key] = goneHook{addr: addr, fn: fn}
+	d.between[goneAt{key, addr}] = fn
+}
+
+// pathOf returns the path ("pipelined", "two trips") of the append of key
+// on addr whose hook ran ("" when none ran).
+func (d *goneDialer) pathOf(key, addr string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.path[goneAt{key, addr}]
 }
 
 // TestAppendGoneOnPrimary (review-oc31 F1): the primary's copy is gone by

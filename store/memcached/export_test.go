@@ -372,6 +372,31 @@ func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
 // reader's repair claimed the backup copy and restored the primary from
 // it first).
 func SetUndoCarriedRefused(s *Store) { s.hooks.undoCarriedRefused = true }
+// SetAppendGoneIgnored makes s the code before review-oc31 F2: in the
+// witness scheme, an append stored on a data copy whose touch then
+// answered EN (the copy expired, or was flushed, evicted or deleted,
+// between the two) counts as stored in R3's table.
+func SetAppendGoneIgnored(s *Store) { s.hooks.appendGoneIgnored = true }
+
+// SetAppendBlankStored makes s the first fix of review-oc31 F2: an
+// append's touch that finds a blank where the append stored (the copy
+// gone, then a reader's get-or-blank) counts the copy stored, as a touch
+// that strayed onto another item (the model's AppendStrayStored).
+func SetAppendBlankStored(s *Store) { s.hooks.appendBlankStored = true }
+
+// SetAppendCompleteUntouched makes s the code before: R3's completion
+// of an append that finds the write on Q (a reader copied P's appended
+// item there, with P's old life) acknowledges it without touching Q (the
+// model's AppendCompleteUntouched).
+func SetAppendCompleteUntouched(s *Store) { s.hooks.appendCompleteUntouched = true }
+
+// SetAppendGoneAsMissing makes s the first fix of review-oc31 F2: a copy
+// that took the append and was gone by its touch is missing in every row
+// of R3's table, so that P gone and Q stored undoes Q and answers a
+// conflict, and a gone copy beside a refused one is a conflict (the
+// model's AppendGoneRefused; the cold review's W1), though a read may
+// have returned the value or copied it onto the other copy.
+func SetAppendGoneAsMissing(s *Store) { s.hooks.appendGoneAsMissing = true }
 
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair

@@ -25,7 +25,7 @@ import (
 // The send. `ms <key> <n> MA c C<tok>` to P and Q in parallel, each with
 // the token of the handle (R1: an append is a CAS of the item's content,
 // with a token read from that node in its incarnation), and the touch `mg
-// <key> c T<T>` (memcached's append keeps the item's expiry): in the same
+// <key> c f T<T>` (memcached's append keeps the item's expiry): in the same
 // round trip when the handle is a read's of less than pipelineFresh ago
 // (the lock after a read: it lands unless another writer came between),
 // else once the append is stored (node.wappend). R3's witness touch is sent
@@ -37,7 +37,8 @@ import (
 //
 // The table. The outcomes of the two appends are those of two CASes
 // (stored, refused, lost, silent, not sent) and go through R3's table
-// unchanged; what follows an outcome other than both stored writes whole
+// unchanged (an append stored whose touch found the copy gone, EN, is that
+// copy missing: node.wappend); what follows an outcome other than both stored writes whole
 // values, as for a whole write: the completion of a refused Q and the
 // write failover CAS the whole new record (the handle's payload and the
 // delta); the undo CASes Q, with the token its append returned, back to
@@ -142,6 +143,8 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	pa := p.wappend(ctx, key, ap.trailer, exp, h.copies[0].cas, h.copies[0].inc, pipelined)
 	qa := q.wappend(ctx, key, ap.trailer, exp, h.copies[1].cas, h.copies[1].inc, pipelined)
 	pa.fullByPresence, qa.fullByPresence = w.s.hooks.appendFullByPresence, w.s.hooks.appendFullByPresence
+	pa.goneIgnored, qa.goneIgnored = w.s.hooks.appendGoneIgnored, w.s.hooks.appendGoneIgnored
+	pa.blankStored, qa.blankStored = w.s.hooks.appendBlankStored, w.s.hooks.appendBlankStored
 	wdoAll(pa.op, qa.op, top)
 	pcas, pstrayed, perr := pa.done()
 	qcas, qstrayed, qerr := qa.done()

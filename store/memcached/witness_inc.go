@@ -132,7 +132,7 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 
 // wappend is the send of R3's write as an append (witness_append.go):
 // `ms <key> <n> MA c C<cas>` with data, only if the item's token is still
-// cas in incarnation inc, and the touch `mg <key> c T<exp>` (memcached's
+// cas in incarnation inc, and the touch `mg <key> c f T<exp>` (memcached's
 // append keeps the item's expiry). Sent together (pipelined: one round
 // trip), the touch lands on whatever the key holds after the append,
 // another writer's record when the append is refused; so by default the
@@ -143,14 +143,25 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // write landed between the two): untouch puts its own back. The error is
 // the append's: errExists (the token changed), errMiss (the item is gone),
 // errAppendFull (memcached did not store the append though the item it
-// was conditioned on is still there: too large; appendNotStored); a stored append whose touch got no reply is a success
-// (the value keeps the expiry it had, as after a lost touch: D1).
+// was conditioned on is still there: too large; appendNotStored); a
+// stored append whose touch got no reply is a success (the value keeps the
+// expiry it had, as after a lost touch: D1).
+//
+// A stored append whose touch answered EN, or found a blank where the
+// append stored (a reader's get-or-blank after the copy went), is
+// (review-oc31 F2) errAppendedGone, a miss: the copy is gone now (the
+// item expired on the clock tick between the two commands, memcached's
+// append keeping its expiry, or a flush, an eviction or a delete came
+// between). R3's table (witness.write, appendGoneUnknown) never takes it
+// for "not applied": the appended value sat on the copy until it went,
+// where a plain read may have returned it and a reader's R4.4 may have
+// copied it on. strayed stays false for EN: it touched nothing.
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
 // appendRes.done's.
 func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, cas, inc uint64, pipelined bool) *appendRes {
 	line := "ms " + key + " " + strconv.Itoa(len(data)) + " MA c C" + strconv.FormatUint(cas, 10)
-	touch := "mg " + key + " c T" + strconv.FormatInt(int64(exp), 10)
+	touch := "mg " + key + " c f T" + strconv.FormatInt(int64(exp), 10)
 	r := &appendRes{op: &wop{n: n, ctx: ctx, inc: inc}, key: key, cas: cas}
 	readTouch := func(cn *metaConn, stored bool) error {
 		it, err := readMetaGet(cn.rw.Reader)
@@ -159,6 +170,10 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 			return &touchError{err}
 		}
 		r.strayed = it != nil && (!stored || it.cas != r.newCAS)
+		// Gone: no item (EN), or a blank where the append stored (a
+		// reader's `mg … N30` on the miss after the copy went: the
+		// model's AppendStrayStored).
+		r.gone = stored && err == nil && (it == nil || r.strayed && it.flags == 0 && !r.blankStored) && !r.goneIgnored
 		return nil
 	}
 	if pipelined {
@@ -219,9 +234,16 @@ type appendRes struct {
 	// fullByPresence: the broken variant (the code before): an NS is
 	// "too large" when the look finds any item.
 	fullByPresence bool
-	newCAS         uint64
-	strayed        bool
-	appendErr      error // the append's reply (pipelined)
+	// goneIgnored: the broken variant (the code before review-oc31 F2):
+	// a stored append whose touch answered EN is a success.
+	goneIgnored bool
+	// blankStored: the broken variant (the first fix of F2): a touch that
+	// finds a blank where the append stored counts the copy stored.
+	blankStored bool
+	newCAS      uint64
+	strayed     bool
+	gone        bool  // stored, then the touch answered EN: no item
+	appendErr   error // the append's reply (pipelined)
 }
 
 // done returns the outcome of r once wdoAll ran r.op.
@@ -233,6 +255,9 @@ func (r *appendRes) done() (newCAS uint64, strayed bool, err error) {
 		// The append's reply came (stored, or pipelined: refused); the
 		// touch's fate is unknown.
 		err = r.appendErr
+	case err == nil && r.gone:
+		// Stored, then gone by its touch: the copy is missing (wappend).
+		err = errAppendedGone
 	}
 	switch {
 	case errors.Is(err, errAppendFull):

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -122,6 +123,9 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
+	if appendGoneUnknown(perr, qerr, po, qo) && !w.s.hooks.appendGoneAsMissing {
+		return 0, unknown("cas: a copy took the append and was gone by its touch", perr, qerr)
+	}
 	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
 	qw := written{q, copyToken{cand: cfg.Q, cas: qcas, inc: h.copies[1].inc}}
 	switch {
@@ -134,7 +138,7 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		// A lost Q (sent, then a new incarnation: review 13e B1) is
 		// as a refusal here: read Q, which is then empty or holds a
 		// completion, and complete or fail over (R3's table).
-		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw)
+		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw, ap != nil)
 	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
@@ -163,6 +167,33 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	return 0, unknown("cas", perr, qerr)
+}
+
+// appendGoneUnknown is R3's table for an append one of whose copies took it
+// and was gone by its touch (errAppendedGone; the model's appendGone,
+// docs/replication.md, R3). The appended value sat on that copy,
+// unfenced, until it went: a plain read may have returned it (both
+// copies holding it), and a reader's R4.4 may have copied it onto the
+// other copy, where it keeps that copy's own, longer life. So a gone copy
+// never makes "not applied":
+//   - P stored (and touched), Q gone: Q missing, as an NF on the CAS:
+//     completeWrite, Q empty, the write failover;
+//   - both gone, or one gone and the other refused because the key was
+//     missing: not found, the session expired with the value (applied,
+//     then expired: no call that starts later may return it);
+//   - P gone and Q stored, or one gone and the other refused otherwise
+//     (the token changed, another incarnation), not sent or silent:
+//     ErrOutcomeUnknown, Q left as it is (the first fix undid Q and
+//     answered a conflict: the model's AppendGoneRefused, a value a read
+//     returned reported not applied; and the cold review's W1, a lock
+//     refused while a reader had copied it onto Q; SetAppendGoneAsMissing).
+//
+// appendGoneUnknown reports the last row (write answers it before the
+// table); the table's own rows, a gone copy being woMissing, give the
+// first two.
+func appendGoneUnknown(perr, qerr error, po, qo wout) bool {
+	pg, qg := errors.Is(perr, errAppendedGone), errors.Is(qerr, errAppendedGone)
+	return pg && qo != woMissing || qg && po != woMissing && po != woStored
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
@@ -205,7 +236,7 @@ func (w *witness) written(key string, env envelope.Envelope, p, q written, raw [
 // write, or a data record of the same configuration with a version not
 // above this one (CAS it to this write, at most 2 tries): success; if it
 // holds nothing or is silent: write failover; otherwise unknown.
-func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, env envelope.Envelope, value, raw []byte, exp int32, pw written) (uint64, error) {
+func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, env envelope.Envelope, value, raw []byte, exp int32, pw written, appended bool) (uint64, error) {
 	cfg := configOf(env)
 	qn := cs[cfg.Q]
 	var last error
@@ -226,6 +257,27 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 		case c.holds(env.ID()):
 			// Q's bytes as read (a reader's completion copied P's); P
 			// may hold this write as a trailer: the next write is whole.
+			if appended && !w.s.hooks.appendCompleteUntouched {
+				// A reader's completion made from P's appended item
+				// before P's touch gave Q P's old life (copyExp): touch
+				// Q with T before acknowledging; gone by then, Q is
+				// missing: the write failover (the model's
+				// AppendCompleteUntouched).
+				it, err := qn.wget(ctx, key, " c T"+strconv.FormatInt(int64(exp), 10))
+				switch {
+				case err != nil:
+					return 0, unknown("cas: touching the secondary a reader completed", err)
+				case it.metaItem == nil:
+					// The reader's completion re-stamped P first: the
+					// failover fences P with its token now.
+					pc, err := w.read(ctx, pw.n, cfg.P, key, " v c t f")
+					if err != nil || !pc.holds(env.ID()) {
+						return 0, unknown("cas: the secondary a reader completed lapsed, and the primary changed", err)
+					}
+					gone := copyRead{n: qn, cand: cfg.Q, st: stAbsent}
+					return w.writeFailover(ctx, key, cs, env, value, exp, written{pw.n, pc.token()}, &gone, errAppendedGone)
+				}
+			}
 			return w.written(key, env, pw, written{qn, c.token()}, c.raw, int64(exp), -1), nil
 		case c.st == stData && configOf(c.env) == cfg && c.env.V <= env.V:
 			qcas, err := qn.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)

@@ -26,9 +26,14 @@ import (
 // on a record that had vanished: "record vanished while lock … was held",
 // the session found gone before its own timeout).
 func TestOneCopyAppendAtExpiry(t *testing.T) {
+	inBubbles(t, appendAtExpiry)
+}
+
+// inBubbles runs test in a synctest bubble over each connection mode.
+func inBubbles(t *testing.T, test func(*testing.T, memcached.ConnMode)) {
 	for name, conns := range map[string]memcached.ConnMode{"pooled": memcached.ConnsPooled, "pipelined": memcached.ConnsPipelined} {
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { appendAtExpiry(t, conns) })
+			synctest.Test(t, func(t *testing.T) { test(t, conns) })
 		})
 	}
 }
@@ -67,15 +72,7 @@ func appendAtExpiry(t *testing.T, conns memcached.ConnMode) {
 		if exp == 0 {
 			t.Fatalf("%s: no item", key)
 		}
-		period := time.Second + tab.clk.drift
-		var expiry time.Time
-		for k := 0; ; k++ {
-			if e := time.Duration(k) * period; tab.clk.at(e) >= exp {
-				expiry = tab.started.Add(e)
-				break
-			}
-		}
-		time.Sleep(time.Until(expiry.Add(off - lat)))
+		time.Sleep(time.Until(expiryInstant(tab, exp).Add(off - lat)))
 		_, _, err = st.CompareAndAppend(ctx, key, []byte("d"), cas, time.Second)
 		switch {
 		case errors.Is(err, provider.ErrNotFound):
@@ -91,5 +88,16 @@ func appendAtExpiry(t *testing.T, conns memcached.ConnMode) {
 	}
 	if ok == 0 || gone == 0 {
 		t.Errorf("%d appends succeeded, %d found the key gone: the sweep missed the expiry", ok, gone)
+	}
+}
+
+// expiryInstant is when tab's clock reaches exp (the tick that expires
+// an item of that exptime).
+func expiryInstant(tab *table, exp int64) time.Time {
+	period := time.Second + tab.clk.drift
+	for k := 0; ; k++ {
+		if e := time.Duration(k) * period; tab.clk.at(e) >= exp {
+			return tab.started.Add(e)
+		}
 	}
 }
