@@ -372,6 +372,7 @@ func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
 // reader's repair claimed the backup copy and restored the primary from
 // it first).
 func SetUndoCarriedRefused(s *Store) { s.hooks.undoCarriedRefused = true }
+
 // SetAppendGoneIgnored makes s the code before review-oc31 F2: in the
 // witness scheme, an append stored on a data copy whose touch then
 // answered EN (the copy expired, or was flushed, evicted or deleted,
