@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	rec "github.com/sessionlock/sessionlock/record"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -85,15 +84,7 @@ func TestWitnessAppendTouchError(t *testing.T) {
 				require.NoError(t, err)
 				cands := memcached.WitnessCandidates(s, key)
 				ctx := context.Background()
-				en, err := s.Get(ctx, key)
-				require.NoError(t, err)
-				cur, err := rec.Decode(en.Value)
-				require.NoError(t, err)
-				next := cur
-				next.Seq++
-				next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
-				delta, ok := rec.Delta(&cur, &next)
-				require.True(t, ok)
+				en, _, delta := readLocking(t, s, key)
 				d.mu.Lock()
 				d.key, d.addr = key, cands[0]
 				d.mu.Unlock()
