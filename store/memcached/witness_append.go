@@ -151,10 +151,14 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	qcas, qstrayed, qerr := qa.done()
 	if !w.s.hooks.appendTouchErrorOK {
 		if perr == nil && pa.touchErr {
-			perr = w.retouch(ctx, p, key, exp, pcas)
+			var st bool
+			st, perr = w.retouch(ctx, p, key, exp, pcas)
+			pstrayed = pstrayed || st
 		}
 		if qerr == nil && qa.touchErr {
-			qerr = w.retouch(ctx, q, key, exp, qcas)
+			var st bool
+			st, qerr = w.retouch(ctx, q, key, exp, qcas)
+			qstrayed = qstrayed || st
 		}
 	}
 	if pstrayed {
@@ -171,17 +175,18 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 // (the append keeps the item's old expiry, which may be near: the second
 // cold review of the append-gone fixes, W3; review-oc31 F4 in the
 // witness scheme). Gone by then (EN, or a blank where the append stored)
-// is the copy gone by its touch (errAppendedGone); another failure leaves
-// the TTL unconfirmed and the append stored, as before.
-func (w *witness) retouch(ctx context.Context, n *node, key string, exp int32, newCAS uint64) error {
-	it, err := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
+// is the copy gone by its touch (errAppendedGone); another record there
+// took this T (strayed: untouch gives it its own back); another failure
+// leaves the TTL unconfirmed and the append stored, as before.
+func (w *witness) retouch(ctx context.Context, n *node, key string, exp int32, newCAS uint64) (strayed bool, err error) {
+	it, terr := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
 	switch {
-	case err != nil:
-		return nil
+	case terr != nil:
+		return false, nil
 	case it.metaItem == nil, it.cas != newCAS && it.flags == 0:
-		return errAppendedGone
+		return false, errAppendedGone
 	}
-	return nil
+	return it.cas != newCAS, nil
 }
 
 // untouch gives the value on n that an append's touch landed on though

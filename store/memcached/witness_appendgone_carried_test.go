@@ -41,8 +41,9 @@ type heldAppend struct {
 	armed     bool
 	held      chan struct{}
 	release   chan struct{}
-	// beforeTouch, once set, runs (once) before a plain touch of the key
-	// (`mg <key> c T…`, R3's touch of a completed Q) is written to addr.
+	// beforeTouch, once set, runs (once) before a touch of the key
+	// (`mg <key> c f T…`: R3's touch of a completed Q, Q's append being
+	// refused) is written to addr.
 	beforeTouch func()
 }
 
@@ -63,7 +64,7 @@ func (c *heldAppendConn) Write(b []byte) (int, error) {
 		c.h.armed = false
 	}
 	var touch func()
-	if c.addr == c.h.addr && c.h.beforeTouch != nil && bytes.Contains(b, []byte("mg "+c.h.key+" c T")) {
+	if c.addr == c.h.addr && c.h.beforeTouch != nil && bytes.Contains(b, []byte("mg "+c.h.key+" c f T")) {
 		touch, c.h.beforeTouch = c.h.beforeTouch, nil
 	}
 	c.h.mu.Unlock()
@@ -286,8 +287,12 @@ func carriedLock(t *testing.T, firstFix bool) error {
 // fails the write over: two live copies. The code before
 // (SetAppendCompleteUntouched) acknowledged with P's copy alone.
 func TestWitnessAppendCompleteTouched(t *testing.T) {
-	for _, before := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "code-before"}[before], func(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		before, blank bool
+	}{{"fix", false, false}, {"code-before", true, false}, {"blank", false, true}} {
+		before := c.before
+		t.Run(c.name, func(t *testing.T) {
 			e := newHeldAppendEnv(t, func(s *memcached.Store) {
 				if before {
 					memcached.SetAppendCompleteUntouched(s)
@@ -299,6 +304,12 @@ func TestWitnessAppendCompleteTouched(t *testing.T) {
 			e.h.mu.Lock()
 			e.h.beforeTouch = func() {
 				touched.Store(true)
+				if c.blank {
+					// Lapsed, and a reader's get-or-blank left a blank
+					// (the cold review of the merged rules, A1).
+					rawSet(t, e.cands[1], e.key, nil, 30, 0)
+					return
+				}
 				if err := raw(t, e.cands[1]).Delete(e.key); err != nil {
 					t.Errorf("Q's copy lapsing: %v", err)
 				}

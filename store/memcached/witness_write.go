@@ -263,19 +263,26 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 				// Q with T before acknowledging; gone by then, Q is
 				// missing: the write failover (the model's
 				// AppendCompleteUntouched).
-				it, err := qn.wget(ctx, key, " c T"+strconv.FormatInt(int64(exp), 10))
+				it, err := qn.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
 				switch {
 				case err != nil:
 					return 0, unknown("cas: touching the secondary a reader completed", err)
-				case it.metaItem == nil:
-					// The reader's completion re-stamped P first: the
-					// failover fences P with its token now.
+				case it.metaItem == nil, it.cas != c.cas && it.flags == 0:
+					// Gone (EN, or a blank a reader's get-or-blank left
+					// on the miss: the cold review of the merged rules,
+					// A1). The reader's completion re-stamped P first:
+					// the failover fences P with its token now, unless
+					// a decision promised a newer epoch there (R11.3).
 					pc, err := w.read(ctx, pw.n, cfg.P, key, " v c t f")
-					if err != nil || !pc.holds(env.ID()) {
+					if err != nil || !pc.holds(env.ID()) || pc.promisedAbove(env.E) {
 						return 0, unknown("cas: the secondary a reader completed lapsed, and the primary changed", err)
 					}
 					gone := copyRead{n: qn, cand: cfg.Q, st: stAbsent}
 					return w.writeFailover(ctx, key, cs, env, value, exp, written{pw.n, pc.token()}, &gone, errAppendedGone)
+				case it.cas != c.cas:
+					// Another record since the read: it got this T.
+					w.untouch(ctx, qn, cfg.Q, key)
+					return 0, unknown("cas: the secondary a reader completed changed before its touch")
 				}
 			}
 			return w.written(key, env, pw, written{qn, c.token()}, c.raw, int64(exp), -1), nil
