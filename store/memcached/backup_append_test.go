@@ -107,6 +107,21 @@ func lockingDelta(t *testing.T, cur rec.Record) []byte {
 	return delta
 }
 
+// readLocking reads key through s and returns the entry read, the record
+// a lock's append makes of it (locked, a new lock id) and that append's
+// delta (lockingDelta).
+func readLocking(t *testing.T, s *memcached.Store, key string) (provider.Entry, rec.Record, []byte) {
+	t.Helper()
+	en, err := s.Get(context.Background(), key)
+	require.NoError(t, err)
+	cur, err := rec.Decode(en.Value)
+	require.NoError(t, err)
+	delta := lockingDelta(t, cur)
+	next, err := rec.Decode(append(append([]byte(nil), en.Value...), delta...))
+	require.NoError(t, err)
+	return en, next, delta
+}
+
 // newCAS rewrites key on addr with the same bytes: a new memcached CAS,
 // as another server's write of the same value gives it.
 func newCAS(t *testing.T, addr, key string) {

@@ -402,6 +402,12 @@ func SetAppendBlankStored(s *Store) { s.hooks.appendBlankStored = true }
 // model's AppendCompleteUntouched).
 func SetAppendCompleteUntouched(s *Store) { s.hooks.appendCompleteUntouched = true }
 
+// SetWitnessAppendTouchErrorOK makes s the code before (W3 of the cold
+// review of the append-gone fixes): in the witness scheme, an append
+// stored whose touch got an error reply is a success with no TTL set,
+// and no touch is sent again.
+func SetWitnessAppendTouchErrorOK(s *Store) { s.hooks.appendTouchErrorOK = true }
+
 // SetAppendGoneAsMissing makes s the first fix of review-oc31 F2: a copy
 // that took the append and was gone by its touch is missing in every row
 // of R3's table, so that P gone and Q stored undoes Q and answers a

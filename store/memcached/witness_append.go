@@ -3,6 +3,7 @@ package memcached
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -148,6 +149,14 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	wdoAll(pa.op, qa.op, top)
 	pcas, pstrayed, perr := pa.done()
 	qcas, qstrayed, qerr := qa.done()
+	if !w.s.hooks.appendTouchErrorOK {
+		if perr == nil && pa.touchErr {
+			perr = w.retouch(ctx, p, key, exp, pcas)
+		}
+		if qerr == nil && qa.touchErr {
+			qerr = w.retouch(ctx, q, key, exp, qcas)
+		}
+	}
 	if pstrayed {
 		w.untouch(ctx, p, h.copies[0].cand, key)
 	}
@@ -155,6 +164,24 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 		w.untouch(ctx, q, h.copies[1].cand, key)
 	}
 	return pcas, qcas, perr, qerr
+}
+
+// retouch sends the touch of an append stored on n (token newCAS) once
+// more, on its own, after the first got an error reply and set no TTL
+// (the append keeps the item's old expiry, which may be near: the second
+// cold review of the append-gone fixes, W3; review-oc31 F4 in the
+// witness scheme). Gone by then (EN, or a blank where the append stored)
+// is the copy gone by its touch (errAppendedGone); another failure leaves
+// the TTL unconfirmed and the append stored, as before.
+func (w *witness) retouch(ctx context.Context, n *node, key string, exp int32, newCAS uint64) error {
+	it, err := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
+	switch {
+	case err != nil:
+		return nil
+	case it.metaItem == nil, it.cas != newCAS && it.flags == 0:
+		return errAppendedGone
+	}
+	return nil
 }
 
 // untouch gives the value on n that an append's touch landed on though

@@ -229,22 +229,14 @@ func TestWitnessAppendGoneCarried(t *testing.T) {
 func carriedAppend(t *testing.T, firstFix bool) error {
 	e := newCarriedEnv(t, firstFix)
 	ctx := context.Background()
-	en, err := e.s.Get(ctx, e.key)
-	require.NoError(t, err)
-	cur, err := rec.Decode(en.Value)
-	require.NoError(t, err)
-	next := cur
-	next.Seq++
-	next.Locked, next.LockID, next.LockedAt = true, cur.LockID+777, time.Now()
-	delta, ok := rec.Delta(&cur, &next)
-	require.True(t, ok)
+	en, next, delta := readLocking(t, e.s, e.key)
 	res := make(chan error, 1)
 	go func() {
 		_, _, err := e.s.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
 		res <- err
 	}()
 	e.completeOntoQ(t, func(r rec.Record) bool { return r.Seq == next.Seq })
-	err = <-res
+	err := <-res
 	r, gerr := e.session(t)
 	applied := gerr == nil && r.Locked && r.LockID == next.LockID
 	t.Logf("CompareAndAppend: %v; the session: %v, locked %v by %d", err, gerr, r.Locked, r.LockID)
@@ -302,15 +294,7 @@ func TestWitnessAppendCompleteTouched(t *testing.T) {
 				}
 			})
 			ctx := context.Background()
-			en, err := e.s.Get(ctx, e.key)
-			require.NoError(t, err)
-			cur, err := rec.Decode(en.Value)
-			require.NoError(t, err)
-			next := cur
-			next.Seq++
-			next.Locked, next.LockID, next.LockedAt = true, cur.LockID+777, time.Now()
-			delta, ok := rec.Delta(&cur, &next)
-			require.True(t, ok)
+			en, next, delta := readLocking(t, e.s, e.key)
 			var touched atomic.Bool
 			e.h.mu.Lock()
 			e.h.beforeTouch = func() {
@@ -329,7 +313,7 @@ func TestWitnessAppendCompleteTouched(t *testing.T) {
 				res <- err
 			}()
 			e.completeOntoQ(t, func(r rec.Record) bool { return r.Seq == next.Seq })
-			err = <-res
+			err := <-res
 			require.NoError(t, err, "acknowledged")
 			var holders []int
 			for i, a := range e.cands {

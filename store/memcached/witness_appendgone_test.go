@@ -250,18 +250,10 @@ func TestWitnessAppendGonePrimary(t *testing.T) {
 		runWitGone(t, func(t *testing.T, twoTrips, broken bool) error {
 			e := newWitGoneEnv(t, twoTrips, broken)
 			ctx := context.Background()
-			en, err := e.s.Get(ctx, e.key) // a handle just read
-			require.NoError(t, err)
-			cur, err := rec.Decode(en.Value)
-			require.NoError(t, err)
-			next := cur
-			next.Seq++
-			next.Locked, next.LockID, next.LockedAt = true, cur.LockID+1, time.Now()
-			delta, ok := rec.Delta(&cur, &next)
-			require.True(t, ok)
+			en, next, delta := readLocking(t, e.s, e.key) // a handle just read
 			pre := rawGet(t, e.cands[1], e.key)
 			e.goneAt(t, 0)
-			_, _, err = e.s.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+			_, _, err := e.s.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
 			e.fired(t, 0)
 			if !errors.Is(err, provider.ErrOutcomeUnknown) {
 				return fmt.Errorf("CompareAndAppend = %v with P gone by its touch, want unknown (a read may have returned the value)", err)

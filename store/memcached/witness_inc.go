@@ -169,6 +169,9 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 		if err != nil && !errors.As(err, &se) {
 			return &touchError{err}
 		}
+		// An error reply (SERVER_ERROR, CLIENT_ERROR) to the touch of a
+		// stored append: no TTL set (sendAppend touches again).
+		r.touchErr = stored && err != nil
 		r.strayed = it != nil && (!stored || it.cas != r.newCAS)
 		// Gone: no item (EN), or a blank where the append stored (a
 		// reader's `mg … N30` on the miss after the copy went: the
@@ -243,6 +246,7 @@ type appendRes struct {
 	newCAS      uint64
 	strayed     bool
 	gone        bool  // stored, then the touch answered EN: no item
+	touchErr    bool  // stored, and the touch got an error reply
 	appendErr   error // the append's reply (pipelined)
 }
 

@@ -188,7 +188,7 @@ func TestIdlePooledConnKeptForWrite(t *testing.T) {
 }
 
 // touchRefuser fails, once armed, the first write of a touch ("mg <key>
-// c T") to addr with no byte taken (EPIPE), as a connection whose
+// c f T") to addr with no byte taken (EPIPE), as a connection whose
 // deadline passed or whose node reset it does.
 type touchRefuser struct {
 	mu          sync.Mutex
@@ -204,7 +204,7 @@ type touchRefuserConn struct {
 
 func (c *touchRefuserConn) Write(b []byte) (int, error) {
 	c.f.mu.Lock()
-	hit := c.f.armed && c.addr == c.f.addr && strings.HasPrefix(string(b), "mg "+c.f.key+" c T")
+	hit := c.f.armed && c.addr == c.f.addr && strings.HasPrefix(string(b), "mg "+c.f.key+" c f T")
 	if hit {
 		c.f.armed, c.f.shot = false, true
 	}

@@ -1,0 +1,107 @@
+package memcached_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// witTouchErrDialer's connections to addr make the touch of an append of
+// key (`mg <key> c f T…`, with its append or alone) get an error reply,
+// once: they add an unknown flag, which memcached answers with
+// CLIENT_ERROR, setting nothing.
+type witTouchErrDialer struct {
+	mu        sync.Mutex
+	key, addr string
+	fired     bool
+}
+
+func (d *witTouchErrDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &witTouchErrConn{Conn: c, d: d, addr: addr}, nil
+}
+
+type witTouchErrConn struct {
+	net.Conn
+	d    *witTouchErrDialer
+	addr string
+}
+
+func (c *witTouchErrConn) Write(b []byte) (int, error) {
+	c.d.mu.Lock()
+	touch := []byte("mg " + c.d.key + " c f T")
+	hit := c.d.key != "" && !c.d.fired && c.addr == c.d.addr && bytes.Contains(b, touch)
+	if hit {
+		c.d.fired = true
+	}
+	c.d.mu.Unlock()
+	if !hit {
+		return c.Conn.Write(b)
+	}
+	if _, err := c.Conn.Write(bytes.Replace(b, touch, []byte("mg "+c.d.key+" c f @ T"), 1)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// TestWitnessAppendTouchError (the cold review of the append-gone fixes,
+// W3: review-oc31 F4 in the witness scheme): a lock's append stored on P
+// whose touch got an error reply set no TTL (memcached's append keeps the
+// item's old expiry). The touch is sent again: P's copy gets the write's
+// T. The code before (SetWitnessAppendTouchErrorOK) acknowledged the
+// append with P keeping its old, shorter life.
+func TestWitnessAppendTouchError(t *testing.T) {
+	const T = 90 * time.Minute // longer than the session's life now
+	for _, twoTrips := range []bool{false, true} {
+		for _, before := range []bool{false, true} {
+			name := map[bool]string{false: "pipelined", true: "two trips"}[twoTrips] + map[bool]string{false: "", true: "/code-before"}[before]
+			t.Run(name, func(t *testing.T) {
+				servers := startNodes(t, 3)
+				d := &witTouchErrDialer{}
+				cfg := memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 700 * time.Millisecond}
+				s2 := newStore(t, servers, cfg)
+				cfg.DialContext = d.dial
+				s := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+					if twoTrips {
+						memcached.SetAppendTwoTrips(s)
+					}
+					if before {
+						memcached.SetWitnessAppendTouchErrorOK(s)
+					}
+				}))
+				id := newBenchSession(t, defaultProvider(t, s2))
+				key, err := defaultProvider(t, s).Key(id)
+				require.NoError(t, err)
+				cands := memcached.WitnessCandidates(s, key)
+				ctx := context.Background()
+				en, _, delta := readLocking(t, s, key)
+				d.mu.Lock()
+				d.key, d.addr = key, cands[0]
+				d.mu.Unlock()
+				_, _, err = s.CompareAndAppend(ctx, key, delta, en.CAS, T)
+				require.NoError(t, err)
+				d.mu.Lock()
+				fired := d.fired
+				d.mu.Unlock()
+				require.True(t, fired, "P's touch got its error reply")
+				ttl := rawGet(t, cands[0], key).ttl
+				want := int64(T/time.Second) - 120
+				if before {
+					require.Less(t, ttl, want, "the code before: P keeps its old life")
+					return
+				}
+				require.Greater(t, ttl, want, "P's copy has the write's T (the touch sent again)")
+			})
+		}
+	}
+}
