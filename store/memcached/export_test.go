@@ -264,6 +264,17 @@ func SetKeepOldWitness(s *Store) { s.hooks.keepOldWitness = true }
 // whatever its age.
 func SetBuryAnyAge(s *Store) { s.hooks.buryAnyAge = true }
 
+// SetBuryTouched makes s the code before the third session of
+// 2026-12-01: a touching call's (GetAndTouch, Touch) R14 goes by the age
+// its anomaly read saw, as if its own witness touch had landed first.
+func SetBuryTouched(s *Store) { s.hooks.buryTouched = true }
+
+// SetHoldWitnessTouch makes every witness touch whose reply its call does
+// not wait for (R2's, R3's) be sent on a goroutine of its own once f
+// returns: a GetAndTouch's anomaly read then reaches the witness before
+// its touch does.
+func SetHoldWitnessTouch(s *Store, f func(key string)) { s.hooks.holdWitnessTouch = f }
+
 // SetBuryUnfenced is a broken variant of R14 (the model's R14Unfenced):
 // it buries the witness without re-stamping the blanks first.
 func SetBuryUnfenced(s *Store) { s.hooks.buryUnfenced = true }

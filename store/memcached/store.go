@@ -359,6 +359,8 @@ type testHooks struct {
 	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
 	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
+	buryTouched             bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
+	holdWitnessTouch        func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)
 	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
 	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
 	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator

@@ -265,7 +265,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			}
 			w.repair.forgetUnknown(key)
 		}
-		w.buryOldWitness(ctx, key, rs)
+		w.buryOldWitness(ctx, key, rs, o)
 		return nil, false, w.notFound(key, rs, o)
 	case data == 1 && empty == 2 && !b.NoWit && (!creation(b) || w.s.hooks.buryCreation):
 		// Review 4's D3: bury the lone copy (CAS it to a blank with the
@@ -658,11 +658,16 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 // defect). The age keeps the rule off an Add's witness (it writes the
 // witness before its data copies, milliseconds apart) and off R10's
 // case; safety does not rest on it. A call that touched the witness
-// itself (GetAndTouch, Touch: R2's touch gave it TW) reads it young and
-// buries nothing (review-r14 M1): burying whatever the age there refused
-// tiered's revival Adds racing such reads (the conformance suite's I6 on
-// tiered saw two InitializeItem holders once); plain Gets and the repair
-// scan's visits bury it once no touching read came for T + 10 s.
+// itself (GetAndTouch, Touch: o.touched, R2's touch gives it TW) buries
+// nothing (review-r14 M1): burying there refused tiered's revival Adds
+// racing such reads (the conformance suite's I6 on tiered saw two
+// InitializeItem holders once); plain Gets and the repair scan's visits
+// bury it once no touching read came for T + 10 s. Such a call is told by
+// o.touched, not by the witness's age: its touch is not waited for and
+// goes on a connection of its own (on a goroutine when it dials), so the
+// anomaly read may reach the witness first and read it as old as before
+// (the flake of TestOldWitnessGetAndTouch, third session of 2026-12-01:
+// the GetAndTouch re-stamped both blanks and buried the witness).
 // Refused or unanswered: left as it was (a CAS unanswered may
 // still run: R9 re-stamps a witness it adopts before relying on it,
 // fenceWitness). A promised witness is buried too (review-r14 m5): the
@@ -671,8 +676,11 @@ func (w *witness) firstSight(key string, id envelope.Identity) bool {
 // re-stamped first (R11's argument for R9 writing over a promise); its
 // copy onto this node holds the promise's token, which the burial
 // replaces.
-func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead) {
+func (w *witness) buryOldWitness(ctx context.Context, key string, rs *[3]copyRead, o resolveOpts) {
 	if w.s.hooks.keepOldWitness {
+		return
+	}
+	if o.touched && !w.s.hooks.buryTouched && !w.s.hooks.buryAnyAge {
 		return
 	}
 	var wit *copyRead

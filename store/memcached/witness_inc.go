@@ -392,7 +392,10 @@ type wop struct {
 	// (replyReady), else on a goroutine of its own, and then calls then.
 	detach bool
 	then   func()
-	err    error // the op's outcome, once wdoAll ran it
+	// hold (tests: holdWitnessTouch), when set on a detached op, runs on
+	// its goroutine before the op is sent, as a dial would delay it.
+	hold func()
+	err  error // the op's outcome, once wdoAll ran it
 
 	sendFirst, recvFirst func(cn *metaConn) error // as given: a retry starts over
 	start, began         time.Time                // the op's start; its last attempt's send
@@ -424,8 +427,11 @@ func wdoAll(ops ...*wop) {
 		}
 		dials := len(ops) > 1 && !op.n.meta.hasIdle()
 		switch {
-		case dials && op.detach:
+		case (dials || op.hold != nil) && op.detach:
 			go func() {
+				if op.hold != nil {
+					op.hold()
+				}
 				op.open(pick)
 				op.complete()
 			}()

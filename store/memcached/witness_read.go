@@ -289,6 +289,9 @@ func (w *witness) touchOp(ctx context.Context, key string, cs candidates, cfg co
 	var it witItem
 	op := wn.wgetOp(ctx, key, w.touchFlags(), &it)
 	op.detach = true
+	if h := w.s.hooks.holdWitnessTouch; h != nil {
+		op.hold = func() { h(key) }
+	}
 	op.then = func() {
 		if h := w.s.hooks.witnessTouched; h != nil {
 			defer h(key)
