@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,5 +293,51 @@ func TestWitnessAppendStray(t *testing.T) {
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) { runStray(t, c) })
+	}
+}
+
+// TestWitnessAppendRetouchStray: Q's touch got an error reply, and
+// another writer's record replaced Q's copy before the touch sent again
+// (W3's retouch), which finds it: Q replaced, as a first touch finding
+// it, so the write is completed onto Q (the code before,
+// SetAppendStrayStored: acknowledged with Q holding the other record).
+func TestWitnessAppendRetouchStray(t *testing.T) {
+	for _, twoTrips := range []bool{false, true} {
+		for _, before := range []bool{false, true} {
+			name := map[bool]string{false: "pipelined", true: "two trips"}[twoTrips] + map[bool]string{false: "", true: "/before"}[before]
+			t.Run(name, func(t *testing.T) {
+				d := &witTouchErrDialer{}
+				var broken func(*memcached.Store)
+				if before {
+					broken = memcached.SetAppendStrayStored
+				}
+				s, key, cands := newTouchErrStore(t, d, twoTrips, broken)
+				en, next, delta := readLocking(t, s, key)
+				pre := rawGet(t, cands[1], key)
+				var retouched atomic.Bool
+				d.mu.Lock()
+				d.key, d.addr = key, cands[1]
+				d.retouched = func() {
+					retouched.Store(true)
+					rawSet(t, cands[1], key, foreignRecord(t, pre.value), 30, 1)
+				}
+				d.mu.Unlock()
+				_, _, err := s.CompareAndAppend(context.Background(), key, delta, en.CAS, time.Minute)
+				d.mu.Lock()
+				fired := d.fired
+				d.mu.Unlock()
+				require.True(t, fired && retouched.Load(), "Q's touch got its error reply, and the touch was sent again")
+				held := err == nil && lockedByRec(t, rawGet(t, cands[1], key), next.LockID)
+				switch {
+				case before && err == nil && !held:
+					t.Logf("the code before acknowledges the append with Q holding another record")
+				case before:
+					t.Fatalf("the code before: CompareAndAppend = %v, Q holding the append %v: the test does not reach the stray", err, held)
+				default:
+					require.NoError(t, err, "P stored, Q replaced: the completion")
+					require.True(t, held, "Q completed to the append")
+				}
+			})
+		}
 	}
 }
