@@ -39,11 +39,7 @@ type goneDialer struct {
 type goneAt struct{ key, addr string }
 
 func (d *goneDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return &goneConn{Conn: c, d: d, addr: addr}, nil
+	return wrapDial(func(addr string, c net.Conn) net.Conn { return &goneConn{Conn: c, d: d, addr: addr} })(ctx, network, addr)
 }
 
 type goneConn struct {

@@ -269,6 +269,18 @@ func contendedStores(t *testing.T, servers []*mcserver.Server, procs int, key st
 	return stores
 }
 
+// wrapDial is a Config.DialContext that dials plainly and wraps each
+// connection with wrap, told the address dialled.
+func wrapDial(wrap func(addr string, c net.Conn) net.Conn) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(addr, c), nil
+	}
+}
+
 // refusingDial is a Config.DialContext that refuses addr while refuse is
 // set and dials every other address plainly; wrap (nil: none) wraps each
 // connection made to addr (a connection whose reply is lost, or one cut

@@ -24,11 +24,7 @@ type witTouchErrDialer struct {
 }
 
 func (d *witTouchErrDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return &witTouchErrConn{Conn: c, d: d, addr: addr}, nil
+	return wrapDial(func(addr string, c net.Conn) net.Conn { return &witTouchErrConn{Conn: c, d: d, addr: addr} })(ctx, network, addr)
 }
 
 type witTouchErrConn struct {
