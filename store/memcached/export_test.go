@@ -430,6 +430,13 @@ func SetAppendStrayStored(s *Store) { s.hooks.appendStrayStored = true }
 // there (the model: a replaced copy never makes "not found").
 func SetAppendReplacedAsGone(s *Store) { s.hooks.appendReplacedAsGone = true }
 
+// SetAppendTieUnknown makes s the rule before the tie row: a witness
+// append's copy whose touch found a rival write of the same base (it
+// won the tie) is a replaced copy like any other, so beside a refused
+// copy the append ends ErrOutcomeUnknown, though nothing of it survives
+// (the model's AppendTieUnknown).
+func SetAppendTieUnknown(s *Store) { s.hooks.appendTieUnknown = true }
+
 // WitnessHandle returns the data copies' memcached tokens (P first) and
 // the trailers count of the witness scheme's handle id (ok false: no such
 // handle).

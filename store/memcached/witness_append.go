@@ -219,8 +219,18 @@ func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, 
 		return &c, false, nil
 	case builtOn(&c, ap.env, ap.value):
 		return nil, true, nil
+	case rivalOf(&c, ap.env) && !w.s.hooks.appendTieUnknown:
+		return nil, false, errAppendLostTie
 	}
 	return nil, false, errAppendReplaced
+}
+
+// rivalOf reports that c holds a rival write of env's own base: a data
+// record, established, of env's configuration and version, with env's
+// parent and another nonce (errAppendLostTie; the model's tie).
+func rivalOf(c *copyRead, env envelope.Envelope) bool {
+	return c.st == stData && !c.env.Pending && configOf(c.env) == configOf(env) && c.env.V == env.V &&
+		c.env.Nonce != env.Nonce && c.env.Ancestors[0] == env.Ancestors[0]
 }
 
 // builtOn reports that c holds a data record certainly built on env (its

@@ -66,6 +66,14 @@ func foreignRecord(t *testing.T, pre []byte) []byte {
 	})
 }
 
+// strangerRecord returns a record of pre's configuration two versions
+// after it, built on a rival of the append (another writer's write of
+// the append's version, then its next): not built on the append, and not
+// a rival of the same base either (no tie).
+func strangerRecord(t *testing.T, pre []byte) []byte {
+	return nextRecord(t, foreignRecord(t, pre), 0x57a2657a, func(r *rec.Record) { r.Locked = false })
+}
+
 // builtOnRecord returns the next version of now (a data item holding the
 // append's record): a record built on the append (a release of its lock).
 func builtOnRecord(t *testing.T, now []byte) []byte {
@@ -101,10 +109,11 @@ type strayCase struct {
 
 // strayVariants are the broken variants by name.
 var strayVariants = map[string]func(*memcached.Store){
-	"before":   memcached.SetAppendStrayStored,
-	"as-gone":  memcached.SetAppendReplacedAsGone,
-	"fix":      func(*memcached.Store) {},
-	"untouch0": memcached.SetAppendNoUntouch,
+	"before":      memcached.SetAppendStrayStored,
+	"as-gone":     memcached.SetAppendReplacedAsGone,
+	"fix":         func(*memcached.Store) {},
+	"untouch0":    memcached.SetAppendNoUntouch,
+	"tie-unknown": memcached.SetAppendTieUnknown,
 }
 
 func runStray(t *testing.T, c strayCase) {
@@ -146,8 +155,15 @@ func strayRun(t *testing.T, c strayCase, twoTrips bool, variant func(*memcached.
 		switch what {
 		case "":
 			continue
+		case "rival-first":
+			// A rival write of the same base stored on this copy before
+			// the append (which it refuses).
+			rawSet(t, addr, e.key, foreignRecord(t, e.pre[i].value), 30, 1)
+			continue
 		case "foreign":
 			fn = func() { rawSet(t, addr, e.key, foreignRecord(t, e.pre[i].value), 30, 1) }
+		case "stranger":
+			fn = func() { rawSet(t, addr, e.key, strangerRecord(t, e.pre[i].value), 30, 1) }
 		case "gone":
 			fn = func() {
 				if err := raw(t, addr).Delete(e.key); err != nil {
@@ -190,6 +206,21 @@ func handleCurrent(t *testing.T, e *strayEnv, id uint64) error {
 	for i := range 2 {
 		if now := rawGet(t, e.cands[i], e.key); now.cas != cas[i] {
 			return fmt.Errorf("the handle carries c%d's token %d, the copy's is %d: the next write through it is refused", i, cas[i], now.cas)
+		}
+	}
+	return nil
+}
+
+// conflictNothingLeft checks a conflict (ErrCASConflict, which the
+// provider reports as "not written") with neither copy holding the
+// append.
+func conflictNothingLeft(t *testing.T, e *strayEnv, id uint64, err error) error {
+	if !errors.Is(err, provider.ErrCASConflict) {
+		return fmt.Errorf("CompareAndAppend = (%d, %v), want a conflict (a rival of the same base won the tie)", id, err)
+	}
+	for i := range 2 {
+		if now := rawGet(t, e.cands[i], e.key); lockedByRec(t, now, e.next.LockID) {
+			return fmt.Errorf("a conflict, yet c%d holds the append (lock %d)", i, e.next.LockID)
 		}
 	}
 	return nil
@@ -244,11 +275,26 @@ func TestWitnessAppendStray(t *testing.T) {
 			check: unknownKept(0),
 		},
 		{
-			// Both replaced: unknown, never "not found" (the key is
-			// there); the code before acknowledged it, the variant
+			// Both replaced by records not built on the write (and not
+			// rivals of its base): unknown, never "not found" (the key
+			// is there); the code before acknowledged it, the variant
 			// as-gone answers not found.
-			name: "both replaced", at: [2]string{"foreign", "foreign"}, broken: []string{"before", "as-gone"},
+			name: "both replaced", at: [2]string{"stranger", "stranger"}, broken: []string{"before", "as-gone"},
 			check: unknownKept(0, 1),
+		},
+		{
+			// A rival of the same base stored on P first (the append
+			// refused there) and completed over Q's append before its
+			// touch (its writer's R3): the rival won the tie, nothing of
+			// the write was returned or is left: a conflict, not
+			// unknown (the model's rTie; tie-unknown is stray's rule).
+			name: "secondary lost the tie, primary refused", at: [2]string{"rival-first", "foreign"}, broken: []string{"tie-unknown"},
+			check: conflictNothingLeft,
+		},
+		{
+			// Both copies lost the tie: a conflict.
+			name: "both lost the tie", at: [2]string{"foreign", "foreign"}, broken: []string{"tie-unknown", "before"},
+			check: conflictNothingLeft,
 		},
 		{
 			// P replaced, Q gone: unknown, not "not found".

@@ -246,6 +246,15 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 // stored and Q replaced (the completion).
 var errAppendReplaced = errors.New("appended, then replaced by a record not built on it before its touch")
 
+// errAppendLostTie: errAppendReplaced where the record found is a rival
+// write of the append's own base (the same configuration and version,
+// the same parent, another nonce): its writer stored it on its primary
+// and completed it over the append (R3's completion wins R4.2's tie). So
+// the append was never returned and nothing of it survives there; beside
+// a copy refused, or another lost tie, the write is a conflict (lostTie:
+// the model's rTie), not unknown.
+var errAppendLostTie = fmt.Errorf("%w: a rival write of the same base won the tie", errAppendReplaced)
+
 // appendRes is a wappend: its op and what its replies showed.
 type appendRes struct {
 	op  *wop

@@ -129,6 +129,9 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
+	if lostTie(perr, qerr, po, qo) {
+		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
+	}
 	if appendGoneUnknown(perr, qerr, po, qo, w.s.hooks.appendReplacedAsGone) && !w.s.hooks.appendGoneAsMissing {
 		return 0, unknown("cas: a copy took the append and was gone or replaced by its touch", perr, qerr)
 	}
@@ -242,6 +245,21 @@ func appendGoneUnknown(perr, qerr error, po, qo wout, asGone bool) bool {
 	}
 	return pg && qo != woMissing || qg && po != woMissing && po != woStored ||
 		pr || qr && po != woStored
+}
+
+// lostTie is R3's tie row for an append (the model's rTie): a copy whose
+// touch found a rival write of the same base (errAppendLostTie), beside
+// a copy that refused the append (EX, NF, another incarnation) or lost
+// the tie too, is a conflict: nothing of this write was returned, and
+// nothing of it is left (stress/replmodel TestAppendTouchGone, "holds,
+// two writers"). Every other row with a lost tie is a replaced copy's
+// (appendGoneUnknown).
+func lostTie(perr, qerr error, po, qo wout) bool {
+	pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
+	refused := func(err error, o wout) bool {
+		return o.refused() && !errors.Is(err, errAppendedGone) && !errors.Is(err, errAppendReplaced)
+	}
+	return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
