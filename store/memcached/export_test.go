@@ -416,6 +416,35 @@ func SetWitnessAppendTouchErrorOK(s *Store) { s.hooks.appendTouchErrorOK = true 
 // have returned the value or copied it onto the other copy.
 func SetAppendGoneAsMissing(s *Store) { s.hooks.appendGoneAsMissing = true }
 
+// SetAppendStrayStored makes s the code before: in the witness scheme,
+// an append stored on a data copy whose touch then found another item
+// than the append's (not a blank) counts the copy stored, with the
+// append's token, whatever that item holds (the model's rStray: stored
+// only when it holds this write or one built on it).
+func SetAppendStrayStored(s *Store) { s.hooks.appendStrayStored = true }
+
+// SetAppendReplacedAsGone is a broken variant: a witness append's copy
+// replaced by its touch (another record, not built on the write) is a
+// gone copy in every row of R3's table, so that both replaced, or
+// replaced beside a gone copy, answers "not found" though the key is
+// there (the model: a replaced copy never makes "not found").
+func SetAppendReplacedAsGone(s *Store) { s.hooks.appendReplacedAsGone = true }
+
+// SetAppendTieUnknown makes s the rule before the tie row: a witness
+// append's copy whose touch found a rival write of the same base (it
+// won the tie) is a replaced copy like any other, so beside a refused
+// copy the append ends ErrOutcomeUnknown, though nothing of it survives
+// (the model's AppendTieUnknown).
+func SetAppendTieUnknown(s *Store) { s.hooks.appendTieUnknown = true }
+
+// WitnessHandle returns the data copies' memcached tokens (P first) and
+// the trailers count of the witness scheme's handle id (ok false: no such
+// handle).
+func WitnessHandle(s *Store, id uint64) (cas [2]uint64, trailers int, ok bool) {
+	h, ok := s.wit.handles.get(id)
+	return [2]uint64{h.copies[0].cas, h.copies[1].cas}, h.trailers, ok
+}
+
 // WithHooks returns cfg whose Store runs set (test hooks) before New
 // starts its goroutines, so that no hook is written while the repair
 // loop or the scan reads it.

@@ -376,6 +376,9 @@ type testHooks struct {
 	appendCompleteUntouched bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
 	appendTouchErrorOK      bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
 	appendGoneAsMissing     bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
+	appendStrayStored       bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
+	appendTieUnknown        bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
+	appendReplacedAsGone    bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
 	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns          bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record

@@ -39,7 +39,9 @@ import (
 // The table. The outcomes of the two appends are those of two CASes
 // (stored, refused, lost, silent, not sent) and go through R3's table
 // unchanged (an append stored whose touch found the copy gone, EN, is that
-// copy missing: node.wappend); what follows an outcome other than both stored writes whole
+// copy missing: node.wappend; one whose touch found another record, not
+// this write nor built on it, is that copy replaced: sendAppend,
+// appendGoneUnknown); what follows an outcome other than both stored writes whole
 // values, as for a whole write: the completion of a refused Q and the
 // write failover CAS the whole new record (the handle's payload and the
 // delta); the undo CASes Q, with the token its append returned, back to
@@ -88,11 +90,12 @@ const pipelineFresh = time.Second
 
 // appendPlan is what an append sends and what it leaves on Q.
 type appendPlan struct {
-	trailer  []byte // the bytes appended to each copy
-	value    []byte // the new record's payload: the base's and the delta
-	qbytes   []byte // Q's bytes after the append: the handle's base and the trailer
-	trailers int    // handle.trailers after the append
-	locked   bool   // the handle's record is locked (record.Header)
+	env      envelope.Envelope // the write's envelope (the handle's Next)
+	trailer  []byte            // the bytes appended to each copy
+	value    []byte            // the new record's payload: the base's and the delta
+	qbytes   []byte            // Q's bytes after the append: the handle's base and the trailer
+	trailers int               // handle.trailers after the append
+	locked   bool              // the handle's record is locked (record.Header)
 }
 
 // casAppend is CompareAndAppend in the witness scheme (see above).
@@ -123,6 +126,7 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 	trailer := env.AppendTrailer(nil, delta)
 	hdr, err := record.Parse(payload)
 	return &appendPlan{
+		env:      env,
 		locked:   err == nil && hdr.Locked,
 		trailer:  trailer,
 		value:    append(append(make([]byte, 0, len(payload)+len(delta)), payload...), delta...),
@@ -131,13 +135,37 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 	}, nil
 }
 
+// appendOut is what sendAppend's appends did: each copy's new token and
+// outcome (the errors of node.wappend, errAppendedGone, errAppendReplaced),
+// and what the reads of copies whose touch strayed onto another item than
+// the append's, where the append was stored, found.
+type appendOut struct {
+	pcas, qcas uint64
+	perr, qerr error
+	// pread, qread: the copy's touch found this write re-stamped (a
+	// reader's R4.4, R9): the copy as read, its token the handle's.
+	pread, qread *copyRead
+	// later: a copy's touch found a record built on this write (a later
+	// write, or a failover's record of a greater epoch built on it).
+	later bool
+}
+
 // sendAppend appends ap's trailer to both copies of h in parallel, each
 // touched with the caller's T once stored (node.wappend), with the
 // witness touch top (nil: none) in the same round trip, and gives a value
 // that a touch landed on by mistake its own TTL back (untouch). A refusal
 // for size is returned as errAppendFull (write's table takes it for a
 // refusal).
-func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32, top *wop) (pcas, qcas uint64, perr, qerr error) {
+//
+// A stored append whose touch strayed onto another item than the append
+// made (not a blank: that is a gone copy) is decided by untouch's read of
+// that item (the model's appendTouched): the copy is stored when the item
+// holds this write (a reader re-stamped it: its token is then the
+// handle's when both copies stored, appendOut.pread/qread) or a record built on it (later);
+// otherwise this write was replaced there (errAppendReplaced: R3's table,
+// appendGoneUnknown), and the item, another record, still gets its own
+// TTL back. A read that fails cannot tell: replaced.
+func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appendPlan, exp int32, top *wop) (o appendOut) {
 	cs := w.candidates(key)
 	p, q := cs[h.copies[0].cand], cs[h.copies[1].cand]
 	pipelined := h.latest && (h.read || ap.locked) && time.Since(h.baseAt) < pipelineFresh && !w.s.hooks.appendTwoTrips
@@ -151,23 +179,74 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 	qcas, qstrayed, qerr := qa.done()
 	if !w.s.hooks.appendTouchErrorOK {
 		if perr == nil && pa.touchErr {
-			var st bool
-			st, perr = w.retouch(ctx, p, key, exp, pcas)
-			pstrayed = pstrayed || st
+			var strayed bool
+			strayed, perr = w.retouch(ctx, p, key, exp, pcas)
+			pstrayed = pstrayed || strayed
 		}
 		if qerr == nil && qa.touchErr {
-			var st bool
-			st, qerr = w.retouch(ctx, q, key, exp, qcas)
-			qstrayed = qstrayed || st
+			var strayed bool
+			strayed, qerr = w.retouch(ctx, q, key, exp, qcas)
+			qstrayed = qstrayed || strayed
 		}
 	}
+	o = appendOut{pcas: pcas, qcas: qcas, perr: perr, qerr: qerr}
+	var plater, qlater bool
 	if pstrayed {
-		w.untouch(ctx, p, h.copies[0].cand, key)
+		o.pread, plater, o.perr = w.strayed(ctx, p, h.copies[0].cand, key, ap, perr)
 	}
 	if qstrayed {
-		w.untouch(ctx, q, h.copies[1].cand, key)
+		o.qread, qlater, o.qerr = w.strayed(ctx, q, h.copies[1].cand, key, ap, qerr)
 	}
-	return pcas, qcas, perr, qerr
+	o.later = plater || qlater
+	return o
+}
+
+// strayed untouches the item on n that an append's touch found though
+// the append did not make it, and, when the append was stored there (err
+// nil), decides that copy by untouch's read (sendAppend): self, the item
+// holds this write (its token the re-stamp's); later, a record built on
+// it; else errAppendReplaced. err is the append's outcome otherwise.
+func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, ap *appendPlan, err error) (self *copyRead, later bool, _ error) {
+	c, ok := w.untouch(ctx, n, cand, key)
+	if err != nil || w.s.hooks.appendStrayStored || w.s.hooks.appendBlankStored {
+		// The code before (the first fix of F2 did not sort strays
+		// either): stored.
+		return nil, false, err
+	}
+	switch {
+	case !ok:
+	case c.holds(ap.env.ID()):
+		return &c, false, nil
+	case builtOn(&c, ap.env, ap.value):
+		return nil, true, nil
+	case rivalOf(&c, ap.env) && !w.s.hooks.appendTieUnknown:
+		return nil, false, errAppendLostTie
+	}
+	return nil, false, errAppendReplaced
+}
+
+// rivalOf reports that c holds a rival write of env's own base: a data
+// record, established, of env's configuration and version, with env's
+// parent and another nonce (errAppendLostTie; the model's tie).
+func rivalOf(c *copyRead, env envelope.Envelope) bool {
+	return c.st == stData && !c.env.Pending && configOf(c.env) == configOf(env) && c.env.V == env.V &&
+		c.env.Nonce != env.Nonce && c.env.Ancestors[0] == env.Ancestors[0]
+}
+
+// builtOn reports that c holds a data record certainly built on env (its
+// payload value): a later version of env's configuration with env among
+// its ancestors, or a record of a greater epoch whose chain has env in it
+// (descent: a failover of a later version).
+func builtOn(c *copyRead, env envelope.Envelope, value []byte) bool {
+	switch {
+	case c.st != stData:
+		return false
+	case configOf(c.env) == configOf(env):
+		return c.env.Descends(env) == envelope.Descendant
+	case c.env.E > env.E:
+		return descent(c, env, value) == envelope.Descendant
+	}
+	return false
 }
 
 // retouch sends the touch of an append stored on n (token newCAS) once
@@ -175,13 +254,13 @@ func (w *witness) sendAppend(ctx context.Context, key string, h handle, ap *appe
 // (the append keeps the item's old expiry, which may be near: the second
 // cold review of the append-gone fixes, W3; review-oc31 F4 in the
 // witness scheme). Gone by then (EN, or a blank where the append stored)
-// is the copy gone by its touch (errAppendedGone); another record there
-// took this T (strayed: untouch gives it its own back); another failure
-// leaves the TTL unconfirmed and the append stored, as before.
+// is the copy gone by its touch (errAppendedGone); another item found is
+// a stray touch (strayed: sendAppend reads it); another failure leaves
+// the TTL unconfirmed and the append stored, as before.
 func (w *witness) retouch(ctx context.Context, n *node, key string, exp int32, newCAS uint64) (strayed bool, err error) {
-	it, terr := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
+	it, err := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
 	switch {
-	case terr != nil:
+	case err != nil:
 		return false, nil
 	case it.metaItem == nil, it.cas != newCAS && it.flags == 0:
 		return false, errAppendedGone
@@ -193,19 +272,20 @@ func (w *witness) retouch(ctx context.Context, n *node, key string, exp int32, n
 // the append did not make it (a refused pipelined append, or another
 // write between the two) its own TTL back: the T of its envelope when it is data, TW when it is a
 // witness (as R2 does for its touches: D1, D5). Failures are left alone:
-// the next read or write of the session sets the TTL again.
-func (w *witness) untouch(ctx context.Context, n *node, cand uint8, key string) {
-	if w.s.hooks.appendNoUntouch {
-		return
-	}
+// the next read or write of the session sets the TTL again. It returns
+// its read of the value (ok false: the read failed).
+func (w *witness) untouch(ctx context.Context, n *node, cand uint8, key string) (c copyRead, ok bool) {
 	r, err := w.read(ctx, n, cand, key, " v c t f")
 	switch {
 	case err != nil:
+		return r, false
+	case w.s.hooks.appendNoUntouch:
 	case r.st == stData:
 		w.dataTTLBack(ctx, n, key, r.env)
 	case r.st == stWitness:
 		w.rewitness(ctx, n, key)
 	}
+	return r, true
 }
 
 // pairTrailers is handle.trailers for copies p and q of one record: the

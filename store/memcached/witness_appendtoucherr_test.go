@@ -16,11 +16,13 @@ import (
 // witTouchErrDialer's connections to addr make the touch of an append of
 // key (`mg <key> c f T…`, with its append or alone) get an error reply,
 // once: they add an unknown flag, which memcached answers with
-// CLIENT_ERROR, setting nothing.
+// CLIENT_ERROR, setting nothing. retouched, when set, runs once before
+// the next such touch is sent (the touch sent again).
 type witTouchErrDialer struct {
 	mu        sync.Mutex
 	key, addr string
 	fired     bool
+	retouched func()
 }
 
 func (d *witTouchErrDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -36,11 +38,19 @@ type witTouchErrConn struct {
 func (c *witTouchErrConn) Write(b []byte) (int, error) {
 	c.d.mu.Lock()
 	touch := []byte("mg " + c.d.key + " c f T")
-	hit := c.d.key != "" && !c.d.fired && c.addr == c.d.addr && bytes.Contains(b, touch)
-	if hit {
+	match := c.d.key != "" && c.addr == c.d.addr && bytes.Contains(b, touch)
+	hit := match && !c.d.fired
+	var before func()
+	switch {
+	case hit:
 		c.d.fired = true
+	case match:
+		before, c.d.retouched = c.d.retouched, nil
 	}
 	c.d.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	if !hit {
 		return c.Conn.Write(b)
 	}
@@ -62,29 +72,18 @@ func TestWitnessAppendTouchError(t *testing.T) {
 		for _, before := range []bool{false, true} {
 			name := map[bool]string{false: "pipelined", true: "two trips"}[twoTrips] + map[bool]string{false: "", true: "/code-before"}[before]
 			t.Run(name, func(t *testing.T) {
-				servers := startNodes(t, 3)
 				d := &witTouchErrDialer{}
-				cfg := memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 700 * time.Millisecond}
-				s2 := newStore(t, servers, cfg)
-				cfg.DialContext = d.dial
-				s := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
-					if twoTrips {
-						memcached.SetAppendTwoTrips(s)
-					}
-					if before {
-						memcached.SetWitnessAppendTouchErrorOK(s)
-					}
-				}))
-				id := newBenchSession(t, defaultProvider(t, s2))
-				key, err := defaultProvider(t, s).Key(id)
-				require.NoError(t, err)
-				cands := memcached.WitnessCandidates(s, key)
+				var broken func(*memcached.Store)
+				if before {
+					broken = memcached.SetWitnessAppendTouchErrorOK
+				}
+				s, key, cands := newTouchErrStore(t, d, twoTrips, broken)
 				ctx := context.Background()
 				en, _, delta := readLocking(t, s, key)
 				d.mu.Lock()
 				d.key, d.addr = key, cands[0]
 				d.mu.Unlock()
-				_, _, err = s.CompareAndAppend(ctx, key, delta, en.CAS, T)
+				_, _, err := s.CompareAndAppend(ctx, key, delta, en.CAS, T)
 				require.NoError(t, err)
 				d.mu.Lock()
 				fired := d.fired
@@ -100,4 +99,29 @@ func TestWitnessAppendTouchError(t *testing.T) {
 			})
 		}
 	}
+}
+
+// newTouchErrStore starts three nodes, creates a session through a
+// Store of its own and returns a BackupWitness Store whose connections are
+// d's (its appends' touches sent in a round trip of their own when
+// twoTrips; broken, when not nil, set on it), the session's key and its
+// candidates.
+func newTouchErrStore(t *testing.T, d *witTouchErrDialer, twoTrips bool, broken func(*memcached.Store)) (*memcached.Store, string, []string) {
+	t.Helper()
+	servers := startNodes(t, 3)
+	cfg := memcached.Config{Backup: memcached.BackupWitness, FailoverAfter: 700 * time.Millisecond}
+	s2 := newStore(t, servers, cfg)
+	cfg.DialContext = d.dial
+	s := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+		if twoTrips {
+			memcached.SetAppendTwoTrips(s)
+		}
+		if broken != nil {
+			broken(s)
+		}
+	}))
+	id := newBenchSession(t, defaultProvider(t, s2))
+	key, err := defaultProvider(t, s).Key(id)
+	require.NoError(t, err)
+	return s, key, memcached.WitnessCandidates(s, key)
 }

@@ -155,7 +155,11 @@ func (n *node) wrestamp(ctx context.Context, key string, cas, inc uint64) (uint6
 // between). R3's table (witness.write, appendGoneUnknown) never takes it
 // for "not applied": the appended value sat on the copy until it went,
 // where a plain read may have returned it and a reader's R4.4 may have
-// copied it on. strayed stays false for EN: it touched nothing.
+// copied it on. strayed stays false for EN: it touched nothing. A stored
+// append whose touch found another item than the append's, not a blank
+// (strayed: a reader's re-stamp of it, a record built on it, or one that
+// replaced it), is sorted out by sendAppend, which reads that item
+// (errAppendReplaced).
 //
 // wappend returns it as an op of wdoAll (appendRes.op), whose outcome is
 // appendRes.done's.
@@ -228,6 +232,28 @@ func (n *node) wappend(ctx context.Context, key string, data []byte, exp int32, 
 	}
 	return r
 }
+
+// errAppendReplaced: an append stored on a data copy whose touch found
+// another item there (not a blank), one that neither holds this write
+// (its identity: a reader's re-stamp of it) nor a record built on it
+// (sendAppend reads it): another record replaced the appended item
+// between the two commands (another writer's completion or failover, a
+// witness). The appended value sat on the copy until then, as on a copy
+// gone by its touch (errAppendedGone), so R3's table takes it as one
+// (appendGoneUnknown), save that the key is not gone: it never makes
+// "not found" (the model's rStray). Not a miss (errMiss): classify maps
+// it to woMissing for the one row where a missing copy is right, P
+// stored and Q replaced (the completion).
+var errAppendReplaced = errors.New("appended, then replaced by a record not built on it before its touch")
+
+// errAppendLostTie: errAppendReplaced where the record found is a rival
+// write of the append's own base (the same configuration and version,
+// the same parent, another nonce): its writer stored it on its primary
+// and completed it over the append (R3's completion wins R4.2's tie). So
+// the append was never returned and nothing of it survives there; beside
+// a copy refused, or another lost tie, the write is a conflict (lostTie:
+// the model's rTie), not unknown.
+var errAppendLostTie = fmt.Errorf("%w: a rival write of the same base won the tie", errAppendReplaced)
 
 // appendRes is a wappend: its op and what its replies showed.
 type appendRes struct {

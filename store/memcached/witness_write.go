@@ -40,6 +40,10 @@ func classify(err error) wout {
 		return woExists
 	case errors.Is(err, errMiss), errors.Is(err, errNotStored):
 		return woMissing
+	case errors.Is(err, errAppendReplaced):
+		// As a copy gone by its touch (appendGoneUnknown answers every
+		// row but P stored, Q replaced: the completion).
+		return woMissing
 	case errors.Is(err, errOtherInc):
 		return woOtherInc
 	case errors.Is(err, errLostInc):
@@ -114,8 +118,10 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 	top := w.touchOp(context.WithoutCancel(ctx), key, cs, cfg) // sent with the copies' commands
 	var pcas, qcas uint64
 	var perr, qerr error
+	var ao appendOut
 	if ap != nil {
-		pcas, qcas, perr, qerr = w.sendAppend(ctx, key, h, ap, exp, top)
+		ao = w.sendAppend(ctx, key, h, ap, exp, top)
+		pcas, qcas, perr, qerr = ao.pcas, ao.qcas, ao.perr, ao.qerr
 	} else {
 		pop := p.wcasOp(ctx, key, raw, exp, kindData, h.copies[0].cas, h.copies[0].inc, &pcas)
 		qop := q.wcasOp(ctx, key, raw, exp, kindData, h.copies[1].cas, h.copies[1].inc, &qcas)
@@ -123,14 +129,43 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
-	if appendGoneUnknown(perr, qerr, po, qo) && !w.s.hooks.appendGoneAsMissing {
-		return 0, unknown("cas: a copy took the append and was gone by its touch", perr, qerr)
+	if lostTie(perr, qerr, po, qo) {
+		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
+	}
+	if appendGoneUnknown(perr, qerr, po, qo, w.s.hooks.appendReplacedAsGone) && !w.s.hooks.appendGoneAsMissing {
+		return 0, unknown("cas: a copy took the append and was gone or replaced by its touch", perr, qerr)
 	}
 	pw := written{p, copyToken{cand: cfg.P, cas: pcas, inc: h.copies[0].inc}}
 	qw := written{q, copyToken{cand: cfg.Q, cas: qcas, inc: h.copies[1].inc}}
 	switch {
 	case po == woStored && qo == woStored:
 		if ap != nil {
+			switch {
+			case ao.later:
+				// A copy holds a record built on this write (its touch
+				// strayed onto it): applied, and written over since.
+				// Success, with no usable handle (0: the caller reads
+				// again).
+				return 0, nil
+			case ao.pread != nil || ao.qread != nil:
+				// A copy's touch found this write re-stamped (a reader's
+				// R4.4 or R9): the handle carries the re-stamp's token
+				// (the append's would refuse the next write), and Q's
+				// bytes as read; the copies may differ outside the
+				// identity (a reader's completion copied one's bytes
+				// onto the other): the next write is whole. (Only here:
+				// the rows below keep the append's tokens, which prove
+				// that nobody copied the write from the copy since, as
+				// the undo needs.)
+				base := ap.qbytes
+				if ao.pread != nil {
+					pw.tok = ao.pread.token()
+				}
+				if ao.qread != nil {
+					qw.tok, base = ao.qread.token(), ao.qread.raw
+				}
+				return w.written(key, env, pw, qw, base, int64(exp), -1), nil
+			}
 			return w.written(key, env, pw, qw, ap.qbytes, int64(exp), ap.trailers), nil
 		}
 		return w.written(key, env, pw, qw, raw, int64(exp), 0), nil
@@ -188,12 +223,43 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 //     returned reported not applied; and the cold review's W1, a lock
 //     refused while a reader had copied it onto Q; SetAppendGoneAsMissing).
 //
-// appendGoneUnknown reports the last row (write answers it before the
-// table); the table's own rows, a gone copy being woMissing, give the
-// first two.
-func appendGoneUnknown(perr, qerr error, po, qo wout) bool {
+// A copy replaced by its touch (errAppendReplaced: the touch found a
+// record that neither holds this write nor was built on it, the model's
+// rStray) is as a gone one, save that the key is not gone, so it never
+// makes "not found": P stored, Q replaced: Q missing (completeWrite reads
+// Q and CASes it to this write, or fails over, or finds it moved on);
+// every other row with a replaced copy (P replaced; both replaced;
+// replaced beside a gone, missing, refused, silent or unsent copy):
+// ErrOutcomeUnknown, the copies left as they are.
+//
+// appendGoneUnknown reports the unknown rows (write answers them before
+// the table); the table's own rows, a gone or replaced copy being
+// woMissing, give the others. asGone is the broken variant
+// (SetAppendReplacedAsGone): a replaced copy is a gone one in every row.
+func appendGoneUnknown(perr, qerr error, po, qo wout, asGone bool) bool {
 	pg, qg := errors.Is(perr, errAppendedGone), errors.Is(qerr, errAppendedGone)
-	return pg && qo != woMissing || qg && po != woMissing && po != woStored
+	pr, qr := errors.Is(perr, errAppendReplaced), errors.Is(qerr, errAppendReplaced)
+	if asGone {
+		// The broken variant: replaced is gone, "not found" included.
+		pg, qg, pr, qr = pg || pr, qg || qr, false, false
+	}
+	return pg && qo != woMissing || qg && po != woMissing && po != woStored ||
+		pr || qr && po != woStored
+}
+
+// lostTie is R3's tie row for an append (the model's rTie): a copy whose
+// touch found a rival write of the same base (errAppendLostTie), beside
+// a copy that refused the append (EX, NF, another incarnation) or lost
+// the tie too, is a conflict: nothing of this write was returned, and
+// nothing of it is left (stress/replmodel TestAppendTouchGone, "holds,
+// two writers"). Every other row with a lost tie is a replaced copy's
+// (appendGoneUnknown).
+func lostTie(perr, qerr error, po, qo wout) bool {
+	pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
+	refused := func(err error, o wout) bool {
+		return o.refused() && !errors.Is(err, errAppendedGone) && !errors.Is(err, errAppendReplaced)
+	}
+	return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
