@@ -134,9 +134,9 @@ func TestAppendTouchGone(t *testing.T) {
 		// A touch that finds the rival's completion of the same base
 		// over its append beside a refused copy is a conflict (rTie):
 		// the notApplied check holds it.
-		t.Logf("touches that found a rival write of the same base (a lost tie): %d", r.AppendsTie)
-		if r.AppendsTie == 0 {
-			t.Error("no append's touch found a rival write of its base: the scope does not reach the tie row")
+		t.Logf("touches that found a rival write of the same base (a lost tie): %d; calls ended not applied by the tie row: %d", r.AppendsTie, r.TieConflicts)
+		if r.TieConflicts == 0 {
+			t.Error("no call ended by the tie row: the scope does not reach it")
 		}
 	})
 	t.Run("holds, two writers, 1 flush", func(t *testing.T) {
@@ -144,7 +144,7 @@ func TestAppendTouchGone(t *testing.T) {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 		}
 		r := appendHolds(t, "append at expiry, two writers, 1 flush", appendScope(Correct, [][]OpKind{{RMW}}, 1, 0, 60_000_000))
-		t.Logf("touches that found a rival write of the same base (a lost tie): %d", r.AppendsTie)
+		t.Logf("touches that found a rival write of the same base (a lost tie): %d; calls ended not applied by the tie row: %d", r.AppendsTie, r.TieConflicts)
 	})
 	t.Run("holds, repair", func(t *testing.T) {
 		if !*full {

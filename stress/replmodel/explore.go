@@ -327,8 +327,9 @@ type Result struct {
 	// (counted in AppendsGone too), a witness or another record.
 	AppendsStrayGone int
 	// AppendsTie counts those that found a rival write of the append's
-	// own base and configuration (rTie).
-	AppendsTie int
+	// own base and configuration (rTie); TieConflicts the calls that
+	// then ended "not applied" by the tie row (appendGone).
+	AppendsTie, TieConflicts int
 }
 
 type explorer struct {
@@ -1612,6 +1613,7 @@ func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
 	lostTie := func(r *reply) bool { return r.St == rTie || r.definiteFail() }
 	switch {
 	case (rp.St == rTie || rq.St == rTie) && lostTie(rp) && lostTie(rq):
+		x.res.TieConflicts++
 		return x.conflict(t, c), true
 	case x.sc.Variant == AppendGoneStored:
 		as(rOK)
