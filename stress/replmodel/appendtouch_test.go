@@ -40,6 +40,13 @@ func appendScope(v Variant, others [][]OpKind, faults, timeouts, maxStates int) 
 // is a gone copy (AppendStrayStored counts it stored), any other record
 // a replaced one, as gone save that it never makes "not found" (the key
 // is not gone: two writers, one's completion over the other's append).
+// A rival write of the append's own base, found beside a refused copy or
+// another lost tie, is a conflict (rTie: the rival won the tie, and the
+// append was never returned; the rule before, unknown, ended such a call
+// so with no fault: the simulation's flush-step seeds). The row
+// stretched (any replaced copy beside a refused one; a lost tie beside a
+// stored copy) holds in these scopes too: the rule keeps to the case it
+// argues, and no broken variant of it is rejected here.
 func TestAppendTouchGone(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
@@ -123,7 +130,21 @@ func TestAppendTouchGone(t *testing.T) {
 		// A touch that finds the other writer's completion over its
 		// append (a record not built on it) is not a gone key: "not
 		// found" there was wrong (rStray).
-		appendHolds(t, "append at expiry, two writers", appendScope(Correct, [][]OpKind{{RMW}}, 0, 0, 0))
+		r := appendHolds(t, "append at expiry, two writers", appendScope(Correct, [][]OpKind{{RMW}}, 0, 0, 0))
+		// A touch that finds the rival's completion of the same base
+		// over its append beside a refused copy is a conflict (rTie):
+		// the notApplied check holds it.
+		t.Logf("touches that found a rival write of the same base (a lost tie): %d; calls ended not applied by the tie row: %d", r.AppendsTie, r.TieConflicts)
+		if r.TieConflicts == 0 {
+			t.Error("no call ended by the tie row: the scope does not reach it")
+		}
+	})
+	t.Run("holds, two writers, 1 flush", func(t *testing.T) {
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
+		r := appendHolds(t, "append at expiry, two writers, 1 flush", appendScope(Correct, [][]OpKind{{RMW}}, 1, 0, 60_000_000))
+		t.Logf("touches that found a rival write of the same base (a lost tie): %d; calls ended not applied by the tie row: %d", r.AppendsTie, r.TieConflicts)
 	})
 	t.Run("holds, repair", func(t *testing.T) {
 		if !*full {

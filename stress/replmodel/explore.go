@@ -326,6 +326,10 @@ type Result struct {
 	// value nor one built on it (the store's strayed touch): a blank
 	// (counted in AppendsGone too), a witness or another record.
 	AppendsStrayGone int
+	// AppendsTie counts those that found a rival write of the append's
+	// own base and configuration (rTie); TieConflicts the calls that
+	// then ended "not applied" by the tie row (appendGone).
+	AppendsTie, TieConflicts int
 }
 
 type explorer struct {
@@ -1521,6 +1525,14 @@ func (x *explorer) appendTouched(t *state, m msg) string {
 		st = rGone
 		x.res.AppendsGone++
 		x.res.AppendsStrayGone++
+	case x.tie(t, it, m.Rec):
+		// A rival write of the same base in the same configuration
+		// replaced it: its writer's completion (R3, phWrGet), which
+		// only a rival that won the tie makes. Not stored there, and
+		// the key is not gone (rTie: appendGone).
+		st = rTie
+		x.res.AppendsStrayGone++
+		x.res.AppendsTie++
 	default:
 		// A witness, or a record not built on the append's, replaced
 		// it: not stored there, and the key is not gone (rStray).
@@ -1539,6 +1551,15 @@ func (x *explorer) appendTouched(t *state, m msg) string {
 	}
 	t.C[c].R[m.Node] = reply{St: st, Rec: m.Rec, Tok: m.Tok, Inc: m.Inc}
 	return x.maybeAdvance(t, c)
+}
+
+// tie reports whether it, found by the touch of an append of r, is a
+// rival write of r's own base: a data record, established, of r's
+// configuration and version, computed from r's parent value (the store:
+// the same E, P, Q and V, the same parent nonce, another nonce).
+func (x *explorer) tie(t *state, it, r Rec) bool {
+	return it.K == data && !it.Pend && it.E == r.E && it.P == r.P && it.Q == r.Q && it.V == r.V &&
+		it.Val != r.Val && t.Parent[it.Val] == t.Parent[r.Val]
 }
 
 // straysStored: an append's touch that finds another item than the
@@ -1568,6 +1589,15 @@ func (v Variant) straysStored() bool {
 // another writer's completion, a witness) is as a gone one, save that it
 // never makes "not found": the key is not gone.
 //
+// A copy whose touch found a rival write of the same base and
+// configuration (rTie: its writer won R4.2's tie and completed it over
+// the append) is as a stray one, save that beside a copy refused (or
+// another tie) the call is a conflict: "not applied". The append on that
+// copy was never returned: a read returns a record established on both
+// copies, or one its decision copied on, and either way the rival could
+// not have replaced it (it would have lost the tie to a record held by
+// more nodes, or found a later version).
+//
 // AppendGoneStored counts a gone copy stored; AppendGoneRefused refused
 // by NF, save that both gone (or gone and NF) is not found.
 func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
@@ -1575,12 +1605,16 @@ func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
 	nfLike := func(r *reply) bool { return r.St == rGone || r.St == rNotFound }
 	as := func(st uint8) {
 		for _, r := range [2]*reply{rp, rq} {
-			if r.St == rGone || r.St == rStray {
+			if r.St == rGone || r.St == rStray || r.St == rTie {
 				r.St = st
 			}
 		}
 	}
+	lostTie := func(r *reply) bool { return r.St == rTie || r.definiteFail() }
 	switch {
+	case (rp.St == rTie || rq.St == rTie) && lostTie(rp) && lostTie(rq):
+		x.res.TieConflicts++
+		return x.conflict(t, c), true
 	case x.sc.Variant == AppendGoneStored:
 		as(rOK)
 		return "", false
@@ -1943,7 +1977,7 @@ func (x *explorer) advance(t *state, c int) string {
 		x.sendRead1(t, c)
 	case phWr:
 		rp, rq := cl.R[cl.P], cl.R[cl.Q]
-		if rp.St == rGone || rq.St == rGone || rp.St == rStray || rq.St == rStray {
+		if rp.St == rGone || rq.St == rGone || rp.St == rStray || rq.St == rStray || rp.St == rTie || rq.St == rTie {
 			if v, done := x.appendGone(t, c, &rp, &rq); done {
 				return v
 			}

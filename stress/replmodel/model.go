@@ -185,9 +185,10 @@ const (
 	rTimeout   // the client gave up (or the connection was reset)
 	rGone      // Scope.Append: the append was stored, then its touch found the key absent (EN) or a blank
 	rStray     // Scope.Append: the append was stored, then its touch found a record not built on it
+	rTie       // Scope.Append: the append was stored, then its touch found a rival write of the same base and configuration (it won the tie)
 )
 
-var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout", "stored, then gone", "stored, then replaced"}
+var replyNames = [...]string{"pending", "ok", "EX", "NF", "NS", "stale", "timeout", "stored, then gone", "stored, then replaced", "stored, then lost the tie"}
 
 type reply struct {
 	St       uint8
