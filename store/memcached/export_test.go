@@ -452,3 +452,15 @@ func WithHooks(cfg Config, set func(*Store)) Config {
 	cfg.beforeStart = set
 	return cfg
 }
+
+// SetR9ParallelRestamps makes s the code before: R9 sends its two
+// re-stamps in parallel, so that processes running R9 on one key at once
+// can each win one copy and all be refused (restampBoth).
+func SetR9ParallelRestamps(s *Store) { s.hooks.r9ParallelRestamps = true }
+
+// SetR9RestampHook makes s call h before (done false) and after (done
+// true, with the re-stamp's error) each of R9's re-stamps of key; primary:
+// the configuration's primary copy.
+func SetR9RestampHook(s *Store, h func(key string, primary, done bool, err error)) {
+	s.hooks.r9Restamp = h
+}

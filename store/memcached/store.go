@@ -375,6 +375,7 @@ type testHooks struct {
 	appendBlankStored       bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
 	appendCompleteUntouched bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
 	appendTouchErrorOK      bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
+	r9ParallelRestamps      bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
 	appendGoneAsMissing     bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
 	appendStrayStored       bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
 	appendTieUnknown        bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
@@ -383,6 +384,10 @@ type testHooks struct {
 	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns          bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
 	nowitR43Returns         bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
+
+	// r9Restamp is called before (done false) and after each of R9's
+	// re-stamps.
+	r9Restamp func(key string, primary, done bool, err error)
 }
 
 // backoffHook is called with the number n of the refused decision of a

@@ -1036,13 +1036,8 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 	// Each copy keeps its expiry (wrestamp: a client touch that landed
 	// since the read is kept, issue 13), or, split (review 4's D2), gets
 	// the larger t carried over (copyExp).
-	var pcas, qcas uint64
-	var ep, eq error
-	var wg sync.WaitGroup
-	wg.Go(func() { qcas, eq = w.restamp(ctx, f, &f.q, &f.p) })
-	pcas, ep = w.restamp(ctx, f, &f.p, &f.q)
-	wg.Wait()
-	if ep != nil || eq != nil {
+	pcas, qcas, ok := w.restampBoth(ctx, f)
+	if !ok {
 		return false
 	}
 	wit := f.b
@@ -1068,6 +1063,45 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 		w.clearNoWitAfter(ctx, f, pcas, qcas)
 	}
 	return true
+}
+
+// restampBoth is R9's re-stamps: the primary first, then, only if that
+// was stored, the secondary (ok: both stored, with their new tokens).
+// In turn, not in parallel: processes running R9 on one key at once
+// (the readers of a burst after a failover: R4.3) read the same tokens,
+// and in parallel one would win P and another Q, every one refused, read
+// after read, until each gave up (the simulation's flush-step seeds:
+// "6 anomaly reads without an answer" a failover time after the fault).
+// In turn, the first re-stamp of P decides which of them goes on; the
+// others have changed nothing (as if they had not run R9) and read
+// again. The order is one of those the model's parallel re-stamps
+// explore. SetR9ParallelRestamps is the code before.
+func (w *witness) restampBoth(ctx context.Context, f *hit) (pcas, qcas uint64, ok bool) {
+	stamp := func(c, other *copyRead) (uint64, error) {
+		h := w.s.hooks.r9Restamp
+		if h != nil {
+			h(f.key, c == &f.p, false, nil)
+		}
+		cas, err := w.restamp(ctx, f, c, other)
+		if h != nil {
+			h(f.key, c == &f.p, true, err)
+		}
+		return cas, err
+	}
+	if w.s.hooks.r9ParallelRestamps {
+		var ep, eq error
+		var wg sync.WaitGroup
+		wg.Go(func() { qcas, eq = stamp(&f.q, &f.p) })
+		pcas, ep = stamp(&f.p, &f.q)
+		wg.Wait()
+		return pcas, qcas, ep == nil && eq == nil
+	}
+	pcas, err := stamp(&f.p, &f.q)
+	if err != nil {
+		return 0, 0, false
+	}
+	qcas, err = stamp(&f.q, &f.p)
+	return pcas, qcas, err == nil
 }
 
 // r9Candidate reports whether R9 would write b's witness over what the
