@@ -437,6 +437,12 @@ func SetAppendReplacedAsGone(s *Store) { s.hooks.appendReplacedAsGone = true }
 // (the model's AppendTieUnknown).
 func SetAppendTieUnknown(s *Store) { s.hooks.appendTieUnknown = true }
 
+// SetAppendTieAnyCopy is a broken variant (the tie row as first merged;
+// its cold review, m1): a lost tie on P, or on both copies, beside a
+// refused copy or another lost tie is a conflict too, though there the
+// append was on its own primary.
+func SetAppendTieAnyCopy(s *Store) { s.hooks.appendTieAnyCopy = true }
+
 // WitnessHandle returns the data copies' memcached tokens (P first) and
 // the trailers count of the witness scheme's handle id (ok false: no such
 // handle).

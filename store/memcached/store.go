@@ -378,6 +378,7 @@ type testHooks struct {
 	r9ParallelRestamps      bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
 	appendGoneAsMissing     bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
 	appendStrayStored       bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
+	appendTieAnyCopy        bool             // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
 	appendTieUnknown        bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
 	appendReplacedAsGone    bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary

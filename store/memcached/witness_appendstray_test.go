@@ -114,6 +114,7 @@ var strayVariants = map[string]func(*memcached.Store){
 	"fix":         func(*memcached.Store) {},
 	"untouch0":    memcached.SetAppendNoUntouch,
 	"tie-unknown": memcached.SetAppendTieUnknown,
+	"tie-any":     memcached.SetAppendTieAnyCopy,
 }
 
 func runStray(t *testing.T, c strayCase) {
@@ -292,9 +293,18 @@ func TestWitnessAppendStray(t *testing.T) {
 			check: conflictNothingLeft,
 		},
 		{
-			// Both copies lost the tie: a conflict.
-			name: "both lost the tie", at: [2]string{"foreign", "foreign"}, broken: []string{"tie-unknown", "before"},
-			check: conflictNothingLeft,
+			// Both copies lost the tie (unreachable by the protocol's
+			// steps: the append was on its own primary): unknown, as
+			// every row with a replaced copy but the tie row (the code
+			// before acknowledged it).
+			name: "both lost the tie", at: [2]string{"foreign", "foreign"}, broken: []string{"before", "tie-any"},
+			check: unknownKept(0, 1),
+		},
+		{
+			// P lost the tie, Q refused (a rival first there): unknown,
+			// not the tie row (the append was on its own primary).
+			name: "primary lost the tie, secondary refused", at: [2]string{"foreign", "rival-first"}, broken: []string{"tie-any"},
+			check: unknownKept(0),
 		},
 		{
 			// P replaced, Q gone: unknown, not "not found".

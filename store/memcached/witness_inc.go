@@ -248,10 +248,10 @@ var errAppendReplaced = errors.New("appended, then replaced by a record not buil
 
 // errAppendLostTie: errAppendReplaced where the record found is a rival
 // write of the append's own base (the same configuration and version,
-// the same parent, another nonce): its writer stored it on its primary
-// and completed it over the append (R3's completion wins R4.2's tie). So
-// the append was never returned and nothing of it survives there; beside
-// a copy refused, or another lost tie, the write is a conflict (lostTie:
+// the same parent, another nonce), stored on its primary and completed
+// over the append on Q (by its writer's R3 completion, or a reader's
+// R4.4 from P: the rival on its own primary wins R4.2's tie). On Q
+// beside a P that refused the append, the write is a conflict (lostTie:
 // the model's rTie), not unknown.
 var errAppendLostTie = fmt.Errorf("%w: a rival write of the same base won the tie", errAppendReplaced)
 

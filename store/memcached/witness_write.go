@@ -129,7 +129,7 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		perr, qerr = pop.err, qop.err
 	}
 	po, qo := classify(perr), classify(qerr)
-	if lostTie(perr, qerr, po, qo) {
+	if lostTie(perr, qerr, po, qo, w.s.hooks.appendTieAnyCopy) {
 		return 0, fmt.Errorf("memcached: cas: %w: %w", provider.ErrCASConflict, errors.Join(perr, qerr))
 	}
 	if appendGoneUnknown(perr, qerr, po, qo, w.s.hooks.appendReplacedAsGone) && !w.s.hooks.appendGoneAsMissing {
@@ -247,19 +247,27 @@ func appendGoneUnknown(perr, qerr error, po, qo wout, asGone bool) bool {
 		pr || qr && po != woStored
 }
 
-// lostTie is R3's tie row for an append (the model's rTie): a copy whose
-// touch found a rival write of the same base (errAppendLostTie), beside
-// a copy that refused the append (EX, NF, another incarnation) or lost
-// the tie too, is a conflict: nothing of this write was returned, and
-// nothing of it is left (stress/replmodel TestAppendTouchGone, "holds,
-// two writers"). Every other row with a lost tie is a replaced copy's
-// (appendGoneUnknown).
-func lostTie(perr, qerr error, po, qo wout) bool {
-	pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
+// lostTie is R3's tie row for an append (the model's rTie): Q's touch
+// found a rival write of the same base (errAppendLostTie) and P refused
+// the append (EX, NF, another incarnation, too large): a conflict.
+// Nothing of this write was returned (it was never on P, and a reader
+// that completed it onto P would have kept the rival off Q: the same P
+// token), and nothing of it is left (stress/replmodel TestAppendTouchGone,
+// "holds, two writers and a reader"). A lost tie on P, or on both, is
+// unreachable by the protocol's steps, but there the append was on its
+// own primary: unknown, as every other row with a replaced copy
+// (appendGoneUnknown; the tie row's cold review, m1).
+func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 	refused := func(err error, o wout) bool {
 		return o.refused() && !errors.Is(err, errAppendedGone) && !errors.Is(err, errAppendReplaced)
 	}
-	return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
+	if anyCopy {
+		// The broken variant: a lost tie on either copy, beside a
+		// refusal or another lost tie.
+		pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
+		return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
+	}
+	return errors.Is(qerr, errAppendLostTie) && refused(perr, po)
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused

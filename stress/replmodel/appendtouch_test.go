@@ -139,6 +139,29 @@ func TestAppendTouchGone(t *testing.T) {
 			t.Error("no call ended by the tie row: the scope does not reach it")
 		}
 	})
+	t.Run("holds, two writers and a reader", func(t *testing.T) {
+		// The reader is what could observe the append before the tie
+		// row reports it not applied (the tie row's cold review, M1:
+		// with two writers alone nothing observes it, so the check
+		// cannot fire).
+		r := Check(Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}})
+		report(t, "append, two writers and a reader", r)
+		t.Logf("calls ended not applied by the tie row: %d", r.TieConflicts)
+		if r.Violation != "" || !r.Complete || r.TieConflicts == 0 {
+			t.Fatalf("want the scope complete, with no violation and the tie row reached: %q (complete %v, %d tie conflicts)", r.Violation, r.Complete, r.TieConflicts)
+		}
+	})
+	t.Run("holds, two writers and a reader, 1 timeout", func(t *testing.T) {
+		if !*full {
+			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
+		}
+		r := Check(Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxTimeouts: 1, MaxStates: 40_000_000})
+		report(t, "append, two writers and a reader, 1 timeout", r)
+		t.Logf("calls ended not applied by the tie row: %d", r.TieConflicts)
+		if r.Violation != "" || !r.Complete || r.TieConflicts == 0 {
+			t.Fatalf("want the scope complete, with no violation and the tie row reached: %q (complete %v, %d tie conflicts)", r.Violation, r.Complete, r.TieConflicts)
+		}
+	})
 	t.Run("holds, two writers, 1 flush", func(t *testing.T) {
 		if !*full {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")

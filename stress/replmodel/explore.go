@@ -129,6 +129,12 @@ type Scope struct {
 	// misses (mg N), and a healthy state whose third node holds a blank
 	// re-creates the witness there by CAS.
 	Repair bool
+	// R9InTurn: R9 re-stamps P, and Q only once P's is stored; a refused
+	// P sends no Q and the process reads again (the store's
+	// restampBoth). Without it both re-stamps go at once, the process
+	// waiting for both replies (a superset of the orders, but not of a
+	// refused P's sending nothing more).
+	R9InTurn bool
 	// Expiry lets the session's timeout run out at any step (not a fault)
 	// and then each item with a TTL expire at any later step, on each
 	// node at its own instant. Checked: once a call reported the session
@@ -1590,13 +1596,13 @@ func (v Variant) straysStored() bool {
 // never makes "not found": the key is not gone.
 //
 // A copy whose touch found a rival write of the same base and
-// configuration (rTie: its writer won R4.2's tie and completed it over
-// the append) is as a stray one, save that beside a copy refused (or
-// another tie) the call is a conflict: "not applied". The append on that
-// copy was never returned: a read returns a record established on both
-// copies, or one its decision copied on, and either way the rival could
-// not have replaced it (it would have lost the tie to a record held by
-// more nodes, or found a later version).
+// configuration (rTie: stored on its primary, it won R4.2's tie and was
+// completed over the append, by its writer or a reader's R4.4) is as a
+// stray one, save the tie row: Q lost the tie and P refused the append:
+// a conflict, "not applied". The append was never on P; a reader that
+// completed it onto P would have kept the rival off Q (the same P
+// token), so it was never returned. A tie on P, or on both, is not
+// reached (the append was on its own primary) and stays unknown.
 //
 // AppendGoneStored counts a gone copy stored; AppendGoneRefused refused
 // by NF, save that both gone (or gone and NF) is not found.
@@ -1610,9 +1616,8 @@ func (x *explorer) appendGone(t *state, c int, rp, rq *reply) (string, bool) {
 			}
 		}
 	}
-	lostTie := func(r *reply) bool { return r.St == rTie || r.definiteFail() }
 	switch {
-	case (rp.St == rTie || rq.St == rTie) && lostTie(rp) && lostTie(rq):
+	case rq.St == rTie && rp.definiteFail():
 		x.res.TieConflicts++
 		return x.conflict(t, c), true
 	case x.sc.Variant == AppendGoneStored:
@@ -1794,6 +1799,20 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.repair && !(x.sc.Variant == R9Unfenced && res.rec1.K == witness) {
 			// R9: re-stamp both data copies (same content, new token);
 			// the blank gets the witness only if both were stored.
+			if x.sc.R9InTurn {
+				// P's first; Q's token, promise and record wait in
+				// DTX, DIX, Tries and Base (free in this phase).
+				p, q := res.rs[0], res.rs[1]
+				if read[p].Rec != read[q].Rec || x.sc.Variant == R9ClearFirst {
+					panic("replmodel: R9 in turn: the copies' records differ")
+				}
+				m := x.decide(t, c, p, read[p].Tok, read[p].Inc, read[p].Rec)
+				m.Prom = read[p].Prom
+				x.setLife(m, lifeMax+q)
+				cl.DTX, cl.DIX, cl.Tries, cl.Base = read[q].Tok, read[q].Inc, read[q].Prom, read[q].Rec
+				cl.Phase = phRestampP
+				return ""
+			}
 			for _, n := range res.rs {
 				rec := read[n].Rec
 				if x.sc.Variant == R9ClearFirst && x.sc.R9ClearsNoWit {
@@ -1833,6 +1852,25 @@ func (x *explorer) advance(t *state, c int) string {
 			x.sendSecond(t, c)
 			cl.Phase = phDecBoth
 		}
+	case phRestampP:
+		// R9 in turn: P's re-stamp refused or silent: nothing more
+		// sent, read again; stored: Q's.
+		p, q := cl.DR1.P, cl.DR1.Q
+		if cl.R[p].St != rOK {
+			x.sendRead2(t, c)
+			return ""
+		}
+		if d := cl.DR2; d.K == data {
+			cl.TokP, cl.IncP = cl.R[d.P].Tok, cl.R[d.P].Inc
+		}
+		rec := cl.Base
+		tok, inc, prom := cl.DTX, cl.DIX, cl.Tries
+		cl.DTX, cl.DIX, cl.Tries, cl.Base = 0, 0, 0, Rec{}
+		newRound(t, c)
+		m := x.decide(t, c, q, tok, inc, rec)
+		m.Prom = prom
+		x.setLife(m, lifeMax+p)
+		cl.Phase = phRestamp
 	case phRestamp:
 		for n := range numNodes {
 			if cl.Sent[n] && cl.R[n].St != rOK {
@@ -1842,7 +1880,9 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		if d := cl.DR2; d.K == data {
 			// R9's clear uses the re-stamps' tokens (pcas, qcas).
-			cl.TokP, cl.IncP = cl.R[d.P].Tok, cl.R[d.P].Inc
+			if !x.sc.R9InTurn {
+				cl.TokP, cl.IncP = cl.R[d.P].Tok, cl.R[d.P].Inc
+			}
 			cl.TokQ, cl.IncQ = cl.R[d.Q].Tok, cl.R[d.Q].Inc
 		}
 		newRound(t, c)

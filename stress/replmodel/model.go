@@ -242,13 +242,14 @@ const (
 	phR9ClearRead // R9's clear (Scope.R9ClearsNoWit): read both copies again
 	phR9Clear     // ... and CAS both, if still re-stamped, without nowit
 	phWrTouch     // R3's completion (Scope.Append): Q holds the write, touch it
+	phRestampP    // R9 in turn (Scope.R9InTurn): P's re-stamp first
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
 	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
-	"r9-clear-read", "r9-clear-nowit", "complete-touch"}
+	"r9-clear-read", "r9-clear-nowit", "complete-touch", "r9-restamp-p"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
