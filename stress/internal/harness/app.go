@@ -239,7 +239,7 @@ func (n *errNote) add(msg string) {
 	}
 }
 
-// noteErr notes err in ctx's errNote, if it has one.
+// noteErr notes msg in the errNote of ctx, if it has one.
 func noteErr(ctx context.Context, msg string) {
 	if n, ok := ctx.Value(errNoteKey{}).(*errNote); ok {
 		n.add(msg)
