@@ -318,6 +318,12 @@ func SetAfterDeleteRead(s *Store, f func(key string)) { s.hooks.afterDeleteRead 
 // record as of another incarnation reports an unknown outcome.
 func SetDelNoRetry(s *Store) { s.hooks.delNoRetry = true }
 
+// SetUndoOtherIncUnknown makes s the code before: R3's undo of Q refused
+// as of another incarnation, not sent (and not sent again by wcasAgain:
+// Q changed since), reports an unknown outcome without reading both
+// copies.
+func SetUndoOtherIncUnknown(s *Store) { s.hooks.undoOtherIncUnknown = true }
+
 // SetNoResume makes s the code before R8's resumption: its creations of
 // unknown outcome are never resumed (their lone copy stays
 // ErrUnconfirmed until it expires).

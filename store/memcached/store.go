@@ -358,6 +358,7 @@ type testHooks struct {
 	afterAddWitness         func(key string) // an Add stored its witness, its data CASes not yet sent
 	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
 	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
+	undoOtherIncUnknown     bool             // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome
 	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
 	buryTouched             bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
 	holdWitnessTouch        func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)

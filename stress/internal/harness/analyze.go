@@ -37,6 +37,9 @@ type timing struct {
 	// unknown outcome may have added one to (checkCounters).
 	Counter     int  `json:"counter,omitempty"`
 	CounterRead bool `json:"counter_read,omitempty"`
+	// Err: the errors the session middleware logged for the request
+	// (errNotes), e.g. the store's error behind its 500; empty when none.
+	Err string `json:"err,omitempty"`
 }
 
 func (t timing) ran() bool { return t.Start > 0 && t.End >= t.Start }
@@ -384,10 +387,43 @@ func checkFailover(o observations, res *Result) {
 			continue
 		}
 		res.FailedAfterFailover++
+		f := failedRequest(o, r)
+		if len(res.FailedAfterFailoverFirst) < maxFailedShown {
+			res.FailedAfterFailoverFirst = append(res.FailedAfterFailoverFirst, f)
+		}
 		if res.FailoverChecked {
-			res.finding("failed after the failover time: app %d %s sent at %.0f ms, status %d", r.Proc, r.Route, ms(r.Sent-o.start), r.Status)
+			res.finding("failed after the failover time: %s", f.describe())
 		}
 	}
+}
+
+// maxFailedShown bounds Result.FailedAfterFailoverFirst.
+const maxFailedShown = 5
+
+// failedRequest describes request r, which failed: when, against the
+// faults, and the error its answer and its app server gave.
+func failedRequest(o observations, r *request) FailedRequest {
+	f := FailedRequest{Proc: r.Proc, Route: r.Route, Status: r.Status, SentMs: ms(r.Sent - o.start), RecvMs: ms(r.Recv - o.start), Text: r.Text}
+	if sid := sessionOf(o, r); sid != "" {
+		f.Session = sidTag(sid) + "…"
+	}
+	if t, ok := o.timings[r.ID]; ok {
+		f.Err = t.Err
+	}
+	var last *Event
+	for i, e := range o.events {
+		if !e.Missed && e.Kind != FaultError && e.AtMs <= f.SentMs && (last == nil || e.AtMs >= last.AtMs) {
+			last = &o.events[i]
+		}
+	}
+	if last != nil {
+		f.AfterFaultMs = f.SentMs - last.AtMs
+		f.Fault = fmt.Sprintf("%s on %s at %.0f ms", last.Kind, cmp.Or(last.Target, "-"), last.AtMs)
+		if last.DurationMs > 0 {
+			f.Fault += fmt.Sprintf(" for %.0f ms", last.DurationMs)
+		}
+	}
+	return f
 }
 
 // sessionOf returns the session request r was for: the one its app

@@ -119,8 +119,9 @@ func newApp(cfg appConfig, store provider.Store, logger *slog.Logger) (*app, err
 		Unbuffered: cfg.LateCommit,
 		// Failures are counted by the harness; the log would only repeat
 		// them, thousands of times under faults.
-		// LogDirEnv sets one for a diagnosis.
-		Logger: cmp.Or(logger, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		// LogDirEnv sets one for a diagnosis. Either way a failed
+		// request's errors are kept in its timing (errNotes).
+		Logger: slog.New(errNotes{cmp.Or(logger, slog.New(slog.NewTextHandler(io.Discard, nil))).Handler()}),
 	})
 	if err != nil {
 		return nil, err
@@ -181,9 +182,12 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		defer a.inFlight.Add(-1)
 		w.Header().Set(headerProc, strconv.Itoa(a.cfg.Proc))
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), timingKey{}, t)))
+		notes := &errNote{}
+		ctx := context.WithValue(context.WithValue(r.Context(), timingKey{}, t), errNoteKey{}, notes)
+		next.ServeHTTP(sw, r.WithContext(ctx))
 		t.Done = time.Now().UnixNano()
 		t.Status = sw.status
+		t.Err = notes.String()
 		if routes[route].exclusive && t.ran() && t.SID != "" {
 			// The lock's and the renewals' writes: its lease (checkLocks).
 			if key, err := a.prov.Key(t.SID); err == nil {
@@ -206,6 +210,73 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		}
 	})
 }
+
+// errNoteKey is the context key of a request's *errNote.
+type errNoteKey struct{}
+
+// errNote collects the errors the middleware logged (at warning level or
+// above) for one request: the store's error behind a 500 or 503, which
+// the answer's body does not carry (timing.Err). The middleware shortens
+// the session ids in them.
+type errNote struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+// String returns the errors noted, in order, joined by "; ".
+func (n *errNote) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.msgs, "; ")
+}
+
+// add notes msg, up to maxErrNotes.
+func (n *errNote) add(msg string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.msgs) < maxErrNotes {
+		n.msgs = append(n.msgs, msg)
+	}
+}
+
+// noteErr notes msg in the errNote of ctx, if it has one.
+func noteErr(ctx context.Context, msg string) {
+	if n, ok := ctx.Value(errNoteKey{}).(*errNote); ok {
+		n.add(msg)
+	}
+}
+
+// maxErrNotes bounds the errors noted for one request.
+const maxErrNotes = 4
+
+// errNotes is a slog.Handler that notes each warning or error logged with
+// a request's context in that request's errNote, and passes every record
+// on to next (the app server's logger).
+type errNotes struct{ next slog.Handler }
+
+func (h errNotes) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
+}
+
+func (h errNotes) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Level >= slog.LevelWarn {
+		msg := rec.Message
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				msg += ": " + a.Value.String()
+			}
+			return true
+		})
+		noteErr(ctx, msg)
+	}
+	if !h.next.Enabled(ctx, rec.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, rec)
+}
+
+func (h errNotes) WithAttrs(as []slog.Attr) slog.Handler { return errNotes{h.next.WithAttrs(as)} }
+func (h errNotes) WithGroup(g string) slog.Handler       { return errNotes{h.next.WithGroup(g)} }
 
 // handler returns the route's handler, which runs inside the middleware.
 func (a *app) handler(route string) http.Handler {
@@ -239,6 +310,7 @@ func (a *app) handler(route string) http.Handler {
 			if code == 0 {
 				code = http.StatusInternalServerError
 			}
+			noteErr(r.Context(), "handler: "+err.Error())
 			http.Error(w, err.Error(), code)
 			return
 		}

@@ -1,13 +1,21 @@
 package harness
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memstore"
 )
 
 // TestFailedAfterFailover: a request that failed with a server error
@@ -67,10 +75,10 @@ func TestFailedAfterFailover(t *testing.T) {
 			if tc.violation {
 				require.Contains(t, res.Violations(), "failed_after_failover")
 				require.Equal(t, []string{
-					"failed after the failover time: app 1 read sent at 2700 ms, status 503",
-					"failed after the failover time: app 1 read sent at 3100 ms, status 500",
-					"failed after the failover time: app 1 read sent at 4500 ms, status 500",
-					"failed after the failover time: app 1 read sent at 7600 ms, status 503",
+					"failed after the failover time: app 1 read, session A…, sent at 2700 ms (1700 ms after the last fault, restart_node on memcached node 0 at 1000 ms for 100 ms), answered at 2705 ms, status 503",
+					"failed after the failover time: app 1 read, session A…, sent at 3100 ms (2100 ms after the last fault, restart_node on memcached node 0 at 1000 ms for 100 ms), answered at 3105 ms, status 500",
+					"failed after the failover time: app 1 read, session A…, sent at 4500 ms (3500 ms after the last fault, restart_node on memcached node 0 at 1000 ms for 100 ms), answered at 4505 ms, status 500",
+					"failed after the failover time: app 1 read, session A…, sent at 7600 ms (2600 ms after the last fault, pause_node on memcached node 1 at 5000 ms for 1000 ms), answered at 7605 ms, status 503",
 				}, res.Findings)
 			} else {
 				require.NotContains(t, res.Violations(), "failed_after_failover")
@@ -221,9 +229,101 @@ func TestFailedDuringLongNodeFault(t *testing.T) {
 			require.Equal(t, 2, res.FailedAfterFailover)
 			require.Equal(t, 3, res.RequestsAfterFailover)
 			require.Equal(t, []string{
-				"failed after the failover time: app 1 read sent at 3000 ms, status 503",
-				"failed after the failover time: app 1 read sent at 6600 ms, status 500",
+				"failed after the failover time: app 1 read, session A…, sent at 3000 ms (2000 ms after the last fault, " + kind + " on memcached node 1 at 1000 ms for 4000 ms), answered at 3005 ms, status 503",
+				"failed after the failover time: app 1 read, session A…, sent at 6600 ms (5600 ms after the last fault, " + kind + " on memcached node 1 at 1000 ms for 4000 ms), answered at 6605 ms, status 500",
 			}, res.Findings)
 		})
 	}
+}
+
+// unknownCommits is a store whose writes, once armed, report an unknown
+// outcome (as the memcached store's undo refused by a node did), naming
+// the key, which holds the session id: the middleware must shorten it.
+type unknownCommits struct {
+	provider.Store
+	armed *atomic.Bool
+}
+
+func (s unknownCommits) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	if s.armed.Load() {
+		return 0, fmt.Errorf("test store: undoing the secondary of %s: %w", key, provider.ErrOutcomeUnknown)
+	}
+	return s.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+}
+
+// TestFailedRequestKeepsItsError: a request answered 500 after a failover
+// time keeps its answer's body and the store error its app server's
+// middleware logged for it (the session id shortened), and the run's
+// finding, summary, HTML and JSON show them with its session, times and
+// the last fault before it (the flush-seeded failure of 2026-12-01,
+// whose error was recorded nowhere).
+func TestFailedRequestKeepsItsError(t *testing.T) {
+	ms := memstore.New(memstore.Config{})
+	defer ms.Close()
+	var armed atomic.Bool
+	a, err := newApp(appConfig{Proc: 1, Lease: time.Second, Wait: "adaptive"}, unknownCommits{Store: ms, armed: &armed}, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(a.mux)
+	defer srv.Close()
+	cfg := Config{Backend: BackendMemcached, Backup: "witness", Lease: time.Second}.withDefaults()
+	b := newBrowser(0, cfg)
+	ctx := context.Background()
+	first := b.send(ctx, srv.URL, RouteInit, 1, -1)
+	require.True(t, first.ok(), first.Reason)
+	armed.Store(true)
+	r := b.send(ctx, srv.URL, RouteIncr, 2, -1)
+	require.Equal(t, http.StatusInternalServerError, r.Status)
+	require.Equal(t, "session changes may not have been stored", r.Text)
+
+	tm := map[uint64]timing{}
+	for _, x := range a.timings {
+		tm[x.ID] = x
+	}
+	// The lock's write (the provider's CAS) failed so: the middleware
+	// logged it as it loaded the session.
+	require.Contains(t, tm[2].Err, "loading session: test store: undoing the secondary of ")
+	require.Contains(t, tm[2].Err, sidTag(first.SID)+"…")
+	require.NotContains(t, tm[2].Err, first.SID, "a whole session id")
+
+	// A flush 2500 ms before the request was sent: its failover time is
+	// over, the request is counted.
+	start := r.Sent - 3000*msNs
+	o := observations{cfg: cfg, sids: []string{first.SID}, timings: tm, start: start,
+		requests: []*request{r}, states: map[string]sessionState{first.SID: {Found: true}},
+		events: []Event{{AtMs: 500, Kind: FaultFlush, Target: "memcached node 2"}}}
+	res := analyze(o)
+	require.Equal(t, 1, res.FailedAfterFailover)
+	require.Len(t, res.FailedAfterFailoverFirst, 1)
+	f := res.FailedAfterFailoverFirst[0]
+	require.Equal(t, sidTag(first.SID)+"…", f.Session)
+	require.Equal(t, 3000.0, f.SentMs)
+	require.Equal(t, 2500.0, f.AfterFaultMs)
+	require.Equal(t, "flush on memcached node 2 at 500 ms", f.Fault)
+	want := fmt.Sprintf(`failed after the failover time: app 1 incr, session %s…, sent at 3000 ms (2500 ms after the last fault, flush on memcached node 2 at 500 ms), answered at %.0f ms, status 500: "session changes may not have been stored"; server: %q`,
+		sidTag(first.SID), f.RecvMs, tm[2].Err)
+	require.Equal(t, []string{want}, res.Findings)
+
+	var sum strings.Builder
+	require.NoError(t, WriteSummary(&sum, res))
+	require.Contains(t, sum.String(), "test store: undoing the secondary of sl:"+sidTag(first.SID)+"…")
+	var page strings.Builder
+	require.NoError(t, WriteHTML(&page, "run", res))
+	require.Contains(t, page.String(), "test store: undoing the secondary of sl:"+sidTag(first.SID)+"…")
+	j, err := json.Marshal(res)
+	require.NoError(t, err)
+	require.Contains(t, string(j), `"failed_after_failover_first":[{"proc":1,"route":"incr","session":"`+sidTag(first.SID))
+	require.Contains(t, string(j), `"err":"loading session: test store: undoing the secondary of `)
+	for _, out := range []string{sum.String(), page.String(), string(j)} {
+		require.NotContains(t, out, first.SID, "a whole session id")
+	}
+
+	// Where the store promises no failover, the summary lists it too.
+	cfg.Backup = "on"
+	o.cfg = cfg
+	res = analyze(o)
+	require.Empty(t, res.Findings)
+	sum.Reset()
+	require.NoError(t, WriteSummary(&sum, res))
+	require.Contains(t, sum.String(), "failed after failover")
+	require.Contains(t, sum.String(), "test store: undoing the secondary of sl:"+sidTag(first.SID)+"…")
 }

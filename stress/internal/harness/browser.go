@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -94,10 +95,13 @@ type request struct {
 	Recv    int64
 	Status  int
 	Reason  string // why it failed; empty when it succeeded
-	SID     string // session id the server answered with
-	New     bool
-	Value   int
-	Proc    int // app server that answered, -1 when unknown
+	// Text is the body of a non-2xx answer (its first line, at most
+	// maxTextLen bytes): the error the app server answered with.
+	Text  string `json:",omitempty"`
+	SID   string // session id the server answered with
+	New   bool
+	Value int
+	Proc  int // app server that answered, -1 when unknown
 }
 
 func (r *request) ok() bool { return r.Reason == "" }
@@ -202,6 +206,7 @@ func (b *browser) send(ctx context.Context, base, route string, id uint64, burst
 		r.Reason = "app_unreachable"
 	case resp.StatusCode/100 != 2:
 		r.Reason = "status_" + strconv.Itoa(resp.StatusCode)
+		r.Text = answerText(body)
 	default:
 		var rep reply
 		if err := json.Unmarshal(body, &rep); err != nil || rep.SID == "" {
@@ -211,6 +216,19 @@ func (b *browser) send(ctx context.Context, base, route string, id uint64, burst
 		r.SID, r.New, r.Value = rep.SID, rep.New, rep.Value
 	}
 	return r
+}
+
+// maxTextLen bounds request.Text.
+const maxTextLen = 200
+
+// answerText returns the first line of an error answer's body, at most
+// maxTextLen bytes of it.
+func answerText(body []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	if len(line) > maxTextLen {
+		line = strings.ToValidUTF8(line[:maxTextLen], "") + "…"
+	}
+	return line
 }
 
 // transportReason names a failure to get an answer at all.

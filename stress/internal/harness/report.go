@@ -51,6 +51,12 @@ func figures(r *Result) []figure {
 	bad(r.StuckLocks > 0)
 	p("failed_after_failover", "%s", failoverLine(r))
 	bad(r.FailoverChecked && r.FailedAfterFailover > 0)
+	if !r.FailoverChecked {
+		// Where the store promises failover, each is a finding below.
+		for _, x := range r.FailedAfterFailoverFirst {
+			p("failed after failover", "%s", x.describe())
+		}
+	}
 	p("sessions_lost", "%d", r.SessionsLost)
 	bad(r.SessionsLost > 0)
 	p("sessions_unavailable", "%d (sessions still unavailable when read back at the end: their final values unchecked)", r.SessionsUnavailable)

@@ -86,6 +86,9 @@ type Result struct {
 	FailedAfterFailover   int  `json:"failed_after_failover"`
 	RequestsAfterFailover int  `json:"requests_after_failover"`
 	FailoverChecked       bool `json:"failover_checked,omitempty"`
+	// FailedAfterFailoverFirst: the first few of FailedAfterFailover
+	// (up to 5), with the error each was answered with.
+	FailedAfterFailoverFirst []FailedRequest `json:"failed_after_failover_first,omitempty"`
 	// FailedOnUnavailable: requests that would be FailedAfterFailover
 	// but were for a session still unavailable at the end (counted in
 	// SessionsUnavailable, a violation of its own), so reported apart.
@@ -230,6 +233,48 @@ type Result struct {
 	UnreachedFaultsAllowed bool `json:"unreached_faults_allowed,omitempty"`
 
 	timeline timeline // for the HTML report
+}
+
+// FailedRequest is one request that failed, as a report shows it: times
+// in ms from the workload's start, the session by the start of its id
+// only.
+type FailedRequest struct {
+	Proc    int     `json:"proc"`
+	Route   string  `json:"route"`
+	Session string  `json:"session,omitempty"`
+	Status  int     `json:"status"`
+	SentMs  float64 `json:"sent_ms"`
+	RecvMs  float64 `json:"recv_ms"`
+	// Fault is the last fault injected before it was sent (its kind,
+	// target and time), AfterFaultMs how long before the send that fault
+	// began; Fault is empty when none was.
+	Fault        string  `json:"fault,omitempty"`
+	AfterFaultMs float64 `json:"after_fault_ms,omitempty"`
+	// Text is the answer's body (request.Text), Err the errors its app
+	// server's session middleware logged for it (timing.Err): the store's
+	// error behind a 500.
+	Text string `json:"text,omitempty"`
+	Err  string `json:"err,omitempty"`
+}
+
+// describe says f in one line.
+func (f FailedRequest) describe() string {
+	s := fmt.Sprintf("app %d %s", f.Proc, f.Route)
+	if f.Session != "" {
+		s += ", session " + f.Session
+	}
+	s += fmt.Sprintf(", sent at %.0f ms", f.SentMs)
+	if f.Fault != "" {
+		s += fmt.Sprintf(" (%.0f ms after the last fault, %s)", f.AfterFaultMs, f.Fault)
+	}
+	s += fmt.Sprintf(", answered at %.0f ms, status %d", f.RecvMs, f.Status)
+	if f.Text != "" {
+		s += fmt.Sprintf(": %q", f.Text)
+	}
+	if f.Err != "" {
+		s += fmt.Sprintf("; server: %q", f.Err)
+	}
+	return s
 }
 
 // RouteStats are per-route figures.
