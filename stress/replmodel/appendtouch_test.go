@@ -144,23 +144,13 @@ func TestAppendTouchGone(t *testing.T) {
 		// row reports it not applied (the tie row's cold review, M1:
 		// with two writers alone nothing observes it, so the check
 		// cannot fire).
-		r := Check(Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}})
-		report(t, "append, two writers and a reader", r)
-		t.Logf("calls ended not applied by the tie row: %d", r.TieConflicts)
-		if r.Violation != "" || !r.Complete || r.TieConflicts == 0 {
-			t.Fatalf("want the scope complete, with no violation and the tie row reached: %q (complete %v, %d tie conflicts)", r.Violation, r.Complete, r.TieConflicts)
-		}
+		tieHolds(t, "append, two writers and a reader", Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}})
 	})
 	t.Run("holds, two writers and a reader, 1 timeout", func(t *testing.T) {
 		if !*full {
 			t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 		}
-		r := Check(Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxTimeouts: 1, MaxStates: 40_000_000})
-		report(t, "append, two writers and a reader, 1 timeout", r)
-		t.Logf("calls ended not applied by the tie row: %d", r.TieConflicts)
-		if r.Violation != "" || !r.Complete || r.TieConflicts == 0 {
-			t.Fatalf("want the scope complete, with no violation and the tie row reached: %q (complete %v, %d tie conflicts)", r.Violation, r.Complete, r.TieConflicts)
-		}
+		tieHolds(t, "append, two writers and a reader, 1 timeout", Scope{Variant: Correct, Append: true, Programs: [][]OpKind{{RMW}, {RMW}, {Read}}, MaxTimeouts: 1, MaxStates: 40_000_000})
 	})
 	t.Run("holds, two writers, 1 flush", func(t *testing.T) {
 		if !*full {
@@ -199,6 +189,19 @@ func TestAppendTouchGone(t *testing.T) {
 		appendHolds(t, "expiry, writer and reader (2 Gets), Renewal", Scope{Variant: Correct, Expiry: true, Renewal: true,
 			Programs: [][]OpKind{{RMW}, {Read, Read}}, MaxStates: 40_000_000})
 	})
+}
+
+// tieHolds checks that sc, a scope with a reader beside two writers,
+// holds completely and reaches the tie row (rTie): calls ended "not
+// applied" by it, which the reader could have contradicted.
+func tieHolds(t *testing.T, name string, sc Scope) {
+	t.Helper()
+	r := Check(sc)
+	report(t, name, r)
+	t.Logf("calls ended not applied by the tie row: %d", r.TieConflicts)
+	if r.Violation != "" || !r.Complete || r.TieConflicts == 0 {
+		t.Fatalf("want the scope complete, with no violation and the tie row reached: %q (complete %v, %d tie conflicts)", r.Violation, r.Complete, r.TieConflicts)
+	}
 }
 
 // withRepair turns on R9's repair (its anomaly reads leave blanks).
