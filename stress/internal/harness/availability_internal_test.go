@@ -327,3 +327,61 @@ func TestFailedRequestKeepsItsError(t *testing.T) {
 	require.Contains(t, sum.String(), "failed after failover")
 	require.Contains(t, sum.String(), "test store: undoing the secondary of sl:"+sidTag(first.SID)+"…")
 }
+
+// slowRestartNode is a managed node whose Restart blocks until released.
+type slowRestartNode struct {
+	managedNode
+	restarting, release chan struct{}
+}
+
+func (n *slowRestartNode) Addr() string { return "127.0.0.1:1" }
+
+func (n *slowRestartNode) Restart(ctx context.Context) error {
+	close(n.restarting)
+	select {
+	case <-n.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestRunPastFailoverDuringRestart: a restart's event is recorded once
+// the node listens again, with its duration; while it restarts the
+// workload must not end (unsettled), or a run whose budget is spent
+// during a slow restart has no request after the failover time (a
+// restart-node run under load: the restart took 1.1 s, the budget ran
+// out at 1.67 s, the restart's event came at 1.74 s). lateFaults is the
+// code before.
+func TestRunPastFailoverDuringRestart(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "before"}[late], func(t *testing.T) {
+			n := &slowRestartNode{restarting: make(chan struct{}), release: make(chan struct{})}
+			r := &runner{cfg: Config{RestartNode: At{After: time.Nanosecond}, RunPastFailover: time.Second},
+				be: &backend{nodes: []managedNode{n}}, start: time.Now(), lateFaults: late}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r.injectFaults(ctx)
+			}()
+			select {
+			case <-n.restarting:
+			case <-ctx.Done():
+				t.Fatal("the restart was not injected")
+			}
+			unsettled := r.unsettled()
+			close(n.release)
+			<-done
+			require.Len(t, r.events, 1)
+			require.Equal(t, FaultRestartNode, r.events[0].Kind)
+			require.True(t, r.unsettled(), "the restart just ended")
+			if late {
+				require.False(t, unsettled, "before: a restart under way is not seen")
+				return
+			}
+			require.True(t, unsettled, "a restart under way: the workload goes on")
+		})
+	}
+}

@@ -344,7 +344,9 @@ type Config struct {
 	// until RunPastFailover after a failover time (FailoverTime) after
 	// the last fault injected ended, so that requests are sent while
 	// issue 13's availability check applies (Result.FailedAfterFailover);
-	// the deadline (Duration) still ends it. 0: the budget alone does.
+	// a fault still being injected (a restart until the node listens
+	// again) keeps it going too. The deadline (Duration) still ends it.
+	// 0: the budget alone does.
 	RunPastFailover time.Duration
 	// ExpiryProbes adds that many browsers, apart from the workload's,
 	// whose sessions have a short own timeout (ExpiryTimeout) and are

@@ -88,6 +88,17 @@ type runner struct {
 	// sentBefore counts the requests sent before the workload started
 	// (first page loads, probes).
 	sentBefore int64
+	// injecting counts the faults being injected now (injectFaults): a
+	// fault whose event is recorded when it ends (a restart, recorded
+	// with its duration once the node listens again) is under way before
+	// its event exists, and unsettled must see it.
+	injecting int
+
+	// lateFaults (tests only) is the broken variant before injecting:
+	// unsettled saw a fault only once its event was recorded, so the
+	// workload could spend its budget and end during a restart (a
+	// restart-node run with no request after the failover time).
+	lateFaults bool
 
 	// failUnavailable (tests only) is the read-back before
 	// sessions_unavailable, kept as a broken variant: a session still
@@ -276,11 +287,15 @@ func (r *runner) record(e Event) {
 	r.events = append(r.events, e)
 }
 
-// unsettled reports whether a fault was injected that ended less than a
-// failover time and Config.RunPastFailover ago (Config.RunPastFailover).
+// unsettled reports whether a fault is being injected, or was injected
+// and ended less than a failover time and Config.RunPastFailover ago
+// (Config.RunPastFailover).
 func (r *runner) unsettled() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.injecting > 0 && !r.lateFaults {
+		return true
+	}
 	since := time.Since(r.start)
 	for _, e := range r.events {
 		if e.Missed || e.Kind == FaultError {
@@ -441,13 +456,27 @@ func (r *runner) injectFaults(ctx context.Context) {
 		rest := pending[:0]
 		for _, f := range pending {
 			if r.reached(f.at) {
-				f.do(ctx)
+				r.inject(ctx, f.do)
 			} else {
 				rest = append(rest, f)
 			}
 		}
 		pending = rest
 	}
+}
+
+// inject runs one fault's injection, counted in r.injecting meanwhile
+// (unsettled).
+func (r *runner) inject(ctx context.Context, do func(context.Context)) {
+	r.mu.Lock()
+	r.injecting++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.injecting--
+		r.mu.Unlock()
+	}()
+	do(ctx)
 }
 
 // MaxFlushCount bounds Config.FlushCount: its instants lie between 10 %
