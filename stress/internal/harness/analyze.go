@@ -32,6 +32,11 @@ type timing struct {
 	// lock's and its lease renewals' (and any lock-free write of that
 	// server meanwhile, which can only lengthen the lease counted).
 	Stamps []int64 `json:"stamps,omitempty"`
+	// LockEpoch (exclusive requests, when LockEpochSeen): the epoch
+	// (record.Epoch) of the first whole record the request wrote, its
+	// lock's (lockEpoch).
+	LockEpoch     uint64 `json:"lock_epoch,omitempty"`
+	LockEpochSeen bool   `json:"lock_epoch_seen,omitempty"`
 	// Counter is the session's counter as the handler read it (the value
 	// an increment went from), when CounterRead: what a request of
 	// unknown outcome may have added one to (checkCounters).
@@ -496,7 +501,8 @@ func checkLocks(o observations, res *Result) {
 			if ri.exclusive {
 				holds[sid] = append(holds[sid], span{t.Start, t.Done})
 				runs[sid] = append(runs[sid], handlerRun{span: span{t.Start, t.End}, stamps: t.Stamps,
-					acked: r.ok() || t.Status/100 == 2, proc: t.Proc, route: r.Route, status: t.Status})
+					acked: r.ok() || t.Status/100 == 2, proc: t.Proc, route: r.Route, status: t.Status,
+					epoch: t.LockEpoch, epochSeen: t.LockEpochSeen})
 			}
 			if ri.exclusive || ri.readOnly {
 				waits[sid] = append(waits[sid], handlerRun{span: span{t.Arrive, t.Start}, proc: t.Proc, route: r.Route})
@@ -540,12 +546,16 @@ func checkLocks(o observations, res *Result) {
 		for _, b := range rs {
 			running = slices.DeleteFunc(running, func(a handlerRun) bool { return a.to <= b.from })
 			// b began while an earlier handler a had not ended: two
-			// holders, unless a's lease had surely run out.
-			if i := slices.IndexFunc(running, func(a handlerRun) bool { return !a.leaseEndedBy(b.from, o.cfg.Lease) }); i >= 0 {
+			// holders, unless a's lease had surely run out, or a
+			// revival fenced a (fencedByRevival).
+			held := slices.DeleteFunc(slices.Clone(running), func(a handlerRun) bool { return a.leaseEndedBy(b.from, o.cfg.Lease) })
+			if i := slices.IndexFunc(held, func(a handlerRun) bool { return !a.fencedByRevival(b) }); i >= 0 {
 				res.ExclusionViolations++
-				a := running[i]
+				a := held[i]
 				res.finding("two holders: session %s…: app %d %s (handler %.0f to %.0f ms, status %d) and app %d %s (handler from %.0f ms)",
 					sidTag(sid), a.proc, a.route, ms(a.from-o.start), ms(a.to-o.start), a.status, b.proc, b.route, ms(b.from-o.start))
+			} else if len(held) > 0 {
+				res.HoldersAcrossRevival++
 			}
 			running = append(running, b)
 		}
@@ -596,6 +606,9 @@ type handlerRun struct {
 	proc   int
 	route  string
 	status int // the app server's answer
+	// epoch: its lock's record.Epoch, if epochSeen (timing.LockEpoch).
+	epoch     uint64
+	epochSeen bool
 }
 
 // maxFindings bounds Result.Findings.
@@ -610,6 +623,18 @@ func (res *Result) finding(format string, args ...any) {
 
 // sidTag is the start of a session id, for findings (never a whole id).
 func sidTag(sid string) string { return sid[:min(len(sid), 6)] }
+
+// fencedByRevival reports whether r's lock was lost to a revival from
+// the durable tier before b took its own: r's lock is of an older epoch
+// than b's (a revival starts a new one and fences every holder of a lock
+// of the lost cache: store/tiered's package documentation) and r's
+// request failed (its commit refused). Two holders across a revival are
+// the revival working, as the simulation's epochHolders counts them; two
+// of one epoch, or with an epoch not seen (a lock appended), still are
+// two holders.
+func (r handlerRun) fencedByRevival(b handlerRun) bool {
+	return !r.acked && r.epochSeen && b.epochSeen && r.epoch < b.epoch
+}
 
 // leaseEndedBy reports whether the run's lease had surely ended at t: a
 // holder paused past its lease (SIGSTOP) is still in its handler when

@@ -183,7 +183,9 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		w.Header().Set(headerProc, strconv.Itoa(a.cfg.Proc))
 		sw := &statusWriter{ResponseWriter: w}
 		notes := &errNote{}
+		epoch := &lockEpoch{}
 		ctx := context.WithValue(context.WithValue(r.Context(), timingKey{}, t), errNoteKey{}, notes)
+		ctx = context.WithValue(ctx, lockEpochKey{}, epoch)
 		next.ServeHTTP(sw, r.WithContext(ctx))
 		t.Done = time.Now().UnixNano()
 		t.Status = sw.status
@@ -193,6 +195,7 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 			if key, err := a.prov.Key(t.SID); err == nil {
 				t.Stamps = a.stamps.within(key, t.Arrive, t.End)
 			}
+			t.LockEpoch, t.LockEpochSeen = epoch.get()
 		}
 		if sw.status == http.StatusConflict {
 			// Only the middleware answers 409: its commit was fenced

@@ -31,9 +31,9 @@ func run(t *testing.T, cfg harness.Config) *harness.Result {
 	defer cancel()
 	res, err := harness.Run(ctx, cfg)
 	require.NoError(t, err)
-	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, sessions_unavailable %d, exclusion_violations %d, failed_after_failover %d of %d (%d more on unavailable sessions), fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
+	t.Logf("requests %d (ok %d, failed %v), lost_updates %d, stuck_locks %d (%d sessions, %d waits; %d locked by a failed request), sessions_lost %d, sessions_unavailable %d, exclusion_violations %d (%d holders across a revival), failed_after_failover %d of %d (%d more on unavailable sessions), fenced %d, wait p50 %.2f ms p99 %.2f ms, makespan %.2f x ideal",
 		res.RequestsTotal, res.RequestsOK, res.FailedByReason, res.LostUpdates, res.StuckLocks, res.StuckSessions, res.StuckWaits, res.LockedAfterFailure,
-		res.SessionsLost, res.SessionsUnavailable, res.ExclusionViolations, res.FailedAfterFailover, res.RequestsAfterFailover, res.FailedOnUnavailable, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
+		res.SessionsLost, res.SessionsUnavailable, res.ExclusionViolations, res.HoldersAcrossRevival, res.FailedAfterFailover, res.RequestsAfterFailover, res.FailedOnUnavailable, res.FencedWritesRejected, res.WaitP50Ms, res.WaitP99Ms, res.MakespanRatio)
 	t.Logf("counter: %s: %d histories, %d operations (longest %d, %d of unknown outcome), checked in %.1f ms (longest %.1f ms)",
 		res.CounterVerdict(), res.CounterHistories, res.CounterOps, res.CounterOpsMax, res.CounterMaybeOps, res.CounterCheckMs, res.CounterCheckMaxMs)
 	if res.ExpiryProbes > 0 {

@@ -72,6 +72,9 @@ func figures(r *Result) []figure {
 		bad(r.ExpiredUnavailable > 0)
 	}
 	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
+	if r.HoldersAcrossRevival > 0 {
+		p("holders_across_revival", "%d (a revival from the durable tier fenced a holder of the lost cache's lock while a new one ran: by design)", r.HoldersAcrossRevival)
+	}
 	p("unacked_commits", "%d", r.UnackedCommits)
 	for _, x := range r.Findings {
 		p("finding", "%s", x)

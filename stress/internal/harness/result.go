@@ -110,6 +110,14 @@ type Result struct {
 	// ExclusionViolations: pairs of exclusive handlers of one session
 	// that ran at the same time.
 	ExclusionViolations int `json:"exclusion_violations"`
+	// HoldersAcrossRevival: pairs of exclusive handlers of one session
+	// that ran at the same time because a revival from the durable tier
+	// (tiered: the cache lost the record) unlocked the session and fenced
+	// the earlier holder: its lock was of an older epoch (record.Epoch)
+	// than the later one's, and its request failed (its commit refused).
+	// By design (store/tiered's package documentation), not a violation;
+	// the simulation's epochHolders counts them so.
+	HoldersAcrossRevival int `json:"holders_across_revival,omitempty"`
 	// CounterNotLinearizable: sessions whose counter history has no
 	// linearization (issue 13: counter reads are linearizable), checked
 	// with porcupine (stress/internal/counterlin): the acknowledged

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/record"
 )
 
 // stamps records, per store key, when each of this app server's writes
@@ -56,6 +58,43 @@ func (s *stamps) within(key string, from, to int64) []int64 {
 	return out
 }
 
+// lockEpochKey is the context key of a request's *lockEpoch.
+type lockEpochKey struct{}
+
+// lockEpoch records the epoch (record.Epoch) of the first whole record a
+// request wrote (Add, CompareAndSwap): an exclusive request's lock. A
+// revival from tiered's durable tier (the cache lost the record) starts a
+// new epoch and fences every holder of a lock of the one before
+// (store/tiered's package documentation), so two holders of different
+// epochs are the revival working, as the simulation's epochHolders counts
+// them. An appended change (CompareAndAppend) carries no header: not
+// recorded, so a request whose lock was appended has no epoch.
+type lockEpoch struct {
+	v atomic.Uint64 // the epoch + 1; 0 while none was seen
+}
+
+// note records value's epoch if it is the first write seen, on the
+// conditions stamps.add records a write on.
+func (e *lockEpoch) note(value []byte, err error) {
+	if e == nil || err != nil && !errors.Is(err, provider.ErrOutcomeUnknown) {
+		return
+	}
+	if h, perr := record.Parse(value); perr == nil {
+		e.v.CompareAndSwap(0, record.Epoch(h.Seq)+1)
+	}
+}
+
+// get returns the epoch recorded, and whether one was.
+func (e *lockEpoch) get() (uint64, bool) {
+	v := e.v.Load()
+	return v - 1, v > 0
+}
+
+func noteEpoch(ctx context.Context, value []byte, err error) {
+	e, _ := ctx.Value(lockEpochKey{}).(*lockEpoch)
+	e.note(value, err)
+}
+
 // stampStore records the successful writes of an app server's provider.
 // It keeps the optional interfaces (provider.Appender,
 // provider.GetAndToucher) of the store it wraps, so that the provider
@@ -69,6 +108,7 @@ func (s stampStore) Add(ctx context.Context, key string, value []byte, ttl time.
 	at := time.Now()
 	cas, err := s.Store.Add(ctx, key, value, ttl)
 	s.rec.add(key, at, err)
+	noteEpoch(ctx, value, err)
 	return cas, err
 }
 
@@ -76,6 +116,7 @@ func (s stampStore) CompareAndSwap(ctx context.Context, key string, value []byte
 	at := time.Now()
 	out, err := s.Store.CompareAndSwap(ctx, key, value, cas, ttl)
 	s.rec.add(key, at, err)
+	noteEpoch(ctx, value, err)
 	return out, err
 }
 
