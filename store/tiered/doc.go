@@ -44,7 +44,19 @@
 // which also records on the row that this version was claimed
 // (Durable.Claim), and only then added to the cache, replacing any record
 // of an older epoch found there. Concurrent Gets of one process share one
-// revival.
+// revival. A revival reads the cache once more after reading the durable
+// copy, and serves the record it finds there unless it is of an older
+// epoch: another app server may have revived the session since this one
+// missed it, and claimed again, its record would be replaced and its lock
+// holders fenced for nothing (TestRevivalServesAnotherServersRevival).
+// Likewise a change refused because the durable copy is of a newer epoch
+// (a revival claimed it since the change's record was read) does not
+// revive the session again at once: the claiming revival's record reaches
+// the cache within round trips; only refusals lasting as long as a cache
+// gone back in time takes to be deemed so (below) revive it over the
+// cache (TestStaleWriteWaitsForTheRevival). Two holders are still
+// possible across a revival: one whose lock the lost cache held, fenced,
+// and one of the revived record.
 //
 // The claim is what keeps commits exact across a cache loss. A commit whose
 // SQL write arrives after a revival claimed the row belongs to the lost

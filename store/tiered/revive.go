@@ -31,7 +31,7 @@ func (s *Store) reviveOnce(ctx context.Context, key string) (provider.Entry, err
 		}
 		s.flightMu.Unlock()
 		if !waiting {
-			f.e, f.err = s.revive(ctx, key)
+			f.e, f.err = s.revive(ctx, key, true)
 			s.flightMu.Lock()
 			delete(s.flights, key)
 			s.flightMu.Unlock()
@@ -62,22 +62,41 @@ func isContextErr(err error) bool {
 // refused, of concurrent revivals one wins per durable version, and a
 // writer whose durable write this adopts learns it from Durable.ClaimOf),
 // and only then installs the revived record in the cache.
-func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) {
+//
+// miss: the caller found no record in the cache. After reading the
+// durable copy the revival then reads the cache again: another server may
+// have revived the session meanwhile. Otherwise the caller revives over
+// what the cache holds (gone back in time), and the cache is read again
+// only after a claim that conflicted.
+func (s *Store) revive(ctx context.Context, key string, miss bool) (provider.Entry, error) {
+	recheck := miss && !s.hooks.noRecheck
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 && !recheck {
 			// Another process may have refilled the cache meanwhile.
-			e, err := s.cache.Get(ctx, key)
-			if err == nil {
-				s.saw(key, e)
-				return e, nil
-			}
-			if err = s.dropUnconfirmed(ctx, key, err); !errors.Is(err, provider.ErrNotFound) {
-				return provider.Entry{}, err
+			if e, ok, err := s.refilled(ctx, key, 0, false); ok || err != nil {
+				return e, err
 			}
 		}
 		d, ttl, err := s.durable.GetWithTTL(ctx, key)
 		if err != nil {
 			return provider.Entry{}, err
+		}
+		dh, err := record.Parse(d.Value)
+		if err != nil {
+			return provider.Entry{}, fmt.Errorf("tiered: durable copy: %w", err)
+		}
+		// Another process's revival may have claimed the durable copy
+		// and refilled the cache since this one missed it: serve what
+		// it put there. Claimed again, the copy would be installed over
+		// that record and fence its holders for nothing (after one flush
+		// of the whole cache, app servers superseded each other's
+		// revivals up to five times a session). A record of an older
+		// lineage than the durable copy (the cache gone back in time) is
+		// not served: it is replaced.
+		if recheck {
+			if e, ok, err := s.refilled(ctx, key, record.Epoch(dh.Seq), true); ok || err != nil {
+				return e, err
+			}
 		}
 		revived, err := record.Revive(d.Value)
 		if err != nil {
@@ -101,6 +120,26 @@ func (s *Store) revive(ctx context.Context, key string) (provider.Entry, error) 
 		return s.install(ctx, key, revived, h, ttl)
 	}
 	return provider.Entry{}, fmt.Errorf("tiered: revival kept conflicting after %d attempts: %w", maxAttempts, provider.ErrCASConflict)
+}
+
+// refilled reads key from the cache during a revival: ok when it holds a
+// record to serve (e), which with byEpoch must not be of a lineage older
+// than epoch (one that cannot be parsed is served, as any cache record
+// is). A record the cache cannot confirm is deleted (dropUnconfirmed);
+// err is an error other than a miss.
+func (s *Store) refilled(ctx context.Context, key string, epoch uint64, byEpoch bool) (e provider.Entry, ok bool, err error) {
+	e, err = s.cache.Get(ctx, key)
+	if err == nil {
+		if h, perr := record.Parse(e.Value); byEpoch && perr == nil && record.Epoch(h.Seq) < epoch {
+			return provider.Entry{}, false, nil
+		}
+		s.saw(key, e)
+		return e, true, nil
+	}
+	if err = s.dropUnconfirmed(ctx, key, err); !errors.Is(err, provider.ErrNotFound) {
+		return provider.Entry{}, false, err
+	}
+	return provider.Entry{}, false, nil
 }
 
 // install puts a revived record in the cache. A record already there from
@@ -164,6 +203,6 @@ func (s *Store) replaceStale(ctx context.Context, key string, durableSeq uint64)
 		return
 	}
 	if h, err := record.Parse(e.Value); err == nil && record.Epoch(h.Seq) < record.Epoch(durableSeq) {
-		s.revive(ctx, key) // best effort; the next Get revives anyway
+		s.revive(ctx, key, false) // best effort; the next Get revives anyway
 	}
 }

@@ -121,6 +121,8 @@ type Store struct {
 	durableWrites, refreshes, revivals, staleWrites, refreshErrors atomic.Uint64
 	undone, adopted, unknownOutcomes, unconfirmedDeleted           atomic.Uint64
 
+	hooks hooks // tests only
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -130,6 +132,17 @@ var (
 	_ provider.Store     = (*Store)(nil)
 	_ provider.TTLReader = (*Store)(nil)
 )
+
+// hooks select deliberately broken variants, for tests that show their
+// checks catch what the variant breaks.
+type hooks struct {
+	// noRecheck: a revival reads the cache again only after a claim that
+	// conflicted, not after reading the durable copy (the code before).
+	noRecheck bool
+	// staleAtOnce: a change refused by a durable copy of a newer lineage
+	// revives it over the cache at once (the code before).
+	staleAtOnce bool
+}
 
 // New returns a Store over cfg.Cache and cfg.Durable. The Store owns them:
 // Close closes both.
@@ -395,13 +408,23 @@ func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next
 		// it went back in time (it lost the newer records: a copy
 		// restored from an outdated replica) and every change from it
 		// would be refused: the durable copy is revived over it.
+		//
+		// In a newer lineage, the revival that claimed the durable copy
+		// puts its record in the cache within round trips: revived
+		// again now, the copy would be installed over that record and
+		// fence its holders for nothing. Only when refusals from this
+		// cache record persist as long as goneBack's (that revival
+		// failed half-way, or the cache went back in time past it) is
+		// the durable copy revived over it.
 		switch {
 		case record.Epoch(res.KeptSeq) > record.Epoch(next.Seq):
 			s.staleWrites.Add(1)
-			s.replaceStale(ctx, key, res.KeptSeq)
+			if s.hooks.staleAtOnce || s.goneBack(key, cas, res.KeptSeq) {
+				s.replaceStale(ctx, key, res.KeptSeq)
+			}
 		case s.goneBack(key, cas, res.KeptSeq):
 			s.staleWrites.Add(1)
-			_, _ = s.revive(ctx, key) // best effort: the caller re-reads anyway
+			_, _ = s.revive(ctx, key, false) // best effort: the caller re-reads anyway
 		}
 		return 0, fmt.Errorf("tiered: durable copy is at Seq %d, this change is %d: %w", res.KeptSeq, next.Seq, provider.ErrCASConflict)
 	}
