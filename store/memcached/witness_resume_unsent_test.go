@@ -102,17 +102,7 @@ func TestUnknownCreationPrimaryUnsent(t *testing.T) {
 				require.ErrorIs(t, err, provider.ErrUnconfirmed, "the code before: stuck until the copy expires")
 				return
 			}
-			var got provider.Entry
-			testwait.Until(t, 15*time.Second, "the creator's repair client to resume its creation", func() bool {
-				got, err = other.Get(ctx, key)
-				return err == nil || !errors.Is(err, provider.ErrUnconfirmed)
-			})
-			require.NoError(t, err)
-			require.Equal(t, "v1", string(got.Value))
-			testwait.Until(t, 15*time.Second, "the witness stored, the creation off the list", func() bool {
-				return kinds(t, cands, key) == [3]uint32{1, 1, 2} && memcached.UnknownAdds(s) == 0
-			})
-			requireWritable(t, other, key)
+			r.resumed(t, s, other)
 		})
 	}
 }
