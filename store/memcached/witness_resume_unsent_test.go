@@ -41,8 +41,9 @@ func (c *killingConn) Write(b []byte) (int, error) {
 // (`TestSim -seeds 1500 -kinds pause+kill -client-timeout 500ms`: 9 to 11
 // seeds stuck, e.g. 94, 142, 315): the creating process holds the paused
 // node (the key's witness node) failed, so its Add is R8's two-record
-// form (nowit); the secondary's CAS is stored, then the primary's node is
-// killed, and the primary CAS is not sent (its connection refused): the
+// form (nowit); the primary's node is killed as the Add's data CASes go
+// out (here just before the secondary's is written), the secondary's CAS
+// is stored, and the primary CAS is not sent (its connection refused): the
 // Add reports ErrOutcomeUnknown. The killed node comes back empty, the
 // paused one resumes: the key holds the creation's lone copy beside two
 // empty peers, which every process answers provider.ErrUnconfirmed (R4.1
