@@ -353,6 +353,12 @@ func SetResumeAnyBlank(s *Store) { s.hooks.resumeAnyBlank = true }
 // reply lost, leaves the creation resumable onto any blank.
 func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }
 
+// SetResumeUnsentAtP makes s the code before the fifth session of
+// 2026-12-01: an Add whose primary CAS was not sent (its connection
+// refused) is listed as unknown at the primary, resumed only onto the
+// blank that CAS targeted, as if the CAS had been sent.
+func SetResumeUnsentAtP(s *Store) { s.hooks.resumeUnsentAtP = true }
+
 // SetCompleteOverWitness makes s the code before review-resume-4 N4's
 // fix: a reader's R4.4 completes a creation stopped at its secondary over
 // a witness of another configuration on its primary, as over any present

@@ -369,6 +369,7 @@ type testHooks struct {
 	resumeAnyCopy           bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
 	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
 	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
+	resumeUnsentAtP         bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
 	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone        bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	undoCarriedRefused      bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error

@@ -222,12 +222,23 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		c := &rs[cand]
 		cas, err := w.casStep(ctx, key, c, env.ID(), raw, exp, kindData)
 		if err != nil {
-			if !classify(err).refused() {
+			if o := classify(err); !o.refused() {
 				// R8's resumption: the repair client completes the
 				// creation if it is left as a lone copy (at the primary:
 				// only onto the blank this CAS targeted).
+				//
+				// A primary CAS not sent (no connection could take it:
+				// not a byte of it left this process) can never land: the
+				// Add is one whose primary CAS was never sent, as one
+				// unknown at the secondary, resumed onto any blank of the
+				// primary. Recorded as unknown at the primary, it waited
+				// for a blank the refused connection's cause had erased
+				// (the node killed, back empty: the simulation's
+				// pause+kill with the 500 ms client timeout), and the
+				// creation's lone copy stayed ErrUnconfirmed until it
+				// expired.
 				rec := unknownRecord{id: env.ID()}
-				if cand == env.P {
+				if cand == env.P && (o != woNotSent || w.s.hooks.resumeUnsentAtP) {
 					rec.atP, rec.p = true, copyToken{cand: cand, cas: c.cas, inc: c.inc}
 				}
 				w.repair.addUnknown(key, rec, time.Now().Add(time.Duration(env.Timeout)*time.Second))

@@ -48,8 +48,9 @@ type unknownAdd struct {
 
 // unknownRecord is one creation of unknown outcome: its record's
 // identity, and whether its outcome was unknown at the primary (the
-// secondary stored), then the primary's blank that CAS targeted (p: its
-// token and incarnation; zero otherwise).
+// secondary stored, the primary CAS sent: one not sent counts as never
+// sent), then the primary's blank that CAS targeted (p: its token and
+// incarnation; zero otherwise).
 type unknownRecord struct {
 	id  envelope.Identity
 	atP bool

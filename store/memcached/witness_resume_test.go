@@ -154,6 +154,26 @@ func (r *resumeRig) server(t *testing.T, reader *memcached.Store, nowit bool) *m
 	return r.store(t, refusingDial(r.cands[2], &refuse, nil))
 }
 
+// resumed waits until other, a process that did not create the key, is
+// served the creator's value "v1" (the creator's repair client completed
+// its creation), then until the witness is stored and the creation is off
+// the creator's list, and requires the session writable.
+func (r *resumeRig) resumed(t *testing.T, creator, other *memcached.Store) {
+	t.Helper()
+	var got provider.Entry
+	var err error
+	testwait.Until(t, 15*time.Second, "the creator's repair client to resume its creation", func() bool {
+		got, err = other.Get(context.Background(), r.key)
+		return err == nil || !errors.Is(err, provider.ErrUnconfirmed)
+	})
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(got.Value))
+	testwait.Until(t, 15*time.Second, "the witness stored, the creation off the list", func() bool {
+		return kinds(t, r.cands, r.key) == [3]uint32{1, 1, 2} && memcached.UnknownAdds(creator) == 0
+	})
+	requireWritable(t, other, r.key)
+}
+
 // deletedUnseen is the end of review-resume-2 N1's and review-resume-3
 // N2's traces: the session (whole, served by reader) is deleted with an
 // unknown outcome (its primary's copy only), a reader that does not hear
@@ -276,17 +296,7 @@ func TestUnknownCreationResumed(t *testing.T) {
 			}
 			require.Equal(t, 1, memcached.UnknownAdds(s))
 			unreachable.Store(false)
-			var got provider.Entry
-			testwait.Until(t, 15*time.Second, "the creator's repair client to resume its creation", func() bool {
-				got, err = other.Get(ctx, key)
-				return err == nil || !errors.Is(err, provider.ErrUnconfirmed)
-			})
-			require.NoError(t, err)
-			require.Equal(t, "v1", string(got.Value))
-			testwait.Until(t, 15*time.Second, "the witness stored, the creation off the list", func() bool {
-				return kinds(t, cands, key) == [3]uint32{1, 1, 2} && memcached.UnknownAdds(s) == 0
-			})
-			requireWritable(t, other, key)
+			r.resumed(t, s, other)
 		})
 	}
 }

@@ -1,0 +1,109 @@
+package memcached_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/testwait"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// killingConn, once armed, runs kill before it writes the first
+// `ms <key>` (and writes it after): a node fault struck between an Add's
+// CASes.
+type killingConn struct {
+	armedConn
+	kill func()
+}
+
+func (c *killingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	hit := *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ")
+	if hit {
+		*c.armed = false
+	}
+	c.mu.Unlock()
+	if hit {
+		c.kill()
+	}
+	return c.Conn.Write(b)
+}
+
+// The simulation's pause+kill with the Store's own 500 ms client timeout
+// (`TestSim -seeds 1500 -kinds pause+kill -client-timeout 500ms`: 9 to 11
+// seeds stuck, e.g. 94, 142, 315): the creating process holds the paused
+// node (the key's witness node) failed, so its Add is R8's two-record
+// form (nowit); the primary's node is killed as the Add's data CASes go
+// out (here just before the secondary's is written), the secondary's CAS
+// is stored, and the primary CAS is not sent (its connection refused): the
+// Add reports ErrOutcomeUnknown. The killed node comes back empty, the
+// paused one resumes: the key holds the creation's lone copy beside two
+// empty peers, which every process answers provider.ErrUnconfirmed (R4.1
+// never buries a creation's copy). The creator's resumption (R8) had the
+// Add as unknown at the primary, to be completed only onto the very
+// blank its CAS targeted, which the kill erased: it dropped the key, and
+// the copy stayed ErrUnconfirmed until it expired. A CAS not sent can
+// never land: the Add is one whose primary CAS was never sent, resumed
+// onto the primary's new blank as one unknown at the secondary.
+func TestUnknownCreationPrimaryUnsent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool // the code before: SetResumeUnsentAtP
+	}{{"fixed", false}, {"code-before", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const key = "resume-unsent"
+			r := newResumeRig(t, key)
+			servers, cands := r.servers, r.cands
+			primary := serverAt(t, servers, cands[0])
+			var wUnreach atomic.Bool
+			wUnreach.Store(true)
+			armed := false
+			s := r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
+				if wUnreach.Load() && a == cands[2] {
+					return nil, errors.New("connection refused (test)")
+				}
+				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+				if err != nil || a != cands[1] {
+					return c, err
+				}
+				return &killingConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: key}, kill: primary.Kill}, nil
+			})
+			if tc.before {
+				memcached.SetResumeUnsentAtP(s)
+			}
+			r.suspectWitness(t, s)
+			ctx := context.Background()
+			r.arm(&armed)
+			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the primary CAS not sent")
+			require.ErrorContains(t, err, "not sent")
+			require.False(t, primary.Running())
+			require.Equal(t, 1, memcached.UnknownAdds(s))
+
+			require.NoError(t, primary.Restart(ctx), "the killed node back, empty")
+			require.Equal(t, [3]uint32{0, 1, 0}, kinds(t, cands, key), "the creation's lone copy on the secondary")
+			other := r.store(t, nil)
+			_, err = other.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrUnconfirmed, "a creation's lone copy beside two empty peers")
+			wUnreach.Store(false) // the paused node resumed
+
+			if tc.before {
+				testwait.Until(t, 15*time.Second, "the creator to drop its creation", func() bool {
+					return memcached.UnknownAdds(s) == 0
+				})
+				_, err = other.Get(ctx, key)
+				require.ErrorIs(t, err, provider.ErrUnconfirmed, "the code before: stuck until the copy expires")
+				return
+			}
+			r.resumed(t, s, other)
+		})
+	}
+}
