@@ -359,6 +359,12 @@ func SetResumeUnmarked(s *Store) { s.hooks.resumeUnmarked = true }
 // blank that CAS targeted, as if the CAS had been sent.
 func SetResumeUnsentAtP(s *Store) { s.hooks.resumeUnsentAtP = true }
 
+// SetResumeRestoreRefusedOnly makes s the code before rv-pk500 m1: a
+// resumption whose own primary CAS was not sent (the node gone as it went
+// out) keeps the creation listed onto the blank that CAS targeted, which
+// the node's restart erases.
+func SetResumeRestoreRefusedOnly(s *Store) { s.hooks.resumeRestoreRefusedOnly = true }
+
 // SetCompleteOverWitness makes s the code before review-resume-4 N4's
 // fix: a reader's R4.4 completes a creation stopped at its secondary over
 // a witness of another configuration on its primary, as over any present

@@ -322,71 +322,72 @@ type Store struct {
 // testHooks are called at points where tests interleave other operations
 // (export_test.go sets them); nil in production.
 type testHooks struct {
-	afterPrimaryWrite       func(key string) // a CAS landed on the primary, backup not yet complete
-	afterRepairRead         func(key string) // a repair read the copies, nothing written yet
-	beforeTouchCopies       func(key string) // the witness scheme read a record, its data copies not yet touched
-	touchNoFlags            bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
-	ttlBeforeTouch          bool             // broken variant: a touching read asks for the TTL before its touch (t before T)
-	repairCompletesInFlight bool             // broken variant (review 5's m4): the repair client completes a write in flight on first sight
-	appendNoTouch           bool             // broken variant: appends leave the TTL as it was
-	backupAppendOff         bool             // the code before backup appends: keys with a backup copy are written whole
-	bakAppendNoWhole        bool             // broken variant: a refused backup append is not completed whole
-	bakAppendNoUndo         bool             // broken variant: a backup append whose primary append was refused stays
-	bakUndoDeletes          bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
-	witnessWholeWrites      bool             // the code before witness appends: CompareAndAppend declines in the witness scheme
-	appendNoUntouch         bool             // broken variant: a witness append's touch that landed on another record is left there
-	undoWholeBase           bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
-	appendTwoTrips          bool             // witness appends never pipeline their touch (tests of the second round trip)
-	takeoverPoisoned        func(key string) // an Add over a lone witness re-stamped the blanks, nothing else written yet
-	takeoverNoPoison        bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
-	takeoverInPlace         bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
-	addNoResolve            bool             // the code before: an Add's CAS with no reply is unknown, not read again
-	appendFullByPresence    bool             // broken variant: an append's NS is "too large" when any item is found after it
-	adoptNoTouch            bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
-	noPromise               bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
-	afterPromise            func(key string) // a decision stored its promise, its fence not yet sent
-	repairQueueOff          bool             // keys are never queued for R9 (tests run RepairKey themselves)
-	notFoundUnfenced        bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
-	buryCreation            bool             // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
-	decisionNoTouch         bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
-	noBackoff               bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
-	backoff                 backoffHook      // a resolve call is about to back off after a refused decision
-	keepOldWitness          bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
-	buryUnfenced            bool             // broken variant (the model's R14Unfenced): R14 buries the witness without re-stamping the blanks first
-	beforeBury              func(key string) // R14 re-stamped both blanks, its burial CAS not yet sent
-	buryFreshToken          bool             // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
-	afterAddWitness         func(key string) // an Add stored its witness, its data CASes not yet sent
-	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
-	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
-	undoOtherIncUnknown     bool             // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome
-	buryAnyAge              bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
-	buryTouched             bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
-	holdWitnessTouch        func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)
-	adoptNoFence            bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
-	witnessTouched          func(key string) // a witness touch's reply was read (touchOp)
-	noResume                bool             // the code before: a creation of unknown outcome is never resumed by its creator
-	resumeDropUnfenced      bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
-	resumeAnyCopy           bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
-	resumeAnyBlank          bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
-	resumeUnmarked          bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
-	resumeUnsentAtP         bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
-	resumeUnclaimed         bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
-	appendGoneUndone        bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
-	undoCarriedRefused      bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
-	appendGoneIgnored       bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
-	appendBlankStored       bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
-	appendCompleteUntouched bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
-	appendTouchErrorOK      bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
-	r9ParallelRestamps      bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
-	appendGoneAsMissing     bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
-	appendStrayStored       bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
-	appendTieAnyCopy        bool             // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
-	appendTieUnknown        bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
-	appendReplacedAsGone    bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
-	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
-	reballotKeepsNoWit      bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
-	nowitR2Returns          bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
-	nowitR43Returns         bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
+	afterPrimaryWrite        func(key string) // a CAS landed on the primary, backup not yet complete
+	afterRepairRead          func(key string) // a repair read the copies, nothing written yet
+	beforeTouchCopies        func(key string) // the witness scheme read a record, its data copies not yet touched
+	touchNoFlags             bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
+	ttlBeforeTouch           bool             // broken variant: a touching read asks for the TTL before its touch (t before T)
+	repairCompletesInFlight  bool             // broken variant (review 5's m4): the repair client completes a write in flight on first sight
+	appendNoTouch            bool             // broken variant: appends leave the TTL as it was
+	backupAppendOff          bool             // the code before backup appends: keys with a backup copy are written whole
+	bakAppendNoWhole         bool             // broken variant: a refused backup append is not completed whole
+	bakAppendNoUndo          bool             // broken variant: a backup append whose primary append was refused stays
+	bakUndoDeletes           bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
+	witnessWholeWrites       bool             // the code before witness appends: CompareAndAppend declines in the witness scheme
+	appendNoUntouch          bool             // broken variant: a witness append's touch that landed on another record is left there
+	undoWholeBase            bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
+	appendTwoTrips           bool             // witness appends never pipeline their touch (tests of the second round trip)
+	takeoverPoisoned         func(key string) // an Add over a lone witness re-stamped the blanks, nothing else written yet
+	takeoverNoPoison         bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
+	takeoverInPlace          bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
+	addNoResolve             bool             // the code before: an Add's CAS with no reply is unknown, not read again
+	appendFullByPresence     bool             // broken variant: an append's NS is "too large" when any item is found after it
+	adoptNoTouch             bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
+	noPromise                bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
+	afterPromise             func(key string) // a decision stored its promise, its fence not yet sent
+	repairQueueOff           bool             // keys are never queued for R9 (tests run RepairKey themselves)
+	notFoundUnfenced         bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
+	buryCreation             bool             // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
+	decisionNoTouch          bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
+	noBackoff                bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
+	backoff                  backoffHook      // a resolve call is about to back off after a refused decision
+	keepOldWitness           bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
+	buryUnfenced             bool             // broken variant (the model's R14Unfenced): R14 buries the witness without re-stamping the blanks first
+	beforeBury               func(key string) // R14 re-stamped both blanks, its burial CAS not yet sent
+	buryFreshToken           bool             // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
+	afterAddWitness          func(key string) // an Add stored its witness, its data CASes not yet sent
+	afterDeleteRead          func(key string) // Delete read the records, nothing deleted yet
+	delNoRetry               bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
+	undoOtherIncUnknown      bool             // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome
+	buryAnyAge               bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
+	buryTouched              bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
+	holdWitnessTouch         func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)
+	adoptNoFence             bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
+	witnessTouched           func(key string) // a witness touch's reply was read (touchOp)
+	noResume                 bool             // the code before: a creation of unknown outcome is never resumed by its creator
+	resumeDropUnfenced       bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
+	resumeAnyCopy            bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
+	resumeAnyBlank           bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
+	resumeUnmarked           bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
+	resumeRestoreRefusedOnly bool             // the code before (rv-pk500 m1): a resumption whose own primary CAS was not sent stays tied to the blank it targeted
+	resumeUnsentAtP          bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
+	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
+	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
+	undoCarriedRefused       bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
+	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
+	appendBlankStored        bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
+	appendCompleteUntouched  bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
+	appendTouchErrorOK       bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
+	r9ParallelRestamps       bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
+	appendGoneAsMissing      bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
+	appendStrayStored        bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
+	appendTieAnyCopy         bool             // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
+	appendTieUnknown         bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
+	appendReplacedAsGone     bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
+	completeOverWitness      bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
+	reballotKeepsNoWit       bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
+	nowitR2Returns           bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
+	nowitR43Returns          bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

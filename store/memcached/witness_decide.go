@@ -499,8 +499,11 @@ func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b enve
 			// goes on the witness-less list, as R8's two-record form.
 			w.repair.addWitless(key, configOf(b))
 		}
-	case sent && classify(err).refused():
-		// Nothing of this landed on y: as it was.
+	case sent && classify(err).refused(), sent && classify(err).unsent() && !w.s.hooks.resumeRestoreRefusedOnly:
+		// Nothing of this landed on y: as it was. A CAS not sent (y's
+		// node gone as it went out: its connection refused) cannot land
+		// either; tied to y's blank, the entry would wait for a blank
+		// the node's restart erases (rv-pk500 m1).
 		w.repair.updateUnknown(key, rec)
 	}
 	return nil, true, nil

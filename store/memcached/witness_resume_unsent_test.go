@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"syscall"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +38,34 @@ func (c *killingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// unsentKillConn, once armed, kills the node (kill) when an `ms <key>` is
+// about to be written on it and answers that the connection took none of
+// it (EPIPE): a write whose node went away as it went out, not sent.
+type unsentKillConn struct {
+	armedConn
+	kill func()
+}
+
+// SyscallConn keeps the connection's liveness check (connCheck): a
+// pooled connection to the killed node is seen closed, as unwrapped.
+func (c *unsentKillConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+func (c *unsentKillConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	hit := *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ")
+	if hit {
+		*c.armed = false
+	}
+	c.mu.Unlock()
+	if hit {
+		c.kill()
+		return 0, syscall.EPIPE
+	}
+	return c.Conn.Write(b)
+}
+
 // The simulation's pause+kill with the Store's own 500 ms client timeout
 // (`TestSim -seeds 1500 -kinds pause+kill -client-timeout 500ms`: 9 to 11
 // seeds stuck, e.g. 94, 142, 315): the creating process holds the paused
@@ -53,11 +82,21 @@ func (c *killingConn) Write(b []byte) (int, error) {
 // the copy stayed ErrUnconfirmed until it expired. A CAS not sent can
 // never land: the Add is one whose primary CAS was never sent, resumed
 // onto the primary's new blank as one unknown at the secondary.
+//
+// again: the resumption's own primary CAS is not sent either (the
+// primary's node killed again as it goes out, then back empty again):
+// the creation stays listed as it was, resumed onto the next blank (the
+// cold review rv-pk500's m1); the code before that
+// (SetResumeRestoreRefusedOnly) kept it tied to the blank the second
+// restart erased, and the copy stayed ErrUnconfirmed.
 func TestUnknownCreationPrimaryUnsent(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		before bool // the code before: SetResumeUnsentAtP
-	}{{"fixed", false}, {"code-before", true}} {
+		again  bool // the resumption's primary CAS not sent either
+		again0 bool // the code before rv-pk500 m1: SetResumeRestoreRefusedOnly
+	}{{"fixed", false, false, false}, {"code-before", true, false, false},
+		{"again", false, true, false}, {"again/code-before", false, true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const key = "resume-unsent"
 			r := newResumeRig(t, key)
@@ -65,19 +104,27 @@ func TestUnknownCreationPrimaryUnsent(t *testing.T) {
 			primary := serverAt(t, servers, cands[0])
 			var wUnreach atomic.Bool
 			wUnreach.Store(true)
-			armed := false
+			armed, armedP := false, false
 			s := r.store(t, func(ctx context.Context, network, a string) (net.Conn, error) {
 				if wUnreach.Load() && a == cands[2] {
 					return nil, errors.New("connection refused (test)")
 				}
 				c, err := (&net.Dialer{}).DialContext(ctx, network, a)
-				if err != nil || a != cands[1] {
+				switch {
+				case err != nil:
 					return c, err
+				case a == cands[0]:
+					return &unsentKillConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedP, key: key}, kill: primary.Kill}, nil
+				case a == cands[1]:
+					return &killingConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: key}, kill: primary.Kill}, nil
 				}
-				return &killingConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: key}, kill: primary.Kill}, nil
+				return c, nil
 			})
 			if tc.before {
 				memcached.SetResumeUnsentAtP(s)
+			}
+			if tc.again0 {
+				memcached.SetResumeRestoreRefusedOnly(s)
 			}
 			r.suspectWitness(t, s)
 			ctx := context.Background()
@@ -93,7 +140,24 @@ func TestUnknownCreationPrimaryUnsent(t *testing.T) {
 			other := r.store(t, nil)
 			_, err = other.Get(ctx, key)
 			require.ErrorIs(t, err, provider.ErrUnconfirmed, "a creation's lone copy beside two empty peers")
+			if tc.again {
+				r.arm(&armedP)
+			}
 			wUnreach.Store(false) // the paused node resumed
+			if tc.again {
+				testwait.Until(t, 15*time.Second, "the resumption's primary CAS, and the primary's node killed again", func() bool {
+					return !primary.Running()
+				})
+				require.NoError(t, primary.Restart(ctx), "the killed node back, empty again")
+				if tc.again0 {
+					testwait.Until(t, 15*time.Second, "the creator to drop its creation", func() bool {
+						return memcached.UnknownAdds(s) == 0
+					})
+					_, err = other.Get(ctx, key)
+					require.ErrorIs(t, err, provider.ErrUnconfirmed, "the code before m1: stuck until the copy expires")
+					return
+				}
+			}
 
 			if tc.before {
 				testwait.Until(t, 15*time.Second, "the creator to drop its creation", func() bool {
