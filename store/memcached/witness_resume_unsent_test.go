@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,10 +19,12 @@ import (
 
 // killingConn, once armed, runs kill before it writes the first
 // `ms <key>` (and writes it after): a node fault struck between an Add's
-// CASes.
+// CASes. unsent: it then answers that the connection took none of it
+// (EPIPE) instead: a write whose own node went away as it went out.
 type killingConn struct {
 	armedConn
-	kill func()
+	kill   func()
+	unsent bool
 }
 
 func (c *killingConn) Write(b []byte) (int, error) {
@@ -34,36 +36,17 @@ func (c *killingConn) Write(b []byte) (int, error) {
 	c.mu.Unlock()
 	if hit {
 		c.kill()
+		if c.unsent {
+			return 0, syscall.EPIPE
+		}
 	}
 	return c.Conn.Write(b)
-}
-
-// unsentKillConn, once armed, kills the node (kill) when an `ms <key>` is
-// about to be written on it and answers that the connection took none of
-// it (EPIPE): a write whose node went away as it went out, not sent.
-type unsentKillConn struct {
-	armedConn
-	kill func()
 }
 
 // SyscallConn keeps the connection's liveness check (connCheck): a
-// pooled connection to the killed node is seen closed, as unwrapped.
-func (c *unsentKillConn) SyscallConn() (syscall.RawConn, error) {
+// pooled connection to a killed node is seen closed, as unwrapped.
+func (c *killingConn) SyscallConn() (syscall.RawConn, error) {
 	return c.Conn.(syscall.Conn).SyscallConn()
-}
-
-func (c *unsentKillConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	hit := *c.armed && strings.HasPrefix(string(b), "ms "+c.key+" ")
-	if hit {
-		*c.armed = false
-	}
-	c.mu.Unlock()
-	if hit {
-		c.kill()
-		return 0, syscall.EPIPE
-	}
-	return c.Conn.Write(b)
 }
 
 // The simulation's pause+kill with the Store's own 500 ms client timeout
@@ -114,7 +97,7 @@ func TestUnknownCreationPrimaryUnsent(t *testing.T) {
 				case err != nil:
 					return c, err
 				case a == cands[0]:
-					return &unsentKillConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedP, key: key}, kill: primary.Kill}, nil
+					return &killingConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armedP, key: key}, kill: primary.Kill, unsent: true}, nil
 				case a == cands[1]:
 					return &killingConn{armedConn: armedConn{Conn: c, mu: &r.mu, armed: &armed, key: key}, kill: primary.Kill}, nil
 				}
