@@ -341,6 +341,7 @@ type testHooks struct {
 	takeoverNoPoison        bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
 	takeoverInPlace         bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
 	addNoResolve            bool             // the code before: an Add's CAS with no reply is unknown, not read again
+	addNoWaitFailed         bool             // the code before: an Add's read that finds a candidate silent and not yet failed fails at once, not waiting for the failure detection (§9)
 	appendFullByPresence    bool             // broken variant: an append's NS is "too large" when any item is found after it
 	adoptNoTouch            bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
 	noPromise               bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
