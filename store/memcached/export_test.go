@@ -201,6 +201,12 @@ func SetTakeoverInPlace(s *Store) { s.hooks.takeoverInPlace = true }
 // of run 12).
 func SetAddNoResolve(s *Store) { s.hooks.addNoResolve = true }
 
+// SetAddNoWaitFailed makes s the code before: an Add whose read finds one
+// candidate silent, not yet held failed, fails ErrUnavailable at once
+// instead of waiting for the failure detection (FailoverAfter since the
+// node's first unanswered command) as R4.5's anomaly read does.
+func SetAddNoWaitFailed(s *Store) { s.hooks.addNoWaitFailed = true }
+
 // WitnessItem returns the bytes and client flags of a witness item of
 // configuration (e, cands p, q), as R8's or R9's witness CAS writes them:
 // a test places a lone witness of another configuration with them.

@@ -370,6 +370,7 @@ type testHooks struct {
 	resumeAnyBlank           bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
 	resumeUnmarked           bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
 	resumeRestoreRefusedOnly bool             // the code before (rv-pk500 m1): a resumption whose own primary CAS was not sent stays tied to the blank it targeted
+	addNoWaitFailed          bool             // the code before: an Add's read that finds a candidate silent and not yet failed fails at once, not waiting for the failure detection (§9)
 	resumeUnsentAtP          bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
 	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it

@@ -34,7 +34,7 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 	if err != nil {
 		return 0, err
 	}
-	rs, err := w.readAll(ctx, key, w.candidates(key), anomalyFlags, false)
+	rs, err := w.addRead(ctx, key)
 	if err != nil {
 		return 0, err
 	}
@@ -92,6 +92,43 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 	}
 	done := []written{{wr.n, copyToken{cand: wr.cand, cas: wcas, inc: wr.inc}}}
 	return w.create(ctx, key, env, value, exp, &rs, done)
+}
+
+// addRead is R8's read of all three candidates (a failed one too). When
+// exactly one gave no reply and the others are blanks, whether the Add
+// can go on rests on that node being failed (R8's failed-candidate case);
+// as R4.5's anomaly read does (§9), it waits until FailoverAfter has
+// passed since that node's first unanswered command (waitFailed), so that
+// a process that had no traffic to a dead node creates sessions a
+// failover time after the death as one that had. If the node answered
+// meanwhile, the candidates are read once more.
+func (w *witness) addRead(ctx context.Context, key string) ([3]copyRead, error) {
+	cs := w.candidates(key)
+	rs, err := w.readAll(ctx, key, cs, anomalyFlags, false)
+	if err != nil || w.s.hooks.addNoWaitFailed {
+		return rs, err
+	}
+	silentAt := -1
+	for i := range rs {
+		switch rs[i].st {
+		case stBlank:
+		case stSilent:
+			if silentAt >= 0 {
+				return rs, nil // two silent: no Add either way
+			}
+			silentAt = i
+		default:
+			return rs, nil // the Add's outcome does not rest on the silence
+		}
+	}
+	if silentAt < 0 || rs[silentAt].n.wh.isFailed() || silent(ctx, &rs[silentAt]) {
+		return rs, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return rs, fmt.Errorf("memcached: add: %w: %w", provider.ErrUnavailable, err)
+	}
+	// The node answered while this Add waited: read again.
+	return w.readAll(ctx, key, cs, anomalyFlags, false)
 }
 
 // takeOver is the first step of R8's Add over a lone witness (rs: one
