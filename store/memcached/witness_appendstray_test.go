@@ -115,6 +115,7 @@ var strayVariants = map[string]func(*memcached.Store){
 	"untouch0":    memcached.SetAppendNoUntouch,
 	"tie-unknown": memcached.SetAppendTieUnknown,
 	"tie-any":     memcached.SetAppendTieAnyCopy,
+	"tie-line":    memcached.SetAppendTieLineUnknown,
 }
 
 func runStray(t *testing.T, c strayCase) {
@@ -290,6 +291,14 @@ func TestWitnessAppendStray(t *testing.T) {
 			// the write was returned or is left: a conflict, not
 			// unknown (the model's rTie; tie-unknown is stray's rule).
 			name: "secondary lost the tie, primary refused", at: [2]string{"rival-first", "foreign"}, broken: []string{"tie-unknown"},
+			check: conflictNothingLeft,
+		},
+		{
+			// The same, the rival moved on before the append's touch
+			// (a record built on it on Q; the simulation's flush-step
+			// seed 1461, a failover time after the last fault): a
+			// conflict too (tie-line is the code before: unknown).
+			name: "secondary lost the tie to a rival moved on, primary refused", at: [2]string{"rival-first", "stranger"}, broken: []string{"tie-unknown", "tie-line"},
 			check: conflictNothingLeft,
 		},
 		{
