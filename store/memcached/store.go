@@ -384,6 +384,7 @@ type testHooks struct {
 	appendStrayStored       bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
 	appendTieAnyCopy        bool             // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
 	appendTieUnknown        bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
+	appendTieWide           bool             // broken variant (rv-tieline): any data record on a witness append's copy is a lost tie
 	appendTieLineUnknown    bool             // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
 	appendReplacedAsGone    bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
 	completeOverWitness     bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary

@@ -220,7 +220,8 @@ func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, 
 	case builtOn(&c, ap.env, ap.value):
 		return nil, true, nil
 	case rivalOf(&c, ap.env) && !w.s.hooks.appendTieUnknown,
-		rivalLine(&c, ap.env) && !w.s.hooks.appendTieUnknown && !w.s.hooks.appendTieLineUnknown:
+		rivalLine(&c, ap.env) && !w.s.hooks.appendTieUnknown && !w.s.hooks.appendTieLineUnknown,
+		w.s.hooks.appendTieWide && c.st == stData:
 		return nil, false, errAppendLostTie
 	}
 	return nil, false, errAppendReplaced
