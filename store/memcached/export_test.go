@@ -298,15 +298,6 @@ func SetBeforeBury(s *Store, f func(key string)) { s.hooks.beforeBury = f }
 // its witness and is about to send its data CASes.
 func SetAfterAddWitness(s *Store, f func(key string)) { s.hooks.afterAddWitness = f }
 
-// SetAfterAddCopy sets a function called when an Add (R8) has stored its
-// secondary data copy and is about to send its primary CAS.
-func SetAfterAddCopy(s *Store, f func(key string)) { s.hooks.afterAddCopy = f }
-
-// SetAddNotSentUnknown makes s the code before: an Add's data CAS that
-// was not sent (the node could not be dialled) is an unknown outcome,
-// the copies stored before it left for the resumption, not undone.
-func SetAddNotSentUnknown(s *Store) { s.hooks.addNotSentUnknown = true }
-
 // SetWitnessTouched sets a function called when the reply to a witness
 // touch (R2, R3) has been read.
 func SetWitnessTouched(s *Store, f func(key string)) { s.hooks.witnessTouched = f }

@@ -357,8 +357,6 @@ type testHooks struct {
 	beforeBury              func(key string) // R14 re-stamped both blanks, its burial CAS not yet sent
 	buryFreshToken          bool             // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
 	afterAddWitness         func(key string) // an Add stored its witness, its data CASes not yet sent
-	afterAddCopy            func(key string) // an Add stored its secondary copy, its primary CAS not yet sent
-	addNotSentUnknown       bool             // the code before: an Add's data CAS not sent is an unknown outcome, the stored copies left (not undone)
 	afterDeleteRead         func(key string) // Delete read the records, nothing deleted yet
 	delNoRetry              bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
 	undoOtherIncUnknown     bool             // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome

@@ -259,8 +259,7 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 		c := &rs[cand]
 		cas, err := w.casStep(ctx, key, c, env.ID(), raw, exp, kindData)
 		if err != nil {
-			o := classify(err)
-			if !o.refused() && (o != woNotSent || w.s.hooks.addNotSentUnknown) {
+			if !classify(err).refused() {
 				// R8's resumption: the repair client completes the
 				// creation if it is left as a lone copy (at the primary:
 				// only onto the blank this CAS targeted).
@@ -271,21 +270,13 @@ func (w *witness) create(ctx context.Context, key string, env envelope.Envelope,
 				w.repair.addUnknown(key, rec, time.Now().Add(time.Duration(env.Timeout)*time.Second))
 				return 0, unknown("add: a data copy", err)
 			}
-			// Refused, or not sent (nothing reached the node, as R3's
-			// undo of a primary not sent): the stored ones are undone.
 			if uerr := w.undoCreate(ctx, key, env, done); uerr != nil {
 				return 0, unknown("add: undoing a creation", err, uerr)
-			}
-			if o == woNotSent {
-				return 0, fmt.Errorf("memcached: add: %w: a data copy not sent, the creation undone: %w", provider.ErrUnavailable, err)
 			}
 			return 0, fmt.Errorf("memcached: add: %w: a blank changed: %w", provider.ErrExists, err)
 		}
 		toks[i] = written{c.n, copyToken{cand: cand, cas: cas, inc: c.inc}}
 		done = append(done, toks[i])
-		if h := w.s.hooks.afterAddCopy; h != nil && i == 0 {
-			h(key)
-		}
 	}
 	return w.written(key, env, toks[1], toks[0], raw, int64(exp), 0), nil
 }

@@ -2,7 +2,6 @@ package memcached_test
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -125,62 +124,4 @@ func TestAddWaitEndsWhenNodeAnswers(t *testing.T) {
 	require.NoError(t, <-done)
 	require.False(t, memcached.NodeFailed(idle, cands[2]))
 	require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, cands, key), "data on c0 and c1, the witness on c2")
-}
-
-// TestAddPrimaryNotSentUndone (R8; found with the fix above: the
-// simulation's pause+kill seed 847, whose Add, after waiting for the
-// paused witness node to fail, found its primary's node killed): an Add
-// whose primary CAS could not be sent (the dial refused) after its
-// secondary copy was stored undoes that copy, as R3 undoes a write whose
-// primary was not sent, and answers ErrUnavailable: nothing of it is
-// left. The code before (SetAddNotSentUnknown) answered ErrOutcomeUnknown
-// and left a creation's lone copy, ErrUnconfirmed to every read until
-// the resumption completed it, which a primary's node restarted empty
-// never lets it do.
-func TestAddPrimaryNotSentUndone(t *testing.T) {
-	for _, before := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "code-before"}[before], func(t *testing.T) {
-			servers := startNodes(t, 3)
-			const key = "addnotsent"
-			s0 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness})
-			cands := memcached.WitnessCandidates(s0, key)
-			// The witness node dead: the Add goes nowit on c0 (P) and c1
-			// (Q), the secondary first.
-			serverAt(t, servers, cands[2]).Kill()
-			var unreachable atomic.Bool
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond,
-				DialContext: refusingDial(cands[0], &unreachable, nil)}
-			var s *memcached.Store
-			s = newStore(t, servers, memcached.WithHooks(cfg, func(st *memcached.Store) {
-				memcached.SetRepairQueueOff(st)
-				if before {
-					memcached.SetAddNotSentUnknown(st)
-				}
-				memcached.SetAfterAddCopy(st, func(string) {
-					unreachable.Store(true)
-					memcached.CloseIdle(s)
-				})
-			}))
-			ctx := context.Background()
-			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-			unreachable.Store(false)
-			if before {
-				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-				require.Equal(t, uint32(1), rawGet(t, cands[1], key).flags, "the creation's lone copy on the secondary")
-				_, err = s0.Get(ctx, key)
-				require.ErrorIs(t, err, provider.ErrUnavailable, "a lone nowit creation copy")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrUnavailable, "the primary not sent, the creation undone")
-			require.False(t, errors.Is(err, provider.ErrOutcomeUnknown))
-			require.ErrorContains(t, err, "not sent, the creation undone")
-			for _, a := range cands[:2] {
-				require.Zero(t, rawGet(t, a, key).flags, "a blank or nothing on %s", a)
-			}
-			_, err = s0.Get(ctx, key)
-			require.ErrorIs(t, err, provider.ErrNotFound)
-			_, err = s0.Add(ctx, key, []byte("v2"), time.Minute)
-			require.NoError(t, err, "the id is free again")
-		})
-	}
 }
