@@ -461,6 +461,17 @@ func SetAppendReplacedAsGone(s *Store) { s.hooks.appendReplacedAsGone = true }
 // (the model's AppendTieUnknown).
 func SetAppendTieUnknown(s *Store) { s.hooks.appendTieUnknown = true }
 
+// SetAppendTieLineUnknown makes s the code before: a witness append's
+// secondary copy replaced before its touch by a record built on a rival
+// write of the same base (not the rival itself), beside a primary that
+// refused the append, is unknown, not the tie row's conflict.
+func SetAppendTieLineUnknown(s *Store) { s.hooks.appendTieLineUnknown = true }
+
+// SetAppendTieWide makes s a broken variant of the tie row (its cold
+// review, rv-tieline): any data record on a witness append's copy, not
+// only the rival's line, is a lost tie.
+func SetAppendTieWide(s *Store) { s.hooks.appendTieWide = true }
+
 // SetAppendTieAnyCopy is a broken variant (the tie row as first merged;
 // its cold review, m1): a lost tie on P, or on both copies, beside a
 // refused copy or another lost tie is a conflict too, though there the

@@ -371,6 +371,8 @@ type testHooks struct {
 	resumeUnmarked           bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
 	resumeRestoreRefusedOnly bool             // the code before (rv-pk500 m1): a resumption whose own primary CAS was not sent stays tied to the blank it targeted
 	addNoWaitFailed          bool             // the code before: an Add's read that finds a candidate silent and not yet failed fails at once, not waiting for the failure detection (§9)
+	appendTieWide            bool             // broken variant (rv-tieline): any data record on a witness append's copy is a lost tie
+	appendTieLineUnknown     bool             // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
 	resumeUnsentAtP          bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
 	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it

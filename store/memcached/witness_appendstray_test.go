@@ -68,10 +68,31 @@ func foreignRecord(t *testing.T, pre []byte) []byte {
 
 // strangerRecord returns a record of pre's configuration two versions
 // after it, built on a rival of the append (another writer's write of
-// the append's version, then its next): not built on the append, and not
-// a rival of the same base either (no tie).
+// the append's version, then its next): not built on the append; of the
+// rival's line (rivalLine: the tie row beside a refused copy).
 func strangerRecord(t *testing.T, pre []byte) []byte {
 	return nextRecord(t, foreignRecord(t, pre), 0x57a2657a, func(r *rec.Record) { r.Locked = false })
+}
+
+// withEnvelope returns b (a data item's bytes) with its envelope changed
+// by change.
+func withEnvelope(t *testing.T, b []byte, change func(*envelope.Envelope)) []byte {
+	t.Helper()
+	env, payload, err := envelope.Decode(b)
+	require.NoError(t, err)
+	change(&env)
+	return env.Wrap(payload)
+}
+
+// laterRecord returns a record of pre's configuration n versions after
+// it, built on a rival of the append (foreignRecord), each later version
+// another writer's.
+func laterRecord(t *testing.T, pre []byte, n int) []byte {
+	b := foreignRecord(t, pre)
+	for i := 1; i < n; i++ {
+		b = nextRecord(t, b, 0x57a26500+uint64(i), func(r *rec.Record) { r.Locked = false })
+	}
+	return b
 }
 
 // builtOnRecord returns the next version of now (a data item holding the
@@ -115,6 +136,8 @@ var strayVariants = map[string]func(*memcached.Store){
 	"untouch0":    memcached.SetAppendNoUntouch,
 	"tie-unknown": memcached.SetAppendTieUnknown,
 	"tie-any":     memcached.SetAppendTieAnyCopy,
+	"tie-line":    memcached.SetAppendTieLineUnknown,
+	"tie-wide":    memcached.SetAppendTieWide,
 }
 
 func runStray(t *testing.T, c strayCase) {
@@ -165,6 +188,20 @@ func strayRun(t *testing.T, c strayCase, twoTrips bool, variant func(*memcached.
 			fn = func() { rawSet(t, addr, e.key, foreignRecord(t, e.pre[i].value), 30, 1) }
 		case "stranger":
 			fn = func() { rawSet(t, addr, e.key, strangerRecord(t, e.pre[i].value), 30, 1) }
+		case "other-line": // the rival's next, its chain naming another parent
+			fn = func() {
+				rawSet(t, addr, e.key, withEnvelope(t, strangerRecord(t, e.pre[i].value), func(env *envelope.Envelope) { env.Ancestors[1] = 0x0bad0bad }), 30, 1)
+			}
+		case "newer-epoch": // the rival's next, of a greater epoch
+			fn = func() {
+				rawSet(t, addr, e.key, withEnvelope(t, strangerRecord(t, e.pre[i].value), func(env *envelope.Envelope) { env.E++ }), 30, 1)
+			}
+		case "pending-line": // the rival's next, pending
+			fn = func() {
+				rawSet(t, addr, e.key, withEnvelope(t, strangerRecord(t, e.pre[i].value), func(env *envelope.Envelope) { env.Pending = true }), 30, 1)
+			}
+		case "far-line": // the rival's line, as many versions on as the chain names
+			fn = func() { rawSet(t, addr, e.key, laterRecord(t, e.pre[i].value, envelope.Lineage+1), 30, 1) }
 		case "gone":
 			fn = func() {
 				if err := raw(t, addr).Delete(e.key); err != nil {
@@ -280,7 +317,7 @@ func TestWitnessAppendStray(t *testing.T) {
 			// rivals of its base): unknown, never "not found" (the key
 			// is there); the code before acknowledged it, the variant
 			// as-gone answers not found.
-			name: "both replaced", at: [2]string{"stranger", "stranger"}, broken: []string{"before", "as-gone"},
+			name: "both replaced", at: [2]string{"other-line", "other-line"}, broken: []string{"before", "as-gone"},
 			check: unknownKept(0, 1),
 		},
 		{
@@ -291,6 +328,36 @@ func TestWitnessAppendStray(t *testing.T) {
 			// unknown (the model's rTie; tie-unknown is stray's rule).
 			name: "secondary lost the tie, primary refused", at: [2]string{"rival-first", "foreign"}, broken: []string{"tie-unknown"},
 			check: conflictNothingLeft,
+		},
+		{
+			// The same, the rival moved on before the append's touch
+			// (a record built on it on Q; the simulation's flush-step
+			// seed 1461, a failover time after the last fault): a
+			// conflict too (tie-line is the code before: unknown).
+			name: "secondary lost the tie to a rival moved on, primary refused", at: [2]string{"rival-first", "stranger"}, broken: []string{"tie-unknown", "tie-line"},
+			check: conflictNothingLeft,
+		},
+		{
+			// The tie row's bounds (its cold review, rv-tieline): Q
+			// replaced by a record that is not of the rival's line (its
+			// chain names another parent; a greater epoch; pending; the
+			// rival's line further on than the chain tells) beside a
+			// refused P stays unknown. tie-wide takes any data record
+			// for the rival's line.
+			name: "secondary replaced by another line, primary refused", at: [2]string{"rival-first", "other-line"}, broken: []string{"tie-wide"},
+			check: unknownKept(1),
+		},
+		{
+			name: "secondary replaced by a newer epoch, primary refused", at: [2]string{"rival-first", "newer-epoch"}, broken: []string{"tie-wide"},
+			check: unknownKept(1),
+		},
+		{
+			name: "secondary replaced by a pending record, primary refused", at: [2]string{"rival-first", "pending-line"}, broken: []string{"tie-wide"},
+			check: unknownKept(1),
+		},
+		{
+			name: "secondary replaced by the rival's line too far on, primary refused", at: [2]string{"rival-first", "far-line"}, broken: []string{"tie-wide"},
+			check: unknownKept(1),
 		},
 		{
 			// Both copies lost the tie (unreachable by the protocol's
