@@ -219,36 +219,31 @@ func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, 
 		return &c, false, nil
 	case builtOn(&c, ap.env, ap.value):
 		return nil, true, nil
-	case rivalOf(&c, ap.env) && !w.s.hooks.appendTieUnknown,
-		rivalLine(&c, ap.env) && !w.s.hooks.appendTieUnknown && !w.s.hooks.appendTieLineUnknown,
+	case rivalLine(&c, ap.env) && !w.s.hooks.appendTieUnknown && (c.env.V == ap.env.V || !w.s.hooks.appendTieLineUnknown),
 		w.s.hooks.appendTieWide && c.st == stData:
 		return nil, false, errAppendLostTie
 	}
 	return nil, false, errAppendReplaced
 }
 
-// rivalOf reports that c holds a rival write of env's own base: a data
-// record, established, of env's configuration and version, with env's
-// parent and another nonce (errAppendLostTie; the model's tie).
-func rivalOf(c *copyRead, env envelope.Envelope) bool {
-	return c.st == stData && !c.env.Pending && configOf(c.env) == configOf(env) && c.env.V == env.V &&
-		c.env.Nonce != env.Nonce && c.env.Ancestors[0] == env.Ancestors[0]
-}
-
-// rivalLine reports that c holds a record built on a rival write of
-// env's own base: a data record, established, of env's configuration, a
-// version past env's within the chain its envelope names, whose chain
-// has another nonce than env's at env's version and env's parent at the
-// version before (errAppendLostTie, as rivalOf: the rival was stored on
-// both copies, since a client write is made only with a handle of both,
-// and moved on before the append's touch; found by running 2,400
-// flush-step seeds of the simulation, seed 1461).
+// rivalLine reports that c holds a rival write of env's own base, or a
+// record built on one (errAppendLostTie): a data record, established, of
+// env's configuration, at env's version or less than envelope.Lineage
+// past it, whose chain has another nonce than env's at env's version and
+// env's parent before it. At env's version it is the rival itself (the
+// model's tie); past it, the rival moved on before the append's touch
+// (found by running 2,400 flush-step seeds of the simulation, seed
+// 1461): the rival was stored on both copies, since a client write is
+// made only with a handle of both.
 func rivalLine(c *copyRead, env envelope.Envelope) bool {
-	if c.st != stData || c.env.Pending || configOf(c.env) != configOf(env) || c.env.V <= env.V || env.Ancestors[0] == 0 {
+	if c.st != stData || c.env.Pending || configOf(c.env) != configOf(env) || c.env.V < env.V {
 		return false
 	}
 	d := c.env.V - env.V // c is d versions past env's
-	return d < envelope.Lineage && c.env.Ancestors[d-1] != env.Nonce && c.env.Ancestors[d] == env.Ancestors[0]
+	if d == 0 {
+		return c.env.Nonce != env.Nonce && c.env.Ancestors[0] == env.Ancestors[0]
+	}
+	return d < envelope.Lineage && env.Ancestors[0] != 0 && c.env.Ancestors[d-1] != env.Nonce && c.env.Ancestors[d] == env.Ancestors[0]
 }
 
 // builtOn reports that c holds a data record certainly built on env (its

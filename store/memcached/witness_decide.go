@@ -499,7 +499,7 @@ func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b enve
 			// goes on the witness-less list, as R8's two-record form.
 			w.repair.addWitless(key, configOf(b))
 		}
-	case sent && classify(err).refused(), sent && classify(err).unsent() && !w.s.hooks.resumeRestoreRefusedOnly:
+	case sent && (classify(err).refused() || classify(err) == woNotSent && !w.s.hooks.resumeRestoreRefusedOnly):
 		// Nothing of this landed on y: as it was. A CAS not sent (y's
 		// node gone as it went out: its connection refused) cannot land
 		// either; tied to y's blank, the entry would wait for a blank

@@ -73,7 +73,7 @@ func (s *Store) revive(ctx context.Context, key string, miss bool) (provider.Ent
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 && !recheck {
 			// Another process may have refilled the cache meanwhile.
-			if e, ok, err := s.refilled(ctx, key, 0, false); ok || err != nil {
+			if e, ok, err := s.refilled(ctx, key, 0); ok || err != nil {
 				return e, err
 			}
 		}
@@ -94,7 +94,7 @@ func (s *Store) revive(ctx context.Context, key string, miss bool) (provider.Ent
 		// lineage than the durable copy (the cache gone back in time) is
 		// not served: it is replaced.
 		if recheck {
-			if e, ok, err := s.refilled(ctx, key, record.Epoch(dh.Seq), true); ok || err != nil {
+			if e, ok, err := s.refilled(ctx, key, record.Epoch(dh.Seq)); ok || err != nil {
 				return e, err
 			}
 		}
@@ -123,14 +123,14 @@ func (s *Store) revive(ctx context.Context, key string, miss bool) (provider.Ent
 }
 
 // refilled reads key from the cache during a revival: ok when it holds a
-// record to serve (e), which with byEpoch must not be of a lineage older
-// than epoch (one that cannot be parsed is served, as any cache record
+// record to serve (e), which must not be of a lineage older than epoch
+// (0: any; one that cannot be parsed is served, as any cache record
 // is). A record the cache cannot confirm is deleted (dropUnconfirmed);
 // err is an error other than a miss.
-func (s *Store) refilled(ctx context.Context, key string, epoch uint64, byEpoch bool) (e provider.Entry, ok bool, err error) {
+func (s *Store) refilled(ctx context.Context, key string, epoch uint64) (e provider.Entry, ok bool, err error) {
 	e, err = s.cache.Get(ctx, key)
 	if err == nil {
-		if h, perr := record.Parse(e.Value); byEpoch && perr == nil && record.Epoch(h.Seq) < epoch {
+		if h, perr := record.Parse(e.Value); perr == nil && record.Epoch(h.Seq) < epoch {
 			return provider.Entry{}, false, nil
 		}
 		s.saw(key, e)
