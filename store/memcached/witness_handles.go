@@ -57,7 +57,9 @@ func (h *handle) size() int { return handleOverhead + len(h.key) + len(h.base) }
 // bytes) is no longer found: CompareAndSwap then fails with
 // ErrCASConflict without sending anything. The ring grows as handles are
 // put, up to its bound: a Store that keeps few sessions costs little
-// (the default bound's slots, made at once, would be about 13 MB).
+// (the default bound's slots, made at once, would be about 13 MB). A ring
+// held by its bytes before it reaches its slot bound grows no further
+// while the bytes hold it, and a put costs the same at any size.
 type handleTable struct {
 	mu    sync.Mutex
 	n     int      // the bound of slots
@@ -71,10 +73,12 @@ type handleTable struct {
 	// latest is, per key, the handle put last (by a read or a write of
 	// this Store): an older handle of the key is one this Store has seen
 	// the copies move on from (witness_append.go's pipelined touch).
-	latest   map[string]uint64
-	next     int
-	bytes    int
-	maxBytes int
+	latest map[string]uint64
+	// The handles in use are live slots from head on, oldest first
+	// (wrapping at len(slots)); the slots after them are free.
+	head, live int
+	bytes      int
+	maxBytes   int
 }
 
 func newHandleTable(n, maxBytes int) *handleTable {
@@ -104,18 +108,24 @@ func (t *handleTable) put(h handle) uint64 {
 		t.latest[h.key] = id
 		return id
 	}
-	i := t.next
-	if i == len(t.slots) { // growing: slot i is new
-		t.slots, t.gens, t.used = append(t.slots, handle{}), append(t.gens, 0), append(t.used, false)
-	}
-	t.next = (t.next + 1) % t.n
-	t.evict(i)
+	// Evict the oldest handles until h fits, and one more when every
+	// slot is in use at the bound. The ring grows only while it is full
+	// and its oldest handle is in slot 0, so that the free slots always
+	// follow the live ones: a table held by its bytes stops growing and
+	// reuses the slots it freed (not a scan from slot 0 on every put).
 	need := h.size()
-	// Evict the oldest slots (those next in the ring; slot 0 while the
-	// ring grows) until h fits.
-	for j := t.next % len(t.slots); t.bytes+need > t.maxBytes && j != i; j = (j + 1) % len(t.slots) {
-		t.evict(j)
+	for t.live > 0 && t.bytes+need > t.maxBytes {
+		t.evictOldest()
 	}
+	if t.live == len(t.slots) {
+		if len(t.slots) < t.n && t.head == 0 {
+			t.slots, t.gens, t.used = append(t.slots, handle{}), append(t.gens, 0), append(t.used, false)
+		} else {
+			t.evictOldest()
+		}
+	}
+	i := (t.head + t.live) % len(t.slots)
+	t.live++
 	t.gens[i]++
 	if t.gens[i] == 0 {
 		t.gens[i] = 1
@@ -129,15 +139,17 @@ func (t *handleTable) put(h handle) uint64 {
 	return id
 }
 
-func (t *handleTable) evict(i int) {
-	if t.used[i] {
-		t.bytes -= t.slots[i].size()
-		delete(t.ids, handleKey{t.slots[i].key, t.slots[i].copies})
-		if t.latest[t.slots[i].key] == uint64(t.gens[i])<<32|uint64(i) {
-			delete(t.latest, t.slots[i].key)
-		}
-		t.slots[i], t.used[i] = handle{}, false
+// evictOldest frees the oldest slot in use.
+func (t *handleTable) evictOldest() {
+	i := t.head
+	t.bytes -= t.slots[i].size()
+	delete(t.ids, handleKey{t.slots[i].key, t.slots[i].copies})
+	if t.latest[t.slots[i].key] == uint64(t.gens[i])<<32|uint64(i) {
+		delete(t.latest, t.slots[i].key)
 	}
+	t.slots[i], t.used[i] = handle{}, false
+	t.head = (t.head + 1) % len(t.slots)
+	t.live--
 }
 
 // get returns the handle numbered id, if it is still in the table.

@@ -2,6 +2,8 @@ package memcached
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -48,5 +50,84 @@ func TestHandleTableGrowsOnDemand(t *testing.T) {
 	// The same copies read again get the same handle.
 	if again := put(tb, "kc", 100); again != c {
 		t.Errorf("the same copies put again: handle %x, want %x", again, c)
+	}
+}
+
+// TestHandleTableHeldByBytes: a table whose bytes bound is reached while
+// its ring still grows keeps exactly the newest handles that fit and stops
+// growing. The code before kept growing its ring to the slot bound, its
+// freed slots in front of the live ones, and scanned them from slot 0 on
+// every put: with the defaults and 2 KB sessions, after about 29,000
+// handles every write of the Store held the table's lock over a scan of
+// tens of thousands of slots (BenchmarkLatencyRatios' witness rows slowed
+// 2.4 × within one run).
+func TestHandleTableHeldByBytes(t *testing.T) {
+	const fits = 4 // handles of 100 base bytes the bound holds
+	tb := newHandleTable(1000, fits*(handleOverhead+4+100))
+	var ids []uint64
+	for i := range 500 {
+		ids = append(ids, tb.put(handle{key: fmt.Sprintf("k%03d", i), base: make([]byte, 100), copies: [2]copyToken{{cas: 1}, {cand: 1, cas: 1}}}))
+		if len(tb.slots) > fits+1 {
+			t.Fatalf("after %d puts: %d slots made for %d handles that fit", i+1, len(tb.slots), fits)
+		}
+		if tb.bytes > tb.maxBytes {
+			t.Fatalf("after %d puts: %d bytes kept, bound %d", i+1, tb.bytes, tb.maxBytes)
+		}
+		for j, id := range ids {
+			if _, ok := tb.get(id); ok != (j > i-fits) {
+				t.Fatalf("after %d puts: handle %d found %v, want the %d newest", i+1, j, ok, fits)
+			}
+		}
+	}
+}
+
+// TestHandleTableKeepsTheNewest puts handles of random sizes into small
+// tables and checks after every put that the handles found are the newest
+// ones, as many as fit by count and by bytes (at least one slot short of
+// the count bound while a ring held by its bytes has not yet grown back),
+// and that the newest is always found.
+func TestHandleTableKeepsTheNewest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		n := 1 + rng.IntN(12)
+		maxBytes := (1 + rng.IntN(8)) * (handleOverhead + 4 + 200)
+		tb := newHandleTable(n, maxBytes)
+		var ids []uint64
+		var sizes []int
+		for i := range 60 {
+			h := handle{key: fmt.Sprintf("k%03d", i), base: make([]byte, rng.IntN(400)), copies: [2]copyToken{{cas: 1}, {cand: 1, cas: 1}}}
+			ids, sizes = append(ids, tb.put(h)), append(sizes, h.size())
+			// The newest handles that fit by bytes (the newest always).
+			fit, bytes := 0, 0
+			for j := i; j >= 0 && fit < n && (fit == 0 || bytes+sizes[j] <= maxBytes); j-- {
+				fit, bytes = fit+1, bytes+sizes[j]
+			}
+			found := 0
+			for j := i; j >= 0; j-- {
+				if _, ok := tb.get(ids[j]); !ok {
+					break
+				}
+				found++
+			}
+			for j := range i - found {
+				if _, ok := tb.get(ids[j]); ok {
+					t.Fatalf("round %d, put %d: handle %d found behind a gap", round, i, j)
+				}
+			}
+			if found == 0 || found > fit || len(tb.slots) > n || found < fit && found < len(tb.slots) && tb.bytes+sizes[i-found] <= maxBytes {
+				t.Fatalf("round %d, put %d (bound %d slots, %d bytes): %d newest found, %d fit, %d slots, %d bytes", round, i, n, maxBytes, found, fit, len(tb.slots), tb.bytes)
+			}
+		}
+	}
+}
+
+// BenchmarkHandleTablePut puts handles of 2 KB sessions into a table of
+// the default bounds: the cost of a put must not grow with b.N (the code
+// before scanned the freed slots once the bytes bound was reached).
+func BenchmarkHandleTablePut(b *testing.B) {
+	tb := newHandleTable(DefaultHandles, DefaultHandleBytes)
+	base := make([]byte, 2048)
+	for i := 0; b.Loop(); i++ {
+		tb.put(handle{key: strconv.Itoa(i), base: base, copies: [2]copyToken{{cas: uint64(i)}, {cand: 1, cas: uint64(i)}}})
 	}
 }
