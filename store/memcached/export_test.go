@@ -426,6 +426,13 @@ func SetAppendBlankStored(s *Store) { s.hooks.appendBlankStored = true }
 // model's AppendCompleteUntouched).
 func SetAppendCompleteUntouched(s *Store) { s.hooks.appendCompleteUntouched = true }
 
+// SetAppendFailoverIgnoresPromise makes s the code before the cold
+// review of the merged rules' A2: the write failover that follows R3's
+// completion's touch finding Q gone (an append's write a reader completed
+// onto Q) re-reads P and fences it with that read's token without
+// checking for a promise on P above the write's epoch (R11.3).
+func SetAppendFailoverIgnoresPromise(s *Store) { s.hooks.appendFailoverNoPromise = true }
+
 // SetWitnessAppendTouchErrorOK makes s the code before (W3 of the cold
 // review of the append-gone fixes): in the witness scheme, an append
 // stored whose touch got an error reply is a success with no TTL set,

@@ -380,6 +380,7 @@ type testHooks struct {
 	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
 	appendBlankStored        bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
 	appendCompleteUntouched  bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
+	appendFailoverNoPromise  bool             // the code before (the cold review of the merged rules, A2): the failover after the completion's touch found Q gone fences P with its re-read token though a decision promised P above the write's epoch
 	appendTouchErrorOK       bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
 	r9ParallelRestamps       bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
 	appendGoneAsMissing      bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)

@@ -277,6 +277,46 @@ func carriedLock(t *testing.T, firstFix bool) error {
 	return nil
 }
 
+// lapseQAtTouch arms Q's copy lapsing just before R3's completion touches
+// it: deleted, or (blank) lapsed and a blank left by a reader's
+// get-or-blank (the cold review of the merged rules, A1); first, if not
+// nil, runs before. The flag reports that the touch came.
+func (e *carriedEnv) lapseQAtTouch(t *testing.T, blank bool, first func()) *atomic.Bool {
+	var touched atomic.Bool
+	e.h.mu.Lock()
+	defer e.h.mu.Unlock()
+	e.h.beforeTouch = func() {
+		touched.Store(true)
+		if first != nil {
+			first()
+		}
+		if blank {
+			rawSet(t, e.cands[1], e.key, nil, 30, 0)
+			return
+		}
+		if err := raw(t, e.cands[1]).Delete(e.key); err != nil {
+			t.Errorf("Q's copy lapsing: %v", err)
+		}
+	}
+	return &touched
+}
+
+// appendCompleted sends a lock's append from the writer, has the reader
+// complete it onto Q (completeOntoQ), and returns the record the append
+// writes and the append's error. The write's T (90 min) is longer than
+// the life the session's copies have now, which the reader's copy onto Q
+// carries (copyExp).
+func (e *carriedEnv) appendCompleted(t *testing.T) (rec.Record, error) {
+	en, next, delta := readLocking(t, e.s, e.key)
+	res := make(chan error, 1)
+	go func() {
+		_, _, err := e.s.CompareAndAppend(context.Background(), e.key, delta, en.CAS, 90*time.Minute)
+		res <- err
+	}()
+	e.completeOntoQ(t, func(r rec.Record) bool { return r.Seq == next.Seq })
+	return next, <-res
+}
+
 // TestWitnessAppendCompleteTouched (the model's AppendCompleteUntouched,
 // helper appm): a lock's append stored and touched on P, its append to Q
 // held; a reader completes the write from P's appended item onto Q (which
@@ -298,33 +338,8 @@ func TestWitnessAppendCompleteTouched(t *testing.T) {
 					memcached.SetAppendCompleteUntouched(s)
 				}
 			})
-			ctx := context.Background()
-			en, next, delta := readLocking(t, e.s, e.key)
-			var touched atomic.Bool
-			e.h.mu.Lock()
-			e.h.beforeTouch = func() {
-				touched.Store(true)
-				if c.blank {
-					// Lapsed, and a reader's get-or-blank left a blank
-					// (the cold review of the merged rules, A1).
-					rawSet(t, e.cands[1], e.key, nil, 30, 0)
-					return
-				}
-				if err := raw(t, e.cands[1]).Delete(e.key); err != nil {
-					t.Errorf("Q's copy lapsing: %v", err)
-				}
-			}
-			e.h.mu.Unlock()
-			// The write's T is longer than the life the session's copies
-			// have now, which the reader's copy onto Q carries (copyExp).
-			const T = 90 * time.Minute
-			res := make(chan error, 1)
-			go func() {
-				_, _, err := e.s.CompareAndAppend(ctx, e.key, delta, en.CAS, T)
-				res <- err
-			}()
-			e.completeOntoQ(t, func(r rec.Record) bool { return r.Seq == next.Seq })
-			err := <-res
+			touched := e.lapseQAtTouch(t, c.blank, nil)
+			next, err := e.appendCompleted(t)
 			require.NoError(t, err, "acknowledged")
 			var holders []int
 			for i, a := range e.cands {
@@ -343,6 +358,58 @@ func TestWitnessAppendCompleteTouched(t *testing.T) {
 			}
 			require.True(t, touched.Load(), "the completion touched Q")
 			require.Len(t, holders, 2, "the write failed over: two live copies (%v)", holders)
+		})
+	}
+}
+
+// TestWitnessAppendFailoverPromisedP (the cold review of the merged rules,
+// A2): TestWitnessAppendCompleteTouched's trace, and a decision's promise
+// of epoch 3 (a fence that never came) lands on P's copy of the write
+// before the completion's touch finds Q gone (deleted, or a blank). The
+// re-read of P before the write failover then finds P promised above the
+// write's epoch (0): R11.3, no fence is put over the promise:
+// ErrOutcomeUnknown, P keeping the write and the promise, and no failover
+// (the witness node still a witness). The code before
+// (SetAppendFailoverIgnoresPromise) fenced P with the promised item's
+// token (epoch 1, below the promise, which it erased) and acknowledged.
+func TestWitnessAppendFailoverPromisedP(t *testing.T) {
+	const promised = 3
+	for _, c := range []struct {
+		name          string
+		before, blank bool
+	}{{"fix", false, false}, {"fix-blank", false, true}, {"code-before", true, false}} {
+		before := c.before
+		t.Run(c.name, func(t *testing.T) {
+			e := newHeldAppendEnv(t, func(s *memcached.Store) {
+				if before {
+					memcached.SetAppendFailoverIgnoresPromise(s)
+				}
+			})
+			touched := e.lapseQAtTouch(t, c.blank, func() { promiseAt(t, e.cands[0], e.key, promised) })
+			next, err := e.appendCompleted(t)
+			require.True(t, touched.Load(), "the completion touched Q")
+			penv, _, prom := envAt(t, e.cands[0], e.key)
+			p, ok := decodeCopy(t, e.cands[0], e.key)
+			require.True(t, ok, "P holds a data record")
+			w := rawGet(t, e.cands[2], e.key)
+			t.Logf("CompareAndAppend: %v; P: epoch %d, promise %d, locked %v by %d; the witness node: flags %d", err, penv.E, prom, p.Locked, p.LockID, w.flags)
+			if before {
+				require.NoError(t, err, "the code before: acknowledged by the failover")
+				require.Zero(t, prom, "the code before: P's promise of %d overwritten", promised)
+				require.Less(t, penv.E, uint32(promised), "the code before: a fence below the promise on P")
+				require.Equal(t, uint32(1), w.flags, "the code before: the write copied to the witness node")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			require.Equal(t, uint32(promised), prom, "P's promise stays")
+			require.Zero(t, penv.E, "no fence on P")
+			require.False(t, penv.Pending)
+			require.True(t, p.Locked, "P keeps the write")
+			require.Equal(t, next.LockID, p.LockID, "P keeps the write")
+			require.Equal(t, uint32(2), w.flags, "no failover: the witness node still a witness")
+			wenv, _, wprom := envAt(t, e.cands[2], e.key)
+			require.Zero(t, wenv.E, "the witness of epoch 0")
+			require.Zero(t, wprom, "no failover's promise on the witness node")
 		})
 	}
 }

@@ -348,7 +348,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 					// the failover fences P with its token now, unless
 					// a decision promised a newer epoch there (R11.3).
 					pc, err := w.read(ctx, pw.n, cfg.P, key, " v c t f")
-					if err != nil || !pc.holds(env.ID()) || pc.promisedAbove(env.E) {
+					if err != nil || !pc.holds(env.ID()) || pc.promisedAbove(env.E) && !w.s.hooks.appendFailoverNoPromise {
 						return 0, unknown("cas: the secondary a reader completed lapsed, and the primary changed", err)
 					}
 					gone := copyRead{n: qn, cand: cfg.Q, st: stAbsent}
