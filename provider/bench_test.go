@@ -100,15 +100,5 @@ func BenchmarkGetItem(b *testing.B) {
 // (last/first, near 1 when no cost grows with the sessions seen) and the
 // heap in use. Run it with -benchtime=300x for 300,000 sessions.
 func BenchmarkLongRun(b *testing.B) {
-	p := newBenchProvider(b)
-	r, err := longrun.Run(context.Background(), p, b.N*1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Log(r)
-	b.ReportMetric(r.FirstNs, "first-ns/req")
-	b.ReportMetric(r.LastNs, "last-ns/req")
-	b.ReportMetric(r.Ratio(), "last/first")
-	b.ReportMetric(r.HeapMidMB, "heap-mid-MB")
-	b.ReportMetric(r.HeapMB, "heap-end-MB")
+	longrun.Bench(b, newBenchProvider(b))
 }

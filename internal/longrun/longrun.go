@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -81,6 +82,22 @@ func Run(ctx context.Context, p *provider.Provider, n int) (Result, error) {
 	res.FirstNs = float64(first.Nanoseconds()) / float64(firstReqs)
 	res.LastNs = float64(last.Nanoseconds()) / float64(lastReqs)
 	return res, nil
+}
+
+// Bench runs Run with b.N × 1000 sessions and reports its figures as
+// b's metrics.
+func Bench(b *testing.B, p *provider.Provider) {
+	b.Helper()
+	r, err := Run(context.Background(), p, b.N*1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Log(r)
+	b.ReportMetric(r.FirstNs, "first-ns/req")
+	b.ReportMetric(r.LastNs, "last-ns/req")
+	b.ReportMetric(r.Ratio(), "last/first")
+	b.ReportMetric(r.HeapMidMB, "heap-mid-MB")
+	b.ReportMetric(r.HeapMB, "heap-end-MB")
 }
 
 // step runs session i's requests and returns how many it ran.

@@ -411,16 +411,7 @@ func BenchmarkLongRun(b *testing.B) {
 	testwait.Until(b, 10*time.Second, "the eviction baseline", func() bool { return memcached.EvictionChecks(s) > 0 })
 	p, err := provider.New(s, provider.Config{})
 	require.NoError(b, err)
-	r, err := longrun.Run(context.Background(), p, b.N*1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Log(r)
-	b.ReportMetric(r.FirstNs, "first-ns/req")
-	b.ReportMetric(r.LastNs, "last-ns/req")
-	b.ReportMetric(r.Ratio(), "last/first")
-	b.ReportMetric(r.HeapMidMB, "heap-mid-MB")
-	b.ReportMetric(r.HeapMB, "heap-end-MB")
+	longrun.Bench(b, p)
 }
 
 // BenchmarkWitlessListLoad measures the background reads of the
