@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessionlock/sessionlock/internal/longrun"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
@@ -91,4 +92,13 @@ func BenchmarkGetItem(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLongRun drives b.N × 1000 distinct 2 KB sessions through the
+// provider over the memory store (internal/longrun), reporting a
+// request's mean latency in the run's last tenth over its first
+// (last/first, near 1 when no cost grows with the sessions seen) and the
+// heap in use. Run it with -benchtime=300x for 300,000 sessions.
+func BenchmarkLongRun(b *testing.B) {
+	longrun.Bench(b, newBenchProvider(b))
 }

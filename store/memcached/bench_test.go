@@ -13,8 +13,10 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/longrun"
 	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/internal/netdelay"
+	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -390,4 +392,59 @@ func parallelGets(clients []*memcache.Client, copies []dataCopy) error {
 func median(d []time.Duration) time.Duration {
 	slices.Sort(d)
 	return d[len(d)/2]
+}
+
+// BenchmarkLongRun drives b.N × 1000 distinct 2 KB sessions through the
+// provider over the default three-node Store (the witness scheme, with
+// the default repair scan and health checks), reporting a request's mean
+// latency in the run's last tenth over its first (last/first, near 1 when
+// no cost grows with the sessions seen) and the Go heap in use
+// (internal/longrun). The servers have the memory to keep every session:
+//
+//	go test -run '^$' -bench LongRun -benchtime 100x ./store/memcached/
+func BenchmarkLongRun(b *testing.B) {
+	servers := mcserver.StartForTest(b, 3, mcserver.Config{MemoryMB: 1024})
+	s, err := memcached.New(memcached.Config{Nodes: mcserver.Addrs(servers)})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = s.Close() })
+	require.Equal(b, memcached.BackupWitness, s.Backup())
+	testwait.Until(b, 10*time.Second, "the eviction baseline", func() bool { return memcached.EvictionChecks(s) > 0 })
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(b, err)
+	longrun.Bench(b, p)
+}
+
+// BenchmarkWitlessListLoad measures the background reads of the
+// witness-less list (docs/replication.md §2.2, R8: R9 runs on each listed
+// key at every probe tick until its witness is stored). One of three
+// nodes is killed, b.N × 1000 sessions are created (each goes on the
+// list: every key has the dead node among its three candidates), and
+// then, with no request running, the live nodes' gets are counted until
+// the loop has read the list about three times over: gets/s is the load
+// the list puts on the live nodes while the node stays dead, pass-s the
+// time one pass over the list takes (a tick's probe of the dead node
+// waits for it).
+//
+//	go test -run '^$' -bench WitlessListLoad -benchtime 20x ./store/memcached/
+func BenchmarkWitlessListLoad(b *testing.B) {
+	servers := mcserver.StartForTest(b, 3, mcserver.Config{MemoryMB: 256})
+	s := newStore(b, servers, memcached.Config{})
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(b, err)
+	servers[2].Kill()
+	for range b.N * 1000 {
+		newBenchSession(b, p)
+	}
+	listed := memcached.WitlessKeys(s)
+	live := servers[:2]
+	before, start := countOps(b, live), time.Now()
+	want := before.get + uint64(6*listed) // about three passes: two reads a key
+	testwait.Until(b, 5*time.Minute, "three passes over the witness-less list", func() bool {
+		return countOps(b, live).get >= want
+	})
+	after, took := countOps(b, live), time.Since(start)
+	gets := float64(after.get - before.get)
+	b.ReportMetric(float64(listed), "listed")
+	b.ReportMetric(gets/took.Seconds(), "gets/s")
+	b.ReportMetric(float64(2*listed)/(gets/took.Seconds()), "pass-s")
 }

@@ -339,6 +339,9 @@ func SetNoResume(s *Store) { s.hooks.noResume = true }
 // resume.
 func UnknownAdds(s *Store) int { return s.wit.repair.unknownAddCount() }
 
+// WitlessKeys returns how many keys s's witness-less list holds.
+func WitlessKeys(s *Store) int { return len(s.wit.repair.witlessKeys()) }
+
 // SetResumeDropUnfenced makes s a broken variant of R8's resumption: a
 // creation of unknown outcome found not found is dropped from the list
 // without its blanks re-stamped, so its late CAS may still land.
