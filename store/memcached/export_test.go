@@ -515,3 +515,11 @@ func SetR9ParallelRestamps(s *Store) { s.hooks.r9ParallelRestamps = true }
 func SetR9RestampHook(s *Store, h func(key string, primary, done bool, err error)) {
 	s.hooks.r9Restamp = h
 }
+
+// SetAfterTick makes s call f each time its witness loop ends a tick.
+func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
+
+// SetWitlessVisitFailed makes s the code before the growth audit's fix:
+// every tick visits every key of the witness-less list, also those whose
+// witness node is held failed.
+func SetWitlessVisitFailed(s *Store) { s.hooks.witlessVisitFailed = true }

@@ -322,6 +322,8 @@ type Store struct {
 // testHooks are called at points where tests interleave other operations
 // (export_test.go sets them); nil in production.
 type testHooks struct {
+	afterTick                func()           // the witness scheme's loop ended a tick (probe, evictions, the lists' visits)
+	witlessVisitFailed       bool             // the code before: the tick visits listed keys whose witness node is held failed
 	afterPrimaryWrite        func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead          func(key string) // a repair read the copies, nothing written yet
 	beforeTouchCopies        func(key string) // the witness scheme read a record, its data copies not yet touched

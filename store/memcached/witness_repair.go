@@ -280,6 +280,7 @@ func (w *witness) loop() {
 			w.repairKey(ctx, key)
 		case <-t.C:
 			w.probe(ctx)
+			lastProbe := time.Now()
 			if time.Since(lastEvict) >= w.evictionPeriod() {
 				w.checkEvictions(ctx)
 				lastEvict = time.Now()
@@ -288,12 +289,39 @@ func (w *witness) loop() {
 				select {
 				case <-w.s.stop:
 					return
+				case q := <-w.repair.q:
+					// A long pass still works the repair queue
+					// (past repairQueueLen keys it drops them).
+					w.repairKey(ctx, q)
 				default:
+				}
+				if time.Since(lastProbe) >= probeEvery {
+					// ... and probes the failed nodes at their period,
+					// so a node's return is seen as soon as before.
+					w.probe(ctx)
+					lastProbe = time.Now()
+				}
+				if w.witnessNodeFailed(key) && !w.s.hooks.witlessVisitFailed {
+					continue
 				}
 				w.repairKey(ctx, key)
 			}
+			if w.s.hooks.afterTick != nil {
+				w.s.hooks.afterTick()
+			}
 		}
 	}
+}
+
+// witnessNodeFailed reports whether key is on the witness-less list and
+// the node that should hold its witness is held failed: R9 cannot store
+// the witness there, and its data copies need no failover, so a visit
+// would only read them (two reads a key at every tick, without end while
+// the node stays down: the growth audit of the sixth session of
+// 2026-12-01). The visits resume with the probe that clears the node.
+func (w *witness) witnessNodeFailed(key string) bool {
+	c, listed := w.repair.witlessConfig(key)
+	return listed && w.candidates(key)[c.wit()].wh.isFailed()
 }
 
 // repairKey runs an anomaly read (and its decisions) on key with R9 on the
