@@ -54,7 +54,8 @@ stage sim sim_stage
 # own stage. The runs on the store's default (the witness scheme) are
 # requirements, but for the open items listed by name; the opt-in
 # BackupOn's (backup-on/*) known defects are reported as expected
-# failures naming the defect. TestRedisClusterFailover (about 60 s) kills
+# failures naming the defect; expiry-skew-* move one node's item expiries
+# (copies expiring at different instants). TestRedisClusterFailover (about 60 s) kills
 # a master of a real Redis Cluster during traffic: with WAIT 1, and with
 # its replica stalled with WAIT 1 and without WAIT (the negative control).
 stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run 'TestRealFaults|TestRedisClusterFailover' ./internal/harness"

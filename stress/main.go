@@ -113,6 +113,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&c.AllowUnreachedFaults, "allow-unreached-faults", false, "do not fail the run when a configured fault was never reached (the workload ended first)")
 	fs.IntVar(&c.ExpiryProbes, "expiry-probes", 0, "add N sessions of a short own timeout, left idle past it across the faults, and read them back once they must have expired: each must be a new session (expired_session_revived)")
 	fs.DurationVar(&c.ExpiryTimeout, "expiry-timeout", 0, "the -expiry-probes sessions' own timeout (default 1s)")
+	fs.DurationVar(&c.ExpirySkew, "expiry-skew", 0, "move the expiry of every item on managed memcached node -expiry-skew-node by `D` (whole seconds, at least 2s either way; re-applied every 250 ms until the workload ends, via lru_crawler metadump and mg T), as if its clock ran behind (+: its copies outlive the others') or ahead (-: they die first); with -expiry-probes the read-back waits a positive D longer, and each probe's session is also read between the copies' expiries")
+	fs.IntVar(&c.ExpirySkewNode, "expiry-skew-node", 0, "index of the managed node -expiry-skew acts on")
 	fs.BoolVar(&c.CrashHolder, "crash-holder", false, "kill an app process while it holds locks, half way through, and report the takeover time (needs -procs 2 or more)")
 	fs.DurationVar(&c.Latency, "latency", 0, "delay added to the store's traffic each way, through an in-process TCP proxy")
 	fs.BoolVar(&o.compare, "compare", false, "run the workload with our waiting strategy and with ASP.NET's, and print the ratios")

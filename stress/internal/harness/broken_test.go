@@ -145,3 +145,73 @@ func (s noExpiry) Touch(ctx context.Context, key string, ttl time.Duration) erro
 }
 
 func (s noExpiry) Close() error { return nil }
+
+// outlivingCopy takes a lone copy that outlived the others for the
+// session, as a replicated store that believed its longest-lived copy
+// would: it keeps the last value written to each key as a copy of its
+// own that lives its TTL plus lag (a node whose clock runs lag behind),
+// and when the store answers not found while that copy lives, it writes
+// the copy back (with the copy's remaining life) and serves it. With lag
+// longer than the skew the harness waits for (Config.ExpirySkew), an
+// expired session comes back.
+type outlivingCopy struct {
+	provider.Store
+	lag    time.Duration
+	mu     *sync.Mutex
+	copies map[string]keptCopy
+	served *atomic.Int64
+}
+
+// keptCopy is outlivingCopy's copy of a key.
+type keptCopy struct {
+	value []byte
+	until time.Time
+}
+
+func newOutlivingCopy(s provider.Store, lag time.Duration, served *atomic.Int64) outlivingCopy {
+	return outlivingCopy{Store: s, lag: lag, mu: &sync.Mutex{}, copies: map[string]keptCopy{}, served: served}
+}
+
+func (s outlivingCopy) keep(key string, value []byte, ttl time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.copies[key] = keptCopy{value: append([]byte(nil), value...), until: time.Now().Add(ttl + s.lag)}
+}
+
+func (s outlivingCopy) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	cas, err := s.Store.Add(ctx, key, value, ttl)
+	if err == nil {
+		s.keep(key, value, ttl)
+	}
+	return cas, err
+}
+
+func (s outlivingCopy) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	n, err := s.Store.CompareAndSwap(ctx, key, value, cas, ttl)
+	if err == nil {
+		s.keep(key, value, ttl)
+	}
+	return n, err
+}
+
+func (s outlivingCopy) Get(ctx context.Context, key string) (provider.Entry, error) {
+	e, err := s.Store.Get(ctx, key)
+	if !errors.Is(err, provider.ErrNotFound) {
+		return e, err
+	}
+	s.mu.Lock()
+	c, ok := s.copies[key]
+	s.mu.Unlock()
+	left := time.Until(c.until)
+	if !ok || left <= 0 {
+		return e, err
+	}
+	cas, aerr := s.Store.Add(ctx, key, c.value, left)
+	if aerr != nil {
+		return e, err
+	}
+	s.served.Add(1)
+	return provider.Entry{Value: c.value, CAS: cas}, nil
+}
+
+func (s outlivingCopy) Close() error { return nil }

@@ -363,6 +363,21 @@ type Config struct {
 	// ExpiryTimeout is the probes' sessions' own timeout. Default
 	// session.MinTimeout (1 s).
 	ExpiryTimeout time.Duration
+	// ExpirySkew moves the expiry of every item on managed memcached node
+	// ExpirySkewNode by that much (whole seconds, at least 2 s either
+	// way), as if that node's clock ran behind (positive: its copies
+	// outlive the others') or ahead (negative: they die first), from the
+	// start of the workload until it ends: the harness lists the node's
+	// items (`lru_crawler metadump all`) and sets each one's remaining
+	// TTL (`mg <key> T<n>`) every 250 ms, since the store sets it again
+	// on every access (skew.go). memcached and tiered backends (tiered's
+	// cache nodes). With expiry probes, the read-back waits a positive
+	// skew longer (the session lives as long as its last copy), and on
+	// the memcached backend each probe's session is also read in the
+	// skew's window (Result.ExpirySkewWindowReads). Default 0, off.
+	ExpirySkew time.Duration
+	// ExpirySkewNode is the node ExpirySkew acts on. Default 0.
+	ExpirySkewNode int
 	// CrashHolder kills one app process while it holds session locks,
 	// half way through the run, and reports the takeover time.
 	CrashHolder bool
@@ -518,6 +533,10 @@ func (c Config) check() error {
 		return bad("-partition needs -backend memcached or tiered with managed nodes and at least 2 app processes (not -inproc)")
 	case !c.Partition.IsZero() && (c.FaultNode < 0 || c.FaultNode >= c.Managed || c.PartitionApp < 0 || c.PartitionApp >= c.Procs):
 		return bad("-partition: node %d or app %d out of range", c.FaultNode, c.PartitionApp)
+	case c.ExpirySkew != 0 && (!usesMemcached || c.Managed < 1):
+		return bad("-expiry-skew needs -backend memcached or tiered with managed nodes (-managed N)")
+	case c.ExpirySkew != 0 && (c.ExpirySkew.Abs() < minExpirySkew || c.ExpirySkewNode < 0 || c.ExpirySkewNode >= c.Managed):
+		return bad("-expiry-skew %v on node %d: at least %v either way, on one of the %d managed nodes", c.ExpirySkew, c.ExpirySkewNode, minExpirySkew, c.Managed)
 	case !c.PauseApp.IsZero() && (c.Procs < 2 || c.InProcess):
 		return bad("-pause-app needs at least 2 app processes (-procs 2 or more, not -inproc)")
 	case !c.PauseApp.IsZero() && (c.PauseAppIndex < 0 || c.PauseAppIndex >= c.Procs):

@@ -28,6 +28,7 @@ type expiryProbe struct {
 	// was sent; replaced lists the requests answered with a new one.
 	okSent   int64
 	replaced []replacement
+	failed   []*request // its requests that failed (for findings)
 }
 
 // replacement is a probe's request answered with a new session: the old
@@ -41,6 +42,7 @@ type replacement struct {
 func (p *expiryProbe) answered(r *request) {
 	p.last = max(p.last, r.Recv)
 	if !r.ok() {
+		p.failed = append(p.failed, r)
 		return
 	}
 	if n := len(p.sids); n > 0 && p.sids[n-1] != r.SID {
@@ -77,13 +79,15 @@ func (r *runner) openProbes(ctx context.Context) ([]*expiryProbe, error) {
 
 // runProbes writes each probe's session through the round-robin, one
 // increment at a time every expiryProbeEvery, until its stop moment or
-// until ctx ends (the workload is over). It returns when they stopped.
-func (r *runner) runProbes(ctx context.Context, probes []*expiryProbe) {
+// until ctx ends (the workload is over), closing stopped[i] when probe i
+// stops. It returns when they stopped.
+func (r *runner) runProbes(ctx context.Context, probes []*expiryProbe, stopped []chan struct{}) {
 	var wg sync.WaitGroup
-	for _, p := range probes {
+	for i, p := range probes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(stopped[i])
 			for ctx.Err() == nil && !r.reached(p.stop) {
 				p.answered(p.b.send(ctx, r.work.base, RouteIncr, r.work.ids.Add(1), -1))
 				t := time.NewTimer(expiryProbeEvery)
@@ -148,30 +152,43 @@ func (r *runner) checkExpiry(ctx context.Context, probes []*expiryProbe, res *Re
 			res.ExpiryReplacedGapMaxMs = max(res.ExpiryReplacedGapMaxMs, ms(x.recv-x.prevSent))
 		}
 	}
+	for i, p := range probes {
+		for _, x := range p.failed {
+			res.finding("expiry probe %d's request sent at %.0f ms failed at %.0f ms: %s %s", i, ms(x.Sent-start), ms(x.Recv-start), x.Reason, x.Text)
+		}
+	}
 	faultsEnd := r.start.UnixNano()
 	for _, e := range r.events {
 		if !e.Missed && e.Kind != FaultError {
 			faultsEnd = max(faultsEnd, r.start.UnixNano()+int64((e.AtMs+e.DurationMs)*float64(time.Millisecond)))
 		}
 	}
+	// A positive Config.ExpirySkew: the skewed node's copies outlive the
+	// others by the skew, and the session with them (the store cannot
+	// tell that node's clock is behind): every copy must have expired
+	// the skew later.
+	bound := expiryBound(r.cfg, r.cfg.ExpiryTimeout) + max(r.cfg.ExpirySkew.Round(time.Second), 0)
 	var deadline time.Time
 	for _, p := range probes {
-		at := time.Unix(0, max(p.last, faultsEnd)).Add(expiryBound(r.cfg, r.cfg.ExpiryTimeout))
+		at := time.Unix(0, max(p.last, faultsEnd)).Add(bound)
 		if at.After(deadline) {
 			deadline = at
 		}
 	}
 	waitFrom := time.Now()
-	if d := time.Until(deadline); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
+	if err := pause(ctx, time.Until(deadline)); err != nil {
+		return err
 	}
+	r.windows.Wait()
 	res.ExpiryWaitMs = ms(int64(time.Since(waitFrom)))
+	r.mu.Lock()
+	w := r.skewWindows
+	r.mu.Unlock()
+	res.ExpirySkewWindowReads, res.ExpirySkewLone, res.ExpirySkewWindowFound, res.ExpirySkewWindowErrors = w.reads, w.lone, w.found, w.errors
+	res.SessionsLost += w.lost
+	for _, n := range w.notes {
+		res.finding("%s", n)
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	for i, p := range probes {
@@ -246,14 +263,15 @@ func (r *runner) nodeTTLs(ctx context.Context, sid string) string {
 	var b strings.Builder
 	b.WriteString("; items:")
 	for i, addr := range r.be.spec.Nodes {
-		fmt.Fprintf(&b, " node %d %s", i, metaGet(ctx, addr, key))
+		fmt.Fprintf(&b, " node %d [%s]", i, metaCmd(ctx, addr, "mg "+key+" t s"))
 	}
 	return b.String()
 }
 
-// metaGet sends `mg <key> t s` to the memcached node at addr and returns
-// its answer's line.
-func metaGet(ctx context.Context, addr, key string) string {
+// metaCmd sends one meta command (its line without the CRLF) to the
+// memcached node at addr and returns its answer's line, or the error in
+// parentheses.
+func metaCmd(ctx context.Context, addr, cmd string) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
@@ -264,14 +282,14 @@ func metaGet(ctx context.Context, addr, key string) string {
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	if _, err := fmt.Fprintf(conn, "mg %s t s\r\n", key); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s\r\n", cmd); err != nil {
 		return fmt.Sprintf("(%v)", err)
 	}
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
 	}
-	return "[" + strings.TrimSpace(line) + "]"
+	return strings.TrimSpace(line)
 }
 
 // statusError is an app server's answer other than 200 OK.

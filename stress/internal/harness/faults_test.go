@@ -4,9 +4,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/stress/internal/harness"
 )
 
@@ -29,6 +33,12 @@ import (
 // (sessions_unavailable) fails every case but the double fault that
 // lists it (runCase.allows): a single fault must leave every session
 // readable.
+//
+// expiry-skew-behind and expiry-skew-ahead (default scheme only) move
+// node 1's item expiries 3 s later or 2 s earlier (Config.ExpirySkew):
+// copies expiring at different instants; each probe's session is also
+// read in the skew's window, and the case needs one read there to have
+// met a lone data copy.
 func TestRealFaults(t *testing.T) {
 	if os.Getenv("SESSIONLOCK_FAULTS") == "" {
 		t.Skip("set SESSIONLOCK_FAULTS=1 (scripts/test.sh stage faults)")
@@ -148,6 +158,24 @@ func TestRealFaults(t *testing.T) {
 		}
 		cases = append(cases, c)
 	}
+	// Copies expiring at different instants on different nodes
+	// (Config.ExpirySkew): node 1's items expire 3 s later than the store
+	// set (its clock behind: its copies outlive the others', the
+	// dangerous direction) or 3 s earlier (ahead: its copies die first,
+	// a probe's at once). Requirements, on the default only (the
+	// simulation's SimExpirySkew covers the rest): every invariant, each
+	// probe's session read in the skew's window (found while a lone copy
+	// lives, never found gone within its timeout) and gone for good at
+	// the read-back.
+	for _, sk := range []struct {
+		name string
+		d    time.Duration
+	}{{"expiry-skew-behind", 3 * time.Second}, {"expiry-skew-ahead", -2 * time.Second}} {
+		cases = append(cases, runCase{name: sk.name, set: func(c *harness.Config) {
+			c.ExpirySkew, c.ExpirySkewNode = sk.d, 1
+			c.Requests = 1000
+		}})
+	}
 	for _, k := range kinds {
 		cases = append(cases, runCase{name: "backup-on/" + k.name, backup: "on", set: k.set,
 			defect: "the opt-in backup-copy scheme's " + k.on})
@@ -201,6 +229,11 @@ func TestRealFaults(t *testing.T) {
 				if tc.backend == "" || !tieredNoProbes[strings.TrimPrefix(tc.name, "tiered/")] {
 					cfg.ExpiryProbes = 4
 				}
+				if cfg.ExpirySkew != 0 {
+					// Six: each probe's data copies miss the skewed node
+					// one time in three, and the case needs one there.
+					cfg.ExpiryProbes = 6
+				}
 			}
 			res := run(t, cfg)
 			if res.FailoverChecked && res.RequestsAfterFailover == 0 {
@@ -221,6 +254,20 @@ func TestRealFaults(t *testing.T) {
 			}
 			if len(res.Events) == 0 {
 				t.Fatal("no fault was injected")
+			}
+			if cfg.ExpirySkew != 0 {
+				// The skew moved items, and the window reads saw the state
+				// they are for: a session with one data copy left.
+				t.Logf("expiry skew %+ds: %d items moved (%d at once), %d rounds (%d busy); window: %d reads, %d lone copies, %d found, %d failed",
+					res.ExpirySkewS, res.ExpirySkewShifted, res.ExpirySkewLapsed, res.ExpirySkewRounds, res.ExpirySkewBusy,
+					res.ExpirySkewWindowReads, res.ExpirySkewLone, res.ExpirySkewWindowFound, res.ExpirySkewWindowErrors)
+				if res.ExpirySkewShifted == 0 || res.ExpirySkewWindowReads != cfg.ExpiryProbes || res.ExpirySkewLone == 0 {
+					t.Errorf("the skew tested nothing: %d items moved, %d of %d probe sessions read in its window, %d with a lone data copy",
+						res.ExpirySkewShifted, res.ExpirySkewWindowReads, cfg.ExpiryProbes, res.ExpirySkewLone)
+				}
+				if res.ExpirySkewWindowErrors > 0 {
+					t.Errorf("%d window reads failed (a lone copy with its witness must be failed over, or two empty answers give not found)", res.ExpirySkewWindowErrors)
+				}
 			}
 			if cfg.FlushCount > 0 {
 				var flushed []string
@@ -288,4 +335,32 @@ func (tc runCase) allows(x string) bool {
 		return x != "sessions_unavailable"
 	}
 	return slices.Contains(tc.may, x)
+}
+
+// TestExpirySkewRevivalIsCaught runs TestRealFaults' expiry-skew-behind
+// case (three memcached, node 1's expiries 3 s late, four expiry
+// probes) with its three app servers in this process, each over a store
+// that takes a copy that outlived the others for the session
+// (outlivingCopy: its own copy of each key lives 30 s past its TTL, far
+// past the 3 s the harness allows the skewed node's copies, and is
+// written back when the store answers not found). The read-back must
+// find the expired sessions come back: expired_session_revived, and the
+// run fails.
+func TestExpirySkewRevivalIsCaught(t *testing.T) {
+	skipWithoutMemcached(t)
+	var served atomic.Int64
+	res := run(t, harness.Config{
+		Backend: harness.BackendMemcached, Managed: 3, Procs: 3, InProcess: true,
+		Sessions: 16, Burst: 6, Requests: 1000, Lease: 1500 * time.Millisecond,
+		Duration: -1, Seed: 7, ExpiryProbes: 4,
+		ExpirySkew: 3 * time.Second, ExpirySkewNode: 1,
+		WrapStore: func(s provider.Store) provider.Store {
+			return newOutlivingCopy(s, 30*time.Second, &served)
+		},
+	})
+	require.Positive(t, res.ExpirySkewShifted, "the skew moved nothing")
+	require.Positive(t, served.Load(), "no lone copy was served; the test proves nothing")
+	require.Positive(t, res.ExpiredRevived, "expired_session_revived")
+	require.Contains(t, res.Violations(), "expired_session_revived")
+	require.False(t, res.OK())
 }

@@ -212,6 +212,9 @@ func TestConfigErrors(t *testing.T) {
 		{"couchbase without bucket", harness.Config{Backend: harness.BackendCouchbase, Couchbase: harness.Couchbase{ConnStr: "couchbase://127.0.0.1"}}, "-cb-bucket"},
 		{"no bound", harness.Config{Requests: -1, Duration: -1}, "bound"},
 		{"negative burst", harness.Config{Burst: -1}, "-burst"},
+		{"expiry skew without managed nodes", harness.Config{ExpirySkew: 3 * time.Second}, "-expiry-skew needs"},
+		{"expiry skew under 2 s", harness.Config{Backend: harness.BackendMemcached, Managed: 3, ExpirySkew: -time.Second}, "at least 2s"},
+		{"expiry skew node out of range", harness.Config{Backend: harness.BackendMemcached, Managed: 3, ExpirySkew: 3 * time.Second, ExpirySkewNode: 3}, "-expiry-skew"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -275,5 +275,12 @@ func expiryLine(r *Result) string {
 	if r.ExpiryReplaced > 0 {
 		s += fmt.Sprintf("; %d probe sessions found gone while written, each more than their timeout after the last write was sent (up to %.0f ms): they may have expired", r.ExpiryReplaced, r.ExpiryReplacedGapMaxMs)
 	}
+	if r.ExpirySkewS != 0 {
+		s += fmt.Sprintf("; expiry skew %+ds on node %d: %d items moved (%d expired at once) in %d rounds (%d busy)",
+			r.ExpirySkewS, r.ExpirySkewNode, r.ExpirySkewShifted, r.ExpirySkewLapsed, r.ExpirySkewRounds, r.ExpirySkewBusy)
+		if r.ExpirySkewWindowReads > 0 {
+			s += fmt.Sprintf("; read in its window: %d probe sessions, %d with a single data copy left, %d found, %d failed", r.ExpirySkewWindowReads, r.ExpirySkewLone, r.ExpirySkewWindowFound, r.ExpirySkewWindowErrors)
+		}
+	}
 	return s
 }

@@ -173,6 +173,28 @@ type Result struct {
 	// found gone sooner is lost, counted in SessionsLost.
 	ExpiryReplaced         int     `json:"expiry_replaced,omitempty"`
 	ExpiryReplacedGapMaxMs float64 `json:"expiry_replaced_gap_max_ms,omitempty"`
+	// ExpirySkew*: with Config.ExpirySkew, the skew (ExpirySkewS, whole
+	// seconds, signed) and the node it moved; its rounds (each a listing
+	// of the node's items), the rounds the crawler was busy, the items
+	// whose expiry it moved and, of them, those it expired at once. With
+	// expiry probes on the memcached backend, each probe's session is
+	// read in the skew's window (between the skewed node's copies' expiry
+	// and the others'): ExpirySkewWindowReads such reads, of which
+	// ExpirySkewLone found a single data copy on the nodes (the state
+	// the window is for), ExpirySkewWindowFound found the session and
+	// ExpirySkewWindowErrors failed (neither found nor not found). One
+	// that found the session gone within its own timeout is counted in
+	// SessionsLost.
+	ExpirySkewS            int64 `json:"expiry_skew_s,omitempty"`
+	ExpirySkewNode         int   `json:"expiry_skew_node,omitempty"`
+	ExpirySkewRounds       int64 `json:"expiry_skew_rounds,omitempty"`
+	ExpirySkewBusy         int64 `json:"expiry_skew_busy,omitempty"`
+	ExpirySkewShifted      int64 `json:"expiry_skew_shifted,omitempty"`
+	ExpirySkewLapsed       int64 `json:"expiry_skew_lapsed,omitempty"`
+	ExpirySkewWindowReads  int   `json:"expiry_skew_window_reads,omitempty"`
+	ExpirySkewLone         int   `json:"expiry_skew_lone,omitempty"`
+	ExpirySkewWindowFound  int   `json:"expiry_skew_window_found,omitempty"`
+	ExpirySkewWindowErrors int   `json:"expiry_skew_window_errors,omitempty"`
 	// FencedWritesRejected: commits refused because their lock had been
 	// taken over (the fence working, not a violation).
 	FencedWritesRejected int64 `json:"fenced_writes_rejected"`

@@ -100,6 +100,13 @@ type runner struct {
 	// restart-node run with no request after the failover time).
 	lateFaults bool
 
+	// skewStats are Config.ExpirySkew's counts (runExpirySkew), under
+	// mu; windows runs its window reads (skewWindowReads), whose counts
+	// are skewWindows, under mu.
+	skewStats   skewStats
+	windows     sync.WaitGroup
+	skewWindows skewWindowCounts
+
 	// failUnavailable (tests only) is the read-back before
 	// sessions_unavailable, kept as a broken variant: a session still
 	// unavailable at the end failed the whole run, which then had no
@@ -178,13 +185,31 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		defer faults.Done()
 		r.injectFaults(faultCtx)
 	}()
+	if cfg.ExpirySkew != 0 {
+		faults.Add(1)
+		go func() {
+			defer faults.Done()
+			r.runExpirySkew(faultCtx)
+		}()
+	}
 	stopProgress := r.progress()
 	probeCtx, stopProbes := context.WithCancel(ctx)
+	stopped := make([]chan struct{}, len(probes))
+	for i := range stopped {
+		stopped[i] = make(chan struct{})
+	}
+	if cfg.ExpirySkew != 0 && cfg.Backend == BackendMemcached && len(probes) > 0 {
+		r.windows.Add(1)
+		go func() {
+			defer r.windows.Done()
+			r.skewWindowReads(ctx, probes, stopped)
+		}()
+	}
 	var probing sync.WaitGroup
 	probing.Add(1)
 	go func() {
 		defer probing.Done()
-		r.runProbes(probeCtx, probes)
+		r.runProbes(probeCtx, probes, stopped)
 	}()
 	r.work.run(ctx, deadline)
 	end := time.Now()
@@ -221,6 +246,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res := analyze(o)
+	if cfg.ExpirySkew != 0 {
+		r.mu.Lock()
+		st := r.skewStats
+		r.mu.Unlock()
+		res.ExpirySkewS, res.ExpirySkewNode = skewSecs(cfg.ExpirySkew), cfg.ExpirySkewNode
+		res.ExpirySkewRounds, res.ExpirySkewBusy, res.ExpirySkewShifted, res.ExpirySkewLapsed = st.rounds, st.busy, st.shifted, st.lapsed
+	}
 	if err := r.checkExpiry(ctx, probes, res); err != nil {
 		return nil, err
 	}
