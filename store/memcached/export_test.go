@@ -512,3 +512,15 @@ func SetR9ParallelRestamps(s *Store) { s.hooks.r9ParallelRestamps = true }
 func SetR9RestampHook(s *Store, h func(key string, primary, done bool, err error)) {
 	s.hooks.r9Restamp = h
 }
+
+// SetLandedConflict makes a BackupOn write that landed on the primary and
+// was then replaced, lost or cut off there before its backup half
+// completed answer ErrCASConflict, as before the sixth session's d4 (the
+// broken variant of TestLandedWriteNotConflict).
+func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
+
+// SetRefusedUnsure makes a BackupOn write the primary refused answer the
+// primary's error though its backup half's outcome is unknown or its undo
+// could not finish, as before the sixth session's d4 (the broken variant
+// of TestRefusedWriteBackupUnsure).
+func SetRefusedUnsure(s *Store) { s.hooks.refusedUnsure = true }
