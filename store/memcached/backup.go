@@ -345,14 +345,15 @@ func (w *bakWrite) remember(cas uint64, flags uint32) {
 // primary may have lost this write (a claim, an empty copy) and been
 // restored from an older copy meanwhile. The primary's own copy of this
 // write (its CAS is still primaryCAS) is left alone; an absent or older
-// copy is replaced by this write. A copy of the same Seq and the same
-// bytes is this write's value under a new CAS (a reader's sliding CAS
-// rewrote it, or a repair restored it from the backup copy holding it):
-// the key holds what this write stored, and the write succeeds. A copy of
-// the same Seq with other bytes is a write based on the older copy: this
-// write is no longer live, the backup copy is made the primary's again,
-// and the write's outcome is unknown (landedErr: it was on the primary,
-// where others may have read it, before the primary lost it). A copy with
+// copy is replaced by this write. A copy of the same Seq is either this
+// write's value under a new CAS (a reader's sliding CAS rewrote it, or a
+// repair restored it from the backup copy holding it) or a write based on
+// the older copy (equal bytes included: a lock-free change carries no
+// nonce, and two lock-free increments of one base write the same bytes,
+// so "the same bytes" is no proof that this write survived): this write
+// may no longer be live, the backup copy is made the primary's again, and
+// the write's outcome is unknown (landedErr: it was on the primary, where
+// others may have read it, before the primary may have lost it). A copy with
 // a higher Seq is taken to include this write: it usually is a later write
 // based on it, and Seq orders copies but does not tell branches apart (see
 // doc.go, Residual windows).
@@ -382,8 +383,6 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 		switch {
 		case err != nil:
 			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)
-		case h.Seq == w.seq && bytes.Equal(cur.value, w.value) && !w.s.hooks.landedConflict:
-			return nil // this write's bytes, rewritten
 		case h.Seq == w.seq:
 			_ = w.s.syncBackup(ctx, w.rt, w.value) // the primary holds a record: never kept
 			return w.s.landedErr(p, "cas", key, "the primary lost this write and a write based on an older copy replaced it")

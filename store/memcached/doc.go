@@ -155,9 +155,9 @@
 // a backup write that comes after it is refused or finds the claim, and
 // that writer, once its value is on the backup, brings the primary up to
 // its value (or fails with provider.ErrOutcomeUnknown if a write based on
-// the older copy already replaced it: it was on the primary before; a copy
-// holding its very bytes under a new CAS, a reader's sliding CAS or a
-// repair's restore, is the write, which succeeds). Writers keep a claim younger than
+// the older copy, or its very bytes under a new CAS, replaced it: it was on
+// the primary before, and a twin of the same bytes, two lock-free changes
+// of one base, cannot be told from a reader's sliding CAS). Writers keep a claim younger than
 // max(1 s, 4 Timeouts) on the copies they write, so a slower writer of
 // the same round still sees it; a writer that finds the backup copy gone
 // (both nodes flushed one after the other) checks the primary too. So a
