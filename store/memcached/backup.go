@@ -293,9 +293,12 @@ func (w *bakWrite) pair(primaryCAS uint64) {
 // backup write found a copy of its Seq or newer is acknowledged or replaces
 // that copy. A primary that does not answer may have died after taking this
 // write, and the backup copy may then be a write redirected to it since,
-// based on the older copy and acknowledged: this write is not live (its
-// copy on the primary is noted stale there), and it fails with
-// provider.ErrCASConflict so that the caller reads the key again.
+// based on the older copy and acknowledged: this write is not live for this
+// Store (its copy on the primary is noted stale there). It landed on the
+// primary though, which other processes may still read (a primary that is
+// only slow answers them; each process judges node health alone): its
+// outcome is unknown (landedErr), never a conflict, which says nothing was
+// written.
 func (w *bakWrite) primaryAlive() error {
 	ctx := w.ctx
 	p, key := w.rt.p, w.rt.key
@@ -307,7 +310,26 @@ func (w *bakWrite) primaryAlive() error {
 	}
 	p.noteIfDown(key)
 	w.s.baks.drop(key)
-	return fmt.Errorf("memcached: node %s: cas %s: %w: the primary died before the backup copy held this write, and the backup copy changed meanwhile", p.addr, key, provider.ErrCASConflict)
+	return w.s.landedErr(p, "cas", key, "the primary stopped answering before the backup copy held this write, and the backup copy changed meanwhile")
+}
+
+// landedErr is the error of a write that landed on node n, the key's
+// primary (its write there succeeded), and that this Store then found
+// lost or replaced there, or could not complete because n stopped
+// answering, before the backup copy held it: the write was stored, and
+// another process may have read it, so its outcome is unknown
+// (provider.ErrOutcomeUnknown), never a conflict or "not found", which say
+// that nothing was written (issue 13; the sixth session's d4: a reader's
+// sliding CAS or a repair's restore between the write and its backup half
+// answered ErrCASConflict, and the provider's next decision then found its
+// own release and answered ErrLockLost). With the test hook
+// landedConflict, provider.ErrCASConflict, as before.
+func (s *Store) landedErr(n *node, op, key, why string) error {
+	sentinel := provider.ErrOutcomeUnknown
+	if s.hooks.landedConflict {
+		sentinel = provider.ErrCASConflict
+	}
+	return fmt.Errorf("memcached: node %s: %s %s: %w: %s", n.addr, op, key, sentinel, why)
 }
 
 // remember notes the backup copy just written, unless it carries a claim
@@ -323,14 +345,18 @@ func (w *bakWrite) remember(cas uint64, flags uint32) {
 // primary may have lost this write (a claim, an empty copy) and been
 // restored from an older copy meanwhile. The primary's own copy of this
 // write (its CAS is still primaryCAS) is left alone; an absent or older
-// copy is replaced by this write. A copy of the same Seq is a write based
-// on the older copy (equal bytes included: the provider's changes are
-// deterministic, two requests may write the same bytes): this write is no
-// longer live, the backup copy is made the primary's again and the write
-// fails with provider.ErrCASConflict. A copy with a higher Seq is taken to
-// include this write: it usually is a later write based on it, and Seq
-// orders copies but does not tell branches apart (see doc.go, Residual
-// windows).
+// copy is replaced by this write. A copy of the same Seq is either this
+// write's value under a new CAS (a reader's sliding CAS rewrote it, or a
+// repair restored it from the backup copy holding it) or a write based on
+// the older copy (equal bytes included: a lock-free change carries no
+// nonce, and two lock-free increments of one base write the same bytes,
+// so "the same bytes" is no proof that this write survived): this write
+// may no longer be live, the backup copy is made the primary's again, and
+// the write's outcome is unknown (landedErr: it was on the primary, where
+// others may have read it, before the primary may have lost it). A copy with
+// a higher Seq is taken to include this write: it usually is a later write
+// based on it, and Seq orders copies but does not tell branches apart (see
+// doc.go, Residual windows).
 func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 	ctx := w.ctx
 	p, key := w.rt.p, w.rt.key
@@ -359,7 +385,7 @@ func (w *bakWrite) fixPrimary(primaryCAS uint64) error {
 			return fmt.Errorf("memcached: node %s: cas %s: %w", p.addr, key, err)
 		case h.Seq == w.seq:
 			_ = w.s.syncBackup(ctx, w.rt, w.value) // the primary holds a record: never kept
-			return fmt.Errorf("memcached: node %s: cas %s: %w: the primary lost this write and a write based on an older copy replaced it", p.addr, key, provider.ErrCASConflict)
+			return w.s.landedErr(p, "cas", key, "the primary lost this write and a write based on an older copy replaced it")
 		case h.Seq > w.seq:
 			return nil
 		}
@@ -405,12 +431,12 @@ func (w *bakWrite) undo(perr error) error {
 // token it reused without reading), the backup copy is the session's
 // only copy and the record before this write is not known: it is kept
 // (a later read restores the primary from it), and syncBackup reports
-// it (kept): the write is then on the backup copy only, its outcome
-// unknown. Deleting it lost the session (review of 2026-11-29, F1). A
-// CompareAndSwap's undo also looks at copies that changed since
-// (bakWrite.undo).
-func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) (kept bool) {
-	return s.undoBackup(ctx, rt, backupUndo{ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) }}) == undoKept
+// it (undoKept): the write is then on the backup copy only, its outcome
+// unknown. Deleting it lost the session (review of 2026-11-29, F1). An
+// undo that could not finish reports undoFailed. A CompareAndSwap's undo
+// also looks at copies that changed since (bakWrite.undo).
+func (s *Store) syncBackup(ctx context.Context, rt route, ours []byte) undoOutcome {
+	return s.undoBackup(ctx, rt, backupUndo{ours: func(bak *metaItem) bool { return bytes.Equal(bak.value, ours) }})
 }
 
 // backupUndo is how undoBackup recognises the write it undoes.
@@ -472,6 +498,12 @@ const (
 	// undoCarried: a copy changed since the write landed and may carry it
 	// (backupUndo.carries): another process may have taken the write up.
 	undoCarried
+	// undoFailed: the undo could not finish (a read of a copy, or the
+	// write that puts the backup copy back, failed): the backup copy may
+	// still hold the write. This Store notes it stale when it marked the
+	// backup node down, but other processes, for which the node may be
+	// up, read it there.
+	undoFailed
 )
 
 // undoBackup is syncBackup with the backup copy recognised as the write's
@@ -496,7 +528,7 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 	defer rt.b.noteIfDown(rt.bakKey())
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil {
-		return undoDone
+		return undoFailed
 	}
 	bak := bItems[0]
 	if bak != nil && !u.ours(bak) {
@@ -505,13 +537,20 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 	}
 	pItems, err := rt.p.mget(ctx, true, rt.key)
 	if err != nil {
-		return undoDone
+		if bak != nil {
+			return undoFailed // the write's copy stays
+		}
+		return s.mayCarry(ctx, rt, u, nil, nil)
 	}
 	prim := pItems[0]
 	switch {
 	case prim != nil && bak != nil:
 		err := rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
-		if u.mine != nil && (errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)) {
+		refused := errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)
+		if err != nil && !refused {
+			return undoFailed // the write's copy may stay
+		}
+		if u.mine != nil && refused {
 			// Changed since it was read: what holds it now?
 			bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 			if err != nil {
@@ -583,8 +622,24 @@ func (s *Store) undoErr(rt route, perr error, o undoOutcome) error {
 		return keptOnBackup(rt, perr)
 	case o == undoCarried && !s.hooks.undoCarriedRefused:
 		return fmt.Errorf("memcached: node %s: %s: the primary refused this write (%v), and a copy changed since it landed on the backup copy may carry it: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
+	case o == undoFailed && !s.hooks.refusedUnsure:
+		return fmt.Errorf("memcached: node %s: %s: the primary refused this write (%v), and the undo of its backup copy could not finish: %w", rt.p.addr, rt.key, perr, provider.ErrOutcomeUnknown)
 	}
 	return perr
+}
+
+// refusedErr is the error of a write that one copy refused with
+// notWritten (a conflict, "not found", "exists") while its other half
+// failed with other: notWritten, unless other leaves the write's outcome
+// there unknown (its reply was lost: the write may have landed on that
+// copy, where other processes, for which the node may still be up, read
+// it). Then the outcome is unknown (sixth session, d4; with the test hook
+// refusedUnsure, notWritten as before).
+func (s *Store) refusedErr(rt route, notWritten, other error) error {
+	if !errors.Is(other, provider.ErrOutcomeUnknown) || errors.Is(notWritten, provider.ErrOutcomeUnknown) || s.hooks.refusedUnsure {
+		return notWritten
+	}
+	return fmt.Errorf("memcached: %s: one copy refused this write (%v), and the other's write may have landed (%v): %w", rt.key, notWritten, other, provider.ErrOutcomeUnknown)
 }
 
 // keptOnBackup is the error of a write the primary refused because it

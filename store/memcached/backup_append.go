@@ -38,11 +38,14 @@ import (
 // fixPrimary takes a higher Seq. When the primary holds neither (it lost
 // the key, or was restored from an older copy, between the append and the
 // read), this append survives nowhere: the backup copy never had it, and
-// every later write on the primary is based on what it holds. It fails
-// with provider.ErrCASConflict and the caller reads again. A primary that
-// stops answering in that window fails it with ErrCASConflict too when
-// this Store can note the key stale there (its copy is then deleted before
-// the node serves again), else with provider.ErrOutcomeUnknown.
+// every later write on the primary is based on what it holds. It was on
+// the primary though, where another process may have read it before the
+// primary lost it: it fails with provider.ErrOutcomeUnknown (landedErr),
+// never a conflict, which says nothing was written. A primary that stops
+// answering in that window fails it with ErrOutcomeUnknown too: this Store
+// notes the key stale there (its copy is deleted before the node serves
+// this Store again), but other processes, for which the node may still be
+// up, read the append there.
 //
 // When the primary append is refused and the backup's landed (a loser of
 // the round, whose backup pair was still current), the backup copy is
@@ -112,8 +115,8 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 	p, key := a.rt.p, a.rt.key
 	items, err := p.mget(ctx, true, key)
 	if err != nil {
-		if errors.Is(err, provider.ErrUnavailable) && p.noteIfDown(key) {
-			return fmt.Errorf("memcached: node %s: append %s: %w: the primary died before the backup copy held this append (its copy there is deleted before the node serves again)", p.addr, key, provider.ErrCASConflict)
+		if errors.Is(err, provider.ErrUnavailable) && p.noteIfDown(key) && a.s.hooks.landedConflict {
+			return a.s.landedErr(p, "append", key, "the primary died before the backup copy held this append (its copy there is deleted before the node serves again)")
 		}
 		return fmt.Errorf("memcached: node %s: append %s: %w: reading the record back for the backup copy: %w", p.addr, key, provider.ErrOutcomeUnknown, err)
 	}
@@ -124,7 +127,7 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 		h, perr = record.Parse(cur.value)
 	}
 	if perr != nil || h.Seq < seq || (h.Seq == seq && !bytes.HasSuffix(cur.value, a.delta)) {
-		return fmt.Errorf("memcached: node %s: append %s: %w: the primary lost this append before its backup copy was written", p.addr, key, provider.ErrCASConflict)
+		return a.s.landedErr(p, "append", key, "the primary lost this append before its backup copy was written")
 	}
 	exp := a.exp
 	if h.Seq > seq {
@@ -153,7 +156,10 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // a release so told went on to report ErrLockLost for a release it had
 // written.
 func (a *bakAppend) undo(perr error) error {
-	if a.newCAS == 0 || errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
+	if a.newCAS == 0 {
+		return a.s.refusedErr(a.rt, perr, a.err) // the backup append's outcome may be unknown
+	}
+	if errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
 		return perr
 	}
 	u := backupUndo{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -258,13 +259,17 @@ func divergedAppend(t *testing.T, diverge func(*testing.T, *appendEnv), broken b
 // refused; before the Store completes the backup copy whole, the primary
 // loses the key: it is flushed and repaired by the other Store from the
 // backup copy (without the lock change), or killed. The change survives
-// nowhere, and CompareAndAppend fails with ErrCASConflict (not success):
-// both Stores then serve the record as it was before it, never a corrupt
-// or half-applied one.
+// nowhere now, but it was on the primary, where another process may have
+// read it: CompareAndAppend fails with ErrOutcomeUnknown (not success, and
+// not ErrCASConflict, which says nothing was written: sixth session, d4;
+// the broken variant SetLandedConflict is the code before, which answered
+// the conflict): both Stores then serve the record as it was before it,
+// never a corrupt or half-applied one.
 func TestBackupAppendPrimaryLostMidAppend(t *testing.T) {
 	ctx := context.Background()
-	for _, lose := range []string{"flush", "kill"} {
-		t.Run(lose, func(t *testing.T) {
+	for _, v := range []string{"flush", "kill", "flush/broken", "kill/broken"} {
+		lose, broken := strings.CutSuffix(v, "/broken")
+		t.Run(v, func(t *testing.T) {
 			e := newAppendEnv(t, false)
 			item, err := e.p1.GetItemExclusive(ctx, e.id) // the pair
 			require.NoError(t, err)
@@ -283,8 +288,18 @@ func TestBackupAppendPrimaryLostMidAppend(t *testing.T) {
 					require.Equal(t, cur.Seq, seqOf(t, e.s2, e.key), "the repair restores the copy before the lock")
 				})
 			}, nil)
+			if broken {
+				memcached.SetLandedConflict(e.s1) // after SetTestHooks, which resets the hooks
+			}
 			_, _, err = e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
-			require.ErrorIs(t, err, provider.ErrCASConflict, "a lock change that survives nowhere was acknowledged")
+			require.Error(t, err, "a lock change that survives nowhere was acknowledged")
+			if broken {
+				require.ErrorIs(t, err, provider.ErrCASConflict)
+				require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+			} else {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the lock change was on the primary")
+				require.NotErrorIs(t, err, provider.ErrCASConflict, "a conflict says nothing was written")
+			}
 			for _, s := range []*memcached.Store{e.s1, e.s2} {
 				en, err := s.Get(ctx, e.key)
 				require.NoError(t, err)

@@ -117,8 +117,9 @@
 // not its own, checks that the primary still answers before it is
 // acknowledged: otherwise that copy may be a write redirected to the
 // backup since, based on the older copy, and the write fails with
-// provider.ErrCASConflict, so the caller reads again
-// (TestKilledPrimaryRedirectedWriteMidWrite). After that, while the node is down, Get, CompareAndSwap, Add,
+// provider.ErrOutcomeUnknown: it is not live for this Store, but it landed
+// on the primary, which other processes may still read
+// (TestKilledPrimaryRedirectedWriteMidWrite, TestLandedWriteNotConflict). After that, while the node is down, Get, CompareAndSwap, Add,
 // Touch and Delete of its keys go to the backup copies, which act as
 // primaries; writes of keys whose backup node is down write the primary
 // only. No request fails once the node is marked down. A key whose primary
@@ -153,8 +154,10 @@
 // that landed before the claim makes it fail, and the repair reads again;
 // a backup write that comes after it is refused or finds the claim, and
 // that writer, once its value is on the backup, brings the primary up to
-// its value (or fails with provider.ErrCASConflict if a write based on the
-// older copy already replaced it). Writers keep a claim younger than
+// its value (or fails with provider.ErrOutcomeUnknown if a write based on
+// the older copy, or its very bytes under a new CAS, replaced it: it was on
+// the primary before, and a twin of the same bytes, two lock-free changes
+// of one base, cannot be told from a reader's sliding CAS). Writers keep a claim younger than
 // max(1 s, 4 Timeouts) on the copies they write, so a slower writer of
 // the same round still sees it; a writer that finds the backup copy gone
 // (both nodes flushed one after the other) checks the primary too. So a
@@ -285,7 +288,8 @@
 // own backup path (backup.go: ordered by Seq, claims, primary checks); a
 // primary that lost the append by then (flushed and restored from the
 // older backup copy, or dead) leaves it nowhere, and the call fails with
-// provider.ErrCASConflict. When the primary append is refused and the
+// provider.ErrOutcomeUnknown (it was on the primary, where others may have
+// read it). When the primary append is refused and the
 // backup's landed, the backup copy is undone as a refused whole write's
 // is. Every guarantee of the backup scheme above therefore holds for
 // appends (backup_append.go says why, case by case): the backup copy is
@@ -395,10 +399,8 @@
 //     (the delta does not follow its base) and repair skips it.
 //   - A lock change whose backup append was refused, and whose primary
 //     then stops answering before the record is read back for the backup
-//     copy, fails with provider.ErrCASConflict when this Store can note
-//     the key stale on that node (its copy is deleted before the node
-//     serves again), else (the node was marked up again meanwhile) with
-//     provider.ErrOutcomeUnknown. The touch sent with a refused backup
+//     copy, fails with provider.ErrOutcomeUnknown (this Store notes the
+//     key stale on that node, but other processes may still read it). The touch sent with a refused backup
 //     append sets the TTL of whatever the backup copy holds; the whole
 //     write that follows sets it again, unless the copy was newer.
 //   - Values that are not provider records have no Seq: their backup copy

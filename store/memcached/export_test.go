@@ -523,3 +523,15 @@ func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
 // every tick visits every key of the witness-less list, also those whose
 // witness node is held failed.
 func SetWitlessVisitFailed(s *Store) { s.hooks.witlessVisitFailed = true }
+
+// SetLandedConflict makes a BackupOn write that landed on the primary and
+// was then replaced, lost or cut off there before its backup half
+// completed answer ErrCASConflict, as before the sixth session's d4 (the
+// broken variant of TestLandedWriteNotConflict).
+func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
+
+// SetRefusedUnsure makes a BackupOn write the primary refused answer the
+// primary's error though its backup half's outcome is unknown or its undo
+// could not finish, as before the sixth session's d4 (the broken variant
+// of TestRefusedWriteBackupUnsure).
+func SetRefusedUnsure(s *Store) { s.hooks.refusedUnsure = true }

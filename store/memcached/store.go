@@ -379,6 +379,8 @@ type testHooks struct {
 	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	undoCarriedRefused       bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
+	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
+	refusedUnsure            bool             // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
 	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
 	appendBlankStored        bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
 	appendCompleteUntouched  bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
@@ -690,11 +692,18 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
 		// The primary is now marked down and the backup copy acts as
 		// the primary: its answer is the answer (its token is not
-		// known: 0).
+		// known: 0). A refusal there does not say that nothing was
+		// written when the primary's add may have landed.
+		if berr != nil {
+			return 0, s.refusedErr(rt, berr, perr)
+		}
 		return 0, berr
 	default:
-		if wroteB && s.syncBackup(context.WithoutCancel(ctx), rt, value) {
-			return 0, keptOnBackup(rt, perr)
+		if wroteB {
+			return 0, s.undoErr(rt, perr, s.syncBackup(context.WithoutCancel(ctx), rt, value))
+		}
+		if backup != nil {
+			return 0, s.refusedErr(rt, perr, berr)
 		}
 		return 0, perr
 	}
@@ -783,6 +792,9 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		// The CAS failed: this value must not stay on the backup.
 		if bw != nil && bw.landed {
 			return 0, bw.undo(perr)
+		}
+		if bw != nil {
+			return 0, s.refusedErr(rt, perr, bw.err)
 		}
 		return 0, perr
 	}

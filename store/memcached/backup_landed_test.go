@@ -1,0 +1,214 @@
+package memcached_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/internal/testwait"
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// Sixth session, d4 (BackupOn, real memcached): a whole write landed on
+// the primary, and before its backup half completed, the copies changed
+// (the hook runs between the two: afterPrimaryWrite). The write was
+// stored, and others may have read it: it never answers a conflict, which
+// says nothing was written (the provider's next decision then finds its
+// own release and answers ErrLockLost: the simulation's
+// defect4-failed-commit-applied, 177 of 2,400 seeds of delay and
+// flush-each before the fix).
+//
+//   - slid: the backup copy is flushed (the slow path finds it empty and
+//     checks the primary) and a reader's sliding CAS rewrote the
+//     primary's copy, the same bytes under a new CAS: unknown outcome,
+//     not success. The Store cannot tell it from the primary having lost
+//     the write and a twin written from the older copy (two lock-free
+//     increments of one base write the same bytes, no nonce): answering
+//     success there loses one of the two acknowledged increments.
+//   - replaced: the same, the primary holding another record of the
+//     write's Seq (the primary lost the write and a write based on the
+//     older copy replaced it): unknown outcome.
+//   - silent: the backup copy holds another record of the write's Seq
+//     and the primary stops answering (killed here; a slow primary that
+//     other processes still read is the same to this Store): unknown.
+//
+// The broken variant (SetLandedConflict) answers ErrCASConflict in all
+// three.
+func TestLandedWriteNotConflict(t *testing.T) {
+	for _, c := range []string{"slid", "replaced", "silent"} {
+		for _, broken := range []bool{false, true} {
+			t.Run(c+map[bool]string{false: "", true: "/broken"}[broken], func(t *testing.T) {
+				ctx := context.Background()
+				e := newAppendEnv(t, false)
+				en, next, _ := readLocking(t, e.s1, e.key)
+				other := next
+				other.LockID++
+				memcached.ForgetBackupCopies(e.s1) // the backup half takes the slow path
+				var herr error
+				var once sync.Once
+				memcached.SetTestHooks(e.s1, func(string) {
+					once.Do(func() {
+						switch c {
+						case "slid", "replaced":
+							herr = raw(t, e.backup).Delete(e.bakKey)
+							if herr == nil && c == "slid" {
+								newCAS(t, e.primary, e.key)
+							}
+							if herr == nil && c == "replaced" {
+								it, err := raw(t, e.primary).Get(e.key)
+								require.NoError(t, err)
+								it.Value = other.Encode()
+								herr = raw(t, e.primary).CompareAndSwap(it)
+							}
+						case "silent":
+							it, err := raw(t, e.backup).Get(e.bakKey)
+							require.NoError(t, err)
+							it.Value = other.Encode()
+							herr = raw(t, e.backup).CompareAndSwap(it)
+							serverAt(t, e.servers, e.primary).Kill()
+						}
+					})
+				}, nil)
+				if broken {
+					memcached.SetLandedConflict(e.s1) // after SetTestHooks, which resets the hooks
+				}
+				_, err := e.s1.CompareAndSwap(ctx, e.key, next.Encode(), en.CAS, time.Minute)
+				require.NoError(t, herr, "changing the copies")
+				switch {
+				case broken:
+					require.ErrorIs(t, err, provider.ErrCASConflict)
+					require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+				default:
+					require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the write landed on the primary")
+					require.NotErrorIs(t, err, provider.ErrCASConflict, "a conflict says nothing was written")
+				}
+			})
+		}
+	}
+}
+
+// Sixth session, d4 (BackupOn, real memcached): a whole write the primary
+// refuses (its token is stale there), whose backup half landed:
+//
+//   - reply-lost: the backup write's reply is lost (the connection closes
+//     once the backup node holds the write): the backup copy may hold the
+//     write, where other processes read it once the primary loses the
+//     key. Its outcome is unknown, not the primary's conflict.
+//   - undo-silent: the backup write's reply came, and the undo's read of
+//     the backup copy times out (the node is paused): the undo cannot
+//     finish, the copy keeps the write; another Store reads it there once
+//     the node answers again and the primary lost the key. Unknown.
+//
+// The broken variant (SetRefusedUnsure) answers the primary's conflict.
+func TestRefusedWriteBackupUnsure(t *testing.T) {
+	for _, c := range []string{"reply-lost", "undo-silent"} {
+		for _, broken := range []bool{false, true} {
+			t.Run(c+map[bool]string{false: "", true: "/broken"}[broken], func(t *testing.T) {
+				ctx := context.Background()
+				ld := &closingDialer{t: t}
+				gd := newGoneDialer(t)
+				dial := ld.dial
+				if c == "undo-silent" {
+					dial = gd.dial
+				}
+				e := newAppendEnvDial(t, false, dial)
+				if broken {
+					memcached.SetRefusedUnsure(e.s1)
+				}
+				en, next, _ := readLocking(t, e.s1, e.key) // the pair: the backup write is sent in parallel
+				newCAS(t, e.primary, e.key)                // the primary refuses
+				switch c {
+				case "reply-lost":
+					ld.arm(e.backup, e.bakKey)
+				case "undo-silent":
+					srv := serverAt(t, e.servers, e.backup)
+					gd.mu.Lock()
+					gd.beforeKey, gd.beforeRead = e.bakKey, func() { require.NoError(t, srv.Pause()) }
+					gd.mu.Unlock()
+					t.Cleanup(func() { _ = srv.Resume() })
+				}
+				_, err := e.s1.CompareAndSwap(ctx, e.key, next.Encode(), en.CAS, time.Minute)
+				if c == "undo-silent" {
+					gd.mu.Lock()
+					require.Nil(t, gd.beforeRead, "the undo read the backup copy")
+					gd.mu.Unlock()
+					require.NoError(t, serverAt(t, e.servers, e.backup).Resume())
+				}
+				// The backup copy holds the write: another Store reads it
+				// once the primary loses the key.
+				it, gerr := raw(t, e.backup).Get(e.bakKey)
+				require.NoError(t, gerr)
+				require.Equal(t, next.Encode(), it.Value, "the backup copy holds the refused write")
+				require.NoError(t, raw(t, e.primary).Delete(e.key))
+				got, gerr := e.s2.Get(ctx, e.key)
+				require.NoError(t, gerr)
+				require.Equal(t, next.Encode(), got.Value, "another Store reads the write")
+				if broken {
+					require.ErrorIs(t, err, provider.ErrCASConflict)
+					require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+					return
+				}
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the write may be (is) on the backup copy")
+			})
+		}
+	}
+}
+
+// closingDialer's connections to addr, once armed for key, send the
+// first `ms <key> ` written, wait (bounded) until the node holds a new
+// version of key, and close: the write landed, its reply is lost.
+type closingDialer struct {
+	t         *testing.T
+	mu        sync.Mutex
+	addr, key string
+}
+
+func (d *closingDialer) arm(addr, key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.addr, d.key = addr, key
+}
+
+func (d *closingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return wrapDial(func(addr string, c net.Conn) net.Conn { return &closingConn{Conn: c, d: d, addr: addr} })(ctx, network, addr)
+}
+
+type closingConn struct {
+	net.Conn
+	d    *closingDialer
+	addr string
+}
+
+func (c *closingConn) Write(b []byte) (int, error) {
+	c.d.mu.Lock()
+	key := c.d.key
+	hit := key != "" && c.addr == c.d.addr && bytes.Contains(b, []byte("ms "+key+" "))
+	if hit {
+		c.d.key = "" // once
+	}
+	c.d.mu.Unlock()
+	if !hit {
+		return c.Conn.Write(b)
+	}
+	mc := raw(c.d.t, c.addr)
+	before, err := mc.Get(key)
+	if err != nil {
+		c.d.t.Errorf("reading %s before its write: %v", key, err)
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b)
+	if !testwait.Poll(5*time.Second, func() bool {
+		now, err := mc.Get(key)
+		return err == nil && now.CasID != before.CasID
+	}) {
+		c.d.t.Errorf("the write of %s never landed", key)
+	}
+	_ = c.Conn.Close()
+	return n, err
+}
