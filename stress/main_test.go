@@ -117,6 +117,11 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "2", "-flush", "50%"}, "neither -flush"},
 		{[]string{"-backend", "memcached", "-managed", "3", "-backup", "twice"}, "unknown -backup"},
 		{[]string{"-backup", "witness"}, "-backup is for the memcached and tiered backends"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-fault-spacing", "8s"}, "-fault-spacing 8s: a positive duration, with -flush-count"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "2", "-spaced-restart"}, "-spaced-restart needs -fault-spacing"},
+		{[]string{"-backend", "memcached", "-managed", "3", "-flush-count", "101", "-fault-spacing", "8s"}, "-flush-count 101"},
+		{[]string{"-repair-every", "3s"}, "-repair-every is for the memcached and tiered backends"},
+		{[]string{"-idle-sessions", "-1"}, "-idle-sessions must not be negative"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -86,6 +86,12 @@ type observations struct {
 	events   []Event
 	start    int64 // workload start and end, Unix ns
 	end      int64
+
+	// sentOnly (tests only) is checkFailover before spaced faults, kept
+	// as a broken variant: a request was judged by its sending alone,
+	// so one sent a failover time after a fault and still in flight when
+	// the next fault began counted as failing after the failover.
+	sentOnly bool
 }
 
 // FailoverTime is how long after a fault a store may still be failing
@@ -365,8 +371,10 @@ func faultWindows(o observations) []span {
 // checkFailover counts the requests sent after a fault and within no
 // fault's window (faultWindows: up to a failover time after a fault
 // ended, or for a node out longer than that, within a failover time of
-// its start or end) (RequestsAfterFailover), and those of them that
-// failed with a server error (5xx: FailedAfterFailover).
+// its start or end) and not in flight when a fault began (as one sent
+// before the first fault is not judged: the fault may end it)
+// (RequestsAfterFailover), and those of them that failed with a server
+// error (5xx: FailedAfterFailover).
 // They are a violation when the store promises failover
 // (promisesFailover), with a finding each. A failure on a session still
 // unavailable at the end (SessionsUnavailable, its own violation) is
@@ -378,9 +386,18 @@ func checkFailover(o observations, res *Result) {
 		return
 	}
 	first := slices.MinFunc(windows, func(a, b span) int { return cmp.Compare(a.from, b.from) }).from
+	var begins []int64 // each fault's beginning
+	for _, e := range o.events {
+		if !e.Missed && e.Kind != FaultError {
+			begins = append(begins, o.start+int64(e.AtMs*float64(time.Millisecond)))
+		}
+	}
 	res.FailoverChecked = promisesFailover(o.cfg)
 	for _, r := range o.requests {
 		if r.Sent < first || slices.ContainsFunc(windows, func(w span) bool { return r.Sent >= w.from && r.Sent < w.to }) {
+			continue
+		}
+		if !o.sentOnly && slices.ContainsFunc(begins, func(b int64) bool { return r.Sent < b && b < r.Recv }) {
 			continue
 		}
 		res.RequestsAfterFailover++

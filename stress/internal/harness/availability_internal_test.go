@@ -236,6 +236,39 @@ func TestFailedDuringLongNodeFault(t *testing.T) {
 	}
 }
 
+// TestFailedInFlightAtNextFault: a request sent a failover time after a
+// fault and still in flight when the next fault began may be ended by
+// that fault (as one in flight when the first fault began is not
+// judged): not counted; one answered before it began is (the spaced
+// run of TestRealFaults: a commit sent 14 ms before a restart, failed
+// 500 by it). sentOnly, the check before, counts both.
+func TestFailedInFlightAtNextFault(t *testing.T) {
+	const start = int64(1_000_000) * msNs
+	for _, before := range []bool{false, true} {
+		cfg := Config{Backend: BackendMemcached, Backup: "witness", Lease: time.Second}.withDefaults()
+		o := observations{cfg: cfg, sids: []string{"A"}, timings: map[uint64]timing{}, start: start, sentOnly: before}
+		// A flush at 2500 ms, a restart at 5045 ms (down 15 ms).
+		o.events = []Event{
+			{AtMs: 2500, Kind: FaultFlush, Target: "memcached node 0"},
+			{AtMs: 5045, DurationMs: 15, Kind: FaultRestartNode, Target: "memcached node 1"},
+		}
+		add := func(id uint64, sentMs, recvMs int64) {
+			o.requests = append(o.requests, &request{ID: id, Browser: 0, Route: RouteSlow, SID: "A", Proc: 2,
+				Sent: start + sentMs*msNs, Recv: start + recvMs*msNs, Status: 500, Reason: "status_500"})
+		}
+		add(1, 5031, 5108) // in flight when the restart began
+		add(2, 4500, 4600) // answered before it
+		o.states = map[string]sessionState{"A": {Found: true}}
+		res := analyze(o)
+		want := 1
+		if before {
+			want = 2
+		}
+		require.Equal(t, want, res.FailedAfterFailover, "sentOnly %v", before)
+		require.Equal(t, want, res.RequestsAfterFailover, "sentOnly %v", before)
+	}
+}
+
 // unknownCommits is a store whose writes, once armed, report an unknown
 // outcome (as the memcached store's undo refused by a node did), naming
 // the key, which holds the session id: the middleware must shorten it.

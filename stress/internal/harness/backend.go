@@ -37,6 +37,9 @@ type storeSpec struct {
 	// WaitReplicas is the redis store's WaitReplicas.
 	WaitReplicas int           `json:"wait_replicas,omitempty"`
 	WaitTimeout  time.Duration `json:"wait_timeout,omitempty"`
+	// RepairEvery is Config.RepairEvery: the memcached store's repair
+	// scan period (0: the store's default).
+	RepairEvery time.Duration `json:"repair_every,omitempty"`
 }
 
 // backupMode is the memcached.BackupMode that Config.Backup names: ""
@@ -98,7 +101,7 @@ func openStoreEvents(ctx context.Context, spec storeSpec, onEvent provider.Event
 }
 
 // memcachedConfig is the memcached store's configuration for spec: its
-// nodes, its backup mode, a node's address redirected by spec.Dial (a
+// nodes, its backup mode, its repair scan's period, a node's address redirected by spec.Dial (a
 // partition's proxy) and the store's node events sent to onEvent. The
 // memcached backend and tiered's cache are built by it alike.
 func memcachedConfig(spec storeSpec, onEvent provider.EventFunc) (memcached.Config, error) {
@@ -106,7 +109,7 @@ func memcachedConfig(spec storeSpec, onEvent provider.EventFunc) (memcached.Conf
 	if err != nil {
 		return memcached.Config{}, err
 	}
-	mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent}
+	mc := memcached.Config{Nodes: spec.Nodes, Backup: mode, OnEvent: onEvent, RepairEvery: spec.RepairEvery}
 	if len(spec.Dial) > 0 {
 		mc.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if to, ok := spec.Dial[addr]; ok {
@@ -181,7 +184,7 @@ func (b *backend) startManaged(ctx context.Context, cfg Config) ([]string, error
 // startBackend starts (or connects to) the store cfg asks for, with
 // latency proxies in front when cfg.Latency is set.
 func startBackend(ctx context.Context, cfg Config) (b *backend, err error) {
-	b = &backend{spec: storeSpec{Backend: cfg.Backend, Backup: cfg.Backup, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout}, latency: cfg.Latency}
+	b = &backend{spec: storeSpec{Backend: cfg.Backend, Backup: cfg.Backup, Cluster: cfg.ManagedCluster, WaitReplicas: cfg.RedisWait, WaitTimeout: cfg.RedisWaitTimeout, RepairEvery: cfg.RepairEvery}, latency: cfg.Latency}
 	defer func() {
 		if err != nil {
 			b.close()

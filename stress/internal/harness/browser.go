@@ -124,6 +124,9 @@ type browser struct {
 	// timeout, when set, is the own timeout each of its requests gives
 	// its session (an expiry probe's: Config.ExpiryProbes).
 	timeout time.Duration
+	// idle: it loads its first page and sends nothing more
+	// (Config.IdleSessions).
+	idle bool
 }
 
 func newBrowser(idx int, cfg Config) *browser {
@@ -270,8 +273,10 @@ type workload struct {
 
 func newWorkload(cfg Config, base string) *workload {
 	w := &workload{cfg: cfg, base: base}
-	for i := range cfg.Sessions {
-		w.browsers = append(w.browsers, newBrowser(i, cfg))
+	for i := range cfg.Sessions + cfg.IdleSessions {
+		b := newBrowser(i, cfg)
+		b.idle = i >= cfg.Sessions
+		w.browsers = append(w.browsers, b)
 	}
 	w.remaining.Store(int64(cfg.Requests))
 	return w
@@ -395,6 +400,9 @@ func (w *workload) run(ctx context.Context, deadline time.Time) {
 	w.started.Store(true)
 	var wg sync.WaitGroup
 	for _, b := range w.browsers {
+		if b.idle {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -295,6 +295,35 @@ type Config struct {
 	// on a node drawn from Seed (or FlushNode when not -1). The instants
 	// and nodes are printed when the run starts and in each fault event.
 	FlushCount int
+	// FaultSpacing, above 0, spaces FlushCount's faults by that duration
+	// instead of drawing them: fault k (from 1) comes k·FaultSpacing
+	// after the workload started, on the nodes in turn (FlushNode, or
+	// the node Seed picks when -1, then the next, wrapping), at most
+	// MaxSpacedFaults. Spaced beyond the store's repair window (the
+	// memcached store's repair scan every RepairEvery, plus its pass:
+	// docs/replication.md §9, "Repair window"), each fault is a single
+	// fault and the run must hold every invariant; the run's idle
+	// sessions (IdleSessions) show that the window was kept.
+	FaultSpacing time.Duration
+	// SpacedRestart makes every second spaced fault (the 2nd, 4th, …)
+	// a restart of its node (killed, then started empty) instead of a
+	// flush. Needs FaultSpacing.
+	SpacedRestart bool
+	// RepairEvery is the memcached store's Config.RepairEvery (the repair
+	// scan's period; negative: no scan) for every store of the run (the
+	// memcached backend and tiered's cache). Default 0: the store's
+	// default (memcached.DefaultRepairEvery, 30 s).
+	RepairEvery time.Duration
+	// IdleSessions adds that many browsers that load their first page
+	// (creating their session) and send nothing more: their sessions are
+	// touched by no request until the read-back at the end, so only the
+	// store's repair scan restores their copies after a fault. Each must
+	// be found then (sessions_lost). With FaultSpacing on the memcached
+	// backend's witness scheme, each idle session's records are read on
+	// every node (`mg`) right after each spaced fault and right before
+	// the next: one not whole then (two data copies and a witness) is a
+	// repair window missed (repair_window_exceeded). Default 0: none.
+	IdleSessions int
 	// PauseNode stops managed node FaultNode with SIGSTOP at PauseNode.At
 	// and continues it (SIGCONT) PauseNode.For later: a node that hangs
 	// past the client timeout, then runs the commands queued meanwhile.
@@ -523,8 +552,16 @@ func (c Config) check() error {
 		return bad("-fault-node %d: there are %d managed nodes", c.FaultNode, c.Managed)
 	case !c.Flush.IsZero() && !c.FlushAll && (c.FlushNode < -1 || c.FlushNode >= c.Managed):
 		return bad("-flush-node %d: there are %d managed nodes", c.FlushNode, c.Managed)
-	case c.FlushCount < 0 || c.FlushCount > MaxFlushCount:
-		return bad("-flush-count %d: want 0 to %d", c.FlushCount, MaxFlushCount)
+	case c.FlushCount < 0 || (c.FaultSpacing == 0 && c.FlushCount > MaxFlushCount) || c.FlushCount > MaxSpacedFaults:
+		return bad("-flush-count %d: want 0 to %d (%d with -fault-spacing)", c.FlushCount, MaxFlushCount, MaxSpacedFaults)
+	case c.FaultSpacing < 0 || (c.FaultSpacing > 0 && c.FlushCount == 0):
+		return bad("-fault-spacing %v: a positive duration, with -flush-count", c.FaultSpacing)
+	case c.SpacedRestart && c.FaultSpacing == 0:
+		return bad("-spaced-restart needs -fault-spacing")
+	case c.RepairEvery != 0 && !usesMemcached:
+		return bad("-repair-every is for the memcached and tiered backends")
+	case c.IdleSessions < 0:
+		return bad("-idle-sessions must not be negative, got %d", c.IdleSessions)
 	case c.FlushCount > 0 && (!c.Flush.IsZero() || c.FlushAll || c.Managed < 1):
 		return bad("-flush-count needs managed memcached nodes (-managed N) and neither -flush nor -flush-all")
 	case c.FlushCount > 0 && (c.FlushNode < -1 || c.FlushNode >= c.Managed):

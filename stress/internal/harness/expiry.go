@@ -60,7 +60,7 @@ func (r *runner) openProbes(ctx context.Context) ([]*expiryProbe, error) {
 	cfg := r.cfg
 	var probes []*expiryProbe
 	for i := range cfg.ExpiryProbes {
-		b := newBrowser(cfg.Sessions+i, cfg)
+		b := newBrowser(cfg.Sessions+cfg.IdleSessions+i, cfg)
 		b.timeout = cfg.ExpiryTimeout
 		stop := At{Fraction: 0.5 * float64(i+1) / float64(cfg.ExpiryProbes)}
 		if cfg.Requests < 0 {

@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 
 func run(t *testing.T, cfg harness.Config) *harness.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	timeout := 2 * time.Minute
+	if cfg.Duration > 0 {
+		timeout += cfg.Duration // a long run's own time (make soak)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := harness.Run(ctx, cfg)
 	require.NoError(t, err)

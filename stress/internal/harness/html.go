@@ -231,6 +231,13 @@ func writeInvariants(b *strings.Builder, r *Result) {
 		row("expired_session_revived", r.ExpiredRevived, expiryLine(r), r.ExpiredRevived > 0 || r.ExpiryUnchecked > 0, status)
 		row("expired_session_unavailable", r.ExpiredUnavailable, "read-backs of an expired probe session that an app server answered with a server error (5xx), after the faults healed", r.ExpiredUnavailable > 0, "")
 	}
+	if r.SpacedFaults > 0 {
+		status = ""
+		if r.IdleChecksBefore == 0 {
+			status = "UNCHECKED"
+		}
+		row("repair_window_exceeded", r.RepairWindowExceeded, "idle sessions (touched by no request) not whole on the nodes right before a spaced fault: the previous fault's damage not repaired within the spacing: "+spacedLine(r), r.RepairWindowExceeded > 0, status)
+	}
 	missed := len(r.UnreachedFaults())
 	status = ""
 	if missed > 0 && r.UnreachedFaultsAllowed {

@@ -322,6 +322,31 @@ func TestFlushPlan(t *testing.T) {
 	}
 }
 
+// TestSpacedPlan: -fault-spacing's faults come at D, 2D, ... on the
+// nodes in turn from -flush-node (or from the seed's node), every second
+// one a restart with -spaced-restart, and replace the seeded flushes.
+func TestSpacedPlan(t *testing.T) {
+	cfg := Config{FlushCount: 6, FaultSpacing: 8 * time.Second, FlushNode: 1, SpacedRestart: true}
+	want := []spacedFault{
+		{8 * time.Second, 1, false}, {16 * time.Second, 2, true}, {24 * time.Second, 0, false},
+		{32 * time.Second, 1, true}, {40 * time.Second, 2, false}, {48 * time.Second, 0, true},
+	}
+	if got := spacedPlan(cfg, 3); !reflect.DeepEqual(got, want) {
+		t.Fatalf("plan %+v, want %+v", got, want)
+	}
+	if n := seededFlushes(cfg); n != 0 {
+		t.Fatalf("%d seeded flushes beside the spaced ones", n)
+	}
+	cfg.FlushNode, cfg.Seed = -1, 5
+	if got := spacedPlan(cfg, 3); got[0].node != 2 || got[1].node != 0 {
+		t.Fatalf("seed 5 on 3 nodes: first nodes %d, %d, want 2, 0", got[0].node, got[1].node)
+	}
+	cfg.FaultSpacing = 0
+	if got := spacedPlan(cfg, 3); got != nil || seededFlushes(cfg) != 6 {
+		t.Fatalf("without spacing: spaced %+v, seeded %d", got, seededFlushes(cfg))
+	}
+}
+
 // TestStampsRecordUnknownWrites: a write of unknown outcome the provider
 // may settle as landed (a lock taken with no successful write) gives its
 // holder a lease from its call, as a successful write does; a write

@@ -71,6 +71,10 @@ func figures(r *Result) []figure {
 		p("expired_session_unavailable", "%d (read-backs of an expired session answered with a server error)", r.ExpiredUnavailable)
 		bad(r.ExpiredUnavailable > 0)
 	}
+	if r.SpacedFaults > 0 {
+		p("repair_window_exceeded", "%d: %s", r.RepairWindowExceeded, spacedLine(r))
+		bad(r.RepairWindowExceeded > 0)
+	}
 	p("fenced_writes_rejected", "%d", r.FencedWritesRejected)
 	if r.HoldersAcrossRevival > 0 {
 		p("holders_across_revival", "%d (a revival from the durable tier fenced a holder of the lost cache's lock while a new one ran: by design)", r.HoldersAcrossRevival)

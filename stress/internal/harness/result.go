@@ -195,6 +195,26 @@ type Result struct {
 	ExpirySkewLone         int   `json:"expiry_skew_lone,omitempty"`
 	ExpirySkewWindowFound  int   `json:"expiry_skew_window_found,omitempty"`
 	ExpirySkewWindowErrors int   `json:"expiry_skew_window_errors,omitempty"`
+	// IdleSessions is Config.IdleSessions.
+	IdleSessions int `json:"idle_sessions,omitempty"`
+	// Spaced faults (Config.FaultSpacing): SpacedFaults faults
+	// FaultSpacingMs apart (SpacedKinds says which), with the repair scan
+	// every RepairEveryMs. The idle sessions' records were read right
+	// after each fault (IdleChecksAfter times; IdleBrokenAfter sessions
+	// not whole then, summed, and at least IdleBrokenAfterMin after each
+	// fault) and right before each later one
+	// (IdleChecksBefore times; RepairWindowExceeded sessions not whole
+	// then, summed: the previous fault's damage not repaired within the
+	// spacing, repair_window_exceeded).
+	SpacedFaults         int     `json:"spaced_faults,omitempty"`
+	FaultSpacingMs       float64 `json:"fault_spacing_ms,omitempty"`
+	SpacedKinds          string  `json:"spaced_kinds,omitempty"`
+	RepairEveryMs        float64 `json:"repair_every_ms,omitempty"`
+	IdleChecksAfter      int     `json:"idle_checks_after,omitempty"`
+	IdleBrokenAfter      int     `json:"idle_broken_after,omitempty"`
+	IdleBrokenAfterMin   int     `json:"idle_broken_after_min,omitempty"`
+	IdleChecksBefore     int     `json:"idle_checks_before,omitempty"`
+	RepairWindowExceeded int     `json:"repair_window_exceeded,omitempty"`
 	// FencedWritesRejected: commits refused because their lock had been
 	// taken over (the fence working, not a violation).
 	FencedWritesRejected int64 `json:"fenced_writes_rejected"`
@@ -373,6 +393,7 @@ func (r *Result) Violations() []string {
 		{r.CounterNotLinearizable > 0, "counter_not_linearizable"},
 		{r.ExpiredRevived > 0, "expired_session_revived"},
 		{r.ExpiredUnavailable > 0, "expired_session_unavailable"},
+		{r.RepairWindowExceeded > 0, "repair_window_exceeded"},
 	} {
 		if c.broken {
 			v = append(v, c.name)

@@ -103,7 +103,10 @@ type runner struct {
 	// skewStats are Config.ExpirySkew's counts (runExpirySkew), under
 	// mu; windows runs its window reads (skewWindowReads), whose counts
 	// are skewWindows, under mu.
-	skewStats   skewStats
+	skewStats skewStats
+	// spaced are the idle sessions' checks around Config.FaultSpacing's
+	// faults (checkIdle), under mu.
+	spaced      spacedCounts
 	windows     sync.WaitGroup
 	skewWindows skewWindowCounts
 
@@ -253,6 +256,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		res.ExpirySkewS, res.ExpirySkewNode = skewSecs(cfg.ExpirySkew), cfg.ExpirySkewNode
 		res.ExpirySkewRounds, res.ExpirySkewBusy, res.ExpirySkewShifted, res.ExpirySkewLapsed = st.rounds, st.busy, st.shifted, st.lapsed
 	}
+	r.spacedResult(res)
 	if err := r.checkExpiry(ctx, probes, res); err != nil {
 		return nil, err
 	}
@@ -380,17 +384,7 @@ func (r *runner) injectFaults(ctx context.Context) {
 				r.restartMaster(ctx)
 				return
 			}
-			n := r.be.nodes[cfg.FaultNode]
-			// The fault begins with the kill (connections reset) and lasts
-			// until the node listens again, empty.
-			began := time.Since(r.start)
-			if err := n.Restart(context.WithoutCancel(ctx)); err != nil {
-				r.event(FaultError, r.nodeName(cfg.FaultNode), "restarting %s node %d failed: %v", kind, cfg.FaultNode, err)
-				return
-			}
-			down := time.Since(r.start) - began
-			r.record(Event{Kind: FaultRestartNode, Target: r.nodeName(cfg.FaultNode), AtMs: ms(int64(began)), DurationMs: ms(int64(down)),
-				What: fmt.Sprintf("restarted %s node %d (%s), empty", kind, cfg.FaultNode, n.Addr())})
+			r.restartNode(ctx, cfg.FaultNode, "")
 		}})
 	}
 	if !cfg.Flush.IsZero() && cfg.FlushAll {
@@ -418,7 +412,17 @@ func (r *runner) injectFaults(ctx context.Context) {
 			r.event(FaultFlush, r.nodeName(i), "flushed %s node %d (%s), chosen by seed %d", kind, i, n.Addr(), cfg.Seed)
 		}})
 	}
-	for k, pf := range flushPlan(cfg.Seed, cfg.FlushCount, len(r.be.nodes), cfg.FlushNode) {
+	for k, sf := range spacedPlan(cfg, len(r.be.nodes)) {
+		what := "flush"
+		if sf.restart {
+			what = "restart"
+		}
+		r.say("spaced fault %d of %d: %s of memcached node %d at %v", k+1, cfg.FlushCount, what, sf.node, sf.at)
+		pending = append(pending, fault{At{After: sf.at}, FaultFlush, fmt.Sprintf("spaced fault %d (%s of memcached node %d)", k+1, what, sf.node), func(ctx context.Context) {
+			r.spacedFault(ctx, k, sf)
+		}})
+	}
+	for k, pf := range flushPlan(cfg.Seed, seededFlushes(cfg), len(r.be.nodes), cfg.FlushNode) {
 		at := At{Fraction: pf.frac}
 		if cfg.Requests < 0 {
 			at = At{After: time.Duration(pf.frac * float64(cfg.Duration))}
@@ -528,7 +532,8 @@ type plannedFlush struct {
 
 // flushPlan draws count flush instants in [0.1, 0.9] of the run, at
 // least FlushGap apart and in order, each on a node drawn from seed
-// (or node, when not -1). The same seed gives the same plan.
+// (or node, when not -1). The same seed gives the same plan. Spaced
+// faults (Config.FaultSpacing) are spacedPlan's instead: none.
 func flushPlan(seed uint64, count, nodes, node int) []plannedFlush {
 	if count <= 0 || nodes <= 0 {
 		return nil
