@@ -524,6 +524,18 @@ func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
 // witness node is held failed.
 func SetWitlessVisitFailed(s *Store) { s.hooks.witlessVisitFailed = true }
 
+// SetLoopVisit makes s's witness loop call f before each key it visits
+// (one of the repair queue, or one listed for R9 or to be resumed).
+func SetLoopVisit(s *Store, f func(key string)) { s.hooks.loopVisit = f }
+
+// SetLongPassBlind makes a tick's pass over the witness loop's lists
+// neither probe the failed nodes nor work the repair queue until the pass
+// ends: the broken variant of TestLongPassProbesAndRepairs.
+func SetLongPassBlind(s *Store) { s.hooks.longPassBlind = true }
+
+// Enqueue queues key for R9, as an anomaly read does.
+func Enqueue(s *Store, key string) { s.wit.repair.enqueue(key) }
+
 // SetLandedConflict makes a BackupOn write that landed on the primary and
 // was then replaced, lost or cut off there before its backup half
 // completed answer ErrCASConflict, as before the sixth session's d4 (the

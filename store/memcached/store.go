@@ -324,6 +324,8 @@ type Store struct {
 type testHooks struct {
 	afterTick                func()           // the witness scheme's loop ended a tick (probe, evictions, the lists' visits)
 	witlessVisitFailed       bool             // the code before: the tick visits listed keys whose witness node is held failed
+	loopVisit                func(key string) // the witness loop is about to visit key (the repair queue's, or a listed one)
+	longPassBlind            bool             // the code before: a tick's pass over the lists neither probes nor works the repair queue until it ends
 	afterPrimaryWrite        func(key string) // a CAS landed on the primary, backup not yet complete
 	afterRepairRead          func(key string) // a repair read the copies, nothing written yet
 	beforeTouchCopies        func(key string) // the witness scheme read a record, its data copies not yet touched

@@ -272,12 +272,18 @@ func (w *witness) loop() {
 	defer t.Stop()
 	w.checkEvictions(ctx) // the baselines
 	lastEvict := time.Now()
+	visit := func(key string) {
+		if w.s.hooks.loopVisit != nil {
+			w.s.hooks.loopVisit(key)
+		}
+		w.repairKey(ctx, key)
+	}
 	for {
 		select {
 		case <-w.s.stop:
 			return
 		case key := <-w.repair.q:
-			w.repairKey(ctx, key)
+			visit(key)
 		case <-t.C:
 			w.probe(ctx)
 			lastProbe := time.Now()
@@ -286,25 +292,27 @@ func (w *witness) loop() {
 				lastEvict = time.Now()
 			}
 			for _, key := range slices.Concat(w.repair.witlessKeys(), w.repair.unknownKeys()) {
-				select {
-				case <-w.s.stop:
-					return
-				case q := <-w.repair.q:
-					// A long pass still works the repair queue
-					// (past repairQueueLen keys it drops them).
-					w.repairKey(ctx, q)
-				default:
-				}
-				if time.Since(lastProbe) >= probeEvery {
-					// ... and probes the failed nodes at their period,
-					// so a node's return is seen as soon as before.
-					w.probe(ctx)
-					lastProbe = time.Now()
+				if !w.s.hooks.longPassBlind { // the code before: nothing else until the pass ends
+					select {
+					case <-w.s.stop:
+						return
+					case q := <-w.repair.q:
+						// A long pass still works the repair queue
+						// (past repairQueueLen keys it drops them).
+						visit(q)
+					default:
+					}
+					if time.Since(lastProbe) >= probeEvery {
+						// ... and probes the failed nodes at their period,
+						// so a node's return is seen as soon as before.
+						w.probe(ctx)
+						lastProbe = time.Now()
+					}
 				}
 				if w.witnessNodeFailed(key) && !w.s.hooks.witlessVisitFailed {
 					continue
 				}
-				w.repairKey(ctx, key)
+				visit(key)
 			}
 			if w.s.hooks.afterTick != nil {
 				w.s.hooks.afterTick()
