@@ -27,10 +27,12 @@ type timing struct {
 	End    int64 `json:"end,omitempty"`
 	Done   int64 `json:"done"`
 	Status int   `json:"status"`
-	// Stamps (exclusive requests): when the app server called each of its
-	// successful writes of the session's record from Arrive to End: the
-	// lock's and its lease renewals' (and any lock-free write of that
-	// server meanwhile, which can only lengthen the lease counted).
+	// Stamps (exclusive requests): when the app server called each of the
+	// request's own writes of the session's record, from Arrive to End,
+	// that succeeded or whose outcome is unknown: the writes made with the
+	// request's context (stamps), its lock's and its lease renewals'.
+	// Another request's write meanwhile (a lock-free one of the same app
+	// server) is not among them: it renews no lease.
 	Stamps []int64 `json:"stamps,omitempty"`
 	// LockEpoch (exclusive requests, when LockEpochSeen): the epoch
 	// (record.Epoch) of the first whole record the request wrote, its
@@ -614,7 +616,7 @@ func lockTaker(o observations, sid string, lockedAt int64) (r *request, n int) {
 }
 
 // handlerRun is an exclusive handler's run (Start to End), with the
-// calls of its app server's writes of the session (timing.Stamps); or a
+// calls of its request's own writes of the session (timing.Stamps); or a
 // wait (Arrive to Start).
 type handlerRun struct {
 	span
@@ -657,10 +659,11 @@ func (r handlerRun) fencedByRevival(b handlerRun) bool {
 // holder paused past its lease (SIGSTOP) is still in its handler when
 // the next holder takes over, which is the lease working, not two
 // holders, if its lease ran out before (a lease from the call of its
-// last successful write of the record, the lock's or a renewal's, as the
-// simulation's twoHolders counts it) and its request then failed (its
-// commit fenced: I3). With no such write seen, or no leases, it never
-// ended.
+// request's last own write of the record, the lock's or a renewal's,
+// successful or of unknown outcome, as the simulation's twoHolders counts
+// it; another request's write renews no lease, whatever its app server)
+// and its request then failed (its commit fenced: I3). With no such
+// write seen, or no leases, it never ended.
 func (r handlerRun) leaseEndedBy(t int64, lease time.Duration) bool {
 	if lease <= 0 || r.acked {
 		return false

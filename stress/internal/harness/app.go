@@ -90,7 +90,6 @@ type app struct {
 
 	inFlight atomic.Int64
 	fenced   atomic.Int64
-	stamps   *stamps      // the provider's successful writes, for the leases of timing.Stamps
 	log      *slog.Logger // LogDirEnv's log; nil: none
 
 	mu      sync.Mutex
@@ -105,8 +104,7 @@ func newApp(cfg appConfig, store provider.Store, logger *slog.Logger) (*app, err
 	if err != nil {
 		return nil, err
 	}
-	rec := newStamps()
-	p, err := provider.New(stamped(store, rec), pcfg)
+	p, err := provider.New(stamped(store), pcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +124,7 @@ func newApp(cfg appConfig, store provider.Store, logger *slog.Logger) (*app, err
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, stamps: rec, holding: map[uint64]string{}, log: logger}
+	a := &app{cfg: cfg, prov: p, mgr: mgr, mux: http.NewServeMux(), store: store, holding: map[uint64]string{}, log: logger}
 	modes := map[string]middleware.Mode{}
 	for name, ri := range routes {
 		switch {
@@ -184,17 +182,17 @@ func (a *app) track(route string, next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		notes := &errNote{}
 		epoch := &lockEpoch{}
+		own := &stamps{}
 		ctx := context.WithValue(context.WithValue(r.Context(), timingKey{}, t), errNoteKey{}, notes)
-		ctx = context.WithValue(ctx, lockEpochKey{}, epoch)
+		ctx = context.WithValue(context.WithValue(ctx, lockEpochKey{}, epoch), stampsKey{}, own)
 		next.ServeHTTP(sw, r.WithContext(ctx))
 		t.Done = time.Now().UnixNano()
 		t.Status = sw.status
 		t.Err = notes.String()
 		if routes[route].exclusive && t.ran() && t.SID != "" {
-			// The lock's and the renewals' writes: its lease (checkLocks).
-			if key, err := a.prov.Key(t.SID); err == nil {
-				t.Stamps = a.stamps.within(key, t.Arrive, t.End)
-			}
+			// The lock's and the renewals' writes, made with this
+			// request's context: its lease (checkLocks).
+			t.Stamps = own.within(t.Arrive, t.End)
 			t.LockEpoch, t.LockEpochSeen = epoch.get()
 		}
 		if sw.status == http.StatusConflict {

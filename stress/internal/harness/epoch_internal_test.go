@@ -63,7 +63,7 @@ func TestExclusionAcrossRevival(t *testing.T) {
 func TestLockEpochRecorded(t *testing.T) {
 	ms := memstore.New(memstore.Config{})
 	defer ms.Close()
-	s := stamped(ms, newStamps())
+	s := stamped(ms)
 	old := record.Record{Header: record.Header{Seq: 7, DataSeq: 3, Timeout: time.Minute}}.Encode()
 	revived, err := record.Revive(old)
 	require.NoError(t, err)

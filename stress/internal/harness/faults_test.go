@@ -108,7 +108,9 @@ func TestRealFaults(t *testing.T) {
 		// pause-app is a requirement since the sixth session of
 		// 2026-11-30. Its two holders were the check's (a holder stopped
 		// inside its handler past its lease, taken over, then fenced: the
-		// check counts leases now, TestExclusionPausedHolder); its stuck
+		// check counts leases now, TestExclusionPausedHolder, each from
+		// the holder's own last write since the seventh session of
+		// 2026-12-01, TestExclusionCountsOwnWritesOnly); its stuck
 		// locks after the stop (TestOwnStopDoesNotFailNodes) and locks
 		// left by unknown outcomes (docs/protocol.md, "Writes of unknown
 		// outcome") were fixed. Its stuck waits under load, seen before

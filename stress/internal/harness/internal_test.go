@@ -354,12 +354,12 @@ func TestSpacedPlan(t *testing.T) {
 // was settled so had no lease, and its takeover counted as two holders
 // (the CI run of 2026-11-30 03:00 UTC, pause-app).
 func TestStampsRecordUnknownWrites(t *testing.T) {
-	s := newStamps()
+	s := &stamps{}
 	at := time.Unix(0, 1000)
-	s.add("k", at, fmt.Errorf("cas: %w", provider.ErrOutcomeUnknown))
-	s.add("k", at.Add(1), fmt.Errorf("cas: %w", provider.ErrCASConflict))
-	s.add("k", at.Add(2), nil)
-	require.Equal(t, []int64{1000, 1002}, s.within("k", 0, 1<<62))
+	s.add(at, fmt.Errorf("cas: %w", provider.ErrOutcomeUnknown))
+	s.add(at.Add(1), fmt.Errorf("cas: %w", provider.ErrCASConflict))
+	s.add(at.Add(2), nil)
+	require.Equal(t, []int64{1000, 1002}, s.within(0, 1<<62))
 }
 
 // TestCounterHistory checks which requests counterHistory puts in a

@@ -11,51 +11,57 @@ import (
 	"github.com/sessionlock/sessionlock/record"
 )
 
-// stamps records, per store key, when each of this app server's writes
-// that changed the record (Add, CompareAndSwap, CompareAndAppend) was
-// called, if it succeeded: a holder's lease runs a lease from the call of
-// its last such write (the lock's, or a renewal's), as the simulation's
-// two-holders check counts it (stress/sim, twoHolders).
+// stampsKey is the context key of a request's *stamps.
+type stampsKey struct{}
+
+// stamps records when each of one request's writes that changed its
+// session's record (Add, CompareAndSwap, CompareAndAppend) was called, if
+// it succeeded: the writes made with the request's context, which reaches
+// the store through the provider (the lock's write in AcquireItem, its
+// lease renewals in KeepLease, under context.WithoutCancel of it; a lock
+// it broke while waiting, before its own). A holder's lease runs a lease
+// from the call of its last such write (the lock's, or a renewal's), as
+// the simulation's two-holders check counts it per request (stress/sim,
+// twoHolders). Another request's write of the record (a lock-free commit
+// of the same app server) is not the holder's: it does not renew the
+// lease the waiters watch (provider's lockStamp).
 type stamps struct {
 	mu sync.Mutex
-	at map[string][]int64 // key -> Unix ns of each successful write's call
+	at []int64 // Unix ns of each successful write's call
 }
-
-func newStamps() *stamps { return &stamps{at: map[string][]int64{}} }
 
 // A write of unknown outcome is recorded too: the provider may settle it
 // as landed by reading it back (a lock taken with no successful write);
 // a lease from its call is never longer than the truth when it landed,
 // and when it did not, a later call only makes the check stricter.
-func (s *stamps) add(key string, at time.Time, err error) {
-	if err != nil && !errors.Is(err, provider.ErrOutcomeUnknown) {
+func (s *stamps) add(at time.Time, err error) {
+	if s == nil || err != nil && !errors.Is(err, provider.ErrOutcomeUnknown) {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Requests are bounded far below stampsKept: older calls are dropped.
-	old := at.Add(-stampsKept).UnixNano()
-	keep := s.at[key]
-	for len(keep) > 0 && keep[0] < old {
-		keep = keep[1:]
-	}
-	s.at[key] = append(keep, at.UnixNano())
+	s.at = append(s.at, at.UnixNano())
 }
 
-// stampsKept is how long stamps keeps a write's call.
-const stampsKept = 10 * time.Minute
-
-// within returns the calls of key's successful writes in [from, to].
-func (s *stamps) within(key string, from, to int64) []int64 {
+// within returns the calls of the request's successful writes in
+// [from, to].
+func (s *stamps) within(from, to int64) []int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []int64
-	for _, t := range s.at[key] {
+	for _, t := range s.at {
 		if t >= from && t <= to {
 			out = append(out, t)
 		}
 	}
 	return out
+}
+
+// stamp records, in the stamps of ctx if it has one, a write called at
+// at that ended with err.
+func stamp(ctx context.Context, at time.Time, err error) {
+	s, _ := ctx.Value(stampsKey{}).(*stamps)
+	s.add(at, err)
 }
 
 // lockEpochKey is the context key of a request's *lockEpoch.
@@ -95,19 +101,19 @@ func noteEpoch(ctx context.Context, value []byte, err error) {
 	e.note(value, err)
 }
 
-// stampStore records the successful writes of an app server's provider.
-// It keeps the optional interfaces (provider.Appender,
+// stampStore records the successful writes of an app server's provider
+// in the stamps and the lockEpoch of the request whose context each is
+// made with. It keeps the optional interfaces (provider.Appender,
 // provider.GetAndToucher) of the store it wraps, so that the provider
 // behaves as it would over that store.
 type stampStore struct {
 	provider.Store
-	rec *stamps
 }
 
 func (s stampStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	at := time.Now()
 	cas, err := s.Store.Add(ctx, key, value, ttl)
-	s.rec.add(key, at, err)
+	stamp(ctx, at, err)
 	noteEpoch(ctx, value, err)
 	return cas, err
 }
@@ -115,7 +121,7 @@ func (s stampStore) Add(ctx context.Context, key string, value []byte, ttl time.
 func (s stampStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
 	at := time.Now()
 	out, err := s.Store.CompareAndSwap(ctx, key, value, cas, ttl)
-	s.rec.add(key, at, err)
+	stamp(ctx, at, err)
 	noteEpoch(ctx, value, err)
 	return out, err
 }
@@ -131,7 +137,7 @@ type stampAppender struct {
 func (s stampAppender) CompareAndAppend(ctx context.Context, key string, delta []byte, cas uint64, ttl time.Duration) (uint64, uint64, error) {
 	at := time.Now()
 	out, touched, err := s.ap.CompareAndAppend(ctx, key, delta, cas, ttl)
-	s.rec.add(key, at, err)
+	stamp(ctx, at, err)
 	return out, touched, err
 }
 
@@ -154,8 +160,8 @@ func (s stampBoth) GetAndTouch(ctx context.Context, key string, ttl time.Duratio
 }
 
 // stamped wraps store in a stampStore with the same optional interfaces.
-func stamped(store provider.Store, rec *stamps) provider.Store {
-	base := stampStore{Store: store, rec: rec}
+func stamped(store provider.Store) provider.Store {
+	base := stampStore{Store: store}
 	ap, isAp := store.(provider.Appender)
 	gt, isGt := store.(provider.GetAndToucher)
 	switch {
