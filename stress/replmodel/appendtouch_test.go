@@ -48,6 +48,7 @@ func appendScope(v Variant, others [][]OpKind, faults, timeouts, maxStates int) 
 // stored copy) holds in these scopes too: the rule keeps to the case it
 // argues, and no broken variant of it is rejected here.
 func TestAppendTouchGone(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

@@ -58,6 +58,7 @@ var buryPrefix = []string{
 // holds on every interleaving after the prefix (complete), and in make
 // model after its first 8 steps (c0's Add up to its timeout).
 func TestBuryFenced(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

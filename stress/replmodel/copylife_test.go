@@ -71,6 +71,7 @@ var s3Prefix = []string{
 // steps); make model: after its first 33 steps (before R9's witness
 // lands); -replmodel.long: S3 unscripted, to a 60 M bound.
 func TestCopyExpiresWithSource(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

@@ -51,6 +51,7 @@ var erPrefix = []string{
 // erPrefix, and the rule holds on every interleaving after it (complete);
 // make model searches ER without the script.
 func TestNotFoundFenced(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

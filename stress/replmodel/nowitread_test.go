@@ -32,6 +32,7 @@ func nowitRead(v Variant, fix bool, timeouts int) Scope {
 // the nowit configuration, then one flush, leaves a lone copy that no
 // read can decide (stuck).
 func TestNoWitReadWaitsForWitness(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

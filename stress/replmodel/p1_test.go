@@ -71,6 +71,7 @@ func p1Scope(v Variant, prefix []string) Scope {
 // sees the promise on node 1 and takes epoch 3, or read node 1 before
 // it and its fence there is refused.
 func TestPromiseP1(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -100,6 +101,7 @@ func TestPromiseP1(t *testing.T) {
 // 3,693,125 states with its harness's order, here in the checker's); R11
 // is searched up to a bound in make model.
 func TestPromiseTwoWriters(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

@@ -64,6 +64,7 @@ var adoptPrefix = []string{
 // nowit is cleared (review-r14 B1). Each rule's variant without its fence
 // is rejected.
 func TestOldWitness(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

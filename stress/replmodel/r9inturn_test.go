@@ -10,6 +10,7 @@ import "testing"
 // message there (the tie row's cold review, m5). The scopes with
 // concurrent repairs, where two R9s from one read meet.
 func TestR9InTurn(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

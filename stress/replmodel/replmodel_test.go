@@ -6,6 +6,10 @@ import (
 	"testing"
 )
 
+// Every test of the package calls t.Parallel: each check is
+// single-threaded, so go test runs as many at once as it has cores (make
+// test's model stage: two).
+
 // full runs the larger scopes: go test ./replmodel -replmodel.full (make
 // model, a few minutes). long adds revision 1's bounded searches (about
 // 100 million states, half an hour or more): -replmodel.long.
@@ -58,6 +62,7 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 // (a wrong suspicion, a pause, a partition). Nothing acknowledged or
 // observed is lost, and nothing reported not applied was applied.
 func TestSingleFault(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -78,6 +83,7 @@ func TestSingleFault(t *testing.T) {
 // witness was lost, then one more flush anywhere: the scan re-creates the
 // witness on the blank it leaves, and no answer is wrong.
 func TestWitnessRepair(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -91,6 +97,7 @@ func TestWitnessRepair(t *testing.T) {
 // TestBrokenVariantsRejected: the checker must find each known-unsafe
 // variant's counterexample, or it checks nothing.
 func TestBrokenVariantsRejected(t *testing.T) {
+	t.Parallel()
 	two := [][]OpKind{{RMW}, {RMW}}
 	for _, tc := range []struct {
 		sc   Scope
@@ -129,6 +136,7 @@ func TestBrokenVariantsRejected(t *testing.T) {
 
 // TestCheckerCatchesForks checks the history checker on its own.
 func TestCheckerCatchesForks(t *testing.T) {
+	t.Parallel()
 	var s state
 	s.Parent[1], s.Parent[2], s.Parent[3] = 0, 0, 1
 	if v := s.observe(1, 0, "w1"); v != "" {
@@ -169,6 +177,7 @@ func bounded(t *testing.T, name string, sc Scope) Result {
 // TestFullScopes is revision 1's larger scopes, not re-run for each
 // revision: go test ./replmodel -replmodel.long.
 func TestFullScopes(t *testing.T) {
+	t.Parallel()
 	if !*long {
 		t.Skip("revision 1's bounded searches: go test ./replmodel -replmodel.long (half an hour or more)")
 	}

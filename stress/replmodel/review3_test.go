@@ -51,6 +51,7 @@ func addUnresponsive(v Variant, suspect string, programs [][]OpKind, timeouts in
 // TestAddUnresponsiveCandidate (review-3 M1): R8's two-record creation, its
 // witness-less list and the stated residual.
 func TestAddUnresponsiveCandidate(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -111,6 +112,7 @@ func abandonedAdd(v Variant) Scope {
 // model); the rule before it (CreationFailoverUnmarked: a silent y left
 // the new configuration unmarked) loses an acknowledged write to one flush.
 func TestAbandonedAdd(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -145,6 +147,7 @@ func twoTimeouts(v Variant, delay uint8) Scope {
 // guess's touch, run after the long writer's, cut the witness below its
 // data with no fault.
 func TestTwoTimeouts(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -185,6 +188,7 @@ func b2Scope(v Variant, reads int) Scope {
 // it answers "not found"; without the burial (NoBury) a late R9 witness
 // CAS on a blank peer revives a session a read reported expired.
 func TestLoneCopyBuried(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -230,6 +234,7 @@ func lapse(v Variant) Scope {
 // loses the session (LapseFree, rejected); under D1 a lapse needs a lost
 // touch, a fault, and the same scope holds.
 func TestDataCopyLapse(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

@@ -16,6 +16,7 @@ import "testing"
 // the final read deciding wherever a value was returned (FinalDecides, as
 // with the rule before).
 func TestForeignWitnessN4(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -55,6 +56,7 @@ func lateWitness(v Variant) Scope {
 // for good; the re-ballot without nowit (CreationReballotUnmarked) has
 // that copy buried, a value a read returned.
 func TestCreationOverLateWitness(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}

@@ -19,6 +19,7 @@ var createTwice = [][]OpKind{{Create}, {Create}}
 // instant, one timeout: never two successful Adds, never "not found" after
 // an acknowledged Add (R8). make model adds a concurrent reader.
 func TestCreate(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -33,6 +34,7 @@ func TestCreate(t *testing.T) {
 // an unknown outcome) against a second Add, then a write, one flush, one
 // timeout; and two Adds with a concurrent reader.
 func TestCreateRetry(t *testing.T) {
+	t.Parallel()
 	if !*full {
 		t.Skip("larger scopes: go test ./replmodel -replmodel.full (make model)")
 	}
@@ -58,6 +60,7 @@ func TestCreateRetry(t *testing.T) {
 // outlived the other); make model adds one timeout anywhere (a wrong
 // suspicion's failover may copy a copy that is about to expire).
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -142,6 +145,7 @@ var f1Prefix = []string{
 // the internal writes' TTL, each of which review-1 refuted by hand, must
 // be rejected by the checker with a trace.
 func TestBrokenVariantsRejectedReview1(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		sc   Scope
 		want []string
@@ -178,6 +182,7 @@ func TestBrokenVariantsRejectedReview1(t *testing.T) {
 // CAS on the blank) must be rejected with a trace; R9 must hold in the
 // whole scope.
 func TestRepairF1(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -231,6 +236,7 @@ func TestRepairF1(t *testing.T) {
 // which did not touch it, one flush leaves a lone data copy: stuck
 // (ErrUnavailable), or "not found" to a process that suspects it.
 func TestWitnessLifetime(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -267,6 +273,7 @@ func TestWitnessLifetime(t *testing.T) {
 // third node holds its configuration's witness (or older data); the first
 // version, any present record, must be rejected.
 func TestWriteFailoverAny(t *testing.T) {
+	t.Parallel()
 	r := Check(Scope{Variant: WriteFailoverAny, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1})
 	report(t, "write-failover-any", r)
 	if r.Violation == "" {
@@ -284,6 +291,7 @@ func TestWriteFailoverAny(t *testing.T) {
 // a completed failover different, and every completion makes them
 // differ again: the final read never decides.
 func TestRestampNewNonce(t *testing.T) {
+	t.Parallel()
 	r := Check(Scope{Variant: RestampNewNonce, FinalDecides: true, Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, MaxTimeouts: 1})
 	report(t, "restamp-new-nonce", r)
 	if !strings.Contains(r.Violation, "cannot decide") {
@@ -306,6 +314,7 @@ func expiryAfterFailover(v Variant) Scope {
 // TestExpiryAfterFailover: R4.1 holds; revision 2's R4.1
 // (LoneCopyUnavailable) leaves the session stuck after its expiry.
 func TestExpiryAfterFailover(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -341,6 +350,7 @@ func TestExpiryAfterFailover(t *testing.T) {
 // the new third node; the scan (R9) re-stamps both copies and turns that
 // record into the witness. With one flush anywhere, nothing is lost.
 func TestStaleThirdConverted(t *testing.T) {
+	t.Parallel()
 	if !*full {
 		// Since review 4 in make model, to keep the short stage near 60 s.
 		t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
@@ -363,6 +373,7 @@ func TestStaleThirdConverted(t *testing.T) {
 // the paused creator wins the secondary, the takeover undoes its witness,
 // the creator completes with no witness and one flush loses it.
 func TestLoneWitness(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -425,6 +436,7 @@ func TestLoneWitness(t *testing.T) {
 // (TakeoverInPlace) is rejected: an acknowledged write lost after one
 // flush.
 func TestLoneWitnessOnCandidate(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
@@ -475,6 +487,7 @@ func TestLoneWitnessOnCandidate(t *testing.T) {
 // The variant that sends again over any blank with the token just read
 // (RereadAnyToken) overwrites a takeover's re-stamp and is rejected.
 func TestAddReread(t *testing.T) {
+	t.Parallel()
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
