@@ -545,6 +545,9 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 	prim := pItems[0]
 	switch {
 	case prim != nil && bak != nil:
+		if s.hooks.beforePutBack != nil {
+			s.hooks.beforePutBack(rt.key)
+		}
 		err := rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		refused := errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)
 		if err != nil && !refused {
