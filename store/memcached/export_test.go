@@ -560,3 +560,9 @@ func SetAddSplitExists(s *Store) { s.hooks.addSplitExists = true }
 // SetAddSplitExists: backupOnly, or the undo of a backup half) read both
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
+
+// SetUnavailableBare makes a BackupOn write whose primary failed before
+// its request was sent answer ErrUnavailable alone though its backup half
+// landed, as before rv-d4 m1 (the broken variant of
+// TestUnsentPrimaryBackupLanded).
+func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }

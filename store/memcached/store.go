@@ -381,6 +381,7 @@ type testHooks struct {
 	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	undoCarriedRefused       bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
+	unavailableBare          bool             // the code before rv-d4 m1: a write whose primary failed before it was sent answers ErrUnavailable alone though its backup half landed
 	addSplitExists           bool             // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
 	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
@@ -800,8 +801,11 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		// only costs the next write a conflict and a read.
 		return newToken(rt.p, newCAS)
 	case errors.Is(perr, provider.ErrUnavailable):
-		// Outcome unknown; the primary is marked down and the backup
-		// (which may hold this value) serves the key from now on.
+		// The primary is marked down and the backup (which may hold
+		// this value) serves the key from now on.
+		if bw != nil && (bw.landed || errors.Is(bw.err, provider.ErrOutcomeUnknown)) {
+			return 0, s.backupServesErr(rt, perr)
+		}
 		return 0, perr
 	default:
 		// The CAS failed: this value must not stay on the backup.
