@@ -3,11 +3,13 @@ package memcached_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
@@ -162,7 +164,8 @@ func TestRefusedWriteBackupUnsure(t *testing.T) {
 
 // closingDialer's connections to addr, once armed for key, send the
 // first `ms <key> ` written, wait (bounded) until the node holds a new
-// version of key, and close: the write landed, its reply is lost.
+// version of key (or holds it: an add), and close: the write landed, its
+// reply is lost.
 type closingDialer struct {
 	t         *testing.T
 	mu        sync.Mutex
@@ -197,15 +200,19 @@ func (c *closingConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	mc := raw(c.d.t, c.addr)
-	before, err := mc.Get(key)
-	if err != nil {
+	var before uint64 // 0: absent (an add)
+	it, err := mc.Get(key)
+	switch {
+	case err == nil:
+		before = it.CasID
+	case !errors.Is(err, memcache.ErrCacheMiss):
 		c.d.t.Errorf("reading %s before its write: %v", key, err)
 		return c.Conn.Write(b)
 	}
 	n, err := c.Conn.Write(b)
 	if !testwait.Poll(5*time.Second, func() bool {
 		now, err := mc.Get(key)
-		return err == nil && now.CasID != before.CasID
+		return err == nil && now.CasID != before
 	}) {
 		c.d.t.Errorf("the write of %s never landed", key)
 	}
