@@ -48,7 +48,7 @@ func TestCrossedAddsSettle(t *testing.T) {
 			t.Run(c.name+map[bool]string{false: "", true: "/broken"}[broken], func(t *testing.T) {
 				flush(t, servers)
 				probe := newStore(t, servers, memcached.Config{})
-				var ga, gc addGate
+				var ga, gc writeOnce
 				a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
 				cs := newStore(t, servers, memcached.Config{DialContext: gc.dial})
 				var bar putBackBarrier
@@ -63,8 +63,8 @@ func TestCrossedAddsSettle(t *testing.T) {
 					key := fmt.Sprintf("crossed:%s:%v:%d", c.name, broken, i)
 					primary, backup := probe.Placement(key)
 					mp, mb := raw(t, primary), raw(t, backup)
-					ga.arm(t, backup, "ms bak:"+key+" ", func() bool { return holds(mb, "bak:"+key, vc) })
-					gc.arm(t, primary, "ms "+key+" ", func() bool { return holds(mp, key, va) })
+					ga.arm(backup, "ms bak:"+key+" ", holdUntil(t, func() bool { return holds(mb, "bak:"+key, vc) }))
+					gc.arm(primary, "ms "+key+" ", holdUntil(t, func() bool { return holds(mp, key, va) }))
 					bar.reset()
 					var ea, ec error
 					var wg sync.WaitGroup
@@ -72,7 +72,7 @@ func TestCrossedAddsSettle(t *testing.T) {
 					go func() { defer wg.Done(); _, ea = a.Add(context.Background(), key, va, time.Minute) }()
 					go func() { defer wg.Done(); _, ec = cs.Add(context.Background(), key, vc, time.Minute) }()
 					wg.Wait()
-					require.True(t, ga.fired() && gc.fired(), "the halves crossed")
+					require.True(t, ga.hit() && gc.hit(), "the halves crossed")
 					pi, err := mp.Get(key)
 					require.NoError(t, err)
 					bi, err := mb.Get("bak:" + key)
@@ -101,58 +101,21 @@ func TestCrossedAddsSettle(t *testing.T) {
 	}
 }
 
+// holdUntil is a writeOnce action: it sends the write once until()
+// holds (bounded).
+func holdUntil(t *testing.T, until func() bool) func(c net.Conn, b []byte) (int, error) {
+	return func(c net.Conn, b []byte) (int, error) {
+		if !testwait.Poll(5*time.Second, until) {
+			t.Errorf("the other Store's half never landed")
+		}
+		return c.Write(b)
+	}
+}
+
 // holds reports whether mc holds value under key.
 func holds(mc *memcache.Client, key string, value []byte) bool {
 	it, err := mc.Get(key)
 	return err == nil && bytes.Equal(it.Value, value)
-}
-
-// addGate's connections to addr, once armed, hold the first write that
-// contains match until until() holds (bounded), then send it.
-type addGate struct {
-	mu    sync.Mutex
-	t     *testing.T
-	addr  string
-	match []byte
-	until func() bool
-	hit   bool
-}
-
-func (g *addGate) arm(t *testing.T, addr, match string, until func() bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.t, g.addr, g.match, g.until, g.hit = t, addr, []byte(match), until, false
-}
-
-func (g *addGate) fired() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.hit
-}
-
-func (g *addGate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return wrapDial(func(addr string, c net.Conn) net.Conn { return &gatedConn{Conn: c, g: g, addr: addr} })(ctx, network, addr)
-}
-
-type gatedConn struct {
-	net.Conn
-	g    *addGate
-	addr string
-}
-
-func (c *gatedConn) Write(b []byte) (int, error) {
-	g := c.g
-	g.mu.Lock()
-	hit := g.match != nil && !g.hit && c.addr == g.addr && bytes.Contains(b, g.match)
-	t, until := g.t, g.until
-	if hit {
-		g.hit = true
-	}
-	g.mu.Unlock()
-	if hit && !testwait.Poll(5*time.Second, until) {
-		t.Errorf("the other Store's half never landed")
-	}
-	return c.Conn.Write(b)
 }
 
 // putBackBarrier holds each of the two settling Stores, once the copies

@@ -162,60 +162,83 @@ func TestRefusedWriteBackupUnsure(t *testing.T) {
 	}
 }
 
+// writeOnce's connections to addr, once armed, hand the first write that
+// contains match to do, with the connection, instead of sending it.
+type writeOnce struct {
+	mu    sync.Mutex
+	addr  string
+	match []byte
+	do    func(c net.Conn, b []byte) (int, error)
+	fired bool
+}
+
+func (w *writeOnce) arm(addr, match string, do func(c net.Conn, b []byte) (int, error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.addr, w.match, w.do, w.fired = addr, []byte(match), do, false
+}
+
+// hit reports whether the write armed for was handed to do.
+func (w *writeOnce) hit() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired
+}
+
+func (w *writeOnce) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return wrapDial(func(addr string, c net.Conn) net.Conn { return &onceConn{Conn: c, w: w, addr: addr} })(ctx, network, addr)
+}
+
+type onceConn struct {
+	net.Conn
+	w    *writeOnce
+	addr string
+}
+
+func (c *onceConn) Write(b []byte) (int, error) {
+	w := c.w
+	w.mu.Lock()
+	do := w.do
+	hit := do != nil && !w.fired && c.addr == w.addr && bytes.Contains(b, w.match)
+	if hit {
+		w.fired = true
+	}
+	w.mu.Unlock()
+	if !hit {
+		return c.Conn.Write(b)
+	}
+	return do(c.Conn, b)
+}
+
 // closingDialer's connections to addr, once armed for key, send the
 // first `ms <key> ` written, wait (bounded) until the node holds a new
 // version of key (or holds it: an add), and close: the write landed, its
 // reply is lost.
 type closingDialer struct {
-	t         *testing.T
-	mu        sync.Mutex
-	addr, key string
+	t *testing.T
+	writeOnce
 }
 
 func (d *closingDialer) arm(addr, key string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.addr, d.key = addr, key
-}
-
-func (d *closingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return wrapDial(func(addr string, c net.Conn) net.Conn { return &closingConn{Conn: c, d: d, addr: addr} })(ctx, network, addr)
-}
-
-type closingConn struct {
-	net.Conn
-	d    *closingDialer
-	addr string
-}
-
-func (c *closingConn) Write(b []byte) (int, error) {
-	c.d.mu.Lock()
-	key := c.d.key
-	hit := key != "" && c.addr == c.d.addr && bytes.Contains(b, []byte("ms "+key+" "))
-	if hit {
-		c.d.key = "" // once
-	}
-	c.d.mu.Unlock()
-	if !hit {
-		return c.Conn.Write(b)
-	}
-	mc := raw(c.d.t, c.addr)
-	var before uint64 // 0: absent (an add)
-	it, err := mc.Get(key)
-	switch {
-	case err == nil:
-		before = it.CasID
-	case !errors.Is(err, memcache.ErrCacheMiss):
-		c.d.t.Errorf("reading %s before its write: %v", key, err)
-		return c.Conn.Write(b)
-	}
-	n, err := c.Conn.Write(b)
-	if !testwait.Poll(5*time.Second, func() bool {
-		now, err := mc.Get(key)
-		return err == nil && now.CasID != before
-	}) {
-		c.d.t.Errorf("the write of %s never landed", key)
-	}
-	_ = c.Conn.Close()
-	return n, err
+	d.writeOnce.arm(addr, "ms "+key+" ", func(c net.Conn, b []byte) (int, error) {
+		mc := raw(d.t, addr)
+		var before uint64 // 0: absent (an add)
+		it, err := mc.Get(key)
+		switch {
+		case err == nil:
+			before = it.CasID
+		case !errors.Is(err, memcache.ErrCacheMiss):
+			d.t.Errorf("reading %s before its write: %v", key, err)
+			return c.Write(b)
+		}
+		n, err := c.Write(b)
+		if !testwait.Poll(5*time.Second, func() bool {
+			now, err := mc.Get(key)
+			return err == nil && now.CasID != before
+		}) {
+			d.t.Errorf("the write of %s never landed", key)
+		}
+		_ = c.Close()
+		return n, err
+	})
 }
