@@ -157,6 +157,30 @@ func TestUnknownCommitOutcome(t *testing.T) {
 	w := serve(h, request("POST", "/", id))
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Equal(t, "session changes may not have been stored\n", w.Body.String())
+	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
+}
+
+// TestUnknownLoadOutcome (rv-d4 m4): a load whose lock acquisition has an
+// unknown outcome (it may have landed: a lock no request holds, until its
+// lease ends) is a 500 without Retry-After that says so; the handler does
+// not run. Before, it was answered as a commit's: "session changes may
+// not have been stored", though the request had changed nothing.
+func TestUnknownLoadOutcome(t *testing.T) {
+	st := &outcomeStore{}
+	e := newEnv(t, envOptions{wrap: func(s provider.Store) provider.Store { st.Store = s; return st }})
+	id := e.create(map[string]any{"n": 1}, 0)
+	ran := false
+	h := e.m.WithMode(Exclusive, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran = true
+		incr(w, r)
+	}))
+	st.armed.Store(true) // the acquisition's write is lost in the network
+	w := serve(h, request("POST", "/", id))
+	require.False(t, ran, "the session was not loaded")
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Equal(t, "session not loaded; it may stay locked for up to a lease\n", w.Body.String())
 	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
 }
 

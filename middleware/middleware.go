@@ -268,7 +268,9 @@ func (m *Manager) answerFailed(w http.ResponseWriter, r *http.Request, err error
 // 503 with Retry-After when the session was busy, or the store could not
 // be reached while loading (nothing was written); 500 without Retry-After
 // when a commit's outcome is unknown (provider.ErrOutcomeUnknown: the
-// change may have been applied, a blind retry may apply it twice); 409
+// change may have been applied, a blind retry may apply it twice), or a
+// load's (its lock acquisition may have landed: the session may stay
+// locked, by no request, for up to a lease; rv-d4 m4); 409
 // Conflict when a write was fenced (the lock had been taken over: the
 // request lost the session to another one and its change was not
 // applied; the client may reload and retry); 413 when the session's values
@@ -286,6 +288,10 @@ func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 		http.Error(w, "session busy, retry later", http.StatusServiceUnavailable)
 	case errors.Is(err, provider.ErrTooLarge):
 		http.Error(w, "session too large; changes not stored", http.StatusRequestEntityTooLarge)
+	case errors.Is(err, provider.ErrOutcomeUnknown) && !errors.Is(err, ErrNotStored):
+		// Loading: the lock's acquisition may have landed, a lock no
+		// request holds, which others wait out (up to a lease).
+		http.Error(w, "session not loaded; it may stay locked for up to a lease", http.StatusInternalServerError)
 	case errors.Is(err, provider.ErrOutcomeUnknown):
 		http.Error(w, "session changes may not have been stored", http.StatusInternalServerError)
 	case errors.Is(err, provider.ErrUnavailable) && !errors.Is(err, ErrNotStored):

@@ -545,6 +545,9 @@ func (s *Store) undoBackup(ctx context.Context, rt route, u backupUndo) undoOutc
 	prim := pItems[0]
 	switch {
 	case prim != nil && bak != nil:
+		if s.hooks.beforePutBack != nil {
+			s.hooks.beforePutBack(rt.key)
+		}
 		err := rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		refused := errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound)
 		if err != nil && !refused {
@@ -640,6 +643,24 @@ func (s *Store) refusedErr(rt route, notWritten, other error) error {
 		return notWritten
 	}
 	return fmt.Errorf("memcached: %s: one copy refused this write (%v), and the other's write may have landed (%v): %w", rt.key, notWritten, other, provider.ErrOutcomeUnknown)
+}
+
+// backupServesErr is the error of a write whose primary failed with perr
+// (provider.ErrUnavailable: the primary is now marked down) while its
+// backup half landed, or may have (its reply was lost): the backup copy
+// serves the key from now on, to this Store and to every process that
+// takes the primary for down, so the write may be the session's state.
+// perr alone says nothing of that when the primary's request was never
+// sent (its dial failed: a dead primary's usual answer, notSentError), and
+// callers take ErrUnavailable alone for "nothing written" (the
+// middleware's 503 with Retry-After at a load): the outcome is unknown
+// (rv-d4 m1). perr is returned as is when it already says so, and with
+// the test hook unavailableBare, as before.
+func (s *Store) backupServesErr(rt route, perr error) error {
+	if errors.Is(perr, provider.ErrOutcomeUnknown) || s.hooks.unavailableBare {
+		return perr
+	}
+	return fmt.Errorf("memcached: %s: the primary failed (%w), and this write's backup half landed or may have, on the copy that serves the key now: %w", rt.key, perr, provider.ErrOutcomeUnknown)
 }
 
 // keptOnBackup is the error of a write the primary refused because it

@@ -142,10 +142,11 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 // the primary lost the key, the backup copy goes back to its value before
 // the append, the delta cut off). A primary that failed (marked down) is
 // left alone: the backup copy serves the key now, and the outcome is
-// unknown, as for whole writes. It returns the error the append reports:
-// perr, or an unknown outcome when the backup copy could not be put back
-// and keeps the delta, or when a copy changed since the append may carry
-// it (backupUndo.carries; the append itself is mine).
+// unknown, as for whole writes (backupServesErr). It returns the error
+// the append reports: perr, or an unknown outcome when the backup copy
+// could not be put back and keeps the delta, or when a copy changed since
+// the append may carry it (backupUndo.carries; the append itself is
+// mine).
 //
 // The last is a race with a reader on another Store (review-oc31 F1, part
 // 3): the primary lost the key (its append answered not found), the
@@ -159,7 +160,10 @@ func (a *bakAppend) undo(perr error) error {
 	if a.newCAS == 0 {
 		return a.s.refusedErr(a.rt, perr, a.err) // the backup append's outcome may be unknown
 	}
-	if errors.Is(perr, provider.ErrUnavailable) || a.s.hooks.bakAppendNoUndo {
+	if errors.Is(perr, provider.ErrUnavailable) {
+		return a.s.backupServesErr(a.rt, perr) // the backup append landed
+	}
+	if a.s.hooks.bakAppendNoUndo {
 		return perr
 	}
 	u := backupUndo{

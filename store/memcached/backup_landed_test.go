@@ -3,11 +3,13 @@ package memcached_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
@@ -160,55 +162,83 @@ func TestRefusedWriteBackupUnsure(t *testing.T) {
 	}
 }
 
-// closingDialer's connections to addr, once armed for key, send the
-// first `ms <key> ` written, wait (bounded) until the node holds a new
-// version of key, and close: the write landed, its reply is lost.
-type closingDialer struct {
-	t         *testing.T
-	mu        sync.Mutex
-	addr, key string
+// writeOnce's connections to addr, once armed, hand the first write that
+// contains match to do, with the connection, instead of sending it.
+type writeOnce struct {
+	mu    sync.Mutex
+	addr  string
+	match []byte
+	do    func(c net.Conn, b []byte) (int, error)
+	fired bool
 }
 
-func (d *closingDialer) arm(addr, key string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.addr, d.key = addr, key
+func (w *writeOnce) arm(addr, match string, do func(c net.Conn, b []byte) (int, error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.addr, w.match, w.do, w.fired = addr, []byte(match), do, false
 }
 
-func (d *closingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return wrapDial(func(addr string, c net.Conn) net.Conn { return &closingConn{Conn: c, d: d, addr: addr} })(ctx, network, addr)
+// hit reports whether the write armed for was handed to do.
+func (w *writeOnce) hit() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired
 }
 
-type closingConn struct {
+func (w *writeOnce) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return wrapDial(func(addr string, c net.Conn) net.Conn { return &onceConn{Conn: c, w: w, addr: addr} })(ctx, network, addr)
+}
+
+type onceConn struct {
 	net.Conn
-	d    *closingDialer
+	w    *writeOnce
 	addr string
 }
 
-func (c *closingConn) Write(b []byte) (int, error) {
-	c.d.mu.Lock()
-	key := c.d.key
-	hit := key != "" && c.addr == c.d.addr && bytes.Contains(b, []byte("ms "+key+" "))
+func (c *onceConn) Write(b []byte) (int, error) {
+	w := c.w
+	w.mu.Lock()
+	do := w.do
+	hit := do != nil && !w.fired && c.addr == w.addr && bytes.Contains(b, w.match)
 	if hit {
-		c.d.key = "" // once
+		w.fired = true
 	}
-	c.d.mu.Unlock()
+	w.mu.Unlock()
 	if !hit {
 		return c.Conn.Write(b)
 	}
-	mc := raw(c.d.t, c.addr)
-	before, err := mc.Get(key)
-	if err != nil {
-		c.d.t.Errorf("reading %s before its write: %v", key, err)
-		return c.Conn.Write(b)
-	}
-	n, err := c.Conn.Write(b)
-	if !testwait.Poll(5*time.Second, func() bool {
-		now, err := mc.Get(key)
-		return err == nil && now.CasID != before.CasID
-	}) {
-		c.d.t.Errorf("the write of %s never landed", key)
-	}
-	_ = c.Conn.Close()
-	return n, err
+	return do(c.Conn, b)
+}
+
+// closingDialer's connections to addr, once armed for key, send the
+// first `ms <key> ` written, wait (bounded) until the node holds a new
+// version of key (or holds it: an add), and close: the write landed, its
+// reply is lost.
+type closingDialer struct {
+	t *testing.T
+	writeOnce
+}
+
+func (d *closingDialer) arm(addr, key string) {
+	d.writeOnce.arm(addr, "ms "+key+" ", func(c net.Conn, b []byte) (int, error) {
+		mc := raw(d.t, addr)
+		var before uint64 // 0: absent (an add)
+		it, err := mc.Get(key)
+		switch {
+		case err == nil:
+			before = it.CasID
+		case !errors.Is(err, memcache.ErrCacheMiss):
+			d.t.Errorf("reading %s before its write: %v", key, err)
+			return c.Write(b)
+		}
+		n, err := c.Write(b)
+		if !testwait.Poll(5*time.Second, func() bool {
+			now, err := mc.Get(key)
+			return err == nil && now.CasID != before
+		}) {
+			d.t.Errorf("the write of %s never landed", key)
+		}
+		_ = c.Close()
+		return n, err
+	})
 }

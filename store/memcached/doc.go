@@ -143,8 +143,21 @@
 // before a node was removed), restores the copy with the highest Seq to
 // the backup and then to the primary (add, keeping its remaining TTL), and
 // returns the primary's copy. Touch restores a backup copy found missing
-// from the primary's. Add of a key that only the backup copy holds (the
-// primary lost it) returns provider.ErrExists and puts that copy back.
+// from the primary's. An Add refused by both copies returns
+// provider.ErrExists. An Add whose halves split, one copy taking it and
+// the other refusing it (the key only on the backup copy: the primary lost
+// it; only on the primary: the backup lost it; or two Adds of the key
+// crossing, each landing first on one copy), returns
+// provider.ErrOutcomeUnknown, never ErrExists: its value was on one copy,
+// where others may have read it, and may be the value kept. It then
+// brings the copies to one value by one rule every party applies to the
+// pair it reads: the backup copy goes onto the primary when it is a record
+// of a higher Seq, else the primary's copy onto the backup (a tie
+// included: the provider's Adds all carry Seq 1), each write conditioned
+// on the copy it replaces. Before (rv-d4 M2), both Adds of a crossing
+// answered ErrExists while one value was stored, and their put-backs,
+// going opposite ways, could leave the copies diverged with equal Seq
+// (TestCrossedAddsSettle).
 //
 // A repair may run while a write that already landed on the primary (and
 // was then lost with it) has its backup write still to come, so the
@@ -339,8 +352,11 @@
 //
 //   - A write whose primary dies while it is in flight returns
 //     provider.ErrUnavailable, and its value may or may not be on the backup
-//     copy that now serves the key: the outcome is unknown, as the Store
-//     contract allows. If it was refused by the primary just before the
+//     copy that now serves the key: the outcome is unknown, and the error
+//     wraps provider.ErrOutcomeUnknown when the request was sent to the
+//     primary, or when its backup half landed or may have (a primary
+//     whose dial was refused, with no request sent, included: rv-d4 m1,
+//     TestUnsentPrimaryBackupLanded). If it was refused by the primary just before the
 //     crash and the primary dies before the writer can undo its backup copy,
 //     that copy stands in for the winner's (a double fault within one round
 //     trip).

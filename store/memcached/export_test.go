@@ -547,3 +547,22 @@ func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
 // could not finish, as before the sixth session's d4 (the broken variant
 // of TestRefusedWriteBackupUnsure).
 func SetRefusedUnsure(s *Store) { s.hooks.refusedUnsure = true }
+
+// SetAddSplitExists makes a BackupOn Add whose halves split (one copy took
+// it, the other refused it) answer ErrExists and put the copies back as
+// before rv-d4 M2: the primary's add put the backup's copy on the primary
+// (backupOnly), the backup's add the primary's copy on the backup
+// (syncBackup), each write conditioned on the copy it replaced only (the
+// broken variant of TestCrossedAddsSettle).
+func SetAddSplitExists(s *Store) { s.hooks.addSplitExists = true }
+
+// SetBeforePutBack installs f, called when a split Add's settle (with
+// SetAddSplitExists: backupOnly, or the undo of a backup half) read both
+// copies and is about to write one of them.
+func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
+
+// SetUnavailableBare makes a BackupOn write whose primary failed before
+// its request was sent answer ErrUnavailable alone though its backup half
+// landed, as before rv-d4 m1 (the broken variant of
+// TestUnsentPrimaryBackupLanded).
+func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }

@@ -157,10 +157,13 @@ func newest(rt route, copies []found) (found, error) {
 	return copies[best], nil
 }
 
-// backupOnly handles an Add the primary accepted while the backup node
-// already held a copy: the primary had lost the session (eviction or
-// restart), so the key exists. The backup's copy replaces the value just
-// added, unless that changed meanwhile.
+// backupOnly is the code before rv-d4 M2 (kept for the broken variant
+// addSplitExists): an Add the primary accepted while the backup node
+// already held a copy answers ErrExists, and the backup's copy replaces
+// the value just added, unless that changed meanwhile. Crossed by another
+// Add whose backup half landed first (its syncBackup putting the primary's
+// copy on the backup), both answered "not written" while one value was
+// stored, and the two put-backs left the copies diverged.
 func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 	if err != nil || bItems[0] == nil {
@@ -169,9 +172,84 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 	bak := bItems[0]
 	s.baks.drop(rt.key)
 	if pItems, err := rt.p.mget(ctx, true, rt.key); err == nil && pItems[0] != nil && bytes.Equal(pItems[0].value, ours) {
+		if s.hooks.beforePutBack != nil {
+			s.hooks.beforePutBack(rt.key)
+		}
 		_ = rt.p.cas(ctx, rt.key, bak.value, pItems[0].cas, remaining(bak.ttl))
 	}
 	return fmt.Errorf("memcached: node %s: add %s: %w (held by the backup copy)", rt.b.addr, rt.key, provider.ErrExists)
+}
+
+// settleSplitAdd brings the copies of key to one value after an Add whose
+// halves split: one copy took the Add and the other refused it (it held a
+// copy). Either another Add of the key crossed this one (each took one
+// copy first), or one copy had lost the key (an eviction, a restart) and
+// the other holds the session. Every party that settles reads both copies
+// and applies one rule to the pair it read, so that all move the copies
+// the same way: the backup copy goes onto the primary when it is a record
+// of a higher Seq (the session a primary that lost the key no longer
+// holds: a repair would restore it the same way, newest by Seq), else the
+// primary's copy, which readers have been served since it landed, goes
+// onto the backup (a tie included: two crossing Adds of the provider both
+// write Seq 1, and the primary's stays). Each write is conditioned on the
+// CAS of the copy it replaces, as read: a refused one means another party
+// (the crossing Add's settle, or a write) changed it, and the pair is read
+// again. The code before (backupOnly on one side, syncBackup on the other)
+// moved them opposite ways, each conditioned on the copy it wrote only,
+// and two crossing Adds left each copy with the other's value (rv-d4 M2).
+// A primary with no copy is left to the next read, which restores it from
+// the backup copy (getMissed); failures leave the rest to that repair too.
+func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
+	s.baks.drop(rt.key)
+	defer rt.b.noteIfDown(rt.bakKey())
+	for range maxRepairRounds {
+		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
+		if err != nil {
+			return
+		}
+		pItems, err := rt.p.mget(ctx, true, rt.key)
+		if err != nil {
+			return
+		}
+		bak, prim := bItems[0], pItems[0]
+		if prim == nil || (bak != nil && bytes.Equal(bak.value, prim.value)) {
+			return
+		}
+		if s.hooks.beforePutBack != nil {
+			s.hooks.beforePutBack(rt.key)
+		}
+		switch {
+		case bak == nil:
+			err = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
+		case newerBackup(prim.value, bak.value):
+			err = rt.p.cas(ctx, rt.key, bak.value, prim.cas, remaining(bak.ttl))
+		default:
+			err = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
+		}
+		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) && !errors.Is(err, provider.ErrExists) {
+			return
+		}
+	}
+}
+
+// newerBackup reports whether settleSplitAdd puts the backup copy bak on
+// the primary rather than the primary's copy prim on the backup: bak is a
+// record of a higher Seq than prim, or prim is not a record and bak is.
+func newerBackup(prim, bak []byte) bool {
+	hb, err := record.Parse(bak)
+	if err != nil {
+		return false
+	}
+	hp, err := record.Parse(prim)
+	return err != nil || hb.Seq > hp.Seq
+}
+
+// splitAddErr is the error of an Add whose halves split (settleSplitAdd):
+// refusal, the refused half's error, is kept as text only, since the
+// Add's value was on the other copy, where others may have read it, and
+// may be the value kept.
+func splitAddErr(rt route, why string, refusal error) error {
+	return fmt.Errorf("memcached: %s: add: %s (%v), and the copies were brought to one value, which may be this add's: %w", rt.key, why, refusal, provider.ErrOutcomeUnknown)
 }
 
 // restoreBackup copies the primary's value to a backup node that lost it.

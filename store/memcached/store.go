@@ -381,6 +381,9 @@ type testHooks struct {
 	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
 	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
 	undoCarriedRefused       bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
+	unavailableBare          bool             // the code before rv-d4 m1: a write whose primary failed before it was sent answers ErrUnavailable alone though its backup half landed
+	addSplitExists           bool             // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
+	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
 	refusedUnsure            bool             // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
 	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
@@ -626,9 +629,12 @@ func entry(n *node, value []byte, cas uint64) (provider.Entry, error) {
 }
 
 // Add stores value under key if the key is absent, on the primary and the
-// backup in parallel. It returns ErrExists when the key is present on the
-// primary, or present only as a backup copy (the primary lost it: that copy
-// is put back on the primary).
+// backup in parallel. It returns ErrExists when the key is present on both
+// copies. An Add whose halves split (one copy took it, the other refused
+// it: another Add of the key crossed it, or one copy had lost the key)
+// brings the copies to one value (settleSplitAdd) and returns
+// ErrOutcomeUnknown: its value was on one copy, where others may have
+// read it, and may be the one kept.
 func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, err
@@ -684,7 +690,11 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	wroteB := backup != nil && berr == nil
 	switch {
 	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
-		return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
+		if s.hooks.addSplitExists {
+			return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
+		}
+		s.settleSplitAdd(context.WithoutCancel(ctx), rt)
+		return 0, splitAddErr(rt, "the primary's add landed and the backup copy's was refused", berr)
 	case perr == nil:
 		if added.cas != 0 {
 			added.pcas = pcas // both copies hold value: the pair (backup_append.go)
@@ -701,6 +711,10 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		}
 		return 0, berr
 	default:
+		if wroteB && errors.Is(perr, provider.ErrExists) && !s.hooks.addSplitExists {
+			s.settleSplitAdd(context.WithoutCancel(ctx), rt)
+			return 0, splitAddErr(rt, "the backup copy's add landed and the primary's was refused", perr)
+		}
 		if wroteB {
 			return 0, s.undoErr(rt, perr, s.syncBackup(context.WithoutCancel(ctx), rt, value))
 		}
@@ -787,8 +801,11 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		// only costs the next write a conflict and a read.
 		return newToken(rt.p, newCAS)
 	case errors.Is(perr, provider.ErrUnavailable):
-		// Outcome unknown; the primary is marked down and the backup
-		// (which may hold this value) serves the key from now on.
+		// The primary is marked down and the backup (which may hold
+		// this value) serves the key from now on.
+		if bw != nil && (bw.landed || errors.Is(bw.err, provider.ErrOutcomeUnknown)) {
+			return 0, s.backupServesErr(rt, perr)
+		}
 		return 0, perr
 	default:
 		// The CAS failed: this value must not stay on the backup.
