@@ -535,3 +535,9 @@ func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
 // could not finish, as before the sixth session's d4 (the broken variant
 // of TestRefusedWriteBackupUnsure).
 func SetRefusedUnsure(s *Store) { s.hooks.refusedUnsure = true }
+
+// SetUndoNoComplete makes s the code before: R3's undo refused while Q
+// holds the write and P its base (a reader's completion of the write
+// stalled between its re-stamp of Q and its CAS of P) reads both copies
+// five times and reports an unknown outcome, never completing the write.
+func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
