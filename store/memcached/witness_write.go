@@ -181,11 +181,11 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, value, pw, qw, perr, beaten)
+		return w.undo(ctx, key, h, env, value, exp, pw, qw, perr, beaten)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, value, pw, qw, perr, false)
+		return w.undo(ctx, key, h, env, value, exp, pw, qw, perr, false)
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -577,6 +577,18 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // configuration has one chain of versions). These are common under contention (readers complete writes
 // in flight), where R3's table alone answers unknown.
 //
+// Q still holding this write and P its base (the same identity, a new
+// token) is the split any reader's R4.4 completes to this write: a
+// completion in flight re-stamped Q (so the undo was refused) and has not
+// CASed P yet, stalled or refused by a re-stamp of P. Five reads in a row
+// found it unchanged and answered unknown (the likely trace of make soak's
+// 500 in repair-every-default, 4 s after a flush with no fault in flight:
+// P re-stamped by R9 re-making the flushed witness, which re-stamps P and
+// then Q, its Q re-stamp refused by this write). The undo now completes
+// it as completeOwn does, with Q's token just read (never over a promise
+// on Q, R11.3) and wexp, the write's own expiry: both stored, success;
+// refused, read again.
+//
 // beaten (completeOwn): P held a competitor after refusing this write, so
 // this write can reach P by no completion; it can survive only on Q, and
 // only a failover from Q (a new epoch) can make it the truth. Q now
@@ -589,7 +601,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // undo was refused by the witness R9 had just made of that stale copy) is
 // decided as a write stored on P over a failover is (overtaken): this
 // write is at most on Q, below two nodes that outrank it.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, pw, qw written, perr error, beaten bool) (uint64, error) {
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, pw, qw written, perr error, beaten bool) (uint64, error) {
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -664,6 +676,20 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		}
 		if !cq.holds(env.ID()) {
 			break
+		}
+		if !beaten && cp.holds(h.env.ID()) && !cq.promisedAbove(env.E) && !w.s.hooks.undoNoComplete {
+			// Q still holds this write and P its base: the split a
+			// reader's R4.4 completes to this write. Its completer
+			// re-stamped Q (the undo's refusal) and has not CASed P yet
+			// (stalled, or refused by P's own re-stamp: R9's): complete
+			// it as completeOwn does, with Q's token just read (not over
+			// a promise on Q: R11.3; completeOwn reads P again and
+			// declines over one there). Refused: read again.
+			qw.tok.cas, qw.tok.inc = cq.cas, cq.inc
+			if id, ok, _ := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &qw); ok {
+				return id, nil
+			}
+			continue
 		}
 		if beaten {
 			if cq.promisedAbove(env.E) {

@@ -1,0 +1,78 @@
+package memcached_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// TestUndoCompletesStalledCompletion (make soak's repair-every-default, 4 s
+// after a flush, no fault in flight: an append answered 500, "cas: undoing
+// the secondary: outcome of write unknown: cas mismatch / cas mismatch"):
+// P refused the write only because it was re-stamped (R9 re-making the
+// flushed witness re-stamps P, then Q, whose re-stamp the write then
+// refuses), Q stored it, and a reader's R4.4 completion of the write
+// re-stamped Q before the writer's own completion (completeOwn) could, then
+// stalled before its CAS of P (a descheduled goroutine). The writer's
+// re-stamp of Q and its undo were both refused by that re-stamp, and the
+// undo read both copies five times in a row, each showing P the base and Q
+// the write: unknown, though the split is one any reader completes, and
+// completes to the write. The undo now completes it itself as R4.4 does
+// (Q re-stamped, then P CASed, with the tokens just read), and the next
+// read of both copies finds the write on both: success.
+// SetUndoNoComplete is the code before.
+func TestUndoCompletesStalledCompletion(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		append, broken bool
+	}{
+		{"cas", false, false},
+		{"append", true, false},
+		{"cas, code before", false, true},
+		{"append, code before", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const key = "undostall"
+			var q string
+			// Right after Q stored the write: the reader's re-stamp of Q
+			// (its CAS of P never comes: stalled).
+			servers, s, cands, arm := afterReplyStore(t, key, 1, func(*memcached.Store) {
+				it := rawGet(t, q, key)
+				rawSet(t, q, key, it.value, 60, 1)
+			})
+			q = cands[1]
+			if c.broken {
+				memcached.SetUndoNoComplete(s)
+			}
+			ctx := context.Background()
+			e := writtenOnce(t, s, key)
+			// R9's re-stamp of P (same bytes, a new token): P refuses the
+			// write's token.
+			rawSet(t, cands[0], key, rawGet(t, cands[0], key).value, 60, 1)
+			arm()
+			var err error
+			want := "v3"
+			if c.append {
+				want = "v2d"
+				_, _, err = s.CompareAndAppend(ctx, key, []byte("d"), e.CAS, time.Minute)
+			} else {
+				_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
+			}
+			if c.broken {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the rig: the undo refused, the completion stalled")
+				require.ErrorContains(t, err, "cas: undoing the secondary")
+				return
+			}
+			require.NoError(t, err, "the split (P the base, Q the write) completes to the write")
+			for _, a := range cands[:2] {
+				require.Contains(t, string(rawGet(t, a, key).value), want, "the write on %s", a)
+			}
+			requireSessionIs(t, servers, key, want, "the write is the session")
+		})
+	}
+}
