@@ -566,6 +566,7 @@ func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f 
 // landed, as before rv-d4 m1 (the broken variant of
 // TestUnsentPrimaryBackupLanded).
 func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }
+
 // SetUndoNoComplete makes s the code before: R3's undo refused while Q
 // holds the write and P its base (a reader's completion of the write
 // stalled between its re-stamp of Q and its CAS of P) reads both copies
