@@ -125,9 +125,11 @@
 //     (default: 503 with Retry-After), as does a store that cannot be
 //     reached (nothing was written). A lock acquisition whose outcome is
 //     unknown (provider.ErrOutcomeUnknown) is answered 500 without
-//     Retry-After, "session not loaded; it may stay locked for up to a
-//     lease": it may have landed, a lock no request holds, which the
-//     session's next requests wait out. A client that disconnects while
+//     Retry-After, "session not loaded: the store's outcome is unknown
+//     (the session may stay locked for up to a lease)": it may have
+//     landed, a lock no request holds, which the session's next requests
+//     wait out (or the store's write of a load was of unknown outcome,
+//     with no lock at stake). A client that disconnects while
 //     waiting leaves the queue and gets no answer.
 //     An id the store does not know is never adopted: the request gets a
 //     new session, which gets a fresh id.

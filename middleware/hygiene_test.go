@@ -180,7 +180,7 @@ func TestUnknownLoadOutcome(t *testing.T) {
 	require.False(t, ran, "the session was not loaded")
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Empty(t, w.Header().Get("Retry-After"))
-	require.Equal(t, "session not loaded; it may stay locked for up to a lease\n", w.Body.String())
+	require.Equal(t, "session not loaded: the store's outcome is unknown (the session may stay locked for up to a lease)\n", w.Body.String())
 	require.Equal(t, 1.0, e.obs.get("store_error/outcome_unknown"))
 }
 

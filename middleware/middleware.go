@@ -291,7 +291,7 @@ func (m *Manager) answer(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, provider.ErrOutcomeUnknown) && !errors.Is(err, ErrNotStored):
 		// Loading: the lock's acquisition may have landed, a lock no
 		// request holds, which others wait out (up to a lease).
-		http.Error(w, "session not loaded; it may stay locked for up to a lease", http.StatusInternalServerError)
+		http.Error(w, "session not loaded: the store's outcome is unknown (the session may stay locked for up to a lease)", http.StatusInternalServerError)
 	case errors.Is(err, provider.ErrOutcomeUnknown):
 		http.Error(w, "session changes may not have been stored", http.StatusInternalServerError)
 	case errors.Is(err, provider.ErrUnavailable) && !errors.Is(err, ErrNotStored):

@@ -130,3 +130,54 @@ func (b *putBackBarrier) wait(t *testing.T) {
 		t.Errorf("the other Store never read the copies to put one back")
 	}
 }
+
+// rv-d4b MJ2 (BackupOn, real memcached): an Add's halves split over a key
+// whose backup copy holds a record of a higher Seq (another process's,
+// there first), so its settle puts that copy on the primary, by a CAS on
+// the primary's copy as read. Before that CAS, another Store reads the
+// Add's value on the primary and writes over it, acknowledged. The
+// settle's CAS is refused, and the settle leaves the primary alone: the
+// acknowledged write stays the session's. The code before
+// (SetSettleOverPrimary) read the pair again and put the backup copy over
+// the acknowledged write.
+func TestSettleKeepsPrimaryWrite(t *testing.T) {
+	servers := startNodes(t, 2)
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			flush(t, servers)
+			ctx := context.Background()
+			a := newStore(t, servers, memcached.Config{})
+			w := newStore(t, servers, memcached.Config{})
+			if broken {
+				memcached.SetSettleOverPrimary(a)
+			}
+			const key = "settle:acked"
+			_, backup := a.Placement(key)
+			require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
+			var once atomic.Bool
+			var werr error
+			memcached.SetBeforePutBack(a, func(string) {
+				if !once.CompareAndSwap(false, true) {
+					return
+				}
+				e, err := w.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, record(1, "A"), e.Value, "the Add's value on the primary")
+				_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
+			})
+			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
+			require.NoError(t, werr, "the write over the Add's value, acknowledged")
+			got, err := w.Get(ctx, key)
+			require.NoError(t, err)
+			if broken {
+				require.Equal(t, record(5, "C"), got.Value, "the code before: the backup copy put over the acknowledged write")
+				return
+			}
+			require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
+			bi, err := raw(t, backup).Get("bak:" + key)
+			require.NoError(t, err)
+			require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
+		})
+	}
+}

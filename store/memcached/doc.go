@@ -154,10 +154,18 @@
 // pair it reads: the backup copy goes onto the primary when it is a record
 // of a higher Seq, else the primary's copy onto the backup (a tie
 // included: the provider's Adds all carry Seq 1), each write conditioned
-// on the copy it replaces. Before (rv-d4 M2), both Adds of a crossing
+// on the copy it replaces. A refused CAS of the primary means the primary
+// changed since it was read (another settle, or a write built on the
+// Add's value, maybe acknowledged): no backup copy goes over it, and the
+// backup copy follows the primary from then on (rv-d4b MJ2,
+// TestSettleKeepsPrimaryWrite). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
 // going opposite ways, could leave the copies diverged with equal Seq
-// (TestCrossedAddsSettle).
+// (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of
+// a higher Seq than the session a copy holds replaces it (the provider's
+// Adds carry Seq 1, so only tiered's revivals write such Adds), and an
+// Add of Seq 1 replaces a session of Seq 1 (created, never written since)
+// that only the backup copy still holds.
 //
 // A repair may run while a write that already landed on the primary (and
 // was then lost with it) has its backup write still to come, so the

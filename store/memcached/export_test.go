@@ -561,6 +561,12 @@ func SetAddSplitExists(s *Store) { s.hooks.addSplitExists = true }
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
 
+// SetSettleOverPrimary makes a split Add's settle read the copies again
+// after its CAS of the primary was refused, and put the backup copy over
+// what it finds there, as before rv-d4b MJ2 (the broken variant of
+// TestSettleKeepsPrimaryWrite).
+func SetSettleOverPrimary(s *Store) { s.hooks.settleOverPrimary = true }
+
 // SetUnavailableBare makes a BackupOn write whose primary failed before
 // its request was sent answer ErrUnavailable alone though its backup half
 // landed, as before rv-d4 m1 (the broken variant of

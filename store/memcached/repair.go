@@ -202,6 +202,7 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
+	primaryWins := false
 	for range maxRepairRounds {
 		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 		if err != nil {
@@ -221,14 +222,23 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
 		switch {
 		case bak == nil:
 			err = rt.b.add(ctx, rt.bakKey(), prim.value, remaining(prim.ttl))
-		case newerBackup(prim.value, bak.value):
+		case !primaryWins && newerBackup(prim.value, bak.value):
 			err = rt.p.cas(ctx, rt.key, bak.value, prim.cas, remaining(bak.ttl))
+			// Refused: the primary changed since it was read, by another
+			// settle (the copies are then equal) or by a write, maybe
+			// acknowledged, whose writer read the Add's value there: no
+			// backup copy goes over it (rv-d4b MJ2), and the backup
+			// copy follows the primary from now on.
+			primaryWins = err != nil && !s.hooks.settleOverPrimary
 		default:
 			err = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		}
-		if !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) && !errors.Is(err, provider.ErrExists) {
+		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) && !errors.Is(err, provider.ErrExists) {
 			return
 		}
+		// Stored or refused: read the pair again (stored, to see it equal:
+		// an undo or another settle may have moved a copy meanwhile, rv-d4b
+		// mn3).
 	}
 }
 

@@ -145,13 +145,20 @@ func (s *Store) refilled(ctx context.Context, key string, epoch uint64) (e provi
 // install puts a revived record in the cache. A record already there from
 // an older epoch (an earlier revival whose durable claim this one
 // superseded) is replaced; a newer one is kept and returned.
+//
+// A cache Add of unknown outcome is read back as one that found something
+// (addFound): the cache may hold this record or another's. Memcached's
+// BackupOn answers so an Add whose copies split, as two servers' revivals
+// crossing do (each took one copy first); it then brings the copies to
+// one of the two records (rv-d4b MJ1: taken for a failure, the revival's
+// Get failed though the cache held a revived record).
 func (s *Store) install(ctx context.Context, key string, revived []byte, h record.Header, ttl time.Duration) (provider.Entry, error) {
 	cas, err := s.cache.Add(ctx, key, revived, ttl)
 	if err == nil && cas != 0 {
 		s.memo.seen(key, cas, h)
 		return provider.Entry{Value: revived, CAS: cas}, nil
 	}
-	if err != nil && !errors.Is(err, provider.ErrExists) {
+	if err != nil && !s.addFound(err) {
 		return provider.Entry{}, err
 	}
 	// Added without a token, or something is there: read what the cache
@@ -161,10 +168,10 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 		cur, err := s.cache.Get(ctx, key)
 		if err = s.dropUnconfirmed(ctx, key, err); errors.Is(err, provider.ErrNotFound) {
 			_, err := s.cache.Add(ctx, key, revived, ttl)
-			if err != nil && !errors.Is(err, provider.ErrExists) {
+			if err != nil && !s.addFound(err) {
 				return provider.Entry{}, err
 			}
-			if err != nil {
+			if errors.Is(err, provider.ErrExists) {
 				unreadable++
 			}
 			continue
@@ -189,6 +196,15 @@ func (s *Store) install(ctx context.Context, key string, revived []byte, h recor
 		return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %s: %w", errCacheWedged, provider.ErrCASConflict)
 	}
 	return provider.Entry{}, fmt.Errorf("tiered: refilling the cache kept conflicting: %w", provider.ErrCASConflict)
+}
+
+// addFound reports whether a cache Add's error err sends a revival to
+// read what the cache holds: the key was there (ErrExists), or the Add's
+// outcome is unknown (the code before took that for a failure: the
+// broken variant unknownAddFails).
+func (s *Store) addFound(err error) bool {
+	return errors.Is(err, provider.ErrExists) ||
+		errors.Is(err, provider.ErrOutcomeUnknown) && !s.hooks.unknownAddFails
 }
 
 // errCacheWedged names the refill failure in which every Get of the key

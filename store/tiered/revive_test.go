@@ -178,3 +178,83 @@ func TestStaleWriteWaitsForTheRevival(t *testing.T) {
 		})
 	}
 }
+
+// splitAddCache is a cache whose next Add, once armed, stores put (this
+// Add's record when nil) and answers provider.ErrOutcomeUnknown, as
+// memcached's BackupOn answers an Add whose two copies split (two
+// servers' revivals crossing, each taking one copy first) after bringing
+// the copies to one of the two records.
+type splitAddCache struct {
+	provider.Store
+	armed bool
+	put   []byte
+}
+
+func (c *splitAddCache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if !c.armed {
+		return c.Store.Add(ctx, key, value, ttl)
+	}
+	c.armed = false
+	put := c.put
+	if put == nil {
+		put = value
+	}
+	if _, err := c.Store.Add(ctx, key, put, ttl); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("split add, copies settled: %w", provider.ErrOutcomeUnknown)
+}
+
+// A revival's cache Add of unknown outcome reads what the cache holds, as
+// after ErrExists: its own record (served), or another's of an older
+// epoch (replaced by the revived record). The code before
+// (unknownAddFails) failed the Get although the cache held a record
+// (rv-d4b MJ1: two servers' revivals over a BackupOn cache whose Adds
+// crossed).
+func TestRevivalOverUnknownCacheAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		other, broke bool
+	}{
+		{"own-record", false, false},
+		{"older-record", true, false},
+		{"code-before", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			cache := &splitAddCache{Store: memstore.New(memstore.Config{})}
+			s, err := New(Config{Cache: cache, Durable: &seqDurable{}})
+			require.NoError(t, err)
+			s.hooks.unknownAddFails = tc.broke
+			p, err := provider.New(s, provider.Config{})
+			require.NoError(t, err)
+			id, err := session.NewID()
+			require.NoError(t, err)
+			require.NoError(t, p.SetAndReleaseItemExclusive(ctx, id, p.CreateNewStoreData(time.Minute), 0, true))
+			key, err := p.Key(id)
+			require.NoError(t, err)
+			old, err := cache.Store.Get(ctx, key)
+			require.NoError(t, err)
+			require.NoError(t, cache.Store.Delete(ctx, key)) // the cache lost it
+
+			cache.armed = true
+			if tc.other {
+				cache.put = old.Value // another server's record, of the epoch before
+			}
+			e, err := s.Get(ctx, key)
+			if tc.broke {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: the revival failed")
+				return
+			}
+			require.NoError(t, err)
+			h, err := record.Parse(e.Value)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, record.Epoch(h.Seq), "the revived record, one epoch on")
+			cur, err := cache.Store.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, e.Value, cur.Value, "the cache holds the record served")
+			_, err = p.GetItemExclusive(ctx, id)
+			require.NoError(t, err, "the session loads")
+		})
+	}
+}

@@ -142,6 +142,9 @@ type hooks struct {
 	// staleAtOnce: a change refused by a durable copy of a newer lineage
 	// revives it over the cache at once (the code before).
 	staleAtOnce bool
+	// unknownAddFails: a revival's cache Add of unknown outcome fails the
+	// revival (the code before rv-d4b MJ1), instead of reading back.
+	unknownAddFails bool
 }
 
 // New returns a Store over cfg.Cache and cfg.Durable. The Store owns them:

@@ -306,7 +306,7 @@ func TestFailedRequestKeepsItsError(t *testing.T) {
 	armed.Store(true)
 	r := b.send(ctx, srv.URL, RouteIncr, 2, -1)
 	require.Equal(t, http.StatusInternalServerError, r.Status)
-	require.Equal(t, "session not loaded; it may stay locked for up to a lease", r.Text)
+	require.Equal(t, "session not loaded: the store's outcome is unknown (the session may stay locked for up to a lease)", r.Text)
 
 	tm := map[uint64]timing{}
 	for _, x := range a.timings {
@@ -332,7 +332,7 @@ func TestFailedRequestKeepsItsError(t *testing.T) {
 	require.Equal(t, 3000.0, f.SentMs)
 	require.Equal(t, 2500.0, f.AfterFaultMs)
 	require.Equal(t, "flush on memcached node 2 at 500 ms", f.Fault)
-	want := fmt.Sprintf(`failed after the failover time: app 1 incr, session %s…, sent at 3000 ms (2500 ms after the last fault, flush on memcached node 2 at 500 ms), answered at %.0f ms, status 500: "session not loaded; it may stay locked for up to a lease"; server: %q`,
+	want := fmt.Sprintf(`failed after the failover time: app 1 incr, session %s…, sent at 3000 ms (2500 ms after the last fault, flush on memcached node 2 at 500 ms), answered at %.0f ms, status 500: "session not loaded: the store's outcome is unknown (the session may stay locked for up to a lease)"; server: %q`,
 		sidTag(first.SID), f.RecvMs, tm[2].Err)
 	require.Equal(t, []string{want}, res.Findings)
 

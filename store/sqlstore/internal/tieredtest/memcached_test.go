@@ -1,9 +1,11 @@
 package tieredtest
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -151,4 +153,75 @@ func (h hideUnconfirmed) GetAndTouch(ctx context.Context, key string, ttl time.D
 
 func (h hideUnconfirmed) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	return h.hide(h.Store.Touch(ctx, key, ttl))
+}
+
+// crossingCache is a memcached BackupOn cache whose next Add, once armed,
+// finds the backup copy already holding other: another server's revival
+// of the key whose backup half landed first (two revivals' Adds crossing,
+// rv-d4b MJ1). The Add's halves split: one taken, one refused.
+type crossingCache struct {
+	*memcached.Store
+	t      *testing.T
+	backup string // the key's backup node
+	other  []byte
+	armed  bool
+	addErr error
+}
+
+func (c *crossingCache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if !c.armed {
+		return c.Store.Add(ctx, key, value, ttl)
+	}
+	c.armed = false
+	rawSet(c.t, c.backup, "bak:"+key, c.other)
+	cas, err := c.Store.Add(ctx, key, value, ttl)
+	c.addErr = err
+	return cas, err
+}
+
+// rawSet stores value under key on the memcached node addr, outside any
+// Store (a copy another process wrote).
+func rawSet(t *testing.T, addr, key string, value []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = fmt.Fprintf(conn, "set %s 0 60 %d\r\n%s\r\n", key, len(value), value)
+	require.NoError(t, err)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "STORED\r\n", line)
+}
+
+// TestRevivalOverCrossedCacheAdd (real memcached, BackupOn, and
+// PostgreSQL): after the cache lost a session, a revival's cache Add
+// crosses another server's revival (its backup half there first). The
+// memcached Add answers ErrOutcomeUnknown (rv-d4 M2: a split Add) and
+// brings the copies to one record; the revival reads what the cache
+// holds and serves the session (store/tiered's TestRevivalOverUnknownCacheAdd
+// shows the code before failing the Get).
+func TestRevivalOverCrossedCacheAdd(t *testing.T) {
+	servers := mcserver.StartForTest(t, 2, mcserver.Config{})
+	mc := newMemcached(t, servers)
+	require.Equal(t, memcached.BackupOn, mc.Backup())
+	cache := &crossingCache{Store: mc, t: t}
+	s, _ := newTiered(t, pg.NewDatabase(t), cache, tiered.Config{})
+	p, err := provider.New(s, provider.Config{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	id := createSession(t, p, time.Hour)
+	require.Equal(t, acked, increment(ctx, t, p, id))
+	key, err := p.Key(id)
+	require.NoError(t, err)
+	old, err := mc.Get(ctx, key)
+	require.NoError(t, err)
+	_, backup := mc.Placement(key)
+	flushAll(t, servers) // the cache lost the session
+
+	cache.backup, cache.other, cache.armed = backup, old.Value, true
+	require.Equal(t, 1, counter(t, p, id), "the session, revived")
+	require.ErrorIs(t, cache.addErr, provider.ErrOutcomeUnknown, "the revival's cache Add split")
+	require.Equal(t, acked, increment(ctx, t, p, id))
+	require.Equal(t, 2, counter(t, p, id))
 }
