@@ -561,6 +561,16 @@ func SetAddSplitExists(s *Store) { s.hooks.addSplitExists = true }
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
 
+// SetUndoCompleteOverPromise makes the undo's completion of its stalled
+// split ignore a promise on Q (a broken variant of
+// TestUndoCompletionNotOverPromise).
+func SetUndoCompleteOverPromise(s *Store) { s.hooks.undoCompleteOverPromise = true }
+
+// SetCompleteOwnOverPromise makes the writer's own completion (completeOwn)
+// ignore a promise on P (a broken variant of
+// TestUndoCompletionNotOverPromise).
+func SetCompleteOwnOverPromise(s *Store) { s.hooks.completeOwnOverPromise = true }
+
 // SetSettleOverPrimary makes a split Add's settle read the copies again
 // after its CAS of the primary was refused, and put the backup copy over
 // what it finds there, as before rv-d4b MJ2 (the broken variant of

@@ -386,6 +386,8 @@ type testHooks struct {
 	addSplitExists           bool             // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
 	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	settleOverPrimary        bool             // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
+	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
+	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
 	refusedUnsure            bool             // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
 	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored

@@ -76,3 +76,61 @@ func TestUndoCompletesStalledCompletion(t *testing.T) {
 		})
 	}
 }
+
+// TestUndoCompletionNotOverPromise (rv-undo7 m1): the undo's completion
+// of its stalled split (TestUndoCompletesStalledCompletion's rig) writes
+// no record over a promise (R11.3): a decision's promise of epoch 9 on Q
+// right after Q stored the write (in place of the reader's re-stamp), or
+// on P (in place of R9's re-stamp). The call answers unknown and the
+// promise stays. The broken variants drop one check each and write over
+// the promise.
+func TestUndoCompletionNotOverPromise(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		onQ       bool
+		broken    func(*memcached.Store)
+		violation bool
+	}{
+		{name: "Q promised", onQ: true},
+		{name: "P promised"},
+		{name: "Q promised, check dropped", onQ: true, broken: memcached.SetUndoCompleteOverPromise, violation: true},
+		{name: "P promised, check dropped", broken: memcached.SetCompleteOwnOverPromise, violation: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const key = "undopromise"
+			var q string
+			_, s, cands, arm := afterReplyStore(t, key, 1, func(*memcached.Store) {
+				if c.onQ {
+					promiseAt(t, q, key, 9)
+					return
+				}
+				it := rawGet(t, q, key)
+				rawSet(t, q, key, it.value, 60, 1) // the stalled reader's re-stamp
+			})
+			q = cands[1]
+			if c.broken != nil {
+				c.broken(s)
+			}
+			e := writtenOnce(t, s, key)
+			promised := cands[0]
+			if c.onQ {
+				rawSet(t, cands[0], key, rawGet(t, cands[0], key).value, 60, 1) // R9's re-stamp of P
+				promised = q
+			} else {
+				promiseAt(t, cands[0], key, 9)
+			}
+			arm()
+			_, err := s.CompareAndSwap(context.Background(), key, []byte("v3"), e.CAS, time.Minute)
+			_, _, prom := envAt(t, promised, key)
+			if c.violation {
+				require.NoError(t, err, "the broken variant completes the write")
+				require.Zero(t, prom, "the broken variant wrote over the promise")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			require.Equal(t, uint32(9), prom, "no record written over the promise")
+			_, payload, _ := envAt(t, cands[0], key)
+			require.Equal(t, "v2", payload, "P keeps the base")
+		})
+	}
+}

@@ -536,7 +536,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	if err != nil {
 		return 0, false, false
 	}
-	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) {
+	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) && !w.s.hooks.completeOwnOverPromise {
 		// R11.3: a P promised above this write's epoch takes no
 		// record of it (the undo's refusal then decides).
 		same := c.st == stData && configOf(c.env) == configOf(env) && !c.env.Pending
@@ -677,7 +677,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if !cq.holds(env.ID()) {
 			break
 		}
-		if !beaten && cp.holds(h.env.ID()) && !cq.promisedAbove(env.E) && !w.s.hooks.undoNoComplete {
+		if !beaten && cp.holds(h.env.ID()) && (!cq.promisedAbove(env.E) || w.s.hooks.undoCompleteOverPromise) && !w.s.hooks.undoNoComplete {
 			// Q still holds this write and P its base: the split a
 			// reader's R4.4 completes to this write. Its completer
 			// re-stamped Q (the undo's refusal) and has not CASed P yet
@@ -685,8 +685,13 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// it as completeOwn does, with Q's token just read (not over
 			// a promise on Q: R11.3; completeOwn reads P again and
 			// declines over one there). Refused: read again.
-			qw.tok.cas, qw.tok.inc = cq.cas, cq.inc
-			if id, ok, _ := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &qw); ok {
+			// A copy of qw: completeOwn records a refused P's token as
+			// "the undo may run", true only of the write's own store
+			// token on Q (rv-undo7 m2: with a read token, a stalled
+			// reader's CAS of P may land in between).
+			q := qw
+			q.tok.cas, q.tok.inc = cq.cas, cq.inc
+			if id, ok, _ := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q); ok {
 				return id, nil
 			}
 			continue
