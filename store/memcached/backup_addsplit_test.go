@@ -13,6 +13,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
@@ -180,4 +181,130 @@ func TestSettleKeepsPrimaryWrite(t *testing.T) {
 			require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
 		})
 	}
+}
+
+// rv-mj2 (BackupOn, real memcached): TestSettleKeepsPrimaryWrite's write
+// lands before the settle's first read, while the Add's backup half is
+// held: the settle finds the primary already past the Add's value and
+// makes the backup copy follow it from the first round. The code before
+// (SetSettleOverPrimary) put the backup copy (C, Seq 5) over the
+// acknowledged write.
+func TestSettleKeepsEarlyPrimaryWrite(t *testing.T) {
+	servers := startNodes(t, 2)
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			flush(t, servers)
+			ctx := context.Background()
+			var ga writeOnce
+			a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
+			w := newStore(t, servers, memcached.Config{})
+			if broken {
+				memcached.SetSettleOverPrimary(a)
+			}
+			const key = "settle:early"
+			primary, backup := a.Placement(key)
+			mp := raw(t, primary)
+			require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
+			var werr error
+			ga.arm(backup, "ms bak:"+key+" ", func(c net.Conn, b []byte) (int, error) {
+				require.True(t, testwait.Poll(5*time.Second, func() bool { return holds(mp, key, record(1, "A")) }), "the Add's primary half")
+				e, err := w.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, record(1, "A"), e.Value)
+				_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
+				return c.Write(b)
+			})
+			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
+			require.True(t, ga.hit())
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
+			require.NoError(t, werr, "the write over the Add's value, acknowledged")
+			got, err := w.Get(ctx, key)
+			require.NoError(t, err)
+			if broken {
+				require.Equal(t, record(5, "C"), got.Value, "the code before: the backup copy put over the acknowledged write")
+				return
+			}
+			require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
+			bi, err := raw(t, backup).Get("bak:" + key)
+			require.NoError(t, err)
+			require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
+		})
+	}
+}
+
+// rv-mj2 (BackupOn, real memcached): while a settle makes the backup copy
+// follow the primary (W, Seq 2, written over the Add's value), another
+// writer X, which read the pair equal, sends its backup half ahead of its
+// primary half (held until the Add returns). The settle finds on the
+// backup a record it did not find at first, of a higher Seq than the
+// primary's: it leaves it to its writer, and X's write, acknowledged,
+// survives the primary losing the key. Put over (the broken variant
+// SetSettleOverWritersHalf), the backup copy is older than X's
+// acknowledged write, which the primary's loss then loses.
+func TestSettleLeavesWritersBackupHalf(t *testing.T) {
+	servers := startNodes(t, 2)
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			settleLeavesWritersBackupHalf(t, servers, broken)
+		})
+	}
+}
+
+// settleLeavesWritersBackupHalf is one run of TestSettleLeavesWritersBackupHalf.
+func settleLeavesWritersBackupHalf(t *testing.T, servers []*mcserver.Server, broken bool) {
+	flush(t, servers)
+	ctx := context.Background()
+	var ga, gx writeOnce
+	a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
+	w := newStore(t, servers, memcached.Config{})
+	x := newStore(t, servers, memcached.Config{DialContext: gx.dial})
+	probe := newStore(t, servers, memcached.Config{})
+	if broken {
+		memcached.SetSettleOverWritersHalf(a)
+	}
+	const key = "settle:follow"
+	primary, backup := a.Placement(key)
+	mp, mb := raw(t, primary), raw(t, backup)
+	require.NoError(t, mb.Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
+	var n atomic.Int32
+	var werr error
+	xerr := make(chan error, 1)
+	addDone := make(chan struct{})
+	memcached.SetBeforePutBack(a, func(string) {
+		switch n.Add(1) {
+		case 1: // W writes over the Add's value (MJ2's write)
+			e, err := w.Get(ctx, key)
+			require.NoError(t, err)
+			_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
+		case 2: // the backup copy followed the primary: X writes before the next read
+			ga.arm(backup, "mg bak:"+key+" ", func(c net.Conn, b []byte) (int, error) {
+				e, err := x.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, record(2, "W"), e.Value)
+				gx.arm(primary, "ms "+key+" ", func(c net.Conn, b []byte) (int, error) {
+					<-addDone
+					return c.Write(b)
+				})
+				go func() {
+					_, err := x.CompareAndSwap(ctx, key, record(3, "X"), e.CAS, time.Minute)
+					xerr <- err
+				}()
+				require.True(t, testwait.Poll(5*time.Second, func() bool { return holds(mb, "bak:"+key, record(3, "X")) }), "X's backup half landed first")
+				return c.Write(b)
+			})
+		}
+	})
+	_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
+	close(addDone)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
+	require.NoError(t, werr)
+	require.NoError(t, <-xerr, "X acknowledged")
+	require.NoError(t, mp.Delete(key)) // the primary loses the key
+	got, err := probe.Get(ctx, key)
+	require.NoError(t, err)
+	if broken {
+		require.Equal(t, record(2, "W"), got.Value, "the code before: the backup copy older than X's acknowledged write")
+		return
+	}
+	require.Equal(t, record(3, "X"), got.Value, "X's acknowledged write survives the primary's loss")
 }

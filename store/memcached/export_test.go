@@ -571,6 +571,13 @@ func SetUndoCompleteOverPromise(s *Store) { s.hooks.undoCompleteOverPromise = tr
 // TestUndoCompletionNotOverPromise).
 func SetCompleteOwnOverPromise(s *Store) { s.hooks.completeOwnOverPromise = true }
 
+// SetSettleOverWritersHalf makes a split Add's settle, once its backup
+// copy follows the primary, put the primary's copy over a record of a
+// higher Seq it did not find at first (a writer's backup half sent ahead
+// of its primary half): the broken variant of
+// TestSettleLeavesWritersBackupHalf.
+func SetSettleOverWritersHalf(s *Store) { s.hooks.settleOverWritersHalf = true }
+
 // SetSettleOverPrimary makes a split Add's settle read the copies again
 // after its CAS of the primary was refused, and put the backup copy over
 // what it finds there, as before rv-d4b MJ2 (the broken variant of

@@ -199,11 +199,12 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 // and two crossing Adds left each copy with the other's value (rv-d4 M2).
 // A primary with no copy is left to the next read, which restores it from
 // the backup copy (getMissed); failures leave the rest to that repair too.
-func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
+func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) {
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
 	primaryWins := false
-	for range maxRepairRounds {
+	var firstBak []byte // the backup copy the first read found
+	for round := range maxRepairRounds {
 		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 		if err != nil {
 			return
@@ -213,8 +214,19 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
 			return
 		}
 		bak, prim := bItems[0], pItems[0]
+		if round == 0 && bak != nil {
+			firstBak = bak.value
+		}
 		if prim == nil || (bak != nil && bytes.Equal(bak.value, prim.value)) {
 			return
+		}
+		if round == 0 && onPrimary && !bytes.Equal(prim.value, added) && !s.hooks.settleOverPrimary {
+			// The primary took this Add and holds another value already:
+			// a write built on the Add's value (maybe acknowledged: its
+			// writer read it there) or another settle's put-back. No
+			// backup copy goes over it (rv-mj2, a write before the
+			// settle's first read).
+			primaryWins = true
 		}
 		if s.hooks.beforePutBack != nil {
 			s.hooks.beforePutBack(rt.key)
@@ -230,6 +242,13 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route) {
 			// backup copy goes over it (rv-d4b MJ2), and the backup
 			// copy follows the primary from now on.
 			primaryWins = err != nil && !s.hooks.settleOverPrimary
+		case primaryWins && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf:
+			// A record of a higher Seq than the primary's that this
+			// settle did not find at first: a writer's backup half sent
+			// ahead of its primary half (rv-mj2). Left to its writer:
+			// put over, it would leave the backup copy older than a
+			// write acknowledged next.
+			return
 		default:
 			err = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		}

@@ -386,6 +386,7 @@ type testHooks struct {
 	addSplitExists           bool             // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
 	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	settleOverPrimary        bool             // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
+	settleOverWritersHalf    bool             // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
 	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
@@ -697,7 +698,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		if s.hooks.addSplitExists {
 			return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 		}
-		s.settleSplitAdd(context.WithoutCancel(ctx), rt)
+		s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, true)
 		return 0, splitAddErr(rt, "the primary's add landed and the backup copy's was refused", berr)
 	case perr == nil:
 		if added.cas != 0 {
@@ -716,7 +717,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		return 0, berr
 	default:
 		if wroteB && errors.Is(perr, provider.ErrExists) && !s.hooks.addSplitExists {
-			s.settleSplitAdd(context.WithoutCancel(ctx), rt)
+			s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, false)
 			return 0, splitAddErr(rt, "the backup copy's add landed and the primary's was refused", perr)
 		}
 		if wroteB {
