@@ -249,6 +249,12 @@ func SetRepairQueueOff(s *Store) { s.hooks.repairQueueOff = true }
 // anomaly read saw, as every other call's do.
 func SetDecisionNoTouch(s *Store) { s.hooks.decisionNoTouch = true }
 
+// SetHalfEstablishedWaits restores the code before the simulation's
+// expiry seed 11238: a half-established failover (a pending fence and the
+// copy it made) whose copy is expiring is not completed; the call waits
+// for the copies to expire.
+func SetHalfEstablishedWaits(s *Store) { s.hooks.halfEstablishedWaits = true }
+
 // SetNoBackoff restores the code before review-r11 m4: a refused decision
 // is followed by the next anomaly read at once.
 func SetNoBackoff(s *Store) { s.hooks.noBackoff = true }

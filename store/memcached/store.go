@@ -353,6 +353,7 @@ type testHooks struct {
 	notFoundUnfenced         bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
 	buryCreation             bool             // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
 	decisionNoTouch          bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
+	halfEstablishedWaits     bool             // the code before: no completion of a half-established failover whose copy is expiring (the call waits for both copies to expire)
 	noBackoff                bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
 	backoff                  backoffHook      // a resolve call is about to back off after a refused decision
 	keepOldWitness           bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)

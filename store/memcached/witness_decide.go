@@ -354,7 +354,21 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// review-2 m6: no decision on an expiring base. Implementation
 		// choice: wait a second and read again (until it is gone, or
 		// something touched it), instead of failing the call.
-		return nil, false, errExpiring
+		//
+		// Except the completion of a half-established failover (§4: y
+		// holds b itself, still pending, the fence R7 or a re-ballot
+		// left; x the copy it made): it copies nothing onto another
+		// node. It re-stamps x (its expiry kept) and clears y's flag
+		// with y's own t (complete), with no touch floor, so it extends
+		// nothing. Waiting instead held the call until x expired and
+		// then until y did (the copy made from a base with 3 or 4 s left
+		// has 1 or 2: expiring at once), up to about 4 s for a session
+		// whose fence had seconds to live (the simulation's expiry seed
+		// 11238, a final request stuck).
+		if !halfEstablished(x, y, b) || w.s.hooks.halfEstablishedWaits {
+			return nil, false, errExpiring
+		}
+		touch = 0
 	}
 	if o.repair && w.isWriting(b.ID()) {
 		// Review of 2026-11-30, M1 (the sim's opposite seed 3428): b is
@@ -593,6 +607,16 @@ func (w *witness) restampBlanks(ctx context.Context, key string, rs *[3]copyRead
 // was written there since the read.
 func (w *witness) casBlank(ctx context.Context, key string, c *copyRead) (uint64, error) {
 	return c.n.wcas(ctx, key, nil, blankTTL, 0, c.cas, c.inc)
+}
+
+// halfEstablished reports whether x holds b with some life left and y
+// holds the same record still pending, with some life left too: §4's
+// Half-established state, a failover's fence on y and its copy on x (a
+// base with t = 0 counts as expired: no decision, R4).
+func halfEstablished(x, y *copyRead, b envelope.Envelope) bool {
+	fence := b.ID()
+	fence.Pending = true
+	return !b.Pending && x.holds(b.ID()) && x.ttl >= 1 && y.st == stData && y.env.ID() == fence && y.ttl >= 1
 }
 
 // inFlight reports that x holds b and y b's parent: two established
