@@ -584,6 +584,11 @@ func SetCompleteOwnOverPromise(s *Store) { s.hooks.completeOwnOverPromise = true
 // TestSettleLeavesWritersBackupHalf.
 func SetSettleOverWritersHalf(s *Store) { s.hooks.settleOverWritersHalf = true }
 
+// SetUndoBothHeldUntouched makes an append's undo that finds both copies
+// holding the write acknowledge it without touching P, as before (the
+// broken variant of TestUndoBothHeldTouchesPrimary).
+func SetUndoBothHeldUntouched(s *Store) { s.hooks.undoBothHeldUntouched = true }
+
 // SetSettleOverPrimary makes a split Add's settle read the copies again
 // after its CAS of the primary was refused, and put the backup copy over
 // what it finds there, as before rv-d4b MJ2 (the broken variant of

@@ -390,6 +390,7 @@ type testHooks struct {
 	settleOverWritersHalf    bool             // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
 	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
+	undoBothHeldUntouched    bool             // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
 	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
 	refusedUnsure            bool             // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
 	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored

@@ -2,6 +2,9 @@ package memcached_test
 
 import (
 	"context"
+	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,4 +136,75 @@ func TestUndoCompletionNotOverPromise(t *testing.T) {
 			require.Equal(t, "v2", payload, "P keeps the base")
 		})
 	}
+}
+
+// TestUndoBothHeldTouchesPrimary (helper undom's model finding,
+// UndoBothHeldUntouched): an append that P refused (re-stamped by R9) and
+// Q stored; a reader completing it re-stamps Q (so the writer's own
+// completion and its undo are refused) and copies Q's appended item onto
+// P before Q's touch, giving P Q's old life (here 3 s). The undo's read
+// finds the write on both copies and acknowledges it, touching P with the
+// write's T first: P lives as long as the session. The code before
+// (SetUndoBothHeldUntouched) acknowledged it with P about to expire, one
+// flush of Q from losing the write.
+func TestUndoBothHeldTouchesPrimary(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			const key = "undobothheld"
+			var p, q string
+			var started atomic.Bool
+			var writes atomic.Int32
+			servers, s, cands, arm := armedStore(t, key, 1, 700*time.Millisecond, func(c armedConn) net.Conn {
+				return &stagedConn{
+					afterReplyConn: afterReplyConn{armedConn: c, hook: func() {
+						// The reader's re-stamp of Q, right after Q stored
+						// the append.
+						rawSet(t, q, key, rawGet(t, q, key).value, 60, 1)
+						started.Store(true)
+					}},
+					before: func() {
+						// Before the undo's CAS of Q (the second write of
+						// Q after the append: the writer's completion's is
+						// the first), the reader's copy onto P, old life.
+						if started.Load() && writes.Add(1) == 2 {
+							rawSet(t, p, key, rawGet(t, q, key).value, 3, 1)
+						}
+					},
+				}
+			})
+			p, q = cands[0], cands[1]
+			if broken {
+				memcached.SetUndoBothHeldUntouched(s)
+			}
+			ctx := context.Background()
+			e := writtenOnce(t, s, key)
+			rawSet(t, p, key, rawGet(t, p, key).value, 60, 1) // R9's re-stamp of P
+			arm()
+			_, _, err := s.CompareAndAppend(ctx, key, []byte("d"), e.CAS, time.Minute)
+			require.NoError(t, err, "the write on both copies: applied")
+			require.EqualValues(t, 2, writes.Load(), "the rig: the undo's CAS of Q sent after the copy")
+			ttl := rawGet(t, p, key).ttl // before any read touches it
+			require.Equal(t, rawGet(t, q, key).value, rawGet(t, p, key).value, "the appended item on both copies")
+			requireSessionIs(t, servers, key, "v2d", "the write is the session")
+			if broken {
+				require.LessOrEqual(t, ttl, int64(3), "the code before: P keeps the old life")
+				return
+			}
+			require.Greater(t, ttl, int64(3), "P touched with the write's T before the acknowledgement")
+		})
+	}
+}
+
+// stagedConn is afterReplyConn that also runs before ahead of each
+// `ms <key>` it writes.
+type stagedConn struct {
+	afterReplyConn
+	before func()
+}
+
+func (c *stagedConn) Write(b []byte) (int, error) {
+	if strings.HasPrefix(string(b), "ms "+c.key+" ") {
+		c.before()
+	}
+	return c.afterReplyConn.Write(b)
 }

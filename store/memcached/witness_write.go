@@ -181,11 +181,11 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, value, exp, pw, qw, perr, beaten)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, beaten)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, value, exp, pw, qw, perr, false)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, false)
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -601,7 +601,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // undo was refused by the witness R9 had just made of that stale copy) is
 // decided as a write stored on P over a failover is (overtaken): this
 // write is at most on Q, below two nodes that outrank it.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, pw, qw written, perr error, beaten bool) (uint64, error) {
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, beaten bool) (uint64, error) {
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -652,6 +652,25 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 			// A reader's completion (R4.4) copied this write onto P: it
 			// is applied, on both copies, as a common read returns it.
+			if appended && !w.s.hooks.undoBothHeldUntouched {
+				// An append: the completion may have copied Q's appended
+				// item before Q's touch, giving P Q's old life (copyExp),
+				// as completeWrite's row for Q: touch P with the write's
+				// T before acknowledging; P gone or replaced by then: not
+				// acknowledged (helper undom: the model's
+				// UndoBothHeldUntouched, one flush of Q then lost the
+				// write after P expired early).
+				it, terr := pw.n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(wexp), 10))
+				switch {
+				case terr != nil:
+					return 0, unknown("cas: undoing the secondary: touching the primary a reader completed", perr, terr)
+				case it.metaItem == nil, it.cas != cp.cas && it.flags == 0:
+					return 0, unknown("cas: undoing the secondary: the primary a reader completed was gone before its touch", perr, err)
+				case it.cas != cp.cas:
+					w.untouch(ctx, pw.n, pw.tok.cand, key)
+					return 0, unknown("cas: undoing the secondary: the primary a reader completed changed before its touch", perr, err)
+				}
+			}
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
 		}
 		if cp.st == stData && cp.env.E > env.E {
