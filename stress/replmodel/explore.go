@@ -2212,18 +2212,14 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.ownFailed(t, c)
 		}
 		cl.DTX, cl.DIX = r.Tok, r.Inc
-		newRound(t, c)
-		x.send(t, c, cl.Q, opCAS, cl.DT2, cl.DI2, cl.New).TTL = x.sessionT(c)
-		cl.Phase = phOwnQ
+		x.ownCAS(t, c, cl.Q, cl.DT2, cl.DI2, phOwnQ)
 	case phOwnQ:
 		r := cl.R[cl.Q]
 		if r.St != rOK {
 			return x.ownFailed(t, c)
 		}
 		cl.DT2, cl.DI2 = r.Tok, r.Inc
-		newRound(t, c)
-		x.send(t, c, cl.P, opCAS, cl.DTX, cl.DIX, cl.New).TTL = x.sessionT(c)
-		cl.Phase = phOwnP
+		x.ownCAS(t, c, cl.P, cl.DTX, cl.DIX, phOwnP)
 	case phOwnP:
 		r := cl.R[cl.P]
 		if r.St == rOK || x.sc.Variant == OwnCompleteQOnly {
@@ -2301,6 +2297,14 @@ func (x *explorer) ownComplete(t *state, c int, tok, inc uint8) {
 	newRound(t, c)
 	x.send(t, c, cl.P, opGet, 0, 0, Rec{})
 	cl.Phase = phOwnGet
+}
+
+// ownCAS sends one of the writer's own completion's CASes: node n to the
+// write, with the token tok, inc and the write's own T; phase next.
+func (x *explorer) ownCAS(t *state, c int, n, tok, inc, next uint8) {
+	newRound(t, c)
+	x.send(t, c, n, opCAS, tok, inc, t.C[c].New).TTL = x.sessionT(c)
+	t.C[c].Phase = next
 }
 
 // ownFailed: the writer's own completion did not store both copies:
