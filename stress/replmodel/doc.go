@@ -78,5 +78,10 @@
 // an acknowledged write gives the session a new life, so a call that
 // starts after the ack may find the session gone only once an item of
 // that life expired (or after two faults), not merely because an item
-// expired before.
+// expired before. Scope.OwnComplete adds the writer's own completion of
+// R3's row "P refused, Q stored" (the store's completeOwn) and the undo's
+// read loop that completes that split again or finds the write on both
+// copies, each answering success; OwnCompleteQOnly (success once Q's
+// CAS was stored) and UndoBothHeldUntouched (with appends, success from
+// both copies with P's copy never touched) are rejected.
 package replmodel

@@ -254,7 +254,32 @@ type Scope struct {
 	// expire early), as does an item of the new life expiring during the
 	// write's own call.
 	Renewal bool
+	// OwnComplete is the writer's own completion of R3's row "P
+	// refused, Q stored" (the store's completeOwn and its undo's read
+	// loop, witness_write.go): after P refused the write with EX, read
+	// P; if it holds the write's base (the same record, re-stamped) and
+	// is not promised above the write's epoch, CAS Q to the write (the
+	// token its store returned) and then P (the token just read): both
+	// stored, the write is acknowledged. Otherwise undo Q as before (Q
+	// stored and P refused: with the token of Q's completion). An undo
+	// refused (EX, another incarnation) reads both copies, at most
+	// undoReads rounds: both holding the write, neither promised above
+	// its epoch: acknowledged (with appends, Scope.Append, once a touch
+	// of P with T found it: P's copy may be a reader's, made from Q's
+	// append before Q's touch, with the old life); Q holding it, P the
+	// base and Q not
+	// promised above its epoch: the completion again, Q's CAS with the
+	// token just read (refused or unanswered: the next round); anything
+	// else ErrOutcomeUnknown, as without it. The store's other answers
+	// in that loop (a conflict, an applied write built on since, a
+	// failover that overtook it, the beaten writer's second undo) are
+	// not modelled: ErrOutcomeUnknown here.
+	OwnComplete bool
 }
+
+// undoReads bounds the undo's read rounds (Scope.OwnComplete; the store
+// reads up to five times).
+const undoReads = 2
 
 // Result is what a run found.
 type Result struct {
@@ -336,6 +361,12 @@ type Result struct {
 	// own base and configuration (rTie); TieConflicts the calls that
 	// then ended "not applied" by the tie row (appendGone).
 	AppendsTie, TieConflicts int
+	// OwnCompleted counts writes acknowledged by their writer's own
+	// completion before any undo (Scope.OwnComplete); UndoCompleted those
+	// acknowledged by the completion after an undo was refused, and
+	// UndoBothHeld those acknowledged because the undo's read found the
+	// write on both copies; UndoReadRounds the undo's read rounds sent.
+	OwnCompleted, UndoCompleted, UndoBothHeld, UndoReadRounds int
 }
 
 type explorer struct {
@@ -2041,11 +2072,16 @@ func (x *explorer) advance(t *state, c int) string {
 			if x.sc.Variant == NoUndo {
 				return x.conflict(t, c)
 			}
-			// Lost at the primary: restore the base on the secondary.
 			cl.NewTok, cl.NewInc = rq.Tok, rq.Inc
-			newRound(t, c)
-			x.send(t, c, cl.Q, opCAS, rq.Tok, rq.Inc, cl.Base).TTL = cl.BRem
-			cl.Phase = phUndo
+			if x.sc.OwnComplete && rp.St == rExists {
+				// P refused it (EX): complete it ourselves if P still
+				// holds the base, re-stamped (completeOwn).
+				cl.Tries = 0
+				x.ownComplete(t, c, rq.Tok, rq.Inc)
+				return ""
+			}
+			// Lost at the primary: restore the base on the secondary.
+			x.undo(t, c)
 		case rp.definiteFail() && rq.definiteFail():
 			return x.conflict(t, c)
 		default:
@@ -2163,8 +2199,137 @@ func (x *explorer) advance(t *state, c int) string {
 		if cl.R[cl.Q].St == rOK {
 			return x.conflict(t, c)
 		}
+		if st := cl.R[cl.Q].St; x.sc.OwnComplete && (st == rExists || st == rStale) {
+			// Q changed again: read both copies.
+			return x.undoRead(t, c)
+		}
 		return x.endOp(t, c) // ErrOutcomeUnknown
+	case phOwnGet:
+		r := cl.R[cl.P]
+		if r.St != rOK || r.Rec != cl.Base || r.Prom > cl.New.E {
+			// P does not hold the base (or is promised above the
+			// write's epoch: R11.3): no completion.
+			return x.ownFailed(t, c)
+		}
+		cl.DTX, cl.DIX = r.Tok, r.Inc
+		x.ownCAS(t, c, cl.Q, cl.DT2, cl.DI2, phOwnQ)
+	case phOwnQ:
+		r := cl.R[cl.Q]
+		if r.St != rOK {
+			return x.ownFailed(t, c)
+		}
+		cl.DT2, cl.DI2 = r.Tok, r.Inc
+		x.ownCAS(t, c, cl.P, cl.DTX, cl.DIX, phOwnP)
+	case phOwnP:
+		r := cl.R[cl.P]
+		if r.St == rOK || x.sc.Variant == OwnCompleteQOnly {
+			if cl.Tries == 0 {
+				x.res.OwnCompleted++
+			} else {
+				x.res.UndoCompleted++
+			}
+			return x.ack(t, c)
+		}
+		if cl.Tries == 0 && r.definiteFail() {
+			// P certainly does not hold it: the undo may run, with
+			// the token of Q's completion (the store's M2).
+			cl.NewTok, cl.NewInc = cl.DT2, cl.DI2
+		}
+		return x.ownFailed(t, c)
+	case phUndoRead:
+		rp, rq := cl.R[cl.P], cl.R[cl.Q]
+		promised := func(r reply) bool { return r.Prom > cl.New.E }
+		switch {
+		case rp.St == rTimeout || rq.St == rTimeout:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		case rp.St == rOK && rq.St == rOK && rp.Rec == cl.New && rq.Rec == cl.New:
+			if promised(rp) || promised(rq) {
+				return x.endOp(t, c) // R11.3: ErrOutcomeUnknown
+			}
+			if x.sc.Append && x.sc.Variant != UndoBothHeldUntouched {
+				// P's copy may be a reader's, made from Q's append
+				// before its touch: with the old life. Touch P with T
+				// before the ack (as phWrTouch touches Q); the touch
+				// finding it gone or replaced: ErrOutcomeUnknown.
+				newRound(t, c)
+				m := x.send(t, c, cl.P, opTouch, rp.Tok, rp.Inc, cl.New)
+				m.App = true
+				cl.Phase = phUndoTouch
+				return ""
+			}
+			// A reader's completion copied it onto P: applied.
+			x.res.UndoBothHeld++
+			return x.ack(t, c)
+		case rq.St != rOK || rq.Rec != cl.New:
+			// The store decides some of these (a conflict, built on
+			// since, overtaken): not modelled, ErrOutcomeUnknown.
+			return x.endOp(t, c)
+		case rp.St == rOK && rp.Rec == cl.Base && !promised(rq):
+			// The split a reader's R4.4 completes to this write:
+			// complete it, Q's CAS with the token just read.
+			x.ownComplete(t, c, rq.Tok, rq.Inc)
+			return ""
+		}
+		return x.ownFailed(t, c) // read again
+	case phUndoTouch:
+		if cl.R[cl.P].St != rOK {
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+		x.res.UndoBothHeld++
+		return x.ack(t, c)
 	}
+	return ""
+}
+
+// undo sends R3's undo: Q, with the token in NewTok, back to the base.
+func (x *explorer) undo(t *state, c int) {
+	cl := &t.C[c]
+	newRound(t, c)
+	x.send(t, c, cl.Q, opCAS, cl.NewTok, cl.NewInc, cl.Base).TTL = cl.BRem
+	cl.Phase = phUndo
+}
+
+// ownComplete starts the writer's own completion (Scope.OwnComplete, the
+// store's completeOwn): read P; Q's CAS will carry tok, inc.
+func (x *explorer) ownComplete(t *state, c int, tok, inc uint8) {
+	cl := &t.C[c]
+	cl.DT2, cl.DI2 = tok, inc
+	newRound(t, c)
+	x.send(t, c, cl.P, opGet, 0, 0, Rec{})
+	cl.Phase = phOwnGet
+}
+
+// ownCAS sends one of the writer's own completion's CASes: node n to the
+// write, with the token tok, inc and the write's own T; phase next.
+func (x *explorer) ownCAS(t *state, c int, n, tok, inc, next uint8) {
+	newRound(t, c)
+	x.send(t, c, n, opCAS, tok, inc, t.C[c].New).TTL = x.sessionT(c)
+	t.C[c].Phase = next
+}
+
+// ownFailed: the writer's own completion did not store both copies:
+// before the undo (Tries 0), undo; in the undo's read loop, read again.
+func (x *explorer) ownFailed(t *state, c int) string {
+	if t.C[c].Tries == 0 {
+		x.undo(t, c)
+		return ""
+	}
+	return x.undoRead(t, c)
+}
+
+// undoRead sends the next round of the undo's reads of both copies, or
+// answers ErrOutcomeUnknown once undoReads rounds were read.
+func (x *explorer) undoRead(t *state, c int) string {
+	cl := &t.C[c]
+	if cl.Tries >= undoReads {
+		return x.endOp(t, c)
+	}
+	cl.Tries++
+	x.res.UndoReadRounds++
+	newRound(t, c)
+	x.send(t, c, cl.P, opGet, 0, 0, Rec{})
+	x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
+	cl.Phase = phUndoRead
 	return ""
 }
 

@@ -243,13 +243,19 @@ const (
 	phR9Clear     // ... and CAS both, if still re-stamped, without nowit
 	phWrTouch     // R3's completion (Scope.Append): Q holds the write, touch it
 	phRestampP    // R9 in turn (Scope.R9InTurn): P's re-stamp first
+	phOwnGet      // the writer's own completion (Scope.OwnComplete): read P
+	phOwnQ        // ... P holds the base: CAS Q to the write
+	phOwnP        // ... then P, with the token just read
+	phUndoRead    // an undo refused (Scope.OwnComplete): read both copies
+	phUndoTouch   // ... both hold the write (Scope.Append): touch P before the ack
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
 	"restamp", "add-read", "add-witness", "add-secondary", "add-primary", "add-undo",
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
 	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
-	"r9-clear-read", "r9-clear-nowit", "complete-touch", "r9-restamp-p"}
+	"r9-clear-read", "r9-clear-nowit", "complete-touch", "r9-restamp-p",
+	"own-complete-get", "own-complete-q", "own-complete-p", "undo-read", "undo-touch"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -274,7 +280,10 @@ type client struct {
 	DR1, DR2 Rec
 	DT2, DI2 uint8
 	DAdd     bool // the second write is an insert (broken variants)
-	Tries    uint8
+	// Tries: R3's completion's re-reads of Q; in the writer's own
+	// completion (Scope.OwnComplete) the undo's read round it belongs to
+	// (0: the completion before the undo).
+	Tries uint8
 	// Add: the blanks' tokens and what each step stored (for the undo).
 	BT, BI  [numNodes]uint8
 	ST, SI  [numNodes]uint8

@@ -230,6 +230,19 @@ const (
 	// append is a blank by its touch: not EN, and the write is
 	// acknowledged on a session that is gone.
 	AppendStrayStored
+	// OwnCompleteQOnly is the writer's own completion (Scope.OwnComplete)
+	// acknowledging the write once Q's CAS was stored, whatever P's
+	// answered: P, holding the base, may take another write instead.
+	OwnCompleteQOnly
+	// UndoBothHeldUntouched is the undo's read loop as the store runs it
+	// (witness_write.go, undo: both copies hold the write, success) with
+	// appends (Scope.Append, Scope.OwnComplete): P's copy was made by a
+	// reader's R4.4 from Q's append before Q's touch, so it carries the
+	// old life (copyExp, or P's own), and the write is acknowledged with
+	// P never touched: P expires at the old deadline with no fault, and
+	// one flush of Q loses the acknowledged write (as
+	// AppendCompleteUntouched for R3's completion).
+	UndoBothHeldUntouched
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -239,7 +252,8 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"takeover-in-place", "takeover-blank-concurrent", "no-promise", "not-found-unfenced", "bury-creation-fenced",
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
 	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
-	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored"}
+	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored",
+	"own-complete-q-only", "undo-both-held-untouched"}
 
 func (v Variant) String() string { return variantNames[v] }
 

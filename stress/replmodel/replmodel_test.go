@@ -23,6 +23,9 @@ var (
 	// checks with R4.4 as before the fix (CreationCompletesOverWitness).
 	nowitAll = flag.Bool("replmodel.nowitread", false, "experiment: Scope.NoWitRead (the store's readers since review-n4b F2's fix) in every repair scope mustHold checks")
 	n4old    = flag.Bool("replmodel.n4old", false, "experiment: R4.4 completes a creation over a witness (the rule before review-4 N4's fix) in every scope mustHold checks")
+	// ownAll (experiment): Scope.OwnComplete, the writer's own completion
+	// and the undo's read loop, in every scope mustHold checks.
+	ownAll = flag.Bool("replmodel.owncomplete", false, "experiment: the writer's own completion (Scope.OwnComplete) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -38,6 +41,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	}
 	if *nowitAll && sc.Repair {
 		sc.NoWitRead = true
+	}
+	if *ownAll {
+		sc.OwnComplete = true
 	}
 	if *n4old && sc.Variant == Correct {
 		sc.Variant = CreationCompletesOverWitness
