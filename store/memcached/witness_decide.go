@@ -232,6 +232,7 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // st.refused is set when the decision made (R7, a re-ballot) was refused
 // or unanswered.
 func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, st *resolveState) (f *hit, decided bool, err error) {
+	shorten := false // complete y with a second less (an expiring half-established pair)
 	var data, empty int
 	for i := range rs {
 		switch {
@@ -359,16 +360,21 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// holds b itself, still pending, the fence R7 or a re-ballot
 		// left; x the copy it made): it copies nothing onto another
 		// node. It re-stamps x (its expiry kept) and clears y's flag
-		// with y's own t (complete), with no touch floor, so it extends
-		// nothing. Waiting instead held the call until x expired and
-		// then until y did (the copy made from a base with 3 or 4 s left
-		// has 1 or 2: expiring at once), up to about 4 s for a session
-		// whose fence had seconds to live (the simulation's expiry seed
-		// 11238, a final request stuck).
+		// with a second less than y's own t (complete's shorten), with
+		// no touch floor. Waiting instead held the call until x expired
+		// and then until y did (the copy made from a base with 3 or 4 s
+		// left has 1 or 2: expiring at once), up to about 4 s for a
+		// session whose fence had seconds to live (the simulation's
+		// expiry seed 11238, a final request stuck). The second less
+		// (cold review rv-half m1): y's node's clock may tick between
+		// the read of t and the CAS, a second later in all; with R7's
+		// failovers between copies that chain (a failover, this
+		// completion, R9, the copy expiring, a failover back) kept a
+		// session alive with no touch at all.
 		if !halfEstablished(x, y, b) || w.s.hooks.halfEstablishedWaits {
 			return nil, false, errExpiring
 		}
-		touch = 0
+		touch, shorten = 0, true
 	}
 	if o.repair && w.isWriting(b.ID()) {
 		// Review of 2026-11-30, M1 (the sim's opposite seed 3428): b is
@@ -428,7 +434,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.refused = !stored && err == nil
 			return nil, true, err
 		}
-		_, _ = w.complete(ctx, key, x, y, b, payload, touch, nil)
+		_, _ = w.complete(ctx, key, x, y, b, payload, touch, shorten, nil)
 		return nil, true, nil
 	case y.st == stSilent && !silent(ctx, y), y.empty() && third.st == stSilent && !silent(ctx, third):
 		// §9: a copy that did not answer this read, on a node that has
@@ -500,7 +506,7 @@ func (w *witness) resume(ctx context.Context, key string, x, y *copyRead, b enve
 	// blank is still there (the CAS did not land).
 	asP := rec
 	asP.atP, asP.p = true, copyToken{cand: y.cand, cas: y.cas, inc: y.inc}
-	sent, err := w.complete(ctx, key, x, y, b, payload, touch, func() {
+	sent, err := w.complete(ctx, key, x, y, b, payload, touch, false, func() {
 		if !w.s.hooks.resumeUnmarked {
 			w.repair.updateUnknown(key, asP)
 		}
@@ -822,13 +828,17 @@ func keepExp(f *hit, c, other *copyRead) int32 {
 // (nil: none) is called just before y's CAS is sent; sent reports
 // whether it was, err the error of the re-stamp or of that CAS (nil:
 // stored).
-func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, sending func()) (sent bool, err error) {
+func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b envelope.Envelope, payload []byte, touch int32, shorten bool, sending func()) (sent bool, err error) {
 	if _, err := x.n.wrestamp(ctx, key, x.cas, x.inc); err != nil {
 		return false, err
 	}
 	exp, _ := copyExp(x.ttl, b.Timeout)
 	if y.st == stData {
-		exp = max(exp, restampExp(y.ttl, b.Timeout))
+		t := y.ttl
+		if shorten {
+			t-- // restampExp keeps at least 1 s
+		}
+		exp = max(exp, restampExp(t, b.Timeout))
 	}
 	exp = max(exp, touch)
 	nb := b
