@@ -132,103 +132,71 @@ func (b *putBackBarrier) wait(t *testing.T) {
 	}
 }
 
-// rv-d4b MJ2 (BackupOn, real memcached): an Add's halves split over a key
-// whose backup copy holds a record of a higher Seq (another process's,
-// there first), so its settle puts that copy on the primary, by a CAS on
-// the primary's copy as read. Before that CAS, another Store reads the
-// Add's value on the primary and writes over it, acknowledged. The
-// settle's CAS is refused, and the settle leaves the primary alone: the
-// acknowledged write stays the session's. The code before
-// (SetSettleOverPrimary) read the pair again and put the backup copy over
-// the acknowledged write.
+// rv-d4b MJ2 and rv-mj2 (BackupOn, real memcached): an Add's halves split
+// over a key whose backup copy holds a record of a higher Seq (another
+// process's, there first), so its settle would put that copy on the
+// primary. Another Store reads the Add's value on the primary and writes
+// over it, acknowledged: "late", before the settle's CAS of the primary
+// (which is then refused), or "early", before the settle's first read
+// (the Add's backup half held until then). The settle leaves the
+// primary alone and makes the backup copy follow it: the acknowledged
+// write stays the session's, on both copies. The code before
+// (SetSettleOverPrimary) read the pair again, or decided on it at once,
+// and put the backup copy over the acknowledged write.
 func TestSettleKeepsPrimaryWrite(t *testing.T) {
 	servers := startNodes(t, 2)
-	for _, broken := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
-			flush(t, servers)
-			ctx := context.Background()
-			a := newStore(t, servers, memcached.Config{})
-			w := newStore(t, servers, memcached.Config{})
-			if broken {
-				memcached.SetSettleOverPrimary(a)
-			}
-			const key = "settle:acked"
-			_, backup := a.Placement(key)
-			require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
-			var once atomic.Bool
-			var werr error
-			memcached.SetBeforePutBack(a, func(string) {
-				if !once.CompareAndSwap(false, true) {
+	for _, early := range []bool{false, true} {
+		for _, broken := range []bool{false, true} {
+			name := map[bool]string{false: "late", true: "early"}[early] + map[bool]string{false: "", true: "/code-before"}[broken]
+			t.Run(name, func(t *testing.T) {
+				flush(t, servers)
+				ctx := context.Background()
+				var ga writeOnce
+				a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
+				w := newStore(t, servers, memcached.Config{})
+				if broken {
+					memcached.SetSettleOverPrimary(a)
+				}
+				const key = "settle:acked"
+				primary, backup := a.Placement(key)
+				mp := raw(t, primary)
+				require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
+				var werr error
+				writeOver := func() {
+					e, err := w.Get(ctx, key)
+					require.NoError(t, err)
+					require.Equal(t, record(1, "A"), e.Value, "the Add's value on the primary")
+					_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
+				}
+				if early {
+					ga.arm(backup, "ms bak:"+key+" ", func(c net.Conn, b []byte) (int, error) {
+						require.True(t, testwait.Poll(5*time.Second, func() bool { return holds(mp, key, record(1, "A")) }), "the Add's primary half")
+						writeOver()
+						return c.Write(b)
+					})
+				} else {
+					var once atomic.Bool
+					memcached.SetBeforePutBack(a, func(string) {
+						if once.CompareAndSwap(false, true) {
+							writeOver()
+						}
+					})
+				}
+				_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
+				require.NoError(t, werr, "the write over the Add's value, acknowledged")
+				got, err := w.Get(ctx, key)
+				require.NoError(t, err)
+				if broken {
+					require.Equal(t, record(5, "C"), got.Value, "the code before: the backup copy put over the acknowledged write")
 					return
 				}
-				e, err := w.Get(ctx, key)
+				require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
+				bi, err := raw(t, backup).Get("bak:" + key)
 				require.NoError(t, err)
-				require.Equal(t, record(1, "A"), e.Value, "the Add's value on the primary")
-				_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
+				require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
 			})
-			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
-			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
-			require.NoError(t, werr, "the write over the Add's value, acknowledged")
-			got, err := w.Get(ctx, key)
-			require.NoError(t, err)
-			if broken {
-				require.Equal(t, record(5, "C"), got.Value, "the code before: the backup copy put over the acknowledged write")
-				return
-			}
-			require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
-			bi, err := raw(t, backup).Get("bak:" + key)
-			require.NoError(t, err)
-			require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
-		})
-	}
-}
-
-// rv-mj2 (BackupOn, real memcached): TestSettleKeepsPrimaryWrite's write
-// lands before the settle's first read, while the Add's backup half is
-// held: the settle finds the primary already past the Add's value and
-// makes the backup copy follow it from the first round. The code before
-// (SetSettleOverPrimary) put the backup copy (C, Seq 5) over the
-// acknowledged write.
-func TestSettleKeepsEarlyPrimaryWrite(t *testing.T) {
-	servers := startNodes(t, 2)
-	for _, broken := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
-			flush(t, servers)
-			ctx := context.Background()
-			var ga writeOnce
-			a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
-			w := newStore(t, servers, memcached.Config{})
-			if broken {
-				memcached.SetSettleOverPrimary(a)
-			}
-			const key = "settle:early"
-			primary, backup := a.Placement(key)
-			mp := raw(t, primary)
-			require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
-			var werr error
-			ga.arm(backup, "ms bak:"+key+" ", func(c net.Conn, b []byte) (int, error) {
-				require.True(t, testwait.Poll(5*time.Second, func() bool { return holds(mp, key, record(1, "A")) }), "the Add's primary half")
-				e, err := w.Get(ctx, key)
-				require.NoError(t, err)
-				require.Equal(t, record(1, "A"), e.Value)
-				_, werr = w.CompareAndSwap(ctx, key, record(2, "W"), e.CAS, time.Minute)
-				return c.Write(b)
-			})
-			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
-			require.True(t, ga.hit())
-			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
-			require.NoError(t, werr, "the write over the Add's value, acknowledged")
-			got, err := w.Get(ctx, key)
-			require.NoError(t, err)
-			if broken {
-				require.Equal(t, record(5, "C"), got.Value, "the code before: the backup copy put over the acknowledged write")
-				return
-			}
-			require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
-			bi, err := raw(t, backup).Get("bak:" + key)
-			require.NoError(t, err)
-			require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
-		})
+		}
 	}
 }
 
