@@ -16,8 +16,9 @@ import (
 // repairQueueLen are dropped; the next touch queues them again); the
 // witness-less list of sessions this process created without a witness
 // (R8 with a silent candidate: bounded by maxWitless, never dropped once
-// on it, worked at every probe tick until R9 stored the witness or the
-// session is gone or moved on); the list of this process's creations of
+// on it, worked at every probe tick while the node due to hold its
+// witness is not held failed, until R9 stored the witness or the session
+// is gone or moved on); the list of this process's creations of
 // unknown outcome (R8's resumption: bounded by maxUnknownAdds, each key
 // visited at probe ticks, backed off, until a read returns a session, or
 // finds none and fences the creation out, or the creation's timeout has

@@ -337,11 +337,10 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 				// Q with T before acknowledging; gone by then, Q is
 				// missing: the write failover (the model's
 				// AppendCompleteUntouched).
-				it, err := qn.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
-				switch {
-				case err != nil:
+				switch o, err := w.touchCompleted(ctx, qn, cfg.Q, key, c.cas, exp); o {
+				case touchFailed:
 					return 0, unknown("cas: touching the secondary a reader completed", err)
-				case it.metaItem == nil, it.cas != c.cas && it.flags == 0:
+				case touchGone:
 					// Gone (EN, or a blank a reader's get-or-blank left
 					// on the miss: the cold review of the merged rules,
 					// A1). The reader's completion re-stamped P first:
@@ -353,9 +352,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 					}
 					gone := copyRead{n: qn, cand: cfg.Q, st: stAbsent}
 					return w.writeFailover(ctx, key, cs, env, value, exp, written{pw.n, pc.token()}, &gone, errAppendedGone)
-				case it.cas != c.cas:
-					// Another record since the read: it got this T.
-					w.untouch(ctx, qn, cfg.Q, key)
+				case touchChanged:
 					return 0, unknown("cas: the secondary a reader completed changed before its touch")
 				}
 			}
@@ -388,6 +385,38 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 		return 0, unknown("cas: the secondary holds another record")
 	}
 	return 0, unknown("cas: completing the secondary", last)
+}
+
+// touchOutcome is what touchCompleted found.
+type touchOutcome int
+
+const (
+	touchStored  touchOutcome = iota // the copy read, touched
+	touchFailed                      // no answer: the touch's outcome unknown
+	touchGone                        // the copy gone (EN, or a blank left on the miss)
+	touchChanged                     // another record since the read: its touch undone (untouch)
+)
+
+// touchCompleted touches with T<exp> the copy on n that a reader's
+// completion made of an append (read with token cas): the completion may
+// have copied the appended item before the append's own touch, with the
+// old life (copyExp). Before such a write is acknowledged from that copy,
+// the copy gets the write's T: completeWrite's row for Q
+// (AppendCompleteUntouched) and the undo's "both copies hold it" row for
+// P (UndoBothHeldUntouched), both found by the model.
+func (w *witness) touchCompleted(ctx context.Context, n *node, cand uint8, key string, cas uint64, exp int32) (touchOutcome, error) {
+	it, err := n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(exp), 10))
+	switch {
+	case err != nil:
+		return touchFailed, err
+	case it.metaItem == nil, it.cas != cas && it.flags == 0:
+		return touchGone, nil
+	case it.cas != cas:
+		// Another record since the read: it got this T.
+		w.untouch(ctx, n, cand, key)
+		return touchChanged, nil
+	}
+	return touchStored, nil
 }
 
 // overtaken decides a write (env, its payload value) of which one copy
@@ -660,14 +689,12 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 				// acknowledged (helper undom: the model's
 				// UndoBothHeldUntouched, one flush of Q then lost the
 				// write after P expired early).
-				it, terr := pw.n.wget(ctx, key, " c f T"+strconv.FormatInt(int64(wexp), 10))
-				switch {
-				case terr != nil:
+				switch o, terr := w.touchCompleted(ctx, pw.n, pw.tok.cand, key, cp.cas, wexp); o {
+				case touchFailed:
 					return 0, unknown("cas: undoing the secondary: touching the primary a reader completed", perr, terr)
-				case it.metaItem == nil, it.cas != cp.cas && it.flags == 0:
+				case touchGone:
 					return 0, unknown("cas: undoing the secondary: the primary a reader completed was gone before its touch", perr, err)
-				case it.cas != cp.cas:
-					w.untouch(ctx, pw.n, pw.tok.cand, key)
+				case touchChanged:
 					return 0, unknown("cas: undoing the secondary: the primary a reader completed changed before its touch", perr, err)
 				}
 			}
