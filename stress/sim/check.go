@@ -173,7 +173,11 @@ func Check(r *Result) []Violation {
 		var fin *Request
 		for _, f := range finals {
 			if f.Err != nil && !errors.Is(f.Err, provider.ErrNotFound) {
-				add(InvStuck, s, "%s on app %d after the faults healed: %v (%v)", f.ID, f.App, f.Err, f.Ret-f.Call)
+				retried := ""
+				if f.Retried != nil {
+					retried = fmt.Sprintf("; a retry, after %v", f.Retried)
+				}
+				add(InvStuck, s, "%s on app %d after the faults healed: %v (%v%s)", f.ID, f.App, f.Err, f.Ret-f.Call, retried)
 				continue
 			}
 			if !f.Seen {
@@ -384,10 +388,11 @@ func goneAfter(r *Result, all []*Request, x, timeout time.Duration) time.Duratio
 }
 
 // readAt is when rq read the values it saw, at the earliest: the start of
-// its last read before its first operation that sets the expiry.
+// its last read before its first operation that sets the expiry, in the
+// attempt that returned them (a retried final's retry, from RetryOp).
 func readAt(rq *Request) (time.Duration, bool) {
 	at, ok := time.Duration(0), false
-	for _, op := range rq.Ops {
+	for _, op := range rq.Ops[rq.RetryOp:] {
 		if strings.HasSuffix(op.Name, "gat") {
 			return op.Call, true // reads and sets the expiry at once
 		}

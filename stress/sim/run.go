@@ -101,6 +101,11 @@ type Params struct {
 	// deliberately broken variant of the durable tier for the checker's
 	// tests.
 	wrapDurable func(tiered.Durable) tiered.Durable
+	// noFinalRetry: a final request does not retry an AcquireItem of
+	// unknown outcome (runner.final), so that such a request counts as
+	// stuck on every store: the checker as it was before finals retried,
+	// for TestFinalRetriesUnknownOutcome.
+	noFinalRetry bool
 }
 
 // connChoice says which connections a run's memcached Stores use
@@ -273,6 +278,12 @@ type Request struct {
 	Key        string // lock-free: the key written
 	LFKeys     []string
 	Ops        []StoreOp
+	// Retried is, for a final request, the error of a first AcquireItem
+	// of unknown outcome that it retried (runner.final), and RetryOp the
+	// index in Ops of the retry's first operation; Err, N, W and Seen are
+	// the retry's.
+	Retried error
+	RetryOp int
 
 	phase string
 }
@@ -481,6 +492,9 @@ type runner struct {
 	start   time.Time
 	stores  []*memcached.Store // the memcached Stores (the caches, when tiered)
 	sched   Schedule
+	// settles: the Stores' reads settle writes of unknown outcome
+	// (provider.OutcomeReader), so the provider resolves them itself.
+	settles bool
 
 	mu       sync.Mutex
 	hits     []FaultHit
@@ -990,6 +1004,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		if gt, ok := st.(provider.GetAndToucher); ok && res.GetAndTouch {
 			rs = gtStore{recStore: rs.(*recStore), gt: gt}
 		}
+		r.settles = rs.(provider.OutcomeReader).ReadsSettleOutcomes()
 		pv, err := provider.New(rs, provider.Config{App: "sim", Lease: p.Lease})
 		if err != nil {
 			panic(err)
@@ -1293,13 +1308,22 @@ func (r *runner) request(pv *provider.Provider, id string, rq *Request, rng *ran
 }
 
 // final takes the session's lock once the faults healed and records what
-// it holds.
+// it holds. On a store whose reads do not settle writes of unknown
+// outcome (memcached.BackupOn) the provider passes ErrOutcomeUnknown to
+// its caller, the user sees an error and tries again: so a final whose
+// AcquireItem returns it tries once more within the same deadline, and is
+// stuck only if that fails too. Where reads settle outcomes the provider
+// has already tried to resolve it: no retry, the error is final.
 func (r *runner) final(pv *provider.Provider, id string, rq *Request) {
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), reqKey{}, rq), 2*r.p.Lease+time.Second)
 	defer cancel()
 	rq.Call = r.now()
 	defer func() { rq.Ret = r.now() }()
 	it, err := pv.AcquireItem(ctx, id)
+	if errors.Is(err, provider.ErrOutcomeUnknown) && !r.settles && !r.p.noFinalRetry {
+		rq.Retried, rq.RetryOp = err, len(rq.Ops)
+		it, err = pv.AcquireItem(ctx, id)
+	}
 	if err != nil {
 		rq.Err = err
 		return

@@ -348,6 +348,18 @@ func expectDefects(t *testing.T, name string, p Params, n int) {
 		appended += r.appended
 	}
 	fmt.Fprintf(&b, "%d lock changes appended as deltas\n", appended)
+	var retried, failed int
+	for _, r := range results {
+		for _, f := range r.Finals {
+			if f.Retried != nil {
+				retried++
+				if f.Err != nil {
+					failed++
+				}
+			}
+		}
+	}
+	fmt.Fprintf(&b, "%d final requests retried an AcquireItem of unknown outcome, %d of them failed again\n", retried, failed)
 	if appended == 0 && (p.appends || (p.scheme() == memcached.BackupOn && !p.Tiered && n >= 8)) {
 		t.Error("the seeds that append appended no delta")
 	}
@@ -359,12 +371,18 @@ func expectDefects(t *testing.T, name string, p Params, n int) {
 			t.Errorf("fault kind %s struck in %d of its %d seeds", k, cov.Count(string(k), "any"), tl.seeds[k])
 		}
 	}
-	// Expiry at different instants on different nodes: apart from
-	// defect 5 (an expired session read back) and defect 4 (a failed
-	// commit applied, which today's store shows under every kind, seed 43
-	// of expiry now and then: its interleaving depends on the bubble's
-	// scheduling), today's store keeps every invariant under it (none
-	// lost early): a regression, not an expected failure.
+	// Expiry at different instants on different nodes: defect 5 (an
+	// expired session read back) and defect 4 (a failed commit applied,
+	// which today's store shows under every kind, seed 43 of expiry now
+	// and then: its interleaving depends on the bubble's scheduling) are
+	// expected; any other invariant broken under it (a session lost
+	// early, a final stuck) is a regression. BackupOn does not keep every
+	// guarantee here by itself: a write from a cached token that finds
+	// the primary's copy expired and the backup's not yet stays on the
+	// backup copy and reports ErrOutcomeUnknown (store/memcached doc.go,
+	// "Residual windows"), which its provider does not settle. A final
+	// retries that once, as a user would (runner.final), and is stuck
+	// only if the retry fails too.
 	for inv, seeds := range tl.found[FaultExpiry] {
 		if inv != InvExpiredRead && inv != InvFailedApplied {
 			t.Errorf("expiry: %s in %d of %d seeds (e.g. seed %d)", inv, len(seeds), tl.seeds[FaultExpiry], seeds[0])
@@ -474,7 +492,7 @@ func TestReplay(t *testing.T) {
 			t.Logf("creation %s (session %d): reported without its witness %v, no witness record when it returned %v, a witness record seen %v, %d data records, data copies erased with no witness record at %v (marked nowit at %v)", c.Req.ID, c.Session, c.Reported, c.NoWitness, c.Witness, c.Data, c.Losses, c.NoWitLosses)
 		}
 		for _, rq := range first.Finals {
-			t.Logf("%s app%d s%d n=%d w=%s err=%v lf=%d", rq.ID, rq.App, rq.Session, rq.N, rq.W, rq.Err, len(rq.LFKeys))
+			t.Logf("%s app%d s%d n=%d w=%s [%v,%v] err=%v retried=%v lf=%d ops=%v", rq.ID, rq.App, rq.Session, rq.N, rq.W, rq.Call, rq.Ret, rq.Err, rq.Retried, len(rq.LFKeys), rq.Ops)
 		}
 	}
 	same := 0
