@@ -158,7 +158,21 @@
 // changed since it was read (another settle, or a write built on the
 // Add's value, maybe acknowledged): no backup copy goes over it, and the
 // backup copy follows the primary from then on (rv-d4b MJ2,
-// TestSettleKeepsPrimaryWrite). Before (rv-d4 M2), both Adds of a crossing
+// TestSettleKeepsPrimaryWrite). The settle reads the pair again after
+// each of its writes, stored or refused (another party may have moved the
+// other copy meanwhile: two settles, one following the primary and one
+// applying the Seq rule, each stored, swap the copies), and ends only on
+// a read that shows the copies equal, the primary without a copy (the
+// next read restores it, newest by Seq), or a writer's backup half ahead
+// of its primary half (left to that writer). It gives up after four
+// refused writes (each another party's write landing meanwhile) or eight
+// rounds, a failed command, or its time bound: 2 Timeouts, and at most
+// one Timeout past the caller's deadline (the caller's cancellation does
+// not stop it: stopped, it would leave the copies split by choice). The
+// Add's error then says that the copies may differ: nothing else repairs
+// two present copies that differ (a read repairs a primary miss only)
+// (rv-mj2 mn-c, rv-d4b mn5; TestSettleLastRoundReadAgain,
+// TestSettleGivesUpAloud, TestSettleBounded). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
 // going opposite ways, could leave the copies diverged with equal Seq
 // (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of

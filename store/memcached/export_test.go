@@ -606,3 +606,14 @@ func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }
 // stalled between its re-stamp of Q and its CAS of P) reads both copies
 // five times and reports an unknown outcome, never completing the write.
 func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
+
+// SetSettleLastUnread makes a split Add's settle end after its fourth
+// round's write without reading the pair again, whatever that write
+// did, and answer as if the copies were settled, as before rv-mj2 mn-c
+// (the broken variant of TestSettleLastRoundReadAgain).
+func SetSettleLastUnread(s *Store) { s.hooks.settleLastUnread = true }
+
+// SetSettleUnbounded makes a split Add's settle run with no deadline of
+// its own, as before rv-d4b mn5 (the broken variant of
+// TestSettleBounded).
+func SetSettleUnbounded(s *Store) { s.hooks.settleUnbounded = true }

@@ -197,28 +197,62 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 // again. The code before (backupOnly on one side, syncBackup on the other)
 // moved them opposite ways, each conditioned on the copy it wrote only,
 // and two crossing Adds left each copy with the other's value (rv-d4 M2).
-// A primary with no copy is left to the next read, which restores it from
-// the backup copy (getMissed); failures leave the rest to that repair too.
-func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) {
+//
+// The settle ends only on a read of the pair (never on a write), and
+// answers nil only when that read shows a state the rules accept:
+//   - the copies equal;
+//   - the primary without a copy: the next read of the key misses there
+//     and restores it from the newest copy (getMissed), as the Seq rule
+//     would;
+//   - while the backup copy follows the primary, a record of a higher Seq
+//     on the backup that the first read did not find: a writer's backup
+//     half ahead of its primary half, left to that writer (its primary
+//     half lands and the copies are equal, or its undo puts the primary's
+//     copy back on the backup).
+//
+// Any other end is an error, which the Add's answer carries (splitAddErr;
+// ErrOutcomeUnknown either way): a read or write that failed, the
+// settle's time bound (settleContext), maxRepairRounds refused writes
+// (each one another party's write landing on a copy meanwhile), or twice
+// that many rounds in all. A stored write does not count against the
+// bound, and the pair is read again after it: another party may have
+// moved the other copy between this settle's read and its write (an undo,
+// rv-d4b mn3; or another settle going the other way, one following the
+// primary and one applying the Seq rule, both writes stored: the copies
+// swapped, which the next round, on which both rules agree, settles).
+//
+// Why the end is checked, and said when it is not a settled one: nothing
+// else brings two present copies that differ to one value. A read repairs
+// a primary miss only (getMissed); a backup copy of a higher Seq than the
+// primary's stays under the next writes of lower Seqs (afterPrimary finds
+// it "newer already there"), and a primary loss then restores it over
+// them. The code before ended after its fourth round's write without
+// reading the pair again, and said nothing when it ran out of rounds: two
+// settles swapping the copies in their last rounds both answered as
+// settled over diverged copies (rv-mj2 mn-c).
+func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) error {
+	ctx, cancel := s.settleContext(ctx)
+	defer cancel()
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
 	primaryWins := false
 	var firstBak []byte // the backup copy the first read found
-	for round := range maxRepairRounds {
+	refused := 0
+	for round := 0; ; round++ {
 		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 		if err != nil {
-			return
+			return err
 		}
 		pItems, err := rt.p.mget(ctx, true, rt.key)
 		if err != nil {
-			return
+			return err
 		}
 		bak, prim := bItems[0], pItems[0]
 		if round == 0 && bak != nil {
 			firstBak = bak.value
 		}
 		if prim == nil || (bak != nil && bytes.Equal(bak.value, prim.value)) {
-			return
+			return nil
 		}
 		if round == 0 && onPrimary && !bytes.Equal(prim.value, added) && !s.hooks.settleOverPrimary {
 			// The primary took this Add and holds another value already:
@@ -227,6 +261,17 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 			// backup copy goes over it (rv-mj2, a write before the
 			// settle's first read).
 			primaryWins = true
+		}
+		if primaryWins && bak != nil && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf {
+			// A record of a higher Seq than the primary's that this
+			// settle did not find at first: a writer's backup half sent
+			// ahead of its primary half (rv-mj2). Left to its writer:
+			// put over, it would leave the backup copy older than a
+			// write acknowledged next.
+			return nil
+		}
+		if refused >= maxRepairRounds || round >= 2*maxRepairRounds {
+			return fmt.Errorf("memcached: %s: the copies kept changing (%d writes refused in %d rounds)", rt.key, refused, round)
 		}
 		if s.hooks.beforePutBack != nil {
 			s.hooks.beforePutBack(rt.key)
@@ -242,23 +287,41 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 			// backup copy goes over it (rv-d4b MJ2), and the backup
 			// copy follows the primary from now on.
 			primaryWins = err != nil && !s.hooks.settleOverPrimary
-		case primaryWins && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf:
-			// A record of a higher Seq than the primary's that this
-			// settle did not find at first: a writer's backup half sent
-			// ahead of its primary half (rv-mj2). Left to its writer:
-			// put over, it would leave the backup copy older than a
-			// write acknowledged next.
-			return
 		default:
 			err = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		}
-		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) && !errors.Is(err, provider.ErrExists) {
-			return
+		switch {
+		case err == nil:
+		case errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) || errors.Is(err, provider.ErrExists):
+			refused++
+		default:
+			return err
 		}
-		// Stored or refused: read the pair again (stored, to see it equal:
-		// an undo or another settle may have moved a copy meanwhile, rv-d4b
-		// mn3).
+		if s.hooks.settleLastUnread && round == maxRepairRounds-1 {
+			return nil // the code before: the fourth round's write, stored or refused, not read again
+		}
+		// Stored or refused: read the pair again.
 	}
+}
+
+// settleContext bounds a split Add's settle (rv-d4b mn5). It runs without
+// the caller's cancellation: stopped by a client gone away, it would leave
+// the copies split by choice. It ends 2 Timeouts after it starts, or one
+// Timeout past the caller's deadline if that comes first: a request is not
+// held much past its deadline, and in a healthy cluster a settle's few
+// round trips take a millisecond. Before, it could run for 4 rounds of
+// 3 operations of up to a Timeout each, whatever the deadline. A settle
+// cut short answers ErrOutcomeUnknown, as every split Add does, with the
+// reason. With the test hook settleUnbounded, as before.
+func (s *Store) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.hooks.settleUnbounded {
+		return context.WithoutCancel(ctx), func() {}
+	}
+	end := time.Now().Add(2 * s.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(s.cfg.Timeout).Before(end) {
+		end = d.Add(s.cfg.Timeout)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), end)
 }
 
 // newerBackup reports whether settleSplitAdd puts the backup copy bak on
@@ -276,8 +339,14 @@ func newerBackup(prim, bak []byte) bool {
 // splitAddErr is the error of an Add whose halves split (settleSplitAdd):
 // refusal, the refused half's error, is kept as text only, since the
 // Add's value was on the other copy, where others may have read it, and
-// may be the value kept.
-func splitAddErr(rt route, why string, refusal error) error {
+// may be the value kept. settled is the settle's error: nil when it left
+// the copies in a state its rules accept, else why it did not (the copies
+// may differ), also as text only (a deadline of the settle's own is not
+// the caller's).
+func splitAddErr(rt route, why string, refusal, settled error) error {
+	if settled != nil {
+		return fmt.Errorf("memcached: %s: add: %s (%v), and bringing the copies to one value did not finish (%v): they may differ, one of them maybe this add's: %w", rt.key, why, refusal, settled, provider.ErrOutcomeUnknown)
+	}
 	return fmt.Errorf("memcached: %s: add: %s (%v), and the copies were brought to one value, which may be this add's: %w", rt.key, why, refusal, provider.ErrOutcomeUnknown)
 }
 

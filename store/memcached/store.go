@@ -388,6 +388,8 @@ type testHooks struct {
 	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	settleOverPrimary        bool             // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
 	settleOverWritersHalf    bool             // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
+	settleLastUnread         bool             // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
+	settleUnbounded          bool             // the code before rv-d4b mn5: a split Add's settle has no deadline of its own (the caller's cancellation removed)
 	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool             // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
@@ -700,8 +702,8 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		if s.hooks.addSplitExists {
 			return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 		}
-		s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, true)
-		return 0, splitAddErr(rt, "the primary's add landed and the backup copy's was refused", berr)
+		serr := s.settleSplitAdd(ctx, rt, value, true)
+		return 0, splitAddErr(rt, "the primary's add landed and the backup copy's was refused", berr, serr)
 	case perr == nil:
 		if added.cas != 0 {
 			added.pcas = pcas // both copies hold value: the pair (backup_append.go)
@@ -719,8 +721,8 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		return 0, berr
 	default:
 		if wroteB && errors.Is(perr, provider.ErrExists) && !s.hooks.addSplitExists {
-			s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, false)
-			return 0, splitAddErr(rt, "the backup copy's add landed and the primary's was refused", perr)
+			serr := s.settleSplitAdd(ctx, rt, value, false)
+			return 0, splitAddErr(rt, "the backup copy's add landed and the primary's was refused", perr, serr)
 		}
 		if wroteB {
 			return 0, s.undoErr(rt, perr, s.syncBackup(context.WithoutCancel(ctx), rt, value))
