@@ -166,13 +166,23 @@
 // next read restores it, newest by Seq), or a writer's backup half ahead
 // of its primary half (left to that writer). It gives up after four
 // refused writes (each another party's write landing meanwhile) or eight
-// rounds, a failed command, or its time bound: 2 Timeouts, and at most
-// one Timeout past the caller's deadline (the caller's cancellation does
-// not stop it: stopped, it would leave the copies split by choice). The
-// Add's error then says that the copies may differ: nothing else repairs
-// two present copies that differ (a read repairs a primary miss only)
-// (rv-mj2 mn-c, rv-d4b mn5; TestSettleLastRoundReadAgain,
-// TestSettleGivesUpAloud, TestSettleBounded). Before (rv-d4 M2), both Adds of a crossing
+// rounds, or on a failed command; each command is bounded by Timeout. It
+// runs on a goroutine of the Store's, neither stopped by the caller's
+// cancellation nor cut at its deadline: cut before its write, it would
+// leave the copies as the split did, and a backup copy newer by Seq than
+// the primary's is the one divergence nothing else repairs (the next
+// write's slow path replaces a backup copy older than the primary's, a
+// read restores a primary that lost its copy; a backup copy of a higher
+// Seq stays under the writes acknowledged on the primary, and a loss of
+// the primary's copy restores it over them). The Add answers when the
+// settle ends, or one Timeout past the caller's deadline while it goes
+// on; Close waits for the settles still running, and none starts after
+// it. A settle that ends unsettled makes the Add's error (if the caller
+// still waits) say that the copies may differ, and is reported with an
+// EventWarning naming the primary node, not the key (rv-mj2 mn-c, rv-d4b
+// mn5, rv-settle S1, S3; TestSettleLastRoundReadAgain,
+// TestSettleGivesUpAloud, TestSettleBounded, TestSettleRoundBound,
+// TestSettleRunsPastDeadline). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
 // going opposite ways, could leave the copies diverged with equal Seq
 // (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of

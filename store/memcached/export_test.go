@@ -613,7 +613,24 @@ func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
 // (the broken variant of TestSettleLastRoundReadAgain).
 func SetSettleLastUnread(s *Store) { s.hooks.settleLastUnread = true }
 
-// SetSettleUnbounded makes a split Add's settle run with no deadline of
-// its own, as before rv-d4b mn5 (the broken variant of
-// TestSettleBounded).
+// SetSettleUnbounded makes the caller of a split Add wait for its
+// settle's end whatever its deadline, as before rv-d4b mn5 (the broken
+// variant of TestSettleBounded).
 func SetSettleUnbounded(s *Store) { s.hooks.settleUnbounded = true }
+
+// SetSettleCut makes a split Add's settle itself end 2 Timeouts after it
+// starts, or one Timeout past the caller's deadline if that comes first,
+// and the caller wait for it, as at d76aa64 (the broken variant of
+// TestSettleRunsPastDeadline, rv-settle S1).
+func SetSettleCut(s *Store) { s.hooks.settleCut = true }
+
+// SettleSplitAdd runs s's settle of key after an Add of added whose
+// halves split, the primary's landed if onPrimary: another Store's
+// settle, run by a test while the first one's is held in a hook.
+func SettleSplitAdd(ctx context.Context, s *Store, key string, added []byte, onPrimary bool) error {
+	return s.settleSplitAdd(ctx, s.route(key), added, onPrimary)
+}
+
+// GoSettle starts settle as s starts a split Add's settle (on a
+// goroutine Close waits for) and reports whether it started.
+func GoSettle(s *Store, settle func()) bool { return s.goSettle(settle) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -210,29 +211,29 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 //     half lands and the copies are equal, or its undo puts the primary's
 //     copy back on the backup).
 //
-// Any other end is an error, which the Add's answer carries (splitAddErr;
-// ErrOutcomeUnknown either way): a read or write that failed, the
-// settle's time bound (settleContext), maxRepairRounds refused writes
-// (each one another party's write landing on a copy meanwhile), or twice
-// that many rounds in all. A stored write does not count against the
-// bound, and the pair is read again after it: another party may have
-// moved the other copy between this settle's read and its write (an undo,
-// rv-d4b mn3; or another settle going the other way, one following the
-// primary and one applying the Seq rule, both writes stored: the copies
-// swapped, which the next round, on which both rules agree, settles).
+// Any other end is an error (settleAdd reports it: the Add's answer, if
+// the caller still waits, and an EventWarning): a read or write that
+// failed, maxRepairRounds refused writes (each one another party's write
+// landing on a copy meanwhile), or twice that many rounds in all. A
+// stored write does not count against the bound, and the pair is read
+// again after it: another party may have moved the other copy between
+// this settle's read and its write (an undo, rv-d4b mn3; or another
+// settle going the other way, one following the primary and one applying
+// the Seq rule, both writes stored: the copies swapped, which the next
+// round, on which both rules agree, settles).
 //
-// Why the end is checked, and said when it is not a settled one: nothing
-// else brings two present copies that differ to one value. A read repairs
-// a primary miss only (getMissed); a backup copy of a higher Seq than the
-// primary's stays under the next writes of lower Seqs (afterPrimary finds
-// it "newer already there"), and a primary loss then restores it over
-// them. The code before ended after its fourth round's write without
-// reading the pair again, and said nothing when it ran out of rounds: two
-// settles swapping the copies in their last rounds both answered as
-// settled over diverged copies (rv-mj2 mn-c).
+// Why the end is checked, and said when it is not a settled one: one
+// divergence nothing else repairs. The next write's slow path
+// (afterPrimary) replaces a backup copy older than the primary's, and a
+// read restores a primary that lost its copy (getMissed); but a backup
+// copy of a higher Seq than the primary's stays under the next writes of
+// lower Seqs (afterPrimary finds it "newer already there"), and a primary
+// loss then restores it over them. The code before ended after its
+// fourth round's write without reading the pair again, and said nothing
+// when it ran out of rounds: two settles swapping the copies in their
+// last rounds both answered as settled over diverged copies (rv-mj2
+// mn-c).
 func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) error {
-	ctx, cancel := s.settleContext(ctx)
-	defer cancel()
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
 	primaryWins := false
@@ -304,17 +305,66 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 	}
 }
 
-// settleContext bounds a split Add's settle (rv-d4b mn5). It runs without
-// the caller's cancellation: stopped by a client gone away, it would leave
-// the copies split by choice. It ends 2 Timeouts after it starts, or one
-// Timeout past the caller's deadline if that comes first: a request is not
-// held much past its deadline, and in a healthy cluster a settle's few
-// round trips take a millisecond. Before, it could run for 4 rounds of
-// 3 operations of up to a Timeout each, whatever the deadline. A settle
-// cut short answers ErrOutcomeUnknown, as every split Add does, with the
-// reason. With the test hook settleUnbounded, as before.
+// settleAdd answers an Add whose halves split (why; refusal, the refused
+// half's error) once it has run the settle, settleSplitAdd. The settle
+// runs on a goroutine of the Store's (goSettle, which Close waits for),
+// without the caller's cancellation or deadline: it goes on to its own
+// bounds (maxRepairRounds refused writes, twice that many rounds, each
+// command bounded by Timeout). The caller is answered when the settle
+// ends, or one Timeout past its deadline if the settle is still running
+// then: a request is not held much past its deadline (rv-d4b mn5), and
+// in a healthy cluster a settle's few round trips take a millisecond.
+// The answer is ErrOutcomeUnknown either way (splitAddErr); a settle
+// that ends unsettled is also reported with an EventWarning
+// (warnUnsettled), whether the caller still waited or not.
+//
+// Why the settle is not cut at a deadline (as it was in between, rv-settle
+// S1): cut before its write, it leaves the copies as the split did, maybe
+// the backup copy a record of a higher Seq than the primary's, which
+// nothing else repairs (settleSplitAdd): the writes acknowledged next on
+// the primary are lost when the primary loses the key. Stopped by the
+// caller's cancellation, it would leave them so by choice.
+func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary bool, why string, refusal error) error {
+	sctx, cancel := s.settleContext(ctx)
+	done := make(chan error, 1)
+	if !s.goSettle(func() {
+		err := errors.New("the settle's goroutine exited") // runtime.Goexit: a test's hook that failed
+		defer func() {
+			cancel()
+			done <- err
+		}()
+		if err = s.settleSplitAdd(sctx, rt, value, onPrimary); err != nil {
+			s.warnUnsettled(rt, err)
+		}
+	}) {
+		cancel()
+		err := errors.New("the store was closed before the settle started")
+		s.warnUnsettled(rt, err)
+		return splitAddErr(rt, why, refusal, err)
+	}
+	var late <-chan time.Time
+	if d, ok := ctx.Deadline(); ok && !s.hooks.settleUnbounded && !s.hooks.settleCut {
+		t := time.NewTimer(time.Until(d.Add(s.cfg.Timeout)))
+		defer t.Stop()
+		late = t.C
+	}
+	select {
+	case err := <-done:
+		return splitAddErr(rt, why, refusal, err)
+	case <-late:
+		return splitAddErr(rt, why, refusal, errSettleGoesOn)
+	}
+}
+
+// errSettleGoesOn is the reason an Add answered before its settle ended.
+var errSettleGoesOn = errors.New("still running one Timeout past the caller's deadline: it goes on, and warns if it ends unsettled")
+
+// settleContext is the context of a split Add's settle: ctx's values
+// without its cancellation or deadline. With the test hook settleCut
+// (d76aa64, rv-settle S1), the settle itself ends 2 Timeouts after it
+// starts, or one Timeout past the caller's deadline if that comes first.
 func (s *Store) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.hooks.settleUnbounded {
+	if !s.hooks.settleCut {
 		return context.WithoutCancel(ctx), func() {}
 	}
 	end := time.Now().Add(2 * s.cfg.Timeout)
@@ -323,6 +373,40 @@ func (s *Store) settleContext(ctx context.Context) (context.Context, context.Can
 	}
 	return context.WithDeadline(context.WithoutCancel(ctx), end)
 }
+
+// goSettle runs settle on a goroutine that Close waits for, and reports
+// whether it started: once the Store is closed, none starts (Close then
+// waits for those already running, before it closes the connections).
+func (s *Store) goSettle(settle func()) bool {
+	s.settleMu.Lock()
+	defer s.settleMu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.settles.Go(settle)
+	return true
+}
+
+// warnUnsettled reports, with an EventWarning on the key's primary node, a
+// split Add's settle that ended without a read showing its copies
+// settled (err: why). The key is not named (events never carry one): err's
+// text shows it as <key>.
+func (s *Store) warnUnsettled(rt route, err error) {
+	s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventWarning, Node: rt.p.addr,
+		Detail: "an Add split a session's two copies and they were not brought to one value: they may differ (a backup copy newer than the primary's outlives the writes acknowledged on the primary if the primary then loses the key)",
+		Err:    redactedKey{err, rt.key}})
+}
+
+// redactedKey is err with every occurrence of key in its text shown as
+// <key>.
+type redactedKey struct {
+	err error
+	key string
+}
+
+func (r redactedKey) Error() string { return strings.ReplaceAll(r.err.Error(), r.key, "<key>") }
+
+func (r redactedKey) Unwrap() error { return r.err }
 
 // newerBackup reports whether settleSplitAdd puts the backup copy bak on
 // the primary rather than the primary's copy prim on the backup: bak is a
@@ -341,8 +425,8 @@ func newerBackup(prim, bak []byte) bool {
 // Add's value was on the other copy, where others may have read it, and
 // may be the value kept. settled is the settle's error: nil when it left
 // the copies in a state its rules accept, else why it did not (the copies
-// may differ), also as text only (a deadline of the settle's own is not
-// the caller's).
+// may differ, or that it was still running when the caller's time was
+// up), also as text only (the settle's failures are not the caller's).
 func splitAddErr(rt route, why string, refusal, settled error) error {
 	if settled != nil {
 		return fmt.Errorf("memcached: %s: add: %s (%v), and bringing the copies to one value did not finish (%v): they may differ, one of them maybe this add's: %w", rt.key, why, refusal, settled, provider.ErrOutcomeUnknown)
