@@ -239,7 +239,8 @@ type Event struct {
 }
 
 // EventFunc receives store events. It is called synchronously from the
-// store's goroutines and must not block; a nil EventFunc is off.
+// store's goroutines and must not block nor call the store's Close (which
+// may wait for the goroutine that called it); a nil EventFunc is off.
 type EventFunc func(Event)
 
 // Emit calls f with e when f is not nil.

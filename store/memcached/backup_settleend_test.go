@@ -2,9 +2,11 @@ package memcached_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,7 +122,9 @@ func TestSettleGivesUpAloud(t *testing.T) {
 			}
 			require.Contains(t, err.Error(), "did not finish")
 			require.Contains(t, err.Error(), "kept changing")
-			require.Len(t, warned, 1, "the unsettled end reported once") // the settle emits before the Add answers
+			waitUntil(t, 5*time.Second, "the unsettled end, reported", func() bool { return len(events.of(provider.EventWarning)) > 0 }) // emitted after the answer
+			warned = events.of(provider.EventWarning)
+			require.Len(t, warned, 1, "the unsettled end reported once")
 			e := warned[0]
 			t.Logf("event: %s %s: %s: %v", e.Kind, e.Node, e.Detail, e.Err)
 			require.Equal(t, primary, e.Node)
@@ -286,46 +290,256 @@ func TestSettleRunsPastDeadline(t *testing.T) {
 					require.Contains(t, err.Error(), "it goes on", "answered while the settle runs")
 				}
 				require.NoError(t, a.Close(), "Close waits for the settle")
-				pi, perr := mp.Get(key)
-				require.NoError(t, perr)
-				bi, berr := mb.Get("bak:" + key)
-				require.NoError(t, berr)
-				t.Logf("after Close: primary %q, backup %q", pi.Value[49:50], bi.Value[49:50])
-				w := newStore(t, servers, memcached.Config{Timeout: timeout})
-				e, err := w.Get(ctx, key)
-				require.NoError(t, err)
-				h, err := rec.Parse(e.Value)
-				require.NoError(t, err)
-				next := record(h.Seq+1, "W") // built on what W read
-				_, err = w.CompareAndSwap(ctx, key, next, e.CAS, time.Minute)
-				require.NoError(t, err, "W's write acknowledged")
-				require.NoError(t, mp.Delete(key), "the primary loses the key (an eviction, a restart)")
-				g, err := w.Get(ctx, key)
-				require.NoError(t, err)
-				if broken {
-					require.Equal(t, record(1, "A"), pi.Value, "cut: the settle wrote nothing")
-					require.Equal(t, vc, g.Value, "cut: the acknowledged write lost to the backup copy newer by Seq")
-					return
-				}
-				require.Equal(t, vc, pi.Value, "the settle put C on the primary before Close returned")
-				require.Equal(t, vc, bi.Value)
-				require.Equal(t, next, g.Value, "the acknowledged write survives the primary's loss")
+				checkSettledByClose(t, servers, timeout, mp, mb, key, vc, broken, "cut")
 			})
 		}
 	}
 }
 
-// TestSettleNotStartedAfterClose: a settle whose Add was in flight when
-// the Store was closed does not start (Close may already be past waiting
-// for the settles running).
-func TestSettleNotStartedAfterClose(t *testing.T) {
+// rv-settle2 R1 (BackupOn, real memcached): a split Add in flight when
+// Close begins. A's Add (Seq 1) passed its first check; as its backup
+// half is sent, Close sets the Store closed and then takes long to stop
+// the health check (a node's recovery in progress: here until A's Add is
+// answered). The primary takes A, the backup copy (C's, Seq 3) refuses
+// it. Close waits for the Add, counted before its halves went out, and
+// so for its settle: the copies end with C on both, and a write W built
+// on what the next Get serves is acknowledged and survives the primary's
+// loss of the key. The code before (SetAddUntracked) waited only for
+// settles already started: A's settle, reached after Close set closed,
+// did not start, leaving primary A and backup C (the S1 state): W, built
+// on A with Seq 2, was acknowledged ("newer already there" on the
+// backup), and the primary's loss restored C over it.
+func TestCloseWaitsForSplitAdd(t *testing.T) {
+	servers := startNodes(t, 2)
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			ctx := context.Background()
+			const key = "settle:closing"
+			vc := record(3, "C")
+			var ap atomic.Pointer[memcached.Store]
+			var fired atomic.Bool
+			closing, answered, closed := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			cfg := memcached.Config{DialContext: wrapDial(func(_ string, c net.Conn) net.Conn {
+				return &beforeWriteConn{Conn: c, before: func(b []byte) {
+					if strings.HasPrefix(string(b), "ms bak:"+key) && fired.CompareAndSwap(false, true) {
+						go func() { closed <- ap.Load().Close() }()
+						<-closing // Close has set the Store closed
+					}
+				}}
+			})}
+			a, mp, mb := settleSetup(t, servers, cfg, broken, memcached.SetAddUntracked, key, vc)
+			ap.Store(a)
+			memcached.SetClosing(a, func() {
+				close(closing)
+				<-answered // the health check's stop takes until the Add is answered
+			})
+			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
+			close(answered)
+			t.Logf("Add: %v", err)
+			require.True(t, fired.Load(), "Close began while the Add's halves were sent")
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add")
+			if broken {
+				require.Contains(t, err.Error(), "closed before the settle started")
+			} else {
+				require.NotContains(t, err.Error(), "did not finish", "the settle ran")
+			}
+			select {
+			case err := <-closed:
+				require.NoError(t, err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not return")
+			}
+			checkSettledByClose(t, servers, 0, mp, mb, key, vc, broken, "code before")
+		})
+	}
+}
+
+// checkSettledByClose checks, once the Store that made a split Add
+// (A's record, Seq 1, against vc on the backup copy) is closed, that its
+// settle put vc on both copies: a write W built on what another Store's
+// Get serves is acknowledged and survives the primary's loss of the key.
+// When broken (the variant named before), the settle wrote nothing:
+// primary A, and W lost to the backup copy newer by Seq.
+func checkSettledByClose(t *testing.T, servers []*mcserver.Server, timeout time.Duration, mp, mb *memcache.Client, key string, vc []byte, broken bool, before string) {
+	t.Helper()
+	ctx := context.Background()
+	pi, err := mp.Get(key)
+	require.NoError(t, err)
+	bi, err := mb.Get("bak:" + key)
+	require.NoError(t, err)
+	t.Logf("after Close: primary %q, backup %q", pi.Value[49:50], bi.Value[49:50])
+	w := newStore(t, servers, memcached.Config{Timeout: timeout})
+	e, err := w.Get(ctx, key)
+	require.NoError(t, err)
+	h, err := rec.Parse(e.Value)
+	require.NoError(t, err)
+	next := record(h.Seq+1, "W") // built on what W read
+	_, err = w.CompareAndSwap(ctx, key, next, e.CAS, time.Minute)
+	require.NoError(t, err, "W's write acknowledged")
+	require.NoError(t, mp.Delete(key), "the primary loses the key (an eviction, a restart)")
+	g, err := w.Get(ctx, key)
+	require.NoError(t, err)
+	if broken {
+		require.Equal(t, record(1, "A"), pi.Value, before+": the settle wrote nothing")
+		require.Equal(t, vc, g.Value, before+": the acknowledged write lost to the backup copy newer by Seq")
+		return
+	}
+	require.Equal(t, vc, pi.Value, "the settle put C on the primary before Close returned")
+	require.Equal(t, vc, bi.Value)
+	require.Equal(t, next, g.Value, "the acknowledged write survives the primary's loss")
+}
+
+// TestCloseWaitsForAdd: Close waits for a BackupOn Add counted before it
+// began (enterAdd, before the Add sends anything), and no Add is counted
+// once the Store is closed (such an Add answers provider.ErrClosed,
+// nothing sent).
+func TestCloseWaitsForAdd(t *testing.T) {
 	servers := startNodes(t, 2)
 	s := newStore(t, servers, memcached.Config{})
-	ran := make(chan struct{})
-	require.True(t, memcached.GoSettle(s, func() { close(ran) }), "open: started")
-	<-ran
-	require.NoError(t, s.Close())
-	require.False(t, memcached.GoSettle(s, func() { t.Error("a settle ran after Close") }), "closed: not started")
+	ok, done := memcached.EnterAdd(s)
+	require.True(t, ok, "open: counted")
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while an Add was in flight")
+	case <-time.After(100 * time.Millisecond): // the bound of the assertion: Close still waits
+	}
+	ok, _ = memcached.EnterAdd(s)
+	require.False(t, ok, "closing: not counted")
+	done()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once the Add ended")
+	}
+}
+
+// rv-settle2 R3 (BackupOn, real memcached, run with -race): rounds of 16
+// Adds, each built to split (every backup copy holds C's record of Seq 3),
+// racing Close. Every Add answers nil, ErrOutcomeUnknown (split, its
+// settle run) or ErrClosed (nothing sent), never that its settle did not
+// start, and no command at all is sent once Close has returned: Close
+// waited for every Add that sent one, and for its settle. Without
+// addsMu (an Add counted while Close's Wait runs with the counter at
+// zero), -race reports the WaitGroup's misuse.
+func TestSplitAddsRaceClose(t *testing.T) {
+	servers := startNodes(t, 2)
+	raws := map[string]*memcache.Client{}
+	var outcomes [3]int
+	for round := range 150 {
+		flush(t, servers)
+		var closedAt atomic.Bool
+		var after atomic.Int64
+		cfg := memcached.Config{DialContext: wrapDial(func(_ string, c net.Conn) net.Conn {
+			return &beforeWriteConn{Conn: c, before: func(b []byte) {
+				if closedAt.Load() {
+					t.Logf("after Close: %q", strings.SplitN(string(b), "\r\n", 2)[0])
+					after.Add(1)
+				}
+			}}
+		})}
+		s := newStore(t, servers, cfg)
+		keys := make([]string, 16)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("settle:race:%d:%d", round, i)
+			_, b := s.Placement(keys[i])
+			if raws[b] == nil {
+				raws[b] = raw(t, b)
+			}
+			require.NoError(t, raws[b].Set(&memcache.Item{Key: "bak:" + keys[i], Value: record(3, "C"), Expiration: 60}))
+		}
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Go(func() { _, errs[i] = s.Add(context.Background(), keys[i], record(1, "A"), time.Minute) })
+		}
+		time.Sleep(time.Duration(round%5) * 200 * time.Microsecond) // where Close falls among the Adds, not a wait for a condition
+		require.NoError(t, s.Close())
+		closedAt.Store(true)
+		wg.Wait()
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				outcomes[0]++
+			case errors.Is(err, provider.ErrOutcomeUnknown):
+				require.NotContains(t, err.Error(), "closed before the settle started")
+				outcomes[1]++
+			default:
+				require.ErrorIs(t, err, provider.ErrClosed)
+				outcomes[2]++
+			}
+		}
+		require.Zero(t, after.Load(), "no command sent after Close returned")
+	}
+	t.Logf("Adds stored %d, split and settled %d, refused as closed %d", outcomes[0], outcomes[1], outcomes[2])
+	require.NotZero(t, outcomes[1], "some Adds split before Close")
+}
+
+// rv-settle2 R2 (BackupOn, real memcached): an OnEvent that calls Close
+// on a split Add's warning (its settle gave up: every write refused) and
+// waits for it. The settle emits the warning once it has answered the
+// caller and left what Close waits for: Close returns, and so does the
+// Add. The code before (SetWarnBeforeAnswer) emitted it from within the
+// settle Close waits for: Close waited for its own caller (here until
+// the callback gave up after 1 s; unbounded, for ever, and the Add with
+// it).
+func TestCloseFromSettleWarning(t *testing.T) {
+	servers := startNodes(t, 2)
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			const key = "settle:close-from-event"
+			var ap atomic.Pointer[memcached.Store]
+			returned := make(chan bool, 1)
+			cfg := memcached.Config{OnEvent: func(e provider.Event) {
+				if e.Kind != provider.EventWarning {
+					return
+				}
+				closed := make(chan struct{})
+				go func() {
+					_ = ap.Load().Close()
+					close(closed)
+				}()
+				select {
+				case <-closed:
+					returned <- true
+				case <-time.After(time.Second):
+					returned <- false
+				}
+			}}
+			a, mp, mb := settleSetup(t, servers, cfg, broken, memcached.SetWarnBeforeAnswer, key, record(3, "C"))
+			ap.Store(a)
+			memcached.SetBeforePutBack(a, func(string) {
+				sameBytes(t, mp, key)
+				sameBytes(t, mb, "bak:"+key)
+			})
+			_, err := a.Add(context.Background(), key, record(1, "A"), time.Minute)
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			var ok bool
+			select {
+			case ok = <-returned:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no warning")
+			}
+			if broken {
+				require.False(t, ok, "code before: Close called from the warning waits for the settle emitting it")
+				return
+			}
+			require.True(t, ok, "Close called from the warning returns")
+		})
+	}
+}
+
+// beforeWriteConn calls before(b) before each write.
+type beforeWriteConn struct {
+	net.Conn
+	before func([]byte)
+}
+
+func (c *beforeWriteConn) Write(b []byte) (int, error) {
+	c.before(b)
+	return c.Conn.Write(b)
 }
 
 // slowConn delays by delay every write that names match (and starts

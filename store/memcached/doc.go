@@ -176,13 +176,17 @@
 // Seq stays under the writes acknowledged on the primary, and a loss of
 // the primary's copy restores it over them). The Add answers when the
 // settle ends, or one Timeout past the caller's deadline while it goes
-// on; Close waits for the settles still running, and none starts after
-// it. A settle that ends unsettled makes the Add's error (if the caller
-// still waits) say that the copies may differ, and is reported with an
-// EventWarning naming the primary node, not the key (rv-mj2 mn-c, rv-d4b
-// mn5, rv-settle S1, S3; TestSettleLastRoundReadAgain,
-// TestSettleGivesUpAloud, TestSettleBounded, TestSettleRoundBound,
-// TestSettleRunsPastDeadline). Before (rv-d4 M2), both Adds of a crossing
+// on. Close waits for the Adds in flight, counted before they send
+// anything, and for their settles; an Add that finds the Store closed
+// sends nothing and answers ErrClosed, so Close never leaves an Add's
+// copies split (rv-settle2 R1, TestCloseWaitsForSplitAdd,
+// TestSplitAddsRaceClose). A settle that ends unsettled makes the Add's
+// error (if the caller still waits) say that the copies may differ, and
+// is reported, after the answer, with an EventWarning naming the primary
+// node, not the key (rv-mj2 mn-c, rv-d4b mn5, rv-settle S1, S3;
+// TestSettleLastRoundReadAgain, TestSettleGivesUpAloud,
+// TestSettleBounded, TestSettleRoundBound, TestSettleRunsPastDeadline,
+// TestCloseFromSettleWarning). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
 // going opposite ways, could leave the copies diverged with equal Seq
 // (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of

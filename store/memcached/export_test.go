@@ -631,6 +631,28 @@ func SettleSplitAdd(ctx context.Context, s *Store, key string, added []byte, onP
 	return s.settleSplitAdd(ctx, s.route(key), added, onPrimary)
 }
 
-// GoSettle starts settle as s starts a split Add's settle (on a
-// goroutine Close waits for) and reports whether it started.
-func GoSettle(s *Store, settle func()) bool { return s.goSettle(settle) }
+// EnterAdd counts an Add in flight as a BackupOn Add does before it sends
+// anything (Close waits for it until done is called), and reports whether
+// it may go on (false once s is closed; done is then nil).
+func EnterAdd(s *Store) (ok bool, done func()) {
+	if !s.enterAdd() {
+		return false, nil
+	}
+	return true, s.adds.Done
+}
+
+// SetAddUntracked makes Close wait for a BackupOn Add's settle only, not
+// for the Add, and the settle not start once s is closed, the Add then
+// answering that its copies may differ, as before rv-settle2 R1 (the
+// broken variant of TestCloseWaitsForSplitAdd).
+func SetAddUntracked(s *Store) { s.hooks.addUntracked = true }
+
+// SetClosing installs f, called by Close once it has set s closed, before
+// it stops the health check (which may take up to a node's recovery).
+func SetClosing(s *Store, f func()) { s.hooks.closing = f }
+
+// SetWarnBeforeAnswer makes a split Add's settle that ends unsettled emit
+// its EventWarning before it answers the caller and before Close stops
+// waiting for it, as before rv-settle2 R2 (an OnEvent that calls Close
+// then waits for itself).
+func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }

@@ -307,41 +307,58 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 
 // settleAdd answers an Add whose halves split (why; refusal, the refused
 // half's error) once it has run the settle, settleSplitAdd. The settle
-// runs on a goroutine of the Store's (goSettle, which Close waits for),
-// without the caller's cancellation or deadline: it goes on to its own
-// bounds (maxRepairRounds refused writes, twice that many rounds, each
-// command bounded by Timeout). The caller is answered when the settle
-// ends, or one Timeout past its deadline if the settle is still running
-// then: a request is not held much past its deadline (rv-d4b mn5), and
-// in a healthy cluster a settle's few round trips take a millisecond.
-// The answer is ErrOutcomeUnknown either way (splitAddErr); a settle
-// that ends unsettled is also reported with an EventWarning
-// (warnUnsettled), whether the caller still waited or not.
+// runs on a goroutine of the Store's that Close waits for (it counts in
+// s.adds, started while the Add's own count, taken by enterAdd, holds the
+// counter above zero), without the caller's cancellation or deadline: it
+// goes on to its own bounds (maxRepairRounds refused writes, twice that
+// many rounds, each command bounded by Timeout). The caller is answered
+// when the settle ends, or one Timeout past its deadline if the settle is
+// still running then: a request is not held much past its deadline
+// (rv-d4b mn5), and in a healthy cluster a settle's few round trips take
+// a millisecond. The answer is ErrOutcomeUnknown either way
+// (splitAddErr); a settle that ends unsettled is also reported with an
+// EventWarning (warnUnsettled), whether the caller still waited or not.
+// The warning is emitted after the caller's answer and after the settle
+// leaves s.adds, so an OnEvent that calls Close (which it must not) does
+// not wait for itself (rv-settle2 R2). The settle works on its own copy
+// of value: the caller may reuse its slice once answered (rv-settle2 R4).
 //
 // Why the settle is not cut at a deadline (as it was in between, rv-settle
 // S1): cut before its write, it leaves the copies as the split did, maybe
 // the backup copy a record of a higher Seq than the primary's, which
 // nothing else repairs (settleSplitAdd): the writes acknowledged next on
 // the primary are lost when the primary loses the key. Stopped by the
-// caller's cancellation, it would leave them so by choice.
+// caller's cancellation, it would leave them so by choice; not started
+// because Close began meanwhile, too (rv-settle2 R1: Close waits for the
+// Add itself, enterAdd).
 func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary bool, why string, refusal error) error {
 	sctx, cancel := s.settleContext(ctx)
+	value = bytes.Clone(value)
 	done := make(chan error, 1)
-	if !s.goSettle(func() {
-		err := errors.New("the settle's goroutine exited") // runtime.Goexit: a test's hook that failed
-		defer func() {
-			cancel()
-			done <- err
-		}()
-		if err = s.settleSplitAdd(sctx, rt, value, onPrimary); err != nil {
-			s.warnUnsettled(rt, err)
-		}
-	}) {
+	switch {
+	case !s.hooks.addUntracked:
+		s.adds.Add(1) // legal while Close waits: the Add's own count (enterAdd) keeps the counter above zero
+	case !s.enterAdd(): // the code before rv-settle2 R1: the Add not counted, its settle counted if not closed yet
 		cancel()
 		err := errors.New("the store was closed before the settle started")
 		s.warnUnsettled(rt, err)
 		return splitAddErr(rt, why, refusal, err)
 	}
+	go func() {
+		err := errors.New("the settle's goroutine exited") // runtime.Goexit: a test's hook that failed
+		defer func() {
+			cancel()
+			done <- err
+			s.adds.Done()
+			if err != nil && !s.hooks.warnBeforeAnswer {
+				s.warnUnsettled(rt, err)
+			}
+		}()
+		err = s.settleSplitAdd(sctx, rt, value, onPrimary)
+		if err != nil && s.hooks.warnBeforeAnswer {
+			s.warnUnsettled(rt, err)
+		}
+	}()
 	var late <-chan time.Time
 	if d, ok := ctx.Deadline(); ok && !s.hooks.settleUnbounded && !s.hooks.settleCut {
 		t := time.NewTimer(time.Until(d.Add(s.cfg.Timeout)))
@@ -374,16 +391,18 @@ func (s *Store) settleContext(ctx context.Context) (context.Context, context.Can
 	return context.WithDeadline(context.WithoutCancel(ctx), end)
 }
 
-// goSettle runs settle on a goroutine that Close waits for, and reports
-// whether it started: once the Store is closed, none starts (Close then
-// waits for those already running, before it closes the connections).
-func (s *Store) goSettle(settle func()) bool {
-	s.settleMu.Lock()
-	defer s.settleMu.Unlock()
+// enterAdd counts a BackupOn Add, before it sends anything, in s.adds,
+// which Close waits for, and reports whether it may go on: once the Store
+// is closed, none may. The caller calls s.adds.Done when it returns. Close
+// sets closed, then takes addsMu before it waits: an Add counted before
+// that is waited for, one after it sees closed (rv-settle2 R1).
+func (s *Store) enterAdd() bool {
+	s.addsMu.RLock()
+	defer s.addsMu.RUnlock()
 	if s.closed.Load() {
 		return false
 	}
-	s.settles.Go(settle)
+	s.adds.Add(1)
 	return true
 }
 

@@ -211,7 +211,9 @@ type Config struct {
 	// (EventFailover), a copy or witness restored (EventRepair), a
 	// session created without its witness or a record of another node
 	// list met (EventFallback). It is called from the store's goroutines and
-	// must not block; events carry node addresses, never keys. The
+	// must not block nor call the Store's Close (Close waits for the
+	// goroutine that emits node events); events carry node addresses,
+	// never keys. The
 	// middleware's Observer.StoreEvent fits it. Default nil: off.
 	OnEvent provider.EventFunc
 
@@ -318,8 +320,8 @@ type Store struct {
 	stop   chan struct{}
 	done   chan struct{}
 
-	settleMu sync.Mutex     // orders goSettle's start of a settle with Close
-	settles  sync.WaitGroup // split Adds' settles running (settleAdd); Close waits for them
+	addsMu sync.RWMutex   // orders enterAdd's count of an Add with Close
+	adds   sync.WaitGroup // BackupOn Adds in flight (addPrimary) and their settles (settleAdd); Close waits for them
 
 	hooks testHooks
 }
@@ -396,6 +398,9 @@ type testHooks struct {
 	settleLastUnread         bool             // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
 	settleUnbounded          bool             // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
 	settleCut                bool             // broken variant (d76aa64, rv-settle S1): a split Add's settle is itself cut 2 Timeouts after its start, or one Timeout past the caller's deadline, and the caller waits for it
+	addUntracked             bool             // the code before rv-settle2 R1: Close does not wait for a BackupOn Add, only for its settle, which does not start once the Store is closed
+	closing                  func()           // Close set closed and has not yet stopped the health check (which may be in a node's recovery)
+	warnBeforeAnswer         bool             // the code before rv-settle2 R2: the settle's warning is emitted before the caller's answer, while Close still waits for the settle
 	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool             // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
@@ -534,19 +539,26 @@ func New(cfg Config) (*Store, error) {
 // path).
 func (s *Store) Backup() BackupMode { return s.cfg.Backup }
 
-// Close stops the health check, waits for the settles of split Adds
-// still running (BackupOn: a few round trips each, bounded; see
-// settleAdd) and closes idle connections. Operations after Close fail
-// with provider.ErrClosed; a second Close does nothing.
+// Close stops the health check, waits for the BackupOn Adds in flight and
+// the settles of those whose halves split (a few round trips each,
+// bounded; see settleAdd), and closes idle connections. Operations after
+// Close fail with provider.ErrClosed (an Add caught between its first
+// check and its first command too, nothing sent); a second Close does
+// nothing. Close must not be called from Config.OnEvent: it waits for
+// the health check, which emits events. A settle's EventWarning may come
+// just after Close returns (it is emitted once the settle is done).
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if s.hooks.closing != nil {
+		s.hooks.closing()
+	}
 	close(s.stop)
 	<-s.done
-	s.settleMu.Lock() // from here on, goSettle starts no settle
-	s.settleMu.Unlock()
-	s.settles.Wait()
+	s.addsMu.Lock() // from here on, enterAdd counts no Add
+	s.addsMu.Unlock()
+	s.adds.Wait()
 	var first error
 	for _, n := range s.nodes {
 		n.meta.close()
@@ -691,6 +703,12 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int32) (uint64, error) {
+	if s.backup && !s.hooks.addUntracked {
+		if !s.enterAdd() {
+			return 0, fmt.Errorf("memcached: %w", provider.ErrClosed)
+		}
+		defer s.adds.Done()
+	}
 	var added bakVersion // the backup copy added, when value is a record
 	backup := s.backupWrite(rt, func(b *node, key string) error {
 		cas, err := b.mset(ctx, key, value, exp, true, 0)
