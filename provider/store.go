@@ -206,7 +206,9 @@ const (
 	// EventWarning: a node answers, but one of its settings breaks an
 	// assumption of the store (a server too old for its protocol, LRU
 	// eviction left on); the node is still used, and the Detail says
-	// what to change.
+	// what to change. Or the store could not bring a session's copies
+	// to one value (memcached's BackupOn: an Add whose copies split);
+	// the Detail says what may follow.
 	EventWarning
 )
 
@@ -237,7 +239,8 @@ type Event struct {
 }
 
 // EventFunc receives store events. It is called synchronously from the
-// store's goroutines and must not block; a nil EventFunc is off.
+// store's goroutines and must not block nor call the store's Close (which
+// may wait for the goroutine that called it); a nil EventFunc is off.
 type EventFunc func(Event)
 
 // Emit calls f with e when f is not nil.

@@ -158,7 +158,35 @@
 // changed since it was read (another settle, or a write built on the
 // Add's value, maybe acknowledged): no backup copy goes over it, and the
 // backup copy follows the primary from then on (rv-d4b MJ2,
-// TestSettleKeepsPrimaryWrite). Before (rv-d4 M2), both Adds of a crossing
+// TestSettleKeepsPrimaryWrite). The settle reads the pair again after
+// each of its writes, stored or refused (another party may have moved the
+// other copy meanwhile: two settles, one following the primary and one
+// applying the Seq rule, each stored, swap the copies), and ends only on
+// a read that shows the copies equal, the primary without a copy (the
+// next read restores it, newest by Seq), or a writer's backup half ahead
+// of its primary half (left to that writer). It gives up after four
+// refused writes (each another party's write landing meanwhile) or eight
+// rounds, or on a failed command; each command is bounded by Timeout. It
+// runs on a goroutine of the Store's, neither stopped by the caller's
+// cancellation nor cut at its deadline: cut before its write, it would
+// leave the copies as the split did, and a backup copy newer by Seq than
+// the primary's is the one divergence nothing else repairs (the next
+// write's slow path replaces a backup copy older than the primary's, a
+// read restores a primary that lost its copy; a backup copy of a higher
+// Seq stays under the writes acknowledged on the primary, and a loss of
+// the primary's copy restores it over them). The Add answers when the
+// settle ends, or one Timeout past the caller's deadline while it goes
+// on. Close waits for the Adds in flight, counted before they send
+// anything, and for their settles; an Add that finds the Store closed
+// sends nothing and answers ErrClosed, so Close never leaves an Add's
+// copies split (rv-settle2 R1, TestCloseWaitsForSplitAdd,
+// TestSplitAddsRaceClose). A settle that ends unsettled makes the Add's
+// error (if the caller still waits) say that the copies may differ, and
+// is reported, after the answer, with an EventWarning naming the primary
+// node, not the key (rv-mj2 mn-c, rv-d4b mn5, rv-settle S1, S3;
+// TestSettleLastRoundReadAgain, TestSettleGivesUpAloud,
+// TestSettleBounded, TestSettleRoundBound, TestSettleRunsPastDeadline,
+// TestCloseFromSettleWarning). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
 // going opposite ways, could leave the copies diverged with equal Seq
 // (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of

@@ -606,3 +606,53 @@ func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }
 // stalled between its re-stamp of Q and its CAS of P) reads both copies
 // five times and reports an unknown outcome, never completing the write.
 func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
+
+// SetSettleLastUnread makes a split Add's settle end after its fourth
+// round's write without reading the pair again, whatever that write
+// did, and answer as if the copies were settled, as before rv-mj2 mn-c
+// (the broken variant of TestSettleLastRoundReadAgain).
+func SetSettleLastUnread(s *Store) { s.hooks.settleLastUnread = true }
+
+// SetSettleUnbounded makes the caller of a split Add wait for its
+// settle's end whatever its deadline, as before rv-d4b mn5 (the broken
+// variant of TestSettleBounded).
+func SetSettleUnbounded(s *Store) { s.hooks.settleUnbounded = true }
+
+// SetSettleCut makes a split Add's settle itself end 2 Timeouts after it
+// starts, or one Timeout past the caller's deadline if that comes first,
+// and the caller wait for it, as at d76aa64 (the broken variant of
+// TestSettleRunsPastDeadline, rv-settle S1).
+func SetSettleCut(s *Store) { s.hooks.settleCut = true }
+
+// SettleSplitAdd runs s's settle of key after an Add of added whose
+// halves split, the primary's landed if onPrimary: another Store's
+// settle, run by a test while the first one's is held in a hook.
+func SettleSplitAdd(ctx context.Context, s *Store, key string, added []byte, onPrimary bool) error {
+	return s.settleSplitAdd(ctx, s.route(key), added, onPrimary)
+}
+
+// EnterAdd counts an Add in flight as a BackupOn Add does before it sends
+// anything (Close waits for it until done is called), and reports whether
+// it may go on (false once s is closed; done is then nil).
+func EnterAdd(s *Store) (ok bool, done func()) {
+	if !s.enterAdd() {
+		return false, nil
+	}
+	return true, s.adds.Done
+}
+
+// SetAddUntracked makes Close wait for a BackupOn Add's settle only, not
+// for the Add, and the settle not start once s is closed, the Add then
+// answering that its copies may differ, as before rv-settle2 R1 (the
+// broken variant of TestCloseWaitsForSplitAdd).
+func SetAddUntracked(s *Store) { s.hooks.addUntracked = true }
+
+// SetClosing installs f, called by Close once it has set s closed, before
+// it stops the health check (which may take up to a node's recovery).
+func SetClosing(s *Store, f func()) { s.hooks.closing = f }
+
+// SetWarnBeforeAnswer makes a split Add's settle that ends unsettled emit
+// its EventWarning before it answers the caller and before Close stops
+// waiting for it, as before rv-settle2 R2 (an OnEvent that calls Close
+// then waits for itself).
+func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -197,28 +198,62 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 // again. The code before (backupOnly on one side, syncBackup on the other)
 // moved them opposite ways, each conditioned on the copy it wrote only,
 // and two crossing Adds left each copy with the other's value (rv-d4 M2).
-// A primary with no copy is left to the next read, which restores it from
-// the backup copy (getMissed); failures leave the rest to that repair too.
-func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) {
+//
+// The settle ends only on a read of the pair (never on a write), and
+// answers nil only when that read shows a state the rules accept:
+//   - the copies equal;
+//   - the primary without a copy: the next read of the key misses there
+//     and restores it from the newest copy (getMissed), as the Seq rule
+//     would;
+//   - while the backup copy follows the primary, a record of a higher Seq
+//     on the backup that the first read did not find: a writer's backup
+//     half ahead of its primary half, left to that writer (its primary
+//     half lands and the copies are equal, or its undo puts the primary's
+//     copy back on the backup).
+//
+// Any other end is an error (settleAdd reports it: the Add's answer, if
+// the caller still waits, and an EventWarning): a read or write that
+// failed, maxRepairRounds refused writes (each one another party's write
+// landing on a copy meanwhile), or twice that many rounds in all. A
+// stored write does not count against the bound, and the pair is read
+// again after it: another party may have moved the other copy between
+// this settle's read and its write (an undo, rv-d4b mn3; or another
+// settle going the other way, one following the primary and one applying
+// the Seq rule, both writes stored: the copies swapped, which the next
+// round, on which both rules agree, settles).
+//
+// Why the end is checked, and said when it is not a settled one: one
+// divergence nothing else repairs. The next write's slow path
+// (afterPrimary) replaces a backup copy older than the primary's, and a
+// read restores a primary that lost its copy (getMissed); but a backup
+// copy of a higher Seq than the primary's stays under the next writes of
+// lower Seqs (afterPrimary finds it "newer already there"), and a primary
+// loss then restores it over them. The code before ended after its
+// fourth round's write without reading the pair again, and said nothing
+// when it ran out of rounds: two settles swapping the copies in their
+// last rounds both answered as settled over diverged copies (rv-mj2
+// mn-c).
+func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) error {
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
 	primaryWins := false
 	var firstBak []byte // the backup copy the first read found
-	for round := range maxRepairRounds {
+	refused := 0
+	for round := 0; ; round++ {
 		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
 		if err != nil {
-			return
+			return err
 		}
 		pItems, err := rt.p.mget(ctx, true, rt.key)
 		if err != nil {
-			return
+			return err
 		}
 		bak, prim := bItems[0], pItems[0]
 		if round == 0 && bak != nil {
 			firstBak = bak.value
 		}
 		if prim == nil || (bak != nil && bytes.Equal(bak.value, prim.value)) {
-			return
+			return nil
 		}
 		if round == 0 && onPrimary && !bytes.Equal(prim.value, added) && !s.hooks.settleOverPrimary {
 			// The primary took this Add and holds another value already:
@@ -227,6 +262,17 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 			// backup copy goes over it (rv-mj2, a write before the
 			// settle's first read).
 			primaryWins = true
+		}
+		if primaryWins && bak != nil && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf {
+			// A record of a higher Seq than the primary's that this
+			// settle did not find at first: a writer's backup half sent
+			// ahead of its primary half (rv-mj2). Left to its writer:
+			// put over, it would leave the backup copy older than a
+			// write acknowledged next.
+			return nil
+		}
+		if refused >= maxRepairRounds || round >= 2*maxRepairRounds {
+			return fmt.Errorf("memcached: %s: the copies kept changing (%d writes refused in %d rounds)", rt.key, refused, round)
 		}
 		if s.hooks.beforePutBack != nil {
 			s.hooks.beforePutBack(rt.key)
@@ -242,24 +288,144 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 			// backup copy goes over it (rv-d4b MJ2), and the backup
 			// copy follows the primary from now on.
 			primaryWins = err != nil && !s.hooks.settleOverPrimary
-		case primaryWins && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf:
-			// A record of a higher Seq than the primary's that this
-			// settle did not find at first: a writer's backup half sent
-			// ahead of its primary half (rv-mj2). Left to its writer:
-			// put over, it would leave the backup copy older than a
-			// write acknowledged next.
-			return
 		default:
 			err = rt.b.cas(ctx, rt.bakKey(), prim.value, bak.cas, remaining(prim.ttl))
 		}
-		if err != nil && !errors.Is(err, provider.ErrCASConflict) && !errors.Is(err, provider.ErrNotFound) && !errors.Is(err, provider.ErrExists) {
-			return
+		switch {
+		case err == nil:
+		case errors.Is(err, provider.ErrCASConflict) || errors.Is(err, provider.ErrNotFound) || errors.Is(err, provider.ErrExists):
+			refused++
+		default:
+			return err
 		}
-		// Stored or refused: read the pair again (stored, to see it equal:
-		// an undo or another settle may have moved a copy meanwhile, rv-d4b
-		// mn3).
+		if s.hooks.settleLastUnread && round == maxRepairRounds-1 {
+			return nil // the code before: the fourth round's write, stored or refused, not read again
+		}
+		// Stored or refused: read the pair again.
 	}
 }
+
+// settleAdd answers an Add whose halves split (why; refusal, the refused
+// half's error) once it has run the settle, settleSplitAdd. The settle
+// runs on a goroutine of the Store's that Close waits for (it counts in
+// s.adds, started while the Add's own count, taken by enterAdd, holds the
+// counter above zero), without the caller's cancellation or deadline: it
+// goes on to its own bounds (maxRepairRounds refused writes, twice that
+// many rounds, each command bounded by Timeout). The caller is answered
+// when the settle ends, or one Timeout past its deadline if the settle is
+// still running then: a request is not held much past its deadline
+// (rv-d4b mn5), and in a healthy cluster a settle's few round trips take
+// a millisecond. The answer is ErrOutcomeUnknown either way
+// (splitAddErr); a settle that ends unsettled is also reported with an
+// EventWarning (warnUnsettled), whether the caller still waited or not.
+// The warning is emitted after the caller's answer and after the settle
+// leaves s.adds, so an OnEvent that calls Close (which it must not) does
+// not wait for itself (rv-settle2 R2). The settle works on its own copy
+// of value: the caller may reuse its slice once answered (rv-settle2 R4).
+//
+// Why the settle is not cut at a deadline (as it was in between, rv-settle
+// S1): cut before its write, it leaves the copies as the split did, maybe
+// the backup copy a record of a higher Seq than the primary's, which
+// nothing else repairs (settleSplitAdd): the writes acknowledged next on
+// the primary are lost when the primary loses the key. Stopped by the
+// caller's cancellation, it would leave them so by choice; not started
+// because Close began meanwhile, too (rv-settle2 R1: Close waits for the
+// Add itself, enterAdd).
+func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary bool, why string, refusal error) error {
+	sctx, cancel := s.settleContext(ctx)
+	value = bytes.Clone(value)
+	done := make(chan error, 1)
+	switch {
+	case !s.hooks.addUntracked:
+		s.adds.Add(1) // legal while Close waits: the Add's own count (enterAdd) keeps the counter above zero
+	case !s.enterAdd(): // the code before rv-settle2 R1: the Add not counted, its settle counted if not closed yet
+		cancel()
+		err := errors.New("the store was closed before the settle started")
+		s.warnUnsettled(rt, err)
+		return splitAddErr(rt, why, refusal, err)
+	}
+	go func() {
+		err := errors.New("the settle's goroutine exited") // runtime.Goexit: a test's hook that failed
+		defer func() {
+			cancel()
+			done <- err
+			s.adds.Done()
+			if err != nil && !s.hooks.warnBeforeAnswer {
+				s.warnUnsettled(rt, err)
+			}
+		}()
+		err = s.settleSplitAdd(sctx, rt, value, onPrimary)
+		if err != nil && s.hooks.warnBeforeAnswer {
+			s.warnUnsettled(rt, err)
+		}
+	}()
+	var late <-chan time.Time
+	if d, ok := ctx.Deadline(); ok && !s.hooks.settleUnbounded && !s.hooks.settleCut {
+		t := time.NewTimer(time.Until(d.Add(s.cfg.Timeout)))
+		defer t.Stop()
+		late = t.C
+	}
+	select {
+	case err := <-done:
+		return splitAddErr(rt, why, refusal, err)
+	case <-late:
+		return splitAddErr(rt, why, refusal, errSettleGoesOn)
+	}
+}
+
+// errSettleGoesOn is the reason an Add answered before its settle ended.
+var errSettleGoesOn = errors.New("still running one Timeout past the caller's deadline: it goes on, and warns if it ends unsettled")
+
+// settleContext is the context of a split Add's settle: ctx's values
+// without its cancellation or deadline. With the test hook settleCut
+// (d76aa64, rv-settle S1), the settle itself ends 2 Timeouts after it
+// starts, or one Timeout past the caller's deadline if that comes first.
+func (s *Store) settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !s.hooks.settleCut {
+		return context.WithoutCancel(ctx), func() {}
+	}
+	end := time.Now().Add(2 * s.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(s.cfg.Timeout).Before(end) {
+		end = d.Add(s.cfg.Timeout)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), end)
+}
+
+// enterAdd counts a BackupOn Add, before it sends anything, in s.adds,
+// which Close waits for, and reports whether it may go on: once the Store
+// is closed, none may. The caller calls s.adds.Done when it returns. Close
+// sets closed, then takes addsMu before it waits: an Add counted before
+// that is waited for, one after it sees closed (rv-settle2 R1).
+func (s *Store) enterAdd() bool {
+	s.addsMu.RLock()
+	defer s.addsMu.RUnlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.adds.Add(1)
+	return true
+}
+
+// warnUnsettled reports, with an EventWarning on the key's primary node, a
+// split Add's settle that ended without a read showing its copies
+// settled (err: why). The key is not named (events never carry one): err's
+// text shows it as <key>.
+func (s *Store) warnUnsettled(rt route, err error) {
+	s.cfg.OnEvent.Emit(provider.Event{Kind: provider.EventWarning, Node: rt.p.addr,
+		Detail: "an Add split a session's two copies and they were not brought to one value: they may differ (a backup copy newer than the primary's outlives the writes acknowledged on the primary if the primary then loses the key)",
+		Err:    redactedKey{err, rt.key}})
+}
+
+// redactedKey is err with every occurrence of key in its text shown as
+// <key>.
+type redactedKey struct {
+	err error
+	key string
+}
+
+func (r redactedKey) Error() string { return strings.ReplaceAll(r.err.Error(), r.key, "<key>") }
+
+func (r redactedKey) Unwrap() error { return r.err }
 
 // newerBackup reports whether settleSplitAdd puts the backup copy bak on
 // the primary rather than the primary's copy prim on the backup: bak is a
@@ -276,8 +442,14 @@ func newerBackup(prim, bak []byte) bool {
 // splitAddErr is the error of an Add whose halves split (settleSplitAdd):
 // refusal, the refused half's error, is kept as text only, since the
 // Add's value was on the other copy, where others may have read it, and
-// may be the value kept.
-func splitAddErr(rt route, why string, refusal error) error {
+// may be the value kept. settled is the settle's error: nil when it left
+// the copies in a state its rules accept, else why it did not (the copies
+// may differ, or that it was still running when the caller's time was
+// up), also as text only (the settle's failures are not the caller's).
+func splitAddErr(rt route, why string, refusal, settled error) error {
+	if settled != nil {
+		return fmt.Errorf("memcached: %s: add: %s (%v), and bringing the copies to one value did not finish (%v): they may differ, one of them maybe this add's: %w", rt.key, why, refusal, settled, provider.ErrOutcomeUnknown)
+	}
 	return fmt.Errorf("memcached: %s: add: %s (%v), and the copies were brought to one value, which may be this add's: %w", rt.key, why, refusal, provider.ErrOutcomeUnknown)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -203,13 +204,16 @@ type Config struct {
 	// (EventNodeDown, followed by EventFailover with BackupOn: its keys
 	// are served from their backup copies), a node back up
 	// (EventNodeUp), a copy restored on its primary from the newest copy
-	// found (EventRepair). With BackupWitness: a node failed after
+	// found (EventRepair), an Add whose copies split and were not
+	// brought to one value (EventWarning). With BackupWitness: a node failed after
 	// FailoverAfter without a reply, or evicting items (EventNodeDown),
 	// answering again (EventNodeUp), a session's copy moved off a node
 	// (EventFailover), a copy or witness restored (EventRepair), a
 	// session created without its witness or a record of another node
 	// list met (EventFallback). It is called from the store's goroutines and
-	// must not block; events carry node addresses, never keys. The
+	// must not block nor call the Store's Close (Close waits for the
+	// goroutine that emits node events); events carry node addresses,
+	// never keys. The
 	// middleware's Observer.StoreEvent fits it. Default nil: off.
 	OnEvent provider.EventFunc
 
@@ -316,6 +320,9 @@ type Store struct {
 	stop   chan struct{}
 	done   chan struct{}
 
+	addsMu sync.RWMutex   // orders enterAdd's count of an Add with Close
+	adds   sync.WaitGroup // BackupOn Adds in flight (addPrimary) and their settles (settleAdd); Close waits for them
+
 	hooks testHooks
 }
 
@@ -388,6 +395,12 @@ type testHooks struct {
 	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
 	settleOverPrimary        bool             // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
 	settleOverWritersHalf    bool             // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
+	settleLastUnread         bool             // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
+	settleUnbounded          bool             // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
+	settleCut                bool             // broken variant (d76aa64, rv-settle S1): a split Add's settle is itself cut 2 Timeouts after its start, or one Timeout past the caller's deadline, and the caller waits for it
+	addUntracked             bool             // the code before rv-settle2 R1: Close does not wait for a BackupOn Add, only for its settle, which does not start once the Store is closed
+	closing                  func()           // Close set closed and has not yet stopped the health check (which may be in a node's recovery)
+	warnBeforeAnswer         bool             // the code before rv-settle2 R2: the settle's warning is emitted before the caller's answer, while Close still waits for the settle
 	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool             // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
@@ -526,14 +539,26 @@ func New(cfg Config) (*Store, error) {
 // path).
 func (s *Store) Backup() BackupMode { return s.cfg.Backup }
 
-// Close stops the health check and closes idle connections. Operations
-// after Close fail with provider.ErrClosed; a second Close does nothing.
+// Close stops the health check, waits for the BackupOn Adds in flight and
+// the settles of those whose halves split (a few round trips each,
+// bounded; see settleAdd), and closes idle connections. Operations after
+// Close fail with provider.ErrClosed (an Add caught between its first
+// check and its first command too, nothing sent); a second Close does
+// nothing. Close must not be called from Config.OnEvent: it waits for
+// the health check, which emits events. A settle's EventWarning may come
+// just after Close returns (it is emitted once the settle is done).
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if s.hooks.closing != nil {
+		s.hooks.closing()
+	}
 	close(s.stop)
 	<-s.done
+	s.addsMu.Lock() // from here on, enterAdd counts no Add
+	s.addsMu.Unlock()
+	s.adds.Wait()
 	var first error
 	for _, n := range s.nodes {
 		n.meta.close()
@@ -641,7 +666,8 @@ func entry(n *node, value []byte, cas uint64) (provider.Entry, error) {
 // it: another Add of the key crossed it, or one copy had lost the key)
 // brings the copies to one value (settleSplitAdd) and returns
 // ErrOutcomeUnknown: its value was on one copy, where others may have
-// read it, and may be the one kept.
+// read it, and may be the one kept. It returns when the settle ends, or
+// one Timeout past ctx's deadline while the settle goes on (settleAdd).
 func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, err
@@ -677,6 +703,12 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int32) (uint64, error) {
+	if s.backup && !s.hooks.addUntracked {
+		if !s.enterAdd() {
+			return 0, fmt.Errorf("memcached: %w", provider.ErrClosed)
+		}
+		defer s.adds.Done()
+	}
 	var added bakVersion // the backup copy added, when value is a record
 	backup := s.backupWrite(rt, func(b *node, key string) error {
 		cas, err := b.mset(ctx, key, value, exp, true, 0)
@@ -700,8 +732,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		if s.hooks.addSplitExists {
 			return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
 		}
-		s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, true)
-		return 0, splitAddErr(rt, "the primary's add landed and the backup copy's was refused", berr)
+		return 0, s.settleAdd(ctx, rt, value, true, "the primary's add landed and the backup copy's was refused", berr)
 	case perr == nil:
 		if added.cas != 0 {
 			added.pcas = pcas // both copies hold value: the pair (backup_append.go)
@@ -719,8 +750,7 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		return 0, berr
 	default:
 		if wroteB && errors.Is(perr, provider.ErrExists) && !s.hooks.addSplitExists {
-			s.settleSplitAdd(context.WithoutCancel(ctx), rt, value, false)
-			return 0, splitAddErr(rt, "the backup copy's add landed and the primary's was refused", perr)
+			return 0, s.settleAdd(ctx, rt, value, false, "the backup copy's add landed and the primary's was refused", perr)
 		}
 		if wroteB {
 			return 0, s.undoErr(rt, perr, s.syncBackup(context.WithoutCancel(ctx), rt, value))
