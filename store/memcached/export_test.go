@@ -530,6 +530,12 @@ func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
 // witness node is held failed.
 func SetWitlessVisitFailed(s *Store) { s.hooks.witlessVisitFailed = true }
 
+// SetRepairRacesCalls makes the repair client decide on a key that a
+// call of its own process is resolving, as the code before did (the
+// simulation's expiry seed 11238: the two refused each other's decisions
+// until the call hit the cap).
+func SetRepairRacesCalls(s *Store) { s.hooks.repairRacesCalls = true }
+
 // SetLoopVisit makes s's witness loop call f before each key it visits
 // (one of the repair queue, or one listed for R9 or to be resumed).
 func SetLoopVisit(s *Store, f func(key string)) { s.hooks.loopVisit = f }

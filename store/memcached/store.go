@@ -408,6 +408,7 @@ type testHooks struct {
 	reballotKeepsNoWit       bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns           bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
 	nowitR43Returns          bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
+	repairRacesCalls         bool             // the code before: the repair client decides on a key a call of its own process is resolving
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

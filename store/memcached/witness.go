@@ -129,6 +129,11 @@ type witness struct {
 	// (write, writeFailover's fence): the repair client decides nothing
 	// on them (decide).
 	writing map[envelope.Identity]int
+	// resolving counts, per key, this process's calls whose anomaly
+	// reads (resolve) are under way, not the repair client's: the repair
+	// client decides nothing on those keys, and visits them again once
+	// the last such call ends when it put a visit off (decide).
+	resolving map[string]*callsResolving
 }
 
 func newWitness(s *Store) *witness {
@@ -141,6 +146,8 @@ func newWitness(s *Store) *witness {
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
 		writing: make(map[envelope.Identity]int),
+
+		resolving: make(map[string]*callsResolving),
 
 		evictEvery: evictionEvery,
 		evicted:    make([]evictionCount, len(s.nodes)),

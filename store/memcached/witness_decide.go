@@ -55,6 +55,9 @@ type resolveState struct {
 // cancelling each other's ballots. Nothing else waits: the first read,
 // and every read after a decision stored or none made, go at once.
 func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
+	if !o.repair {
+		defer w.startResolving(key)()
+	}
 	var st resolveState
 	var top envelope.Envelope
 	var seen bool
@@ -132,6 +135,10 @@ func (w *witness) backoff(ctx context.Context, key string, n int) error {
 // errWriteInFlight: the repair client found a write in flight (one copy
 // holds its parent) for the first time and left it to its writer.
 var errWriteInFlight = fmt.Errorf("memcached: %w: a write in flight, repair put off", provider.ErrUnavailable)
+
+// errCallResolving: the repair client found a call of its own process
+// resolving the key and left it to that call (decide).
+var errCallResolving = fmt.Errorf("memcached: %w: a call of this process is resolving the key, repair put off", provider.ErrUnavailable)
 
 // errExpiring: the best record has at most clockSlack seconds left (no
 // copy of it could be made, copyExp): no decision.
@@ -232,6 +239,19 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // st.refused is set when the decision made (R7, a re-ballot) was refused
 // or unanswered.
 func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, st *resolveState) (f *hit, decided bool, err error) {
+	if o.repair && !w.s.hooks.repairRacesCalls && w.putOffForCall(key) {
+		// A call of this process is resolving key: it makes the
+		// decisions this one would (R4.4, R7, and R9 on a nowit
+		// configuration: R4.3) or queues the key (R9 otherwise). The
+		// repair client deciding at once raced it, its own process: the
+		// repair's re-stamp of P refused the call's R9, the call's
+		// completion (its re-stamp of x) the repair's R9 on Q, read
+		// after read, and the call hit the cap of 6 reads (the
+		// simulation's expiry seed 11238, "6 anomaly reads without an
+		// answer", with no fault). The visit is made again once the last
+		// such call ends (startResolving).
+		return nil, false, errCallResolving
+	}
 	shorten := false // complete y with a second less (an expiring half-established pair)
 	var data, empty int
 	for i := range rs {
@@ -646,6 +666,52 @@ func (w *witness) startWriting(id envelope.Identity) (done func()) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// callsResolving is the count of this process's calls resolving one key
+// (resolve), and whether the repair client put a visit of it off.
+type callsResolving struct {
+	n      int
+	putOff bool
+}
+
+// startResolving records that a call of this process (not the repair
+// client) is resolving key until done is called. When the last such call
+// ends, a visit the repair client put off meanwhile is queued.
+func (w *witness) startResolving(key string) (done func()) {
+	w.mu.Lock()
+	c := w.resolving[key]
+	if c == nil {
+		c = &callsResolving{}
+		w.resolving[key] = c
+	}
+	c.n++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		c.n--
+		visit := c.n == 0 && c.putOff
+		if c.n == 0 {
+			delete(w.resolving, key)
+		}
+		w.mu.Unlock()
+		if visit {
+			w.repair.enqueue(key)
+		}
+	}
+}
+
+// putOffForCall reports whether a call of this process is resolving key,
+// and if so records that the repair client put a visit off.
+func (w *witness) putOffForCall(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.resolving[key]
+	if c == nil {
+		return false
+	}
+	c.putOff = true
+	return true
 }
 
 // isWriting reports whether this process is storing the record id.
