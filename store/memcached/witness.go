@@ -131,9 +131,11 @@ type witness struct {
 	writing map[envelope.Identity]int
 	// resolving counts, per key, this process's calls whose anomaly
 	// reads (resolve) are under way, not the repair client's: the repair
-	// client decides nothing on those keys, and visits them again once
-	// the last such call ends when it put a visit off (decide).
+	// client puts off the decisions those calls make too (decide,
+	// putOffForCall).
 	resolving map[string]*callsResolving
+	// putOffs: the keys whose last visits the repair client put off.
+	putOffs map[string]*putOffs
 }
 
 func newWitness(s *Store) *witness {
@@ -148,6 +150,7 @@ func newWitness(s *Store) *witness {
 		writing: make(map[envelope.Identity]int),
 
 		resolving: make(map[string]*callsResolving),
+		putOffs:   make(map[string]*putOffs),
 
 		evictEvery: evictionEvery,
 		evicted:    make([]evictionCount, len(s.nodes)),

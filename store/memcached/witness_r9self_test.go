@@ -19,9 +19,9 @@ import (
 // was refused; the call's completions in turn refused the visit's R9 on
 // Q, read after read, and the call hit the cap: the simulation's expiry
 // seed 11238 ended "6 anomaly reads without an answer" with no fault
-// (about 1 replay in 3,000). The repair client now decides nothing on a
-// key a call of its process is resolving, and visits it again once the
-// call has ended.
+// (about 1 replay in 3,000). The repair client now puts off the
+// decisions such a call makes too (a bounded number of visits in a row,
+// witness_putoff_test.go), and visits the key again a Timeout later.
 //
 // The visit is run (RepairKey) from the call's R9, just before its
 // re-stamp of P. SetRepairRacesCalls, the code before: the visit's R9

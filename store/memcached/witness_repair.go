@@ -193,14 +193,17 @@ func (r *repairer) forgetUnknown(key string) {
 	r.mu.Unlock()
 }
 
-// enqueue queues key for R9, or drops it when the queue is full.
-func (r *repairer) enqueue(key string) {
+// enqueue queues key for R9, or drops it when the queue is full; it
+// reports whether key was queued.
+func (r *repairer) enqueue(key string) bool {
 	if r.w.s.hooks.repairQueueOff {
-		return
+		return false
 	}
 	select {
 	case r.q <- key:
+		return true
 	default:
+		return false
 	}
 }
 
