@@ -548,6 +548,22 @@ func SetRepairPutsOffAll(s *Store) { s.hooks.repairPutsOffAll = true }
 // putOffBound).
 func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
 
+// SetPutOffRecordKept makes the repair client keep its record of a key's
+// put-off visits when a visit ends without being put off, never count it
+// as stale, and decide at the bound by count alone: r9fix's build
+// (rv-r9b M1: the records leaked, one per key ever put off, and a count
+// left from one episode made the next episode's first visit decide at
+// once while a call resolved the key).
+func SetPutOffRecordKept(s *Store) { s.hooks.putOffRecordKept = true }
+
+// PutOffRecords returns how many keys s's repair client holds a record
+// of put-off visits for.
+func PutOffRecords(s *Store) int {
+	s.wit.mu.Lock()
+	defer s.wit.mu.Unlock()
+	return len(s.wit.putOffs)
+}
+
 // SetCallResolving makes each call of s that starts resolving a key (its
 // anomaly reads, not the repair client's) call f first: the call counts
 // as resolving the key until f returns and its reads end.

@@ -699,19 +699,45 @@ type callsResolving struct {
 }
 
 // putOffs is the repair client's record of visits of one key it put off
-// in a row (putOffForCall): how many, and whether a visit is queued
-// again for a Timeout later.
+// in a row (putOffForCall): how many, when the first and the last were
+// put off, and whether a visit is queued again for a Timeout later. A
+// visit of the key that ends without being put off deletes it
+// (repairKey); one whose last put-off is older than putOffStale counts
+// as absent (rv-r9b M1: kept, it outlived its episode and its count made
+// the next episode's first visit decide at once).
 type putOffs struct {
-	n      int
-	queued bool
+	n           int
+	first, last time.Time
+	queued      bool
 }
 
 // putOffBound is how many visits of a key in a row the repair client
-// puts off for calls of its own process (putOffForCall); the next one
-// decides all the same. A key the process's calls keep resolving (a hot
-// session) is decided within about putOffBound Timeouts: one decision in
-// that time races a call, at most a refusal (rv-r9 M1).
+// puts off for calls of its own process (putOffForCall) before one that
+// comes a Timeout or more after the first decides all the same. A key
+// the process's calls keep resolving (a hot session) is decided within
+// about putOffBound Timeouts (the put-offs' re-queues): one decision in
+// that time races a call, at most a refusal (rv-r9 M1). Visits the
+// calls' own enqueues bring in a burst do not use the bound up (rv-r9b
+// m1).
 const putOffBound = 3
+
+// putOffStale is the age of a putOffs record's last put-off past which
+// the record counts as absent: the put-off's own re-queue visits the key
+// a Timeout later, so a record that old is left from an episode over.
+func (w *witness) putOffStale() time.Duration {
+	return (putOffBound + 1) * w.s.cfg.Timeout
+}
+
+// endVisit deletes key's putOffs record: a visit of key ended without
+// being put off (repairKey).
+func (w *witness) endVisit(key string) {
+	if w.s.hooks.putOffRecordKept {
+		return
+	}
+	w.mu.Lock()
+	delete(w.putOffs, key)
+	w.mu.Unlock()
+}
 
 // startResolving records that a call of this process (not the repair
 // client) is resolving key until done is called.
@@ -743,11 +769,11 @@ func (w *witness) startResolving(key string) (done func()) {
 
 // putOffForCall reports whether the repair client puts off its decision
 // on key: a call of this process is resolving key, and fewer than
-// putOffBound visits of key in a row were put off. A visit put off queues
-// key again a Timeout later, one at a time (rv-r9 M2: queued again at
-// once when the last call ended, a hot key had the loop visit it
-// thousands of times a second); a visit that decides starts the count
-// again.
+// putOffBound visits of key in a row were put off or the first of them
+// less than a Timeout ago. A visit put off queues key again a Timeout
+// later, one at a time (rv-r9 M2: queued again at once when the last call
+// ended, a hot key had the loop visit it thousands of times a second); a
+// visit that decides starts the count again.
 func (w *witness) putOffForCall(key string) bool {
 	if w.s.hooks.repairRacesCalls {
 		return false
@@ -761,29 +787,38 @@ func (w *witness) putOffForCall(key string) bool {
 		}
 		return c != nil
 	}
+	now := time.Now()
 	p := w.putOffs[key]
-	if c == nil || p != nil && p.n >= putOffBound && !w.s.hooks.putOffUnbounded {
+	if p != nil && !w.s.hooks.putOffRecordKept && now.Sub(p.last) > w.putOffStale() {
+		p = nil // left from an episode over
+	}
+	if c == nil || p != nil && !w.s.hooks.putOffUnbounded &&
+		p.n >= putOffBound && (w.s.hooks.putOffRecordKept || now.Sub(p.first) >= w.s.cfg.Timeout) {
 		delete(w.putOffs, key)
 		return false
 	}
 	if p == nil {
-		p = &putOffs{}
+		p = &putOffs{first: now}
 		w.putOffs[key] = p
 	}
 	p.n++
+	p.last = now
 	if !p.queued {
 		p.queued = true
 		time.AfterFunc(w.s.cfg.Timeout, func() {
-			queued := w.repair.enqueue(key)
 			w.mu.Lock()
-			p.queued = false
-			if !queued && w.putOffs[key] == p {
+			p.queued = false // before the visit it queues can reach this check (rv-r9b m2)
+			w.mu.Unlock()
+			if !w.repair.enqueue(key) {
 				// Dropped (the queue full): the next read's R4.3 or
 				// witness touch, the scan or the lists' ticks queue key
 				// again; the count is not kept for it.
-				delete(w.putOffs, key)
+				w.mu.Lock()
+				if w.putOffs[key] == p {
+					delete(w.putOffs, key)
+				}
+				w.mu.Unlock()
 			}
-			w.mu.Unlock()
 		})
 	}
 	return true

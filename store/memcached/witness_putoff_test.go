@@ -2,6 +2,7 @@ package memcached_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,19 @@ func holdFirstCall(s *memcached.Store, key string) (held <-chan struct{}, releas
 	return h, func() { rel.Do(func() { close(r) }) }
 }
 
+// startHeldGet starts s.Get(key) and returns once the call waits in
+// holdFirstCall (held closed); the call's error comes on the returned
+// channel once it is released.
+func startHeldGet(s *memcached.Store, key string, held <-chan struct{}) <-chan error {
+	heldErr := make(chan error, 1)
+	go func() {
+		_, err := s.Get(context.Background(), key)
+		heldErr <- err
+	}()
+	<-held
+	return heldErr
+}
+
 // getStream runs k goroutines calling s.Get(key) until the returned stop
 // is called (which waits for them); ok counts the Gets that returned the
 // session.
@@ -67,7 +81,9 @@ func getStream(s *memcached.Store, key string, k int) (ok *atomic.Int64, stop fu
 // of unknown outcome (one copy, two empties) answers ErrUnconfirmed and
 // decides nothing. The creator's own Gets of the key, one of them held
 // inside its anomaly reads all along, never stop the repair client from
-// resuming it at its first probe tick. The first build put the
+// resuming it at its first probe tick, with no bound (SetPutOffUnbounded:
+// a build that put the resumption off, bounded, resumed it all the same
+// after a few visits). The first build put the
 // resumption off while any call of the process was resolving the key:
 // with 16 to 32 of the creator's Gets in a loop it was never resumed
 // (none served in 4 s), and past the creation's timeout it was dropped.
@@ -83,6 +99,8 @@ func TestRepairResumesCreationUnderOwnGets(t *testing.T) {
 			})
 			if firstBuild {
 				memcached.SetRepairPutsOffAll(s)
+			} else {
+				memcached.SetPutOffUnbounded(s) // only the narrowing can resume it while a call is held (rv-r9b m3)
 			}
 			held, release := holdFirstCall(s, key)
 			defer release()
@@ -94,12 +112,7 @@ func TestRepairResumesCreationUnderOwnGets(t *testing.T) {
 			require.Equal(t, 1, memcached.UnknownAdds(s))
 			unreachable.Store(false)
 
-			heldErr := make(chan error, 1)
-			go func() {
-				_, err := s.Get(ctx, key)
-				heldErr <- err
-			}()
-			<-held
+			heldErr := startHeldGet(s, key, held)
 			ok, stop := getStream(s, key, 16)
 			resumed := func() bool { return memcached.UnknownAdds(s) == 0 && ok.Load() > 0 }
 			if firstBuild {
@@ -121,14 +134,16 @@ func TestRepairResumesCreationUnderOwnGets(t *testing.T) {
 // TestRepairClearsNoWitUnderOwnGets (rv-r9 M1 b, M2): a nowit
 // configuration whose third node already holds its witness (R9's nowit
 // clear refused). Every read of it is an anomaly read (R2), and R4.3
-// returns it and queues the key: only the repair client clears nowit. A
-// stream of 32 Gets of the same process has it cleared all the same, and
-// the loop visits the key a few times, not once per call. The first
-// build put the clear off while any Get was resolving (not cleared in 3 s
-// at 32 Gets) and queued the key again at every last call's end (2,186
-// visits in 3 s).
+// returns it and queues the key: only the repair client clears nowit. One
+// Get of the same process held inside its anomaly reads all along and a
+// stream of 32 more have it cleared all the same, with no bound
+// (SetPutOffUnbounded: only the narrowing clears it while the call is
+// held), and the loop visits the key a few times, not once per call. The
+// first build put the clear off while any Get was resolving (never
+// cleared while one is held) and queued the key again at every last
+// call's end (2,186 visits in 3 s at 32 Gets).
 func TestRepairClearsNoWitUnderOwnGets(t *testing.T) {
-	const maxVisits = 50 // the fix: 1 to 5 (each visit clears or finds it cleared); the first build: hundreds
+	const maxVisits = 50 // the fix: 1 to 7 (each visit clears or finds it cleared); the first build: hundreds
 	for _, firstBuild := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fix", true: "first-build"}[firstBuild], func(t *testing.T) {
 			const key = "nowit-own-gets"
@@ -152,49 +167,56 @@ func TestRepairClearsNoWitUnderOwnGets(t *testing.T) {
 			require.True(t, nowit(), "setup: the witness there, nowit not cleared")
 
 			var visits atomic.Int64
+			var held <-chan struct{}
+			var release func()
 			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
 				if firstBuild {
 					memcached.SetRepairPutsOffAll(s)
+				} else {
+					memcached.SetPutOffUnbounded(s)
 				}
 				memcached.SetLoopVisit(s, func(k string) {
 					if k == key {
 						visits.Add(1)
 					}
 				})
+				held, release = holdFirstCall(s, key)
 			}))
+			defer release()
+			heldErr := startHeldGet(r, key, held)
 			_, stop := getStream(r, key, 32)
-			cleared := false
-			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !cleared; {
-				cleared = !nowit()
-				if !cleared {
-					time.Sleep(5 * time.Millisecond) // polls the node (the condition), bounded by the deadline
-				}
-			}
-			stop()
-			n := visits.Load()
-			t.Logf("cleared %v; %d loop visits of the key", cleared, n)
+			cleared := func() bool { return !nowit() }
 			if firstBuild {
-				require.False(t, cleared && n <= maxVisits, "the first build: cleared with few visits (%d)", n)
+				require.Never(t, cleared, 1500*time.Millisecond, 5*time.Millisecond,
+					"the first build cleared nowit while a call of its process was resolving the key")
+				stop()
+				t.Logf("the first build: not cleared in 1.5 s; %d loop visits of the key", visits.Load())
 				return
 			}
-			require.True(t, cleared, "nowit cleared while the process's Gets resolve the key")
+			require.Eventually(t, cleared, 3*time.Second, 5*time.Millisecond,
+				"nowit cleared while the process's Gets resolve the key")
+			stop()
+			n := visits.Load()
+			t.Logf("cleared; %d loop visits of the key", n)
 			require.LessOrEqual(t, n, int64(maxVisits), "the loop's visits of the key")
+			release()
+			require.NoError(t, <-heldErr, "the held Get, released, returns the session")
 		})
 	}
 }
 
-// TestRepairPutOffBounded (rv-r9 M1's bound): a call of the process held
-// inside its anomaly reads of a nowit configuration with a blank third
-// node: R9 there is a decision the call makes itself (R4.3), so the
-// repair client puts its visits off, but only PutOffBound in a row: the
-// next one runs R9. SetPutOffUnbounded and the first build put it off for
-// as long as the call runs.
+// TestRepairPutOffBounded (rv-r9 M1's bound, rv-r9b m1): a call of the
+// process held inside its anomaly reads of a nowit configuration with a
+// blank third node: R9 there is a decision the call makes itself (R4.3),
+// so the repair client puts its visits off, but only PutOffBound in a row
+// and a Timeout: a visit past both runs R9. Visits in a burst within the
+// Timeout (the calls' own enqueues) are all put off. SetPutOffUnbounded
+// and the first build put it off for as long as the call runs.
 func TestRepairPutOffBounded(t *testing.T) {
 	for _, variant := range []string{"fix", "unbounded", "first-build"} {
 		t.Run(variant, func(t *testing.T) {
 			const key = "putoff-bound"
 			servers, cfg, cands := noWitBlankThird(t, key)
-			ctx := context.Background()
 			var held <-chan struct{}
 			var release func()
 			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
@@ -207,28 +229,170 @@ func TestRepairPutOffBounded(t *testing.T) {
 				held, release = holdFirstCall(s, key)
 			}))
 			defer release()
-			heldErr := make(chan error, 1)
-			go func() {
-				_, err := r.Get(ctx, key)
-				heldErr <- err
-			}()
-			<-held
+			heldErr := startHeldGet(r, key, held)
 			witnessed := func() bool { return kinds(t, cands, key)[1] == 2 }
 
-			memcached.RepairKey(r, key)
-			require.False(t, witnessed(), "the first visit is put off: R9 is the held call's decision")
-			visits := 1
-			for ; visits < 2*(memcached.PutOffBound+1) && !witnessed(); visits++ {
+			start := time.Now()
+			for range memcached.PutOffBound + 1 {
 				memcached.RepairKey(r, key)
+			}
+			if burst := time.Since(start); burst < cfg.Timeout {
+				require.False(t, witnessed(), "%d visits within a Timeout (%s) are all put off", memcached.PutOffBound+1, burst)
+			} else {
+				t.Logf("the burst took %s, past the Timeout: not asserted", burst)
+			}
+			visits := memcached.PutOffBound + 1
+			deadline := start.Add(3 * cfg.Timeout)
+			for ; time.Now().Before(deadline) && !witnessed(); visits++ {
+				memcached.RepairKey(r, key)
+				time.Sleep(cfg.Timeout / 10) // paces the visits (the re-queues' stand-in); bounded by the deadline
 			}
 			if variant != "fix" {
 				require.False(t, witnessed(), "%s: R9 run while the call is held", variant)
 				return
 			}
-			require.True(t, witnessed(), "R9 run after at most %d visits put off", memcached.PutOffBound)
-			require.LessOrEqual(t, visits, memcached.PutOffBound+1)
+			require.True(t, witnessed(), "R9 run once a Timeout passed since the first visit put off")
+			require.GreaterOrEqual(t, time.Since(start), cfg.Timeout)
+			t.Logf("R9 run at visit %d, %s after the first", visits, time.Since(start))
 			release()
 			require.NoError(t, <-heldErr, "the held call, released, returns the session")
+		})
+	}
+}
+
+// TestPutOffRecordEndsWithEpisode (rv-r9b M1): the repair client's record
+// of a key's put-off visits is deleted by the first visit that is not put
+// off. Kept (SetPutOffRecordKept, r9fix's build), its count of
+// PutOffBound outlived the episode, and when a new failover left the key
+// a nowit configuration again, the first visit ran R9 at once while a
+// call of the process was resolving the key (seed 11238's collision).
+func TestPutOffRecordEndsWithEpisode(t *testing.T) {
+	for _, kept := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
+			const key = "putoff-episodes"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			ctx := context.Background()
+			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				if kept {
+					memcached.SetPutOffRecordKept(s)
+				}
+			}))
+			held, release := holdFirstCall(r, key)
+			defer release()
+			heldErr := startHeldGet(r, key, held)
+			for range memcached.PutOffBound {
+				memcached.RepairKey(r, key)
+			}
+			require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: the visits put off")
+			require.Equal(t, 1, memcached.PutOffRecords(r))
+			release()
+			require.NoError(t, <-heldErr)
+			require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the call ran R9")
+			memcached.RepairKey(r, key) // the key healthy: a visit not put off
+
+			if !kept {
+				require.Equal(t, 0, memcached.PutOffRecords(r), "episode 1 over: no record left")
+			}
+			// Episode 2: a new failover leaves a nowit configuration with a blank third.
+			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
+			setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				memcached.SetRepairQueueOff(s)
+				memcached.SetNoWitFastPath(s)
+			}))
+			_, err := setup.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "episode 2: nowit, the third blank")
+			held2, release2 := holdFirstCall(r, key)
+			defer release2()
+			heldErr = startHeldGet(r, key, held2)
+			memcached.RepairKey(r, key)
+			k := kinds(t, cands, key)
+			release2()
+			require.NoError(t, <-heldErr)
+			if kept {
+				require.Equal(t, [3]uint32{1, 1, 2}, k, "record-kept: episode 2's first visit ran R9 while the call was held")
+				return
+			}
+			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off: R9 is the held call's")
+		})
+	}
+}
+
+// TestPutOffRecordsDoNotLeak (rv-r9b M1): many sessions, one data node
+// flushed; for each key whose Get resolves an anomaly, the Get is held
+// while the repair client visits the key (put off: the failover is the
+// call's). Once every call has returned, the put-offs' re-queues visit the
+// keys and no record is left. Kept (SetPutOffRecordKept), one record per
+// key ever put off stayed for the life of the process.
+func TestPutOffRecordsDoNotLeak(t *testing.T) {
+	for _, kept := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
+			servers := startNodes(t, 3)
+			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+			ctx := context.Background()
+			s0 := newStore(t, servers, cfg)
+			const n = 100
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("putoff-leak-%d", i)
+				_, err := s0.Add(ctx, keys[i], []byte("v"), time.Minute)
+				require.NoError(t, err)
+			}
+			require.NoError(t, servers[1].FlushAll(ctx))
+			gate := make(chan struct{})
+			var mu sync.Mutex
+			holding := map[string]chan struct{}{}
+			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				if kept {
+					memcached.SetPutOffRecordKept(s)
+				}
+				memcached.SetCallResolving(s, func(k string) {
+					mu.Lock()
+					h := holding[k]
+					delete(holding, k)
+					mu.Unlock()
+					if h != nil {
+						close(h)
+						<-gate
+					}
+				})
+			}))
+			var wg sync.WaitGroup
+			heldKeys := 0
+			for _, k := range keys {
+				h := make(chan struct{})
+				mu.Lock()
+				holding[k] = h
+				mu.Unlock()
+				done := make(chan struct{})
+				wg.Go(func() {
+					defer close(done)
+					_, err := r.Get(ctx, k)
+					require.NoError(t, err)
+				})
+				select {
+				case <-h:
+					heldKeys++
+					memcached.RepairKey(r, k)
+				case <-done: // no anomaly: the flushed node held none of k's copies
+					mu.Lock()
+					delete(holding, k)
+					mu.Unlock()
+				}
+			}
+			held := memcached.PutOffRecords(r)
+			t.Logf("%d keys held; %d records while held", heldKeys, held)
+			require.Positive(t, held, "visits put off while the calls are held")
+			close(gate)
+			wg.Wait()
+			gone := func() bool { return memcached.PutOffRecords(r) == 0 }
+			if kept {
+				require.Never(t, gone, 3*cfg.Timeout, 10*time.Millisecond, "record-kept: the records stay")
+				t.Logf("record-kept: %d records left after all calls returned", memcached.PutOffRecords(r))
+				return
+			}
+			require.Eventually(t, gone, 4*cfg.Timeout, 10*time.Millisecond,
+				"no record left once the calls returned and the re-queues visited the keys")
 		})
 	}
 }

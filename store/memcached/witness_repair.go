@@ -346,6 +346,9 @@ func (w *witness) repairKey(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
+	if !errors.Is(err, errCallResolving) {
+		w.endVisit(key)
+	}
 	if err == nil {
 		w.repair.forgetUnknown(key)
 	}
