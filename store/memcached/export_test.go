@@ -530,6 +530,48 @@ func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
 // witness node is held failed.
 func SetWitlessVisitFailed(s *Store) { s.hooks.witlessVisitFailed = true }
 
+// SetRepairRacesCalls makes the repair client decide on a key that a
+// call of its own process is resolving, as the code before did (the
+// simulation's expiry seed 11238: the two refused each other's decisions
+// until the call hit the cap).
+func SetRepairRacesCalls(s *Store) { s.hooks.repairRacesCalls = true }
+
+// SetRepairPutsOffAll makes the repair client put off every visit of a
+// key a call of its own process is resolving, without bound, and queue it
+// again at once when the last such call ends: the first build of r9blank
+// (rv-r9 M1: R8's resumption and the nowit clear starved under a stream
+// of the process's own Gets; M2: the loop spun on the key).
+func SetRepairPutsOffAll(s *Store) { s.hooks.repairPutsOffAll = true }
+
+// SetPutOffUnbounded makes the repair client put off the decisions a call
+// of its own process makes for as long as such calls resolve the key (no
+// putOffBound).
+func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
+
+// SetPutOffRecordKept makes the repair client keep its record of a key's
+// put-off visits when a visit ends without being put off, never count it
+// as stale, and decide at the bound by count alone: r9fix's build
+// (rv-r9b M1: the records leaked, one per key ever put off, and a count
+// left from one episode made the next episode's first visit decide at
+// once while a call resolved the key).
+func SetPutOffRecordKept(s *Store) { s.hooks.putOffRecordKept = true }
+
+// PutOffRecords returns how many keys s's repair client holds a record
+// of put-off visits for.
+func PutOffRecords(s *Store) int {
+	s.wit.mu.Lock()
+	defer s.wit.mu.Unlock()
+	return len(s.wit.putOffs)
+}
+
+// SetCallResolving makes each call of s that starts resolving a key (its
+// anomaly reads, not the repair client's) call f first: the call counts
+// as resolving the key until f returns and its reads end.
+func SetCallResolving(s *Store, f func(key string)) { s.hooks.callResolving = f }
+
+// PutOffBound is putOffBound.
+const PutOffBound = putOffBound
+
 // SetLoopVisit makes s's witness loop call f before each key it visits
 // (one of the repair queue, or one listed for R9 or to be resumed).
 func SetLoopVisit(s *Store, f func(key string)) { s.hooks.loopVisit = f }

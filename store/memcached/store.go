@@ -421,6 +421,11 @@ type testHooks struct {
 	reballotKeepsNoWit       bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns           bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
 	nowitR43Returns          bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
+	repairRacesCalls         bool             // the code before: the repair client decides on a key a call of its own process is resolving
+	repairPutsOffAll         bool             // the first build of r9blank (rv-r9 M1, M2): every visit of a key a call of this process is resolving is put off, without bound, and queued again at once when the last call ends
+	putOffUnbounded          bool             // broken variant (rv-r9 M1): the repair client puts off a call's decisions for as long as calls of its process resolve the key
+	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, never stale; the bound by count alone)
+	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

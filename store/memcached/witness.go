@@ -129,6 +129,13 @@ type witness struct {
 	// (write, writeFailover's fence): the repair client decides nothing
 	// on them (decide).
 	writing map[envelope.Identity]int
+	// resolving counts, per key, this process's calls whose anomaly
+	// reads (resolve) are under way, not the repair client's: the repair
+	// client puts off the decisions those calls make too (decide,
+	// putOffForCall).
+	resolving map[string]*callsResolving
+	// putOffs: the keys whose last visits the repair client put off.
+	putOffs map[string]*putOffs
 }
 
 func newWitness(s *Store) *witness {
@@ -141,6 +148,9 @@ func newWitness(s *Store) *witness {
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
 		writing: make(map[envelope.Identity]int),
+
+		resolving: make(map[string]*callsResolving),
+		putOffs:   make(map[string]*putOffs),
 
 		evictEvery: evictionEvery,
 		evicted:    make([]evictionCount, len(s.nodes)),

@@ -55,6 +55,9 @@ type resolveState struct {
 // cancelling each other's ballots. Nothing else waits: the first read,
 // and every read after a decision stored or none made, go at once.
 func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
+	if !o.repair {
+		defer w.startResolving(key)()
+	}
 	var st resolveState
 	var top envelope.Envelope
 	var seen bool
@@ -132,6 +135,11 @@ func (w *witness) backoff(ctx context.Context, key string, n int) error {
 // errWriteInFlight: the repair client found a write in flight (one copy
 // holds its parent) for the first time and left it to its writer.
 var errWriteInFlight = fmt.Errorf("memcached: %w: a write in flight, repair put off", provider.ErrUnavailable)
+
+// errCallResolving: the repair client found a call of its own process
+// resolving the key and left the decision to that call (decide,
+// putOffForCall).
+var errCallResolving = fmt.Errorf("memcached: %w: a call of this process is resolving the key, repair put off", provider.ErrUnavailable)
 
 // errExpiring: the best record has at most clockSlack seconds left (no
 // copy of it could be made, copyExp): no decision.
@@ -232,6 +240,22 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // st.refused is set when the decision made (R7, a re-ballot) was refused
 // or unanswered.
 func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]copyRead, o resolveOpts, st *resolveState) (f *hit, decided bool, err error) {
+	if o.repair && w.s.hooks.repairPutsOffAll && w.putOffForCall(key) {
+		return nil, false, errCallResolving // the first build of r9blank: every visit put off
+	}
+	// A call of this process resolving key makes the decisions a visit
+	// would make on the same read (below: R4.1's fences and burial,
+	// R4.4's completion, R11.3's re-ballots, R7, and R9 on a nowit
+	// configuration: R4.3), so the repair client puts them off
+	// (putOffForCall, bounded). Deciding at once raced the call, its own
+	// process: the repair's re-stamp of P refused the call's R9, the
+	// call's completion (its re-stamp of x) the repair's R9 on Q, read
+	// after read, and the call hit the cap of 6 reads (the simulation's
+	// expiry seed 11238, "6 anomaly reads without an answer", with no
+	// fault). What only the repair client does (R8's resumption, the
+	// nowit clear under a witness already stored, R9 on a configuration
+	// without nowit) is done at once: no call makes it (rv-r9 M1).
+	putOff := func() bool { return o.repair && w.putOffForCall(key) }
 	shorten := false // complete y with a second less (an expiring half-established pair)
 	var data, empty int
 	for i := range rs {
@@ -246,6 +270,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	// R4.1.
 	switch {
 	case data == 0 && empty >= 2:
+		if !(o.repair && allHeard(rs) && w.repair.resuming(key)) && putOff() {
+			return nil, false, errCallResolving
+		}
 		// Review-ballot m4: with a candidate unheard, first re-stamp the
 		// blanks counted, each with its read token, so that no CAS
 		// holding a token read before (R9's witness CAS, its reply lost)
@@ -285,6 +312,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// undo), a value already returned, which one flush leaves alone
 		// (review-lonewit m4's cold review, B1; the model's
 		// BuryCreationFenced, rejected in TestLoneWitness).
+		if putOff() {
+			return nil, false, errCallResolving
+		}
 		if !w.fenceEmpties(ctx, key, rs) {
 			return nil, true, nil
 		}
@@ -307,6 +337,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	x, y, third := &rs[b.P], &rs[b.Q], &rs[3-b.P-b.Q]
 	touch := w.touchExp(o, b.Timeout)
 	reballot := func(x, wc *copyRead) (*hit, bool, error) {
+		if putOff() {
+			return nil, false, errCallResolving
+		}
 		stored, err := w.reballot(ctx, key, rs, x, wc, b, payload, touch, "a promised copy re-balloted")
 		st.refused = !stored && err == nil
 		return nil, true, err
@@ -325,6 +358,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		w.remember(key, configOf(b))
 		switch {
 		case o.repair:
+			if b.NoWit && r9Candidate(third, b) && putOff() {
+				return nil, false, errCallResolving // R9 as the call's R4.3 runs it
+			}
 			f.witnessed = w.repairWitness(ctx, f, third)
 		case b.NoWit && r9Candidate(third, b) && !w.s.hooks.nowitR43Returns && !expiring(f):
 			// Review-n4b F2: a plain reader does not return a nowit
@@ -417,6 +453,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.waited = true
 			return nil, true, nil
 		}
+		if putOff() {
+			return nil, false, errCallResolving
+		}
 		if creation(b) && y.st == stWitness && !w.s.hooks.completeOverWitness {
 			// Review-resume-4 N4: a creation stopped at its secondary
 			// with a witness of another configuration on its primary
@@ -444,6 +483,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// back and empty (restart-node's 503s).
 		return nil, true, nil
 	case (y.empty() || y.st == stSilent) && third.present():
+		if putOff() {
+			return nil, false, errCallResolving
+		}
 		st.refused = !w.failover(ctx, key, rs, x, y, third, b, payload, touch)
 		return nil, true, nil
 	}
@@ -646,6 +688,140 @@ func (w *witness) startWriting(id envelope.Identity) (done func()) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// callsResolving is the count of this process's calls resolving one key
+// (resolve), and, with SetRepairPutsOffAll only, whether the repair
+// client put a visit of it off (queued again when the count drops to 0).
+type callsResolving struct {
+	n      int
+	putOff bool
+}
+
+// putOffs is the repair client's record of visits of one key it put off
+// in a row (putOffForCall): how many, when the first and the last were
+// put off, and whether a visit is queued again for a Timeout later. A
+// visit of the key that ends without being put off deletes it
+// (repairKey); one whose last put-off is older than putOffStale counts
+// as absent (rv-r9b M1: kept, it outlived its episode and its count made
+// the next episode's first visit decide at once).
+type putOffs struct {
+	n           int
+	first, last time.Time
+	queued      bool
+}
+
+// putOffBound is how many visits of a key in a row the repair client
+// puts off for calls of its own process (putOffForCall) before one that
+// comes a Timeout or more after the first decides all the same. A key
+// the process's calls keep resolving (a hot session) is decided within
+// about putOffBound Timeouts (the put-offs' re-queues): one decision in
+// that time races a call, at most a refusal (rv-r9 M1). Visits the
+// calls' own enqueues bring in a burst do not use the bound up (rv-r9b
+// m1).
+const putOffBound = 3
+
+// putOffStale is the age of a putOffs record's last put-off past which
+// the record counts as absent: the put-off's own re-queue visits the key
+// a Timeout later, so a record that old is left from an episode over.
+func (w *witness) putOffStale() time.Duration {
+	return (putOffBound + 1) * w.s.cfg.Timeout
+}
+
+// endVisit deletes key's putOffs record: a visit of key ended without
+// being put off (repairKey).
+func (w *witness) endVisit(key string) {
+	if w.s.hooks.putOffRecordKept {
+		return
+	}
+	w.mu.Lock()
+	delete(w.putOffs, key)
+	w.mu.Unlock()
+}
+
+// startResolving records that a call of this process (not the repair
+// client) is resolving key until done is called.
+func (w *witness) startResolving(key string) (done func()) {
+	w.mu.Lock()
+	c := w.resolving[key]
+	if c == nil {
+		c = &callsResolving{}
+		w.resolving[key] = c
+	}
+	c.n++
+	w.mu.Unlock()
+	if h := w.s.hooks.callResolving; h != nil {
+		h(key)
+	}
+	return func() {
+		w.mu.Lock()
+		c.n--
+		visit := c.n == 0 && c.putOff
+		if c.n == 0 {
+			delete(w.resolving, key)
+		}
+		w.mu.Unlock()
+		if visit {
+			w.repair.enqueue(key) // SetRepairPutsOffAll: at once
+		}
+	}
+}
+
+// putOffForCall reports whether the repair client puts off its decision
+// on key: a call of this process is resolving key, and fewer than
+// putOffBound visits of key in a row were put off or the first of them
+// less than a Timeout ago. A visit put off queues key again a Timeout
+// later, one at a time (rv-r9 M2: queued again at once when the last call
+// ended, a hot key had the loop visit it thousands of times a second); a
+// visit that decides starts the count again.
+func (w *witness) putOffForCall(key string) bool {
+	if w.s.hooks.repairRacesCalls {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.resolving[key]
+	if w.s.hooks.repairPutsOffAll {
+		if c != nil {
+			c.putOff = true
+		}
+		return c != nil
+	}
+	now := time.Now()
+	p := w.putOffs[key]
+	if p != nil && !w.s.hooks.putOffRecordKept && now.Sub(p.last) > w.putOffStale() {
+		p = nil // left from an episode over
+	}
+	if c == nil || p != nil && !w.s.hooks.putOffUnbounded &&
+		p.n >= putOffBound && (w.s.hooks.putOffRecordKept || now.Sub(p.first) >= w.s.cfg.Timeout) {
+		delete(w.putOffs, key)
+		return false
+	}
+	if p == nil {
+		p = &putOffs{first: now}
+		w.putOffs[key] = p
+	}
+	p.n++
+	p.last = now
+	if !p.queued {
+		p.queued = true
+		time.AfterFunc(w.s.cfg.Timeout, func() {
+			w.mu.Lock()
+			p.queued = false // before the visit it queues can reach this check (rv-r9b m2)
+			w.mu.Unlock()
+			if !w.repair.enqueue(key) {
+				// Dropped (the queue full): the next read's R4.3 or
+				// witness touch, the scan or the lists' ticks queue key
+				// again; the count is not kept for it.
+				w.mu.Lock()
+				if w.putOffs[key] == p {
+					delete(w.putOffs, key)
+				}
+				w.mu.Unlock()
+			}
+		})
+	}
+	return true
 }
 
 // isWriting reports whether this process is storing the record id.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -31,27 +32,8 @@ func TestConcurrentR9OneGoesThrough(t *testing.T) {
 		name := map[bool]string{false: "fix", true: "code-before"}[before]
 		t.Run(name, func(t *testing.T) {
 			const key = "r9-race"
-			servers := startNodes(t, 3)
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+			servers, cfg, cands := noWitBlankThird(t, key)
 			ctx := context.Background()
-			s0 := newStore(t, servers, cfg)
-			cands := memcached.WitnessCandidates(s0, key)
-			_, err := s0.Add(ctx, key, []byte("v1"), time.Minute)
-			require.NoError(t, err)
-			require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, cands, key), "data on c0 and c1, the witness on c2")
-
-			// Q's node flushed; a reader that returns nowit
-			// configurations without R9 fails over to {c0, c2}, nowit,
-			// and leaves a blank on c1.
-			require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
-			setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
-				memcached.SetRepairQueueOff(s)
-				memcached.SetNoWitFastPath(s)
-			}))
-			got, err := setup.Get(ctx, key)
-			require.NoError(t, err, "the failover")
-			require.Equal(t, "v1", string(got.Value))
-			require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "the new configuration's copies on c0 and c2, c1 empty")
 
 			// Each hook acts on its event's first occurrence only (the
 			// first attempt of each process); later attempts pass.
@@ -147,4 +129,31 @@ func TestConcurrentR9OneGoesThrough(t *testing.T) {
 			require.NoError(t, errs["AQ done"], "A's R9 went through")
 		})
 	}
+}
+
+// noWitBlankThird adds key ("v1") on three new nodes, flushes its
+// secondary's node and has a reader that returns nowit configurations
+// without R9 fail it over: {c0, c2}, nowit, a blank on c1. It returns the
+// nodes, the Stores' configuration and key's candidates.
+func noWitBlankThird(t *testing.T, key string) ([]*mcserver.Server, memcached.Config, []string) {
+	t.Helper()
+	servers := startNodes(t, 3)
+	cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 2 * time.Second}
+	ctx := context.Background()
+	s0 := newStore(t, servers, cfg)
+	cands := memcached.WitnessCandidates(s0, key)
+	_, err := s0.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, cands, key), "data on c0 and c1, the witness on c2")
+
+	require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
+	setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+		memcached.SetRepairQueueOff(s)
+		memcached.SetNoWitFastPath(s)
+	}))
+	got, err := setup.Get(ctx, key)
+	require.NoError(t, err, "the failover")
+	require.Equal(t, "v1", string(got.Value))
+	require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "the new configuration's copies on c0 and c2, c1 empty")
+	return servers, cfg, cands
 }

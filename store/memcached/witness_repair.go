@@ -193,14 +193,17 @@ func (r *repairer) forgetUnknown(key string) {
 	r.mu.Unlock()
 }
 
-// enqueue queues key for R9, or drops it when the queue is full.
-func (r *repairer) enqueue(key string) {
+// enqueue queues key for R9, or drops it when the queue is full; it
+// reports whether key was queued.
+func (r *repairer) enqueue(key string) bool {
 	if r.w.s.hooks.repairQueueOff {
-		return
+		return false
 	}
 	select {
 	case r.q <- key:
+		return true
 	default:
+		return false
 	}
 }
 
@@ -343,6 +346,9 @@ func (w *witness) repairKey(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, 4*w.s.cfg.Timeout+w.s.cfg.FailoverAfter)
 	defer cancel()
 	f, err := w.resolve(ctx, key, w.candidates(key), resolveOpts{repair: true})
+	if !errors.Is(err, errCallResolving) {
+		w.endVisit(key)
+	}
 	if err == nil {
 		w.repair.forgetUnknown(key)
 	}
