@@ -666,6 +666,12 @@ func SetSettleUnbounded(s *Store) { s.hooks.settleUnbounded = true }
 // TestSettleRunsPastDeadline, rv-settle S1).
 func SetSettleCut(s *Store) { s.hooks.settleCut = true }
 
+// SettleAnswerAt is settleAnswerAt: when a split Add's caller is
+// answered if its settle still runs (false: when the settle ends).
+func SettleAnswerAt(ctx context.Context, timeout time.Duration, waitForEnd bool) (time.Time, bool) {
+	return settleAnswerAt(ctx, timeout, waitForEnd)
+}
+
 // SettleSplitAdd runs s's settle of key after an Add of added whose
 // halves split, the primary's landed if onPrimary: another Store's
 // settle, run by a test while the first one's is held in a hook.
