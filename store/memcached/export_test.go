@@ -556,6 +556,11 @@ func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
 // once while a call resolved the key).
 func SetPutOffRecordKept(s *Store) { s.hooks.putOffRecordKept = true }
 
+// SetPutOffNeverStale makes the repair client count its record of a
+// key's put-off visits whatever its age, keeping the rest of rv-r9b M1's
+// fix (a visit not put off deletes it): the staleness rule alone off.
+func SetPutOffNeverStale(s *Store) { s.hooks.putOffNeverStale = true }
+
 // PutOffRecords returns how many keys s's repair client holds a record
 // of put-off visits for.
 func PutOffRecords(s *Store) int {

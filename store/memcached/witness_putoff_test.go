@@ -318,6 +318,109 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 	}
 }
 
+// TestPutOffRecordStale (rv-r9b M1, the staleness rule): a record of
+// put-off visits whose deleting visit is not reached counts as absent
+// once its last put-off is more than 4 Timeouts old. The
+// put-off's re-queue reaches the repair loop, which is busy (here the
+// loop-visit hook holds it; in production a visit of another key over
+// slow nodes takes up to repairKey's bound, 4 Timeouts and
+// FailoverAfter): the record of episode 1 (PutOffBound visits put off
+// while a call was held) stays after the call has run R9. Past 4
+// Timeouts, a new failover leaves the key a nowit configuration with a
+// blank third again, a call of the process resolves it, and the loop's
+// visit of the key is reached at last: episode 2's first visit, put off
+// (R9 is the call's). With the staleness rule alone off
+// (SetPutOffNeverStale), the old count made that visit run R9 at once
+// while the call was held. The test's sleep is the record's ageing
+// itself, not a wait for a condition.
+func TestPutOffRecordStale(t *testing.T) {
+	for _, neverStale := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "never-stale"}[neverStale], func(t *testing.T) {
+			const key = "putoff-stale"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			ctx := context.Background()
+			type loopVisit struct {
+				key  string
+				gate chan struct{}
+			}
+			visits, done := make(chan loopVisit), make(chan struct{})
+			rcfg := cfg
+			rcfg.Timeout = 100 * time.Millisecond
+			stale := 4 * rcfg.Timeout // the rule: a last put-off more than 4 Timeouts old
+			r := newStore(t, servers, memcached.WithHooks(rcfg, func(s *memcached.Store) {
+				if neverStale {
+					memcached.SetPutOffNeverStale(s)
+				}
+				memcached.SetLoopVisit(s, func(k string) { // the loop held at each visit until the test lets it go
+					v := loopVisit{k, make(chan struct{})}
+					select {
+					case visits <- v:
+						select {
+						case <-v.gate:
+						case <-done:
+						}
+					case <-done:
+					}
+				})
+			}))
+			t.Cleanup(func() { close(done) }) // before r's Close (cleanups run last first)
+			nextVisit := func(what string) loopVisit {
+				t.Helper()
+				select {
+				case v := <-visits:
+					return v
+				case <-time.After(5 * time.Second):
+					t.Fatalf("no loop visit: %s", what)
+					return loopVisit{}
+				}
+			}
+
+			// Episode 1: a call held, PutOffBound visits put off; the
+			// first one's re-queue reaches the loop, held there.
+			held, release := holdFirstCall(r, key)
+			defer release()
+			heldErr := startHeldGet(r, key, held)
+			for range memcached.PutOffBound {
+				memcached.RepairKey(r, key)
+			}
+			lastPutOff := time.Now()
+			require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: the visits put off")
+			stalled := nextVisit("the put-off's re-queue")
+			require.Equal(t, key, stalled.key)
+			release()
+			require.NoError(t, <-heldErr)
+			require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the call ran R9")
+			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 1's record left: its deleting visit not reached")
+
+			// Episode 2: a new failover leaves a nowit configuration with a blank third.
+			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
+			setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				memcached.SetRepairQueueOff(s)
+				memcached.SetNoWitFastPath(s)
+			}))
+			_, err := setup.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "episode 2: nowit, the third blank")
+			held2, release2 := holdFirstCall(r, key)
+			defer release2()
+			heldErr = startHeldGet(r, key, held2)
+			time.Sleep(time.Until(lastPutOff.Add(stale + 10*time.Millisecond))) // the record's ageing
+			memcached.Enqueue(r, key)                                           // the loop's next visit, held: it shows the stalled one ended
+			close(stalled.gate)
+			nextVisit("the visit after the stalled one")
+			k := kinds(t, cands, key)
+			release2()
+			require.NoError(t, <-heldErr)
+			if neverStale {
+				require.Equal(t, [3]uint32{1, 1, 2}, k, "never-stale: episode 1's count made episode 2's first visit run R9 while the call was held")
+				return
+			}
+			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off: R9 is the held call's")
+			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 2's record")
+		})
+	}
+}
+
 // TestPutOffRecordsDoNotLeak (rv-r9b M1): many sessions, one data node
 // flushed; for each key whose Get resolves an anomaly, the Get is held
 // while the repair client visits the key (put off: the failover is the
