@@ -149,18 +149,12 @@ func TestSettleKeepsPrimaryWrite(t *testing.T) {
 		for _, broken := range []bool{false, true} {
 			name := map[bool]string{false: "late", true: "early"}[early] + map[bool]string{false: "", true: "/code-before"}[broken]
 			t.Run(name, func(t *testing.T) {
-				flush(t, servers)
 				ctx := context.Background()
-				var ga writeOnce
-				a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
-				w := newStore(t, servers, memcached.Config{})
-				if broken {
-					memcached.SetSettleOverPrimary(a)
-				}
 				const key = "settle:acked"
-				primary, backup := a.Placement(key)
-				mp := raw(t, primary)
-				require.NoError(t, raw(t, backup).Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
+				var ga writeOnce
+				a, mp, mb := settleSetup(t, servers, memcached.Config{DialContext: ga.dial}, broken, memcached.SetSettleOverPrimary, key, record(5, "C"))
+				w := newStore(t, servers, memcached.Config{})
+				_, backup := a.Placement(key)
 				var werr error
 				writeOver := func() {
 					e, err := w.Get(ctx, key)
@@ -192,7 +186,7 @@ func TestSettleKeepsPrimaryWrite(t *testing.T) {
 					return
 				}
 				require.Equal(t, record(2, "W"), got.Value, "the acknowledged write stays")
-				bi, err := raw(t, backup).Get("bak:" + key)
+				bi, err := mb.Get("bak:" + key)
 				require.NoError(t, err)
 				require.Equal(t, record(2, "W"), bi.Value, "the backup copy follows the primary's")
 			})
@@ -220,20 +214,14 @@ func TestSettleLeavesWritersBackupHalf(t *testing.T) {
 
 // settleLeavesWritersBackupHalf is one run of TestSettleLeavesWritersBackupHalf.
 func settleLeavesWritersBackupHalf(t *testing.T, servers []*mcserver.Server, broken bool) {
-	flush(t, servers)
 	ctx := context.Background()
+	const key = "settle:follow"
 	var ga, gx writeOnce
-	a := newStore(t, servers, memcached.Config{DialContext: ga.dial})
+	a, mp, mb := settleSetup(t, servers, memcached.Config{DialContext: ga.dial}, broken, memcached.SetSettleOverWritersHalf, key, record(5, "C"))
 	w := newStore(t, servers, memcached.Config{})
 	x := newStore(t, servers, memcached.Config{DialContext: gx.dial})
 	probe := newStore(t, servers, memcached.Config{})
-	if broken {
-		memcached.SetSettleOverWritersHalf(a)
-	}
-	const key = "settle:follow"
 	primary, backup := a.Placement(key)
-	mp, mb := raw(t, primary), raw(t, backup)
-	require.NoError(t, mb.Set(&memcache.Item{Key: "bak:" + key, Value: record(5, "C"), Expiration: 60}))
 	var n atomic.Int32
 	var werr error
 	xerr := make(chan error, 1)

@@ -164,55 +164,91 @@ func sameBytes(t *testing.T, mc *memcache.Client, key string) {
 }
 
 // rv-d4b mn5, rv-settle S2 (BackupOn, real memcached): the caller of a
-// split Add whose settle runs over slow nodes (each of its commands from
-// its first write on takes 150 ms, under the 200 ms Timeout, so neither
-// node is marked down) and whose writes keep being refused is answered
-// one Timeout past its deadline (100 ms away): 300 ms, not at its
-// deadline (a settle stopped with the caller) nor at 2 Timeouts or the
-// settle's end (the caller's deadline ignored). The settle goes on to
-// its own bound (four refused writes) and warns. The code before
-// (SetSettleUnbounded) held the caller for the whole settle: 12 commands
-// of 150 ms, 1.7 s past its deadline.
+// split Add whose settle is still running is answered one Timeout past
+// its deadline (when exactly: TestSettleAnswerAt), and told that the
+// settle goes on. The settle's first write is held (a stall: a GC pause,
+// a slow node) until the Add has answered, or for hold at most; its
+// writes are then refused until it gives up (four) and warns. The answer
+// came more than half a Timeout past the deadline (not at the deadline:
+// a settle stopped with the caller; nor 2 Timeouts after the settle's
+// start, the deadline ignored) and while the settle was held, so
+// before its end; the settle then ran to its own bound. Only a lower
+// bound on time is asserted: a slow machine answers later, never
+// earlier. The code before (SetSettleUnbounded) held the caller for the
+// whole settle: the hold ran out with the caller still waiting, and the
+// answer came after the fourth write.
 func TestSettleBounded(t *testing.T) {
 	servers := startNodes(t, 2)
-	const timeout, delay, deadline = 200 * time.Millisecond, 150 * time.Millisecond, 100 * time.Millisecond
+	// The deadline is 2.5 Timeouts away: an answer 2 Timeouts after the
+	// settle's start (the caller's deadline ignored) comes before the
+	// lower bound, half a Timeout past the deadline, too.
+	const timeout, deadline, hold = 200 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second
 	for _, broken := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
-			const key = "settle:slow"
-			var slow atomic.Bool
+			const key = "settle:held"
 			events := &eventLog{}
-			a, mp, mb := settleSetup(t, servers, memcached.Config{Timeout: timeout, OnEvent: events.add, DialContext: wrapDial(func(_ string, c net.Conn) net.Conn {
-				return &slowConn{Conn: c, slow: &slow, match: key, delay: delay}
-			})}, broken, memcached.SetSettleUnbounded, key, record(3, "C"))
-			primary, backup := a.Placement(key)
+			a, mp, mb := settleSetup(t, servers, memcached.Config{Timeout: timeout, OnEvent: events.add}, broken, memcached.SetSettleUnbounded, key, record(3, "C"))
+			answered := make(chan struct{})
 			var n atomic.Int32
+			var heldToAnswer atomic.Bool // the settle's first write waited for the Add's answer
 			memcached.SetBeforePutBack(a, func(string) {
-				n.Add(1)
-				slow.Store(true) // from the settle's first write on
+				if n.Add(1) == 1 {
+					select {
+					case <-answered:
+						heldToAnswer.Store(true)
+					case <-time.After(hold): // the hold's bound: the caller still waits for the settle
+					}
+				}
 				sameBytes(t, mp, key)
 				sameBytes(t, mb, "bak:"+key)
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
-			start := time.Now()
+			dl, _ := ctx.Deadline()
 			_, err := a.Add(ctx, key, record(1, "A"), time.Minute)
-			took := time.Since(start)
-			t.Logf("answered after %v: %v", took, err)
+			at := time.Now()
+			writes, warned := n.Load(), len(events.of(provider.EventWarning))
+			close(answered)
+			t.Logf("answered %v past the deadline, %d writes in: %v", at.Sub(dl), writes, err)
 			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a split Add, its settle ended or not")
 			if broken {
-				require.GreaterOrEqual(t, took, 10*delay, "the code before: the caller held for four rounds of slow commands")
+				require.False(t, heldToAnswer.Load(), "the code before: the hold ran out, the caller still waiting")
+				require.Equal(t, int32(4), writes, "the code before: answered at the settle's end")
+				require.NotContains(t, err.Error(), "it goes on")
 				return
 			}
 			require.Contains(t, err.Error(), "it goes on", "answered while the settle runs, and says so")
-			require.Greater(t, took, deadline+timeout/2, "not answered at the caller's deadline: a Timeout past it")
-			require.Less(t, took, 2*timeout-50*time.Millisecond, "answered by the caller's deadline plus a Timeout, not 2 Timeouts or the settle's end")
+			require.True(t, at.After(dl.Add(timeout/2)), "answered a Timeout past the caller's deadline, not at it nor 2 Timeouts after the start")
+			require.LessOrEqual(t, writes, int32(1), "answered while the settle's first write was held")
+			require.Zero(t, warned, "answered before the settle's end")
 			waitUntil(t, 5*time.Second, "the settle's end, reported", func() bool { return len(events.of(provider.EventWarning)) > 0 })
-			t.Logf("the settle ended after %v, %d writes", time.Since(start), n.Load())
+			t.Logf("the settle ended %v past the deadline, %d writes", time.Since(dl), n.Load())
+			require.True(t, heldToAnswer.Load(), "the settle's first write released by the answer, not by the hold's bound")
 			require.Equal(t, int32(4), n.Load(), "the settle ran to its own bound: four refused writes")
 			require.Contains(t, events.of(provider.EventWarning)[0].Err.Error(), "kept changing")
-			require.True(t, isUp(a, primary) && isUp(a, backup), "slow, not down")
 		})
 	}
+}
+
+// rv-settle S2: when the caller of a split Add is answered if its settle
+// still runs (settleAdd): one Timeout past the caller's deadline, however
+// far that is from now (not 2 Timeouts from the settle's start, nor the
+// deadline itself), even if it has passed (answered at once); without a
+// deadline, or with SetSettleUnbounded or SetSettleCut, never: the caller
+// waits for the settle's end.
+func TestSettleAnswerAt(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	for _, d := range []time.Time{time.Now().Add(time.Hour), time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)} {
+		ctx, cancel := context.WithDeadline(context.Background(), d)
+		at, ok := memcached.SettleAnswerAt(ctx, timeout, false)
+		require.True(t, ok, "a deadline: answered while the settle runs")
+		require.True(t, at.Equal(d.Add(timeout)), "one Timeout past the caller's deadline %v: got %v", d, at)
+		_, ok = memcached.SettleAnswerAt(ctx, timeout, true)
+		require.False(t, ok, "the hooks' code before: the caller waits for the settle's end")
+		cancel()
+	}
+	_, ok := memcached.SettleAnswerAt(context.Background(), timeout, false)
+	require.False(t, ok, "no deadline: the caller waits for the settle's end")
 }
 
 // rv-settle S2: a settle whose writes are all stored, while another party

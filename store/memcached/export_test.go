@@ -556,6 +556,11 @@ func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
 // once while a call resolved the key).
 func SetPutOffRecordKept(s *Store) { s.hooks.putOffRecordKept = true }
 
+// SetPutOffNeverStale makes the repair client count its record of a
+// key's put-off visits whatever its age, keeping the rest of rv-r9b M1's
+// fix (a visit not put off deletes it): the staleness rule alone off.
+func SetPutOffNeverStale(s *Store) { s.hooks.putOffNeverStale = true }
+
 // PutOffRecords returns how many keys s's repair client holds a record
 // of put-off visits for.
 func PutOffRecords(s *Store) int {
@@ -665,6 +670,12 @@ func SetSettleUnbounded(s *Store) { s.hooks.settleUnbounded = true }
 // and the caller wait for it, as at d76aa64 (the broken variant of
 // TestSettleRunsPastDeadline, rv-settle S1).
 func SetSettleCut(s *Store) { s.hooks.settleCut = true }
+
+// SettleAnswerAt is settleAnswerAt: when a split Add's caller is
+// answered if its settle still runs (false: when the settle ends).
+func SettleAnswerAt(ctx context.Context, timeout time.Duration, waitForEnd bool) (time.Time, bool) {
+	return settleAnswerAt(ctx, timeout, waitForEnd)
+}
 
 // SettleSplitAdd runs s's settle of key after an Add of added whose
 // halves split, the primary's landed if onPrimary: another Store's

@@ -360,8 +360,8 @@ func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary
 		}
 	}()
 	var late <-chan time.Time
-	if d, ok := ctx.Deadline(); ok && !s.hooks.settleUnbounded && !s.hooks.settleCut {
-		t := time.NewTimer(time.Until(d.Add(s.cfg.Timeout)))
+	if at, ok := settleAnswerAt(ctx, s.cfg.Timeout, s.hooks.settleUnbounded || s.hooks.settleCut); ok {
+		t := time.NewTimer(time.Until(at))
 		defer t.Stop()
 		late = t.C
 	}
@@ -371,6 +371,19 @@ func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary
 	case <-late:
 		return splitAddErr(rt, why, refusal, errSettleGoesOn)
 	}
+}
+
+// settleAnswerAt returns when settleAdd answers its caller if the settle
+// is still running then: one timeout past ctx's deadline. Without a
+// deadline, or with waitForEnd (the test hooks settleUnbounded, the code
+// before rv-d4b mn5, and settleCut, whose settle ends at its own cut), it
+// reports false: the caller is answered when the settle ends.
+func settleAnswerAt(ctx context.Context, timeout time.Duration, waitForEnd bool) (time.Time, bool) {
+	d, ok := ctx.Deadline()
+	if !ok || waitForEnd {
+		return time.Time{}, false
+	}
+	return d.Add(timeout), true
 }
 
 // errSettleGoesOn is the reason an Add answered before its settle ended.

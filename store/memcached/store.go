@@ -425,6 +425,7 @@ type testHooks struct {
 	repairPutsOffAll         bool             // the first build of r9blank (rv-r9 M1, M2): every visit of a key a call of this process is resolving is put off, without bound, and queued again at once when the last call ends
 	putOffUnbounded          bool             // broken variant (rv-r9 M1): the repair client puts off a call's decisions for as long as calls of its process resolve the key
 	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, never stale; the bound by count alone)
+	putOffNeverStale         bool             // broken variant (tests13): a putOffs record never counts as stale (the deletion by a visit not put off kept)
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 
 	// r9Restamp is called before (done false) and after each of R9's

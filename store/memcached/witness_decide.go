@@ -789,7 +789,7 @@ func (w *witness) putOffForCall(key string) bool {
 	}
 	now := time.Now()
 	p := w.putOffs[key]
-	if p != nil && !w.s.hooks.putOffRecordKept && now.Sub(p.last) > w.putOffStale() {
+	if p != nil && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffNeverStale && now.Sub(p.last) > w.putOffStale() {
 		p = nil // left from an episode over
 	}
 	if c == nil || p != nil && !w.s.hooks.putOffUnbounded &&

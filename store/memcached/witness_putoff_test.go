@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 	"github.com/sessionlock/sessionlock/store/memcached/internal/envelope"
@@ -271,44 +272,19 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
 			const key = "putoff-episodes"
 			servers, cfg, cands := noWitBlankThird(t, key)
-			ctx := context.Background()
 			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
 				if kept {
 					memcached.SetPutOffRecordKept(s)
 				}
 			}))
-			held, release := holdFirstCall(r, key)
-			defer release()
-			heldErr := startHeldGet(r, key, held)
-			for range memcached.PutOffBound {
-				memcached.RepairKey(r, key)
-			}
-			require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: the visits put off")
-			require.Equal(t, 1, memcached.PutOffRecords(r))
-			release()
-			require.NoError(t, <-heldErr)
-			require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the call ran R9")
+			putOffEpisode(t, r, cands, key)
 			memcached.RepairKey(r, key) // the key healthy: a visit not put off
 
 			if !kept {
 				require.Equal(t, 0, memcached.PutOffRecords(r), "episode 1 over: no record left")
 			}
-			// Episode 2: a new failover leaves a nowit configuration with a blank third.
-			require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
-			setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
-				memcached.SetRepairQueueOff(s)
-				memcached.SetNoWitFastPath(s)
-			}))
-			_, err := setup.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "episode 2: nowit, the third blank")
-			held2, release2 := holdFirstCall(r, key)
-			defer release2()
-			heldErr = startHeldGet(r, key, held2)
-			memcached.RepairKey(r, key)
-			k := kinds(t, cands, key)
-			release2()
-			require.NoError(t, <-heldErr)
+			noWitAgain(t, servers, cfg, cands, key) // episode 2
+			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
 			if kept {
 				require.Equal(t, [3]uint32{1, 1, 2}, k, "record-kept: episode 2's first visit ran R9 while the call was held")
 				return
@@ -316,6 +292,135 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off: R9 is the held call's")
 		})
 	}
+}
+
+// TestPutOffRecordStale (rv-r9b M1, the staleness rule): a record of
+// put-off visits whose deleting visit is not reached counts as absent
+// once its last put-off is more than 4 Timeouts old. The
+// put-off's re-queue reaches the repair loop, which is busy (here the
+// loop-visit hook holds it; in production a visit of another key over
+// slow nodes takes up to repairKey's bound, 4 Timeouts and
+// FailoverAfter): the record of episode 1 (PutOffBound visits put off
+// while a call was held) stays after the call has run R9. Past 4
+// Timeouts, a new failover leaves the key a nowit configuration with a
+// blank third again, a call of the process resolves it, and the loop's
+// visit of the key is reached at last: episode 2's first visit, put off
+// (R9 is the call's). With the staleness rule alone off
+// (SetPutOffNeverStale), the old count made that visit run R9 at once
+// while the call was held. The test's sleep is the record's ageing
+// itself, not a wait for a condition.
+func TestPutOffRecordStale(t *testing.T) {
+	for _, neverStale := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "never-stale"}[neverStale], func(t *testing.T) {
+			const key = "putoff-stale"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			type loopVisit struct {
+				key  string
+				gate chan struct{}
+			}
+			visits, done := make(chan loopVisit), make(chan struct{})
+			rcfg := cfg
+			rcfg.Timeout = 100 * time.Millisecond
+			stale := 4 * rcfg.Timeout // the rule: a last put-off more than 4 Timeouts old
+			r := newStore(t, servers, memcached.WithHooks(rcfg, func(s *memcached.Store) {
+				if neverStale {
+					memcached.SetPutOffNeverStale(s)
+				}
+				memcached.SetLoopVisit(s, func(k string) { // the loop held at each visit until the test lets it go
+					v := loopVisit{k, make(chan struct{})}
+					select {
+					case visits <- v:
+						select {
+						case <-v.gate:
+						case <-done:
+						}
+					case <-done:
+					}
+				})
+			}))
+			t.Cleanup(func() { close(done) }) // before r's Close (cleanups run last first)
+			nextVisit := func(what string) loopVisit {
+				t.Helper()
+				select {
+				case v := <-visits:
+					return v
+				case <-time.After(5 * time.Second):
+					t.Fatalf("no loop visit: %s", what)
+					return loopVisit{}
+				}
+			}
+
+			putOffEpisode(t, r, cands, key)
+			lastPutOff := time.Now()
+			stalled := nextVisit("the first put-off's re-queue") // held in the loop
+			require.Equal(t, key, stalled.key)
+			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 1's record left: its deleting visit not reached")
+
+			noWitAgain(t, servers, cfg, cands, key) // episode 2
+			k := visitWhileCallHeld(t, r, cands, key, func() {
+				time.Sleep(time.Until(lastPutOff.Add(stale + 10*time.Millisecond))) // the record's ageing
+				memcached.Enqueue(r, key)                                           // the loop's next visit, held: it shows the stalled one ended
+				close(stalled.gate)
+				nextVisit("the visit after the stalled one")
+			})
+			if neverStale {
+				require.Equal(t, [3]uint32{1, 1, 2}, k, "never-stale: episode 1's count made episode 2's first visit run R9 while the call was held")
+				return
+			}
+			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off: R9 is the held call's")
+			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 2's record")
+		})
+	}
+}
+
+// putOffEpisode is episode 1 of the tests of r's record of put-off
+// visits (key a nowit configuration, its third node blank: R9 is a
+// decision a call makes too): a call of r resolving key is held while
+// PutOffBound visits are put off, then released: it runs R9.
+func putOffEpisode(t *testing.T, r *memcached.Store, cands []string, key string) {
+	t.Helper()
+	held, release := holdFirstCall(r, key)
+	defer release()
+	heldErr := startHeldGet(r, key, held)
+	for range memcached.PutOffBound {
+		memcached.RepairKey(r, key)
+	}
+	require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: the visits put off")
+	require.Equal(t, 1, memcached.PutOffRecords(r))
+	release()
+	require.NoError(t, <-heldErr)
+	require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the call ran R9")
+}
+
+// noWitAgain makes key (after putOffEpisode: data on cands[0] and
+// cands[2], the witness on cands[1]) a nowit configuration with a blank
+// third again: cands[2] loses the key, and a Store of cfg fails over.
+func noWitAgain(t *testing.T, servers []*mcserver.Server, cfg memcached.Config, cands []string, key string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, serverAt(t, servers, cands[2]).FlushAll(ctx))
+	setup := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+		memcached.SetRepairQueueOff(s)
+		memcached.SetNoWitFastPath(s)
+	}))
+	_, err := setup.Get(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "episode 2: nowit, the third blank")
+}
+
+// visitWhileCallHeld runs visit (a visit of key by r's repair client)
+// while a call of r resolving key is held, and returns key's kinds on
+// cands as visit left them; the call, released, must return the session.
+func visitWhileCallHeld(t *testing.T, r *memcached.Store, cands []string, key string, visit func()) [3]uint32 {
+	t.Helper()
+	held, release := holdFirstCall(r, key)
+	defer release()
+	heldErr := startHeldGet(r, key, held)
+	visit()
+	k := kinds(t, cands, key)
+	release()
+	require.NoError(t, <-heldErr)
+	return k
 }
 
 // TestPutOffRecordsDoNotLeak (rv-r9b M1): many sessions, one data node
