@@ -709,3 +709,8 @@ func SetClosing(s *Store, f func()) { s.hooks.closing = f }
 // waiting for it, as before rv-settle2 R2 (an OnEvent that calls Close
 // then waits for itself).
 func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }
+
+// SetR9KeepsData makes s the code before review-3 B1: R9 leaves a data
+// record on the third node (a failover's older copy, a lost fence) as it
+// is, replacing only a blank or another configuration's witness.
+func SetR9KeepsData(s *Store) { s.hooks.r9KeepsData = true }

@@ -418,6 +418,7 @@ type testHooks struct {
 	appendTieUnknown         bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
 	appendReplacedAsGone     bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
 	completeOverWitness      bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
+	r9KeepsData              bool             // the code before review-3 B1: R9 leaves a data record on the third node (it replaces only a blank or another witness)
 	reballotKeepsNoWit       bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
 	nowitR2Returns           bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
 	nowitR43Returns          bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9

@@ -1234,7 +1234,7 @@ func (w *witness) repairWitness(ctx context.Context, f *hit, third *copyRead) bo
 			w.clearNoWit(ctx, f, f.p, f.q)
 		}
 		return true
-	case r9Candidate(third, f.b):
+	case r9Candidate(third, f.b) && !(third.st == stData && w.s.hooks.r9KeepsData):
 		// Also a promised witness of b's configuration (review-r11 m2):
 		// a dead decision's promise, which nothing else replaces and
 		// which processes of earlier releases cannot decode, is dropped
