@@ -106,7 +106,7 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 // backoffMax. A decision is four round trips (its read, the promise, the
 // fence, the copy), well under a millisecond on a LAN: the first window
 // already spreads two deciders apart, and a call's back-offs are bounded
-// by maxBusyReads × backoffMax (under 0.8 s, about half that expected).
+// by maxBusyReads × backoffMax (about 1 s, about half that expected).
 const (
 	backoffBase = time.Millisecond
 	backoffMax  = 32 * time.Millisecond
