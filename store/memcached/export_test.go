@@ -569,6 +569,12 @@ func SetPutOffOutlivesEpisode(s *Store) { s.hooks.putOffOutlivesEpisode = true }
 // count at each: the bound never fires.
 func SetPutOffRecordAges(s *Store) { s.hooks.putOffRecordAges = true }
 
+// SetRequeuesStack is a broken variant (rv-r9d (a), r9fix3's first
+// build): ending an episode deletes a record of put-off visits whose
+// re-queue is pending, so the next put-off sets a second re-queue beside
+// it.
+func SetRequeuesStack(s *Store) { s.hooks.requeuesStack = true }
+
 // PutOffCount returns the count of key's record of put-off visits (0:
 // none).
 func PutOffCount(s *Store, key string) int {

@@ -739,8 +739,25 @@ func (w *witness) endVisit(key string) {
 		return
 	}
 	w.mu.Lock()
-	delete(w.putOffs, key)
+	w.endEpisode(key)
 	w.mu.Unlock()
+}
+
+// endEpisode ends the episode of key's putOffs record (w.mu held): the
+// record is deleted, or, while a re-queue it set is pending, its count
+// is cleared and the record left for that re-queue, whose visit deletes
+// it (or the drop, if the queue is full). So a key has at most one
+// re-queue pending at a time (rv-r9d (a): deleted at once, the next
+// put-off set a second timer beside the pending one).
+func (w *witness) endEpisode(key string) {
+	p := w.putOffs[key]
+	switch {
+	case p == nil:
+	case p.queued && !w.s.hooks.requeuesStack:
+		p.n = 0
+	default:
+		delete(w.putOffs, key)
+	}
 }
 
 // startResolving records that a call of this process (not the repair
@@ -766,7 +783,7 @@ func (w *witness) startResolving(key string) (done func(answered bool)) {
 			delete(w.resolving, key)
 		}
 		if answered && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffOutlivesEpisode && !w.s.hooks.putOffRecordAges {
-			delete(w.putOffs, key)
+			w.endEpisode(key)
 		}
 		w.mu.Unlock()
 		if visit {
@@ -807,8 +824,11 @@ func (w *witness) putOffForCall(key string) bool {
 		return false
 	}
 	if p == nil {
-		p = &putOffs{first: now}
+		p = &putOffs{}
 		w.putOffs[key] = p
+	}
+	if p.n == 0 { // the episode's first put-off (a record left for its re-queue has none)
+		p.first = now
 	}
 	p.n++
 	p.last = now

@@ -96,6 +96,7 @@ func TestRepairPutOffBranches(t *testing.T) {
 				if !errors.Is(err, provider.ErrNotFound) {
 					require.NoError(t, err, "the held call, released, answers")
 				}
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer (%v) ended the episode (rv-r9d (c))", err)
 			})
 		}
 	}
@@ -225,4 +226,61 @@ func TestPutOffRequeueDropped(t *testing.T) {
 		"the dropped re-queue deleted its record (the call still held)")
 	release()
 	require.NoError(t, <-heldErr)
+}
+
+// TestPutOffOneRequeueAcrossEpisodes (rv-r9d (a)): a key has at most one
+// re-queue pending at a time, across episodes too. Episode 1's put-offs
+// set a re-queue a Timeout later; its call answers (the episode ends)
+// and, before that re-queue comes, episode 2's first visit is put off.
+// The record left for the pending re-queue takes the new count: one
+// re-queue in all, one loop visit of the key. Deleting the record at the
+// episode's end (SetRequeuesStack, r9fix3's first build) made the next
+// put-off set a second re-queue beside the pending one: two loop visits,
+// one per episode ended within a Timeout.
+func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
+	for _, stack := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "requeues-stack"}[stack], func(t *testing.T) {
+			const key = "putoff-one-requeue"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			var mu sync.Mutex
+			visits := 0
+			loopVisits := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return visits
+			}
+			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				if stack {
+					memcached.SetRequeuesStack(s)
+				}
+				memcached.SetLoopVisit(s, func(k string) {
+					if k == key {
+						mu.Lock()
+						visits++
+						mu.Unlock()
+					}
+				})
+			}))
+			start := time.Now()
+			putOffEpisode(t, r, cands, key, true)
+			require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
+			noWitAgain(t, servers, cfg, cands, key)
+			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
+			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off")
+			if d := time.Since(start); d >= cfg.Timeout/2 {
+				t.Skipf("the two episodes took %s, half a Timeout or more: episode 1's re-queue may have come between them", d)
+			}
+			if stack {
+				require.Eventually(t, func() bool { return loopVisits() == 2 }, 4*cfg.Timeout, 10*time.Millisecond,
+					"requeues-stack: a re-queue per episode")
+				return
+			}
+			require.Eventually(t, func() bool { return loopVisits() == 1 }, 4*cfg.Timeout, 10*time.Millisecond, "episode 1's re-queue")
+			// Only one timer was ever set: no second visit can come (a
+			// visit with no call resolving decides and sets none).
+			require.Never(t, func() bool { return loopVisits() > 1 }, cfg.Timeout, 10*time.Millisecond, "one re-queue of the key in all")
+			require.Eventually(t, func() bool { return memcached.PutOffRecords(r) == 0 }, 2*cfg.Timeout, 10*time.Millisecond,
+				"the re-queue's visit deleted the record")
+		})
+	}
 }

@@ -296,7 +296,7 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 			memcached.RepairKey(r, key) // the key healthy: a visit not put off
 
 			if !kept {
-				require.Equal(t, 0, memcached.PutOffRecords(r), "episode 1 over: no record left")
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "episode 1 over: its count gone (the record, if any, only waits for its re-queue)")
 			}
 			noWitAgain(t, servers, cfg, cands, key) // episode 2
 			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
@@ -361,7 +361,7 @@ func TestPutOffRecordEndsWithCall(t *testing.T) {
 			if outlives {
 				require.Equal(t, 1, memcached.PutOffRecords(r), "outlives-episode: episode 1's record left")
 			} else {
-				require.Equal(t, 0, memcached.PutOffRecords(r), "the call's answer ended episode 1")
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
 			}
 
 			noWitAgain(t, servers, cfg, cands, key) // episode 2
@@ -511,9 +511,11 @@ func visitWhileCallHeld(t *testing.T, r *memcached.Store, cands []string, key st
 // TestPutOffRecordsDoNotLeak (rv-r9b M1): many sessions, one data node
 // flushed; for each key whose Get resolves an anomaly, the Get is held
 // while the repair client visits the key (put off: the failover is the
-// call's). Once every call has returned, the put-offs' re-queues visit the
-// keys and no record is left. Kept (SetPutOffRecordKept), one record per
-// key ever put off stayed for the life of the process.
+// call's). Once every call has returned (each answer clears its key's
+// count, the record left to its pending re-queue: rv-r9d (a), (d)), the
+// put-offs' re-queues visit the keys and no record is left. Kept
+// (SetPutOffRecordKept), one record per key ever put off stayed for the
+// life of the process.
 func TestPutOffRecordsDoNotLeak(t *testing.T) {
 	for _, kept := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
