@@ -549,17 +549,42 @@ func SetRepairPutsOffAll(s *Store) { s.hooks.repairPutsOffAll = true }
 func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
 
 // SetPutOffRecordKept makes the repair client keep its record of a key's
-// put-off visits when a visit ends without being put off, never count it
-// as stale, and decide at the bound by count alone: r9fix's build
+// put-off visits when a visit ends without being put off or a call
+// answers, and decide at the bound by count alone: r9fix's build
 // (rv-r9b M1: the records leaked, one per key ever put off, and a count
 // left from one episode made the next episode's first visit decide at
 // once while a call resolved the key).
 func SetPutOffRecordKept(s *Store) { s.hooks.putOffRecordKept = true }
 
-// SetPutOffNeverStale makes the repair client count its record of a
-// key's put-off visits whatever its age, keeping the rest of rv-r9b M1's
-// fix (a visit not put off deletes it): the staleness rule alone off.
-func SetPutOffNeverStale(s *Store) { s.hooks.putOffNeverStale = true }
+// SetPutOffOutlivesEpisode makes a call of s that answers (the session,
+// or not found) leave the repair client's record of the key's put-off
+// visits, keeping the rest of rv-r9b M1's fix (a visit not put off
+// deletes it): a record from an earlier episode still counts.
+func SetPutOffOutlivesEpisode(s *Store) { s.hooks.putOffOutlivesEpisode = true }
+
+// SetPutOffRecordAges is the code before rv-r9c m1 (r9fix2): the repair
+// client counts its record of a key's put-off visits as absent once the
+// last of them is more than 4 Timeouts old, and a call's answer leaves
+// it. A loop that brings the re-queued visits that late restarts the
+// count at each: the bound never fires.
+func SetPutOffRecordAges(s *Store) { s.hooks.putOffRecordAges = true }
+
+// SetRequeuesStack is a broken variant (rv-r9d (a), r9fix3's first
+// build): ending an episode deletes a record of put-off visits whose
+// re-queue is pending, so the next put-off sets a second re-queue beside
+// it.
+func SetRequeuesStack(s *Store) { s.hooks.requeuesStack = true }
+
+// PutOffCount returns the count of key's record of put-off visits (0:
+// none).
+func PutOffCount(s *Store, key string) int {
+	s.wit.mu.Lock()
+	defer s.wit.mu.Unlock()
+	if p := s.wit.putOffs[key]; p != nil {
+		return p.n
+	}
+	return 0
+}
 
 // PutOffRecords returns how many keys s's repair client holds a record
 // of put-off visits for.

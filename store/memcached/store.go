@@ -425,8 +425,10 @@ type testHooks struct {
 	repairRacesCalls         bool             // the code before: the repair client decides on a key a call of its own process is resolving
 	repairPutsOffAll         bool             // the first build of r9blank (rv-r9 M1, M2): every visit of a key a call of this process is resolving is put off, without bound, and queued again at once when the last call ends
 	putOffUnbounded          bool             // broken variant (rv-r9 M1): the repair client puts off a call's decisions for as long as calls of its process resolve the key
-	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, never stale; the bound by count alone)
-	putOffNeverStale         bool             // broken variant (tests13): a putOffs record never counts as stale (the deletion by a visit not put off kept)
+	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, not by a visit not put off nor by a call that answers; the bound by count alone)
+	putOffOutlivesEpisode    bool             // broken variant (rv-r9b M1, its call half): a call that answers leaves the putOffs record of the key (the deletion by a visit not put off kept): a record from an earlier episode still counts
+	putOffRecordAges         bool             // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
+	requeuesStack            bool             // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 
 	// r9Restamp is called before (done false) and after each of R9's

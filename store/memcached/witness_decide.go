@@ -54,9 +54,10 @@ type resolveState struct {
 // first (backoff), so that two processes deciding on the same key stop
 // cancelling each other's ballots. Nothing else waits: the first read,
 // and every read after a decision stored or none made, go at once.
-func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (*hit, error) {
+func (w *witness) resolve(ctx context.Context, key string, cs candidates, o resolveOpts) (f *hit, err error) {
 	if !o.repair {
-		defer w.startResolving(key)()
+		done := w.startResolving(key)
+		defer func() { done(err == nil || errors.Is(err, provider.ErrNotFound)) }()
 	}
 	var st resolveState
 	var top envelope.Envelope
@@ -244,11 +245,12 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return nil, false, errCallResolving // the first build of r9blank: every visit put off
 	}
 	// A call of this process resolving key makes the decisions a visit
-	// would make on the same read (below: R4.1's fences and burial,
-	// R4.4's completion, R11.3's re-ballots, R7, and R9 on a nowit
-	// configuration: R4.3), so the repair client puts them off
-	// (putOffForCall, bounded). Deciding at once raced the call, its own
-	// process: the repair's re-stamp of P refused the call's R9, the
+	// would make on the same read (below: R4.1's fences and burials, the
+	// lone copy's and R14's, which a touching call skips but whose
+	// witness it makes young; R4.4's completion, R11.3's re-ballots, R7,
+	// and R9 on a nowit configuration: R4.3), so the repair client puts
+	// them off (putOffForCall, bounded). Deciding at once raced the call,
+	// its own process: the repair's re-stamp of P refused the call's R9, the
 	// call's completion (its re-stamp of x) the repair's R9 on Q, read
 	// after read, and the call hit the cap of 6 reads (the simulation's
 	// expiry seed 11238, "6 anomaly reads without an answer", with no
@@ -699,16 +701,25 @@ type callsResolving struct {
 }
 
 // putOffs is the repair client's record of visits of one key it put off
-// in a row (putOffForCall): how many, when the first and the last were
-// put off, and whether a visit is queued again for a Timeout later. A
-// visit of the key that ends without being put off deletes it
-// (repairKey); one whose last put-off is older than putOffStale counts
-// as absent (rv-r9b M1: kept, it outlived its episode and its count made
-// the next episode's first visit decide at once).
+// in a row (putOffForCall): how many, when the first was put off, and
+// whether a visit is queued again for a Timeout later. It lasts one
+// episode of the key: it is deleted by a visit of the key that ends
+// without being put off (repairKey's endVisit) and by a call of this
+// process resolving the key that answers (the session, or not found:
+// startResolving's done), which made the decisions put off for it or
+// found none due. Kept, it outlived its episode and its count made the
+// next episode's first visit decide at once while a call resolved the
+// key (rv-r9b M1). A call that fails (its deadline, the cap) ends no
+// episode: a stream of such calls, overlapping or one after another,
+// keeps the count, and no clock ends it either, so a visit the loop
+// brings late (busy with other keys' visits) still counts (rv-r9c m1:
+// r9fix2's record counted as absent once its last put-off was 4
+// Timeouts old, and with visits that sparse the bound never fired).
 type putOffs struct {
-	n           int
-	first, last time.Time
-	queued      bool
+	n      int
+	first  time.Time
+	last   time.Time // SetPutOffRecordAges only
+	queued bool
 }
 
 // putOffBound is how many visits of a key in a row the repair client
@@ -721,13 +732,6 @@ type putOffs struct {
 // m1).
 const putOffBound = 3
 
-// putOffStale is the age of a putOffs record's last put-off past which
-// the record counts as absent: the put-off's own re-queue visits the key
-// a Timeout later, so a record that old is left from an episode over.
-func (w *witness) putOffStale() time.Duration {
-	return (putOffBound + 1) * w.s.cfg.Timeout
-}
-
 // endVisit deletes key's putOffs record: a visit of key ended without
 // being put off (repairKey).
 func (w *witness) endVisit(key string) {
@@ -735,13 +739,31 @@ func (w *witness) endVisit(key string) {
 		return
 	}
 	w.mu.Lock()
-	delete(w.putOffs, key)
+	w.endEpisode(key)
 	w.mu.Unlock()
 }
 
+// endEpisode ends the episode of key's putOffs record (w.mu held): the
+// record is deleted, or, while a re-queue it set is pending, its count
+// is cleared and the record left for that re-queue, whose visit deletes
+// it (or the drop, if the queue is full). So a key has at most one
+// re-queue pending at a time (rv-r9d (a): deleted at once, the next
+// put-off set a second timer beside the pending one).
+func (w *witness) endEpisode(key string) {
+	p := w.putOffs[key]
+	switch {
+	case p == nil:
+	case p.queued && !w.s.hooks.requeuesStack:
+		p.n = 0
+	default:
+		delete(w.putOffs, key)
+	}
+}
+
 // startResolving records that a call of this process (not the repair
-// client) is resolving key until done is called.
-func (w *witness) startResolving(key string) (done func()) {
+// client) is resolving key until done is called; done(true), the call
+// answered, also ends the episode of key's putOffs record.
+func (w *witness) startResolving(key string) (done func(answered bool)) {
 	w.mu.Lock()
 	c := w.resolving[key]
 	if c == nil {
@@ -753,12 +775,15 @@ func (w *witness) startResolving(key string) (done func()) {
 	if h := w.s.hooks.callResolving; h != nil {
 		h(key)
 	}
-	return func() {
+	return func(answered bool) {
 		w.mu.Lock()
 		c.n--
 		visit := c.n == 0 && c.putOff
 		if c.n == 0 {
 			delete(w.resolving, key)
+		}
+		if answered && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffOutlivesEpisode && !w.s.hooks.putOffRecordAges {
+			w.endEpisode(key)
 		}
 		w.mu.Unlock()
 		if visit {
@@ -770,10 +795,11 @@ func (w *witness) startResolving(key string) (done func()) {
 // putOffForCall reports whether the repair client puts off its decision
 // on key: a call of this process is resolving key, and fewer than
 // putOffBound visits of key in a row were put off or the first of them
-// less than a Timeout ago. A visit put off queues key again a Timeout
-// later, one at a time (rv-r9 M2: queued again at once when the last call
-// ended, a hot key had the loop visit it thousands of times a second); a
-// visit that decides starts the count again.
+// less than a Timeout ago (in one episode: putOffs). A visit put off
+// queues key again a Timeout later, one at a time (rv-r9 M2: queued again
+// at once when the last call ended, a hot key had the loop visit it
+// thousands of times a second); a visit that decides starts the count
+// again.
 func (w *witness) putOffForCall(key string) bool {
 	if w.s.hooks.repairRacesCalls {
 		return false
@@ -789,8 +815,8 @@ func (w *witness) putOffForCall(key string) bool {
 	}
 	now := time.Now()
 	p := w.putOffs[key]
-	if p != nil && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffNeverStale && now.Sub(p.last) > w.putOffStale() {
-		p = nil // left from an episode over
+	if p != nil && w.s.hooks.putOffRecordAges && now.Sub(p.last) > (putOffBound+1)*w.s.cfg.Timeout {
+		p = nil // r9fix2: taken for a record left from an episode over
 	}
 	if c == nil || p != nil && !w.s.hooks.putOffUnbounded &&
 		p.n >= putOffBound && (w.s.hooks.putOffRecordKept || now.Sub(p.first) >= w.s.cfg.Timeout) {
@@ -798,8 +824,11 @@ func (w *witness) putOffForCall(key string) bool {
 		return false
 	}
 	if p == nil {
-		p = &putOffs{first: now}
+		p = &putOffs{}
 		w.putOffs[key] = p
+	}
+	if p.n == 0 { // the episode's first put-off (a record left for its re-queue has none)
+		p.first = now
 	}
 	p.n++
 	p.last = now

@@ -33,21 +33,11 @@ func TestHalfEstablishedExpiringCompleted(t *testing.T) {
 			servers, s, cands := addedSession(t, "halfest")
 			const key = "halfest"
 			failOverToWitness(t, servers, s, cands, key)
-			// The failover went from c0 onto c2 (R7's x and third): P = c0,
-			// Q = c2, c1 the witness. Put the fence back on P, pending,
-			// with 30 s, and give Q's copy 2 s (below copyExp's margin).
-			env, payload, err := envelope.Decode(rawGet(t, cands[0], key).value)
-			require.NoError(t, err)
-			require.Equal(t, [2]uint8{0, 2}, [2]uint8{env.P, env.Q}, "the configuration failed over to")
-			fence := env
-			fence.Pending = true
-			if c.other {
-				// Another record on P (rv-half m2): not the fence of Q's
-				// record, so nothing may lend its life to Q's expiring
-				// copy: no decision, as on any expiring base.
-				fence.Nonce++
-			}
-			rawSet(t, cands[0], key, fence.Wrap(payload), 30, 1)
+			// Give Q's copy 2 s (below copyExp's margin). c.other: another
+			// record on P (rv-half m2), not the fence of Q's record, so
+			// nothing may lend its life to Q's expiring copy: no decision,
+			// as on any expiring base.
+			env := fenceBackPending(t, cands, key, c.other)
 			require.NoError(t, raw(t, cands[2]).Touch(key, 2))
 
 			s2 := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
@@ -73,4 +63,23 @@ func TestHalfEstablishedExpiringCompleted(t *testing.T) {
 			require.Greater(t, p.ttl, int64(20), "the completion shortened P's copy by more than that")
 		})
 	}
+}
+
+// fenceBackPending leaves key, failed over by failOverToWitness (from c0
+// onto c2, R7's x and third: P = c0, Q = c2, c1 the witness), §4's
+// Half-established: the fence back on P, pending, with 30 s. other: a
+// record on P that is not that fence (its nonce moved). It returns the
+// record Q holds.
+func fenceBackPending(t *testing.T, cands []string, key string, other bool) envelope.Envelope {
+	t.Helper()
+	env, payload, err := envelope.Decode(rawGet(t, cands[0], key).value)
+	require.NoError(t, err)
+	require.Equal(t, [2]uint8{0, 2}, [2]uint8{env.P, env.Q}, "the configuration failed over to")
+	fence := env
+	fence.Pending = true
+	if other {
+		fence.Nonce++
+	}
+	rawSet(t, cands[0], key, fence.Wrap(payload), 30, 1)
+	return env
 }

@@ -49,9 +49,14 @@ func holdFirstCall(s *memcached.Store, key string) (held <-chan struct{}, releas
 // holdFirstCall (held closed); the call's error comes on the returned
 // channel once it is released.
 func startHeldGet(s *memcached.Store, key string, held <-chan struct{}) <-chan error {
+	return startHeldGetCtx(context.Background(), s, key, held)
+}
+
+// startHeldGetCtx is startHeldGet with the call's context.
+func startHeldGetCtx(ctx context.Context, s *memcached.Store, key string, held <-chan struct{}) <-chan error {
 	heldErr := make(chan error, 1)
 	go func() {
-		_, err := s.Get(context.Background(), key)
+		_, err := s.Get(ctx, key)
 		heldErr <- err
 	}()
 	<-held
@@ -59,8 +64,8 @@ func startHeldGet(s *memcached.Store, key string, held <-chan struct{}) <-chan e
 }
 
 // getStream runs k goroutines calling s.Get(key) until the returned stop
-// is called (which waits for them); ok counts the Gets that returned the
-// session.
+// is called (which waits for them; calling it again does nothing); ok
+// counts the Gets that returned the session.
 func getStream(s *memcached.Store, key string, k int) (ok *atomic.Int64, stop func()) {
 	ok = new(atomic.Int64)
 	var done atomic.Bool
@@ -115,6 +120,7 @@ func TestRepairResumesCreationUnderOwnGets(t *testing.T) {
 
 			heldErr := startHeldGet(s, key, held)
 			ok, stop := getStream(s, key, 16)
+			defer stop() // a failed assertion must not leave the Gets running (rv-r9c m6)
 			resumed := func() bool { return memcached.UnknownAdds(s) == 0 && ok.Load() > 0 }
 			if firstBuild {
 				require.Never(t, resumed, 1500*time.Millisecond, 10*time.Millisecond,
@@ -186,6 +192,7 @@ func TestRepairClearsNoWitUnderOwnGets(t *testing.T) {
 			defer release()
 			heldErr := startHeldGet(r, key, held)
 			_, stop := getStream(r, key, 32)
+			defer stop() // a failed assertion must not leave the Gets running (rv-r9c m6)
 			cleared := func() bool { return !nowit() }
 			if firstBuild {
 				require.Never(t, cleared, 1500*time.Millisecond, 5*time.Millisecond,
@@ -263,7 +270,11 @@ func TestRepairPutOffBounded(t *testing.T) {
 
 // TestPutOffRecordEndsWithEpisode (rv-r9b M1): the repair client's record
 // of a key's put-off visits is deleted by the first visit that is not put
-// off. Kept (SetPutOffRecordKept, r9fix's build), its count of
+// off. Episode 1's call fails (its context cancelled: it decides nothing
+// and ends no episode), another process runs R9, and the repair loop is
+// held (so that no put-off check of a visit with no call resolving
+// deletes the record first): the record is left to a visit of the
+// healthy key. Kept (SetPutOffRecordKept, r9fix's build), its count of
 // PutOffBound outlived the episode, and when a new failover left the key
 // a nowit configuration again, the first visit ran R9 at once while a
 // call of the process was resolving the key (seed 11238's collision).
@@ -272,16 +283,20 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
 			const key = "putoff-episodes"
 			servers, cfg, cands := noWitBlankThird(t, key)
-			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
-				if kept {
-					memcached.SetPutOffRecordKept(s)
-				}
-			}))
-			putOffEpisode(t, r, cands, key)
+			broken := func(*memcached.Store) {}
+			if kept {
+				broken = memcached.SetPutOffRecordKept
+			}
+			r := stalledStore(t, servers, cfg, key, broken)
+			putOffEpisode(t, r, cands, key, false)
+			_, err := newStore(t, servers, cfg).Get(context.Background(), key)
+			require.NoError(t, err)
+			require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: another process ran R9")
+			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 1's record left")
 			memcached.RepairKey(r, key) // the key healthy: a visit not put off
 
 			if !kept {
-				require.Equal(t, 0, memcached.PutOffRecords(r), "episode 1 over: no record left")
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "episode 1 over: its count gone (the record, if any, only waits for its re-queue)")
 			}
 			noWitAgain(t, servers, cfg, cands, key) // episode 2
 			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
@@ -294,39 +309,35 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 	}
 }
 
-// TestPutOffRecordStale (rv-r9b M1, the staleness rule): a record of
-// put-off visits whose deleting visit is not reached counts as absent
-// once its last put-off is more than 4 Timeouts old. The
+// TestPutOffRecordEndsWithCall (rv-r9b M1; rv-r9c m1): a call of the
+// process resolving the key that answers ends the episode of the repair
+// client's record of put-off visits, with no visit of the key needed: the
 // put-off's re-queue reaches the repair loop, which is busy (here the
 // loop-visit hook holds it; in production a visit of another key over
 // slow nodes takes up to repairKey's bound, 4 Timeouts and
-// FailoverAfter): the record of episode 1 (PutOffBound visits put off
-// while a call was held) stays after the call has run R9. Past 4
-// Timeouts, a new failover leaves the key a nowit configuration with a
-// blank third again, a call of the process resolves it, and the loop's
-// visit of the key is reached at last: episode 2's first visit, put off
-// (R9 is the call's). With the staleness rule alone off
-// (SetPutOffNeverStale), the old count made that visit run R9 at once
-// while the call was held. The test's sleep is the record's ageing
-// itself, not a wait for a condition.
-func TestPutOffRecordStale(t *testing.T) {
-	for _, neverStale := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "never-stale"}[neverStale], func(t *testing.T) {
-			const key = "putoff-stale"
+// FailoverAfter). Episode 1's call runs R9 and returns the session: no
+// record is left. A new failover leaves the key a nowit configuration
+// with a blank third again, a call of the process resolves it: episode
+// 2's first visit is put off (R9 is the call's). With a call's answer
+// leaving the record (SetPutOffOutlivesEpisode), episode 1's count made
+// that visit run R9 at once while the call was held. (The code before,
+// tests13's TestPutOffRecordStale, aged the record out after 4 Timeouts
+// instead: TestPutOffBoundSlowLoop.)
+func TestPutOffRecordEndsWithCall(t *testing.T) {
+	for _, outlives := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "outlives-episode"}[outlives], func(t *testing.T) {
+			const key = "putoff-call-ends"
 			servers, cfg, cands := noWitBlankThird(t, key)
 			type loopVisit struct {
 				key  string
 				gate chan struct{}
 			}
 			visits, done := make(chan loopVisit), make(chan struct{})
-			rcfg := cfg
-			rcfg.Timeout = 100 * time.Millisecond
-			stale := 4 * rcfg.Timeout // the rule: a last put-off more than 4 Timeouts old
-			r := newStore(t, servers, memcached.WithHooks(rcfg, func(s *memcached.Store) {
-				if neverStale {
-					memcached.SetPutOffNeverStale(s)
+			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+				if outlives {
+					memcached.SetPutOffOutlivesEpisode(s)
 				}
-				memcached.SetLoopVisit(s, func(k string) { // the loop held at each visit until the test lets it go
+				memcached.SetLoopVisit(s, func(k string) { // the loop held at each visit until the test ends
 					v := loopVisit{k, make(chan struct{})}
 					select {
 					case visits <- v:
@@ -339,56 +350,130 @@ func TestPutOffRecordStale(t *testing.T) {
 				})
 			}))
 			t.Cleanup(func() { close(done) }) // before r's Close (cleanups run last first)
-			nextVisit := func(what string) loopVisit {
-				t.Helper()
-				select {
-				case v := <-visits:
-					return v
-				case <-time.After(5 * time.Second):
-					t.Fatalf("no loop visit: %s", what)
-					return loopVisit{}
-				}
+
+			putOffEpisode(t, r, cands, key, true)
+			select {
+			case v := <-visits: // a Timeout after the first put-off; held: it ends no episode
+				require.Equal(t, key, v.key)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no loop visit: the first put-off's re-queue")
+			}
+			if outlives {
+				require.Equal(t, 1, memcached.PutOffRecords(r), "outlives-episode: episode 1's record left")
+			} else {
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
 			}
 
-			putOffEpisode(t, r, cands, key)
-			lastPutOff := time.Now()
-			stalled := nextVisit("the first put-off's re-queue") // held in the loop
-			require.Equal(t, key, stalled.key)
-			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 1's record left: its deleting visit not reached")
-
 			noWitAgain(t, servers, cfg, cands, key) // episode 2
-			k := visitWhileCallHeld(t, r, cands, key, func() {
-				time.Sleep(time.Until(lastPutOff.Add(stale + 10*time.Millisecond))) // the record's ageing
-				memcached.Enqueue(r, key)                                           // the loop's next visit, held: it shows the stalled one ended
-				close(stalled.gate)
-				nextVisit("the visit after the stalled one")
-			})
-			if neverStale {
-				require.Equal(t, [3]uint32{1, 1, 2}, k, "never-stale: episode 1's count made episode 2's first visit run R9 while the call was held")
+			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
+			if outlives {
+				require.Equal(t, [3]uint32{1, 1, 2}, k, "outlives-episode: episode 1's count made episode 2's first visit run R9 while the call was held")
 				return
 			}
 			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off: R9 is the held call's")
-			require.Equal(t, 1, memcached.PutOffRecords(r), "episode 2's record")
 		})
 	}
+}
+
+// TestPutOffBoundSlowLoop (rv-r9c m1): one call of the process held
+// inside its anomaly reads of a nowit configuration with a blank third
+// node, the repair loop busy (its visit of the key held in the loop-visit
+// hook), and the key's visits coming more than 4 Timeouts apart: one
+// episode, so the count goes on, and the visit after PutOffBound put off
+// runs R9. The code before (SetPutOffRecordAges, r9fix2) took each such
+// visit's record for one left from an episode over: every visit was the
+// first, and the bound never fired. The sleeps are the visits' spacing
+// (the scenario itself), not waits for a condition.
+func TestPutOffBoundSlowLoop(t *testing.T) {
+	for _, ages := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[ages], func(t *testing.T) {
+			const key = "putoff-slow-loop"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			rcfg := cfg
+			rcfg.Timeout = 100 * time.Millisecond
+			gap := 4*rcfg.Timeout + 50*time.Millisecond // past the code before's age
+			broken := func(*memcached.Store) {}
+			if ages {
+				broken = memcached.SetPutOffRecordAges
+			}
+			r := stalledStore(t, servers, rcfg, key, broken)
+			held, release := holdFirstCall(r, key)
+			defer release()
+			heldErr := startHeldGet(r, key, held)
+			for i := range memcached.PutOffBound {
+				if i > 0 {
+					time.Sleep(gap)
+				}
+				memcached.RepairKey(r, key)
+				require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "visit %d put off", i+1)
+				want := i + 1
+				if ages {
+					want = 1
+				}
+				require.Equal(t, want, memcached.PutOffCount(r, key), "visit %d's count", i+1)
+			}
+			time.Sleep(gap)
+			memcached.RepairKey(r, key)
+			k := kinds(t, cands, key)
+			release()
+			require.NoError(t, <-heldErr, "the held call, released, returns the session")
+			if ages {
+				require.Equal(t, [3]uint32{1, 0, 1}, k, "code-before: visit %d put off too", memcached.PutOffBound+1)
+				return
+			}
+			require.Equal(t, [3]uint32{1, 2, 1}, k, "visit %d ran R9: the bound", memcached.PutOffBound+1)
+		})
+	}
+}
+
+// stalledStore is a Store of cfg over servers, broken applied to it,
+// whose repair loop is held at its first visit of key (the loop busy: no
+// visit of key is made) until the test's end, before its Close.
+func stalledStore(t *testing.T, servers []*mcserver.Server, cfg memcached.Config, key string, broken func(*memcached.Store)) *memcached.Store {
+	t.Helper()
+	held := make(chan struct{})
+	s := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
+		broken(s)
+		memcached.SetLoopVisit(s, func(k string) {
+			if k == key {
+				<-held
+			}
+		})
+	}))
+	t.Cleanup(func() { close(held) }) // before s's Close (cleanups run last first)
+	return s
 }
 
 // putOffEpisode is episode 1 of the tests of r's record of put-off
 // visits (key a nowit configuration, its third node blank: R9 is a
 // decision a call makes too): a call of r resolving key is held while
-// PutOffBound visits are put off, then released: it runs R9.
-func putOffEpisode(t *testing.T, r *memcached.Store, cands []string, key string) {
+// PutOffBound visits are put off, then released. answer: the call runs
+// R9 and returns the session; otherwise its context is cancelled first,
+// and it fails having decided nothing.
+func putOffEpisode(t *testing.T, r *memcached.Store, cands []string, key string, answer bool) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	held, release := holdFirstCall(r, key)
 	defer release()
-	heldErr := startHeldGet(r, key, held)
+	heldErr := startHeldGetCtx(ctx, r, key, held)
 	for range memcached.PutOffBound {
 		memcached.RepairKey(r, key)
 	}
 	require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: the visits put off")
-	require.Equal(t, 1, memcached.PutOffRecords(r))
+	require.GreaterOrEqual(t, memcached.PutOffCount(r, key), memcached.PutOffBound)
+	if !answer {
+		cancel()
+	}
 	release()
-	require.NoError(t, <-heldErr)
+	err := <-heldErr
+	if !answer {
+		require.Error(t, err, "episode 1: the call, its context cancelled, fails")
+		require.Equal(t, [3]uint32{1, 0, 1}, kinds(t, cands, key), "episode 1: nothing decided")
+		require.Equal(t, 1, memcached.PutOffRecords(r), "a call that fails ends no episode")
+		return
+	}
+	require.NoError(t, err)
 	require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the call ran R9")
 }
 
@@ -426,9 +511,11 @@ func visitWhileCallHeld(t *testing.T, r *memcached.Store, cands []string, key st
 // TestPutOffRecordsDoNotLeak (rv-r9b M1): many sessions, one data node
 // flushed; for each key whose Get resolves an anomaly, the Get is held
 // while the repair client visits the key (put off: the failover is the
-// call's). Once every call has returned, the put-offs' re-queues visit the
-// keys and no record is left. Kept (SetPutOffRecordKept), one record per
-// key ever put off stayed for the life of the process.
+// call's). Once every call has returned (each answer clears its key's
+// count, the record left to its pending re-queue: rv-r9d (a), (d)), the
+// put-offs' re-queues visit the keys and no record is left. Kept
+// (SetPutOffRecordKept), one record per key ever put off stayed for the
+// life of the process.
 func TestPutOffRecordsDoNotLeak(t *testing.T) {
 	for _, kept := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fix", true: "record-kept"}[kept], func(t *testing.T) {
