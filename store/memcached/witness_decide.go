@@ -703,11 +703,12 @@ type callsResolving struct {
 // putOffs is the repair client's record of visits of one key it put off
 // in a row (putOffForCall): how many, when the first was put off, and
 // whether a visit is queued again for a Timeout later. It lasts one
-// episode of the key: it is deleted by a visit of the key that ends
-// without being put off (repairKey's endVisit) and by a call of this
-// process resolving the key that answers (the session, or not found:
-// startResolving's done), which made the decisions put off for it or
-// found none due. Kept, it outlived its episode and its count made the
+// episode of the key, which ends (endEpisode: the record deleted, or
+// its count cleared while its re-queue is pending) at a visit of the key
+// that is not put off (putOffForCall, repairKey's endVisit) and when a
+// call of this process resolving the key answers (the session, or not
+// found: startResolving's done), which made the decisions put off for it
+// or found none due. Kept, it outlived its episode and its count made the
 // next episode's first visit decide at once while a call resolved the
 // key (rv-r9b M1). A call that fails (its deadline, the cap) ends no
 // episode: a stream of such calls, overlapping or one after another,
@@ -820,7 +821,13 @@ func (w *witness) putOffForCall(key string) bool {
 	}
 	if c == nil || p != nil && !w.s.hooks.putOffUnbounded &&
 		p.n >= putOffBound && (w.s.hooks.putOffRecordKept || now.Sub(p.first) >= w.s.cfg.Timeout) {
-		delete(w.putOffs, key)
+		// This visit decides: the episode ends (no call resolving, or
+		// the bound), its record left to a pending re-queue.
+		if w.s.hooks.putOffRecordKept {
+			delete(w.putOffs, key) // r9fix's build
+		} else {
+			w.endEpisode(key)
+		}
 		return false
 	}
 	if p == nil {
