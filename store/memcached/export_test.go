@@ -548,6 +548,12 @@ func SetRepairPutsOffAll(s *Store) { s.hooks.repairPutsOffAll = true }
 // putOffBound).
 func SetPutOffUnbounded(s *Store) { s.hooks.putOffUnbounded = true }
 
+// SetPutOffR8Drop makes the repair client put off R8's drop in R4.1 (a
+// creation of unknown outcome of this process found not found, fenced out
+// and forgotten) too while a call of its process resolves the key: a
+// broken variant (rv-r9c m2), as no call makes that decision.
+func SetPutOffR8Drop(s *Store) { s.hooks.putOffR8Drop = true }
+
 // SetPutOffRecordKept makes the repair client keep its record of a key's
 // put-off visits when a visit ends without being put off or a call
 // answers, and decide at the bound by count alone: r9fix's build

@@ -428,6 +428,7 @@ type testHooks struct {
 	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, not by a visit not put off nor by a call that answers; the bound by count alone)
 	putOffOutlivesEpisode    bool             // broken variant (rv-r9b M1, its call half): a call that answers leaves the putOffs record of the key (the deletion by a visit not put off kept): a record from an earlier episode still counts
 	putOffRecordAges         bool             // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
+	putOffR8Drop             bool             // broken variant (rv-r9c m2): R8's drop in R4.1 (forgetting a creation of unknown outcome found not found) is put off too while a call of this process resolves the key
 	requeuesStack            bool             // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 

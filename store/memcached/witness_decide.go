@@ -272,7 +272,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	// R4.1.
 	switch {
 	case data == 0 && empty >= 2:
-		if !(o.repair && allHeard(rs) && w.repair.resuming(key)) && putOff() {
+		if !(o.repair && allHeard(rs) && w.repair.resuming(key) && !w.s.hooks.putOffR8Drop) && putOff() {
 			return nil, false, errCallResolving
 		}
 		// Review-ballot m4: with a candidate unheard, first re-stamp the

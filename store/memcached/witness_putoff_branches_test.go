@@ -284,3 +284,65 @@ func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairPutOffR8Drop (rv-r9c m2): R8's drop in R4.1 is the repair
+// client's alone, so it is not put off while a call of its process is
+// resolving the key. The creator's Add of unknown outcome stored only its
+// witness (TestUnknownCreationFencedOut's state: the secondary's CAS
+// held on its connection); one of the creator's Gets is held inside its
+// resolving, and one visit (RepairKey, the loop's own visits of the key
+// blocked) fences the creation out and forgets it at once. Putting the
+// drop off too (SetPutOffR8Drop) left the creation listed, the visit
+// writing nothing, for as long as the call was held.
+func TestRepairPutOffR8Drop(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "drop-put-off"}[broken], func(t *testing.T) {
+			const key = "putoff-r8drop"
+			r := newResumeRig(t, key)
+			cands := r.cands
+			unblock := make(chan struct{})
+			var held <-chan struct{}
+			var release func()
+			r.cfg = memcached.WithHooks(r.cfg, func(s *memcached.Store) {
+				memcached.SetRepairQueueOff(s)
+				memcached.SetLoopVisit(s, func(k string) {
+					if k == key {
+						<-unblock // the test's visit is the only one
+					}
+				})
+				if broken {
+					memcached.SetPutOffR8Drop(s)
+				}
+				held, release = holdFirstCall(s, key)
+			})
+			s, arm, unreachable, heldCAS := r.heldCreator(t, 1)
+			t.Cleanup(func() { close(unblock) }) // before the Store's Close (cleanups run last first)
+			defer release()
+			r.witnessOnlyAdd(t, s, arm, unreachable)
+			require.False(t, memcached.NodeFailed(s, cands[1]), "setup: the creator hears the secondary's node")
+
+			heldErr := startHeldGet(s, key, held)
+			before := untimed(rawItems(t, cands, key))
+			memcached.RepairKey(s, key)
+			after := untimed(rawItems(t, cands, key))
+			unknown, records := memcached.UnknownAdds(s), memcached.PutOffRecords(s)
+			release()
+			err := <-heldErr
+			if broken {
+				require.True(t, unwritten(before, after), "drop-put-off: the visit wrote nothing: %v, then %v", before, after)
+				require.Equal(t, 1, records, "drop-put-off: the visit put off")
+				require.Equal(t, 1, unknown, "drop-put-off: the creation still listed while the call was held")
+				return
+			}
+			require.False(t, unwritten(before, after), "the visit fenced the creation's blanks: %v", after)
+			require.Equal(t, 0, records, "the visit not put off")
+			require.Equal(t, 0, unknown, "the visit forgot the creation while the call was held")
+			require.ErrorIs(t, err, provider.ErrNotFound, "the held call, released")
+			h := heldCAS()
+			require.NotNil(t, h)
+			reply, err := h.release()
+			require.NoError(t, err)
+			require.Equal(t, "EX", reply[:2], "the late CAS refused: its blank was re-stamped")
+		})
+	}
+}

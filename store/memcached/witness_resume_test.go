@@ -211,6 +211,21 @@ func (r *resumeRig) heldCreator(t *testing.T, cand int) (s *memcached.Store, arm
 	return s, func() { r.arm(&armed) }, unreachable, func() *heldConn { return r.held(&h) }
 }
 
+// witnessOnlyAdd runs s's Add of the rig's key, its secondary CAS held
+// (s, arm and unreachable from r.heldCreator(t, 1)): the Add's outcome is
+// unknown, only its witness stored, the creation on s's list to resume;
+// then the secondary's node is reachable again.
+func (r *resumeRig) witnessOnlyAdd(t *testing.T, s *memcached.Store, arm func(), unreachable *atomic.Bool) {
+	t.Helper()
+	// The connection carrying the Add's secondary CAS holds it.
+	arm()
+	_, err := s.Add(context.Background(), r.key, []byte("v1"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the secondary's CAS is held")
+	require.Equal(t, [3]uint32{0, 0, 2}, kinds(t, r.cands, r.key), "only the witness stored")
+	require.Equal(t, 1, memcached.UnknownAdds(s))
+	unreachable.Store(false)
+}
+
 // droppedConn, once armed and an `ms <key>` is written, sends nothing
 // more (that command never reaches the node) and fails every read with a
 // timeout after running hook: a CAS lost on its way, its outcome unknown
@@ -433,13 +448,7 @@ func TestUnknownCreationFencedOut(t *testing.T) {
 				memcached.SetResumeDropUnfenced(s)
 			}
 			ctx := context.Background()
-			// The connection carrying the Add's secondary CAS holds it.
-			arm()
-			_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
-			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the secondary's CAS is held")
-			require.Equal(t, [3]uint32{0, 0, 2}, kinds(t, cands, key), "only the witness stored")
-			require.Equal(t, 1, memcached.UnknownAdds(s))
-			unreachable.Store(false)
+			r.witnessOnlyAdd(t, s, arm, unreachable)
 			// The creator's repair client finds no record of its
 			// creation: it fences it out (or, broken, only drops it).
 			testwait.Until(t, 15*time.Second, "the creator to stop resuming", func() bool {
