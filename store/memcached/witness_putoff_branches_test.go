@@ -230,16 +230,22 @@ func TestPutOffRequeueDropped(t *testing.T) {
 
 // TestPutOffOneRequeueAcrossEpisodes (rv-r9d (a)): a key has at most one
 // re-queue pending at a time, across episodes too. Episode 1's put-offs
-// set a re-queue a Timeout later; its call answers (the episode ends)
-// and, before that re-queue comes, episode 2's first visit is put off.
+// set a re-queue a Timeout later; the episode ends (its call answers; or
+// its call fails and a visit with no call resolving the key decides,
+// putOffForCall's end of an episode) and, before that re-queue comes,
+// episode 2's first visit is put off.
 // The record left for the pending re-queue takes the new count: one
 // re-queue in all, one loop visit of the key. Deleting the record at the
 // episode's end (SetRequeuesStack, r9fix3's first build) made the next
 // put-off set a second re-queue beside the pending one: two loop visits,
 // one per episode ended within a Timeout.
 func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
-	for _, stack := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "requeues-stack"}[stack], func(t *testing.T) {
+	for _, c := range []struct {
+		ends  string
+		stack bool
+	}{{"call-answers", false}, {"call-answers", true}, {"visit-decides", false}, {"visit-decides", true}} {
+		stack := c.stack
+		t.Run(c.ends+map[bool]string{false: "/fix", true: "/requeues-stack"}[stack], func(t *testing.T) {
 			const key = "putoff-one-requeue"
 			servers, cfg, cands := noWitBlankThird(t, key)
 			var mu sync.Mutex
@@ -262,10 +268,16 @@ func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
 				})
 			}))
 			start := time.Now()
-			putOffEpisode(t, r, cands, key, true)
-			require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
-			noWitAgain(t, servers, cfg, cands, key)
-			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
+			if c.ends == "call-answers" {
+				putOffEpisode(t, r, cands, key, true)
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
+			} else {
+				putOffEpisode(t, r, cands, key, false) // the call fails: the episode goes on
+				memcached.RepairKey(r, key)            // no call resolving the key: this visit decides
+				require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key), "episode 1: the visit ran R9")
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the visit that decided ended episode 1")
+			}
+			k := episodeTwoFirstVisit(t, servers, cfg, r, cands, key)
 			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off")
 			if d := time.Since(start); d >= cfg.Timeout/2 {
 				t.Skipf("the two episodes took %s, half a Timeout or more: episode 1's re-queue may have come between them", d)

@@ -298,8 +298,7 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 			if !kept {
 				require.Equal(t, 0, memcached.PutOffCount(r, key), "episode 1 over: its count gone (the record, if any, only waits for its re-queue)")
 			}
-			noWitAgain(t, servers, cfg, cands, key) // episode 2
-			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
+			k := episodeTwoFirstVisit(t, servers, cfg, r, cands, key)
 			if kept {
 				require.Equal(t, [3]uint32{1, 1, 2}, k, "record-kept: episode 2's first visit ran R9 while the call was held")
 				return
@@ -315,8 +314,8 @@ func TestPutOffRecordEndsWithEpisode(t *testing.T) {
 // put-off's re-queue reaches the repair loop, which is busy (here the
 // loop-visit hook holds it; in production a visit of another key over
 // slow nodes takes up to repairKey's bound, 4 Timeouts and
-// FailoverAfter). Episode 1's call runs R9 and returns the session: no
-// record is left. A new failover leaves the key a nowit configuration
+// FailoverAfter). Episode 1's call runs R9 and returns the session: its
+// count is gone (the record, if any, only waits for its re-queue). A new failover leaves the key a nowit configuration
 // with a blank third again, a call of the process resolves it: episode
 // 2's first visit is put off (R9 is the call's). With a call's answer
 // leaving the record (SetPutOffOutlivesEpisode), episode 1's count made
@@ -364,8 +363,7 @@ func TestPutOffRecordEndsWithCall(t *testing.T) {
 				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
 			}
 
-			noWitAgain(t, servers, cfg, cands, key) // episode 2
-			k := visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
+			k := episodeTwoFirstVisit(t, servers, cfg, r, cands, key)
 			if outlives {
 				require.Equal(t, [3]uint32{1, 1, 2}, k, "outlives-episode: episode 1's count made episode 2's first visit run R9 while the call was held")
 				return
@@ -491,6 +489,17 @@ func noWitAgain(t *testing.T, servers []*mcserver.Server, cfg memcached.Config, 
 	_, err := setup.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, [3]uint32{1, 1, 0}, kinds(t, cands, key), "episode 2: nowit, the third blank")
+}
+
+// episodeTwoFirstVisit starts episode 2 of key (noWitAgain) and returns
+// key's kinds on cands as the first visit of r's repair client left them,
+// made while a call of r resolving key is held (visitWhileCallHeld): {1,
+// 1, 0} when the visit was put off (R9 is the call's), {1, 1, 2} when it
+// ran R9 at once.
+func episodeTwoFirstVisit(t *testing.T, servers []*mcserver.Server, cfg memcached.Config, r *memcached.Store, cands []string, key string) [3]uint32 {
+	t.Helper()
+	noWitAgain(t, servers, cfg, cands, key)
+	return visitWhileCallHeld(t, r, cands, key, func() { memcached.RepairKey(r, key) })
 }
 
 // visitWhileCallHeld runs visit (a visit of key by r's repair client)
