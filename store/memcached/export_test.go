@@ -745,3 +745,67 @@ func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }
 // record on the third node (a failover's older copy, a lost fence) as it
 // is, replacing only a blank or another configuration's witness.
 func SetR9KeepsData(s *Store) { s.hooks.r9KeepsData = true }
+
+// nodeAt returns s's node at addr.
+func nodeAt(s *Store, addr string) *node {
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			return n
+		}
+	}
+	panic("no node at " + addr)
+}
+
+// SetRelabelOnFlush makes every new incarnation sentinel a node's new
+// connection reads a new label, a flush's too (the code before: a token
+// read on a connection opened before a flush is refused on one opened
+// after it).
+func SetRelabelOnFlush(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.relabelOnFlush = true
+	}
+}
+
+// SetLabelNoProbe makes a new sentinel keep the node's label without
+// asking an older connection (a broken variant: a restart's new process
+// keeps the old label, and a token of the old one is sent to it).
+func SetLabelNoProbe(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.labelNoProbe = true
+	}
+}
+
+// IncLabel returns the incarnation label of the node at addr (0 before
+// its first connection).
+func IncLabel(s *Store, addr string) uint64 { return nodeAt(s, addr).meta.inc.Load() }
+
+// DialNew opens a new connection to the node at addr (its hello reads
+// the node's incarnation sentinel, creating it when missing, as any
+// operation's dial does) and pools it.
+func DialNew(s *Store, addr string) error {
+	_, err := nodeAt(s, addr).meta.doOn(context.Background(), newConn, func(*metaConn) error { return nil })
+	return err
+}
+
+// ReadToken reads key on the node at addr through the witness scheme's
+// connections and returns its token and the label of the connection that
+// read it (cas 0: a miss).
+func ReadToken(s *Store, addr, key string) (cas, inc uint64, err error) {
+	it, err := nodeAt(s, addr).wget(context.Background(), key, " c")
+	if err != nil || it.metaItem == nil {
+		return 0, it.inc, err
+	}
+	return it.cas, it.inc, nil
+}
+
+// WriteWithToken stores value under key on the node at addr only if its
+// token is still cas in incarnation inc (R1's conditional write, as every
+// decision of the witness scheme sends it).
+func WriteWithToken(s *Store, addr, key string, value []byte, cas, inc uint64) error {
+	_, err := nodeAt(s, addr).wcas(context.Background(), key, value, 60, kindData, cas, inc)
+	return err
+}
+
+// ErrOtherIncarnation is the refusal, not sent, of a token of another
+// incarnation of the node (R1).
+var ErrOtherIncarnation = errOtherInc

@@ -32,9 +32,19 @@ type metaClient struct {
 	// before its first command and returns the node's incarnation
 	// (witness_inc.go), kept with the connection.
 	hello func(cn *metaConn) (uint64, error)
-	// inc is the newest incarnation a new connection read (with hello):
-	// connections of another one are not pooled again.
+	// inc is the label of the node's memcached process: the incarnation
+	// (sentinel) the first connection to it read with hello. Connections
+	// of another label are not pooled again. See label.
 	inc atomic.Uint64
+	// labelMu serialises label's decisions; sentinel is the incarnation
+	// value the newest hello read, whose label is inc.
+	labelMu  sync.Mutex
+	sentinel uint64
+	// relabelOnFlush is a test's broken variant (SetRelabelOnFlush, the
+	// code before): every new sentinel is a new label, a flush's too.
+	// labelNoProbe is another (SetLabelNoProbe): a new sentinel keeps
+	// the label without the probe, a restart's too.
+	relabelOnFlush, labelNoProbe bool
 
 	// pipe, when not nil, multiplexes operations over a few shared
 	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
@@ -213,13 +223,82 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 			nc.Close()
 			return nil, false, err
 		}
-		cn.inc = inc
-		if old := c.inc.Swap(inc); old != inc && old != 0 {
-			// A new incarnation: pooled connections carry the old one.
-			c.closeIdle()
-		}
+		cn.inc = c.label(inc)
 	}
 	return cn, false, nil
+}
+
+// label returns the label of a new connection whose hello read the
+// node's sentinel v: the label of the memcached process holding v. A
+// token is refused on a connection of another label (R1), because a
+// restart resets memcached's CAS counter: a token of the old process may
+// name an item of the new one. A flush_all deletes the sentinel (the
+// next hello makes a new one) but keeps the process, its connections and
+// its counter: tokens read before and after it are of one counter and
+// keep one label, so a token read on a connection opened before the
+// flush is not refused on one opened after it (the refusal cost the
+// call a read again: docs/replication.md, R1).
+//
+// A new sentinel is of the same process when a connection opened before
+// it, an idle pooled one of the current label, still answers and holds
+// that very sentinel: a connection does not outlive its memcached
+// process (a restart closes every one; docs/replication.md 11.2), and
+// the sentinel's 64 random bits were made by the process that holds it.
+// Otherwise (no idle connection, no answer, another value: a restart,
+// or a flush whose probe could not be made) the sentinel is the new
+// label and the idle connections, of the old one, are closed, as after
+// a restart. The probe is one round trip at the first dial after a
+// flush; label holds labelMu meanwhile, so concurrent dials wait for it
+// (at most Timeout).
+func (c *metaClient) label(v uint64) uint64 {
+	c.labelMu.Lock()
+	defer c.labelMu.Unlock()
+	old := c.inc.Load()
+	switch {
+	case old == 0:
+		c.inc.Store(v)
+	case v == c.sentinel:
+		return old
+	case c.labelNoProbe || (!c.relabelOnFlush && c.sameProcess(v)):
+		c.sentinel = v
+		return old
+	default:
+		c.inc.Store(v)
+		c.closeIdle()
+	}
+	c.sentinel = v
+	return v
+}
+
+// sameProcess reports whether an idle pooled connection answers a hello
+// with the sentinel v (label). The connection is pooled again when it
+// answered, closed when it did not.
+func (c *metaClient) sameProcess(v uint64) bool {
+	c.mu.Lock()
+	n := len(c.idle)
+	if n == 0 {
+		c.mu.Unlock()
+		return false
+	}
+	cn := c.idle[n-1]
+	c.idle = c.idle[:n-1]
+	c.mu.Unlock()
+	_ = cn.nc.SetDeadline(time.Now().Add(c.timeout))
+	w, err := c.hello(cn)
+	if err != nil {
+		cn.nc.Close()
+		return false
+	}
+	c.mu.Lock()
+	if !c.closed && len(c.idle) < c.maxIdle {
+		c.idle = append(c.idle, cn)
+		cn = nil
+	}
+	c.mu.Unlock()
+	if cn != nil {
+		cn.nc.Close()
+	}
+	return w == v
 }
 
 // hasIdle reports whether the pool holds a connection now (conn would
