@@ -581,6 +581,22 @@ func SetPutOffRecordAges(s *Store) { s.hooks.putOffRecordAges = true }
 // it.
 func SetRequeuesStack(s *Store) { s.hooks.requeuesStack = true }
 
+// SetPutOffFirstKept is a broken variant (rv-r9e m1): an episode's first
+// put-off on a record kept for a pending re-queue keeps the earlier
+// episode's first time, so the bound (PutOffBound put-offs and a Timeout
+// since the first) can fire at the new episode's fourth visit at once.
+func SetPutOffFirstKept(s *Store) { s.hooks.putOffFirstKept = true }
+
+// SetPutOffEndsAtLastCall is a broken variant (rv-r9d (g)): a call's
+// answer ends the episode of its key only when no other call of the
+// process resolves the key.
+func SetPutOffEndsAtLastCall(s *Store) { s.hooks.putOffEndsAtLastCall = true }
+
+// SetRequeueFired installs f, called on the timer goroutine when a
+// put-off's re-queue of key fires, before it does anything (a test holds
+// it there).
+func SetRequeueFired(s *Store, f func(key string)) { s.hooks.requeueFired = f }
+
 // PutOffCount returns the count of key's record of put-off visits (0:
 // none).
 func PutOffCount(s *Store, key string) int {

@@ -430,6 +430,9 @@ type testHooks struct {
 	putOffRecordAges         bool             // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
 	putOffR8Drop             bool             // broken variant (rv-r9c m2): R8's drop in R4.1 (forgetting a creation of unknown outcome found not found) is put off too while a call of this process resolves the key
 	requeuesStack            bool             // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
+	putOffEndsAtLastCall     bool             // broken variant (rv-r9d (g)): a call's answer ends the episode only when no other call of the process resolves the key
+	putOffFirstKept          bool             // broken variant (rv-r9e m1): an episode's first put-off on a record kept for a pending re-queue keeps the earlier episode's first time, so its bound can fire at once
+	requeueFired             func(key string) // a put-off's re-queue timer fired for key, nothing done yet (tests hold it)
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 
 	// r9Restamp is called before (done false) and after each of R9's

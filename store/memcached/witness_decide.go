@@ -727,14 +727,15 @@ type putOffs struct {
 // puts off for calls of its own process (putOffForCall) before one that
 // comes a Timeout or more after the first decides all the same. A key
 // the process's calls keep resolving (a hot session) is decided within
-// about putOffBound Timeouts (the put-offs' re-queues): one decision in
-// that time races a call, at most a refusal (rv-r9 M1). Visits the
-// calls' own enqueues bring in a burst do not use the bound up (rv-r9b
-// m1).
+// about putOffBound Timeouts (the put-offs' re-queues) while none of
+// its calls answers (an answer ends the episode and starts the count
+// again: docs/replication.md §14): one decision in that time races a
+// call, at most a refusal (rv-r9 M1). Visits the calls' own enqueues
+// bring in a burst do not use the bound up (rv-r9b m1).
 const putOffBound = 3
 
-// endVisit deletes key's putOffs record: a visit of key ended without
-// being put off (repairKey).
+// endVisit ends the episode of key's putOffs record (endEpisode): a
+// visit of key ended without being put off (repairKey).
 func (w *witness) endVisit(key string) {
 	if w.s.hooks.putOffRecordKept {
 		return
@@ -783,7 +784,8 @@ func (w *witness) startResolving(key string) (done func(answered bool)) {
 		if c.n == 0 {
 			delete(w.resolving, key)
 		}
-		if answered && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffOutlivesEpisode && !w.s.hooks.putOffRecordAges {
+		if answered && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffOutlivesEpisode && !w.s.hooks.putOffRecordAges &&
+			(c.n == 0 || !w.s.hooks.putOffEndsAtLastCall) {
 			w.endEpisode(key)
 		}
 		w.mu.Unlock()
@@ -830,11 +832,12 @@ func (w *witness) putOffForCall(key string) bool {
 		}
 		return false
 	}
-	if p == nil {
+	created := p == nil
+	if created {
 		p = &putOffs{}
 		w.putOffs[key] = p
 	}
-	if p.n == 0 { // the episode's first put-off (a record left for its re-queue has none)
+	if p.n == 0 && (created || !w.s.hooks.putOffFirstKept) { // the episode's first put-off (a record left for its re-queue has none)
 		p.first = now
 	}
 	p.n++
@@ -842,6 +845,9 @@ func (w *witness) putOffForCall(key string) bool {
 	if !p.queued {
 		p.queued = true
 		time.AfterFunc(w.s.cfg.Timeout, func() {
+			if h := w.s.hooks.requeueFired; h != nil {
+				h(key)
+			}
 			w.mu.Lock()
 			p.queued = false // before the visit it queues can reach this check (rv-r9b m2)
 			w.mu.Unlock()

@@ -232,8 +232,10 @@ func TestPutOffRequeueDropped(t *testing.T) {
 // re-queue pending at a time, across episodes too. Episode 1's put-offs
 // set a re-queue a Timeout later; the episode ends (its call answers; or
 // its call fails and a visit with no call resolving the key decides,
-// putOffForCall's end of an episode) and, before that re-queue comes,
-// episode 2's first visit is put off.
+// putOffForCall's end of an episode) and, before that re-queue comes
+// (held when it fires: SetRequeueFired; rv-r9e n3, the test skipped
+// when the episodes took half a Timeout), episode 2's first visit is put
+// off.
 // The record left for the pending re-queue takes the new count: one
 // re-queue in all, one loop visit of the key. Deleting the record at the
 // episode's end (SetRequeuesStack, r9fix3's first build) made the next
@@ -255,10 +257,21 @@ func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
 				defer mu.Unlock()
 				return visits
 			}
+			// Episode 1's re-queue is held when it fires until episode
+			// 2's first visit was put off: it cannot come between them.
+			hold := make(chan struct{})
+			var once sync.Once
+			releaseRequeues := func() { once.Do(func() { close(hold) }) }
+			t.Cleanup(releaseRequeues) // before r's Close (cleanups run last first)
 			r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
 				if stack {
 					memcached.SetRequeuesStack(s)
 				}
+				memcached.SetRequeueFired(s, func(k string) {
+					if k == key {
+						<-hold
+					}
+				})
 				memcached.SetLoopVisit(s, func(k string) {
 					if k == key {
 						mu.Lock()
@@ -267,7 +280,6 @@ func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
 					}
 				})
 			}))
-			start := time.Now()
 			if c.ends == "call-answers" {
 				putOffEpisode(t, r, cands, key, true)
 				require.Equal(t, 0, memcached.PutOffCount(r, key), "the call's answer ended episode 1")
@@ -279,9 +291,7 @@ func TestPutOffOneRequeueAcrossEpisodes(t *testing.T) {
 			}
 			k := episodeTwoFirstVisit(t, servers, cfg, r, cands, key)
 			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's first visit put off")
-			if d := time.Since(start); d >= cfg.Timeout/2 {
-				t.Skipf("the two episodes took %s, half a Timeout or more: episode 1's re-queue may have come between them", d)
-			}
+			releaseRequeues()
 			if stack {
 				require.Eventually(t, func() bool { return loopVisits() == 2 }, 4*cfg.Timeout, 10*time.Millisecond,
 					"requeues-stack: a re-queue per episode")
@@ -355,6 +365,115 @@ func TestRepairPutOffR8Drop(t *testing.T) {
 			reply, err := h.release()
 			require.NoError(t, err)
 			require.Equal(t, "EX", reply[:2], "the late CAS refused: its blank was re-stamped")
+		})
+	}
+}
+
+// TestPutOffFirstPerEpisode (rv-r9e m1): each episode's bound counts from
+// its own first put-off. Episode 1 ends by its call's answer while its
+// re-queue is pending (the loop held), so its record is kept with the
+// count cleared; a Timeout later episode 2 puts off a burst of
+// PutOffBound+1 visits within a Timeout while a call is held: all put
+// off. Kept from episode 1 (SetPutOffFirstKept), the first time was
+// already a Timeout old and the burst's last visit ran R9 at once,
+// racing the held call.
+func TestPutOffFirstPerEpisode(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "first-kept"}[broken], func(t *testing.T) {
+			const key = "putoff-first"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			r := stalledStore(t, servers, cfg, key, func(s *memcached.Store) {
+				if broken {
+					memcached.SetPutOffFirstKept(s)
+				}
+			})
+			start := time.Now()
+			putOffEpisode(t, r, cands, key, true)
+			require.Equal(t, 0, memcached.PutOffCount(r, key))
+			require.Equal(t, 1, memcached.PutOffRecords(r), "kept for its re-queue (the loop held)")
+			noWitAgain(t, servers, cfg, cands, key)
+			// Episode 1's first put-off a Timeout old: the time that passes
+			// is the condition (no event to wait on).
+			if d := cfg.Timeout - time.Since(start); d > 0 {
+				time.Sleep(d + 20*time.Millisecond)
+			}
+			require.Equal(t, 1, memcached.PutOffRecords(r), "still kept")
+			b := time.Now()
+			k := visitWhileCallHeld(t, r, cands, key, func() {
+				for range memcached.PutOffBound + 1 {
+					memcached.RepairKey(r, key)
+				}
+			})
+			if d := time.Since(b); !broken && d >= cfg.Timeout {
+				t.Skipf("the burst took %s, a Timeout or more: the bound may fire", d)
+			}
+			if broken {
+				require.Equal(t, [3]uint32{1, 1, 2}, k, "first-kept: the burst's last visit ran R9 at once")
+				return
+			}
+			require.Equal(t, [3]uint32{1, 1, 0}, k, "episode 2's burst of %d visits within a Timeout all put off", memcached.PutOffBound+1)
+		})
+	}
+}
+
+// TestPutOffEpisodeEndsAtFirstAnswer (rv-r9d (g)): of two calls of the
+// process resolving a key at once, the first that answers ends the
+// episode (the key was answered), although the other still resolves it:
+// the count starts again at 0. Ending it only when the last call ends
+// (the mutant rv-r9d (g) named; SetPutOffEndsAtLastCall) kept the count,
+// so the bound fired sooner for the call still resolving.
+func TestPutOffEpisodeEndsAtFirstAnswer(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "ends-at-last-call"}[broken], func(t *testing.T) {
+			const key = "putoff-first-answer"
+			servers, cfg, cands := noWitBlankThird(t, key)
+			entered := make(chan struct{}, 2)
+			var mu sync.Mutex
+			calls := 0
+			gates := []chan struct{}{make(chan struct{}), make(chan struct{})}
+			var once [2]sync.Once
+			open := func(i int) { once[i].Do(func() { close(gates[i]) }) }
+			r := stalledStore(t, servers, cfg, key, func(s *memcached.Store) {
+				if broken {
+					memcached.SetPutOffEndsAtLastCall(s)
+				}
+				memcached.SetCallResolving(s, func(k string) {
+					if k != key {
+						return
+					}
+					mu.Lock()
+					i := calls
+					calls++
+					mu.Unlock()
+					if i < 2 {
+						entered <- struct{}{}
+						<-gates[i]
+					}
+				})
+			})
+			t.Cleanup(func() { open(0); open(1) })
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() {
+					_, err := r.Get(context.Background(), key)
+					errs <- err
+				}()
+			}
+			<-entered
+			<-entered
+			memcached.RepairKey(r, key)
+			require.Equal(t, 1, memcached.PutOffCount(r, key), "the visit put off for the two calls")
+			open(0)
+			require.NoError(t, <-errs, "the first call answers")
+			if broken {
+				require.Equal(t, 1, memcached.PutOffCount(r, key), "ends-at-last-call: the count kept")
+			} else {
+				require.Equal(t, 0, memcached.PutOffCount(r, key), "the first answer ended the episode, the second call still resolving")
+			}
+			open(1)
+			require.NoError(t, <-errs)
+			require.Equal(t, [3]uint32{1, 2, 1}, kinds(t, cands, key))
+			require.Equal(t, 0, memcached.PutOffCount(r, key), "the last answer ends it in both")
 		})
 	}
 }
