@@ -825,3 +825,40 @@ func WriteWithToken(s *Store, addr, key string, value []byte, cas, inc uint64) e
 // ErrOtherIncarnation is the refusal, not sent, of a token of another
 // incarnation of the node (R1).
 var ErrOtherIncarnation = errOtherInc
+
+// SetNoProbeConn makes the nodes keep no connection for the label's
+// probe (the first version of the flush's label, cold review rv-label
+// M1): the probe then finds one only when the pool holds one idle.
+func SetNoProbeConn(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.noProbeConn = true
+	}
+}
+
+// HasProbeConn reports whether the node at addr keeps a connection for
+// the label's probe.
+func HasProbeConn(s *Store, addr string) bool {
+	c := nodeAt(s, addr).meta
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.probe != nil
+}
+
+// DropIdle closes the idle pooled connections to the node at addr, not
+// its probe connection (as when every pooled one is lent: the next
+// operation dials).
+func DropIdle(s *Store, addr string) {
+	c := nodeAt(s, addr).meta
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.Close()
+	}
+}
+
+// SetAddOtherIncExists makes an Add whose CAS was refused as of another
+// incarnation of its node answer ErrExists (the code before: cold review
+// rv-label M2), not read again.
+func SetAddOtherIncExists(s *Store) { s.hooks.addOtherIncExists = true }

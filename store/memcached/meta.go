@@ -36,15 +36,21 @@ type metaClient struct {
 	// (sentinel) the first connection to it read with hello. Connections
 	// of another label are not pooled again. See label.
 	inc atomic.Uint64
-	// labelMu serialises label's decisions; sentinel is the incarnation
-	// value the newest hello read, whose label is inc.
-	labelMu  sync.Mutex
+	// labelSem (one slot; a channel, not a mutex: waiting on it ends with
+	// the caller's context, and the simulation's synctest bubble sees it
+	// as blocked, so its clock can fire the probe's deadline) serialises
+	// label's decisions; sentinel is the incarnation value the newest
+	// hello read, whose label is inc.
+	labelSem chan struct{}
 	sentinel uint64
 	// relabelOnFlush is a test's broken variant (SetRelabelOnFlush, the
 	// code before): every new sentinel is a new label, a flush's too.
 	// labelNoProbe is another (SetLabelNoProbe): a new sentinel keeps
-	// the label without the probe, a restart's too.
-	relabelOnFlush, labelNoProbe bool
+	// the label without the probe, a restart's too. noProbeConn
+	// (SetNoProbeConn, the first version of label): no connection is
+	// kept for the probe, which then finds one only when the pool holds
+	// one idle (a dial is mostly made when it holds none).
+	relabelOnFlush, labelNoProbe, noProbeConn bool
 
 	// pipe, when not nil, multiplexes operations over a few shared
 	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
@@ -58,8 +64,16 @@ type metaClient struct {
 	// with no touch sent again, its TTL not set.
 	touchErrOK bool
 
-	mu     sync.Mutex
-	idle   []*metaConn
+	mu   sync.Mutex
+	idle []*metaConn
+	// probe (with hello) is a connection of the current label kept out of
+	// the pool, never lent: label's probe after a flush. A dial is made
+	// when no connection is idle, so the pool alone mostly had none to
+	// ask (cold review rv-label M1). end parks a returned connection here
+	// when the slot is empty and another connection is idle already, so a
+	// process that never has two connections to a node at once (and so
+	// never dials while one is idle) keeps no extra one.
+	probe  *metaConn
 	closed bool // after close, connections are not pooled
 }
 
@@ -223,7 +237,10 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 			nc.Close()
 			return nil, false, err
 		}
-		cn.inc = c.label(inc)
+		if cn.inc, err = c.label(ctx, inc); err != nil {
+			nc.Close()
+			return nil, false, err
+		}
 	}
 	return cn, false, nil
 }
@@ -240,57 +257,75 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 // call a read again: docs/replication.md, R1).
 //
 // A new sentinel is of the same process when a connection opened before
-// it, an idle pooled one of the current label, still answers and holds
-// that very sentinel: a connection does not outlive its memcached
-// process (a restart closes every one; docs/replication.md 11.2), and
-// the sentinel's 64 random bits were made by the process that holds it.
-// Otherwise (no idle connection, no answer, another value: a restart,
-// or a flush whose probe could not be made) the sentinel is the new
-// label and the idle connections, of the old one, are closed, as after
-// a restart. The probe is one round trip at the first dial after a
-// flush; label holds labelMu meanwhile, so concurrent dials wait for it
-// (at most Timeout).
-func (c *metaClient) label(v uint64) uint64 {
-	c.labelMu.Lock()
-	defer c.labelMu.Unlock()
+// it, of the current label (the probe connection, else an idle pooled
+// one), still answers and holds that very sentinel: a connection does
+// not outlive its memcached process (a restart closes every one;
+// docs/replication.md 11.2), and the sentinel's 64 random bits were made
+// by the process that holds it (the comparison guards against two
+// processes behind one address, which 11.2 rules out). Otherwise (no
+// connection to ask, no answer, another value: a restart, or a flush
+// whose probe could not be made) the sentinel is the new label and the
+// idle connections, of the old one, are closed, as after a restart. The
+// probe is one round trip (bounded by Timeout and ctx) at the first dial
+// after a flush; label holds labelSem meanwhile, so concurrent dials
+// wait for it (or until their context ends: a *ctxError), and for one
+// more per other new sentinel (another flush).
+func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
+	select {
+	case c.labelSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, &ctxError{ctx.Err()}
+	}
+	defer func() { <-c.labelSem }()
 	old := c.inc.Load()
 	switch {
 	case old == 0:
 		c.inc.Store(v)
 	case v == c.sentinel:
-		return old
-	case c.labelNoProbe || (!c.relabelOnFlush && c.sameProcess(v)):
+		return old, nil
+	case c.labelNoProbe || (!c.relabelOnFlush && c.sameProcess(ctx, v)):
 		c.sentinel = v
-		return old
+		return old, nil
 	default:
 		c.inc.Store(v)
 		c.closeIdle()
 	}
 	c.sentinel = v
-	return v
+	return v, nil
 }
 
-// sameProcess reports whether an idle pooled connection answers a hello
-// with the sentinel v (label). The connection is pooled again when it
-// answered, closed when it did not.
-func (c *metaClient) sameProcess(v uint64) bool {
+// sameProcess reports whether a connection of the current label, the
+// probe connection or else an idle pooled one, answers a hello with the
+// sentinel v (label). The connection is kept when it answered (as the
+// probe connection when that slot is empty), closed when it did not.
+func (c *metaClient) sameProcess(ctx context.Context, v uint64) bool {
 	c.mu.Lock()
-	n := len(c.idle)
-	if n == 0 {
-		c.mu.Unlock()
+	cn := c.probe
+	c.probe = nil
+	if n := len(c.idle); cn == nil && n > 0 {
+		cn = c.idle[n-1]
+		c.idle = c.idle[:n-1]
+	}
+	c.mu.Unlock()
+	if cn == nil {
 		return false
 	}
-	cn := c.idle[n-1]
-	c.idle = c.idle[:n-1]
-	c.mu.Unlock()
-	_ = cn.nc.SetDeadline(time.Now().Add(c.timeout))
+	dl := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = cn.nc.SetDeadline(dl)
 	w, err := c.hello(cn)
-	if err != nil {
+	if err != nil || ctx.Err() != nil {
 		cn.nc.Close()
 		return false
 	}
 	c.mu.Lock()
-	if !c.closed && len(c.idle) < c.maxIdle {
+	switch {
+	case c.closed:
+	case c.probe == nil && !c.noProbeConn:
+		c.probe, cn = cn, nil
+	case len(c.idle) < c.maxIdle:
 		c.idle = append(c.idle, cn)
 		cn = nil
 	}
@@ -411,9 +446,14 @@ func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func
 		return err
 	}
 	c.mu.Lock()
-	if !c.closed && len(c.idle) < c.maxIdle && cn.inc == c.inc.Load() {
-		c.idle = append(c.idle, cn)
-		cn = nil
+	if !c.closed && cn.inc == c.inc.Load() {
+		switch {
+		case c.hello != nil && c.probe == nil && len(c.idle) > 0 && !c.noProbeConn:
+			c.probe, cn = cn, nil // kept for label's probe
+		case len(c.idle) < c.maxIdle:
+			c.idle = append(c.idle, cn)
+			cn = nil
+		}
 	}
 	c.mu.Unlock()
 	if cn != nil {
@@ -430,15 +470,19 @@ func isReply(err error) bool {
 		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.Is(err, errLostInc) || errors.As(err, &se)
 }
 
-// closeIdle closes the pooled connections (they may lead to a dead
-// process), and the pipeline's connections that have nothing in flight.
+// closeIdle closes the pooled connections and the probe connection
+// (they may lead to a dead process), and the pipeline's connections that
+// have nothing in flight.
 func (c *metaClient) closeIdle() {
 	if c.pipe != nil {
 		c.pipe.closeIdle()
 	}
 	c.mu.Lock()
 	idle := c.idle
-	c.idle = nil
+	if c.probe != nil {
+		idle = append(idle, c.probe)
+	}
+	c.idle, c.probe = nil, nil
 	c.mu.Unlock()
 	for _, cn := range idle {
 		cn.nc.Close()
@@ -913,7 +957,7 @@ func replyError(cmd, line string) error {
 // Config.TextProtocol. dial may be nil (a net.Dialer); the probe is bounded
 // by ctx and DefaultTimeout.
 func ProbeMeta(ctx context.Context, addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (bool, error) {
-	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial}
+	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial, labelSem: make(chan struct{}, 1)}
 	defer c.close()
 	return c.probeMeta(ctx)
 }

@@ -2,11 +2,13 @@ package memcached_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
@@ -24,10 +26,16 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		hook func(*memcached.Store)
-		keep bool
+		// emptyPool: every idle pooled connection is gone before the dial
+		// (all lent, as when a dial is made under load): only the probe
+		// connection is left to ask.
+		emptyPool bool
+		keep      bool
 	}{
-		{"fixed", func(*memcached.Store) {}, true},
-		{"code-before", memcached.SetRelabelOnFlush, false},
+		{"fixed", func(*memcached.Store) {}, false, true},
+		{"fixed/empty-pool", func(*memcached.Store) {}, true, true},
+		{"code-before", memcached.SetRelabelOnFlush, false, false},
+		{"no-probe-conn/empty-pool", memcached.SetNoProbeConn, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			servers, s := witnessSetup(t, memcached.Config{})
@@ -38,6 +46,9 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 			addr := memcached.WitnessCandidates(s, "label-flush")[1]
 			label := memcached.IncLabel(s, addr)
 			require.NotZero(t, label)
+			// A second connection, returned while another is idle: kept
+			// for the probe (not with SetNoProbeConn).
+			require.NoError(t, memcached.DialNew(s, addr))
 			require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
 			// An item made after the flush (as a repair restores a copy),
 			// read on a pooled connection opened before it.
@@ -46,18 +57,22 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 			require.NoError(t, err)
 			require.NotZero(t, cas)
 			require.Equal(t, label, inc, "the rig: read on a connection opened before the flush")
+			if tc.emptyPool {
+				memcached.DropIdle(s, addr)
+			}
 			// Another operation of the process dials the node.
 			require.NoError(t, memcached.DialNew(s, addr))
 			err = memcached.WriteWithToken(s, addr, "label-item", []byte("written"), cas, inc)
 			if !tc.keep {
 				require.NotEqual(t, label, memcached.IncLabel(s, addr))
-				require.ErrorIs(t, err, memcached.ErrOtherIncarnation, "the code before: refused unsent")
+				require.ErrorIs(t, err, memcached.ErrOtherIncarnation, "refused unsent")
 				require.Equal(t, "post-flush", string(rawGet(t, addr, "label-item").value))
 				return
 			}
 			require.Equal(t, label, memcached.IncLabel(s, addr), "the flushed process keeps its label")
 			require.NoError(t, err)
 			require.Equal(t, "written", string(rawGet(t, addr, "label-item").value))
+			require.True(t, memcached.HasProbeConn(s, addr), "the probe connection kept")
 			// The session itself: read and written through the new label.
 			e, err := s.Get(ctx, "label-flush")
 			require.NoError(t, err)
@@ -70,19 +85,23 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 
 // TestRestartChangesIncarnationLabel (R1): a restart resets memcached's
 // CAS counter, so a token read before it can name an item made after it.
-// The new process's sentinel is a new label (the probe of label on an
-// older connection fails: the restart closed it), and the old token is
-// refused unsent, never stored over the item it collides with. The broken
-// variant SetLabelNoProbe (a new sentinel keeps the label without the
-// probe) stores it there.
+// The new process's sentinel is a new label, whether the probe of label
+// fails on an older connection (the restart closed it) or finds none to
+// ask (every idle one dropped first, as a write's liveConn does), and the
+// old token is refused unsent, never stored over the item it collides
+// with. The broken variant SetLabelNoProbe (a new sentinel keeps the
+// label without the probe) stores it there.
 func TestRestartChangesIncarnationLabel(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		hook   func(*memcached.Store)
-		broken bool
+		name      string
+		hook      func(*memcached.Store)
+		emptyPool bool
+		broken    bool
 	}{
-		{"fixed", func(*memcached.Store) {}, false},
-		{"no-probe", memcached.SetLabelNoProbe, true},
+		{"fixed/probe-fails", func(*memcached.Store) {}, false, false},
+		{"fixed/nothing-to-probe", func(*memcached.Store) {}, true, false},
+		{"no-probe", memcached.SetLabelNoProbe, false, true},
+		{"no-probe/nothing-to-probe", memcached.SetLabelNoProbe, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			servers, s := witnessSetup(t, memcached.Config{})
@@ -93,6 +112,7 @@ func TestRestartChangesIncarnationLabel(t *testing.T) {
 			addr := memcached.WitnessCandidates(s, "label-restart")[1]
 			label := memcached.IncLabel(s, addr)
 			require.NotZero(t, label)
+			require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
 			// Some writes first, so that the token is above what the
 			// restarted process's counter starts at.
 			for range 10 {
@@ -103,6 +123,9 @@ func TestRestartChangesIncarnationLabel(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, label, inc)
 			require.NoError(t, serverAt(t, servers, addr).Restart(ctx))
+			if tc.emptyPool {
+				memcached.CloseIdle(s)
+			}
 			require.NoError(t, memcached.DialNew(s, addr))
 			// Another process's item, made after the restart, whose token
 			// is the very number (the counter started again).
@@ -121,6 +144,49 @@ func TestRestartChangesIncarnationLabel(t *testing.T) {
 			require.NotEqual(t, label, memcached.IncLabel(s, addr), "a restarted process has a new label")
 			require.ErrorIs(t, err, memcached.ErrOtherIncarnation)
 			require.Equal(t, "another's", string(rawGet(t, addr, "label-item").value))
+		})
+	}
+}
+
+// TestAddRefusedOtherIncReadsAgain (cold review rv-label M2): an Add
+// whose data CAS is refused unsent as of another incarnation of its node
+// (the label changed between its read and its CAS: here the sentinel
+// deleted and the idle connections closed, as a restart or a flush with
+// nothing to probe leaves them) undoes its witness and reads again: the
+// session is created. The code before (SetAddOtherIncExists) answered
+// ErrExists, and a Get then found no session.
+func TestAddRefusedOtherIncReadsAgain(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "code-before"}[before], func(t *testing.T) {
+			_, s := witnessSetup(t, memcached.Config{})
+			if before {
+				memcached.SetAddOtherIncExists(s)
+			}
+			ctx := context.Background()
+			const key = "label-add"
+			cands := memcached.WitnessCandidates(s, key)
+			// Connections to every node first, of their current labels.
+			_, err := s.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			var once sync.Once
+			memcached.SetAfterAddWitness(s, func(string) {
+				once.Do(func() {
+					rawDelete(t, cands[1], "__sl_inc")
+					memcached.CloseIdle(s)
+				})
+			})
+			_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+			if before {
+				require.ErrorIs(t, err, provider.ErrExists, "the code before")
+				require.ErrorContains(t, err, "token of another incarnation of the node; not sent")
+				_, err = s.Get(ctx, key)
+				require.ErrorIs(t, err, provider.ErrNotFound, "the code before: no session, though Add said it exists")
+				return
+			}
+			require.NoError(t, err)
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(e.Value))
 		})
 	}
 }
