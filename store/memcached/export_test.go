@@ -2,6 +2,7 @@ package memcached
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -862,3 +863,22 @@ func DropIdle(s *Store, addr string) {
 // incarnation of its node answer ErrExists (the code before: cold review
 // rv-label M2), not read again.
 func SetAddOtherIncExists(s *Store) { s.hooks.addOtherIncExists = true }
+
+// HoldLabel takes the node at addr's label slot (labelSem) until release
+// is called: a new connection's label waits for it; waiting (closed) is
+// closed when one is about to.
+func HoldLabel(s *Store, addr string) (waiting <-chan struct{}, release func()) {
+	c := nodeAt(s, addr).meta
+	w := make(chan struct{})
+	var wonce sync.Once
+	c.labelWaits = func() { wonce.Do(func() { close(w) }) }
+	c.labelSem <- struct{}{}
+	var once sync.Once
+	return w, func() { once.Do(func() { <-c.labelSem }) }
+}
+
+// DialNewCtx is DialNew with the dial's context.
+func DialNewCtx(ctx context.Context, s *Store, addr string) error {
+	_, err := nodeAt(s, addr).meta.doOn(ctx, newConn, func(*metaConn) error { return nil })
+	return err
+}

@@ -51,6 +51,9 @@ type metaClient struct {
 	// kept for the probe, which then finds one only when the pool holds
 	// one idle (a dial is mostly made when it holds none).
 	relabelOnFlush, labelNoProbe, noProbeConn bool
+	// labelWaits, when set (tests), is called when label is about to wait
+	// for labelSem.
+	labelWaits func()
 
 	// pipe, when not nil, multiplexes operations over a few shared
 	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
@@ -271,6 +274,9 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 // wait for it (or until their context ends: a *ctxError), and for one
 // more per other new sentinel (another flush).
 func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
+	if c.labelWaits != nil {
+		c.labelWaits()
+	}
 	select {
 	case c.labelSem <- struct{}{}:
 	case <-ctx.Done():
@@ -278,17 +284,28 @@ func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
 	}
 	defer func() { <-c.labelSem }()
 	old := c.inc.Load()
-	switch {
-	case old == 0:
-		c.inc.Store(v)
-	case v == c.sentinel:
+	if old != 0 && v == c.sentinel {
 		return old, nil
-	case c.labelNoProbe || (!c.relabelOnFlush && c.sameProcess(ctx, v)):
-		c.sentinel = v
-		return old, nil
-	default:
-		c.inc.Store(v)
-		c.closeIdle()
+	}
+	if old != 0 {
+		same := c.labelNoProbe
+		if !same && !c.relabelOnFlush {
+			var err error
+			if same, err = c.sameProcess(ctx, v); err != nil {
+				// The caller gave up during the probe: nothing learnt,
+				// the label kept (cold review rv-label2 m1: relabelling a
+				// node that was only flushed closed its pool).
+				return 0, err
+			}
+		}
+		if same {
+			c.sentinel = v
+			return old, nil
+		}
+	}
+	c.inc.Store(v)
+	if old != 0 {
+		c.closeIdle() // after the Store: end pools no connection of the old label again
 	}
 	c.sentinel = v
 	return v, nil
@@ -297,8 +314,9 @@ func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
 // sameProcess reports whether a connection of the current label, the
 // probe connection or else an idle pooled one, answers a hello with the
 // sentinel v (label). The connection is kept when it answered (as the
-// probe connection when that slot is empty), closed when it did not.
-func (c *metaClient) sameProcess(ctx context.Context, v uint64) bool {
+// probe connection when that slot is empty), closed when it did not. A
+// *ctxError: ctx ended before the answer (nothing learnt).
+func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 	c.mu.Lock()
 	cn := c.probe
 	c.probe = nil
@@ -308,7 +326,7 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) bool {
 	}
 	c.mu.Unlock()
 	if cn == nil {
-		return false
+		return false, nil
 	}
 	dl := time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
@@ -316,9 +334,13 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) bool {
 	}
 	_ = cn.nc.SetDeadline(dl)
 	w, err := c.hello(cn)
-	if err != nil || ctx.Err() != nil {
+	if cerr := ctx.Err(); cerr != nil {
 		cn.nc.Close()
-		return false
+		return false, &ctxError{cerr}
+	}
+	if err != nil {
+		cn.nc.Close()
+		return false, nil
 	}
 	c.mu.Lock()
 	switch {
@@ -333,7 +355,7 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) bool {
 	if cn != nil {
 		cn.nc.Close()
 	}
-	return w == v
+	return w == v, nil
 }
 
 // hasIdle reports whether the pool holds a connection now (conn would

@@ -43,7 +43,9 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 		// rv-label M2: answered ErrExists, and a Get then found nothing).
 		// Read again, on connections of the node's current label.
 		if try == maxAddTries {
-			return 0, fmt.Errorf("memcached: add: %w: a candidate's incarnation kept changing; nothing written: %w", provider.ErrUnavailable, err)
+			// Not %w: the last try's error wraps ErrExists, which this is
+			// not (rv-label2 M1).
+			return 0, fmt.Errorf("memcached: add: %w: a candidate's incarnation kept changing; nothing written: %v", provider.ErrUnavailable, err)
 		}
 	}
 }

@@ -2,7 +2,10 @@ package memcached_test
 
 import (
 	"context"
+	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,4 +192,136 @@ func TestAddRefusedOtherIncReadsAgain(t *testing.T) {
 			require.Equal(t, "v1", string(e.Value))
 		})
 	}
+}
+
+// TestAddOtherIncTriesBounded (cold review rv-label2 M1): an Add refused
+// as of another incarnation at every try reads again at most 3 times and
+// answers ErrUnavailable, not ErrExists (nothing written: no record was
+// found). The first build wrapped the last try's error, so the answer was
+// also ErrExists, which the provider's loop takes for a record found.
+func TestAddOtherIncTriesBounded(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "label-add-tries"
+	cands := memcached.WitnessCandidates(s, key)
+	tries := 0
+	memcached.SetAfterAddWitness(s, func(string) {
+		tries++
+		rawDelete(t, cands[1], "__sl_inc")
+		memcached.CloseIdle(s)
+	})
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrExists, "no record was found")
+	require.Equal(t, 3, tries)
+	memcached.SetAfterAddWitness(s, nil)
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound, "nothing written")
+}
+
+// TestLabelWaitEndsWithContext: a new connection whose label waits for
+// another's probe (the slot held) returns when its caller's context ends,
+// with the context's error (the node not blamed).
+func TestLabelWaitEndsWithContext(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	addr := memcached.WitnessCandidates(s, "label-wait")[0]
+	require.NoError(t, memcached.DialNew(s, addr)) // the node labelled
+	waiting, release := memcached.HoldLabel(s, addr)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- memcached.DialNewCtx(ctx, s, addr) }()
+	<-waiting
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("the label's wait did not end with its context")
+	}
+}
+
+// TestOneConnectionKeepsNoProbe: a process that never has two
+// connections to a node at once (sequential plain reads and writes) keeps
+// no connection out of the pool for the label's probe: it never dials
+// while one is idle, so a flush never makes it relabel.
+func TestOneConnectionKeepsNoProbe(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "label-one-conn"
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for range 20 {
+		_, err := s.Get(ctx, key)
+		require.NoError(t, err)
+	}
+	for _, addr := range memcached.WitnessCandidates(s, key) {
+		require.False(t, memcached.HasProbeConn(s, addr), "%s: no probe connection", addr)
+	}
+}
+
+// probeTrapConn fails its next Read (as the deadline would) and cancels
+// the caller's context first, once armed: the probe of label running
+// into the end of its caller's context.
+type probeTrapConn struct {
+	net.Conn
+	trap  *atomic.Pointer[context.CancelFunc] // shared: sprung once
+	armed atomic.Bool                         // opened before the trap was set
+}
+
+func (c *probeTrapConn) Read(b []byte) (int, error) {
+	if !c.armed.Load() {
+		return c.Conn.Read(b)
+	}
+	if cancel := c.trap.Swap(nil); cancel != nil {
+		(*cancel)()
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Read(b)
+}
+
+// TestLabelProbeCancelledKeepsLabel (cold review rv-label2 m1): a probe
+// that ends with its caller's context learnt nothing: the dial fails with
+// the context's error and the node keeps its label and its pool (the
+// first build took it for a restart, relabelled the node that was only
+// flushed and closed its connections).
+func TestLabelProbeCancelledKeepsLabel(t *testing.T) {
+	servers := startNodes(t, 3)
+	var trap atomic.Pointer[context.CancelFunc]
+	var mu sync.Mutex
+	var traps []*probeTrapConn
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &probeTrapConn{Conn: c, trap: &trap}
+		mu.Lock()
+		traps = append(traps, tc)
+		mu.Unlock()
+		return tc, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, "label-cancel", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	addr := memcached.WitnessCandidates(s, "label-cancel")[1]
+	label := memcached.IncLabel(s, addr)
+	require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
+	require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	trap.Store(&cancel)
+	mu.Lock()
+	for _, tc := range traps { // every connection open now: the probe's
+		tc.armed.Store(true)
+	}
+	mu.Unlock()
+	err = memcached.DialNewCtx(dctx, s, addr)
+	require.Nil(t, trap.Load(), "the rig: the probe ran into the context's end")
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, label, memcached.IncLabel(s, addr), "nothing learnt: the label kept")
+	require.NoError(t, memcached.DialNew(s, addr))
+	require.Equal(t, label, memcached.IncLabel(s, addr), "the next probe finds the same process")
 }
