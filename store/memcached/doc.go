@@ -297,8 +297,9 @@
 // ConnsPooled takes one connection from a pool per operation
 // (MaxIdleConnsPerNode idle ones kept). The witness scheme
 // (BackupWitness) always uses pooled connections: it reads the node's
-// incarnation on every new connection and checks it per connection
-// (witness_inc.go), which pipelined connections do not do. So does the
+// incarnation on every new connection (a flush keeps the label: meta.go
+// label) and checks it per connection (witness_inc.go), which pipelined
+// connections do not do. So does the
 // text path (gomemcache). Round trips and commands per request are the
 // same on both kinds of connection, and the conformance suite runs on both
 // (TestConformance).

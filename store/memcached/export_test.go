@@ -2,6 +2,7 @@ package memcached
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -761,3 +762,123 @@ func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }
 // record on the third node (a failover's older copy, a lost fence) as it
 // is, replacing only a blank or another configuration's witness.
 func SetR9KeepsData(s *Store) { s.hooks.r9KeepsData = true }
+
+// nodeAt returns s's node at addr.
+func nodeAt(s *Store, addr string) *node {
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			return n
+		}
+	}
+	panic("no node at " + addr)
+}
+
+// SetRelabelOnFlush makes every new incarnation sentinel a node's new
+// connection reads a new label, a flush's too (the code before: a token
+// read on a connection opened before a flush is refused on one opened
+// after it).
+func SetRelabelOnFlush(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.relabelOnFlush = true
+	}
+}
+
+// SetLabelNoProbe makes a new sentinel keep the node's label without
+// asking an older connection (a broken variant: a restart's new process
+// keeps the old label, and a token of the old one is sent to it).
+func SetLabelNoProbe(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.labelNoProbe = true
+	}
+}
+
+// IncLabel returns the incarnation label of the node at addr (0 before
+// its first connection).
+func IncLabel(s *Store, addr string) uint64 { return nodeAt(s, addr).meta.inc.Load() }
+
+// DialNew opens a new connection to the node at addr (its hello reads
+// the node's incarnation sentinel, creating it when missing, as any
+// operation's dial does) and pools it.
+func DialNew(s *Store, addr string) error {
+	_, err := nodeAt(s, addr).meta.doOn(context.Background(), newConn, func(*metaConn) error { return nil })
+	return err
+}
+
+// ReadToken reads key on the node at addr through the witness scheme's
+// connections and returns its token and the label of the connection that
+// read it (cas 0: a miss).
+func ReadToken(s *Store, addr, key string) (cas, inc uint64, err error) {
+	it, err := nodeAt(s, addr).wget(context.Background(), key, " c")
+	if err != nil || it.metaItem == nil {
+		return 0, it.inc, err
+	}
+	return it.cas, it.inc, nil
+}
+
+// WriteWithToken stores value under key on the node at addr only if its
+// token is still cas in incarnation inc (R1's conditional write, as every
+// decision of the witness scheme sends it).
+func WriteWithToken(s *Store, addr, key string, value []byte, cas, inc uint64) error {
+	_, err := nodeAt(s, addr).wcas(context.Background(), key, value, 60, kindData, cas, inc)
+	return err
+}
+
+// ErrOtherIncarnation is the refusal, not sent, of a token of another
+// incarnation of the node (R1).
+var ErrOtherIncarnation = errOtherInc
+
+// SetNoProbeConn makes the nodes keep no connection for the label's
+// probe (the first version of the flush's label, cold review rv-label
+// M1): the probe then finds one only when the pool holds one idle.
+func SetNoProbeConn(s *Store) {
+	for _, n := range s.nodes {
+		n.meta.noProbeConn = true
+	}
+}
+
+// HasProbeConn reports whether the node at addr keeps a connection for
+// the label's probe.
+func HasProbeConn(s *Store, addr string) bool {
+	c := nodeAt(s, addr).meta
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.probe != nil
+}
+
+// DropIdle closes the idle pooled connections to the node at addr, not
+// its probe connection (as when every pooled one is lent: the next
+// operation dials).
+func DropIdle(s *Store, addr string) {
+	c := nodeAt(s, addr).meta
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.nc.Close()
+	}
+}
+
+// SetAddOtherIncExists makes an Add whose CAS was refused as of another
+// incarnation of its node answer ErrExists (the code before: cold review
+// rv-label M2), not read again.
+func SetAddOtherIncExists(s *Store) { s.hooks.addOtherIncExists = true }
+
+// HoldLabel takes the node at addr's label slot (labelSem) until release
+// is called: a new connection's label waits for it; waiting (closed) is
+// closed when one is about to.
+func HoldLabel(s *Store, addr string) (waiting <-chan struct{}, release func()) {
+	c := nodeAt(s, addr).meta
+	w := make(chan struct{})
+	var wonce sync.Once
+	c.labelWaits = func() { wonce.Do(func() { close(w) }) }
+	c.labelSem <- struct{}{}
+	var once sync.Once
+	return w, func() { once.Do(func() { <-c.labelSem }) }
+}
+
+// DialNewCtx is DialNew with the dial's context.
+func DialNewCtx(ctx context.Context, s *Store, addr string) error {
+	_, err := nodeAt(s, addr).meta.doOn(ctx, newConn, func(*metaConn) error { return nil })
+	return err
+}

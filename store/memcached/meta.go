@@ -32,9 +32,28 @@ type metaClient struct {
 	// before its first command and returns the node's incarnation
 	// (witness_inc.go), kept with the connection.
 	hello func(cn *metaConn) (uint64, error)
-	// inc is the newest incarnation a new connection read (with hello):
-	// connections of another one are not pooled again.
+	// inc is the label of the node's memcached process: the incarnation
+	// (sentinel) the first connection to it read with hello. Connections
+	// of another label are not pooled again. See label.
 	inc atomic.Uint64
+	// labelSem (one slot; a channel, not a mutex: waiting on it ends with
+	// the caller's context, and the simulation's synctest bubble sees it
+	// as blocked, so its clock can fire the probe's deadline) serialises
+	// label's decisions; sentinel is the incarnation value the newest
+	// hello read, whose label is inc.
+	labelSem chan struct{}
+	sentinel uint64
+	// relabelOnFlush is a test's broken variant (SetRelabelOnFlush, the
+	// code before): every new sentinel is a new label, a flush's too.
+	// labelNoProbe is another (SetLabelNoProbe): a new sentinel keeps
+	// the label without the probe, a restart's too. noProbeConn
+	// (SetNoProbeConn, the first version of label): no connection is
+	// kept for the probe, which then finds one only when the pool holds
+	// one idle (a dial is mostly made when it holds none).
+	relabelOnFlush, labelNoProbe, noProbeConn bool
+	// labelWaits, when set (tests), is called when label is about to wait
+	// for labelSem.
+	labelWaits func()
 
 	// pipe, when not nil, multiplexes operations over a few shared
 	// connections (ConnsPipelined; see pipeline.go) instead of the pool.
@@ -48,8 +67,16 @@ type metaClient struct {
 	// with no touch sent again, its TTL not set.
 	touchErrOK bool
 
-	mu     sync.Mutex
-	idle   []*metaConn
+	mu   sync.Mutex
+	idle []*metaConn
+	// probe (with hello) is a connection of the current label kept out of
+	// the pool, never lent: label's probe after a flush. A dial is made
+	// when no connection is idle, so the pool alone mostly had none to
+	// ask (cold review rv-label M1). end parks a returned connection here
+	// when the slot is empty and another connection is idle already, so a
+	// process that never has two connections to a node at once (and so
+	// never dials while one is idle) keeps no extra one.
+	probe  *metaConn
 	closed bool // after close, connections are not pooled
 }
 
@@ -213,13 +240,122 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 			nc.Close()
 			return nil, false, err
 		}
-		cn.inc = inc
-		if old := c.inc.Swap(inc); old != inc && old != 0 {
-			// A new incarnation: pooled connections carry the old one.
-			c.closeIdle()
+		if cn.inc, err = c.label(ctx, inc); err != nil {
+			nc.Close()
+			return nil, false, err
 		}
 	}
 	return cn, false, nil
+}
+
+// label returns the label of a new connection whose hello read the
+// node's sentinel v: the label of the memcached process holding v. A
+// token is refused on a connection of another label (R1), because a
+// restart resets memcached's CAS counter: a token of the old process may
+// name an item of the new one. A flush_all deletes the sentinel (the
+// next hello makes a new one) but keeps the process, its connections and
+// its counter: tokens read before and after it are of one counter and
+// keep one label, so a token read on a connection opened before the
+// flush is not refused on one opened after it (the refusal cost the
+// call a read again: docs/replication.md, R1).
+//
+// A new sentinel is of the same process when a connection opened before
+// it, of the current label (the probe connection, else an idle pooled
+// one), still answers and holds that very sentinel: a connection does
+// not outlive its memcached process (a restart closes every one;
+// docs/replication.md 11.2), and the sentinel's 64 random bits were made
+// by the process that holds it (the comparison guards against two
+// processes behind one address, which 11.2 rules out). Otherwise (no
+// connection to ask, no answer, another value: a restart, or a flush
+// whose probe could not be made) the sentinel is the new label and the
+// idle connections, of the old one, are closed, as after a restart. The
+// probe is one round trip (bounded by Timeout and ctx) at the first dial
+// after a flush; label holds labelSem meanwhile, so concurrent dials
+// wait for it (or until their context ends: a *ctxError), and for one
+// more per other new sentinel (another flush).
+func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
+	if c.labelWaits != nil {
+		c.labelWaits()
+	}
+	select {
+	case c.labelSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, &ctxError{ctx.Err()}
+	}
+	defer func() { <-c.labelSem }()
+	old := c.inc.Load()
+	if old != 0 && v == c.sentinel {
+		return old, nil
+	}
+	if old != 0 {
+		same := c.labelNoProbe
+		if !same && !c.relabelOnFlush {
+			var err error
+			if same, err = c.sameProcess(ctx, v); err != nil {
+				// The caller gave up during the probe: nothing learnt,
+				// the label kept (cold review rv-label2 m1: relabelling a
+				// node that was only flushed closed its pool).
+				return 0, err
+			}
+		}
+		if same {
+			c.sentinel = v
+			return old, nil
+		}
+	}
+	c.inc.Store(v)
+	if old != 0 {
+		c.closeIdle() // after the Store: end pools no connection of the old label again
+	}
+	c.sentinel = v
+	return v, nil
+}
+
+// sameProcess reports whether a connection of the current label, the
+// probe connection or else an idle pooled one, answers a hello with the
+// sentinel v (label). The connection is kept when it answered (as the
+// probe connection when that slot is empty), closed when it did not. A
+// *ctxError: ctx ended before the answer (nothing learnt).
+func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
+	c.mu.Lock()
+	cn := c.probe
+	c.probe = nil
+	if n := len(c.idle); cn == nil && n > 0 {
+		cn = c.idle[n-1]
+		c.idle = c.idle[:n-1]
+	}
+	c.mu.Unlock()
+	if cn == nil {
+		return false, nil
+	}
+	dl := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = cn.nc.SetDeadline(dl)
+	w, err := c.hello(cn)
+	if cerr := ctx.Err(); cerr != nil {
+		cn.nc.Close()
+		return false, &ctxError{cerr}
+	}
+	if err != nil {
+		cn.nc.Close()
+		return false, nil
+	}
+	c.mu.Lock()
+	switch {
+	case c.closed:
+	case c.probe == nil && !c.noProbeConn:
+		c.probe, cn = cn, nil
+	case len(c.idle) < c.maxIdle:
+		c.idle = append(c.idle, cn)
+		cn = nil
+	}
+	c.mu.Unlock()
+	if cn != nil {
+		cn.nc.Close()
+	}
+	return w == v, nil
 }
 
 // hasIdle reports whether the pool holds a connection now (conn would
@@ -332,9 +468,14 @@ func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func
 		return err
 	}
 	c.mu.Lock()
-	if !c.closed && len(c.idle) < c.maxIdle && cn.inc == c.inc.Load() {
-		c.idle = append(c.idle, cn)
-		cn = nil
+	if !c.closed && cn.inc == c.inc.Load() {
+		switch {
+		case c.hello != nil && c.probe == nil && len(c.idle) > 0 && !c.noProbeConn:
+			c.probe, cn = cn, nil // kept for label's probe
+		case len(c.idle) < c.maxIdle:
+			c.idle = append(c.idle, cn)
+			cn = nil
+		}
 	}
 	c.mu.Unlock()
 	if cn != nil {
@@ -351,15 +492,19 @@ func isReply(err error) bool {
 		errors.Is(err, errAppendFull) || errors.Is(err, errOtherInc) || errors.Is(err, errLostInc) || errors.As(err, &se)
 }
 
-// closeIdle closes the pooled connections (they may lead to a dead
-// process), and the pipeline's connections that have nothing in flight.
+// closeIdle closes the pooled connections and the probe connection
+// (they may lead to a dead process), and the pipeline's connections that
+// have nothing in flight.
 func (c *metaClient) closeIdle() {
 	if c.pipe != nil {
 		c.pipe.closeIdle()
 	}
 	c.mu.Lock()
 	idle := c.idle
-	c.idle = nil
+	if c.probe != nil {
+		idle = append(idle, c.probe)
+	}
+	c.idle, c.probe = nil, nil
 	c.mu.Unlock()
 	for _, cn := range idle {
 		cn.nc.Close()
@@ -834,7 +979,7 @@ func replyError(cmd, line string) error {
 // Config.TextProtocol. dial may be nil (a net.Dialer); the probe is bounded
 // by ctx and DefaultTimeout.
 func ProbeMeta(ctx context.Context, addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (bool, error) {
-	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial}
+	c := &metaClient{addr: addr, timeout: DefaultTimeout, dial: dial, labelSem: make(chan struct{}, 1)}
 	defer c.close()
 	return c.probeMeta(ctx)
 }

@@ -179,7 +179,9 @@ type Config struct {
 	// connections per node every burst (a connect round trip added to most
 	// operations, and TIME_WAIT sockets piling up). 64 covers the
 	// concurrency of a busy server, while 16 such servers still stay under
-	// memcached's default limit of 1024 connections.
+	// memcached's default limit of 1024 connections. BackupWitness keeps
+	// one more connection per node out of the pool, once two were open at
+	// once, to tell a flush from a restart (docs/replication.md, R1).
 	MaxIdleConnsPerNode int
 	// Conns selects how operations share a node's connections: a few
 	// shared connections, each carrying many operations at once
@@ -430,6 +432,7 @@ type testHooks struct {
 	putOffRecordAges         bool             // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
 	putOffR8Drop             bool             // broken variant (rv-r9c m2): R8's drop in R4.1 (forgetting a creation of unknown outcome found not found) is put off too while a call of this process resolves the key
 	requeuesStack            bool             // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
+	addOtherIncExists        bool             // the code before (rv-label M2): an Add whose CAS was refused as of another incarnation answers ErrExists
 	putOffEndsAtLastCall     bool             // broken variant (rv-r9d (g)): a call's answer ends the episode only when no other call of the process resolves the key
 	putOffFirstKept          bool             // broken variant (rv-r9e m1): an episode's first put-off on a record kept for a pending re-queue keeps the earlier episode's first time, so its bound can fire at once
 	requeueFired             func(key string) // a put-off's re-queue timer fired for key, nothing done yet (tests hold it)
@@ -519,7 +522,7 @@ func New(cfg Config) (*Store, error) {
 			idx:      i,
 			addr:     addr,
 			text:     text,
-			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode, dial: cfg.DialContext},
+			meta:     &metaClient{addr: addr, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConnsPerNode, dial: cfg.DialContext, labelSem: make(chan struct{}, 1)},
 			stale:    make(map[string]struct{}),
 			maxStale: maxStaleKeys,
 			onEvent:  cfg.OnEvent,

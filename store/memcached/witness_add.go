@@ -30,6 +30,32 @@ import (
 // Timeout is the session created on the other two (nowit, secondary first)
 // and put on the witness-less list (R8's failed-candidate case).
 func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	for try := 1; ; try++ {
+		cas, err := w.addOnce(ctx, key, value, ttl)
+		if !errors.Is(err, errOtherInc) || !errors.Is(err, provider.ErrExists) || errors.Is(err, provider.ErrOutcomeUnknown) ||
+			w.s.hooks.addOtherIncExists {
+			return cas, err
+		}
+		// A CAS refused unsent as of another incarnation of its node
+		// (R1: its blank was read on a connection of the label before a
+		// restart, or a flush whose probe could not be made), everything
+		// stored undone: no evidence of another record (cold review
+		// rv-label M2: answered ErrExists, and a Get then found nothing).
+		// Read again, on connections of the node's current label.
+		if try == maxAddTries {
+			// Not %w: the last try's error wraps ErrExists, which this is
+			// not (rv-label2 M1).
+			return 0, fmt.Errorf("memcached: add: %w: a candidate's incarnation kept changing; nothing written: %v", provider.ErrUnavailable, err)
+		}
+	}
+}
+
+// maxAddTries bounds add's reads again after a CAS refused as of another
+// incarnation (each follows a new label of a node: a restart or flush).
+const maxAddTries = 3
+
+// addOnce is one try of add: R8 from its read.
+func (w *witness) addOnce(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	exp, timeout, err := w.checkTTL(ttl)
 	if err != nil {
 		return 0, err
@@ -78,7 +104,7 @@ func (w *witness) add(ctx context.Context, key string, value []byte, ttl time.Du
 	if err != nil {
 		switch o := classify(err); {
 		case o.refused():
-			return 0, fmt.Errorf("memcached: add: %w: the witness node's blank changed", provider.ErrExists)
+			return 0, fmt.Errorf("memcached: add: %w: the witness node's blank changed: %w", provider.ErrExists, err)
 		case (o == woSilent || o == woNotSent) && wr.n.wh.isFailed():
 			// The failed candidate gave no reply to the witness CAS.
 			return w.addWithoutWitness(ctx, key, value, exp, timeout, &rs, int(home.wit()))

@@ -82,7 +82,7 @@ func TestFanoutDialsAtOnce(t *testing.T) {
 	nodes := make([]*node, 2)
 	for i, srv := range servers {
 		a := srv.Addr()
-		nodes[i] = &node{addr: a, meta: &metaClient{addr: a, timeout: 500 * time.Millisecond, maxIdle: 4, hello: helloIncarnation}, wh: witHealth{after: time.Minute, addr: a}}
+		nodes[i] = &node{addr: a, meta: &metaClient{addr: a, timeout: 500 * time.Millisecond, maxIdle: 4, hello: helloIncarnation, labelSem: make(chan struct{}, 1)}, wh: witHealth{after: time.Minute, addr: a}}
 		t.Cleanup(nodes[i].meta.close)
 	}
 	ctx := context.Background()

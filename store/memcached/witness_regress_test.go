@@ -767,27 +767,44 @@ func TestRepairLeavesOwnWriteInFlight(t *testing.T) {
 // the key found a record (every Get a lost session) until it expired
 // (TW, hours). The undo now reads the witness again and, the item
 // unchanged, sends it under the current label: the Add is a certain
-// ErrExists and the next one succeeds.
+// ErrExists and the next one succeeds. (Since cold review rv-label M2 the
+// Add itself reads again after such a refusal and succeeds; the undo is
+// checked with SetAddOtherIncExists, which answers the ErrExists as
+// before, and the read again in "reads-again".)
 func TestAddUndoAfterFlushNotWedged(t *testing.T) {
-	const key = "addwedge"
-	ctx := context.Background()
-	// Right after the witness CAS was stored: a new connection to every
-	// node (another key's Add), which learns the flushed nodes' new
-	// incarnation.
-	servers, s, _, arm := afterReplyStore(t, key, 2, func(s *memcached.Store) {
-		memcached.CloseIdle(s)
-		_, _ = s.Add(ctx, "addwedge-other", []byte("x"), time.Minute)
-	})
-	_, err := s.Add(ctx, "addwedge-warm", []byte("x"), time.Minute) // pooled connections to every node
-	require.NoError(t, err)
-	for _, srv := range servers {
-		require.NoError(t, srv.FlushAll(ctx))
+	for _, readsAgain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "undo", true: "reads-again"}[readsAgain], func(t *testing.T) {
+			const key = "addwedge"
+			ctx := context.Background()
+			// Right after the witness CAS was stored: a new connection to
+			// every node (another key's Add), which learns the flushed
+			// nodes' new incarnation.
+			servers, s, _, arm := afterReplyStore(t, key, 2, func(s *memcached.Store) {
+				memcached.CloseIdle(s)
+				_, _ = s.Add(ctx, "addwedge-other", []byte("x"), time.Minute)
+			})
+			if !readsAgain {
+				memcached.SetAddOtherIncExists(s)
+			}
+			_, err := s.Add(ctx, "addwedge-warm", []byte("x"), time.Minute) // pooled connections to every node
+			require.NoError(t, err)
+			for _, srv := range servers {
+				require.NoError(t, srv.FlushAll(ctx))
+			}
+			arm()
+			_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+			if readsAgain {
+				require.NoError(t, err, "the refusal wrote nothing: the Add reads again")
+				e, err := s.Get(ctx, key)
+				require.NoError(t, err)
+				require.Equal(t, "v1", string(e.Value))
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrExists, "the secondary's blank read on a connection of the old label: nothing left")
+			_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+			require.NoError(t, err, "a lone witness left by the first Add")
+		})
 	}
-	arm()
-	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.ErrorIs(t, err, provider.ErrExists, "the secondary's blank read on a connection of the old label: nothing left")
-	_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
-	require.NoError(t, err, "a lone witness left by the first Add")
 }
 
 // M2, unreachable primary: a write whose primary could not even be dialled

@@ -1,0 +1,327 @@
+package memcached_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sessionlock/sessionlock/provider"
+	"github.com/sessionlock/sessionlock/store/memcached"
+)
+
+// TestFlushKeepsIncarnationLabel (R1): flush_all deletes the node's
+// incarnation sentinel but keeps its memcached process, its connections
+// and its CAS counter. A token read after the flush on a connection
+// opened before it names a live item of that one counter: the write with
+// it goes out and is stored, also when another operation of the process
+// dialled the node meanwhile (its hello made the new sentinel). The code
+// before (SetRelabelOnFlush) made the new sentinel a new label and
+// refused the token unsent: the call read again (a counted anomaly read
+// of the witness scheme's decisions, about 1 call in 10 after a flush in
+// the simulation).
+func TestFlushKeepsIncarnationLabel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hook func(*memcached.Store)
+		// emptyPool: every idle pooled connection is gone before the dial
+		// (all lent, as when a dial is made under load): only the probe
+		// connection is left to ask.
+		emptyPool bool
+		keep      bool
+	}{
+		{"fixed", func(*memcached.Store) {}, false, true},
+		{"fixed/empty-pool", func(*memcached.Store) {}, true, true},
+		{"code-before", memcached.SetRelabelOnFlush, false, false},
+		{"no-probe-conn/empty-pool", memcached.SetNoProbeConn, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers, s := witnessSetup(t, memcached.Config{})
+			tc.hook(s)
+			ctx := context.Background()
+			_, err := s.Add(ctx, "label-flush", []byte("v1"), time.Minute)
+			require.NoError(t, err)
+			addr := memcached.WitnessCandidates(s, "label-flush")[1]
+			label := memcached.IncLabel(s, addr)
+			require.NotZero(t, label)
+			// A second connection, returned while another is idle: kept
+			// for the probe (not with SetNoProbeConn).
+			require.NoError(t, memcached.DialNew(s, addr))
+			require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
+			// An item made after the flush (as a repair restores a copy),
+			// read on a pooled connection opened before it.
+			rawSet(t, addr, "label-item", []byte("post-flush"), 60, 1)
+			cas, inc, err := memcached.ReadToken(s, addr, "label-item")
+			require.NoError(t, err)
+			require.NotZero(t, cas)
+			require.Equal(t, label, inc, "the rig: read on a connection opened before the flush")
+			if tc.emptyPool {
+				memcached.DropIdle(s, addr)
+			}
+			// Another operation of the process dials the node.
+			require.NoError(t, memcached.DialNew(s, addr))
+			err = memcached.WriteWithToken(s, addr, "label-item", []byte("written"), cas, inc)
+			if !tc.keep {
+				require.NotEqual(t, label, memcached.IncLabel(s, addr))
+				require.ErrorIs(t, err, memcached.ErrOtherIncarnation, "refused unsent")
+				require.Equal(t, "post-flush", string(rawGet(t, addr, "label-item").value))
+				return
+			}
+			require.Equal(t, label, memcached.IncLabel(s, addr), "the flushed process keeps its label")
+			require.NoError(t, err)
+			require.Equal(t, "written", string(rawGet(t, addr, "label-item").value))
+			require.True(t, memcached.HasProbeConn(s, addr), "the probe connection kept")
+			// The session itself: read and written through the new label.
+			e, err := s.Get(ctx, "label-flush")
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(e.Value))
+			_, err = s.CompareAndSwap(ctx, "label-flush", []byte("v2"), e.CAS, time.Minute)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestRestartChangesIncarnationLabel (R1): a restart resets memcached's
+// CAS counter, so a token read before it can name an item made after it.
+// The new process's sentinel is a new label, whether the probe of label
+// fails on an older connection (the restart closed it) or finds none to
+// ask (every idle one dropped first, as a write's liveConn does), and the
+// old token is refused unsent, never stored over the item it collides
+// with. The broken variant SetLabelNoProbe (a new sentinel keeps the
+// label without the probe) stores it there.
+func TestRestartChangesIncarnationLabel(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		hook      func(*memcached.Store)
+		emptyPool bool
+		broken    bool
+	}{
+		{"fixed/probe-fails", func(*memcached.Store) {}, false, false},
+		{"fixed/nothing-to-probe", func(*memcached.Store) {}, true, false},
+		{"no-probe", memcached.SetLabelNoProbe, false, true},
+		{"no-probe/nothing-to-probe", memcached.SetLabelNoProbe, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers, s := witnessSetup(t, memcached.Config{})
+			tc.hook(s)
+			ctx := context.Background()
+			_, err := s.Add(ctx, "label-restart", []byte("v1"), time.Minute)
+			require.NoError(t, err)
+			addr := memcached.WitnessCandidates(s, "label-restart")[1]
+			label := memcached.IncLabel(s, addr)
+			require.NotZero(t, label)
+			require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
+			// Some writes first, so that the token is above what the
+			// restarted process's counter starts at.
+			for range 10 {
+				rawSet(t, addr, "label-pad", []byte("x"), 60, 0)
+			}
+			rawSet(t, addr, "label-item", []byte("before"), 60, 1)
+			cas, inc, err := memcached.ReadToken(s, addr, "label-item")
+			require.NoError(t, err)
+			require.Equal(t, label, inc)
+			require.NoError(t, serverAt(t, servers, addr).Restart(ctx))
+			if tc.emptyPool {
+				memcached.CloseIdle(s)
+			}
+			require.NoError(t, memcached.DialNew(s, addr))
+			// Another process's item, made after the restart, whose token
+			// is the very number (the counter started again).
+			for rawGet(t, addr, "label-pad").cas < cas-1 {
+				rawSet(t, addr, "label-pad", []byte("x"), 60, 0)
+			}
+			rawSet(t, addr, "label-item", []byte("another's"), 60, 1)
+			require.Equal(t, cas, rawGet(t, addr, "label-item").cas, "the rig: a token of the old process names the new item")
+			err = memcached.WriteWithToken(s, addr, "label-item", []byte("stale write"), cas, inc)
+			if tc.broken {
+				require.Equal(t, label, memcached.IncLabel(s, addr))
+				require.NoError(t, err, "the broken variant sends the old token")
+				require.Equal(t, "stale write", string(rawGet(t, addr, "label-item").value), "the broken variant overwrote another's item")
+				return
+			}
+			require.NotEqual(t, label, memcached.IncLabel(s, addr), "a restarted process has a new label")
+			require.ErrorIs(t, err, memcached.ErrOtherIncarnation)
+			require.Equal(t, "another's", string(rawGet(t, addr, "label-item").value))
+		})
+	}
+}
+
+// TestAddRefusedOtherIncReadsAgain (cold review rv-label M2): an Add
+// whose data CAS is refused unsent as of another incarnation of its node
+// (the label changed between its read and its CAS: here the sentinel
+// deleted and the idle connections closed, as a restart or a flush with
+// nothing to probe leaves them) undoes its witness and reads again: the
+// session is created. The code before (SetAddOtherIncExists) answered
+// ErrExists, and a Get then found no session.
+func TestAddRefusedOtherIncReadsAgain(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "code-before"}[before], func(t *testing.T) {
+			_, s := witnessSetup(t, memcached.Config{})
+			if before {
+				memcached.SetAddOtherIncExists(s)
+			}
+			ctx := context.Background()
+			const key = "label-add"
+			cands := memcached.WitnessCandidates(s, key)
+			// Connections to every node first, of their current labels.
+			_, err := s.Get(ctx, key)
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			var once sync.Once
+			memcached.SetAfterAddWitness(s, func(string) {
+				once.Do(func() {
+					rawDelete(t, cands[1], "__sl_inc")
+					memcached.CloseIdle(s)
+				})
+			})
+			_, err = s.Add(ctx, key, []byte("v1"), time.Minute)
+			if before {
+				require.ErrorIs(t, err, provider.ErrExists, "the code before")
+				require.ErrorContains(t, err, "token of another incarnation of the node; not sent")
+				_, err = s.Get(ctx, key)
+				require.ErrorIs(t, err, provider.ErrNotFound, "the code before: no session, though Add said it exists")
+				return
+			}
+			require.NoError(t, err)
+			e, err := s.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, "v1", string(e.Value))
+		})
+	}
+}
+
+// TestAddOtherIncTriesBounded (cold review rv-label2 M1): an Add refused
+// as of another incarnation at every try reads again at most 3 times and
+// answers ErrUnavailable, not ErrExists (nothing written: no record was
+// found). The first build wrapped the last try's error, so the answer was
+// also ErrExists, which the provider's loop takes for a record found.
+func TestAddOtherIncTriesBounded(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "label-add-tries"
+	cands := memcached.WitnessCandidates(s, key)
+	tries := 0
+	memcached.SetAfterAddWitness(s, func(string) {
+		tries++
+		rawDelete(t, cands[1], "__sl_inc")
+		memcached.CloseIdle(s)
+	})
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	require.NotErrorIs(t, err, provider.ErrExists, "no record was found")
+	require.Equal(t, 3, tries)
+	memcached.SetAfterAddWitness(s, nil)
+	_, err = s.Get(ctx, key)
+	require.ErrorIs(t, err, provider.ErrNotFound, "nothing written")
+}
+
+// TestLabelWaitEndsWithContext: a new connection whose label waits for
+// another's probe (the slot held) returns when its caller's context ends,
+// with the context's error (the node not blamed).
+func TestLabelWaitEndsWithContext(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	addr := memcached.WitnessCandidates(s, "label-wait")[0]
+	require.NoError(t, memcached.DialNew(s, addr)) // the node labelled
+	waiting, release := memcached.HoldLabel(s, addr)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- memcached.DialNewCtx(ctx, s, addr) }()
+	<-waiting
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("the label's wait did not end with its context")
+	}
+}
+
+// TestOneConnectionKeepsNoProbe: a process that never has two
+// connections to a node at once (sequential plain reads and writes) keeps
+// no connection out of the pool for the label's probe: it never dials
+// while one is idle, so a flush never makes it relabel.
+func TestOneConnectionKeepsNoProbe(t *testing.T) {
+	_, s := witnessSetup(t, memcached.Config{})
+	ctx := context.Background()
+	const key = "label-one-conn"
+	_, err := s.Add(ctx, key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	for range 20 {
+		_, err := s.Get(ctx, key)
+		require.NoError(t, err)
+	}
+	for _, addr := range memcached.WitnessCandidates(s, key) {
+		require.False(t, memcached.HasProbeConn(s, addr), "%s: no probe connection", addr)
+	}
+}
+
+// probeTrapConn fails its next Read (as the deadline would) and cancels
+// the caller's context first, once armed: the probe of label running
+// into the end of its caller's context.
+type probeTrapConn struct {
+	net.Conn
+	trap  *atomic.Pointer[context.CancelFunc] // shared: sprung once
+	armed atomic.Bool                         // opened before the trap was set
+}
+
+func (c *probeTrapConn) Read(b []byte) (int, error) {
+	if !c.armed.Load() {
+		return c.Conn.Read(b)
+	}
+	if cancel := c.trap.Swap(nil); cancel != nil {
+		(*cancel)()
+		return 0, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Read(b)
+}
+
+// TestLabelProbeCancelledKeepsLabel (cold review rv-label2 m1): a probe
+// that ends with its caller's context learnt nothing: the dial fails with
+// the context's error and the node keeps its label and its pool (the
+// first build took it for a restart, relabelled the node that was only
+// flushed and closed its connections).
+func TestLabelProbeCancelledKeepsLabel(t *testing.T) {
+	servers := startNodes(t, 3)
+	var trap atomic.Pointer[context.CancelFunc]
+	var mu sync.Mutex
+	var traps []*probeTrapConn
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &probeTrapConn{Conn: c, trap: &trap}
+		mu.Lock()
+		traps = append(traps, tc)
+		mu.Unlock()
+		return tc, nil
+	}
+	s := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, DialContext: dial})
+	ctx := context.Background()
+	_, err := s.Add(ctx, "label-cancel", []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	addr := memcached.WitnessCandidates(s, "label-cancel")[1]
+	label := memcached.IncLabel(s, addr)
+	require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
+	require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	trap.Store(&cancel)
+	mu.Lock()
+	for _, tc := range traps { // every connection open now: the probe's
+		tc.armed.Store(true)
+	}
+	mu.Unlock()
+	err = memcached.DialNewCtx(dctx, s, addr)
+	require.Nil(t, trap.Load(), "the rig: the probe ran into the context's end")
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, label, memcached.IncLabel(s, addr), "nothing learnt: the label kept")
+	require.NoError(t, memcached.DialNew(s, addr))
+	require.Equal(t, label, memcached.IncLabel(s, addr), "the next probe finds the same process")
+}
