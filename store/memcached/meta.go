@@ -342,11 +342,19 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 		cn.nc.Close()
 		return false, nil
 	}
+	c.keep(cn, true)
+	return w == v, nil
+}
+
+// keep pools cn, or parks it as the probe connection when that slot is
+// empty and park or another connection is idle, or closes it: the client
+// closed, cn of another label, or the pool full.
+func (c *metaClient) keep(cn *metaConn, park bool) {
 	c.mu.Lock()
 	switch {
-	case c.closed:
-	case c.probe == nil && !c.noProbeConn:
-		c.probe, cn = cn, nil
+	case c.closed || cn.inc != c.inc.Load():
+	case c.hello != nil && c.probe == nil && !c.noProbeConn && (park || len(c.idle) > 0):
+		c.probe, cn = cn, nil // kept for label's probe
 	case len(c.idle) < c.maxIdle:
 		c.idle = append(c.idle, cn)
 		cn = nil
@@ -355,7 +363,6 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 	if cn != nil {
 		cn.nc.Close()
 	}
-	return w == v, nil
 }
 
 // hasIdle reports whether the pool holds a connection now (conn would
@@ -467,20 +474,7 @@ func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func
 		cn.nc.Close()
 		return err
 	}
-	c.mu.Lock()
-	if !c.closed && cn.inc == c.inc.Load() {
-		switch {
-		case c.hello != nil && c.probe == nil && len(c.idle) > 0 && !c.noProbeConn:
-			c.probe, cn = cn, nil // kept for label's probe
-		case len(c.idle) < c.maxIdle:
-			c.idle = append(c.idle, cn)
-			cn = nil
-		}
-	}
-	c.mu.Unlock()
-	if cn != nil {
-		cn.nc.Close()
-	}
+	c.keep(cn, false)
 	return err
 }
 
