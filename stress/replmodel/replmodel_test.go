@@ -26,6 +26,9 @@ var (
 	// ownAll (experiment): Scope.OwnComplete, the writer's own completion
 	// and the undo's read loop, in every scope mustHold checks.
 	ownAll = flag.Bool("replmodel.owncomplete", false, "experiment: the writer's own completion (Scope.OwnComplete) in every scope mustHold checks")
+	// finalWrites (experiment, review-3 M3): Scope.FinalWrites in every
+	// scope mustHold checks.
+	finalWrites = flag.Bool("replmodel.finalwrites", false, "experiment: the final writes' availability check (Scope.FinalWrites) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -45,6 +48,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	if *ownAll {
 		sc.OwnComplete = true
 	}
+	if *finalWrites {
+		sc.FinalWrites = true
+	}
 	if *n4old && sc.Variant == Correct {
 		sc.Variant = CreationCompletesOverWitness
 	}
@@ -54,6 +60,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 		name, sc.R9ClearsNoWit, r.Excepted, r.ExceptedLoss, r.ExceptedUnavailable, r.R9Clears, r.Adoptions)
 	t.Logf("%s: %v: creations re-balloted over a witness: %d decisions, %d made; R9 witnesses over another's witness: %d",
 		name, sc.Variant, r.CreationReballots, r.CreationReballotsDone, r.WitnessReplaced)
+	if sc.FinalWrites {
+		t.Logf("%s: final writes alone acknowledged: %d with no node dead, %d with one node dead; %d with a node dead excused", name, r.FinalWrites, r.FinalWritesDead, r.FinalWritesExcused)
+	}
 	if r.Violation != "" {
 		t.Fatalf("%s: %s\n%s", name, r.Violation, strings.Join(r.Trace, "\n"))
 	}
