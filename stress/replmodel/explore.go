@@ -823,6 +823,9 @@ func (x *explorer) expire(t *state, n int) {
 	// 30 s whatever the session does (review-4 M3). A data copy lapsing
 	// early while the session is live is the Lapse step, not an expiry.
 	t.Deadline = t.Deadline || t.N[n].Item.K != blank
+	if t.Deadline {
+		t.Hit = 0 // no final write runs after the deadline (finalWrites)
+	}
 	if k := t.N[n].Item.K; k != blank && x.sc.Renewal {
 		// An item of the renewed life: the new deadline; one set since a
 		// write call started: that call's. A witness lives TW = 2 × T
@@ -1179,10 +1182,11 @@ func (x *explorer) faulted(t *state, n int) {
 	x.hit(t, n)
 }
 
-// hit records that a fault hit node n (Scope.FinalWrites only: elsewhere
-// the field stays 0, so that it splits no state).
+// hit records that a fault hit node n (Scope.FinalWrites only, and before
+// the session's deadline, after which no final write runs: elsewhere the
+// field stays 0, so that it splits no state).
 func (x *explorer) hit(t *state, n int) {
-	if x.sc.FinalWrites {
+	if x.sc.FinalWrites && !t.Deadline {
 		t.Hit |= 1 << n
 	}
 }

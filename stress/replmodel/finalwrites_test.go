@@ -5,6 +5,13 @@ import (
 	"testing"
 )
 
+// writes turns on the final writes' check (Scope.FinalWrites): the short
+// scopes mustHold checks run it.
+func writes(sc Scope) Scope {
+	sc.FinalWrites = true
+	return sc
+}
+
 // TestFinalWrites (review-3 M3): once every client is done, a write run
 // alone is acknowledged, with no node dead and with one node dead (the
 // node the run's fault hit, or each node in a run with no fault): issue

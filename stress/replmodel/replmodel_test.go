@@ -81,7 +81,7 @@ func TestSingleFault(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct,
+	r := mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct, FinalWrites: true,
 		Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	if r.Fences == 0 {
 		t.Error("no failover was fenced: the scope does not reach R7")
@@ -102,7 +102,7 @@ func TestWitnessRepair(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "witness lost, writer and scan, 1 flush", Scope{Variant: Correct, Repair: true, Start: WitnessBlank,
+	r := mustHold(t, "witness lost, writer and scan, 1 flush", Scope{Variant: Correct, Repair: true, Start: WitnessBlank, FinalWrites: true,
 		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 2, MaxTimeouts: 1})
 	if r.WitnessRepairs == 0 {
 		t.Error("no witness was repaired: the scope does not reach R9")
