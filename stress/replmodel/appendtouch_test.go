@@ -214,7 +214,7 @@ func withRepair(sc Scope) Scope {
 // appendHolds is mustHold with the append scope's counts.
 func appendHolds(t *testing.T, name string, sc Scope) Result {
 	t.Helper()
-	r := mustHold(t, name, sc)
+	r := mustHold(t, name, writes(sc))
 	t.Logf("%s: explored steps in which an append's touch found the key gone: %d; writes acknowledged (renewals): %d", name, r.AppendsGone, r.Renewals)
 	if sc.Append && r.AppendsGone == 0 || r.Renewals == 0 || r.Expired == 0 {
 		t.Error("no append's touch found its copy gone, no write was acknowledged, or no read found the session expired: the scope does not reach F2")

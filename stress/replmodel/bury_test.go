@@ -80,7 +80,7 @@ func TestBuryFenced(t *testing.T) {
 			if tc.full && !*full {
 				t.Skip("5 million states: go test ./replmodel -replmodel.full (make model)")
 			}
-			r := mustHold(t, "lone witness of another configuration, then a write", buryScope(Correct, tc.prefix, 20_000_000))
+			r := mustHold(t, "lone witness of another configuration, then a write", writes(buryScope(Correct, tc.prefix, 20_000_000)))
 			t.Logf("lone copies buried: %d; burials whose re-stamp was refused (read again): %d", r.Buried, r.BuryFenceRefused)
 			if r.BuryFenceRefused == 0 {
 				t.Error("no burial's re-stamp was refused: the scope does not reach D3′")

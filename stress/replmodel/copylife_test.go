@@ -86,7 +86,7 @@ func TestCopyExpiresWithSource(t *testing.T) {
 	})
 	t.Run("holds", func(t *testing.T) {
 		sc := s3Scope(true, 5_000_000)
-		sc.Prefix = s3Prefix
+		sc.Prefix, sc.FinalWrites = s3Prefix, true
 		r := mustHold(t, "S3 after the prefix (36 steps)", sc)
 		if r.Expired == 0 {
 			t.Error("no read found the session expired: the scope does not reach expiry")

@@ -36,7 +36,9 @@
 // every value completed before its call started, and no value whose write
 // reported "not applied" (provider.ErrCASConflict) is on the chain. When
 // every client is done a fault-free final read must return a value at or
-// after everything acknowledged or observed.
+// after everything acknowledged or observed; with Scope.FinalWrites a
+// write run alone after it must then be acknowledged, with no node dead
+// and with one node dead (review-3 M3: the availability of writes).
 //
 // Variants of the protocol that are known to be unsafe (the counter-
 // examples of the outside review, REPLICATION_SKETCH.md 2.1, 2.2 and 2.4,

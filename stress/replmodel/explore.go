@@ -114,6 +114,21 @@ type Scope struct {
 	// every client is done and nothing is in the way) is a violation: a
 	// session stuck by a single fault (section 9 claims availability).
 	FinalDecides bool
+	// FinalWrites checks the availability of writes (review-3 M3): when
+	// every client is done and the final read returned a value (the
+	// session's timeout not run out), a Get+CompareAndSwap run alone by a
+	// client that has finished its program (a new one when the scope has
+	// fewer than three) must be acknowledged: not ErrOutcomeUnknown, not
+	// "not applied", not unavailable or not found. It runs through the
+	// explorer's own steps with no other client, every command delivered
+	// at once in the order sent, no timeout, no fault and no suspicion;
+	// then again with one node dead (held failed by the client, as
+	// section 9's detector holds it a failover time after the fault: its
+	// commands are never answered): the node a fault of the run hit, or
+	// each node when the run had none (a dead node on top of a fault on
+	// another is a double fault: not checked, nor is anything after two
+	// faults). Its steps are not added to the states explored.
+	FinalWrites bool
 	// Prefix scripts the first steps: step i must be the one whose trace
 	// label starts with Prefix[i] (a scope that forces the order of the
 	// steps a known counterexample needs, then explores every
@@ -361,6 +376,16 @@ type Result struct {
 	// own base and configuration (rTie); TieConflicts the calls that
 	// then ended "not applied" by the tie row (appendGone).
 	AppendsTie, TieConflicts int
+	// FinalWrites counts the writes run alone after every client was
+	// done that were acknowledged (Scope.FinalWrites): with no node dead,
+	// and FinalWritesDead with one.
+	FinalWrites, FinalWritesDead int
+	// FinalWritesExcused counts the final writes with a node dead left
+	// out because that death is no single fault the protocol answers: a
+	// creation scope's state with nothing acknowledged or observed (an
+	// Add abandoned half-way), or a data copy of a nowit configuration
+	// with nothing on its third node while R8's window is open.
+	FinalWritesExcused int
 	// OwnCompleted counts writes acknowledged by their writer's own
 	// completion before any undo (Scope.OwnComplete); UndoCompleted those
 	// acknowledged by the completion after an undo was refused, and
@@ -375,6 +400,16 @@ type explorer struct {
 	trace   []step
 	res     Result
 	stopped bool
+	// acks counts the acknowledgements of writes (ack), so that a write
+	// run alone (Scope.FinalWrites) can tell its own; soloC is the client
+	// that runs it and soloProgs the programs with that write appended to
+	// soloC's.
+	acks      int
+	soloC     int
+	soloProgs [][]OpKind
+	// iterCap is the decisions a Get makes before it reports unavailable:
+	// maxIter, or soloMaxIter in a final write.
+	iterCap uint8
 }
 
 // Kinds of step, for the trace.
@@ -391,6 +426,7 @@ const (
 	stWitnessExpiry
 	stTick
 	stLapse
+	stSolo
 )
 
 // step is one transition, kept in the trace and printed only when a
@@ -443,6 +479,12 @@ func (x *explorer) label(st step) string {
 		return fmt.Sprintf("LAPSE: node %d's data copy expires while the session is live (%s)", n, what)
 	case stTick:
 		return "TICK: one unit of time passes"
+	case stSolo:
+		s := fmt.Sprintf("FINAL WRITE: every client is done; c%d runs Get+CompareAndSwap alone (no other step, every command delivered at once, no timeout, no fault)", c)
+		if st.aux != 0 {
+			s += fmt.Sprintf("; node %d is dead: c%d holds it failed (section 9) and it answers nothing", n, c)
+		}
+		return s
 	case stWitnessExpiry:
 		what := "no fault: no write touched it"
 		if st.aux != 0 {
@@ -458,7 +500,10 @@ func Check(sc Scope) Result {
 	if sc.MaxStates == 0 {
 		sc.MaxStates = 20_000_000
 	}
-	x := &explorer{sc: sc, seen: newFPSet(1 << 16)}
+	x := &explorer{sc: sc, seen: newFPSet(1 << 16), iterCap: maxIter}
+	if sc.FinalWrites {
+		x.soloSetup()
+	}
 	s := initial(sc)
 	x.dfs(&s)
 	x.res.States = x.seen.n
@@ -497,6 +542,9 @@ func initial(sc Scope) state {
 	case sc.Start == WitnessBlank:
 		s.N[2] = node{Item: Rec{K: blank}, Tok: 1, Ctr: 1}
 		s.Faults = 1 // the lost witness is the first fault
+		if sc.FinalWrites {
+			s.Hit = 1 << 2
+		}
 	default:
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 	}
@@ -599,8 +647,12 @@ func (x *explorer) dfs(s *state) {
 	}
 	if x.allDone(s) {
 		x.res.Terminals++
-		if v := x.final(s); v != "" {
+		v, read := x.final(s)
+		if v != "" {
 			x.fail(v, s)
+			return
+		}
+		if read && x.sc.FinalWrites && !x.finalWrites(s) {
 			return
 		}
 	}
@@ -689,6 +741,7 @@ func (x *explorer) dfs(s *state) {
 		try(step{kind: stWitnessExpiry, n: uint8(n), aux: b2u(nd.LagTried)}, func(t *state) string {
 			if t.N[n].LagTried {
 				t.Faults++
+				x.hit(t, n)
 			}
 			if x.lives() {
 				unbind(t, n)
@@ -770,6 +823,9 @@ func (x *explorer) expire(t *state, n int) {
 	// 30 s whatever the session does (review-4 M3). A data copy lapsing
 	// early while the session is live is the Lapse step, not an expiry.
 	t.Deadline = t.Deadline || t.N[n].Item.K != blank
+	if t.Deadline {
+		t.Hit = 0 // no final write runs after the deadline (finalWrites)
+	}
 	if k := t.N[n].Item.K; k != blank && x.sc.Renewal {
 		// An item of the renewed life: the new deadline; one set since a
 		// write call started: that call's. A witness lives TW = 2 × T
@@ -934,8 +990,9 @@ func (x *explorer) allDone(s *state) bool {
 }
 
 // final runs a fault-free read after everything, deciding synchronously,
-// and checks that it returns a value at or after every completed one.
-func (x *explorer) final(s *state) string {
+// and checks that it returns a value at or after every completed one;
+// read reports that it returned one.
+func (x *explorer) final(s *state) (v string, read bool) {
 	t := *s
 	for range 4 {
 		var r [numNodes]reply
@@ -946,33 +1003,33 @@ func (x *explorer) final(s *state) string {
 		switch res.kind {
 		case resReturn:
 			if t.NFSeen {
-				return fmt.Sprintf("the final read returned value %d after a read found the session expired", res.b.Val)
+				return fmt.Sprintf("the final read returned value %d after a read found the session expired", res.b.Val), false
 			}
 			if v := t.observe(res.b.Val, t.Max, "the final read"); v != "" {
-				return v
+				return v, false
 			}
-			return x.afterExpiry(&t)
+			return x.afterExpiry(&t), true
 		case resNotFound:
 			if v := x.notFound(&t, true, t.Max, "the final read"); v != "" {
-				return v
+				return v, false
 			}
-			return x.afterExpiry(&t)
+			return x.afterExpiry(&t), false
 		case resUnavailable:
 			x.res.FinalUnavailable++
 			if t.Exception {
 				x.res.ExceptedUnavailable++ // R8's residual: a lone nowit copy
-				return x.afterExpiry(&t)
+				return x.afterExpiry(&t), false
 			}
 			if x.creates() && t.Max == 0 {
 				// Nothing was acknowledged or observed: an Add abandoned
 				// half-way, hit by one flush, is undecidable until it
 				// expires (review-2 m11).
-				return x.afterExpiry(&t)
+				return x.afterExpiry(&t), false
 			}
 			if x.sc.FinalDecides {
-				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault"
+				return "the final read cannot decide (ErrUnavailable): the session is stuck after a single fault", false
 			}
-			return x.afterExpiry(&t)
+			return x.afterExpiry(&t), false
 		}
 		x.newNonce(&t, &res)
 		m1 := msg{Op: opCAS, Tok: r[res.x].Tok, Inc: r[res.x].Inc, Rec: res.rec1, NoTTL: x.sc.Variant == InternalNoTTL}
@@ -1004,9 +1061,9 @@ func (x *explorer) final(s *state) string {
 	}
 	x.res.FinalUnavailable++
 	if x.sc.FinalDecides {
-		return "the final read cannot decide (ErrUnavailable) after 4 decisions: the session does not converge"
+		return "the final read cannot decide (ErrUnavailable) after 4 decisions: the session does not converge", false
 	}
-	return x.afterExpiry(&t)
+	return x.afterExpiry(&t), false
 }
 
 // afterExpiry (expiry scopes): once the timeout has run out and every
@@ -1116,10 +1173,21 @@ func excFault(t *state, n int) {
 }
 
 // faulted records that a fault removed node n's item (Scope.NoWitRead
-// only: elsewhere the field stays 0, so that it splits no state).
+// only: elsewhere the field stays 0, so that it splits no state), and
+// that a fault hit it (hit).
 func (x *explorer) faulted(t *state, n int) {
 	if x.sc.NoWitRead {
 		t.FaultedN |= 1 << n
+	}
+	x.hit(t, n)
+}
+
+// hit records that a fault hit node n (Scope.FinalWrites only, and before
+// the session's deadline, after which no final write runs: elsewhere the
+// field stays 0, so that it splits no state).
+func (x *explorer) hit(t *state, n int) {
+	if x.sc.FinalWrites && !t.Deadline {
+		t.Hit |= 1 << n
 	}
 }
 
@@ -1450,6 +1518,7 @@ func (x *explorer) ack(t *state, c int) string {
 	if v := t.observe(cl.New.Val, cl.Floor, fmt.Sprintf("c%d's CompareAndSwap (acknowledged)", c)); v != "" {
 		return v
 	}
+	x.acks++
 	if x.sc.Renewal && x.sc.Programs[c][cl.Pc] == RMW {
 		x.renew(t, c)
 	}
@@ -1736,7 +1805,7 @@ func (x *explorer) advance(t *state, c int) string {
 		case resUnavailable:
 			return x.endOp(t, c)
 		}
-		if cl.Iter >= maxIter {
+		if cl.Iter >= x.iterCap {
 			return x.endOp(t, c) // unavailable
 		}
 		cl.Iter++
@@ -1938,7 +2007,7 @@ func (x *explorer) advance(t *state, c int) string {
 		for n := range numNodes {
 			if cl.Sent[n] && cl.R[n].St != rOK {
 				// Refused or silent: read again, as a decision would.
-				if cl.Iter >= maxIter {
+				if cl.Iter >= x.iterCap {
 					return x.endOp(t, c) // unavailable
 				}
 				cl.Iter++

@@ -73,6 +73,7 @@ func TestNotFoundFenced(t *testing.T) {
 	t.Run("holds", func(t *testing.T) {
 		sc := erScope(Correct, erPrefix, 3_000_000)
 		sc.OldWitness, sc.AdoptWitness = true, true // R14 and R9's adoption (review-r14)
+		sc.FinalWrites = true
 		r := mustHold(t, "ER after m4's prefix", sc)
 		t.Logf("not found after re-stamping the blanks counted: %d; lone witnesses buried (R14) %d", r.NotFoundFenced, r.OldWitnessBuried)
 		if r.Expired == 0 || r.NotFoundFenced == 0 || r.WitnessRepairs == 0 {

@@ -363,6 +363,10 @@ type state struct {
 	// FaultedN (Scope.NoWitRead): the nodes a fault (flush, restart, a
 	// lapse counted as a fault) has emptied, a bit each.
 	FaultedN uint8
+	// Hit (Scope.FinalWrites): the nodes a fault hit (a flush, a restart,
+	// a lapse or witness expiry counted as a fault, Start WitnessBlank's
+	// lost witness), a bit each.
+	Hit uint8
 }
 
 func (s *state) String() string {

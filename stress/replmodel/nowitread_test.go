@@ -36,7 +36,7 @@ func TestNoWitReadWaitsForWitness(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "N4's re-ballot, then a write, readers wait for R9, 1 fault, 1 timeout", nowitRead(Correct, true, 1))
+	r := mustHold(t, "N4's re-ballot, then a write, readers wait for R9, 1 fault, 1 timeout", writes(nowitRead(Correct, true, 1)))
 	if r.Excepted != 0 {
 		t.Errorf("%d reads excused by R8's exception: every read that found no session must be a fault's", r.Excepted)
 	}
@@ -46,8 +46,8 @@ func TestNoWitReadWaitsForWitness(t *testing.T) {
 	if r.ExceptedUnavailable == 0 {
 		t.Error("the silent-third window (D6) is never reached: the timeout does not reach R4.3")
 	}
-	mustHold(t, "the same, no timeout", nowitRead(Correct, true, 0))
-	before := mustHold(t, "the rule before: the re-ballot opens R8's exception", nowitRead(Correct, false, 1))
+	mustHold(t, "the same, no timeout", writes(nowitRead(Correct, true, 0)))
+	before := mustHold(t, "the rule before: the re-ballot opens R8's exception", writes(nowitRead(Correct, false, 1)))
 	if before.ExceptedLoss == 0 {
 		t.Error("the rule before never needs the exception: the scope does not reach F2's window")
 	}

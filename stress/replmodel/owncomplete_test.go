@@ -59,7 +59,7 @@ func TestOwnComplete(t *testing.T) {
 				t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 			}
 			sc := tc.sc
-			sc.OwnComplete = true
+			sc.OwnComplete, sc.FinalWrites = true, true
 			var r Result
 			if sc.MaxStates != 0 {
 				r = bounded(t, tc.name+", own completion", sc)

@@ -88,7 +88,7 @@ func TestPromiseP1(t *testing.T) {
 		t.Logf("counterexample: %s\n%s", r.Violation, tr)
 	})
 	t.Run("holds", func(t *testing.T) {
-		r := mustHold(t, "P1 scope", p1Scope(Correct, p1PromisePrefix))
+		r := mustHold(t, "P1 scope", writes(p1Scope(Correct, p1PromisePrefix)))
 		if r.Fences == 0 {
 			t.Error("no failover after the prefix: the scope does not reach R7")
 		}

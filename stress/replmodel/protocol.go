@@ -243,6 +243,13 @@ const (
 	// one flush of Q loses the acknowledged write (as
 	// AppendCompleteUntouched for R3's completion).
 	UndoBothHeldUntouched
+	// FailoverNeedsAnswer fails over only from an answer: a data copy
+	// that answered absent or blank is failed over from, a silent one
+	// (timed out, or held failed: section 9) makes the anomaly read
+	// ErrUnavailable. Safe, and the fault-free final read never sees a
+	// silent node, but with one node dead nothing is written: rejected by
+	// Scope.FinalWrites (TestFinalWrites).
+	FailoverNeedsAnswer
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -253,7 +260,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
 	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
 	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored",
-	"own-complete-q-only", "undo-both-held-untouched"}
+	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -612,6 +619,7 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 	g := f
 	g.Pend = false
 	switch {
+	case v == FailoverNeedsAnswer && r[y].St == rTimeout:
 	case presentRec(r[w]):
 		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, exc: exc, promise: v != NoPromise}
 	case v.insertsContent() && emptyAnswer(r[w]):

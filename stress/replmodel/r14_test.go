@@ -69,7 +69,7 @@ func TestOldWitness(t *testing.T) {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
 	t.Run("R14 holds against an Add", func(t *testing.T) {
-		r := mustHold(t, "R14: a reader against an Add then a write, 1 flush", r14Add(Correct))
+		r := mustHold(t, "R14: a reader against an Add then a write, 1 flush", writes(r14Add(Correct)))
 		t.Logf("witnesses buried %d, kept (a re-stamp or the burial refused) %d", r.OldWitnessBuried, r.OldWitnessKept)
 		if r.OldWitnessBuried == 0 || r.OldWitnessKept == 0 {
 			t.Error("R14 never buried a witness, or was never refused: the scope does not reach it")
@@ -79,7 +79,7 @@ func TestOldWitness(t *testing.T) {
 		rejected(t, r14Add(R14Unfenced), "node 2 executes c0's cas blank", "FAULT")
 	})
 	t.Run("adoption holds after B1's prefix", func(t *testing.T) {
-		r := mustHold(t, "R9's adoption after B1's prefix", r14Adopt(Correct, adoptPrefix, 0))
+		r := mustHold(t, "R9's adoption after B1's prefix", writes(r14Adopt(Correct, adoptPrefix, 0)))
 		t.Logf("nowit clears after an adoption %d; witnesses buried %d, kept %d", r.Adoptions, r.OldWitnessBuried, r.OldWitnessKept)
 		if r.Adoptions == 0 {
 			t.Error("R9 never adopted the witness: the scope does not reach B1")

@@ -30,7 +30,7 @@ func TestR9InTurn(t *testing.T) {
 				t.Skip("larger scope: go test ./replmodel -replmodel.full (make model)")
 			}
 			sc := tc.sc
-			sc.R9InTurn = true
+			sc.R9InTurn, sc.FinalWrites = true, true
 			r := mustHold(t, tc.name+", R9 in turn", sc)
 			t.Logf("witness repairs: %d", r.WitnessRepairs)
 			if r.WitnessRepairs == 0 {

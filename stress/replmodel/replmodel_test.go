@@ -26,6 +26,9 @@ var (
 	// ownAll (experiment): Scope.OwnComplete, the writer's own completion
 	// and the undo's read loop, in every scope mustHold checks.
 	ownAll = flag.Bool("replmodel.owncomplete", false, "experiment: the writer's own completion (Scope.OwnComplete) in every scope mustHold checks")
+	// finalWrites (experiment, review-3 M3): Scope.FinalWrites in every
+	// scope mustHold checks.
+	finalWrites = flag.Bool("replmodel.finalwrites", false, "experiment: the final writes' availability check (Scope.FinalWrites) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -45,6 +48,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	if *ownAll {
 		sc.OwnComplete = true
 	}
+	if *finalWrites {
+		sc.FinalWrites = true
+	}
 	if *n4old && sc.Variant == Correct {
 		sc.Variant = CreationCompletesOverWitness
 	}
@@ -54,6 +60,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 		name, sc.R9ClearsNoWit, r.Excepted, r.ExceptedLoss, r.ExceptedUnavailable, r.R9Clears, r.Adoptions)
 	t.Logf("%s: %v: creations re-balloted over a witness: %d decisions, %d made; R9 witnesses over another's witness: %d",
 		name, sc.Variant, r.CreationReballots, r.CreationReballotsDone, r.WitnessReplaced)
+	if sc.FinalWrites {
+		t.Logf("%s: final writes alone acknowledged: %d with no node dead, %d with one node dead; %d with a node dead excused", name, r.FinalWrites, r.FinalWritesDead, r.FinalWritesExcused)
+	}
 	if r.Violation != "" {
 		t.Fatalf("%s: %s\n%s", name, r.Violation, strings.Join(r.Trace, "\n"))
 	}
@@ -72,7 +81,7 @@ func TestSingleFault(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct,
+	r := mustHold(t, "single fault, 2 clients, 1 timeout", Scope{Variant: Correct, FinalWrites: true,
 		Programs: [][]OpKind{{RMW}, {RMW}}, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	if r.Fences == 0 {
 		t.Error("no failover was fenced: the scope does not reach R7")
@@ -93,7 +102,7 @@ func TestWitnessRepair(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "witness lost, writer and scan, 1 flush", Scope{Variant: Correct, Repair: true, Start: WitnessBlank,
+	r := mustHold(t, "witness lost, writer and scan, 1 flush", Scope{Variant: Correct, Repair: true, Start: WitnessBlank, FinalWrites: true,
 		Programs: [][]OpKind{{RMW}, {Scan}}, MaxFaults: 2, MaxTimeouts: 1})
 	if r.WitnessRepairs == 0 {
 		t.Error("no witness was repaired: the scope does not reach R9")

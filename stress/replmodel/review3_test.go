@@ -68,7 +68,7 @@ func TestAddUnresponsiveCandidate(t *testing.T) {
 		{"witness node suspected, then a write", addUnresponsive(Correct, "2", [][]OpKind{{Create, Scan, RMW}}, 2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := mustHold(t, tc.name, tc.sc)
+			r := mustHold(t, tc.name, writes(tc.sc))
 			t.Logf("two-record creations begun: %d explored steps; residual: %d reads find no session, %d final reads ErrUnavailable; nowit clears after R9 adopted a witness: %d",
 				r.NoWitCreations, r.Excepted, r.ExceptedUnavailable, r.Adoptions)
 			if r.NoWitCreations == 0 || r.WitnessRepairs == 0 {
@@ -152,7 +152,7 @@ func TestTwoTimeouts(t *testing.T) {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
 	t.Run("TW for every touch", func(t *testing.T) {
-		mustHold(t, "two timeouts, a writer and a cold GetAndTouch", twoTimeouts(Correct, 1))
+		mustHold(t, "two timeouts, a writer and a cold GetAndTouch", writes(twoTimeouts(Correct, 1)))
 	})
 	t.Run("WitnessTTLFromT rejected", func(t *testing.T) {
 		rejected(t, twoTimeouts(WitnessTTLFromT, 1), "TICK", "witness touch")
@@ -196,7 +196,7 @@ func TestLoneCopyBuried(t *testing.T) {
 		rejected(t, b2Scope(NoBury, 1), "EXPIRY", "c0's cas W(e0 {0,1})")
 	})
 	t.Run("D3 holds, 1 Gets", func(t *testing.T) {
-		r := mustHold(t, "B2's scope, D3", b2Scope(Correct, 1))
+		r := mustHold(t, "B2's scope, D3", writes(b2Scope(Correct, 1)))
 		t.Logf("lone copies buried: %d explored steps; burials whose re-stamp was refused: %d", r.Buried, r.BuryFenceRefused)
 		if r.Buried == 0 || r.Expired == 0 || r.BuryFenceRefused == 0 {
 			t.Error("no lone copy was buried, no burial's re-stamp refused, or no read found the session expired: the scope does not reach R4.1")
@@ -242,6 +242,6 @@ func TestDataCopyLapse(t *testing.T) {
 		rejected(t, lapse(LapseFree), "LAPSE", "FAULT: flush_all")
 	})
 	t.Run("D1: a lapse is a fault", func(t *testing.T) {
-		mustHold(t, "a copy lapses (a lost touch), writer and reader, 1 timeout", lapse(Correct))
+		mustHold(t, "a copy lapses (a lost touch), writer and reader, 1 timeout", writes(lapse(Correct)))
 	})
 }

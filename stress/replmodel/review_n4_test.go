@@ -60,7 +60,7 @@ func TestCreationOverLateWitness(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "late foreign witness on the Add's primary, a reader reading twice, 1 fault, 1 timeout", lateWitness(Correct))
+	r := mustHold(t, "late foreign witness on the Add's primary, a reader reading twice, 1 fault, 1 timeout", writes(lateWitness(Correct)))
 	if r.CreationReballotsDone == 0 {
 		t.Error("no creation re-balloted over a witness: the scope does not reach the rule")
 	}

@@ -23,7 +23,7 @@ func TestCreate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
-	r := mustHold(t, "create: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty,
+	r := mustHold(t, "create: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalWrites: true,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	if r.Creations == 0 {
 		t.Error("no Add completed: the scope does not reach creation")
@@ -65,7 +65,7 @@ func TestExpiry(t *testing.T) {
 		t.Skip("single-threaded: runs in make test's model stage, without -race")
 	}
 	expiry := func(timeouts int) Scope {
-		return Scope{Variant: Correct, Expiry: true, Programs: [][]OpKind{{RMW}, {Read, Read}},
+		return Scope{Variant: Correct, Expiry: true, FinalWrites: true, Programs: [][]OpKind{{RMW}, {Read, Read}},
 			MaxTimeouts: timeouts, MaxStates: 120_000_000}
 	}
 	t.Run("no timeout", func(t *testing.T) {
@@ -204,7 +204,7 @@ func TestRepairF1(t *testing.T) {
 	})
 	t.Run("R9 holds", func(t *testing.T) {
 		sc := f1Scope(Correct, 0)
-		sc.Prefix = f1Prefix
+		sc.Prefix, sc.FinalWrites = f1Prefix, true
 		r := mustHold(t, "R9, F1 scope", sc)
 		if r.WitnessRepairs == 0 {
 			t.Error("no witness was re-created: the scope does not reach R9")
@@ -382,13 +382,13 @@ func TestLoneWitness(t *testing.T) {
 	if *full {
 		programs, name = [][]OpKind{{Create}, {Create, Read}}, "lone witness: 2 Adds + reader, 1 fault, 1 timeout"
 	}
-	r := mustHold(t, name, Scope{Variant: Correct, OldWitness: true, Start: LoneWitness, FinalDecides: true,
+	r := mustHold(t, name, Scope{Variant: Correct, OldWitness: true, Start: LoneWitness, FinalDecides: true, FinalWrites: true,
 		Programs: programs, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	t.Logf("takeovers: %d", r.Takeovers)
 	if r.Takeovers == 0 || r.Creations == 0 {
 		t.Errorf("takeovers %d, creations %d: the scope does not take a lone witness over", r.Takeovers, r.Creations)
 	}
-	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalDecides: true,
+	r = mustHold(t, "lone witness: 2 Adds from no session, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, FinalDecides: true, FinalWrites: true,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1})
 	t.Logf("takeovers: %d", r.Takeovers)
 	if r.Takeovers == 0 {
@@ -454,6 +454,7 @@ func TestLoneWitnessOnCandidate(t *testing.T) {
 			name := fmt.Sprintf("lone witness on node %d: %s, 1 fault, 1 timeout", map[Start]int{LoneWitnessP: 0, LoneWitnessQ: 1}[st], p.name)
 			sc := lone(Correct, st, p.progs)
 			sc.OldWitness = p.r14 || *full // the reader buries the lone witness (R14)
+			sc.FinalWrites = true
 			r := mustHold(t, name, sc)
 			t.Logf("%s: takeovers %d; lone witnesses buried (R14) %d, kept %d", name, r.Takeovers, r.OldWitnessBuried, r.OldWitnessKept)
 			if sc.OldWitness && r.OldWitnessBuried == 0 {
@@ -494,7 +495,7 @@ func TestAddReread(t *testing.T) {
 	scopes := []struct {
 		name string
 		sc   Scope
-	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, Reread: true, FinalDecides: true,
+	}{{"read again: 2 Adds, 1 fault, 1 timeout", Scope{Variant: Correct, OldWitness: true, Start: Empty, Reread: true, FinalDecides: true, FinalWrites: true,
 		Programs: createTwice, MaxFaults: 1, Restart: true, MaxTimeouts: 1}}}
 	if *full {
 		scopes = append(scopes,
