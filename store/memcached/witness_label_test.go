@@ -325,3 +325,32 @@ func TestLabelProbeCancelledKeepsLabel(t *testing.T) {
 	require.NoError(t, memcached.DialNew(s, addr))
 	require.Equal(t, label, memcached.IncLabel(s, addr), "the next probe finds the same process")
 }
+
+// TestLabelProbeComparesSentinel: the probe's answer must be the very
+// sentinel the new connection read, not merely an answer. Here the
+// node's address leads new connections to another memcached process
+// (a load balancer switched over; §11.2 rules it out, the comparison
+// guards against it): the older connection still answers, from the first
+// process, with its own sentinel, and the node gets a new label, so a
+// token of the first process is refused on the second's connections.
+func TestLabelProbeComparesSentinel(t *testing.T) {
+	servers := startNodes(t, 4)
+	var other atomic.Pointer[string] // set: new connections to the node go there
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if o := other.Load(); o != nil && addr == servers[1].Addr() {
+			addr = *o
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	s := newStore(t, servers[:3], memcached.Config{Backup: memcached.BackupWitness, DialContext: dial})
+	addr := servers[1].Addr()
+	require.NoError(t, memcached.DialNew(s, addr))
+	require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
+	label := memcached.IncLabel(s, addr)
+	require.NotZero(t, label)
+	require.True(t, memcached.HasProbeConn(s, addr))
+	second := servers[3].Addr()
+	other.Store(&second)
+	require.NoError(t, memcached.DialNew(s, addr))
+	require.NotEqual(t, label, memcached.IncLabel(s, addr), "another process behind the address: a new label")
+}
