@@ -24,9 +24,7 @@ func SetAppendWithoutTouch(s *Store) { s.hooks.appendNoTouch = true }
 // done, as it did before (the broken variant of
 // TestAppendTouchFindsKeyGone).
 func SetAppendTouchLostOK(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.touchLostOK = true
-	}
+	eachMeta(s, func(c *metaClient) { c.touchLostOK = true })
 }
 
 // SetAppendTouchErrorOK makes CompareAndAppend report an append whose
@@ -34,9 +32,7 @@ func SetAppendTouchLostOK(s *Store) {
 // sending the touch again, its TTL not set, as it did before
 // (review-oc31 F4; the broken variant of TestAppendTouchError).
 func SetAppendTouchErrorOK(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.touchErrOK = true
-	}
+	eachMeta(s, func(c *metaClient) { c.touchErrOK = true })
 }
 
 // WitnessCandidates returns the addresses of key's three candidates in
@@ -93,9 +89,7 @@ func PipelineHandoffs(s *Store) uint64 {
 // CloseIdle closes the idle pooled connections to every node of s: the
 // next command to a node dials it.
 func CloseIdle(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.closeIdle()
-	}
+	eachMeta(s, (*metaClient).closeIdle)
 }
 
 // SetBackupWholeWrites makes CompareAndAppend decline for every key with a
@@ -763,6 +757,13 @@ func SetWarnBeforeAnswer(s *Store) { s.hooks.warnBeforeAnswer = true }
 // is, replacing only a blank or another configuration's witness.
 func SetR9KeepsData(s *Store) { s.hooks.r9KeepsData = true }
 
+// eachMeta calls f with the meta client of each of s's nodes.
+func eachMeta(s *Store, f func(*metaClient)) {
+	for _, n := range s.nodes {
+		f(n.meta)
+	}
+}
+
 // nodeAt returns s's node at addr.
 func nodeAt(s *Store, addr string) *node {
 	for _, n := range s.nodes {
@@ -778,18 +779,14 @@ func nodeAt(s *Store, addr string) *node {
 // read on a connection opened before a flush is refused on one opened
 // after it).
 func SetRelabelOnFlush(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.relabelOnFlush = true
-	}
+	eachMeta(s, func(c *metaClient) { c.relabelOnFlush = true })
 }
 
 // SetLabelNoProbe makes a new sentinel keep the node's label without
 // asking an older connection (a broken variant: a restart's new process
 // keeps the old label, and a token of the old one is sent to it).
 func SetLabelNoProbe(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.labelNoProbe = true
-	}
+	eachMeta(s, func(c *metaClient) { c.labelNoProbe = true })
 }
 
 // IncLabel returns the incarnation label of the node at addr (0 before
@@ -799,10 +796,7 @@ func IncLabel(s *Store, addr string) uint64 { return nodeAt(s, addr).meta.inc.Lo
 // DialNew opens a new connection to the node at addr (its hello reads
 // the node's incarnation sentinel, creating it when missing, as any
 // operation's dial does) and pools it.
-func DialNew(s *Store, addr string) error {
-	_, err := nodeAt(s, addr).meta.doOn(context.Background(), newConn, func(*metaConn) error { return nil })
-	return err
-}
+func DialNew(s *Store, addr string) error { return DialNewCtx(context.Background(), s, addr) }
 
 // ReadToken reads key on the node at addr through the witness scheme's
 // connections and returns its token and the label of the connection that
@@ -831,9 +825,7 @@ var ErrOtherIncarnation = errOtherInc
 // probe (the first version of the flush's label, cold review rv-label
 // M1): the probe then finds one only when the pool holds one idle.
 func SetNoProbeConn(s *Store) {
-	for _, n := range s.nodes {
-		n.meta.noProbeConn = true
-	}
+	eachMeta(s, func(c *metaClient) { c.noProbeConn = true })
 }
 
 // HasProbeConn reports whether the node at addr keeps a connection for

@@ -784,8 +784,7 @@ func (w *witness) startResolving(key string) (done func(answered bool)) {
 		if c.n == 0 {
 			delete(w.resolving, key)
 		}
-		if answered && !w.s.hooks.putOffRecordKept && !w.s.hooks.putOffOutlivesEpisode && !w.s.hooks.putOffRecordAges &&
-			(c.n == 0 || !w.s.hooks.putOffEndsAtLastCall) {
+		if answered && w.answerEndsEpisode(c.n == 0) {
 			w.endEpisode(key)
 		}
 		w.mu.Unlock()
@@ -793,6 +792,15 @@ func (w *witness) startResolving(key string) (done func(answered bool)) {
 			w.repair.enqueue(key) // SetRepairPutsOffAll: at once
 		}
 	}
+}
+
+// answerEndsEpisode reports whether a call's answer ends the episode of
+// its key's putOffs record: always, but in the test builds before the
+// episode rule (the record kept, outliving its episode, or ageing) and
+// in SetPutOffEndsAtLastCall's, where only the last call (last) ends it.
+func (w *witness) answerEndsEpisode(last bool) bool {
+	h := &w.s.hooks
+	return !h.putOffRecordKept && !h.putOffOutlivesEpisode && !h.putOffRecordAges && (last || !h.putOffEndsAtLastCall)
 }
 
 // putOffForCall reports whether the repair client puts off its decision

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sessionlock/sessionlock/internal/mcserver"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
@@ -41,17 +42,8 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 		{"no-probe-conn/empty-pool", memcached.SetNoProbeConn, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			servers, s := witnessSetup(t, memcached.Config{})
-			tc.hook(s)
+			servers, s, addr, label := labelledNode(t, tc.hook, "label-flush")
 			ctx := context.Background()
-			_, err := s.Add(ctx, "label-flush", []byte("v1"), time.Minute)
-			require.NoError(t, err)
-			addr := memcached.WitnessCandidates(s, "label-flush")[1]
-			label := memcached.IncLabel(s, addr)
-			require.NotZero(t, label)
-			// A second connection, returned while another is idle: kept
-			// for the probe (not with SetNoProbeConn).
-			require.NoError(t, memcached.DialNew(s, addr))
 			require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
 			// An item made after the flush (as a repair restores a copy),
 			// read on a pooled connection opened before it.
@@ -86,6 +78,23 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 	}
 }
 
+// labelledNode returns a witness Store (hook applied) in which key was
+// added, the address of key's secondary and that node's label, with two
+// connections opened to it: the second, returned while the first is
+// idle, is kept for the label's probe (not with SetNoProbeConn).
+func labelledNode(t *testing.T, hook func(*memcached.Store), key string) (servers []*mcserver.Server, s *memcached.Store, addr string, label uint64) {
+	t.Helper()
+	servers, s = witnessSetup(t, memcached.Config{})
+	hook(s)
+	_, err := s.Add(context.Background(), key, []byte("v1"), time.Minute)
+	require.NoError(t, err)
+	addr = memcached.WitnessCandidates(s, key)[1]
+	label = memcached.IncLabel(s, addr)
+	require.NotZero(t, label)
+	require.NoError(t, memcached.DialNew(s, addr))
+	return servers, s, addr, label
+}
+
 // TestRestartChangesIncarnationLabel (R1): a restart resets memcached's
 // CAS counter, so a token read before it can name an item made after it.
 // The new process's sentinel is a new label, whether the probe of label
@@ -107,15 +116,8 @@ func TestRestartChangesIncarnationLabel(t *testing.T) {
 		{"no-probe/nothing-to-probe", memcached.SetLabelNoProbe, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			servers, s := witnessSetup(t, memcached.Config{})
-			tc.hook(s)
+			servers, s, addr, label := labelledNode(t, tc.hook, "label-restart")
 			ctx := context.Background()
-			_, err := s.Add(ctx, "label-restart", []byte("v1"), time.Minute)
-			require.NoError(t, err)
-			addr := memcached.WitnessCandidates(s, "label-restart")[1]
-			label := memcached.IncLabel(s, addr)
-			require.NotZero(t, label)
-			require.NoError(t, memcached.DialNew(s, addr)) // a probe connection kept
 			// Some writes first, so that the token is above what the
 			// restarted process's counter starts at.
 			for range 10 {
