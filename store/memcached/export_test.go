@@ -696,6 +696,18 @@ func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }
 // five times and reports an unknown outcome, never completing the write.
 func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
 
+// SetUndoStart calls f when R3's undo is about to run on key: P refused
+// the write, Q stored it, and the writer's own completion read P and did
+// not complete it (tests stall the writer there).
+func SetUndoStart(s *Store, f func(key string)) { s.hooks.undoStart = f }
+
+// SetUndoForgetsHeld makes s the code before: a read of P after P refused
+// the write that shows P holding it (a reader's completion) or a record
+// built on it is not kept; the undo is sent, and a writer that reads both
+// copies again only after the session moved more than envelope.Lineage
+// versions on answers ErrOutcomeUnknown (the stalled writer).
+func SetUndoForgetsHeld(s *Store) { s.hooks.undoForgetsHeld = true }
+
 // SetSettleLastUnread makes a split Add's settle end after its fourth
 // round's write without reading the pair again, whatever that write
 // did, and answer as if the copies were settled, as before rv-mj2 mn-c

@@ -177,15 +177,15 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
-		id, ok, beaten := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
+		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, beaten)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seen)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, false)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing)
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -548,10 +548,8 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // completion that re-stamped P turns a write nobody else touched into an
 // undo, which then races the readers completing this very write.
 //
-// beaten reports that P holds a competitor: an established record of this
-// configuration and version that is not this write (it wins R4.2's tie on
-// its own primary), or the next version built on another write. Then no
-// completion can ever copy this write onto P (undo uses it).
+// seen is what its read of P, when P did not hold the base, proved
+// (primaryShows; undo uses it).
 //
 // A re-stamp of Q that was stored and a CAS of P that was then refused
 // leave qw with the re-stamp's token, for the undo (M2: with the token of
@@ -560,32 +558,77 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // as the undo with the store's token: both tokens stored in turn mean no
 // completion re-stamped Q's copy of this write, so none copied it onto P
 // (R0), and P refused this CAS.
-func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok, beaten bool) {
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok bool, seen primarySeen) {
 	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
 	if err != nil {
-		return 0, false, false
+		return 0, false, seenNothing
 	}
 	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) && !w.s.hooks.completeOwnOverPromise {
 		// R11.3: a P promised above this write's epoch takes no
 		// record of it (the undo's refusal then decides).
-		same := c.st == stData && configOf(c.env) == configOf(env) && !c.env.Pending
-		beaten = same && ((c.env.V == env.V && c.env.ID() != env.ID()) || c.env.Descends(env) == envelope.NotDescendant && c.env.V > env.V)
-		return 0, false, beaten
+		return 0, false, primaryShows(&c, env)
 	}
 	qcas, err := qw.n.wcas(ctx, key, raw, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err != nil {
-		return 0, false, false
+		return 0, false, seenNothing
 	}
 	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
 	if err != nil {
 		if classify(err).refused() {
 			qw.tok.cas = qcas // P certainly does not hold it: the undo may run
 		}
-		return 0, false, false
+		return 0, false, seenNothing
 	}
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
 	q := written{qw.n, copyToken{cand: qw.tok.cand, cas: qcas, inc: qw.tok.inc}}
-	return w.written(key, env, p, q, raw, int64(exp), 0), true, false
+	return w.written(key, env, p, q, raw, int64(exp), 0), true, seenNothing
+}
+
+// primarySeen is what a read of P, after P refused a write, proves of the
+// write's configuration's one chain of versions at the write's version.
+// P's record is on that chain: every record of the configuration is
+// stored on P first or undone (R3), and a split of one version between P
+// and Q is decided for P's (R4.2's tie; a completion copies Q's record
+// onto P only while P holds its base, R4.4, and re-stamps Q first, R0).
+type primarySeen uint8
+
+const (
+	seenNothing primarySeen = iota // nothing certain (P the base, another configuration, pending, unread)
+	seenBeaten                     // P held a competitor: the chain runs through another write
+	seenHeld                       // P held this write, or a record of its configuration built on it: the chain runs through this write
+)
+
+// primaryShows is what c, a read of P, proves about env (primarySeen):
+// beaten when it is an established record of env's configuration at env's
+// version that is not env, or a later one built on another write (then no
+// completion can ever copy env onto P); held when it is env, not promised
+// above env's epoch (R11.3), or a later record of the configuration built
+// on env (its ancestors say so). A writer that reads again only after the
+// session moved more than envelope.Lineage versions on can no longer
+// tell by the ancestors (undo's stalled writer); what an earlier read of
+// P proved still holds.
+func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
+	if c.st != stData || configOf(c.env) != configOf(env) || c.env.Pending {
+		return seenNothing
+	}
+	switch {
+	case c.holds(env.ID()):
+		if c.promisedAbove(env.E) {
+			return seenNothing
+		}
+		return seenHeld
+	case c.env.V == env.V:
+		return seenBeaten
+	case c.env.V < env.V:
+		return seenNothing
+	}
+	switch c.env.Descends(env) {
+	case envelope.Descendant:
+		return seenHeld
+	case envelope.NotDescendant:
+		return seenBeaten
+	}
+	return seenNothing
 }
 
 // undo is R3's row "P refused, Q stored": CAS Q, with the token its store
@@ -618,7 +661,9 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // on Q, R11.3) and wexp, the write's own expiry: both stored, success;
 // refused, read again.
 //
-// beaten (completeOwn): P held a competitor after refusing this write, so
+// seen is what completeOwn's read of P proved (primaryShows).
+//
+// beaten (seenBeaten): P held a competitor after refusing this write, so
 // this write can reach P by no completion; it can survive only on Q, and
 // only a failover from Q (a new epoch) can make it the truth. Q now
 // holding a data record of this epoch and configuration therefore means
@@ -630,7 +675,25 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 // undo was refused by the witness R9 had just made of that stale copy) is
 // decided as a write stored on P over a failover is (overtaken): this
 // write is at most on Q, below two nodes that outrank it.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, beaten bool) (uint64, error) {
+//
+// held (seenHeld, from completeOwn's read or a read of the loop below): P
+// held this write (a reader's completion copied it there, after
+// re-stamping Q, R0: the undo is refused) or a record built on it: the configuration's chain runs through this write,
+// and every later record of the configuration is built on it. A writer
+// that then reads both copies only after the session moved more than
+// envelope.Lineage versions on (stalled: descheduled, a GC pause) knows
+// the write applied by that read, where the ancestors no longer tell:
+// success (handle 0), as a later record built on it is. Without it the
+// answer was unknown (the stalled writer: a clean-clone CI run's
+// TestRealFaults/flush-one-node, second session of 2026-12-02).
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen) (uint64, error) {
+	if w.s.hooks.undoStart != nil {
+		w.s.hooks.undoStart(key)
+	}
+	if w.s.hooks.undoForgetsHeld && seen == seenHeld {
+		seen = seenNothing // the code before
+	}
+	beaten, held := seen == seenBeaten, seen == seenHeld
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -720,6 +783,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if notBuiltOn(&cp, env) {
 			beaten = true // P is past this write on another chain
 		}
+		held = held || primaryShows(&cp, env) == seenHeld && !w.s.hooks.undoForgetsHeld
 		if !cq.holds(env.ID()) {
 			break
 		}
@@ -737,9 +801,11 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// reader's CAS of P may land in between).
 			q := qw
 			q.tok.cas, q.tok.inc = cq.cas, cq.inc
-			if id, ok, _ := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q); ok {
+			id, ok, seen := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q)
+			if ok {
 				return id, nil
 			}
+			held = held || seen == seenHeld && !w.s.hooks.undoForgetsHeld
 			continue
 		}
 		if beaten {
@@ -755,12 +821,15 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 	}
+	if far && held {
+		return 0, nil // applied (P held it), and built on since
+	}
 	if far {
 		// M2's residual (issue 13): whether a reader's completion copied
 		// this write onto P is told only by the ancestors of the records
 		// after it; a writer that reads again only after more than
 		// envelope.Lineage versions (stalled: descheduled, a GC pause)
-		// cannot know.
+		// before any read of P showed it cannot know.
 		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: %s", stalledWriter), perr, err)
 	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
