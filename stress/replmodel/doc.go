@@ -83,7 +83,12 @@
 // expired before. Scope.OwnComplete adds the writer's own completion of
 // R3's row "P refused, Q stored" (the store's completeOwn) and the undo's
 // read loop that completes that split again or finds the write on both
-// copies, each answering success; OwnCompleteQOnly (success once Q's
-// CAS was stored) and UndoBothHeldUntouched (with appends, success from
-// both copies with P's copy never touched) are rejected.
+// copies, each answering success, and the undo's held: a read of P that
+// showed P holding the write, with a later version of its configuration
+// found by the loop, answers success (applied, and built on since);
+// OwnCompleteQOnly (success once Q's CAS was stored),
+// UndoBothHeldUntouched (with appends, success from both copies with P's
+// copy never touched) and HeldAnyRecord (held from any record of the
+// configuration on P at the write's version or above, a competitor
+// included) are rejected.
 package replmodel

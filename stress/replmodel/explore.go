@@ -285,10 +285,20 @@ type Scope struct {
 	// base and Q not
 	// promised above its epoch: the completion again, Q's CAS with the
 	// token just read (refused or unanswered: the next round); anything
-	// else ErrOutcomeUnknown, as without it. The store's other answers
-	// in that loop (a conflict, an applied write built on since, a
-	// failover that overtook it, the beaten writer's second undo) are
-	// not modelled: ErrOutcomeUnknown here.
+	// else ErrOutcomeUnknown, as without it. A read of P (the completion's,
+	// or one of the loop's) that showed P holding the write, not promised
+	// above its epoch, is kept (client.Held: the store's primaryShows);
+	// when the loop ends (Q not holding the write, a read unanswered, or
+	// the rounds spent) after a read of it found a data record of the
+	// write's configuration at a later version (client.Far; the model
+	// keeps no ancestors, so every later version is past what they tell),
+	// the write is acknowledged: the store's "applied (P held it), and
+	// built on since" (Result.UndoHeldLater). The store's other answers
+	// in that loop (a conflict, an applied write built on since told by
+	// the ancestors, a failover that overtook it, the beaten writer's
+	// second undo) are not modelled: ErrOutcomeUnknown here, in the
+	// store's order (a greater epoch on P, and Q replaced at the write's
+	// version or below, answer before held does).
 	OwnComplete bool
 }
 
@@ -392,6 +402,11 @@ type Result struct {
 	// UndoBothHeld those acknowledged because the undo's read found the
 	// write on both copies; UndoReadRounds the undo's read rounds sent.
 	OwnCompleted, UndoCompleted, UndoBothHeld, UndoReadRounds int
+	// UndoHeldLater counts writes acknowledged when the undo's read loop
+	// ended after a read of P showed P holding the write (client.Held)
+	// and a read of the loop found a later record of its configuration
+	// (client.Far): applied, and built on since.
+	UndoHeldLater int
 }
 
 type explorer struct {
@@ -1438,6 +1453,7 @@ func (x *explorer) endOp(t *state, c int) string {
 	cl := &t.C[c]
 	cl.Phase = phIdle
 	cl.Pc++
+	cl.Held, cl.Far = false, false
 	return ""
 }
 
@@ -2277,7 +2293,9 @@ func (x *explorer) advance(t *state, c int) string {
 		r := cl.R[cl.P]
 		if r.St != rOK || r.Rec != cl.Base || r.Prom > cl.New.E {
 			// P does not hold the base (or is promised above the
-			// write's epoch: R11.3): no completion.
+			// write's epoch: R11.3): no completion. P holding the
+			// write itself is kept (held).
+			cl.Held = cl.Held || x.showsHeld(cl, r)
 			return x.ownFailed(t, c)
 		}
 		cl.DTX, cl.DIX = r.Tok, r.Inc
@@ -2310,7 +2328,9 @@ func (x *explorer) advance(t *state, c int) string {
 		promised := func(r reply) bool { return r.Prom > cl.New.E }
 		switch {
 		case rp.St == rTimeout || rq.St == rTimeout:
-			return x.endOp(t, c) // ErrOutcomeUnknown
+			// A read unanswered ends the store's loop: what the reads
+			// before proved decides.
+			return x.undoEnd(t, c)
 		case rp.St == rOK && rq.St == rOK && rp.Rec == cl.New && rq.Rec == cl.New:
 			if promised(rp) || promised(rq) {
 				return x.endOp(t, c) // R11.3: ErrOutcomeUnknown
@@ -2329,10 +2349,22 @@ func (x *explorer) advance(t *state, c int) string {
 			// A reader's completion copied it onto P: applied.
 			x.res.UndoBothHeld++
 			return x.ack(t, c)
-		case rq.St != rOK || rq.Rec != cl.New:
-			// The store decides some of these (a conflict, built on
-			// since, overtaken): not modelled, ErrOutcomeUnknown.
+		case rp.St == rOK && rp.Rec.K == data && rp.Rec.E > cl.New.E,
+			rq.St == rOK && rq.Rec.K == data && sameConfig(rq.Rec, cl.New) && rq.Rec.V <= cl.New.V && rq.Rec != cl.New:
+			// The store decides these before held (overtaken by a
+			// failover; replaced on both copies: a conflict): not
+			// modelled, ErrOutcomeUnknown.
 			return x.endOp(t, c)
+		}
+		// (The store's answers by the ancestors, built on since or on
+		// another write, are not modelled: the model keeps none, so a
+		// later record of the configuration is past what they tell.)
+		cl.Far = cl.Far || cl.later(rp) || cl.later(rq)
+		cl.Held = cl.Held || x.showsHeld(cl, rp)
+		switch {
+		case rq.St != rOK || rq.Rec != cl.New:
+			// Q no longer holds the write: the store's loop ends.
+			return x.undoEnd(t, c)
 		case rp.St == rOK && rp.Rec == cl.Base && !promised(rq):
 			// The split a reader's R4.4 completes to this write:
 			// complete it, Q's CAS with the token just read.
@@ -2391,7 +2423,7 @@ func (x *explorer) ownFailed(t *state, c int) string {
 func (x *explorer) undoRead(t *state, c int) string {
 	cl := &t.C[c]
 	if cl.Tries >= undoReads {
-		return x.endOp(t, c)
+		return x.undoEnd(t, c)
 	}
 	cl.Tries++
 	x.res.UndoReadRounds++
@@ -2400,6 +2432,40 @@ func (x *explorer) undoRead(t *state, c int) string {
 	x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
 	cl.Phase = phUndoRead
 	return ""
+}
+
+// undoEnd ends the undo's read loop (Q no longer holds the write, a read
+// got no reply, or the rounds were spent): a read of P showed P holding
+// the write (Held) and a read of the loop a later record of its
+// configuration (Far): acknowledged, applied and built on since (the
+// store's far && held); else ErrOutcomeUnknown.
+func (x *explorer) undoEnd(t *state, c int) string {
+	if cl := &t.C[c]; cl.Held && cl.Far {
+		x.res.UndoHeldLater++
+		return x.ack(t, c)
+	}
+	return x.endOp(t, c)
+}
+
+// showsHeld reports whether r, a read of P, shows P holding the write of
+// cl (the store's primaryShows, seenHeld, without ancestors): the write
+// itself, not promised above its epoch. HeldAnyRecord: any established
+// data record of its configuration at its version or above.
+func (x *explorer) showsHeld(cl *client, r reply) bool {
+	if r.St != rOK || r.Prom > cl.New.E {
+		return false
+	}
+	if x.sc.Variant == HeldAnyRecord {
+		return r.Rec.K == data && !r.Rec.Pend && sameConfig(r.Rec, cl.New) && r.Rec.V >= cl.New.V
+	}
+	return r.Rec == cl.New
+}
+
+// later reports whether r is a data record of the configuration of cl's
+// write at a later version (the store's far: the model keeps no
+// ancestors, so none tells whether it was built on the write).
+func (cl *client) later(r reply) bool {
+	return r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New) && r.Rec.V > cl.New.V
 }
 
 // newNonce (variant RestampNewNonce): a completion's re-stamp gets a new

@@ -312,6 +312,16 @@ type client struct {
 	// OW: the decision under way is a re-ballot of a creation's record
 	// over a witness (review-4 N4's fix), for Result's counts.
 	OW bool
+	// Held (Scope.OwnComplete): a read of P by the writer's own
+	// completion or the undo's read loop showed P holding this write, not
+	// promised above its epoch (the store's primaryShows, seenHeld; the
+	// model has no ancestors, so a later record built on it is not
+	// counted); Far: a read of the undo's loop found a data record of the
+	// write's configuration at a later version (past what the ancestors
+	// tell: the model keeps none). Both held when the loop ends: the
+	// write is acknowledged (the store's "applied, and built on since").
+	// Cleared when the call ends.
+	Held, Far bool
 	// Fresh (Scope.Renewal): the call under way started after the last
 	// acknowledged write, so that write's renewal of the session's life
 	// bounds when it may find the session gone. YGone: during this write

@@ -250,6 +250,14 @@ const (
 	// silent node, but with one node dead nothing is written: rejected by
 	// Scope.FinalWrites (TestFinalWrites).
 	FailoverNeedsAnswer
+	// HeldAnyRecord is the undo's held (Scope.OwnComplete; the store's
+	// primaryShows, seenHeld) taken from any established data record of
+	// the write's configuration that a read of P answers at the write's
+	// version or above, a competitor of the same version included, not
+	// only from the write itself: the undo's read that then finds a later
+	// record of the configuration acknowledges a write that is on no
+	// chain.
+	HeldAnyRecord
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -260,7 +268,7 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
 	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
 	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored",
-	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer"}
+	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer", "held-any-record"}
 
 func (v Variant) String() string { return variantNames[v] }
 
