@@ -446,7 +446,7 @@ func probeBlocked(t *testing.T, timeout time.Duration, hook func(*memcached.Stor
 // caller's deadline set on the connection, no interruption) past a
 // cancel.
 func TestLabelProbeEndsWithContext(t *testing.T) {
-	const timeout = 5 * time.Second
+	const timeout = 2 * time.Second
 	for _, tc := range []struct {
 		name   string
 		cancel bool // cancelled, no deadline; else a 200 ms deadline
