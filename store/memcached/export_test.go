@@ -840,6 +840,39 @@ func SetNoProbeConn(s *Store) {
 	eachMeta(s, func(c *metaClient) { c.noProbeConn = true })
 }
 
+// SetProbeIgnoresCtx bounds the label's probe by Timeout only: the
+// caller's context neither bounds its deadline nor interrupts it (a
+// broken variant: a caller whose deadline passed waits up to Timeout).
+func SetProbeIgnoresCtx(s *Store) {
+	eachMeta(s, func(c *metaClient) {
+		c.probeCtx = func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithoutCancel(ctx), func() {}
+		}
+	})
+}
+
+// SetProbeNoCancel bounds the label's probe by Timeout and the caller's
+// deadline but does not interrupt it when the caller's context is
+// cancelled (the code before: a caller cancelled with no deadline waits
+// up to Timeout).
+func SetProbeNoCancel(s *Store) {
+	eachMeta(s, func(c *metaClient) {
+		c.probeCtx = func(ctx context.Context) (context.Context, context.CancelFunc) {
+			if d, ok := ctx.Deadline(); ok {
+				return context.WithDeadline(context.WithoutCancel(ctx), d)
+			}
+			return context.WithoutCancel(ctx), func() {}
+		}
+	})
+}
+
+// SetCloseIdleKeepsProbe makes closeIdle (a relabel's) leave the probe
+// connection in its slot (a broken variant: a connection of the old
+// label kept for the next probe).
+func SetCloseIdleKeepsProbe(s *Store) {
+	eachMeta(s, func(c *metaClient) { c.probeKeptByCloseIdle = true })
+}
+
 // HasProbeConn reports whether the node at addr keeps a connection for
 // the label's probe.
 func HasProbeConn(s *Store, addr string) bool {

@@ -51,6 +51,12 @@ type metaClient struct {
 	// kept for the probe, which then finds one only when the pool holds
 	// one idle (a dial is mostly made when it holds none).
 	relabelOnFlush, labelNoProbe, noProbeConn bool
+	// probeCtx, when set (tests' broken variants SetProbeIgnoresCtx,
+	// SetProbeNoCancel), is the context begin bounds the probe by, made
+	// from the caller's; probeKeptByCloseIdle (SetCloseIdleKeepsProbe):
+	// closeIdle leaves the probe connection open and in its slot.
+	probeCtx             func(context.Context) (context.Context, context.CancelFunc)
+	probeKeptByCloseIdle bool
 	// labelWaits, when set (tests), is called when label is about to wait
 	// for labelSem.
 	labelWaits func()
@@ -269,7 +275,8 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 // connection to ask, no answer, another value: a restart, or a flush
 // whose probe could not be made) the sentinel is the new label and the
 // idle connections, of the old one, are closed, as after a restart. The
-// probe is one round trip (bounded by Timeout and ctx) at the first dial
+// probe is one round trip (bounded by Timeout and ctx's deadline, and
+// interrupted when ctx is cancelled, as every operation) at the first dial
 // after a flush; label holds labelSem meanwhile, so concurrent dials
 // wait for it (or until their context ends: a *ctxError), and for one
 // more per other new sentinel (another flush).
@@ -314,8 +321,10 @@ func (c *metaClient) label(ctx context.Context, v uint64) (uint64, error) {
 // sameProcess reports whether a connection of the current label, the
 // probe connection or else an idle pooled one, answers a hello with the
 // sentinel v (label). The connection is kept when it answered (as the
-// probe connection when that slot is empty), closed when it did not. A
-// *ctxError: ctx ended before the answer (nothing learnt).
+// probe connection when that slot is empty), closed when it did not. Its
+// round trip is begin's: bounded by Timeout and ctx's deadline, and
+// interrupted when ctx is cancelled. A *ctxError: ctx ended before the
+// answer (nothing learnt; the connection closed).
 func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 	c.mu.Lock()
 	cn := c.probe
@@ -328,19 +337,19 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 	if cn == nil {
 		return false, nil
 	}
-	dl := time.Now().Add(c.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		dl = d
+	bctx := ctx
+	if c.probeCtx != nil {
+		var cancel context.CancelFunc
+		bctx, cancel = c.probeCtx(ctx)
+		defer cancel()
 	}
-	_ = cn.nc.SetDeadline(dl)
+	_, stop := c.begin(bctx, cn)
 	w, err := c.hello(cn)
-	if cerr := ctx.Err(); cerr != nil {
+	stop()
+	cerr := ctxEnded(ctx)
+	if err != nil || cerr != nil {
 		cn.nc.Close()
-		return false, &ctxError{cerr}
-	}
-	if err != nil {
-		cn.nc.Close()
-		return false, nil
+		return false, cerr // nil: no answer, as from a process gone
 	}
 	c.keep(cn, true)
 	return w == v, nil
@@ -461,11 +470,8 @@ func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func
 	interrupted := !stop()
 	if err != nil && !isReply(err) {
 		cn.nc.Close()
-		if ctx.Err() != nil || interrupted {
-			return &ctxError{context.Cause(ctx)}
-		}
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			return &ctxError{context.DeadlineExceeded}
+		if cerr := ctxEnded(ctx); cerr != nil {
+			return cerr
 		}
 		return err
 	}
@@ -476,6 +482,20 @@ func (c *metaClient) end(ctx context.Context, cn *metaConn, err error, stop func
 	}
 	c.keep(cn, false)
 	return err
+}
+
+// ctxEnded returns a *ctxError when ctx has ended (begin's interruption
+// runs only then, so an interrupted operation's ctx has) or its deadline
+// has passed (the connection's deadline, the same instant, may fire
+// before ctx's own timer); nil when ctx is still live.
+func ctxEnded(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return &ctxError{err}
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return &ctxError{context.DeadlineExceeded}
+	}
+	return nil
 }
 
 // isReply reports errors that are complete replies, after which the
@@ -495,10 +515,11 @@ func (c *metaClient) closeIdle() {
 	}
 	c.mu.Lock()
 	idle := c.idle
-	if c.probe != nil {
+	if c.probe != nil && !c.probeKeptByCloseIdle {
 		idle = append(idle, c.probe)
+		c.probe = nil
 	}
-	c.idle, c.probe = nil, nil
+	c.idle = nil
 	c.mu.Unlock()
 	for _, cn := range idle {
 		cn.nc.Close()

@@ -1,6 +1,7 @@
 package memcached_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -42,7 +43,7 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 		{"no-probe-conn/empty-pool", memcached.SetNoProbeConn, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			servers, s, addr, label := labelledNode(t, tc.hook, "label-flush")
+			servers, s, addr, label := labelledNode(t, memcached.Config{}, tc.hook, "label-flush")
 			ctx := context.Background()
 			require.NoError(t, serverAt(t, servers, addr).FlushAll(ctx))
 			// An item made after the flush (as a repair restores a copy),
@@ -78,13 +79,13 @@ func TestFlushKeepsIncarnationLabel(t *testing.T) {
 	}
 }
 
-// labelledNode returns a witness Store (hook applied) in which key was
-// added, the address of key's secondary and that node's label, with two
-// connections opened to it: the second, returned while the first is
+// labelledNode returns a witness Store of cfg (hook applied) in which key
+// was added, the address of key's secondary and that node's label, with
+// two connections opened to it: the second, returned while the first is
 // idle, is kept for the label's probe (not with SetNoProbeConn).
-func labelledNode(t *testing.T, hook func(*memcached.Store), key string) (servers []*mcserver.Server, s *memcached.Store, addr string, label uint64) {
+func labelledNode(t *testing.T, cfg memcached.Config, hook func(*memcached.Store), key string) (servers []*mcserver.Server, s *memcached.Store, addr string, label uint64) {
 	t.Helper()
-	servers, s = witnessSetup(t, memcached.Config{})
+	servers, s = witnessSetup(t, cfg)
 	hook(s)
 	_, err := s.Add(context.Background(), key, []byte("v1"), time.Minute)
 	require.NoError(t, err)
@@ -116,7 +117,7 @@ func TestRestartChangesIncarnationLabel(t *testing.T) {
 		{"no-probe/nothing-to-probe", memcached.SetLabelNoProbe, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			servers, s, addr, label := labelledNode(t, tc.hook, "label-restart")
+			servers, s, addr, label := labelledNode(t, memcached.Config{}, tc.hook, "label-restart")
 			ctx := context.Background()
 			// Some writes first, so that the token is above what the
 			// restarted process's counter starts at.
@@ -355,4 +356,190 @@ func TestLabelProbeComparesSentinel(t *testing.T) {
 	other.Store(&second)
 	require.NoError(t, memcached.DialNew(s, addr))
 	require.NotEqual(t, label, memcached.IncLabel(s, addr), "another process behind the address: a new label")
+}
+
+// helloMuteConn, once armed, does not send the incarnation read (the
+// hello's, which the label's probe sends again): its peer never answers,
+// and the read waits until the connection's deadline or interruption.
+// Other commands go out.
+type helloMuteConn struct {
+	net.Conn
+	addr   string
+	armed  atomic.Bool
+	closed atomic.Bool
+	muted  chan<- *helloMuteConn // told of each muted write
+}
+
+func (c *helloMuteConn) Write(b []byte) (int, error) {
+	if c.armed.Load() && bytes.HasPrefix(b, []byte("mg __sl_inc ")) {
+		select {
+		case c.muted <- c:
+		default:
+		}
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *helloMuteConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+// helloMute dials helloMuteConns (Config.DialContext) and arms them.
+type helloMute struct {
+	mu    sync.Mutex
+	conns []*helloMuteConn
+	muted chan *helloMuteConn
+}
+
+func newHelloMute() *helloMute { return &helloMute{muted: make(chan *helloMuteConn, 8)} }
+
+func (m *helloMute) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	hc := &helloMuteConn{Conn: c, addr: addr, muted: m.muted}
+	m.mu.Lock()
+	m.conns = append(m.conns, hc)
+	m.mu.Unlock()
+	return hc, nil
+}
+
+// arm mutes the incarnation reads of every connection to addr open now
+// (the label's probe asks one of them; a new connection's hello is sent).
+func (m *helloMute) arm(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.conns {
+		if c.addr == addr {
+			c.armed.Store(true)
+		}
+	}
+}
+
+// probeBlocked returns a witness Store (hook applied, Timeout timeout)
+// whose node addr, of label, was flushed with a probe connection kept
+// (labelledNode) and two or more idle: the next dial's label probes it,
+// and every connection to addr open before it leaves the probe's hello
+// unanswered.
+func probeBlocked(t *testing.T, timeout time.Duration, hook func(*memcached.Store), key string) (s *memcached.Store, addr string, label uint64, m *helloMute) {
+	t.Helper()
+	m = newHelloMute()
+	servers, s, addr, label := labelledNode(t, memcached.Config{Timeout: timeout, DialContext: m.dial}, hook, key)
+	require.True(t, memcached.HasProbeConn(s, addr), "the rig: a probe connection kept")
+	require.NoError(t, memcached.DialNew(s, addr)) // pooled: the probe slot is full
+	require.NoError(t, serverAt(t, servers, addr).FlushAll(context.Background()))
+	m.arm(addr)
+	return s, addr, label, m
+}
+
+// TestLabelProbeEndsWithContext (cold review rv-label2's gap): the
+// label's probe after a flush ends with its caller's context, not at
+// Timeout, as any other operation (begin): its deadline, or a cancel (no
+// deadline) once the probe's hello went out. The probe connection's peer
+// does not answer; the dial fails with the context's error well before
+// Timeout, the connection asked closed, the label kept (nothing learnt).
+// The broken variant SetProbeIgnoresCtx (bounded by Timeout only) waits
+// for Timeout past a deadline; the code before (SetProbeNoCancel: the
+// caller's deadline set on the connection, no interruption) past a
+// cancel.
+func TestLabelProbeEndsWithContext(t *testing.T) {
+	const timeout = 2 * time.Second
+	for _, tc := range []struct {
+		name   string
+		cancel bool // cancelled, no deadline; else a 200 ms deadline
+		hook   func(*memcached.Store)
+		broken bool
+	}{
+		{"deadline/fixed", false, func(*memcached.Store) {}, false},
+		{"deadline/code-before", false, memcached.SetProbeNoCancel, false},
+		{"deadline/ignores-ctx", false, memcached.SetProbeIgnoresCtx, true},
+		{"cancel/fixed", true, func(*memcached.Store) {}, false},
+		{"cancel/code-before", true, memcached.SetProbeNoCancel, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, addr, label, m := probeBlocked(t, timeout, tc.hook, "label-probe-ctx")
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			want := context.DeadlineExceeded
+			if tc.cancel {
+				cancel()
+				ctx, cancel = context.WithCancel(context.Background())
+				want = context.Canceled
+			}
+			defer cancel()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- memcached.DialNewCtx(ctx, s, addr) }()
+			var probe *helloMuteConn
+			select {
+			case probe = <-m.muted:
+			case <-time.After(timeout):
+				t.Fatal("the rig: the probe asked no muted connection")
+			}
+			if tc.cancel {
+				cancel()
+				start = time.Now()
+			}
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(2 * timeout):
+				t.Fatal("the dial did not return")
+			}
+			took := time.Since(start)
+			require.ErrorIs(t, err, want)
+			require.True(t, probe.closed.Load(), "the probe's connection closed, not kept")
+			require.Equal(t, label, memcached.IncLabel(s, addr), "nothing learnt: the label kept")
+			if tc.broken {
+				require.GreaterOrEqual(t, took, timeout/2, "the broken variant waits for Timeout")
+				return
+			}
+			require.Less(t, took, timeout/2, "the probe ends with its caller's context")
+		})
+	}
+}
+
+// TestRelabelClosesProbeConn: a relabel closes the probe connection with
+// the idle ones (closeIdle): a connection of the old label returned while
+// the probe waits is parked in the emptied probe slot, and the probe then
+// gets no answer (as from a restarted process: a new label). The broken
+// variant SetCloseIdleKeepsProbe leaves it there, for the next probe to
+// ask a connection of the old label.
+func TestRelabelClosesProbeConn(t *testing.T) {
+	const timeout = 2 * time.Second
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fixed", true: "closeidle-keeps-probe"}[broken], func(t *testing.T) {
+			hook := func(*memcached.Store) {}
+			if broken {
+				hook = memcached.SetCloseIdleKeepsProbe
+			}
+			s, addr, label, m := probeBlocked(t, timeout, hook, "label-probe-relabel")
+			done := make(chan error, 1)
+			go func() { done <- memcached.DialNew(s, addr) }()
+			select {
+			case <-m.muted:
+			case <-time.After(timeout):
+				t.Fatal("the rig: the probe asked no muted connection")
+			}
+			// An operation on a pooled connection of the old label: when
+			// it returns, another is idle and the probe slot is empty.
+			_, _, err := memcached.ReadToken(s, addr, "label-probe-other")
+			require.NoError(t, err)
+			require.True(t, memcached.HasProbeConn(s, addr), "the rig: a connection of the old label parked during the probe")
+			select {
+			case err = <-done:
+			case <-time.After(2 * timeout):
+				t.Fatal("the probe did not end")
+			}
+			require.NoError(t, err)
+			require.NotEqual(t, label, memcached.IncLabel(s, addr), "no answer: a new label")
+			if broken {
+				require.True(t, memcached.HasProbeConn(s, addr), "the broken variant keeps the old label's connection")
+				return
+			}
+			require.False(t, memcached.HasProbeConn(s, addr), "the relabel closed the probe connection")
+		})
+	}
 }
