@@ -708,6 +708,13 @@ func SetUndoStart(s *Store, f func(key string)) { s.hooks.undoStart = f }
 // versions on answers ErrOutcomeUnknown (the stalled writer).
 func SetUndoForgetsHeld(s *Store) { s.hooks.undoForgetsHeld = true }
 
+// SetUndoHeldConflict makes s the code before the cold review rv-held m1:
+// the undo's rows of certain conflict (replaced on both copies, later
+// versions built on another write, overtaken) answer ErrCASConflict though
+// a read of P showed it holding the write (the session deleted and created
+// again since), and a beaten writer puts the base back on Q.
+func SetUndoHeldConflict(s *Store) { s.hooks.undoHeldConflict = true }
+
 // SetSettleLastUnread makes a split Add's settle end after its fourth
 // round's write without reading the pair again, whatever that write
 // did, and answer as if the copies were settled, as before rv-mj2 mn-c

@@ -376,6 +376,7 @@ type testHooks struct {
 	undoNoComplete           bool             // the code before: R3's undo refused while Q holds the write and P its base never completes the write (5 reads, then unknown)
 	undoStart                func(key string) // R3's undo is about to run (completeOwn read P and did not complete the write); tests stall the writer here
 	undoForgetsHeld          bool             // the code before: a read of P that showed it holding the write (or built on it) is not kept, the undo is sent, and a writer reading again past envelope.Lineage versions answers unknown
+	undoHeldConflict         bool             // the code before: the undo's rows of certain conflict answer a conflict though P held the write (the session created again since)
 	buryAnyAge               bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
 	buryTouched              bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
 	holdWitnessTouch         func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)

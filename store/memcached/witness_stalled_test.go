@@ -20,71 +20,167 @@ import (
 // second session of 2026-12-02: an append answered ErrOutcomeUnknown, "the
 // session was more than 8 versions past this write when its writer read
 // it again"). P refused the write (re-stamped: R9 after a flush), Q stored
-// it, and before the writer's own completion read P a reader's R4.4
-// completed the write onto P (re-stamped Q, copied Q's record onto P). The
-// writer's read of P then showed P holding its write; the writer stalled
-// (here: held at the undo's start) while another app server wrote the
-// session envelope.Lineage+1 times over. The code before sent the undo
-// (refused by the completion's re-stamp of Q) and read both copies, which
-// were past the ancestors the records keep: unknown. The read of P had
-// already proved the write on the configuration's one chain of versions:
-// the writer now keeps that (held) and answers success; every later
-// version was built on it.
-//
-// beaten is the opposite proof kept as before: a competitor of the same
-// version on P (and completed onto Q) before the writer's read of P, the
-// same stall: a certain conflict.
+// it, and before the writer's own completion read P another process moved
+// P on (atRead); the writer then stalled (held at the undo's start) while
+// another app server acted on the session (stall). The code before
+// (SetUndoForgetsHeld) sent the undo, refused, and read both copies, past
+// the ancestors the records keep: unknown. What its read of P proved is
+// now kept (primaryShows):
+//   - held: a reader's completion copied the write onto P (held), or P
+//     holds a record built on it (descendant): the session is then written
+//     over envelope.Lineage+1 times: success, and the session is built on
+//     the write;
+//   - a competitor on P: of the write's version (beaten), or two versions
+//     of another chain (competitor-next), or a chain already past the
+//     ancestors (competitor-far), or another record of the base's version
+//     (below-the-write): never success (the cold review rv-held's
+//     M1: a mutant taking these as held acknowledged a write on no chain);
+//   - held, then Q blanked (a flush and a reader's get-or-blank) during
+//     the stall: not past the ancestors, so held alone does not answer (an
+//     append copied onto P may carry Q's old life: the "both hold" row
+//     touches it first): unknown;
+//   - held, then the session read, deleted and created again and written k
+//     times (rv-held m1: a configuration names no lifetime, so the undo's
+//     rows of certain conflict, by one chain of versions, fire): a write a
+//     read returned is never reported not applied: unknown (success once
+//     the new lifetime is past the ancestors); the code before
+//     (SetUndoHeldConflict) answered ErrCASConflict.
 func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
+	const key = "stalled"
+	type rig struct {
+		servers []string
+		other   *memcached.Store // another app server
+	}
+	// rewrite writes the session n times through the other app server.
+	rewrite := func(t *testing.T, r rig, n int) {
+		ctx := context.Background()
+		for i := range n {
+			got, err := r.other.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = r.other.CompareAndSwap(ctx, key, fmt.Appendf(got.Value, "+%d", i), got.CAS, time.Minute)
+			require.NoError(t, err, "the other app server's write %d", i)
+		}
+	}
+	over := func(t *testing.T, r rig) { rewrite(t, r, envelope.Lineage+1) }
+	// chain puts n versions of another chain on both copies.
+	chain := func(n int) func(t *testing.T, p, q string) {
+		return func(t *testing.T, p, q string) {
+			base, payload, err := envelope.Decode(rawGet(t, p, key).value)
+			require.NoError(t, err)
+			cur := base
+			for i := range n {
+				cur = cur.Next(rand.Uint64(), base.Timeout)
+				payload = fmt.Appendf(payload, "-other%d", i)
+				rawSet(t, p, key, cur.Wrap(payload), 60, 1)
+				rawSet(t, q, key, cur.Wrap(payload), 60, 1)
+			}
+		}
+	}
+	// other puts on both copies another record of the base's version (a
+	// chain that left the base's before the write).
+	other := func(t *testing.T, p, q string) {
+		base, payload, err := envelope.Decode(rawGet(t, p, key).value)
+		require.NoError(t, err)
+		base.Nonce = rand.Uint64()
+		rawSet(t, p, key, base.Wrap(append(payload, "-other"...)), 60, 1)
+		rawSet(t, q, key, base.Wrap(append(payload, "-other"...)), 60, 1)
+	}
+	// completed is a reader's R4.4 completion of the write: Q re-stamped,
+	// its record copied onto P.
+	completed := func(t *testing.T, p, q string) {
+		it := rawGet(t, q, key)
+		rawSet(t, q, key, it.value, 60, 1)
+		rawSet(t, p, key, it.value, 60, 1)
+	}
+	// descendant: the next version, built on the write, on both copies.
+	descendant := func(t *testing.T, p, q string) {
+		x, payload, err := envelope.Decode(rawGet(t, q, key).value)
+		require.NoError(t, err)
+		next := x.Next(rand.Uint64(), x.Timeout).Wrap(append(payload, "+d"...))
+		rawSet(t, p, key, next, 60, 1)
+		rawSet(t, q, key, next, 60, 1)
+	}
+	// recreated reads the session (returning the write), deletes it, adds
+	// it again and writes it k times.
+	recreated := func(k int) func(t *testing.T, r rig) {
+		return func(t *testing.T, r rig) {
+			ctx := context.Background()
+			got, err := r.other.Get(ctx, key)
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(string(got.Value), "v3"), "the rig: the write %q was read", got.Value)
+			require.NoError(t, r.other.Delete(ctx, key))
+			_, err = r.other.Add(ctx, key, []byte("n"), time.Minute)
+			require.NoError(t, err)
+			rewrite(t, r, k)
+		}
+	}
+	applied := func(t *testing.T, err error, session, mine string) {
+		require.NoError(t, err, "P held the write before the stall: applied")
+		require.True(t, strings.HasPrefix(session, mine), "the session %q is built on the write %q", session, mine)
+	}
+	unknown := func(why string) func(t *testing.T, err error, session, mine string) {
+		return func(t *testing.T, err error, session, mine string) {
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, why)
+			require.NotErrorIs(t, err, provider.ErrCASConflict)
+		}
+	}
+	stalled := func(t *testing.T, err error, session, mine string) {
+		require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: the undo's reads past the ancestors")
+		require.ErrorContains(t, err, stalledWriter)
+	}
+	notSuccess := func(t *testing.T, err error, session, mine string) {
+		require.Error(t, err, "the write was never on P: never success")
+		require.False(t, strings.HasPrefix(session, mine), "the rig: the session %q is not built on the write", session)
+	}
+	conflict := func(t *testing.T, err error, session, mine string) {
+		require.ErrorIs(t, err, provider.ErrCASConflict, "a competitor held P's version: the write is on no chain")
+		require.False(t, strings.HasPrefix(session, mine), "the rig: the session %q is not built on the write", session)
+	}
 	for _, c := range []struct {
-		name           string
-		append, beaten bool
-		broken         bool
+		name   string
+		append bool
+		atRead func(t *testing.T, p, q string)
+		stall  func(t *testing.T, r rig)
+		hook   func(*memcached.Store)
+		check  func(t *testing.T, err error, session, mine string)
 	}{
-		{"held/cas", false, false, false},
-		{"held/append", true, false, false},
-		{"held/cas/code-before", false, false, true},
-		{"held/append/code-before", true, false, true},
-		{"beaten/cas", false, true, false},
-		{"beaten/cas/code-before", false, true, true},
+		{"held/cas", false, completed, over, nil, applied},
+		{"held/append", true, completed, over, nil, applied},
+		{"held/cas/code-before", false, completed, over, memcached.SetUndoForgetsHeld, stalled},
+		{"held/append/code-before", true, completed, over, memcached.SetUndoForgetsHeld, stalled},
+		{"descendant", false, descendant, over, nil, applied},
+		{"descendant/code-before", false, descendant, over, memcached.SetUndoForgetsHeld, stalled},
+		{"beaten", false, chain(1), over, nil, conflict},
+		{"competitor-next", false, chain(2), over, nil, notSuccess},
+		{"competitor-far", false, chain(envelope.Lineage + 2), over, nil, notSuccess},
+		{"below-the-write", false, other, over, nil, conflict},
+		{"held/append/q-blanked", true, completed, func(t *testing.T, r rig) {
+			rawSet(t, r.servers[1], key, nil, 30, 0)
+		}, nil, unknown("held alone, not past the ancestors: an append on P may carry Q's old life")},
+		{"held/recreated-1", false, completed, recreated(1), nil, unknown("a write a read returned is not reported not applied")},
+		{"held/recreated-2", false, completed, recreated(2), nil, unknown("a write a read returned is not reported not applied")},
+		{"held/recreated-1/code-before", false, completed, recreated(1), memcached.SetUndoHeldConflict, func(t *testing.T, err error, session, mine string) {
+			require.ErrorIs(t, err, provider.ErrCASConflict, "the code before: replaced on both copies")
+		}},
+		{"held/recreated-past-ancestors", false, completed, recreated(envelope.Lineage + 4), nil, func(t *testing.T, err error, session, mine string) {
+			require.NoError(t, err, "held, and the copies past the ancestors: success")
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			const key = "stalled"
 			var cands []string
-			// Right after Q stored the write, before the writer reads P:
-			// a reader's completion (held), or a competitor of the same
-			// version stored on P and completed onto Q (beaten).
-			servers, s, cs, arm := afterReplyStore(t, key, 1, func(*memcached.Store) {
-				p, q := cands[0], cands[1]
-				if c.beaten {
-					base, payload, err := envelope.Decode(rawGet(t, p, key).value)
-					require.NoError(t, err)
-					other := base.Next(rand.Uint64(), base.Timeout).Wrap(append(payload, "-other"...))
-					rawSet(t, p, key, other, 60, 1)
-					rawSet(t, q, key, other, 60, 1)
-					return
-				}
-				it := rawGet(t, q, key)
-				rawSet(t, q, key, it.value, 60, 1) // R4.4's re-stamp of Q
-				rawSet(t, p, key, it.value, 60, 1) // its CAS of P
-			})
+			// Right after Q stored the write, before the writer reads P.
+			servers, s, cs, arm := afterReplyStore(t, key, 1, func(*memcached.Store) { c.atRead(t, cands[0], cands[1]) })
 			cands = cs
-			if c.broken {
-				memcached.SetUndoForgetsHeld(s)
+			if c.hook != nil {
+				c.hook(s)
 			}
 			ctx := context.Background()
 			e := writtenOnce(t, s, key)
-			// Another app server, which writes the session over while the
-			// writer is stalled.
-			other := newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})
+			r := rig{servers: cands, other: newStore(t, servers, memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond})}
 			undos := 0
 			memcached.SetUndoStart(s, func(string) {
 				undos++
-				for i := range envelope.Lineage + 1 {
-					got, err := other.Get(ctx, key)
-					require.NoError(t, err)
-					_, err = other.CompareAndSwap(ctx, key, fmt.Appendf(got.Value, "+%d", i), got.CAS, time.Minute)
-					require.NoError(t, err, "the other app server's write %d", i)
-				}
+				c.stall(t, r)
 			})
 			// R9's re-stamp of P (same bytes, a new token): P refuses the
 			// write's token.
@@ -99,21 +195,12 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 				_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 			}
 			require.Equal(t, 1, undos, "the rig: the writer reached the undo once")
-			got, gerr := other.Get(ctx, key)
-			require.NoError(t, gerr)
-			last := fmt.Sprintf("+%d", envelope.Lineage)
-			require.True(t, strings.HasSuffix(string(got.Value), last), "the rig: the other app server's writes are the session: %q", got.Value)
-			switch {
-			case c.beaten:
-				require.ErrorIs(t, err, provider.ErrCASConflict, "a competitor held P's version: the write is on no chain")
-				require.False(t, strings.HasPrefix(string(got.Value), mine), "the session %q is not built on the write", got.Value)
-			case c.broken:
-				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: the undo's reads past the ancestors")
-				require.ErrorContains(t, err, stalledWriter)
-			default:
-				require.NoError(t, err, "P held the write before the stall: applied")
-				require.True(t, strings.HasPrefix(string(got.Value), mine+"+0"), "the session %q is built on the write", got.Value)
+			session := ""
+			if got, gerr := r.other.Get(ctx, key); gerr == nil {
+				session = string(got.Value)
 			}
+			t.Logf("answer: %v; the session: %q", err, session)
+			c.check(t, err, session, mine)
 		})
 	}
 }

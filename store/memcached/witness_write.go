@@ -585,11 +585,14 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 }
 
 // primarySeen is what a read of P, after P refused a write, proves of the
-// write's configuration's one chain of versions at the write's version.
-// P's record is on that chain: every record of the configuration is
-// stored on P first or undone (R3), and a split of one version between P
-// and Q is decided for P's (R4.2's tie; a completion copies Q's record
-// onto P only while P holds its base, R4.4, and re-stamps Q first, R0).
+// write's configuration's chain of versions at the write's version, within
+// one lifetime of the session (from its creation to its deletion or loss;
+// a configuration names no lifetime: an id deleted and created again
+// starts another chain in the home configuration). P's record is on that
+// chain: a record reaches P only by its own CAS there, by a completion
+// from Q made while P holds a record of lower rank after Q was re-stamped
+// (R4.4, R0), or by the writer's own completion (completeOwn); a tie at
+// one version is decided for the record on its own primary (R4.2).
 type primarySeen uint8
 
 const (
@@ -676,16 +679,28 @@ func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
 // decided as a write stored on P over a failover is (overtaken): this
 // write is at most on Q, below two nodes that outrank it.
 //
-// held (seenHeld, from completeOwn's read or a read of the loop below): P
-// held this write (a reader's completion copied it there, after
-// re-stamping Q, R0: the undo is refused) or a record built on it: the configuration's chain runs through this write,
-// and every later record of the configuration is built on it. A writer
-// that then reads both copies only after the session moved more than
-// envelope.Lineage versions on (stalled: descheduled, a GC pause) knows
-// the write applied by that read, where the ancestors no longer tell:
-// success (handle 0), as a later record built on it is. Without it the
-// answer was unknown (the stalled writer: a clean-clone CI run's
-// TestRealFaults/flush-one-node, second session of 2026-12-02).
+// held (seenHeld, from completeOwn's read, or a read of the loop below,
+// mostly its completeOwn's): P held this write or a record built on it.
+// P gets this write only by a completion that re-stamped Q first (R0: the
+// undo is then refused), so the write was on both copies at one instant:
+// a read may have returned it, and within the session's lifetime every
+// later record of the configuration is built on it. A writer that reads
+// both copies again only after the session moved more than
+// envelope.Lineage versions on (stalled: descheduled, a GC pause), where
+// the ancestors no longer tell, answers success (handle 0), as for a
+// later record the ancestors show built on it. Only then (far): P holding
+// exactly an append a reader copied from Q may carry Q's old life
+// (touchCompleted; the "both hold" row touches it first), and past
+// Lineage versions every later write has rewritten P with its own T.
+// Without held the answer was unknown (the stalled writer, seen in a
+// clean-clone CI run's TestRealFaults/flush-one-node, second session of
+// 2026-12-02; a writer stalled before any read of P showed the write
+// still answers unknown). A row that would answer a conflict by the one
+// chain (replaced on both copies; later versions built on another write;
+// overtaken by a failover not built on it) contradicts held within one
+// lifetime: the session was deleted and created again since, so the
+// answer is unknown, never "not applied" for a write a read may have
+// returned (cold review rv-held m1; before, a conflict).
 func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen) (uint64, error) {
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
@@ -764,10 +779,11 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
 		}
 		if cp.st == stData && cp.env.E > env.E {
-			return w.overtaken(ctx, key, w.candidates(key), &cp, env, value, "the primary")
+			id, oerr := w.overtaken(ctx, key, w.candidates(key), &cp, env, value, "the primary")
+			return w.notApplied(held, id, oerr, perr)
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
-			return 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr)
+			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
 			if c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Descendant {
@@ -775,7 +791,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
-			return 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr)
+			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
 			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
@@ -808,6 +824,11 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			held = held || seen == seenHeld && !w.s.hooks.undoForgetsHeld
 			continue
 		}
+		if beaten && held && !w.s.hooks.undoHeldConflict {
+			// P on another chain, Q still this write, after P held it:
+			// another lifetime on P (held's comment); nothing put back.
+			return 0, unknown("cas: undoing the secondary: the primary held this write, and the session was created again since", perr, err)
+		}
 		if beaten {
 			if cq.promisedAbove(env.E) {
 				// R11.3 (review-r11 M1): the base is not put back over a
@@ -833,6 +854,18 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: %s", stalledWriter), perr, err)
 	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
+}
+
+// notApplied is an undo's answer of certain conflict (err, or id and err
+// from overtaken), unless held: the write was then on both copies at one
+// instant of the call, and the conflict says that the session was deleted
+// and created again since (undo's held): unknown.
+func (w *witness) notApplied(held bool, id uint64, err, perr error) (uint64, error) {
+	if held && errors.Is(err, provider.ErrCASConflict) && !w.s.hooks.undoHeldConflict {
+		// Not wrapped: errors.Is must not find the conflict.
+		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: the primary held this write, and the session was created again since (%v)", err), perr)
+	}
+	return id, err
 }
 
 // stalledWriter is the reason given for the unknown outcome of a writer stalled past
