@@ -240,11 +240,23 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 	out := &countWriter{w: nc}
 	cn = &metaConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(out)), out: out}
 	if c.hello != nil {
-		_ = nc.SetDeadline(time.Now().Add(c.timeout))
+		// The hello, as every operation (begin): bounded by Timeout and
+		// ctx's deadline, interrupted when ctx is cancelled. It fails
+		// before the caller's request is written: nothing of that was
+		// sent (*notSentError), or ctx ended (*ctxError, which counts
+		// against no node). Before (cold review rv-probe m3), bounded by
+		// Timeout only, its failure a bare network error: a caller's
+		// deadline was overrun up to Timeout, and a write was answered
+		// of unknown outcome.
+		_, stop := c.begin(ctx, cn)
 		inc, err := c.hello(cn)
+		stop()
 		if err != nil {
 			nc.Close()
-			return nil, false, err
+			if cerr := ctxEnded(ctx); cerr != nil {
+				return nil, false, cerr
+			}
+			return nil, false, &notSentError{err}
 		}
 		if cn.inc, err = c.label(ctx, inc); err != nil {
 			nc.Close()

@@ -543,3 +543,43 @@ func TestRelabelClosesProbeConn(t *testing.T) {
 		})
 	}
 }
+
+// neverEnds has a deadline but never ends (Done is nil): a connection's
+// deadline made from it fires while ctx.Err() stays nil, as it may for a
+// real context whose timer has not yet run.
+type neverEnds struct {
+	context.Context
+	d time.Time
+}
+
+func (c neverEnds) Deadline() (time.Time, bool) { return c.d, true }
+
+// TestLabelProbeDeadlineBeforeTimer (cold review rv-probe m1): the probe
+// runs into its caller's deadline while the context has not yet ended (its
+// timer not run; here it never ends): that is the caller's deadline, not
+// "no answer" from the node, so nothing is learnt and the label is kept.
+// The code before took only ctx.Err() as the context's end and relabelled
+// the flushed node (closing its pool) whenever the connection's deadline
+// fired first; TestLabelProbeEndsWithContext's real contexts hit that only
+// now and then (the reviewer: 6 of 8 runs of a mutant).
+func TestLabelProbeDeadlineBeforeTimer(t *testing.T) {
+	s, addr, label, m := probeBlocked(t, 2*time.Second, func(*memcached.Store) {}, "label-probe-dl")
+	ctx := neverEnds{context.Background(), time.Now().Add(200 * time.Millisecond)}
+	done := make(chan error, 1)
+	go func() { done <- memcached.DialNewCtx(ctx, s, addr) }()
+	var probe *helloMuteConn
+	select {
+	case probe = <-m.muted:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the rig: the probe asked no muted connection")
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(4 * time.Second):
+		t.Fatal("the dial did not return")
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.True(t, probe.closed.Load(), "the probe's connection closed, not kept")
+	require.Equal(t, label, memcached.IncLabel(s, addr), "nothing learnt: the label kept")
+}
