@@ -248,13 +248,12 @@ func (c *metaClient) conn(ctx context.Context, pick connPick) (cn *metaConn, poo
 		// Timeout only, its failure a bare network error: a caller's
 		// deadline was overrun up to Timeout, and a write was answered
 		// of unknown outcome.
-		_, stop := c.begin(ctx, cn)
-		inc, err := c.hello(cn)
-		stop()
+		inc, err := c.helloOn(ctx, ctx, cn)
+		var ce *ctxError
 		if err != nil {
 			nc.Close()
-			if cerr := ctxEnded(ctx); cerr != nil {
-				return nil, false, cerr
+			if errors.As(err, &ce) {
+				return nil, false, err
 			}
 			return nil, false, &notSentError{err}
 		}
@@ -355,16 +354,32 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 		bctx, cancel = c.probeCtx(ctx)
 		defer cancel()
 	}
-	_, stop := c.begin(bctx, cn)
-	w, err := c.hello(cn)
-	stop()
-	cerr := ctxEnded(ctx)
-	if err != nil || cerr != nil {
+	w, err := c.helloOn(ctx, bctx, cn)
+	var ce *ctxError
+	if err != nil {
 		cn.nc.Close()
-		return false, cerr // nil: no answer, as from a process gone
+		if errors.As(err, &ce) {
+			return false, err
+		}
+		return false, nil // no answer, as from a process gone
 	}
 	c.keep(cn, true)
 	return w == v, nil
+}
+
+// helloOn runs the hello on cn as every operation runs (begin: bounded by
+// Timeout and bctx's deadline, interrupted when bctx is cancelled; bctx is
+// ctx but in the tests' broken variants, probeCtx) and returns the
+// sentinel it read, or a *ctxError when ctx ended meanwhile (its answer
+// then not trusted), or the hello's own error.
+func (c *metaClient) helloOn(ctx, bctx context.Context, cn *metaConn) (uint64, error) {
+	_, stop := c.begin(bctx, cn)
+	v, err := c.hello(cn)
+	stop()
+	if cerr := ctxEnded(ctx); cerr != nil {
+		return 0, cerr
+	}
+	return v, err
 }
 
 // keep pools cn, or parks it as the probe connection when that slot is

@@ -1,7 +1,6 @@
 package memcached
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -47,13 +46,10 @@ func silentNode(t *testing.T) string {
 
 // ping is an operation that sends a no-op and waits for its reply.
 func ping(cn *metaConn) error {
-	if _, err := cn.rw.WriteString("mn\r\n"); err != nil {
+	if err := send(cn, "mn", nil); err != nil {
 		return err
 	}
-	if err := cn.rw.Flush(); err != nil {
-		return err
-	}
-	_, err := cn.rw.ReadString('\n')
+	_, err := readLine(cn.rw.Reader)
 	return err
 }
 
@@ -83,13 +79,10 @@ func TestEndDeadlineIsTheContexts(t *testing.T) {
 // network error: a write's outcome unknown.
 func TestNewConnHelloEndsWithContext(t *testing.T) {
 	helloReads := func(cn *metaConn) (uint64, error) {
-		if _, err := cn.rw.WriteString("mg __sl_inc v\r\n"); err != nil {
+		if err := send(cn, "mg __sl_inc v", nil); err != nil {
 			return 0, err
 		}
-		if err := cn.rw.Flush(); err != nil {
-			return 0, err
-		}
-		_, err := bufio.NewReader(cn.nc).ReadString('\n')
+		_, err := readLine(cn.rw.Reader)
 		return 0, err
 	}
 	for _, tc := range []struct {

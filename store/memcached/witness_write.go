@@ -705,10 +705,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
 	}
-	if w.s.hooks.undoForgetsHeld && seen == seenHeld {
-		seen = seenNothing // the code before
-	}
-	beaten, held := seen == seenBeaten, seen == seenHeld
+	beaten, held := seen == seenBeaten, w.provesHeld(seen)
 	// Q's own expiry as read (issue 13: the elapsed whole seconds, not
 	// rounded up, which took a second off the session).
 	exp := restampExp(h.baseTTL-int64(time.Since(h.baseAt)/time.Second), h.env.Timeout)
@@ -799,7 +796,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if notBuiltOn(&cp, env) {
 			beaten = true // P is past this write on another chain
 		}
-		held = held || primaryShows(&cp, env) == seenHeld && !w.s.hooks.undoForgetsHeld
+		held = held || w.provesHeld(primaryShows(&cp, env))
 		if !cq.holds(env.ID()) {
 			break
 		}
@@ -821,13 +818,13 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			if ok {
 				return id, nil
 			}
-			held = held || seen == seenHeld && !w.s.hooks.undoForgetsHeld
+			held = held || w.provesHeld(seen)
 			continue
 		}
 		if beaten && held && !w.s.hooks.undoHeldConflict {
 			// P on another chain, Q still this write, after P held it:
 			// another lifetime on P (held's comment); nothing put back.
-			return 0, unknown("cas: undoing the secondary: the primary held this write, and the session was created again since", perr, err)
+			return 0, unknown(heldRecreated, perr, err)
 		}
 		if beaten {
 			if cq.promisedAbove(env.E) {
@@ -856,6 +853,16 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	return 0, unknown("cas: undoing the secondary", perr, err)
 }
 
+// provesHeld reports whether seen proves the write held by P (seenHeld;
+// never in the code before, SetUndoForgetsHeld).
+func (w *witness) provesHeld(seen primarySeen) bool {
+	return seen == seenHeld && !w.s.hooks.undoForgetsHeld
+}
+
+// heldRecreated is the reason given for the unknown outcome of an undo
+// whose rows would answer a conflict though P held the write (notApplied).
+const heldRecreated = "cas: undoing the secondary: the primary held this write, and the session was created again since"
+
 // notApplied is an undo's answer of certain conflict (err, or id and err
 // from overtaken), unless held: the write was then on both copies at one
 // instant of the call, and the conflict says that the session was deleted
@@ -863,7 +870,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 func (w *witness) notApplied(held bool, id uint64, err, perr error) (uint64, error) {
 	if held && errors.Is(err, provider.ErrCASConflict) && !w.s.hooks.undoHeldConflict {
 		// Not wrapped: errors.Is must not find the conflict.
-		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: the primary held this write, and the session was created again since (%v)", err), perr)
+		return 0, unknown(fmt.Sprintf("%s (%v)", heldRecreated, err), perr)
 	}
 	return id, err
 }
