@@ -375,6 +375,10 @@ func (c *metaClient) sameProcess(ctx context.Context, v uint64) (bool, error) {
 func (c *metaClient) helloOn(ctx, bctx context.Context, cn *metaConn) (uint64, error) {
 	_, stop := c.begin(bctx, cn)
 	v, err := c.hello(cn)
+	// stop's result (false: begin's interruption ran, the connection's
+	// deadline pulled in) adds nothing to the check below: bctx is ctx
+	// outside the tests' variants, and the interruption runs only once
+	// ctx is done, which ctxEnded sees; the caller then closes cn.
 	stop()
 	if cerr := ctxEnded(ctx); cerr != nil {
 		return 0, cerr

@@ -1,6 +1,7 @@
 package memcached
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -127,6 +128,59 @@ func TestNewConnHelloEndsWithContext(t *testing.T) {
 			tc.want(t, err)
 			if took >= 2*time.Second {
 				t.Fatalf("the hello ended after %v, not with its caller's context or Timeout", took)
+			}
+		})
+	}
+}
+
+// answeringNode is a listener that answers every line it reads with reply.
+func answeringNode(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte(reply + "\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestNewConnHelloErrorReplyNotSent: a new connection's hello answered
+// with an error reply (a node out of memory refusing the sentinel, a
+// server without the meta protocol) fails before the caller's request is
+// written: a write's table reads it as not sent (nothing written). Before,
+// classify took the error reply first: woServer, a write's outcome
+// unknown (a -overlay mutant with the old order fails every case).
+func TestNewConnHelloErrorReplyNotSent(t *testing.T) {
+	for _, reply := range []string{"SERVER_ERROR out of memory storing object", "CLIENT_ERROR bad command line format", "ERROR"} {
+		t.Run(reply, func(t *testing.T) {
+			c := &metaClient{addr: answeringNode(t, reply), timeout: 2 * time.Second, maxIdle: 2, labelSem: make(chan struct{}, 1), hello: helloIncarnation}
+			err := c.do(context.Background(), ping)
+			var se *serverError
+			if !errors.As(err, &se) {
+				t.Fatalf("want the hello's error reply, got %T %v", err, err)
+			}
+			if o := classify(err); o != woNotSent {
+				t.Fatalf("want not sent (a write's table: nothing written), got %v from %T %v", o, err, err)
 			}
 		})
 	}

@@ -48,10 +48,13 @@ func classify(err error) wout {
 		return woOtherInc
 	case errors.Is(err, errLostInc):
 		return woLost
+	case errors.As(err, &ns):
+		// Before an error reply: a new connection's hello answered with
+		// one (conn) precedes the request, which was not sent (before,
+		// woServer: a write's outcome unknown).
+		return woNotSent
 	case errors.As(err, &se):
 		return woServer
-	case errors.As(err, &ns):
-		return woNotSent
 	}
 	return woSilent
 }
