@@ -592,6 +592,17 @@ func SetPutOffEndsAtLastCall(s *Store) { s.hooks.putOffEndsAtLastCall = true }
 // it there).
 func SetRequeueFired(s *Store, f func(key string)) { s.hooks.requeueFired = f }
 
+// SetRequeueDropped installs f, called when a put-off's re-queue of key
+// was dropped (the repair queue full) and the drop handled (the record
+// kept and the re-queue tried again later, or the record deleted).
+func SetRequeueDropped(s *Store, f func(key string)) { s.hooks.requeueDropped = f }
+
+// SetRequeueDropDeletes is the code before rv-r9d (b)'s fix: a put-off's
+// re-queue that the repair queue drops deletes the key's record of
+// put-off visits though a call of the process still resolves the key, so
+// the next visit starts the count over.
+func SetRequeueDropDeletes(s *Store) { s.hooks.requeueDropDeletes = true }
+
 // PutOffCount returns the count of key's record of put-off visits (0:
 // none).
 func PutOffCount(s *Store, key string) int {
@@ -628,8 +639,9 @@ func SetLoopVisit(s *Store, f func(key string)) { s.hooks.loopVisit = f }
 // ends: the broken variant of TestLongPassProbesAndRepairs.
 func SetLongPassBlind(s *Store) { s.hooks.longPassBlind = true }
 
-// Enqueue queues key for R9, as an anomaly read does.
-func Enqueue(s *Store, key string) { s.wit.repair.enqueue(key) }
+// Enqueue queues key for R9, as an anomaly read does, and reports
+// whether it was queued (false: the repair queue full).
+func Enqueue(s *Store, key string) bool { return s.wit.repair.enqueue(key) }
 
 // SetLandedConflict makes a BackupOn write that landed on the primary and
 // was then replaced, lost or cut off there before its backup half

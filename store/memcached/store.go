@@ -439,6 +439,8 @@ type testHooks struct {
 	putOffEndsAtLastCall     bool             // broken variant (rv-r9d (g)): a call's answer ends the episode only when no other call of the process resolves the key
 	putOffFirstKept          bool             // broken variant (rv-r9e m1): an episode's first put-off on a record kept for a pending re-queue keeps the earlier episode's first time, so its bound can fire at once
 	requeueFired             func(key string) // a put-off's re-queue timer fired for key, nothing done yet (tests hold it)
+	requeueDropped           func(key string) // a put-off's re-queue of key was dropped (the repair queue full) and the drop handled: the record kept and retried, or deleted
+	requeueDropDeletes       bool             // the code before (rv-r9d (b)): a put-off's re-queue dropped deletes the record, though a call of the process still resolves the key: the next visit starts the count over
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 
 	// r9Restamp is called before (done false) and after each of R9's

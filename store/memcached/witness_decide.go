@@ -748,7 +748,7 @@ func (w *witness) endVisit(key string) {
 // endEpisode ends the episode of key's putOffs record (w.mu held): the
 // record is deleted, or, while a re-queue it set is pending, its count
 // is cleared and the record left for that re-queue, whose visit deletes
-// it (or the drop, if the queue is full). So a key has at most one
+// it (or its drop, if the queue is full: requeueDropped). So a key has at most one
 // re-queue pending at a time (rv-r9d (a): deleted at once, the next
 // put-off set a second timer beside the pending one).
 func (w *witness) endEpisode(key string) {
@@ -851,27 +851,58 @@ func (w *witness) putOffForCall(key string) bool {
 	p.n++
 	p.last = now
 	if !p.queued {
-		p.queued = true
-		time.AfterFunc(w.s.cfg.Timeout, func() {
-			if h := w.s.hooks.requeueFired; h != nil {
-				h(key)
-			}
-			w.mu.Lock()
-			p.queued = false // before the visit it queues can reach this check (rv-r9b m2)
-			w.mu.Unlock()
-			if !w.repair.enqueue(key) {
-				// Dropped (the queue full): the next read's R4.3 or
-				// witness touch, the scan or the lists' ticks queue key
-				// again; the count is not kept for it.
-				w.mu.Lock()
-				if w.putOffs[key] == p {
-					delete(w.putOffs, key)
-				}
-				w.mu.Unlock()
-			}
-		})
+		w.requeue(key, p)
 	}
 	return true
+}
+
+// requeue queues key again a Timeout later for the put-off visits p
+// records (w.mu held): p.queued is set until then, so a key has one such
+// re-queue at a time.
+func (w *witness) requeue(key string, p *putOffs) {
+	p.queued = true
+	time.AfterFunc(w.s.cfg.Timeout, func() {
+		if h := w.s.hooks.requeueFired; h != nil {
+			h(key)
+		}
+		// The flag is cleared before the visit it queues can reach the
+		// check (rv-r9b m2), and w.mu held until a drop is handled (the
+		// enqueue does not wait): no put-off comes between, whose own
+		// re-queue a drop's would then stand beside (rv-r9e n1).
+		w.mu.Lock()
+		p.queued = false
+		queued := w.repair.enqueue(key)
+		if !queued {
+			w.requeueDropped(key, p)
+		}
+		w.mu.Unlock()
+		if h := w.s.hooks.requeueDropped; !queued && h != nil {
+			h(key)
+		}
+	})
+}
+
+// requeueDropped handles a re-queue of key for the put-off visits p
+// records that the repair queue dropped (full; w.mu held). While a call
+// of this process still resolves key, p's episode goes on: the record
+// and its count are kept and the re-queue is tried again a Timeout
+// later, so the bound still fires in that episode, by the re-queue's
+// visit or by one the next read's R4.3 or witness touch, the scan or the
+// lists' ticks bring (rv-r9d (b): deleted, the count started again at
+// that visit, and while the queue stayed full the bound might never
+// fire). Once no call resolves key, or the episode ended (its count
+// cleared), the record is deleted: a call always ends (its answer, its
+// deadline), so a record retried leaks no more than one with no re-queue
+// would (rv-r9b M1).
+func (w *witness) requeueDropped(key string, p *putOffs) {
+	switch {
+	case w.putOffs[key] != p:
+		// Deleted since, and maybe another's: none of this re-queue's.
+	case p.n > 0 && w.resolving[key] != nil && !w.s.hooks.requeueDropDeletes:
+		w.requeue(key, p)
+	default:
+		delete(w.putOffs, key)
+	}
 }
 
 // isWriting reports whether this process is storing the record id.

@@ -204,30 +204,6 @@ func offsets(start time.Time, ts []time.Time) []time.Duration {
 	return d
 }
 
-// TestPutOffRequeueDropped (rv-r9c m3): a re-queue that the queue drops
-// (full; here the queue is off) deletes its record: the count is not kept
-// for the next visit, which the next read, the scan or the lists' ticks
-// bring. Kept, a record with no visit queued stayed for as long as the
-// key was not visited again.
-func TestPutOffRequeueDropped(t *testing.T) {
-	const key = "putoff-dropped"
-	servers, cfg, _ := noWitBlankThird(t, key)
-	var held <-chan struct{}
-	var release func()
-	r := newStore(t, servers, memcached.WithHooks(cfg, func(s *memcached.Store) {
-		memcached.SetRepairQueueOff(s)
-		held, release = holdFirstCall(s, key)
-	}))
-	defer release()
-	heldErr := startHeldGet(r, key, held)
-	memcached.RepairKey(r, key)
-	require.Equal(t, 1, memcached.PutOffRecords(r), "the visit put off")
-	require.Eventually(t, func() bool { return memcached.PutOffRecords(r) == 0 }, 3*cfg.Timeout, 10*time.Millisecond,
-		"the dropped re-queue deleted its record (the call still held)")
-	release()
-	require.NoError(t, <-heldErr)
-}
-
 // TestPutOffOneRequeueAcrossEpisodes (rv-r9d (a)): a key has at most one
 // re-queue pending at a time, across episodes too. Episode 1's put-offs
 // set a re-queue a Timeout later; the episode ends (its call answers; or
