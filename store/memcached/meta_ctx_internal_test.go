@@ -19,14 +19,20 @@ type deadlineOnly struct {
 
 func (c deadlineOnly) Deadline() (time.Time, bool) { return c.d, true }
 
-// silentNode is a listener that accepts connections and never answers.
-func silentNode(t *testing.T) string {
+// localListener listens on a free loopback port until the test ends.
+func localListener(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// silentNode is a listener that accepts connections and never answers.
+func silentNode(t *testing.T) string {
+	ln := localListener(t)
 	go func() {
 		var conns []net.Conn
 		defer func() {
@@ -135,12 +141,7 @@ func TestNewConnHelloEndsWithContext(t *testing.T) {
 
 // answeringNode is a listener that answers every line it reads with reply.
 func answeringNode(t *testing.T, reply string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := localListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
