@@ -90,5 +90,10 @@
 // UndoBothHeldUntouched (with appends, success from both copies with P's
 // copy never touched) and HeldAnyRecord (held from any record of the
 // configuration on P at the write's version or above, a competitor
-// included) are rejected.
+// included) are rejected. Scope.RollBack is the proposal "roll back, not
+// complete" (R4.4′: a plain split is rolled back by readers; R3′: the
+// writer's completion re-stamps P first, and a write whose configuration
+// went past it, its own completion never stored, is not applied): the
+// checker rejects it (TestRollBack: a reader still completes a split
+// whose other copy holds a sibling of the write).
 package replmodel

@@ -300,6 +300,30 @@ type Scope struct {
 	// store's order (a greater epoch on P, and Q replaced at the write's
 	// version or below, answer before held does).
 	OwnComplete bool
+	// RollBack is the proposal "roll back, not complete" (fourth session
+	// of 2026-12-02, /work/helpers/proposal-rollback.md), meant with
+	// OwnComplete. R4.4′: a reader's decision (the repair scan's and the
+	// final read's too) on a plain split (one copy holds b, the other
+	// b's parent: same configuration, one version below, b computed
+	// from it, neither pending) rolls it back: it re-stamps the copy
+	// holding the parent and, only if stored, CASes the copy holding b
+	// to the parent (a copy of it: its life no longer than the parent's
+	// copy's), then reads again; every other R4.4 case completes as
+	// before. (The store's first sight, the parent returned with no
+	// write, is not modelled.) R3′, P stored and Q refused: before its
+	// CAS of Q the writer re-stamps P with the token P's store (or its
+	// last re-stamp) returned and CASes Q only if that was stored;
+	// refused, it reads P: the write there again (not promised above its
+	// epoch), re-stamp once more with the token read; another record of
+	// the write's configuration, "rolled back": not applied
+	// (Result.RolledBackNotApplied); anything else unknown. Q found
+	// holding a later record of the configuration is not applied
+	// (Result.LaterNotApplied), not the store's success. R3′, P refused
+	// and Q stored: a read of the undo's loop finding a data record of
+	// the write's configuration past its version, the writer's own
+	// completion of P never stored nor unanswered (client.Own), is not
+	// applied (Result.FarNotApplied), before the loop's other answers.
+	RollBack bool
 }
 
 // undoReads bounds the undo's read rounds (Scope.OwnComplete; the store
@@ -407,6 +431,16 @@ type Result struct {
 	// and a read of the loop found a later record of its configuration
 	// (client.Far): applied, and built on since.
 	UndoHeldLater int
+	// RollBacks counts R4.4′'s roll-backs whose second CAS was stored
+	// (Scope.RollBack); RollBackDecisions the roll-backs begun.
+	RollBacks, RollBackDecisions int
+	// RolledBackNotApplied counts R3′'s completions whose re-stamp of P
+	// was refused and whose read of P then found another record of the
+	// write's configuration: not applied; LaterNotApplied those that
+	// found a later record of it on Q: not applied; FarNotApplied the
+	// undo's reads that found one past the write's version, the writer's
+	// own completion never stored: not applied (Scope.RollBack).
+	RolledBackNotApplied, LaterNotApplied, FarNotApplied int
 }
 
 type explorer struct {
@@ -1014,7 +1048,7 @@ func (x *explorer) final(s *state) (v string, read bool) {
 		for i := range r {
 			r[i] = exec(&t.N[i], &msg{Op: x.getAll()})
 		}
-		res := resolve(x.sc.Variant, x.rules(), &r)
+		res := resolve(x.sc.Variant, x.rulesAt(&t), &r)
 		switch res.kind {
 		case resReturn:
 			if t.NFSeen {
@@ -1454,6 +1488,7 @@ func (x *explorer) endOp(t *state, c int) string {
 	cl.Phase = phIdle
 	cl.Pc++
 	cl.Held, cl.Far = false, false
+	cl.Own, cl.RB, cl.Rs = false, false, 0
 	return ""
 }
 
@@ -1769,7 +1804,7 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		x.sendRead2(t, c)
 	case phRd2:
-		o := x.rules()
+		o := x.rulesAt(t)
 		o.nowitOnly = x.sc.NoWitRead && x.sc.Programs[c][cl.Pc] != Scan
 		res := resolve(x.sc.Variant, o, &cl.R)
 		switch res.kind {
@@ -1831,7 +1866,10 @@ func (x *explorer) advance(t *state, c int) string {
 		if res.overWitness {
 			x.res.CreationReballots++
 		}
-		cl.OW = res.overWitness
+		cl.OW, cl.RB = res.overWitness, res.rollBack
+		if res.rollBack {
+			x.res.RollBackDecisions++
+		}
 		if res.single {
 			res.y = res.x
 		}
@@ -1960,7 +1998,7 @@ func (x *explorer) advance(t *state, c int) string {
 		}
 		m := x.decide(t, c, cl.DX, tx, ix, cl.DR1)
 		x.setLife(m, lifeKeep) // x's own record, or its fence: its own expiry
-		if res.complete {
+		if res.complete || res.rollBack {
 			m.Prom = read[cl.DX].Prom // a re-stamp keeps the bytes
 		}
 		cl.Phase = phDec1
@@ -2127,6 +2165,9 @@ func (x *explorer) advance(t *state, c int) string {
 		if cl.R[cl.DY].St == rOK && cl.OW {
 			x.res.CreationReballotsDone++
 		}
+		if cl.R[cl.DY].St == rOK && cl.RB {
+			x.res.RollBacks++
+		}
 		if cl.R[cl.DY].St == rOK {
 			cl.P, cl.Q = cl.DR2.P, cl.DR2.Q
 		}
@@ -2192,9 +2233,30 @@ func (x *explorer) advance(t *state, c int) string {
 		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
+			if x.sc.RollBack {
+				// R3′: re-stamp P first (R0: the completion relies on
+				// P holding the write, which a reader's roll-back may
+				// take away); Q's CAS, with the token just read, only
+				// if that was stored.
+				cl.DT2, cl.DI2 = r.Tok, r.Inc
+				x.restampP(t, c)
+				return ""
+			}
 			newRound(t, c)
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New).TTL = x.sessionT(c)
 			cl.Phase = phWrCAS
+		case x.sc.RollBack && r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New) && r.Rec.V > cl.New.V:
+			// A later record of the write's configuration on Q. The
+			// store's row (an implementation note, not in the model
+			// before): success, every later record built on the write.
+			// R3′: a reader may have rolled P back and the later
+			// records be built on the base: not applied, the writer's
+			// own completion never having stored.
+			if !cl.Own {
+				x.res.LaterNotApplied++
+				return x.conflict(t, c)
+			}
+			return x.endOp(t, c) // ErrOutcomeUnknown
 		case r.St == rNotFound || r.St == rTimeout || (r.St == rOK && r.Rec.K == blank):
 			// The secondary lost (flush, restart) or silent; lost: the new
 			// configuration's third node is empty until R9 (nowit).
@@ -2267,6 +2329,38 @@ func (x *explorer) advance(t *state, c int) string {
 		x.res.WriteFailovers++
 		cl.Q = cl.DR2.Q
 		return x.ack(t, c)
+	case phWrRestamp:
+		// R3′: P's re-stamp stored: CAS Q with the token read; refused:
+		// read P; no reply: ErrOutcomeUnknown.
+		r := cl.R[cl.P]
+		switch {
+		case r.St == rOK:
+			cl.NewTok, cl.NewInc = r.Tok, r.Inc
+			newRound(t, c)
+			x.send(t, c, cl.Q, opCAS, cl.DT2, cl.DI2, cl.New).TTL = x.sessionT(c)
+			cl.Phase = phWrCAS
+		case r.definiteFail():
+			x.readOne(t, c, cl.P, phWrRestampRd)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown
+		}
+	case phWrRestampRd:
+		r := cl.R[cl.P]
+		switch {
+		case r.St == rOK && r.Rec == cl.New && r.Prom <= cl.New.E && cl.Rs == 0:
+			// Still the write (a reader's completion of another split
+			// re-stamped it): re-stamp it again with the token read.
+			cl.Rs++
+			cl.NewTok, cl.NewInc = r.Tok, r.Inc
+			x.restampP(t, c)
+		case r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New) && r.Rec.Val != cl.New.Val && !cl.Own:
+			// P changed within the write's configuration: rolled back
+			// by a reader (the proposal: the write was on P only).
+			x.res.RolledBackNotApplied++
+			return x.conflict(t, c)
+		default:
+			return x.endOp(t, c) // ErrOutcomeUnknown (a failover's fence: overtaken, not modelled)
+		}
 	case phWrCAS:
 		r := cl.R[cl.Q]
 		switch {
@@ -2274,9 +2368,7 @@ func (x *explorer) advance(t *state, c int) string {
 			return x.ack(t, c)
 		case r.St == rExists && cl.Tries == 0:
 			cl.Tries++
-			newRound(t, c)
-			x.send(t, c, cl.Q, opGet, 0, 0, Rec{})
-			cl.Phase = phWrGet
+			x.readOne(t, c, cl.Q, phWrGet)
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
@@ -2309,6 +2401,7 @@ func (x *explorer) advance(t *state, c int) string {
 		x.ownCAS(t, c, cl.P, cl.DTX, cl.DIX, phOwnP)
 	case phOwnP:
 		r := cl.R[cl.P]
+		cl.Own = cl.Own || x.sc.RollBack && !r.definiteFail() // (a bit only RollBack reads)
 		if r.St == rOK || x.sc.Variant == OwnCompleteQOnly {
 			if cl.Tries == 0 {
 				x.res.OwnCompleted++
@@ -2349,6 +2442,12 @@ func (x *explorer) advance(t *state, c int) string {
 			// A reader's completion copied it onto P: applied.
 			x.res.UndoBothHeld++
 			return x.ack(t, c)
+		case x.sc.RollBack && !cl.Own && (cl.later(rp) || cl.later(rq)):
+			// R3′: the session past the write in its configuration, the
+			// writer's own completion never stored: the write was on Q
+			// only (L4′), however far: not applied.
+			x.res.FarNotApplied++
+			return x.conflict(t, c)
 		case rp.St == rOK && rp.Rec.K == data && rp.Rec.E > cl.New.E,
 			rq.St == rOK && rq.Rec.K == data && sameConfig(rq.Rec, cl.New) && rq.Rec.V <= cl.New.V && rq.Rec != cl.New:
 			// The store decides these before held (overtaken by a
@@ -2461,6 +2560,24 @@ func (x *explorer) showsHeld(cl *client, r reply) bool {
 	return r.Rec == cl.New
 }
 
+// readOne starts a round of client c that reads node n alone; phase next.
+func (x *explorer) readOne(t *state, c int, n, next uint8) {
+	newRound(t, c)
+	x.send(t, c, n, opGet, 0, 0, Rec{})
+	t.C[c].Phase = next
+}
+
+// restampP sends R3′'s re-stamp of P (Scope.RollBack): the write, with the
+// token in NewTok (its store's, or the last re-stamp's), its own expiry.
+func (x *explorer) restampP(t *state, c int) {
+	cl := &t.C[c]
+	newRound(t, c)
+	m := x.send(t, c, cl.P, opCAS, cl.NewTok, cl.NewInc, cl.New)
+	m.TTL = x.sessionT(c)
+	x.setLife(m, lifeKeep)
+	cl.Phase = phWrRestamp
+}
+
 // later reports whether r is a data record of the configuration of cl's
 // write at a later version (the store's far: the model keeps no
 // ancestors, so none tells whether it was built on the write).
@@ -2547,6 +2664,16 @@ func (x *explorer) clearNoWit(t *state, c int, d Rec) {
 // rules are the optional steps of the protocol the scope turns on.
 func (x *explorer) rules() rules {
 	return rules{repair: x.sc.Repair, oldWitness: x.sc.OldWitness, adopt: x.sc.AdoptWitness && x.sc.Repair, nowitRead: x.sc.NoWitRead}
+}
+
+// rulesAt is rules for a decision in state t: with Scope.RollBack, R4.4′
+// tells a plain split by t's tree of values.
+func (x *explorer) rulesAt(t *state) rules {
+	o := x.rules()
+	if x.sc.RollBack {
+		o.parent = &t.Parent
+	}
+	return o
 }
 
 // sessionT is client c's session timeout in ticks (timed scopes; 0: the

@@ -248,6 +248,8 @@ const (
 	phOwnP        // ... then P, with the token just read
 	phUndoRead    // an undo refused (Scope.OwnComplete): read both copies
 	phUndoTouch   // ... both hold the write (Scope.Append): touch P before the ack
+	phWrRestamp   // R3′'s completion (Scope.RollBack): re-stamp P before Q's CAS
+	phWrRestampRd // ... the re-stamp refused: read P
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
@@ -255,7 +257,8 @@ var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "dec
 	"write-failover-read", "write-failover-fence", "write-failover-copy", "bury", "add-poison", "add-reread", "promise", "write-failover-promise",
 	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
 	"r9-clear-read", "r9-clear-nowit", "complete-touch", "r9-restamp-p",
-	"own-complete-get", "own-complete-q", "own-complete-p", "undo-read", "undo-touch"}
+	"own-complete-get", "own-complete-q", "own-complete-p", "undo-read", "undo-touch",
+	"complete-restamp-p", "complete-restamp-read"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -322,6 +325,17 @@ type client struct {
 	// write is acknowledged (the store's "applied, and built on since").
 	// Cleared when the call ends.
 	Held, Far bool
+	// Own (Scope.RollBack): the writer's own completion sent its CAS of
+	// the copy that refused the write (P, in R3's row "P refused, Q
+	// stored") and got no refusal: stored, or no reply (it may have
+	// been). Until then no copy of the write's configuration but the
+	// one that stored it held it (L4′), so a later version of that
+	// configuration means not applied. RB: the decision under way is
+	// R4.4′'s roll-back (for Result's counts); Rs: R3′'s re-stamps of P
+	// sent again after a refusal found P still holding the write.
+	// Cleared when the call ends.
+	Own, RB bool
+	Rs      uint8
 	// Fresh (Scope.Renewal): the call under way started after the last
 	// acknowledged write, so that write's renewal of the session's life
 	// bounds when it may find the session gone. YGone: during this write

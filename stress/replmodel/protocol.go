@@ -328,6 +328,11 @@ type resolution struct {
 	// record b whose y holds a witness, instead of R4.4's completion
 	// (nowit, and the stated exception's third origin: exc).
 	overWitness bool
+	// rollBack (R4.4′, Scope.RollBack): a plain split rolled back: x is
+	// the copy holding the write's parent (rec1, its re-stamp), y the
+	// copy holding the write, CASed to the parent (rec2) only if the
+	// re-stamp was stored.
+	rollBack bool
 	// fence (R4.1, review-ballot m4): a "not found" with a candidate
 	// unheard first re-stamps these blanks it counted, each with its read
 	// token, and answers only if all were stored (refused or silent: read
@@ -365,6 +370,9 @@ type rules struct {
 	// nowitRead (Scope.NoWitRead): the N4 re-ballot opens no stated
 	// exception (every candidate answered: review-n4b F2).
 	nowitRead bool
+	// parent (Scope.RollBack, R4.4′): the value each write was computed
+	// from, to tell a plain split, which is rolled back; nil: completed.
+	parent *[maxVals]uint8
 }
 
 // maxEpoch is the greatest epoch an anomaly read saw: of any data or
@@ -604,6 +612,11 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 	switch {
 	case presentRec(r[y]) && promised(int(y)):
 		return reballot(x, y)
+	case o.parent != nil && plainSplit(o.parent, b, r[y]):
+		// R4.4′ (Scope.RollBack): a plain split is rolled back, never
+		// completed: re-stamp y, which holds b's parent, then CAS x to
+		// that parent (its identity and bytes as read from y).
+		return resolution{kind: resDecide, x: y, y: x, rec1: r[y].Rec, rec2: r[y].Rec, rollBack: true}
 	case presentRec(r[y]):
 		// Complete: fence the holder (same content, new token), then copy.
 		return resolution{kind: resDecide, x: x, y: y, rec1: r[x].Rec, rec2: done, complete: true}
@@ -634,6 +647,14 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 		return resolution{kind: resDecide, x: x, y: w, rec1: f, rec2: g, add2: true}
 	}
 	return resolution{kind: resUnavailable}
+}
+
+// plainSplit reports whether y, read beside the copy that holds b, holds
+// b's parent (R4.4′, the store's inFlight): an established data record of
+// b's configuration one version below b, b computed from it, b established.
+func plainSplit(parent *[maxVals]uint8, b Rec, y reply) bool {
+	p := y.Rec
+	return y.St == rOK && p.K == data && !p.Pend && !b.Pend && sameConfig(p, b) && p.V+1 == b.V && parent[b.Val] == p.Val
 }
 
 // Outcomes of a Store call, for the trace.
