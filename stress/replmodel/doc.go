@@ -90,10 +90,13 @@
 // UndoBothHeldUntouched (with appends, success from both copies with P's
 // copy never touched) and HeldAnyRecord (held from any record of the
 // configuration on P at the write's version or above, a competitor
-// included) are rejected. Scope.RollBack is the proposal "roll back, not
-// complete" (R4.4′: a plain split is rolled back by readers; R3′: the
-// writer's completion re-stamps P first, and a write whose configuration
-// went past it, its own completion never stored, is not applied): the
-// checker rejects it (TestRollBack: a reader still completes a split
-// whose other copy holds a sibling of the write).
+// included) are rejected. Scope.RollBack is proposal v2 "a write on its
+// secondary alone is completed by its writer only" (R4.4′: a reader
+// rolls a Q-ahead plain split back; the writer whose write is on Q alone,
+// no completion CAS of P sent and not refused, answers "not applied" when
+// its undo's loop finds the session past the write, or Q replaced, in its
+// configuration): it holds (TestRollBack); RollBackPSide (proposal v1: a
+// reader still completes a write on P alone over a sibling on Q),
+// RollBackUnfenced, RollBackFarSilent and RollBackFarAnyEpoch are
+// rejected (TestRollBackVariants).
 package replmodel

@@ -300,29 +300,35 @@ type Scope struct {
 	// store's order (a greater epoch on P, and Q replaced at the write's
 	// version or below, answer before held does).
 	OwnComplete bool
-	// RollBack is the proposal "roll back, not complete" (fourth session
-	// of 2026-12-02, /work/helpers/proposal-rollback.md), meant with
-	// OwnComplete. R4.4′: a reader's decision (the repair scan's and the
-	// final read's too) on a plain split (one copy holds b, the other
-	// b's parent: same configuration, one version below, b computed
-	// from it, neither pending) rolls it back: it re-stamps the copy
-	// holding the parent and, only if stored, CASes the copy holding b
-	// to the parent (a copy of it: its life no longer than the parent's
-	// copy's), then reads again; every other R4.4 case completes as
-	// before. (The store's first sight, the parent returned with no
-	// write, is not modelled.) R3′, P stored and Q refused: before its
-	// CAS of Q the writer re-stamps P with the token P's store (or its
-	// last re-stamp) returned and CASes Q only if that was stored;
-	// refused, it reads P: the write there again (not promised above its
-	// epoch), re-stamp once more with the token read; another record of
-	// the write's configuration, "rolled back": not applied
-	// (Result.RolledBackNotApplied); anything else unknown. Q found
-	// holding a later record of the configuration is not applied
-	// (Result.LaterNotApplied), not the store's success. R3′, P refused
-	// and Q stored: a read of the undo's loop finding a data record of
-	// the write's configuration past its version, the writer's own
-	// completion of P never stored nor unanswered (client.Own), is not
-	// applied (Result.FarNotApplied), before the loop's other answers.
+	// RollBack is proposal v2 "a write on its secondary alone is
+	// completed by its writer only" (fourth session of 2026-12-02,
+	// /work/helpers/proposal-rollback-v2.md), meant with OwnComplete.
+	// R4.4′: a reader's decision (the repair scan's and the final read's
+	// too) on a Q-ahead plain split (b on its configuration's secondary
+	// Q, b's parent on its primary P: same configuration, one version
+	// below, b computed from it, neither pending) rolls it back: it
+	// re-stamps P and, only if stored, CASes Q to the parent (a copy of
+	// it: its life no longer than P's), then reads again; both tokens
+	// are the anomaly read's (rv-roll M1). Q promised above b's epoch:
+	// R11.3's re-ballot, Q as w (rv-roll m1). A P-ahead plain split, and
+	// every other R4.4 case, is completed as before, and R3's row "P
+	// stored, Q refused" is unchanged. (The store's first sight, the
+	// parent returned with no write, is not modelled; nor is isWriting:
+	// a process here runs one call at a time.) R3's row "P refused, Q
+	// stored", the writer's side: client.Own is set once a completion
+	// CAS of P (the writer's own, before the undo or in its loop) was
+	// sent and not refused (stored, or no reply: it may have landed,
+	// rv-roll M2). While Own is false, a read of the undo's loop that
+	// finds a data record of the write's configuration past its version
+	// is not applied (Result.FarNotApplied), and so is one that finds Q
+	// holding another record of the configuration than the write, P a
+	// data record of it (Result.ReplacedNotApplied: L7″, "at any
+	// version"), before the loop's other answers. Once a completion CAS
+	// of P was refused (client.PR), the writer does not complete again
+	// (rv-roll M4): where the loop would, it undoes with Q's token just
+	// read (Result.UndoneAfterRefused); stored, not applied; refused,
+	// the loop reads again. RollBackPSide is proposal v1 (P-ahead splits
+	// rolled back too, and v1's rows of "P stored, Q refused").
 	RollBack bool
 }
 
@@ -437,10 +443,17 @@ type Result struct {
 	// RolledBackNotApplied counts R3′'s completions whose re-stamp of P
 	// was refused and whose read of P then found another record of the
 	// write's configuration: not applied; LaterNotApplied those that
-	// found a later record of it on Q: not applied; FarNotApplied the
-	// undo's reads that found one past the write's version, the writer's
-	// own completion never stored: not applied (Scope.RollBack).
-	RolledBackNotApplied, LaterNotApplied, FarNotApplied int
+	// found a later record of it on Q: not applied (both RollBackPSide
+	// only, proposal v1). FarNotApplied counts the undo's reads that
+	// found one past the write's version, ReplacedNotApplied those that
+	// found Q holding another record of the configuration (P a data
+	// record of it), no completion CAS of P having been sent and not
+	// refused: not applied (Scope.RollBack).
+	RolledBackNotApplied, LaterNotApplied, FarNotApplied, ReplacedNotApplied int
+	// UndoneAfterRefused counts the undo's loop's undoes sent where it
+	// would have completed again, a completion CAS of P having been
+	// refused (Scope.RollBack, rv-roll M4).
+	UndoneAfterRefused int
 }
 
 type explorer struct {
@@ -1488,7 +1501,7 @@ func (x *explorer) endOp(t *state, c int) string {
 	cl.Phase = phIdle
 	cl.Pc++
 	cl.Held, cl.Far = false, false
-	cl.Own, cl.RB, cl.Rs = false, false, 0
+	cl.Own, cl.PR, cl.RB, cl.Rs = false, false, false, 0
 	return ""
 }
 
@@ -1981,7 +1994,7 @@ func (x *explorer) advance(t *state, c int) string {
 			cl.Phase = phRestamp
 			return ""
 		}
-		if x.sc.Variant == CompleteNoFence && res.complete {
+		if x.sc.Variant == CompleteNoFence && res.complete || x.sc.Variant == RollBackUnfenced && res.rollBack {
 			x.sendSecond(t, c)
 			cl.Phase = phDec2
 			return ""
@@ -2233,8 +2246,8 @@ func (x *explorer) advance(t *state, c int) string {
 		case r.St == rOK && r.Rec == cl.New:
 			return x.ack(t, c)
 		case r.St == rOK && r.Rec.K == data && r.Rec.E == cl.New.E && r.Rec.P == cl.New.P && r.Rec.Q == cl.New.Q && r.Rec.V <= cl.New.V:
-			if x.sc.RollBack {
-				// R3′: re-stamp P first (R0: the completion relies on
+			if x.pSide() {
+				// R3′ (v1): re-stamp P first (R0: the completion relies on
 				// P holding the write, which a reader's roll-back may
 				// take away); Q's CAS, with the token just read, only
 				// if that was stored.
@@ -2245,11 +2258,11 @@ func (x *explorer) advance(t *state, c int) string {
 			newRound(t, c)
 			x.send(t, c, cl.Q, opCAS, r.Tok, r.Inc, cl.New).TTL = x.sessionT(c)
 			cl.Phase = phWrCAS
-		case x.sc.RollBack && r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New) && r.Rec.V > cl.New.V:
+		case x.pSide() && r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New) && r.Rec.V > cl.New.V:
 			// A later record of the write's configuration on Q. The
 			// store's row (an implementation note, not in the model
 			// before): success, every later record built on the write.
-			// R3′: a reader may have rolled P back and the later
+			// R3′ (v1): a reader may have rolled P back and the later
 			// records be built on the base: not applied, the writer's
 			// own completion never having stored.
 			if !cl.Own {
@@ -2401,7 +2414,10 @@ func (x *explorer) advance(t *state, c int) string {
 		x.ownCAS(t, c, cl.P, cl.DTX, cl.DIX, phOwnP)
 	case phOwnP:
 		r := cl.R[cl.P]
-		cl.Own = cl.Own || x.sc.RollBack && !r.definiteFail() // (a bit only RollBack reads)
+		if x.sc.RollBack { // (bits only RollBack reads)
+			cl.Own = cl.Own || r.St == rOK || !r.definiteFail() && x.sc.Variant != RollBackFarSilent
+			cl.PR = cl.PR || r.definiteFail()
+		}
 		if r.St == rOK || x.sc.Variant == OwnCompleteQOnly {
 			if cl.Tries == 0 {
 				x.res.OwnCompleted++
@@ -2442,11 +2458,17 @@ func (x *explorer) advance(t *state, c int) string {
 			// A reader's completion copied it onto P: applied.
 			x.res.UndoBothHeld++
 			return x.ack(t, c)
-		case x.sc.RollBack && !cl.Own && (cl.later(rp) || cl.later(rq)):
-			// R3′: the session past the write in its configuration, the
-			// writer's own completion never stored: the write was on Q
-			// only (L4′), however far: not applied.
+		case x.sc.RollBack && !cl.Own && (x.far(cl, rp) || x.far(cl, rq)):
+			// R3′: the session past the write in its configuration, no
+			// completion CAS of P sent and not refused: the write was on
+			// Q only (L4″), however far: not applied.
 			x.res.FarNotApplied++
+			return x.conflict(t, c)
+		case x.sc.RollBack && !cl.Own && rq.St == rOK && rq.Rec != cl.New && cl.sameEpochData(rq) && cl.sameEpochData(rp):
+			// L7″: Q no longer holds the write, both copies hold
+			// records of its configuration: it was on Q only, never
+			// returned nor built on: not applied, at any version.
+			x.res.ReplacedNotApplied++
 			return x.conflict(t, c)
 		case rp.St == rOK && rp.Rec.K == data && rp.Rec.E > cl.New.E,
 			rq.St == rOK && rq.Rec.K == data && sameConfig(rq.Rec, cl.New) && rq.Rec.V <= cl.New.V && rq.Rec != cl.New:
@@ -2464,6 +2486,14 @@ func (x *explorer) advance(t *state, c int) string {
 		case rq.St != rOK || rq.Rec != cl.New:
 			// Q no longer holds the write: the store's loop ends.
 			return x.undoEnd(t, c)
+		case rp.St == rOK && rp.Rec == cl.Base && !promised(rq) && cl.PR:
+			// A completion CAS of P was refused (a reader's roll-back,
+			// a competitor, a fence): do not complete again (rv-roll
+			// M4), undo, Q's CAS with the token just read.
+			x.res.UndoneAfterRefused++
+			cl.NewTok, cl.NewInc = rq.Tok, rq.Inc
+			x.undo(t, c)
+			return ""
 		case rp.St == rOK && rp.Rec == cl.Base && !promised(rq):
 			// The split a reader's R4.4 completes to this write:
 			// complete it, Q's CAS with the token just read.
@@ -2577,6 +2607,24 @@ func (x *explorer) restampP(t *state, c int) {
 	x.setLife(m, lifeKeep)
 	cl.Phase = phWrRestamp
 }
+
+// far reports whether r, read by the undo's loop, shows the session past
+// cl's write (Scope.RollBack's far "not applied"): a data record of its
+// configuration at a later version; RollBackFarAnyEpoch: or of a greater
+// epoch.
+func (x *explorer) far(cl *client, r reply) bool {
+	return cl.later(r) || x.sc.Variant == RollBackFarAnyEpoch && r.St == rOK && r.Rec.K == data && r.Rec.E > cl.New.E
+}
+
+// sameEpochData reports whether r is a data record of the configuration
+// of cl's write (L7″'s "of the same epoch").
+func (cl *client) sameEpochData(r reply) bool {
+	return r.St == rOK && r.Rec.K == data && sameConfig(r.Rec, cl.New)
+}
+
+// pSide: proposal v1's rows of R3's "P stored, Q refused" and its
+// roll-back of P-ahead splits (Scope.RollBack with RollBackPSide).
+func (x *explorer) pSide() bool { return x.sc.RollBack && x.sc.Variant == RollBackPSide }
 
 // later reports whether r is a data record of the configuration of cl's
 // write at a later version (the store's far: the model keeps no

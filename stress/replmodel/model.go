@@ -329,13 +329,15 @@ type client struct {
 	// the copy that refused the write (P, in R3's row "P refused, Q
 	// stored") and got no refusal: stored, or no reply (it may have
 	// been). Until then no copy of the write's configuration but the
-	// one that stored it held it (L4′), so a later version of that
-	// configuration means not applied. RB: the decision under way is
+	// one that stored it held it (L4″), so a later version of that
+	// configuration, or Q holding another record of it, means not
+	// applied. RB: the decision under way is
 	// R4.4′'s roll-back (for Result's counts); Rs: R3′'s re-stamps of P
-	// sent again after a refusal found P still holding the write.
+	// sent again after a refusal found P still holding the write; PR: a
+	// completion CAS of P was refused (rv-roll M4: no completion again).
 	// Cleared when the call ends.
-	Own, RB bool
-	Rs      uint8
+	Own, PR, RB bool
+	Rs          uint8
 	// Fresh (Scope.Renewal): the call under way started after the last
 	// acknowledged write, so that write's renewal of the session's life
 	// bounds when it may find the session gone. YGone: during this write

@@ -258,6 +258,33 @@ const (
 	// record of the configuration acknowledges a write that is on no
 	// chain.
 	HeldAnyRecord
+	// RollBackPSide (Scope.RollBack) is proposal v1's side of R3's row
+	// "P stored, Q refused" (/work/helpers/proposal-rollback.md, rejected
+	// by the cold review rv-roll's B1): R4.4′ rolls back every plain
+	// split, a P-ahead one (P holding the write, Q its parent) included,
+	// and the writer re-stamps P before its completion of Q, answering
+	// "not applied" when that re-stamp is refused and P then holds
+	// another record of the configuration (Result.RolledBackNotApplied),
+	// or when Q holds a later record of it (Result.LaterNotApplied). A
+	// reader still copies a write on P alone onto Q through a sibling
+	// split (R4.2 prefers the record on its own primary), and a later
+	// write is built on it.
+	RollBackPSide
+	// RollBackUnfenced (Scope.RollBack) is R4.4′'s roll-back without its
+	// first CAS: Q, holding the write, is CASed back to the parent with
+	// the token the anomaly read returned, P not re-stamped first; the
+	// writer's own completion of P, its token read before, may then land
+	// after it.
+	RollBackUnfenced
+	// RollBackFarSilent (Scope.RollBack) answers the undo's "not applied"
+	// (FarNotApplied, and the row of Q replaced within the epoch) after a
+	// completion CAS of P that got no reply: client.Own counts only a
+	// reply that said stored (rv-roll M2: a silent CAS may have landed).
+	RollBackFarSilent
+	// RollBackFarAnyEpoch (Scope.RollBack) answers the undo's far "not
+	// applied" for a data record of a greater epoch too: a failover (R7)
+	// or a re-ballot (R11.3) may have carried the write there.
+	RollBackFarAnyEpoch
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -268,7 +295,8 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"bury-unfenced", "r14-unfenced", "adopt-by-touch", "r9-clear-first",
 	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
 	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored",
-	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer", "held-any-record"}
+	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer", "held-any-record",
+	"roll-back-p-side", "roll-back-unfenced", "roll-back-far-silent", "roll-back-far-any-epoch"}
 
 func (v Variant) String() string { return variantNames[v] }
 
@@ -371,7 +399,8 @@ type rules struct {
 	// exception (every candidate answered: review-n4b F2).
 	nowitRead bool
 	// parent (Scope.RollBack, R4.4′): the value each write was computed
-	// from, to tell a plain split, which is rolled back; nil: completed.
+	// from, to tell a plain split, which is rolled back when Q is the
+	// copy ahead; nil: completed.
 	parent *[maxVals]uint8
 }
 
@@ -612,10 +641,18 @@ func resolve(v Variant, o rules, r *[numNodes]reply) resolution {
 	switch {
 	case presentRec(r[y]) && promised(int(y)):
 		return reballot(x, y)
-	case o.parent != nil && plainSplit(o.parent, b, r[y]):
-		// R4.4′ (Scope.RollBack): a plain split is rolled back, never
-		// completed: re-stamp y, which holds b's parent, then CAS x to
-		// that parent (its identity and bytes as read from y).
+	case o.parent != nil && (x == b.Q || v == RollBackPSide) && plainSplit(o.parent, b, r[y]):
+		// R4.4′ (Scope.RollBack, proposal v2): a Q-ahead plain split (b
+		// on its configuration's secondary, its parent on the primary)
+		// is rolled back, never completed: re-stamp y (P), then CAS x
+		// (Q) to that parent (its identity and bytes as read from y). A
+		// P-ahead one is completed as before (RollBackPSide: rolled back
+		// too, proposal v1). Q promised above b's epoch (R11.3, rv-roll
+		// m1: the roll-back's CAS would erase the promise): re-balloted,
+		// Q as w.
+		if promised(int(x)) && v != RollBackPSide {
+			return reballot(y, x)
+		}
 		return resolution{kind: resDecide, x: y, y: x, rec1: r[y].Rec, rec2: r[y].Rec, rollBack: true}
 	case presentRec(r[y]):
 		// Complete: fence the holder (same content, new token), then copy.
