@@ -38,9 +38,10 @@ type resolveState struct {
 	refused bool
 	// refusals counts the decisions refused so far.
 	refusals int
-	// writerWaited: the call waited once for a write of its own process
-	// to end before completing it (decide, waitWriter).
-	writerWaited bool
+	// writerUntil: the end of the call's budget for waiting on writes of
+	// its own process before completing them (decide, waitWriter): one
+	// Timeout from its first such wait; zero before it.
+	writerUntil time.Time
 	// free: the last read does not count towards the cap (it led to a
 	// wait for this process's writer, not to contention).
 	free bool
@@ -461,7 +462,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// completed (an abandoned write).
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
-		if inFlight(x, y, b) && !o.repair && !st.writerWaited && w.isWriting(b.ID()) && !w.s.hooks.sameProcessCompletes {
+		if d := w.writerBudget(st); inFlight(x, y, b) && !o.repair && d > 0 && w.isWriting(b.ID()) && !w.s.hooks.sameProcessCompletes {
 			// §16 item 2 (rv-roll2 M2): a write in flight seen again,
 			// which this process is writing (its call may be deciding it:
 			// its own completion, undo or write failover). Completing it
@@ -469,15 +470,22 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// it before the writer read P, and a writer that reads again
 			// only past envelope.Lineage versions could not tell it was
 			// completed (ErrOutcomeUnknown with no fault: the stalled
-			// writer). Wait for the writer's call to end, once per call
-			// and at most one Timeout (a writer stuck on a silent node
-			// must not hold its process's readers longer), then read
-			// again; that read decides as today (past the bound: the
-			// completion, without the put-off below). The read that led
-			// here is not counted towards the cap: a wait for this
-			// process's writer is not contention.
-			st.writerWaited, st.waited, st.free = true, true, true
-			w.waitWriter(ctx, key, b.ID(), w.s.cfg.Timeout)
+			// writer). Wait for the writer's call to end, then read
+			// again. A call waits at most one Timeout in all (its
+			// budget, writerUntil: a writer stuck on a silent node must
+			// not hold its process's readers longer; under contention a
+			// call may meet several of its process's writes in turn,
+			// each waited for within the budget), then decides as today
+			// (past the budget: the completion, without the put-off
+			// below, which the wait replaced). The read that led here is
+			// not counted towards the cap: a wait for this process's
+			// writer is not contention (the reads stay bounded by
+			// maxBusyReads).
+			if st.writerUntil.IsZero() {
+				st.writerUntil = time.Now().Add(d)
+			}
+			st.waited, st.free = true, true
+			w.waitWriter(ctx, key, b.ID(), d)
 			if err := ctx.Err(); err != nil {
 				return nil, false, fmt.Errorf("memcached: %w: waiting for this process's write in flight: %w", provider.ErrUnavailable, err)
 			}
@@ -735,6 +743,16 @@ func (w *witness) startWriting(id envelope.Identity) (done func()) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// writerBudget is what is left of st's budget for waiting on writes of
+// this process (resolveState.writerUntil): one Timeout before its first
+// such wait.
+func (w *witness) writerBudget(st *resolveState) time.Duration {
+	if st.writerUntil.IsZero() {
+		return w.s.cfg.Timeout
+	}
+	return time.Until(st.writerUntil)
 }
 
 // waitWriter waits until no write of this process stores the record id
