@@ -713,6 +713,20 @@ func SetUndoNoComplete(s *Store) { s.hooks.undoNoComplete = true }
 // not complete it (tests stall the writer there).
 func SetUndoStart(s *Store, f func(key string)) { s.hooks.undoStart = f }
 
+// SetSameProcessCompletes makes s the code before (§16 item 2): a call
+// that sees again a write in flight that s itself is writing completes it
+// at once (R4.4), without waiting for the writer's call to end.
+func SetSameProcessCompletes(s *Store) { s.hooks.sameProcessCompletes = true }
+
+// SetWriterWait calls f when a call of s (not the repair client) is about
+// to wait for s's own write in flight on key to end before completing it.
+func SetWriterWait(s *Store, f func(key string)) { s.hooks.writerWait = f }
+
+// SetBeforeCompleteOwn calls f when a write of s on key was refused by its
+// primary and stored by its secondary, before its own completion reads
+// the primary (tests hold the writer there).
+func SetBeforeCompleteOwn(s *Store, f func(key string)) { s.hooks.beforeCompleteOwn = f }
+
 // SetUndoForgetsHeld makes s the code before: a read of P after P refused
 // the write that shows P holding it (a reader's completion) or a record
 // built on it is not kept; the undo is sent, and a writer that reads both

@@ -442,6 +442,9 @@ type testHooks struct {
 	requeueDropped           func(key string) // a put-off's re-queue of key was dropped (the repair queue full) and the drop handled: the record kept and retried, or deleted
 	requeueDropDeletes       bool             // the code before (rv-r9d (b)): a put-off's re-queue dropped deletes the record, though a call of the process still resolves the key: the next visit starts the count over
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
+	sameProcessCompletes     bool             // the code before (§16 item 2, rv-roll2 M2): a call completes a write in flight seen again that its own process is writing, without waiting for the writer
+	writerWait               func(key string) // a call of this process (not the repair client) is about to wait for its process's write in flight on key to end (decide, waitWriter)
+	beforeCompleteOwn        func(key string) // R3's row "P refused, Q stored": the writer's replies are in, its own completion's read of P not yet sent; tests hold the writer here
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

@@ -131,8 +131,9 @@ type witness struct {
 	splits map[string]envelope.Identity
 	// writing counts the records this process's writes are storing
 	// (write, writeFailover's fence): the repair client decides nothing
-	// on them (decide).
-	writing map[envelope.Identity]int
+	// on them, and a call of this process waits for their writer before
+	// it completes one (decide, waitWriter).
+	writing map[envelope.Identity]*writer
 	// resolving counts, per key, this process's calls whose anomaly
 	// reads (resolve) are under way, not the repair client's: the repair
 	// client puts off the decisions those calls make too (decide,
@@ -151,7 +152,7 @@ func newWitness(s *Store) *witness {
 		cfgs:    make(map[string]config),
 		tenv:    make(map[string]uint32),
 		splits:  make(map[string]envelope.Identity),
-		writing: make(map[envelope.Identity]int),
+		writing: make(map[envelope.Identity]*writer),
 
 		resolving: make(map[string]*callsResolving),
 		putOffs:   make(map[string]*putOffs),

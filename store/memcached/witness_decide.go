@@ -38,6 +38,13 @@ type resolveState struct {
 	refused bool
 	// refusals counts the decisions refused so far.
 	refusals int
+	// writerUntil: the end of the call's budget for waiting on writes of
+	// its own process before completing them (decide, waitWriter): one
+	// Timeout from its first such wait; zero before it.
+	writerUntil time.Time
+	// free: the last read does not count towards the cap (it led to a
+	// wait for this process's writer, not to contention).
+	free bool
 }
 
 // resolve is R4: anomaly reads, each followed by at most one decision
@@ -82,6 +89,10 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 		}
 		counted++
 		f, decided, err := w.decide(ctx, key, cs, &rs, o, &st)
+		if st.free {
+			st.free = false
+			counted--
+		}
 		if errors.Is(err, errExpiring) {
 			t := time.NewTimer(expiringWait)
 			select {
@@ -451,6 +462,35 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// completed (an abandoned write).
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
+		if d := w.writerBudget(st); inFlight(x, y, b) && !o.repair && d > 0 && w.isWriting(b.ID()) && !w.s.hooks.sameProcessCompletes {
+			// §16 item 2 (rv-roll2 M2): a write in flight seen again,
+			// which this process is writing (its call may be deciding it:
+			// its own completion, undo or write failover). Completing it
+			// raced the writer: P refused, Q stored, the call completing
+			// it before the writer read P, and a writer that reads again
+			// only past envelope.Lineage versions could not tell it was
+			// completed (ErrOutcomeUnknown with no fault: the stalled
+			// writer). Wait for the writer's call to end, then read
+			// again. A call waits at most one Timeout in all (its
+			// budget, writerUntil: a writer stuck on a silent node must
+			// not hold its process's readers longer; under contention a
+			// call may meet several of its process's writes in turn,
+			// each waited for within the budget), then decides as today
+			// (past the budget: the completion, without the put-off
+			// below, which the wait replaced). The read that led here is
+			// not counted towards the cap: a wait for this process's
+			// writer is not contention (the reads stay bounded by
+			// maxBusyReads).
+			if st.writerUntil.IsZero() {
+				st.writerUntil = time.Now().Add(d)
+			}
+			st.waited, st.free = true, true
+			w.waitWriter(ctx, key, b.ID(), d)
+			if err := ctx.Err(); err != nil {
+				return nil, false, fmt.Errorf("memcached: %w: waiting for this process's write in flight: %w", provider.ErrUnavailable, err)
+			}
+			return nil, true, nil
+		}
 		if !st.waited {
 			st.waited = true
 			return nil, true, nil
@@ -677,18 +717,62 @@ func inFlight(x, y *copyRead, b envelope.Envelope) bool {
 		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Nonce
 }
 
+// writer is this process's count of writes storing one record
+// (startWriting), and done, closed when the count drops to 0.
+type writer struct {
+	n    int
+	done chan struct{}
+}
+
 // startWriting notes that this process is storing the record id, until
 // the returned function is called.
 func (w *witness) startWriting(id envelope.Identity) (done func()) {
 	w.mu.Lock()
-	w.writing[id]++
+	wr := w.writing[id]
+	if wr == nil {
+		wr = &writer{done: make(chan struct{})}
+		w.writing[id] = wr
+	}
+	wr.n++
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
-		if w.writing[id]--; w.writing[id] <= 0 {
+		if wr.n--; wr.n <= 0 {
 			delete(w.writing, id)
+			close(wr.done)
 		}
 		w.mu.Unlock()
+	}
+}
+
+// writerBudget is what is left of st's budget for waiting on writes of
+// this process (resolveState.writerUntil): one Timeout before its first
+// such wait.
+func (w *witness) writerBudget(st *resolveState) time.Duration {
+	if st.writerUntil.IsZero() {
+		return w.s.cfg.Timeout
+	}
+	return time.Until(st.writerUntil)
+}
+
+// waitWriter waits until no write of this process stores the record id
+// (startWriting), at most d and until ctx is done, holding no lock.
+func (w *witness) waitWriter(ctx context.Context, key string, id envelope.Identity, d time.Duration) {
+	w.mu.Lock()
+	wr := w.writing[id]
+	w.mu.Unlock()
+	if wr == nil {
+		return
+	}
+	if h := w.s.hooks.writerWait; h != nil {
+		h(key)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-wr.done:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -909,7 +993,7 @@ func (w *witness) requeueDropped(key string, p *putOffs) {
 func (w *witness) isWriting(id envelope.Identity) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.writing[id] > 0
+	return w.writing[id] != nil
 }
 
 // firstSight records that key's read saw the write in flight id and

@@ -180,6 +180,9 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
+		if h := w.s.hooks.beforeCompleteOwn; h != nil {
+			h(key)
+		}
 		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
 		if ok {
 			return id, nil
