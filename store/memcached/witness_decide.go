@@ -81,17 +81,23 @@ func (w *witness) resolve(ctx context.Context, key string, cs candidates, o reso
 		if err != nil {
 			return nil, err
 		}
+		progress := false
 		if b, _, ok := best(&rs); ok && (!seen || rankLess(top, b)) {
-			if seen {
-				counted-- // progress: this read does not count
-			}
+			progress = seen // this read does not count
 			top, seen = b, true
 		}
-		counted++
+		if !progress {
+			counted++
+		}
 		f, decided, err := w.decide(ctx, key, cs, &rs, o, &st)
 		if st.free {
+			// The read led to a wait for this process's writer (not
+			// contention): not counted, once (rv-wait m1: a read that
+			// showed progress too was credited twice).
 			st.free = false
-			counted--
+			if !progress {
+				counted--
+			}
 		}
 		if errors.Is(err, errExpiring) {
 			t := time.NewTimer(expiringWait)
@@ -480,8 +486,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// below, which the wait replaced). The read that led here is
 			// not counted towards the cap: a wait for this process's
 			// writer is not contention (the reads stay bounded by
-			// maxBusyReads).
+			// maxBusyReads). The budget is at most half the time left
+			// before the call's deadline (rv-wait m2): a call with a short
+			// deadline still falls back to the completion in time, where
+			// a wait to its deadline failed it (it succeeded before).
 			if st.writerUntil.IsZero() {
+				if dl, ok := ctx.Deadline(); ok && time.Until(dl)/2 < d {
+					d = time.Until(dl) / 2
+				}
 				st.writerUntil = time.Now().Add(d)
 			}
 			st.waited, st.free = true, true

@@ -46,7 +46,9 @@ func recvWithin[T any](t *testing.T, ch <-chan T, what string) T {
 //     ErrOutcomeUnknown, the stalled writer;
 //   - past-the-bound: the writer held past one Timeout (a small one): the
 //     Get completes as before and returns the write; the writer, released,
-//     finds P holding it: success;
+//     finds P holding it: success; past-half-the-deadline: the same with a
+//     Get whose deadline is nearer than one Timeout (its budget is half
+//     the time left);
 //   - context-ends: the waiting Get's context ends: ErrUnavailable, and
 //     nothing was completed (P holds the parent).
 func TestSameProcessWaitsForWriter(t *testing.T) {
@@ -56,12 +58,22 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 		timeout    time.Duration
 		codeBefore bool
 		cancel     bool
-		release    bool // release the writer once the second Get waits
+		release    bool          // release the writer once the second Get waits
+		deadline   time.Duration // the second Get's deadline (0: none)
 	}{
-		{name: "waits", timeout: 10 * time.Second, release: true},
+		// Timeouts above recvWithin's bound where the Get must be woken by
+		// the writer's end or its context, not by the budget running out
+		// (cold review rv-wait M1: with 10 s, a reader never woken by the
+		// writer's end, or deaf to its context, passed).
+		{name: "waits", timeout: time.Minute, release: true},
 		{name: "code-before", timeout: 10 * time.Second, codeBefore: true},
-		{name: "past-the-bound", timeout: 300 * time.Millisecond},
-		{name: "context-ends", timeout: 10 * time.Second, cancel: true},
+		{name: "past-the-bound", timeout: time.Second},
+		// A Get whose deadline (2 s) is nearer than the budget's end (one
+		// Timeout, a minute) waits at most half the time left, then
+		// completes as before and answers in time (rv-wait m2: it waited
+		// to its deadline and failed).
+		{name: "past-half-the-deadline", timeout: time.Minute, deadline: 2 * time.Second},
+		{name: "context-ends", timeout: time.Minute, cancel: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			servers := startNodes(t, 3)
@@ -116,6 +128,9 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 			require.Zero(t, first.CAS, "first sight: no usable handle")
 
 			gctx, cancel := context.WithCancel(ctx)
+			if c.deadline > 0 {
+				gctx, cancel = context.WithTimeout(ctx, c.deadline)
+			}
 			defer cancel()
 			type got struct {
 				e   provider.Entry
@@ -174,9 +189,9 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 				require.NoError(t, g.err)
 				require.Equal(t, "v3", string(g.e.Value), "read again after the writer ended: its write")
 				require.NotZero(t, g.e.CAS)
-			default: // past the bound: the writer still held
+			default: // past the bound (one Timeout, or half the deadline): the writer still held
 				g := recvWithin(t, second, "the second Get")
-				require.NoError(t, g.err, "past one Timeout the Get completes as before")
+				require.NoError(t, g.err, "past its budget the Get completes as before")
 				require.Equal(t, "v3", string(g.e.Value))
 				require.Empty(t, wrote, "the writer is still held")
 				close(release)

@@ -180,8 +180,8 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 	case po == woStored && (qo == woSilent || qo == woNotSent):
 		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
 	case po == woExists && qo == woStored:
-		if h := w.s.hooks.beforeCompleteOwn; h != nil {
-			h(key)
+		if hold := w.s.hooks.beforeCompleteOwn; hold != nil {
+			hold(key)
 		}
 		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
 		if ok {
