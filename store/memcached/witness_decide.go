@@ -39,8 +39,9 @@ type resolveState struct {
 	// refusals counts the decisions refused so far.
 	refusals int
 	// writerUntil: the end of the call's budget for waiting on writes of
-	// its own process before completing them (decide, waitWriter): one
-	// Timeout from its first such wait; zero before it.
+	// its own process before completing them (waitWriter): one Timeout
+	// from its first such wait, at most half the time then left before
+	// its deadline; zero before it.
 	writerUntil time.Time
 	// free: the last read does not count towards the cap (it led to a
 	// wait for this process's writer, not to contention).
@@ -468,40 +469,12 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// completed (an abandoned write).
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
-		if d := w.writerBudget(st); inFlight(x, y, b) && !o.repair && d > 0 && w.isWriting(b.ID()) && !w.s.hooks.sameProcessCompletes {
-			// §16 item 2 (rv-roll2 M2): a write in flight seen again,
-			// which this process is writing (its call may be deciding it:
-			// its own completion, undo or write failover). Completing it
-			// raced the writer: P refused, Q stored, the call completing
-			// it before the writer read P, and a writer that reads again
-			// only past envelope.Lineage versions could not tell it was
-			// completed (ErrOutcomeUnknown with no fault: the stalled
-			// writer). Wait for the writer's call to end, then read
-			// again. A call waits at most one Timeout in all (its
-			// budget, writerUntil: a writer stuck on a silent node must
-			// not hold its process's readers longer; under contention a
-			// call may meet several of its process's writes in turn,
-			// each waited for within the budget), then decides as today
-			// (past the budget: the completion, without the put-off
-			// below, which the wait replaced). The read that led here is
-			// not counted towards the cap: a wait for this process's
-			// writer is not contention (the reads stay bounded by
-			// maxBusyReads). The budget is at most half the time left
-			// before the call's deadline (rv-wait m2): a call with a short
-			// deadline still falls back to the completion in time, where
-			// a wait to its deadline failed it (it succeeded before).
-			if st.writerUntil.IsZero() {
-				if dl, ok := ctx.Deadline(); ok && time.Until(dl)/2 < d {
-					d = time.Until(dl) / 2
-				}
-				st.writerUntil = time.Now().Add(d)
+		if inFlight(x, y, b) && !o.repair && !w.s.hooks.sameProcessCompletes {
+			// §16 item 2: a write in flight of this process's own is
+			// waited for, not completed (waitWriter).
+			if waited, err := w.waitWriter(ctx, key, b.ID(), st); err != nil || waited {
+				return nil, err == nil, err
 			}
-			st.waited, st.free = true, true
-			w.waitWriter(ctx, key, b.ID(), d)
-			if err := ctx.Err(); err != nil {
-				return nil, false, fmt.Errorf("memcached: %w: waiting for this process's write in flight: %w", provider.ErrUnavailable, err)
-			}
-			return nil, true, nil
 		}
 		if !st.waited {
 			st.waited = true
@@ -757,25 +730,46 @@ func (w *witness) startWriting(id envelope.Identity) (done func()) {
 	}
 }
 
-// writerBudget is what is left of st's budget for waiting on writes of
-// this process (resolveState.writerUntil): one Timeout before its first
-// such wait.
-func (w *witness) writerBudget(st *resolveState) time.Duration {
-	if st.writerUntil.IsZero() {
-		return w.s.cfg.Timeout
-	}
-	return time.Until(st.writerUntil)
-}
-
-// waitWriter waits until no write of this process stores the record id
-// (startWriting), at most d and until ctx is done, holding no lock.
-func (w *witness) waitWriter(ctx context.Context, key string, id envelope.Identity, d time.Duration) {
+// waitWriter is §16 item 2 (rv-roll2 M2): a call (not the repair client)
+// that would complete a write in flight seen again (decide's inFlight)
+// which this process is writing (its call may be deciding it: its own
+// completion, undo or write failover) waits for that write's call to end,
+// holding no lock, and reports waited: the caller reads again. Completing
+// it raced the writer: P refused, Q stored, the call completing it before
+// the writer read P, and a writer that reads again only past
+// envelope.Lineage versions could not tell it was completed
+// (ErrOutcomeUnknown with no fault: the stalled writer).
+//
+// A call waits within one budget (st.writerUntil): one Timeout from its
+// first wait, at most half the time left before its deadline (cold review
+// rv-wait m2: a call with a short deadline still falls back in time), so a
+// writer stuck on a silent node holds its process's readers no longer;
+// under contention a call may meet several of its process's writes in
+// turn, each waited for within the budget. Past it (waited false) the
+// call decides as before: the completion, without the put-off, which the
+// wait replaced (st.waited). The read that led to a wait is not counted
+// towards the cap (st.free: a wait for this process's writer is not
+// contention; the reads stay bounded by maxBusyReads). A ctx that ends
+// while waiting is ErrUnavailable.
+func (w *witness) waitWriter(ctx context.Context, key string, id envelope.Identity, st *resolveState) (waited bool, err error) {
 	w.mu.Lock()
 	wr := w.writing[id]
 	w.mu.Unlock()
 	if wr == nil {
-		return
+		return false, nil
 	}
+	if st.writerUntil.IsZero() {
+		d := w.s.cfg.Timeout
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl)/2 < d {
+			d = time.Until(dl) / 2
+		}
+		st.writerUntil = time.Now().Add(d)
+	}
+	d := time.Until(st.writerUntil)
+	if d <= 0 {
+		return false, nil
+	}
+	st.waited, st.free = true, true
 	if h := w.s.hooks.writerWait; h != nil {
 		h(key)
 	}
@@ -785,7 +779,9 @@ func (w *witness) waitWriter(ctx context.Context, key string, id envelope.Identi
 	case <-wr.done:
 	case <-t.C:
 	case <-ctx.Done():
+		return false, fmt.Errorf("memcached: %w: waiting for this process's write in flight: %w", provider.ErrUnavailable, ctx.Err())
 	}
+	return true, nil
 }
 
 // callsResolving is the count of this process's calls resolving one key

@@ -302,7 +302,7 @@ type Scope struct {
 	OwnComplete bool
 	// RollBack is proposal v2 "a write on its secondary alone is
 	// completed by its writer only" (fourth session of 2026-12-02,
-	// /work/helpers/proposal-rollback-v2.md), meant with OwnComplete.
+	// proposal v2, docs/replication-review-rollback.md), meant with OwnComplete.
 	// R4.4′: a reader's decision (the repair scan's and the final read's
 	// too) on a Q-ahead plain split (b on its configuration's secondary
 	// Q, b's parent on its primary P: same configuration, one version

@@ -259,7 +259,7 @@ const (
 	// chain.
 	HeldAnyRecord
 	// RollBackPSide (Scope.RollBack) is proposal v1's side of R3's row
-	// "P stored, Q refused" (/work/helpers/proposal-rollback.md, rejected
+	// "P stored, Q refused" (proposal v1, docs/replication-review-rollback.md, rejected
 	// by the cold review rv-roll's B1): R4.4′ rolls back every plain
 	// split, a P-ahead one (P holding the write, Q its parent) included,
 	// and the writer re-stamps P before its completion of Q, answering

@@ -41,7 +41,7 @@ var rollScopes = []struct {
 }
 
 // TestRollBack checks proposal v2 of the fourth session of 2026-12-02
-// (Scope.RollBack, /work/helpers/proposal-rollback-v2.md): R4.4′ rolls
+// (Scope.RollBack, proposal v2, docs/replication-review-rollback.md): R4.4′ rolls
 // back a Q-ahead plain split instead of completing it; R3's row "P
 // stored, Q refused" is unchanged; the writer whose write is on Q alone,
 // no completion CAS of P having been sent and not refused, answers "not
