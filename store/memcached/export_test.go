@@ -952,3 +952,17 @@ func DialNewCtx(ctx context.Context, s *Store, addr string) error {
 	_, err := nodeAt(s, addr).meta.doOn(ctx, newConn, func(*metaConn) error { return nil })
 	return err
 }
+
+// SetLifetimeIgnored makes s the code before the lifetime nonce's
+// consumers (docs/replication.md §16 item 5): the undo's rows of certain
+// conflict and primaryShows decide by one chain of versions of a
+// configuration whatever the lifetimes of the records they read (a
+// session deleted or expired and created again since the write passes
+// for its competitors).
+func SetLifetimeIgnored(s *Store) { s.hooks.lifetimeIgnored = true }
+
+// SetDecisionNewLifetime makes s a broken variant (§16 item 5): a
+// decision's new configuration (configure: R7's failover, R11.3's
+// re-ballot) draws a new lifetime instead of carrying its base's (the
+// broken variant of TestLifetimeCarried).
+func SetDecisionNewLifetime(s *Store) { s.hooks.decisionNewLifetime = true }

@@ -44,7 +44,9 @@ import (
 //     rows of certain conflict, by one chain of versions, fire): a write a
 //     read returned is never reported not applied: unknown (success once
 //     the new lifetime is past the ancestors); the code before
-//     (SetUndoHeldConflict) answered ErrCASConflict.
+//     (SetUndoHeldConflict with SetLifetimeIgnored) answered
+//     ErrCASConflict; either fix alone answers unknown (lifetime-alone:
+//     the records' lifetimes, §16 item 5).
 func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 	const key = "stalled"
 	type rig struct {
@@ -159,9 +161,15 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 		}, nil, unknown("held alone, not past the ancestors: an append on P may carry Q's old life")},
 		{"held/recreated-1", false, completed, recreated(1), nil, unknown("a write a read returned is not reported not applied")},
 		{"held/recreated-2", false, completed, recreated(2), nil, unknown("a write a read returned is not reported not applied")},
-		{"held/recreated-1/code-before", false, completed, recreated(1), memcached.SetUndoHeldConflict, func(t *testing.T, err error, session, mine string) {
+		{"held/recreated-1/code-before", false, completed, recreated(1), func(s *memcached.Store) {
+			memcached.SetUndoHeldConflict(s)
+			memcached.SetLifetimeIgnored(s)
+		}, func(t *testing.T, err error, session, mine string) {
 			require.ErrorIs(t, err, provider.ErrCASConflict, "the code before: replaced on both copies")
 		}},
+		// The lifetime nonce alone (§16 item 5) keeps the answer unknown:
+		// Q's record is of the new session's lifetime.
+		{"held/recreated-1/lifetime-alone", false, completed, recreated(1), memcached.SetUndoHeldConflict, unknown("a record of another lifetime")},
 		{"held/recreated-past-ancestors", false, completed, recreated(envelope.Lineage + 4), nil, func(t *testing.T, err error, session, mine string) {
 			require.NoError(t, err, "held, and the copies past the ancestors: success")
 		}},

@@ -296,7 +296,9 @@ func (w *witness) refusedOver(ctx context.Context, key string, cs candidates, n 
 }
 
 // notBuiltOn reports that c holds a data record of env's configuration
-// that is certainly not env and not built on it (envelope.Descends).
+// that is certainly not env and not built on it (envelope.Descends). A
+// record of another lifetime (w.recreated) is of another chain, which
+// says nothing of env's: the callers check.
 func notBuiltOn(c *copyRead, env envelope.Envelope) bool {
 	return c.st == stData && configOf(c.env) == configOf(env) && c.env.V >= env.V &&
 		c.env.ID() != env.ID() && c.env.Descends(env) == envelope.NotDescendant
@@ -441,17 +443,24 @@ func (w *witness) touchCompleted(ctx context.Context, n *node, cand uint8, key s
 // failed over since (success, handle 0: the caller reads again).
 func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *copyRead, env envelope.Envelope, value []byte, which string) (uint64, error) {
 	d := descent(c, env, value)
+	recreated := w.recreated(c, env)
 	if c.env.Pending && d == envelope.NotDescendant {
 		wc, err := w.read(ctx, cs[c.env.Q], c.env.Q, key, " v c t f")
 		if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= env.E {
 			return 0, unknown("cas: "+which+" holds a failover's fence and its other copy no established record after it", err)
 		}
 		d = descent(&wc, env, value)
+		recreated = recreated || w.recreated(&wc, env)
 	}
-	switch d {
-	case envelope.Descendant:
+	switch {
+	case d == envelope.Descendant:
 		return 0, nil // applied, and failed over since
-	case envelope.NotDescendant:
+	case d == envelope.NotDescendant && recreated:
+		// A record of another lifetime (§16 item 5): the session was
+		// created again since, and its chain tells nothing of this
+		// write's.
+		return 0, unknown("cas: " + which + " holds a newer configuration of a session created again since this write")
+	case d == envelope.NotDescendant:
 		return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
 	}
 	return 0, unknown("cas: " + which + " holds a newer configuration that may be built on this write")
@@ -572,7 +581,7 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) && !w.s.hooks.completeOwnOverPromise {
 		// R11.3: a P promised above this write's epoch takes no
 		// record of it (the undo's refusal then decides).
-		return 0, false, primaryShows(&c, env)
+		return 0, false, w.primaryShows(&c, env)
 	}
 	qcas, err := qw.n.wcas(ctx, key, raw, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err != nil {
@@ -615,9 +624,10 @@ const (
 // on env (its ancestors say so). A writer that reads again only after the
 // session moved more than envelope.Lineage versions on can no longer
 // tell by the ancestors (undo's stalled writer); what an earlier read of
-// P proved still holds.
-func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
-	if c.st != stData || configOf(c.env) != configOf(env) || c.env.Pending {
+// P proved still holds. A record of another lifetime (the session created
+// again since: §16 item 5) proves nothing.
+func (w *witness) primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
+	if c.st != stData || configOf(c.env) != configOf(env) || c.env.Pending || w.recreated(c, env) {
 		return seenNothing
 	}
 	switch {
@@ -707,6 +717,17 @@ func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
 // lifetime: the session was deleted and created again since, so the
 // answer is unknown, never "not applied" for a write a read may have
 // returned (cold review rv-held m1; before, a conflict).
+//
+// Lifetimes (§16 item 5): a configuration names no lifetime, so a session
+// deleted or expired and created again starts over in its home
+// configuration, and its records can pass for this write's competitors.
+// A record of a known lifetime other than this write's (w.recreated) is
+// of such a session: every row of certain conflict that would answer from
+// it (the beaten re-read's "another write of this version won", replaced
+// on both copies, later versions built on another write, overtaken)
+// answers unknown instead, and it proves nothing for primaryShows or for
+// beaten. With no lifetime known on either side (records written before
+// lifetimes), the rows answer as before.
 func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen) (uint64, error) {
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
@@ -739,6 +760,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	if beaten {
 		c, rerr := w.read(ctx, qw.n, qw.tok.cand, key, " v c t f")
 		if rerr == nil && c.st == stData && configOf(c.env) == configOf(env) && !c.holds(env.ID()) {
+			if w.recreated(&c, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return 0, fmt.Errorf("memcached: cas: %w: another write of this version won: %w", provider.ErrCASConflict, perr)
 		}
 	}
@@ -786,6 +810,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			return w.notApplied(held, id, oerr, perr)
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
+			if w.recreated(&cq, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
@@ -794,15 +821,18 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
+			if w.recreated(&cp, env) || w.recreated(&cq, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
 			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
 		}
-		if notBuiltOn(&cp, env) {
-			beaten = true // P is past this write on another chain
+		if notBuiltOn(&cp, env) && !w.recreated(&cp, env) {
+			beaten = true // P is past this write on another chain (of this lifetime)
 		}
-		held = held || w.provesHeld(primaryShows(&cp, env))
+		held = held || w.provesHeld(w.primaryShows(&cp, env))
 		if !cq.holds(env.ID()) {
 			break
 		}
@@ -880,6 +910,12 @@ func (w *witness) notApplied(held bool, id uint64, err, perr error) (uint64, err
 	}
 	return id, err
 }
+
+// recreatedSince is the reason given for the unknown outcome of an undo
+// whose row of certain conflict found a record of another lifetime: the
+// session was deleted or expired and created again since this write, so
+// its versions tell nothing of this write's chain (§16 item 5).
+const recreatedSince = "cas: undoing the secondary: the session was created again since (a record of another lifetime)"
 
 // stalledWriter is the reason given for the unknown outcome of a writer stalled past
 // the ancestors its records keep (undo).
