@@ -223,11 +223,13 @@ func TestLifetimeOldRecords(t *testing.T) {
 // (a failover from Q: not R4.4, which §16's item 1 is to make roll such a
 // split back). The session's data items then expire; the id is added
 // again and written k times, in the home configuration, the write's own.
-// Released, the writer finds records of that configuration at or below
-// its version that are not its write: by one chain of versions, a certain
-// conflict ("replaced on both copies"; for k = 2 P holds a record of the
-// write's version: "another write of this version won"), though a read
-// returned the write. They are of another lifetime: ErrOutcomeUnknown,
+// Released, the writer finds records of that configuration that are not
+// its write: by one chain of versions, a certain conflict ("replaced on
+// both copies" for k = 1; for k = 2 P holds a record of the write's
+// version: "another write of this version won"; for k = 3, with lifetimes,
+// "later versions were built on another write"; failed-over: the new
+// session failed over from the write's Q, P holds a greater epoch not
+// built on the write: overtaken), though a read returned the write. They are of another lifetime: ErrOutcomeUnknown,
 // never ErrCASConflict. The code before (SetLifetimeIgnored) answers
 // ErrCASConflict. The control (nothing created again: the writer released
 // while the failed-over session lives) keeps today's answer, unknown,
@@ -243,16 +245,20 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 		return memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond, DialContext: dial}
 	}
 	for _, c := range []struct {
-		name    string
-		k       int  // writes of the session created again (0: not created again)
-		ignored bool // SetLifetimeIgnored: the code before
+		name     string
+		k        int  // writes of the session created again (0: not created again)
+		ignored  bool // SetLifetimeIgnored: the code before
+		failover bool // the session created again then fails over (its Q flushed), R9 after
 	}{
-		{"k1", 1, false},
-		{"k2", 2, false},
-		{"k1/code-before", 1, true},
-		{"k2/code-before", 2, true},
-		{"not-recreated", 0, false},
-		{"not-recreated/code-before", 0, true},
+		{"k1", 1, false, false},
+		{"k2", 2, false, false},
+		{"k3", 3, false, false},
+		{"k1/code-before", 1, true, false},
+		{"k2/code-before", 2, true, false},
+		{"k1/failed-over", 1, false, true},
+		{"k1/failed-over/code-before", 1, true, true},
+		{"not-recreated", 0, false, false},
+		{"not-recreated/code-before", 0, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			servers := startNodes(t, 3)
@@ -337,6 +343,14 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 					env, _, _ := envAt(t, a, key)
 					require.Equal(t, [3]uint32{0, 0, 1}, [3]uint32{env.E, uint32(env.P), uint32(env.Q)}, "the rig: the new session in the write's configuration")
 					require.Equal(t, uint64(1+c.k), env.V, "the rig: the new session's version")
+				}
+				if c.failover {
+					require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
+					_, err := again.Get(ctx, key)
+					require.NoError(t, err)
+					memcached.RepairKey(again, key)
+					require.Equal(t, [3]uint32{1, 0, 2}, configAt(t, cands[0], key), "the rig: the new session failed over")
+					require.Equal(t, uint32(2), rawGet(t, cands[1], key).flags, "the rig: R9's witness on the write's Q")
 				}
 			}
 

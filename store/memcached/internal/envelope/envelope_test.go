@@ -46,24 +46,32 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-// TestCorrupt flips every bit of an envelope, truncates it, and changes
-// version and marks: each is an error wrapping ErrCorrupt.
-func TestCorrupt(t *testing.T) {
-	good := sample().Append(nil)
-	for i := range good {
+// requireHeadCorrupt requires that every bit of good's first head bytes
+// flipped, and good cut to any length below head, decode to an error
+// wrapping ErrCorrupt.
+func requireHeadCorrupt(t *testing.T, what string, good []byte, head int) {
+	t.Helper()
+	for i := range head {
 		for bit := range 8 {
 			b := bytes.Clone(good)
 			b[i] ^= 1 << bit
 			if _, _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("byte %d bit %d flipped: %v", i, bit, err)
+				t.Fatalf("%s, byte %d bit %d flipped: %v", what, i, bit, err)
 			}
 		}
 	}
-	for n := range Size {
+	for n := range head {
 		if _, _, err := Decode(good[:n]); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("truncated to %d: %v", n, err)
+			t.Fatalf("%s cut to %d: %v", what, n, err)
 		}
 	}
+}
+
+// TestCorrupt flips every bit of an envelope, truncates it, and changes
+// version and marks: each is an error wrapping ErrCorrupt; so is a
+// version 4 head flipped, cut short or with lifetime 0, and version 5.
+func TestCorrupt(t *testing.T) {
+	requireHeadCorrupt(t, "version 2", sample().Append(nil), Size)
 	bad := sample()
 	bad.P, bad.Q = 1, 1
 	if _, _, err := Decode(bad.Append(nil)); !errors.Is(err, ErrCorrupt) {
@@ -80,20 +88,7 @@ func TestCorrupt(t *testing.T) {
 		t.Fatalf("version 5: %v", err)
 	}
 	v4 := lifetimed().Wrap([]byte("base"))
-	for n := range SizeLifetime {
-		if _, _, err := Decode(v4[:n]); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("version 4 cut to %d: %v", n, err)
-		}
-	}
-	for i := range SizeLifetime {
-		for bit := range 8 {
-			b := bytes.Clone(v4)
-			b[i] ^= 1 << bit
-			if _, _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("version 4, byte %d bit %d flipped: %v", i, bit, err)
-			}
-		}
-	}
+	requireHeadCorrupt(t, "version 4", v4, SizeLifetime)
 	zero := bytes.Clone(v4) // a version 4 head whose lifetime is 0
 	binary.BigEndian.PutUint64(zero[Size-8:], 0)
 	binary.BigEndian.PutUint32(zero[SizeLifetime-4:], crc32.Checksum(zero[:SizeLifetime-4], castagnoli))
