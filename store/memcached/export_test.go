@@ -966,3 +966,19 @@ func SetLifetimeIgnored(s *Store) { s.hooks.lifetimeIgnored = true }
 // re-ballot) draws a new lifetime instead of carrying its base's (the
 // broken variant of TestLifetimeCarried).
 func SetDecisionNewLifetime(s *Store) { s.hooks.decisionNewLifetime = true }
+
+// SetFarNotAppliedOff makes s's undo the code before §16 item 4: no row
+// answers a write "not applied" past its base's version by L7″.
+func SetFarNotAppliedOff(s *Store) { s.hooks.farNotAppliedOff = true }
+
+// SetCompleteOwnReplyLost injects a fault into s: the writer's own
+// completion CAS of P is stored and its reply lost.
+func SetCompleteOwnReplyLost(s *Store) { s.hooks.completeOwnReplyLost = true }
+
+// SetRolledBackAsReplaced makes s the code before §16 item 6: a two-trip
+// append whose touch of Q finds its base again is a replaced copy.
+func SetRolledBackAsReplaced(s *Store) { s.hooks.rolledBackAsReplaced = true }
+
+// SetMaybeOnPIgnored makes s's undo a broken variant: its row "not
+// applied, however far" ignores a completion CAS of P sent with no reply.
+func SetMaybeOnPIgnored(s *Store) { s.hooks.maybeOnPIgnored = true }

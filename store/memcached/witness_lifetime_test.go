@@ -233,7 +233,11 @@ func TestLifetimeOldRecords(t *testing.T) {
 // never ErrCASConflict. The code before (SetLifetimeIgnored) answers
 // ErrCASConflict. The control (nothing created again: the writer released
 // while the failed-over session lives) keeps today's answer, unknown,
-// with or without lifetimes. (A conflict within one lifetime is still
+// with or without lifetimes. far (k = envelope.Lineage+4, §16 item 4):
+// past the write's version the undo's "not applied, however far" (L7″)
+// looks at Q's record, of the write's configuration but another
+// lifetime: unknown (the stalled writer's reason); the code before item
+// 5 (SetLifetimeIgnored) answers ErrCASConflict there too. (A conflict within one lifetime is still
 // answered: TestUndoStalledAfterPrimaryHeld's "beaten" and
 // "below-the-write", whose records carry the session's lifetime.)
 func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
@@ -257,6 +261,8 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 		{"k2/code-before", 2, true, false},
 		{"k1/failed-over", 1, false, true},
 		{"k1/failed-over/code-before", 1, true, true},
+		{"far", envelope.Lineage + 4, false, false},
+		{"far/code-before", envelope.Lineage + 4, true, false},
 		{"not-recreated", 0, false, false},
 		{"not-recreated/code-before", 0, true, false},
 	} {

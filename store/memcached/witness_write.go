@@ -183,15 +183,16 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if hold := w.s.hooks.beforeCompleteOwn; hold != nil {
 			hold(key)
 		}
-		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
+		var tries ownTries
+		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw, &tries)
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seen)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seen, &tries)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing, &ownTries{})
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -263,6 +264,11 @@ func appendGoneUnknown(perr, qerr error, po, qo wout, asGone bool) bool {
 // unreachable by the protocol's steps, but there the append was on its
 // own primary: unknown, as every other row with a replaced copy
 // (appendGoneUnknown; the tie row's cold review, m1).
+//
+// The same row takes Q's touch finding the append's base again
+// (errAppendRolledBack, §16 item 6: a reader's roll-back, R4.4′, took
+// the append back off Q): beside a P that refused it, the append was
+// never on P, so no read returned it and no completion can copy it there.
 func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 	refused := func(err error, o wout) bool {
 		return o.refused() && !errors.Is(err, errAppendedGone) && !errors.Is(err, errAppendReplaced)
@@ -273,7 +279,7 @@ func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 		pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
 		return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
 	}
-	return errors.Is(qerr, errAppendLostTie) && refused(perr, po)
+	return (errors.Is(qerr, errAppendLostTie) || errors.Is(qerr, errAppendRolledBack)) && refused(perr, po)
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
@@ -573,11 +579,14 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // as the undo with the store's token: both tokens stored in turn mean no
 // completion re-stamped Q's copy of this write, so none copied it onto P
 // (R0), and P refused this CAS.
-func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok bool, seen primarySeen) {
+//
+// tries records what its read of P and its CAS of P did (ownTries).
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written, tries *ownTries) (id uint64, ok bool, seen primarySeen) {
 	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
 	if err != nil {
 		return 0, false, seenNothing
 	}
+	tries.sawP(&c, env)
 	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) && !w.s.hooks.completeOwnOverPromise {
 		// R11.3: a P promised above this write's epoch takes no
 		// record of it (the undo's refusal then decides).
@@ -588,7 +597,13 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 		return 0, false, seenNothing
 	}
 	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+	if err == nil && w.s.hooks.completeOwnReplyLost {
+		err = errors.New("test: the reply of the primary's completion CAS lost") // fault injection: stored, no reply
+	}
 	if err != nil {
+		if !classify(err).unsent() {
+			tries.maybeOnP = true // sent, no reply: it may land
+		}
 		if classify(err).refused() {
 			qw.tok.cas = qcas // P certainly does not hold it: the undo may run
 		}
@@ -597,6 +612,25 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
 	q := written{qw.n, copyToken{cand: qw.tok.cand, cas: qcas, inc: qw.tok.inc}}
 	return w.written(key, env, p, q, raw, int64(exp), 0), true, seenNothing
+}
+
+// ownTries is what the writer's own completions (completeOwn: R3's, and
+// the undo's) did to P, for the undo's row "not applied, however far"
+// (docs/replication.md §16 item 4, L7″).
+type ownTries struct {
+	// maybeOnP: a completion CAS of P was sent and not refused (stored,
+	// or no reply): P may hold the write (rv-roll M2).
+	maybeOnP bool
+	// pAbove: a read of P showed a record of a greater epoch than the
+	// write's, or a promise above it.
+	pAbove bool
+}
+
+// sawP notes a read c of P for the write env.
+func (t *ownTries) sawP(c *copyRead, env envelope.Envelope) {
+	if c.present() && (c.env.E > env.E || c.prom > env.E) {
+		t.pAbove = true
+	}
 }
 
 // primarySeen is what a read of P, after P refused a write, proves of the
@@ -728,7 +762,7 @@ func (w *witness) primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
 // answers unknown instead, and it proves nothing for primaryShows or for
 // beaten. With no lifetime known on either side (records written before
 // lifetimes), the rows answer as before.
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen) (uint64, error) {
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen, tries *ownTries) (uint64, error) {
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
 	}
@@ -779,6 +813,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if ep != nil || eq != nil {
 			break
 		}
+		tries.sawP(&cp, env)
 		if cp.holds(env.ID()) && cq.holds(env.ID()) {
 			if cp.promisedAbove(env.E) || cq.promisedAbove(env.E) {
 				// R11.3: not acknowledged from a promised copy.
@@ -826,6 +861,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr), perr)
 		}
+		if w.neverOnBoth(&cp, &cq, env, tries) {
+			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: the write was taken off its secondary before its primary held it (rolled back or undone), and the session moved on: %w", provider.ErrCASConflict, perr), perr)
+		}
 		for _, c := range []*copyRead{&cp, &cq} {
 			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
 		}
@@ -850,7 +888,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// reader's CAS of P may land in between).
 			q := qw
 			q.tok.cas, q.tok.inc = cq.cas, cq.inc
-			id, ok, seen := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q)
+			id, ok, seen := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q, tries)
 			if ok {
 				return id, nil
 			}
@@ -887,6 +925,30 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		return 0, unknown(fmt.Sprintf("cas: undoing the secondary: %s", stalledWriter), perr, err)
 	}
 	return 0, unknown("cas: undoing the secondary", perr, err)
+}
+
+// neverOnBoth is the undo's row "not applied, however far" (L7″,
+// docs/replication.md §16 item 4): no completion CAS of P of the writer's
+// may have stored (tries.maybeOnP), no read of P showed a greater epoch
+// (tries.pAbove), P answered a data record of the write's configuration
+// and lifetime, and Q an established one of the write's exact
+// configuration and lifetime that is not the write. Within one lifetime
+// a write on Q alone reaches P in its configuration only by its writer's
+// own completion (R4.4′ rolls such a split back, every other writer of
+// data records needs the write on both copies or writes a greater
+// epoch: L4″), so the write was never on both copies: no read returned
+// it and nothing was built on it, and Q holding another record of the
+// configuration means it was taken off Q (a roll-back, an undo). Records
+// of no known lifetime (written before lifetimes, or by a process that
+// completes such splits) never answer here.
+func (w *witness) neverOnBoth(cp, cq *copyRead, env envelope.Envelope, tries *ownTries) bool {
+	if tries.maybeOnP && !w.s.hooks.maybeOnPIgnored || tries.pAbove || w.s.hooks.farNotAppliedOff {
+		return false
+	}
+	ofWrite := func(c *copyRead) bool {
+		return c.st == stData && configOf(c.env) == configOf(env) && (envelope.SameLifetime(c.env, env) || w.s.hooks.lifetimeIgnored)
+	}
+	return ofWrite(cp) && ofWrite(cq) && !cq.env.Pending && cq.env.ID() != env.ID()
 }
 
 // provesHeld reports whether seen proves the write held by P (seenHeld;
