@@ -116,6 +116,14 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 			rewrite(t, r, k)
 		}
 	}
+	// forgetsHeld is the code before primaryShows, which came before §16
+	// item 4's "not applied, however far" too (the rig's completion of
+	// the write by a reader is one R4.4′ no longer makes: only the
+	// writer's own completion copies a write on Q alone onto P).
+	forgetsHeld := func(s *memcached.Store) {
+		memcached.SetUndoForgetsHeld(s)
+		memcached.SetFarNotAppliedOff(s)
+	}
 	applied := func(t *testing.T, err error, session, mine string) {
 		require.NoError(t, err, "P held the write before the stall: applied")
 		require.True(t, strings.HasPrefix(session, mine), "the session %q is built on the write %q", session, mine)
@@ -148,10 +156,10 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 	}{
 		{"held/cas", false, completed, over, nil, applied},
 		{"held/append", true, completed, over, nil, applied},
-		{"held/cas/code-before", false, completed, over, memcached.SetUndoForgetsHeld, stalled},
-		{"held/append/code-before", true, completed, over, memcached.SetUndoForgetsHeld, stalled},
+		{"held/cas/code-before", false, completed, over, forgetsHeld, stalled},
+		{"held/append/code-before", true, completed, over, forgetsHeld, stalled},
 		{"descendant", false, descendant, over, nil, applied},
-		{"descendant/code-before", false, descendant, over, memcached.SetUndoForgetsHeld, stalled},
+		{"descendant/code-before", false, descendant, over, forgetsHeld, stalled},
 		{"beaten", false, chain(1), over, nil, conflict},
 		{"competitor-next", false, chain(2), over, nil, notSuccess},
 		{"competitor-far", false, chain(envelope.Lineage + 2), over, nil, notSuccess},

@@ -861,7 +861,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr), perr)
 		}
-		if w.neverOnBoth(&cp, &cq, env, tries) {
+		if !held && w.neverOnBoth(&cp, &cq, env, tries) {
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: the write was taken off its secondary before its primary held it (rolled back or undone), and the session moved on: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
@@ -940,7 +940,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 // it and nothing was built on it, and Q holding another record of the
 // configuration means it was taken off Q (a roll-back, an undo). Records
 // of no known lifetime (written before lifetimes, or by a process that
-// completes such splits) never answer here.
+// completes such splits) never answer here, nor does a writer whose read
+// of P showed the write held (held: success past the ancestors, which
+// within one lifetime only its own completion can have made).
 func (w *witness) neverOnBoth(cp, cq *copyRead, env envelope.Envelope, tries *ownTries) bool {
 	if tries.maybeOnP && !w.s.hooks.maybeOnPIgnored || tries.pAbove || w.s.hooks.farNotAppliedOff {
 		return false
