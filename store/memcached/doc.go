@@ -71,7 +71,8 @@
 // has two data copies and a small witness record, under its own key, on
 // its three best nodes by rendezvous score; every record carries an
 // envelope (configuration epoch, version, nonce, node-list digest, the
-// session's timeout), and the copies themselves, not a process's view of
+// session's timeout; on data records the session's lifetime, drawn by
+// its Add), and the copies themselves, not a process's view of
 // node health, decide which state is the truth. Reads and writes cost one
 // round trip to all three nodes in the healthy case; a node unanswered
 // for Config.FailoverAfter is failed over. Tokens are handles into a

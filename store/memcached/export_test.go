@@ -952,3 +952,33 @@ func DialNewCtx(ctx context.Context, s *Store, addr string) error {
 	_, err := nodeAt(s, addr).meta.doOn(ctx, newConn, func(*metaConn) error { return nil })
 	return err
 }
+
+// SetLifetimeIgnored makes s the code before the lifetime nonce's
+// consumers (docs/replication.md §16 item 5): the undo's rows of certain
+// conflict and primaryShows decide by one chain of versions of a
+// configuration whatever the lifetimes of the records they read (a
+// session deleted or expired and created again since the write passes
+// for its competitors).
+func SetLifetimeIgnored(s *Store) { s.hooks.lifetimeIgnored = true }
+
+// SetDecisionNewLifetime makes s a broken variant (§16 item 5): a
+// decision's new configuration (configure: R7's failover, R11.3's
+// re-ballot) draws a new lifetime instead of carrying its base's (the
+// broken variant of TestLifetimeCarried).
+func SetDecisionNewLifetime(s *Store) { s.hooks.decisionNewLifetime = true }
+
+// SetFarNotAppliedOff makes s's undo the code before §16 item 4: no row
+// answers a write "not applied" past its base's version by L7″.
+func SetFarNotAppliedOff(s *Store) { s.hooks.farNotAppliedOff = true }
+
+// SetCompleteOwnReplyLost injects a fault into s: the writer's own
+// completion CAS of P is stored and its reply lost.
+func SetCompleteOwnReplyLost(s *Store) { s.hooks.completeOwnReplyLost = true }
+
+// SetRolledBackAsReplaced makes s the code before §16 item 6: a two-trip
+// append whose touch of Q finds its base again is a replaced copy.
+func SetRolledBackAsReplaced(s *Store) { s.hooks.rolledBackAsReplaced = true }
+
+// SetMaybeOnPIgnored makes s's undo a broken variant: its row "not
+// applied, however far" ignores a completion CAS of P sent with no reply.
+func SetMaybeOnPIgnored(s *Store) { s.hooks.maybeOnPIgnored = true }

@@ -445,6 +445,12 @@ type testHooks struct {
 	sameProcessCompletes     bool             // the code before (§16 item 2, rv-roll2 M2): a call completes a write in flight seen again that its own process is writing, without waiting for the writer
 	writerWait               func(key string) // a call of this process (not the repair client) is about to wait for its process's write in flight on key to end (decide, waitWriter)
 	beforeCompleteOwn        func(key string) // R3's row "P refused, Q stored": the writer's replies are in, its own completion's read of P not yet sent; tests hold the writer here
+	lifetimeIgnored          bool             // the code before (§16 item 5): the undo's rows of certain conflict, its "not applied, however far" (neverOnBoth) and primaryShows do not look at the records' lifetimes
+	decisionNewLifetime      bool             // broken variant (§16 item 5): a decision's new configuration (configure: R7, R11.3) draws a new lifetime instead of carrying its base's
+	farNotAppliedOff         bool             // the code before (§16 item 4): the undo answers no write "not applied" past its base's version by L7″ (neverOnBoth); a writer reading again past envelope.Lineage versions answers unknown
+	maybeOnPIgnored          bool             // broken variant (§16 item 4, rv-roll M2): the undo's "not applied, however far" ignores a completion CAS of P sent with no reply
+	completeOwnReplyLost     bool             // fault injection: the writer's completion CAS of P (completeOwn) is stored and its reply lost (as a silent node's)
+	rolledBackAsReplaced     bool             // the code before (§16 item 6): a two-trip append whose touch of Q finds its base again is a replaced copy (unknown), not a roll-back (a conflict)
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

@@ -249,9 +249,29 @@ func (w *witness) rememberTimeout(key string, t uint32) {
 	w.tenv[key] = t
 }
 
-// newEnvelope returns the envelope of a new record of configuration c.
+// newEnvelope returns the envelope of a new session's first record (R8)
+// of configuration c, with a new lifetime (docs/replication.md §16 item
+// 5): random, never 0. Every other record is derived from a record read
+// or written, and carries its lifetime.
 func (w *witness) newEnvelope(c config, v uint64, timeout uint32) envelope.Envelope {
-	return envelope.Envelope{E: c.E, P: c.P, Q: c.Q, V: v, Nonce: rand.Uint64(), Digest: w.digest, Timeout: timeout}
+	return envelope.Envelope{E: c.E, P: c.P, Q: c.Q, V: v, Nonce: rand.Uint64(), Digest: w.digest, Timeout: timeout, Lifetime: newLifetime()}
+}
+
+// newLifetime draws a lifetime: random, not 0 (0 is unknown).
+func newLifetime() uint64 {
+	for {
+		if l := rand.Uint64(); l != 0 {
+			return l
+		}
+	}
+}
+
+// recreated reports whether c holds a data record of a known lifetime
+// other than env's (envelope.OtherLifetime): the session of env was
+// deleted or expired and created again since, so no row that decides by
+// one chain of versions of env's configuration may answer from c.
+func (w *witness) recreated(c *copyRead, env envelope.Envelope) bool {
+	return c.st == stData && envelope.OtherLifetime(c.env, env) && !w.s.hooks.lifetimeIgnored
 }
 
 // checkTTL converts a client TTL to memcached's expiration and the

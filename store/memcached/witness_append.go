@@ -91,6 +91,7 @@ const pipelineFresh = time.Second
 // appendPlan is what an append sends and what it leaves on Q.
 type appendPlan struct {
 	env      envelope.Envelope // the write's envelope (the handle's Next)
+	base     envelope.Identity // the handle's record's identity (the append's base)
 	trailer  []byte            // the bytes appended to each copy
 	value    []byte            // the new record's payload: the base's and the delta
 	qbytes   []byte            // Q's bytes after the append: the handle's base and the trailer
@@ -127,6 +128,7 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 	hdr, err := record.Parse(payload)
 	return &appendPlan{
 		env:      env,
+		base:     h.env.ID(),
 		locked:   err == nil && hdr.Locked,
 		trailer:  trailer,
 		value:    append(append(make([]byte, 0, len(payload)+len(delta)), payload...), delta...),
@@ -219,6 +221,8 @@ func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, 
 		return &c, false, nil
 	case builtOn(&c, ap.env, ap.value):
 		return nil, true, nil
+	case c.holds(ap.base) && !w.s.hooks.rolledBackAsReplaced:
+		return nil, false, errAppendRolledBack
 	case rivalLine(&c, ap.env) && !w.s.hooks.appendTieUnknown && (c.env.V == ap.env.V || !w.s.hooks.appendTieLineUnknown),
 		w.s.hooks.appendTieWide && c.st == stData:
 		return nil, false, errAppendLostTie

@@ -138,6 +138,7 @@ var strayVariants = map[string]func(*memcached.Store){
 	"tie-any":     memcached.SetAppendTieAnyCopy,
 	"tie-line":    memcached.SetAppendTieLineUnknown,
 	"tie-wide":    memcached.SetAppendTieWide,
+	"rolled-back": memcached.SetRolledBackAsReplaced,
 }
 
 func runStray(t *testing.T, c strayCase) {
@@ -184,6 +185,17 @@ func strayRun(t *testing.T, c strayCase, twoTrips bool, variant func(*memcached.
 			// the append (which it refuses).
 			rawSet(t, addr, e.key, foreignRecord(t, e.pre[i].value), 30, 1)
 			continue
+		case "restamp-first":
+			// This copy re-stamped before the append (R9, or a reader's
+			// roll-back), which it refuses.
+			if r := rawCommand(t, addr, "ms "+e.key+" 0 MA\r\n", false); r[0] != "HD" {
+				t.Fatalf("re-stamping %s on %s: %v", e.key, addr, r)
+			}
+			continue
+		case "rolled-back":
+			// A reader's roll-back (R4.4′): the copy CASed back to the
+			// primary's bytes as read, the append's base.
+			fn = func() { rawSet(t, addr, e.key, e.pre[0].value, 30, 1) }
 		case "foreign":
 			fn = func() { rawSet(t, addr, e.key, foreignRecord(t, e.pre[i].value), 30, 1) }
 		case "stranger":
@@ -335,6 +347,16 @@ func TestWitnessAppendStray(t *testing.T) {
 			// seed 1461, a failover time after the last fault): a
 			// conflict too (tie-line is the code before: unknown).
 			name: "secondary lost the tie to a rival moved on, primary refused", at: [2]string{"rival-first", "stranger"}, broken: []string{"tie-unknown", "tie-line"},
+			check: conflictNothingLeft,
+		},
+		{
+			// §16 item 6: P re-stamped (it refuses the append), Q's
+			// append rolled back before its touch (a reader's R4.4′ put
+			// P's bytes, the append's base, back on Q): the append was
+			// never on P, nothing of it was returned or is left: a
+			// conflict (rolled-back, the code before: a replaced copy,
+			// unknown).
+			name: "secondary rolled back, primary refused", at: [2]string{"restamp-first", "rolled-back"}, broken: []string{"rolled-back"},
 			check: conflictNothingLeft,
 		},
 		{

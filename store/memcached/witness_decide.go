@@ -1295,6 +1295,9 @@ func (w *witness) touchExp(o resolveOpts, timeout uint32) int32 {
 // more is sent (the next read decides again, after a back-off).
 func (w *witness) configure(ctx context.Context, key string, x, wc *copyRead, fence envelope.Envelope, payload []byte, e decisionExp) bool {
 	fence.Pending, fence.Nonce = true, rand.Uint64()
+	if w.s.hooks.decisionNewLifetime {
+		fence.Lifetime = newLifetime() // broken variant: the session's lifetime not carried
+	}
 	var pfloor int32
 	if e.touchPromise {
 		pfloor = e.touch

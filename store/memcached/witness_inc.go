@@ -255,6 +255,16 @@ var errAppendReplaced = errors.New("appended, then replaced by a record not buil
 // the model's rTie), not unknown.
 var errAppendLostTie = fmt.Errorf("%w: a rival write of the same base won the tie", errAppendReplaced)
 
+// errAppendRolledBack: errAppendReplaced where the record found is the
+// append's own base, its identity (docs/replication.md §16 item 6, the
+// two-trip append): the append's copy was taken back before its touch.
+// Only a roll-back puts a write's base back on its secondary (R4.4′,
+// which re-stamps the primary first, so the write never reaches it from
+// there) or the writer's own undo (the same call, later), so beside a P
+// that refused the append it was never on P, nor returned, and nothing
+// of it is left: a conflict (lostTie's row).
+var errAppendRolledBack = fmt.Errorf("%w: the secondary was rolled back to the append's base", errAppendReplaced)
+
 // appendRes is a wappend: its op and what its replies showed.
 type appendRes struct {
 	op  *wop

@@ -44,7 +44,9 @@ import (
 //     rows of certain conflict, by one chain of versions, fire): a write a
 //     read returned is never reported not applied: unknown (success once
 //     the new lifetime is past the ancestors); the code before
-//     (SetUndoHeldConflict) answered ErrCASConflict.
+//     (SetUndoHeldConflict with SetLifetimeIgnored) answered
+//     ErrCASConflict; either fix alone answers unknown (lifetime-alone:
+//     the records' lifetimes, §16 item 5).
 func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 	const key = "stalled"
 	type rig struct {
@@ -114,6 +116,14 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 			rewrite(t, r, k)
 		}
 	}
+	// forgetsHeld is the code before primaryShows, which came before §16
+	// item 4's "not applied, however far" too (the rig's completion of
+	// the write by a reader is one R4.4′ no longer makes: only the
+	// writer's own completion copies a write on Q alone onto P).
+	forgetsHeld := func(s *memcached.Store) {
+		memcached.SetUndoForgetsHeld(s)
+		memcached.SetFarNotAppliedOff(s)
+	}
 	applied := func(t *testing.T, err error, session, mine string) {
 		require.NoError(t, err, "P held the write before the stall: applied")
 		require.True(t, strings.HasPrefix(session, mine), "the session %q is built on the write %q", session, mine)
@@ -146,10 +156,10 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 	}{
 		{"held/cas", false, completed, over, nil, applied},
 		{"held/append", true, completed, over, nil, applied},
-		{"held/cas/code-before", false, completed, over, memcached.SetUndoForgetsHeld, stalled},
-		{"held/append/code-before", true, completed, over, memcached.SetUndoForgetsHeld, stalled},
+		{"held/cas/code-before", false, completed, over, forgetsHeld, stalled},
+		{"held/append/code-before", true, completed, over, forgetsHeld, stalled},
 		{"descendant", false, descendant, over, nil, applied},
-		{"descendant/code-before", false, descendant, over, memcached.SetUndoForgetsHeld, stalled},
+		{"descendant/code-before", false, descendant, over, forgetsHeld, stalled},
 		{"beaten", false, chain(1), over, nil, conflict},
 		{"competitor-next", false, chain(2), over, nil, notSuccess},
 		{"competitor-far", false, chain(envelope.Lineage + 2), over, nil, notSuccess},
@@ -159,9 +169,15 @@ func TestUndoStalledAfterPrimaryHeld(t *testing.T) {
 		}, nil, unknown("held alone, not past the ancestors: an append on P may carry Q's old life")},
 		{"held/recreated-1", false, completed, recreated(1), nil, unknown("a write a read returned is not reported not applied")},
 		{"held/recreated-2", false, completed, recreated(2), nil, unknown("a write a read returned is not reported not applied")},
-		{"held/recreated-1/code-before", false, completed, recreated(1), memcached.SetUndoHeldConflict, func(t *testing.T, err error, session, mine string) {
+		{"held/recreated-1/code-before", false, completed, recreated(1), func(s *memcached.Store) {
+			memcached.SetUndoHeldConflict(s)
+			memcached.SetLifetimeIgnored(s)
+		}, func(t *testing.T, err error, session, mine string) {
 			require.ErrorIs(t, err, provider.ErrCASConflict, "the code before: replaced on both copies")
 		}},
+		// The lifetime nonce alone (§16 item 5) keeps the answer unknown:
+		// Q's record is of the new session's lifetime.
+		{"held/recreated-1/lifetime-alone", false, completed, recreated(1), memcached.SetUndoHeldConflict, unknown("a record of another lifetime")},
 		{"held/recreated-past-ancestors", false, completed, recreated(envelope.Lineage + 4), nil, func(t *testing.T, err error, session, mine string) {
 			require.NoError(t, err, "held, and the copies past the ancestors: success")
 		}},

@@ -135,7 +135,19 @@ func TestWitnessLayout(t *testing.T) {
 	require.Equal(t, [3]uint32{1, 1, 2}, kinds(t, cands, key))
 	w := rawGet(t, cands[2], key)
 	require.Len(t, w.value, envelope.Size)
+	require.Equal(t, byte(envelope.Version), w.value[0], "a witness carries no lifetime: version 2")
 	require.Greater(t, w.ttl, int64(2*time.Hour/time.Second)-10, "the witness lives TW = 2 × MaxTimeout")
+	var lifetimes [2]uint64
+	for i, a := range cands[:2] {
+		it := rawGet(t, a, key)
+		require.Equal(t, byte(envelope.VersionLifetime), it.value[0], "data copies carry the session's lifetime: version 4")
+		env, _, err := envelope.Decode(it.value)
+		require.NoError(t, err)
+		require.Len(t, it.value, envelope.SizeLifetime+len("v1"))
+		lifetimes[i] = env.Lifetime
+	}
+	require.NotZero(t, lifetimes[0])
+	require.Equal(t, lifetimes[0], lifetimes[1], "one lifetime on both copies")
 	_, err = s.CompareAndSwap(ctx, key, []byte("v2"), h, time.Minute)
 	require.NoError(t, err)
 	for _, a := range cands[:2] {

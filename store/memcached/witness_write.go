@@ -183,15 +183,16 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		if hold := w.s.hooks.beforeCompleteOwn; hold != nil {
 			hold(key)
 		}
-		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw)
+		var tries ownTries
+		id, ok, seen := w.completeOwn(ctx, key, h, env, raw, exp, pw, &qw, &tries)
 		if ok {
 			return id, nil
 		}
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seen)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seen, &tries)
 	case po.unsent() && qo == woStored:
 		// M2: P not reached at all (the dial failed) is, for the undo, as
 		// P refusing: nothing of this write is on P.
-		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing)
+		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing, &ownTries{})
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
 		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
@@ -263,6 +264,11 @@ func appendGoneUnknown(perr, qerr error, po, qo wout, asGone bool) bool {
 // unreachable by the protocol's steps, but there the append was on its
 // own primary: unknown, as every other row with a replaced copy
 // (appendGoneUnknown; the tie row's cold review, m1).
+//
+// The same row takes Q's touch finding the append's base again
+// (errAppendRolledBack, §16 item 6: a reader's roll-back, R4.4′, took
+// the append back off Q): beside a P that refused it, the append was
+// never on P, so no read returned it and no completion can copy it there.
 func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 	refused := func(err error, o wout) bool {
 		return o.refused() && !errors.Is(err, errAppendedGone) && !errors.Is(err, errAppendReplaced)
@@ -273,7 +279,7 @@ func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 		pt, qt := errors.Is(perr, errAppendLostTie), errors.Is(qerr, errAppendLostTie)
 		return (pt || qt) && (pt || refused(perr, po)) && (qt || refused(qerr, qo))
 	}
-	return errors.Is(qerr, errAppendLostTie) && refused(perr, po)
+	return (errors.Is(qerr, errAppendLostTie) || errors.Is(qerr, errAppendRolledBack)) && refused(perr, po)
 }
 
 // refusedOver decides a write that one copy (n, candidate cand) refused
@@ -296,7 +302,9 @@ func (w *witness) refusedOver(ctx context.Context, key string, cs candidates, n 
 }
 
 // notBuiltOn reports that c holds a data record of env's configuration
-// that is certainly not env and not built on it (envelope.Descends).
+// that is certainly not env and not built on it (envelope.Descends). A
+// record of another lifetime (w.recreated) is of another chain, which
+// says nothing of env's: the callers check.
 func notBuiltOn(c *copyRead, env envelope.Envelope) bool {
 	return c.st == stData && configOf(c.env) == configOf(env) && c.env.V >= env.V &&
 		c.env.ID() != env.ID() && c.env.Descends(env) == envelope.NotDescendant
@@ -441,17 +449,24 @@ func (w *witness) touchCompleted(ctx context.Context, n *node, cand uint8, key s
 // failed over since (success, handle 0: the caller reads again).
 func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *copyRead, env envelope.Envelope, value []byte, which string) (uint64, error) {
 	d := descent(c, env, value)
+	recreated := w.recreated(c, env)
 	if c.env.Pending && d == envelope.NotDescendant {
 		wc, err := w.read(ctx, cs[c.env.Q], c.env.Q, key, " v c t f")
 		if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= env.E {
 			return 0, unknown("cas: "+which+" holds a failover's fence and its other copy no established record after it", err)
 		}
 		d = descent(&wc, env, value)
+		recreated = recreated || w.recreated(&wc, env)
 	}
-	switch d {
-	case envelope.Descendant:
+	switch {
+	case d == envelope.Descendant:
 		return 0, nil // applied, and failed over since
-	case envelope.NotDescendant:
+	case d == envelope.NotDescendant && recreated:
+		// A record of another lifetime (§16 item 5): the session was
+		// created again since, and its chain tells nothing of this
+		// write's.
+		return 0, unknown("cas: " + which + " holds a newer configuration of a session created again since this write")
+	case d == envelope.NotDescendant:
 		return 0, fmt.Errorf("memcached: cas: %w: a failover moved the session on, not built on this write", provider.ErrCASConflict)
 	}
 	return 0, unknown("cas: " + which + " holds a newer configuration that may be built on this write")
@@ -564,22 +579,31 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // as the undo with the store's token: both tokens stored in turn mean no
 // completion re-stamped Q's copy of this write, so none copied it onto P
 // (R0), and P refused this CAS.
-func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written) (id uint64, ok bool, seen primarySeen) {
+//
+// tries records what its read of P and its CAS of P did (ownTries).
+func (w *witness) completeOwn(ctx context.Context, key string, h handle, env envelope.Envelope, raw []byte, exp int32, pw written, qw *written, tries *ownTries) (id uint64, ok bool, seen primarySeen) {
 	c, err := w.read(ctx, pw.n, pw.tok.cand, key, " v c t f")
 	if err != nil {
 		return 0, false, seenNothing
 	}
+	tries.sawP(&c, env)
 	if !c.holds(h.env.ID()) || c.promisedAbove(env.E) && !w.s.hooks.completeOwnOverPromise {
 		// R11.3: a P promised above this write's epoch takes no
 		// record of it (the undo's refusal then decides).
-		return 0, false, primaryShows(&c, env)
+		return 0, false, w.primaryShows(&c, env)
 	}
 	qcas, err := qw.n.wcas(ctx, key, raw, exp, kindData, qw.tok.cas, qw.tok.inc)
 	if err != nil {
 		return 0, false, seenNothing
 	}
 	pcas, err := pw.n.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
+	if err == nil && w.s.hooks.completeOwnReplyLost {
+		err = errors.New("test: the reply of the primary's completion CAS lost") // fault injection: stored, no reply
+	}
 	if err != nil {
+		if !classify(err).unsent() {
+			tries.maybeOnP = true // sent, no reply: it may land
+		}
 		if classify(err).refused() {
 			qw.tok.cas = qcas // P certainly does not hold it: the undo may run
 		}
@@ -588,6 +612,25 @@ func (w *witness) completeOwn(ctx context.Context, key string, h handle, env env
 	p := written{pw.n, copyToken{cand: pw.tok.cand, cas: pcas, inc: c.inc}}
 	q := written{qw.n, copyToken{cand: qw.tok.cand, cas: qcas, inc: qw.tok.inc}}
 	return w.written(key, env, p, q, raw, int64(exp), 0), true, seenNothing
+}
+
+// ownTries is what the writer's own completions (completeOwn: R3's, and
+// the undo's) did to P, for the undo's row "not applied, however far"
+// (docs/replication.md §16 item 4, L7″).
+type ownTries struct {
+	// maybeOnP: a completion CAS of P was sent and not refused (stored,
+	// or no reply): P may hold the write (rv-roll M2).
+	maybeOnP bool
+	// pAbove: a read of P showed a record of a greater epoch than the
+	// write's, or a promise above it.
+	pAbove bool
+}
+
+// sawP notes a read c of P for the write env.
+func (t *ownTries) sawP(c *copyRead, env envelope.Envelope) {
+	if c.present() && (c.env.E > env.E || c.prom > env.E) {
+		t.pAbove = true
+	}
 }
 
 // primarySeen is what a read of P, after P refused a write, proves of the
@@ -615,9 +658,10 @@ const (
 // on env (its ancestors say so). A writer that reads again only after the
 // session moved more than envelope.Lineage versions on can no longer
 // tell by the ancestors (undo's stalled writer); what an earlier read of
-// P proved still holds.
-func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
-	if c.st != stData || configOf(c.env) != configOf(env) || c.env.Pending {
+// P proved still holds. A record of another lifetime (the session created
+// again since: §16 item 5) proves nothing.
+func (w *witness) primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
+	if c.st != stData || configOf(c.env) != configOf(env) || c.env.Pending || w.recreated(c, env) {
 		return seenNothing
 	}
 	switch {
@@ -707,7 +751,18 @@ func primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
 // lifetime: the session was deleted and created again since, so the
 // answer is unknown, never "not applied" for a write a read may have
 // returned (cold review rv-held m1; before, a conflict).
-func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen) (uint64, error) {
+//
+// Lifetimes (§16 item 5): a configuration names no lifetime, so a session
+// deleted or expired and created again starts over in its home
+// configuration, and its records can pass for this write's competitors.
+// A record of a known lifetime other than this write's (w.recreated) is
+// of such a session: every row of certain conflict that would answer from
+// it (the beaten re-read's "another write of this version won", replaced
+// on both copies, later versions built on another write, overtaken)
+// answers unknown instead, and it proves nothing for primaryShows or for
+// beaten. With no lifetime known on either side (records written before
+// lifetimes), the rows answer as before.
+func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen, tries *ownTries) (uint64, error) {
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
 	}
@@ -739,6 +794,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	if beaten {
 		c, rerr := w.read(ctx, qw.n, qw.tok.cand, key, " v c t f")
 		if rerr == nil && c.st == stData && configOf(c.env) == configOf(env) && !c.holds(env.ID()) {
+			if w.recreated(&c, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return 0, fmt.Errorf("memcached: cas: %w: another write of this version won: %w", provider.ErrCASConflict, perr)
 		}
 	}
@@ -755,6 +813,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 		if ep != nil || eq != nil {
 			break
 		}
+		tries.sawP(&cp, env)
 		if cp.holds(env.ID()) && cq.holds(env.ID()) {
 			if cp.promisedAbove(env.E) || cq.promisedAbove(env.E) {
 				// R11.3: not acknowledged from a promised copy.
@@ -786,6 +845,9 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			return w.notApplied(held, id, oerr, perr)
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {
+			if w.recreated(&cq, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: replaced on both copies: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
@@ -794,15 +856,21 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			}
 		}
 		if notBuiltOn(&cp, env) && notBuiltOn(&cq, env) {
+			if w.recreated(&cp, env) || w.recreated(&cq, env) {
+				return 0, unknown(recreatedSince, perr, err)
+			}
 			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: later versions were built on another write: %w", provider.ErrCASConflict, perr), perr)
+		}
+		if !held && w.neverOnBoth(&cp, &cq, env, tries) {
+			return w.notApplied(held, 0, fmt.Errorf("memcached: cas: %w: the write was taken off its secondary before its primary held it (rolled back or undone), and the session moved on: %w", provider.ErrCASConflict, perr), perr)
 		}
 		for _, c := range []*copyRead{&cp, &cq} {
 			far = far || c.st == stData && configOf(c.env) == configOf(env) && c.env.Descends(env) == envelope.Unknown
 		}
-		if notBuiltOn(&cp, env) {
-			beaten = true // P is past this write on another chain
+		if notBuiltOn(&cp, env) && !w.recreated(&cp, env) {
+			beaten = true // P is past this write on another chain (of this lifetime)
 		}
-		held = held || w.provesHeld(primaryShows(&cp, env))
+		held = held || w.provesHeld(w.primaryShows(&cp, env))
 		if !cq.holds(env.ID()) {
 			break
 		}
@@ -820,7 +888,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			// reader's CAS of P may land in between).
 			q := qw
 			q.tok.cas, q.tok.inc = cq.cas, cq.inc
-			id, ok, seen := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q)
+			id, ok, seen := w.completeOwn(ctx, key, h, env, env.Wrap(value), wexp, pw, &q, tries)
 			if ok {
 				return id, nil
 			}
@@ -859,6 +927,32 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 	return 0, unknown("cas: undoing the secondary", perr, err)
 }
 
+// neverOnBoth is the undo's row "not applied, however far" (L7″,
+// docs/replication.md §16 item 4): no completion CAS of P of the writer's
+// may have stored (tries.maybeOnP), no read of P showed a greater epoch
+// (tries.pAbove), P answered a data record of the write's configuration
+// and lifetime, and Q an established one of the write's exact
+// configuration and lifetime that is not the write. Within one lifetime
+// a write on Q alone reaches P in its configuration only by its writer's
+// own completion (R4.4′ rolls such a split back, every other writer of
+// data records needs the write on both copies or writes a greater
+// epoch: L4″), so the write was never on both copies: no read returned
+// it and nothing was built on it, and Q holding another record of the
+// configuration means it was taken off Q (a roll-back, an undo). Records
+// of no known lifetime (written before lifetimes, or by a process that
+// completes such splits) never answer here, nor does a writer whose read
+// of P showed the write held (held: success past the ancestors, which
+// within one lifetime only its own completion can have made).
+func (w *witness) neverOnBoth(cp, cq *copyRead, env envelope.Envelope, tries *ownTries) bool {
+	if tries.maybeOnP && !w.s.hooks.maybeOnPIgnored || tries.pAbove || w.s.hooks.farNotAppliedOff {
+		return false
+	}
+	ofWrite := func(c *copyRead) bool {
+		return c.st == stData && configOf(c.env) == configOf(env) && (envelope.SameLifetime(c.env, env) || w.s.hooks.lifetimeIgnored)
+	}
+	return ofWrite(cp) && ofWrite(cq) && !cq.env.Pending && cq.env.ID() != env.ID()
+}
+
 // provesHeld reports whether seen proves the write held by P (seenHeld;
 // never in the code before, SetUndoForgetsHeld).
 func (w *witness) provesHeld(seen primarySeen) bool {
@@ -880,6 +974,12 @@ func (w *witness) notApplied(held bool, id uint64, err, perr error) (uint64, err
 	}
 	return id, err
 }
+
+// recreatedSince is the reason given for the unknown outcome of an undo
+// whose row of certain conflict found a record of another lifetime: the
+// session was deleted or expired and created again since this write, so
+// its versions tell nothing of this write's chain (§16 item 5).
+const recreatedSince = "cas: undoing the secondary: the session was created again since (a record of another lifetime)"
 
 // stalledWriter is the reason given for the unknown outcome of a writer stalled past
 // the ancestors its records keep (undo).

@@ -451,8 +451,9 @@ const (
 )
 
 // The first two bytes of store/memcached's record envelope (its package
-// internal/envelope, which this module cannot import): the version (2, or
-// 3 for an envelope that carries a promise) and the mark, whose bit
+// internal/envelope, which this module cannot import): the version (2; 3
+// for an envelope that carries a promise; 4 for one that carries a
+// lifetime, promised or not) and the mark, whose bit
 // markNoWit is R8's nowit: a configuration established with no witness
 // record on its third node (R8's two-record creation; R7's failover of a
 // creation's record, as after an Add abandoned at its primary). Appended
@@ -460,6 +461,7 @@ const (
 const (
 	envelopeVersion         = 2
 	envelopeVersionPromised = 3
+	envelopeVersionLifetime = 4
 	markNoWit               = 1 << 1
 )
 
@@ -473,7 +475,7 @@ type seenItem struct {
 // noWitMarked reports whether value, a data record's bytes, starts with
 // an envelope marked nowit.
 func noWitMarked(value []byte) bool {
-	return len(value) >= 2 && (value[0] == envelopeVersion || value[0] == envelopeVersionPromised) && value[1]&markNoWit != 0
+	return len(value) >= 2 && (value[0] == envelopeVersion || value[0] == envelopeVersionPromised || value[0] == envelopeVersionLifetime) && value[1]&markNoWit != 0
 }
 
 // frozen calls fn while no node of nw runs a command (every live node's

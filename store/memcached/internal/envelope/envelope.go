@@ -1,8 +1,9 @@
 // Package envelope is the codec of the small header that the memcached
 // store's witness replication (docs/replication.md §2.1) puts in front of
 // every record it keeps: the configuration (epoch, primary, secondary), the
-// version, the pending and nowit marks, a nonce, the node-list digest and
-// the session's timeout, closed by a CRC-32C of the envelope. A data record
+// version, the pending and nowit marks, a nonce, the node-list digest,
+// the session's timeout and the session's lifetime, closed by a CRC-32C of
+// the envelope. A data record
 // is an envelope followed by the provider's record bytes (the base), which
 // this package never looks at, and zero or more trailers, each a delta of
 // the provider's (a lock change, appended to the record in place) with the
@@ -29,9 +30,20 @@
 // PromiseOf, and a rewrite of the same bytes (a re-stamp, an append) keeps
 // it. Items without a promise are written as version 2, which processes
 // of the releases before promises decode too.
+//
+// A data record may carry a lifetime (docs/replication.md §16 item 5): a
+// random nonce drawn when the session is created (R8's Add) and copied by
+// every record derived from it, so that two records of one id's
+// configuration can be told apart across a deletion or expiry and a new
+// creation. An envelope with a lifetime is written as version 4
+// (SizeLifetime bytes: version 2's fields, the lifetime, the base length,
+// the promise, 0 for none, and the checksum); Promised keeps it version 4.
+// A witness (Append) never carries one. Records of versions 1 to 3 decode
+// to lifetime 0, unknown.
 package envelope
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -57,6 +69,25 @@ const Size1 = Size - 4
 
 // SizePromised is the length of a version 3 envelope (one with a promise).
 const SizePromised = Size + 4
+
+// VersionLifetime is the first byte of an envelope that carries a
+// lifetime (Envelope.Lifetime not 0): version 2's fields, the lifetime,
+// the base length, the promise (0 for none) and the checksum
+// (SizeLifetime bytes).
+const VersionLifetime = 4
+
+// SizeLifetime is the length of a version 4 envelope (one with a
+// lifetime).
+const SizeLifetime = Size + 12
+
+// Offsets in an envelope's head: fields is where version 2's fields end
+// (the lifetime of version 4, the base length of versions 2 and 3).
+const (
+	fields  = 32 + 8*Lineage
+	lenAt4  = fields + 8
+	promAt3 = fields + 4
+	promAt4 = lenAt4 + 4
+)
 
 // TrailerTag is the first byte of every trailer.
 const TrailerTag = 0xE2
@@ -114,6 +145,12 @@ type Envelope struct {
 	// Timeout is the session's timeout in seconds as the last client
 	// write gave it (R10).
 	Timeout uint32
+	// Lifetime is random, drawn when the session was created (R8's Add)
+	// and copied by every record derived from it: records of different
+	// lifetimes belong to different sessions of one id (deleted or
+	// expired and created again). 0 is unknown: a record written before
+	// lifetimes (versions 1 to 3) or a witness. Not part of the identity.
+	Lifetime uint64
 }
 
 // Identity is what tells two records apart (docs/replication.md §2.1):
@@ -177,18 +214,39 @@ func (e Envelope) Descends(anc Envelope) Descent {
 	return NotDescendant
 }
 
+// SameLifetime reports whether a and b are records of one known lifetime:
+// both lifetimes known (not 0) and equal.
+func SameLifetime(a, b Envelope) bool {
+	return a.Lifetime != 0 && a.Lifetime == b.Lifetime
+}
+
+// OtherLifetime reports whether a and b are certainly records of
+// different lifetimes (of different creations of the id): both lifetimes
+// known (not 0) and different.
+func OtherLifetime(a, b Envelope) bool {
+	return a.Lifetime != 0 && b.Lifetime != 0 && a.Lifetime != b.Lifetime
+}
+
 // SameConfig reports whether e and o name the same configuration (E, P, Q).
 func (e Envelope) SameConfig(o Envelope) bool {
 	return e.E == o.E && e.P == o.P && e.Q == o.Q
 }
 
 // Append appends the encoded envelope to dst, with no payload after it
-// (a witness).
-func (e Envelope) Append(dst []byte) []byte { return e.appendLen(dst, 0) }
+// (a witness): version 2, with no lifetime (witnesses carry none).
+func (e Envelope) Append(dst []byte) []byte {
+	e.Lifetime = 0
+	return e.appendLen(dst, 0)
+}
 
-// appendLen appends the encoded envelope with Len n.
+// appendLen appends the encoded envelope with Len n: version 4 (no
+// promise) when e carries a lifetime, else version 2.
 func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	start := len(dst)
+	version := byte(Version)
+	if e.Lifetime != 0 {
+		version = VersionLifetime
+	}
 	var mark byte
 	if e.Pending {
 		mark |= markPending
@@ -196,7 +254,7 @@ func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	if e.NoWit {
 		mark |= markNoWit
 	}
-	dst = append(dst, Version, mark)
+	dst = append(dst, version, mark)
 	dst = binary.BigEndian.AppendUint32(dst, e.E)
 	dst = append(dst, e.P, e.Q)
 	dst = binary.BigEndian.AppendUint64(dst, e.V)
@@ -206,14 +264,21 @@ func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	}
 	dst = binary.BigEndian.AppendUint32(dst, e.Digest)
 	dst = binary.BigEndian.AppendUint32(dst, e.Timeout)
-	dst = binary.BigEndian.AppendUint32(dst, n)
+	if version == VersionLifetime {
+		dst = binary.BigEndian.AppendUint64(dst, e.Lifetime)
+		dst = binary.BigEndian.AppendUint32(dst, n)
+		dst = binary.BigEndian.AppendUint32(dst, 0) // no promise
+	} else {
+		dst = binary.BigEndian.AppendUint32(dst, n)
+	}
 	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
 // Wrap returns the envelope followed by payload (a data record with no
-// trailers: a whole write), in one new slice.
+// trailers: a whole write), in one new slice: version 4 when e carries a
+// lifetime, else version 2, byte for byte as before lifetimes.
 func (e Envelope) Wrap(payload []byte) []byte {
-	return append(e.appendLen(make([]byte, 0, Size+len(payload)), uint32(len(payload))), payload...)
+	return append(e.appendLen(make([]byte, 0, SizeLifetime+len(payload)), uint32(len(payload))), payload...)
 }
 
 // AppendTrailer appends to dst the trailer that makes e of the record it
@@ -243,47 +308,71 @@ func Decode(b []byte) (Envelope, []byte, error) {
 }
 
 // Trailers reports how many trailers the record in b carries, and whether
-// a trailer may be appended to it (ok: a well-formed record of version 2
-// or 3; a version 1 envelope has no base length to append after).
+// a trailer may be appended to it (ok: a well-formed record of version 2,
+// 3 or 4; a version 1 envelope has no base length to append after).
 func Trailers(b []byte) (n int, ok bool) {
 	_, _, n, err := decode(b, false)
-	return n, err == nil && len(b) > 0 && (b[0] == Version || b[0] == VersionPromised)
+	return n, err == nil && len(b) > 0 && b[0] != 1
+}
+
+// headSize is the length of the head of version v (0: unknown version).
+func headSize(v byte) int {
+	switch v {
+	case 1:
+		return Size1
+	case Version:
+		return Size
+	case VersionPromised:
+		return SizePromised
+	case VersionLifetime:
+		return SizeLifetime
+	}
+	return 0
 }
 
 // PromiseOf returns the epoch promised on the item b (R11), 0 when it
-// carries none: a version 3 head's promise field. It reads only the head
-// and checks its checksum; Decode checks the rest.
+// carries none: the promise field of a version 3 or 4 head. It reads only
+// the head and checks its checksum; Decode checks the rest.
 func PromiseOf(b []byte) uint32 {
-	if len(b) < SizePromised || b[0] != VersionPromised {
+	at := promAt3
+	switch {
+	case len(b) == 0:
+		return 0
+	case b[0] == VersionLifetime:
+		at = promAt4
+	case b[0] != VersionPromised:
 		return 0
 	}
-	if binary.BigEndian.Uint32(b[SizePromised-4:]) != crc32.Checksum(b[:SizePromised-4], castagnoli) {
+	size := headSize(b[0])
+	if len(b) < size || binary.BigEndian.Uint32(b[size-4:]) != crc32.Checksum(b[:size-4], castagnoli) {
 		return 0
 	}
-	return binary.BigEndian.Uint32(b[Size-4:])
+	return binary.BigEndian.Uint32(b[at:])
 }
 
 // Promised returns a copy of the item b (a data record or a witness,
-// well-formed) with the promise e in its head: the head rewritten as
-// version 3, its base and trailers byte-exact, so that the item decodes
-// to the same envelope and payload (R11's promise step: the same record,
-// promised). A version 1 item gets a version 3 head with its payload as
-// the base.
+// well-formed) with the promise e in its head, its base and trailers
+// byte-exact, so that the item decodes to the same envelope and payload
+// (R11's promise step: the same record, promised). A version 4 head (one
+// with a lifetime) stays version 4, of the same length, its lifetime kept;
+// any other is rewritten as version 3 (a version 1 item's payload becomes
+// its base).
 func Promised(b []byte, e uint32) ([]byte, error) {
 	if _, _, _, err := decode(b, false); err != nil {
 		return nil, err
 	}
-	const fields = 32 + 8*Lineage // from the version to the timeout
+	if b[0] == VersionLifetime {
+		out := bytes.Clone(b)
+		binary.BigEndian.PutUint32(out[promAt4:], e)
+		binary.BigEndian.PutUint32(out[SizeLifetime-4:], crc32.Checksum(out[:SizeLifetime-4], castagnoli))
+		return out, nil
+	}
 	var n uint32
-	var rest []byte
-	switch b[0] {
-	case 1:
-		rest = b[Size1:]
+	rest := b[headSize(b[0]):]
+	if b[0] == 1 {
 		n = uint32(len(rest))
-	case Version:
-		rest, n = b[Size:], binary.BigEndian.Uint32(b[fields:])
-	default:
-		rest, n = b[SizePromised:], binary.BigEndian.Uint32(b[fields:])
+	} else {
+		n = binary.BigEndian.Uint32(b[fields:])
 	}
 	out := make([]byte, 0, SizePromised+len(rest))
 	out = append(out, VersionPromised)
@@ -297,20 +386,15 @@ func Promised(b []byte, e uint32) ([]byte, error) {
 // decode reads the record in b; without withPayload, the payload of a
 // record with trailers is not put together (nil).
 func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers int, err error) {
-	size := Size
-	if len(b) > 0 {
-		switch b[0] {
-		case 1:
-			size = Size1
-		case VersionPromised:
-			size = SizePromised
-		}
+	if len(b) == 0 {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	size := headSize(b[0])
+	if size == 0 {
+		return Envelope{}, nil, 0, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
 	}
 	if len(b) < size {
 		return Envelope{}, nil, 0, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), size)
-	}
-	if b[0] != Version && b[0] != VersionPromised && b[0] != 1 {
-		return Envelope{}, nil, 0, fmt.Errorf("%w: version %d", ErrCorrupt, b[0])
 	}
 	if sum := binary.BigEndian.Uint32(b[size-4:]); sum != crc32.Checksum(b[:size-4], castagnoli) {
 		return Envelope{}, nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
@@ -339,7 +423,14 @@ func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers in
 	if b[0] == 1 {
 		return e, b[Size1:], 0, nil
 	}
-	n := int64(binary.BigEndian.Uint32(b[32+8*Lineage:]))
+	lenAt := fields
+	if b[0] == VersionLifetime {
+		lenAt = lenAt4
+		if e.Lifetime = binary.BigEndian.Uint64(b[fields:]); e.Lifetime == 0 {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: version 4 with no lifetime", ErrCorrupt)
+		}
+	}
+	n := int64(binary.BigEndian.Uint32(b[lenAt:]))
 	if n > int64(len(b)-size) {
 		return Envelope{}, nil, 0, fmt.Errorf("%w: a base of %d bytes in %d", ErrCorrupt, n, len(b)-size)
 	}

@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"hash/crc32"
 	"testing"
@@ -45,24 +46,32 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-// TestCorrupt flips every bit of an envelope, truncates it, and changes
-// version and marks: each is an error wrapping ErrCorrupt.
-func TestCorrupt(t *testing.T) {
-	good := sample().Append(nil)
-	for i := range good {
+// requireHeadCorrupt requires that every bit of good's first head bytes
+// flipped, and good cut to any length below head, decode to an error
+// wrapping ErrCorrupt.
+func requireHeadCorrupt(t *testing.T, what string, good []byte, head int) {
+	t.Helper()
+	for i := range head {
 		for bit := range 8 {
 			b := bytes.Clone(good)
 			b[i] ^= 1 << bit
 			if _, _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("byte %d bit %d flipped: %v", i, bit, err)
+				t.Fatalf("%s, byte %d bit %d flipped: %v", what, i, bit, err)
 			}
 		}
 	}
-	for n := range Size {
+	for n := range head {
 		if _, _, err := Decode(good[:n]); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("truncated to %d: %v", n, err)
+			t.Fatalf("%s cut to %d: %v", what, n, err)
 		}
 	}
+}
+
+// TestCorrupt flips every bit of an envelope, truncates it, and changes
+// version and marks: each is an error wrapping ErrCorrupt; so is a
+// version 4 head flipped, cut short or with lifetime 0, and version 5.
+func TestCorrupt(t *testing.T) {
+	requireHeadCorrupt(t, "version 2", sample().Append(nil), Size)
 	bad := sample()
 	bad.P, bad.Q = 1, 1
 	if _, _, err := Decode(bad.Append(nil)); !errors.Is(err, ErrCorrupt) {
@@ -71,6 +80,20 @@ func TestCorrupt(t *testing.T) {
 	bad.P, bad.Q = 3, 1
 	if _, _, err := Decode(bad.Append(nil)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("P out of range: %v", err)
+	}
+	v5 := lifetimed().Wrap(nil)
+	v5[0] = 5
+	binary.BigEndian.PutUint32(v5[SizeLifetime-4:], crc32.Checksum(v5[:SizeLifetime-4], castagnoli))
+	if _, _, err := Decode(v5); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 5: %v", err)
+	}
+	v4 := lifetimed().Wrap([]byte("base"))
+	requireHeadCorrupt(t, "version 4", v4, SizeLifetime)
+	zero := bytes.Clone(v4) // a version 4 head whose lifetime is 0
+	binary.BigEndian.PutUint64(zero[Size-8:], 0)
+	binary.BigEndian.PutUint32(zero[SizeLifetime-4:], crc32.Checksum(zero[:SizeLifetime-4], castagnoli))
+	if _, _, err := Decode(zero); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 4 with lifetime 0: %v", err)
 	}
 }
 
@@ -94,6 +117,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, Size))
 	promised, _ := Promised(sample().Wrap([]byte("x")), 7)
 	f.Add(promised)
+	f.Add(withTrailers(lifetimed(), 2))
+	promised4, _ := Promised(lifetimed().Wrap([]byte("x")), 7)
+	f.Add(promised4)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, rest, err := Decode(b)
 		if err != nil {
@@ -103,7 +129,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		want := e.Wrap(rest)
-		if b[0] == VersionPromised {
+		if b[0] == VersionPromised || b[0] == VersionLifetime {
 			want, _ = Promised(want, PromiseOf(b))
 		}
 		if n, ok := Trailers(b); ok && n == 0 && !bytes.Equal(want, b) {
@@ -122,6 +148,7 @@ func FuzzPromised(f *testing.F) {
 	p, _ := Promised(withTrailers(t0(), 2), 5)
 	f.Add(p, uint32(6))
 	f.Add(make([]byte, SizePromised+3), uint32(1))
+	f.Add(withTrailers(lifetimed(), 2), uint32(4))
 	f.Fuzz(func(t *testing.T, b []byte, e uint32) {
 		env, payload, err := Decode(b)
 		if err != nil {
@@ -146,11 +173,8 @@ func FuzzPromised(f *testing.F) {
 			t.Fatalf("trailers %d %v, want %d", n1, ok, n0)
 		}
 		if b[0] != 1 {
-			head := Size
-			if b[0] == VersionPromised {
-				head = SizePromised
-			}
-			if !bytes.Equal(pb[SizePromised:], b[head:]) {
+			head := headSize(b[0])
+			if !bytes.Equal(pb[headSize(pb[0]):], b[head:]) {
 				t.Fatal("the bytes after the head are not kept")
 			}
 		}
@@ -396,5 +420,164 @@ func TestPromised(t *testing.T) {
 	})
 	if _, err := Promised([]byte("junk"), 1); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Promised of junk: %v", err)
+	}
+}
+
+// lifetimed is an established record's envelope with a lifetime.
+func lifetimed() Envelope {
+	e := t0()
+	e.Lifetime = 0x0123456789abcdef
+	return e
+}
+
+// golden2 is sample() established, wrapping "base", as the code before
+// lifetimes wrote it (version 2), and golden3 the same promised 5
+// (version 3): envelopes with no lifetime are written byte for byte as
+// before.
+const (
+	golden2 = "020200000007020000000100000000000000deadbeefcafe000000000000123400000000000056780000000000000009000000000000000a000000000000000000000000000000000000000000000000000000000000000001020304000004b000000004546d4d0b62617365"
+	golden3 = "030200000007020000000100000000000000deadbeefcafe000000000000123400000000000056780000000000000009000000000000000a000000000000000000000000000000000000000000000000000000000000000001020304000004b00000000400000005bc9fecb262617365"
+)
+
+// TestLifetimeRoundTrip: an envelope with a lifetime is written as
+// version 4 (SizeLifetime bytes, the lifetime at 96, the base length at
+// 104, no promise at 108, the checksum at 112) and decodes back; with
+// lifetime 0 it is written as the kept version 2 golden, and promised as
+// the version 3 one.
+func TestLifetimeRoundTrip(t *testing.T) {
+	e := lifetimed()
+	b := e.Wrap([]byte("base"))
+	if b[0] != VersionLifetime || len(b) != SizeLifetime+4 || SizeLifetime != 116 {
+		t.Fatalf("version %d, %d bytes", b[0], len(b))
+	}
+	if binary.BigEndian.Uint64(b[96:]) != e.Lifetime || binary.BigEndian.Uint32(b[104:]) != 4 ||
+		binary.BigEndian.Uint32(b[108:]) != 0 || binary.BigEndian.Uint32(b[112:]) != crc32.Checksum(b[:112], castagnoli) {
+		t.Fatalf("version 4 layout: % x", b[96:SizeLifetime])
+	}
+	got, payload, err := Decode(b)
+	if err != nil || got != e || string(payload) != "base" {
+		t.Fatalf("got %+v %q %v, want %+v", got, payload, err, e)
+	}
+	if n, ok := Trailers(b); n != 0 || !ok {
+		t.Fatalf("Trailers = %d, %v", n, ok)
+	}
+	e.Lifetime = 0
+	if got := hex.EncodeToString(e.Wrap([]byte("base"))); got != golden2 {
+		t.Fatalf("lifetime 0 wraps as\n%s\nwant version 2's\n%s", got, golden2)
+	}
+	p, err := Promised(e.Wrap([]byte("base")), 5)
+	if err != nil || hex.EncodeToString(p) != golden3 {
+		t.Fatalf("lifetime 0 promised: %x %v, want version 3's golden", p, err)
+	}
+	for _, g := range []string{golden2, golden3} {
+		raw, _ := hex.DecodeString(g)
+		if got, _, err := Decode(raw); err != nil || got != e || got.Lifetime != 0 {
+			t.Fatalf("golden decodes to %+v %v, want %+v", got, err, e)
+		}
+	}
+}
+
+// TestLifetimePromised: a promise keeps a version 4 item version 4, of the
+// same length, decoding to the same envelope (lifetime included), and
+// PromiseOf reads it back (a second promise replaces the first); a version
+// 2 item still becomes version 3; a flipped lifetime or promise byte is
+// corrupt, and PromiseOf does not trust such a head.
+func TestLifetimePromised(t *testing.T) {
+	for _, b := range [][]byte{lifetimed().Wrap([]byte("base")), withTrailers(lifetimed(), 2)} {
+		want, wantPayload, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if PromiseOf(b) != 0 {
+			t.Fatal("a version 4 item without a promise carries one")
+		}
+		p, err := Promised(b, 7)
+		if err != nil || p[0] != VersionLifetime || len(p) != len(b) {
+			t.Fatalf("promised: version %d, %d bytes (was %d), %v", p[0], len(p), len(b), err)
+		}
+		if !bytes.Equal(p[SizeLifetime:], b[SizeLifetime:]) || !bytes.Equal(p[:promAt4], b[:promAt4]) {
+			t.Fatal("a promise changed more than the promise and the checksum")
+		}
+		env, payload, err := Decode(p)
+		if err != nil || env != want || !bytes.Equal(payload, wantPayload) || PromiseOf(p) != 7 {
+			t.Fatalf("promised decodes to %+v %q %v, promise %d", env, payload, err, PromiseOf(p))
+		}
+		again, err := Promised(p, 9)
+		if err != nil || PromiseOf(again) != 9 || len(again) != len(b) {
+			t.Fatalf("second promise: %d, %v", PromiseOf(again), err)
+		}
+		for _, at := range []int{fields, promAt4} {
+			bad := bytes.Clone(p)
+			bad[at+3] ^= 1
+			if _, _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("byte %d flipped: %v", at+3, err)
+			}
+			if PromiseOf(bad) != 0 {
+				t.Fatalf("byte %d flipped: PromiseOf trusted the head", at+3)
+			}
+		}
+	}
+	p, err := Promised(t0().Wrap([]byte("base")), 7)
+	if err != nil || p[0] != VersionPromised || PromiseOf(p) != 7 {
+		t.Fatalf("version 2 promised: version %d, promise %d, %v", p[0], PromiseOf(p), err)
+	}
+}
+
+// TestLifetimeTrailers: a trailer's Next keeps the lifetime, so a version
+// 4 record with trailers decodes to the lifetime of its head, and its
+// whole write carries the same envelope; Trailers accepts version 4.
+func TestLifetimeTrailers(t *testing.T) {
+	base := lifetimed()
+	if base.Next(1, 2).Lifetime != base.Lifetime || base.Child().Lifetime != base.Lifetime {
+		t.Fatal("Next or Child dropped the lifetime")
+	}
+	for n := range 4 {
+		b := withTrailers(base, n)
+		got, payload, err := Decode(b)
+		if err != nil || got.Lifetime != base.Lifetime {
+			t.Fatalf("%d trailers: %+v %v", n, got, err)
+		}
+		whole := got.Wrap(payload)
+		if whole[0] != VersionLifetime {
+			t.Fatalf("%d trailers: the whole write is version %d", n, whole[0])
+		}
+		if env, _, _ := Decode(whole); env != got {
+			t.Fatalf("%d trailers: the whole write decodes to %+v, the appends to %+v", n, env, got)
+		}
+		if k, ok := Trailers(b); k != n || !ok {
+			t.Fatalf("Trailers = %d, %v; want %d, true", k, ok, n)
+		}
+		if len(b) != SizeLifetime+len(payload)+n*TrailerOverhead {
+			t.Fatalf("%d trailers: %d bytes", n, len(b))
+		}
+	}
+}
+
+// TestWitnessNoLifetime: a witness (Append) is written as version 2 of
+// Size bytes, with no lifetime, whatever the envelope it is made of.
+func TestWitnessNoLifetime(t *testing.T) {
+	e := lifetimed()
+	w := e.Append(nil)
+	if w[0] != Version || len(w) != Size {
+		t.Fatalf("witness: version %d, %d bytes", w[0], len(w))
+	}
+	got, _, err := Decode(w)
+	e.Lifetime = 0
+	if err != nil || got != e {
+		t.Fatalf("witness decodes to %+v %v, want %+v", got, err, e)
+	}
+}
+
+// TestSameLifetime: only two known, equal lifetimes are the same; only
+// two known, different ones are other; a 0 on either side is neither.
+func TestSameLifetime(t *testing.T) {
+	x, y, zero := Envelope{Lifetime: 5}, Envelope{Lifetime: 6}, Envelope{}
+	for _, c := range []struct {
+		a, b        Envelope
+		same, other bool
+	}{{zero, zero, false, false}, {zero, x, false, false}, {x, zero, false, false}, {x, x, true, false}, {x, y, false, true}} {
+		if SameLifetime(c.a, c.b) != c.same || OtherLifetime(c.a, c.b) != c.other {
+			t.Fatalf("%d/%d: same %v other %v", c.a.Lifetime, c.b.Lifetime, SameLifetime(c.a, c.b), OtherLifetime(c.a, c.b))
+		}
 	}
 }
