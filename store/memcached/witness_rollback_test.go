@@ -30,6 +30,21 @@ func (c *rollBackCounter) observe(e provider.Event) {
 	}
 }
 
+// twoAppServers starts three memcached processes and two Stores over
+// them (app servers A and B), B's roll-backs counted and its repair queue
+// off (the tests run its repair client themselves: RepairKey).
+func twoAppServers(t *testing.T) (servers []*mcserver.Server, a, b *memcached.Store, rolled *rollBackCounter) {
+	t.Helper()
+	servers = startNodes(t, 3)
+	cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond}
+	a = newStore(t, servers, cfg)
+	rolled = &rollBackCounter{}
+	cfg.OnEvent = rolled.observe
+	b = newStore(t, servers, cfg)
+	memcached.SetRepairQueueOff(b)
+	return servers, a, b, rolled
+}
+
 // heldWriter holds a Store's writer on key at its own completion's read
 // of P (SetBeforeCompleteOwn) while armed, one write at a time.
 type heldWriter struct {
@@ -109,13 +124,7 @@ func TestSplitRolledBack(t *testing.T) {
 	}
 	// split makes the held Q-ahead split; hook sets B up first.
 	split := func(t *testing.T, hook func(*memcached.Store)) rig {
-		servers := startNodes(t, 3)
-		cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond}
-		a := newStore(t, servers, cfg)
-		rolled := &rollBackCounter{}
-		cfg.OnEvent = rolled.observe
-		b := newStore(t, servers, cfg)
-		memcached.SetRepairQueueOff(b) // the tests run the repair client themselves (RepairKey)
+		servers, a, b, rolled := twoAppServers(t)
 		if hook != nil {
 			hook(b)
 		}
@@ -247,12 +256,7 @@ func TestSplitRolledBack(t *testing.T) {
 		require.NotErrorIs(t, err, provider.ErrCASConflict, "the write was returned: never not applied")
 	})
 	t.Run("p-ahead", func(t *testing.T) {
-		servers := startNodes(t, 3)
-		cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond}
-		a := newStore(t, servers, cfg)
-		rolled := &rollBackCounter{}
-		cfg.OnEvent = rolled.observe
-		b := newStore(t, servers, cfg)
+		_, a, b, rolled := twoAppServers(t)
 		cands := memcached.WitnessCandidates(a, key)
 		e := writtenOnce(t, a, key)
 		parent := rawGet(t, cands[1], key)
@@ -307,13 +311,8 @@ func (c *conflictCounter) CompareAndAppend(ctx context.Context, key string, delt
 func TestSplitRolledBackProviderRetries(t *testing.T) {
 	for _, codeBefore := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rolled-back", true: "code-before"}[codeBefore], func(t *testing.T) {
-			servers := startNodes(t, 3)
-			cfg := memcached.Config{Backup: memcached.BackupWitness, Timeout: memcached.DefaultTimeout, FailoverAfter: 700 * time.Millisecond}
-			sa := &conflictCounter{Store: newStore(t, servers, cfg)}
-			rolled := &rollBackCounter{}
-			cfg.OnEvent = rolled.observe
-			sb := newStore(t, servers, cfg)
-			memcached.SetRepairQueueOff(sb)
+			_, a, sb, rolled := twoAppServers(t)
+			sa := &conflictCounter{Store: a}
 			if codeBefore {
 				memcached.SetSplitCompletes(sb)
 			}
