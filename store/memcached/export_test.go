@@ -718,6 +718,16 @@ func SetUndoStart(s *Store, f func(key string)) { s.hooks.undoStart = f }
 // at once (R4.4), without waiting for the writer's call to end.
 func SetSameProcessCompletes(s *Store) { s.hooks.sameProcessCompletes = true }
 
+// SetSplitCompletes makes s the code before §16 item 1 (R4.4′): a
+// Q-ahead plain split (a write on its configuration's secondary alone,
+// its parent on the primary) that a call or the repair client sees again
+// is completed onto the primary, as a P-ahead one, not rolled back.
+func SetSplitCompletes(s *Store) { s.hooks.splitCompletes = true }
+
+// SetRollBackRestamped calls f when R4.4′'s roll-back of a split on key
+// has re-stamped the primary and not yet sent its CAS of the secondary.
+func SetRollBackRestamped(s *Store, f func(key string)) { s.hooks.rollBackRestamped = f }
+
 // SetWriterWait calls f when a call of s (not the repair client) is about
 // to wait for s's own write in flight on key to end before completing it.
 func SetWriterWait(s *Store, f func(key string)) { s.hooks.writerWait = f }

@@ -444,6 +444,8 @@ type testHooks struct {
 	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
 	sameProcessCompletes     bool             // the code before (§16 item 2, rv-roll2 M2): a call completes a write in flight seen again that its own process is writing, without waiting for the writer
 	writerWait               func(key string) // a call of this process (not the repair client) is about to wait for its process's write in flight on key to end (decide, waitWriter)
+	splitCompletes           bool             // the code before (§16 item 1, R4.4′): a Q-ahead plain split seen again is completed onto P by any call or the repair client, as a P-ahead one
+	rollBackRestamped        func(key string) // R4.4′'s roll-back re-stamped P, its CAS of Q not yet sent
 	beforeCompleteOwn        func(key string) // R3's row "P refused, Q stored": the writer's replies are in, its own completion's read of P not yet sent; tests hold the writer here
 	lifetimeIgnored          bool             // the code before (§16 item 5): the undo's rows of certain conflict, its "not applied, however far" (neverOnBoth) and primaryShows do not look at the records' lifetimes
 	decisionNewLifetime      bool             // broken variant (§16 item 5): a decision's new configuration (configure: R7, R11.3) draws a new lifetime instead of carrying its base's

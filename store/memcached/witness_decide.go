@@ -248,8 +248,8 @@ func best(rs *[3]copyRead) (b envelope.Envelope, payload []byte, ok bool) {
 // answer (R4.1, R4.6), or makes one decision (decided: read again).
 //
 // st.waited: a completion was already put off in this call. Implementation
-// choice: the first completion (R4.4) a call wants is put off, and the
-// call reads again. Most splits a read sees are writes in flight (the
+// choice: the first completion (R4.4) or roll-back (R4.4′) a call wants is
+// put off, and the call reads again. Most splits a read sees are writes in flight (the
 // writer's second copy lands a moment later); completing them races the
 // writer, whose CAS is then refused and whose outcome becomes unknown.
 // Reading again makes no write, so it is always safe; a lasting split is
@@ -455,7 +455,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			// too. It needs no answer, so it writes nothing now and looks
 			// again a Timeout later (the writer's second copy has landed,
 			// or its call has given up on it by then): seen again, the
-			// split is completed as a reader would. Completing at once
+			// split is decided as a reader would (a Q-ahead one rolled
+			// back, R4.4′; a P-ahead one completed). Completing at once
 			// raced the live writer, whose CAS on y was then refused.
 			w.repair.later(key, w.s.cfg.Timeout)
 			return nil, false, errWriteInFlight
@@ -466,7 +467,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// (0: a CAS with it is a conflict, nothing sent): the write is not
 		// acknowledged yet (one copy holds its parent), so the read is
 		// linearized before it. Seen again by a later call, it is
-		// completed (an abandoned write).
+		// completed (an abandoned write) when P holds it, rolled back
+		// (R4.4′) when Q alone does.
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
 		if inFlight(x, y, b) && !o.repair && !w.s.hooks.sameProcessCompletes {
@@ -499,6 +501,25 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			stored, err := w.reballot(ctx, key, rs, x, y, b, payload, touch, "a creation re-balloted over a foreign witness")
 			st.refused = !stored && err == nil
 			return nil, true, err
+		}
+		if inFlight(x, y, b) && x.cand == b.Q && !w.s.hooks.splitCompletes {
+			// §16 item 1, R4.4′: a Q-ahead plain split (b on its
+			// configuration's secondary alone, its parent on the
+			// primary) is rolled back, never completed: only its
+			// writer's own completion may copy b onto P in its
+			// configuration (L4″), so that the writer, however late,
+			// can tell "not applied" from "applied".
+			if x.promisedAbove(b.E) {
+				// R11.3: no record of b's epoch goes onto Q, promised
+				// above it (the roll-back's CAS would): re-ballot b
+				// into a greater epoch, Q as w (promised again and
+				// copied to), P fenced (rv-roll2 m2; the model's
+				// reballot(y, x)).
+				stored, err := w.reballot(ctx, key, rs, y, x, b, payload, touch, "a write on its promised secondary alone re-balloted")
+				st.refused = !stored && err == nil
+				return nil, true, err
+			}
+			return nil, true, w.rollBack(ctx, key, x, y, b, touch)
 		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, shorten, nil)
 		return nil, true, nil
@@ -746,8 +767,10 @@ func (w *witness) startWriting(id envelope.Identity) (done func()) {
 // writer stuck on a silent node holds its process's readers no longer;
 // under contention a call may meet several of its process's writes in
 // turn, each waited for within the budget. Past it (waited false) the
-// call decides as before: the completion, without the put-off, which the
-// wait replaced (st.waited). The read that led to a wait is not counted
+// call decides as another process's would, without the put-off, which the
+// wait replaced (st.waited): a Q-ahead split rolled back (R4.4′: no call
+// but the writer's own completes it, so the writer answers a conflict),
+// a P-ahead one completed. The read that led to a wait is not counted
 // towards the cap (st.free: a wait for this process's writer is not
 // contention; the reads stay bounded by maxBusyReads). A ctx that ends
 // while waiting is ErrUnavailable.
@@ -1201,6 +1224,42 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 	w.emit(provider.EventRepair, y.n, "copy completed from its peer", nil)
 	return true, nil
 }
+
+// rollBack is R4.4′ (§16 item 1): q, b's configuration's secondary,
+// holds the write b alone and p, its primary, b's parent (inFlight), both
+// read by one anomaly read (§16 item 3: both tokens read before the first
+// CAS). It re-stamps p (an append of nothing with its read token: the same
+// bytes and expiry, a new token), and only if stored CASes q, with its
+// read token, to p's exact bytes as read (trailers included), with p's t
+// less the clock slack (copyExp: no copy outlives its source) or a
+// touching call's floor (touch) if longer. The caller reads again. The
+// re-stamp first (R0): a writer's own completion of b (completeOwn: read
+// P, re-stamp Q, CAS P) and this roll-back each CAS the copy the other
+// re-stamps, with a token read before their own first CAS, so at most one
+// stores its second CAS; a roll-back stored leaves the writer both copies
+// holding the parent (undo: "replaced on both copies", ErrCASConflict).
+// errExpiring when p has too little left to copy (no decision: the call
+// waits, and p expired, R7 carries b into a greater epoch from q).
+func (w *witness) rollBack(ctx context.Context, key string, q, p *copyRead, b envelope.Envelope, touch int32) error {
+	exp, ok := copyExp(p.ttl, b.Timeout)
+	if !ok {
+		return errExpiring
+	}
+	if _, err := p.n.wrestamp(ctx, key, p.cas, p.inc); err != nil {
+		return nil // P changed since the read (the writer's completion, another decision): read again
+	}
+	if h := w.s.hooks.rollBackRestamped; h != nil {
+		h(key)
+	}
+	if _, err := q.n.wcas(ctx, key, p.raw, max(exp, touch), kindData, q.cas, q.inc); err != nil {
+		return nil
+	}
+	w.emit(provider.EventRepair, q.n, rolledBack, nil)
+	return nil
+}
+
+// rolledBack is the detail of the repair event of a roll-back (rollBack).
+const rolledBack = "a write on its secondary alone rolled back"
 
 // failover is R7 with R11's ballot: a new configuration of epoch
 // newEpoch (above every record and promise the read rs returned), x its

@@ -40,15 +40,18 @@ func recvWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // and its context), P keeping the parent meanwhile, then reads again:
 //   - waits: the writer released, its own completion stores the write, it
 //     answers success and the waiting Get returns the write;
-//   - code-before (SetSameProcessCompletes): the second Get completes the
-//     write onto P while the writer is held; Lineage+1 writes through the
-//     same Store move the session on; released, the writer answers
+//   - code-before (SetSameProcessCompletes, with SetSplitCompletes: the
+//     code before §16 item 1 too): the second Get completes the write onto
+//     P while the writer is held; Lineage+1 writes through the same Store
+//     move the session on; released, the writer answers
 //     ErrOutcomeUnknown, the stalled writer;
 //   - past-the-bound: the writer held past one Timeout (a small one): the
-//     Get completes as before and returns the write; the writer, released,
-//     finds P holding it: success; past-half-the-deadline: the same with a
-//     Get whose deadline is nearer than one Timeout (its budget is half
-//     the time left);
+//     Get rolls the split back (R4.4′, §16 item 1: no call but the
+//     writer's own completes it) and returns the parent with a usable
+//     handle; the writer, released, finds both copies holding the parent:
+//     ErrCASConflict (not applied), and the Get's handle writes;
+//     past-half-the-deadline: the same with a Get whose deadline is nearer
+//     than one Timeout (its budget is half the time left);
 //   - context-ends: the waiting Get's context ends: ErrUnavailable, and
 //     nothing was completed (P holds the parent).
 func TestSameProcessWaitsForWriter(t *testing.T) {
@@ -83,6 +86,7 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 			e := writtenOnce(t, s, key)
 			if c.codeBefore {
 				memcached.SetSameProcessCompletes(s)
+				memcached.SetSplitCompletes(s)
 			}
 			held, release := make(chan struct{}), make(chan struct{})
 			var holdOnce sync.Once
@@ -191,11 +195,18 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 				require.NotZero(t, g.e.CAS)
 			default: // past the bound (one Timeout, or half the deadline): the writer still held
 				g := recvWithin(t, second, "the second Get")
-				require.NoError(t, g.err, "past its budget the Get completes as before")
-				require.Equal(t, "v3", string(g.e.Value))
+				require.NoError(t, g.err, "past its budget the Get rolls the split back")
+				require.Equal(t, "v2", string(g.e.Value), "rolled back: the parent")
+				require.NotZero(t, g.e.CAS, "rolled back: a usable handle")
 				require.Empty(t, wrote, "the writer is still held")
+				require.Equal(t, rawGet(t, cands[0], key).value, rawGet(t, cands[1], key).value, "rolled back: Q holds P's bytes")
+				parentOnP("rolled back: P keeps the parent")
 				close(release)
-				require.NoError(t, recvWithin(t, wrote, "the writer's answer"), "P holds the write (the Get's completion): applied")
+				require.ErrorIs(t, recvWithin(t, wrote, "the writer's answer"), provider.ErrCASConflict, "rolled back: the write was not applied")
+				_, err := s.CompareAndSwap(ctx, key, []byte("v4"), g.e.CAS, time.Minute)
+				require.NoError(t, err, "the roll-back's handle writes")
+				requireSessionIs(t, servers, key, "v4", "the Get's handle wrote")
+				return
 			}
 			requireSessionIs(t, servers, key, "v3", "the write is the session")
 		})
