@@ -91,20 +91,21 @@ func TestLifetimeCarried(t *testing.T) {
 			return cands[:2]
 		}},
 		{name: "completion", op: func(t *testing.T, servers []*mcserver.Server, _ *memcached.Store, cands []string, _ provider.Entry, _ func(*memcached.Store)) []string {
-			// A write on Q alone (derived from Q's record: it carries L),
-			// P re-stamped: the split another Store's R4.4 completes.
-			x, payload, err := envelope.Decode(rawGet(t, cands[1], key).value)
+			// A write on P alone (derived from P's record: it carries L),
+			// Q re-stamped: the split another Store's R4.4 completes (a
+			// write on Q alone is rolled back instead: R4.4′).
+			x, payload, err := envelope.Decode(rawGet(t, cands[0], key).value)
 			require.NoError(t, err)
 			next := x.Next(rand.Uint64(), x.Timeout)
-			rawSet(t, cands[1], key, next.Wrap(append(payload, "+c"...)), 60, 1)
-			rawSet(t, cands[0], key, rawGet(t, cands[0], key).value, 60, 1)
+			rawSet(t, cands[0], key, next.Wrap(append(payload, "+c"...)), 60, 1)
+			rawSet(t, cands[1], key, rawGet(t, cands[1], key).value, 60, 1)
 			b := promiseStore(t, servers, nil, nil)
 			for range 3 { // the first sight returns the parent; the next completes
 				_, err := b.Get(context.Background(), key)
 				require.NoError(t, err)
 			}
-			p, _, _ := envAt(t, cands[0], key)
-			require.Equal(t, next.ID(), p.ID(), "the rig: completed onto P")
+			q, _, _ := envAt(t, cands[1], key)
+			require.Equal(t, next.ID(), q.ID(), "the rig: completed onto Q")
 			return cands[:2]
 		}},
 		{name: "failover", op: failover},

@@ -19,7 +19,8 @@ import (
 // "not applied, however far"): a write stored on its secondary Q alone
 // (P refused it: re-stamped) whose writer stalls before any read of P
 // while another app server takes it off Q (a roll-back, R4.4′: P
-// re-stamped, Q CASed back to P's bytes) and moves the session on. No
+// re-stamped, Q CASed back to P's bytes; by raw writes, and for real by
+// the other app server's reads) and moves the session on. No
 // completion CAS of P of the writer's may have stored, and Q holds
 // another record of the write's configuration and lifetime: the write was
 // never on both copies, so it is not applied however far the session
@@ -45,6 +46,10 @@ func TestStalledWriterNotApplied(t *testing.T) {
 	}{
 		{"rolled-back/far", false, true, far, nil, func(t *testing.T, err error, session string) {
 			require.ErrorIs(t, err, provider.ErrCASConflict, "never on both copies: not applied, however far")
+			require.NotContains(t, session, "v3", "the rig: the session is not built on the write")
+		}},
+		{"rolled-back-by-reader/far", false, false, far, nil, func(t *testing.T, err error, session string) {
+			require.ErrorIs(t, err, provider.ErrCASConflict, "R4.4′ by another app server's reads: not applied, however far")
 			require.NotContains(t, session, "v3", "the rig: the session is not built on the write")
 		}},
 		{"rolled-back/far/code-before", false, true, far, memcached.SetFarNotAppliedOff, func(t *testing.T, err error, session string) {
@@ -115,6 +120,17 @@ func TestStalledWriterNotApplied(t *testing.T) {
 				p := rawGet(t, cands[0], key)
 				rawSet(t, cands[0], key, p.value, int(p.ttl), p.flags)
 				rawSet(t, cands[1], key, p.value, int(p.ttl), p.flags)
+			}
+			if !c.rollBack && !c.replyLost {
+				// R4.4′ for real: the other app server's first sight of
+				// the split returns the parent (handle 0), its second
+				// rolls it back and returns the parent.
+				for range 2 {
+					got, err := other.Get(ctx, key)
+					require.NoError(t, err)
+					require.Equal(t, "v2", string(got.Value), "the parent, never the write")
+				}
+				require.Equal(t, rawGet(t, cands[0], key).value, rawGet(t, cands[1], key).value, "rolled back: Q holds P's bytes")
 			}
 			for i := range c.writes {
 				got, err := other.Get(ctx, key)

@@ -40,11 +40,14 @@ func recvWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // and its context), P keeping the parent meanwhile, then reads again:
 //   - waits: the writer released, its own completion stores the write, it
 //     answers success and the waiting Get returns the write;
-//   - code-before (SetSameProcessCompletes, with SetSplitCompletes: the
-//     code before §16 item 1 too): the second Get completes the write onto
-//     P while the writer is held; Lineage+1 writes through the same Store
-//     move the session on; released, the writer answers
-//     ErrOutcomeUnknown, the stalled writer;
+//   - code-before (SetSameProcessCompletes, with SetSplitCompletes and
+//     SetFarNotAppliedOff: the code before §16 items 1 and 4 too): the
+//     second Get completes the write onto P while the writer is held;
+//     Lineage+1 writes through the same Store move the session on;
+//     released, the writer answers ErrOutcomeUnknown, the stalled writer
+//     (item 4's row without item 1's rule would answer ErrCASConflict
+//     here, for a write built on: the row holds only because no call but
+//     the writer's own completes such a split);
 //   - past-the-bound: the writer held past one Timeout (a small one): the
 //     Get rolls the split back (R4.4′, §16 item 1: no call but the
 //     writer's own completes it) and returns the parent with a usable
@@ -87,6 +90,7 @@ func TestSameProcessWaitsForWriter(t *testing.T) {
 			if c.codeBefore {
 				memcached.SetSameProcessCompletes(s)
 				memcached.SetSplitCompletes(s)
+				memcached.SetFarNotAppliedOff(s)
 			}
 			held, release := make(chan struct{}), make(chan struct{})
 			var holdOnce sync.Once
