@@ -636,12 +636,14 @@ func (t *ownTries) sawP(c *copyRead, env envelope.Envelope) {
 // primarySeen is what a read of P, after P refused a write, proves of the
 // write's configuration's chain of versions at the write's version, within
 // one lifetime of the session (from its creation to its deletion or loss;
-// a configuration names no lifetime: an id deleted and created again
-// starts another chain in the home configuration). P's record is on that
-// chain: a record reaches P only by its own CAS there, by a completion
-// from Q made while P holds a record of lower rank after Q was re-stamped
-// (R4.4, R0), or by the writer's own completion (completeOwn); a tie at
-// one version is decided for the record on its own primary (R4.2).
+// a configuration names no lifetime, so an id deleted and created again
+// starts another chain in the home configuration: the envelope's lifetime
+// tells them apart, w.recreated). P's record is on that chain: a record
+// reaches P only by its own CAS there, by a completion from Q made while P
+// holds a record of lower rank after Q was re-stamped (R4.4, R0; since
+// R4.4′, not of a write on Q alone over its parent: that split is rolled
+// back), or by the writer's own completion (completeOwn); a tie at one
+// version is decided for the record on its own primary (R4.2).
 type primarySeen uint8
 
 const (
