@@ -268,6 +268,7 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 		{"not-recreated/code-before", 0, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each case waits for its own session's expiry, on its own nodes
 			servers := startNodes(t, 3)
 			s := newStore(t, servers, cfg(nil))
 			memcached.SetRepairQueueOff(s)
