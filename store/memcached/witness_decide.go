@@ -519,7 +519,9 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 				st.refused = !stored && err == nil
 				return nil, true, err
 			}
-			return nil, true, w.rollBack(ctx, key, x, y, b, touch)
+			// The parent's timeout, not b's (cold review rv-build m1):
+			// Q gets the parent back, which lives by its own T.
+			return nil, true, w.rollBack(ctx, key, x, y, w.touchExp(o, y.env.Timeout))
 		}
 		_, _ = w.complete(ctx, key, x, y, b, payload, touch, shorten, nil)
 		return nil, true, nil
@@ -1231,8 +1233,9 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 // CAS). It re-stamps p (an append of nothing with its read token: the same
 // bytes and expiry, a new token), and only if stored CASes q, with its
 // read token, to p's exact bytes as read (trailers included), with p's t
-// less the clock slack (copyExp: no copy outlives its source) or a
-// touching call's floor (touch) if longer. The caller reads again. The
+// less the clock slack, capped by the parent's own timeout (copyExp: no
+// copy outlives its source), or a touching call's floor for the parent
+// (touch) if longer. The caller reads again. The
 // re-stamp first (R0): a writer's own completion of b (completeOwn: read
 // P, re-stamp Q, CAS P) and this roll-back each CAS the copy the other
 // re-stamps, with a token read before their own first CAS, so at most one
@@ -1240,8 +1243,8 @@ func (w *witness) complete(ctx context.Context, key string, x, y *copyRead, b en
 // holding the parent (undo: "replaced on both copies", ErrCASConflict).
 // errExpiring when p has too little left to copy (no decision: the call
 // waits, and p expired, R7 carries b into a greater epoch from q).
-func (w *witness) rollBack(ctx context.Context, key string, q, p *copyRead, b envelope.Envelope, touch int32) error {
-	exp, ok := copyExp(p.ttl, b.Timeout)
+func (w *witness) rollBack(ctx context.Context, key string, q, p *copyRead, touch int32) error {
+	exp, ok := copyExp(p.ttl, p.env.Timeout)
 	if !ok {
 		return errExpiring
 	}

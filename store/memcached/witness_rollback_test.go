@@ -374,3 +374,42 @@ func TestSplitRolledBackProviderRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitRolledBackParentTimeout is cold review rv-build m1: the
+// roll-back puts the parent back on Q, so Q's copy gets the parent's t
+// (less the clock slack), capped by the parent's own timeout, not by the
+// rolled-back write's. The parent lives a minute (requireWritable's
+// write), the write would have lived 10 s: before the fix (copyExp with
+// the write's timeout) Q's copy kept about 10 s while P's kept a minute,
+// the same bytes, so Q expired early and the next read paid a failover.
+func TestSplitRolledBackParentTimeout(t *testing.T) {
+	const key = "rollttl"
+	_, a, b, rolled := twoAppServers(t)
+	ctx := context.Background()
+	_, err := a.Add(ctx, key, []byte("v1"), 30*time.Minute)
+	require.NoError(t, err)
+	requireWritable(t, a, key)
+	e, err := a.Get(ctx, key)
+	require.NoError(t, err)
+	cands := memcached.WitnessCandidates(a, key)
+	hw := newHeldWriter(a, key)
+	release := hw.arm(t)
+	restampP(t, cands, key, int(rawGet(t, cands[0], key).ttl)) // its own expiry kept
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := a.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, 10*time.Second)
+		wrote <- err
+	}()
+	recvWithin(t, hw.held, "the writer held before its own completion reads P")
+	for range 2 { // the first sight returns the parent; the second rolls back
+		got, err := b.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(got.Value))
+	}
+	require.EqualValues(t, 1, rolled.n.Load(), "one roll-back")
+	p, q := rawGet(t, cands[0], key), rawGet(t, cands[1], key)
+	require.Equal(t, p.value, q.value, "Q holds P's bytes")
+	require.GreaterOrEqual(t, q.ttl, p.ttl-3, "Q gets the parent's t less the clock slack, not the write's 10 s")
+	release()
+	require.ErrorIs(t, recvWithin(t, wrote, "the writer's answer"), provider.ErrCASConflict)
+}

@@ -622,7 +622,10 @@ type ownTries struct {
 	// or no reply): P may hold the write (rv-roll M2).
 	maybeOnP bool
 	// pAbove: a read of P showed a record of a greater epoch than the
-	// write's, or a promise above it.
+	// write's, or a promise above it. A defence: within one lifetime P's
+	// epochs only grow, so a later read of P that answers a record of the
+	// write's configuration (neverOnBoth's other condition) already
+	// excludes it (cold review rv-build n1: no test reaches it alone).
 	pAbove bool
 }
 
