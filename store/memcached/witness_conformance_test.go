@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/sessionlock/sessionlock/provider"
@@ -54,6 +55,11 @@ func TestConformanceWitness(t *testing.T) {
 						env.HashIDs, env.Lifetime = true, providertest.HashedPassLifetime
 					}
 					err := c.Check(ctx, env)
+					if err != nil && strings.Contains(err.Error(), stalledWriter) {
+						// docs/replication.md §16 (L7″): with no fault a
+						// stalled writer is answered "not applied".
+						t.Fatalf("the stalled writer with no fault: %v", err)
+					}
 					if err != nil && contended[c.Name] &&
 						(errors.Is(err, provider.ErrOutcomeUnknown) || errors.Is(err, provider.ErrUnavailable)) {
 						t.Logf("known liveness cost under contention: %v", err)

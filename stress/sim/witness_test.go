@@ -241,17 +241,17 @@ const maxFinalUnknown = 200
 
 // residualUnknown are the reasons the witness scheme still gives for an
 // unknown outcome with no fault in progress (docs/replication.md, Review
-// 5: status, M2): a writer that read again only after its session moved
-// more versions on than its records' ancestors keep, and a write stored
-// on P (or sent to one copy that gave no reply while the other refused
-// it) while a failover, not yet established on its other copy or resting
-// on this very write's version with this write's payload, moved the
-// session on. Issue 13's
-// M2 fixed the unknown outcomes of a writer's undo refused by its own
-// re-stamp and of a write over a failover established without it ("the
-// secondary holds another record"): those, and every other reason, fail.
+// 5: status, M2): a write stored on P (or sent to one copy that gave no
+// reply while the other refused it) while a failover, not yet established
+// on its other copy or resting on this very write's version with this
+// write's payload, moved the session on. Issue 13's M2 fixed the unknown
+// outcomes of a writer's undo refused by its own re-stamp and of a write
+// over a failover established without it ("the secondary holds another
+// record"), and docs/replication.md §16 (fifth session of 2026-12-02)
+// that of a writer that read again only after its session moved more
+// versions on than its records' ancestors keep ("versions past this
+// write", now "not applied", L7″): those, and every other reason, fail.
 var residualUnknown = []string{
-	"versions past this write when its writer read it again",
 	"holds a failover's fence and its other copy no established record after it",
 	"holds a newer configuration that may be built on this write",
 }
