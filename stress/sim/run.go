@@ -360,6 +360,11 @@ type Result struct {
 	Tiered tiered.Stats
 
 	appended int64 // lock changes appended as deltas (Result.Appends)
+
+	// RollBacks counts the writes on a secondary alone that the
+	// memcached Stores rolled back (R4.4′, docs/replication.md §16: their
+	// repair events).
+	RollBacks int64
 }
 
 type reqKey struct{}
@@ -500,8 +505,10 @@ type runner struct {
 	hits     []FaultHit
 	opCount  atomic.Int64
 	appended atomic.Int64
-	appGate  []chan struct{} // non-nil while the app is paused
-	triggers map[int][]Fault
+	// rollBacks: the Stores' roll-back events (Result.RollBacks).
+	rollBacks atomic.Int64
+	appGate   []chan struct{} // non-nil while the app is paused
+	triggers  map[int][]Fault
 	// dbTriggers: FaultReviveMidCommit by durable record write; dbPuts
 	// counts those writes.
 	dbTriggers map[int][]Fault
@@ -791,11 +798,15 @@ func (r *runner) lookAtCreation(i int, key string) {
 	})
 }
 
-// onEvent takes a Store's node events (memcached.Config.OnEvent): one
-// emitted by a creating request's own store call (its goroutine) that
-// reports a creation without its witness or a failover marks that
-// creation Reported.
+// onEvent takes a Store's node events (memcached.Config.OnEvent): a
+// roll-back is counted (Result.RollBacks); one emitted by a creating
+// request's own store call (its goroutine) that reports a creation
+// without its witness or a failover marks that creation Reported.
 func (r *runner) onEvent(e provider.Event) {
+	if e.Kind == provider.EventRepair && strings.Contains(e.Detail, "rolled back") {
+		r.rollBacks.Add(1)
+		return
+	}
 	if !(e.Kind == provider.EventFallback && strings.Contains(e.Detail, "without its witness")) && e.Kind != provider.EventFailover {
 		return
 	}
@@ -978,9 +989,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 		// RepairEvery −1: the simulated nodes have no lru_crawler (the
 		// repair scan would only dial them and be answered ERROR).
 		cfg := memcached.Config{Nodes: nw.Addrs(), Timeout: p.Timeout, DialContext: nw.Dialer(appName(a)), Backup: p.Backup, Conns: conns, RepairEvery: -1}
-		if p.Creates > 0 {
-			cfg.OnEvent = r.onEvent
-		}
+		cfg.OnEvent = r.onEvent
 		mc, err := memcached.New(cfg)
 		if err != nil {
 			panic(err)
@@ -1215,6 +1224,7 @@ func RunSchedule(seed uint64, p Params, sched Schedule) *Result {
 	r.mu.Unlock()
 	res.Elapsed = r.now()
 	res.appended = r.appended.Load()
+	res.RollBacks = r.rollBacks.Load()
 	for _, ts := range tstores {
 		res.Tiered = addStats(res.Tiered, ts.Stats())
 	}

@@ -477,6 +477,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 				}
 			}
 			fmt.Printf("creations under %s: %s; %d violations allowed by D6\n", k, creationStats(results, p.Kinds, k), d6)
+			fmt.Printf("roll-backs under %s: %d (writes on a secondary alone, R4.4′)\n", k, rollBacks(results, p.Kinds, k))
 			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open); %d with a final request's write failover unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
 			if len(residualSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
 				t.Errorf("%s: %d of %d seeds had a request fail with an unknown outcome for a residual reason (seeds %v): more than the known open issue's 1 in %d", k, len(residualSeeds), tl.seeds[k], residualSeeds, maxFinalUnknown)
@@ -515,6 +516,17 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 // request's interval meets a fault's [start, end]), went without their
 // witness (Creation.Witless), and lost a data copy before R9 stored it
 // (d6Creation).
+// rollBacks sums the roll-backs (Result.RollBacks) of kind k's seeds.
+func rollBacks(results []*Result, kinds []FaultKind, k FaultKind) int64 {
+	var n int64
+	for _, r := range results {
+		if KindOf(r.Seed, kinds) == k {
+			n += r.RollBacks
+		}
+	}
+	return n
+}
+
 func creationStats(results []*Result, kinds []FaultKind, k FaultKind) string {
 	var n, acked, failed, unavailable, under, witless, d6 int
 	for _, r := range results {
