@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,21 +296,8 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 				return memcached.NodeFailed(other, cands[0])
 			})
 
-			held, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			memcached.SetBeforeCompleteOwn(s, func(k string) {
-				if k == key {
-					once.Do(func() { close(held) })
-					<-release
-				}
-			})
-			defer func() {
-				select {
-				case <-release:
-				default:
-					close(release) // never leave the writer held
-				}
-			}()
+			hw := newHeldWriter(s, key)
+			release := hw.arm(t)
 			// R9's re-stamp of P (same bytes, a new token): P refuses the
 			// write's token, Q stores it.
 			it := rawGet(t, cands[0], key)
@@ -321,7 +307,7 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 				_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, ttl)
 				wrote <- err
 			}()
-			recvWithin(t, held, "the writer held before its own completion reads P")
+			recvWithin(t, hw.held, "the writer held before its own completion reads P")
 
 			got, err := other.Get(ctx, key)
 			require.NoError(t, err)
@@ -362,7 +348,7 @@ func TestStalledWriterRecreatedAfterExpiry(t *testing.T) {
 				}
 			}
 
-			close(release)
+			release()
 			err = recvWithin(t, wrote, "the writer's answer")
 			t.Logf("the writer's answer: %v", err)
 			switch {

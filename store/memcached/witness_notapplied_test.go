@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,26 +82,13 @@ func TestStalledWriterNotApplied(t *testing.T) {
 			ctx := context.Background()
 			e := writtenOnce(t, s, key)
 
-			held, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			hold := func(k string) {
-				if k == key {
-					once.Do(func() { close(held) })
-					<-release
-				}
-			}
+			var hw *heldWriter
 			if c.replyLost {
-				memcached.SetUndoStart(s, hold)
+				hw = newHeldWriterAt(key, func(hold func(string)) { memcached.SetUndoStart(s, hold) })
 			} else {
-				memcached.SetBeforeCompleteOwn(s, hold)
+				hw = newHeldWriter(s, key)
 			}
-			defer func() {
-				select {
-				case <-release:
-				default:
-					close(release) // never leave the writer held
-				}
-			}()
+			release := hw.arm(t)
 			// R9's re-stamp of P (same bytes, a new token): P refuses the
 			// write's token, Q stores it.
 			it := rawGet(t, cands[0], key)
@@ -112,7 +98,7 @@ func TestStalledWriterNotApplied(t *testing.T) {
 				_, err := s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 				wrote <- err
 			}()
-			recvWithin(t, held, "the writer held")
+			recvWithin(t, hw.held, "the writer held")
 
 			if c.rollBack {
 				// R4.4′ (another app server): P re-stamped, then Q CASed
@@ -142,7 +128,7 @@ func TestStalledWriterNotApplied(t *testing.T) {
 				require.NoError(t, err, "the other app server's write %d", i)
 			}
 
-			close(release)
+			release()
 			err := recvWithin(t, wrote, "the writer's answer")
 			session := ""
 			if got, gerr := other.Get(ctx, key); gerr == nil {

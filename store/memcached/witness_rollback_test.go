@@ -55,8 +55,14 @@ type heldWriter struct {
 }
 
 func newHeldWriter(s *memcached.Store, key string) *heldWriter {
+	return newHeldWriterAt(key, func(hold func(string)) { memcached.SetBeforeCompleteOwn(s, hold) })
+}
+
+// newHeldWriterAt is newHeldWriter at another hook of the writer's: set
+// installs hold there (e.g. SetUndoStart).
+func newHeldWriterAt(key string, set func(hold func(key string))) *heldWriter {
 	h := &heldWriter{key: key}
-	memcached.SetBeforeCompleteOwn(s, func(k string) {
+	set(func(k string) {
 		if k == key && h.armed.CompareAndSwap(true, false) {
 			close(h.held)
 			<-h.release
