@@ -706,7 +706,10 @@ func (p *Provider) getShared(ctx context.Context, id string, ignoreLock bool) (*
 }
 
 // claimInitialize hands the InitializeItem flag to the one request whose
-// CAS clears it; everybody else sees the item without the flag.
+// CAS clears it; everybody else sees the item without the flag. On an
+// unlocked record the claim also advances the lock id (nextLockID) and
+// stamps LockedAt, so that no two claims write the same bytes (I6: a
+// store may acknowledge a write whose very bytes it finds stored).
 func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLock bool) (*Item, error) {
 	var item *Item
 	_, err := p.update(ctx, key, nil, func(cur *record.Record) (*record.Record, time.Duration, error) {
@@ -724,6 +727,18 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 		next := *cur
 		next.Actions &^= session.InitializeItem
 		next.Seq++
+		if !cur.Locked && p.broken&brokenClaimNonce == 0 {
+			// A claim of its own: two claims decided on one record
+			// must not write the same bytes, which a store may take
+			// for one write sent twice and acknowledge to both
+			// (tiered's write-through: the twin's durable write
+			// taken for this one's, then its very bytes found in the
+			// cache). A new lock id, as an acquisition's, and the
+			// time (nextLockID's argument); the record is unlocked,
+			// so no holder is fenced by it.
+			next.LockID = p.nextLockID(cur.LockID)
+			next.LockedAt = p.cfg.Now()
+		}
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {

@@ -141,6 +141,10 @@ const (
 	// brokenNoCarry forgets the InitializeItem flag of an acquisition
 	// whose lock was lost before it returned (GetItemExclusive's carry).
 	brokenNoCarry
+	// brokenClaimNonce clears InitializeItem without a lock id of the
+	// claim's own (claimInitialize): two claims decided on one record
+	// write the same bytes.
+	brokenClaimNonce
 )
 
 // holdSet records the locks taken in this process, so that their release
