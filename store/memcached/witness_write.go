@@ -767,6 +767,12 @@ func (w *witness) primaryShows(c *copyRead, env envelope.Envelope) primarySeen {
 // answers unknown instead, and it proves nothing for primaryShows or for
 // beaten. With no lifetime known on either side (records written before
 // lifetimes), the rows answer as before.
+//
+// Not applied, however far (§16 item 4, L7″; neverOnBoth): with none of
+// its completion CASes of P possibly stored (tries), a write whose copies
+// both hold other records of its configuration and lifetime was never on
+// both copies (only its writer completes a write on Q alone: R4.4′), so a
+// stalled writer past the ancestors answers a conflict, not unknown.
 func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.Envelope, value []byte, wexp int32, appended bool, pw, qw written, perr error, seen primarySeen, tries *ownTries) (uint64, error) {
 	if w.s.hooks.undoStart != nil {
 		w.s.hooks.undoStart(key)
