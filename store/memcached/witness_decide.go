@@ -471,7 +471,8 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// (R4.4′) when Q alone does.
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
-		if inFlight(x, y, b) && !o.repair && !w.s.hooks.sameProcessCompletes {
+		plain := inFlight(x, y, b) // a plain split: b on x, its parent on y
+		if plain && !o.repair && !w.s.hooks.sameProcessCompletes {
 			// §16 item 2: a write in flight of this process's own is
 			// waited for, not completed (waitWriter).
 			if waited, err := w.waitWriter(ctx, key, b.ID(), st); err != nil || waited {
@@ -502,7 +503,7 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 			st.refused = !stored && err == nil
 			return nil, true, err
 		}
-		if inFlight(x, y, b) && x.cand == b.Q && !w.s.hooks.splitCompletes {
+		if plain && x.cand == b.Q && !w.s.hooks.splitCompletes {
 			// §16 item 1, R4.4′: a Q-ahead plain split (b on its
 			// configuration's secondary alone, its parent on the
 			// primary) is rolled back, never completed: only its
