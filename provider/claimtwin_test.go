@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -9,151 +10,159 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sessionlock/sessionlock/provider"
-	"github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/provider/providertest"
 	"github.com/sessionlock/sessionlock/session"
 	"github.com/sessionlock/sessionlock/store/memstore"
-	"github.com/sessionlock/sessionlock/store/tiered"
 )
 
-// twinDurable is one durable row ordered by Seq (tiered.Durable's
-// PutRecord), for one key. The first PutRecord it stores calls during,
-// once, before it returns: another request's write runs between this
-// write's durable half and its cache half.
-type twinDurable struct {
-	tiered.Durable
-	mu      sync.Mutex
-	value   []byte
-	cas     uint64
-	during  func()
-	refused chan struct{} // closed at the first PutRecord refused
+// gateStore records the value of every CompareAndSwap and, once armed,
+// runs arm before forwarding the next one: a second request decided on
+// the same record runs whole before the first request's write.
+type gateStore struct {
+	provider.Store
+	mu     sync.Mutex
+	arm    func()
+	values [][]byte
 }
 
-func (d *twinDurable) Add(_ context.Context, _ string, value []byte, _ time.Duration) (uint64, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.value = value
-	d.cas++
-	return d.cas, nil
+func (g *gateStore) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
+	g.mu.Lock()
+	arm := g.arm
+	g.arm = nil
+	g.values = append(g.values, value)
+	g.mu.Unlock()
+	if arm != nil {
+		arm()
+	}
+	return g.Store.CompareAndSwap(ctx, key, value, cas, ttl)
 }
 
-func (d *twinDurable) PutRecord(_ context.Context, _ string, value []byte, _ time.Duration) (tiered.PutResult, error) {
-	d.mu.Lock()
-	next, err := record.Parse(value)
-	if err != nil {
-		d.mu.Unlock()
-		return tiered.PutResult{}, err
-	}
-	if cur, err := record.Parse(d.value); err == nil && cur.Seq >= next.Seq {
-		refused := d.refused
-		d.refused = nil
-		d.mu.Unlock()
-		if refused != nil {
-			close(refused)
-		}
-		return tiered.PutResult{KeptSeq: cur.Seq}, nil
-	}
-	d.value = value
-	d.cas++
-	res := tiered.PutResult{Stored: true, CAS: d.cas}
-	during := d.during
-	d.during = nil
-	d.mu.Unlock()
-	if during != nil {
-		during()
-	}
-	return res, nil
-}
-
-func (d *twinDurable) GetWithTTL(context.Context, string) (provider.Entry, time.Duration, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.value == nil {
-		return provider.Entry{}, 0, provider.ErrNotFound
-	}
-	return provider.Entry{Value: d.value, CAS: d.cas}, time.Minute, nil
-}
-
-func (d *twinDurable) Touch(context.Context, string, time.Duration) error { return nil }
-
-func (d *twinDurable) Close() error { return nil }
-
-// TestInitializeItemClaimedOnce (I6): two read-only requests decided on
-// the same uninitialized record, the second run whole between the first's
-// durable write and its cache write (tiered: the write-through window).
-// Both clear the flag from the same record: without a nonce of its own
-// the two claims are byte for byte the same record, the durable tier
-// takes the second's for the first's sent again (tiered's sentAgain), its
-// cache write lands, and the first's refused cache write finds its very
-// bytes in the cache (afterLostCAS): both were acknowledged, and both
-// handed InitializeItem (the conformance suite's I6 on tiered over
-// memcached, twice in clean-clone CI). Each claim carries a lock id of
-// its own (claimInitialize): the first's cache write is refused, the
-// store undoes its durable write, and it re-reads the flag cleared.
-func TestInitializeItemClaimedOnce(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		name := "claim nonce"
-		if broken {
-			name = "no claim nonce (broken)"
-		}
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			durable := &twinDurable{}
-			s, err := tiered.New(tiered.Config{Cache: memstore.New(memstore.Config{}), Durable: durable})
+// TestTwinChangesDiffer: a change that hands something out once (a
+// claim of InitializeItem, a creation over a tombstone, a conditional
+// deletion of a flash message) writes bytes of its own when its record is
+// unlocked (stampOwn): two such changes decided on one record are not the
+// same record, which a store could take for one write sent twice and
+// acknowledge to both (tiered's write-through did: the conformance
+// suite's I6 on tiered over memcached; TestTwinsOnce in store/tiered).
+// On a record another request holds locked nothing is stamped (a new lock
+// id would fence the holder): the twins are the same bytes there, and it
+// is tiered's sentBefore that refuses the second.
+func TestTwinChangesDiffer(t *testing.T) {
+	ctx := context.Background()
+	kinds := []struct {
+		name    string
+		locked  bool // the record is held by a third request
+		prepare func(p *provider.Provider, id string) (change func(p *provider.Provider) error)
+	}{
+		{name: "claim", prepare: func(p *provider.Provider, id string) func(*provider.Provider) error {
+			require.NoError(t, p.CreateUninitializedItem(ctx, id, 0))
+			return func(p *provider.Provider) error {
+				_, err := p.GetItem(ctx, id)
+				return err
+			}
+		}},
+		{name: "creation over a tombstone", prepare: func(p *provider.Provider, id string) func(*provider.Provider) error {
+			removeOnce(t, p, id)
+			return func(p *provider.Provider) error {
+				err := p.CreateUninitializedItem(ctx, id, 0)
+				if errors.Is(err, provider.ErrExists) {
+					return nil // the twin that lost
+				}
+				return err
+			}
+		}},
+		{name: "new item over a tombstone", prepare: func(p *provider.Provider, id string) func(*provider.Provider) error {
+			removeOnce(t, p, id)
+			return func(p *provider.Provider) error {
+				data := p.CreateNewStoreData(0)
+				if err := data.Values.Set("k", "v"); err != nil {
+					return err
+				}
+				err := p.SetAndReleaseItemExclusive(ctx, id, data, 0, true)
+				if errors.Is(err, provider.ErrExists) {
+					return nil
+				}
+				return err
+			}
+		}},
+		{name: "pop", prepare: func(p *provider.Provider, id string) func(*provider.Provider) error {
+			return popper(t, p, id)
+		}},
+		{name: "pop of a locked record", locked: true, prepare: func(p *provider.Provider, id string) func(*provider.Provider) error {
+			pop := popper(t, p, id)
+			_, err := p.GetItemExclusive(ctx, id)
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = s.Close() })
-			mk := func() *provider.Provider {
-				p, err := provider.New(s, provider.Config{})
+			return pop
+		}},
+	}
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			brokenOrNot(t, func(t *testing.T, broken bool) {
+				g := &gateStore{Store: memstore.New(memstore.Config{})}
+				t.Cleanup(func() { _ = g.Close() })
+				mk := func() *provider.Provider {
+					p, err := provider.New(g, provider.Config{})
+					require.NoError(t, err)
+					if broken {
+						p = provider.WithoutWriteNonce(p)
+					}
+					return p
+				}
+				a, b := mk(), mk()
+				id, err := session.NewID()
 				require.NoError(t, err)
-				if broken {
-					p = provider.ClaimWithoutNonce(p)
+				change := kind.prepare(a, id)
+				var secondErr error
+				g.mu.Lock()
+				g.values = nil
+				g.arm = func() { secondErr = change(b) }
+				g.mu.Unlock()
+				require.NoError(t, change(a))
+				require.NoError(t, secondErr)
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				require.GreaterOrEqual(t, len(g.values), 2)
+				first, second := g.values[0], g.values[1]
+				if broken || kind.locked {
+					require.Equal(t, first, second, "the twins write the same bytes")
+					return
 				}
-				return p
-			}
-			a, b := mk(), mk()
-			id, err := session.NewID()
-			require.NoError(t, err)
-			require.NoError(t, a.CreateUninitializedItem(ctx, id, 0))
-			// The second request starts inside the first's durable
-			// write, which returns once the second is done or its
-			// durable write was refused (it then retries until the
-			// first's cache write lands, as against a writer between
-			// its two halves).
-			var second *provider.Item
-			var secondErr error
-			done := make(chan struct{})
-			refused := make(chan struct{})
-			durable.refused = refused
-			durable.during = func() {
-				go func() {
-					defer close(done)
-					second, secondErr = b.GetItem(ctx, id)
-				}()
-				select {
-				case <-done:
-				case <-refused:
-				case <-time.After(10 * time.Second):
-					t.Error("the second request neither returned nor was refused")
-				}
-			}
-			first, err := a.GetItem(ctx, id)
-			require.NoError(t, err)
-			require.Nil(t, durable.during, "the second request ran inside the first's durable write")
-			<-done
-			require.NoError(t, secondErr)
-			flagged := 0
-			for _, it := range []*provider.Item{first, second} {
-				if it.Actions&session.InitializeItem != 0 {
-					flagged++
-				}
-			}
-			if broken {
-				require.Equal(t, 2, flagged, "the broken variant hands the flag to both")
-				return
-			}
-			require.Equal(t, 1, flagged, "InitializeItem handed to exactly one request")
-			third, err := a.GetItem(ctx, id)
-			require.NoError(t, err)
-			require.Zero(t, third.Actions&session.InitializeItem, "the flag stays cleared")
+				require.NotEqual(t, first, second, "each twin writes bytes of its own")
+			})
 		})
+	}
+}
+
+// removeOnce creates session id and removes it: its record is a tombstone.
+func removeOnce(t *testing.T, p *provider.Provider, id string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, p.CreateUninitializedItem(ctx, id, 0))
+	held, err := p.GetItemExclusive(ctx, id)
+	require.NoError(t, err)
+	require.NoError(t, p.RemoveItem(ctx, id, held.LockID))
+}
+
+// popper stores session id with a flash message and returns a pop of it.
+func popper(t *testing.T, p *provider.Provider, id string) func(*provider.Provider) error {
+	t.Helper()
+	ctx := context.Background()
+	want, err := providertest.StoreFlash(ctx, p, id)
+	require.NoError(t, err)
+	return func(p *provider.Provider) error {
+		_, err := p.DeleteValuesIf(ctx, id, want)
+		return err
+	}
+}
+
+// brokenOrNot runs f as two subtests: with the write nonce, and with the
+// code before.
+func brokenOrNot(t *testing.T, f func(t *testing.T, broken bool)) {
+	for _, broken := range []bool{false, true} {
+		name := "write nonce"
+		if broken {
+			name = "no write nonce (broken)"
+		}
+		t.Run(name, func(t *testing.T) { f(t, broken) })
 	}
 }

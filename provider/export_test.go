@@ -235,13 +235,14 @@ func NoCarry(p *Provider) *Provider {
 	return withBroken(p, brokenNoCarry)
 }
 
-// ClaimWithoutNonce returns a copy of p that clears the InitializeItem
-// flag without a lock id of the claim's own, as the provider did before
-// (claimInitialize): two claims decided on one record write the same
-// bytes, which a store may acknowledge to both (tiered's write-through
-// takes the twin's durable write and cache write for its own).
-func ClaimWithoutNonce(p *Provider) *Provider {
-	return withBroken(p, brokenClaimNonce)
+// WithoutWriteNonce returns a copy of p whose claims of InitializeItem,
+// creations over a record (a tombstone) and conditional deletions of
+// values write no lock id of their own, as the provider did before
+// (stampOwn): two of them decided on one record write the same bytes,
+// which a store may acknowledge to both (tiered's write-through takes the
+// twin's durable write and cache write for its own).
+func WithoutWriteNonce(p *Provider) *Provider {
+	return withBroken(p, brokenWriteNonce)
 }
 
 // MaxFreshRenewals is maxFreshRenewals, for tests.

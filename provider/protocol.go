@@ -596,11 +596,12 @@ func (p *Provider) CreateUninitializedItem(ctx context.Context, id string, timeo
 }
 
 // successor starts a new live record in place of cur (absent, a
-// tombstone, or a session past its lifetime). The lock id and sequence
-// numbers of a record in its place are continued: the session keeps its
-// incarnation. In place of nothing a new incarnation begins, its lock ids
-// counting from a random base (I7). With a Lifetime, the new session's
-// creation time is now.
+// tombstone, or a session past its lifetime). The sequence numbers of a
+// record in its place are continued and its lock id advanced (stampOwn):
+// the session keeps its incarnation, and two creations over one
+// tombstone write bytes of their own. In place of nothing a new
+// incarnation begins, its lock ids counting from a random base (I7).
+// With a Lifetime, the new session's creation time is now.
 func (p *Provider) successor(cur *record.Record) *record.Record {
 	next := &record.Record{}
 	if p.cfg.Lifetime > 0 {
@@ -608,6 +609,7 @@ func (p *Provider) successor(cur *record.Record) *record.Record {
 	}
 	if cur != nil {
 		next.LockID = cur.LockID
+		p.stampOwn(next)
 		next.Seq = cur.Seq
 		next.DataSeq = cur.DataSeq
 	} else {
@@ -645,6 +647,26 @@ const (
 // id the lost cache granted while it granted fewer than 2^48/2^20 = 2^28
 // locks since the durable copy was written (TestReviveOutrunsRandomSteps).
 const lockIDStep = 1 << 20
+
+// stampOwn gives next, a change that hands something out once (a claim
+// of InitializeItem, a creation, a conditional deletion of values),
+// bytes of its own when its record is unlocked: a new lock id, as an
+// acquisition's, and the time. Two such changes decided on one record
+// otherwise write the same bytes, which a store may take for one write
+// sent twice and acknowledge to both (tiered's write-through: the twin's
+// durable write taken for this one's, then its very bytes found in the
+// cache; the provider's own resolveExact). No holder is fenced: the
+// record is unlocked. On a locked record nothing is stamped: a new lock
+// id would fence the holder, and a new time would hide its acquisition
+// from resolveLock; two such changes of a locked record may still write
+// the same bytes (docs/replication.md, sixth session of 2026-12-02).
+func (p *Provider) stampOwn(next *record.Record) {
+	if next.Locked || p.broken&brokenWriteNonce != 0 {
+		return
+	}
+	next.LockID = p.nextLockID(next.LockID)
+	next.LockedAt = p.cfg.Now()
+}
 
 // nextLockID returns the id of a lock taken on a record whose latest lock
 // id is cur.
@@ -727,18 +749,7 @@ func (p *Provider) claimInitialize(ctx context.Context, id, key string, ignoreLo
 		next := *cur
 		next.Actions &^= session.InitializeItem
 		next.Seq++
-		if !cur.Locked && p.broken&brokenClaimNonce == 0 {
-			// A claim of its own: two claims decided on one record
-			// must not write the same bytes, which a store may take
-			// for one write sent twice and acknowledge to both
-			// (tiered's write-through: the twin's durable write
-			// taken for this one's, then its very bytes found in the
-			// cache). A new lock id, as an acquisition's, and the
-			// time (nextLockID's argument); the record is unlocked,
-			// so no holder is fenced by it.
-			next.LockID = p.nextLockID(cur.LockID)
-			next.LockedAt = p.cfg.Now()
-		}
+		p.stampOwn(&next)
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {

@@ -141,10 +141,11 @@ const (
 	// brokenNoCarry forgets the InitializeItem flag of an acquisition
 	// whose lock was lost before it returned (GetItemExclusive's carry).
 	brokenNoCarry
-	// brokenClaimNonce clears InitializeItem without a lock id of the
-	// claim's own (claimInitialize): two claims decided on one record
-	// write the same bytes.
-	brokenClaimNonce
+	// brokenWriteNonce writes a claim of InitializeItem, a creation over
+	// a record, and a conditional deletion of values without a lock id
+	// of their own (stampOwn): two of them decided on one record write
+	// the same bytes.
+	brokenWriteNonce
 )
 
 // holdSet records the locks taken in this process, so that their release

@@ -58,6 +58,7 @@ func (p *Provider) DeleteValuesIf(ctx context.Context, id string, want map[strin
 		next.Seq++
 		next.DataSeq++
 		next.Values = enc
+		p.stampOwn(&next) // two pops of one message: one deletes it
 		return &next, p.ttlOf(&next), nil
 	})
 	if err != nil {

@@ -152,3 +152,25 @@ func Checks(scale float64) []Check {
 		{"NoEarlyExpiry", CheckNoEarlyExpiry},
 	}
 }
+
+// StoreFlash stores a new session id holding one flash message and
+// returns what a pop of it deletes: DeleteValuesIf's argument for the
+// message as a request read it.
+func StoreFlash(ctx context.Context, p *provider.Provider, id string) (map[string][]byte, error) {
+	data := p.CreateNewStoreData(0)
+	if err := data.Values.Set("flash", "saved"); err != nil {
+		return nil, err
+	}
+	if err := p.SetAndReleaseItemExclusive(ctx, id, data, 0, true); err != nil {
+		return nil, err
+	}
+	read, err := p.GetItem(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	msg, ok := read.Data.Values.Encoded("flash")
+	if !ok {
+		return nil, errors.New("providertest: the flash message stored is not read back")
+	}
+	return map[string][]byte{"flash": msg}, nil
+}

@@ -112,9 +112,15 @@
 // client's timeout, then failover): the refused request retries until that
 // writer settles or its own attempts run out (a conflict, nothing
 // written), and keeps its lock (TestStalledWriterDoesNotReviveOverHolder).
-// A refusal where the durable copy holds exactly the record sent is not
-// one: it is the same change sent again after a write of unknown outcome
-// (its durable write done, its cache write not), and goes on to the cache.
+// A refusal where the durable copy holds exactly the record sent, a change
+// this process reported unknown, is not one: it is the same change sent
+// again after a write of unknown outcome (its durable write done, its
+// cache write not), and goes on to the cache. The same bytes from another
+// request (a twin decided on the same record) are refused: the store
+// remembers, for a minute and up to 16,384 of them, the changes whose
+// outcome it reported unknown, and past that bound takes any exact copy
+// for a change sent again, as a forgotten one refused would be refused
+// until its holder is fenced (TestTwinsOnce, TestSentBefore).
 // A commit from it at a higher Seq is not detected: it overwrites the
 // durable copy, and the data the cache lost stays lost
 // (TestCacheGoneBackIsRevived covers the refused case).

@@ -110,6 +110,7 @@ type Store struct {
 	cache   provider.Store
 	durable Durable
 	memo    *memo
+	sent    sentBefore
 	now     func() time.Time
 	onEvent provider.EventFunc
 
@@ -145,6 +146,10 @@ type hooks struct {
 	// unknownAddFails: a revival's cache Add of unknown outcome fails the
 	// revival (the code before rv-d4b MJ1), instead of reading back.
 	unknownAddFails bool
+	// sentAnyBytes: any change whose exact bytes the durable copy holds
+	// is taken for this process's change sent again (the code before
+	// sentBefore), another request's identical change included.
+	sentAnyBytes bool
 }
 
 // New returns a Store over cfg.Cache and cfg.Durable. The Store owns them:
@@ -387,8 +392,15 @@ func (s *Store) cacheMiss(ctx context.Context, key string, err error) error {
 	return fmt.Errorf("tiered: the cache lost the record, revived from the durable tier: %w", provider.ErrCASConflict)
 }
 
-// writeThrough writes a data change to the durable tier, then to the cache.
-func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next record.Header, cas uint64, ttl time.Duration) (uint64, error) {
+// writeThrough writes a data change to the durable tier, then to the
+// cache. A change whose outcome it reports unknown is remembered
+// (sentBefore): the provider may send it again.
+func (s *Store) writeThrough(ctx context.Context, key string, value []byte, next record.Header, cas uint64, ttl time.Duration) (_ uint64, err error) {
+	defer func() {
+		if errors.Is(err, provider.ErrOutcomeUnknown) {
+			s.sent.remember(key, value, s.now())
+		}
+	}()
 	start := s.now()
 	res, err := s.durable.PutRecord(ctx, key, value, ttl)
 	if err != nil {
@@ -458,13 +470,15 @@ func (s *Store) goneBack(key string, cas, kept uint64) bool {
 
 // sentAgain is PutRecord's result for a data change (value) that the
 // durable copy refused at the change's own Seq (res): when the copy holds
-// exactly value, the change is sent again after a write of unknown
+// exactly value and this process reported that very change unknown
+// (sentBefore), the change is sent again after a write of unknown
 // outcome (its durable write done, its cache write of unknown outcome;
 // the provider reads the cache back, finds the record the change was
 // decided on under the same token, and sends the same bytes again), and
 // its durable write is done: the result is then that of a write stored
 // with the copy's token, and ok is true. Otherwise (another value at that
-// Seq, or the copy cannot be read) res is returned as it is.
+// Seq, the same value written by another request, or the copy cannot be
+// read) res is returned as it is.
 //
 // Refused instead, every such send was a conflict on a cache record that
 // did not change, and after maxRefusals of them the durable copy was
@@ -475,6 +489,9 @@ func (s *Store) sentAgain(ctx context.Context, key string, value []byte, res Put
 	d, _, err := s.durable.GetWithTTL(ctx, key)
 	if err != nil || !bytes.Equal(d.Value, value) {
 		return res, false
+	}
+	if !s.hooks.sentAnyBytes && !s.sent.take(key, value, s.now()) {
+		return res, false // another request's change of the same bytes
 	}
 	return PutResult{Stored: true, CAS: d.CAS}, true
 }
