@@ -8,7 +8,11 @@ import (
 
 // maxSent and keepSent bound sentBefore: at most maxSent changes, each
 // kept keepSent, far longer than a provider call takes to send a change
-// again (it does so at its next attempt, within the call's context).
+// again (it does so at its next attempt, within the call's context: with
+// the default timeouts about 15 s at most, a cache failover and a
+// durable statement or two; a durable tier whose statement timeout is
+// above about 25 s could take longer, and its send again would be
+// refused as another request's).
 const (
 	maxSent  = 16_384
 	keepSent = time.Minute
@@ -24,9 +28,9 @@ const (
 // locked: the provider's stampOwn cannot give them bytes of their own)
 // is refused as the conflict it is, not acknowledged to both.
 //
-// Past its bound nothing more is remembered and, until keepSent has
-// passed, every change whose exact bytes the durable copy holds is taken
-// for sent again, as before sentBefore: a send again that was forgotten
+// Past its bound nothing more is remembered and, until keepSent after the
+// last change not remembered, every change whose exact bytes the durable
+// copy holds is taken for sent again, as before sentBefore: a send again that was forgotten
 // would be refused on a cache record that does not change, again and
 // again, until the durable copy is revived over the cache, fencing the
 // sender's own lock while its lease runs (TestUnknownCommitSentAgainLands).
@@ -48,6 +52,7 @@ func (m *sentBefore) remember(key string, value []byte, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.Before(m.fullUntil) {
+		m.fullUntil = now.Add(keepSent) // not remembered: any copy taken, keepSent from it
 		return
 	}
 	if m.n >= maxSent {

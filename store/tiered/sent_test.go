@@ -41,3 +41,18 @@ func TestSentBefore(t *testing.T) {
 	require.Equal(t, 1, m.n, "the expired changes swept")
 	require.True(t, m.take("k", []byte("a"), t2))
 }
+
+// A change reported unknown while the bound's fallback is on is not
+// remembered: the fallback lasts keepSent from it, so its send again just
+// after the first window's end is still taken (cold review rvtwin M1).
+func TestSentBeforeFallbackExtended(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	var m sentBefore
+	for i := range maxSent + 1 {
+		m.remember("key"+strconv.Itoa(i), []byte("v"), t0) // the last sets the fallback
+	}
+	late := t0.Add(keepSent - time.Millisecond)
+	m.remember("mine", []byte("x"), late) // not remembered
+	require.True(t, m.take("mine", []byte("x"), t0.Add(keepSent+time.Millisecond)), "sent again 2 ms after its unknown outcome")
+	require.False(t, m.take("other", []byte("x"), late.Add(keepSent)), "keepSent after the last change not remembered, the fallback ends")
+}
