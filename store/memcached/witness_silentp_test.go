@@ -36,7 +36,10 @@ import (
 //   - idle/process-per-request: each request kind in a process (Store)
 //     of its own that sent nothing to P since the pause, one request
 //     each: its write is sent to the silent P on the connection it pooled
-//     before the pause (asserted: the `ms` reached P's socket), the row
+//     before the pause (asserted for one write at least: the `ms`
+//     reached P's socket; the eviction check may take the pooled
+//     connection at that instant and send a write the one-process
+//     variant's way), the row
 //     "P silent, Q stored" of R3's table, which has no write failover:
 //     the Store answers provider.ErrOutcomeUnknown, about F after the
 //     send (Timeout, then the incarnation check on a new connection),
@@ -451,14 +454,24 @@ func testSilentPrimary(t *testing.T, v silentPVariant) {
 		return
 	}
 	require.True(t, coldOK)
+	reached := 0 // per request: writes sent to the silent P
 	for _, name := range writes {
 		n := sent[keyOf(ids[name])]
 		switch {
+		case v.perRequest && n > 0:
+			reached++
 		case v.perRequest:
-			require.Positive(t, n, "%s: the write was sent to the silent P", name)
+			// The Store's eviction check (every 10 s) may have taken
+			// the pooled connection to P at that instant: the write
+			// then dialled, its hello unanswered, nothing sent (the
+			// one-process variant's path).
+			t.Logf("%s: the write found no pooled connection to P: not sent", name)
 		case v.inFlight:
 			require.Zero(t, n, "%s: P is failed in A: nothing sent to it", name)
 		}
+	}
+	if v.perRequest {
+		require.Positive(t, reached, "no write was sent to the silent P: the path under test was not reached")
 	}
 
 	// Round 2, one after another (A's processes now hold P failed): each
