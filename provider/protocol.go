@@ -657,10 +657,11 @@ const lockIDStep = 1 << 20
 // durable write taken for this one's, then its very bytes found in the
 // cache; the provider's own resolveExact). No holder is fenced: the
 // record is unlocked (or, for a creation, replaces a session whose end
-// fenced its holder already). On a locked record nothing is stamped: a new lock
-// id would fence the holder, and a new time would hide its acquisition
-// from resolveLock; two such changes of a locked record may still write
-// the same bytes (docs/replication.md, sixth session of 2026-12-02).
+// fenced its holder already). On a locked record nothing is stamped: a
+// new lock id would fence the holder, and a new time would hide its
+// acquisition from resolveLock; two such changes of a locked record may
+// still write the same bytes (docs/replication.md, sixth session of
+// 2026-12-02).
 func (p *Provider) stampOwn(next *record.Record) {
 	if next.Locked || p.broken&brokenWriteNonce != 0 {
 		return

@@ -30,10 +30,11 @@ const (
 //
 // Past its bound nothing more is remembered and, until keepSent after the
 // last change not remembered, every change whose exact bytes the durable
-// copy holds is taken for sent again, as before sentBefore: a send again that was forgotten
-// would be refused on a cache record that does not change, again and
-// again, until the durable copy is revived over the cache, fencing the
-// sender's own lock while its lease runs (TestUnknownCommitSentAgainLands).
+// copy holds is taken for sent again, as before sentBefore: a send again
+// that was forgotten would be refused on a cache record that does not
+// change, again and again, until the durable copy is revived over the
+// cache, fencing the sender's own lock while its lease runs
+// (TestUnknownCommitSentAgainLands).
 type sentBefore struct {
 	mu        sync.Mutex
 	byKey     map[string][]sentChange
