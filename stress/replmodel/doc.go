@@ -98,5 +98,16 @@
 // configuration): it holds (TestRollBack); RollBackPSide (proposal v1: a
 // reader still completes a write on P alone over a sibling on Q),
 // RollBackUnfenced, RollBackFarSilent and RollBackFarAnyEpoch are
-// rejected (TestRollBackVariants).
+// rejected (TestRollBackVariants). Scope.Overtaken is docs/replication.md
+// §17 as the cold review rvcarry asks it modelled (M6): where another
+// process's decision overtook a write (R3's write failover refused, its
+// completion or undo finding a greater epoch) the writer reads all three
+// nodes and answers success from an established record of a greater
+// epoch that carries the write (its value at its version, or one built
+// on it: unique values and the tree of values stand for Carries and
+// Ancestors; with appends once that configuration's copies are touched),
+// "not applied" from one not built on it whose other copy agrees, and
+// unknown otherwise (TestOvertaken); OvertakenPending (a pending fence
+// counted, B1) and OvertakenNoTouch (no touch, M5) are rejected
+// (TestOvertakenVariants).
 package replmodel

@@ -330,6 +330,27 @@ type Scope struct {
 	// the loop reads again. RollBackPSide is proposal v1 (P-ahead splits
 	// rolled back too, and v1's rows of "P stored, Q refused").
 	RollBack bool
+	// Overtaken is docs/replication.md §17 ("which write a decision
+	// carries") as the cold review rvcarry asks it modelled (M6): where
+	// a writer's answer was ErrOutcomeUnknown because another process's
+	// decision overtook its write (R3's write failover refused at its
+	// read of the witness node, its promise, its fence or its copy; R3's
+	// completion finding Q promised above the write's epoch or holding
+	// a record of a greater epoch; R3′'s read of P finding one; the
+	// undo refused, or the undo's read loop finding P at a greater
+	// epoch), the writer reads all three nodes and answers from what
+	// another decision carries: success when an established data record
+	// of a greater epoch holds the write's value at its version or one
+	// built on it (the model's unique values and its tree of values,
+	// anc, stand for Carries and Ancestors), after touching that
+	// configuration's two copies with T when writes are appends
+	// (Scope.Append, rvcarry M5; a touch not stored: unknown); "not
+	// applied" when an established data record of a greater epoch is
+	// not built on it and the other copy of its configuration, read in
+	// the same round, holds a record of it not built on it either; else
+	// ErrOutcomeUnknown as before. A pending record never counts for
+	// success (rvcarry B1: OvertakenPending counts it).
+	Overtaken bool
 }
 
 // undoReads bounds the undo's read rounds (Scope.OwnComplete; the store
@@ -454,6 +475,17 @@ type Result struct {
 	// would have completed again, a completion CAS of P having been
 	// refused (Scope.RollBack, rv-roll M4).
 	UndoneAfterRefused int
+	// OvertakenReads counts the overtaken rounds begun (Scope.Overtaken:
+	// each ended ErrOutcomeUnknown before); OvertakenApplied those that
+	// answered success, OvertakenConflicts "not applied", the others
+	// unknown as before (OvertakenUnknown). Counted per explored step, as
+	// the other counts: a round begun in one state may end in many (the
+	// answers are steps that deliver its last reply).
+	OvertakenReads, OvertakenApplied, OvertakenConflicts, OvertakenUnknown int
+	// OvertakenAt counts the same by the phase whose answer the round
+	// replaces: [phase][0] rounds, [1] success, [2] not applied, [3]
+	// unknown.
+	OvertakenAt [numPhases][4]int
 }
 
 type explorer struct {
@@ -610,6 +642,7 @@ func initial(sc Scope) state {
 	default:
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 	}
+
 	if sc.Timed {
 		// Last written by a call with the longest T.
 		s.N[0].Rem, s.N[1].Rem, s.N[2].Rem = sc.MaxT, sc.MaxT, 2*sc.MaxT
@@ -1502,6 +1535,7 @@ func (x *explorer) endOp(t *state, c int) string {
 	cl.Pc++
 	cl.Held, cl.Far = false, false
 	cl.Own, cl.PR, cl.RB, cl.Rs = false, false, false, 0
+	cl.OvAt = 0
 	return ""
 }
 
@@ -2232,8 +2266,9 @@ func (x *explorer) advance(t *state, c int) string {
 		case r.St == rOK && r.Prom > cl.New.E && x.sc.Variant != NoPromise:
 			// R11 (review-ballot M1): a decision promised a higher
 			// epoch on Q since the write's read; the write is not put
-			// over it (nor acknowledged from it): ErrOutcomeUnknown.
-			return x.endOp(t, c)
+			// over it (nor acknowledged from it): ErrOutcomeUnknown
+			// (Scope.Overtaken: read what that decision carries).
+			return x.overtaken(t, c)
 		case r.St == rOK && r.Rec == cl.New && x.sc.Append && x.sc.Variant != AppendCompleteUntouched:
 			// Q holds this write, copied by a reader's completion,
 			// possibly from P's append before its touch: with P's old
@@ -2275,6 +2310,8 @@ func (x *explorer) advance(t *state, c int) string {
 			// configuration's third node is empty until R9 (nowit).
 			cl.New.NoWit = r.St != rTimeout
 			x.writeFailover(t, c)
+		case r.St == rOK && r.Rec.K == data && r.Rec.E > cl.New.E:
+			return x.overtaken(t, c) // a failover overtook it
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
@@ -2296,8 +2333,12 @@ func (x *explorer) advance(t *state, c int) string {
 		if !own && !older && !(x.sc.Variant == WriteFailoverAny && presentRec(r)) {
 			// Anything else may be a newer configuration's record (the
 			// first version of this rule, present record enough, lost an
-			// acknowledged write to it): ErrOutcomeUnknown.
-			return x.endOp(t, c)
+			// acknowledged write to it): ErrOutcomeUnknown
+			// (Scope.Overtaken: read what it carries).
+			if r.St == rTimeout {
+				return x.endOp(t, c)
+			}
+			return x.overtaken(t, c)
 		}
 		cl.DT2, cl.DI2 = r.Tok, r.Inc
 		cl.DR1 = cl.New
@@ -2319,7 +2360,10 @@ func (x *explorer) advance(t *state, c int) string {
 		cl.Phase = phWrFence
 	case phWrPromise:
 		w := cl.DR1.Q
-		if cl.R[w].St != rOK {
+		if r := cl.R[w]; r.St != rOK {
+			if r.definiteFail() {
+				return x.overtaken(t, c) // another decision changed W
+			}
 			return x.endOp(t, c) // ErrOutcomeUnknown: the write is on P
 		}
 		cl.DT2, cl.DI2 = cl.R[w].Tok, cl.R[w].Inc
@@ -2327,7 +2371,10 @@ func (x *explorer) advance(t *state, c int) string {
 		x.decide(t, c, cl.P, cl.NewTok, cl.NewInc, cl.DR1)
 		cl.Phase = phWrFence
 	case phWrFence:
-		if cl.R[cl.P].St != rOK {
+		if r := cl.R[cl.P]; r.St != rOK {
+			if r.definiteFail() {
+				return x.overtaken(t, c) // another decision fenced P
+			}
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
 		cl.DR2 = cl.DR1
@@ -2336,7 +2383,10 @@ func (x *explorer) advance(t *state, c int) string {
 		x.decide(t, c, cl.DR2.Q, cl.DT2, cl.DI2, cl.DR2)
 		cl.Phase = phWrCopy
 	case phWrCopy:
-		if cl.R[cl.DR2.Q].St != rOK {
+		if r := cl.R[cl.DR2.Q]; r.St != rOK {
+			if r.definiteFail() {
+				return x.overtaken(t, c)
+			}
 			return x.endOp(t, c) // ErrOutcomeUnknown
 		}
 		x.res.WriteFailovers++
@@ -2371,6 +2421,8 @@ func (x *explorer) advance(t *state, c int) string {
 			// by a reader (the proposal: the write was on P only).
 			x.res.RolledBackNotApplied++
 			return x.conflict(t, c)
+		case r.St == rOK && r.Rec.K == data && r.Rec.E > cl.New.E:
+			return x.overtaken(t, c) // a failover's fence
 		default:
 			return x.endOp(t, c) // ErrOutcomeUnknown (a failover's fence: overtaken, not modelled)
 		}
@@ -2392,6 +2444,9 @@ func (x *explorer) advance(t *state, c int) string {
 		if st := cl.R[cl.Q].St; x.sc.OwnComplete && (st == rExists || st == rStale) {
 			// Q changed again: read both copies.
 			return x.undoRead(t, c)
+		}
+		if cl.R[cl.Q].definiteFail() {
+			return x.overtaken(t, c) // Q changed: read what it carries
 		}
 		return x.endOp(t, c) // ErrOutcomeUnknown
 	case phOwnGet:
@@ -2470,10 +2525,13 @@ func (x *explorer) advance(t *state, c int) string {
 			// returned nor built on: not applied, at any version.
 			x.res.ReplacedNotApplied++
 			return x.conflict(t, c)
-		case rp.St == rOK && rp.Rec.K == data && rp.Rec.E > cl.New.E,
-			rq.St == rOK && rq.Rec.K == data && sameConfig(rq.Rec, cl.New) && rq.Rec.V <= cl.New.V && rq.Rec != cl.New:
-			// The store decides these before held (overtaken by a
-			// failover; replaced on both copies: a conflict): not
+		case rp.St == rOK && rp.Rec.K == data && rp.Rec.E > cl.New.E:
+			// The store decides this before held (overtaken by a
+			// failover): Scope.Overtaken reads what it carries; without
+			// it ErrOutcomeUnknown.
+			return x.overtaken(t, c)
+		case rq.St == rOK && rq.Rec.K == data && sameConfig(rq.Rec, cl.New) && rq.Rec.V <= cl.New.V && rq.Rec != cl.New:
+			// Replaced on both copies (the store: a conflict): not
 			// modelled, ErrOutcomeUnknown.
 			return x.endOp(t, c)
 		}
@@ -2501,6 +2559,19 @@ func (x *explorer) advance(t *state, c int) string {
 			return ""
 		}
 		return x.ownFailed(t, c) // read again
+	case phOvRead:
+		return x.overtakenRead(t, c)
+	case phOvTouch:
+		d := cl.DR2
+		if cl.R[d.P].St != rOK || cl.R[d.Q].St != rOK {
+			// A copy gone or replaced: ErrOutcomeUnknown.
+			x.res.OvertakenUnknown++
+			x.res.OvertakenAt[cl.OvAt][3]++
+			return x.endOp(t, c)
+		}
+		x.res.OvertakenApplied++
+		x.res.OvertakenAt[cl.OvAt][1]++
+		return x.ack(t, c)
 	case phUndoTouch:
 		if cl.R[cl.P].St != rOK {
 			return x.endOp(t, c) // ErrOutcomeUnknown
@@ -2509,6 +2580,82 @@ func (x *explorer) advance(t *state, c int) string {
 		return x.ack(t, c)
 	}
 	return ""
+}
+
+// overtaken (Scope.Overtaken, docs/replication.md §17): client c's write
+// was overtaken by another process's decision; read all three nodes and
+// answer from what a decision of a greater epoch carries (overtakenRead).
+// Without Scope.Overtaken: ErrOutcomeUnknown.
+func (x *explorer) overtaken(t *state, c int) string {
+	if !x.sc.Overtaken {
+		return x.endOp(t, c)
+	}
+	x.res.OvertakenReads++
+	x.res.OvertakenAt[t.C[c].Phase][0]++
+	t.C[c].OvAt = t.C[c].Phase
+	newRound(t, c)
+	for n := range uint8(numNodes) {
+		x.send(t, c, n, opGet, 0, 0, Rec{})
+	}
+	t.C[c].Phase = phOvRead
+	return ""
+}
+
+// overtakenRead answers an overtaken write from its read of all three
+// nodes (Scope.Overtaken): applied when an established data record of a
+// greater epoch carries it (holds its value at its version, or a value
+// built on it: the model's values are unique and its tree of values
+// stands for Ancestors), once that configuration's two copies are
+// touched with T when writes are appends (rvcarry M5); not applied when
+// an established one is not built on it and the other copy of its
+// configuration holds a record of it not built on it either; else
+// ErrOutcomeUnknown. A pending record (a fence) never shows the write
+// applied (rvcarry B1): only OvertakenPending takes it.
+func (x *explorer) overtakenRead(t *state, c int) string {
+	cl := &t.C[c]
+	w := cl.New
+	greater := func(r reply) bool { return r.St == rOK && r.Rec.K == data && r.Rec.E > w.E }
+	for n := range numNodes {
+		r := cl.R[n]
+		if !greater(r) || !t.anc(w.Val, r.Rec.Val) || r.Rec.Pend && x.sc.Variant != OvertakenPending {
+			continue
+		}
+		if x.sc.Append && x.sc.Variant != OvertakenNoTouch {
+			// Touch the decision's copies with T before the ack: a
+			// decision taken from an append before its touch carries
+			// the old life.
+			d := r.Rec
+			cl.DR2 = d
+			newRound(t, c)
+			for _, k := range [2]uint8{d.P, d.Q} {
+				m := x.send(t, c, k, opTouch, cl.R[k].Tok, cl.R[k].Inc, w)
+				m.App = true
+			}
+			cl.Phase = phOvTouch
+			return ""
+		}
+		x.res.OvertakenApplied++
+		x.res.OvertakenAt[cl.OvAt][1]++
+		return x.ack(t, c)
+	}
+	for n := range numNodes {
+		r := cl.R[n]
+		if !greater(r) || r.Rec.Pend || t.anc(w.Val, r.Rec.Val) {
+			continue
+		}
+		if uint8(n) != r.Rec.P && uint8(n) != r.Rec.Q {
+			continue // stale data on its configuration's third node
+		}
+		o := cl.R[r.Rec.P+r.Rec.Q-uint8(n)]
+		if o.St == rOK && o.Rec.K == data && sameConfig(o.Rec, r.Rec) && !t.anc(w.Val, o.Rec.Val) {
+			x.res.OvertakenConflicts++
+			x.res.OvertakenAt[cl.OvAt][2]++
+			return x.conflict(t, c)
+		}
+	}
+	x.res.OvertakenUnknown++
+	x.res.OvertakenAt[cl.OvAt][3]++
+	return x.endOp(t, c) // ErrOutcomeUnknown
 }
 
 // undo sends R3's undo: Q, with the token in NewTok, back to the base.

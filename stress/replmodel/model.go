@@ -250,6 +250,9 @@ const (
 	phUndoTouch   // ... both hold the write (Scope.Append): touch P before the ack
 	phWrRestamp   // R3′'s completion (Scope.RollBack): re-stamp P before Q's CAS
 	phWrRestampRd // ... the re-stamp refused: read P
+	phOvRead      // overtaken (Scope.Overtaken): read all three
+	phOvTouch     // ... applied, with appends: touch the decision's copies
+	numPhases
 )
 
 var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "decide-both", "write", "complete-get", "complete-cas", "undo", "done",
@@ -258,7 +261,7 @@ var phaseNames = [...]string{"idle", "read", "read-all", "fence", "decide", "dec
 	"not-found-fence", "bury-fence", "old-witness-fence", "old-witness-bury", "adopt-witness", "adopt-clear-nowit",
 	"r9-clear-read", "r9-clear-nowit", "complete-touch", "r9-restamp-p",
 	"own-complete-get", "own-complete-q", "own-complete-p", "undo-read", "undo-touch",
-	"complete-restamp-p", "complete-restamp-read"}
+	"complete-restamp-p", "complete-restamp-read", "overtaken-read", "overtaken-touch"}
 
 const maxIter = 2 // decisions per Get before it reports unavailable
 
@@ -343,6 +346,9 @@ type client struct {
 	// bounds when it may find the session gone. YGone: during this write
 	// call an item whose life was set since it started expired (node.Y).
 	Fresh, YGone bool
+	// OvAt (Scope.Overtaken): the phase whose answer the overtaken round
+	// under way replaces (for Result's counts by site).
+	OvAt uint8
 }
 
 const (

@@ -285,6 +285,18 @@ const (
 	// applied" for a data record of a greater epoch too: a failover (R7)
 	// or a re-ballot (R11.3) may have carried the write there.
 	RollBackFarAnyEpoch
+	// OvertakenPending (Scope.Overtaken) counts a *pending* record of a
+	// greater epoch that carries the write (its value at its version, or
+	// one built on it) as the writer's success, as §17's rule before the
+	// cold review rvcarry's B1: a fence shows nothing, since its
+	// decision may lose to another (opposite failovers: a failover from
+	// Q with the write's parent establishes a greater epoch).
+	OvertakenPending
+	// OvertakenNoTouch (Scope.Overtaken with Scope.Append) acknowledges
+	// from another process's decision without touching its copies with
+	// T first (rvcarry M5): a decision taken from an appended copy before
+	// the append's touch carries the old life.
+	OvertakenNoTouch
 )
 
 var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content", "2.4-parallel-failover", "no-undo", "complete-without-fence",
@@ -296,7 +308,8 @@ var variantNames = [...]string{"correct", "2.1-no-witness", "2.2-insert-content"
 	"creation-completes-over-witness", "creation-reballot-unmarked", "nowit-fast-path", "nowit-returned-before-r9",
 	"append-gone-stored", "append-gone-refused", "append-complete-untouched", "append-stray-stored",
 	"own-complete-q-only", "undo-both-held-untouched", "failover-needs-answer", "held-any-record",
-	"roll-back-p-side", "roll-back-unfenced", "roll-back-far-silent", "roll-back-far-any-epoch"}
+	"roll-back-p-side", "roll-back-unfenced", "roll-back-far-silent", "roll-back-far-any-epoch",
+	"overtaken-pending", "overtaken-no-touch"}
 
 func (v Variant) String() string { return variantNames[v] }
 

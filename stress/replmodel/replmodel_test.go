@@ -29,6 +29,9 @@ var (
 	// finalWrites (experiment, review-3 M3): Scope.FinalWrites in every
 	// scope mustHold checks.
 	finalWrites = flag.Bool("replmodel.finalwrites", false, "experiment: the final writes' availability check (Scope.FinalWrites) in every scope mustHold checks")
+	// overtakenAll (experiment, docs/replication.md §17): Scope.Overtaken
+	// in every scope mustHold checks.
+	overtakenAll = flag.Bool("replmodel.overtaken", false, "experiment: §17's overtaken rule (Scope.Overtaken) in every scope mustHold checks")
 )
 
 func report(t *testing.T, name string, r Result) {
@@ -50,6 +53,9 @@ func mustHold(t *testing.T, name string, sc Scope) Result {
 	}
 	if *finalWrites {
 		sc.FinalWrites = true
+	}
+	if *overtakenAll {
+		sc.Overtaken = true
 	}
 	if *n4old && sc.Variant == Correct {
 		sc.Variant = CreationCompletesOverWitness
