@@ -44,14 +44,16 @@ stage harness $GO run ./stress -requests 2000
 # plain unit stage skips these tests (they need -seeds). The per-seed
 # RUN/PASS lines are filtered out; the summary, the coverage, the known
 # open items and BackupOn's expected failures are printed.
+sim_run() {
+  (cd stress && $GO test -count=1 -timeout 10m -v ./sim "$@") |
+    grep -v -E '^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))'
+}
 sim_stage() {
-  (cd stress && $GO test -count=1 -timeout 10m -v -run 'TestSim|TestNoFaultIsClean' ./sim -seeds "${SIM_SEEDS:-1200}") |
-    grep -v -E '^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))' || return 1
+  sim_run -run 'TestSim|TestNoFaultIsClean' -seeds "${SIM_SEEDS:-1200}" || return 1
   # The same on the store's own default client timeout (500 ms, its
   # Config's zero value; the runs above use the independent fault test's
   # 300 ms), half as many seeds: the "default configuration".
-  (cd stress && $GO test -count=1 -timeout 10m -v -run 'TestSim$|TestSimTiered$' ./sim -seeds "$(( ${SIM_SEEDS:-1200} / 2 ))" -client-timeout 500ms) |
-    grep -v -E '^[[:space:]]*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP))'
+  sim_run -run 'TestSim$|TestSimTiered$' -seeds "$(( ${SIM_SEEDS:-1200} / 2 ))" -client-timeout 500ms
 }
 stage sim sim_stage
 # Real-process faults (stress/internal/harness TestRealFaults): one short run per

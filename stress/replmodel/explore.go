@@ -475,17 +475,31 @@ type Result struct {
 	// would have completed again, a completion CAS of P having been
 	// refused (Scope.RollBack, rv-roll M4).
 	UndoneAfterRefused int
-	// OvertakenReads counts the overtaken rounds begun (Scope.Overtaken:
-	// each ended ErrOutcomeUnknown before); OvertakenApplied those that
-	// answered success, OvertakenConflicts "not applied", the others
-	// unknown as before (OvertakenUnknown). Counted per explored step, as
-	// the other counts: a round begun in one state may end in many (the
-	// answers are steps that deliver its last reply).
-	OvertakenReads, OvertakenApplied, OvertakenConflicts, OvertakenUnknown int
-	// OvertakenAt counts the same by the phase whose answer the round
-	// replaces: [phase][0] rounds, [1] success, [2] not applied, [3]
-	// unknown.
+	// OvertakenAt counts the overtaken rounds (Scope.Overtaken: each
+	// ended ErrOutcomeUnknown before) by the phase whose answer the round
+	// replaces, and their answers: [phase][OvRounds] rounds begun,
+	// [OvApplied] success, [OvConflicts] "not applied", [OvUnknown]
+	// unknown as before. Counted per explored step, as the other counts:
+	// a round begun in one state may end in many (the answers are steps
+	// that deliver its last reply). Overtaken sums them over the phases.
 	OvertakenAt [numPhases][4]int
+}
+
+// The columns of Result.OvertakenAt.
+const (
+	OvRounds = iota
+	OvApplied
+	OvConflicts
+	OvUnknown
+)
+
+// Overtaken returns column k of OvertakenAt summed over the phases.
+func (r Result) Overtaken(k int) int {
+	n := 0
+	for _, a := range r.OvertakenAt {
+		n += a[k]
+	}
+	return n
 }
 
 type explorer struct {
@@ -642,7 +656,6 @@ func initial(sc Scope) state {
 	default:
 		s.N[2] = node{Item: Rec{K: witness, P: 0, Q: 1}, Tok: 1, Ctr: 1}
 	}
-
 	if sc.Timed {
 		// Last written by a call with the longest T.
 		s.N[0].Rem, s.N[1].Rem, s.N[2].Rem = sc.MaxT, sc.MaxT, 2*sc.MaxT
@@ -2565,12 +2578,10 @@ func (x *explorer) advance(t *state, c int) string {
 		d := cl.DR2
 		if cl.R[d.P].St != rOK || cl.R[d.Q].St != rOK {
 			// A copy gone or replaced: ErrOutcomeUnknown.
-			x.res.OvertakenUnknown++
-			x.res.OvertakenAt[cl.OvAt][3]++
+			x.res.OvertakenAt[cl.OvAt][OvUnknown]++
 			return x.endOp(t, c)
 		}
-		x.res.OvertakenApplied++
-		x.res.OvertakenAt[cl.OvAt][1]++
+		x.res.OvertakenAt[cl.OvAt][OvApplied]++
 		return x.ack(t, c)
 	case phUndoTouch:
 		if cl.R[cl.P].St != rOK {
@@ -2590,8 +2601,7 @@ func (x *explorer) overtaken(t *state, c int) string {
 	if !x.sc.Overtaken {
 		return x.endOp(t, c)
 	}
-	x.res.OvertakenReads++
-	x.res.OvertakenAt[t.C[c].Phase][0]++
+	x.res.OvertakenAt[t.C[c].Phase][OvRounds]++
 	t.C[c].OvAt = t.C[c].Phase
 	newRound(t, c)
 	for n := range uint8(numNodes) {
@@ -2634,8 +2644,7 @@ func (x *explorer) overtakenRead(t *state, c int) string {
 			cl.Phase = phOvTouch
 			return ""
 		}
-		x.res.OvertakenApplied++
-		x.res.OvertakenAt[cl.OvAt][1]++
+		x.res.OvertakenAt[cl.OvAt][OvApplied]++
 		return x.ack(t, c)
 	}
 	for n := range numNodes {
@@ -2648,13 +2657,11 @@ func (x *explorer) overtakenRead(t *state, c int) string {
 		}
 		o := cl.R[r.Rec.P+r.Rec.Q-uint8(n)]
 		if o.St == rOK && o.Rec.K == data && sameConfig(o.Rec, r.Rec) && !t.anc(w.Val, o.Rec.Val) {
-			x.res.OvertakenConflicts++
-			x.res.OvertakenAt[cl.OvAt][2]++
+			x.res.OvertakenAt[cl.OvAt][OvConflicts]++
 			return x.conflict(t, c)
 		}
 	}
-	x.res.OvertakenUnknown++
-	x.res.OvertakenAt[cl.OvAt][3]++
+	x.res.OvertakenAt[cl.OvAt][OvUnknown]++
 	return x.endOp(t, c) // ErrOutcomeUnknown
 }
 

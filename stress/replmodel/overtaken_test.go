@@ -53,10 +53,10 @@ func overtakenOn(sc Scope) Scope {
 func overtakenReport(t *testing.T, name string, r Result) {
 	t.Helper()
 	t.Logf("%s: overtaken rounds begun %d (ErrOutcomeUnknown without the rule); answering steps: %d success, %d not applied, %d still unknown",
-		name, r.OvertakenReads, r.OvertakenApplied, r.OvertakenConflicts, r.OvertakenUnknown)
+		name, r.Overtaken(OvRounds), r.Overtaken(OvApplied), r.Overtaken(OvConflicts), r.Overtaken(OvUnknown))
 	for ph, a := range r.OvertakenAt {
 		if a != [4]int{} {
-			t.Logf("%s:   from %s: %d rounds; %d success, %d not applied, %d unknown", name, phaseNames[ph], a[0], a[1], a[2], a[3])
+			t.Logf("%s:   from %s: %d rounds; %d success, %d not applied, %d unknown", name, phaseNames[ph], a[OvRounds], a[OvApplied], a[OvConflicts], a[OvUnknown])
 		}
 	}
 }
@@ -77,13 +77,13 @@ func TestOvertaken(t *testing.T) {
 			}
 			r := mustHold(t, tc.name, tc.sc)
 			overtakenReport(t, tc.name, r)
-			if r.OvertakenReads == 0 {
+			if r.Overtaken(OvRounds) == 0 {
 				t.Error("no writer was overtaken: the scope does not reach §17's case")
 			}
-			if tc.applied && r.OvertakenApplied == 0 {
+			if tc.applied && r.Overtaken(OvApplied) == 0 {
 				t.Error("no overtaken write answered success: the scope does not reach the rule's success")
 			}
-			if tc.conflict && r.OvertakenConflicts == 0 {
+			if tc.conflict && r.Overtaken(OvConflicts) == 0 {
 				t.Error("no overtaken write answered not applied: the scope does not reach the rule's conflict")
 			}
 		})
