@@ -517,6 +517,15 @@ func SetR9RestampHook(s *Store, h func(key string, primary, done bool, err error
 	s.hooks.r9Restamp = h
 }
 
+// SetR9ClearHook makes s call h when R9 has read both data copies of key
+// and is about to CAS them whole with keepExp (clearNoWit: the nowit
+// clear, or a TTL split's re-stamp with the witness in place).
+func SetR9ClearHook(s *Store, h func(key string)) { s.hooks.r9Clear = h }
+
+// SetR9ExpCut makes s a broken variant: R9's whole-record rewrites (the
+// nowit clear, a TTL split's re-stamp) write keepExp less cut seconds.
+func SetR9ExpCut(s *Store, cut int32) { s.hooks.r9ExpCut = cut }
+
 // SetAfterTick makes s call f each time its witness loop ends a tick.
 func SetAfterTick(s *Store, f func()) { s.hooks.afterTick = f }
 

@@ -457,6 +457,11 @@ type testHooks struct {
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.
 	r9Restamp func(key string, primary, done bool, err error)
+	// r9Clear is called when R9 has read both data copies and is about
+	// to CAS them whole with keepExp (clearNoWit: the nowit clear, or a
+	// TTL split's re-stamp with the witness in place).
+	r9Clear  func(key string)
+	r9ExpCut int32 // broken variant: R9's whole-record rewrites (clearNoWit, a split's re-stamp) write keepExp less this many seconds
 }
 
 // backoffHook is called with the number n of the refused decision of a

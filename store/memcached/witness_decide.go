@@ -1631,7 +1631,7 @@ func (w *witness) witnessOutlives(ctx context.Context, f *hit, c *copyRead) bool
 // the same bytes with keepExp. It returns the new token.
 func (w *witness) restamp(ctx context.Context, f *hit, c, other *copyRead) (uint64, error) {
 	if exp := keepExp(f, c, other); exp > restampExp(c.ttl, f.b.Timeout) {
-		return c.n.wcas(ctx, f.key, c.raw, exp, kindData, c.cas, c.inc)
+		return c.n.wcas(ctx, f.key, c.raw, w.cutExp(exp), kindData, c.cas, c.inc)
 	}
 	return c.n.wrestamp(ctx, f.key, c.cas, c.inc)
 }
@@ -1643,11 +1643,18 @@ func (w *witness) clearNoWit(ctx context.Context, f *hit, p, q copyRead) {
 	env := f.b
 	env.Pending, env.NoWit = false, false
 	raw := env.Wrap(f.p.payload)
+	if h := w.s.hooks.r9Clear; h != nil {
+		h(f.key)
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = q.n.wcas(ctx, f.key, raw, keepExp(f, &q, &p), kindData, q.cas, q.inc) })
-	_, _ = p.n.wcas(ctx, f.key, raw, keepExp(f, &p, &q), kindData, p.cas, p.inc)
+	wg.Go(func() { _, _ = q.n.wcas(ctx, f.key, raw, w.cutExp(keepExp(f, &q, &p)), kindData, q.cas, q.inc) })
+	_, _ = p.n.wcas(ctx, f.key, raw, w.cutExp(keepExp(f, &p, &q)), kindData, p.cas, p.inc)
 	wg.Wait()
 }
+
+// cutExp is exp as R9's whole-record rewrites send it: exp itself, less
+// the test hook r9ExpCut (a broken variant that ends sessions early).
+func (w *witness) cutExp(exp int32) int32 { return max(1, exp-w.s.hooks.r9ExpCut) }
 
 // clearNoWitAfter is clearNoWit after R9's re-stamps, whose tokens are
 // pcas and qcas: it reads both copies again first (their t now: a client
