@@ -453,6 +453,11 @@ type testHooks struct {
 	maybeOnPIgnored          bool             // broken variant (§16 item 4, rv-roll M2): the undo's "not applied, however far" ignores a completion CAS of P sent with no reply
 	completeOwnReplyLost     bool             // fault injection: the writer's completion CAS of P (completeOwn) is stored and its reply lost (as a silent node's)
 	rolledBackAsReplaced     bool             // the code before (§16 item 6): a two-trip append whose touch of Q finds its base again is a replaced copy (unknown), not a roll-back (a conflict)
+	carriesOff               bool             // the code before §17: descent reads no Carries (a record at the write's own version tells by its payload only), no negative slot rule, and the write failover's refusals answer unknown without reading
+	carriesPending           bool             // broken variant (rvcarry B1): a pending fence that carries the write is a Descendant (success)
+	carriesNoNegSlot         bool             // broken variant (rvcarry M2 not applied): no negative slot rule, the parent-slot rule alone
+	carriesNoTouch           bool             // broken variant (rvcarry M5): an append acknowledged from a decision that carries it, its copies not touched with T
+	writeFailoverRefused     func(key string) // the write failover's promise, fence or copy was refused (before it reads again)
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.
