@@ -1017,3 +1017,8 @@ func SetCarriesNoTouch(s *Store) { s.hooks.carriesNoTouch = true }
 // SetWriteFailoverRefused calls f when a write failover's promise, fence
 // or copy was refused, before it reads again.
 func SetWriteFailoverRefused(s *Store, f func(key string)) { s.hooks.writeFailoverRefused = f }
+
+// SetWriteFailoverHold calls f in a write failover before it reads the
+// witness node (read false) and after (read true), before its promise:
+// a test holds the writer there while another Store decides.
+func SetWriteFailoverHold(s *Store, f func(key string, read bool)) { s.hooks.writeFailoverHold = f }

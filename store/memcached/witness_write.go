@@ -628,6 +628,9 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	wc := cfg.wit()
 	wn := cs[wc]
 	wr := wrote{env, value, exp, appended}
+	if h := w.s.hooks.writeFailoverHold; h != nil {
+		h(key, false)
+	}
 	c, err := w.read(ctx, wn, wc, key, " v c t f")
 	if err != nil {
 		return 0, unknown("cas: write failover", cause, err)
@@ -641,6 +644,9 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 			return id, err
 		}
 		return 0, unknown("cas: the secondary is lost and the witness node holds no record to fail over to", cause)
+	}
+	if h := w.s.hooks.writeFailoverHold; h != nil {
+		h(key, true)
 	}
 	// The decision carries this write (§17: Carries before the nonce).
 	fence := env.Decision(rand.Uint64())
