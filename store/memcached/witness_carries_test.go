@@ -79,6 +79,18 @@ func heldWriteFailover(t *testing.T, key string, read, appended bool, set func(*
 	return r
 }
 
+// eachVariant runs body as name, and as brokenName with broken (a hook
+// setter for the writer's Store) and isBroken true.
+func eachVariant(t *testing.T, name, brokenName string, broken func(*memcached.Store), body func(t *testing.T, isBroken bool, set func(*memcached.Store))) {
+	for _, b := range []bool{false, true} {
+		n, set := name, (func(*memcached.Store))(nil)
+		if b {
+			n, set = brokenName, broken
+		}
+		t.Run(n, func(t *testing.T) { body(t, b, set) })
+	}
+}
+
 // otherR7 is another app server's read of the session with Q (c1)
 // flushed: it finds the write on P alone and fails it over (R7: promise
 // on c2, fence on c0, copy to c2), and returns want.
@@ -145,33 +157,26 @@ func TestCarriesWriteFailoverOvertaken(t *testing.T) {
 // Q with the parent). The broken variant SetCarriesPending answers
 // success from the fence alone.
 func TestCarriesPendingNotTrusted(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		name := "B1"
-		var set func(*memcached.Store)
+	eachVariant(t, "B1", "pending-trusted", memcached.SetCarriesPending, func(t *testing.T, broken bool, set func(*memcached.Store)) {
+		const key = "carriespending"
+		r := heldWriteFailover(t, key, false, false, set)
+		it := rawGet(t, r.cands[0], key)
+		env, payload, err := envelope.Decode(it.value)
+		require.NoError(t, err)
+		require.Equal(t, "v3", string(payload), "the rig: P holds the write")
+		fence := env.Decision(rand.Uint64())
+		fence.E, fence.P, fence.Q, fence.Pending = 1, 2, 0, true
+		require.Equal(t, env.Nonce, fence.Carries, "the rig: the fence carries the write")
+		rawSet(t, r.cands[2], key, fence.Wrap(payload), 60, it.flags)
+		r.release()
+		err = recvWithin(t, r.wrote, "the writer's answer")
 		if broken {
-			name, set = "pending-trusted", memcached.SetCarriesPending
+			require.NoError(t, err, "the broken variant: success from a pending fence")
+			return
 		}
-		t.Run(name, func(t *testing.T) {
-			const key = "carriespending"
-			r := heldWriteFailover(t, key, false, false, set)
-			it := rawGet(t, r.cands[0], key)
-			env, payload, err := envelope.Decode(it.value)
-			require.NoError(t, err)
-			require.Equal(t, "v3", string(payload), "the rig: P holds the write")
-			fence := env.Decision(rand.Uint64())
-			fence.E, fence.P, fence.Q, fence.Pending = 1, 2, 0, true
-			require.Equal(t, env.Nonce, fence.Carries, "the rig: the fence carries the write")
-			rawSet(t, r.cands[2], key, fence.Wrap(payload), 60, it.flags)
-			r.release()
-			err = recvWithin(t, r.wrote, "the writer's answer")
-			if broken {
-				require.NoError(t, err, "the broken variant: success from a pending fence")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a pending fence carrying the write shows nothing")
-			require.ErrorContains(t, err, "its other copy no established record after it")
-		})
-	}
+		require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "a pending fence carrying the write shows nothing")
+		require.ErrorContains(t, err, "its other copy no established record after it")
+	})
 }
 
 // TestCarriesOppositeChain is rvcarry M2: A fails the session over from
@@ -185,53 +190,46 @@ func TestCarriesPendingNotTrusted(t *testing.T) {
 // the parent-slot rule no longer tells (both chains' parent slot is X):
 // ErrOutcomeUnknown, where the code before §17 answered the conflict.
 func TestCarriesOppositeChain(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		name := "M2"
-		var set func(*memcached.Store)
-		if broken {
-			name, set = "no-negative-slot", memcached.SetCarriesNoNegSlot
-		}
-		t.Run(name, func(t *testing.T) {
-			const key = "carriesopposite"
-			servers, _, cands, _ := writtenSession(t, key)
-			ctx := context.Background()
-			var refuseA, refuseB atomic.Bool
-			refuseA.Store(true)
-			refuseB.Store(true)
-			a := promiseStore(t, servers, refusingDial(cands[1], &refuseA, nil), set)
-			b := promiseStore(t, servers, refusingDial(cands[0], &refuseB, nil), nil)
-			testwait.Until(t, 10*time.Second, "A to hold c1 failed", func() bool {
-				_, _ = a.Get(ctx, "warm")
-				return memcached.NodeFailed(a, cands[1])
-			})
-			testwait.Until(t, 10*time.Second, "B to hold c0 failed", func() bool {
-				_, _ = b.Get(ctx, "warm")
-				return memcached.NodeFailed(b, cands[0])
-			})
-			ea, err := a.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, [3]uint32{1, 0, 2}, configAt(t, cands[2], key), "the rig: D_A")
-			eb, err := b.Get(ctx, key)
-			require.NoError(t, err)
-			require.Equal(t, [3]uint32{2, 2, 1}, configAt(t, cands[2], key), "the rig: D_B")
-			for _, v := range []string{"b1", "b2"} {
-				eb.CAS, err = b.CompareAndSwap(ctx, key, []byte(v), eb.CAS, time.Minute)
-				require.NoError(t, err)
-			}
-			dA, _, _ := envAt(t, cands[0], key)
-			dB, _, _ := envAt(t, cands[2], key)
-			require.Equal(t, dA.Carried(), dB.Ancestors[1], "the rig: D_A and D_B carry one write")
-			_, err = a.CompareAndSwap(ctx, key, []byte("a"), ea.CAS, time.Minute)
-			if broken {
-				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "without the negative slot rule")
-				require.ErrorContains(t, err, "may be built on this write")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrCASConflict)
-			require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
-			require.ErrorContains(t, err, "not built on this write", "decided by c2's chain (overtaken)")
+	eachVariant(t, "M2", "no-negative-slot", memcached.SetCarriesNoNegSlot, func(t *testing.T, broken bool, set func(*memcached.Store)) {
+		const key = "carriesopposite"
+		servers, _, cands, _ := writtenSession(t, key)
+		ctx := context.Background()
+		var refuseA, refuseB atomic.Bool
+		refuseA.Store(true)
+		refuseB.Store(true)
+		a := promiseStore(t, servers, refusingDial(cands[1], &refuseA, nil), set)
+		b := promiseStore(t, servers, refusingDial(cands[0], &refuseB, nil), nil)
+		testwait.Until(t, 10*time.Second, "A to hold c1 failed", func() bool {
+			_, _ = a.Get(ctx, "warm")
+			return memcached.NodeFailed(a, cands[1])
 		})
-	}
+		testwait.Until(t, 10*time.Second, "B to hold c0 failed", func() bool {
+			_, _ = b.Get(ctx, "warm")
+			return memcached.NodeFailed(b, cands[0])
+		})
+		ea, err := a.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, [3]uint32{1, 0, 2}, configAt(t, cands[2], key), "the rig: D_A")
+		eb, err := b.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, [3]uint32{2, 2, 1}, configAt(t, cands[2], key), "the rig: D_B")
+		for _, v := range []string{"b1", "b2"} {
+			eb.CAS, err = b.CompareAndSwap(ctx, key, []byte(v), eb.CAS, time.Minute)
+			require.NoError(t, err)
+		}
+		dA, _, _ := envAt(t, cands[0], key)
+		dB, _, _ := envAt(t, cands[2], key)
+		require.Equal(t, dA.Carried(), dB.Ancestors[1], "the rig: D_A and D_B carry one write")
+		_, err = a.CompareAndSwap(ctx, key, []byte("a"), ea.CAS, time.Minute)
+		if broken {
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "without the negative slot rule")
+			require.ErrorContains(t, err, "may be built on this write")
+			return
+		}
+		require.ErrorIs(t, err, provider.ErrCASConflict)
+		require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
+		require.ErrorContains(t, err, "not built on this write", "decided by c2's chain (overtaken)")
+	})
 }
 
 // TestCarriesAppendTouched is rvcarry M5: the writer's write is an append
@@ -243,31 +241,24 @@ func TestCarriesOppositeChain(t *testing.T) {
 // touches both its copies with the write's T (a minute). The broken
 // variant SetCarriesNoTouch acknowledges it with the copies' 5 s left.
 func TestCarriesAppendTouched(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		name := "M5"
-		var set func(*memcached.Store)
-		if broken {
-			name, set = "no-touch", memcached.SetCarriesNoTouch
+	eachVariant(t, "M5", "no-touch", memcached.SetCarriesNoTouch, func(t *testing.T, broken bool, set func(*memcached.Store)) {
+		const key = "carriesappend"
+		r := heldWriteFailover(t, key, false, true, set)
+		otherR7(t, r, key, "v23")
+		for _, c := range []string{r.cands[0], r.cands[2]} {
+			it := rawGet(t, c, key)
+			rawSet(t, c, key, it.value, 5, it.flags)
 		}
-		t.Run(name, func(t *testing.T) {
-			const key = "carriesappend"
-			r := heldWriteFailover(t, key, false, true, set)
-			otherR7(t, r, key, "v23")
-			for _, c := range []string{r.cands[0], r.cands[2]} {
-				it := rawGet(t, c, key)
-				rawSet(t, c, key, it.value, 5, it.flags)
+		r.release()
+		require.NoError(t, recvWithin(t, r.wrote, "the writer's answer"), "the decision carries the append: applied")
+		for _, c := range []string{r.cands[0], r.cands[2]} {
+			ttl := rawGet(t, c, key).ttl
+			if broken {
+				require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
+				continue
 			}
-			r.release()
-			require.NoError(t, recvWithin(t, r.wrote, "the writer's answer"), "the decision carries the append: applied")
-			for _, c := range []string{r.cands[0], r.cands[2]} {
-				ttl := rawGet(t, c, key).ttl
-				if broken {
-					require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
-					continue
-				}
-				require.Greater(t, ttl, int64(50), "touched with T on %s", c)
-			}
-			requireSessionIs(t, r.servers, key, "v23", "the append is the session")
-		})
-	}
+			require.Greater(t, ttl, int64(50), "touched with T on %s", c)
+		}
+		requireSessionIs(t, r.servers, key, "v23", "the append is the session")
+	})
 }
