@@ -1001,3 +1001,33 @@ func SetRolledBackAsReplaced(s *Store) { s.hooks.rolledBackAsReplaced = true }
 // SetMaybeOnPIgnored makes s's undo a broken variant: its row "not
 // applied, however far" ignores a completion CAS of P sent with no reply.
 func SetMaybeOnPIgnored(s *Store) { s.hooks.maybeOnPIgnored = true }
+
+// SetCarriesOff makes s the code before §17 (docs/replication.md, which
+// write a decision carries): descent reads no Carries and has no negative
+// slot rule, and the write failover's refusals answer unknown without
+// reading again. Records are still written as version 5.
+func SetCarriesOff(s *Store) { s.hooks.carriesOff = true }
+
+// SetCarriesPending is a broken variant (rvcarry B1): a pending fence
+// that carries the write counts as its descendant, without reading its
+// other copy.
+func SetCarriesPending(s *Store) { s.hooks.carriesPending = true }
+
+// SetCarriesNoNegSlot is a broken variant (rvcarry M2 not applied):
+// inChain has no negative slot rule (the ancestor slot of the write's
+// version not its nonce), only the parent-slot rule.
+func SetCarriesNoNegSlot(s *Store) { s.hooks.carriesNoNegSlot = true }
+
+// SetCarriesNoTouch is a broken variant (rvcarry M5): an append is
+// acknowledged from another process's decision that carries it without
+// touching the decision's copies with the write's T.
+func SetCarriesNoTouch(s *Store) { s.hooks.carriesNoTouch = true }
+
+// SetWriteFailoverRefused calls f when a write failover's promise, fence
+// or copy was refused, before it reads again.
+func SetWriteFailoverRefused(s *Store, f func(key string)) { s.hooks.writeFailoverRefused = f }
+
+// SetWriteFailoverHold calls f in a write failover before it reads the
+// witness node (read false) and after (read true), before its promise:
+// a test holds the writer there while another Store decides.
+func SetWriteFailoverHold(s *Store, f func(key string, read bool)) { s.hooks.writeFailoverHold = f }

@@ -331,128 +331,134 @@ type Store struct {
 // testHooks are called at points where tests interleave other operations
 // (export_test.go sets them); nil in production.
 type testHooks struct {
-	afterTick                func()           // the witness scheme's loop ended a tick (probe, evictions, the lists' visits)
-	witlessVisitFailed       bool             // the code before: the tick visits listed keys whose witness node is held failed
-	loopVisit                func(key string) // the witness loop is about to visit key (the repair queue's, or a listed one)
-	longPassBlind            bool             // the code before: a tick's pass over the lists neither probes nor works the repair queue until it ends
-	afterPrimaryWrite        func(key string) // a CAS landed on the primary, backup not yet complete
-	afterRepairRead          func(key string) // a repair read the copies, nothing written yet
-	beforeTouchCopies        func(key string) // the witness scheme read a record, its data copies not yet touched
-	touchNoFlags             bool             // broken variant (review 5's m2): touchCopies does not look at what it touched
-	ttlBeforeTouch           bool             // broken variant: a touching read asks for the TTL before its touch (t before T)
-	repairCompletesInFlight  bool             // broken variant (review 5's m4): the repair client completes a write in flight on first sight
-	appendNoTouch            bool             // broken variant: appends leave the TTL as it was
-	backupAppendOff          bool             // the code before backup appends: keys with a backup copy are written whole
-	bakAppendNoWhole         bool             // broken variant: a refused backup append is not completed whole
-	bakAppendNoUndo          bool             // broken variant: a backup append whose primary append was refused stays
-	bakUndoDeletes           bool             // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
-	witnessWholeWrites       bool             // the code before witness appends: CompareAndAppend declines in the witness scheme
-	appendNoUntouch          bool             // broken variant: a witness append's touch that landed on another record is left there
-	undoWholeBase            bool             // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
-	appendTwoTrips           bool             // witness appends never pipeline their touch (tests of the second round trip)
-	takeoverPoisoned         func(key string) // an Add over a lone witness re-stamped the blanks, nothing else written yet
-	takeoverNoPoison         bool             // broken variant: an Add over a lone witness does not re-stamp the blanks first
-	takeoverInPlace          bool             // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
-	addNoResolve             bool             // the code before: an Add's CAS with no reply is unknown, not read again
-	appendFullByPresence     bool             // broken variant: an append's NS is "too large" when any item is found after it
-	adoptNoTouch             bool             // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
-	noPromise                bool             // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
-	afterPromise             func(key string) // a decision stored its promise, its fence not yet sent
-	repairQueueOff           bool             // keys are never queued for R9 (tests run RepairKey themselves)
-	notFoundUnfenced         bool             // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
-	buryCreation             bool             // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
-	decisionNoTouch          bool             // the code before review-r11 m3: a touching call's decisions keep the t their read saw
-	halfEstablishedWaits     bool             // the code before: no completion of a half-established failover whose copy is expiring (the call waits for both copies to expire)
-	noBackoff                bool             // the code before review-r11 m4: a refused decision is followed by the next read at once
-	backoff                  backoffHook      // a resolve call is about to back off after a refused decision
-	keepOldWitness           bool             // the code before R14: a lone witness of an expired session stays until it expires (TW)
-	buryUnfenced             bool             // broken variant (the model's R14Unfenced): R14 buries the witness without re-stamping the blanks first
-	beforeBury               func(key string) // R14 re-stamped both blanks, its burial CAS not yet sent
-	buryFreshToken           bool             // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
-	afterAddWitness          func(key string) // an Add stored its witness, its data CASes not yet sent
-	afterDeleteRead          func(key string) // Delete read the records, nothing deleted yet
-	delNoRetry               bool             // the code before: a Delete refused as of another incarnation is an unknown outcome
-	undoOtherIncUnknown      bool             // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome
-	undoNoComplete           bool             // the code before: R3's undo refused while Q holds the write and P its base never completes the write (5 reads, then unknown)
-	undoStart                func(key string) // R3's undo is about to run (completeOwn read P and did not complete the write); tests stall the writer here
-	undoForgetsHeld          bool             // the code before: a read of P that showed it holding the write (or built on it) is not kept, the undo is sent, and a writer reading again past envelope.Lineage versions answers unknown
-	undoHeldConflict         bool             // the code before: the undo's rows of certain conflict answer a conflict though P held the write (the session created again since)
-	buryAnyAge               bool             // broken variant: R14 buries a lone witness whatever its age (an Add's too)
-	buryTouched              bool             // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
-	holdWitnessTouch         func(key string) // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)
-	adoptNoFence             bool             // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
-	witnessTouched           func(key string) // a witness touch's reply was read (touchOp)
-	noResume                 bool             // the code before: a creation of unknown outcome is never resumed by its creator
-	resumeDropUnfenced       bool             // broken variant: the creator stops resuming a creation it finds not found without fencing it out
-	resumeAnyCopy            bool             // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
-	resumeAnyBlank           bool             // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
-	resumeUnmarked           bool             // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
-	resumeRestoreRefusedOnly bool             // the code before (rv-pk500 m1): a resumption whose own primary CAS was not sent stays tied to the blank it targeted
-	addNoWaitFailed          bool             // the code before: an Add's read that finds a candidate silent and not yet failed fails at once, not waiting for the failure detection (§9)
-	appendTieWide            bool             // broken variant (rv-tieline): any data record on a witness append's copy is a lost tie
-	appendTieLineUnknown     bool             // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
-	resumeUnsentAtP          bool             // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
-	resumeUnclaimed          bool             // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
-	appendGoneUndone         bool             // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
-	undoCarriedRefused       bool             // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
-	unavailableBare          bool             // the code before rv-d4 m1: a write whose primary failed before it was sent answers ErrUnavailable alone though its backup half landed
-	addSplitExists           bool             // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
-	beforePutBack            func(key string) // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
-	settleOverPrimary        bool             // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
-	settleOverWritersHalf    bool             // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
-	settleLastUnread         bool             // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
-	settleUnbounded          bool             // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
-	settleCut                bool             // broken variant (d76aa64, rv-settle S1): a split Add's settle is itself cut 2 Timeouts after its start, or one Timeout past the caller's deadline, and the caller waits for it
-	addUntracked             bool             // the code before rv-settle2 R1: Close does not wait for a BackupOn Add, only for its settle, which does not start once the Store is closed
-	closing                  func()           // Close set closed and has not yet stopped the health check (which may be in a node's recovery)
-	warnBeforeAnswer         bool             // the code before rv-settle2 R2: the settle's warning is emitted before the caller's answer, while Close still waits for the settle
-	undoCompleteOverPromise  bool             // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
-	completeOwnOverPromise   bool             // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
-	undoBothHeldUntouched    bool             // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
-	landedConflict           bool             // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
-	refusedUnsure            bool             // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
-	appendGoneIgnored        bool             // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
-	appendBlankStored        bool             // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
-	appendCompleteUntouched  bool             // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
-	appendFailoverNoPromise  bool             // the code before (the cold review of the merged rules, A2): the failover after the completion's touch found Q gone fences P with its re-read token though a decision promised P above the write's epoch
-	appendTouchErrorOK       bool             // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
-	r9ParallelRestamps       bool             // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
-	appendGoneAsMissing      bool             // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
-	appendStrayStored        bool             // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
-	appendTieAnyCopy         bool             // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
-	appendTieUnknown         bool             // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
-	appendReplacedAsGone     bool             // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
-	completeOverWitness      bool             // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
-	r9KeepsData              bool             // the code before review-3 B1: R9 leaves a data record on the third node (it replaces only a blank or another witness)
-	reballotKeepsNoWit       bool             // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
-	nowitR2Returns           bool             // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
-	nowitR43Returns          bool             // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
-	repairRacesCalls         bool             // the code before: the repair client decides on a key a call of its own process is resolving
-	repairPutsOffAll         bool             // the first build of r9blank (rv-r9 M1, M2): every visit of a key a call of this process is resolving is put off, without bound, and queued again at once when the last call ends
-	putOffUnbounded          bool             // broken variant (rv-r9 M1): the repair client puts off a call's decisions for as long as calls of its process resolve the key
-	putOffRecordKept         bool             // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, not by a visit not put off nor by a call that answers; the bound by count alone)
-	putOffOutlivesEpisode    bool             // broken variant (rv-r9b M1, its call half): a call that answers leaves the putOffs record of the key (the deletion by a visit not put off kept): a record from an earlier episode still counts
-	putOffRecordAges         bool             // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
-	putOffR8Drop             bool             // broken variant (rv-r9c m2): R8's drop in R4.1 (forgetting a creation of unknown outcome found not found) is put off too while a call of this process resolves the key
-	requeuesStack            bool             // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
-	addOtherIncExists        bool             // the code before (rv-label M2): an Add whose CAS was refused as of another incarnation answers ErrExists
-	putOffEndsAtLastCall     bool             // broken variant (rv-r9d (g)): a call's answer ends the episode only when no other call of the process resolves the key
-	putOffFirstKept          bool             // broken variant (rv-r9e m1): an episode's first put-off on a record kept for a pending re-queue keeps the earlier episode's first time, so its bound can fire at once
-	requeueFired             func(key string) // a put-off's re-queue timer fired for key, nothing done yet (tests hold it)
-	requeueDropped           func(key string) // a put-off's re-queue of key was dropped (the repair queue full) and the drop handled: the record kept and retried, or deleted
-	requeueDropDeletes       bool             // the code before (rv-r9d (b)): a put-off's re-queue dropped deletes the record, though a call of the process still resolves the key: the next visit starts the count over
-	callResolving            func(key string) // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
-	sameProcessCompletes     bool             // the code before (§16 item 2, rv-roll2 M2): a call completes a write in flight seen again that its own process is writing, without waiting for the writer
-	writerWait               func(key string) // a call of this process (not the repair client) is about to wait for its process's write in flight on key to end (decide, waitWriter)
-	splitCompletes           bool             // the code before (§16 item 1, R4.4′): a Q-ahead plain split seen again is completed onto P by any call or the repair client, as a P-ahead one
-	rollBackRestamped        func(key string) // R4.4′'s roll-back re-stamped P, its CAS of Q not yet sent
-	beforeCompleteOwn        func(key string) // R3's row "P refused, Q stored": the writer's replies are in, its own completion's read of P not yet sent; tests hold the writer here
-	lifetimeIgnored          bool             // the code before (§16 item 5): the undo's rows of certain conflict, its "not applied, however far" (neverOnBoth) and primaryShows do not look at the records' lifetimes
-	decisionNewLifetime      bool             // broken variant (§16 item 5): a decision's new configuration (configure: R7, R11.3) draws a new lifetime instead of carrying its base's
-	farNotAppliedOff         bool             // the code before (§16 item 4): the undo answers no write "not applied" past its base's version by L7″ (neverOnBoth); a writer reading again past envelope.Lineage versions answers unknown
-	maybeOnPIgnored          bool             // broken variant (§16 item 4, rv-roll M2): the undo's "not applied, however far" ignores a completion CAS of P sent with no reply
-	completeOwnReplyLost     bool             // fault injection: the writer's completion CAS of P (completeOwn) is stored and its reply lost (as a silent node's)
-	rolledBackAsReplaced     bool             // the code before (§16 item 6): a two-trip append whose touch of Q finds its base again is a replaced copy (unknown), not a roll-back (a conflict)
+	afterTick                func()                      // the witness scheme's loop ended a tick (probe, evictions, the lists' visits)
+	witlessVisitFailed       bool                        // the code before: the tick visits listed keys whose witness node is held failed
+	loopVisit                func(key string)            // the witness loop is about to visit key (the repair queue's, or a listed one)
+	longPassBlind            bool                        // the code before: a tick's pass over the lists neither probes nor works the repair queue until it ends
+	afterPrimaryWrite        func(key string)            // a CAS landed on the primary, backup not yet complete
+	afterRepairRead          func(key string)            // a repair read the copies, nothing written yet
+	beforeTouchCopies        func(key string)            // the witness scheme read a record, its data copies not yet touched
+	touchNoFlags             bool                        // broken variant (review 5's m2): touchCopies does not look at what it touched
+	ttlBeforeTouch           bool                        // broken variant: a touching read asks for the TTL before its touch (t before T)
+	repairCompletesInFlight  bool                        // broken variant (review 5's m4): the repair client completes a write in flight on first sight
+	appendNoTouch            bool                        // broken variant: appends leave the TTL as it was
+	backupAppendOff          bool                        // the code before backup appends: keys with a backup copy are written whole
+	bakAppendNoWhole         bool                        // broken variant: a refused backup append is not completed whole
+	bakAppendNoUndo          bool                        // broken variant: a backup append whose primary append was refused stays
+	bakUndoDeletes           bool                        // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
+	witnessWholeWrites       bool                        // the code before witness appends: CompareAndAppend declines in the witness scheme
+	appendNoUntouch          bool                        // broken variant: a witness append's touch that landed on another record is left there
+	undoWholeBase            bool                        // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
+	appendTwoTrips           bool                        // witness appends never pipeline their touch (tests of the second round trip)
+	takeoverPoisoned         func(key string)            // an Add over a lone witness re-stamped the blanks, nothing else written yet
+	takeoverNoPoison         bool                        // broken variant: an Add over a lone witness does not re-stamp the blanks first
+	takeoverInPlace          bool                        // broken variant: an Add over a lone witness CASes over the witness in place (review-lonewit B1)
+	addNoResolve             bool                        // the code before: an Add's CAS with no reply is unknown, not read again
+	appendFullByPresence     bool                        // broken variant: an append's NS is "too large" when any item is found after it
+	adoptNoTouch             bool                        // broken variant (review-lonewit M1): R9 adopts a same-configuration witness without touching it
+	noPromise                bool                        // broken variant (R7 before R11, the model's NoPromise): a new epoch is its base's plus one, nothing is promised, promises are not read
+	afterPromise             func(key string)            // a decision stored its promise, its fence not yet sent
+	repairQueueOff           bool                        // keys are never queued for R9 (tests run RepairKey themselves)
+	notFoundUnfenced         bool                        // broken variant (review-ballot m4, the model's NotFoundUnfenced): R4.1's not found does not re-stamp the blanks it counted
+	buryCreation             bool                        // the code before review-lonewit m4 (the model's BuryCreationFenced): R4.1 buries a creation's lone copy too
+	decisionNoTouch          bool                        // the code before review-r11 m3: a touching call's decisions keep the t their read saw
+	halfEstablishedWaits     bool                        // the code before: no completion of a half-established failover whose copy is expiring (the call waits for both copies to expire)
+	noBackoff                bool                        // the code before review-r11 m4: a refused decision is followed by the next read at once
+	backoff                  backoffHook                 // a resolve call is about to back off after a refused decision
+	keepOldWitness           bool                        // the code before R14: a lone witness of an expired session stays until it expires (TW)
+	buryUnfenced             bool                        // broken variant (the model's R14Unfenced): R14 buries the witness without re-stamping the blanks first
+	beforeBury               func(key string)            // R14 re-stamped both blanks, its burial CAS not yet sent
+	buryFreshToken           bool                        // broken variant: R14's burial CAS carries a token read again just before it, not the deciding read's
+	afterAddWitness          func(key string)            // an Add stored its witness, its data CASes not yet sent
+	afterDeleteRead          func(key string)            // Delete read the records, nothing deleted yet
+	delNoRetry               bool                        // the code before: a Delete refused as of another incarnation is an unknown outcome
+	undoOtherIncUnknown      bool                        // the code before: R3's undo refused as of another incarnation (not sent) is an unknown outcome
+	undoNoComplete           bool                        // the code before: R3's undo refused while Q holds the write and P its base never completes the write (5 reads, then unknown)
+	undoStart                func(key string)            // R3's undo is about to run (completeOwn read P and did not complete the write); tests stall the writer here
+	undoForgetsHeld          bool                        // the code before: a read of P that showed it holding the write (or built on it) is not kept, the undo is sent, and a writer reading again past envelope.Lineage versions answers unknown
+	undoHeldConflict         bool                        // the code before: the undo's rows of certain conflict answer a conflict though P held the write (the session created again since)
+	buryAnyAge               bool                        // broken variant: R14 buries a lone witness whatever its age (an Add's too)
+	buryTouched              bool                        // the code before (third session of 2026-12-01): a touching call's R14 goes by the witness's age, as if its own touch had landed before the anomaly read
+	holdWitnessTouch         func(key string)            // a witness touch (R2) is sent on a goroutine of its own once this returns (tests: the anomaly read overtakes it)
+	adoptNoFence             bool                        // the code before review-r14 B1: R9 adopts a witness for a nowit clear by a touch only (its token kept)
+	witnessTouched           func(key string)            // a witness touch's reply was read (touchOp)
+	noResume                 bool                        // the code before: a creation of unknown outcome is never resumed by its creator
+	resumeDropUnfenced       bool                        // broken variant: the creator stops resuming a creation it finds not found without fencing it out
+	resumeAnyCopy            bool                        // broken variant (the first build, review-resume B1): a lone copy on either data candidate is resumed, onto any blank
+	resumeAnyBlank           bool                        // broken variant (the second build, review-resume-2 N1): a lone copy on the secondary is resumed onto any blank of the primary
+	resumeUnmarked           bool                        // broken variant (the third build, review-resume-3 N2): the resumption's own primary CAS is not recorded before it is sent
+	resumeRestoreRefusedOnly bool                        // the code before (rv-pk500 m1): a resumption whose own primary CAS was not sent stays tied to the blank it targeted
+	addNoWaitFailed          bool                        // the code before: an Add's read that finds a candidate silent and not yet failed fails at once, not waiting for the failure detection (§9)
+	appendTieWide            bool                        // broken variant (rv-tieline): any data record on a witness append's copy is a lost tie
+	appendTieLineUnknown     bool                        // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
+	resumeUnsentAtP          bool                        // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
+	resumeUnclaimed          bool                        // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
+	appendGoneUndone         bool                        // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
+	undoCarriedRefused       bool                        // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
+	unavailableBare          bool                        // the code before rv-d4 m1: a write whose primary failed before it was sent answers ErrUnavailable alone though its backup half landed
+	addSplitExists           bool                        // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
+	beforePutBack            func(key string)            // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
+	settleOverPrimary        bool                        // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
+	settleOverWritersHalf    bool                        // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
+	settleLastUnread         bool                        // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
+	settleUnbounded          bool                        // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
+	settleCut                bool                        // broken variant (d76aa64, rv-settle S1): a split Add's settle is itself cut 2 Timeouts after its start, or one Timeout past the caller's deadline, and the caller waits for it
+	addUntracked             bool                        // the code before rv-settle2 R1: Close does not wait for a BackupOn Add, only for its settle, which does not start once the Store is closed
+	closing                  func()                      // Close set closed and has not yet stopped the health check (which may be in a node's recovery)
+	warnBeforeAnswer         bool                        // the code before rv-settle2 R2: the settle's warning is emitted before the caller's answer, while Close still waits for the settle
+	undoCompleteOverPromise  bool                        // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
+	completeOwnOverPromise   bool                        // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
+	undoBothHeldUntouched    bool                        // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
+	landedConflict           bool                        // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
+	refusedUnsure            bool                        // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
+	appendGoneIgnored        bool                        // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
+	appendBlankStored        bool                        // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
+	appendCompleteUntouched  bool                        // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
+	appendFailoverNoPromise  bool                        // the code before (the cold review of the merged rules, A2): the failover after the completion's touch found Q gone fences P with its re-read token though a decision promised P above the write's epoch
+	appendTouchErrorOK       bool                        // the code before (the append-gone fixes' cold review, W3): a witness append stored whose touch got an error reply is a success with no TTL set
+	r9ParallelRestamps       bool                        // the code before: R9 re-stamps both data copies in parallel (concurrent R9s on one key refuse each other: restampBoth)
+	appendGoneAsMissing      bool                        // the first fix of review-oc31 F2: a copy appended then gone is missing in every row of R3's table (the model's AppendGoneRefused; the cold review's W1)
+	appendStrayStored        bool                        // the code before: a witness append stored whose touch found another item than the append's (not a blank) counts the copy stored, with the append's token (the model's rStray)
+	appendTieAnyCopy         bool                        // broken variant (the tie row's cold review, m1): a lost tie on P, or on both copies, beside a refusal is a conflict too
+	appendTieUnknown         bool                        // the rule before: a witness append's copy that lost the tie to a rival write of the same base is a replaced one (beside a refused copy: unknown, not a conflict)
+	appendReplacedAsGone     bool                        // broken variant: a witness append's copy replaced by its touch is a gone one in every row of R3's table (both replaced: not found)
+	completeOverWitness      bool                        // the code before (review-resume-4 N4): R4.4 completes a creation over a witness on its primary
+	r9KeepsData              bool                        // the code before review-3 B1: R9 leaves a data record on the third node (it replaces only a blank or another witness)
+	reballotKeepsNoWit       bool                        // the code before review-n4b F1: R11.3's re-ballot of a creation copies its nowit mark (none)
+	nowitR2Returns           bool                        // the code before review-n4b F2's fix, its R2 half: R2 returns a nowit record
+	nowitR43Returns          bool                        // the code before review-n4b F2's fix, its R4.3 half: a plain reader returns a nowit configuration whose third node answered and queues R9
+	repairRacesCalls         bool                        // the code before: the repair client decides on a key a call of its own process is resolving
+	repairPutsOffAll         bool                        // the first build of r9blank (rv-r9 M1, M2): every visit of a key a call of this process is resolving is put off, without bound, and queued again at once when the last call ends
+	putOffUnbounded          bool                        // broken variant (rv-r9 M1): the repair client puts off a call's decisions for as long as calls of its process resolve the key
+	putOffRecordKept         bool                        // broken variant (rv-r9b M1): the repair client's putOffs record of a key outlives its episode (r9fix: deleted only by a check with no call resolving, not by a visit not put off nor by a call that answers; the bound by count alone)
+	putOffOutlivesEpisode    bool                        // broken variant (rv-r9b M1, its call half): a call that answers leaves the putOffs record of the key (the deletion by a visit not put off kept): a record from an earlier episode still counts
+	putOffRecordAges         bool                        // the code before rv-r9c m1 (r9fix2): a putOffs record counts as absent once its last put-off is more than 4 Timeouts old, and a call's answer leaves it
+	putOffR8Drop             bool                        // broken variant (rv-r9c m2): R8's drop in R4.1 (forgetting a creation of unknown outcome found not found) is put off too while a call of this process resolves the key
+	requeuesStack            bool                        // broken variant (rv-r9d (a)): ending an episode deletes a putOffs record whose re-queue is pending, so the next put-off sets a second re-queue beside it
+	addOtherIncExists        bool                        // the code before (rv-label M2): an Add whose CAS was refused as of another incarnation answers ErrExists
+	putOffEndsAtLastCall     bool                        // broken variant (rv-r9d (g)): a call's answer ends the episode only when no other call of the process resolves the key
+	putOffFirstKept          bool                        // broken variant (rv-r9e m1): an episode's first put-off on a record kept for a pending re-queue keeps the earlier episode's first time, so its bound can fire at once
+	requeueFired             func(key string)            // a put-off's re-queue timer fired for key, nothing done yet (tests hold it)
+	requeueDropped           func(key string)            // a put-off's re-queue of key was dropped (the repair queue full) and the drop handled: the record kept and retried, or deleted
+	requeueDropDeletes       bool                        // the code before (rv-r9d (b)): a put-off's re-queue dropped deletes the record, though a call of the process still resolves the key: the next visit starts the count over
+	callResolving            func(key string)            // a call of this process (not the repair client) started resolving key (resolve), no anomaly read sent yet
+	sameProcessCompletes     bool                        // the code before (§16 item 2, rv-roll2 M2): a call completes a write in flight seen again that its own process is writing, without waiting for the writer
+	writerWait               func(key string)            // a call of this process (not the repair client) is about to wait for its process's write in flight on key to end (decide, waitWriter)
+	splitCompletes           bool                        // the code before (§16 item 1, R4.4′): a Q-ahead plain split seen again is completed onto P by any call or the repair client, as a P-ahead one
+	rollBackRestamped        func(key string)            // R4.4′'s roll-back re-stamped P, its CAS of Q not yet sent
+	beforeCompleteOwn        func(key string)            // R3's row "P refused, Q stored": the writer's replies are in, its own completion's read of P not yet sent; tests hold the writer here
+	lifetimeIgnored          bool                        // the code before (§16 item 5): the undo's rows of certain conflict, its "not applied, however far" (neverOnBoth) and primaryShows do not look at the records' lifetimes
+	decisionNewLifetime      bool                        // broken variant (§16 item 5): a decision's new configuration (configure: R7, R11.3) draws a new lifetime instead of carrying its base's
+	farNotAppliedOff         bool                        // the code before (§16 item 4): the undo answers no write "not applied" past its base's version by L7″ (neverOnBoth); a writer reading again past envelope.Lineage versions answers unknown
+	maybeOnPIgnored          bool                        // broken variant (§16 item 4, rv-roll M2): the undo's "not applied, however far" ignores a completion CAS of P sent with no reply
+	completeOwnReplyLost     bool                        // fault injection: the writer's completion CAS of P (completeOwn) is stored and its reply lost (as a silent node's)
+	rolledBackAsReplaced     bool                        // the code before (§16 item 6): a two-trip append whose touch of Q finds its base again is a replaced copy (unknown), not a roll-back (a conflict)
+	carriesOff               bool                        // the code before §17: descent reads no Carries (a record at the write's own version tells by its payload only), no negative slot rule, and the write failover's refusals answer unknown without reading
+	carriesPending           bool                        // broken variant (rvcarry B1): a pending fence that carries the write is a Descendant (success)
+	carriesNoNegSlot         bool                        // broken variant (rvcarry M2 not applied): no negative slot rule, the parent-slot rule alone
+	carriesNoTouch           bool                        // broken variant (rvcarry M5): an append acknowledged from a decision that carries it, its copies not touched with T
+	writeFailoverRefused     func(key string)            // the write failover's promise, fence or copy was refused (before it reads again)
+	writeFailoverHold        func(key string, read bool) // the write failover is about to read the witness node (read false), or has read it and is about to promise (read true)
 
 	// r9Restamp is called before (done false) and after each of R9's
 	// re-stamps.

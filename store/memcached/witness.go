@@ -252,9 +252,11 @@ func (w *witness) rememberTimeout(key string, t uint32) {
 // newEnvelope returns the envelope of a new session's first record (R8)
 // of configuration c, with a new lifetime (docs/replication.md §16 item
 // 5): random, never 0. Every other record is derived from a record read
-// or written, and carries its lifetime.
+// or written, and carries its lifetime. A client write, it carries
+// itself (Carries, §17: version 5).
 func (w *witness) newEnvelope(c config, v uint64, timeout uint32) envelope.Envelope {
-	return envelope.Envelope{E: c.E, P: c.P, Q: c.Q, V: v, Nonce: rand.Uint64(), Digest: w.digest, Timeout: timeout, Lifetime: newLifetime()}
+	n := rand.Uint64()
+	return envelope.Envelope{E: c.E, P: c.P, Q: c.Q, V: v, Nonce: n, Carries: n, Digest: w.digest, Timeout: timeout, Lifetime: newLifetime()}
 }
 
 // newLifetime draws a lifetime: random, not 0 (0 is unknown).

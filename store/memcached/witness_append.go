@@ -119,6 +119,12 @@ func (w *witness) planAppend(h handle, env envelope.Envelope, delta []byte) (*ap
 		return nil, fmt.Errorf("memcached: append: %w: a delta of %d bytes", provider.ErrNoAppend, len(delta))
 	case h.env.Digest != w.digest || h.env.Pending:
 		return nil, fmt.Errorf("memcached: append: %w: not an established record of this node list", provider.ErrNoAppend)
+	case !envelope.CarriesHead(h.base):
+		// §17, rvcarry M4: a trailer after a head of an earlier
+		// release's version is a record that release's processes read
+		// and decide on (naming the decision's nonce, not the write it
+		// carries, in the next record's slots): write whole.
+		return nil, fmt.Errorf("memcached: append: %w: a head of an earlier version", provider.ErrNoAppend)
 	}
 	qenv, payload, err := envelope.Decode(h.base)
 	if err != nil || qenv != h.env {
@@ -219,7 +225,7 @@ func (w *witness) strayed(ctx context.Context, n *node, cand uint8, key string, 
 	case !ok:
 	case c.holds(ap.env.ID()):
 		return &c, false, nil
-	case builtOn(&c, ap.env, ap.value):
+	case builtOn(&c, ap.env, ap.value, w.chainRules()):
 		return nil, true, nil
 	case c.holds(ap.base) && !w.s.hooks.rolledBackAsReplaced:
 		return nil, false, errAppendRolledBack
@@ -247,21 +253,26 @@ func rivalLine(c *copyRead, env envelope.Envelope) bool {
 	if d == 0 {
 		return c.env.Nonce != env.Nonce && c.env.Ancestors[0] == env.Ancestors[0]
 	}
-	return d < envelope.Lineage && env.Ancestors[0] != 0 && c.env.Ancestors[d-1] != env.Nonce && c.env.Ancestors[d] == env.Ancestors[0]
+	return d < envelope.Lineage && env.Ancestors[0] != 0 && c.env.Ancestors[d-1] != env.Carried() && c.env.Ancestors[d] == env.Ancestors[0]
 }
 
 // builtOn reports that c holds a data record certainly built on env (its
 // payload value): a later version of env's configuration with env among
-// its ancestors, or a record of a greater epoch whose chain has env in it
-// (descent: a failover of a later version).
-func builtOn(c *copyRead, env envelope.Envelope, value []byte) bool {
+// its ancestors, or a record of a greater epoch past env's version whose
+// chain has env in it (descent: a failover of a later version, or a
+// write on a decision that carried env). A record of a greater epoch at
+// env's own version that carries env (§17) does not count here: pending,
+// it shows nothing (rvcarry B1), and established, it may be a decision
+// made of the append before its touch (M5): the copy is then a replaced
+// one, as before §17.
+func builtOn(c *copyRead, env envelope.Envelope, value []byte, r chainRules) bool {
 	switch {
 	case c.st != stData:
 		return false
 	case configOf(c.env) == configOf(env):
 		return c.env.Descends(env) == envelope.Descendant
 	case c.env.E > env.E:
-		return descent(c, env, value) == envelope.Descendant
+		return c.env.V > env.V && descent(c, env, value, r) == envelope.Descendant
 	}
 	return false
 }

@@ -720,10 +720,11 @@ func halfEstablished(x, y *copyRead, b envelope.Envelope) bool {
 
 // inFlight reports that x holds b and y b's parent: two established
 // records of one configuration, one version apart, the later built on the
-// earlier (a client write that reached one copy).
+// earlier (a client write that reached one copy). The parent slot names
+// the write its parent carried (§17: a decision's base's write).
 func inFlight(x, y *copyRead, b envelope.Envelope) bool {
 	return x.holds(b.ID()) && y.st == stData && !b.Pending && !y.env.Pending &&
-		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Nonce
+		configOf(y.env) == configOf(b) && y.env.V+1 == b.V && b.Ancestors[0] == y.env.Carried()
 }
 
 // writer is this process's count of writes storing one record
@@ -1357,7 +1358,10 @@ func (w *witness) touchExp(o resolveOpts, timeout uint32) int32 {
 // reports whether all three were stored; refused or unanswered, nothing
 // more is sent (the next read decides again, after a back-off).
 func (w *witness) configure(ctx context.Context, key string, x, wc *copyRead, fence envelope.Envelope, payload []byte, e decisionExp) bool {
-	fence.Pending, fence.Nonce = true, rand.Uint64()
+	// §17 (M3): the decision carries its base's write (Carries set from
+	// the base before its own nonce is drawn).
+	fence = fence.Decision(rand.Uint64())
+	fence.Pending = true
 	if w.s.hooks.decisionNewLifetime {
 		fence.Lifetime = newLifetime() // broken variant: the session's lifetime not carried
 	}

@@ -25,12 +25,12 @@ import (
 // answer unknown from a record of another lifetime.
 
 // lifetimeAt is the lifetime of key's data record on addr, which must be
-// a version 4 item.
+// a version 5 item (version 4's lifetime and §17's Carries).
 func lifetimeAt(t *testing.T, addr, key string) uint64 {
 	t.Helper()
 	it := rawGet(t, addr, key)
 	require.True(t, it.found, "no item on %s", addr)
-	require.Equal(t, byte(envelope.VersionLifetime), it.value[0], "a version 4 item on %s", addr)
+	require.Equal(t, byte(envelope.VersionCarries), it.value[0], "a version 5 item on %s", addr)
 	env, _, err := envelope.Decode(it.value)
 	require.NoError(t, err)
 	require.NotZero(t, env.Lifetime)
@@ -164,9 +164,12 @@ func TestLifetimeCarried(t *testing.T) {
 }
 
 // TestLifetimeOldRecords: a session whose data records were written
-// before lifetimes (version 2, lifetime 0) stays version 2 through a
-// read, a write, an append and a failover: nothing derived from it
-// carries a lifetime, and none is drawn for it.
+// before lifetimes and Carries (version 2, lifetime 0) stays version 2
+// through a read, and declines an append over that head (§17, rvcarry
+// M4: ErrNoAppend, nothing sent); a write makes it version 5 with
+// lifetime 0 (the write it carries named, no lifetime drawn), and an
+// append and a failover keep it so: nothing derived from it carries a
+// lifetime.
 func TestLifetimeOldRecords(t *testing.T) {
 	const key = "oldrecords"
 	servers, _, cands, _ := writtenSession(t, key)
@@ -174,45 +177,48 @@ func TestLifetimeOldRecords(t *testing.T) {
 		it := rawGet(t, a, key)
 		env, payload, err := envelope.Decode(it.value)
 		require.NoError(t, err)
-		env.Lifetime = 0
+		env.Lifetime, env.Carries = 0, 0
 		rawSet(t, a, key, env.Wrap(payload), int(it.ttl), it.flags)
 	}
-	version2 := func(why string, addrs ...string) {
+	noLifetime := func(why string, version byte, addrs ...string) {
 		t.Helper()
 		for _, a := range addrs {
 			it := rawGet(t, a, key)
 			require.True(t, it.found)
-			require.Equal(t, byte(envelope.Version), it.value[0], "%s: version 2 on %s", why, a)
+			require.Equal(t, version, it.value[0], "%s: version %d on %s", why, version, a)
 			env, _, err := envelope.Decode(it.value)
 			require.NoError(t, err)
 			require.Zero(t, env.Lifetime)
 		}
 	}
-	version2("the rig", cands[:2]...)
+	noLifetime("the rig", envelope.Version, cands[:2]...)
 	ctx := context.Background()
 	s := promiseStore(t, servers, nil, nil)
 	e, err := s.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v2", string(e.Value))
-	version2("a read", cands[:2]...)
+	noLifetime("a read", envelope.Version, cands[:2]...)
+	_, _, err = s.CompareAndAppend(ctx, key, []byte("x"), e.CAS, time.Minute)
+	require.ErrorIs(t, err, provider.ErrNoAppend, "an append over a version 2 head")
+	noLifetime("an append declined", envelope.Version, cands[:2]...)
 	_, err = s.CompareAndSwap(ctx, key, []byte("v3"), e.CAS, time.Minute)
 	require.NoError(t, err)
-	version2("a write", cands[:2]...)
+	noLifetime("a write", envelope.VersionCarries, cands[:2]...)
 	e, err = s.Get(ctx, key)
 	require.NoError(t, err)
 	_, _, err = s.CompareAndAppend(ctx, key, []byte("x"), e.CAS, time.Minute)
 	require.NoError(t, err)
-	version2("an append", cands[:2]...)
+	noLifetime("an append", envelope.VersionCarries, cands[:2]...)
 	for _, a := range cands[:2] {
 		n, ok := envelope.Trailers(rawGet(t, a, key).value)
-		require.True(t, ok && n == 1, "appended to the version 2 record on %s", a)
+		require.True(t, ok && n == 1, "appended to the version 5 record on %s", a)
 	}
 	require.NoError(t, serverAt(t, servers, cands[1]).FlushAll(ctx))
 	got, err := promiseStore(t, servers, nil, nil).Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v3x", string(got.Value))
 	require.Equal(t, [3]uint32{1, 0, 2}, configAt(t, cands[0], key), "the rig: failed over")
-	version2("a failover", cands[0], cands[2])
+	noLifetime("a failover", envelope.VersionCarries, cands[0], cands[2])
 }
 
 // TestStalledWriterRecreatedAfterExpiry is rv-roll2 B1 (docs/replication.md

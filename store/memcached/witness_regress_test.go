@@ -602,7 +602,8 @@ func TestWriteOverFailoverKnownConflict(t *testing.T) {
 // on two nodes for good: a certain conflict, not an unknown outcome (R3's
 // table said unknown). A failover at the write's own version carries its
 // base's payload: another payload is not this write; the same payload
-// cannot be told apart and stays unknown.
+// could not be told apart and stayed unknown, until §17: the failover
+// names the write it carries (Carries), another write: a conflict.
 func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -614,11 +615,19 @@ func TestWriteRefusedOverFailoverWithCopySilent(t *testing.T) {
 		{"P silent, failover of the base", 0, false, "", provider.ErrCASConflict},
 		{"Q silent, failover of the base", 1, false, "", provider.ErrCASConflict},
 		{"P silent, failover of another write of its version", 0, true, "other", provider.ErrCASConflict},
-		{"P silent, failover of a write of its version and payload", 0, true, "v3", provider.ErrOutcomeUnknown},
+		// §17: the failover carries the other write (Carries), not this
+		// one: a certain conflict.
+		{"P silent, failover of a write of its version and payload", 0, true, "v3", provider.ErrCASConflict},
+		// The code before §17 (SetCarriesOff): the same payload cannot
+		// be told apart.
+		{"P silent, failover of a write of its version and payload/code-before", 0, true, "v3", provider.ErrOutcomeUnknown},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const key = "silentover"
 			servers, s, cands, e := writtenSession(t, key)
+			if strings.HasSuffix(c.name, "/code-before") {
+				memcached.SetCarriesOff(s)
+			}
 			ctx := context.Background()
 			// The other app server's failover from the answering copy x
 			// onto the witness node, established on both (R7 and its

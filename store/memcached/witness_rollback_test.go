@@ -114,7 +114,9 @@ func restampP(t *testing.T, cands []string, key string, exp int) []byte {
 //     success and B reads W;
 //   - promised: Q promised above W's epoch: no record of that epoch goes
 //     onto Q (R11.3): B re-ballots W into a greater epoch (promise on Q, fence
-//     on P, copy to Q) and returns it; W is not answered a conflict;
+//     on P, copy to Q) and returns it; W answers success (§17: the
+//     re-ballot's record carries W; promised/code-before, SetCarriesOff:
+//     ErrOutcomeUnknown, rv-build n3), never a conflict;
 //   - p-ahead: a write on P whose Q still holds its parent (no writer
 //     left) is completed as before (no roll-back), and returned.
 func TestSplitRolledBack(t *testing.T) {
@@ -245,22 +247,40 @@ func TestSplitRolledBack(t *testing.T) {
 		require.Zero(t, r.rolled.n.Load(), "the roll-back's CAS of Q refused")
 		requireSessionIs(t, r.servers, key, "v3", "the write is the session")
 	})
-	t.Run("promised", func(t *testing.T) {
-		r := split(t, nil)
-		promiseAt(t, r.cands[1], key, 5)
-		firstSight(t, r)
-		got, err := r.b.Get(context.Background(), key)
-		require.NoError(t, err)
-		require.Equal(t, "v3", string(got.Value), "re-balloted: the write")
-		for _, c := range r.cands[:2] {
-			require.Equal(t, [3]uint32{6, 0, 1}, configAt(t, c, key), "the write carried into epoch 6 (above Q's promise), P and Q kept")
+	for _, before := range []bool{false, true} {
+		name := "promised"
+		if before {
+			name += "/code-before"
 		}
-		require.Zero(t, r.rolled.n.Load(), "nothing rolled back")
-		r.release()
-		err = recvWithin(t, r.wrote, "the writer's answer")
-		t.Logf("the writer: %v", err)
-		require.NotErrorIs(t, err, provider.ErrCASConflict, "the write was returned: never not applied")
-	})
+		t.Run(name, func(t *testing.T) {
+			r := split(t, nil)
+			if before {
+				memcached.SetCarriesOff(r.a) // the writer is held: set before its release
+			}
+			promiseAt(t, r.cands[1], key, 5)
+			firstSight(t, r)
+			got, err := r.b.Get(context.Background(), key)
+			require.NoError(t, err)
+			require.Equal(t, "v3", string(got.Value), "re-balloted: the write")
+			for _, c := range r.cands[:2] {
+				require.Equal(t, [3]uint32{6, 0, 1}, configAt(t, c, key), "the write carried into epoch 6 (above Q's promise), P and Q kept")
+			}
+			require.Zero(t, r.rolled.n.Load(), "nothing rolled back")
+			r.release()
+			err = recvWithin(t, r.wrote, "the writer's answer")
+			require.NotErrorIs(t, err, provider.ErrCASConflict, "the write was returned: never not applied")
+			if before {
+				// rv-build n3: the re-ballot's record hid which write it
+				// carried ("may be built on this write").
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before §17")
+				return
+			}
+			// §17: the re-ballot's record carries the write (Carries),
+			// established on both copies: applied.
+			require.NoError(t, err, "the re-ballot carries the write: applied")
+			requireSessionIs(t, r.servers, key, "v3", "the write is the session")
+		})
+	}
 	t.Run("p-ahead", func(t *testing.T) {
 		_, a, b, rolled := twoAppServers(t)
 		cands := memcached.WitnessCandidates(a, key)

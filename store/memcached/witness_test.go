@@ -140,10 +140,11 @@ func TestWitnessLayout(t *testing.T) {
 	var lifetimes [2]uint64
 	for i, a := range cands[:2] {
 		it := rawGet(t, a, key)
-		require.Equal(t, byte(envelope.VersionLifetime), it.value[0], "data copies carry the session's lifetime: version 4")
+		require.Equal(t, byte(envelope.VersionCarries), it.value[0], "data copies carry the session's lifetime and the write they carry: version 5")
 		env, _, err := envelope.Decode(it.value)
 		require.NoError(t, err)
-		require.Len(t, it.value, envelope.SizeLifetime+len("v1"))
+		require.Len(t, it.value, envelope.SizeCarries+len("v1"))
+		require.Equal(t, env.Nonce, env.Carries, "a creation carries itself")
 		lifetimes[i] = env.Lifetime
 	}
 	require.NotZero(t, lifetimes[0])

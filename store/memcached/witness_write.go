@@ -178,7 +178,7 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		// completion, and complete or fail over (R3's table).
 		return w.completeWrite(ctx, key, cs, env, value, raw, exp, pw, ap != nil)
 	case po == woStored && (qo == woSilent || qo == woNotSent):
-		return w.writeFailover(ctx, key, cs, env, value, exp, pw, nil, qerr)
+		return w.writeFailover(ctx, key, cs, env, value, exp, ap != nil, pw, nil, qerr)
 	case po == woExists && qo == woStored:
 		if hold := w.s.hooks.beforeCompleteOwn; hold != nil {
 			hold(key)
@@ -195,9 +195,9 @@ func (w *witness) write(ctx context.Context, key string, value, delta []byte, id
 		return w.undo(ctx, key, h, env, value, exp, ap != nil, pw, qw, perr, seenNothing, &ownTries{})
 	case (po == woSilent || po == woLost) && qo == woExists:
 		// P may hold this write (sent, no reply); Q refused it.
-		return w.refusedOver(ctx, key, cs, q, cfg.Q, env, value, "the secondary", perr, qerr)
+		return w.refusedOver(ctx, key, cs, q, cfg.Q, wrote{env, value, exp, ap != nil}, "the secondary", perr, qerr)
 	case po == woExists && (qo == woSilent || qo == woLost):
-		return w.refusedOver(ctx, key, cs, p, cfg.P, env, value, "the primary", perr, qerr)
+		return w.refusedOver(ctx, key, cs, p, cfg.P, wrote{env, value, exp, ap != nil}, "the primary", perr, qerr)
 	case po == woMissing && qo == woMissing:
 		return 0, fmt.Errorf("memcached: cas: %w: both copies gone", provider.ErrNotFound)
 	case po == woNotSent && qo == woNotSent:
@@ -289,12 +289,12 @@ func lostTie(perr, qerr error, po, qo wout, anyCopy bool) bool {
 // pause seeds: an app server that had not yet found the paused node
 // failed wrote to it with a cached handle), which may make the outcome
 // certain (overtaken).
-func (w *witness) refusedOver(ctx context.Context, key string, cs candidates, n *node, cand uint8, env envelope.Envelope, value []byte, which string, perr, qerr error) (uint64, error) {
+func (w *witness) refusedOver(ctx context.Context, key string, cs candidates, n *node, cand uint8, wr wrote, which string, perr, qerr error) (uint64, error) {
 	c, err := w.read(ctx, n, cand, key, " v c t f")
-	if err != nil || c.st != stData || c.env.E <= env.E {
+	if err != nil || c.st != stData || c.env.E <= wr.env.E {
 		return 0, unknown("cas", perr, qerr, err)
 	}
-	id, err := w.overtaken(ctx, key, cs, &c, env, value, which)
+	id, err := w.overtaken(ctx, key, cs, &c, wr, which)
 	if errors.Is(err, provider.ErrOutcomeUnknown) {
 		return 0, fmt.Errorf("%w: %w", err, errors.Join(perr, qerr))
 	}
@@ -365,7 +365,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 						return 0, unknown("cas: the secondary a reader completed lapsed, and the primary changed", err)
 					}
 					gone := copyRead{n: qn, cand: cfg.Q, st: stAbsent}
-					return w.writeFailover(ctx, key, cs, env, value, exp, written{pw.n, pc.token()}, &gone, errAppendedGone)
+					return w.writeFailover(ctx, key, cs, env, value, exp, appended, written{pw.n, pc.token()}, &gone, errAppendedGone)
 				case touchChanged:
 					return 0, unknown("cas: the secondary a reader completed changed before its touch")
 				}
@@ -382,7 +382,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			}
 			continue
 		case c.empty(), c.st == stSilent:
-			return w.writeFailover(ctx, key, cs, env, value, exp, pw, &c, c.err)
+			return w.writeFailover(ctx, key, cs, env, value, exp, appended, pw, &c, c.err)
 		case c.st == stData && configOf(c.env) == cfg && c.env.V > env.V:
 			// Implementation note (not in the model): P holds this write
 			// under the token it returned, so every later record of this
@@ -394,7 +394,7 @@ func (w *witness) completeWrite(ctx context.Context, key string, cs candidates, 
 			// M2 (issue 13; the sim's partition seeds): a failover moved
 			// the session to a configuration of a greater epoch while this
 			// write was stored on P (overtaken).
-			return w.overtaken(ctx, key, cs, &c, env, value, "the secondary")
+			return w.overtaken(ctx, key, cs, &c, wrote{env, value, exp, appended}, "the secondary")
 		}
 		return 0, unknown("cas: the secondary holds another record")
 	}
@@ -433,8 +433,17 @@ func (w *witness) touchCompleted(ctx context.Context, n *node, cand uint8, key s
 	return touchStored, nil
 }
 
-// overtaken decides a write (env, its payload value) of which one copy
-// (c, read after it refused the write; which: "the primary" or "the
+// wrote is a write overtaken decides: its envelope, its payload value, its
+// expiry (T) and whether it was sent as an append (a trailer).
+type wrote struct {
+	env      envelope.Envelope
+	value    []byte
+	exp      int32
+	appended bool
+}
+
+// overtaken decides a write (wr: its envelope and payload) of which one
+// copy (c, read after it refused the write; which: "the primary" or "the
 // secondary") holds a record of a greater epoch: a failover moved the
 // session on while the write was in flight, and the other copy stored it
 // or may have (it gave no reply). That record says whether it was built
@@ -447,18 +456,39 @@ func (w *witness) touchCompleted(ctx context.Context, n *node, cand uint8, key s
 // (pending) alone may still lose its other copy's node to an opposite
 // failover built on this write: unknown. Built on it: applied, and
 // failed over since (success, handle 0: the caller reads again).
-func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *copyRead, env envelope.Envelope, value []byte, which string) (uint64, error) {
-	d := descent(c, env, value)
+//
+// §17: a record of the greater epoch at the write's own version that
+// carries it (Carries: a decision made of this very write) counts only
+// when established (rvcarry B1): a fence carrying the write may still
+// lose to an opposite failover of its parent, so a pending one is decided
+// by its other copy, as a pending one not built on it is. An append
+// acknowledged so (from another process's decision, made maybe before
+// the append's touch, with the old life: copyExp) first has the
+// decision's two copies touched with its T (rvcarry M5, touchDecision):
+// either not touched, unknown.
+func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *copyRead, wr wrote, which string) (uint64, error) {
+	env, value := wr.env, wr.value
+	r := w.chainRules()
+	d := descent(c, env, value, r)
+	carried := d == envelope.Descendant && c.env.V == env.V // rests on Carries
 	recreated := w.recreated(c, env)
-	if c.env.Pending && d == envelope.NotDescendant {
+	from := c
+	if c.env.Pending && (d == envelope.NotDescendant || carried && !w.s.hooks.carriesPending) {
 		wc, err := w.read(ctx, cs[c.env.Q], c.env.Q, key, " v c t f")
 		if err != nil || wc.st != stData || wc.env.Pending || wc.env.E <= env.E {
 			return 0, unknown("cas: "+which+" holds a failover's fence and its other copy no established record after it", err)
 		}
-		d = descent(&wc, env, value)
+		d = descent(&wc, env, value, r)
+		carried = d == envelope.Descendant && wc.env.V == env.V
 		recreated = recreated || w.recreated(&wc, env)
+		from = &wc
 	}
 	switch {
+	case d == envelope.Descendant && carried && wr.appended && !w.s.hooks.carriesNoTouch:
+		if err := w.touchDecision(ctx, key, cs, from, wr.exp); err != nil {
+			return 0, unknown("cas: "+which+" holds a decision carrying this append, not touched", err)
+		}
+		return 0, nil // applied, and failed over since
 	case d == envelope.Descendant:
 		return 0, nil // applied, and failed over since
 	case d == envelope.NotDescendant && recreated:
@@ -472,38 +502,100 @@ func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *c
 	return 0, unknown("cas: " + which + " holds a newer configuration that may be built on this write")
 }
 
+// touchDecision touches with T<exp> both copies of the decision that c
+// holds (its configuration's primary and secondary: the fence, pending or
+// established, and the copy), each read first and required to hold that
+// decision's record; an error unless both touches were stored
+// (touchCompleted). rvcarry M5: a decision made of an appended item before
+// the append's touch copied the old life.
+func (w *witness) touchDecision(ctx context.Context, key string, cs candidates, c *copyRead, exp int32) error {
+	for _, cand := range []uint8{c.env.P, c.env.Q} {
+		n := cs[cand]
+		r, err := w.read(ctx, n, cand, key, " v c t f")
+		if err != nil {
+			return err
+		}
+		if r.st != stData || !r.env.SameConfig(c.env) || r.env.V != c.env.V || r.env.Nonce != c.env.Nonce {
+			return errors.New("memcached: a copy of the decision holds another record")
+		}
+		if o, err := w.touchCompleted(ctx, n, cand, key, r.cas, exp); o != touchStored {
+			return errors.Join(errors.New("memcached: a copy of the decision not touched"), err)
+		}
+	}
+	return nil
+}
+
+// chainRules are the variants of descent's rules a Store's test hooks
+// select (inChain).
+type chainRules struct {
+	off       bool // the code before §17: no Carries, no negative slot rule
+	noNegSlot bool // rvcarry M2 not applied
+}
+
+// chainRules returns the rules w's hooks select.
+func (w *witness) chainRules() chainRules {
+	return chainRules{off: w.s.hooks.carriesOff, noNegSlot: w.s.hooks.carriesNoNegSlot}
+}
+
 // descent is inChain for a record c read from a node, with its payload:
-// a record of a greater epoch at env's own version with env's parent is
-// a failover of a write of that version (a client write of the greater
+// a record of a greater epoch at env's own version that does not name
+// the write it carries (version 4 and below) and has env's parent is a
+// failover of a write of that version (a client write of the greater
 // epoch has a failover's nonce for parent), which carries its base's
 // payload unchanged (R7; R3's write failover carries the write's own
 // value): one whose payload is not env's is certainly not built on env.
 // (The simulation's pause seeds 1249, 1319 and 3727 of 4000: the failover
 // at the write's own version hid which write it was built on.)
-func descent(c *copyRead, env envelope.Envelope, value []byte) envelope.Descent {
-	d := inChain(c.env, env)
+func descent(c *copyRead, env envelope.Envelope, value []byte, r chainRules) envelope.Descent {
+	d := inChain(c.env, env, r)
 	if d == envelope.Unknown && c.env.V == env.V && !bytes.Equal(c.payload, value) {
 		return envelope.NotDescendant
 	}
 	return d
 }
 
-// inChain says whether later, an established record of a greater epoch
-// than env's (a failover moved the session on while env was written), has
-// env in its chain of versions: certainly (envelope.Descendant: the
-// ancestor slot of env's version holds env's nonce), certainly not
-// (NotDescendant: later is below env's version, or the slot of env's
-// parent's version holds another nonce, so the chain's record at env's
-// version has another parent), or Unknown. A failover keeps its base's
-// version and ancestors under a new nonce, so the slot of its version
-// names the failover, not its base: a slot that differs from env's nonce
-// alone proves nothing.
-func inChain(later, env envelope.Envelope) envelope.Descent {
+// inChain says whether later, a record of a greater epoch than env's (a
+// failover moved the session on while env, a client write, was written),
+// has env in its chain of versions: certainly (envelope.Descendant),
+// certainly not (NotDescendant), or Unknown.
+//
+// §17: every record names the client write whose value it carries
+// (Carried: a decision its base's write, a client write itself), and an
+// ancestor slot names the write its record carried. So:
+//   - later at env's version that names the write it carries (version
+//     5): Descendant when that is env (a decision made of env, through
+//     any number of decisions; the caller requires it established,
+//     rvcarry B1), else NotDescendant (a decision of a sibling, or a
+//     client write of the greater epoch);
+//   - later 1 to envelope.Lineage versions on: the slot of env's version
+//     is env's nonce: Descendant; another (rvcarry M2, later of version
+//     5): NotDescendant, the chain's record at env's version carried
+//     another write;
+//   - the parent-slot rule: the slot of env's parent's version holds
+//     another nonce than env's parent: NotDescendant (the chain's record
+//     at env's version has another parent);
+//   - later below env's version: NotDescendant.
+//
+// The negative rules hold only with no process of an earlier release
+// running (rvcarry M4): such a process's decision names itself, not its
+// base's write, and a slot built on it would hide env.
+func inChain(later, env envelope.Envelope, r chainRules) envelope.Descent {
 	if later.V < env.V {
 		return envelope.NotDescendant
 	}
-	if d := later.V - env.V; d >= 1 && d <= envelope.Lineage && later.Ancestors[d-1] == env.Nonce {
-		return envelope.Descendant
+	if later.V == env.V && later.Carries != 0 && !r.off {
+		if later.Carries == env.Nonce {
+			return envelope.Descendant
+		}
+		return envelope.NotDescendant
+	}
+	if d := later.V - env.V; d >= 1 && d <= envelope.Lineage {
+		if later.Ancestors[d-1] == env.Carried() {
+			return envelope.Descendant
+		}
+		if later.Carries != 0 && !r.off && !r.noNegSlot {
+			return envelope.NotDescendant
+		}
 	}
 	if d := later.V - env.V + 1; d <= envelope.Lineage && later.Ancestors[d-1] != env.Ancestors[0] {
 		return envelope.NotDescendant
@@ -520,36 +612,68 @@ func inChain(later, env envelope.Envelope) envelope.Descent {
 // blank (or a creation's record being failed over) marks the new
 // configuration nowit, and an empty y queues the key for R9, which makes
 // it the new witness (the lead's revision of review 4's D4).
-func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, env envelope.Envelope, value []byte, exp int32, pw written, y *copyRead, cause error) (uint64, error) {
+//
+// §17 (rvcarry M1): another process's failover of this same write may
+// have won the race. The witness node holding a data record of a greater
+// epoch is decided by it (overtaken: it carries this write, or is built
+// on it, or not). The promise, the fence or the copy refused leaves at
+// most a pending fence of either decision: the writer resolves the
+// session (R4's bounded anomaly reads and decisions, as a read does:
+// reclaimed) and answers from the established record it returns. Nothing
+// established within the bound, or a witness node holding nothing (D6,
+// the simulation's finalUnknown): unknown.
+func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, env envelope.Envelope, value []byte, exp int32, appended bool, pw written, y *copyRead, cause error) (uint64, error) {
 	nowit := (y != nil && y.empty()) || creation(env)
 	cfg := configOf(env)
 	wc := cfg.wit()
 	wn := cs[wc]
+	wr := wrote{env, value, exp, appended}
+	if h := w.s.hooks.writeFailoverHold; h != nil {
+		h(key, false)
+	}
 	c, err := w.read(ctx, wn, wc, key, " v c t f")
 	if err != nil {
 		return 0, unknown("cas: write failover", cause, err)
 	}
 	if !(c.st == stWitness && configOf(c.env) == cfg) && !(c.st == stData && c.env.E < cfg.E) {
+		if c.st == stData && c.env.E > cfg.E && !w.s.hooks.carriesOff {
+			id, err := w.overtaken(ctx, key, cs, &c, wr, "the witness node")
+			if errors.Is(err, provider.ErrOutcomeUnknown) {
+				return 0, fmt.Errorf("%w: %w", err, cause)
+			}
+			return id, err
+		}
 		return 0, unknown("cas: the secondary is lost and the witness node holds no record to fail over to", cause)
 	}
-	fence := env
+	if h := w.s.hooks.writeFailoverHold; h != nil {
+		h(key, true)
+	}
+	// The decision carries this write (§17: Carries before the nonce).
+	fence := env.Decision(rand.Uint64())
 	fence.E, fence.Q = w.newEpoch(cfg.E, c), wc
-	fence.Pending, fence.NoWit, fence.Nonce = true, nowit, rand.Uint64()
-	defer w.startWriting(fence.ID())()
+	fence.Pending, fence.NoWit = true, nowit
+	writing := sync.OnceFunc(w.startWriting(fence.ID()))
+	defer writing()
 	// R11.2: the new epoch promised on W first (W's own record, its
 	// read's token); refused or unanswered, nothing is decided, and the
-	// write is on P: unknown.
+	// write is on P: resolved (reclaimed).
 	if !w.promise(ctx, key, &c, fence.E, 0) {
-		return 0, unknown("cas: write failover: promising on the witness node", cause)
+		return w.reclaimed(ctx, key, cs, wr, "promising on the witness node", cause, nil, writing)
 	}
 	pcas, err := pw.n.wcas(ctx, key, fence.Wrap(value), exp, kindData, pw.tok.cas, pw.tok.inc)
 	if err != nil {
+		if classify(err).refused() {
+			return w.reclaimed(ctx, key, cs, wr, "fencing the primary", cause, err, writing)
+		}
 		return 0, unknown("cas: write failover: fencing the primary", cause, err)
 	}
 	fence.Pending = false
 	raw := fence.Wrap(value)
 	wcas, err := wn.wcas(ctx, key, raw, exp, kindData, c.cas, c.inc)
 	if err != nil {
+		if classify(err).refused() {
+			return w.reclaimed(ctx, key, cs, wr, "copying to the witness node", cause, err, writing)
+		}
 		return 0, unknown("cas: write failover: copying to the witness node", cause, err)
 	}
 	w.emit(provider.EventFailover, cs[cfg.Q], "a write moved a session's copy off this node", cause)
@@ -557,6 +681,41 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 	p := written{pw.n, copyToken{cand: cfg.P, cas: pcas, inc: pw.tok.inc}}
 	// P holds the pending fence: the next write is whole.
 	return w.written(key, fence, p, written{wn, copyToken{cand: wc, cas: wcas, inc: c.inc}}, raw, int64(exp), -1), nil
+}
+
+// reclaimed decides a write whose write failover's step what (the promise,
+// the fence or the copy) was refused (rvcarry M1): another process's
+// decision is in flight on the session. It resolves the session (R4: the
+// bounded anomaly reads, each with at most one decision, as a read does),
+// this process's fence no longer noted as written (writing: resolve waits
+// for no write of its own), and answers from the established record
+// resolve returns: of a greater epoch, overtaken (carries this write or
+// is built on it: success; not: a conflict); this write itself, or a
+// record of its configuration built on it: success. Anything else, or no
+// answer within the bound: unknown.
+func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr wrote, what string, cause, err error, writing func()) (uint64, error) {
+	if w.s.hooks.carriesOff {
+		return 0, unknown("cas: write failover: "+what, cause, err)
+	}
+	if h := w.s.hooks.writeFailoverRefused; h != nil {
+		h(key)
+	}
+	writing()
+	f, rerr := w.resolve(ctx, key, cs, resolveOpts{})
+	env := wr.env
+	switch {
+	case rerr != nil || f == nil:
+		return 0, unknown("cas: write failover: "+what+" (not resolved)", cause, err, rerr)
+	case f.b.E > env.E:
+		id, oerr := w.overtaken(ctx, key, cs, &f.p, wr, "the session's newer configuration")
+		if errors.Is(oerr, provider.ErrOutcomeUnknown) {
+			return 0, fmt.Errorf("%w: write failover: %s: %w", oerr, what, errors.Join(cause, err))
+		}
+		return id, oerr
+	case f.b.ID() == env.ID(), configOf(f.b) == configOf(env) && f.b.Descends(env) == envelope.Descendant && !w.recreated(&f.p, env):
+		return 0, nil // applied (handle 0: the caller reads again)
+	}
+	return 0, unknown("cas: write failover: "+what+" (resolved to another record)", cause, err)
 }
 
 // completeOwn: P refused this write only because its record was
@@ -852,7 +1011,7 @@ func (w *witness) undo(ctx context.Context, key string, h handle, env envelope.E
 			return w.written(key, env, written{pw.n, cp.token()}, written{qw.n, cq.token()}, cq.raw, cq.ttl, pairTrailers(&cp, &cq)), nil
 		}
 		if cp.st == stData && cp.env.E > env.E {
-			id, oerr := w.overtaken(ctx, key, w.candidates(key), &cp, env, value, "the primary")
+			id, oerr := w.overtaken(ctx, key, w.candidates(key), &cp, wrote{env, value, wexp, appended}, "the primary")
 			return w.notApplied(held, id, oerr, perr)
 		}
 		if cq.st == stData && configOf(cq.env) == configOf(env) && cq.env.V <= env.V && cq.env.ID() != env.ID() {

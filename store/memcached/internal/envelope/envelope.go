@@ -40,6 +40,21 @@
 // the promise, 0 for none, and the checksum); Promised keeps it version 4.
 // A witness (Append) never carries one. Records of versions 1 to 3 decode
 // to lifetime 0, unknown.
+//
+// A data record names the client write whose value it carries
+// (docs/replication.md §17): Carries, the nonce of that write: its own
+// nonce for a client write, its base's Carried for a decision's new record
+// (a failover, a re-ballot), which keeps its base's value at its base's
+// version under a new nonce. An envelope with Carries set is written as
+// version 5 (SizeCarries bytes: version 4's fields, then Carries, the
+// base length, the promise and the checksum), its lifetime 0 allowed (a
+// session created before lifetimes); Promised keeps it version 5. A
+// process of this release writes version 5 for every data record it
+// derives (Next, a decision), so its records lock out processes of
+// earlier releases (ErrCorrupt): every app server is upgraded together.
+// Records of versions 1 to 4 decode to Carries 0: Carried is then their
+// nonce, what they meant before. A witness never carries one (Append
+// writes version 2).
 package envelope
 
 import (
@@ -80,13 +95,26 @@ const VersionLifetime = 4
 // lifetime).
 const SizeLifetime = Size + 12
 
+// VersionCarries is the first byte of an envelope that names the write
+// it carries (Envelope.Carries not 0): version 4's fields (its lifetime
+// may be 0 here), then Carries, the base length, the promise (0 for none)
+// and the checksum (SizeCarries bytes).
+const VersionCarries = 5
+
+// SizeCarries is the length of a version 5 envelope.
+const SizeCarries = SizeLifetime + 8
+
 // Offsets in an envelope's head: fields is where version 2's fields end
-// (the lifetime of version 4, the base length of versions 2 and 3).
+// (the lifetime of versions 4 and 5, the base length of versions 2 and
+// 3); Carries of version 5 follows its lifetime.
 const (
-	fields  = 32 + 8*Lineage
-	lenAt4  = fields + 8
-	promAt3 = fields + 4
-	promAt4 = lenAt4 + 4
+	fields    = 32 + 8*Lineage
+	lenAt4    = fields + 8
+	promAt3   = fields + 4
+	promAt4   = lenAt4 + 4
+	carriesAt = fields + 8
+	lenAt5    = carriesAt + 8
+	promAt5   = lenAt5 + 4
 )
 
 // TrailerTag is the first byte of every trailer.
@@ -135,6 +163,13 @@ type Envelope struct {
 	// Nonce is random, new for every client write and every decision's
 	// new record: equal identities mean one write.
 	Nonce uint64
+	// Carries is the nonce of the client write whose value (at this
+	// version) the record carries: Nonce for a client write, the base's
+	// Carried for a decision's new record (never inherited by a client
+	// write: Child clears it, Next sets it). 0 is not set (a record of
+	// versions 1 to 4, written before it): see Carried. Not part of the
+	// identity.
+	Carries uint64
 	// Ancestors are the nonces of the records before this one in its
 	// chain of client writes, the parent first (0 where there is none).
 	// Not part of the identity: a writer in doubt can tell whether a
@@ -169,24 +204,53 @@ func (e Envelope) ID() Identity {
 	return Identity{E: e.E, P: e.P, Q: e.Q, V: e.V, Nonce: e.Nonce, Pending: e.Pending}
 }
 
+// Carried returns the nonce of the client write whose value the record
+// carries: Carries, or Nonce for a record that does not name one (versions
+// 1 to 4: a client write, or a decision of an earlier release, which named
+// only itself).
+func (e Envelope) Carried() uint64 {
+	if e.Carries != 0 {
+		return e.Carries
+	}
+	return e.Nonce
+}
+
 // Child returns the envelope fields of a client write replacing e: a new
-// version with e as its parent. The caller sets the nonce and the rest.
+// version whose parent is the write e carries (Carried: through a
+// decision, its base's write). Carries is cleared, never inherited (the
+// caller sets it with the nonce, as Next does; left 0 the record is
+// written without it, Carried then its nonce). The caller sets the nonce
+// and the rest.
 func (e Envelope) Child() Envelope {
 	c := e
 	c.V++
 	copy(c.Ancestors[1:], e.Ancestors[:Lineage-1])
-	c.Ancestors[0] = e.Nonce
+	c.Ancestors[0] = e.Carried()
+	c.Carries = 0
 	return c
 }
 
 // Next returns the envelope of the client write that a trailer with nonce
 // and timeout makes of a record whose envelope is e: Child, with that
-// nonce and timeout, not pending. A whole write of the same change carries
-// the same envelope.
+// nonce (its Carries too: a client write carries itself, after any head,
+// an older one included) and timeout, not pending. A whole write of the
+// same change carries the same envelope.
 func (e Envelope) Next(nonce uint64, timeout uint32) Envelope {
 	c := e.Child()
-	c.Nonce, c.Timeout, c.Pending = nonce, timeout, false
+	c.Nonce, c.Carries, c.Timeout, c.Pending = nonce, nonce, timeout, false
 	return c
+}
+
+// Decision returns the envelope of a decision's new record (a failover's
+// fence and copy, a re-ballot) made of e: e with Carries set to the write
+// e carries (taken before the caller draws the new nonce, which must not
+// change it) and its nonce replaced by nonce. The caller sets the
+// configuration and marks.
+func (e Envelope) Decision(nonce uint64) Envelope {
+	d := e
+	d.Carries = e.Carried()
+	d.Nonce = nonce
+	return d
 }
 
 // Descent says whether a record was built on another.
@@ -200,7 +264,9 @@ const (
 )
 
 // Descends reports whether e was built on anc, a record of the same
-// configuration: exact up to Lineage versions later.
+// configuration: exact up to Lineage versions later. An ancestor slot
+// names the write its record carried (Child), so it is compared with
+// anc's Carried.
 func (e Envelope) Descends(anc Envelope) Descent {
 	d := int64(e.V) - int64(anc.V)
 	switch {
@@ -208,7 +274,7 @@ func (e Envelope) Descends(anc Envelope) Descent {
 		return NotDescendant
 	case d > Lineage:
 		return Unknown
-	case e.Ancestors[d-1] == anc.Nonce:
+	case e.Ancestors[d-1] == anc.Carried():
 		return Descendant
 	}
 	return NotDescendant
@@ -233,18 +299,23 @@ func (e Envelope) SameConfig(o Envelope) bool {
 }
 
 // Append appends the encoded envelope to dst, with no payload after it
-// (a witness): version 2, with no lifetime (witnesses carry none).
+// (a witness): version 2, with no lifetime and no Carries (witnesses
+// carry neither: no check reads a witness's chain).
 func (e Envelope) Append(dst []byte) []byte {
-	e.Lifetime = 0
+	e.Lifetime, e.Carries = 0, 0
 	return e.appendLen(dst, 0)
 }
 
-// appendLen appends the encoded envelope with Len n: version 4 (no
-// promise) when e carries a lifetime, else version 2.
+// appendLen appends the encoded envelope with Len n (no promise): version
+// 5 when e names the write it carries, else version 4 when it carries a
+// lifetime, else version 2.
 func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	start := len(dst)
 	version := byte(Version)
-	if e.Lifetime != 0 {
+	switch {
+	case e.Carries != 0:
+		version = VersionCarries
+	case e.Lifetime != 0:
 		version = VersionLifetime
 	}
 	var mark byte
@@ -264,8 +335,11 @@ func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 	}
 	dst = binary.BigEndian.AppendUint32(dst, e.Digest)
 	dst = binary.BigEndian.AppendUint32(dst, e.Timeout)
-	if version == VersionLifetime {
+	if version >= VersionLifetime {
 		dst = binary.BigEndian.AppendUint64(dst, e.Lifetime)
+		if version == VersionCarries {
+			dst = binary.BigEndian.AppendUint64(dst, e.Carries)
+		}
 		dst = binary.BigEndian.AppendUint32(dst, n)
 		dst = binary.BigEndian.AppendUint32(dst, 0) // no promise
 	} else {
@@ -275,10 +349,11 @@ func (e Envelope) appendLen(dst []byte, n uint32) []byte {
 }
 
 // Wrap returns the envelope followed by payload (a data record with no
-// trailers: a whole write), in one new slice: version 4 when e carries a
-// lifetime, else version 2, byte for byte as before lifetimes.
+// trailers: a whole write), in one new slice: version 5 when e names the
+// write it carries, else version 4 when it carries a lifetime, else
+// version 2, byte for byte as before lifetimes.
 func (e Envelope) Wrap(payload []byte) []byte {
-	return append(e.appendLen(make([]byte, 0, SizeLifetime+len(payload)), uint32(len(payload))), payload...)
+	return append(e.appendLen(make([]byte, 0, SizeCarries+len(payload)), uint32(len(payload))), payload...)
 }
 
 // AppendTrailer appends to dst the trailer that makes e of the record it
@@ -308,8 +383,9 @@ func Decode(b []byte) (Envelope, []byte, error) {
 }
 
 // Trailers reports how many trailers the record in b carries, and whether
-// a trailer may be appended to it (ok: a well-formed record of version 2,
-// 3 or 4; a version 1 envelope has no base length to append after).
+// a trailer may be appended to it (ok: a well-formed record of version 2
+// to 5; a version 1 envelope has no base length to append after; a
+// process of this release appends only to version 5 heads: CarriesHead).
 func Trailers(b []byte) (n int, ok bool) {
 	_, _, n, err := decode(b, false)
 	return n, err == nil && len(b) > 0 && b[0] != 1
@@ -326,13 +402,25 @@ func headSize(v byte) int {
 		return SizePromised
 	case VersionLifetime:
 		return SizeLifetime
+	case VersionCarries:
+		return SizeCarries
 	}
 	return 0
 }
 
+// CarriesHead reports whether the item b's head is of version 5 (it names
+// the write it carries). A process of this release appends a trailer only
+// to such an item (docs/replication.md §17, rvcarry M4): a trailer after an
+// older head decodes, for processes of earlier releases, to a record
+// whose ancestors they name by decision nonces, which the negative rules
+// of descent would misread.
+func CarriesHead(b []byte) bool {
+	return len(b) > 0 && b[0] == VersionCarries
+}
+
 // PromiseOf returns the epoch promised on the item b (R11), 0 when it
-// carries none: the promise field of a version 3 or 4 head. It reads only
-// the head and checks its checksum; Decode checks the rest.
+// carries none: the promise field of a version 3, 4 or 5 head. It reads
+// only the head and checks its checksum; Decode checks the rest.
 func PromiseOf(b []byte) uint32 {
 	at := promAt3
 	switch {
@@ -340,6 +428,8 @@ func PromiseOf(b []byte) uint32 {
 		return 0
 	case b[0] == VersionLifetime:
 		at = promAt4
+	case b[0] == VersionCarries:
+		at = promAt5
 	case b[0] != VersionPromised:
 		return 0
 	}
@@ -354,17 +444,21 @@ func PromiseOf(b []byte) uint32 {
 // well-formed) with the promise e in its head, its base and trailers
 // byte-exact, so that the item decodes to the same envelope and payload
 // (R11's promise step: the same record, promised). A version 4 head (one
-// with a lifetime) stays version 4, of the same length, its lifetime kept;
-// any other is rewritten as version 3 (a version 1 item's payload becomes
-// its base).
+// with a lifetime) stays version 4, of the same length, its lifetime kept,
+// and a version 5 head version 5, its lifetime and Carries kept; any
+// other is rewritten as version 3 (a version 1 item's payload becomes its
+// base).
 func Promised(b []byte, e uint32) ([]byte, error) {
 	if _, _, _, err := decode(b, false); err != nil {
 		return nil, err
 	}
-	if b[0] == VersionLifetime {
+	if at, size := promAt4, SizeLifetime; b[0] == VersionLifetime || b[0] == VersionCarries {
+		if b[0] == VersionCarries {
+			at, size = promAt5, SizeCarries
+		}
 		out := bytes.Clone(b)
-		binary.BigEndian.PutUint32(out[promAt4:], e)
-		binary.BigEndian.PutUint32(out[SizeLifetime-4:], crc32.Checksum(out[:SizeLifetime-4], castagnoli))
+		binary.BigEndian.PutUint32(out[at:], e)
+		binary.BigEndian.PutUint32(out[size-4:], crc32.Checksum(out[:size-4], castagnoli))
 		return out, nil
 	}
 	var n uint32
@@ -424,10 +518,19 @@ func decode(b []byte, withPayload bool) (e Envelope, payload []byte, trailers in
 		return e, b[Size1:], 0, nil
 	}
 	lenAt := fields
-	if b[0] == VersionLifetime {
+	switch b[0] {
+	case VersionLifetime:
 		lenAt = lenAt4
 		if e.Lifetime = binary.BigEndian.Uint64(b[fields:]); e.Lifetime == 0 {
 			return Envelope{}, nil, 0, fmt.Errorf("%w: version 4 with no lifetime", ErrCorrupt)
+		}
+	case VersionCarries:
+		// Lifetime 0 is allowed here (a session created before
+		// lifetimes); Carries 0 is not: "set" is told by the version.
+		lenAt = lenAt5
+		e.Lifetime = binary.BigEndian.Uint64(b[fields:])
+		if e.Carries = binary.BigEndian.Uint64(b[carriesAt:]); e.Carries == 0 {
+			return Envelope{}, nil, 0, fmt.Errorf("%w: version 5 with no Carries", ErrCorrupt)
 		}
 	}
 	n := int64(binary.BigEndian.Uint32(b[lenAt:]))
