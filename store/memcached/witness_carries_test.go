@@ -34,6 +34,7 @@ type carriesRig struct {
 	wrote   chan error
 	release func()
 	refused *atomic.Int32 // the write failover's refusals that read again
+	cut     *atomic.Bool  // A's connections to c1 cut
 }
 
 // heldWriteFailover starts the rig's write, set applied to A first, and
@@ -60,7 +61,7 @@ func heldWriteFailover(t *testing.T, key string, read, appended bool, set func(*
 			refused.Add(1)
 		}
 	})
-	r := carriesRig{servers: servers, cands: cands, wrote: make(chan error, 1), refused: &refused}
+	r := carriesRig{servers: servers, cands: cands, wrote: make(chan error, 1), refused: &refused, cut: &cut}
 	r.release = func() { rel.Do(func() { close(release) }) }
 	t.Cleanup(r.release)
 	e, err := a.Get(context.Background(), key)
@@ -252,6 +253,44 @@ func TestCarriesAppendTouched(t *testing.T) {
 		r.release()
 		require.NoError(t, recvWithin(t, r.wrote, "the writer's answer"), "the decision carries the append: applied")
 		for _, c := range []string{r.cands[0], r.cands[2]} {
+			ttl := rawGet(t, c, key).ttl
+			if broken {
+				require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
+				continue
+			}
+			require.Greater(t, ttl, int64(50), "touched with T on %s", c)
+		}
+		requireSessionIs(t, r.servers, key, "v23", "the append is the session")
+	})
+}
+
+// TestCarriesReclaimedAppendTouched: the writer's append is on P alone
+// (Q cut for it), its write failover held after its read of the witness
+// node; the rig completes the append onto Q as a reader's R4.4 would,
+// with the old life (5 s: a completion copied before the append's
+// touch; a constructed state: another process's read returns the parent
+// of a write in flight). The writer's fence on P is refused (the completion's
+// re-stamp), it resolves the session to this very append in its own
+// configuration (reclaimed) and must touch both copies with T before
+// acknowledging it. SetCarriesNoTouch: acknowledged with the old life.
+func TestCarriesReclaimedAppendTouched(t *testing.T) {
+	eachVariant(t, "own-config", "no-touch", memcached.SetCarriesNoTouch, func(t *testing.T, broken bool, set func(*memcached.Store)) {
+		const key = "carriesreclaim"
+		r := heldWriteFailover(t, key, true, true, set)
+		// A reader's completion (R4.4), as the rig makes it: P's item
+		// copied onto Q and P rewritten (a new token), both with the
+		// old life.
+		p := rawGet(t, r.cands[0], key)
+		for _, c := range []string{r.cands[0], r.cands[1]} {
+			rawSet(t, c, key, p.value, 5, p.flags)
+		}
+		r.cut.Store(false) // Q answers the writer's resolution again
+		r.release()
+		require.NoError(t, recvWithin(t, r.wrote, "the writer's answer"), "the append is the session: applied")
+		require.Equal(t, int32(1), r.refused.Load(), "the write failover was refused and resolved the session")
+		for _, c := range []string{r.cands[0], r.cands[1]} {
+			env, _, _ := envAt(t, c, key)
+			require.Equal(t, uint32(0), env.E, "no decision since on %s: resolved in the append's own configuration", c)
 			ttl := rawGet(t, c, key).ttl
 			if broken {
 				require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)

@@ -712,6 +712,15 @@ func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr w
 			return 0, fmt.Errorf("%w: write failover: %s: %w", oerr, what, errors.Join(cause, err))
 		}
 		return id, oerr
+	case f.b.ID() == env.ID() && wr.appended && !w.s.hooks.carriesNoTouch:
+		// This very append, on both copies of its configuration: the
+		// copy on Q was made by a reader's completion, maybe before the
+		// append's touch, with the old life (rvcarry M5 inside one
+		// configuration, completeWrite's AppendCompleteUntouched row).
+		if err := w.touchDecision(ctx, key, cs, &f.p, wr.exp); err != nil {
+			return 0, unknown("cas: write failover: "+what+" (resolved to this append, not touched)", cause, err)
+		}
+		return 0, nil
 	case f.b.ID() == env.ID(), configOf(f.b) == configOf(env) && f.b.Descends(env) == envelope.Descendant && !w.recreated(&f.p, env):
 		return 0, nil // applied (handle 0: the caller reads again)
 	}
