@@ -156,7 +156,10 @@ func TestCarriesWriteFailoverOvertaken(t *testing.T) {
 // the fence's other copy holds no established record after it, so the
 // answer is unknown (the fence may yet lose to an opposite failover from
 // Q with the parent). The broken variant SetCarriesPending answers
-// success from the fence alone.
+// success from the fence alone. A constructed state (no protocol step
+// makes this fence: the cold review rvcarries2, R4): a unit test of the
+// guard; the natural paths that reach it hold the write or a decision
+// carrying it on every copy.
 func TestCarriesPendingNotTrusted(t *testing.T) {
 	eachVariant(t, "B1", "pending-trusted", memcached.SetCarriesPending, func(t *testing.T, broken bool, set func(*memcached.Store)) {
 		const key = "carriespending"
