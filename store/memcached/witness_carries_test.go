@@ -255,14 +255,7 @@ func TestCarriesAppendTouched(t *testing.T) {
 		}
 		r.release()
 		require.NoError(t, recvWithin(t, r.wrote, "the writer's answer"), "the decision carries the append: applied")
-		for _, c := range []string{r.cands[0], r.cands[2]} {
-			ttl := rawGet(t, c, key).ttl
-			if broken {
-				require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
-				continue
-			}
-			require.Greater(t, ttl, int64(50), "touched with T on %s", c)
-		}
+		requireTouched(t, key, broken, r.cands[0], r.cands[2])
 		requireSessionIs(t, r.servers, key, "v23", "the append is the session")
 	})
 }
@@ -272,8 +265,8 @@ func TestCarriesAppendTouched(t *testing.T) {
 // node; the rig completes the append onto Q as a reader's R4.4 would,
 // with the old life (5 s: a completion copied before the append's
 // touch; a constructed state: another process's read returns the parent
-// of a write in flight). The writer's fence on P is refused (the completion's
-// re-stamp), it resolves the session to this very append in its own
+// of a write in flight). The writer's fence on P is refused (the
+// completion's re-stamp), it resolves the session to this very append in its own
 // configuration (reclaimed) and must touch both copies with T before
 // acknowledging it. SetCarriesNoTouch: acknowledged with the old life.
 func TestCarriesReclaimedAppendTouched(t *testing.T) {
@@ -294,13 +287,23 @@ func TestCarriesReclaimedAppendTouched(t *testing.T) {
 		for _, c := range []string{r.cands[0], r.cands[1]} {
 			env, _, _ := envAt(t, c, key)
 			require.Equal(t, uint32(0), env.E, "no decision since on %s: resolved in the append's own configuration", c)
-			ttl := rawGet(t, c, key).ttl
-			if broken {
-				require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
-				continue
-			}
-			require.Greater(t, ttl, int64(50), "touched with T on %s", c)
 		}
+		requireTouched(t, key, broken, r.cands[0], r.cands[1])
 		requireSessionIs(t, r.servers, key, "v23", "the append is the session")
 	})
+}
+
+// requireTouched: the copies of key on cands were touched with the
+// append's T (1 min: more than 50 s left), or, broken, kept the rig's old
+// life (5 s at most).
+func requireTouched(t *testing.T, key string, broken bool, cands ...string) {
+	t.Helper()
+	for _, c := range cands {
+		ttl := rawGet(t, c, key).ttl
+		if broken {
+			require.LessOrEqual(t, ttl, int64(5), "the broken variant: the old life kept on %s", c)
+			continue
+		}
+		require.Greater(t, ttl, int64(50), "touched with T on %s", c)
+	}
 }
