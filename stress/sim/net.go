@@ -453,7 +453,8 @@ const (
 // The first two bytes of store/memcached's record envelope (its package
 // internal/envelope, which this module cannot import): the version (2; 3
 // for an envelope that carries a promise; 4 for one that carries a
-// lifetime, promised or not) and the mark, whose bit
+// lifetime, promised or not; 5 for one that names the write it carries,
+// docs/replication.md §17) and the mark, whose bit
 // markNoWit is R8's nowit: a configuration established with no witness
 // record on its third node (R8's two-record creation; R7's failover of a
 // creation's record, as after an Add abandoned at its primary). Appended
@@ -462,6 +463,7 @@ const (
 	envelopeVersion         = 2
 	envelopeVersionPromised = 3
 	envelopeVersionLifetime = 4
+	envelopeVersionCarries  = 5
 	markNoWit               = 1 << 1
 )
 
@@ -475,7 +477,7 @@ type seenItem struct {
 // noWitMarked reports whether value, a data record's bytes, starts with
 // an envelope marked nowit.
 func noWitMarked(value []byte) bool {
-	return len(value) >= 2 && (value[0] == envelopeVersion || value[0] == envelopeVersionPromised || value[0] == envelopeVersionLifetime) && value[1]&markNoWit != 0
+	return len(value) >= 2 && (value[0] == envelopeVersion || value[0] == envelopeVersionPromised || value[0] == envelopeVersionLifetime || value[0] == envelopeVersionCarries) && value[1]&markNoWit != 0
 }
 
 // frozen calls fn while no node of nw runs a command (every live node's
