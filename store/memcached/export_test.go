@@ -1023,6 +1023,13 @@ func SetCarriesNoNegSlot(s *Store) { s.hooks.carriesNoNegSlot = true }
 // touching the decision's copies with the write's T.
 func SetCarriesNoTouch(s *Store) { s.hooks.carriesNoTouch = true }
 
+// SetReclaimedNotOwn is the code before rvcarries2 R2: the write
+// failover's resolution (reclaimed) does not name its own write, so a
+// plain split of it on P is answered with its parent at this process's
+// first sight of it (unknown), or, seen before, waited for one Timeout
+// (waitWriter) before it is completed.
+func SetReclaimedNotOwn(s *Store) { s.hooks.reclaimedNotOwn = true }
+
 // SetWriteFailoverRefused calls f when a write failover's promise, fence
 // or copy was refused, before it reads again.
 func SetWriteFailoverRefused(s *Store, f func(key string)) { s.hooks.writeFailoverRefused = f }

@@ -701,8 +701,18 @@ func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr w
 		h(key)
 	}
 	writing()
-	f, rerr := w.resolve(ctx, key, cs, resolveOpts{})
 	env := wr.env
+	// rvcarries2 R2: the resolution names this write as its own. A plain
+	// split of it on P (P this write, Q its parent) is completed by this
+	// call at once: without it the resolution waited one Timeout on this
+	// call's own in-flight mark (waitWriter) when this process had seen
+	// the split before, or took the first sight itself and answered the
+	// parent (unknown below), where the writer can complete its write.
+	o := resolveOpts{own: env.ID()}
+	if w.s.hooks.reclaimedNotOwn {
+		o.own = envelope.Identity{}
+	}
+	f, rerr := w.resolve(ctx, key, cs, o)
 	switch {
 	case rerr != nil || f == nil:
 		return 0, unknown("cas: write failover: "+what+" (not resolved)", cause, err, rerr)
