@@ -459,7 +459,12 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 	// (R4.4, as any reader completes it after its put-off), not answered
 	// with its parent at a first sight nor waited for: the caller is its
 	// writer, whose in-flight mark says only "my call may still decide
-	// it", and its call decides it here.
+	// it", and its call decides it here (nothing of its call follows but
+	// the answer). Its own sends still in flight cannot contradict the
+	// completion: its CAS (or append) of Q carries the handle's token of
+	// Q, so it lands only before the completion's CAS of Q (which it then
+	// refuses: the next read finds the write on both) and is refused
+	// after; either way Q ends holding this write.
 	own := o.own.V != 0 && b.ID() == o.own && x.cand == b.P && inFlight(x, y, b)
 	switch {
 	case inFlight(x, y, b) && !own && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):

@@ -688,11 +688,13 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // decision is in flight on the session. It resolves the session (R4: the
 // bounded anomaly reads, each with at most one decision, as a read does),
 // this process's fence no longer noted as written (writing: resolve waits
-// for no write of its own), and answers from the established record
-// resolve returns: of a greater epoch, overtaken (carries this write or
-// is built on it: success; not: a conflict); this write itself, or a
-// record of its configuration built on it: success. Anything else, or no
-// answer within the bound: unknown.
+// for no write of its own), this write named as the call's own
+// (resolveOpts.own, rvcarries2 R2: a plain split of it on P is completed
+// at once), and answers from the established record resolve returns: of
+// a greater epoch, overtaken (carries this write or is built on it:
+// success; not: a conflict); this write itself, or a record of its
+// configuration built on it: success. Anything else, or no answer within
+// the bound: unknown.
 func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr wrote, what string, cause, err error, writing func()) (uint64, error) {
 	if w.s.hooks.carriesOff {
 		return 0, unknown("cas: write failover: "+what, cause, err)
