@@ -508,12 +508,24 @@ func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *c
 // decision's record; an error unless both touches were stored
 // (touchCompleted). rvcarry M5: a decision made of an appended item before
 // the append's touch copied the old life.
+//
+// A copy that has moved on to an established record of the decision's
+// configuration built on it (a later write, up to envelope.Lineage
+// versions on) is not touched and not an error (rvcarries2 R3 (a): the
+// write is applied, as overtaken answers from such a record without a
+// touch): that later write set its own life.
 func (w *witness) touchDecision(ctx context.Context, key string, cs candidates, c *copyRead, exp int32) error {
+	if h := w.s.hooks.touchDecisionHold; h != nil {
+		h(key)
+	}
 	for _, cand := range []uint8{c.env.P, c.env.Q} {
 		n := cs[cand]
 		r, err := w.read(ctx, n, cand, key, " v c t f")
 		if err != nil {
 			return err
+		}
+		if r.st == stData && r.env.SameConfig(c.env) && !r.env.Pending && r.env.Descends(c.env) == envelope.Descendant && !w.s.hooks.touchMovedOnUnknown {
+			continue
 		}
 		if r.st != stData || !r.env.SameConfig(c.env) || r.env.V != c.env.V || r.env.Nonce != c.env.Nonce {
 			return errors.New("memcached: a copy of the decision holds another record")
