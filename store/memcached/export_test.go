@@ -1023,6 +1023,22 @@ func SetCarriesNoNegSlot(s *Store) { s.hooks.carriesNoNegSlot = true }
 // touching the decision's copies with the write's T.
 func SetCarriesNoTouch(s *Store) { s.hooks.carriesNoTouch = true }
 
+// SetReclaimedNotOwn is the code before rvcarries2 R2: the write
+// failover's resolution (reclaimed) does not name its own write, so a
+// plain split of it on P is answered with its parent at this process's
+// first sight of it (unknown), or, seen before, waited for one Timeout
+// (waitWriter) before it is completed.
+func SetReclaimedNotOwn(s *Store) { s.hooks.reclaimedNotOwn = true }
+
+// SetTouchMovedOnUnknown is the code before rvcarries2 R3 (a): an append
+// acknowledged from a decision that carries it is unknown when a copy of
+// the decision has moved on to a later record built on it.
+func SetTouchMovedOnUnknown(s *Store) { s.hooks.touchMovedOnUnknown = true }
+
+// SetTouchDecisionHold calls f when touchDecision is about to read the
+// decision's copies.
+func SetTouchDecisionHold(s *Store, f func(key string)) { s.hooks.touchDecisionHold = f }
+
 // SetWriteFailoverRefused calls f when a write failover's promise, fence
 // or copy was refused, before it reads again.
 func SetWriteFailoverRefused(s *Store, f func(key string)) { s.hooks.writeFailoverRefused = f }

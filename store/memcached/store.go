@@ -458,6 +458,9 @@ type testHooks struct {
 	carriesNoNegSlot         bool                        // broken variant (rvcarry M2 not applied): no negative slot rule, the parent-slot rule alone
 	carriesNoTouch           bool                        // broken variant (rvcarry M5): an append acknowledged from a decision that carries it, its copies not touched with T
 	writeFailoverRefused     func(key string)            // the write failover's promise, fence or copy was refused (before it reads again)
+	touchMovedOnUnknown      bool                        // the code before (rvcarries2 R3 (a)): touchDecision answers an error when a copy holds a later record of the decision's configuration built on it
+	touchDecisionHold        func(key string)            // touchDecision is about to read the decision's copies (tests hold the writer there)
+	reclaimedNotOwn          bool                        // the code before (rvcarries2 R2): the write failover's resolution (reclaimed) does not name its own write: a plain split of it on P is answered with its parent at a first sight, or waited for (waitWriter)
 	writeFailoverHold        func(key string, read bool) // the write failover is about to read the witness node (read false), or has read it and is about to promise (read true)
 
 	// r9Restamp is called before (done false) and after each of R9's

@@ -29,6 +29,7 @@ import (
 // held at SetWriteFailoverHold's point read (before its read of the
 // witness node, or after it).
 type carriesRig struct {
+	a       *memcached.Store // the writer's Store
 	servers []*mcserver.Server
 	cands   []string
 	wrote   chan error
@@ -61,7 +62,7 @@ func heldWriteFailover(t *testing.T, key string, read, appended bool, set func(*
 			refused.Add(1)
 		}
 	})
-	r := carriesRig{servers: servers, cands: cands, wrote: make(chan error, 1), refused: &refused, cut: &cut}
+	r := carriesRig{a: a, servers: servers, cands: cands, wrote: make(chan error, 1), refused: &refused, cut: &cut}
 	r.release = func() { rel.Do(func() { close(release) }) }
 	t.Cleanup(r.release)
 	e, err := a.Get(context.Background(), key)

@@ -26,6 +26,12 @@ type resolveOpts struct {
 	touch bool
 	// repair: the repair client, which runs R9 on the record it finds.
 	repair bool
+	// own: the write whose call runs the reads (the write failover's
+	// resolution, reclaimed: rvcarries2 R2); a plain split of it ahead on
+	// its primary is completed at once, neither put off nor waited for
+	// (decide). The zero Identity names no record (every record's version
+	// is at least 1).
+	own envelope.Identity
 }
 
 // resolveState is what one resolve call carries from one anomaly read
@@ -448,8 +454,20 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		// its parent returned from it): re-ballot, y as w.
 		return reballot(x, y)
 	}
+	// rvcarries2 R2: the caller's own write, on its primary with its
+	// parent on the secondary (P-ahead), is completed by the writer itself
+	// (R4.4, as any reader completes it after its put-off), not answered
+	// with its parent at a first sight nor waited for: the caller is its
+	// writer, whose in-flight mark says only "my call may still decide
+	// it", and its call decides it here (nothing of its call follows but
+	// the answer). Its own sends still in flight cannot contradict the
+	// completion: its CAS (or append) of Q carries the handle's token of
+	// Q, so it lands only before the completion's CAS of Q (which it then
+	// refuses: the next read finds the write on both) and is refused
+	// after; either way Q ends holding this write.
+	own := o.own.V != 0 && b.ID() == o.own && x.cand == b.P && inFlight(x, y, b)
 	switch {
-	case inFlight(x, y, b) && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
+	case inFlight(x, y, b) && !own && (!o.repair || !w.s.hooks.repairCompletesInFlight) && w.firstSight(key, b.ID()):
 		if o.repair {
 			// Review 5's m4: the repair client keeps the first-sight rule
 			// too. It needs no answer, so it writes nothing now and looks
@@ -472,14 +490,14 @@ func (w *witness) decide(ctx context.Context, key string, cs candidates, rs *[3]
 		return &hit{key: key, cs: cs, b: y.env, p: *y, q: *x, inFlight: true}, false, nil
 	case y.present():
 		plain := inFlight(x, y, b) // a plain split: b on x, its parent on y
-		if plain && !o.repair && !w.s.hooks.sameProcessCompletes {
+		if plain && !own && !o.repair && !w.s.hooks.sameProcessCompletes {
 			// §16 item 2: a write in flight of this process's own is
 			// waited for, not completed (waitWriter).
 			if waited, err := w.waitWriter(ctx, key, b.ID(), st); err != nil || waited {
 				return nil, err == nil, err
 			}
 		}
-		if !st.waited {
+		if !st.waited && !own {
 			st.waited = true
 			return nil, true, nil
 		}

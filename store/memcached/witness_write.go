@@ -508,12 +508,24 @@ func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *c
 // decision's record; an error unless both touches were stored
 // (touchCompleted). rvcarry M5: a decision made of an appended item before
 // the append's touch copied the old life.
+//
+// A copy that has moved on to an established record of the decision's
+// configuration built on it (a later write, up to envelope.Lineage
+// versions on) is not touched and not an error (rvcarries2 R3 (a): the
+// write is applied, as overtaken answers from such a record without a
+// touch): that later write set its own life.
 func (w *witness) touchDecision(ctx context.Context, key string, cs candidates, c *copyRead, exp int32) error {
+	if h := w.s.hooks.touchDecisionHold; h != nil {
+		h(key)
+	}
 	for _, cand := range []uint8{c.env.P, c.env.Q} {
 		n := cs[cand]
 		r, err := w.read(ctx, n, cand, key, " v c t f")
 		if err != nil {
 			return err
+		}
+		if r.st == stData && r.env.SameConfig(c.env) && !r.env.Pending && r.env.Descends(c.env) == envelope.Descendant && !w.s.hooks.touchMovedOnUnknown {
+			continue
 		}
 		if r.st != stData || !r.env.SameConfig(c.env) || r.env.V != c.env.V || r.env.Nonce != c.env.Nonce {
 			return errors.New("memcached: a copy of the decision holds another record")
@@ -688,11 +700,13 @@ func (w *witness) writeFailover(ctx context.Context, key string, cs candidates, 
 // decision is in flight on the session. It resolves the session (R4: the
 // bounded anomaly reads, each with at most one decision, as a read does),
 // this process's fence no longer noted as written (writing: resolve waits
-// for no write of its own), and answers from the established record
-// resolve returns: of a greater epoch, overtaken (carries this write or
-// is built on it: success; not: a conflict); this write itself, or a
-// record of its configuration built on it: success. Anything else, or no
-// answer within the bound: unknown.
+// for no write of its own), this write named as the call's own
+// (resolveOpts.own, rvcarries2 R2: a plain split of it on P is completed
+// at once), and answers from the established record resolve returns: of
+// a greater epoch, overtaken (carries this write or is built on it:
+// success; not: a conflict); this write itself, or a record of its
+// configuration built on it: success. Anything else, or no answer within
+// the bound: unknown.
 func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr wrote, what string, cause, err error, writing func()) (uint64, error) {
 	if w.s.hooks.carriesOff {
 		return 0, unknown("cas: write failover: "+what, cause, err)
@@ -701,8 +715,18 @@ func (w *witness) reclaimed(ctx context.Context, key string, cs candidates, wr w
 		h(key)
 	}
 	writing()
-	f, rerr := w.resolve(ctx, key, cs, resolveOpts{})
 	env := wr.env
+	// rvcarries2 R2: the resolution names this write as its own. A plain
+	// split of it on P (P this write, Q its parent) is completed by this
+	// call at once: without it the resolution waited one Timeout on this
+	// call's own in-flight mark (waitWriter) when this process had seen
+	// the split before, or took the first sight itself and answered the
+	// parent (unknown below), where the writer can complete its write.
+	o := resolveOpts{own: env.ID()}
+	if w.s.hooks.reclaimedNotOwn {
+		o.own = envelope.Identity{}
+	}
+	f, rerr := w.resolve(ctx, key, cs, o)
 	switch {
 	case rerr != nil || f == nil:
 		return 0, unknown("cas: write failover: "+what+" (not resolved)", cause, err, rerr)
