@@ -509,11 +509,14 @@ func (w *witness) overtaken(ctx context.Context, key string, cs candidates, c *c
 // (touchCompleted). rvcarry M5: a decision made of an appended item before
 // the append's touch copied the old life.
 //
-// A copy that has moved on to an established record of the decision's
-// configuration built on it (a later write, up to envelope.Lineage
-// versions on) is not touched and not an error (rvcarries2 R3 (a): the
-// write is applied, as overtaken answers from such a record without a
-// touch): that later write set its own life.
+// A copy that has moved on to a later record of the decision's
+// configuration built on it (a client write, not a fence; up to
+// envelope.Lineage versions on) is not touched and not an error
+// (rvcarries2 R3 (a): the write is applied, as overtaken answers from
+// such a record without a touch): that later write set its own life.
+// Such a record may be one half of a split; its other copy, when it
+// still holds the decision, is touched, so a copy of the session keeps
+// the append's life whichever way the split is decided.
 func (w *witness) touchDecision(ctx context.Context, key string, cs candidates, c *copyRead, exp int32) error {
 	if h := w.s.hooks.touchDecisionHold; h != nil {
 		h(key)
