@@ -37,7 +37,7 @@ import (
 // link (without the stall, runs without WAIT rarely lose anything).
 func TestRedisClusterFailover(t *testing.T) {
 	if os.Getenv("SESSIONLOCK_FAULTS") == "" {
-		t.Skip("set SESSIONLOCK_FAULTS=1 (scripts/test.sh stage faults)")
+		t.Skip("set SESSIONLOCK_FAULTS=1 (scripts/test.sh stage redis)")
 	}
 	skipWithoutRedis(t)
 	at := func(s string) harness.At {
