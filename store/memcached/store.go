@@ -780,6 +780,18 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	return newToken(rt.p, pcas)
 }
 
+// tookErr is the error of a write the primary took whose backup half then
+// failed with err: the write was stored, so its outcome is unknown
+// (provider.ErrOutcomeUnknown), never err's conflict, "not found" or bare
+// ErrUnavailable, which say that nothing was written (doc.go, "The
+// unknown-outcome contract"). err is kept as text only.
+func tookErr(rt route, err error) error {
+	if errors.Is(err, provider.ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("memcached: %s: the primary took this write, and completing its backup copy failed (%v): %w", rt.key, err, provider.ErrOutcomeUnknown)
+}
+
 // primaryThenBackup runs a BackupOn write's primary half, then, only when
 // it succeeded, its backup half (when not nil): a write the primary
 // refused, or that failed there, touched no other copy, so that its
@@ -869,7 +881,7 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 	}
 	if bw != nil {
 		if err := bw.afterPrimary(newCAS); err != nil {
-			return 0, err
+			return 0, tookErr(rt, err)
 		}
 	}
 	// A fixPrimary rewrite changed the primary's CAS: the token then
@@ -962,7 +974,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	}
 	if ba != nil {
 		if err := ba.afterPrimary(mnew); err != nil {
-			return 0, touched, err
+			return 0, touched, tookErr(rt, err)
 		}
 	}
 	newCAS, err = newToken(rt.p, mnew)
