@@ -210,8 +210,9 @@
 // TestSettleBounded, TestSettleRoundBound, TestSettleRunsPastDeadline,
 // TestCloseFromSettleWarning). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
-// going opposite ways, could leave the copies diverged with equal Seq
-// (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of
+// going opposite ways, could leave the copies diverged with equal Seq;
+// since an Add's backup half waits for its primary half, Adds no longer
+// cross. What the Seq rule costs: an Add of a record of
 // a higher Seq than the session a copy holds replaces it (the provider's
 // Adds carry Seq 1, so only tiered's revivals write such Adds), and an
 // Add of Seq 1 replaces a session of Seq 1 (created, never written since)

@@ -642,8 +642,7 @@ func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
 // backup_contract_test.go).
 func SetBackupParallel(s *Store) { s.hooks.backupParallel = true }
 
-// SetBeforePutBack installs f, called when a split Add's settle (with
-// SetAddSplitExists: backupOnly, or the undo of a backup half) read both
+// SetBeforePutBack installs f, called when a split Add's settle read both
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
 

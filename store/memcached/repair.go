@@ -159,22 +159,24 @@ func newest(rt route, copies []found) (found, error) {
 }
 
 // settleSplitAdd brings the copies of key to one value after an Add whose
-// halves split: one copy took the Add and the other refused it (it held a
-// copy). Either another Add of the key crossed this one (each took one
-// copy first), or one copy had lost the key (an eviction, a restart) and
-// the other holds the session. Every party that settles reads both copies
+// halves split: the primary took the Add and the backup copy refused it
+// (it held a copy): the primary had lost the key (an eviction, a restart)
+// and the backup copy holds the session, or a process that took the
+// primary for down wrote it there. (Two Adds of the key no longer cross:
+// an Add's backup half is sent only after its primary half succeeded.)
+// Every party that settles reads both copies
 // and applies one rule to the pair it read, so that all move the copies
 // the same way: the backup copy goes onto the primary when it is a record
 // of a higher Seq (the session a primary that lost the key no longer
 // holds: a repair would restore it the same way, newest by Seq), else the
 // primary's copy, which readers have been served since it landed, goes
-// onto the backup (a tie included: two crossing Adds of the provider both
-// write Seq 1, and the primary's stays). Each write is conditioned on the
+// onto the backup (a tie included: the provider's Adds all write Seq 1,
+// and the primary's stays). Each write is conditioned on the
 // CAS of the copy it replaces, as read: a refused one means another party
-// (the crossing Add's settle, or a write) changed it, and the pair is read
-// again. The code before (backupOnly on one side, syncBackup on the other)
-// moved them opposite ways, each conditioned on the copy it wrote only,
-// and two crossing Adds left each copy with the other's value (rv-d4 M2).
+// (another Add's settle, or a write) changed it, and the pair is read
+// again. The code before rv-d4 M2 moved the copies opposite ways from the
+// two sides of a crossing, and two crossing Adds left each copy with the
+// other's value.
 //
 // The settle ends only on a read of the pair (never on a write), and
 // answers nil only when that read shows a state the rules accept:

@@ -391,7 +391,7 @@ type testHooks struct {
 	appendTieLineUnknown     bool                        // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
 	resumeUnsentAtP          bool                        // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
 	resumeUnclaimed          bool                        // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
-	beforePutBack            func(key string)            // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
+	beforePutBack            func(key string)            // a split Add's settle read the copies, its write not yet sent
 	settleOverPrimary        bool                        // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
 	settleLastUnread         bool                        // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
 	settleUnbounded          bool                        // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
