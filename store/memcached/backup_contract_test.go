@@ -39,6 +39,33 @@ func holdsValue(mc *memcache.Client, key string, value []byte) bool {
 	return err == nil && bytes.Equal(it.Value, value)
 }
 
+// contractCases runs f on a fresh two-node BackupOn appendEnv whose s1
+// dials through w: as the Store is ("fix"), and with the broken variant
+// SetBackupParallel on s1 ("parallel").
+func contractCases(t *testing.T, f func(t *testing.T, broken bool, w *writeOnce, e *appendEnv)) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "parallel"}[broken], func(t *testing.T) {
+			var w writeOnce
+			e := newAppendEnvDial(t, false, w.dial)
+			if broken {
+				memcached.SetBackupParallel(e.s1)
+			}
+			f(t, broken, &w, e)
+		})
+	}
+}
+
+// waitBackupHalf waits (bounded), in the broken variant, until the backup
+// copy holds value: its backup half, sent in parallel with the primary
+// write being held. As the Store is, the backup half waits for the
+// primary's answer, so there is nothing to wait for.
+func waitBackupHalf(t *testing.T, broken bool, e *appendEnv, value []byte) {
+	mb := raw(t, e.backup)
+	if broken && !testwait.Poll(5*time.Second, func() bool { return holdsValue(mb, e.bakKey, value) }) {
+		t.Errorf("the broken variant's backup half never landed")
+	}
+}
+
 // rv-d4 M1: s1 writes W from its token; while its primary write is on the
 // wire (held by the dialer: in the broken variant, once W's backup half
 // is on the backup copy), the primary is flushed and s2's read repairs it
@@ -46,111 +73,91 @@ func holdsValue(mc *memcache.Client, key string, value []byte) bool {
 // "not written", and no Store reads W afterwards: through s1, through s2,
 // and after the primary loses the key again.
 func TestBackupOnRefusedRepairedNotRead(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "parallel"}[broken], func(t *testing.T) {
-			ctx := context.Background()
-			var w writeOnce
-			e := newAppendEnvDial(t, false, w.dial)
-			if broken {
-				memcached.SetBackupParallel(e.s1)
+	contractCases(t, func(t *testing.T, broken bool, w *writeOnce, e *appendEnv) {
+		ctx := context.Background()
+		en, next, _ := readLocking(t, e.s1, e.key) // s1 learns the pair: its backup write is conditioned
+		value := next.Encode()
+		var repaired []byte
+		w.arm(e.primary, "ms "+e.key+" ", func(c net.Conn, b []byte) (int, error) {
+			waitBackupHalf(t, broken, e, value)
+			require.NoError(t, raw(t, e.primary).FlushAll())
+			got, err := e.s2.Get(ctx, e.key) // misses, repairs from the backup copy
+			if err == nil {
+				repaired = got.Value
 			}
-			en, next, _ := readLocking(t, e.s1, e.key) // s1 learns the pair: its backup write is conditioned
-			value := next.Encode()
-			mb := raw(t, e.backup)
-			var repaired []byte
-			w.arm(e.primary, "ms "+e.key+" ", func(c net.Conn, b []byte) (int, error) {
-				if broken && !testwait.Poll(5*time.Second, func() bool { return holdsValue(mb, e.bakKey, value) }) {
-					t.Errorf("the broken variant's backup half never landed")
-				}
-				require.NoError(t, raw(t, e.primary).FlushAll())
-				got, err := e.s2.Get(ctx, e.key) // misses, repairs from the backup copy
-				if err == nil {
-					repaired = got.Value
-				}
-				return c.Write(b)
-			})
-			_, err := e.s1.CompareAndSwap(ctx, e.key, value, en.CAS, time.Minute)
-			require.True(t, w.hit(), "the primary write was held")
-			t.Logf("answer: %v", err)
-			seen := [][]byte{repaired}
-			for _, s := range []*memcached.Store{e.s1, e.s2} {
-				got, gerr := s.Get(ctx, e.key)
-				require.NoError(t, gerr)
-				seen = append(seen, got.Value)
-			}
-			require.NoError(t, raw(t, e.primary).Delete(e.key)) // the primary loses the key
-			for _, s := range []*memcached.Store{e.s2, e.s1} {
-				got, gerr := s.Get(ctx, e.key)
-				require.NoError(t, gerr)
-				seen = append(seen, got.Value)
-			}
-			readW := false
-			for _, v := range seen {
-				readW = readW || bytes.Equal(v, value)
-			}
-			if broken {
-				require.True(t, notWritten(err) && readW, "the broken variant kept the contract (err %v, W read %v): the test cannot fail", err, readW)
-				return
-			}
-			require.True(t, notWritten(err), "refused: %v", err)
-			require.False(t, readW, "a write answered not written was read")
+			return c.Write(b)
 		})
-	}
+		_, err := e.s1.CompareAndSwap(ctx, e.key, value, en.CAS, time.Minute)
+		require.True(t, w.hit(), "the primary write was held")
+		t.Logf("answer: %v", err)
+		seen := [][]byte{repaired}
+		for _, s := range []*memcached.Store{e.s1, e.s2} {
+			got, gerr := s.Get(ctx, e.key)
+			require.NoError(t, gerr)
+			seen = append(seen, got.Value)
+		}
+		require.NoError(t, raw(t, e.primary).Delete(e.key)) // the primary loses the key
+		for _, s := range []*memcached.Store{e.s2, e.s1} {
+			got, gerr := s.Get(ctx, e.key)
+			require.NoError(t, gerr)
+			seen = append(seen, got.Value)
+		}
+		readW := false
+		for _, v := range seen {
+			readW = readW || bytes.Equal(v, value)
+		}
+		if broken {
+			require.True(t, notWritten(err) && readW, "the broken variant kept the contract (err %v, W read %v): the test cannot fail", err, readW)
+			return
+		}
+		require.True(t, notWritten(err), "refused: %v", err)
+		require.False(t, readW, "a write answered not written was read")
+	})
 }
 
 // The residual window of the code before: s1's write is refused at the
-// primary (its token is stale there), while s2, which takes the primary
+// primary (its token is stale there), while s3, which takes the primary
 // for down (it cannot reach it), serves the key from the backup copy:
-// s2 reads it during the write (once, in the broken variant, W's backup
-// half is there) and after it. s2 never sees W.
+// s3 reads it during the write (once, in the broken variant, W's backup
+// half is there) and after it. s3 never sees W.
 func TestBackupOnRefusedNotReadByBackupReader(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "parallel"}[broken], func(t *testing.T) {
-			ctx := context.Background()
-			var w writeOnce
-			e := newAppendEnvDial(t, false, w.dial)
-			if broken {
-				memcached.SetBackupParallel(e.s1)
+	contractCases(t, func(t *testing.T, broken bool, w *writeOnce, e *appendEnv) {
+		ctx := context.Background()
+		var cut atomic.Bool
+		s3 := newStore(t, e.servers, memcached.Config{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == e.primary && cut.Load() {
+				return nil, fmt.Errorf("partitioned from %s", addr)
 			}
-			var cut atomic.Bool
-			s3 := newStore(t, e.servers, memcached.Config{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if addr == e.primary && cut.Load() {
-					return nil, fmt.Errorf("partitioned from %s", addr)
-				}
-				return (&net.Dialer{}).DialContext(ctx, network, addr)
-			}})
-			cut.Store(true)
-			testwait.Until(t, 10*time.Second, "s3 to take the primary for down", func() bool {
-				_, _ = s3.Get(ctx, e.key)
-				return !isUp(s3, e.primary)
-			})
-			en, next, _ := readLocking(t, e.s1, e.key)
-			value := next.Encode()
-			newCAS(t, e.primary, e.key) // s1's token is stale on the primary; the pair still stands on the backup
-			mb := raw(t, e.backup)
-			var during []byte
-			w.arm(e.primary, "ms "+e.key+" ", func(c net.Conn, b []byte) (int, error) {
-				if broken && !testwait.Poll(5*time.Second, func() bool { return holdsValue(mb, e.bakKey, value) }) {
-					t.Errorf("the broken variant's backup half never landed")
-				}
-				if got, err := s3.Get(ctx, e.key); err == nil {
-					during = got.Value
-				}
-				return c.Write(b)
-			})
-			_, err := e.s1.CompareAndSwap(ctx, e.key, value, en.CAS, time.Minute)
-			require.True(t, w.hit(), "the primary write was held")
-			after, aerr := s3.Get(ctx, e.key)
-			require.NoError(t, aerr)
-			readW := bytes.Equal(during, value) || bytes.Equal(after.Value, value)
-			if broken {
-				require.True(t, notWritten(err) && readW, "the broken variant kept the contract (err %v, W read %v): the test cannot fail", err, readW)
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrCASConflict)
-			require.False(t, readW, "a process that takes the primary for down read a write answered not written")
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}})
+		cut.Store(true)
+		testwait.Until(t, 10*time.Second, "s3 to take the primary for down", func() bool {
+			_, _ = s3.Get(ctx, e.key)
+			return !isUp(s3, e.primary)
 		})
-	}
+		en, next, _ := readLocking(t, e.s1, e.key)
+		value := next.Encode()
+		newCAS(t, e.primary, e.key) // s1's token is stale on the primary; the pair still stands on the backup
+		var during []byte
+		w.arm(e.primary, "ms "+e.key+" ", func(c net.Conn, b []byte) (int, error) {
+			waitBackupHalf(t, broken, e, value)
+			if got, err := s3.Get(ctx, e.key); err == nil {
+				during = got.Value
+			}
+			return c.Write(b)
+		})
+		_, err := e.s1.CompareAndSwap(ctx, e.key, value, en.CAS, time.Minute)
+		require.True(t, w.hit(), "the primary write was held")
+		after, aerr := s3.Get(ctx, e.key)
+		require.NoError(t, aerr)
+		readW := bytes.Equal(during, value) || bytes.Equal(after.Value, value)
+		if broken {
+			require.True(t, notWritten(err) && readW, "the broken variant kept the contract (err %v, W read %v): the test cannot fail", err, readW)
+			return
+		}
+		require.ErrorIs(t, err, provider.ErrCASConflict)
+		require.False(t, readW, "a process that takes the primary for down read a write answered not written")
+	})
 }
 
 // contentionCounts are the answers of TestBackupOnContentionNoFault's
