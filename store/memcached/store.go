@@ -784,9 +784,10 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 // failed with err: the write was stored, so its outcome is unknown
 // (provider.ErrOutcomeUnknown), never err's conflict, "not found" or bare
 // ErrUnavailable, which say that nothing was written (doc.go, "The
-// unknown-outcome contract"). err is kept as text only.
-func tookErr(rt route, err error) error {
-	if errors.Is(err, provider.ErrOutcomeUnknown) {
+// unknown-outcome contract"). err is kept as text only. With the test
+// hook landedConflict (the code before the sixth session's d4), err as is.
+func (s *Store) tookErr(rt route, err error) error {
+	if errors.Is(err, provider.ErrOutcomeUnknown) || s.hooks.landedConflict {
 		return err
 	}
 	return fmt.Errorf("memcached: %s: the primary took this write, and completing its backup copy failed (%v): %w", rt.key, err, provider.ErrOutcomeUnknown)
@@ -881,7 +882,7 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 	}
 	if bw != nil {
 		if err := bw.afterPrimary(newCAS); err != nil {
-			return 0, tookErr(rt, err)
+			return 0, s.tookErr(rt, err)
 		}
 	}
 	// A fixPrimary rewrite changed the primary's CAS: the token then
@@ -974,7 +975,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	}
 	if ba != nil {
 		if err := ba.afterPrimary(mnew); err != nil {
-			return 0, touched, tookErr(rt, err)
+			return 0, touched, s.tookErr(rt, err)
 		}
 	}
 	newCAS, err = newToken(rt.p, mnew)
