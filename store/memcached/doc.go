@@ -415,8 +415,8 @@
 //     process that still reaches the node reads it); its backup half is
 //     not sent, and the backup copy that now serves the key does not hold
 //     it. A primary whose dial failed, no request sent: ErrUnavailable
-//     alone, nothing written (an Add then goes to the backup copy, which
-//     acts as the primary).
+//     alone, nothing written (the node is marked down: the next call goes
+//     to the backup copy, which acts as the primary).
 //   - A write refused with ErrNotFound because the primary lost the key
 //     (an eviction or a flush of its node since this process last read or
 //     wrote it: the provider then writes from its cached token, with no
