@@ -12,7 +12,8 @@ import (
 
 // This file is how a lock change appended to a key's primary copy
 // (CompareAndAppend) reaches its backup copy: as the same delta, appended
-// in parallel, when the Store knows that the backup copy holds the very
+// once the primary's append succeeded (doc.go, "The unknown-outcome
+// contract"), when the Store knows that the backup copy holds the very
 // record the delta applies to; else the key is written whole, as before.
 //
 // The pair. After a write of record R that landed on both copies (whole or
@@ -25,12 +26,12 @@ import (
 // to the backup only when that token is pcas, conditioned on cas: if both
 // land, both copies hold R followed by the same delta, the same bytes
 // again, and the pair moves on to their new CAS values. Anything that
-// changed the backup copy since (another Store's write or undo, a repair's
+// changed the backup copy since (another Store's write, a repair's
 // claim, a flush, an eviction, a restart) changed its CAS, and the backup
 // append is refused: it never lands on a copy it was not computed for.
 //
-// When the backup append did not land and the primary's did, the backup
-// copy gets the whole record, exactly as a whole write's backup half does
+// When the backup append did not land, the backup copy gets the whole
+// record, exactly as a whole write's backup half does
 // when its conditioned write is refused (bakWrite.afterPrimary, with its
 // Seq ordering, claims and primary checks): the whole record is read back
 // from the primary, where it is the value this append made (its Seq, and
@@ -47,12 +48,7 @@ import (
 // this Store again), but other processes, for which the node may still be
 // up, read the append there.
 //
-// When the primary append is refused and the backup's landed (a loser of
-// the round, whose backup pair was still current), the backup copy is
-// undone as a whole write's is (syncBackup), recognised by the CAS the
-// backup append returned; when that copy changed before the undo and a
-// copy may carry the append (another process took it up), the outcome is
-// unknown (bakAppend.undo).
+// When the primary append is refused, the backup append is not sent.
 
 // bakAppend is the backup half of one CompareAndAppend.
 type bakAppend struct {
@@ -85,9 +81,9 @@ func (s *Store) newBakAppend(ctx context.Context, rt route, delta []byte, mcas u
 	return &bakAppend{ctx: context.WithoutCancel(ctx), s: s, rt: rt, delta: delta, exp: exp, pair: pair}, true
 }
 
-// parallel is the part sent together with the primary append: the same
+// send is the part sent once the primary append succeeded: the same
 // append and touch, on the backup copy, conditioned on its CAS.
-func (a *bakAppend) parallel() error {
+func (a *bakAppend) send() error {
 	cas, _, err := a.rt.b.appendTouch(a.ctx, a.rt.bakKey(), a.delta, a.pair.cas, a.exp)
 	if err == nil {
 		a.newCAS = cas
@@ -135,59 +131,6 @@ func (a *bakAppend) afterPrimary(primaryCAS uint64) error {
 	}
 	w := &bakWrite{ctx: ctx, s: a.s, rt: a.rt, value: cur.value, seq: h.Seq, record: true, exp: exp}
 	return w.afterPrimary(cur.cas)
-}
-
-// undo removes the backup append of an append the primary refused (the
-// primary's copy replaces it, as syncBackup does for whole writes; when
-// the primary lost the key, the backup copy goes back to its value before
-// the append, the delta cut off). A primary that failed (marked down) is
-// left alone: the backup copy serves the key now, and the outcome is
-// unknown, as for whole writes (backupServesErr). It returns the error
-// the append reports: perr, or an unknown outcome when the backup copy
-// could not be put back and keeps the delta, or when a copy changed since
-// the append may carry it (backupUndo.carries; the append itself is
-// mine).
-//
-// The last is a race with a reader on another Store (review-oc31 F1, part
-// 3): the primary lost the key (its append answered not found), the
-// backup append landed, and the reader, missing on the primary, claimed
-// the backup copy (the same bytes, a new CAS) and restored the primary
-// from it before the undo read the backup copy. The append is then on
-// both copies; "not found" told the provider that nothing was written, and
-// a release so told went on to report ErrLockLost for a release it had
-// written.
-func (a *bakAppend) undo(perr error) error {
-	if a.newCAS == 0 {
-		return a.s.refusedErr(a.rt, perr, a.err) // the backup append's outcome may be unknown
-	}
-	if errors.Is(perr, provider.ErrUnavailable) {
-		return a.s.backupServesErr(a.rt, perr) // the backup append landed
-	}
-	if a.s.hooks.bakAppendNoUndo {
-		return perr
-	}
-	u := backupUndo{
-		ours: func(bak *metaItem) bool { return bak.cas == a.newCAS && len(bak.value) >= len(a.delta) },
-		pre:  func(bak *metaItem) []byte { return bak.value[:len(bak.value)-len(a.delta)] },
-		mine: a.mine,
-		seq:  a.pair.seq + 1,
-		lost: errors.Is(perr, provider.ErrNotFound),
-	}
-	if a.s.hooks.bakUndoDeletes {
-		u.pre = nil // the broken variant: the only copy is deleted, as before the fix
-	}
-	return a.s.undoErr(a.rt, perr, a.s.undoBackup(a.ctx, a.rt, u))
-}
-
-// mine reports whether value v is this append, wherever it is found: the
-// append's Seq (the record before it, pair.seq, + 1), ending with its
-// delta (a repair's claim rewrites the same bytes with a new CAS). A copy
-// of that Seq that does not end with the delta is another write of that
-// Seq (the round's winner, or a write based on the record before the
-// append).
-func (a *bakAppend) mine(v []byte) bool {
-	h, err := record.Parse(v)
-	return err == nil && h.Seq == a.pair.seq+1 && bytes.HasSuffix(v, a.delta)
 }
 
 // pairRead is the backup half of a Get: the backup copy, read in parallel

@@ -412,17 +412,17 @@ func TestConcurrentAppendsBackupNeverDiverges(t *testing.T) {
 
 // TestRefusedAppendLeavesNoBackupCopy: the primary's copy changed behind
 // the Store's back (same bytes, new CAS) while the backup copy did not, so
-// a lock change's primary append is refused and its backup append lands.
-// The change fails with ErrCASConflict and is undone on the backup copy,
-// which holds the primary's bytes again. The broken variant that leaves it
-// there (memcached.SetBackupAppendNoUndo) is caught.
+// a lock change's primary append is refused. The change fails with
+// ErrCASConflict and its backup append is never sent: the backup copy
+// holds the primary's bytes still. The broken variant that sends it in
+// parallel and leaves it there (memcached.SetBackupParallel) is caught.
 func TestRefusedAppendLeavesNoBackupCopy(t *testing.T) {
 	ctx := context.Background()
 	for _, broken := range []bool{false, true} {
 		t.Run(map[bool]string{false: "Store", true: "BrokenNoUndo"}[broken], func(t *testing.T) {
 			e := newAppendEnv(t, false)
 			if broken {
-				memcached.SetBackupAppendNoUndo(e.s1)
+				memcached.SetBackupParallel(e.s1)
 			}
 			en, _, delta := e.lockDelta(t)
 			newCAS(t, e.primary, e.key)

@@ -3,16 +3,13 @@ package memcached_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
 	"github.com/sessionlock/sessionlock/store/memcached"
 )
@@ -95,73 +92,6 @@ func TestLandedWriteNotConflict(t *testing.T) {
 	}
 }
 
-// Sixth session, d4 (BackupOn, real memcached): a whole write the primary
-// refuses (its token is stale there), whose backup half landed:
-//
-//   - reply-lost: the backup write's reply is lost (the connection closes
-//     once the backup node holds the write): the backup copy may hold the
-//     write, where other processes read it once the primary loses the
-//     key. Its outcome is unknown, not the primary's conflict.
-//   - undo-silent: the backup write's reply came, and the undo's read of
-//     the backup copy times out (the node is paused): the undo cannot
-//     finish, the copy keeps the write; another Store reads it there once
-//     the node answers again and the primary lost the key. Unknown.
-//
-// The broken variant (SetRefusedUnsure) answers the primary's conflict.
-func TestRefusedWriteBackupUnsure(t *testing.T) {
-	for _, c := range []string{"reply-lost", "undo-silent"} {
-		for _, broken := range []bool{false, true} {
-			t.Run(c+map[bool]string{false: "", true: "/broken"}[broken], func(t *testing.T) {
-				ctx := context.Background()
-				ld := &closingDialer{t: t}
-				gd := newGoneDialer(t)
-				dial := ld.dial
-				if c == "undo-silent" {
-					dial = gd.dial
-				}
-				e := newAppendEnvDial(t, false, dial)
-				if broken {
-					memcached.SetRefusedUnsure(e.s1)
-				}
-				en, next, _ := readLocking(t, e.s1, e.key) // the pair: the backup write is sent in parallel
-				newCAS(t, e.primary, e.key)                // the primary refuses
-				switch c {
-				case "reply-lost":
-					ld.arm(e.backup, e.bakKey)
-				case "undo-silent":
-					srv := serverAt(t, e.servers, e.backup)
-					gd.mu.Lock()
-					gd.beforeKey, gd.beforeRead = e.bakKey, func() { require.NoError(t, srv.Pause()) }
-					gd.mu.Unlock()
-					t.Cleanup(func() { _ = srv.Resume() })
-				}
-				_, err := e.s1.CompareAndSwap(ctx, e.key, next.Encode(), en.CAS, time.Minute)
-				if c == "undo-silent" {
-					gd.mu.Lock()
-					require.Nil(t, gd.beforeRead, "the undo read the backup copy")
-					gd.mu.Unlock()
-					require.NoError(t, serverAt(t, e.servers, e.backup).Resume())
-				}
-				// The backup copy holds the write: another Store reads it
-				// once the primary loses the key.
-				it, gerr := raw(t, e.backup).Get(e.bakKey)
-				require.NoError(t, gerr)
-				require.Equal(t, next.Encode(), it.Value, "the backup copy holds the refused write")
-				require.NoError(t, raw(t, e.primary).Delete(e.key))
-				got, gerr := e.s2.Get(ctx, e.key)
-				require.NoError(t, gerr)
-				require.Equal(t, next.Encode(), got.Value, "another Store reads the write")
-				if broken {
-					require.ErrorIs(t, err, provider.ErrCASConflict)
-					require.NotErrorIs(t, err, provider.ErrOutcomeUnknown)
-					return
-				}
-				require.ErrorIs(t, err, provider.ErrOutcomeUnknown, "the write may be (is) on the backup copy")
-			})
-		}
-	}
-}
-
 // writeOnce's connections to addr, once armed, hand the first write that
 // contains match to do, with the connection, instead of sending it.
 type writeOnce struct {
@@ -208,37 +138,4 @@ func (c *onceConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	return do(c.Conn, b)
-}
-
-// closingDialer's connections to addr, once armed for key, send the
-// first `ms <key> ` written, wait (bounded) until the node holds a new
-// version of key (or holds it: an add), and close: the write landed, its
-// reply is lost.
-type closingDialer struct {
-	t *testing.T
-	writeOnce
-}
-
-func (d *closingDialer) arm(addr, key string) {
-	d.writeOnce.arm(addr, "ms "+key+" ", func(c net.Conn, b []byte) (int, error) {
-		mc := raw(d.t, addr)
-		var before uint64 // 0: absent (an add)
-		it, err := mc.Get(key)
-		switch {
-		case err == nil:
-			before = it.CasID
-		case !errors.Is(err, memcache.ErrCacheMiss):
-			d.t.Errorf("reading %s before its write: %v", key, err)
-			return c.Write(b)
-		}
-		n, err := c.Write(b)
-		if !testwait.Poll(5*time.Second, func() bool {
-			now, err := mc.Get(key)
-			return err == nil && now.CasID != before
-		}) {
-			d.t.Errorf("the write of %s never landed", key)
-		}
-		_ = c.Close()
-		return n, err
-	})
 }

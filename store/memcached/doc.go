@@ -45,9 +45,10 @@
 //
 // With BackupOn (the default with two nodes, a choice with more) every
 // write also
-// writes the backup copy, in parallel with the primary write, so a write
-// costs one round trip of latency and one extra memcached operation (an
-// append and its touch: two, as on the primary); with one node, or
+// writes the backup copy, once the primary write has succeeded (never
+// before: see The unknown-outcome contract), so a write costs two round
+// trips of latency and one extra memcached operation (an append and its
+// touch: two, as on the primary); with one node, or
 // BackupOff, there is one copy. Get reads the backup copy in parallel
 // with the primary's (see Bytes on the wire) and returns when both
 // answered: like a write, it waits for a slow backup node, and a hung one
@@ -59,10 +60,30 @@
 // backup copy this Store last wrote, sent only when that copy's Seq is
 // lower; otherwise, once the primary write has succeeded, the backup copy is
 // read and replaced only if it is older (see backup.go). A writer whose
-// primary CAS is refused removes its parallel backup copy again (or
-// replaces it with the primary's copy); the winner of the same round
-// overwrites such a copy before its own call returns, so a write that was
-// acknowledged is on the backup node, or something newer is.
+// primary CAS is refused sends nothing to the backup node, so a write
+// that was acknowledged is on the backup node, or something newer is, and
+// a write that was refused is on no copy.
+//
+// # The unknown-outcome contract
+//
+// A write answered "not written" (provider.ErrCASConflict, ErrNotFound,
+// ErrExists; ErrUnavailable without ErrOutcomeUnknown) is on no copy, as
+// for every backend (issue 13). BackupOn keeps it by order: the backup
+// half of a write (CompareAndSwap, Add, CompareAndAppend) is sent only
+// after its primary half succeeded. A write the primary refused, or that
+// failed there before it was sent, touched nothing; one whose primary
+// request may have landed (its reply lost) answers ErrOutcomeUnknown; one
+// the primary took answers success or, when the primary lost it before its
+// backup copy held it, ErrOutcomeUnknown (landedErr), never "not written".
+// So no process, reading the primary, a repair's restore from the backup
+// copy, or the backup copy while it takes the primary for down, can read
+// a write answered "not written" (TestBackupOnRefusedRepairedNotRead,
+// TestBackupOnRefusedNotReadByBackupReader, TestBackupOnContentionNoFault).
+// The code before sent both halves in parallel and undid a landed backup
+// half after a refusal: a repair or a reader could take the write up before
+// the undo (rv-d4 M1). What BackupOn still does not guarantee is listed
+// under Residual windows: lost updates and sessions, two holders, revival
+// of an expired session, under single faults.
 //
 // # Witness replication (the default with three or more nodes)
 //
@@ -145,10 +166,11 @@
 // the backup and then to the primary (add, keeping its remaining TTL), and
 // returns the primary's copy. Touch restores a backup copy found missing
 // from the primary's. An Add refused by both copies returns
-// provider.ErrExists. An Add whose halves split, one copy taking it and
-// the other refusing it (the key only on the backup copy: the primary lost
-// it; only on the primary: the backup lost it; or two Adds of the key
-// crossing, each landing first on one copy), returns
+// provider.ErrExists, as does one the primary refuses (its backup half is
+// not sent). An Add whose halves split, the primary taking it and the
+// backup copy refusing it (the key only on the backup copy: the primary
+// lost it, or a process that took the primary for down wrote it there),
+// returns
 // provider.ErrOutcomeUnknown, never ErrExists: its value was on one copy,
 // where others may have read it, and may be the value kept. It then
 // brings the copies to one value by one rule every party applies to the
@@ -164,8 +186,7 @@
 // other copy meanwhile: two settles, one following the primary and one
 // applying the Seq rule, each stored, swap the copies), and ends only on
 // a read that shows the copies equal, the primary without a copy (the
-// next read restores it, newest by Seq), or a writer's backup half ahead
-// of its primary half (left to that writer). It gives up after four
+// next read restores it, newest by Seq). It gives up after four
 // refused writes (each another party's write landing meanwhile) or eight
 // rounds, or on a failed command; each command is bounded by Timeout. It
 // runs on a goroutine of the Store's, neither stopped by the caller's
@@ -189,8 +210,9 @@
 // TestSettleBounded, TestSettleRoundBound, TestSettleRunsPastDeadline,
 // TestCloseFromSettleWarning). Before (rv-d4 M2), both Adds of a crossing
 // answered ErrExists while one value was stored, and their put-backs,
-// going opposite ways, could leave the copies diverged with equal Seq
-// (TestCrossedAddsSettle). What the Seq rule costs: an Add of a record of
+// going opposite ways, could leave the copies diverged with equal Seq;
+// since an Add's backup half waits for its primary half, Adds no longer
+// cross. What the Seq rule costs: an Add of a record of
 // a higher Seq than the session a copy holds replaces it (the provider's
 // Adds carry Seq 1, so only tiered's revivals write such Adds), and an
 // Add of Seq 1 replaces a session of Seq 1 (created, never written since)
@@ -322,8 +344,8 @@
 // commits about 2.2-2.3 x, cold (docs/performance.md, TestBytesPerRequest).
 //
 // A key with a backup copy gets the same delta appended to the backup copy
-// (`ms bak:<key> <len> MA C<cas> c` and its touch), in parallel with the
-// primary's append, conditioned on the backup copy's own CAS. The Store
+// (`ms bak:<key> <len> MA C<cas> c` and its touch), once the primary's
+// append landed, conditioned on the backup copy's own CAS. The Store
 // sends it only when it knows a pair: the CAS of each copy at a moment
 // both held the same bytes, from its last write of the key (both copies
 // written, no claim found) or from its last Get, which reads the backup
@@ -340,9 +362,8 @@
 // primary that lost the append by then (flushed and restored from the
 // older backup copy, or dead) leaves it nowhere, and the call fails with
 // provider.ErrOutcomeUnknown (it was on the primary, where others may have
-// read it). When the primary append is refused and the
-// backup's landed, the backup copy is undone as a refused whole write's
-// is. Every guarantee of the backup scheme above therefore holds for
+// read it). When the primary append is refused, the backup append is not
+// sent. Every guarantee of the backup scheme above therefore holds for
 // appends (backup_append.go says why, case by case): the backup copy is
 // only ever appended to when it holds the very bytes the primary held
 // under the token, so both copies go on holding the same bytes, and
@@ -389,43 +410,22 @@
 // items).
 //
 //   - A write whose primary dies while it is in flight returns
-//     provider.ErrUnavailable, and its value may or may not be on the backup
-//     copy that now serves the key: the outcome is unknown, and the error
-//     wraps provider.ErrOutcomeUnknown when the request was sent to the
-//     primary, or when its backup half landed or may have (a primary
-//     whose dial was refused, with no request sent, included: rv-d4 m1,
-//     TestUnsentPrimaryBackupLanded). If it was refused by the primary just before the
-//     crash and the primary dies before the writer can undo its backup copy,
-//     that copy stands in for the winner's (a double fault within one round
-//     trip).
+//     provider.ErrUnavailable, wrapping provider.ErrOutcomeUnknown when the
+//     request was sent to the primary (it may have landed there, where a
+//     process that still reaches the node reads it); its backup half is
+//     not sent, and the backup copy that now serves the key does not hold
+//     it. A primary whose dial failed, no request sent: ErrUnavailable
+//     alone, nothing written (the node is marked down: the next call goes
+//     to the backup copy, which acts as the primary).
 //   - A write refused with ErrNotFound because the primary lost the key
 //     (an eviction or a flush of its node since this process last read or
 //     wrote it: the provider then writes from its cached token, with no
-//     read first) while its backup half landed does not delete the backup
-//     copy, the only one left (it did, and the session was lost:
-//     TestPrimaryLostKeyKeepsSession). An append's backup copy goes back to
-//     the record before the append (its value without the delta), and the
-//     provider's next read restores the primary from it; a whole write's
-//     stays (the record before it is not known) and the write reports
-//     provider.ErrOutcomeUnknown, as it may be read back. The price: a
-//     session whose primary copy expired while its backup copy had not yet
-//     (their nodes' clocks tick at different instants, up to a few seconds
-//     apart) can come back when a write reaches it in that window, with
-//     the TTL of that write. Either undo looks at the copies when the
-//     write's backup copy changed before the undo replaced it (another
-//     process's read, missing on the primary, claimed it and restored the
-//     primary from it; a write was based on it): the write itself (its
-//     Seq and bytes; an append's: ending with its delta) on the backup
-//     node, or on the primary that had lost the key, and there also a
-//     copy of a higher Seq, may carry the write, which then reports
-//     provider.ErrOutcomeUnknown, never "not found" (review-oc31 F1, part
-//     3). Not seen: a write refused with a CAS conflict whose backup copy
-//     a repair took up (the primary lost the key right after refusing it)
-//     and a write based on it, or the winner's backup write, then replaced
-//     before the undo read it (three events within one write): after a
-//     CAS conflict only an append itself counts, as later copies are the
-//     round winner's, and a whole write is undone as before (equal bytes
-//     tell nothing: a sliding read's CAS rewrites the record it read).
+//     read first) leaves the backup copy, the only one left, alone: the
+//     provider's next read restores the primary from it
+//     (TestPrimaryLostKeyKeepsSession). A session whose primary copy
+//     expired while its backup copy had not yet (their nodes' clocks tick
+//     at different instants, up to a few seconds apart) comes back that
+//     way with its backup copy's TTL.
 //   - Health is per process: for up to Timeout plus HealthCheckInterval two
 //     processes may disagree on whether a node is down, and memcached offers
 //     no consensus to settle it; a process only cleans up the outdated copies

@@ -108,10 +108,6 @@ func SetBackupAppendNoWhole(s *Store) { s.hooks.bakAppendNoWhole = true }
 // read the key last does.
 func ForgetBackupCopies(s *Store) { s.baks.clear() }
 
-// SetBackupAppendNoUndo makes a backup append whose primary append was
-// refused stay on the backup copy: a deliberately broken variant.
-func SetBackupAppendNoUndo(s *Store) { s.hooks.bakAppendNoUndo = true }
-
 // RepairKey runs the repair client's R9 on key once, synchronously (as
 // the background loop does for a queued key).
 func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key) }
@@ -119,11 +115,6 @@ func RepairKey(s *Store, key string) { s.wit.repairKey(context.Background(), key
 // TimeoutExp is the expiration a client write of a session timeout of t
 // seconds gets (the cap of every internal TTL).
 func TimeoutExp(t uint32) int32 { return timeoutExp(t) }
-
-// SetBackupUndoDeletes makes an undo that finds no primary copy delete
-// the backup copy, the session's only one, as the Store did before the
-// fix: a deliberately broken variant.
-func SetBackupUndoDeletes(s *Store) { s.hooks.bakUndoDeletes = true }
 
 // SetWaitingFailed sets a function called whenever a call of a
 // BackupWitness Store starts to wait for node addr's verdict (§9: an
@@ -398,20 +389,6 @@ func SetNoWitFastPath(s *Store) { s.hooks.nowitR2Returns, s.hooks.nowitR43Return
 // returned by the common read (the model's NoWitFastPath).
 func SetNoWitR2Returns(s *Store) { s.hooks.nowitR2Returns = true }
 
-// SetAppendGoneUndone makes s the code of e55fe1a (review-oc31 F1): with
-// two copies, an append stored on the primary whose touch found the copy
-// gone is undone on the backup copy and reported not found, though the
-// backup copy holds it.
-func SetAppendGoneUndone(s *Store) { s.hooks.appendGoneUndone = true }
-
-// SetUndoCarriedRefused makes s the code before review-oc31 F1's part
-// 3: the undo of a backup write (an append, or a CompareAndSwap) whose
-// primary write was refused answers the primary's error (not found, a CAS
-// conflict) also when a copy that changed since may carry the write (a
-// reader's repair claimed the backup copy and restored the primary from
-// it first).
-func SetUndoCarriedRefused(s *Store) { s.hooks.undoCarriedRefused = true }
-
 // SetAppendGoneIgnored makes s the code before review-oc31 F2: in the
 // witness scheme, an append stored on a data copy whose touch then
 // answered EN (the copy expired, or was flushed, evicted or deleted,
@@ -658,22 +635,14 @@ func Enqueue(s *Store, key string) bool { return s.wit.repair.enqueue(key) }
 // broken variant of TestLandedWriteNotConflict).
 func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
 
-// SetRefusedUnsure makes a BackupOn write the primary refused answer the
-// primary's error though its backup half's outcome is unknown or its undo
-// could not finish, as before the sixth session's d4 (the broken variant
-// of TestRefusedWriteBackupUnsure).
-func SetRefusedUnsure(s *Store) { s.hooks.refusedUnsure = true }
+// SetBackupParallel makes s the code before bocontract, without its undo:
+// a BackupOn write's backup half is sent in parallel with its primary half
+// and stays where it landed when the primary refused the write (the
+// broken variant of the unknown-outcome contract's tests,
+// backup_contract_test.go).
+func SetBackupParallel(s *Store) { s.hooks.backupParallel = true }
 
-// SetAddSplitExists makes a BackupOn Add whose halves split (one copy took
-// it, the other refused it) answer ErrExists and put the copies back as
-// before rv-d4 M2: the primary's add put the backup's copy on the primary
-// (backupOnly), the backup's add the primary's copy on the backup
-// (syncBackup), each write conditioned on the copy it replaced only (the
-// broken variant of TestCrossedAddsSettle).
-func SetAddSplitExists(s *Store) { s.hooks.addSplitExists = true }
-
-// SetBeforePutBack installs f, called when a split Add's settle (with
-// SetAddSplitExists: backupOnly, or the undo of a backup half) read both
+// SetBeforePutBack installs f, called when a split Add's settle read both
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }
 
@@ -687,13 +656,6 @@ func SetUndoCompleteOverPromise(s *Store) { s.hooks.undoCompleteOverPromise = tr
 // TestUndoCompletionNotOverPromise).
 func SetCompleteOwnOverPromise(s *Store) { s.hooks.completeOwnOverPromise = true }
 
-// SetSettleOverWritersHalf makes a split Add's settle, once its backup
-// copy follows the primary, put the primary's copy over a record of a
-// higher Seq it did not find at first (a writer's backup half sent ahead
-// of its primary half): the broken variant of
-// TestSettleLeavesWritersBackupHalf.
-func SetSettleOverWritersHalf(s *Store) { s.hooks.settleOverWritersHalf = true }
-
 // SetUndoBothHeldUntouched makes an append's undo that finds both copies
 // holding the write acknowledge it without touching P, as before (the
 // broken variant of TestUndoBothHeldTouchesPrimary).
@@ -704,12 +666,6 @@ func SetUndoBothHeldUntouched(s *Store) { s.hooks.undoBothHeldUntouched = true }
 // what it finds there, as before rv-d4b MJ2 (the broken variant of
 // TestSettleKeepsPrimaryWrite).
 func SetSettleOverPrimary(s *Store) { s.hooks.settleOverPrimary = true }
-
-// SetUnavailableBare makes a BackupOn write whose primary failed before
-// its request was sent answer ErrUnavailable alone though its backup half
-// landed, as before rv-d4 m1 (the broken variant of
-// TestUnsentPrimaryBackupLanded).
-func SetUnavailableBare(s *Store) { s.hooks.unavailableBare = true }
 
 // SetUndoNoComplete makes s the code before: R3's undo refused while Q
 // holds the write and P its base (a reader's completion of the write
@@ -781,13 +737,6 @@ func SetSettleCut(s *Store) { s.hooks.settleCut = true }
 // answered if its settle still runs (false: when the settle ends).
 func SettleAnswerAt(ctx context.Context, timeout time.Duration, waitForEnd bool) (time.Time, bool) {
 	return settleAnswerAt(ctx, timeout, waitForEnd)
-}
-
-// SettleSplitAdd runs s's settle of key after an Add of added whose
-// halves split, the primary's landed if onPrimary: another Store's
-// settle, run by a test while the first one's is held in a hook.
-func SettleSplitAdd(ctx context.Context, s *Store, key string, added []byte, onPrimary bool) error {
-	return s.settleSplitAdd(ctx, s.route(key), added, onPrimary)
 }
 
 // EnterAdd counts an Add in flight as a BackupOn Add does before it sends

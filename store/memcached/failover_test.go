@@ -356,9 +356,9 @@ func TestTokenFromAnotherNodeConflicts(t *testing.T) {
 	require.Equal(t, record(2, "b"), e.Value)
 }
 
-// TestFailedWriteLeavesNoBackupCopy: the backup copy is written in parallel
-// with the primary; when the primary refuses the write, the backup copy of
-// that write is undone.
+// TestFailedWriteLeavesNoBackupCopy: the backup copy is written once the
+// primary took the write; when the primary refuses it, the backup copy
+// never holds it.
 func TestFailedWriteLeavesNoBackupCopy(t *testing.T) {
 	servers := startNodes(t, 2)
 	s := newStore(t, servers, memcached.Config{})
@@ -385,15 +385,17 @@ func TestFailedWriteLeavesNoBackupCopy(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrCASConflict)
 	require.Equal(t, record(2, "winner"), bakOf())
 
-	// Add on a present key whose backup copy was missing: the backup gets
-	// the primary's copy, not the refused value (Seq 1, as the provider's
-	// Adds: a refused Add of a higher Seq than the primary's record would
-	// be taken for the newer record, settleSplitAdd). The Add's value was
-	// on the backup copy meanwhile: its outcome is unknown (rv-d4 M2).
+	// Add on a present key whose backup copy was missing: the primary
+	// refuses it, and its backup half is never sent (doc.go, "The
+	// unknown-outcome contract"): nothing was written, certainly.
 	require.NoError(t, raw(t, backup).Delete("bak:"+key))
 	_, err = s.Add(ctx, key, record(1, "refused"), time.Minute)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-	require.NotErrorIs(t, err, provider.ErrExists)
+	require.ErrorIs(t, err, provider.ErrExists)
+	require.Nil(t, bakOf(), "the refused Add's value on the backup copy")
+	e, err = s.Get(ctx, key)
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, key, record(2, "winner"), e.CAS, time.Minute) // the next write restores the backup copy
+	require.NoError(t, err)
 	require.Equal(t, record(2, "winner"), bakOf())
 
 	// Add where only the backup copy exists (the primary lost it): the
@@ -408,21 +410,18 @@ func TestFailedWriteLeavesNoBackupCopy(t *testing.T) {
 	require.Equal(t, record(2, "winner"), pit.Value)
 
 	// CAS on a key the primary no longer has (evicted, or its node
-	// flushed): the backup copy, which the write's backup half replaced,
-	// is the only copy left and the record before the write is not known,
-	// so it stays, and the outcome is unknown (it is read back: the
-	// primary is restored from it). Deleting it lost the session
-	// (TestPrimaryLostKeyKeepsSession).
+	// flushed): refused (not found), and its backup half never sent: the
+	// backup copy, the only one left, keeps the session, and the primary
+	// is restored from it (TestPrimaryLostKeyKeepsSession).
 	e, err = s.Get(ctx, key)
 	require.NoError(t, err)
 	require.NoError(t, raw(t, primary).Delete(key))
 	_, err = s.CompareAndSwap(ctx, key, record(3, "gone"), e.CAS, time.Minute)
-	require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-	require.NotErrorIs(t, err, provider.ErrNotFound, "not reported gone: it is there")
-	require.Equal(t, record(3, "gone"), bakOf())
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	require.Equal(t, record(2, "winner"), bakOf())
 	got, err := s.Get(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, record(3, "gone"), got.Value)
+	require.Equal(t, record(2, "winner"), got.Value)
 }
 
 // TestConcurrentCASBackupNeverNewer: under CAS contention, from one Store

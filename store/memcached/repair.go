@@ -158,46 +158,25 @@ func newest(rt route, copies []found) (found, error) {
 	return copies[best], nil
 }
 
-// backupOnly is the code before rv-d4 M2 (kept for the broken variant
-// addSplitExists): an Add the primary accepted while the backup node
-// already held a copy answers ErrExists, and the backup's copy replaces
-// the value just added, unless that changed meanwhile. Crossed by another
-// Add whose backup half landed first (its syncBackup putting the primary's
-// copy on the backup), both answered "not written" while one value was
-// stored, and the two put-backs left the copies diverged.
-func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
-	bItems, err := rt.b.mget(ctx, true, rt.bakKey())
-	if err != nil || bItems[0] == nil {
-		return nil // the backup copy is gone: the add stands
-	}
-	bak := bItems[0]
-	s.baks.drop(rt.key)
-	if pItems, err := rt.p.mget(ctx, true, rt.key); err == nil && pItems[0] != nil && bytes.Equal(pItems[0].value, ours) {
-		if s.hooks.beforePutBack != nil {
-			s.hooks.beforePutBack(rt.key)
-		}
-		_ = rt.p.cas(ctx, rt.key, bak.value, pItems[0].cas, remaining(bak.ttl))
-	}
-	return fmt.Errorf("memcached: node %s: add %s: %w (held by the backup copy)", rt.b.addr, rt.key, provider.ErrExists)
-}
-
 // settleSplitAdd brings the copies of key to one value after an Add whose
-// halves split: one copy took the Add and the other refused it (it held a
-// copy). Either another Add of the key crossed this one (each took one
-// copy first), or one copy had lost the key (an eviction, a restart) and
-// the other holds the session. Every party that settles reads both copies
+// halves split: the primary took the Add and the backup copy refused it
+// (it held a copy): the primary had lost the key (an eviction, a restart)
+// and the backup copy holds the session, or a process that took the
+// primary for down wrote it there. (Two Adds of the key no longer cross:
+// an Add's backup half is sent only after its primary half succeeded.)
+// Every party that settles reads both copies
 // and applies one rule to the pair it read, so that all move the copies
 // the same way: the backup copy goes onto the primary when it is a record
 // of a higher Seq (the session a primary that lost the key no longer
 // holds: a repair would restore it the same way, newest by Seq), else the
 // primary's copy, which readers have been served since it landed, goes
-// onto the backup (a tie included: two crossing Adds of the provider both
-// write Seq 1, and the primary's stays). Each write is conditioned on the
+// onto the backup (a tie included: the provider's Adds all write Seq 1,
+// and the primary's stays). Each write is conditioned on the
 // CAS of the copy it replaces, as read: a refused one means another party
-// (the crossing Add's settle, or a write) changed it, and the pair is read
-// again. The code before (backupOnly on one side, syncBackup on the other)
-// moved them opposite ways, each conditioned on the copy it wrote only,
-// and two crossing Adds left each copy with the other's value (rv-d4 M2).
+// (another Add's settle, or a write) changed it, and the pair is read
+// again. The code before rv-d4 M2 moved the copies opposite ways from the
+// two sides of a crossing, and two crossing Adds left each copy with the
+// other's value.
 //
 // The settle ends only on a read of the pair (never on a write), and
 // answers nil only when that read shows a state the rules accept:
@@ -233,11 +212,10 @@ func (s *Store) backupOnly(ctx context.Context, rt route, ours []byte) error {
 // when it ran out of rounds: two settles swapping the copies in their
 // last rounds both answered as settled over diverged copies (rv-mj2
 // mn-c).
-func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPrimary bool) error {
+func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte) error {
 	s.baks.drop(rt.key)
 	defer rt.b.noteIfDown(rt.bakKey())
 	primaryWins := false
-	var firstBak []byte // the backup copy the first read found
 	refused := 0
 	for round := 0; ; round++ {
 		bItems, err := rt.b.mget(ctx, true, rt.bakKey())
@@ -249,27 +227,16 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 			return err
 		}
 		bak, prim := bItems[0], pItems[0]
-		if round == 0 && bak != nil {
-			firstBak = bak.value
-		}
 		if prim == nil || (bak != nil && bytes.Equal(bak.value, prim.value)) {
 			return nil
 		}
-		if round == 0 && onPrimary && !bytes.Equal(prim.value, added) && !s.hooks.settleOverPrimary {
+		if round == 0 && !bytes.Equal(prim.value, added) && !s.hooks.settleOverPrimary {
 			// The primary took this Add and holds another value already:
 			// a write built on the Add's value (maybe acknowledged: its
 			// writer read it there) or another settle's put-back. No
 			// backup copy goes over it (rv-mj2, a write before the
 			// settle's first read).
 			primaryWins = true
-		}
-		if primaryWins && bak != nil && newerBackup(prim.value, bak.value) && !bytes.Equal(bak.value, firstBak) && !s.hooks.settleOverWritersHalf {
-			// A record of a higher Seq than the primary's that this
-			// settle did not find at first: a writer's backup half sent
-			// ahead of its primary half (rv-mj2). Left to its writer:
-			// put over, it would leave the backup copy older than a
-			// write acknowledged next.
-			return nil
 		}
 		if refused >= maxRepairRounds || round >= 2*maxRepairRounds {
 			return fmt.Errorf("memcached: %s: the copies kept changing (%d writes refused in %d rounds)", rt.key, refused, round)
@@ -331,7 +298,7 @@ func (s *Store) settleSplitAdd(ctx context.Context, rt route, added []byte, onPr
 // caller's cancellation, it would leave them so by choice; not started
 // because Close began meanwhile, too (rv-settle2 R1: Close waits for the
 // Add itself, enterAdd).
-func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary bool, why string, refusal error) error {
+func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, why string, refusal error) error {
 	sctx, cancel := s.settleContext(ctx)
 	value = bytes.Clone(value)
 	done := make(chan error, 1)
@@ -354,7 +321,7 @@ func (s *Store) settleAdd(ctx context.Context, rt route, value []byte, onPrimary
 				s.warnUnsettled(rt, err)
 			}
 		}()
-		err = s.settleSplitAdd(sctx, rt, value, onPrimary)
+		err = s.settleSplitAdd(sctx, rt, value)
 		if err != nil && s.hooks.warnBeforeAnswer {
 			s.warnUnsettled(rt, err)
 		}

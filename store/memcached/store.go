@@ -344,8 +344,6 @@ type testHooks struct {
 	appendNoTouch            bool                        // broken variant: appends leave the TTL as it was
 	backupAppendOff          bool                        // the code before backup appends: keys with a backup copy are written whole
 	bakAppendNoWhole         bool                        // broken variant: a refused backup append is not completed whole
-	bakAppendNoUndo          bool                        // broken variant: a backup append whose primary append was refused stays
-	bakUndoDeletes           bool                        // broken variant: an undo that finds no primary copy deletes the backup copy, the only one
 	witnessWholeWrites       bool                        // the code before witness appends: CompareAndAppend declines in the witness scheme
 	appendNoUntouch          bool                        // broken variant: a witness append's touch that landed on another record is left there
 	undoWholeBase            bool                        // broken variant: the witness undo writes the base re-encoded whole, not its exact bytes
@@ -393,13 +391,8 @@ type testHooks struct {
 	appendTieLineUnknown     bool                        // the code before: a witness append's copy replaced by a record built on a rival of the same base is a replaced one (beside a refused copy: unknown), only the rival itself a lost tie
 	resumeUnsentAtP          bool                        // the code before (fifth session of 2026-12-01): an Add whose primary CAS was not sent is resumed only onto the blank that CAS targeted, as one whose CAS was sent
 	resumeUnclaimed          bool                        // broken variant (review-resume-4 N3): a resumption of a key is claimed while another runs
-	appendGoneUndone         bool                        // the code of e55fe1a (review-oc31 F1): a primary append gone by its touch is undone though the backup copy holds it
-	undoCarriedRefused       bool                        // the code before review-oc31 F1 part 3: an undo that finds a changed copy which may carry the write answers the primary's error
-	unavailableBare          bool                        // the code before rv-d4 m1: a write whose primary failed before it was sent answers ErrUnavailable alone though its backup half landed
-	addSplitExists           bool                        // the code before rv-d4 M2: a split Add answers ErrExists, its put-backs run blind (backupOnly, syncBackup)
-	beforePutBack            func(key string)            // a split Add's settle (or, with addSplitExists, backupOnly or an undo) read the copies, its write not yet sent
+	beforePutBack            func(key string)            // a split Add's settle read the copies, its write not yet sent
 	settleOverPrimary        bool                        // the code before rv-d4b MJ2: a split Add's settle whose CAS of the primary was refused reads again and may put the backup copy over a write there
-	settleOverWritersHalf    bool                        // broken variant (rv-mj2): a settle whose backup copy follows the primary puts it over a writer's backup half it did not find at first
 	settleLastUnread         bool                        // the code before rv-mj2 mn-c: a split Add's settle ends after its fourth round's write, stored or refused, without reading the pair again, and says nothing of copies left diverged
 	settleUnbounded          bool                        // the code before rv-d4b mn5: the caller of a split Add waits for its settle's end, whatever its deadline
 	settleCut                bool                        // broken variant (d76aa64, rv-settle S1): a split Add's settle is itself cut 2 Timeouts after its start, or one Timeout past the caller's deadline, and the caller waits for it
@@ -409,8 +402,8 @@ type testHooks struct {
 	undoCompleteOverPromise  bool                        // broken variant (rv-undo7 m1): the undo's completion of its stalled split ignores a promise on Q
 	completeOwnOverPromise   bool                        // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool                        // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
+	backupParallel           bool                        // the code before (bocontract): BackupOn sends a write's backup half in parallel with its primary half, and leaves it where it landed when the primary refused the write
 	landedConflict           bool                        // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
-	refusedUnsure            bool                        // the code before (sixth session, d4): BackupOn's write the primary refused answers the primary's error though its backup half's outcome is unknown or its undo could not finish
 	appendGoneIgnored        bool                        // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
 	appendBlankStored        bool                        // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
 	appendCompleteUntouched  bool                        // the code before: R3's completion that finds an append's write on Q (a reader's copy of P's appended item) acknowledges it without touching Q (the model's AppendCompleteUntouched)
@@ -767,45 +760,56 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 		return err
 	})
 	var pcas uint64
-	perr, berr := parallel(func() error {
+	primary := func() error {
 		var err error
 		pcas, err = rt.p.mset(ctx, rt.key, value, exp, true, 0)
 		return err
-	}, backup)
-	wroteB := backup != nil && berr == nil
-	switch {
-	case perr == nil && backup != nil && errors.Is(berr, provider.ErrExists):
-		if s.hooks.addSplitExists {
-			return 0, s.backupOnly(context.WithoutCancel(ctx), rt, value)
-		}
-		return 0, s.settleAdd(ctx, rt, value, true, "the primary's add landed and the backup copy's was refused", berr)
-	case perr == nil:
-		if added.cas != 0 {
-			added.pcas = pcas // both copies hold value: the pair (backup_append.go)
-			s.baks.put(rt.key, added)
-		}
-		return newToken(rt.p, pcas)
-	case errors.Is(perr, provider.ErrUnavailable) && backup != nil:
-		// The primary is now marked down and the backup copy acts as
-		// the primary: its answer is the answer (its token is not
-		// known: 0). A refusal there does not say that nothing was
-		// written when the primary's add may have landed.
-		if berr != nil {
-			return 0, s.refusedErr(rt, berr, perr)
-		}
-		return 0, berr
-	default:
-		if wroteB && errors.Is(perr, provider.ErrExists) && !s.hooks.addSplitExists {
-			return 0, s.settleAdd(ctx, rt, value, false, "the backup copy's add landed and the primary's was refused", perr)
-		}
-		if wroteB {
-			return 0, s.undoErr(rt, perr, s.syncBackup(context.WithoutCancel(ctx), rt, value))
-		}
-		if backup != nil {
-			return 0, s.refusedErr(rt, perr, berr)
-		}
-		return 0, perr
 	}
+	perr, berr := s.primaryThenBackup(primary, backup)
+	switch {
+	case perr != nil:
+		// The backup half was not sent (doc.go, "The unknown-outcome
+		// contract"): perr tells what was written.
+		return 0, perr
+	case backup != nil && errors.Is(berr, provider.ErrExists):
+		// The backup node holds a copy the primary had lost (or one a
+		// process that takes the primary for down added there).
+		return 0, s.settleAdd(ctx, rt, value, "the primary's add landed and the backup copy's was refused", berr)
+	}
+	if added.cas != 0 {
+		added.pcas = pcas // both copies hold value: the pair (backup_append.go)
+		s.baks.put(rt.key, added)
+	}
+	return newToken(rt.p, pcas)
+}
+
+// tookErr is the error of a write the primary took whose backup half then
+// failed with err: the write was stored, so its outcome is unknown
+// (provider.ErrOutcomeUnknown), never err's conflict, "not found" or bare
+// ErrUnavailable, which say that nothing was written (doc.go, "The
+// unknown-outcome contract"). err is kept as text only. With the test
+// hook landedConflict (the code before the sixth session's d4), err as is.
+func (s *Store) tookErr(rt route, err error) error {
+	if errors.Is(err, provider.ErrOutcomeUnknown) || s.hooks.landedConflict {
+		return err
+	}
+	return fmt.Errorf("memcached: %s: the primary took this write, and completing its backup copy failed (%v): %w", rt.key, err, provider.ErrOutcomeUnknown)
+}
+
+// primaryThenBackup runs a BackupOn write's primary half, then, only when
+// it succeeded, its backup half (when not nil): a write the primary
+// refused, or that failed there, touched no other copy, so that its
+// "not written" answers are certain (doc.go, "The unknown-outcome
+// contract"). With the test hook backupParallel, the code before: both
+// halves in parallel, and nothing undone when the primary refused.
+func (s *Store) primaryThenBackup(primary, backup func() error) (perr, berr error) {
+	if s.hooks.backupParallel {
+		return parallel(primary, backup)
+	}
+	if perr = primary(); perr != nil || backup == nil {
+		return perr, nil
+	}
+	return nil, backup()
 }
 
 // CompareAndSwap replaces the value under key if its CAS token (from Get)
@@ -862,44 +866,31 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 	bw := s.newBakWrite(ctx, rt, value, exp)
 	var backup func() error
 	if bw != nil {
-		backup = bw.parallel
+		backup = bw.send
 	}
 	var newCAS uint64 // of the primary's copy: tells it from equal bytes written by others
-	perr, _ := parallel(func() error {
+	primary := func() error {
 		var err error
 		newCAS, err = rt.p.mset(ctx, rt.key, value, exp, false, cas)
-		return err
-	}, backup)
-	switch {
-	case perr == nil:
-		if s.hooks.afterPrimaryWrite != nil {
+		if err == nil && s.hooks.afterPrimaryWrite != nil {
 			s.hooks.afterPrimaryWrite(rt.key)
 		}
-		if bw != nil {
-			if err := bw.afterPrimary(newCAS); err != nil {
-				return 0, err
-			}
-		}
-		// A fixPrimary rewrite changed the primary's CAS: the token then
-		// only costs the next write a conflict and a read.
-		return newToken(rt.p, newCAS)
-	case errors.Is(perr, provider.ErrUnavailable):
-		// The primary is marked down and the backup (which may hold
-		// this value) serves the key from now on.
-		if bw != nil && (bw.landed || errors.Is(bw.err, provider.ErrOutcomeUnknown)) {
-			return 0, s.backupServesErr(rt, perr)
-		}
-		return 0, perr
-	default:
-		// The CAS failed: this value must not stay on the backup.
-		if bw != nil && bw.landed {
-			return 0, bw.undo(perr)
-		}
-		if bw != nil {
-			return 0, s.refusedErr(rt, perr, bw.err)
-		}
+		return err
+	}
+	if perr, _ := s.primaryThenBackup(primary, backup); perr != nil {
+		// Refused: nothing was written. Failed (the primary is now
+		// marked down): perr says ErrOutcomeUnknown when the request
+		// may have landed there. The backup half was not sent.
 		return 0, perr
 	}
+	if bw != nil {
+		if err := bw.afterPrimary(newCAS); err != nil {
+			return 0, s.tookErr(rt, err)
+		}
+	}
+	// A fixPrimary rewrite changed the primary's CAS: the token then
+	// only costs the next write a conflict and a read.
+	return newToken(rt.p, newCAS)
 }
 
 // CompareAndAppend implements provider.Appender: it appends delta (a
@@ -951,12 +942,15 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	}
 	var backup func() error
 	if ba != nil {
-		backup = ba.parallel
+		backup = ba.send
 	}
 	var mnew, mtouched uint64
-	aerr, _ := parallel(func() error {
+	aerr, _ := s.primaryThenBackup(func() error {
 		var err error
 		mnew, mtouched, err = rt.p.appendTouch(ctx, key, delta, mcas, exp)
+		if err == nil && s.hooks.afterPrimaryWrite != nil {
+			s.hooks.afterPrimaryWrite(rt.key)
+		}
 		return err
 	}, backup)
 	if mtouched != 0 {
@@ -964,28 +958,27 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 			return 0, 0, err
 		}
 	}
-	if errors.Is(aerr, errAppendedGone) && ba != nil && ba.newCAS != 0 && !s.hooks.appendGoneUndone {
+	if errors.Is(aerr, errAppendedGone) && ba != nil {
 		// The primary's append was stored and its copy then gone by its
-		// touch (expired, flushed or evicted between the two), while the
-		// backup copy holds the append with its TTL: the change lives on
-		// there, as Touch's does ("the backup copy lives on"); the next
-		// read restores the primary from it. Undoing it instead raced
-		// that restore and reported not found for a change on both
-		// copies (review-oc31 F1).
-		aerr = nil
+		// touch (expired, flushed or evicted between the two): the
+		// backup append, still conditioned on the pair, carries the
+		// change on, as Touch's does ("the backup copy lives on"); the
+		// next read restores the primary from it. Answering not found
+		// for a change on the backup copy raced that restore
+		// (review-oc31 F1).
+		if ba.newCAS != 0 || (!s.hooks.backupParallel && ba.send() == nil) {
+			aerr = nil
+		}
 	}
 	if aerr != nil {
-		if ba != nil {
-			aerr = ba.undo(aerr)
-		}
+		// The backup append was not sent (doc.go, "The unknown-outcome
+		// contract"); with the test hook backupParallel it may have
+		// landed, and stays.
 		return 0, touched, aerr
 	}
 	if ba != nil {
-		if s.hooks.afterPrimaryWrite != nil {
-			s.hooks.afterPrimaryWrite(rt.key)
-		}
 		if err := ba.afterPrimary(mnew); err != nil {
-			return 0, touched, err
+			return 0, touched, s.tookErr(rt, err)
 		}
 	}
 	newCAS, err = newToken(rt.p, mnew)
