@@ -3,6 +3,7 @@ package memcached_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/sessionlock/sessionlock/internal/testwait"
 	"github.com/sessionlock/sessionlock/provider"
+	rec "github.com/sessionlock/sessionlock/record"
+	"github.com/sessionlock/sessionlock/store/memcached"
 )
 
 // Review-oc31's traces (real memcached): an append and its touch;
@@ -32,6 +35,10 @@ type goneDialer struct {
 	path       map[goneAt]string // "pipelined" or "two trips", once the hook ran
 	beforeKey  string
 	beforeRead func()
+	// cut: after the hook of a pipelined append of that key and node ran,
+	// the connection is closed and its reply lost (the touch not sent):
+	// the append landed, its sender cannot know.
+	cut map[goneAt]bool
 }
 
 // goneAt is a key on a node (its address, as dialled).
@@ -49,6 +56,17 @@ type goneConn struct {
 	// hook runs before the key's touch is sent.
 	touch    string
 	touchRun func()
+	dead     bool // cut: every read ends
+}
+
+func (c *goneConn) Read(b []byte) (int, error) {
+	c.d.mu.Lock()
+	dead := c.dead
+	c.d.mu.Unlock()
+	if dead {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(b)
 }
 
 func (c *goneConn) Write(b []byte) (int, error) {
@@ -111,12 +129,22 @@ func (c *goneConn) Write(b []byte) (int, error) {
 		c.d.t.Errorf("the append of %s never landed", key)
 	}
 	fn()
+	c.d.mu.Lock()
+	cut := c.d.cut[goneAt{key, c.addr}]
+	if cut {
+		c.dead = true
+	}
+	c.d.mu.Unlock()
+	if cut {
+		c.Conn.Close()
+		return len(b), nil
+	}
 	m, err := c.Conn.Write(b[j:])
 	return n + m, err
 }
 
 func newGoneDialer(t *testing.T) *goneDialer {
-	return &goneDialer{t: t, between: map[goneAt]func(){}, path: map[goneAt]string{}}
+	return &goneDialer{t: t, between: map[goneAt]func(){}, path: map[goneAt]string{}, cut: map[goneAt]bool{}}
 }
 
 func newGoneEnv(t *testing.T) (*appendEnv, *goneDialer) {
@@ -195,4 +223,45 @@ func TestAppendGoneOnBoth(t *testing.T) {
 	p, b := e.copies(t)
 	require.Nil(t, p)
 	require.Nil(t, b)
+}
+
+// TestAppendGoneBackupUnknown (cold re-audit audit4): the primary's copy
+// is gone by its touch, and the backup append lands but its reply is lost
+// (the connection cut): the backup copy holds the change, which the next
+// read restores, so the answer is unknown, never "not found". The code
+// before (SetAppendGoneSure) answered not found.
+func TestAppendGoneBackupUnknown(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			e, d := newGoneEnv(t)
+			if broken {
+				memcached.SetAppendGoneSure(e.s1)
+			}
+			ctx := context.Background()
+			en, cur, delta := e.lockDelta(t)
+			d.on(e.key, e.primary, func() { require.NoError(t, raw(t, e.primary).Delete(e.key)) })
+			d.on(e.bakKey, e.backup, func() {})
+			d.mu.Lock()
+			d.cut[goneAt{e.bakKey, e.backup}] = true
+			d.mu.Unlock()
+			_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+			require.Equal(t, "pipelined", d.pathOf(e.bakKey, e.backup), "the backup append ran and was cut")
+			p, b := e.copies(t)
+			require.Nil(t, p, "the primary's copy is gone")
+			require.NotNil(t, b, "the backup copy holds the append")
+			require.Equal(t, cur.Seq+1, b.Seq)
+			if broken {
+				require.ErrorIs(t, err, provider.ErrNotFound)
+				require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
+			} else {
+				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			}
+			// The change the caller was told of either way is read back.
+			got, err := e.s2.Get(ctx, e.key)
+			require.NoError(t, err)
+			h, err := rec.Decode(got.Value)
+			require.NoError(t, err)
+			require.Equal(t, cur.Seq+1, h.Seq, "the next read restores the change from the backup copy")
+		})
+	}
 }

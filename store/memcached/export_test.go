@@ -642,6 +642,12 @@ func SetLandedConflict(s *Store) { s.hooks.landedConflict = true }
 // backup_contract_test.go).
 func SetBackupParallel(s *Store) { s.hooks.backupParallel = true }
 
+// SetAppendGoneSure makes a BackupOn CompareAndAppend whose primary copy
+// was gone by its touch answer "not found" though its backup append's
+// outcome is unknown, as before the cold re-audit audit4 (a broken
+// variant of TestAppendGoneBackupUnknown).
+func SetAppendGoneSure(s *Store) { s.hooks.appendGoneSure = true }
+
 // SetBeforePutBack installs f, called when a split Add's settle read both
 // copies and is about to write one of them.
 func SetBeforePutBack(s *Store, f func(key string)) { s.hooks.beforePutBack = f }

@@ -403,6 +403,7 @@ type testHooks struct {
 	completeOwnOverPromise   bool                        // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool                        // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
 	backupParallel           bool                        // the code before (bocontract): BackupOn sends a write's backup half in parallel with its primary half, and leaves it where it landed when the primary refused the write
+	appendGoneSure           bool                        // the code before (audit4): an append gone from the primary by its touch answers not found though its backup append's outcome is unknown
 	landedConflict           bool                        // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
 	appendGoneIgnored        bool                        // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
 	appendBlankStored        bool                        // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
@@ -965,9 +966,20 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		// change on, as Touch's does ("the backup copy lives on"); the
 		// next read restores the primary from it. Answering not found
 		// for a change on the backup copy raced that restore
-		// (review-oc31 F1).
-		if ba.newCAS != 0 || (!s.hooks.backupParallel && ba.send() == nil) {
+		// (review-oc31 F1). A backup append whose outcome is unknown
+		// (its reply lost) may hold the change the next read restores:
+		// the answer is unknown then, never "not found" (cold re-audit
+		// audit4); refused, it holds nothing and the key is gone.
+		switch {
+		case ba.newCAS != 0:
 			aerr = nil
+		case s.hooks.backupParallel:
+		default:
+			if serr := ba.send(); serr == nil {
+				aerr = nil
+			} else if errors.Is(serr, provider.ErrOutcomeUnknown) && !s.hooks.appendGoneSure {
+				aerr = fmt.Errorf("memcached: %s: append: the primary's copy was gone by its touch, and the backup append's outcome is unknown (%w): %w", rt.key, serr, provider.ErrOutcomeUnknown)
+			}
 		}
 	}
 	if aerr != nil {
