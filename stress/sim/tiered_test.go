@@ -285,10 +285,11 @@ func TestSimTiered(t *testing.T) {
 						t.Errorf("SimFailoverTime: seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, failoverTime(p), strings.Join(fails, "\n  "), report(r))
 					}
 					if len(unknown) > 0 {
-						// The witness cache's residual reasons, as TestSim
-						// (bounded as there: maxFinalUnknown).
+						// The witness cache's residual reasons, as TestSim:
+						// printed, and failed (no seed may have one since
+						// the first session of 2026-12-03).
 						lateUnknown = append(lateUnknown, r.Seed)
-						fmt.Printf("KNOWN OPEN (SimFailoverTime, outcome unknown): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, failoverTime(p), strings.Join(unknown, "\n  "), report(r))
+						fmt.Printf("RESIDUAL UNKNOWN (SimFailoverTime, fails): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, failoverTime(p), strings.Join(unknown, "\n  "), report(r))
 					}
 				}
 			}
@@ -296,8 +297,8 @@ func TestSimTiered(t *testing.T) {
 			if len(revivedUnder) > max(1, tl.seeds[k]/maxLateUnknown) {
 				t.Errorf("%s: %d of %d seeds took a lock across a revival while a fenced holder's lease ran (seeds %v): more than 1 in %d", k, len(revivedUnder), tl.seeds[k], revivedUnder, maxLateUnknown)
 			}
-			if len(lateUnknown) > max(1, tl.seeds[k]/maxFinalUnknown) {
-				t.Errorf("%s: %d of %d seeds had a request started a failover time after the last fault event fail with an unknown outcome (seeds %v): more than 1 in %d", k, len(lateUnknown), tl.seeds[k], lateUnknown, maxFinalUnknown)
+			if len(lateUnknown) > 0 {
+				t.Errorf("%s: %d of %d seeds had a request started a failover time after the last fault event fail with an unknown outcome (seeds %v)", k, len(lateUnknown), tl.seeds[k], lateUnknown)
 			}
 		})
 	}

@@ -190,10 +190,13 @@ func allowedUnder(k FaultKind, r *Result, inv Invariant) bool {
 	return true
 }
 
-// knownOpen reports whether v is the witness scheme's known open issue: a
-// request after the faults healed (stuck) that failed with
-// provider.ErrOutcomeUnknown for one of the residual reasons (residual).
-// It is printed, not failed; every other violation fails.
+// knownOpen reports whether v is one of the witness scheme's residual
+// unknown outcomes: a request after the faults healed (stuck) that failed
+// with provider.ErrOutcomeUnknown for one of the residual reasons
+// (residual). Until the first session of 2026-12-03 such seeds were
+// tolerated (at most max(1, seeds/maxFinalUnknown) of a kind); none was
+// seen after §17 (docs/replication.md), and the issue allows none: they
+// are printed, named, and fail (cold re-audit audit4).
 func knownOpen(v Violation) bool {
 	return v.Inv == InvStuck && strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) && residual(v.Detail)
 }
@@ -215,6 +218,15 @@ func knownOpen(v Violation) bool {
 // another process's repair client may still race so. Printed as KNOWN
 // OPEN, at most max(1, seeds/maxFinalUnknown) seeds of a kind.
 //
+// Since the first session of 2026-12-03 only the second reason is
+// tolerated: §17 (docs/replication.md, "Which write a decision carries")
+// answers the race of the first from the record (Carries;
+// memcached.TestCarriesWriteFailoverOvertaken), and no run since showed
+// it; "fencing the primary" fails like any other reason. The second is
+// D6's shape (the witness node holds nothing for the session): opposite
+// seed 62928 of 60001–64000 met it on a session whose creation ended
+// with an unknown outcome (not acknowledged, so not d6Creation's).
+//
 // Until the review of 2026-11-30's M1 any final unknown outcome with
 // "cas mismatch" or "new incarnation since" was tolerated (1 seed in 20
 // of a kind); diagnosed: partition seed 592's final request (a handle
@@ -227,16 +239,15 @@ func knownOpen(v Violation) bool {
 func finalUnknown(v Violation) bool {
 	return v.Inv == InvStuck && strings.HasPrefix(v.Detail, "final") && strings.Contains(v.Detail, " on app ") &&
 		strings.Contains(v.Detail, provider.ErrOutcomeUnknown.Error()) &&
-		(strings.Contains(v.Detail, "write failover: fencing the primary") ||
-			strings.Contains(v.Detail, "the secondary is lost and the witness node holds no record to fail over to"))
+		strings.Contains(v.Detail, "the secondary is lost and the witness node holds no record to fail over to")
 }
 
 // maxFinalUnknown: more than max(1, seeds/maxFinalUnknown) seeds of a
-// kind with finalUnknown fail (measured: 1 in 570 seeds of opposite), and
-// so do more seeds of a kind with a knownOpen violation or a request
-// failed with an unknown outcome a failover time after the last fault
-// event (before the sixth session of 2026-11-30 those had no bound; in
-// TestSim -seeds 4000 that session: 0 of either, and 0 finalUnknown).
+// kind with finalUnknown fail (measured: 1 in 570 seeds of opposite
+// before §17; 1 in 4,000 seeds of every kind after it, seed 62928). A
+// knownOpen violation or a request failed with an unknown outcome a
+// failover time after the last fault event fails in any seed (it was
+// bounded so too until the first session of 2026-12-03).
 const maxFinalUnknown = 200
 
 // residualUnknown are the reasons the witness scheme still gives for an
@@ -381,9 +392,9 @@ func ctxErr(err error) bool {
 // after its test in docs/replication.md section 14): every invariant,
 // except "not found" or stuck under the double faults of section 8
 // (witnessAllowed), and the two known open issues printed as KNOWN OPEN
-// (knownOpen: the residual reasons of an unknown outcome, also a failover
-// time after the last fault event; finalUnknown; each at most
-// max(1, seeds/maxFinalUnknown) seeds of a kind);
+// (finalUnknown, D6's shape: at most max(1, seeds/maxFinalUnknown) seeds
+// of a kind; the residual reasons of an unknown outcome, knownOpen, also
+// a failover time after the last fault event, are printed and fail);
 // for the single node faults, every request started a failover time
 // after the last fault event succeeded (SimFailoverTime); and the five
 // defects of BackupOn absent (regressions). A failing seed prints its
@@ -437,7 +448,7 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 						continue
 					}
 					if knownOpen(v) {
-						fmt.Printf("KNOWN OPEN (%s, outcome unknown): seed %d: %s\n", v.Inv, r.Seed, v)
+						fmt.Printf("RESIDUAL UNKNOWN (%s, fails): seed %d: %s\n", v.Inv, r.Seed, v)
 						if !slices.Contains(residualSeeds, r.Seed) {
 							residualSeeds = append(residualSeeds, r.Seed)
 						}
@@ -472,15 +483,15 @@ func requireWitness(t *testing.T, p Params, results []*Result, tl *tally, cov *C
 						if !slices.Contains(residualSeeds, r.Seed) {
 							residualSeeds = append(residualSeeds, r.Seed)
 						}
-						fmt.Printf("KNOWN OPEN (SimFailoverTime, outcome unknown): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(unknown, "\n  "), report(r))
+						fmt.Printf("RESIDUAL UNKNOWN (SimFailoverTime, fails): seed %d (%s): requests started %v after the last fault event failed:\n  %s\n%s", r.Seed, k, ft, strings.Join(unknown, "\n  "), report(r))
 					}
 				}
 			}
 			fmt.Printf("creations under %s: %s; %d violations allowed by D6\n", k, creationStats(results, p.Kinds, k), d6)
 			fmt.Printf("roll-backs under %s: %d (writes on a secondary alone, R4.4′)\n", k, rollBacks(results, p.Kinds, k))
 			t.Logf("%d seeds of %s; %d with a request failed with an unknown outcome for a residual reason a failover time after the last fault event (known open); %d with a final request's write failover unknown (known open: %v)", tl.seeds[k], k, late, len(stuckSeeds), stuckSeeds)
-			if len(residualSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
-				t.Errorf("%s: %d of %d seeds had a request fail with an unknown outcome for a residual reason (seeds %v): more than the known open issue's 1 in %d", k, len(residualSeeds), tl.seeds[k], residualSeeds, maxFinalUnknown)
+			if len(residualSeeds) > 0 {
+				t.Errorf("%s: %d of %d seeds had a request started a failover time after the last fault event, or after the faults healed, fail with an unknown outcome (seeds %v)", k, len(residualSeeds), tl.seeds[k], residualSeeds)
 			}
 			if len(stuckSeeds) > max(1, tl.seeds[k]/maxFinalUnknown) {
 				t.Errorf("%s: %d of %d seeds ended with a final request's write failover unknown (seeds %v): more than the known open issue's 1 in %d", k, len(stuckSeeds), tl.seeds[k], stuckSeeds, maxFinalUnknown)
