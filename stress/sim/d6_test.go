@@ -119,8 +119,9 @@ func seed208(marked, loss bool) *Result { return seed208Final(marked, loss, nil)
 // 208 does except that its final request's write ended with an unknown
 // outcome ("the secondary is lost and the witness node holds no record
 // to fail over to") that the provider's read-back could not resolve
-// (ErrUnconfirmed, not wrapped): a stuck violation that finalUnknown
-// tolerates, and that must not make the session-lost violation fail.
+// (ErrUnconfirmed, not wrapped): D6's writer form (d6Write), a stuck
+// violation D6 allows, which must not make the session-lost violation
+// fail (finalUnknown tolerated it until the first session of 2026-12-03).
 func seed208Final(marked, loss bool, final error) *Result {
 	p := witnessParams()
 	p.Kinds = []FaultKind{FaultOpposite}
@@ -209,13 +210,13 @@ func TestD6CreationFailedOverByRepairClient(t *testing.T) {
 		if lost == nil || stuck == nil || len(r.Violations) != 2 {
 			t.Fatalf("violations %v; want session-lost and stuck", r.Violations)
 		}
-		if !d6Allowed(r, *lost) || d6Allowed(r, *stuck) || !finalUnknown(*stuck) {
-			t.Fatalf("session-lost allowed by D6 %v (want true), stuck allowed by D6 %v (want false), stuck a final write failover unknown %v (want true)", d6Allowed(r, *lost), d6Allowed(r, *stuck), finalUnknown(*stuck))
+		if !d6Allowed(r, *lost) || !d6Allowed(r, *stuck) {
+			t.Fatalf("session-lost allowed by D6 %v, stuck (D6's writer form, d6Write) allowed by D6 %v: want both", d6Allowed(r, *lost), d6Allowed(r, *stuck))
 		}
 		d6Before = true
 		defer func() { d6Before = false }()
-		if d6Allowed(r, *lost) {
-			t.Fatal("with the D6 allowance before, the session-lost violation was allowed")
+		if d6Allowed(r, *lost) || d6Allowed(r, *stuck) {
+			t.Fatalf("with the D6 allowance before, session-lost allowed %v, stuck allowed %v: want neither", d6Allowed(r, *lost), d6Allowed(r, *stuck))
 		}
 	})
 	t.Run("outcome-unknown", func(t *testing.T) {
