@@ -265,3 +265,48 @@ func TestAppendGoneBackupUnknown(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendGoneCarried (cold review rvbo M1): between s1's append on the
+// primary and its touch, s2 reads the append there and writes a record
+// based on it onto both copies (acknowledged), and then the primary loses
+// the key: s1's touch finds it gone, and its backup append is refused (the
+// backup copy changed). The append is carried by the record every read
+// now returns, so s1's answer is unknown, never "not found". The code
+// before (SetAppendGoneSure): not found.
+func TestAppendGoneCarried(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
+			e, d := newGoneEnv(t)
+			if broken {
+				memcached.SetAppendGoneSure(e.s1)
+			}
+			ctx := context.Background()
+			en, cur, delta := e.lockDelta(t)
+			d.on(e.key, e.primary, func() {
+				en2, err := e.s2.Get(ctx, e.key)
+				require.NoError(t, err)
+				based, err := rec.Decode(en2.Value)
+				require.NoError(t, err)
+				require.Equal(t, cur.Seq+1, based.Seq, "s2 read s1's append")
+				based.Seq++
+				based.Locked = false
+				_, err = e.s2.CompareAndSwap(ctx, e.key, based.Encode(), en2.CAS, time.Minute)
+				require.NoError(t, err, "s2's write based on s1's append is acknowledged")
+				require.NoError(t, raw(t, e.primary).Delete(e.key)) // the primary loses the key before s1's touch
+			})
+			_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+			require.Equal(t, "pipelined", d.pathOf(e.key, e.primary))
+			got, gerr := e.s1.Get(ctx, e.key)
+			require.NoError(t, gerr)
+			h, derr := rec.Decode(got.Value)
+			require.NoError(t, derr)
+			require.Equal(t, cur.Seq+2, h.Seq, "the record read carries s1's append (s2's, based on it)")
+			if broken {
+				require.ErrorIs(t, err, provider.ErrNotFound)
+				require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
+				return
+			}
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+		})
+	}
+}

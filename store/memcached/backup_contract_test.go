@@ -308,3 +308,45 @@ func recordSeq(v []byte) uint64 {
 	}
 	return seq
 }
+
+// TestUnknownPrimaryWriteOneView (cold review rvbo M2): s1's write lands
+// on the primary and its reply is lost (the connection closed): unknown,
+// and s1 takes the primary for down. Its backup half is sent all the same
+// (the answer is unknown whatever it does), so s1, now reading the backup
+// copy, and s2, reading the primary, both read the write, as when both
+// halves went in parallel. With SetNoBackupAfterUnknown (bocontract's
+// first version) s1 reads the old copy while s2 reads the write.
+func TestUnknownPrimaryWriteOneView(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fix", true: "no-backup-after-unknown"}[broken], func(t *testing.T) {
+			ctx := context.Background()
+			var w writeOnce
+			e := newAppendEnvDial(t, false, w.dial)
+			if broken {
+				memcached.SetNoBackupAfterUnknown(e.s1)
+			}
+			en, next, _ := readLocking(t, e.s1, e.key)
+			value := next.Encode()
+			mp := raw(t, e.primary)
+			w.arm(e.primary, "ms "+e.key+" ", func(c net.Conn, b []byte) (int, error) {
+				n, err := c.Write(b)
+				require.True(t, testwait.Poll(5*time.Second, func() bool { return holdsValue(mp, e.key, value) }), "the primary took the write")
+				_ = c.Close() // its reply is lost
+				return n, err
+			})
+			_, err := e.s1.CompareAndSwap(ctx, e.key, value, en.CAS, time.Minute)
+			require.True(t, w.hit())
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			g1, err := e.s1.Get(ctx, e.key)
+			require.NoError(t, err)
+			g2, err := e.s2.Get(ctx, e.key)
+			require.NoError(t, err)
+			require.Equal(t, string(value), string(g2.Value), "s2 reads the primary, which took the write")
+			if broken {
+				require.NotEqual(t, string(value), string(g1.Value), "the broken variant: s1 reads the backup copy's old record")
+				return
+			}
+			require.Equal(t, string(value), string(g1.Value), "s1, taking the primary for down, reads the write on the backup copy")
+		})
+	}
+}

@@ -644,9 +644,15 @@ func SetBackupParallel(s *Store) { s.hooks.backupParallel = true }
 
 // SetAppendGoneSure makes a BackupOn CompareAndAppend whose primary copy
 // was gone by its touch answer "not found" though its backup append's
-// outcome is unknown, as before the cold re-audit audit4 (a broken
-// variant of TestAppendGoneBackupUnknown).
+// outcome is unknown, or it was refused by a copy that changed, as before
+// the cold re-audit audit4 and the cold review rvbo (a broken variant of
+// TestAppendGoneBackupUnknown and TestAppendGoneCarried).
 func SetAppendGoneSure(s *Store) { s.hooks.appendGoneSure = true }
+
+// SetNoBackupAfterUnknown makes a BackupOn write whose primary outcome is
+// unknown send no backup half, as bocontract first did (a broken variant
+// of TestUnknownPrimaryWriteOneView).
+func SetNoBackupAfterUnknown(s *Store) { s.hooks.noBackupAfterUnknown = true }
 
 // SetBeforePutBack installs f, called when a split Add's settle read both
 // copies and is about to write one of them.

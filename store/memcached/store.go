@@ -403,7 +403,8 @@ type testHooks struct {
 	completeOwnOverPromise   bool                        // broken variant (rv-undo7 m1): the writer's own completion ignores a promise on P
 	undoBothHeldUntouched    bool                        // the code before (helper undom's model finding): an append's undo that finds both copies holding the write acknowledges without touching P
 	backupParallel           bool                        // the code before (bocontract): BackupOn sends a write's backup half in parallel with its primary half, and leaves it where it landed when the primary refused the write
-	appendGoneSure           bool                        // the code before (audit4): an append gone from the primary by its touch answers not found though its backup append's outcome is unknown
+	appendGoneSure           bool                        // the code before (audit4, rvbo M1): an append gone from the primary by its touch answers not found though its backup append's outcome is unknown or it was refused by a changed copy
+	noBackupAfterUnknown     bool                        // the code before (rvbo M2): a BackupOn write whose primary outcome is unknown sends no backup half
 	landedConflict           bool                        // the code before (sixth session, d4): BackupOn's write that landed on the primary and was then replaced, lost or cut off there before its backup half completed answers ErrCASConflict
 	appendGoneIgnored        bool                        // the code before review-oc31 F2: a witness append stored whose touch answered EN counts as stored
 	appendBlankStored        bool                        // the first fix of review-oc31 F2: an append's touch that finds a blank where the append stored counts the copy stored (the model's AppendStrayStored)
@@ -700,14 +701,17 @@ func entry(n *node, value []byte, cas uint64) (provider.Entry, error) {
 	return provider.Entry{Value: value, CAS: t}, nil
 }
 
-// Add stores value under key if the key is absent, on the primary and the
-// backup in parallel. It returns ErrExists when the key is present on both
-// copies. An Add whose halves split (one copy took it, the other refused
-// it: another Add of the key crossed it, or one copy had lost the key)
+// Add stores value under key if the key is absent, on the primary and
+// then, once the primary took it (or its outcome there is unknown), on
+// the backup (primaryThenBackup). It returns ErrExists when the primary
+// holds the key, having written nothing. An Add the primary took whose
+// backup add is refused (the backup copy holds a record the primary had
+// lost, or one a process that takes the primary for down added there)
 // brings the copies to one value (settleSplitAdd) and returns
-// ErrOutcomeUnknown: its value was on one copy, where others may have
-// read it, and may be the one kept. It returns when the settle ends, or
-// one Timeout past ctx's deadline while the settle goes on (settleAdd).
+// ErrOutcomeUnknown: its value was on the primary, where others may have
+// read it, and may not be the one kept. It returns when the settle ends,
+// or one Timeout past ctx's deadline while the settle goes on
+// (settleAdd).
 func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
 	if err := s.begin(ctx, key); err != nil {
 		return 0, err
@@ -751,7 +755,10 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	}
 	var added bakVersion // the backup copy added, when value is a record
 	backup := s.backupWrite(rt, func(b *node, key string) error {
-		cas, err := b.mset(ctx, key, value, exp, true, 0)
+		// Without the caller's cancellation, as every backup half: a
+		// deadline between the two halves must not leave an Add the
+		// primary took on the primary only (cold review rvbo).
+		cas, err := b.mset(context.WithoutCancel(ctx), key, value, exp, true, 0)
 		if err == nil {
 			if h, perr := record.Parse(value); perr == nil {
 				added = bakVersion{cas: cas, seq: h.Seq}
@@ -797,24 +804,33 @@ func (s *Store) tookErr(rt route, err error) error {
 	return fmt.Errorf("memcached: %s: the primary took this write, and completing its backup copy failed (%v): %w", rt.key, err, provider.ErrOutcomeUnknown)
 }
 
-// primaryThenBackup runs a BackupOn write's primary half, then, only when
-// it succeeded, its backup half (when not nil): a write the primary
-// refused, or that failed there, touched no other copy, so that its
-// "not written" answers are certain (doc.go, "The unknown-outcome
-// contract"). With the test hook backupParallel, the code before: both
+// primaryThenBackup runs a BackupOn write's primary half, then its
+// backup half (when not nil) only when the primary took the write or its
+// outcome there is unknown: a write the primary refused, or that failed
+// there unsent, touched no other copy, so that its "not written" answers
+// are certain (doc.go, "The unknown-outcome contract"). A write whose
+// primary outcome is unknown is answered unknown whatever its backup half
+// does, and its backup half is sent so that a process that now takes the
+// primary for down (this one: the failure marked it) reads what the
+// primary may hold, as every process did when both halves went in
+// parallel (cold review rvbo M2; with the test hook noBackupAfterUnknown,
+// not sent). With the test hook backupParallel, the code before: both
 // halves in parallel, and nothing undone when the primary refused.
 func (s *Store) primaryThenBackup(primary, backup func() error) (perr, berr error) {
 	if s.hooks.backupParallel {
 		return parallel(primary, backup)
 	}
-	if perr = primary(); perr != nil || backup == nil {
+	perr = primary()
+	if backup == nil || perr != nil && (!errors.Is(perr, provider.ErrOutcomeUnknown) || s.hooks.noBackupAfterUnknown) {
 		return perr, nil
 	}
-	return nil, backup()
+	return perr, backup()
 }
 
 // CompareAndSwap replaces the value under key if its CAS token (from Get)
-// is still current, writing the backup copy in parallel. A token from a
+// is still current, writing the backup copy once the primary took it
+// (primaryThenBackup; with the witness, both data copies in parallel:
+// docs/replication.md). A token from a
 // node that no longer serves the key returns ErrCASConflict. It returns
 // the new token (0 on the text path, which cannot report it).
 func (s *Store) CompareAndSwap(ctx context.Context, key string, value []byte, cas uint64, ttl time.Duration) (uint64, error) {
@@ -899,7 +915,7 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 // the key's TTL, in one round trip to the primary (`ms <key> <len> MA
 // C<cas>` and `mg <key> T<exp>` pipelined: memcached's append keeps the
 // item's expiry). A key with a backup copy gets the same append and touch
-// on its backup copy in parallel, conditioned on the backup copy's own
+// on its backup copy once the primary's landed, conditioned on the backup copy's own
 // CAS, when this Store knows that the backup copy holds what the primary
 // holds at cas (it wrote both, or read both, last: backup_append.go); a
 // backup append that is refused is completed with the whole record, read
@@ -966,19 +982,27 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		// change on, as Touch's does ("the backup copy lives on"); the
 		// next read restores the primary from it. Answering not found
 		// for a change on the backup copy raced that restore
-		// (review-oc31 F1). A backup append whose outcome is unknown
-		// (its reply lost) may hold the change the next read restores:
-		// the answer is unknown then, never "not found" (cold re-audit
-		// audit4); refused, it holds nothing and the key is gone.
+		// (review-oc31 F1). The primary held the append until it was
+		// gone, and a reader may have read it there and written a record
+		// based on it onto both copies: a backup append refused because
+		// the backup copy changed (a conflict), or whose outcome is
+		// unknown (its reply lost: it may hold the change the next read
+		// restores), leaves the answer unknown, never "not found" (cold
+		// re-audit audit4; cold review rvbo M1). A backup copy gone too
+		// (not found, or gone by its own touch) holds nothing: the key
+		// is gone.
 		switch {
 		case ba.newCAS != 0:
 			aerr = nil
 		case s.hooks.backupParallel:
 		default:
-			if serr := ba.send(); serr == nil {
+			serr := ba.send()
+			switch {
+			case serr == nil:
 				aerr = nil
-			} else if errors.Is(serr, provider.ErrOutcomeUnknown) && !s.hooks.appendGoneSure {
-				aerr = fmt.Errorf("memcached: %s: append: the primary's copy was gone by its touch, and the backup append's outcome is unknown (%w): %w", rt.key, serr, provider.ErrOutcomeUnknown)
+			case s.hooks.appendGoneSure:
+			case errors.Is(serr, provider.ErrOutcomeUnknown), errors.Is(serr, provider.ErrCASConflict):
+				aerr = fmt.Errorf("memcached: %s: append: the primary's copy was gone by its touch, and the backup append was not stored (%w): %w", rt.key, serr, provider.ErrOutcomeUnknown)
 			}
 		}
 	}
