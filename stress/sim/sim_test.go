@@ -25,10 +25,17 @@ var (
 	flagAppends       = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
 	flagClientTimeout = flag.Duration("client-timeout", 0, "TestSim, TestSimTiered, TestReplay: the memcached Stores' client timeout (default DefaultParams' 300 ms, the independent fault test's; the store's own default, 500 ms, is its Config's zero value)")
 	flagTiered        = flag.Bool("tiered", false, "TestReplay (TestSim skips): the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
+	flagNodes         = flag.Int("nodes", 0, "TestSim, TestSimTiered, TestReplay: the memcached nodes (Params.Nodes; default DefaultParams' 3); each session's placement takes 3 of them (the witness scheme's P, Q and W)")
 )
 
 func params() Params {
 	p := DefaultParams()
+	switch {
+	case *flagNodes < 0:
+		panic(fmt.Sprintf("-nodes %d: want 1 or more (0: DefaultParams' %d)", *flagNodes, p.Nodes))
+	case *flagNodes > 0:
+		p.Nodes = *flagNodes
+	}
 	if *flagKinds != "" {
 		for _, k := range strings.Split(*flagKinds, ",") {
 			p.Kinds = append(p.Kinds, FaultKind(k))
@@ -111,6 +118,9 @@ func report(r *Result) string {
 	case r.Params.appends:
 		mode += " -appends"
 	}
+	if r.Params.Nodes != DefaultParams().Nodes && !(r.Params.appends && r.Params.Nodes == 1) {
+		mode += fmt.Sprintf(" -nodes %d", r.Params.Nodes)
+	}
 
 	if r.Params.Tiered {
 		mode += " -tiered"
@@ -170,7 +180,7 @@ func sweep(t *testing.T, name string, p Params, n int) ([]*Result, *tally, *Cove
 	results := runSeeds(t, *flagFirst, n, p)
 	took := time.Since(start)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d seeds of %d requests in %v (%.1f seeds/s)\n", name, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
+	fmt.Fprintf(&b, "%s: %d nodes, %d seeds of %d requests in %v (%.1f seeds/s)\n", name, p.Nodes, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
 	tl := newTally(results)
 	tl.print(&b)
 	cov := NewCoverage()
