@@ -684,3 +684,24 @@ func TestAbandonCheckerCatchesSeqStamp(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayLineCarriesNodes runs one flush-all seed on 5 nodes: the
+// fault must strike all five (the run has them), and the seed's replay
+// line must carry -nodes 5, which DefaultParams' 3 nodes and one copy
+// (-one-copy) leave out, so that a replay runs on the seed's nodes.
+func TestReplayLineCarriesNodes(t *testing.T) {
+	p := DefaultParams()
+	p.Nodes, p.Kinds = 5, []FaultKind{FaultFlushAll}
+	res := runSeed(t, 1, p)
+	if len(res.Hits) == 0 || len(res.Hits[0].Nodes) != 5 {
+		t.Fatalf("flush-all on 5 nodes struck %v, want nodes 0 to 4", res.Hits)
+	}
+	if rep := report(res); !strings.Contains(rep, "-run TestReplay -seed 1 -nodes 5 -kinds flush-all") {
+		t.Errorf("replay line without -nodes 5:\n%s", rep)
+	}
+	for _, q := range []Params{DefaultParams(), oneCopy(DefaultParams())} {
+		if rep := report(&Result{Seed: 1, Params: q}); strings.Contains(rep, "-nodes") {
+			t.Errorf("%d nodes: replay line with -nodes:\n%s", q.Nodes, rep)
+		}
+	}
+}
