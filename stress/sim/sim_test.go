@@ -25,10 +25,17 @@ var (
 	flagAppends       = flag.Bool("appends", false, "TestSim, TestReplay: the provider appends lock changes as deltas on every node count (with two or more, to the backup copy too), as production does; off, only -one-copy appends")
 	flagClientTimeout = flag.Duration("client-timeout", 0, "TestSim, TestSimTiered, TestReplay: the memcached Stores' client timeout (default DefaultParams' 300 ms, the independent fault test's; the store's own default, 500 ms, is its Config's zero value)")
 	flagTiered        = flag.Bool("tiered", false, "TestReplay (TestSim skips): the tiered store (memcached cache over a simulated durable tier), as TestSimTiered runs it")
+	flagNodes         = flag.Int("nodes", 0, "TestSim, TestSimTiered, TestReplay: the memcached nodes (Params.Nodes; default DefaultParams' 3); each session's placement takes 3 of them (the witness scheme's P, Q and W)")
 )
 
 func params() Params {
 	p := DefaultParams()
+	switch {
+	case *flagNodes < 0:
+		panic(fmt.Sprintf("-nodes %d: want 1 or more (0: DefaultParams' %d)", *flagNodes, p.Nodes))
+	case *flagNodes > 0:
+		p.Nodes = *flagNodes
+	}
 	if *flagKinds != "" {
 		for _, k := range strings.Split(*flagKinds, ",") {
 			p.Kinds = append(p.Kinds, FaultKind(k))
@@ -111,6 +118,9 @@ func report(r *Result) string {
 	case r.Params.appends:
 		mode += " -appends"
 	}
+	if r.Params.Nodes != DefaultParams().Nodes && !(r.Params.appends && r.Params.Nodes == 1) {
+		mode += fmt.Sprintf(" -nodes %d", r.Params.Nodes)
+	}
 
 	if r.Params.Tiered {
 		mode += " -tiered"
@@ -170,7 +180,7 @@ func sweep(t *testing.T, name string, p Params, n int) ([]*Result, *tally, *Cove
 	results := runSeeds(t, *flagFirst, n, p)
 	took := time.Since(start)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d seeds of %d requests in %v (%.1f seeds/s)\n", name, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
+	fmt.Fprintf(&b, "%s: %d nodes, %d seeds of %d requests in %v (%.1f seeds/s)\n", name, p.Nodes, n, p.Ops(), took.Round(time.Millisecond), float64(n)/took.Seconds())
 	tl := newTally(results)
 	tl.print(&b)
 	cov := NewCoverage()
@@ -686,6 +696,27 @@ func TestAbandonCheckerCatchesSeqStamp(t *testing.T) {
 			t.Errorf("stamp moved by every write: the checker reported no %s:\n%s", InvStuckWhileWritten, report(r))
 		} else if seed == 1 {
 			t.Logf("stamp moved by every write:\n%s", report(r))
+		}
+	}
+}
+
+// TestReplayLineCarriesNodes runs one flush-all seed on 5 nodes: the
+// fault must strike all five (the run has them), and the seed's replay
+// line must carry -nodes 5, which DefaultParams' 3 nodes and one copy
+// (-one-copy) leave out, so that a replay runs on the seed's nodes.
+func TestReplayLineCarriesNodes(t *testing.T) {
+	p := DefaultParams()
+	p.Nodes, p.Kinds = 5, []FaultKind{FaultFlushAll}
+	res := runSeed(t, 1, p)
+	if len(res.Hits) == 0 || len(res.Hits[0].Nodes) != 5 {
+		t.Fatalf("flush-all on 5 nodes struck %v, want nodes 0 to 4", res.Hits)
+	}
+	if rep := report(res); !strings.Contains(rep, "-run TestReplay -seed 1 -nodes 5 -kinds flush-all") {
+		t.Errorf("replay line without -nodes 5:\n%s", rep)
+	}
+	for _, q := range []Params{DefaultParams(), oneCopy(DefaultParams())} {
+		if rep := report(&Result{Seed: 1, Params: q}); strings.Contains(rep, "-nodes") {
+			t.Errorf("%d nodes: replay line with -nodes:\n%s", q.Nodes, rep)
 		}
 	}
 }

@@ -204,7 +204,7 @@ func TestSimTiered(t *testing.T) {
 		t.Skip("run with -seeds N (scripts/test.sh stage sim, make sim)")
 	}
 	p := tieredParams()
-	p.Kinds, p.Backup, p.Timeout = params().Kinds, params().Backup, params().Timeout
+	p.Kinds, p.Backup, p.Timeout, p.Nodes = params().Kinds, params().Backup, params().Timeout, params().Nodes
 	results, tl, cov := sweep(t, "tiered, backup "+p.scheme().String(), p, max(len(p.kinds())*4, *flagSeeds/6))
 	var st tiered.Stats
 	for _, r := range results {
