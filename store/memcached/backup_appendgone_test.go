@@ -231,39 +231,33 @@ func TestAppendGoneOnBoth(t *testing.T) {
 // read restores, so the answer is unknown, never "not found". The code
 // before (SetAppendGoneSure) answered not found.
 func TestAppendGoneBackupUnknown(t *testing.T) {
-	for _, broken := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
-			e, d := newGoneEnv(t)
-			if broken {
-				memcached.SetAppendGoneSure(e.s1)
-			}
-			ctx := context.Background()
-			en, cur, delta := e.lockDelta(t)
-			d.on(e.key, e.primary, func() { require.NoError(t, raw(t, e.primary).Delete(e.key)) })
-			d.on(e.bakKey, e.backup, func() {})
-			d.mu.Lock()
-			d.cut[goneAt{e.bakKey, e.backup}] = true
-			d.mu.Unlock()
-			_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
-			require.Equal(t, "pipelined", d.pathOf(e.bakKey, e.backup), "the backup append ran and was cut")
-			p, b := e.copies(t)
-			require.Nil(t, p, "the primary's copy is gone")
-			require.NotNil(t, b, "the backup copy holds the append")
-			require.Equal(t, cur.Seq+1, b.Seq)
-			if broken {
-				require.ErrorIs(t, err, provider.ErrNotFound)
-				require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
-			} else {
-				require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
-			}
-			// The change the caller was told of either way is read back.
-			got, err := e.s2.Get(ctx, e.key)
-			require.NoError(t, err)
-			h, err := rec.Decode(got.Value)
-			require.NoError(t, err)
-			require.Equal(t, cur.Seq+1, h.Seq, "the next read restores the change from the backup copy")
-		})
-	}
+	appendGoneCases(t, func(t *testing.T, broken bool, e *appendEnv, d *goneDialer) {
+		ctx := context.Background()
+		en, cur, delta := e.lockDelta(t)
+		d.on(e.key, e.primary, func() { require.NoError(t, raw(t, e.primary).Delete(e.key)) })
+		d.on(e.bakKey, e.backup, func() {})
+		d.mu.Lock()
+		d.cut[goneAt{e.bakKey, e.backup}] = true
+		d.mu.Unlock()
+		_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+		require.Equal(t, "pipelined", d.pathOf(e.bakKey, e.backup), "the backup append ran and was cut")
+		p, b := e.copies(t)
+		require.Nil(t, p, "the primary's copy is gone")
+		require.NotNil(t, b, "the backup copy holds the append")
+		require.Equal(t, cur.Seq+1, b.Seq)
+		if broken {
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
+		} else {
+			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+		}
+		// The change the caller was told of either way is read back.
+		got, err := e.s2.Get(ctx, e.key)
+		require.NoError(t, err)
+		h, err := rec.Decode(got.Value)
+		require.NoError(t, err)
+		require.Equal(t, cur.Seq+1, h.Seq, "the next read restores the change from the backup copy")
+	})
 }
 
 // TestAppendGoneCarried (cold review rvbo M1): between s1's append on the
@@ -274,39 +268,48 @@ func TestAppendGoneBackupUnknown(t *testing.T) {
 // now returns, so s1's answer is unknown, never "not found". The code
 // before (SetAppendGoneSure): not found.
 func TestAppendGoneCarried(t *testing.T) {
+	appendGoneCases(t, func(t *testing.T, broken bool, e *appendEnv, d *goneDialer) {
+		ctx := context.Background()
+		en, cur, delta := e.lockDelta(t)
+		d.on(e.key, e.primary, func() {
+			en2, err := e.s2.Get(ctx, e.key)
+			require.NoError(t, err)
+			based, err := rec.Decode(en2.Value)
+			require.NoError(t, err)
+			require.Equal(t, cur.Seq+1, based.Seq, "s2 read s1's append")
+			based.Seq++
+			based.Locked = false
+			_, err = e.s2.CompareAndSwap(ctx, e.key, based.Encode(), en2.CAS, time.Minute)
+			require.NoError(t, err, "s2's write based on s1's append is acknowledged")
+			require.NoError(t, raw(t, e.primary).Delete(e.key)) // the primary loses the key before s1's touch
+		})
+		_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
+		require.Equal(t, "pipelined", d.pathOf(e.key, e.primary))
+		got, gerr := e.s1.Get(ctx, e.key)
+		require.NoError(t, gerr)
+		h, derr := rec.Decode(got.Value)
+		require.NoError(t, derr)
+		require.Equal(t, cur.Seq+2, h.Seq, "the record read carries s1's append (s2's, based on it)")
+		if broken {
+			require.ErrorIs(t, err, provider.ErrNotFound)
+			require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
+			return
+		}
+		require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+	})
+}
+
+// appendGoneCases runs f on a fresh goneDialer appendEnv: as the Store is
+// ("fix"), and with SetAppendGoneSure on s1, the code before
+// ("code-before").
+func appendGoneCases(t *testing.T, f func(t *testing.T, broken bool, e *appendEnv, d *goneDialer)) {
 	for _, broken := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fix", true: "code-before"}[broken], func(t *testing.T) {
 			e, d := newGoneEnv(t)
 			if broken {
 				memcached.SetAppendGoneSure(e.s1)
 			}
-			ctx := context.Background()
-			en, cur, delta := e.lockDelta(t)
-			d.on(e.key, e.primary, func() {
-				en2, err := e.s2.Get(ctx, e.key)
-				require.NoError(t, err)
-				based, err := rec.Decode(en2.Value)
-				require.NoError(t, err)
-				require.Equal(t, cur.Seq+1, based.Seq, "s2 read s1's append")
-				based.Seq++
-				based.Locked = false
-				_, err = e.s2.CompareAndSwap(ctx, e.key, based.Encode(), en2.CAS, time.Minute)
-				require.NoError(t, err, "s2's write based on s1's append is acknowledged")
-				require.NoError(t, raw(t, e.primary).Delete(e.key)) // the primary loses the key before s1's touch
-			})
-			_, _, err := e.s1.CompareAndAppend(ctx, e.key, delta, en.CAS, time.Minute)
-			require.Equal(t, "pipelined", d.pathOf(e.key, e.primary))
-			got, gerr := e.s1.Get(ctx, e.key)
-			require.NoError(t, gerr)
-			h, derr := rec.Decode(got.Value)
-			require.NoError(t, derr)
-			require.Equal(t, cur.Seq+2, h.Seq, "the record read carries s1's append (s2's, based on it)")
-			if broken {
-				require.ErrorIs(t, err, provider.ErrNotFound)
-				require.NotErrorIs(t, err, provider.ErrOutcomeUnknown, "the code before: not found")
-				return
-			}
-			require.ErrorIs(t, err, provider.ErrOutcomeUnknown)
+			f(t, broken, e, d)
 		})
 	}
 }
