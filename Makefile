@@ -87,13 +87,8 @@ sim:
 # command line: go run ./stress -backend memcached -managed 3 -procs 3
 # -requests -1 -duration 52s -flush-count 6 -fault-spacing 8s
 # -spaced-restart -repair-every 3s -idle-sessions 16
-# Then TestRealFaultsFourNodes: kill -9 and SIGSTOP of one of four real
-# memcached nodes, three app processes, TestRealFaults' requirements
-# (about 40 s; not in make test's faults stage, whose 4-minute budget it
-# would crowd).
 soak:
 	cd stress && SESSIONLOCK_SOAK=1 SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -count=1 -p 1 -timeout 20m -v -run 'TestSoak' ./internal/harness
-	cd stress && SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 $(GO) test -count=1 -p 1 -timeout 5m -v -run 'TestRealFaultsFourNodes' ./internal/harness
 
 # model: the replication protocol's model check in its larger scopes
 # (about 4 minutes of CPU; docs/replication.md gives the state counts).

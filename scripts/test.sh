@@ -62,8 +62,10 @@ stage sim sim_stage
 # requirements, but for the open items listed by name; the opt-in
 # BackupOn's (backup-on/*) known defects are reported as expected
 # failures naming the defect; expiry-skew-* move one node's item expiries
-# (copies expiring at different instants). About 170 s; its Redis
-# Cluster fault runs are in the redis stage.
+# (copies expiring at different instants). TestRealFaultsFourNodes (the
+# -run pattern matches it too: about 20 s) kills and pauses one of four
+# nodes. About 190 s in all; the Redis Cluster fault runs are in the
+# redis stage.
 stage faults env SESSIONLOCK_FAULTS=1 SESSIONLOCK_REQUIRE_SERVERS=1 bash -c "cd stress && $GO test -p 1 -count=1 -timeout 4m -v -run 'TestRealFaults' ./internal/harness"
 
 # The replication protocol's exhaustive small-scope model check
