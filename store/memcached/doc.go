@@ -72,7 +72,10 @@
 // half of a write (CompareAndSwap, Add, CompareAndAppend) is sent only
 // after its primary half succeeded. A write the primary refused, or that
 // failed there before it was sent, touched nothing; one whose primary
-// request may have landed (its reply lost) answers ErrOutcomeUnknown; one
+// request may have landed (its reply lost) answers ErrOutcomeUnknown, its
+// backup half sent all the same, so that a process that now takes the
+// primary for down reads what the primary may hold (cold review rvbo
+// M2); one
 // the primary took answers success or, when the primary lost it before its
 // backup copy held it, ErrOutcomeUnknown (landedErr), never "not written".
 // So no process, reading the primary, a repair's restore from the backup

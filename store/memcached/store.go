@@ -776,8 +776,9 @@ func (s *Store) addPrimary(ctx context.Context, rt route, value []byte, exp int3
 	perr, berr := s.primaryThenBackup(primary, backup)
 	switch {
 	case perr != nil:
-		// The backup half was not sent (doc.go, "The unknown-outcome
-		// contract"): perr tells what was written.
+		// Refused or failed unsent at the primary: the backup half was
+		// not sent (doc.go, "The unknown-outcome contract"). Of unknown
+		// outcome there: it was sent, and the answer stays unknown.
 		return 0, perr
 	case backup != nil && errors.Is(berr, provider.ErrExists):
 		// The backup node holds a copy the primary had lost (or one a
@@ -895,9 +896,10 @@ func (s *Store) casPrimary(ctx context.Context, rt route, value []byte, cas uint
 		return err
 	}
 	if perr, _ := s.primaryThenBackup(primary, backup); perr != nil {
-		// Refused: nothing was written. Failed (the primary is now
-		// marked down): perr says ErrOutcomeUnknown when the request
-		// may have landed there. The backup half was not sent.
+		// Refused: nothing was written, the backup half not sent.
+		// Failed (the primary is now marked down): perr says
+		// ErrOutcomeUnknown when the request may have landed there,
+		// and the backup half was then sent too (primaryThenBackup).
 		return 0, perr
 	}
 	if bw != nil {
@@ -1007,9 +1009,11 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		}
 	}
 	if aerr != nil {
-		// The backup append was not sent (doc.go, "The unknown-outcome
-		// contract"); with the test hook backupParallel it may have
-		// landed, and stays.
+		// Refused or failed unsent at the primary: the backup append
+		// was not sent (doc.go, "The unknown-outcome contract"); of
+		// unknown outcome there, it was, and the answer stays unknown;
+		// with the test hook backupParallel it may have landed, and
+		// stays.
 		return 0, touched, aerr
 	}
 	if ba != nil {
