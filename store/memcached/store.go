@@ -993,20 +993,7 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 		// re-audit audit4; cold review rvbo M1). A backup copy gone too
 		// (not found, or gone by its own touch) holds nothing: the key
 		// is gone.
-		switch {
-		case ba.newCAS != 0:
-			aerr = nil
-		case s.hooks.backupParallel:
-		default:
-			serr := ba.send()
-			switch {
-			case serr == nil:
-				aerr = nil
-			case s.hooks.appendGoneSure:
-			case errors.Is(serr, provider.ErrOutcomeUnknown), errors.Is(serr, provider.ErrCASConflict):
-				aerr = fmt.Errorf("memcached: %s: append: the primary's copy was gone by its touch, and the backup append was not stored (%w): %w", rt.key, serr, provider.ErrOutcomeUnknown)
-			}
-		}
+		aerr = s.appendGone(rt, ba, aerr)
 	}
 	if aerr != nil {
 		// Refused or failed unsent at the primary: the backup append
@@ -1023,6 +1010,27 @@ func (s *Store) CompareAndAppend(ctx context.Context, key string, delta []byte, 
 	}
 	newCAS, err = newToken(rt.p, mnew)
 	return newCAS, touched, err
+}
+
+// appendGone is CompareAndAppend's answer when the primary's append was
+// stored and then gone by its touch (aerr, errAppendedGone): the backup
+// append is sent (landed in parallel already with the test hook
+// backupParallel); stored, success; refused by a changed copy or of
+// unknown outcome, unknown; the backup copy gone too, aerr.
+func (s *Store) appendGone(rt route, ba *bakAppend, aerr error) error {
+	if ba.newCAS == 0 && !s.hooks.backupParallel {
+		ba.send()
+	}
+	serr := ba.err
+	switch {
+	case ba.newCAS != 0:
+		return nil
+	case s.hooks.backupParallel || s.hooks.appendGoneSure:
+		return aerr
+	case errors.Is(serr, provider.ErrOutcomeUnknown), errors.Is(serr, provider.ErrCASConflict):
+		return fmt.Errorf("memcached: %s: append: the primary's copy was gone by its touch, and the backup append was not stored (%w): %w", rt.key, serr, provider.ErrOutcomeUnknown)
+	}
+	return aerr
 }
 
 // Touch sets the TTL of both copies. It succeeds when either copy was
